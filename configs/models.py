@@ -1,0 +1,59 @@
+"""Model presets: the architectures the papers train, and a `tiny` one that runs on a CPU.
+
+`get(name, **overrides)` returns a `LlavaConfig`; overrides set dtype, param_dtype, remat or
+attention_impl on both towers (e.g. `get("llava-1.5-13b", dtype="bfloat16", remat="full")`).
+Real weights come from `python -m mathvlm.convert`; the presets let the trainer build abstract
+models (no allocation) for compile-only memory checks and let sweeps name a size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from mathvlm.models.llm import LlamaConfig
+from mathvlm.models.vit import CLIPVisionConfig
+from mathvlm.models.vlm import LlavaConfig
+
+# openai/clip-vit-large-patch14-336: LLaVA-1.5's and MAVIS's starting vision tower.
+CLIP_L14_336 = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_layers=24,
+                                num_heads=16, image_size=336, patch_size=14)
+
+
+def _vicuna(hidden, inter, layers, heads) -> LlamaConfig:
+  # llava-hf's Vicuna-v1.5 vocabulary: 32000 + <image> + padding to 32064.
+  return LlamaConfig(vocab_size=32064, hidden_size=hidden, intermediate_size=inter,
+                     num_layers=layers, num_heads=heads, num_kv_heads=heads, rms_norm_eps=1e-5,
+                     max_position_embeddings=4096, pad_token_id=0)
+
+
+PRESETS = {
+    "tiny": LlavaConfig(
+        vision=CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_layers=4, num_heads=4,
+                                image_size=56, patch_size=14),
+        text=LlamaConfig(vocab_size=1024, hidden_size=128, intermediate_size=256, num_layers=4,
+                         num_heads=4, num_kv_heads=2, max_position_embeddings=1024),
+        image_token_id=3),
+    "llava-1.5-7b": LlavaConfig(vision=CLIP_L14_336, text=_vicuna(4096, 11008, 32, 32)),
+    "llava-1.5-13b": LlavaConfig(vision=CLIP_L14_336, text=_vicuna(5120, 13824, 40, 40)),
+    # MAVIS: CLIP-Math (ViT-L/14-336 architecture) + MAmmoTH2-7B, a MistralForCausalLM.
+    "mavis-7b": LlavaConfig(
+        vision=CLIP_L14_336,
+        text=LlamaConfig(vocab_size=32000, hidden_size=4096, intermediate_size=14336,
+                         num_layers=32, num_heads=32, num_kv_heads=8, rms_norm_eps=1e-5,
+                         rope_theta=1e6, max_position_embeddings=32768, model_type="mistral",
+                         sliding_window=None),
+        image_token_id=32000 - 1),
+}
+
+RUNTIME_FIELDS = ("dtype", "param_dtype", "remat", "attention_impl")
+
+
+def get(name: str, **overrides) -> LlavaConfig:
+  if name not in PRESETS:
+    raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
+  bad = set(overrides) - set(RUNTIME_FIELDS)
+  if bad:
+    raise ValueError(f"unknown model override(s) {sorted(bad)}; allowed: {RUNTIME_FIELDS}")
+  cfg = PRESETS[name]
+  return dataclasses.replace(cfg, vision=dataclasses.replace(cfg.vision, **overrides),
+                             text=dataclasses.replace(cfg.text, **overrides))

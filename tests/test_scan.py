@@ -1,0 +1,60 @@
+"""Layers are scanned: the compiled program does not grow with depth; remat changes no numbers."""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from mathvlm.models.llm import LlamaConfig, LlamaForCausalLM
+from mathvlm.models.vit import CLIPVisionConfig, CLIPVisionTransformer
+
+
+def _llm(layers, **kw):
+  cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=layers,
+                    num_heads=4, num_kv_heads=2, **kw)
+  return LlamaForCausalLM(cfg, rngs=nnx.Rngs(0))
+
+
+def _hlo_ops(model, *args):
+  graphdef, state = nnx.split(model)
+  fn = jax.jit(lambda s, *a: nnx.merge(graphdef, s)(*a))
+  text = fn.lower(state, *args).as_text()
+  # op names only: shapes (which carry the layer count) are not part of the program's size
+  return sorted(re.findall(r"= (?:\"?)([a-z_]+\.[a-z_\.]+)", text))
+
+
+def test_program_size_does_not_grow_with_depth():
+  ids = jnp.ones((2, 8), jnp.int32)
+  ops = _hlo_ops(_llm(2), ids)
+  assert "stablehlo.while" in ops and len(ops) > 100
+  assert ops == _hlo_ops(_llm(16), ids)
+  px = jnp.zeros((1, 28, 28, 3))
+  vit = lambda n: CLIPVisionTransformer(CLIPVisionConfig(
+      hidden_size=32, intermediate_size=64, num_layers=n, num_heads=4, image_size=28,
+      patch_size=14), rngs=nnx.Rngs(0))
+  assert _hlo_ops(vit(2), px) == _hlo_ops(vit(16), px)
+
+
+@pytest.mark.parametrize("remat", ["full", "dots", "dots_no_batch"])
+def test_remat_policies_give_the_same_loss_and_gradients(remat):
+  ids = jnp.asarray(np.random.RandomState(0).randint(0, 64, (2, 8)))
+
+  def loss_and_grads(model):
+    def loss(m):
+      logits = m(ids)
+      return -jnp.mean(jax.nn.log_softmax(logits)[:, :-1].max(-1))
+    return nnx.value_and_grad(loss)(model)
+
+  base_loss, base_grads = loss_and_grads(_llm(3))
+  loss, grads = loss_and_grads(_llm(3, remat=remat))
+  np.testing.assert_allclose(loss, base_loss, rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(base_grads)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_unknown_remat_policy_is_named():
+  with pytest.raises(ValueError, match="unknown remat policy 'sometimes'"):
+    _llm(2, remat="sometimes")(jnp.ones((1, 4), jnp.int32))
