@@ -394,8 +394,8 @@ def _export_rules(kind: str) -> list[Rule]:
             Rule(("multi_modal_projector",), "multi_modal_projector.", "proj")]
   if kind == "llm":
     return [Rule((), "model."), Rule(("lm_head",), "lm_head.")]
-  if kind == "clip_vision":
-    return [Rule((), "vision_model.", "clip")]
+  if kind == "clip_vision":  # transformers 5 saves CLIPVisionModel without `vision_model.`
+    return [Rule((), "", "clip")]
   return rules_for("clip", None)  # type: ignore[arg-type]
 
 

@@ -234,3 +234,22 @@ def test_loads_straight_onto_an_8_device_mesh(llava_hf, tmp_path):
   out = _run("-c", SHARDED_LOAD, llava_hf[1], str(tmp_path / "ckpt"),
              env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
   assert out.startswith("ok")
+
+
+@pytest.mark.parametrize("kind", ["llama", "mistral", "clip_vision"])
+def test_plain_model_export_round_trip_reloads_in_transformers(tmp_path, kind):
+  if kind == "clip_vision":
+    ref_model, cls = H._randomise(tf.CLIPVisionModel(H.clip_vision_config()), 2), tf.CLIPVisionModel
+  else:
+    cfg = H.llama_config() if kind == "llama" else H.mistral_config()
+    ref_model = H.llm(2, cfg)
+    cls = tf.MistralForCausalLM if kind == "mistral" else tf.LlamaForCausalLM
+  src = H.save(ref_model, str(tmp_path / "src"))
+  model, cfg = convert.load_hf(src)
+  convert.export_hf(model, cfg, str(tmp_path / "back"))
+  a, b = _tensors(src), _tensors(str(tmp_path / "back"))
+  assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+  again = cls.from_pretrained(str(tmp_path / "back")).eval()
+  assert type(again.config) is type(ref_model.config)
+  if kind == "mistral":
+    assert again.config.sliding_window == ref_model.config.sliding_window

@@ -54,7 +54,8 @@ class CLIPVisionConfig:
         hidden_act=d.get("hidden_act", "quick_gelu"), **overrides)
 
   def to_hf(self) -> dict[str, Any]:
-    return dict(model_type="clip_vision_model", hidden_size=self.hidden_size,
+    return dict(model_type="clip_vision_model", architectures=["CLIPVisionModel"],
+                hidden_size=self.hidden_size,
                 intermediate_size=self.intermediate_size, num_hidden_layers=self.num_layers,
                 num_attention_heads=self.num_heads, image_size=self.image_size,
                 patch_size=self.patch_size, num_channels=self.num_channels,
