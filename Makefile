@@ -20,7 +20,7 @@ demo: venv
 	$(PY) -m mathvlm.demo --out out/demo
 
 test: venv
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist load
 
 bench: venv
 	$(PY) -m benchmarks.model_stack

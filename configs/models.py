@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from mathvlm.models.clip_text import CLIPConfig, CLIPTextConfig
 from mathvlm.models.llm import LlamaConfig
 from mathvlm.models.vit import CLIPVisionConfig
 from mathvlm.models.vlm import LlavaConfig
@@ -26,10 +27,12 @@ def _vicuna(hidden, inter, layers, heads) -> LlamaConfig:
                      max_position_embeddings=4096, pad_token_id=0)
 
 
+TINY_VISION = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_layers=4, num_heads=4,
+                               image_size=56, patch_size=14)
+
 PRESETS = {
     "tiny": LlavaConfig(
-        vision=CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_layers=4, num_heads=4,
-                                image_size=56, patch_size=14),
+        vision=TINY_VISION,
         text=LlamaConfig(vocab_size=1024, hidden_size=128, intermediate_size=256, num_layers=4,
                          num_heads=4, num_kv_heads=2, max_position_embeddings=1024),
         image_token_id=3),
@@ -45,15 +48,38 @@ PRESETS = {
         image_token_id=32000 - 1),
 }
 
+# CLIP models for MAVIS stage 1 (CLIP-Math starts from openai/clip-vit-large-patch14-336).
+CLIP_PRESETS = {
+    "tiny": CLIPConfig(
+        vision=TINY_VISION,
+        text=CLIPTextConfig(vocab_size=1024, hidden_size=64, intermediate_size=128, num_layers=2,
+                            num_heads=4, max_position_embeddings=64, eos_token_id=2),
+        projection_dim=64),
+    "clip-vit-l-336": CLIPConfig(vision=CLIP_L14_336, text=CLIPTextConfig(), projection_dim=768),
+}
+
+# Vision towers for Math-LLaVA's clarity / complexity scorers (a ViT-L/16 at 224 in the paper; here
+# the CLIP architecture, so CLIP weights can initialise it). The head size comes from the data.
+CLASSIFIER_PRESETS = {
+    "tiny": TINY_VISION,
+    "vit-l-16-224": CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_layers=24,
+                                     num_heads=16, image_size=224, patch_size=16),
+}
+
+FAMILIES = {"llava": PRESETS, "clip": CLIP_PRESETS, "classifier": CLASSIFIER_PRESETS}
 RUNTIME_FIELDS = ("dtype", "param_dtype", "remat", "attention_impl")
 
 
-def get(name: str, **overrides) -> LlavaConfig:
-  if name not in PRESETS:
-    raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
+def get(name: str, family: str = "llava", **overrides):
+  """The preset's config with runtime overrides applied to every tower."""
+  presets = FAMILIES[family]
+  if name not in presets:
+    raise ValueError(f"unknown {family} model preset {name!r}; choose one of {sorted(presets)}")
   bad = set(overrides) - set(RUNTIME_FIELDS)
   if bad:
     raise ValueError(f"unknown model override(s) {sorted(bad)}; allowed: {RUNTIME_FIELDS}")
-  cfg = PRESETS[name]
+  cfg = presets[name]
+  if isinstance(cfg, CLIPVisionConfig):
+    return dataclasses.replace(cfg, **overrides)
   return dataclasses.replace(cfg, vision=dataclasses.replace(cfg.vision, **overrides),
                              text=dataclasses.replace(cfg.text, **overrides))

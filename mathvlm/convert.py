@@ -37,7 +37,8 @@ from flax import nnx
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from mathvlm.models.clip_text import CLIP, CLIPConfig, CLIPTextConfig
+from mathvlm.models.classifier import ClassifierConfig, ImageClassifier
+from mathvlm.models.clip_text import CLIP, CLIPConfig
 from mathvlm.models.layers import dtype_of
 from mathvlm.models.llm import LlamaConfig, LlamaForCausalLM
 from mathvlm.models.vit import CLIPVisionConfig, CLIPVisionTransformer
@@ -233,6 +234,8 @@ def detect_kind(hf: dict[str, Any]) -> str:
 MODEL_CLASSES = {"llava": (Llava, LlavaConfig), "llava_original": (Llava, LlavaConfig),
                  "llm": (LlamaForCausalLM, LlamaConfig), "clip": (CLIP, CLIPConfig),
                  "clip_vision": (CLIPVisionTransformer, CLIPVisionConfig)}
+# Models that only our own checkpoints hold (no Hugging Face layout).
+CHECKPOINT_CLASSES = MODEL_CLASSES | {"classifier": (ImageClassifier, ClassifierConfig)}
 
 
 def config_from_hf(kind: str, hf: dict[str, Any], clip_hf: dict[str, Any] | None = None,
@@ -380,7 +383,7 @@ def load_llava(hf_dir: str, dtype: str = "float32", **kwargs) -> tuple[Llava, Ll
 # Export.
 
 def _kind_of(model: nnx.Module) -> str:
-  for kind, (cls, _) in MODEL_CLASSES.items():
+  for kind, (cls, _) in CHECKPOINT_CLASSES.items():
     if type(model) is cls:
       return kind
   raise ValueError(f"cannot export a {type(model).__name__}")
@@ -501,7 +504,7 @@ def load_checkpoint(ckpt_dir: str, sharding: Callable | None = None):
   if meta.get("format") != "mathvlm":
     raise CheckpointError(f"{ckpt_dir}/config.json is not a mathvlm checkpoint config (a Hugging "
                           "Face folder? use load_hf / --from-hf)")
-  model_cls, cfg_cls = MODEL_CLASSES[meta["kind"]]
+  model_cls, cfg_cls = CHECKPOINT_CLASSES[meta["kind"]]
   cfg = config_from_dict(cfg_cls, meta["config"])
   abstract = nnx.eval_shape(lambda: model_cls(cfg, rngs=nnx.Rngs(0)))
   sharding = sharding or _single_device

@@ -75,3 +75,29 @@ def param_sharding(mesh: Mesh, rules=DEFAULT_RULES) -> Callable:
     return NamedSharding(mesh, PartitionSpec(*spec))
 
   return fn
+
+
+def state_shardings(abstract_state, mesh: Mesh, rules=DEFAULT_RULES):
+  """NamedShardings for an nnx State (or any pytree of Variables / arrays) from the logical axis
+  names its Variables carry; leaves without names are replicated."""
+  from flax import nnx  # local: keeps this module importable without building models
+  fn = param_sharding(mesh, rules)
+
+  def one(x):
+    if isinstance(x, nnx.Variable):
+      names = x.get_metadata().get("out_sharding") or ()
+      return x.replace(fn(None, names, x.shape))
+    return NamedSharding(mesh, PartitionSpec())
+
+  return jax.tree.map(one, abstract_state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """The leading (batch) dimension over (data, fsdp); everything else replicated."""
+  return NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
+
+
+def global_batch(local: dict, mesh: Mesh) -> dict:
+  """Assembles each process's rows into global arrays sharded over (data, fsdp)."""
+  sharding = batch_sharding(mesh)
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}

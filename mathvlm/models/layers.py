@@ -49,8 +49,14 @@ class Dense(nnx.Linear):
   activations stay in the compute dtype.
   """
 
+  lora: nnx.LoRA | None = None   # attached by `mathvlm.models.lora.add_lora`
+  lora_scale: float = 1.0
+
   def __call__(self, x: Array) -> Array:
-    return super().__call__(x).astype(self.dtype or x.dtype)
+    y = super().__call__(x)
+    if self.lora is not None:
+      y = y + self.lora_scale * self.lora(x).astype(y.dtype)
+    return y.astype(self.dtype or x.dtype)
 
 
 def dense(din: int, dout: int, axes: tuple[str | None, str | None], *, bias: bool, cfg, rngs,

@@ -1,0 +1,130 @@
+"""What every recipe shares: the full set of fields (so a typo is an error), the argument parser
+for `file.py:key=value,...`, and the checks that run before anything is built.
+
+A recipe file is code: `get_config(arg)` starts from `base()`, sets the paper's values and returns a
+locked ConfigDict. Command-line overrides (`--config.optim.lr=2e-5`) can then only touch fields that
+exist.
+"""
+
+from __future__ import annotations
+
+import re
+
+import ml_collections
+
+from mathvlm.sharding import DEFAULT_RULES
+
+# Which model family each objective trains.
+FAMILY = {"lm": "llava", "dpo": "llava", "contrastive": "clip", "classify": "classifier"}
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+  """'model=llava-1.5-13b,data=mathv360k' -> ConfigDict over `defaults`; unknown keys fail."""
+  out = ml_collections.ConfigDict(defaults)
+  for part in filter(None, (arg or "").split(",")):
+    key, sep, value = part.partition("=")
+    if not sep:
+      raise ValueError(f"config argument {part!r} is not key=value")
+    if key not in defaults:
+      raise ValueError(f"unknown config argument {key!r}; known: {sorted(defaults)}")
+    kind = type(defaults[key])
+    out[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
+  return out
+
+
+def base(objective: str) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.objective = objective
+  c.seed = 0
+
+  c.model = ml_collections.ConfigDict(dict(
+      preset="tiny",          # configs/models.py; the family follows the objective
+      init_from="",           # HF folder, `python -m mathvlm.convert` checkpoint, or a workdir
+      clip_dir="",            # the CLIP checkpoint for an original-LLaVA-layout init_from
+      vision_init_from="",    # LLaVA only: vision tower from a CLIP-Math stage (workdir/ckpt/HF)
+      dtype="float32",        # compute dtype
+      param_dtype="float32",
+      remat="none",           # none | full | dots | dots_no_batch
+  ))
+  # What trains: (regex over parameter paths, 'trainable' | 'frozen'); first match wins, and a
+  # parameter no rule matches is an error. LoRA adapters are parameters like any other.
+  c.train_rules = ((".*", "trainable"),)
+  c.lora = ml_collections.ConfigDict(dict(rank=0, alpha=16.0, targets=""))
+
+  c.data = ml_collections.ConfigDict(dict(
+      name="synthetic",       # mathvlm/data/sources.py
+      path="",
+      global_batch=8,
+      max_len=64,
+      num_examples=256,
+      epochs=1,
+      num_classes=4,          # classify
+  ))
+  c.optim = ml_collections.ConfigDict(dict(
+      lr=2e-5, warmup_ratio=0.03, schedule="cosine", end_lr_ratio=0.0, weight_decay=0.0,
+      b1=0.9, b2=0.999, eps=1e-8, grad_clip=1.0, grad_accum=1))
+  c.steps = -1                # -1: epochs x examples / global batch
+
+  c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=1))
+  c.logical_axis_rules = tuple((k, v) for k, v in DEFAULT_RULES)
+
+  c.checkpoint = ml_collections.ConfigDict(dict(every=100, keep=2, use_async=True))
+  c.metrics = ml_collections.ConfigDict(dict(every=1, tensorboard=True, peak_flops=0.0))
+
+  c.dpo = ml_collections.ConfigDict(dict(beta=0.1, loss_type="sigmoid", label_smoothing=0.0,
+                                         reference="init"))  # 'init' (frozen copy) | 'data'
+  c.contrastive = ml_collections.ConfigDict(dict(loss_type="softmax", sigmoid_bias=-10.0,
+                                                 max_logit_scale=100.0))
+  c.classify = ml_collections.ConfigDict(dict(label_smoothing=0.0))
+  return c
+
+
+def finish(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  c.lock()
+  return c
+
+
+def validate(c: ml_collections.ConfigDict, process_count: int = 1, device_count: int | None = None):
+  """Contradictions fail before anything is built, each naming its fields."""
+  errors = []
+  if c.objective not in FAMILY:
+    errors.append(f"objective={c.objective!r}: choose one of {sorted(FAMILY)}")
+  if (c.lora.rank > 0) != bool(c.lora.targets):
+    errors.append(f"lora.rank={c.lora.rank} and lora.targets={c.lora.targets!r}: set both or "
+                  "neither")
+  for rule in c.train_rules:
+    if len(rule) != 2 or rule[1] not in ("trainable", "frozen"):
+      errors.append(f"train_rules entry {rule!r}: expected (regex, 'trainable'|'frozen')")
+    else:
+      try:
+        re.compile(rule[0])
+      except re.error as e:
+        errors.append(f"train_rules regex {rule[0]!r}: {e}")
+  if not 0 <= c.optim.warmup_ratio < 1:
+    errors.append(f"optim.warmup_ratio={c.optim.warmup_ratio}: must be in [0, 1)")
+  if c.optim.schedule not in ("cosine", "linear", "constant"):
+    errors.append(f"optim.schedule={c.optim.schedule!r}: cosine | linear | constant")
+  per_process = c.data.global_batch // max(process_count, 1)
+  if c.data.global_batch % max(process_count, 1):
+    errors.append(f"data.global_batch={c.data.global_batch} is not divisible by "
+                  f"{process_count} processes")
+  elif per_process % c.optim.grad_accum:
+    errors.append(f"optim.grad_accum={c.optim.grad_accum} does not divide the per-process "
+                  f"batch {per_process} (data.global_batch / processes)")
+  if device_count:
+    batch_axes = c.mesh.data * (c.mesh.fsdp if c.mesh.fsdp > 0 else
+                                device_count // max(c.mesh.data * c.mesh.tensor, 1))
+    micro = c.data.global_batch // c.optim.grad_accum
+    if batch_axes and micro % batch_axes:
+      errors.append(f"the micro-batch {micro} (data.global_batch / optim.grad_accum) must be "
+                    f"divisible by mesh.data x mesh.fsdp = {batch_axes}")
+  if c.objective == "dpo" and c.dpo.reference not in ("init", "data"):
+    errors.append(f"dpo.reference={c.dpo.reference!r}: 'init' or 'data'")
+  if c.objective == "dpo" and c.dpo.loss_type not in ("sigmoid", "ipo"):
+    errors.append(f"dpo.loss_type={c.dpo.loss_type!r}: 'sigmoid' or 'ipo'")
+  if c.objective == "contrastive" and c.contrastive.loss_type not in ("softmax", "sigmoid"):
+    errors.append(f"contrastive.loss_type={c.contrastive.loss_type!r}: 'softmax' or 'sigmoid'")
+  if c.model.vision_init_from and FAMILY.get(c.objective) != "llava":
+    errors.append("model.vision_init_from only applies to LLaVA objectives (lm, dpo)")
+  if errors:
+    raise ValueError("invalid config:\n  " + "\n  ".join(errors))
