@@ -8,9 +8,8 @@ models (no allocation) for compile-only memory checks and let sweeps name a size
 
 from __future__ import annotations
 
-import dataclasses
-
 from mathvlm.models.clip_text import CLIPConfig, CLIPTextConfig
+from mathvlm.models.layers import with_runtime
 from mathvlm.models.llm import LlamaConfig
 from mathvlm.models.vit import CLIPVisionConfig
 from mathvlm.models.vlm import LlavaConfig
@@ -67,19 +66,9 @@ CLASSIFIER_PRESETS = {
 }
 
 FAMILIES = {"llava": PRESETS, "clip": CLIP_PRESETS, "classifier": CLASSIFIER_PRESETS}
-RUNTIME_FIELDS = ("dtype", "param_dtype", "remat", "attention_impl")
-
-
 def get(name: str, family: str = "llava", **overrides):
-  """The preset's config with runtime overrides applied to every tower."""
+  """The preset's config with runtime overrides (dtype, param_dtype, remat, attention_impl)."""
   presets = FAMILIES[family]
   if name not in presets:
     raise ValueError(f"unknown {family} model preset {name!r}; choose one of {sorted(presets)}")
-  bad = set(overrides) - set(RUNTIME_FIELDS)
-  if bad:
-    raise ValueError(f"unknown model override(s) {sorted(bad)}; allowed: {RUNTIME_FIELDS}")
-  cfg = presets[name]
-  if isinstance(cfg, CLIPVisionConfig):
-    return dataclasses.replace(cfg, **overrides)
-  return dataclasses.replace(cfg, vision=dataclasses.replace(cfg.vision, **overrides),
-                             text=dataclasses.replace(cfg.text, **overrides))
+  return with_runtime(presets[name], **overrides)

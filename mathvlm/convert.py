@@ -39,7 +39,7 @@ from safetensors.numpy import save_file
 
 from mathvlm.models.classifier import ClassifierConfig, ImageClassifier
 from mathvlm.models.clip_text import CLIP, CLIPConfig
-from mathvlm.models.layers import dtype_of
+from mathvlm.models.layers import dtype_of, with_runtime
 from mathvlm.models.llm import LlamaConfig, LlamaForCausalLM
 from mathvlm.models.vit import CLIPVisionConfig, CLIPVisionTransformer
 from mathvlm.models.vlm import Llava, LlavaConfig
@@ -306,7 +306,7 @@ def _single_device(path, names, shape):
 
 def load_hf(hf_dir: str, dtype: str = "float32", *, compute_dtype: str | None = None,
             clip_dir: str | None = None, sharding: Callable | None = None, strict: bool = False,
-            kind: str | None = None):
+            kind: str | None = None, remat: str = "none"):
   """Any supported Hugging Face folder -> (model, config). See the module docstring for layouts.
 
   dtype: parameter dtype; compute_dtype: matmul dtype (default: dtype). sharding: a function
@@ -330,7 +330,7 @@ def load_hf(hf_dir: str, dtype: str = "float32", *, compute_dtype: str | None = 
           "(--clip-dir) pointing at a local copy")
     sources["clip"] = SafetensorsDir(clip_dir)
     clip_hf = read_json(os.path.join(clip_dir, "config.json"))
-  overrides = dict(param_dtype=dtype, dtype=compute_dtype or dtype)
+  overrides = dict(param_dtype=dtype, dtype=compute_dtype or dtype, remat=remat)
   cfg = config_from_hf(kind, hf, clip_hf, **overrides)
   model_cls = MODEL_CLASSES[kind][0]
   abstract = nnx.eval_shape(lambda: model_cls(cfg, rngs=nnx.Rngs(0)))
@@ -423,6 +423,12 @@ def hf_tensors(model: nnx.Module, dtype: str | None = None):
 def export_hf(model: nnx.Module, cfg, out_dir: str, *, dtype: str | None = None,
               max_shard_bytes: int = 5 << 30) -> None:
   """Writes config.json and safetensors (sharded with an index past `max_shard_bytes`)."""
+  if _kind_of(model) not in MODEL_CLASSES:
+    raise CheckpointError(f"a {type(model).__name__} has no Hugging Face layout; keep it as a "
+                          "mathvlm checkpoint (save_checkpoint)")
+  if any(getattr(m, "lora", None) is not None for _, m in nnx.iter_modules(model)):
+    raise CheckpointError("the model has LoRA adapters: merge them first "
+                          "(mathvlm.models.lora.merge_lora)")
   hf_cfg = cfg.to_hf()
   os.makedirs(out_dir, exist_ok=True)
   shards: list[dict[str, np.ndarray]] = [{}]
@@ -496,8 +502,10 @@ def save_checkpoint(model: nnx.Module, cfg, ckpt_dir: str) -> None:
               indent=2)
 
 
-def load_checkpoint(ckpt_dir: str, sharding: Callable | None = None):
-  """(model, config) from `save_checkpoint`'s folder, each parameter placed by `sharding`."""
+def load_checkpoint(ckpt_dir: str, sharding: Callable | None = None, **runtime):
+  """(model, config) from `save_checkpoint`'s folder, each parameter placed by `sharding`.
+
+  runtime: dtype / param_dtype / remat / attention_impl to use instead of the saved ones."""
   import orbax.checkpoint as ocp
   ckpt_dir = os.path.abspath(ckpt_dir)
   meta = read_json(os.path.join(ckpt_dir, "config.json"))
@@ -505,7 +513,7 @@ def load_checkpoint(ckpt_dir: str, sharding: Callable | None = None):
     raise CheckpointError(f"{ckpt_dir}/config.json is not a mathvlm checkpoint config (a Hugging "
                           "Face folder? use load_hf / --from-hf)")
   model_cls, cfg_cls = CHECKPOINT_CLASSES[meta["kind"]]
-  cfg = config_from_dict(cfg_cls, meta["config"])
+  cfg = with_runtime(config_from_dict(cfg_cls, meta["config"]), **runtime)
   abstract = nnx.eval_shape(lambda: model_cls(cfg, rngs=nnx.Rngs(0)))
   sharding = sharding or _single_device
   target = nnx.to_pure_dict(nnx.state(abstract, nnx.Param))

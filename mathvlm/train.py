@@ -45,16 +45,53 @@ log = logging.getLogger("mathvlm.train")
 # ---------------------------------------------------------------------------------------------
 # Model: build from preset, optional init, LoRA, and the trainable / frozen split.
 
+def runtime(config) -> dict[str, str]:
+  return dict(dtype=config.model.dtype, param_dtype=config.model.param_dtype,
+              remat=config.model.remat)
+
+
 def model_config(config):
+  """The preset's architecture, or, with model.init_from, the checkpoint's (the preset is then
+  only a name); dtypes and remat always come from the config."""
   from configs import models as presets
   from configs.common import FAMILY
   family = FAMILY[config.objective]
-  cfg = presets.get(config.model.preset, family, dtype=config.model.dtype,
-                    param_dtype=config.model.param_dtype, remat=config.model.remat)
-  if family == "classifier":
-    from mathvlm.models.classifier import ClassifierConfig
-    cfg = ClassifierConfig(vision=cfg, num_classes=config.data.num_classes)
+  if config.model.init_from:
+    cfg = pretrained_config(config.model.init_from, config)
+  else:
+    cfg = presets.get(config.model.preset, family, **runtime(config))
+    if family == "classifier":
+      from mathvlm.models.classifier import ClassifierConfig
+      cfg = ClassifierConfig(vision=cfg, num_classes=config.data.num_classes)
+  if not _fits_family(cfg, family):
+    raise ValueError(f"model.init_from={config.model.init_from!r} holds a "
+                     f"{type(cfg).__name__}, but objective {config.objective!r} trains a "
+                     f"{family} model")
   return cfg
+
+
+def _fits_family(cfg, family: str) -> bool:
+  return {"llava": "LlavaConfig", "clip": "CLIPConfig",
+          "classifier": "ClassifierConfig"}[family] == type(cfg).__name__
+
+
+def _model_dir(path: str) -> str:
+  """A trainer workdir stands for the model it exported."""
+  return os.path.join(path, "model") if os.path.isdir(os.path.join(path, "model")) else path
+
+
+def pretrained_config(path: str, config):
+  from mathvlm import convert
+  from mathvlm.models.layers import with_runtime
+  path = _model_dir(path)
+  meta = convert.read_json(os.path.join(path, "config.json"))
+  if meta.get("format") == "mathvlm":
+    cls = convert.CHECKPOINT_CLASSES[meta["kind"]][1]
+    return with_runtime(convert.config_from_dict(cls, meta["config"]), **runtime(config))
+  clip = None
+  if config.model.clip_dir:
+    clip = convert.read_json(os.path.join(config.model.clip_dir, "config.json"))
+  return convert.config_from_hf(convert.detect_kind(meta), meta, clip, **runtime(config))
 
 
 def model_class(cfg):
@@ -67,14 +104,12 @@ def model_class(cfg):
 def load_pretrained(path: str, config, sharding_fn):
   """A model from a trainer workdir (its exported `model/`), a mathvlm checkpoint or an HF folder."""
   from mathvlm import convert
-  if os.path.isdir(os.path.join(path, "model")):
-    path = os.path.join(path, "model")
-  if os.path.exists(os.path.join(path, "config.json")):
-    with open(os.path.join(path, "config.json")) as f:
-      if json.load(f).get("format") == "mathvlm":
-        return convert.load_checkpoint(path, sharding=sharding_fn)[0]
+  path = _model_dir(path)
+  if convert.read_json(os.path.join(path, "config.json")).get("format") == "mathvlm":
+    return convert.load_checkpoint(path, sharding=sharding_fn, **runtime(config))[0]
   return convert.load_hf(path, config.model.param_dtype, compute_dtype=config.model.dtype,
-                         clip_dir=config.model.clip_dir or None, sharding=sharding_fn)[0]
+                         clip_dir=config.model.clip_dir or None, sharding=sharding_fn,
+                         remat=config.model.remat)[0]
 
 
 def trainable_paths(paths: list[str], rules) -> set[str]:

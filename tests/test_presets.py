@@ -33,5 +33,5 @@ def test_tiny_preset_runs_and_overrides_are_checked():
   assert logits.shape == (1, ids.shape[1], cfg.text.vocab_size) and np.isfinite(logits).all()
   with pytest.raises(ValueError, match="unknown model override"):
     presets.get("tiny", hidden_size=3)
-  with pytest.raises(ValueError, match="unknown model preset 'huge'"):
+  with pytest.raises(ValueError, match="unknown llava model preset 'huge'"):
     presets.get("huge")

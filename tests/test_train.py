@@ -3,7 +3,8 @@
 import json
 import os
 import signal
-import socket
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -75,31 +76,17 @@ def test_killed_run_resumes_bitwise(tmp_path):
   assert all(np.array_equal(fa[k], fb[k]) for k in fa)  # params, Adam moments, step: bitwise
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 def test_two_processes_match_one_process_with_eight_devices(tmp_path):
-  import subprocess
-  import sys
   from train_utils import ROOT
   common = ["--config", "configs/sft.py:model=tiny", "--config.steps=4",
             "--config.data.global_batch=16", "--config.data.max_len=32",
-            "--config.optim.lr=1e-3", "--config.mesh.fsdp=8", "--config.checkpoint.every=2",
-            "--config.metrics.tensorboard=False"]
+            "--config.optim.lr=1e-3", "--config.mesh.fsdp=8", "--config.checkpoint.every=2"]
   run_cli(common + ["--workdir", str(tmp_path / "one")], env=EIGHT)
-  port = _free_port()
-  env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu",
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-  procs = [subprocess.Popen(
-      [sys.executable, "-m", "mathvlm.train", *common, "--workdir", str(tmp_path / "two"),
-       f"--coordinator=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"],
-      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-      for i in range(2)]
-  outs = [p.communicate(timeout=600)[0] for p in procs]
-  assert all(p.returncode == 0 for p in procs), "\n".join(o[-3000:] for o in outs)
+  res = subprocess.run(["bash", "launch/local.sh", "2", *common, "--workdir", str(tmp_path / "two")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "CPU_DEVICES": "4", "PYTHON": sys.executable})
+  assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+  assert "[0] " in res.stdout and "[1] " in res.stdout
   one = [m["loss"] for m in metrics(str(tmp_path / "one"))]
   two = [m["loss"] for m in metrics(str(tmp_path / "two"))]
   assert len(one) == 4
@@ -107,6 +94,8 @@ def test_two_processes_match_one_process_with_eight_devices(tmp_path):
   # both processes wrote their own iterator state into the shared checkpoint
   data = [f for f in os.listdir(tmp_path / "two/checkpoints/4/data") if f.endswith(".json")]
   assert sorted(data) == ["process_0-of-2.json", "process_1-of-2.json"]
+  events = os.listdir(tmp_path / "two/tensorboard")
+  assert len(events) == 1 and events[0].startswith("events.out.tfevents")  # process 0 only
 
 
 def _restore_state(workdir, step):
@@ -168,3 +157,25 @@ def test_compile_only_reports_memory_for_the_13b_recipe_without_weights():
   mem = report["per_device_gib"]
   # params (f32) and Adam moments of 13B over 8 devices: ~18.4 GiB of arguments
   assert 17 < mem["arguments"] < 20 and mem["total"] > mem["arguments"]
+
+
+def test_stages_chain_through_init_from_and_hf_weights_initialise(tmp_path, llava_hf):
+  """SFT from a Hugging Face LLaVA folder, then DPO from the SFT workdir (MAVIS stages 3 -> 4)."""
+  from mathvlm import convert
+  from mathvlm.train import train
+  sft = tiny_config("lm", model__init_from=llava_hf[1], steps=3)
+  train(sft, str(tmp_path / "sft"))
+  hf_model, _ = convert.load_llava(llava_hf[1])
+  sft_model, sft_cfg = convert.load_checkpoint(str(tmp_path / "sft/model"))
+  assert sft_cfg.text.vocab_size == 101  # the checkpoint's architecture, not the tiny preset's
+  q = lambda m: np.asarray(m.language_model.layers.self_attn.q_proj.kernel[...])
+  assert not np.array_equal(q(hf_model), q(sft_model))   # SFT trained from the HF weights
+  assert np.allclose(q(hf_model), q(sft_model), atol=0.05)
+  dpo = tiny_config("dpo", model__init_from=str(tmp_path / "sft"), steps=2, optim__lr=1e-4)
+  first = train(dpo, str(tmp_path / "dpo"))
+  rows = metrics(str(tmp_path / "dpo"))
+  # the reference is the SFT model and LoRA starts at zero: the first DPO loss is exactly log 2
+  assert abs(rows[0]["loss"] - np.log(2)) < 1e-6 and abs(rows[0]["rewards/margin"]) < 1e-5
+  assert first["step"] == 2
+  with pytest.raises(ValueError, match="holds a LlavaConfig, but objective 'contrastive'"):
+    train(tiny_config("contrastive", model__init_from=str(tmp_path / "sft")), str(tmp_path / "x"))

@@ -27,7 +27,7 @@ def tiny_config(objective: str, arg: str = "model=tiny", **fields):
     config.lora.rank = 4
   for dotted, value in fields.items():
     node = config
-    *parents, leaf = dotted.split("__")
+    *parents, leaf = dotted.rstrip("_").split("__")
     for p in parents:
       node = node[p]
     node[leaf] = value

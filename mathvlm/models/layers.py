@@ -8,6 +8,7 @@ depth, and rematerialisation is a policy name rather than code in each model.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 import jax
@@ -26,6 +27,23 @@ def dtype_of(name: str | Any):
   if name not in DTYPES:
     raise ValueError(f"unknown dtype {name!r}; expected one of {sorted(DTYPES)}")
   return DTYPES[name]
+
+
+RUNTIME_FIELDS = ("dtype", "param_dtype", "remat", "attention_impl")
+
+
+def with_runtime(cfg, **overrides):
+  """A model config with runtime settings (dtype, param_dtype, remat, attention_impl) applied to
+  every tower; the architecture is untouched."""
+  bad = set(overrides) - set(RUNTIME_FIELDS)
+  if bad:
+    raise ValueError(f"unknown model override(s) {sorted(bad)}; allowed: {RUNTIME_FIELDS}")
+  changes = {k: v for k, v in overrides.items() if hasattr(cfg, k)}
+  for field in dataclasses.fields(cfg):
+    value = getattr(cfg, field.name)
+    if dataclasses.is_dataclass(value):
+      changes[field.name] = with_runtime(value, **overrides)
+  return dataclasses.replace(cfg, **changes)
 
 
 def logical(init: Callable, *names: str | None) -> Callable:
