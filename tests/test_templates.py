@@ -1,0 +1,187 @@
+"""Templates and label masks against a port of LLaVA's reference `preprocess`, token by token, on
+a Llama tokenizer built from a SentencePiece model trained here."""
+
+import copy
+
+import numpy as np
+import pytest
+import sentencepiece as spm
+from transformers import LlamaTokenizer
+
+from mathvlm.data import templates as T
+
+IGNORE = -100
+CORPUS = [
+    T.VICUNA_SYSTEM, T.LLAMA2_SYSTEM,
+    "USER: What is the area of the triangle? ASSISTANT: The area is 24 square units.",
+    "In triangle ABC, angle C is 90 degrees, AB = 13 and BC = 5. Find AC. The answer is 12.",
+    "[INST] <<SYS>> Describe the diagram. [/INST] A circle with center O and radius 3.",
+] * 20
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["nonlegacy", "legacy"])
+def tokenizer(request, tmp_path_factory):
+  d = tmp_path_factory.mktemp("spm")
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=iter(CORPUS), model_prefix=str(d / "tokenizer"), vocab_size=400,
+      model_type="bpe", character_coverage=1.0, bos_id=1, eos_id=2, unk_id=0, pad_id=-1,
+      byte_fallback=True, split_digits=True, minloglevel=2)
+  tok = LlamaTokenizer.from_pretrained(str(d), legacy=request.param, add_bos_token=True)
+  tok.pad_token = tok.unk_token  # as LLaVA sets it for Vicuna
+  return tok
+
+
+# ---- a port of LLaVA's reference (llava/conversation.py, llava/mm_utils.py, llava/train/train.py)
+
+def ref_tokenizer_image_token(prompt, tokenizer, image_token_index=-200):
+  chunks = [tokenizer(c).input_ids for c in prompt.split("<image>")]
+  sep = lambda X, s: [e for sub in zip(X, [s] * len(X)) for e in sub][:-1]
+  ids, offset = [], 0
+  if chunks and chunks[0] and chunks[0][0] == tokenizer.bos_token_id:
+    offset = 1
+    ids.append(chunks[0][0])
+  for x in sep(chunks, [image_token_index] * (offset + 1)):
+    ids.extend(x[offset:])
+  return ids
+
+
+def ref_preprocess_multimodal(source):
+  source = copy.deepcopy(source)
+  for s in source:
+    if "<image>" in s["value"]:
+      s["value"] = ("<image>\n" + s["value"].replace("<image>", "").strip()).strip()
+  return source
+
+
+def ref_get_prompt(style, system, roles, sep, sep2, messages):
+  if style == "two":
+    seps, ret = [sep, sep2], system + sep
+    for i, (role, message) in enumerate(messages):
+      ret += role + ": " + message + seps[i % 2]
+    return ret
+  wrap_sys = lambda m: f"<<SYS>>\n{m}\n<</SYS>>\n\n" if len(m) > 0 else m
+  ret = ""
+  for i, (role, message) in enumerate(messages):
+    if i == 0:
+      message = wrap_sys(system) + message
+    if i % 2 == 0:
+      ret += sep + f"[INST] {message} [/INST]"
+    else:
+      ret += " " + message + " " + sep2
+  return ret.lstrip(sep)
+
+
+def ref_preprocess(source, name, tokenizer):
+  """(input_ids, labels) as LLaVA's preprocess_v1 / preprocess_llama_2 / preprocess_plain."""
+  t = T.TEMPLATES[name]
+  source = ref_preprocess_multimodal(source)
+  if name == "plain":
+    source[0]["value"] = "<image>"
+    conversation = source[0]["value"] + source[1]["value"] + t.sep
+    ids = ref_tokenizer_image_token(conversation, tokenizer)
+    labels = list(ids)
+    n = len(ref_tokenizer_image_token(source[0]["value"], tokenizer))
+    labels[:n] = [IGNORE] * n
+    return ids, labels
+  roles = {"human": t.roles[0], "gpt": t.roles[1]}
+  conversation = ref_get_prompt(t.style, t.system, t.roles, t.sep, t.sep2,
+                                [(roles[s["from"]], s["value"]) for s in source])
+  ids = ref_tokenizer_image_token(conversation, tokenizer)
+  labels = list(ids)
+  sep = (t.sep + t.roles[1] + ": ") if t.style == "two" else "[/INST] "
+  total_len = sum(1 for x in ids if x != tokenizer.pad_token_id)
+  rounds = conversation.split(t.sep2)
+  cur_len = 1
+  labels[:cur_len] = [IGNORE] * cur_len
+  for i, rou in enumerate(rounds):
+    if rou == "":
+      break
+    parts = rou.split(sep)
+    if len(parts) != 2:
+      break
+    parts[0] += sep
+    round_len = len(ref_tokenizer_image_token(rou, tokenizer))
+    instruction_len = len(ref_tokenizer_image_token(parts[0], tokenizer)) - 2
+    if t.style == "two" and i != 0 and not tokenizer.legacy:  # only preprocess_v1 has this fix
+      round_len -= 1
+      instruction_len -= 1
+    labels[cur_len:cur_len + instruction_len] = [IGNORE] * max(instruction_len, 0)
+    cur_len += round_len
+  labels[cur_len:] = [IGNORE] * max(len(labels) - cur_len, 0)
+  if cur_len != total_len:  # LLaVA's "tokenization mismatch": the whole example is ignored
+    labels = [IGNORE] * len(labels)
+  return ids, labels
+
+
+# ---- conversations
+
+ONE = [{"from": "human", "value": "What is the area of the triangle?\n<image>"},
+       {"from": "gpt", "value": "The area is 24 square units."}]
+MULTI = [{"from": "human", "value": "<image>\nIn triangle ABC, angle C is 90 degrees. Find AC."},
+         {"from": "gpt", "value": "AC = 12."},
+         {"from": "human", "value": "And the area?"},
+         {"from": "gpt", "value": "The area is 30 square units."},
+         {"from": "human", "value": "Describe the diagram."},
+         {"from": "gpt", "value": "A right triangle ABC with the right angle at C."}]
+CAPTION = [{"from": "human", "value": "<image>\nDescribe the diagram."},
+           {"from": "gpt", "value": "A circle with center O and radius 3."}]
+
+
+def _ours(conv, name, tok):
+  prompt, spans = T.render(conv, T.get(name))
+  return T.tokenize(prompt, spans, tok)
+
+
+@pytest.mark.parametrize("name,conv", [
+    ("vicuna_v1", ONE), ("vicuna_v1", MULTI), ("llama_2", ONE), ("llama_2", MULTI),
+    ("mistral_instruct", ONE), ("mistral_instruct", MULTI), ("plain", CAPTION)])
+def test_ids_and_masks_equal_llava_reference(tokenizer, name, conv):
+  ids, labels = ref_preprocess(conv, name, tokenizer)
+  assert any(x != IGNORE for x in labels), "the reference itself mismatched on a normal case"
+  ours_ids, ours_mask = _ours(conv, name, tokenizer)
+  assert ours_ids.tolist() == ids
+  assert ours_mask.tolist() == [x != IGNORE for x in labels]
+
+
+def _target_text(ids, mask, tok):
+  return tok.decode([int(i) for i, m in zip(ids, mask) if m and i >= 0])
+
+
+def test_separator_inside_a_user_turn(tokenizer):
+  """A user turn quoting the separator: LLaVA's split finds three parts, gives up and masks the
+  whole example ("tokenization mismatch"); ours trains exactly the answer."""
+  conv = [{"from": "human", "value": "<image>\nA student wrote ASSISTANT: 7. Is it right?"},
+          {"from": "gpt", "value": "No, the answer is 8."}]
+  ref_ids, labels = ref_preprocess(conv, "vicuna_v1", tokenizer)
+  assert all(x == IGNORE for x in labels)
+  ids, mask = _ours(conv, "vicuna_v1", tokenizer)
+  assert ids.tolist() == ref_ids
+  assert _target_text(ids, mask, tokenizer).replace(" </s>", "</s>") == "No, the answer is 8.</s>"
+  assert "student" not in _target_text(ids, mask, tokenizer)
+
+
+def test_truncation_keeps_images_whole_and_counts_drops(tokenizer):
+  kw = dict(image_token_id=399, image_seq_len=16)
+  full = T.encode(MULTI, T.get("vicuna_v1"), tokenizer, max_len=4096, **kw)
+  assert full.num_images == 1 and int(np.sum(full.input_ids == 399)) == 16
+  image_end = int(np.flatnonzero(full.input_ids == 399)[-1]) + 1
+  first_answer_end = int(np.flatnonzero(full.loss_mask)[0]) + 3
+  cut = T.encode(MULTI, T.get("vicuna_v1"), tokenizer, max_len=first_answer_end, **kw)
+  assert len(cut.input_ids) == first_answer_end
+  assert cut.loss_mask.tolist() == full.loss_mask[:first_answer_end].tolist()
+  with pytest.raises(T.DropExample) as e:
+    T.encode(MULTI, T.get("vicuna_v1"), tokenizer, max_len=image_end - 1, **kw)
+  assert e.value.reason == "image_truncated"
+  with pytest.raises(T.DropExample) as e:
+    T.encode(MULTI, T.get("vicuna_v1"), tokenizer, max_len=image_end + 2, **kw)
+  assert e.value.reason == "no_targets"
+
+
+def test_bad_conversations_are_named():
+  with pytest.raises(T.BadConversation, match="turn 1 is from 'human'"):
+    T.render([{"from": "human", "value": "a"}, {"from": "human", "value": "b"}],
+             T.get("vicuna_v1"))
+  with pytest.raises(T.BadConversation, match="end with a gpt turn"):
+    T.render([{"from": "human", "value": "a"}], T.get("vicuna_v1"))
+  with pytest.raises(ValueError, match="unknown conversation template 'chatml'"):
+    T.get("chatml")
