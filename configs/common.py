@@ -59,6 +59,10 @@ def base(objective: str) -> ml_collections.ConfigDict:
       num_examples=256,
       epochs=1,
       num_classes=4,          # classify
+      tokenizer="",           # built datasets: a tokenizer folder or tokenizer.json
+      template="vicuna_v1",   # vicuna_v1 | llama_2 | mistral_instruct | plain
+      image_aspect="pad",     # pad (LLaVA-1.5, Math-LLaVA) | resize
+      mixture="",             # 'mathv360k=3,mavis_instruct=1': several built datasets by weight
   ))
   c.optim = ml_collections.ConfigDict(dict(
       lr=2e-5, warmup_ratio=0.03, schedule="cosine", end_lr_ratio=0.0, weight_decay=0.0,

@@ -420,9 +420,20 @@ def train(config, workdir: str | None, *, compile_only: bool = False, devices=No
       os.kill(os.getpid(), signal.SIGKILL)
   ckpt.close()
   writer.close()
+  report_dropped(source, workdir)
   export_final_model(graphdef, state, workdir, cfg)
   log.info("done: %d steps; model in %s/model", total_steps, workdir)
   return row if total_steps > start else None
+
+
+def report_dropped(source, workdir: str) -> None:
+  """Examples the input pipeline could not use (kept as zero-loss slots), by reason: logged and
+  written to WORKDIR/data_report.json, never silent."""
+  dropped = dict(getattr(source, "dropped", {}) or {})
+  if dropped:
+    log.warning("input pipeline: %d examples trained nothing: %s", sum(dropped.values()), dropped)
+  with open(os.path.join(workdir, "data_report.json"), "w") as f:
+    json.dump({"examples": len(source), "dropped": dropped}, f, indent=2)
 
 
 def load_vision_tower(model, path: str, config, sharding_fn) -> None:

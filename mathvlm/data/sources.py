@@ -3,6 +3,12 @@ shaped for the objective and the model (image size, image tokens, vocabulary).""
 
 from __future__ import annotations
 
+import collections
+
+import grain
+
+from data_prep.common import read
+from mathvlm.data.conversations import ConversationSource, PreferenceSource
 from mathvlm.data.synthetic import SyntheticSource
 
 
@@ -16,5 +22,64 @@ def make_source(data_cfg, objective: str, model_cfg, seed: int):
         image_seq_len=getattr(model_cfg, "image_seq_len", 0),
         image_token_id=getattr(model_cfg, "image_token_id", -1),
         num_classes=data_cfg.num_classes, seed=seed)
-  raise ValueError(f"unknown data source data.name={data_cfg.name!r}; available: synthetic "
-                   "(ArrayRecord datasets arrive with the data issue)")
+  if objective not in ("lm", "dpo"):
+    raise ValueError(f"data.name={data_cfg.name!r}: built datasets feed the lm and dpo "
+                     f"objectives; {objective} trains on `synthetic` for now")
+  if not data_cfg.path or not data_cfg.tokenizer:
+    raise ValueError(f"data.name={data_cfg.name!r} needs data.path (the builders' DATA_DIR) and "
+                     "data.tokenizer (a tokenizer folder or tokenizer.json)")
+  tokenizer = load_tokenizer(data_cfg.tokenizer)
+  parts = parse_mixture(data_cfg.mixture or data_cfg.name)
+  kind = PreferenceSource if objective == "dpo" else ConversationSource
+  sources = [kind(read(data_cfg.path, name), tokenizer=tokenizer, template=data_cfg.template,
+                  image_size=vision.image_size, image_token_id=model_cfg.image_token_id,
+                  image_seq_len=model_cfg.image_seq_len, max_len=data_cfg.max_len,
+                  aspect=data_cfg.image_aspect, pad_id=tokenizer.pad_token_id or 0)
+             for name, _ in parts]
+  if len(sources) == 1:
+    return sources[0]
+  return Mixture(sources, [w for _, w in parts])
+
+
+def parse_mixture(spec: str) -> list[tuple[str, float]]:
+  """'mathv360k=3,mavis_instruct=1' -> [(name, weight)]; a bare name weighs 1."""
+  out = []
+  for part in filter(None, spec.split(",")):
+    name, _, weight = part.partition("=")
+    try:
+      out.append((name.strip(), float(weight) if weight else 1.0))
+    except ValueError:
+      raise ValueError(f"data.mixture entry {part!r}: expected name=weight") from None
+  if not out or any(w <= 0 for _, w in out):
+    raise ValueError(f"data.mixture={spec!r}: needs names with positive weights")
+  return out
+
+
+def load_tokenizer(path: str):
+  from transformers import AutoTokenizer, PreTrainedTokenizerFast
+  if path.endswith(".json"):
+    return PreTrainedTokenizerFast(tokenizer_file=path, bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>", unk_token="<unk>")
+  return AutoTokenizer.from_pretrained(path)
+
+
+class Mixture:
+  """Several sources by weight through `grain.MapDataset.mix` (a fixed, random-access interleave:
+  shuffled, sharded and resumed downstream like one source), summing their drop counters."""
+
+  def __init__(self, sources, weights):
+    self.sources = sources
+    self.mixed = grain.MapDataset.mix([grain.MapDataset.source(s) for s in sources], weights)
+
+  def __len__(self) -> int:
+    return len(self.mixed)
+
+  def __getitem__(self, i: int):
+    return self.mixed[i]
+
+  @property
+  def dropped(self) -> collections.Counter:
+    total = collections.Counter()
+    for s in self.sources:
+      total.update(s.dropped)
+    return total

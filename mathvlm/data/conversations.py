@@ -1,0 +1,95 @@
+"""LLaVA-format records (what the data_prep builders write) -> the trainer's `lm` examples.
+
+A random-access view: record i -> decoded, padded/resized, CLIP-normalised image; the conversation
+through the model's template and tokenizer, image tokens expanded; padded to `max_len`. An example
+that cannot be used (truncation would cut the image, no answer token left, a broken conversation,
+an undecodable image) keeps its slot with an all-zero loss mask, so indices and resumption stay
+exact, and is counted by reason in `dropped` (the trainer reports the counts): nothing vanishes
+silently.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import json
+
+import numpy as np
+from PIL import Image
+
+from mathvlm.data import templates
+from mathvlm.data.image import preprocess
+
+
+class ConversationSource:
+  def __init__(self, records, *, tokenizer, template: str, image_size: int, image_token_id: int,
+               image_seq_len: int, max_len: int, aspect: str = "pad", pad_id: int = 0):
+    self.records, self.tokenizer = records, tokenizer
+    self.template = templates.get(template)
+    self.image_size, self.aspect = image_size, aspect
+    self.image_token_id, self.image_seq_len = image_token_id, image_seq_len
+    self.max_len, self.pad_id = max_len, pad_id
+    self.dropped: collections.Counter = collections.Counter()
+
+  def __len__(self) -> int:
+    return len(self.records)
+
+  def _blank(self) -> dict[str, np.ndarray]:
+    """A slot that trains nothing. It still holds its image tokens: the batch splices the k-th
+    image into the k-th run of image tokens, so every row must keep exactly one."""
+    ids = np.full(self.max_len, self.pad_id, np.int32)
+    ids[:self.image_seq_len] = self.image_token_id
+    mask = np.zeros(self.max_len, np.int32)
+    mask[:self.image_seq_len] = 1
+    return dict(input_ids=ids, attention_mask=mask, loss_mask=np.zeros(self.max_len, np.int32),
+                pixel_values=np.zeros((self.image_size, self.image_size, 3), np.float32))
+
+  def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+    rec = self.records[i]
+    return self._example(rec, rec["conversations"])
+
+  def _example(self, rec, conv) -> dict[str, np.ndarray]:
+    out = self._blank()
+    image = rec.get("image") or b""
+    if not image:
+      self.dropped["text_only"] += 1  # one image slot per example; text-only needs its own stream
+      return out
+    try:
+      out["pixel_values"] = preprocess(Image.open(io.BytesIO(image)), self.image_size,
+                                       self.aspect)
+      tok = templates.encode(json.loads(conv) if isinstance(conv, (str, bytes)) else conv,
+                             self.template, self.tokenizer, image_token_id=self.image_token_id,
+                             image_seq_len=self.image_seq_len, max_len=self.max_len)
+    except templates.DropExample as e:
+      self.dropped[e.reason] += 1
+      return out
+    except templates.BadConversation:
+      self.dropped["bad_conversation"] += 1
+      return out
+    except OSError:
+      self.dropped["bad_image"] += 1
+      return out
+    if tok.num_images != 1:
+      self.dropped["image_count"] += 1
+      return out
+    n = len(tok.input_ids)
+    out["input_ids"][:n] = tok.input_ids
+    out["attention_mask"][:n] = 1
+    out["loss_mask"][:n] = tok.loss_mask
+    return out
+
+
+class PreferenceSource(ConversationSource):
+  """`preferences` records (image, prompt with <image>, chosen, rejected) -> DPO examples laid out
+  [2, ...]: chosen then rejected, the same prompt and image."""
+
+  def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+    rec = self.records[i]
+    pair = []
+    for answer in (rec["chosen"], rec["rejected"]):
+      conv = [{"from": "human", "value": rec["prompt"]}, {"from": "gpt", "value": answer}]
+      pair.append(super()._example(rec, conv))
+    if any(p["loss_mask"].sum() == 0 for p in pair):  # both rows or neither
+      for p in pair:
+        p["loss_mask"][:] = 0
+    return {k: np.stack([pair[0][k], pair[1][k]]) for k in pair[0]}
