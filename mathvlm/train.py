@@ -264,6 +264,7 @@ def train(config, workdir: str | None, *, compile_only: bool = False, devices=No
   import jax
   import jax.numpy as jnp
   import numpy as np
+  import optax
   from flax import nnx
 
   from configs.common import validate
@@ -322,7 +323,6 @@ def train(config, workdir: str | None, *, compile_only: bool = False, devices=No
   param_sh = sharding.state_shardings(abs_params, mesh, rules)
   frozen_sh = sharding.state_shardings(abs_frozen, mesh, rules)
   abs_opt = jax.eval_shape(tx.init, abs_params)
-  import optax
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   opt_sh = optax.tree_map_params(tx, lambda _, s: s, abs_opt, param_sh,
                                  transform_non_params=lambda _: replicated)
@@ -334,13 +334,15 @@ def train(config, workdir: str | None, *, compile_only: bool = False, devices=No
                     in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None),
                     donate_argnums=(0,))
 
+  # The state's shapes, dtypes and shardings: what --compile_only lowers and a resume restores.
+  abstract_state = dict(params=abs_params, frozen=abs_frozen, opt_state=abs_opt,
+                        step=jax.ShapeDtypeStruct((), jnp.int32))
+  if "ref_params" in state_sh:
+    abstract_state["ref_params"] = abs_params
+  abstract_state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                                abstract_state, state_sh)
+
   if compile_only:
-    abstract_state = dict(params=abs_params, frozen=abs_frozen, opt_state=abs_opt,
-                          step=jax.ShapeDtypeStruct((), jnp.int32))
-    if "ref_params" in state_sh:
-      abstract_state["ref_params"] = abs_params
-    abstract_state = jax.tree.map(
-        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract_state, state_sh)
     abstract_batch = {k: jax.ShapeDtypeStruct(v, np.asarray(example[k]).dtype,
                                               sharding=batch_sh[k])
                       for k, v in batch_shapes.items()}
@@ -372,13 +374,7 @@ def train(config, workdir: str | None, *, compile_only: bool = False, devices=No
       state["ref_params"] = jax.tree.map(jnp.copy, params)
     start = 0
   else:
-    target = dict(params=abs_params, frozen=abs_frozen, opt_state=abs_opt,
-                  step=jax.ShapeDtypeStruct((), jnp.int32))
-    if "ref_params" in state_sh:
-      target["ref_params"] = abs_params
-    target = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                          target, state_sh)
-    state = ckpt.restore(resume, target, data_iter)
+    state = ckpt.restore(resume, abstract_state, data_iter)
     start = int(state["step"])
     log.info("resumed from step %d in %s", start, workdir)
 
