@@ -22,9 +22,14 @@ import numpy as np
 IMAGE = "<image>"
 IMAGE_PLACEHOLDER = -200  # LLaVA's IMAGE_TOKEN_INDEX, before expansion to the model's image tokens
 
-VICUNA_SYSTEM = ("A chat between a curious human and an artificial intelligence assistant. "
-                 "The assistant gives helpful, detailed, and polite answers to the human's "
+# LLaVA's conv_vicuna_v1 (`--version v1`, what LLaVA-1.5 and Math-LLaVA train with) says "user";
+# its conv_llava_v1 says "human". Otherwise the two are the same template.
+VICUNA_SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
+                 "The assistant gives helpful, detailed, and polite answers to the user's "
                  "questions.")
+LLAVA_V1_SYSTEM = ("A chat between a curious human and an artificial intelligence assistant. "
+                   "The assistant gives helpful, detailed, and polite answers to the human's "
+                   "questions.")
 LLAMA2_SYSTEM = ("You are a helpful language and vision assistant. You are able to understand the "
                  "visual content that the user provides, and assist the user with a variety of "
                  "tasks using natural language.")
@@ -42,6 +47,7 @@ class Template:
 
 TEMPLATES = {
     "vicuna_v1": Template("vicuna_v1", "two", VICUNA_SYSTEM, sep=" ", sep2="</s>"),
+    "llava_v1": Template("llava_v1", "two", LLAVA_V1_SYSTEM, sep=" ", sep2="</s>"),
     "llama_2": Template("llama_2", "llama_2", LLAMA2_SYSTEM, sep="<s>", sep2="</s>"),
     "mistral_instruct": Template("mistral_instruct", "llama_2", "", sep="", sep2="</s>"),
     "plain": Template("plain", "plain", "", roles=("", ""), sep="\n", sep2=""),
@@ -112,6 +118,20 @@ def render(conversations, template: Template) -> tuple[str, list[tuple[int, int]
     shift = len(out) - len(stripped)
     return stripped, [(a - shift, b - shift) for a, b in spans]
   raise ValueError(f"unknown template style {template.style!r}")
+
+
+def generation_prompt(query: str, template: Template, num_images: int = 1) -> str:
+  """The prompt a model continues at evaluation: one human turn (images in front, as LLaVA moves
+  them), then the assistant's role left open (LLaVA's get_prompt with an empty last message)."""
+  text = (IMAGE * num_images + "\n" + query.strip()) if num_images else query.strip()
+  if template.style == "plain":
+    return IMAGE * num_images
+  if template.style == "two":
+    return (template.system + template.sep + template.roles[0] + ": " + text + template.sep
+            + template.roles[1] + ":")
+  if template.system:
+    text = f"<<SYS>>\n{template.system}\n<</SYS>>\n\n" + text
+  return f"[INST] {text} [/INST]"
 
 
 def tokenize(prompt: str, spans: list[tuple[int, int]], tokenizer) -> tuple[np.ndarray, np.ndarray]:

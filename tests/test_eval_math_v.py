@@ -1,0 +1,93 @@
+"""MATH-Vision: the official extraction and is_equal, checked on the published outputs."""
+
+import json
+import os
+
+import pytest
+
+from mathvlm.eval import math_v
+from mathvlm.eval.common import Problem
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(REPO, "..", "shared", "data")   # CI clones the repo with shared/ beside it
+
+
+def shared(*parts: str) -> str:
+  path = os.path.join(SHARED, *parts)
+  if not os.path.exists(path):
+    pytest.skip(f"{path} missing: the eval tests read ../shared/data beside the repo")
+  return path
+
+MODELS = ["LLaVA-v1.5-7B", "Qwen-VL-Max-CoT", "SPHINX-v2"]
+
+
+@pytest.fixture(scope="module")
+def test_problems():
+  return {p.pid: p for p in math_v.load(shared("math_v", "test.jsonl"))}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_reextraction_reproduces_published_result(model, test_problems):
+  rows = [json.loads(x) for x in open(shared("math_v", "outputs", f"{model}.jsonl"))]
+  published = json.load(open(shared("math_v", "outputs", f"{model}_result.json")))
+  correct = {r["id"]: math_v.judge(test_problems[r["id"]], math_v.extract(r["response"]))
+             for r in rows}
+  ours = math_v.official_scores(test_problems, correct)
+  assert set(ours) == set(published)   # same "-all", "-levelN", subject, subject_levelN keys
+  for key, value in published.items():
+    c_pub, n_pub = math_v.parse_official(value)
+    c_ours, n_ours = math_v.parse_official(ours[key])
+    assert n_ours == n_pub, key
+    assert abs(c_ours - c_pub) <= 1, (key, ours[key], value)
+  assert ours["-all"] == published["-all"]
+
+
+def _p(answer, options=()):
+  return Problem(pid="x", question="", answer=answer, choices=list(options), images=[], query="",
+                 meta={"level": 1, "subject": "algebra"}, raw={})
+
+
+@pytest.mark.parametrize("response,expected", [
+    ("The answer is \\boxed{60}.", "60"),
+    ("Therefore, the most expensive bike is \\boxed{C}.", "c"),
+    ("(B)\nbecause ...", "b"),
+    ("so x is 12.", "12"),
+    ("The answer is 7. Because", "7"),
+    ("\\boxed{\\dfrac{1}{2}}", "\\frac{1}{2}"),
+    ("\\boxed{0.5}", "\\frac{1}{2}"),           # the official quirk
+    ("The answer is $45^\\circ$", "45"),
+    ("", ""),
+])
+def test_extract(response, expected):
+  assert math_v.extract(response) == expected
+
+
+@pytest.mark.parametrize("answer,gold,options,ok", [
+    ("b", "B", (), True),                        # case-insensitive letter
+    ("(b)", "B", (), False),                     # is_equal itself does not strip "(b)" ...
+    ("", "A", ("A", "B"), False),                # empty never matches
+    ("\\frac{1}{2}", "0.5", (), True),           # numeric after LaTeX
+    ("0.333", "\\frac{1}{3}", (), True),         # rounded to 2 decimals
+    ("0.34", "\\frac{1}{3}", (), False),
+    ("3.0", "3", (), True),
+    ("(1,2)", "(1, 2)", (), True),               # tuples elementwise
+    ("(3.0,4)", "(3,4)", (), False),             # ... with latex2sympy's int/float printing
+    ("1,000", "1000", (), False),                # a comma is not a thousands separator here
+    ("2\\sqrt{3}", "B", ("$\\sqrt{3}$", "$2\\sqrt{3}$"), True),   # the gold option's text
+    ("8:5", "A", ("$8: 5$", "1"), True),
+])
+def test_judge(answer, gold, options, ok):
+  assert math_v.judge(_p(gold, options), answer) is ok
+
+
+def test_extract_then_judge_parenthesised_letter():
+  # ... but extraction turns "(b)" into "b" first, so the full pipeline accepts it
+  assert math_v.judge(_p("B"), math_v.extract("(B)")) is True
+
+
+def test_load_rejects_bad_record(tmp_path):
+  path = tmp_path / "bad.jsonl"
+  path.write_text(json.dumps({"id": "1", "question": "q", "options": ["A", "B"], "answer": "Z",
+                              "level": 1, "subject": "logic"}) + "\n")
+  with pytest.raises(ValueError, match="bad.jsonl:1.*not one of the option"):
+    math_v.load(str(path))

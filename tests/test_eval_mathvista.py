@@ -1,0 +1,105 @@
+"""MathVista: the official query and normalisation, and the published scores reproduced."""
+
+import json
+import os
+
+import pytest
+
+from mathvlm.eval import mathvista as mv
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(REPO, "..", "shared", "data")   # CI clones the repo with shared/ beside it
+
+
+def shared(*parts: str) -> str:
+  path = os.path.join(SHARED, *parts)
+  if not os.path.exists(path):
+    pytest.skip(f"{path} missing: the eval tests read ../shared/data beside the repo")
+  return path
+
+MODELS = ["bard", "llava_llama_2_13b"]
+
+
+@pytest.fixture(scope="module")
+def problems():
+  return mv.load(shared("mathvista", "testmini.json"))
+
+
+def _score(problems, model, use_extraction):
+  out = json.load(open(shared("mathvista", "results", f"output_{model}.json")))
+  by_id, correct = {}, {}
+  for p in problems:
+    r = out[p.pid]
+    q = by_id[p.pid] = mv.with_record(p, r)
+    extraction = r["extraction"] if use_extraction else mv.extract(r["response"], q)
+    correct[p.pid] = mv.judge(q, extraction)[1]
+  return by_id, correct
+
+
+def test_query_built_like_the_official(problems):
+  official = json.load(open(shared("mathvista", "query.json")))
+  assert len(problems) == 1000
+  assert all(mv.build_query(p.raw) == official[p.pid] for p in problems)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_stored_extraction_reproduces_published_scores_exactly(problems, model):
+  published = json.load(open(shared("mathvista", "results", f"scores_{model}.json")))
+  by_id, correct = _score(problems, model, use_extraction=True)
+  assert mv.official_scores(by_id, correct) == published
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_gpt_free_extraction_within_one_point(problems, model):
+  published = json.load(open(shared("mathvista", "results", f"scores_{model}.json")))
+  by_id, correct = _score(problems, model, use_extraction=False)
+  ours = mv.scores(by_id, correct)["all"]["accuracy"]
+  assert abs(ours - float(published["average"]["accuracy"])) <= 1.0 + 1e-9, ours
+
+
+CHOICES = ["6cm", "7cm", "4cm", "5cm"]
+
+
+@pytest.mark.parametrize("extraction,expected", [
+    ("", "6cm"),            # empty: the closest choice by edit distance (official behaviour)
+    ("B", "7cm"), ("(b)", "7cm"), ("(B) 7cm", "7cm"), ("b", "6cm"),  # lower-case b is no letter
+    ("5 cm", "5cm"), ("4", "4cm"),
+])
+def test_normalize_multi_choice(extraction, expected):
+  assert mv.normalize(extraction, CHOICES, "multi_choice", "text", None) == expected
+
+
+@pytest.mark.parametrize("extraction,atype,precision,expected", [
+    ("3", "integer", None, "3"), ("3.0", "integer", None, "3"), ("3.9", "integer", None, "3"),
+    ("1,000", "integer", None, None), ("abc", "integer", None, None), ("", "integer", None, None),
+    ("1.25", "float", 1, "1.2"), ("1.26", "float", 1, "1.3"), ("2", "float", 2, "2.0"),
+    ("[1, 2, 3]", "list", None, "[1, 2, 3]"), (None, "float", 1, None),
+])
+def test_normalize_free_form(extraction, atype, precision, expected):
+  assert mv.normalize(extraction, None, "free_form", atype, precision) == expected
+
+
+def _problem(qtype, atype, choices=(), answer="1"):
+  raw = {"pid": "1", "question": "q", "question_type": qtype, "answer_type": atype,
+         "choices": list(choices) or None, "precision": 1, "answer": answer, "unit": None}
+  return mv.load_record(raw)
+
+
+@pytest.mark.parametrize("response,expected", [
+    ("The answer is (D).\n\nSince D is the midpoint ...", "D"),
+    ("B", "B"), ("(C) 4cm", "C"), ("\\boxed{A}", "A"),
+    ("Based on the given information, the length of AC is 5cm.", "5cm"),
+    ("", ""),
+])
+def test_extract_multi_choice(response, expected):
+  assert mv.extract(response, _problem("multi_choice", "text", CHOICES)) == expected
+
+
+@pytest.mark.parametrize("response,expected", [
+    ("The total is 1,000 dollars.", "1000"), ("So the answer is 5", "5"),
+    ("Therefore, the median number of guests is **4**.\n\nI hope this helps!", "4"),
+    ("There are two sequences with negative scores.", "2"),
+    ("The value is \\boxed{\\frac{3}{4}}", "0.75"),
+])
+def test_extract_free_form(response, expected):
+  assert mv.extract(response, _problem("free_form", "integer")) == expected
