@@ -1,0 +1,227 @@
+"""The MAVIS data engine: exact answers, verified chains, versions, non-overlap, determinism, format."""
+
+import io
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from data_prep.engine import __main__ as cli
+from data_prep.engine import analytic, functions, geometry as G, plane as P, plane_problem, writer
+from data_prep.engine.exact import recompute, same
+from data_prep.engine.problems import Rejected, assemble, verify
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory):
+  d = str(tmp_path_factory.mktemp("engine"))
+  writer.generate(d, 150, seed=11, domain="all", workers=1)
+  recs = json.load(open(os.path.join(d, "instruct.json")))
+  scenes = [json.loads(l) for l in open(os.path.join(d, "scenes.jsonl"))]
+  return d, recs, scenes
+
+
+def test_overlap_is_interior_intersection():
+  sq = [(0, 0), (1, 0), (1, 1), (0, 1)]
+  assert not G.overlap(sq, [(1, 0), (2, 0), (2, 1), (1, 1)])          # shares an edge
+  assert G.overlap(sq, [(0.5, 0.5), (2, 0.5), (2, 2), (0.5, 2)])      # cuts into it
+  assert not G.overlap(sq, [(3, 3), (4, 3), (4, 4)])                  # far apart
+  assert G.overlap(sq, [(0.2, 0.2), (0.8, 0.2), (0.5, 0.8)])          # inside it
+
+
+def test_plane_shapes_share_only_their_attaching_edge():
+  n_multi = 0
+  for i in range(80):
+    sc = P.scene(np.random.default_rng([5, i]), depth=4)
+    n_multi += len(sc.shapes) > 1
+    outl = [s.outline() for s in sc.shapes]
+    for a in range(len(outl)):
+      for b in range(a + 1, len(outl)):
+        assert not G.overlap(outl[a], outl[b]), (i, a, b)
+    for par, ch in zip(sc.shapes, sc.shapes[1:]):
+      shared = set(par.letters) & set(ch.letters)
+      assert "".join(sorted(shared)) == ch.parent_edge
+      ia = [par.letters.index(x) for x in shared]
+      ib = [ch.letters.index(x) for x in shared]
+      assert np.allclose(par.pts[ia], ch.pts[ib])
+  assert n_multi > 40
+
+
+@pytest.mark.parametrize("make", [plane_problem.make, analytic.make, functions.make])
+def test_chain_steps_recompute_and_answer_matches_independent_measure(make):
+  kept = 0
+  for i in range(40):
+    rng = np.random.default_rng([7, i])
+    try:
+      b = make(rng)
+      rec = assemble(b, rng, "x", True)
+    except Rejected:
+      continue
+    kept += 1
+    known = dict(b.givens)
+    for d in b.chain:   # every number follows from the givens and the steps before it
+      assert all(n in known for n in d.inputs), d.name
+      assert same(recompute(d, known), d.value), (d.name, d.expr)
+      known[d.name] = d.value
+    if isinstance(b.measured, bool):   # a checker (sign changes, f(x0) = 0) rather than a number
+      assert b.measured is True
+    if b.answer_text is None:
+      v = float(known[b.target])
+      if not isinstance(b.measured, bool):
+        assert abs(v - float(b.measured)) <= 1e-6 * max(1, abs(v))
+      assert rec["answer"] == str(known[b.target])
+    else:
+      assert b.measured is True and rec["answer"] == b.answer_text
+  assert kept >= 30
+
+
+def test_a_wrong_step_or_answer_is_rejected():
+  b = plane_problem.make(np.random.default_rng(3))
+  b.chain[-1].value = b.chain[-1].value + 1
+  with pytest.raises(Rejected):
+    verify(b)
+  b = analytic.make(np.random.default_rng(4))
+  b.measured = float(b.measured) + 0.5
+  with pytest.raises(Rejected):
+    verify(b)
+
+
+def test_multiple_choice_distinct_with_exactly_one_correct(out):
+  _, recs, _ = out
+  mc = [r for r in recs if r["question_type"] == "multi_choice"]
+  assert len(mc) > 60
+  for r in mc:
+    assert len(set(r["choices"])) == len(r["choices"]) >= 3
+    assert [c == r["answer"] for c in r["choices"]].count(True) == 1
+    assert r["choices"][r["answer_index"]] == r["answer"]
+    letter = "ABCDEFGH"[r["answer_index"]]
+    assert r["text_en"]["CoT_reasoning"].endswith(f"option {letter}.")
+  for r in recs:
+    if r["question_type"] == "free_form":
+      assert r["choices"] == [] and r["answer_index"] is None
+
+
+def stated(text, q):
+  return text in q or (text[:1].upper() + text[1:]) in q
+
+
+def test_versions_state_or_draw_every_fact(out):
+  _, recs, scenes = out
+  plane = 0
+  for r, s in zip(recs, scenes):
+    assert r["id"] == s["id"]
+    t = r["text_en"]
+    for f in s["facts"]:
+      assert stated(f["text"], t["text_dominant_question"]), (r["id"], f)
+      if r["domain"] == "plane":
+        for ver in ("text_lite", "vision_dominant"):
+          if not stated(f["text"], t[f"{ver}_question"]):
+            assert f["id"] in s["drawn"][ver], (r["id"], ver, f)
+        if f["numeric"]:
+          assert not stated(f["text"], t["vision_dominant_question"])
+          assert f["id"] not in s["drawn"]["text_dominant"]
+      else:
+        if not stated(f["text"], t["vision_dominant_question"]):
+          assert f["id"] in s["drawn"]["single"], (r["id"], f)
+    if r["domain"] == "plane":
+      plane += 1
+      assert len({r["image_text_dominant"], r["image_text_lite"], r["image_vision_dominant"]}) == 3
+      assert len(t["vision_dominant_question"]) < len(t["text_lite_question"]) <= len(
+        t["text_dominant_question"])
+    else:
+      assert r["versions_share_image"] and r["image_text_lite"] == r["image_vision_dominant"]
+  assert plane == 50
+
+
+def test_output_format(out):
+  d, recs, _ = out
+  caps = json.load(open(os.path.join(d, "caption.json")))
+  assert len(recs) == len(caps) == 150
+  keys = {"id", "domain", "image_text_dominant", "image_text_lite", "image_vision_dominant",
+          "answer_index", "choices", "answer", "question_type", "complexity", "clarity",
+          "text_en", "rephrasings"}
+  for r, c in zip(recs, caps):
+    assert keys <= set(r)
+    assert set(r["text_en"]) == {"diagram_generation", "caption", "text_dominant_question",
+                                 "text_lite_question", "vision_dominant_question", "CoT_reasoning"}
+    assert r["question_type"] in ("multi_choice", "free_form")
+    assert r["complexity"] in (0, 1, 2, 3) and r["clarity"] in (0, 1)
+    assert c["id"] == r["id"] and c["image"] == r["image_vision_dominant"]
+    assert [m["from"] for m in c["conversations"]] == ["human", "gpt"]
+    assert c["conversations"][0]["value"].startswith("<image>\n")
+    assert c["conversations"][1]["value"] == r["text_en"]["caption"]
+    assert re.search(r"Step 1: ", r["text_en"]["CoT_reasoning"])
+    for ph in r["rephrasings"]:
+      assert ph != r["text_en"]["text_dominant_question"]
+    for k in ("image_text_dominant", "image_text_lite", "image_vision_dominant"):
+      with Image.open(os.path.join(d, r[k])) as im:
+        assert im.format == "PNG" and im.size == (384, 384)
+  assert {r["domain"] for r in recs} == {"plane", "analytic", "function"}
+  assert 0 < sum(r["clarity"] == 0 for r in recs) < 50
+  assert len({r["complexity"] for r in recs}) >= 3
+
+
+def test_same_seed_byte_identical_with_1_and_2_workers(tmp_path):
+  a, b = str(tmp_path / "a"), str(tmp_path / "b")
+  writer.generate(a, 36, seed=5, workers=1)
+  writer.generate(b, 36, seed=5, workers=2)
+  files = sorted(os.path.relpath(os.path.join(r, f), a) for r, _, fs in os.walk(a) for f in fs)
+  assert len(files) > 36 + 4
+  for f in files:
+    assert open(os.path.join(a, f), "rb").read() == open(os.path.join(b, f), "rb").read(), f
+  c = str(tmp_path / "c")
+  writer.generate(c, 6, seed=6, workers=1)
+  assert open(os.path.join(a, "instruct.json")).read() != open(os.path.join(c, "instruct.json")).read()
+
+
+def test_held_out_split_is_disjoint(tmp_path):
+  tr, te = str(tmp_path / "tr"), str(tmp_path / "te")
+  writer.generate(tr, 30, seed=1, workers=1, split="train", test_fraction=0.3)
+  writer.generate(te, 30, seed=1, workers=1, split="test", test_fraction=0.3)
+  q = lambda d: {r["text_en"]["text_dominant_question"].split("\nChoices")[0]  # noqa: E731
+                 for r in json.load(open(os.path.join(d, "instruct.json")))}
+  assert not q(tr) & q(te)
+  assert json.load(open(os.path.join(te, "meta.json")))["rejected_attempts"]["other_split"] > 0
+
+
+def test_analytic_figures_do_not_overlap():
+  for i in range(60):
+    rng = np.random.default_rng([9, i])
+    view = (-6, 8, -5, 7)
+    pool = list("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    figs = []
+    for _ in range(8):
+      f = analytic.figure(rng, str(rng.choice(analytic.KINDS)), view, pool.pop)
+      if all(analytic.apart(f, g, view) for g in figs):
+        figs.append(f)
+    for a in range(len(figs)):
+      for b in range(a + 1, len(figs)):
+        sa = analytic._samples(figs[a], view)
+        sb = analytic._samples(figs[b], view)
+        d = min(np.hypot(*(sa - p).T).min() for p in sb)
+        assert d >= analytic.GAP - 1e-9
+        for f, g in ((figs[a], figs[b]), (figs[b], figs[a])):   # nothing inside another figure
+          p = np.asarray(f["pts"][0], float)
+          if g["kind"] == "circle":
+            assert np.hypot(*(p - g["pts"][0])) > g["r"], (i, f, g)
+          if g["kind"] in ("triangle", "rectangle"):
+            assert not G.inside(p, g["pts"]), (i, f, g)
+
+
+def test_cli_and_degradation_labels(tmp_path, capsys):
+  cli.main(["--domain", "plane", "--n", "8", "--out", str(tmp_path), "--seed", "2",
+            "--degrade", "1"])
+  meta = json.loads(capsys.readouterr().out)
+  assert meta["per_domain"] == {"plane": 8}
+  recs = json.load(open(tmp_path / "instruct.json"))
+  assert all(r["clarity"] == 0 and r["degradation"] in ("blur", "noise", "lowres") for r in recs)
+
+
+def test_png_bytes_decode_to_a_diagram():
+  s = writer.make_sample((0, 0, "plane", "all", 0.1, 1.0, 0.0))
+  im = Image.open(io.BytesIO(s["files"][2][1])).convert("L")
+  a = np.asarray(im)
+  assert (a < 60).mean() > 0.003 and (a > 240).mean() > 0.3   # ink lines on a white page

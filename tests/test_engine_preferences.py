@@ -1,0 +1,50 @@
+"""DPO pairs: wrong answers become (chosen = annotated rationale, rejected = response) pairs."""
+
+import json
+
+from data_prep.engine import preferences as PR
+from data_prep.engine import writer
+
+
+def _recs():
+  return [writer.make_sample((4, i, "all", "all", 0.1, 0.5, 0.0))["record"] for i in range(12)]
+
+
+def test_final_answer_extraction():
+  assert PR.final_answer("Step 1: x.\nThe answer is 8*sqrt(3)/3 (≈ 4.62).") == "8*sqrt(3)/3"
+  assert PR.final_answer("so the answer is: B.") == "B"
+  assert PR.final_answer("I think 12") == "I think 12"
+
+
+def test_pairs_only_for_wrong_answers(tmp_path):
+  recs = _recs()
+  resp = []
+  for k, r in enumerate(recs):
+    if k % 2:
+      resp.append({"id": r["id"], "response": r["text_en"]["CoT_reasoning"]})   # correct
+    else:
+      resp.append({"id": r["id"], "response": "Guessing. The answer is 123456."})  # wrong
+  resp.append({"id": "nope", "response": "x"})
+  out, stats = PR.pairs(recs, resp)
+  assert stats == {"responses": 13, "correct": 6, "unknown_id": 1, "duplicate": 0, "pairs": 6}
+  for p, r in zip(out, recs[::2]):
+    assert p["chosen"] == r["text_en"]["CoT_reasoning"]
+    assert p["rejected"].endswith("123456.")
+    assert p["conversations"][0]["value"] == "<image>\n" + r["text_en"]["vision_dominant_question"]
+    assert p["image"] == r["image_vision_dominant"]
+  pj, rj, oj = tmp_path / "p.json", tmp_path / "r.jsonl", tmp_path / "o.json"
+  pj.write_text(json.dumps(recs))
+  rj.write_text("\n".join(json.dumps(x) for x in resp))
+  PR.main(["--problems", str(pj), "--responses", str(rj), "--out", str(oj)])
+  assert len(json.loads(oj.read_text())) == 6
+
+
+def test_multiple_choice_letter_and_numeric_equivalence():
+  r = next(x for x in _recs() if x["choices"])
+  right = "ABCDEFGH"[r["answer_index"]]
+  wrong = "ABCDEFGH"[(r["answer_index"] + 1) % len(r["choices"])]
+  assert PR.is_correct(r, f"The answer is {right}.")
+  assert not PR.is_correct(r, f"The answer is {wrong}.")
+  f = {"answer": "8*sqrt(3)/3", "choices": [], "answer_index": None}
+  assert PR.is_correct(f, "The answer is 4.62")
+  assert not PR.is_correct(f, "The answer is 4.7")
