@@ -44,6 +44,8 @@ def data(tmp_path_factory):
         {"from": "gpt", "value": answer}]})
     prefs.append({"id": f"p{i}", "image": f"{i}.png", "prompt": f"<image>\n{QUESTIONS[i % 4]}",
                   "chosen": answer, "rejected": f"The answer is {i + 4}."})
+  records.append({"id": "text-only", "conversations": [
+      {"from": "human", "value": "What is 2 + 3?"}, {"from": "gpt", "value": "The answer is 5."}]})
   (root / "train.json").write_text(json.dumps(records))
   (root / "prefs.jsonl").write_text("\n".join(json.dumps(p) for p in prefs))
   out = str(root / "built")
@@ -68,12 +70,16 @@ def test_records_become_llava_examples(data):
                            image_size=56, image_token_id=3, image_seq_len=16, max_len=192)
   ex = src[7]
   n = int(ex["attention_mask"].sum())
-  assert ex["pixel_values"].shape == (56, 56, 3)
+  assert ex["pixel_values"].shape == (1, 56, 56, 3)  # one image slot per example
   assert int(np.sum(ex["input_ids"] == 3)) == 16 and ex["input_ids"][0] == tok.bos_token_id
   target = tok.decode([int(t) for t, m in zip(ex["input_ids"], ex["loss_mask"]) if m])
   assert target.replace(" </s>", "</s>") == "The answer is 10.</s>"
   assert (ex["input_ids"][n:] == tok.pad_token_id).all()
   src[5]  # the long one: its answer falls beyond max_len
+  assert src.dropped == {"no_targets": 1}
+  text = src[24]  # text-only: trains, no image tokens, an unused (zero) slot
+  assert int(np.sum(text["input_ids"] == 3)) == 0 and text["loss_mask"].sum() > 0
+  assert not text["pixel_values"].any()
   assert src.dropped == {"no_targets": 1}
 
 
@@ -87,7 +93,7 @@ def test_trainer_on_a_mixture_and_on_preference_pairs(data, tmp_path):
   rows = metrics(str(tmp_path / "sft"))
   assert len(rows) == 3 and all(np.isfinite(r["loss"]) for r in rows)
   report = json.load(open(tmp_path / "sft/data_report.json"))
-  assert report["examples"] == 48 and set(report["dropped"]) <= {"no_targets"}
+  assert report["examples"] == 50 and set(report["dropped"]) <= {"no_targets"}
   dpo = tiny_config("dpo", data__name="preferences", **common)
   train(dpo, str(tmp_path / "dpo"))
   first = metrics(str(tmp_path / "dpo"))[0]

@@ -129,3 +129,16 @@ def test_bfloat16_compute_with_float32_params_stays_close(llava_hf):
   out = model(ids, px)
   assert out.dtype == np.float32          # logits are returned in float32
   assert 1e-4 < H.rel_err(out, ref) < 5e-2  # bf16 matmuls really ran, and stayed close
+
+
+def test_per_row_image_slots_match_the_global_order_and_skip_text_only_rows(llava_hf):
+  model, cfg = convert.load_llava(llava_hf[1])
+  ids, mask = H.llava_prompt(3, 12, cfg.image_seq_len, seed=11)
+  px = H.pixels(3, seed=11)
+  np.testing.assert_array_equal(np.asarray(model(ids, px[:, None])), np.asarray(model(ids, px)))
+  text_only = ids.copy()
+  text_only[1, 1:1 + cfg.image_seq_len] = 7  # row 1 has no image tokens: its slot goes unused
+  both = np.asarray(model(text_only, px[:, None]))
+  alone = np.asarray(model(text_only[1:2]))
+  np.testing.assert_allclose(both[1], alone[0], rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(both[2], np.asarray(model(ids, px))[2])

@@ -1,9 +1,10 @@
 """LLaVA-format records (what the data_prep builders write) -> the trainer's `lm` examples.
 
 A random-access view: record i -> decoded, padded/resized, CLIP-normalised image; the conversation
-through the model's template and tokenizer, image tokens expanded; padded to `max_len`. An example
-that cannot be used (truncation would cut the image, no answer token left, a broken conversation,
-an undecodable image) keeps its slot with an all-zero loss mask, so indices and resumption stay
+through the model's template and tokenizer, image tokens expanded; padded to `max_len`. Text-only
+records are examples like any other (their image slot stays unused). An example that cannot be
+used (truncation would cut the image, no answer token left, a broken conversation, an undecodable
+image) keeps its slot with an all-zero loss mask, so indices and resumption stay
 exact, and is counted by reason in `dropped` (the trainer reports the counts): nothing vanishes
 silently.
 """
@@ -35,14 +36,13 @@ class ConversationSource:
     return len(self.records)
 
   def _blank(self) -> dict[str, np.ndarray]:
-    """A slot that trains nothing. It still holds its image tokens: the batch splices the k-th
-    image into the k-th run of image tokens, so every row must keep exactly one."""
-    ids = np.full(self.max_len, self.pad_id, np.int32)
-    ids[:self.image_seq_len] = self.image_token_id
-    mask = np.zeros(self.max_len, np.int32)
-    mask[:self.image_seq_len] = 1
-    return dict(input_ids=ids, attention_mask=mask, loss_mask=np.zeros(self.max_len, np.int32),
-                pixel_values=np.zeros((self.image_size, self.image_size, 3), np.float32))
+    """An example that trains nothing. pixel_values is one image slot per example
+    ([1, H, W, 3]; batched [B, 1, H, W, 3]): the model gives each row its own slot, so a row
+    without image tokens (text-only, or blank) simply leaves it unused."""
+    return dict(input_ids=np.full(self.max_len, self.pad_id, np.int32),
+                attention_mask=np.zeros(self.max_len, np.int32),
+                loss_mask=np.zeros(self.max_len, np.int32),
+                pixel_values=np.zeros((1, self.image_size, self.image_size, 3), np.float32))
 
   def __getitem__(self, i: int) -> dict[str, np.ndarray]:
     rec = self.records[i]
@@ -51,12 +51,10 @@ class ConversationSource:
   def _example(self, rec, conv) -> dict[str, np.ndarray]:
     out = self._blank()
     image = rec.get("image") or b""
-    if not image:
-      self.dropped["text_only"] += 1  # one image slot per example; text-only needs its own stream
-      return out
     try:
-      out["pixel_values"] = preprocess(Image.open(io.BytesIO(image)), self.image_size,
-                                       self.aspect)
+      if image:
+        out["pixel_values"][0] = preprocess(Image.open(io.BytesIO(image)), self.image_size,
+                                            self.aspect)
       tok = templates.encode(json.loads(conv) if isinstance(conv, (str, bytes)) else conv,
                              self.template, self.tokenizer, image_token_id=self.image_token_id,
                              image_seq_len=self.image_seq_len, max_len=self.max_len)
@@ -69,7 +67,7 @@ class ConversationSource:
     except OSError:
       self.dropped["bad_image"] += 1
       return out
-    if tok.num_images != 1:
+    if tok.num_images != (1 if image else 0):
       self.dropped["image_count"] += 1
       return out
     n = len(tok.input_ids)

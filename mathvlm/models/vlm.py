@@ -123,12 +123,27 @@ class Llava(nnx.Module):
     return self.multi_modal_projector(h)
 
   def embed(self, input_ids: Array, pixel_values: Array | None = None) -> Array:
+    """Token embeddings with image features spliced in.
+
+    pixel_values [images, H, W, 3]: the k-th run of image tokens in the batch (row-major) takes
+    the k-th image, as llava-hf does. [batch, slots, H, W, 3]: each row's runs take that row's
+    slots in order; a row with fewer runs (a text-only example) leaves its slots unused, so
+    training batches can mix image and text-only examples with static shapes.
+    """
     input_ids = jnp.asarray(input_ids, jnp.int32)
     is_image = input_ids == self.cfg.image_token_id
     x = self.language_model.embed(jnp.where(is_image, 0, input_ids))
     if pixel_values is None:
       return x
-    feats = self.image_features(jnp.asarray(pixel_values))
+    pixel_values = jnp.asarray(pixel_values)
+    if pixel_values.ndim == 5:
+      b, slots = pixel_values.shape[:2]
+      feats = self.image_features(pixel_values.reshape((b * slots,) + pixel_values.shape[2:]))
+      feats = feats.reshape(b, slots * feats.shape[1], -1).astype(x.dtype)
+      order = jnp.clip(jnp.cumsum(is_image, axis=1) - 1, 0, feats.shape[1] - 1)
+      spliced = jnp.take_along_axis(feats, order[..., None], axis=1)
+      return jnp.where(is_image[..., None], spliced, x)
+    feats = self.image_features(pixel_values)
     n_feats = feats.shape[0] * feats.shape[1]
     if not isinstance(is_image, jax.core.Tracer):
       n_tokens = int(jnp.sum(is_image))
@@ -151,5 +166,6 @@ class Llava(nnx.Module):
 
   def __call__(self, input_ids: Array, pixel_values: Array | None = None,
                attention_mask: Array | None = None) -> Array:
-    """Logits [batch, seq, vocab]; pixel_values normalised, channels last [images, H, W, 3]."""
+    """Logits [batch, seq, vocab]; pixel_values normalised, channels last [images, H, W, 3]
+    (or [batch, slots, H, W, 3], see `embed`)."""
     return self.apply(input_ids, pixel_values, attention_mask=attention_mask).logits
