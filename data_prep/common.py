@@ -502,6 +502,24 @@ def add_run_flags(parser, name):
   parser.add_argument("--max_images", type=int, default=1, help="images per record the model "
                       "supports; the schema stores one, so only 1 is accepted for now")
   parser.add_argument("--no_progress", action="store_true")
+  parser.add_argument("--image_size", type=int, default=0,
+                      help="pad/resize images once, here, to the model's input size (e.g. 336) "
+                      "so the training pipeline only decodes them; 0 keeps the originals")
+  parser.add_argument("--image_aspect", default="pad", choices=("pad", "resize"),
+                      help="with --image_size: LLaVA's pad-to-square (default) or a plain resize")
+
+
+def prepare_image(data: bytes, options: dict) -> bytes:
+  """The stored image: the original bytes, or (--image_size) padded and resized once, as PNG."""
+  size = options.get("image_size") or 0
+  if not data or not size:
+    return data
+  from mathvlm.data.image import to_pixels  # the training pipeline's own geometry
+  with Image.open(io.BytesIO(data)) as im:
+    pixels = to_pixels(im, size, options.get("image_aspect", "pad"))
+  out = io.BytesIO()
+  Image.fromarray(pixels).save(out, format="PNG", compress_level=1)
+  return out.getvalue()
 
 
 def run_main(spec, args, items, options, sources) -> dict:
@@ -509,6 +527,7 @@ def run_main(spec, args, items, options, sources) -> dict:
   if args.max_images != 1:
     raise SystemExit(f"--max_images {args.max_images}: the {spec.name} schema stores one "
                      f"image per record; only --max_images 1 is supported")
+  options = dict(options, image_size=args.image_size, image_aspect=args.image_aspect)
   try:
     report = build(spec, items, args.out, options, sources=sources,
                    num_shards=args.num_shards, workers=args.workers, strict=args.strict,

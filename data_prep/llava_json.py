@@ -41,6 +41,7 @@ def convert(item: tuple, options: dict) -> list:
     if source is None:
       source = source_from_path(paths[0]) if paths else "text_only"
     image = common.read_image(os.path.join(options["images"], paths[0])) if paths else b""
+    image = common.prepare_image(image, options)
   except common.BadRecord as e:
     e.key = rid
     raise

@@ -111,7 +111,8 @@ def convert(item: tuple, options: dict) -> list:
       turns = common.check_conversations(
         [{"from": "human", "value": human_turn(question, choices)},
          {"from": "gpt", "value": gpt_turn(cot, answer)}], 1)
-      image = image_of(rec.get(f"image_{v}"), options["images"], f"image_{v}")
+      image = common.prepare_image(
+          image_of(rec.get(f"image_{v}"), options["images"], f"image_{v}"), options)
     except common.BadRecord as e:
       e.key = rid
       out.append(e)

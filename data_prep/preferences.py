@@ -47,6 +47,7 @@ def convert(item: tuple, options: dict) -> list:
     paths = common.image_paths(rec.get("image"), options["max_images"])
     common.check_image_tokens(fields["prompt"].count(common.IMAGE_TOKEN), len(paths))
     image = common.read_image(os.path.join(options["images"], paths[0])) if paths else b""
+    image = common.prepare_image(image, options)
   except common.BadRecord as e:
     e.key = rid
     raise

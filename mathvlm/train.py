@@ -170,6 +170,7 @@ def make_train_step(config, graphdef, objective, tx, schedule):
   import optax
   from flax import nnx
 
+  from mathvlm.data.image import normalize
   from mathvlm.objectives.lm import batch_logps
 
   accum = config.optim.grad_accum
@@ -183,6 +184,8 @@ def make_train_step(config, graphdef, objective, tx, schedule):
     return loss * weight, (weight, metrics)
 
   def train_step(state, batch):
+    if "pixel_values" in batch and batch["pixel_values"].dtype == jnp.uint8:
+      batch = dict(batch, pixel_values=normalize(batch["pixel_values"], jnp))  # on device
     if dpo_ref:  # the frozen starting model's log-probs, outside the differentiated function
       ref = nnx.merge(graphdef, state["ref_params"], state["frozen"])
       rows = jax.lax.stop_gradient(batch_logps(ref, pairs_to_rows(batch)))  # as the policy's

@@ -109,3 +109,22 @@ def test_sources_need_a_path_and_tokenizer():
   assert parse_mixture("a=3,b") == [("a", 3.0), ("b", 1.0)]
   with pytest.raises(ValueError, match="name=weight"):
     parse_mixture("a=x")
+
+
+def test_images_prepared_at_build_time_decode_to_the_same_pixels(data, tmp_path):
+  """--image_size pads and resizes once in the builder; the pipeline then only decodes, and the
+  pixels equal those of resizing the original in the pipeline."""
+  from data_prep.common import read
+  root = os.path.dirname(data["out"])
+  _build("llava_json", ["--json", f"{root}/train.json", "--images", f"{root}/images",
+                        "--image_size", "56"], str(tmp_path))
+  tok = load_tokenizer(data["tokenizer"])
+  kw = dict(tokenizer=tok, template="vicuna_v1", image_size=56, image_token_id=3,
+            image_seq_len=16, max_len=192)
+  prepared = ConversationSource(read(str(tmp_path), "llava_json"), **kw)
+  original = ConversationSource(read(data["out"], "llava_json"), **kw)
+  for i in (0, 7, 24):
+    a, b = prepared[i], original[i]
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+  assert len(read(str(tmp_path), "llava_json")[0]["image"]) != len(
+      read(data["out"], "llava_json")[0]["image"])

@@ -8,9 +8,9 @@ import pytest
 import sentencepiece as spm
 from transformers import LlamaTokenizer
 
+from benchmarks.llava_reference import IGNORE, ref_preprocess
 from mathvlm.data import templates as T
 
-IGNORE = -100
 CORPUS = [
     T.VICUNA_SYSTEM, T.LLAMA2_SYSTEM,
     "USER: What is the area of the triangle? ASSISTANT: The area is 24 square units.",
@@ -29,88 +29,6 @@ def tokenizer(request, tmp_path_factory):
   tok = LlamaTokenizer.from_pretrained(str(d), legacy=request.param, add_bos_token=True)
   tok.pad_token = tok.unk_token  # as LLaVA sets it for Vicuna
   return tok
-
-
-# ---- a port of LLaVA's reference (llava/conversation.py, llava/mm_utils.py, llava/train/train.py)
-
-def ref_tokenizer_image_token(prompt, tokenizer, image_token_index=-200):
-  chunks = [tokenizer(c).input_ids for c in prompt.split("<image>")]
-  sep = lambda X, s: [e for sub in zip(X, [s] * len(X)) for e in sub][:-1]
-  ids, offset = [], 0
-  if chunks and chunks[0] and chunks[0][0] == tokenizer.bos_token_id:
-    offset = 1
-    ids.append(chunks[0][0])
-  for x in sep(chunks, [image_token_index] * (offset + 1)):
-    ids.extend(x[offset:])
-  return ids
-
-
-def ref_preprocess_multimodal(source):
-  source = copy.deepcopy(source)
-  for s in source:
-    if "<image>" in s["value"]:
-      s["value"] = ("<image>\n" + s["value"].replace("<image>", "").strip()).strip()
-  return source
-
-
-def ref_get_prompt(style, system, roles, sep, sep2, messages):
-  if style == "two":
-    seps, ret = [sep, sep2], system + sep
-    for i, (role, message) in enumerate(messages):
-      ret += role + ": " + message + seps[i % 2]
-    return ret
-  wrap_sys = lambda m: f"<<SYS>>\n{m}\n<</SYS>>\n\n" if len(m) > 0 else m
-  ret = ""
-  for i, (role, message) in enumerate(messages):
-    if i == 0:
-      message = wrap_sys(system) + message
-    if i % 2 == 0:
-      ret += sep + f"[INST] {message} [/INST]"
-    else:
-      ret += " " + message + " " + sep2
-  return ret.lstrip(sep)
-
-
-def ref_preprocess(source, name, tokenizer):
-  """(input_ids, labels) as LLaVA's preprocess_v1 / preprocess_llama_2 / preprocess_plain."""
-  t = T.TEMPLATES[name]
-  source = ref_preprocess_multimodal(source)
-  if name == "plain":
-    source[0]["value"] = "<image>"
-    conversation = source[0]["value"] + source[1]["value"] + t.sep
-    ids = ref_tokenizer_image_token(conversation, tokenizer)
-    labels = list(ids)
-    n = len(ref_tokenizer_image_token(source[0]["value"], tokenizer))
-    labels[:n] = [IGNORE] * n
-    return ids, labels
-  roles = {"human": t.roles[0], "gpt": t.roles[1]}
-  conversation = ref_get_prompt(t.style, t.system, t.roles, t.sep, t.sep2,
-                                [(roles[s["from"]], s["value"]) for s in source])
-  ids = ref_tokenizer_image_token(conversation, tokenizer)
-  labels = list(ids)
-  sep = (t.sep + t.roles[1] + ": ") if t.style == "two" else "[/INST] "
-  total_len = sum(1 for x in ids if x != tokenizer.pad_token_id)
-  rounds = conversation.split(t.sep2)
-  cur_len = 1
-  labels[:cur_len] = [IGNORE] * cur_len
-  for i, rou in enumerate(rounds):
-    if rou == "":
-      break
-    parts = rou.split(sep)
-    if len(parts) != 2:
-      break
-    parts[0] += sep
-    round_len = len(ref_tokenizer_image_token(rou, tokenizer))
-    instruction_len = len(ref_tokenizer_image_token(parts[0], tokenizer)) - 2
-    if t.style == "two" and i != 0 and not tokenizer.legacy:  # only preprocess_v1 has this fix
-      round_len -= 1
-      instruction_len -= 1
-    labels[cur_len:cur_len + instruction_len] = [IGNORE] * max(instruction_len, 0)
-    cur_len += round_len
-  labels[cur_len:] = [IGNORE] * max(len(labels) - cur_len, 0)
-  if cur_len != total_len:  # LLaVA's "tokenization mismatch": the whole example is ignored
-    labels = [IGNORE] * len(labels)
-  return ids, labels
 
 
 # ---- conversations

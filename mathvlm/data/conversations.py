@@ -1,6 +1,7 @@
 """LLaVA-format records (what the data_prep builders write) -> the trainer's `lm` examples.
 
-A random-access view: record i -> decoded, padded/resized, CLIP-normalised image; the conversation
+A random-access view: record i -> decoded, padded/resized image (uint8: the trainer normalises on
+device); the conversation
 through the model's template and tokenizer, image tokens expanded; padded to `max_len`. Text-only
 records are examples like any other (their image slot stays unused). An example that cannot be
 used (truncation would cut the image, no answer token left, a broken conversation, an undecodable
@@ -19,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from mathvlm.data import templates
-from mathvlm.data.image import preprocess
+from mathvlm.data.image import to_pixels
 
 
 class ConversationSource:
@@ -42,7 +43,7 @@ class ConversationSource:
     return dict(input_ids=np.full(self.max_len, self.pad_id, np.int32),
                 attention_mask=np.zeros(self.max_len, np.int32),
                 loss_mask=np.zeros(self.max_len, np.int32),
-                pixel_values=np.zeros((1, self.image_size, self.image_size, 3), np.float32))
+                pixel_values=np.zeros((1, self.image_size, self.image_size, 3), np.uint8))
 
   def __getitem__(self, i: int) -> dict[str, np.ndarray]:
     rec = self.records[i]
@@ -53,8 +54,8 @@ class ConversationSource:
     image = rec.get("image") or b""
     try:
       if image:
-        out["pixel_values"][0] = preprocess(Image.open(io.BytesIO(image)), self.image_size,
-                                            self.aspect)
+        out["pixel_values"][0] = to_pixels(Image.open(io.BytesIO(image)), self.image_size,
+                                           self.aspect)
       tok = templates.encode(json.loads(conv) if isinstance(conv, (str, bytes)) else conv,
                              self.template, self.tokenizer, image_token_id=self.image_token_id,
                              image_seq_len=self.image_seq_len, max_len=self.max_len)

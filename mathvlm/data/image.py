@@ -21,17 +21,30 @@ def expand_to_square(image: Image.Image, fill: tuple[int, int, int]) -> Image.Im
   return canvas
 
 
-def preprocess(image: Image.Image, size: int, aspect: str = "pad") -> np.ndarray:
-  """[size, size, 3] float32, normalised. aspect: 'pad' (Math-LLaVA's setting) or 'resize'.
+def to_pixels(image: Image.Image, size: int, aspect: str = "pad") -> np.ndarray:
+  """[size, size, 3] uint8: padded (or not) and resized, not yet normalised.
 
-  Matches transformers' CLIPImageProcessor applied after LLaVA's padding, which is what both the
-  original LLaVA and llava-hf feed the vision tower.
+  What the training pipeline ships: a quarter of float32's bytes between worker processes and to
+  the device, where `normalize` runs inside the jitted step.
   """
   if aspect not in ("pad", "resize"):
     raise ValueError(f"image aspect mode {aspect!r}: expected 'pad' or 'resize'")
   image = image.convert("RGB")
   if aspect == "pad":
     image = expand_to_square(image, tuple(int(m * 255) for m in CLIP_MEAN))
-  image = image.resize((size, size), Image.Resampling.BICUBIC)
-  x = np.asarray(image, np.float32) / 255.0
-  return ((x - np.asarray(CLIP_MEAN, np.float32)) / np.asarray(CLIP_STD, np.float32))
+  return np.asarray(image.resize((size, size), Image.Resampling.BICUBIC), np.uint8)
+
+
+def normalize(pixels, xp=np):
+  """uint8 [..., 3] -> CLIP-normalised float32 (numpy, or jax.numpy as `xp` on device)."""
+  x = xp.asarray(pixels).astype(xp.float32) / 255.0
+  return (x - xp.asarray(CLIP_MEAN, xp.float32)) / xp.asarray(CLIP_STD, xp.float32)
+
+
+def preprocess(image: Image.Image, size: int, aspect: str = "pad") -> np.ndarray:
+  """[size, size, 3] float32, normalised. aspect: 'pad' (Math-LLaVA's setting) or 'resize'.
+
+  Matches transformers' CLIPImageProcessor applied after LLaVA's padding, which is what both the
+  original LLaVA and llava-hf feed the vision tower.
+  """
+  return normalize(to_pixels(image, size, aspect))
