@@ -63,6 +63,8 @@ def base(objective: str) -> ml_collections.ConfigDict:
       template="vicuna_v1",   # vicuna_v1 | llama_2 | mistral_instruct | plain
       image_aspect="pad",     # pad (LLaVA-1.5, Math-LLaVA) | resize
       mixture="",             # 'mathv360k=3,mavis_instruct=1': several built datasets by weight
+      buckets=(),             # e.g. (256, 512, 1024, 2048): pad each batch to the smallest that fits
+      group_by_length=False,  # LLaVA's group_by_modality_length (built datasets, not mixtures)
   ))
   c.optim = ml_collections.ConfigDict(dict(
       lr=2e-5, warmup_ratio=0.03, schedule="cosine", end_lr_ratio=0.0, weight_decay=0.0,
@@ -128,6 +130,9 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1, device_count:
     errors.append(f"dpo.loss_type={c.dpo.loss_type!r}: 'sigmoid' or 'ipo'")
   if c.objective == "contrastive" and c.contrastive.loss_type not in ("softmax", "sigmoid"):
     errors.append(f"contrastive.loss_type={c.contrastive.loss_type!r}: 'softmax' or 'sigmoid'")
+  if c.data.buckets and max(c.data.buckets) != c.data.max_len:
+    errors.append(f"data.buckets={tuple(c.data.buckets)}: the largest bucket must be "
+                  f"data.max_len={c.data.max_len}")
   if c.model.vision_init_from and FAMILY.get(c.objective) != "llava":
     errors.append("model.vision_init_from only applies to LLaVA objectives (lm, dpo)")
   if errors:

@@ -315,8 +315,32 @@ def _work(task):
         r.key, r.where, r.file = r.key or key, where, file
         out.append(("bad", r))
       else:
-        out.append(("ok", features.serialize_example(r)))
+        out.append(("ok", features.serialize_example(r), length_of(r)))
   return out
+
+
+def length_of(record: dict) -> list[int]:
+  """[characters of text, has image]: what length grouping needs, kept per record in the shard
+  markers so training never has to read the (image-heavy) records to sort them."""
+  text = sum(len(record.get(k) or "") for k in ("conversations", "prompt", "chosen", "rejected"))
+  return [int(text), int(bool(record.get("image")))]
+
+
+def read_lengths(data_dir: str, name: str):
+  """(text lengths, has-image flags) of the built dataset's records, in reading order."""
+  import numpy as np
+  mdir = os.path.join(data_dir, name, "_shards")
+  markers = sorted(f for f in os.listdir(mdir) if f.endswith(".json"))
+  rows = []
+  for f in markers:
+    with open(os.path.join(mdir, f), encoding="utf-8") as fh:
+      m = json.load(fh)
+    if "lengths" not in m:
+      raise ValueError(f"{mdir}/{f} has no record lengths (built by an older version): rebuild "
+                       f"{name} to use data.group_by_length")
+    rows += m["lengths"]
+  arr = np.asarray(rows, np.int64).reshape(-1, 2)
+  return arr[:, 0], arr[:, 1].astype(bool)
 
 
 def _shard_name(name, i, n):
@@ -420,12 +444,13 @@ def build(spec: Spec, items: list[tuple], out: str, options: dict, *, sources: l
         final = os.path.join(ddir, _shard_name(name, i, num_shards))
         tmp = f"{final}.tmp-{os.getpid()}"
         writer = ArrayRecordWriter(tmp, "group_size:1")
-        state = {"written": 0, "bad": [], "items": 0}
+        state = {"written": 0, "bad": [], "items": 0, "lengths": []}
       state["items"] += len(chunk)
-      for kind, r in res:
+      for kind, r, *length in res:
         if kind == "ok":
           writer.write(r)
           state["written"] += 1
+          state["lengths"].append(length[0])
         else:
           if strict:
             raise r
@@ -437,7 +462,7 @@ def build(spec: Spec, items: list[tuple], out: str, options: dict, *, sources: l
         os.replace(tmp, final)
         markers[i] = {"shard": i, "fingerprint": fp, "num_bytes": os.path.getsize(final),
                       "items": state["items"], "written": state["written"],
-                      "bad": state["bad"]}
+                      "bad": state["bad"], "lengths": state["lengths"]}
         _atomic_write_json(os.path.join(mdir, f"{i:05d}.json"), markers[i])
   finally:
     bar.close()

@@ -272,6 +272,9 @@ def train(config, workdir: str | None, *, compile_only: bool = False, devices=No
 
   from configs.common import validate
   from mathvlm import checkpoint, flops, objectives, sharding
+  from jax.experimental import multihost_utils
+
+  from mathvlm.data import pipeline
   from mathvlm.data.pipeline import make_dataset
   from mathvlm.data.sources import make_source
   from mathvlm.metrics import MetricWriter
@@ -315,7 +318,8 @@ def train(config, workdir: str | None, *, compile_only: bool = False, devices=No
   dataset = make_dataset(source, global_batch=config.data.global_batch, seed=config.seed,
                          epochs=max(config.data.epochs, -(-total_steps * config.data.global_batch
                                                            // len(source))),
-                         process_index=jax.process_index(), process_count=jax.process_count())
+                         process_index=jax.process_index(), process_count=jax.process_count(),
+                         lengths=getattr(source, "lengths", None))
   example = source[0]
   objective.check_batch(dict(example, **({"ref_logps": None} if config.objective == "dpo"
                                          and config.dpo.reference == "init" else {})))
@@ -389,7 +393,13 @@ def train(config, workdir: str | None, *, compile_only: bool = False, devices=No
   tokens_per_step = int(np.prod(batch_shapes.get("input_ids", (config.data.global_batch,))))
   t_start, t_last = time.time(), time.time()
   for step in range(start, total_steps):
-    batch = sharding.global_batch(next(data_iter), mesh)
+    local = next(data_iter)
+    if config.data.buckets and "attention_mask" in local:  # pad to a bucket, not to max_len
+      length = pipeline.local_bucket(local, config.data.buckets)
+      if jax.process_count() > 1:
+        length = int(np.max(multihost_utils.process_allgather(np.int32(length))))
+      local = pipeline.trim_to(local, length)
+    batch = sharding.global_batch(local, mesh)
     state, metrics = step_fn(state, batch)
     metrics = jax.device_get(metrics)
     if not np.isfinite(metrics["loss"]):

@@ -94,6 +94,10 @@ def test_trainer_on_a_mixture_and_on_preference_pairs(data, tmp_path):
   assert len(rows) == 3 and all(np.isfinite(r["loss"]) for r in rows)
   report = json.load(open(tmp_path / "sft/data_report.json"))
   assert report["examples"] == 50 and set(report["dropped"]) <= {"no_targets"}
+  grouped = tiny_config("lm", data__name="llava_json", data__group_by_length=True,
+                        data__buckets=(64, 128, 192), **common)
+  train(grouped, str(tmp_path / "grouped"))
+  assert len(metrics(str(tmp_path / "grouped"))) == 3
   dpo = tiny_config("dpo", data__name="preferences", **common)
   train(dpo, str(tmp_path / "dpo"))
   first = metrics(str(tmp_path / "dpo"))[0]
@@ -128,3 +132,12 @@ def test_images_prepared_at_build_time_decode_to_the_same_pixels(data, tmp_path)
     assert all(np.array_equal(a[k], b[k]) for k in a)
   assert len(read(str(tmp_path), "llava_json")[0]["image"]) != len(
       read(data["out"], "llava_json")[0]["image"])
+
+
+def test_recorded_lengths_follow_the_reading_order(data):
+  from data_prep.common import length_of, read, read_lengths
+  records = read(data["out"], "llava_json")
+  lengths, has_image = read_lengths(data["out"], "llava_json")
+  assert len(lengths) == len(records) == 25
+  assert all(length_of(records[i]) == [lengths[i], int(has_image[i])] for i in range(25))
+  assert has_image.sum() == 24  # the text-only record

@@ -51,3 +51,24 @@ def test_epochs_reshuffle_and_repeat_every_record():
   ds = make_dataset(Numbers(32), global_batch=8, seed=0, epochs=3)
   records = [r for b in ds for r in b["record"].tolist()]
   assert len(records) == 96 and np.bincount(records).tolist() == [3] * 32
+
+
+def test_modality_length_grouping_makes_homogeneous_length_sorted_batches():
+  from mathvlm.data.pipeline import bucket_length, modality_length_order, trim_to
+  rs = np.random.RandomState(0)
+  lengths = rs.randint(10, 500, 100)
+  has_image = rs.rand(100) < 0.7
+  order = modality_length_order(lengths, has_image, 8, seed=1, epoch=0)
+  assert sorted(order.tolist()) == list(range(100))
+  full = len(order) // 8 * 8
+  batches = order[:full].reshape(-1, 8)
+  mixed = [b for b in batches if has_image[b].any() and not has_image[b].all()]
+  assert len(mixed) <= 1  # only the leftover batch may mix modalities
+  for b in batches:
+    if has_image[b].all() or not has_image[b].any():
+      assert (np.diff(lengths[b]) <= 0).all()
+  assert not np.array_equal(order, modality_length_order(lengths, has_image, 8, 1, epoch=1))
+  assert bucket_length([100, 300], (256, 512, 1024)) == 512
+  batch = {"input_ids": np.zeros((2, 1024)), "pixel_values": np.zeros((2, 4, 4, 3))}
+  trimmed = trim_to(batch, 512)
+  assert trimmed["input_ids"].shape == (2, 512) and trimmed["pixel_values"].shape == (2, 4, 4, 3)

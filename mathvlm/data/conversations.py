@@ -32,6 +32,7 @@ class ConversationSource:
     self.image_token_id, self.image_seq_len = image_token_id, image_seq_len
     self.max_len, self.pad_id = max_len, pad_id
     self.dropped: collections.Counter = collections.Counter()
+    self.lengths = None  # (text lengths, has-image) when the pipeline groups by length
 
   def __len__(self) -> int:
     return len(self.records)

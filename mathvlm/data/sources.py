@@ -7,7 +7,7 @@ import collections
 
 import grain
 
-from data_prep.common import read
+from data_prep.common import read, read_lengths
 from mathvlm.data.conversations import ConversationSource, PreferenceSource
 from mathvlm.data.synthetic import SyntheticSource
 
@@ -36,6 +36,11 @@ def make_source(data_cfg, objective: str, model_cfg, seed: int):
                   image_seq_len=model_cfg.image_seq_len, max_len=data_cfg.max_len,
                   aspect=data_cfg.image_aspect, pad_id=tokenizer.pad_token_id or 0)
              for name, _ in parts]
+  if data_cfg.group_by_length:
+    if len(sources) > 1:
+      raise ValueError("data.group_by_length with a data.mixture is not supported yet: group "
+                       "one dataset, or mix without grouping")
+    sources[0].lengths = read_lengths(data_cfg.path, parts[0][0])
   if len(sources) == 1:
     return sources[0]
   return Mixture(sources, [w for _, w in parts])
