@@ -8,15 +8,7 @@ import pytest
 from mathvlm.eval import math_v
 from mathvlm.eval.common import Problem
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(REPO, "..", "shared", "data")   # CI clones the repo with shared/ beside it
-
-
-def shared(*parts: str) -> str:
-  path = os.path.join(SHARED, *parts)
-  if not os.path.exists(path):
-    pytest.skip(f"{path} missing: the eval tests read ../shared/data beside the repo")
-  return path
+from shared_data import REPO, SHARED, shared  # noqa: F401
 
 MODELS = ["LLaVA-v1.5-7B", "Qwen-VL-Max-CoT", "SPHINX-v2"]
 

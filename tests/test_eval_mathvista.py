@@ -7,15 +7,7 @@ import pytest
 
 from mathvlm.eval import mathvista as mv
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(REPO, "..", "shared", "data")   # CI clones the repo with shared/ beside it
-
-
-def shared(*parts: str) -> str:
-  path = os.path.join(SHARED, *parts)
-  if not os.path.exists(path):
-    pytest.skip(f"{path} missing: the eval tests read ../shared/data beside the repo")
-  return path
+from shared_data import REPO, SHARED, shared  # noqa: F401
 
 MODELS = ["bard", "llava_llama_2_13b"]
 
