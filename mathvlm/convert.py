@@ -267,15 +267,15 @@ def _load_array(sources: dict[str, SafetensorsDir], path, var, rule: Rule, key: 
   shape = tuple(var.shape)
   to_ours = TRANSFORMS[transform][0]
   layer_keys = [key.format(i=i) for i in range(shape[0])] if stacked else [key]
-  inner = shape[1:] if stacked else shape
+  expected = _hf_shape(shape[1:] if stacked else shape, transform)
   for k in layer_keys:
     if k not in ckpt:
       raise CheckpointError(f"{ckpt.path}: missing tensor {k!r} (for parameter "
-                            f"{'/'.join(path)}, expected shape {_hf_shape(inner, transform)})")
+                            f"{'/'.join(path)}, expected shape {expected})")
     found = ckpt.shape(k)
-    if found != _hf_shape(inner, transform):
+    if found != expected:
       raise CheckpointError(f"{ckpt.path}: tensor {k!r} has shape {found}, expected "
-                            f"{_hf_shape(inner, transform)} for parameter {'/'.join(path)} "
+                            f"{expected} for parameter {'/'.join(path)} "
                             "(does config.json match the weights?)")
 
   def fetch(index):
@@ -295,8 +295,9 @@ def _load_array(sources: dict[str, SafetensorsDir], path, var, rule: Rule, key: 
 
 
 def _hf_shape(shape: tuple[int, ...], transform: str) -> tuple[int, ...]:
-  dummy = np.empty(shape, dtype=np.uint8)
-  return tuple(TRANSFORMS[transform][1](dummy).shape)
+  """The checkpoint's shape for one of ours: the transform applied to a zero-byte view."""
+  view = np.broadcast_to(np.zeros((), np.uint8), shape)
+  return tuple(TRANSFORMS[transform][1](view).shape)
 
 
 def _single_device(path, names, shape):

@@ -108,8 +108,7 @@ def generate(model: nnx.Module, input_ids, attention_mask=None, pixel_values=Non
   eos = tuple(int(e) for e in np.atleast_1d(eos_token_id)) if eos_token_id is not None else ()
   if pixel_values is not None:
     pixel_values = jnp.asarray(pixel_values)
-    # The splice's count check runs eagerly, where shapes are concrete.
-    _check_image_tokens(model, input_ids, pixel_values)
+    model.check_image_tokens(input_ids, pixel_values)  # eagerly: under jit it cannot raise
   graphdef, state = nnx.split(model)
   return _generate(graphdef, state, input_ids, attention_mask, pixel_values,
                    jax.random.key(seed), jnp.float32(max(temperature, 1e-6)), jnp.float32(top_p),
@@ -122,10 +121,3 @@ def _default_eos(model):
   text = getattr(cfg, "text", cfg)
   return getattr(text, "eos_token_id", None)
 
-
-def _check_image_tokens(model, input_ids, pixel_values) -> None:
-  cfg = model.cfg
-  n_tokens = int(jnp.sum(input_ids == cfg.image_token_id))
-  if n_tokens != pixel_values.shape[0] * cfg.image_seq_len:
-    raise ValueError(f"the prompts hold {n_tokens} image tokens (id {cfg.image_token_id}) but "
-                     f"{pixel_values.shape[0]} image(s) need {cfg.image_seq_len} each")

@@ -129,10 +129,6 @@ def trainable_paths(paths: list[str], rules) -> set[str]:
   return out
 
 
-def _path(p) -> str:
-  return "/".join(str(x) for x in p)
-
-
 # ---------------------------------------------------------------------------------------------
 # Optimizer.
 
@@ -278,6 +274,7 @@ def train(config, workdir: str | None, *, compile_only: bool = False, devices=No
   from mathvlm.data.pipeline import make_dataset
   from mathvlm.data.sources import make_source
   from mathvlm.metrics import MetricWriter
+  from mathvlm.models.layers import path_str as _path
   from mathvlm.models.lora import add_lora
 
   devices = list(devices or jax.devices())

@@ -131,6 +131,15 @@ def _dist_steps(a, b, chain, name):
                      None, "By the distance formula"))
 
 
+def _slope_steps(a, b, name, note):
+  """Run, rise, then the slope `name` = rise / run of the line through a and b."""
+  return [Deriv(f"dx_{a}{b}", "{0} - {1}", "q0 - q1", (f"x_{b}", f"x_{a}"), None,
+                f"The run from {a} to {b}"),
+          Deriv(f"dy_{a}{b}", "{0} - {1}", "q0 - q1", (f"y_{b}", f"y_{a}"), None,
+                f"The rise from {a} to {b}"),
+          Deriv(name, "{0} / {1}", "q0 / q1", (f"dy_{a}{b}", f"dx_{a}{b}"), None, note)]
+
+
 def _evaluate(chain, giv):
   """Fill each step's value by its own Python arithmetic (the check recomputes from expr)."""
   known = dict(giv)
@@ -184,12 +193,7 @@ def problem(rng, figs, view):
   elif kind == "slope":
     a, b = f["names"]
     t = f"m_{a}{b}"
-    chain += [Deriv(f"dx_{a}{b}", "{0} - {1}", "q0 - q1", (f"x_{b}", f"x_{a}"), None,
-                    f"The run from {a} to {b}"),
-              Deriv(f"dy_{a}{b}", "{0} - {1}", "q0 - q1", (f"y_{b}", f"y_{a}"), None,
-                    f"The rise from {a} to {b}"),
-              Deriv(t, "{0} / {1}", "q0 / q1", (f"dy_{a}{b}", f"dx_{a}{b}"), None,
-                    "Slope is rise over run")]
+    chain += _slope_steps(a, b, t, "Slope is rise over run")
     (x1, y1), (x2, y2) = f["pts"]
     measured = math.tan(math.atan2(y2 - y1, x2 - x1))
     what = "line" if f["kind"] == "line" else "segment"
@@ -197,12 +201,7 @@ def problem(rng, figs, view):
          f"How steep is {a}{b} (its slope)?", f"Compute the gradient of {what} {a}{b}."]
   elif kind == "intercept":
     a, b = f["names"]
-    chain += [Deriv(f"dx_{a}{b}", "{0} - {1}", "q0 - q1", (f"x_{b}", f"x_{a}"), None,
-                    f"The run from {a} to {b}"),
-              Deriv(f"dy_{a}{b}", "{0} - {1}", "q0 - q1", (f"y_{b}", f"y_{a}"), None,
-                    f"The rise from {a} to {b}"),
-              Deriv("m", "{0} / {1}", "q0 / q1", (f"dy_{a}{b}", f"dx_{a}{b}"), None,
-                    "The slope is rise over run"),
+    chain += _slope_steps(a, b, "m", "The slope is rise over run") + [
               Deriv("b", "{0} - {1} * {2}", "q0 - q1*q2", (f"y_{a}", "m", f"x_{a}"), None,
                     f"The line y = m x + b passes through {a}")]
     t = "b"
@@ -271,12 +270,7 @@ def problem(rng, figs, view):
     p, ln = f
     a, b = ln["names"]
     c = p["names"][0]
-    chain += [Deriv(f"dx_{a}{b}", "{0} - {1}", "q0 - q1", (f"x_{b}", f"x_{a}"), None,
-                    f"The run from {a} to {b}"),
-              Deriv(f"dy_{a}{b}", "{0} - {1}", "q0 - q1", (f"y_{b}", f"y_{a}"), None,
-                    f"The rise from {a} to {b}"),
-              Deriv("m", "{0} / {1}", "q0 / q1", (f"dy_{a}{b}", f"dx_{a}{b}"), None,
-                    "The line's slope is rise over run"),
+    chain += _slope_steps(a, b, "m", "The line's slope is rise over run") + [
               Deriv("b", "{0} - {1} * {2}", "q0 - q1*q2", (f"y_{a}", "m", f"x_{a}"), None,
                     f"The line y = m x + b passes through {a}"),
               Deriv(f"d({c}, {a}{b})", "|{0}*{1} - {2} + {3}| / sqrt({0}^2 + 1)",

@@ -186,6 +186,11 @@ def scan_layers(layers: nnx.Module, body: Callable, carry: Any, xs: Any = None, 
   return jax.lax.scan(step, carry, (state, xs))
 
 
+def path_str(path) -> str:
+  """A parameter path as the config's regexes see it: 'language_model/layers/mlp/up_proj'."""
+  return "/".join(str(p) for p in path)
+
+
 def axis_names(model: nnx.Module) -> dict[tuple[str, ...], tuple[str | None, ...]]:
   """Parameter path -> logical axis names, for the sharding table and the converters."""
   out = {}

@@ -13,11 +13,7 @@ import re
 import jax.numpy as jnp
 from flax import nnx
 
-from mathvlm.models.layers import Dense, stacked
-
-
-def _path(p) -> str:
-  return "/".join(str(x) for x in p)
+from mathvlm.models.layers import Dense, path_str as _path, stacked
 
 
 def add_lora(model: nnx.Module, targets: str, rank: int, alpha: float, seed: int = 0) -> list[str]:

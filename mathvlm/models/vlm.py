@@ -12,6 +12,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from mathvlm.models.llm import LlamaConfig, LlamaForCausalLM, LMOutput
@@ -143,19 +144,27 @@ class Llava(nnx.Module):
       order = jnp.clip(jnp.cumsum(is_image, axis=1) - 1, 0, feats.shape[1] - 1)
       spliced = jnp.take_along_axis(feats, order[..., None], axis=1)
       return jnp.where(is_image[..., None], spliced, x)
+    if not isinstance(is_image, jax.core.Tracer):
+      self.check_image_tokens(input_ids, pixel_values)
     feats = self.image_features(pixel_values)
     n_feats = feats.shape[0] * feats.shape[1]
-    if not isinstance(is_image, jax.core.Tracer):
-      n_tokens = int(jnp.sum(is_image))
-      if n_tokens != n_feats:
-        raise ValueError(
-            f"the prompt has {n_tokens} image tokens (id {self.cfg.image_token_id}) but "
-            f"{feats.shape[0]} image(s) give {n_feats} features ({feats.shape[1]} each): put "
-            f"{feats.shape[1]} image tokens per image in input_ids")
     flat = feats.reshape(n_feats, -1).astype(x.dtype)
     order = jnp.cumsum(is_image.reshape(-1)) - 1
     spliced = flat[jnp.clip(order, 0, n_feats - 1)].reshape(x.shape)
     return jnp.where(is_image[..., None], spliced, x)
+
+  def check_image_tokens(self, input_ids, pixel_values) -> None:
+    """With images in llava-hf's global order ([images, H, W, 3]), the prompts must hold exactly
+    image_seq_len image tokens per image. Runs on concrete arrays (under jit it cannot raise)."""
+    if np.ndim(pixel_values) != 4:
+      return
+    n_tokens = int(np.sum(np.asarray(input_ids) == self.cfg.image_token_id))
+    n_images, per = pixel_values.shape[0], self.cfg.image_seq_len
+    if n_tokens != n_images * per:
+      raise ValueError(
+          f"the prompt has {n_tokens} image tokens (id {self.cfg.image_token_id}) but "
+          f"{n_images} image(s) give {n_images * per} features ({per} each): put "
+          f"{per} image tokens per image in input_ids")
 
   def init_cache(self, batch: int, max_len: int, dtype=None) -> dict[str, Array]:
     return self.language_model.init_cache(batch, max_len, dtype)
