@@ -208,12 +208,23 @@ def positions_from_mask(mask: Array) -> Array:
   return jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=-1) - 1, 0)
 
 
+def positions_from_segments(segment_ids: Array) -> Array:
+  """Positions that restart at 0 where each packed segment starts (segment_ids [B, T])."""
+  t = jnp.arange(segment_ids.shape[-1])
+  prev = jnp.concatenate([jnp.full_like(segment_ids[..., :1], -1), segment_ids[..., :-1]], -1)
+  start = jax.lax.cummax(jnp.where(segment_ids != prev, t, 0), axis=segment_ids.ndim - 1)
+  return t - start
+
+
 def causal_mask(q_slots: Array, k_slots: Array, kv_valid: Array | None,
-                window: int | None = None) -> Array:
+                window: int | None = None, segment_ids: Array | None = None) -> Array:
   """Boolean [batch|1, 1, q, k] mask: causal over cache slots, padding removed, optional window.
 
   Slots count every position of the (left-padded) buffer, as the reference's cache positions do,
-  which is also how its sliding window is measured.
+  which is also how its sliding window is measured. segment_ids [B, T] (no cache: q and k are the
+  same tokens): a packed row's tokens see only their own segment, block-diagonally; padding
+  (segment 0) queries keep the plain causal mask, so a row that is one segment masks exactly as
+  without segment ids.
   """
   allowed = k_slots[None, :] <= q_slots[:, None]
   if window is not None:
@@ -221,5 +232,8 @@ def causal_mask(q_slots: Array, k_slots: Array, kv_valid: Array | None,
   allowed = allowed[None, None]
   if kv_valid is not None:
     allowed = allowed & kv_valid.astype(bool)[:, None, None, :]
+  if segment_ids is not None:
+    q, k = segment_ids[:, None, :, None], segment_ids[:, None, None, :]
+    allowed = allowed & ((q == k) | (q == 0))
   return allowed
 

@@ -18,7 +18,8 @@ import numpy as np
 from flax import nnx
 
 from mathvlm.models.layers import (RMSNorm, activation, attention, causal_mask, dense, dtype_of,
-                                   logical, normal, scan_layers, stacked)
+                                   logical, normal, positions_from_segments, scan_layers,
+                                   stacked)
 
 Array = jax.Array
 
@@ -246,22 +247,32 @@ class LlamaForCausalLM(nnx.Module):
 
   def apply(self, input_ids: Array | None = None, *, inputs_embeds: Array | None = None,
             attention_mask: Array | None = None, positions: Array | None = None,
-            cache: dict[str, Array] | None = None, last_only: bool = False) -> LMOutput:
+            cache: dict[str, Array] | None = None, last_only: bool = False,
+            segment_ids: Array | None = None) -> LMOutput:
     """Logits (and the updated cache when one is given).
 
     attention_mask: [batch, seq], 1 for tokens, 0 for padding. positions default to 0..seq-1 as in
     the reference's forward (callers with left padding pass `positions_from_mask`); with a cache
-    they default to the slots being written.
+    they default to the slots being written. segment_ids: [batch, seq] for packed rows (1, 2, ...
+    per example, 0 for padding): attention stays within a segment, and positions default to
+    restarting at 0 in each; training only (no cache).
     """
     cfg = self.cfg
     x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
     b, t = x.shape[:2]
     mask_in = (jnp.ones((b, t), bool) if attention_mask is None
                else jnp.asarray(attention_mask).astype(bool))
+    if segment_ids is not None and cache is not None:
+      raise ValueError("segment_ids (packed rows) are for training; decoding with a cache takes "
+                       "one sequence per row")
     if cache is None:
       slots = jnp.arange(t)
-      mask = causal_mask(slots, slots, mask_in, self.window)
-      pos = slots[None] if positions is None else jnp.asarray(positions)
+      seg = None if segment_ids is None else jnp.asarray(segment_ids, jnp.int32)
+      mask = causal_mask(slots, slots, mask_in, self.window, seg)
+      if positions is not None:
+        pos = jnp.asarray(positions)
+      else:
+        pos = slots[None] if seg is None else positions_from_segments(seg)
     else:
       index = cache["index"]
       q_slots = index + jnp.arange(t)

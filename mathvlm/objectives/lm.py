@@ -58,10 +58,13 @@ def sequence_logps(logits: Array, input_ids: Array, loss_mask: Array) -> Array:
 
 def target_mask(batch: dict[str, Array]) -> Array:
   """loss_mask restricted to real tokens: a padded position is never a target, whatever the data
-  says."""
+  says; in a packed row neither is a segment's first token (its predecessor is another example)."""
   mask = jnp.asarray(batch["loss_mask"]).astype(bool)
   if batch.get("attention_mask") is not None:
     mask &= jnp.asarray(batch["attention_mask"]).astype(bool)
+  if batch.get("segment_ids") is not None:
+    seg = jnp.asarray(batch["segment_ids"])
+    mask &= jnp.concatenate([jnp.zeros_like(mask[:, :1]), seg[:, 1:] == seg[:, :-1]], axis=1)
   return mask
 
 
@@ -69,12 +72,15 @@ def forward_logits(model, batch: dict[str, Array]) -> Array:
   """[B, T, V] float32 logits from a `Llava` (when the batch has pixel_values) or a causal LM.
 
   Positions skip left padding (cumsum of the mask), which equals 0..T-1 on real tokens of a
-  right-padded row, so either padding side gives the same loss.
+  right-padded row, so either padding side gives the same loss. Packed rows (`segment_ids`, see
+  `mathvlm.data.pipeline.PackedBatches`) attend within each example, positions restarting at 0.
   """
   input_ids = jnp.asarray(batch["input_ids"], jnp.int32)
   attention_mask = batch.get("attention_mask")
   positions = None if attention_mask is None else positions_from_mask(jnp.asarray(attention_mask))
   kw = dict(attention_mask=attention_mask, positions=positions)
+  if batch.get("segment_ids") is not None:
+    kw.update(positions=None, segment_ids=batch["segment_ids"])  # per-segment positions
   if "pixel_values" in batch:
     out = model.apply(input_ids, batch["pixel_values"], **kw)
   else:
