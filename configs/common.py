@@ -65,6 +65,10 @@ def base(objective: str) -> ml_collections.ConfigDict:
       mixture="",             # 'mathv360k=3,mavis_instruct=1': several built datasets by weight
       buckets=(),             # e.g. (256, 512, 1024, 2048): pad each batch to the smallest that fits
       group_by_length=False,  # LLaVA's group_by_modality_length (built datasets, not mixtures)
+      packing=False,          # lm: text-only examples packed several to a row (needs steps > 0)
+      augment="",             # 'blur=0.3,noise=0.3,lowres=0.3': clarity augmentations, kind=prob
+      workers=0,              # grain worker processes reading and preparing examples (0: none)
+      synthetic_text_only=0.0,  # synthetic lm/dpo: the share of text-only examples
   ))
   c.optim = ml_collections.ConfigDict(dict(
       lr=2e-5, warmup_ratio=0.03, schedule="cosine", end_lr_ratio=0.0, weight_decay=0.0,
@@ -133,6 +137,27 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1, device_count:
   if c.data.buckets and max(c.data.buckets) != c.data.max_len:
     errors.append(f"data.buckets={tuple(c.data.buckets)}: the largest bucket must be "
                   f"data.max_len={c.data.max_len}")
+  if c.data.packing:
+    if c.objective != "lm":
+      errors.append(f"data.packing packs the lm objective's text-only rows, not {c.objective!r}")
+    if c.steps <= 0:
+      errors.append(f"data.packing needs steps > 0 (steps={c.steps}): how many steps an epoch "
+                    "packs into is known only after packing")
+    if c.data.group_by_length:
+      errors.append("data.packing and data.group_by_length both cut padding: choose one")
+  if c.data.augment:
+    from mathvlm.data.image import parse_augment
+    try:
+      parse_augment(c.data.augment)
+    except ValueError as e:
+      errors.append(str(e))
+    if c.data.name == "synthetic":
+      errors.append("data.augment works on the uint8 images of built datasets; data.name is "
+                    "'synthetic'")
+  if c.data.workers < 0:
+    errors.append(f"data.workers={c.data.workers}: 0 (in-process) or more worker processes")
+  if not 0 <= c.data.synthetic_text_only <= 1:
+    errors.append(f"data.synthetic_text_only={c.data.synthetic_text_only}: a share in [0, 1]")
   if c.model.vision_init_from and FAMILY.get(c.objective) != "llava":
     errors.append("model.vision_init_from only applies to LLaVA objectives (lm, dpo)")
   if errors:

@@ -11,6 +11,7 @@ shardings and the state donated.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import logging
@@ -316,8 +317,17 @@ def train(config, workdir: str | None, *, compile_only: bool = False, devices=No
                          epochs=max(config.data.epochs, -(-total_steps * config.data.global_batch
                                                            // len(source))),
                          process_index=jax.process_index(), process_count=jax.process_count(),
-                         lengths=getattr(source, "lengths", None))
-  example = source[0]
+                         lengths=getattr(source, "lengths", None), augment=config.data.augment,
+                         workers=config.data.workers, packing=config.data.packing,
+                         image_token_id=getattr(cfg, "image_token_id", -1))
+  # Drop reasons come in each example (counters would stay behind in worker processes).
+  first = source[0]
+  dropped = collections.Counter() if pipeline.DROPPED in first else None
+  if dropped is None and config.data.workers and hasattr(source, "dropped"):
+    log.warning("data.workers=%d: this source counts drops only in its own counters, which stay "
+                "in the workers; give its examples a %r field to have them reported",
+                config.data.workers, pipeline.DROPPED)
+  example = pipeline.trained_example(first, config.data.packing)
   objective.check_batch(dict(example, **({"ref_logps": None} if config.objective == "dpo"
                                          and config.dpo.reference == "init" else {})))
   batch_shapes = {k: (config.data.global_batch,) + np.shape(v) for k, v in example.items()}
@@ -391,11 +401,14 @@ def train(config, workdir: str | None, *, compile_only: bool = False, devices=No
   t_start, t_last = time.time(), time.time()
   for step in range(start, total_steps):
     local = next(data_iter)
+    if dropped is not None:
+      local = pipeline.pop_dropped(local, dropped)
     if config.data.buckets and "attention_mask" in local:  # pad to a bucket, not to max_len
       length = pipeline.local_bucket(local, config.data.buckets)
       if jax.process_count() > 1:
         length = int(np.max(multihost_utils.process_allgather(np.int32(length))))
       local = pipeline.trim_to(local, length)
+    data_stats = pipeline.batch_stats(local)  # this process's rows
     batch = sharding.global_batch(local, mesh)
     state, metrics = step_fn(state, batch)
     metrics = jax.device_get(metrics)
@@ -412,30 +425,35 @@ def train(config, workdir: str | None, *, compile_only: bool = False, devices=No
       per_device = step_flops / dt / jax.device_count()
       row = {k: float(v) for k, v in metrics.items()}
       row.update(step=done, step_time=dt, tokens_per_s=tokens_per_step / dt,
-                 tflops_per_device=per_device / 1e12)
+                 tflops_per_device=per_device / 1e12, **data_stats)
       if peak:
         row["mfu"] = per_device / peak
       writer.write(done, row)
       eta = (now - t_start) / (done - start) * (total_steps - done)
-      log.info("step %d/%d loss %.4f lr %.2e grad_norm %.3f %.2fs/step mfu %s eta %ds", done,
+      log.info("step %d/%d loss %.4f lr %.2e grad_norm %.3f %.2fs/step mfu %s eta %ds%s", done,
                total_steps, row["loss"], row["lr"], row["grad_norm"], dt,
-               f"{row['mfu']:.3f}" if peak else "n/a", eta)
+               f"{row['mfu']:.3f}" if peak else "n/a", eta,
+               f" packed {row['data/examples']:.0f} examples, {row['data/nonpad_fraction']:.0%} "
+               "real tokens" if "data/examples" in row else "")
     ckpt.save(done, state, data_iter, force=done == total_steps)
     if done == preempt_after_step:
       ckpt.manager.wait_until_finished()
       os.kill(os.getpid(), signal.SIGKILL)
   ckpt.close()
   writer.close()
-  report_dropped(source, workdir)
+  if hasattr(data_iter, "close"):
+    data_iter.close()  # worker processes
+  report_dropped(source, workdir, dropped)
   export_final_model(graphdef, state, workdir, cfg)
   log.info("done: %d steps; model in %s/model", total_steps, workdir)
   return row if total_steps > start else None
 
 
-def report_dropped(source, workdir: str) -> None:
+def report_dropped(source, workdir: str, counted=None) -> None:
   """Examples the input pipeline could not use (kept as zero-loss slots), by reason: logged and
-  written to WORKDIR/data_report.json, never silent."""
-  dropped = dict(getattr(source, "dropped", {}) or {})
+  written to WORKDIR/data_report.json, never silent. counted: the reasons summed from the batches
+  this run trained on; else the source's own counters (in this process only)."""
+  dropped = dict((getattr(source, "dropped", None) or {}) if counted is None else counted)
   if dropped:
     log.warning("input pipeline: %d examples trained nothing: %s", sum(dropped.values()), dropped)
   with open(os.path.join(workdir, "data_report.json"), "w") as f:

@@ -46,6 +46,11 @@ def test_argument_string_errors_name_the_key():
     (dict(train_rules=((".*", "sometimes"),)), "expected \\(regex, 'trainable'\\|'frozen'\\)"),
     (dict(optim__warmup_ratio=1.5), "optim.warmup_ratio=1.5"),
     (dict(data__global_batch=6, mesh__fsdp=4), "divisible by mesh.data x mesh.fsdp = 4"),
+    (dict(data__packing=True, steps=-1), "data.packing needs steps > 0"),
+    (dict(data__packing=True, data__group_by_length=True), "both cut padding"),
+    (dict(data__augment="blur=2"), r"data.augment entry 'blur=2'"),
+    (dict(data__augment="noise"), "data.augment works on the uint8 images of built datasets"),
+    (dict(data__workers=-1), "data.workers=-1"),
 ])
 def test_contradictions_fail_naming_fields(fields, message):
   config = tiny_config("lm", **fields)

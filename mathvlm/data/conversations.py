@@ -6,8 +6,9 @@ through the model's template and tokenizer, image tokens expanded; padded to `ma
 records are examples like any other (their image slot stays unused). An example that cannot be
 used (truncation would cut the image, no answer token left, a broken conversation, an undecodable
 image) keeps its slot with an all-zero loss mask, so indices and resumption stay
-exact, and is counted by reason in `dropped` (the trainer reports the counts): nothing vanishes
-silently.
+exact, and is counted by reason: in `dropped` here, and in the example's own `DROPPED` field,
+which the trainer sums (with worker processes, counters stay behind in the workers; the field
+travels with the example). Nothing vanishes silently.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from PIL import Image
 
 from mathvlm.data import templates
 from mathvlm.data.image import to_pixels
+from mathvlm.data.pipeline import DROPPED
 
 
 class ConversationSource:
@@ -44,7 +46,13 @@ class ConversationSource:
     return dict(input_ids=np.full(self.max_len, self.pad_id, np.int32),
                 attention_mask=np.zeros(self.max_len, np.int32),
                 loss_mask=np.zeros(self.max_len, np.int32),
-                pixel_values=np.zeros((1, self.image_size, self.image_size, 3), np.uint8))
+                pixel_values=np.zeros((1, self.image_size, self.image_size, 3), np.uint8),
+                **{DROPPED: np.asarray("")})
+
+  def _drop(self, out: dict, reason: str) -> dict:
+    self.dropped[reason] += 1
+    out[DROPPED] = np.asarray(reason)
+    return out
 
   def __getitem__(self, i: int) -> dict[str, np.ndarray]:
     rec = self.records[i]
@@ -61,17 +69,13 @@ class ConversationSource:
                              self.template, self.tokenizer, image_token_id=self.image_token_id,
                              image_seq_len=self.image_seq_len, max_len=self.max_len)
     except templates.DropExample as e:
-      self.dropped[e.reason] += 1
-      return out
+      return self._drop(out, e.reason)
     except templates.BadConversation:
-      self.dropped["bad_conversation"] += 1
-      return out
+      return self._drop(out, "bad_conversation")
     except OSError:
-      self.dropped["bad_image"] += 1
-      return out
+      return self._drop(out, "bad_image")
     if tok.num_images != (1 if image else 0):
-      self.dropped["image_count"] += 1
-      return out
+      return self._drop(out, "image_count")
     n = len(tok.input_ids)
     out["input_ids"][:n] = tok.input_ids
     out["attention_mask"][:n] = 1

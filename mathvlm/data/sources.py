@@ -21,7 +21,7 @@ def make_source(data_cfg, objective: str, model_cfg, seed: int):
         image_size=vision.image_size, vocab_size=getattr(text, "vocab_size", 0),
         image_seq_len=getattr(model_cfg, "image_seq_len", 0),
         image_token_id=getattr(model_cfg, "image_token_id", -1),
-        num_classes=data_cfg.num_classes, seed=seed)
+        num_classes=data_cfg.num_classes, seed=seed, text_only=data_cfg.synthetic_text_only)
   if objective not in ("lm", "dpo"):
     raise ValueError(f"data.name={data_cfg.name!r}: built datasets feed the lm and dpo "
                      f"objectives; {objective} trains on `synthetic` for now")

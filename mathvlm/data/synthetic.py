@@ -8,6 +8,9 @@ classes; the text names the class, so the task can be learned:
   dpo         chosen = the right answer, rejected = a wrong one, same prompt and image
   contrastive an image and a caption naming its class
   classify    an image and its class
+With `text_only` > 0 (lm, dpo), that share of examples has no image tokens and the class named in
+the prompt instead, and every example carries its image in a slot [1, H, W, 3] (a text-only one
+leaves it unused), as the built sources do: the mixed batches that packing works on.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ class SyntheticSource:
 
   def __init__(self, objective: str, *, num_examples: int, max_len: int, image_size: int,
                vocab_size: int, image_seq_len: int = 0, image_token_id: int = -1,
-               num_classes: int = 4, seed: int = 0, bos: int = 1, eos: int = 2, pad: int = 0):
+               num_classes: int = 4, seed: int = 0, bos: int = 1, eos: int = 2, pad: int = 0,
+               text_only: float = 0.0):
     if num_classes > len(PALETTE):
       raise ValueError(f"synthetic data has at most {len(PALETTE)} classes, got {num_classes}")
     self.objective = objective
@@ -32,6 +36,7 @@ class SyntheticSource:
     self.vocab, self.p, self.image_id = vocab_size, image_seq_len, image_token_id
     self.classes, self.seed = num_classes, seed
     self.bos, self.eos, self.pad = bos, eos, pad
+    self.text_only = text_only
     self.words = 10  # ids [10, vocab) are ordinary words
     if objective in ("lm", "dpo") and 1 + image_seq_len + 8 > max_len:
       raise ValueError(f"data.max_len={max_len} leaves no room for the {image_seq_len} image "
@@ -47,8 +52,10 @@ class SyntheticSource:
   def _answer(self, label) -> list[int]:
     return [self.words + 3 * label + k for k in range(3)]
 
-  def _sequence(self, rng, answer) -> dict[str, np.ndarray]:
-    prompt = [self.bos] + [self.image_id] * self.p + list(
+  def _sequence(self, rng, answer, context=None) -> dict[str, np.ndarray]:
+    """context: the image tokens, or (text-only) a word naming the class."""
+    context = [self.image_id] * self.p if context is None else context
+    prompt = [self.bos] + context + list(
         rng.integers(self.words, self.vocab, 4 + int(rng.integers(0, 4))))
     ids = (prompt + answer + [self.eos])[:self.max_len]
     n = len(ids)
@@ -74,13 +81,18 @@ class SyntheticSource:
       ids[:len(caption) + 1] = caption + [self.eos]
       return dict(pixel_values=image, input_ids=ids, attention_mask=(ids != self.pad).astype(
           np.int32))
+    context = None
+    if self.text_only:  # its own draw: the stream above stays as without text-only examples
+      image = image[None]
+      if np.random.default_rng([self.seed, int(i), 1]).random() < self.text_only:
+        context, image = [self.words + 3 * self.classes + label], np.zeros_like(image)
     state = rng.bit_generator.state
-    seq = self._sequence(rng, self._answer(label))
+    seq = self._sequence(rng, self._answer(label), context)
     if self.objective == "lm":
       return dict(pixel_values=image, **seq)
     wrong = (label + 1 + int(rng.integers(0, self.classes - 1))) % self.classes
     rng.bit_generator.state = state  # same prompt for both answers
-    rejected = self._sequence(rng, self._answer(wrong))
+    rejected = self._sequence(rng, self._answer(wrong), context)
     # [2, ...]: chosen then rejected; the trainer lays pairs out as rows.
     return {k: np.stack([seq[k], rejected[k]]) for k in seq} | dict(
         pixel_values=np.stack([image, image]))
