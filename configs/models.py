@@ -29,12 +29,18 @@ def _vicuna(hidden, inter, layers, heads) -> LlamaConfig:
 TINY_VISION = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_layers=4, num_heads=4,
                                image_size=56, patch_size=14)
 
+# `make demo`: what two CPU cores train through all four stages in minutes. Its tokenizer is
+# trained on engine text with <image> at id 3 and </s> at id 4 (mathvlm/demo/data.py).
+DEMO_TEXT = LlamaConfig(vocab_size=1024, hidden_size=128, intermediate_size=384, num_layers=4,
+                        num_heads=4, num_kv_heads=2, max_position_embeddings=1024)
+
 PRESETS = {
     "tiny": LlavaConfig(
         vision=TINY_VISION,
         text=LlamaConfig(vocab_size=1024, hidden_size=128, intermediate_size=256, num_layers=4,
                          num_heads=4, num_kv_heads=2, max_position_embeddings=1024),
         image_token_id=3),
+    "demo": LlavaConfig(vision=TINY_VISION, text=DEMO_TEXT, image_token_id=3),
     "llava-1.5-7b": LlavaConfig(vision=CLIP_L14_336, text=_vicuna(4096, 11008, 32, 32)),
     "llava-1.5-13b": LlavaConfig(vision=CLIP_L14_336, text=_vicuna(5120, 13824, 40, 40)),
     # MAVIS: CLIP-Math (ViT-L/14-336 architecture) + MAmmoTH2-7B, a MistralForCausalLM.
@@ -53,6 +59,11 @@ CLIP_PRESETS = {
         vision=TINY_VISION,
         text=CLIPTextConfig(vocab_size=1024, hidden_size=64, intermediate_size=128, num_layers=2,
                             num_heads=4, max_position_embeddings=64, eos_token_id=2),
+        projection_dim=64),
+    "demo": CLIPConfig(
+        vision=TINY_VISION,
+        text=CLIPTextConfig(vocab_size=1024, hidden_size=64, intermediate_size=128, num_layers=2,
+                            num_heads=4, max_position_embeddings=128, eos_token_id=4),
         projection_dim=64),
     "clip-vit-l-336": CLIPConfig(vision=CLIP_L14_336, text=CLIPTextConfig(), projection_dim=768),
 }

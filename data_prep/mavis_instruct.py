@@ -13,7 +13,8 @@ release has no id and no free-form answer field, so: id = the record's `id` if p
 `<file stem>-<row>`, and the record id is `<problem id>/<version>`; a free-form problem
 (`answer_index` -1 or no choices) takes its answer from an `answer` field and is a bad record
 (`empty_answer`) without one. Multiple-choice answers are the letter; the human turn is
-`<image>\\n` + question + the choices lettered `A. ...`; the gpt turn is the CoT followed by
+`<image>\\n` + question + the choices lettered `A. ...` (unless the question already lists
+them, as the release's and the engine's do); the gpt turn is the CoT followed by
 `The answer is X.`
 """
 
@@ -43,12 +44,18 @@ class MavisInstruct(common.ShardedBuilder, skip_registration=True):
 
 def human_turn(question: str, choices: list[str]) -> str:
   text = f"{common.IMAGE_TOKEN}\n{question.strip()}"
-  if choices:
+  if choices and "\nChoices:\n" not in question:  # the release writes them into the question
     text += "\nChoices:\n" + "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices))
   return text
 
 
-def gpt_turn(cot: str, answer: str) -> str:
+def gpt_turn(cot: str, answer: str, style: str = "cot") -> str:
+  """`cot`: the rationale, then the answer (MAVIS). `final`: the rationale's closing sentence
+  alone when it states the answer ("The answer is 7, which is option A."), else `The answer is X.`:
+  a short target for small models and direct-answer ablations."""
+  if style == "final":
+    last = cot.strip().splitlines()[-1].strip() if cot.strip() else ""
+    return last if last.lower().startswith("the answer is") else f"The answer is {answer}."
   return f"{cot.rstrip()}\nThe answer is {answer}."
 
 
@@ -110,7 +117,7 @@ def convert(item: tuple, options: dict) -> list:
         raise common.BadRecord("empty_question", f"empty text_en.{v}_question")
       turns = common.check_conversations(
         [{"from": "human", "value": human_turn(question, choices)},
-         {"from": "gpt", "value": gpt_turn(cot, answer)}], 1)
+         {"from": "gpt", "value": gpt_turn(cot, answer, options["answer"])}], 1)
       image = common.prepare_image(
           image_of(rec.get(f"image_{v}"), options["images"], f"image_{v}"), options)
     except common.BadRecord as e:
@@ -146,11 +153,14 @@ def main(argv=None):
   p.add_argument("--images", default=".", help="folder image paths start in (JSON inputs)")
   p.add_argument("--versions", nargs="+", choices=VERSIONS, default=list(VERSIONS))
   p.add_argument("--source", default="mavis_instruct", help="value of the `source` field")
+  p.add_argument("--answer", default="cot", choices=("cot", "final"),
+                 help="assistant turn: the CoT then the answer (MAVIS), or only its final sentence")
   common.add_run_flags(p, MavisInstruct.name)
   args = p.parse_args(argv)
   items = [it for path in args.src for it in load_items(path)]
   options = {"images": os.path.abspath(args.images), "versions": list(args.versions),
-             "source": args.source, "max_images": args.max_images}
+             "source": args.source, "max_images": args.max_images,
+             "answer": args.answer}
   return common.run_main(common.Spec(MavisInstruct, convert), args, items, options, args.src)
 
 

@@ -17,7 +17,7 @@ def _tiny_checkpoint(folder):
 
   from configs import models
   from mathvlm import convert
-  from mathvlm.demo import train_tokenizer
+  from mathvlm.demo.parity import train_tokenizer
   from mathvlm.models.vlm import Llava
   questions = [json.loads(x)["question"] for x in open(shared("math_v", "testmini.jsonl"))]
   tok = train_tokenizer(questions, 1024)
@@ -48,7 +48,7 @@ def test_run_math_v_testmini(tmp_path, capsys):
 def test_encoder_puts_image_tokens_and_keeps_the_prompt_end(tmp_path):
   from tokenizers import Tokenizer
 
-  from mathvlm.demo import train_tokenizer
+  from mathvlm.demo.parity import train_tokenizer
   tok = train_tokenizer(["USER: what is the area? ASSISTANT:"] * 20, 300)
   tok.save(str(tmp_path / "t.json"))
   tok = Tokenizer.from_file(str(tmp_path / "t.json"))

@@ -47,6 +47,11 @@ def is_correct(record: dict, response: str) -> bool:
       m = re.findall(r"option\s+([A-H])\b", response)
       if m:
         return LETTERS.index(m[-1]) == record["answer_index"]
+  return same_value(ans, gold)
+
+
+def same_value(ans: str, gold: str) -> bool:
+  """The same text (spaces aside), or the same number to 0.5% (sympy reads `8*sqrt(3)/3`)."""
   if ans.replace(" ", "") == gold.replace(" ", ""):
     return True
   a, g = _num(ans), _num(gold)

@@ -8,6 +8,7 @@ import collections
 import grain
 
 from data_prep.common import read, read_lengths
+from mathvlm.data.captions import CaptionSource
 from mathvlm.data.conversations import ConversationSource, PreferenceSource
 from mathvlm.data.synthetic import SyntheticSource
 
@@ -22,14 +23,20 @@ def make_source(data_cfg, objective: str, model_cfg, seed: int):
         image_seq_len=getattr(model_cfg, "image_seq_len", 0),
         image_token_id=getattr(model_cfg, "image_token_id", -1),
         num_classes=data_cfg.num_classes, seed=seed, text_only=data_cfg.synthetic_text_only)
-  if objective not in ("lm", "dpo"):
-    raise ValueError(f"data.name={data_cfg.name!r}: built datasets feed the lm and dpo "
-                     f"objectives; {objective} trains on `synthetic` for now")
+  if objective not in ("lm", "dpo", "contrastive"):
+    raise ValueError(f"data.name={data_cfg.name!r}: built datasets feed the lm, dpo and "
+                     f"contrastive objectives; {objective} trains on `synthetic` for now")
   if not data_cfg.path or not data_cfg.tokenizer:
     raise ValueError(f"data.name={data_cfg.name!r} needs data.path (the builders' DATA_DIR) and "
                      "data.tokenizer (a tokenizer folder or tokenizer.json)")
   tokenizer = load_tokenizer(data_cfg.tokenizer)
   parts = parse_mixture(data_cfg.mixture or data_cfg.name)
+  if objective == "contrastive":  # CLIP-Math: image and caption, no template or image tokens
+    sources = [CaptionSource(read(data_cfg.path, name), tokenizer=tokenizer,
+                             image_size=vision.image_size, max_len=data_cfg.max_len,
+                             aspect=data_cfg.image_aspect, pad_id=tokenizer.pad_token_id or 0)
+               for name, _ in parts]
+    return sources[0] if len(sources) == 1 else Mixture(sources, [w for _, w in parts])
   kind = PreferenceSource if objective == "dpo" else ConversationSource
   sources = [kind(read(data_cfg.path, name), tokenizer=tokenizer, template=data_cfg.template,
                   image_size=vision.image_size, image_token_id=model_cfg.image_token_id,

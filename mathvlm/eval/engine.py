@@ -15,6 +15,7 @@ import json
 import os
 from typing import Any
 
+from data_prep.engine.preferences import final_answer, same_value
 from mathvlm.eval import extract as ex
 from mathvlm.eval.common import Problem, entry, tally
 
@@ -28,7 +29,7 @@ INSTRUCTION = "Answer with the option's letter from the given choices directly."
 def build_query(question: str, choices: list[str]) -> str:
   """MathVerse-style multiple-choice query: question, `Choices:` as `(A) ...`, instruction."""
   lines = [question.strip()]
-  if choices:
+  if choices and "\nChoices:\n" not in question:  # MAVIS questions list their choices
     lines += ["Choices:"] + [f"({chr(ord('A') + i)}) {c}" for i, c in enumerate(choices)]
     lines.append(INSTRUCTION)
   return "\n".join(lines)
@@ -92,13 +93,16 @@ def extract(response: str | None, problem: Problem) -> str:
         return letter
     hit = ex.choice_text(span or response, problem.choices)
     return chr(ord("A") + problem.choices.index(hit)) if hit else ""
-  return (ex.number(span) if span else None) or ex.number(response) or ""
+  if span is not None:  # engine answers are expressions ("8 + 4*pi"), kept whole
+    return final_answer(response)
+  return ex.number(response) or ""
 
 
 def judge(problem: Problem, extraction: str) -> bool:
-  return extraction.strip().upper() == problem.answer.strip().upper() if problem.choices else (
-      ex.latex_number(extraction) is not None
-      and ex.latex_number(extraction) == ex.latex_number(problem.answer))
+  """The option letter; a free-form answer by value (sympy), as the engine's DPO pairing."""
+  if problem.choices:
+    return extraction.strip().upper() == problem.answer.strip().upper()
+  return bool(extraction) and same_value(extraction, problem.answer)
 
 
 def scores(problems: dict[str, Problem], correct: dict[str, bool]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""`make demo`: the smallest real end-to-end run of the model stack, on this machine, offline.
+"""Model-stack parity: the smallest real end-to-end run of the conversion and generation code, offline.
 
 1. trains a small BPE tokenizer on MATH-Vision testmini questions (../shared/data) and builds a tiny
    random LLaVA in transformers (PyTorch) around it, saved as a Hugging Face folder;
@@ -7,7 +7,8 @@
    the KV cache, checking the tokens against transformers' `generate`.
 
 The weights are random, so the text is gibberish: what the demo shows is that the numbers match.
-Until the end-to-end training demo lands (issue 7), this is the main job.
+`make demo` (mathvlm/demo/__main__.py) is the main job; this is its model-stack companion:
+  python -m mathvlm.demo.parity --out out/parity
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def train_tokenizer(texts: list[str], vocab_size: int):
 
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--out", default="out/demo")
+  p.add_argument("--out", default="out/parity")
   p.add_argument("--batch", type=int, default=4)
   p.add_argument("--new_tokens", type=int, default=16)
   p.add_argument("--seed", type=int, default=0)

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# A TPU VM slice: create it (or reuse it), put this checkout on every worker, build the venv there,
+# and run the same trainer command on all workers at once. Each worker is one JAX process;
+# `--distributed` lets jax.distributed.initialize() read the slice's topology itself.
+#
+#   launch/tpu_vm.sh NAME ZONE ACCELERATOR [trainer flags...]
+#   launch/tpu_vm.sh mathllava us-central2-b v4-64 \
+#       --config configs/sft.py:model=llava-1.5-13b,data=mathv360k \
+#       --config.data.path=gs://BUCKET/data --config.model.init_from=gs://BUCKET/ckpt/llava13b \
+#       --workdir gs://BUCKET/runs/math-llava
+#
+# Checkpoints and the workdir live on a bucket (gs://...): orbax writes one checkpoint from all
+# workers. The ArrayRecord datasets are copied from DATA_FROM (a bucket folder) to DATA_TO on every
+# worker (default /tmp/mathvlm-data; point --config.data.path there), and each worker reads its
+# own rows. DRY_RUN=1 prints the commands instead of running them. Optional: PROJECT, RUNTIME (TPU software version), SPOT=1, REPO_DIR (remote
+# checkout path, default ~/mathvlm).
+set -euo pipefail
+name=${1:?usage: launch/tpu_vm.sh NAME ZONE ACCELERATOR [trainer flags...]}
+zone=${2:?zone, e.g. us-central2-b}
+accel=${3:?accelerator type, e.g. v4-64}
+shift 3
+cd "$(dirname "$0")/.."
+runtime=${RUNTIME:-tpu-ubuntu2204-base}
+remote=${REPO_DIR:-mathvlm}
+project=()
+[[ -n "${PROJECT:-}" ]] && project=(--project "$PROJECT")
+spot=()
+[[ "${SPOT:-0}" == 1 ]] && spot=(--spot)
+
+run() {  # print with DRY_RUN=1, else execute
+  if [[ "${DRY_RUN:-0}" == 1 ]]; then printf '%q ' "$@"; echo; else "$@"; fi
+}
+
+# Create the slice unless it exists (describe fails when it does not).
+if [[ "${DRY_RUN:-0}" == 1 ]] || ! gcloud compute tpus tpu-vm describe "$name" --zone "$zone" \
+    "${project[@]}" >/dev/null 2>&1; then
+  run gcloud compute tpus tpu-vm create "$name" --zone "$zone" --accelerator-type "$accel" \
+    --version "$runtime" "${project[@]}" "${spot[@]}"
+fi
+
+# This checkout (tracked files only) to every worker, then the pinned environment plus jax[tpu].
+archive=$(mktemp -u /tmp/mathvlm-XXXXXX).tar.gz
+run git archive --format=tar.gz -o "$archive" HEAD
+run gcloud compute tpus tpu-vm scp "$archive" "$name:/tmp/mathvlm.tar.gz" --zone "$zone" \
+  --worker=all "${project[@]}"
+setup="mkdir -p $remote && tar -xzf /tmp/mathvlm.tar.gz -C $remote && cd $remote && \
+python3 -m venv .venv && .venv/bin/pip install -q -r requirements.txt && \
+.venv/bin/pip install -q 'jax[tpu]==$(sed -n 's/^jax==//p' requirements.txt)'"
+if [[ -n "${DATA_FROM:-}" ]]; then  # datasets read from local disk on every worker
+  setup="$setup && mkdir -p ${DATA_TO:-/tmp/mathvlm-data} && \
+gcloud storage rsync --recursive $DATA_FROM ${DATA_TO:-/tmp/mathvlm-data}"
+fi
+run gcloud compute tpus tpu-vm ssh "$name" --zone "$zone" --worker=all "${project[@]}" \
+  --command "$setup"
+
+# The same command on every worker.
+train="cd $remote && .venv/bin/python -m mathvlm.train --distributed ${*@Q}"
+run gcloud compute tpus tpu-vm ssh "$name" --zone "$zone" --worker=all "${project[@]}" \
+  --command "$train"

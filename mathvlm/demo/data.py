@@ -1,0 +1,110 @@
+"""The demo's data, made here and offline: engine problems (train and held-out test), a BPE
+tokenizer trained on their text, and the ArrayRecord datasets the trainer reads, built by the same
+`data_prep` builders a user runs on the MAVIS release.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+# <image> sits at id 3 as in the `tiny`/`demo` presets; </s> is not id 2, so CLIP's text tower
+# pools at the EOS token (id 2 means OpenAI's old "argmax id" convention).
+SPECIALS = ("<pad>", "<s>", "<unk>", "<image>", "</s>")
+
+
+def train_tokenizer(texts, vocab_size: int):
+  """Byte-level BPE with single digits (numbers stay legible to a small model), LLaVA's specials.
+  A `tokenizers.Tokenizer`; `.save()` writes the tokenizer.json every loader here reads."""
+  from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+  tok = Tokenizer(models.BPE(unk_token="<unk>"))
+  tok.pre_tokenizer = pre_tokenizers.Sequence([
+      pre_tokenizers.Digits(individual_digits=True),
+      pre_tokenizers.ByteLevel(add_prefix_space=False)])
+  tok.decoder = decoders.ByteLevel()
+  trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS),
+                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                show_progress=False)
+  tok.train_from_iterator(texts, trainer)
+  return tok
+
+
+def add_bos(tok) -> None:
+  """BOS in front of every encoding, as Llama's tokenizer (LLaVA's templates expect it)."""
+  from tokenizers import processors
+  bos = tok.token_to_id("<s>")
+  tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B",
+                                                     special_tokens=[("<s>", bos)])
+
+
+def engine_texts(problems, captions) -> list[str]:
+  out = [c["conversations"][1]["value"] for c in captions]
+  for r in problems:
+    t = r["text_en"]
+    out += [t["text_dominant_question"], t["text_lite_question"], t["vision_dominant_question"],
+            t["CoT_reasoning"]]
+  return out
+
+
+def generate_engine(out: str, n_train: int, n_test: int, seed: int, workers: int) -> dict:
+  """OUT/engine/{train,test}: instruct.json, caption.json, images, meta.json. The test split holds
+  problems whose content hash falls on the other side, so no test problem is a training one."""
+  from data_prep.engine.writer import generate
+  metas = {}
+  for split, n in (("train", n_train), ("test", n_test)):
+    d = os.path.join(out, "engine", split)
+    if not os.path.exists(os.path.join(d, "meta.json")):
+      generate(d, n, seed, "all", workers, split)
+    with open(os.path.join(d, "meta.json")) as f:
+      metas[split] = json.load(f)
+  return metas
+
+
+def load_json(path: str):
+  with open(path) as f:
+    return json.load(f)
+
+
+def build(builder: str, args: list[str]) -> dict:
+  """Runs `python -m data_prep.<builder> ARGS` in this process; returns its report."""
+  import importlib
+  return importlib.import_module(f"data_prep.{builder}").main(args + ["--no_progress"])
+
+
+def build_all(out: str, image_size: int, versions: list[str], answer: str) -> dict:
+  """mavis_caption (train, test) and mavis_instruct (train) under OUT/data and OUT/data_test."""
+  eng = os.path.join(out, "engine")
+  common = ["--image_size", str(image_size)]
+  reports = {
+      "caption_train": build("mavis_caption", ["--json", f"{eng}/train/caption.json", "--images",
+                                               f"{eng}/train", "--out", f"{out}/data"] + common),
+      "caption_test": build("mavis_caption", ["--json", f"{eng}/test/caption.json", "--images",
+                                              f"{eng}/test", "--out", f"{out}/data_test"] + common),
+      "instruct_train": build("mavis_instruct", ["--src", f"{eng}/train/instruct.json",
+                                                 "--images", f"{eng}/train", "--out",
+                                                 f"{out}/data", "--versions", *versions,
+                                                 "--answer", answer] + common),
+  }
+  return reports
+
+
+def preference_pairs(problems: list[dict], responses: dict[str, str], version: str,
+                     style: str, path: str) -> dict:
+  """MAVIS stage 4's pairs from the model's own answers (data_prep.engine.preferences decides
+  right or wrong), written as JSON lines for `python -m data_prep.preferences`: the prompt is the
+  instruction-tuning human turn, chosen the annotated CoT with its answer, rejected the model's."""
+  from data_prep.engine.preferences import pairs
+  from data_prep.mavis_instruct import answer_of, gpt_turn, human_turn
+  by_id = {r["id"]: r for r in problems}
+  made, stats = pairs(problems, [{"id": k, "response": v, "version": version}
+                                 for k, v in responses.items()])
+  with open(path, "w") as f:
+    for p in made:
+      rec = by_id[p["id"].rsplit(":", 1)[0]]
+      answer, choices, _ = answer_of(rec)
+      f.write(json.dumps({
+          "id": p["id"], "image": p["image"],
+          "prompt": human_turn(rec["text_en"][f"{version}_question"], choices),
+          "chosen": gpt_turn(rec["text_en"]["CoT_reasoning"], answer, style),
+          "rejected": p["rejected"]}) + "\n")
+  return stats

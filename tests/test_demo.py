@@ -1,0 +1,48 @@
+"""`python -m mathvlm.demo --quick`: the main job's whole path (engine data, tokenizer, ArrayRecord,
+four training stages with the real trainer, held-out evaluation after each, MATH-Vision testmini
+on the real files, REPORT.md with plots) from a clean output folder. Too short to learn much, so
+it checks that every number is measured and consistent, not that it is high."""
+
+import json
+import os
+import subprocess
+import sys
+
+from train_utils import ROOT
+
+from shared_data import shared  # noqa: F401  (fails when ../shared/data is missing)
+
+
+def test_quick_demo_end_to_end(tmp_path):
+  out = tmp_path / "demo"
+  res = subprocess.run([sys.executable, "-m", "mathvlm.demo", "--quick", "--out", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=900,
+                       env={**os.environ, "PYTHONPATH": ROOT})
+  assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+  for step in range(1, 8):
+    assert f"[{step}/7]" in res.stdout
+  s = json.load(open(out / "summary.json"))
+  n_test = s["engine"]["test"]["n"]
+  assert s["engine"]["train"]["n"] == 320 and n_test == 48
+  assert s["built"]["instruct_train"] == 320 and s["built"]["caption_test"] == 48
+  assert s["built"]["preferences"] == s["dpo_pairs"]["pairs"] > 0
+  for when in ("before", "after"):
+    r = s["retrieval"][when]
+    assert r["pairs"] == 48 and 0 <= r["image_to_caption_top1"] <= 1 and not r["dropped"]
+  assert list(s["evals"]) == ["align", "sft", "dpo"]
+  for acc in s["evals"].values():
+    assert acc["all"]["total"] == 3 * n_test  # three question versions per problem
+    assert sum(acc[f"domain/{d}"]["total"] for d in ("plane", "analytic", "function")) == 3 * n_test
+    assert acc["type/multiple-choice"]["total"] + acc.get("type/free-form", {"total": 0})[
+        "total"] == 3 * n_test
+  lines = open(out / "3_sft/held_out.jsonl").read().splitlines()
+  assert sum(json.loads(x)["correct"] for x in lines) == s["evals"]["sft"]["all"]["correct"]
+  sft = s["training"]["3 instruction tuning"]
+  assert sft["last_loss"] < sft["first_loss"]
+  assert 0 <= s["baselines"]["random"] <= s["baselines"]["choices_only_rule"] <= 1
+  assert s["math_v"]["all"]["total"] == 304
+  report = open(out / "REPORT.md").read()
+  for heading in ("## Stage 1: CLIP-Math", "## Stages 2-4", "## MATH-Vision testmini"):
+    assert heading in report
+  for png in ("losses.png", "accuracy.png"):
+    assert open(out / png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
