@@ -4,18 +4,18 @@ resumes from the latest step by itself and continues with the same next batch.""
 
 from __future__ import annotations
 
-import os
-
 import grain
 import jax
 import orbax.checkpoint as ocp
+
+from mathvlm import paths
 
 
 class Checkpointer:
   def __init__(self, workdir: str, *, every: int, keep: int, use_async: bool = True):
     self.every = every
     self.manager = ocp.CheckpointManager(
-        os.path.join(os.path.abspath(workdir), "checkpoints"),
+        paths.absolute(workdir) / "checkpoints",
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=every,
                                              enable_async_checkpointing=use_async, create=True))
 

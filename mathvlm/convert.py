@@ -33,10 +33,12 @@ from typing import Any, Callable
 import jax
 import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy, so safetensors can read it)
 import numpy as np
+from etils import epath
 from flax import nnx
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from mathvlm import paths
 from mathvlm.models.classifier import ClassifierConfig, ImageClassifier
 from mathvlm.models.clip_text import CLIP, CLIPConfig
 from mathvlm.models.layers import dtype_of, with_runtime
@@ -61,6 +63,7 @@ class SafetensorsDir:
   """The tensors of a Hugging Face folder: one `model.safetensors` or shards with their index."""
 
   def __init__(self, path: str):
+    _local_only(path)
     self.path = path
     index = os.path.join(path, "model.safetensors.index.json")
     if os.path.exists(index):
@@ -207,11 +210,21 @@ def rules_for(kind: str, ckpt: SafetensorsDir, clip: SafetensorsDir | None = Non
 # ---------------------------------------------------------------------------------------------
 # Architecture from config.json.
 
-def read_json(path: str) -> dict[str, Any]:
-  if not os.path.exists(path):
+def read_json(path) -> dict[str, Any]:
+  """A local file or one in a bucket (gs://...)."""
+  path = epath.Path(path)
+  if not path.exists():
     raise CheckpointError(f"missing {path}: a Hugging Face folder needs its config.json")
-  with open(path) as f:
+  with path.open() as f:
     return json.load(f)
+
+
+def _local_only(path) -> None:
+  """safetensors reads and writes local files only."""
+  if paths.is_remote(path):
+    raise CheckpointError(f"{path}: Hugging Face folders are read and written only on local disk "
+                          "(safetensors works on local files): copy the folder from or to the "
+                          "bucket (gcloud storage cp -r)")
 
 
 def detect_kind(hf: dict[str, Any]) -> str:
@@ -430,6 +443,7 @@ def export_hf(model: nnx.Module, cfg, out_dir: str, *, dtype: str | None = None,
   if any(getattr(m, "lora", None) is not None for _, m in nnx.iter_modules(model)):
     raise CheckpointError("the model has LoRA adapters: merge them first "
                           "(mathvlm.models.lora.merge_lora)")
+  _local_only(out_dir)
   hf_cfg = cfg.to_hf()
   os.makedirs(out_dir, exist_ok=True)
   shards: list[dict[str, np.ndarray]] = [{}]
@@ -493,12 +507,11 @@ def config_from_dict(cls, d: dict[str, Any]):
 
 def save_checkpoint(model: nnx.Module, cfg, ckpt_dir: str) -> None:
   import orbax.checkpoint as ocp
-  ckpt_dir = os.path.abspath(ckpt_dir)
-  os.makedirs(ckpt_dir, exist_ok=True)
+  ckpt_dir = paths.absolute(ckpt_dir)  # a local folder or a bucket URL
+  ckpt_dir.mkdir(parents=True, exist_ok=True)
   with ocp.StandardCheckpointer() as ckptr:
-    ckptr.save(os.path.join(ckpt_dir, "params"), nnx.to_pure_dict(nnx.state(model, nnx.Param)),
-               force=True)
-  with open(os.path.join(ckpt_dir, "config.json"), "w") as f:
+    ckptr.save(ckpt_dir / "params", nnx.to_pure_dict(nnx.state(model, nnx.Param)), force=True)
+  with (ckpt_dir / "config.json").open("w") as f:
     json.dump({"format": "mathvlm", "kind": _kind_of(model), "config": config_to_dict(cfg)}, f,
               indent=2)
 
@@ -508,8 +521,8 @@ def load_checkpoint(ckpt_dir: str, sharding: Callable | None = None, **runtime):
 
   runtime: dtype / param_dtype / remat / attention_impl to use instead of the saved ones."""
   import orbax.checkpoint as ocp
-  ckpt_dir = os.path.abspath(ckpt_dir)
-  meta = read_json(os.path.join(ckpt_dir, "config.json"))
+  ckpt_dir = paths.absolute(ckpt_dir)  # a local folder or a bucket URL
+  meta = read_json(ckpt_dir / "config.json")
   if meta.get("format") != "mathvlm":
     raise CheckpointError(f"{ckpt_dir}/config.json is not a mathvlm checkpoint config (a Hugging "
                           "Face folder? use load_hf / --from-hf)")
@@ -524,7 +537,7 @@ def load_checkpoint(ckpt_dir: str, sharding: Callable | None = None, **runtime):
       lambda kp, x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding(
           _path_str(kp), names.get(_path_str(kp), ()), x.shape)), target)
   with ocp.StandardCheckpointer() as ckptr:
-    restored = ckptr.restore(os.path.join(ckpt_dir, "params"), target)
+    restored = ckptr.restore(ckpt_dir / "params", target)
   graphdef, state = nnx.split(abstract)
   nnx.replace_by_pure_dict(state, restored)
   return nnx.merge(graphdef, state), cfg

@@ -23,11 +23,15 @@ import time
 from typing import Any
 
 from absl import app, flags
+from etils import epath
 from ml_collections import config_flags
+
+from mathvlm.paths import check_reachable
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "recipe file[:key=value,...]", lock_config=True)
-flags.DEFINE_string("workdir", None, "checkpoints, metrics.jsonl, TensorBoard and the final model")
+flags.DEFINE_string("workdir", None, "checkpoints, metrics.jsonl, TensorBoard and the final model "
+                    "(a local folder or a bucket URL, gs://bucket/runs/x)")
 flags.DEFINE_bool("compile_only", False, "lower and compile the step from abstract shapes, print "
                   "per-device memory, and exit (no weights are allocated)")
 flags.DEFINE_integer("fake_devices", 0, "with --compile_only: this many CPU devices stand in for "
@@ -78,7 +82,7 @@ def _fits_family(cfg, family: str) -> bool:
 
 def _model_dir(path: str) -> str:
   """A trainer workdir stands for the model it exported."""
-  return os.path.join(path, "model") if os.path.isdir(os.path.join(path, "model")) else path
+  return os.path.join(path, "model") if epath.Path(path, "model").is_dir() else path
 
 
 def pretrained_config(path: str, config):
@@ -259,8 +263,13 @@ def train(config, workdir: str | None, *, compile_only: bool = False, devices=No
 
   devices: the devices the mesh spans (default all; tests pass a subset). preempt_after_step: kill
   this process with SIGKILL once that step's checkpoint is on disk (to test preemption).
+  workdir, model.init_from and model.vision_init_from may be bucket URLs (gs://...).
   """
   _log_to_stdout()
+  if not compile_only:
+    check_reachable(workdir, "workdir")
+  check_reachable(config.model.init_from, "model.init_from")
+  check_reachable(config.model.vision_init_from, "model.vision_init_from")
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -364,7 +373,7 @@ def train(config, workdir: str | None, *, compile_only: bool = False, devices=No
                                   n_train)
 
   # --- state: resume, or initialise -----------------------------------------------------------
-  os.makedirs(workdir, exist_ok=True)
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   ckpt = checkpoint.Checkpointer(workdir, every=config.checkpoint.every,
                                  keep=config.checkpoint.keep,
                                  use_async=config.checkpoint.use_async)
@@ -456,7 +465,7 @@ def report_dropped(source, workdir: str, counted=None) -> None:
   dropped = dict((getattr(source, "dropped", None) or {}) if counted is None else counted)
   if dropped:
     log.warning("input pipeline: %d examples trained nothing: %s", sum(dropped.values()), dropped)
-  with open(os.path.join(workdir, "data_report.json"), "w") as f:
+  with epath.Path(workdir, "data_report.json").open("w") as f:
     json.dump({"examples": len(source), "dropped": dropped}, f, indent=2)
 
 
