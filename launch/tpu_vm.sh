@@ -38,14 +38,15 @@ if [[ "${DRY_RUN:-0}" == 1 ]] || ! gcloud compute tpus tpu-vm describe "$name" -
     --version "$runtime" "${project[@]}" "${spot[@]}"
 fi
 
-# This checkout (tracked files only) to every worker, then the pinned environment plus jax[tpu].
+# This checkout (tracked files only) to every worker, then the pinned environment plus jax[tpu]
+# and gcsfs (the workdir's gs:// filesystem for etils.epath).
 archive=$(mktemp -u /tmp/mathvlm-XXXXXX).tar.gz
 run git archive --format=tar.gz -o "$archive" HEAD
 run gcloud compute tpus tpu-vm scp "$archive" "$name:/tmp/mathvlm.tar.gz" --zone "$zone" \
   --worker=all "${project[@]}"
 setup="mkdir -p $remote && tar -xzf /tmp/mathvlm.tar.gz -C $remote && cd $remote && \
 python3 -m venv .venv && .venv/bin/pip install -q -r requirements.txt && \
-.venv/bin/pip install -q 'jax[tpu]==$(sed -n 's/^jax==//p' requirements.txt)'"
+.venv/bin/pip install -q gcsfs 'jax[tpu]==$(sed -n 's/^jax==//p' requirements.txt)'"
 if [[ -n "${DATA_FROM:-}" ]]; then  # datasets read from local disk on every worker
   setup="$setup && mkdir -p ${DATA_TO:-/tmp/mathvlm-data} && \
 gcloud storage rsync --recursive $DATA_FROM ${DATA_TO:-/tmp/mathvlm-data}"

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from mathvlm.data.image import to_pixels
-from mathvlm.data.pipeline import DROPPED
+from mathvlm.data.pipeline import DROPPED, mark_dropped
 
 
 class CaptionSource:
@@ -40,9 +40,7 @@ class CaptionSource:
     return (head + ids)[:self.max_len - 1] + [self.eos]
 
   def _drop(self, out: dict, reason: str) -> dict:
-    self.dropped[reason] += 1
-    out[DROPPED] = np.asarray(reason)
-    return out
+    return mark_dropped(out, reason, self.dropped)
 
   def __getitem__(self, i: int) -> dict[str, np.ndarray]:
     rec = self.records[i]

@@ -22,7 +22,7 @@ from PIL import Image
 
 from mathvlm.data import templates
 from mathvlm.data.image import to_pixels
-from mathvlm.data.pipeline import DROPPED
+from mathvlm.data.pipeline import DROPPED, mark_dropped
 
 
 class ConversationSource:
@@ -50,9 +50,7 @@ class ConversationSource:
                 **{DROPPED: np.asarray("")})
 
   def _drop(self, out: dict, reason: str) -> dict:
-    self.dropped[reason] += 1
-    out[DROPPED] = np.asarray(reason)
-    return out
+    return mark_dropped(out, reason, self.dropped)
 
   def __getitem__(self, i: int) -> dict[str, np.ndarray]:
     rec = self.records[i]

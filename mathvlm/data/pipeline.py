@@ -30,6 +30,13 @@ from mathvlm.data import image as image_lib
 DROPPED = "dropped"
 
 
+def mark_dropped(example: dict, reason: str, counts) -> dict:
+  """Counts the reason in the source's own counter and in the example that carries it."""
+  counts[reason] += 1
+  example[DROPPED] = np.asarray(reason)
+  return example
+
+
 class ProcessRows:
   """The rows of each global batch that belong to one process, as a random-access source."""
 

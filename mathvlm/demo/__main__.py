@@ -29,7 +29,7 @@ import time
 SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared",
                       "data")
 
-FULL = dict(n_train=4000, n_test=300, dpo_problems=1500, eval_batch=64, epochs={})
+FULL = dict(n_train=10000, n_test=300, dpo_problems=1200, eval_batch=64, epochs={})
 QUICK = dict(n_train=320, n_test=48, dpo_problems=96, eval_batch=48,
              epochs=dict(clip_math=1, align=1, sft=2, dpo=1))
 VERSIONS = ["text_lite"]            # MAVIS's default for instruction tuning
@@ -41,10 +41,11 @@ def say(msg: str) -> None:
   print(msg, flush=True)
 
 
-def stage_config(stage: str, data: str, epochs: int, seed: int, **fields):
+def stage_config(stage: str, data: str, epochs: int, quick: bool, seed: int, **fields):
   """configs/demo.py, exactly as `--config configs/demo.py:stage=...` would give it."""
   from configs import demo
-  arg = f"stage={stage},data={data}" + (f",epochs={epochs}" if epochs else "")
+  arg = (f"stage={stage},data={data}" + (",quick=True" if quick else "")
+         + (f",epochs={epochs}" if epochs else ""))
   c = demo.get_config(arg)
   c.seed = seed
   for key, value in fields.items():
@@ -137,7 +138,9 @@ def main(argv=None) -> dict:
   from flax import nnx
 
   from mathvlm.train import model_class, model_config
-  c, cmd = stage_config("clip_math", f"{out}/data", mode["epochs"].get("clip_math", 0), args.seed)
+  stage = lambda name, **fields: stage_config(name, f"{out}/data", mode["epochs"].get(name, 0),
+                                              args.quick, args.seed, **fields)
+  c, cmd = stage("clip_math")
   test_captions = read(f"{out}/data_test", "mavis_caption")
   untrained = model_class(model_config(c))(model_config(c), rngs=nnx.Rngs(c.seed))
   before = evaluate.retrieval(untrained, test_captions, hf_tok, c.data.max_len)
@@ -149,12 +152,10 @@ def main(argv=None) -> dict:
       f"{100 * after['image_to_caption_top1']:.1f}% (chance {100 * after['chance']:.1f}%)")
 
   # 3. alignment, instruction tuning ------------------------------------------------------------
-  c, cmd = stage_config("align", f"{out}/data", mode["epochs"].get("align", 0), args.seed,
-                        **{"model.vision_init_from": wd["clip_math"]})
+  c, cmd = stage("align", **{"model.vision_init_from": wd["clip_math"]})
   training["2 alignment"] = run_stage("align", c, cmd, wd["align"])
   say(f"[4/7] alignment: {held_out('align')}")
-  c, cmd = stage_config("sft", f"{out}/data", mode["epochs"].get("sft", 0), args.seed,
-                        **{"model.init_from": wd["align"]})
+  c, cmd = stage("sft", **{"model.init_from": wd["align"]})
   training["3 instruction tuning"] = run_stage("sft", c, cmd, wd["sft"])
   say(f"[5/7] instruction tuning: {held_out('sft')}")
 
@@ -172,8 +173,7 @@ def main(argv=None) -> dict:
   built["preferences"] = data.build("preferences", [
       "--json", pairs_path, "--images", f"{out}/engine/train", "--out", f"{out}/data",
       "--image_size", "56"])
-  c, cmd = stage_config("dpo", f"{out}/data", mode["epochs"].get("dpo", 0), args.seed,
-                        **{"model.init_from": wd["sft"]})
+  c, cmd = stage("dpo", **{"model.init_from": wd["sft"]})
   training["4 DPO"] = run_stage("dpo", c, cmd, wd["dpo"])
   say(f"[6/7] DPO on {dpo_stats['pairs']} pairs ({dpo_stats['correct']} of "
       f"{dpo_stats['responses']} training answers were right): {held_out('dpo')}")

@@ -1,4 +1,4 @@
-"""Model-stack parity: the smallest real end-to-end run of the conversion and generation code, offline.
+"""Model-stack parity: the smallest real end-to-end run of conversion and generation, offline.
 
 1. trains a small BPE tokenizer on MATH-Vision testmini questions (../shared/data) and builds a tiny
    random LLaVA in transformers (PyTorch) around it, saved as a Hugging Face folder;
