@@ -108,8 +108,9 @@ def main(argv=None) -> list[dict]:
   p.add_argument("--workdir", required=True, help="one sub-folder per run, plus results.md")
   p.add_argument("--launcher", default="local", choices=sorted(LAUNCHERS),
                  help="local: run here one after another; others: write DIR/jobs/<run>.sh")
-  p.add_argument("--launcher_args", default="", help="e.g. 2 for local.sh (processes), "
-                 "'NAME ZONE TYPE' for tpu, sbatch options for slurm")
+  p.add_argument("--launcher_args", default="", help="2 for local.sh (processes), 'NAME ZONE "
+                 "TYPE' for tpu, sbatch options for slurm (as --launcher_args=--nodes=2 when they "
+                 "start with -)")
   p.add_argument("--collect", action="store_true", help="only collect the results table")
   p.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
   a = p.parse_args(argv)

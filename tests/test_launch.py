@@ -100,7 +100,7 @@ def test_sweep_runs_skips_and_collects(tmp_path):
   assert again.stdout.count("finished earlier, skipped") == 2
 
   jobs = _sh([sys.executable, "launch/sweep.py", "configs/sweeps/tiny_lr.py", "--workdir",
-              str(tmp_path / "cluster"), "--launcher", "slurm", "--launcher_args", "--nodes=2"])
+              str(tmp_path / "cluster"), "--launcher", "slurm", "--launcher_args=--nodes=2"])
   assert jobs.returncode == 0, jobs.stderr
   files = sorted(os.listdir(tmp_path / "cluster/jobs"))
   assert len(files) == 2
