@@ -46,3 +46,14 @@ def test_quick_demo_end_to_end(tmp_path):
     assert heading in report
   for png in ("losses.png", "accuracy.png"):
     assert open(out / png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_parity_check_runs(tmp_path):
+  """`python -m mathvlm.demo.parity` (README): HF -> orbax -> Flax -> HF bit-exact, same logits,
+  token-identical greedy decoding, on real MATH-Vision images."""
+  res = subprocess.run([sys.executable, "-m", "mathvlm.demo.parity", "--out", str(tmp_path)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "PYTHONPATH": ROOT})
+  assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+  s = json.load(open(tmp_path / "summary.json"))
+  assert s["round_trip_exact"] and s["greedy_identical"] and s["logits_rel_diff"] < 1e-4

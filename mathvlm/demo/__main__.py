@@ -26,8 +26,6 @@ import platform
 import shutil
 import time
 
-SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared",
-                      "data")
 
 FULL = dict(n_train=10000, n_test=300, dpo_problems=1200, eval_batch=64, epochs={})
 QUICK = dict(n_train=320, n_test=48, dpo_problems=96, eval_batch=48,
@@ -182,7 +180,8 @@ def main(argv=None) -> dict:
   final = f"{wd['dpo']}/model"
   shutil.copy(tok_path, f"{final}/tokenizer.json")
   math_v_out = f"{out}/math_v"
-  eval_run.main(["--benchmark", "math_v", "--ckpt", final, "--data", os.path.join(SHARED, "math_v"),
+  eval_run.main(["--benchmark", "math_v", "--ckpt", final,
+                 "--data", os.path.join(data.SHARED, "math_v"),
                  "--out", math_v_out, "--template", "mistral_instruct", "--batch", "32",
                  "--max_new_tokens", str(MAX_NEW_TOKENS)])
   with open(f"{math_v_out}/scores.json") as f:

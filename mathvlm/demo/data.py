@@ -8,6 +8,10 @@ from __future__ import annotations
 import json
 import os
 
+# ../shared/data beside the checkout: real benchmark files (MATH-Vision testmini).
+SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared",
+                      "data")
+
 # <image> sits at id 3 as in the `tiny`/`demo` presets; </s> is not id 2, so CLIP's text tower
 # pools at the EOS token (id 2 means OpenAI's old "argmax id" convention).
 SPECIALS = ("<pad>", "<s>", "<unk>", "<image>", "</s>")

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data")
+from mathvlm.demo.data import SHARED
 
 
 def load_problems(n: int) -> list[dict]:

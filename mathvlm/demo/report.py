@@ -59,7 +59,7 @@ def pct(x: float) -> str:
   return f"{100 * x:.1f}"
 
 
-def accuracy_table(evals: dict[str, dict], base: dict) -> list[str]:
+def accuracy_table(evals: dict[str, dict]) -> list[str]:
   keys = list(next(iter(evals.values())))
   head = "| | " + " | ".join(k.replace("/", ": ") for k in keys) + " |"
   lines = [head, "|---" * (len(keys) + 1) + "|"]
@@ -108,7 +108,7 @@ def write(out: str, r: dict) -> str:
       "",
       "## Stages 2-4: held-out problems (percent correct)",
       "",
-      *accuracy_table(r["evals"], b),
+      *accuracy_table(r["evals"]),
       "",
       "Baselines on the same problems: "
       f"random {pct(b['random'])}, always the training set's most common answer "
