@@ -82,6 +82,7 @@ def base(objective: str) -> ml_collections.ConfigDict:
   c.metrics = ml_collections.ConfigDict(dict(every=1, tensorboard=True, peak_flops=0.0))
 
   c.dpo = ml_collections.ConfigDict(dict(beta=0.1, loss_type="sigmoid", label_smoothing=0.0,
+                                         sft_weight=0.0,  # RPO's NLL on chosen (TRL rpo_alpha)
                                          reference="init"))  # 'init' (frozen copy) | 'data'
   c.contrastive = ml_collections.ConfigDict(dict(loss_type="softmax", sigmoid_bias=-10.0,
                                                  max_logit_scale=100.0))

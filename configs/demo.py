@@ -7,10 +7,16 @@ changes only what a from-scratch toy needs, each change said here:
   pretrained LLM); DPO keeps the recipe's LoRA-only update;
 - learning rates suit a small model from scratch (1e-3 and 2e-3, not 2e-6); alignment is a
   300-step warm start of the LLM on captions rather than a full pass;
-- instruction tuning trains on the rationale's closing sentence ("The answer is 7, which is
-  option A.", `mavis_instruct --answer final`), not the whole rationale: a model this size
-  learns more from the answer than from imitating steps it cannot follow, and evaluation
-  decodes 32 tokens instead of hundreds;
+- instruction tuning trains on the answer alone, `The answer is V.` with V the answer's value
+  (the option's text for multiple choice; `mavis_instruct --answer value`), not the rationale:
+  a model this size learns more from the answer than from imitating steps it cannot follow, and
+  evaluation decodes 32 tokens instead of hundreds. The value, not the letter: a letter target
+  teaches a small model only the most common letter, while a value target teaches which answers
+  are plausible, which it can then find among the options (seed 0, held out: letter targets
+  28.5% of multiple choice, 567 of 576 answers `D`; the rationale's closing sentence 27.8%;
+  values 48.3%);
+- DPO adds RPO's NLL term on the chosen answers (`dpo.sft_weight`): without it the policy soon
+  lowers the chosen answers too and writes worse ones than the model it started from;
 - the template is mistral_instruct (MAVIS's LLM is a Mistral; no system prompt to pay for).
 
   python -m mathvlm.train --config configs/demo.py:stage=sft,data=out/demo/data --workdir W

@@ -49,10 +49,14 @@ def human_turn(question: str, choices: list[str]) -> str:
   return text
 
 
-def gpt_turn(cot: str, answer: str, style: str = "cot") -> str:
+def gpt_turn(cot: str, answer: str, style: str = "cot", value: str | None = None) -> str:
   """`cot`: the rationale, then the answer (MAVIS). `final`: the rationale's closing sentence
   alone when it states the answer ("The answer is 7, which is option A."), else `The answer is X.`:
-  a short target for small models and direct-answer ablations."""
+  a short target for small models and direct-answer ablations. `value`: `The answer is V.` with
+  V the answer's value, the chosen option's text for multiple choice: every candidate answer is
+  then one string of one format, so options can also be ranked by their likelihood."""
+  if style == "value":
+    return f"The answer is {answer if value is None else value}."
   if style == "final":
     last = cot.strip().splitlines()[-1].strip() if cot.strip() else ""
     return last if last.lower().startswith("the answer is") else f"The answer is {answer}."
@@ -117,7 +121,8 @@ def convert(item: tuple, options: dict) -> list:
         raise common.BadRecord("empty_question", f"empty text_en.{v}_question")
       turns = common.check_conversations(
         [{"from": "human", "value": human_turn(question, choices)},
-         {"from": "gpt", "value": gpt_turn(cot, answer, options["answer"])}], 1)
+         {"from": "gpt", "value": gpt_turn(cot, answer, options["answer"],
+                                          choices[idx] if idx >= 0 else None)}], 1)
       image = common.prepare_image(
           image_of(rec.get(f"image_{v}"), options["images"], f"image_{v}"), options)
     except common.BadRecord as e:
@@ -153,8 +158,9 @@ def main(argv=None):
   p.add_argument("--images", default=".", help="folder image paths start in (JSON inputs)")
   p.add_argument("--versions", nargs="+", choices=VERSIONS, default=list(VERSIONS))
   p.add_argument("--source", default="mavis_instruct", help="value of the `source` field")
-  p.add_argument("--answer", default="cot", choices=("cot", "final"),
-                 help="assistant turn: the CoT then the answer (MAVIS), or only its final sentence")
+  p.add_argument("--answer", default="cot", choices=("cot", "final", "value"),
+                 help="assistant turn: the CoT then the answer (MAVIS), only its final sentence, "
+                      "or `The answer is V.` with V the value (the option's text)")
   common.add_run_flags(p, MavisInstruct.name)
   args = p.parse_args(argv)
   items = [it for path in args.src for it in load_items(path)]

@@ -29,14 +29,18 @@ def test_quick_demo_end_to_end(tmp_path):
   for when in ("before", "after"):
     r = s["retrieval"][when]
     assert r["pairs"] == 48 and 0 <= r["image_to_caption_top1"] <= 1 and not r["dropped"]
-  assert list(s["evals"]) == ["align", "sft", "dpo"]
-  for acc in s["evals"].values():
+  assert list(s["evals"]) == list(s["ranked"]) == ["align", "sft", "dpo"]
+  for acc in [*s["evals"].values(), *s["ranked"].values()]:
     assert acc["all"]["total"] == 3 * n_test  # three question versions per problem
     assert sum(acc[f"domain/{d}"]["total"] for d in ("plane", "analytic", "function")) == 3 * n_test
     assert acc["type/multiple-choice"]["total"] + acc.get("type/free-form", {"total": 0})[
         "total"] == 3 * n_test
-  lines = open(out / "3_sft/held_out.jsonl").read().splitlines()
-  assert sum(json.loads(x)["correct"] for x in lines) == s["evals"]["sft"]["all"]["correct"]
+  rows = [json.loads(x) for x in open(out / "3_sft/held_out.jsonl")]
+  assert sum(r["correct"] for r in rows) == s["evals"]["sft"]["all"]["correct"]
+  assert sum(r["ranked_correct"] for r in rows) == s["ranked"]["sft"]["all"]["correct"]
+  for r in rows:  # a ranked pick for every multiple-choice question, none for free-form
+    assert (r["ranked"] in "ABCDEFGH" and r["ranked"] != "") == (r["answer"] in list("ABCDEFGH"))
+    assert r["ranked_correct"] == (r["ranked"] == r["answer"] if r["ranked"] else r["correct"])
   sft = s["training"]["3 instruction tuning"]
   assert sft["last_loss"] < sft["first_loss"]
   assert 0 <= s["baselines"]["random"] <= s["baselines"]["choices_only_rule"] <= 1

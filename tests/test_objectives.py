@@ -298,6 +298,7 @@ def _expected_dpo(logps, ref, opts, counts):
   """(mean loss, chosen rewards, rejected rewards) from summed log-probs, as TRL computes them."""
   logps, ref = np.asarray(logps, np.float64), np.asarray(ref, np.float64)
   beta, loss_type = opts.get("beta", 0.1), opts.get("loss_type", "sigmoid")
+  nll = -logps[:2].sum() / counts[:2].sum() if counts is not None else 0.0  # TRL's rpo NLL
   if opts.get("length_normalize", loss_type == "ipo"):
     logps, ref = logps / counts, ref / counts
   x = (logps[:2] - logps[2:]) - (ref[:2] - ref[2:])
@@ -306,7 +307,7 @@ def _expected_dpo(logps, ref, opts, counts):
   else:
     ls = opts.get("label_smoothing", 0.0)
     losses = (1 - ls) * np.logaddexp(0, -beta * x) + ls * np.logaddexp(0, beta * x)
-  return losses.mean(), beta * (logps[:2] - ref[:2]), beta * (logps[2:] - ref[2:])
+  return losses.mean() + opts.get("sft_weight", 0.0) * nll, beta * (logps[:2] - ref[:2]), beta * (logps[2:] - ref[2:])
 
 
 def _check_dpo_metrics(loss, weight, metrics, expect):
@@ -340,7 +341,8 @@ def test_dpo_objective_on_a_tiny_model_equals_dpo_loss_on_separate_logps(llama):
 @pytest.mark.parametrize("opts", [
     {}, {"beta": 0.3, "label_smoothing": 0.1}, {"loss_type": "ipo", "beta": 0.2},
     {"loss_type": "ipo", "beta": 0.2, "length_normalize": False},
-    {"beta": 0.2, "length_normalize": True}])
+    {"beta": 0.2, "length_normalize": True}, {"sft_weight": 0.5},
+    {"loss_type": "ipo", "beta": 0.2, "sft_weight": 1.0}])
 def test_dpo_options_from_a_config_dict(opts):
   batch = _dpo_batch()
   logits = np.random.RandomState(1).randn(4, 10, V).astype(np.float32) * 3
@@ -383,6 +385,23 @@ def test_dpo_takes_no_gradient_through_ref_logps():
   assert np.all(np.isfinite(g_logits))
   used = ~_unused_logit_positions(batch["loss_mask"])
   assert np.all(np.abs(g_logits[used]).sum(-1) > 0) and np.all(g_logits[~used] == 0)
+
+
+def test_dpo_sft_weight_adds_the_chosen_answers_nll():
+  """RPO's term: the loss grows by w times the chosen rows' mean per-token NLL, and its gradient
+  raises the chosen answers' likelihood, which DPO alone does not promise."""
+  batch = _dpo_batch()
+  logits = np.random.RandomState(3).randn(4, 10, V).astype(np.float32)
+  f = lambda lg, w: dpo.loss(FixedLogits(lg), batch, {"dpo": {"sft_weight": w}})
+  base, _, m0 = f(logits, 0.0)
+  with_nll, _, m1 = f(logits, 2.0)
+  np.testing.assert_allclose(float(m0["nll/chosen"]), float(m1["nll/chosen"]))
+  np.testing.assert_allclose(float(with_nll) - float(base), 2.0 * float(m1["nll/chosen"]),
+                             rtol=1e-5)
+  g = jax.grad(lambda lg: f(lg, 1.0)[0] - f(lg, 0.0)[0])(logits)  # the NLL term's gradient
+  assert np.all(np.asarray(g)[2:] == 0)                          # rejected rows: none
+  with pytest.raises(ValueError, match="sft_weight"):
+    f(logits, -1.0)
 
 
 def test_dpo_rejects_odd_rows_and_misshapen_ref(llama):

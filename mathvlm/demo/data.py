@@ -105,10 +105,11 @@ def preference_pairs(problems: list[dict], responses: dict[str, str], version: s
   with open(path, "w") as f:
     for p in made:
       rec = by_id[p["id"].rsplit(":", 1)[0]]
-      answer, choices, _ = answer_of(rec)
+      answer, choices, idx = answer_of(rec)
       f.write(json.dumps({
           "id": p["id"], "image": p["image"],
           "prompt": human_turn(rec["text_en"][f"{version}_question"], choices),
-          "chosen": gpt_turn(rec["text_en"]["CoT_reasoning"], answer, style),
+          "chosen": gpt_turn(rec["text_en"]["CoT_reasoning"], answer, style,
+                             choices[idx] if idx >= 0 else None),
           "rejected": p["rejected"]}) + "\n")
   return stats

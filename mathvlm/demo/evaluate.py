@@ -48,12 +48,26 @@ def answer(model, cfg, tokenizer, problems, *, template: str, batch: int, max_ne
                             bucket=32)
 
 
-def score(problems, responses) -> dict:
-  """Accuracy overall and by domain, question version and question type; per-problem verdicts."""
+def ranked(model, cfg, tokenizer, problems, *, template: str, batch: int) -> list[str]:
+  """Each multiple-choice problem's most likely option (`mathvlm.eval.likelihood`), "" for
+  free-form ones, which have no options to rank."""
+  from mathvlm.eval import likelihood
+  mc = [p for p in problems if p.choices]
+  picks = iter(likelihood.pick(mc, likelihood.option_logps(model, cfg, tokenizer, mc,
+                                                           template=template, batch_size=batch)))
+  return [next(picks) if p.choices else "" for p in problems]
+
+
+def score(problems, responses, picks=None) -> dict:
+  """Accuracy overall and by domain, question version and question type; per-problem verdicts.
+  With `picks`, multiple choice is judged by the picked letter (free-form still by its response)."""
   verdicts = {}
   groups = collections.defaultdict(lambda: [0, 0])
-  for p, r in zip(problems, responses):
-    ok = eval_engine.judge(p, eval_engine.extract(r, p))
+  for i, (p, r) in enumerate(zip(problems, responses)):
+    if picks is not None and p.choices:
+      ok = picks[i] == p.answer
+    else:
+      ok = eval_engine.judge(p, eval_engine.extract(r, p))
     verdicts[p.pid] = ok
     kind = "multiple-choice" if p.choices else "free-form"
     for key in ("all", f"domain/{p.raw['domain']}", f"version/{p.meta['version']}",

@@ -33,23 +33,27 @@ def plot_losses(workdirs: dict[str, str], path: str) -> None:
   plt.close(fig)
 
 
-def plot_accuracy(evals: dict[str, dict], base: dict, path: str) -> None:
-  """Grouped bars: overall and per-domain accuracy after each stage, baselines as lines."""
+def plot_accuracy(evals: dict[str, dict], ranked: dict[str, dict], base: dict, path: str) -> None:
+  """Grouped bars: overall and per-domain accuracy after each stage, answers as generated (left)
+  and with multiple choice ranked by likelihood (right); baselines as lines."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   keys = ["all"] + sorted(k for k in next(iter(evals.values())) if k.startswith("domain/"))
   width = 0.8 / len(evals)
-  fig, ax = plt.subplots(figsize=(7.5, 3.6))
-  for i, (stage, acc) in enumerate(evals.items()):
-    xs = [k + (i - (len(evals) - 1) / 2) * width for k in range(len(keys))]
-    ax.bar(xs, [acc[k]["acc"] for k in keys], width, label=STAGE_LABELS.get(stage, stage))
-  for name, style in (("random", ":"), ("majority", "--")):
-    ax.axhline(base[name], color="grey", ls=style, lw=1, label=f"{name} baseline (all)")
-  ax.set_xticks(range(len(keys)), [k.split("/")[-1] for k in keys])
-  ax.set_ylabel("held-out accuracy")
-  ax.legend(fontsize=7, loc="upper right")
-  ax.grid(axis="y", alpha=0.3)
+  fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+  for ax, (title, table) in zip(axes, (("generated answers", evals),
+                                       ("multiple choice ranked by likelihood", ranked))):
+    for i, (stage, acc) in enumerate(table.items()):
+      xs = [k + (i - (len(table) - 1) / 2) * width for k in range(len(keys))]
+      ax.bar(xs, [acc[k]["acc"] for k in keys], width, label=STAGE_LABELS.get(stage, stage))
+    for name, style in (("random", ":"), ("majority", "--")):
+      ax.axhline(base[name], color="grey", ls=style, lw=1, label=f"{name} baseline (all)")
+    ax.set_xticks(range(len(keys)), [k.split("/")[-1] for k in keys])
+    ax.set_title(title, fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+  axes[0].set_ylabel("held-out accuracy")
+  axes[1].legend(fontsize=7, loc="upper right")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
@@ -75,7 +79,7 @@ def write(out: str, r: dict) -> str:
   """r: everything the demo measured (also saved as summary.json)."""
   os.makedirs(out, exist_ok=True)
   plot_losses(r["workdirs"], os.path.join(out, "losses.png"))
-  plot_accuracy(r["evals"], r["baselines"], os.path.join(out, "accuracy.png"))
+  plot_accuracy(r["evals"], r["ranked"], r["baselines"], os.path.join(out, "accuracy.png"))
   b, ret, s = r["baselines"], r["retrieval"], r["settings"]
   last = list(r["evals"])[-1]
   lines = [
@@ -108,7 +112,18 @@ def write(out: str, r: dict) -> str:
       "",
       "## Stages 2-4: held-out problems (percent correct)",
       "",
+      "Answers as the model generates them (greedy, at most "
+      f"{s['max_new_tokens']} tokens), scored as the evaluation CLI scores MathVerse: "
+      "the stated option, or the stated value's option, or the value itself for free-form.",
+      "",
       *accuracy_table(r["evals"]),
+      "",
+      "The same, with each multiple-choice question answered by the option whose answer "
+      "(`The answer is V.`) the model finds most likely, as lm-evaluation-harness scores "
+      "multiple choice; free-form answers are still generated. It measures what the model "
+      "prefers among given answers, which a small model learns before it can write them.",
+      "",
+      *accuracy_table(r["ranked"]),
       "",
       "Baselines on the same problems: "
       f"random {pct(b['random'])}, always the training set's most common answer "

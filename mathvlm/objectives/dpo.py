@@ -8,7 +8,12 @@ and `stop_gradient` makes sure no gradient is taken through them.
 
 Options (`cfg.dpo`): beta (0.1; MAVIS does not publish one), loss_type 'sigmoid' | 'ipo',
 label_smoothing (0.0, sigmoid only: conservative DPO), length_normalize (default: True for ipo,
-as TRL divides both policy and reference log-probs by the number of target tokens for IPO).
+as TRL divides both policy and reference log-probs by the number of target tokens for IPO),
+sft_weight (0.0: TRL's `rpo_alpha`, the weight of the chosen answers' per-token negative
+log-likelihood added to the loss, as in RPO, arXiv 2404.19733). DPO alone only widens the gap
+between chosen and rejected and can lower both; with short answers that differ in one value it
+soon does, and the model stops writing the chosen answers it is meant to prefer. The NLL term
+holds the chosen answers' likelihood up.
 """
 
 from __future__ import annotations
@@ -63,17 +68,24 @@ def loss(model, batch: dict[str, Array], cfg: Any = None):
   if ref.shape != (rows,):
     raise ValueError(f"ref_logps has shape {ref.shape}; expected ({rows},), one per row")
   ref = jax.lax.stop_gradient(ref)
+  sft_weight = float(opts.get("sft_weight", 0.0))
+  if sft_weight < 0:
+    raise ValueError(f"dpo.sft_weight={sft_weight}; it must be >= 0")
   logps = lm.batch_logps(model, batch)
+  counts = jnp.maximum(jnp.sum(lm.target_mask(batch)[:, 1:], axis=-1), 1).astype(jnp.float32)
+  b = rows // 2
+  nll = -jnp.sum(logps[:b]) / jnp.sum(counts[:b])  # per chosen token, before any normalising
   if normalize:
-    counts = jnp.maximum(jnp.sum(lm.target_mask(batch)[:, 1:], axis=-1), 1).astype(jnp.float32)
     logps, ref = logps / counts, ref / counts
 
-  b = rows // 2
   losses, chosen, rejected = dpo_loss(logps[:b], logps[b:], ref[:b], ref[b:], beta, loss_type,
                                       label_smoothing)
   mean = jnp.mean(losses)
+  if sft_weight:
+    mean = mean + sft_weight * nll
   metrics = {
       "loss": mean,
+      "nll/chosen": jax.lax.stop_gradient(nll),
       "rewards/chosen": jnp.mean(chosen),
       "rewards/rejected": jnp.mean(rejected),
       "rewards/margin": jnp.mean(chosen - rejected),
