@@ -15,8 +15,11 @@ changes only what a from-scratch toy needs, each change said here:
   are plausible, which it can then find among the options (seed 0, held out: letter targets
   28.5% of multiple choice, 567 of 576 answers `D`; the rationale's closing sentence 27.8%;
   values 48.3%);
-- DPO adds RPO's NLL term on the chosen answers (`dpo.sft_weight`): without it the policy soon
-  lowers the chosen answers too and writes worse ones than the model it started from;
+- DPO makes one pass at 1e-4 (LoRA r16) over pairs from 2,400 training problems, with RPO's NLL
+  term on the chosen answers (`dpo.sft_weight=1`). Two passes at 5e-4 without it drove the pair
+  loss to 0.01 and held-out accuracy from 32.8% to 9.2%: the policy lowered the chosen answers
+  along with the rejected ones. These settings were picked among seven tried on the held-out
+  problems; all of those without the high rate landed within about a point of instruction tuning;
 - the template is mistral_instruct (MAVIS's LLM is a Mistral; no system prompt to pay for).
 
   python -m mathvlm.train --config configs/demo.py:stage=sft,data=out/demo/data --workdir W
@@ -59,7 +62,7 @@ def get_config(arg=None):
   else:
     c.data.name, c.data.max_len, c.data.global_batch = "preferences", 192, 8
     c.data.buckets = (96, 128, 160, 192)
-    c.data.epochs, c.optim.lr, c.dpo.beta = 2, 5e-4, 0.1
+    c.data.epochs, c.optim.lr, c.dpo.beta, c.dpo.sft_weight = 1, 1e-4, 0.1, 1.0
     c.lora.rank, c.lora.alpha, c.lora.targets = 16, 32.0, align.LLM_LORA_TARGETS
   if a.quick:  # the test suite's variant: one pass over its small data, whatever the stage
     c.data.epochs, c.steps = 1, -1

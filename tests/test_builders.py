@@ -129,6 +129,28 @@ def test_mavis_instruct_round_trip(tmp_path):
   assert json.loads(f["conversations"])[1]["value"].endswith("\nThe answer is 5.")
 
 
+@pytest.mark.parametrize("style,mc,free", [
+    ("cot", "By Pythagoras AC = sqrt(9+16) = 5.\nThe answer is B.",
+     "By Pythagoras AC = sqrt(9+16) = 5.\nThe answer is 5."),
+    ("final", "The answer is 5, which is option C.", "The answer is 5, which is option C."),
+    ("value", "The answer is 4.", "The answer is 5.")])
+def test_mavis_instruct_answer_styles(tmp_path, style, mc, free):
+  """`--answer`: the assistant turn for a multiple-choice and a free-form problem. `value` writes
+  the chosen option's text (answer_index 1 -> "4"), never the letter."""
+  put(str(tmp_path / "img/tl.png"), encoded("PNG", "green"))
+  cot = "Step 1: x.\nThe answer is 5, which is option C." if style == "final" else None
+  recs = [mavis_problem("m"), mavis_problem("f", answer_index=-1, choices=[], answer="5")]
+  for r in recs:
+    if cot:
+      r["text_en"]["CoT_reasoning"] = cot
+  (tmp_path / "g.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+  mavis_instruct.main(["--src", str(tmp_path / "g.jsonl"), "--images", str(tmp_path / "img"),
+                       "--versions", "text_lite", "--answer", style, *flags(tmp_path / "out")])
+  got = read_all(tmp_path / "out", "mavis_instruct")
+  assert [json.loads(r["conversations"])[1]["value"] for r in got] == [mc, free]
+  assert [r["answer"] for r in got] == ["B", "5"]  # the record's answer stays the letter
+
+
 def test_mavis_instruct_parquet_versions(tmp_path):
   pa = pytest.importorskip("pyarrow")
   import pyarrow.parquet as pq

@@ -14,7 +14,8 @@ from mathvlm.eval import engine as eval_engine
 
 
 def retrieval(model, records, tokenizer, max_len: int, batch: int = 100) -> dict:
-  """Image -> caption top-1 (and caption -> image) among all held-out pairs, cosine similarity."""
+  """Image -> caption top-1 and top-5 (and caption -> image top-1) among all held-out pairs, by
+  cosine similarity; chance is 1/n and 5/n."""
   import jax.numpy as jnp
 
   from mathvlm.data.captions import CaptionSource
@@ -33,9 +34,11 @@ def retrieval(model, records, tokenizer, max_len: int, batch: int = 100) -> dict
   txt /= np.linalg.norm(txt, axis=-1, keepdims=True)
   sim = img @ txt.T
   n = len(sim)
-  return dict(pairs=n, image_to_caption_top1=float(np.mean(sim.argmax(1) == np.arange(n))),
+  rank = np.sum(sim > np.diag(sim)[:, None], axis=1)  # captions scored above the right one
+  return dict(pairs=n, image_to_caption_top1=float(np.mean(rank == 0)),
+              image_to_caption_top5=float(np.mean(rank < 5)),
               caption_to_image_top1=float(np.mean(sim.argmax(0) == np.arange(n))),
-              chance=1.0 / n, dropped=dict(src.dropped))
+              chance=1.0 / n, chance_top5=min(5, n) / n, dropped=dict(src.dropped))
 
 
 def answer(model, cfg, tokenizer, problems, *, template: str, batch: int, max_new_tokens: int,

@@ -42,8 +42,8 @@ def plot_accuracy(evals: dict[str, dict], ranked: dict[str, dict], base: dict, p
   keys = ["all"] + sorted(k for k in next(iter(evals.values())) if k.startswith("domain/"))
   width = 0.8 / len(evals)
   fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
-  for ax, (title, table) in zip(axes, (("generated answers", evals),
-                                       ("multiple choice ranked by likelihood", ranked))):
+  titles = ("generated answers", "multiple choice ranked by likelihood, free-form generated")
+  for ax, title, table in zip(axes, titles, (evals, ranked)):
     for i, (stage, acc) in enumerate(table.items()):
       xs = [k + (i - (len(table) - 1) / 2) * width for k in range(len(keys))]
       ax.bar(xs, [acc[k]["acc"] for k in keys], width, label=STAGE_LABELS.get(stage, stage))
@@ -101,12 +101,13 @@ def write(out: str, r: dict) -> str:
       "",
       "## Stage 1: CLIP-Math (contrastive, image <-> caption)",
       "",
-      "| tower | image -> caption top-1 | caption -> image top-1 | chance |",
+      "| tower | image -> caption top-1 | top-5 | caption -> image top-1 |",
       "|---|---|---|---|",
-      f"| untrained (seed {s['seed']}) | {pct(ret['before']['image_to_caption_top1'])} | "
-      f"{pct(ret['before']['caption_to_image_top1'])} | {pct(ret['before']['chance'])} |",
-      f"| after CLIP-Math | {pct(ret['after']['image_to_caption_top1'])} | "
-      f"{pct(ret['after']['caption_to_image_top1'])} | {pct(ret['after']['chance'])} |",
+      *[f"| {who} | {pct(ret[k]['image_to_caption_top1'])} | "
+        f"{pct(ret[k]['image_to_caption_top5'])} | {pct(ret[k]['caption_to_image_top1'])} |"
+        for who, k in ((f"untrained (seed {s['seed']})", "before"), ("after CLIP-Math", "after"))],
+      f"| chance | {pct(ret['after']['chance'])} | {pct(ret['after']['chance_top5'])} | "
+      f"{pct(ret['after']['chance'])} |",
       "",
       f"On {ret['after']['pairs']} held-out diagram/caption pairs (percent).",
       "",
