@@ -34,10 +34,13 @@ def retrieval(model, records, tokenizer, max_len: int, batch: int = 100) -> dict
   txt /= np.linalg.norm(txt, axis=-1, keepdims=True)
   sim = img @ txt.T
   n = len(sim)
-  rank = np.sum(sim > np.diag(sim)[:, None], axis=1)  # captions scored above the right one
+  # captions scored at or above the right one: a tie counts against (identical captions of
+  # different diagrams tie exactly, and a tie is not a retrieval)
+  rank = np.sum(sim >= np.diag(sim)[:, None], axis=1) - 1
   return dict(pairs=n, image_to_caption_top1=float(np.mean(rank == 0)),
               image_to_caption_top5=float(np.mean(rank < 5)),
-              caption_to_image_top1=float(np.mean(sim.argmax(0) == np.arange(n))),
+              caption_to_image_top1=float(np.mean(
+                  np.sum(sim >= np.diag(sim)[None, :], axis=0) - 1 == 0)),
               chance=1.0 / n, chance_top5=min(5, n) / n, dropped=dict(src.dropped))
 
 
