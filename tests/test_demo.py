@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+
 from train_utils import ROOT
 
 from shared_data import shared  # noqa: F401  (fails when ../shared/data is missing)
@@ -62,3 +64,30 @@ def test_parity_check_runs(tmp_path):
   assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
   s = json.load(open(tmp_path / "summary.json"))
   assert s["round_trip_exact"] and s["greedy_identical"] and s["logits_rel_diff"] < 1e-4
+
+
+def test_retrieval_ranks_count_ties_as_misses():
+  from mathvlm.demo.evaluate import ranks
+  sim = np.array([[0.9, 0.1, 0.2],    # right one first: rank 0
+                  [0.5, 0.5, 0.1],    # tied with another caption: a miss, rank 1
+                  [0.3, 0.8, 0.4]])   # one above it: rank 1
+  assert ranks(sim).tolist() == [0, 1, 1]
+  assert ranks(sim.T).tolist() == [0, 1, 0]  # caption -> image: columns
+  same = np.ones((4, 4))              # a collapsed tower: every caption ties
+  assert ranks(same).tolist() == [3, 3, 3, 3]
+
+
+def test_score_by_picked_options_keeps_free_form_generated():
+  from mathvlm.demo.evaluate import score
+  from mathvlm.eval.common import Problem
+  mk = lambda pid, answer, choices: Problem(
+      pid=pid, question="q", answer=answer, choices=choices, images=[], query="q",
+      meta={"version": "text_lite"}, raw={"domain": "plane"})
+  problems = [mk("a", "B", ["1", "2"]), mk("b", "A", ["3", "4"]), mk("c", "5", [])]
+  responses = ["The answer is 2.", "The answer is 4.", "The answer is 5."]
+  gen = score(problems, responses)["accuracy"]
+  ranked = score(problems, responses, picks=["A", "A", ""])["accuracy"]
+  assert gen["type/multiple-choice"]["correct"] == 1 and ranked["type/multiple-choice"][
+      "correct"] == 1
+  assert gen["type/free-form"]["correct"] == ranked["type/free-form"]["correct"] == 1
+  assert score(problems, responses, picks=["B", "A", ""])["accuracy"]["all"]["correct"] == 3

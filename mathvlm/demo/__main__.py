@@ -231,13 +231,15 @@ def reading(s: dict) -> list[str]:
       f"{100 * acc(e, 'align'):.1f}%.",
       f"- Ranking the options by likelihood: {100 * acc(k, 'sft'):.1f}% (multiple choice "
       f"{100 * acc(k, 'sft', 'type/multiple-choice'):.1f}%), after alignment alone "
-      f"{100 * acc(k, 'align'):.1f}%: the captions already make some answers more plausible "
-      "than others, and instruction tuning sharpens that.",
+      f"{100 * acc(k, 'align'):.1f}%" + vs(acc(k, 'align'), best, (
+          ": captions alone already make some answers more plausible than others."), ".")
+      + vs(acc(k, 'sft'), acc(k, 'align'), " Instruction tuning sharpens it.", ""),
       f"- DPO: {100 * acc(e, 'dpo'):.1f}% generated, {100 * acc(k, 'dpo'):.1f}% ranked: "
       f"{vs(acc(e, 'dpo'), acc(e, 'sft'), 'not worse than', 'worse than')} instruction tuning "
       f"as generated ({100 * (acc(e, 'dpo') - acc(e, 'sft')):+.1f} points), "
       f"{vs(acc(k, 'dpo'), acc(k, 'sft'), 'not worse', 'worse')} ranked "
-      f"({100 * (acc(k, 'dpo') - acc(k, 'sft')):+.1f}). One point is nine questions: at this "
+      f"({100 * (acc(k, 'dpo') - acc(k, 'sft')):+.1f}). One point is "
+      f"{e['sft']['all']['total'] / 100:g} questions: at this "
       "size DPO on the model's own mistakes mostly holds instruction tuning's gains (how its "
       "settings were chosen is in configs/demo.py).",
       f"- Free-form answers stay rare ({100 * acc(e, 'dpo', 'type/free-form'):.1f}% after DPO): "

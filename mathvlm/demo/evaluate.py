@@ -34,24 +34,18 @@ def retrieval(model, records, tokenizer, max_len: int, batch: int = 100) -> dict
   txt /= np.linalg.norm(txt, axis=-1, keepdims=True)
   sim = img @ txt.T
   n = len(sim)
-  # captions scored at or above the right one: a tie counts against (identical captions of
-  # different diagrams tie exactly, and a tie is not a retrieval)
-  rank = np.sum(sim >= np.diag(sim)[:, None], axis=1) - 1
-  return dict(pairs=n, image_to_caption_top1=float(np.mean(rank == 0)),
-              image_to_caption_top5=float(np.mean(rank < 5)),
-              caption_to_image_top1=float(np.mean(
-                  np.sum(sim >= np.diag(sim)[None, :], axis=0) - 1 == 0)),
+  i2t, t2i = ranks(sim), ranks(sim.T)
+  return dict(pairs=n, image_to_caption_top1=float(np.mean(i2t == 0)),
+              image_to_caption_top5=float(np.mean(i2t < 5)),
+              caption_to_image_top1=float(np.mean(t2i == 0)),
               chance=1.0 / n, chance_top5=min(5, n) / n, dropped=dict(src.dropped))
 
 
-def answer(model, cfg, tokenizer, problems, *, template: str, batch: int, max_new_tokens: int,
-           max_len: int) -> list[str]:
-  """Greedy answers with the KV cache, prompts as the evaluation CLI builds them."""
-  from mathvlm.eval.run import Encoder, generate_responses
-  encoder = Encoder(tokenizer, cfg.image_token_id, cfg.image_seq_len, max_len)
-  return generate_responses(model, cfg, encoder, problems, template=template,
-                            batch_size=batch, max_new_tokens=max_new_tokens, temperature=0.0,
-                            bucket=32)
+def ranks(sim: np.ndarray) -> np.ndarray:
+  """Per row of a [queries, candidates] similarity matrix whose diagonal is the right pair: how
+  many other candidates score at or above the right one (0 = a top-1 hit). A tie counts as a
+  miss: identical captions of different diagrams tie exactly, and a tie retrieves nothing."""
+  return np.sum(sim >= np.diag(sim)[:, None], axis=1) - 1
 
 
 def ranked(model, cfg, tokenizer, problems, *, template: str, batch: int) -> list[str]:
