@@ -83,6 +83,13 @@ def test_option_logps_equal_unbatched_forward(setup, batch_size):
   assert all(np.all(g < 0) for g in got[:3])
 
 
+def test_an_option_over_max_len_is_an_error_naming_the_problem(setup):
+  model, cfg, tok, problems = setup
+  with pytest.raises(ValueError, match=r"problem 0: option '4\*pi' needs \d+ tokens.*max_len=40"):
+    likelihood.option_logps(model, cfg, tok, problems[:1], template="mistral_instruct",
+                            max_len=40)
+
+
 def test_pick_takes_the_most_likely_option_and_leaves_free_form_empty(setup):
   problems = setup[3]
   logps = [np.array([-3.0, -1.0, -2.0, -5.0]), np.array([-0.5, -0.7]),

@@ -48,13 +48,15 @@ def ranks(sim: np.ndarray) -> np.ndarray:
   return np.sum(sim >= np.diag(sim)[:, None], axis=1) - 1
 
 
-def ranked(model, cfg, tokenizer, problems, *, template: str, batch: int) -> list[str]:
+def ranked(model, cfg, tokenizer, problems, *, template: str, batch: int,
+           max_len: int = 512) -> list[str]:
   """Each multiple-choice problem's most likely option (`mathvlm.eval.likelihood`), "" for
-  free-form ones, which have no options to rank."""
+  free-form ones, which have no options to rank. `max_len` holds every prompt with its option
+  whole (the longest engine question with an option is about 270 tokens)."""
   from mathvlm.eval import likelihood
   mc = [p for p in problems if p.choices]
-  picks = iter(likelihood.pick(mc, likelihood.option_logps(model, cfg, tokenizer, mc,
-                                                           template=template, batch_size=batch)))
+  picks = iter(likelihood.pick(mc, likelihood.option_logps(
+      model, cfg, tokenizer, mc, template=template, batch_size=batch, max_len=max_len)))
   return [next(picks) if p.choices else "" for p in problems]
 
 

@@ -36,7 +36,10 @@ def option_rows(problem: Problem, template: str, tokenizer, *, image_token_id: i
     t = templates.encode([{"from": "human", "value": prompt},
                           {"from": "gpt", "value": write(option)}], tmpl, tokenizer,
                          image_token_id=image_token_id, image_seq_len=image_seq_len,
-                         max_len=max_len)
+                         max_len=1 << 30)
+    if len(t.input_ids) > max_len:  # a cut answer would be scored on part of its tokens
+      raise ValueError(f"problem {problem.pid}: option {option!r} needs {len(t.input_ids)} "
+                       f"tokens with its prompt, over max_len={max_len}; raise max_len")
     rows.append((t.input_ids, t.loss_mask))
   return rows
 
