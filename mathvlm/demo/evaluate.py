@@ -48,6 +48,16 @@ def ranks(sim: np.ndarray) -> np.ndarray:
   return np.sum(sim >= np.diag(sim)[:, None], axis=1) - 1
 
 
+def answer(model, cfg, tokenizer, problems, *, template: str, batch: int, max_new_tokens: int,
+           max_len: int) -> list[str]:
+  """Greedy answers with the KV cache, prompts as the evaluation CLI builds them."""
+  from mathvlm.eval.run import Encoder, generate_responses
+  encoder = Encoder(tokenizer, cfg.image_token_id, cfg.image_seq_len, max_len)
+  return generate_responses(model, cfg, encoder, problems, template=template,
+                            batch_size=batch, max_new_tokens=max_new_tokens, temperature=0.0,
+                            bucket=32)
+
+
 def ranked(model, cfg, tokenizer, problems, *, template: str, batch: int,
            max_len: int = 512) -> list[str]:
   """Each multiple-choice problem's most likely option (`mathvlm.eval.likelihood`), "" for
