@@ -3,7 +3,7 @@ per (problem, question version).
 
   python -m data_prep.mavis_instruct --src FILE [FILE ...] [--images DIR] --out DATA_DIR \
       [--versions text_dominant text_lite vision_dominant] [--source NAME] \
-      [--num_shards N] [--workers W] [--strict] [--max_bad_fraction F]
+      [--answer cot|final|value] [--num_shards N] [--workers W] [--strict] [--max_bad_fraction F]
 
 FILE is the release's `.parquet` (images as {"bytes", "path"} structs), or a `.json` list /
 `.jsonl` whose image fields are paths under DIR. A problem has `text_en.{caption,
@@ -15,7 +15,7 @@ release has no id and no free-form answer field, so: id = the record's `id` if p
 (`empty_answer`) without one. Multiple-choice answers are the letter; the human turn is
 `<image>\\n` + question + the choices lettered `A. ...` (unless the question already lists
 them, as the release's and the engine's do); the gpt turn is the CoT followed by
-`The answer is X.`
+`The answer is X.` (`--answer cot`; `final` and `value` are the short targets of `gpt_turn`).
 """
 
 import argparse
