@@ -87,11 +87,8 @@ def option_logps(model, cfg, tokenizer, problems: list[Problem], *, template: st
     batch = dict(input_ids=input_ids, attention_mask=attention, loss_mask=loss_mask,
                  pixel_values=pixels)
     scores[chunk] = np.asarray(_logps(graphdef, state, batch))[:len(chunk)]
-  out = [np.zeros(0) for _ in problems]
-  owner = np.asarray(owner)
-  for k in range(len(problems)):
-    out[k] = scores[owner == k]
-  return out
+  owner = np.asarray(owner, np.int64)
+  return [scores[owner == k] for k in range(len(problems))]
 
 
 def pick(problems: list[Problem], logps: list[np.ndarray]) -> list[str]:
