@@ -74,7 +74,7 @@ def main(argv=None) -> None:
   from transformers import CLIPImageProcessor
 
   from benchmarks.llava_reference import LazySupervisedDataset, collate
-  from data_prep.common import read
+  from mathvlm.data.records import read
   from mathvlm.data.conversations import ConversationSource
   from mathvlm.data.pipeline import make_dataset
 

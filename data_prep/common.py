@@ -8,15 +8,8 @@ neither parallel over processes nor resumed shard by shard. Each builder is stil
 `dataset_info.json` / `features.json` through TFDS, so the output is an ordinary TFDS dataset
 folder; only the shard files are written here, with `ArrayRecordWriter`, in TFDS's layout
 (`<name>-train.array_record-0000i-of-0000N`), each record serialized by the builder's own
-`features.serialize_example`. Reading back needs no TensorFlow (see `read`):
-
-  ds = tfds.data_source(name, data_dir=DATA_DIR)["train"]   # random access, what grain reads
-  rec = decode_record(ds[i])                                # Text comes back as UTF-8 bytes
-
-Images are stored as the source file's encoded bytes in a plain bytes feature, never as a
-`tfds.features.Image`: read back through `data_source`, an `Image` feature is decoded to a numpy
-array (with PIL, so it works without TF), which loses the exact bytes and the format and spends
-the decode at read time; the grain pipeline decodes instead.
+`features.serialize_example`. The format itself (schemas, reading back, the bad-data reasons) is
+`mathvlm.data.records`, which the input pipeline reads with.
 
 Records are split into `num_shards` contiguous ranges of the input, so the order read back is
 the input order whatever the number of workers. Workers validate and serialize chunks; the main
@@ -41,27 +34,12 @@ import tqdm
 from array_record.python.array_record_module import ArrayRecordWriter
 from PIL import Image
 
+from mathvlm.data import records
+
 log = logging.getLogger(__name__)
 
-VERSION = "1.0.0"
-SPLIT = "train"
-IMAGE_TOKEN = "<image>"
-
-# reason -> the fix, shown in `--strict` errors and written into report.json.
-REASONS = {
-  "malformed_json": "fix the JSON syntax of this line (one JSON object per line)",
-  "malformed_record": "give the record the fields the builder needs, with the right types",
-  "missing_image": "put the image file under the images folder, or fix the record's image path",
-  "unreadable_image": "replace the image file: PIL cannot decode it (truncated or not an image)",
-  "missing_image_token": "put one `<image>` in the human turn for each image",
-  "too_many_image_tokens": "leave exactly one `<image>` per image (a text-only record has none)",
-  "too_many_images": "split the record or raise --max_images (the schema stores one image)",
-  "empty_answer": "give every answer (gpt turn, chosen/rejected, CoT, final answer) some text",
-  "empty_question": "give the question some text",
-  "roles_out_of_order": "make the turns alternate human, gpt, ..., starting with human and "
-                        "ending with gpt",
-  "identical_pair": "a preference pair needs different chosen and rejected answers",
-}
+SPLIT, VERSION, IMAGE_TOKEN, REASONS = (records.SPLIT, records.VERSION, records.IMAGE_TOKEN,
+                                      records.BUILD_REASONS)
 
 
 class BadRecord(Exception):
@@ -89,21 +67,6 @@ class TooManyBadRecords(Exception):
 # ---------------------------------------------------------------------------------------------
 # Features and reading back.
 
-def bytes_feature():
-  """Encoded image bytes, kept exactly (b"" for a text-only record)."""
-  return tfds.features.Tensor(shape=(), dtype=np.object_)
-
-
-def text():
-  return tfds.features.Text()
-
-
-def conversation_features():
-  """Schema of mathv360k, llava_json and mavis_caption."""
-  return tfds.features.FeaturesDict({
-    "id": text(), "source": text(), "image": bytes_feature(), "conversations": text()})
-
-
 class ShardedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """A TFDS builder whose shards are written by `build` (see the module docstring).
 
@@ -126,33 +89,6 @@ class ShardedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _generate_examples(self):
     raise RuntimeError("see _split_generators")
-
-
-def decode_record(raw: dict) -> dict:
-  """A record from `tfds.data_source` with its Text fields as str (image stays bytes)."""
-  return {k: v.decode("utf-8") if isinstance(v, bytes) and k != "image" else v
-          for k, v in raw.items()}
-
-
-class _Decoded:
-  """Random-access source (`__len__`, `__getitem__`) of decoded records, for grain."""
-
-  def __init__(self, source):
-    self._source = source
-
-  def __len__(self):
-    return len(self._source)
-
-  def __getitem__(self, i):
-    return decode_record(self._source[i])
-
-  def __repr__(self):
-    return f"Decoded({self._source!r})"
-
-
-def read(data_dir: str, name: str, split: str = SPLIT):
-  """The built dataset `name` under `data_dir` as a random-access source of decoded dicts."""
-  return _Decoded(tfds.data_source(name, data_dir=data_dir, download=False)[split])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,23 +262,6 @@ def length_of(record: dict) -> list[int]:
   return [int(text), int(bool(record.get("image")))]
 
 
-def read_lengths(data_dir: str, name: str):
-  """(text lengths, has-image flags) of the built dataset's records, in reading order."""
-  import numpy as np
-  mdir = os.path.join(data_dir, name, "_shards")
-  markers = sorted(f for f in os.listdir(mdir) if f.endswith(".json"))
-  rows = []
-  for f in markers:
-    with open(os.path.join(mdir, f), encoding="utf-8") as fh:
-      m = json.load(fh)
-    if "lengths" not in m:
-      raise ValueError(f"{mdir}/{f} has no record lengths (built by an older version): rebuild "
-                       f"{name} to use data.group_by_length")
-    rows += m["lengths"]
-  arr = np.asarray(rows, np.int64).reshape(-1, 2)
-  return arr[:, 0], arr[:, 1].astype(bool)
-
-
 def _shard_name(name, i, n):
   return f"{name}-{SPLIT}.array_record-{i:05d}-of-{n:05d}"
 
@@ -392,7 +311,7 @@ def build(spec: Spec, items: list[tuple], out: str, options: dict, *, sources: l
     raise SystemExit(f"--num_shards must be >= 1, got {num_shards}")
   builder = spec.builder(data_dir=out, file_format="array_record")
   ddir = builder.data_dir
-  mdir = os.path.join(out, name, "_shards")
+  mdir = records.shard_markers(out, name)
   os.makedirs(ddir, exist_ok=True)
   os.makedirs(mdir, exist_ok=True)
   fp = fingerprint(name, sources, options, num_shards, len(items))

@@ -12,12 +12,13 @@ import argparse
 import os
 
 from data_prep import common
+from mathvlm.data import records
 
 
 class LlavaJson(common.ShardedBuilder, skip_registration=True):
   """LLaVA-format conversations: id, source, image (encoded bytes), conversations (JSON)."""
   name = "llava_json"
-  features = staticmethod(common.conversation_features)
+  features = staticmethod(records.conversation_schema)
 
 
 def source_from_path(path: str) -> str:

@@ -12,6 +12,7 @@ import argparse
 import os
 
 from data_prep import common, llava_json
+from mathvlm.data import records
 
 JSON_NAME = "train_samples_all_tuning.json"
 IMAGES_NAME = "data_images"
@@ -20,7 +21,7 @@ IMAGES_NAME = "data_images"
 class Mathv360k(common.ShardedBuilder, skip_registration=True):
   """MathV360K: id, source (from the image path), image (encoded bytes), conversations (JSON)."""
   name = "mathv360k"
-  features = staticmethod(common.conversation_features)
+  features = staticmethod(records.conversation_schema)
 
 
 def main(argv=None):

@@ -8,12 +8,13 @@ The release is LLaVA-format, so checking and encoding are llava_json's; `source`
 """
 
 from data_prep import common, llava_json
+from mathvlm.data import records
 
 
 class MavisCaption(common.ShardedBuilder, skip_registration=True):
   """MAVIS-Caption: id, source, image (encoded bytes), conversations (JSON)."""
   name = "mavis_caption"
-  features = staticmethod(common.conversation_features)
+  features = staticmethod(records.conversation_schema)
 
 
 def main(argv=None):

@@ -22,9 +22,9 @@ import argparse
 import os
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from data_prep import common
+from mathvlm.data import records
 
 VERSIONS = ("text_dominant", "text_lite", "vision_dominant")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -34,16 +34,11 @@ class MavisInstruct(common.ShardedBuilder, skip_registration=True):
   """MAVIS-Instruct: one record per (problem, question version) with CoT and final answer."""
   name = "mavis_instruct"
 
-  @staticmethod
-  def features():
-    return tfds.features.FeaturesDict({
-      "id": common.text(), "source": common.text(), "question_version": common.text(),
-      "image": common.bytes_feature(), "conversations": common.text(), "answer": common.text(),
-      "choices": common.text(), "answer_index": tfds.features.Scalar(dtype=np.int64)})
+  features = staticmethod(records.instruct_schema)
 
 
 def human_turn(question: str, choices: list[str]) -> str:
-  text = f"{common.IMAGE_TOKEN}\n{question.strip()}"
+  text = f"{records.IMAGE_TOKEN}\n{question.strip()}"
   if choices and "\nChoices:\n" not in question:  # the release writes them into the question
     text += "\nChoices:\n" + "\n".join(f"{LETTERS[i]}. {c}" for i, c in enumerate(choices))
   return text

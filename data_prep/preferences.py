@@ -12,20 +12,16 @@ image goes (exactly one when there is an image, none without).
 import argparse
 import os
 
-import tensorflow_datasets as tfds
 
 from data_prep import common
+from mathvlm.data import records
 
 
 class Preferences(common.ShardedBuilder, skip_registration=True):
   """Preference pairs: id, image (encoded bytes), prompt, chosen, rejected."""
   name = "preferences"
 
-  @staticmethod
-  def features():
-    return tfds.features.FeaturesDict({
-      "id": common.text(), "image": common.bytes_feature(), "prompt": common.text(),
-      "chosen": common.text(), "rejected": common.text()})
+  features = staticmethod(records.preference_schema)
 
 
 def convert(item: tuple, options: dict) -> list:
@@ -45,7 +41,7 @@ def convert(item: tuple, options: dict) -> list:
     if fields["chosen"].strip() == fields["rejected"].strip():
       raise common.BadRecord("identical_pair", "`chosen` equals `rejected`")
     paths = common.image_paths(rec.get("image"), options["max_images"])
-    common.check_image_tokens(fields["prompt"].count(common.IMAGE_TOKEN), len(paths))
+    common.check_image_tokens(fields["prompt"].count(records.IMAGE_TOKEN), len(paths))
     image = common.read_image(os.path.join(options["images"], paths[0])) if paths else b""
     image = common.prepare_image(image, options)
   except common.BadRecord as e:

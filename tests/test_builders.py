@@ -12,6 +12,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from data_prep import common, llava_json, mathv360k, mavis_caption, mavis_instruct, preferences
+from mathvlm.data import records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 Q = "<image>\nWhat is x?"
@@ -34,7 +35,7 @@ def conv(*values):
 
 
 def read_all(out, name):
-  ds = common.read(str(out), name)
+  ds = records.read(str(out), name)
   return [ds[i] for i in range(len(ds))]
 
 

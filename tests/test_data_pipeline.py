@@ -64,7 +64,7 @@ def data(tmp_path_factory):
 
 
 def test_records_become_llava_examples(data):
-  from data_prep.common import read
+  from mathvlm.data.records import read
   tok = load_tokenizer(data["tokenizer"])
   src = ConversationSource(read(data["out"], "llava_json"), tokenizer=tok, template="vicuna_v1",
                            image_size=56, image_token_id=3, image_seq_len=16, max_len=192)
@@ -147,7 +147,7 @@ def test_sources_need_a_path_and_tokenizer():
 def test_images_prepared_at_build_time_decode_to_the_same_pixels(data, tmp_path):
   """--image_size pads and resizes once in the builder; the pipeline then only decodes, and the
   pixels equal those of resizing the original in the pipeline."""
-  from data_prep.common import read
+  from mathvlm.data.records import read
   root = os.path.dirname(data["out"])
   _build("llava_json", ["--json", f"{root}/train.json", "--images", f"{root}/images",
                         "--image_size", "56"], str(tmp_path))
@@ -164,7 +164,8 @@ def test_images_prepared_at_build_time_decode_to_the_same_pixels(data, tmp_path)
 
 
 def test_recorded_lengths_follow_the_reading_order(data):
-  from data_prep.common import length_of, read, read_lengths
+  from data_prep.common import length_of
+  from mathvlm.data.records import read, read_lengths
   records = read(data["out"], "llava_json")
   lengths, has_image = read_lengths(data["out"], "llava_json")
   assert len(lengths) == len(records) == 25

@@ -27,8 +27,8 @@ def test_engine_output_builds_and_loads(tmp_path):
   assert report["bad"] == 0 and report["written"] == 3 * len(problems) == 36
   assert json.load(open(f"{built}/mavis_caption/report.json"))["written"] == 12
 
-  from data_prep.common import read
-  from mathvlm.eval import engine as eval_engine
+  from mathvlm.data.records import read
+  from mathvlm.eval import engine_benchmark as eval_engine
   records = read(built, "mavis_instruct")
   answers = {p["id"]: p["answer"] for p in problems}
   for i in range(len(records)):

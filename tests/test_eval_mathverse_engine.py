@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from mathvlm.eval import consistency, engine, mathverse, score
+from mathvlm.eval import consistency, engine_benchmark as engine, mathverse, score
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "eval_fixtures")
 

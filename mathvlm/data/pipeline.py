@@ -24,6 +24,7 @@ import grain
 import numpy as np
 
 from mathvlm.data import image as image_lib
+from mathvlm.data.records import REASONS
 
 # Per-example field: why the example trains nothing ('' when it trains). Counted by the trainer
 # from the batches it gets, stripped before the batch goes to the device.
@@ -32,6 +33,9 @@ DROPPED = "dropped"
 
 def mark_dropped(example: dict, reason: str, counts) -> dict:
   """Counts the reason in the source's own counter and in the example that carries it."""
+  if reason not in REASONS:
+    raise ValueError(f"drop reason {reason!r} is not in mathvlm.data.records.REASONS: add it "
+                     "there with its fix")
   counts[reason] += 1
   example[DROPPED] = np.asarray(reason)
   return example

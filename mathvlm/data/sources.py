@@ -7,9 +7,9 @@ import collections
 
 import grain
 
-from data_prep.common import read, read_lengths
 from mathvlm.data.captions import CaptionSource
 from mathvlm.data.conversations import ConversationSource, PreferenceSource
+from mathvlm.data.records import read, read_lengths
 from mathvlm.data.synthetic import SyntheticSource
 
 

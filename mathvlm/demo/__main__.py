@@ -84,10 +84,10 @@ def main(argv=None) -> dict:
 
   from tokenizers import Tokenizer
 
-  from data_prep.common import read
+  from mathvlm.data.records import read
   from mathvlm.data.sources import load_tokenizer
   from mathvlm.demo import data, evaluate, report
-  from mathvlm.eval import engine as eval_engine
+  from mathvlm.eval import engine_benchmark as eval_engine
   from mathvlm.eval import run as eval_run
 
   # 1. data ------------------------------------------------------------------------------------
@@ -173,8 +173,8 @@ def main(argv=None) -> dict:
                               batch=mode["eval_batch"], max_new_tokens=MAX_NEW_TOKENS,
                               max_len=256)
   pairs_path = f"{out}/engine/train/dpo_pairs.jsonl"
-  dpo_stats = data.preference_pairs(train_problems, {p.meta["group"]: r for p, r in
-                                                     zip(pool, responses)},
+  dpo_stats = data.preference_pairs(f"{out}/engine/train/instruct.json",
+                                    {p.meta["group"]: r for p, r in zip(pool, responses)},
                                     VERSIONS[0], ANSWER, pairs_path)
   built["preferences"] = data.build("preferences", [
       "--json", pairs_path, "--images", f"{out}/engine/train", "--out", f"{out}/data",

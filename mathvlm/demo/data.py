@@ -1,12 +1,15 @@
 """The demo's data, made here and offline: engine problems (train and held-out test), a BPE
 tokenizer trained on their text, and the ArrayRecord datasets the trainer reads, built by the same
-`data_prep` builders a user runs on the MAVIS release.
+`data_prep` commands a user runs on the MAVIS release. The demo is an application: it runs those
+commands (printed as it goes) rather than importing `data_prep`, which the library never does.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 # ../shared/data beside the checkout: real benchmark files (MATH-Vision testmini).
 SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared",
@@ -50,15 +53,25 @@ def engine_texts(problems, captions) -> list[str]:
   return out
 
 
+def run_command(module: str, args: list[str]) -> str:
+  """`python -m MODULE ARGS` in a child process, printed first; returns its standard output."""
+  print("      python -m " + " ".join([module] + args), flush=True)
+  done = subprocess.run([sys.executable, "-m", module] + args, stdout=subprocess.PIPE, text=True)
+  if done.returncode:
+    raise SystemExit(f"python -m {module} failed (exit {done.returncode}); its output is above")
+  print(done.stdout, end="", flush=True)
+  return done.stdout
+
+
 def generate_engine(out: str, n_train: int, n_test: int, seed: int, workers: int) -> dict:
   """OUT/engine/{train,test}: instruct.json, caption.json, images, meta.json. The test split holds
   problems whose content hash falls on the other side, so no test problem is a training one."""
-  from data_prep.engine.writer import generate
   metas = {}
   for split, n in (("train", n_train), ("test", n_test)):
     d = os.path.join(out, "engine", split)
     if not os.path.exists(os.path.join(d, "meta.json")):
-      generate(d, n, seed, "all", workers, split)
+      run_command("data_prep.engine", ["--domain", "all", "--n", str(n), "--out", d, "--seed",
+                                       str(seed), "--workers", str(workers), "--split", split])
     with open(os.path.join(d, "meta.json")) as f:
       metas[split] = json.load(f)
   return metas
@@ -70,9 +83,11 @@ def load_json(path: str):
 
 
 def build(builder: str, args: list[str]) -> dict:
-  """Runs `python -m data_prep.<builder> ARGS` in this process; returns its report."""
-  import importlib
-  return importlib.import_module(f"data_prep.{builder}").main(args + ["--no_progress"])
+  """Runs `python -m data_prep.<builder> ARGS`; returns the report.json it wrote."""
+  run_command(f"data_prep.{builder}", args + ["--no_progress"])
+  out = args[args.index("--out") + 1]
+  with open(os.path.join(out, builder, "report.json")) as f:
+    return json.load(f)
 
 
 def build_all(out: str, image_size: int, versions: list[str], answer: str) -> dict:
@@ -92,24 +107,16 @@ def build_all(out: str, image_size: int, versions: list[str], answer: str) -> di
   return reports
 
 
-def preference_pairs(problems: list[dict], responses: dict[str, str], version: str,
+def preference_pairs(problems_path: str, responses: dict[str, str], version: str,
                      style: str, path: str) -> dict:
-  """MAVIS stage 4's pairs from the model's own answers (data_prep.engine.preferences decides
-  right or wrong), written as JSON lines for `python -m data_prep.preferences`: the prompt is the
-  instruction-tuning human turn, chosen the annotated CoT with its answer, rejected the model's."""
-  from data_prep.engine.preferences import pairs
-  from data_prep.mavis_instruct import answer_of, gpt_turn, human_turn
-  by_id = {r["id"]: r for r in problems}
-  made, stats = pairs(problems, [{"id": k, "response": v, "version": version}
-                                 for k, v in responses.items()])
-  with open(path, "w") as f:
-    for p in made:
-      rec = by_id[p["id"].rsplit(":", 1)[0]]
-      answer, choices, idx = answer_of(rec)
-      f.write(json.dumps({
-          "id": p["id"], "image": p["image"],
-          "prompt": human_turn(rec["text_en"][f"{version}_question"], choices),
-          "chosen": gpt_turn(rec["text_en"]["CoT_reasoning"], answer, style,
-                             choices[idx] if idx >= 0 else None),
-          "rejected": p["rejected"]}) + "\n")
-  return stats
+  """MAVIS stage 4's pairs from the model's own answers, by `python -m data_prep.engine.dpo_pairs`
+  (the evaluation's judge decides right or wrong): the prompt is the instruction-tuning human
+  turn, chosen the annotated answer in the trained style, rejected the model's."""
+  responses_path = path + ".responses.jsonl"
+  with open(responses_path, "w") as f:
+    for k, v in responses.items():
+      f.write(json.dumps({"id": k, "response": v, "version": version}) + "\n")
+  stdout = run_command("data_prep.engine.dpo_pairs", [
+      "--problems", problems_path, "--responses", responses_path, "--out", path,
+      "--answer", style])
+  return json.loads(stdout.strip().splitlines()[-1])

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from mathvlm.eval import engine as eval_engine
+from mathvlm.eval import engine_benchmark as eval_engine
 
 
 def retrieval(model, records, tokenizer, max_len: int, batch: int = 100) -> dict:
@@ -120,8 +120,8 @@ SLIPS = (lambda v: 2 * v, lambda v: v / 2, lambda v: 1.5 * v, lambda v: v + 2, l
 def choices_only_rule(choices, answer_letter: str) -> float:
   """Expected score of picking the option most others derive from by one of the engine's slips
   (data_prep/engine/exact.py `distractors`), ties split evenly."""
-  from data_prep.engine.preferences import _num
-  values = [_num(c) for c in choices]
+  from mathvlm.eval.answers import value_of
+  values = [value_of(c) for c in choices]
   if any(v is None or abs(v.imag) > 1e-9 for v in values):
     return 1 / len(choices)
   values = [v.real for v in values]

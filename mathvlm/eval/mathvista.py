@@ -14,7 +14,7 @@ import os
 import re
 from typing import Any
 
-from mathvlm.eval import extract as ex
+from mathvlm.eval import answers as ex
 from mathvlm.eval.common import Problem, entry, tally
 
 NAME = "mathvista"

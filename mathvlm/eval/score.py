@@ -14,10 +14,10 @@ import json
 import os
 from typing import Any, Callable
 
-from mathvlm.eval import consistency, engine, math_v, mathverse, mathvista, report
+from mathvlm.eval import consistency, engine_benchmark, math_v, mathverse, mathvista, report
 from mathvlm.eval.common import Problem
 
-BENCHMARKS = {"mathvista": mathvista, "math_v": math_v, "mathverse": mathverse, "engine": engine}
+BENCHMARKS = {"mathvista": mathvista, "math_v": math_v, "mathverse": mathverse, "engine": engine_benchmark}
 TITLES = {"mathvista": "MathVista", "math_v": "MATH-Vision", "mathverse": "MathVerse",
           "engine": "Engine held-out"}
 _ID_FIELDS = ("pid", "id", "sample_index")
@@ -107,7 +107,7 @@ def score_responses(benchmark: str, problems: list[Problem], records: list[dict[
       ok = mathverse.judge(p, extraction)
       outputs.append(mathverse.output_record(p, response, extraction, ok))
     else:
-      ok = engine.judge(p, extraction)
+      ok = engine_benchmark.judge(p, extraction)
       outputs.append({"pid": pid, "response": response, "extraction": extraction, "correct": ok})
     correct[pid] = ok
     extractions[pid] = str(extraction)

@@ -1,15 +1,21 @@
-"""Answer extraction without any API: pure functions over a model's free-text response.
+"""Answers: extraction from a model's free text and judging against the gold answer, in one home.
 
-The official MathVista and MathVerse pipelines ask GPT-4 to pull the answer out of the response;
-these rules do the same job for the forms models actually write: `\\boxed{}`, "the answer is ...",
-"Answer: ...", choice letters in their many forms ((B), B., B), **B**, option B), choice texts,
-the last number, with thousands separators, units, percents, fractions and LaTeX (via
+Pure functions. The official MathVista and MathVerse pipelines ask GPT-4 to pull the answer out of
+the response; these rules do the same job for the forms models actually write: `\\boxed{}`, "the
+answer is ...", "Answer: ...", choice letters in their many forms ((B), B., B), **B**, option B),
+choice texts, the last number, with thousands separators, units, percents, fractions and LaTeX (via
 `mathvlm.eval.latex`). Each benchmark module then applies its official normalisation.
+
+Engine problems (exact answers such as `8*sqrt(3)/3`) are judged here too (`engine_answer`,
+`engine_correct`): evaluation's accuracy, the DPO pair builder (`data_prep.engine.dpo_pairs`) and
+GRPO's reward all ask these two functions, so "right" means one thing everywhere.
 """
 
 from __future__ import annotations
 
 import re
+
+import sympy as sp
 
 from mathvlm.eval import latex
 
@@ -21,7 +27,6 @@ _PHRASES = re.compile(
 _WORDS = {w: str(i) for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
     "fifteen sixteen seventeen eighteen nineteen twenty".split())}
-_WORD_NUMBER = re.compile(r"\b(" + "|".join(_WORDS) + r")\b", re.I)
 
 
 def boxed(text: str) -> str | None:
@@ -128,12 +133,6 @@ def latex_number(text: str) -> str | None:
     return None
 
 
-def word_number(text: str) -> str | None:
-  """"There are two sequences" -> "2": the first number word (zero..twenty), or None."""
-  m = _WORD_NUMBER.search(text)
-  return _WORDS[m.group(1).lower()] if m else None
-
-
 def bold_number(text: str) -> str | None:
   """The first number set in bold (`**4**`), which is how chat models mark their answer."""
   m = re.search(r"\*\*[^*\d]{0,40}?(-?[\d,.]*\d)[^*\d]{0,10}\*\*", text)
@@ -210,3 +209,65 @@ def python_list(text: str) -> str | None:
     if items and all(re.fullmatch(r"-?\d+(?:\.\d+)?", x) for x in items):
       return "[" + ", ".join(items) + "]"
   return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Engine answers: exact expressions, judged by value.
+
+def final_answer(response: str) -> str:
+  """The response's final answer as written: after the last 'answer is', else its last line;
+  a trailing ", which is option A" or " (≈ 4.62)" is cut."""
+  m = list(re.finditer(r"answer is[:\s]*(.+)", response, flags=re.I))
+  s = m[-1].group(1) if m else response.strip().splitlines()[-1] if response.strip() else ""
+  s = re.split(r"(?:,\s*which|\s\(≈)", s)[0]
+  return s.strip().rstrip(".").strip()
+
+
+def value_of(text: str) -> complex | None:
+  """The number an expression stands for (`8*sqrt(3)/3`, `4√3`, `2π`, `x^2` is not one), or None."""
+  try:
+    return complex(sp.N(sp.sympify(text.replace("^", "**").replace("π", "pi")
+                                   .replace("√", "sqrt"))))
+  except Exception:  # noqa: BLE001 - sympy raises many types; an unparsable answer is no number
+    return None
+
+
+def same_value(answer: str, gold: str) -> bool:
+  """The same text (spaces aside), or the same number to 0.5% (sympy reads `8*sqrt(3)/3`)."""
+  if answer.replace(" ", "") == gold.replace(" ", ""):
+    return True
+  a, g = value_of(answer), value_of(gold)
+  return a is not None and g is not None and abs(a - g) < 5e-3 * max(1.0, abs(g))
+
+
+def engine_answer(response: str | None, choices: list[str]) -> str:
+  """What an engine problem's response answers: an option letter for multiple choice (the letter
+  as written in the answer phrase or on the first or last line, else the option whose text it
+  states, else the one option of the stated value), else the final answer's text (expressions such as `8 + 4*pi` kept whole), else the
+  last number; "" when nothing is found."""
+  response = (response or "").strip()
+  if not response:
+    return ""
+  span = answer_span(response)
+  if choices:
+    lines = [x for x in response.split("\n") if x.strip()]
+    for text in (span or "", lines[0], lines[-1]):
+      letter = choice_letter(text, len(choices))
+      if letter:
+        return letter
+    hit = choice_text(span or response, choices)
+    if hit is None:  # "4.67" for the option "14/3": the one option of that value
+      said = final_answer(response)
+      same = [c for c in choices if same_value(said, c)] if said else []
+      hit = same[0] if len(same) == 1 else None
+    return chr(ord("A") + choices.index(hit)) if hit else ""
+  if span is not None:
+    return final_answer(response)
+  return number(response) or ""
+
+
+def engine_correct(extraction: str, gold: str, choices: list[str]) -> bool:
+  """Multiple choice: the gold option letter; free-form: the gold value (`same_value`)."""
+  if choices:
+    return extraction.strip().upper() == gold.strip().upper()
+  return bool(extraction) and same_value(extraction, gold)

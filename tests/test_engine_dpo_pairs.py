@@ -2,8 +2,9 @@
 
 import json
 
-from data_prep.engine import preferences as PR
+from data_prep.engine import dpo_pairs as PR
 from data_prep.engine import writer
+from mathvlm.eval.answers import final_answer
 
 
 def _recs():
@@ -11,9 +12,9 @@ def _recs():
 
 
 def test_final_answer_extraction():
-  assert PR.final_answer("Step 1: x.\nThe answer is 8*sqrt(3)/3 (≈ 4.62).") == "8*sqrt(3)/3"
-  assert PR.final_answer("so the answer is: B.") == "B"
-  assert PR.final_answer("I think 12") == "I think 12"
+  assert final_answer("Step 1: x.\nThe answer is 8*sqrt(3)/3 (≈ 4.62).") == "8*sqrt(3)/3"
+  assert final_answer("so the answer is: B.") == "B"
+  assert final_answer("I think 12") == "I think 12"
 
 
 def test_pairs_only_for_wrong_answers(tmp_path):
@@ -30,13 +31,13 @@ def test_pairs_only_for_wrong_answers(tmp_path):
   for p, r in zip(out, recs[::2]):
     assert p["chosen"] == r["text_en"]["CoT_reasoning"]
     assert p["rejected"].endswith("123456.")
-    assert p["conversations"][0]["value"] == "<image>\n" + r["text_en"]["vision_dominant_question"]
+    assert p["prompt"] == "<image>\n" + r["text_en"]["vision_dominant_question"]
     assert p["image"] == r["image_vision_dominant"]
-  pj, rj, oj = tmp_path / "p.json", tmp_path / "r.jsonl", tmp_path / "o.json"
+  pj, rj, oj = tmp_path / "p.json", tmp_path / "r.jsonl", tmp_path / "o.jsonl"
   pj.write_text(json.dumps(recs))
   rj.write_text("\n".join(json.dumps(x) for x in resp))
   PR.main(["--problems", str(pj), "--responses", str(rj), "--out", str(oj)])
-  assert len(json.loads(oj.read_text())) == 6
+  assert len(oj.read_text().splitlines()) == 6
 
 
 def test_multiple_choice_letter_and_numeric_equivalence():

@@ -5,8 +5,8 @@ A record (field names as released in CaraJ/MAVIS-Geometry): `text_en` with `capt
 `choices`, `answer_index`; one image per version: `image_text_dominant`, `image_text_lite`,
 `image_vision_dominant`. Each record gives one `Problem` per version present; the versions are
 rephrasings of one problem (same answer), grouped by `meta["group"]` for the consistency metric.
-Kept in its own module because the engine (data_prep/engine/) is still being built: if its
-output fields move, this is the one place to follow them.
+Answers are read and judged by `mathvlm.eval.answers` (`engine_answer`, `engine_correct`), the
+same functions the DPO pair builder and GRPO's reward use.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ import json
 import os
 from typing import Any
 
-from data_prep.engine.preferences import final_answer, same_value
-from mathvlm.eval import extract as ex
+from mathvlm.eval import answers
 from mathvlm.eval.common import Problem, entry, tally
 
 NAME = "engine"
@@ -81,28 +80,12 @@ def load(path: str, images_dir: str | None = None, language: str = "en") -> list
 
 def extract(response: str | None, problem: Problem) -> str:
   """An option letter (or, for free-form, a value) from the response."""
-  response = (response or "").strip()
-  if not response:
-    return ""
-  span = ex.answer_span(response)
-  if problem.choices:
-    lines = [x for x in response.split("\n") if x.strip()]
-    for text in (span or "", lines[0], lines[-1]):
-      letter = ex.choice_letter(text, len(problem.choices))
-      if letter:
-        return letter
-    hit = ex.choice_text(span or response, problem.choices)
-    return chr(ord("A") + problem.choices.index(hit)) if hit else ""
-  if span is not None:  # engine answers are expressions ("8 + 4*pi"), kept whole
-    return final_answer(response)
-  return ex.number(response) or ""
+  return answers.engine_answer(response, problem.choices)
 
 
 def judge(problem: Problem, extraction: str) -> bool:
-  """The option letter; a free-form answer by value (sympy), as the engine's DPO pairing."""
-  if problem.choices:
-    return extraction.strip().upper() == problem.answer.strip().upper()
-  return bool(extraction) and same_value(extraction, problem.answer)
+  """The option letter; a free-form answer by value (sympy)."""
+  return answers.engine_correct(extraction, problem.answer, problem.choices)
 
 
 def scores(problems: dict[str, Problem], correct: dict[str, bool]) -> dict[str, Any]:
