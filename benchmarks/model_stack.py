@@ -55,7 +55,7 @@ def main(argv=None) -> None:
   import transformers as tf
   from flax import nnx
 
-  from mathvlm import convert
+  from mathvlm import checkpoint, hf
   from mathvlm.generate import generate
   from mathvlm.models.llm import LlamaConfig, LlamaForCausalLM
 
@@ -73,7 +73,7 @@ def main(argv=None) -> None:
                "torch": torch.__version__, "batch": batch, "seq": seq}
   with tempfile.TemporaryDirectory() as d:
     ref.save_pretrained(d)
-    models = {dt: convert.load_hf(d, "float32", compute_dtype=dt)[0]
+    models = {dt: hf.load_hf(d, "float32", compute_dtype=dt)[0]
               for dt in ("float32", "bfloat16")}
   cfg = models["float32"].cfg
   out["parameters"] = sum(p.numel() for p in ref.parameters())

@@ -27,11 +27,14 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(1, ROOT)  # a script beside the package: its recipes resolve from this checkout
 LAUNCHERS = {"local": None, "local.sh": "launch/local.sh", "slurm": "launch/gpu_slurm.sbatch",
              "tpu": "launch/tpu_vm.sh"}
 
 
 def load_sweep(path: str):
+  from mathvlm import configs
+  path = configs.resolve(path)
   spec = importlib.util.spec_from_file_location("sweep", path)
   mod = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(mod)

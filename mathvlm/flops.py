@@ -31,49 +31,56 @@ def _factor(trains: bool, upstream_trains: bool) -> int:
   return 6 if trains else (4 if upstream_trains else 2)
 
 
-def step_flops(objective: str, model_cfg, batch_shapes: dict, trainable: list[str]) -> float:
-  """FLOPs of one optimizer step over the global batch. `trainable`: trainable parameter paths."""
-  def trains(prefix):
-    return any(re.match(prefix, p) for p in trainable)
+def _trains(trainable: list[str], prefix: str) -> bool:
+  return any(re.match(prefix, p) for p in trainable)
 
-  if objective in ("lm", "dpo"):
-    rows, seq = batch_shapes["input_ids"][:2]
-    if objective == "dpo":
-      rows, seq = rows * 2, batch_shapes["input_ids"][2]
-    images = rows if "pixel_values" in batch_shapes else 0
-    text = getattr(model_cfg, "text", model_cfg)
-    w_llm, a_llm = _llm(text, seq)
-    total = 0.0
-    v_tr = p_tr = False
-    if hasattr(model_cfg, "vision"):
-      w_v, a_v = _vit(model_cfg.vision)
-      v_tr = trains("vision_tower/")
-      p_tr = trains("multi_modal_projector/")
-      tokens_v = images * (model_cfg.vision.num_patches + 1)
-      total += _factor(v_tr, False) * tokens_v * (w_v + a_v)
-      w_p = model_cfg.vision.hidden_size * text.hidden_size + (
-          text.hidden_size ** 2 if model_cfg.projector != "linear" else 0)
-      total += _factor(p_tr, v_tr) * images * model_cfg.image_seq_len * w_p
-    l_tr = trains("language_model/") or (not hasattr(model_cfg, "vision") and bool(trainable))
-    total += _factor(l_tr, v_tr or p_tr) * rows * seq * (w_llm + a_llm)
-    if objective == "dpo":  # the frozen reference forward on the same rows
-      total += 2 * rows * seq * (w_llm + a_llm)
-    return total
-  if objective == "contrastive":
-    b = batch_shapes["pixel_values"][0]
-    seq = batch_shapes["input_ids"][1]
+
+def lm_step(model_cfg, batch_shapes: dict, trainable: list[str], *, pairs: bool = False,
+            reference: bool = False) -> float:
+  """One step of a (vision-)language objective over the global batch. pairs: the batch holds
+  [pairs, 2, T] rows (DPO); reference: a frozen reference model also runs forward on every row."""
+  rows, seq = batch_shapes["input_ids"][:2]
+  if pairs:
+    rows, seq = rows * 2, batch_shapes["input_ids"][2]
+  images = rows if "pixel_values" in batch_shapes else 0
+  text = getattr(model_cfg, "text", model_cfg)
+  w_llm, a_llm = _llm(text, seq)
+  total = 0.0
+  v_tr = p_tr = False
+  if hasattr(model_cfg, "vision"):
     w_v, a_v = _vit(model_cfg.vision)
-    t = model_cfg.text
-    w_t = t.num_layers * (4 * t.hidden_size ** 2 + 2 * t.hidden_size * t.intermediate_size)
-    a_t = t.num_layers * 2 * seq * t.hidden_size
-    return (_factor(trains("vision_model/"), False) * b * (model_cfg.vision.num_patches + 1)
-            * (w_v + a_v) + _factor(trains("text_model/"), False) * b * seq * (w_t + a_t))
-  if objective == "classify":
-    b = batch_shapes["pixel_values"][0]
-    w_v, a_v = _vit(model_cfg.vision)
-    return _factor(trains("vision_tower/"), False) * b * (model_cfg.vision.num_patches + 1) * (
-        w_v + a_v)
-  raise ValueError(f"no FLOP count for objective {objective!r}")
+    v_tr = _trains(trainable, "vision_tower/")
+    p_tr = _trains(trainable, "multi_modal_projector/")
+    tokens_v = images * (model_cfg.vision.num_patches + 1)
+    total += _factor(v_tr, False) * tokens_v * (w_v + a_v)
+    w_p = model_cfg.vision.hidden_size * text.hidden_size + (
+        text.hidden_size ** 2 if model_cfg.projector != "linear" else 0)
+    total += _factor(p_tr, v_tr) * images * model_cfg.image_seq_len * w_p
+  l_tr = (_trains(trainable, "language_model/")
+          or (not hasattr(model_cfg, "vision") and bool(trainable)))
+  total += _factor(l_tr, v_tr or p_tr) * rows * seq * (w_llm + a_llm)
+  if reference:  # the frozen reference forward on the same rows
+    total += 2 * rows * seq * (w_llm + a_llm)
+  return total
+
+
+def contrastive_step(model_cfg, batch_shapes: dict, trainable: list[str]) -> float:
+  b = batch_shapes["pixel_values"][0]
+  seq = batch_shapes["input_ids"][1]
+  w_v, a_v = _vit(model_cfg.vision)
+  t = model_cfg.text
+  w_t = t.num_layers * (4 * t.hidden_size ** 2 + 2 * t.hidden_size * t.intermediate_size)
+  a_t = t.num_layers * 2 * seq * t.hidden_size
+  return (_factor(_trains(trainable, "vision_model/"), False) * b
+          * (model_cfg.vision.num_patches + 1) * (w_v + a_v)
+          + _factor(_trains(trainable, "text_model/"), False) * b * seq * (w_t + a_t))
+
+
+def classify_step(model_cfg, batch_shapes: dict, trainable: list[str]) -> float:
+  b = batch_shapes["pixel_values"][0]
+  w_v, a_v = _vit(model_cfg.vision)
+  return _factor(_trains(trainable, "vision_tower/"), False) * b * (
+      model_cfg.vision.num_patches + 1) * (w_v + a_v)
 
 
 # bf16 dense peak per device (FLOP/s), by jax device_kind substring; CPU: ENV.md's measured peak.

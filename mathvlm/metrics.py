@@ -18,7 +18,7 @@ log = logging.getLogger("mathvlm.train")  # the trainer's log, which it prints
 
 class MetricWriter:
   def __init__(self, workdir: str, *, tensorboard: bool = True, enabled: bool = True):
-    self.enabled = enabled
+    self.workdir, self.enabled = workdir, enabled
     self.tb = None
     if not enabled:
       return

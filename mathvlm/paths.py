@@ -6,7 +6,9 @@ Local paths go through `os` as before."""
 
 from __future__ import annotations
 
+import json
 import os
+from typing import Any
 
 from etils import epath
 
@@ -38,3 +40,13 @@ def check_reachable(path, what: str) -> None:
         f"Fix: pip install {package}"
         + (" (or install TensorFlow: etils.epath then uses tf.io.gfile)" if scheme == "gs" else "")
         + f". [{e}]") from e
+
+
+def read_json(path, missing: str = "") -> dict[str, Any]:
+  """A JSON file in a local folder or a bucket; a missing one is a FileNotFoundError naming it
+  and, when given, what it should have been."""
+  path = epath.Path(path)
+  if not path.exists():
+    raise FileNotFoundError(f"missing {path}" + (f": {missing}" if missing else ""))
+  with path.open() as f:
+    return json.load(f)

@@ -97,7 +97,7 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
 
 
-def global_batch(local: dict, mesh: Mesh) -> dict:
+def place_batch(local: dict, mesh: Mesh) -> dict:
   """Assembles each process's rows into global arrays sharded over (data, fsdp)."""
   sharding = batch_sharding(mesh)
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}

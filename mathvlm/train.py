@@ -1,12 +1,18 @@
 """One trainer for every stage: the config picks the objective, the model, what trains and the mesh.
 
   python -m mathvlm.train --config configs/sft.py:model=tiny --workdir /tmp/run
-  python -m mathvlm.train --config configs/sft.py:model=llava-1.5-13b --compile_only --fake_devices 8
+  python -m mathvlm.train --config sft.py:model=llava-1.5-13b --compile_only --fake_devices 8
 
-Read top to bottom: flags -> config checks -> mesh -> model and what trains -> optimizer -> state
-(resumed, initialised from a checkpoint, or random) -> data -> the jitted step -> the loop (metrics,
-checkpoints). The step is a pure function of (state, batch), compiled once with explicit in/out
-shardings and the state donated.
+`--config` takes a recipe file (`path.py:key=value,...`); a name that is no file here is looked up
+among the recipes shipped in the package (`mathvlm/configs/`), so an installed copy trains from
+any directory.
+
+Read top to bottom: the model (preset or pretrained, LoRA, what trains) -> the optimizer -> the
+step -> setup (mesh, model, data, shardings, the compiled step) -> state (resumed, or initialised)
+-> the loop (metrics, checkpoints, callbacks) -> what a run leaves (data report, exported model).
+The objective (`mathvlm.objectives`) fills in everything that differs between stages; this file
+names none of them. The step is a pure function of (state, batch), compiled once with explicit
+in/out shardings and the state donated.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import re
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 from absl import app, flags
 from etils import epath
@@ -46,76 +52,8 @@ flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() with 
 
 log = logging.getLogger("mathvlm.train")
 
-
 # ---------------------------------------------------------------------------------------------
-# Model: build from preset, optional init, LoRA, and the trainable / frozen split.
-
-def runtime(config) -> dict[str, str]:
-  return dict(dtype=config.model.dtype, param_dtype=config.model.param_dtype,
-              remat=config.model.remat)
-
-
-def model_config(config):
-  """The preset's architecture, or, with model.init_from, the checkpoint's (the preset is then
-  only a name); dtypes and remat always come from the config."""
-  from configs import models as presets
-  from configs.common import FAMILY
-  family = FAMILY[config.objective]
-  if config.model.init_from:
-    cfg = pretrained_config(config.model.init_from, config)
-  else:
-    cfg = presets.get(config.model.preset, family, **runtime(config))
-    if family == "classifier":
-      from mathvlm.models.classifier import ClassifierConfig
-      cfg = ClassifierConfig(vision=cfg, num_classes=config.data.num_classes)
-  if not _fits_family(cfg, family):
-    raise ValueError(f"model.init_from={config.model.init_from!r} holds a "
-                     f"{type(cfg).__name__}, but objective {config.objective!r} trains a "
-                     f"{family} model")
-  return cfg
-
-
-def _fits_family(cfg, family: str) -> bool:
-  return {"llava": "LlavaConfig", "clip": "CLIPConfig",
-          "classifier": "ClassifierConfig"}[family] == type(cfg).__name__
-
-
-def _model_dir(path: str) -> str:
-  """A trainer workdir stands for the model it exported."""
-  return os.path.join(path, "model") if epath.Path(path, "model").is_dir() else path
-
-
-def pretrained_config(path: str, config):
-  from mathvlm import convert
-  from mathvlm.models.layers import with_runtime
-  path = _model_dir(path)
-  meta = convert.read_json(os.path.join(path, "config.json"))
-  if meta.get("format") == "mathvlm":
-    cls = convert.CHECKPOINT_CLASSES[meta["kind"]][1]
-    return with_runtime(convert.config_from_dict(cls, meta["config"]), **runtime(config))
-  clip = None
-  if config.model.clip_dir:
-    clip = convert.read_json(os.path.join(config.model.clip_dir, "config.json"))
-  return convert.config_from_hf(convert.detect_kind(meta), meta, clip, **runtime(config))
-
-
-def model_class(cfg):
-  from mathvlm.models.classifier import ClassifierConfig, ImageClassifier
-  from mathvlm.models.clip_text import CLIP, CLIPConfig
-  from mathvlm.models.vlm import Llava, LlavaConfig
-  return {LlavaConfig: Llava, CLIPConfig: CLIP, ClassifierConfig: ImageClassifier}[type(cfg)]
-
-
-def load_pretrained(path: str, config, sharding_fn):
-  """A model from a trainer workdir (its exported `model/`), a mathvlm checkpoint or an HF folder."""
-  from mathvlm import convert
-  path = _model_dir(path)
-  if convert.read_json(os.path.join(path, "config.json")).get("format") == "mathvlm":
-    return convert.load_checkpoint(path, sharding=sharding_fn, **runtime(config))[0]
-  return convert.load_hf(path, config.model.param_dtype, compute_dtype=config.model.dtype,
-                         clip_dir=config.model.clip_dir or None, sharding=sharding_fn,
-                         remat=config.model.remat)[0]
-
+# Model: what trains.
 
 def trainable_paths(paths: list[str], rules) -> set[str]:
   """First matching (regex, decision) rule wins; a parameter no rule covers is an error."""
@@ -158,70 +96,417 @@ def make_optimizer(config, total_steps: int):
 
 
 # ---------------------------------------------------------------------------------------------
-# The step.
+# The step: prepare (outside the gradient), accumulate the weighted loss over micro-batches,
+# one optimizer update.
 
-def pairs_to_rows(batch: dict) -> dict:
-  """DPO data comes as [pairs, 2, ...]; the objective wants chosen rows then rejected rows."""
-  return {k: v.swapaxes(0, 1).reshape((-1,) + v.shape[2:]) for k, v in batch.items()}
-
-
-def make_train_step(config, graphdef, objective, tx, schedule):
+def make_train_step(config, objective, graphdef, tx, schedule) -> Callable:
   import jax
   import jax.numpy as jnp
   import optax
   from flax import nnx
 
   from mathvlm.data.image import normalize
-  from mathvlm.objectives.lm import batch_logps
 
   accum = config.optim.grad_accum
-  dpo_ref = config.objective == "dpo" and config.dpo.reference == "init"
+  opts = objective.options(config)
 
   def loss_fn(params, frozen, batch):
-    model = nnx.merge(graphdef, params, frozen)
-    if config.objective == "dpo":
-      batch = pairs_to_rows(batch)
-    loss, weight, metrics = objective.loss(model, batch, config)
+    loss, weight, metrics = objective.loss(nnx.merge(graphdef, params, frozen), batch, config)
     return loss * weight, (weight, metrics)
+
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def accumulate(state, batch):
+    """sum_i w_i * loss_i and its gradient over micro-batches, divided by sum_i w_i: a per-token
+    (per-pair, per-example) mean over the global batch, whatever the accumulation."""
+    micro = jax.tree.map(lambda x: x.reshape((accum, x.shape[0] // accum) + x.shape[1:]), batch)
+
+    def add(carry, mb):
+      (lw, (w, metrics)), grads = grad_fn(state["params"], state["frozen"], mb)
+      return jax.tree.map(jnp.add, carry, (lw, w, jax.tree.map(lambda m: m * w, metrics),
+                                           grads)), None
+
+    (_, (_, shapes)), _ = jax.eval_shape(grad_fn, state["params"], state["frozen"],
+                                         jax.tree.map(lambda x: x[0], micro))
+    zeros = (jnp.float32(0), jnp.float32(0),
+             jax.tree.map(lambda m: jnp.zeros(m.shape, jnp.float32), shapes),
+             jax.tree.map(jnp.zeros_like, state["params"]))
+    (lw, w, metrics, grads), _ = jax.lax.scan(add, zeros, micro)
+    w = jnp.maximum(w, 1e-9)
+    return lw / w, w, {k: v / w for k, v in metrics.items()}, jax.tree.map(lambda g: g / w, grads)
 
   def train_step(state, batch):
     if "pixel_values" in batch and batch["pixel_values"].dtype == jnp.uint8:
       batch = dict(batch, pixel_values=normalize(batch["pixel_values"], jnp))  # on device
-    if dpo_ref:  # the frozen starting model's log-probs, outside the differentiated function
-      ref = nnx.merge(graphdef, state["ref_params"], state["frozen"])
-      rows = jax.lax.stop_gradient(batch_logps(ref, pairs_to_rows(batch)))  # as the policy's
-      batch = dict(batch, ref_logps=rows.reshape(2, -1).T)  # back to [pairs, 2]
-    micro = jax.tree.map(lambda x: x.reshape((accum, x.shape[0] // accum) + x.shape[1:]), batch)
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-
-    def accumulate(carry, mb):
-      (lw, (w, metrics)), grads = grad_fn(state["params"], state["frozen"], mb)
-      weighted = jax.tree.map(lambda m: m * w, metrics)
-      return jax.tree.map(jnp.add, carry, (lw, w, weighted, grads)), None
-
-    (_, (_, metric_shapes)), _ = jax.eval_shape(
-        grad_fn, state["params"], state["frozen"], jax.tree.map(lambda x: x[0], micro))
-    zeros = (jnp.float32(0), jnp.float32(0),
-             jax.tree.map(lambda m: jnp.zeros(m.shape, jnp.float32), metric_shapes),
-             jax.tree.map(jnp.zeros_like, state["params"]))
-    (lw, w, metrics, grads), _ = jax.lax.scan(accumulate, zeros, micro)
-    w = jnp.maximum(w, 1e-9)
-    grads = jax.tree.map(lambda g: g / w, grads)
-    metrics = {k: v / w for k, v in metrics.items()}
-    if config.objective == "lm":
-      metrics["tokens"] = w  # the weight is the global target-token count
+    if objective.prepare is not None:
+      model_of = lambda params: nnx.merge(graphdef, params, state["frozen"])
+      batch, updates = objective.prepare(model_of, state, batch, opts)
+      state = dict(state, **updates)
+    loss, w, metrics, grads = accumulate(state, batch)
+    if objective.weight_metric:
+      metrics[objective.weight_metric] = w
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
-    metrics.update(loss=lw / w, grad_norm=optax.global_norm(grads),
-                   lr=schedule(state["step"]))
-    new_state = dict(state, params=params, opt_state=opt_state, step=state["step"] + 1)
-    return new_state, metrics
+    metrics.update(loss=loss, grad_norm=optax.global_norm(grads), lr=schedule(state["step"]))
+    return dict(state, params=params, opt_state=opt_state, step=state["step"] + 1), metrics
 
   return train_step
 
 
 # ---------------------------------------------------------------------------------------------
+# Setup: mesh, model, data, shardings, the compiled step.
+
+@dataclasses.dataclass
+class Run:
+  """Everything setup builds: what the loop, the checkpoints and --compile_only use."""
+  config: Any
+  objective: Any
+  mesh: Any
+  cfg: Any                  # the model config
+  build: Callable           # init: bool -> the model (pretrained weights when init)
+  is_trainable: Callable
+  graphdef: Any
+  n_all: int
+  n_train: int
+  train_set: set
+  source: Any
+  dataset: Any
+  total_steps: int
+  example: dict
+  batch_shapes: dict
+  step_fn: Any
+  abstract_state: dict
+  state_sh: dict
+  tx: Any
+
+
+def setup_model(config, objective, mesh, rules):
+  """The model builder, the trainable/frozen split and the abstract parameters."""
+  import jax
+  import numpy as np
+  from flax import nnx
+
+  from mathvlm import pretrained, sharding
+  from mathvlm.models import registry
+  from mathvlm.models.layers import path_str
+  from mathvlm.models.lora import add_lora
+
+  sharding_fn = sharding.param_sharding(mesh, rules)
+  cfg = pretrained.model_config(config)
+  family = registry.get(objective.family)
+
+  def build(init: bool):
+    if init and config.model.init_from:
+      model = pretrained.load_pretrained(config.model.init_from, config, sharding_fn)
+    else:
+      model = family.build(cfg, config.seed)
+    if init and config.model.vision_init_from:
+      pretrained.load_vision_tower(model, config.model.vision_init_from, config, sharding_fn)
+    if config.lora.rank:
+      add_lora(model, config.lora.targets, config.lora.rank, config.lora.alpha, config.seed)
+    return model
+
+  abstract = nnx.eval_shape(lambda: build(False))
+  paths = [path_str(p) for p, _ in nnx.to_flat_state(nnx.state(abstract, nnx.Param))]
+  train_set = trainable_paths(paths, config.train_rules)
+  is_trainable = lambda path, x: isinstance(x, nnx.Param) and path_str(path) in train_set
+  graphdef, abs_params, abs_frozen = nnx.split(abstract, is_trainable, ...)
+  count = lambda tree: sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+  n_train = count(abs_params)
+  log.info("model %s (%s): %s parameters, %s trainable", config.model.preset,
+           type(cfg).__name__, f"{n_train + count(abs_frozen):,}", f"{n_train:,}")
+  return cfg, build, is_trainable, graphdef, abs_params, abs_frozen, train_set, n_train
+
+
+def setup_data(config, objective, cfg):
+  """The source, the batched (and resumable) dataset, the step count and one trained example."""
+  import jax
+  import numpy as np
+
+  from mathvlm.data import pipeline
+  from mathvlm.data.sources import make_source
+
+  source = make_source(config.data, objective, cfg, config.seed)
+  per_epoch = len(source) // config.data.global_batch
+  total = config.steps if config.steps > 0 else per_epoch * config.data.epochs
+  epochs = max(config.data.epochs, -(-total * config.data.global_batch // len(source)))
+  dataset = pipeline.make_dataset(
+      source, global_batch=config.data.global_batch, seed=config.seed, epochs=epochs,
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      lengths=getattr(source, "lengths", None), augment=config.data.augment,
+      workers=config.data.workers, packing=config.data.packing,
+      image_token_id=getattr(cfg, "image_token_id", -1))
+  example = pipeline.trained_example(source[0], config.data.packing)
+  objective.check_data(example, config)
+  shapes = {k: (config.data.global_batch,) + np.shape(v) for k, v in example.items()}
+  return source, dataset, total, example, shapes
+
+
+def state_shardings(objective, opts, abs_params, abs_frozen, tx, mesh, rules):
+  """Abstract train state and its shardings: params, frozen, optimizer state, step and the
+  objective's own state (sharded like the parameters when it has their structure)."""
+  import jax
+  import jax.numpy as jnp
+  import optax
+
+  from mathvlm import sharding
+
+  param_sh = sharding.state_shardings(abs_params, mesh, rules)
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  abs_opt = jax.eval_shape(tx.init, abs_params)
+  opt_sh = optax.tree_map_params(tx, lambda _, s: s, abs_opt, param_sh,
+                                 transform_non_params=lambda _: replicated)
+  abstract = dict(params=abs_params, frozen=abs_frozen, opt_state=abs_opt,
+                  step=jax.ShapeDtypeStruct((), jnp.int32))
+  shardings = dict(params=param_sh, frozen=sharding.state_shardings(abs_frozen, mesh, rules),
+                   opt_state=opt_sh, step=replicated)
+  if objective.extra_state is not None:
+    extra = jax.eval_shape(lambda p: objective.extra_state(p, opts), abs_params)
+    same = jax.tree.structure(abs_params)
+    for k, v in extra.items():
+      abstract[k] = v
+      shardings[k] = (param_sh if jax.tree.structure(v) == same
+                      else jax.tree.map(lambda _: replicated, v))
+  abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                          abstract, shardings)
+  return abstract, shardings
+
+
+def setup(config, devices=None) -> Run:
+  import jax
+
+  from mathvlm import objectives, sharding
+  from mathvlm.configs.common import validate
+
+  devices = list(devices or jax.devices())
+  validate(config, jax.process_count(), len(devices))
+  objective = objectives.get(config.objective)
+  mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor, devices)
+  rules = tuple(tuple(r) for r in config.logical_axis_rules)
+  (cfg, build, is_trainable, graphdef, abs_params, abs_frozen, train_set,
+   n_train) = setup_model(config, objective, mesh, rules)
+  source, dataset, total, example, shapes = setup_data(config, objective, cfg)
+  tx, schedule = make_optimizer(config, total)
+  abstract_state, state_sh = state_shardings(objective, objective.options(config), abs_params,
+                                             abs_frozen, tx, mesh, rules)
+  batch_sh = {k: sharding.batch_sharding(mesh) for k in shapes}
+  step_fn = jax.jit(make_train_step(config, objective, graphdef, tx, schedule),
+                    in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None),
+                    donate_argnums=(0,))
+  n_all = n_train + sum(int(x.size) for x in jax.tree.leaves(abs_frozen))
+  return Run(config, objective, mesh, cfg, build, is_trainable, graphdef, n_all, n_train,
+             train_set, source, dataset, total, example, shapes, step_fn, abstract_state,
+             state_sh, tx)
+
+
+# ---------------------------------------------------------------------------------------------
+# State: resumed from the workdir, or initialised.
+
+def initial_state(run: Run) -> dict:
+  """Parameters from the pretrained model(s) or random (each device creating only its shards),
+  a fresh optimizer state, step 0, and the objective's own state."""
+  import jax
+  import jax.numpy as jnp
+  from flax import nnx
+
+  config, sh = run.config, run.state_sh
+  if config.model.init_from or config.model.vision_init_from:
+    _, params, frozen = nnx.split(run.build(True), run.is_trainable, ...)
+    params, frozen = jax.device_put(params, sh["params"]), jax.device_put(frozen, sh["frozen"])
+  else:
+    random_init = lambda: nnx.split(run.build(False), run.is_trainable, ...)[1:]
+    params, frozen = jax.jit(random_init, out_shardings=(sh["params"], sh["frozen"]))()
+  state = dict(params=params, frozen=frozen,
+               opt_state=jax.jit(run.tx.init, out_shardings=sh["opt_state"])(params),
+               step=jax.device_put(jnp.int32(0), sh["step"]))
+  if run.objective.extra_state is not None:
+    extra = run.objective.extra_state(params, run.objective.options(config))
+    state.update({k: jax.device_put(v, sh[k]) for k, v in extra.items()})
+  return state
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop.
+
+def kill_after(step: int) -> Callable:
+  """A callback that SIGKILLs this process once `step`'s checkpoint is on disk (a preemption)."""
+  def callback(done: int, ckpt) -> None:
+    if done == step:
+      ckpt.wait()
+      os.kill(os.getpid(), signal.SIGKILL)
+  return callback
+
+
+def next_batch(run: Run, data_iter, dropped):
+  """This process's rows of the next global batch, trimmed to a bucket, placed on the mesh."""
+  import jax
+  import numpy as np
+  from jax.experimental import multihost_utils
+
+  from mathvlm import sharding
+  from mathvlm.data import pipeline
+
+  local = next(data_iter)
+  if dropped is not None:
+    local = pipeline.pop_dropped(local, dropped)
+  buckets = run.config.data.buckets
+  if buckets and "attention_mask" in local:  # pad to a bucket, not to max_len
+    length = pipeline.local_bucket(local, buckets)
+    if jax.process_count() > 1:
+      length = int(np.max(multihost_utils.process_allgather(np.int32(length))))
+    local = pipeline.trim_to(local, length)
+  return sharding.place_batch(local, run.mesh), pipeline.batch_stats(local)
+
+
+def train_loop(run: Run, state, start: int, data_iter, ckpt, writer, callbacks=()):
+  """Steps start..total: a step, its metrics row (every `metrics.every`), a checkpoint (every
+  `checkpoint.every` and at the end), the callbacks. A non-finite loss stops the run before the
+  step's state is saved."""
+  import jax
+  import numpy as np
+
+  from mathvlm import flops
+  from mathvlm.data import pipeline
+
+  config = run.config
+  dropped = collections.Counter() if pipeline.DROPPED in run.source[0] else None
+  step_flops = run.objective.flops(run.cfg, run.batch_shapes, sorted(run.train_set))
+  peak = flops.peak_flops(jax.devices()[0], config.model.dtype, config.metrics.peak_flops)
+  tokens = int(np.prod(run.batch_shapes.get("input_ids", (config.data.global_batch,))))
+  row, t_start, t_last = None, time.time(), time.time()
+  for step in range(start, run.total_steps):
+    batch, data_stats = next_batch(run, data_iter, dropped)
+    state, metrics = run.step_fn(state, batch)
+    metrics = jax.device_get(metrics)
+    if not np.isfinite(metrics["loss"]):
+      ckpt.close()
+      raise FloatingPointError(
+          f"non-finite loss {metrics['loss']} at step {step + 1}; the last good checkpoint "
+          f"(step {ckpt.latest_step()}) is kept in {writer.workdir}/checkpoints")
+    done, now = step + 1, time.time()
+    dt, t_last = now - t_last, now
+    if done % config.metrics.every == 0 or done == run.total_steps:
+      per_device = step_flops / dt / jax.device_count()
+      row = {k: float(v) for k, v in metrics.items()}
+      row.update(step=done, step_time=dt, tokens_per_s=tokens / dt,
+                 tflops_per_device=per_device / 1e12, **data_stats)
+      if peak:
+        row["mfu"] = per_device / peak
+      writer.write(done, row)
+      log_progress(row, run.total_steps, (now - t_start) / (done - start), peak)
+    ckpt.save(done, state, data_iter, force=done == run.total_steps)
+    for callback in callbacks:
+      callback(done, ckpt)
+  return state, row, dropped
+
+
+def log_progress(row: dict, total: int, per_step: float, peak: float) -> None:
+  log.info("step %d/%d loss %.4f lr %.2e grad_norm %.3f %.2fs/step mfu %s eta %ds%s",
+           row["step"], total, row["loss"], row["lr"], row["grad_norm"], row["step_time"],
+           f"{row['mfu']:.3f}" if peak else "n/a", per_step * (total - row["step"]),
+           f" packed {row['data/examples']:.0f} examples, {row['data/nonpad_fraction']:.0%} "
+           "real tokens" if "data/examples" in row else "")
+
+
+# ---------------------------------------------------------------------------------------------
 # Entry point.
+
+def train(config, workdir: str | None, *, compile_only: bool = False, devices=None,
+          callbacks=()) -> dict[str, Any] | None:
+  """Runs (or resumes) the config's training in `workdir`; returns the last metrics row.
+
+  devices: the devices the mesh spans (default all; tests pass a subset). callbacks: functions
+  (step, checkpointer) called after each step's checkpoint (see `kill_after`). workdir,
+  model.init_from and model.vision_init_from may be bucket URLs (gs://...).
+  """
+  _log_to_stdout()
+  if not compile_only:
+    check_reachable(workdir, "workdir")
+  check_reachable(config.model.init_from, "model.init_from")
+  check_reachable(config.model.vision_init_from, "model.vision_init_from")
+  from mathvlm import checkpoint
+  from mathvlm.metrics import MetricWriter
+
+  run = setup(config, devices)
+  if compile_only:
+    return report_compiled_memory(run)
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+  ckpt = checkpoint.Checkpointer(workdir, every=config.checkpoint.every,
+                                 keep=config.checkpoint.keep, use_async=config.checkpoint.use_async)
+  data_iter = iter(run.dataset)
+  resume = ckpt.latest_step()
+  if resume is None:
+    state, start = initial_state(run), 0
+  else:
+    state = ckpt.restore(resume, run.abstract_state, data_iter)
+    start = int(state["step"])
+    log.info("resumed from step %d in %s", start, workdir)
+  import jax
+  writer = MetricWriter(workdir, tensorboard=config.metrics.tensorboard,
+                        enabled=jax.process_index() == 0)
+  state, row, dropped = train_loop(run, state, start, data_iter, ckpt, writer, callbacks)
+  ckpt.close()
+  writer.close()
+  if hasattr(data_iter, "close"):
+    data_iter.close()  # worker processes
+  report_dropped(run.source, workdir, dropped, config.data.workers)
+  export_final_model(run, state, workdir)
+  log.info("done: %d steps; model in %s/model", run.total_steps, workdir)
+  return row if run.total_steps > start else None
+
+
+def report_dropped(source, workdir: str, counted=None, workers: int = 0) -> None:
+  """Examples the input pipeline could not use (kept as zero-loss slots), by reason: logged and
+  written to WORKDIR/data_report.json, never silent. counted: the reasons summed from the batches
+  this run trained on; else the source's own counters (in this process only)."""
+  if counted is None and workers and hasattr(source, "dropped"):
+    log.warning("data.workers=%d: this source counts drops only in its own counters, which stay "
+                "in the workers; give its examples a 'dropped' field to have them reported",
+                workers)
+  dropped = dict((getattr(source, "dropped", None) or {}) if counted is None else counted)
+  if dropped:
+    log.warning("input pipeline: %d examples trained nothing: %s", sum(dropped.values()), dropped)
+  with epath.Path(workdir, "data_report.json").open("w") as f:
+    json.dump({"examples": len(source), "dropped": dropped}, f, indent=2)
+
+
+def export_final_model(run: Run, state, workdir: str) -> None:
+  """`workdir/model`: the trained model with LoRA merged, loadable as `init_from` by the next stage
+  and convertible to Hugging Face with `python -m mathvlm.convert --from-ckpt`."""
+  from flax import nnx
+
+  from mathvlm import checkpoint
+  from mathvlm.models.lora import merge_lora
+  model = nnx.merge(run.graphdef, state["params"], state["frozen"])
+  merge_lora(model)
+  checkpoint.save_model(model, run.cfg, os.path.join(workdir, "model"))
+
+
+def report_compiled_memory(run: Run) -> dict:
+  """Lowers and compiles the step from abstract shapes; prints XLA's per-device memory."""
+  import jax
+  import numpy as np
+  config, t = run.config, time.time()
+  from mathvlm import sharding
+  batch = {k: jax.ShapeDtypeStruct(v, np.asarray(run.example[k]).dtype,
+                                   sharding=sharding.batch_sharding(run.mesh))
+           for k, v in run.batch_shapes.items()}
+  mem = run.step_fn.lower(run.abstract_state, batch).compile().memory_analysis()
+  gib = lambda b: round(b / 2 ** 30, 3)
+  report = dict(
+      preset=config.model.preset, objective=config.objective, devices=jax.device_count(),
+      mesh=dict(run.mesh.shape), parameters=run.n_all, trainable=run.n_train,
+      global_batch=config.data.global_batch, compile_seconds=round(time.time() - t, 1))
+  if mem is not None:
+    total = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+             - mem.alias_size_in_bytes)
+    report["per_device_gib"] = dict(
+        arguments=gib(mem.argument_size_in_bytes), outputs=gib(mem.output_size_in_bytes),
+        temporaries=gib(mem.temp_size_in_bytes), aliased=gib(mem.alias_size_in_bytes),
+        total=gib(total))
+  print(json.dumps(report, indent=2))
+  return report
+
 
 def _log_to_stdout() -> None:
   from absl import logging as absl_logging
@@ -253,274 +538,22 @@ def main(argv) -> None:
   if not FLAGS.workdir and not FLAGS.compile_only:
     raise app.UsageError("--workdir is required")
   setup_processes()
-  train(FLAGS.config, FLAGS.workdir, compile_only=FLAGS.compile_only,
-        preempt_after_step=FLAGS.preempt_after_step)
+  callbacks = [kill_after(FLAGS.preempt_after_step)] if FLAGS.preempt_after_step else []
+  train(FLAGS.config, FLAGS.workdir, compile_only=FLAGS.compile_only, callbacks=callbacks)
 
 
-def train(config, workdir: str | None, *, compile_only: bool = False, devices=None,
-          preempt_after_step: int = 0) -> dict[str, Any] | None:
-  """Runs (or resumes) the config's training in `workdir`; returns the last metrics row.
-
-  devices: the devices the mesh spans (default all; tests pass a subset). preempt_after_step: kill
-  this process with SIGKILL once that step's checkpoint is on disk (to test preemption).
-  workdir, model.init_from and model.vision_init_from may be bucket URLs (gs://...).
-  """
-  _log_to_stdout()
-  if not compile_only:
-    check_reachable(workdir, "workdir")
-  check_reachable(config.model.init_from, "model.init_from")
-  check_reachable(config.model.vision_init_from, "model.vision_init_from")
-  import jax
-  import jax.numpy as jnp
-  import numpy as np
-  import optax
-  from flax import nnx
-
-  from configs.common import validate
-  from mathvlm import checkpoint, flops, objectives, sharding
-  from jax.experimental import multihost_utils
-
-  from mathvlm.data import pipeline
-  from mathvlm.data.pipeline import make_dataset
-  from mathvlm.data.sources import make_source
-  from mathvlm.metrics import MetricWriter
-  from mathvlm.models.layers import path_str as _path
-  from mathvlm.models.lora import add_lora
-
-  devices = list(devices or jax.devices())
-  validate(config, jax.process_count(), len(devices))
-  objective = objectives.get(config.objective)
-  mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor, devices)
-  rules = tuple(tuple(r) for r in config.logical_axis_rules)
-  sharding_fn = sharding.param_sharding(mesh, rules)
-  cfg = model_config(config)
-  model_cls = model_class(cfg)
-
-  # --- model, LoRA and what trains -----------------------------------------------------------
-  def build(init: bool):
-    if init and config.model.init_from:
-      model = load_pretrained(config.model.init_from, config, sharding_fn)
-    else:
-      model = model_cls(cfg, rngs=nnx.Rngs(config.seed))
-    if init and config.model.vision_init_from:
-      load_vision_tower(model, config.model.vision_init_from, config, sharding_fn)
-    if config.lora.rank:
-      add_lora(model, config.lora.targets, config.lora.rank, config.lora.alpha, config.seed)
-    return model
-
-  abstract = nnx.eval_shape(lambda: build(False))
-  paths = [_path(p) for p, _ in nnx.to_flat_state(nnx.state(abstract, nnx.Param))]
-  train_set = trainable_paths(paths, config.train_rules)
-  is_trainable = lambda path, x: isinstance(x, nnx.Param) and _path(path) in train_set
-  graphdef, abs_params, abs_frozen = nnx.split(abstract, is_trainable, ...)
-  n_train = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abs_params))
-  n_all = n_train + sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abs_frozen))
-  log.info("model %s (%s): %s parameters, %s trainable", config.model.preset,
-           type(cfg).__name__, f"{n_all:,}", f"{n_train:,}")
-
-  # --- data ----------------------------------------------------------------------------------
-  source = make_source(config.data, config.objective, cfg, config.seed)
-  total_steps = (config.steps if config.steps > 0 else
-                 len(source) * config.data.epochs // config.data.global_batch)
-  dataset = make_dataset(source, global_batch=config.data.global_batch, seed=config.seed,
-                         epochs=max(config.data.epochs, -(-total_steps * config.data.global_batch
-                                                           // len(source))),
-                         process_index=jax.process_index(), process_count=jax.process_count(),
-                         lengths=getattr(source, "lengths", None), augment=config.data.augment,
-                         workers=config.data.workers, packing=config.data.packing,
-                         image_token_id=getattr(cfg, "image_token_id", -1))
-  # Drop reasons come in each example (counters would stay behind in worker processes).
-  first = source[0]
-  dropped = collections.Counter() if pipeline.DROPPED in first else None
-  if dropped is None and config.data.workers and hasattr(source, "dropped"):
-    log.warning("data.workers=%d: this source counts drops only in its own counters, which stay "
-                "in the workers; give its examples a %r field to have them reported",
-                config.data.workers, pipeline.DROPPED)
-  example = pipeline.trained_example(first, config.data.packing)
-  objective.check_batch(dict(example, **({"ref_logps": None} if config.objective == "dpo"
-                                         and config.dpo.reference == "init" else {})))
-  batch_shapes = {k: (config.data.global_batch,) + np.shape(v) for k, v in example.items()}
-
-  # --- optimizer, state shardings, the step ---------------------------------------------------
-  tx, schedule = make_optimizer(config, total_steps)
-  param_sh = sharding.state_shardings(abs_params, mesh, rules)
-  frozen_sh = sharding.state_shardings(abs_frozen, mesh, rules)
-  abs_opt = jax.eval_shape(tx.init, abs_params)
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  opt_sh = optax.tree_map_params(tx, lambda _, s: s, abs_opt, param_sh,
-                                 transform_non_params=lambda _: replicated)
-  state_sh = dict(params=param_sh, frozen=frozen_sh, opt_state=opt_sh, step=replicated)
-  if config.objective == "dpo" and config.dpo.reference == "init":
-    state_sh["ref_params"] = param_sh
-  batch_sh = {k: sharding.batch_sharding(mesh) for k in batch_shapes}
-  step_fn = jax.jit(make_train_step(config, graphdef, objective, tx, schedule),
-                    in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None),
-                    donate_argnums=(0,))
-
-  # The state's shapes, dtypes and shardings: what --compile_only lowers and a resume restores.
-  abstract_state = dict(params=abs_params, frozen=abs_frozen, opt_state=abs_opt,
-                        step=jax.ShapeDtypeStruct((), jnp.int32))
-  if "ref_params" in state_sh:
-    abstract_state["ref_params"] = abs_params
-  abstract_state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                                abstract_state, state_sh)
-
-  if compile_only:
-    abstract_batch = {k: jax.ShapeDtypeStruct(v, np.asarray(example[k]).dtype,
-                                              sharding=batch_sh[k])
-                      for k, v in batch_shapes.items()}
-    return report_compiled_memory(step_fn, abstract_state, abstract_batch, mesh, config, n_all,
-                                  n_train)
-
-  # --- state: resume, or initialise -----------------------------------------------------------
-  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-  ckpt = checkpoint.Checkpointer(workdir, every=config.checkpoint.every,
-                                 keep=config.checkpoint.keep,
-                                 use_async=config.checkpoint.use_async)
-  data_iter = iter(dataset)
-
-  def random_init():  # under jit with out_shardings: each device creates only its shards
-    _, p, f = nnx.split(build(False), is_trainable, ...)
-    return p, f
-
-  resume = ckpt.latest_step()
-  if resume is None:
-    if config.model.init_from or config.model.vision_init_from:
-      _, params, frozen = nnx.split(build(True), is_trainable, ...)
-      params, frozen = jax.device_put(params, param_sh), jax.device_put(frozen, frozen_sh)
-    else:
-      params, frozen = jax.jit(random_init, out_shardings=(param_sh, frozen_sh))()
-    opt_state = jax.jit(tx.init, out_shardings=opt_sh)(params)
-    state = dict(params=params, frozen=frozen, opt_state=opt_state,
-                 step=jax.device_put(jnp.int32(0), replicated))
-    if "ref_params" in state_sh:
-      state["ref_params"] = jax.tree.map(jnp.copy, params)
-    start = 0
-  else:
-    state = ckpt.restore(resume, abstract_state, data_iter)
-    start = int(state["step"])
-    log.info("resumed from step %d in %s", start, workdir)
-
-  # --- the loop -------------------------------------------------------------------------------
-  step_flops = flops.step_flops(config.objective, cfg, batch_shapes, sorted(train_set))
-  peak = flops.peak_flops(jax.devices()[0], config.model.dtype, config.metrics.peak_flops)
-  writer = MetricWriter(workdir, tensorboard=config.metrics.tensorboard,
-                        enabled=jax.process_index() == 0)
-  tokens_per_step = int(np.prod(batch_shapes.get("input_ids", (config.data.global_batch,))))
-  t_start, t_last = time.time(), time.time()
-  for step in range(start, total_steps):
-    local = next(data_iter)
-    if dropped is not None:
-      local = pipeline.pop_dropped(local, dropped)
-    if config.data.buckets and "attention_mask" in local:  # pad to a bucket, not to max_len
-      length = pipeline.local_bucket(local, config.data.buckets)
-      if jax.process_count() > 1:
-        length = int(np.max(multihost_utils.process_allgather(np.int32(length))))
-      local = pipeline.trim_to(local, length)
-    data_stats = pipeline.batch_stats(local)  # this process's rows
-    batch = sharding.global_batch(local, mesh)
-    state, metrics = step_fn(state, batch)
-    metrics = jax.device_get(metrics)
-    if not np.isfinite(metrics["loss"]):
-      ckpt.close()
-      raise FloatingPointError(
-          f"non-finite loss {metrics['loss']} at step {step + 1}; the last good checkpoint "
-          f"(step {ckpt.latest_step()}) is kept in {workdir}/checkpoints")
-    done = step + 1
-    now = time.time()
-    dt = now - t_last
-    t_last = now
-    if done % config.metrics.every == 0 or done == total_steps:
-      per_device = step_flops / dt / jax.device_count()
-      row = {k: float(v) for k, v in metrics.items()}
-      row.update(step=done, step_time=dt, tokens_per_s=tokens_per_step / dt,
-                 tflops_per_device=per_device / 1e12, **data_stats)
-      if peak:
-        row["mfu"] = per_device / peak
-      writer.write(done, row)
-      eta = (now - t_start) / (done - start) * (total_steps - done)
-      log.info("step %d/%d loss %.4f lr %.2e grad_norm %.3f %.2fs/step mfu %s eta %ds%s", done,
-               total_steps, row["loss"], row["lr"], row["grad_norm"], dt,
-               f"{row['mfu']:.3f}" if peak else "n/a", eta,
-               f" packed {row['data/examples']:.0f} examples, {row['data/nonpad_fraction']:.0%} "
-               "real tokens" if "data/examples" in row else "")
-    ckpt.save(done, state, data_iter, force=done == total_steps)
-    if done == preempt_after_step:
-      ckpt.manager.wait_until_finished()
-      os.kill(os.getpid(), signal.SIGKILL)
-  ckpt.close()
-  writer.close()
-  if hasattr(data_iter, "close"):
-    data_iter.close()  # worker processes
-  report_dropped(source, workdir, dropped)
-  export_final_model(graphdef, state, workdir, cfg)
-  log.info("done: %d steps; model in %s/model", total_steps, workdir)
-  return row if total_steps > start else None
-
-
-def report_dropped(source, workdir: str, counted=None) -> None:
-  """Examples the input pipeline could not use (kept as zero-loss slots), by reason: logged and
-  written to WORKDIR/data_report.json, never silent. counted: the reasons summed from the batches
-  this run trained on; else the source's own counters (in this process only)."""
-  dropped = dict((getattr(source, "dropped", None) or {}) if counted is None else counted)
-  if dropped:
-    log.warning("input pipeline: %d examples trained nothing: %s", sum(dropped.values()), dropped)
-  with epath.Path(workdir, "data_report.json").open("w") as f:
-    json.dump({"examples": len(source), "dropped": dropped}, f, indent=2)
-
-
-def load_vision_tower(model, path: str, config, sharding_fn) -> None:
-  """LLaVA's vision tower from a CLIP-Math stage (its CLIP model), a CLIP or LLaVA checkpoint."""
-  from flax import nnx
-  from mathvlm.models.clip_text import CLIP
-  from mathvlm.models.vit import CLIPVisionTransformer
-  from mathvlm.models.vlm import Llava
-  source = load_pretrained(path, config, sharding_fn)
-  tower = {CLIP: lambda m: m.vision_model, Llava: lambda m: m.vision_tower,
-           CLIPVisionTransformer: lambda m: m}.get(type(source))
-  if tower is None:
-    raise ValueError(f"model.vision_init_from={path!r} holds a {type(source).__name__}, not a "
-                     "CLIP, CLIP vision or LLaVA model")
-  src, dst = tower(source), model.vision_tower
-  if src.cfg.hidden_size != dst.cfg.hidden_size or src.cfg.num_layers != dst.cfg.num_layers:
-    raise ValueError(f"model.vision_init_from={path!r}: its vision tower ({src.cfg.hidden_size} "
-                     f"wide, {src.cfg.num_layers} layers) does not fit the preset's "
-                     f"({dst.cfg.hidden_size}, {dst.cfg.num_layers})")
-  nnx.update(dst, nnx.state(src, nnx.Param))
-
-
-def export_final_model(graphdef, state, workdir: str, cfg) -> None:
-  """`workdir/model`: the trained model with LoRA merged, loadable as `init_from` by the next stage
-  and convertible to Hugging Face with `python -m mathvlm.convert --from-ckpt`."""
-  from flax import nnx
-  from mathvlm import convert
-  from mathvlm.models.lora import merge_lora
-  model = nnx.merge(graphdef, state["params"], state["frozen"])
-  merge_lora(model)
-  convert.save_checkpoint(model, cfg, os.path.join(workdir, "model"))
-
-
-def report_compiled_memory(step_fn, abstract_state, abstract_batch, mesh, config, n_all, n_train):
-  import jax
-  t = time.time()
-  compiled = step_fn.lower(abstract_state, abstract_batch).compile()
-  mem = compiled.memory_analysis()
-  gib = lambda b: round(b / 2 ** 30, 3)
-  report = dict(
-      preset=config.model.preset, objective=config.objective, devices=jax.device_count(),
-      mesh=dict(mesh.shape), parameters=n_all, trainable=n_train,
-      global_batch=config.data.global_batch, compile_seconds=round(time.time() - t, 1))
-  if mem is not None:
-    total = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
-             - mem.alias_size_in_bytes)
-    report["per_device_gib"] = dict(
-        arguments=gib(mem.argument_size_in_bytes), outputs=gib(mem.output_size_in_bytes),
-        temporaries=gib(mem.temp_size_in_bytes), aliased=gib(mem.alias_size_in_bytes),
-        total=gib(total))
-  print(json.dumps(report, indent=2))
-  return report
+def run_main(argv=None) -> None:
+  """`python -m mathvlm.train`: shipped recipes resolved, then absl parses the flags."""
+  from mathvlm import configs
+  argv = list(sys.argv if argv is None else argv)
+  for i, a in enumerate(argv):
+    if a.startswith("--config="):
+      argv[i] = "--config=" + configs.resolve(a[len("--config="):])
+    elif a == "--config" and i + 1 < len(argv):
+      argv[i + 1] = configs.resolve(argv[i + 1])
+  flags.mark_flag_as_required("config")
+  app.run(main, argv=argv)
 
 
 if __name__ == "__main__":
-  flags.mark_flag_as_required("config")
-  app.run(main)
+  run_main()

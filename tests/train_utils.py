@@ -14,7 +14,7 @@ RECIPES = {"lm": "sft", "dpo": "dpo", "contrastive": "clip_math", "classify": "c
 
 def tiny_config(objective: str, arg: str = "model=tiny", **fields):
   """The objective's recipe with the tiny model, a few steps and a learning rate that moves."""
-  config = importlib.import_module(f"configs.{RECIPES[objective]}").get_config(arg)
+  config = importlib.import_module(f"mathvlm.configs.{RECIPES[objective]}").get_config(arg)
   config.steps = 5
   config.data.global_batch = 8
   config.data.num_examples = 64

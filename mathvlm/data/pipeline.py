@@ -291,13 +291,6 @@ def batch_stats(batch: dict) -> dict[str, float]:
   return out
 
 
-def steps_per_run(source_len: int, epochs: int, global_batch: int) -> int:
-  return source_len * epochs // global_batch
-
-
-SEQUENCE_KEYS = ("input_ids", "attention_mask", "loss_mask", "segment_ids")
-
-
 def bucket_length(lengths, buckets) -> int:
   """The smallest bucket that holds the longest row (the last bucket if none does)."""
   longest = int(max(lengths))

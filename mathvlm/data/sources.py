@@ -1,5 +1,7 @@
-"""Data sources by name (config.data.name). Each returns a random-access source of example dicts
-shaped for the objective and the model (image size, image tokens, vocabulary)."""
+"""Data sources by name (config.data.name): the `synthetic` source for any objective, or built
+ArrayRecord datasets (one, or a weighted `data.mixture`) made into examples by the objective's own
+`make_source`. Each is a random-access source of example dicts shaped for the objective and the
+model (image size, image tokens, vocabulary)."""
 
 from __future__ import annotations
 
@@ -7,41 +9,30 @@ import collections
 
 import grain
 
-from mathvlm.data.captions import CaptionSource
-from mathvlm.data.conversations import ConversationSource, PreferenceSource
 from mathvlm.data.records import read, read_lengths
 from mathvlm.data.synthetic import SyntheticSource
 
 
-def make_source(data_cfg, objective: str, model_cfg, seed: int):
+def make_source(data_cfg, objective, model_cfg, seed: int):
+  """objective: a `mathvlm.objectives.base.Objective`."""
   vision = getattr(model_cfg, "vision", model_cfg)
   text = getattr(model_cfg, "text", None)
   if data_cfg.name == "synthetic":
     return SyntheticSource(
-        objective, num_examples=data_cfg.num_examples, max_len=data_cfg.max_len,
+        objective.example, num_examples=data_cfg.num_examples, max_len=data_cfg.max_len,
         image_size=vision.image_size, vocab_size=getattr(text, "vocab_size", 0),
         image_seq_len=getattr(model_cfg, "image_seq_len", 0),
         image_token_id=getattr(model_cfg, "image_token_id", -1),
         num_classes=data_cfg.num_classes, seed=seed, text_only=data_cfg.synthetic_text_only)
-  if objective not in ("lm", "dpo", "contrastive"):
-    raise ValueError(f"data.name={data_cfg.name!r}: built datasets feed the lm, dpo and "
-                     f"contrastive objectives; {objective} trains on `synthetic` for now")
+  if objective.make_source is None:
+    raise ValueError(f"data.name={data_cfg.name!r}: objective {objective.name!r} reads no built "
+                     "datasets yet; train it on data.name='synthetic'")
   if not data_cfg.path or not data_cfg.tokenizer:
     raise ValueError(f"data.name={data_cfg.name!r} needs data.path (the builders' DATA_DIR) and "
                      "data.tokenizer (a tokenizer folder or tokenizer.json)")
   tokenizer = load_tokenizer(data_cfg.tokenizer)
   parts = parse_mixture(data_cfg.mixture or data_cfg.name)
-  if objective == "contrastive":  # CLIP-Math: image and caption, no template or image tokens
-    sources = [CaptionSource(read(data_cfg.path, name), tokenizer=tokenizer,
-                             image_size=vision.image_size, max_len=data_cfg.max_len,
-                             aspect=data_cfg.image_aspect, pad_id=tokenizer.pad_token_id or 0)
-               for name, _ in parts]
-    return sources[0] if len(sources) == 1 else Mixture(sources, [w for _, w in parts])
-  kind = PreferenceSource if objective == "dpo" else ConversationSource
-  sources = [kind(read(data_cfg.path, name), tokenizer=tokenizer, template=data_cfg.template,
-                  image_size=vision.image_size, image_token_id=model_cfg.image_token_id,
-                  image_seq_len=model_cfg.image_seq_len, max_len=data_cfg.max_len,
-                  aspect=data_cfg.image_aspect, pad_id=tokenizer.pad_token_id or 0)
+  sources = [objective.make_source(read(data_cfg.path, name), tokenizer, data_cfg, model_cfg)
              for name, _ in parts]
   if data_cfg.group_by_length:
     if len(sources) > 1:

@@ -20,11 +20,13 @@ enough to finish in a few minutes, too small to learn much.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
 import shutil
 import time
+from typing import Any
 
 
 FULL = dict(n_train=10000, n_test=300, dpo_problems=2400, eval_batch=64, epochs={})
@@ -41,7 +43,7 @@ def say(msg: str) -> None:
 
 def stage_config(stage: str, data: str, epochs: int, quick: bool, seed: int, **fields):
   """configs/demo.py, exactly as `--config configs/demo.py:stage=...` would give it."""
-  from configs import demo
+  from mathvlm.configs import demo
   arg = (f"stage={stage},data={data}" + (",quick=True" if quick else "")
          + (f",epochs={epochs}" if epochs else ""))
   c = demo.get_config(arg)
@@ -66,8 +68,159 @@ def run_stage(name: str, config, command: str, workdir: str) -> dict:
 
 
 def load_model(workdir: str):
-  from mathvlm import convert
-  return convert.load_checkpoint(os.path.join(workdir, "model"))
+  from mathvlm import checkpoint
+  return checkpoint.load_model(os.path.join(workdir, "model"))
+
+
+@dataclasses.dataclass
+class Demo:
+  """What the stages share: the run's options, its data and what it has measured so far."""
+  args: argparse.Namespace
+  mode: dict
+  out: str
+  tok: Any = None            # tokenizers.Tokenizer (generation)
+  hf_tok: Any = None         # transformers tokenizer (likelihood ranking, retrieval)
+  train_problems: list = dataclasses.field(default_factory=list)
+  test_problems: list = dataclasses.field(default_factory=list)
+  results: dict = dataclasses.field(default_factory=lambda: dict(training={}, evals={},
+                                                                 ranked={}))
+
+  def workdir(self, stage: str) -> str:
+    return f"{self.out}/{STAGES.index(stage) + 1}_{stage}"
+
+  def config(self, stage: str, **fields):
+    return stage_config(stage, f"{self.out}/data", self.mode["epochs"].get(stage, 0),
+                        self.args.quick, self.args.seed, **fields)
+
+  def train(self, stage: str, label: str, **fields) -> None:
+    config, command = self.config(stage, **fields)
+    self.results["training"][label] = run_stage(stage, config, command, self.workdir(stage))
+
+
+STAGES = ("clip_math", "align", "sft", "dpo")
+
+
+def make_data(d: Demo) -> None:
+  """Engine problems, the tokenizer, the ArrayRecord datasets, the held-out set and baselines."""
+  from tokenizers import Tokenizer
+
+  from mathvlm.data.sources import load_tokenizer
+  from mathvlm.demo import data, evaluate
+  from mathvlm.eval import engine_benchmark
+
+  out, mode = d.out, d.mode
+  engine = data.generate_engine(out, mode["n_train"], mode["n_test"], d.args.seed,
+                                d.args.workers)
+  d.train_problems = data.load_json(f"{out}/engine/train/instruct.json")
+  say(f"[1/7] engine: {engine['train']['n']} training and {engine['test']['n']} held-out "
+      f"problems ({engine['train']['per_domain']}) -> {out}/engine")
+  tok_path = f"{out}/data/tokenizer.json"
+  if not os.path.exists(tok_path):
+    tok = data.train_tokenizer(data.engine_texts(
+        d.train_problems, data.load_json(f"{out}/engine/train/caption.json")), 1024)
+    data.add_bos(tok)
+    os.makedirs(f"{out}/data", exist_ok=True)
+    tok.save(tok_path)
+  d.tok, d.hf_tok = Tokenizer.from_file(tok_path), load_tokenizer(tok_path)
+  ids = [d.tok.token_to_id(s) for s in data.SPECIALS]
+  if ids != list(range(len(data.SPECIALS))):
+    raise SystemExit(f"{tok_path}: special tokens {data.SPECIALS} have ids {ids}; the demo "
+                     "presets expect 0..4 (delete the file to retrain it)")
+  built = data.build_all(out, 56, VERSIONS, ANSWER)
+  say(f"[2/7] tokenizer: BPE, {d.tok.get_vocab_size()} tokens -> {tok_path}; ArrayRecord: " +
+      ", ".join(f"{k} {v['written']}" for k, v in built.items()))
+  d.test_problems = engine_benchmark.load(f"{out}/engine/test/instruct.json")
+  d.results.update(engine=engine, built=built, tokenizer=dict(vocab=d.tok.get_vocab_size()),
+                   baselines=evaluate.baselines(d.train_problems, d.test_problems))
+
+
+def held_out(d: Demo, stage: str) -> str:
+  """The stage's model on the held-out problems: generated answers and options ranked by
+  likelihood, per problem in WORKDIR/held_out.jsonl; returns the line the demo prints."""
+  from mathvlm.demo import evaluate
+  model, cfg = load_model(d.workdir(stage))
+  responses = evaluate.answer(model, cfg, d.tok, d.test_problems, template="mistral_instruct",
+                              batch=d.mode["eval_batch"], max_new_tokens=MAX_NEW_TOKENS,
+                              max_len=256)
+  picks = evaluate.ranked(model, cfg, d.hf_tok, d.test_problems, template="mistral_instruct",
+                          batch=d.mode["eval_batch"])
+  scored = evaluate.score(d.test_problems, responses)
+  by_rank = evaluate.score(d.test_problems, responses, picks)
+  with open(f"{d.workdir(stage)}/held_out.jsonl", "w") as f:
+    for p, r, k in zip(d.test_problems, responses, picks):
+      f.write(json.dumps({"pid": p.pid, "response": r, "ranked": k, "answer": p.answer,
+                          "correct": scored["verdicts"][p.pid],
+                          "ranked_correct": by_rank["verdicts"][p.pid]}) + "\n")
+  a, b = scored["accuracy"], by_rank["accuracy"]
+  d.results["evals"][stage], d.results["ranked"][stage] = a, b
+  return (f"held-out accuracy {a['all']['accuracy']:.1f}% generated (multiple choice "
+          f"{a['type/multiple-choice']['accuracy']:.1f}%, free-form "
+          f"{a.get('type/free-form', {'accuracy': 0})['accuracy']:.1f}%); "
+          f"{b['all']['accuracy']:.1f}% with options ranked by likelihood (multiple choice "
+          f"{b['type/multiple-choice']['accuracy']:.1f}%)")
+
+
+def clip_math(d: Demo) -> None:
+  """Stage 1, with image -> caption retrieval before (untrained tower) and after."""
+  from mathvlm.data.records import read
+  from mathvlm.demo import evaluate
+  from mathvlm.models import registry
+  from mathvlm.pretrained import model_config
+
+  c, _ = d.config("clip_math")
+  captions = read(f"{d.out}/data_test", "mavis_caption")
+  untrained = registry.of_config(model_config(c)).build(model_config(c), c.seed)
+  before = evaluate.retrieval(untrained, captions, d.hf_tok, c.data.max_len)
+  d.train("clip_math", "1 CLIP-Math")
+  after = evaluate.retrieval(load_model(d.workdir("clip_math"))[0], captions, d.hf_tok,
+                             c.data.max_len)
+  d.results["retrieval"] = dict(before=before, after=after)
+  say(f"[3/7] CLIP-Math: image->caption top-1 on {after['pairs']} held-out pairs "
+      f"{100 * before['image_to_caption_top1']:.1f}% untrained -> "
+      f"{100 * after['image_to_caption_top1']:.1f}% (chance {100 * after['chance']:.1f}%), "
+      f"top-5 {100 * before['image_to_caption_top5']:.1f}% -> "
+      f"{100 * after['image_to_caption_top5']:.1f}% (chance {100 * after['chance_top5']:.1f}%)")
+
+
+def dpo(d: Demo) -> None:
+  """Stage 4 on the stage-3 model's own wrong answers to training problems."""
+  from mathvlm.demo import data, evaluate
+  from mathvlm.eval import engine_benchmark
+
+  out = d.out
+  model, cfg = load_model(d.workdir("sft"))
+  pool = [p for p in engine_benchmark.load(f"{out}/engine/train/instruct.json")
+          if p.meta["version"] == VERSIONS[0]][:d.mode["dpo_problems"]]
+  responses = evaluate.answer(model, cfg, d.tok, pool, template="mistral_instruct",
+                              batch=d.mode["eval_batch"], max_new_tokens=MAX_NEW_TOKENS,
+                              max_len=256)
+  pairs_path = f"{out}/engine/train/dpo_pairs.jsonl"
+  stats = data.preference_pairs(f"{out}/engine/train/instruct.json",
+                                {p.meta["group"]: r for p, r in zip(pool, responses)},
+                                VERSIONS[0], ANSWER, pairs_path)
+  d.results["built"]["preferences"] = data.build("preferences", [
+      "--json", pairs_path, "--images", f"{out}/engine/train", "--out", f"{out}/data",
+      "--image_size", "56"])
+  d.train("dpo", "4 DPO", **{"model.init_from": d.workdir("sft")})
+  d.results["dpo_pairs"] = stats
+  say(f"[6/7] DPO on {stats['pairs']} pairs ({stats['correct']} of {stats['responses']} "
+      f"training answers were right): {held_out(d, 'dpo')}")
+
+
+def math_v(d: Demo) -> None:
+  """The final model through the MATH-Vision testmini pipeline on the real files, once."""
+  from mathvlm.demo import data
+  from mathvlm.eval import run as eval_run
+  final, scores = f"{d.workdir('dpo')}/model", f"{d.out}/math_v"
+  shutil.copy(f"{d.out}/data/tokenizer.json", f"{final}/tokenizer.json")
+  eval_run.main(["--benchmark", "math_v", "--ckpt", final,
+                 "--data", os.path.join(data.SHARED, "math_v"),
+                 "--out", scores, "--template", "mistral_instruct", "--batch", "32",
+                 "--max_new_tokens", str(MAX_NEW_TOKENS)])
+  with open(f"{scores}/scores.json") as f:
+    d.results["math_v"] = json.load(f)
+  a = d.results["math_v"]["all"]
+  say(f"[7/7] MATH-Vision testmini: {a['correct']}/{a['total']} -> {scores}/scores.md")
 
 
 def main(argv=None) -> dict:
@@ -78,141 +231,37 @@ def main(argv=None) -> dict:
   p.add_argument("--workers", type=int, default=2, help="engine and builder processes")
   args = p.parse_args(argv)
   t0 = time.time()
-  mode = QUICK if args.quick else FULL
-  out = os.path.abspath(args.out)
-  os.makedirs(out, exist_ok=True)
+  d = Demo(args, QUICK if args.quick else FULL, os.path.abspath(args.out))
+  os.makedirs(d.out, exist_ok=True)
+  make_data(d)
+  clip_math(d)
+  d.train("align", "2 alignment", **{"model.vision_init_from": d.workdir("clip_math")})
+  say(f"[4/7] alignment: {held_out(d, 'align')}")
+  d.train("sft", "3 instruction tuning", **{"model.init_from": d.workdir("align")})
+  say(f"[5/7] instruction tuning: {held_out(d, 'sft')}")
+  dpo(d)
+  math_v(d)
+  return write_summary(d, time.time() - t0)
 
-  from tokenizers import Tokenizer
 
-  from mathvlm.data.records import read
-  from mathvlm.data.sources import load_tokenizer
-  from mathvlm.demo import data, evaluate, report
-  from mathvlm.eval import engine_benchmark as eval_engine
-  from mathvlm.eval import run as eval_run
-
-  # 1. data ------------------------------------------------------------------------------------
-  engine = data.generate_engine(out, mode["n_train"], mode["n_test"], args.seed, args.workers)
-  train_problems = data.load_json(f"{out}/engine/train/instruct.json")
-  say(f"[1/7] engine: {engine['train']['n']} training and {engine['test']['n']} held-out "
-      f"problems ({engine['train']['per_domain']}) -> {out}/engine")
-  tok_path = f"{out}/data/tokenizer.json"
-  if not os.path.exists(tok_path):
-    tok = data.train_tokenizer(data.engine_texts(
-        train_problems, data.load_json(f"{out}/engine/train/caption.json")), 1024)
-    data.add_bos(tok)
-    os.makedirs(f"{out}/data", exist_ok=True)
-    tok.save(tok_path)
-  tok = Tokenizer.from_file(tok_path)
-  ids = [tok.token_to_id(s) for s in data.SPECIALS]
-  if ids != list(range(len(data.SPECIALS))):
-    raise SystemExit(f"{tok_path}: special tokens {data.SPECIALS} have ids {ids}; the demo "
-                     "presets expect 0..4 (delete the file to retrain it)")
-  built = data.build_all(out, 56, VERSIONS, ANSWER)
-  say(f"[2/7] tokenizer: BPE, {tok.get_vocab_size()} tokens -> {tok_path}; ArrayRecord: " +
-      ", ".join(f"{k} {v['written']}" for k, v in built.items()))
-  test_problems = eval_engine.load(f"{out}/engine/test/instruct.json")
-  base = evaluate.baselines(train_problems, test_problems)
-  hf_tok = load_tokenizer(tok_path)
-  wd = {s: f"{out}/{i}_{s}" for i, s in enumerate(("clip_math", "align", "sft", "dpo"), 1)}
-  training, evals, ranked = {}, {}, {}
-
-  def held_out(stage: str) -> str:
-    model, cfg = load_model(wd[stage])
-    responses = evaluate.answer(model, cfg, tok, test_problems, template="mistral_instruct",
-                                batch=mode["eval_batch"], max_new_tokens=MAX_NEW_TOKENS,
-                                max_len=256)
-    picks = evaluate.ranked(model, cfg, hf_tok, test_problems, template="mistral_instruct",
-                            batch=mode["eval_batch"])
-    scored = evaluate.score(test_problems, responses)
-    by_rank = evaluate.score(test_problems, responses, picks)
-    with open(f"{wd[stage]}/held_out.jsonl", "w") as f:
-      for p, r, k in zip(test_problems, responses, picks):
-        f.write(json.dumps({"pid": p.pid, "response": r, "ranked": k, "answer": p.answer,
-                            "correct": scored["verdicts"][p.pid],
-                            "ranked_correct": by_rank["verdicts"][p.pid]}) + "\n")
-    evals[stage], ranked[stage] = scored["accuracy"], by_rank["accuracy"]
-    a, b = scored["accuracy"], by_rank["accuracy"]
-    return (f"held-out accuracy {100 * a['all']['acc']:.1f}% generated (multiple choice "
-            f"{100 * a['type/multiple-choice']['acc']:.1f}%, free-form "
-            f"{100 * a.get('type/free-form', {'acc': 0})['acc']:.1f}%); "
-            f"{100 * b['all']['acc']:.1f}% with options ranked by likelihood (multiple choice "
-            f"{100 * b['type/multiple-choice']['acc']:.1f}%)")
-
-  # 2. CLIP-Math -------------------------------------------------------------------------------
-  from flax import nnx
-
-  from mathvlm.train import model_class, model_config
-  stage = lambda name, **fields: stage_config(name, f"{out}/data", mode["epochs"].get(name, 0),
-                                              args.quick, args.seed, **fields)
-  c, cmd = stage("clip_math")
-  test_captions = read(f"{out}/data_test", "mavis_caption")
-  untrained = model_class(model_config(c))(model_config(c), rngs=nnx.Rngs(c.seed))
-  before = evaluate.retrieval(untrained, test_captions, hf_tok, c.data.max_len)
-  training["1 CLIP-Math"] = run_stage("clip_math", c, cmd, wd["clip_math"])
-  after = evaluate.retrieval(load_model(wd["clip_math"])[0], test_captions, hf_tok,
-                             c.data.max_len)
-  say(f"[3/7] CLIP-Math: image->caption top-1 on {after['pairs']} held-out pairs "
-      f"{100 * before['image_to_caption_top1']:.1f}% untrained -> "
-      f"{100 * after['image_to_caption_top1']:.1f}% (chance {100 * after['chance']:.1f}%), "
-      f"top-5 {100 * before['image_to_caption_top5']:.1f}% -> "
-      f"{100 * after['image_to_caption_top5']:.1f}% (chance {100 * after['chance_top5']:.1f}%)")
-
-  # 3. alignment, instruction tuning ------------------------------------------------------------
-  c, cmd = stage("align", **{"model.vision_init_from": wd["clip_math"]})
-  training["2 alignment"] = run_stage("align", c, cmd, wd["align"])
-  say(f"[4/7] alignment: {held_out('align')}")
-  c, cmd = stage("sft", **{"model.init_from": wd["align"]})
-  training["3 instruction tuning"] = run_stage("sft", c, cmd, wd["sft"])
-  say(f"[5/7] instruction tuning: {held_out('sft')}")
-
-  # 4. DPO on the stage-3 model's own wrong answers ---------------------------------------------
-  model, cfg = load_model(wd["sft"])
-  pool = [p for p in eval_engine.load(f"{out}/engine/train/instruct.json")
-          if p.meta["version"] == VERSIONS[0]][:mode["dpo_problems"]]
-  responses = evaluate.answer(model, cfg, tok, pool, template="mistral_instruct",
-                              batch=mode["eval_batch"], max_new_tokens=MAX_NEW_TOKENS,
-                              max_len=256)
-  pairs_path = f"{out}/engine/train/dpo_pairs.jsonl"
-  dpo_stats = data.preference_pairs(f"{out}/engine/train/instruct.json",
-                                    {p.meta["group"]: r for p, r in zip(pool, responses)},
-                                    VERSIONS[0], ANSWER, pairs_path)
-  built["preferences"] = data.build("preferences", [
-      "--json", pairs_path, "--images", f"{out}/engine/train", "--out", f"{out}/data",
-      "--image_size", "56"])
-  c, cmd = stage("dpo", **{"model.init_from": wd["sft"]})
-  training["4 DPO"] = run_stage("dpo", c, cmd, wd["dpo"])
-  say(f"[6/7] DPO on {dpo_stats['pairs']} pairs ({dpo_stats['correct']} of "
-      f"{dpo_stats['responses']} training answers were right): {held_out('dpo')}")
-
-  # 5. MATH-Vision testmini, once ----------------------------------------------------------------
-  final = f"{wd['dpo']}/model"
-  shutil.copy(tok_path, f"{final}/tokenizer.json")
-  math_v_out = f"{out}/math_v"
-  eval_run.main(["--benchmark", "math_v", "--ckpt", final,
-                 "--data", os.path.join(data.SHARED, "math_v"),
-                 "--out", math_v_out, "--template", "mistral_instruct", "--batch", "32",
-                 "--max_new_tokens", str(MAX_NEW_TOKENS)])
-  with open(f"{math_v_out}/scores.json") as f:
-    math_v = json.load(f)
-  say(f"[7/7] MATH-Vision testmini: {math_v['all']['correct']}/{math_v['all']['total']} -> "
-      f"{math_v_out}/scores.md")
-
+def write_summary(d: Demo, seconds: float) -> dict:
+  from mathvlm.demo import report
+  r = d.results
   summary = dict(
-      command="make demo" if not args.quick else "python -m mathvlm.demo --quick",
+      command="make demo" if not d.args.quick else "python -m mathvlm.demo --quick",
       machine=f"{platform.machine()}, {os.cpu_count()} CPU cores",
-      settings=dict(seed=args.seed, quick=args.quick, versions=VERSIONS, answer=ANSWER,
-                    max_new_tokens=MAX_NEW_TOKENS, mc=engine["train"]["multiple_choice"],
-                    **{k: v for k, v in mode.items() if k != "epochs"}),
-      engine=engine, tokenizer=dict(vocab=tok.get_vocab_size()),
-      built={k: v["written"] for k, v in built.items()},
-      retrieval=dict(before=before, after=after), baselines=base, evals=evals, ranked=ranked,
-      training=training, dpo_pairs=dpo_stats, math_v=math_v,
-      workdirs=wd,
-      seconds=time.time() - t0)
+      settings=dict(seed=d.args.seed, quick=d.args.quick, versions=VERSIONS, answer=ANSWER,
+                    max_new_tokens=MAX_NEW_TOKENS, mc=r["engine"]["train"]["multiple_choice"],
+                    **{k: v for k, v in d.mode.items() if k != "epochs"}),
+      engine=r["engine"], tokenizer=r["tokenizer"],
+      built={k: v["written"] for k, v in r["built"].items()},
+      retrieval=r["retrieval"], baselines=r["baselines"], evals=r["evals"],
+      ranked=r["ranked"], training=r["training"], dpo_pairs=r["dpo_pairs"],
+      math_v=r["math_v"], workdirs={s: d.workdir(s) for s in STAGES}, seconds=seconds)
   summary["reading"] = reading(summary)
-  with open(f"{out}/summary.json", "w") as f:
+  with open(f"{d.out}/summary.json", "w") as f:
     json.dump(summary, f, indent=1)
-  path = report.write(out, summary)
+  path = report.write(d.out, summary)
   say(f"done in {summary['seconds']:.0f} s: {path}")
   return summary
 
@@ -221,32 +270,32 @@ def reading(s: dict) -> list[str]:
   """What the numbers say, written from the numbers (so it stays true when they change)."""
   b, e, k = s["baselines"], s["evals"], s["ranked"]
   best = max(b["random"], b["majority"])
-  acc = lambda table, stage, key="all": table[stage].get(key, {"acc": 0.0})["acc"]
+  acc = lambda table, stage, key="all": table[stage].get(key, {"accuracy": 0.0})["accuracy"]
   vs = lambda x, y, yes, no: yes if x >= y else no
   out = [
-      f"- Instruction tuning: {100 * acc(e, 'sft'):.1f}% of held-out answers right as generated "
-      f"(multiple choice {100 * acc(e, 'sft', 'type/multiple-choice'):.1f}%, free-form "
-      f"{100 * acc(e, 'sft', 'type/free-form'):.1f}%), against the better baseline's "
-      f"{100 * best:.1f}% ({100 * (acc(e, 'sft') - best):+.1f} points); after alignment alone "
-      f"{100 * acc(e, 'align'):.1f}%.",
-      f"- Ranking the options by likelihood: {100 * acc(k, 'sft'):.1f}% (multiple choice "
-      f"{100 * acc(k, 'sft', 'type/multiple-choice'):.1f}%), after alignment alone "
-      f"{100 * acc(k, 'align'):.1f}%" + vs(acc(k, 'align'), best, (
+      f"- Instruction tuning: {acc(e, 'sft'):.1f}% of held-out answers right as generated "
+      f"(multiple choice {acc(e, 'sft', 'type/multiple-choice'):.1f}%, free-form "
+      f"{acc(e, 'sft', 'type/free-form'):.1f}%), against the better baseline's "
+      f"{best:.1f}% ({acc(e, 'sft') - best:+.1f} points); after alignment alone "
+      f"{acc(e, 'align'):.1f}%.",
+      f"- Ranking the options by likelihood: {acc(k, 'sft'):.1f}% (multiple choice "
+      f"{acc(k, 'sft', 'type/multiple-choice'):.1f}%), after alignment alone "
+      f"{acc(k, 'align'):.1f}%" + vs(acc(k, 'align'), best, (
           ": captions alone already make some answers more plausible than others."), ".")
       + vs(acc(k, 'sft'), acc(k, 'align'), " Instruction tuning sharpens it.", ""),
-      f"- DPO: {100 * acc(e, 'dpo'):.1f}% generated, {100 * acc(k, 'dpo'):.1f}% ranked: "
+      f"- DPO: {acc(e, 'dpo'):.1f}% generated, {acc(k, 'dpo'):.1f}% ranked: "
       f"{vs(acc(e, 'dpo'), acc(e, 'sft'), 'not worse than', 'worse than')} instruction tuning "
-      f"as generated ({100 * (acc(e, 'dpo') - acc(e, 'sft')):+.1f} points), "
+      f"as generated ({acc(e, 'dpo') - acc(e, 'sft'):+.1f} points), "
       f"{vs(acc(k, 'dpo'), acc(k, 'sft'), 'not worse', 'worse')} ranked "
-      f"({100 * (acc(k, 'dpo') - acc(k, 'sft')):+.1f}). One point is "
+      f"({acc(k, 'dpo') - acc(k, 'sft'):+.1f}). One point is "
       f"{e['sft']['all']['total'] / 100:g} questions: at this "
       "size DPO on the model's own mistakes mostly holds instruction tuning's gains (how its "
       "settings were chosen is in configs/demo.py).",
-      f"- Free-form answers stay rare ({100 * acc(e, 'dpo', 'type/free-form'):.1f}% after DPO): "
+      f"- Free-form answers stay rare ({acc(e, 'dpo', 'type/free-form'):.1f}% after DPO): "
       "text-lite and vision-dominant questions put the measurements in a 56-pixel diagram, and "
       "a model this size does not compute areas and slopes; what it learns is which answers "
       "are plausible for a question, which the options then turn into a choice.",
-      f"- The choices-only rule reaches {100 * b['choices_only_rule']:.1f}%: the engine's "
+      f"- The choices-only rule reaches {b['choices_only_rule']:.1f}%: the engine's "
       "distractors are slips of the answer, so the options alone give much away to a model that "
       "learns the slips. Part of any model's gain over chance on multiple choice can come from "
       "there rather than from the diagram; per-version accuracy is the check (text-dominant "

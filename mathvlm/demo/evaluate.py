@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from mathvlm.eval import engine_benchmark as eval_engine
+from mathvlm.eval.common import entry
 
 
 def retrieval(model, records, tokenizer, max_len: int, batch: int = 100) -> dict:
@@ -86,8 +87,8 @@ def score(problems, responses, picks=None) -> dict:
                 f"type/{kind}"):
       groups[key][0] += ok
       groups[key][1] += 1
-  return dict(accuracy={k: dict(correct=c, total=t, acc=c / t) for k, (c, t) in
-                        sorted(groups.items())}, verdicts=verdicts)
+  return dict(accuracy={k: entry(c, t) for k, (c, t) in sorted(groups.items())},
+              verdicts=verdicts)
 
 
 def baselines(train_records, problems) -> dict:
@@ -107,8 +108,8 @@ def baselines(train_records, problems) -> dict:
       rule += choices_only_rule(p.choices, p.answer)
     else:
       maj += bool(top_value) and eval_engine.judge(p, top_value)
-  n = max(len(problems), 1)
-  return dict(random=rand / n, majority=maj / n, choices_only_rule=rule / n,
+  n = max(len(problems), 1)  # percent, as every accuracy here (mathvlm.eval.common.entry)
+  return dict(random=100 * rand / n, majority=100 * maj / n, choices_only_rule=100 * rule / n,
               majority_answer=dict(letter=top_letter, value=top_value))
 
 

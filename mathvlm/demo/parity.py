@@ -57,7 +57,7 @@ def main(argv=None) -> None:
   import transformers as tf
   from PIL import Image
 
-  from mathvlm import convert
+  from mathvlm import checkpoint, hf
   from mathvlm.data.image import preprocess
   from mathvlm.generate import generate
 
@@ -88,11 +88,11 @@ def main(argv=None) -> None:
   print(f"[2/4] tiny random LLaVA in transformers: {n_params:,} parameters -> {hf_dir}")
 
   ckpt = os.path.join(args.out, "ckpt")
-  model, cfg = convert.load_llava(hf_dir)
-  convert.save_checkpoint(model, cfg, ckpt)
-  model, cfg = convert.load_checkpoint(ckpt)
+  model, cfg = hf.load_llava(hf_dir)
+  checkpoint.save_model(model, cfg, ckpt)
+  model, cfg = checkpoint.load_model(ckpt)
   back = os.path.join(args.out, "hf_export")
-  convert.export_hf(model, cfg, back)
+  hf.export_hf(model, cfg, back)
   from safetensors.numpy import load_file
   a = load_file(os.path.join(hf_dir, "model.safetensors"))
   b = load_file(os.path.join(back, "model.safetensors"))

@@ -46,7 +46,7 @@ def plot_accuracy(evals: dict[str, dict], ranked: dict[str, dict], base: dict, p
   for ax, title, table in zip(axes, titles, (evals, ranked)):
     for i, (stage, acc) in enumerate(table.items()):
       xs = [k + (i - (len(table) - 1) / 2) * width for k in range(len(keys))]
-      ax.bar(xs, [acc[k]["acc"] for k in keys], width, label=STAGE_LABELS.get(stage, stage))
+      ax.bar(xs, [acc[k]["accuracy"] for k in keys], width, label=STAGE_LABELS.get(stage, stage))
     for name, style in (("random", ":"), ("majority", "--")):
       ax.axhline(base[name], color="grey", ls=style, lw=1, label=f"{name} baseline (all)")
     ax.set_xticks(range(len(keys)), [k.split("/")[-1] for k in keys])
@@ -69,7 +69,7 @@ def accuracy_table(evals: dict[str, dict]) -> list[str]:
   lines = [head, "|---" * (len(keys) + 1) + "|"]
   for stage, acc in evals.items():
     lines.append(f"| after {STAGE_LABELS.get(stage, stage)} | " +
-                 " | ".join(pct(acc[k]["acc"]) for k in keys) + " |")
+                 " | ".join(f"{acc[k]['accuracy']:.1f}" for k in keys) + " |")
   lines.append(f"| n | " + " | ".join(str(next(iter(evals.values()))[k]["total"]) for k in keys)
                + " |")
   return lines
@@ -127,10 +127,10 @@ def write(out: str, r: dict) -> str:
       *accuracy_table(r["ranked"]),
       "",
       "Baselines on the same problems: "
-      f"random {pct(b['random'])}, always the training set's most common answer "
+      f"random {b['random']:.1f}, always the training set's most common answer "
       f"({b['majority_answer']['letter']} / `{b['majority_answer']['value']}`) "
-      f"{pct(b['majority'])}; a choices-only rule that exploits how the engine writes "
-      f"distractors (the option the others derive from) {pct(b['choices_only_rule'])}.",
+      f"{b['majority']:.1f}; a choices-only rule that exploits how the engine writes "
+      f"distractors (the option the others derive from) {b['choices_only_rule']:.1f}.",
       "",
       "![accuracy](accuracy.png)",
       "",

@@ -1,7 +1,7 @@
 """Generate with a model and score: `python -m mathvlm.eval.run --benchmark B --ckpt CKPT
 --data DIR --out DIR`.
 
-Loads a mathvlm checkpoint (`mathvlm.convert.save_checkpoint`) and its tokenizer (tokenizer.json
+Loads a mathvlm checkpoint (`mathvlm.checkpoint.save_model`) and its tokenizer (tokenizer.json
 beside it, or --tokenizer), formats each problem's official query with the chat template, decodes
 in batches with the KV cache (`mathvlm.generate`), then scores the responses exactly as
 `mathvlm.eval.score` does. Writes OUT/responses.jsonl, OUT/scores.json, .md, .png and the
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
 
   from tokenizers import Tokenizer
 
-  from mathvlm import convert
+  from mathvlm import checkpoint
   tok_path = args.tokenizer or os.path.join(args.ckpt, "tokenizer.json")
   if not os.path.exists(tok_path):
     raise SystemExit(f"no tokenizer at {tok_path}: save tokenizer.json next to the checkpoint or "
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
   problems = score.load_problems(args.benchmark, ann, args.images, **kwargs)
   if args.limit:
     problems = problems[:args.limit]
-  model, cfg = convert.load_checkpoint(args.ckpt)
+  model, cfg = checkpoint.load_model(args.ckpt)
   encoder = Encoder(Tokenizer.from_file(tok_path), cfg.image_token_id, cfg.image_seq_len,
                     cfg.text.max_position_embeddings - args.max_new_tokens)
   responses = generate_responses(model, cfg, encoder, problems, template=args.template,

@@ -186,9 +186,15 @@ def scan_layers(layers: nnx.Module, body: Callable, carry: Any, xs: Any = None, 
   return jax.lax.scan(step, carry, (state, xs))
 
 
+def path_parts(path) -> tuple[str, ...]:
+  """A parameter's path as strings, from an nnx state path or a jax key path alike."""
+  return tuple(str(getattr(p, "key", getattr(p, "idx", getattr(p, "name", p)))) for p in path)
+
+
 def path_str(path) -> str:
-  """A parameter path as the config's regexes see it: 'language_model/layers/mlp/up_proj'."""
-  return "/".join(str(p) for p in path)
+  """A parameter path as the config's regexes and error messages see it:
+  'language_model/layers/mlp/up_proj/kernel'. The one path formatter."""
+  return "/".join(path_parts(path))
 
 
 def axis_names(model: nnx.Module) -> dict[tuple[str, ...], tuple[str | None, ...]]:

@@ -11,7 +11,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from mathvlm.objectives import lm
+from mathvlm import flops
+from mathvlm.objectives.base import Objective
 
 Array = jax.Array
 
@@ -27,11 +28,21 @@ def cross_entropy(logits: Array, labels: Array, label_smoothing: float = 0.0) ->
 
 def loss(model, batch: dict[str, Array], cfg: Any = None):
   """Mean cross-entropy over the batch; weight = B."""
-  ls = float(lm.options(cfg, "classify").get("label_smoothing", 0.0))
-  if not 0.0 <= ls < 1.0:
-    raise ValueError(f"classify.label_smoothing={ls}; expected a value in [0, 1)")
+  ls = float(OBJECTIVE.options(cfg)["label_smoothing"])
   labels = jnp.asarray(batch["labels"], jnp.int32)
   logits = model(batch["pixel_values"]).astype(jnp.float32)
   mean = jnp.mean(cross_entropy(logits, labels, ls))
   accuracy = jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32))
   return mean, jnp.asarray(labels.shape[0], jnp.float32), dict(loss=mean, accuracy=accuracy)
+
+
+def check(o) -> list[str]:
+  if not 0.0 <= o["label_smoothing"] < 1.0:
+    return [f"classify.label_smoothing={o['label_smoothing']}: a value in [0, 1)"]
+  return []
+
+
+OBJECTIVE = Objective(
+    name="classify", family="classifier", loss=loss, example="classify",
+    flops=flops.classify_step, batch_keys=("pixel_values", "labels"),
+    defaults=dict(label_smoothing=0.0), check=check)

@@ -17,7 +17,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from mathvlm.objectives import lm
+from mathvlm import flops
+from mathvlm.data.captions import CaptionSource
+from mathvlm.objectives.base import Objective
 
 Array = jax.Array
 
@@ -47,11 +49,8 @@ def sigmoid_loss(image_embeds: Array, text_embeds: Array, scale: Array,
 
 def loss(model, batch: dict[str, Array], cfg: Any = None):
   """Contrastive loss over the (global) batch; weight = B."""
-  opts = lm.options(cfg, "contrastive")
-  loss_type = opts.get("loss_type", "softmax")
-  if loss_type not in LOSS_TYPES:
-    raise ValueError(f"unknown contrastive loss_type {loss_type!r}; expected one of {LOSS_TYPES}")
-  max_scale = float(opts.get("max_logit_scale", 100.0))
+  opts = OBJECTIVE.options(cfg)
+  loss_type, max_scale = opts["loss_type"], float(opts["max_logit_scale"])
 
   out = model(batch["pixel_values"], batch["input_ids"], batch.get("attention_mask"))
   img = out["image_embeds"].astype(jnp.float32)
@@ -60,10 +59,30 @@ def loss(model, batch: dict[str, Array], cfg: Any = None):
   if loss_type == "softmax":
     value, logits = softmax_loss(img, txt, scale)
   else:
-    value, logits = sigmoid_loss(img, txt, scale, float(opts.get("sigmoid_bias", -10.0)))
+    value, logits = sigmoid_loss(img, txt, scale, float(opts["sigmoid_bias"]))
   diag = jnp.arange(logits.shape[0])
   metrics = dict(
       loss=value, logit_scale=scale,
       i2t_accuracy=jnp.mean((jnp.argmax(logits, axis=1) == diag).astype(jnp.float32)),
       t2i_accuracy=jnp.mean((jnp.argmax(logits, axis=0) == diag).astype(jnp.float32)))
   return value, jnp.asarray(logits.shape[0], jnp.float32), metrics
+
+
+def check(o) -> list[str]:
+  if o["loss_type"] not in LOSS_TYPES:
+    return [f"contrastive.loss_type={o['loss_type']!r}: one of {LOSS_TYPES}"]
+  return []
+
+
+def caption_source(records, tokenizer, data, model_cfg) -> CaptionSource:
+  """CLIP-Math: image and caption, no template or image tokens."""
+  return CaptionSource(records, tokenizer=tokenizer, image_size=model_cfg.vision.image_size,
+                       max_len=data.max_len, aspect=data.image_aspect,
+                       pad_id=tokenizer.pad_token_id or 0)
+
+
+OBJECTIVE = Objective(
+    name="contrastive", family="clip", loss=loss, example="contrastive",
+    flops=flops.contrastive_step, batch_keys=("pixel_values", "input_ids", "attention_mask"),
+    defaults=dict(loss_type="softmax", sigmoid_bias=-10.0, max_logit_scale=100.0), check=check,
+    make_source=caption_source)

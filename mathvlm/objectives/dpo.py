@@ -1,15 +1,18 @@
 """Direct preference optimisation (MAVIS stage 4), with TRL's DPOTrainer formulas.
 
-One batch holds both sides: rows 0..B-1 are the chosen answers, rows B..2B-1 the rejected ones to
-the same prompts, so the policy runs one forward over 2B rows. `ref_logps` [2B] are the reference
-model's summed target log-probs of the same rows: `lm.batch_logps` on the frozen model, computed by
-the trainer outside the differentiated function, or carried precomputed by the data. They are data,
-and `stop_gradient` makes sure no gradient is taken through them.
+Data comes as pairs, [B, 2, ...] (chosen, rejected), so splitting a batch over micro-batches or
+devices keeps each pair together. The loss lays them out as rows: 0..B-1 the chosen answers,
+B..2B-1 the rejected ones to the same prompts, and the policy runs one forward over 2B rows (it also
+takes that row layout directly). `ref_logps` are the reference model's summed target log-probs of
+the same rows: `lm.batch_logps` on a frozen copy of the starting model (`reference='init'`, kept as
+objective state), computed in `prepare`, outside the differentiated function; or carried
+precomputed by the data (`reference='data'`). They are data, and `stop_gradient` makes sure no
+gradient is taken through them.
 
 Options (`cfg.dpo`): beta (0.1; MAVIS does not publish one), loss_type 'sigmoid' | 'ipo',
 label_smoothing (0.0, sigmoid only: conservative DPO), length_normalize (default: True for ipo,
 as TRL divides both policy and reference log-probs by the number of target tokens for IPO),
-sft_weight (0.0: TRL's `rpo_alpha`, the weight of the chosen answers' per-token negative
+reference ('init' | 'data'), sft_weight (0.0: TRL's `rpo_alpha`, the weight of the chosen answers' per-token negative
 log-likelihood added to the loss, as in RPO, arXiv 2404.19733). DPO alone only widens the gap
 between chosen and rejected and can lower both; with short answers that differ in one value it
 soon does, and the model stops writing the chosen answers it is meant to prefer. The NLL term
@@ -20,10 +23,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import einops
 import jax
 import jax.numpy as jnp
 
+from mathvlm import flops
+from mathvlm.data.conversations import PreferenceSource
 from mathvlm.objectives import lm
+from mathvlm.objectives.base import Objective
 
 Array = jax.Array
 
@@ -34,13 +41,9 @@ def dpo_loss(pi_c: Array, pi_r: Array, ref_c: Array, ref_r: Array, beta: float =
              loss_type: str = "sigmoid", label_smoothing: float = 0.0
              ) -> tuple[Array, Array, Array]:
   """(per-pair losses [B], chosen rewards [B], rejected rewards [B]); rewards carry no gradient."""
-  if loss_type not in LOSS_TYPES:
-    raise ValueError(f"unknown DPO loss_type {loss_type!r}; expected one of {LOSS_TYPES}")
-  if not beta > 0:
-    raise ValueError(f"DPO beta={beta}; it must be > 0")
-  if loss_type == "ipo" and label_smoothing:
-    raise ValueError(f"label_smoothing={label_smoothing} has no meaning for loss_type 'ipo'; "
-                     "set it to 0 or use 'sigmoid'")
+  errors = check(dict(DEFAULTS, beta=beta, loss_type=loss_type, label_smoothing=label_smoothing))
+  if errors:
+    raise ValueError("; ".join(errors))
   logits = (pi_c - pi_r) - (ref_c - ref_r)
   if loss_type == "sigmoid":
     losses = (-jax.nn.log_sigmoid(beta * logits) * (1 - label_smoothing)
@@ -52,14 +55,19 @@ def dpo_loss(pi_c: Array, pi_r: Array, ref_c: Array, ref_r: Array, beta: float =
   return losses, chosen, rejected
 
 
+def pairs_to_rows(batch: dict[str, Array]) -> dict[str, Array]:
+  """[pairs, 2, ...] -> [2 * pairs, ...]: every chosen row, then every rejected one."""
+  return {k: einops.rearrange(v, "p two ... -> (two p) ...") for k, v in batch.items()}
+
+
 def loss(model, batch: dict[str, Array], cfg: Any = None):
-  """Mean DPO loss over the B pairs; weight = B."""
-  opts = lm.options(cfg, "dpo")
-  beta = float(opts.get("beta", 0.1))
-  loss_type = opts.get("loss_type", "sigmoid")
-  label_smoothing = float(opts.get("label_smoothing", 0.0))
-  normalize = opts.get("length_normalize", None)
+  """Mean DPO loss over the B pairs; weight = B. The batch comes as pairs or as rows."""
+  opts = OBJECTIVE.options(cfg)
+  beta, loss_type = float(opts["beta"]), opts["loss_type"]
+  normalize = opts["length_normalize"]
   normalize = loss_type == "ipo" if normalize is None else bool(normalize)
+  if jnp.ndim(batch["input_ids"]) == 3:
+    batch = pairs_to_rows(batch)
 
   rows = batch["input_ids"].shape[0]
   if rows % 2:
@@ -68,9 +76,6 @@ def loss(model, batch: dict[str, Array], cfg: Any = None):
   if ref.shape != (rows,):
     raise ValueError(f"ref_logps has shape {ref.shape}; expected ({rows},), one per row")
   ref = jax.lax.stop_gradient(ref)
-  sft_weight = float(opts.get("sft_weight", 0.0))
-  if sft_weight < 0:
-    raise ValueError(f"dpo.sft_weight={sft_weight}; it must be >= 0")
   logps = lm.batch_logps(model, batch)
   counts = jnp.maximum(jnp.sum(lm.target_mask(batch)[:, 1:], axis=-1), 1).astype(jnp.float32)
   b = rows // 2
@@ -79,10 +84,10 @@ def loss(model, batch: dict[str, Array], cfg: Any = None):
     logps, ref = logps / counts, ref / counts
 
   losses, chosen, rejected = dpo_loss(logps[:b], logps[b:], ref[:b], ref[b:], beta, loss_type,
-                                      label_smoothing)
+                                      float(opts["label_smoothing"]))
   mean = jnp.mean(losses)
-  if sft_weight:
-    mean = mean + sft_weight * nll
+  if opts["sft_weight"]:
+    mean = mean + float(opts["sft_weight"]) * nll
   metrics = {
       "loss": mean,
       "nll/chosen": jax.lax.stop_gradient(nll),
@@ -94,3 +99,72 @@ def loss(model, batch: dict[str, Array], cfg: Any = None):
       "logps/rejected": jax.lax.stop_gradient(jnp.mean(logps[b:])),
   }
   return mean, jnp.asarray(b, jnp.float32), metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# What the trainer needs beyond the loss.
+
+DEFAULTS = dict(beta=0.1, loss_type="sigmoid", label_smoothing=0.0, length_normalize=None,
+                sft_weight=0.0, reference="init")
+
+
+def check(o) -> list[str]:
+  errors = []
+  if o["loss_type"] not in LOSS_TYPES:
+    errors.append(f"dpo.loss_type={o['loss_type']!r}: one of {LOSS_TYPES}")
+  if not o["beta"] > 0:
+    errors.append(f"dpo.beta={o['beta']}: it must be > 0")
+  if not 0 <= o["label_smoothing"] < 0.5:
+    errors.append(f"dpo.label_smoothing={o['label_smoothing']}: a value in [0, 0.5)")
+  if o["loss_type"] == "ipo" and o["label_smoothing"]:
+    errors.append(f"dpo.label_smoothing={o['label_smoothing']} has no meaning for loss_type "
+                  "'ipo'; set it to 0 or use 'sigmoid'")
+  if o["sft_weight"] < 0:
+    errors.append(f"dpo.sft_weight={o['sft_weight']}; it must be >= 0")
+  if o["reference"] not in ("init", "data"):
+    errors.append(f"dpo.reference={o['reference']!r}: 'init' (a frozen copy of the starting "
+                  "model) or 'data' (ref_logps carried by the data)")
+  return errors
+
+
+def preference_source(records, tokenizer, data, model_cfg) -> PreferenceSource:
+  """Built `preferences` pairs as [2, ...] examples (chosen, rejected)."""
+  return PreferenceSource(records, tokenizer=tokenizer, template=data.template,
+                          image_size=model_cfg.vision.image_size,
+                          image_token_id=model_cfg.image_token_id,
+                          image_seq_len=model_cfg.image_seq_len, max_len=data.max_len,
+                          aspect=data.image_aspect, pad_id=tokenizer.pad_token_id or 0)
+
+
+def reference_copy(params, opts) -> dict:
+  """reference='init': the starting model's trainable parameters, frozen for the whole run."""
+  return {"ref_params": jax.tree.map(jnp.copy, params)} if opts["reference"] == "init" else {}
+
+
+def reference_logps(model_of, state, batch, opts):
+  """The frozen reference's log-probs of every row, as [pairs, 2], before the gradient."""
+  if opts["reference"] != "init":
+    return batch, {}
+  rows = lm.batch_logps(model_of(state["ref_params"]), pairs_to_rows(batch))
+  ref = einops.rearrange(jax.lax.stop_gradient(rows), "(two p) -> p two", two=2)
+  return dict(batch, ref_logps=ref), {}
+
+
+def check_example(example, opts) -> None:
+  keys = ("input_ids", "attention_mask", "loss_mask")
+  missing = [k for k in keys + (("ref_logps",) if opts["reference"] == "data" else ())
+             if k not in example]
+  if missing:
+    raise ValueError(f"objective 'dpo' (dpo.reference={opts['reference']!r}): the examples are "
+                     f"missing {missing} (they have {sorted(example)})")
+
+
+def step_flops(model_cfg, batch_shapes, trainable) -> float:
+  return flops.lm_step(model_cfg, batch_shapes, trainable, pairs=True, reference=True)
+
+
+OBJECTIVE = Objective(
+    name="dpo", family="llava", loss=loss, example="dpo", flops=step_flops,
+    batch_keys=("input_ids", "attention_mask", "loss_mask", "ref_logps"),
+    defaults=DEFAULTS, check=check, make_source=preference_source, extra_state=reference_copy,
+    prepare=reference_logps, check_example=check_example)

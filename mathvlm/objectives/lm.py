@@ -14,21 +14,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from mathvlm import flops
+from mathvlm.data.conversations import ConversationSource
 from mathvlm.models.layers import positions_from_mask
+from mathvlm.objectives.base import Objective
 
 Array = jax.Array
-
-
-def options(cfg: Any, name: str) -> Any:
-  """The objective's sub-config (`cfg.dpo`, ...), or `{}` when cfg or the section is missing.
-
-  Works for an `ml_collections.ConfigDict` and a plain dict alike; read fields with
-  `.get(k, default)`.
-  """
-  if cfg is None:
-    return {}
-  sub = cfg.get(name, None) if hasattr(cfg, "get") else getattr(cfg, name, None)
-  return {} if sub is None else sub
 
 
 def shift(logits: Array, input_ids: Array, loss_mask: Array) -> tuple[Array, Array, Array]:
@@ -108,3 +99,18 @@ def loss(model, batch: dict[str, Array], cfg: Any = None):
   denom = jnp.maximum(tokens, 1.0)
   mean = jnp.sum(ce) / denom
   return mean, tokens, dict(loss=mean, tokens=tokens, accuracy=jnp.sum(correct) / denom)
+
+
+def conversation_source(records, tokenizer, data, model_cfg) -> ConversationSource:
+  """Built conversations (mathv360k, mavis_instruct, mavis_caption, llava_json) as lm examples."""
+  return ConversationSource(records, tokenizer=tokenizer, template=data.template,
+                            image_size=model_cfg.vision.image_size,
+                            image_token_id=model_cfg.image_token_id,
+                            image_seq_len=model_cfg.image_seq_len, max_len=data.max_len,
+                            aspect=data.image_aspect, pad_id=tokenizer.pad_token_id or 0)
+
+
+OBJECTIVE = Objective(
+    name="lm", family="llava", loss=loss, example="lm", flops=flops.lm_step,
+    batch_keys=("input_ids", "attention_mask", "loss_mask"), make_source=conversation_source,
+    weight_metric="tokens")

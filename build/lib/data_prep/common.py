@@ -1,0 +1,486 @@
+"""Shared machinery of the builders: bad-record reasons, checks, and the sharded ArrayRecord writer.
+
+Why the builders write shards themselves instead of calling `download_and_prepare`:
+TFDS's own writer runs in one process (parallelism needs Apache Beam), shuffles records by key
+hash, and builds into an `incomplete.*` folder that is thrown away when a run dies, so it can be
+neither parallel over processes nor resumed shard by shard. Each builder is still a
+`tfds.core.GeneratorBasedBuilder` subclass: it owns the features (the schema) and writes
+`dataset_info.json` / `features.json` through TFDS, so the output is an ordinary TFDS dataset
+folder; only the shard files are written here, with `ArrayRecordWriter`, in TFDS's layout
+(`<name>-train.array_record-0000i-of-0000N`), each record serialized by the builder's own
+`features.serialize_example`. The format itself (schemas, reading back, the bad-data reasons) is
+`mathvlm.data.records`, which the input pipeline reads with.
+
+Records are split into `num_shards` contiguous ranges of the input, so the order read back is
+the input order whatever the number of workers. Workers validate and serialize chunks; the main
+process writes each shard to a temporary name, renames it when complete, then writes a marker
+`<out>/<name>/_shards/<i>.json` with the shard's counts and bad records. A re-run skips every
+shard whose marker matches the run's fingerprint (input files' sizes and mtimes, options,
+shard count) and whose file has the recorded size; `report.json` is assembled from the markers.
+"""
+
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import multiprocessing
+import os
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import tensorflow_datasets as tfds
+import tqdm
+from array_record.python.array_record_module import ArrayRecordWriter
+from PIL import Image
+
+from mathvlm.data import records
+
+log = logging.getLogger(__name__)
+
+SPLIT, VERSION, IMAGE_TOKEN, REASONS = (records.SPLIT, records.VERSION, records.IMAGE_TOKEN,
+                                      records.BUILD_REASONS)
+
+
+class BadRecord(Exception):
+  """One input record that cannot be written; `key`/`where`/`file` are filled in by the runner."""
+
+  def __init__(self, reason: str, detail: str, key: str | None = None):
+    assert reason in REASONS, reason
+    super().__init__(reason, detail, key)
+    self.reason, self.detail, self.key = reason, detail, key
+    self.where = self.file = None
+
+  def entry(self) -> dict:
+    return {"id": self.key, "at": self.where, "file": self.file, "detail": self.detail}
+
+  def __str__(self):
+    return (f"bad record {self.key!r} ({self.where} of {self.file}): {self.reason}: "
+            f"{self.detail}. Fix: {REASONS[self.reason]}; or run without --strict to count "
+            f"and skip bad records.")
+
+
+class TooManyBadRecords(Exception):
+  """The bad share of a run passed --max_bad_fraction (raised after report.json is written)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Features and reading back.
+
+class ShardedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """A TFDS builder whose shards are written by `build` (see the module docstring).
+
+  Subclasses set `name` and `features`. Builders are not registered with TFDS, so reading by
+  name always goes through the files on disk, in every process, whether or not `data_prep`
+  was imported.
+  """
+
+  VERSION = tfds.core.Version(VERSION)
+  features: Callable[[], tfds.features.FeaturesDict]
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, features=type(self).features(),
+                                 description=type(self).__doc__)
+
+  def _split_generators(self, dl_manager):
+    raise RuntimeError(f"{self.name} is built by `python -m data_prep.{self.name} ... --out "
+                       f"DATA_DIR`, not by download_and_prepare; then read it with "
+                       f"tfds.data_source({self.name!r}, data_dir=DATA_DIR).")
+
+  def _generate_examples(self):
+    raise RuntimeError("see _split_generators")
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks shared by the builders (pure, raise BadRecord).
+
+def parse(payload: Any) -> dict:
+  """A JSON-lines payload is a str (parsed here, in the worker); a JSON-list one a dict."""
+  if isinstance(payload, str):
+    try:
+      payload = json.loads(payload)
+    except json.JSONDecodeError as e:
+      raise BadRecord("malformed_json", f"not JSON: {e}") from None
+  if not isinstance(payload, dict):
+    raise BadRecord("malformed_record", f"a record must be a JSON object, got "
+                    f"{type(payload).__name__}")
+  return payload
+
+
+def record_id(rec: dict, fallback: str) -> str:
+  rid = rec.get("id")
+  return fallback if rid is None or rid == "" else str(rid)
+
+
+def read_image(path: str) -> bytes:
+  """The file's bytes, after checking PIL can fully decode them."""
+  try:
+    with open(path, "rb") as f:
+      data = f.read()
+  except FileNotFoundError:
+    raise BadRecord("missing_image", f"no file {path}") from None
+  except OSError as e:
+    raise BadRecord("missing_image", f"cannot read {path}: {e}") from None
+  check_image_bytes(data, path)
+  return data
+
+
+def check_image_bytes(data: bytes, what: str) -> bytes:
+  try:
+    with Image.open(io.BytesIO(data)) as im:
+      im.load()
+  except Exception as e:  # PIL raises many types: OSError, SyntaxError, DecompressionBombError..
+    raise BadRecord("unreadable_image", f"{what}: {type(e).__name__}: {e}") from None
+  return data
+
+
+def image_paths(value: Any, max_images: int) -> list[str]:
+  """A record's `image` field (absent, a path, or a list of paths) as a list of paths."""
+  if value is None or value == "":
+    return []
+  paths = value if isinstance(value, list) else [value]
+  if not all(isinstance(p, str) and p for p in paths):
+    raise BadRecord("malformed_record", f"`image` must be a path or a list of paths, got "
+                    f"{value!r}")
+  if len(paths) > max_images:
+    raise BadRecord("too_many_images", f"{len(paths)} images, --max_images is {max_images}")
+  return paths
+
+
+def check_conversations(convs: Any, num_images: int) -> list[dict]:
+  """The LLaVA turn list, checked: alternating human/gpt, answers non-empty, one `<image>` per
+  image. Returns the turns reduced to {"from", "value"}."""
+  if not isinstance(convs, list) or not convs:
+    raise BadRecord("malformed_record", "`conversations` must be a non-empty list of turns")
+  turns = []
+  for i, t in enumerate(convs):
+    if not (isinstance(t, dict) and isinstance(t.get("from"), str)
+            and isinstance(t.get("value"), str)):
+      raise BadRecord("malformed_record", f"turn {i} must be {{'from': str, 'value': str}}, "
+                      f"got {t!r:.80}")
+    turns.append({"from": t["from"], "value": t["value"]})
+  roles = [t["from"] for t in turns]
+  want = ["human" if i % 2 == 0 else "gpt" for i in range(len(turns))]
+  if roles != want or len(turns) % 2:
+    raise BadRecord("roles_out_of_order", f"roles {roles}")
+  for i, t in enumerate(turns):
+    if t["from"] == "gpt" and not t["value"].strip():
+      raise BadRecord("empty_answer", f"turn {i} (gpt) is empty")
+  check_image_tokens(sum(t["value"].count(IMAGE_TOKEN) for t in turns), num_images)
+  return turns
+
+
+def check_image_tokens(num_tokens: int, num_images: int):
+  if num_tokens < num_images:
+    raise BadRecord("missing_image_token", f"{num_images} image(s) but {num_tokens} "
+                    f"`{IMAGE_TOKEN}` in the text")
+  if num_tokens > num_images:
+    raise BadRecord("too_many_image_tokens", f"{num_tokens} `{IMAGE_TOKEN}` in the text but "
+                    f"{num_images} image(s)")
+
+
+def dumps(obj) -> str:
+  return json.dumps(obj, ensure_ascii=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading inputs: items are (key, where, file, payload); payload is a dict or a JSON line.
+
+def load_json_items(path: str) -> list[tuple]:
+  """A `.jsonl` file line by line (parsed later, so a bad line is one bad record), any other
+  file as one JSON list of records."""
+  items = []
+  if path.endswith(".jsonl"):
+    with open(path, encoding="utf-8") as f:
+      for n, line in enumerate(f, 1):
+        if line.strip():
+          items.append((f"line {n}", f"line {n}", path, line))
+    return items
+  with open(path, encoding="utf-8") as f:
+    try:
+      data = json.load(f)
+    except json.JSONDecodeError as e:
+      raise SystemExit(f"{path} is not a JSON file ({e}); if it holds one record per line, "
+                       f"name it .jsonl") from None
+  if not isinstance(data, list):
+    raise SystemExit(f"{path} must hold a JSON list of records, got {type(data).__name__}")
+  for n, rec in enumerate(data):
+    key = record_id(rec, f"index {n}") if isinstance(rec, dict) else f"index {n}"
+    items.append((key, f"index {n}", path, rec))
+  return items
+
+
+# ---------------------------------------------------------------------------------------------
+# The sharded, parallel, resumable writer.
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+  """What `build` needs of a builder module. `convert(item, options)` returns a list whose
+  entries are examples (dicts of the features) or BadRecord; it must be a top-level function
+  (it is sent to worker processes)."""
+  builder: type
+  convert: Callable[[tuple, dict], list]
+
+  @property
+  def name(self):
+    return self.builder.name
+
+
+_FEATURES = {}
+
+
+def _features(builder):
+  if builder.name not in _FEATURES:
+    _FEATURES[builder.name] = builder.features()
+  return _FEATURES[builder.name]
+
+
+def _work(task):
+  """Worker: convert and serialize one chunk; returns [("ok", bytes) | ("bad", BadRecord)]."""
+  spec, options, chunk = task
+  features = _features(spec.builder)
+  out = []
+  for item in chunk:
+    key, where, file, _ = item
+    try:
+      results = spec.convert(item, options)
+    except BadRecord as e:
+      results = [e]
+    for r in results:
+      if isinstance(r, BadRecord):
+        r.key, r.where, r.file = r.key or key, where, file
+        out.append(("bad", r))
+      else:
+        out.append(("ok", features.serialize_example(r), length_of(r)))
+  return out
+
+
+def length_of(record: dict) -> list[int]:
+  """[characters of text, has image]: what length grouping needs, kept per record in the shard
+  markers so training never has to read the (image-heavy) records to sort them."""
+  text = sum(len(record.get(k) or "") for k in ("conversations", "prompt", "chosen", "rejected"))
+  return [int(text), int(bool(record.get("image")))]
+
+
+def _shard_name(name, i, n):
+  return f"{name}-{SPLIT}.array_record-{i:05d}-of-{n:05d}"
+
+
+def fingerprint(name: str, sources: Iterable[str], options: dict, num_shards: int,
+                num_items: int) -> str:
+  """What decides a shard's content: input files (path, size, mtime), options, shard plan."""
+  h = hashlib.sha256()
+  for p in sorted(sources):
+    st = os.stat(p)
+    h.update(f"{os.path.abspath(p)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+  h.update(json.dumps([name, options, num_shards, num_items], sort_keys=True).encode())
+  return h.hexdigest()[:16]
+
+
+def _atomic_write_json(path, obj):
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(obj, f, indent=1, ensure_ascii=False)
+  os.replace(tmp, path)
+
+
+def _read_marker(path, fp, shard_file):
+  try:
+    with open(path, encoding="utf-8") as f:
+      m = json.load(f)
+  except (OSError, json.JSONDecodeError):
+    return None
+  ok = (m.get("fingerprint") == fp and os.path.exists(shard_file)
+        and os.path.getsize(shard_file) == m.get("num_bytes"))
+  return m if ok else None
+
+
+def build(spec: Spec, items: list[tuple], out: str, options: dict, *, sources: list[str],
+          num_shards: int = 1, workers: int = 1, strict: bool = False,
+          max_bad_fraction: float = 0.05, chunk_size: int = 64, progress: bool = True) -> dict:
+  """Validates and writes `items` as DATA_DIR/<name>/1.0.0 and DATA_DIR/<name>/report.json.
+
+  Returns the report. Raises BadRecord on the first bad record when `strict`, and
+  TooManyBadRecords (after writing the report, without `dataset_info.json`, so the dataset
+  cannot be read half-checked) when the bad share passes `max_bad_fraction`.
+  """
+  name = spec.name
+  if not items:
+    raise SystemExit(f"{name}: no records in {sources}; check the --src/--json path")
+  if num_shards < 1:
+    raise SystemExit(f"--num_shards must be >= 1, got {num_shards}")
+  builder = spec.builder(data_dir=out, file_format="array_record")
+  ddir = builder.data_dir
+  mdir = records.shard_markers(out, name)
+  os.makedirs(ddir, exist_ok=True)
+  os.makedirs(mdir, exist_ok=True)
+  fp = fingerprint(name, sources, options, num_shards, len(items))
+
+  # A dataset being (re)built is not readable: drop the info, and shards of another plan.
+  for f in ("dataset_info.json", "features.json"):
+    if os.path.exists(os.path.join(ddir, f)):
+      os.remove(os.path.join(ddir, f))
+  keep = {_shard_name(name, i, num_shards) for i in range(num_shards)}
+  for f in os.listdir(ddir):
+    if f.startswith(f"{name}-{SPLIT}.array_record-") and f not in keep:
+      os.remove(os.path.join(ddir, f))
+
+  bounds = [len(items) * i // num_shards for i in range(num_shards + 1)]
+  markers, todo = {}, []
+  for i in range(num_shards):
+    m = _read_marker(os.path.join(mdir, f"{i:05d}.json"), fp,
+                     os.path.join(ddir, _shard_name(name, i, num_shards)))
+    if m is None:
+      todo.append(i)
+    else:
+      markers[i] = m
+  skipped = sorted(markers)
+  if skipped:
+    log.info("%s: %d of %d shards already finished, skipping %s", name, len(skipped),
+             num_shards, skipped)
+
+  tasks, last = [], {}
+  for i in todo:
+    lo, hi = bounds[i], bounds[i + 1]
+    starts = range(lo, hi, chunk_size) if hi > lo else [lo]
+    for s in starts:
+      tasks.append((i, (spec, options, items[s:min(s + chunk_size, hi)])))
+    last[i] = len(tasks) - 1
+  total_todo = sum(bounds[i + 1] - bounds[i] for i in todo)
+
+  pool = None
+  if workers > 1 and len(tasks) > 1:
+    pool = multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)))
+    results = pool.imap(_work, [t for _, t in tasks])
+  else:
+    results = map(_work, [t for _, t in tasks])
+  writer = tmp = None
+  bar = tqdm.tqdm(total=total_todo, unit="rec", desc=name, disable=not progress)
+  try:
+    state = {}
+    for k, ((i, (_, _, chunk)), res) in enumerate(zip(tasks, results)):
+      if writer is None:
+        final = os.path.join(ddir, _shard_name(name, i, num_shards))
+        tmp = f"{final}.tmp-{os.getpid()}"
+        writer = ArrayRecordWriter(tmp, "group_size:1")
+        state = {"written": 0, "bad": [], "items": 0, "lengths": []}
+      state["items"] += len(chunk)
+      for kind, r, *length in res:
+        if kind == "ok":
+          writer.write(r)
+          state["written"] += 1
+          state["lengths"].append(length[0])
+        else:
+          if strict:
+            raise r
+          state["bad"].append({"reason": r.reason, **r.entry()})
+      bar.update(len(chunk))
+      if k == last[i]:
+        writer.close()
+        writer = None
+        os.replace(tmp, final)
+        markers[i] = {"shard": i, "fingerprint": fp, "num_bytes": os.path.getsize(final),
+                      "items": state["items"], "written": state["written"],
+                      "bad": state["bad"], "lengths": state["lengths"]}
+        _atomic_write_json(os.path.join(mdir, f"{i:05d}.json"), markers[i])
+  finally:
+    bar.close()
+    if writer is not None:
+      writer.close()
+      os.remove(tmp)
+    if pool is not None:
+      pool.terminate()
+      pool.join()
+
+  report = _report(name, sources, markers, num_shards, skipped, max_bad_fraction)
+  _atomic_write_json(os.path.join(out, name, "report.json"), report)
+  if not report["ok"]:
+    raise TooManyBadRecords(
+      f"{name}: {report['bad']} of {report['total']} records are bad ({report['bad_fraction']:.2%}"
+      f" > --max_bad_fraction {max_bad_fraction}); see {os.path.join(out, name, 'report.json')} "
+      f"for the records and the fix per reason, then fix the sources or raise the threshold. "
+      f"The dataset was not finalized (finished shards are kept for the re-run).")
+
+  shard_lengths = [markers[i]["written"] for i in range(num_shards)]
+  split = tfds.core.SplitInfo(
+    name=SPLIT, shard_lengths=shard_lengths,
+    num_bytes=sum(markers[i]["num_bytes"] for i in range(num_shards)),
+    filename_template=tfds.core.ShardedFileTemplate(
+      data_dir=ddir, template="{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}",
+      dataset_name=name, split=SPLIT, filetype_suffix="array_record"))
+  builder.info.set_splits(tfds.core.SplitDict([split]))
+  builder.info.set_file_format("array_record")
+  builder.info.write_to_directory(ddir)
+  return report
+
+
+def _report(name, sources, markers, num_shards, skipped, max_bad_fraction) -> dict:
+  bad = [b for i in sorted(markers) for b in markers[i]["bad"]]
+  written = sum(m["written"] for m in markers.values())
+  total = written + len(bad)
+  by_reason = {}
+  for b in bad:
+    r = by_reason.setdefault(b["reason"], {"count": 0, "fix": REASONS[b["reason"]],
+                                           "records": []})
+    r["count"] += 1
+    r["records"].append({k: b[k] for k in ("id", "at", "file", "detail")})
+  frac = len(bad) / total if total else 0.0
+  return {"name": name, "sources": [os.path.abspath(s) for s in sources], "total": total,
+          "written": written, "bad": len(bad), "bad_fraction": frac,
+          "max_bad_fraction": max_bad_fraction, "ok": frac <= max_bad_fraction,
+          "by_reason": by_reason,
+          "shards": {"num_shards": num_shards, "skipped": skipped,
+                     "built": [i for i in range(num_shards) if i not in skipped]}}
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line, shared by the builders' `main`.
+
+def add_run_flags(parser, name):
+  parser.add_argument("--out", required=True, help=f"DATA_DIR; writes DATA_DIR/{name}/")
+  parser.add_argument("--num_shards", type=int, default=1)
+  parser.add_argument("--workers", type=int, default=1, help="processes that check and encode")
+  parser.add_argument("--strict", action="store_true", help="stop at the first bad record")
+  parser.add_argument("--max_bad_fraction", type=float, default=0.05,
+                      help="fail the run (after writing report.json) above this bad share")
+  parser.add_argument("--max_images", type=int, default=1, help="images per record the model "
+                      "supports; the schema stores one, so only 1 is accepted for now")
+  parser.add_argument("--no_progress", action="store_true")
+  parser.add_argument("--image_size", type=int, default=0,
+                      help="pad/resize images once, here, to the model's input size (e.g. 336) "
+                      "so the training pipeline only decodes them; 0 keeps the originals")
+  parser.add_argument("--image_aspect", default="pad", choices=("pad", "resize"),
+                      help="with --image_size: LLaVA's pad-to-square (default) or a plain resize")
+
+
+def prepare_image(data: bytes, options: dict) -> bytes:
+  """The stored image: the original bytes, or (--image_size) padded and resized once, as PNG."""
+  size = options.get("image_size") or 0
+  if not data or not size:
+    return data
+  from mathvlm.data.image import to_pixels  # the training pipeline's own geometry
+  with Image.open(io.BytesIO(data)) as im:
+    pixels = to_pixels(im, size, options.get("image_aspect", "pad"))
+  out = io.BytesIO()
+  Image.fromarray(pixels).save(out, format="PNG", compress_level=1)
+  return out.getvalue()
+
+
+def run_main(spec, args, items, options, sources) -> dict:
+  """Entry-point glue: build, print the outcome, turn known failures into exit messages."""
+  if args.max_images != 1:
+    raise SystemExit(f"--max_images {args.max_images}: the {spec.name} schema stores one "
+                     f"image per record; only --max_images 1 is supported")
+  options = dict(options, image_size=args.image_size, image_aspect=args.image_aspect)
+  try:
+    report = build(spec, items, args.out, options, sources=sources,
+                   num_shards=args.num_shards, workers=args.workers, strict=args.strict,
+                   max_bad_fraction=args.max_bad_fraction, progress=not args.no_progress)
+  except (BadRecord, TooManyBadRecords) as e:
+    raise SystemExit(f"error: {e}") from None
+  sh = report["shards"]
+  reasons = ", ".join(f"{k}: {v['count']}" for k, v in report["by_reason"].items()) or "none"
+  print(f"{spec.name}: wrote {report['written']} records, {report['bad']} bad ({reasons}); "
+        f"shards built {sh['built']}, skipped {sh['skipped']} (already finished); "
+        f"report {os.path.join(args.out, spec.name, 'report.json')}")
+  return report

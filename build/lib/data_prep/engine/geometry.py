@@ -1,0 +1,88 @@
+"""Pure 2-D geometry in floats: rotation, convex overlap, areas, arcs.
+
+Float geometry is the engine's *independent* check: answers are deduced symbolically from
+formulas, then re-measured here from the coordinates the renderer draws.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def unit(a, b):
+  d = np.subtract(b, a, dtype=float)
+  return d / np.hypot(*d)
+
+
+def rot(v, deg: float):
+  """v rotated counter-clockwise by deg degrees."""
+  t = math.radians(deg)
+  c, s = math.cos(t), math.sin(t)
+  return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]])
+
+
+def left(v):
+  return np.array([-v[1], v[0]])
+
+
+def arc_points(center, radius: float, a0: float, a1: float, n: int = 24):
+  """Points on a circular arc from angle a0 to a1 (degrees, counter-clockwise)."""
+  t = np.radians(np.linspace(a0, a1, n))
+  return np.stack([center[0] + radius * np.cos(t), center[1] + radius * np.sin(t)], 1)
+
+
+def angle_of(v) -> float:
+  return math.degrees(math.atan2(v[1], v[0]))
+
+
+def shoelace(poly) -> float:
+  p = np.asarray(poly, float)
+  x, y = p[:, 0], p[:, 1]
+  return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+
+def perimeter(poly) -> float:
+  p = np.asarray(poly, float)
+  return float(np.hypot(*(np.roll(p, -1, 0) - p).T).sum())
+
+
+def overlap(p, q, eps: float = 1e-6) -> bool:
+  """Whether two convex polygons' interiors intersect (separating-axis test).
+
+  Touching along an edge or at a point is not overlap: projections that meet within eps
+  count as separated, which is exactly "share only the attaching edge".
+  """
+  p, q = np.asarray(p, float), np.asarray(q, float)
+  scale = max(np.ptp(p, 0).max(), np.ptp(q, 0).max(), 1.0)
+  for poly in (p, q):
+    e = np.roll(poly, -1, 0) - poly
+    normals = np.stack([-e[:, 1], e[:, 0]], 1)
+    norms = np.hypot(normals[:, 0], normals[:, 1])
+    normals = normals[norms > 1e-12] / norms[norms > 1e-12, None]
+    a, b = p @ normals.T, q @ normals.T
+    sep = (a.max(0) <= b.min(0) + eps * scale) | (b.max(0) <= a.min(0) + eps * scale)
+    if sep.any():
+      return False
+  return True
+
+
+def seg_dist(p, a, b) -> np.ndarray:
+  """Distances from points p (n,2) to segment ab."""
+  p = np.asarray(p, float)
+  a, b = np.asarray(a, float), np.asarray(b, float)
+  ab = b - a
+  t = np.clip(((p - a) @ ab) / max(ab @ ab, 1e-18), 0, 1)
+  return np.hypot(*(p - (a + t[:, None] * ab)).T)
+
+
+def inside(pt, poly) -> bool:
+  """Point strictly inside a simple polygon (ray casting)."""
+  x, y = pt
+  p = np.asarray(poly, float)
+  c = False
+  for (x1, y1), (x2, y2) in zip(p, np.roll(p, -1, 0)):
+    if (y1 > y) != (y2 > y) and x < (x2 - x1) * (y - y1) / (y2 - y1) + x1:
+      c = not c
+  return c

@@ -1,0 +1,149 @@
+"""Checkpoints in our own format, orbax throughout.
+
+- `Checkpointer`: a training run's state (parameters, optimizer, step, objective state) and the
+  grain iterator state side by side in one CheckpointManager (async, keeps the last N, atomic). A
+  run restarted with the same workdir resumes from the latest step and continues with the same
+  next batch.
+- `save_model` / `load_model`: a model alone (what a run exports to `WORKDIR/model`, what
+  `python -m mathvlm.convert --to` writes): its parameters plus `config.json` naming its family in
+  `mathvlm.models.registry` and the config that rebuilds it. Hugging Face folders are `mathvlm.hf`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from typing import Any, Callable
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from mathvlm import paths
+from mathvlm.models import registry
+from mathvlm.models.layers import path_parts, with_runtime
+
+
+class CheckpointError(ValueError):
+  """A checkpoint that does not fit the model: the message names the key and the fix."""
+
+
+class Checkpointer:
+  def __init__(self, workdir: str, *, every: int, keep: int, use_async: bool = True):
+    self.every = every
+    self.manager = ocp.CheckpointManager(
+        paths.absolute(workdir) / "checkpoints",
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=every,
+                                             enable_async_checkpointing=use_async, create=True))
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def save(self, step: int, state, data_iter, *, force: bool = False) -> bool:
+    return self.manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iter)),
+        force=force)
+
+  def restore(self, step: int, abstract_state, data_iter):
+    """abstract_state: ShapeDtypeStructs carrying the target shardings."""
+    out = self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state),
+        data=grain.checkpoint.CheckpointRestore(data_iter)))
+    return out.state
+
+  def wait(self) -> None:
+    self.manager.wait_until_finished()
+
+  def close(self) -> None:
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+
+def abstract_like(tree):
+  """ShapeDtypeStructs (with shardings) of a pytree of arrays, as a restore target."""
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+
+
+# ---------------------------------------------------------------------------------------------
+# A model alone: parameters + the config that rebuilds it.
+
+def single_device(path, names, shape):
+  """The default placement of a loaded parameter: the first device."""
+  del path, names, shape
+  return jax.sharding.SingleDeviceSharding(jax.devices()[0])
+
+
+def config_to_dict(cfg) -> dict[str, Any]:
+  return dataclasses.asdict(cfg)
+
+
+def _tupled(x):
+  return tuple(_tupled(v) for v in x) if isinstance(x, list) else x
+
+
+def config_from_dict(cls, d: dict[str, Any]):
+  hints = typing.get_type_hints(cls)
+  kwargs = {}
+  for field in dataclasses.fields(cls):
+    if field.name not in d:
+      continue
+    value, hint = d[field.name], hints[field.name]
+    if dataclasses.is_dataclass(hint):
+      value = config_from_dict(hint, value)
+    kwargs[field.name] = _tupled(value)
+  unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+  if unknown:
+    raise CheckpointError(f"unknown {cls.__name__} fields in checkpoint config: {sorted(unknown)}")
+  return cls(**kwargs)
+
+
+def is_model_dir(path) -> bool:
+  """Whether `path` holds a model saved by `save_model` (rather than a Hugging Face folder)."""
+  config = paths.absolute(path) / "config.json"
+  return config.exists() and paths.read_json(config).get("format") == "mathvlm"
+
+
+def read_model_config(ckpt_dir, **runtime):
+  """The family and the config (with runtime overrides) of a `save_model` folder."""
+  ckpt_dir = paths.absolute(ckpt_dir)
+  try:
+    meta = paths.read_json(ckpt_dir / "config.json", "a mathvlm model folder has a config.json")
+  except FileNotFoundError as e:
+    raise CheckpointError(str(e)) from None
+  if meta.get("format") != "mathvlm":
+    raise CheckpointError(f"{ckpt_dir}/config.json is not a mathvlm checkpoint config (a Hugging "
+                          "Face folder? use mathvlm.hf.load_hf / --from-hf)")
+  family = registry.get(meta["kind"])
+  return family, with_runtime(config_from_dict(family.config_cls, meta["config"]), **runtime)
+
+
+def save_model(model: nnx.Module, cfg, ckpt_dir: str) -> None:
+  ckpt_dir = paths.absolute(ckpt_dir)  # a local folder or a bucket URL
+  ckpt_dir.mkdir(parents=True, exist_ok=True)
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(ckpt_dir / "params", nnx.to_pure_dict(nnx.state(model, nnx.Param)), force=True)
+  with (ckpt_dir / "config.json").open("w") as f:
+    json.dump({"format": "mathvlm", "kind": registry.of_model(model).name,
+               "config": config_to_dict(cfg)}, f, indent=2)
+
+
+def load_model(ckpt_dir: str, sharding: Callable | None = None, **runtime):
+  """(model, config) from `save_model`'s folder, each parameter placed by `sharding`.
+
+  runtime: dtype / param_dtype / remat / attention_impl to use instead of the saved ones."""
+  family, cfg = read_model_config(ckpt_dir, **runtime)
+  abstract = family.abstract(cfg)
+  sharding = sharding or single_device
+  target = nnx.to_pure_dict(nnx.state(abstract, nnx.Param))
+  names = {path_parts(path): var.get_metadata().get("out_sharding") or ()
+           for path, var in nnx.to_flat_state(nnx.state(abstract, nnx.Param))}
+  target = jax.tree_util.tree_map_with_path(
+      lambda kp, x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding(
+          path_parts(kp), names.get(path_parts(kp), ()), x.shape)), target)
+  with ocp.StandardCheckpointer() as ckptr:
+    restored = ckptr.restore(paths.absolute(ckpt_dir) / "params", target)
+  graphdef, state = nnx.split(abstract)
+  nnx.replace_by_pure_dict(state, restored)
+  return nnx.merge(graphdef, state), cfg

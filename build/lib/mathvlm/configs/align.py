@@ -1,0 +1,25 @@
+"""MAVIS stage 2, alignment: captioning on MAVIS-Caption with the `plain` template.
+
+Paper settings (FACTS.md): CLIP-Math frozen; projector (2-layer MLP) and LLM LoRA rank 128 trained;
+1 epoch, batch 32, lr 2e-6. LoRA alpha is not published: LLaVA's 256 for rank 128.
+  python -m mathvlm.train --config configs/align.py:model=mavis-7b \
+      --config.model.vision_init_from=WORKDIR_OF_STAGE_1 --config.model.init_from=HF_MAMMOTH2
+"""
+
+from mathvlm.configs import common
+
+LLM_LORA_TARGETS = r"language_model/layers/.*(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)$"
+
+
+def get_config(arg=None):
+  a = common.parse_arg(arg, model="tiny", data="synthetic")
+  c = common.base("lm")
+  c.model.preset = a.model
+  c.data.name = a.data
+  c.data.global_batch = 32
+  c.data.epochs = 1
+  c.optim.lr = 2e-6
+  c.lora.rank, c.lora.alpha, c.lora.targets = 128, 256.0, LLM_LORA_TARGETS
+  c.train_rules = ((".*/lora/.*", "trainable"), ("multi_modal_projector/.*", "trainable"),
+                   (".*", "frozen"))
+  return common.finish(c)

@@ -1,0 +1,163 @@
+"""What every recipe shares: the full set of fields (so a typo is an error), the argument parser
+for `file.py:key=value,...`, and the checks that run before anything is built.
+
+A recipe file is code: `get_config(arg)` starts from `base()`, sets the paper's values and returns a
+locked ConfigDict. Command-line overrides (`--config.optim.lr=2e-5`) can then only touch fields that
+exist.
+"""
+
+from __future__ import annotations
+
+import re
+
+import ml_collections
+
+from mathvlm import objectives
+from mathvlm.models import registry
+from mathvlm.sharding import DEFAULT_RULES
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+  """'model=llava-1.5-13b,data=mathv360k' -> ConfigDict over `defaults`; unknown keys fail."""
+  out = ml_collections.ConfigDict(defaults)
+  for part in filter(None, (arg or "").split(",")):
+    key, sep, value = part.partition("=")
+    if not sep:
+      raise ValueError(f"config argument {part!r} is not key=value")
+    if key not in defaults:
+      raise ValueError(f"unknown config argument {key!r}; known: {sorted(defaults)}")
+    kind = type(defaults[key])
+    out[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
+  return out
+
+
+def base(objective: str) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.objective = objective
+  c.seed = 0
+
+  c.model = ml_collections.ConfigDict(dict(
+      preset="tiny",          # mathvlm/models/presets.py; the family follows the objective
+      init_from="",           # HF folder, `python -m mathvlm.convert` checkpoint, or a workdir
+      clip_dir="",            # the CLIP checkpoint for an original-LLaVA-layout init_from
+      vision_init_from="",    # LLaVA only: vision tower from a CLIP-Math stage (workdir/ckpt/HF)
+      dtype="float32",        # compute dtype
+      param_dtype="float32",
+      remat="none",           # none | full | dots | dots_no_batch
+  ))
+  # What trains: (regex over parameter paths, 'trainable' | 'frozen'); first match wins, and a
+  # parameter no rule matches is an error. LoRA adapters are parameters like any other.
+  c.train_rules = ((".*", "trainable"),)
+  c.lora = ml_collections.ConfigDict(dict(rank=0, alpha=16.0, targets=""))
+
+  c.data = ml_collections.ConfigDict(dict(
+      name="synthetic",       # mathvlm/data/sources.py
+      path="",
+      global_batch=8,
+      max_len=64,
+      num_examples=256,
+      epochs=1,
+      num_classes=4,          # classify
+      tokenizer="",           # built datasets: a tokenizer folder or tokenizer.json
+      template="vicuna_v1",   # vicuna_v1 | llama_2 | mistral_instruct | plain
+      image_aspect="pad",     # pad (LLaVA-1.5, Math-LLaVA) | resize
+      mixture="",             # 'mathv360k=3,mavis_instruct=1': several built datasets by weight
+      buckets=(),             # e.g. (256, 512, 1024, 2048): pad each batch to the smallest that fits
+      group_by_length=False,  # LLaVA's group_by_modality_length (built datasets, not mixtures)
+      packing=False,          # lm: text-only examples packed several to a row (needs steps > 0)
+      augment="",             # 'blur=0.3,noise=0.3,lowres=0.3': clarity augmentations, kind=prob
+      workers=0,              # grain worker processes reading and preparing examples (0: none)
+      synthetic_text_only=0.0,  # synthetic lm/dpo: the share of text-only examples
+  ))
+  c.optim = ml_collections.ConfigDict(dict(
+      lr=2e-5, warmup_ratio=0.03, schedule="cosine", end_lr_ratio=0.0, weight_decay=0.0,
+      b1=0.9, b2=0.999, eps=1e-8, grad_clip=1.0, grad_accum=1))
+  c.steps = -1                # -1: epochs x examples / global batch
+
+  c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=1))
+  c.logical_axis_rules = tuple((k, v) for k, v in DEFAULT_RULES)
+
+  c.checkpoint = ml_collections.ConfigDict(dict(every=100, keep=2, use_async=True))
+  c.metrics = ml_collections.ConfigDict(dict(every=1, tensorboard=True, peak_flops=0.0))
+
+  # The objective's options, with its defaults (mathvlm/objectives/<name>.py): --config.dpo.beta
+  defaults = objectives.get(objective).defaults
+  if defaults:
+    c[objective] = ml_collections.ConfigDict(dict(defaults))
+  return c
+
+
+def finish(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  c.lock()
+  return c
+
+
+def validate(c: ml_collections.ConfigDict, process_count: int = 1, device_count: int | None = None):
+  """Contradictions fail before anything is built, each naming its fields."""
+  if c.objective not in objectives.OBJECTIVES:
+    raise ValueError(f"invalid config:\n  objective={c.objective!r}: choose one of "
+                     f"{sorted(objectives.OBJECTIVES)}")
+  errors = []
+  objective = objectives.get(c.objective)
+  try:
+    objective.options(c)
+  except ValueError as e:
+    errors.append(str(e))
+  if (c.lora.rank > 0) != bool(c.lora.targets):
+    errors.append(f"lora.rank={c.lora.rank} and lora.targets={c.lora.targets!r}: set both or "
+                  "neither")
+  for rule in c.train_rules:
+    if len(rule) != 2 or rule[1] not in ("trainable", "frozen"):
+      errors.append(f"train_rules entry {rule!r}: expected (regex, 'trainable'|'frozen')")
+    else:
+      try:
+        re.compile(rule[0])
+      except re.error as e:
+        errors.append(f"train_rules regex {rule[0]!r}: {e}")
+  if not 0 <= c.optim.warmup_ratio < 1:
+    errors.append(f"optim.warmup_ratio={c.optim.warmup_ratio}: must be in [0, 1)")
+  if c.optim.schedule not in ("cosine", "linear", "constant"):
+    errors.append(f"optim.schedule={c.optim.schedule!r}: cosine | linear | constant")
+  per_process = c.data.global_batch // max(process_count, 1)
+  if c.data.global_batch % max(process_count, 1):
+    errors.append(f"data.global_batch={c.data.global_batch} is not divisible by "
+                  f"{process_count} processes")
+  elif per_process % c.optim.grad_accum:
+    errors.append(f"optim.grad_accum={c.optim.grad_accum} does not divide the per-process "
+                  f"batch {per_process} (data.global_batch / processes)")
+  if device_count:
+    batch_axes = c.mesh.data * (c.mesh.fsdp if c.mesh.fsdp > 0 else
+                                device_count // max(c.mesh.data * c.mesh.tensor, 1))
+    micro = c.data.global_batch // c.optim.grad_accum
+    if batch_axes and micro % batch_axes:
+      errors.append(f"the micro-batch {micro} (data.global_batch / optim.grad_accum) must be "
+                    f"divisible by mesh.data x mesh.fsdp = {batch_axes}")
+  if c.data.buckets and max(c.data.buckets) != c.data.max_len:
+    errors.append(f"data.buckets={tuple(c.data.buckets)}: the largest bucket must be "
+                  f"data.max_len={c.data.max_len}")
+  if c.data.packing:
+    if objective.example != "lm":
+      errors.append(f"data.packing packs the lm objective's text-only rows, not {c.objective!r}")
+    if c.steps <= 0:
+      errors.append(f"data.packing needs steps > 0 (steps={c.steps}): how many steps an epoch "
+                    "packs into is known only after packing")
+    if c.data.group_by_length:
+      errors.append("data.packing and data.group_by_length both cut padding: choose one")
+  if c.data.augment:
+    from mathvlm.data.image import parse_augment
+    try:
+      parse_augment(c.data.augment)
+    except ValueError as e:
+      errors.append(str(e))
+    if c.data.name == "synthetic":
+      errors.append("data.augment works on the uint8 images of built datasets; data.name is "
+                    "'synthetic'")
+  if c.data.workers < 0:
+    errors.append(f"data.workers={c.data.workers}: 0 (in-process) or more worker processes")
+  if not 0 <= c.data.synthetic_text_only <= 1:
+    errors.append(f"data.synthetic_text_only={c.data.synthetic_text_only}: a share in [0, 1]")
+  if c.model.vision_init_from and registry.get(objective.family).vision_tower is None:
+    errors.append(f"model.vision_init_from: objective {c.objective!r} trains a "
+                  f"{objective.family} model, which has no vision tower")
+  if errors:
+    raise ValueError("invalid config:\n  " + "\n  ".join(errors))

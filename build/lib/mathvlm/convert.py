@@ -1,0 +1,52 @@
+"""Convert checkpoints: Hugging Face folders <-> our model checkpoints.
+
+  python -m mathvlm.convert --from-hf HF_DIR --to CKPT_DIR [--clip-dir DIR] [--dtype float32]
+  python -m mathvlm.convert --from-ckpt CKPT_DIR --to-hf HF_DIR
+
+The formats are `mathvlm.hf` (safetensors, the layouts it lists) and `mathvlm.checkpoint`
+(`save_model` / `load_model`, orbax).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import numpy as np
+
+from mathvlm import checkpoint, hf
+
+
+def main(argv: list[str] | None = None) -> None:
+  p = argparse.ArgumentParser(prog="python -m mathvlm.convert", description=__doc__.split("\n")[0])
+  src = p.add_mutually_exclusive_group(required=True)
+  src.add_argument("--from-hf", help="Hugging Face folder (config.json + safetensors)")
+  src.add_argument("--from-ckpt", help="mathvlm checkpoint folder")
+  p.add_argument("--to", help="output mathvlm checkpoint folder (with --from-hf)")
+  p.add_argument("--to-hf", help="output Hugging Face folder (llava-hf layout for LLaVA)")
+  p.add_argument("--clip-dir", help="CLIP checkpoint for the original LLaVA layout")
+  p.add_argument("--dtype", default="float32", help="parameter dtype: float32, bfloat16, float16")
+  p.add_argument("--strict", action="store_true", help="unused checkpoint tensors are an error")
+  args = p.parse_args(argv)
+  logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+  try:
+    if args.from_hf:
+      if not (args.to or args.to_hf):
+        p.error("--from-hf needs --to CKPT_DIR (or --to-hf HF_DIR)")
+      model, cfg = hf.load_hf(args.from_hf, args.dtype, clip_dir=args.clip_dir,
+                              strict=args.strict)
+    else:
+      model, cfg = checkpoint.load_model(args.from_ckpt)
+    n = sum(int(np.prod(v.shape)) for _, v in hf.param_paths(model))
+    if args.to:
+      checkpoint.save_model(model, cfg, args.to)
+      print(f"wrote {type(model).__name__} ({n:,} parameters) to {args.to}")
+    if args.to_hf:
+      hf.export_hf(model, cfg, args.to_hf, dtype=None if args.from_ckpt else args.dtype)
+      print(f"wrote {type(model).__name__} ({n:,} parameters) to {args.to_hf}")
+  except checkpoint.CheckpointError as e:
+    raise SystemExit(f"error: {e}")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,138 @@
+"""The on-disk record format: the one module the builders (`data_prep`) and the input pipeline
+share. Schemas, reading back, decoding, and the vocabulary of bad data.
+
+A built dataset is a TFDS dataset folder (`DATA_DIR/<name>/<version>/`) whose shards are
+ArrayRecord files, one serialized example per record (`data_prep/common.py` writes them). Images are
+stored as the source file's encoded bytes in a plain bytes feature, never as a
+`tfds.features.Image`: read back through `data_source`, an `Image` feature is decoded to a numpy
+array (with PIL, so it works without TF), which loses the exact bytes and the format and spends the
+decode at read time; the grain pipeline decodes instead. Reading back needs no TensorFlow:
+
+  ds = records.read(DATA_DIR, "mavis_instruct")   # random access, what grain reads
+  rec = ds[i]                                      # Text fields as str, image as bytes
+
+`REASONS` is the one vocabulary of bad data: every reason a builder rejects a record for or the
+input pipeline drops an example for, with the fix; `report.json` and `data_report.json` name
+reasons from here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+VERSION = "1.0.0"
+SPLIT = "train"
+IMAGE_TOKEN = "<image>"
+
+# reason -> the fix. Builders reject records for these (report.json) ...
+BUILD_REASONS = {
+  "malformed_json": "fix the JSON syntax of this line (one JSON object per line)",
+  "malformed_record": "give the record the fields the builder needs, with the right types",
+  "missing_image": "put the image file under the images folder, or fix the record's image path",
+  "unreadable_image": "replace the image file: PIL cannot decode it (truncated or not an image)",
+  "missing_image_token": "put one `<image>` in the human turn for each image",
+  "too_many_image_tokens": "leave exactly one `<image>` per image (a text-only record has none)",
+  "too_many_images": "split the record or raise --max_images (the schema stores one image)",
+  "empty_answer": "give every answer (gpt turn, chosen/rejected, CoT, final answer) some text",
+  "empty_question": "give the question some text",
+  "roles_out_of_order": "make the turns alternate human, gpt, ..., starting with human and "
+                        "ending with gpt",
+  "identical_pair": "a preference pair needs different chosen and rejected answers",
+}
+# ... and the input pipeline drops examples for these (kept as zero-loss slots, data_report.json).
+DROP_REASONS = {
+  "image_truncated": "raise data.max_len: it would cut into the image tokens",
+  "no_targets": "raise data.max_len: the prompt fills it and no answer token is left",
+  "no_caption": "give the record a caption (the gpt turn) for contrastive training",
+  "bad_image": "rebuild the dataset: an image in it cannot be decoded",
+  "bad_conversation": "rebuild the dataset: a record's conversation cannot be rendered",
+  "image_count": "rebuild the dataset: the record's `<image>` count does not match its images",
+}
+REASONS = {**BUILD_REASONS, **DROP_REASONS}
+
+
+# ---------------------------------------------------------------------------------------------
+# Schemas.
+
+def bytes_feature():
+  """Encoded image bytes, kept exactly (b"" for a text-only record)."""
+  return tfds.features.Tensor(shape=(), dtype=np.object_)
+
+
+def text():
+  return tfds.features.Text()
+
+
+def conversation_schema():
+  """mathv360k, llava_json and mavis_caption: LLaVA conversations as JSON text."""
+  return tfds.features.FeaturesDict({
+    "id": text(), "source": text(), "image": bytes_feature(), "conversations": text()})
+
+
+def instruct_schema():
+  """mavis_instruct: one record per (problem, question version), with its answer and options."""
+  return tfds.features.FeaturesDict({
+    "id": text(), "source": text(), "question_version": text(),
+    "image": bytes_feature(), "conversations": text(), "answer": text(),
+    "choices": text(), "answer_index": tfds.features.Scalar(dtype=np.int64)})
+
+
+def preference_schema():
+  """preferences: a prompt (with `<image>` where the image goes), chosen and rejected answers."""
+  return tfds.features.FeaturesDict({
+    "id": text(), "image": bytes_feature(), "prompt": text(),
+    "chosen": text(), "rejected": text()})
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading back.
+
+def decode_record(raw: dict) -> dict:
+  """A record from `tfds.data_source` with its Text fields as str (image stays bytes)."""
+  return {k: v.decode("utf-8") if isinstance(v, bytes) and k != "image" else v
+          for k, v in raw.items()}
+
+
+class Decoded:
+  """Random-access source (`__len__`, `__getitem__`) of decoded records, for grain."""
+
+  def __init__(self, source):
+    self._source = source
+
+  def __len__(self):
+    return len(self._source)
+
+  def __getitem__(self, i):
+    return decode_record(self._source[i])
+
+  def __repr__(self):
+    return f"Decoded({self._source!r})"
+
+
+def read(data_dir: str, name: str, split: str = SPLIT) -> Decoded:
+  """The built dataset `name` under `data_dir` as a random-access source of decoded dicts."""
+  return Decoded(tfds.data_source(name, data_dir=data_dir, download=False)[split])
+
+
+def shard_markers(data_dir: str, name: str) -> str:
+  """The folder of per-shard markers (counts, bad records, record lengths) a build leaves."""
+  return os.path.join(data_dir, name, "_shards")
+
+
+def read_lengths(data_dir: str, name: str) -> tuple[np.ndarray, np.ndarray]:
+  """(text lengths, has-image flags) of the built dataset's records, in reading order."""
+  mdir = shard_markers(data_dir, name)
+  rows = []
+  for f in sorted(f for f in os.listdir(mdir) if f.endswith(".json")):
+    with open(os.path.join(mdir, f), encoding="utf-8") as fh:
+      m = json.load(fh)
+    if "lengths" not in m:
+      raise ValueError(f"{mdir}/{f} has no record lengths (built by an older version): rebuild "
+                       f"{name} to use data.group_by_length")
+    rows += m["lengths"]
+  arr = np.asarray(rows, np.int64).reshape(-1, 2)
+  return arr[:, 0], arr[:, 1].astype(bool)

@@ -1,0 +1,88 @@
+"""Data sources by name (config.data.name): the `synthetic` source for any objective, or built
+ArrayRecord datasets (one, or a weighted `data.mixture`) made into examples by the objective's own
+`make_source`. Each is a random-access source of example dicts shaped for the objective and the
+model (image size, image tokens, vocabulary)."""
+
+from __future__ import annotations
+
+import collections
+
+import grain
+
+from mathvlm.data.records import read, read_lengths
+from mathvlm.data.synthetic import SyntheticSource
+
+
+def make_source(data_cfg, objective, model_cfg, seed: int):
+  """objective: a `mathvlm.objectives.base.Objective`."""
+  vision = getattr(model_cfg, "vision", model_cfg)
+  text = getattr(model_cfg, "text", None)
+  if data_cfg.name == "synthetic":
+    return SyntheticSource(
+        objective.example, num_examples=data_cfg.num_examples, max_len=data_cfg.max_len,
+        image_size=vision.image_size, vocab_size=getattr(text, "vocab_size", 0),
+        image_seq_len=getattr(model_cfg, "image_seq_len", 0),
+        image_token_id=getattr(model_cfg, "image_token_id", -1),
+        num_classes=data_cfg.num_classes, seed=seed, text_only=data_cfg.synthetic_text_only)
+  if objective.make_source is None:
+    raise ValueError(f"data.name={data_cfg.name!r}: objective {objective.name!r} reads no built "
+                     "datasets yet; train it on data.name='synthetic'")
+  if not data_cfg.path or not data_cfg.tokenizer:
+    raise ValueError(f"data.name={data_cfg.name!r} needs data.path (the builders' DATA_DIR) and "
+                     "data.tokenizer (a tokenizer folder or tokenizer.json)")
+  tokenizer = load_tokenizer(data_cfg.tokenizer)
+  parts = parse_mixture(data_cfg.mixture or data_cfg.name)
+  sources = [objective.make_source(read(data_cfg.path, name), tokenizer, data_cfg, model_cfg)
+             for name, _ in parts]
+  if data_cfg.group_by_length:
+    if len(sources) > 1:
+      raise ValueError("data.group_by_length with a data.mixture is not supported yet: group "
+                       "one dataset, or mix without grouping")
+    sources[0].lengths = read_lengths(data_cfg.path, parts[0][0])
+  if len(sources) == 1:
+    return sources[0]
+  return Mixture(sources, [w for _, w in parts])
+
+
+def parse_mixture(spec: str) -> list[tuple[str, float]]:
+  """'mathv360k=3,mavis_instruct=1' -> [(name, weight)]; a bare name weighs 1."""
+  out = []
+  for part in filter(None, spec.split(",")):
+    name, _, weight = part.partition("=")
+    try:
+      out.append((name.strip(), float(weight) if weight else 1.0))
+    except ValueError:
+      raise ValueError(f"data.mixture entry {part!r}: expected name=weight") from None
+  if not out or any(w <= 0 for _, w in out):
+    raise ValueError(f"data.mixture={spec!r}: needs names with positive weights")
+  return out
+
+
+def load_tokenizer(path: str):
+  from transformers import AutoTokenizer, PreTrainedTokenizerFast
+  if path.endswith(".json"):
+    return PreTrainedTokenizerFast(tokenizer_file=path, bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>", unk_token="<unk>")
+  return AutoTokenizer.from_pretrained(path)
+
+
+class Mixture:
+  """Several sources by weight through `grain.MapDataset.mix` (a fixed, random-access interleave:
+  shuffled, sharded and resumed downstream like one source), summing their drop counters."""
+
+  def __init__(self, sources, weights):
+    self.sources = sources
+    self.mixed = grain.MapDataset.mix([grain.MapDataset.source(s) for s in sources], weights)
+
+  def __len__(self) -> int:
+    return len(self.mixed)
+
+  def __getitem__(self, i: int):
+    return self.mixed[i]
+
+  @property
+  def dropped(self) -> collections.Counter:
+    total = collections.Counter()
+    for s in self.sources:
+      total.update(s.dropped)
+    return total

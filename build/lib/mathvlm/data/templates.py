@@ -1,0 +1,193 @@
+"""Conversation templates and label masks, token for token as LLaVA's `preprocess` builds them.
+
+The prompt string is LLaVA's `Conversation.get_prompt()` and the token ids are its
+`tokenizer_image_token` (each chunk between `<image>` tokens tokenised on its own, BOS kept only on
+the first). The label mask is where this differs in method, not in result: LLaVA recovers the
+assistant spans by re-tokenising each round and counting (`round_len`, `instruction_len - 2`,
+`-1` for non-legacy tokenizers), which breaks, and silently masks the whole example ("tokenization
+mismatch"), when a user turn contains the separator, when the tokenizer merges across a round
+boundary, or when the conversation is truncated. Here the renderer records the character span of
+every assistant message (with its closing separator) and a token is a target when its character
+offsets overlap such a span: the same mask wherever LLaVA's arithmetic holds, and still right where
+it does not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+
+IMAGE = "<image>"
+IMAGE_PLACEHOLDER = -200  # LLaVA's IMAGE_TOKEN_INDEX, before expansion to the model's image tokens
+
+# LLaVA's conv_vicuna_v1 (`--version v1`, what LLaVA-1.5 and Math-LLaVA train with) says "user";
+# its conv_llava_v1 says "human". Otherwise the two are the same template.
+VICUNA_SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
+                 "The assistant gives helpful, detailed, and polite answers to the user's "
+                 "questions.")
+LLAVA_V1_SYSTEM = ("A chat between a curious human and an artificial intelligence assistant. "
+                   "The assistant gives helpful, detailed, and polite answers to the human's "
+                   "questions.")
+LLAMA2_SYSTEM = ("You are a helpful language and vision assistant. You are able to understand the "
+                 "visual content that the user provides, and assist the user with a variety of "
+                 "tasks using natural language.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Template:
+  name: str
+  style: str                 # 'two' (vicuna_v1), 'llama_2' (also mistral_instruct), 'plain'
+  system: str = ""
+  roles: tuple[str, str] = ("USER", "ASSISTANT")
+  sep: str = " "
+  sep2: str = "</s>"
+
+
+TEMPLATES = {
+    "vicuna_v1": Template("vicuna_v1", "two", VICUNA_SYSTEM, sep=" ", sep2="</s>"),
+    "llava_v1": Template("llava_v1", "two", LLAVA_V1_SYSTEM, sep=" ", sep2="</s>"),
+    "llama_2": Template("llama_2", "llama_2", LLAMA2_SYSTEM, sep="<s>", sep2="</s>"),
+    "mistral_instruct": Template("mistral_instruct", "llama_2", "", sep="", sep2="</s>"),
+    "plain": Template("plain", "plain", "", roles=("", ""), sep="\n", sep2=""),
+}
+
+
+def get(name: str) -> Template:
+  if name not in TEMPLATES:
+    raise ValueError(f"unknown conversation template {name!r}; choose one of {sorted(TEMPLATES)}")
+  return TEMPLATES[name]
+
+
+class BadConversation(ValueError):
+  """A conversation the template cannot render; the message says which rule it breaks."""
+
+
+def normalise_turns(conversations) -> list[tuple[str, str]]:
+  """[(role 'human'|'gpt', text)] from LLaVA's list (or its JSON), with LLaVA's
+  `preprocess_multimodal`: a single `<image>` moves to the front of its turn, then a newline."""
+  if isinstance(conversations, str):
+    conversations = json.loads(conversations)
+  turns = []
+  for i, turn in enumerate(conversations):
+    who = turn.get("from")
+    if who not in ("human", "gpt") or who != ("human", "gpt")[i % 2]:
+      raise BadConversation(f"turn {i} is from {who!r}: turns must alternate human, gpt, ...")
+    turns.append((who, turn.get("value") or ""))
+  if not turns or turns[-1][0] != "gpt":
+    raise BadConversation("a conversation must end with a gpt turn")
+  if sum(text.count(IMAGE) for _, text in turns) == 1:
+    turns = [(who, (IMAGE + "\n" + text.replace(IMAGE, "").strip()).strip() if IMAGE in text
+              else text) for who, text in turns]
+  return turns
+
+
+def render(conversations, template: Template) -> tuple[str, list[tuple[int, int]]]:
+  """(prompt, character spans the loss covers): LLaVA's get_prompt for the template's style."""
+  turns = normalise_turns(conversations)
+  spans: list[tuple[int, int]] = []
+  if template.style == "plain":  # alignment: the image, then the caption; the question is dropped
+    if len(turns) != 2 or IMAGE not in turns[0][1]:
+      raise BadConversation("the plain template wants one human turn with <image> and one answer")
+    prompt = IMAGE
+    spans.append((len(prompt), len(prompt) + len(turns[1][1]) + len(template.sep)))
+    return prompt + turns[1][1] + template.sep, spans
+  if template.style == "two":
+    out = template.system + template.sep
+    for who, text in turns:
+      role = template.roles[who == "gpt"]
+      out += role + ": "
+      if who == "gpt":
+        spans.append((len(out), len(out) + len(text) + len(template.sep2)))
+        out += text + template.sep2
+      else:
+        out += text + template.sep
+    return out, spans
+  if template.style == "llama_2":
+    out = ""
+    for i, (who, text) in enumerate(turns):
+      if i == 0 and template.system:
+        text = f"<<SYS>>\n{template.system}\n<</SYS>>\n\n" + text
+      if who == "human":
+        out += template.sep + f"[INST] {text} [/INST]"
+      else:
+        spans.append((len(out) + 1, len(out) + 1 + len(text) + 1 + len(template.sep2)))
+        out += " " + text + " " + template.sep2
+    stripped = out.lstrip(template.sep) if template.sep else out
+    shift = len(out) - len(stripped)
+    return stripped, [(a - shift, b - shift) for a, b in spans]
+  raise ValueError(f"unknown template style {template.style!r}")
+
+
+def generation_prompt(query: str, template: Template, num_images: int = 1) -> str:
+  """The prompt a model continues at evaluation: one human turn (images in front, as LLaVA moves
+  them), then the assistant's role left open (LLaVA's get_prompt with an empty last message)."""
+  text = (IMAGE * num_images + "\n" + query.strip()) if num_images else query.strip()
+  if template.style == "plain":
+    return IMAGE * num_images
+  if template.style == "two":
+    return (template.system + template.sep + template.roles[0] + ": " + text + template.sep
+            + template.roles[1] + ":")
+  if template.system:
+    text = f"<<SYS>>\n{template.system}\n<</SYS>>\n\n" + text
+  return f"[INST] {text} [/INST]"
+
+
+def tokenize(prompt: str, spans: list[tuple[int, int]], tokenizer) -> tuple[np.ndarray, np.ndarray]:
+  """(ids with IMAGE_PLACEHOLDER per image, boolean target mask), as `tokenizer_image_token`."""
+  ids: list[int] = []
+  targets: list[bool] = []
+  offset = 0
+  bos = tokenizer.bos_token_id
+  for k, chunk in enumerate(prompt.split(IMAGE)):
+    if k:
+      ids.append(IMAGE_PLACEHOLDER)
+      targets.append(False)
+      offset += len(IMAGE)
+    enc = tokenizer(chunk, return_offsets_mapping=True)
+    pairs = list(zip(enc["input_ids"], enc["offset_mapping"]))
+    if k and pairs and pairs[0][0] == bos:
+      pairs = pairs[1:]
+    for tid, (a, b) in pairs:
+      a, b = a + offset, b + offset
+      ids.append(tid)
+      targets.append(b > a and any(a < end and b > start for start, end in spans))
+    offset += len(chunk)
+  return np.asarray(ids, np.int32), np.asarray(targets, bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tokenized:
+  input_ids: np.ndarray    # [T] int32, image tokens expanded
+  loss_mask: np.ndarray    # [T] int32, 1 on target tokens
+  num_images: int
+
+
+class DropExample(ValueError):
+  """An example that cannot be used as is; `reason` is what the pipeline counts."""
+
+  def __init__(self, reason: str, message: str):
+    super().__init__(message)
+    self.reason = reason
+
+
+def encode(conversations, template: Template, tokenizer, *, image_token_id: int,
+           image_seq_len: int, max_len: int) -> Tokenized:
+  """Template -> tokens -> image placeholders expanded to `image_seq_len` model image tokens ->
+  truncated to `max_len`, never inside an image's tokens and never to zero targets."""
+  prompt, spans = render(conversations, template)
+  ids, targets = tokenize(prompt, spans, tokenizer)
+  images = int(np.sum(ids == IMAGE_PLACEHOLDER))
+  if images:
+    reps = np.where(ids == IMAGE_PLACEHOLDER, image_seq_len, 1)
+    ids = np.repeat(np.where(ids == IMAGE_PLACEHOLDER, image_token_id, ids), reps)
+    targets = np.repeat(targets, reps)
+  if len(ids) > max_len:
+    if images and np.flatnonzero(ids == image_token_id)[-1] >= max_len:
+      raise DropExample("image_truncated", f"max_len={max_len} would cut into the image tokens "
+                        f"({images} x {image_seq_len}; {len(ids)} tokens in all)")
+    ids, targets = ids[:max_len], targets[:max_len]
+  if not targets.any():
+    raise DropExample("no_targets", f"no answer tokens within max_len={max_len}")
+  return Tokenized(ids.astype(np.int32), targets.astype(np.int32), images)

@@ -1,0 +1,122 @@
+"""The demo's data, made here and offline: engine problems (train and held-out test), a BPE
+tokenizer trained on their text, and the ArrayRecord datasets the trainer reads, built by the same
+`data_prep` commands a user runs on the MAVIS release. The demo is an application: it runs those
+commands (printed as it goes) rather than importing `data_prep`, which the library never does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+# ../shared/data beside the checkout: real benchmark files (MATH-Vision testmini).
+SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared",
+                      "data")
+
+# <image> sits at id 3 as in the `tiny`/`demo` presets; </s> is not id 2, so CLIP's text tower
+# pools at the EOS token (id 2 means OpenAI's old "argmax id" convention).
+SPECIALS = ("<pad>", "<s>", "<unk>", "<image>", "</s>")
+
+
+def train_tokenizer(texts, vocab_size: int):
+  """Byte-level BPE with single digits (numbers stay legible to a small model), LLaVA's specials.
+  A `tokenizers.Tokenizer`; `.save()` writes the tokenizer.json every loader here reads."""
+  from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+  tok = Tokenizer(models.BPE(unk_token="<unk>"))
+  tok.pre_tokenizer = pre_tokenizers.Sequence([
+      pre_tokenizers.Digits(individual_digits=True),
+      pre_tokenizers.ByteLevel(add_prefix_space=False)])
+  tok.decoder = decoders.ByteLevel()
+  trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS),
+                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                show_progress=False)
+  tok.train_from_iterator(texts, trainer)
+  return tok
+
+
+def add_bos(tok) -> None:
+  """BOS in front of every encoding, as Llama's tokenizer (LLaVA's templates expect it)."""
+  from tokenizers import processors
+  bos = tok.token_to_id("<s>")
+  tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B",
+                                                     special_tokens=[("<s>", bos)])
+
+
+def engine_texts(problems, captions) -> list[str]:
+  out = [c["conversations"][1]["value"] for c in captions]
+  for r in problems:
+    t = r["text_en"]
+    out += [t["text_dominant_question"], t["text_lite_question"], t["vision_dominant_question"],
+            t["CoT_reasoning"]]
+  return out
+
+
+def run_command(module: str, args: list[str]) -> str:
+  """`python -m MODULE ARGS` in a child process, printed first; returns its standard output."""
+  print("      python -m " + " ".join([module] + args), flush=True)
+  done = subprocess.run([sys.executable, "-m", module] + args, stdout=subprocess.PIPE, text=True)
+  if done.returncode:
+    raise SystemExit(f"python -m {module} failed (exit {done.returncode}); its output is above")
+  print(done.stdout, end="", flush=True)
+  return done.stdout
+
+
+def generate_engine(out: str, n_train: int, n_test: int, seed: int, workers: int) -> dict:
+  """OUT/engine/{train,test}: instruct.json, caption.json, images, meta.json. The test split holds
+  problems whose content hash falls on the other side, so no test problem is a training one."""
+  metas = {}
+  for split, n in (("train", n_train), ("test", n_test)):
+    d = os.path.join(out, "engine", split)
+    if not os.path.exists(os.path.join(d, "meta.json")):
+      run_command("data_prep.engine", ["--domain", "all", "--n", str(n), "--out", d, "--seed",
+                                       str(seed), "--workers", str(workers), "--split", split])
+    with open(os.path.join(d, "meta.json")) as f:
+      metas[split] = json.load(f)
+  return metas
+
+
+def load_json(path: str):
+  with open(path) as f:
+    return json.load(f)
+
+
+def build(builder: str, args: list[str]) -> dict:
+  """Runs `python -m data_prep.<builder> ARGS`; returns the report.json it wrote."""
+  run_command(f"data_prep.{builder}", args + ["--no_progress"])
+  out = args[args.index("--out") + 1]
+  with open(os.path.join(out, builder, "report.json")) as f:
+    return json.load(f)
+
+
+def build_all(out: str, image_size: int, versions: list[str], answer: str) -> dict:
+  """mavis_caption (train, test) and mavis_instruct (train) under OUT/data and OUT/data_test."""
+  eng = os.path.join(out, "engine")
+  common = ["--image_size", str(image_size)]
+  reports = {
+      "caption_train": build("mavis_caption", ["--json", f"{eng}/train/caption.json", "--images",
+                                               f"{eng}/train", "--out", f"{out}/data"] + common),
+      "caption_test": build("mavis_caption", ["--json", f"{eng}/test/caption.json", "--images",
+                                              f"{eng}/test", "--out", f"{out}/data_test"] + common),
+      "instruct_train": build("mavis_instruct", ["--src", f"{eng}/train/instruct.json",
+                                                 "--images", f"{eng}/train", "--out",
+                                                 f"{out}/data", "--versions", *versions,
+                                                 "--answer", answer] + common),
+  }
+  return reports
+
+
+def preference_pairs(problems_path: str, responses: dict[str, str], version: str,
+                     style: str, path: str) -> dict:
+  """MAVIS stage 4's pairs from the model's own answers, by `python -m data_prep.engine.dpo_pairs`
+  (the evaluation's judge decides right or wrong): the prompt is the instruction-tuning human
+  turn, chosen the annotated answer in the trained style, rejected the model's."""
+  responses_path = path + ".responses.jsonl"
+  with open(responses_path, "w") as f:
+    for k, v in responses.items():
+      f.write(json.dumps({"id": k, "response": v, "version": version}) + "\n")
+  stdout = run_command("data_prep.engine.dpo_pairs", [
+      "--problems", problems_path, "--responses", responses_path, "--out", path,
+      "--answer", style])
+  return json.loads(stdout.strip().splitlines()[-1])

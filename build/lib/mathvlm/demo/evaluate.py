@@ -1,0 +1,131 @@
+"""What the demo measures after each stage: CLIP-Math retrieval on held-out diagram/caption pairs,
+and answers to held-out engine problems scored by domain, question version and question type,
+beside the baselines a model must beat to have learned anything.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+
+import numpy as np
+
+from mathvlm.eval import engine_benchmark as eval_engine
+
+
+def retrieval(model, records, tokenizer, max_len: int, batch: int = 100) -> dict:
+  """Image -> caption top-1 and top-5 (and caption -> image top-1) among all held-out pairs, by
+  cosine similarity; chance is 1/n and 5/n."""
+  import jax.numpy as jnp
+
+  from mathvlm.data.captions import CaptionSource
+  from mathvlm.data.image import normalize
+  size = model.cfg.vision.image_size
+  src = CaptionSource(records, tokenizer=tokenizer, image_size=size, max_len=max_len,
+                      pad_id=tokenizer.pad_token_id or 0)
+  img, txt = [], []
+  for start in range(0, len(src), batch):
+    rows = [src[i] for i in range(start, min(start + batch, len(src)))]
+    stack = lambda k: np.stack([r[k] for r in rows])
+    img.append(np.asarray(model.image_features(normalize(stack("pixel_values"), jnp))))
+    txt.append(np.asarray(model.text_features(stack("input_ids"), stack("attention_mask"))))
+  img, txt = np.concatenate(img), np.concatenate(txt)
+  img /= np.linalg.norm(img, axis=-1, keepdims=True)
+  txt /= np.linalg.norm(txt, axis=-1, keepdims=True)
+  sim = img @ txt.T
+  n = len(sim)
+  i2t, t2i = ranks(sim), ranks(sim.T)
+  return dict(pairs=n, image_to_caption_top1=float(np.mean(i2t == 0)),
+              image_to_caption_top5=float(np.mean(i2t < 5)),
+              caption_to_image_top1=float(np.mean(t2i == 0)),
+              chance=1.0 / n, chance_top5=min(5, n) / n, dropped=dict(src.dropped))
+
+
+def ranks(sim: np.ndarray) -> np.ndarray:
+  """Per row of a [queries, candidates] similarity matrix whose diagonal is the right pair: how
+  many other candidates score at or above the right one (0 = a top-1 hit). A tie counts as a
+  miss: identical captions of different diagrams tie exactly, and a tie retrieves nothing."""
+  return np.sum(sim >= np.diag(sim)[:, None], axis=1) - 1
+
+
+def answer(model, cfg, tokenizer, problems, *, template: str, batch: int, max_new_tokens: int,
+           max_len: int) -> list[str]:
+  """Greedy answers with the KV cache, prompts as the evaluation CLI builds them."""
+  from mathvlm.eval.run import Encoder, generate_responses
+  encoder = Encoder(tokenizer, cfg.image_token_id, cfg.image_seq_len, max_len)
+  return generate_responses(model, cfg, encoder, problems, template=template,
+                            batch_size=batch, max_new_tokens=max_new_tokens, temperature=0.0,
+                            bucket=32)
+
+
+def ranked(model, cfg, tokenizer, problems, *, template: str, batch: int,
+           max_len: int = 512) -> list[str]:
+  """Each multiple-choice problem's most likely option (`mathvlm.eval.likelihood`), "" for
+  free-form ones, which have no options to rank. `max_len` holds every prompt with its option
+  whole (the longest engine question with an option is about 270 tokens)."""
+  from mathvlm.eval import likelihood
+  mc = [p for p in problems if p.choices]
+  picks = iter(likelihood.pick(mc, likelihood.option_logps(
+      model, cfg, tokenizer, mc, template=template, batch_size=batch, max_len=max_len)))
+  return [next(picks) if p.choices else "" for p in problems]
+
+
+def score(problems, responses, picks=None) -> dict:
+  """Accuracy overall and by domain, question version and question type; per-problem verdicts.
+  With `picks`, multiple choice is judged by the picked letter (free-form still by its response)."""
+  verdicts = {}
+  groups = collections.defaultdict(lambda: [0, 0])
+  for i, (p, r) in enumerate(zip(problems, responses)):
+    if picks is not None and p.choices:
+      ok = picks[i] == p.answer
+    else:
+      ok = eval_engine.judge(p, eval_engine.extract(r, p))
+    verdicts[p.pid] = ok
+    kind = "multiple-choice" if p.choices else "free-form"
+    for key in ("all", f"domain/{p.raw['domain']}", f"version/{p.meta['version']}",
+                f"type/{kind}"):
+      groups[key][0] += ok
+      groups[key][1] += 1
+  return dict(accuracy={k: dict(correct=c, total=t, acc=c / t) for k, (c, t) in
+                        sorted(groups.items())}, verdicts=verdicts)
+
+
+def baselines(train_records, problems) -> dict:
+  """Accuracy of answering without a model: uniformly at random; always the training set's most
+  common answer (the letter for multiple choice, the value for free-form); and a choices-only
+  rule that exploits how the engine writes distractors (from the answer by a fixed set of slips),
+  so the table says how much of a model's score the options alone could give."""
+  letters = collections.Counter(chr(65 + r["answer_index"]) for r in train_records if r["choices"])
+  values = collections.Counter(r["answer"] for r in train_records if not r["choices"])
+  top_letter = letters.most_common(1)[0][0] if letters else "A"
+  top_value = values.most_common(1)[0][0] if values else ""
+  rand = maj = rule = 0.0
+  for p in problems:
+    if p.choices:
+      rand += 1 / len(p.choices)
+      maj += p.answer == top_letter
+      rule += choices_only_rule(p.choices, p.answer)
+    else:
+      maj += bool(top_value) and eval_engine.judge(p, top_value)
+  n = max(len(problems), 1)
+  return dict(random=rand / n, majority=maj / n, choices_only_rule=rule / n,
+              majority_answer=dict(letter=top_letter, value=top_value))
+
+
+SLIPS = (lambda v: 2 * v, lambda v: v / 2, lambda v: 1.5 * v, lambda v: v + 2, lambda v: v - 1,
+         lambda v: v * math.sqrt(2), lambda v: v * math.sqrt(3) / 2, lambda v: v + 5,
+         lambda v: v * 2 / 3, lambda v: 3 * v, lambda v: v - 3)
+
+
+def choices_only_rule(choices, answer_letter: str) -> float:
+  """Expected score of picking the option most others derive from by one of the engine's slips
+  (data_prep/engine/exact.py `distractors`), ties split evenly."""
+  from mathvlm.eval.answers import value_of
+  values = [value_of(c) for c in choices]
+  if any(v is None or abs(v.imag) > 1e-9 for v in values):
+    return 1 / len(choices)
+  values = [v.real for v in values]
+  counts = [sum(any(abs(f(v) - w) < 1e-6 for f in SLIPS) for j, w in enumerate(values) if j != i)
+            for i, v in enumerate(values)]
+  best = [i for i, c in enumerate(counts) if c == max(counts)]
+  return (ord(answer_letter) - 65 in best) / len(best)

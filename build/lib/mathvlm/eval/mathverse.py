@@ -1,0 +1,113 @@
+"""MathVerse: loader (testmini.json, every problem version), prompts, GPT-free extraction, scores.
+
+The official pipeline (ZrrSkywalker/MathVerse) asks GPT-4 to extract the answer
+(`extract_answer_s1.py`) and then either asks it to judge or, with `--quick_match`, compares
+`answer == extraction` exactly (`score_answer_s2.py`). Here `extract` replaces the GPT step and the
+quick match is kept, after the same light normalisation on both sides (strip, option letters
+upper-case, numbers written canonically: "3.0" and "3" match). Scores: overall ("w/o" accuracy),
+per problem_version and per subject (and subject/subfield), as the official script prints them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any
+
+from mathvlm.eval import answers as ex
+from mathvlm.eval.common import Problem, entry, tally
+
+NAME = "mathverse"
+VERSIONS = ("Text Dominant", "Text Lite", "Text Only", "Vision Intensive", "Vision Dominant",
+            "Vision Only")
+
+
+def load(path: str, images_dir: str | None = None, prompt: str = "query_wo",
+         versions: tuple[str, ...] | None = None) -> list[Problem]:
+  """Problems from MathVerse `testmini.json` (a list); prompt: 'query_wo' or 'query_cot'."""
+  if prompt not in ("query_wo", "query_cot"):
+    raise ValueError(f"MathVerse prompt {prompt!r}: expected 'query_wo' or 'query_cot'")
+  images_dir = images_dir or os.path.join(os.path.dirname(os.path.abspath(path)), "images")
+  with open(path, encoding="utf-8") as f:
+    data = json.load(f)
+  problems = []
+  for n, r in enumerate(data):
+    missing = [k for k in ("sample_index", "problem_version", "answer", "question_type", prompt)
+               if k not in r]
+    if missing:
+      raise ValueError(f"{path}: record {n} (sample_index {r.get('sample_index')}) lacks "
+                       f"{missing}; is this MathVerse testmini.json?")
+    if versions and r["problem_version"] not in versions:
+      continue
+    meta = dict(r.get("metadata") or r.get("category") or {})
+    meta.update(problem_version=r["problem_version"], question_type=r["question_type"])
+    image = r.get("image")
+    problems.append(Problem(
+        pid=str(r["sample_index"]), question=r.get("question", ""), answer=str(r["answer"]),
+        choices=[], images=[os.path.join(images_dir, image)] if image else [],
+        query=r[prompt], meta=meta, raw=r))
+  return problems
+
+
+def normalize(s: Any) -> str:
+  """Both sides of the quick match: stripped, "(B)"/"B." -> "B", numbers canonical."""
+  s = str(s if s is not None else "").strip().strip("$").strip()
+  m = re.fullmatch(r"\(?([A-Za-z])[).:]?", s)
+  if m:
+    return m.group(1).upper()
+  value = ex.latex_number(s.replace(",", "")) if re.search(r"\d", s) else None
+  return value if value is not None else s
+
+
+def _choice_count(problem: Problem) -> int:
+  letters = re.findall(r"(?m)^\s*\(?([A-H])[).:]", problem.query + "\n" + problem.question)
+  return max((ord(x) - ord("A") + 1 for x in letters), default=4)
+
+
+def extract(response: str | None, problem: Problem) -> str:
+  """The answer in a response: an option letter for multi-choice, else a value."""
+  response = (response or "").strip()
+  if not response:
+    return ""
+  span = ex.answer_span(response)
+  if problem.meta["question_type"] == "multi-choice":
+    n = _choice_count(problem)
+    lines = [x for x in response.split("\n") if x.strip()]
+    for text in (span or "", lines[0], lines[-1]):
+      letter = ex.choice_letter(text, n)
+      if letter:
+        return letter
+    return ""
+  for value in (ex.number(span) if span else None, ex.bold_number(response),
+                ex.stated_number(response), ex.number(response)):
+    if value is not None:
+      return value
+  return span or ""
+
+
+def judge(problem: Problem, extraction: str) -> bool:
+  """The official quick match on normalised strings."""
+  return normalize(extraction) == normalize(problem.answer) and normalize(extraction) != ""
+
+
+def breakdown_keys(problem: Problem) -> dict[str, list[str]]:
+  m = problem.meta
+  subject, subfield = m.get("subject", "?"), m.get("subfield", "?")
+  return {"problem_version": [m["problem_version"]], "subject": [subject],
+          "subfield": [f"{subject}-{subfield}"]}
+
+
+def scores(problems: dict[str, Problem], correct: dict[str, bool]) -> dict[str, Any]:
+  out: dict[str, Any] = {"all": entry(sum(correct.values()), len(correct))}
+  for key in ("problem_version", "subject", "subfield"):
+    counts = tally((breakdown_keys(problems[pid])[key], ok) for pid, ok in correct.items())
+    out[key] = {v: entry(*c) for v, c in sorted(counts.items())}
+  return out
+
+
+def output_record(problem: Problem, response: str, extraction: str, ok: bool) -> dict:
+  """One entry of the official output list: the record plus model_answer, extraction, judgement."""
+  rec = dict(problem.raw)
+  rec.update(model_answer=response, extraction=extraction, judgement=int(ok))
+  return rec

@@ -1,0 +1,180 @@
+"""Score existing response files: `python -m mathvlm.eval.score --benchmark B --responses FILE
+--annotations FILE --out SCORES.json [--use_extraction_field]`.
+
+Writes SCORES.json ({"all": {correct, total, accuracy}, <breakdowns>...}), SCORES.md (tables),
+SCORES.png (bar chart) and the responses re-scored in the benchmark's official output format
+(SCORES_outputs.json / .jsonl; MATH-Vision also SCORES_result.json with its "-all" keys), so the
+official scripts can read them too. No API is called unless `--judge_url` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any, Callable
+
+from mathvlm.eval import consistency, engine_benchmark, math_v, mathverse, mathvista, report
+from mathvlm.eval.common import Problem
+
+BENCHMARKS = {"mathvista": mathvista, "math_v": math_v, "mathverse": mathverse, "engine": engine_benchmark}
+TITLES = {"mathvista": "MathVista", "math_v": "MATH-Vision", "mathverse": "MathVerse",
+          "engine": "Engine held-out"}
+_ID_FIELDS = ("pid", "id", "sample_index")
+
+
+def read_records(path: str) -> list[dict[str, Any]]:
+  """Response records from a JSON dict (key -> record), a JSON list, or JSON lines."""
+  with open(path, encoding="utf-8") as f:
+    text = f.read()
+  try:
+    data = json.loads(text)
+  except json.JSONDecodeError:
+    data = None
+  if isinstance(data, dict):
+    return [dict(v, **({} if any(k in v for k in _ID_FIELDS) else {"pid": k}))
+            for k, v in data.items()]
+  if isinstance(data, list):
+    return data
+  rows = []
+  for n, line in enumerate(text.splitlines(), 1):
+    if line.strip():
+      try:
+        rows.append(json.loads(line))
+      except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{n}: neither JSON nor JSON lines ({e})") from e
+  return rows
+
+
+def record_id(rec: dict[str, Any], path: str) -> str:
+  for k in _ID_FIELDS:
+    if k in rec:
+      return str(rec[k])
+  raise ValueError(f"{path}: a response record has none of {_ID_FIELDS}: {str(rec)[:200]}")
+
+
+def response_of(rec: dict[str, Any]) -> str:
+  """The model's text: `response` (MathVista, MATH-Vision) or `model_answer` (MathVerse)."""
+  for k in ("response", "model_answer", "output", "text"):
+    if isinstance(rec.get(k), str):
+      return rec[k]
+  return ""
+
+
+def score_responses(benchmark: str, problems: list[Problem], records: list[dict[str, Any]], *,
+                    use_extraction_field: bool = False, source: str = "responses",
+                    judge: Callable[[Problem, str, str], str | None] | None = None):
+  """(scores, official-format output records) for response records against problems.
+
+  Every record must name a known problem. Problems without a response are left out of the
+  totals, as the official scripts do (they score the response file), and counted in
+  scores["missing"].
+  judge(problem, response, extraction) may override the rule-based extraction (see judge.py).
+  """
+  mod = BENCHMARKS[benchmark]
+  by_id = {p.pid: p for p in problems}
+  correct: dict[str, bool] = {}
+  extractions: dict[str, str] = {}
+  outputs: list[dict] = []
+  unknown = []
+  for rec in records:
+    pid = record_id(rec, source)
+    if pid not in by_id:
+      unknown.append(pid)
+      continue
+    p = by_id[pid]
+    response = response_of(rec)
+    if benchmark == "mathvista":
+      p = by_id[pid] = mathvista.with_record(p, rec)
+      if use_extraction_field:
+        if "extraction" not in rec:
+          raise ValueError(f"{source}: pid {pid} has no `extraction` field; drop "
+                           "--use_extraction_field to extract from `response`")
+        extraction = rec["extraction"]
+      else:
+        extraction = mod.extract(response, p)
+    else:
+      extraction = mod.extract(response, p)
+    if judge is not None:
+      extraction = judge(p, response, extraction) or extraction
+    if benchmark == "mathvista":
+      prediction, ok = mathvista.judge(p, extraction)
+      outputs.append(mathvista.output_record(p, response, extraction, prediction, ok))
+    elif benchmark == "math_v":
+      ok = math_v.judge(p, extraction)
+      outputs.append(math_v.output_record(p, response, extraction, ok))
+    elif benchmark == "mathverse":
+      ok = mathverse.judge(p, extraction)
+      outputs.append(mathverse.output_record(p, response, extraction, ok))
+    else:
+      ok = engine_benchmark.judge(p, extraction)
+      outputs.append({"pid": pid, "response": response, "extraction": extraction, "correct": ok})
+    correct[pid] = ok
+    extractions[pid] = str(extraction)
+  if unknown:
+    raise ValueError(f"{source}: {len(unknown)} responses name problems not in the annotations "
+                     f"(first: {unknown[:5]}); wrong --annotations file or benchmark?")
+  missing = [pid for pid in by_id if pid not in correct]
+  scores = mod.scores(by_id, correct)
+  if benchmark == "mathvista":
+    scores["official"] = mathvista.official_scores(by_id, correct)
+  if benchmark == "engine":
+    scores["consistency"] = consistency.engine_consistency(by_id, extractions, correct)
+  scores["missing"] = len(missing)
+  return scores, outputs
+
+
+def load_problems(benchmark: str, annotations: str, images_dir: str | None = None,
+                  **kwargs) -> list[Problem]:
+  return BENCHMARKS[benchmark].load(annotations, images_dir, **kwargs)
+
+
+def write_outputs(benchmark: str, scores: dict, outputs: list[dict], out_json: str) -> dict:
+  paths = report.write(scores, out_json, TITLES[benchmark])
+  stem = os.path.splitext(out_json)[0]
+  if benchmark in ("mathvista", "engine"):
+    paths["outputs"] = stem + "_outputs.json"
+    with open(paths["outputs"], "w", encoding="utf-8") as f:
+      json.dump({r["pid"]: r for r in outputs}, f, indent=2, ensure_ascii=False)
+  elif benchmark == "math_v":
+    paths["outputs"] = stem + "_outputs.jsonl"
+    with open(paths["outputs"], "w", encoding="utf-8") as f:
+      f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in outputs)
+    paths["result"] = stem + "_result.json"
+    with open(paths["result"], "w", encoding="utf-8") as f:
+      json.dump(scores["official"], f, indent=4, ensure_ascii=False)
+  else:
+    paths["outputs"] = stem + "_outputs.json"
+    with open(paths["outputs"], "w", encoding="utf-8") as f:
+      json.dump(outputs, f, indent=2, ensure_ascii=False)
+  return paths
+
+
+def main(argv: list[str] | None = None) -> None:
+  p = argparse.ArgumentParser(prog="python -m mathvlm.eval.score",
+                              description=__doc__.split("\n")[0])
+  p.add_argument("--benchmark", required=True, choices=sorted(BENCHMARKS))
+  p.add_argument("--responses", required=True, help="model outputs (JSON dict/list or JSONL)")
+  p.add_argument("--annotations", required=True,
+                 help="testmini.json / test.json / *.parquet (MathVista), test(mini).jsonl "
+                      "(MATH-Vision), testmini.json (MathVerse)")
+  p.add_argument("--out", required=True, help="SCORES.json (the .md, .png and outputs go beside)")
+  p.add_argument("--use_extraction_field", action="store_true",
+                 help="MathVista: normalise the stored `extraction` instead of extracting")
+  p.add_argument("--judge_url", default="", help="optional OpenAI-compatible endpoint (off)")
+  p.add_argument("--judge_model", default="")
+  args = p.parse_args(argv)
+  problems = load_problems(args.benchmark, args.annotations)
+  judge = None
+  if args.judge_url:
+    from mathvlm.eval.judge import Judge
+    judge = Judge(args.judge_url, args.judge_model)
+  scores, outputs = score_responses(args.benchmark, problems, read_records(args.responses),
+                                    use_extraction_field=args.use_extraction_field,
+                                    source=args.responses, judge=judge)
+  paths = write_outputs(args.benchmark, scores, outputs, args.out)
+  print(json.dumps({"all": scores["all"], "files": paths}))
+
+
+if __name__ == "__main__":
+  main()

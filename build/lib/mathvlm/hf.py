@@ -1,0 +1,454 @@
+"""Hugging Face checkpoints in and out: safetensors <-> our models, by the families' layouts.
+
+Reads safetensors with numpy (no torch), one tensor at a time, straight into arrays placed on their
+target sharding (`jax.make_array_from_callback`): a 13B model never sits in host memory twice.
+`config.json` decides the layout, and the layout the model family (`mathvlm.models.registry`).
+Layouts read:
+
+  llava          `language_model.model.*` / `model.language_model.*`, `multi_modal_projector.*`,
+                 `vision_tower.vision_model.*` or `vision_tower.*` (what transformers 5 saves)
+  llava_original `model.layers.*`, `model.mm_projector.{0,2}`, `lm_head`; the CLIP tower comes from a
+                 separate CLIP checkpoint (`clip_dir`, or `mm_vision_tower` if it is a local folder)
+  llm, clip, clip_vision   LlamaForCausalLM / MistralForCausalLM, CLIPModel, CLIPVisionModel
+
+Export writes the llava-hf layout (or the plain layouts for the other families); a round trip is
+bit-exact. Our parameter names mirror Hugging Face's, so the mapping below is a rename plus a
+transpose, not a table of every tensor. Our own (orbax) model checkpoints are
+`mathvlm.checkpoint.save_model` / `load_model`; the command line is `python -m mathvlm.convert`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+from typing import Any, Callable
+
+import jax
+import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy, so safetensors can read it)
+import numpy as np
+from flax import nnx
+from safetensors import safe_open
+from safetensors.numpy import save_file
+
+from mathvlm import paths
+from mathvlm.checkpoint import CheckpointError, single_device
+from mathvlm.models import registry
+from mathvlm.models.clip_text import CLIPConfig
+from mathvlm.models.layers import dtype_of, path_parts
+from mathvlm.models.llm import LlamaConfig
+from mathvlm.models.vit import CLIPVisionConfig
+from mathvlm.models.vlm import Llava, LlavaConfig
+
+log = logging.getLogger(__name__)
+
+# Buffers some checkpoints carry that are not parameters (recomputed from the config).
+IGNORED_KEYS = re.compile(r".*(rotary_emb\.inv_freq|embeddings\.position_ids)$")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading safetensors.
+
+class SafetensorsDir:
+  """The tensors of a Hugging Face folder: one `model.safetensors` or shards with their index."""
+
+  def __init__(self, path: str):
+    _local_only(path)
+    self.path = path
+    index = os.path.join(path, "model.safetensors.index.json")
+    if os.path.exists(index):
+      with open(index) as f:
+        self.file_of = dict(json.load(f)["weight_map"])
+    else:
+      files = sorted(f for f in os.listdir(path) if f.endswith(".safetensors"))
+      if not files:
+        extra = (" (found PyTorch .bin weights: re-save them with safetensors first)"
+                 if any(f.endswith(".bin") for f in os.listdir(path)) else "")
+        raise CheckpointError(f"no *.safetensors in {path}{extra}")
+      self.file_of = {}
+      for name in files:
+        with safe_open(os.path.join(path, name), "np") as f:
+          self.file_of.update({k: name for k in f.keys()})
+    self._handles: dict[str, Any] = {}
+    self.used: set[str] = set()
+
+  def __contains__(self, key: str) -> bool:
+    return key in self.file_of
+
+  def keys(self) -> list[str]:
+    return list(self.file_of)
+
+  def _handle(self, key: str):
+    name = self.file_of[key]
+    if name not in self._handles:
+      self._handles[name] = safe_open(os.path.join(self.path, name), "np")
+    return self._handles[name]
+
+  def shape(self, key: str) -> tuple[int, ...]:
+    return tuple(self._handle(key).get_slice(key).get_shape())
+
+  def get(self, key: str) -> np.ndarray:
+    self.used.add(key)
+    return self._handle(key).get_tensor(key)
+
+
+# ---------------------------------------------------------------------------------------------
+# Our parameter path <-> Hugging Face key.
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+  """Parameters under `ours` (a path prefix) live in `source` under `hf` + a renamed rest."""
+  ours: tuple[str, ...]
+  hf: str
+  style: str = "llm"        # 'llm', 'clip', 'proj' (llava-hf projector) or 'mm_proj' (original)
+  source: str = "main"
+
+
+TRANSFORMS: dict[str, tuple[Callable, Callable]] = {  # ours <- hf, hf <- ours
+    "copy": (lambda a: a, lambda a: a),
+    "linear": (lambda a: a.T, lambda a: a.T),
+    "conv": (lambda a: a.transpose(2, 3, 1, 0), lambda a: a.transpose(3, 2, 0, 1)),
+}
+
+_CLIP_EMBEDDINGS = {"class_embedding": "embeddings.class_embedding",
+                    "position_embedding": "embeddings.position_embedding.weight",
+                    "token_embedding": "embeddings.token_embedding.weight"}
+
+
+def _hf_rest(rest: tuple[str, ...], style: str) -> tuple[str, str]:
+  """Our path below a rule's prefix -> (HF name below the prefix, transform)."""
+  if not rest:  # the rule names the tensor itself (logit_scale)
+    return "", "copy"
+  *mods, leaf = rest
+  if style == "mm_proj":  # original LLaVA: nn.Sequential(Linear, GELU, Linear, ...) or one Linear
+    (mod,) = mods
+    mods = [str(2 * (int(mod.split("_")[1]) - 1))]
+  if len(mods) == 0 and leaf in _CLIP_EMBEDDINGS and style == "clip":
+    return _CLIP_EMBEDDINGS[leaf], "copy"
+  transform = "copy"
+  if leaf == "kernel":
+    leaf, transform = "weight", ("conv" if mods and mods[-1] == "patch_embedding" else "linear")
+  elif leaf in ("scale", "embedding"):
+    leaf = "weight"
+  if mods and mods[-1] == "patch_embedding":
+    mods = ["embeddings"] + mods
+  if mods and mods[0] == "layers":
+    mods = (["encoder", "layers", "{i}"] if style == "clip" else ["layers", "{i}"]) + mods[1:]
+  return ".".join(mods + [leaf]), transform
+
+
+def hf_key(path: tuple[str, ...], rules: list[Rule]) -> tuple[Rule, str, str, bool]:
+  """(rule, HF key template with `{i}` for stacked layers, transform, stacked?)."""
+  for rule in sorted(rules, key=lambda r: -len(r.ours)):
+    if path[:len(rule.ours)] == rule.ours:
+      rest = path[len(rule.ours):]
+      name, transform = _hf_rest(rest, rule.style)
+      return rule, rule.hf + name, transform, "{i}" in name
+  raise CheckpointError(f"no conversion rule for parameter {'/'.join(path)}")
+
+
+def _prefix(ckpt: SafetensorsDir, probe: str, candidates: list[str], what: str) -> str:
+  for p in candidates:
+    if p + probe in ckpt:
+      return p
+  raise CheckpointError(f"{ckpt.path}: cannot find the {what} (looked for "
+                        f"{', '.join(repr(p + probe) for p in candidates)})")
+
+
+def llm_rules(ckpt: SafetensorsDir, ours: tuple[str, ...] = ()) -> list[Rule]:
+  model = _prefix(ckpt, "embed_tokens.weight",
+                  ["model.", "language_model.model.", "model.language_model.", ""],
+                  "language model's embed_tokens")
+  head = {"model.": "", "language_model.model.": "language_model.",
+          "model.language_model.": "", "": ""}[model]
+  return [Rule(ours, model), Rule(ours + ("lm_head",), head + "lm_head.")]
+
+
+def vision_rules(ckpt: SafetensorsDir, ours: tuple[str, ...], source: str = "main") -> list[Rule]:
+  p = _prefix(ckpt, "embeddings.patch_embedding.weight",
+              ["vision_tower.vision_model.", "vision_tower.", "model.vision_tower.vision_model.",
+               "model.vision_tower.", "vision_model.", ""], "CLIP vision tower")
+  return [Rule(ours, p, "clip", source)]
+
+
+def rules_for(layout: str, ckpt: SafetensorsDir, clip: SafetensorsDir | None = None) -> list[Rule]:
+  if layout == "llm":
+    return llm_rules(ckpt)
+  if layout == "clip_vision":
+    return vision_rules(ckpt, ())
+  if layout == "clip":
+    return [Rule(("vision_model",), "vision_model.", "clip"),
+            Rule(("text_model",), "text_model.", "clip"),
+            Rule(("visual_projection",), "visual_projection.", "clip"),
+            Rule(("text_projection",), "text_projection.", "clip"),
+            Rule(("logit_scale",), "logit_scale", "clip")]
+  if layout == "llava":
+    proj = _prefix(ckpt, "linear_1.weight", ["multi_modal_projector.", "model.multi_modal_projector."],
+                   "multi_modal_projector")
+    return (llm_rules(ckpt, ("language_model",)) + vision_rules(ckpt, ("vision_tower",))
+            + [Rule(("multi_modal_projector",), proj, "proj")])
+  if layout == "llava_original":
+    if clip is None:
+      raise CheckpointError("the original LLaVA layout keeps the vision tower in a separate CLIP "
+                            "checkpoint: pass clip_dir (--clip-dir)")
+    return (llm_rules(ckpt, ("language_model",))
+            + vision_rules(clip, ("vision_tower",), source="clip")
+            + [Rule(("multi_modal_projector",), "model.mm_projector.", "mm_proj")])
+  raise ValueError(f"unknown Hugging Face layout {layout!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Architecture from config.json.
+
+def read_config(path) -> dict[str, Any]:
+  """config.json of a local folder or one in a bucket (gs://...)."""
+  try:
+    return paths.read_json(path, "a Hugging Face folder needs its config.json")
+  except FileNotFoundError as e:
+    raise CheckpointError(str(e)) from None
+
+
+def _local_only(path) -> None:
+  """safetensors reads and writes local files only."""
+  if paths.is_remote(path):
+    raise CheckpointError(f"{path}: Hugging Face folders are read and written only on local disk "
+                          "(safetensors works on local files): copy the folder from or to the "
+                          "bucket (gcloud storage cp -r)")
+
+
+def detect_layout(hf: dict[str, Any]) -> str:
+  mt = hf.get("model_type")
+  if mt == "llava" and "text_config" in hf:
+    return "llava"
+  if mt in ("llava", "llava_llama", "llava_mistral") or "mm_vision_tower" in hf:
+    return "llava_original"
+  if mt in ("llama", "mistral"):
+    return "llm"
+  if mt == "clip":
+    return "clip"
+  if mt == "clip_vision_model":
+    return "clip_vision"
+  raise CheckpointError(f"config.json field model_type={mt!r} is not supported; supported: "
+                        "llava (llava-hf or original LLaVA), llama, mistral, clip, "
+                        "clip_vision_model")
+
+
+def config_from_hf(layout: str, hf: dict[str, Any], clip_hf: dict[str, Any] | None = None,
+                   **overrides):
+  """The model config a layout's config.json (and, for the original LLaVA layout, the separate
+  CLIP's) describes, with runtime overrides."""
+  if layout == "llava":
+    return LlavaConfig.from_hf(hf, **overrides)
+  if layout == "llava_original":
+    return LlavaConfig.from_original(hf, clip_hf or {}, **overrides)
+  if layout == "llm":
+    return LlamaConfig.from_hf(hf, **overrides)
+  if layout == "clip":
+    return CLIPConfig.from_hf(hf, **overrides)
+  vision = hf.get("vision_config", hf) if hf.get("model_type") == "clip" else hf
+  return CLIPVisionConfig.from_hf(vision, **overrides)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading.
+
+def param_paths(model: nnx.Module):
+  """(path parts, Variable) for every parameter, in a stable order."""
+  return [(path_parts(path), var) for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param))]
+
+
+def _load_array(sources: dict[str, SafetensorsDir], path, var, rule: Rule, key: str,
+                transform: str, stacked: bool, sharding, dtype) -> jax.Array:
+  ckpt = sources[rule.source]
+  shape = tuple(var.shape)
+  to_ours = TRANSFORMS[transform][0]
+  layer_keys = [key.format(i=i) for i in range(shape[0])] if stacked else [key]
+  expected = _hf_shape(shape[1:] if stacked else shape, transform)
+  for k in layer_keys:
+    if k not in ckpt:
+      raise CheckpointError(f"{ckpt.path}: missing tensor {k!r} (for parameter "
+                            f"{'/'.join(path)}, expected shape {expected})")
+    found = ckpt.shape(k)
+    if found != expected:
+      raise CheckpointError(f"{ckpt.path}: tensor {k!r} has shape {found}, expected "
+                            f"{expected} for parameter {'/'.join(path)} "
+                            "(does config.json match the weights?)")
+
+  def fetch(index):
+    if not stacked:
+      return np.asarray(to_ours(ckpt.get(key))[index], dtype=dtype)
+    layers = range(*index[0].indices(shape[0]))
+    out = None
+    for j, i in enumerate(layers):
+      part = np.asarray(to_ours(ckpt.get(layer_keys[i]))[index[1:]], dtype=dtype)
+      if out is None:
+        out = np.empty((len(layers),) + part.shape, dtype)
+      out[j] = part
+    return out
+
+  return jax.make_array_from_callback(shape, sharding(path, var.get_metadata().get(
+      "out_sharding") or (), shape), fetch)
+
+
+def _hf_shape(shape: tuple[int, ...], transform: str) -> tuple[int, ...]:
+  """The checkpoint's shape for one of ours: the transform applied to a zero-byte view."""
+  view = np.broadcast_to(np.zeros((), np.uint8), shape)
+  return tuple(TRANSFORMS[transform][1](view).shape)
+
+
+def load_hf(hf_dir: str, dtype: str = "float32", *, compute_dtype: str | None = None,
+            clip_dir: str | None = None, sharding: Callable | None = None, strict: bool = False,
+            layout: str | None = None, remat: str = "none"):
+  """Any supported Hugging Face folder -> (model, config). See the module docstring for layouts.
+
+  dtype: parameter dtype; compute_dtype: matmul dtype (default: dtype). sharding: a function
+  (path, logical axes, shape) -> jax.sharding.Sharding (e.g. `sharding.param_sharding(mesh)`);
+  default: the first device. strict: unused checkpoint tensors are an error, not a warning.
+  layout: read only part of a checkpoint, e.g. 'clip_vision' for the vision tower of a CLIPModel.
+  """
+  hf = read_config(os.path.join(hf_dir, "config.json"))
+  layout = layout or detect_layout(hf)
+  family = registry.of_hf_layout(layout)
+  sources = {"main": SafetensorsDir(hf_dir)}
+  clip_hf = None
+  if layout == "llava_original":
+    clip_dir = clip_dir or (hf.get("mm_vision_tower") if os.path.isdir(
+        str(hf.get("mm_vision_tower"))) else None)
+    if clip_dir is None:
+      raise CheckpointError(
+          f"{hf_dir} is in the original LLaVA layout, whose vision tower "
+          f"({hf.get('mm_vision_tower')!r}) is a separate CLIP checkpoint: pass clip_dir "
+          "(--clip-dir) pointing at a local copy")
+    sources["clip"] = SafetensorsDir(clip_dir)
+    clip_hf = read_config(os.path.join(clip_dir, "config.json"))
+  overrides = dict(param_dtype=dtype, dtype=compute_dtype or dtype, remat=remat)
+  cfg = config_from_hf(layout, hf, clip_hf, **overrides)
+  abstract = family.abstract(cfg)
+  rules = rules_for(layout, sources["main"], sources.get("clip"))
+  sharding = sharding or single_device
+  np_dtype = np.dtype(dtype_of(dtype))
+  graphdef, state = nnx.split(abstract)
+  flat = dict(nnx.to_flat_state(state))
+  for flat_key, var in flat.items():
+    if not isinstance(var, nnx.Param):
+      continue
+    path = path_parts(flat_key)
+    rule, key, transform, stacked = hf_key(path, rules)
+    if rule.style == "mm_proj" and cfg.projector == "linear":  # one Linear: no Sequential index
+      key = key.replace("mm_projector.0.", "mm_projector.")
+    arr = _load_array(sources, path, var, rule, key, transform, stacked, sharding, np_dtype)
+    flat[flat_key] = var.replace(arr)
+  _report_unused(sources, layout, strict)
+  return nnx.merge(graphdef, nnx.from_flat_state(flat)), cfg
+
+
+def _report_unused(sources: dict[str, SafetensorsDir], layout: str, strict: bool) -> None:
+  for name, ckpt in sources.items():
+    unused = [k for k in ckpt.keys() if k not in ckpt.used and not IGNORED_KEYS.match(k)]
+    if name == "clip" or layout == "clip_vision":  # a full CLIP checkpoint also holds the text side
+      unused = [k for k in unused if not k.startswith(("text_model.", "text_projection",
+                                                       "visual_projection", "logit_scale"))]
+    if unused:
+      msg = (f"{ckpt.path}: {len(unused)} tensors were not used by the model, e.g. "
+             f"{unused[:5]}")
+      if strict:
+        raise CheckpointError(msg)
+      log.warning(msg)
+
+
+def load_llava(hf_dir: str, dtype: str = "float32", **kwargs) -> tuple[Llava, LlavaConfig]:
+  """A LLaVA model from llava-hf or original-LLaVA weights. Public entry point: keep stable.
+
+  The model is callable as `model(input_ids, pixel_values, attention_mask=None)` with
+  pixel_values normalised, channels last [batch, height, width, 3]; it returns logits.
+  """
+  model, cfg = load_hf(hf_dir, dtype, **kwargs)
+  if not isinstance(model, Llava):
+    raise CheckpointError(f"{hf_dir} holds a {type(model).__name__}, not a LLaVA model "
+                          "(config.json model_type must be 'llava')")
+  return model, cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# Export.
+
+def _export_layout(model: nnx.Module) -> str:
+  layout = registry.of_model(model).hf_export
+  if layout is None:
+    raise CheckpointError(f"a {type(model).__name__} has no Hugging Face layout; keep it as a "
+                          "mathvlm checkpoint (mathvlm.checkpoint.save_model)")
+  return layout
+
+
+def _export_rules(layout: str) -> list[Rule]:
+  if layout == "llava":
+    return [Rule(("language_model",), "language_model.model."),
+            Rule(("language_model", "lm_head"), "language_model.lm_head."),
+            Rule(("vision_tower",), "vision_tower.", "clip"),
+            Rule(("multi_modal_projector",), "multi_modal_projector.", "proj")]
+  if layout == "llm":
+    return [Rule((), "model."), Rule(("lm_head",), "lm_head.")]
+  if layout == "clip_vision":  # transformers 5 saves CLIPVisionModel without `vision_model.`
+    return [Rule((), "", "clip")]
+  return rules_for("clip", None)  # type: ignore[arg-type]
+
+
+def hf_tensors(model: nnx.Module, dtype: str | None = None):
+  """Yields (HF key, numpy array) in the export layout, one tensor at a time."""
+  rules = _export_rules(_export_layout(model))
+  np_dtype = None if dtype is None else np.dtype(dtype_of(dtype))
+  for path, var in param_paths(model):
+    _, key, transform, stacked = hf_key(path, rules)
+    value = np.asarray(jax.device_get(var[...]))
+    if np_dtype is not None:
+      value = value.astype(np_dtype)
+    to_hf = TRANSFORMS[transform][1]
+    if stacked:
+      for i in range(value.shape[0]):
+        yield key.format(i=i), np.array(to_hf(value[i]), order="C")
+    else:
+      yield key, np.array(to_hf(value), order="C")  # keeps 0-d tensors 0-d
+
+
+def export_hf(model: nnx.Module, cfg, out_dir: str, *, dtype: str | None = None,
+              max_shard_bytes: int = 5 << 30) -> None:
+  """Writes config.json and safetensors (sharded with an index past `max_shard_bytes`)."""
+  _export_layout(model)
+  if any(getattr(m, "lora", None) is not None for _, m in nnx.iter_modules(model)):
+    raise CheckpointError("the model has LoRA adapters: merge them first "
+                          "(mathvlm.models.lora.merge_lora)")
+  _local_only(out_dir)
+  hf_cfg = cfg.to_hf()
+  os.makedirs(out_dir, exist_ok=True)
+  shards: list[dict[str, np.ndarray]] = [{}]
+  size = 0
+  for key, value in hf_tensors(model, dtype):
+    if size and size + value.nbytes > max_shard_bytes:
+      shards.append({})
+      size = 0
+    shards[-1][key] = value
+    size += value.nbytes
+  meta = {"format": "pt"}
+  if len(shards) == 1:
+    save_file(shards[0], os.path.join(out_dir, "model.safetensors"), metadata=meta)
+  else:
+    weight_map = {}
+    for n, shard in enumerate(shards, 1):
+      name = f"model-{n:05d}-of-{len(shards):05d}.safetensors"
+      save_file(shard, os.path.join(out_dir, name), metadata=meta)
+      weight_map.update({k: name for k in shard})
+    total = sum(v.nbytes for s in shards for v in s.values())
+    with open(os.path.join(out_dir, "model.safetensors.index.json"), "w") as f:
+      json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
+  hf_cfg["dtype"] = str(np.dtype(dtype_of(dtype))) if dtype else _param_dtype_name(cfg)
+  with open(os.path.join(out_dir, "config.json"), "w") as f:
+    json.dump(hf_cfg, f, indent=2)
+
+
+def _param_dtype_name(cfg) -> str:
+  for sub in ("text", "vision"):
+    if hasattr(cfg, sub):
+      return getattr(cfg, sub).param_dtype
+  return cfg.param_dtype

@@ -1,0 +1,91 @@
+"""Training metrics: one JSON line per logged step in WORKDIR/metrics.jsonl (big_vision style) and
+the same scalars in TensorBoard (tensorboardX: no TensorFlow needed). Only process 0 writes.
+WORKDIR may be a bucket URL (gs://...): see `BucketFile`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+from etils import epath
+
+from mathvlm import paths
+
+log = logging.getLogger("mathvlm.train")  # the trainer's log, which it prints
+
+
+class MetricWriter:
+  def __init__(self, workdir: str, *, tensorboard: bool = True, enabled: bool = True):
+    self.workdir, self.enabled = workdir, enabled
+    self.tb = None
+    if not enabled:
+      return
+    path = epath.Path(workdir) / "metrics.jsonl"
+    self.file = BucketFile(path) if paths.is_remote(workdir) else path.open("a")
+    if tensorboard:
+      self.tb = _tensorboard(workdir)
+
+  def write(self, step: int, scalars: dict[str, float]) -> None:
+    if not self.enabled:
+      return
+    self.file.write(json.dumps(dict(scalars, step=step)) + "\n")
+    self.file.flush()
+    if self.tb is not None:
+      for k, v in scalars.items():
+        if k != "step":
+          self.tb.add_scalar(k, v, step)
+
+  def close(self) -> None:
+    if self.enabled:
+      self.file.close()
+      if self.tb is not None:
+        self.tb.close()
+
+
+def _tensorboard(workdir: str):
+  """tensorboardX's writer, or None (with one log line) for a bucket it cannot write to."""
+  from tensorboardX import SummaryWriter, record_writer
+  logdir = os.path.join(workdir, "tensorboard")
+  if not paths.is_remote(workdir):
+    return SummaryWriter(logdir)
+  # Checked first: a writer that fails half-built prints a traceback when garbage-collected.
+  scheme = str(workdir).split("://")[0]
+  needs = {"gs": ("google-cloud-storage", record_writer.GCS_ENABLED),
+           "s3": ("boto3", record_writer.S3_ENABLED)}
+  if scheme not in needs:
+    reason = f"it has no writer for {scheme}://"
+  elif not needs[scheme][1]:
+    reason = f"it needs {needs[scheme][0]} for {scheme}://, which is not installed"
+  else:
+    try:
+      return SummaryWriter(logdir)
+    except Exception as e:  # noqa: BLE001  (no credentials, no access, ...)
+      reason = f"{type(e).__name__}: {e}"
+  log.warning("TensorBoard skipped: tensorboardX cannot write to %s (%s); metrics.jsonl is still "
+              "written", logdir, reason)
+  return None
+
+
+class BucketFile:
+  """A text file in a bucket, appended to as a local file opened with "a" would be. Object stores
+  cannot append (gcsfs opens "a" as "w", which would drop what the run wrote before a resume) and
+  show an object only once it is closed, so the text is kept here and the whole object rewritten:
+  at the first flush, then at most every `every_s` seconds, and on close."""
+
+  def __init__(self, path: epath.Path, every_s: float = 60.0):
+    self.path, self.every_s = path, every_s
+    self.text = path.read_text() if path.exists() else ""
+    self.written = -float("inf")
+
+  def write(self, s: str) -> None:
+    self.text += s
+
+  def flush(self, force: bool = False) -> None:
+    if force or time.monotonic() - self.written >= self.every_s:
+      self.path.write_text(self.text)
+      self.written = time.monotonic()
+
+  def close(self) -> None:
+    self.flush(force=True)

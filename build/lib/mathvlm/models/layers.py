@@ -1,0 +1,245 @@
+"""Building blocks shared by the towers.
+
+Every parameter carries logical axis names (`embed`, `mlp`, `heads`, `kv_heads`, `vocab`, `layers`,
+`norm`); one table in the config maps them to mesh axes (see `mathvlm.sharding`). Layers are stored
+stacked along a leading `layers` axis and run with `jax.lax.scan`, so compile time does not grow with
+depth, and rematerialisation is a policy name rather than code in each model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Array = jax.Array
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def dtype_of(name: str | Any):
+  """Config strings name dtypes so configs stay JSON-serialisable; unknown names fail loudly."""
+  if not isinstance(name, str):
+    return name
+  if name not in DTYPES:
+    raise ValueError(f"unknown dtype {name!r}; expected one of {sorted(DTYPES)}")
+  return DTYPES[name]
+
+
+RUNTIME_FIELDS = ("dtype", "param_dtype", "remat", "attention_impl")
+
+
+def with_runtime(cfg, **overrides):
+  """A model config with runtime settings (dtype, param_dtype, remat, attention_impl) applied to
+  every tower; the architecture is untouched."""
+  bad = set(overrides) - set(RUNTIME_FIELDS)
+  if bad:
+    raise ValueError(f"unknown model override(s) {sorted(bad)}; allowed: {RUNTIME_FIELDS}")
+  changes = {k: v for k, v in overrides.items() if hasattr(cfg, k)}
+  for field in dataclasses.fields(cfg):
+    value = getattr(cfg, field.name)
+    if dataclasses.is_dataclass(value):
+      changes[field.name] = with_runtime(value, **overrides)
+  return dataclasses.replace(cfg, **changes)
+
+
+def logical(init: Callable, *names: str | None) -> Callable:
+  """An initializer whose Param records logical axis names.
+
+  Placement happens later, from the config's table, so the models never need a mesh to be built
+  (eager sharding off).
+  """
+  return nnx.with_partitioning(init, tuple(names), eager_sharding=False)
+
+
+def normal(std: float = 0.02):
+  return nnx.initializers.normal(std)
+
+
+class Dense(nnx.Linear):
+  """nnx.Linear that accumulates in float32 and returns the compute dtype.
+
+  Low-precision inputs with a float32 accumulator is the fast path on CPUs with bf16 units
+  (ENV.md: ~785 vs ~280 GFLOP/s for bf16-out) and what GPU/TPU matmul units do anyway; the
+  activations stay in the compute dtype.
+  """
+
+  lora: nnx.LoRA | None = None   # attached by `mathvlm.models.lora.add_lora`
+  lora_scale: float = 1.0
+
+  def __call__(self, x: Array) -> Array:
+    y = super().__call__(x)
+    if self.lora is not None:
+      y = y + self.lora_scale * self.lora(x).astype(y.dtype)
+    return y.astype(self.dtype or x.dtype)
+
+
+def dense(din: int, dout: int, axes: tuple[str | None, str | None], *, bias: bool, cfg, rngs,
+          std: float = 0.02) -> Dense:
+  """A Linear with logical axes; `cfg.dtype` is the matmul dtype, `cfg.param_dtype` the storage one."""
+  return Dense(
+      din, dout, use_bias=bias,
+      dtype=dtype_of(cfg.dtype), param_dtype=dtype_of(cfg.param_dtype),
+      preferred_element_type=jnp.float32,
+      kernel_init=logical(normal(std), *axes),
+      bias_init=logical(nnx.initializers.zeros_init(), axes[1]),
+      rngs=rngs)
+
+
+def layer_norm(dim: int, eps: float, cfg, rngs) -> nnx.LayerNorm:
+  # Two-pass variance, as PyTorch computes it: the fast E[x^2]-E[x]^2 form costs parity.
+  return nnx.LayerNorm(
+      dim, epsilon=eps, use_fast_variance=False,
+      dtype=dtype_of(cfg.dtype), param_dtype=dtype_of(cfg.param_dtype),
+      scale_init=logical(nnx.initializers.ones_init(), "norm"),
+      bias_init=logical(nnx.initializers.zeros_init(), "norm"),
+      rngs=rngs)
+
+
+class RMSNorm(nnx.Module):
+  """Llama's RMSNorm in the reference's order: normalise in float32, cast back, then scale."""
+
+  def __init__(self, dim: int, eps: float, cfg):
+    self.eps = eps
+    self.weight = nnx.Param(jnp.ones((dim,), dtype_of(cfg.param_dtype)),
+                            out_sharding=("norm",), eager_sharding=False)
+
+  def __call__(self, x: Array) -> Array:
+    dtype = x.dtype
+    x32 = x.astype(jnp.float32)
+    x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+    return self.weight[...].astype(dtype) * x32.astype(dtype)
+
+
+def quick_gelu(x: Array) -> Array:
+  return x * jax.nn.sigmoid(1.702 * x)
+
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "quick_gelu": quick_gelu,
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+    "silu": jax.nn.silu,
+}
+
+
+def activation(name: str) -> Callable[[Array], Array]:
+  if name not in ACTIVATIONS:
+    raise ValueError(f"unsupported activation {name!r}; supported: {sorted(ACTIVATIONS)}")
+  return ACTIVATIONS[name]
+
+
+def attention(q: Array, k: Array, v: Array, mask: Array | None, impl: str | None = None) -> Array:
+  """Softmax attention through `jax.nn.dot_product_attention` (the fused kernel where available).
+
+  q: [batch, q_len, heads, head_dim]; k, v: [batch, kv_len, kv_heads, head_dim] (grouped-query
+  attention when kv_heads < heads); mask: boolean, broadcastable to [batch, heads, q_len, kv_len].
+  """
+  return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=impl)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stacked, scanned layers.
+
+REMAT_POLICIES: dict[str, Any] = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "save_everything": jax.checkpoint_policies.everything_saveable,
+}
+
+
+def stacked(make_block: Callable[[nnx.Rngs], nnx.Module], num: int, rngs: nnx.Rngs) -> nnx.Module:
+  """`num` independently initialised copies of a block, parameters stacked on a `layers` axis."""
+
+  @nnx.split_rngs(splits=num)
+  @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
+  def create(rngs):
+    return make_block(rngs)
+
+  return create(rngs)
+
+
+def scan_layers(layers: nnx.Module, body: Callable, carry: Any, xs: Any = None, *,
+                remat: str = "none", num: int | None = None):
+  """Runs `body(block, carry, x) -> (carry, y)` over the stacked blocks (only the first `num`).
+
+  The block is rebuilt from its slice of the stacked state inside the scan, so the loop body is
+  traced once whatever the depth.
+  """
+  if remat not in REMAT_POLICIES:
+    raise ValueError(f"unknown remat policy {remat!r}; expected one of {sorted(REMAT_POLICIES)}")
+  graphdef, state = nnx.split(layers)
+  if num is not None:
+    state = jax.tree.map(lambda a: a[:num], state)
+
+  def step(carry, inputs):
+    layer_state, x = inputs
+    return body(nnx.merge(graphdef, layer_state), carry, x)
+
+  if remat != "none":
+    step = jax.checkpoint(step, policy=REMAT_POLICIES[remat], prevent_cse=False)
+  return jax.lax.scan(step, carry, (state, xs))
+
+
+def path_parts(path) -> tuple[str, ...]:
+  """A parameter's path as strings, from an nnx state path or a jax key path alike."""
+  return tuple(str(getattr(p, "key", getattr(p, "idx", getattr(p, "name", p)))) for p in path)
+
+
+def path_str(path) -> str:
+  """A parameter path as the config's regexes and error messages see it:
+  'language_model/layers/mlp/up_proj/kernel'. The one path formatter."""
+  return "/".join(path_parts(path))
+
+
+def axis_names(model: nnx.Module) -> dict[tuple[str, ...], tuple[str | None, ...]]:
+  """Parameter path -> logical axis names, for the sharding table and the converters."""
+  out = {}
+  for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+    out[tuple(str(p) for p in path)] = tuple(var.get_metadata().get("out_sharding") or ())
+  return out
+
+
+def as_array(x: Any, dtype=None) -> Array:
+  return jnp.asarray(x, dtype=dtype)
+
+
+def positions_from_mask(mask: Array) -> Array:
+  """Positions that skip left padding (HF generate's rule): cumsum of the mask minus one, >= 0."""
+  return jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=-1) - 1, 0)
+
+
+def positions_from_segments(segment_ids: Array) -> Array:
+  """Positions that restart at 0 where each packed segment starts (segment_ids [B, T])."""
+  t = jnp.arange(segment_ids.shape[-1])
+  prev = jnp.concatenate([jnp.full_like(segment_ids[..., :1], -1), segment_ids[..., :-1]], -1)
+  start = jax.lax.cummax(jnp.where(segment_ids != prev, t, 0), axis=segment_ids.ndim - 1)
+  return t - start
+
+
+def causal_mask(q_slots: Array, k_slots: Array, kv_valid: Array | None,
+                window: int | None = None, segment_ids: Array | None = None) -> Array:
+  """Boolean [batch|1, 1, q, k] mask: causal over cache slots, padding removed, optional window.
+
+  Slots count every position of the (left-padded) buffer, as the reference's cache positions do,
+  which is also how its sliding window is measured. segment_ids [B, T] (no cache: q and k are the
+  same tokens): a packed row's tokens see only their own segment, block-diagonally; padding
+  (segment 0) queries keep the plain causal mask, so a row that is one segment masks exactly as
+  without segment ids.
+  """
+  allowed = k_slots[None, :] <= q_slots[:, None]
+  if window is not None:
+    allowed &= k_slots[None, :] > q_slots[:, None] - window
+  allowed = allowed[None, None]
+  if kv_valid is not None:
+    allowed = allowed & kv_valid.astype(bool)[:, None, None, :]
+  if segment_ids is not None:
+    q, k = segment_ids[:, None, :, None], segment_ids[:, None, None, :]
+    allowed = allowed & ((q == k) | (q == 0))
+  return allowed
+

@@ -1,0 +1,308 @@
+"""The Llama family: Vicuna, Llama-2/3, Mistral (MAmmoTH2).
+
+RMSNorm, rotary embeddings in Hugging Face's rotate-half convention (so HF weights load unpermuted),
+grouped-query attention, SwiGLU, tied or untied embeddings, Mistral's sliding window. Layers are
+stacked and scanned. One forward serves training (no cache) and decoding (a KV cache in slots, the
+buffer position of every token, padding included, as the reference's cache positions count them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from mathvlm.models.layers import (RMSNorm, activation, attention, causal_mask, dense, dtype_of,
+                                   logical, normal, positions_from_segments, scan_layers,
+                                   stacked)
+
+Array = jax.Array
+
+SUPPORTED_MODEL_TYPES = ("llama", "mistral")
+SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3")
+
+
+@dataclasses.dataclass(frozen=True)
+class LlamaConfig:
+  vocab_size: int = 32000
+  hidden_size: int = 4096
+  intermediate_size: int = 11008
+  num_layers: int = 32
+  num_heads: int = 32
+  num_kv_heads: int = 32
+  head_dim_override: int | None = None
+  rms_norm_eps: float = 1e-6
+  rope_theta: float = 10000.0
+  # ("rope_type", ...), ("factor", ...) ... as sorted pairs, so the config stays hashable.
+  rope_scaling: tuple[tuple[str, Any], ...] | None = None
+  max_position_embeddings: int = 4096
+  tie_word_embeddings: bool = False
+  sliding_window: int | None = None
+  attention_bias: bool = False
+  mlp_bias: bool = False
+  hidden_act: str = "silu"
+  bos_token_id: int | None = 1
+  eos_token_id: int | tuple[int, ...] | None = 2
+  pad_token_id: int | None = None
+  model_type: str = "llama"
+  dtype: str = "float32"
+  param_dtype: str = "float32"
+  logits_dtype: str = "float32"
+  remat: str = "none"
+  attention_impl: str | None = None
+
+  @property
+  def head_dim(self) -> int:
+    return self.head_dim_override or self.hidden_size // self.num_heads
+
+  @classmethod
+  def from_hf(cls, d: dict[str, Any], **overrides) -> "LlamaConfig":
+    mt = d.get("model_type", "llama")
+    if mt not in SUPPORTED_MODEL_TYPES:
+      raise ValueError(f"config.json field model_type={mt!r} is not supported for the language "
+                       f"model; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
+    act = d.get("hidden_act", "silu")
+    if act != "silu":
+      raise ValueError(f"config.json field hidden_act={act!r}: the Llama family here uses 'silu'")
+    rope = dict(d.get("rope_parameters") or {})
+    if not rope:  # transformers < 5 keeps rope_theta and rope_scaling apart
+      rope = dict(d.get("rope_scaling") or {})
+      rope.setdefault("rope_theta", d.get("rope_theta", 10000.0))
+    theta = float(rope.pop("rope_theta", d.get("rope_theta", 10000.0)))
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    if rope_type not in SUPPORTED_ROPE_TYPES:
+      raise ValueError(f"config.json field rope_parameters.rope_type={rope_type!r} is not "
+                       f"supported; supported: {', '.join(SUPPORTED_ROPE_TYPES)}")
+    rope.pop("type", None)
+    rope["rope_type"] = rope_type
+    eos = d.get("eos_token_id", 2)
+    return cls(
+        vocab_size=d["vocab_size"], hidden_size=d["hidden_size"],
+        intermediate_size=d["intermediate_size"], num_layers=d["num_hidden_layers"],
+        num_heads=d["num_attention_heads"],
+        num_kv_heads=d.get("num_key_value_heads") or d["num_attention_heads"],
+        head_dim_override=d.get("head_dim"), rms_norm_eps=d.get("rms_norm_eps", 1e-6),
+        rope_theta=theta,
+        rope_scaling=None if rope_type == "default" else tuple(sorted(rope.items())),
+        max_position_embeddings=d.get("max_position_embeddings", 4096),
+        tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
+        sliding_window=d.get("sliding_window") if mt == "mistral" else None,
+        attention_bias=bool(d.get("attention_bias", False)), mlp_bias=bool(d.get("mlp_bias", False)),
+        bos_token_id=d.get("bos_token_id"),
+        eos_token_id=tuple(eos) if isinstance(eos, list) else eos,
+        pad_token_id=d.get("pad_token_id"), model_type=mt, **overrides)
+
+  def to_hf(self) -> dict[str, Any]:
+    rope = {"rope_theta": self.rope_theta, "rope_type": "default"}
+    rope.update(dict(self.rope_scaling or ()))
+    arch = "MistralForCausalLM" if self.model_type == "mistral" else "LlamaForCausalLM"
+    out = dict(model_type=self.model_type, architectures=[arch], vocab_size=self.vocab_size,
+               hidden_size=self.hidden_size, intermediate_size=self.intermediate_size,
+               num_hidden_layers=self.num_layers, num_attention_heads=self.num_heads,
+               num_key_value_heads=self.num_kv_heads, head_dim=self.head_dim,
+               rms_norm_eps=self.rms_norm_eps, rope_parameters=rope,
+               max_position_embeddings=self.max_position_embeddings,
+               tie_word_embeddings=self.tie_word_embeddings, hidden_act=self.hidden_act,
+               bos_token_id=self.bos_token_id,
+               eos_token_id=list(self.eos_token_id) if isinstance(self.eos_token_id, tuple)
+               else self.eos_token_id, pad_token_id=self.pad_token_id)
+    if self.model_type == "mistral":
+      out["sliding_window"] = self.sliding_window
+    else:
+      out.update(attention_bias=self.attention_bias, mlp_bias=self.mlp_bias)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Rotary embeddings.
+
+def rope_inv_freq(cfg: LlamaConfig) -> np.ndarray:
+  """Inverse frequencies in float32, computed as transformers computes them (incl. llama3 scaling)."""
+  dim = cfg.head_dim
+  inv = (1.0 / (cfg.rope_theta ** (np.arange(0, dim, 2, dtype=np.int64).astype(np.float32) / dim))
+         ).astype(np.float32)
+  scaling = dict(cfg.rope_scaling or ())
+  kind = scaling.get("rope_type", "default")
+  if kind == "linear":
+    inv = (inv / np.float32(scaling["factor"])).astype(np.float32)
+  elif kind == "llama3":
+    factor, lo, hi = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+    old = scaling["original_max_position_embeddings"]
+    lo_wavelen, hi_wavelen = old / lo, old / hi
+    wavelen = 2 * math.pi / inv
+    scaled = np.where(wavelen > lo_wavelen, inv / factor, inv)
+    smooth = (old / wavelen - lo) / (hi - lo)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = ~(wavelen < hi_wavelen) & ~(wavelen > lo_wavelen)
+    inv = np.where(medium, smoothed, scaled).astype(np.float32)
+  return inv
+
+
+def rope_cos_sin(positions: Array, cfg: LlamaConfig, dtype) -> tuple[Array, Array]:
+  freqs = positions[..., None].astype(jnp.float32) * jnp.asarray(rope_inv_freq(cfg))
+  emb = jnp.concatenate([freqs, freqs], axis=-1)
+  return jnp.cos(emb).astype(dtype), jnp.sin(emb).astype(dtype)
+
+
+def apply_rope(x: Array, cos: Array, sin: Array) -> Array:
+  """x: [batch, seq, heads, head_dim]; cos/sin: [batch, seq, head_dim]. Rotate-half convention."""
+  half = x.shape[-1] // 2
+  rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+  return x * cos[:, :, None, :] + rotated * sin[:, :, None, :]
+
+
+# ---------------------------------------------------------------------------------------------
+# Layers.
+
+class LlamaAttention(nnx.Module):
+  def __init__(self, cfg: LlamaConfig, *, rngs: nnx.Rngs):
+    self.cfg = cfg
+    d, h = cfg.hidden_size, cfg.head_dim
+    b = cfg.attention_bias
+    self.q_proj = dense(d, cfg.num_heads * h, ("embed", "heads"), bias=b, cfg=cfg, rngs=rngs)
+    self.k_proj = dense(d, cfg.num_kv_heads * h, ("embed", "kv_heads"), bias=b, cfg=cfg, rngs=rngs)
+    self.v_proj = dense(d, cfg.num_kv_heads * h, ("embed", "kv_heads"), bias=b, cfg=cfg, rngs=rngs)
+    self.o_proj = dense(cfg.num_heads * h, d, ("heads", "embed"), bias=b, cfg=cfg, rngs=rngs)
+
+  def __call__(self, x: Array, cos: Array, sin: Array, mask: Array, cache=None):
+    """cache: None, or (k_cache, v_cache, layer, index) with k/v_cache [layers, batch, slots,
+    kv_heads, head_dim]; this layer's new keys and values are written at slot `index`."""
+    cfg = self.cfg
+    b, t, _ = x.shape
+    q = apply_rope(self.q_proj(x).reshape(b, t, cfg.num_heads, cfg.head_dim), cos, sin)
+    k = apply_rope(self.k_proj(x).reshape(b, t, cfg.num_kv_heads, cfg.head_dim), cos, sin)
+    v = self.v_proj(x).reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
+    if cache is not None:
+      ck, cv, layer, index = cache
+      ck = jax.lax.dynamic_update_slice(ck, k[None].astype(ck.dtype), (layer, 0, index, 0, 0))
+      cv = jax.lax.dynamic_update_slice(cv, v[None].astype(cv.dtype), (layer, 0, index, 0, 0))
+      k, v = ck[layer].astype(q.dtype), cv[layer].astype(q.dtype)
+      cache = (ck, cv, layer, index)
+    out = attention(q, k, v, mask, cfg.attention_impl)
+    return self.o_proj(out.reshape(b, t, -1)), cache
+
+
+class LlamaMLP(nnx.Module):
+  def __init__(self, cfg: LlamaConfig, *, rngs: nnx.Rngs):
+    d, f, b = cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias
+    self.act = activation(cfg.hidden_act)
+    self.gate_proj = dense(d, f, ("embed", "mlp"), bias=b, cfg=cfg, rngs=rngs)
+    self.up_proj = dense(d, f, ("embed", "mlp"), bias=b, cfg=cfg, rngs=rngs)
+    self.down_proj = dense(f, d, ("mlp", "embed"), bias=b, cfg=cfg, rngs=rngs)
+
+  def __call__(self, x: Array) -> Array:
+    return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+
+
+class LlamaDecoderLayer(nnx.Module):
+  def __init__(self, cfg: LlamaConfig, *, rngs: nnx.Rngs):
+    self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg)
+    self.self_attn = LlamaAttention(cfg, rngs=rngs)
+    self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg)
+    self.mlp = LlamaMLP(cfg, rngs=rngs)
+
+  def __call__(self, x, cos, sin, mask, cache=None):
+    h, cache = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache)
+    x = x + h
+    return x + self.mlp(self.post_attention_layernorm(x)), cache
+
+
+class LMOutput(NamedTuple):
+  logits: Array
+  cache: dict[str, Array] | None
+
+
+class LlamaForCausalLM(nnx.Module):
+  def __init__(self, cfg: LlamaConfig, *, rngs: nnx.Rngs):
+    self.cfg = cfg
+    self.embed_tokens = nnx.Embed(
+        cfg.vocab_size, cfg.hidden_size, dtype=dtype_of(cfg.dtype),
+        param_dtype=dtype_of(cfg.param_dtype), embedding_init=logical(normal(), "vocab", "embed"),
+        rngs=rngs)
+    self.layers = stacked(lambda r: LlamaDecoderLayer(cfg, rngs=r), cfg.num_layers, rngs)
+    self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, cfg)
+    if not cfg.tie_word_embeddings:
+      self.lm_head = dense(cfg.hidden_size, cfg.vocab_size, ("embed", "vocab"), bias=False,
+                           cfg=cfg, rngs=rngs)
+
+  @property
+  def window(self) -> int | None:
+    return self.cfg.sliding_window if self.cfg.model_type == "mistral" else None
+
+  def embed(self, input_ids: Array) -> Array:
+    return self.embed_tokens(jnp.asarray(input_ids, jnp.int32))
+
+  def init_cache(self, batch: int, max_len: int, dtype=None) -> dict[str, Array]:
+    """An empty KV cache of `max_len` slots (prompt, padding included, plus new tokens)."""
+    cfg = self.cfg
+    shape = (cfg.num_layers, batch, max_len, cfg.num_kv_heads, cfg.head_dim)
+    dt = dtype_of(dtype or cfg.dtype)
+    return dict(k=jnp.zeros(shape, dt), v=jnp.zeros(shape, dt),
+                valid=jnp.zeros((batch, max_len), bool), index=jnp.zeros((), jnp.int32))
+
+  def apply(self, input_ids: Array | None = None, *, inputs_embeds: Array | None = None,
+            attention_mask: Array | None = None, positions: Array | None = None,
+            cache: dict[str, Array] | None = None, last_only: bool = False,
+            segment_ids: Array | None = None) -> LMOutput:
+    """Logits (and the updated cache when one is given).
+
+    attention_mask: [batch, seq], 1 for tokens, 0 for padding. positions default to 0..seq-1 as in
+    the reference's forward (callers with left padding pass `positions_from_mask`); with a cache
+    they default to the slots being written. segment_ids: [batch, seq] for packed rows (1, 2, ...
+    per example, 0 for padding): attention stays within a segment, and positions default to
+    restarting at 0 in each; training only (no cache).
+    """
+    cfg = self.cfg
+    x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
+    b, t = x.shape[:2]
+    mask_in = (jnp.ones((b, t), bool) if attention_mask is None
+               else jnp.asarray(attention_mask).astype(bool))
+    if segment_ids is not None and cache is not None:
+      raise ValueError("segment_ids (packed rows) are for training; decoding with a cache takes "
+                       "one sequence per row")
+    if cache is None:
+      slots = jnp.arange(t)
+      seg = None if segment_ids is None else jnp.asarray(segment_ids, jnp.int32)
+      mask = causal_mask(slots, slots, mask_in, self.window, seg)
+      if positions is not None:
+        pos = jnp.asarray(positions)
+      else:
+        pos = slots[None] if seg is None else positions_from_segments(seg)
+    else:
+      index = cache["index"]
+      q_slots = index + jnp.arange(t)
+      valid = jax.lax.dynamic_update_slice(cache["valid"], mask_in, (0, index))
+      mask = causal_mask(q_slots, jnp.arange(cache["k"].shape[2]), valid, self.window)
+      pos = q_slots[None] if positions is None else jnp.asarray(positions)
+    cos, sin = rope_cos_sin(jnp.broadcast_to(pos, (b, t)), cfg, x.dtype)
+
+    if cache is None:
+      def body(blk, h, _):
+        return blk(h, cos, sin, mask)[0], None
+
+      x, _ = scan_layers(self.layers, body, x, remat=cfg.remat)
+      new_cache = None
+    else:
+      def body(blk, carry, layer):
+        h, ck, cv = carry
+        h, (ck, cv, _, _) = blk(h, cos, sin, mask, (ck, cv, layer, index))
+        return (h, ck, cv), None
+
+      (x, ck, cv), _ = scan_layers(self.layers, body, (x, cache["k"], cache["v"]),
+                                   jnp.arange(cfg.num_layers))
+      new_cache = dict(k=ck, v=cv, valid=valid, index=index + t)
+
+    x = self.norm(x)
+    if last_only:
+      x = x[:, -1:]
+    logits = self.embed_tokens.attend(x) if cfg.tie_word_embeddings else self.lm_head(x)
+    return LMOutput(logits.astype(dtype_of(cfg.logits_dtype)), new_cache)
+
+  def __call__(self, input_ids: Array, attention_mask: Array | None = None,
+               positions: Array | None = None) -> Array:
+    return self.apply(input_ids, attention_mask=attention_mask, positions=positions).logits

@@ -1,0 +1,62 @@
+"""LoRA as configuration: adapters on every Dense whose parameter path matches a regex.
+
+Adapters are `nnx.LoRA` modules (`nnx.LoRAParam` variables) attached to our `Dense` layers after the
+model is built, so no model file knows about LoRA. Dense layers inside a scanned stack get stacked
+adapters (a leading `layers` axis, made with `nnx.vmap`), so the scan still traces one block.
+`merge_lora` folds them back into the kernels (for export or fast inference).
+"""
+
+from __future__ import annotations
+
+import re
+
+import jax.numpy as jnp
+from flax import nnx
+
+from mathvlm.models.layers import Dense, path_str as _path, stacked
+
+
+def add_lora(model: nnx.Module, targets: str, rank: int, alpha: float, seed: int = 0) -> list[str]:
+  """Attaches rank-`rank` adapters (scale alpha/rank, B initialised to zero) to each Dense whose
+  path (e.g. `language_model/layers/self_attn/q_proj`) matches `targets` (re.search). Returns the
+  paths adapted; no match is an error, so a typo in a config cannot silently train nothing."""
+  if rank <= 0:
+    raise ValueError(f"lora rank must be positive, got {rank}")
+  rngs = nnx.Rngs(seed)
+  done = []
+  for path, module in list(nnx.iter_modules(model)):
+    name = _path(path)
+    if not isinstance(module, Dense) or not re.search(targets, name):
+      continue
+    kernel = module.kernel
+    din, dout = kernel.shape[-2:]
+    axes = kernel.get_metadata().get("out_sharding") or ()
+    in_axis, out_axis = (axes[-2], axes[-1]) if len(axes) >= 2 else (None, None)
+
+    def make(r, din=din, dout=dout, in_axis=in_axis, out_axis=out_axis, module=module):
+      return nnx.LoRA(din, rank, dout, dtype=module.dtype, param_dtype=module.param_dtype, rngs=r,
+                      a_metadata=dict(out_sharding=(in_axis, None), eager_sharding=False),
+                      b_metadata=dict(out_sharding=(None, out_axis), eager_sharding=False))
+
+    module.lora = stacked(make, kernel.shape[0], rngs) if kernel.ndim == 3 else make(rngs)
+    module.lora_scale = alpha / rank
+    done.append(name)
+  if not done:
+    raise ValueError(f"lora targets {targets!r} match no Dense layer; Dense paths look like "
+                     f"{[_path(p) for p, m in nnx.iter_modules(model) if isinstance(m, Dense)][:4]}")
+  return done
+
+
+def merge_lora(model: nnx.Module) -> int:
+  """kernel += scale * A @ B for every adapter, then drops the adapters. Returns how many."""
+  n = 0
+  for _, module in list(nnx.iter_modules(model)):
+    if isinstance(module, Dense) and module.lora is not None:
+      a, b = module.lora.lora_a[...], module.lora.lora_b[...]
+      delta = jnp.einsum("...ir,...ro->...io", a.astype(jnp.float32), b.astype(jnp.float32))
+      kernel = module.kernel[...]
+      module.kernel[...] = (kernel.astype(jnp.float32) + module.lora_scale * delta).astype(
+          kernel.dtype)
+      module.lora = None
+      n += 1
+  return n

@@ -1,0 +1,121 @@
+"""The one registry of model families: what the trainer, the converter, the demo and the tests ask
+when they need a model's config class, its module class, its presets, its Hugging Face layouts or
+its vision tower. Adding a family is one `register(Family(...))`; nothing else names it.
+
+A family's checkpoints (`mathvlm.checkpoint.save_model`) record the family's name, so loading one
+needs nothing but this table; its Hugging Face layouts (`hf_layouts`, read; `hf_export`, written)
+are names of the rule sets in `mathvlm/hf.py`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Any, Callable, Iterator, Mapping
+
+from flax import nnx
+
+from mathvlm.models import presets as P
+from mathvlm.models.classifier import ClassifierConfig, ImageClassifier
+from mathvlm.models.clip_text import CLIP, CLIPConfig
+from mathvlm.models.layers import with_runtime
+from mathvlm.models.llm import LlamaConfig, LlamaForCausalLM
+from mathvlm.models.vit import CLIPVisionConfig, CLIPVisionTransformer
+from mathvlm.models.vlm import Llava, LlavaConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+  """One kind of model.
+
+  presets: name -> config (for `from_preset` families, the part of the config a preset fixes).
+  from_preset: (preset config, the run's config) -> model config, for families whose config also
+    depends on the data (a classifier's number of classes); default: the preset itself.
+  vision_tower: model -> its CLIP vision tower (for `model.vision_init_from` and CLIP-Math).
+  """
+  name: str
+  config_cls: type
+  model_cls: type
+  presets: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  hf_layouts: tuple[str, ...] = ()
+  hf_export: str | None = None
+  vision_tower: Callable[[nnx.Module], nnx.Module] | None = None
+  from_preset: Callable[[Any, Any], Any] | None = None
+
+  def build(self, cfg, seed: int = 0) -> nnx.Module:
+    return self.model_cls(cfg, rngs=nnx.Rngs(seed))
+
+  def abstract(self, cfg) -> nnx.Module:
+    """The model's structure with shapes and shardings, no weights allocated."""
+    return nnx.eval_shape(lambda: self.build(cfg))
+
+  def preset(self, name: str, run_config=None, **runtime):
+    """The named preset as a model config, with runtime overrides (dtype, param_dtype, remat,
+    attention_impl) applied to every tower."""
+    if name not in self.presets:
+      raise ValueError(f"unknown {self.name} model preset {name!r}; choose one of "
+                       f"{sorted(self.presets)}")
+    cfg = with_runtime(self.presets[name], **runtime)
+    return self.from_preset(cfg, run_config) if self.from_preset else cfg
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register(family: Family) -> Family:
+  if family.name in FAMILIES:
+    raise ValueError(f"model family {family.name!r} is already registered")
+  FAMILIES[family.name] = family
+  return family
+
+
+@contextlib.contextmanager
+def registered(family: Family) -> Iterator[Family]:
+  """`register` for the length of a block (tests, experiments)."""
+  register(family)
+  try:
+    yield family
+  finally:
+    FAMILIES.pop(family.name, None)
+
+
+def get(name: str) -> Family:
+  if name not in FAMILIES:
+    raise ValueError(f"unknown model family {name!r}; registered: {sorted(FAMILIES)}")
+  return FAMILIES[name]
+
+
+def of_config(cfg) -> Family:
+  for f in FAMILIES.values():
+    if type(cfg) is f.config_cls:
+      return f
+  raise ValueError(f"no registered model family has config class {type(cfg).__name__}")
+
+
+def of_model(model) -> Family:
+  for f in FAMILIES.values():
+    if type(model) is f.model_cls:
+      return f
+  raise ValueError(f"no registered model family has model class {type(model).__name__}")
+
+
+def of_hf_layout(layout: str) -> Family:
+  for f in FAMILIES.values():
+    if layout in f.hf_layouts:
+      return f
+  raise ValueError(f"no registered model family reads the Hugging Face layout {layout!r}")
+
+
+def _classifier(vision: CLIPVisionConfig, run_config) -> ClassifierConfig:
+  return ClassifierConfig(vision=vision, num_classes=run_config.data.num_classes)
+
+
+register(Family("llava", LlavaConfig, Llava, P.LLAVA_PRESETS, hf_layouts=("llava", "llava_original"),
+                hf_export="llava", vision_tower=lambda m: m.vision_tower))
+register(Family("clip", CLIPConfig, CLIP, P.CLIP_PRESETS, hf_layouts=("clip",), hf_export="clip",
+                vision_tower=lambda m: m.vision_model))
+register(Family("classifier", ClassifierConfig, ImageClassifier, P.CLASSIFIER_PRESETS,
+                vision_tower=lambda m: m.vision_tower, from_preset=_classifier))
+register(Family("llm", LlamaConfig, LlamaForCausalLM, hf_layouts=("llm",), hf_export="llm"))
+register(Family("clip_vision", CLIPVisionConfig, CLIPVisionTransformer,
+                hf_layouts=("clip_vision",), hf_export="clip_vision", vision_tower=lambda m: m))

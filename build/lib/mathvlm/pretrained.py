@@ -1,0 +1,79 @@
+"""The model a run starts from: the preset's architecture, or a trained one read from a model
+checkpoint (`mathvlm.checkpoint.save_model`), an earlier run's workdir (its exported `model/`) or a
+Hugging Face folder (`mathvlm.hf`). The family comes from the objective; everything about it comes
+from `mathvlm.models.registry`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from etils import epath
+from flax import nnx
+
+from mathvlm import checkpoint, hf, objectives
+from mathvlm.models import registry
+
+
+def runtime(config) -> dict[str, str]:
+  """The settings a run chooses whatever the architecture: dtypes and rematerialisation."""
+  return dict(dtype=config.model.dtype, param_dtype=config.model.param_dtype,
+              remat=config.model.remat)
+
+
+def model_dir(path: str) -> str:
+  """A trainer workdir stands for the model it exported."""
+  return os.path.join(path, "model") if epath.Path(path, "model").is_dir() else path
+
+
+def model_config(config):
+  """The preset's architecture, or, with model.init_from, the checkpoint's (the preset is then
+  only a name); dtypes and remat always come from the config. It must be of the family the
+  objective trains."""
+  family = registry.get(objectives.get(config.objective).family)
+  if config.model.init_from:
+    cfg = pretrained_config(config.model.init_from, config)
+  else:
+    cfg = family.preset(config.model.preset, config, **runtime(config))
+  if type(cfg) is not family.config_cls:
+    raise ValueError(f"model.init_from={config.model.init_from!r} holds a "
+                     f"{type(cfg).__name__}, but objective {config.objective!r} trains a "
+                     f"{family.name} model ({family.config_cls.__name__})")
+  return cfg
+
+
+def pretrained_config(path: str, config):
+  path = model_dir(path)
+  if checkpoint.is_model_dir(path):
+    return checkpoint.read_model_config(path, **runtime(config))[1]
+  meta = hf.read_config(os.path.join(path, "config.json"))
+  clip = None
+  if config.model.clip_dir:
+    clip = hf.read_config(os.path.join(config.model.clip_dir, "config.json"))
+  return hf.config_from_hf(hf.detect_layout(meta), meta, clip, **runtime(config))
+
+
+def load_pretrained(path: str, config, sharding_fn) -> nnx.Module:
+  """A model from a trainer workdir (its exported `model/`), a mathvlm checkpoint or an HF folder."""
+  path = model_dir(path)
+  if checkpoint.is_model_dir(path):
+    return checkpoint.load_model(path, sharding=sharding_fn, **runtime(config))[0]
+  return hf.load_hf(path, config.model.param_dtype, compute_dtype=config.model.dtype,
+                    clip_dir=config.model.clip_dir or None, sharding=sharding_fn,
+                    remat=config.model.remat)[0]
+
+
+def load_vision_tower(model, path: str, config, sharding_fn) -> None:
+  """The model's vision tower from any model that has one (a CLIP-Math stage's CLIP, a CLIP vision
+  model, a LLaVA): the families say where each keeps it."""
+  source = load_pretrained(path, config, sharding_fn)
+  src_tower = registry.of_model(source).vision_tower
+  if src_tower is None:
+    raise ValueError(f"model.vision_init_from={path!r} holds a {type(source).__name__}, which "
+                     "has no vision tower")
+  src, dst = src_tower(source), registry.of_model(model).vision_tower(model)
+  if src.cfg.hidden_size != dst.cfg.hidden_size or src.cfg.num_layers != dst.cfg.num_layers:
+    raise ValueError(f"model.vision_init_from={path!r}: its vision tower ({src.cfg.hidden_size} "
+                     f"wide, {src.cfg.num_layers} layers) does not fit the preset's "
+                     f"({dst.cfg.hidden_size}, {dst.cfg.num_layers})")
+  nnx.update(dst, nnx.state(src, nnx.Param))

@@ -1,0 +1,574 @@
+"""One trainer for every stage: the config picks the objective, the model, what trains and the mesh.
+
+  python -m mathvlm.train --config configs/sft.py:model=tiny --workdir /tmp/run
+  python -m mathvlm.train --config sft.py:model=llava-1.5-13b --compile_only --fake_devices 8
+
+`--config` takes a recipe file (`path.py:key=value,...`); a name that is no file here is looked up
+among the recipes shipped in the package (`mathvlm/configs/`), so an installed copy trains from
+any directory.
+
+Read top to bottom: the model (preset or pretrained, LoRA, what trains) -> the optimizer -> the
+step -> setup (mesh, model, data, shardings, the compiled step) -> state (resumed, or initialised)
+-> the loop (metrics, checkpoints, callbacks) -> what a run leaves (data report, exported model).
+The objective (`mathvlm.objectives`) fills in everything that differs between stages; this file
+names none of them. The step is a pure function of (state, batch), compiled once with explicit
+in/out shardings and the state donated.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import time
+from typing import Any, Callable
+
+from absl import app, flags
+from etils import epath
+from ml_collections import config_flags
+
+from mathvlm.paths import check_reachable
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "recipe file[:key=value,...]", lock_config=True)
+flags.DEFINE_string("workdir", None, "checkpoints, metrics.jsonl, TensorBoard and the final model "
+                    "(a local folder or a bucket URL, gs://bucket/runs/x)")
+flags.DEFINE_bool("compile_only", False, "lower and compile the step from abstract shapes, print "
+                  "per-device memory, and exit (no weights are allocated)")
+flags.DEFINE_integer("fake_devices", 0, "with --compile_only: this many CPU devices stand in for "
+                     "the accelerators")
+flags.DEFINE_string("coordinator", "", "multi-process: coordinator host:port")
+flags.DEFINE_integer("num_processes", 1, "multi-process: number of processes")
+flags.DEFINE_integer("process_id", 0, "multi-process: this process's index")
+flags.DEFINE_integer("preempt_after_step", 0, "testing aid: SIGKILL this process once that "
+                     "step's checkpoint is written, as a preemption would")
+flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() with the cluster's own "
+                  "settings (TPU pods, SLURM)")
+
+log = logging.getLogger("mathvlm.train")
+RECIPES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+
+
+def shipped_recipe(arg: str) -> str:
+  """`configs/sft.py:model=tiny` or `sft.py:...` or `sft:...` -> the packaged recipe's path, when
+  no such file exists here; an existing path is kept as it is."""
+  path, sep, rest = arg.partition(":")
+  if os.path.exists(path):
+    return arg
+  name = os.path.basename(path)
+  name = name if name.endswith(".py") else name + ".py"
+  sub = "sweeps" if os.path.basename(os.path.dirname(path)) == "sweeps" else ""
+  candidate = os.path.join(RECIPES, sub, name)
+  return candidate + sep + rest if os.path.exists(candidate) else arg
+
+
+# ---------------------------------------------------------------------------------------------
+# Model: what trains.
+
+def trainable_paths(paths: list[str], rules) -> set[str]:
+  """First matching (regex, decision) rule wins; a parameter no rule covers is an error."""
+  out, uncovered = set(), []
+  for p in paths:
+    for regex, decision in rules:
+      if re.fullmatch(regex, p):
+        if decision == "trainable":
+          out.add(p)
+        break
+    else:
+      uncovered.append(p)
+  if uncovered:
+    raise ValueError(f"train_rules cover no rule for {len(uncovered)} parameters, e.g. "
+                     f"{uncovered[:3]}: end the rules with ('.*', 'frozen') or ('.*', 'trainable')")
+  return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizer.
+
+def make_optimizer(config, total_steps: int):
+  import optax
+  o = config.optim
+  warmup = int(round(o.warmup_ratio * total_steps))
+  end = o.lr * o.end_lr_ratio
+  if o.schedule == "cosine":
+    schedule = optax.warmup_cosine_decay_schedule(0.0, o.lr, warmup, max(total_steps, warmup + 1),
+                                                  end_value=end)
+  elif o.schedule == "linear":
+    schedule = optax.join_schedules([optax.linear_schedule(0.0, o.lr, warmup),
+                                     optax.linear_schedule(o.lr, end, total_steps - warmup)],
+                                    [warmup])
+  else:
+    schedule = optax.join_schedules([optax.linear_schedule(0.0, o.lr, warmup),
+                                     optax.constant_schedule(o.lr)], [warmup])
+  tx = optax.chain(optax.clip_by_global_norm(o.grad_clip),
+                   optax.adamw(schedule, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay))
+  return tx, schedule
+
+
+# ---------------------------------------------------------------------------------------------
+# The step: prepare (outside the gradient), accumulate the weighted loss over micro-batches,
+# one optimizer update.
+
+def make_train_step(config, objective, graphdef, tx, schedule) -> Callable:
+  import jax
+  import jax.numpy as jnp
+  import optax
+  from flax import nnx
+
+  from mathvlm.data.image import normalize
+
+  accum = config.optim.grad_accum
+  opts = objective.options(config)
+
+  def loss_fn(params, frozen, batch):
+    loss, weight, metrics = objective.loss(nnx.merge(graphdef, params, frozen), batch, config)
+    return loss * weight, (weight, metrics)
+
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def accumulate(state, batch):
+    """sum_i w_i * loss_i and its gradient over micro-batches, divided by sum_i w_i: a per-token
+    (per-pair, per-example) mean over the global batch, whatever the accumulation."""
+    micro = jax.tree.map(lambda x: x.reshape((accum, x.shape[0] // accum) + x.shape[1:]), batch)
+
+    def add(carry, mb):
+      (lw, (w, metrics)), grads = grad_fn(state["params"], state["frozen"], mb)
+      return jax.tree.map(jnp.add, carry, (lw, w, jax.tree.map(lambda m: m * w, metrics),
+                                           grads)), None
+
+    (_, (_, shapes)), _ = jax.eval_shape(grad_fn, state["params"], state["frozen"],
+                                         jax.tree.map(lambda x: x[0], micro))
+    zeros = (jnp.float32(0), jnp.float32(0),
+             jax.tree.map(lambda m: jnp.zeros(m.shape, jnp.float32), shapes),
+             jax.tree.map(jnp.zeros_like, state["params"]))
+    (lw, w, metrics, grads), _ = jax.lax.scan(add, zeros, micro)
+    w = jnp.maximum(w, 1e-9)
+    return lw / w, w, {k: v / w for k, v in metrics.items()}, jax.tree.map(lambda g: g / w, grads)
+
+  def train_step(state, batch):
+    if "pixel_values" in batch and batch["pixel_values"].dtype == jnp.uint8:
+      batch = dict(batch, pixel_values=normalize(batch["pixel_values"], jnp))  # on device
+    if objective.prepare is not None:
+      model_of = lambda params: nnx.merge(graphdef, params, state["frozen"])
+      batch, updates = objective.prepare(model_of, state, batch, opts)
+      state = dict(state, **updates)
+    loss, w, metrics, grads = accumulate(state, batch)
+    if objective.weight_metric:
+      metrics[objective.weight_metric] = w
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    metrics.update(loss=loss, grad_norm=optax.global_norm(grads), lr=schedule(state["step"]))
+    return dict(state, params=params, opt_state=opt_state, step=state["step"] + 1), metrics
+
+  return train_step
+
+
+# ---------------------------------------------------------------------------------------------
+# Setup: mesh, model, data, shardings, the compiled step.
+
+@dataclasses.dataclass
+class Run:
+  """Everything setup builds: what the loop, the checkpoints and --compile_only use."""
+  config: Any
+  objective: Any
+  mesh: Any
+  cfg: Any                  # the model config
+  build: Callable           # init: bool -> the model (pretrained weights when init)
+  is_trainable: Callable
+  graphdef: Any
+  n_all: int
+  n_train: int
+  train_set: set
+  source: Any
+  dataset: Any
+  total_steps: int
+  example: dict
+  batch_shapes: dict
+  step_fn: Any
+  abstract_state: dict
+  state_sh: dict
+  tx: Any
+
+
+def setup_model(config, objective, mesh, rules):
+  """The model builder, the trainable/frozen split and the abstract parameters."""
+  import jax
+  import numpy as np
+  from flax import nnx
+
+  from mathvlm import pretrained, sharding
+  from mathvlm.models import registry
+  from mathvlm.models.layers import path_str
+  from mathvlm.models.lora import add_lora
+
+  sharding_fn = sharding.param_sharding(mesh, rules)
+  cfg = pretrained.model_config(config)
+  family = registry.get(objective.family)
+
+  def build(init: bool):
+    if init and config.model.init_from:
+      model = pretrained.load_pretrained(config.model.init_from, config, sharding_fn)
+    else:
+      model = family.build(cfg, config.seed)
+    if init and config.model.vision_init_from:
+      pretrained.load_vision_tower(model, config.model.vision_init_from, config, sharding_fn)
+    if config.lora.rank:
+      add_lora(model, config.lora.targets, config.lora.rank, config.lora.alpha, config.seed)
+    return model
+
+  abstract = nnx.eval_shape(lambda: build(False))
+  paths = [path_str(p) for p, _ in nnx.to_flat_state(nnx.state(abstract, nnx.Param))]
+  train_set = trainable_paths(paths, config.train_rules)
+  is_trainable = lambda path, x: isinstance(x, nnx.Param) and path_str(path) in train_set
+  graphdef, abs_params, abs_frozen = nnx.split(abstract, is_trainable, ...)
+  count = lambda tree: sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+  n_train = count(abs_params)
+  log.info("model %s (%s): %s parameters, %s trainable", config.model.preset,
+           type(cfg).__name__, f"{n_train + count(abs_frozen):,}", f"{n_train:,}")
+  return cfg, build, is_trainable, graphdef, abs_params, abs_frozen, train_set, n_train
+
+
+def setup_data(config, objective, cfg):
+  """The source, the batched (and resumable) dataset, the step count and one trained example."""
+  import jax
+  import numpy as np
+
+  from mathvlm.data import pipeline
+  from mathvlm.data.sources import make_source
+
+  source = make_source(config.data, objective, cfg, config.seed)
+  per_epoch = len(source) // config.data.global_batch
+  total = config.steps if config.steps > 0 else per_epoch * config.data.epochs
+  epochs = max(config.data.epochs, -(-total * config.data.global_batch // len(source)))
+  dataset = pipeline.make_dataset(
+      source, global_batch=config.data.global_batch, seed=config.seed, epochs=epochs,
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      lengths=getattr(source, "lengths", None), augment=config.data.augment,
+      workers=config.data.workers, packing=config.data.packing,
+      image_token_id=getattr(cfg, "image_token_id", -1))
+  example = pipeline.trained_example(source[0], config.data.packing)
+  objective.check_data(example, config)
+  shapes = {k: (config.data.global_batch,) + np.shape(v) for k, v in example.items()}
+  return source, dataset, total, example, shapes
+
+
+def state_shardings(objective, opts, abs_params, abs_frozen, tx, mesh, rules):
+  """Abstract train state and its shardings: params, frozen, optimizer state, step and the
+  objective's own state (sharded like the parameters when it has their structure)."""
+  import jax
+  import jax.numpy as jnp
+  import optax
+
+  from mathvlm import sharding
+
+  param_sh = sharding.state_shardings(abs_params, mesh, rules)
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  abs_opt = jax.eval_shape(tx.init, abs_params)
+  opt_sh = optax.tree_map_params(tx, lambda _, s: s, abs_opt, param_sh,
+                                 transform_non_params=lambda _: replicated)
+  abstract = dict(params=abs_params, frozen=abs_frozen, opt_state=abs_opt,
+                  step=jax.ShapeDtypeStruct((), jnp.int32))
+  shardings = dict(params=param_sh, frozen=sharding.state_shardings(abs_frozen, mesh, rules),
+                   opt_state=opt_sh, step=replicated)
+  if objective.extra_state is not None:
+    extra = jax.eval_shape(lambda p: objective.extra_state(p, opts), abs_params)
+    same = jax.tree.structure(abs_params)
+    for k, v in extra.items():
+      abstract[k] = v
+      shardings[k] = (param_sh if jax.tree.structure(v) == same
+                      else jax.tree.map(lambda _: replicated, v))
+  abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                          abstract, shardings)
+  return abstract, shardings
+
+
+def setup(config, devices=None) -> Run:
+  import jax
+
+  from mathvlm import objectives, sharding
+  from mathvlm.configs.common import validate
+
+  devices = list(devices or jax.devices())
+  validate(config, jax.process_count(), len(devices))
+  objective = objectives.get(config.objective)
+  mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor, devices)
+  rules = tuple(tuple(r) for r in config.logical_axis_rules)
+  (cfg, build, is_trainable, graphdef, abs_params, abs_frozen, train_set,
+   n_train) = setup_model(config, objective, mesh, rules)
+  source, dataset, total, example, shapes = setup_data(config, objective, cfg)
+  tx, schedule = make_optimizer(config, total)
+  abstract_state, state_sh = state_shardings(objective, objective.options(config), abs_params,
+                                             abs_frozen, tx, mesh, rules)
+  batch_sh = {k: sharding.batch_sharding(mesh) for k in shapes}
+  step_fn = jax.jit(make_train_step(config, objective, graphdef, tx, schedule),
+                    in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None),
+                    donate_argnums=(0,))
+  n_all = n_train + sum(int(x.size) for x in jax.tree.leaves(abs_frozen))
+  return Run(config, objective, mesh, cfg, build, is_trainable, graphdef, n_all, n_train,
+             train_set, source, dataset, total, example, shapes, step_fn, abstract_state,
+             state_sh, tx)
+
+
+# ---------------------------------------------------------------------------------------------
+# State: resumed from the workdir, or initialised.
+
+def initial_state(run: Run) -> dict:
+  """Parameters from the pretrained model(s) or random (each device creating only its shards),
+  a fresh optimizer state, step 0, and the objective's own state."""
+  import jax
+  import jax.numpy as jnp
+  from flax import nnx
+
+  config, sh = run.config, run.state_sh
+  if config.model.init_from or config.model.vision_init_from:
+    _, params, frozen = nnx.split(run.build(True), run.is_trainable, ...)
+    params, frozen = jax.device_put(params, sh["params"]), jax.device_put(frozen, sh["frozen"])
+  else:
+    random_init = lambda: nnx.split(run.build(False), run.is_trainable, ...)[1:]
+    params, frozen = jax.jit(random_init, out_shardings=(sh["params"], sh["frozen"]))()
+  state = dict(params=params, frozen=frozen,
+               opt_state=jax.jit(run.tx.init, out_shardings=sh["opt_state"])(params),
+               step=jax.device_put(jnp.int32(0), sh["step"]))
+  if run.objective.extra_state is not None:
+    extra = run.objective.extra_state(params, run.objective.options(config))
+    state.update({k: jax.device_put(v, sh[k]) for k, v in extra.items()})
+  return state
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop.
+
+def kill_after(step: int) -> Callable:
+  """A callback that SIGKILLs this process once `step`'s checkpoint is on disk (a preemption)."""
+  def callback(done: int, ckpt) -> None:
+    if done == step:
+      ckpt.wait()
+      os.kill(os.getpid(), signal.SIGKILL)
+  return callback
+
+
+def next_batch(run: Run, data_iter, dropped):
+  """This process's rows of the next global batch, trimmed to a bucket, placed on the mesh."""
+  import jax
+  import numpy as np
+  from jax.experimental import multihost_utils
+
+  from mathvlm import sharding
+  from mathvlm.data import pipeline
+
+  local = next(data_iter)
+  if dropped is not None:
+    local = pipeline.pop_dropped(local, dropped)
+  buckets = run.config.data.buckets
+  if buckets and "attention_mask" in local:  # pad to a bucket, not to max_len
+    length = pipeline.local_bucket(local, buckets)
+    if jax.process_count() > 1:
+      length = int(np.max(multihost_utils.process_allgather(np.int32(length))))
+    local = pipeline.trim_to(local, length)
+  return sharding.place_batch(local, run.mesh), pipeline.batch_stats(local)
+
+
+def train_loop(run: Run, state, start: int, data_iter, ckpt, writer, callbacks=()):
+  """Steps start..total: a step, its metrics row (every `metrics.every`), a checkpoint (every
+  `checkpoint.every` and at the end), the callbacks. A non-finite loss stops the run before the
+  step's state is saved."""
+  import jax
+  import numpy as np
+
+  from mathvlm import flops
+  from mathvlm.data import pipeline
+
+  config = run.config
+  dropped = collections.Counter() if pipeline.DROPPED in run.source[0] else None
+  step_flops = run.objective.flops(run.cfg, run.batch_shapes, sorted(run.train_set))
+  peak = flops.peak_flops(jax.devices()[0], config.model.dtype, config.metrics.peak_flops)
+  tokens = int(np.prod(run.batch_shapes.get("input_ids", (config.data.global_batch,))))
+  row, t_start, t_last = None, time.time(), time.time()
+  for step in range(start, run.total_steps):
+    batch, data_stats = next_batch(run, data_iter, dropped)
+    state, metrics = run.step_fn(state, batch)
+    metrics = jax.device_get(metrics)
+    if not np.isfinite(metrics["loss"]):
+      ckpt.close()
+      raise FloatingPointError(
+          f"non-finite loss {metrics['loss']} at step {step + 1}; the last good checkpoint "
+          f"(step {ckpt.latest_step()}) is kept in {writer.workdir}/checkpoints")
+    done, now = step + 1, time.time()
+    dt, t_last = now - t_last, now
+    if done % config.metrics.every == 0 or done == run.total_steps:
+      per_device = step_flops / dt / jax.device_count()
+      row = {k: float(v) for k, v in metrics.items()}
+      row.update(step=done, step_time=dt, tokens_per_s=tokens / dt,
+                 tflops_per_device=per_device / 1e12, **data_stats)
+      if peak:
+        row["mfu"] = per_device / peak
+      writer.write(done, row)
+      log_progress(row, run.total_steps, (now - t_start) / (done - start), peak)
+    ckpt.save(done, state, data_iter, force=done == run.total_steps)
+    for callback in callbacks:
+      callback(done, ckpt)
+  return state, row, dropped
+
+
+def log_progress(row: dict, total: int, per_step: float, peak: float) -> None:
+  log.info("step %d/%d loss %.4f lr %.2e grad_norm %.3f %.2fs/step mfu %s eta %ds%s",
+           row["step"], total, row["loss"], row["lr"], row["grad_norm"], row["step_time"],
+           f"{row['mfu']:.3f}" if peak else "n/a", per_step * (total - row["step"]),
+           f" packed {row['data/examples']:.0f} examples, {row['data/nonpad_fraction']:.0%} "
+           "real tokens" if "data/examples" in row else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point.
+
+def train(config, workdir: str | None, *, compile_only: bool = False, devices=None,
+          callbacks=()) -> dict[str, Any] | None:
+  """Runs (or resumes) the config's training in `workdir`; returns the last metrics row.
+
+  devices: the devices the mesh spans (default all; tests pass a subset). callbacks: functions
+  (step, checkpointer) called after each step's checkpoint (see `kill_after`). workdir,
+  model.init_from and model.vision_init_from may be bucket URLs (gs://...).
+  """
+  _log_to_stdout()
+  if not compile_only:
+    check_reachable(workdir, "workdir")
+  check_reachable(config.model.init_from, "model.init_from")
+  check_reachable(config.model.vision_init_from, "model.vision_init_from")
+  from mathvlm import checkpoint
+  from mathvlm.metrics import MetricWriter
+
+  run = setup(config, devices)
+  if compile_only:
+    return report_compiled_memory(run)
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+  ckpt = checkpoint.Checkpointer(workdir, every=config.checkpoint.every,
+                                 keep=config.checkpoint.keep, use_async=config.checkpoint.use_async)
+  data_iter = iter(run.dataset)
+  resume = ckpt.latest_step()
+  if resume is None:
+    state, start = initial_state(run), 0
+  else:
+    state = ckpt.restore(resume, run.abstract_state, data_iter)
+    start = int(state["step"])
+    log.info("resumed from step %d in %s", start, workdir)
+  import jax
+  writer = MetricWriter(workdir, tensorboard=config.metrics.tensorboard,
+                        enabled=jax.process_index() == 0)
+  state, row, dropped = train_loop(run, state, start, data_iter, ckpt, writer, callbacks)
+  ckpt.close()
+  writer.close()
+  if hasattr(data_iter, "close"):
+    data_iter.close()  # worker processes
+  report_dropped(run, workdir, dropped)
+  export_final_model(run, state, workdir)
+  log.info("done: %d steps; model in %s/model", run.total_steps, workdir)
+  return row if run.total_steps > start else None
+
+
+def report_dropped(run: Run, workdir: str, counted=None) -> None:
+  """Examples the input pipeline could not use (kept as zero-loss slots), by reason: logged and
+  written to WORKDIR/data_report.json, never silent. counted: the reasons summed from the batches
+  this run trained on; else the source's own counters (in this process only)."""
+  source = run.source
+  if counted is None and run.config.data.workers and hasattr(source, "dropped"):
+    log.warning("data.workers=%d: this source counts drops only in its own counters, which stay "
+                "in the workers; give its examples a 'dropped' field to have them reported",
+                run.config.data.workers)
+  dropped = dict((getattr(source, "dropped", None) or {}) if counted is None else counted)
+  if dropped:
+    log.warning("input pipeline: %d examples trained nothing: %s", sum(dropped.values()), dropped)
+  with epath.Path(workdir, "data_report.json").open("w") as f:
+    json.dump({"examples": len(source), "dropped": dropped}, f, indent=2)
+
+
+def export_final_model(run: Run, state, workdir: str) -> None:
+  """`workdir/model`: the trained model with LoRA merged, loadable as `init_from` by the next stage
+  and convertible to Hugging Face with `python -m mathvlm.convert --from-ckpt`."""
+  from flax import nnx
+
+  from mathvlm import checkpoint
+  from mathvlm.models.lora import merge_lora
+  model = nnx.merge(run.graphdef, state["params"], state["frozen"])
+  merge_lora(model)
+  checkpoint.save_model(model, run.cfg, os.path.join(workdir, "model"))
+
+
+def report_compiled_memory(run: Run) -> dict:
+  """Lowers and compiles the step from abstract shapes; prints XLA's per-device memory."""
+  import jax
+  import numpy as np
+  config, t = run.config, time.time()
+  from mathvlm import sharding
+  batch = {k: jax.ShapeDtypeStruct(v, np.asarray(run.example[k]).dtype,
+                                   sharding=sharding.batch_sharding(run.mesh))
+           for k, v in run.batch_shapes.items()}
+  mem = run.step_fn.lower(run.abstract_state, batch).compile().memory_analysis()
+  gib = lambda b: round(b / 2 ** 30, 3)
+  report = dict(
+      preset=config.model.preset, objective=config.objective, devices=jax.device_count(),
+      mesh=dict(run.mesh.shape), parameters=run.n_all, trainable=run.n_train,
+      global_batch=config.data.global_batch, compile_seconds=round(time.time() - t, 1))
+  if mem is not None:
+    total = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+             - mem.alias_size_in_bytes)
+    report["per_device_gib"] = dict(
+        arguments=gib(mem.argument_size_in_bytes), outputs=gib(mem.output_size_in_bytes),
+        temporaries=gib(mem.temp_size_in_bytes), aliased=gib(mem.alias_size_in_bytes),
+        total=gib(total))
+  print(json.dumps(report, indent=2))
+  return report
+
+
+def _log_to_stdout() -> None:
+  from absl import logging as absl_logging
+  absl_logging.set_verbosity(absl_logging.WARNING)  # orbax and grain log every file at INFO
+  if not log.handlers:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def setup_processes() -> None:
+  import jax
+  if FLAGS.compile_only and FLAGS.fake_devices:
+    jax.config.update("jax_platforms", "cpu")
+    jax.config.update("jax_num_cpu_devices", FLAGS.fake_devices)
+  if FLAGS.num_processes > 1:
+    if os.environ.get("JAX_PLATFORMS", "") == "cpu":
+      jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(FLAGS.coordinator, num_processes=FLAGS.num_processes,
+                               process_id=FLAGS.process_id)
+  elif FLAGS.distributed:
+    jax.distributed.initialize()
+
+
+def main(argv) -> None:
+  del argv
+  if not FLAGS.workdir and not FLAGS.compile_only:
+    raise app.UsageError("--workdir is required")
+  setup_processes()
+  callbacks = [kill_after(FLAGS.preempt_after_step)] if FLAGS.preempt_after_step else []
+  train(FLAGS.config, FLAGS.workdir, compile_only=FLAGS.compile_only, callbacks=callbacks)
+
+
+def run_main(argv=None) -> None:
+  """`python -m mathvlm.train`: shipped recipes resolved, then absl parses the flags."""
+  argv = list(sys.argv if argv is None else argv)
+  for i, a in enumerate(argv):
+    if a.startswith("--config="):
+      argv[i] = "--config=" + shipped_recipe(a[len("--config="):])
+    elif a == "--config" and i + 1 < len(argv):
+      argv[i + 1] = shipped_recipe(argv[i + 1])
+  flags.mark_flag_as_required("config")
+  app.run(main, argv=argv)
+
+
+if __name__ == "__main__":
+  run_main()

@@ -1,0 +1,25 @@
+"""MAVIS stage 4, DPO: the stage-3 model's wrong answers rejected, the annotated CoT chosen.
+
+Paper settings (FACTS.md): only LoRA trained. Beta is not published: 0.1 (the common default); the
+learning rate is not published: 2e-6 as the other MAVIS stages. The reference model is a frozen
+copy of the starting (stage-3) model, or log-probs precomputed in the data (`dpo.reference=data`).
+  python -m mathvlm.train --config configs/dpo.py:model=mavis-7b \
+      --config.model.init_from=WORKDIR_OF_STAGE_3
+"""
+
+from mathvlm.configs import common
+from mathvlm.configs.align import LLM_LORA_TARGETS
+
+
+def get_config(arg=None):
+  a = common.parse_arg(arg, model="tiny", data="synthetic")
+  c = common.base("dpo")
+  c.model.preset = a.model
+  c.data.name = a.data
+  c.data.global_batch = 32
+  c.data.epochs = 1
+  c.optim.lr = 2e-6
+  c.dpo.beta = 0.1
+  c.lora.rank, c.lora.alpha, c.lora.targets = 128, 256.0, LLM_LORA_TARGETS
+  c.train_rules = ((".*/lora/.*", "trainable"), (".*", "frozen"))
+  return common.finish(c)

@@ -1,0 +1,368 @@
+"""data_prep builders: round trips through real ArrayRecord files, bad-record reports, --strict,
+--max_bad_fraction, resume and worker-count independence. Fixtures are made in tmp dirs."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from data_prep import common, llava_json, mathv360k, mavis_caption, mavis_instruct, preferences
+from mathvlm.data import records
+
+from train_utils import ROOT  # noqa: E402
+Q = "<image>\nWhat is x?"
+
+
+def encoded(fmt, colour, size=(7, 5)):
+  b = io.BytesIO()
+  Image.new("RGB", size, colour).save(b, fmt)
+  return b.getvalue()
+
+
+def put(path, data):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "wb") as f:
+    f.write(data)
+
+
+def conv(*values):
+  return [{"from": "human" if i % 2 == 0 else "gpt", "value": v} for i, v in enumerate(values)]
+
+
+def read_all(out, name):
+  ds = records.read(str(out), name)
+  return [ds[i] for i in range(len(ds))]
+
+
+def report(out, name):
+  with open(os.path.join(out, name, "report.json")) as f:
+    return json.load(f)
+
+
+def flags(out, *extra):
+  return ["--out", str(out), "--no_progress", *extra]
+
+
+# ---------------------------------------------------------------------------------------------
+# Round trips.
+
+def test_mathv360k_round_trip(tmp_path):
+  src = tmp_path / "src"
+  images = {"GEOS/images/a.png": encoded("PNG", "red"),
+            "ChartQA/images/b.jpg": encoded("JPEG", "blue"),
+            "IconQA/images/sub/c.png": encoded("PNG", "green", (3, 9))}
+  for p, data in images.items():
+    put(str(src / "data_images" / p), data)
+  recs = [{"id": f"q{i}", "image": p, "conversations": conv(Q + f" {i}", "ünïcode ∑ 3",
+                                                            "And y?", "4")}
+          for i, p in enumerate(images)]
+  (src / "train_samples_all_tuning.json").write_text(json.dumps(recs))
+  rep = mathv360k.main(["--src", str(src), *flags(tmp_path / "out", "--num_shards", "2")])
+  assert (rep["total"], rep["written"], rep["bad"]) == (3, 3, 0)
+  got = read_all(tmp_path / "out", "mathv360k")
+  assert [r["id"] for r in got] == ["q0", "q1", "q2"]
+  assert [r["source"] for r in got] == ["GEOS", "ChartQA", "IconQA"]
+  for r, rec, data in zip(got, recs, images.values()):
+    assert r["image"] == data
+    assert json.loads(r["conversations"]) == rec["conversations"]
+  # The same files read through TFDS's own directory reader, without data_prep.
+  raw = tfds.builder_from_directory(str(tmp_path / "out/mathv360k/1.0.0")).as_data_source()
+  assert raw["train"][1]["image"] == images["ChartQA/images/b.jpg"]
+  assert raw["train"][1]["id"] == b"q1"
+
+
+@pytest.mark.parametrize("module,name", [(llava_json, "llava_json"),
+                                         (mavis_caption, "mavis_caption")])
+def test_llava_format_round_trip(tmp_path, module, name):
+  put(str(tmp_path / "img/x.png"), png := encoded("PNG", "red"))
+  recs = [{"id": "a", "image": "x.png", "conversations": conv(Q, "Caption: a red square.")},
+          {"id": "b", "conversations": conv("Text only?", "Yes.")},
+          {"id": "c", "image": ["x.png"], "conversations": conv("Describe <image>", "Red.")}]
+  (tmp_path / "d.json").write_text(json.dumps(recs))
+  module.main(["--json", str(tmp_path / "d.json"), "--images", str(tmp_path / "img"),
+               *flags(tmp_path / "out")])
+  got = read_all(tmp_path / "out", name)
+  assert [r["id"] for r in got] == ["a", "b", "c"]
+  assert {r["source"] for r in got} == {name}
+  assert [r["image"] for r in got] == [png, b"", png]
+  assert [json.loads(r["conversations"]) for r in got] == [r["conversations"] for r in recs]
+
+
+def mavis_problem(pid, **over):
+  rec = {"id": pid, "answer_index": 1, "choices": ["3", "4", "5"],
+         "text_en": {"diagram_generation": "", "caption": "A triangle.",
+                     "text_dominant_question": "AB=3, BC=4, right angle at B. Find AC.",
+                     "text_lite_question": "Find AC.", "vision_dominant_question": "Find AC.",
+                     "CoT_reasoning": "By Pythagoras AC = sqrt(9+16) = 5."},
+         "image_text_dominant": "td.png", "image_text_lite": "tl.png",
+         "image_vision_dominant": "vd.png"}
+  rec.update(over)
+  return rec
+
+
+def test_mavis_instruct_round_trip(tmp_path):
+  imgs = {v: encoded("PNG", c) for v, c in zip(["td", "tl", "vd"], ["red", "green", "blue"])}
+  for k, data in imgs.items():
+    put(str(tmp_path / f"img/{k}.png"), data)
+  free = mavis_problem("p2", answer_index=-1, choices=[], answer="5")
+  lines = [json.dumps(mavis_problem("p1")), json.dumps(free)]
+  (tmp_path / "geo.jsonl").write_text("\n".join(lines) + "\n")
+  mavis_instruct.main(["--src", str(tmp_path / "geo.jsonl"), "--images", str(tmp_path / "img"),
+                       *flags(tmp_path / "out")])
+  got = read_all(tmp_path / "out", "mavis_instruct")
+  assert [r["id"] for r in got] == [f"{p}/{v}" for p in ("p1", "p2")
+                                    for v in mavis_instruct.VERSIONS]
+  r = got[1]
+  assert (r["question_version"], r["answer"], r["answer_index"]) == ("text_lite", "B", 1)
+  assert r["image"] == imgs["tl"]
+  assert json.loads(r["choices"]) == ["3", "4", "5"]
+  assert json.loads(r["conversations"]) == conv(
+    "<image>\nFind AC.\nChoices:\nA. 3\nB. 4\nC. 5",
+    "By Pythagoras AC = sqrt(9+16) = 5.\nThe answer is B.")
+  f = got[3]
+  assert (f["answer"], f["answer_index"], f["choices"], f["image"]) == ("5", -1, "[]",
+                                                                        imgs["td"])
+  assert json.loads(f["conversations"])[1]["value"].endswith("\nThe answer is 5.")
+
+
+@pytest.mark.parametrize("style,mc,free", [
+    ("cot", "By Pythagoras AC = sqrt(9+16) = 5.\nThe answer is B.",
+     "By Pythagoras AC = sqrt(9+16) = 5.\nThe answer is 5."),
+    ("final", "The answer is 5, which is option C.", "The answer is 5, which is option C."),
+    ("value", "The answer is 4.", "The answer is 5.")])
+def test_mavis_instruct_answer_styles(tmp_path, style, mc, free):
+  """`--answer`: the assistant turn for a multiple-choice and a free-form problem. `value` writes
+  the chosen option's text (answer_index 1 -> "4"), never the letter."""
+  put(str(tmp_path / "img/tl.png"), encoded("PNG", "green"))
+  cot = "Step 1: x.\nThe answer is 5, which is option C." if style == "final" else None
+  recs = [mavis_problem("m"), mavis_problem("f", answer_index=-1, choices=[], answer="5")]
+  for r in recs:
+    if cot:
+      r["text_en"]["CoT_reasoning"] = cot
+  (tmp_path / "g.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+  mavis_instruct.main(["--src", str(tmp_path / "g.jsonl"), "--images", str(tmp_path / "img"),
+                       "--versions", "text_lite", "--answer", style, *flags(tmp_path / "out")])
+  got = read_all(tmp_path / "out", "mavis_instruct")
+  assert [json.loads(r["conversations"])[1]["value"] for r in got] == [mc, free]
+  assert [r["answer"] for r in got] == ["B", "5"]  # the record's answer stays the letter
+
+
+def test_mavis_instruct_parquet_versions(tmp_path):
+  pa = pytest.importorskip("pyarrow")
+  import pyarrow.parquet as pq
+  imgs = [encoded("PNG", "red"), encoded("JPEG", "green"), encoded("PNG", "blue")]
+  rec = mavis_problem(None)
+  del rec["id"]
+  for k, data in zip(["image_text_dominant", "image_text_lite", "image_vision_dominant"], imgs):
+    rec[k] = {"bytes": data, "path": k + ".png"}
+  pq.write_table(pa.Table.from_pylist([rec, rec]), str(tmp_path / "vis.parquet"))
+  mavis_instruct.main(["--src", str(tmp_path / "vis.parquet"), "--versions", "vision_dominant",
+                       "text_dominant", *flags(tmp_path / "out")])
+  got = read_all(tmp_path / "out", "mavis_instruct")
+  assert [r["id"] for r in got] == ["vis-0/vision_dominant", "vis-0/text_dominant",
+                                    "vis-1/vision_dominant", "vis-1/text_dominant"]
+  assert [r["image"] for r in got] == [imgs[2], imgs[0]] * 2
+
+
+def test_preferences_round_trip(tmp_path):
+  put(str(tmp_path / "img/x.jpg"), jpg := encoded("JPEG", "red"))
+  recs = [{"id": "d1", "image": "x.jpg", "prompt": "<image>\nFind x.",
+           "chosen": "x = 2.\nThe answer is 2.", "rejected": "x = 3."},
+          {"prompt": "No image: 1+1?", "chosen": "2", "rejected": "3"}]
+  (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+  preferences.main(["--json", str(tmp_path / "p.jsonl"), "--images", str(tmp_path / "img"),
+                    *flags(tmp_path / "out")])
+  got = read_all(tmp_path / "out", "preferences")
+  assert got == [{"id": "d1", "image": jpg, **{k: recs[0][k] for k in
+                                                ("prompt", "chosen", "rejected")}},
+                 {"id": "line 2", "image": b"", **recs[1]}]
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad records.
+
+def bad_fixture(tmp_path):
+  """A JSONL with every kind of bad record among good ones; returns (args, good ids, expected)."""
+  img = tmp_path / "img"
+  put(str(img / "ok.png"), png := encoded("PNG", "red"))
+  put(str(img / "ok.jpg"), encoded("JPEG", "blue"))
+  put(str(img / "trunc.png"), png[:len(png) // 2])
+  put(str(img / "trunc.jpg"), encoded("JPEG", "blue", (64, 64))[:300])
+  put(str(img / "notimage.png"), b"this is not an image")
+  lines = [
+    {"id": "g1", "image": "ok.png", "conversations": conv(Q, "5")},
+    {"id": "g2", "image": "ok.jpg", "conversations": conv(Q, "5", "Why?", "Because.")},
+    {"id": "g3", "conversations": conv("Text only.", "Fine.")},
+    {"id": "missing", "image": "nope.png", "conversations": conv(Q, "5")},
+    {"id": "trunc_png", "image": "trunc.png", "conversations": conv(Q, "5")},
+    {"id": "trunc_jpg", "image": "trunc.jpg", "conversations": conv(Q, "5")},
+    {"id": "not_image", "image": "notimage.png", "conversations": conv(Q, "5")},
+    '{"id": "broken", "image": "ok.png", "conversations": [',
+    {"id": "no_token", "image": "ok.png", "conversations": conv("What is x?", "5")},
+    {"id": "two_tokens", "image": "ok.png", "conversations": conv(Q + "<image>", "5")},
+    {"id": "token_no_image", "conversations": conv(Q, "5")},
+    {"id": "two_images", "image": ["ok.png", "ok.jpg"],
+     "conversations": conv("<image><image>", "5")},
+    {"id": "empty", "image": "ok.png", "conversations": conv(Q, "  ")},
+    {"id": "gpt_first", "image": "ok.png",
+     "conversations": [{"from": "gpt", "value": "Hi"}, {"from": "human", "value": Q}]},
+    {"id": "no_answer", "image": "ok.png", "conversations": conv(Q, "5", "And?")},
+    {"id": "no_convs", "image": "ok.png"},
+    {"id": "g4", "image": "ok.png", "conversations": conv("Look: <image> then?", "7")},
+  ]
+  text = "\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n\n"
+  (tmp_path / "d.jsonl").write_text(text)
+  expected = {"missing_image": ["missing"],
+              "unreadable_image": ["trunc_png", "trunc_jpg", "not_image"],
+              "malformed_json": ["line 8"], "missing_image_token": ["no_token"],
+              "too_many_image_tokens": ["two_tokens", "token_no_image"],
+              "too_many_images": ["two_images"], "empty_answer": ["empty"],
+              "roles_out_of_order": ["gpt_first", "no_answer"],
+              "malformed_record": ["no_convs"]}
+  args = ["--json", str(tmp_path / "d.jsonl"), "--images", str(img)]
+  return args, ["g1", "g2", "g3", "g4"], expected
+
+
+def test_every_bad_record_is_reported(tmp_path):
+  args, good, expected = bad_fixture(tmp_path)
+  out = tmp_path / "out"
+  llava_json.main(args + flags(out, "--num_shards", "3", "--max_bad_fraction", "0.9"))
+  assert [r["id"] for r in read_all(out, "llava_json")] == good
+  rep = report(out, "llava_json")
+  assert {k: [r["id"] for r in v["records"]] for k, v in rep["by_reason"].items()} == expected
+  assert {k: v["count"] for k, v in rep["by_reason"].items()} == {
+    k: len(v) for k, v in expected.items()}
+  n_bad = sum(len(v) for v in expected.values())
+  assert (rep["total"], rep["written"], rep["bad"]) == (len(good) + n_bad, len(good), n_bad)
+  bad = rep["by_reason"]["malformed_json"]["records"][0]
+  assert bad["at"] == "line 8" and bad["file"].endswith("d.jsonl")
+  assert rep["by_reason"]["missing_image"]["records"][0]["at"] == "line 4"
+
+
+def test_strict_names_record_and_file(tmp_path, capsys):
+  args, _, _ = bad_fixture(tmp_path)
+  with pytest.raises(SystemExit) as e:
+    llava_json.main(args + flags(tmp_path / "out", "--strict"))
+  msg = str(e.value)
+  assert "'missing'" in msg and "line 4" in msg and "d.jsonl" in msg and "missing_image" in msg
+
+
+def test_max_bad_fraction_fails_after_report(tmp_path):
+  args, _, _ = bad_fixture(tmp_path)
+  out = tmp_path / "out"
+  with pytest.raises(SystemExit) as e:
+    llava_json.main(args + flags(out, "--max_bad_fraction", "0.5"))
+  assert "max_bad_fraction" in str(e.value) and "report.json" in str(e.value)
+  rep = report(out, "llava_json")
+  assert not rep["ok"] and rep["bad"] == 13
+  assert not os.path.exists(out / "llava_json/1.0.0/dataset_info.json")  # not readable
+  # The finished shards are kept: a re-run with a looser threshold only finalizes.
+  rep = llava_json.main(args + flags(out, "--max_bad_fraction", "0.8"))
+  assert rep["ok"] and rep["shards"]["built"] == [] and rep["written"] == 4
+
+
+def test_mavis_instruct_bad_versions(tmp_path):
+  put(str(tmp_path / "img/td.png"), encoded("PNG", "red"))
+  put(str(tmp_path / "img/tl.png"), encoded("PNG", "red"))
+  lines = [mavis_problem("ok1", image_vision_dominant="td.png"),
+           mavis_problem("noimg", image_vision_dominant="td.png",
+                         image_text_lite="gone.png"),
+           mavis_problem("free", answer_index=-1, choices=[], image_vision_dominant="td.png"),
+           mavis_problem("q", image_vision_dominant="td.png",
+                         text_en={**mavis_problem("q")["text_en"], "text_lite_question": ""})]
+  (tmp_path / "g.json").write_text(json.dumps(lines))
+  mavis_instruct.main(["--src", str(tmp_path / "g.json"), "--images", str(tmp_path / "img"),
+                       *flags(tmp_path / "out", "--max_bad_fraction", "1")])
+  rep = report(tmp_path / "out", "mavis_instruct")
+  assert {k: [r["id"] for r in v["records"]] for k, v in rep["by_reason"].items()} == {
+    "missing_image": ["noimg/text_lite"], "empty_answer": ["free"],
+    "empty_question": ["q/text_lite"]}
+  ids = [r["id"] for r in read_all(tmp_path / "out", "mavis_instruct")]
+  assert ids == [f"ok1/{v}" for v in mavis_instruct.VERSIONS] + [
+    "noimg/text_dominant", "noimg/vision_dominant", "q/text_dominant", "q/vision_dominant"]
+
+
+def test_preferences_bad(tmp_path):
+  put(str(tmp_path / "img/x.png"), encoded("PNG", "red"))
+  recs = [{"id": "ok", "image": "x.png", "prompt": Q, "chosen": "a", "rejected": "b"},
+          {"id": "same", "image": "x.png", "prompt": Q, "chosen": "a", "rejected": "a "},
+          {"id": "empty", "image": "x.png", "prompt": Q, "chosen": "a", "rejected": ""},
+          {"id": "notoken", "image": "x.png", "prompt": "Find x", "chosen": "a",
+           "rejected": "b"},
+          {"id": "nofile", "image": "y.png", "prompt": Q, "chosen": "a", "rejected": "b"}]
+  (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs) + "{oops\n")
+  preferences.main(["--json", str(tmp_path / "p.jsonl"), "--images", str(tmp_path / "img"),
+                    *flags(tmp_path / "out", "--max_bad_fraction", "1")])
+  rep = report(tmp_path / "out", "preferences")
+  assert {k: [r["id"] for r in v["records"]] for k, v in rep["by_reason"].items()} == {
+    "identical_pair": ["same"], "empty_answer": ["empty"], "missing_image_token": ["notoken"],
+    "missing_image": ["nofile"], "malformed_json": ["line 6"]}
+  assert [r["id"] for r in read_all(tmp_path / "out", "preferences")] == ["ok"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Resume and parallelism.
+
+def many_records(tmp_path, n=40):
+  colours = ["red", "green", "blue", "white"]
+  for i, c in enumerate(colours):
+    put(str(tmp_path / f"src/data_images/S{i}/images/{c}.png"), encoded("PNG", c))
+  recs = [{"id": f"r{i:03d}", "image": f"S{i % 4}/images/{colours[i % 4]}.png",
+           "conversations": conv(Q, str(i))} for i in range(n)]
+  recs[7]["image"] = "S0/images/gone.png"
+  (tmp_path / "src/train_samples_all_tuning.json").write_text(json.dumps(recs))
+  return ["--src", str(tmp_path / "src")]
+
+
+def test_rerun_skips_finished_shards(tmp_path, capsys):
+  args = many_records(tmp_path)
+  out = tmp_path / "out"
+  run = args + flags(out, "--num_shards", "4")
+  mathv360k.main(run)
+  first = read_all(out, "mathv360k")
+  shard = lambda i: out / f"mathv360k/1.0.0/mathv360k-train.array_record-{i:05d}-of-00004"
+  mtimes = [os.stat(shard(i)).st_mtime_ns for i in range(4)]
+  capsys.readouterr()
+  rep = mathv360k.main(run)
+  assert "skipped [0, 1, 2, 3] (already finished)" in capsys.readouterr().out
+  assert [os.stat(shard(i)).st_mtime_ns for i in range(4)] == mtimes
+  assert rep["bad"] == 1 and rep["by_reason"]["missing_image"]["records"][0]["id"] == "r007"
+  # An unfinished shard (no marker: the run died while writing it) is rebuilt, alone.
+  os.remove(out / "mathv360k/_shards/00002.json")
+  rep = mathv360k.main(run)
+  assert rep["shards"] == {"num_shards": 4, "skipped": [0, 1, 3], "built": [2]}
+  assert [os.stat(shard(i)).st_mtime_ns for i in (0, 1, 3)] == [mtimes[i] for i in (0, 1, 3)]
+  assert read_all(out, "mathv360k") == first
+  # Another shard plan rebuilds everything and leaves no stale shard files.
+  rep = mathv360k.main(args + flags(out, "--num_shards", "2"))
+  assert rep["shards"]["built"] == [0, 1]
+  assert sorted(f for f in os.listdir(out / "mathv360k/1.0.0") if "array_record" in f) == [
+    f"mathv360k-train.array_record-0000{i}-of-00002" for i in range(2)]
+  assert read_all(out, "mathv360k") == first
+
+
+def test_two_workers_same_records_as_one(tmp_path):
+  args = many_records(tmp_path)
+  mathv360k.main(args + flags(tmp_path / "one", "--num_shards", "3"))
+  mathv360k.main(args + flags(tmp_path / "two", "--num_shards", "3", "--workers", "2"))
+  one, two = read_all(tmp_path / "one", "mathv360k"), read_all(tmp_path / "two", "mathv360k")
+  assert len(one) == 39 and one == two
+  assert report(tmp_path / "one", "mathv360k")["by_reason"] == report(
+    tmp_path / "two", "mathv360k")["by_reason"]
+
+
+def test_command_line(tmp_path):
+  args = many_records(tmp_path, n=8)
+  res = subprocess.run([sys.executable, "-m", "data_prep.mathv360k", *args,
+                        *flags(tmp_path / "out", "--workers", "2", "--num_shards", "2",
+                               "--max_bad_fraction", "0.2")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert res.returncode == 0, res.stderr
+  assert "wrote 7 records, 1 bad (missing_image: 1)" in res.stdout
+  ds = tfds.data_source("mathv360k", data_dir=str(tmp_path / "out"))["train"]
+  assert len(ds) == 7 and ds[0]["source"] == b"S0"

@@ -1,0 +1,93 @@
+"""`python -m mathvlm.demo --quick`: the main job's whole path (engine data, tokenizer, ArrayRecord,
+four training stages with the real trainer, held-out evaluation after each, MATH-Vision testmini
+on the real files, REPORT.md with plots) from a clean output folder. Too short to learn much, so
+it checks that every number is measured and consistent, not that it is high."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from train_utils import ROOT
+
+from shared_data import shared  # noqa: F401  (fails when ../shared/data is missing)
+
+
+def test_quick_demo_end_to_end(tmp_path):
+  out = tmp_path / "demo"
+  res = subprocess.run([sys.executable, "-m", "mathvlm.demo", "--quick", "--out", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=900,
+                       env={**os.environ, "PYTHONPATH": ROOT})
+  assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+  for step in range(1, 8):
+    assert f"[{step}/7]" in res.stdout
+  s = json.load(open(out / "summary.json"))
+  n_test = s["engine"]["test"]["n"]
+  assert s["engine"]["train"]["n"] == 320 and n_test == 48
+  assert s["built"]["instruct_train"] == 320 and s["built"]["caption_test"] == 48
+  assert s["built"]["preferences"] == s["dpo_pairs"]["pairs"] > 0
+  for when in ("before", "after"):
+    r = s["retrieval"][when]
+    assert r["pairs"] == 48 and not r["dropped"]
+    assert 0 <= r["image_to_caption_top1"] <= r["image_to_caption_top5"] <= 1
+  assert list(s["evals"]) == list(s["ranked"]) == ["align", "sft", "dpo"]
+  for acc in [*s["evals"].values(), *s["ranked"].values()]:
+    assert acc["all"]["total"] == 3 * n_test  # three question versions per problem
+    assert sum(acc[f"domain/{d}"]["total"] for d in ("plane", "analytic", "function")) == 3 * n_test
+    assert acc["type/multiple-choice"]["total"] + acc.get("type/free-form", {"total": 0})[
+        "total"] == 3 * n_test
+  rows = [json.loads(x) for x in open(out / "3_sft/held_out.jsonl")]
+  assert sum(r["correct"] for r in rows) == s["evals"]["sft"]["all"]["correct"]
+  assert sum(r["ranked_correct"] for r in rows) == s["ranked"]["sft"]["all"]["correct"]
+  for r in rows:  # a ranked pick for every multiple-choice question, none for free-form
+    assert (r["ranked"] in "ABCDEFGH" and r["ranked"] != "") == (r["answer"] in list("ABCDEFGH"))
+    assert r["ranked_correct"] == (r["ranked"] == r["answer"] if r["ranked"] else r["correct"])
+  sft = s["training"]["3 instruction tuning"]
+  assert sft["last_loss"] < sft["first_loss"]
+  assert 0 <= s["baselines"]["random"] <= s["baselines"]["choices_only_rule"] <= 100  # percent
+  assert s["math_v"]["all"]["total"] == 304
+  report = open(out / "REPORT.md").read()
+  for heading in ("## Stage 1: CLIP-Math", "## Stages 2-4", "## MATH-Vision testmini"):
+    assert heading in report
+  for png in ("losses.png", "accuracy.png"):
+    assert open(out / png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_parity_check_runs(tmp_path):
+  """`python -m mathvlm.demo.parity` (README): HF -> orbax -> Flax -> HF bit-exact, same logits,
+  token-identical greedy decoding, on real MATH-Vision images."""
+  res = subprocess.run([sys.executable, "-m", "mathvlm.demo.parity", "--out", str(tmp_path)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "PYTHONPATH": ROOT})
+  assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+  s = json.load(open(tmp_path / "summary.json"))
+  assert s["round_trip_exact"] and s["greedy_identical"] and s["logits_rel_diff"] < 1e-4
+
+
+def test_retrieval_ranks_count_ties_as_misses():
+  from mathvlm.demo.evaluate import ranks
+  sim = np.array([[0.9, 0.1, 0.2],    # right one first: rank 0
+                  [0.5, 0.5, 0.1],    # tied with another caption: a miss, rank 1
+                  [0.3, 0.8, 0.4]])   # one above it: rank 1
+  assert ranks(sim).tolist() == [0, 1, 1]
+  assert ranks(sim.T).tolist() == [0, 1, 0]  # caption -> image: columns
+  same = np.ones((4, 4))              # a collapsed tower: every caption ties
+  assert ranks(same).tolist() == [3, 3, 3, 3]
+
+
+def test_score_by_picked_options_keeps_free_form_generated():
+  from mathvlm.demo.evaluate import score
+  from mathvlm.eval.common import Problem
+  mk = lambda pid, answer, choices: Problem(
+      pid=pid, question="q", answer=answer, choices=choices, images=[], query="q",
+      meta={"version": "text_lite"}, raw={"domain": "plane"})
+  problems = [mk("a", "B", ["1", "2"]), mk("b", "A", ["3", "4"]), mk("c", "5", [])]
+  responses = ["The answer is 2.", "The answer is 4.", "The answer is 5."]
+  gen = score(problems, responses)["accuracy"]
+  ranked = score(problems, responses, picks=["A", "A", ""])["accuracy"]
+  assert gen["type/multiple-choice"]["correct"] == 1 and ranked["type/multiple-choice"][
+      "correct"] == 1
+  assert gen["type/free-form"]["correct"] == ranked["type/free-form"]["correct"] == 1
+  assert score(problems, responses, picks=["B", "A", ""])["accuracy"]["all"]["correct"] == 3

@@ -1,0 +1,79 @@
+"""Recipes are code with the papers' defaults; unknown or contradictory fields fail at start."""
+
+import importlib
+
+import pytest
+
+from mathvlm.configs import common
+from train_utils import run_cli, tiny_config
+
+RECIPES = ["clip_math", "align", "sft", "dpo", "classify"]
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_every_recipe_builds_and_validates(name):
+  config = importlib.import_module(f"mathvlm.configs.{name}").get_config("model=tiny")
+  common.validate(config, process_count=1, device_count=1)
+  with pytest.raises(AttributeError):
+    config.optim.lrr = 1.0  # locked: no new fields
+
+
+def test_paper_defaults():
+  sft = importlib.import_module("mathvlm.configs.sft").get_config("model=llava-1.5-13b")
+  assert (sft.optim.lr, sft.optim.warmup_ratio, sft.data.epochs, sft.data.max_len) == (
+      2e-5, 0.03, 2, 2048)
+  assert sft.train_rules[0] == ("vision_tower/.*", "frozen")
+  mavis = importlib.import_module("mathvlm.configs.sft").get_config("model=mavis-7b,recipe=mavis")
+  assert mavis.lora.rank == 128 and mavis.optim.lr == 2e-6
+  clip = importlib.import_module("mathvlm.configs.clip_math").get_config()
+  assert (clip.data.epochs, clip.data.global_batch, clip.optim.lr) == (10, 16, 2e-6)
+  assert ("text_model/.*", "frozen") in clip.train_rules
+  assert importlib.import_module("mathvlm.configs.dpo").get_config().dpo.beta == 0.1
+
+
+def test_argument_string_errors_name_the_key():
+  with pytest.raises(ValueError, match="unknown config argument 'modle'"):
+    importlib.import_module("mathvlm.configs.sft").get_config("modle=tiny")
+  with pytest.raises(ValueError, match="unknown sft recipe 'llava'"):
+    importlib.import_module("mathvlm.configs.sft").get_config("recipe=llava")
+
+
+@pytest.mark.parametrize("fields,message", [
+    (dict(lora__rank=8, lora__targets=""), "lora.rank=8 and lora.targets=''"),
+    (dict(optim__grad_accum=3), "optim.grad_accum=3 does not divide"),
+    (dict(objective__="ppo"), "objective=.ppo."),
+    (dict(train_rules=(("(", "frozen"),)), "train_rules regex '\\('"),
+    (dict(train_rules=((".*", "sometimes"),)), "expected \\(regex, 'trainable'\\|'frozen'\\)"),
+    (dict(optim__warmup_ratio=1.5), "optim.warmup_ratio=1.5"),
+    (dict(data__global_batch=6, mesh__fsdp=4), "divisible by mesh.data x mesh.fsdp = 4"),
+    (dict(data__packing=True, steps=-1), "data.packing needs steps > 0"),
+    (dict(data__packing=True, data__group_by_length=True), "both cut padding"),
+    (dict(data__augment="blur=2"), r"data.augment entry 'blur=2'"),
+    (dict(data__augment="noise"), "data.augment works on the uint8 images of built datasets"),
+    (dict(data__workers=-1), "data.workers=-1"),
+])
+def test_contradictions_fail_naming_fields(fields, message):
+  config = tiny_config("lm", **fields)
+  with pytest.raises(ValueError, match=message):
+    common.validate(config, process_count=1, device_count=4)
+
+
+def test_parameters_no_rule_covers_are_an_error(tmp_path):
+  from mathvlm.train import train
+  config = tiny_config("lm", train_rules=(("vision_tower/.*", "frozen"),))
+  with pytest.raises(ValueError, match="train_rules cover no rule for .* parameters"):
+    train(config, str(tmp_path))
+
+
+def test_unknown_command_line_field_fails_at_start(tmp_path):
+  res = run_cli(["--config", "configs/sft.py:model=tiny", "--config.optim.lrr=1e-3",
+                 "--workdir", str(tmp_path)], check=False, timeout=120)
+  assert res.returncode != 0 and "lrr" in res.stderr
+  assert not (tmp_path / "checkpoints").exists()
+
+
+def test_dpo_with_reference_from_data_needs_ref_logps_in_the_data(tmp_path):
+  from mathvlm.train import train
+  config = tiny_config("dpo", dpo__reference="data")
+  with pytest.raises(ValueError, match=r"missing \['ref_logps'\]"):
+    train(config, str(tmp_path))

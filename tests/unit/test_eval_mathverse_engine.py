@@ -1,0 +1,76 @@
+"""MathVerse (hand-written records in the official format) and the engine's held-out sets."""
+
+import json
+import os
+
+import pytest
+
+from mathvlm.eval import consistency, engine_benchmark as engine, mathverse, score
+
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "eval_fixtures")
+
+
+def test_mathverse_scores_by_version_and_subject():
+  problems = mathverse.load(os.path.join(FIXTURES, "mathverse_testmini.json"))
+  assert [p.query.split("\n")[0][:20] for p in problems][0] == "Please directly answ"
+  records = score.read_records(os.path.join(FIXTURES, "mathverse_responses.json"))
+  scores, outputs = score.score_responses("mathverse", problems, records)
+  assert scores["all"] == {"correct": 2, "total": 4, "accuracy": 50.0}
+  assert scores["problem_version"]["Text Dominant"]["correct"] == 2
+  assert scores["problem_version"]["Vision Only"]["correct"] == 0
+  assert scores["subject"]["Solid Geometry"]["total"] == 2
+  assert [o["extraction"] for o in outputs] == ["C", "B", "14", "13"]
+  assert [o["judgement"] for o in outputs] == [1, 0, 1, 0]   # the official output fields
+
+
+def test_mathverse_cot_prompt_and_bad_prompt():
+  path = os.path.join(FIXTURES, "mathverse_testmini.json")
+  assert mathverse.load(path, prompt="query_cot")[0].query.startswith("Please first conduct")
+  with pytest.raises(ValueError, match="query_wo"):
+    mathverse.load(path, prompt="query")
+
+
+@pytest.mark.parametrize("a,b,same", [("3.0", "3", True), ("(B)", "B", True), ("b.", "B", True),
+                                      ("\\frac{1}{2}", "0.5", True), ("1,000", "1000", True),
+                                      ("14 cm", "14", False), ("", "", True)])
+def test_mathverse_normalize(a, b, same):
+  assert (mathverse.normalize(a) == mathverse.normalize(b)) is same
+
+
+def test_engine_loader_reads_mavis_fields():
+  problems = engine.load(os.path.join(FIXTURES, "engine_heldout.json"))
+  assert len(problems) == 9
+  p = problems[0]
+  assert p.pid == "geo-0001:text_dominant" and p.answer == "C"
+  assert p.images[0].endswith(os.path.join("images", "geo-0001_td.png"))
+  assert "(C) 10" in p.query and p.meta["caption"].startswith("Right triangle")
+  assert {q.meta["version"] for q in problems} == set(engine.VERSIONS)
+
+
+def test_engine_loader_names_the_bad_record(tmp_path):
+  path = tmp_path / "bad.json"
+  path.write_text(json.dumps([{"id": "g1", "choices": ["1", "2"], "answer_index": 5,
+                               "text_en": {"text_lite_question": "q"}}]))
+  with pytest.raises(ValueError, match="record 0 \\(id g1\\).*answer_index 5"):
+    engine.load(str(path))
+
+
+def test_engine_scores_and_consistency():
+  problems = engine.load(os.path.join(FIXTURES, "engine_heldout.json"))
+  records = score.read_records(os.path.join(FIXTURES, "engine_responses.jsonl"))
+  scores, _ = score.score_responses("engine", problems, records)
+  assert scores["all"]["correct"] == 5 and scores["all"]["total"] == 9
+  c = scores["consistency"]
+  # geo-0001 agrees and is right, geo-0002 disagrees (B, B, A), geo-0003 agrees on a wrong D
+  assert c["groups"] == 3
+  assert c["agreement"] == pytest.approx(66.67)
+  assert c["pairwise"] == pytest.approx(100 * 7 / 9, abs=0.01)
+  assert c["consistent_correct"] == pytest.approx(33.33)
+  assert c["any_correct"] == pytest.approx(66.67)
+
+
+def test_agreement_edge_cases():
+  r = consistency.agreement([("g", "", False), ("g", "", False), ("h", "A", True)])
+  assert r["groups"] == 1 and r["skipped_single"] == 1
+  assert r["agreement"] == 0.0   # two empty answers do not agree

@@ -1,0 +1,68 @@
+"""`mathvlm.eval.run` end to end: a tiny random LLaVA and a BPE tokenizer made here, the 304
+MATH-Vision testmini problems with their real images, greedy decoding with the KV cache, scores."""
+
+import dataclasses
+import json
+import os
+
+import pytest
+
+from mathvlm.eval import prompts, run
+
+from shared_data import REPO, SHARED, shared  # noqa: F401
+
+
+def _tiny_checkpoint(folder):
+  from flax import nnx
+
+  from mathvlm.models import registry
+  from mathvlm import checkpoint
+  from mathvlm.demo.parity import train_tokenizer
+  from mathvlm.models.vlm import Llava
+  questions = [json.loads(x)["question"] for x in open(shared("math_v", "testmini.jsonl"))]
+  tok = train_tokenizer(questions, 1024)
+  cfg = dataclasses.replace(registry.get("llava").preset("tiny"), image_token_id=tok.token_to_id("<image>"))
+  assert tok.get_vocab_size() <= cfg.text.vocab_size
+  checkpoint.save_model(Llava(cfg, rngs=nnx.Rngs(0)), cfg, folder)
+  tok.save(os.path.join(folder, "tokenizer.json"))
+  return tok, cfg
+
+
+def test_run_math_v_testmini(tmp_path, capsys):
+  ckpt, out = str(tmp_path / "ckpt"), str(tmp_path / "eval")
+  tok, cfg = _tiny_checkpoint(ckpt)
+  run.main(["--benchmark", "math_v", "--ckpt", ckpt, "--data", shared("math_v"), "--out", out,
+            "--batch", "32", "--max_new_tokens", "8"])
+  summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  scores = json.load(open(os.path.join(out, "scores.json")))
+  assert scores["all"]["total"] == 304 and summary["all"] == scores["all"]
+  assert sum(e["total"] for e in scores["subject"].values()) == 304
+  assert scores["official"]["-all"].startswith(f"{scores['all']['correct']}/304=")
+  responses = [json.loads(x) for x in open(os.path.join(out, "responses.jsonl"))]
+  assert len(responses) == 304 and all(isinstance(r["response"], str) for r in responses)
+  assert any(r["response"] for r in responses)   # the model did produce text
+  for name in ("scores.md", "scores.png", "scores_result.json", "scores_outputs.jsonl"):
+    assert os.path.getsize(os.path.join(out, name)) > 0
+
+
+def test_encoder_puts_image_tokens_and_keeps_the_prompt_end(tmp_path):
+  from tokenizers import Tokenizer
+
+  from mathvlm.demo.parity import train_tokenizer
+  tok = train_tokenizer(["USER: what is the area? ASSISTANT:"] * 20, 300)
+  tok.save(str(tmp_path / "t.json"))
+  tok = Tokenizer.from_file(str(tmp_path / "t.json"))
+  enc = run.Encoder(tok, image_token_id=4, image_seq_len=16, max_len=40)
+  text = prompts.format_prompt("what is the area? " * 20, "vicuna_v1")
+  ids = enc.encode(text)
+  assert len(ids) == 40 and enc.truncated == 1
+  assert ids[0] == tok.token_to_id("<s>") and ids.count(4) == 16
+  assert tok.decode(ids[-6:]).endswith("ASSISTANT:")
+
+
+def test_templates():
+  text = prompts.format_prompt("Question: 1+1?", "vicuna_v1")
+  assert text.endswith("USER: <image>\nQuestion: 1+1? ASSISTANT:")
+  assert text.startswith("A chat between a curious user")  # LLaVA's conv_vicuna_v1
+  assert prompts.format_prompt("q", "plain") == "<image>"   # captioning: the question is dropped
+  assert prompts.format_prompt("q", "mistral_instruct") == "[INST] <image>\nq [/INST]"
