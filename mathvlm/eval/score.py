@@ -17,7 +17,8 @@ from typing import Any, Callable
 from mathvlm.eval import consistency, engine_benchmark, math_v, mathverse, mathvista, report
 from mathvlm.eval.common import Problem
 
-BENCHMARKS = {"mathvista": mathvista, "math_v": math_v, "mathverse": mathverse, "engine": engine_benchmark}
+BENCHMARKS = {"mathvista": mathvista, "math_v": math_v, "mathverse": mathverse,
+              "engine": engine_benchmark}
 TITLES = {"mathvista": "MathVista", "math_v": "MATH-Vision", "mathverse": "MathVerse",
           "engine": "Engine held-out"}
 _ID_FIELDS = ("pid", "id", "sample_index")
