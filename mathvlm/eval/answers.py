@@ -67,13 +67,13 @@ def phrase_span(text: str) -> str | None:
 
 def choice_letter(text: str, n_choices: int) -> str | None:
   """A choice letter written as the answer: "(B)", "B)", "B.", "B:", "**B**", "option B", a lone
-  "B", `\\boxed{B}`; only letters within the first n_choices count."""
+  "B" or "b", `\\boxed{B}`; only letters within the first n_choices count."""
   letters = "".join(chr(ord("A") + i) for i in range(n_choices))
   if not letters:
     return None
   t = text.strip().strip("*$ ").replace("\\text{", "").replace("\\textbf{", "")
-  if re.fullmatch(rf"\(?\{{?([{letters}])\}}?\)?[.:]?", t):
-    return re.sub(r"[^A-Z]", "", t)[0]
+  if re.fullmatch(rf"\(?\{{?([{letters}])\}}?\)?[.:]?", t, flags=re.I):  # "B", "(b)", "b."
+    return re.sub(r"[^A-Za-z]", "", t)[0].upper()
   patterns = [
       rf"\(([{letters}])\)",                                           # (B)
       rf"(?:option|choice|answer is|answer:)\s*\**\s*\(?([{letters}])\b",  # option B
@@ -140,7 +140,7 @@ def option_marker(text: str) -> str | None:
   or not the question has that many options: GPT's extraction keeps the letter (its prompt's
   demonstration turns "(B) 8/11" into "B"), and the official normalisation then maps a letter
   beyond the choices to the choice closest to it by edit distance."""
-  m = re.match(r"\W*\(([A-Za-z])\)(?:\s|$)", text)
+  m = re.match(r"[\s*]*\(([A-Za-z])\)(?:\W|$)", text)
   return m.group(1).upper() if m else None
 
 
@@ -327,6 +327,10 @@ def sentence_number(sentence: str, stated_last: bool = False) -> str | None:
   """The number a sentence states as its answer: after "is/are/=/costs..." (the last such one when
   stated_last, as in "x = 3 + 4 = 7"), else the first number or number word in it."""
   stated = _STATED.findall(sentence)
+  if stated and not stated_last:   # "the area is 5 * 4 = 20": the result of the chain
+    chain = re.search(r"=\s*\**\s*" + _NUM_OR_WORD + r"(?![\w(])[^=]*$", sentence, flags=re.I)
+    if chain and re.search(r"\d\s*[-+*/×÷]\s*\d", sentence):
+      return _as_number(chain.group(1))
   if stated:
     return _as_number(stated[-1] if stated_last else stated[0])
   found = _ANY.findall(sentence)
@@ -390,7 +394,7 @@ def span_number(span: str) -> str | None:
 
 
 _SEVERAL = re.compile(r"(?<![\w.])(?:between\s+)?(-?\$?\d[\d,]*(?:\.\d+)?%?)\s*(?:,\s*)?"
-                      r"\b(and|or)\s+\$?(-?\d[\d,]*(?:\.\d+)?%?)(?![\w.]|\.\d)", re.I)
+                      r"\b(and|or)\s+\$?(-?\d[\d,]*(?:\.\d+)?%?)(?!\w|\.\d)", re.I)
 
 
 def several_values(text: str, between: bool = False) -> str | None:
@@ -401,6 +405,14 @@ def several_values(text: str, between: bool = False) -> str | None:
   if not m or (between and not m.group(0).lower().startswith("between")):
     return None
   return f"{m.group(1)} {m.group(2).lower()} {m.group(3)}"
+
+
+def listed_values(text: str) -> str | None:
+  """Two values given together ("between 2007 and 2008") as a Python list "[2007, 2008]"."""
+  m = _SEVERAL.search(text or "")
+  if not m:
+    return None
+  return "[" + ", ".join(clean_number(g.strip("$%")) for g in (m.group(1), m.group(3))) + "]"
 
 
 def python_list(text: str) -> str | None:

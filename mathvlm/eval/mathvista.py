@@ -167,19 +167,20 @@ def _as_option(text: str | None, problem: Problem, options: list[str]) -> str | 
 
 
 def _choice_steps(response: str, problem: Problem) -> Iterator[tuple[str, str | None]]:
-  """Multiple choice, in order: the option letter or text in `\\boxed{}` or after the answer
-  phrase; a refusal, verbatim; a letter or option text in the first sentence (its main clause),
-  first or last line; an opening option marker "(X)" of any letter; an option said in other
-  words; an option text anywhere; for numeric options the value computed; for Yes/No options
-  what a statement means."""
+  """Multiple choice, in order: the option letter (also an opening "(X)" of any letter), else
+  the option text, in `\\boxed{}` or after the answer phrase; a refusal, verbatim; the same in
+  the first sentence (its main clause), first or last line; an option said in other words; an
+  for numeric options the value computed; an option text anywhere; for Yes/No options what a
+  statement means."""
   options = query_options(problem)
   lines = [x for x in response.split("\n") if x.strip()]
   first = ex.main_clause((ex.sentences(response) or [response])[0])
 
   def stated(text: str | None) -> str | None:
-    letter = ex.choice_letter(text, len(options)) if text else None
-    return letter or (_as_option(ex.stated_choice(text, options), problem, options)
-                      if text else None)
+    if not text:
+      return None
+    return (ex.choice_letter(text, len(options)) or ex.option_marker(text)
+            or _as_option(ex.stated_choice(text, options), problem, options))
 
   yield "boxed", stated(ex.boxed(response))
   yield "answer phrase", stated(ex.phrase_span(response))
@@ -187,11 +188,10 @@ def _choice_steps(response: str, problem: Problem) -> Iterator[tuple[str, str | 
   yield "first sentence", stated(first)
   yield "first line", stated(lines[0])
   yield "last line", stated(lines[-1])
-  yield "option marker", ex.option_marker(response)
   yield "option in other words", _as_option(ex.loose_choice(first, options), problem, options)
+  yield "computed value", _choice_value(response, problem, options)
   yield "option text", _as_option(ex.stated_choice(response, options)
                                   or ex.choice_text(lines[0], options), problem, options)
-  yield "computed value", _choice_value(response, problem, options)
   yield "yes/no statement", _yes_no(first, problem, options)
 
 
@@ -224,13 +224,16 @@ def _yes_no(statement: str, problem: Problem, options: list[str]) -> str | None:
 
 
 def _value_steps(response: str, answer_type: str) -> Iterator[tuple[str, str | None]]:
-  """Free form, in order: a list for list answers; two values given as the answer, as written;
+  """Free form, in order: a list for list answers ("[2007, 2008]", or "between 2007 and 2008"
+  as that list, as the extraction prompt's demonstration has it); two values given as the answer, as written;
   the value in `\\boxed{}` or after the answer phrase; a refusal, verbatim (no number: wrong,
   as GPT's copy of it is); a bold value; the value a concluding, "There are N" or first
   sentence states; the last number."""
   span = ex.answer_span(response)
   if answer_type == "list":
-    yield "list", ex.python_list(span or "") or ex.python_list(response)
+    first = ex.sentences(response)[0]
+    yield "list", (ex.python_list(span or "") or ex.python_list(response)
+                   or ex.listed_values(span or first))
     return
   yield "several values", (ex.several_values(span) if span is not None else
                            ex.several_values(ex.sentences(response)[0], between=True))
