@@ -485,3 +485,36 @@ def engine_correct(extraction: str, gold: str, choices: list[str]) -> bool:
   if choices:
     return extraction.strip().upper() == gold.strip().upper()
   return bool(extraction) and same_value(extraction, gold)
+
+
+# ---------------------------------------------------------------------------------------------
+# Optional judge for free-form engine answers: math-verify (kept apart from engine_correct).
+
+def _latex_of(text: str) -> str:
+  """An answer as `$LaTeX$` for math-verify: plain expressions (`8*sqrt(3)/3`, `8√3/3`, `2π`,
+  `x^2`) through sympy's reader with implicit multiplication; anything else as written."""
+  from sympy.parsing.sympy_parser import (implicit_multiplication_application, parse_expr,
+                                          standard_transformations)
+  plain = re.sub(r"√\s*(\d+(?:\.\d+)?|\w)", r"sqrt(\1)", text.replace("√(", "sqrt("))
+  plain = plain.replace("^", "**").replace("π", "pi").replace("²", "**2").replace("³", "**3")
+  try:
+    expr = parse_expr(plain, transformations=standard_transformations
+                      + (implicit_multiplication_application,))
+    return "$" + sp.latex(expr) + "$"
+  except Exception:  # noqa: BLE001 - not a plain expression: let math-verify read the LaTeX
+    return text if "$" in text or "\\(" in text else "$" + text + "$"
+
+
+def math_verify_correct(extraction: str, gold: str, choices: list[str]) -> bool:
+  """`engine_correct` with `math-verify` judging free-form answers: symbolic equality
+  (`y = 2x + 1` vs `y=1+2*x`, `8√3/3` vs `\\frac{8\\sqrt{3}}{3}`), stricter than `same_value`
+  about rounded decimals (4.62 is not 8√3/3). Multiple choice is the letter, as there."""
+  if choices or not extraction:
+    return engine_correct(extraction, gold, choices)
+  from math_verify import LatexExtractionConfig, parse, verify
+  config = [LatexExtractionConfig()]
+  try:
+    return bool(verify(parse(_latex_of(gold), extraction_config=config),
+                       parse(_latex_of(extraction), extraction_config=config)))
+  except Exception:  # noqa: BLE001 - math-verify's own timeouts and parse errors: not equal
+    return False
