@@ -22,9 +22,10 @@ from mathvlm.eval import latex
 _NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+(?:\.\d+)?)?"
                      r"|(?<![\w.])-?\.\d+")
 _PHRASES = re.compile(
-    r"(?:final answer|correct answer|correct option|correct choice|the answer|answer)\**"
+    r"(?:(?:final answer|correct answer|correct option|correct choice|the answer|answer)\**"
     r"(?:\s+(?:to|for) (?:the|this|your) question)?\s*"
-    r"(?:is|would be|should be|will be|=|:)\s*(?:that\s+)?:?\s*(.+)", re.I)
+    r"(?:is|would be|should be|will be|=|:)|答案\s*(?:是|为|：|:)|故选|应选)"
+    r"\s*(?:that\s+)?:?\s*(.+)", re.I)
 _WORDS = {w: str(i) for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
     "fifteen sixteen seventeen eighteen nineteen twenty".split())}
@@ -326,7 +327,8 @@ def sentences(text: str) -> list[str]:
 def sentence_number(sentence: str, stated_last: bool = False) -> str | None:
   """The number a sentence states as its answer: after "is/are/=/costs..." (the last such one when
   stated_last, as in "x = 3 + 4 = 7"), else the first number or number word in it."""
-  stated = _STATED.findall(sentence)
+  stated = [m.group(1) for m in _STATED.finditer(sentence)   # "the value at x = 3 is 5.2": 5.2
+            if not re.match(r"\s*\**\s*(?:is|are|was|were|equals)\b", sentence[m.end():], re.I)]
   if stated and not stated_last:   # "the area is 5 * 4 = 20": the result of the chain
     chain = re.search(r"=\s*\**\s*" + _NUM_OR_WORD + r"(?![\w(])[^=]*$", sentence, flags=re.I)
     if chain and re.search(r"\d\s*[-+*/×÷]\s*\d", sentence):

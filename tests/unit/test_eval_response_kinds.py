@@ -113,6 +113,7 @@ def test_one_value_with_a_description_is_not_several():
     ("The total cost is $1,200.", "1200"), ("The angle is 45°.", "45"),
     ("So, Luca needs $0.06 + $0.07 = $0.13.", "0.13"),
     ("Therefore, the value of x = 3 + 4 = 7.", "7"),
+    ("Looking at the graph, the value at x = 3 is approximately 5.2.", "5.2"),
 ])
 def test_units_and_formats(response, expected):
   assert _ff(response, "float", 2) == expected
@@ -211,3 +212,8 @@ def test_explain_names_the_rule():
 ])
 def test_refusal_detection(text, refusal):
   assert answers.refusal(text) is refusal
+
+
+@pytest.mark.parametrize("response,expected", [("答案是B", "B"), ("故选C", "C"), ("答案：A", "A")])
+def test_chinese_answer_phrases(response, expected):
+  assert _mc(response, ["1", "2", "3"]) == expected
