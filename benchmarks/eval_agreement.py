@@ -45,7 +45,7 @@ def mathvista_file(path: str, base: dict[str, Any]) -> dict[str, Any]:
     extraction, kind = mathvista.explain(r.get("response"), p)
     free[pid] = mathvista.judge(p, extraction)[1]
     if (r.get("response") or "").strip():
-      k = kinds.setdefault(kind, [0, 0])
+      k = kinds.setdefault(f"{p.meta['question_type']}: {kind}", [0, 0])
       k[0] += free[pid] == stored[pid]
       k[1] += 1
   scores_path = os.path.join(os.path.dirname(path),

@@ -4,16 +4,18 @@ The official scorer (mathllm/MATH-V `evaluation/utils.py`) runs `eval(str(latex2
 `from math import *` and rounds to 2 decimals. Here `latex2sympy2_extended` (the maintained fork
 that `math-verify` builds on) does the parsing, and the result is evaluated the same way. Where the
 fork reads an answer differently from the original `latex2sympy2` the published counts were made
-with, a small hand-written step restores the original reading (each one changes a published
-MATH-Vision count if removed; see tests/unit/test_eval_latex.py):
+with, a small step restores the original reading. Each one is measured: without it, this many
+items of the published Qwen-VL-Max-CoT results are judged differently (the other two files do not
+change):
 
+- `$` and `\\displaystyle` are dropped before parsing, as the original does (the fork does it only
+  in its normaliser, which changes other readings): 62 and 1 items;
+- degrees (`^{\\circ}`, `°`) are not a number: the fork converts them, the original cannot
+  evaluate them (`108` is wrong against `$108^{\\circ}$` in the published results): 9 items;
 - an unmatched `}` ends the expression: the original grammar has no end-of-input rule and stops
-  there (`\\frac{3\\pi}{2}}{cm` reads as 3pi/2; Qwen-VL-Max items 1847, 1882, 2445);
-- degrees (`^{\\circ}`, `°`) are not a number: the fork converts them, the original fails to
-  evaluate them (`108` vs `$108^{\\circ}$` is wrong in the published results: 8 Qwen items);
-- `$` and `\\displaystyle` are dropped (the original does this before parsing; the fork does not
-  without its normaliser, which changes other readings);
-- a mixed number `2 \\frac{1}{2}` is a product, as in the original (the fork reads 2.5).
+  there (`\\frac{3\\pi}{2}}{cm` reads as 3pi/2): 3 items;
+- a mixed number `2 \\frac{1}{2}` is a product, the original's implicit multiplication (the fork's
+  `interpret_as_mixed_fractions=False`; no item of the three files has one).
 
 Two checks only save time and give what the library would: a plain decimal is read directly, and
 text with letters outside a LaTeX command is not a number (the original makes symbols of them,
