@@ -77,7 +77,7 @@ def choice_letter(text: str, n_choices: int) -> str | None:
     return re.sub(r"[^A-Za-z]", "", t)[0].upper()
   patterns = [
       rf"\(([{letters}])\)",                                           # (B)
-      rf"(?:option|choice|answer is|answer:)\s*\**\s*\(?([{letters}])\b",  # option B
+      rf"(?i:option|choice|answer is|answer:)\s*\**\s*\(?([{letters}])\b",  # Option B
       rf"^\**([{letters}])[.):\s]",                                   # B. / B) / B: at start
       rf"\*\*([{letters}])\*\*",                                       # **B**
       rf"(?<![\w'])([{letters}])(?:\)|\.(?:\s|$)|:)",                  # B) / B. inside
@@ -128,12 +128,21 @@ _REFUSAL = re.compile(
     r"|\bas an ai\b", re.I)
 
 
+_HOWEVER = re.compile(r"\b(?:but|however|though|although|nevertheless|nonetheless|that said)\b"
+                      r"[^.\n]*?(?:\d|\([A-Za-z]\)|\b(?:option|choice|answer|yes|no)\b)", re.I)
+
+
 def refusal(text: str) -> bool:
   """The response declines or says the answer cannot be found, in its first or last sentence
   ("Sorry, I can't help with images of people yet.", "The question does not provide enough
-  information to determine ..."). GPT's extraction copies such text verbatim."""
+  information to determine ..."), and does not go on to answer anyway ("I can't be sure, but it
+  looks like 8."). GPT's extraction copies such text verbatim."""
   sents = sentences(text)
-  return bool(sents) and any(_REFUSAL.search(x) for x in {sents[0], sents[-1]})
+  for sent in {sents[0], sents[-1]} if sents else ():
+    m = _REFUSAL.search(sent)
+    if m and not _HOWEVER.search(text[text.find(sent) + m.end():]):
+      return True
+  return False
 
 
 def option_marker(text: str) -> str | None:
@@ -383,16 +392,13 @@ def number(text: str, last: bool = True) -> str | None:
 
 
 def span_number(span: str) -> str | None:
-  """The value an answer span states: its LaTeX value when the whole span is one, else the
-  first number after the last "=" ("x = 3 + 4 = 7" -> 7), else its first number ("1982 with an
-  income of $931,441" -> 1982, "5 cm^2" -> 5)."""
+  """The value an answer span states, after its last "=" or "≈" ("x = 3 + 4 = 7" -> 7,
+  "\\frac{2}{3} \\approx 0.67" -> 0.67): the LaTeX value when that part is one, else its first
+  number ("1982 with an income of $931,441" -> 1982, "5 cm^2" -> 5)."""
   if not span:
     return None
-  value = latex_number(span)
-  if value is not None:
-    return value
   tail = re.split(r"=|≈|\\approx", span)[-1]
-  return number(tail, last=False) or number(span)
+  return latex_number(tail) or number(tail, last=False) or number(span)
 
 
 _SEVERAL = re.compile(r"(?<![\w.])(?:between\s+)?(-?\$?\d[\d,]*(?:\.\d+)?%?)\s*(?:,\s*)?"

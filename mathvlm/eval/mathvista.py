@@ -126,7 +126,7 @@ def explain(response: str | None, problem: Problem) -> tuple[str, str]:
   """(extraction, kind): the answer and which kind of response gave it (the first rule that
   finds one; docs/eval/SCORER.md lists them, with how often each fires)."""
   qtype, atype = problem.meta["question_type"], problem.meta["answer_type"]
-  response = (response or "").strip()
+  response = ("" if response is None else str(response)).strip()
   if response == "":
     return "", "empty"
   if qtype == "multi_choice" and response in problem.choices:       # the official shortcuts

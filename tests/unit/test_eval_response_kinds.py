@@ -68,6 +68,8 @@ def test_refusal_free_form_is_kept_and_scores_no_number(response):
 
 def test_an_answer_after_an_apology_is_still_the_answer():
   assert _mc("I'm sorry, the image is blurry, but the answer is (B).", ["1", "2", "3"]) == "B"
+  assert _mc("I can't be certain, but it looks like (B).", ["1", "2", "3"]) == "B"
+  assert _ff("I cannot determine the exact number, but it appears to be around 8.") == "8"
 
 
 # Option markers: GPT keeps the letter written, even beyond the choices.
@@ -81,7 +83,7 @@ def test_option_list_keeps_the_first_letter_even_beyond_the_choices():
     ("(E) 137", "E"),                       # a fifth option of four
     ("The answer is (E) 137.", "E"),
     ("(B) 137", "B"),                       # the letter wins over a value of another option
-    ("(b)", "B"), ("b", "B"), ("B.", "B"),
+    ("(b)", "B"), ("b", "B"), ("B.", "B"), ("Option B", "B"), ("**Answer: (B) 14**", "B"),
 ])
 def test_option_with_value_keeps_the_letter(response, expected):
   assert _mc(response, ["135", "137", "139", "141"]) == expected
@@ -123,6 +125,7 @@ def test_units_and_formats(response, expected):
 @pytest.mark.parametrize("response,expected", [
     ("The value is \\boxed{\\frac{3}{4}}", "0.75"), ("The answer is $\\dfrac{1}{2}$.", "0.5"),
     ("Hence $x = \\boxed{\\sqrt{16}}$.", "4"),
+    ("The answer is \\( \\frac{2}{3} \\approx 0.67 \\).", "0.67"),
 ])
 def test_latex_values(response, expected):
   assert _ff(response, "float", 2) == expected
@@ -199,7 +202,7 @@ def test_option_text_is_given_the_letter_the_query_gave_it():
 
 def test_explain_names_the_rule():
   p = _problem("multi_choice", "text", ["Yes", "No"])
-  assert mv.explain("", p) == ("", "empty")
+  assert mv.explain("", p) == ("", "empty") == mv.explain(None, p)
   assert mv.explain("Yes", p) == ("Yes", "exact")
   assert mv.explain("Sorry, I can't see it.", p)[1] == "refusal (kept verbatim)"
 
