@@ -225,10 +225,10 @@ def _yes_no(statement: str, problem: Problem, options: list[str]) -> str | None:
 
 def _value_steps(response: str, answer_type: str) -> Iterator[tuple[str, str | None]]:
   """Free form, in order: a list for list answers ("[2007, 2008]", or "between 2007 and 2008"
-  as that list, as the extraction prompt's demonstration has it); two values given as the answer, as written;
-  the value in `\\boxed{}` or after the answer phrase; a refusal, verbatim (no number: wrong,
-  as GPT's copy of it is); a bold value; the value a concluding, "There are N" or first
-  sentence states; the last number."""
+  as that list, as the extraction prompt's demonstration has it); two values given as the
+  answer, as written; the value in `\\boxed{}` or after the answer phrase; a refusal,
+  verbatim (no number: wrong, as GPT's copy of it is); a bold value; the value a concluding,
+  "There are N" or first sentence states; the last number."""
   span = ex.answer_span(response)
   if answer_type == "list":
     first = ex.sentences(response)[0]

@@ -61,7 +61,8 @@ def _run(args, devices=1, timeout=600):
 
 
 def _responses(out):
-  return {r["id"]: r["response"] for r in map(json.loads, open(os.path.join(out, "responses.jsonl")))}
+  rows = map(json.loads, open(os.path.join(out, "responses.jsonl")))
+  return {r["id"]: r["response"] for r in rows}
 
 
 SHARDED = r"""

@@ -82,7 +82,8 @@ def test_unknown_judge_is_named(problems):
 
 
 def test_duplicate_ids_are_an_error(tmp_path):
-  rec = {"id": "g", "choices": ["1", "2"], "answer_index": 0, "text_en": {"text_lite_question": "q"}}
+  rec = {"id": "g", "choices": ["1", "2"], "answer_index": 0,
+         "text_en": {"text_lite_question": "q"}}
   path = tmp_path / "dup.json"
   path.write_text(json.dumps([rec, rec]))
   with pytest.raises(ValueError, match="record 1: id g appears twice"):
