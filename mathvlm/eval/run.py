@@ -186,8 +186,9 @@ def fingerprint(ckpt: str) -> str:
 
 def run_signature(args) -> dict:
   """Everything that changes a response; a rerun with the same signature resumes."""
+  from mathvlm import paths
   return {"benchmark": args.benchmark, "split": args.split, "data": os.path.abspath(args.data),
-          "ckpt": os.path.abspath(args.ckpt), "weights": fingerprint(args.ckpt),
+          "ckpt": str(paths.absolute(args.ckpt)), "weights": fingerprint(args.ckpt),
           "template": args.template, "prompt": args.prompt, "max_new_tokens": args.max_new_tokens,
           "temperature": args.temperature}
 
@@ -245,7 +246,8 @@ def parse_args(argv: list[str] | None):
   p.add_argument("--temperature", type=float, default=0.0)
   p.add_argument("--limit", type=int, default=0, help="first N problems only (0: all)")
   p.add_argument("--variants", type=int, default=0, help="engine_dynamic: variants 0..K-1 only")
-  p.add_argument("--engine_judge", default="value", help="engine: value or math_verify")
+  p.add_argument("--engine_judge", default="value", choices=("value", "math_verify"),
+                 help="engine benchmarks: free-form answers by value or with math-verify")
   p.add_argument("--restart", action="store_true", help="discard responses of an earlier run")
   p.add_argument("--mesh", default="1,-1,1", help="data,fsdp,tensor axis sizes (-1: the rest)")
   p.add_argument("--coordinator", default="", help="multi-process: process 0's host:port")
