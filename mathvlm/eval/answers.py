@@ -301,7 +301,7 @@ def latex_number(text: str) -> str | None:
   t = text.strip().strip("$").strip()
   t = re.sub(r"\\(?:text|mathrm|mbox)\{[^}]*\}|\^\{?\\circ\}?|°|%|\\%", "", t).strip()
   try:
-    return repr_number(latex.to_number(t))
+    return repr_number(latex.to_number(t, mixed_product=False))
   except (latex.NotANumber, ZeroDivisionError, ArithmeticError, ValueError, OverflowError):
     return None
 

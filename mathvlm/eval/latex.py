@@ -9,13 +9,16 @@ items of the published Qwen-VL-Max-CoT results are judged differently (the other
 change):
 
 - `$` and `\\displaystyle` are dropped before parsing, as the original does (the fork does it only
-  in its normaliser, which changes other readings): 62 and 1 items;
+  in its normaliser, which changes other readings): 62 and 1 items; so are the original's other
+  clean-ups (`\\quad`, `~`, `\\,`, `\\left(`, `\\bigl(`; no item changes);
 - degrees (`^{\\circ}`, `°`) are not a number: the fork converts them, the original cannot
   evaluate them (`108` is wrong against `$108^{\\circ}$` in the published results): 9 items;
 - an unmatched `}` ends the expression: the original grammar has no end-of-input rule and stops
   there (`\\frac{3\\pi}{2}}{cm` reads as 3pi/2): 3 items;
-- a mixed number `2 \\frac{1}{2}` is a product, the original's implicit multiplication (the fork's
-  `interpret_as_mixed_fractions=False`; no item of the three files has one).
+- a mixed number `2 \\frac{1}{2}` is a product, the original's implicit multiplication (the fork
+  reads 2.5 whatever its `interpret_as_mixed_fractions` says), and `{3}` is a group, not a set:
+  no item of the three files changes, but MATH-Vision options are written this way
+  (`$2 \\frac{1}{2}$`), so other models' answers meet them.
 
 Two checks only save time and give what the library would: a plain decimal is read directly, and
 text with letters outside a LaTeX command is not a number (the original makes symbols of them,
@@ -49,9 +52,28 @@ def _balanced_prefix(s: str) -> str:
   return s
 
 
-def _prepare(s: str) -> str:
-  s = s.replace("$", " ").replace("\\displaystyle", " ")
-  s = _balanced_prefix(s).strip()
+_SPACES = ("$", "\\displaystyle", "\\qquad", "\\quad", "~", "\\,")
+_BRACKETS = (("\\left(", "("), ("\\right)", ")"), ("\\bigl(", "("), ("\\bigr)", ")"))
+
+
+def _unwrap(s: str) -> str:
+  """`{3}` and `\\{3\\}` are a group in the original grammar (3), a set in the fork."""
+  for left, right in (("\\{", "\\}"), ("{", "}")):
+    inner = s[len(left):-len(right)] if s.startswith(left) and s.endswith(right) else None
+    if inner and "," not in inner and _balanced_prefix(inner) == inner and (
+        inner.count("{") == inner.count("}")):
+      return inner.strip()
+  return s
+
+
+def _prepare(s: str, mixed_product: bool = True) -> str:
+  for junk in _SPACES:         # the original latex2sympy2's own clean-up before parsing
+    s = s.replace(junk, " ")
+  for a, b in _BRACKETS:
+    s = s.replace(a, b)
+  s = _unwrap(_balanced_prefix(s).strip())
+  if mixed_product:           # 2\frac{1}{2} is 2 * 1/2 in the original
+    s = re.sub(r"(\d)\s*(?=\\[dt]?frac)", r"\1 \\cdot ", s)
   if not s:
     raise NotANumber("empty expression")
   if "\\circ" in s or "°" in s:
@@ -77,10 +99,11 @@ def _value(s: str) -> int | float:
   return value
 
 
-def to_number(s: str) -> int | float:
+def to_number(s: str, mixed_product: bool = True) -> int | float:
   """`eval(str(latex2sympy(s)))`: an int or a float, as the official scorer gets; NotANumber
-  when the text has no real value."""
-  s = _prepare(s)
+  when the text has no real value. mixed_product=False reads `2\\frac{1}{2}` as 2.5, as a
+  person does (MathVista's extraction; MATH-Vision keeps the original's product)."""
+  s = _prepare(s, mixed_product)
   if _PLAIN.fullmatch(s):
     return float(s) if "." in s else int(s)
   return _value(s)
