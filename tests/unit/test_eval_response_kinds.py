@@ -212,6 +212,9 @@ def test_explain_names_the_rule():
     ("There is not enough information to answer.", True),
     ("The triangle is not isosceles, so the answer is (B).", False),
     ("It is possible to determine x: x = 5.", False),
+    ("The image does not contain any red cubes. So there are 3 objects left.", False),
+    ("There is no data for 2010. The value in 2011 is 5.", False),
+    ("I don't see an image attached.", True),
 ])
 def test_refusal_detection(text, refusal):
   assert answers.refusal(text) is refusal
