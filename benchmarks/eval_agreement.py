@@ -31,9 +31,9 @@ def _pct(num: int, den: int) -> float:
   return round(100.0 * num / den, 2) if den else 0.0
 
 
-def mathvista_file(path: str, base: dict[str, Any]) -> dict[str, Any]:
+def mathvista_file(path: str, base: dict[str, Any], field: str = "response") -> dict[str, Any]:
   """One MathVista output file against its published scores (scores_*.json beside it, else
-  the stored `true_false`)."""
+  the stored `true_false`); `field` holds the model's text (the official `--response_label`)."""
   results = json.load(open(path, encoding="utf-8"))
   problems, stored, free = {}, {}, {}
   kinds: dict[str, list[int]] = {}
@@ -42,9 +42,9 @@ def mathvista_file(path: str, base: dict[str, Any]) -> dict[str, Any]:
       raise ValueError(f"{path}: pid {pid} is not in the annotations (testmini.json)")
     p = problems[pid] = mathvista.with_record(base[pid], r)
     stored[pid] = mathvista.judge(p, r.get("extraction", ""))[1]
-    extraction, kind = mathvista.explain(r.get("response"), p)
+    extraction, kind = mathvista.explain(r.get(field), p)
     free[pid] = mathvista.judge(p, extraction)[1]
-    if (r.get("response") or "").strip():
+    if str(r.get(field) or "").strip():
       k = kinds.setdefault(f"{p.meta['question_type']}: {kind}", [0, 0])
       k[0] += free[pid] == stored[pid]
       k[1] += 1
@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   p.add_argument("--mathvista_annotations", default=os.path.join(SHARED, "mathvista",
                                                                   "testmini.json"))
   p.add_argument("--math_v_annotations", default=os.path.join(SHARED, "math_v", "test.jsonl"))
+  p.add_argument("--response_field", default="response",
+                 help="MathVista: the field with the model's text (e.g. a program's output)")
   args = p.parse_args(argv)
   vista = args.mathvista if args.mathvista is not None else sorted(
       glob.glob(os.path.join(SHARED, "mathvista", "results", "output_*.json")))
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   out: dict[str, Any] = {}
   if vista:
     base = {q.pid: q for q in mathvista.load(args.mathvista_annotations)}
-    files = {os.path.basename(f): mathvista_file(f, base) for f in vista}
+    files = {os.path.basename(f): mathvista_file(f, base, args.response_field) for f in vista}
     agg = aggregate(files, "agreement_non_empty", "non_empty")
     agg["max_abs_diff"] = max(abs(f["diff"]) for f in files.values())
     out["mathvista"] = {"files": files, "aggregate": agg}
