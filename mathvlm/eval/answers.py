@@ -22,8 +22,10 @@ from mathvlm.eval import latex
 _NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+(?:\.\d+)?)?"
                      r"|(?<![\w.])-?\.\d+")
 _PHRASES = re.compile(
-    r"(?:final answer|correct answer|correct option|correct choice|the answer|answer)\**\s*"
-    r"(?:is|would be|should be|will be|=|:)\s*(?:that\s+)?:?\s*(.+)", re.I)
+    r"(?:(?:final answer|correct answer|correct option|correct choice|the answer|answer)\**"
+    r"(?:\s+(?:to|for) (?:the|this|your) question)?\s*"
+    r"(?:is|would be|should be|will be|=|:)|答案\s*(?:是|为|：|:)|故选|应选)"
+    r"\s*(?:that\s+)?:?\s*(.+)", re.I)
 _WORDS = {w: str(i) for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
     "fifteen sixteen seventeen eighteen nineteen twenty".split())}
@@ -48,6 +50,12 @@ def answer_span(text: str) -> str | None:
   b = boxed(text)
   if b is not None:
     return b.strip()
+  return phrase_span(text)
+
+
+def phrase_span(text: str) -> str | None:
+  """The rest of the line after the last "the answer is" / "Answer:" phrase (to a sentence
+  end), else None."""
   found = None
   for m in _PHRASES.finditer(text):
     found = m
@@ -60,16 +68,16 @@ def answer_span(text: str) -> str | None:
 
 def choice_letter(text: str, n_choices: int) -> str | None:
   """A choice letter written as the answer: "(B)", "B)", "B.", "B:", "**B**", "option B", a lone
-  "B", `\\boxed{B}`; only letters within the first n_choices count."""
+  "B" or "b", `\\boxed{B}`; only letters within the first n_choices count."""
   letters = "".join(chr(ord("A") + i) for i in range(n_choices))
   if not letters:
     return None
   t = text.strip().strip("*$ ").replace("\\text{", "").replace("\\textbf{", "")
-  if re.fullmatch(rf"\(?\{{?([{letters}])\}}?\)?[.:]?", t):
-    return re.sub(r"[^A-Z]", "", t)[0]
+  if re.fullmatch(rf"\(?\{{?([{letters}])\}}?\)?[.:]?", t, flags=re.I):  # "B", "(b)", "b."
+    return re.sub(r"[^A-Za-z]", "", t)[0].upper()
   patterns = [
       rf"\(([{letters}])\)",                                           # (B)
-      rf"(?:option|choice|answer is|answer:)\s*\**\s*\(?([{letters}])\b",  # option B
+      rf"(?i:option|choice|answer is|answer:)\s*\**\s*\(?([{letters}])\b",  # Option B
       rf"^\**([{letters}])[.):\s]",                                   # B. / B) / B: at start
       rf"\*\*([{letters}])\*\*",                                       # **B**
       rf"(?<![\w'])([{letters}])(?:\)|\.(?:\s|$)|:)",                  # B) / B. inside
@@ -97,6 +105,174 @@ def choice_text(text: str, choices: list[str]) -> str | None:
       if share > best_share:
         best, best_share = c, share
   return best if best_share >= 0.75 else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Response shapes: what a reader (and GPT-4's extraction) takes from responses that state no
+# answer in so many words.
+
+_REFUSAL = re.compile(
+    r"\b(?:sorry|apologi[sz]e)\b"
+    r"|\b(?:I|we)(?:\s+am|'m)?\s+(?:can(?:no|')t|cannot|unable|not able)\b"
+    r"|\b(?:I|we) (?:do not|don't) (?:have (?:access|the ability|enough)|know\b|see (?:an?|the|"
+    r"any) (?:image|picture|figure|diagram|graph|chart|attachment))"
+    r"|\bunable to (?:determine|answer|see|view|process|provide|identify|tell|access|help)"
+    r"|\b(?:not|n't) (?:possible|able) to (?:definitively |accurately |precisely )?"
+    r"(?:determine|tell|answer|say|know|identify|calculate|find)"
+    r"|\bimpossible to (?:determine|tell|answer|say|know|calculate)"
+    r"|\b(?:can ?not|can't|could not|couldn't) be (?:determined|answered|calculated|found|known)"
+    r"|\b(?:not|insufficient) (?:enough |sufficient )?(?:information|data|details)\b"
+    r"|\bno (?:information|details)\b"
+    r"|\b(?:does|do|did)(?: not|n't) (?:provide|give|contain|include|specify|mention|show) "
+    r"(?:(?:enough|sufficient|any|the|an?) )?(?:information|data|details|values?|measurements?|"
+    r"numbers?|image|figure|diagram|picture)\b"
+    r"|\bwithout (?:the |an |more |additional |further |specific )?(?:image|figure|diagram|"
+    r"picture|graph|chart|information|data|context|details|values|measurements)\b"
+    r"|\bas an ai\b", re.I)
+
+
+_HOWEVER = re.compile(r"\b(?:but|however|though|although|nevertheless|nonetheless|that said)\b"
+                      r"[^.\n]*?(?:\d|\([A-Za-z]\)|\b(?:option|choice|answer|yes|no)\b)", re.I)
+
+
+def refusal(text: str) -> bool:
+  """The response declines or says the answer cannot be found, in its first or last sentence
+  ("Sorry, I can't help with images of people yet.", "The question does not provide enough
+  information to determine ..."), and does not go on to answer anyway ("I can't be sure, but it
+  looks like 8."). GPT's extraction copies such text verbatim."""
+  sents = sentences(text)
+  for sent in {sents[0], sents[-1]} if sents else ():
+    m = _REFUSAL.search(sent)
+    if m and not _HOWEVER.search(text[text.find(sent) + m.end():]):
+      return True
+  return False
+
+
+def option_marker(text: str) -> str | None:
+  """The letter of a response that opens with an option marker, "(C) yes" or "(e) 137", whether
+  or not the question has that many options: GPT's extraction keeps the letter (its prompt's
+  demonstration turns "(B) 8/11" into "B"), and the official normalisation then maps a letter
+  beyond the choices to the choice closest to it by edit distance."""
+  m = re.match(r"[\s*]*\(([A-Za-z])\)(?:\W|$)", text)
+  return m.group(1).upper() if m else None
+
+
+_STOP = set("a an the of to in on at by for and or is are be it its this that these those "
+            "would will should may might can could as with from there their them they".split())
+
+
+def _stem(word: str) -> str:
+  """A crude stem: "frogs" -> "frog", "decreased"/"decrease" -> "decreas"."""
+  return re.sub(r"(?:ing|ed|es|s|e)$", "", word) if len(word) > 3 else word
+
+
+def content_words(text: str) -> list[str]:
+  """Lower-case words without stop words, plurals folded ("Frogs" -> "frog")."""
+  return [_stem(w) for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _STOP]
+
+
+def loose_choice(text: str, choices: list[str], gap: int = 2) -> str | None:
+  """The one choice whose content words all occur in the text in order, at most `gap` words
+  apart ("plants may increase" -> "plants increase", "would be the Frog" -> "Frogs",
+  "would likely decrease" -> "it would decrease"); the tightest such match wins, and a tie
+  between different choices is no answer."""
+  words = content_words(text)
+  best: list[tuple[int, str]] = []
+  for c in choices:
+    want = content_words(c)
+    if not want or any(re.fullmatch(r"\d+", w) for w in want):
+      continue
+    span = _ordered_span(words, want, gap)
+    if span is not None:
+      best.append((span, c))
+  if not best:
+    return None
+  best.sort()
+  if len(best) > 1 and best[0][0] == best[1][0]:
+    return None
+  return best[0][1]
+
+
+def _ordered_span(words: list[str], want: list[str], gap: int) -> int | None:
+  """Length of the shortest stretch of `words` holding `want` in order with gaps <= gap."""
+  shortest = None
+  for start, w in enumerate(words):
+    if w != want[0]:
+      continue
+    pos, ok = start, True
+    for target in want[1:]:
+      nxt = next((j for j in range(pos + 1, min(len(words), pos + gap + 2))
+                  if words[j] == target), None)
+      if nxt is None:
+        ok = False
+        break
+      pos = nxt
+    if ok and (shortest is None or pos - start < shortest):
+      shortest = pos - start
+  return shortest
+
+
+_MORE = r"more|greater|larger|bigger|higher|taller|longer|heavier|older|wider|faster"
+_LESS = r"fewer|less|smaller|lower|shorter|lighter|younger|narrower|slower"
+_COMPARE = re.compile(rf"\b(?:({_MORE})|({_LESS}))\b(.*?)\bthan\b(.*)", re.I | re.S)
+_NEGATION = re.compile(r"\b(?:not|no|never|neither|nor|cannot)\b|n't", re.I)
+
+
+def _comparison(text: str) -> tuple[int, set[str], set[str]] | None:
+  """(+1 more / -1 less, words of the left side, words of the right side) of "X ... more ...
+  than Y", or None."""
+  m = _COMPARE.search(text)
+  if not m:
+    return None
+  sign = 1 if m.group(1) else -1
+  left = text[:m.start()] + " " + m.group(3)
+  return sign, set(content_words(left)), set(content_words(m.group(4)))
+
+
+def yes_no(statement: str, question: str) -> str:
+  """"Yes" or "No" for a statement answering a yes/no question. "Are there more X than Y?"
+  answered "There are more Y than X." is No: the statement's comparison is turned around (sides
+  swapped, or more/less flipped, or negated); a plain statement is Yes and a negated one No
+  ("The bed is larger than the kitten." -> Yes), as a reader takes it."""
+  negated = bool(_NEGATION.search(statement))
+  q, a = _comparison(question), _comparison(statement)
+  if q and a:
+    same_sides = len(q[1] & a[1]) + len(q[2] & a[2])
+    swapped = len(q[1] & a[2]) + len(q[2] & a[1])
+    agree = (q[0] == a[0]) == (same_sides >= swapped)
+    return "Yes" if agree != negated else "No"
+  if q and re.search(r"\b(?:equal|same)\b", statement, flags=re.I):
+    return "No"
+  return "No" if negated else "Yes"
+
+
+def main_clause(sentence: str) -> str:
+  """The sentence without a leading premise: "If pelicans increase, fish may decrease." ->
+  "fish may decrease." (the premise restates the question; the answer follows it)."""
+  m = re.match(r"\W*(?:if|when|since|because|as|given that)\b[^,]{0,200},\s*(.+)", sentence,
+               flags=re.I | re.S)
+  return m.group(1) if m else sentence
+
+
+def stated_choice(text: str, choices: list[str]) -> str | None:
+  """The choice a sentence states, by its exact text (case aside; a number not inside a longer
+  number; single-letter choices are left to `choice_letter`). Of several, the last one right
+  after "is/are/be/=" ("the length of ADE is 1, so ABC would be 2" -> 2), else the first
+  mentioned; a choice inside a longer one that matched ("30 m" in "30√3 m") does not count."""
+  hits = []
+  for c in choices:
+    t = c.strip()
+    if not t or re.fullmatch(r"[A-Za-z]", t):
+      continue
+    for m in re.finditer(rf"(?<![\w.,]){re.escape(t)}(?!\w|[.,]\d)", text, flags=re.I):
+      hits.append((m.start(), m.end(), c))
+  hits = [h for h in hits if not any(o[0] <= h[0] and h[1] <= o[1] and o[1] - o[0] > h[1] - h[0]
+                                     for o in hits)]
+  if not hits:
+    return None
+  stated = [h for h in hits if re.search(r"(?:\bis|\bare|\bbe|=|\bwas|\bwere)\s*(?:the\s+)?\**\s*$",
+                                         text[:h[0]], flags=re.I)]
+  return max(stated)[2] if stated else min(hits)[2]
 
 
 def clean_number(s: str) -> str:
@@ -128,7 +304,7 @@ def latex_number(text: str) -> str | None:
   t = text.strip().strip("$").strip()
   t = re.sub(r"\\(?:text|mathrm|mbox)\{[^}]*\}|\^\{?\\circ\}?|°|%|\\%", "", t).strip()
   try:
-    return repr_number(latex.to_number(t))
+    return repr_number(latex.to_number(t, mixed_product=False))
   except (latex.NotANumber, ZeroDivisionError, ArithmeticError, ValueError, OverflowError):
     return None
 
@@ -141,8 +317,9 @@ def bold_number(text: str) -> str | None:
 
 _NUM_OR_WORD = (r"(-?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|-?\.\d+|"
                 + "|".join(_WORDS) + ")")
+_HEDGE = r"(?:(?:about|approximately|around|roughly|nearly|exactly|just|only|now)\s+)?"
 _STATED = re.compile(r"(?:\bis|\bare|\bwas|\bwere|\bequals|=|\bbe|\bcosts?|\bof)\s*\**\s*"
-                     + _NUM_OR_WORD + r"(?![\w(])", re.I)
+                     + _HEDGE + _NUM_OR_WORD + r"(?![\w(])", re.I)
 _ANY = re.compile(r"(?<![\w.])" + _NUM_OR_WORD + r"(?![\w(])", re.I)
 _CONCLUDE = re.compile(r"^\W*(?:therefore|so|thus|hence|in total|in conclusion|overall)\b", re.I)
 
@@ -153,29 +330,45 @@ def _as_number(tok: str) -> str:
 
 
 def sentences(text: str) -> list[str]:
-  return [x.strip() for x in re.split(r"(?<=[^\d\s])\.(?:\s|$)|\n+", text) if x.strip()]
+  """Sentences and lines. A period ends a sentence after a number too ("costs $12. The mat"),
+  except a list marker at the start of a line ("1. First, ...")."""
+  text = re.sub(r"(?m)^(\s*\d{1,2})\.(?=\s)", r"\1)", text)
+  return [x.strip() for x in re.split(r"(?<=\S)\.(?:\s|$)|\n+", text) if x.strip()]
 
 
 def sentence_number(sentence: str, stated_last: bool = False) -> str | None:
   """The number a sentence states as its answer: after "is/are/=/costs..." (the last such one when
   stated_last, as in "x = 3 + 4 = 7"), else the first number or number word in it."""
-  stated = _STATED.findall(sentence)
+  stated = [m.group(1) for m in _STATED.finditer(sentence)   # "the value at x = 3 is 5.2": 5.2
+            if not re.match(r"\s*\**\s*(?:is|are|was|were|equals)\b", sentence[m.end():], re.I)]
+  if stated and not stated_last:   # "the area is 5 * 4 = 20": the result of the chain
+    chain = re.search(r"=\s*\**\s*" + _NUM_OR_WORD + r"(?![\w(])[^=]*$", sentence, flags=re.I)
+    if chain and re.search(r"\d\s*[-+*/×÷]\s*\d", sentence):
+      return _as_number(chain.group(1))
   if stated:
     return _as_number(stated[-1] if stated_last else stated[0])
   found = _ANY.findall(sentence)
   return _as_number(found[0]) if found else None
 
 
-def stated_number(text: str) -> str | None:
-  """Without an answer phrase: the last concluding sentence ("Therefore/So/Thus ..."), else the
-  first "There are N ..." sentence, else the first sentence (short answers state the answer
-  first: "The year 1982 has more ...")."""
+def concluded_number(text: str) -> str | None:
+  """The value the last concluding sentence ("Therefore/So/Thus ...") states after
+  "is/=/costs..." ("Therefore, the value of x is **30**." -> 30)."""
+  for sent in reversed(sentences(text)):
+    stated = _STATED.findall(sent) if _CONCLUDE.search(sent) else []
+    if stated:   # "So, it is between the 0 and the 2 mark" states nothing: read on
+      return _as_number(stated[-1])
+  return None
+
+
+def stated_number(text: str, conclusions: bool = True) -> str | None:
+  """Without an answer phrase: the value a concluding sentence states (`concluded_number`),
+  else the first "There are N ..." sentence, else the first sentence (short answers state the
+  answer first: "The year 1982 has more ...")."""
+  value = concluded_number(text) if conclusions else None
+  if value is not None:
+    return value
   sents = sentences(text)
-  for sent in reversed(sents):
-    if _CONCLUDE.search(sent):
-      value = sentence_number(sent, stated_last=True)
-      if value is not None:
-        return value
   there = [x for x in sents if re.match(r"^\W*there (?:are|is|were|was)\b", x, flags=re.I)]
   for sent in there[:1] + sents[:1]:
     value = sentence_number(sent)
@@ -199,6 +392,38 @@ def number(text: str, last: bool = True) -> str | None:
   if not found:
     return None
   return found[-1] if last else found[0]
+
+
+def span_number(span: str) -> str | None:
+  """The value an answer span states, after its last "=" or "≈" ("x = 3 + 4 = 7" -> 7,
+  "\\frac{2}{3} \\approx 0.67" -> 0.67): the LaTeX value when that part is one, else its first
+  number ("1982 with an income of $931,441" -> 1982, "5 cm^2" -> 5)."""
+  if not span:
+    return None
+  tail = re.split(r"=|≈|\\approx", span)[-1]
+  return latex_number(tail) or number(tail, last=False) or number(span)
+
+
+_SEVERAL = re.compile(r"(?<![\w.])(?:between\s+)?(-?\$?\d[\d,]*(?:\.\d+)?%?)\s*(?:,\s*)?"
+                      r"\b(and|or)\s+\$?(-?\d[\d,]*(?:\.\d+)?%?)(?!\w|\.\d)", re.I)
+
+
+def several_values(text: str, between: bool = False) -> str | None:
+  """Two values given as the answer ("2 or 3"; with between=True only "between 2000 and
+  2005"), as written: GPT's extraction keeps both ("2000 and 2005"), which is no single number
+  and so scores wrong."""
+  m = _SEVERAL.search(text or "")
+  if not m or (between and not m.group(0).lower().startswith("between")):
+    return None
+  return f"{m.group(1)} {m.group(2).lower()} {m.group(3)}"
+
+
+def listed_values(text: str) -> str | None:
+  """Two values given together ("between 2007 and 2008") as a Python list "[2007, 2008]"."""
+  m = _SEVERAL.search(text or "")
+  if not m:
+    return None
+  return "[" + ", ".join(clean_number(g.strip("$%")) for g in (m.group(1), m.group(3))) + "]"
 
 
 def python_list(text: str) -> str | None:
@@ -271,3 +496,36 @@ def engine_correct(extraction: str, gold: str, choices: list[str]) -> bool:
   if choices:
     return extraction.strip().upper() == gold.strip().upper()
   return bool(extraction) and same_value(extraction, gold)
+
+
+# ---------------------------------------------------------------------------------------------
+# Optional judge for free-form engine answers: math-verify (kept apart from engine_correct).
+
+def _latex_of(text: str) -> str:
+  """An answer as `$LaTeX$` for math-verify: plain expressions (`8*sqrt(3)/3`, `8√3/3`, `2π`,
+  `x^2`) through sympy's reader with implicit multiplication; anything else as written."""
+  from sympy.parsing.sympy_parser import (implicit_multiplication_application, parse_expr,
+                                          standard_transformations)
+  plain = re.sub(r"√\s*(\d+(?:\.\d+)?|\w)", r"sqrt(\1)", text.replace("√(", "sqrt("))
+  plain = plain.replace("^", "**").replace("π", "pi").replace("²", "**2").replace("³", "**3")
+  try:
+    expr = parse_expr(plain, transformations=standard_transformations
+                      + (implicit_multiplication_application,))
+    return "$" + sp.latex(expr) + "$"
+  except Exception:  # noqa: BLE001 - not a plain expression: let math-verify read the LaTeX
+    return text if "$" in text or "\\(" in text else "$" + text + "$"
+
+
+def math_verify_correct(extraction: str, gold: str, choices: list[str]) -> bool:
+  """`engine_correct` with `math-verify` judging free-form answers: symbolic equality
+  (`y = 2x + 1` vs `y=1+2*x`, `8√3/3` vs `\\frac{8\\sqrt{3}}{3}`), stricter than `same_value`
+  about rounded decimals (4.62 is not 8√3/3). Multiple choice is the letter, as there."""
+  if choices or not extraction:
+    return engine_correct(extraction, gold, choices)
+  from math_verify import LatexExtractionConfig, parse, verify
+  config = [LatexExtractionConfig()]
+  try:
+    return bool(verify(parse(_latex_of(gold), extraction_config=config),
+                       parse(_latex_of(extraction), extraction_config=config)))
+  except Exception:  # noqa: BLE001 - math-verify's own timeouts and parse errors: not equal
+    return False

@@ -7,6 +7,10 @@ A record (field names as released in CaraJ/MAVIS-Geometry): `text_en` with `capt
 rephrasings of one problem (same answer), grouped by `meta["group"]` for the consistency metric.
 Answers are read and judged by `mathvlm.eval.answers` (`engine_answer`, `engine_correct`), the
 same functions the DPO pair builder and GRPO's reward use.
+
+Variants (`python -m data_prep.engine ... --variants K`) carry `variant_of` (the seed problem's
+id) and `variant` (k): kept in `meta["seed"]` and `meta["variant"]` for
+`mathvlm.eval.engine_dynamic`.
 """
 
 from __future__ import annotations
@@ -41,10 +45,14 @@ def load(path: str, images_dir: str | None = None, language: str = "en") -> list
     data = json.load(f)
   if not isinstance(data, list):
     raise ValueError(f"{path}: expected a JSON list of MAVIS-Geometry records")
-  problems = []
+  problems, seen = [], set()
   for n, r in enumerate(data):
     text = r.get(f"text_{language}")
-    group = str(r.get("id", n))
+    group = record_id(r, n)
+    if group in seen:
+      raise ValueError(f"{path}: record {n}: id {group} appears twice; give each record (and "
+                       "each variant of a seed problem) its own id")
+    seen.add(group)
     if not isinstance(text, dict):
       raise ValueError(f"{path}: record {n} (id {group}) has no `text_{language}` object; "
                        "engine records need the MAVIS-Geometry fields")
@@ -71,11 +79,23 @@ def load(path: str, images_dir: str | None = None, language: str = "en") -> list
           images=[os.path.join(images_dir, image)] if image else [],
           query=build_query(question, choices),
           meta={"group": group, "version": version, "caption": text.get("caption", ""),
-                "cot": text.get("CoT_reasoning", "")}, raw=r))
+                "cot": text.get("CoT_reasoning", ""),
+                "seed": str(r.get("variant_of", group)), "variant": int(r.get("variant", 0))},
+          raw=r))
     if not found:
       raise ValueError(f"{path}: record {n} (id {group}) has none of "
                        f"{[v[0] for v in VERSIONS.values()]} in text_{language}")
   return problems
+
+
+def record_id(r: dict[str, Any], n: int) -> str:
+  """A record's id: `id`, else (a variant without one) "<variant_of>#v<variant>", else its
+  position in the file."""
+  if "id" in r:
+    return str(r["id"])
+  if "variant_of" in r:
+    return f"{r['variant_of']}#v{r.get('variant', 0)}"
+  return str(n)
 
 
 def extract(response: str | None, problem: Problem) -> str:
@@ -83,9 +103,15 @@ def extract(response: str | None, problem: Problem) -> str:
   return answers.engine_answer(response, problem.choices)
 
 
-def judge(problem: Problem, extraction: str) -> bool:
-  """The option letter; a free-form answer by value (sympy)."""
-  return answers.engine_correct(extraction, problem.answer, problem.choices)
+JUDGES = {"value": answers.engine_correct, "math_verify": answers.math_verify_correct}
+
+
+def judge(problem: Problem, extraction: str, judge: str = "value") -> bool:
+  """The option letter; a free-form answer by value (sympy, `engine_correct`), or with
+  judge="math_verify" by math-verify's symbolic equality (`math_verify_correct`)."""
+  if judge not in JUDGES:
+    raise ValueError(f"unknown engine judge {judge!r}; choose from {sorted(JUDGES)}")
+  return JUDGES[judge](extraction, problem.answer, problem.choices)
 
 
 def scores(problems: dict[str, Problem], correct: dict[str, bool]) -> dict[str, Any]:

@@ -1,135 +1,49 @@
-"""LaTeX (or plain) arithmetic -> a number, with sympy doing the exact arithmetic.
+"""LaTeX (or plain) arithmetic -> a number, as MATH-Vision's scorer computes it.
 
-The official MATH-Vision scorer runs `eval(str(latex2sympy(s)))` under `from math import *` and
-rounds to 2 decimals. latex2sympy2 pins an old ANTLR runtime, so this is a small recursive-descent
-parser for the part of LaTeX that answers use: numbers, + - * / ^, `\\frac`/`\\dfrac`/`\\tfrac`,
-`\\sqrt[n]{}` (arguments in braces), `\\cdot`, `\\times`, `\\div`, `\\pi`, braces and brackets,
-implicit multiplication (`2\\sqrt{3}`, `3\\pi`). Anything else (letters, units, commas) is not a
-number and raises `NotANumber`, which is where latex2sympy's result would fail to `eval` as well.
+The official scorer (mathllm/MATH-V `evaluation/utils.py`) runs `eval(str(latex2sympy(s)))` under
+`from math import *` and rounds to 2 decimals. Here `latex2sympy2_extended` (the maintained fork
+that `math-verify` builds on) does the parsing, and the result is evaluated the same way. Where the
+fork reads an answer differently from the original `latex2sympy2` the published counts were made
+with, a small step restores the original reading. Each one is measured: without it, this many
+items of the published Qwen-VL-Max-CoT results are judged differently (the other two files do not
+change):
 
-`to_number` mirrors `eval(str(expr))`: a sympy Integer comes back as a Python int, anything else as
-a float, so `round(x, 2)` prints `3` for `3` and `3.0` for `3.0` just as the official code does.
+- `$` and `\\displaystyle` are dropped before parsing, as the original does (the fork does it only
+  in its normaliser, which changes other readings): 62 and 1 items; so are the original's other
+  clean-ups (`\\quad`, `~`, `\\,`, `\\left(`, `\\bigl(`; no item changes);
+- degrees (`^{\\circ}`, `°`) are not a number: the fork converts them, the original cannot
+  evaluate them (`108` is wrong against `$108^{\\circ}$` in the published results): 9 items;
+- an unmatched `}` ends the expression: the original grammar has no end-of-input rule and stops
+  there (`\\frac{3\\pi}{2}}{cm` reads as 3pi/2): 3 items;
+- a mixed number `2 \\frac{1}{2}` is a product, the original's implicit multiplication (the fork
+  reads 2.5 whatever its `interpret_as_mixed_fractions` says), and `{3}` is a group, not a set:
+  no item of the three files changes, but MATH-Vision options are written this way
+  (`$2 \\frac{1}{2}$`), so other models' answers meet them.
+
+Two checks only save time and give what the library would: a plain decimal is read directly, and
+text with letters outside a LaTeX command is not a number (the original makes symbols of them,
+and `eval` of a symbol fails). Parses are cached: benchmark files repeat their option texts.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+import math
 import re
 
-import sympy
-
-_TOKEN = re.compile(r"\s*(\d+\.?\d*|\.\d+|\\[a-zA-Z]+|π|[-+*/^(){}\[\]!:])")
-_CALLS = {"\\frac", "\\dfrac", "\\tfrac", "\\sqrt"}
-_TIMES = {"*", "\\cdot", "\\times"}
-_DIVIDE = {"/", "\\div", ":"}   # latex2sympy reads a ratio 8:5 as 8/5
+_MATH = {k: getattr(math, k) for k in dir(math) if not k.startswith("_")}
+_PLAIN = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)")
+_LETTER = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]")
+_COMMAND = re.compile(r"\\[a-zA-Z]+")
 
 
 class NotANumber(ValueError):
-  """The text is not an arithmetic expression this parser knows."""
-
-
-def _tokens(s: str) -> list[str]:
-  out, i = [], 0
-  s = s.strip()
-  while i < len(s):
-    m = _TOKEN.match(s, i)
-    if not m:
-      raise NotANumber(f"cannot read {s[i:]!r} in {s!r}")
-    out.append(m.group(1))
-    i = m.end()
-    while i < len(s) and s[i].isspace():
-      i += 1
-  return out
-
-
-class _Parser:
-  def __init__(self, tokens: list[str]):
-    self.t, self.i = tokens, 0
-
-  def peek(self):
-    return self.t[self.i] if self.i < len(self.t) else None
-
-  def take(self, want: str | None = None) -> str:
-    tok = self.peek()
-    if tok is None or (want is not None and tok != want):
-      raise NotANumber(f"expected {want or 'more'} at token {self.i} of {self.t}")
-    self.i += 1
-    return tok
-
-  def expr(self):
-    value = self.term()
-    while self.peek() in ("+", "-"):
-      op = self.take()
-      rhs = self.term()
-      value = value + rhs if op == "+" else value - rhs
-    return value
-
-  def term(self):
-    value = self.unary()
-    while True:
-      tok = self.peek()
-      if tok in _TIMES:
-        self.take()
-        value = value * self.unary()
-      elif tok in _DIVIDE:
-        self.take()
-        value = value / self.unary()
-      elif tok is not None and (tok[0].isdigit() or tok[0] == "." or tok in _CALLS
-                                or tok in ("(", "{", "\\pi", "π")):
-        value = value * self.power()   # implicit multiplication: 2\sqrt{3}, 3\pi, 2(4)
-      else:
-        return value
-
-  def unary(self):
-    if self.peek() in ("-", "+"):
-      sign = -1 if self.take() == "-" else 1
-      return sign * self.unary()
-    return self.power()
-
-  def power(self):
-    base = self.atom()
-    if self.peek() == "!":
-      self.take()
-      base = sympy.factorial(base)
-    if self.peek() == "^":
-      self.take()
-      return base ** self.unary() if self.peek() not in ("{", "(") else base ** self.atom()
-    return base
-
-  def group(self):
-    """A LaTeX argument in braces. latex2sympy2 rejects `\\frac12` and `\\sqrt2`, so do we
-    (MATH-Vision's own cleaning adds the braces to `\\sqrt2` before this runs)."""
-    self.take("{")
-    value = self.expr()
-    self.take("}")
-    return value
-
-  def atom(self):
-    tok = self.take()
-    if tok[0].isdigit() or tok[0] == ".":
-      return sympy.Float(tok) if "." in tok else sympy.Integer(tok)
-    if tok in ("\\frac", "\\dfrac", "\\tfrac"):
-      num = self.group()
-      return num / self.group()
-    if tok == "\\sqrt":
-      index = 2
-      if self.peek() == "[":
-        self.take("[")
-        index = self.expr()
-        self.take("]")
-      return sympy.root(self.group(), index)
-    if tok in ("\\pi", "π"):
-      return sympy.pi
-    for open_, close in (("(", ")"), ("{", "}"), ("[", "]")):
-      if tok == open_:
-        value = self.expr()
-        self.take(close)
-        return value
-    raise NotANumber(f"unknown token {tok!r}")
+  """The text is not an arithmetic expression with a real value."""
 
 
 def _balanced_prefix(s: str) -> str:
-  """Up to the first unmatched `}`: latex2sympy stops there and ignores the rest (so
-  `\\frac{3\\pi}{2}}{cm` reads as 3pi/2, as the published MATH-Vision scores assume)."""
+  """Up to the first unmatched `}` (where the original latex2sympy2 stops reading)."""
   depth = 0
   for i, ch in enumerate(s):
     depth += (ch == "{") - (ch == "}")
@@ -138,29 +52,58 @@ def _balanced_prefix(s: str) -> str:
   return s
 
 
-def parse(s: str) -> sympy.Expr:
-  """The sympy value of an arithmetic LaTeX string; NotANumber when it is not one."""
-  for junk in ("\\left", "\\right", "\\!", "\\,", "\\displaystyle", "$"):
-    s = s.replace(junk, "")
-  s = _balanced_prefix(s)
-  tokens = _tokens(s)
-  if not tokens:
+_SPACES = ("$", "\\displaystyle", "\\qquad", "\\quad", "~", "\\,")
+_BRACKETS = (("\\left(", "("), ("\\right)", ")"), ("\\bigl(", "("), ("\\bigr)", ")"))
+
+
+def _unwrap(s: str) -> str:
+  """`{3}` and `\\{3\\}` are a group in the original grammar (3), a set in the fork."""
+  for left, right in (("\\{", "\\}"), ("{", "}")):
+    inner = s[len(left):-len(right)] if s.startswith(left) and s.endswith(right) else None
+    if inner and "," not in inner and _balanced_prefix(inner) == inner and (
+        inner.count("{") == inner.count("}")):
+      return inner.strip()
+  return s
+
+
+def _prepare(s: str, mixed_product: bool = True) -> str:
+  for junk in _SPACES:         # the original latex2sympy2's own clean-up before parsing
+    s = s.replace(junk, " ")
+  for a, b in _BRACKETS:
+    s = s.replace(a, b)
+  s = _unwrap(_balanced_prefix(s).strip())
+  if mixed_product:           # 2\frac{1}{2} is 2 * 1/2 in the original
+    s = re.sub(r"(\d)\s*(?=\\[dt]?frac)", r"\1 \\cdot ", s)
+  if not s:
     raise NotANumber("empty expression")
-  p = _Parser(tokens)
-  value = p.expr()
-  if p.peek() is not None:
-    raise NotANumber(f"trailing {p.t[p.i:]} in {s!r}")
-  if not getattr(value, "is_number", False) or value.has(sympy.zoo, sympy.nan):
-    raise NotANumber(f"{s!r} has no numeric value")
+  if "\\circ" in s or "°" in s:
+    raise NotANumber(f"{s!r}: degrees are not a number to the original latex2sympy2")
+  if _LETTER.search(_COMMAND.sub(" ", s)):
+    raise NotANumber(f"{s!r} has letters (symbols have no value)")
+  return s
+
+
+@functools.lru_cache(maxsize=65536)
+def _value(s: str) -> int | float:
+  from latex2sympy2_extended import latex2sympy
+  from latex2sympy2_extended.latex2sympy2 import ConversionConfig
+  config = ConversionConfig(interpret_as_mixed_fractions=False, lowercase_symbols=False)
+  logging.getLogger("latex2sympy2_extended").setLevel(logging.ERROR)
+  try:
+    expr = latex2sympy(s, normalization_config=None, conversion_config=config)
+    value = eval(str(expr), dict(_MATH))  # noqa: S307 - the official scorer's own step
+  except Exception as e:  # noqa: BLE001 - parser and eval raise many types; all mean "no number"
+    raise NotANumber(f"{s!r}: {type(e).__name__}") from e
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    raise NotANumber(f"{s!r} is {type(value).__name__}, not a real number")
   return value
 
 
-def to_number(s: str) -> int | float:
-  """`eval(str(latex2sympy(s)))`: int for integers, float otherwise (complex raises)."""
-  value = parse(s)
-  if isinstance(value, sympy.Integer):
-    return int(value)
-  try:
-    return float(value)
-  except TypeError as e:   # complex values
-    raise NotANumber(f"{s!r} is not real") from e
+def to_number(s: str, mixed_product: bool = True) -> int | float:
+  """`eval(str(latex2sympy(s)))`: an int or a float, as the official scorer gets; NotANumber
+  when the text has no real value. mixed_product=False reads `2\\frac{1}{2}` as 2.5, as a
+  person does (MathVista's extraction; MATH-Vision keeps the original's product)."""
+  s = _prepare(s, mixed_product)
+  if _PLAIN.fullmatch(s):
+    return float(s) if "." in s else int(s)
+  return _value(s)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any
+from typing import Any, Iterator
+
+import Levenshtein
 
 from mathvlm.eval import answers as ex
 from mathvlm.eval.common import Problem, entry, tally
@@ -77,8 +79,9 @@ _HINTS = {
 
 def with_record(problem: Problem, record: dict[str, Any]) -> Problem:
   """The problem as `calculate_score.py` sees it: the response file's own fields (answer, choices,
-  precision, types, metadata) win over the annotations'. Published result files carry the
-  metadata they were scored with (e.g. grade "daily life", since renamed "not applicable")."""
+  precision, types, metadata, and the query the model was asked) win over the annotations'.
+  Published result files carry the metadata they were scored with (e.g. grade "daily life",
+  since renamed "not applicable")."""
   raw = dict(problem.raw)
   raw.update({k: v for k, v in record.items() if k in (
       "answer", "choices", "precision", "unit", "question_type", "answer_type", "metadata")})
@@ -86,7 +89,7 @@ def with_record(problem: Problem, record: dict[str, Any]) -> Problem:
   meta.update(question_type=raw["question_type"], answer_type=raw["answer_type"])
   return Problem(pid=problem.pid, question=problem.question, answer=raw.get("answer"),
                  choices=list(raw.get("choices") or []), images=problem.images,
-                 query=problem.query, meta=meta, raw=raw)
+                 query=record.get("query") or problem.query, meta=meta, raw=raw)
 
 
 def build_query(r: dict[str, Any]) -> str:
@@ -116,72 +119,135 @@ def build_query(r: dict[str, Any]) -> str:
 
 def extract(response: str | None, problem: Problem) -> str:
   """The answer in the response, in the form GPT-4's extraction gives (letter, text or value)."""
+  return explain(response, problem)[0]
+
+
+def explain(response: str | None, problem: Problem) -> tuple[str, str]:
+  """(extraction, kind): the answer and which kind of response gave it (the first rule that
+  finds one; docs/eval/SCORER.md lists them, with how often each fires)."""
   qtype, atype = problem.meta["question_type"], problem.meta["answer_type"]
-  choices = problem.choices
-  response = (response or "").strip()
+  response = ("" if response is None else str(response)).strip()
   if response == "":
-    return ""
-  if qtype == "multi_choice" and response in choices:       # the official shortcuts
-    return response
+    return "", "empty"
+  if qtype == "multi_choice" and response in problem.choices:       # the official shortcuts
+    return response, "exact"
   if atype == "integer" and re.fullmatch(r"[-+]?\d+", response):
-    return str(int(response))
+    return str(int(response)), "exact"
   if atype == "float":
     try:
-      return str(float(response))
+      return str(float(response)), "exact"
     except ValueError:
       pass
+  steps = (_choice_steps(response, problem) if qtype == "multi_choice"
+           else _value_steps(response, atype))
+  for kind, found in steps:
+    if found:
+      return found, kind
+  return "", "nothing found"
+
+
+def query_options(problem: Problem) -> list[str]:
+  """The option texts in the order the response's `query` listed them. Some published output
+  files were made with queries whose options are in another order than `choices` (an earlier
+  release of the data): the model and GPT's extraction read letters against the query, the
+  official normalisation against `choices`, and the published scores carry that mismatch."""
+  found = re.findall(r"^\(([A-Z])\) (.*)$", problem.query or "", flags=re.M)
+  texts = [t.strip() for _, t in found]
+  return texts if len(texts) == len(problem.choices) else [c.strip() for c in problem.choices]
+
+
+def _as_option(text: str | None, problem: Problem, options: list[str]) -> str | None:
+  """A stated option text as GPT's extraction writes it: the text itself when the query lists
+  the choices in their order, else the letter the query gives it."""
+  if text is None:
+    return None
+  if options == [c.strip() for c in problem.choices]:
+    return problem.choices[options.index(text)]
+  return chr(ord("A") + options.index(text))
+
+
+def _choice_steps(response: str, problem: Problem) -> Iterator[tuple[str, str | None]]:
+  """Multiple choice, in order: the option letter (also an opening "(X)" of any letter), else
+  the option text, in `\\boxed{}` or after the answer phrase; a refusal, verbatim; the same in
+  the first sentence (its main clause), first or last line; an option said in other words; an
+  for numeric options the value computed; an option text anywhere; for Yes/No options what a
+  statement means."""
+  options = query_options(problem)
+  lines = [x for x in response.split("\n") if x.strip()]
+  first = ex.main_clause((ex.sentences(response) or [response])[0])
+
+  def stated(text: str | None) -> str | None:
+    if not text:
+      return None
+    return (ex.choice_letter(text, len(options)) or ex.option_marker(text)
+            or _as_option(ex.stated_choice(text, options), problem, options))
+
+  yield "boxed", stated(ex.boxed(response))
+  yield "answer phrase", stated(ex.phrase_span(response))
+  yield "refusal (kept verbatim)", response if ex.refusal(response) else None
+  yield "first sentence", stated(first)
+  yield "first line", stated(lines[0])
+  yield "last line", stated(lines[-1])
+  yield "option in other words", _as_option(ex.loose_choice(first, options), problem, options)
+  yield "computed value", _choice_value(response, problem, options)
+  yield "option text", _as_option(ex.stated_choice(response, options)
+                                  or ex.choice_text(lines[0], options), problem, options)
+  yield "yes/no statement", _yes_no(first, problem, options)
+
+
+def _choice_value(response: str, problem: Problem, options: list[str]) -> str | None:
+  """Numeric options: the value the response computes, as the option of that value if there is
+  one (else the value itself, which the normalisation maps to the closest option)."""
+  if not all(re.search(r"\d", c) for c in options):
+    return None
   span = ex.answer_span(response)
-  if qtype == "multi_choice":
-    lines = [x for x in response.split("\n") if x.strip()]
-    # letters only where an answer is stated (span, first or last line); texts anywhere
-    for i, text in enumerate([span or "", lines[0], lines[-1], response]):
-      letter = ex.choice_letter(text, len(choices)) if i < 3 else None
-      if letter:
-        return letter
-      hit = ex.choice_text(text, choices)
-      if hit:
-        return hit
-    if all(re.search(r"\d", c) for c in choices):   # numeric choices: the value it computed
-      value = (ex.number(span) if span else None) or ex.stated_number(response)
-      if value is not None:
-        return value
-    return yes_or_no(response, choices)
-  if atype == "list":
-    return ex.python_list(span or "") or ex.python_list(response) or ""
-  for value in (ex.number(span) if span else None, ex.bold_number(response),
-                ex.stated_number(response), ex.number(response)):
-    if value is not None:
-      return value
-  return ""
+  value = (ex.span_number(span) if span else None) or ex.stated_number(response)
+  if value is None:
+    return None
+  same = [o for o in options if _same_number(ex.number(o), value)]
+  return _as_option(same[0], problem, options) if len(same) == 1 else value
 
 
-def yes_or_no(response: str, choices: list[str]) -> str:
-  """For Yes/No choices answered by a statement ("The bed is larger than the kitten."): a plain
-  statement means Yes, a negated one No, as a reader (and GPT-4's extraction) takes it."""
-  lower = {c.strip().lower(): c for c in choices}
-  if set(lower) != {"yes", "no"} or re.search(r"\bsorry\b|can't (?:help|process|answer)",
-                                               response, flags=re.I):
-    return response if set(lower) == {"yes", "no"} else ""
-  negated = re.search(r"\b(?:not|no|never|neither|nor|cannot)\b|n't", response, flags=re.I)
-  return lower["no" if negated else "yes"]
+def _same_number(a: str | None, b: str) -> bool:
+  try:
+    return a is not None and float(a) == float(b)
+  except ValueError:
+    return False
 
 
-def levenshtein(a: str, b: str) -> int:
-  """Edit distance (insertions, deletions, substitutions), as `Levenshtein.distance`."""
-  if len(a) < len(b):
-    a, b = b, a
-  prev = list(range(len(b) + 1))
-  for i, ca in enumerate(a, 1):
-    cur = [i]
-    for j, cb in enumerate(b, 1):
-      cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-    prev = cur
-  return prev[-1]
+def _yes_no(statement: str, problem: Problem, options: list[str]) -> str | None:
+  """Yes/No options answered by a statement ("There are more X than Y."): its meaning."""
+  lower = {o.lower(): o for o in options}
+  if set(lower) != {"yes", "no"}:
+    return None
+  return _as_option(lower[ex.yes_no(statement, problem.question).lower()], problem, options)
+
+
+def _value_steps(response: str, answer_type: str) -> Iterator[tuple[str, str | None]]:
+  """Free form, in order: a list for list answers ("[2007, 2008]", or "between 2007 and 2008"
+  as that list, as the extraction prompt's demonstration has it); two values given as the
+  answer, as written; the value in `\\boxed{}` or after the answer phrase; a refusal,
+  verbatim (no number: wrong, as GPT's copy of it is); a bold value; the value a concluding,
+  "There are N" or first sentence states; the last number."""
+  span = ex.answer_span(response)
+  if answer_type == "list":
+    first = ex.sentences(response)[0]
+    yield "list", (ex.python_list(span or "") or ex.python_list(response)
+                   or ex.listed_values(span or first))
+    return
+  yield "several values", (ex.several_values(span) if span is not None else
+                           ex.several_values(ex.sentences(response)[0], between=True))
+  yield "boxed or answer phrase", ex.span_number(span) if span else None
+  yield "refusal (kept verbatim)", response if span is None and ex.refusal(response) else None
+  yield "bold value", ex.bold_number(response)
+  yield "stated value", ex.stated_number(response)
+  yield "last number", ex.number(response)
 
 
 def normalize(extraction: Any, choices: list[str] | None, question_type: str, answer_type: str,
               precision: int | float | None) -> str | None:
-  """`normalize_extracted_answer`: letters -> choice text, else the closest choice (Levenshtein);
+  """`normalize_extracted_answer`: letters -> choice text, else the closest choice by
+  `Levenshtein.distance` (the package the official scorer calls; ties go to the first choice);
   integer: `str(int(float(x)))` (truncates: the current official rule; the published
   `output_*.json` came from an older `str(int(x))` that gives None for "3.4", which changes no
   score there since no truncated value equals its answer); float: `str(round(float(x), precision))`;
@@ -194,7 +260,7 @@ def normalize(extraction: Any, choices: list[str] | None, question_type: str, an
     options = [chr(ord("A") + i) for i in range(len(choices))]
     if extraction in options:
       return choices[options.index(extraction)]
-    distances = [levenshtein(extraction, c) for c in choices]
+    distances = [Levenshtein.distance(extraction, c) for c in choices]
     return choices[distances.index(min(distances))]
   try:
     if answer_type == "integer":

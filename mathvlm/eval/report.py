@@ -24,7 +24,22 @@ def markdown(scores: dict[str, Any], title: str) -> str:
     lines += [f"| {v} | {e['accuracy']:.2f} | {e['correct']} | {e['total']} |"
               for v, e in rows.items()]
     lines.append("")
-  return "\n".join(lines)
+  return "\n".join(lines + dynamic_markdown(scores))
+
+
+def dynamic_markdown(scores: dict[str, Any]) -> list[str]:
+  """The engine variants' DynaMath table (average, worst case, robustness), overall and per
+  question version; nothing for other benchmarks."""
+  if "dynamic" not in scores:
+    return []
+  rows = [("all", scores["dynamic"])] + [(v, e["dynamic"]) for v, e in
+                                         scores.get("version", {}).items() if "dynamic" in e]
+  lines = ["## variants (DynaMath metrics)", "",
+           "| version | average % | worst case % | robustness | seed questions |",
+           "|---|---:|---:|---:|---:|"]
+  lines += [f"| {v} | {d['average']:.2f} | {d['worst_case']:.2f} | {d['robustness']:.3f} | "
+            f"{d['seeds']} |" for v, d in rows]
+  return lines + [""]
 
 
 def bar_chart(scores: dict[str, Any], path: str, title: str, key: str | None = None) -> None:

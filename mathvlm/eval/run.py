@@ -1,11 +1,16 @@
 """Generate with a model and score: `python -m mathvlm.eval.run --benchmark B --ckpt CKPT
---data DIR --out DIR`.
+--data DIR --out DIR [--mesh 1,-1,1] [--num_processes N --process_id I --coordinator H:P]`.
 
-Loads a mathvlm checkpoint (`mathvlm.checkpoint.save_model`) and its tokenizer (tokenizer.json
-beside it, or --tokenizer), formats each problem's official query with the chat template, decodes
-in batches with the KV cache (`mathvlm.generate`), then scores the responses exactly as
-`mathvlm.eval.score` does. Writes OUT/responses.jsonl, OUT/scores.json, .md, .png and the
-benchmark's official output files.
+Loads a mathvlm checkpoint (`mathvlm.checkpoint.save_model`) sharded over a device mesh as the
+trainer shards it, and its tokenizer (tokenizer.json beside it, or --tokenizer); formats each
+problem's official query with the chat template, decodes in batches with the KV cache, each
+batch split over the mesh's data axes and the processes (`mathvlm.eval.distributed`), with a
+progress bar in problems/s; then scores the responses exactly as `mathvlm.eval.score` does.
+Writes OUT/responses.jsonl (batch by batch: a rerun of the same command skips what is answered),
+OUT/run.json, OUT/scores.json, .md, .png and the benchmark's official output files.
+
+`--compile_only --preset llava-1.5-7b --fake_devices 8` compiles decoding for a preset on the
+mesh without weights and prints per-device memory.
 
 Data layout: math_v: DIR/{testmini,test}.jsonl with images under DIR; mathvista and mathverse:
 DIR/{testmini,test}.json with DIR/images/.
@@ -26,7 +31,7 @@ from mathvlm.eval.common import Problem
 
 log = logging.getLogger(__name__)
 _FILES = {"math_v": "{split}.jsonl", "mathvista": "{split}.json", "mathverse": "{split}.json",
-          "engine": "{split}.json"}
+          "engine": "{split}.json", "engine_dynamic": "{split}.json"}
 
 
 def annotations_path(benchmark: str, data: str, split: str) -> str:
@@ -95,61 +100,177 @@ class Encoder:
     return self.tok.decode(out)
 
 
+def _batch_arrays(encoder: Encoder, chunk: list[Problem], template: str, size: int, n: int,
+                  bucket: int, rows: tuple[int, int]):
+  """(input_ids, mask, images) for a batch padded to n rows (the last problem repeated) and to a
+  multiple of `bucket` tokens, left-padded; images are loaded for rows[0]..rows[1] only (the
+  rows this process feeds), the others stay zero."""
+  ids = [encoder.encode(prompts.format_prompt(p.query, template)) for p in chunk]
+  width = -(-max(len(x) for x in ids) // bucket) * bucket
+  input_ids = np.full((n, width), encoder.pad, np.int32)
+  mask = np.zeros((n, width), np.int32)
+  images = np.zeros((n, size, size, 3), np.float32)
+  for i in range(n):
+    x = ids[min(i, len(ids) - 1)]
+    input_ids[i, width - len(x):], mask[i, width - len(x):] = x, 1
+    if rows[0] <= i < rows[1]:
+      images[i] = load_image(chunk[min(i, len(chunk) - 1)], size)
+  return input_ids, mask, images
+
+
 def generate_responses(model, cfg, encoder: Encoder, problems: list[Problem], *, template: str,
                        batch_size: int, max_new_tokens: int, temperature: float,
-                       bucket: int = 64) -> list[str]:
+                       bucket: int = 64, mesh=None, on_batch=None) -> list[str]:
   """Responses in problem order. Batches are padded to full size and prompts to a multiple of
-  `bucket` tokens, so a run compiles a handful of shapes, not one per batch."""
+  `bucket` tokens, so a run compiles a handful of shapes, not one per batch. mesh=None decodes
+  on one device (`mathvlm.generate.generate`); with a mesh, each batch is split over its data
+  axes and this process feeds its own rows (`distributed.generate_global`). on_batch(chunk,
+  responses) is called after each batch (the run appends them to its responses file)."""
+  import jax
   from tqdm import tqdm
 
+  from mathvlm.eval import distributed
   from mathvlm.generate import generate
   size = cfg.vision.image_size
+  if mesh is not None and batch_size % distributed.batch_rows(mesh):
+    raise ValueError(f"--batch {batch_size} does not split over the mesh's data x fsdp = "
+                     f"{distributed.batch_rows(mesh)} devices; use a multiple of it")
+  rows = distributed.local_rows(mesh, batch_size) if mesh is not None else (0, batch_size)
   responses: list[str] = []
-  for start in tqdm(range(0, len(problems), batch_size), desc="generate", unit="batch"):
+  bar = tqdm(total=len(problems), desc="generate", unit="problem",
+             disable=jax.process_index() != 0)
+  for start in range(0, len(problems), batch_size):
     chunk = problems[start:start + batch_size]
-    ids = [encoder.encode(prompts.format_prompt(p.query, template)) for p in chunk]
-    width = -(-max(len(x) for x in ids) // bucket) * bucket
-    n = batch_size
-    input_ids = np.full((n, width), encoder.pad, np.int32)
-    mask = np.zeros((n, width), np.int32)
-    images = np.zeros((n, size, size, 3), np.float32)
-    for i in range(n):
-      x = ids[min(i, len(ids) - 1)]
-      input_ids[i, width - len(x):], mask[i, width - len(x):] = x, 1
-      if i < len(chunk):
-        images[i] = load_image(chunk[i], size)
-      else:
-        images[i] = images[len(chunk) - 1]
-    out = generate(model, input_ids, mask, images, max_new_tokens=max_new_tokens,
-                   eos_token_id=encoder.eos, pad_token_id=encoder.pad, temperature=temperature,
-                   seed=start)
-    tokens = np.asarray(out.tokens)
-    responses += [encoder.decode(tokens[i]) for i in range(len(chunk))]
+    ids, mask, images = _batch_arrays(encoder, chunk, template, size, batch_size, bucket, rows)
+    if mesh is None:
+      tokens = np.asarray(generate(model, ids, mask, images, max_new_tokens=max_new_tokens,
+                                   eos_token_id=encoder.eos, pad_token_id=encoder.pad,
+                                   temperature=temperature, seed=start).tokens)
+    else:
+      lo, hi = rows
+      tokens = distributed.generate_global(
+          model, mesh, ids[lo:hi], mask[lo:hi], images[lo:hi], max_new_tokens=max_new_tokens,
+          eos=encoder.eos, pad=encoder.pad, temperature=temperature, seed=start)
+    done = [encoder.decode(tokens[i]) for i in range(len(chunk))]
+    responses += done
+    if on_batch is not None:
+      on_batch(chunk, done)
+    bar.update(len(chunk))
+  bar.close()
   return responses
 
 
-def main(argv: list[str] | None = None) -> None:
+# ---------------------------------------------------------------------------------------------
+# Resuming: OUT/responses.jsonl grows batch by batch; OUT/run.json says what produced it.
+
+_ID_FIELD = {"mathvista": "pid", "math_v": "id", "mathverse": "sample_index", "engine": "pid",
+             "engine_dynamic": "pid"}
+
+
+def fingerprint(ckpt: str) -> str:
+  """What identifies the weights: config.json's text, and for a local folder the size and time
+  of every file under params/ (a retrained model of the same shape differs there)."""
+  import hashlib
+
+  from mathvlm import paths
+  root = paths.absolute(ckpt)
+  h = hashlib.sha1((root / "config.json").read_text().encode())
+  if os.path.isdir(str(root / "params")):
+    for dirpath, _, files in sorted(os.walk(str(root / "params"))):
+      for name in sorted(files):
+        st = os.stat(os.path.join(dirpath, name))
+        h.update(f"{os.path.relpath(os.path.join(dirpath, name), str(root))}:{st.st_size}:"
+                 f"{st.st_mtime_ns}".encode())
+  return h.hexdigest()
+
+
+def run_signature(args) -> dict:
+  """Everything that changes a response; a rerun with the same signature resumes."""
+  from mathvlm import paths
+  return {"benchmark": args.benchmark, "split": args.split, "data": os.path.abspath(args.data),
+          "ckpt": str(paths.absolute(args.ckpt)), "weights": fingerprint(args.ckpt),
+          "template": args.template, "prompt": args.prompt, "max_new_tokens": args.max_new_tokens,
+          "temperature": args.temperature}
+
+
+def answered(out: str, signature: dict, restart: bool) -> dict[str, str]:
+  """Responses already in OUT/responses.jsonl from a run with this signature ({id: response});
+  a different signature (or --restart) starts over, keeping the old file as .old. A last line
+  cut by a crash is dropped."""
+  path, meta = os.path.join(out, "responses.jsonl"), os.path.join(out, "run.json")
+  old = json.load(open(meta)) if os.path.exists(meta) else None
+  if os.path.exists(path) and (restart or old != signature):
+    log.warning("%s: %s; starting over (old responses kept as responses.jsonl.old)", out,
+                "--restart" if restart else "made by another model or settings")
+    os.replace(path, path + ".old")
+  os.makedirs(out, exist_ok=True)
+  with open(meta, "w") as f:
+    json.dump(signature, f, indent=2)
+  found = {}
+  if os.path.exists(path):
+    for line in open(path, encoding="utf-8"):
+      try:
+        rec = json.loads(line)
+      except json.JSONDecodeError:
+        continue
+      found[str(rec[_ID_FIELD[signature["benchmark"]]])] = rec["response"]
+  return found
+
+
+def todo_mask(problems: list[Problem], done: dict[str, str]) -> np.ndarray:
+  """Which problems still need a response, as process 0 sees it (its file), on every process."""
+  import jax
+  from jax.experimental import multihost_utils
+  mask = np.array([p.pid not in done for p in problems], np.bool_)
+  if jax.process_count() > 1:
+    mask = np.asarray(multihost_utils.broadcast_one_to_all(mask))
+  return mask
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI.
+
+def parse_args(argv: list[str] | None):
   p = argparse.ArgumentParser(prog="python -m mathvlm.eval.run", description=__doc__.split("\n")[0])
   p.add_argument("--benchmark", required=True, choices=sorted(score.BENCHMARKS))
-  p.add_argument("--ckpt", required=True, help="mathvlm checkpoint folder (save_checkpoint)")
-  p.add_argument("--data", required=True, help="benchmark folder (annotations + images)")
-  p.add_argument("--out", required=True)
+  p.add_argument("--ckpt", help="mathvlm checkpoint folder (save_checkpoint)")
+  p.add_argument("--data", help="benchmark folder (annotations + images)")
+  p.add_argument("--out")
   p.add_argument("--split", default="testmini")
   p.add_argument("--images", default=None, help="image folder, if not the default for the data")
   p.add_argument("--tokenizer", default=None, help="tokenizer.json (default: CKPT/tokenizer.json)")
   p.add_argument("--template", default="vicuna_v1", choices=sorted(prompts.TEMPLATES))
   p.add_argument("--prompt", default="query_wo", help="MathVerse: query_wo or query_cot")
-  p.add_argument("--batch", type=int, default=8)
+  p.add_argument("--batch", type=int, default=8, help="global batch (all processes together)")
   p.add_argument("--max_new_tokens", type=int, default=512)
   p.add_argument("--temperature", type=float, default=0.0)
   p.add_argument("--limit", type=int, default=0, help="first N problems only (0: all)")
+  p.add_argument("--variants", type=int, default=0, help="engine_dynamic: variants 0..K-1 only")
+  p.add_argument("--engine_judge", default="value", choices=("value", "math_verify"),
+                 help="engine benchmarks: free-form answers by value or with math-verify")
+  p.add_argument("--restart", action="store_true", help="discard responses of an earlier run")
+  p.add_argument("--mesh", default="1,-1,1", help="data,fsdp,tensor axis sizes (-1: the rest)")
+  p.add_argument("--coordinator", default="", help="multi-process: process 0's host:port")
+  p.add_argument("--num_processes", type=int, default=1)
+  p.add_argument("--process_id", type=int, default=0)
+  p.add_argument("--distributed", action="store_true", help="jax.distributed from the cluster")
+  p.add_argument("--fake_devices", type=int, default=0, help="this many CPU devices (tests)")
+  p.add_argument("--compile_only", action="store_true",
+                 help="compile decoding for --preset on the mesh, print memory, exit")
+  p.add_argument("--preset", default="llava-1.5-7b", help="with --compile_only")
+  p.add_argument("--prompt_len", type=int, default=1024, help="with --compile_only")
+  p.add_argument("--dtype", default="bfloat16", help="with --compile_only")
   args = p.parse_args(argv)
-  logging.basicConfig(level=logging.INFO)
-  t0 = time.time()
+  if not args.compile_only and not (args.ckpt and args.data and args.out):
+    p.error("--ckpt, --data and --out are required (except with --compile_only)")
+  return args
 
+
+def _load(args):
+  """(problems, model, cfg, encoder, mesh) for a run."""
   from tokenizers import Tokenizer
 
-  from mathvlm import checkpoint
+  from mathvlm.eval import distributed
   tok_path = args.tokenizer or os.path.join(args.ckpt, "tokenizer.json")
   if not os.path.exists(tok_path):
     raise SystemExit(f"no tokenizer at {tok_path}: save tokenizer.json next to the checkpoint or "
@@ -157,27 +278,76 @@ def main(argv: list[str] | None = None) -> None:
   ann = annotations_path(args.benchmark, args.data, args.split)
   kwargs = {"prompt": args.prompt} if args.benchmark == "mathverse" else {}
   problems = score.load_problems(args.benchmark, ann, args.images, **kwargs)
+  if args.variants:
+    problems = [p for p in problems if p.meta.get("variant", 0) < args.variants]
   if args.limit:
     problems = problems[:args.limit]
-  model, cfg = checkpoint.load_model(args.ckpt)
+  mesh = distributed.make_mesh(distributed.MeshSpec.parse(args.mesh))
+  model, cfg = distributed.load_sharded(args.ckpt, mesh)
   encoder = Encoder(Tokenizer.from_file(tok_path), cfg.image_token_id, cfg.image_seq_len,
                     cfg.text.max_position_embeddings - args.max_new_tokens)
-  responses = generate_responses(model, cfg, encoder, problems, template=args.template,
-                                 batch_size=args.batch, max_new_tokens=args.max_new_tokens,
-                                 temperature=args.temperature)
+  return problems, model, cfg, encoder, mesh
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+  args = parse_args(argv)
+  logging.basicConfig(level=logging.INFO)
+  from mathvlm.eval import distributed
+  distributed.init_processes(args.coordinator, args.num_processes, args.process_id,
+                             args.fake_devices, args.distributed)
+  if args.compile_only:
+    mesh = distributed.make_mesh(distributed.MeshSpec.parse(args.mesh))
+    report = distributed.compile_only(args.preset, mesh, batch=args.batch,
+                                      prompt_len=args.prompt_len,
+                                      max_new_tokens=args.max_new_tokens, dtype=args.dtype)
+    distributed.print_report(report)
+    return report
+  import jax
+  t0 = time.time()
+  problems, model, cfg, encoder, mesh = _load(args)
+  lead = jax.process_index() == 0
+  done = answered(args.out, run_signature(args), args.restart) if lead else {}
+  todo = [p for p, need in zip(problems, todo_mask(problems, done)) if need]
+  field = _ID_FIELD[args.benchmark]
+  out_file = (open(os.path.join(args.out, "responses.jsonl"), "a", encoding="utf-8")
+              if lead else None)
+
+  def save(chunk, texts):
+    if out_file is not None:
+      out_file.writelines(json.dumps({field: p.pid, "response": r}, ensure_ascii=False) + "\n"
+                          for p, r in zip(chunk, texts))
+      out_file.flush()
+
+  t1 = time.time()
+  new = generate_responses(model, cfg, encoder, todo, template=args.template,
+                           batch_size=args.batch, max_new_tokens=args.max_new_tokens,
+                           temperature=args.temperature, mesh=mesh, on_batch=save)
+  seconds = time.time() - t1
   if encoder.truncated:
     log.warning("%d prompts were longer than the model's context and lost their start",
                 encoder.truncated)
-  os.makedirs(args.out, exist_ok=True)
-  id_field = {"mathvista": "pid", "math_v": "id", "mathverse": "sample_index",
-              "engine": "pid"}[args.benchmark]
-  records = [{id_field: p.pid, "response": r} for p, r in zip(problems, responses)]
-  with open(os.path.join(args.out, "responses.jsonl"), "w", encoding="utf-8") as f:
-    f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-  scores, outputs = score.score_responses(args.benchmark, problems, records, source=args.out)
+  if not lead:
+    return None
+  out_file.close()
+  done.update({p.pid: r for p, r in zip(todo, new)})
+  return _score_and_report(args, problems, done, len(todo), seconds, t0)
+
+
+def _score_and_report(args, problems: list[Problem], done: dict[str, str], generated: int,
+                      seconds: float, t0: float) -> dict:
+  """Scores every problem's response, writes the files, prints and returns the summary."""
+  field = _ID_FIELD[args.benchmark]
+  records = [{field: p.pid, "response": done[p.pid]} for p in problems if p.pid in done]
+  scores, outputs = score.score_responses(args.benchmark, problems, records, source=args.out,
+                                          engine_judge=args.engine_judge)
   paths = score.write_outputs(args.benchmark, scores, outputs,
                               os.path.join(args.out, "scores.json"))
-  print(json.dumps({"all": scores["all"], "seconds": round(time.time() - t0, 1), "files": paths}))
+  summary = {"all": scores["all"], "generated": generated,
+             "resumed": len(problems) - generated,
+             "problems_per_second": round(generated / seconds, 3) if generated else None,
+             "seconds": round(time.time() - t0, 1), "files": paths}
+  print(json.dumps(summary))
+  return summary
 
 
 if __name__ == "__main__":

@@ -14,12 +14,15 @@ import json
 import os
 from typing import Any, Callable
 
-from mathvlm.eval import consistency, engine_benchmark, math_v, mathverse, mathvista, report
+from mathvlm.eval import (consistency, engine_benchmark, engine_dynamic, math_v, mathverse,
+                          mathvista, report)
 from mathvlm.eval.common import Problem
 
-BENCHMARKS = {"mathvista": mathvista, "math_v": math_v, "mathverse": mathverse, "engine": engine_benchmark}
+BENCHMARKS = {"mathvista": mathvista, "math_v": math_v, "mathverse": mathverse,
+              "engine": engine_benchmark, "engine_dynamic": engine_dynamic}
 TITLES = {"mathvista": "MathVista", "math_v": "MATH-Vision", "mathverse": "MathVerse",
-          "engine": "Engine held-out"}
+          "engine": "Engine held-out", "engine_dynamic": "Engine variants (dynamic)"}
+ENGINES = ("engine", "engine_dynamic")
 _ID_FIELDS = ("pid", "id", "sample_index")
 
 
@@ -53,8 +56,11 @@ def record_id(rec: dict[str, Any], path: str) -> str:
   raise ValueError(f"{path}: a response record has none of {_ID_FIELDS}: {str(rec)[:200]}")
 
 
-def response_of(rec: dict[str, Any]) -> str:
-  """The model's text: `response` (MathVista, MATH-Vision) or `model_answer` (MathVerse)."""
+def response_of(rec: dict[str, Any], field: str | None = None) -> str:
+  """The model's text: `field` if given (the official `--response_label`), else `response`
+  (MathVista, MATH-Vision), `model_answer` (MathVerse), `output` or `text`."""
+  if field:
+    return rec.get(field) if isinstance(rec.get(field), str) else ""
   for k in ("response", "model_answer", "output", "text"):
     if isinstance(rec.get(k), str):
       return rec[k]
@@ -63,13 +69,15 @@ def response_of(rec: dict[str, Any]) -> str:
 
 def score_responses(benchmark: str, problems: list[Problem], records: list[dict[str, Any]], *,
                     use_extraction_field: bool = False, source: str = "responses",
-                    judge: Callable[[Problem, str, str], str | None] | None = None):
+                    judge: Callable[[Problem, str, str], str | None] | None = None,
+                    response_field: str | None = None, engine_judge: str = "value"):
   """(scores, official-format output records) for response records against problems.
 
   Every record must name a known problem. Problems without a response are left out of the
   totals, as the official scripts do (they score the response file), and counted in
   scores["missing"].
   judge(problem, response, extraction) may override the rule-based extraction (see judge.py).
+  engine_judge: how free-form engine answers are judged ("value" or "math_verify").
   """
   mod = BENCHMARKS[benchmark]
   by_id = {p.pid: p for p in problems}
@@ -83,7 +91,7 @@ def score_responses(benchmark: str, problems: list[Problem], records: list[dict[
       unknown.append(pid)
       continue
     p = by_id[pid]
-    response = response_of(rec)
+    response = response_of(rec, response_field)
     if benchmark == "mathvista":
       p = by_id[pid] = mathvista.with_record(p, rec)
       if use_extraction_field:
@@ -107,7 +115,7 @@ def score_responses(benchmark: str, problems: list[Problem], records: list[dict[
       ok = mathverse.judge(p, extraction)
       outputs.append(mathverse.output_record(p, response, extraction, ok))
     else:
-      ok = engine_benchmark.judge(p, extraction)
+      ok = engine_benchmark.judge(p, extraction, engine_judge)
       outputs.append({"pid": pid, "response": response, "extraction": extraction, "correct": ok})
     correct[pid] = ok
     extractions[pid] = str(extraction)
@@ -118,7 +126,7 @@ def score_responses(benchmark: str, problems: list[Problem], records: list[dict[
   scores = mod.scores(by_id, correct)
   if benchmark == "mathvista":
     scores["official"] = mathvista.official_scores(by_id, correct)
-  if benchmark == "engine":
+  if benchmark in ENGINES:
     scores["consistency"] = consistency.engine_consistency(by_id, extractions, correct)
   scores["missing"] = len(missing)
   return scores, outputs
@@ -129,10 +137,21 @@ def load_problems(benchmark: str, annotations: str, images_dir: str | None = Non
   return BENCHMARKS[benchmark].load(annotations, images_dir, **kwargs)
 
 
+def limit_variants(problems: list[Problem], records: list[dict[str, Any]], k: int,
+                   source: str) -> tuple[list[Problem], list[dict[str, Any]]]:
+  """Engine variant problems 0..k-1 of each seed and the responses to them (the others are
+  dropped on both sides; the caller reports how many)."""
+  if any("variant" not in p.meta for p in problems):
+    raise ValueError("--variants applies to engine problems (engine, engine_dynamic) only")
+  keep = {p.pid for p in problems if p.meta["variant"] < k}
+  return ([p for p in problems if p.pid in keep],
+          [r for r in records if record_id(r, source) in keep])
+
+
 def write_outputs(benchmark: str, scores: dict, outputs: list[dict], out_json: str) -> dict:
   paths = report.write(scores, out_json, TITLES[benchmark])
   stem = os.path.splitext(out_json)[0]
-  if benchmark in ("mathvista", "engine"):
+  if benchmark in ("mathvista",) + ENGINES:
     paths["outputs"] = stem + "_outputs.json"
     with open(paths["outputs"], "w", encoding="utf-8") as f:
       json.dump({r["pid"]: r for r in outputs}, f, indent=2, ensure_ascii=False)
@@ -161,19 +180,35 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--out", required=True, help="SCORES.json (the .md, .png and outputs go beside)")
   p.add_argument("--use_extraction_field", action="store_true",
                  help="MathVista: normalise the stored `extraction` instead of extracting")
+  p.add_argument("--response_field", default=None,
+                 help="the record field holding the model's text (default: response, "
+                      "model_answer, output or text)")
   p.add_argument("--judge_url", default="", help="optional OpenAI-compatible endpoint (off)")
   p.add_argument("--judge_model", default="")
+  p.add_argument("--engine_judge", default="value", choices=sorted(engine_benchmark.JUDGES),
+                 help="engine benchmarks: judge free-form answers by value or with math-verify")
+  p.add_argument("--variants", type=int, default=0,
+                 help="engine_dynamic: score variants 0..K-1 of each seed only (0: all)")
   args = p.parse_args(argv)
   problems = load_problems(args.benchmark, args.annotations)
+  records = read_records(args.responses)
+  dropped = {}
+  if args.variants:
+    before = len(problems), len(records)
+    problems, records = limit_variants(problems, records, args.variants, args.responses)
+    dropped = {"dropped_problems": before[0] - len(problems),
+               "dropped_responses": before[1] - len(records)}
   judge = None
   if args.judge_url:
     from mathvlm.eval.judge import Judge
     judge = Judge(args.judge_url, args.judge_model)
-  scores, outputs = score_responses(args.benchmark, problems, read_records(args.responses),
+  scores, outputs = score_responses(args.benchmark, problems, records,
                                     use_extraction_field=args.use_extraction_field,
-                                    source=args.responses, judge=judge)
+                                    source=args.responses, judge=judge,
+                                    response_field=args.response_field,
+                                    engine_judge=args.engine_judge)
   paths = write_outputs(args.benchmark, scores, outputs, args.out)
-  print(json.dumps({"all": scores["all"], "files": paths}))
+  print(json.dumps({"all": scores["all"], "files": paths, **dropped}))
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def test_extract(response, expected):
     ("3.0", "3", (), True),
     ("(1,2)", "(1, 2)", (), True),               # tuples elementwise
     ("(3.0,4)", "(3,4)", (), False),             # ... with latex2sympy's int/float printing
-    ("1,000", "1000", (), False),                # a comma is not a thousands separator here
+    ("1,000", "1000", (), True),                 # latex2sympy's NUMBER reads "1,000" (issue 17)
     ("2\\sqrt{3}", "B", ("$\\sqrt{3}$", "$2\\sqrt{3}$"), True),   # the gold option's text
     ("8:5", "A", ("$8: 5$", "1"), True),
 ])

@@ -1,0 +1,225 @@
+"""MathVista GPT-free extraction, one kind of response at a time, written from the official
+pipeline's documented behaviour: the five demonstrations of `prompts/ext_ans.py` (what GPT-4 is
+shown), what GPT-4 does with refusals (copies them; `calculate_score.py` then maps the copy to the
+nearest choice by `Levenshtein.distance`), and the normalisation of letters beyond the choices."""
+
+import Levenshtein
+import pytest
+
+from mathvlm.eval import answers, mathvista as mv
+
+
+def _problem(qtype, atype, choices=(), precision=None, question="q", query=None):
+  raw = {"pid": "1", "question": question, "question_type": qtype, "answer_type": atype,
+         "choices": list(choices) or None, "precision": precision, "answer": "x", "unit": None}
+  p = mv.load_record(raw)
+  if query is not None:
+    p = mv.with_record(p, {"query": query})
+  return p
+
+
+def _mc(response, choices, **kw):
+  return mv.extract(response, _problem("multi_choice", "text", choices, **kw))
+
+
+def _ff(response, atype="integer", precision=None):
+  return mv.extract(response, _problem("free_form", atype, precision=precision))
+
+
+# The demonstrations GPT-4 sees in extract_answer.py, and what it answers.
+@pytest.mark.parametrize("response,atype,precision,expected", [
+    ("The number missing in the sequence is 14.", "integer", None, "14"),
+    ("The fraction of females facing the camera is 0.6, which means that six out of ten females "
+     "in the group are facing the camera.", "float", 1, "0.6"),
+    ("Luca needs $1.45 to buy a sour apple candy and a butterscotch candy.", "float", 2, "1.45"),
+    ("The line graph saw its maximum peak between 2007 and 2008.", "list", None, "[2007, 2008]"),
+])
+def test_demonstrations_free_form(response, atype, precision, expected):
+  assert _ff(response, atype, precision) == expected
+
+
+def test_demonstration_multi_choice():
+  assert _mc("The correct answer is (B) 8/11.", ["3/11", "8/11", "6/11", "3/5"]) == "B"
+
+
+# Refusals: copied verbatim, then the nearest choice by edit distance (never a word picked out).
+REFUSALS = [
+    "The question does not provide enough information to determine the answer.",
+    "Sorry, I can't help with images of people yet.",
+    "I cannot tell whether the cat is larger without seeing the image.",
+    "Without the image, it is impossible to determine the value of x.",
+]
+
+
+@pytest.mark.parametrize("response", REFUSALS)
+def test_refusal_multi_choice_is_kept_and_mapped_by_edit_distance(response):
+  choices = ["cat", "dog", "it cannot be determined", "bird"]
+  extraction = _mc(response, choices)
+  assert extraction == response
+  nearest = min(choices, key=lambda c: Levenshtein.distance(response, c))
+  assert mv.normalize(extraction, choices, "multi_choice", "text", None) == nearest
+
+
+@pytest.mark.parametrize("response", REFUSALS)
+def test_refusal_free_form_is_kept_and_scores_no_number(response):
+  extraction = _ff(response + " There are 3 objects.")
+  assert mv.normalize(extraction, None, "free_form", "integer", None) is None
+
+
+def test_an_answer_after_an_apology_is_still_the_answer():
+  assert _mc("I'm sorry, the image is blurry, but the answer is (B).", ["1", "2", "3"]) == "B"
+  assert _mc("I can't be certain, but it looks like (B).", ["1", "2", "3"]) == "B"
+  assert _ff("I cannot determine the exact number, but it appears to be around 8.") == "8"
+
+
+# Option markers: GPT keeps the letter written, even beyond the choices.
+def test_option_list_keeps_the_first_letter_even_beyond_the_choices():
+  extraction = _mc("(C) yes\n(D) no", ["Yes", "No"])
+  assert extraction == "C"
+  assert mv.normalize(extraction, ["Yes", "No"], "multi_choice", "text", None) == "No"
+
+
+@pytest.mark.parametrize("response,expected", [
+    ("(E) 137", "E"),                       # a fifth option of four
+    ("The answer is (E) 137.", "E"),
+    ("(B) 137", "B"),                       # the letter wins over a value of another option
+    ("(b)", "B"), ("b", "B"), ("B.", "B"), ("Option B", "B"), ("**Answer: (B) 14**", "B"),
+])
+def test_option_with_value_keeps_the_letter(response, expected):
+  assert _mc(response, ["135", "137", "139", "141"]) == expected
+
+
+def test_letter_options_are_read_as_letters():
+  choices = ["A", "B", "C", "D", "E"]
+  assert _mc("Sure, I can help.\n\nThe answer to the question is **(E)**.", choices) == "E"
+  assert _mc("The image of the dot is:\n\n(C) C", choices) == "C"
+
+
+# Several answers: kept together, as GPT does ("2000 and 2005"), so no single number.
+@pytest.mark.parametrize("response,expected", [
+    ("The answer is 2 or 3.", "2 or 3"),
+    ("The expenditure has the greatest increase between 2000 and 2005.", "2000 and 2005"),
+])
+def test_several_values_are_kept_together(response, expected):
+  assert _ff(response) == expected
+  assert mv.normalize(expected, None, "free_form", "integer", None) is None
+
+
+def test_one_value_with_a_description_is_not_several():
+  assert _ff("So the answer is 1982 with an actual total income of $931,441.") == "1982"
+
+
+# Units and number formats.
+@pytest.mark.parametrize("response,expected", [
+    ("The answer is 5 cm^2.", "5"), ("The area is about 12.5 square centimeters.", "12.5"),
+    ("The total cost is $1,200.", "1200"), ("The angle is 45°.", "45"),
+    ("So, Luca needs $0.06 + $0.07 = $0.13.", "0.13"),
+    ("Therefore, the value of x = 3 + 4 = 7.", "7"),
+    ("Looking at the graph, the value at x = 3 is approximately 5.2.", "5.2"),
+])
+def test_units_and_formats(response, expected):
+  assert _ff(response, "float", 2) == expected
+
+
+# LaTeX.
+@pytest.mark.parametrize("response,expected", [
+    ("The value is \\boxed{\\frac{3}{4}}", "0.75"), ("The answer is $\\dfrac{1}{2}$.", "0.5"),
+    ("Hence $x = \\boxed{\\sqrt{16}}$.", "4"),
+    ("The answer is \\( \\frac{2}{3} \\approx 0.67 \\).", "0.67"),
+])
+def test_latex_values(response, expected):
+  assert _ff(response, "float", 2) == expected
+
+
+def test_latex_option_matched_by_value():
+  choices = ["\\frac { 3 } { 5 } \\pi", "\\frac { 5 } { 3 } \\pi", "5 \\pi", "10 \\pi"]
+  response = "Therefore, $\\widehat{WN} = \\boxed{\\frac{5}{3}\\pi}$."
+  assert mv.normalize(_mc(response, choices), choices, "multi_choice", "text", None) == choices[1]
+
+
+# Truncated responses (cut by max_new_tokens).
+def test_truncated_after_a_stated_letter_keeps_it():
+  response = ("The correct answer is **(B)**.\n\nWe can use the law of sines.\n\n```\n"
+              "\\sin x = \\dfrac{14}{9}\n```\n\n```\nx = \\sin^{-1} \\left(")
+  assert _mc(response, ["33", "40", "50", "57"]) == "B"
+
+
+def test_truncated_free_form_takes_the_value_stated_so_far():
+  assert _ff("First, the area of the rectangle is 5 * 4 = 20. Then we subtract the") == "20"
+
+
+# Statements that answer a Yes/No question.
+@pytest.mark.parametrize("question,statement,expected", [
+    ("Are there fewer big motorbikes than rubber choppers?",
+     "Based on the image, there are more rubber choppers than big motorbikes.", "Yes"),
+    ("Are there more big motorbikes than rubber choppers?",
+     "Based on the image, there are more rubber choppers than big motorbikes.", "No"),
+    ("Is the number of blue buses greater than the number of cyan jets?",
+     "There are more cyan jets than blue buses.", "No"),
+    ("Is the bed larger than the kitten?", "The bed is larger than the kitten.", "Yes"),
+    ("Is the bed larger than the kitten?", "The bed is not larger than the kitten.", "No"),
+    ("Is Dark Orchid the maximum?", "Dark Orchid is the maximum. It is not the smallest.", "Yes"),
+])
+def test_yes_no_statements(question, statement, expected):
+  assert _mc(statement, ["Yes", "No"], question=question) == expected
+
+
+# Options named in other words, and the answer clause of a conditional.
+@pytest.mark.parametrize("response,choices,expected", [
+    ("If caterpillars decrease, plants may increase in the food chain.",
+     ["plants decrease", "plants increase", "nothing happens"], "plants increase"),
+    ("If pelicans increase, fish populations may decrease.",
+     ["decrease", "nothing", "increase"], "decrease"),
+    ("If grasshoppers get exterminated, the animal that would lack food would be the Frog.",
+     ["Rabbit", "Deer", "Frogs", "Wolf"], "Frogs"),
+    ("If the squirrels decrease, the deer tick population would likely decrease as well.",
+     ["increase", "fluctuate", "it would decrease", "stay the same"], "it would decrease"),
+])
+def test_options_in_other_words(response, choices, expected):
+  assert _mc(response, choices) == expected
+
+
+def test_the_stated_option_wins_over_other_mentions():
+  assert _mc("Given the length of ADE is 1, the length of ABC would be 2.", ["1", "2", "3"]) == "2"
+  assert _mc("The first to change would be the frogs. Crickets and hawks change later.",
+             ["Frogs", "Crickets", "Hawks"]) == "Frogs"
+
+
+def test_value_matching_an_option_is_that_option():
+  assert _mc("Based on the given information, the edge length is 8.0.", ["10", "8", "6"]) == "8"
+
+
+# The response's query: letters and option texts are read against the options as it listed them.
+def test_option_text_is_given_the_letter_the_query_gave_it():
+  choices = ["Jul '21", "Jun '21", "Mar '21", "May '21"]
+  query = "Question: In which period ...?\nChoices:\n(A) May '21\n(B) Mar '21\n(C) Jul '21\n" \
+          "(D) Jun '21"
+  extraction = _mc("The number is the maximum in May '21.", choices, query=query)
+  assert extraction == "A"
+  # ... which the official normalisation reads against `choices`, as the published scores did
+  assert mv.normalize(extraction, choices, "multi_choice", "text", None) == "Jul '21"
+
+
+def test_explain_names_the_rule():
+  p = _problem("multi_choice", "text", ["Yes", "No"])
+  assert mv.explain("", p) == ("", "empty") == mv.explain(None, p)
+  assert mv.explain("Yes", p) == ("Yes", "exact")
+  assert mv.explain("Sorry, I can't see it.", p)[1] == "refusal (kept verbatim)"
+
+
+@pytest.mark.parametrize("text,refusal", [
+    ("I'm unable to view the image.", True), ("As an AI, I cannot see pictures.", True),
+    ("There is not enough information to answer.", True),
+    ("The triangle is not isosceles, so the answer is (B).", False),
+    ("It is possible to determine x: x = 5.", False),
+    ("The image does not contain any red cubes. So there are 3 objects left.", False),
+    ("There is no data for 2010. The value in 2011 is 5.", False),
+    ("I don't see an image attached.", True),
+])
+def test_refusal_detection(text, refusal):
+  assert answers.refusal(text) is refusal
+
+
+@pytest.mark.parametrize("response,expected", [("答案是B", "B"), ("故选C", "C"), ("答案：A", "A")])
+def test_chinese_answer_phrases(response, expected):
+  assert _mc(response, ["1", "2", "3"]) == expected
