@@ -13,6 +13,8 @@ import sys
 import numpy as np
 import pytest
 
+from random_models import random_model
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -24,24 +26,9 @@ def _save_classifier(folder, classes, size, seed):
   from mathvlm.models.classifier import ClassifierConfig, ImageClassifier
   vision = dataclasses.replace(TINY_VISION, image_size=size)
   cfg = ClassifierConfig(vision=vision, num_classes=classes)
-  model = random_model(ImageClassifier, cfg, seed)
+  model = random_model(ImageClassifier, cfg, seed)  # numpy-drawn: no init compiles
   convert.save_checkpoint(model, cfg, folder)
   return model
-
-
-def random_model(cls, cfg, seed):
-  """A model with random parameters drawn by numpy: initialising it through jax compiles dozens
-  of tiny programs (10-20 s on this CPU), this takes none. Norm scales stay near 1."""
-  import jax
-  from flax import nnx
-  graphdef, state = nnx.split(nnx.eval_shape(lambda: cls(cfg, rngs=nnx.Rngs(0))))
-  rng = np.random.default_rng(seed)
-
-  def draw(path, x):
-    scale = "scale" in jax.tree_util.keystr(path)
-    return (scale + rng.normal(0, 0.1, x.shape)).astype(x.dtype)
-
-  return nnx.merge(graphdef, jax.tree_util.tree_map_with_path(draw, state))
 
 
 @pytest.fixture(scope="module")
