@@ -124,10 +124,13 @@ class OpenAIChat:
     return Failed("unreachable")
 
   def run(self, requests: list[Request]) -> Iterator[tuple[Request, str | Failed]]:
-    with concurrent.futures.ThreadPoolExecutor(self.concurrency) as pool:
+    pool = concurrent.futures.ThreadPoolExecutor(self.concurrency)
+    try:
       futures = {pool.submit(self.ask, r): r for r in requests}
       for done in concurrent.futures.as_completed(futures):
         yield futures[done], done.result()
+    finally:  # interrupted (Ctrl-C, an error downstream): finish what is in flight, start no more
+      pool.shutdown(wait=True, cancel_futures=True)
 
 
 def message_text(payload: dict) -> str:

@@ -17,18 +17,23 @@ CLUSTERS = 5
 
 def cluster(questions: list[str], k: int = CLUSTERS, seed: int = 0) -> list[np.ndarray]:
   """Indices of `questions` per cluster: k K-Means clusters of their TF-IDF vectors (fewer when
-  there are fewer distinct questions; one when there are no words to embed)."""
+  there are fewer distinct vectors; one when there are no words to embed)."""
   from sklearn.cluster import KMeans
   from sklearn.feature_extraction.text import TfidfVectorizer
   n = len(questions)
-  distinct = len(set(questions))
-  if distinct <= 1:
+  if len(set(questions)) <= 1:
     return [np.arange(n)] if n else []
   try:
     x = TfidfVectorizer().fit_transform(questions)
   except ValueError:  # no word of two letters or more in any question: nothing to embed
     return [np.arange(n)]
-  k = min(k, distinct, x.shape[0])
+  x = x.tocsr()
+  x.sort_indices()
+  rows = {(tuple(x.indices[a:b]), tuple(np.round(x.data[a:b], 6)))
+          for a, b in zip(x.indptr[:-1], x.indptr[1:])}
+  k = min(k, len(rows))  # questions differing only in numbers embed alike: fewer clusters
+  if k <= 1:
+    return [np.arange(n)]
   labels = KMeans(n_clusters=k, random_state=seed, n_init=10).fit_predict(x)
   return [np.flatnonzero(labels == c) for c in range(k) if (labels == c).any()]
 

@@ -59,7 +59,7 @@ def source_of(rec: dict, path: str = "") -> str:
   return parts[0] if len(parts) >= 3 and parts[1] == "images" else "unknown"
 
 
-def items_from_dataset(folder: str) -> tuple[list[Item], dict]:
+def items_from_dataset(folder: str, progress: bool = True) -> tuple[list[Item], dict]:
   """A built dataset's images, grouped by content; text-only records are counted, not scored."""
   data_dir, name = os.path.split(os.path.normpath(folder))
   try:
@@ -68,7 +68,7 @@ def items_from_dataset(folder: str) -> tuple[list[Item], dict]:
     raise SystemExit(f"--data {folder}: not a built dataset folder (DATA_DIR/<name>) nor a "
                      f".json/.jsonl file: {type(e).__name__}: {e}") from None
   by_hash, items, text_only = {}, [], []
-  for i in tqdm.trange(len(ds), desc="read", unit="rec"):
+  for i in tqdm.trange(len(ds), desc="read", unit="rec", disable=not progress):
     rec = ds[i]
     if not rec["image"]:
       text_only.append(rec["id"])
@@ -210,7 +210,7 @@ def main(argv=None):
     items, counts = items_from_json(args.data, args.images,
                                     [f for f in args.image_field.split(",") if f])
   else:
-    items, counts = items_from_dataset(args.data)
+    items, counts = items_from_dataset(args.data, not args.no_progress)
   items = shard_of(items, args.shard)
   if not items:
     raise SystemExit(f"--data {args.data}: no images to score ({counts})")
