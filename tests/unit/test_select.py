@@ -3,9 +3,7 @@ exact per-source ratios within rounding, short cells taken whole and reported, n
 the same ids for the same seed, `--ratio random`, and the bad-input errors. Then
 mathvlm.data.subset on a real built dataset: exactly the selected records, in reading order."""
 
-import io
 import json
-import os
 import random
 
 import numpy as np
