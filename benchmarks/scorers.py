@@ -80,6 +80,15 @@ def confusion(gold: list[int], pred: list[int], k: int) -> np.ndarray:
   return m
 
 
+def auc(gold: list[int], probs: np.ndarray) -> float:
+  """ROC AUC (one-vs-rest for several classes): whether the probabilities rank the images by
+  their label at all, even where the argmax is always the majority class (0.5: no signal)."""
+  from sklearn.metrics import roc_auc_score
+  if probs.shape[1] == 2:
+    return float(roc_auc_score(gold, probs[:, 1]))
+  return float(roc_auc_score(gold, probs, multi_class="ovr", labels=list(range(probs.shape[1]))))
+
+
 def evaluate(test_dir: str, scores: str) -> dict:
   gold = {r["image_vision_dominant"]: r for r in json.load(
       open(os.path.join(test_dir, "instruct.json")))}
@@ -88,11 +97,12 @@ def evaluate(test_dir: str, scores: str) -> dict:
   for label, k in LABELS.items():
     g = [gold[x["id"]][label] for x in lines]
     p = [x[label] for x in lines]
+    probs = np.asarray([x[f"{label}_probs"] for x in lines])
     majority = collections.Counter(g).most_common(1)[0]
     out[label] = {"test_images": len(g), "accuracy": round(float(np.mean(np.equal(g, p))), 4),
                   "majority_class": majority[0],
                   "majority_baseline": round(majority[1] / len(g), 4),
-                  "confusion": confusion(g, p, k).tolist()}
+                  "auc": round(auc(g, probs), 4), "confusion": confusion(g, p, k).tolist()}
   return out
 
 
@@ -108,7 +118,8 @@ def plot(results: dict, path: str) -> None:
       ax.text(j, i, str(v), ha="center", va="center",
               color="white" if v > m.max() / 2 else "black")
     ax.set(xlabel="predicted", ylabel="engine label", xticks=range(len(m)), yticks=range(len(m)),
-           title=f"{label}: {r['accuracy']:.0%} (majority {r['majority_baseline']:.0%})")
+           title=f"{label}: {r['accuracy']:.0%} (majority {r['majority_baseline']:.0%}), "
+                 f"AUC {r['auc']:.2f}")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
 
