@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import typing
 from typing import Any, Callable
 
@@ -97,6 +98,11 @@ def config_from_dict(cls, d: dict[str, Any]):
   if unknown:
     raise CheckpointError(f"unknown {cls.__name__} fields in checkpoint config: {sorted(unknown)}")
   return cls(**kwargs)
+
+
+def model_dir(path: str) -> str:
+  """A trainer workdir stands for the model it exported (`WORKDIR/model`)."""
+  return os.path.join(path, "model") if paths.absolute(path).joinpath("model").is_dir() else path
 
 
 def is_model_dir(path) -> bool:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 
-from etils import epath
 from flax import nnx
 
 from mathvlm import checkpoint, hf, objectives
+from mathvlm.checkpoint import model_dir
 from mathvlm.models import registry
 
 
@@ -19,11 +19,6 @@ def runtime(config) -> dict[str, str]:
   """The settings a run chooses whatever the architecture: dtypes and rematerialisation."""
   return dict(dtype=config.model.dtype, param_dtype=config.model.param_dtype,
               remat=config.model.remat)
-
-
-def model_dir(path: str) -> str:
-  """A trainer workdir stands for the model it exported."""
-  return os.path.join(path, "model") if epath.Path(path, "model").is_dir() else path
 
 
 def model_config(config):

@@ -58,6 +58,8 @@ def base(objective: str) -> ml_collections.ConfigDict:
       num_examples=256,
       epochs=1,
       num_classes=4,          # classify
+      label="",               # classify on built labelled images: which label (clarity, complexity)
+      subset="",              # a selection (data_prep.select's selected.jsonl): train on those ids
       tokenizer="",           # built datasets: a tokenizer folder or tokenizer.json
       template="vicuna_v1",   # vicuna_v1 | llama_2 | mistral_instruct | plain
       image_aspect="pad",     # pad (LLaVA-1.5, Math-LLaVA) | resize

@@ -42,6 +42,8 @@ BUILD_REASONS = {
   "roles_out_of_order": "make the turns alternate human, gpt, ..., starting with human and "
                         "ending with gpt",
   "identical_pair": "a preference pair needs different chosen and rejected answers",
+  "bad_label": "give the record each --labels field as an integer class in range (0..K-1 with "
+               "--num_classes), or leave the record out",
 }
 # ... and the input pipeline drops examples for these (kept as zero-loss slots, data_report.json).
 DROP_REASONS = {
@@ -51,6 +53,8 @@ DROP_REASONS = {
   "bad_image": "rebuild the dataset: an image in it cannot be decoded",
   "bad_conversation": "rebuild the dataset: a record's conversation cannot be rendered",
   "image_count": "rebuild the dataset: the record's `<image>` count does not match its images",
+  "label_range": "set data.num_classes to cover the dataset's labels (its report.json and "
+                 "labels lists them), or rebuild it with --num_classes",
 }
 REASONS = {**BUILD_REASONS, **DROP_REASONS}
 
@@ -86,6 +90,14 @@ def preference_schema():
   return tfds.features.FeaturesDict({
     "id": text(), "image": bytes_feature(), "prompt": text(),
     "chosen": text(), "rejected": text()})
+
+
+def label_schema():
+  """labelled_images: an image and its integer labels, as JSON text (`{"clarity": 1,
+  "complexity": 2}`): any set of label names fits one schema, so a dataset needs no builder of
+  its own per label set, and a source picks the label it trains on by name."""
+  return tfds.features.FeaturesDict({
+    "id": text(), "source": text(), "image": bytes_feature(), "labels": text()})
 
 
 # ---------------------------------------------------------------------------------------------

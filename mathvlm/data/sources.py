@@ -10,6 +10,7 @@ import collections
 import grain
 
 from mathvlm.data.records import read, read_lengths
+from mathvlm.data.subset import Subset, read_ids
 from mathvlm.data.synthetic import SyntheticSource
 
 
@@ -27,18 +28,25 @@ def make_source(data_cfg, objective, model_cfg, seed: int):
   if objective.make_source is None:
     raise ValueError(f"data.name={data_cfg.name!r}: objective {objective.name!r} reads no built "
                      "datasets yet; train it on data.name='synthetic'")
-  if not data_cfg.path or not data_cfg.tokenizer:
-    raise ValueError(f"data.name={data_cfg.name!r} needs data.path (the builders' DATA_DIR) and "
-                     "data.tokenizer (a tokenizer folder or tokenizer.json)")
-  tokenizer = load_tokenizer(data_cfg.tokenizer)
+  if not data_cfg.path:
+    raise ValueError(f"data.name={data_cfg.name!r} needs data.path (the builders' DATA_DIR) and, "
+                     "for text, data.tokenizer (a tokenizer folder or tokenizer.json)")
+  tokenizer = load_tokenizer(data_cfg.tokenizer) if data_cfg.tokenizer else None
   parts = parse_mixture(data_cfg.mixture or data_cfg.name)
-  sources = [objective.make_source(read(data_cfg.path, name), tokenizer, data_cfg, model_cfg)
+  ids = read_ids(data_cfg.subset) if data_cfg.subset else None
+  records = {name: read(data_cfg.path, name) for name, _ in parts}
+  if ids is not None:
+    records = {name: Subset(r, ids, where=f"data.subset={data_cfg.subset}")
+               for name, r in records.items()}
+  sources = [objective.make_source(records[name], tokenizer, data_cfg, model_cfg)
              for name, _ in parts]
   if data_cfg.group_by_length:
     if len(sources) > 1:
       raise ValueError("data.group_by_length with a data.mixture is not supported yet: group "
                        "one dataset, or mix without grouping")
-    sources[0].lengths = read_lengths(data_cfg.path, parts[0][0])
+    lengths = read_lengths(data_cfg.path, parts[0][0])
+    sources[0].lengths = lengths if ids is None else tuple(
+        records[parts[0][0]].take(x) for x in lengths)
   if len(sources) == 1:
     return sources[0]
   return Mixture(sources, [w for _, w in parts])
@@ -56,6 +64,14 @@ def parse_mixture(spec: str) -> list[tuple[str, float]]:
   if not out or any(w <= 0 for _, w in out):
     raise ValueError(f"data.mixture={spec!r}: needs names with positive weights")
   return out
+
+
+def require_tokenizer(tokenizer, objective: str):
+  """The tokenizer a text objective needs on built data, or an error naming the field."""
+  if tokenizer is None:
+    raise ValueError(f"objective {objective!r} on built data needs data.tokenizer (a tokenizer "
+                     "folder or tokenizer.json)")
+  return tokenizer
 
 
 def load_tokenizer(path: str):

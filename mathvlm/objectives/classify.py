@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from mathvlm import flops
+from mathvlm.data.labels import LabelSource
 from mathvlm.objectives.base import Objective
 
 Array = jax.Array
@@ -27,13 +28,27 @@ def cross_entropy(logits: Array, labels: Array, label_smoothing: float = 0.0) ->
 
 
 def loss(model, batch: dict[str, Array], cfg: Any = None):
-  """Mean cross-entropy over the batch; weight = B."""
+  """Mean cross-entropy over the examples that have a label; weight = their number. An example
+  the input pipeline dropped carries label -1 (`mathvlm.data.labels`) and counts for nothing."""
   ls = float(OBJECTIVE.options(cfg)["label_smoothing"])
   labels = jnp.asarray(batch["labels"], jnp.int32)
+  valid = (labels >= 0).astype(jnp.float32)
   logits = model(batch["pixel_values"]).astype(jnp.float32)
-  mean = jnp.mean(cross_entropy(logits, labels, ls))
-  accuracy = jnp.mean((jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32))
-  return mean, jnp.asarray(labels.shape[0], jnp.float32), dict(loss=mean, accuracy=accuracy)
+  count = jnp.sum(valid)
+  denom = jnp.maximum(count, 1.0)
+  mean = jnp.sum(cross_entropy(logits, jnp.maximum(labels, 0), ls) * valid) / denom
+  accuracy = jnp.sum((jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32) * valid) / denom
+  return mean, count, dict(loss=mean, accuracy=accuracy)
+
+
+def label_source(records, tokenizer, data, model_cfg) -> LabelSource:
+  """Built labelled images (`data_prep.labelled_images`), the label `data.label`."""
+  del tokenizer
+  if not data.label:
+    raise ValueError(f"data.name={data.name!r}: set data.label to the label to learn (e.g. "
+                     "clarity or complexity)")
+  return LabelSource(records, label=data.label, image_size=model_cfg.vision.image_size,
+                     num_classes=data.num_classes, aspect=data.image_aspect)
 
 
 def check(o) -> list[str]:
@@ -45,4 +60,4 @@ def check(o) -> list[str]:
 OBJECTIVE = Objective(
     name="classify", family="classifier", loss=loss, example="classify",
     flops=flops.classify_step, batch_keys=("pixel_values", "labels"),
-    defaults=dict(label_smoothing=0.0), check=check)
+    defaults=dict(label_smoothing=0.0), check=check, make_source=label_source)

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from mathvlm import flops
 from mathvlm.data.captions import CaptionSource
+from mathvlm.data.sources import require_tokenizer
 from mathvlm.objectives.base import Objective
 
 Array = jax.Array
@@ -76,6 +77,7 @@ def check(o) -> list[str]:
 
 def caption_source(records, tokenizer, data, model_cfg) -> CaptionSource:
   """CLIP-Math: image and caption, no template or image tokens."""
+  tokenizer = require_tokenizer(tokenizer, "contrastive")
   return CaptionSource(records, tokenizer=tokenizer, image_size=model_cfg.vision.image_size,
                        max_len=data.max_len, aspect=data.image_aspect,
                        pad_id=tokenizer.pad_token_id or 0)

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from mathvlm import flops
 from mathvlm.data.conversations import PreferenceSource
 from mathvlm.objectives import lm
+from mathvlm.data.sources import require_tokenizer
 from mathvlm.objectives.base import Objective
 
 Array = jax.Array
@@ -129,6 +130,7 @@ def check(o) -> list[str]:
 
 def preference_source(records, tokenizer, data, model_cfg) -> PreferenceSource:
   """Built `preferences` pairs as [2, ...] examples (chosen, rejected)."""
+  tokenizer = require_tokenizer(tokenizer, "dpo")
   return PreferenceSource(records, tokenizer=tokenizer, template=data.template,
                           image_size=model_cfg.vision.image_size,
                           image_token_id=model_cfg.image_token_id,

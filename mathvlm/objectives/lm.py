@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from mathvlm import flops
 from mathvlm.data.conversations import ConversationSource
 from mathvlm.models.layers import positions_from_mask
+from mathvlm.data.sources import require_tokenizer
 from mathvlm.objectives.base import Objective
 
 Array = jax.Array
@@ -103,6 +104,7 @@ def loss(model, batch: dict[str, Array], cfg: Any = None):
 
 def conversation_source(records, tokenizer, data, model_cfg) -> ConversationSource:
   """Built conversations (mathv360k, mavis_instruct, mavis_caption, llava_json) as lm examples."""
+  tokenizer = require_tokenizer(tokenizer, "lm")
   return ConversationSource(records, tokenizer=tokenizer, template=data.template,
                             image_size=model_cfg.vision.image_size,
                             image_token_id=model_cfg.image_token_id,

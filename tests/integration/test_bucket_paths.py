@@ -120,7 +120,7 @@ def test_init_from_a_bucket_workdir_reads_its_model_config(fake_gcs):
   meta = {"format": "mathvlm", "kind": "llava", "config": checkpoint.config_to_dict(cfg)}
   epath.Path(BUCKET, "model").mkdir(parents=True, exist_ok=True)
   epath.Path(BUCKET, "model", "config.json").write_text(json.dumps(meta))
-  assert pretrained.model_dir(BUCKET) == f"{BUCKET}/model"
+  assert checkpoint.model_dir(BUCKET) == f"{BUCKET}/model"
   assert pretrained.model_config(config) == cfg
 
 

@@ -1,0 +1,305 @@
+"""Math-LLaVA's four augmentations of a MathV360K-format dataset: new questions, harder,
+rephrased and simplified ones, from a chat model that sees the image.
+
+  python -m data_prep.augment --src train.json --images data_images --out OUT \
+      --kinds new,harder,rephrase,simplify --backend openai --url http://HOST:PORT/v1 \
+      --model MODEL [--api_key_env OPENAI_API_KEY] [--concurrency 8] [--retries 4]
+  python -m data_prep.augment --src train.json --images data_images --out OUT \
+      --kinds rephrase --backend local --ckpt CKPT [--tokenizer tokenizer.json]
+
+Requests: `new`, one per image, few-shot with one example from each of 5 TF-IDF K-Means clusters
+of the image's source's questions (`data_prep.few_shot`), up to 5 pairs back; `harder`,
+`rephrase` and `simplify`, one per record, from its first question and answer. The prompts are
+ours (`data_prep.augment_prompts`); answers are read from "The question is ... The answer is ...".
+
+Each answer is judged, in a fixed order (images as in --src; per image new, harder, rephrase,
+simplify): `malformed` (no such pair), `empty` (an empty response, question or answer),
+`duplicates` (the same question, words and case aside, as one of the image's own or an
+already accepted one), `answer_changed` (a rephrasing whose final answer differs), else
+`accepted`. Only accepted pairs are merged: OUT/augmented.json is a MathV360K-format list
+(`{"id": "<record>_<kind>[k]", "image", "conversations"}`) that `data_prep.mathv360k` and
+`data_prep.llava_json` build with --images as here. OUT/report.json counts every outcome per
+kind, with ids. Failed requests (after the retries) are listed and not stored.
+
+Resumable: every response is appended to OUT/responses.jsonl as it arrives, under its kind,
+record and prompt hash; a rerun asks only for what is not there (delete the file to ask again).
+The exit status is 1 when some request failed, after writing everything: rerun to retry those.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+
+import tqdm
+
+from data_prep import augment_prompts as P
+from data_prep import common, few_shot
+from data_prep.chat_backends import Failed, LocalChat, OpenAIChat, Request
+from mathvlm.eval import answers
+
+OUTCOMES = ("failed", "malformed", "empty", "duplicates", "answer_changed", "accepted")
+
+
+@dataclasses.dataclass(frozen=True)
+class Original:
+  """A source record's first question and answer, and where its image is."""
+  id: str
+  image: str  # relative to --images, as in the record
+  source: str
+  question: str
+  answer: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Planned:
+  kind: str
+  original: Original  # for `new`: the image's first record
+  request: Request
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the source records.
+
+def source_of(rec: dict, image: str) -> str:
+  if isinstance(rec.get("source"), str) and rec["source"]:
+    return rec["source"]
+  parts = image.replace("\\", "/").split("/")
+  return parts[0] if len(parts) >= 2 else "unknown"
+
+
+def read_originals(path: str) -> tuple[list[Original], list[dict]]:
+  """The records usable as originals, and the others ({id, at, reason, detail})."""
+  out, bad = [], []
+  for key, where, _, payload in common.load_json_items(path):
+    try:
+      rec = common.parse(payload)
+      rid = common.record_id(rec, key)
+      images = common.image_paths(rec.get("image"), 1)
+      turns = common.check_conversations(rec.get("conversations"), len(images))
+      if not images:
+        raise common.BadRecord("missing_image", "a text-only record: nothing to look at")
+    except common.BadRecord as e:
+      bad.append({"id": e.key or key, "at": where, "reason": e.reason, "detail": e.detail})
+      continue
+    out.append(Original(rid, images[0], source_of(rec, images[0]), turns[0]["value"],
+                        turns[1]["value"]))
+  return out, bad
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning and judging (pure).
+
+def by_image(originals: list[Original]) -> dict[str, list[Original]]:
+  groups: dict[str, list[Original]] = {}
+  for o in originals:
+    groups.setdefault(o.image, []).append(o)
+  return groups
+
+
+def plan(originals: list[Original], kinds: list[str], images_dir: str,
+         shots: few_shot.FewShot | None) -> list[Planned]:
+  """Every request, in judging order: per image, new then the per-record kinds."""
+  out = []
+  for image, group in by_image(originals).items():
+    path = os.path.join(images_dir, image)
+    for kind in P.KINDS:
+      if kind not in kinds:
+        continue
+      for o in (group[:1] if kind == "new" else group):
+        examples = shots.examples(o.source, image) if kind == "new" and shots else []
+        text = P.prompt(kind, o.question, o.answer, o.source, examples)
+        key = f"{kind}/{o.id}/{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+        out.append(Planned(kind, o, Request(key, text, path)))
+  return out
+
+
+def judge(p: Planned, response: str | Failed, seen: set[str]) -> list[tuple[str, str, tuple]]:
+  """[(outcome, id, (question, answer) or ())] for one response; accepted questions join
+  `seen` (the image's question keys)."""
+  rid = f"{p.original.id}_{p.kind}"
+  if isinstance(response, Failed):
+    return [("failed", rid, ())]
+  if not response.strip():
+    return [("empty", rid, ())]
+  pairs = P.parse_pairs(response)
+  if not pairs:
+    return [("malformed", rid, ())]
+  pairs = pairs[:P.MAX_NEW] if p.kind == "new" else pairs[:1]
+  out = []
+  for k, (q, a) in enumerate(pairs):
+    pid = f"{rid}{k}" if p.kind == "new" else rid
+    if not q or not a:
+      out.append(("empty", pid, ()))
+    elif P.question_key(q) in seen:
+      out.append(("duplicates", pid, ()))
+    elif p.kind == "rephrase" and not same_answer(a, p.original.answer):
+      out.append(("answer_changed", pid, ()))
+    else:
+      seen.add(P.question_key(q))
+      out.append(("accepted", pid, (q, a)))
+  return out
+
+
+def same_answer(a: str, b: str) -> bool:
+  return answers.same_value(answers.final_answer(a), answers.final_answer(b))
+
+
+def merge(planned: list[Planned], responses: dict, originals: list[Original]):
+  """(records for augmented.json, report per kind): every planned request judged in order."""
+  seen = {image: {P.question_key(o.question) for o in group}
+          for image, group in by_image(originals).items()}
+  report = {k: {"requests": 0, **{o: {"count": 0, "ids": []} for o in OUTCOMES}}
+            for k in dict.fromkeys(p.kind for p in planned)}
+  records = []
+  for p in planned:
+    r = responses.get(p.request.key, Failed("not asked"))
+    report[p.kind]["requests"] += 1
+    for outcome, pid, pair in judge(p, r, seen[p.original.image]):
+      entry = report[p.kind][outcome]
+      entry["count"] += 1
+      entry["ids"].append({"id": pid, "error": r.error} if outcome == "failed" else pid)
+      if pair:
+        records.append({"id": pid, "image": p.original.image, "conversations": [
+            {"from": "human", "value": f"{common.IMAGE_TOKEN}\n{pair[0]}"},
+            {"from": "gpt", "value": pair[1]}]})
+  return records, report
+
+
+# ---------------------------------------------------------------------------------------------
+# Asking, with the store of answers (resume).
+
+def load_store(path: str) -> dict[str, str]:
+  """{request key: response} from responses.jsonl; a torn last line (a killed run) is skipped."""
+  out = {}
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      for line in f:
+        try:
+          rec = json.loads(line)
+          out[rec["key"]] = rec["response"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+          logging.warning("%s: skipping an unreadable line (an interrupted write)", path)
+  return out
+
+
+def ask(backend, planned: list[Planned], store_path: str, progress: bool) -> tuple[dict, int]:
+  """All responses (stored ones and new ones), and how many were asked now."""
+  stored = load_store(store_path)
+  todo = list({p.request.key: p.request for p in planned
+               if p.request.key not in stored}.values())
+  got = dict(stored)
+  with open(store_path, "a", encoding="utf-8") as f, tqdm.tqdm(
+      total=len(todo), desc="ask", unit="req", disable=not progress) as bar:
+    for req, response in backend.run(todo):
+      got[req.key] = response
+      if not isinstance(response, Failed):
+        f.write(json.dumps({"key": req.key, "response": response}, ensure_ascii=False) + "\n")
+        f.flush()
+      bar.update(1)
+  return got, len(todo)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line.
+
+def make_backend(args):
+  if args.backend == "openai":
+    if not args.url or not args.model:
+      raise SystemExit("--backend openai needs --url (e.g. http://127.0.0.1:8000/v1) and --model")
+    key = os.environ.get(args.api_key_env) if args.api_key_env else None
+    if not key:
+      logging.info("no API key in $%s: sending requests without one", args.api_key_env)
+    return OpenAIChat(args.url, args.model, api_key=key, concurrency=args.concurrency,
+                      retries=args.retries, backoff=args.backoff, timeout=args.timeout,
+                      max_tokens=args.max_new_tokens, temperature=args.temperature)
+  if not args.ckpt:
+    raise SystemExit("--backend local needs --ckpt (a mathvlm LLaVA checkpoint)")
+  return LocalChat(args.ckpt, args.tokenizer, batch_size=args.batch,
+                   max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                   template=args.template)
+
+
+def parse_args(argv):
+  p = argparse.ArgumentParser(prog="python -m data_prep.augment",
+                              description=__doc__.split("\n")[0])
+  p.add_argument("--src", required=True, help="MathV360K-format .json list (or .jsonl)")
+  p.add_argument("--images", required=True, help="folder the records' image paths start in")
+  p.add_argument("--out", required=True)
+  p.add_argument("--kinds", default=",".join(P.KINDS), help="any of " + ",".join(P.KINDS))
+  p.add_argument("--backend", choices=("openai", "local"), required=True)
+  p.add_argument("--url", help="openai: the endpoint's base URL (.../v1)")
+  p.add_argument("--model", help="openai: the model name")
+  p.add_argument("--api_key_env", default="OPENAI_API_KEY", help="openai: env var with the key")
+  p.add_argument("--concurrency", type=int, default=8, help="openai: requests in flight")
+  p.add_argument("--retries", type=int, default=4, help="openai: retries per request")
+  p.add_argument("--backoff", type=float, default=1.0, help="openai: first retry wait, seconds")
+  p.add_argument("--timeout", type=float, default=120.0, help="openai: seconds per request")
+  p.add_argument("--ckpt", help="local: mathvlm LLaVA checkpoint")
+  p.add_argument("--tokenizer", help="local: tokenizer.json (default CKPT/tokenizer.json)")
+  p.add_argument("--template", default="vicuna_v1", help="local: chat template")
+  p.add_argument("--batch", type=int, default=8, help="local: requests per decoding batch")
+  p.add_argument("--max_new_tokens", type=int, default=512)
+  p.add_argument("--temperature", type=float, default=0.7)
+  p.add_argument("--seed", type=int, default=0, help="clusters and few-shot draws")
+  p.add_argument("--limit", type=int, default=0, help="first N source records only (0: all)")
+  p.add_argument("--no_progress", action="store_true")
+  args = p.parse_args(argv)
+  args.kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+  unknown = sorted(set(args.kinds) - set(P.KINDS))
+  if unknown or not args.kinds:
+    p.error(f"--kinds: unknown {unknown}; choose from {','.join(P.KINDS)}")
+  return args
+
+
+def main(argv=None) -> dict:
+  args = parse_args(argv)
+  originals, bad = read_originals(args.src)
+  if args.limit:
+    originals = originals[:args.limit]
+  if not originals:
+    raise SystemExit(f"{args.src}: no usable records ({len(bad)} unusable, e.g. {bad[:3]})")
+  shots = None
+  if "new" in args.kinds:
+    pairs = {}
+    for o in originals:
+      pairs.setdefault(o.source, []).append((o.image, P.one_line(o.question), o.answer))
+    shots = few_shot.FewShot(pairs, seed=args.seed)
+  planned = plan(originals, args.kinds, os.path.abspath(args.images), shots)
+  os.makedirs(args.out, exist_ok=True)
+  backend = make_backend(args)
+  responses, asked = ask(backend, planned, os.path.join(args.out, "responses.jsonl"),
+                         not args.no_progress)
+  return finish(args, backend, originals, bad, planned, responses, asked)
+
+
+def finish(args, backend, originals, bad, planned, responses, asked) -> dict:
+  records, kinds = merge(planned, responses, originals)
+  out_json = os.path.join(args.out, "augmented.json")
+  with open(out_json + ".tmp", "w", encoding="utf-8") as f:
+    json.dump(records, f, ensure_ascii=False, indent=1)
+  os.replace(out_json + ".tmp", out_json)
+  failed = sum(k["failed"]["count"] for k in kinds.values())
+  report = {"src": os.path.abspath(args.src), **backend.describe(),
+            "records": len(originals), "images": len(by_image(originals)),
+            "unusable_records": {"count": len(bad), "ids": bad},
+            "requests": len(planned), "asked": asked, "reused": len(planned) - asked,
+            "written": len(records), "kinds": kinds}
+  with open(os.path.join(args.out, "report.json"), "w", encoding="utf-8") as f:
+    json.dump(report, f, ensure_ascii=False, indent=1)
+  line = "; ".join(f"{k}: {v['accepted']['count']} accepted of {v['requests']} requests"
+                   for k, v in kinds.items())
+  print(f"augment: {len(records)} pairs written to {out_json} ({line}); asked {asked}, reused "
+        f"{len(planned) - asked}; {failed} failed; report {args.out}/report.json")
+  if failed:
+    raise SystemExit(f"augment: {failed} requests failed after their retries (listed in "
+                     f"report.json); rerun the same command to ask only for those")
+  return report
+
+
+if __name__ == "__main__":
+  main()

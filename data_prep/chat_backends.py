@@ -1,0 +1,172 @@
+"""Where augmentation requests are answered: one generator interface, two back ends.
+
+A back end's `run(requests)` yields `(request, response text)` or `(request, Failed(why))` for
+every request, in any order, as each finishes (so the caller can store each answer at once and
+an interrupted run loses nothing it was given):
+  OpenAIChat  any OpenAI-compatible chat-completions endpoint that takes images (a hosted model,
+              vLLM, SGLang, ...): the image goes inline as a base64 data URL; at most
+              `concurrency` requests in flight; a request that fails with 408/409/429/5xx, a
+              timeout or a dropped connection is retried `retries` times with exponential
+              backoff (honouring Retry-After), any other error fails it at once.
+  LocalChat   this project's own LLaVA checkpoint through `mathvlm.eval.chat` (batched decoding
+              with the KV cache, `mathvlm.generate`).
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import dataclasses
+import http.client
+import io
+import json
+import logging
+import os
+import random
+import socket
+import time
+import urllib.error
+import urllib.request
+from typing import Iterator, NamedTuple
+
+from PIL import Image
+
+log = logging.getLogger(__name__)
+RETRY_STATUS = {408, 409, 429}
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+  key: str    # what the response is stored under (kind, record, prompt hash)
+  text: str   # the prompt; the image goes beside it
+  image: str  # the image file
+
+
+class Failed(NamedTuple):
+  error: str
+
+
+def data_url(path: str) -> str:
+  """The image file as a `data:` URL, its type read from the bytes (not the name)."""
+  with open(path, "rb") as f:
+    data = f.read()
+  with Image.open(io.BytesIO(data)) as im:
+    fmt = (im.format or "png").lower()
+  return f"data:image/{fmt};base64,{base64.b64encode(data).decode()}"
+
+
+class _Retry(Exception):
+  def __init__(self, why: str, wait: float | None = None):
+    super().__init__(why)
+    self.wait = wait
+
+
+class OpenAIChat:
+  """Chat completions over HTTP (stdlib only), with retries, backoff and a concurrency limit."""
+
+  def __init__(self, url: str, model: str, *, api_key: str | None = None, concurrency: int = 4,
+               retries: int = 4, backoff: float = 1.0, timeout: float = 120.0,
+               max_tokens: int = 1024, temperature: float = 0.7):
+    self.endpoint = url if url.rstrip("/").endswith("/chat/completions") else (
+        url.rstrip("/") + "/chat/completions")
+    self.model, self.api_key = model, api_key
+    self.concurrency, self.retries, self.backoff = max(1, concurrency), max(0, retries), backoff
+    self.timeout, self.max_tokens, self.temperature = timeout, max_tokens, temperature
+
+  def describe(self) -> dict:
+    return {"backend": "openai", "url": self.endpoint, "model": self.model,
+            "concurrency": self.concurrency, "retries": self.retries}
+
+  def body(self, req: Request) -> bytes:
+    content = [{"type": "text", "text": req.text},
+               {"type": "image_url", "image_url": {"url": data_url(req.image)}}]
+    return json.dumps({"model": self.model, "messages": [{"role": "user", "content": content}],
+                       "max_tokens": self.max_tokens,
+                       "temperature": self.temperature}).encode()
+
+  def _post(self, body: bytes) -> str:
+    headers = {"Content-Type": "application/json"}
+    if self.api_key:
+      headers["Authorization"] = f"Bearer {self.api_key}"
+    req = urllib.request.Request(self.endpoint, data=body, headers=headers, method="POST")
+    try:
+      with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+        payload = json.loads(resp.read().decode("utf-8"))
+    except urllib.error.HTTPError as e:
+      detail = e.read()[:300].decode("utf-8", "replace")
+      if e.code in RETRY_STATUS or e.code >= 500:
+        after = e.headers.get("Retry-After") if e.headers else None
+        raise _Retry(f"HTTP {e.code}: {detail}",
+                     float(after) if after and after.isdigit() else None) from None
+      raise RuntimeError(f"HTTP {e.code}: {detail}") from None
+    except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError,
+            http.client.HTTPException, json.JSONDecodeError) as e:
+      raise _Retry(f"{type(e).__name__}: {e}") from None
+    return message_text(payload)
+
+  def ask(self, req: Request) -> str | Failed:
+    """One request, retried with backoff; a Failed once the retries are spent."""
+    try:
+      body = self.body(req)
+    except (OSError, ValueError) as e:
+      return Failed(f"image {req.image}: {e}")
+    for attempt in range(self.retries + 1):
+      try:
+        return self._post(body)
+      except _Retry as e:
+        if attempt == self.retries:
+          return Failed(f"{e} (after {attempt + 1} attempts)")
+        wait = e.wait if e.wait is not None else self.backoff * 2 ** attempt
+        log.info("request %s: %s; retrying in %.2fs", req.key, e, wait)
+        time.sleep(min(wait, 60.0) * (1 + 0.25 * random.random()))
+      except (RuntimeError, ValueError) as e:
+        return Failed(str(e))
+    return Failed("unreachable")
+
+  def run(self, requests: list[Request]) -> Iterator[tuple[Request, str | Failed]]:
+    pool = concurrent.futures.ThreadPoolExecutor(self.concurrency)
+    try:
+      futures = {pool.submit(self.ask, r): r for r in requests}
+      for done in concurrent.futures.as_completed(futures):
+        yield futures[done], done.result()
+    finally:  # interrupted (Ctrl-C, an error downstream): finish what is in flight, start no more
+      pool.shutdown(wait=True, cancel_futures=True)
+
+
+def message_text(payload: dict) -> str:
+  """The first choice's message text (a string, or a list of text parts)."""
+  try:
+    content = payload["choices"][0]["message"]["content"]
+  except (KeyError, IndexError, TypeError):
+    raise ValueError(f"not a chat completion: {json.dumps(payload)[:200]}") from None
+  if isinstance(content, list):
+    content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+  return content or ""
+
+
+class LocalChat:
+  """This project's model (`mathvlm.eval.chat.LocalChat`), `batch_size` requests per call."""
+
+  def __init__(self, ckpt: str, tokenizer: str | None = None, *, batch_size: int = 8,
+               max_new_tokens: int = 512, temperature: float = 0.0,
+               template: str = "vicuna_v1"):
+    from mathvlm.eval import chat
+    self.ckpt = ckpt
+    self.chat = chat.LocalChat(ckpt, tokenizer, template=template, batch_size=batch_size,
+                               max_new_tokens=max_new_tokens, temperature=temperature)
+    self.batch_size = batch_size
+
+  def describe(self) -> dict:
+    return {"backend": "local", "ckpt": os.path.abspath(self.ckpt),
+            "max_new_tokens": self.chat.max_new_tokens}
+
+  def run(self, requests: list[Request]) -> Iterator[tuple[Request, str | Failed]]:
+    ok = []
+    for r in requests:
+      if os.path.isfile(r.image):
+        ok.append(r)
+      else:
+        yield r, Failed(f"image {r.image}: no such file")
+    for i in range(0, len(ok), self.batch_size):
+      chunk = ok[i:i + self.batch_size]
+      yield from zip(chunk, self.chat.respond([(r.text, r.image) for r in chunk]))

@@ -1,0 +1,247 @@
+"""Score every image of a pool with Math-LLaVA's scorers: one JSON line per image.
+
+  python -m data_prep.score --ckpt clarity=RUN_A --ckpt complexity=RUN_B \
+      --data DATA_DIR/mathv360k --out scores.jsonl [--batch 256] [--workers 8]
+  python -m data_prep.score --ckpt clarity=RUN_A --ckpt complexity=RUN_B \
+      --data train_samples_all_tuning.json --images data_images --out scores.jsonl
+
+The scorers: `--ckpt LABEL=DIR`, once per scorer, where DIR is a classify run's workdir (or its
+`model/` folder) and LABEL names the field its argmax is written to; `data_prep.select` reads
+`clarity` (0 blurred, 1 clear) and `complexity` (levels 0..3). Each line:
+
+  {"id": ..., "source": ..., "records": [record ids showing this image],
+   "clarity": 1, "clarity_probs": [p0, p1], "complexity": 2, "complexity_probs": [p0, .., p3]}
+
+--data is a built dataset folder (`DATA_DIR/<name>`, from any builder), whose records are grouped
+by image content (the image id is the first record's id); or a JSON list / JSONL of records with
+an image path under --images (MathV360K, the engine's instruct.json, a labelled file), grouped by
+path (the image id is the path). `source` is the record's `source` (or `domain`) field, else the
+`<Source>/images/...` folder of MathV360K's layout. `records` lets a selection of images select
+every QA record of those images (`mathvlm.data.subset`). Images that cannot be read are not
+scored: they are listed with their ids in OUT's `.report.json` next to the counts, never dropped
+silently. Batched and jitted, each batch split over all devices (`mathvlm.eval.image_scores`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import hashlib
+import io
+import json
+import os
+from typing import Callable, NamedTuple
+
+import tqdm
+from PIL import Image
+
+from data_prep import common, labelled_images
+from mathvlm.data import records
+from mathvlm.data.image import to_pixels
+
+
+class Item(NamedTuple):
+  """One image of the pool: its id, source, the record ids that show it, and how to read it."""
+  id: str
+  source: str
+  records: list
+  load: Callable[[], bytes]
+
+
+# ---------------------------------------------------------------------------------------------
+# The pool: images grouped from a built dataset or a JSON file.
+
+def source_of(rec: dict, path: str = "") -> str:
+  for field in labelled_images.SOURCE_FIELDS:
+    if isinstance(rec.get(field), str) and rec[field]:
+      return rec[field]
+  parts = path.replace("\\", "/").split("/")
+  return parts[0] if len(parts) >= 3 and parts[1] == "images" else "unknown"
+
+
+def items_from_dataset(folder: str, progress: bool = True) -> tuple[list[Item], dict]:
+  """A built dataset's images, grouped by content; text-only records are counted, not scored."""
+  data_dir, name = os.path.split(os.path.normpath(folder))
+  try:
+    ds = records.read(data_dir, name)
+  except Exception as e:  # tfds raises several types for a folder that is not a dataset
+    raise SystemExit(f"--data {folder}: not a built dataset folder (DATA_DIR/<name>) nor a "
+                     f".json/.jsonl file: {type(e).__name__}: {e}") from None
+  by_hash, items, text_only = {}, [], []
+  for i in tqdm.trange(len(ds), desc="read", unit="rec", disable=not progress):
+    rec = ds[i]
+    if not rec["image"]:
+      text_only.append(rec["id"])
+      continue
+    h = hashlib.sha256(rec["image"]).hexdigest()
+    if h in by_hash:
+      by_hash[h].records.append(rec["id"])
+      continue
+    by_hash[h] = Item(rec["id"], rec.get("source") or "unknown", [rec["id"]],
+                      lambda i=i: ds[i]["image"])
+    items.append(by_hash[h])
+  return items, {"records": len(ds), "text_only": {"count": len(text_only), "ids": text_only}}
+
+
+def items_from_json(path: str, images: str, image_fields: list[str]) -> tuple[list[Item], dict]:
+  """A JSON/JSONL file's images, grouped by path. Records without an image path are counted."""
+  by_path, items, no_image, malformed = {}, [], [], []
+  entries = common.load_json_items(path)
+  for key, where, _, payload in entries:
+    try:
+      rec = common.parse(payload)
+      rid = common.record_id(rec, key)
+      rel = labelled_images.image_path(rec, image_fields)
+    except common.BadRecord as e:
+      (no_image if "no image path" in e.detail else malformed).append(
+          {"id": key, "at": where, "detail": e.detail})
+      continue
+    if rel in by_path:
+      by_path[rel].records.append(rid)
+      continue
+    full = os.path.join(images, rel)
+    by_path[rel] = Item(rel, source_of(rec, rel), [rid], lambda full=full: _read(full))
+    items.append(by_path[rel])
+  return items, {"records": len(entries), "no_image": {"count": len(no_image), "ids": no_image},
+                 "malformed": {"count": len(malformed), "ids": malformed}}
+
+
+def _read(path: str) -> bytes:
+  with open(path, "rb") as f:
+    return f.read()
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring.
+
+def pixels_for(item: Item, sizes: set[int], aspect: str) -> dict:
+  """{size: uint8 [size, size, 3]} for each scorer's size, or {"error": why}."""
+  try:
+    with Image.open(io.BytesIO(item.load())) as im:
+      im.load()
+      return {s: to_pixels(im, s, aspect) for s in sizes}
+  except Exception as e:  # noqa: BLE001 - PIL raises many types: OSError, SyntaxError, bombs..
+    return {"error": f"{type(e).__name__}: {e}"}
+
+
+def batches(items: list[Item], batch: int, sizes: set[int], aspect: str, workers: int):
+  """(items, decoded) per batch; decoding runs in threads, one batch ahead."""
+  with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
+    decode = lambda chunk: list(pool.map(lambda it: pixels_for(it, sizes, aspect), chunk))  # noqa
+    chunks = [items[i:i + batch] for i in range(0, len(items), batch)]
+    ahead = pool.submit(decode, chunks[0]) if chunks else None
+    for k, chunk in enumerate(chunks):
+      decoded = ahead.result()
+      ahead = pool.submit(decode, chunks[k + 1]) if k + 1 < len(chunks) else None
+      yield chunk, decoded
+
+
+def score_items(items, scorers: dict, *, batch: int, aspect: str, workers: int, out_file,
+                progress: bool = True) -> list[dict]:
+  """Writes one line per scorable item to `out_file`; returns the unreadable ones."""
+  import numpy as np
+  sizes = {s.image_size for s in scorers.values()}
+  unreadable = []
+  bar = tqdm.tqdm(total=len(items), desc="score", unit="img", disable=not progress)
+  for chunk, decoded in batches(items, batch, sizes, aspect, workers):
+    ok = [(it, d) for it, d in zip(chunk, decoded) if "error" not in d]
+    unreadable += [{"id": it.id, "detail": d["error"]} for it, d in zip(chunk, decoded)
+                   if "error" in d]
+    if ok:
+      handles = {name: s.start(np.stack([d[s.image_size] for _, d in ok]))
+                 for name, s in scorers.items()}
+      probs = {name: s.finish(handles[name]) for name, s in scorers.items()}
+      for j, (it, _) in enumerate(ok):
+        line = {"id": it.id, "source": it.source, "records": it.records}
+        for name, p in probs.items():
+          line[name] = int(np.argmax(p[j]))
+          line[f"{name}_probs"] = [round(float(x), 6) for x in p[j]]
+        out_file.write(json.dumps(line, ensure_ascii=False) + "\n")
+    bar.update(len(chunk))
+  bar.close()
+  return unreadable
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line.
+
+def parse_ckpts(specs: list[str]) -> dict[str, str]:
+  out = {}
+  for spec in specs:
+    label, sep, path = spec.partition("=")
+    if not sep or not label or not path:
+      raise SystemExit(f"--ckpt {spec!r}: write LABEL=DIR, e.g. --ckpt clarity=runs/clarity "
+                       f"--ckpt complexity=runs/complexity (LABEL is the output field)")
+    if label in out or label in ("id", "source", "records"):
+      raise SystemExit(f"--ckpt {spec!r}: label {label!r} is used twice or is a reserved field")
+    out[label] = path
+  return out
+
+
+def shard_of(items: list, spec: str) -> list:
+  """'I/N' -> the I-th of N contiguous parts (0-based), for one command per host."""
+  try:
+    i, n = (int(x) for x in spec.split("/"))
+    assert 0 <= i < n
+  except (ValueError, AssertionError):
+    raise SystemExit(f"--shard {spec!r}: expected I/N with 0 <= I < N, e.g. 0/4") from None
+  return items[len(items) * i // n:len(items) * (i + 1) // n]
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(prog="python -m data_prep.score",
+                              description=__doc__.split("\n")[0])
+  p.add_argument("--ckpt", action="append", required=True, help="LABEL=DIR, once per scorer")
+  p.add_argument("--data", required=True, help="built dataset folder, or a .json/.jsonl file")
+  p.add_argument("--images", help="with a JSON --data: the folder its image paths start in")
+  p.add_argument("--image_field", default=labelled_images.IMAGE_FIELDS)
+  p.add_argument("--out", required=True, help="scores.jsonl (a .report.json goes beside it)")
+  p.add_argument("--batch", type=int, default=256, help="images per step, over all devices")
+  p.add_argument("--workers", type=int, default=8, help="image-decoding threads")
+  p.add_argument("--image_aspect", default="pad", choices=("pad", "resize"),
+                 help="as the scorers were trained (data.image_aspect)")
+  p.add_argument("--shard", default="0/1", help="I/N: score the I-th of N parts of the pool")
+  p.add_argument("--no_progress", action="store_true")
+  args = p.parse_args(argv)
+  ckpts = parse_ckpts(args.ckpt)
+  if os.path.isfile(args.data):
+    if not args.images:
+      p.error("a JSON --data needs --images DIR (the folder its image paths start in)")
+    items, counts = items_from_json(args.data, args.images,
+                                    [f for f in args.image_field.split(",") if f])
+  else:
+    items, counts = items_from_dataset(args.data, not args.no_progress)
+  items = shard_of(items, args.shard)
+  if not items:
+    raise SystemExit(f"--data {args.data}: no images to score ({counts})")
+  return run(args, ckpts, items, counts)
+
+
+def run(args, ckpts: dict, items: list[Item], counts: dict) -> dict:
+  from mathvlm.eval import image_scores as scoring
+  mesh = scoring.data_mesh()
+  scorers = {label: scoring.Scorer(scoring.load_classifier(path, mesh)[0], args.batch, mesh)
+             for label, path in ckpts.items()}
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+  tmp = f"{args.out}.tmp-{os.getpid()}"
+  with open(tmp, "w", encoding="utf-8") as f:
+    unreadable = score_items(items, scorers, batch=args.batch, aspect=args.image_aspect,
+                             workers=args.workers, out_file=f, progress=not args.no_progress)
+  os.replace(tmp, args.out)
+  report = {"scores": os.path.abspath(args.out), "images": len(items),
+            "scored": len(items) - len(unreadable), **counts,
+            "unreadable": {"count": len(unreadable), "ids": unreadable},
+            "scorers": {k: {"ckpt": os.path.abspath(v), "classes": s.num_classes,
+                            "image_size": s.image_size} for (k, v), s in
+                        zip(ckpts.items(), scorers.values())},
+            "devices": int(mesh.devices.size), "batch": next(iter(scorers.values())).batch_size}
+  report_path = os.path.splitext(args.out)[0] + ".report.json"
+  with open(report_path, "w", encoding="utf-8") as f:
+    json.dump(report, f, indent=1, ensure_ascii=False)
+  print(f"score: {report['scored']} of {report['images']} images scored on {report['devices']} "
+        f"device(s), {len(unreadable)} unreadable; {args.out}, report {report_path}")
+  return report
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,59 @@
+"""Training on a selection without rebuilding the data: the records of a built dataset whose ids a
+selection lists (`data_prep.select`'s `selected.jsonl`), as a random-access source.
+
+A selection line stands for one image: its `records` (the ids of every QA record showing that
+image, as `data_prep.score` found them) when it has them, else its `id`. The kept records stay in
+the dataset's reading order, so a run on a subset shuffles, shards and resumes like a run on any
+source. Selected ids the dataset does not hold are counted in `missing` (a selection made from
+another dataset is an error: nothing of it is found).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+
+def read_ids(path: str) -> frozenset[str]:
+  """The record ids a selection file keeps."""
+  ids = set()
+  with open(path, encoding="utf-8") as f:
+    for n, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        rec = json.loads(line)
+        keep = rec["records"] if rec.get("records") is not None else [rec["id"]]
+      except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        raise ValueError(f"{path} line {n}: expected a JSON object with `id` (and optionally "
+                         f"`records`), as data_prep.select writes") from None
+      ids.update(str(i) for i in keep)
+  if not ids:
+    raise ValueError(f"{path}: the selection is empty")
+  return frozenset(ids)
+
+
+class Subset:
+  """The records of `records` (a random-access source of dicts with `id`) whose id is in `ids`,
+  in reading order. Finding them reads every record once, at construction."""
+
+  def __init__(self, records, ids, *, where: str = "the selection"):
+    self.records = records
+    self.indices = np.asarray([i for i in range(len(records)) if str(records[i]["id"]) in ids],
+                              np.int64)
+    found = {str(records[int(i)]["id"]) for i in self.indices}
+    self.missing = len(set(ids) - found)
+    if not len(self.indices):
+      raise ValueError(f"none of the {len(ids)} ids of {where} is in the dataset "
+                       f"({len(records)} records): was it selected from another dataset?")
+
+  def __len__(self) -> int:
+    return len(self.indices)
+
+  def __getitem__(self, i: int):
+    return self.records[int(self.indices[i])]
+
+  def take(self, per_record: np.ndarray) -> np.ndarray:
+    """A per-record array of the full dataset (e.g. `records.read_lengths`) cut to the subset."""
+    return np.asarray(per_record)[self.indices]

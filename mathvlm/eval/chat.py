@@ -1,0 +1,45 @@
+"""This project's own model as a chat back end: (prompt text, image path) in, response text out.
+
+What `data_prep.augment --backend local` generates questions with, and any other caller that has
+free-form prompts rather than a benchmark's problems. The prompt goes through the chat template
+with `<image>` in front, is encoded with the checkpoint's tokenizer and decoded in batches with
+the KV cache, exactly as `mathvlm.eval.run` does for benchmarks (it reuses that path).
+"""
+
+from __future__ import annotations
+
+import os
+
+from mathvlm.eval import run
+from mathvlm.eval.common import Problem
+
+
+class LocalChat:
+  """A mathvlm LLaVA checkpoint answering prompts about images, `batch_size` at a time."""
+
+  def __init__(self, ckpt: str, tokenizer: str | None = None, *, template: str = "vicuna_v1",
+               batch_size: int = 8, max_new_tokens: int = 512, temperature: float = 0.0):
+    from tokenizers import Tokenizer
+
+    from mathvlm import checkpoint
+    tok_path = tokenizer or os.path.join(ckpt, "tokenizer.json")
+    if not os.path.exists(tok_path):
+      raise FileNotFoundError(f"no tokenizer at {tok_path}: save tokenizer.json next to the "
+                              f"checkpoint or pass its path")
+    self.model, self.cfg = checkpoint.load_model(ckpt)
+    if not hasattr(self.cfg, "image_token_id"):
+      raise ValueError(f"{ckpt} holds a {type(self.model).__name__}, not a LLaVA model")
+    self.encoder = run.Encoder(Tokenizer.from_file(tok_path), self.cfg.image_token_id,
+                               self.cfg.image_seq_len,
+                               self.cfg.text.max_position_embeddings - max_new_tokens)
+    self.template, self.batch_size = template, batch_size
+    self.max_new_tokens, self.temperature = max_new_tokens, temperature
+
+  def respond(self, prompts: list[tuple[str, str]]) -> list[str]:
+    """Responses, in order, to (prompt text, image path) pairs."""
+    problems = [Problem(pid=str(i), question=text, answer="", choices=[], images=[image],
+                        query=text, meta={}, raw={}) for i, (text, image) in enumerate(prompts)]
+    return run.generate_responses(self.model, self.cfg, self.encoder, problems,
+                                  template=self.template, batch_size=self.batch_size,
+                                  max_new_tokens=self.max_new_tokens,
+                                  temperature=self.temperature)

@@ -1,0 +1,50 @@
+"""Augmentation's pure parts: reading "The question is ... The answer is ..." back, what counts as
+the same question, the prompts, and few-shot examples from TF-IDF K-Means clusters."""
+
+from data_prep import augment_prompts as P
+from data_prep import few_shot
+
+
+def test_parse_pairs():
+  text = ("Here you go:\n1. The question is What is x? The answer is 5.\n"
+          "2. The question is: How many sides? The answer is: 4\n"
+          "- The question is \"Area of <image> ABC?\" The answer is 12.5 square units.")
+  assert P.parse_pairs(text) == [("What is x?", "5"), ("How many sides?", "4"),
+                                 ("Area of ABC?", "12.5 square units.")]
+  assert P.parse_pairs("THE QUESTION IS a\nb THE ANSWER IS c") == [("a b", "c")]
+  assert P.parse_pairs("The question is Q? The answer is") == [("Q?", "")]
+  assert P.parse_pairs("Sure, the answer is 4.") == [] and P.parse_pairs("") == []
+
+
+def test_same_question_whatever_case_and_punctuation():
+  assert P.question_key("<image>\nWhat is  X?") == P.question_key("what is x")
+  assert P.question_key("What is x?") != P.question_key("What is y?")
+
+
+def test_prompts_are_one_line_per_question_and_ask_for_the_form():
+  for kind in P.KINDS:
+    text = P.prompt(kind, "<image>\nWhat is\nx?", "5", "GEOS", [("Q1?", "1"), ("Q2?", "2")])
+    assert "The question is What is x? The answer is 5" in text and P.FORM in text
+    assert "<image>" not in text
+  assert "The question is Q2? The answer is 2" in P.prompt("new", "q", "a", "GEOS",
+                                                          [("Q1?", "1"), ("Q2?", "2")])
+
+
+def test_clusters_group_questions_by_kind():
+  kinds = ["What is the area of triangle {}?", "How many bars are taller than {}?",
+           "Which colour is the largest slice in chart {}?", "Find the angle {} in degrees.",
+           "What year has the highest value in table {}?"]
+  qs = [k.format(name) for name in ("ABC", "XYZ", "DEF", "GHI") for k in kinds]
+  groups = few_shot.cluster(qs, 5, seed=0)
+  assert len(groups) == 5
+  assert sorted(sorted(int(i) % 5 for i in g) for g in groups) == [[k] * 4 for k in range(5)]
+  shots = few_shot.FewShot({"S": [(f"img{i}", q, str(i)) for i, q in enumerate(qs)]}, seed=1)
+  ex = shots.examples("S", "img0")
+  assert len(ex) == 5 and qs[0] not in [q for q, _ in ex]
+  assert ex == shots.examples("S", "img0") and shots.examples("T", "img0") == []
+
+
+def test_questions_alike_but_for_numbers_make_one_cluster():
+  assert [list(g) for g in few_shot.cluster([f"What is side {i}?" for i in range(9)])] == [
+      list(range(9))]
+  assert few_shot.cluster([]) == [] and [list(g) for g in few_shot.cluster(["1", "2"])] == [[0, 1]]

@@ -1,0 +1,186 @@
+"""data_prep.select on synthetic score files (several sources, a short level, clarity-0 rows):
+exact per-source ratios within rounding, short cells taken whole and reported, no clarity-0 image,
+the same ids for the same seed, `--ratio random`, and the bad-input errors. Then
+mathvlm.data.subset on a real built dataset: exactly the selected records, in reading order."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from data_prep import llava_json, select
+from mathvlm.data import records
+from mathvlm.data.subset import Subset, read_ids
+
+RATIO = [2, 3, 4, 1]
+# clear images per (source, level); level 3 of `geo` is short, `tiny` is short almost everywhere
+SUPPLY = {"chart": [300, 300, 300, 300], "geo": [200, 200, 250, 3], "tiny": [1, 2, 30, 0]}
+
+
+def _rows(supply=SUPPLY, blurred=25):
+  rows = []
+  for s, per_level in supply.items():
+    for lv, n in enumerate(per_level):
+      rows += [{"id": f"{s}-{lv}-{i}", "source": s, "clarity": 1, "complexity": lv,
+                "records": [f"{s}-{lv}-{i}-q0", f"{s}-{lv}-{i}-q1"]} for i in range(n)]
+    rows += [{"id": f"{s}-blur-{i}", "source": s, "clarity": 0, "complexity": i % 4}
+             for i in range(blurred)]
+  return rows
+
+
+def _write(path, rows):
+  path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  return str(path)
+
+
+def _run(tmp_path, rows, *args, name="sel"):
+  scores = _write(tmp_path / f"{name}.jsonl", rows)
+  out = tmp_path / name
+  summary = select.main(["--scores", scores, "--out", str(out), *args])
+  chosen = [json.loads(x) for x in open(out / "selected.jsonl")]
+  return summary, chosen, json.load(open(out / "counts.json"))
+
+
+def test_ratio_within_each_source_and_short_cells_taken_whole(tmp_path):
+  size = 1000
+  summary, chosen, counts = _run(tmp_path, _rows(), "--ratio", "2:3:4:1", "--size", str(size))
+  clear = {s: sum(v) for s, v in SUPPLY.items()}
+  assert not any("blur" in c["id"] for c in chosen) and summary["clarity_0_dropped"] == 75
+  assert sum(c["target"] for by in counts.values() for c in by.values()) == size  # exact
+  for s, by in counts.items():
+    share = sum(c["target"] for c in by.values())
+    assert abs(share - size * clear[s] / sum(clear.values())) < 1  # proportional to clear images
+    for lv, c in by.items():
+      assert abs(c["target"] - share * RATIO[int(lv)] / 10) < 1  # the ratio, within rounding
+      assert c["available"] == SUPPLY[s][int(lv)]
+      assert c["selected"] == min(c["target"], c["available"])  # short: whole, never refilled
+      picked = [x for x in chosen if x["source"] == s and x["complexity"] == int(lv)]
+      assert len(picked) == c["selected"]
+  assert counts["geo"]["3"] == {"target": 34, "selected": 3, "available": 3}
+  assert {(x["source"], x["level"]) for x in summary["short_cells"]} == {
+      ("geo", 3), ("tiny", 0), ("tiny", 1), ("tiny", 3)}
+  assert summary["selected"] == len(chosen) == size - summary["shortfall"]
+  assert len({c["id"] for c in chosen}) == len(chosen)
+  assert chosen[0]["records"] == [chosen[0]["id"] + "-q0", chosen[0]["id"] + "-q1"]
+  table = open(tmp_path / "sel" / "counts.md").read()
+  assert "| geo | " in table and "3 / 34 (3)" in table
+  assert f"| {len(chosen)} / {size} (" in table.splitlines()[-1]
+
+
+def test_rounding_units_go_where_supply_allows():
+  assert select.allocate(10, [1, 1, 1]) == [4, 3, 3]
+  assert select.allocate(10, [1, 1, 1], supply=[3, 9, 9]) == [3, 4, 3]  # the short part no +1
+  assert select.allocate(7, [2, 3, 4, 1]) == [1, 2, 3, 1]
+  assert sum(select.allocate(40000, [2, 3, 4, 1], supply=[10**6] * 4)) == 40000
+  assert select.allocate(5, [0, 1, 0, 1]) == [0, 3, 0, 2]
+
+
+def test_same_seed_same_ids_in_any_input_order(tmp_path):
+  rows = _rows()
+  _, a, _ = _run(tmp_path, rows, "--ratio", "2:3:4:1", "--size", "500", "--seed", "7", name="a")
+  random.Random(0).shuffle(rows)
+  _, b, _ = _run(tmp_path, rows, "--ratio", "2:3:4:1", "--size", "500", "--seed", "7", name="b")
+  _, c, _ = _run(tmp_path, rows, "--ratio", "2:3:4:1", "--size", "500", "--seed", "8", name="c")
+  assert [x["id"] for x in a] == [x["id"] for x in b]
+  assert {x["id"] for x in a} != {x["id"] for x in c}
+  assert len(a) == len(c)
+
+
+def test_random_ratio_draws_uniformly_from_clear_images(tmp_path):
+  summary, chosen, counts = _run(tmp_path, _rows(), "--ratio", "random", "--size", "900",
+                                 "--seed", "1")
+  assert len(chosen) == 900 and summary["shortfall"] == 0
+  assert not any("blur" in c["id"] for c in chosen)
+  assert all(c["target"] is None for by in counts.values() for c in by.values())
+  assert sum(c["selected"] for by in counts.values() for c in by.values()) == 900
+  # uniform: chart holds 1200 of 1886 clear images
+  assert abs(sum(c["source"] == "chart" for c in chosen) / 900 - 1200 / 1886) < 0.06
+  _, again, _ = _run(tmp_path, _rows(), "--ratio", "random", "--size", "900", "--seed", "1",
+                     name="again")
+  assert [x["id"] for x in again] == [x["id"] for x in chosen]
+
+
+@pytest.mark.parametrize("edit,args,message", [
+    (lambda r: r[5].pop("complexity"), [], r"line 6: no `complexity` field"),
+    (lambda r: r[3].update(complexity=4), [], r"line 4: unknown complexity level 4"),
+    (lambda r: r[3].update(complexity="2"), [], r"line 4: unknown complexity level '2'"),
+    (lambda r: r[2].update(clarity=0.5), [], r"line 3: clarity 0.5"),
+    (lambda r: r[7].update(id=r[1]["id"]), [], r"line 8: id 'chart-0-1' already on line 2"),
+    (None, ["--ratio", "2:3:4"], r"--ratio '2:3:4' has 3 parts, but there are 4"),
+    (None, ["--ratio", "2:x:4:1"], r"--ratio '2:x:4:1': expected 4 integers"),
+    (None, ["--ratio", "0:0:0:0"], r"not all 0"),
+    (None, ["--size", "1887"], r"--size 1887: must be between 1 and the 1886 clear images"),
+])
+def test_bad_input_names_the_line_or_argument(tmp_path, edit, args, message):
+  rows = _rows()
+  if edit:
+    edit(rows)
+  opts = dict(zip(args[::2], args[1::2]))
+  argv = ["--ratio", opts.get("--ratio", "2:3:4:1"), "--size", opts.get("--size", "100")]
+  with pytest.raises(SystemExit, match=message):
+    _run(tmp_path, rows, *argv)
+
+
+def test_malformed_line(tmp_path):
+  path = tmp_path / "s.jsonl"
+  path.write_text(json.dumps(_rows()[0]) + "\n{not json\n")
+  with pytest.raises(SystemExit, match=r"s.jsonl line 2: not JSON"):
+    select.main(["--scores", str(path), "--ratio", "2:3:4:1", "--size", "1", "--out",
+                 str(tmp_path / "o")])
+
+
+# ---------------------------------------------------------------------------------------------
+# The subset a selection makes of a built dataset.
+
+def _dataset(tmp_path, n=12):
+  """A real llava_json dataset: records r0..r{n-1}, image k shown by records 2k and 2k+1."""
+  recs = []
+  for i in range(n):
+    name = f"img{i // 2}.png"
+    if not (tmp_path / name).exists():
+      Image.new("RGB", (6, 6), (20 * i, 0, 0)).save(tmp_path / name)
+    recs.append({"id": f"r{i}", "image": name, "conversations": [
+        {"from": "human", "value": "<image>\nQ?"}, {"from": "gpt", "value": str(i)}]})
+  (tmp_path / "d.json").write_text(json.dumps(recs))
+  llava_json.main(["--json", str(tmp_path / "d.json"), "--images", str(tmp_path), "--out",
+                   str(tmp_path / "data"), "--no_progress"])
+  return records.read(str(tmp_path / "data"), "llava_json")
+
+
+def test_subset_keeps_exactly_the_selected_records_in_order(tmp_path):
+  ds = _dataset(tmp_path)
+  lines = [{"id": "img4.png", "source": "x", "complexity": 1, "records": ["r9", "r8"]},
+           {"id": "img1.png", "source": "x", "complexity": 0, "records": ["r2", "r3"]},
+           {"id": "r5", "source": "x", "complexity": 2},  # no `records`: the id is the record
+           {"id": "img9.png", "source": "x", "complexity": 2, "records": ["r99"]}]
+  sel = _write(tmp_path / "selected.jsonl", lines)
+  ids = read_ids(sel)
+  assert ids == {"r9", "r8", "r2", "r3", "r5", "r99"}
+  sub = Subset(ds, ids)
+  assert [sub[i]["id"] for i in range(len(sub))] == ["r2", "r3", "r5", "r8", "r9"]
+  assert sub.missing == 1
+  assert json.loads(sub[3]["conversations"])[1]["value"] == "8"
+  assert sub[0]["image"] == ds[2]["image"]
+  assert list(sub.take(np.arange(12) * 10)) == [20, 30, 50, 80, 90]
+  with pytest.raises(ValueError, match="none of the 1 ids"):
+    Subset(ds, frozenset({"elsewhere"}))
+
+
+def test_subset_of_a_selection_made_by_select(tmp_path):
+  ds = _dataset(tmp_path, n=40)
+  rows = [{"id": f"img{k}.png", "source": "s", "clarity": int(k % 5 != 0), "complexity": k % 4,
+           "records": [f"r{2 * k}", f"r{2 * k + 1}"]} for k in range(20)]
+  _, chosen, _ = _run(tmp_path, rows, "--ratio", "1:1:1:1", "--size", "8")
+  sub = Subset(ds, read_ids(str(tmp_path / "sel" / "selected.jsonl")))
+  want = sorted((r for c in chosen for r in c["records"]), key=lambda r: int(r[1:]))
+  assert [sub[i]["id"] for i in range(len(sub))] == want and len(want) == 16
+  assert sub.missing == 0
+
+
+def test_read_ids_names_a_bad_line(tmp_path):
+  path = tmp_path / "bad.jsonl"
+  path.write_text('{"id": "a"}\n{"source": "x"}\n')
+  with pytest.raises(ValueError, match=r"bad.jsonl line 2: expected a JSON object with `id`"):
+    read_ids(str(path))
