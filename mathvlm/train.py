@@ -178,6 +178,7 @@ class Run:
   abstract_state: dict
   state_sh: dict
   tx: Any
+  evaluators: list          # (name, every, evaluate(model) -> {key: float}), from config.evals
 
 
 def setup_model(config, objective, mesh, rules):
@@ -277,6 +278,7 @@ def setup(config, devices=None) -> Run:
 
   from mathvlm import objectives, sharding
   from mathvlm.configs.common import validate
+  from mathvlm.eval import evaluators
 
   devices = list(devices or jax.devices())
   validate(config, jax.process_count(), len(devices))
@@ -296,7 +298,7 @@ def setup(config, devices=None) -> Run:
   n_all = n_train + sum(int(x.size) for x in jax.tree.leaves(abs_frozen))
   return Run(config, objective, mesh, cfg, build, is_trainable, graphdef, n_all, n_train,
              train_set, source, dataset, total, example, shapes, step_fn, abstract_state,
-             state_sh, tx)
+             state_sh, tx, evaluators.from_config(config, cfg))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -385,11 +387,12 @@ def train_loop(run: Run, state, start: int, data_iter, ckpt, writer, callbacks=(
           f"(step {ckpt.latest_step()}) is kept in {writer.workdir}/checkpoints")
     done, now = step + 1, time.time()
     dt, t_last = now - t_last, now
-    if done % config.metrics.every == 0 or done == run.total_steps:
+    scores = run_evaluators(run, state, done, writer.workdir)
+    if done % config.metrics.every == 0 or done == run.total_steps or scores:
       per_device = step_flops / dt / jax.device_count()
       row = {k: float(v) for k, v in metrics.items()}
       row.update(step=done, step_time=dt, tokens_per_s=tokens / dt,
-                 tflops_per_device=per_device / 1e12, **data_stats)
+                 tflops_per_device=per_device / 1e12, **data_stats, **scores)
       if peak:
         row["mfu"] = per_device / peak
       writer.write(done, row)
@@ -398,6 +401,31 @@ def train_loop(run: Run, state, start: int, data_iter, ckpt, writer, callbacks=(
     for callback in callbacks:
       callback(done, ckpt)
   return state, row, dropped
+
+
+def run_evaluators(run: Run, state, done: int, workdir: str) -> dict[str, float]:
+  """The evaluators due at step `done` (every N steps, and all at the end) on the current model:
+  {eval/<name>/<key>: value}; WORKDIR/eval.json keeps the last numbers of each evaluator."""
+  import jax
+  from flax import nnx
+  due = [(name, fn) for name, every, fn in run.evaluators
+         if done == run.total_steps or (every and done % every == 0)]
+  if not due:
+    return {}
+  model = nnx.merge(run.graphdef, state["params"], state["frozen"])
+  path = epath.Path(workdir, "eval.json")
+  saved = json.loads(path.read_text()) if path.exists() else {}
+  scores = {}
+  for name, evaluate in due:
+    t = time.time()
+    result = {k: float(v) for k, v in evaluate(model).items()}
+    log.info("eval %s at step %d (%.1fs): %s", name, done, time.time() - t,
+             ", ".join(f"{k} {v:.4g}" for k, v in result.items()))
+    saved[name] = dict(result, step=done)
+    scores.update({f"eval/{name}/{k}": v for k, v in result.items()})
+  if jax.process_index() == 0:
+    path.write_text(json.dumps(saved, indent=2))
+  return scores
 
 
 def log_progress(row: dict, total: int, per_step: float, peak: float) -> None:

@@ -81,6 +81,11 @@ def base(objective: str) -> ml_collections.ConfigDict:
 
   c.checkpoint = ml_collections.ConfigDict(dict(every=100, keep=2, use_async=True))
   c.metrics = ml_collections.ConfigDict(dict(every=1, tensorboard=True, peak_flops=0.0))
+  # Evaluators run inside training (big_vision's config.evals): name -> dict(type=..., every=N,
+  # its own fields); `type` is a name in mathvlm/eval/evaluators.py or "module:function". Each
+  # runs every N steps and at the end; its numbers go to metrics.jsonl as eval/<name>/<key> and
+  # to WORKDIR/eval.json (the last of each).
+  c.evals = ml_collections.ConfigDict()
 
   # The objective's options, with its defaults (mathvlm/objectives/<name>.py): --config.dpo.beta
   defaults = objectives.get(objective).defaults

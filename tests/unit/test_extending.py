@@ -11,6 +11,7 @@ from flax import nnx
 
 from mathvlm import checkpoint, flops, objectives
 from mathvlm.configs import common
+from mathvlm.eval import evaluators
 from mathvlm.models import registry
 from mathvlm.objectives.base import Objective
 from mathvlm.train import train
@@ -82,3 +83,33 @@ def test_a_bad_option_of_a_registered_objective_names_it():
     else:
       raise AssertionError("a negative margin passed validation")
   np.testing.assert_equal(sorted(objectives.OBJECTIVES), ["classify", "contrastive", "dpo", "lm"])
+
+
+def colour_accuracy(spec, config, model_cfg):
+  """A toy evaluator: accuracy on fixed synthetic examples (`mathvlm.data.synthetic`)."""
+  from mathvlm.data.synthetic import SyntheticSource
+  src = SyntheticSource("classify", num_examples=spec["n"], max_len=8, image_size=8,
+                        vocab_size=0, seed=123)
+  images = np.stack([src[i]["pixel_values"] for i in range(spec["n"])])
+  labels = np.array([src[i]["labels"] for i in range(spec["n"])])
+  return lambda model: {"accuracy": float(np.mean(np.argmax(model(images), 1) == labels))}
+
+
+def test_evaluators_in_config_run_every_n_steps_and_at_the_end(tmp_path):
+  evaluators.register("colour_accuracy")(colour_accuracy)
+  try:
+    with registry.registered(FAMILY), objectives.registered(TOY):
+      c = common.base("margin")
+      c.data.global_batch, c.data.num_examples, c.steps = 16, 256, 25
+      c.optim.lr, c.optim.warmup_ratio = 5e-2, 0.0
+      c.checkpoint.use_async, c.metrics.tensorboard, c.metrics.every = False, False, 100
+      c.evals.colour = dict(type="colour_accuracy", every=10, n=64)
+      common.finish(c)
+      train(c, str(tmp_path))
+  finally:
+    evaluators.EVALUATORS.pop("colour_accuracy")
+  rows = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
+  assert [r["step"] for r in rows] == [10, 20, 25]  # metrics.every=100: the evaluator's steps
+  assert rows[-1]["eval/colour/accuracy"] > 0.9
+  saved = json.load(open(tmp_path / "eval.json"))
+  assert saved == {"colour": {"accuracy": rows[-1]["eval/colour/accuracy"], "step": 25}}
