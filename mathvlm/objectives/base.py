@@ -56,6 +56,12 @@ class Objective:
   check_example: (one example, options) -> None, raising ValueError naming missing keys.
   flops: (model config, batch shapes, trainable parameter paths) -> FLOPs of one step.
   weight_metric: the name the summed weight is logged under (lm: 'tokens'), or None.
+  host_step: "package.module:factory" of a host-side step (rollouts and rewards for RL), called
+    as factory(run) at setup; the result turns each batch this process reads into the batch the
+    step trains on, `host(state, local_batch, step) -> (batch, metrics)`, and keeps its own state
+    (`state_dict` / `load_state_dict`, checkpointed beside the train state). An import path, not
+    an import: the objective stays below the layers that step uses (sampling, answer judging).
+  updates_per_step: options -> how many optimizer updates each step makes on its batch.
   """
   name: str
   family: str
@@ -70,6 +76,8 @@ class Objective:
   prepare: Callable | None = None
   check_example: Callable | None = None
   weight_metric: str | None = None
+  host_step: str | None = None
+  updates_per_step: Callable[[Mapping[str, Any]], int] | None = None
 
   def options(self, cfg: Any) -> dict[str, Any]:
     """The defaults overridden by the config's section; unknown or invalid options fail here."""
@@ -82,6 +90,14 @@ class Objective:
     if errors:
       raise ValueError("; ".join(errors))
     return out
+
+  def make_host_step(self, run):
+    """The host-side step for this run, or None."""
+    if not self.host_step:
+      return None
+    import importlib
+    module, _, attr = self.host_step.partition(":")
+    return getattr(importlib.import_module(module), attr)(run)
 
   def check_batch(self, batch) -> None:
     """Fails naming the missing keys, before tracing gets a KeyError from deep inside the loss."""

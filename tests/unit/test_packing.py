@@ -155,5 +155,5 @@ def test_synthetic_text_only_examples_from_the_config():
   assert 16 < len(text) < 48
   assert all(src[i]["pixel_values"].shape[0] == 1 and not src[i]["pixel_values"].any()
              for i in text)
-  plain = make_source(tiny_config("lm").data, "lm", model, 0)
+  plain = make_source(tiny_config("lm").data, objectives.get("lm"), model, 0)
   assert not any((plain[i]["input_ids"] != model.image_token_id).all() for i in range(64))

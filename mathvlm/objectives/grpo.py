@@ -1,0 +1,191 @@
+"""GRPO (DeepSeekMath, arXiv 2402.03300) and its variants, Dr. GRPO (arXiv 2503.20783) and DAPO
+(arXiv 2503.14476): reinforcement learning with verifiable rewards.
+
+A step has three parts, kept apart as Tunix's GRPO keeps rollout, reward and learner apart:
+1. rollout and reward, on the host (`mathvlm.rl.Rollouts`): each prompt is answered G times by the
+   current policy with the KV-cache sampler, every answer is judged (`mathvlm.rl.rewards`), and
+   the group-relative advantages below are computed; the rows that reach the step are
+   prompt + answer, with `loss_mask` on the answer's tokens;
+2. `prepare` (in the jitted step, outside the gradient): the old policy's and the frozen
+   reference's per-token log-probs of those rows;
+3. the loss below, optimised for `passes` updates on the same rollouts (the old log-probs stay
+   those of the policy that sampled them, so the ratio moves away from 1 after the first pass).
+
+Per answer token t of answer i: rho = pi/pi_old, the clipped surrogate
+min(rho A_i, clip(rho, 1 - eps_low, 1 + eps_high) A_i) (clip-higher: eps_high > eps_low, DAPO),
+minus beta times the k3 estimate of KL(pi || pi_ref) = pi_ref/pi - log(pi_ref/pi) - 1. The loss is
+its negative, aggregated by `aggregation`:
+- 'sequence' (GRPO): the mean over each answer's tokens, then over answers;
+- 'token' (DAPO): the sum over all answer tokens of the batch, divided by their number;
+- 'constant' (Dr. GRPO): the sum over each answer's tokens divided by a constant
+  (`max_new_tokens`), then the mean over answers.
+Advantages: (r_i - mean(r)) / (std(r) + eps) over the G answers of one prompt (GRPO, DAPO), or
+r_i - mean(r) (Dr. GRPO: `scale_rewards=False`). A group whose rewards are all equal has zero
+advantages, so with beta = 0 it contributes no gradient (DAPO's dynamic sampling replaces such
+groups; `mathvlm.rl`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mathvlm import flops
+from mathvlm.objectives import lm
+from mathvlm.objectives.base import Objective
+
+Array = jax.Array
+
+AGGREGATIONS = ("sequence", "token", "constant")
+
+
+def group_advantages(rewards: np.ndarray, group: int, scale: bool = True,
+                     eps: float = 1e-6) -> np.ndarray:
+  """[rows] rewards of consecutive groups of `group` answers -> [rows] advantages."""
+  r = np.asarray(rewards, np.float64).reshape(-1, group)
+  adv = r - r.mean(axis=1, keepdims=True)
+  if scale:
+    adv = adv / (r.std(axis=1, keepdims=True) + eps)
+  return adv.reshape(-1).astype(np.float32)
+
+
+def token_logps(model, batch: dict[str, Array]) -> Array:
+  """[rows, T] log-probability of each token given the ones before it (0 where not a target);
+  position t holds token t's, so it lines up with `loss_mask`."""
+  logits, targets, mask = lm.shift(lm.forward_logits(model, batch),
+                                   jnp.asarray(batch["input_ids"], jnp.int32),
+                                   lm.target_mask(batch))
+  ce, _ = lm.token_cross_entropy(logits, targets, mask)
+  return jnp.pad(-ce, ((0, 0), (1, 0)))
+
+
+def per_token_terms(logps: Array, old_logps: Array, ref_logps: Array, advantages: Array,
+                    eps_low: float, eps_high: float, beta: float):
+  """(per-token loss, clipped?, kl), each [rows, T], before masking."""
+  ratio = jnp.exp(logps - old_logps)
+  adv = advantages[:, None]
+  unclipped = ratio * adv
+  clipped = jnp.clip(ratio, 1 - eps_low, 1 + eps_high) * adv
+  surrogate = jnp.minimum(unclipped, clipped)
+  log_ref_ratio = ref_logps - logps
+  kl = jnp.exp(log_ref_ratio) - log_ref_ratio - 1
+  return -(surrogate - beta * kl), (clipped < unclipped), kl
+
+
+def aggregate(per_token: Array, mask: Array, aggregation: str, constant: float):
+  """(loss, weight): the weight combines micro-batches and processes into the same aggregate."""
+  mask = mask.astype(jnp.float32)
+  counts = jnp.sum(mask, axis=1)
+  rows = jnp.float32(per_token.shape[0])
+  if aggregation == "token":
+    tokens = jnp.sum(counts)
+    return jnp.sum(per_token * mask) / jnp.maximum(tokens, 1.0), tokens
+  if aggregation == "sequence":
+    per_row = jnp.sum(per_token * mask, axis=1) / jnp.maximum(counts, 1.0)
+  else:
+    per_row = jnp.sum(per_token * mask, axis=1) / constant
+  return jnp.mean(per_row), rows
+
+
+def loss(model, batch: dict[str, Array], cfg: Any = None):
+  """The GRPO loss of rows prompt + answer with `old_logps`, `ref_logps` [rows, T] and
+  `advantages` [rows]; weight by the aggregation (answers, or answer tokens for 'token')."""
+  o = OBJECTIVE.options(cfg)
+  mask = lm.target_mask(batch)
+  logps = token_logps(model, batch)
+  old = jax.lax.stop_gradient(jnp.asarray(batch["old_logps"], jnp.float32))
+  ref = jax.lax.stop_gradient(jnp.asarray(batch["ref_logps"], jnp.float32))
+  adv = jax.lax.stop_gradient(jnp.asarray(batch["advantages"], jnp.float32))
+  per_token, clipped, kl = per_token_terms(logps, old, ref, adv, o["eps_low"], o["eps_high"],
+                                           o["beta"])
+  value, weight = aggregate(per_token, mask, o["aggregation"], float(o["max_new_tokens"]))
+  m = mask.astype(jnp.float32)
+  tokens = jnp.maximum(jnp.sum(m), 1.0)
+  probs = jnp.exp(logps)
+  metrics = {
+      "loss": value,
+      "kl": jnp.sum(kl * m) / tokens,
+      "clip_fraction": jnp.sum(clipped * m) / tokens,
+      "ratio": jnp.sum(jnp.exp(logps - old) * m) / tokens,
+      # a one-sample estimate of the policy's entropy at the sampled tokens: -log pi
+      "entropy": -jnp.sum(logps * m) / tokens,
+      "answer_prob": jnp.sum(probs * m) / tokens,
+  }
+  return value, weight, jax.tree.map(jax.lax.stop_gradient, metrics)
+
+
+# ---------------------------------------------------------------------------------------------
+# What the trainer needs beyond the loss.
+
+DEFAULTS = dict(
+    group=8,                 # G answers per prompt (VLM-R1, R1-V, MM-Eureka: 8)
+    temperature=1.0,         # sampling temperature of the rollouts (the VLM recipes' 1.0)
+    top_p=1.0,
+    max_new_tokens=64,       # answer length; also Dr. GRPO's constant
+    eps_low=0.2,             # PPO/GRPO clip range; DAPO: 0.2 low ...
+    eps_high=0.2,            # ... 0.28 high (clip-higher)
+    beta=0.04,               # KL weight (DeepSeekMath 0.04; 0 allowed: no reference kept)
+    aggregation="sequence",  # sequence (GRPO) | token (DAPO) | constant (Dr. GRPO)
+    scale_rewards=True,      # divide advantages by the group's std (GRPO); Dr. GRPO: False
+    passes=1,                # optimisation passes over one rollout batch
+    dynamic_sampling=False,  # DAPO: replace groups whose rewards are all equal
+    max_refills=4,           # ... at most this many extra rollouts per step
+    rewards="answer=1.0,format=0.1",  # name=weight: answer, format, length, consistency, or
+                                      # a function by import path: "pkg.mod:fn=0.5"
+    length_target=0,         # the length reward's free length in tokens (0: max_new_tokens)
+    problems="",             # rollout prompts on the fly: "module:factory" (the engine's stream)
+    curriculum=True,         # adapt the stream's difficulty to the running pass rate
+    consistency=False,       # groups mix one problem's question versions (see mathvlm.rl)
+)
+
+
+def check(o) -> list[str]:
+  errors = []
+  if o["aggregation"] not in AGGREGATIONS:
+    errors.append(f"grpo.aggregation={o['aggregation']!r}: one of {AGGREGATIONS}")
+  if o["group"] < 2:
+    errors.append(f"grpo.group={o['group']}: group-relative advantages need at least 2 answers")
+  if not 0 <= o["eps_low"] < 1 or o["eps_high"] < 0:
+    errors.append(f"grpo.eps_low={o['eps_low']}, eps_high={o['eps_high']}: 0 <= eps_low < 1, "
+                  "eps_high >= 0")
+  if o["beta"] < 0:
+    errors.append(f"grpo.beta={o['beta']}: >= 0 (0: no KL term, no reference model)")
+  if o["temperature"] <= 0 or not 0 < o["top_p"] <= 1:
+    errors.append(f"grpo.temperature={o['temperature']}, top_p={o['top_p']}: rollouts sample "
+                  "(temperature > 0, 0 < top_p <= 1)")
+  if o["passes"] < 1 or o["max_new_tokens"] < 1:
+    errors.append(f"grpo.passes={o['passes']}, max_new_tokens={o['max_new_tokens']}: >= 1")
+  return errors
+
+
+def reference_copy(params, opts) -> dict:
+  """beta > 0: the starting policy, frozen, for the KL term."""
+  return {"ref_params": jax.tree.map(jnp.copy, params)} if opts["beta"] > 0 else {}
+
+
+def old_and_reference_logps(model_of, state, batch, opts):
+  """Per-token log-probs of the rollouts under the policy that sampled them (the parameters at the
+  start of this step) and under the reference, before any update."""
+  old = jax.lax.stop_gradient(token_logps(model_of(state["params"]), batch))
+  ref = (jax.lax.stop_gradient(token_logps(model_of(state["ref_params"]), batch))
+         if opts["beta"] > 0 else old)
+  return dict(batch, old_logps=old, ref_logps=ref), {}
+
+
+def step_flops(model_cfg, batch_shapes, trainable) -> float:
+  """The update (forward + backward) and the two extra forwards of `prepare`; the rollouts'
+  decoding is not counted."""
+  return (flops.lm_step(model_cfg, batch_shapes, trainable)
+          + flops.lm_step(model_cfg, batch_shapes, [], reference=True))
+
+
+OBJECTIVE = Objective(
+    name="grpo", family="llava", loss=loss, example="lm", flops=step_flops,
+    batch_keys=("input_ids", "attention_mask", "loss_mask", "old_logps", "ref_logps",
+                "advantages"),
+    defaults=DEFAULTS, check=check, extra_state=reference_copy, prepare=old_and_reference_logps,
+    check_example=lambda example, opts: None, host_step="mathvlm.rl.rollouts:Rollouts",
+    updates_per_step=lambda opts: opts["passes"])

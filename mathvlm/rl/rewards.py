@@ -1,0 +1,96 @@
+"""Rewards of sampled answers, by config: `grpo.rewards = "answer=1.0,format=0.1"`.
+
+Built in:
+- answer: 1 when the answer is right, by the judge evaluation and the DPO pair builder use
+  (`mathvlm.eval.answers.engine_answer` / `engine_correct`), else 0;
+- format: 1 when the answer states it as trained ("The answer is V."), else 0;
+- length: -(tokens beyond `length_target`) / max_new_tokens, a penalty for rambling;
+- consistency: for groups that mix one problem's question versions (`grpo.consistency`), the
+  share of the group's other answers that agree with this one's final answer, when it is right.
+Any other name is a function by import path, "package.module:function=weight", called as
+function(response: str, problem: dict) -> float.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from typing import Callable
+
+import numpy as np
+
+from mathvlm.eval import answers
+
+STATED = re.compile(r"the answer is\s*\S.*", re.I)
+
+
+def answer_reward(response: str, problem: dict) -> float:
+  got = answers.engine_answer(response, problem["choices"])
+  return float(answers.engine_correct(got, problem["answer"], problem["choices"]))
+
+
+def format_reward(response: str, problem: dict) -> float:
+  del problem
+  return float(bool(STATED.search(response or "")))
+
+
+BUILT_IN: dict[str, Callable[[str, dict], float]] = {"answer": answer_reward,
+                                                      "format": format_reward}
+
+
+def parse(spec: str) -> list[tuple[str, float]]:
+  """"answer=1.0,format=0.1,pkg.mod:fn=0.5" -> [(name, weight)]; a bare name weighs 1."""
+  out = []
+  for part in filter(None, (p.strip() for p in spec.split(","))):
+    name, _, weight = part.rpartition("=") if "=" in part else (part, "", "1")
+    try:
+      out.append((name.strip(), float(weight)))
+    except ValueError:
+      raise ValueError(f"grpo.rewards entry {part!r}: expected name=weight") from None
+  if not out:
+    raise ValueError("grpo.rewards is empty: name at least one reward (e.g. answer=1.0)")
+  for name, _ in out:
+    if name not in BUILT_IN | {"length": None, "consistency": None} and ":" not in name:
+      raise ValueError(f"grpo.rewards: unknown reward {name!r}; built in: answer, format, "
+                       "length, consistency, or a function as 'package.module:function'")
+  return out
+
+
+def load(name: str) -> Callable[[str, dict], float]:
+  if name in BUILT_IN:
+    return BUILT_IN[name]
+  module, _, attr = name.partition(":")
+  return getattr(importlib.import_module(module), attr)
+
+
+def consistency(responses: list[str], problems: list[dict], correct: np.ndarray) -> np.ndarray:
+  """Per answer: the share of the other answers in its group (same `group` id) whose final answer
+  is the same as its own, counted only when it is right (agreeing on a wrong answer earns
+  nothing)."""
+  finals = [answers.engine_answer(r, p["choices"]) for r, p in zip(responses, problems)]
+  out = np.zeros(len(responses), np.float32)
+  for i, p in enumerate(problems):
+    others = [j for j, q in enumerate(problems) if q["group"] == p["group"] and j != i]
+    if correct[i] and others:
+      out[i] = np.mean([finals[j] == finals[i] for j in others])
+  return out
+
+
+def score(responses: list[str], problems: list[dict], lengths: np.ndarray, spec: str,
+          max_new_tokens: int, length_target: int = 0) -> tuple[np.ndarray, dict]:
+  """(total reward per answer, {name: per-answer values}) for the weighted rewards of `spec`."""
+  parts = {}
+  correct = np.array([answer_reward(r, p) for r, p in zip(responses, problems)], np.float32)
+  for name, _ in parse(spec):
+    if name == "answer":
+      parts[name] = correct
+    elif name == "length":
+      free = length_target or max_new_tokens
+      parts[name] = -np.maximum(0, np.asarray(lengths) - free).astype(np.float32) / max_new_tokens
+    elif name == "consistency":
+      parts[name] = consistency(responses, problems, correct)
+    else:
+      fn = load(name)
+      parts[name] = np.array([fn(r, p) for r, p in zip(responses, problems)], np.float32)
+  total = sum(w * parts[name] for name, w in parse(spec))
+  return np.asarray(total, np.float32), dict(parts, correct=correct)

@@ -1,0 +1,116 @@
+"""The GRPO loss against the formula written here in numpy, for each variant; equal rewards give no
+gradient without the KL term; advantages as the papers define them."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mathvlm.models.llm import LMOutput
+from mathvlm.objectives import grpo
+
+V, T = 11, 9
+
+
+class FixedLogits:
+  """A 'model' whose logits ignore the input: isolates the loss from the forward."""
+
+  def __init__(self, logits):
+    self.logits = jnp.asarray(logits)
+
+  def apply(self, input_ids, *args, **kw):
+    return LMOutput(self.logits, None)
+
+
+def _batch(seed=0, rows=4):
+  rng = np.random.default_rng(seed)
+  ids = rng.integers(0, V, (rows, T)).astype(np.int32)
+  mask = np.zeros((rows, T), np.int32)
+  starts, ends = [3, 3, 2, 4], [4, 9, 6, 9]  # answers of 1, 6, 4 and 5 tokens
+  for r in range(rows):
+    mask[r, starts[r]:ends[r]] = 1
+  return dict(input_ids=ids, attention_mask=np.ones((rows, T), np.int32), loss_mask=mask,
+              old_logps=rng.normal(-2.0, 0.3, (rows, T)).astype(np.float32),
+              ref_logps=rng.normal(-2.0, 0.3, (rows, T)).astype(np.float32),
+              advantages=np.array([1.5, -0.5, 0.25, -1.25], np.float32))
+
+
+def _numpy_loss(logits, b, eps_low, eps_high, beta, aggregation, constant):
+  """The formula, token by token: log pi from a log-softmax, rho, the clipped surrogate, k3."""
+  z = logits - logits.max(-1, keepdims=True)
+  logp_all = z - np.log(np.exp(z).sum(-1, keepdims=True))
+  per_row, tokens = [], []
+  for r in range(b["input_ids"].shape[0]):
+    terms = []
+    for t in range(1, T):
+      if not b["loss_mask"][r, t]:
+        continue
+      logp = logp_all[r, t - 1, b["input_ids"][r, t]]
+      rho = np.exp(logp - b["old_logps"][r, t])
+      a = b["advantages"][r]
+      surrogate = min(rho * a, np.clip(rho, 1 - eps_low, 1 + eps_high) * a)
+      kl = np.exp(b["ref_logps"][r, t] - logp) - (b["ref_logps"][r, t] - logp) - 1
+      terms.append(-(surrogate - beta * kl))
+    per_row.append(terms)
+    tokens += terms
+  if aggregation == "token":
+    return np.sum(tokens) / len(tokens)
+  if aggregation == "sequence":
+    return np.mean([np.mean(t) for t in per_row])
+  return np.mean([np.sum(t) / constant for t in per_row])
+
+
+@pytest.mark.parametrize("variant", [
+    dict(aggregation="sequence", eps_low=0.2, eps_high=0.2, beta=0.04),     # GRPO
+    dict(aggregation="token", eps_low=0.2, eps_high=0.28, beta=0.0),        # DAPO
+    dict(aggregation="constant", eps_low=0.2, eps_high=0.2, beta=0.0),      # Dr. GRPO
+    dict(aggregation="sequence", eps_low=0.1, eps_high=0.5, beta=0.3),
+])
+def test_loss_equals_the_formula_in_numpy(variant):
+  b = _batch()
+  logits = np.random.default_rng(1).normal(0, 2, (4, T, V)).astype(np.float32)
+  cfg = {"grpo": dict(variant, max_new_tokens=7)}
+  value, weight, metrics = grpo.loss(FixedLogits(logits), b, cfg)
+  want = _numpy_loss(logits.astype(np.float64), b, variant["eps_low"], variant["eps_high"],
+                     variant["beta"], variant["aggregation"], 7.0)
+  np.testing.assert_allclose(float(value), want, rtol=1e-5)
+  assert float(weight) == (16.0 if variant["aggregation"] == "token" else 4.0)
+  assert 0.0 <= float(metrics["clip_fraction"]) <= 1.0
+
+
+def test_the_aggregations_differ_on_answers_of_different_lengths():
+  b = _batch()
+  logits = np.random.default_rng(1).normal(0, 2, (4, T, V)).astype(np.float32)
+  values = {a: float(grpo.loss(FixedLogits(logits), b, {"grpo": dict(aggregation=a, beta=0.0)})[0])
+            for a in grpo.AGGREGATIONS}
+  assert len({round(v, 6) for v in values.values()}) == 3
+
+
+def test_a_group_with_equal_rewards_gives_no_gradient_without_kl():
+  b = _batch()
+  b["advantages"] = grpo.group_advantages(np.array([1.0, 1.0, 0.0, 0.0]), group=2)
+  assert np.all(b["advantages"] == 0)
+  logits = jnp.asarray(np.random.default_rng(2).normal(0, 1, (4, T, V)), jnp.float32)
+  grad = jax.grad(lambda lg: grpo.loss(FixedLogits(lg), b, {"grpo": {"beta": 0.0}})[0])(logits)
+  assert float(jnp.abs(grad).max()) == 0.0
+  with_kl = jax.grad(lambda lg: grpo.loss(FixedLogits(lg), b, {"grpo": {"beta": 0.1}})[0])(logits)
+  assert float(jnp.abs(with_kl).max()) > 0.0
+  b["advantages"] = np.array([1.0, -1.0, 0.0, 0.0], np.float32)  # an informative group
+  grad = jax.grad(lambda lg: grpo.loss(FixedLogits(lg), b, {"grpo": {"beta": 0.0}})[0])(logits)
+  assert float(jnp.abs(grad[:2]).max()) > 0.0 and float(jnp.abs(grad[2:]).max()) == 0.0
+
+
+def test_group_advantages_grpo_and_dr_grpo():
+  r = np.array([1.0, 0.0, 0.0, 1.0, 0.5, 0.5, 0.5, 0.5])
+  a = grpo.group_advantages(r, group=4)
+  np.testing.assert_allclose(a[:4], [1, -1, -1, 1], atol=1e-5)  # (r - 0.5) / 0.5
+  np.testing.assert_allclose(a[4:], 0.0)
+  np.testing.assert_allclose(grpo.group_advantages(r, group=4, scale=False)[:4],
+                             [0.5, -0.5, -0.5, 0.5])
+
+
+def test_bad_options_are_named():
+  with pytest.raises(ValueError, match="grpo.aggregation='mean'"):
+    grpo.OBJECTIVE.options({"grpo": {"aggregation": "mean"}})
+  with pytest.raises(ValueError, match="grpo.group=1"):
+    grpo.OBJECTIVE.options({"grpo": {"group": 1}})
