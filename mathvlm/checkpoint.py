@@ -42,16 +42,24 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
-  def save(self, step: int, state, data_iter, *, force: bool = False) -> bool:
-    return self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=grain.checkpoint.CheckpointSave(data_iter)),
-        force=force)
+  def save(self, step: int, state, data_iter, *, force: bool = False, host=None) -> bool:
+    """host: an object with `state_dict()` (an objective's host step: the RL curriculum),
+    saved as JSON beside the train state."""
+    items = dict(state=ocp.args.StandardSave(state),
+                 data=grain.checkpoint.CheckpointSave(data_iter))
+    if host is not None:
+      items["host"] = ocp.args.JsonSave(host.state_dict())
+    return self.manager.save(step, args=ocp.args.Composite(**items), force=force)
 
-  def restore(self, step: int, abstract_state, data_iter):
-    """abstract_state: ShapeDtypeStructs carrying the target shardings."""
-    out = self.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state),
-        data=grain.checkpoint.CheckpointRestore(data_iter)))
+  def restore(self, step: int, abstract_state, data_iter, host=None):
+    """abstract_state: ShapeDtypeStructs carrying the target shardings; host: loaded in place."""
+    items = dict(state=ocp.args.StandardRestore(abstract_state),
+                 data=grain.checkpoint.CheckpointRestore(data_iter))
+    if host is not None:
+      items["host"] = ocp.args.JsonRestore()
+    out = self.manager.restore(step, args=ocp.args.Composite(**items))
+    if host is not None:
+      host.load_state_dict(out.host)
     return out.state
 
   def wait(self) -> None:

@@ -26,6 +26,7 @@ import re
 import signal
 import sys
 import time
+import types
 from typing import Any, Callable
 
 from absl import app, flags
@@ -109,6 +110,7 @@ def make_train_step(config, objective, graphdef, tx, schedule) -> Callable:
 
   accum = config.optim.grad_accum
   opts = objective.options(config)
+  passes = objective.updates_per_step(opts) if objective.updates_per_step else 1
 
   def loss_fn(params, frozen, batch):
     loss, weight, metrics = objective.loss(nnx.merge(graphdef, params, frozen), batch, config)
@@ -140,15 +142,16 @@ def make_train_step(config, objective, graphdef, tx, schedule) -> Callable:
       batch = dict(batch, pixel_values=normalize(batch["pixel_values"], jnp))  # on device
     if objective.prepare is not None:
       model_of = lambda params: nnx.merge(graphdef, params, state["frozen"])
-      batch, updates = objective.prepare(model_of, state, batch, opts)
-      state = dict(state, **updates)
-    loss, w, metrics, grads = accumulate(state, batch)
+      batch, changed = objective.prepare(model_of, state, batch, opts)
+      state = dict(state, **changed)
+    for _ in range(passes):  # several optimisation passes over one batch (RL rollouts)
+      loss, w, metrics, grads = accumulate(state, batch)
+      change, opt_state = tx.update(grads, state["opt_state"], state["params"])
+      state = dict(state, params=optax.apply_updates(state["params"], change), opt_state=opt_state)
     if objective.weight_metric:
       metrics[objective.weight_metric] = w
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
     metrics.update(loss=loss, grad_norm=optax.global_norm(grads), lr=schedule(state["step"]))
-    return dict(state, params=params, opt_state=opt_state, step=state["step"] + 1), metrics
+    return dict(state, step=state["step"] + 1), metrics
 
   return train_step
 
@@ -179,6 +182,7 @@ class Run:
   state_sh: dict
   tx: Any
   evaluators: list          # (name, every, evaluate(model) -> {key: float}), from config.evals
+  host: Any                 # the objective's host step (RL rollouts), or None
 
 
 def setup_model(config, objective, mesh, rules):
@@ -288,6 +292,10 @@ def setup(config, devices=None) -> Run:
   (cfg, build, is_trainable, graphdef, abs_params, abs_frozen, train_set,
    n_train) = setup_model(config, objective, mesh, rules)
   source, dataset, total, example, shapes = setup_data(config, objective, cfg)
+  host = objective.make_host_step(types.SimpleNamespace(config=config, cfg=cfg, mesh=mesh,
+                                                        graphdef=graphdef))
+  if host is not None:  # the step trains on what the host step makes of the data
+    example, shapes = host.example, host.batch_shapes
   tx, schedule = make_optimizer(config, total)
   abstract_state, state_sh = state_shardings(objective, objective.options(config), abs_params,
                                              abs_frozen, tx, mesh, rules)
@@ -298,7 +306,7 @@ def setup(config, devices=None) -> Run:
   n_all = n_train + sum(int(x.size) for x in jax.tree.leaves(abs_frozen))
   return Run(config, objective, mesh, cfg, build, is_trainable, graphdef, n_all, n_train,
              train_set, source, dataset, total, example, shapes, step_fn, abstract_state,
-             state_sh, tx, evaluators.from_config(config, cfg))
+             state_sh, tx, evaluators.from_config(config, cfg), host)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -339,8 +347,10 @@ def kill_after(step: int) -> Callable:
   return callback
 
 
-def next_batch(run: Run, data_iter, dropped):
-  """This process's rows of the next global batch, trimmed to a bucket, placed on the mesh."""
+def next_batch(run: Run, data_iter, dropped, state, step: int):
+  """This process's rows of the next global batch, made into what the step trains on by the
+  objective's host step (if any), trimmed to a bucket, placed on the mesh; with the host step's
+  metrics."""
   import jax
   import numpy as np
   from jax.experimental import multihost_utils
@@ -348,16 +358,19 @@ def next_batch(run: Run, data_iter, dropped):
   from mathvlm import sharding
   from mathvlm.data import pipeline
 
-  local = next(data_iter)
+  local, host_metrics = next(data_iter), {}
   if dropped is not None:
     local = pipeline.pop_dropped(local, dropped)
+  if run.host is not None:
+    local, host_metrics = run.host(state, local, step)
   buckets = run.config.data.buckets
   if buckets and "attention_mask" in local:  # pad to a bucket, not to max_len
     length = pipeline.local_bucket(local, buckets)
     if jax.process_count() > 1:
       length = int(np.max(multihost_utils.process_allgather(np.int32(length))))
     local = pipeline.trim_to(local, length)
-  return sharding.place_batch(local, run.mesh), pipeline.batch_stats(local)
+  return (sharding.place_batch(local, run.mesh),
+          dict(pipeline.batch_stats(local), **host_metrics))
 
 
 def train_loop(run: Run, state, start: int, data_iter, ckpt, writer, callbacks=()):
@@ -377,7 +390,7 @@ def train_loop(run: Run, state, start: int, data_iter, ckpt, writer, callbacks=(
   tokens = int(np.prod(run.batch_shapes.get("input_ids", (config.data.global_batch,))))
   row, t_start, t_last = None, time.time(), time.time()
   for step in range(start, run.total_steps):
-    batch, data_stats = next_batch(run, data_iter, dropped)
+    batch, data_stats = next_batch(run, data_iter, dropped, state, step)
     state, metrics = run.step_fn(state, batch)
     metrics = jax.device_get(metrics)
     if not np.isfinite(metrics["loss"]):
@@ -397,7 +410,7 @@ def train_loop(run: Run, state, start: int, data_iter, ckpt, writer, callbacks=(
         row["mfu"] = per_device / peak
       writer.write(done, row)
       log_progress(row, run.total_steps, (now - t_start) / (done - start), peak)
-    ckpt.save(done, state, data_iter, force=done == run.total_steps)
+    ckpt.save(done, state, data_iter, force=done == run.total_steps, host=run.host)
     for callback in callbacks:
       callback(done, ckpt)
   return state, row, dropped
@@ -466,7 +479,7 @@ def train(config, workdir: str | None, *, compile_only: bool = False, devices=No
   if resume is None:
     state, start = initial_state(run), 0
   else:
-    state = ckpt.restore(resume, run.abstract_state, data_iter)
+    state = ckpt.restore(resume, run.abstract_state, data_iter, host=run.host)
     start = int(state["step"])
     log.info("resumed from step %d in %s", start, workdir)
   import jax
@@ -532,6 +545,8 @@ def report_compiled_memory(run: Run) -> dict:
         arguments=gib(mem.argument_size_in_bytes), outputs=gib(mem.output_size_in_bytes),
         temporaries=gib(mem.temp_size_in_bytes), aliased=gib(mem.alias_size_in_bytes),
         total=gib(total))
+  if run.host is not None and hasattr(run.host, "compile_only"):
+    report["host_step"] = run.host.compile_only()  # e.g. RL rollouts' decoding
   print(json.dumps(report, indent=2))
   return report
 

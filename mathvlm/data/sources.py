@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 
 import grain
+import numpy as np
 
 from mathvlm.data.records import read, read_lengths
 from mathvlm.data.subset import Subset, read_ids
@@ -18,6 +19,8 @@ def make_source(data_cfg, objective, model_cfg, seed: int):
   """objective: a `mathvlm.objectives.base.Objective`."""
   vision = getattr(model_cfg, "vision", model_cfg)
   text = getattr(model_cfg, "text", None)
+  if data_cfg.name == "stream":  # the objective's host step makes the examples (RL rollouts)
+    return IndexSource(data_cfg.num_examples)
   if data_cfg.name == "synthetic":
     return SyntheticSource(
         objective.example, num_examples=data_cfg.num_examples, max_len=data_cfg.max_len,
@@ -80,6 +83,20 @@ def load_tokenizer(path: str):
     return PreTrainedTokenizerFast(tokenizer_file=path, bos_token="<s>", eos_token="</s>",
                                    pad_token="<pad>", unk_token="<unk>")
   return AutoTokenizer.from_pretrained(path)
+
+
+class IndexSource:
+  """`{"problem_index": i}` for i < n: the pipeline shuffles, shards and resumes indices, and the
+  objective's host step makes each problem from its index (the engine in the RL loop)."""
+
+  def __init__(self, n: int):
+    self.n = n
+
+  def __len__(self) -> int:
+    return self.n
+
+  def __getitem__(self, i: int) -> dict:
+    return {"problem_index": np.int64(i)}
 
 
 class Mixture:

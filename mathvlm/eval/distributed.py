@@ -95,7 +95,7 @@ def load_sharded(ckpt: str, mesh, **runtime):
 
 def generate_global(model, mesh, input_ids: np.ndarray, mask: np.ndarray, images: np.ndarray,
                     *, max_new_tokens: int, eos: int | None, pad: int, temperature: float,
-                    seed: int) -> np.ndarray:
+                    seed: int, top_p: float = 1.0) -> np.ndarray:
   """Decodes one global batch of which this process passes its own rows (`local_rows`); returns
   all rows' tokens [batch, max_new_tokens] on every process. The eager checks `generate` makes
   run here on the local rows (a global array spanning processes cannot be read back), and the
@@ -114,7 +114,7 @@ def generate_global(model, mesh, input_ids: np.ndarray, mask: np.ndarray, images
                                  "mask": mask.astype(np.int32), "images": images}, mesh)
   graphdef, state = nnx.split(model)
   out = gen._generate(graphdef, state, local["ids"], local["mask"], local["images"],
-                      jax.random.key(seed), jnp.float32(max(temperature, 1e-6)), jnp.float32(1.0),
+                      jax.random.key(seed), jnp.float32(max(temperature, 1e-6)), jnp.float32(top_p),
                       max_new_tokens=max_new_tokens, eos=(int(eos),) if eos is not None else (),
                       pad=int(pad), greedy=temperature == 0)
   return np.asarray(multihost_utils.process_allgather(out.tokens, tiled=True))

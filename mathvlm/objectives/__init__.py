@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
-from mathvlm.objectives import classify, contrastive, dpo, lm
+from mathvlm.objectives import classify, contrastive, dpo, grpo, lm
 from mathvlm.objectives.base import Objective
 
 OBJECTIVES: dict[str, Objective] = {}
@@ -37,5 +37,5 @@ def get(name: str) -> Objective:
   return OBJECTIVES[name]
 
 
-for _module in (lm, dpo, contrastive, classify):
+for _module in (lm, dpo, contrastive, classify, grpo):
   register(_module.OBJECTIVE)

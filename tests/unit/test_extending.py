@@ -82,7 +82,8 @@ def test_a_bad_option_of_a_registered_objective_names_it():
       assert "margin.margin > 0" in str(e)
     else:
       raise AssertionError("a negative margin passed validation")
-  np.testing.assert_equal(sorted(objectives.OBJECTIVES), ["classify", "contrastive", "dpo", "lm"])
+  np.testing.assert_equal(sorted(objectives.OBJECTIVES),
+                          ["classify", "contrastive", "dpo", "grpo", "lm"])
 
 
 def colour_accuracy(spec, config, model_cfg):

@@ -571,7 +571,7 @@ def test_classify_cross_entropy_and_accuracy_equal_numpy(classifier):
 # registry
 
 def test_registry_names_and_unknown_name():
-  assert set(objectives.OBJECTIVES) == {"lm", "dpo", "contrastive", "classify"}
+  assert set(objectives.OBJECTIVES) == {"lm", "dpo", "contrastive", "classify", "grpo"}
   assert objectives.get("dpo").loss is dpo.loss
   assert "ref_logps" in objectives.get("dpo").batch_keys
   with pytest.raises(ValueError, match=r"unknown objective 'sft2'.*classify.*contrastive.*dpo.*lm"):

@@ -1,0 +1,244 @@
+"""The grpo objective's host step: prompts -> G sampled answers each -> rewards -> advantages ->
+the rows the jitted step trains on (prompt + answer, `loss_mask` on the answer).
+
+Prompts come from a problem stream (`grpo.problems`, "package.module:factory", called as
+factory(seed=..., **grpo.stream_args)): problems made on the fly from the indices the data
+pipeline hands out (`data.name='stream'`: shuffled, sharded over processes, resumable), at the
+difficulty the curriculum sets. A stream has `levels` and `problems(indices, level, versions)`
+returning one dict per problem (`query`, `image` (encoded bytes or None), `answer`, `choices`,
+`group`, `id`; with `versions` > 1, that many question versions of each problem).
+
+Sampling runs the model on the trainer's mesh (`mathvlm.eval.distributed.generate_global`, the
+KV-cache sampler of evaluation); its seed is a function of (config.seed, step, refill round), so
+a resumed run samples what the uninterrupted one sampled. The curriculum's state is checkpointed
+beside the train state (`state_dict`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import logging
+import time
+
+import numpy as np
+
+from mathvlm.objectives import grpo
+from mathvlm.rl import rewards as R
+from mathvlm.rl.curriculum import Curriculum
+
+log = logging.getLogger("mathvlm.train")
+
+
+class Rollouts:
+  """`host(state, local_batch, step) -> (batch, metrics)`, built by the trainer at setup."""
+
+  def __init__(self, run):
+    c = run.config
+    self.run, self.config, self.opts = run, c, grpo.OBJECTIVE.options(c)
+    if not self.opts["problems"]:
+      raise ValueError("grpo.problems: name the problem stream, e.g. "
+                       "'data_prep.engine.online:EngineStream'")
+    self.group, self.refills = self.opts["group"], 0
+    self.prompt_len, self.new = c.data.max_len, self.opts["max_new_tokens"]
+    self.size = run.cfg.vision.image_size
+    rows, width = c.data.global_batch * self.group, self.prompt_len + self.new
+    self.batch_shapes = dict(input_ids=(rows, width), attention_mask=(rows, width),
+                             loss_mask=(rows, width), advantages=(rows,),
+                             pixel_values=(rows, 1, self.size, self.size, 3))
+    self.example = dict(input_ids=np.int32(0), attention_mask=np.int32(0),
+                        loss_mask=np.int32(0), advantages=np.float32(0),
+                        pixel_values=np.uint8(0))
+    self.stream = self.encoder = None
+    self.curriculum = Curriculum(levels=1, enabled=self.opts["curriculum"])
+
+  def start(self) -> None:
+    """The stream and the tokenizer, on first use (a --compile_only run needs neither)."""
+    if self.stream is not None:
+      return
+    from tokenizers import Tokenizer
+
+    from mathvlm.eval.run import Encoder
+    c, cfg = self.config, self.run.cfg
+    if not c.data.tokenizer.endswith(".json"):
+      raise ValueError("grpo rollouts need data.tokenizer: a tokenizer.json (to decode answers)")
+    module, _, attr = self.opts["problems"].partition(":")
+    self.stream = getattr(importlib.import_module(module), attr)(seed=c.seed)
+    self.versions = self.stream.versions if self.opts["consistency"] else 1
+    if self.group % self.versions:
+      raise ValueError(f"grpo.group={self.group}: with grpo.consistency, a group holds each of "
+                       f"the {self.versions} question versions equally often")
+    self.curriculum.levels = self.stream.levels
+    self.encoder = Encoder(Tokenizer.from_file(c.data.tokenizer), cfg.image_token_id,
+                           cfg.image_seq_len, c.data.max_len)
+
+  def compile_only(self) -> dict:
+    """Per-device memory of the rollouts' decoding on the trainer's mesh, for --compile_only."""
+    from mathvlm.eval import distributed
+    return distributed.compile_only(self.config.model.preset, self.run.mesh,
+                                    batch=self.batch_shapes["input_ids"][0],
+                                    prompt_len=self.prompt_len, max_new_tokens=self.new,
+                                    dtype=self.config.model.dtype)
+
+  # --- checkpointed state -------------------------------------------------------------------
+  def state_dict(self) -> dict:
+    return {"curriculum": self.curriculum.state_dict(), "refills": self.refills}
+
+  def load_state_dict(self, state: dict) -> None:
+    self.curriculum.load_state_dict(state["curriculum"])
+    self.refills = int(state["refills"])
+
+  # --- one step -----------------------------------------------------------------------------
+  def __call__(self, state, local: dict, step: int) -> tuple[dict, dict]:
+    self.start()
+    t0 = time.time()
+    level = self.curriculum.level
+    problems = self._problems(np.asarray(local["problem_index"]).tolist(), level)
+    rows = self._rollout(state, problems, step, 0)
+    all_equal = float(np.mean(self._equal_groups(rows["reward"])))
+    if self.opts["dynamic_sampling"]:
+      rows = self._refill(state, rows, step, level)
+    batch, metrics = self._assemble(rows), self._metrics(rows, all_equal)
+    metrics.update(rollout_seconds=time.time() - t0, **{"curriculum/level": float(level)})
+    self.curriculum.update(_global_mean(metrics["pass@1"]))
+    metrics["curriculum/pass_rate"] = float(self.curriculum.pass_rate or 0.0)
+    return batch, metrics
+
+  def _problems(self, indices: list[int], level: int) -> list[list[dict]]:
+    """Per prompt, the G problems its group answers (the same one G times, or its versions)."""
+    got = self.stream.problems(indices, level, self.versions)
+    per = self.group // self.versions
+    if self.versions == 1:
+      return [[p] * self.group for p in got]
+    return [[v for v in p for _ in range(per)] for p in got]
+
+  def _rollout(self, state, groups: list[list[dict]], step: int, round_: int) -> dict:
+    """Samples an answer for every row; rewards and advantages per group."""
+    from flax import nnx
+
+    from mathvlm.eval import distributed
+    flat = [p for g in groups for p in g]
+    ids, mask, pixels = self._prompts(flat)
+    model = nnx.merge(self.run.graphdef, state["params"], state["frozen"])
+    total = len(flat) * _process_count()
+    tokens = distributed.generate_global(
+        model, self.run.mesh, ids, mask, _normalised(pixels)[:, None], max_new_tokens=self.new,
+        eos=self.encoder.eos, pad=self.encoder.pad, temperature=self.opts["temperature"],
+        top_p=self.opts["top_p"], seed=_seed(self.config.seed, step, round_))
+    lo, hi = distributed.local_rows(self.run.mesh, total)
+    tokens = tokens[lo:hi]
+    lengths = np.array([_length(t, self.encoder.eos, self.encoder.pad) for t in tokens])
+    responses = [self.encoder.decode(t) for t in tokens]
+    reward, parts = R.score(responses, flat, lengths, self.opts["rewards"], self.new,
+                            self.opts["length_target"])
+    return dict(problems=flat, ids=ids, mask=mask, pixels=pixels, tokens=tokens,
+                lengths=lengths, responses=responses, reward=reward,
+                correct=parts["correct"])
+
+  def _refill(self, state, rows: dict, step: int, level: int) -> dict:
+    """DAPO's dynamic sampling: groups whose rewards are all equal are replaced by fresh prompts,
+    for at most `max_refills` rounds (rounds are agreed across processes: sampling is collective)."""
+    for round_ in range(1, self.opts["max_refills"] + 1):
+      equal = self._equal_groups(rows["reward"])
+      n, most = int(equal.sum()), _max_over_processes(int(equal.sum()))
+      if not most:
+        break
+      # every process samples as many fresh groups as the neediest (the batch shape must agree)
+      new = self._rollout(state, self._problems(self._fresh_indices(most), level), step, round_)
+      rows = _replace_groups(rows, new, np.flatnonzero(equal)[:n], self.group)
+    return rows
+
+  def _fresh_indices(self, n: int) -> list[int]:
+    """Indices past any the data pipeline hands out, in a fixed order (checkpointed counter)."""
+    import jax
+    out = [10 ** 9 + (self.refills + k) * jax.process_count() + jax.process_index()
+           for k in range(n)]
+    self.refills += n
+    return out
+
+  def _equal_groups(self, reward: np.ndarray) -> np.ndarray:
+    r = reward.reshape(-1, self.group)
+    return np.all(r == r[:, :1], axis=1)
+
+  def _prompts(self, problems: list[dict]):
+    """Left-padded prompt ids [rows, prompt_len], their mask, uint8 images [rows, H, W, 3]."""
+    from PIL import Image
+
+    from mathvlm.data.image import to_pixels
+    from mathvlm.eval import prompts
+    ids = np.full((len(problems), self.prompt_len), self.encoder.pad, np.int32)
+    mask = np.zeros_like(ids)
+    pixels = np.zeros((len(problems), self.size, self.size, 3), np.uint8)
+    for i, p in enumerate(problems):
+      x = self.encoder.encode(prompts.format_prompt(p["query"], self.config.data.template,
+                                                    n_images=int(p["image"] is not None)))
+      ids[i, self.prompt_len - len(x):], mask[i, self.prompt_len - len(x):] = x, 1
+      if p["image"] is not None:
+        pixels[i] = to_pixels(Image.open(io.BytesIO(p["image"])), self.size,
+                              self.config.data.image_aspect)
+    return ids, mask, pixels
+
+  def _assemble(self, rows: dict) -> dict:
+    """Prompt + answer rows: attention on the answer up to and with its EOS, targets there."""
+    n = len(rows["tokens"])
+    answer = (np.arange(self.new)[None, :] < rows["lengths"][:, None]).astype(np.int32)
+    adv = grpo.group_advantages(rows["reward"], self.group, self.opts["scale_rewards"])
+    return dict(input_ids=np.concatenate([rows["ids"], rows["tokens"]], 1).astype(np.int32),
+                attention_mask=np.concatenate([rows["mask"], answer], 1),
+                loss_mask=np.concatenate([np.zeros_like(rows["mask"]), answer], 1),
+                advantages=adv, pixel_values=rows["pixels"].reshape(n, 1, self.size,
+                                                                    self.size, 3))
+
+  def _metrics(self, rows: dict, all_equal: float) -> dict:
+    correct = rows["correct"].reshape(-1, self.group)
+    return {"reward/mean": float(np.mean(rows["reward"])),
+            "reward/std": float(np.std(rows["reward"])),
+            "pass@1": float(np.mean(correct)), f"pass@{self.group}": float(
+                np.mean(correct.max(axis=1))),
+            "groups/all_equal": all_equal,
+            "response_length": float(np.mean(rows["lengths"]))}
+
+
+def _replace_groups(rows: dict, new: dict, slots: np.ndarray, group: int) -> dict:
+  out = {k: (list(v) if isinstance(v, list) else np.array(v)) for k, v in rows.items()}
+  for j, slot in enumerate(slots):
+    a, b = slot * group, (slot + 1) * group
+    for k, v in new.items():
+      out[k][a:b] = v[j * group:(j + 1) * group]
+  return out
+
+
+def _normalised(pixels: np.ndarray) -> np.ndarray:
+  from mathvlm.data.image import normalize
+  return normalize(pixels)
+
+
+def _length(tokens: np.ndarray, eos: int | None, pad: int) -> int:
+  """Tokens generated, EOS included (the sampler pads after it)."""
+  hits = np.flatnonzero(tokens == eos) if eos is not None else []
+  return int(hits[0]) + 1 if len(hits) else len(tokens)
+
+
+def _seed(seed: int, step: int, round_: int) -> int:
+  return (seed * 1_000_003 + step * 101 + round_) % (2 ** 31)
+
+
+def _process_count() -> int:
+  import jax
+  return jax.process_count()
+
+
+def _global_mean(x: float) -> float:
+  import jax
+  if jax.process_count() == 1:
+    return x
+  from jax.experimental import multihost_utils
+  return float(np.mean(multihost_utils.process_allgather(np.float32(x))))
+
+
+def _max_over_processes(n: int) -> int:
+  import jax
+  if jax.process_count() == 1:
+    return n
+  from jax.experimental import multihost_utils
+  return int(np.max(multihost_utils.process_allgather(np.int32(n))))
