@@ -9,9 +9,8 @@ are names of the rule sets in `mathvlm/hf.py`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 from flax import nnx
 
@@ -22,6 +21,7 @@ from mathvlm.models.layers import with_runtime
 from mathvlm.models.llm import LlamaConfig, LlamaForCausalLM
 from mathvlm.models.vit import CLIPVisionConfig, CLIPVisionTransformer
 from mathvlm.models.vlm import Llava, LlavaConfig
+from mathvlm.registry import Registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,30 +59,20 @@ class Family:
     return self.from_preset(cfg, run_config) if self.from_preset else cfg
 
 
-FAMILIES: dict[str, Family] = {}
+FAMILIES = Registry("model family")
 
 
 def register(family: Family) -> Family:
-  if family.name in FAMILIES:
-    raise ValueError(f"model family {family.name!r} is already registered")
-  FAMILIES[family.name] = family
-  return family
+  return FAMILIES.register(family.name, family)
 
 
-@contextlib.contextmanager
-def registered(family: Family) -> Iterator[Family]:
+def registered(family: Family):
   """`register` for the length of a block (tests, experiments)."""
-  register(family)
-  try:
-    yield family
-  finally:
-    FAMILIES.pop(family.name, None)
+  return FAMILIES.registered(family.name, family)
 
 
 def get(name: str) -> Family:
-  if name not in FAMILIES:
-    raise ValueError(f"unknown model family {name!r}; registered: {sorted(FAMILIES)}")
-  return FAMILIES[name]
+  return FAMILIES.get(name)
 
 
 def of_config(cfg) -> Family:

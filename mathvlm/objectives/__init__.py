@@ -5,36 +5,24 @@ behind `mathvlm.objectives.base.Objective`. Adding one is a file with an `OBJECT
 
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator
-
 from mathvlm.objectives import classify, contrastive, dpo, grpo, lm
 from mathvlm.objectives.base import Objective
+from mathvlm.registry import Registry
 
-OBJECTIVES: dict[str, Objective] = {}
+OBJECTIVES = Registry("objective")
 
 
 def register(objective: Objective) -> Objective:
-  if objective.name in OBJECTIVES:
-    raise ValueError(f"objective {objective.name!r} is already registered")
-  OBJECTIVES[objective.name] = objective
-  return objective
+  return OBJECTIVES.register(objective.name, objective)
 
 
-@contextlib.contextmanager
-def registered(objective: Objective) -> Iterator[Objective]:
+def registered(objective: Objective):
   """`register` for the length of a block (tests, experiments)."""
-  register(objective)
-  try:
-    yield objective
-  finally:
-    OBJECTIVES.pop(objective.name, None)
+  return OBJECTIVES.registered(objective.name, objective)
 
 
 def get(name: str) -> Objective:
-  if name not in OBJECTIVES:
-    raise ValueError(f"unknown objective {name!r}; choices: {', '.join(sorted(OBJECTIVES))}")
-  return OBJECTIVES[name]
+  return OBJECTIVES.get(name)
 
 
 for _module in (lm, dpo, contrastive, classify, grpo):

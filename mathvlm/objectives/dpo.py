@@ -30,7 +30,6 @@ import jax.numpy as jnp
 from mathvlm import flops
 from mathvlm.data.conversations import PreferenceSource
 from mathvlm.objectives import lm
-from mathvlm.data.sources import require_tokenizer
 from mathvlm.objectives.base import Objective
 
 Array = jax.Array
@@ -130,12 +129,7 @@ def check(o) -> list[str]:
 
 def preference_source(records, tokenizer, data, model_cfg) -> PreferenceSource:
   """Built `preferences` pairs as [2, ...] examples (chosen, rejected)."""
-  tokenizer = require_tokenizer(tokenizer, "dpo")
-  return PreferenceSource(records, tokenizer=tokenizer, template=data.template,
-                          image_size=model_cfg.vision.image_size,
-                          image_token_id=model_cfg.image_token_id,
-                          image_seq_len=model_cfg.image_seq_len, max_len=data.max_len,
-                          aspect=data.image_aspect, pad_id=tokenizer.pad_token_id or 0)
+  return PreferenceSource(records, **lm.text_source_args(tokenizer, data, model_cfg, "dpo"))
 
 
 def reference_copy(params, opts) -> dict:

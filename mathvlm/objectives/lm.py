@@ -102,14 +102,17 @@ def loss(model, batch: dict[str, Array], cfg: Any = None):
   return mean, tokens, dict(loss=mean, tokens=tokens, accuracy=jnp.sum(correct) / denom)
 
 
+def text_source_args(tokenizer, data, model_cfg, objective: str) -> dict:
+  """What a templated text source (conversations, preference pairs) needs from the config."""
+  tokenizer = require_tokenizer(tokenizer, objective)
+  return dict(tokenizer=tokenizer, template=data.template, image_size=model_cfg.vision.image_size,
+              image_token_id=model_cfg.image_token_id, image_seq_len=model_cfg.image_seq_len,
+              max_len=data.max_len, aspect=data.image_aspect, pad_id=tokenizer.pad_token_id or 0)
+
+
 def conversation_source(records, tokenizer, data, model_cfg) -> ConversationSource:
   """Built conversations (mathv360k, mavis_instruct, mavis_caption, llava_json) as lm examples."""
-  tokenizer = require_tokenizer(tokenizer, "lm")
-  return ConversationSource(records, tokenizer=tokenizer, template=data.template,
-                            image_size=model_cfg.vision.image_size,
-                            image_token_id=model_cfg.image_token_id,
-                            image_seq_len=model_cfg.image_seq_len, max_len=data.max_len,
-                            aspect=data.image_aspect, pad_id=tokenizer.pad_token_id or 0)
+  return ConversationSource(records, **text_source_args(tokenizer, data, model_cfg, "lm"))
 
 
 OBJECTIVE = Objective(

@@ -4,6 +4,7 @@ checkout nor a `configs/` folder is on the path."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -18,9 +19,15 @@ def _run(cmd, **kw):
 
 def test_installed_wheel_trains_two_steps_from_another_directory(tmp_path):
   wheels, site, elsewhere = tmp_path / "wheels", tmp_path / "site", tmp_path / "elsewhere"
+  src = tmp_path / "src"  # a copy: setuptools leaves build/ and *.egg-info in the tree it builds
   elsewhere.mkdir()
+  for part in ("mathvlm", "data_prep"):
+    shutil.copytree(os.path.join(ROOT, part), src / part,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+  for part in ("pyproject.toml", "README.md"):
+    shutil.copy(os.path.join(ROOT, part), src / part)
   _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-        "-w", str(wheels), ROOT])
+        "-w", str(wheels), str(src)])
   (wheel,) = wheels.glob("mathvlm-*.whl")
   _run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
         str(wheel)])

@@ -1,1 +1,0 @@
-"""`make demo`: the MAVIS recipe end to end on this machine (see __main__.py)."""
