@@ -52,6 +52,7 @@ class Deriv:
 
   template: the formula for people over {0}, {1} (the input names, then their values), in
   textbook notation; expr: the same formula for machines over q0..qn (x for expressions);
+  template and reason may be zero-argument callables, written only if the step is used;
   slips: ((expr, why), ...) wrong formulas a student might use here (the distractors' source).
   """
   name: str
@@ -65,8 +66,10 @@ class Deriv:
 
   def sentence(self, knowns: dict, angles: set) -> str:
     vals = [_wrap(human(knowns[i])) + ("°" if i in angles else "") for i in self.inputs]
-    f_names = self.template.format(*self.inputs)
-    f_vals = self.template.format(*vals)
+    template = self.template() if callable(self.template) else self.template
+    reason = self.reason() if callable(self.reason) else self.reason
+    f_names = template.format(*self.inputs)
+    f_vals = template.format(*vals)
     tail = human(self.value)
     parts = [f"{self.name} = {f_names}"] if self.show_names else [f"{self.name}"]
     if f_vals != f_names or not self.show_names:
@@ -76,7 +79,7 @@ class Deriv:
     out = " = ".join(parts)
     if is_number(self.value) and not is_rational(self.value):
       out += f" ≈ {approx(self.value)}"
-    return f"{self.reason}: {out}."
+    return f"{reason}: {out}."
 
   def machine(self) -> dict:
     return {"name": self.name, "expr": self.expr, "inputs": list(self.inputs),

@@ -129,6 +129,13 @@ class Formulas:
   def __init__(self, g: Graph):
     self.g, self.givens, self.derivs = g, {}, {}
     self.where = {}      # step name -> the x (or bounds) it is measured at
+    self._df = None
+
+  def derivative(self):
+    """f'(x) (sympy), computed once and only when a rationale shows it."""
+    if self._df is None:
+      self._df = sp.diff(self.g.f, X)
+    return self._df
 
   def add(self, name, template, expr, inputs, value, why, slips=(), show=True) -> str:
     """A derivation (kept if one of that name exists: shared steps are computed once)."""
@@ -302,18 +309,24 @@ def _dfdx(Fm: Formulas):
   else:
     Fm.add("f'(x)", "d/dx [{0}]", "diff(q0, x)", (F,), None, "Differentiate f",
            DERIVATIVE_SLIPS.get(g.fam, ()))
-  return sp.diff(g.f, X)
+  return Fm.derivative
+
+
+
 
 
 def _evaluate(Fm: Formulas, fname: str, expr, p: str, why: str) -> str:
-  """The step `fname(p)` = expr at the point named p."""
+  """The step `fname(p)` = expr at the point named p; expr may be a thunk (f'(x) is computed
+  only if a question uses it)."""
   v = human(Fm.givens[p])
   slips = [("q0.subs(x, q1) - constant_term(q0)", "left out the constant term")]
   if fname == "f'":
     slips = [("q0.subs(x, q1) + constant_term(q0)", "added the constant term back in")]
-  name = Fm.add(f"{fname}({v})", sub(expr, Fm.givens[p]), "q0.subs(x, q1)",
+  e = expr if callable(expr) else (lambda: expr)
+  value = Fm.givens[p]
+  name = Fm.add(f"{fname}({v})", lambda: sub(e(), value), "q0.subs(x, q1)",
                 ("f(x)" if fname == "f" else "f'(x)", p), None,
-                f"Substitute x = {v} into {fname}(x) = {human(expr)}" if not why else why,
+                (lambda: f"Substitute x = {v} into {fname}(x) = {human(e())}") if not why else why,
                 slips, show=False)
   Fm.where[name] = float(Fm.givens[p])
   return name
@@ -460,13 +473,21 @@ def _extremum(Fm: Formulas, vrng) -> Target:
                   ["What is the maximum value of f(x)?", "Find the largest value f(x) takes.",
                    "How high does the graph reach?"])
   _critical(Fm)
-  xc = g.info["h"] if g.fam == "abs" else sp.solve(sp.diff(g.f, X), X)[0]
-  v = Fm.add("f(x_v)", sub(g.f, xc), "q0.subs(x, q1)", (F, "x_v"), None, "Evaluate f at the extremum",
+  xc = _vertex(g)
+  v = Fm.add("f(x_v)", lambda: sub(g.f, xc), "q0.subs(x, q1)", (F, "x_v"), None, "Evaluate f at the extremum",
              show=False)
   word = "minimum" if _opens_up(g) else "maximum"
   return Target(v, f"the {word} value of f",
                 [f"What is the {word} value of f(x)?", f"Find the {word} of f.",
                  "What is the y-coordinate of the vertex of the graph?"])
+
+
+def _vertex(g: Graph):
+  """Where f turns: h for a·|x - h| + k; the midpoint of the roots for a(x - r)(x - s)."""
+  if g.fam == "abs":
+    return g.info["h"]
+  r, s = g.info["roots"]
+  return sp.Rational(r + s, 2)
 
 
 def _opens_up(g: Graph) -> bool:
@@ -489,9 +510,9 @@ def _critical(Fm: Formulas):
 def _monotonic(Fm: Formulas, vrng) -> Target:
   g = Fm.g
   _critical(Fm)
-  xc = g.info["h"] if g.fam == "abs" else sp.solve(sp.diff(g.f, X), X)[0]
-  slipped = -xc if g.fam == "abs" else sp.solve(sp.Poly(g.f, X).coeff_monomial(X ** 2) * X
-                                                + sp.Poly(g.f, X).coeff_monomial(X), X)[0]
+  xc = _vertex(g)
+  # the slip: -h for |x - h| read as |x + h|; -b/a (the 2 of -b/2a forgotten) for ax² + bx + c
+  slipped = -xc if g.fam == "abs" else 2 * xc
   if slipped == xc:
     slipped = xc + int(vrng.choice([-1, 1]))
   word = str(vrng.choice(["increasing", "decreasing"]))

@@ -73,6 +73,7 @@ class Layout:
   def __init__(self, size: int):
     self.size = size
     self.seg_list, self.vert_list, self.boxes = [], [], []
+    self.taken = np.zeros((size, size), bool)   # placed labels' boxes, grown by GAP
     self.mask = Image.new("L", (size, size), 0)
     self._draw = ImageDraw.Draw(self.mask)
     self._arr = None
@@ -110,42 +111,43 @@ class Layout:
     if self._arr is None:
       self._arr = np.asarray(self.mask)
     x0, y0 = max(0, math.floor(box[0]) - 1), max(0, math.floor(box[1]) - 1)
-    if self._arr[y0:math.ceil(box[3]) + 2, x0:math.ceil(box[2]) + 2].any():
-      return False
-    return not any(boxes_overlap(box, b) for b in self.boxes)
+    x1, y1 = math.ceil(box[2]) + 2, math.ceil(box[3]) + 2
+    return not (self._arr[y0:y1, x0:x1].any() or self.taken[y0:y1, x0:x1].any())
 
   def place(self, rel, centres) -> tuple | None:
     """The first candidate centre whose box is free (and reserve it), else None."""
     for c in centres:
-      box = box_at(c, rel)
+      box = (c[0] + rel[0], c[1] + rel[1], c[0] + rel[2], c[1] + rel[3])
       if self.free(box):
         self.boxes.append(box)
+        g = math.ceil(GAP)
+        self.taken[max(0, math.floor(box[1]) - g):math.ceil(box[3]) + g + 1,
+                   max(0, math.floor(box[0]) - g):math.ceil(box[2]) + g + 1] = True
         return c
     return None
 
 
-def around(anchor, direction, radii, spread=(0, 25, -25, 50, -50, 80, -80, 115, -115, 150, -150,
-                                             180)) -> list:
+SPREAD = (0, 25, -25, 50, -50, 80, -80, 115, -115, 150, -150, 180)
+
+
+def around(anchor, direction, radii, spread=SPREAD):
   """Candidate centres around an anchor: preferred direction first, then turning away from it,
-  each at growing distances."""
+  each at growing distances (generated lazily: most labels take the first)."""
   base = math.atan2(direction[1], direction[0])
-  out = []
+  ax, ay = float(anchor[0]), float(anchor[1])
   for r in radii:
     for s in spread:
       a = base + math.radians(s)
-      out.append((anchor[0] + r * math.cos(a), anchor[1] + r * math.sin(a)))
-  return out
+      yield ax + r * math.cos(a), ay + r * math.sin(a)
 
 
-def along(p, q, normal, radii, ts=(0.5, 0.38, 0.62, 0.27, 0.73)) -> list:
+def along(p, q, normal, radii, ts=(0.5, 0.38, 0.62, 0.27, 0.73)):
   """Candidate centres beside segment pq: on the preferred side first, then the other."""
-  p, q, n = np.asarray(p, float), np.asarray(q, float), np.asarray(normal, float)
-  out = []
+  (px, py), (qx, qy), (nx, ny) = p, q, normal
   for side in (1, -1):
     for r in radii:
       for t in ts:
-        out.append(tuple(p + (q - p) * t + side * r * n))
-  return out
+        yield px + (qx - px) * t + side * r * nx, py + (qy - py) * t + side * r * ny
 
 
 def conflicts(labels: list, segs: np.ndarray, verts: np.ndarray) -> list:

@@ -20,6 +20,7 @@ import itertools
 import math
 import re
 
+import numpy as np
 import sympy as sp
 
 from .exact import EXACT, FLOAT, evaluate
@@ -27,6 +28,7 @@ from .notation import human
 
 N_OPTIONS = 4
 MAX_SINGLES = 9
+MAX_EXACT_PAIRS = 8
 FIXED_RATIOS = (2, 1 / 2, 3, 1 / 3, 3 / 2, 2 / 3, 4, 1 / 4, math.sqrt(2), 1 / math.sqrt(2),
                 math.sqrt(3), 1 / math.sqrt(3), math.sqrt(3) / 2, 2 / math.sqrt(3), math.pi,
                 1 / math.pi, 2 * math.pi, 1 / (2 * math.pi), math.log(2), 1 / math.log(2), -1)
@@ -45,13 +47,21 @@ class Mistake:
 
 
 def replay(chain: list, givens: dict, target: str, mistakes: tuple, namespace: dict = EXACT):
-  """The target's value when the chain is worked with these mistakes (None if it breaks)."""
+  """The target's value when the chain is worked with these mistakes (None if it breaks).
+  Steps before the first one a mistake touches keep their values (in floats when replaying in
+  floats)."""
+  to_float = namespace is FLOAT
+  misread = {m.given: (float(m.value) if to_float else m.value) for m in mistakes
+             if m.given is not None}
+  steps = {m.step for m in mistakes if m.step is not None}
+  start = next((i for i, d in enumerate(chain)
+                if d.name in steps or any(n in misread for n in d.inputs)), len(chain))
   known = dict(givens)
-  for m in mistakes:
-    if m.given is not None:
-      known[m.given] = float(m.value) if namespace is FLOAT else m.value
+  known.update(misread)
+  for d in chain[:start]:
+    known[d.name] = float(d.value) if to_float else d.value
   try:
-    for d in chain:
+    for d in chain[start:]:
       expr, inputs = d.expr, list(d.inputs)
       for m in mistakes:
         if m.step == d.name:
@@ -139,7 +149,11 @@ def candidates(chain, givens, target, answer: float, ms: list, exact: bool,
       every.append(Option(_as_float(x), (m,), x if exact else None))
   one = [o for o in every if _plausible(o.value, answer, signed)]
   squares, pairs = [], []
-  for a, b in itertools.combinations(every, 2):
+  combos = list(itertools.combinations(every, 2))
+  if exact and len(combos) > MAX_EXACT_PAIRS:  # symbolic replays are dear: a sample of pairs
+    combos = [combos[i] for i in np.random.default_rng(len(combos)).permutation(len(combos))
+              [:MAX_EXACT_PAIRS]]
+  for a, b in combos:
     if a.mistakes[0].site == b.mistakes[0].site or _close(a.value, b.value):
       continue
     x = replay(chain, base, target, a.mistakes + b.mistakes, ns)

@@ -20,7 +20,7 @@ import sympy as sp
 from . import captions as C
 from . import geometry as G
 from . import shapes as SH
-from .exact import TRIG, Deriv
+from .exact import FLOAT, TRIG, Deriv, evaluate
 from .notation import human
 from .problems import Rejected, Target
 
@@ -81,14 +81,13 @@ def realize(prog: Program, vrng) -> Figure:
                     new_letter)
     _root_given(root, b, prog.root_given, extra_givens, extra_facts)
   shapes, relations = [root], [("root", root)]
+  givens, derivs = {**extra_givens, **root.givens}, dict(root.derivs)
   for kind, slot in prog.attached:
     par = shapes[-1]
     i, j = par.attach[slot]
     en = SH.edge(par.letters[i], par.letters[j])
-    bval = par.givens.get(en, extra_givens.get(en))
-    bval = par.derivs[en].value if bval is None else bval
-    cand = SH.build(kind, par.pts[j], par.pts[i], [par.letters[j], par.letters[i]], bval, vrng,
-                    new_letter)
+    cand = SH.build(kind, par.pts[j], par.pts[i], [par.letters[j], par.letters[i]],
+                    float_of(en, givens, derivs), vrng, new_letter)
     outline = cand.outline()
     if any(G.overlap(outline, o.outline()) for o in shapes):
       raise Rejected("shapes overlap")
@@ -96,7 +95,18 @@ def realize(prog: Program, vrng) -> Figure:
     cand.parent_edge = en
     shapes.append(cand)
     relations.append(("attach", cand, par, en))
+    givens.update(cand.givens)
+    derivs.update(cand.derivs)
   return _merge(shapes, relations, extra_givens, extra_facts)
+
+
+def float_of(name: str, givens: dict, derivs: dict) -> float:
+  """A quantity's value in floats (what the next shape's geometry needs; exact values are only
+  computed for the steps a question uses)."""
+  if name in givens:
+    return float(givens[name])
+  d = derivs[name]
+  return float(evaluate(d.expr, [float_of(i, givens, derivs) for i in d.inputs], FLOAT))
 
 
 def _root_given(s: SH.Shape, b, how: str, givens: dict, facts: list):

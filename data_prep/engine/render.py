@@ -72,8 +72,10 @@ class Canvas:
 
   def px(self, p):
     """World points -> final-size pixel coordinates (float)."""
-    p = np.asarray(p, float)
-    return np.stack([self.ox + self.sx * p[..., 0], self.oy - self.sy * p[..., 1]], -1)
+    p = np.array(p, float)
+    p[..., 0] = self.ox + self.sx * p[..., 0]
+    p[..., 1] = self.oy - self.sy * p[..., 1]
+    return p
 
   def _hi(self, q):
     return [tuple(map(float, r)) for r in (np.asarray(q) * self.k).reshape(-1, 2)]
@@ -126,6 +128,7 @@ class Canvas:
   def place_shrinking(self, text, size, color, centres, smallest: int = 11) -> tuple:
     """(centre, size): the label at its size if it fits anywhere, else a size or two smaller
     (a crowded corner), else LabelsDoNotFit."""
+    centres = list(centres)
     for s in range(size, smallest - 1, -2):
       at = self.place(text, s, color, centres, optional=s > smallest)
       if at is not None:

@@ -239,11 +239,11 @@ def quad(kind, A, B, letters, b, vrng, new_letter) -> Shape:
 def _square(p, pts, b, poly, ab, bc, cd, da):
   why = f"{poly} is a square, so all its sides are equal"
   for e in (bc, cd, da):
-    p.derive(e, "{0}", "q0", [ab], b, why)
-  p.derive(area_name(poly), "{0}²", "q0**2", [ab], b ** 2, f"{poly} is a square",
+    p.derive(e, "{0}", "q0", [ab], None, why)
+  p.derive(area_name(poly), "{0}²", "q0**2", [ab], None, f"{poly} is a square",
            [("4*q0", "used the perimeter formula 4·side for the area"),
             ("2*q0", "doubled the side instead of squaring it")])
-  p.derive(perim_name(poly), "4 · {0}", "4*q0", [ab], 4 * b, f"{poly} is a square",
+  p.derive(perim_name(poly), "4 · {0}", "4*q0", [ab], None, f"{poly} is a square",
            [("q0**2", "used the area formula side² for the perimeter"),
             ("3*q0", "counted only three sides")])
   pts = np.array(pts)
@@ -256,11 +256,11 @@ def _rectangle(p, pts, b, h, poly, ab, bc, cd, da):
   pts = np.array(pts)
   p.give(bc, h, len_fact(bc, h, pts[1], pts[2], pts.mean(0)))
   why = f"{poly} is a rectangle, so opposite sides are equal"
-  p.derive(cd, "{0}", "q0", [ab], b, why)
-  p.derive(da, "{0}", "q0", [bc], h, why)
-  p.derive(area_name(poly), "{0} · {1}", "q0*q1", [ab, bc], b * h, f"{poly} is a rectangle",
+  p.derive(cd, "{0}", "q0", [ab], None, why)
+  p.derive(da, "{0}", "q0", [bc], None, why)
+  p.derive(area_name(poly), "{0} · {1}", "q0*q1", [ab, bc], None, f"{poly} is a rectangle",
            RECT_SLIPS)
-  p.derive(perim_name(poly), "2 · ({0} + {1})", "2*(q0 + q1)", [ab, bc], 2 * (b + h),
+  p.derive(perim_name(poly), "2 · ({0} + {1})", "2*(q0 + q1)", [ab, bc], None,
            f"{poly} is a rectangle", PERIM2_SLIPS)
   return struct_fact(poly, f"{poly} is a rectangle",
                      [right_mark(pts[i], pts[i - 1], pts[(i + 1) % 4]) for i in range(4)])
@@ -272,13 +272,13 @@ def _parallelogram(p, pts, b, s, th, poly, ab, bc, cd, da):
   p.give(da, s, len_fact(da, s, pts[3], pts[0], pts.mean(0)))
   p.give(ang, sp.Integer(th), angle_fact(ang, th, pts[0], pts[1], pts[3]))
   why = f"{poly} is a parallelogram, so opposite sides are equal"
-  p.derive(cd, "{0}", "q0", [ab], b, why)
-  p.derive(bc, "{0}", "q0", [da], s, why)
+  p.derive(cd, "{0}", "q0", [ab], None, why)
+  p.derive(bc, "{0}", "q0", [da], None, why)
   p.derive(area_name(poly), "{0} · {1} · sin({2})", "q0*q1*sin(q2*pi/180)", [ab, da, ang],
-           b * s * TRIG[th][0], f"{poly} is a parallelogram",
+           None, f"{poly} is a parallelogram",
            [("q0*q1", "multiplied the sides without the sine of the angle"),
             ("q0*q1*cos(q2*pi/180)", "used cos instead of sin")])
-  p.derive(perim_name(poly), "2 · ({0} + {1})", "2*(q0 + q1)", [ab, da], 2 * (b + s),
+  p.derive(perim_name(poly), "2 · ({0} + {1})", "2*(q0 + q1)", [ab, da], None,
            f"{poly} is a parallelogram", PERIM2_SLIPS)
   return struct_fact(poly, f"{poly} is a parallelogram",
                      [ticks([(pts[0], pts[1]), (pts[2], pts[3])], 1),
@@ -291,11 +291,11 @@ def _trapezoid(p, pts, b, h1, h2, poly, ab, bc, cd, da):
   p.give(bc, h2, len_fact(bc, h2, pts[1], pts[2], pts.mean(0)))
   right = f"{poly} is a right trapezoid with right angles at {p.ltr[0]} and {p.ltr[1]}"
   p.derive(cd, "√({0}² + ({1} - {2})²)", "sqrt(q0**2 + (q1 - q2)**2)", [ab, da, bc],
-           sp.sqrt(b ** 2 + (h1 - h2) ** 2), right,
+           None, right,
            [("sqrt(q0**2 + (q1 + q2)**2)", "added the parallel sides instead of subtracting"),
             ("q0 + Abs(q1 - q2)", "added the legs instead of using Pythagoras")])
   p.derive(area_name(poly), "({0} + {1}) · {2} / 2", "(q0 + q1)*q2/2", [da, bc, ab],
-           (h1 + h2) * b / 2, f"{poly} is a right trapezoid with parallel sides {da} and {bc} "
+           None, f"{poly} is a right trapezoid with parallel sides {da} and {bc} "
            f"and height {ab}", [("(q0 + q1)*q2", "forgot to halve"),
                                 ("q0*q2", "used one parallel side only")])
   perimeter_sum(p, [ab, bc, cd, da])
@@ -322,9 +322,9 @@ def triangle(kind, A, B, letters, b, vrng, new_letter) -> Shape:
   else:
     pts = np.array([A, B, A + bf * G.rot(u, 60)])
     why = f"{poly} is an equilateral triangle, so all sides are equal"
-    p.derive(bc, "{0}", "q0", [ab], b, why)
-    p.derive(ca, "{0}", "q0", [ab], b, why)
-    p.derive(area_name(poly), "√3/4 · {0}²", "sqrt(3)/4*q0**2", [ab], sp.sqrt(3) / 4 * b ** 2,
+    p.derive(bc, "{0}", "q0", [ab], None, why)
+    p.derive(ca, "{0}", "q0", [ab], None, why)
+    p.derive(area_name(poly), "√3/4 · {0}²", "sqrt(3)/4*q0**2", [ab], None,
              f"{poly} is an equilateral triangle",
              [("sqrt(3)/2*q0**2", "used √3/2 instead of √3/4"),
               ("q0**2/2", "used ½·side² as for a right isosceles triangle"),
@@ -339,16 +339,15 @@ def triangle(kind, A, B, letters, b, vrng, new_letter) -> Shape:
 
 
 def _right_triangle(p, pts, b, al, poly, ab, bc, ca, ang):
-  sn, cs, tn = TRIG[al]
   p.give(ang, sp.Integer(al), angle_fact(ang, al, pts[0], pts[1], pts[2]))
   why = f"In right triangle {poly} (right angle at {p.ltr[1]})"
-  p.derive(bc, "{0} · tan({1})", "q0*tan(q1*pi/180)", [ab, ang], b * tn, why,
+  p.derive(bc, "{0} · tan({1})", "q0*tan(q1*pi/180)", [ab, ang], None, why,
            [("q0*sin(q1*pi/180)", "used sin instead of tan"),
             ("q0/tan(q1*pi/180)", "divided by tan instead of multiplying")])
-  p.derive(ca, "{0} / cos({1})", "q0/cos(q1*pi/180)", [ab, ang], b / cs, why,
+  p.derive(ca, "{0} / cos({1})", "q0/cos(q1*pi/180)", [ab, ang], None, why,
            [("q0*cos(q1*pi/180)", "multiplied by cos instead of dividing"),
             ("q0/sin(q1*pi/180)", "used sin instead of cos")])
-  p.derive(area_name(poly), "{0} · {1} / 2", "q0*q1/2", [ab, bc], b * b * tn / 2,
+  p.derive(area_name(poly), "{0} · {1} / 2", "q0*q1/2", [ab, bc], None,
            f"{poly} is a right triangle with legs {ab} and {bc}",
            [("q0*q1", "forgot the ½ of a triangle's area")])
   return struct_fact(poly, f"{poly} is a right triangle with the right angle at {p.ltr[1]}",
@@ -357,14 +356,14 @@ def _right_triangle(p, pts, b, al, poly, ab, bc, ca, ang):
 
 def _isosceles(p, pts, b, th, poly, ab, bc, ca, ang):
   p.give(ang, sp.Integer(th), angle_fact(ang, th, pts[0], pts[1], pts[2]))
-  p.derive(ca, "{0}", "q0", [ab], b, f"{poly} is isosceles with {ab} = {ca}")
+  p.derive(ca, "{0}", "q0", [ab], None, f"{poly} is isosceles with {ab} = {ca}")
   p.derive(bc, "2 · {0} · sin({1} / 2)", "2*q0*sin(q1*pi/360)", [ab, ang],
-           2 * b * sp.sin(sp.pi * th / 360), f"In isosceles triangle {poly} with apex "
+           None, f"In isosceles triangle {poly} with apex "
            f"{p.ltr[0]}, the base is twice the leg times the sine of half the apex angle",
            [("2*q0*cos(q1*pi/360)", "used cos instead of sin"),
             ("2*q0*sin(q1*pi/180)", "used the whole apex angle instead of half")])
   p.derive(area_name(poly), "{0} · {1} · sin({2}) / 2", "q0*q1*sin(q2*pi/180)/2", [ab, ca, ang],
-           b * b * TRIG[th][0] / 2, f"{poly} has sides {ab}, {ca} around the angle {ang}",
+           None, f"{poly} has sides {ab}, {ca} around the angle {ang}",
            [("q0*q1*sin(q2*pi/180)", "forgot the ½"),
             ("q0*q1*cos(q2*pi/180)/2", "used cos instead of sin")])
   return struct_fact(poly, f"{poly} is an isosceles triangle with {ab} = {ca}",
@@ -375,15 +374,15 @@ def semicircle(A, B, letters, b) -> Shape:
   p = _Parts(list(letters))
   poly = "".join(p.ltr)
   ab = p.e(0, 1)
-  p.derive(f"arc {poly}", "π · {0} / 2", "pi*q0/2", [ab], sp.pi * b / 2,
+  p.derive(f"arc {poly}", "π · {0} / 2", "pi*q0/2", [ab], None,
            f"The arc of a semicircle with diameter {ab} is half its circumference",
            [("pi*q0", "used the diameter as the radius"),
             ("pi*q0**2/8", "used the area formula")])
-  p.derive(area_name(poly), "π · {0}² / 8", "pi*q0**2/8", [ab], sp.pi * b ** 2 / 8,
+  p.derive(area_name(poly), "π · {0}² / 8", "pi*q0**2/8", [ab], None,
            f"A semicircle with diameter {ab} is half the circle of radius {ab}/2",
            [("pi*q0**2/2", "used the diameter as the radius"),
             ("pi*q0**2/4", "took the whole circle"), ("pi*q0/2", "used the arc-length formula")])
-  p.derive(perim_name(poly), "{0} + {1}", "q0 + q1", [ab, f"arc {poly}"], b + sp.pi * b / 2,
+  p.derive(perim_name(poly), "{0} + {1}", "q0 + q1", [ab, f"arc {poly}"], None,
            "The perimeter is the diameter plus the arc", [("q1", "left out the diameter")])
   p.targets[f"arc {poly}"] = "arc"
   M = (np.asarray(A, float) + np.asarray(B, float)) / 2
@@ -400,15 +399,15 @@ def sector(A, B, letters, b, vrng, new_letter) -> Shape:
   ab, ca = p.e(0, 1), p.e(2, 0)
   ang = f"∠{p.ltr[1]}{p.ltr[0]}{p.ltr[2]}"
   p.give(ang, sp.Integer(phi), angle_fact(ang, phi, pts[0], pts[1], pts[2]))
-  p.derive(ca, "{0}", "q0", [ab], b, f"{ab} and {ca} are radii of sector {poly}")
+  p.derive(ca, "{0}", "q0", [ab], None, f"{ab} and {ca} are radii of sector {poly}")
   arcn = f"arc {p.ltr[1]}{p.ltr[2]}"
   why = f"Sector {poly} has radius {ab} and central angle {ang}"
-  p.derive(arcn, "{1}/360 · 2π · {0}", "q1*pi*q0/180", [ab, ang], phi * sp.pi * b / 180, why,
+  p.derive(arcn, "{1}/360 · 2π · {0}", "q1*pi*q0/180", [ab, ang], None, why,
            [("q1*pi*q0/360", "forgot the 2 of 2πr"),
             ("q1*pi*q0**2/360", "used the sector-area formula"),
             ("q1*pi*q0/180 + 2*q0", "added the two radii (that is the perimeter)")])
   p.derive(area_name(poly), "{1}/360 · π · {0}²", "q1*pi*q0**2/360", [ab, ang],
-           phi * sp.pi * b ** 2 / 360, why,
+           None, why,
            [("q1*pi*q0/180", "used the arc-length formula"),
             ("q1*pi*q0**2/180", "divided by 180 instead of 360"),
             ("pi*q0**2", "took the whole circle")])
@@ -427,11 +426,11 @@ def circle(vrng, new_letter, diameter_given: bool):
   o = p.ltr[0]
   pts = np.array([[0.0, 0.0], [float(r), 0.0]])
   rn = edge(*p.ltr)
-  p.derive(area_name(o), "π · {0}²", "pi*q0**2", [rn], sp.pi * r ** 2,
+  p.derive(area_name(o), "π · {0}²", "pi*q0**2", [rn], None,
            f"The circle centred at {o} has radius {rn}",
            [("2*pi*q0", "used the circumference formula for the area"),
             ("pi*q0", "forgot to square the radius")])
-  p.derive(perim_name(o), "2 · π · {0}", "2*pi*q0", [rn], 2 * sp.pi * r,
+  p.derive(perim_name(o), "2 · π · {0}", "2*pi*q0", [rn], None,
            "The circumference of a circle is 2π times its radius",
            [("pi*q0**2", "used the area formula for the circumference"),
             ("2*pi*q0**2", "squared the radius in the circumference")])
@@ -440,7 +439,7 @@ def circle(vrng, new_letter, diameter_given: bool):
     p.give(dn, 2 * r, Fact(f"len:{dn}", f"the circle has diameter {2 * r}",
                            {"type": "inside_text", "at": [0.0, -float(r) * 0.45],
                             "text": f"d = {2 * r}"}, True, 2 * r))
-    p.derive(rn, "{0} / 2", "q0/2", [dn], r, "The radius is half the diameter",
+    p.derive(rn, "{0} / 2", "q0/2", [dn], None, "The radius is half the diameter",
              [("q0", "used the diameter as the radius")])
   else:
     p.give(rn, r, len_fact(rn, r, pts[0], pts[1], pts[0] + [0, 1]))
