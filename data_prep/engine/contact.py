@@ -15,7 +15,8 @@ from . import render
 from .writer import DOMAINS, Options, make_problem
 
 
-def sheet(domain: str, seed: int = 0, n: int = 16, cols: int = 4, version: str = "vd") -> Image.Image:
+def sheet(domain: str, seed: int = 0, n: int = 16, cols: int = 4,
+          version: str = "vd") -> Image.Image:
   tiles = []
   for i in range(n):
     s = make_problem(Options(seed=seed, domain=domain, degrade=0.0), i)[0]

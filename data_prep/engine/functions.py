@@ -474,7 +474,8 @@ def _extremum(Fm: Formulas, vrng) -> Target:
                    "How high does the graph reach?"])
   _critical(Fm)
   xc = _vertex(g)
-  v = Fm.add("f(x_v)", lambda: sub(g.f, xc), "q0.subs(x, q1)", (F, "x_v"), None, "Evaluate f at the extremum",
+  v = Fm.add("f(x_v)", lambda: sub(g.f, xc), "q0.subs(x, q1)", (F, "x_v"), None,
+             "Evaluate f at the extremum",
              show=False)
   word = "minimum" if _opens_up(g) else "maximum"
   return Target(v, f"the {word} value of f",
@@ -594,16 +595,23 @@ def _extreme(g: Graph) -> tuple:
   return float(xs[k]), float(ys[k])
 
 
+def _on(fn, g: Graph):
+  """An evaluator that says where it is defined (the plotted range)."""
+  def f(x):
+    return fn(x)
+  f.domain = (g.lo, g.hi)
+  return f
+
+
 def measure(Fm: Formulas, name: str):
   """Re-measure a step from the graph's own evaluator (a float, a callable for an expression,
   None for an antiderivative, which is fixed only up to a constant)."""
   g = Fm.g
-  if name == F:
-    return g.fn
   if name in ("a", "b", "c", "d", "h", "k"):
     return float(g.info[name])
-  if name == "f'(x)":
-    return lambda x: (g.fn(x + 1e-5) - g.fn(x - 1e-5)) / 2e-5
+  if name in (F, "f'(x)"):
+    fn = g.fn if name == F else lambda x: (g.fn(x + 1e-5) - g.fn(x - 1e-5)) / 2e-5
+    return _on(fn, g)
   if name.startswith("F"):
     return None
   if name in Fm.where:

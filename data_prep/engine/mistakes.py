@@ -242,7 +242,8 @@ def _distinct(opts: list) -> list:
 
 def distractors(chain, givens, target, answer, kind_of, misreads, rng,
                 exact: bool = False, signed: bool = False) -> list | None:
-  """Wrong options for a numeric answer: [(exact value, [why, ...]), ...] or None (too few)."""
+  """Wrong options for a numeric answer: [(exact value, [why, ...], mistakes), ...] or None
+  (too few)."""
   ans = _as_float(answer)
   if ans is None:
     return None
@@ -258,5 +259,5 @@ def distractors(chain, givens, target, answer, kind_of, misreads, rng,
     if text is None or text in seen:
       continue
     seen.add(text)
-    out.append((o.exact, [m.why for m in o.mistakes]))
+    out.append((o.exact, [m.why for m in o.mistakes], o.mistakes))
   return out if len(out) >= 2 else None

@@ -151,7 +151,7 @@ def options(scene: Scene, sol: Solved, vrng) -> tuple | None:
     found = mistakes.distractors(sol.chain, scene.givens, sol.target.name, sol.value,
                                  scene.kind_of, scene.misreads, vrng, scene.exact_only,
                                  sol.target.signed)
-    wrong = [(human(v), machine(v), why) for v, why in found or []]
+    wrong = [(human(v), machine(v), why) for v, why, _ in found or []]
   wrong = [w for w in wrong if w[0] != sol.text][:mistakes.N_OPTIONS - 1]
   if len(wrong) < 2:
     return None

@@ -24,7 +24,8 @@ ATTACHABLE = ("square", "rectangle", "right_triangle", "isosceles_triangle",
               "equilateral_triangle", "parallelogram", "trapezoid", "semicircle", "sector")
 HAS_EDGES = ATTACHABLE[:-2] + ("sector",)  # shapes another can attach to
 ARTICLE = {"square": "square", "rectangle": "rectangle", "right_triangle": "right triangle",
-           "isosceles_triangle": "isosceles triangle", "equilateral_triangle": "equilateral triangle",
+           "isosceles_triangle": "isosceles triangle",
+           "equilateral_triangle": "equilateral triangle",
            "parallelogram": "parallelogram", "trapezoid": "right trapezoid",
            "semicircle": "semicircle", "sector": "sector", "circle": "circle"}
 

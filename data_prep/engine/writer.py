@@ -34,7 +34,8 @@ SPLITS = {"all": 0, "train": 1, "test": 2}
 VERSIONS = ("text_dominant", "text_lite", "vision_dominant")
 SHORT = {"text_dominant": "td", "text_lite": "tl", "vision_dominant": "vd"}
 CAPTION_ASK = ["Describe the diagram.", "What does this figure show?",
-               "Give a detailed caption of this math diagram.", "Describe every element of the image."]
+               "Give a detailed caption of this math diagram.",
+               "Describe every element of the image."]
 MAX_PROGRAMS = 60     # figure programs tried per problem
 MAX_VALUES = 25       # values tried per program and variant
 MC_TRIES = 4          # values tried for a multiple-choice problem before it is asked free-form

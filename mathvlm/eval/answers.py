@@ -226,7 +226,8 @@ def final_answer(response: str) -> str:
 
 _SUPER = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")
 _ROOT = {"√": "sqrt", "∛": "cbrt"}
-_NOTATION = (("−", "-"), ("·", "*"), ("×", "*"), ("π", "pi"), ("∞", "oo"), ("°", ""),
+_NOTATION = (("−", "-"), ("·", "*"), ("×", "*"), ("π", " pi "), ("+∞", "oo"), ("∞", " oo "),
+             ("°", ""),
              ("log₂(", "log2("), ("ln(", "log("), ("^", "**"))
 
 
@@ -237,8 +238,9 @@ def math_to_sympy(text: str) -> str:
   for a, b in _NOTATION:
     s = s.replace(a, b)
   s = re.sub(r"[⁰¹²³⁴⁵⁶⁷⁸⁹⁻]+", lambda m: f"**({m.group(0).translate(_SUPER)})", s)
-  s = re.sub(r"([√∛])(\d+(?:\.\d+)?|[A-Za-z]\w*)", lambda m: f"{_ROOT[m.group(1)]}({m.group(2)})", s)
-  s = s.replace("√(", "sqrt(").replace("∛(", "cbrt(")
+  s = re.sub(r"([√∛])(\d+(?:\.\d+)?|[A-Za-z]\w*)",
+             lambda m: f" {_ROOT[m.group(1)]}({m.group(2)})", s)
+  s = s.replace("√(", " sqrt(").replace("∛(", " cbrt(")
   return re.sub(r"\|([^|]+)\|", r"Abs(\1)", s)
 
 
