@@ -83,7 +83,7 @@ def _samples(fig, view):
     return G.arc_points((h, kk), r, 0, 360, 90)
   if k == "line":
     (x1, y1), (x2, y2) = fig["pts"]
-    t = np.linspace(-60, 60, 2400)[:, None]
+    t = np.linspace(-60, 60, 1200)[:, None]
     d = np.array([x2 - x1, y2 - y1], float) / math.hypot(x2 - x1, y2 - y1)
     p = np.array([x1, y1], float) + t * d
     x0, xx, y0, yy = view
@@ -169,7 +169,8 @@ class Formulas:
     return self.add(f"|{a}{b}|", "√({0}² + {1}²)", "sqrt(q0**2 + q1**2)",
                     (self.delta(a, b, "x"), self.delta(a, b, "y")), "By the distance formula",
                     [("Abs(q0) + Abs(q1)", "added the changes instead of using Pythagoras"),
-                     ("sqrt(Abs(q0**2 - q1**2))", "subtracted the squares")])
+                     ("sqrt(Abs(q0**2 - q1**2))", "subtracted the squares"),
+                     ("Max(Abs(q0), Abs(q1))", "took the longer of the two changes")])
 
   def slope(self, a, b) -> str:
     return self.add(f"m({a}{b})", "{0} / {1}", "q0/q1",

@@ -161,7 +161,23 @@ def _code(expr: str):
 
 
 def evaluate(expr: str, values: list, namespace: dict = EXACT):
-  """A machine formula over q0, q1, ... with the given input values (exact or float)."""
+  """A machine formula over q0, q1, ... with the given input values (exact or float). Exact
+  results are remembered per (formula, inputs): the same small numbers recur across problems
+  and across the wrong turns tried for one."""
+  if namespace is EXACT:
+    try:
+      return _evaluate_exact(expr, tuple(values))
+    except TypeError:  # an unhashable input (a list of zeros)
+      pass
+  return _evaluate(expr, values, namespace)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _evaluate_exact(expr: str, values: tuple):
+  return _evaluate(expr, values, EXACT)
+
+
+def _evaluate(expr: str, values, namespace: dict):
   loc = {f"q{k}": v for k, v in enumerate(values)}
   out = eval(_code(expr), namespace, loc)  # noqa: S307 - our own formula strings, not user input
   if namespace is EXACT and isinstance(out, sp.Expr) and out.has(sp.log):

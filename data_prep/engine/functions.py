@@ -663,7 +663,7 @@ def context(g: Graph) -> str:
 
 
 def view_of(g: Graph) -> tuple:
-  xs = np.linspace(g.lo, g.hi, 500)
+  xs = np.linspace(g.lo, g.hi, 300)
   ys = g.fn(xs)
   if g.fam == "tan":
     ys = np.where(np.abs(ys) > 8, np.nan, ys)
@@ -676,14 +676,11 @@ def view_of(g: Graph) -> tuple:
 def draw(g: Graph, vrng) -> dict:
   xs, ys, view = view_of(g)
   c = R.axes(view, equal=False)
-  segs, cur = [], []
-  for x, y in zip(xs, ys):
-    if np.isfinite(y):
-      cur.append((x, y))
-    elif cur:
-      segs.append(cur)
-      cur = []
-  segs.append(cur)
+  ok = np.isfinite(ys)  # tan's asymptotes split the curve
+  pts = np.stack([xs, np.where(ok, ys, 0.0)], 1)
+  cuts = np.flatnonzero(np.diff(ok.astype(np.int8))) + 1
+  segs = [seg[ok_seg] for seg, ok_seg in zip(np.split(pts, cuts), np.split(ok, cuts))
+          if ok_seg.all() and len(seg) > 1]
   col = R.COLORS[int(vrng.integers(len(R.COLORS)))]
   its = [{"op": "polyline", "segments": segs, "color": col, "width": 2.4}]
   for n, p in g.points.items():

@@ -28,7 +28,9 @@ from .notation import human
 
 N_OPTIONS = 4
 MAX_SINGLES = 9
-MAX_EXACT_PAIRS = 8
+MAX_EXACT_SINGLES = 6  # symbolic replays are dear
+MAX_EXACT_PAIRS = 6
+PICK_TRIES = 4
 FIXED_RATIOS = (2, 1 / 2, 3, 1 / 3, 3 / 2, 2 / 3, 4, 1 / 4, math.sqrt(2), 1 / math.sqrt(2),
                 math.sqrt(3), 1 / math.sqrt(3), math.sqrt(3) / 2, 2 / math.sqrt(3), math.pi,
                 1 / math.pi, 2 * math.pi, 1 / (2 * math.pi), math.log(2), 1 / math.log(2), -1)
@@ -46,10 +48,11 @@ class Mistake:
   value: object = None          # what it was misread as
 
 
-def replay(chain: list, givens: dict, target: str, mistakes: tuple, namespace: dict = EXACT):
+def replay(chain: list, givens: dict, target: str, mistakes: tuple, namespace: dict = EXACT,
+           floats: dict | None = None):
   """The target's value when the chain is worked with these mistakes (None if it breaks).
-  Steps before the first one a mistake touches keep their values (in floats when replaying in
-  floats)."""
+  Steps before the first one a mistake touches keep their values (`floats`: every value in
+  floats, for replaying in floats)."""
   to_float = namespace is FLOAT
   misread = {m.given: (float(m.value) if to_float else m.value) for m in mistakes
              if m.given is not None}
@@ -59,7 +62,7 @@ def replay(chain: list, givens: dict, target: str, mistakes: tuple, namespace: d
   known = dict(givens)
   known.update(misread)
   for d in chain[:start]:
-    known[d.name] = float(d.value) if to_float else d.value
+    known[d.name] = floats[d.name] if to_float else d.value
   try:
     for d in chain[start:]:
       expr, inputs = d.expr, list(d.inputs)
@@ -74,9 +77,9 @@ def replay(chain: list, givens: dict, target: str, mistakes: tuple, namespace: d
   return known[target]
 
 
-def singles(chain: list, givens: dict, kind_of, misreads: list, rng) -> list:
+def singles(chain: list, givens: dict, kind_of, misreads: list, rng, floats: dict) -> list:
   """Candidate single mistakes: formula slips, similar-quantity swaps (a quantity of the same
-  kind with another value), misread givens."""
+  kind with another value), misread givens. `floats`: every known value as a float."""
   out = []
   known = dict(givens)
   for d in chain:
@@ -86,18 +89,17 @@ def singles(chain: list, givens: dict, kind_of, misreads: list, rng) -> list:
       if kind is None:
         continue
       others = [m for m in known if m not in d.inputs and kind_of(m) == kind
-                and _differs(known[m], known[n])]
+                and _differs(floats.get(m), floats.get(n))]
       for m in _sample(others, 2, rng):
         out.append(Mistake(f"{d.name}#{j}", f"used {m} instead of {n} in {d.name}",
                            step=d.name, swap=(j, m)))
     known[d.name] = d.value
   support = {n for d in chain for n in d.inputs}
   out += [Mistake(f"given {g}", why, given=g, value=v) for g, v, why in misreads if g in support]
-  return _sample(out, MAX_SINGLES, rng)
+  return out
 
 
-def _differs(a, b) -> bool:
-  fa, fb = _as_float(a), _as_float(b)
+def _differs(fa, fb) -> bool:
   return fa is not None and fb is not None and abs(fa - fb) > 1e-9 * max(1.0, abs(fb))
 
 
@@ -136,15 +138,15 @@ class Option:
 
 
 def candidates(chain, givens, target, answer: float, ms: list, exact: bool,
-               signed: bool = False) -> tuple:
+               signed: bool = False, floats: dict | None = None) -> tuple:
   """(singles, squares, pairs): options one mistake away, (A, B, A and B) triples, and every
   plausible option two mistakes away (two together can be plausible when one alone is a fixed
   multiple of the answer)."""
   ns = EXACT if exact else FLOAT
-  base = givens if exact else {k: float(v) for k, v in givens.items() if _as_float(v) is not None}
+  base = givens if exact else {k: v for k, v in floats.items() if k in givens}
   every = []
   for m in ms:
-    x = replay(chain, base, target, (m,), ns)
+    x = replay(chain, base, target, (m,), ns, floats)
     if _as_float(x) is not None:
       every.append(Option(_as_float(x), (m,), x if exact else None))
   one = [o for o in every if _plausible(o.value, answer, signed)]
@@ -156,7 +158,7 @@ def candidates(chain, givens, target, answer: float, ms: list, exact: bool,
   for a, b in combos:
     if a.mistakes[0].site == b.mistakes[0].site or _close(a.value, b.value):
       continue
-    x = replay(chain, base, target, a.mistakes + b.mistakes, ns)
+    x = replay(chain, base, target, a.mistakes + b.mistakes, ns, floats)
     v = _as_float(x)
     if not _plausible(v, answer, signed) or _close(v, a.value) or _close(v, b.value):
       continue
@@ -218,17 +220,22 @@ def pick(answer: float, one: list, squares: list, pairs: list, rng, texts: Texts
   """Three wrong options, the answer at a uniformly drawn rank by value and by length: the
   first set (squares first) that puts it there. None when no set does: options whose sizes or
   lengths point at the answer (the one plain number among long expressions, the smallest of
-  values that mistakes only ever inflate) would give it away, so the problem is redrawn and,
-  after a few tries, asked free-form."""
-  want, want_len = int(rng.integers(N_OPTIONS)), int(rng.integers(N_OPTIONS))
-  for c in _sets(one, squares, pairs, rng):
-    if _rank(answer, c) != want:
-      continue
-    tx = [texts(o) for o in c]
-    if None in tx or texts.answer in tx or len(set(tx)) < len(tx):
-      continue
-    if _length_gap(texts.answer, tx, want_len) == 0:
-      return c
+  values that mistakes only ever inflate) would give it away. The two ranks are drawn up to
+  PICK_TRIES times, then as often again allowing the length one place off; then the problem is
+  asked free-form (a redraw favours ranks a figure can give, a small bias the benchmark
+  measures)."""
+  sets = _sets(one, squares, pairs, rng)
+  for slack in (0, 1):  # the length rank exactly, else within one place
+    for _ in range(PICK_TRIES):
+      want, want_len = int(rng.integers(N_OPTIONS)), int(rng.integers(N_OPTIONS))
+      for c in sets:
+        if _rank(answer, c) != want:
+          continue
+        tx = [texts(o) for o in c]
+        if None in tx or texts.answer in tx or len(set(tx)) < len(tx):
+          continue
+        if _length_gap(texts.answer, tx, want_len) <= slack:
+          return c
   return None
 
 
@@ -247,8 +254,11 @@ def distractors(chain, givens, target, answer, kind_of, misreads, rng,
   ans = _as_float(answer)
   if ans is None:
     return None
-  ms = singles(chain, givens, kind_of, misreads, rng)
-  one, squares, pairs = candidates(chain, givens, target, ans, ms, exact, signed)
+  floats = {k: f for k, v in list(givens.items()) + [(d.name, d.value) for d in chain]
+            if (f := _as_float(v)) is not None}
+  ms = _sample(singles(chain, givens, kind_of, misreads, rng, floats),
+               MAX_EXACT_SINGLES if exact else MAX_SINGLES, rng)
+  one, squares, pairs = candidates(chain, givens, target, ans, ms, exact, signed, floats)
   texts = Texts(chain, givens, target, answer)
   chosen = pick(ans, one, squares, pairs, rng, texts)
   if not chosen:

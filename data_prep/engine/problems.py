@@ -186,10 +186,11 @@ def assemble(scene: Scene, main: Target, harder: Target, mc: bool, srng, vrng,
   """The instruct record's problem fields (MAVIS-Geometry names) and what the writer needs.
   A multiple-choice problem whose chain offers too few wrong turns is asked free-form when
   `fallback` (counted in meta.json), else redrawn."""
-  sol, hard = solve(scene, main), solve(scene, harder)
+  sol = solve(scene, main)
   opts = options(scene, sol, vrng) if mc else None
   if mc and opts is None and not fallback:
     raise Rejected("too few distinct wrong options from wrong reasoning")
+  hard = solve(scene, harder)
   choices, exprs, idx, why = opts or ([], [], None, [])
   tail = ("\nChoices:\n" + "\n".join(f"{LETTERS[k]}: {c}" for k, c in enumerate(choices))
           if choices else "")

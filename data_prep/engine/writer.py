@@ -38,7 +38,6 @@ CAPTION_ASK = ["Describe the diagram.", "What does this figure show?",
                "Describe every element of the image."]
 MAX_PROGRAMS = 60     # figure programs tried per problem
 MAX_VALUES = 25       # values tried per program and variant
-MC_TRIES = 4          # values tried for a multiple-choice problem before it is asked free-form
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,11 +85,10 @@ class Drawn:
   degradation: dict | None
 
 
-def draw(dom: str, opts: Options, srng, vrng, mc_of_first: bool | None = None,
-         fallback: bool = True) -> Drawn:
-  """Structure first (from srng, in a fixed order), then the scene, question, options, images.
-  Variants after the first keep the first's question type (`mc_of_first`); the first may fall
-  back to free-form (`fallback`) when its chain gives too few wrong options."""
+def draw(dom: str, opts: Options, srng, vrng, mc_of_first: bool | None = None) -> Drawn:
+  """Structure first (from srng, in a fixed order), then the scene, question, images, options.
+  Variants after the first keep the first's question type (`mc_of_first`); the first falls
+  back to free-form when its chain gives no fair set of wrong options."""
   wanted = int(srng.integers(opts.steps[0], opts.steps[1] + 1))
   mc = bool(srng.random() < opts.mc)
   mc = mc if mc_of_first is None else mc_of_first
@@ -98,11 +96,11 @@ def draw(dom: str, opts: Options, srng, vrng, mc_of_first: bool | None = None,
   how = render.degradation(srng)
   scene = MAKERS[dom](srng, vrng, wanted)
   main, harder = pick(scene, opts.steps, wanted, srng)
-  rec = assemble(scene, main, harder, mc, srng, vrng, fallback=fallback and mc_of_first is None)
-  try:
+  try:  # before the options: a figure whose labels do not fit costs less this way
     images = scene.draw()
   except render.LabelsDoNotFit as e:
     raise Rejected(f"labels do not fit: {e}") from None
+  rec = assemble(scene, main, harder, mc, srng, vrng, fallback=mc_of_first is None)
   return Drawn(scene, main, rec, images, how if degraded else None)
 
 
@@ -138,7 +136,7 @@ def _variants(dom, opts, base, rejected) -> list | None:
       vrng = np.random.default_rng(base + [1, k, tries])
       first = None if not out else out[0].rec["question_type"] == "multi_choice"
       try:
-        out.append(draw(dom, opts, srng, vrng, first, fallback=tries >= MC_TRIES))
+        out.append(draw(dom, opts, srng, vrng, first))
         break
       except Rejected as e:
         why = str(e).split(":")[0][:60]

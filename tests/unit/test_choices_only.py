@@ -66,3 +66,19 @@ def test_engine_options_give_nothing_away():
   s = CO.scores(problems)
   far = {k: round(v - s["chance"], 3) for k, v in s.items() if abs(v - s["chance"]) > 0.15}
   assert not far, far
+
+
+def test_demo_baselines_report_every_rule():
+  from mathvlm.demo.evaluate import baselines
+  from mathvlm.eval.common import Problem
+  train = [{"choices": ["1", "2", "3", "4"], "answer_index": 1, "answer": "2"},
+           {"choices": [], "answer_index": None, "answer": "5"}]
+  problems = [Problem(pid=f"p{k}", question="q", answer=a, choices=c, images=[], query="q",
+                      meta={}, raw={}) for k, (a, c) in enumerate(
+                          [("B", ["6", "12", "3", "9"]), ("A", ["6", "12", "3", "9"]),
+                           ("5", [])])]
+  b = baselines(train, problems)
+  assert b["majority_answer"] == {"letter": "B", "value": "5"}
+  assert b["random"] == pytest.approx(0.5 / 3) and b["majority"] == pytest.approx(2 / 3)
+  assert b["choices_only_rule"] == b["choices_only_slip_source"] == pytest.approx(1 / 3)
+  assert {f"choices_only_{r}" for r in CO.RULES} <= set(b)
