@@ -32,7 +32,6 @@ import os
 import sys
 from typing import Any, Callable, Iterable
 
-import numpy as np
 import tensorflow_datasets as tfds
 import tqdm
 from array_record.python.array_record_module import ArrayRecordWriter

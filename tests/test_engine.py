@@ -13,7 +13,7 @@ from data_prep.engine import __main__ as cli
 from data_prep.engine import analytic, functions, geometry as G, plane as P, plane_problem, writer
 from data_prep.engine.exact import recompute, same
 from data_prep.engine.notation import human, machine
-from data_prep.engine.problems import ProgramRejected, Rejected, assemble, pick, solve
+from data_prep.engine.problems import Rejected, assemble, pick, solve
 
 
 @pytest.fixture(scope="module")

@@ -224,7 +224,7 @@ def _deduce_log(Fm: Formulas, vrng):
   h = g.info["h"]
   m = int(vrng.choice([2, 3]))
   pa = Fm.point("A", h + 1, g.info["k"])
-  pb = Fm.point("B", h + 2 ** m, g.f.subs(X, h + 2 ** m))
+  pb = Fm.point("B", h + 2 ** m, sp.expand_log(g.f.subs(X, h + 2 ** m), force=True))
   Fm.give("h", h)
   Fm.add("k", "{0}", "q0", (pa[1],), None, "log₂(1) = 0, so the height at A is k")
   Fm.add("a", "({0} - {1}) / log₂({2} - {3})", "(q0 - q1)/log(q2 - q3, 2)",

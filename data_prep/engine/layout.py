@@ -62,6 +62,17 @@ def vertices_hit(pts: np.ndarray, box, pad: float) -> np.ndarray:
   return np.hypot(pts[:, 0] - cx, pts[:, 1] - cy) < pad
 
 
+def _thin(p: np.ndarray, spacing: float) -> np.ndarray:
+  """A polyline's points at least `spacing` pixels apart (ends kept): Pillow draws a wide line
+  of sub-pixel pieces (a dense arc) too thin to hold the clearance."""
+  keep = [0]
+  for i in range(1, len(p) - 1):
+    if np.hypot(*(p[i] - p[keep[-1]])) >= spacing:
+      keep.append(i)
+  keep.append(len(p) - 1)
+  return p[keep]
+
+
 class Layout:
   """What is on the canvas so far, and where the next label fits.
 
@@ -93,7 +104,11 @@ class Layout:
       p = np.vstack([p, p[:1]])
     if len(p) > 1:
       self.seg_list.append(np.hstack([p[:-1], p[1:]]))
-      self._draw.line(p.ravel().tolist(), fill=255, width=self._width)
+      q = _thin(p, 3.0)
+      self._draw.line(q.ravel().tolist(), fill=255, width=self._width)
+      r = self._width / 2
+      for x, y in q:  # wide lines leave wedges open at their joints: round them
+        self._draw.ellipse([x - r, y - r, x + r, y + r], fill=255)
       self._arr = None
 
   def add_vertices(self, pts):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from functools import lru_cache
 
 import numpy as np
@@ -32,8 +33,25 @@ DEGRADATIONS = ("blur", "noise", "lowres")
 
 
 @lru_cache(maxsize=None)
+def font_path() -> str | None:
+  """DejaVu Sans as shipped with Matplotlib (a pinned dependency): it has every glyph the
+  notation uses (π, √, ², ₂, ∞, ·, °), which Pillow's built-in font lacks."""
+  import importlib.util
+  spec = importlib.util.find_spec("matplotlib")
+  if spec is None or not spec.submodule_search_locations:
+    return None
+  path = os.path.join(spec.submodule_search_locations[0], "mpl-data", "fonts", "ttf",
+                      "DejaVuSans.ttf")
+  return path if os.path.exists(path) else None
+
+
+@lru_cache(maxsize=None)
 def font(size: int):
-  return ImageFont.load_default(size=size)
+  path = font_path()
+  if path is None:
+    raise RuntimeError("engine: DejaVuSans.ttf not found in Matplotlib's mpl-data; install the "
+                       "pinned matplotlib (requirements.txt): labels need its math glyphs")
+  return ImageFont.truetype(path, size)
 
 
 @lru_cache(maxsize=8192)

@@ -3,7 +3,6 @@ label layout: no label over another label, a vertex or a drawn line, checked fro
 the text as rendered (a sweep over 10,000 scenes is `python -m benchmarks.engine --sweep 10000`
 and the slow test below)."""
 
-import io
 import json
 
 import numpy as np
@@ -83,3 +82,16 @@ def test_the_layout_check_sees_an_overlap():
   c.layout.add_vertices(c.px([(10, 10)]))
   c.finish()
   assert {what for _, what in c.conflicts()} == {"a drawn line", "a vertex"}
+
+
+def test_the_font_has_every_glyph_the_notation_draws():
+  from PIL import ImageDraw
+
+  def ink(ch):
+    im = Image.new("L", (40, 40), 0)
+    ImageDraw.Draw(im).text((20, 20), ch, font=render.font(20), fill=255, anchor="mm")
+    return np.asarray(im)
+
+  missing = ink("\ue000")  # a private-use code point: the font's "no glyph" box
+  for ch in "π√²³₂∞·°≤≥∛":
+    assert ink(ch).any() and not np.array_equal(ink(ch), missing), ch
