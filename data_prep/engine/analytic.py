@@ -472,7 +472,7 @@ def _circle_items(f, centre, col) -> list:
   its.append({"op": "polyline", "segments": [[centre, e]], "color": col, "width": 1.4})
   mid = ((centre[0] + e[0]) / 2, (centre[1] + e[1]) / 2)
   its.append({"op": "label", "at": mid, "text": f"r = {f['r']}", "size": 12, "color": col,
-              "direction": (math.sin(ang), math.cos(ang)), "radii": (10, 14, 19, 25),
+              "direction": (math.sin(ang), math.cos(ang)), "radii": (10, 14, 19, 25, 32, 40),
               "id": f"radius:{f['names'][0]}"})
   return its
 

@@ -300,12 +300,12 @@ def label_spots(c: Canvas, m: dict) -> list:
     nrm = unit([-(q - p)[1], (q - p)[0]])
     if np.dot(nrm, (p + q) / 2 - c.px(m["away"])) < 0:
       nrm = -nrm
-    return LY.along(p, q, nrm, (11, 14, 18, 23, 29))
+    return LY.along(p, q, nrm, (11, 14, 18, 23, 29, 36), (0.5, 0.38, 0.62, 0.27, 0.73, 0.18, 0.82))
   if t == "angle_label":
     v, a0, sweep = _angle(c, m)
     mid = math.radians(a0 + sweep / 2)
-    return LY.around(v, (math.cos(mid), math.sin(mid)), (30, 36, 43, 52),
-                     (0, 12, -12, 24, -24, 40, -40))
+    return LY.around(v, (math.cos(mid), math.sin(mid)), (30, 36, 43, 52, 62),
+                     (0, 12, -12, 24, -24, 40, -40, 60, -60))
   if t == "inside_text":
     return LY.around(c.px(m["at"]), (0, 1), (0, 8, 16, 26), (0, 90, -90, 180, 45, -45))
   return []
@@ -390,7 +390,7 @@ def axes(view, equal: bool) -> Canvas:
   """A Cartesian grid with arrowed axes through the origin (or the edge); the tick labels come
   last (`tick_labels`), only where they overlap nothing."""
   x0, x1, y0, y1 = view
-  c = Canvas((x0, y0, x1, y1), margin=0.08, equal=equal)
+  c = Canvas((x0, y0, x1, y1), margin=0.1, equal=equal)
   sx, sy = nice_step(x1 - x0), nice_step(y1 - y0)
   for k in range(math.ceil(x0 / sx), math.floor(x1 / sx) + 1):
     c.line([(k * sx, y0), (k * sx, y1)], GRID, 1.0, obstacle=False)
@@ -467,8 +467,10 @@ def items(c: Canvas, its: list):
   for it in labels:
     size, col = it.get("size", 14), it.get("color", INK)
     p = c.px(it["at"])
-    at = c.place(it["text"], size, col, LY.around(p, it.get("direction", (0, -1)),
-                                                   it.get("radii", (14, 18, 23, 29, 36))))
+    at, size = c.place_shrinking(it["text"], size, col,
+                                 LY.around(p, it.get("direction", (0, -1)),
+                                           it.get("radii", (13, 17, 22, 28, 35, 44, 55, 68))),
+                                 smallest=9)
     c.text(at, it["text"], size, col)
     if "id" in it:
       c.drawn.append(it["id"])
