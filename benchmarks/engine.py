@@ -5,8 +5,9 @@
 speed: `writer.generate` end to end (problems, images, PNG files, JSON) with all domains mixed on
   --workers processes, problems/s, side by side in the same run with the bare Matplotlib render
   of the same drawings (every line and label our renderer drew, as a Matplotlib figure saved to
-  PNG, no problem generation at all) on as many processes. The machine's load average is printed
-  before and after: the machine is shared, so read the figures with it.
+  PNG, no problem generation at all) on as many processes; and the CPU time per problem in one
+  process. The machine's load average is printed before and after: the machine is shared, so
+  read the figures with it.
 rules: every choices-only rule of `mathvlm.eval.choices_only` on --rules fresh problems (all
   multiple-choice where the chain allows, seed 10**6 + --seed), beside chance; a rule more than
   10 points from chance would mean the options give the answer away.
@@ -45,7 +46,19 @@ def speed(n: int, workers: int, seed: int) -> dict:
     dt = time.perf_counter() - t
   return {"problems": meta["n"], "workers": workers, "seconds": round(dt, 2),
           "problems_per_s": round(meta["n"] / dt, 1), "per_domain": meta["per_domain"],
+          "question_types": meta["question_types"],
           "rejected_attempts": meta["rejected_attempts"]}
+
+
+def cpu_cost(n: int, seed: int) -> dict:
+  """CPU milliseconds per problem in one process (what a busy machine does not change much):
+  the rate an idle machine would reach is about 1000 / ms per worker."""
+  with tempfile.TemporaryDirectory() as tmp:
+    c = time.process_time()
+    writer.generate(tmp, n, writer.Options(seed=seed + 1), 1)
+    ms = (time.process_time() - c) / n * 1000
+  return {"problems": n, "cpu_ms_per_problem": round(ms, 1),
+          "problems_per_s_per_idle_core": round(1000 / ms, 1)}
 
 
 def drawings(n: int, seed: int) -> list:
@@ -160,7 +173,8 @@ def main():
   a = p.parse_args()
   res = {"load_before": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
   res["speed"] = {"engine": speed(a.n, a.workers, a.seed),
-                  "matplotlib_bare_render": matplotlib_speed(a.n, a.workers, a.seed)}
+                  "matplotlib_bare_render": matplotlib_speed(a.n, a.workers, a.seed),
+                  "engine_cpu": cpu_cost(max(60, a.n // 4), a.seed)}
   res["load_after_speed"] = [round(x, 2) for x in os.getloadavg()]
   if a.rules:
     res["choices_only_rules"] = rules(a.rules, a.workers, a.seed)
