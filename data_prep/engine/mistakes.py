@@ -192,7 +192,7 @@ class Texts:
       if ok and v.is_Add or v is not None and getattr(v, "is_Mul", False) and v.has(sp.Add):
         v = sp.expand(v)
       text = human(v) if ok else None
-      if text is not None and (re.search(r"√\([^)]*√", text)
+      if text is not None and (re.search(r"√\([^)]*√|\^", text)
                                or len(text) > max(2 * len(self.answer), len(self.answer) + 8)):
         text = None
       o.exact, o.text = (v if text else None), text

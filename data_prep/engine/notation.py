@@ -62,9 +62,10 @@ class HumanPrinter(StrPrinter):
 
   def _print_Pow(self, expr, rational=False):
     base, exp = expr.args
-    if exp.is_Rational and exp.q in ROOTS and exp.p > 0:
-      inner = base ** exp.p if base.is_Integer else base
-      return ROOTS[exp.q] + self._atom(inner)
+    if exp.is_Rational and exp.p > 0 and not exp.is_Integer:
+      inner = base ** exp.p
+      root = ROOTS.get(exp.q) or superscript(exp.q) + "√"   # ⁷√64 for 2^(6/7)
+      return root + self._atom(inner)
     if exp.is_Integer and exp > 0:
       return self._atom(base) + superscript(int(exp))
     if exp.is_Integer and exp < 0:

@@ -237,6 +237,8 @@ def math_to_sympy(text: str) -> str:
   s = text.strip()
   for a, b in _NOTATION:
     s = s.replace(a, b)
+  s = re.sub(r"([⁰¹²³⁴⁵⁶⁷⁸⁹]+)√(\d+|\([^()]*\))",  # ⁷√64: the 7th root of 64
+             lambda m: f" root({m.group(2)}, {m.group(1).translate(_SUPER)})", s)
   s = re.sub(r"[⁰¹²³⁴⁵⁶⁷⁸⁹⁻]+", lambda m: f"**({m.group(0).translate(_SUPER)})", s)
   s = re.sub(r"([√∛])(\d+(?:\.\d+)?|[A-Za-z]\w*)",
              lambda m: f" {_ROOT[m.group(1)]}({m.group(2)})", s)

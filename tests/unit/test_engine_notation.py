@@ -20,7 +20,8 @@ PROGRAM = re.compile(r"\*|sqrt|\bpi\b|\boo\b|Abs\(|\blog\(|\^|Piecewise|Interval
     (2 * sp.sin(X / 2 + sp.pi / 6) + 1, "2·sin(x/2 + π/6) + 1"), (3 * sp.Abs(X - 1) - 2,
                                                                   "3·|x - 1| - 2"),
     (3 * sp.log(X - 2, 2) + 1, "3·log₂(x - 2) + 1"), (2 * sp.sqrt(3) * sp.pi, "2π√3"),
-    ((X - 1) * (X + 3), "(x - 1)(x + 3)"), (sp.sqrt(4 * sp.sqrt(3) + 29), "√(4√3 + 29)")])
+    ((X - 1) * (X + 3), "(x - 1)(x + 3)"), (2 ** sp.Rational(6, 7), "⁷√64"),
+    (sp.sqrt(4 * sp.sqrt(3) + 29), "√(4√3 + 29)")])
 def test_values_are_written_in_textbook_notation(value, text):
   assert human(value) == text
   assert sp.simplify(sp.sympify(machine(value), locals={"x": X}) - value) == 0
@@ -35,7 +36,7 @@ def test_intervals_and_lists():
 @pytest.mark.parametrize("text, number", [
     ("4√3", 6.9282), ("2π", 6.2832), ("8√3/3", 4.6188), ("3/2", 1.5), ("-√3/3", -0.5774),
     ("√(4√3 + 29)", 5.9940), ("2·sin(π/6)", 1.0), ("|−3|", 3.0), ("∛4", 1.5874),
-    ("8*sqrt(3)/3", 4.6188), ("4π + 12√3", 33.3509)])
+    ("8*sqrt(3)/3", 4.6188), ("4π + 12√3", 33.3509), ("-2 + ⁷√64", -0.1889)])
 def test_value_of_reads_the_engine_notation(text, number):
   assert abs(value_of(text) - number) < 1e-3
 
