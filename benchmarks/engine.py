@@ -1,51 +1,187 @@
-"""Data-engine throughput: problems per second (render + caption + problems + PNG encode); prints JSON.
+"""The data engine as a benchmark-grade source, measured; prints JSON.
 
-  python -m benchmarks.engine [--n 600] [--workers 2]
+  python -m benchmarks.engine [--n 600] [--workers 2] [--rules 1000] [--sweep 1000] [--seed 0]
 
-per_domain: one process, each domain alone (samples/s and CPU ms per sample; a plane sample is one
-problem in three versions with three images, the others one image). mixed: `generate` with all domains interleaved and --workers processes,
-files written to a temporary folder, end to end (process start-up excluded, pool start included).
+speed: `writer.generate` end to end (problems, images, PNG files, JSON) with all domains mixed on
+  --workers processes, problems/s, side by side in the same run with the bare Matplotlib render
+  of the same drawings (every line and label our renderer drew, as a Matplotlib figure saved to
+  PNG, no problem generation at all) on as many processes; and the CPU time per problem in one
+  process. The machine's load average is printed before and after: the machine is shared, so
+  read the figures with it.
+rules: every choices-only rule of `mathvlm.eval.choices_only` on --rules fresh problems (all
+  multiple-choice where the chain allows, seed 10**6 + --seed), beside chance; a rule more than
+  10 points from chance would mean the options give the answer away.
+layout: --sweep scenes drawn (all domains), each image checked from its rendered text boxes for
+  a label over another label, a vertex or a drawn line (`layout.conflicts`).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import functools
+import io
 import json
+import multiprocessing as mp
+import os
 import tempfile
 import time
 
-from data_prep.engine import writer
+import numpy as np
+
+from data_prep.engine import render, writer
+from data_prep.engine.problems import Rejected
+from mathvlm.eval import choices_only
 
 
-def per_domain(n: int) -> tuple:
-  """(samples/s wall, CPU ms per sample): CPU time is the figure that survives a busy machine."""
-  out, cpu = {}, {}
-  for d in writer.DOMAINS:
-    writer.make_sample((0, 10 ** 6, d, "all", 0.1, 0.7, 0.1))  # warm caches
-    t, c = time.perf_counter(), time.process_time()
-    for i in range(n):
-      writer.make_sample((0, i, d, "all", 0.1, 0.7, 0.1))
-    out[d] = round(n / (time.perf_counter() - t), 1)
-    cpu[d] = round((time.process_time() - c) / n * 1000, 2)
-  return out, cpu
+def _pool(workers: int):
+  return mp.get_context("fork").Pool(workers)
+
+
+def speed(n: int, workers: int, seed: int) -> dict:
+  opts = writer.Options(seed=seed)
+  with tempfile.TemporaryDirectory() as tmp:
+    t = time.perf_counter()
+    meta = writer.generate(tmp, n, opts, workers)
+    dt = time.perf_counter() - t
+  return {"problems": meta["n"], "workers": workers, "seconds": round(dt, 2),
+          "problems_per_s": round(meta["n"] / dt, 1), "per_domain": meta["per_domain"],
+          "question_types": meta["question_types"],
+          "rejected_attempts": meta["rejected_attempts"]}
+
+
+def cpu_cost(n: int, seed: int) -> dict:
+  """CPU milliseconds per problem in one process (what a busy machine does not change much):
+  the rate an idle machine would reach is about 1000 / ms per worker."""
+  with tempfile.TemporaryDirectory() as tmp:
+    c = time.process_time()
+    writer.generate(tmp, n, writer.Options(seed=seed + 1), 1)
+    ms = (time.process_time() - c) / n * 1000
+  return {"problems": n, "cpu_ms_per_problem": round(ms, 1),
+          "problems_per_s_per_idle_core": round(1000 / ms, 1)}
+
+
+def drawings(n: int, seed: int) -> list:
+  """What our renderer drew for n problems, per image: pixel segments and labels."""
+  out = []
+  for i in range(n):
+    d = _redraw(writer.domain_for("all", i), seed, i)
+    out.append([(np.vstack(c.layout.seg_list), [(t, b) for t, b in c.labels])
+                for _, _, c in d.values()])
+  return out
+
+
+def _redraw(dom, seed, i):
+  for attempt in range(writer.MAX_PROGRAMS):
+    base = [seed, i, attempt, 0]
+    for tries in range(writer.MAX_VALUES):
+      try:
+        return writer.draw(dom, writer.Options(seed=seed), np.random.default_rng(base + [0]),
+                           np.random.default_rng(base + [1, 0, tries])).images
+      except Rejected as e:
+        if type(e).__name__ == "ProgramRejected":
+          break
+  raise RuntimeError(f"problem {i} could not be drawn")
+
+
+def matplotlib_png(images: list) -> int:
+  """The bare Matplotlib render of one problem's drawings (one PNG per image); returns bytes."""
+  import matplotlib
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt
+  from matplotlib.collections import LineCollection
+  size = 0
+  for segs, labels in images:
+    fig = plt.figure(figsize=(3.84, 3.84), dpi=100)
+    ax = fig.add_axes([0, 0, 1, 1])
+    ax.set_xlim(0, render.SIZE)
+    ax.set_ylim(render.SIZE, 0)
+    ax.axis("off")
+    ax.add_collection(LineCollection(segs.reshape(-1, 2, 2), colors="k", linewidths=1.5))
+    for text, (x0, y0, x1, y1) in labels:
+      ax.text((x0 + x1) / 2, (y0 + y1) / 2, text, ha="center", va="center", fontsize=9)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    size += buf.tell()
+  return size
+
+
+def matplotlib_speed(n: int, workers: int, seed: int) -> dict:
+  specs = drawings(n, seed)
+  with _pool(workers) as pool:
+    pool.map(matplotlib_png, specs[:workers])  # import Matplotlib in every worker first
+    t = time.perf_counter()
+    pool.map(matplotlib_png, specs, chunksize=4)
+    dt = time.perf_counter() - t
+  images = sum(len(s) for s in specs)
+  return {"problems": n, "images": images, "workers": workers, "seconds": round(dt, 2),
+          "problems_per_s": round(n / dt, 1), "images_per_s": round(images / dt, 1)}
+
+
+def rules(n: int, workers: int, seed: int) -> dict:
+  opts = writer.Options(seed=10 ** 6 + seed, mc=1.0, degrade=0.0)
+  by_domain = collections.defaultdict(list)
+  with _pool(workers) as pool:
+    for samples in pool.imap(functools.partial(writer.make_problem, opts), range(n), chunksize=8):
+      r = samples[0]["record"]
+      if r["choices"]:
+        by_domain[r["domain"]].append((r["choices"], r["answer_index"]))
+  every = [p for v in by_domain.values() for p in v]
+  table = {d: {k: round(100 * v, 1) for k, v in choices_only.scores(p).items()}
+           for d, p in [("all", every), *sorted(by_domain.items())]}
+  worst = max(abs(v - table["all"]["chance"]) for k, v in table["all"].items() if k != "chance")
+  return {"problems": n, "multiple_choice": len(every), "percent": table,
+          "largest_gap_points": round(worst, 1), "all_within_10_points": worst <= 10}
+
+
+def _sweep_one(seed: int, i: int) -> tuple:
+  dom = writer.domain_for("all", i)
+  srng = np.random.default_rng([seed, i, 0])
+  vrng = np.random.default_rng([seed, i, 1])
+  try:
+    scene = writer.MAKERS[dom](srng, vrng, int(srng.integers(1, 7)))
+    images = scene.draw()
+  except (Rejected, render.LabelsDoNotFit) as e:
+    return 0, 0, [type(e).__name__]
+  found = [(dom, i, v, *c) for v, (_, _, canvas) in images.items() for c in canvas.conflicts()]
+  return len(images), sum(len(c.labels) for _, _, c in images.values()), found
+
+
+def layout(n: int, workers: int, seed: int) -> dict:
+  images = labels = 0
+  conflicts, skipped = [], collections.Counter()
+  with _pool(workers) as pool:
+    for k, m, found in pool.imap(functools.partial(_sweep_one, 2 * 10 ** 6 + seed), range(n),
+                                 chunksize=16):
+      images, labels = images + k, labels + m
+      if k == 0:
+        skipped.update(found)
+      else:
+        conflicts += found
+  return {"scenes": n, "images": images, "labels": labels, "conflicts": len(conflicts),
+          "examples": conflicts[:5], "scenes_not_drawn": dict(skipped)}
 
 
 def main():
   p = argparse.ArgumentParser()
-  p.add_argument("--n", type=int, default=600)
+  p.add_argument("--n", type=int, default=600, help="problems for the speed figures")
   p.add_argument("--workers", type=int, default=2)
+  p.add_argument("--rules", type=int, default=1000, help="fresh problems for the rules")
+  p.add_argument("--sweep", type=int, default=1000, help="scenes for the layout sweep")
+  p.add_argument("--seed", type=int, default=0)
   a = p.parse_args()
-  rate, cpu = per_domain(max(30, a.n // 3))
-  res = {"per_domain_samples_per_s_1proc": rate, "per_domain_cpu_ms_per_sample": cpu,
-         "problem_versions_per_sample": {"plane": 3, "analytic": 1, "function": 1}}
-  with tempfile.TemporaryDirectory() as tmp:
-    t = time.perf_counter()
-    writer.generate(tmp, a.n, 0, "all", a.workers)
-    dt = time.perf_counter() - t
-  res["mixed"] = {"n": a.n, "workers": a.workers, "seconds": round(dt, 2),
-                  "samples_per_s": round(a.n / dt, 1),
-                  "mean_cpu_ms_per_sample": round(sum(cpu.values()) / 3, 2)}
-  print(json.dumps(res))
+  res = {"load_before": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
+  res["speed"] = {"engine": speed(a.n, a.workers, a.seed),
+                  "matplotlib_bare_render": matplotlib_speed(a.n, a.workers, a.seed),
+                  "engine_cpu": cpu_cost(max(60, a.n // 4), a.seed)}
+  res["load_after_speed"] = [round(x, 2) for x in os.getloadavg()]
+  if a.rules:
+    res["choices_only_rules"] = rules(a.rules, a.workers, a.seed)
+  if a.sweep:
+    res["layout"] = layout(a.sweep, a.workers, a.seed)
+  res["load_after"] = [round(x, 2) for x in os.getloadavg()]
+  print(json.dumps(res, ensure_ascii=False))
 
 
 if __name__ == "__main__":

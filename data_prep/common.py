@@ -19,16 +19,19 @@ shard whose marker matches the run's fingerprint (input files' sizes and mtimes,
 shard count) and whose file has the recorded size; `report.json` is assembled from the markers.
 """
 
+import collections
 import dataclasses
 import hashlib
+import importlib
 import io
+import itertools
 import json
 import logging
 import multiprocessing
 import os
+import sys
 from typing import Any, Callable, Iterable
 
-import numpy as np
 import tensorflow_datasets as tfds
 import tqdm
 from array_record.python.array_record_module import ArrayRecordWriter
@@ -230,15 +233,28 @@ _FEATURES = {}
 
 
 def _features(builder):
+  """(features, example serializer) of a builder, made once per process."""
   if builder.name not in _FEATURES:
-    _FEATURES[builder.name] = builder.features()
+    from tensorflow_datasets.core import example_serializer
+    features = builder.features()
+    _FEATURES[builder.name] = (features, example_serializer.ExampleSerializer(
+        features.get_serialized_info()))
   return _FEATURES[builder.name]
+
+
+def serialize(builder, record: dict) -> bytes:
+  """The record as TFDS writes it (`features.serialize_example`), but deterministically: the
+  proto's feature map is written in key order, not in an order that changes with each
+  process's hash seed, so the shards are byte-identical across runs, worker counts and
+  runners."""
+  features, serializer = _features(builder)
+  proto = serializer.get_tf_example(features.encode_example(record))
+  return proto.SerializeToString(deterministic=True)
 
 
 def _work(task):
   """Worker: convert and serialize one chunk; returns [("ok", bytes) | ("bad", BadRecord)]."""
   spec, options, chunk = task
-  features = _features(spec.builder)
   out = []
   for item in chunk:
     key, where, file, _ = item
@@ -251,7 +267,7 @@ def _work(task):
         r.key, r.where, r.file = r.key or key, where, file
         out.append(("bad", r))
       else:
-        out.append(("ok", features.serialize_example(r), length_of(r)))
+        out.append(("ok", serialize(spec.builder, r), length_of(r)))
   return out
 
 
@@ -277,11 +293,13 @@ def fingerprint(name: str, sources: Iterable[str], options: dict, num_shards: in
   return h.hexdigest()[:16]
 
 
-def _atomic_write_json(path, obj):
-  tmp = f"{path}.tmp-{os.getpid()}"
+def _write_json(path, obj):
+  """Atomically (a temporary name, then a rename), on a local path or a Beam filesystem's."""
+  text = json.dumps(obj, indent=1, ensure_ascii=False)
+  tmp = f"{path}.tmp-{os.getpid()}" if "://" not in path else f"/tmp/{os.path.basename(path)}"
   with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=1, ensure_ascii=False)
-  os.replace(tmp, path)
+    f.write(text)
+  _put(tmp, path)
 
 
 def _read_marker(path, fp, shard_file):
@@ -295,6 +313,155 @@ def _read_marker(path, fp, shard_file):
   return m if ok else None
 
 
+@dataclasses.dataclass
+class Plan:
+  """What a build will do: where, under which fingerprint, which shards are already done.
+  The local writer and the Beam pipeline (`data_prep.beam`) share it, so they write the same
+  files."""
+  name: str
+  builder: Any
+  ddir: str
+  mdir: str
+  fingerprint: str
+  bounds: list
+  num_shards: int
+  markers: dict
+  todo: list
+
+  @property
+  def skipped(self) -> list:
+    return sorted(i for i in self.markers if i not in self.todo)
+
+  def shard_path(self, i: int) -> str:
+    return os.path.join(self.ddir, _shard_name(self.name, i, self.num_shards))
+
+  def marker_path(self, i: int) -> str:
+    return os.path.join(self.mdir, f"{i:05d}.json")
+
+
+def plan_build(spec: Spec, items: list, out: str, options: dict, sources: list,
+               num_shards: int) -> Plan:
+  """Check the request, make the dataset folder unreadable while it is (re)built, and find the
+  shards a previous run already finished under the same fingerprint."""
+  name = spec.name
+  if not items:
+    raise SystemExit(f"{name}: no records in {sources}; check the --src/--json path")
+  if num_shards < 1:
+    raise SystemExit(f"--num_shards must be >= 1, got {num_shards}")
+  builder = spec.builder(data_dir=out, file_format="array_record")
+  ddir, mdir = builder.data_dir, records.shard_markers(out, name)
+  os.makedirs(ddir, exist_ok=True)
+  os.makedirs(mdir, exist_ok=True)
+  for f in ("dataset_info.json", "features.json"):
+    if os.path.exists(os.path.join(ddir, f)):
+      os.remove(os.path.join(ddir, f))
+  keep = {_shard_name(name, i, num_shards) for i in range(num_shards)}
+  for f in os.listdir(ddir):
+    if f.startswith(f"{name}-{SPLIT}.array_record-") and f not in keep:
+      os.remove(os.path.join(ddir, f))
+  plan = Plan(name, builder, ddir, mdir, fingerprint(name, sources, options, num_shards,
+                                                    len(items)),
+              [len(items) * i // num_shards for i in range(num_shards + 1)], num_shards, {}, [])
+  for i in range(num_shards):
+    m = _read_marker(plan.marker_path(i), plan.fingerprint, plan.shard_path(i))
+    if m is None:
+      plan.todo.append(i)
+    else:
+      plan.markers[i] = m
+  if plan.skipped:
+    log.info("%s: %d of %d shards already finished, skipping %s", name, len(plan.skipped),
+             num_shards, plan.skipped)
+  return plan
+
+
+def chunk_tasks(plan: Plan, spec: Spec, options: dict, items: list, chunk_size: int) -> list:
+  """[(shard, (spec, options, chunk))] for the shards to build, in input order."""
+  tasks = []
+  for i in plan.todo:
+    lo, hi = plan.bounds[i], plan.bounds[i + 1]
+    for s in (range(lo, hi, chunk_size) if hi > lo else [lo]):
+      tasks.append((i, (spec, options, items[s:min(s + chunk_size, hi)])))
+  return tasks
+
+
+def write_shard(plan: Plan, i: int, chunks, strict: bool, tmp_dir: str | None = None,
+                on_chunk=None) -> dict:
+  """Shard i from its chunks' results, in order ([(chunk length, _work results)]): the
+  ArrayRecord file under a temporary name, renamed when complete, then its marker. Returns
+  the marker."""
+  final = plan.shard_path(i)
+  tmp = os.path.join(tmp_dir or plan.ddir, os.path.basename(final)) + f".tmp-{os.getpid()}"
+  writer = ArrayRecordWriter(tmp, "group_size:1")
+  state = {"written": 0, "bad": [], "items": 0, "lengths": []}
+  try:
+    for n, res in chunks:
+      state["items"] += n
+      for kind, r, *length in res:
+        if kind == "ok":
+          writer.write(r)
+          state["written"] += 1
+          state["lengths"].append(length[0])
+        elif strict:
+          raise r
+        else:
+          state["bad"].append({"reason": r.reason, **r.entry()})
+      if on_chunk:
+        on_chunk(n)
+    writer.close()
+    writer = None
+    _put(tmp, final)
+  finally:
+    if writer is not None:
+      writer.close()
+      os.remove(tmp)
+  marker = {"shard": i, "fingerprint": plan.fingerprint, "num_bytes": _size(final), **state}
+  _write_json(plan.marker_path(i), marker)
+  return marker
+
+
+def _put(tmp: str, final: str):
+  """Move a finished local file to its place (a local path, or any Beam filesystem's)."""
+  if "://" not in final:
+    os.replace(tmp, final)
+    return
+  from apache_beam.io.filesystems import FileSystems
+  FileSystems.copy([tmp], [final])
+  os.remove(tmp)
+
+
+def _size(path: str) -> int:
+  if "://" not in path:
+    return os.path.getsize(path)
+  from apache_beam.io.filesystems import FileSystems
+  return FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+
+
+def finish(plan: Plan, sources: list, max_bad_fraction: float, out: str) -> dict:
+  """report.json from the markers; then, if the bad share is acceptable, the TFDS metadata that
+  makes the dataset readable (never for a dataset that failed its check)."""
+  report = _report(plan.name, sources, plan.markers, plan.num_shards, plan.skipped,
+                   max_bad_fraction)
+  _write_json(os.path.join(out, plan.name, "report.json"), report)
+  if not report["ok"]:
+    raise TooManyBadRecords(
+      f"{plan.name}: {report['bad']} of {report['total']} records are bad "
+      f"({report['bad_fraction']:.2%} > --max_bad_fraction {max_bad_fraction}); see "
+      f"{os.path.join(out, plan.name, 'report.json')} for the records and the fix per reason, "
+      f"then fix the sources or raise the threshold. The dataset was not finalized (finished "
+      f"shards are kept for the re-run).")
+  markers = plan.markers
+  split = tfds.core.SplitInfo(
+    name=SPLIT, shard_lengths=[markers[i]["written"] for i in range(plan.num_shards)],
+    num_bytes=sum(markers[i]["num_bytes"] for i in range(plan.num_shards)),
+    filename_template=tfds.core.ShardedFileTemplate(
+      data_dir=plan.ddir, template="{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}",
+      dataset_name=plan.name, split=SPLIT, filetype_suffix="array_record"))
+  plan.builder.info.set_splits(tfds.core.SplitDict([split]))
+  plan.builder.info.set_file_format("array_record")
+  plan.builder.info.write_to_directory(plan.ddir)
+  return report
+
+
 def build(spec: Spec, items: list[tuple], out: str, options: dict, *, sources: list[str],
           num_shards: int = 1, workers: int = 1, strict: bool = False,
           max_bad_fraction: float = 0.05, chunk_size: int = 64, progress: bool = True) -> dict:
@@ -304,114 +471,28 @@ def build(spec: Spec, items: list[tuple], out: str, options: dict, *, sources: l
   TooManyBadRecords (after writing the report, without `dataset_info.json`, so the dataset
   cannot be read half-checked) when the bad share passes `max_bad_fraction`.
   """
-  name = spec.name
-  if not items:
-    raise SystemExit(f"{name}: no records in {sources}; check the --src/--json path")
-  if num_shards < 1:
-    raise SystemExit(f"--num_shards must be >= 1, got {num_shards}")
-  builder = spec.builder(data_dir=out, file_format="array_record")
-  ddir = builder.data_dir
-  mdir = records.shard_markers(out, name)
-  os.makedirs(ddir, exist_ok=True)
-  os.makedirs(mdir, exist_ok=True)
-  fp = fingerprint(name, sources, options, num_shards, len(items))
-
-  # A dataset being (re)built is not readable: drop the info, and shards of another plan.
-  for f in ("dataset_info.json", "features.json"):
-    if os.path.exists(os.path.join(ddir, f)):
-      os.remove(os.path.join(ddir, f))
-  keep = {_shard_name(name, i, num_shards) for i in range(num_shards)}
-  for f in os.listdir(ddir):
-    if f.startswith(f"{name}-{SPLIT}.array_record-") and f not in keep:
-      os.remove(os.path.join(ddir, f))
-
-  bounds = [len(items) * i // num_shards for i in range(num_shards + 1)]
-  markers, todo = {}, []
-  for i in range(num_shards):
-    m = _read_marker(os.path.join(mdir, f"{i:05d}.json"), fp,
-                     os.path.join(ddir, _shard_name(name, i, num_shards)))
-    if m is None:
-      todo.append(i)
-    else:
-      markers[i] = m
-  skipped = sorted(markers)
-  if skipped:
-    log.info("%s: %d of %d shards already finished, skipping %s", name, len(skipped),
-             num_shards, skipped)
-
-  tasks, last = [], {}
-  for i in todo:
-    lo, hi = bounds[i], bounds[i + 1]
-    starts = range(lo, hi, chunk_size) if hi > lo else [lo]
-    for s in starts:
-      tasks.append((i, (spec, options, items[s:min(s + chunk_size, hi)])))
-    last[i] = len(tasks) - 1
-  total_todo = sum(bounds[i + 1] - bounds[i] for i in todo)
-
+  plan = plan_build(spec, items, out, options, sources, num_shards)
+  tasks = chunk_tasks(plan, spec, options, items, chunk_size)
   pool = None
   if workers > 1 and len(tasks) > 1:
     pool = multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)))
     results = pool.imap(_work, [t for _, t in tasks])
   else:
     results = map(_work, [t for _, t in tasks])
-  writer = tmp = None
-  bar = tqdm.tqdm(total=total_todo, unit="rec", desc=name, disable=not progress)
+  total = sum(plan.bounds[i + 1] - plan.bounds[i] for i in plan.todo)
+  bar = tqdm.tqdm(total=total, unit="rec", desc=plan.name, disable=not progress)
+  counts = collections.Counter(i for i, _ in tasks)
   try:
-    state = {}
-    for k, ((i, (_, _, chunk)), res) in enumerate(zip(tasks, results)):
-      if writer is None:
-        final = os.path.join(ddir, _shard_name(name, i, num_shards))
-        tmp = f"{final}.tmp-{os.getpid()}"
-        writer = ArrayRecordWriter(tmp, "group_size:1")
-        state = {"written": 0, "bad": [], "items": 0, "lengths": []}
-      state["items"] += len(chunk)
-      for kind, r, *length in res:
-        if kind == "ok":
-          writer.write(r)
-          state["written"] += 1
-          state["lengths"].append(length[0])
-        else:
-          if strict:
-            raise r
-          state["bad"].append({"reason": r.reason, **r.entry()})
-      bar.update(len(chunk))
-      if k == last[i]:
-        writer.close()
-        writer = None
-        os.replace(tmp, final)
-        markers[i] = {"shard": i, "fingerprint": fp, "num_bytes": os.path.getsize(final),
-                      "items": state["items"], "written": state["written"],
-                      "bad": state["bad"], "lengths": state["lengths"]}
-        _atomic_write_json(os.path.join(mdir, f"{i:05d}.json"), markers[i])
+    paired = zip(tasks, results)  # ordered by shard: take each shard's count of chunks
+    for i in plan.todo:
+      chunks = ((len(t[2]), res) for (_, t), res in itertools.islice(paired, counts[i]))
+      plan.markers[i] = write_shard(plan, i, chunks, strict, on_chunk=bar.update)
   finally:
     bar.close()
-    if writer is not None:
-      writer.close()
-      os.remove(tmp)
     if pool is not None:
       pool.terminate()
       pool.join()
-
-  report = _report(name, sources, markers, num_shards, skipped, max_bad_fraction)
-  _atomic_write_json(os.path.join(out, name, "report.json"), report)
-  if not report["ok"]:
-    raise TooManyBadRecords(
-      f"{name}: {report['bad']} of {report['total']} records are bad ({report['bad_fraction']:.2%}"
-      f" > --max_bad_fraction {max_bad_fraction}); see {os.path.join(out, name, 'report.json')} "
-      f"for the records and the fix per reason, then fix the sources or raise the threshold. "
-      f"The dataset was not finalized (finished shards are kept for the re-run).")
-
-  shard_lengths = [markers[i]["written"] for i in range(num_shards)]
-  split = tfds.core.SplitInfo(
-    name=SPLIT, shard_lengths=shard_lengths,
-    num_bytes=sum(markers[i]["num_bytes"] for i in range(num_shards)),
-    filename_template=tfds.core.ShardedFileTemplate(
-      data_dir=ddir, template="{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}",
-      dataset_name=name, split=SPLIT, filetype_suffix="array_record"))
-  builder.info.set_splits(tfds.core.SplitDict([split]))
-  builder.info.set_file_format("array_record")
-  builder.info.write_to_directory(ddir)
-  return report
+  return finish(plan, sources, max_bad_fraction, out)
 
 
 def _report(name, sources, markers, num_shards, skipped, max_bad_fraction) -> dict:
@@ -451,6 +532,12 @@ def add_run_flags(parser, name):
                       "so the training pipeline only decodes them; 0 keeps the originals")
   parser.add_argument("--image_aspect", default="pad", choices=("pad", "resize"),
                       help="with --image_size: LLaVA's pad-to-square (default) or a plain resize")
+  parser.add_argument("--beam", action="store_true",
+                      help="run as an Apache Beam pipeline (DirectRunner with --workers "
+                      "processes unless --beam_options names another runner); same files")
+  parser.add_argument("--beam_options", default="",
+                      help='Beam pipeline options, e.g. "--runner=DataflowRunner --project=P '
+                      '--region=R --temp_location=gs://B/tmp"')
 
 
 def prepare_image(data: bytes, options: dict) -> bytes:
@@ -466,16 +553,35 @@ def prepare_image(data: bytes, options: dict) -> bytes:
   return out.getvalue()
 
 
+def importable(spec: Spec) -> Spec:
+  """The spec with its builder and convert function looked up by their module's real name: run
+  as `python -m data_prep.X` they live in `__main__`, which other processes (Beam's workers)
+  cannot import, and TFDS would record `__main__` as the dataset's module."""
+  main = sys.modules.get("__main__")
+  real = getattr(getattr(main, "__spec__", None), "name", None)
+  if not real:
+    return spec
+  mod = importlib.import_module(real)
+  def pick(obj):
+    return getattr(mod, obj.__name__) if obj.__module__ == "__main__" else obj
+  return Spec(pick(spec.builder), pick(spec.convert))
+
+
 def run_main(spec, args, items, options, sources) -> dict:
   """Entry-point glue: build, print the outcome, turn known failures into exit messages."""
+  spec = importable(spec)
   if args.max_images != 1:
     raise SystemExit(f"--max_images {args.max_images}: the {spec.name} schema stores one "
                      f"image per record; only --max_images 1 is supported")
   options = dict(options, image_size=args.image_size, image_aspect=args.image_aspect)
+  kw = dict(sources=sources, num_shards=args.num_shards, workers=args.workers,
+            strict=args.strict, max_bad_fraction=args.max_bad_fraction)
   try:
-    report = build(spec, items, args.out, options, sources=sources,
-                   num_shards=args.num_shards, workers=args.workers, strict=args.strict,
-                   max_bad_fraction=args.max_bad_fraction, progress=not args.no_progress)
+    if getattr(args, "beam", False):
+      from data_prep import beam
+      report = beam.build(spec, items, args.out, options, beam_options=args.beam_options, **kw)
+    else:
+      report = build(spec, items, args.out, options, progress=not args.no_progress, **kw)
   except (BadRecord, TooManyBadRecords) as e:
     raise SystemExit(f"error: {e}") from None
   sh = report["shards"]

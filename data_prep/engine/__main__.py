@@ -1,8 +1,12 @@
 """python -m data_prep.engine --domain {plane,analytic,function,all} --n N --out DIR --seed S
+    [--steps MIN:MAX] [--variants K] [--workers W] [--beam [--beam_options "..."]]
 
-Writes DIR/instruct.json (MAVIS-Geometry fields), DIR/caption.json (LLaVA format),
-DIR/images/<domain>/*.png, DIR/scenes.jsonl (what each image draws, the deduction chain) and
-DIR/meta.json (counts, rejected attempts).
+Writes DIR/instruct.json (MAVIS-Geometry fields and ours, see docs/engine/README.md),
+DIR/caption.json (LLaVA format), DIR/images/<domain>/*.png, DIR/scenes.jsonl (what each image
+draws, the deduction chain, why each wrong option is wrong) and DIR/meta.json (counts, rejected
+attempts). --beam runs the same problems as an Apache Beam pipeline (DirectRunner here; pass
+--beam_options "--runner=DataflowRunner --project=... --region=... --temp_location=gs://..."
+for Dataflow) and writes the same bytes.
 """
 
 from __future__ import annotations
@@ -11,14 +15,23 @@ import argparse
 import json
 import logging
 
-from .writer import DOMAINS, generate
+from .writer import DOMAINS, Options, generate
 
 
-def main(argv=None):
+def steps_range(text: str) -> tuple:
+  try:
+    lo, hi = (int(v) for v in text.split(":")) if ":" in text else (int(text),) * 2
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"--steps {text!r}: give MIN:MAX, e.g. 4:6") from None
+  return lo, hi
+
+
+def parse(argv=None):
   p = argparse.ArgumentParser(prog="python -m data_prep.engine", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--domain", default="all", choices=DOMAINS + ("all",))
-  p.add_argument("--n", type=int, required=True, help="number of samples")
+  p.add_argument("--n", type=int, required=True, help="number of problems (seed problems with "
+                 "--variants)")
   p.add_argument("--out", required=True)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--workers", type=int, default=1)
@@ -27,10 +40,28 @@ def main(argv=None):
   p.add_argument("--test_fraction", type=float, default=0.1)
   p.add_argument("--mc", type=float, default=0.7, help="fraction multiple-choice (MAVIS: ~0.74)")
   p.add_argument("--degrade", type=float, default=0.1,
-                 help="fraction of samples given a blur/noise/low-res degradation (clarity 0)")
-  a = p.parse_args(argv)
+                 help="fraction of problems given a blur/noise/low-res degradation (clarity 0)")
+  p.add_argument("--steps", type=steps_range, default=(1, 6),
+                 help="reasoning depth MIN:MAX: the rationale's number of steps (default 1:6)")
+  p.add_argument("--variants", type=int, default=1,
+                 help="K variants per problem: same figure program, new numbers and letters "
+                 "(records carry variant_of and variant)")
+  p.add_argument("--beam", action="store_true", help="run as an Apache Beam pipeline")
+  p.add_argument("--beam_options", default="",
+                 help="Beam pipeline options, e.g. \"--runner=DataflowRunner --project=P\"")
+  return p.parse_args(argv)
+
+
+def main(argv=None):
+  a = parse(argv)
   logging.basicConfig(level=logging.INFO, format="%(message)s")
-  meta = generate(a.out, a.n, a.seed, a.domain, a.workers, a.split, a.test_fraction, a.mc, a.degrade)
+  opts = Options(seed=a.seed, domain=a.domain, split=a.split, test_fraction=a.test_fraction,
+                 mc=a.mc, degrade=a.degrade, steps=a.steps, variants=a.variants).check()
+  if a.beam:
+    from data_prep import beam
+    meta = beam.generate(a.out, a.n, opts, workers=a.workers, beam_options=a.beam_options)
+  else:
+    meta = generate(a.out, a.n, opts, a.workers)
   print(json.dumps(meta))
 
 

@@ -1,14 +1,18 @@
 """Analytic geometry: a Cartesian grid with 1-3 labelled, non-overlapping figures.
 
-Figures sit on lattice points so every coordinate is an integer and every answer exact.
-Non-overlap is tested on densely sampled boundaries (a gap of at least GAP units, and no figure
-inside another). Answers are re-measured with different float formulas (Heron for triangles,
-projection for distances, a linear solve for intercepts).
+The program (structure generator) picks the figures' kinds and whether a circle's radius is
+labelled or must be deduced from a marked point on it; the values generator picks the view,
+the lattice coordinates and the letters, so every answer is exact. Non-overlap is tested on
+densely sampled boundaries (a gap of at least GAP units, and no figure inside another). Every
+quantity a step names is re-measured from the coordinates with other float formulas (Heron for
+triangles, a linear solve for intercepts, projection for distances, atan2 for slopes).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 import string
 
 import numpy as np
@@ -17,11 +21,57 @@ import sympy as sp
 from . import captions as C
 from . import geometry as G
 from . import render as R
-from .exact import Deriv, fmt
-from .problems import Built, Rejected
+from .exact import Deriv
+from .problems import ProgramRejected, Rejected, Scene, Target
 
 GAP = 0.6
 KINDS = ["point", "segment", "line", "circle", "triangle", "rectangle"]
+
+
+@dataclasses.dataclass
+class Plot:
+  view: tuple
+  figs: list
+  pts: dict            # letter -> (x, y)
+
+
+def program(srng, wanted_steps: int) -> list:
+  """[(kind, circle style)]: 1-3 figures; deeper chains want more figures."""
+  n = int(srng.choice([1, 2, 2, 3] if wanted_steps <= 3 else [2, 2, 3, 3]))
+  return [(str(srng.choice(KINDS)), str(srng.choice(["radius", "point"]))) for _ in range(n)]
+
+
+def realize(prog: list, vrng) -> Plot:
+  x0, x1 = -int(vrng.integers(2, 9)), int(vrng.integers(4, 11))
+  y0, y1 = -int(vrng.integers(2, 9)), int(vrng.integers(4, 11))
+  view = (x0, x1, y0, y1)
+  pool = list(vrng.permutation(list(string.ascii_uppercase)))
+  figs = []
+  for kind, style in prog:
+    for _ in range(8):
+      f = figure(vrng, kind, view, pool.pop)
+      if all(apart(f, g, view) for g in figs):
+        f["style"] = style
+        if kind == "circle" and style == "point":
+          _point_on_circle(f, vrng, pool.pop)
+        figs.append(f)
+        break
+      pool.extend(f["names"][::-1])
+    else:
+      raise Rejected("figures overlap")
+  pts = {n: p for f in figs for n, p in zip(f["names"], f["pts"])}
+  pts.update({f["on"][0]: f["on"][1] for f in figs if "on" in f})
+  return Plot(view, figs, pts)
+
+
+def _point_on_circle(f, vrng, new_letter):
+  """A lattice point on the circle (a Pythagorean direction), so the radius is deduced."""
+  (h, k), r = f["pts"][0], f["r"]
+  dirs = [(r, 0), (-r, 0), (0, r), (0, -r)]
+  if r % 5 == 0:
+    dirs += [(3 * r // 5, 4 * r // 5), (-4 * r // 5, 3 * r // 5)]
+  dx, dy = dirs[int(vrng.integers(len(dirs)))]
+  f["on"] = (new_letter(), (h + dx, k + dy))
 
 
 def _samples(fig, view):
@@ -33,16 +83,16 @@ def _samples(fig, view):
     return G.arc_points((h, kk), r, 0, 360, 90)
   if k == "line":
     (x1, y1), (x2, y2) = fig["pts"]
-    t = np.linspace(-60, 60, 2400)[:, None]
-    p = np.array([x1, y1], float) + t * (np.array([x2 - x1, y2 - y1], float) / math.hypot(x2 - x1, y2 - y1))
+    t = np.linspace(-60, 60, 1200)[:, None]
+    d = np.array([x2 - x1, y2 - y1], float) / math.hypot(x2 - x1, y2 - y1)
+    p = np.array([x1, y1], float) + t * d
     x0, xx, y0, yy = view
     m = (p[:, 0] >= x0) & (p[:, 0] <= xx) & (p[:, 1] >= y0) & (p[:, 1] <= yy)
     return p[m]
   pts = np.array(fig["pts"], float)
-  closed = k in ("triangle", "rectangle")
-  ring = np.vstack([pts, pts[:1]]) if closed else pts
-  out = [a + (b - a) * t for a, b in zip(ring[:-1], ring[1:]) for t in np.linspace(0, 1, 30)[:, None]]
-  return np.vstack(out)
+  ring = np.vstack([pts, pts[:1]]) if k in ("triangle", "rectangle") else pts
+  ts = np.linspace(0, 1, 30)[:, None]
+  return np.vstack([a + (b - a) * ts for a, b in zip(ring[:-1], ring[1:])])
 
 
 def _region(fig):
@@ -66,13 +116,13 @@ def apart(a, b, view) -> bool:
 def figure(rng, kind, view, letters):
   x0, x1, y0, y1 = view
   ri = lambda lo, hi: int(rng.integers(lo, hi + 1))  # noqa: E731
+  pt = lambda: (ri(x0 + 1, x1 - 1), ri(y0 + 1, y1 - 1))  # noqa: E731
   if kind == "point":
-    return {"kind": kind, "names": [letters()], "pts": [(ri(x0 + 1, x1 - 1), ri(y0 + 1, y1 - 1))]}
+    return {"kind": kind, "names": [letters()], "pts": [pt()]}
   if kind in ("segment", "line"):
-    while True:
-      p = (ri(x0 + 1, x1 - 1), ri(y0 + 1, y1 - 1))
-      q = (ri(x0 + 1, x1 - 1), ri(y0 + 1, y1 - 1))
-      if math.dist(p, q) >= 3 and (kind == "segment" or p[0] != q[0]):
+    while True:  # neither vertical nor horizontal: slope and both intercepts exist
+      p, q = pt(), pt()
+      if math.dist(p, q) >= 3 and p[0] != q[0] and p[1] != q[1]:
         return {"kind": kind, "names": [letters(), letters()], "pts": [p, q]}
   if kind == "circle":
     r = ri(2, max(2, min(x1 - x0, y1 - y0) // 4))
@@ -80,10 +130,9 @@ def figure(rng, kind, view, letters):
             "pts": [(ri(x0 + r, x1 - r), ri(y0 + r, y1 - r))]}
   if kind == "triangle":
     while True:
-      pts = [(ri(x0 + 1, x1 - 1), ri(y0 + 1, y1 - 1)) for _ in range(3)]
+      pts = [pt() for _ in range(3)]
       if abs(G.shoelace(pts)) >= 2:
-        if G.shoelace(pts) < 0:
-          pts = pts[::-1]
+        pts = pts[::-1] if G.shoelace(pts) < 0 else pts
         return {"kind": kind, "names": [letters() for _ in range(3)], "pts": pts}
   w, h = ri(2, max(2, (x1 - x0) // 3)), ri(2, max(2, (y1 - y0) // 3))
   a = (ri(x0 + 1, x1 - 1 - w), ri(y0 + 1, y1 - 1 - h))
@@ -91,16 +140,259 @@ def figure(rng, kind, view, letters):
   return {"kind": kind, "names": [letters() for _ in range(4)], "pts": pts}
 
 
+# ---------------------------------------------------------------- formulas
+
+
+class Formulas:
+  """Every derivation the figures allow, added on demand, named as the rationale shows them."""
+
+  def __init__(self, plot: Plot):
+    self.givens, self.derivs = {}, {}
+    for n, (x, y) in plot.pts.items():
+      self.givens[f"x_{n}"], self.givens[f"y_{n}"] = sp.Integer(x), sp.Integer(y)
+    for f in plot.figs:
+      if f["kind"] == "circle" and "on" not in f:
+        self.givens[f"r({f['names'][0]})"] = sp.Integer(f["r"])
+
+  def add(self, name, template, expr, inputs, why, slips=()) -> str:
+    self.derivs.setdefault(name, Deriv(name, template, expr, tuple(inputs), None, why,
+                                       slips=tuple(slips)))
+    return name
+
+  def delta(self, a, b, axis) -> str:
+    word = "horizontal" if axis == "x" else "vertical"
+    return self.add(f"Δ{axis}({a}{b})", "{0} - {1}", "q0 - q1", (f"{axis}_{b}", f"{axis}_{a}"),
+                    f"The {word} change from {a} to {b}",
+                    [("q0 + q1", "added the coordinates instead of subtracting")])
+
+  def dist(self, a, b) -> str:
+    return self.add(f"|{a}{b}|", "√({0}² + {1}²)", "sqrt(q0**2 + q1**2)",
+                    (self.delta(a, b, "x"), self.delta(a, b, "y")), "By the distance formula",
+                    [("Abs(q0) + Abs(q1)", "added the changes instead of using Pythagoras"),
+                     ("sqrt(Abs(q0**2 - q1**2))", "subtracted the squares"),
+                     ("Max(Abs(q0), Abs(q1))", "took the longer of the two changes")])
+
+  def slope(self, a, b) -> str:
+    return self.add(f"m({a}{b})", "{0} / {1}", "q0/q1",
+                    (self.delta(a, b, "y"), self.delta(a, b, "x")), "The slope is rise over run",
+                    [("q1/q0", "divided the run by the rise")])
+
+  def intercept(self, a, b) -> str:
+    return self.add(f"b({a}{b})", "{0} - {1} · {2}", "q0 - q1*q2",
+                    (f"y_{a}", self.slope(a, b), f"x_{a}"),
+                    f"The line y = mx + b passes through {a}",
+                    [("q0 + q1*q2", "added m·x instead of subtracting it"),
+                     ("q2 - q1*q0", "swapped the coordinates of the point")])
+
+  def x_intercept(self, a, b) -> str:
+    return self.add(f"x₀({a}{b})", "-{0} / {1}", "-q0/q1", (self.intercept(a, b), self.slope(a, b)),
+                    "The line meets the x-axis where mx + b = 0",
+                    [("-q1/q0", "divided m by b instead of b by m")])
+
+  def radius(self, f) -> str:
+    o = f["names"][0]
+    if "on" not in f:
+      return f"r({o})"
+    return self.add(f"r({o})", "{0}", "q0", (self.dist(o, f["on"][0]),),
+                    f"{f['on'][0]} lies on the circle, so {o}{f['on'][0]} is a radius")
+
+
+def _circle_targets(F: Formulas, f) -> list:
+  o, r = f["names"][0], F.radius(f)
+  F.add(f"S({o})", "π · {0}²", "pi*q0**2", (r,), "The area of a circle is πr²",
+        [("2*pi*q0", "used the circumference formula"), ("pi*q0", "forgot to square r")])
+  F.add(f"C({o})", "2 · π · {0}", "2*pi*q0", (r,), "The circumference of a circle is 2πr",
+        [("pi*q0**2", "used the area formula")])
+  d = F.add(f"d({o})", "2 · {0}", "2*q0", (r,), "The diameter is twice the radius",
+            [("q0", "took the radius for the diameter")])
+  F.add(f"S(□{o})", "{0}² / 2", "q0**2/2", (d,),
+        f"A square inscribed in circle {o} has the diameter as its diagonal",
+        [("q0**2", "squared the diagonal as if it were the side"),
+         ("q0**2/4", "took half the diagonal as the side")])
+  return [Target(f"S(□{o})", f"the area of the square inscribed in circle {o}",
+                 [f"What is the area of a square inscribed in circle {o}?",
+                  f"Find the area of the largest square that fits in circle {o}."]),
+          Target(f"S({o})", f"the area of circle {o}",
+                 [f"What is the area of the circle centred at {o}?",
+                  f"Find the area enclosed by circle {o}.", f"Compute the area of circle {o}."]),
+          Target(f"C({o})", f"the circumference of circle {o}",
+                 [f"What is the circumference of the circle centred at {o}?",
+                  f"Find the perimeter of circle {o}.",
+                  f"Compute the circumference of circle {o}."])]
+
+
+def _line_targets(F: Formulas, f) -> list:
+  a, b = f["names"]
+  what = f["kind"]
+  perp = F.add(f"m⊥({a}{b})", "-1 / {0}", "-1/q0", (F.slope(a, b),),
+               "Perpendicular slopes multiply to -1",
+               [("-q0", "negated the slope without inverting it")])
+  out = [Target(F.slope(a, b), f"the slope of {what} {a}{b}",
+                [f"What is the slope of {what} {a}{b}?", f"Find the slope of {a}{b}.",
+                 f"Compute the gradient of {what} {a}{b}."]),
+         Target(perp, f"the slope of a line perpendicular to {a}{b}",
+                [f"What is the slope of a line perpendicular to {what} {a}{b}?",
+                 f"Find the gradient of any line at right angles to {a}{b}."])]
+  if what == "segment":
+    out.append(Target(F.dist(a, b), f"the length of segment {a}{b}",
+                      [f"What is the length of segment {a}{b}?",
+                       f"Find the distance between {a} and {b}.", f"How long is {a}{b}?"]))
+  else:
+    out.append(Target(F.intercept(a, b), f"the y-intercept of line {a}{b}",
+                      [f"What is the y-intercept of line {a}{b}?",
+                       f"Where does line {a}{b} cross the y-axis (give y)?",
+                       f"Find b in y = mx + b for the line through {a} and {b}."]))
+    out.append(Target(F.x_intercept(a, b), f"the x-intercept of line {a}{b}",
+                      [f"What is the x-intercept of line {a}{b}?",
+                       f"Where does line {a}{b} cross the x-axis (give x)?"]))
+  return out
+
+
+def _polygon_targets(F: Formulas, f) -> list:
+  n = f["names"]
+  nm = "".join(n)
+  if f["kind"] == "triangle":
+    ins = tuple(v for a in n for v in (f"x_{a}", f"y_{a}"))
+    F.add(f"S({nm})", "|{0}({3} - {5}) + {2}({5} - {1}) + {4}({1} - {3})| / 2",
+          "Abs(q0*(q3 - q5) + q2*(q5 - q1) + q4*(q1 - q3))/2", ins, "By the shoelace formula",
+          [("Abs(q0*(q3 - q5) + q2*(q5 - q1) + q4*(q1 - q3))", "forgot to halve")])
+    sides = [F.dist(n[i], n[(i + 1) % 3]) for i in range(3)]
+    F.add(f"P({nm})", "{0} + {1} + {2}", "q0 + q1 + q2", sides,
+          "The perimeter adds the three sides", [("q0 + q1", "left out one side")])
+  else:
+    w = F.add(f"|{n[0]}{n[1]}|", "{0} - {1}", "q0 - q1", (f"x_{n[1]}", f"x_{n[0]}"),
+              f"{n[0]}{n[1]} is horizontal, so its length is the change in x")
+    h = F.add(f"|{n[1]}{n[2]}|", "{0} - {1}", "q0 - q1", (f"y_{n[2]}", f"y_{n[1]}"),
+              f"{n[1]}{n[2]} is vertical, so its length is the change in y")
+    F.add(f"S({nm})", "{0} · {1}", "q0*q1", (w, h), f"{nm} is a rectangle: length · width",
+          [("2*(q0 + q1)", "used the perimeter formula")])
+    F.add(f"P({nm})", "2 · ({0} + {1})", "2*(q0 + q1)", (w, h),
+          "A rectangle's perimeter is twice length plus width",
+          [("q0*q1", "multiplied instead of adding")])
+    F.add(f"|{n[0]}{n[2]}|", "√({0}² + {1}²)", "sqrt(q0**2 + q1**2)", (w, h),
+          f"The diagonal {n[0]}{n[2]} is the hypotenuse of a right triangle",
+          [("q0 + q1", "added the sides instead of using Pythagoras")])
+  out = [Target(f"S({nm})", f"the area of {f['kind']} {nm}",
+                [f"What is the area of {f['kind']} {nm}?", f"Find the area of {nm}.",
+                 f"Compute the area of {nm}."]),
+         Target(f"P({nm})", f"the perimeter of {f['kind']} {nm}",
+                [f"What is the perimeter of {f['kind']} {nm}?", f"Find the perimeter of {nm}.",
+                 f"How long is the boundary of {nm}?"])]
+  if f["kind"] == "rectangle":
+    out.append(Target(f"|{n[0]}{n[2]}|", f"the length of diagonal {n[0]}{n[2]}",
+                      [f"How long is the diagonal {n[0]}{n[2]}?",
+                       f"Find the length of {n[0]}{n[2]}."]))
+  return out
+
+
+def _pair_targets(F: Formulas, p, g) -> list:
+  c = p["names"][0]
+  if g["kind"] == "line":
+    a, b = g["names"]
+    name = F.add(f"d({c}, {a}{b})", "|{0} · {1} - {2} + {3}| / √({0}² + 1)",
+                 "Abs(q0*q1 - q2 + q3)/sqrt(q0**2 + 1)",
+                 (F.slope(a, b), f"x_{c}", f"y_{c}", F.intercept(a, b)),
+                 "The distance from a point to the line y = mx + b",
+                 [("Abs(q0*q1 - q2 + q3)/(q0**2 + 1)", "forgot the square root"),
+                  ("Abs(q0*q1 - q2 + q3)", "forgot to divide by √(m² + 1)")])
+    return [Target(name, f"the distance from {c} to line {a}{b}",
+                   [f"What is the distance from point {c} to line {a}{b}?",
+                    f"Find the perpendicular distance from {c} to line {a}{b}."])]
+  o = g["names"][0]
+  po = F.dist(c, o)
+  t = F.add(f"t({c}, {o})", "√({0}² - {1}²)", "sqrt(q0**2 - q1**2)", (po, F.radius(g)),
+            f"A tangent from {c} is perpendicular to the radius at the point of contact",
+            [("sqrt(q0**2 + q1**2)", "added the squares"), ("q0 - q1", "subtracted the lengths")])
+  return [Target(po, f"the distance from {c} to the centre {o}",
+                 [f"What is the distance from {c} to the centre {o} of the circle?",
+                  f"Find the length {c}{o}."]),
+          Target(t, f"the length of a tangent from {c} to circle {o}",
+                 [f"How long is a tangent segment from {c} to circle {o}?",
+                  f"Find the length of the tangent from point {c} to circle {o}."])]
+
+
+def targets(plot: Plot) -> tuple:
+  F = Formulas(plot)
+  out = []
+  for f in plot.figs:
+    if f["kind"] == "circle":
+      out += _circle_targets(F, f)
+    elif f["kind"] in ("segment", "line"):
+      out += _line_targets(F, f)
+    elif f["kind"] in ("triangle", "rectangle"):
+      out += _polygon_targets(F, f)
+  points = [f for f in plot.figs if f["kind"] == "point"]
+  for g in plot.figs:
+    if points and g["kind"] in ("line", "circle"):
+      out += _pair_targets(F, points[0], g)
+  if not out:
+    raise ProgramRejected("no askable quantity among these figures (points only)")
+  for t in out:
+    t.signed = t.name.startswith(("m(", "m⊥(", "b(", "x₀("))  # slopes and intercepts
+  return F, out
+
+
+# ---------------------------------------------------------------- independent measures
+
+
+def measure(plot: Plot, name: str) -> float:
+  """Re-measure a named quantity from the coordinates alone (other formulas than the chain's)."""
+  P = {k: np.asarray(v, float) for k, v in plot.pts.items()}
+  circles = {f["names"][0]: f for f in plot.figs if f["kind"] == "circle"}
+  m = re.fullmatch(r"(Δx|Δy|\||m|m⊥|b|x₀)\(?(\w)(\w)\)?\|?", name)
+  if m:
+    return _line_measure(m.group(1), P[m.group(2)], P[m.group(3)])
+  m = re.fullmatch(r"([rSCd]|S\(□)\(?(\w)\)", name)
+  if m and m.group(2) in circles:
+    r = _radius(circles[m.group(2)])
+    return {"r": r, "S": math.pi * r * r, "d": 2 * r, "S(□": 2 * r * r,
+            "C": G.perimeter(G.arc_points(circles[m.group(2)]["pts"][0], r, 0, 360, 20001))}[
+        m.group(1)]
+  m = re.fullmatch(r"([SP])\((\w+)\)", name)
+  if m:
+    poly = [P[c] for c in m.group(2)]
+    if m.group(1) == "P":
+      return G.perimeter(poly)
+    s = [math.dist(poly[i], poly[(i + 1) % len(poly)]) for i in range(len(poly))]
+    if len(poly) == 3:  # Heron
+      h = sum(s) / 2
+      return math.sqrt(max(h * (h - s[0]) * (h - s[1]) * (h - s[2]), 0.0))
+    return s[0] * s[1]
+  m = re.fullmatch(r"d\((\w), (\w)(\w)\)", name)
+  if m:
+    a, b = P[m.group(2)], P[m.group(3)]
+    far = 1e4 * (b - a)
+    return float(G.seg_dist([P[m.group(1)]], a - far, a + far)[0])
+  m = re.fullmatch(r"t\((\w), (\w)\)", name)
+  if m:
+    return math.sqrt(math.dist(P[m.group(1)], P[m.group(2)]) ** 2
+                     - _radius(circles[m.group(2)]) ** 2)
+  raise KeyError(f"engine: {name!r} is not a measurable quantity of this plot")
+
+
+def _line_measure(kind, a, b) -> float:
+  if kind == "Δx":
+    return float(b[0] - a[0])
+  if kind == "Δy":
+    return float(b[1] - a[1])
+  if kind == "|":
+    return math.dist(a, b)
+  slope = math.tan(math.atan2(b[1] - a[1], b[0] - a[0]))
+  m_, c_ = np.linalg.solve([[a[0], 1.0], [b[0], 1.0]], [a[1], b[1]])
+  return {"m": slope, "m⊥": -1 / slope, "b": float(c_), "x₀": float(-c_ / m_)}[kind]
+
+
+def _radius(f) -> float:
+  """From the drawn circle: the mean distance of sampled boundary points to the centre."""
+  c = np.asarray(f["pts"][0], float)
+  return float(np.hypot(*(G.arc_points(c, f["r"], 0, 360, 37) - c).T).mean())
+
+
+# ---------------------------------------------------------------- text and drawing
+
+
 def _pt(n, p):
   return f"{n}({p[0]}, {p[1]})"
-
-
-def _facts(fig):
-  out = [{"id": f"pt:{n}", "text": _pt(n, p), "numeric": True} for n, p in zip(fig["names"], fig["pts"])]
-  if fig["kind"] == "circle":
-    out.append({"id": f"radius:{fig['names'][0]}", "numeric": True,
-                "text": f"centred at {_pt(fig['names'][0], fig['pts'][0])} with radius {fig['r']}"})
-  return out
 
 
 def _sentence(fig) -> str:
@@ -113,250 +405,98 @@ def _sentence(fig) -> str:
   if k == "line":
     return f"A line passes through {pts}."
   if k == "circle":
+    if "on" in fig:
+      return f"A circle is centred at {pts} and passes through {_pt(*fig['on'])}."
     return f"A circle is centred at {pts} with radius {fig['r']}."
   return f"{'Triangle' if k == 'triangle' else 'Rectangle'} {''.join(n)} has vertices {pts}."
 
 
-def _coords(fig, giv):
-  for n, (x, y) in zip(fig["names"], fig["pts"]):
-    giv[f"x_{n}"], giv[f"y_{n}"] = sp.Integer(x), sp.Integer(y)
+def facts(plot: Plot) -> list:
+  out = [{"id": f"pt:{n}", "text": _pt(n, p), "numeric": True} for n, p in plot.pts.items()]
+  for f in plot.figs:
+    if f["kind"] == "circle" and "on" not in f:
+      out.append({"id": f"radius:{f['names'][0]}", "numeric": True,
+                  "text": f"centred at {_pt(f['names'][0], f['pts'][0])} with radius {f['r']}"})
+  return out
 
 
-def _dist_steps(a, b, chain, name):
-  chain.append(Deriv(f"dx_{a}{b}", "{0} - {1}", "q0 - q1", (f"x_{b}", f"x_{a}"), None,
-                     f"The horizontal change from {a} to {b}"))
-  chain.append(Deriv(f"dy_{a}{b}", "{0} - {1}", "q0 - q1", (f"y_{b}", f"y_{a}"), None,
-                     f"The vertical change from {a} to {b}"))
-  chain.append(Deriv(name, "sqrt({0}^2 + {1}^2)", "sqrt(q0**2 + q1**2)", (f"dx_{a}{b}", f"dy_{a}{b}"),
-                     None, "By the distance formula"))
-
-
-def _slope_steps(a, b, name, note):
-  """Run, rise, then the slope `name` = rise / run of the line through a and b."""
-  return [Deriv(f"dx_{a}{b}", "{0} - {1}", "q0 - q1", (f"x_{b}", f"x_{a}"), None,
-                f"The run from {a} to {b}"),
-          Deriv(f"dy_{a}{b}", "{0} - {1}", "q0 - q1", (f"y_{b}", f"y_{a}"), None,
-                f"The rise from {a} to {b}"),
-          Deriv(name, "{0} / {1}", "q0 / q1", (f"dy_{a}{b}", f"dx_{a}{b}"), None, note)]
-
-
-def _evaluate(chain, giv):
-  """Fill each step's value by its own Python arithmetic (the check recomputes from expr)."""
-  known = dict(giv)
-  ops = {"q0 - q1": lambda a, b: a - b, "sqrt(q0**2 + q1**2)": lambda a, b: sp.sqrt(a ** 2 + b ** 2),
-         "q0 / q1": lambda a, b: a / b, "q0 - q1*q2": lambda a, b, c: a - b * c,
-         "pi*q0**2": lambda r: sp.pi * r ** 2, "2*pi*q0": lambda r: 2 * sp.pi * r,
-         "Abs(q0*(q3 - q5) + q2*(q5 - q1) + q4*(q1 - q3))/2":
-           lambda xa, ya, xb, yb, xc, yc: abs(xa * (yb - yc) + xb * (yc - ya) + xc * (ya - yb)) / 2,
-         "q0*q1": lambda a, b: a * b, "q0 + q1 + q2": lambda a, b, c: a + b + c,
-         "2*(q0 + q1)": lambda a, b: 2 * (a + b),
-         "Abs(q0*q1 - q2 + q3)/sqrt(q0**2 + 1)": lambda m, x, y, b: abs(m * x - y + b) / sp.sqrt(m ** 2 + 1)}
-  for d in chain:
-    if d.value is None:
-      d.value = ops[d.expr](*[known[i] for i in d.inputs])
-    known[d.name] = d.value
-  return known
-
-
-def problem(rng, figs, view):
-  """(target, chain, givens, measured, question, alternatives)."""
-  giv, chain = {}, []
-  for f in figs:
-    _coords(f, giv)
-  opts = []
-  for f in figs:
-    k = f["kind"]
-    if k == "segment":
-      opts += [("length", f), ("slope", f)] if f["pts"][0][0] != f["pts"][1][0] else [("length", f)]
-    elif k == "line":
-      opts += [("intercept", f), ("slope", f)]
-    elif k == "circle":
-      opts += [("c_area", f), ("c_perim", f)]
-    elif k in ("triangle", "rectangle"):
-      opts += [("p_area", f), ("p_perim", f)]
-  pts = [f for f in figs if f["kind"] == "point"]
-  lines = [f for f in figs if f["kind"] == "line"]
-  if pts and lines:
-    opts += [("pl_dist", (pts[0], lines[0]))] * 2
-  if len(pts) >= 1 and any(f["kind"] == "circle" for f in figs):
-    opts += [("pc_dist", (pts[0], next(f for f in figs if f["kind"] == "circle")))]
-  if not opts:
-    raise Rejected("no askable quantity among these figures (points only)")
-  kind, f = opts[int(rng.integers(len(opts)))]
-  if kind == "length":
-    a, b = f["names"]
-    t = f"|{a}{b}|"
-    _dist_steps(a, b, chain, t)
-    measured = math.dist(*f["pts"])
-    q = [f"What is the length of segment {a}{b}?", f"Find the distance between {a} and {b}.",
-         f"How long is {a}{b}?", f"Compute |{a}{b}|."]
-  elif kind == "slope":
-    a, b = f["names"]
-    t = f"m_{a}{b}"
-    chain += _slope_steps(a, b, t, "Slope is rise over run")
-    (x1, y1), (x2, y2) = f["pts"]
-    measured = math.tan(math.atan2(y2 - y1, x2 - x1))
-    what = "line" if f["kind"] == "line" else "segment"
-    q = [f"What is the slope of {what} {a}{b}?", f"Find the slope of {a}{b}.",
-         f"How steep is {a}{b} (its slope)?", f"Compute the gradient of {what} {a}{b}."]
-  elif kind == "intercept":
-    a, b = f["names"]
-    chain += _slope_steps(a, b, "m", "The slope is rise over run") + [
-              Deriv("b", "{0} - {1} * {2}", "q0 - q1*q2", (f"y_{a}", "m", f"x_{a}"), None,
-                    f"The line y = m x + b passes through {a}")]
-    t = "b"
-    (x1, y1), (x2, y2) = f["pts"]
-    measured = float(np.linalg.solve([[x1, 1.0], [x2, 1.0]], [y1, y2])[1])
-    q = [f"What is the y-intercept of line {a}{b}?", f"Where does line {a}{b} cross the y-axis?",
-         f"Find b in y = m x + b for the line through {a} and {b}.",
-         f"Compute the y-intercept of the line through {a} and {b}."]
-  elif kind in ("c_area", "c_perim"):
-    o = f["names"][0]
-    giv[f"r_{o}"] = sp.Integer(f["r"])
-    smp = _samples(f, view)[7]
-    rr = math.dist(smp, f["pts"][0])
-    if kind == "c_area":
-      t = f"S_{o}"
-      chain.append(Deriv(t, "pi * {0}^2", "pi*q0**2", (f"r_{o}",), None, "The area of a circle"))
-      measured = math.pi * rr * rr
-      q = [f"What is the area of the circle centred at {o}?", f"Find the area enclosed by circle {o}.",
-           f"How large is the disc centred at {o}?", f"Compute the area of circle {o}."]
-    else:
-      t = f"C_{o}"
-      chain.append(Deriv(t, "2 * pi * {0}", "2*pi*q0", (f"r_{o}",), None, "The circumference"))
-      measured = float(np.hypot(*np.diff(np.vstack([G.arc_points(f["pts"][0], f["r"], 0, 360, 20001)]), axis=0).T).sum())
-      q = [f"What is the circumference of the circle centred at {o}?",
-           f"Find the perimeter of circle {o}.", f"How long is circle {o} all the way round?",
-           f"Compute the circumference of circle {o}."]
-  elif kind == "p_area":
-    n = f["names"]
-    nm = "".join(n)
-    t = f"S_{nm}"
-    if f["kind"] == "triangle":
-      ins = tuple(v for a in n for v in (f"x_{a}", f"y_{a}"))
-      chain.append(Deriv(t, "|{0}({3} - {5}) + {2}({5} - {1}) + {4}({1} - {3})| / 2",
-                         "Abs(q0*(q3 - q5) + q2*(q5 - q1) + q4*(q1 - q3))/2", ins, None,
-                         "By the shoelace formula"))
-      s = [math.dist(f["pts"][i], f["pts"][(i + 1) % 3]) for i in range(3)]
-      p = sum(s) / 2
-      measured = math.sqrt(max(p * (p - s[0]) * (p - s[1]) * (p - s[2]), 0))
-    else:
-      _dist_steps(n[0], n[1], chain, f"|{n[0]}{n[1]}|")
-      _dist_steps(n[1], n[2], chain, f"|{n[1]}{n[2]}|")
-      chain.append(Deriv(t, "{0} * {1}", "q0*q1", (f"|{n[0]}{n[1]}|", f"|{n[1]}{n[2]}|"), None,
-                         f"{nm} is a rectangle: area = length x width"))
-      measured = abs(G.shoelace(f["pts"]))
-    q = [f"What is the area of {f['kind']} {nm}?", f"Find the area of {nm}.",
-         f"How much area does {f['kind']} {nm} enclose?", f"Compute the area of {nm}."]
-  elif kind == "p_perim":
-    n = f["names"]
-    nm = "".join(n)
-    t = f"P_{nm}"
-    if f["kind"] == "triangle":
-      for i in range(3):
-        _dist_steps(n[i], n[(i + 1) % 3], chain, f"|{n[i]}{n[(i + 1) % 3]}|")
-      chain.append(Deriv(t, "{0} + {1} + {2}", "q0 + q1 + q2",
-                         tuple(f"|{n[i]}{n[(i + 1) % 3]}|" for i in range(3)), None,
-                         "The perimeter adds the three sides"))
-    else:
-      _dist_steps(n[0], n[1], chain, f"|{n[0]}{n[1]}|")
-      _dist_steps(n[1], n[2], chain, f"|{n[1]}{n[2]}|")
-      chain.append(Deriv(t, "2 * ({0} + {1})", "2*(q0 + q1)", (f"|{n[0]}{n[1]}|", f"|{n[1]}{n[2]}|"),
-                         None, "A rectangle's perimeter is twice length plus width"))
-    measured = G.perimeter(f["pts"])
-    q = [f"What is the perimeter of {f['kind']} {nm}?", f"Find the perimeter of {nm}.",
-         f"How long is the boundary of {nm}?", f"Compute the perimeter of {nm}."]
-  elif kind == "pl_dist":
-    p, ln = f
-    a, b = ln["names"]
-    c = p["names"][0]
-    chain += _slope_steps(a, b, "m", "The line's slope is rise over run") + [
-              Deriv("b", "{0} - {1} * {2}", "q0 - q1*q2", (f"y_{a}", "m", f"x_{a}"), None,
-                    f"The line y = m x + b passes through {a}"),
-              Deriv(f"d({c}, {a}{b})", "|{0}*{1} - {2} + {3}| / sqrt({0}^2 + 1)",
-                    "Abs(q0*q1 - q2 + q3)/sqrt(q0**2 + 1)", ("m", f"x_{c}", f"y_{c}", "b"), None,
-                    "The distance from a point to the line y = m x + b")]
-    t = f"d({c}, {a}{b})"
-    measured = float(G.seg_dist([p["pts"][0]], np.array(ln["pts"][0]) - 1e4 * np.subtract(ln["pts"][1], ln["pts"][0]),
-                                np.array(ln["pts"][0]) + 1e4 * np.subtract(ln["pts"][1], ln["pts"][0]))[0])
-    q = [f"What is the distance from point {c} to line {a}{b}?",
-         f"How far is {c} from the line through {a} and {b}?",
-         f"Find the perpendicular distance from {c} to line {a}{b}.",
-         f"Compute the distance between {c} and line {a}{b}."]
-  else:
-    p, cf = f
-    a, o = p["names"][0], cf["names"][0]
-    t = f"|{a}{o}|"
-    _dist_steps(a, o, chain, t)
-    measured = math.dist(p["pts"][0], cf["pts"][0])
-    q = [f"What is the distance from {a} to the centre {o} of the circle?",
-         f"How far is point {a} from the circle's centre {o}?",
-         f"Find the length {a}{o}.", f"Compute the distance between {a} and {o}."]
-  _evaluate(chain, giv)
-  return t, chain, giv, measured, q
-
-
-def make(rng) -> Built:
-  x0, x1 = -int(rng.integers(2, 9)), int(rng.integers(4, 11))
-  y0, y1 = -int(rng.integers(2, 9)), int(rng.integers(4, 11))
-  view = (x0, x1, y0, y1)
-  pool = list(rng.permutation([c for c in string.ascii_uppercase]))
-  letters = lambda: pool.pop()  # noqa: E731
-  figs = []
-  want = int(rng.choice([1, 2, 2, 3]))
-  for _ in range(want * 4):
-    if len(figs) == want:
-      break
-    k = str(rng.choice(KINDS))
-    f = figure(rng, k, view, letters)
-    if all(apart(f, g, view) for g in figs):
-      figs.append(f)
-    else:
-      pool.extend(f["names"][::-1])
-  target, chain, giv, measured, qs = problem(rng, figs, view)
-  qi = int(rng.integers(len(qs)))
-  c = R.axes(view, equal=True)
-  its, facts = [], []
-  for k, f in enumerate(figs):
-    col = R.COLORS[k % len(R.COLORS)]
-    pts = [tuple(map(float, p)) for p in f["pts"]]
-    if f["kind"] == "segment":
-      its.append({"op": "polyline", "segments": [pts], "color": col})
-    elif f["kind"] == "line":
-      s = _samples(f, view)
-      its.append({"op": "polyline", "segments": [[tuple(s[0]), tuple(s[-1])]], "color": col})
-    elif f["kind"] == "circle":
-      its.append({"op": "polygon", "pts": G.arc_points(pts[0], f["r"], 0, 360, 120)[:-1],
-                  "color": col})
-      ang = float(rng.choice([30, 60, 120, 210, 300]))
-      e = (pts[0][0] + f["r"] * math.cos(math.radians(ang)), pts[0][1] + f["r"] * math.sin(math.radians(ang)))
-      its.append({"op": "polyline", "segments": [[pts[0], e]], "color": col, "width": 1.4})
-      mid = ((pts[0][0] + e[0]) / 2, (pts[0][1] + e[1]) / 2)
-      its.append({"op": "label", "at": mid, "text": f"r = {f['r']}", "size": 12, "color": col,
-                  "offset": (0, -9), "id": f"radius:{f['names'][0]}"})
-    elif f["kind"] in ("triangle", "rectangle"):
-      its.append({"op": "polygon", "pts": pts, "color": col,
-                  "fill": tuple(int(255 - 0.12 * (255 - v)) for v in col)})
-    cen = np.mean(pts, 0) if f["kind"] in ("triangle", "rectangle") else None
-    for n, p in zip(f["names"], pts):
-      its.append({"op": "point", "at": p, "color": col})
-      off = (0, 14) if f["kind"] == "circle" else (0, -12)
-      if cen is not None:
-        d = np.subtract(p, cen)
-        d = d / (np.hypot(*d) + 1e-9)
-        off = (d[0] * 18, -d[1] * 14)
-      its.append({"op": "label", "at": p, "text": _pt(n, f["pts"][f["names"].index(n)]),
-                  "size": 12, "color": R.INK, "offset": off, "id": f"pt:{n}"})
-    facts += _facts(f)
+def draw(plot: Plot) -> dict:
+  c = R.axes(plot.view, equal=True)
+  its = []
+  for k, f in enumerate(plot.figs):
+    its += _items(f, R.COLORS[k % len(R.COLORS)], plot.view)
   R.items(c, its)
+  R.axis_names(c, plot.view)
+  R.tick_labels(c, plot.view)
   img = c.finish()
-  td = " ".join(_sentence(f) for f in figs)
-  intro = C.pick(rng, C.ANALYTIC_INTRO, x0=x0, x1=x1, y0=y0, y1=y1)
-  return Built(
-    domain="analytic", family="+".join(f["kind"] for f in figs), images={"single": img},
-    drawn={"single": sorted(set(c.drawn))}, facts=facts,
-    context={"text_dominant": td, "text_lite": "", "vision_dominant": ""},
-    question=qs[qi], alt_questions=qs, chain=chain, givens=giv, angles=set(), target=target,
-    measured=measured, caption=[intro] + [_sentence(f) for f in figs], generation=[intro],
-    complexity=min(3, len(figs) - 1 + (len(chain) > 3)),
-    key=f"{view}|{[(f['kind'], f['pts'], f.get('r')) for f in figs]}|{qs[qi]}")
+  return {"single": (img, sorted(set(c.drawn)), c)}
+
+
+def _items(f, col, view) -> list:
+  pts = [tuple(map(float, p)) for p in f["pts"]]
+  its = []
+  if f["kind"] == "segment":
+    its.append({"op": "polyline", "segments": [pts], "color": col})
+  elif f["kind"] == "line":
+    s = _samples(f, view)
+    its.append({"op": "polyline", "segments": [[tuple(s[0]), tuple(s[-1])]], "color": col})
+  elif f["kind"] == "circle":
+    its += _circle_items(f, pts[0], col)
+  elif f["kind"] in ("triangle", "rectangle"):
+    its.append({"op": "polygon", "pts": pts, "color": col,
+                "fill": tuple(int(255 - 0.12 * (255 - v)) for v in col)})
+  cen = np.mean(pts, 0)
+  named = list(zip(f["names"], f["pts"])) + ([f["on"]] if "on" in f else [])
+  for n, p in named:
+    its.append({"op": "point", "at": tuple(map(float, p)), "color": col})
+    its.append({"op": "label", "at": tuple(map(float, p)), "text": _pt(n, p), "size": 12,
+                "color": R.INK, "direction": _away(f, n, p, cen), "id": f"pt:{n}"})
+  return its
+
+
+def _away(f, n, p, cen) -> tuple:
+  """Where a point's label goes first (pixel direction): away from its figure's middle."""
+  if f["kind"] in ("triangle", "rectangle") or "on" in f and n == f["on"][0]:
+    v = np.subtract(p, cen)
+    if np.hypot(*v) > 1e-9:
+      return (float(v[0]), float(-v[1]))
+  return (0.0, 1.0) if f["kind"] == "circle" else (0.0, -1.0)
+
+
+def _circle_items(f, centre, col) -> list:
+  its = [{"op": "polygon", "pts": G.arc_points(centre, f["r"], 0, 360, 120)[:-1], "color": col}]
+  if "on" in f:
+    return its
+  ang = math.radians(float(f.get("radius_angle", 300)))
+  e = (centre[0] + f["r"] * math.cos(ang), centre[1] + f["r"] * math.sin(ang))
+  its.append({"op": "polyline", "segments": [[centre, e]], "color": col, "width": 1.4})
+  mid = ((centre[0] + e[0]) / 2, (centre[1] + e[1]) / 2)
+  its.append({"op": "label", "at": mid, "text": f"r = {f['r']}", "size": 12, "color": col,
+              "direction": (math.sin(ang), math.cos(ang)), "radii": (10, 14, 19, 25, 32, 40),
+              "id": f"radius:{f['names'][0]}"})
+  return its
+
+
+def make(srng, vrng, wanted: int) -> Scene:
+  plot = realize(program(srng, wanted), vrng)
+  F, tgts = targets(plot)
+  x0, x1, y0, y1 = plot.view
+  intro = C.pick(vrng, C.ANALYTIC_INTRO, x0=x0, x1=x1, y0=y0, y1=y1)
+  sentences = [_sentence(f) for f in plot.figs]
+  return Scene(
+    domain="analytic", family="+".join(f["kind"] for f in plot.figs), givens=F.givens,
+    derivs=F.derivs, targets=tgts, measure=lambda n: measure(plot, n), facts=facts(plot),
+    context={"text_dominant": " ".join(sentences), "text_lite": "", "vision_dominant": ""},
+    caption=[intro] + sentences, generation=[intro],
+    key=f"{plot.view}|{[(f['kind'], f['pts'], f.get('r'), f.get('on')) for f in plot.figs]}",
+    draw=lambda: draw(plot), kind_of=kind_of)
+
+
+def kind_of(name: str) -> str | None:
+  if name.startswith(("x_", "y_")):
+    return "coordinate"
+  if name.startswith("|") or name.startswith("r("):
+    return "length"
+  if name.startswith("m(") or name.startswith("m⊥("):
+    return "slope"
+  return None

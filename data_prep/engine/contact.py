@@ -6,20 +6,21 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 
 from PIL import Image, ImageDraw
 
 from . import render
-from .writer import DOMAINS, make_sample
+from .writer import DOMAINS, Options, make_problem
 
 
-def sheet(domain: str, seed: int = 0, n: int = 16, cols: int = 4, version: str = "vd") -> Image.Image:
+def sheet(domain: str, seed: int = 0, n: int = 16, cols: int = 4,
+          version: str = "vd") -> Image.Image:
   tiles = []
   for i in range(n):
-    s = make_sample((seed, i, domain, "all", 0.1, 0.7, 0.0))
-    rel, data = next(((r, d) for r, d in s["files"] if r.endswith(f"_{version}.png")), s["files"][0])
-    import io
+    s = make_problem(Options(seed=seed, domain=domain, degrade=0.0), i)[0]
+    _, data = next(((r, d) for r, d in s["files"] if r.endswith(f"_{version}.png")), s["files"][0])
     tiles.append((Image.open(io.BytesIO(data)).convert("RGB"), s["record"]["family"]))
   w, h = tiles[0][0].size
   rows = (n + cols - 1) // cols

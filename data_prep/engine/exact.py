@@ -1,8 +1,10 @@
 """Exact numbers and the step chain every rationale is built from.
 
 Answers are sympy expressions (exact), never floats: a rationale step keeps the machine formula
-it used (`expr`, over inputs q0, q1, ...) next to its value, so a test can recompute each step
-from the previous ones instead of trusting the text.
+it used (`expr`, Python over sympy with inputs q0, q1, ...) next to its value, so a test can
+recompute each step from the previous ones instead of trusting the text. The same formula runs in
+floats (`FLOAT`) to try out many wrong turns cheaply (`mistakes`), and a step's `slips` are the
+plausible wrong formulas a student might use at that step.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ import math
 
 import sympy as sp
 
+from .notation import human, machine
+
 SQ2, SQ3 = sp.sqrt(2), sp.sqrt(3)
 HALF = sp.Rational(1, 2)
+X = sp.Symbol("x", real=True)
 # Special angles keep every trigonometric value exact (sin, cos, tan).
 TRIG = {
   30: (HALF, SQ3 / 2, SQ3 / 3),
@@ -27,19 +32,6 @@ TRIG = {
 }
 
 
-def fmt(v) -> str:
-  """The exact value as a short sympy string: '8', '25/2', '8*sqrt(3)/3', '16*pi'."""
-  try:
-    return _fmt(v)
-  except TypeError:  # unhashable (a list of values)
-    return str(v)
-
-
-@functools.lru_cache(maxsize=4096)
-def _fmt(v) -> str:
-  return str(sp.nsimplify(v) if isinstance(v, float) else v)
-
-
 def approx(v, digits: int = 2) -> str:
   """Rounded decimal, no trailing zeros: 4.62, 12.5, 8."""
   s = f"{float(v):.{digits}f}".rstrip("0").rstrip(".")
@@ -50,20 +42,18 @@ def is_rational(v) -> bool:
   return bool(getattr(v, "is_Rational", False))
 
 
-def show(v, angle: bool = False) -> str:
-  """Human form of a value inside a sentence: exact, plus the decimal when it is irrational."""
-  if angle:
-    return f"{fmt(v)}°"
-  s = fmt(v)
-  return s if is_rational(v) or getattr(v, "free_symbols", None) else f"{s} ≈ {approx(v)}"
+def is_number(v) -> bool:
+  return bool(getattr(v, "is_number", False))
 
 
 @dataclasses.dataclass
 class Deriv:
   """One deduction: `name` = template(inputs) with value `value`.
 
-  expr: sympy-parsable formula over q0..qn (the inputs in order), x for function expressions;
-  template: the same formula for people, with {0}, {1} for the input names.
+  template: the formula for people over {0}, {1} (the input names, then their values), in
+  textbook notation; expr: the same formula for machines over q0..qn (x for expressions);
+  template and reason may be zero-argument callables, written only if the step is used;
+  slips: ((expr, why), ...) wrong formulas a student might use here (the distractors' source).
   """
   name: str
   template: str
@@ -72,26 +62,32 @@ class Deriv:
   value: object
   reason: str
   show_names: bool = True  # False: the template only makes sense with values substituted
+  slips: tuple = ()
 
   def sentence(self, knowns: dict, angles: set) -> str:
-    names = [i for i in self.inputs]
-    vals = [_wrap(fmt(knowns[i])) + ("°" if i in angles else "") for i in self.inputs]
-    f_names = self.template.format(*names)
-    f_vals = self.template.format(*vals)
-    tail = fmt(self.value)
+    vals = [_wrap(human(knowns[i])) + ("°" if i in angles else "") for i in self.inputs]
+    template = self.template() if callable(self.template) else self.template
+    reason = self.reason() if callable(self.reason) else self.reason
+    f_names = template.format(*self.inputs)
+    f_vals = template.format(*vals)
+    tail = human(self.value)
     parts = [f"{self.name} = {f_names}"] if self.show_names else [f"{self.name}"]
     if f_vals != f_names or not self.show_names:
       parts.append(f_vals)
     if tail != parts[-1]:
       parts.append(tail)
     out = " = ".join(parts)
-    if getattr(self.value, "is_number", False) and not is_rational(self.value):
+    if is_number(self.value) and not is_rational(self.value):
       out += f" ≈ {approx(self.value)}"
-    return f"{self.reason}: {out}."
+    return f"{reason}: {out}."
+
+  def machine(self) -> dict:
+    return {"name": self.name, "expr": self.expr, "inputs": list(self.inputs),
+            "value": machine(self.value)}
 
 
 def _wrap(s: str) -> str:
-  """Parenthesize negatives and sums when substituted into a formula ("3 - (-6)", "(-1)^2")."""
+  """Parenthesize negatives and sums when substituted into a formula ("3 - (-6)", "(-1)²")."""
   return f"({s})" if s.startswith("-") or " + " in s or " - " in s else s
 
 
@@ -120,20 +116,73 @@ def resolve(target: str, givens: dict, derivs: dict) -> list:
   return order
 
 
-def run_chain(chain: list, givens: dict) -> dict:
-  """Values of every name after the chain (givens plus each step's value)."""
-  known = dict(givens)
+def fill(chain: list, givens: dict) -> set:
+  """Give every step without a value the value of its own formula; returns the names filled
+  (their formula is their value: only the steps valued by other code need a re-check)."""
+  known, filled = dict(givens), set()
   for d in chain:
+    if d.value is None:
+      d.value = recompute(d, known)
+      filled.add(d.name)
     known[d.name] = d.value
-  return known
+  return filled
 
 
-_NS = None
+# ---------------------------------------------------------------- evaluating formulas
+
+def power_slip(f):
+  """d/dx with the power rule's factor forgotten: a·xⁿ -> a·xⁿ⁻¹ (a classic slip)."""
+  return sp.Add(*[c * X ** (n - 1) for (n,), c in sp.Poly(f, X).terms() if n > 0])
+
+
+def antiderivative_slip(f):
+  """An antiderivative without dividing by n + 1: a·xⁿ -> a·xⁿ⁺¹."""
+  return sp.Add(*[c * X ** (n + 1) for (n,), c in sp.Poly(f, X).terms()])
+
+
+def constant_term(f):
+  """The part of f without x (what a student forgets, or keeps when differentiating)."""
+  return sp.Add(*[t for t in sp.Add.make_args(f) if not t.has(X)])
+
+
+EXACT = {k: getattr(sp, k) for k in ("sqrt", "sin", "cos", "tan", "pi", "Abs", "diff", "Poly",
+                                     "solve", "Max", "Min", "log", "integrate", "expand",
+                                     "Piecewise")}
+EXACT.update(x=X, power_slip=power_slip, antiderivative_slip=antiderivative_slip,
+             constant_term=constant_term,
+             __builtins__={"sorted": sorted})
+FLOAT = {"sqrt": math.sqrt, "sin": math.sin, "cos": math.cos, "tan": math.tan, "pi": math.pi,
+         "Abs": abs, "Max": max, "Min": min, "log": math.log, "__builtins__": {"sorted": sorted}}
 
 
 @functools.lru_cache(maxsize=None)
 def _code(expr: str):
   return compile(expr, "<step>", "eval")
+
+
+def evaluate(expr: str, values: list, namespace: dict = EXACT):
+  """A machine formula over q0, q1, ... with the given input values (exact or float). Exact
+  results are remembered per (formula, inputs): the same small numbers recur across problems
+  and across the wrong turns tried for one."""
+  if namespace is EXACT:
+    try:
+      return _evaluate_exact(expr, tuple(values))
+    except TypeError:  # an unhashable input (a list of zeros)
+      pass
+  return _evaluate(expr, values, namespace)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _evaluate_exact(expr: str, values: tuple):
+  return _evaluate(expr, values, EXACT)
+
+
+def _evaluate(expr: str, values, namespace: dict):
+  loc = {f"q{k}": v for k, v in enumerate(values)}
+  out = eval(_code(expr), namespace, loc)  # noqa: S307 - our own formula strings, not user input
+  if namespace is EXACT and isinstance(out, sp.Expr) and out.has(sp.log):
+    out = sp.expand_log(out, force=True)  # log(8)/log(2) -> 3
+  return out
 
 
 def recompute(d: Deriv, knowns: dict):
@@ -142,14 +191,7 @@ def recompute(d: Deriv, knowns: dict):
   The formula is Python over sympy (exact: integer literals only ever meet sympy values), compiled
   once per distinct formula; ~50x cheaper than sympify's parser.
   """
-  global _NS
-  if _NS is None:
-    _NS = {k: getattr(sp, k) for k in ("sqrt", "sin", "cos", "tan", "pi", "Abs", "diff", "Poly",
-                                       "solve", "Max", "log", "integrate")}
-    _NS["x"] = sp.Symbol("x", real=True)
-    _NS["__builtins__"] = {"sorted": sorted}
-  loc = {f"q{k}": knowns[n] for k, n in enumerate(d.inputs)}
-  return eval(_code(d.expr), _NS, loc)  # noqa: S307 - our own formula strings, not user input
+  return evaluate(d.expr, [knowns[n] for n in d.inputs])
 
 
 def same(a, b, tol: float = 1e-9) -> bool:
@@ -168,28 +210,3 @@ def same(a, b, tol: float = 1e-9) -> bool:
     return abs(complex(diff)) <= tol * max(1.0, scale)
   except (TypeError, ValueError):
     return False
-
-
-def distractors(value, rng, k: int = 3, extra=()) -> list:
-  """k plausible wrong answers: the usual slips (double, half, off by a step, a dropped factor)."""
-  v = sp.sympify(value)
-  cands = list(extra) + [v * 2, v / 2, v * sp.Rational(3, 2), v + 2, v - 1, v * SQ2, v * SQ3 / 2,
-                         v + 5, v * sp.Rational(2, 3), v * 3, v - 3]
-  order = rng.permutation(len(cands))
-  out, seen = [], {approx(v)}
-  for i in order:
-    c = sp.expand(sp.nsimplify(cands[i]) if isinstance(cands[i], float) else sp.sympify(cands[i]))
-    try:
-      f = float(c)
-    except TypeError:
-      continue
-    if not math.isfinite(f) or (f <= 0 < float(v)):
-      continue
-    key = approx(c)
-    if key in seen:
-      continue
-    seen.add(key)
-    out.append(c)
-    if len(out) == k:
-      break
-  return out

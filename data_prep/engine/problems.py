@@ -1,18 +1,21 @@
-"""From a domain's deduced problem to the released MAVIS record: versions, choices, CoT, checks.
+"""From a domain's scene to the released MAVIS record: question, harder question, options, CoT.
 
-Each domain module returns a `Built` (its images, the facts drawn in each, the deduction chain and
-an independently measured answer); `assemble` verifies it and writes the MAVIS-Geometry fields.
-A problem whose chain or answer does not re-check raises `Rejected` and is never kept.
+Each domain builds a `Scene`: what is given, every formula that derives something else, the
+askable `Target`s and an independent way to measure any quantity. Here a target is picked whose
+deduction has the asked number of steps, a harder one on the same figure (a longer chain), every
+step is re-checked, the wrong options come from wrong reasoning (`mistakes`), and the texts are
+written in textbook notation. A problem that does not re-check raises `Rejected` and is redrawn.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
-import sympy as sp
-
+from . import mistakes
 from .captions import VISION_LEAD
-from .exact import approx, distractors, fmt, recompute, run_chain, same
+from .exact import Deriv, approx, fill, is_number, is_rational, recompute, resolve, same
+from .notation import human, machine
 
 LETTERS = "ABCDEFGH"
 
@@ -21,89 +24,198 @@ class Rejected(Exception):
   """A generated problem failed its own re-check; the sample is redrawn with the next attempt."""
 
 
+class ProgramRejected(Rejected):
+  """The figure program itself cannot give the problem asked for (no question with that many
+  steps): new values would not help, so the next program is drawn."""
+
+
 @dataclasses.dataclass
-class Built:
+class Target:
+  """An askable quantity: its name in the formulas, a noun phrase, the question's wordings."""
+  name: str
+  phrase: str
+  asks: list
+  priority: int = 0                 # lower first when several fit the step range
+  main_ok: bool = True              # False: only ever the harder question (a copied side)
+  signed: bool = False              # may be negative (a slope, a value): so may wrong options
+  answer_text: str | None = None    # non-numeric answers (intervals)
+  answer_expr: str | None = None
+  wrong_texts: list = dataclasses.field(default_factory=list)  # their wrong options
+  check: Callable | None = None     # their independent check (returns True when right)
+  parts: tuple = ()                 # a sum of two targets: measured as the sum of theirs
+
+
+@dataclasses.dataclass
+class Scene:
+  """What a domain hands over (see the module docstring)."""
   domain: str
   family: str
-  images: dict            # version -> PIL image ("single" for one-image domains)
-  drawn: dict             # version -> ids of facts drawn in that image
-  facts: list             # [{"id", "text", "numeric"}]: the scene description the renderer used
-  context: dict           # version -> the text before the question
-  question: str
-  alt_questions: list
-  chain: list             # [Deriv], forward order
   givens: dict
-  angles: set
-  target: str
-  measured: object        # float re-measured independently, or a checker result (True/False)
-  caption: list           # sentences
-  generation: list        # construction sentences
-  complexity: int
-  answer_text: str | None = None   # non-numeric answers (intervals); else the chain's value
-  wrong_texts: list = dataclasses.field(default_factory=list)
-  key: str = ""           # canonical content key for the held-out split
+  derivs: dict
+  targets: list
+  measure: Callable                 # name -> float (or True/False for a checked property)
+  facts: list                       # [{"id", "text", "numeric"}]
+  context: dict                     # version -> the text before the question
+  caption: list
+  generation: list
+  key: str                          # canonical content key for the held-out split
+  draw: Callable                    # () -> (images by version, fact ids drawn by version)
+  angles: frozenset = frozenset()
+  kind_of: Callable = staticmethod(lambda name: None)
+  misreads: list = dataclasses.field(default_factory=list)
+  exact_only: bool = False          # symbolic steps: wrong turns are replayed exactly
 
 
-def verify(b: Built):
-  """Every step recomputes from the steps before it; the answer equals its independent measure."""
-  known = dict(b.givens)
-  for d in b.chain:
+@dataclasses.dataclass
+class Solved:
+  target: Target
+  chain: list
+  value: object                     # exact value (None for a non-numeric answer)
+  text: str                         # the answer as people write it
+  expr: str                         # sympy's form
+
+  @property
+  def steps(self) -> int:
+    return len(self.chain)
+
+
+def chain_of(scene: Scene, target: Target) -> list:
+  return resolve(target.name, scene.givens, scene.derivs)
+
+
+def solve(scene: Scene, target: Target) -> Solved:
+  """The target's chain, every step re-checked, the answer against its independent measure."""
+  chain = chain_of(scene, target)
+  filled = fill(chain, scene.givens)
+  known = dict(scene.givens)
+  for d in chain:
     missing = [i for i in d.inputs if i not in known]
     if missing:
       raise Rejected(f"step {d.name} uses {missing} before they are known")
-    if not same(recompute(d, known), d.value):
+    if d.name not in filled and not same(recompute(d, known), d.value):
       raise Rejected(f"step {d.name}: formula {d.expr} does not give {d.value}")
     known[d.name] = d.value
-  if b.answer_text is None:
-    v = known[b.target]
-    if isinstance(b.measured, bool):
-      ok = b.measured
-    else:
-      ok = abs(float(v) - float(b.measured)) <= 1e-6 * max(1.0, abs(float(v)))
-    if not ok:
-      raise Rejected(f"answer {b.target} = {v} but the independent measure gives {b.measured}")
-  elif b.measured is not True:
-    raise Rejected(f"answer {b.answer_text} failed its independent check")
-  return known
+  if target.answer_text is not None:
+    if target.check() is not True:
+      raise Rejected(f"answer {target.answer_text} failed its independent check")
+    return Solved(target, chain, None, target.answer_text, target.answer_expr or "")
+  v = known[target.name]
+  measured = (sum(scene.measure(p) for p in target.parts) if target.parts
+              else scene.measure(target.name))
+  if isinstance(measured, bool) and not measured or not isinstance(measured, bool) and abs(
+      float(v) - float(measured)) > 1e-6 * max(1.0, abs(float(v))):
+    raise Rejected(f"answer {target.name} = {v} but the independent measure gives {measured}")
+  return Solved(target, chain, v, human(v), machine(v))
 
 
-def assemble(b: Built, rng, sid: str, mc: bool) -> dict:
-  """The instruct record (MAVIS-Geometry field names) plus what the writer and tests need."""
-  known = verify(b)
-  if b.answer_text is None:
-    ans = known[b.target]
-    answer = fmt(ans)
+def pick(scene: Scene, steps: tuple, wanted: int, srng) -> tuple[Target, Target]:
+  """(main, harder): main's chain has `wanted` steps (or one more or fewer, within `steps`),
+  the figure's last shape first; harder is the longest strictly longer chain on the same
+  figure, else the sum of the main target and the longest other numeric one."""
+  lo, hi = steps
+  lens = [len(chain_of(scene, t)) for t in scene.targets]
+  ok = [i for i, n in enumerate(lens) if lo <= n <= hi and scene.targets[i].main_ok]
+  for off in (0, 1, -1):
+    pool = [i for i in ok if lens[i] == wanted + off]
+    if pool:
+      break
   else:
-    ans, answer = None, b.answer_text
-  choices, idx = [], None
-  if mc:
-    others = [known[d.name] for d in b.chain[:-1] if getattr(known[d.name], "is_number", False)]
-    wrong = ([fmt(w) for w in distractors(ans, rng, extra=others)] if ans is not None
-             else list(b.wrong_texts))
-    wrong = [w for w in dict.fromkeys(wrong) if w != answer][:3]
-    if len(wrong) < 2:
-      mc = False
-    else:
-      idx = int(rng.integers(len(wrong) + 1))
-      choices = wrong[:idx] + [answer] + wrong[idx:]
-  tail = ("\nChoices:\n" + "\n".join(f"{LETTERS[k]}: {c}" for k, c in enumerate(choices))
-          if mc else "")
-  q = {v: (b.context[v] + " " + b.question).strip() + tail for v in b.context}
-  if not b.context["vision_dominant"]:
-    lead = VISION_LEAD[int(rng.integers(len(VISION_LEAD)))]
-    q["vision_dominant"] = lead + b.question[:1].lower() + b.question[1:] + tail
-  steps = [f"Step {k + 1}: {d.sentence(known, b.angles)}" for k, d in enumerate(b.chain)]
-  final = f"The answer is {answer}"
-  if ans is not None and not getattr(ans, "is_Rational", False):
-    final += f" (≈ {approx(ans)})"
-  if mc:
+    raise ProgramRejected(f"no question with {wanted} steps on this figure")
+  best = min(scene.targets[i].priority for i in pool)
+  pool = [i for i in pool if scene.targets[i].priority == best]
+  main = pool[int(srng.integers(len(pool)))]
+  longer = [i for i, n in enumerate(lens) if n > lens[main]]
+  if longer:
+    return scene.targets[main], scene.targets[max(longer, key=lambda i: (lens[i], -i))]
+  return scene.targets[main], _sum_target(scene, main, lens)
+
+
+def _sum_target(scene: Scene, main: int, lens: list) -> Target:
+  a = scene.targets[main]
+  others = [i for i, t in enumerate(scene.targets) if i != main and t.answer_text is None]
+  if a.answer_text is not None or not others:
+    raise ProgramRejected("no harder question on this figure")
+  b = scene.targets[max(others, key=lambda i: (lens[i], -i))]
+  name = f"{a.name} + {b.name}"
+  scene.derivs[name] = Deriv(name, "{0} + {1}", "q0 + q1", (a.name, b.name), None,
+                             "Add the two quantities")
+  phrase = f"the sum of {a.phrase} and {b.phrase}"
+  return Target(name, phrase, [f"What is {phrase}?"], parts=(a.name, b.name))
+
+
+def options(scene: Scene, sol: Solved, vrng) -> tuple | None:
+  """(choices as text, as sympy, the answer's index, why each wrong option is wrong) or None."""
+  if sol.value is None:
+    wrong = list(sol.target.wrong_texts)
+  else:
+    found = mistakes.distractors(sol.chain, scene.givens, sol.target.name, sol.value,
+                                 scene.kind_of, scene.misreads, vrng, scene.exact_only,
+                                 sol.target.signed)
+    wrong = [(human(v), machine(v), why) for v, why, _ in found or []]
+  wrong = [w for w in wrong if w[0] != sol.text][:mistakes.N_OPTIONS - 1]
+  if len(wrong) < 2:
+    return None
+  idx = int(vrng.integers(len(wrong) + 1))
+  rows = wrong[:idx] + [(sol.text, sol.expr, None)] + wrong[idx:]
+  return [r[0] for r in rows], [r[1] for r in rows], idx, [r[2] for r in rows]
+
+
+def cot(scene: Scene, sol: Solved, idx: int | None) -> str:
+  known = dict(scene.givens)
+  for d in sol.chain:
+    known[d.name] = d.value
+  steps = [f"Step {k + 1}: {d.sentence(known, scene.angles)}" for k, d in enumerate(sol.chain)]
+  final = f"The answer is {sol.text}"
+  if is_number(sol.value) and not is_rational(sol.value):
+    final += f" (≈ {approx(sol.value)})"
+  if idx is not None:
     final += f", which is option {LETTERS[idx]}"
-  cot = "\n".join(steps + [final + "."])
-  reph = [(b.context["text_dominant"] + " " + a).strip() + tail for a in b.alt_questions
-          if a != b.question]
+  return "\n".join(steps + [final + "."])
+
+
+def questions(scene: Scene, ask: str, tail: str, lead: str) -> dict:
+  """The three MAVIS versions of one question: context (per version) + question + choices."""
+  q = {v: (scene.context[v] + " " + ask).strip() + tail for v in scene.context}
+  if not scene.context["vision_dominant"]:
+    q["vision_dominant"] = lead + ask[:1].lower() + ask[1:] + tail
+  return q
+
+
+def assemble(scene: Scene, main: Target, harder: Target, mc: bool, srng, vrng,
+             fallback: bool = True) -> dict:
+  """The instruct record's problem fields (MAVIS-Geometry names) and what the writer needs.
+  A multiple-choice problem whose chain offers too few wrong turns is asked free-form when
+  `fallback` (counted in meta.json), else redrawn."""
+  sol = solve(scene, main)
+  opts = options(scene, sol, vrng) if mc else None
+  if mc and opts is None and not fallback:
+    raise Rejected("too few distinct wrong options from wrong reasoning")
+  hard = solve(scene, harder)
+  choices, exprs, idx, why = opts or ([], [], None, [])
+  tail = ("\nChoices:\n" + "\n".join(f"{LETTERS[k]}: {c}" for k, c in enumerate(choices))
+          if choices else "")
+  lead = VISION_LEAD[int(srng.integers(len(VISION_LEAD)))]
+  ask = main.asks[int(srng.integers(len(main.asks)))]
+  q = questions(scene, ask, tail, lead)
+  reph = [(scene.context["text_dominant"] + " " + a).strip() + tail for a in main.asks if a != ask]
+  hq = questions(scene, harder.asks[0], "", lead)
   return {
-    "answer": answer, "answer_index": idx, "choices": choices,
-    "question_type": "multi_choice" if mc else "free_form",
-    "questions": q, "cot": cot, "rephrasings": reph,
-    "value": ans,
+    "answer": sol.text, "answer_expr": sol.expr, "answer_index": idx, "choices": choices,
+    "choices_expr": exprs, "distractor_reasons": why,
+    "question_type": "multi_choice" if choices else "free_form",
+    "questions": q, "cot": cot(scene, sol, idx), "rephrasings": reph,
+    "steps": sol.steps, "value": sol.value, "chain": sol.chain,
+    "fell_back": bool(mc and opts is None),
+    "harder": {"text_dominant_question": hq["text_dominant"],
+               "text_lite_question": hq["text_lite"],
+               "vision_dominant_question": hq["vision_dominant"],
+               "answer": hard.text, "answer_expr": hard.expr, "steps": hard.steps,
+               "CoT_reasoning": cot(scene, hard, None)},
+    "simplified": q["text_lite"],
   }
+
+
+def complexity(steps: int) -> int:
+  """Math-LLaVA's comprehension-complexity level 0-3, from the deduction's depth: 1-2 steps 0,
+  3-4 steps 1, 5-6 steps 2, 7 or more 3."""
+  return min(3, (max(1, steps) - 1) // 2)

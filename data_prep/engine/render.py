@@ -1,7 +1,9 @@
 """Pillow rendering: fast, deterministic, and still a clean math diagram.
 
 Line art is drawn at SS x resolution and reduced (anti-aliasing by supersampling); text is drawn
-after the reduction at the final size, with Pillow's built-in FreeType font (already smooth).
+after the reduction at the final size from cached glyph tiles (a label's pixels are rendered once
+per process, then pasted). Every line and vertex drawn is also kept in a `layout.Layout`, so each
+label is placed where it overlaps nothing, and a finished canvas can be checked (`conflicts`).
 A Matplotlib figure per sample costs tens of milliseconds; this costs a few.
 """
 
@@ -9,10 +11,13 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from . import layout as LY
 
 SIZE = 384
 SS = 2
@@ -23,15 +28,46 @@ FILLS = [(214, 228, 247), (250, 224, 205), (216, 240, 216), (242, 220, 240), (25
 COLORS = [(31, 97, 180), (200, 60, 40), (30, 140, 60), (140, 60, 160), (210, 120, 0)]
 MARK = (190, 40, 40)
 LABEL = (30, 70, 160)
+TICK = (90, 90, 90)
+DEGRADATIONS = ("blur", "noise", "lowres")
+
+
+@lru_cache(maxsize=None)
+def font_path() -> str | None:
+  """DejaVu Sans as shipped with Matplotlib (a pinned dependency): it has every glyph the
+  notation uses (π, √, ², ₂, ∞, ·, °), which Pillow's built-in font lacks."""
+  import importlib.util
+  spec = importlib.util.find_spec("matplotlib")
+  if spec is None or not spec.submodule_search_locations:
+    return None
+  path = os.path.join(spec.submodule_search_locations[0], "mpl-data", "fonts", "ttf",
+                      "DejaVuSans.ttf")
+  return path if os.path.exists(path) else None
 
 
 @lru_cache(maxsize=None)
 def font(size: int):
-  return ImageFont.load_default(size=size)
+  path = font_path()
+  if path is None:
+    raise RuntimeError("engine: DejaVuSans.ttf not found in Matplotlib's mpl-data; install the "
+                       "pinned matplotlib (requirements.txt): labels need its math glyphs")
+  return ImageFont.truetype(path, size)
+
+
+@lru_cache(maxsize=8192)
+def tile(text: str, size: int, color: tuple):
+  """(RGBA tile, ink box relative to the text's centre): the text with its white halo."""
+  f = font(size)
+  l, t, r, b = f.getbbox(text, stroke_width=2, anchor="mm")
+  im = Image.new("RGBA", (max(1, r - l), max(1, b - t)), (255, 255, 255, 0))
+  ImageDraw.Draw(im).text((-l, -t), text, font=f, fill=color + (255,), anchor="mm",
+                          stroke_width=2, stroke_fill=(255, 255, 255, 255))
+  x0, y0, x1, y1 = im.getbbox() or (0, 0, 1, 1)
+  return im, (l, t), (l + x0, t + y0, l + x1, t + y1)
 
 
 class Canvas:
-  """World -> pixel transform plus deferred text. `fit` keeps the aspect ratio when asked."""
+  """World -> pixel transform, line art, and labels placed by the layout."""
 
   def __init__(self, bbox, size: int = SIZE, margin: float = 0.11, equal: bool = True):
     self.size = size
@@ -47,61 +83,50 @@ class Canvas:
     self.img = Image.new("RGB", (size * SS, size * SS), "white")
     self.d = ImageDraw.Draw(self.img)
     self.k = SS
-    self.texts = []
-    self.drawn = []
-
-  def flatten(self):
-    """Reduce the supersampled line art now; later marks draw at final size (cheap copies)."""
-    if self.k > 1:
-      self.img = self.img.reduce(self.k)
-      self.d = ImageDraw.Draw(self.img)
-      self.k = 1
-    self._draw_texts()
-
-  def _draw_texts(self):
-    for xy, s, size, color, anchor in self.texts:
-      self.d.text(xy, s, font=font(size), fill=color, anchor=anchor, stroke_width=2,
-                  stroke_fill="white")
-    self.texts = []
+    self.texts = []        # (centre, text, size, color) waiting to be drawn
+    self.drawn = []        # fact ids drawn
+    self.labels = []       # (text, ink box) as drawn
+    self.layout = LY.Layout(size)
 
   def px(self, p):
     """World points -> final-size pixel coordinates (float)."""
-    p = np.asarray(p, float)
-    return np.stack([self.ox + self.sx * p[..., 0], self.oy - self.sy * p[..., 1]], -1)
+    p = np.array(p, float)
+    p[..., 0] = self.ox + self.sx * p[..., 0]
+    p[..., 1] = self.oy - self.sy * p[..., 1]
+    return p
 
-  def _hi(self, p):
-    return [tuple(map(float, q)) for q in (self.px(p) * self.k).reshape(-1, 2)]
+  def _hi(self, q):
+    return [tuple(map(float, r)) for r in (np.asarray(q) * self.k).reshape(-1, 2)]
+
+  def _width(self, width):
+    return max(1, round(width * self.k))
 
   def poly(self, pts, fill=None, outline=INK, width=2.0):
-    q = self._hi(pts)
+    q = self.px(pts)
     if fill is not None:
-      self.d.polygon(q, fill=fill)
+      self.d.polygon(self._hi(q), fill=fill)
     if outline is not None:
-      self.d.line(q + [q[0]], fill=outline, width=max(1, round(width * self.k)), joint="curve")
+      self.d.line(self._hi(np.vstack([q, q[:1]])), fill=outline, width=self._width(width),
+                  joint="curve")
+      self.layout.add_segments(q, closed=True)
 
-  def line(self, pts, color=INK, width=2.0, dash=None):
-    q = self._hi(pts)
-    if dash:
-      for a, b in zip(q[:-1], q[1:]):
-        L = math.dist(a, b)
-        k = max(1, int(L / (dash * self.k)))
-        for t in range(0, k, 2):
-          t0, t1 = t / k, min(1, (t + 1) / k)
-          self.d.line([(a[0] + (b[0] - a[0]) * t0, a[1] + (b[1] - a[1]) * t0),
-                       (a[0] + (b[0] - a[0]) * t1, a[1] + (b[1] - a[1]) * t1)],
-                      fill=color, width=max(1, round(width * self.k)))
-    else:
-      self.d.line(q, fill=color, width=max(1, round(width * self.k)), joint="curve")
+  def line(self, pts, color=INK, width=2.0, obstacle=True):
+    q = self.px(pts)
+    self.d.line(self._hi(q), fill=color, width=self._width(width), joint="curve")
+    if obstacle:
+      self.layout.add_segments(q)
 
   def curve(self, pts, color=INK, width=2.0):
     """A dense polyline (a function graph): no joint rounding needed, so much cheaper."""
-    flat = (self.px(np.asarray(pts, float)) * self.k).ravel().tolist()
-    self.d.line(flat, fill=color, width=max(1, round(width * self.k)))
+    q = self.px(np.asarray(pts, float))
+    self.d.line((q * self.k).ravel().tolist(), fill=color, width=self._width(width))
+    self.layout.add_segments(q)
 
   def dot(self, p, r=3.5, color=INK):
-    x, y = self._hi(p)[0]
+    x, y = self.px(p)
     k = self.k
-    self.d.ellipse([x - r * k, y - r * k, x + r * k, y + r * k], fill=color)
+    self.d.ellipse([(x - r) * k, (y - r) * k, (x + r) * k, (y + r) * k], fill=color)
+    self.layout.add_vertices([x, y])
 
   def px_line(self, pts, color=INK, width=1.5):
     """A line given in final-size pixels (marks that have a fixed on-screen size)."""
@@ -109,12 +134,52 @@ class Canvas:
     self.d.line([(float(x) * k, float(y) * k) for x, y in pts], fill=color,
                 width=max(1, round(width * k)))
 
-  def text(self, xy_px, s, size=15, color=INK, anchor="mm"):
-    self.texts.append((tuple(map(float, xy_px)), s, size, color, anchor))
+  def place(self, text, size, color, centres, optional=False):
+    """Reserve the first free spot among `centres` (pixels) for a label; None when none is
+    free. A required label that fits nowhere makes the figure unusable (the caller redraws)."""
+    _, _, rel = tile(text, size, color)
+    at = self.layout.place(rel, centres)
+    if at is None and not optional:
+      raise LabelsDoNotFit(f"no free place for the label {text!r}")
+    return at
+
+  def place_shrinking(self, text, size, color, centres, smallest: int = 11) -> tuple:
+    """(centre, size): the label at its size if it fits anywhere, else a size or two smaller
+    (a crowded corner), else LabelsDoNotFit."""
+    centres = list(centres)
+    for s in range(size, smallest - 1, -2):
+      at = self.place(text, s, color, centres, optional=s > smallest)
+      if at is not None:
+        return at, s
+    raise LabelsDoNotFit(f"no free place for the label {text!r}")
+
+  def text(self, centre, text, size=15, color=INK):
+    self.texts.append((centre, text, size, color))
+
+  def flatten(self):
+    """Reduce the supersampled line art now; later marks draw at final size (cheap copies)."""
+    if self.k > 1:
+      self.img = self.img.reduce(self.k)
+      self.d = ImageDraw.Draw(self.img)
+      self.k = 1
+    for centre, s, size, color in self.texts:
+      im, (l, t), _ = tile(s, size, color)
+      x, y = round(centre[0] + l), round(centre[1] + t)
+      self.img.paste(im, (x, y), im)
+      b = im.getbbox() or (0, 0, 1, 1)
+      self.labels.append((s, (x + b[0], y + b[1], x + b[2], y + b[3])))
+    self.texts = []
 
   def finish(self) -> Image.Image:
     self.flatten()
     return self.img
+
+  def conflicts(self) -> list:
+    return LY.conflicts(self.labels, self.layout.segs, self.layout.verts)
+
+
+class LabelsDoNotFit(Exception):
+  """Raised by `Canvas.place`; the domain turns it into a redraw of the figure's numbers."""
 
 
 def copy(c: Canvas) -> Canvas:
@@ -122,13 +187,13 @@ def copy(c: Canvas) -> Canvas:
   n.__dict__.update(c.__dict__)
   n.img = c.img.copy()
   n.d = ImageDraw.Draw(n.img)
-  n.texts, n.drawn = list(c.texts), list(c.drawn)
+  n.texts, n.drawn, n.labels = list(c.texts), list(c.drawn), list(c.labels)
   return n
 
 
 def _palette() -> Image.Image:
   """A fixed palette: every drawing colour blended with white (anti-aliased edges) and ink."""
-  cols = FILLS + COLORS + [INK, MARK, GRID, LABEL, (90, 90, 90)]
+  cols = FILLS + COLORS + [INK, MARK, GRID, LABEL, TICK]
   pal = [(255, 255, 255)]
   for c in cols:
     pal += [tuple(int(255 * (1 - a) + a * x) for x in c) for a in (.12, .25, .4, .55, .7, .85, 1.)]
@@ -144,122 +209,169 @@ PALETTE = None
 
 
 def png(img: Image.Image) -> bytes:
-  """PNG bytes, quantized to the fixed palette (4x faster to encode, a third of the size)."""
+  """PNG bytes; clean diagrams quantized to the fixed palette (4x faster to encode, a third of
+  the size), degraded ones (noise, blur) kept in full colour."""
   global PALETTE
   if PALETTE is None:
     PALETTE = _palette()
-  if img.mode == "RGB":
+  if img.mode == "RGB" and not getattr(img, "degraded", False):
     img = img.quantize(palette=PALETTE, dither=Image.Dither.NONE)
   buf = io.BytesIO()
   img.save(buf, format="PNG", compress_level=1)
   return buf.getvalue()
 
 
-def degrade(img: Image.Image, rng) -> tuple:
-  """A clarity-0 version (Math-LLaVA's blurred/unclear label): blur, noise or low resolution."""
-  kind = str(rng.choice(["blur", "noise", "lowres"]))
+def degradation(rng) -> dict:
+  """One clarity-0 degradation for a whole problem (Math-LLaVA's blurred/unclear label): its
+  kind and parameters, applied identically to every image of the problem."""
+  kind = DEGRADATIONS[int(rng.integers(len(DEGRADATIONS)))]
+  return {"kind": kind, "radius": float(rng.uniform(1.8, 3.0)), "sigma": 38.0,
+          "noise_seed": int(rng.integers(2 ** 31)), "factor": int(rng.integers(4, 7))}
+
+
+def degrade(img: Image.Image, how: dict) -> Image.Image:
+  kind = how["kind"]
   if kind == "blur":
-    out = img.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(1.8, 3.0))))
+    out = img.filter(ImageFilter.GaussianBlur(radius=how["radius"]))
   elif kind == "noise":
     a = np.asarray(img, np.int16)
-    a = a + rng.normal(0, 38, a.shape).astype(np.int16)
-    out = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
-  else:
-    f = int(rng.integers(4, 7))
+    noise = np.random.default_rng(how["noise_seed"]).normal(0, how["sigma"], a.shape)
+    out = Image.fromarray(np.clip(a + noise.astype(np.int16), 0, 255).astype(np.uint8))
+  elif kind == "lowres":
+    f = how["factor"]
     out = img.resize((img.width // f, img.height // f), Image.BILINEAR).resize(img.size,
                                                                                  Image.NEAREST)
-  return out, kind
+  else:
+    raise ValueError(f"engine: unknown degradation {kind!r}; one of {DEGRADATIONS}")
+  out.degraded = True
+  return out
 
 
 # ---------------------------------------------------------------- plane geometry
 
 
-def _unit(v):
+def unit(v):
   v = np.asarray(v, float)
   n = np.hypot(*v)
   return v / n if n > 1e-12 else np.array([0.0, 1.0])
 
 
-def _mark(c: Canvas, m: dict):
+def mark_lines(c: Canvas, m: dict) -> list:
+  """The pixel polylines a mark draws (right-angle corners, equal-side ticks, angle arcs)."""
   t = m["type"]
   if t == "group":
-    for it in m["items"]:
-      _mark(c, it)
-  elif t == "edge_label":
-    p, q = c.px(m["p"]), c.px(m["q"])
-    mid = (p + q) / 2
-    nrm = _unit([-(q - p)[1], (q - p)[0]])
-    if np.dot(nrm, mid - c.px(m["away"])) < 0:
-      nrm = -nrm
-    c.text(mid + nrm * 13, m["text"], 14, LABEL)
-  elif t == "angle_label":
+    return [pl for it in m["items"] for pl in mark_lines(c, it)]
+  if t == "right_angle":
     v, p, q = c.px(m["v"]), c.px(m["p"]), c.px(m["q"])
-    a, b = _unit(p - v), _unit(q - v)
-    ang_a, ang_b = math.degrees(math.atan2(a[1], a[0])), math.degrees(math.atan2(b[1], b[0]))
-    sweep = (ang_b - ang_a) % 360
-    if sweep > 180:
-      ang_a, ang_b, sweep = ang_b, ang_a, 360 - sweep
-    r = 16
-    ts = np.radians(np.linspace(ang_a, ang_a + sweep, 16))
-    c.px_line(np.stack([v[0] + r * np.cos(ts), v[1] + r * np.sin(ts)], 1), MARK, 1.4)
-    mid = math.radians(ang_a + sweep / 2)
-    rr = 30 if sweep > 40 else 38
-    c.text(v + rr * np.array([math.cos(mid), math.sin(mid)]), m["text"], 13, MARK)
-  elif t == "right_angle":
-    v, p, q = c.px(m["v"]), c.px(m["p"]), c.px(m["q"])
-    a, b = _unit(p - v) * 9, _unit(q - v) * 9
-    c.px_line([v + a, v + a + b, v + b], MARK, 1.3)
-  elif t == "ticks":
+    a, b = unit(p - v) * 9, unit(q - v) * 9
+    return [np.array([v + a, v + a + b, v + b])]
+  if t == "ticks":
+    out = []
     for p, q in m["segs"]:
       p, q = c.px(p), c.px(q)
-      d = _unit(q - p)
-      nrm = np.array([-d[1], d[0]]) * 5
-      mid = (p + q) / 2
+      d = unit(q - p)
+      nrm, mid = np.array([-d[1], d[0]]) * 5, (p + q) / 2
       for k in range(m["n"]):
         o = mid + d * (k - (m["n"] - 1) / 2) * 4
-        c.px_line([o - nrm, o + nrm], MARK, 1.4)
-  elif t == "inside_text":
-    c.text(c.px(m["at"]), m["text"], 14, LABEL)
-  elif t == "inherent":
-    pass
-  else:
-    raise ValueError(f"engine: unknown mark type {t!r}")
+        out.append(np.array([o - nrm, o + nrm]))
+    return out
+  if t == "angle_label":
+    v, a0, sweep = _angle(c, m)
+    ts = np.radians(np.linspace(a0, a0 + sweep, 16))
+    return [np.stack([v[0] + 16 * np.cos(ts), v[1] + 16 * np.sin(ts)], 1)]
+  return []
 
 
-def plane(sc) -> dict:
-  """Three images of one scene: version -> (image, ids of the facts drawn in it).
+def _angle(c: Canvas, m: dict):
+  v, p, q = c.px(m["v"]), c.px(m["p"]), c.px(m["q"])
+  a, b = unit(p - v), unit(q - v)
+  ang_a, ang_b = math.degrees(math.atan2(a[1], a[0])), math.degrees(math.atan2(b[1], b[0]))
+  sweep = (ang_b - ang_a) % 360
+  if sweep > 180:
+    ang_a, sweep = ang_b, 360 - sweep
+  return v, ang_a, sweep
+
+
+def label_spots(c: Canvas, m: dict) -> list:
+  """Candidate centres for a mark's value label, best first."""
+  t = m["type"]
+  if t == "edge_label":
+    p, q = c.px(m["p"]), c.px(m["q"])
+    nrm = unit([-(q - p)[1], (q - p)[0]])
+    if np.dot(nrm, (p + q) / 2 - c.px(m["away"])) < 0:
+      nrm = -nrm
+    return LY.along(p, q, nrm, (11, 14, 18, 23, 29, 36), (0.5, 0.38, 0.62, 0.27, 0.73, 0.18, 0.82))
+  if t == "angle_label":
+    v, a0, sweep = _angle(c, m)
+    mid = math.radians(a0 + sweep / 2)
+    return LY.around(v, (math.cos(mid), math.sin(mid)), (30, 36, 43, 52, 62),
+                     (0, 12, -12, 24, -24, 40, -40, 60, -60))
+  if t == "inside_text":
+    return LY.around(c.px(m["at"]), (0, 1), (0, 8, 16, 26), (0, 90, -90, 180, 45, -45))
+  return []
+
+
+LABEL_STYLE = {"edge_label": (14, LABEL), "angle_label": (13, MARK), "inside_text": (14, LABEL)}
+
+
+def plane(fig) -> dict:
+  """Three images of one figure: version -> (image, ids of the facts drawn in it).
 
   text_dominant: letters only; text_lite: letters and values; vision_dominant: letters, values and
   the structure marks (right angles, equal sides) that make the text's shape names unnecessary.
+  Every label is placed once, clear of all lines, marks and other labels of the fullest version.
   """
-  outl = [s.outline() for s in sc.shapes]
+  outl = [s.outline() for s in fig.shapes]
   allp = np.concatenate(outl)
-  bbox = (*allp.min(0), *allp.max(0))
-  c = Canvas(bbox, margin=0.13)
-  for k, (s, o) in enumerate(zip(sc.shapes, outl)):
+  c = Canvas((*allp.min(0), *allp.max(0)), margin=0.13)
+  for k, o in enumerate(outl):
     c.poly(o, fill=FILLS[k % len(FILLS)], outline=None)
   for o in outl:
     c.poly(o, fill=None, outline=INK, width=1.8)
+  plans = []
+  for f in fig.facts:
+    lines = mark_lines(c, f.mark)
+    for pl in lines:
+      c.layout.add_segments(pl)
+    plans.append((f, lines))
+  _vertex_letters(c, fig, outl)
+  for f, _ in plans:
+    for m in (f.mark["items"] if f.mark["type"] == "group" else [f.mark]):
+      if m["type"] in LABEL_STYLE:
+        size, color = LABEL_STYLE[m["type"]]
+        m["at_px"], m["size"] = c.place_shrinking(m["text"], size, color, label_spots(c, m))
+  c.flatten()
+  return {ver: _version(c, plans, ver) for ver in ("text_dominant", "text_lite", "vision_dominant")}
+
+
+def _vertex_letters(c: Canvas, fig, outl):
   where = {}
-  for s, o in zip(sc.shapes, outl):
+  for s, o in zip(fig.shapes, outl):
     cen = c.px(o.mean(0))
     for L, p in zip(s.letters, s.pts):
       where.setdefault(L, [c.px(p), []])[1].append(cen)
+  c.layout.add_vertices([p for p, _ in where.values()])
   for L, (p, cens) in where.items():
-    d = _unit(sum(_unit(p - q) for q in cens))
-    c.text(p + d * 13, L, 16, INK)
-  c.flatten()
-  base = c
-  out = {}
-  for ver in ("text_dominant", "text_lite", "vision_dominant"):
-    v = copy(base)
-    drawn = [f.id for f in sc.facts if f.mark.get("type") == "inherent"]
-    for f in sc.facts:
-      if (f.numeric and ver != "text_dominant") or (not f.numeric and ver == "vision_dominant"):
-        _mark(v, f.mark)
-        drawn.append(f.id)
-    out[ver] = (v.finish(), sorted(set(drawn)))
-  return out
+    d = unit(sum(unit(p - q) for q in cens))
+    at, size = c.place_shrinking(L, 16, INK, LY.around(p, d, (12, 15, 19, 24, 30)))
+    c.text(at, L, size, INK)
+
+
+def _version(base: Canvas, plans, ver: str):
+  v = copy(base)
+  drawn = []
+  for f, lines in plans:
+    show = (f.numeric and ver != "text_dominant") or (not f.numeric and ver == "vision_dominant")
+    if f.mark["type"] == "inherent" or not show:
+      drawn += [f.id] if f.mark["type"] == "inherent" else []
+      continue
+    for pl in lines:
+      v.px_line(pl, MARK, 1.4)
+    for m in (f.mark["items"] if f.mark["type"] == "group" else [f.mark]):
+      if m["type"] in LABEL_STYLE:
+        v.text(m["at_px"], m["text"], m["size"], LABEL_STYLE[m["type"]][1])
+    drawn.append(f.id)
+  return v.finish(), sorted(set(drawn)), v
 
 
 # ---------------------------------------------------------------- coordinate plots
@@ -275,33 +387,56 @@ def nice_step(span: float) -> float:
 
 
 def axes(view, equal: bool) -> Canvas:
-  """A Cartesian grid with labelled ticks and arrowed axes through the origin (or the edge)."""
+  """A Cartesian grid with arrowed axes through the origin (or the edge); the tick labels come
+  last (`tick_labels`), only where they overlap nothing."""
   x0, x1, y0, y1 = view
-  c = Canvas((x0, y0, x1, y1), margin=0.08, equal=equal)
+  c = Canvas((x0, y0, x1, y1), margin=0.1, equal=equal)
   sx, sy = nice_step(x1 - x0), nice_step(y1 - y0)
   for k in range(math.ceil(x0 / sx), math.floor(x1 / sx) + 1):
-    c.line([(k * sx, y0), (k * sx, y1)], GRID, 1.0)
+    c.line([(k * sx, y0), (k * sx, y1)], GRID, 1.0, obstacle=False)
   for k in range(math.ceil(y0 / sy), math.floor(y1 / sy) + 1):
-    c.line([(x0, k * sy), (x1, k * sy)], GRID, 1.0)
-  ax = min(max(0.0, y0), y1)
-  ay = min(max(0.0, x0), x1)
+    c.line([(x0, k * sy), (x1, k * sy)], GRID, 1.0, obstacle=False)
+  ax, ay = min(max(0.0, y0), y1), min(max(0.0, x0), x1)
   c.line([(x0, ax), (x1, ax)], INK, 1.4)
   c.line([(ay, y0), (ay, y1)], INK, 1.4)
   e = c.px([x1, ax])
   c.px_line([e + (-8, -4), e, e + (-8, 4)], INK, 1.4)
-  e = c.px([ay, y1])
-  c.px_line([e + (-4, 8), e, e + (4, 8)], INK, 1.4)
-  c.text(c.px([x1, ax]) + (-6, 12), "x", 14, INK)
-  c.text(c.px([ay, y1]) + (12, 6), "y", 14, INK)
+  c.layout.add_segments([e + (-8, -4), e, e + (-8, 4)])
+  e2 = c.px([ay, y1])
+  c.px_line([e2 + (-4, 8), e2, e2 + (4, 8)], INK, 1.4)
+  c.layout.add_segments([e2 + (-4, 8), e2, e2 + (4, 8)])
+  c.ticks = (sx, sy, ax, ay)
+  return c
+
+
+def axis_names(c: Canvas, view):
+  x0, x1, y0, y1 = view
+  _, _, ax, ay = c.ticks
+  for name, p, d in (("x", c.px([x1, ax]), (-0.5, 1)), ("y", c.px([ay, y1]), (1, 0.6))):
+    at = c.place(name, 14, INK, LY.around(p, d, (12, 16, 21), (0, 30, -30, 60, -60, 90, -90)))
+    c.text(at, name, 14, INK)
+
+
+def tick_labels(c: Canvas, view):
+  """Numbers along the axes, each kept only where it overlaps nothing already drawn."""
+  x0, x1, y0, y1 = view
+  sx, sy, ax, ay = c.ticks
   for k in range(math.ceil(x0 / sx), math.floor(x1 / sx) + 1):
     v = k * sx
     if abs(v) > 1e-9 and x0 < v < x1:
-      c.text(c.px([v, ax]) + (0, 10), _num(v), 11, (90, 90, 90))
+      _tick(c, _num(v), c.px([v, ax]) + (0, 11))
   for k in range(math.ceil(y0 / sy), math.floor(y1 / sy) + 1):
     v = k * sy
     if abs(v) > 1e-9 and y0 < v < y1:
-      c.text(c.px([ay, v]) + (-5, 0), _num(v), 11, (90, 90, 90), "rm")
-  return c
+      s = _num(v)
+      rel = tile(s, 11, TICK)[2]
+      _tick(c, s, c.px([ay, v]) + (-6 - rel[2], 0))
+
+
+def _tick(c: Canvas, s: str, centre):
+  at = c.place(s, 11, TICK, [tuple(centre)], optional=True)
+  if at is not None:
+    c.text(at, s, 11, TICK)
 
 
 def _num(v: float) -> str:
@@ -309,7 +444,9 @@ def _num(v: float) -> str:
 
 
 def items(c: Canvas, its: list):
-  """Draw primitive items (from the analytic and function scenes) on a plotted canvas."""
+  """Draw primitive items (from the analytic and function scenes) on a plotted canvas; labels
+  are placed after every line and point is known."""
+  labels = []
   for it in its:
     op, col = it["op"], it.get("color", INK)
     if op == "polyline":
@@ -321,9 +458,19 @@ def items(c: Canvas, its: list):
     elif op == "point":
       c.dot(it["at"], 3.5, col)
     elif op == "label":
-      c.text(c.px(it["at"]) + np.asarray(it.get("offset", (0, 0))), it["text"], it.get("size", 14),
-             col, it.get("anchor", "mm"))
+      labels.append(it)
+      continue
     else:
       raise ValueError(f"engine: unknown drawing op {op!r}")
+    if "id" in it:
+      c.drawn.append(it["id"])
+  for it in labels:
+    size, col = it.get("size", 14), it.get("color", INK)
+    p = c.px(it["at"])
+    at, size = c.place_shrinking(it["text"], size, col,
+                                 LY.around(p, it.get("direction", (0, -1)),
+                                           it.get("radii", (13, 17, 22, 28, 35, 44, 55, 68))),
+                                 smallest=9)
+    c.text(at, it["text"], size, col)
     if "id" in it:
       c.drawn.append(it["id"])

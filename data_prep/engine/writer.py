@@ -1,13 +1,19 @@
-"""Samples to files: per-sample seeds, worker processes, output in index order.
+"""Problems to files: per-problem seeds, worker processes, output in index order.
 
-Sample i is drawn from rng(seed, i, attempt, split): it does not depend on which worker made it,
-so the output is byte-identical for any worker count. A sample whose problem fails its re-check
-(`Rejected`) or lands in the other split is redrawn with the next attempt; rejections are counted
-in meta.json, never silently dropped.
+Problem i is drawn from two generators seeded by (seed, i, attempt, split): the structure
+generator (the figure program, the kind of question, multiple choice or not, the degradation)
+and the values generator (numbers, letters, wrong options). Variant k of problem i
+(`--variants K`) replays the same structure with its own values, so variants share the figure
+program and differ in numbers and letters. Nothing depends on which worker made a problem, so
+the output is byte-identical for any worker count, and for the Beam pipeline (`data_prep.beam`).
+A problem that fails its re-check (`Rejected`), whose labels do not fit, or that lands in the
+other split is redrawn with the next attempt; rejections are counted in meta.json, never
+silently dropped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -18,7 +24,8 @@ import numpy as np
 import sympy as sp
 
 from . import analytic, functions, plane_problem, render
-from .problems import Rejected, assemble
+from .notation import machine
+from .problems import ProgramRejected, Rejected, assemble, complexity, pick
 
 log = logging.getLogger(__name__)
 DOMAINS = ("plane", "analytic", "function")
@@ -27,8 +34,35 @@ SPLITS = {"all": 0, "train": 1, "test": 2}
 VERSIONS = ("text_dominant", "text_lite", "vision_dominant")
 SHORT = {"text_dominant": "td", "text_lite": "tl", "vision_dominant": "vd"}
 CAPTION_ASK = ["Describe the diagram.", "What does this figure show?",
-               "Give a detailed caption of this math diagram.", "Describe every element of the image."]
-MAX_ATTEMPTS = 200
+               "Give a detailed caption of this math diagram.",
+               "Describe every element of the image."]
+MAX_PROGRAMS = 60     # figure programs tried per problem
+MAX_VALUES = 25       # values tried per program and variant
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """Everything a problem depends on besides its index."""
+  seed: int = 0
+  domain: str = "all"
+  split: str = "all"
+  test_fraction: float = 0.1
+  mc: float = 0.7
+  degrade: float = 0.1
+  steps: tuple = (1, 6)
+  variants: int = 1
+
+  def check(self):
+    if self.domain not in DOMAINS + ("all",):
+      raise ValueError(f"engine: --domain {self.domain!r}; use one of {DOMAINS + ('all',)}")
+    if self.split not in SPLITS:
+      raise ValueError(f"engine: --split {self.split!r}; use all, train or test")
+    lo, hi = self.steps
+    if not 1 <= lo <= hi <= 12:
+      raise ValueError(f"engine: --steps {lo}:{hi}; give MIN:MAX with 1 <= MIN <= MAX <= 12")
+    if self.variants < 1:
+      raise ValueError(f"engine: --variants {self.variants}; give 1 or more")
+    return self
 
 
 def domain_for(domain: str, index: int) -> str:
@@ -41,125 +75,207 @@ def is_test(key: str, test_fraction: float) -> bool:
   return h < test_fraction
 
 
-def make_sample(job: tuple) -> dict:
-  """One sample: its records and PNG bytes. Pure in (seed, index, options)."""
-  seed, index, domain, split, test_fraction, mc_p, degrade_p = job
-  dom = domain_for(domain, index)
+@dataclasses.dataclass
+class Drawn:
+  """One problem drawn and checked, before it becomes files."""
+  scene: object
+  main: object
+  rec: dict
+  images: dict
+  degradation: dict | None
+
+
+def draw(dom: str, opts: Options, srng, vrng, mc_of_first: bool | None = None) -> Drawn:
+  """Structure first (from srng, in a fixed order), then the scene, question, images, options.
+  Variants after the first keep the first's question type (`mc_of_first`); the first falls
+  back to free-form when its chain gives no fair set of wrong options."""
+  wanted = int(srng.integers(opts.steps[0], opts.steps[1] + 1))
+  mc = bool(srng.random() < opts.mc)
+  mc = mc if mc_of_first is None else mc_of_first
+  degraded = bool(srng.random() < opts.degrade)
+  how = render.degradation(srng)
+  scene = MAKERS[dom](srng, vrng, wanted)
+  main, harder = pick(scene, opts.steps, wanted, srng)
+  try:  # before the options: a figure whose labels do not fit costs less this way
+    images = scene.draw()
+  except render.LabelsDoNotFit as e:
+    raise Rejected(f"labels do not fit: {e}") from None
+  rec = assemble(scene, main, harder, mc, srng, vrng, fallback=mc_of_first is None)
+  return Drawn(scene, main, rec, images, how if degraded else None)
+
+
+def make_problem(opts: Options, index: int) -> list:
+  """The samples of problem `index` (one per variant): records and PNG bytes, pure in
+  (options, index)."""
+  dom = domain_for(opts.domain, index)
   rejected = {}
-  for attempt in range(MAX_ATTEMPTS):
-    rng = np.random.default_rng([seed, index, attempt, SPLITS[split]])
-    try:
-      b = MAKERS[dom](rng)
-      if split != "all" and is_test(b.key, test_fraction) != (split == "test"):
-        rejected["other_split"] = rejected.get("other_split", 0) + 1
-        continue
-      rec = assemble(b, rng, "", bool(rng.random() < mc_p))
-      break
-    except Rejected as e:
-      why = str(e).split(":")[0][:60]
-      rejected[why] = rejected.get(why, 0) + 1
-  else:
-    raise RuntimeError(f"engine: sample {index} ({dom}) failed {MAX_ATTEMPTS} attempts: {rejected}; "
-                       "widen the generator's parameter ranges")
-  sid = f"{dom}_{split}_{seed}_{index:07d}"
-  clarity, degradation = 1, None
-  imgs = dict(b.images)
-  if rng.random() < degrade_p:
-    clarity = 0
-    drng = np.random.default_rng([seed, index, 99])
-    kind = None
-    for k in list(imgs):
-      imgs[k], kind = render.degrade(imgs[k], np.random.default_rng(drng.integers(2 ** 32)))
-    degradation = kind
-  files, paths = [], {}
+  for attempt in range(MAX_PROGRAMS):
+    base = [opts.seed, index, attempt, SPLITS[opts.split]]
+    out = _variants(dom, opts, base, rejected)
+    if out is None:
+      continue
+    if opts.split != "all" and is_test(out[0].scene.key + "|" + out[0].main.name,
+                                       opts.test_fraction) != (opts.split == "test"):
+      rejected["other_split"] = rejected.get("other_split", 0) + 1
+      continue
+    sid = f"{dom}_{opts.split}_{opts.seed}_{index:07d}"
+    samples = [sample(d, sid, k, opts, index) for k, d in enumerate(out)]
+    if out[0].rec["fell_back"]:
+      rejected["multiple choice asked free-form: too few wrong turns"] = 1
+    samples[0]["rejected"] = rejected
+    return samples
+  raise RuntimeError(f"engine: problem {index} ({dom}) failed {MAX_PROGRAMS} figure programs: "
+                     f"{rejected}; widen --steps or the generator's parameter ranges")
+
+
+def _variants(dom, opts, base, rejected) -> list | None:
+  out = []
+  for k in range(opts.variants):
+    for tries in range(MAX_VALUES):
+      srng = np.random.default_rng(base + [0])
+      vrng = np.random.default_rng(base + [1, k, tries])
+      first = None if not out else out[0].rec["question_type"] == "multi_choice"
+      try:
+        out.append(draw(dom, opts, srng, vrng, first))
+        break
+      except Rejected as e:
+        why = str(e).split(":")[0][:60]
+        rejected[why] = rejected.get(why, 0) + 1
+        if isinstance(e, ProgramRejected):
+          return None
+    else:
+      return None
+  return out
+
+
+def _files(d: Drawn, dom: str, rid: str) -> tuple:
+  imgs = {v: im for v, (im, _, _) in d.images.items()}
+  if d.degradation is not None:
+    imgs = {v: render.degrade(im, d.degradation) for v, im in imgs.items()}
   if "single" in imgs:
-    rel = f"images/{dom}/{sid}.png"
-    files.append((rel, render.png(imgs["single"])))
-    paths = {v: rel for v in VERSIONS}
-  else:
-    for v in VERSIONS:
-      rel = f"images/{dom}/{sid}_{SHORT[v]}.png"
-      files.append((rel, render.png(imgs[v])))
-      paths[v] = rel
-  caption = " ".join(b.caption)
+    rel = f"images/{dom}/{rid}.png"
+    return [(rel, render.png(imgs["single"]))], {v: rel for v in VERSIONS}
+  files, paths = [], {}
+  for v in VERSIONS:
+    rel = f"images/{dom}/{rid}_{SHORT[v]}.png"
+    files.append((rel, render.png(imgs[v])))
+    paths[v] = rel
+  return files, paths
+
+
+def sample(d: Drawn, sid: str, k: int, opts: Options, index: int) -> dict:
+  """One record (MAVIS-Geometry fields and ours), its caption pair, scene line and files."""
+  dom, rec, scene = d.scene.domain, d.rec, d.scene
+  rid = sid if opts.variants == 1 else f"{sid}_v{k}"
+  files, paths = _files(d, dom, rid)
+  caption = " ".join(scene.caption)
   record = {
-    "id": sid, "domain": dom, "family": b.family, "split": split,
+    "id": rid, "variant_of": sid, "variant": k, "domain": dom, "family": scene.family,
+    "split": opts.split,
     "image_text_dominant": paths["text_dominant"], "image_text_lite": paths["text_lite"],
     "image_vision_dominant": paths["vision_dominant"],
-    "versions_share_image": "single" in imgs,
+    "versions_share_image": "single" in d.images,
     "answer_index": rec["answer_index"], "choices": rec["choices"], "answer": rec["answer"],
-    "question_type": rec["question_type"], "complexity": b.complexity, "clarity": clarity,
-    "degradation": degradation,
+    "answer_expr": rec["answer_expr"], "choices_expr": rec["choices_expr"],
+    "question_type": rec["question_type"], "steps": rec["steps"],
+    "complexity": complexity(rec["steps"]), "clarity": 0 if d.degradation else 1,
+    "degradation": d.degradation["kind"] if d.degradation else None,
     "text_en": {
-      "diagram_generation": " ".join(b.generation), "caption": caption,
+      "diagram_generation": " ".join(scene.generation), "caption": caption,
       "text_dominant_question": rec["questions"]["text_dominant"],
       "text_lite_question": rec["questions"]["text_lite"],
       "vision_dominant_question": rec["questions"]["vision_dominant"],
       "CoT_reasoning": rec["cot"],
     },
-    "rephrasings": rec["rephrasings"],
+    "rephrasings": rec["rephrasings"], "simplified": rec["simplified"], "harder": rec["harder"],
   }
-  cap = {"id": sid, "image": paths["vision_dominant"], "conversations": [
+  cap = {"id": rid, "image": paths["vision_dominant"], "conversations": [
     {"from": "human", "value": "<image>\n" + CAPTION_ASK[index % len(CAPTION_ASK)]},
     {"from": "gpt", "value": caption}]}
-  val = rec["value"]
-  scene = {"id": sid, "target": b.target, "facts": b.facts, "drawn": b.drawn,
-           "givens": {k: str(v) for k, v in b.givens.items()},
-           "chain": [{"name": d.name, "expr": d.expr, "inputs": list(d.inputs), "value": str(d.value)}
-                     for d in b.chain],
-           "answer_float": None if val is None or not getattr(val, "is_number", False) else float(val),
-           "measured": b.measured if isinstance(b.measured, bool) else float(b.measured)}
-  return {"record": record, "caption": cap, "scene": scene, "files": files, "rejected": rejected}
+  return {"record": record, "caption": cap, "scene": _scene_line(d, rid), "files": files,
+          "rejected": {}}
 
 
-def generate(out: str, n: int, seed: int, domain: str = "all", workers: int = 1,
-             split: str = "all", test_fraction: float = 0.1, mc: float = 0.7,
-             degrade: float = 0.1, start: int = 0) -> dict:
-  """Write n samples under `out`; returns the summary also written to meta.json."""
-  if domain not in DOMAINS + ("all",):
-    raise ValueError(f"engine: --domain {domain!r}; use one of {DOMAINS + ('all',)}")
-  if split not in SPLITS:
-    raise ValueError(f"engine: --split {split!r}; use all, train or test")
-  jobs = [(seed, i, domain, split, test_fraction, mc, degrade) for i in range(start, start + n)]
-  records, caps, rejected = [], [], {}
-  made = set()
+def _scene_line(d: Drawn, rid: str) -> dict:
+  val, scene = d.rec["value"], d.scene
+  measured = None if d.main.answer_text is not None else scene.measure(d.main.name)
+  return {"id": rid, "target": d.main.name, "facts": scene.facts,
+          "drawn": {v: drawn for v, (_, drawn, _) in d.images.items()},
+          "givens": {k: machine(v) for k, v in scene.givens.items()},
+          "chain": [s.machine() for s in d.rec["chain"]],
+          "answer_float": float(val) if getattr(val, "is_number", False) else None,
+          "measured": True if measured is None else float(measured),
+          "distractors": d.rec["distractor_reasons"]}
+
+
+# ---------------------------------------------------------------- the local run
+
+
+def _ordered(opts: Options, n: int, workers: int, start: int):
+  """Problems start..start+n in index order, from `workers` processes."""
+  idx = range(start, start + n)
+  if workers <= 1:
+    for i in idx:
+      yield make_problem(opts, i)
+    return
+  import functools
+  ctx = mp.get_context("fork") if hasattr(os, "fork") else mp.get_context()
+  with ctx.Pool(workers) as pool:
+    yield from pool.imap(functools.partial(make_problem, opts), idx,
+                         chunksize=max(1, min(16, n // (workers * 8) or 1)))
+
+
+def write_files(out: str, files: list, made: set):
+  for rel, data in files:
+    folder = os.path.dirname(rel)
+    if folder not in made:
+      os.makedirs(os.path.join(out, folder), exist_ok=True)
+      made.add(folder)
+    with open(os.path.join(out, rel), "wb") as f:
+      f.write(data)
+
+
+def generate(out: str, n: int, opts: Options, workers: int = 1, start: int = 0) -> dict:
+  """Write n problems (n x variants records) under `out`; returns meta.json's summary."""
+  opts.check()
   os.makedirs(out, exist_ok=True)
-  sc_path = os.path.join(out, "scenes.jsonl")
-  with open(sc_path, "w") as sc_f:
-    def take(s):
-      for rel, data in s["files"]:
-        d = os.path.dirname(rel)
-        if d not in made:
-          os.makedirs(os.path.join(out, d), exist_ok=True)
-          made.add(d)
-        with open(os.path.join(out, rel), "wb") as f:
-          f.write(data)
+  records, caps, scenes, rejected, made = [], [], [], {}, set()
+  for samples in _ordered(opts, n, workers, start):
+    for s in samples:
+      write_files(out, s["files"], made)
       records.append(s["record"])
       caps.append(s["caption"])
-      sc_f.write(json.dumps(s["scene"], ensure_ascii=False) + "\n")
+      scenes.append(s["scene"])
       for k, v in s["rejected"].items():
         rejected[k] = rejected.get(k, 0) + v
-      if len(records) % 1000 == 0:
-        log.info("engine: %d / %d samples", len(records), n)
-    if workers <= 1:
-      for j in jobs:
-        take(make_sample(j))
-    else:
-      ctx = mp.get_context("fork") if hasattr(os, "fork") else mp.get_context()
-      with ctx.Pool(workers) as pool:
-        for s in pool.imap(make_sample, jobs, chunksize=max(1, min(32, n // (workers * 8) or 1))):
-          take(s)
-  with open(os.path.join(out, "instruct.json"), "w") as f:
-    json.dump(records, f, ensure_ascii=False, indent=1)
-  with open(os.path.join(out, "caption.json"), "w") as f:
-    json.dump(caps, f, ensure_ascii=False, indent=1)
-  counts = {}
+    if len(records) % 1000 < len(samples):
+      log.info("engine: %d / %d records", len(records), n * opts.variants)
+  return write_outputs(out, records, caps, scenes, rejected, opts)
+
+
+def write_outputs(out: str, records, caps, scenes, rejected, opts: Options, opener=open) -> dict:
+  """instruct.json, caption.json, scenes.jsonl, meta.json: the same bytes from either runner."""
+  texts = outputs(records, caps, scenes, rejected, opts)
+  for name, text in texts.items():
+    with opener(os.path.join(out, name), "wb") as f:
+      f.write(text.encode("utf-8"))
+  return json.loads(texts["meta.json"])
+
+
+def outputs(records, caps, scenes, rejected, opts: Options) -> dict:
+  counts, types = {}, {}
   for r in records:
     counts[r["domain"]] = counts.get(r["domain"], 0) + 1
-  meta = {"n": len(records), "seed": seed, "domain": domain, "split": split,
-          "test_fraction": test_fraction, "multiple_choice": mc, "degrade": degrade,
-          "per_domain": counts, "rejected_attempts": dict(sorted(rejected.items())),
+    types[r["question_type"]] = types.get(r["question_type"], 0) + 1
+  meta = {"n": len(records), "seed": opts.seed, "domain": opts.domain, "split": opts.split,
+          "test_fraction": opts.test_fraction, "multiple_choice": opts.mc,
+          "degrade": opts.degrade, "steps": list(opts.steps), "variants": opts.variants,
+          "per_domain": counts, "question_types": dict(sorted(types.items())),
+          "rejected_attempts": dict(sorted(rejected.items())),
           "sympy": sp.__version__}
-  with open(os.path.join(out, "meta.json"), "w") as f:
-    json.dump(meta, f, indent=1)
-  return meta
+  return {
+    "instruct.json": json.dumps(records, ensure_ascii=False, indent=1),
+    "caption.json": json.dumps(caps, ensure_ascii=False, indent=1),
+    "scenes.jsonl": "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in scenes),
+    "meta.json": json.dumps(meta, indent=1),
+  }

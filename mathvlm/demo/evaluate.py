@@ -6,10 +6,10 @@ beside the baselines a model must beat to have learned anything.
 from __future__ import annotations
 
 import collections
-import math
 
 import numpy as np
 
+from mathvlm.eval import choices_only
 from mathvlm.eval import engine_benchmark as eval_engine
 from mathvlm.eval.common import entry
 
@@ -93,40 +93,26 @@ def score(problems, responses, picks=None) -> dict:
 
 def baselines(train_records, problems) -> dict:
   """Accuracy of answering without a model: uniformly at random; always the training set's most
-  common answer (the letter for multiple choice, the value for free-form); and a choices-only
-  rule that exploits how the engine writes distractors (from the answer by a fixed set of slips),
-  so the table says how much of a model's score the options alone could give."""
+  common answer (the letter for multiple choice, the value for free-form); and every
+  choices-only rule of `mathvlm.eval.choices_only` (`choices_only_rule` is its `slip_source`,
+  the rule that exploited the old engine's distractors), so the table says how much of a
+  model's score the options alone could give."""
   letters = collections.Counter(chr(65 + r["answer_index"]) for r in train_records if r["choices"])
   values = collections.Counter(r["answer"] for r in train_records if not r["choices"])
   top_letter = letters.most_common(1)[0][0] if letters else "A"
   top_value = values.most_common(1)[0][0] if values else ""
-  rand = maj = rule = 0.0
+  rand = maj = 0.0
+  rules = dict.fromkeys(choices_only.RULES, 0.0)
   for p in problems:
     if p.choices:
       rand += 1 / len(p.choices)
       maj += p.answer == top_letter
-      rule += choices_only_rule(p.choices, p.answer)
+      for rule in rules:
+        rules[rule] += choices_only.expected(rule, p.choices, ord(p.answer) - 65)
     else:
       maj += bool(top_value) and eval_engine.judge(p, top_value)
-  n = max(len(problems), 1)  # percent, as every accuracy here (mathvlm.eval.common.entry)
-  return dict(random=100 * rand / n, majority=100 * maj / n, choices_only_rule=100 * rule / n,
-              majority_answer=dict(letter=top_letter, value=top_value))
-
-
-SLIPS = (lambda v: 2 * v, lambda v: v / 2, lambda v: 1.5 * v, lambda v: v + 2, lambda v: v - 1,
-         lambda v: v * math.sqrt(2), lambda v: v * math.sqrt(3) / 2, lambda v: v + 5,
-         lambda v: v * 2 / 3, lambda v: 3 * v, lambda v: v - 3)
-
-
-def choices_only_rule(choices, answer_letter: str) -> float:
-  """Expected score of picking the option most others derive from by one of the engine's slips
-  (data_prep/engine/exact.py `distractors`), ties split evenly."""
-  from mathvlm.eval.answers import value_of
-  values = [value_of(c) for c in choices]
-  if any(v is None or abs(v.imag) > 1e-9 for v in values):
-    return 1 / len(choices)
-  values = [v.real for v in values]
-  counts = [sum(any(abs(f(v) - w) < 1e-6 for f in SLIPS) for j, w in enumerate(values) if j != i)
-            for i, v in enumerate(values)]
-  best = [i for i, c in enumerate(counts) if c == max(counts)]
-  return (ord(answer_letter) - 65 in best) / len(best)
+  pct = 100 / max(len(problems), 1)  # percent, as every accuracy here (eval.common.entry)
+  out = dict(random=rand * pct, majority=maj * pct, choices_only_rule=rules["slip_source"] * pct,
+             majority_answer=dict(letter=top_letter, value=top_value))
+  out.update({f"choices_only_{rule}": v * pct for rule, v in rules.items()})
+  return out

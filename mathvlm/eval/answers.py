@@ -13,6 +13,7 @@ GRPO's reward all ask these two functions, so "right" means one thing everywhere
 
 from __future__ import annotations
 
+import functools
 import re
 
 import sympy as sp
@@ -448,21 +449,64 @@ def final_answer(response: str) -> str:
   return s.strip().rstrip(".").strip()
 
 
-def value_of(text: str) -> complex | None:
-  """The number an expression stands for (`8*sqrt(3)/3`, `4√3`, `2π`, `x^2` is not one), or None."""
+_SUPER = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")
+_ROOT = {"√": "sqrt", "∛": "cbrt"}
+_NOTATION = (("−", "-"), ("·", "*"), ("×", "*"), ("π", " pi "), ("+∞", "oo"), ("∞", " oo "),
+             ("°", ""),
+             ("log₂(", "log2("), ("ln(", "log("), ("^", "**"))
+
+
+def math_to_sympy(text: str) -> str:
+  """Textbook notation (what the engine writes: `4√3`, `2π`, `x²`, `|x - 1|`, `log₂(x)`, `(2, ∞)`)
+  as sympy syntax; implicit products (`4sqrt(3)`) are left to the parser."""
+  s = text.strip()
+  for a, b in _NOTATION:
+    s = s.replace(a, b)
+  s = re.sub(r"([⁰¹²³⁴⁵⁶⁷⁸⁹]+)√(\d+|\([^()]*\))",  # ⁷√64: the 7th root of 64
+             lambda m: f" root({m.group(2)}, {m.group(1).translate(_SUPER)})", s)
+  s = re.sub(r"[⁰¹²³⁴⁵⁶⁷⁸⁹⁻]+", lambda m: f"**({m.group(0).translate(_SUPER)})", s)
+  s = re.sub(r"([√∛])(\d+(?:\.\d+)?|[A-Za-z]\w*)",
+             lambda m: f" {_ROOT[m.group(1)]}({m.group(2)})", s)
+  s = s.replace("√(", " sqrt(").replace("∛(", " cbrt(")
+  return re.sub(r"\|([^|]+)\|", r"Abs(\1)", s)
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_math(text: str):
+  """The sympy object the text stands for (a number, an expression in x, a tuple), or None."""
+  from sympy.parsing.sympy_parser import (convert_xor, implicit_multiplication, parse_expr,
+                                          standard_transformations)
+  names = {"x": sp.Symbol("x"), "log2": lambda a: sp.log(a, 2), "e": sp.E}
   try:
-    return complex(sp.N(sp.sympify(text.replace("^", "**").replace("π", "pi")
-                                   .replace("√", "sqrt"))))
-  except Exception:  # noqa: BLE001 - sympy raises many types; an unparsable answer is no number
+    return parse_expr(math_to_sympy(text), local_dict=names,
+                      transformations=standard_transformations + (implicit_multiplication,
+                                                                  convert_xor))
+  except Exception:  # noqa: BLE001 - the parser raises many types; unparsable is no value
+    return None
+
+
+def value_of(text: str) -> complex | None:
+  """The number an answer stands for, in program or textbook notation (`8*sqrt(3)/3`, `8√3/3`,
+  `4√3`, `2π`, `3/2`, `√(4√3 + 29)`), or None (`x²` is not a number, nor is a sentence)."""
+  v = parse_math(text)
+  try:
+    return complex(sp.N(v)) if v is not None and not isinstance(v, tuple) else None
+  except (TypeError, ValueError):
     return None
 
 
 def same_value(answer: str, gold: str) -> bool:
-  """The same text (spaces aside), or the same number to 0.5% (sympy reads `8*sqrt(3)/3`)."""
+  """The same text (spaces aside), the same number to 0.5%, or the same interval / tuple
+  (`(2, ∞)` and `(2, oo)`), whichever notation either side is written in."""
   if answer.replace(" ", "") == gold.replace(" ", ""):
     return True
   a, g = value_of(answer), value_of(gold)
-  return a is not None and g is not None and abs(a - g) < 5e-3 * max(1.0, abs(g))
+  if a is not None and g is not None:
+    return abs(a - g) < 5e-3 * max(1.0, abs(g))
+  ta, tg = parse_math(answer), parse_math(gold)
+  if isinstance(ta, tuple) and isinstance(tg, tuple) and len(ta) == len(tg) and ta:
+    return all(x == y or same_value(str(x), str(y)) for x, y in zip(ta, tg))
+  return False
 
 
 def engine_answer(response: str | None, choices: list[str]) -> str:

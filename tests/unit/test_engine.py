@@ -12,13 +12,14 @@ from PIL import Image
 from data_prep.engine import __main__ as cli
 from data_prep.engine import analytic, functions, geometry as G, plane as P, plane_problem, writer
 from data_prep.engine.exact import recompute, same
-from data_prep.engine.problems import Rejected, assemble, verify
+from data_prep.engine.notation import human, machine
+from data_prep.engine.problems import Rejected, assemble, pick, solve
 
 
 @pytest.fixture(scope="module")
 def out(tmp_path_factory):
   d = str(tmp_path_factory.mktemp("engine"))
-  writer.generate(d, 150, seed=11, domain="all", workers=1)
+  writer.generate(d, 150, writer.Options(seed=11))
   recs = json.load(open(os.path.join(d, "instruct.json")))
   scenes = [json.loads(l) for l in open(os.path.join(d, "scenes.jsonl"))]
   return d, recs, scenes
@@ -32,10 +33,20 @@ def test_overlap_is_interior_intersection():
   assert G.overlap(sq, [(0.2, 0.2), (0.8, 0.2), (0.5, 0.8)])          # inside it
 
 
+def _figure(i, depth):
+  for attempt in range(50):
+    try:
+      return P.realize(P.program(np.random.default_rng([5, i]), depth),
+                       np.random.default_rng([5, i, attempt]))
+    except Rejected:
+      continue
+  raise AssertionError(f"no figure for program {i}")
+
+
 def test_plane_shapes_share_only_their_attaching_edge():
   n_multi = 0
   for i in range(80):
-    sc = P.scene(np.random.default_rng([5, i]), depth=4)
+    sc = _figure(i, 4)
     n_multi += len(sc.shapes) > 1
     outl = [s.outline() for s in sc.shapes]
     for a in range(len(outl)):
@@ -50,43 +61,57 @@ def test_plane_shapes_share_only_their_attaching_edge():
   assert n_multi > 40
 
 
-@pytest.mark.parametrize("make", [plane_problem.make, analytic.make, functions.make])
-def test_chain_steps_recompute_and_answer_matches_independent_measure(make):
+def _problems(make, n, seed=7):
+  """(scene, main target, solved record fields) for the first n problems that draw."""
   kept = 0
-  for i in range(40):
-    rng = np.random.default_rng([7, i])
+  for i in range(5 * n):
+    if kept == n:
+      return
+    srng, vrng = np.random.default_rng([seed, i, 0]), np.random.default_rng([seed, i, 1])
     try:
-      b = make(rng)
-      rec = assemble(b, rng, "x", True)
+      wanted = int(srng.integers(1, 7))
+      scene = make(srng, vrng, wanted)
+      main, harder = pick(scene, (1, 6), wanted, srng)
+      rec = assemble(scene, main, harder, True, srng, vrng)
     except Rejected:
       continue
     kept += 1
-    known = dict(b.givens)
-    for d in b.chain:   # every number follows from the givens and the steps before it
+    yield scene, main, rec
+
+
+@pytest.mark.parametrize("make", [plane_problem.make, analytic.make, functions.make])
+def test_chain_steps_recompute_and_answer_matches_independent_measure(make):
+  kept = 0
+  for scene, main, rec in _problems(make, 40):
+    kept += 1
+    known = dict(scene.givens)
+    for d in rec["chain"]:   # every number follows from the givens and the steps before it
       assert all(n in known for n in d.inputs), d.name
       assert same(recompute(d, known), d.value), (d.name, d.expr)
       known[d.name] = d.value
-    if isinstance(b.measured, bool):   # a checker (sign changes, f(x0) = 0) rather than a number
-      assert b.measured is True
-    if b.answer_text is None:
-      v = float(known[b.target])
-      if not isinstance(b.measured, bool):
-        assert abs(v - float(b.measured)) <= 1e-6 * max(1, abs(v))
-      assert rec["answer"] == str(known[b.target])
+    if main.answer_text is None:
+      v = float(known[main.name])
+      measured = scene.measure(main.name)
+      assert abs(v - float(measured)) <= 1e-6 * max(1, abs(v))
+      # the answer is written for people, sympy's form kept for checking (issue 14)
+      assert rec["answer"] == human(known[main.name])
+      assert rec["answer_expr"] == machine(known[main.name])
     else:
-      assert b.measured is True and rec["answer"] == b.answer_text
+      assert main.check() is True and rec["answer"] == main.answer_text
   assert kept >= 30
 
 
 def test_a_wrong_step_or_answer_is_rejected():
-  b = plane_problem.make(np.random.default_rng(3))
-  b.chain[-1].value = b.chain[-1].value + 1
+  scene, main, _ = next(_problems(plane_problem.make, 40))
+  chain = solve(scene, main).chain
+  chain[-1].value = chain[-1].value + 1
   with pytest.raises(Rejected):
-    verify(b)
-  b = analytic.make(np.random.default_rng(4))
-  b.measured = float(b.measured) + 0.5
+    solve(scene, main)
+  scene, main, _ = next(_problems(analytic.make, 40))
+  real = scene.measure
+  scene.measure = lambda name: float(real(name)) + 0.5
   with pytest.raises(Rejected):
-    verify(b)
+    solve(scene, main)
 
 
 def test_multiple_choice_distinct_with_exactly_one_correct(out):
@@ -166,21 +191,21 @@ def test_output_format(out):
 
 def test_same_seed_byte_identical_with_1_and_2_workers(tmp_path):
   a, b = str(tmp_path / "a"), str(tmp_path / "b")
-  writer.generate(a, 36, seed=5, workers=1)
-  writer.generate(b, 36, seed=5, workers=2)
+  writer.generate(a, 36, writer.Options(seed=5), workers=1)
+  writer.generate(b, 36, writer.Options(seed=5), workers=2)
   files = sorted(os.path.relpath(os.path.join(r, f), a) for r, _, fs in os.walk(a) for f in fs)
   assert len(files) > 36 + 4
   for f in files:
     assert open(os.path.join(a, f), "rb").read() == open(os.path.join(b, f), "rb").read(), f
   c = str(tmp_path / "c")
-  writer.generate(c, 6, seed=6, workers=1)
+  writer.generate(c, 6, writer.Options(seed=6), workers=1)
   assert open(os.path.join(a, "instruct.json")).read() != open(os.path.join(c, "instruct.json")).read()
 
 
 def test_held_out_split_is_disjoint(tmp_path):
   tr, te = str(tmp_path / "tr"), str(tmp_path / "te")
-  writer.generate(tr, 30, seed=1, workers=1, split="train", test_fraction=0.3)
-  writer.generate(te, 30, seed=1, workers=1, split="test", test_fraction=0.3)
+  writer.generate(tr, 30, writer.Options(seed=1, split="train", test_fraction=0.3))
+  writer.generate(te, 30, writer.Options(seed=1, split="test", test_fraction=0.3))
   q = lambda d: {r["text_en"]["text_dominant_question"].split("\nChoices")[0]  # noqa: E731
                  for r in json.load(open(os.path.join(d, "instruct.json")))}
   assert not q(tr) & q(te)
@@ -221,7 +246,7 @@ def test_cli_and_degradation_labels(tmp_path, capsys):
 
 
 def test_png_bytes_decode_to_a_diagram():
-  s = writer.make_sample((0, 0, "plane", "all", 0.1, 1.0, 0.0))
+  s = writer.make_problem(writer.Options(domain="plane", mc=1.0, degrade=0.0), 0)[0]
   im = Image.open(io.BytesIO(s["files"][2][1])).convert("L")
   a = np.asarray(im)
   assert (a < 60).mean() > 0.003 and (a > 240).mean() > 0.3   # ink lines on a white page

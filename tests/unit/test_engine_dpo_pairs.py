@@ -8,7 +8,8 @@ from mathvlm.eval.answers import final_answer
 
 
 def _recs():
-  return [writer.make_sample((4, i, "all", "all", 0.1, 0.5, 0.0))["record"] for i in range(12)]
+  opts = writer.Options(seed=4, mc=0.5, degrade=0.0)
+  return [writer.make_problem(opts, i)[0]["record"] for i in range(12)]
 
 
 def test_final_answer_extraction():

@@ -1,0 +1,323 @@
+"""What is asked of a function graph: a value, a derivative, the tangent's intercept, an
+average rate of change, an integral, the largest zero, an extremum, a monotonic interval. Each
+adds the steps it needs (with the wrong formulas a student might use) to the graph's formulas;
+`asked` fixes, per family and mode, which questions a figure program can ask.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import sympy as sp
+
+from .exact import X
+from .function_graphs import PI, F, Formulas, Graph
+from .notation import human, interval
+from .problems import Rejected, Target
+
+SLOT = sp.Symbol("ξ", real=True)
+
+
+def sub(e, value) -> str:
+  """A template that shows e with x replaced by the step's second input: bare when the value
+  is a plain number (3·2², |2 - 1|), in brackets otherwise (2·sin((π/6)/2))."""
+  s = human(e.xreplace({X: SLOT})).replace("{", "{{").replace("}", "}}")
+  if human(value).isdigit():
+    return re.sub(r"(\d)ξ", r"\1·ξ", s).replace("ξ", "{1}")
+  return s.replace("ξ", "({1})")
+
+
+def _at(g: Graph, vrng):
+  """A point to evaluate at: special angles for trig, powers of 2 for log, else an integer."""
+  if g.fam in ("sin", "cos", "tan"):
+    b = g.info["b"]
+    if g.fam == "tan":
+      return PI * sp.Rational(int(vrng.choice([1, -1])), int(vrng.choice([3, 4, 6]))) / b
+    return PI * sp.Rational(int(vrng.choice([1, 2, 3, 4])), 6) / b
+  if g.fam == "log":
+    return g.info["h"] + sp.Integer(2) ** int(vrng.integers(0, 4))
+  p = sp.Integer(int(vrng.integers(math.ceil(g.lo) + 1, math.floor(g.hi))))
+  kink = g.info.get("h", g.info.get("c")) if g.fam in ("abs", "piecewise") else None
+  return p + 1 if kink is not None and p == kink else p
+
+
+def _value(Fm: Formulas, vrng) -> Target:
+  p = Fm.give("p", _at(Fm.g, vrng))
+  name = _evaluate(Fm, "f", Fm.g.f, p, "")
+  v = human(Fm.givens[p])
+  return Target(name, f"the value of f at x = {v}",
+                [f"What is the value of f(x) at x = {v}?", f"Find f({v}).",
+                 f"Evaluate the function at x = {v}."])
+
+
+DERIVATIVE_SLIPS = {"poly": [("power_slip(q0)", "forgot to multiply by the exponent")],
+                    "log": [("diff(q0, x)*log(2)**2", "mixed up log₂ and ln in the derivative")],
+                    "piecewise": [("Piecewise(*[(power_slip(e), c) for e, c in q0.args])",
+                                   "forgot to multiply by the exponent")]}
+
+
+def _dfdx(Fm: Formulas):
+  """f'(x): by the trig rule from the coefficients, else by sympy."""
+  g = Fm.g
+  if g.fam in ("sin", "cos"):
+    sign, other = ("", "cos") if g.fam == "sin" else ("-", "sin")
+    Fm.add("f'(x)", sign + "{0} · {1} · %s({1} · x + {2})" % other,
+           f"{sign}q0*q1*{other}(q1*x + q2)", ("a", "b", "c"), None,
+           f"The derivative of a·{g.fam}(bx + c) + d is {sign}a·b·{other}(bx + c)",
+           [(f"{'-' if not sign else ''}q0*q1*{other}(q1*x + q2)",
+             f"got the sign of the derivative of {g.fam} wrong"),
+            (f"{sign}q0*{g.fam}(q1*x + q2)", "differentiated the outside only")])
+  else:
+    Fm.add("f'(x)", "d/dx [{0}]", "diff(q0, x)", (F,), None, "Differentiate f",
+           DERIVATIVE_SLIPS.get(g.fam, ()))
+  return Fm.derivative
+
+
+
+
+
+def _evaluate(Fm: Formulas, fname: str, expr, p: str, why: str) -> str:
+  """The step `fname(p)` = expr at the point named p; expr may be a thunk (f'(x) is computed
+  only if a question uses it)."""
+  v = human(Fm.givens[p])
+  slips = [("q0.subs(x, q1) - constant_term(q0)", "left out the constant term")]
+  if fname == "f'":
+    slips = [("q0.subs(x, q1) + constant_term(q0)", "added the constant term back in")]
+  e = expr if callable(expr) else (lambda: expr)
+  value = Fm.givens[p]
+  name = Fm.add(f"{fname}({v})", lambda: sub(e(), value), "q0.subs(x, q1)",
+                ("f(x)" if fname == "f" else "f'(x)", p), None,
+                (lambda: f"Substitute x = {v} into {fname}(x) = {human(e())}") if not why else why,
+                slips, show=False)
+  Fm.where[name] = float(Fm.givens[p])
+  return name
+
+
+def _derivative(Fm: Formulas, vrng) -> Target:
+  p = Fm.give("q", _at(Fm.g, vrng))
+  name = _evaluate(Fm, "f'", _dfdx(Fm), p, "")
+  v = human(Fm.givens[p])
+  return Target(name, f"the derivative of f at x = {v}",
+                [f"What is the derivative of f at x = {v}?", f"Find f'({v}).",
+                 f"What is the slope of the tangent to the curve at x = {v}?"])
+
+
+def _tangent(Fm: Formulas, vrng) -> Target:
+  """The tangent line at x = t: its slope f'(t), then where it meets the y-axis."""
+  g = Fm.g
+  t = Fm.give("t", _at(g, vrng))
+  fp = _evaluate(Fm, "f", g.f, t, "")
+  fd = _evaluate(Fm, "f'", _dfdx(Fm), t, "")
+  v = human(Fm.givens[t])
+  Fm.add("y₀", "{0} - {1} · {2}", "q0 - q1*q2", (fp, fd, t), None,
+         f"The tangent y = f'({v})·(x - {v}) + f({v}) meets the y-axis at x = 0",
+         [("q0 + q1*q2", "added f'(t)·t instead of subtracting it"),
+          ("q1 - q0*q2", "swapped f(t) and f'(t)")], show=False)
+  Fm.where["y₀"] = ("tangent", float(Fm.givens[t]))
+  return Target("y₀", f"the y-intercept of the tangent to the graph at x = {v}",
+                [f"Where does the tangent to the graph at x = {v} cross the y-axis (give y)?",
+                 f"Find the y-intercept of the tangent line to f at x = {v}."])
+
+
+def _average(Fm: Formulas, vrng) -> Target:
+  """The average rate of change between two points of the graph."""
+  g = Fm.g
+  for _ in range(10):
+    u, w = sorted([_at(g, vrng), _at(g, vrng)], key=float)
+    if u != w:
+      break
+  else:
+    raise Rejected("no two distinct points to average over")
+  un, wn = Fm.give("u", u), Fm.give("w", w)
+  fu, fw = _evaluate(Fm, "f", g.f, un, ""), _evaluate(Fm, "f", g.f, wn, "")
+  Fm.add("rate", "({0} - {1}) / ({2} - {3})", "(q0 - q1)/(q2 - q3)", (fw, fu, wn, un), None,
+         "The average rate of change is the rise over the run between the two points",
+         [("(q0 + q1)/(q2 - q3)", "added the values instead of subtracting them"),
+          ("(q2 - q3)/(q0 - q1)", "divided the run by the rise")], show=False)
+  Fm.where["rate"] = ("rate", float(u), float(w))
+  return Target("rate", f"the average rate of change of f from x = {human(u)} to x = {human(w)}",
+                [f"What is the average rate of change of f(x) from x = {human(u)} to "
+                 f"x = {human(w)}?",
+                 f"Find the slope of the secant line through the graph at x = {human(u)} "
+                 f"and x = {human(w)}."])
+
+
+def _integral(Fm: Formulas, vrng) -> Target:
+  g = Fm.g
+  if g.fam in ("sin", "cos"):
+    a, b = sp.Integer(0), PI / g.info["b"]
+  else:
+    a = sp.Integer(int(vrng.integers(math.ceil(g.lo), math.floor(g.hi) - 1)))
+    b = sp.Integer(int(vrng.integers(int(a) + 1, math.floor(g.hi) + 1)))
+  Fm.give("x₁", a)
+  Fm.give("x₂", b)
+  slip = ("antiderivative_slip(q0)", "forgot to divide by n + 1")
+  pieces = [(F, "x₁", "x₂")]
+  if g.fam == "piecewise":
+    c = g.info["c"]
+    Fm.give("p₁(x)", g.info["p1"])
+    Fm.give("p₂(x)", g.info["p2"])
+    Fm.give("c", c)
+    pieces = ([("p₁(x)", "x₁", "x₂")] if b <= c else [("p₂(x)", "x₁", "x₂")] if a >= c
+              else [("p₁(x)", "x₁", "c"), ("p₂(x)", "c", "x₂")])
+  parts = []
+  for k, (fname, lo, hi) in enumerate(pieces):
+    tag = f"F{k + 1}(x)" if len(pieces) > 1 else "F(x)"
+    if g.fam in ("sin", "cos"):
+      _trig_antiderivative(Fm, g.fam)
+    else:
+      Fm.add(tag, "∫ {0} dx", "Poly(q0, x).integrate().as_expr()", (fname,), None,
+             "An antiderivative, term by term by the power rule", [slip])
+    part = "I" if len(pieces) == 1 else f"I{k + 1}"
+    Fm.add(part, f"{tag[:-3]}({{2}}) - {tag[:-3]}({{1}})", "q0.subs(x, q2) - q0.subs(x, q1)",
+           (tag, lo, hi), None, "Evaluate the antiderivative between the bounds",
+           [("q0.subs(x, q2) + q0.subs(x, q1)", "added the two ends instead of subtracting")])
+    parts.append(part)
+    Fm.where[part] = (float(Fm.givens[lo]), float(Fm.givens[hi]))
+  if len(parts) > 1:
+    Fm.add("I", "{0} + {1}", "q0 + q1", tuple(parts), None, "Add the two pieces")
+    Fm.where["I"] = (float(a), float(b))
+  lo_, hi_ = human(a), human(b)
+  return Target("I", f"the integral of f from {lo_} to {hi_}",
+                [f"What is the integral of f(x) from x = {lo_} to x = {hi_}?",
+                 f"Compute the definite integral of f over [{lo_}, {hi_}].",
+                 f"Find the signed area between the curve and the x-axis from {lo_} to {hi_}."])
+
+
+def _trig_antiderivative(Fm: Formulas, fam: str):
+  sign, other = ("-", "cos") if fam == "sin" else ("", "sin")
+  anti = "-" if not sign else ""
+  Fm.add("F(x)", sign + "{0}/{1} · %s({1} · x + {2}) + {3} · x" % other,
+         f"{sign}q0/q1*{other}(q1*x + q2) + q3*x", ("a", "b", "c", "d"), None,
+         f"An antiderivative of a·{fam}(bx + c) + d is {sign}a/b·{other}(bx + c) + d·x",
+         [(f"{anti}q0/q1*{other}(q1*x + q2) + q3*x", "got the sign of the antiderivative wrong"),
+          (f"{sign}q0*q1*{other}(q1*x + q2) + q3*x", "multiplied by b instead of dividing")])
+
+
+def _zero(Fm: Formulas, vrng) -> Target:
+  """The largest zero: from the factored form (poly), |x - h| = -k/a (abs), or
+  log₂(x - h) = -k/a (log, with -k/a an integer so the zero is exact)."""
+  g = Fm.g
+  if g.fam == "log":
+    a, h, k = g.info["a"], g.info["h"], g.info["k"]
+    if g.mode == "stated":
+      for n in "ahk":
+        Fm.give(n, g.info[n])
+    m = int(-k / a)
+    Fm.add("x₀", "{2} + 2" + superscript_of(m), "q2 + 2**(-q1/q0)", ("a", "k", "h"), None,
+           "Set a·log₂(x - h) + k = 0: log₂(x - h) = -k/a", [("q2 + 2**(q1/q0)",
+                                                              "lost the minus sign of -k/a")],
+           show=False)
+  else:
+    if g.fam == "abs" and not (-g.info["k"] / g.info["a"]) > 0:
+      raise Rejected("this absolute-value graph has no zeros or only a touching one")
+    Fm.add("zeros", "solve({0} = 0)", "sorted(solve(q0, x))", (F,), None, "Set f(x) = 0 and solve")
+    Fm.add("x₀", "max({0})", "Max(*q0)", ("zeros",), None, "Take the largest zero",
+           [("Min(*q0)", "took the smallest zero")])
+  return Target("x₀", "the largest zero of f",
+                ["What is the largest zero of f(x)?", "Find the largest x with f(x) = 0.",
+                 "What is the greatest root of f(x) = 0?"])
+
+
+def superscript_of(m: int) -> str:
+  from .notation import superscript
+  return superscript(m)
+
+
+def _extremum(Fm: Formulas, vrng) -> Target:
+  g = Fm.g
+  if g.fam in ("sin", "cos"):
+    Fm.add("max f", "{0} + {1}", "q0 + q1", ("a", "d"), None,
+           "f oscillates between d - a and d + a", [("q0 - q1", "subtracted the midline"),
+                                                  ("2*q0 + q1", "used the peak-to-peak height")])
+    return Target("max f", "the maximum value of f",
+                  ["What is the maximum value of f(x)?", "Find the largest value f(x) takes.",
+                   "How high does the graph reach?"])
+  _critical(Fm)
+  xc = _vertex(g)
+  v = Fm.add("f(x_v)", lambda: sub(g.f, xc), "q0.subs(x, q1)", (F, "x_v"), None,
+             "Evaluate f at the extremum",
+             show=False)
+  word = "minimum" if opens_up(g) else "maximum"
+  return Target(v, f"the {word} value of f",
+                [f"What is the {word} value of f(x)?", f"Find the {word} of f.",
+                 "What is the y-coordinate of the vertex of the graph?"])
+
+
+def _vertex(g: Graph):
+  """Where f turns: h for a·|x - h| + k; the midpoint of the roots for a(x - r)(x - s)."""
+  if g.fam == "abs":
+    return g.info["h"]
+  r, s = g.info["roots"]
+  return sp.Rational(r + s, 2)
+
+
+def opens_up(g: Graph) -> bool:
+  return bool(g.info["a"] > 0)
+
+
+def _critical(Fm: Formulas):
+  """x_v where f turns: the vertex x = h of an absolute value, else f'(x) = 0."""
+  g = Fm.g
+  if g.fam == "abs":
+    h = "x_A" if g.mode == "deduce" else Fm.give("h", g.info["h"])
+    Fm.add("x_v", "{0}", "q0", (h,), None, "|x - h| is smallest at x = h")
+    return
+  Fm.add("f'(x)", "d/dx [{0}]", "diff(q0, x)", (F,), None, "Differentiate f",
+         DERIVATIVE_SLIPS["poly"])
+  Fm.add("x_v", "solve({0} = 0)", "solve(q0, x)[0]", ("f'(x)",), None,
+         "The extremum is where f'(x) = 0")
+
+
+def _monotonic(Fm: Formulas, vrng) -> Target:
+  g = Fm.g
+  _critical(Fm)
+  xc = _vertex(g)
+  # the slip: -h for |x - h| read as |x + h|; -b/a (the 2 of -b/2a forgotten) for ax² + bx + c
+  slipped = -xc if g.fam == "abs" else 2 * xc
+  if slipped == xc:
+    slipped = xc + int(vrng.choice([-1, 1]))
+  word = str(vrng.choice(["increasing", "decreasing"]))
+  right = (word == "increasing") == opens_up(g)
+  side = lambda v, r: interval(v, sp.oo) if r else interval(-sp.oo, v)  # noqa: E731
+  expr = lambda v, r: f"Interval.open({v}, oo)" if r else f"Interval.open(-oo, {v})"  # noqa: E731
+  wrong = [(side(xc, not right), expr(xc, not right), ["read the direction of the graph "
+                                                        "the wrong way"]),
+           (side(slipped, right), expr(slipped, right), ["found the turning point wrongly"]),
+           (side(slipped, not right), expr(slipped, not right),
+            ["found the turning point wrongly", "read the direction the wrong way"])]
+  return Target("x_v", "the interval on which f is " + word,
+                [f"On which interval is f(x) {word}?", f"Where is f {word}?",
+                 f"Give the interval on which the function is {word}."],
+                answer_text=side(xc, right), answer_expr=expr(xc, right), wrong_texts=wrong,
+                check=lambda: _monotone_on(g, float(xc), right, word))
+
+
+def _monotone_on(g: Graph, xc: float, right: bool, word: str) -> bool:
+  """Measured: f's differences on the answer's side of xc all have the asked sign."""
+  xa = xc + (np.linspace(1e-3, 4, 300) if right else -np.linspace(4, 1e-3, 300))
+  dv = np.diff(g.fn(xa))
+  return bool(np.all(dv > 0) if word == "increasing" else np.all(dv < 0))
+
+
+KINDS = {"value": _value, "derivative": _derivative, "integral": _integral, "zero": _zero,
+         "extremum": _extremum, "monotonic": _monotonic, "tangent": _tangent,
+         "average": _average}
+
+
+def asked(fam: str, mode: str, deg: int) -> list:
+  """What can be asked of a graph of this family and mode: fixed by the program, so every
+  variant of a problem asks the same kind of question."""
+  out = ["value", "derivative", "tangent", "average"]
+  if fam in ("poly", "sin", "cos", "piecewise"):
+    out.append("integral")
+  if fam in ("log", "abs") or fam == "poly" and mode == "stated":
+    out.append("zero")
+  if (fam in ("sin", "cos") and mode == "stated") or (fam == "poly" and deg == 2) or (
+      fam == "abs" and mode == "stated"):
+    out.append("extremum")
+  if fam == "abs" or fam == "poly" and deg == 2:
+    out.append("monotonic")
+  return out

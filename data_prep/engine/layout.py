@@ -1,0 +1,180 @@
+"""Label layout: every label goes where it overlaps no other label, no vertex and no drawn line.
+
+Geometry is in final-image pixels. Drawn line art is kept as segments (x0, y0, x1, y1) and points
+as vertices; a label is tried at candidate centres in order of preference and takes the first
+whose box (the rendered text's ink box, white halo included) is clear of all of them.
+`conflicts` checks a finished canvas from what was actually drawn: the sweep in
+benchmarks/engine.py and the tests run it on thousands of scenes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+GAP = 1.0          # free pixels between a label's box and anything else
+VERTEX_R = 3.0     # a vertex is a disk this wide
+LINE_HALF = 1.3    # half the width of the thickest line
+
+
+def box_at(centre, rel) -> tuple:
+  """A box (x0, y0, x1, y1) given a centre and a box relative to it."""
+  return (centre[0] + rel[0], centre[1] + rel[1], centre[0] + rel[2], centre[1] + rel[3])
+
+
+def boxes_overlap(a, b, gap: float = GAP) -> bool:
+  return a[0] < b[2] + gap and b[0] < a[2] + gap and a[1] < b[3] + gap and b[1] < a[3] + gap
+
+
+def segments_hit(segs: np.ndarray, box, pad: float) -> np.ndarray:
+  """Which segments (N, 4) pass through the box grown by pad (Liang-Barsky clipping)."""
+  if len(segs) == 0:
+    return np.zeros(0, bool)
+  x0, y0, x1, y1 = box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad
+  sx, sy, ex, ey = segs[:, 0], segs[:, 1], segs[:, 2], segs[:, 3]
+  near = ((np.minimum(sx, ex) <= x1) & (np.maximum(sx, ex) >= x0)
+          & (np.minimum(sy, ey) <= y1) & (np.maximum(sy, ey) >= y0))
+  if not near.any():
+    return near
+  sx, sy, ex, ey = sx[near], sy[near], ex[near], ey[near]
+  dx, dy = ex - sx, ey - sy
+  t0, t1 = np.zeros(len(sx)), np.ones(len(sx))
+  ok = np.ones(len(sx), bool)
+  with np.errstate(divide="ignore", invalid="ignore"):
+    for p, q in ((-dx, sx - x0), (dx, x1 - sx), (-dy, sy - y0), (dy, y1 - sy)):
+      par = p == 0
+      ok &= ~(par & (q < 0))
+      r = q / np.where(par, 1, p)
+      t0 = np.where(~par & (p < 0), np.maximum(t0, r), t0)
+      t1 = np.where(~par & (p > 0), np.minimum(t1, r), t1)
+  hit = np.zeros(len(near), bool)
+  hit[np.flatnonzero(near)] = ok & (t0 <= t1)
+  return hit
+
+
+def vertices_hit(pts: np.ndarray, box, pad: float) -> np.ndarray:
+  if len(pts) == 0:
+    return np.zeros(0, bool)
+  cx = np.clip(pts[:, 0], box[0], box[2])
+  cy = np.clip(pts[:, 1], box[1], box[3])
+  return np.hypot(pts[:, 0] - cx, pts[:, 1] - cy) < pad
+
+
+def _thin(p: np.ndarray, spacing: float) -> np.ndarray:
+  """A polyline's points at least `spacing` pixels apart (ends kept): Pillow draws a wide line
+  of sub-pixel pieces (a dense arc) too thin to hold the clearance."""
+  keep = [0]
+  for i in range(1, len(p) - 1):
+    if np.hypot(*(p[i] - p[keep[-1]])) >= spacing:
+      keep.append(i)
+  keep.append(len(p) - 1)
+  return p[keep]
+
+
+class Layout:
+  """What is on the canvas so far, and where the next label fits.
+
+  Obstacles are kept twice: exactly (segments, vertices, boxes: what `conflicts` checks) and
+  rasterized with their clearance into an occupancy mask, so testing a candidate box is one
+  array slice however many lines the figure has.
+  """
+
+  def __init__(self, size: int):
+    self.size = size
+    self.seg_list, self.vert_list, self.boxes = [], [], []
+    self.taken = np.zeros((size, size), bool)   # placed labels' boxes, grown by GAP
+    self.mask = Image.new("L", (size, size), 0)
+    self._draw = ImageDraw.Draw(self.mask)
+    self._arr = None
+    self._width = 2 * math.ceil(LINE_HALF + GAP) + 1
+
+  @property
+  def segs(self) -> np.ndarray:
+    return np.vstack(self.seg_list) if self.seg_list else np.zeros((0, 4))
+
+  @property
+  def verts(self) -> np.ndarray:
+    return np.vstack(self.vert_list) if self.vert_list else np.zeros((0, 2))
+
+  def add_segments(self, pts, closed: bool = False):
+    p = np.asarray(pts, float).reshape(-1, 2)
+    if closed:
+      p = np.vstack([p, p[:1]])
+    if len(p) > 1:
+      self.seg_list.append(np.hstack([p[:-1], p[1:]]))
+      q = _thin(p, 3.0)
+      self._draw.line(q.ravel().tolist(), fill=255, width=self._width)
+      r = self._width / 2
+      for x, y in q:  # wide lines leave wedges open at their joints: round them
+        self._draw.ellipse([x - r, y - r, x + r, y + r], fill=255)
+      self._arr = None
+
+  def add_vertices(self, pts):
+    p = np.asarray(pts, float).reshape(-1, 2)
+    self.vert_list.append(p)
+    r = VERTEX_R + GAP + 0.5
+    for x, y in p:
+      self._draw.ellipse([x - r, y - r, x + r, y + r], fill=255)
+    self._arr = None
+
+  def free(self, box) -> bool:
+    s = self.size
+    if box[0] < 1 or box[1] < 1 or box[2] > s - 1 or box[3] > s - 1:
+      return False
+    if self._arr is None:
+      self._arr = np.asarray(self.mask)
+    x0, y0 = max(0, math.floor(box[0]) - 1), max(0, math.floor(box[1]) - 1)
+    x1, y1 = math.ceil(box[2]) + 2, math.ceil(box[3]) + 2
+    return not (self._arr[y0:y1, x0:x1].any() or self.taken[y0:y1, x0:x1].any())
+
+  def place(self, rel, centres) -> tuple | None:
+    """The first candidate centre whose box is free (and reserve it), else None."""
+    for c in centres:
+      box = (c[0] + rel[0], c[1] + rel[1], c[0] + rel[2], c[1] + rel[3])
+      if self.free(box):
+        self.boxes.append(box)
+        g = math.ceil(GAP)
+        self.taken[max(0, math.floor(box[1]) - g):math.ceil(box[3]) + g + 1,
+                   max(0, math.floor(box[0]) - g):math.ceil(box[2]) + g + 1] = True
+        return c
+    return None
+
+
+SPREAD = (0, 25, -25, 50, -50, 80, -80, 115, -115, 150, -150, 180)
+
+
+def around(anchor, direction, radii, spread=SPREAD):
+  """Candidate centres around an anchor: preferred direction first, then turning away from it,
+  each at growing distances (generated lazily: most labels take the first)."""
+  base = math.atan2(direction[1], direction[0])
+  ax, ay = float(anchor[0]), float(anchor[1])
+  for r in radii:
+    for s in spread:
+      a = base + math.radians(s)
+      yield ax + r * math.cos(a), ay + r * math.sin(a)
+
+
+def along(p, q, normal, radii, ts=(0.5, 0.38, 0.62, 0.27, 0.73)):
+  """Candidate centres beside segment pq: on the preferred side first, then the other."""
+  (px, py), (qx, qy), (nx, ny) = p, q, normal
+  for side in (1, -1):
+    for r in radii:
+      for t in ts:
+        yield px + (qx - px) * t + side * r * nx, py + (qy - py) * t + side * r * ny
+
+
+def conflicts(labels: list, segs: np.ndarray, verts: np.ndarray) -> list:
+  """Every overlap on a finished canvas: [(label text, what it overlaps)]. labels: [(text, box)]
+  with the boxes of the text as drawn."""
+  out = []
+  for k, (text, box) in enumerate(labels):
+    for other, b in labels[k + 1:]:
+      if boxes_overlap(box, b, 0.0):
+        out.append((text, f"label {other!r}"))
+    if vertices_hit(verts, box, VERTEX_R).any():
+      out.append((text, "a vertex"))
+    if segments_hit(segs, box, LINE_HALF).any():
+      out.append((text, "a drawn line"))
+  return out

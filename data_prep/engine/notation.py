@@ -1,0 +1,173 @@
+"""Math notation for people: sympy values written as √3, π, x², 3/2, |x - 1|, log₂(x), 2·sin(x).
+
+Every human-facing text of the engine (questions, options, captions, rationales, diagram labels)
+goes through `human`; sympy's own form (`machine`, e.g. `8*sqrt(3)/3`) is kept only in machine
+fields (`answer_expr`, `scenes.jsonl`) for checking. A model trained on the data then learns to
+write math, not program notation. `mathvlm.eval.answers.value_of` reads this notation back.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import sympy as sp
+from sympy.printing.str import StrPrinter
+
+SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+ROOTS = {2: "√", 3: "∛", 4: "∜"}
+LOG2 = sp.log(2)
+
+
+def superscript(n: int) -> str:
+  return str(n).translate(SUPERSCRIPT)
+
+
+class HumanPrinter(StrPrinter):
+  """sympy's str printer with textbook notation (see the module docstring)."""
+
+  def _print_Pi(self, expr):
+    return "π"
+
+  def _print_Infinity(self, expr):
+    return "∞"
+
+  def _print_NegativeInfinity(self, expr):
+    return "-∞"
+
+  def _print_Exp1(self, expr):
+    return "e"
+
+  def _print_Abs(self, expr):
+    return f"|{self._print(expr.args[0])}|"
+
+  def _print_log(self, expr):
+    return f"ln({self._print(expr.args[0])})"
+
+  def _print_Tuple(self, expr):
+    return "(" + ", ".join(self._print(a) for a in expr) + ")"
+
+  def _print_list(self, expr):
+    return ", ".join(self._print(a) for a in expr)
+
+  def _print_Relational(self, expr):
+    op = {"<": "<", "<=": "≤", ">": ">", ">=": "≥", "==": "=", "!=": "≠"}[expr.rel_op]
+    return f"{self._print(expr.lhs)} {op} {self._print(expr.rhs)}"
+
+  def _print_Piecewise(self, expr):
+    parts = []
+    for value, cond in expr.args:
+      where = "otherwise" if cond is sp.true else f"for {self._print(cond)}"
+      parts.append(f"{self._print(value)} {where}")
+    return "; ".join(parts)
+
+  def _print_Pow(self, expr, rational=False):
+    base, exp = expr.args
+    if exp.is_Rational and exp.p > 0 and not exp.is_Integer:
+      inner = base ** exp.p
+      root = ROOTS.get(exp.q) or superscript(exp.q) + "√"   # ⁷√64 for 2^(6/7)
+      return root + self._atom(inner)
+    if exp.is_Integer and exp > 0:
+      return self._atom(base) + superscript(int(exp))
+    if exp.is_Integer and exp < 0:
+      return "1/" + self._atom(base ** -exp)
+    return f"{self._atom(base)}^({self._print(exp)})"
+
+  def _atom(self, expr) -> str:
+    """expr as a factor: bare when it is one symbol, number or function call, else in brackets."""
+    s = self._print(expr)
+    if expr.is_Atom and not (expr.is_Rational and not expr.is_Integer) and not s.startswith("-"):
+      return s
+    if isinstance(expr, (sp.Function, sp.Abs)) or (expr.is_Pow and expr.exp == sp.Rational(1, 2)
+                                                   and expr.base.is_Atom):
+      return s
+    return f"({s})"
+
+  def _print_Mul(self, expr):
+    if expr.could_extract_minus_sign():
+      return "-" + self._paren_if_add(-expr)
+    num, den = sp.fraction(expr)
+    log_base = den.has(LOG2) and num.has(sp.log)
+    if log_base:
+      den = den / LOG2
+    top = self._factors(num, log_base)
+    if den == 1:
+      return top
+    if num.is_Add:
+      top = f"({top})"
+    return f"{top}/{self._atom(den)}"
+
+  def _paren_if_add(self, expr) -> str:
+    s = self._print(expr)
+    return f"({s})" if expr.is_Add else s
+
+  def _factors(self, num, log_base: bool) -> str:
+    """A product: the number first, then π, x, functions, surds; `4√3`, `2π`, `2·sin(x)`."""
+    if not num.is_Mul:
+      return self._one(num, log_base)
+    coeff, rest = num.as_coeff_Mul()
+    factors = sorted(sp.Mul.make_args(rest), key=_factor_rank)
+    out = "" if coeff == 1 else self._atom(coeff)
+    for f in factors:
+      s = self._one(f, log_base)
+      if f.is_Add:
+        s = f"({s})"
+      if out and (isinstance(f, sp.Function) or s[0].isdigit() or out[-1] == ")" and
+                  not s.startswith("(")):
+        out += "·"
+      out += s
+    return out
+
+  def _one(self, f, log_base: bool) -> str:
+    if log_base and isinstance(f, sp.log):
+      return f"log₂({self._print(f.args[0])})"
+    return self._print(f)
+
+
+def _factor_rank(f) -> int:
+  if f is sp.pi or f.is_Pow and f.base is sp.pi:
+    return 0
+  if f.is_Symbol or (f.is_Pow and f.base.is_Symbol):
+    return 1
+  if f.is_Add:
+    return 2
+  if isinstance(f, sp.Function):
+    return 3
+  return 4  # surds last: 2π√3, not 2√3π
+
+
+_PRINTER = HumanPrinter()
+
+
+@functools.lru_cache(maxsize=65536)
+def _human(v) -> str:
+  return _PRINTER.doprint(v)
+
+
+def human(v) -> str:
+  """The value as a person writes it: 8√3/3, 169π/8, x² - 3x + 2, (2, ∞), 60°-free numbers."""
+  if isinstance(v, (list, tuple)):
+    return ", ".join(human(x) for x in v)
+  if isinstance(v, str):
+    return v
+  if isinstance(v, int):
+    return str(v)
+  return _human(sp.sympify(v))
+
+
+@functools.lru_cache(maxsize=65536)
+def _machine(v) -> str:
+  return str(v)
+
+
+def machine(v) -> str:
+  """sympy's own form (`8*sqrt(3)/3`): what checkers parse; never shown to a model."""
+  if isinstance(v, (list, tuple)):
+    return "[" + ", ".join(machine(x) for x in v) + "]"
+  return _machine(v) if not isinstance(v, str) else v
+
+
+def interval(lo, hi) -> str:
+  """An open interval in textbook form: (2, +∞), (-∞, 3/2), (-π/2, π/2). The upper infinity
+  carries its sign so (a, +∞) and (-∞, a) are equally long (lengths must not hint)."""
+  top = "+∞" if hi == sp.oo else human(hi)
+  return f"({human(lo)}, {top})"

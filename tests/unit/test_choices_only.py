@@ -1,0 +1,84 @@
+"""Choices-only rules (mathvlm/eval/choices_only.py): each rule picks what it should, and on the
+engine's problems none gets far from chance (the full figure on 1,000 problems is
+`python -m benchmarks.engine`)."""
+
+import numpy as np
+import pytest
+
+from data_prep.engine import writer
+from mathvlm.eval import choices_only as CO
+
+
+@pytest.mark.parametrize("rule, choices, picks", [
+    ("largest", ["3", "12", "4√3", "2π"], [1]),
+    ("smallest", ["3", "12", "4√3", "2π"], [0]),
+    ("nearest_mean", ["1", "2", "3", "10"], [2]),
+    ("nearest_median", ["1", "2", "4", "10"], [1, 2]),
+    ("leading_digit", ["13", "17", "25", "1.5"], [0, 1, 3]),
+    ("odd_form", ["3√2", "5√2", "7", "√8"], [2]),
+    ("odd_form", ["3", "5", "7", "9"], [0, 1, 2, 3]),
+    ("common_form", ["3√2", "5√2", "7", "√2/2"], [0, 1]),
+    ("longest", ["12", "4√3 + 2π", "π", "7/2"], [1]),
+    ("shortest", ["12", "4√3 + 2π", "π", "7/2"], [2]),
+    ("slip_source", ["6", "12", "3", "9"], [0]),      # 12 = 2·6, 3 = 6/2, 9 = 1.5·6
+    ("most_similar", ["12√3", "12√2", "13√3", "5"], [0]),
+    ("shared_parts", ["12√3", "12√2", "6√3", "5"], [0]),
+])
+def test_each_rule_picks_what_it_says(rule, choices, picks):
+  assert sorted(CO.RULES[rule](choices)) == picks
+
+
+def test_expected_score_splits_ties_and_scores_add_chance():
+  assert CO.expected("largest", ["1", "2", "2", "0"], 1) == 0.5
+  assert CO.expected("largest", ["1", "2", "2", "0"], 0) == 0.0
+  assert CO.expected("largest", ["(1, +∞)", "(-∞, 1)"], 0) == 0.5   # no values: all tie
+  s = CO.scores([(["1", "2", "3"], 0), (["1", "2", "3", "4"], 3)])
+  assert s["chance"] == pytest.approx((1 / 3 + 1 / 4) / 2) and s["largest"] == 0.5
+
+
+def _slip_options(rng, n=200):
+  """Options made the old engine's way (slips of the answer): the rules must catch those."""
+  out = []
+  for _ in range(n):
+    v = float(rng.integers(3, 40))
+    wrong = [f(v) for f in (lambda x: 2 * x, lambda x: x / 2, lambda x: 1.5 * x, lambda x: x + 2,
+                            lambda x: x - 1, lambda x: 3 * x)]
+    opts = [v] + [wrong[i] for i in rng.choice(len(wrong), 3, replace=False)]
+    order = rng.permutation(4)
+    out.append(([f"{opts[i]:g}" for i in order], int(np.flatnonzero(order == 0)[0])))
+  return out
+
+
+def test_rules_catch_slip_distractors():
+  s = CO.scores(_slip_options(np.random.default_rng(0)))
+  assert s["slip_source"] > s["chance"] + 0.25
+
+
+def test_engine_options_give_nothing_away():
+  opts = writer.Options(seed=77, mc=1.0, degrade=0.0)
+  problems = []
+  for i in range(80):
+    r = writer.make_problem(opts, i)[0]["record"]
+    if r["choices"]:
+      assert len(r["choices"]) == 4   # always four options: chance is 25%
+      problems.append((r["choices"], r["answer_index"]))
+  assert len(problems) >= 45
+  s = CO.scores(problems)
+  far = {k: round(v - s["chance"], 3) for k, v in s.items() if abs(v - s["chance"]) > 0.15}
+  assert not far, far
+
+
+def test_demo_baselines_report_every_rule():
+  from mathvlm.demo.evaluate import baselines
+  from mathvlm.eval.common import Problem
+  train = [{"choices": ["1", "2", "3", "4"], "answer_index": 1, "answer": "2"},
+           {"choices": [], "answer_index": None, "answer": "5"}]
+  problems = [Problem(pid=f"p{k}", question="q", answer=a, choices=c, images=[], query="q",
+                      meta={}, raw={}) for k, (a, c) in enumerate(
+                          [("B", ["6", "12", "3", "9"]), ("A", ["6", "12", "3", "9"]),
+                           ("5", [])])]
+  b = baselines(train, problems)
+  assert b["majority_answer"] == {"letter": "B", "value": "5"}
+  assert b["random"] == pytest.approx(0.5 / 3) and b["majority"] == pytest.approx(2 / 3)
+  assert b["choices_only_rule"] == b["choices_only_slip_source"] == pytest.approx(1 / 3)
+  assert {f"choices_only_{r}" for r in CO.RULES} <= set(b)

@@ -1,0 +1,75 @@
+"""Difficulty as a parameter: --steps MIN:MAX gives rationales of that many steps, each step's
+number re-measured from the scene (coordinates, the function's own evaluator), never from the
+chain; complexity follows the depth; the harder version is a longer chain on the same figure."""
+
+import numpy as np
+import pytest
+
+from data_prep.engine import writer
+from data_prep.engine.exact import X
+from data_prep.engine.problems import ProgramRejected, Rejected, complexity
+
+
+def _drawn(dom, steps, n, seed=3):
+  """Problems of one domain drawn in-process (scene and chain in hand), as the writer draws."""
+  opts = writer.Options(seed=seed, domain=dom, steps=steps, degrade=0.0)
+  out = []
+  for i in range(40 * n):
+    if len(out) == n:
+      break
+    base = [seed, i, 0, 0]
+    try:
+      out.append(writer.draw(dom, opts, np.random.default_rng(base + [0]),
+                             np.random.default_rng(base + [1, 0, 0])))
+    except (Rejected, ProgramRejected):
+      continue
+  assert len(out) == n, f"only {len(out)} {dom} problems with {steps} steps"
+  return out
+
+
+def _check_step(scene, d):
+  """One step's value against the scene's own measurement of that quantity."""
+  m = scene.measure(d.name)
+  if m is None:  # an antiderivative: only fixed up to a constant
+    return
+  if callable(m):  # an expression in x: compare at points of the plot
+    lo, hi = m.domain
+    xs = np.linspace(lo, hi, 9)[1:-1] + 0.0123
+    f = [complex(d.value.subs(X, x)).real for x in xs]
+    assert np.allclose(f, m(xs), rtol=1e-4, atol=1e-4), d.name
+  elif isinstance(m, list):
+    assert np.allclose(sorted(float(v) for v in d.value), m, atol=1e-6), d.name
+  else:
+    assert abs(float(d.value) - m) <= 1e-6 * max(1.0, abs(m)), (d.name, d.value, m)
+
+
+@pytest.mark.parametrize("dom", writer.DOMAINS)
+def test_steps_4_to_6_each_step_measured_from_the_scene(dom):
+  for d in _drawn(dom, (4, 6), 6):
+    chain, rec = d.rec["chain"], d.rec
+    assert 4 <= len(chain) <= 6 and rec["steps"] == len(chain)
+    assert rec["cot"].count("Step ") == len(chain)
+    assert [line.split(":")[0] for line in rec["cot"].splitlines()[:-1]] == [
+        f"Step {k + 1}" for k in range(len(chain))]
+    for step in chain:
+      _check_step(d.scene, step)
+
+
+def test_depth_labels_and_harder_version():
+  assert [complexity(s) for s in range(1, 9)] == [0, 0, 1, 1, 2, 2, 3, 3]
+  for dom in writer.DOMAINS:
+    for d in _drawn(dom, (1, 6), 4, seed=5):
+      h = d.rec["harder"]
+      assert h["steps"] > d.rec["steps"] and h["CoT_reasoning"].count("Step ") == h["steps"]
+      assert h["answer"] and h["answer_expr"]
+      assert d.rec["simplified"] == d.rec["questions"]["text_lite"]
+
+
+def test_cli_steps_range(tmp_path):
+  from data_prep.engine import __main__ as cli
+  cli.main(["--n", "6", "--out", str(tmp_path), "--steps", "5:6", "--degrade", "0"])
+  import json
+  recs = json.load(open(tmp_path / "instruct.json"))
+  assert {r["steps"] for r in recs} <= {5, 6} and {r["complexity"] for r in recs} == {2}
+  with pytest.raises(SystemExit):
+    cli.main(["--n", "1", "--out", str(tmp_path), "--steps", "four"])

@@ -1,0 +1,78 @@
+"""Textbook notation in every human-facing text, sympy's form only in machine fields, and the
+judge reading the notation back (issue 14)."""
+
+import re
+
+import pytest
+import sympy as sp
+
+from data_prep.engine import writer
+from data_prep.engine.exact import X
+from data_prep.engine.notation import human, interval, machine
+from mathvlm.eval.answers import engine_correct, same_value, value_of
+
+PROGRAM = re.compile(r"\*|sqrt|\bpi\b|\boo\b|Abs\(|\blog\(|\^|Piecewise|Interval|\bI\b\*")
+
+
+@pytest.mark.parametrize("value, text", [
+    (8 * sp.sqrt(3) / 3, "8√3/3"), (169 * sp.pi / 8, "169π/8"), (sp.Rational(-3, 2), "-3/2"),
+    (4 + 2 * sp.sqrt(5), "4 + 2√5"), (X ** 2 - 3 * X + 2, "x² - 3x + 2"),
+    (2 * sp.sin(X / 2 + sp.pi / 6) + 1, "2·sin(x/2 + π/6) + 1"), (3 * sp.Abs(X - 1) - 2,
+                                                                  "3·|x - 1| - 2"),
+    (3 * sp.log(X - 2, 2) + 1, "3·log₂(x - 2) + 1"), (2 * sp.sqrt(3) * sp.pi, "2π√3"),
+    ((X - 1) * (X + 3), "(x - 1)(x + 3)"), (2 ** sp.Rational(6, 7), "⁷√64"),
+    (sp.sqrt(4 * sp.sqrt(3) + 29), "√(4√3 + 29)")])
+def test_values_are_written_in_textbook_notation(value, text):
+  assert human(value) == text
+  assert sp.simplify(sp.sympify(machine(value), locals={"x": X}) - value) == 0
+
+
+def test_intervals_and_lists():
+  assert interval(sp.Rational(3, 2), sp.oo) == "(3/2, +∞)"
+  assert interval(-sp.oo, 2) == "(-∞, 2)"
+  assert human([sp.Integer(-1), sp.Integer(3)]) == "-1, 3"
+
+
+@pytest.mark.parametrize("text, number", [
+    ("4√3", 6.9282), ("2π", 6.2832), ("8√3/3", 4.6188), ("3/2", 1.5), ("-√3/3", -0.5774),
+    ("√(4√3 + 29)", 5.9940), ("2·sin(π/6)", 1.0), ("|−3|", 3.0), ("∛4", 1.5874),
+    ("8*sqrt(3)/3", 4.6188), ("4π + 12√3", 33.3509), ("-2 + ⁷√64", -0.1889)])
+def test_value_of_reads_the_engine_notation(text, number):
+  assert abs(value_of(text) - number) < 1e-3
+
+
+def test_judge_on_notation_and_intervals():
+  assert value_of("x²") is None and value_of("the answer") is None
+  assert same_value("4√3", "4*sqrt(3)") and same_value("6.93", "4√3")
+  assert same_value("(2, oo)", "(2, +∞)") and same_value("(-∞, 3/2)", "(-oo, 1.5)")
+  assert not same_value("(2, +∞)", "(3, +∞)") and not same_value("4√3", "4√2")
+  assert engine_correct("2π√3", "2*sqrt(3)*pi", []) and not engine_correct("2π", "2√3π", [])
+
+
+def _texts(r):
+  t, h = r["text_en"], r["harder"]
+  return [t["caption"], t["diagram_generation"], t["text_dominant_question"],
+          t["text_lite_question"], t["vision_dominant_question"], t["CoT_reasoning"],
+          r["answer"], *r["choices"], *r["rephrasings"], r["simplified"],
+          h["text_dominant_question"], h["CoT_reasoning"], h["answer"]]
+
+
+def _scan(n):
+  found = []
+  opts = writer.Options(seed=31, mc=1.0, degrade=0.0)
+  for i in range(n):
+    for s in writer.make_problem(opts, i):
+      r = s["record"]
+      found += [(r["id"], m.group(0), x[max(0, m.start() - 40):m.end() + 20])
+                for x in _texts(r) for m in PROGRAM.finditer(x)]
+      assert PROGRAM.search(r["answer_expr"] + "".join(r["choices_expr"])) or r["answer_expr"]
+  return found
+
+
+def test_no_program_notation_in_any_text_quick():
+  assert _scan(60) == []
+
+
+@pytest.mark.slow
+def test_no_program_notation_in_2000_problems():
+  assert _scan(2000) == []
