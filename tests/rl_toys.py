@@ -4,16 +4,18 @@ QUESTION = "Say a number."
 
 
 class NumberStream:
-  """Text-only prompts (no image); the answer is 7 whatever the question: the optimal policy is
-  known (always say 7), and a reward for one token is all there is to learn."""
-  levels, versions = 3, 1
+  """Text-only prompts (no image) whose answer is 7 whatever the question: the optimal policy is
+  known (always say 7), and a reward for one token is all there is to learn. Records in the
+  engine's format (MAVIS-Geometry fields), as `data_prep.engine.online` makes them."""
+  levels = 3
 
   def __init__(self, seed: int = 0):
     self.seed = seed
 
-  def problems(self, indices, level, versions=1):
-    return [{"id": f"q{i}", "query": f"{QUESTION} ({level})", "image": None, "answer": "7",
-             "choices": [], "group": f"q{i}"} for i in indices]
+  def records(self, indices, level):
+    return [({"id": f"q{i}", "answer": "7", "choices": [],
+              "text_en": {"text_lite_question": f"{QUESTION} ({level})"}}, {})
+            for i in indices]
 
 
 def says_seven(response: str, problem: dict) -> float:

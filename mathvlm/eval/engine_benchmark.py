@@ -47,45 +47,52 @@ def load(path: str, images_dir: str | None = None, language: str = "en") -> list
     raise ValueError(f"{path}: expected a JSON list of MAVIS-Geometry records")
   problems, seen = [], set()
   for n, r in enumerate(data):
-    text = r.get(f"text_{language}")
     group = record_id(r, n)
     if group in seen:
       raise ValueError(f"{path}: record {n}: id {group} appears twice; give each record (and "
                        "each variant of a seed problem) its own id")
     seen.add(group)
-    if not isinstance(text, dict):
-      raise ValueError(f"{path}: record {n} (id {group}) has no `text_{language}` object; "
-                       "engine records need the MAVIS-Geometry fields")
-    choices = [str(c) for c in r.get("choices") or []]
-    answer = r.get("answer")
-    if choices:
-      idx = r.get("answer_index")
-      if not isinstance(idx, int) or not 0 <= idx < len(choices):
-        raise ValueError(f"{path}: record {n} (id {group}): answer_index {idx!r} is not an index "
-                         f"into its {len(choices)} choices")
-      answer = chr(ord("A") + idx)
-    if answer is None:
-      raise ValueError(f"{path}: record {n} (id {group}) has neither choices+answer_index nor "
-                       "an `answer`")
-    found = 0
-    for version, (q_field, img_field) in VERSIONS.items():
-      question = text.get(q_field)
-      if not question:
-        continue
-      found += 1
-      image = r.get(img_field)
-      problems.append(Problem(
-          pid=f"{group}:{version}", question=question, answer=str(answer), choices=choices,
-          images=[os.path.join(images_dir, image)] if image else [],
-          query=build_query(question, choices),
-          meta={"group": group, "version": version, "caption": text.get("caption", ""),
-                "cot": text.get("CoT_reasoning", ""),
-                "seed": str(r.get("variant_of", group)), "variant": int(r.get("variant", 0))},
-          raw=r))
-    if not found:
-      raise ValueError(f"{path}: record {n} (id {group}) has none of "
-                       f"{[v[0] for v in VERSIONS.values()]} in text_{language}")
+    problems += problems_of(r, n, images_dir, language, where=path)
   return problems
+
+
+def problems_of(r: dict[str, Any], n: int, images_dir: str = "", language: str = "en", *,
+                where: str = "engine records") -> list[Problem]:
+  """One record's problems, one per question version it has; image paths joined to
+  `images_dir` (a relative path stays relative with ""; the RL stream maps it to bytes)."""
+  text, group = r.get(f"text_{language}"), record_id(r, n)
+  if not isinstance(text, dict):
+    raise ValueError(f"{where}: record {n} (id {group}) has no `text_{language}` object; "
+                     "engine records need the MAVIS-Geometry fields")
+  choices = [str(c) for c in r.get("choices") or []]
+  answer = r.get("answer")
+  if choices:
+    idx = r.get("answer_index")
+    if not isinstance(idx, int) or not 0 <= idx < len(choices):
+      raise ValueError(f"{where}: record {n} (id {group}): answer_index {idx!r} is not an index "
+                       f"into its {len(choices)} choices")
+    answer = chr(ord("A") + idx)
+  if answer is None:
+    raise ValueError(f"{where}: record {n} (id {group}) has neither choices+answer_index nor "
+                     "an `answer`")
+  out = []
+  for version, (q_field, img_field) in VERSIONS.items():
+    question = text.get(q_field)
+    if not question:
+      continue
+    image = r.get(img_field)
+    out.append(Problem(
+        pid=f"{group}:{version}", question=question, answer=str(answer), choices=choices,
+        images=[os.path.join(images_dir, image)] if image else [],
+        query=build_query(question, choices),
+        meta={"group": group, "version": version, "caption": text.get("caption", ""),
+              "cot": text.get("CoT_reasoning", ""),
+              "seed": str(r.get("variant_of", group)), "variant": int(r.get("variant", 0))},
+        raw=r))
+  if not out:
+    raise ValueError(f"{where}: record {n} (id {group}) has none of "
+                     f"{[v[0] for v in VERSIONS.values()]} in text_{language}")
+  return out
 
 
 def record_id(r: dict[str, Any], n: int) -> str:

@@ -138,7 +138,8 @@ DEFAULTS = dict(
     length_target=0,         # the length reward's free length in tokens (0: max_new_tokens)
     problems="",             # rollout prompts on the fly: "module:factory" (the engine's stream)
     curriculum=True,         # adapt the stream's difficulty to the running pass rate
-    consistency=False,       # groups mix one problem's question versions (see mathvlm.rl)
+    version="text_lite",     # the question version rollouts answer (MAVIS's instruction tuning)
+    consistency=False,       # groups mix one problem's three question versions instead
 )
 
 

@@ -2,11 +2,13 @@
 the rows the jitted step trains on (prompt + answer, `loss_mask` on the answer).
 
 Prompts come from a problem stream (`grpo.problems`, "package.module:factory", called as
-factory(seed=..., **grpo.stream_args)): problems made on the fly from the indices the data
-pipeline hands out (`data.name='stream'`: shuffled, sharded over processes, resumable), at the
-difficulty the curriculum sets. A stream has `levels` and `problems(indices, level, versions)`
-returning one dict per problem (`query`, `image` (encoded bytes or None), `answer`, `choices`,
-`group`, `id`; with `versions` > 1, that many question versions of each problem).
+factory(seed=...)): problems made on the fly from the indices the data pipeline hands out
+(`data.name='stream'`: shuffled, sharded over processes, resumable), at the difficulty the
+curriculum sets. A stream has `levels` and `records(indices, level)` returning, per index, a
+MAVIS-Geometry record (the engine's format) and its images {path: encoded bytes}; the records
+become prompts through the evaluation's own loader (`engine_benchmark.problems_of`), so a rollout
+is asked exactly what held-out evaluation asks. A group answers the question version
+`grpo.version` G times or, with `grpo.consistency`, each of the three versions G/3 times.
 
 Sampling runs the model on the trainer's mesh (`mathvlm.eval.distributed.generate_global`, the
 KV-cache sampler of evaluation); its seed is a function of (config.seed, step, refill round), so
@@ -64,10 +66,13 @@ class Rollouts:
       raise ValueError("grpo rollouts need data.tokenizer: a tokenizer.json (to decode answers)")
     module, _, attr = self.opts["problems"].partition(":")
     self.stream = getattr(importlib.import_module(module), attr)(seed=c.seed)
-    self.versions = self.stream.versions if self.opts["consistency"] else 1
-    if self.group % self.versions:
+    from mathvlm.eval.engine_benchmark import VERSIONS
+    self.versions = list(VERSIONS) if self.opts["consistency"] else [self.opts["version"]]
+    if self.versions[0] not in VERSIONS:
+      raise ValueError(f"grpo.version={self.versions[0]!r}: one of {list(VERSIONS)}")
+    if self.group % len(self.versions):
       raise ValueError(f"grpo.group={self.group}: with grpo.consistency, a group holds each of "
-                       f"the {self.versions} question versions equally often")
+                       f"the {len(self.versions)} question versions equally often")
     self.curriculum.levels = self.stream.levels
     self.encoder = Encoder(Tokenizer.from_file(c.data.tokenizer), cfg.image_token_id,
                            cfg.image_seq_len, c.data.max_len)
@@ -105,12 +110,17 @@ class Rollouts:
     return batch, metrics
 
   def _problems(self, indices: list[int], level: int) -> list[list[dict]]:
-    """Per prompt, the G problems its group answers (the same one G times, or its versions)."""
-    got = self.stream.problems(indices, level, self.versions)
-    per = self.group // self.versions
-    if self.versions == 1:
-      return [[p] * self.group for p in got]
-    return [[v for v in p for _ in range(per)] for p in got]
+    """Per prompt, the G problems its group answers (one version G times, or each version)."""
+    from mathvlm.eval.engine_benchmark import problems_of
+    per, out = self.group // len(self.versions), []
+    for index, (record, files) in zip(indices, self.stream.records(indices, level)):
+      by_version = {p.meta["version"]: p for p in problems_of(record, index)}
+      missing = [v for v in self.versions if v not in by_version]
+      if missing:
+        raise ValueError(f"problem {record.get('id', index)} of the stream has no {missing} "
+                         "question")
+      out.append([_as_dict(by_version[v], files) for v in self.versions for _ in range(per)])
+    return out
 
   def _rollout(self, state, groups: list[list[dict]], step: int, round_: int) -> dict:
     """Samples an answer for every row; rewards and advantages per group."""
@@ -197,6 +207,13 @@ class Rollouts:
                 np.mean(correct.max(axis=1))),
             "groups/all_equal": all_equal,
             "response_length": float(np.mean(rows["lengths"]))}
+
+
+def _as_dict(p, files: dict) -> dict:
+  """What rewards and prompts read of a problem; its image as bytes from the stream's files."""
+  image = files[p.images[0]] if p.images else None
+  return {"id": p.pid, "query": p.query, "image": image, "answer": p.answer,
+          "choices": p.choices, "group": p.meta["group"], "version": p.meta["version"]}
 
 
 def _replace_groups(rows: dict, new: dict, slots: np.ndarray, group: int) -> dict:

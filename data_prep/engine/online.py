@@ -1,0 +1,60 @@
+"""The engine as a problem stream for reinforcement learning: problems made on the fly, from the
+index the training pipeline hands out and the difficulty the curriculum asks for.
+
+  --config.grpo.problems=data_prep.engine.online:EngineStream
+
+Problem `index` at level L is `writer.make_problem(Options(seed, split="train", steps=LEVELS[L],
+...), index)`: pure in (seed, index, level), so a resumed run (the data iterator's position and
+the curriculum's level are checkpointed) makes the same problems, and any worker makes the same
+bytes. Only the training split is drawn (the engine's content-hash split), so no held-out problem
+of the same seed's test split appears. A level is a reasoning depth (`--steps`): the curriculum
+moves from one-step problems to six-step chains. Problems are made in a pool of worker processes
+(`workers`), in index order.
+
+Each problem comes as its MAVIS-Geometry record and its images in memory, {path: PNG bytes}; the
+trainer's side (`mathvlm.rl.rollouts`) turns records into prompts with the evaluation's own loader
+(`mathvlm.eval.engine_benchmark.problems_of`), so rollouts see exactly what held-out evaluation
+asks.
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing as mp
+import os
+
+from data_prep.engine.writer import Options, make_problem
+
+LEVELS = ((1, 1), (1, 2), (2, 3), (3, 4), (4, 6))
+
+
+def _make(opts: Options, index: int) -> tuple[dict, dict]:
+  sample = make_problem(opts, index)[0]
+  return sample["record"], dict(sample["files"])
+
+
+class EngineStream:
+  """records(indices, level) -> [(record, {image path: PNG bytes})], in the order asked."""
+  levels = len(LEVELS)
+  versions = 3
+
+  def __init__(self, seed: int = 0, domain: str = "all", mc: float = 0.7, degrade: float = 0.0,
+               workers: int = 0):
+    self.seed, self.domain, self.mc, self.degrade = seed, domain, mc, degrade
+    self.workers = workers
+    self._pool = None
+
+  def options(self, level: int) -> Options:
+    if not 0 <= level < len(LEVELS):
+      raise ValueError(f"engine stream level {level}: 0..{len(LEVELS) - 1}")
+    return Options(seed=self.seed, domain=self.domain, split="train", mc=self.mc,
+                   degrade=self.degrade, steps=LEVELS[level]).check()
+
+  def records(self, indices: list[int], level: int) -> list[tuple[dict, dict]]:
+    make = functools.partial(_make, self.options(level))
+    if self.workers <= 1:
+      return [make(int(i)) for i in indices]
+    if self._pool is None:
+      ctx = mp.get_context("fork") if hasattr(os, "fork") else mp.get_context()
+      self._pool = ctx.Pool(self.workers)
+    return self._pool.map(make, [int(i) for i in indices])
