@@ -180,9 +180,10 @@ def kind_of(name: str) -> str | None:
 
 
 def misreads(fig: Figure) -> list:
-  """Angles read as their complement or supplement (both special, so still exact)."""
+  """Angles read as their complement or supplement (both special, so still exact); in name
+  order, not the set's (which follows the process's string hash seed)."""
   out = []
-  for name in fig.angles:
+  for name in sorted(fig.angles):
     a = int(fig.givens[name])
     for b, why in ((90 - a, "complement"), (180 - a, "supplement")):
       if b in TRIG and b != a and b != 90:
