@@ -36,7 +36,8 @@ SHORT = {"text_dominant": "td", "text_lite": "tl", "vision_dominant": "vd"}
 CAPTION_ASK = ["Describe the diagram.", "What does this figure show?",
                "Give a detailed caption of this math diagram.",
                "Describe every element of the image."]
-MAX_PROGRAMS = 60     # figure programs tried per problem
+MAX_PROGRAMS = 60     # figure programs that may fail per problem
+MAX_OTHER_SPLIT = 2000  # sound programs of the other split passed over before those count too
 MAX_VALUES = 25       # values tried per program and variant
 
 
@@ -108,15 +109,20 @@ def make_problem(opts: Options, index: int) -> list:
   """The samples of problem `index` (one per variant): records and PNG bytes, pure in
   (options, index)."""
   dom = domain_for(opts.domain, index)
-  rejected = {}
-  for attempt in range(MAX_PROGRAMS):
+  rejected, failed, attempt = {}, 0, -1
+  while failed < MAX_PROGRAMS:
+    attempt += 1
     base = [opts.seed, index, attempt, SPLITS[opts.split]]
     out = _variants(dom, opts, base, rejected)
     if out is None:
+      failed += 1
       continue
     if opts.split != "all" and is_test(out[0].scene.key + "|" + out[0].main.name,
                                        opts.test_fraction) != (opts.split == "test"):
+      # a sound program of the other split: not this problem's failure (with a 10% test split,
+      # nine in ten are), but bounded, so a test fraction of 0.001 cannot spin for ever
       rejected["other_split"] = rejected.get("other_split", 0) + 1
+      failed += 1 if rejected["other_split"] > MAX_OTHER_SPLIT else 0
       continue
     sid = f"{dom}_{opts.split}_{opts.seed}_{index:07d}"
     samples = [sample(d, sid, k, opts, index) for k, d in enumerate(out)]
@@ -124,8 +130,9 @@ def make_problem(opts: Options, index: int) -> list:
       rejected["multiple choice asked free-form: too few wrong turns"] = 1
     samples[0]["rejected"] = rejected
     return samples
-  raise RuntimeError(f"engine: problem {index} ({dom}) failed {MAX_PROGRAMS} figure programs: "
-                     f"{rejected}; widen --steps or the generator's parameter ranges")
+  raise RuntimeError(f"engine: problem {index} ({dom}) failed {MAX_PROGRAMS} figure programs "
+                     f"({attempt + 1} tried): {rejected}; widen --steps or the generator's "
+                     "parameter ranges")
 
 
 def _variants(dom, opts, base, rejected) -> list | None:

@@ -79,6 +79,7 @@ def test_demo_baselines_report_every_rule():
                            ("5", [])])]
   b = baselines(train, problems)
   assert b["majority_answer"] == {"letter": "B", "value": "5"}
-  assert b["random"] == pytest.approx(0.5 / 3) and b["majority"] == pytest.approx(2 / 3)
-  assert b["choices_only_rule"] == b["choices_only_slip_source"] == pytest.approx(1 / 3)
+  # percent, as every accuracy the evaluation reports
+  assert b["random"] == pytest.approx(100 * 0.5 / 3) and b["majority"] == pytest.approx(200 / 3)
+  assert b["choices_only_rule"] == b["choices_only_slip_source"] == pytest.approx(100 / 3)
   assert {f"choices_only_{r}" for r in CO.RULES} <= set(b)

@@ -212,6 +212,14 @@ def test_held_out_split_is_disjoint(tmp_path):
   assert json.load(open(os.path.join(te, "meta.json")))["rejected_attempts"]["other_split"] > 0
 
 
+def test_a_small_test_split_is_not_a_failure():
+  """With 1% of contents held out, ~99% of sound figure programs belong to the training split;
+  passing over them must not use up the problem's budget of failing programs."""
+  samples = writer.make_problem(writer.Options(seed=0, domain="plane", split="test",
+                                               test_fraction=0.01), 3)
+  assert samples[0]["rejected"]["other_split"] > writer.MAX_PROGRAMS
+
+
 def test_analytic_figures_do_not_overlap():
   for i in range(60):
     rng = np.random.default_rng([9, i])
