@@ -46,7 +46,8 @@ class Checkpointer:
     self.manager = ocp.CheckpointManager(
         self.root,
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=every,
-                                             enable_async_checkpointing=use_async, create=True))
+                                             enable_async_checkpointing=use_async, create=True,
+                                             cleanup_tmp_directories=True))
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
