@@ -213,25 +213,15 @@ def save_model(model: nnx.Module, cfg, ckpt_dir: str) -> None:
 
 
 def export_model(model: nnx.Module, cfg, ckpt_dir: str) -> None:
-  """`save_model` into `<ckpt_dir>.partial`, then moved into place: a run killed while exporting
-  leaves the previous export (or none) and a partial folder, never a half-written `ckpt_dir`
-  that looks whole. (On a bucket the final move is a copy, as object stores have no rename.)"""
-  final = paths.absolute(ckpt_dir)
-  partial = final.parent / (final.name + ".partial")
-  if partial.exists():
-    partial.rmtree()
-  save_model(model, cfg, str(partial))
-  if jax.process_index() == 0:
-    if final.exists():
-      old = final.parent / (final.name + ".old")
-      if old.exists():
-        old.rmtree()
-      final.rename(old)
-      partial.rename(final)
-      old.rmtree()
-    else:
-      partial.rename(final)
+  """`save_model` with config.json removed first and written last. config.json is what makes a
+  folder a model (`is_model_dir`), so a run killed while exporting leaves a folder that is never
+  read as a model, and its rerun exports again. The same on a bucket, with no copy (object stores
+  have no rename)."""
+  config = paths.absolute(ckpt_dir) / "config.json"
+  if jax.process_index() == 0 and config.exists():
+    config.unlink()
   _barrier("export_model")
+  save_model(model, cfg, ckpt_dir)  # the parameters (orbax: whole or absent), then config.json
 
 
 def load_model(ckpt_dir: str, sharding: Callable | None = None, **runtime):

@@ -6,7 +6,7 @@ from a seeded generator. Nothing inside the trainer cooperates.
 Moments:
   between_checkpoints  a random delay after a random step's log line
   async_save           a checkpoint's temporary folder has appeared: orbax is writing it
-  final_export         WORKDIR/model.partial has appeared: the final model is being written
+  final_export         WORKDIR/model has appeared without its config.json (written last)
 """
 
 from __future__ import annotations
@@ -82,7 +82,9 @@ def saving(workdir: str):
 
 
 def exporting(workdir: str):
-  return lambda: os.path.isdir(os.path.join(workdir, "model.partial"))
+  """The final model's folder is there without its config.json (written last)."""
+  model = os.path.join(workdir, "model")
+  return lambda: os.path.isdir(model) and not os.path.exists(os.path.join(model, "config.json"))
 
 
 def kill_at(moment: str, flags, workdir, environ, log, rng: random.Random, steps: range,
@@ -138,4 +140,3 @@ def assert_same_run(straight: str, resumed: str, steps: int) -> None:
   for name in ("data_report.json", "model/config.json"):
     with open(os.path.join(straight, name)) as fa, open(os.path.join(resumed, name)) as fb:
       assert json.load(fa) == json.load(fb), name
-  assert not os.path.exists(os.path.join(resumed, "model.partial"))

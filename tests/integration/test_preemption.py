@@ -17,6 +17,9 @@ import time
 import pytest
 
 import faults
+from mathvlm.checkpoint import CheckpointError
+from mathvlm.pretrained import model_config
+from train_utils import tiny_config
 
 STEPS = 8
 COMMON = ["--config.steps=8", "--config.data.global_batch=8", "--config.data.max_len=32",
@@ -63,7 +66,9 @@ def test_sigterm_then_kills_in_a_save_and_in_the_export_resume_bitwise(tmp_path)
   # SIGKILL while the final model is written.
   t, what = faults.kill_at("final_export", args, work, environ, log(3), rng, range(0))
   assert t.wait() == -signal.SIGKILL, what + t.text()[-3000:]
-  assert not os.path.exists(f"{work}/model") and os.path.isdir(f"{work}/model.partial")
+  assert not os.path.exists(f"{work}/model/config.json")
+  with pytest.raises(CheckpointError, match="an export that did not finish"):
+    model_config(tiny_config("lm", model__init_from=work))  # never read as a model
 
   t = faults.Trainer(args, work, environ, log(4))
   assert t.wait() == 0, t.text()[-3000:]
