@@ -45,7 +45,7 @@ def pretrained_config(path: str, config):
   in_workdir = folder.name == "model" and folder.parent.joinpath("run_config.json").exists()
   if in_workdir or (folder.is_dir() and any(p.name.startswith("params") for p in folder.iterdir())):
     raise checkpoint.CheckpointError(
-        f"{path} holds parameters but no config.json: an export that did not finish (the run "
+        f"{path} has no config.json (written last): an export that did not finish (the run "
         "was stopped while writing its final model). Rerun that training command: it resumes "
         "from its last checkpoint and exports again")
   meta = hf.read_config(os.path.join(path, "config.json"))

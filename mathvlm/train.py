@@ -339,7 +339,7 @@ class Rows:
       self.ckpt.wait()  # saves of earlier (finite) steps in flight
       raise FloatingPointError(
           f"non-finite loss {metrics['loss']} or gradient norm {metrics['grad_norm']} at step "
-          f"{done}: its update was not applied and nothing after step {done - 1} was saved; the "
+          f"{done}; its update was not applied and nothing after step {done - 1} was saved; the "
           f"last good checkpoint (step {self.ckpt.latest_step()}) is kept in "
           f"{self.writer.workdir}/checkpoints. Rerun with a lower optim.lr (or optim.grad_clip) "
           "to resume from it (docs/reliability/FAULTS.md)")
@@ -378,7 +378,8 @@ def train_loop(run: Run, state, start: int, data_iter, ckpt, writer, callbacks=(
   for step in range(start, run.total_steps):
     item = batches.take()
     state, metrics = run.step_fn(state, item.batch)
-    batches.fill()  # the next batch read and placed while this step runs
+    if getattr(run, "host", None) is None:  # a host step (RL rollouts) needs the new state
+      batches.fill()  # the next batch read and placed while this step runs
     if pending is not None:
       rows.finish(*pending)  # the previous step's metrics, a step late
     done, pending = step + 1, (step + 1, metrics, item)

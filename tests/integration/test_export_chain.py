@@ -145,8 +145,8 @@ def test_flops_frozen_vision_tower_counts_forward_only():
 
 
 @pytest.mark.xfail(strict=True, reason="mathvlm/flops.py counts all 4 vision blocks, but LLaVA "
-                   "reads hidden layer -2, so 3 run (vit.hidden_state skips the last); it counts the "
-                   "patch embedding on 17 tokens (16 patches + CLS) and halves the tower's "
+                   "reads hidden layer -2, so 3 run (vit.hidden_state skips the last); it counts "
+                   "the patch embedding on 17 tokens (16 patches + CLS) and halves the tower's "
                    "bidirectional attention as if causal: for the owner of flops.py")
 def test_flops_equal_a_hand_count_of_what_the_tiny_llava_runs():
   assert analytic("model=tiny") == pytest.approx(llava_hand_count(3, 16, 1.0), rel=1e-12)
