@@ -66,10 +66,14 @@ def test_lora_merged_export_gives_the_unmerged_logits_and_the_schedule_is_optax(
 
 
 def test_vision_init_from_puts_exactly_the_clip_math_tower_into_llava(tmp_path):
-  from mathvlm import train, train_state
-  from mathvlm.train import train as run_training
+  """A CLIP-Math stage's workdir (its exported model: a tiny CLIP with its own seed) as
+  `model.vision_init_from` of a LLaVA run."""
+  from mathvlm import checkpoint, train, train_state
+  from mathvlm.models import registry
   clip_dir = str(tmp_path / "clip_math")
-  run_training(tiny_config("contrastive", steps=2), clip_dir)
+  family = registry.get("clip")
+  clip_cfg = family.preset("tiny")
+  checkpoint.save_model(family.build(clip_cfg, seed=7), clip_cfg, f"{clip_dir}/model")
   clip = faults.restore(f"{clip_dir}/model/params")
   tower = {k.replace("['vision_model']", "", 1): v for k, v in clip.items()
            if k.startswith("['vision_model']")}

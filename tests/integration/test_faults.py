@@ -176,7 +176,9 @@ def lr_sensitive_objective():
                    weight_metric="tokens")
 
 
-def test_non_finite_step_stops_keeps_a_finite_checkpoint_and_a_lower_lr_trains(tmp_path):
+@pytest.mark.parametrize("rerun", [pytest.param(False, id="quick"),
+                                   pytest.param(True, id="rerun", marks=pytest.mark.slow)])
+def test_non_finite_step_stops_keeps_a_finite_checkpoint_and_a_lower_lr_trains(tmp_path, rerun):
   from mathvlm import objectives
   from mathvlm.train import train
   work = str(tmp_path / "run")
@@ -192,7 +194,8 @@ def test_non_finite_step_stops_keeps_a_finite_checkpoint_and_a_lower_lr_trains(t
     assert len(kept) > 10 and all(np.isfinite(v).all() for v in kept.values())
     assert [r["step"] for r in faults.rows(work)] == [1, 2]
     assert not os.path.exists(f"{work}/model")
-
+    if not rerun:
+      return
     cfg = tiny_config("lm", steps=6, checkpoint__every=2, optim__lr=1e-3)
     cfg.objective = "lm_lr_sensitive"
     last = train(cfg, work)

@@ -18,8 +18,8 @@ ENV = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8 --xla_backend_opti
        "JAX_PLATFORMS": "cpu"}
 
 # name, (data, fsdp, tensor), devices used, grad_accum; batch pieces = shards x micro-batches.
-# The quick form (default) takes one device and one mesh with accumulation; `-m slow` the rest.
-QUICK = [("one_device", (1, 1, 1), 1, 1), ("fsdp4_tensor2_accum2", (1, 4, 2), 8, 2)]
+# The quick form (default) takes one mesh with accumulation; `-m slow` the rest.
+QUICK = [("fsdp4_tensor2_accum2", (1, 4, 2), 8, 2)]
 SLOW = [("one_device", (1, 1, 1), 1, 1), ("fsdp8", (1, 8, 1), 8, 1),
         ("data2_fsdp2_tensor2", (2, 2, 2), 8, 1), ("accum2", (1, 1, 1), 1, 2),
         ("fsdp2_accum4", (1, 2, 1), 2, 4)]
