@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
+import time
 import typing
 from typing import Any, Callable
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
@@ -26,41 +29,93 @@ from mathvlm import paths
 from mathvlm.models import registry
 from mathvlm.models.layers import path_parts, with_runtime
 
+log = logging.getLogger("mathvlm.train")
+
 
 class CheckpointError(ValueError):
   """A checkpoint that does not fit the model: the message names the key and the fix."""
 
 
 class Checkpointer:
+  """A run's checkpoints under WORKDIR/checkpoints: per step, the train state, the data
+  iterator's state after that step's batch, and the loop's own counters (JSON)."""
+
   def __init__(self, workdir: str, *, every: int, keep: int, use_async: bool = True):
     self.every = every
+    self.root = paths.absolute(workdir) / "checkpoints"
     self.manager = ocp.CheckpointManager(
-        paths.absolute(workdir) / "checkpoints",
+        self.root,
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=every,
-                                             enable_async_checkpointing=use_async, create=True))
+                                             enable_async_checkpointing=use_async, create=True,
+                                             cleanup_tmp_directories=True))
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
-  def save(self, step: int, state, data_iter, *, force: bool = False, host=None) -> bool:
-    """host: an object with `state_dict()` (an objective's host step: the RL curriculum),
-    saved as JSON beside the train state."""
+  def should_save(self, step: int) -> bool:
+    return self.manager.should_save(step)
+
+  def save(self, step: int, state, data_iter, *, force: bool = False,
+           loop: dict | None = None) -> bool:
+    """data_iter: the iterator, or anything with its `get_state()` (`overlap.SavedIteratorState`).
+    loop: JSON the loop restores with the state (its drop counts)."""
     items = dict(state=ocp.args.StandardSave(state),
                  data=grain.checkpoint.CheckpointSave(data_iter))
-    if host is not None:
-      items["host"] = ocp.args.JsonSave(host.state_dict())
+    if loop is not None:
+      items["loop"] = ocp.args.JsonSave(loop)
     return self.manager.save(step, args=ocp.args.Composite(**items), force=force)
 
-  def restore(self, step: int, abstract_state, data_iter, host=None):
-    """abstract_state: ShapeDtypeStructs carrying the target shardings; host: loaded in place."""
+  def restore(self, step: int, abstract_state, data_iter, with_loop: bool = False):
+    """abstract_state: ShapeDtypeStructs carrying the target shardings. with_loop: also return
+    the loop's JSON ({} for a checkpoint written without it)."""
     items = dict(state=ocp.args.StandardRestore(abstract_state),
                  data=grain.checkpoint.CheckpointRestore(data_iter))
-    if host is not None:
-      items["host"] = ocp.args.JsonRestore()
+    has_loop = with_loop and (self.root / str(step) / "loop").exists()
+    if has_loop:
+      items["loop"] = ocp.args.JsonRestore()
     out = self.manager.restore(step, args=ocp.args.Composite(**items))
-    if host is not None:
-      host.load_state_dict(out.host)
-    return out.state
+    if not with_loop:
+      return out.state
+    return out.state, (dict(out.loop) if has_loop else {})
+
+  def restore_latest(self, abstract_state, data_iter):
+    """(state, step, loop JSON) of the newest step that reads back whole, or (None, None, {})
+    when there is none. A newer step that cannot be read (truncated or partly deleted files) is
+    logged, moved aside to WORKDIR/checkpoints_unreadable/ (kept for a look, and out of the way
+    of the step's next save) and the previous step is tried; when no step reads, the error names
+    each step and why, and nothing is moved."""
+    steps = sorted(self.manager.all_steps(), reverse=True)
+    failures = []
+    for step in steps:
+      why = "another process could not read it"
+      try:
+        state, loop = self.restore(step, abstract_state, data_iter, with_loop=True)
+        ok = True
+      except Exception as e:  # noqa: BLE001  (orbax, tensorstore and grain raise many kinds)
+        ok, why = False, f"{type(e).__name__}: {str(e)[:300]}"
+      if not _agree(ok):
+        failures.append((step, why))
+        continue
+      for bad, why in failures:
+        self._set_aside(bad, why, step)
+      return state, step, loop
+    if failures:
+      raise CheckpointError(
+          f"no checkpoint in {self.root} can be read; each step and why:\n  "
+          + "\n  ".join(f"step {s}: {why}" for s, why in failures)
+          + "\nNothing was moved or deleted. Restore the files from a copy, or move the "
+          "checkpoints folder away to start over.")
+    return None, None, {}
+
+  def _set_aside(self, step: int, why: str, fallback: int) -> None:
+    dest = self.root.parent / "checkpoints_unreadable" / f"{step}-{int(time.time())}"
+    log.warning("checkpoint step %d in %s cannot be read (%s): moved to %s; resuming from step "
+                "%d", step, self.root, why, dest, fallback)
+    if jax.process_index() == 0:
+      dest.parent.mkdir(parents=True, exist_ok=True)
+      (self.root / str(step)).rename(dest)
+    _barrier("checkpoint_set_aside")
+    self.manager.reload()
 
   def wait(self) -> None:
     self.manager.wait_until_finished()
@@ -68,6 +123,20 @@ class Checkpointer:
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def _agree(ok: bool) -> bool:
+  """Whether every process could read (one small all-gather when there are several)."""
+  if jax.process_count() == 1:
+    return ok
+  from jax.experimental import multihost_utils
+  return bool(multihost_utils.process_allgather(np.int32(ok)).min())
+
+
+def _barrier(name: str) -> None:
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
 
 
 def abstract_like(tree):
@@ -141,6 +210,18 @@ def save_model(model: nnx.Module, cfg, ckpt_dir: str) -> None:
   with (ckpt_dir / "config.json").open("w") as f:
     json.dump({"format": "mathvlm", "kind": registry.of_model(model).name,
                "config": config_to_dict(cfg)}, f, indent=2)
+
+
+def export_model(model: nnx.Module, cfg, ckpt_dir: str) -> None:
+  """`save_model` with config.json removed first and written last. config.json is what makes a
+  folder a model (`is_model_dir`), so a run killed while exporting leaves a folder that is never
+  read as a model, and its rerun exports again. The same on a bucket, with no copy (object stores
+  have no rename)."""
+  config = paths.absolute(ckpt_dir) / "config.json"
+  if jax.process_index() == 0 and config.exists():
+    config.unlink()
+  _barrier("export_model")
+  save_model(model, cfg, ckpt_dir)  # the parameters (orbax: whole or absent), then config.json
 
 
 def load_model(ckpt_dir: str, sharding: Callable | None = None, **runtime):

@@ -69,7 +69,7 @@ class SafetensorsDir:
         raise CheckpointError(f"no *.safetensors in {path}{extra}")
       self.file_of = {}
       for name in files:
-        with safe_open(os.path.join(path, name), "np") as f:
+        with _safe_open(os.path.join(path, name)) as f:
           self.file_of.update({k: name for k in f.keys()})
     self._handles: dict[str, Any] = {}
     self.used: set[str] = set()
@@ -83,7 +83,7 @@ class SafetensorsDir:
   def _handle(self, key: str):
     name = self.file_of[key]
     if name not in self._handles:
-      self._handles[name] = safe_open(os.path.join(self.path, name), "np")
+      self._handles[name] = _safe_open(os.path.join(self.path, name))
     return self._handles[name]
 
   def shape(self, key: str) -> tuple[int, ...]:
@@ -92,6 +92,18 @@ class SafetensorsDir:
   def get(self, key: str) -> np.ndarray:
     self.used.add(key)
     return self._handle(key).get_tensor(key)
+
+
+def _safe_open(path: str):
+  """safe_open, with a damaged or missing file named in the error (safetensors' own message
+  names neither the file nor the fix)."""
+  try:
+    return safe_open(path, "np")
+  except Exception as e:  # noqa: BLE001  (SafetensorError, OSError, ...)
+    raise CheckpointError(
+        f"{path}: cannot read this safetensors file ({type(e).__name__}: {e}). It is cut short "
+        "or damaged (an interrupted download or copy): download or copy it again, or re-save "
+        "the model with save_pretrained") from None
 
 
 # ---------------------------------------------------------------------------------------------

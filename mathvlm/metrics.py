@@ -1,6 +1,12 @@
 """Training metrics: one JSON line per logged step in WORKDIR/metrics.jsonl (big_vision style) and
 the same scalars in TensorBoard (tensorboardX: no TensorFlow needed). Only process 0 writes.
-WORKDIR may be a bucket URL (gs://...): see `BucketFile`."""
+WORKDIR may be a bucket URL (gs://...): see `BucketFile`.
+
+A run killed between checkpoints has written rows for steps it will train again after resuming
+from the last checkpoint. A writer opened for a run that starts at step s therefore first drops
+the rows after s (and a last line cut short by the kill), so metrics.jsonl ends with exactly one
+row per logged step, the rows an uninterrupted run writes; TensorBoard drops its events after s
+the same way (`purge_step`)."""
 
 from __future__ import annotations
 
@@ -17,15 +23,24 @@ log = logging.getLogger("mathvlm.train")  # the trainer's log, which it prints
 
 
 class MetricWriter:
-  def __init__(self, workdir: str, *, tensorboard: bool = True, enabled: bool = True):
+  def __init__(self, workdir: str, *, tensorboard: bool = True, enabled: bool = True,
+               start_step: int = 0):
+    """start_step: the step the run starts from (0, or the checkpoint it resumes): rows after it
+    are dropped first."""
     self.workdir, self.enabled = workdir, enabled
     self.tb = None
     if not enabled:
       return
     path = epath.Path(workdir) / "metrics.jsonl"
-    self.file = BucketFile(path) if paths.is_remote(workdir) else path.open("a")
+    if paths.is_remote(workdir):
+      self.file = BucketFile(path)
+      self.file.text = rows_up_to(self.file.text, start_step, path)
+    else:
+      if path.exists():
+        _replace(path, rows_up_to(path.read_text(), start_step, path))
+      self.file = path.open("a")
     if tensorboard:
-      self.tb = _tensorboard(workdir)
+      self.tb = _tensorboard(workdir, start_step)
 
   def write(self, step: int, scalars: dict[str, float]) -> None:
     if not self.enabled:
@@ -44,12 +59,41 @@ class MetricWriter:
         self.tb.close()
 
 
-def _tensorboard(workdir: str):
-  """tensorboardX's writer, or None (with one log line) for a bucket it cannot write to."""
+def rows_up_to(text: str, step: int, path) -> str:
+  """The lines of metrics.jsonl `text` whose step is at most `step`, with a count in the log of
+  the rows dropped (steps the resumed run trains again) and of a cut-short last line."""
+  kept, dropped, broken = [], 0, 0
+  for line in text.splitlines():
+    try:
+      row = json.loads(line)
+    except json.JSONDecodeError:
+      broken += 1
+      continue
+    if row.get("step", 0) <= step:
+      kept.append(line)
+    else:
+      dropped += 1
+  if dropped or broken:
+    log.info("%s: dropped the rows of %d steps after step %d%s, which this run trains again",
+             path, dropped, step, f" and {broken} unreadable line(s)" if broken else "")
+  return "".join(line + "\n" for line in kept)
+
+
+def _replace(path: epath.Path, text: str) -> None:
+  """Rewrites a local file whole (write aside, then rename), so a kill leaves the old or new."""
+  tmp = path.parent / (path.name + ".tmp")
+  tmp.write_text(text)
+  os.replace(tmp, path)
+
+
+def _tensorboard(workdir: str, start_step: int = 0):
+  """tensorboardX's writer (events after `start_step` purged), or None (with one log line) for a
+  bucket it cannot write to."""
   from tensorboardX import SummaryWriter, record_writer
   logdir = os.path.join(workdir, "tensorboard")
+  purge = dict(purge_step=start_step + 1) if start_step else {}
   if not paths.is_remote(workdir):
-    return SummaryWriter(logdir)
+    return SummaryWriter(logdir, **purge)
   # Checked first: a writer that fails half-built prints a traceback when garbage-collected.
   scheme = str(workdir).split("://")[0]
   needs = {"gs": ("google-cloud-storage", record_writer.GCS_ENABLED),
@@ -60,7 +104,7 @@ def _tensorboard(workdir: str):
     reason = f"it needs {needs[scheme][0]} for {scheme}://, which is not installed"
   else:
     try:
-      return SummaryWriter(logdir)
+      return SummaryWriter(logdir, **purge)
     except Exception as e:  # noqa: BLE001  (no credentials, no access, ...)
       reason = f"{type(e).__name__}: {e}"
   log.warning("TensorBoard skipped: tensorboardX cannot write to %s (%s); metrics.jsonl is still "

@@ -10,7 +10,7 @@ import os
 
 from flax import nnx
 
-from mathvlm import checkpoint, hf, objectives
+from mathvlm import checkpoint, hf, objectives, paths
 from mathvlm.checkpoint import model_dir
 from mathvlm.models import registry
 
@@ -41,6 +41,13 @@ def pretrained_config(path: str, config):
   path = model_dir(path)
   if checkpoint.is_model_dir(path):
     return checkpoint.read_model_config(path, **runtime(config))[1]
+  folder = paths.absolute(path)
+  in_workdir = folder.name == "model" and folder.parent.joinpath("run_config.json").exists()
+  if in_workdir or (folder.is_dir() and any(p.name.startswith("params") for p in folder.iterdir())):
+    raise checkpoint.CheckpointError(
+        f"{path} has no config.json (written last): an export that did not finish (the run "
+        "was stopped while writing its final model). Rerun that training command: it resumes "
+        "from its last checkpoint and exports again")
   meta = hf.read_config(os.path.join(path, "config.json"))
   clip = None
   if config.model.clip_dir:

@@ -8,8 +8,10 @@ among the recipes shipped in the package (`mathvlm/configs/`), so an installed c
 any directory.
 
 Read top to bottom: the model (preset or pretrained, LoRA, what trains) -> the optimizer -> the
-step -> setup (mesh, model, data, shardings, the compiled step) -> state (resumed, or initialised)
--> the loop (metrics, checkpoints, callbacks) -> what a run leaves (data report, exported model).
+step -> setup (mesh, model, data, shardings, the compiled step; the state's shardings and initial
+values are in `train_state.py`) -> the loop (metrics read a step late, checkpoints, callbacks,
+SIGTERM) -> the entry point (resumed or initialised state) -> what a run leaves (data report,
+exported model). Faults and what the trainer does about each: docs/reliability/FAULTS.md.
 The objective (`mathvlm.objectives`) fills in everything that differs between stages; this file
 names none of them. The step is a pure function of (state, batch), compiled once with explicit
 in/out shardings and the state donated.
@@ -33,6 +35,7 @@ from absl import app, flags
 from etils import epath
 from ml_collections import config_flags
 
+from mathvlm import overlap, train_state
 from mathvlm.paths import check_reachable
 
 FLAGS = flags.FLAGS
@@ -137,21 +140,28 @@ def make_train_step(config, objective, graphdef, tx, schedule) -> Callable:
     w = jnp.maximum(w, 1e-9)
     return lw / w, w, {k: v / w for k, v in metrics.items()}, jax.tree.map(lambda g: g / w, grads)
 
-  def train_step(state, batch):
+  def train_step(old, batch):
+    """A non-finite loss or gradient norm keeps the old state whole (no update is applied); the
+    loop sees it in the metrics and stops before saving anything."""
+    state = old
     if "pixel_values" in batch and batch["pixel_values"].dtype == jnp.uint8:
       batch = dict(batch, pixel_values=normalize(batch["pixel_values"], jnp))  # on device
     if objective.prepare is not None:
       model_of = lambda params: nnx.merge(graphdef, params, state["frozen"])
       batch, changed = objective.prepare(model_of, state, batch, opts)
       state = dict(state, **changed)
+    finite = jnp.bool_(True)
     for _ in range(passes):  # several optimisation passes over one batch (RL rollouts)
       loss, w, metrics, grads = accumulate(state, batch)
+      grad_norm = optax.global_norm(grads)
+      finite = finite & jnp.isfinite(loss) & jnp.isfinite(grad_norm)
       change, opt_state = tx.update(grads, state["opt_state"], state["params"])
       state = dict(state, params=optax.apply_updates(state["params"], change), opt_state=opt_state)
     if objective.weight_metric:
       metrics[objective.weight_metric] = w
-    metrics.update(loss=loss, grad_norm=optax.global_norm(grads), lr=schedule(state["step"]))
-    return dict(state, step=state["step"] + 1), metrics
+    metrics.update(loss=loss, grad_norm=grad_norm, lr=schedule(old["step"]))
+    new = dict(state, step=old["step"] + 1)
+    return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old), metrics
 
   return train_step
 
@@ -247,36 +257,6 @@ def setup_data(config, objective, cfg):
   return source, dataset, total, example, shapes
 
 
-def state_shardings(objective, opts, abs_params, abs_frozen, tx, mesh, rules):
-  """Abstract train state and its shardings: params, frozen, optimizer state, step and the
-  objective's own state (sharded like the parameters when it has their structure)."""
-  import jax
-  import jax.numpy as jnp
-  import optax
-
-  from mathvlm import sharding
-
-  param_sh = sharding.state_shardings(abs_params, mesh, rules)
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  abs_opt = jax.eval_shape(tx.init, abs_params)
-  opt_sh = optax.tree_map_params(tx, lambda _, s: s, abs_opt, param_sh,
-                                 transform_non_params=lambda _: replicated)
-  abstract = dict(params=abs_params, frozen=abs_frozen, opt_state=abs_opt,
-                  step=jax.ShapeDtypeStruct((), jnp.int32))
-  shardings = dict(params=param_sh, frozen=sharding.state_shardings(abs_frozen, mesh, rules),
-                   opt_state=opt_sh, step=replicated)
-  if objective.extra_state is not None:
-    extra = jax.eval_shape(lambda p: objective.extra_state(p, opts), abs_params)
-    same = jax.tree.structure(abs_params)
-    for k, v in extra.items():
-      abstract[k] = v
-      shardings[k] = (param_sh if jax.tree.structure(v) == same
-                      else jax.tree.map(lambda _: replicated, v))
-  abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                          abstract, shardings)
-  return abstract, shardings
-
-
 def setup(config, devices=None) -> Run:
   import jax
 
@@ -297,8 +277,8 @@ def setup(config, devices=None) -> Run:
   if host is not None:  # the step trains on what the host step makes of the data
     example, shapes = host.example, host.batch_shapes
   tx, schedule = make_optimizer(config, total)
-  abstract_state, state_sh = state_shardings(objective, objective.options(config), abs_params,
-                                             abs_frozen, tx, mesh, rules)
+  abstract_state, state_sh = train_state.state_shardings(
+      objective, objective.options(config), abs_params, abs_frozen, tx, mesh, rules)
   batch_sh = {k: sharding.batch_sharding(mesh) for k in shapes}
   step_fn = jax.jit(make_train_step(config, objective, graphdef, tx, schedule),
                     in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None),
@@ -307,32 +287,6 @@ def setup(config, devices=None) -> Run:
   return Run(config, objective, mesh, cfg, build, is_trainable, graphdef, n_all, n_train,
              train_set, source, dataset, total, example, shapes, step_fn, abstract_state,
              state_sh, tx, evaluators.from_config(config, cfg), host)
-
-
-# ---------------------------------------------------------------------------------------------
-# State: resumed from the workdir, or initialised.
-
-def initial_state(run: Run) -> dict:
-  """Parameters from the pretrained model(s) or random (each device creating only its shards),
-  a fresh optimizer state, step 0, and the objective's own state."""
-  import jax
-  import jax.numpy as jnp
-  from flax import nnx
-
-  config, sh = run.config, run.state_sh
-  if config.model.init_from or config.model.vision_init_from:
-    _, params, frozen = nnx.split(run.build(True), run.is_trainable, ...)
-    params, frozen = jax.device_put(params, sh["params"]), jax.device_put(frozen, sh["frozen"])
-  else:
-    random_init = lambda: nnx.split(run.build(False), run.is_trainable, ...)[1:]
-    params, frozen = jax.jit(random_init, out_shardings=(sh["params"], sh["frozen"]))()
-  state = dict(params=params, frozen=frozen,
-               opt_state=jax.jit(run.tx.init, out_shardings=sh["opt_state"])(params),
-               step=jax.device_put(jnp.int32(0), sh["step"]))
-  if run.objective.extra_state is not None:
-    extra = run.objective.extra_state(params, run.objective.options(config))
-    state.update({k: jax.device_put(v, sh[k]) for k, v in extra.items()})
-  return state
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,10 +301,11 @@ def kill_after(step: int) -> Callable:
   return callback
 
 
-def next_batch(run: Run, data_iter, dropped, state, step: int):
+def next_batch(run: Run, data_iter, now: dict | None = None):
   """This process's rows of the next global batch, made into what the step trains on by the
-  objective's host step (if any), trimmed to a bucket, placed on the mesh; with the host step's
-  metrics."""
+  objective's host step (if any: it samples with `now`'s state), trimmed to a bucket and placed
+  on the mesh; its padding statistics (with the host step's metrics) and the drop reasons of its
+  examples."""
   import jax
   import numpy as np
   from jax.experimental import multihost_utils
@@ -358,71 +313,123 @@ def next_batch(run: Run, data_iter, dropped, state, step: int):
   from mathvlm import sharding
   from mathvlm.data import pipeline
 
-  local, host_metrics = next(data_iter), {}
-  if dropped is not None:
-    local = pipeline.pop_dropped(local, dropped)
+  local, dropped, host_metrics = next(data_iter), collections.Counter(), {}
+  local = pipeline.pop_dropped(local, dropped)
   if run.host is not None:
-    local, host_metrics = run.host(state, local, step)
+    local, host_metrics = run.host(now["state"], local, now["step"])
   buckets = run.config.data.buckets
   if buckets and "attention_mask" in local:  # pad to a bucket, not to max_len
     length = pipeline.local_bucket(local, buckets)
     if jax.process_count() > 1:
       length = int(np.max(multihost_utils.process_allgather(np.int32(length))))
     local = pipeline.trim_to(local, length)
-  return (sharding.place_batch(local, run.mesh),
-          dict(pipeline.batch_stats(local), **host_metrics))
+  return (sharding.place_batch(local, run.mesh), dict(pipeline.batch_stats(local), **host_metrics),
+          dropped)
 
 
-def train_loop(run: Run, state, start: int, data_iter, ckpt, writer, callbacks=()):
-  """Steps start..total: a step, its metrics row (every `metrics.every`), a checkpoint (every
-  `checkpoint.every` and at the end), the callbacks. A non-finite loss stops the run before the
-  step's state is saved."""
-  import jax
-  import numpy as np
+class Rows:
+  """Step metrics from the devices to metrics.jsonl: read (the loop's only wait on the devices),
+  checked finite, counted into the drop reasons, written every `metrics.every` steps."""
 
-  from mathvlm import flops
-  from mathvlm.data import pipeline
+  def __init__(self, run: Run, writer, ckpt, start: int, dropped):
+    import jax
+    import numpy as np
 
-  config = run.config
-  dropped = collections.Counter() if pipeline.DROPPED in run.source[0] else None
-  step_flops = run.objective.flops(run.cfg, run.batch_shapes, sorted(run.train_set))
-  peak = flops.peak_flops(jax.devices()[0], config.model.dtype, config.metrics.peak_flops)
-  tokens = int(np.prod(run.batch_shapes.get("input_ids", (config.data.global_batch,))))
-  row, t_start, t_last = None, time.time(), time.time()
-  for step in range(start, run.total_steps):
-    batch, data_stats = next_batch(run, data_iter, dropped, state, step)
-    state, metrics = run.step_fn(state, batch)
-    metrics = jax.device_get(metrics)
-    if not np.isfinite(metrics["loss"]):
-      ckpt.close()
+    from mathvlm import flops
+    self.run, self.writer, self.ckpt, self.start, self.dropped = run, writer, ckpt, start, dropped
+    self.step_flops = run.objective.flops(run.cfg, run.batch_shapes, sorted(run.train_set))
+    self.peak = flops.peak_flops(jax.devices()[0], run.config.model.dtype,
+                                 run.config.metrics.peak_flops)
+    self.tokens = int(np.prod(run.batch_shapes.get("input_ids", (run.config.data.global_batch,))))
+    self.t_start = self.t_last = time.time()
+    self.last = None
+
+  def finish(self, done: int, metrics, item, evaluate: Callable | None = None) -> None:
+    """evaluate: () -> evaluator scores for this step's row, run once the step is found finite."""
+    import jax
+    import numpy as np
+    metrics = overlap.fetch(metrics)
+    if not (np.isfinite(metrics["loss"]) and np.isfinite(metrics["grad_norm"])):
+      self.ckpt.wait()  # saves of earlier (finite) steps in flight
       raise FloatingPointError(
-          f"non-finite loss {metrics['loss']} at step {step + 1}; the last good checkpoint "
-          f"(step {ckpt.latest_step()}) is kept in {writer.workdir}/checkpoints")
-    done, now = step + 1, time.time()
-    dt, t_last = now - t_last, now
-    scores = run_evaluators(run, state, done, writer.workdir)
-    if done % config.metrics.every == 0 or done == run.total_steps or scores:
-      per_device = step_flops / dt / jax.device_count()
-      row = {k: float(v) for k, v in metrics.items()}
-      row.update(step=done, step_time=dt, tokens_per_s=tokens / dt,
-                 tflops_per_device=per_device / 1e12, **data_stats, **scores)
-      if peak:
-        row["mfu"] = per_device / peak
-      writer.write(done, row)
-      log_progress(row, run.total_steps, (now - t_start) / (done - start), peak)
-    ckpt.save(done, state, data_iter, force=done == run.total_steps, host=run.host)
+          f"non-finite loss {metrics['loss']} or gradient norm {metrics['grad_norm']} at step "
+          f"{done}; its update was not applied and nothing after step {done - 1} was saved; the "
+          f"last good checkpoint (step {self.ckpt.latest_step()}) is kept in "
+          f"{self.writer.workdir}/checkpoints. Rerun with a lower optim.lr (or optim.grad_clip) "
+          "to resume from it (docs/reliability/FAULTS.md)")
+    if self.dropped is not None:
+      self.dropped.update(item.dropped)
+    now, config = time.time(), self.run.config
+    dt, self.t_last = now - self.t_last, now
+    scores = evaluate() if evaluate is not None else {}
+    if done % config.metrics.every and done != self.run.total_steps and not scores:
+      return
+    per_device = self.step_flops / dt / jax.device_count()
+    row = {k: float(v) for k, v in metrics.items()}
+    row.update(step=done, step_time=dt, tokens_per_s=self.tokens / dt,
+               tflops_per_device=per_device / 1e12, **item.stats, **scores)
+    if self.peak:
+      row["mfu"] = per_device / self.peak
+    self.writer.write(done, row)
+    log_progress(row, self.run.total_steps, (now - self.t_start) / (done - self.start), self.peak)
+    self.last = row
+
+
+def train_loop(run: Run, state, start: int, data_iter, ckpt, writer, callbacks=(), *,
+               dropped=None, stop=None):
+  """Steps start..total; returns (state, last row, the step a SIGTERM stopped at or None).
+
+  The loop never waits on the host (mathvlm/overlap.py): step k+1 is dispatched, and batch k+2
+  placed, before step k's metrics are read. It waits on the devices only where a step's state is
+  used: a checkpoint (every `checkpoint.every` steps and at the end), evaluators, a SIGTERM
+  (`stop`). A step's state is saved only after its loss and gradient norm were found finite.
+  dropped: a Counter of drop reasons (restored with the state) or None. callbacks: (step,
+  checkpointer) after each step."""
+  rows = Rows(run, writer, ckpt, start, dropped)
+  now = {"state": state, "step": start}  # what a host step (RL rollouts) samples with
+  batches = overlap.Prefetch(lambda: next_batch(run, data_iter, now), data_iter,
+                             run.total_steps - start)
+  pending = None
+  for step in range(start, run.total_steps):
+    item = batches.take()
+    state, metrics = run.step_fn(state, item.batch)
+    now.update(state=state, step=step + 1)
+    if run.host is None:  # a host step (RL rollouts) samples with the new state: no read-ahead
+      batches.fill()  # the next batch read and placed while this step runs
+    if pending is not None:
+      rows.finish(*pending)  # the previous step's metrics, a step late
+    done, pending = step + 1, (step + 1, metrics, item)
+    preempted = stop is not None and stop.requested(done)
+    evaluate = None
+    if evaluators_due(run, done):
+      evaluate = lambda: run_evaluators(run, state, done, writer.workdir)  # noqa: B023
+    if preempted or evaluate or done == run.total_steps or ckpt.should_save(done):
+      rows.finish(*pending, evaluate)  # checked finite before its state is used
+      pending = None
+      loop = {"dropped": dict(dropped or {})}
+      if run.host is not None:
+        loop["host"] = run.host.state_dict()  # e.g. the RL curriculum
+      ckpt.save(done, state, overlap.SavedIteratorState(item.iterator_state), loop=loop,
+                force=preempted or done == run.total_steps)
     for callback in callbacks:
       callback(done, ckpt)
-  return state, row, dropped
+    if preempted:
+      return state, rows.last, done
+  return state, rows.last, None
+
+
+def evaluators_due(run: Run, done: int) -> list:
+  """(name, evaluate) of the evaluators due at step `done`: every N steps, and all at the end."""
+  return [(name, fn) for name, every, fn in run.evaluators
+          if done == run.total_steps or (every and done % every == 0)]
 
 
 def run_evaluators(run: Run, state, done: int, workdir: str) -> dict[str, float]:
-  """The evaluators due at step `done` (every N steps, and all at the end) on the current model:
-  {eval/<name>/<key>: value}; WORKDIR/eval.json keeps the last numbers of each evaluator."""
+  """The evaluators due at step `done` on the current model: {eval/<name>/<key>: value};
+  WORKDIR/eval.json keeps the last numbers of each evaluator."""
   import jax
   from flax import nnx
-  due = [(name, fn) for name, every, fn in run.evaluators
-         if done == run.total_steps or (every and done % every == 0)]
+  due = evaluators_due(run, done)
   if not due:
     return {}
   model = nnx.merge(run.graphdef, state["params"], state["frozen"])
@@ -465,35 +472,63 @@ def train(config, workdir: str | None, *, compile_only: bool = False, devices=No
     check_reachable(workdir, "workdir")
   check_reachable(config.model.init_from, "model.init_from")
   check_reachable(config.model.vision_init_from, "model.vision_init_from")
+  import jax
+
   from mathvlm import checkpoint
   from mathvlm.metrics import MetricWriter
+  from mathvlm.preemption import Preemption
 
   run = setup(config, devices)
   if compile_only:
+    from mathvlm.compile_report import report_compiled_memory
     return report_compiled_memory(run)
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   ckpt = checkpoint.Checkpointer(workdir, every=config.checkpoint.every,
                                  keep=config.checkpoint.keep, use_async=config.checkpoint.use_async)
   data_iter = iter(run.dataset)
-  resume = ckpt.latest_step()
-  if resume is None:
-    state, start = initial_state(run), 0
-  else:
-    state = ckpt.restore(resume, run.abstract_state, data_iter, host=run.host)
-    start = int(state["step"])
-    log.info("resumed from step %d in %s", start, workdir)
-  import jax
-  writer = MetricWriter(workdir, tensorboard=config.metrics.tensorboard,
-                        enabled=jax.process_index() == 0)
-  state, row, dropped = train_loop(run, state, start, data_iter, ckpt, writer, callbacks)
-  ckpt.close()
-  writer.close()
-  if hasattr(data_iter, "close"):
-    data_iter.close()  # worker processes
+  try:
+    state, start, dropped = resume_or_initialise(run, ckpt, data_iter, workdir)
+    writer = MetricWriter(workdir, tensorboard=config.metrics.tensorboard,
+                          enabled=jax.process_index() == 0, start_step=start)
+    try:
+      with Preemption() as stop:
+        state, row, stopped = train_loop(run, state, start, data_iter, ckpt, writer, callbacks,
+                                         dropped=dropped, stop=stop)
+    finally:
+      writer.close()
+  finally:
+    ckpt.close()
+    if hasattr(data_iter, "close"):
+      data_iter.close()  # worker processes
+  if stopped is not None:
+    log.info("SIGTERM: saved step %d in %s/checkpoints; run the same command to continue",
+             stopped, workdir)
+    return row
   report_dropped(run.source, workdir, dropped, config.data.workers)
   export_final_model(run, state, workdir)
   log.info("done: %d steps; model in %s/model", run.total_steps, workdir)
   return row if run.total_steps > start else None
+
+
+def resume_or_initialise(run: Run, ckpt, data_iter, workdir: str):
+  """(state, step, drop counts): from the newest readable checkpoint, after checking that the
+  config trains what the workdir was trained with (mathvlm/configs/resume.py); else the
+  initial state at step 0. The config the run trains with is then recorded in the workdir."""
+  from mathvlm.configs import resume
+  from mathvlm.data import pipeline
+  if ckpt.latest_step() is not None:
+    resume.check(run.config, workdir, ckpt.latest_step())
+  state, start, loop = ckpt.restore_latest(run.abstract_state, data_iter)
+  if state is None:
+    state, start = train_state.initial_state(run), 0
+  else:
+    start = int(state["step"])
+    log.info("resumed from step %d in %s", start, workdir)
+  resume.record(run.config, workdir)
+  if run.host is not None and "host" in loop:
+    run.host.load_state_dict(loop["host"])
+  counts = collections.Counter(loop.get("dropped", {}))
+  return state, start, counts if pipeline.DROPPED in run.source[0] else None
 
 
 def report_dropped(source, workdir: str, counted=None, workers: int = 0) -> None:
@@ -520,35 +555,7 @@ def export_final_model(run: Run, state, workdir: str) -> None:
   from mathvlm.models.lora import merge_lora
   model = nnx.merge(run.graphdef, state["params"], state["frozen"])
   merge_lora(model)
-  checkpoint.save_model(model, run.cfg, os.path.join(workdir, "model"))
-
-
-def report_compiled_memory(run: Run) -> dict:
-  """Lowers and compiles the step from abstract shapes; prints XLA's per-device memory."""
-  import jax
-  import numpy as np
-  config, t = run.config, time.time()
-  from mathvlm import sharding
-  batch = {k: jax.ShapeDtypeStruct(v, np.asarray(run.example[k]).dtype,
-                                   sharding=sharding.batch_sharding(run.mesh))
-           for k, v in run.batch_shapes.items()}
-  mem = run.step_fn.lower(run.abstract_state, batch).compile().memory_analysis()
-  gib = lambda b: round(b / 2 ** 30, 3)
-  report = dict(
-      preset=config.model.preset, objective=config.objective, devices=jax.device_count(),
-      mesh=dict(run.mesh.shape), parameters=run.n_all, trainable=run.n_train,
-      global_batch=config.data.global_batch, compile_seconds=round(time.time() - t, 1))
-  if mem is not None:
-    total = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
-             - mem.alias_size_in_bytes)
-    report["per_device_gib"] = dict(
-        arguments=gib(mem.argument_size_in_bytes), outputs=gib(mem.output_size_in_bytes),
-        temporaries=gib(mem.temp_size_in_bytes), aliased=gib(mem.alias_size_in_bytes),
-        total=gib(total))
-  if run.host is not None and hasattr(run.host, "compile_only"):
-    report["host_step"] = run.host.compile_only()  # e.g. RL rollouts' decoding
-  print(json.dumps(report, indent=2))
-  return report
+  checkpoint.export_model(model, run.cfg, os.path.join(workdir, "model"))
 
 
 def _log_to_stdout() -> None:

@@ -126,8 +126,35 @@ class Decoded:
 
 
 def read(data_dir: str, name: str, split: str = SPLIT) -> Decoded:
-  """The built dataset `name` under `data_dir` as a random-access source of decoded dicts."""
+  """The built dataset `name` under `data_dir` as a random-access source of decoded dicts. Every
+  shard is opened first (`check_shards`), so a damaged one fails here, named, rather than as a
+  nameless RuntimeError from the reader in the middle of training."""
+  check_shards(data_dir, name, split)
   return Decoded(tfds.data_source(name, data_dir=data_dir, download=False)[split])
+
+
+def shard_files(data_dir: str, name: str, split: str = SPLIT) -> list[str]:
+  folder = os.path.join(data_dir, name, VERSION)
+  if not os.path.isdir(folder):
+    return []
+  prefix = f"{name}-{split}.array_record-"
+  return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.startswith(prefix))
+
+
+def check_shards(data_dir: str, name: str, split: str = SPLIT) -> None:
+  """Opens each ArrayRecord shard (its footer and index: a few KB each). A file cut short or
+  damaged after the build is an error naming it and the fix."""
+  from array_record.python import array_record_module
+  for path in shard_files(data_dir, name, split):
+    try:
+      reader = array_record_module.ArrayRecordReader(path, "readahead_buffer_size:0")
+      reader.close()
+    except (RuntimeError, ValueError, OSError) as e:
+      raise ValueError(
+          f"{path}: not a whole ArrayRecord shard ({e}). It was cut short or damaged after the "
+          f"build. Fix: run the builder of {name!r} again with the same arguments and --out "
+          f"{data_dir}; it rebuilds the shards whose file does not match their marker in "
+          f"{shard_markers(data_dir, name)}") from None
 
 
 def shard_markers(data_dir: str, name: str) -> str:

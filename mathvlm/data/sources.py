@@ -35,6 +35,8 @@ def make_source(data_cfg, objective, model_cfg, seed: int):
     raise ValueError(f"data.name={data_cfg.name!r} needs data.path (the builders' DATA_DIR) and, "
                      "for text, data.tokenizer (a tokenizer folder or tokenizer.json)")
   tokenizer = load_tokenizer(data_cfg.tokenizer) if data_cfg.tokenizer else None
+  if tokenizer is not None:
+    check_tokenizer(tokenizer, data_cfg.tokenizer, getattr(text, "vocab_size", None))
   parts = parse_mixture(data_cfg.mixture or data_cfg.name)
   ids = read_ids(data_cfg.subset) if data_cfg.subset else None
   records = {name: read(data_cfg.path, name) for name, _ in parts}
@@ -75,6 +77,26 @@ def require_tokenizer(tokenizer, objective: str):
     raise ValueError(f"objective {objective!r} on built data needs data.tokenizer (a tokenizer "
                      "folder or tokenizer.json)")
   return tokenizer
+
+
+def check_tokenizer(tokenizer, path: str, vocab_size: int | None) -> None:
+  """Every id the tokenizer can emit must have a row in the model's embedding: an id past it is
+  not an error on an accelerator (gathers clamp) but silently trains the last row instead."""
+  if not vocab_size:
+    return
+  special = {f"{name}_token": getattr(tokenizer, f"{name}_token_id", None)
+             for name in ("bos", "eos", "pad", "unk")}
+  for token in getattr(tokenizer, "additional_special_tokens", None) or []:
+    special[token] = tokenizer.convert_tokens_to_ids(token)
+  outside = {k: v for k, v in special.items() if v is not None and v >= vocab_size}
+  if outside or len(tokenizer) > vocab_size:
+    raise ValueError(
+        f"data.tokenizer={path}: its ids do not fit the model's vocabulary of {vocab_size} "
+        f"(ids 0..{vocab_size - 1}): {len(tokenizer)} tokens"
+        + (f", special tokens {outside}" if outside else "") + ". Use the tokenizer the model "
+        "was trained with, or a model (model.preset / model.init_from) whose vocabulary covers "
+        "this one; a pad token added past the vocabulary can reuse an existing id (LLaVA sets "
+        "pad = unk)")
 
 
 def load_tokenizer(path: str):

@@ -55,6 +55,7 @@ def test_meshes_and_accumulation_give_the_losses_of_one_device(tmp_path, objecti
         np.testing.assert_allclose(got, base, rtol=1e-5, err_msg=name)
 
 
+@pytest.mark.slow  # the default run kills from outside instead: test_preemption.py's quick form
 def test_killed_run_resumes_bitwise(tmp_path):
   common = ["--config", "configs/sft.py:model=tiny", "--config.steps=6",
             "--config.data.global_batch=8", "--config.data.max_len=32",

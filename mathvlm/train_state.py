@@ -1,0 +1,58 @@
+"""The train state outside the loop: its abstract shapes and shardings (what the step compiles
+against and a checkpoint restores into) and its initial values (pretrained or random, each device
+creating only its shards)."""
+
+from __future__ import annotations
+
+
+def state_shardings(objective, opts, abs_params, abs_frozen, tx, mesh, rules):
+  """Abstract train state and its shardings: params, frozen, optimizer state, step and the
+  objective's own state (sharded like the parameters when it has their structure)."""
+  import jax
+  import jax.numpy as jnp
+  import optax
+
+  from mathvlm import sharding
+
+  param_sh = sharding.state_shardings(abs_params, mesh, rules)
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  abs_opt = jax.eval_shape(tx.init, abs_params)
+  opt_sh = optax.tree_map_params(tx, lambda _, s: s, abs_opt, param_sh,
+                                 transform_non_params=lambda _: replicated)
+  abstract = dict(params=abs_params, frozen=abs_frozen, opt_state=abs_opt,
+                  step=jax.ShapeDtypeStruct((), jnp.int32))
+  shardings = dict(params=param_sh, frozen=sharding.state_shardings(abs_frozen, mesh, rules),
+                   opt_state=opt_sh, step=replicated)
+  if objective.extra_state is not None:
+    extra = jax.eval_shape(lambda p: objective.extra_state(p, opts), abs_params)
+    same = jax.tree.structure(abs_params)
+    for k, v in extra.items():
+      abstract[k] = v
+      shardings[k] = (param_sh if jax.tree.structure(v) == same
+                      else jax.tree.map(lambda _: replicated, v))
+  abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                          abstract, shardings)
+  return abstract, shardings
+
+
+def initial_state(run) -> dict:
+  """Parameters from the pretrained model(s) or random (each device creating only its shards),
+  a fresh optimizer state, step 0, and the objective's own state."""
+  import jax
+  import jax.numpy as jnp
+  from flax import nnx
+
+  config, sh = run.config, run.state_sh
+  if config.model.init_from or config.model.vision_init_from:
+    _, params, frozen = nnx.split(run.build(True), run.is_trainable, ...)
+    params, frozen = jax.device_put(params, sh["params"]), jax.device_put(frozen, sh["frozen"])
+  else:
+    random_init = lambda: nnx.split(run.build(False), run.is_trainable, ...)[1:]
+    params, frozen = jax.jit(random_init, out_shardings=(sh["params"], sh["frozen"]))()
+  state = dict(params=params, frozen=frozen,
+               opt_state=jax.jit(run.tx.init, out_shardings=sh["opt_state"])(params),
+               step=jax.device_put(jnp.int32(0), sh["step"]))
+  if run.objective.extra_state is not None:
+    extra = run.objective.extra_state(params, run.objective.options(config))
+    state.update({k: jax.device_put(v, sh[k]) for k, v in extra.items()})
+  return state

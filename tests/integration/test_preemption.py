@@ -1,0 +1,107 @@
+"""Preemption at any moment, delivered from outside (tests/faults.py): SIGTERM between
+checkpoints, SIGKILL while an async checkpoint is being written and while the final model is
+exported. Each time, rerunning the same command continues, and the run ends with what an
+uninterrupted run leaves, bit for bit: one metrics row per step with the same numbers, the same
+final state, the same exported model.
+
+The quick form (default) takes one chain of faults on `lm`; the slow form (`-m slow`) takes a
+chain of SIGKILLs at random moments for lm, dpo, contrastive, grain workers and packing.
+"""
+
+import os
+import random
+import re
+import signal
+import time
+
+import pytest
+
+import faults
+from mathvlm.checkpoint import CheckpointError
+from mathvlm.pretrained import model_config
+from train_utils import tiny_config
+
+STEPS = 8
+COMMON = ["--config.steps=8", "--config.data.global_batch=8", "--config.data.max_len=32",
+          "--config.data.num_examples=64", "--config.optim.lr=1e-3",
+          "--config.checkpoint.every=3", "--config.metrics.tensorboard=False"]
+RECIPES = {"lm": "sft", "dpo": "dpo", "contrastive": "clip_math"}
+
+
+def flags(objective: str = "lm", *extra: str) -> list[str]:
+  lr = ["--config.optim.lr=2e-4"] if objective == "dpo" else []
+  return ["--config", f"mathvlm/configs/{RECIPES[objective]}.py:model=tiny", *COMMON, *lr, *extra]
+
+
+def straight_run(tmp_path, args, environ) -> str:
+  workdir = str(tmp_path / "straight")
+  t = faults.Trainer(args, workdir, environ, str(tmp_path / "straight.log"))
+  assert t.wait() == 0, t.text()[-3000:]
+  return workdir
+
+
+def test_sigterm_then_kills_in_a_save_and_in_the_export_resume_bitwise(tmp_path):
+  rng, environ, args = random.Random(15), faults.env(str(tmp_path / "cache")), flags()
+  straight = straight_run(tmp_path, args, environ)
+  work, log = str(tmp_path / "faulted"), lambda i: str(tmp_path / f"run{i}.log")
+
+  # SIGTERM between checkpoints: the step in flight is saved, exit 0 within a bound.
+  t, what = faults.kill_at("between_checkpoints", args, work, environ, log(1), rng, range(1, 3),
+                           sig=signal.SIGTERM)
+  sent = time.time()
+  assert t.wait(timeout=120) == 0, what + t.text()[-3000:]
+  assert time.time() - sent < 60, "SIGTERM took over a minute to save and exit"
+  saved = int(re.search(r"SIGTERM: saved step (\d+)", t.text()).group(1))
+  assert saved % 3 and saved < STEPS, (what, saved)  # not a periodic checkpoint
+  assert max(int(d) for d in os.listdir(f"{work}/checkpoints") if d.isdigit()) == saved
+  assert [r["step"] for r in faults.rows(work)] == list(range(1, saved + 1))
+  assert not os.path.exists(f"{work}/model")
+
+  # SIGKILL while orbax writes the next checkpoint in the background.
+  t, what = faults.kill_at("async_save", args, work, environ, log(2), rng, range(0))
+  assert t.wait() == -signal.SIGKILL, what + t.text()[-3000:]
+  assert f"resumed from step {saved}" in t.text()
+  assert faults.saving(work)(), "the kill landed after the save finished: " + what
+
+  # SIGKILL while the final model is written.
+  t, what = faults.kill_at("final_export", args, work, environ, log(3), rng, range(0))
+  assert t.wait() == -signal.SIGKILL, what + t.text()[-3000:]
+  assert not os.path.exists(f"{work}/model/config.json")
+  with pytest.raises(CheckpointError, match="an export that did not finish"):
+    model_config(tiny_config("lm", model__init_from=work))  # never read as a model
+
+  t = faults.Trainer(args, work, environ, log(4))
+  assert t.wait() == 0, t.text()[-3000:]
+  assert f"resumed from step {STEPS}" in t.text()
+  faults.assert_same_run(straight, work, STEPS)
+
+
+CASES = {
+    "lm": flags("lm"),
+    "dpo": flags("dpo"),
+    "contrastive": flags("contrastive"),
+    "lm_workers": flags("lm", "--config.data.workers=2"),
+    "lm_packing": flags("lm", "--config.data.packing=True",
+                        "--config.data.synthetic_text_only=0.5"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_sigkill_at_random_moments_resumes_bitwise(tmp_path, case):
+  """Three SIGKILLs in a row at moments drawn from a seeded generator (between checkpoints, in
+  an async save, in the export), then a run to the end: the same as the uninterrupted run."""
+  rng = random.Random(f"{case}-15")
+  environ, args = faults.env(str(tmp_path / "cache")), CASES[case]
+  straight = straight_run(tmp_path, args, environ)
+  work = str(tmp_path / "faulted")
+  hits = []
+  for i, moment in enumerate(["between_checkpoints", "async_save", "final_export"]):
+    t, what = faults.kill_at(moment, args, work, environ, str(tmp_path / f"run{i}.log"), rng,
+                             range(1, STEPS))
+    assert t.wait() == -signal.SIGKILL, what + t.text()[-3000:]
+    hits.append(what)
+  t = faults.Trainer(args, work, environ, str(tmp_path / "last.log"))
+  assert t.wait() == 0, t.text()[-3000:]
+  faults.assert_same_run(straight, work, STEPS)
+  print(case, hits)

@@ -1,0 +1,36 @@
+"""A weighted mixture of built datasets (`data.mixture='a=3,b=1'`) draws 3:1 through the trainer's
+input pipeline (shuffled, batched), within sampling error."""
+
+import numpy as np
+
+from mathvlm.data.pipeline import make_dataset
+from mathvlm.data.sources import Mixture, parse_mixture
+
+
+class Tagged:
+  """A source of `n` examples that say which source they came from."""
+
+  def __init__(self, tag: int, n: int):
+    self.tag, self.n = tag, n
+
+  def __len__(self):
+    return self.n
+
+  def __getitem__(self, i):
+    if not 0 <= i < self.n:
+      raise IndexError(i)
+    return {"source": np.int32(self.tag), "index": np.int32(i)}
+
+
+def test_a_3_to_1_mixture_draws_3_to_1():
+  weights = [w for _, w in parse_mixture("a=3,b=1")]
+  assert weights == [3.0, 1.0]
+  mixture = Mixture([Tagged(0, 600), Tagged(1, 600)], weights)
+  for seed in (0, 1):
+    batch = next(iter(make_dataset(mixture, global_batch=400, seed=seed)))
+    drawn, n = batch["source"], 400
+    from_a = int(np.sum(drawn == 0))
+    sd = np.sqrt(n * 0.75 * 0.25)  # binomial: 8.7
+    assert abs(from_a - 0.75 * n) < 4 * sd, (seed, from_a)
+    assert abs(from_a - 0.5 * n) > 8 * sd  # an equal mixture would be far off
+    assert len(set(zip(drawn.tolist(), batch["index"].tolist()))) == n  # no record twice
