@@ -9,8 +9,10 @@ depth, and rematerialisation is a policy name rather than code in each model.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable
 
+import einops
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -59,22 +61,72 @@ def normal(std: float = 0.02):
   return nnx.initializers.normal(std)
 
 
+def _dot_f32(x: Array, w: Array) -> Array:
+  """x [..., din] @ w [din, dout] with a float32 accumulator and result."""
+  return jax.lax.dot_general(x, w, (((x.ndim - 1,), (0,)), ((), ())),
+                             preferred_element_type=jnp.float32)
+
+
+@jax.custom_vjp
+def low_precision_matmul(x: Array, w: Array) -> Array:
+  """x @ w.astype(x.dtype), accumulated and returned in float32, for a low-precision x.
+
+  Why a custom gradient: autodiff sends the float32 cotangent of the result straight into the
+  backward matmuls, so both (input and weight gradients) would run as float32 matmuls on converted
+  copies, at a third of the bf16-with-float32-accumulator rate on this CPU (ENV.md: ~280 vs ~785
+  GFLOP/s) and off the fast path of accelerators too. Here the cotangent is rounded to x's dtype
+  first, as PyTorch autocast and mixed-precision training on GPU/TPU do, and both backward matmuls
+  accumulate in float32. The weight gradient comes back in w's own (storage) dtype.
+  """
+  return _dot_f32(x, w.astype(x.dtype))
+
+
+def _lpm_fwd(x, w):
+  return low_precision_matmul(x, w), (x, w)
+
+
+def _lpm_bwd(res, g):
+  x, w = res
+  g = g.astype(x.dtype)
+  wc = w.astype(x.dtype)
+  dx = jax.lax.dot_general(g, wc, (((g.ndim - 1,), (1,)), ((), ())),
+                           preferred_element_type=jnp.float32).astype(x.dtype)
+  x2, g2 = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
+  dw = jax.lax.dot_general(x2, g2, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+  return dx, dw.astype(w.dtype)
+
+
+low_precision_matmul.defvjp(_lpm_fwd, _lpm_bwd)
+
+
+def matmul(x: Array, w: Array) -> Array:
+  """x @ w in x's dtype with a float32 accumulator and float32 result; low-precision inputs take
+  `low_precision_matmul` (its gradient stays in low precision), float32 plain autodiff."""
+  if x.dtype == jnp.float32:
+    return _dot_f32(x, w.astype(jnp.float32))
+  return low_precision_matmul(x, w)
+
+
 class Dense(nnx.Linear):
   """nnx.Linear that accumulates in float32 and returns the compute dtype.
 
   Low-precision inputs with a float32 accumulator is the fast path on CPUs with bf16 units
   (ENV.md: ~785 vs ~280 GFLOP/s for bf16-out) and what GPU/TPU matmul units do anyway; the
-  activations stay in the compute dtype.
+  activations stay in the compute dtype, and so do the backward matmuls (`low_precision_matmul`).
+  The bias is rounded to the compute dtype and added in float32, as nnx.Linear adds it.
   """
 
   lora: nnx.LoRA | None = None   # attached by `mathvlm.models.lora.add_lora`
   lora_scale: float = 1.0
 
   def __call__(self, x: Array) -> Array:
-    y = super().__call__(x)
+    dtype = self.dtype or x.dtype
+    y = matmul(x.astype(dtype), self.kernel[...])
+    if self.bias is not None:
+      y = y + self.bias[...].astype(dtype)
     if self.lora is not None:
       y = y + self.lora_scale * self.lora(x).astype(y.dtype)
-    return y.astype(self.dtype or x.dtype)
+    return y.astype(dtype)
 
 
 def dense(din: int, dout: int, axes: tuple[str | None, str | None], *, bias: bool, cfg, rngs,
@@ -133,12 +185,37 @@ def activation(name: str) -> Callable[[Array], Array]:
 
 
 def attention(q: Array, k: Array, v: Array, mask: Array | None, impl: str | None = None) -> Array:
-  """Softmax attention through `jax.nn.dot_product_attention` (the fused kernel where available).
+  """Softmax attention. q: [batch, q_len, heads, head_dim]; k, v: [batch, kv_len, kv_heads,
+  head_dim] (grouped-query attention when kv_heads < heads); mask: boolean, broadcastable to
+  [batch, heads, q_len, kv_len].
 
-  q: [batch, q_len, heads, head_dim]; k, v: [batch, kv_len, kv_heads, head_dim] (grouped-query
-  attention when kv_heads < heads); mask: boolean, broadcastable to [batch, heads, q_len, kv_len].
+  impl None picks by platform: on CPU `grouped_attention` (jax's XLA path vmaps over the query
+  groups, which materialises the mask broadcast to every head and group, and a copy of it per
+  layer for the backward pass); elsewhere `jax.nn.dot_product_attention`, which can pick a fused
+  kernel. 'grouped' forces ours; 'xla' / 'cudnn' force jax's.
   """
+  if impl == "grouped" or (impl is None and jax.default_backend() == "cpu"):
+    return grouped_attention(q, k, v, mask)
   return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=impl)
+
+
+def grouped_attention(q: Array, k: Array, v: Array, mask: Array | None) -> Array:
+  """jax.nn.dot_product_attention's arithmetic (scores in float32, scaled after the matmul,
+  masked to a large negative number so a fully masked row is uniform, not NaN) with the query
+  heads grouped per key head: scores [batch, kv_heads, group, q, k], the mask broadcast inside
+  the fused select only. Both matmuls accumulate in float32."""
+  groups = q.shape[2] // k.shape[2]
+  qg = einops.rearrange(q, "b t (k g) h -> b k g t h", g=groups)
+  scores = jnp.einsum("bkgth,bskh->bkgts", qg, k, preferred_element_type=jnp.float32)
+  scores = scores * jnp.float32(1.0 / math.sqrt(q.shape[-1]))  # as jax: 1 / sqrt(head_dim)
+  if mask is not None:
+    m = jnp.asarray(mask, bool)
+    m = m.reshape(m.shape[:2] + (1,) + m.shape[2:]) if m.shape[1] == 1 else einops.rearrange(
+        m, "b (k g) t s -> b k g t s", g=groups)
+    scores = jnp.where(m, scores, jnp.float32(-0.7 * float(jnp.finfo(jnp.float32).max)))
+  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+  out = jnp.einsum("bkgts,bskh->bkgth", probs, v, preferred_element_type=jnp.float32)
+  return einops.rearrange(out.astype(v.dtype), "b k g t h -> b t (k g) h")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,18 +266,6 @@ def scan_layers(layers: nnx.Module, body: Callable, carry: Any, xs: Any = None, 
 def path_str(path) -> str:
   """A parameter path as the config's regexes see it: 'language_model/layers/mlp/up_proj'."""
   return "/".join(str(p) for p in path)
-
-
-def axis_names(model: nnx.Module) -> dict[tuple[str, ...], tuple[str | None, ...]]:
-  """Parameter path -> logical axis names, for the sharding table and the converters."""
-  out = {}
-  for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
-    out[tuple(str(p) for p in path)] = tuple(var.get_metadata().get("out_sharding") or ())
-  return out
-
-
-def as_array(x: Any, dtype=None) -> Array:
-  return jnp.asarray(x, dtype=dtype)
 
 
 def positions_from_mask(mask: Array) -> Array:

@@ -169,6 +169,12 @@ class Llava(nnx.Module):
   def init_cache(self, batch: int, max_len: int, dtype=None) -> dict[str, Array]:
     return self.language_model.init_cache(batch, max_len, dtype)
 
+  def head(self, x: Array) -> Array:
+    return self.language_model.head(x)
+
+  def head_operands(self, x: Array) -> tuple[Array, Array] | None:
+    return self.language_model.head_operands(x)
+
   def apply(self, input_ids: Array, pixel_values: Array | None = None, **kwargs) -> LMOutput:
     """As `LlamaForCausalLM.apply`, with images spliced in first."""
     return self.language_model.apply(inputs_embeds=self.embed(input_ids, pixel_values), **kwargs)

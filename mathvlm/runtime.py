@@ -1,0 +1,5 @@
+"""Process-wide runtime settings (placeholder)."""
+
+
+def configure(platform: str | None = None) -> None:
+  del platform
