@@ -184,6 +184,10 @@ def activation(name: str) -> Callable[[Array], Array]:
   return ACTIVATIONS[name]
 
 
+NEG = -0.7 * float(jnp.finfo(jnp.float32).max)   # jax's masked score: finite, so a fully masked
+                                                 # row is uniform rather than NaN
+
+
 def attention(q: Array, k: Array, v: Array, mask: Array | None, impl: str | None = None) -> Array:
   """Softmax attention. q: [batch, q_len, heads, head_dim]; k, v: [batch, kv_len, kv_heads,
   head_dim] (grouped-query attention when kv_heads < heads); mask: boolean, broadcastable to
@@ -212,10 +216,54 @@ def grouped_attention(q: Array, k: Array, v: Array, mask: Array | None) -> Array
     m = jnp.asarray(mask, bool)
     m = m.reshape(m.shape[:2] + (1,) + m.shape[2:]) if m.shape[1] == 1 else einops.rearrange(
         m, "b (k g) t s -> b k g t s", g=groups)
-    scores = jnp.where(m, scores, jnp.float32(-0.7 * float(jnp.finfo(jnp.float32).max)))
+    scores = jnp.where(m, scores, jnp.float32(NEG))
   probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
   out = jnp.einsum("bkgts,bskh->bkgth", probs, v, preferred_element_type=jnp.float32)
   return einops.rearrange(out.astype(v.dtype), "b k g t h -> b t (k g) h")
+
+
+def kv_block(slots: int) -> int:
+  """The block of cache slots decoding attends to at a time: the largest of 256, 128, ... 8
+  that divides the cache, else the whole cache (one block)."""
+  return next((b for b in (256, 128, 64, 32, 16, 8) if slots % b == 0), slots)
+
+
+def cached_attention(q: Array, k_cache: Array, v_cache: Array, layer, mask: Array, filled
+                     ) -> Array:
+  """Attention of q [batch, t, heads, head_dim] over slots [0, filled) of one layer of a KV cache
+  [layers, batch, slots, kv_heads, head_dim], block by block with a running softmax (max, sum).
+
+  Decoding reads only the filled part of the cache, in place: a loop over `kv_block` slots whose
+  trip count follows `filled`, instead of slicing the layer's whole buffer (a copy of every slot,
+  written or not) and scoring it. mask: boolean [batch|1, 1, t, slots]. Masked scores take
+  `grouped_attention`'s large negative number, so the result equals it up to rounding.
+  """
+  b, t, n, h = q.shape
+  kv, block = k_cache.shape[3], kv_block(k_cache.shape[2])
+  qg = einops.rearrange(q, "b t (k g) h -> b k g t h", k=kv)
+  scale, neg = jnp.float32(1.0 / math.sqrt(h)), jnp.float32(NEG)
+
+  def body(j, carry):
+    top, total, acc = carry
+    start = (layer, 0, j * block, 0, 0)
+    kb = jax.lax.dynamic_slice(k_cache, start, (1, b, block, kv, h))[0].astype(q.dtype)
+    vb = jax.lax.dynamic_slice(v_cache, start, (1, b, block, kv, h))[0].astype(q.dtype)
+    s = jnp.einsum("bkgth,bskh->bkgts", qg, kb, preferred_element_type=jnp.float32) * scale
+    mb = jax.lax.dynamic_slice_in_dim(mask, j * block, block, axis=3)
+    s = jnp.where(mb.reshape(mb.shape[:2] + (1,) + mb.shape[2:]), s, neg)
+    new_top = jnp.maximum(top, jnp.max(s, axis=-1))
+    p = jnp.exp(s - new_top[..., None])
+    fade = jnp.exp(top - new_top)
+    pv = jnp.einsum("bkgts,bskh->bkgth", p.astype(vb.dtype), vb,
+                    preferred_element_type=jnp.float32)
+    return new_top, total * fade + jnp.sum(p, axis=-1), acc * fade[..., None] + pv
+
+  stats = qg.shape[:4]
+  init = (jnp.full(stats, -jnp.inf, jnp.float32), jnp.zeros(stats, jnp.float32),
+          jnp.zeros(qg.shape, jnp.float32))
+  _, total, acc = jax.lax.fori_loop(0, (filled + block - 1) // block, body, init)
+  out = (acc / total[..., None]).astype(q.dtype)
+  return einops.rearrange(out, "b k g t h -> b t (k g) h")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,6 +276,9 @@ REMAT_POLICIES: dict[str, Any] = {
     "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
     "save_everything": jax.checkpoint_policies.everything_saveable,
 }
+
+
+SCAN_UNROLL = 1
 
 
 def stacked(make_block: Callable[[nnx.Rngs], nnx.Module], num: int, rngs: nnx.Rngs) -> nnx.Module:
@@ -260,7 +311,7 @@ def scan_layers(layers: nnx.Module, body: Callable, carry: Any, xs: Any = None, 
 
   if remat != "none":
     step = jax.checkpoint(step, policy=REMAT_POLICIES[remat], prevent_cse=False)
-  return jax.lax.scan(step, carry, (state, xs))
+  return jax.lax.scan(step, carry, (state, xs), unroll=SCAN_UNROLL)
 
 
 def path_str(path) -> str:

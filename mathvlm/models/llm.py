@@ -17,9 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mathvlm.models.layers import (RMSNorm, activation, attention, causal_mask, dense, dtype_of,
-                                   logical, normal, positions_from_segments, scan_layers,
-                                   stacked)
+from mathvlm.models.layers import (RMSNorm, activation, attention, cached_attention, causal_mask,
+                                   dense, dtype_of, logical, normal, positions_from_segments,
+                                   scan_layers, stacked)
 
 Array = jax.Array
 
@@ -177,13 +177,14 @@ class LlamaAttention(nnx.Module):
     q = apply_rope(self.q_proj(x).reshape(b, t, cfg.num_heads, cfg.head_dim), cos, sin)
     k = apply_rope(self.k_proj(x).reshape(b, t, cfg.num_kv_heads, cfg.head_dim), cos, sin)
     v = self.v_proj(x).reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
-    if cache is not None:
+    if cache is None:
+      out = attention(q, k, v, mask, cfg.attention_impl)
+    else:  # written in place; attention reads the filled slots only
       ck, cv, layer, index = cache
       ck = jax.lax.dynamic_update_slice(ck, k[None].astype(ck.dtype), (layer, 0, index, 0, 0))
       cv = jax.lax.dynamic_update_slice(cv, v[None].astype(cv.dtype), (layer, 0, index, 0, 0))
-      k, v = ck[layer].astype(q.dtype), cv[layer].astype(q.dtype)
+      out = cached_attention(q, ck, cv, layer, mask, index + t)
       cache = (ck, cv, layer, index)
-    out = attention(q, k, v, mask, cfg.attention_impl)
     return self.o_proj(out.reshape(b, t, -1)), cache
 
 
