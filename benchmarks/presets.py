@@ -55,19 +55,31 @@ PRESETS = {
 }
 
 
+def hf_config(preset: Preset, **text_overrides):
+  """transformers' LlavaConfig of the preset."""
+  import transformers as tf
+  vision = tf.CLIPVisionConfig(**preset.vision, projection_dim=preset.vision["hidden_size"])
+  text = tf.LlamaConfig(**(preset.text | text_overrides), bos_token_id=1, eos_token_id=2,
+                        pad_token_id=0, rms_norm_eps=1e-5)
+  return tf.LlavaConfig(vision_config=vision, text_config=text,
+                        image_token_id=preset.image_token_id, vision_feature_layer=-2,
+                        vision_feature_select_strategy="default")
+
+
+def ours_config(preset: Preset, dtype: str = "float32", **text_overrides):
+  """Our LlavaConfig of the preset (no weights built)."""
+  from mathvlm.models.vlm import LlavaConfig
+  return LlavaConfig.from_hf(hf_config(preset, **text_overrides).to_dict(), dtype=dtype,
+                             param_dtype="float32")
+
+
 def hf_llava(preset: Preset, seed: int = 0):
   """A transformers LLaVA with the preset's shapes; weights spread wider than HF's init (unit norms,
   std 0.02) so greedy decoding is not a coin toss between near-tied logits."""
   import torch
   import transformers as tf
-  vision = tf.CLIPVisionConfig(**preset.vision, projection_dim=preset.vision["hidden_size"])
-  text = tf.LlamaConfig(**preset.text, bos_token_id=1, eos_token_id=2, pad_token_id=0,
-                        rms_norm_eps=1e-5)
-  cfg = tf.LlavaConfig(vision_config=vision, text_config=text,
-                       image_token_id=preset.image_token_id, vision_feature_layer=-2,
-                       vision_feature_select_strategy="default")
   torch.manual_seed(seed)
-  model = tf.LlavaForConditionalGeneration(cfg)
+  model = tf.LlavaForConditionalGeneration(hf_config(preset))
   with torch.no_grad():
     for p in model.parameters():
       p.add_(0.03 * torch.randn(p.shape))

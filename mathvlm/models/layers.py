@@ -207,19 +207,64 @@ def grouped_attention(q: Array, k: Array, v: Array, mask: Array | None) -> Array
   """jax.nn.dot_product_attention's arithmetic (scores in float32, scaled after the matmul,
   masked to a large negative number so a fully masked row is uniform, not NaN) with the query
   heads grouped per key head: scores [batch, kv_heads, group, q, k], the mask broadcast inside
-  the fused select only. Both matmuls accumulate in float32."""
+  the fused select only. Both matmuls accumulate in float32. The backward pass recomputes the
+  probabilities from q, k and the log-sum-exp (`_attend`), as flash attention does."""
   groups = q.shape[2] // k.shape[2]
   qg = einops.rearrange(q, "b t (k g) h -> b k g t h", g=groups)
-  scores = jnp.einsum("bkgth,bskh->bkgts", qg, k, preferred_element_type=jnp.float32)
-  scores = scores * jnp.float32(1.0 / math.sqrt(q.shape[-1]))  # as jax: 1 / sqrt(head_dim)
-  if mask is not None:
+  if mask is None:
+    m = jnp.ones((1, 1, 1, q.shape[1], k.shape[1]), bool)
+  else:
     m = jnp.asarray(mask, bool)
     m = m.reshape(m.shape[:2] + (1,) + m.shape[2:]) if m.shape[1] == 1 else einops.rearrange(
         m, "b (k g) t s -> b k g t s", g=groups)
-    scores = jnp.where(m, scores, jnp.float32(NEG))
-  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+  return einops.rearrange(_attend(qg, k, v, m), "b k g t h -> b t (k g) h")
+
+
+def _scores(qg, k, m):
+  s = jnp.einsum("bkgth,bskh->bkgts", qg, k, preferred_element_type=jnp.float32)
+  s = s * jnp.float32(1.0 / math.sqrt(qg.shape[-1]))  # as jax: 1 / sqrt(head_dim)
+  return jnp.where(m, s, jnp.float32(NEG))
+
+
+def _attend_fwd(qg, k, v, m):
+  s = _scores(qg, k, m)
+  top = jnp.max(s, axis=-1, keepdims=True)
+  e = jnp.exp(s - top)
+  total = jnp.sum(e, axis=-1, keepdims=True)
+  probs = (e / total).astype(v.dtype)                 # jax.nn.softmax's arithmetic
   out = jnp.einsum("bkgts,bskh->bkgth", probs, v, preferred_element_type=jnp.float32)
-  return einops.rearrange(out.astype(v.dtype), "b k g t h -> b t (k g) h")
+  out = out.astype(v.dtype)
+  return out, (qg, k, v, m, out, top, total)
+
+
+@jax.custom_vjp
+def _attend(qg: Array, k: Array, v: Array, m: Array) -> Array:
+  """Grouped softmax attention [b, k, g, t, h]; its gradient keeps no [t, s] probabilities.
+
+  Autodiff would save the float32 probabilities of every layer for the backward pass (for the
+  `small` preset 268 MB, zero-filled, written and read back through the layer scan); here the
+  residuals are q, k, v, the output and the softmax's max and sum per query (not one log-sum-exp:
+  a fully masked row's would round to the masked score itself), and the backward pass recomputes
+  the scores (one extra q.k matmul)."""
+  return _attend_fwd(qg, k, v, m)[0]
+
+
+def _attend_bwd(res, do):
+  qg, k, v, m, out, top, total = res
+  p = jnp.exp(_scores(qg, k, m) - top) / total       # the forward's probabilities, exactly
+  do = do.astype(v.dtype)
+  f32 = dict(preferred_element_type=jnp.float32)
+  dv = jnp.einsum("bkgts,bkgth->bskh", p.astype(v.dtype), do, **f32)
+  dp = jnp.einsum("bkgth,bskh->bkgts", do, v, **f32)
+  delta = jnp.sum(do.astype(jnp.float32) * out.astype(jnp.float32), axis=-1, keepdims=True)
+  ds = jnp.where(m, p * (dp - delta), 0.0) * jnp.float32(1.0 / math.sqrt(qg.shape[-1]))
+  ds = ds.astype(qg.dtype)
+  dq = jnp.einsum("bkgts,bskh->bkgth", ds, k, **f32)
+  dk = jnp.einsum("bkgts,bkgth->bskh", ds, qg, **f32)
+  return dq.astype(qg.dtype), dk.astype(k.dtype), dv.astype(v.dtype), None
+
+
+_attend.defvjp(_attend_fwd, _attend_bwd)
 
 
 def kv_block(slots: int) -> int:

@@ -19,6 +19,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from mathvlm.sharding import constrain
+
 Array = jax.Array
 
 ROWS_PER_CHUNK = 1024   # batch x chunk positions per block: ~131 MB of float32 logits at 32k vocab
@@ -58,6 +60,7 @@ def _chunk_logits(h, w, ts, count, j, chunk):
   valid = (j * chunk + jnp.arange(chunk))[None, :] < count[:, None]
   hc = jnp.where(valid[..., None], _chunk(h, j, chunk), 0)
   logits = jnp.einsum("bcd,dv->bcv", hc, w, preferred_element_type=jnp.float32)
+  logits = constrain(logits, "activation_batch", "activation_length", "activation_vocab")
   return logits, _chunk(ts, j, chunk), valid, hc
 
 

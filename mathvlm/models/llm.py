@@ -12,6 +12,7 @@ import dataclasses
 import math
 from typing import Any, NamedTuple
 
+import einops
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,6 +21,9 @@ from flax import nnx
 from mathvlm.models.layers import (RMSNorm, activation, attention, cached_attention, causal_mask,
                                    dense, dtype_of, logical, normal, positions_from_segments,
                                    scan_layers, stacked)
+from mathvlm.sharding import constrain
+
+BATCH, LENGTH, EMBED = "activation_batch", "activation_length", "activation_embed"
 
 Array = jax.Array
 
@@ -173,10 +177,12 @@ class LlamaAttention(nnx.Module):
     """cache: None, or (k_cache, v_cache, layer, index) with k/v_cache [layers, batch, slots,
     kv_heads, head_dim]; this layer's new keys and values are written at slot `index`."""
     cfg = self.cfg
-    b, t, _ = x.shape
-    q = apply_rope(self.q_proj(x).reshape(b, t, cfg.num_heads, cfg.head_dim), cos, sin)
-    k = apply_rope(self.k_proj(x).reshape(b, t, cfg.num_kv_heads, cfg.head_dim), cos, sin)
-    v = self.v_proj(x).reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
+    t = x.shape[1]
+    split = lambda y, kind: constrain(einops.rearrange(y, "b t (n h) -> b t n h", h=cfg.head_dim),
+                                      BATCH, LENGTH, kind, None)
+    q = apply_rope(split(self.q_proj(x), "activation_heads"), cos, sin)
+    k = apply_rope(split(self.k_proj(x), "activation_kv_heads"), cos, sin)
+    v = split(self.v_proj(x), "activation_kv_heads")
     if cache is None:
       out = attention(q, k, v, mask, cfg.attention_impl)
     else:  # written in place; attention reads the filled slots only
@@ -185,7 +191,7 @@ class LlamaAttention(nnx.Module):
       cv = jax.lax.dynamic_update_slice(cv, v[None].astype(cv.dtype), (layer, 0, index, 0, 0))
       out = cached_attention(q, ck, cv, layer, mask, index + t)
       cache = (ck, cv, layer, index)
-    return self.o_proj(out.reshape(b, t, -1)), cache
+    return self.o_proj(einops.rearrange(out, "b t n h -> b t (n h)")), cache
 
 
 class LlamaMLP(nnx.Module):
@@ -197,7 +203,8 @@ class LlamaMLP(nnx.Module):
     self.down_proj = dense(f, d, ("mlp", "embed"), bias=b, cfg=cfg, rngs=rngs)
 
   def __call__(self, x: Array) -> Array:
-    return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+    h = constrain(self.act(self.gate_proj(x)) * self.up_proj(x), BATCH, LENGTH, "activation_mlp")
+    return self.down_proj(h)
 
 
 class LlamaDecoderLayer(nnx.Module):
@@ -208,6 +215,7 @@ class LlamaDecoderLayer(nnx.Module):
     self.mlp = LlamaMLP(cfg, rngs=rngs)
 
   def __call__(self, x, cos, sin, mask, cache=None):
+    x = constrain(x, BATCH, LENGTH, EMBED)
     h, cache = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache)
     x = x + h
     return x + self.mlp(self.post_attention_layernorm(x)), cache
@@ -272,7 +280,7 @@ class LlamaForCausalLM(nnx.Module):
     mask, pos, valid = self._mask_and_positions(b, t, mask_in, positions, cache, segment_ids)
     cos, sin = rope_cos_sin(jnp.broadcast_to(pos, (b, t)), cfg, x.dtype)
     x, new_cache = self._layers(x, cos, sin, mask, cache, valid)
-    x = self.norm(x)
+    x = constrain(self.norm(x), BATCH, LENGTH, EMBED)
     if last_only:
       x = x[:, -1:]
     if return_hidden:

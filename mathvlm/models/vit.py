@@ -16,6 +16,9 @@ from flax import nnx
 
 from mathvlm.models.layers import (activation, attention, dense, dtype_of, layer_norm, logical,
                                    matmul, normal, scan_layers, stacked)
+from mathvlm.sharding import constrain
+
+BATCH, LENGTH, EMBED = "activation_batch", "activation_length", "activation_embed"
 
 Array = jax.Array
 
@@ -73,11 +76,11 @@ class CLIPAttention(nnx.Module):
     self.out_proj = dense(d, d, ("heads", "embed"), bias=True, cfg=cfg, rngs=rngs)
 
   def __call__(self, x: Array, mask: Array | None) -> Array:
-    b, t, _ = x.shape
-    split = lambda y: y.reshape(b, t, self.cfg.num_heads, self.cfg.head_dim)
+    split = lambda y: constrain(einops.rearrange(y, "b t (n h) -> b t n h", h=self.cfg.head_dim),
+                                BATCH, LENGTH, "activation_heads", None)
     out = attention(split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x)), mask,
                     self.cfg.attention_impl)
-    return self.out_proj(out.reshape(b, t, -1))
+    return self.out_proj(einops.rearrange(out, "b t n h -> b t (n h)"))
 
 
 class CLIPMLP(nnx.Module):
@@ -89,7 +92,7 @@ class CLIPMLP(nnx.Module):
                      rngs=rngs)
 
   def __call__(self, x: Array) -> Array:
-    return self.fc2(self.act(self.fc1(x)))
+    return self.fc2(constrain(self.act(self.fc1(x)), BATCH, LENGTH, "activation_mlp"))
 
 
 class CLIPEncoderLayer(nnx.Module):
@@ -102,6 +105,7 @@ class CLIPEncoderLayer(nnx.Module):
     self.mlp = CLIPMLP(cfg, rngs=rngs)
 
   def __call__(self, x: Array, mask: Array | None = None) -> Array:
+    x = constrain(x, BATCH, LENGTH, EMBED)
     x = x + self.self_attn(self.layer_norm1(x), mask)
     return x + self.mlp(self.layer_norm2(x))
 

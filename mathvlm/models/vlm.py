@@ -18,6 +18,7 @@ from flax import nnx
 from mathvlm.models.llm import LlamaConfig, LlamaForCausalLM, LMOutput
 from mathvlm.models.projector import Projector, projector_depth
 from mathvlm.models.vit import CLIPVisionConfig, CLIPVisionTransformer
+from mathvlm.sharding import constrain
 
 Array = jax.Array
 
@@ -177,7 +178,9 @@ class Llava(nnx.Module):
 
   def apply(self, input_ids: Array, pixel_values: Array | None = None, **kwargs) -> LMOutput:
     """As `LlamaForCausalLM.apply`, with images spliced in first."""
-    return self.language_model.apply(inputs_embeds=self.embed(input_ids, pixel_values), **kwargs)
+    x = constrain(self.embed(input_ids, pixel_values), "activation_batch", "activation_length",
+                  "activation_embed")
+    return self.language_model.apply(inputs_embeds=x, **kwargs)
 
   def __call__(self, input_ids: Array, pixel_values: Array | None = None,
                attention_mask: Array | None = None) -> Array:
