@@ -45,14 +45,17 @@ _ACTIVATIONS: contextvars.ContextVar = contextvars.ContextVar("activation_shardi
 def activation_sharding(mesh: Mesh, rules=DEFAULT_RULES):
   """While tracing inside this context, `constrain` pins activations to `mesh` by the logical
   table `rules` (the config's `logical_axis_rules`). Outside it `constrain` does nothing, so a
-  single-device forward, a test or a converter needs no mesh. The trainer traces its step in it:
+  single-device forward, a test or a converter needs no mesh. It also sets jax's mesh context,
+  which jit's trace cache keys on, so a function traced outside is traced again inside (the rules
+  are not in that key: change them only between processes). The trainer traces its step in it:
 
       with sharding.activation_sharding(mesh, rules):
         compiled = step_fn.lower(state, batch).compile()
   """
   token = _ACTIVATIONS.set((mesh, tuple(tuple(r) for r in rules)))
   try:
-    yield
+    with jax.set_mesh(mesh):  # part of jit's cache key: a trace from outside is not reused
+      yield
   finally:
     _ACTIVATIONS.reset(token)
 
