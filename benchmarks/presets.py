@@ -127,3 +127,14 @@ def alternate(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, flo
 def load() -> dict[str, float]:
   """The 1-minute load average and the core count, reported with every figure."""
   return {"loadavg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
+
+
+def peak_matmul(dtype: str, n: int = 2048) -> tuple[Callable[[], None], float]:
+  """(run, FLOPs) of ENV.md's peak measurement: an n^3 jax matmul (bf16 inputs accumulate in
+  float32), timed in the same turns as the steps so its rate reflects the same load."""
+  import jax
+  import jax.numpy as jnp
+  dt = jnp.bfloat16 if dtype == "bfloat16" else jnp.float32
+  a = jnp.asarray(np.random.RandomState(0).randn(n, n), dt)
+  f = jax.jit(lambda a: jnp.dot(a, a, preferred_element_type=jnp.float32))
+  return (lambda: f(a).block_until_ready()), 2.0 * n ** 3
