@@ -78,7 +78,8 @@ def make_mesh(data: int = 1, fsdp: int = -1, tensor: int = 1,
   devices = list(devices if devices is not None else jax.devices())
   sizes = [data, fsdp, tensor]
   if sizes.count(-1) > 1:
-    raise ValueError(f"at most one mesh axis may be -1, got data={data} fsdp={fsdp} tensor={tensor}")
+    raise ValueError(f"at most one mesh axis may be -1, got data={data} fsdp={fsdp} "
+                     f"tensor={tensor}")
   known = int(np.prod([s for s in sizes if s != -1]))
   if -1 in sizes:
     if len(devices) % known:

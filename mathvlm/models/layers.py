@@ -2,8 +2,8 @@
 
 Every parameter carries logical axis names (`embed`, `mlp`, `heads`, `kv_heads`, `vocab`, `layers`,
 `norm`); one table in the config maps them to mesh axes (see `mathvlm.sharding`). Layers are stored
-stacked along a leading `layers` axis and run with `jax.lax.scan`, so compile time does not grow with
-depth, and rematerialisation is a policy name rather than code in each model.
+stacked along a leading `layers` axis and run with `jax.lax.scan`, so compile time does not grow
+with depth, and rematerialisation is a policy name rather than code in each model.
 """
 
 from __future__ import annotations
@@ -131,7 +131,8 @@ class Dense(nnx.Linear):
 
 def dense(din: int, dout: int, axes: tuple[str | None, str | None], *, bias: bool, cfg, rngs,
           std: float = 0.02) -> Dense:
-  """A Linear with logical axes; `cfg.dtype` is the matmul dtype, `cfg.param_dtype` the storage one."""
+  """A Linear with logical axes; `cfg.dtype` is the matmul dtype, `cfg.param_dtype` the storage
+  one."""
   return Dense(
       din, dout, use_bias=bias,
       dtype=dtype_of(cfg.dtype), param_dtype=dtype_of(cfg.param_dtype),

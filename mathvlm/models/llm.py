@@ -96,7 +96,8 @@ class LlamaConfig:
         max_position_embeddings=d.get("max_position_embeddings", 4096),
         tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
         sliding_window=d.get("sliding_window") if mt == "mistral" else None,
-        attention_bias=bool(d.get("attention_bias", False)), mlp_bias=bool(d.get("mlp_bias", False)),
+        attention_bias=bool(d.get("attention_bias", False)),
+        mlp_bias=bool(d.get("mlp_bias", False)),
         bos_token_id=d.get("bos_token_id"),
         eos_token_id=tuple(eos) if isinstance(eos, list) else eos,
         pad_token_id=d.get("pad_token_id"), model_type=mt, **overrides)
@@ -126,7 +127,8 @@ class LlamaConfig:
 # Rotary embeddings.
 
 def rope_inv_freq(cfg: LlamaConfig) -> np.ndarray:
-  """Inverse frequencies in float32, computed as transformers computes them (incl. llama3 scaling)."""
+  """Inverse frequencies in float32, computed as transformers computes them (llama3 scaling
+  included)."""
   dim = cfg.head_dim
   inv = (1.0 / (cfg.rope_theta ** (np.arange(0, dim, 2, dtype=np.int64).astype(np.float32) / dim))
          ).astype(np.float32)

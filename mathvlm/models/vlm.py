@@ -24,7 +24,8 @@ Array = jax.Array
 
 # The original LLaVA code marks the image with this id; it never indexes the embedding table.
 ORIGINAL_IMAGE_TOKEN_INDEX = -200
-FEATURE_SELECT = {"patch": "patch", "default": "patch", "cls_patch": "cls_patch", "full": "cls_patch"}
+FEATURE_SELECT = {"patch": "patch", "default": "patch", "cls_patch": "cls_patch",
+                  "full": "cls_patch"}
 
 
 @dataclasses.dataclass(frozen=True)

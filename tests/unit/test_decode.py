@@ -70,7 +70,8 @@ def test_sampled_logps_equal_a_forward_pass_over_the_same_tokens(llava, temperat
 
 def test_greedy_core_equals_generate(llava):
   ids, mask, px = _prompt(seed=1)
-  out = _decode(*nnx.split(llava), ids, mask, px, jax.random.key(0), jnp.float32(0.0), jnp.float32(1.0))
+  out = _decode(*nnx.split(llava), ids, mask, px, jax.random.key(0), jnp.float32(0.0),
+                jnp.float32(1.0))
   ref = generate(llava, ids, mask, px, max_new_tokens=7, eos_token_id=5)
   np.testing.assert_array_equal(np.asarray(out.tokens), np.asarray(ref.tokens))
   np.testing.assert_array_equal(np.asarray(out.lengths), np.asarray(ref.lengths))
