@@ -110,10 +110,12 @@ def batch(preset: Preset, seed: int = 0) -> dict[str, np.ndarray]:
               pixel_values=rs.randn(b, size, size, 3).astype(np.float32))
 
 
-def alternate(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
-  """Median seconds of each function, run in turns (a, b, a, b, ...) after one warm-up each, so a
-  burst of load from other processes hits both sides alike."""
-  for fn in fns.values():
+def alternate(fns: dict[str, Callable[[], None]], repeats: int,
+              warm: bool = True) -> dict[str, float]:
+  """Median seconds of each function, run in turns (a, b, a, b, ...) after one warm-up each
+  (warm=False: the caller has run them), so a burst of load from other processes hits both
+  sides alike."""
+  for fn in fns.values() if warm else ():
     fn()
   times: dict[str, list[float]] = {k: [] for k in fns}
   for _ in range(repeats):

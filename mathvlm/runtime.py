@@ -1,5 +1,59 @@
-"""Process-wide runtime settings (placeholder)."""
+"""Process-wide runtime settings per platform, applied once before JAX starts its backend.
+
+The trainer calls `configure(platform)` first thing (before anything touches `jax.devices()`):
+XLA reads `XLA_FLAGS` when the backend starts, so a flag set later does nothing. Every setting
+says why it is there; anything CPU-specific is applied only for platform 'cpu', so accelerators
+run exactly as before. A flag the user already put in XLA_FLAGS is never overridden.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger("mathvlm.runtime")
+
+# (flag, value, why). Empty on purpose where measurement found nothing worth setting; see
+# docs/perf/PERFORMANCE.md for the flags tried on the CPU and what they did.
+XLA_FLAGS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "cpu": (),
+}
+
+# (jax config name, value, why)
+JAX_CONFIG: dict[str, tuple[tuple[str, object, str], ...]] = {
+    "cpu": (
+        ("jax_cpu_enable_async_dispatch", True,
+         "the step returns before it finishes, so the loop can fetch step k's metrics and put "
+         "batch k+2 on the device while step k+1 runs (`mathvlm.train_loop`); JAX's default "
+         "today, pinned because the loop's overlap depends on it"),
+    ),
+}
 
 
-def configure(platform: str | None = None) -> None:
-  del platform
+def platform_hint() -> str | None:
+  """The platform JAX_PLATFORMS names first (e.g. 'cpu' from 'cpu,cuda'), else None: what
+  `configure` can know without starting a backend."""
+  first = os.environ.get("JAX_PLATFORMS", "").split(",")[0].strip().lower()
+  return first or None
+
+
+def configure(platform: str | None = None) -> dict[str, object]:
+  """Applies the settings for `platform` ('cpu', 'gpu', 'tpu'; default `platform_hint()`, and
+  nothing when that is unknown). Returns what it set, by name. Idempotent."""
+  platform = (platform or platform_hint() or "").lower()
+  applied: dict[str, object] = {}
+  flags = os.environ.get("XLA_FLAGS", "")
+  present = {part.split("=")[0] for part in flags.split()}
+  extra = [f"{name}={value}" for name, value, _ in XLA_FLAGS.get(platform, ())
+           if name not in present]
+  if extra:
+    os.environ["XLA_FLAGS"] = " ".join([flags, *extra]).strip()
+    applied.update(dict(part.split("=", 1) for part in extra))
+  if JAX_CONFIG.get(platform):
+    import jax
+    for name, value, _ in JAX_CONFIG[platform]:
+      jax.config.update(name, value)
+      applied[name] = value
+  if applied:
+    log.info("runtime settings for %s: %s", platform, applied)
+  return applied
