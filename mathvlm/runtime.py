@@ -13,8 +13,12 @@ import os
 
 log = logging.getLogger("mathvlm.runtime")
 
-# (flag, value, why). Empty on purpose where measurement found nothing worth setting; see
-# docs/perf/PERFORMANCE.md for the flags tried on the CPU and what they did.
+# (flag, value, why). Empty for the CPU on purpose: of the XLA:CPU flags tried on the `small`
+# train step (docs/perf/PERFORMANCE.md), --xla_cpu_experimental_onednn_fusion_type=dot,
+# --xla_cpu_use_xnnpack=false and --xla_cpu_experimental_xnn_graph_fusion_mode=GREEDY compile
+# to the very same program as the defaults (YNNPACK already runs the matmuls), and
+# --xla_cpu_experimental_ynn_fusion_type=+eltwise,+reduce moves 26 more matmuls off YNNPACK; the
+# default thread pool already uses every core. What the step needed was in the models instead.
 XLA_FLAGS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "cpu": (),
 }
