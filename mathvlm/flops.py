@@ -12,9 +12,11 @@ from __future__ import annotations
 import re
 
 
-def _vit(cfg) -> tuple[float, float]:
-  """(matmul params, attention FLOPs per token / 2) of a CLIP vision tower for one image."""
-  d, f, l = cfg.hidden_size, cfg.intermediate_size, cfg.num_layers
+def _vit(cfg, layers: int | None = None) -> tuple[float, float]:
+  """(matmul params, attention FLOPs per token / 2) of a CLIP vision tower for one image, over
+  the `layers` blocks that run (default all; LLaVA's feature layer -2 skips the last)."""
+  d, f = cfg.hidden_size, cfg.intermediate_size
+  l = cfg.num_layers if layers is None else layers
   tokens = cfg.num_patches + 1
   weights = l * (4 * d * d + 2 * d * f) + cfg.num_channels * cfg.patch_size ** 2 * d
   return weights, l * 2 * tokens * d
@@ -25,6 +27,12 @@ def _llm(cfg, seq: int) -> tuple[float, float]:
   attn_w = d * h * (2 * cfg.num_heads + 2 * cfg.num_kv_heads)
   weights = cfg.num_layers * (attn_w + 3 * d * cfg.intermediate_size) + d * cfg.vocab_size
   return weights, cfg.num_layers * 2 * seq * cfg.num_heads * h
+
+
+def _feature_layers(cfg) -> int:
+  """Vision blocks LLaVA runs: up to its feature layer (HF hidden_states indexing)."""
+  layer, n = cfg.vision_feature_layer, cfg.vision.num_layers
+  return layer + n + 1 if layer < 0 else layer
 
 
 def _factor(trains: bool, upstream_trains: bool) -> int:
@@ -48,7 +56,7 @@ def lm_step(model_cfg, batch_shapes: dict, trainable: list[str], *, pairs: bool 
   total = 0.0
   v_tr = p_tr = False
   if hasattr(model_cfg, "vision"):
-    w_v, a_v = _vit(model_cfg.vision)
+    w_v, a_v = _vit(model_cfg.vision, _feature_layers(model_cfg))
     v_tr = _trains(trainable, "vision_tower/")
     p_tr = _trains(trainable, "multi_modal_projector/")
     tokens_v = images * (model_cfg.vision.num_patches + 1)

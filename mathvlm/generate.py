@@ -1,9 +1,15 @@
 """Batched decoding with a KV cache: left-padded prompts, greedy or temperature/top-p sampling.
 
+`decode` is the pure core: a function of (model, prompts, mask, images, rng, temperature, top_p)
+with static max_new_tokens and EOS ids, jittable inside a training step (GRPO rollouts), returning
+the tokens and each sampled token's log-probability under the model. `generate` is the eager
+entry point: checks, one jitted `decode`, and the tokens.
+
 Prefill and every decode step run inside one jitted function (a `while_loop`), so decoding never
-recompiles: one compile per (model, batch, prompt length, max_new_tokens, greedy-or-not). Rows that
-reach EOS are padded with `pad_token_id` afterwards, and the loop stops when all rows are done, as
-transformers' `generate` does.
+recompiles: one compile per (model, batch, prompt length, max_new_tokens, EOS ids). The cache is
+written in place and attention reads only its filled slots (`layers.cached_attention`). Rows that
+reach EOS are padded with `pad_token_id` afterwards, and the loop stops when all rows are done,
+as transformers' `generate` does.
 """
 
 from __future__ import annotations
@@ -26,64 +32,108 @@ class Generated(NamedTuple):
   lengths: Array   # [batch] tokens generated per row, EOS included
 
 
-def sample_logits(logits: Array, rng: Array, temperature: float, top_p: float,
-                  greedy: bool) -> Array:
-  """Next tokens from [batch, vocab] logits. top_p keeps the smallest set of most likely tokens
-  whose probability reaches top_p (always at least one)."""
-  if greedy:
-    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-  logits = logits.astype(jnp.float32) / temperature
+class Decoded(NamedTuple):
+  tokens: Array    # [batch, max_new_tokens], pad after a row's EOS
+  logps: Array     # [batch, max_new_tokens] float32 log p(token) under the model; 0 after EOS
+  lengths: Array   # [batch] tokens generated per row, EOS included
+
+
+def _nucleus(logits: Array, rng: Array, top_p) -> Array:
+  """A draw from the smallest set of most likely tokens whose probability reaches top_p (always at
+  least one): needs the tokens in order, so a sort of the vocabulary."""
   order = jnp.argsort(-logits, axis=-1)
   sorted_logits = jnp.take_along_axis(logits, order, axis=-1)
   probs = jax.nn.softmax(sorted_logits, axis=-1)
   before = jnp.cumsum(probs, axis=-1) - probs       # mass strictly above each token
   sorted_logits = jnp.where(before < top_p, sorted_logits, -jnp.inf)
   choice = jax.random.categorical(rng, sorted_logits, axis=-1)
-  return jnp.take_along_axis(order, choice[:, None], axis=-1)[:, 0].astype(jnp.int32)
+  return jnp.take_along_axis(order, choice[:, None], axis=-1)[:, 0]
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "eos", "pad",
-                                             "greedy"))
-def _generate(graphdef, state, input_ids, attention_mask, pixel_values, rng, temperature, top_p,
-              *, max_new_tokens: int, eos: tuple[int, ...], pad: int, greedy: bool) -> Generated:
-  model = nnx.merge(graphdef, state)
+def _draw(logits: Array, rng: Array, temperature, top_p) -> Array:
+  """A temperature sample; the sort only where top_p < 1 (a plain categorical otherwise)."""
+  logits = logits.astype(jnp.float32) / temperature
+  return jax.lax.cond(top_p < 1, lambda: _nucleus(logits, rng, top_p),
+                      lambda: jax.random.categorical(rng, logits, axis=-1)).astype(jnp.int32)
+
+
+def sample_logits(logits: Array, rng: Array, temperature: float, top_p: float,
+                  greedy: bool) -> Array:
+  """Next tokens from [batch, vocab] logits. top_p keeps the smallest set of most likely tokens
+  whose probability reaches top_p (always at least one)."""
+  if greedy:
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  return _draw(logits, rng, temperature, top_p)
+
+
+def _pick(logits: Array, rng: Array, temperature, top_p) -> tuple[Array, Array]:
+  """(next tokens, their log-probs under the model): greedy where temperature <= 0."""
+  logits = logits.astype(jnp.float32)
+  tok = jax.lax.cond(temperature > 0, lambda: _draw(logits, rng, temperature, top_p),
+                     lambda: jnp.argmax(logits, axis=-1).astype(jnp.int32))
+  logp = jnp.take_along_axis(jax.nn.log_softmax(logits), tok[:, None], axis=-1)[:, 0]
+  return tok, logp
+
+
+def cache_slots(prompt_len: int, max_new_tokens: int) -> int:
+  """Cache length: prompt plus new tokens, rounded up to a multiple of 128 (or 8 when short), so
+  `cached_attention` reads whole blocks."""
+  n = prompt_len + max_new_tokens
+  step = 128 if n > 128 else 8
+  return -(-n // step) * step
+
+
+def decode(model, input_ids: Array, attention_mask: Array, pixel_values: Array | None,
+           rng: Array, temperature, top_p, *, max_new_tokens: int, eos: tuple[int, ...] = (),
+           pad: int = 0) -> Decoded:
+  """Continues left-padded prompts [batch, t]; pure and jittable (temperature and top_p may be
+  traced: temperature <= 0 is greedy, top_p == 1 draws without a sort).
+
+  The log-probs are the model's own (temperature 1, no nucleus cut) at each sampled token: what a
+  forward pass over prompt + tokens gives, the old-policy log-probs of GRPO. Works with
+  `LlamaForCausalLM` (pixel_values None) and `Llava` (prompt with image tokens).
+  """
   b, t = input_ids.shape
   extra = {} if pixel_values is None else {"pixel_values": pixel_values}
-  cache = model.init_cache(b, t + max_new_tokens)
+  cache = model.init_cache(b, cache_slots(t, max_new_tokens))
   positions = positions_from_mask(attention_mask)
   out = model.apply(input_ids, attention_mask=attention_mask, positions=positions, cache=cache,
                     last_only=True, **extra)
   eos_arr = jnp.asarray(eos if eos else (-1,), jnp.int32)
-
-  def pick(logits, rng):
-    return sample_logits(logits[:, -1], rng, temperature, top_p, greedy)
-
   rng, sub = jax.random.split(rng)
-  first = pick(out.logits, sub)
+  first, first_logp = _pick(out.logits[:, -1], sub, temperature, top_p)
   tokens = jnp.full((b, max_new_tokens), pad, jnp.int32).at[:, 0].set(first)
-  done = jnp.isin(first, eos_arr)
-  lengths = jnp.ones((b,), jnp.int32)
-  next_pos = positions[:, -1] + 1
+  logps = jnp.zeros((b, max_new_tokens), jnp.float32).at[:, 0].set(first_logp)
 
   def cond(carry):
-    step, _, _, _, done, _, _, _ = carry
-    return (step < max_new_tokens) & ~jnp.all(done)
+    return (carry[0] < max_new_tokens) & ~jnp.all(carry[5])
 
   def body(carry):
-    step, tokens, last, cache, done, lengths, pos, rng = carry
+    step, tokens, logps, last, cache, done, lengths, pos, rng = carry
     # New tokens are never image tokens, so both model kinds decode through plain `apply`.
     out = model.apply(last[:, None], attention_mask=jnp.ones((b, 1), bool),
                       positions=pos[:, None], cache=cache)
     rng, sub = jax.random.split(rng)
-    tok = jnp.where(done, pad, pick(out.logits, sub))
-    tokens = tokens.at[:, step].set(tok)
+    tok, logp = _pick(out.logits[:, -1], sub, temperature, top_p)
+    tok, logp = jnp.where(done, pad, tok), jnp.where(done, 0.0, logp)
+    tokens = jax.lax.dynamic_update_slice(tokens, tok[:, None], (0, step))
+    logps = jax.lax.dynamic_update_slice(logps, logp[:, None], (0, step))
     lengths = lengths + (~done).astype(jnp.int32)
     done = done | jnp.isin(tok, eos_arr)
-    return step + 1, tokens, tok, out.cache, done, lengths, pos + 1, rng
+    return step + 1, tokens, logps, tok, out.cache, done, lengths, pos + 1, rng
 
-  carry = (jnp.int32(1), tokens, first, out.cache, done, lengths, next_pos, rng)
-  _, tokens, _, _, _, lengths, _, _ = jax.lax.while_loop(cond, body, carry)
-  return Generated(tokens, lengths)
+  carry = (jnp.int32(1), tokens, logps, first, out.cache, jnp.isin(first, eos_arr),
+           jnp.ones((b,), jnp.int32), positions[:, -1] + 1, rng)
+  carry = jax.lax.while_loop(cond, body, carry)
+  return Decoded(carry[1], carry[2], carry[6])
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "eos", "pad"))
+def _generate(graphdef, state, input_ids, attention_mask, pixel_values, rng, temperature, top_p,
+              *, max_new_tokens: int, eos: tuple[int, ...], pad: int) -> Generated:
+  out = decode(nnx.merge(graphdef, state), input_ids, attention_mask, pixel_values, rng,
+               temperature, top_p, max_new_tokens=max_new_tokens, eos=eos, pad=pad)
+  return Generated(out.tokens, out.lengths)
 
 
 def generate(model: nnx.Module, input_ids, attention_mask=None, pixel_values=None, *,
@@ -110,14 +160,13 @@ def generate(model: nnx.Module, input_ids, attention_mask=None, pixel_values=Non
     pixel_values = jnp.asarray(pixel_values)
     model.check_image_tokens(input_ids, pixel_values)  # eagerly: under jit it cannot raise
   graphdef, state = nnx.split(model)
+  temperature = 0.0 if temperature == 0 else max(temperature, 1e-6)
   return _generate(graphdef, state, input_ids, attention_mask, pixel_values,
-                   jax.random.key(seed), jnp.float32(max(temperature, 1e-6)), jnp.float32(top_p),
-                   max_new_tokens=max_new_tokens, eos=eos, pad=int(pad_token_id),
-                   greedy=temperature == 0)
+                   jax.random.key(seed), jnp.float32(temperature), jnp.float32(top_p),
+                   max_new_tokens=max_new_tokens, eos=eos, pad=int(pad_token_id))
 
 
 def _default_eos(model):
   cfg = getattr(model, "cfg", None)
   text = getattr(cfg, "text", cfg)
   return getattr(text, "eos_token_id", None)
-

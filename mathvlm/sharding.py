@@ -1,11 +1,14 @@
 """Device mesh and the one table that maps the models' logical axis names to mesh axes.
 
-Layers name their parameters' axes logically (`embed`, `mlp`, `heads`, ...); which mesh axis each
-lands on is this table's business, overridable from the config, never the model's.
+Layers name their parameters' axes logically (`embed`, `mlp`, `heads`, ...) and their activations'
+(`activation_batch`, `activation_length`, ...; see `constrain`); which mesh axis each lands on is
+this table's business, overridable from the config, never the model's.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from typing import Callable, Sequence
 
 import jax
@@ -24,8 +27,49 @@ DEFAULT_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("heads", "tensor"),
     ("kv_heads", "tensor"),
     ("norm", None),
+    # Activations (MaxText's names): the batch over (data, fsdp), heads and MLP width over tensor;
+    # the sequence and the residual stream's width stay whole on each device.
     ("activation_batch", ("data", "fsdp")),
+    ("activation_length", None),
+    ("activation_embed", None),
+    ("activation_heads", "tensor"),
+    ("activation_kv_heads", "tensor"),
+    ("activation_mlp", "tensor"),
+    ("activation_vocab", "tensor"),
 )
+
+_ACTIVATIONS: contextvars.ContextVar = contextvars.ContextVar("activation_sharding", default=None)
+
+
+@contextlib.contextmanager
+def activation_sharding(mesh: Mesh, rules=DEFAULT_RULES):
+  """While tracing inside this context, `constrain` pins activations to `mesh` by the logical
+  table `rules` (the config's `logical_axis_rules`). Outside it `constrain` does nothing, so a
+  single-device forward, a test or a converter needs no mesh. It also sets jax's mesh context,
+  which jit's trace cache keys on, so a function traced outside is traced again inside (the rules
+  are not in that key: change them only between processes). The trainer traces its step in it:
+
+      with sharding.activation_sharding(mesh, rules):
+        compiled = step_fn.lower(state, batch).compile()
+  """
+  token = _ACTIVATIONS.set((mesh, tuple(tuple(r) for r in rules)))
+  try:
+    with jax.set_mesh(mesh):  # part of jit's cache key: a trace from outside is not reused
+      yield
+  finally:
+    _ACTIVATIONS.reset(token)
+
+
+def constrain(x, *names: str | None):
+  """`jax.lax.with_sharding_constraint` of x by logical axis names (one per dimension), through
+  the active table; a mesh axis that does not divide its dimension is left out (replicated)."""
+  active = _ACTIVATIONS.get()
+  if active is None:
+    return x
+  mesh, rules = active
+  if len(names) != x.ndim:
+    raise ValueError(f"constrain: {len(names)} axis names {names} for an array of rank {x.ndim}")
+  return jax.lax.with_sharding_constraint(x, param_sharding(mesh, rules)(None, names, x.shape))
 
 
 def make_mesh(data: int = 1, fsdp: int = -1, tensor: int = 1,
@@ -34,7 +78,8 @@ def make_mesh(data: int = 1, fsdp: int = -1, tensor: int = 1,
   devices = list(devices if devices is not None else jax.devices())
   sizes = [data, fsdp, tensor]
   if sizes.count(-1) > 1:
-    raise ValueError(f"at most one mesh axis may be -1, got data={data} fsdp={fsdp} tensor={tensor}")
+    raise ValueError(f"at most one mesh axis may be -1, got data={data} fsdp={fsdp} "
+                     f"tensor={tensor}")
   known = int(np.prod([s for s in sizes if s != -1]))
   if -1 in sizes:
     if len(devices) % known:

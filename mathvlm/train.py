@@ -587,6 +587,8 @@ def main(argv) -> None:
   del argv
   if not FLAGS.workdir and not FLAGS.compile_only:
     raise app.UsageError("--workdir is required")
+  from mathvlm import runtime
+  runtime.configure()  # per-platform settings, before the backend starts (mathvlm/runtime.py)
   setup_processes()
   callbacks = [kill_after(FLAGS.preempt_after_step)] if FLAGS.preempt_after_step else []
   train(FLAGS.config, FLAGS.workdir, compile_only=FLAGS.compile_only, callbacks=callbacks)

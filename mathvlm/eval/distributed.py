@@ -114,9 +114,10 @@ def generate_global(model, mesh, input_ids: np.ndarray, mask: np.ndarray, images
                                  "mask": mask.astype(np.int32), "images": images}, mesh)
   graphdef, state = nnx.split(model)
   out = gen._generate(graphdef, state, local["ids"], local["mask"], local["images"],
-                      jax.random.key(seed), jnp.float32(max(temperature, 1e-6)), jnp.float32(top_p),
-                      max_new_tokens=max_new_tokens, eos=(int(eos),) if eos is not None else (),
-                      pad=int(pad), greedy=temperature == 0)
+                      jax.random.key(seed),
+                      jnp.float32(0.0 if temperature == 0 else max(temperature, 1e-6)),
+                      jnp.float32(top_p), max_new_tokens=max_new_tokens,
+                      eos=(int(eos),) if eos is not None else (), pad=int(pad))
   return np.asarray(multihost_utils.process_allgather(out.tokens, tiled=True))
 
 
@@ -147,8 +148,8 @@ def compile_only(preset: str, mesh, *, batch: int, prompt_len: int, max_new_toke
   images = jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32, sharding=rows)
   t = time.time()
   compiled = gen._generate.lower(
-      graphdef, state, ids, ids, images, jax.random.key(0), jnp.float32(1e-6), jnp.float32(1.0),
-      max_new_tokens=max_new_tokens, eos=(2,), pad=0, greedy=True).compile()
+      graphdef, state, ids, ids, images, jax.random.key(0), jnp.float32(0.0), jnp.float32(1.0),
+      max_new_tokens=max_new_tokens, eos=(2,), pad=0).compile()
   params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state))
   report = {"preset": preset, "dtype": dtype, "devices": jax.device_count(),
             "mesh": dict(mesh.shape), "parameters": params, "batch": batch,

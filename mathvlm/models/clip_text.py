@@ -127,7 +127,8 @@ class CLIP(nnx.Module):
                                    bias=False, cfg=cfg.vision, rngs=rngs)
     self.text_projection = dense(cfg.text.hidden_size, cfg.projection_dim, ("embed", None),
                                  bias=False, cfg=cfg.text, rngs=rngs)
-    self.logit_scale = nnx.Param(jnp.asarray(cfg.logit_scale_init, dtype_of(cfg.vision.param_dtype)),
+    self.logit_scale = nnx.Param(
+        jnp.asarray(cfg.logit_scale_init, dtype_of(cfg.vision.param_dtype)),
                                  out_sharding=(), eager_sharding=False)
 
   def image_features(self, pixel_values: Array) -> Array:

@@ -2,15 +2,17 @@
 
 Every parameter carries logical axis names (`embed`, `mlp`, `heads`, `kv_heads`, `vocab`, `layers`,
 `norm`); one table in the config maps them to mesh axes (see `mathvlm.sharding`). Layers are stored
-stacked along a leading `layers` axis and run with `jax.lax.scan`, so compile time does not grow with
-depth, and rematerialisation is a policy name rather than code in each model.
+stacked along a leading `layers` axis and run with `jax.lax.scan`, so compile time does not grow
+with depth, and rematerialisation is a policy name rather than code in each model.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable
 
+import einops
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -59,27 +61,78 @@ def normal(std: float = 0.02):
   return nnx.initializers.normal(std)
 
 
+def _dot_f32(x: Array, w: Array) -> Array:
+  """x [..., din] @ w [din, dout] with a float32 accumulator and result."""
+  return jax.lax.dot_general(x, w, (((x.ndim - 1,), (0,)), ((), ())),
+                             preferred_element_type=jnp.float32)
+
+
+@jax.custom_vjp
+def low_precision_matmul(x: Array, w: Array) -> Array:
+  """x @ w.astype(x.dtype), accumulated and returned in float32, for a low-precision x.
+
+  Why a custom gradient: autodiff sends the float32 cotangent of the result straight into the
+  backward matmuls, so both (input and weight gradients) would run as float32 matmuls on converted
+  copies, at a third of the bf16-with-float32-accumulator rate on this CPU (ENV.md: ~280 vs ~785
+  GFLOP/s) and off the fast path of accelerators too. Here the cotangent is rounded to x's dtype
+  first, as PyTorch autocast and mixed-precision training on GPU/TPU do, and both backward matmuls
+  accumulate in float32. The weight gradient comes back in w's own (storage) dtype.
+  """
+  return _dot_f32(x, w.astype(x.dtype))
+
+
+def _lpm_fwd(x, w):
+  return low_precision_matmul(x, w), (x, w)
+
+
+def _lpm_bwd(res, g):
+  x, w = res
+  g = g.astype(x.dtype)
+  wc = w.astype(x.dtype)
+  dx = jax.lax.dot_general(g, wc, (((g.ndim - 1,), (1,)), ((), ())),
+                           preferred_element_type=jnp.float32).astype(x.dtype)
+  x2, g2 = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
+  dw = jax.lax.dot_general(x2, g2, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+  return dx, dw.astype(w.dtype)
+
+
+low_precision_matmul.defvjp(_lpm_fwd, _lpm_bwd)
+
+
+def matmul(x: Array, w: Array) -> Array:
+  """x @ w in x's dtype with a float32 accumulator and float32 result; low-precision inputs take
+  `low_precision_matmul` (its gradient stays in low precision), float32 plain autodiff."""
+  if x.dtype == jnp.float32:
+    return _dot_f32(x, w.astype(jnp.float32))
+  return low_precision_matmul(x, w)
+
+
 class Dense(nnx.Linear):
   """nnx.Linear that accumulates in float32 and returns the compute dtype.
 
   Low-precision inputs with a float32 accumulator is the fast path on CPUs with bf16 units
   (ENV.md: ~785 vs ~280 GFLOP/s for bf16-out) and what GPU/TPU matmul units do anyway; the
-  activations stay in the compute dtype.
+  activations stay in the compute dtype, and so do the backward matmuls (`low_precision_matmul`).
+  The bias is rounded to the compute dtype and added in float32, as nnx.Linear adds it.
   """
 
   lora: nnx.LoRA | None = None   # attached by `mathvlm.models.lora.add_lora`
   lora_scale: float = 1.0
 
   def __call__(self, x: Array) -> Array:
-    y = super().__call__(x)
+    dtype = self.dtype or x.dtype
+    y = matmul(x.astype(dtype), self.kernel[...])
+    if self.bias is not None:
+      y = y + self.bias[...].astype(dtype)
     if self.lora is not None:
       y = y + self.lora_scale * self.lora(x).astype(y.dtype)
-    return y.astype(self.dtype or x.dtype)
+    return y.astype(dtype)
 
 
 def dense(din: int, dout: int, axes: tuple[str | None, str | None], *, bias: bool, cfg, rngs,
           std: float = 0.02) -> Dense:
-  """A Linear with logical axes; `cfg.dtype` is the matmul dtype, `cfg.param_dtype` the storage one."""
+  """A Linear with logical axes; `cfg.dtype` is the matmul dtype, `cfg.param_dtype` the storage
+  one."""
   return Dense(
       din, dout, use_bias=bias,
       dtype=dtype_of(cfg.dtype), param_dtype=dtype_of(cfg.param_dtype),
@@ -132,13 +185,131 @@ def activation(name: str) -> Callable[[Array], Array]:
   return ACTIVATIONS[name]
 
 
-def attention(q: Array, k: Array, v: Array, mask: Array | None, impl: str | None = None) -> Array:
-  """Softmax attention through `jax.nn.dot_product_attention` (the fused kernel where available).
+NEG = -0.7 * float(jnp.finfo(jnp.float32).max)   # jax's masked score: finite, so a fully masked
+                                                 # row is uniform rather than NaN
 
-  q: [batch, q_len, heads, head_dim]; k, v: [batch, kv_len, kv_heads, head_dim] (grouped-query
-  attention when kv_heads < heads); mask: boolean, broadcastable to [batch, heads, q_len, kv_len].
+
+def attention(q: Array, k: Array, v: Array, mask: Array | None, impl: str | None = None) -> Array:
+  """Softmax attention. q: [batch, q_len, heads, head_dim]; k, v: [batch, kv_len, kv_heads,
+  head_dim] (grouped-query attention when kv_heads < heads); mask: boolean, broadcastable to
+  [batch, heads, q_len, kv_len].
+
+  impl None picks by platform: on CPU `grouped_attention` (jax's XLA path vmaps over the query
+  groups, which materialises the mask broadcast to every head and group, and a copy of it per
+  layer for the backward pass); elsewhere `jax.nn.dot_product_attention`, which can pick a fused
+  kernel. 'grouped' forces ours; 'xla' / 'cudnn' force jax's.
   """
+  if impl == "grouped" or (impl is None and jax.default_backend() == "cpu"):
+    return grouped_attention(q, k, v, mask)
   return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=impl)
+
+
+def grouped_attention(q: Array, k: Array, v: Array, mask: Array | None) -> Array:
+  """jax.nn.dot_product_attention's arithmetic (scores in float32, scaled after the matmul,
+  masked to a large negative number so a fully masked row is uniform, not NaN) with the query
+  heads grouped per key head: scores [batch, kv_heads, group, q, k], the mask broadcast inside
+  the fused select only. Both matmuls accumulate in float32. The backward pass recomputes the
+  probabilities from q, k and the log-sum-exp (`_attend`), as flash attention does."""
+  groups = q.shape[2] // k.shape[2]
+  qg = einops.rearrange(q, "b t (k g) h -> b k g t h", g=groups)
+  if mask is None:
+    m = jnp.ones((1, 1, 1, q.shape[1], k.shape[1]), bool)
+  else:
+    m = jnp.asarray(mask, bool)
+    m = m.reshape(m.shape[:2] + (1,) + m.shape[2:]) if m.shape[1] == 1 else einops.rearrange(
+        m, "b (k g) t s -> b k g t s", g=groups)
+  return einops.rearrange(_attend(qg, k, v, m), "b k g t h -> b t (k g) h")
+
+
+def _scores(qg, k, m):
+  s = jnp.einsum("bkgth,bskh->bkgts", qg, k, preferred_element_type=jnp.float32)
+  s = s * jnp.float32(1.0 / math.sqrt(qg.shape[-1]))  # as jax: 1 / sqrt(head_dim)
+  return jnp.where(m, s, jnp.float32(NEG))
+
+
+def _attend_fwd(qg, k, v, m):
+  s = _scores(qg, k, m)
+  top = jnp.max(s, axis=-1, keepdims=True)
+  e = jnp.exp(s - top)
+  total = jnp.sum(e, axis=-1, keepdims=True)
+  probs = (e / total).astype(v.dtype)                 # jax.nn.softmax's arithmetic
+  out = jnp.einsum("bkgts,bskh->bkgth", probs, v, preferred_element_type=jnp.float32)
+  out = out.astype(v.dtype)
+  return out, (qg, k, v, m, out, top, total)
+
+
+@jax.custom_vjp
+def _attend(qg: Array, k: Array, v: Array, m: Array) -> Array:
+  """Grouped softmax attention [b, k, g, t, h]; its gradient keeps no [t, s] probabilities.
+
+  Autodiff would save the float32 probabilities of every layer for the backward pass (for the
+  `small` preset 268 MB, zero-filled, written and read back through the layer scan); here the
+  residuals are q, k, v, the output and the softmax's max and sum per query (not one log-sum-exp:
+  a fully masked row's would round to the masked score itself), and the backward pass recomputes
+  the scores (one extra q.k matmul)."""
+  return _attend_fwd(qg, k, v, m)[0]
+
+
+def _attend_bwd(res, do):
+  qg, k, v, m, out, top, total = res
+  p = jnp.exp(_scores(qg, k, m) - top) / total       # the forward's probabilities, exactly
+  do = do.astype(v.dtype)
+  f32 = dict(preferred_element_type=jnp.float32)
+  dv = jnp.einsum("bkgts,bkgth->bskh", p.astype(v.dtype), do, **f32)
+  dp = jnp.einsum("bkgth,bskh->bkgts", do, v, **f32)
+  delta = jnp.sum(do.astype(jnp.float32) * out.astype(jnp.float32), axis=-1, keepdims=True)
+  ds = jnp.where(m, p * (dp - delta), 0.0) * jnp.float32(1.0 / math.sqrt(qg.shape[-1]))
+  ds = ds.astype(qg.dtype)
+  dq = jnp.einsum("bkgts,bskh->bkgth", ds, k, **f32)
+  dk = jnp.einsum("bkgts,bkgth->bskh", ds, qg, **f32)
+  return dq.astype(qg.dtype), dk.astype(k.dtype), dv.astype(v.dtype), None
+
+
+_attend.defvjp(_attend_fwd, _attend_bwd)
+
+
+def kv_block(slots: int) -> int:
+  """The block of cache slots decoding attends to at a time: the largest of 256, 128, ... 8
+  that divides the cache, else the whole cache (one block)."""
+  return next((b for b in (256, 128, 64, 32, 16, 8) if slots % b == 0), slots)
+
+
+def cached_attention(q: Array, k_cache: Array, v_cache: Array, layer, mask: Array, filled
+                     ) -> Array:
+  """Attention of q [batch, t, heads, head_dim] over slots [0, filled) of one layer of a KV cache
+  [layers, batch, slots, kv_heads, head_dim], block by block with a running softmax (max, sum).
+
+  Decoding reads only the filled part of the cache, in place: a loop over `kv_block` slots whose
+  trip count follows `filled`, instead of slicing the layer's whole buffer (a copy of every slot,
+  written or not) and scoring it. mask: boolean [batch|1, 1, t, slots]. Masked scores take
+  `grouped_attention`'s large negative number, so the result equals it up to rounding.
+  """
+  b, t, n, h = q.shape
+  kv, block = k_cache.shape[3], kv_block(k_cache.shape[2])
+  qg = einops.rearrange(q, "b t (k g) h -> b k g t h", k=kv)
+  scale, neg = jnp.float32(1.0 / math.sqrt(h)), jnp.float32(NEG)
+
+  def body(j, carry):
+    top, total, acc = carry
+    start = (layer, 0, j * block, 0, 0)
+    kb = jax.lax.dynamic_slice(k_cache, start, (1, b, block, kv, h))[0].astype(q.dtype)
+    vb = jax.lax.dynamic_slice(v_cache, start, (1, b, block, kv, h))[0].astype(q.dtype)
+    s = jnp.einsum("bkgth,bskh->bkgts", qg, kb, preferred_element_type=jnp.float32) * scale
+    mb = jax.lax.dynamic_slice_in_dim(mask, j * block, block, axis=3)
+    s = jnp.where(mb.reshape(mb.shape[:2] + (1,) + mb.shape[2:]), s, neg)
+    new_top = jnp.maximum(top, jnp.max(s, axis=-1))
+    p = jnp.exp(s - new_top[..., None])
+    fade = jnp.exp(top - new_top)
+    pv = jnp.einsum("bkgts,bskh->bkgth", p.astype(vb.dtype), vb,
+                    preferred_element_type=jnp.float32)
+    return new_top, total * fade + jnp.sum(p, axis=-1), acc * fade[..., None] + pv
+
+  stats = qg.shape[:4]
+  init = (jnp.full(stats, -jnp.inf, jnp.float32), jnp.zeros(stats, jnp.float32),
+          jnp.zeros(qg.shape, jnp.float32))
+  _, total, acc = jax.lax.fori_loop(0, (filled + block - 1) // block, body, init)
+  out = (acc / total[..., None]).astype(q.dtype)
+  return einops.rearrange(out, "b k g t h -> b t (k g) h")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,6 +322,9 @@ REMAT_POLICIES: dict[str, Any] = {
     "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
     "save_everything": jax.checkpoint_policies.everything_saveable,
 }
+
+
+SCAN_UNROLL = 1
 
 
 def stacked(make_block: Callable[[nnx.Rngs], nnx.Module], num: int, rngs: nnx.Rngs) -> nnx.Module:
@@ -183,7 +357,7 @@ def scan_layers(layers: nnx.Module, body: Callable, carry: Any, xs: Any = None, 
 
   if remat != "none":
     step = jax.checkpoint(step, policy=REMAT_POLICIES[remat], prevent_cse=False)
-  return jax.lax.scan(step, carry, (state, xs))
+  return jax.lax.scan(step, carry, (state, xs), unroll=SCAN_UNROLL)
 
 
 def path_parts(path) -> tuple[str, ...]:
@@ -195,18 +369,6 @@ def path_str(path) -> str:
   """A parameter path as the config's regexes and error messages see it:
   'language_model/layers/mlp/up_proj/kernel'. The one path formatter."""
   return "/".join(path_parts(path))
-
-
-def axis_names(model: nnx.Module) -> dict[tuple[str, ...], tuple[str | None, ...]]:
-  """Parameter path -> logical axis names, for the sharding table and the converters."""
-  out = {}
-  for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
-    out[tuple(str(p) for p in path)] = tuple(var.get_metadata().get("out_sharding") or ())
-  return out
-
-
-def as_array(x: Any, dtype=None) -> Array:
-  return jnp.asarray(x, dtype=dtype)
 
 
 def positions_from_mask(mask: Array) -> Array:

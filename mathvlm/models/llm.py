@@ -12,14 +12,18 @@ import dataclasses
 import math
 from typing import Any, NamedTuple
 
+import einops
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mathvlm.models.layers import (RMSNorm, activation, attention, causal_mask, dense, dtype_of,
-                                   logical, normal, positions_from_segments, scan_layers,
-                                   stacked)
+from mathvlm.models.layers import (RMSNorm, activation, attention, cached_attention, causal_mask,
+                                   dense, dtype_of, logical, normal, positions_from_segments,
+                                   scan_layers, stacked)
+from mathvlm.sharding import constrain
+
+BATCH, LENGTH, EMBED = "activation_batch", "activation_length", "activation_embed"
 
 Array = jax.Array
 
@@ -92,7 +96,8 @@ class LlamaConfig:
         max_position_embeddings=d.get("max_position_embeddings", 4096),
         tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
         sliding_window=d.get("sliding_window") if mt == "mistral" else None,
-        attention_bias=bool(d.get("attention_bias", False)), mlp_bias=bool(d.get("mlp_bias", False)),
+        attention_bias=bool(d.get("attention_bias", False)),
+        mlp_bias=bool(d.get("mlp_bias", False)),
         bos_token_id=d.get("bos_token_id"),
         eos_token_id=tuple(eos) if isinstance(eos, list) else eos,
         pad_token_id=d.get("pad_token_id"), model_type=mt, **overrides)
@@ -122,7 +127,8 @@ class LlamaConfig:
 # Rotary embeddings.
 
 def rope_inv_freq(cfg: LlamaConfig) -> np.ndarray:
-  """Inverse frequencies in float32, computed as transformers computes them (incl. llama3 scaling)."""
+  """Inverse frequencies in float32, computed as transformers computes them (llama3 scaling
+  included)."""
   dim = cfg.head_dim
   inv = (1.0 / (cfg.rope_theta ** (np.arange(0, dim, 2, dtype=np.int64).astype(np.float32) / dim))
          ).astype(np.float32)
@@ -173,18 +179,21 @@ class LlamaAttention(nnx.Module):
     """cache: None, or (k_cache, v_cache, layer, index) with k/v_cache [layers, batch, slots,
     kv_heads, head_dim]; this layer's new keys and values are written at slot `index`."""
     cfg = self.cfg
-    b, t, _ = x.shape
-    q = apply_rope(self.q_proj(x).reshape(b, t, cfg.num_heads, cfg.head_dim), cos, sin)
-    k = apply_rope(self.k_proj(x).reshape(b, t, cfg.num_kv_heads, cfg.head_dim), cos, sin)
-    v = self.v_proj(x).reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
-    if cache is not None:
+    t = x.shape[1]
+    split = lambda y, kind: constrain(einops.rearrange(y, "b t (n h) -> b t n h", h=cfg.head_dim),
+                                      BATCH, LENGTH, kind, None)
+    q = apply_rope(split(self.q_proj(x), "activation_heads"), cos, sin)
+    k = apply_rope(split(self.k_proj(x), "activation_kv_heads"), cos, sin)
+    v = split(self.v_proj(x), "activation_kv_heads")
+    if cache is None:
+      out = attention(q, k, v, mask, cfg.attention_impl)
+    else:  # written in place; attention reads the filled slots only
       ck, cv, layer, index = cache
       ck = jax.lax.dynamic_update_slice(ck, k[None].astype(ck.dtype), (layer, 0, index, 0, 0))
       cv = jax.lax.dynamic_update_slice(cv, v[None].astype(cv.dtype), (layer, 0, index, 0, 0))
-      k, v = ck[layer].astype(q.dtype), cv[layer].astype(q.dtype)
+      out = cached_attention(q, ck, cv, layer, mask, index + t)
       cache = (ck, cv, layer, index)
-    out = attention(q, k, v, mask, cfg.attention_impl)
-    return self.o_proj(out.reshape(b, t, -1)), cache
+    return self.o_proj(einops.rearrange(out, "b t n h -> b t (n h)")), cache
 
 
 class LlamaMLP(nnx.Module):
@@ -196,7 +205,8 @@ class LlamaMLP(nnx.Module):
     self.down_proj = dense(f, d, ("mlp", "embed"), bias=b, cfg=cfg, rngs=rngs)
 
   def __call__(self, x: Array) -> Array:
-    return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
+    h = constrain(self.act(self.gate_proj(x)) * self.up_proj(x), BATCH, LENGTH, "activation_mlp")
+    return self.down_proj(h)
 
 
 class LlamaDecoderLayer(nnx.Module):
@@ -207,14 +217,16 @@ class LlamaDecoderLayer(nnx.Module):
     self.mlp = LlamaMLP(cfg, rngs=rngs)
 
   def __call__(self, x, cos, sin, mask, cache=None):
+    x = constrain(x, BATCH, LENGTH, EMBED)
     h, cache = self.self_attn(self.input_layernorm(x), cos, sin, mask, cache)
     x = x + h
     return x + self.mlp(self.post_attention_layernorm(x)), cache
 
 
 class LMOutput(NamedTuple):
-  logits: Array
+  logits: Array | None
   cache: dict[str, Array] | None
+  hidden: Array | None = None   # the final norm's output, when asked for instead of logits
 
 
 class LlamaForCausalLM(nnx.Module):
@@ -248,14 +260,16 @@ class LlamaForCausalLM(nnx.Module):
   def apply(self, input_ids: Array | None = None, *, inputs_embeds: Array | None = None,
             attention_mask: Array | None = None, positions: Array | None = None,
             cache: dict[str, Array] | None = None, last_only: bool = False,
-            segment_ids: Array | None = None) -> LMOutput:
+            segment_ids: Array | None = None, return_hidden: bool = False) -> LMOutput:
     """Logits (and the updated cache when one is given).
 
     attention_mask: [batch, seq], 1 for tokens, 0 for padding. positions default to 0..seq-1 as in
     the reference's forward (callers with left padding pass `positions_from_mask`); with a cache
     they default to the slots being written. segment_ids: [batch, seq] for packed rows (1, 2, ...
     per example, 0 for padding): attention stays within a segment, and positions default to
-    restarting at 0 in each; training only (no cache).
+    restarting at 0 in each; training only (no cache). return_hidden: the final norm's output
+    [batch, seq, hidden] in `hidden` and no logits (a loss that projects only some positions
+    through `head_operands`).
     """
     cfg = self.cfg
     x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
@@ -265,43 +279,64 @@ class LlamaForCausalLM(nnx.Module):
     if segment_ids is not None and cache is not None:
       raise ValueError("segment_ids (packed rows) are for training; decoding with a cache takes "
                        "one sequence per row")
+    mask, pos, valid = self._mask_and_positions(b, t, mask_in, positions, cache, segment_ids)
+    cos, sin = rope_cos_sin(jnp.broadcast_to(pos, (b, t)), cfg, x.dtype)
+    x, new_cache = self._layers(x, cos, sin, mask, cache, valid)
+    x = constrain(self.norm(x), BATCH, LENGTH, EMBED)
+    if last_only:
+      x = x[:, -1:]
+    if return_hidden:
+      return LMOutput(None, new_cache, x)
+    return LMOutput(self.head(x), new_cache)
+
+  def _mask_and_positions(self, b, t, mask_in, positions, cache, segment_ids):
+    """(attention mask, positions, the cache's valid slots or None)."""
     if cache is None:
       slots = jnp.arange(t)
       seg = None if segment_ids is None else jnp.asarray(segment_ids, jnp.int32)
       mask = causal_mask(slots, slots, mask_in, self.window, seg)
       if positions is not None:
-        pos = jnp.asarray(positions)
-      else:
-        pos = slots[None] if seg is None else positions_from_segments(seg)
-    else:
-      index = cache["index"]
-      q_slots = index + jnp.arange(t)
-      valid = jax.lax.dynamic_update_slice(cache["valid"], mask_in, (0, index))
-      mask = causal_mask(q_slots, jnp.arange(cache["k"].shape[2]), valid, self.window)
-      pos = q_slots[None] if positions is None else jnp.asarray(positions)
-    cos, sin = rope_cos_sin(jnp.broadcast_to(pos, (b, t)), cfg, x.dtype)
+        return mask, jnp.asarray(positions), None
+      return mask, (slots[None] if seg is None else positions_from_segments(seg)), None
+    index = cache["index"]
+    q_slots = index + jnp.arange(t)
+    valid = jax.lax.dynamic_update_slice(cache["valid"], mask_in, (0, index))
+    mask = causal_mask(q_slots, jnp.arange(cache["k"].shape[2]), valid, self.window)
+    return mask, (q_slots[None] if positions is None else jnp.asarray(positions)), valid
 
+  def _layers(self, x, cos, sin, mask, cache, valid):
+    """The scanned decoder stack; with a cache, each layer writes its keys and values."""
     if cache is None:
       def body(blk, h, _):
         return blk(h, cos, sin, mask)[0], None
 
-      x, _ = scan_layers(self.layers, body, x, remat=cfg.remat)
-      new_cache = None
-    else:
-      def body(blk, carry, layer):
-        h, ck, cv = carry
-        h, (ck, cv, _, _) = blk(h, cos, sin, mask, (ck, cv, layer, index))
-        return (h, ck, cv), None
+      x, _ = scan_layers(self.layers, body, x, remat=self.cfg.remat)
+      return x, None
+    index = cache["index"]
 
-      (x, ck, cv), _ = scan_layers(self.layers, body, (x, cache["k"], cache["v"]),
-                                   jnp.arange(cfg.num_layers))
-      new_cache = dict(k=ck, v=cv, valid=valid, index=index + t)
+    def body(blk, carry, layer):
+      h, ck, cv = carry
+      h, (ck, cv, _, _) = blk(h, cos, sin, mask, (ck, cv, layer, index))
+      return (h, ck, cv), None
 
-    x = self.norm(x)
-    if last_only:
-      x = x[:, -1:]
+    (x, ck, cv), _ = scan_layers(self.layers, body, (x, cache["k"], cache["v"]),
+                                 jnp.arange(self.cfg.num_layers))
+    return x, dict(k=ck, v=cv, valid=valid, index=index + x.shape[1])
+
+  def head(self, x: Array) -> Array:
+    """Logits [..., vocab] in cfg.logits_dtype from final-norm outputs."""
+    cfg = self.cfg
     logits = self.embed_tokens.attend(x) if cfg.tie_word_embeddings else self.lm_head(x)
-    return LMOutput(logits.astype(dtype_of(cfg.logits_dtype)), new_cache)
+    return logits.astype(dtype_of(cfg.logits_dtype))
+
+  def head_operands(self, x: Array) -> tuple[Array, Array] | None:
+    """(x, w) with head(x) == x @ w up to rounding, for losses that project only target rows
+    (`mathvlm.models.linear_ce`); None when the head is not one matmul (a LoRA on lm_head)."""
+    if self.cfg.tie_word_embeddings:
+      return x, self.embed_tokens.embedding[...].T
+    if self.lm_head.lora is not None:
+      return None
+    return x.astype(self.lm_head.dtype or x.dtype), self.lm_head.kernel[...]
 
   def __call__(self, input_ids: Array, attention_mask: Array | None = None,
                positions: Array | None = None) -> Array:

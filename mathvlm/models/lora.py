@@ -42,8 +42,9 @@ def add_lora(model: nnx.Module, targets: str, rank: int, alpha: float, seed: int
     module.lora_scale = alpha / rank
     done.append(name)
   if not done:
+    dense_paths = [_path(p) for p, m in nnx.iter_modules(model) if isinstance(m, Dense)]
     raise ValueError(f"lora targets {targets!r} match no Dense layer; Dense paths look like "
-                     f"{[_path(p) for p, m in nnx.iter_modules(model) if isinstance(m, Dense)][:4]}")
+                     f"{dense_paths[:4]}")
   return done
 
 

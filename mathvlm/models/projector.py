@@ -1,4 +1,5 @@
-"""The vision->language projector: `linear` or LLaVA's `mlp{N}x_gelu` (Math-LLaVA uses mlp2x_gelu)."""
+"""The vision->language projector: `linear` or LLaVA's `mlp{N}x_gelu` (Math-LLaVA uses
+mlp2x_gelu)."""
 
 from __future__ import annotations
 

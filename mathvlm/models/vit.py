@@ -9,12 +9,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import einops
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from mathvlm.models.layers import (activation, attention, dense, dtype_of, layer_norm, logical,
-                                   normal, scan_layers, stacked)
+                                   matmul, normal, scan_layers, stacked)
+from mathvlm.sharding import constrain
+
+BATCH, LENGTH, EMBED = "activation_batch", "activation_length", "activation_embed"
 
 Array = jax.Array
 
@@ -72,11 +76,11 @@ class CLIPAttention(nnx.Module):
     self.out_proj = dense(d, d, ("heads", "embed"), bias=True, cfg=cfg, rngs=rngs)
 
   def __call__(self, x: Array, mask: Array | None) -> Array:
-    b, t, _ = x.shape
-    split = lambda y: y.reshape(b, t, self.cfg.num_heads, self.cfg.head_dim)
+    split = lambda y: constrain(einops.rearrange(y, "b t (n h) -> b t n h", h=self.cfg.head_dim),
+                                BATCH, LENGTH, "activation_heads", None)
     out = attention(split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x)), mask,
                     self.cfg.attention_impl)
-    return self.out_proj(out.reshape(b, t, -1))
+    return self.out_proj(einops.rearrange(out, "b t n h -> b t (n h)"))
 
 
 class CLIPMLP(nnx.Module):
@@ -88,7 +92,7 @@ class CLIPMLP(nnx.Module):
                      rngs=rngs)
 
   def __call__(self, x: Array) -> Array:
-    return self.fc2(self.act(self.fc1(x)))
+    return self.fc2(constrain(self.act(self.fc1(x)), BATCH, LENGTH, "activation_mlp"))
 
 
 class CLIPEncoderLayer(nnx.Module):
@@ -101,6 +105,7 @@ class CLIPEncoderLayer(nnx.Module):
     self.mlp = CLIPMLP(cfg, rngs=rngs)
 
   def __call__(self, x: Array, mask: Array | None = None) -> Array:
+    x = constrain(x, BATCH, LENGTH, EMBED)
     x = x + self.self_attn(self.layer_norm1(x), mask)
     return x + self.mlp(self.layer_norm2(x))
 
@@ -132,12 +137,23 @@ class CLIPVisionTransformer(nnx.Module):
       raise ValueError(f"pixel_values must be [batch, {cfg.image_size}, {cfg.image_size}, "
                        f"{cfg.num_channels}] (channels last), got {tuple(pixel_values.shape)}")
     dt = dtype_of(cfg.dtype)
-    patches = self.patch_embedding(jnp.asarray(pixel_values, dt))
+    patches = self.patches(jnp.asarray(pixel_values, dt))
     b = patches.shape[0]
-    patches = patches.reshape(b, -1, cfg.hidden_size)
     cls = jnp.broadcast_to(self.class_embedding[...].astype(dt), (b, 1, cfg.hidden_size))
     x = jnp.concatenate([cls, patches], axis=1) + self.position_embedding[...].astype(dt)
     return self.pre_layrnorm(x)
+
+  def patches(self, pixels: Array) -> Array:
+    """The patch convolution as one matmul over flattened patches [batch, patches, p*p*c]: the
+    same sums as the stride-p VALID convolution, but its weight gradient is a plain matmul (XLA:CPU
+    runs the convolution's as a slow dilated convolution). The kernel keeps the Conv's
+    [p, p, c, hidden] layout, so checkpoints do not change."""
+    p = self.cfg.patch_size
+    rows, cols = pixels.shape[1] // p, pixels.shape[2] // p
+    flat = einops.rearrange(pixels[:, :rows * p, :cols * p],
+                            "b (h p1) (w p2) c -> b (h w) (p1 p2 c)", p1=p, p2=p)
+    kernel = self.patch_embedding.kernel[...]
+    return matmul(flat, kernel.reshape(-1, kernel.shape[-1])).astype(pixels.dtype)
 
   def _layer_count(self, layer: int) -> int:
     n = self.cfg.num_layers

@@ -18,12 +18,14 @@ from flax import nnx
 from mathvlm.models.llm import LlamaConfig, LlamaForCausalLM, LMOutput
 from mathvlm.models.projector import Projector, projector_depth
 from mathvlm.models.vit import CLIPVisionConfig, CLIPVisionTransformer
+from mathvlm.sharding import constrain
 
 Array = jax.Array
 
 # The original LLaVA code marks the image with this id; it never indexes the embedding table.
 ORIGINAL_IMAGE_TOKEN_INDEX = -200
-FEATURE_SELECT = {"patch": "patch", "default": "patch", "cls_patch": "cls_patch", "full": "cls_patch"}
+FEATURE_SELECT = {"patch": "patch", "default": "patch", "cls_patch": "cls_patch",
+                  "full": "cls_patch"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,9 +171,17 @@ class Llava(nnx.Module):
   def init_cache(self, batch: int, max_len: int, dtype=None) -> dict[str, Array]:
     return self.language_model.init_cache(batch, max_len, dtype)
 
+  def head(self, x: Array) -> Array:
+    return self.language_model.head(x)
+
+  def head_operands(self, x: Array) -> tuple[Array, Array] | None:
+    return self.language_model.head_operands(x)
+
   def apply(self, input_ids: Array, pixel_values: Array | None = None, **kwargs) -> LMOutput:
     """As `LlamaForCausalLM.apply`, with images spliced in first."""
-    return self.language_model.apply(inputs_embeds=self.embed(input_ids, pixel_values), **kwargs)
+    x = constrain(self.embed(input_ids, pixel_values), "activation_batch", "activation_length",
+                  "activation_embed")
+    return self.language_model.apply(inputs_embeds=x, **kwargs)
 
   def __call__(self, input_ids: Array, pixel_values: Array | None = None,
                attention_mask: Array | None = None) -> Array:

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from mathvlm import flops
 from mathvlm.data.conversations import ConversationSource
+from mathvlm.models import linear_ce
 from mathvlm.models.layers import positions_from_mask
 from mathvlm.data.sources import require_tokenizer
 from mathvlm.objectives.base import Objective
@@ -60,6 +61,20 @@ def target_mask(batch: dict[str, Array]) -> Array:
   return mask
 
 
+def _forward(model, batch: dict[str, Array], **extra):
+  """The model's `apply` on the batch (LMOutput): positions skip left padding, packed rows keep
+  to their segments."""
+  input_ids = jnp.asarray(batch["input_ids"], jnp.int32)
+  attention_mask = batch.get("attention_mask")
+  positions = None if attention_mask is None else positions_from_mask(jnp.asarray(attention_mask))
+  kw = dict(attention_mask=attention_mask, positions=positions, **extra)
+  if batch.get("segment_ids") is not None:
+    kw.update(positions=None, segment_ids=batch["segment_ids"])  # per-segment positions
+  if "pixel_values" in batch:
+    return model.apply(input_ids, batch["pixel_values"], **kw)
+  return model.apply(input_ids, **kw)
+
+
 def forward_logits(model, batch: dict[str, Array]) -> Array:
   """[B, T, V] float32 logits from a `Llava` (when the batch has pixel_values) or a causal LM.
 
@@ -67,17 +82,31 @@ def forward_logits(model, batch: dict[str, Array]) -> Array:
   right-padded row, so either padding side gives the same loss. Packed rows (`segment_ids`, see
   `mathvlm.data.pipeline.PackedBatches`) attend within each example, positions restarting at 0.
   """
+  return _forward(model, batch).logits.astype(jnp.float32)
+
+
+def target_logps(model, batch: dict[str, Array]) -> tuple[Array, Array, Array]:
+  """(log p of each target token [B, T-1] f32, its argmax == target [B, T-1] f32, the target
+  mask [B, T-1]); both exactly 0 off target.
+
+  A model with `head_operands` (ours) projects only the target rows through the output layer,
+  chunk by chunk (`mathvlm.models.linear_ce`): no [B, T, V] logits. Anything else (a test
+  double, a LoRA on lm_head) goes through the full logits and `token_cross_entropy`.
+  """
   input_ids = jnp.asarray(batch["input_ids"], jnp.int32)
-  attention_mask = batch.get("attention_mask")
-  positions = None if attention_mask is None else positions_from_mask(jnp.asarray(attention_mask))
-  kw = dict(attention_mask=attention_mask, positions=positions)
-  if batch.get("segment_ids") is not None:
-    kw.update(positions=None, segment_ids=batch["segment_ids"])  # per-segment positions
-  if "pixel_values" in batch:
-    out = model.apply(input_ids, batch["pixel_values"], **kw)
+  mask = target_mask(batch)
+  if hasattr(model, "head_operands"):
+    out = _forward(model, batch, return_hidden=True)
+    operands = model.head_operands(out.hidden[:, :-1])
+    if operands is not None:
+      logp, correct = linear_ce.target_logprobs(*operands, input_ids[:, 1:], mask[:, 1:])
+      return logp, correct.astype(jnp.float32), mask[:, 1:]
+    logits = model.head(out.hidden).astype(jnp.float32)
   else:
-    out = model.apply(input_ids, **kw)
-  return out.logits.astype(jnp.float32)
+    logits = forward_logits(model, batch)
+  logits, targets, shifted = shift(logits, input_ids, mask)
+  ce, correct = token_cross_entropy(logits, targets, shifted)
+  return -ce, correct, shifted
 
 
 def batch_logps(model, batch: dict[str, Array]) -> Array:
@@ -86,19 +115,16 @@ def batch_logps(model, batch: dict[str, Array]) -> Array:
   The trainer fills DPO's `ref_logps` with this on the frozen reference model, so policy and
   reference go through exactly the same forward and mask.
   """
-  logits = forward_logits(model, batch)
-  return sequence_logps(logits, jnp.asarray(batch["input_ids"], jnp.int32), target_mask(batch))
+  return jnp.sum(target_logps(model, batch)[0], axis=-1)
 
 
 def loss(model, batch: dict[str, Array], cfg: Any = None):
   """Mean cross-entropy over target tokens; weight = number of target tokens (0 -> loss 0)."""
   del cfg  # no options
-  logits, targets, mask = shift(forward_logits(model, batch),
-                                jnp.asarray(batch["input_ids"], jnp.int32), target_mask(batch))
-  ce, correct = token_cross_entropy(logits, targets, mask)
+  logp, correct, mask = target_logps(model, batch)
   tokens = jnp.sum(mask).astype(jnp.float32)
   denom = jnp.maximum(tokens, 1.0)
-  mean = jnp.sum(ce) / denom
+  mean = -jnp.sum(logp) / denom
   return mean, tokens, dict(loss=mean, tokens=tokens, accuracy=jnp.sum(correct) / denom)
 
 

@@ -1,0 +1,95 @@
+"""The pure decoding core (`mathvlm.generate.decode`): jittable with traced temperature and top_p,
+its per-token log-probs equal a forward pass over the same tokens, greedy equals `generate`, and
+the cached attention over filled slots equals plain attention."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from mathvlm.generate import decode, generate
+from mathvlm.models import layers
+from mathvlm.models.llm import LlamaConfig
+from mathvlm.models.vit import CLIPVisionConfig
+from mathvlm.models.vlm import Llava, LlavaConfig
+
+V, IMG = 64, 63
+
+
+@pytest.fixture(scope="module")
+def llava():
+  vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
+                            image_size=28, patch_size=14)
+  text = LlamaConfig(vocab_size=V, hidden_size=32, intermediate_size=64, num_layers=2,
+                     num_heads=4, num_kv_heads=2)
+  return Llava(LlavaConfig(vision=vision, text=text, image_token_id=IMG), rngs=nnx.Rngs(3))
+
+
+def _prompt(b=3, t=9, pads=(0, 2, 4), seed=0):
+  rs = np.random.RandomState(seed)
+  ids = rs.randint(1, IMG, (b, t)).astype(np.int32)
+  mask = np.ones((b, t), np.int32)
+  for row, p in enumerate(pads):
+    ids[row, :p], mask[row, :p] = 0, 0
+    ids[row, p + 1:p + 5] = IMG                       # one image: 4 patch tokens
+  return ids, mask, rs.randn(b, 28, 28, 3).astype(np.float32)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _decode(graphdef, state, ids, mask, px, rng, temperature, top_p):
+  """Temperature and top_p are traced: one compile serves every setting."""
+  model = nnx.merge(graphdef, state)
+  return decode(model, ids, mask, px, rng, temperature, top_p, max_new_tokens=7, eos=(5,))
+
+
+def _forward_logps(model, ids, mask, px, tokens):
+  """log p(token) of each new token from one forward pass over prompt + tokens."""
+  full = np.concatenate([ids, tokens], axis=1)
+  fmask = np.concatenate([mask, np.ones_like(tokens)], axis=1)
+  pos = np.maximum(np.cumsum(fmask, axis=1) - 1, 0)
+  logits = model.apply(full, px, attention_mask=fmask, positions=pos).logits
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32))[:, ids.shape[1] - 1:-1]
+  return np.take_along_axis(np.asarray(logp), tokens[..., None], axis=-1)[..., 0]
+
+
+@pytest.mark.parametrize("temperature,top_p", [(1.0, 1.0), (0.7, 0.9), (0.0, 1.0)])
+def test_sampled_logps_equal_a_forward_pass_over_the_same_tokens(llava, temperature, top_p):
+  ids, mask, px = _prompt()
+  out = _decode(*nnx.split(llava), ids, mask, px, jax.random.key(0), jnp.float32(temperature),
+                jnp.float32(top_p))
+  tokens, logps = np.asarray(out.tokens), np.asarray(out.logps)
+  ref = _forward_logps(llava, ids, mask, px, tokens)
+  live = np.arange(7)[None] < np.asarray(out.lengths)[:, None]
+  np.testing.assert_allclose(logps[live], ref[live], rtol=1e-5, atol=1e-5)
+  assert np.all(logps[~live] == 0) and np.all(tokens[~live] == 0)   # after EOS: pad, 0
+  assert np.all(logps[live] < 0)
+
+
+def test_greedy_core_equals_generate(llava):
+  ids, mask, px = _prompt(seed=1)
+  out = _decode(*nnx.split(llava), ids, mask, px, jax.random.key(0), jnp.float32(0.0),
+                jnp.float32(1.0))
+  ref = generate(llava, ids, mask, px, max_new_tokens=7, eos_token_id=5)
+  np.testing.assert_array_equal(np.asarray(out.tokens), np.asarray(ref.tokens))
+  np.testing.assert_array_equal(np.asarray(out.lengths), np.asarray(ref.lengths))
+
+
+@pytest.mark.parametrize("t,filled", [(1, 5), (3, 19), (16, 16), (1, 32)])
+def test_cached_attention_over_filled_slots_equals_plain_attention(t, filled):
+  rs = np.random.RandomState(t)
+  b, slots, kv, g, h = 2, 40, 2, 3, 8     # 5 blocks of 8 slots
+  q = rs.randn(b, t, kv * g, h).astype(np.float32)
+  cache = rs.randn(2, 3, b, slots, kv, h).astype(np.float32)     # k/v, 3 layers
+  cache[:, :, :, filled:] = 0.0                                    # unwritten slots: zeros
+  cache[:, :, :, -(-filled // 8) * 8:] = np.nan                    # blocks past filled: unread
+  q_slots = filled - t + np.arange(t)
+  valid = np.ones((b, slots), bool)
+  valid[1, :2] = False                                             # left padding in row 1
+  mask = layers.causal_mask(jnp.asarray(q_slots), jnp.arange(slots), jnp.asarray(valid))
+  got = layers.cached_attention(q, cache[0], cache[1], 1, mask, filled)
+  ref = layers.grouped_attention(q, cache[0, 1, :, :filled], cache[1, 1, :, :filled],
+                                 mask[..., :filled])
+  np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
