@@ -291,6 +291,9 @@ def batch_stats(batch: dict) -> dict[str, float]:
   return out
 
 
+SEQUENCE_KEYS = ("input_ids", "attention_mask", "loss_mask", "segment_ids")
+
+
 def bucket_length(lengths, buckets) -> int:
   """The smallest bucket that holds the longest row (the last bucket if none does)."""
   longest = int(max(lengths))

@@ -111,7 +111,7 @@ def generate_global(model, mesh, input_ids: np.ndarray, mask: np.ndarray, images
     raise ValueError("prompts must be left-padded: the last position is a token in every row")
   model.check_image_tokens(input_ids, images)
   local = sharding.place_batch({"ids": input_ids.astype(np.int32),
-                                "mask": mask.astype(np.int32), "images": images}, mesh)
+                                 "mask": mask.astype(np.int32), "images": images}, mesh)
   graphdef, state = nnx.split(model)
   out = gen._generate(graphdef, state, local["ids"], local["mask"], local["images"],
                       jax.random.key(seed), jnp.float32(max(temperature, 1e-6)), jnp.float32(1.0),
