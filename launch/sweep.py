@@ -3,6 +3,7 @@ launcher, and collect every run's final metrics into one table, averaged over se
 
   python launch/sweep.py SWEEP.py --workdir DIR                       # run locally, then collect
   python launch/sweep.py SWEEP.py --workdir DIR --launcher slurm      # DIR/jobs/<run>.sh for sbatch
+  (a bucket DIR, gs://B/x: the job files go to out/sweep_jobs/x here)
   python launch/sweep.py SWEEP.py --workdir DIR --launcher tpu --launcher_args "NAME ZONE TYPE"
   python launch/sweep.py SWEEP.py --workdir DIR --collect             # tables and plot only
   python launch/sweep.py SWEEP.py --workdir DIR --dry_run             # print the commands
@@ -104,6 +105,13 @@ def command(launcher: str, launcher_args: str, args: list[str]) -> list[str]:
   if launcher == "slurm":
     return ["sbatch", *shlex.split(launcher_args), LAUNCHERS[launcher], *args]
   return ["bash", LAUNCHERS[launcher], *shlex.split(launcher_args), *args]
+
+
+def jobs_dir(workdir: str) -> str:
+  """WORKDIR/jobs, or for a bucket workdir (gs://...) out/sweep_jobs/<its last folder> here."""
+  if "://" in workdir:
+    return os.path.join(ROOT, "out", "sweep_jobs", workdir.rstrip("/").rsplit("/", 1)[-1])
+  return os.path.join(workdir, "jobs")
 
 
 def finished(workdir: str) -> bool:
@@ -295,7 +303,7 @@ def launch(a, mod, runs: list[tuple[str, dict]]) -> None:
     for argv, _ in steps:
       print(shell(argv, sys.executable))
   elif a.launcher != "local" and steps:
-    write(os.path.join(a.workdir, "jobs", "setup.sh"), "#!/usr/bin/env bash\nset -euo pipefail\n"
+    write(os.path.join(jobs_dir(a.workdir), "setup.sh"), "#!/usr/bin/env bash\nset -euo pipefail\n"
           f"cd {shlex.quote(ROOT)}\n" + "".join(shell(s) + "\n" for s, _ in steps))
   else:
     run_steps([s for s, creates in steps if not os.path.exists(creates)], "setup")
@@ -307,7 +315,7 @@ def launch(a, mod, runs: list[tuple[str, dict]]) -> None:
     if a.dry_run:
       print("\n".join([shell(s, sys.executable) for s in data_steps] + [shlex.join(cmd)]))
     elif a.launcher != "local":
-      write(os.path.join(a.workdir, "jobs", f"{name}.sh"),
+      write(os.path.join(jobs_dir(a.workdir), f"{name}.sh"),
             job_script(a.sweep, name, a.launcher, data_steps, cmd))
     elif finished(wd):
       print(f"{name}: finished earlier, skipped")
@@ -353,7 +361,8 @@ def main(argv=None) -> list[dict]:
     a.workdir = os.path.abspath(a.workdir)
   mod, flag_sets = load_sweep(a.sweep)
   runs = [(run_name(k, f), f) for k, f in enumerate(flag_sets)]
-  os.makedirs(a.workdir, exist_ok=True)
+  if "://" not in a.workdir:
+    os.makedirs(a.workdir, exist_ok=True)
   if not a.collect:
     launch(a, mod, runs)
     if a.dry_run or a.launcher != "local":

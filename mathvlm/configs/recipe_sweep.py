@@ -21,7 +21,7 @@ import os
 
 from mathvlm.configs import common, demo, sft
 
-ARGS = dict(scale="engine", pool="out/sweeps/pool", epochs=2, model="llava-1.5-13b", data="",
+ARGS = dict(scale="engine", pool="out/sweeps/pool", epochs=1, model="llava-1.5-13b", data="",
             init="", tokenizer="", mathvista="", math_v="", eval_batch=64)
 
 

@@ -31,7 +31,7 @@ def test_complexity_ratio_runs_select_then_train(tmp_path):
                  "--out": str(tmp_path / "d")}
   assert flags == {"config.data.subset": str(tmp_path / "d/selected.jsonl")}
   args = sweep.trainer_args(mod.BASE, mod.FLAGS, {**runs[4], **flags}, "W")
-  assert args[0] == "--config=configs/recipe_sweep.py:pool=out/sweeps/pool,epochs=2"
+  assert args[0] == "--config=configs/recipe_sweep.py:pool=out/sweeps/pool,epochs=1"
   assert "--config.seed=1" in args and not any(a.startswith("--ratio") for a in args)
   assert sweep.setup_steps(mod, "W") == [(["python", "-m", "mathvlm.demo.sweep_pool", "--out",
                                            "out/sweeps/pool"], "out/sweeps/pool/DONE.json")]
@@ -40,9 +40,9 @@ def test_complexity_ratio_runs_select_then_train(tmp_path):
 def test_qa_per_image_same_steps_and_options(tmp_path):
   mod, runs = sweep.load_sweep("configs/sweeps/qa_per_image.py")
   assert [r["qa_per_image"] for r in runs] == [1] * 3 + [2] * 3 + [4] * 3 + [8] * 3
-  assert mod.FLAGS == {"config.steps": 160 * 8 // 16}  # one pass over images x 8, batch 16
+  assert mod.FLAGS == {"config.steps": 80 * 8 // 16}  # one pass over images x 8, batch 16
   argv = sweep.prepared(mod, runs[-1], "D")[0][0]
-  assert argv[argv.index("--qa_per_image") + 1] == "8" and argv[argv.index("--size") + 1] == "160"
+  assert argv[argv.index("--qa_per_image") + 1] == "8" and argv[argv.index("--size") + 1] == "80"
   mod, runs = sweep.load_sweep("configs/sweeps/qa_per_image.py:images=40,seeds=1,steps=7")
   assert len(runs) == 4 and mod.FLAGS == {"config.steps": 7}
   with pytest.raises(SystemExit, match="scale=paper needs"):
@@ -77,6 +77,20 @@ def test_job_scripts_carry_the_data_step(tmp_path):
   assert prepare.endswith("--out /tmp/mathvlm-sweep/tpu/04_ratio=random,seed=0")  # worker-local
   assert rest[:5] == ["bash", "launch/tpu_vm.sh", "n", "z", "v4-64"]
   assert "--config.data.subset=/tmp/mathvlm-sweep/tpu/04_ratio=random,seed=0/selected.jsonl" in rest
+
+  cwd = os.getcwd()
+  os.chdir(tmp_path)  # a bucket workdir: no local `gs:` folder; the jobs go to out/sweep_jobs
+  try:
+    sweep.ROOT = str(tmp_path / "repo")
+    sweep.main([paper, "--workdir", "gs://b/sweeps/ratio", "--launcher", "tpu",
+                "--launcher_args", "n z v4-64"])
+  finally:
+    os.chdir(cwd)
+    sweep.ROOT = ROOT
+  assert not (tmp_path / "gs:").exists()
+  jobs = sorted(os.listdir(tmp_path / "repo/out/sweep_jobs/ratio"))
+  assert len(jobs) == 5 and "--workdir=gs://b/sweeps/ratio/00_ratio=2_3_4_1,seed=0" in (
+      tmp_path / "repo/out/sweep_jobs/ratio" / jobs[0]).read_text()
 
   sweep.main(["configs/sweeps/qa_per_image.py", "--workdir", str(tmp_path / "eng"),
               "--launcher", "local.sh", "--launcher_args", "2"])

@@ -20,7 +20,7 @@ seeds=1,scores=...,data=...,init=...,tokenizer=...,mathvista=...,math_v=..." \
 from mathvlm.configs.sweeps import recipe
 
 PER_IMAGE = (1, 2, 4, 8)
-DEFAULTS = dict(images=160, steps=0, ratio="random")
+DEFAULTS = dict(images=80, steps=0, ratio="random")
 O = recipe.options("", **DEFAULTS)
 X = "qa_per_image"
 METRICS = {"eval/heldout/ranked/all": "held-out accuracy, options ranked (%)",

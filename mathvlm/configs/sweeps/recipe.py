@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from mathvlm.configs.common import parse_arg
 
-DEFAULTS = dict(scale="engine", pool="out/sweeps/pool", seeds=3, epochs=2, scores="", data="",
+DEFAULTS = dict(scale="engine", pool="out/sweeps/pool", seeds=3, epochs=1, scores="", data="",
                 init="", tokenizer="", mathvista="", math_v="", model="llava-1.5-13b")
 PAPER = ("data", "init", "tokenizer", "mathvista", "math_v", "model")
 
