@@ -20,6 +20,10 @@ baseline). Writes DIR/selected.jsonl (one line per image: id, source, complexity
 DIR/counts.json ({source: {level: {"target", "selected", "available"}}}; target is null for
 random), DIR/counts.md (the table) and DIR/summary.json (totals, shortfalls, options).
 
+`--qa_per_image K` keeps K of each selected image's `records` (its QA pairs), drawn from (seed,
+image id): the questions-per-image ablation at a fixed image count. An image with fewer keeps all
+and is listed in summary.json.
+
 Training reads a selection without rebuilding the data: `mathvlm.data.subset` keeps the records
 whose ids the selection lists (each image's `records`, else its `id`).
 """
@@ -187,6 +191,26 @@ def select(rows: list[Row], ratio: list[int] | None, size: int, seed: int, level
   return chosen, counts
 
 
+def per_image(chosen: list[Row], k: int, seed: int) -> tuple[list[Row], list[str]]:
+  """Each image's records cut to k (Math-LLaVA's QA pairs per image), drawn uniformly from
+  (seed, image id) over the image's records in their listed order; an image with fewer keeps
+  them all and is listed (the second value), never filled up from another image."""
+  out, short = [], []
+  for r in chosen:
+    if r.records is None:
+      raise SelectionError(f"--qa_per_image: image {r.id!r} has no `records` in the scores; "
+                           "score a pool whose records are known (data_prep.score, "
+                           "data_prep.engine_qa)")
+    if len(r.records) < k:
+      short.append(r.id)
+      out.append(r)
+      continue
+    rng = np.random.default_rng([seed, zlib.crc32(r.id.encode())])
+    keep = sorted(rng.choice(len(r.records), k, replace=False))
+    out.append(r._replace(records=[r.records[i] for i in keep]))
+  return out, short
+
+
 def shortfalls(counts: dict) -> list[dict]:
   return [{"source": s, "level": int(lv), "target": c["target"], "selected": c["selected"],
            "short": c["target"] - c["selected"]}
@@ -250,22 +274,34 @@ def main(argv=None) -> dict:
   p.add_argument("--size", type=int, required=True, help="images to select")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--levels", type=int, default=4, help="complexity levels (the scorer's classes)")
+  p.add_argument("--qa_per_image", type=int, default=0,
+                 help="keep K of each selected image's records (0: all of them)")
   p.add_argument("--out", required=True)
   args = p.parse_args(argv)
   try:
+    if args.qa_per_image < 0:
+      raise SelectionError(f"--qa_per_image {args.qa_per_image}: 0 (all) or more")
     ratio = parse_ratio(args.ratio, args.levels)
     rows = read_scores(args.scores, args.levels)
     chosen, counts = select(rows, ratio, args.size, args.seed, args.levels)
+    few = []
+    if args.qa_per_image:
+      chosen, few = per_image(chosen, args.qa_per_image, args.seed)
   except SelectionError as e:
     raise SystemExit(f"select: {e}") from None
   short = shortfalls(counts)
   summary = {"scores": os.path.abspath(args.scores), "ratio": args.ratio, "size": args.size,
              "seed": args.seed, "scored": len(rows),
              "clarity_0_dropped": sum(r.clarity == 0 for r in rows), "selected": len(chosen),
-             "shortfall": sum(c["short"] for c in short), "short_cells": short}
+             "shortfall": sum(c["short"] for c in short), "short_cells": short,
+             "qa_per_image": args.qa_per_image or "all",
+             "records": sum(len(r.records) for r in chosen if r.records is not None),
+             "images_with_fewer_records": {"count": len(few), "ids": few}}
   write(args.out, chosen, counts, summary)
   print(f"select: {len(chosen)} of {args.size} images selected ({summary['shortfall']} short in "
-        f"{len(short)} cells, taken whole), {summary['clarity_0_dropped']} clarity-0 dropped; "
+        f"{len(short)} cells, taken whole), {summary['clarity_0_dropped']} clarity-0 dropped"
+        + (f", {summary['records']} records ({args.qa_per_image} per image, {len(few)} images "
+           "with fewer)" if args.qa_per_image else "") + "; "
         f"{os.path.join(args.out, 'counts.md')}")
   return summary
 

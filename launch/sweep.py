@@ -1,18 +1,37 @@
 """Expand a sweep file into runs, run them (here, one after another) or write one job per run for a
-launcher, and collect every run's final metrics into one table.
+launcher, and collect every run's final metrics into one table, averaged over seeds and plotted.
 
   python launch/sweep.py SWEEP.py --workdir DIR                       # run locally, then collect
   python launch/sweep.py SWEEP.py --workdir DIR --launcher slurm      # DIR/jobs/<run>.sh for sbatch
+  (a bucket DIR, gs://B/x: the job files go to out/sweep_jobs/x here)
   python launch/sweep.py SWEEP.py --workdir DIR --launcher tpu --launcher_args "NAME ZONE TYPE"
-  python launch/sweep.py SWEEP.py --workdir DIR --collect             # table only
+  python launch/sweep.py SWEEP.py --workdir DIR --collect             # tables and plot only
   python launch/sweep.py SWEEP.py --workdir DIR --dry_run             # print the commands
 
 A sweep file is code (configs/sweeps/): BASE, the `--config` argument every run shares; FLAGS,
-trainer flags every run shares; get_sweep(), one dict of trainer flags per run (e.g.
-{"config.optim.lr": 1e-3}). Run k's workdir is DIR/<k>_<its flags>, so reruns find it: the trainer
-resumes an interrupted run and a finished run is skipped. Results: DIR/results.md and .json, one
-row per run with its swept values and its last metrics row (plus `final_eval` when a run wrote
-WORKDIR/eval.json).
+trainer flags every run shares (either may be a function of the options); get_sweep(), one dict
+per run of trainer flags
+({"config.optim.lr": 1e-3}) and, when the file defines `prepare`, of the run's data settings
+(plain keys: {"ratio": "2:3:4:1", "config.seed": 0}). Optional:
+- configure(arg): the options after the file name, `SWEEP.py:key=value,...` (as a recipe's);
+- setup(workdir) -> [(argv, creates)]: commands run once before any run (skipped when the path
+  `creates` exists), e.g. building a data pool; with a launcher, DIR/jobs/setup.sh, run it first;
+- prepare(run, data_dir) -> ([argv, ...], {trainer flag: value}): the run's data step (select,
+  augment, build a subset into data_dir) and the flags that point the trainer at its output. It
+  runs before the run's training, here or inside the run's job script; on TPU on every worker,
+  into a worker-local data_dir (the data step must be deterministic, as data_prep.select is);
+- METRICS {key: label}: the columns of the tables and the panels of the plot (keys of the last
+  metrics row, or eval/<evaluator>/<key> from WORKDIR/eval.json); X: the swept key on the plot's
+  x axis (default: the first swept key other than config.seed).
+In an argv, "python" stands for this Python here and ${PYTHON:-.venv/bin/python} in job scripts.
+
+Run k's workdir is DIR/<k>_<its values>, so reruns find it: the trainer resumes an interrupted run
+and a finished run is skipped. Local runs share JAX's compilation cache (DIR/.jax_cache, unless
+JAX_COMPILATION_CACHE_DIR is set): the runs of a sweep compile the same shapes. Results:
+DIR/results.md and .json (one row per run: its values, the last metrics row's step, loss and
+accuracy, and every evaluator's last numbers), and when a run
+was repeated over config.seed, DIR/summary.md, .json and .png: mean and sample standard deviation
+over seeds per setting, each seed's value shown on the plot.
 """
 
 from __future__ import annotations
@@ -30,14 +49,25 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(1, ROOT)  # a script beside the package: its recipes resolve from this checkout
 LAUNCHERS = {"local": None, "local.sh": "launch/local.sh", "slurm": "launch/gpu_slurm.sbatch",
              "tpu": "launch/tpu_vm.sh"}
+SEED = "config.seed"
+JOB_PYTHON = "${PYTHON:-.venv/bin/python}"
 
 
 def load_sweep(path: str):
+  """The sweep module, checked: BASE, get_sweep() of dicts, keys trainer fields unless the file
+  prepares each run's data."""
   from mathvlm import configs
-  path = configs.resolve(path)
+  path, _, arg = configs.resolve(path).partition(":")
   spec = importlib.util.spec_from_file_location("sweep", path)
   mod = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(mod)
+  if arg and not hasattr(mod, "configure"):
+    raise SystemExit(f"{path} takes no options (it defines no configure(arg)), got {arg!r}")
+  if hasattr(mod, "configure"):
+    try:
+      mod.configure(arg)
+    except ValueError as e:
+      raise SystemExit(f"{path}: {e}") from None
   for name in ("BASE", "get_sweep"):
     if not hasattr(mod, name):
       raise SystemExit(f"{path}: a sweep file defines BASE (the --config argument) and "
@@ -45,11 +75,17 @@ def load_sweep(path: str):
   runs = mod.get_sweep()
   if not runs or not all(isinstance(r, dict) for r in runs):
     raise SystemExit(f"{path}: get_sweep() must return a non-empty list of dicts")
-  for r in runs:
-    bad = [k for k in r if not k.startswith("config.")]
-    if bad:
-      raise SystemExit(f"{path}: sweep keys must be trainer config fields (config.x.y), got {bad}")
-  return mod.BASE, dict(getattr(mod, "FLAGS", {})), runs
+  if not hasattr(mod, "prepare"):
+    for r in runs:
+      bad = [k for k in r if not k.startswith("config.")]
+      if bad:
+        raise SystemExit(f"{path}: sweep keys must be trainer config fields (config.x.y), got "
+                         f"{bad}; data settings need a prepare(run, data_dir) in the file")
+  for name in ("BASE", "FLAGS"):  # constants, or functions of the sweep's options
+    value = getattr(mod, name, {})
+    setattr(mod, name, value() if callable(value) else value)
+  mod.FLAGS = dict(mod.FLAGS)
+  return mod, runs
 
 
 def run_name(k: int, flags: dict) -> str:
@@ -58,8 +94,9 @@ def run_name(k: int, flags: dict) -> str:
 
 
 def trainer_args(base: str, shared: dict, flags: dict, workdir: str) -> list[str]:
-  return ([f"--config={base}"] + [f"--{k}={v}" for k, v in {**shared, **flags}.items()]
-          + [f"--workdir={workdir}"])
+  flags = {k: v for k, v in {**shared, **flags}.items() if k.startswith("config.")}
+  return [f"--config={base}"] + [f"--{k}={v}" for k, v in flags.items()] + [
+      f"--workdir={workdir}"]
 
 
 def command(launcher: str, launcher_args: str, args: list[str]) -> list[str]:
@@ -70,39 +107,242 @@ def command(launcher: str, launcher_args: str, args: list[str]) -> list[str]:
   return ["bash", LAUNCHERS[launcher], *shlex.split(launcher_args), *args]
 
 
+def jobs_dir(workdir: str) -> str:
+  """WORKDIR/jobs, or for a bucket workdir (gs://...) out/sweep_jobs/<its last folder> here."""
+  if "://" in workdir:
+    return os.path.join(ROOT, "out", "sweep_jobs", workdir.rstrip("/").rsplit("/", 1)[-1])
+  return os.path.join(workdir, "jobs")
+
+
 def finished(workdir: str) -> bool:
   return os.path.exists(os.path.join(workdir, "model", "config.json"))
 
 
-def collect(workdir: str, runs: list[tuple[str, dict]]) -> list[dict]:
-  rows = []
-  for name, flags in runs:
-    row = {"run": name, **{k.split(".", 1)[1]: v for k, v in flags.items()}}
-    path = os.path.join(workdir, name, "metrics.jsonl")
-    if os.path.exists(path):
-      with open(path) as f:
-        lines = [json.loads(x) for x in f if x.strip()]
-      if lines:
-        row.update({k: lines[-1][k] for k in ("step", "loss") if k in lines[-1]})
-        row.update({k: v for k, v in lines[-1].items() if k.startswith(("accuracy", "dpo/"))})
-    ev = os.path.join(workdir, name, "eval.json")
-    if os.path.exists(ev):
-      with open(ev) as f:
-        row["final_eval"] = json.load(f)
-    row["status"] = ("done" if finished(os.path.join(workdir, name)) else
-                     "partial" if os.path.exists(path) else "missing")
-    rows.append(row)
-  cols = list(dict.fromkeys(k for r in rows for k in r))
-  fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else json.dumps(v) if isinstance(
-      v, dict) else str(v)
-  md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+# ---------------------------------------------------------------------------------------------
+# Data steps: once per sweep (setup) and per run (prepare).
+
+def local_argv(argv) -> list[str]:
+  argv = [str(a) for a in argv]
+  return [sys.executable] + argv[1:] if argv and argv[0] == "python" else argv
+
+
+def shell(argv, python: str = JOB_PYTHON) -> str:
+  argv = [str(a) for a in argv]
+  if argv and argv[0] == "python":
+    return python + " " + shlex.join(argv[1:])
+  return shlex.join(argv)
+
+
+def run_steps(steps, what: str) -> None:
+  for argv in steps:
+    print(f"{what}: {shlex.join(local_argv(argv))}", flush=True)
+    res = subprocess.run(local_argv(argv), cwd=ROOT)
+    if res.returncode:
+      raise SystemExit(f"{what} failed (exit {res.returncode}): {shlex.join(local_argv(argv))}")
+
+
+def setup_steps(mod, workdir: str) -> list[tuple[list, str]]:
+  steps = mod.setup(workdir) if hasattr(mod, "setup") else []
+  for step in steps:
+    if not (isinstance(step, (tuple, list)) and len(step) == 2):
+      raise SystemExit("setup(workdir) returns (argv, creates) pairs")
+  return steps
+
+
+def data_dir(launcher: str, workdir: str, name: str) -> str:
+  """Where a run's data step writes: beside its workdir, or on TPU workers a local folder."""
+  if launcher == "tpu" or "://" in workdir:
+    return f"/tmp/mathvlm-sweep/{os.path.basename(workdir.rstrip('/'))}/{name}"
+  return os.path.join(workdir, name, "data")
+
+
+def prepared(mod, run: dict, where: str) -> tuple[list, dict]:
+  if not hasattr(mod, "prepare"):
+    return [], {}
+  steps, flags = mod.prepare(dict(run), where)
+  bad = [k for k in flags if not k.startswith("config.")]
+  if bad:
+    raise SystemExit(f"prepare() must return trainer flags (config.x.y), got {bad}")
+  return list(steps), dict(flags)
+
+
+def job_script(sweep: str, name: str, launcher: str, steps: list, cmd: list[str]) -> str:
+  """A run's job: its data step (here, or on TPU on every worker through PREPARE), then the
+  launcher."""
+  lines = ["#!/usr/bin/env bash", f"# sweep {sweep}, run {name}", "set -euo pipefail",
+           f"cd {shlex.quote(ROOT)}"]
+  if launcher == "tpu" and steps:
+    remote = " && ".join(shell(s, ".venv/bin/python") for s in steps)
+    lines.append(f"PREPARE={shlex.quote(remote)} {shlex.join(cmd)}")
+  else:
+    lines += [shell(s) for s in steps] + [shlex.join(cmd)]
+  return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Results: one row per run, then mean and spread over seeds.
+
+def run_row(workdir: str, name: str, flags: dict) -> dict:
+  row = {"run": name, **{k.split(".", 1)[1] if k.startswith("config.") else k: v
+                         for k, v in flags.items()}}
+  path = os.path.join(workdir, name, "metrics.jsonl")
+  if os.path.exists(path):
+    with open(path) as f:
+      lines = [json.loads(x) for x in f if x.strip()]
+    if lines:
+      row.update({k: lines[-1][k] for k in ("step", "loss") if k in lines[-1]})
+      row.update({k: v for k, v in lines[-1].items() if k.startswith(("accuracy", "dpo/"))})
+  ev = os.path.join(workdir, name, "eval.json")
+  if os.path.exists(ev):
+    with open(ev) as f:
+      for evaluator, numbers in json.load(f).items():
+        row.update({f"eval/{evaluator}/{k}": v for k, v in numbers.items()})
+  row["status"] = ("done" if finished(os.path.join(workdir, name)) else
+                   "partial" if os.path.exists(path) else "missing")
+  return row
+
+
+def fmt(v) -> str:
+  return f"{v:.4g}" if isinstance(v, float) else json.dumps(v) if isinstance(v, dict) else str(v)
+
+
+def markdown(rows: list[dict], cols: list[str], labels: dict | None = None) -> str:
+  labels = labels or {}
+  md = ["| " + " | ".join(labels.get(c, c) for c in cols) + " |", "|" + "---|" * len(cols)]
   md += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
+  return "\n".join(md) + "\n"
+
+
+def collect(workdir: str, runs: list[tuple[str, dict]], mod=None) -> list[dict]:
+  rows = [run_row(workdir, name, flags) for name, flags in runs]
+  metrics = dict(getattr(mod, "METRICS", {}) or {})
+  cols = list(dict.fromkeys(k for r in rows for k in r))
+  if metrics:  # the table names the sweep's metrics, not every breakdown of every evaluator
+    cols = [c for c in cols if not c.startswith("eval/")] + [m for m in metrics
+                                                             if m.startswith("eval/")]
+  table = markdown(rows, [c for c in cols if c != "status"] + ["status"], metrics)
   with open(os.path.join(workdir, "results.md"), "w") as f:
-    f.write("\n".join(md) + "\n")
+    f.write(table)
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(rows, f, indent=1)
-  print("\n".join(md))
+  print(table)
+  if any(SEED in flags for _, flags in runs):
+    summarise(workdir, runs, rows, mod)
   return rows
+
+
+def summarise(workdir: str, runs, rows: list[dict], mod) -> list[dict]:
+  """Per setting (the swept values other than the seed): n seeds, mean and sample std of each
+  metric over the finished runs; DIR/summary.md, .json and .png."""
+  import numpy as np
+  keys = list(dict.fromkeys(k for _, f in runs for k in f if k != SEED))
+  short = {k: (k.split(".", 1)[1] if k.startswith("config.") else k) for k in keys}
+  metrics = dict(getattr(mod, "METRICS", {}) or {}) or {"loss": "final training loss"}
+  groups: dict[tuple, list[dict]] = {}
+  for (_, flags), row in zip(runs, rows):
+    if row["status"] == "done":
+      groups.setdefault(tuple(flags.get(k) for k in keys), []).append(row)
+  out = []
+  for values, members in groups.items():
+    entry = {short[k]: v for k, v in zip(keys, values)}
+    entry["seeds"] = [m.get("seed") for m in members]
+    for m, label in metrics.items():
+      xs = np.array([r[m] for r in members if isinstance(r.get(m), (int, float))], float)
+      entry[m] = dict(mean=float(xs.mean()) if len(xs) else None,
+                      std=float(xs.std(ddof=1)) if len(xs) > 1 else None,
+                      values=xs.tolist())
+    out.append(entry)
+  with open(os.path.join(workdir, "summary.json"), "w") as f:
+    json.dump(out, f, indent=1)
+  cell = lambda e: "" if e["mean"] is None else (  # noqa: E731
+      f"{e['mean']:.4g}" + (f" ± {e['std']:.2g}" if e["std"] is not None else ""))
+  table = markdown([{**{short[k]: e[short[k]] for k in keys}, "seeds": len(e["seeds"]),
+                     **{m: cell(e[m]) for m in metrics}} for e in out],
+                   [short[k] for k in keys] + ["seeds"] + list(metrics), metrics)
+  with open(os.path.join(workdir, "summary.md"), "w") as f:
+    f.write("Mean ± sample standard deviation over seeds.\n\n" + table)
+  print(table)
+  x = getattr(mod, "X", None) or (keys[0] if keys else None)
+  if out and x is not None:
+    plot(out, short.get(x, x), metrics, os.path.join(workdir, "summary.png"))
+  return out
+
+
+def plot(summary: list[dict], x: str, metrics: dict, path: str) -> None:
+  """One panel per metric: the mean over seeds with ±1 std error bars, each seed as a dot."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  names = [str(e[x]) for e in summary]
+  fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+  for ax, (m, label) in zip(axes[0], metrics.items()):
+    pos = range(len(summary))
+    means = [e[m]["mean"] if e[m]["mean"] is not None else float("nan") for e in summary]
+    stds = [e[m]["std"] or 0.0 for e in summary]
+    ax.errorbar(pos, means, yerr=stds, fmt="o", capsize=4, color="C0", label="mean ± std")
+    for i, e in enumerate(summary):
+      ax.scatter([i] * len(e[m]["values"]), e[m]["values"], s=10, color="C1", alpha=0.7,
+                 label="seeds" if i == 0 else None)
+    ax.set_xticks(list(pos), names, rotation=30 if max(map(len, names)) > 5 else 0)
+    ax.set_xlabel(x)
+    ax.set_title(label, fontsize=10)
+    ax.grid(alpha=0.3)
+  axes[0][0].legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point.
+
+def launch(a, mod, runs: list[tuple[str, dict]]) -> None:
+  """Runs (or writes the jobs of) every run: its data step, then its training."""
+  steps = setup_steps(mod, a.workdir)
+  if a.dry_run:
+    for argv, _ in steps:
+      print(shell(argv, sys.executable))
+  elif a.launcher != "local" and steps:
+    write(os.path.join(jobs_dir(a.workdir), "setup.sh"), "#!/usr/bin/env bash\nset -euo pipefail\n"
+          f"cd {shlex.quote(ROOT)}\n" + "".join(shell(s) + "\n" for s, _ in steps))
+  else:
+    run_steps([s for s, creates in steps if not os.path.exists(creates)], "setup")
+  for name, flags in runs:
+    wd = os.path.join(a.workdir, name)
+    data_steps, extra = prepared(mod, flags, data_dir(a.launcher, a.workdir, name))
+    cmd = command(a.launcher, a.launcher_args, trainer_args(
+        mod.BASE, mod.FLAGS, {**flags, **extra}, wd))
+    if a.dry_run:
+      print("\n".join([shell(s, sys.executable) for s in data_steps] + [shlex.join(cmd)]))
+    elif a.launcher != "local":
+      write(os.path.join(jobs_dir(a.workdir), f"{name}.sh"),
+            job_script(a.sweep, name, a.launcher, data_steps, cmd))
+    elif finished(wd):
+      print(f"{name}: finished earlier, skipped")
+    else:
+      run_steps(data_steps, f"{name} data")
+      print(f"{name}: {shlex.join(cmd)}", flush=True)
+      res = subprocess.run(cmd, cwd=ROOT, env=compile_cache(a.workdir))
+      if res.returncode:
+        raise SystemExit(f"run {name} failed (exit {res.returncode}); its log is above, its "
+                         f"workdir {wd}; rerun the sweep to resume it")
+
+
+def compile_cache(workdir: str) -> dict:
+  """The environment of a local run: JAX's persistent compilation cache in DIR/.jax_cache unless
+  one is set, so the runs of a sweep (the same shapes, another seed or data) compile once."""
+  env = dict(os.environ)
+  if "://" not in workdir:
+    env.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(workdir, ".jax_cache"))
+  return env
+
+
+def write(path: str, text: str) -> None:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, "w") as f:
+    f.write(text)
+  os.chmod(path, 0o755)
+  print(f"wrote {path}")
 
 
 def main(argv=None) -> list[dict]:
@@ -114,39 +354,20 @@ def main(argv=None) -> list[dict]:
   p.add_argument("--launcher_args", default="", help="2 for local.sh (processes), 'NAME ZONE "
                  "TYPE' for tpu, sbatch options for slurm (as --launcher_args=--nodes=2 when they "
                  "start with -)")
-  p.add_argument("--collect", action="store_true", help="only collect the results table")
+  p.add_argument("--collect", action="store_true", help="only collect the results")
   p.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
   a = p.parse_args(argv)
   if "://" not in a.workdir:  # runs start in the repository root
     a.workdir = os.path.abspath(a.workdir)
-  base, shared, flag_sets = load_sweep(a.sweep)
+  mod, flag_sets = load_sweep(a.sweep)
   runs = [(run_name(k, f), f) for k, f in enumerate(flag_sets)]
-  os.makedirs(a.workdir, exist_ok=True)
+  if "://" not in a.workdir:
+    os.makedirs(a.workdir, exist_ok=True)
   if not a.collect:
-    for name, flags in runs:
-      wd = os.path.join(a.workdir, name)
-      cmd = command(a.launcher, a.launcher_args, trainer_args(base, shared, flags, wd))
-      if a.dry_run:
-        print(shlex.join(cmd))
-      elif a.launcher != "local":
-        job = os.path.join(a.workdir, "jobs", f"{name}.sh")
-        os.makedirs(os.path.dirname(job), exist_ok=True)
-        with open(job, "w") as f:
-          f.write(f"#!/usr/bin/env bash\n# sweep {a.sweep}, run {name}\nset -euo pipefail\n"
-                  f"cd {shlex.quote(ROOT)}\n{shlex.join(cmd)}\n")
-        os.chmod(job, 0o755)
-        print(f"wrote {job}")
-      elif finished(wd):
-        print(f"{name}: finished earlier, skipped")
-      else:
-        print(f"{name}: {shlex.join(cmd)}", flush=True)
-        res = subprocess.run(cmd, cwd=ROOT)
-        if res.returncode:
-          raise SystemExit(f"run {name} failed (exit {res.returncode}); its log is above, its "
-                           f"workdir {wd}; rerun the sweep to resume it")
+    launch(a, mod, runs)
     if a.dry_run or a.launcher != "local":
       return []
-  return collect(a.workdir, runs)
+  return collect(a.workdir, runs, mod)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@
 # workers. The ArrayRecord datasets are copied from DATA_FROM (a bucket folder) to DATA_TO on every
 # worker (default /tmp/mathvlm-data; point --config.data.path there), and each worker reads its
 # own rows. DRY_RUN=1 prints the commands instead of running them. Optional: PROJECT, RUNTIME (TPU software version), SPOT=1, REPO_DIR (remote
-# checkout path, default ~/mathvlm).
+# checkout path, default ~/mathvlm), PREPARE (a command every worker runs before training).
 set -euo pipefail
 name=${1:?usage: launch/tpu_vm.sh NAME ZONE ACCELERATOR [trainer flags...]}
 zone=${2:?zone, e.g. us-central2-b}
@@ -54,7 +54,8 @@ fi
 run gcloud compute tpus tpu-vm ssh "$name" --zone "$zone" --worker=all "${project[@]}" \
   --command "$setup"
 
-# The same command on every worker.
-train="cd $remote && .venv/bin/python -m mathvlm.train --distributed ${*@Q}"
+# The same command on every worker, after PREPARE (a shell command, e.g. a sweep run's data
+# selection, run on every worker into a worker-local folder) when it is set.
+train="cd $remote && ${PREPARE:+$PREPARE && }.venv/bin/python -m mathvlm.train --distributed ${*@Q}"
 run gcloud compute tpus tpu-vm ssh "$name" --zone "$zone" --worker=all "${project[@]}" \
   --command "$train"

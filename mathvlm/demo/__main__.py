@@ -137,7 +137,7 @@ def make_data(d: Demo) -> None:
 def held_out(d: Demo, stage: str) -> str:
   """The stage's model on the held-out problems: generated answers and options ranked by
   likelihood, per problem in WORKDIR/held_out.jsonl; returns the line the demo prints."""
-  from mathvlm.demo import evaluate
+  from mathvlm.eval import engine_heldout as evaluate
   model, cfg = load_model(d.workdir(stage))
   responses = evaluate.answer(model, cfg, d.tok, d.test_problems, template="mistral_instruct",
                               batch=d.mode["eval_batch"], max_new_tokens=MAX_NEW_TOKENS,
@@ -184,8 +184,9 @@ def clip_math(d: Demo) -> None:
 
 def dpo(d: Demo) -> None:
   """Stage 4 on the stage-3 model's own wrong answers to training problems."""
-  from mathvlm.demo import data, evaluate
+  from mathvlm.demo import data
   from mathvlm.eval import engine_benchmark
+  from mathvlm.eval import engine_heldout as evaluate
 
   out = d.out
   model, cfg = load_model(d.workdir("sft"))

@@ -1,6 +1,7 @@
 """What the demo measures after each stage: CLIP-Math retrieval on held-out diagram/caption pairs,
-and answers to held-out engine problems scored by domain, question version and question type,
-beside the baselines a model must beat to have learned anything.
+and the baselines a model must beat to have learned anything. Answers to held-out engine problems
+(generated and ranked, scored by domain, question version and type) come from the library:
+`mathvlm.eval.engine_heldout`, which the `engine_accuracy` evaluator also uses inside training.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import numpy as np
 
 from mathvlm.eval import choices_only
 from mathvlm.eval import engine_benchmark as eval_engine
-from mathvlm.eval.common import entry
 
 
 def retrieval(model, records, tokenizer, max_len: int, batch: int = 100) -> dict:
@@ -47,48 +47,6 @@ def ranks(sim: np.ndarray) -> np.ndarray:
   many other candidates score at or above the right one (0 = a top-1 hit). A tie counts as a
   miss: identical captions of different diagrams tie exactly, and a tie retrieves nothing."""
   return np.sum(sim >= np.diag(sim)[:, None], axis=1) - 1
-
-
-def answer(model, cfg, tokenizer, problems, *, template: str, batch: int, max_new_tokens: int,
-           max_len: int) -> list[str]:
-  """Greedy answers with the KV cache, prompts as the evaluation CLI builds them."""
-  from mathvlm.eval.run import Encoder, generate_responses
-  encoder = Encoder(tokenizer, cfg.image_token_id, cfg.image_seq_len, max_len)
-  return generate_responses(model, cfg, encoder, problems, template=template,
-                            batch_size=batch, max_new_tokens=max_new_tokens, temperature=0.0,
-                            bucket=32)
-
-
-def ranked(model, cfg, tokenizer, problems, *, template: str, batch: int,
-           max_len: int = 512) -> list[str]:
-  """Each multiple-choice problem's most likely option (`mathvlm.eval.likelihood`), "" for
-  free-form ones, which have no options to rank. `max_len` holds every prompt with its option
-  whole (the longest engine question with an option is about 270 tokens)."""
-  from mathvlm.eval import likelihood
-  mc = [p for p in problems if p.choices]
-  picks = iter(likelihood.pick(mc, likelihood.option_logps(
-      model, cfg, tokenizer, mc, template=template, batch_size=batch, max_len=max_len)))
-  return [next(picks) if p.choices else "" for p in problems]
-
-
-def score(problems, responses, picks=None) -> dict:
-  """Accuracy overall and by domain, question version and question type; per-problem verdicts.
-  With `picks`, multiple choice is judged by the picked letter (free-form still by its response)."""
-  verdicts = {}
-  groups = collections.defaultdict(lambda: [0, 0])
-  for i, (p, r) in enumerate(zip(problems, responses)):
-    if picks is not None and p.choices:
-      ok = picks[i] == p.answer
-    else:
-      ok = eval_engine.judge(p, eval_engine.extract(r, p))
-    verdicts[p.pid] = ok
-    kind = "multiple-choice" if p.choices else "free-form"
-    for key in ("all", f"domain/{p.raw['domain']}", f"version/{p.meta['version']}",
-                f"type/{kind}"):
-      groups[key][0] += ok
-      groups[key][1] += 1
-  return dict(accuracy={k: entry(c, t) for k, (c, t) in sorted(groups.items())},
-              verdicts=verdicts)
 
 
 def baselines(train_records, problems) -> dict:

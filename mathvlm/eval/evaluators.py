@@ -6,12 +6,25 @@ called once, at setup, as `make(spec, config, model_cfg)` with `spec` the evalua
 (a dict, `type` and `every` removed), and returns `evaluate(model) -> {name: float}`. The trainer
 calls it every `every` steps and at the end, logs the numbers as `eval/<name>/<key>` in
 metrics.jsonl and keeps the last of each in WORKDIR/eval.json, which `launch/sweep.py` collects.
+
+The evaluators shipped here (each reads its data once, at setup, so a bad path fails before the
+first step):
+- `engine_accuracy`: held-out engine problems (an engine `instruct.json` with its images), answered
+  as generated and, for multiple choice, ranked by likelihood (`mathvlm.eval.engine_heldout`);
+- `heldout_loss`: the run's own objective and loss over a built dataset (or held-out synthetic
+  examples), weighted as the trainer weighs it (per target token for `lm`);
+- `benchmark_accuracy`: MathVista, MATH-Vision or MathVerse from their files, generated as
+  `python -m mathvlm.eval.run` generates and scored by `mathvlm.eval.score`.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 from typing import Any, Callable
+
+log = logging.getLogger(__name__)
 
 Evaluate = Callable[[Any], dict]
 
@@ -36,12 +49,251 @@ def resolve(kind: str) -> Callable[..., Evaluate]:
 
 
 def from_config(config, model_cfg) -> list[tuple[str, int, Evaluate]]:
-  """(name, every, evaluate) for each entry of `config.evals`, in name order."""
+  """(name, every, evaluate) for each entry of `config.evals`, in name order. An evaluator that
+  cannot be set up fails here, its message prefixed with `evals.<name>`."""
   out = []
   for name in sorted(config.evals):
     spec = dict(config.evals[name])
     kind, every = spec.pop("type", None), int(spec.pop("every", 0))
     if not kind:
       raise ValueError(f"evals.{name}: give it a type ({sorted(EVALUATORS)} or 'module:fn')")
-    out.append((name, every, resolve(kind)(spec, config, model_cfg)))
+    try:
+      out.append((name, every, resolve(kind)(spec, config, model_cfg)))
+    except (ValueError, FileNotFoundError) as e:
+      raise type(e)(f"evals.{name} ({kind}): {e}") from e
   return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared: the fields each evaluator takes, the tokenizer.
+
+def fields(spec: dict, kind: str, defaults: dict, required: tuple[str, ...] = ()) -> dict:
+  """The spec over its defaults; an unknown or missing field is an error naming it."""
+  unknown = sorted(set(spec) - set(defaults) - set(required))
+  if unknown:
+    raise ValueError(f"{kind} takes no field(s) {unknown}; its fields: "
+                     f"{sorted(set(defaults) | set(required))}")
+  missing = [k for k in required if not spec.get(k)]
+  if missing:
+    raise ValueError(f"{kind} needs {missing}")
+  return {**defaults, **spec}
+
+
+def tokenizer_json(path: str) -> str:
+  """A tokenizer.json from a file or a tokenizer folder (generation reads the fast-tokenizer file
+  directly, as `mathvlm.eval.run` does)."""
+  if not path:
+    raise ValueError("no tokenizer: set the evaluator's `tokenizer` or config.data.tokenizer")
+  found = path if path.endswith(".json") else os.path.join(path, "tokenizer.json")
+  if not os.path.exists(found):
+    raise FileNotFoundError(f"tokenizer {found} not found")
+  return found
+
+
+def flat(accuracy: dict, prefix: str) -> dict[str, float]:
+  """{key: entry} (mathvlm.eval.common.entry, percent) -> {prefix/key: accuracy}."""
+  return {f"{prefix}/{k}": float(v["accuracy"]) for k, v in accuracy.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Held-out engine accuracy.
+
+ENGINE_DEFAULTS = dict(images="", versions="", limit=0, tokenizer="", template="", batch=64,
+                       max_new_tokens=32, max_len=256, rank_max_len=512, bucket=32,
+                       generated=True, ranked=True)
+
+
+@register("engine_accuracy")
+def engine_accuracy(spec, config, model_cfg) -> Evaluate:
+  """Accuracy (percent) on held-out engine problems: `generated/<key>` (greedy answers, judged by
+  `mathvlm.eval.answers`) and `ranked/<key>` (multiple choice by the most likely option, free-form
+  still generated), keys `all`, `domain/*`, `version/*`, `type/*`; plus `problems`.
+
+  Fields: instruct (the engine's instruct.json, required), images (default: its folder),
+  versions ("text_lite,vision_dominant"; default all three), limit (first N problems),
+  tokenizer / template (default: the run's data), batch, max_new_tokens, max_len (generation
+  prompt), rank_max_len (prompt + option), bucket (rows padded to a multiple of it: each width
+  compiles once), generated / ranked (either may be turned off)."""
+  from tokenizers import Tokenizer
+
+  from mathvlm.data.sources import load_tokenizer
+  from mathvlm.eval import engine_benchmark, engine_heldout
+  s = fields(spec, "engine_accuracy", ENGINE_DEFAULTS, ("instruct",))
+  if not os.path.exists(s["instruct"]):
+    raise FileNotFoundError(f"instruct {s['instruct']} not found (an engine instruct.json)")
+  problems = engine_benchmark.load(s["instruct"], s["images"] or None)
+  versions = [v for v in str(s["versions"]).replace(" ", "").split(",") if v]
+  unknown = sorted(set(versions) - set(engine_benchmark.VERSIONS))
+  if unknown:
+    raise ValueError(f"versions {unknown}: choose from {sorted(engine_benchmark.VERSIONS)}")
+  if versions:
+    problems = [p for p in problems if p.meta["version"] in versions]
+  problems = problems[:s["limit"]] if s["limit"] else problems
+  if not problems:
+    raise ValueError(f"{s['instruct']}: no problems left (versions={versions}, "
+                     f"limit={s['limit']})")
+  tok_path = tokenizer_json(s["tokenizer"] or config.data.tokenizer)
+  tok, hf_tok = Tokenizer.from_file(tok_path), load_tokenizer(tok_path)
+  template = s["template"] or config.data.template
+  if not (s["generated"] or s["ranked"]):
+    raise ValueError("generated and ranked are both off: nothing to measure")
+
+  def evaluate(model) -> dict[str, float]:
+    responses = [""] * len(problems)
+    if s["generated"]:
+      responses = engine_heldout.answer(model, model_cfg, tok, problems, template=template,
+                                        batch=s["batch"], max_new_tokens=s["max_new_tokens"],
+                                        max_len=s["max_len"], bucket=s["bucket"])
+    out = {"problems": float(len(problems))}
+    if s["generated"]:
+      out.update(flat(engine_heldout.score(problems, responses)["accuracy"], "generated"))
+    if s["ranked"]:
+      picks = engine_heldout.ranked(model, model_cfg, hf_tok, problems, template=template,
+                                    batch=s["batch"], max_len=s["rank_max_len"],
+                                    bucket=s["bucket"])
+      out.update(flat(engine_heldout.score(problems, responses, picks)["accuracy"], "ranked"))
+    return out
+
+  return evaluate
+
+
+# ---------------------------------------------------------------------------------------------
+# Held-out loss.
+
+LOSS_DEFAULTS = dict(path="", name="", subset="", limit=0, batch=0, seed=-1, num_examples=256)
+
+
+@register("heldout_loss")
+def heldout_loss(spec, config, model_cfg) -> Evaluate:
+  """The run's objective and loss over held-out examples, averaged with the objective's own
+  weights (target tokens for `lm`) over every example, however they fall into batches: `loss`,
+  the objective's other metrics (token `accuracy` for lm), the summed weight and `examples`.
+
+  Fields: path and name (a built dataset, as config.data.path / data.name; name `synthetic` makes
+  `num_examples` held-out synthetic examples from `seed`, default the run's seed + 1), subset (a
+  selection of it), limit (first N examples), batch (default: data.global_batch). The text
+  settings (tokenizer, template, max_len, image_aspect) are the run's."""
+  import copy
+
+  from mathvlm import objectives
+  from mathvlm.data.sources import make_source
+  s = fields(spec, "heldout_loss", LOSS_DEFAULTS)
+  objective = objectives.get(config.objective)
+  if objective.prepare is not None:
+    raise ValueError(f"objective {config.objective!r} computes part of each batch in `prepare` "
+                     "from the train state (e.g. DPO's reference log-probs); heldout_loss "
+                     "evaluates objectives without it")
+  data = copy.deepcopy(config.data)
+  with data.unlocked():
+    data.name = s["name"] or config.data.name
+    data.path, data.subset, data.mixture = s["path"], s["subset"], ""
+    data.num_examples = s["num_examples"]
+  if data.name != "synthetic" and not data.path:
+    raise ValueError(f"give the built dataset's path (the name is {data.name!r})")
+  seed = s["seed"] if s["seed"] >= 0 else config.seed + 1
+  source = make_source(data, objective, model_cfg, seed)
+  n = min(len(source), s["limit"]) if s["limit"] else len(source)
+  return _loss_evaluate(objective, config, source, n, s["batch"] or config.data.global_batch)
+
+
+def _loss_evaluate(objective, config, source, n: int, batch: int) -> Evaluate:
+  import functools
+
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from flax import nnx
+
+  from mathvlm.data.image import normalize
+  from mathvlm.data.pipeline import DROPPED
+
+  @functools.partial(jax.jit, static_argnames=("graphdef",))
+  def weighted(graphdef, state, b):
+    if b.get("pixel_values") is not None and b["pixel_values"].dtype == jnp.uint8:
+      b = dict(b, pixel_values=normalize(b["pixel_values"], jnp))
+    loss, weight, metrics = objective.loss(nnx.merge(graphdef, state), b, config)
+    return loss * weight, weight, {k: v * weight for k, v in metrics.items()}
+
+  def evaluate(model) -> dict[str, float]:
+    graphdef, state = nnx.split(model)
+    total, weight, sums = 0.0, 0.0, {}
+    for start in range(0, n, batch):
+      rows = [source[i] for i in range(start, min(start + batch, n))]
+      b = {k: np.stack([r[k] for r in rows]) for k in rows[0] if k != DROPPED}
+      lw, w, m = jax.device_get(weighted(graphdef, state, b))
+      total, weight = total + float(lw), weight + float(w)
+      for k, v in m.items():
+        sums[k] = sums.get(k, 0.0) + float(v)
+    if not weight:  # nothing to average: say so rather than report a loss of 0
+      log.warning("heldout_loss: the %d held-out examples carry no weight (no target tokens: "
+                  "cut by data.max_len?); loss is NaN", n)
+      weight, total = float("nan"), float("nan")
+    out = {k: v / weight for k, v in sums.items() if k != objective.weight_metric}
+    out.update(loss=total / weight, examples=float(n),
+               **{objective.weight_metric or "weight": weight if weight == weight else 0.0})
+    return out
+
+  return evaluate
+
+
+# ---------------------------------------------------------------------------------------------
+# Benchmarks from files.
+
+BENCH_DEFAULTS = dict(split="testmini", images=None, tokenizer="", template="", batch=8,
+                      max_new_tokens=512, temperature=0.0, limit=0, prompt="query_wo",
+                      breakdowns=())
+
+
+@register("benchmark_accuracy")
+def benchmark_accuracy(spec, config, model_cfg) -> Evaluate:
+  """A benchmark's accuracy (percent) from its files, generated as `python -m mathvlm.eval.run`
+  generates (the official query in the chat template, greedy unless `temperature`) and scored by
+  `mathvlm.eval.score`: `accuracy`, `correct`, `total`, and `<breakdown>/<value>` for each
+  breakdown named in `breakdowns` (MathVista: "question_type,category"; MATH-V: "level").
+
+  Fields: benchmark (mathvista | math_v | mathverse, required), data (the benchmark folder,
+  required; layout as `mathvlm.eval.run`), split, images, tokenizer / template (default: the
+  run's), batch, max_new_tokens, temperature, limit, prompt (MathVerse), breakdowns."""
+  from tokenizers import Tokenizer
+
+  from mathvlm.eval import run, score
+  s = fields(spec, "benchmark_accuracy", BENCH_DEFAULTS, ("benchmark", "data"))
+  if s["benchmark"] not in ("mathvista", "math_v", "mathverse"):
+    raise ValueError(f"benchmark {s['benchmark']!r}: mathvista, math_v or mathverse (engine "
+                     "problems: the engine_accuracy evaluator)")
+  kwargs = {"prompt": s["prompt"]} if s["benchmark"] == "mathverse" else {}
+  problems = score.load_problems(s["benchmark"], run.annotations_path(
+      s["benchmark"], s["data"], s["split"]), s["images"], **kwargs)
+  problems = problems[:s["limit"]] if s["limit"] else problems
+  missing = [p.pid for p in problems if p.images and not os.path.exists(p.images[0])]
+  if missing:
+    raise FileNotFoundError(f"{len(missing)} images of {s['benchmark']} are missing (first: "
+                            f"problem {missing[0]}); set `images` to their folder")
+  tok = Tokenizer.from_file(tokenizer_json(s["tokenizer"] or config.data.tokenizer))
+  template = s["template"] or config.data.template
+  breakdowns = [b for b in (s["breakdowns"].split(",") if isinstance(s["breakdowns"], str)
+                            else s["breakdowns"]) if b]
+  known = score.score_responses(s["benchmark"], problems,  # the keys, from empty responses
+                                [{"pid": p.pid, "response": ""} for p in problems])[0]
+  known = sorted(k for k, v in known.items() if isinstance(v, dict) and k not in ("all",
+                                                                                  "official"))
+  if set(breakdowns) - set(known):
+    raise ValueError(f"breakdowns {sorted(set(breakdowns) - set(known))}: {s['benchmark']} "
+                     f"has {known}")
+
+  def evaluate(model) -> dict[str, float]:
+    encoder = run.Encoder(tok, model_cfg.image_token_id, model_cfg.image_seq_len,
+                          model_cfg.text.max_position_embeddings - s["max_new_tokens"])
+    responses = run.generate_responses(model, model_cfg, encoder, problems, template=template,
+                                       batch_size=s["batch"],
+                                       max_new_tokens=s["max_new_tokens"],
+                                       temperature=s["temperature"])
+    records = [{"pid": p.pid, "response": r} for p, r in zip(problems, responses)]
+    scores, _ = score.score_responses(s["benchmark"], problems, records)
+    out = {"accuracy": float(scores["all"]["accuracy"]),
+           "correct": float(scores["all"]["correct"]), "total": float(scores["all"]["total"])}
+    for b in breakdowns:
+      out.update(flat(scores[b], b))
+    return out
+
+  return evaluate

@@ -81,7 +81,7 @@ def test_retrieval_ranks_count_ties_as_misses():
 
 
 def test_score_by_picked_options_keeps_free_form_generated():
-  from mathvlm.demo.evaluate import score
+  from mathvlm.eval.engine_heldout import score
   from mathvlm.eval.common import Problem
   mk = lambda pid, answer, choices: Problem(
       pid=pid, question="q", answer=answer, choices=choices, images=[], query="q",

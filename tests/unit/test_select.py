@@ -184,3 +184,32 @@ def test_read_ids_names_a_bad_line(tmp_path):
   path.write_text('{"id": "a"}\n{"source": "x"}\n')
   with pytest.raises(ValueError, match=r"bad.jsonl line 2: expected a JSON object with `id`"):
     read_ids(str(path))
+
+
+def test_qa_per_image_keeps_k_records_of_each_image(tmp_path):
+  """--qa_per_image K: the same images as without it, each with K of its own records (drawn by
+  the seed, listed order kept); an image with fewer keeps all and is reported; none is refilled."""
+  rows = _rows()
+  for r in rows:
+    if r["clarity"] == 1:
+      r["records"] = [f"{r['id']}-q{k}" for k in range(3 if r["id"].startswith("tiny") else 6)]
+  base, full, _ = _run(tmp_path, rows, "--ratio", "2:3:4:1", "--size", "500", name="all")
+  summary, cut, _ = _run(tmp_path, rows, "--ratio", "2:3:4:1", "--size", "500",
+                         "--qa_per_image", "4", name="k4")
+  assert [c["id"] for c in cut] == [c["id"] for c in full]  # the images do not change
+  few = [c["id"] for c in cut if c["id"].startswith("tiny")]
+  assert few and summary["images_with_fewer_records"] == {"count": len(few), "ids": few}
+  for c, f in zip(cut, full):
+    want = 3 if c["id"].startswith("tiny") else 4
+    assert len(c["records"]) == want and set(c["records"]) <= set(f["records"])
+    assert c["records"] == sorted(c["records"], key=f["records"].index)
+  assert summary["records"] == sum(len(c["records"]) for c in cut)
+  positions = {tuple(f["records"].index(x) for x in c["records"]) for c, f in zip(cut, full)
+               if not c["id"].startswith("tiny")}
+  assert len(positions) > 1  # drawn per image, not always the same k
+  _, again, _ = _run(tmp_path, rows, "--ratio", "2:3:4:1", "--size", "500",
+                     "--qa_per_image", "4", name="k4b")
+  assert again == cut
+  bare = [dict(r, records=None) for r in rows]
+  with pytest.raises(SystemExit, match="has no `records`"):
+    _run(tmp_path, bare, "--ratio", "random", "--size", "10", "--qa_per_image", "2", name="bare")

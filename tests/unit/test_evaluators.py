@@ -1,0 +1,255 @@
+"""The evaluators shipped in `mathvlm.eval.evaluators`, on a tiny random LLaVA with a BPE
+tokenizer made here: held-out engine accuracy (real engine problems and images drawn here),
+held-out loss (token-weighted, whatever the batching) and benchmarks from files (the same
+numbers as `python -m mathvlm.eval.run` on the same checkpoint). Each evaluator's numbers are
+checked against a computation that does not go through it."""
+
+import dataclasses
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from mathvlm.eval import engine_heldout, evaluators
+
+from shared_data import shared
+
+
+@pytest.fixture(scope="module")
+def model():
+  """(model, cfg): a tiny random LLaVA, <image> at id 3 as the demo tokenizer puts it."""
+  from flax import nnx
+
+  from mathvlm.models import registry
+  from mathvlm.models.vlm import Llava
+  cfg = registry.get("llava").preset("tiny")
+  return Llava(cfg, rngs=nnx.Rngs(0)), cfg
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+  """(folder, tokenizer path): four engine test problems with their images, a tokenizer trained
+  on their text with the demo's special tokens."""
+  from data_prep.engine.writer import generate
+  from mathvlm.demo.data import SPECIALS, add_bos, train_tokenizer
+  root = tmp_path_factory.mktemp("evaluators")
+  generate(str(root / "engine"), 4, seed=3, split="test")
+  records = json.load(open(root / "engine/instruct.json"))
+  texts = [t for r in records for t in r["text_en"].values()] + [
+      f"The answer is {c}." for r in records for c in r["choices"] + [r["answer"]]]
+  tok = train_tokenizer(texts * 4, 600)
+  add_bos(tok)
+  assert [tok.token_to_id(t) for t in SPECIALS] == list(range(len(SPECIALS)))
+  tok_path = str(root / "tokenizer.json")
+  tok.save(tok_path)
+  return root, tok_path
+
+
+@pytest.fixture(scope="module")
+def ckpt(engine, model, tmp_path_factory):
+  """The tiny model saved as a checkpoint with the tokenizer beside it (for the eval CLI)."""
+  from mathvlm import checkpoint
+  folder = tmp_path_factory.mktemp("ckpt") / "model"
+  checkpoint.save_model(model[0], model[1], str(folder))
+  shutil.copy(engine[1], folder / "tokenizer.json")
+  return str(folder)
+
+
+def config(tok_path, **evals):
+  from mathvlm.configs import sft
+  c = sft.get_config("model=tiny")
+  with c.unlocked():
+    c.data.tokenizer, c.data.template = tok_path, "mistral_instruct"
+    for name, spec in evals.items():
+      c.evals[name] = spec
+  return c
+
+
+def test_engine_accuracy_counts_right_answers_by_kind(engine, monkeypatch):
+  """With answers stubbed as the right (or a wrong) value and letter, every breakdown is 100 (0):
+  the evaluator scores what the two answer paths return, under the keys it promises."""
+  root, tok_path = engine
+  from mathvlm.models import registry
+  model, cfg = None, registry.get("llava").preset("tiny")
+  from mathvlm.eval import engine_benchmark
+  problems = engine_benchmark.load(str(root / "engine/instruct.json"))
+  value = lambda p: p.choices[ord(p.answer) - 65] if p.choices else p.answer  # noqa: E731
+  for right in (True, False):
+    monkeypatch.setattr(engine_heldout, "answer", lambda m, c, t, ps, **kw: [
+        f"The answer is {value(p) if right else 'xyz'}." for p in ps])
+    monkeypatch.setattr(engine_heldout, "ranked", lambda m, c, t, ps, **kw: [
+        (p.answer if right else chr(ord(p.answer) + 1)) if p.choices else "" for p in ps])
+    c = config(tok_path)
+    ev = evaluators.engine_accuracy({"instruct": str(root / "engine/instruct.json")}, c, cfg)
+    out = ev(model)
+    assert out["problems"] == len(problems) == 12  # three versions of four problems
+    for key in ("generated/all", "ranked/all", "generated/version/text_lite",
+                "ranked/type/multiple-choice", "generated/type/free-form"):
+      assert out[key] == (100.0 if right else 0.0), key
+  ev = evaluators.engine_accuracy({"instruct": str(root / "engine/instruct.json"),
+                                   "versions": "text_lite", "ranked": False}, c, cfg)
+  out = ev(model)
+  assert out["problems"] == 4 and not any(k.startswith("ranked/") for k in out)
+  assert set(k for k in out if k.startswith("generated/version/")) == {
+      "generated/version/text_lite"}
+
+
+@pytest.mark.slow
+def test_engine_accuracy_on_a_model_equals_the_demo_path(engine, model):
+  """The evaluator on a real (random) model gives what the demo's two calls give. Slow (each
+  path compiles decoding and ranking); the stubbed test above is its quick form."""
+  (root, tok_path), (model, cfg) = engine, model
+  from tokenizers import Tokenizer
+
+  from mathvlm.data.sources import load_tokenizer
+  from mathvlm.eval import engine_benchmark
+  spec = {"instruct": str(root / "engine/instruct.json"), "batch": 8, "max_new_tokens": 6}
+  out = evaluators.engine_accuracy(spec, config(tok_path), cfg)(model)
+  problems = engine_benchmark.load(spec["instruct"])
+  responses = engine_heldout.answer(model, cfg, Tokenizer.from_file(tok_path), problems,
+                                    template="mistral_instruct", batch=8, max_new_tokens=6,
+                                    max_len=256)
+  picks = engine_heldout.ranked(model, cfg, load_tokenizer(tok_path), problems,
+                                template="mistral_instruct", batch=8)
+  assert all(p in "ABCDEFGH" for p in picks) and any(picks)
+  want = engine_heldout.score(problems, responses, picks)["accuracy"]
+  assert out["ranked/all"] == want["all"]["accuracy"]
+  assert out["ranked/type/multiple-choice"] == want["type/multiple-choice"]["accuracy"]
+  assert out["generated/all"] == engine_heldout.score(problems, responses)["accuracy"]["all"][
+      "accuracy"]
+
+
+def test_heldout_loss_is_token_weighted_over_uneven_batches(model):
+  """Rows with 1..9 target tokens in batches of 3, 3 and 1: the evaluator's loss is the sum of
+  every target token's cross-entropy over their count (one forward of all rows, in numpy), not
+  a mean of batch means."""
+  model, cfg = model
+  from mathvlm import objectives
+  rng = np.random.default_rng(0)
+  rows = []
+  for k in range(7):
+    n = 12 + k
+    ids = rng.integers(10, 600, 40).astype(np.int32)
+    ids[0], ids[1:1 + cfg.image_seq_len] = 1, cfg.image_token_id
+    mask, loss = np.zeros(40, np.int32), np.zeros(40, np.int32)
+    end = n + cfg.image_seq_len
+    mask[:end] = 1
+    loss[end - (k + 2):end] = 1  # k + 2 targets
+    rows.append(dict(input_ids=ids, attention_mask=mask, loss_mask=loss,
+                     pixel_values=rng.integers(0, 255, (56, 56, 3)).astype(np.uint8)))
+  c = config("")
+  got = evaluators._loss_evaluate(objectives.get("lm"), c, rows, len(rows), 3)(model)
+  from mathvlm.data.image import normalize
+  logits = np.asarray(model.apply(np.stack([r["input_ids"] for r in rows]),
+                                  normalize(np.stack([r["pixel_values"] for r in rows])),
+                                  attention_mask=np.stack([r["attention_mask"] for r in rows])
+                                  ).logits, np.float64)
+  ce = []
+  for b, r in enumerate(rows):
+    for t in np.flatnonzero(r["loss_mask"] * r["attention_mask"]):
+      lg = logits[b, t - 1]
+      ce.append(np.log(np.exp(lg - lg.max()).sum()) + lg.max() - lg[r["input_ids"][t]])
+  assert got["tokens"] == len(ce) == sum(k + 2 for k in range(7))
+  np.testing.assert_allclose(got["loss"], np.mean(ce), rtol=1e-5)
+  assert got["examples"] == 7 and 0 <= got["accuracy"] <= 1
+  empty = [dict(r, loss_mask=np.zeros_like(r["loss_mask"])) for r in rows]  # cut by max_len
+  none = evaluators._loss_evaluate(objectives.get("lm"), c, empty, len(rows), 3)(model)
+  assert np.isnan(none["loss"]) and none["tokens"] == 0  # not a loss of 0
+
+
+def test_heldout_loss_from_config_and_its_errors(model):
+  model, cfg = model
+  tok_path = ""
+  c = config(tok_path)
+  spec = {"name": "synthetic", "num_examples": 8, "batch": 4}
+  a = evaluators.heldout_loss(spec, c, cfg)(model)
+  assert a["examples"] == 8 and a["tokens"] > 0 and np.isfinite(a["loss"])
+  assert evaluators.heldout_loss(spec, c, cfg)(model) == a  # the same held-out examples
+  with pytest.raises(ValueError, match=r"takes no field\(s\) \['pth'\]"):
+    evaluators.heldout_loss({"pth": "x"}, c, cfg)
+  with pytest.raises(ValueError, match="path"):
+    evaluators.heldout_loss({"name": "llava_json"}, c, cfg)
+  from mathvlm.configs import dpo
+  with pytest.raises(ValueError, match="prepare"):
+    evaluators.heldout_loss({"name": "synthetic"}, dpo.get_config("model=tiny"), cfg)
+  with pytest.raises(ValueError, match=r"evals.held \(heldout_loss\): .*pth"):
+    evaluators.from_config(config(tok_path, held=dict(type="heldout_loss", pth="x")), cfg)
+
+
+def _mathvista_folder(root) -> str:
+  """Three MathVista-format problems (multiple choice, integer, float) with real images."""
+  folder = root / "mathvista"
+  (folder / "images").mkdir(parents=True, exist_ok=True)
+  base = dict(unit=None, precision=None, metadata=dict(
+      split="testmini", language="english", source="x", category="math-targeted-vqa",
+      task="geometry problem solving", context="geometry diagram", grade="high school",
+      skills=["algebraic reasoning"], img_width=1, img_height=1))
+  items = [dict(pid="1", question="Which is larger?", choices=["3", "5"], answer="5",
+                question_type="multi_choice", answer_type="text"),
+           dict(pid="2", question="How many sides?", choices=None, answer="4",
+                question_type="free_form", answer_type="integer"),
+           dict(pid="3", question="What is x?", choices=None, answer="1.5", precision=1,
+                question_type="free_form", answer_type="float")]
+  data = {}
+  for k, it in enumerate(items):
+    shutil.copy(shared("math_v", "images", f"{4 + k}.jpg"), folder / "images" / f"{k + 1}.jpg")
+    rec = dict(base, **it, image=f"images/{k + 1}.jpg")
+    rec["query"] = f"Question: {it['question']}"
+    data[it["pid"]] = rec
+  json.dump(data, open(folder / "testmini.json", "w"))
+  return str(folder)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("benchmark", ["math_v", "mathvista"])
+def test_benchmark_accuracy_equals_the_eval_cli(engine, model, ckpt, tmp_path, capsys, benchmark):
+  """Slow (a decoding compile per benchmark, twice); the quick form below checks the plumbing."""
+  (_, tok_path), (model, cfg) = engine, model
+  from mathvlm.eval import run
+  data = shared("math_v") if benchmark == "math_v" else _mathvista_folder(tmp_path)
+  spec = {"benchmark": benchmark, "data": data, "limit": 6, "batch": 4, "max_new_tokens": 6,
+          "breakdowns": "level" if benchmark == "math_v" else "question_type"}
+  out = evaluators.benchmark_accuracy(spec, config(tok_path), cfg)(model)
+  cli = str(tmp_path / "cli")
+  run.main(["--benchmark", benchmark, "--ckpt", ckpt, "--data", data, "--out", cli,
+            "--limit", "6", "--batch", "4", "--max_new_tokens", "6",
+            "--template", "mistral_instruct"])
+  scores = json.load(open(os.path.join(cli, "scores.json")))
+  assert out["total"] == scores["all"]["total"] == (6 if benchmark == "math_v" else 3)
+  assert out["accuracy"] == scores["all"]["accuracy"] and out["correct"] == scores["all"][
+      "correct"]
+  key = "level" if benchmark == "math_v" else "question_type"
+  assert {k: v for k, v in out.items() if k.startswith(key + "/")} == {
+      f"{key}/{k}": v["accuracy"] for k, v in scores[key].items()}
+  with pytest.raises(ValueError, match="breakdowns"):
+    evaluators.benchmark_accuracy(dict(spec, breakdowns="nope"), config(tok_path), cfg)
+  capsys.readouterr()
+
+
+def test_benchmark_accuracy_scores_what_generation_returns(engine, tmp_path, monkeypatch):
+  """Quick form of the CLI comparison: decoding stubbed with each MathVista problem's answer
+  (or a wrong one), the evaluator reads the files, scores and breaks down as promised."""
+  _, tok_path = engine
+  from mathvlm.eval import run
+  from mathvlm.models import registry
+  cfg = registry.get("llava").preset("tiny")
+  data = _mathvista_folder(tmp_path)
+  answers = {"Which is larger?": "5", "How many sides?": "4", "What is x?": "1.5"}
+  for right in (True, False):
+    monkeypatch.setattr(run, "generate_responses", lambda m, c, e, ps, **kw: [
+        f"The answer is {answers[p.question] if right else '7'}." for p in ps])
+    out = evaluators.benchmark_accuracy(
+        {"benchmark": "mathvista", "data": data, "breakdowns": "question_type"},
+        config(tok_path), cfg)(None)
+    assert out["total"] == 3 and out["accuracy"] == (100.0 if right else 0.0)
+    assert out["question_type/multi_choice"] == out["question_type/free_form"] == out[
+        "accuracy"]
+  with pytest.raises(ValueError, match="breakdowns"):
+    evaluators.benchmark_accuracy({"benchmark": "mathvista", "data": data,
+                                   "breakdowns": "nope"}, config(tok_path), cfg)
+  with pytest.raises(FileNotFoundError, match="missing"):
+    os.remove(os.path.join(data, "images", "2.jpg"))
+    evaluators.benchmark_accuracy({"benchmark": "mathvista", "data": data}, config(tok_path),
+                                  cfg)
