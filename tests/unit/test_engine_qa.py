@@ -12,9 +12,9 @@ from data_prep import engine_qa, select
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
-  from data_prep.engine.writer import generate
+  from data_prep.engine.writer import Options, generate
   out = tmp_path_factory.mktemp("engine")
-  generate(str(out), 9, seed=5, split="train", degrade=0.3)
+  generate(str(out), 9, Options(seed=5, split="train", degrade=0.3))
   return json.load(open(out / "instruct.json"))
 
 
@@ -27,7 +27,7 @@ def test_every_version_of_every_phrasing_with_the_exact_answer(records):
     assert (line["clarity"], line["complexity"]) == (rec["clarity"], rec["complexity"])
     mine = [by_id[i] for i in line["records"]]
     phrasings = 1 + len(rec["rephrasings"])
-    assert len(mine) == 3 * phrasings >= 12
+    assert len(mine) == 3 * phrasings >= 6  # the engine rephrases each ask 1-3 times
     answer = rec["choices"][rec["answer_index"]] if rec["choices"] else rec["answer"]
     texts = {}
     for q in mine:

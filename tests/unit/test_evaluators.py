@@ -32,10 +32,10 @@ def model():
 def engine(tmp_path_factory):
   """(folder, tokenizer path): four engine test problems with their images, a tokenizer trained
   on their text with the demo's special tokens."""
-  from data_prep.engine.writer import generate
+  from data_prep.engine.writer import Options, generate
   from mathvlm.demo.data import SPECIALS, add_bos, train_tokenizer
   root = tmp_path_factory.mktemp("evaluators")
-  generate(str(root / "engine"), 4, seed=3, split="test")
+  generate(str(root / "engine"), 4, Options(seed=3, split="test"))
   records = json.load(open(root / "engine/instruct.json"))
   texts = [t for r in records for t in r["text_en"].values()] + [
       f"The answer is {c}." for r in records for c in r["choices"] + [r["answer"]]]
