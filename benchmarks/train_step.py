@@ -6,7 +6,7 @@ transformers/PyTorch, same weights and batch, in one process, alternating runs; 
 Ours is the trainer's jitted step (`mathvlm.train.make_train_step`, state donated) with the lm
 objective; the reference is `LlavaForConditionalGeneration(labels=...)`, `clip_grad_norm_` and
 `torch.optim.AdamW`, under `torch.autocast` for bfloat16. All parameters train, no remat. MFU is
-the trainer's analytic step FLOPs (`mathvlm.flops.step_flops`) over time, as a fraction of this
+the trainer's analytic step FLOPs (`mathvlm.flops.lm_step`) over time, as a fraction of this
 machine's measured matmul peak for the dtype (../shared/docs/ENV.md); `mfu_of_measured_matmul` is
 the same over a 2048^3 jax matmul timed in the same turns (the peak under the load of the run).
 """
@@ -38,14 +38,14 @@ def ours(model, data: dict[str, np.ndarray]):
   import jax.numpy as jnp
   from flax import nnx
 
-  from mathvlm import flops, objectives
+  from mathvlm import objectives
   from mathvlm.models.layers import path_str
   from mathvlm.train import make_optimizer, make_train_step
 
   config = step_config()
   graphdef, params, frozen = nnx.split(model, nnx.Param, ...)
   tx, schedule = make_optimizer(config, 1000)
-  step = jax.jit(make_train_step(config, graphdef, objectives.get("lm"), tx, schedule),
+  step = jax.jit(make_train_step(config, objectives.get("lm"), graphdef, tx, schedule),
                  donate_argnums=(0,))
   state = {"params": params, "frozen": frozen, "opt_state": tx.init(params),
            "step": jnp.int32(0)}
@@ -56,9 +56,9 @@ def ours(model, data: dict[str, np.ndarray]):
     holder[0], metrics = step(holder[0], batch)
     jax.block_until_ready(metrics["loss"])
 
-  trainable = [path_str(p) for p, _ in nnx.to_flat_state(params)]
+  trainable = {path_str(p): v.size for p, v in nnx.to_flat_state(params)}
   shapes = {k: v.shape for k, v in data.items()}
-  return run, flops.step_flops("lm", model.cfg, shapes, trainable), lambda: holder[0]
+  return run, objectives.get("lm").flops(model.cfg, shapes, trainable), lambda: holder[0]
 
 
 def reference(ref, data: dict[str, np.ndarray], dtype: str):

@@ -327,6 +327,20 @@ def next_batch(run: Run, data_iter, now: dict | None = None):
           dropped)
 
 
+def step_flops(run: Run) -> float:
+  """The objective's analytic FLOPs of one step (`mathvlm.flops`). Its flops function gets each
+  trainable parameter's size, not only its path: a LoRA adapter costs in proportion to its rank,
+  which no model config holds."""
+  import math
+
+  from flax import nnx
+
+  from mathvlm.models.layers import path_str
+  params = nnx.to_flat_state(run.abstract_state["params"])
+  sizes = {path_str(path): math.prod(v.shape) for path, v in params}
+  return run.objective.flops(run.cfg, run.batch_shapes, sizes)
+
+
 class Rows:
   """Step metrics from the devices to metrics.jsonl: read (the loop's only wait on the devices),
   checked finite, counted into the drop reasons, written every `metrics.every` steps."""
@@ -337,7 +351,7 @@ class Rows:
 
     from mathvlm import flops
     self.run, self.writer, self.ckpt, self.start, self.dropped = run, writer, ckpt, start, dropped
-    self.step_flops = run.objective.flops(run.cfg, run.batch_shapes, sorted(run.train_set))
+    self.step_flops = step_flops(run)
     self.peak = flops.peak_flops(jax.devices()[0], run.config.model.dtype,
                                  run.config.metrics.peak_flops)
     self.tokens = int(np.prod(run.batch_shapes.get("input_ids", (run.config.data.global_batch,))))

@@ -54,7 +54,8 @@ class Objective:
   prepare: (model_of, state, batch, options) -> (batch, state updates), run inside the jitted step
     before the gradient; `model_of(params)` is the model with those parameters and the frozen ones.
   check_example: (one example, options) -> None, raising ValueError naming missing keys.
-  flops: (model config, batch shapes, trainable parameter paths) -> FLOPs of one step.
+  flops: (model config, batch shapes, {trainable parameter path: its size}) -> FLOPs of one
+    step (`mathvlm.flops`); sizes, not only paths, so that LoRA adapters count at their rank.
   weight_metric: the name the summed weight is logged under (lm: 'tokens'), or None.
   host_step: "package.module:factory" of a host-side step (rollouts and rewards for RL), called
     as factory(run) at setup; the result turns each batch this process reads into the batch the

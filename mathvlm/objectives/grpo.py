@@ -180,7 +180,7 @@ def step_flops(model_cfg, batch_shapes, trainable) -> float:
   """The update (forward + backward) and the two extra forwards of `prepare`; the rollouts'
   decoding is not counted."""
   return (flops.lm_step(model_cfg, batch_shapes, trainable)
-          + flops.lm_step(model_cfg, batch_shapes, [], reference=True))
+          + flops.lm_step(model_cfg, batch_shapes, {}, reference=True))
 
 
 OBJECTIVE = Objective(

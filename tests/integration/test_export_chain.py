@@ -8,7 +8,6 @@ import math
 import jax
 import numpy as np
 import optax
-import pytest
 from flax import nnx
 
 import faults
@@ -105,60 +104,64 @@ def test_vision_init_from_puts_exactly_the_clip_math_tower_into_llava(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # FLOPs by hand for the tiny LLaVA (vision 64 wide x 4 layers, 16 patches + CLS; text 128 wide x
 # 4 layers, 4 heads of 32, 2 KV heads, MLP 256, vocab 1024; projector 64 -> 128 -> 128), batch 8
-# of 32 tokens. A weight used on t tokens: 2t forward, 4t more when it trains, 2t more when only
-# gradients for something upstream pass through it. LLaVA reads vision layer -2: 3 blocks run.
-# The language model's attention is counted causal (half of QK^T and AV), as MaxText does.
+# of 32 tokens, one image a row. LLaVA reads vision layer -2: 3 of the 4 blocks run.
 
-def llava_hand_count(vision_blocks: int, patch_tokens: int, vision_attention: float,
-                     lora_rank: int = 0) -> float:
-  """vision_attention: 1 for the full (bidirectional) QK^T and AV, 1/2 as if causal."""
-  rows, seq, images = 8, 32, 8
-  v_tok, d, f = 17, 64, 128
-  patch = 3 * 14 * 14 * d * patch_tokens                # the patch embedding
-  v_block = (v_tok * (4 * d * d + 2 * d * f)             # q, k, v, o and the MLP
-             + vision_attention * 2 * 2 * v_tok * v_tok * d)  # QK^T and AV
-  vision = 2 * images * (patch + vision_blocks * v_block)  # frozen, nothing upstream: forward
-  projector = 6 * images * 16 * (64 * 128 + 128 * 128)   # trains
-  h, q_heads, kv_heads, hd, mlp, vocab = 128, 4, 2, 32, 256, 1024
-  block_w = h * hd * (2 * q_heads + 2 * kv_heads) + 3 * h * mlp
-  block_attn = 2 * 2 * seq * seq * q_heads * hd // 2      # QK^T and AV, causal: half (MaxText)
-  tokens = rows * seq
-  text = tokens * 4 * block_w + 4 * rows * block_attn + tokens * h * vocab
+def llava_hand_count(vision_trains: bool = False, lora_rank: int = 0) -> int:
+  """One step of the tiny LLaVA, the projector and (without LoRA) the language model trained.
+
+  A weight on t tokens: 2t forward, 2t more for its input gradient when something earlier trains,
+  2t more for its own gradient when it trains. QK^T and AV over t tokens of width d: 2t²d each
+  forward, the whole square for the causal language model too (its mask is a select on dense
+  scores: every score is computed), and twice that backward whenever a gradient passes through
+  (both operands are activations).
+
+  The earlier count wrote attention as 2 x 2 x t² x d a layer, already the forward FLOPs, then
+  doubled it again with the weights: it matched flops.py only with the vision attention "halved
+  as if causal", and its "causal: half" text attention was the whole square after all. Under
+  LoRA it also gave the text attention the 4 of a frozen weight; having no weight, it costs 6.
+  """
+  images, rows, seq, t, d, f = 8, 8, 32, 17, 64, 128
+  v = 1 + 2 * vision_trains                       # forward, + both gradients when trained
+  patch = 2 * images * 16 * 3 * 14 * 14 * d * (1 + vision_trains)  # 16 patches; pixels: no grad
+  block = 2 * t * (4 * d * d + 2 * d * f) + 2 * 2 * t * t * d  # q, k, v, out, MLP; QK^T, AV
+  vision = patch + 3 * images * block * v
+  projector = 2 * images * 16 * (64 * 128 * (2 + vision_trains) + 128 * 128 * 3)
+  h, hd, mlp, vocab, layers, tokens = 128, 32, 256, 1024, 4, rows * seq
+  # weights: weight x token products (2 FLOPs each forward); attention: its forward FLOPs
+  weights = tokens * (layers * (h * hd * (2 * 4 + 2 * 2) + 3 * h * mlp) + h * vocab)
+  attention = rows * layers * 2 * 2 * seq * seq * 4 * hd
   if not lora_rank:  # every text weight trains
-    text = 6 * text
-  else:  # base frozen, gradients pass to the projector; adapters on q,k,v,o,gate,up,down train
-    ins_outs = [(h, q_heads * hd), (h, kv_heads * hd), (h, kv_heads * hd), (q_heads * hd, h),
-                (h, mlp), (h, mlp), (mlp, h)]
-    text = 4 * text + 6 * tokens * 4 * sum(lora_rank * (i + o) for i, o in ins_outs)
-  return vision + projector + text
+    return vision + projector + 3 * (2 * weights + attention)
+  # base frozen, gradients pass to the projector (4); adapters on q,k,v,o,gate,up,down train (6)
+  adapted = [(h, 4 * hd), (h, 2 * hd), (h, 2 * hd), (4 * hd, h), (h, mlp), (h, mlp), (mlp, h)]
+  adapters = tokens * layers * sum(lora_rank * (i + o) for i, o in adapted)
+  return vision + projector + 2 * 2 * weights + 3 * attention + 6 * adapters
 
 
-def analytic(arg: str) -> float:
+def analytic(arg: str, **fields) -> float:
+  """The step FLOPs the trainer logs MFU against, for the tiny LLaVA with this recipe."""
   from mathvlm import train
-  run = train.setup(tiny_config("lm", arg, data__max_len=32))
+  run = train.setup(tiny_config("lm", arg, data__max_len=32, **fields))
   assert run.batch_shapes["input_ids"] == (8, 32)
-  return run.objective.flops(run.cfg, run.batch_shapes, sorted(run.train_set))
+  assert run.batch_shapes["pixel_values"] == (8, 56, 56, 3)
+  return train.step_flops(run)
 
 
 def test_flops_frozen_vision_tower_counts_forward_only():
-  """Math-LLaVA's rules (vision frozen, projector and language model trained), counted by hand
-  with flops.py's own convention for the tower (every block, the patch embedding on all 17
-  tokens, attention halved as if causal): the tower forward only (2 per weight and token), the
-  rest trained (6)."""
-  assert analytic("model=tiny") == pytest.approx(llava_hand_count(4, 17, 0.5), rel=1e-12)
+  """Math-LLaVA's rules (vision frozen, projector and language model trained): the 3 vision
+  blocks that run, forward only, the patch embedding on the 16 patches; the rest trained."""
+  assert analytic("model=tiny") == llava_hand_count(vision_trains=False)
 
 
-@pytest.mark.xfail(strict=True, reason="mathvlm/flops.py counts all 4 vision blocks, but LLaVA "
-                   "reads hidden layer -2, so 3 run (vit.hidden_state skips the last); it counts "
-                   "the patch embedding on 17 tokens (16 patches + CLS) and halves the tower's "
-                   "bidirectional attention as if causal: for the owner of flops.py")
 def test_flops_equal_a_hand_count_of_what_the_tiny_llava_runs():
-  assert analytic("model=tiny") == pytest.approx(llava_hand_count(3, 16, 1.0), rel=1e-12)
+  """Everything trained: the vision tower's backward too, but no input gradient for the patch
+  embedding (pixels) while the projector's first layer now needs one."""
+  got = analytic("model=tiny", train_rules=((".*", "trainable"),))
+  assert got == llava_hand_count(vision_trains=True)
 
 
-@pytest.mark.xfail(strict=True, reason="mathvlm/flops.py counts a LoRA-adapted language model as "
-                   "trained (6 per weight and token) rather than frozen with gradients passing "
-                   "(4) plus the adapters (6 on rank x (in + out)): for the owner of flops.py")
 def test_flops_equal_a_hand_count_for_the_tiny_llava_with_lora():
-  got = analytic("model=tiny,recipe=mavis")
-  assert got == pytest.approx(llava_hand_count(4, 17, 0.5, lora_rank=4), rel=1e-12)
+  """MAVIS stage 3 (LoRA rank 4 on the language model, projector trained): the base weights
+  frozen with gradients passing (4 per weight and token), the adapters trained (6 on rank x (in +
+  out) for each adapted matmul)."""
+  assert analytic("model=tiny,recipe=mavis") == llava_hand_count(lora_rank=4)

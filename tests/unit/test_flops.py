@@ -1,9 +1,13 @@
-"""The analytic step FLOPs behind MFU count what runs: LLaVA's feature layer -2 skips the vision
-tower's last block, so it is not counted."""
+"""The analytic step FLOPs behind MFU count what runs: LLaVA's vision_feature_layer decides how
+many vision blocks run (-2: all but the last, -1: all, k > 0: the first k), so how many count."""
 
-import dataclasses
+import math
+
+from flax import nnx
 
 from mathvlm import flops
+from mathvlm.models import registry
+from mathvlm.models.layers import path_str
 from mathvlm.models.llm import LlamaConfig
 from mathvlm.models.vit import CLIPVisionConfig
 from mathvlm.models.vlm import LlavaConfig
@@ -14,23 +18,31 @@ TEXT = LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=24, num_laye
                    num_heads=4, num_kv_heads=2)
 
 
-def _by_hand(cfg, rows, seq, vision_layers):
-  """6 x tokens x (weights + attention), every part trained; embeddings and norms not counted."""
-  v, t = cfg.vision, cfg.text
-  tokens_v = rows * (v.num_patches + 1)
-  w_v = vision_layers * (4 * 32 * 32 + 2 * 32 * 64) + 3 * 14 * 14 * 32
-  a_v = vision_layers * 2 * (v.num_patches + 1) * 32
-  w_p = 32 * 16 + 16 * 16
-  w_t = 2 * (16 * 4 * (2 * 4 + 2 * 2) + 3 * 16 * 24) + 16 * 50
-  a_t = 2 * 2 * seq * 4 * 4
-  return 6 * (tokens_v * (w_v + a_v) + rows * cfg.image_seq_len * w_p + rows * seq * (w_t + a_t))
+def every_parameter(cfg) -> dict[str, int]:
+  """{path: size} of every parameter of the model (the trainer's names): all of it trains."""
+  state = nnx.state(registry.get("llava").abstract(cfg), nnx.Param)
+  return {path_str(p): math.prod(v.shape) for p, v in nnx.to_flat_state(state)}
+
+
+def by_hand(rows: int, seq: int, vision_blocks: int) -> int:
+  """Everything trains: 6 per weight and token, except the patch embedding's 4 (its input is
+  pixels: no input gradient), on the 4 patches (CLS is no patch); QK^T and AV, 2 t² d each
+  forward (t = 4 patches + CLS), x3 with the backward. Embeddings and norms are not counted."""
+  t, d, f = 5, 32, 64
+  patch = 4 * 4 * 3 * 14 * 14 * d
+  block = 6 * t * (4 * d * d + 2 * d * f) + 3 * 2 * 2 * t * t * d
+  projector = 6 * 4 * (32 * 16 + 16 * 16)               # 4 image tokens, mlp2x: 32->16->16
+  text_w = 2 * (16 * 4 * (2 * 4 + 2 * 2) + 3 * 16 * 24) + 16 * 50  # 2 layers, head 4 x 4
+  text_attention = 2 * 2 * 2 * seq * seq * 16            # 2 layers, QK^T and AV, width 16
+  return (rows * (patch + vision_blocks * block + projector)
+          + 6 * rows * seq * text_w + 3 * rows * text_attention)
 
 
 def test_llava_step_flops_count_only_the_vision_blocks_that_run():
-  trainable = ["vision_tower/x", "multi_modal_projector/x", "language_model/x"]
   shapes = {"input_ids": (3, 20), "pixel_values": (3, 28, 28, 3)}
   for layer, run in ((-2, 3), (-1, 4), (2, 2)):
     cfg = LlavaConfig(vision=VISION, text=TEXT, vision_feature_layer=layer)
-    assert flops.step_flops("lm", cfg, shapes, trainable) == _by_hand(cfg, 3, 20, run)
-  cfg = dataclasses.replace(LlavaConfig(vision=VISION, text=TEXT), vision_feature_layer=-2)
-  assert flops.step_flops("lm", cfg, shapes, trainable) < _by_hand(cfg, 3, 20, 4)
+    assert flops.lm_step(cfg, shapes, every_parameter(cfg)) == by_hand(3, 20, run), layer
+  cfg = LlavaConfig(vision=VISION, text=TEXT)
+  assert cfg.vision_feature_layer == -2
+  assert flops.lm_step(cfg, shapes, every_parameter(cfg)) < by_hand(3, 20, 4)
