@@ -1,5 +1,7 @@
 """Problem streams and rewards for RL tests, named by import path in configs (`rl_toys:...`)."""
 
+import zlib
+
 QUESTION = "Say a number."
 
 
@@ -28,3 +30,53 @@ def digit_share(response: str, problem: dict) -> float:
   del problem
   text = response.replace(" ", "")
   return sum(ch.isdigit() for ch in text) / max(len(text), 1)
+
+
+class HalfSolvedStream(NumberStream):
+  """NumberStream in which every even index is a problem already solved: `solved_or_distinct`
+  gives any answer to it the same reward, so its group's rewards are all equal (no gradient: what
+  DAPO's dynamic sampling replaces), while odd ones get a reward that differs between any two
+  different answers. Refills ask for indices 10**9, 10**9 + 1, ... (one process): solved,
+  unsolved, solved, ..."""
+
+  def records(self, indices, level):
+    return [({"id": f"{'solved' if i % 2 == 0 else 'open'}{i}", "answer": "7", "choices": [],
+              "text_en": {"text_lite_question": f"{QUESTION} ({level})"}}, {})
+            for i in indices]
+
+
+def solved_or_distinct(response: str, problem: dict) -> float:
+  """1 for a solved problem's answers; else a checksum of the answer in [0, 1), the same on every
+  process (unlike Python's hash), so a group's rewards are equal only if its answers are."""
+  if problem["group"].startswith("solved"):
+    return 1.0
+  return zlib.crc32(response.encode()) / 2 ** 32
+
+
+VERSION_QUESTIONS = {"text_dominant": "Say a number . ( {i} ) The answer is a number .",
+                     "text_lite": "Say a number ( {i} )", "vision_dominant": "( {i} )"}
+
+
+class VersionStream(NumberStream):
+  """Records with all three question versions (MAVIS's text-dominant, text-lite and
+  vision-dominant), each naming its index so that a prompt shows which problem it asks."""
+
+  def records(self, indices, level):
+    return [({"id": f"p{i}", "answer": "7", "choices": [],
+              "text_en": {f"{v}_question": q.format(i=i) for v, q in VERSION_QUESTIONS.items()}},
+             {}) for i in indices]
+
+
+def word_tokenizer(path: str) -> str:
+  """A word-level tokenizer.json of 40 ids (the specials, the toys' words, the numbers 0..25) at
+  `path`: one id in 40 is "7" at the start, so a random policy finds the reward in a few groups of
+  8 (a byte-level vocabulary of 280 left it to luck whether any sample ever did)."""
+  from tokenizers import Tokenizer, models, pre_tokenizers
+
+  from mathvlm.demo.data import SPECIALS, add_bos
+  words = list(SPECIALS) + "Say a number . ( ) The answer is".split() + [str(k) for k in range(26)]
+  tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+  tok.pre_tokenizer = pre_tokenizers.Whitespace()
+  add_bos(tok)
+  tok.save(path)
+  return path

@@ -100,12 +100,13 @@ class Rollouts:
     level = self.curriculum.level
     problems = self._problems(np.asarray(local["problem_index"]).tolist(), level)
     rows = self._rollout(state, problems, step, 0)
-    all_equal = float(np.mean(self._equal_groups(rows["reward"])))
+    all_equal = float(np.mean(_gathered(self._equal_groups(rows["reward"]))))
+    refill = {}
     if self.opts["dynamic_sampling"]:
-      rows = self._refill(state, rows, step, level)
-    batch, metrics = self._assemble(rows), self._metrics(rows, all_equal)
+      rows, refill = self._refill(state, rows, step, level)
+    batch, metrics = self._assemble(rows), dict(self._metrics(rows, all_equal), **refill)
     metrics.update(rollout_seconds=time.time() - t0, **{"curriculum/level": float(level)})
-    self.curriculum.update(_global_mean(metrics["pass@1"]))
+    self.curriculum.update(metrics["pass@1"])  # of the global batch: the same on every process
     metrics["curriculum/pass_rate"] = float(self.curriculum.pass_rate or 0.0)
     return batch, metrics
 
@@ -145,9 +146,14 @@ class Rollouts:
                 lengths=lengths, responses=responses, reward=reward,
                 correct=parts["correct"])
 
-  def _refill(self, state, rows: dict, step: int, level: int) -> dict:
+  def _refill(self, state, rows: dict, step: int, level: int) -> tuple[dict, dict]:
     """DAPO's dynamic sampling: groups whose rewards are all equal are replaced by fresh prompts,
-    for at most `max_refills` rounds (rounds are agreed across processes: sampling is collective)."""
+    for at most `max_refills` rounds (rounds are agreed across processes: sampling is collective).
+    Returns the rows and what it cost, of the global batch: `groups/refill_rounds` (rounds that
+    sampled), `groups/refilled` (fresh groups sampled per group of the batch: 0.5 is half again
+    the step's rollouts) and `groups/all_equal_after` (the share of all-equal groups the update
+    still trains on: > 0 when `max_refills` rounds did not suffice)."""
+    rounds = sampled = 0
     for round_ in range(1, self.opts["max_refills"] + 1):
       equal = self._equal_groups(rows["reward"])
       n, most = int(equal.sum()), _max_over_processes(int(equal.sum()))
@@ -156,7 +162,11 @@ class Rollouts:
       # every process samples as many fresh groups as the neediest (the batch shape must agree)
       new = self._rollout(state, self._problems(self._fresh_indices(most), level), step, round_)
       rows = _replace_groups(rows, new, np.flatnonzero(equal)[:n], self.group)
-    return rows
+      rounds, sampled = round_, sampled + most
+    groups = len(rows["reward"]) // self.group
+    return rows, {"groups/refill_rounds": float(rounds), "groups/refilled": sampled / groups,
+                  "groups/all_equal_after": float(np.mean(_gathered(
+                      self._equal_groups(rows["reward"]))))}
 
   def _fresh_indices(self, n: int) -> list[int]:
     """Indices past any the data pipeline hands out, in a fixed order (checkpointed counter)."""
@@ -200,13 +210,16 @@ class Rollouts:
                                                                     self.size, 3))
 
   def _metrics(self, rows: dict, all_equal: float) -> dict:
-    correct = rows["correct"].reshape(-1, self.group)
-    return {"reward/mean": float(np.mean(rows["reward"])),
-            "reward/std": float(np.std(rows["reward"])),
+    """Of the global batch (every process's rows, gathered in process order), so that the row
+    process 0 writes is the one a single process would write."""
+    reward, lengths = _gathered(rows["reward"]), _gathered(rows["lengths"])
+    correct = _gathered(rows["correct"]).reshape(-1, self.group)
+    return {"reward/mean": float(np.mean(reward)),
+            "reward/std": float(np.std(reward)),
             "pass@1": float(np.mean(correct)), f"pass@{self.group}": float(
                 np.mean(correct.max(axis=1))),
             "groups/all_equal": all_equal,
-            "response_length": float(np.mean(rows["lengths"]))}
+            "response_length": float(np.mean(lengths))}
 
 
 def _as_dict(p, files: dict) -> dict:
@@ -245,12 +258,16 @@ def _process_count() -> int:
   return jax.process_count()
 
 
-def _global_mean(x: float) -> float:
+def _gathered(x: np.ndarray) -> np.ndarray:
+  """Every process's values of a per-row (or per-group) array, concatenated in process order:
+  the global batch's, as one process holding it all would have them. As float32 on any process
+  count (rewards, 0/1 flags, lengths: all exact), so that their means agree bitwise."""
   import jax
+  x = np.asarray(x, np.float32)
   if jax.process_count() == 1:
     return x
   from jax.experimental import multihost_utils
-  return float(np.mean(multihost_utils.process_allgather(np.float32(x))))
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True), np.float32)
 
 
 def _max_over_processes(n: int) -> int:

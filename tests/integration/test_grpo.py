@@ -1,21 +1,25 @@
 """GRPO end to end through the trainer: a toy task whose optimal policy is known is learned; a run
-killed mid-way resumes to the same numbers; the 7B step compiles (rollout and update) on 8 fake
-devices. Subprocesses, so XLA's optimisation can be turned off for these tiny programs."""
+killed mid-way resumes to the same numbers; 2 processes write the rows of 1; the 7B step compiles
+(rollout and update) on 8 fake devices. Subprocesses, so XLA's optimisation can be turned off for
+these tiny programs."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
+import rl_toys
 from train_utils import ROOT, metrics, run_python
 
 FAST = {"XLA_FLAGS": "--xla_backend_optimization_level=0", "JAX_PLATFORMS": "cpu"}
 
 TOY = r"""
 import dataclasses, json, os, sys
-from mathvlm.demo.data import SPECIALS, add_bos
+import rl_toys
 from mathvlm.configs import grpo as recipe
 from mathvlm.models import registry
 from mathvlm.train import kill_after, train
@@ -24,14 +28,7 @@ new = int(sys.argv[5]) if len(sys.argv) > 5 else 4
 os.makedirs(out, exist_ok=True)
 tok_path = os.path.join(out, "tokenizer.json")
 if not os.path.exists(tok_path):
-  # a word per id: one id in 40 is "7" at the start, so a random policy finds the reward in a few
-  # groups of 8 (a byte-level vocabulary of 280 left it to luck whether any sample ever did)
-  from tokenizers import Tokenizer, models, pre_tokenizers
-  words = list(SPECIALS) + "Say a number . ( ) The answer is".split() + [str(k) for k in range(26)]
-  tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-  tok.pre_tokenizer = pre_tokenizers.Whitespace()
-  add_bos(tok)
-  tok.save(tok_path)
+  rl_toys.word_tokenizer(tok_path)  # a word per id, 40 of them: "7" is one id in 40
 vocab = json.load(open(tok_path))["model"]["vocab"]
 # the tiny model with the tokenizer's vocabulary: every id the policy samples is a word
 tiny = registry.get("llava").presets["tiny"]
@@ -81,6 +78,66 @@ def test_grpo_resumes_after_sigkill_to_the_same_numbers(tmp_path):
   keys = ("loss", "reward/mean", "pass@1", "curriculum/level", "grad_norm")
   last = {r["step"]: [r[k] for k in keys] for r in b}  # a replayed step's row is its last
   assert [[r[k] for k in keys] for r in a] == [last[r["step"]] for r in a]
+
+
+# TOY as one of 2 processes on loopback when TOY_COORDINATOR is set (gloo: CPU collectives)
+DISTRIBUTED = r"""
+import os
+if os.environ.get("TOY_COORDINATOR"):
+  import jax
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(os.environ["TOY_COORDINATOR"], num_processes=2,
+                             process_id=int(os.environ["TOY_PROCESS"]))
+""" + TOY
+
+# what a metrics row must agree on: the update's numbers and the host step's (rollout) numbers
+AGREED = ("loss", "grad_norm", "kl", "ratio", "entropy", "reward/mean", "reward/std", "pass@1",
+          "pass@8", "groups/all_equal", "response_length", "curriculum/level",
+          "curriculum/pass_rate")
+
+
+def _toy(workdir, steps: int, reward: str, devices: int, **env) -> subprocess.Popen:
+  """A TOY run (beta 0.04) on `devices` CPU devices, its output in workdir.log."""
+  workdir.mkdir(exist_ok=True)
+  rl_toys.word_tokenizer(str(workdir / "tokenizer.json"))  # made here: 2 processes share one
+  flags = f"{FAST['XLA_FLAGS']} --xla_force_host_platform_device_count={devices}"
+  with open(f"{workdir}.log", "a") as log:
+    return subprocess.Popen(
+        [sys.executable, "-c", DISTRIBUTED, str(workdir), str(steps), "-1", reward], cwd=ROOT,
+        stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, **FAST, "XLA_FLAGS": flags, "PYTHONPATH": f"{ROOT}:{ROOT}/tests",
+             **env})
+
+
+@pytest.mark.parametrize("steps,references", [
+    pytest.param(3, (2,), id="quick"),
+    pytest.param(6, (2, 1), id="and_one_device", marks=pytest.mark.slow)])
+def test_grpo_on_two_processes_writes_the_rows_of_one(tmp_path, steps, references):
+  """Each of 2 processes (1 CPU device each) samples and trains on half of the global batch (2 of
+  4 prompts, 16 of 32 answers); the metrics row process 0 writes must be the global batch's, as 1
+  process with 2 devices (the same mesh) writes it, so rewards and pass rates are gathered over
+  processes, and the sampling seed, the curriculum and the update agree. A dense reward, so every
+  step's answers, rewards and losses differ. The slow form runs longer and also compares 1
+  device (another mesh: sums in another order, to float tolerance). All runs at once: each is
+  mostly single-threaded compilation."""
+  reward = "rl_toys:digit_share=1.0"
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  runs = {f"devices{n}": _toy(tmp_path / f"devices{n}", steps, reward, n) for n in references}
+  runs.update({f"two{i}": _toy(tmp_path / "two", steps, reward, 1, TOY_PROCESS=str(i),
+                               TOY_COORDINATOR=f"127.0.0.1:{port}") for i in range(2)})
+  failed = [name for name, p in runs.items() if p.wait(timeout=600) != 0]
+  assert not failed, "\n".join(f"{name} failed:\n" + open(runs[name].args[3] + ".log").read()[
+      -3000:] for name in failed)
+  got = metrics(str(tmp_path / "two" / "run"))
+  assert [r["step"] for r in got] == list(range(1, steps + 1))
+  assert len({r["reward/mean"] for r in got}) > 1 and got[0]["loss"] != 0  # it sampled, it trained
+  for n in references:
+    want = metrics(str(tmp_path / f"devices{n}" / "run"))
+    for key in AGREED:
+      np.testing.assert_allclose([r[key] for r in got], [r[key] for r in want], rtol=1e-5,
+                                 atol=1e-7, err_msg=f"{key}: 2 processes vs {n} device(s)")
 
 
 def test_grpo_7b_step_compiles_on_eight_fake_devices():

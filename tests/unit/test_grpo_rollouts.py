@@ -1,0 +1,176 @@
+"""The grpo host step (`mathvlm.rl.Rollouts`) driven directly with the tiny model on one CPU device,
+no training loop: DAPO's dynamic sampling replaces groups whose rewards are all equal and says
+what it cost; with `grpo.consistency` a group holds one problem's three question versions and
+answers that agree across them earn the consistency reward, by the formula in `rl/rewards.py`."""
+
+import collections
+import dataclasses
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import rl_toys
+from mathvlm.rl import rewards as R
+from mathvlm.rl.rollouts import Rollouts
+
+STEP = 3  # any step: the sampling seed is (config.seed, step, refill round)
+G = 6      # answers per prompt; every test samples 2 prompts (the consistency test's 3 versions
+           # x 2), so the sampler compiles twice: for 12 rows, and for a 6-row refill
+
+
+def _config(tokenizer: str, problems: str = "rl_toys:HalfSolvedStream", **grpo):
+  from mathvlm.configs import grpo as recipe
+  c = recipe.get_config(f"model=tiny,problems={problems}")
+  c.model.preset, c.data.tokenizer, c.data.template = "tiny-toy", tokenizer, "plain"
+  c.data.max_len = 24
+  c.lora.rank, c.lora.targets = 0, ""
+  c.train_rules = ((".*", "trainable"),)
+  c.grpo.update(dict(dict(group=G, max_new_tokens=3, beta=0.0,
+                          rewards="rl_toys:solved_or_distinct=1.0"), **grpo))
+  return c
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+  """(tokenizer path, the trainer's run, a state of random parameters): the tiny model with the
+  toys' word-level vocabulary, so that every id it samples is a word. Parameters drawn by numpy
+  (tests/random_models.py): jax's initialiser compiles for 20 s on this CPU."""
+  from mathvlm import train
+  from mathvlm.models import registry
+  tokenizer = rl_toys.word_tokenizer(str(tmp_path_factory.mktemp("toy") / "tokenizer.json"))
+  presets = registry.get("llava").presets
+  tiny = presets["tiny"]
+  presets["tiny-toy"] = dataclasses.replace(tiny, text=dataclasses.replace(tiny.text,
+                                                                            vocab_size=42))
+  try:
+    run = train.setup(_config(tokenizer), jax.devices()[:1])
+    rng = np.random.default_rng(0)
+
+    def draw(path, x):
+      scale = "scale" in jax.tree_util.keystr(path)
+      return jnp.asarray((scale + rng.normal(0, 0.1, x.shape)).astype(x.dtype))
+
+    state = {k: jax.tree_util.tree_map_with_path(draw, run.abstract_state[k])
+             for k in ("params", "frozen")}
+    yield tokenizer, run, state
+  finally:
+    del presets["tiny-toy"]
+
+
+def _host(toy, **options) -> tuple[Rollouts, dict]:
+  """A host step of its own (fresh refill counter, curriculum) on the shared model and mesh."""
+  tokenizer, run, state = toy
+  config = _config(tokenizer, **options)
+  return Rollouts(types.SimpleNamespace(config=config, cfg=run.cfg, mesh=run.mesh,
+                                        graphdef=run.graphdef)), state
+
+
+def _all_equal(batch: dict) -> list[bool]:
+  """Per group of the update batch: all advantages zero, i.e. all rewards equal."""
+  return np.all(batch["advantages"].reshape(-1, G) == 0, axis=1).tolist()
+
+
+OPEN_SOLVED = {"problem_index": np.array([1, 0])}  # odd: open, even: solved
+
+
+# ---------------------------------------------------------------------------------------------
+# DAPO's dynamic sampling.
+
+def test_without_dynamic_sampling_solved_groups_reach_the_update(toy):
+  """The control: prompt 1 is open (answers rewarded apart), prompt 0 solved (every answer earns
+  1); its group goes to the update with zero advantages, and no refill is reported."""
+  host, state = _host(toy)
+  batch, metrics = host(state, OPEN_SOLVED, STEP)
+  assert _all_equal(batch) == [False, True]
+  assert metrics["groups/all_equal"] == 0.5
+  assert "groups/refilled" not in metrics and host.refills == 0
+
+
+def test_dynamic_sampling_replaces_all_equal_groups_before_the_update(toy):
+  """Slot 1 is all-equal. Round 1 samples fresh problem 10**9 (solved: slot 1 stays all-equal),
+  round 2 10**9 + 1 (open): 2 fresh groups for a batch of 2, none all-equal left, and slot 0,
+  informative from the start, is trained on as first sampled."""
+  control, state = _host(toy)
+  want, _ = control(state, OPEN_SOLVED, STEP)
+  host, _ = _host(toy, dynamic_sampling=True, max_refills=4)
+  batch, metrics = host(state, OPEN_SOLVED, STEP)
+  assert _all_equal(batch) == [False, False]
+  assert metrics["groups/all_equal"] == 0.5  # as sampled, before the refills
+  assert metrics["groups/all_equal_after"] == 0.0
+  assert metrics["groups/refill_rounds"] == 2 and metrics["groups/refilled"] == 1.0
+  assert host.refills == 2 and host.state_dict()["refills"] == 2  # checkpointed: fresh indices
+  assert batch["input_ids"].shape == want["input_ids"].shape == (2 * G, 24 + 3)
+  for key in ("input_ids", "loss_mask", "advantages"):
+    np.testing.assert_array_equal(batch[key][:G], want[key][:G], err_msg=key)
+  assert not np.array_equal(batch["input_ids"][G:], want["input_ids"][G:])  # sampled afresh
+
+
+def test_dynamic_sampling_stops_after_max_refills(toy):
+  """With 1 round, slot 1 is still all-equal (10**9 is solved too): the update trains on it, and
+  the metrics say so."""
+  host, state = _host(toy, dynamic_sampling=True, max_refills=1)
+  batch, metrics = host(state, OPEN_SOLVED, STEP)
+  assert _all_equal(batch) == [False, True]
+  assert metrics["groups/all_equal_after"] == 0.5
+  assert metrics["groups/refill_rounds"] == 1 and metrics["groups/refilled"] == 0.5
+  assert host.refills == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Consistency across question versions.
+
+VERSIONS = ["text_dominant", "text_dominant", "text_lite", "text_lite", "vision_dominant",
+            "vision_dominant"]
+CHOICES = ["1", "2", "3", "4"]
+
+
+def _problems(group: str) -> list[dict]:
+  return [{"group": group, "version": v, "answer": "B", "choices": CHOICES} for v in VERSIONS]
+
+
+def test_consistency_reward_is_the_agreeing_share_of_the_groups_other_answers_when_right():
+  """The formula (rl/rewards.py): answer i earns correct_i x (the share of the other answers of
+  its group whose final answer is i's). Three problems of 6 answers (2 per version) in one call:
+  all versions right and agreeing; some right, some wrong or unanswered; all agreeing on a wrong
+  option (which earns nothing). Groups are told apart by their id, not by position."""
+  responses = (["The answer is B."] * 6
+               + ["The answer is B.", "The answer is B.", "The answer is C.", "The answer is B.",
+                  "The answer is A.", "I do not know."]
+               + ["The answer is C."] * 6)
+  problems = _problems("agree") + _problems("mixed") + _problems("wrong")
+  total, parts = R.score(responses, problems, np.ones(18), "answer=1.0,consistency=0.5", 8)
+  np.testing.assert_array_equal(parts["correct"], [1] * 6 + [1, 1, 0, 1, 0, 0] + [0] * 6)
+  # mixed: a right answer's 5 others say B, C, B, A, "" (or B, B, C, A, ""): 2 of 5 agree
+  np.testing.assert_allclose(parts["consistency"], [1] * 6 + [.4, .4, 0, .4, 0, 0] + [0] * 6)
+  np.testing.assert_allclose(total, [1.5] * 6 + [1.2, 1.2, 0, 1.2, 0, 0] + [0] * 6, rtol=1e-6)
+  # without the weight's term the reward is the answer's alone
+  alone, _ = R.score(responses, problems, np.ones(18), "answer=1.0", 8)
+  np.testing.assert_array_equal(alone, parts["correct"])
+
+
+def test_consistency_groups_hold_one_problems_three_versions(toy):
+  """With `grpo.consistency`, group g of the batch answers problem g's text-dominant, text-lite
+  and vision-dominant questions, G/3 times each: in what the rewards see and in the prompts the
+  update trains on (the vicuna template, which keeps the question)."""
+  host, state = _host(toy, problems="rl_toys:VersionStream", consistency=True, group=6,
+                      rewards="answer=1.0,consistency=0.5")
+  host.config.data.template = "vicuna_v1"
+  host.start()
+  groups = host._problems([5, 9], 0)
+  for index, g in zip([5, 9], groups):
+    assert {p["group"] for p in g} == {f"p{index}"}
+    assert collections.Counter(p["version"] for p in g) == collections.Counter(VERSIONS)
+  batch, metrics = host(state, {"problem_index": np.array([5, 9])}, STEP)
+  prompts = [host.encoder.decode(ids) for ids in batch["input_ids"][:, :24]]
+  for row, prompt in enumerate(prompts):
+    p = groups[row // 6][row % 6]
+    question = rl_toys.VERSION_QUESTIONS[p["version"]].format(i=p["group"][1:])
+    # "...questions. USER: q ASSISTANT:", the words outside the toy vocabulary unknown
+    assert prompt.endswith(f"<unk> . <unk> <unk> {question} <unk> <unk>"), (row, prompt)
+  assert np.isfinite(metrics["reward/mean"])
+  bad, _ = _host(toy, problems="rl_toys:VersionStream", consistency=True, group=4)
+  with pytest.raises(ValueError, match="each of the 3 question versions equally often"):
+    bad.start()
