@@ -9,8 +9,10 @@
    instruction tuning (problems), DPO (pairs from the stage-3 model's own wrong answers);
 4. after each stage the model is measured on held-out data (retrieval for CLIP-Math; accuracy by
    domain, question version and question type for the others) beside the baselines;
-5. the final model runs the MATH-Vision testmini pipeline on the real files in ../shared/data;
-6. OUT/REPORT.md with tables and plots, OUT/summary.json with every number.
+5. the final model answers K variants of held-out seed problems (the engine's dynamic benchmark,
+   scored as DynaMath: average-case and worst-case accuracy over variants);
+6. the final model runs the MATH-Vision testmini pipeline on the real files in ../shared/data;
+7. OUT/REPORT.md with tables and plots, OUT/summary.json with every number.
 
 Nothing is downloaded. A stage whose workdir already finished is resumed (a no-op), so a rerun
 after an interruption continues. `--quick` is the test suite's variant: the same path, small
@@ -29,12 +31,17 @@ import time
 from typing import Any
 
 
-FULL = dict(n_train=10000, n_test=300, dpo_problems=2400, eval_batch=64, epochs={})
-QUICK = dict(n_train=320, n_test=48, dpo_problems=96, eval_batch=48,
+# dynamic_seeds: seed problems of the dynamic benchmark, VARIANTS each (x 3 question versions);
+# 72 (24 a domain) adds about 40-55 s to the full run on 2 cores (engine ~0.8 CPU s a seed,
+# answers ~1 CPU s a batch of 64, plus a compile per new prompt width), within its minute
+FULL = dict(n_train=10000, n_test=300, dpo_problems=2400, eval_batch=64, dynamic_seeds=72,
+            epochs={})
+QUICK = dict(n_train=320, n_test=48, dpo_problems=96, eval_batch=48, dynamic_seeds=12,
              epochs=dict(clip_math=1, align=1, sft=2, dpo=1))
 VERSIONS = ["text_lite"]            # MAVIS's default for instruction tuning
 ANSWER = "value"                    # `The answer is V.`: see configs/demo.py
 MAX_NEW_TOKENS = 32
+VARIANTS = 3                        # per seed problem of the dynamic benchmark (DynaMath: 10)
 
 
 def say(msg: str) -> None:
@@ -82,6 +89,7 @@ class Demo:
   hf_tok: Any = None         # transformers tokenizer (likelihood ranking, retrieval)
   train_problems: list = dataclasses.field(default_factory=list)
   test_problems: list = dataclasses.field(default_factory=list)
+  dynamic_problems: list = dataclasses.field(default_factory=list)  # variants of held-out seeds
   results: dict = dataclasses.field(default_factory=lambda: dict(training={}, evals={},
                                                                  ranked={}))
 
@@ -101,7 +109,8 @@ STAGES = ("clip_math", "align", "sft", "dpo")
 
 
 def make_data(d: Demo) -> None:
-  """Engine problems, the tokenizer, the ArrayRecord datasets, the held-out set and baselines."""
+  """Engine problems (training, held-out, the dynamic benchmark's variants), the tokenizer, the
+  ArrayRecord datasets, the held-out problems and baselines."""
   from tokenizers import Tokenizer
 
   from mathvlm.data.sources import load_tokenizer
@@ -111,9 +120,14 @@ def make_data(d: Demo) -> None:
   out, mode = d.out, d.mode
   engine = data.generate_engine(out, mode["n_train"], mode["n_test"], d.args.seed,
                                 d.args.workers)
+  t = time.time()
+  engine["dynamic"] = data.generate_variants(out, mode["dynamic_seeds"], VARIANTS, d.args.seed,
+                                             d.args.workers)
+  d.results["dynamic"] = dict(seconds=dict(engine=round(time.time() - t, 1)))
   d.train_problems = data.load_json(f"{out}/engine/train/instruct.json")
-  say(f"[1/7] engine: {engine['train']['n']} training and {engine['test']['n']} held-out "
-      f"problems ({engine['train']['per_domain']}) -> {out}/engine")
+  say(f"[1/8] engine: {engine['train']['n']} training and {engine['test']['n']} held-out "
+      f"problems ({engine['train']['per_domain']}), {mode['dynamic_seeds']} held-out seeds x "
+      f"{VARIANTS} variants -> {out}/engine")
   tok_path = f"{out}/data/tokenizer.json"
   if not os.path.exists(tok_path):
     tok = data.train_tokenizer(data.engine_texts(
@@ -127,11 +141,33 @@ def make_data(d: Demo) -> None:
     raise SystemExit(f"{tok_path}: special tokens {data.SPECIALS} have ids {ids}; the demo "
                      "presets expect 0..4 (delete the file to retrain it)")
   built = data.build_all(out, 56, VERSIONS, ANSWER)
-  say(f"[2/7] tokenizer: BPE, {d.tok.get_vocab_size()} tokens -> {tok_path}; ArrayRecord: " +
+  say(f"[2/8] tokenizer: BPE, {d.tok.get_vocab_size()} tokens -> {tok_path}; ArrayRecord: " +
       ", ".join(f"{k} {v['written']}" for k, v in built.items()))
   d.test_problems = engine_benchmark.load(f"{out}/engine/test/instruct.json")
+  d.dynamic_problems = unseen_variants(d)
   d.results.update(engine=engine, built=built, tokenizer=dict(vocab=d.tok.get_vocab_size()),
                    baselines=evaluate.baselines(d.train_problems, d.test_problems))
+
+
+def unseen_variants(d: Demo) -> list:
+  """The dynamic benchmark's problems, less every seed with a variant whose content is a training
+  problem (`data.seen_in_training`): the benchmark is only worth something unseen."""
+  from mathvlm.demo import data
+  from mathvlm.eval import engine_benchmark
+  problems = engine_benchmark.load(f"{d.out}/engine/dynamic/instruct.json")
+  seen = data.seen_in_training(d.out)
+  dropped = {p.meta["seed"] for p in problems if p.meta["group"] in seen}
+  d.results["dynamic"]["seen_in_training"] = dict(variants=len(seen), seeds=len(dropped))
+  return [p for p in problems if p.meta["seed"] not in dropped]
+
+
+def generate(d: Demo, model, cfg, problems: list) -> list[str]:
+  """Greedy answers as every evaluation here asks them (template, lengths, batch), so the
+  held-out, DPO-pool and dynamic numbers are comparable."""
+  from mathvlm.eval import engine_heldout
+  return engine_heldout.answer(model, cfg, d.tok, problems, template="mistral_instruct",
+                               batch=d.mode["eval_batch"], max_new_tokens=MAX_NEW_TOKENS,
+                               max_len=256)
 
 
 def held_out(d: Demo, stage: str) -> str:
@@ -139,9 +175,7 @@ def held_out(d: Demo, stage: str) -> str:
   likelihood, per problem in WORKDIR/held_out.jsonl; returns the line the demo prints."""
   from mathvlm.eval import engine_heldout as evaluate
   model, cfg = load_model(d.workdir(stage))
-  responses = evaluate.answer(model, cfg, d.tok, d.test_problems, template="mistral_instruct",
-                              batch=d.mode["eval_batch"], max_new_tokens=MAX_NEW_TOKENS,
-                              max_len=256)
+  responses = generate(d, model, cfg, d.test_problems)
   picks = evaluate.ranked(model, cfg, d.hf_tok, d.test_problems, template="mistral_instruct",
                           batch=d.mode["eval_batch"])
   scored = evaluate.score(d.test_problems, responses)
@@ -175,7 +209,7 @@ def clip_math(d: Demo) -> None:
   after = evaluate.retrieval(load_model(d.workdir("clip_math"))[0], captions, d.hf_tok,
                              c.data.max_len)
   d.results["retrieval"] = dict(before=before, after=after)
-  say(f"[3/7] CLIP-Math: image->caption top-1 on {after['pairs']} held-out pairs "
+  say(f"[3/8] CLIP-Math: image->caption top-1 on {after['pairs']} held-out pairs "
       f"{100 * before['image_to_caption_top1']:.1f}% untrained -> "
       f"{100 * after['image_to_caption_top1']:.1f}% (chance {100 * after['chance']:.1f}%), "
       f"top-5 {100 * before['image_to_caption_top5']:.1f}% -> "
@@ -186,15 +220,12 @@ def dpo(d: Demo) -> None:
   """Stage 4 on the stage-3 model's own wrong answers to training problems."""
   from mathvlm.demo import data
   from mathvlm.eval import engine_benchmark
-  from mathvlm.eval import engine_heldout as evaluate
 
   out = d.out
   model, cfg = load_model(d.workdir("sft"))
   pool = [p for p in engine_benchmark.load(f"{out}/engine/train/instruct.json")
           if p.meta["version"] == VERSIONS[0]][:d.mode["dpo_problems"]]
-  responses = evaluate.answer(model, cfg, d.tok, pool, template="mistral_instruct",
-                              batch=d.mode["eval_batch"], max_new_tokens=MAX_NEW_TOKENS,
-                              max_len=256)
+  responses = generate(d, model, cfg, pool)
   pairs_path = f"{out}/engine/train/dpo_pairs.jsonl"
   stats = data.preference_pairs(f"{out}/engine/train/instruct.json",
                                 {p.meta["group"]: r for p, r in zip(pool, responses)},
@@ -204,8 +235,32 @@ def dpo(d: Demo) -> None:
       "--image_size", "56"])
   d.train("dpo", "4 DPO", **{"model.init_from": d.workdir("sft")})
   d.results["dpo_pairs"] = stats
-  say(f"[6/7] DPO on {stats['pairs']} pairs ({stats['correct']} of {stats['responses']} "
+  say(f"[6/8] DPO on {stats['pairs']} pairs ({stats['correct']} of {stats['responses']} "
       f"training answers were right): {held_out(d, 'dpo')}")
+
+
+def dynamic(d: Demo) -> None:
+  """The final model on VARIANTS variants of held-out seed problems: a model that learned the
+  method answers every variant; one that learned a seed's look or a plausible number does not,
+  which the worst case shows (DynaMath). Per problem in OUT/engine/dynamic/responses.jsonl."""
+  from mathvlm.demo import evaluate
+  from mathvlm.eval import engine_dynamic
+  t = time.time()
+  model, cfg = load_model(d.workdir("dpo"))
+  problems = d.dynamic_problems
+  responses = dict(zip([p.pid for p in problems], generate(d, model, cfg, problems)))
+  scored = engine_dynamic.evaluate(problems, responses, variants=VARIANTS)
+  with open(f"{d.out}/engine/dynamic/responses.jsonl", "w") as f:
+    for p in problems:
+      f.write(json.dumps({"pid": p.pid, "seed": p.meta["seed"], "variant": p.meta["variant"],
+                          "response": responses[p.pid], "answer": p.answer}) + "\n")
+  before = d.results["dynamic"]
+  r = d.results["dynamic"] = dict(
+      evaluate.dynamic_summary(scored, problems), seen_in_training=before["seen_in_training"],
+      seconds=dict(before["seconds"], answers=round(time.time() - t, 1)))
+  say(f"[7/8] dynamic benchmark, {r['seeds']} held-out seeds x {r['variants']} variants x 3 "
+      f"versions: average {r['average']:.1f}%, worst case {r['worst_case']:.1f}% (robustness "
+      f"{r['robustness']:.2f}), versions agree on {r['consistency']['agreement']:.1f}%")
 
 
 def math_v(d: Demo) -> None:
@@ -221,7 +276,7 @@ def math_v(d: Demo) -> None:
   with open(f"{scores}/scores.json") as f:
     d.results["math_v"] = json.load(f)
   a = d.results["math_v"]["all"]
-  say(f"[7/7] MATH-Vision testmini: {a['correct']}/{a['total']} -> {scores}/scores.md")
+  say(f"[8/8] MATH-Vision testmini: {a['correct']}/{a['total']} -> {scores}/scores.md")
 
 
 def main(argv=None) -> dict:
@@ -237,10 +292,11 @@ def main(argv=None) -> dict:
   make_data(d)
   clip_math(d)
   d.train("align", "2 alignment", **{"model.vision_init_from": d.workdir("clip_math")})
-  say(f"[4/7] alignment: {held_out(d, 'align')}")
+  say(f"[4/8] alignment: {held_out(d, 'align')}")
   d.train("sft", "3 instruction tuning", **{"model.init_from": d.workdir("align")})
-  say(f"[5/7] instruction tuning: {held_out(d, 'sft')}")
+  say(f"[5/8] instruction tuning: {held_out(d, 'sft')}")
   dpo(d)
+  dynamic(d)
   math_v(d)
   return write_summary(d, time.time() - t0)
 
@@ -252,13 +308,15 @@ def write_summary(d: Demo, seconds: float) -> dict:
       command="make demo" if not d.args.quick else "python -m mathvlm.demo --quick",
       machine=f"{platform.machine()}, {os.cpu_count()} CPU cores",
       settings=dict(seed=d.args.seed, quick=d.args.quick, versions=VERSIONS, answer=ANSWER,
-                    max_new_tokens=MAX_NEW_TOKENS, mc=r["engine"]["train"]["multiple_choice"],
+                    max_new_tokens=MAX_NEW_TOKENS, variants=VARIANTS,
+                    mc=r["engine"]["train"]["multiple_choice"],
                     **{k: v for k, v in d.mode.items() if k != "epochs"}),
       engine=r["engine"], tokenizer=r["tokenizer"],
       built={k: v["written"] for k, v in r["built"].items()},
       retrieval=r["retrieval"], baselines=r["baselines"], evals=r["evals"],
       ranked=r["ranked"], training=r["training"], dpo_pairs=r["dpo_pairs"],
-      math_v=r["math_v"], workdirs={s: d.workdir(s) for s in STAGES}, seconds=seconds)
+      dynamic=r["dynamic"], math_v=r["math_v"], workdirs={s: d.workdir(s) for s in STAGES},
+      seconds=seconds)
   summary["reading"] = reading(summary)
   with open(f"{d.out}/summary.json", "w") as f:
     json.dump(summary, f, indent=1)
@@ -302,9 +360,30 @@ def reading(s: dict) -> list[str]:
       "there rather than from the diagram; per-version accuracy is the check (text-dominant "
       "questions state the numbers, the other two hide them in the image).",
   ]
+  out.append(dynamic_reading(s["dynamic"]))
   if s["settings"]["quick"]:
     out.append("- `--quick` trains for seconds: its numbers check the path, not the learning.")
   return out
+
+
+def dynamic_reading(r: dict) -> str:
+  """The dynamic benchmark against chance at its own average: if right answers fell on variants
+  independently at the average rate, a seed question would be right in all K of them with
+  probability average^K; a worst case above that means some seed questions are solved whatever
+  the numbers."""
+  k = r["variants"] if isinstance(r["variants"], int) else min(r["variants"])
+  luck = 100 * (r["average"] / 100) ** k
+  if not r["average"]:
+    return (f"- Dynamic benchmark (DynaMath's metric): none of the {r['questions']} variant "
+            "questions answered right.")
+  return (f"- Dynamic benchmark (DynaMath's metric): {r['average']:.1f}% of the {r['questions']} "
+          f"variant questions right, {r['worst_case']:.1f}% of seed questions right in all "
+          f"{k} variants (robustness {r['robustness']:.2f}); independent right answers at the "
+          f"average rate would give {luck:.1f}%: "
+          + ("right answers cluster on some seed questions, solved whatever the numbers."
+             if r["worst_case"] > luck
+             else "no more seed questions are right in every variant than luck gives, so what "
+             "the model gets right does not carry over to new numbers."))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""The demo's data, made here and offline: engine problems (train and held-out test), a BPE
-tokenizer trained on their text, and the ArrayRecord datasets the trainer reads, built by the same
-`data_prep` commands a user runs on the MAVIS release. The demo is an application: it runs those
-commands (printed as it goes) rather than importing `data_prep`, which the library never does.
+"""The demo's data, made here and offline: engine problems (train, held-out test, and variants of
+held-out seed problems for the dynamic benchmark), a BPE tokenizer trained on their text, and the
+ArrayRecord datasets the trainer reads, built by the same `data_prep` commands a user runs on the
+MAVIS release. The demo is an application: it runs those commands (printed as it goes) rather
+than importing `data_prep`, which the library never does.
 """
 
 from __future__ import annotations
@@ -63,18 +64,51 @@ def run_command(module: str, args: list[str]) -> str:
   return done.stdout
 
 
+def engine_set(d: str, n: int, seed: int, workers: int, split: str, variants: int = 1) -> dict:
+  """`python -m data_prep.engine` into D unless D/meta.json already holds these n x variants
+  records (a rerun resumes); returns meta.json."""
+  path = os.path.join(d, "meta.json")
+  if not (os.path.exists(path) and load_json(path)["n"] == n * variants):
+    run_command("data_prep.engine", ["--domain", "all", "--n", str(n), "--out", d, "--seed",
+                                     str(seed), "--workers", str(workers), "--split", split]
+                + (["--variants", str(variants)] if variants > 1 else []))
+  return load_json(path)
+
+
 def generate_engine(out: str, n_train: int, n_test: int, seed: int, workers: int) -> dict:
   """OUT/engine/{train,test}: instruct.json, caption.json, images, meta.json. The test split holds
   problems whose content hash falls on the other side, so no test problem is a training one."""
-  metas = {}
-  for split, n in (("train", n_train), ("test", n_test)):
-    d = os.path.join(out, "engine", split)
-    if not os.path.exists(os.path.join(d, "meta.json")):
-      run_command("data_prep.engine", ["--domain", "all", "--n", str(n), "--out", d, "--seed",
-                                       str(seed), "--workers", str(workers), "--split", split])
-    with open(os.path.join(d, "meta.json")) as f:
-      metas[split] = json.load(f)
-  return metas
+  return {split: engine_set(os.path.join(out, "engine", split), n, seed, workers, split)
+          for split, n in (("train", n_train), ("test", n_test))}
+
+
+def generate_variants(out: str, n_seeds: int, variants: int, seed: int, workers: int) -> dict:
+  """OUT/engine/dynamic: `variants` variants of each of n_seeds test-split seed problems, for
+  `mathvlm.eval.engine_dynamic`. Same seed and split as OUT/engine/test, so no seed is a
+  training problem (variants: `seen_in_training`); variant 0 of seed i is held-out problem i
+  (same draws) unless another variant of its program could not be drawn, the others change its
+  numbers and letters."""
+  return engine_set(os.path.join(out, "engine", "dynamic"), n_seeds, seed, workers, "test",
+                    variants)
+
+
+def scene_key(line: str) -> str:
+  """A problem's content from its scenes.jsonl line: the figure's facts, givens and target
+  (letters and numbers included), so two records share it only when they ask the same thing."""
+  s = json.loads(line)
+  return json.dumps([s["target"], s["givens"], [f["text"] for f in s["facts"]]], sort_keys=True)
+
+
+def seen_in_training(out: str) -> set[str]:
+  """Ids of OUT/engine/dynamic records whose content is a training problem's. The engine's
+  content-hash split checks a seed problem (variant 0) only; variants 1..K-1 get new numbers and
+  letters whose hash nobody checks, and the function domain's small value ranges repeat problems
+  (about one training function problem in ten appears twice), so this is measured, not assumed."""
+  with open(os.path.join(out, "engine", "train", "scenes.jsonl")) as f:
+    train = {scene_key(line) for line in f if line.strip()}
+  with open(os.path.join(out, "engine", "dynamic", "scenes.jsonl")) as f:
+    rows = [line for line in f if line.strip()]
+  return {json.loads(line)["id"] for line in rows if scene_key(line) in train}
 
 
 def load_json(path: str):

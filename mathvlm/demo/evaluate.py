@@ -74,3 +74,18 @@ def baselines(train_records, problems) -> dict:
              majority_answer=dict(letter=top_letter, value=top_value))
   out.update({f"choices_only_{rule}": v * pct for rule, v in rules.items()})
   return out
+
+
+def dynamic_summary(scored: dict, problems) -> dict:
+  """`engine_dynamic.evaluate`'s scores as the demo reports them: seeds and variants counted from
+  the problems themselves (so a short engine set shows), DynaMath's three numbers overall and per
+  question version, consistency across versions."""
+  dyn = scored["dynamic"]
+  lo, hi = dyn["variants_per_seed"]
+  three = lambda x: {k: x[k] for k in ("average", "worst_case", "robustness")}
+  return dict(
+      seeds=len({p.meta["seed"] for p in problems}), variants=lo if lo == hi else [lo, hi],
+      questions=scored["all"]["total"], seed_questions=dyn["seeds"], **three(dyn),
+      version={v: three(s["dynamic"]) for v, s in scored["version"].items()},
+      all_versions_worst_case=scored["all_versions_worst_case"],
+      consistency=scored["consistency"], missing=scored["missing"])

@@ -75,6 +75,39 @@ def accuracy_table(evals: dict[str, dict]) -> list[str]:
   return lines
 
 
+VERSION_LABELS = {"text_dominant": "text dominant", "text_lite": "text lite",
+                  "vision_dominant": "vision dominant"}
+
+
+def dynamic_section(dyn: dict) -> list[str]:
+  """The dynamic benchmark's table: DynaMath's average, worst case and robustness, overall and
+  per question version, and how often the versions of one variant agree."""
+  row = lambda name, x: (f"| {name} | {x['average']:.1f} | {x['worst_case']:.1f} | "
+                         f"{x['robustness']:.2f} |")
+  c = dyn["consistency"]
+  return [
+      "## Dynamic engine benchmark (the final model on variants)",
+      "",
+      f"{dyn['seeds']} held-out seed problems, {dyn['variants']} variants each (same figure "
+      "program, new numbers and letters), in three question versions: "
+      f"{dyn['questions']} questions, answered as above. DynaMath's metric: the average is over "
+      "every variant; the worst case counts a seed question right only if all its variants are "
+      "answered right; robustness is worst case / average (1 when right answers come from a "
+      "method that carries over to new numbers).",
+      "",
+      "| questions | average | worst case | robustness |",
+      "|---|---|---|---|",
+      row("all", dyn),
+      *[row(VERSION_LABELS.get(v, v), x) for v, x in dyn["version"].items()],
+      "",
+      f"Across question versions: the three versions of a variant give the same answer in "
+      f"{c['agreement']:.1f}% of variants (pairwise {c['pairwise']:.1f}%), all three are right "
+      f"in {c['consistent_correct']:.1f}%; a seed is right in every variant and version in "
+      f"{dyn['all_versions_worst_case']:.1f}%.",
+      "",
+  ]
+
+
 def write(out: str, r: dict) -> str:
   """r: everything the demo measured (also saved as summary.json)."""
   os.makedirs(out, exist_ok=True)
@@ -94,6 +127,11 @@ def write(out: str, r: dict) -> str:
       "held out (a content-hash split: no held-out problem appears in training), plane "
       "geometry, analytic geometry and functions in equal parts, "
       f"{pct(s['mc'])}% multiple choice.",
+      f"- Dynamic benchmark: {r['dynamic']['seeds']} held-out seed problems, "
+      f"{r['dynamic']['variants']} variants each, drawn with the held-out set's seed and split "
+      "(variant 0 of seed i is held-out problem i, unless a variant could not be drawn); "
+      f"{r['dynamic']['seen_in_training']['seeds']} seeds left out because a variant's content "
+      "was a training problem's.",
       f"- Tokenizer: byte-level BPE, {r['tokenizer']['vocab']} tokens, trained on the engine text.",
       f"- ArrayRecord datasets: {r['built']}.",
       f"- Instruction tuning on the `{'`, `'.join(s['versions'])}` question versions, answer "
@@ -147,6 +185,7 @@ def write(out: str, r: dict) -> str:
       "",
       "![losses](losses.png)",
       "",
+      *dynamic_section(r["dynamic"]),
       "## MATH-Vision testmini (the benchmark pipeline, once)",
       "",
       f"The final model on the {r['math_v']['all']['total']} real testmini problems "

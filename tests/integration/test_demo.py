@@ -21,8 +21,8 @@ def test_quick_demo_end_to_end(tmp_path):
                        cwd=ROOT, capture_output=True, text=True, timeout=900,
                        env={**os.environ, "PYTHONPATH": ROOT})
   assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
-  for step in range(1, 8):
-    assert f"[{step}/7]" in res.stdout
+  for step in range(1, 9):
+    assert f"[{step}/8]" in res.stdout
   s = json.load(open(out / "summary.json"))
   n_test = s["engine"]["test"]["n"]
   assert s["engine"]["train"]["n"] == 320 and n_test == 48
@@ -50,12 +50,35 @@ def test_quick_demo_end_to_end(tmp_path):
   rules = [k for k in b if k.startswith("choices_only")]
   assert "choices_only_rule" in rules and len(rules) >= 10
   assert 0 <= b["random"] <= 100 and all(0 <= b[k] <= 100 for k in rules)  # percent
+  check_dynamic(out, s)
   assert s["math_v"]["all"]["total"] == 304
   report = open(out / "REPORT.md").read()
-  for heading in ("## Stage 1: CLIP-Math", "## Stages 2-4", "## MATH-Vision testmini"):
+  for heading in ("## Stage 1: CLIP-Math", "## Stages 2-4", "## Dynamic engine benchmark",
+                  "## MATH-Vision testmini"):
     assert heading in report
   for png in ("losses.png", "accuracy.png"):
     assert open(out / png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def check_dynamic(out, s):
+  """The final model on 12 held-out seeds x 3 variants x 3 versions (DynaMath's scores): every
+  seed kept, every question answered, the numbers those of the saved responses."""
+  from mathvlm.eval import engine_dynamic
+  dyn = s["dynamic"]
+  assert dyn["seeds"] == s["settings"]["dynamic_seeds"] == 12 and dyn["variants"] == 3
+  assert s["engine"]["dynamic"]["n"] == 12 * 3 and dyn["seen_in_training"]["seeds"] == 0
+  assert dyn["questions"] == 12 * 3 * 3 and dyn["seed_questions"] == 12 * 3
+  assert dyn["missing"] == 0
+  assert sorted(dyn["version"]) == ["text_dominant", "text_lite", "vision_dominant"]
+  for x in [dyn, *dyn["version"].values()]:
+    assert 0 <= x["worst_case"] <= x["average"] <= 100 and 0 <= x["robustness"] <= 1
+  assert 0 <= dyn["all_versions_worst_case"] <= dyn["worst_case"]
+  assert 0 <= dyn["consistency"]["agreement"] <= 100 and dyn["consistency"]["groups"] == 36
+  problems = engine_dynamic.load(str(out / "engine/dynamic/instruct.json"))
+  rows = [json.loads(x) for x in open(out / "engine/dynamic/responses.jsonl")]
+  again = engine_dynamic.evaluate(problems, {r["pid"]: r["response"] for r in rows}, variants=3)
+  assert again["dynamic"]["average"] == dyn["average"]
+  assert again["dynamic"]["worst_case"] == dyn["worst_case"]
 
 
 def test_parity_check_runs(tmp_path):
