@@ -195,6 +195,12 @@ class Run:
   host: Any                 # the objective's host step (RL rollouts), or None
 
 
+def model_of(run: Run, state):
+  """The model a train state holds (its trained and frozen parts merged)."""
+  from flax import nnx
+  return nnx.merge(run.graphdef, state["params"], state["frozen"])
+
+
 def setup_model(config, objective, mesh, rules):
   """The model builder, the trainable/frozen split and the abstract parameters."""
   import jax
@@ -327,20 +333,6 @@ def next_batch(run: Run, data_iter, now: dict | None = None):
           dropped)
 
 
-def step_flops(run: Run) -> float:
-  """The objective's analytic FLOPs of one step (`mathvlm.flops`). Its flops function gets each
-  trainable parameter's size, not only its path: a LoRA adapter costs in proportion to its rank,
-  which no model config holds."""
-  import math
-
-  from flax import nnx
-
-  from mathvlm.models.layers import path_str
-  params = nnx.to_flat_state(run.abstract_state["params"])
-  sizes = {path_str(path): math.prod(v.shape) for path, v in params}
-  return run.objective.flops(run.cfg, run.batch_shapes, sizes)
-
-
 class Rows:
   """Step metrics from the devices to metrics.jsonl: read (the loop's only wait on the devices),
   checked finite, counted into the drop reasons, written every `metrics.every` steps."""
@@ -351,7 +343,7 @@ class Rows:
 
     from mathvlm import flops
     self.run, self.writer, self.ckpt, self.start, self.dropped = run, writer, ckpt, start, dropped
-    self.step_flops = step_flops(run)
+    self.step_flops = train_state.step_flops(run)
     self.peak = flops.peak_flops(jax.devices()[0], run.config.model.dtype,
                                  run.config.metrics.peak_flops)
     self.tokens = int(np.prod(run.batch_shapes.get("input_ids", (run.config.data.global_batch,))))
@@ -399,6 +391,7 @@ def train_loop(run: Run, state, start: int, data_iter, ckpt, writer, callbacks=(
   (`stop`). A step's state is saved only after its loss and gradient norm were found finite.
   dropped: a Counter of drop reasons (restored with the state) or None. callbacks: (step,
   checkpointer) after each step."""
+  from mathvlm.eval import evaluators
   rows = Rows(run, writer, ckpt, start, dropped)
   now = {"state": state, "step": start}  # what a host step (RL rollouts) samples with
   batches = overlap.Prefetch(lambda: next_batch(run, data_iter, now), data_iter,
@@ -415,8 +408,9 @@ def train_loop(run: Run, state, start: int, data_iter, ckpt, writer, callbacks=(
     done, pending = step + 1, (step + 1, metrics, item)
     preempted = stop is not None and stop.requested(done)
     evaluate = None
-    if evaluators_due(run, done):
-      evaluate = lambda: run_evaluators(run, state, done, writer.workdir)  # noqa: B023
+    if evaluators.due(run.evaluators, done, run.total_steps):
+      evaluate = lambda: evaluators.run_due(  # noqa: B023
+          run.evaluators, lambda: model_of(run, state), done, run.total_steps, writer.workdir)
     if preempted or evaluate or done == run.total_steps or ckpt.should_save(done):
       rows.finish(*pending, evaluate)  # checked finite before its state is used
       pending = None
@@ -430,36 +424,6 @@ def train_loop(run: Run, state, start: int, data_iter, ckpt, writer, callbacks=(
     if preempted:
       return state, rows.last, done
   return state, rows.last, None
-
-
-def evaluators_due(run: Run, done: int) -> list:
-  """(name, evaluate) of the evaluators due at step `done`: every N steps, and all at the end."""
-  return [(name, fn) for name, every, fn in run.evaluators
-          if done == run.total_steps or (every and done % every == 0)]
-
-
-def run_evaluators(run: Run, state, done: int, workdir: str) -> dict[str, float]:
-  """The evaluators due at step `done` on the current model: {eval/<name>/<key>: value};
-  WORKDIR/eval.json keeps the last numbers of each evaluator."""
-  import jax
-  from flax import nnx
-  due = evaluators_due(run, done)
-  if not due:
-    return {}
-  model = nnx.merge(run.graphdef, state["params"], state["frozen"])
-  path = epath.Path(workdir, "eval.json")
-  saved = json.loads(path.read_text()) if path.exists() else {}
-  scores = {}
-  for name, evaluate in due:
-    t = time.time()
-    result = {k: float(v) for k, v in evaluate(model).items()}
-    log.info("eval %s at step %d (%.1fs): %s", name, done, time.time() - t,
-             ", ".join(f"{k} {v:.4g}" for k, v in result.items()))
-    saved[name] = dict(result, step=done)
-    scores.update({f"eval/{name}/{k}": v for k, v in result.items()})
-  if jax.process_index() == 0:
-    path.write_text(json.dumps(saved, indent=2))
-  return scores
 
 
 def log_progress(row: dict, total: int, per_step: float, peak: float) -> None:
@@ -567,7 +531,7 @@ def export_final_model(run: Run, state, workdir: str) -> None:
 
   from mathvlm import checkpoint
   from mathvlm.models.lora import merge_lora
-  model = nnx.merge(run.graphdef, state["params"], state["frozen"])
+  model = model_of(run, state)
   merge_lora(model)
   checkpoint.export_model(model, run.cfg, os.path.join(workdir, "model"))
 

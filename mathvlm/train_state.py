@@ -56,3 +56,17 @@ def initial_state(run) -> dict:
     extra = run.objective.extra_state(params, run.objective.options(config))
     state.update({k: jax.device_put(v, sh[k]) for k, v in extra.items()})
   return state
+
+
+def step_flops(run) -> float:
+  """The objective's analytic FLOPs of one step (`mathvlm.flops`). Its flops function gets each
+  trainable parameter's size, not only its path: a LoRA adapter costs in proportion to its rank,
+  which no model config holds."""
+  import math
+
+  from flax import nnx
+
+  from mathvlm.models.layers import path_str
+  params = nnx.to_flat_state(run.abstract_state["params"])
+  sizes = {path_str(path): math.prod(v.shape) for path, v in params}
+  return run.objective.flops(run.cfg, run.batch_shapes, sizes)

@@ -67,6 +67,40 @@ def from_config(config, model_cfg) -> list[tuple[str, int, Evaluate]]:
 # ---------------------------------------------------------------------------------------------
 # Shared: the fields each evaluator takes, the tokenizer.
 
+def due(evaluators: list, done: int, total: int) -> list:
+  """(name, evaluate) of the evaluators due at step `done`: every N steps, and all at the end."""
+  return [(name, fn) for name, every, fn in evaluators
+          if done == total or (every and done % every == 0)]
+
+
+def run_due(evaluators: list, model_fn: Callable, done: int, total: int,
+            workdir: str) -> dict[str, float]:
+  """The evaluators due at step `done` on `model_fn()` (built only when one is due):
+  {eval/<name>/<key>: value}; WORKDIR/eval.json keeps the last numbers of each evaluator."""
+  import json
+  import time
+
+  import jax
+  from etils import epath
+  todo = due(evaluators, done, total)
+  if not todo:
+    return {}
+  model = model_fn()
+  path = epath.Path(workdir, "eval.json")
+  saved = json.loads(path.read_text()) if path.exists() else {}
+  scores = {}
+  for name, evaluate in todo:
+    t = time.time()
+    result = {k: float(v) for k, v in evaluate(model).items()}
+    log.info("eval %s at step %d (%.1fs): %s", name, done, time.time() - t,
+             ", ".join(f"{k} {v:.4g}" for k, v in result.items()))
+    saved[name] = dict(result, step=done)
+    scores.update({f"eval/{name}/{k}": v for k, v in result.items()})
+  if jax.process_index() == 0:
+    path.write_text(json.dumps(saved, indent=2))
+  return scores
+
+
 def fields(spec: dict, kind: str, defaults: dict, required: tuple[str, ...] = ()) -> dict:
   """The spec over its defaults; an unknown or missing field is an error naming it."""
   unknown = sorted(set(spec) - set(defaults) - set(required))

@@ -104,6 +104,7 @@ def test_trainer_on_a_mixture_and_on_preference_pairs(data, tmp_path):
   assert abs(first["loss"] - np.log(2)) < 1e-5  # LoRA starts at zero: policy == reference
 
 
+@pytest.mark.slow  # default run: workers in test_workers.py, packing in test_packing.py
 def test_packed_text_only_training_is_the_same_with_worker_processes(data, tmp_path):
   """Text-only records, built, trained packed (several to a row), with the examples read
   in-process and by two worker processes: the same losses, and the same drop counts in

@@ -144,7 +144,8 @@ def analytic(arg: str, **fields) -> float:
   run = train.setup(tiny_config("lm", arg, data__max_len=32, **fields))
   assert run.batch_shapes["input_ids"] == (8, 32)
   assert run.batch_shapes["pixel_values"] == (8, 56, 56, 3)
-  return train.step_flops(run)
+  from mathvlm import train_state
+  return train_state.step_flops(run)
 
 
 def test_flops_frozen_vision_tower_counts_forward_only():
