@@ -83,6 +83,7 @@ def test_records_become_llava_examples(data):
   assert src.dropped == {"no_targets": 1}
 
 
+@pytest.mark.slow  # default run: mixture draws in test_mixture.py, built pairs in the demo
 def test_trainer_on_a_mixture_and_on_preference_pairs(data, tmp_path):
   from mathvlm.train import train
   common = dict(data__path=data["out"], data__tokenizer=data["tokenizer"], data__max_len=192,

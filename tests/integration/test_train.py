@@ -29,8 +29,8 @@ for objective in sys.argv[2].split(","):
                                      ("fsdp4_tensor2", (1, 4, 2), None, 1),
                                      ("data2_fsdp2_tensor2", (2, 2, 2), None, 1),
                                      ("fsdp8_accum2", (1, 8, 1), None, 2)]:
-    if sys.argv[3] == "quick" and name == "fsdp4_tensor2":
-      continue  # data2_fsdp2_tensor2 shards over every axis too
+    if sys.argv[3] == "quick" and name in ("fsdp4_tensor2", "fsdp8_accum2"):
+      continue  # data2_fsdp2_tensor2 shards over every axis; accumulation: test_per_token.py
     if name == "fsdp8_accum2" and objective != "lm":
       continue  # accumulation is objective-independent; InfoNCE per micro-batch is another loss
     # DPO's loss is a small difference of large summed log-probs: a gentler rate keeps it smooth

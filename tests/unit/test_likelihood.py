@@ -71,7 +71,7 @@ def test_option_rows_target_exactly_the_written_answer(setup):
   assert all(np.array_equal(p, prompts[0]) for p in prompts)  # one prompt, four answers
 
 
-@pytest.mark.parametrize("batch_size", [3, 16])
+@pytest.mark.parametrize("batch_size", [3, pytest.param(16, marks=pytest.mark.slow)])
 def test_option_logps_equal_unbatched_forward(setup, batch_size):
   """Padding, bucketing, batches that split a problem's options, images paired with their rows."""
   model, cfg, tok, problems = setup
