@@ -80,6 +80,7 @@ def test_killed_run_resumes_bitwise(tmp_path):
   assert all(np.array_equal(fa[k], fb[k]) for k in fa)  # params, Adam moments, step: bitwise
 
 
+@pytest.mark.slow  # default run: GRPO's 2-process test and the SLURM launcher's 2 processes
 def test_two_processes_match_one_process_with_eight_devices(tmp_path):
   from train_utils import ROOT
   common = ["--config", "configs/sft.py:model=tiny", "--config.steps=4",
