@@ -24,7 +24,7 @@ demo: venv
 	$(PY) -m mathvlm.demo --out out/demo
 
 test: venv
-	$(PY) -m pytest -n 2 --dist load
+	$(PY) -m pytest -n 2 --dist worksteal
 
 bench: venv
 	$(PY) -m benchmarks.model_stack
