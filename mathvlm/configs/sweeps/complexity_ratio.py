@@ -17,18 +17,13 @@ from mathvlm.configs.sweeps import recipe
 RATIOS = ("2:3:4:1", "3:3:3:1", "4:3:2:1", "2:4:3:1", "random")
 O = recipe.options("", size=600, qa_per_image=1)
 X = "ratio"
-METRICS = {"eval/heldout/ranked/all": "held-out accuracy, options ranked (%)",
-           "eval/heldout/generated/all": "held-out accuracy, generated (%)",
-           "eval/loss/loss": "held-out loss (per token)"}
+METRICS = dict(recipe.METRICS_HERE)
 
 
 def configure(arg: str) -> None:
   global O
   O = recipe.options(arg, size=600, qa_per_image=1)
-  if O.scale == "paper":
-    METRICS.clear()
-    METRICS.update({"eval/mathvista/accuracy": "MathVista testmini (%)",
-                    "eval/math_v/accuracy": "MATH-Vision testmini (%)"})
+  recipe.set_metrics(METRICS, O)
 
 
 def BASE() -> str:  # noqa: N802  (the sweep runner reads BASE; here it depends on the options)

@@ -23,18 +23,13 @@ PER_IMAGE = (1, 2, 4, 8)
 DEFAULTS = dict(images=80, steps=0, ratio="random")
 O = recipe.options("", **DEFAULTS)
 X = "qa_per_image"
-METRICS = {"eval/heldout/ranked/all": "held-out accuracy, options ranked (%)",
-           "eval/heldout/generated/all": "held-out accuracy, generated (%)",
-           "eval/loss/loss": "held-out loss (per token)"}
+METRICS = dict(recipe.METRICS_HERE)
 
 
 def configure(arg: str) -> None:
   global O
   O = recipe.options(arg, **DEFAULTS)
-  if O.scale == "paper":
-    METRICS.clear()
-    METRICS.update({"eval/mathvista/accuracy": "MathVista testmini (%)",
-                    "eval/math_v/accuracy": "MATH-Vision testmini (%)"})
+  recipe.set_metrics(METRICS, O)
 
 
 def BASE() -> str:  # noqa: N802  (the sweep runner reads BASE; here it depends on the options)

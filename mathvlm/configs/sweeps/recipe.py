@@ -50,3 +50,17 @@ def select(o, data_dir: str, *, ratio: str, size: int, seed: int, qa_per_image: 
           "--size", str(size), "--seed", str(seed), "--qa_per_image", str(qa_per_image),
           "--out", data_dir]
   return [argv], {"config.data.subset": f"{data_dir}/selected.jsonl"}
+
+
+# The columns of the recipe sweeps' tables: held-out engine figures here, benchmarks at paper scale.
+METRICS_HERE = {"eval/heldout/ranked/all": "held-out accuracy, options ranked (%)",
+                "eval/heldout/generated/all": "held-out accuracy, generated (%)",
+                "eval/loss/loss": "held-out loss (per token)"}
+METRICS_PAPER = {"eval/mathvista/accuracy": "MathVista testmini (%)",
+                 "eval/math_v/accuracy": "MATH-Vision testmini (%)"}
+
+
+def set_metrics(metrics: dict, o) -> None:
+  """In place: the sweep runner holds the sweep file's METRICS dict."""
+  metrics.clear()
+  metrics.update(METRICS_PAPER if o.scale == "paper" else METRICS_HERE)
