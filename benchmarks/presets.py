@@ -88,10 +88,10 @@ def hf_llava(preset: Preset, seed: int = 0):
 
 def ours_from_hf(ref, dtype: str, remat: str = "none"):
   """Our Llava with the reference's weights (float32 storage, `dtype` compute)."""
-  from mathvlm import convert
+  from mathvlm import hf
   with tempfile.TemporaryDirectory() as d:
     ref.save_pretrained(d)
-    model, cfg = convert.load_hf(d, "float32", compute_dtype=dtype, remat=remat)
+    model, cfg = hf.load_hf(d, "float32", compute_dtype=dtype, remat=remat)
   return model, cfg
 
 

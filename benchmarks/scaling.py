@@ -66,7 +66,7 @@ def sharded_step(cfg, mesh, batch_shapes):
   batch_sh = sharding.batch_sharding(mesh)
   abs_batch = {k: jax.ShapeDtypeStruct(v, dt, sharding=batch_sh)
                for k, (v, dt) in batch_shapes.items()}
-  step = jax.jit(make_train_step(config, graphdef, objectives.get("lm"), tx, schedule),
+  step = jax.jit(make_train_step(config, objectives.get("lm"), graphdef, tx, schedule),
                  in_shardings=(state_sh, {k: batch_sh for k in abs_batch}),
                  out_shardings=(state_sh, None), donate_argnums=(0,))
   return step, abs_state, abs_batch, abs_params, param_sh

@@ -47,8 +47,10 @@ def ours(model, data: dict[str, np.ndarray]):
   tx, schedule = make_optimizer(config, 1000)
   step = jax.jit(make_train_step(config, objectives.get("lm"), graphdef, tx, schedule),
                  donate_argnums=(0,))
-  state = {"params": params, "frozen": frozen, "opt_state": tx.init(params),
-           "step": jnp.int32(0)}
+  # committed to the device, as the trainer's state is: an uncommitted step counter would make
+  # the second call compile the step again (its output is committed)
+  state = jax.device_put({"params": params, "frozen": frozen, "opt_state": tx.init(params),
+                          "step": jnp.int32(0)}, jax.devices()[0])
   batch = jax.device_put({k: jnp.asarray(v) for k, v in data.items()})
   holder = [state]
 

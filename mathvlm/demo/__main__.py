@@ -6,7 +6,9 @@
    functions) with captions, answers and rationales;
 2. a BPE tokenizer is trained on their text; the data_prep builders write ArrayRecord datasets;
 3. the real trainer runs configs/demo.py's stages: CLIP-Math (contrastive), alignment (captions),
-   instruction tuning (problems), DPO (pairs from the stage-3 model's own wrong answers);
+   instruction tuning (problems), DPO (pairs from the stage-3 model's own wrong answers), then
+   GRPO (rewards checked against the engine's answers, on problems the engine makes during
+   training, at a difficulty that follows the pass rate);
 4. after each stage the model is measured on held-out data (retrieval for CLIP-Math; accuracy by
    domain, question version and question type for the others) beside the baselines;
 5. the final model answers K variants of held-out seed problems (the engine's dynamic benchmark,
@@ -105,7 +107,8 @@ class Demo:
     self.results["training"][label] = run_stage(stage, config, command, self.workdir(stage))
 
 
-STAGES = ("clip_math", "align", "sft", "dpo")
+STAGES = ("clip_math", "align", "sft", "dpo", "grpo")
+FINAL = STAGES[-1]
 
 
 def make_data(d: Demo) -> None:
@@ -125,7 +128,7 @@ def make_data(d: Demo) -> None:
                                              d.args.workers)
   d.results["dynamic"] = dict(seconds=dict(engine=round(time.time() - t, 1)))
   d.train_problems = data.load_json(f"{out}/engine/train/instruct.json")
-  say(f"[1/8] engine: {engine['train']['n']} training and {engine['test']['n']} held-out "
+  say(f"[1/9] engine: {engine['train']['n']} training and {engine['test']['n']} held-out "
       f"problems ({engine['train']['per_domain']}), {mode['dynamic_seeds']} held-out seeds x "
       f"{VARIANTS} variants -> {out}/engine")
   tok_path = f"{out}/data/tokenizer.json"
@@ -141,7 +144,7 @@ def make_data(d: Demo) -> None:
     raise SystemExit(f"{tok_path}: special tokens {data.SPECIALS} have ids {ids}; the demo "
                      "presets expect 0..4 (delete the file to retrain it)")
   built = data.build_all(out, 56, VERSIONS, ANSWER)
-  say(f"[2/8] tokenizer: BPE, {d.tok.get_vocab_size()} tokens -> {tok_path}; ArrayRecord: " +
+  say(f"[2/9] tokenizer: BPE, {d.tok.get_vocab_size()} tokens -> {tok_path}; ArrayRecord: " +
       ", ".join(f"{k} {v['written']}" for k, v in built.items()))
   d.test_problems = engine_benchmark.load(f"{out}/engine/test/instruct.json")
   d.dynamic_problems = unseen_variants(d)
@@ -209,7 +212,7 @@ def clip_math(d: Demo) -> None:
   after = evaluate.retrieval(load_model(d.workdir("clip_math"))[0], captions, d.hf_tok,
                              c.data.max_len)
   d.results["retrieval"] = dict(before=before, after=after)
-  say(f"[3/8] CLIP-Math: image->caption top-1 on {after['pairs']} held-out pairs "
+  say(f"[3/9] CLIP-Math: image->caption top-1 on {after['pairs']} held-out pairs "
       f"{100 * before['image_to_caption_top1']:.1f}% untrained -> "
       f"{100 * after['image_to_caption_top1']:.1f}% (chance {100 * after['chance']:.1f}%), "
       f"top-5 {100 * before['image_to_caption_top5']:.1f}% -> "
@@ -235,8 +238,29 @@ def dpo(d: Demo) -> None:
       "--image_size", "56"])
   d.train("dpo", "4 DPO", **{"model.init_from": d.workdir("sft")})
   d.results["dpo_pairs"] = stats
-  say(f"[6/8] DPO on {stats['pairs']} pairs ({stats['correct']} of {stats['responses']} "
+  say(f"[6/9] DPO on {stats['pairs']} pairs ({stats['correct']} of {stats['responses']} "
       f"training answers were right): {held_out(d, 'dpo')}")
+
+
+def grpo(d: Demo) -> None:
+  """Stage 5: GRPO from the DPO model, on problems the engine makes during training (never a
+  held-out one: the engine's content-hash split), rewarded by the evaluation's answer judge, at
+  the reasoning depth the curriculum sets from the running pass rate."""
+  from mathvlm.demo.report import read_metrics
+  d.train("grpo", "5 GRPO", **{"model.init_from": d.workdir("dpo")})
+  rows = read_metrics(d.workdir("grpo"))
+  keep = ("step", "loss", "reward/mean", "reward/std", "groups/all_equal",
+          "groups/all_equal_after", "groups/refilled", "curriculum/level", "curriculum/pass_rate",
+          "response_length", "rollout_seconds", "clip_fraction", "entropy")
+  c, _ = d.config("grpo")
+  settings = dict(c.grpo.to_dict(), prompts_per_step=c.data.global_batch, lr=c.optim.lr,
+                  steps=c.steps)
+  logged = lambda k: k in keep or k.startswith("pass@")
+  d.results["grpo"] = dict(settings=settings,
+                           curve=[{k: v for k, v in r.items() if logged(k)} for r in rows])
+  say(f"[7/9] GRPO, {len(rows)} steps (reward {rows[0]['reward/mean']:.2f} -> "
+      f"{rows[-1]['reward/mean']:.2f}, depth level {rows[0]['curriculum/level']:.0f} -> "
+      f"{rows[-1]['curriculum/level']:.0f}): {held_out(d, 'grpo')}")
 
 
 def dynamic(d: Demo) -> None:
@@ -246,7 +270,7 @@ def dynamic(d: Demo) -> None:
   from mathvlm.demo import evaluate
   from mathvlm.eval import engine_dynamic
   t = time.time()
-  model, cfg = load_model(d.workdir("dpo"))
+  model, cfg = load_model(d.workdir(FINAL))
   problems = d.dynamic_problems
   responses = dict(zip([p.pid for p in problems], generate(d, model, cfg, problems)))
   scored = engine_dynamic.evaluate(problems, responses, variants=VARIANTS)
@@ -258,7 +282,7 @@ def dynamic(d: Demo) -> None:
   r = d.results["dynamic"] = dict(
       evaluate.dynamic_summary(scored, problems), seen_in_training=before["seen_in_training"],
       seconds=dict(before["seconds"], answers=round(time.time() - t, 1)))
-  say(f"[7/8] dynamic benchmark, {r['seeds']} held-out seeds x {r['variants']} variants x 3 "
+  say(f"[8/9] dynamic benchmark, {r['seeds']} held-out seeds x {r['variants']} variants x 3 "
       f"versions: average {r['average']:.1f}%, worst case {r['worst_case']:.1f}% (robustness "
       f"{r['robustness']:.2f}), versions agree on {r['consistency']['agreement']:.1f}%")
 
@@ -267,7 +291,7 @@ def math_v(d: Demo) -> None:
   """The final model through the MATH-Vision testmini pipeline on the real files, once."""
   from mathvlm.demo import data
   from mathvlm.eval import run as eval_run
-  final, scores = f"{d.workdir('dpo')}/model", f"{d.out}/math_v"
+  final, scores = f"{d.workdir(FINAL)}/model", f"{d.out}/math_v"
   shutil.copy(f"{d.out}/data/tokenizer.json", f"{final}/tokenizer.json")
   eval_run.main(["--benchmark", "math_v", "--ckpt", final,
                  "--data", os.path.join(data.SHARED, "math_v"),
@@ -277,7 +301,7 @@ def math_v(d: Demo) -> None:
   with open(f"{scores}/scores.json") as f:
     d.results["math_v"] = json.load(f)
   a = d.results["math_v"]["all"]
-  say(f"[8/8] MATH-Vision testmini: {a['correct']}/{a['total']} -> {scores}/scores.md")
+  say(f"[9/9] MATH-Vision testmini: {a['correct']}/{a['total']} -> {scores}/scores.md")
 
 
 def main(argv=None) -> dict:
@@ -293,10 +317,11 @@ def main(argv=None) -> dict:
   make_data(d)
   clip_math(d)
   d.train("align", "2 alignment", **{"model.vision_init_from": d.workdir("clip_math")})
-  say(f"[4/8] alignment: {held_out(d, 'align')}")
+  say(f"[4/9] alignment: {held_out(d, 'align')}")
   d.train("sft", "3 instruction tuning", **{"model.init_from": d.workdir("align")})
-  say(f"[5/8] instruction tuning: {held_out(d, 'sft')}")
+  say(f"[5/9] instruction tuning: {held_out(d, 'sft')}")
   dpo(d)
+  grpo(d)
   dynamic(d)
   math_v(d)
   return write_summary(d, time.time() - t0)
@@ -315,7 +340,7 @@ def write_summary(d: Demo, seconds: float) -> dict:
       engine=r["engine"], tokenizer=r["tokenizer"],
       built={k: v["written"] for k, v in r["built"].items()},
       retrieval=r["retrieval"], baselines=r["baselines"], evals=r["evals"],
-      ranked=r["ranked"], training=r["training"], dpo_pairs=r["dpo_pairs"],
+      ranked=r["ranked"], training=r["training"], dpo_pairs=r["dpo_pairs"], grpo=r["grpo"],
       dynamic=r["dynamic"], math_v=r["math_v"], workdirs={s: d.workdir(s) for s in STAGES},
       seconds=seconds)
   summary["reading"] = reading(summary)
@@ -331,40 +356,72 @@ def reading(s: dict) -> list[str]:
   b, e, k = s["baselines"], s["evals"], s["ranked"]
   best = max(b["random"], b["majority"])
   acc = lambda table, stage, key="all": table[stage].get(key, {"accuracy": 0.0})["accuracy"]
+  mc = lambda table, stage: acc(table, stage, "type/multiple-choice")
+  free = lambda stage: acc(e, stage, "type/free-form")
   vs = lambda x, y, yes, no: yes if x >= y else no
+  step = lambda x, y: ("within a point of" if abs(x - y) <= 1 else vs(x, y, "above", "below"))
+  n_mc = e["sft"].get("type/multiple-choice", {"total": 0})["total"]
+  chance_mc = b["random"] * e["sft"]["all"]["total"] / max(n_mc, 1)  # free-form counts 0 there
   out = [
       f"- Instruction tuning: {acc(e, 'sft'):.1f}% of held-out answers right as generated "
-      f"(multiple choice {acc(e, 'sft', 'type/multiple-choice'):.1f}%, free-form "
-      f"{acc(e, 'sft', 'type/free-form'):.1f}%), against the better baseline's "
-      f"{best:.1f}% ({acc(e, 'sft') - best:+.1f} points); after alignment alone "
+      f"(multiple choice {mc(e, 'sft'):.1f}%, free-form {free('sft'):.1f}%), against the better "
+      f"baseline's {best:.1f}% ({acc(e, 'sft') - best:+.1f} points); after alignment alone "
       f"{acc(e, 'align'):.1f}%.",
-      f"- Ranking the options by likelihood: {acc(k, 'sft'):.1f}% (multiple choice "
-      f"{acc(k, 'sft', 'type/multiple-choice'):.1f}%), after alignment alone "
-      f"{acc(k, 'align'):.1f}%" + vs(acc(k, 'align'), best, (
-          ": captions alone already make some answers more plausible than others."), ".")
-      + vs(acc(k, 'sft'), acc(k, 'align'), " Instruction tuning sharpens it.", ""),
+      f"- Multiple choice as generated: {mc(e, 'sft'):.1f}% after instruction tuning, "
+      + vs(mc(e, 'sft'), chance_mc, "above", "below") + f" chance ({chance_mc:.1f}%): the model "
+      "answers with a value (`The answer is V.`), and a value that is none of the options counts "
+      f"wrong. Ranked by likelihood among the options it picks right {mc(k, 'sft'):.1f}% (after "
+      f"alignment alone {mc(k, 'align'):.1f}%): it prefers the right option more often than it "
+      "writes it.",
       f"- DPO: {acc(e, 'dpo'):.1f}% generated, {acc(k, 'dpo'):.1f}% ranked: "
-      f"{vs(acc(e, 'dpo'), acc(e, 'sft'), 'not worse than', 'worse than')} instruction tuning "
-      f"as generated ({acc(e, 'dpo') - acc(e, 'sft'):+.1f} points), "
-      f"{vs(acc(k, 'dpo'), acc(k, 'sft'), 'not worse', 'worse')} ranked "
-      f"({acc(k, 'dpo') - acc(k, 'sft'):+.1f}). One point is "
-      f"{e['sft']['all']['total'] / 100:g} questions: at this "
-      "size DPO on the model's own mistakes mostly holds instruction tuning's gains (how its "
-      "settings were chosen is in configs/demo.py).",
-      f"- Free-form answers stay rare ({acc(e, 'dpo', 'type/free-form'):.1f}% after DPO): "
-      "text-lite and vision-dominant questions put the measurements in a 56-pixel diagram, and "
-      "a model this size does not compute areas and slopes; what it learns is which answers "
-      "are plausible for a question, which the options then turn into a choice.",
-      f"- The choices-only rule reaches {b['choices_only_rule']:.1f}%: the engine's "
-      "distractors are slips of the answer, so the options alone give much away to a model that "
-      "learns the slips. Part of any model's gain over chance on multiple choice can come from "
-      "there rather than from the diagram; per-version accuracy is the check (text-dominant "
-      "questions state the numbers, the other two hide them in the image).",
+      f"{step(acc(e, 'dpo'), acc(e, 'sft'))} instruction tuning as generated "
+      f"({acc(e, 'dpo') - acc(e, 'sft'):+.1f} points), {step(acc(k, 'dpo'), acc(k, 'sft'))} it "
+      f"ranked ({acc(k, 'dpo') - acc(k, 'sft'):+.1f}). One point is "
+      f"{e['sft']['all']['total'] / 100:g} questions (how DPO's settings were chosen is in "
+      "configs/demo.py).",
+      f"- Free-form: {free('sft'):.1f}% after instruction tuning: text-lite and "
+      "vision-dominant questions put the measurements in a 56-pixel diagram, and a model this "
+      "size, trained on answers alone, mostly learns which values are plausible for a question.",
+      choices_only_reading(b, chance_mc / max(b["random"], 1e-9)),
   ]
+  out.append(grpo_reading(e, s["grpo"]))
   out.append(dynamic_reading(s["dynamic"]))
   if s["settings"]["quick"]:
     out.append("- `--quick` trains for seconds: its numbers check the path, not the learning.")
   return out
+
+
+def choices_only_reading(b: dict, to_mc: float) -> str:
+  """The best rule that reads only the options, against chance, on the multiple-choice questions
+  (`to_mc` turns a share of all questions into a share of those)."""
+  rules = {k[len("choices_only_"):]: v * to_mc for k, v in b.items()
+           if k.startswith("choices_only_")}
+  best, chance = max(rules, key=rules.get), b["random"] * to_mc
+  return (f"- Options alone: the best of {len(rules)} choices-only rules ({best}) picks the right "
+          f"option in {rules[best]:.1f}% of the multiple-choice questions, chance {chance:.1f}% "
+          f"({rules[best] - chance:+.1f} points; the best of many rules on a few hundred "
+          "questions is biased upward, `python -m benchmarks.engine` measures them on 1,000 fresh "
+          "problems)" + (": the options give little away." if rules[best] - chance <= 10 else
+                         ": the options give part of the answer away."))
+
+
+def grpo_reading(e: dict, g: dict) -> str:
+  """GRPO's held-out change against where it started (DPO) and instruction tuning alone."""
+  acc = lambda stage, key: e[stage].get(key, {"accuracy": 0.0})["accuracy"]
+  free = lambda stage: acc(stage, "type/free-form")
+  curve = g["curve"]
+  head, tail = curve[:10], curve[-10:]
+  mean = lambda rows, k: sum(r[k] for r in rows) / len(rows)
+  return (f"- GRPO ({len(curve)} steps): free-form {free('dpo'):.1f}% -> {free('grpo'):.1f}% "
+          f"({free('grpo') - free('dpo'):+.1f} points; instruction tuning alone "
+          f"{free('sft'):.1f}%), all questions "
+          f"{acc('dpo', 'all'):.1f}% -> {acc('grpo', 'all'):.1f}%; the training reward went "
+          f"from {mean(head, 'reward/mean'):.2f} (first 10 steps) to "
+          f"{mean(tail, 'reward/mean'):.2f} (last 10) on problems made as it trained, at "
+          f"reasoning-depth level {head[0]['curriculum/level']:.0f} -> "
+          f"{tail[-1]['curriculum/level']:.0f}. One held-out point is "
+          f"{e['grpo']['all']['total'] / 100:g} questions overall, "
+          f"{e['grpo'].get('type/free-form', {'total': 0})['total'] / 100:.1f} free-form.")
 
 
 def dynamic_reading(r: dict) -> str:

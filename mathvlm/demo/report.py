@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 
-STAGE_LABELS = {"align": "2 alignment", "sft": "3 instruction tuning", "dpo": "4 DPO"}
+STAGE_LABELS = {"align": "2 alignment", "sft": "3 instruction tuning", "dpo": "4 DPO",
+                "grpo": "5 GRPO"}
 
 
 def read_metrics(workdir: str) -> list[dict]:
@@ -59,6 +60,12 @@ def plot_accuracy(evals: dict[str, dict], ranked: dict[str, dict], base: dict, p
   plt.close(fig)
 
 
+def mc_share(evals: dict) -> float:
+  """Percent of held-out questions asked as multiple choice."""
+  acc = next(iter(evals.values()))
+  return 100 * acc.get("type/multiple-choice", {"total": 0})["total"] / max(acc["all"]["total"], 1)
+
+
 def pct(x: float) -> str:
   return f"{100 * x:.1f}"
 
@@ -108,11 +115,87 @@ def dynamic_section(dyn: dict) -> list[str]:
   ]
 
 
+def plot_grpo(curve: list[dict], path: str) -> None:
+  """GRPO's training reward and pass rate per step (left) and the curriculum's depth level with
+  the running pass rate it follows (right)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  steps = [r["step"] for r in curve]
+  fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.2))
+  a.plot(steps, [r["reward/mean"] for r in curve], lw=1, label="reward (mean of the batch)")
+  a.plot(steps, [r["pass@1"] for r in curve], lw=1, label="pass@1 (right answers)")
+  a.plot(steps, [r["groups/all_equal"] for r in curve], lw=1, ls=":",
+         label="groups with equal rewards (as sampled)")
+  a.set_xlabel("step")
+  a.legend(fontsize=7)
+  a.grid(alpha=0.3)
+  levels = [r["curriculum/level"] for r in curve]
+  b.step(steps, levels, where="post", label="depth level (0: one-step problems)")
+  b.set_yticks(range(0, int(max(levels + [4])) + 1))
+  b.set_ylim(-0.3, max(levels + [4]) + 0.3)
+  b.set_ylabel("curriculum level")
+  b.set_xlabel("step")
+  b2 = b.twinx()
+  b2.plot(steps, [r["curriculum/pass_rate"] for r in curve], color="C1", lw=1,
+          label="running pass rate (moves up above 0.75, down below 0.25)")
+  b2.set_ylim(0, 1)
+  b2.set_ylabel("running pass rate")
+  b.grid(alpha=0.3)
+  handles = b.get_legend_handles_labels()[0] + b2.get_legend_handles_labels()[0]
+  b.legend(handles=handles, fontsize=7, loc="upper left")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def grpo_section(g: dict, evals: dict) -> list[str]:
+  """What GRPO saw while it trained (first and last ten steps) and what it changed held out."""
+  curve, o = g["curve"], g["settings"]
+  mean = lambda rows, k: sum(r.get(k, 0.0) for r in rows) / max(len(rows), 1)
+  pass_g = next((k for k in curve[0] if k.startswith("pass@") and k != "pass@1"), "pass@1")
+  row = lambda name, rows: (
+      f"| {name} | {mean(rows, 'reward/mean'):.3f} | {mean(rows, 'pass@1'):.3f} | "
+      f"{mean(rows, pass_g):.3f} | {mean(rows, 'groups/all_equal'):.2f} | "
+      f"{mean(rows, 'groups/all_equal_after'):.2f} | {mean(rows, 'curriculum/level'):.1f} | "
+      f"{mean(rows, 'response_length'):.1f} | {mean(rows, 'rollout_seconds'):.1f} |")
+  acc = lambda stage, key: evals[stage].get(key, {"accuracy": 0.0})["accuracy"]
+  keys = ("all", "type/free-form", "type/multiple-choice")
+  return [
+      "## Stage 5: GRPO on problems the engine makes as it trains",
+      "",
+      f"{o['prompts_per_step']} prompts a step, {o['group']} sampled answers each (temperature "
+      f"{o['temperature']}, at most {o['max_new_tokens']} tokens) to the `{o['version']}` "
+      "question of problems the engine makes on the fly from its training split (never a "
+      f"held-out problem); rewards `{o['rewards']}` (answer: the evaluation's judge, 1 if "
+      "right; format: the trained `The answer is V.`); "
+      + (f"groups whose rewards are all equal are replaced by fresh problems (DAPO's dynamic "
+         f"sampling, at most {o['max_refills']} rounds); " if o["dynamic_sampling"] else "")
+      + f"clip {o['eps_low']}/{o['eps_high']}, KL beta {o['beta']}, learning rate {o['lr']:g}; "
+      "the curriculum moves the reasoning depth up when the running pass rate passes 0.75 and "
+      "down below 0.25 (configs/demo.py's grpo stage, mathvlm/rl/curriculum.py).",
+      "",
+      f"| steps | reward | pass@1 | {pass_g} | equal-reward groups sampled | left after refills | "
+      "depth level | answer tokens | rollout s/step |",
+      "|---|---|---|---|---|---|---|---|---|",
+      row("first 10", curve[:10]),
+      row("last 10", curve[-10:]),
+      "",
+      "Held out (percent, generated answers): " + "; ".join(
+          f"{k.split('/')[-1]} {acc('dpo', k):.1f} after DPO -> {acc('grpo', k):.1f} after GRPO "
+          f"(instruction tuning alone {acc('sft', k):.1f})" for k in keys) + ".",
+      "",
+      "![grpo](grpo.png)",
+      "",
+  ]
+
+
 def write(out: str, r: dict) -> str:
   """r: everything the demo measured (also saved as summary.json)."""
   os.makedirs(out, exist_ok=True)
   plot_losses(r["workdirs"], os.path.join(out, "losses.png"))
   plot_accuracy(r["evals"], r["ranked"], r["baselines"], os.path.join(out, "accuracy.png"))
+  plot_grpo(r["grpo"]["curve"], os.path.join(out, "grpo.png"))
   b, ret, s = r["baselines"], r["retrieval"], r["settings"]
   last = list(r["evals"])[-1]
   lines = [
@@ -125,8 +208,9 @@ def write(out: str, r: dict) -> str:
       "## Data",
       f"- Engine problems: {r['engine']['train']['n']} for training, {r['engine']['test']['n']} "
       "held out (a content-hash split: no held-out problem appears in training), plane "
-      "geometry, analytic geometry and functions in equal parts, "
-      f"{pct(s['mc'])}% multiple choice.",
+      "geometry, analytic geometry and functions in equal parts; multiple choice asked for "
+      f"{pct(s['mc'])}% of problems, held {mc_share(r['evals']):.1f}% of held-out questions (a "
+      "problem whose chain has too few wrong turns for distinct options is asked free-form).",
       f"- Dynamic benchmark: {r['dynamic']['seeds']} held-out seed problems, "
       f"{r['dynamic']['variants']} variants each, drawn with the held-out set's seed and split "
       "(variant 0 of seed i is held-out problem i, unless a variant could not be drawn); "
@@ -149,7 +233,7 @@ def write(out: str, r: dict) -> str:
       "",
       f"On {ret['after']['pairs']} held-out diagram/caption pairs (percent).",
       "",
-      "## Stages 2-4: held-out problems (percent correct)",
+      "## Stages 2-5: held-out problems (percent correct)",
       "",
       "Answers as the model generates them (greedy, at most "
       f"{s['max_new_tokens']} tokens), scored as the evaluation CLI scores MathVerse: "
@@ -179,12 +263,16 @@ def write(out: str, r: dict) -> str:
       *[f"| {st} | {v['steps']} | {v['first_loss']:.3f} | {v['last_loss']:.3f} | "
         f"{v['seconds']:.0f} |" for st, v in r["training"].items()],
       "",
+      "GRPO's loss is about 0 by construction (its advantages sum to 0 in each group); what it "
+      "optimises, the reward, is in the Stage 5 table.",
+      "",
       f"DPO pairs: the stage-3 model answered {r['dpo_pairs']['responses']} training problems; "
       f"{r['dpo_pairs']['correct']} right, {r['dpo_pairs']['pairs']} wrong answers became "
       "(annotated answer, model answer) pairs.",
       "",
       "![losses](losses.png)",
       "",
+      *grpo_section(r["grpo"], r["evals"]),
       *dynamic_section(r["dynamic"]),
       "## MATH-Vision testmini (the benchmark pipeline, once)",
       "",

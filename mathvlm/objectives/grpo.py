@@ -137,6 +137,7 @@ DEFAULTS = dict(
                                       # a function by import path: "pkg.mod:fn=0.5"
     length_target=0,         # the length reward's free length in tokens (0: max_new_tokens)
     problems="",             # rollout prompts on the fly: "module:factory" (the engine's stream)
+    problem_options="",      # ... its keyword arguments: "mc=0.5,workers=2" (Python literals)
     curriculum=True,         # adapt the stream's difficulty to the running pass rate
     version="text_lite",     # the question version rollouts answer (MAVIS's instruction tuning)
     consistency=False,       # groups mix one problem's three question versions instead
@@ -159,6 +160,11 @@ def check(o) -> list[str]:
                   "(temperature > 0, 0 < top_p <= 1)")
   if o["passes"] < 1 or o["max_new_tokens"] < 1:
     errors.append(f"grpo.passes={o['passes']}, max_new_tokens={o['max_new_tokens']}: >= 1")
+  try:
+    from mathvlm.rl.rollouts import keyword_options
+    keyword_options(o["problem_options"])
+  except ValueError as e:
+    errors.append(str(e))
   return errors
 
 

@@ -6,7 +6,8 @@ Built in:
 - format: 1 when the answer states it as trained ("The answer is V."), else 0;
 - length: -(tokens beyond `length_target`) / max_new_tokens, a penalty for rambling;
 - consistency: for groups that mix one problem's question versions (`grpo.consistency`), the
-  share of the group's other answers that agree with this one's final answer, when it is right.
+  share of the group's other answers that agree with this one, when it is right (judged as
+  answers, so equal values written differently agree).
 Any other name is a function by import path, "package.module:function=weight", called as
 function(response: str, problem: dict) -> float.
 """
@@ -63,16 +64,19 @@ def load(name: str) -> Callable[[str, dict], float]:
   return getattr(importlib.import_module(module), attr)
 
 
-def consistency(responses: list[str], problems: list[dict], correct: np.ndarray) -> np.ndarray:
-  """Per answer: the share of the other answers in its group (same `group` id) whose final answer
-  is the same as its own, counted only when it is right (agreeing on a wrong answer earns
-  nothing)."""
-  finals = [answers.engine_answer(r, p["choices"]) for r, p in zip(responses, problems)]
-  out = np.zeros(len(responses), np.float32)
-  for i, p in enumerate(problems):
-    others = [j for j, q in enumerate(problems) if q["group"] == p["group"] and j != i]
-    if correct[i] and others:
-      out[i] = np.mean([finals[j] == finals[i] for j in others])
+def consistency(problems: list[dict], correct: np.ndarray) -> np.ndarray:
+  """Per answer: when it is right, the share of the other answers in its group (same `group` id:
+  one problem's question versions, which share its answer) that are right too, else 0 (agreeing
+  on a wrong answer earns nothing). Agreement with a right answer is judged by the answer judge,
+  not by the strings: `4√3` and `6.93` agree on a free-form answer, as they would be scored."""
+  correct = np.asarray(correct, np.float32)
+  groups = np.array([p["group"] for p in problems], dtype=object)
+  out = np.zeros(len(problems), np.float32)
+  for i in np.flatnonzero(correct):
+    others = np.flatnonzero(groups == groups[i])
+    others = others[others != i]
+    if len(others):
+      out[i] = correct[others].mean()
   return out
 
 
@@ -88,7 +92,7 @@ def score(responses: list[str], problems: list[dict], lengths: np.ndarray, spec:
       free = length_target or max_new_tokens
       parts[name] = -np.maximum(0, np.asarray(lengths) - free).astype(np.float32) / max_new_tokens
     elif name == "consistency":
-      parts[name] = consistency(responses, problems, correct)
+      parts[name] = consistency(problems, correct)
     else:
       fn = load(name)
       parts[name] = np.array([fn(r, p) for r, p in zip(responses, problems)], np.float32)

@@ -2,9 +2,9 @@
 the rows the jitted step trains on (prompt + answer, `loss_mask` on the answer).
 
 Prompts come from a problem stream (`grpo.problems`, "package.module:factory", called as
-factory(seed=...)): problems made on the fly from the indices the data pipeline hands out
-(`data.name='stream'`: shuffled, sharded over processes, resumable), at the difficulty the
-curriculum sets. A stream has `levels` and `records(indices, level)` returning, per index, a
+factory(seed=..., **grpo.problem_options)): problems made on the fly from the indices the data
+pipeline hands out (`data.name='stream'`: shuffled, sharded over processes, resumable), at the
+difficulty the curriculum sets. A stream has `levels` and `records(indices, level)` returning, per index, a
 MAVIS-Geometry record (the engine's format) and its images {path: encoded bytes}; the records
 become prompts through the evaluation's own loader (`engine_benchmark.problems_of`), so a rollout
 is asked exactly what held-out evaluation asks. A group answers the question version
@@ -18,6 +18,7 @@ beside the train state (`state_dict`).
 
 from __future__ import annotations
 
+import ast
 import importlib
 import io
 import logging
@@ -65,7 +66,8 @@ class Rollouts:
     if not c.data.tokenizer.endswith(".json"):
       raise ValueError("grpo rollouts need data.tokenizer: a tokenizer.json (to decode answers)")
     module, _, attr = self.opts["problems"].partition(":")
-    self.stream = getattr(importlib.import_module(module), attr)(seed=c.seed)
+    self.stream = getattr(importlib.import_module(module), attr)(
+        seed=c.seed, **keyword_options(self.opts["problem_options"]))
     from mathvlm.eval.engine_benchmark import VERSIONS
     self.versions = list(VERSIONS) if self.opts["consistency"] else [self.opts["version"]]
     if self.versions[0] not in VERSIONS:
@@ -159,10 +161,15 @@ class Rollouts:
       n, most = int(equal.sum()), _max_over_processes(int(equal.sum()))
       if not most:
         break
-      # every process samples as many fresh groups as the neediest (the batch shape must agree)
-      new = self._rollout(state, self._problems(self._fresh_indices(most), level), step, round_)
+      # every process samples as many fresh groups as the neediest (the batch shape must agree),
+      # rounded up to a power of two (at most the batch's groups) so that the sampler compiles
+      # for a few shapes, not for every count; the extra groups are a choice: informative ones
+      # (rewards not all equal) fill the slots first, in sampled order (DAPO's filter)
+      size = min(_bucket(most), len(equal))
+      new = self._rollout(state, self._problems(self._fresh_indices(size), level), step, round_)
+      new = _informative_first(new, self._equal_groups(new["reward"]), self.group)
       rows = _replace_groups(rows, new, np.flatnonzero(equal)[:n], self.group)
-      rounds, sampled = round_, sampled + most
+      rounds, sampled = round_, sampled + size
     groups = len(rows["reward"]) // self.group
     return rows, {"groups/refill_rounds": float(rounds), "groups/refilled": sampled / groups,
                   "groups/all_equal_after": float(np.mean(_gathered(
@@ -222,11 +229,39 @@ class Rollouts:
             "response_length": float(np.mean(lengths))}
 
 
+def keyword_options(text: str) -> dict:
+  """"mc=0.5,workers=2,domain='plane'" -> {"mc": 0.5, "workers": 2, "domain": "plane"}: values
+  are Python literals, or else taken as strings (domain=plane)."""
+  out = {}
+  for part in filter(None, (p.strip() for p in text.split(","))):
+    key, eq, value = part.partition("=")
+    if not eq or not key.strip().isidentifier():
+      raise ValueError(f"grpo.problem_options entry {part!r}: expected name=value")
+    try:
+      out[key.strip()] = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+      out[key.strip()] = value.strip()
+  return out
+
+
 def _as_dict(p, files: dict) -> dict:
   """What rewards and prompts read of a problem; its image as bytes from the stream's files."""
   image = files[p.images[0]] if p.images else None
   return {"id": p.pid, "query": p.query, "image": image, "answer": p.answer,
           "choices": p.choices, "group": p.meta["group"], "version": p.meta["version"]}
+
+
+def _bucket(n: int) -> int:
+  """The next power of two >= n."""
+  return 1 << max(0, int(n) - 1).bit_length()
+
+
+def _informative_first(rows: dict, equal: np.ndarray, group: int) -> dict:
+  """Rows regrouped so that groups whose rewards differ come first (stable: sampled order)."""
+  order = np.concatenate([np.flatnonzero(~equal), np.flatnonzero(equal)])
+  take = (order[:, None] * group + np.arange(group)[None, :]).reshape(-1)
+  return {k: ([v[i] for i in take] if isinstance(v, list) else np.asarray(v)[take])
+          for k, v in rows.items()}
 
 
 def _replace_groups(rows: dict, new: dict, slots: np.ndarray, group: int) -> dict:

@@ -1,5 +1,6 @@
 """`python -m mathvlm.demo --quick`: the main job's whole path (engine data, tokenizer, ArrayRecord,
-four training stages with the real trainer, held-out evaluation after each, MATH-Vision testmini
+five training stages with the real trainer (the MAVIS four, then GRPO on problems the engine
+makes as it trains), held-out evaluation after each, MATH-Vision testmini
 on the real files, REPORT.md with plots) from a clean output folder. Too short to learn much, so
 it checks that every number is measured and consistent, not that it is high."""
 
@@ -21,8 +22,8 @@ def test_quick_demo_end_to_end(tmp_path):
                        cwd=ROOT, capture_output=True, text=True, timeout=900,
                        env={**os.environ, "PYTHONPATH": ROOT})
   assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
-  for step in range(1, 9):
-    assert f"[{step}/8]" in res.stdout
+  for step in range(1, 10):
+    assert f"[{step}/9]" in res.stdout
   s = json.load(open(out / "summary.json"))
   n_test = s["engine"]["test"]["n"]
   assert s["engine"]["train"]["n"] == 320 and n_test == 48
@@ -32,7 +33,7 @@ def test_quick_demo_end_to_end(tmp_path):
     r = s["retrieval"][when]
     assert r["pairs"] == 48 and not r["dropped"]
     assert 0 <= r["image_to_caption_top1"] <= r["image_to_caption_top5"] <= 1
-  assert list(s["evals"]) == list(s["ranked"]) == ["align", "sft", "dpo"]
+  assert list(s["evals"]) == list(s["ranked"]) == ["align", "sft", "dpo", "grpo"]
   for acc in [*s["evals"].values(), *s["ranked"].values()]:
     assert acc["all"]["total"] == 3 * n_test  # three question versions per problem
     assert sum(acc[f"domain/{d}"]["total"] for d in ("plane", "analytic", "function")) == 3 * n_test
@@ -46,6 +47,7 @@ def test_quick_demo_end_to_end(tmp_path):
     assert r["ranked_correct"] == (r["ranked"] == r["answer"] if r["ranked"] else r["correct"])
   sft = s["training"]["3 instruction tuning"]
   assert sft["last_loss"] < sft["first_loss"]
+  check_grpo(out, s)
   b = s["baselines"]  # issue 14: distractors no longer favour the old slip rule (at chance)
   rules = [k for k in b if k.startswith("choices_only")]
   assert "choices_only_rule" in rules and len(rules) >= 10
@@ -53,11 +55,26 @@ def test_quick_demo_end_to_end(tmp_path):
   check_dynamic(out, s)
   assert s["math_v"]["all"]["total"] == 64  # --quick scores the first 64 of the 304
   report = open(out / "REPORT.md").read()
-  for heading in ("## Stage 1: CLIP-Math", "## Stages 2-4", "## Dynamic engine benchmark",
-                  "## MATH-Vision testmini"):
+  for heading in ("## Stage 1: CLIP-Math", "## Stages 2-5", "## Stage 5: GRPO",
+                  "## Dynamic engine benchmark", "## MATH-Vision testmini"):
     assert heading in report
-  for png in ("losses.png", "accuracy.png"):
+  for png in ("losses.png", "accuracy.png", "grpo.png"):
     assert open(out / png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def check_grpo(out, s):
+  """GRPO's 3 quick steps (2 prompts x 4 answers) from the DPO model: a reward, pass rates and
+  the curriculum's level per step in the summary, as the trainer logged them; the held-out rows
+  are the GRPO model's."""
+  curve = s["grpo"]["curve"]
+  logged = [json.loads(x) for x in open(out / "5_grpo/metrics.jsonl")]
+  assert [r["step"] for r in curve] == [r["step"] for r in logged] == [1, 2, 3]
+  for r, row in zip(curve, logged):
+    assert r["reward/mean"] == row["reward/mean"] and 0 <= r["pass@1"] <= r["pass@4"] <= 1
+    assert r["curriculum/level"] in (0.0, 1.0) and 0 <= r["groups/all_equal"] <= 1
+  assert s["workdirs"]["grpo"].endswith("5_grpo")
+  rows = [json.loads(x) for x in open(out / "5_grpo/held_out.jsonl")]
+  assert sum(r["correct"] for r in rows) == s["evals"]["grpo"]["all"]["correct"]
 
 
 def check_dynamic(out, s):

@@ -14,7 +14,7 @@ import pytest
 
 import rl_toys
 from mathvlm.rl import rewards as R
-from mathvlm.rl.rollouts import Rollouts
+from mathvlm.rl.rollouts import Rollouts, keyword_options
 
 STEP = 3  # any step: the sampling seed is (config.seed, step, refill round)
 G = 6      # answers per prompt; every test samples 2 prompts (the consistency test's 3 versions
@@ -119,6 +119,21 @@ def test_dynamic_sampling_stops_after_max_refills(toy):
   assert host.refills == 1
 
 
+def test_refills_sample_power_of_two_groups_and_fill_slots_with_informative_ones_first(toy):
+  """Three of 4 groups all-equal: round 1 samples 4 fresh groups (3 rounded up: the sampler
+  compiles for a few batch shapes, not one per count), and the two open ones among them (10**9 + 1,
+  10**9 + 3) fill the first two slots before a solved one takes the third; rounds 2 and 3 need
+  one group each."""
+  host, state = _host(toy, dynamic_sampling=True, max_refills=4)
+  sizes, rollout = [], host._rollout
+  host._rollout = lambda st, groups, *a: sizes.append(len(groups)) or rollout(st, groups, *a)
+  batch, metrics = host(state, {"problem_index": np.array([1, 0, 2, 4])}, STEP)
+  assert sizes == [4, 4, 1, 1]
+  assert _all_equal(batch) == [False] * 4 and metrics["groups/all_equal"] == 0.75
+  assert metrics["groups/refill_rounds"] == 3 and metrics["groups/refilled"] == 6 / 4
+  assert host.refills == 6
+
+
 # ---------------------------------------------------------------------------------------------
 # Consistency across question versions.
 
@@ -151,6 +166,17 @@ def test_consistency_reward_is_the_agreeing_share_of_the_groups_other_answers_wh
   np.testing.assert_array_equal(alone, parts["correct"])
 
 
+def test_consistency_judges_free_form_agreement_by_value_not_by_string():
+  """Free-form answers agree when the judge counts both right: `4√3`, `6.93` and `4*sqrt(3)` are
+  the same answer written three ways (string equality would give each 0 agreement); `7` is not."""
+  responses = ["The answer is 4√3.", "The answer is 6.93.", "The answer is 4*sqrt(3).",
+               "The answer is 7.", "The answer is 4√3.", "no idea"]
+  problems = [{"group": "f", "version": v, "answer": "4√3", "choices": []} for v in VERSIONS]
+  _, parts = R.score(responses, problems, np.ones(6), "answer=1.0,consistency=1.0", 8)
+  np.testing.assert_array_equal(parts["correct"], [1, 1, 1, 0, 1, 0])
+  np.testing.assert_allclose(parts["consistency"], [.6, .6, .6, 0, .6, 0])
+
+
 def test_consistency_groups_hold_one_problems_three_versions(toy):
   """With `grpo.consistency`, group g of the batch answers problem g's text-dominant, text-lite
   and vision-dominant questions, G/3 times each: in what the rewards see and in the prompts the
@@ -174,3 +200,11 @@ def test_consistency_groups_hold_one_problems_three_versions(toy):
   bad, _ = _host(toy, problems="rl_toys:VersionStream", consistency=True, group=4)
   with pytest.raises(ValueError, match="each of the 3 question versions equally often"):
     bad.start()
+
+
+def test_problem_options_are_the_streams_keyword_arguments():
+  assert keyword_options("mc=0.5, workers=2,domain=plane,degrade=0.1") == dict(
+      mc=0.5, workers=2, domain="plane", degrade=0.1)
+  assert keyword_options("") == {}
+  with pytest.raises(ValueError, match="'workers 2': expected name=value"):
+    keyword_options("mc=0.5,workers 2")

@@ -1,0 +1,42 @@
+"""The performance benchmarks (benchmarks/, issue 16) run end to end on the tiny preset and print
+the JSON the README's figures come from. Slow (a minute of compiles and torch steps): the default
+run has no other check that a refactor kept the benchmarks' calls into the library working (one
+did not: `convert.load_hf` moved to `mathvlm.hf`, `make_train_step` changed its arguments)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from train_utils import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def _run(*args: str) -> dict:
+  res = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600, env={**os.environ, "PYTHONPATH": ROOT})
+  assert res.returncode == 0, res.stderr[-3000:]
+  return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_train_step_benchmark_runs_both_sides_from_the_same_weights():
+  out = _run("benchmarks.train_step", "--preset", "tiny", "--repeats", "1")
+  assert out["first_loss"]["ours"] == pytest.approx(out["first_loss"]["ref"], rel=1e-4)
+  for key in ("ours_tokens_per_s", "ref_tokens_per_s", "ratio", "mfu"):
+    assert out[key] > 0, key
+
+
+def test_generate_benchmark_decodes_what_transformers_decodes():
+  out = _run("benchmarks.generate", "--preset", "tiny", "--repeats", "1", "--new_tokens", "8")
+  assert out["greedy_identical_b1"] and out["greedy_identical_b8"]
+  assert out["ratio_b1"] > 0 and out["ratio_b8"] > 0
+
+
+def test_scaling_benchmark_reports_fsdp_memory_per_device():
+  out = _run("benchmarks.scaling", "--preset", "tiny", "--depths", "2")
+  memory = out["memory"]
+  assert sorted(memory) == ["devices_1", "devices_2", "devices_4", "devices_8"]
+  assert all(m["ratio_to_one_over_n"] < 1.15 for m in memory.values())
