@@ -89,3 +89,17 @@ def dynamic_summary(scored: dict, problems) -> dict:
       version={v: three(s["dynamic"]) for v, s in scored["version"].items()},
       all_versions_worst_case=scored["all_versions_worst_case"],
       consistency=scored["consistency"], missing=scored["missing"])
+
+
+def paired_change(before: list[dict], after: list[dict], free_form_only: bool = False) -> dict:
+  """Questions one model gets right and the other wrong (rows of two stages' held_out.jsonl, by
+  pid), with the exact McNemar test's two-sided p: the chance of a split at least this uneven if
+  gains and losses were equally likely. Accuracy differences of a point or two on a few hundred
+  questions are within what retraining noise gives; the test says how far."""
+  from scipy.stats import binomtest
+  was = {r["pid"]: r for r in before}
+  rows = [r for r in after if not free_form_only or r["answer"] not in "ABCDEFGH"]
+  gained = sum(1 for r in rows if r["correct"] and not was[r["pid"]]["correct"])
+  lost = sum(1 for r in rows if was[r["pid"]]["correct"] and not r["correct"])
+  p = binomtest(gained, gained + lost).pvalue if gained + lost else 1.0
+  return dict(questions=len(rows), gained=gained, lost=lost, p=round(float(p), 4))

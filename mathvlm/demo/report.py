@@ -185,6 +185,15 @@ def grpo_section(g: dict, evals: dict) -> list[str]:
           f"{k.split('/')[-1]} {acc('dpo', k):.1f} after DPO -> {acc('grpo', k):.1f} after GRPO "
           f"(instruction tuning alone {acc('sft', k):.1f})" for k in keys) + ".",
       "",
+      "Question by question (questions right after one stage and wrong after the other; exact "
+      "McNemar test, two-sided):",
+      "",
+      "| GRPO against | free-form gained | lost | p | all gained | lost | p |",
+      "|---|---|---|---|---|---|---|",
+      *[f"| {k[3:]} | {x['free_form']['gained']} | {x['free_form']['lost']} | "
+        f"{x['free_form']['p']:.3f} | {x['all']['gained']} | {x['all']['lost']} | "
+        f"{x['all']['p']:.3f} |" for k, x in g.get("paired", {}).items()],
+      "",
       "![grpo](grpo.png)",
       "",
   ]

@@ -489,8 +489,10 @@ def value_of(text: str) -> complex | None:
   """The number an answer stands for, in program or textbook notation (`8*sqrt(3)/3`, `8√3/3`,
   `4√3`, `2π`, `3/2`, `√(4√3 + 29)`), or None (`x²` is not a number, nor is a sentence)."""
   v = parse_math(text)
+  if v is None or isinstance(v, tuple) or not isinstance(v, sp.Expr):
+    return None  # a comparison (`2 > 3` parses to False), a set, a tuple: not a number
   try:
-    return complex(sp.N(v)) if v is not None and not isinstance(v, tuple) else None
+    return complex(sp.N(v))
   except (TypeError, ValueError):
     return None
 

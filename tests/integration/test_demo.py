@@ -75,6 +75,10 @@ def check_grpo(out, s):
   assert s["workdirs"]["grpo"].endswith("5_grpo")
   rows = [json.loads(x) for x in open(out / "5_grpo/held_out.jsonl")]
   assert sum(r["correct"] for r in rows) == s["evals"]["grpo"]["all"]["correct"]
+  paired = s["grpo"]["paired"]["vs_sft"]
+  assert paired["all"]["questions"] == len(rows)
+  assert paired["all"]["gained"] - paired["all"]["lost"] == (
+      s["evals"]["grpo"]["all"]["correct"] - s["evals"]["sft"]["all"]["correct"])
 
 
 def check_dynamic(out, s):
@@ -107,6 +111,21 @@ def test_parity_check_runs(tmp_path):
   assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
   s = json.load(open(tmp_path / "summary.json"))
   assert s["round_trip_exact"] and s["greedy_identical"] and s["logits_rel_diff"] < 1e-4
+
+
+def test_paired_change_counts_flips_and_gives_the_exact_mcnemar_p():
+  from mathvlm.demo.evaluate import paired_change
+  row = lambda pid, answer, correct: {"pid": pid, "answer": answer, "correct": correct}
+  before = [row("a", "5", False), row("b", "7", False), row("c", "B", False), row("d", "2", True),
+            row("e", "3", True)]
+  after = [row("a", "5", True), row("b", "7", True), row("c", "B", True), row("d", "2", True),
+           row("e", "3", False)]
+  assert paired_change(before, after) == dict(questions=5, gained=3, lost=1, p=0.625)
+  # free-form only: c (an option letter) is left out; 2 gained, 1 lost: p = 1
+  assert paired_change(before, after, free_form_only=True) == dict(questions=4, gained=2, lost=1,
+                                                                   p=1.0)
+  assert paired_change(before[:1], after[:1])["p"] == 1.0  # one flip: p = 1
+  assert paired_change(before[3:4], after[3:4]) == dict(questions=1, gained=0, lost=0, p=1.0)
 
 
 def test_retrieval_ranks_count_ties_as_misses():

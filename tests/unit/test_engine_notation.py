@@ -43,6 +43,10 @@ def test_value_of_reads_the_engine_notation(text, number):
 
 def test_judge_on_notation_and_intervals():
   assert value_of("x²") is None and value_of("the answer") is None
+  # a comparison parses to sympy's True/False: no number, and no crash (a sampled GRPO answer
+  # "The answer is 2 > 3." stopped a run here once)
+  assert value_of("2 > 3") is None and value_of("3<4") is None
+  assert not same_value("2 > 3", "5") and not engine_correct("2 > 3", "5", [])
   assert same_value("4√3", "4*sqrt(3)") and same_value("6.93", "4√3")
   assert same_value("(2, oo)", "(2, +∞)") and same_value("(-∞, 3/2)", "(-oo, 1.5)")
   assert not same_value("(2, +∞)", "(3, +∞)") and not same_value("4√3", "4√2")
