@@ -24,7 +24,9 @@ grpo.py) and changes only what a from-scratch toy needs, each change said here:
   rather than LoRA at 1e-6: the model is small and from scratch, and 60 steps must move it. Each
   step samples 8 answers to each of 8 text-lite questions the engine makes on the fly (at most
   16 tokens: `The answer is V.` is shorter), KL off (beta 0, as DAPO and Dr. GRPO), clip-higher
-  0.28, dynamic sampling with at most 2 refill rounds, the curriculum from one-step problems up;
+  0.28, dynamic sampling with at most 2 refill rounds, the curriculum from one-step problems up.
+  From the same DPO checkpoint (seed 0, held out): these settings 12.1% (free-form 10.1%); lr 2e-4
+  with one refill round 10.3% (8.7%); 120 steps with one refill round 10.2% (8.7%);
 - the template is mistral_instruct (MAVIS's LLM is a Mistral; no system prompt to pay for).
 
   python -m mathvlm.train --config configs/demo.py:stage=sft,data=out/demo/data --workdir W

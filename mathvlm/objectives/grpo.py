@@ -27,6 +27,7 @@ groups; `mathvlm.rl`).
 
 from __future__ import annotations
 
+import ast
 from typing import Any
 
 import jax
@@ -161,11 +162,25 @@ def check(o) -> list[str]:
   if o["passes"] < 1 or o["max_new_tokens"] < 1:
     errors.append(f"grpo.passes={o['passes']}, max_new_tokens={o['max_new_tokens']}: >= 1")
   try:
-    from mathvlm.rl.rollouts import keyword_options
     keyword_options(o["problem_options"])
   except ValueError as e:
     errors.append(str(e))
   return errors
+
+
+def keyword_options(text: str) -> dict:
+  """"mc=0.5,workers=2,domain='plane'" -> {"mc": 0.5, "workers": 2, "domain": "plane"}: values
+  are Python literals, or else taken as strings (domain=plane)."""
+  out = {}
+  for part in filter(None, (p.strip() for p in text.split(","))):
+    key, eq, value = part.partition("=")
+    if not eq or not key.strip().isidentifier():
+      raise ValueError(f"grpo.problem_options entry {part!r}: expected name=value")
+    try:
+      out[key.strip()] = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+      out[key.strip()] = value.strip()
+  return out
 
 
 def reference_copy(params, opts) -> dict:

@@ -18,7 +18,6 @@ beside the train state (`state_dict`).
 
 from __future__ import annotations
 
-import ast
 import importlib
 import io
 import logging
@@ -67,7 +66,7 @@ class Rollouts:
       raise ValueError("grpo rollouts need data.tokenizer: a tokenizer.json (to decode answers)")
     module, _, attr = self.opts["problems"].partition(":")
     self.stream = getattr(importlib.import_module(module), attr)(
-        seed=c.seed, **keyword_options(self.opts["problem_options"]))
+        seed=c.seed, **grpo.keyword_options(self.opts["problem_options"]))
     from mathvlm.eval.engine_benchmark import VERSIONS
     self.versions = list(VERSIONS) if self.opts["consistency"] else [self.opts["version"]]
     if self.versions[0] not in VERSIONS:
@@ -227,21 +226,6 @@ class Rollouts:
                 np.mean(correct.max(axis=1))),
             "groups/all_equal": all_equal,
             "response_length": float(np.mean(lengths))}
-
-
-def keyword_options(text: str) -> dict:
-  """"mc=0.5,workers=2,domain='plane'" -> {"mc": 0.5, "workers": 2, "domain": "plane"}: values
-  are Python literals, or else taken as strings (domain=plane)."""
-  out = {}
-  for part in filter(None, (p.strip() for p in text.split(","))):
-    key, eq, value = part.partition("=")
-    if not eq or not key.strip().isidentifier():
-      raise ValueError(f"grpo.problem_options entry {part!r}: expected name=value")
-    try:
-      out[key.strip()] = ast.literal_eval(value.strip())
-    except (ValueError, SyntaxError):
-      out[key.strip()] = value.strip()
-  return out
 
 
 def _as_dict(p, files: dict) -> dict:

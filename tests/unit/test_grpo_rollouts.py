@@ -14,7 +14,8 @@ import pytest
 
 import rl_toys
 from mathvlm.rl import rewards as R
-from mathvlm.rl.rollouts import Rollouts, keyword_options
+from mathvlm.objectives.grpo import keyword_options
+from mathvlm.rl.rollouts import Rollouts
 
 STEP = 3  # any step: the sampling seed is (config.seed, step, refill round)
 G = 6      # answers per prompt; every test samples 2 prompts (the consistency test's 3 versions
@@ -208,3 +209,6 @@ def test_problem_options_are_the_streams_keyword_arguments():
   assert keyword_options("") == {}
   with pytest.raises(ValueError, match="'workers 2': expected name=value"):
     keyword_options("mc=0.5,workers 2")
+  from mathvlm.objectives import grpo  # a config error before anything runs
+  assert any("expected name=value" in e for e in grpo.check(
+      dict(grpo.DEFAULTS, problem_options="workers 2")))
