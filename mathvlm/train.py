@@ -124,6 +124,11 @@ def make_train_step(config, objective, graphdef, tx, schedule) -> Callable:
   def accumulate(state, batch):
     """sum_i w_i * loss_i and its gradient over micro-batches, divided by sum_i w_i: a per-token
     (per-pair, per-example) mean over the global batch, whatever the accumulation."""
+    if accum == 1:  # no scan: a carry of zeros and its additions are full passes over the grads
+      (lw, (w, metrics)), grads = grad_fn(state["params"], state["frozen"], batch)
+      w = jnp.maximum(w, 1e-9)
+      return (lw / w, w, {k: (v * w) / w for k, v in metrics.items()},
+              jax.tree.map(lambda g: g / w, grads))
     micro = jax.tree.map(lambda x: x.reshape((accum, x.shape[0] // accum) + x.shape[1:]), batch)
 
     def add(carry, mb):
@@ -161,7 +166,8 @@ def make_train_step(config, objective, graphdef, tx, schedule) -> Callable:
       metrics[objective.weight_metric] = w
     metrics.update(loss=loss, grad_norm=grad_norm, lr=schedule(old["step"]))
     new = dict(state, step=old["step"] + 1)
-    return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old), metrics
+    # one branch or the other, not an elementwise select over every parameter and moment
+    return jax.lax.cond(finite, lambda: new, lambda: old), metrics
 
   return train_step
 
