@@ -26,7 +26,9 @@ grpo.py) and changes only what a from-scratch toy needs, each change said here:
   16 tokens: `The answer is V.` is shorter), KL off (beta 0, as DAPO and Dr. GRPO), clip-higher
   0.28, dynamic sampling with at most 2 refill rounds, the curriculum from one-step problems up.
   From the same DPO checkpoint (seed 0, held out): these settings 12.1% (free-form 10.1%); lr 2e-4
-  with one refill round 10.3% (8.7%); 120 steps with one refill round 10.2% (8.7%);
+  with one refill round 10.3% (8.7%); 120 steps with one refill round 10.2% (8.7%); text-dominant
+  rollouts 12.7% (11.2%), but in a full rerun 14.4% -> 10.8% (free-form 9.9% -> 11.0%, multiple
+  choice 19.7% -> 10.6%), so text-lite stays;
 - the template is mistral_instruct (MAVIS's LLM is a Mistral; no system prompt to pay for).
 
   python -m mathvlm.train --config configs/demo.py:stage=sft,data=out/demo/data --workdir W
