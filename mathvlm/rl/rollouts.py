@@ -4,10 +4,10 @@ the rows the jitted step trains on (prompt + answer, `loss_mask` on the answer).
 Prompts come from a problem stream (`grpo.problems`, "package.module:factory", called as
 factory(seed=..., **grpo.problem_options)): problems made on the fly from the indices the data
 pipeline hands out (`data.name='stream'`: shuffled, sharded over processes, resumable), at the
-difficulty the curriculum sets. A stream has `levels` and `records(indices, level)` returning, per index, a
-MAVIS-Geometry record (the engine's format) and its images {path: encoded bytes}; the records
-become prompts through the evaluation's own loader (`engine_benchmark.problems_of`), so a rollout
-is asked exactly what held-out evaluation asks. A group answers the question version
+difficulty the curriculum sets. A stream has `levels` and `records(indices, level)` returning,
+per index, a MAVIS-Geometry record (the engine's format) and its images {path: encoded bytes}; the
+records become prompts through the evaluation's own loader (`engine_benchmark.problems_of`), so a
+rollout is asked exactly what held-out evaluation asks. A group answers the question version
 `grpo.version` G times or, with `grpo.consistency`, each of the three versions G/3 times.
 
 Sampling runs the model on the trainer's mesh (`mathvlm.eval.distributed.generate_global`, the
