@@ -98,7 +98,7 @@ def paired_change(before: list[dict], after: list[dict], free_form_only: bool = 
   questions are within what retraining noise gives; the test says how far."""
   from scipy.stats import binomtest
   was = {r["pid"]: r for r in before}
-  rows = [r for r in after if not free_form_only or r["answer"] not in "ABCDEFGH"]
+  rows = [r for r in after if not free_form_only or r["answer"] not in set("ABCDEFGH")]
   gained = sum(1 for r in rows if r["correct"] and not was[r["pid"]]["correct"])
   lost = sum(1 for r in rows if was[r["pid"]]["correct"] and not r["correct"])
   p = binomtest(gained, gained + lost).pvalue if gained + lost else 1.0
