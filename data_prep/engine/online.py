@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import functools
 import multiprocessing as mp
-import os
 
-from data_prep.engine.writer import Options, make_problem
+from data_prep.engine.writer import Options, make_problem, pool_context
 
 LEVELS = ((1, 1), (1, 2), (2, 3), (3, 4), (4, 6))
 
@@ -39,9 +38,9 @@ class EngineStream:
   versions = 3
 
   def __init__(self, seed: int = 0, domain: str = "all", mc: float = 0.7, degrade: float = 0.0,
-               workers: int = 0):
+               workers: int = 0, timeout: float = 600.0):
     self.seed, self.domain, self.mc, self.degrade = seed, domain, mc, degrade
-    self.workers = workers
+    self.workers, self.timeout = workers, timeout
     self._pool = None
 
   def options(self, level: int) -> Options:
@@ -55,6 +54,18 @@ class EngineStream:
     if self.workers <= 1:
       return [make(int(i)) for i in indices]
     if self._pool is None:
-      ctx = mp.get_context("fork") if hasattr(os, "fork") else mp.get_context()
-      self._pool = ctx.Pool(self.workers)
-    return self._pool.map(make, [int(i) for i in indices])
+      # the caller is a JAX trainer: spawn (a forked child once hung a CI run until it was killed)
+      self._pool = pool_context().Pool(self.workers)
+    pending = self._pool.map_async(make, [int(i) for i in indices])
+    try:
+      return pending.get(timeout=self.timeout)
+    except mp.TimeoutError:
+      raise RuntimeError(f"engine stream: {self.workers} workers made no {len(indices)} problems "
+                         f"(level {level}) in {self.timeout} s; a worker hung or died (its "
+                         "output above), or raise problem_options timeout=") from None
+
+  def close(self):
+    if self._pool is not None:
+      self._pool.close()
+      self._pool.join()
+      self._pool = None

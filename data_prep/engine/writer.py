@@ -19,6 +19,7 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import sys
 
 import numpy as np
 import sympy as sp
@@ -218,6 +219,13 @@ def _scene_line(d: Drawn, rid: str) -> dict:
 # ---------------------------------------------------------------- the local run
 
 
+def pool_context():
+  """fork where it is safe (no JAX in this process: the CLI, the benchmark), as workers then start
+  at once; spawn where JAX is running (a trainer, a test), since forking a process whose XLA
+  threads hold locks can deadlock the child."""
+  return mp.get_context("spawn" if "jax" in sys.modules or not hasattr(os, "fork") else "fork")
+
+
 def _ordered(opts: Options, n: int, workers: int, start: int):
   """Problems start..start+n in index order, from `workers` processes."""
   idx = range(start, start + n)
@@ -226,8 +234,7 @@ def _ordered(opts: Options, n: int, workers: int, start: int):
       yield make_problem(opts, i)
     return
   import functools
-  ctx = mp.get_context("fork") if hasattr(os, "fork") else mp.get_context()
-  with ctx.Pool(workers) as pool:
+  with pool_context().Pool(workers) as pool:
     yield from pool.imap(functools.partial(make_problem, opts), idx,
                          chunksize=max(1, min(16, n // (workers * 8) or 1)))
 
