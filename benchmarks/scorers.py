@@ -46,18 +46,18 @@ def tiny_at(size: int, patch: int) -> str:
 
   from mathvlm.models import presets
   name = f"tiny-{size}"
-  presets.CLASSIFIER_PRESETS[name] = dataclasses.replace(presets.TINY_VISION, image_size=size,
+  presets.CLASSIFIER_PRESETS[name] = dataclasses.replace(presets.DIAGRAM_VISION, image_size=size,
                                                          patch_size=patch)
   return name
 
 
 def train_scorer(data_dir: str, label: str, workdir: str, steps: int, seed: int,
-                 preset: str) -> None:
+                 preset: str, lr: float = 2e-4) -> None:
   from mathvlm.configs.classify import get_config
   from mathvlm.train import train
   config = get_config(f"model={preset},classes={LABELS[label]},data=labelled_images,label={label}")
   config.seed, config.steps, config.data.path = seed, steps, data_dir
-  config.optim.lr, config.optim.warmup_ratio = 1e-3, 0.05
+  config.optim.lr, config.optim.warmup_ratio = lr, 0.05
   config.checkpoint.use_async, config.checkpoint.every = False, steps
   config.metrics.tensorboard, config.metrics.every = False, 50
   train(config, workdir)
@@ -74,9 +74,13 @@ def auc(gold: list[int], probs: np.ndarray) -> float:
   """ROC AUC (one-vs-rest for several classes): whether the probabilities rank the images by
   their label at all, even where the argmax is always the majority class (0.5: no signal)."""
   from sklearn.metrics import roc_auc_score
-  if probs.shape[1] == 2:
-    return float(roc_auc_score(gold, probs[:, 1]))
-  return float(roc_auc_score(gold, probs, multi_class="ovr", labels=list(range(probs.shape[1]))))
+  present = sorted(set(gold))          # a level the held-out images lack has no curve
+  if len(present) < 2:
+    return float("nan")
+  if len(present) == 2:
+    return float(roc_auc_score(np.equal(gold, present[1]), probs[:, present[1]]))
+  p = probs[:, present] / probs[:, present].sum(1, keepdims=True)
+  return float(roc_auc_score(gold, p, multi_class="ovr", labels=present))
 
 
 def evaluate(test_dir: str, scores: str) -> dict:
@@ -122,6 +126,7 @@ def main() -> None:
   p.add_argument("--test", type=int, default=300)
   p.add_argument("--steps", type=int, default=800)
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--lr", type=float, default=2e-4, help="peak; the paper's")
   p.add_argument("--image_size", type=int, default=224)
   p.add_argument("--patch", type=int, default=16)
   a = p.parse_args()
@@ -134,13 +139,13 @@ def main() -> None:
                         os.path.join(a.work, "labels"), "--no_progress"])
   for label in LABELS:
     train_scorer(os.path.join(a.work, "labels"), label, os.path.join(a.work, label), a.steps,
-                 a.seed, preset)
+                 a.seed, preset, a.lr)
   scores = os.path.join(a.work, "test_scores.jsonl")
   score.main([*sum((["--ckpt", f"{x}={os.path.join(a.work, x)}"] for x in LABELS), []),
               "--data", os.path.join(te, "instruct.json"), "--images", te, "--out", scores,
               "--batch", "64", "--no_progress"])
   results = evaluate(te, scores)
-  summary = {"train_images": a.train, "test_images": a.test, "steps": a.steps,
+  summary = {"train_images": a.train, "test_images": a.test, "steps": a.steps, "lr": a.lr,
              "global_batch": 32, "model": f"CLIP ViT, {a.image_size} px, patch {a.patch}, "
              "4 layers, width 64",
              "seed": a.seed, **results}

@@ -109,8 +109,6 @@ def make_train_step(config, objective, graphdef, tx, schedule) -> Callable:
   import optax
   from flax import nnx
 
-  from mathvlm.data.image import normalize
-
   accum = config.optim.grad_accum
   opts = objective.options(config)
   passes = objective.updates_per_step(opts) if objective.updates_per_step else 1
@@ -148,9 +146,7 @@ def make_train_step(config, objective, graphdef, tx, schedule) -> Callable:
   def train_step(old, batch):
     """A non-finite loss or gradient norm keeps the old state whole (no update is applied); the
     loop sees it in the metrics and stops before saving anything."""
-    state = old
-    if "pixel_values" in batch and batch["pixel_values"].dtype == jnp.uint8:
-      batch = dict(batch, pixel_values=normalize(batch["pixel_values"], jnp))  # on device
+    state = old  # uint8 pixels go to the vision tower, which normalises them with its statistics
     if objective.prepare is not None:
       model_of = lambda params: nnx.merge(graphdef, params, state["frozen"])
       batch, changed = objective.prepare(model_of, state, batch, opts)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageFilter
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+from mathvlm.models.pixels import (CLIP_MEAN, CLIP_STD, DIAGRAM_MEAN,  # noqa: F401 (theirs)
+                                   DIAGRAM_STD, normalize)
 
 
 def expand_to_square(image: Image.Image, fill: tuple[int, int, int]) -> Image.Image:
@@ -36,10 +36,6 @@ def to_pixels(image: Image.Image, size: int, aspect: str = "pad") -> np.ndarray:
   return np.asarray(image.resize((size, size), Image.Resampling.BICUBIC), np.uint8)
 
 
-def normalize(pixels, xp=np):
-  """uint8 [..., 3] -> CLIP-normalised float32 (numpy, or jax.numpy as `xp` on device)."""
-  x = xp.asarray(pixels).astype(xp.float32) / 255.0
-  return (x - xp.asarray(CLIP_MEAN, xp.float32)) / xp.asarray(CLIP_STD, xp.float32)
 
 
 def preprocess(image: Image.Image, size: int, aspect: str = "pad") -> np.ndarray:

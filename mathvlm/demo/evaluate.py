@@ -17,10 +17,7 @@ from mathvlm.eval import engine_benchmark as eval_engine
 def retrieval(model, records, tokenizer, max_len: int, batch: int = 100) -> dict:
   """Image -> caption top-1 and top-5 (and caption -> image top-1) among all held-out pairs, by
   cosine similarity; chance is 1/n and 5/n."""
-  import jax.numpy as jnp
-
   from mathvlm.data.captions import CaptionSource
-  from mathvlm.data.image import normalize
   size = model.cfg.vision.image_size
   src = CaptionSource(records, tokenizer=tokenizer, image_size=size, max_len=max_len,
                       pad_id=tokenizer.pad_token_id or 0)
@@ -28,7 +25,7 @@ def retrieval(model, records, tokenizer, max_len: int, batch: int = 100) -> dict
   for start in range(0, len(src), batch):
     rows = [src[i] for i in range(start, min(start + batch, len(src)))]
     stack = lambda k: np.stack([r[k] for r in rows])
-    img.append(np.asarray(model.image_features(normalize(stack("pixel_values"), jnp))))
+    img.append(np.asarray(model.image_features(stack("pixel_values"))))
     txt.append(np.asarray(model.text_features(stack("input_ids"), stack("attention_mask"))))
   img, txt = np.concatenate(img), np.concatenate(txt)
   img /= np.linalg.norm(img, axis=-1, keepdims=True)

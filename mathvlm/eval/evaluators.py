@@ -238,13 +238,10 @@ def _loss_evaluate(objective, config, source, n: int, batch: int) -> Evaluate:
   import numpy as np
   from flax import nnx
 
-  from mathvlm.data.image import normalize
   from mathvlm.data.pipeline import DROPPED
 
   @functools.partial(jax.jit, static_argnames=("graphdef",))
   def weighted(graphdef, state, b):
-    if b.get("pixel_values") is not None and b["pixel_values"].dtype == jnp.uint8:
-      b = dict(b, pixel_values=normalize(b["pixel_values"], jnp))
     loss, weight, metrics = objective.loss(nnx.merge(graphdef, state), b, config)
     return loss * weight, weight, {k: v * weight for k, v in metrics.items()}
 

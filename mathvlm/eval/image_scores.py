@@ -19,7 +19,6 @@ import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
-from mathvlm.data.image import normalize
 from mathvlm.sharding import make_mesh
 
 
@@ -57,7 +56,7 @@ class Scorer:
     self.state = jax.device_put(state, replicated)
 
     def probs(state, pixels):
-      logits = nnx.merge(graphdef, state)(normalize(pixels, jnp))
+      logits = nnx.merge(graphdef, state)(pixels)  # uint8: the tower normalises
       return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 
     self._probs = jax.jit(probs, in_shardings=(replicated, self.in_sharding),

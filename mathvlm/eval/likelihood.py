@@ -76,7 +76,7 @@ def option_logps(model, cfg, tokenizer, problems: list[Problem], *, template: st
     input_ids = np.full((batch_size, width), pad, np.int32)
     loss_mask = np.zeros((batch_size, width), np.int32)
     attention = np.zeros((batch_size, width), np.int32)
-    pixels = np.zeros((batch_size, size, size, 3), np.float32)
+    pixels = np.zeros((batch_size, size, size, 3), np.uint8)
     for j, i in enumerate(chunk):
       ids, mask = rows[i]
       input_ids[j, :len(ids)], loss_mask[j, :len(ids)], attention[j, :len(ids)] = ids, mask, 1

@@ -43,19 +43,20 @@ def annotations_path(benchmark: str, data: str, split: str) -> str:
 
 
 def load_image(problem: Problem, size: int) -> np.ndarray:
-  """The problem's first image, preprocessed; a blank (CLIP-mean) image when it has none."""
+  """The problem's first image, padded and resized, uint8 (the vision tower normalises it with its
+  own statistics); a blank (CLIP-mean) image when it has none."""
   from PIL import Image
 
-  from mathvlm.data.image import CLIP_MEAN, preprocess
+  from mathvlm.data.image import CLIP_MEAN, to_pixels
   if not problem.images:
-    return preprocess(Image.new("RGB", (size, size), tuple(int(255 * m) for m in CLIP_MEAN)),
-                      size, "pad")
+    return to_pixels(Image.new("RGB", (size, size), tuple(int(255 * m) for m in CLIP_MEAN)),
+                     size, "pad")
   path = problem.images[0]
   if not os.path.exists(path):
     raise FileNotFoundError(f"problem {problem.pid}: image {path} not found; pass --images DIR "
                             "if the images live elsewhere")
   with Image.open(path) as im:
-    return preprocess(im, size, "pad")
+    return to_pixels(im, size, "pad")
 
 
 class Encoder:
@@ -109,7 +110,7 @@ def _batch_arrays(encoder: Encoder, chunk: list[Problem], template: str, size: i
   width = -(-max(len(x) for x in ids) // bucket) * bucket
   input_ids = np.full((n, width), encoder.pad, np.int32)
   mask = np.zeros((n, width), np.int32)
-  images = np.zeros((n, size, size, 3), np.float32)
+  images = np.zeros((n, size, size, 3), np.uint8)
   for i in range(n):
     x = ids[min(i, len(ids) - 1)]
     input_ids[i, width - len(x):], mask[i, width - len(x):] = x, 1

@@ -34,7 +34,7 @@ class ImageClassifier(nnx.Module):
     self.cfg = cfg
     self.vision_tower = CLIPVisionTransformer(cfg.vision, rngs=rngs)
     self.head = dense(cfg.vision.hidden_size, cfg.num_classes, ("embed", None), bias=True,
-                      cfg=cfg.vision, rngs=rngs)
+                      cfg=cfg.vision, rngs=rngs, std=cfg.vision.hidden_size ** -0.5)  # as HF's
 
   def __call__(self, pixel_values: Array) -> Array:
     """Logits [batch, num_classes] in float32; pixel_values normalised, channels last."""

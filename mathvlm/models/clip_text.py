@@ -69,7 +69,7 @@ class CLIPTextTransformer(nnx.Module):
     self.token_embedding = nnx.Param(normal()(rngs.params(), (cfg.vocab_size, d), pdt),
                                      out_sharding=("vocab", "embed"), eager_sharding=False)
     self.position_embedding = nnx.Param(
-        normal(0.01)(rngs.params(), (cfg.max_position_embeddings, d), pdt),
+        normal()(rngs.params(), (cfg.max_position_embeddings, d), pdt),
         out_sharding=(None, "embed"), eager_sharding=False)
     self.layers = stacked(lambda r: CLIPEncoderLayer(cfg, rngs=r), cfg.num_layers, rngs)
     self.final_layer_norm = layer_norm(d, cfg.layer_norm_eps, cfg, rngs)
@@ -124,9 +124,11 @@ class CLIP(nnx.Module):
     self.vision_model = CLIPVisionTransformer(cfg.vision, rngs=rngs)
     self.text_model = CLIPTextTransformer(cfg.text, rngs=rngs)
     self.visual_projection = dense(cfg.vision.hidden_size, cfg.projection_dim, ("embed", None),
-                                   bias=False, cfg=cfg.vision, rngs=rngs)
+                                   bias=False, cfg=cfg.vision, rngs=rngs,
+                                   std=cfg.vision.hidden_size ** -0.5)  # as Hugging Face inits
     self.text_projection = dense(cfg.text.hidden_size, cfg.projection_dim, ("embed", None),
-                                 bias=False, cfg=cfg.text, rngs=rngs)
+                                 bias=False, cfg=cfg.text, rngs=rngs,
+                                 std=cfg.text.hidden_size ** -0.5)
     self.logit_scale = nnx.Param(
         jnp.asarray(cfg.logit_scale_init, dtype_of(cfg.vision.param_dtype)),
                                  out_sharding=(), eager_sharding=False)

@@ -9,8 +9,11 @@ sweeps name a size.
 
 from __future__ import annotations
 
+import dataclasses
+
 from mathvlm.models.clip_text import CLIPConfig, CLIPTextConfig
 from mathvlm.models.llm import LlamaConfig
+from mathvlm.models.pixels import DIAGRAM_MEAN, DIAGRAM_STD
 from mathvlm.models.vit import CLIPVisionConfig
 from mathvlm.models.vlm import LlavaConfig
 
@@ -28,6 +31,9 @@ def _vicuna(hidden, inter, layers, heads) -> LlamaConfig:
 
 TINY_VISION = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_layers=4, num_heads=4,
                                image_size=56, patch_size=14)
+# The same tower trained from scratch on engine diagrams (`make demo`, the scorers' benchmark): its
+# pixels are centred on diagram statistics, not CLIP's (mathvlm/models/pixels.py says why).
+DIAGRAM_VISION = dataclasses.replace(TINY_VISION, image_mean=DIAGRAM_MEAN, image_std=DIAGRAM_STD)
 
 # `make demo`: what two CPU cores train through all four stages in minutes. Its tokenizer is
 # trained on engine text with <image> at id 3 and </s> at id 4 (mathvlm/demo/data.py).
@@ -40,7 +46,7 @@ LLAVA_PRESETS = {
         text=LlamaConfig(vocab_size=1024, hidden_size=128, intermediate_size=256, num_layers=4,
                          num_heads=4, num_kv_heads=2, max_position_embeddings=1024),
         image_token_id=3),
-    "demo": LlavaConfig(vision=TINY_VISION, text=DEMO_TEXT, image_token_id=3),
+    "demo": LlavaConfig(vision=DIAGRAM_VISION, text=DEMO_TEXT, image_token_id=3),
     "llava-1.5-7b": LlavaConfig(vision=CLIP_L14_336, text=_vicuna(4096, 11008, 32, 32)),
     "llava-1.5-13b": LlavaConfig(vision=CLIP_L14_336, text=_vicuna(5120, 13824, 40, 40)),
     # MAVIS: CLIP-Math (ViT-L/14-336 architecture) + MAmmoTH2-7B, a MistralForCausalLM.
@@ -61,7 +67,7 @@ CLIP_PRESETS = {
                             num_heads=4, max_position_embeddings=64, eos_token_id=2),
         projection_dim=64),
     "demo": CLIPConfig(
-        vision=TINY_VISION,
+        vision=DIAGRAM_VISION,
         text=CLIPTextConfig(vocab_size=1024, hidden_size=64, intermediate_size=128, num_layers=2,
                             num_heads=4, max_position_embeddings=128, eos_token_id=4),
         projection_dim=64),
@@ -72,6 +78,7 @@ CLIP_PRESETS = {
 # the CLIP architecture, so CLIP weights can initialise it). The head size comes from the data.
 CLASSIFIER_PRESETS = {
     "tiny": TINY_VISION,
+    "tiny-diagram": DIAGRAM_VISION,   # from scratch on diagrams (benchmarks/scorers.py)
     "vit-l-16-224": CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_layers=24,
                                      num_heads=16, image_size=224, patch_size=16),
 }

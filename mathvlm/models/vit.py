@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mathvlm.models.pixels import CLIP_MEAN, CLIP_STD, normalize
 from mathvlm.models.layers import (activation, attention, dense, dtype_of, layer_norm, logical,
                                    matmul, normal, scan_layers, stacked)
 from mathvlm.sharding import constrain
@@ -38,6 +39,10 @@ class CLIPVisionConfig:
   param_dtype: str = "float32"    # storage dtype of the parameters
   remat: str = "none"             # see layers.REMAT_POLICIES
   attention_impl: str | None = None
+  # what uint8 pixels are normalised with (HF keeps these in preprocessor_config.json): CLIP's,
+  # or a tower trained from scratch on other images (mathvlm.data.image.DIAGRAM_MEAN)
+  image_mean: tuple = CLIP_MEAN
+  image_std: tuple = CLIP_STD
 
   @property
   def num_patches(self) -> int:
@@ -66,14 +71,26 @@ class CLIPVisionConfig:
                 layer_norm_eps=self.layer_norm_eps, hidden_act=self.hidden_act)
 
 
+def init_stds(cfg) -> dict[str, float]:
+  """Hugging Face's CLIP initialisation (`CLIPPreTrainedModel._init_weights`, factor 1), which a
+  tower trained from scratch needs: with 0.02 everywhere a narrow tower's blocks add a few percent
+  to the residual stream, and on diagrams (mostly white patches, all alike) the pooled CLS token
+  varied by 1e-3 of its scale between images, so classifiers and CLIP-Math learned only the prior.
+  """
+  d, depth = cfg.hidden_size, (2 * cfg.num_layers) ** -0.5
+  return dict(in_proj=d ** -0.5 * depth, out_proj=d ** -0.5, fc1=(2 * d) ** -0.5,
+              fc2=d ** -0.5 * depth, class_embedding=d ** -0.5)
+
+
 class CLIPAttention(nnx.Module):
   def __init__(self, cfg, *, rngs: nnx.Rngs):
-    d = cfg.hidden_size
+    d, std = cfg.hidden_size, init_stds(cfg)
     self.cfg = cfg
-    self.q_proj = dense(d, d, ("embed", "heads"), bias=True, cfg=cfg, rngs=rngs)
-    self.k_proj = dense(d, d, ("embed", "heads"), bias=True, cfg=cfg, rngs=rngs)
-    self.v_proj = dense(d, d, ("embed", "heads"), bias=True, cfg=cfg, rngs=rngs)
-    self.out_proj = dense(d, d, ("heads", "embed"), bias=True, cfg=cfg, rngs=rngs)
+    proj = lambda axes, s: dense(d, d, axes, bias=True, cfg=cfg, rngs=rngs, std=s)
+    self.q_proj = proj(("embed", "heads"), std["in_proj"])
+    self.k_proj = proj(("embed", "heads"), std["in_proj"])
+    self.v_proj = proj(("embed", "heads"), std["in_proj"])
+    self.out_proj = proj(("heads", "embed"), std["out_proj"])
 
   def __call__(self, x: Array, mask: Array | None) -> Array:
     split = lambda y: constrain(einops.rearrange(y, "b t (n h) -> b t n h", h=self.cfg.head_dim),
@@ -86,10 +103,11 @@ class CLIPAttention(nnx.Module):
 class CLIPMLP(nnx.Module):
   def __init__(self, cfg, *, rngs: nnx.Rngs):
     self.act = activation(cfg.hidden_act)
+    std = init_stds(cfg)
     self.fc1 = dense(cfg.hidden_size, cfg.intermediate_size, ("embed", "mlp"), bias=True, cfg=cfg,
-                     rngs=rngs)
+                     rngs=rngs, std=std["fc1"])
     self.fc2 = dense(cfg.intermediate_size, cfg.hidden_size, ("mlp", "embed"), bias=True, cfg=cfg,
-                     rngs=rngs)
+                     rngs=rngs, std=std["fc2"])
 
   def __call__(self, x: Array) -> Array:
     return self.fc2(constrain(self.act(self.fc1(x)), BATCH, LENGTH, "activation_mlp"))
@@ -121,7 +139,8 @@ class CLIPVisionTransformer(nnx.Module):
         cfg.num_channels, d, kernel_size=(p, p), strides=(p, p), padding="VALID", use_bias=False,
         dtype=dtype_of(cfg.dtype), param_dtype=pdt,
         kernel_init=logical(normal(), None, None, None, "embed"), rngs=rngs)
-    self.class_embedding = nnx.Param(normal()(rngs.params(), (d,), pdt),
+    self.class_embedding = nnx.Param(normal(init_stds(cfg)["class_embedding"])(rngs.params(), (d,),
+                                                                                pdt),
                                      out_sharding=("embed",), eager_sharding=False)
     self.position_embedding = nnx.Param(normal()(rngs.params(), (cfg.num_patches + 1, d), pdt),
                                         out_sharding=(None, "embed"), eager_sharding=False)
@@ -130,8 +149,11 @@ class CLIPVisionTransformer(nnx.Module):
     self.post_layernorm = layer_norm(d, cfg.layer_norm_eps, cfg, rngs)
 
   def embed(self, pixel_values: Array) -> Array:
-    """pixel_values: normalised, channels last [batch, height, width, channels]."""
+    """pixel_values: channels last [batch, height, width, channels], uint8 (normalised here with
+    the config's statistics) or float (normalised by the caller with the same ones)."""
     cfg = self.cfg
+    if pixel_values.dtype == jnp.uint8:
+      pixel_values = normalize(pixel_values, jnp, cfg.image_mean, cfg.image_std)
     if pixel_values.ndim != 4 or pixel_values.shape[1:] != (cfg.image_size, cfg.image_size,
                                                            cfg.num_channels):
       raise ValueError(f"pixel_values must be [batch, {cfg.image_size}, {cfg.image_size}, "

@@ -134,7 +134,7 @@ class Rollouts:
     model = nnx.merge(self.run.graphdef, state["params"], state["frozen"])
     total = len(flat) * _process_count()
     tokens = distributed.generate_global(
-        model, self.run.mesh, ids, mask, _normalised(pixels)[:, None], max_new_tokens=self.new,
+        model, self.run.mesh, ids, mask, pixels[:, None], max_new_tokens=self.new,
         eos=self.encoder.eos, pad=self.encoder.pad, temperature=self.opts["temperature"],
         top_p=self.opts["top_p"], seed=_seed(self.config.seed, step, round_))
     lo, hi = distributed.local_rows(self.run.mesh, total)
@@ -255,11 +255,6 @@ def _replace_groups(rows: dict, new: dict, slots: np.ndarray, group: int) -> dic
     for k, v in new.items():
       out[k][a:b] = v[j * group:(j + 1) * group]
   return out
-
-
-def _normalised(pixels: np.ndarray) -> np.ndarray:
-  from mathvlm.data.image import normalize
-  return normalize(pixels)
 
 
 def _length(tokens: np.ndarray, eos: int | None, pad: int) -> int:
