@@ -263,6 +263,35 @@ def config_from_hf(layout: str, hf: dict[str, Any], clip_hf: dict[str, Any] | No
   return CLIPVisionConfig.from_hf(vision, **overrides)
 
 
+def _vision_of(cfg) -> CLIPVisionConfig | None:
+  return cfg if isinstance(cfg, CLIPVisionConfig) else getattr(cfg, "vision", None)
+
+
+def with_pixel_stats(cfg, folder: str | None):
+  """The config with the image mean and std of the folder's preprocessor_config.json, where
+  Hugging Face keeps them (not in config.json); unchanged when there is none."""
+  path = os.path.join(folder or "", "preprocessor_config.json")
+  vision = _vision_of(cfg)
+  if vision is None or not folder or not os.path.exists(path):
+    return cfg
+  meta = read_config(path)
+  if "image_mean" not in meta or "image_std" not in meta:
+    return cfg
+  vision = dataclasses.replace(vision, image_mean=tuple(meta["image_mean"]),
+                               image_std=tuple(meta["image_std"]))
+  return vision if cfg is _vision_of(cfg) else dataclasses.replace(cfg, vision=vision)
+
+
+def preprocessor_config(vision: CLIPVisionConfig) -> dict[str, Any]:
+  """transformers' CLIPImageProcessor settings that feed this tower what it was trained on."""
+  size = vision.image_size
+  return {"image_processor_type": "CLIPImageProcessor", "do_convert_rgb": True,
+          "do_resize": True, "size": {"shortest_edge": size}, "resample": 3,
+          "do_center_crop": True, "crop_size": {"height": size, "width": size},
+          "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+          "image_mean": list(vision.image_mean), "image_std": list(vision.image_std)}
+
+
 # ---------------------------------------------------------------------------------------------
 # Loading.
 
@@ -336,7 +365,8 @@ def load_hf(hf_dir: str, dtype: str = "float32", *, compute_dtype: str | None = 
     sources["clip"] = SafetensorsDir(clip_dir)
     clip_hf = read_config(os.path.join(clip_dir, "config.json"))
   overrides = dict(param_dtype=dtype, dtype=compute_dtype or dtype, remat=remat)
-  cfg = config_from_hf(layout, hf, clip_hf, **overrides)
+  cfg = with_pixel_stats(config_from_hf(layout, hf, clip_hf, **overrides),
+                         clip_dir if layout == "llava_original" else hf_dir)
   abstract = family.abstract(cfg)
   rules = rules_for(layout, sources["main"], sources.get("clip"))
   sharding = sharding or single_device
@@ -426,7 +456,8 @@ def hf_tensors(model: nnx.Module, dtype: str | None = None):
 
 def export_hf(model: nnx.Module, cfg, out_dir: str, *, dtype: str | None = None,
               max_shard_bytes: int = 5 << 30) -> None:
-  """Writes config.json and safetensors (sharded with an index past `max_shard_bytes`)."""
+  """Writes config.json, safetensors (sharded with an index past `max_shard_bytes`) and, for a
+  model with a vision tower, preprocessor_config.json with its pixel statistics."""
   _export_layout(model)
   if any(getattr(m, "lora", None) is not None for _, m in nnx.iter_modules(model)):
     raise CheckpointError("the model has LoRA adapters: merge them first "
@@ -455,6 +486,9 @@ def export_hf(model: nnx.Module, cfg, out_dir: str, *, dtype: str | None = None,
     with open(os.path.join(out_dir, "model.safetensors.index.json"), "w") as f:
       json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
   hf_cfg["dtype"] = str(np.dtype(dtype_of(dtype))) if dtype else _param_dtype_name(cfg)
+  if _vision_of(cfg) is not None:
+    with open(os.path.join(out_dir, "preprocessor_config.json"), "w") as f:
+      json.dump(preprocessor_config(_vision_of(cfg)), f, indent=2)
   with open(os.path.join(out_dir, "config.json"), "w") as f:
     json.dump(hf_cfg, f, indent=2)
 

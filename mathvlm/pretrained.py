@@ -52,7 +52,9 @@ def pretrained_config(path: str, config):
   clip = None
   if config.model.clip_dir:
     clip = hf.read_config(os.path.join(config.model.clip_dir, "config.json"))
-  return hf.config_from_hf(hf.detect_layout(meta), meta, clip, **runtime(config))
+  layout = hf.detect_layout(meta)
+  return hf.with_pixel_stats(hf.config_from_hf(layout, meta, clip, **runtime(config)),
+                             config.model.clip_dir if layout == "llava_original" else path)
 
 
 def load_pretrained(path: str, config, sharding_fn) -> nnx.Module:

@@ -71,7 +71,8 @@ def warm_start(out: str, seed: int) -> dict:
   """Alignment on captions (configs/demo.py's stage 2) with the vision tower frozen at its random
   initialisation. Not CLIP-Math first, as the demo does: on this 3,000-caption pool its
   contrastive loss fell to ln(32) (chance, batch 32) by step 10 and stayed there with a zero
-  gradient (seed 0, measured), a collapsed tower; a fixed random tower keeps the images apart."""
+  gradient (seed 0, measured before the towers' pixel statistics and initialisation were fixed:
+  docs/recipe/MATH_LLAVA_DATA.md), a collapsed tower; a fixed random tower keeps images apart."""
   from mathvlm.demo.__main__ import run_stage, stage_config
   workdir = f"{out}/align"
   if os.path.exists(f"{workdir}/model/config.json"):

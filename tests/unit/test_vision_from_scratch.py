@@ -105,3 +105,23 @@ def test_tiny_tower_fits_diagrams_by_domain_only_when_centred(stats, fits):
     params, opt, value = step(params, opt)
   # ln 3 = 1.10 is the prior; centred, the tower memorises the 24 diagrams
   assert (float(value) < 0.2) is fits, float(value)
+
+
+def test_pixel_statistics_survive_hugging_face_export_and_load(tmp_path):
+  """export_hf writes preprocessor_config.json, transformers' processor then normalises as the
+  tower does, and load_hf reads the statistics back."""
+  from PIL import Image
+  from transformers import CLIPImageProcessor
+
+  from mathvlm import hf
+  from mathvlm.models.vlm import Llava
+  cfg = presets.LLAVA_PRESETS["demo"]
+  model = Llava(cfg, rngs=nnx.Rngs(0))
+  hf.export_hf(model, cfg, str(tmp_path / "out"))
+  image = Image.fromarray(_engine_images(1, 56)[0][0])
+  theirs = CLIPImageProcessor.from_pretrained(str(tmp_path / "out"))(
+      images=image, return_tensors="np")["pixel_values"][0].transpose(1, 2, 0)
+  ours = normalize(to_pixels(image, 56, "pad"), np, DIAGRAM_MEAN, DIAGRAM_STD)
+  np.testing.assert_allclose(theirs, ours, atol=1e-5)
+  back = hf.load_hf(str(tmp_path / "out"))[1]
+  assert (back.vision.image_mean, back.vision.image_std) == (DIAGRAM_MEAN, DIAGRAM_STD)
