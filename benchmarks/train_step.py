@@ -122,6 +122,8 @@ def main(argv=None) -> None:
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--force_ref", action="store_true",
                  help="time the reference's bf16 step even where torch bf16 has no fast path")
+  p.add_argument("--scan_unroll", type=int, default=1,
+                 help="our layers per scan iteration (model.scan_unroll); the depth unrolls all")
   p.add_argument("--no_runtime", action="store_true",
                  help="skip mathvlm.runtime.configure (XLA flags, threads): the 'before' figure")
   args = p.parse_args(argv)
@@ -134,7 +136,7 @@ def main(argv=None) -> None:
 
   preset = P.PRESETS[args.preset]
   ref = P.hf_llava(preset)
-  model, _ = P.ours_from_hf(ref, args.dtype)
+  model, _ = P.ours_from_hf(ref, args.dtype, scan_unroll=args.scan_unroll)
   data = P.batch(preset)
   with_ref, torch_rates = True, None
   if args.dtype == "bfloat16" and not args.force_ref:
@@ -148,7 +150,8 @@ def main(argv=None) -> None:
     fns["ref"] = reference(ref, data, args.dtype)
   sec = P.alternate(fns, args.repeats)
   sec["peak_gflops_now"] = peak_flops / sec.pop("peak") / 1e9
-  out = dict(preset=args.preset, dtype=args.dtype, batch=preset.batch, seq=preset.seq,
+  out = dict(preset=args.preset, dtype=args.dtype, scan_unroll=args.scan_unroll,
+             batch=preset.batch, seq=preset.seq,
              device=jax.devices()[0].device_kind, runtime_configured=not args.no_runtime,
              step_gflop=round(step_flops / 1e9, 1), first_loss=losses, repeats=args.repeats,
              **figures(sec, preset, step_flops, args.dtype), **P.load())

@@ -341,7 +341,7 @@ def _hf_shape(shape: tuple[int, ...], transform: str) -> tuple[int, ...]:
 
 def load_hf(hf_dir: str, dtype: str = "float32", *, compute_dtype: str | None = None,
             clip_dir: str | None = None, sharding: Callable | None = None, strict: bool = False,
-            layout: str | None = None, remat: str = "none"):
+            layout: str | None = None, remat: str = "none", scan_unroll: int = 1):
   """Any supported Hugging Face folder -> (model, config). See the module docstring for layouts.
 
   dtype: parameter dtype; compute_dtype: matmul dtype (default: dtype). sharding: a function
@@ -364,7 +364,8 @@ def load_hf(hf_dir: str, dtype: str = "float32", *, compute_dtype: str | None = 
           "(--clip-dir) pointing at a local copy")
     sources["clip"] = SafetensorsDir(clip_dir)
     clip_hf = read_config(os.path.join(clip_dir, "config.json"))
-  overrides = dict(param_dtype=dtype, dtype=compute_dtype or dtype, remat=remat)
+  overrides = dict(param_dtype=dtype, dtype=compute_dtype or dtype, remat=remat,
+                   scan_unroll=scan_unroll)
   cfg = with_pixel_stats(config_from_hf(layout, hf, clip_hf, **overrides),
                          clip_dir if layout == "llava_original" else hf_dir)
   abstract = family.abstract(cfg)

@@ -18,7 +18,7 @@ from mathvlm.models import registry
 def runtime(config) -> dict[str, str]:
   """The settings a run chooses whatever the architecture: dtypes and rematerialisation."""
   return dict(dtype=config.model.dtype, param_dtype=config.model.param_dtype,
-              remat=config.model.remat)
+              remat=config.model.remat, scan_unroll=config.model.scan_unroll)
 
 
 def model_config(config):

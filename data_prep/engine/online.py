@@ -9,7 +9,9 @@ the curriculum's level are checkpointed) makes the same problems, and any worker
 bytes. Only the training split is drawn (the engine's content-hash split), so no held-out problem
 of the same seed's test split appears. A level is a reasoning depth (`--steps`): the curriculum
 moves from one-step problems to six-step chains. Problems are made in a pool of worker processes
-(`workers`), in index order.
+(`workers`), in index order, spawned rather than forked (the trainer runs JAX, and a forked child
+of a process whose XLA threads hold locks can deadlock), so a script that starts training needs
+Python's `if __name__ == "__main__":` guard.
 
 Each problem comes as its MAVIS-Geometry record and its images in memory, {path: PNG bytes}; the
 trainer's side (`mathvlm.rl.rollouts`) turns records into prompts with the evaluation's own loader

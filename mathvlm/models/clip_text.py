@@ -35,6 +35,7 @@ class CLIPTextConfig:
   dtype: str = "float32"
   param_dtype: str = "float32"
   remat: str = "none"
+  scan_unroll: int = 1            # layers per scan iteration (see layers.scan_layers)
   attention_impl: str | None = None
 
   @property
@@ -87,7 +88,8 @@ class CLIPTextTransformer(nnx.Module):
     slots = jnp.arange(t)
     valid = None if attention_mask is None else jnp.asarray(attention_mask)
     mask = causal_mask(slots, slots, valid)
-    x, _ = scan_layers(self.layers, lambda blk, h, _: (blk(h, mask), None), x, remat=cfg.remat)
+    x, _ = scan_layers(self.layers, lambda blk, h, _: (blk(h, mask), None), x, remat=cfg.remat,
+                      unroll=cfg.scan_unroll)
     x = self.final_layer_norm(x)
     if cfg.eos_token_id == 2:
       eos_at = jnp.argmax(input_ids, axis=-1)

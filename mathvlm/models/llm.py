@@ -58,6 +58,7 @@ class LlamaConfig:
   param_dtype: str = "float32"
   logits_dtype: str = "float32"
   remat: str = "none"
+  scan_unroll: int = 1            # layers per scan iteration (see layers.scan_layers)
   attention_impl: str | None = None
 
   @property
@@ -310,7 +311,8 @@ class LlamaForCausalLM(nnx.Module):
       def body(blk, h, _):
         return blk(h, cos, sin, mask)[0], None
 
-      x, _ = scan_layers(self.layers, body, x, remat=self.cfg.remat)
+      x, _ = scan_layers(self.layers, body, x, remat=self.cfg.remat,
+                         unroll=self.cfg.scan_unroll)
       return x, None
     index = cache["index"]
 

@@ -38,6 +38,7 @@ class CLIPVisionConfig:
   dtype: str = "float32"          # matmul / activation dtype
   param_dtype: str = "float32"    # storage dtype of the parameters
   remat: str = "none"             # see layers.REMAT_POLICIES
+  scan_unroll: int = 1            # layers per scan iteration (see layers.scan_layers)
   attention_impl: str | None = None
   # what uint8 pixels are normalised with (HF keeps these in preprocessor_config.json): CLIP's,
   # or a tower trained from scratch on other images (mathvlm.data.image.DIAGRAM_MEAN)
@@ -191,7 +192,8 @@ class CLIPVisionTransformer(nnx.Module):
     """
     x = self.embed(pixel_values)
     x, _ = scan_layers(self.layers, lambda blk, h, _: (blk(h), None), x,
-                       remat=self.cfg.remat, num=self._layer_count(layer))
+                       remat=self.cfg.remat, num=self._layer_count(layer),
+                       unroll=self.cfg.scan_unroll)
     return x
 
   def all_hidden_states(self, pixel_values: Array) -> Array:
@@ -201,7 +203,8 @@ class CLIPVisionTransformer(nnx.Module):
       return h, h
 
     x = self.embed(pixel_values)
-    _, hs = scan_layers(self.layers, body, x, remat=self.cfg.remat)
+    _, hs = scan_layers(self.layers, body, x, remat=self.cfg.remat,
+                        unroll=self.cfg.scan_unroll)
     return jnp.concatenate([x[None], hs], axis=0)
 
   def __call__(self, pixel_values: Array) -> tuple[Array, Array]:

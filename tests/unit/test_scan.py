@@ -58,3 +58,27 @@ def test_remat_policies_give_the_same_loss_and_gradients(remat):
 def test_unknown_remat_policy_is_named():
   with pytest.raises(ValueError, match="unknown remat policy 'sometimes'"):
     _llm(2, remat="sometimes")(jnp.ones((1, 4), jnp.int32))
+
+
+def test_scan_unroll_changes_the_program_not_the_numbers():
+  """model.scan_unroll runs k layers per loop iteration (the body repeated k times); the logits
+  and gradients are those of the plain scan, and the setting reaches every tower."""
+  from mathvlm.models import presets
+  from mathvlm.models.layers import with_runtime
+  ids = jnp.asarray(np.random.default_rng(0).integers(0, 64, (2, 8)), jnp.int32)
+  plain, unrolled = _llm(4), _llm(4, scan_unroll=4)
+  assert "stablehlo.while" in _hlo_ops(plain, ids)
+  assert "stablehlo.while" not in _hlo_ops(unrolled, ids)   # unroll = depth: no loop left
+
+  def loss_and_grads(model):
+    graphdef, state = nnx.split(model)
+    return jax.value_and_grad(lambda s: jnp.sum(nnx.merge(graphdef, s)(ids) ** 2))(state)
+
+  (a, ga), (b, gb) = loss_and_grads(plain), loss_and_grads(unrolled)
+  np.testing.assert_allclose(a, b, rtol=1e-5)
+  for x, y in zip(jax.tree.leaves(ga), jax.tree.leaves(gb)):
+    np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
+  cfg = with_runtime(presets.LLAVA_PRESETS["tiny"], scan_unroll=2)
+  assert cfg.vision.scan_unroll == cfg.text.scan_unroll == 2
+  with pytest.raises(ValueError, match="model.scan_unroll=0"):
+    _llm(2, scan_unroll=0)(ids)
