@@ -4,6 +4,9 @@ Paper settings (FACTS.md): ViT-L/16-224 with a new linear head, cross-entropy, l
   python -m mathvlm.train --config configs/classify.py:model=vit-l-16-224,classes=4
   python -m mathvlm.train --config classify.py:data=labelled_images,label=complexity,classes=4 \
       --config.data.path=DATA_DIR --workdir W   # built by `python -m data_prep.labelled_images`
+A tower trained from scratch on diagrams wants `model=tiny-diagram` (pixels centred on diagram
+statistics; under CLIP's, a white diagram is one large constant and the tower learns only the prior:
+docs/recipe/MATH_LLAVA_DATA.md); a CLIP-initialised tower keeps CLIP's.
 """
 
 from mathvlm.configs import common
