@@ -11,8 +11,8 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 # Engine diagrams: near-white canvases with thin ink (mean and std over the 500 images of 300
-# engine problems, seed 0; tests/unit/test_image.py recomputes them from fresh ones). A tower
-# trained from scratch needs its inputs centred: under CLIP's statistics, which are photographs',
+# engine problems, seed 0; tests/unit/test_vision_from_scratch.py recomputes them from fresh
+# ones). A tower trained from scratch needs its inputs centred: under CLIP's statistics, which are photographs',
 # white is ~2 in every channel, every patch embedding is dominated by that one constant with the
 # ink a few percent of it, and a tiny ViT could not even fit 32 diagrams by domain (with these it
 # fits them within 30 steps).

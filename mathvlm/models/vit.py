@@ -41,7 +41,7 @@ class CLIPVisionConfig:
   scan_unroll: int = 1            # layers per scan iteration (see layers.scan_layers)
   attention_impl: str | None = None
   # what uint8 pixels are normalised with (HF keeps these in preprocessor_config.json): CLIP's,
-  # or a tower trained from scratch on other images (mathvlm.data.image.DIAGRAM_MEAN)
+  # or a tower trained from scratch on other images (mathvlm.models.pixels.DIAGRAM_MEAN)
   image_mean: tuple = CLIP_MEAN
   image_std: tuple = CLIP_STD
 
@@ -140,8 +140,8 @@ class CLIPVisionTransformer(nnx.Module):
         cfg.num_channels, d, kernel_size=(p, p), strides=(p, p), padding="VALID", use_bias=False,
         dtype=dtype_of(cfg.dtype), param_dtype=pdt,
         kernel_init=logical(normal(), None, None, None, "embed"), rngs=rngs)
-    self.class_embedding = nnx.Param(normal(init_stds(cfg)["class_embedding"])(rngs.params(), (d,),
-                                                                                pdt),
+    cls_std = init_stds(cfg)["class_embedding"]
+    self.class_embedding = nnx.Param(normal(cls_std)(rngs.params(), (d,), pdt),
                                      out_sharding=("embed",), eager_sharding=False)
     self.position_embedding = nnx.Param(normal()(rngs.params(), (cfg.num_patches + 1, d), pdt),
                                         out_sharding=(None, "embed"), eager_sharding=False)
