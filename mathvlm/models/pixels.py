@@ -12,10 +12,10 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 # Engine diagrams: near-white canvases with thin ink (mean and std over the 500 images of 300
 # engine problems, seed 0; tests/unit/test_vision_from_scratch.py recomputes them from fresh
-# ones). A tower trained from scratch needs its inputs centred: under CLIP's statistics, which are photographs',
-# white is ~2 in every channel, every patch embedding is dominated by that one constant with the
-# ink a few percent of it, and a tiny ViT could not even fit 32 diagrams by domain (with these it
-# fits them within 30 steps).
+# ones). A tower trained from scratch needs its inputs centred: under CLIP's statistics, which are
+# photographs', white is ~2 in every channel, every patch embedding is dominated by that one
+# constant with the ink a few percent of it, and a tiny ViT could not even fit 32 diagrams by
+# domain (with these it fits them within 30 steps).
 DIAGRAM_MEAN = (0.952, 0.9547, 0.9614)
 DIAGRAM_STD = (0.1099, 0.1055, 0.1077)
 
