@@ -275,7 +275,11 @@ def with_pixel_stats(cfg, folder: str | None):
   if vision is None or not folder or not os.path.exists(path):
     return cfg
   meta = read_config(path)
-  if "image_mean" not in meta or "image_std" not in meta:
+  have = [k for k in ("image_mean", "image_std") if k in meta]
+  if len(have) == 1:
+    raise CheckpointError(f"{path} has {have[0]} but not its partner: give both image_mean and "
+                          "image_std, or neither (CLIP's are then used)")
+  if not have:
     return cfg
   vision = dataclasses.replace(vision, image_mean=tuple(meta["image_mean"]),
                                image_std=tuple(meta["image_std"]))

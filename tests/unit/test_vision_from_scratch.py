@@ -125,3 +125,15 @@ def test_pixel_statistics_survive_hugging_face_export_and_load(tmp_path):
   np.testing.assert_allclose(theirs, ours, atol=1e-5)
   back = hf.load_hf(str(tmp_path / "out"))[1]
   assert (back.vision.image_mean, back.vision.image_std) == (DIAGRAM_MEAN, DIAGRAM_STD)
+
+
+def test_a_preprocessor_config_with_half_the_statistics_is_an_error(tmp_path):
+  import json
+
+  from mathvlm import hf
+  (tmp_path / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5] * 3}))
+  with pytest.raises(checkpoint.CheckpointError, match="image_mean but not its partner"):
+    hf.with_pixel_stats(presets.LLAVA_PRESETS["demo"], str(tmp_path))
+  (tmp_path / "preprocessor_config.json").write_text(json.dumps({"do_resize": True}))
+  assert hf.with_pixel_stats(presets.LLAVA_PRESETS["tiny"], str(tmp_path)).vision.image_mean \
+      == CLIP_MEAN
