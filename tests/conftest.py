@@ -21,7 +21,10 @@ def _share_compiled_programs() -> None:
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
   # LLVM's optimisation off: the tests' programs are tiny, compile ~35% faster and run fast
   # enough; XLA's own passes (fusion, layout) still run. A test's own XLA_FLAGS replace it.
-  os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+  # Fake CPU devices are threads: on 2 busy cores one can reach a collective more than XLA's
+  # default 40 s after the others, which then abort the process (seen once in `make test`).
+  os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 "
+                                     "--xla_cpu_collective_call_terminate_timeout_seconds=600")
 
 
 _share_compiled_programs()  # before anything imports jax (the cache and the flags)

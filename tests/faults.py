@@ -26,7 +26,7 @@ from train_utils import ROOT
 # LLVM optimisation off (tiny programs compile faster); every run of a test uses the same flags
 # and a shared compilation cache, so the runs after the first skip most compiling and all give
 # the same executables.
-FLAGS = "--xla_backend_optimization_level=0"
+FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_collective_call_terminate_timeout_seconds=600"
 TIMING = ("step_time", "tokens_per_s", "tflops_per_device", "mfu")
 
 

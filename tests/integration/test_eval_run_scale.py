@@ -14,7 +14,9 @@ import pytest
 
 from shared_data import REPO, shared
 
-CPU = {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_backend_optimization_level=0"}
+CPU = {"JAX_PLATFORMS": "cpu",
+       "XLA_FLAGS": "--xla_backend_optimization_level=0 "
+                    "--xla_cpu_collective_call_terminate_timeout_seconds=600"}
 
 
 def _env(devices: int) -> dict:

@@ -15,7 +15,9 @@ import pytest
 import rl_toys
 from train_utils import ROOT, metrics, run_python
 
-FAST = {"XLA_FLAGS": "--xla_backend_optimization_level=0", "JAX_PLATFORMS": "cpu"}
+FAST = {"XLA_FLAGS": "--xla_backend_optimization_level=0 "
+                     "--xla_cpu_collective_call_terminate_timeout_seconds=600",
+        "JAX_PLATFORMS": "cpu"}
 
 TOY = r"""
 import dataclasses, json, os, sys

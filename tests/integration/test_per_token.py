@@ -14,7 +14,8 @@ import pytest
 
 from train_utils import ROOT, run_python
 
-ENV = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0",
+ENV = {"XLA_FLAGS": ("--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0 "
+                     "--xla_cpu_collective_call_terminate_timeout_seconds=600"),
        "JAX_PLATFORMS": "cpu"}
 
 # name, (data, fsdp, tensor), devices used, grad_accum; batch pieces = shards x micro-batches.
@@ -106,7 +107,9 @@ def test_per_token_mean_over_two_processes(tmp_path):
     port = s.getsockname()[1]
   env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.path.join(ROOT, "tests"),
          "JAX_PLATFORMS": "cpu",
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0"}
+         "XLA_FLAGS": ("--xla_force_host_platform_device_count=4 "
+                       "--xla_backend_optimization_level=0 "
+                       "--xla_cpu_collective_call_terminate_timeout_seconds=600")}
   out = str(tmp_path / "two.npz")
   procs = [subprocess.Popen([sys.executable, "-c", PROCESS, f"127.0.0.1:{port}", str(i), out],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -77,7 +77,8 @@ def _score(tmp, data, out, devices, *extra):
 def _subprocess(args, devices):
   env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu",
          "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices} "
-         "--xla_backend_optimization_level=0"}  # tiny programs: compile fast, run fast enough
+         "--xla_backend_optimization_level=0 "  # tiny programs: compile fast, run fast enough
+         "--xla_cpu_collective_call_terminate_timeout_seconds=600"}
   res = subprocess.run([sys.executable, "-m", "data_prep.score", *args], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=300)
   assert res.returncode == 0, res.stderr[-3000:]

@@ -15,7 +15,9 @@ from flax import nnx
 from train_utils import metrics, run_cli, run_python, tiny_config
 
 # LLVM optimisation off: these tiny programs compile ~35% faster and run fast enough anyway.
-EIGHT = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0",
+EIGHT = {"XLA_FLAGS": ("--xla_force_host_platform_device_count=8 "
+                       "--xla_backend_optimization_level=0 "
+                       "--xla_cpu_collective_call_terminate_timeout_seconds=600"),
          "JAX_PLATFORMS": "cpu"}
 
 MESHES = r"""

@@ -232,7 +232,8 @@ print("ok", err)
 
 def test_loads_straight_onto_an_8_device_mesh(llava_hf, tmp_path):
   out = _run("-c", SHARDED_LOAD, llava_hf[1], str(tmp_path / "ckpt"),
-             env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+             env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8 "
+                               "--xla_cpu_collective_call_terminate_timeout_seconds=600"})
   assert out.startswith("ok")
 
 
