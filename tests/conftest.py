@@ -19,12 +19,9 @@ def _share_compiled_programs() -> None:
   os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", cache)
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-  # LLVM's optimisation off: the tests' programs are tiny, compile ~35% faster and run fast
-  # enough; XLA's own passes (fusion, layout) still run. A test's own XLA_FLAGS replace it.
-  # Fake CPU devices are threads: on 2 busy cores one can reach a collective more than XLA's
-  # default 40 s after the others, which then abort the process (seen once in `make test`).
-  os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 "
-                                     "--xla_cpu_collective_call_terminate_timeout_seconds=600")
+  # train_utils.XLA_FLAGS (why: there); a subprocess with fake devices sets its own (cpu_env).
+  from train_utils import XLA_FLAGS
+  os.environ.setdefault("XLA_FLAGS", XLA_FLAGS)
 
 
 _share_compiled_programs()  # before anything imports jax (the cache and the flags)

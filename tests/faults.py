@@ -21,18 +21,15 @@ import time
 
 import numpy as np
 
-from train_utils import ROOT
+from train_utils import ROOT, cpu_env
 
-# LLVM optimisation off (tiny programs compile faster); every run of a test uses the same flags
-# and a shared compilation cache, so the runs after the first skip most compiling and all give
-# the same executables.
-FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_collective_call_terminate_timeout_seconds=600"
+# Every run of a test uses the same flags (train_utils.cpu_env) and a shared compilation cache,
+# so the runs after the first skip most compiling and all give the same executables.
 TIMING = ("step_time", "tokens_per_s", "tflops_per_device", "mfu")
 
 
 def env(cache_dir: str, devices: int = 0) -> dict:
-  flags = FLAGS + (f" --xla_force_host_platform_device_count={devices}" if devices else "")
-  return {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags,
+  return {**os.environ, "PYTHONPATH": ROOT, **cpu_env(devices),
           "JAX_COMPILATION_CACHE_DIR": cache_dir, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
           "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1"}
 

@@ -64,21 +64,29 @@ def run_command(module: str, args: list[str]) -> str:
   return done.stdout
 
 
-def engine_set(d: str, n: int, seed: int, workers: int, split: str, variants: int = 1) -> dict:
+def engine_set(d: str, n: int, seed: int, workers: int, split: str, variants: int = 1,
+               steps: str | None = None) -> dict:
   """`python -m data_prep.engine` into D unless D/meta.json already holds these n x variants
-  records (a rerun resumes); returns meta.json."""
+  records with these steps (a rerun resumes); returns meta.json. steps: the engine's MIN:MAX
+  reasoning depth (its default when None)."""
   path = os.path.join(d, "meta.json")
-  if not (os.path.exists(path) and load_json(path)["n"] == n * variants):
+  want = [int(x) for x in steps.split(":")] if steps else None
+  if not (os.path.exists(path) and load_json(path)["n"] == n * variants
+          and want in (None, load_json(path).get("steps"))):
     run_command("data_prep.engine", ["--domain", "all", "--n", str(n), "--out", d, "--seed",
                                      str(seed), "--workers", str(workers), "--split", split]
-                + (["--variants", str(variants)] if variants > 1 else []))
+                + (["--variants", str(variants)] if variants > 1 else [])
+                + (["--steps", steps] if steps else []))
   return load_json(path)
 
 
-def generate_engine(out: str, n_train: int, n_test: int, seed: int, workers: int) -> dict:
+def generate_engine(out: str, n_train: int, n_test: int, seed: int, workers: int,
+                    steps: dict | None = None) -> dict:
   """OUT/engine/{train,test}: instruct.json, caption.json, images, meta.json. The test split holds
-  problems whose content hash falls on the other side, so no test problem is a training one."""
-  return {split: engine_set(os.path.join(out, "engine", split), n, seed, workers, split)
+  problems whose content hash falls on the other side, so no test problem is a training one.
+  steps: the engine's --steps per split ('train', 'test'), its default where absent."""
+  return {split: engine_set(os.path.join(out, "engine", split), n, seed, workers, split,
+                            steps=(steps or {}).get(split))
           for split, n in (("train", n_train), ("test", n_test))}
 
 

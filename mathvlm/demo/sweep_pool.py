@@ -89,13 +89,23 @@ def main(argv=None) -> dict:
   p.add_argument("--n_test", type=int, default=150, help="held-out figures (x3 versions)")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--workers", type=int, default=2)
+  p.add_argument("--steps", default="1:8",
+                 help="the engine's reasoning depth MIN:MAX for the training pool; 7-8 steps are "
+                      "complexity level 3, which the ratios select (the engine's default 1:6 "
+                      "makes none)")
+  p.add_argument("--test_steps", default="1:7",
+                 help="the same for the held-out figures: on that side of the content-hash "
+                      "split half of all figure programs are rejected, and an analytic problem "
+                      "asked for 8 steps ran out of tries (60 programs) at 1:8")
   a = p.parse_args(argv)
   from mathvlm.demo import data
   out, t = os.path.abspath(a.out), time.time()
-  engine = data.generate_engine(out, a.n_train, a.n_test, a.seed, a.workers)
+  engine = data.generate_engine(out, a.n_train, a.n_test, a.seed, a.workers,
+                                dict(train=a.steps, test=a.test_steps))
   summary = dict(engine={k: v["n"] for k, v in engine.items()}, tokenizer=tokenizer(out),
                  built=qa_datasets(out, 56), stages=warm_start(out, a.seed),
-                 scores=f"{out}/qa/train/scores.jsonl", seed=a.seed)
+                 scores=f"{out}/qa/train/scores.jsonl", seed=a.seed,
+                 steps=dict(train=a.steps, test=a.test_steps))
   summary["seconds"] = round(time.time() - t)
   with open(f"{out}/DONE.json", "w") as f:
     json.dump(summary, f, indent=1)

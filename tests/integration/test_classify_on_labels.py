@@ -8,9 +8,9 @@ import os
 
 import numpy as np
 
-from train_utils import metrics, run_python
+from train_utils import cpu_env, metrics, run_python
 
-FAST = {"XLA_FLAGS": "--xla_backend_optimization_level=0", "JAX_PLATFORMS": "cpu"}
+FAST = cpu_env()
 
 TRAIN = r"""
 import sys

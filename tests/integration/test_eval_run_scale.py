@@ -13,16 +13,10 @@ import sys
 import pytest
 
 from shared_data import REPO, shared
-
-CPU = {"JAX_PLATFORMS": "cpu",
-       "XLA_FLAGS": "--xla_backend_optimization_level=0 "
-                    "--xla_cpu_collective_call_terminate_timeout_seconds=600"}
-
+from train_utils import cpu_env
 
 def _env(devices: int) -> dict:
-  env = dict(os.environ, **CPU, PYTHONPATH=REPO)
-  env["XLA_FLAGS"] += f" --xla_force_host_platform_device_count={devices}"
-  return env
+  return dict(os.environ, **cpu_env(devices), PYTHONPATH=REPO)
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,9 @@ import numpy as np
 import pytest
 
 import rl_toys
-from train_utils import ROOT, metrics, run_python
+from train_utils import ROOT, cpu_env, metrics, run_python
 
-FAST = {"XLA_FLAGS": "--xla_backend_optimization_level=0 "
-                     "--xla_cpu_collective_call_terminate_timeout_seconds=600",
-        "JAX_PLATFORMS": "cpu"}
+FAST = cpu_env()
 
 TOY = r"""
 import dataclasses, json, os, sys
@@ -102,12 +100,11 @@ def _toy(workdir, steps: int, reward: str, devices: int, **env) -> subprocess.Po
   """A TOY run (beta 0.04) on `devices` CPU devices, its output in workdir.log."""
   workdir.mkdir(exist_ok=True)
   rl_toys.word_tokenizer(str(workdir / "tokenizer.json"))  # made here: 2 processes share one
-  flags = f"{FAST['XLA_FLAGS']} --xla_force_host_platform_device_count={devices}"
   with open(f"{workdir}.log", "a") as log:
     return subprocess.Popen(
         [sys.executable, "-c", DISTRIBUTED, str(workdir), str(steps), "-1", reward], cwd=ROOT,
         stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, **FAST, "XLA_FLAGS": flags, "PYTHONPATH": f"{ROOT}:{ROOT}/tests",
+        env={**os.environ, **cpu_env(devices), "PYTHONPATH": f"{ROOT}:{ROOT}/tests",
              **env})
 
 

@@ -12,11 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-from train_utils import ROOT, run_python
+from train_utils import ROOT, cpu_env, run_python
 
-ENV = {"XLA_FLAGS": ("--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0 "
-                     "--xla_cpu_collective_call_terminate_timeout_seconds=600"),
-       "JAX_PLATFORMS": "cpu"}
+ENV = cpu_env(8)
 
 # name, (data, fsdp, tensor), devices used, grad_accum; batch pieces = shards x micro-batches.
 # The quick form (default) takes one mesh with accumulation; `-m slow` the rest.
@@ -62,7 +60,7 @@ def check(name: str, r: dict) -> None:
 @pytest.mark.parametrize("cases", [pytest.param(QUICK, id="quick"),
                                    pytest.param(SLOW, id="every_mesh", marks=pytest.mark.slow)])
 def test_per_token_mean_on_meshes_and_accumulation(cases):
-  out = run_python(MESHES, json.dumps(cases), env=ENV)
+  out = run_python(MESHES, json.dumps(cases), env=ENV, retry_stall=True)
   results = json.loads(out.split("RESULT")[1])
   assert sorted({k.split("/")[0] for k in results}) == sorted(c[0] for c in cases)
   for name, r in results.items():
@@ -106,10 +104,7 @@ def test_per_token_mean_over_two_processes(tmp_path):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
   env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.path.join(ROOT, "tests"),
-         "JAX_PLATFORMS": "cpu",
-         "XLA_FLAGS": ("--xla_force_host_platform_device_count=4 "
-                       "--xla_backend_optimization_level=0 "
-                       "--xla_cpu_collective_call_terminate_timeout_seconds=600")}
+         **cpu_env(4)}
   out = str(tmp_path / "two.npz")
   procs = [subprocess.Popen([sys.executable, "-c", PROCESS, f"127.0.0.1:{port}", str(i), out],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from data_prep import augment, llava_json, mathv360k
+from train_utils import cpu_env
 
 Q = "What is the length of side {}?"
 
@@ -243,8 +244,7 @@ def test_local_backend_runs_on_a_tiny_model(tmp_path):
   checkpoint.save_model(random_model(Llava, cfg, 0, std=0.02), cfg, ckpt)
   tok.save(os.path.join(ckpt, "tokenizer.json"))
   root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  env = {**os.environ, "PYTHONPATH": root, "JAX_PLATFORMS": "cpu",
-         "XLA_FLAGS": "--xla_backend_optimization_level=0"}
+  env = {**os.environ, "PYTHONPATH": root, **cpu_env()}
   res = subprocess.run([sys.executable, "-m", "data_prep.augment", "--src", src, "--images",
                         images, "--out", str(tmp_path / "out"), "--kinds", "rephrase",
                         "--limit", "4", "--backend", "local", "--ckpt", ckpt, "--batch", "4",

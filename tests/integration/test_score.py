@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from random_models import random_model
+from train_utils import cpu_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -75,10 +76,7 @@ def _score(tmp, data, out, devices, *extra):
 
 
 def _subprocess(args, devices):
-  env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu",
-         "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices} "
-         "--xla_backend_optimization_level=0 "  # tiny programs: compile fast, run fast enough
-         "--xla_cpu_collective_call_terminate_timeout_seconds=600"}
+  env = {**os.environ, "PYTHONPATH": ROOT, **cpu_env(devices)}
   res = subprocess.run([sys.executable, "-m", "data_prep.score", *args], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=300)
   assert res.returncode == 0, res.stderr[-3000:]

@@ -15,7 +15,7 @@ from safetensors.numpy import load_file, save_file
 import hf_models as H
 from mathvlm import checkpoint, hf
 
-from train_utils import ROOT  # noqa: E402
+from train_utils import ROOT, cpu_env  # noqa: E402
 
 
 def _run(*args, env=None):
@@ -232,8 +232,7 @@ print("ok", err)
 
 def test_loads_straight_onto_an_8_device_mesh(llava_hf, tmp_path):
   out = _run("-c", SHARDED_LOAD, llava_hf[1], str(tmp_path / "ckpt"),
-             env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8 "
-                               "--xla_cpu_collective_call_terminate_timeout_seconds=600"})
+             env=cpu_env(8))
   assert out.startswith("ok")
 
 
