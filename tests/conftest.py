@@ -35,3 +35,35 @@ def llava_hf(tmp_path_factory):
   model = H.llava(0)
   return model, H.save(model, str(tmp_path_factory.mktemp("llava_hf")))
 
+
+
+def pytest_configure(config):
+  config.addinivalue_line("markers", "long(seconds): runs about that long in `make test` here; "
+                                     "started first, spread over the workers (see below)")
+
+
+def pytest_collection_modifyitems(config, items):
+  """The long tests first, dealt over the workers longest first, each to the least loaded.
+  xdist's worksteal hands each worker a contiguous share of the collection and lets an idle one
+  steal from the *end* of another's queue: a long test late in a share starts late and makes
+  the other worker wait at the end. Every worker collects, and all must order alike: the
+  order is a pure function of the items."""
+  workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+  if workers < 2:
+    return
+  seconds = {id(i): i.get_closest_marker("long").args[0] for i in items
+             if i.get_closest_marker("long")}
+  shares, loads = [[] for _ in range(workers)], [0.0] * workers
+  for item in sorted((i for i in items if id(i) in seconds), key=lambda i: -seconds[id(i)]):
+    k = loads.index(min(loads))
+    shares[k].append(item)
+    loads[k] += seconds[id(item)]
+  rest = [i for i in items if id(i) not in seconds]
+  order, start = [], 0
+  for k, share in enumerate(shares):  # worksteal's first shares: n // workers_left each
+    size = (len(items) - len(order)) // (workers - k)
+    take = max(0, size - len(share))
+    order += share + rest[start:start + take]
+    start += take
+  order += rest[start:]
+  items[:] = order

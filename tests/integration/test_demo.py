@@ -10,12 +10,14 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from train_utils import ROOT
 
 from shared_data import shared  # noqa: F401  (fails when ../shared/data is missing)
 
 
+@pytest.mark.long(250)
 def test_quick_demo_end_to_end(tmp_path):
   out = tmp_path / "demo"
   res = subprocess.run([sys.executable, "-m", "mathvlm.demo", "--quick", "--out", str(out)],

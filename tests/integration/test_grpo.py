@@ -44,6 +44,7 @@ train(c, os.path.join(out, "run"), callbacks=[kill_after(kill)] if kill > 0 else
 """
 
 
+@pytest.mark.long(70)
 def test_grpo_learns_the_one_rewarded_token(tmp_path):
   """Reward 1 when the answer starts with 7: the optimal policy is to say 7; pass@1 goes from
   (almost) never to (almost) always."""
@@ -60,6 +61,7 @@ def test_grpo_learns_the_one_rewarded_token(tmp_path):
   assert rows[-1]["curriculum/level"] > 0  # the pass rate left the band: harder problems
 
 
+@pytest.mark.long(120)
 def test_grpo_resumes_after_sigkill_to_the_same_numbers(tmp_path):
   """Killed after step 3 (checkpoints every 2 steps: the rerun replays step 3), the rerun
   reproduces the uninterrupted run's losses, rewards and curriculum. A dense reward and the KL
@@ -108,6 +110,7 @@ def _toy(workdir, steps: int, reward: str, devices: int, **env) -> subprocess.Po
              **env})
 
 
+@pytest.mark.long(120)
 @pytest.mark.parametrize("steps,references", [
     pytest.param(3, (2,), id="quick"),
     pytest.param(6, (2, 1), id="and_one_device", marks=pytest.mark.slow)])

@@ -9,6 +9,8 @@ import stat
 import subprocess
 import sys
 
+import pytest
+
 from train_utils import ROOT, metrics
 
 TINY = ["--config", "configs/sft.py:model=tiny", "--config.steps=3", "--config.data.global_batch=8",
@@ -35,6 +37,7 @@ def _sh(args, env=None, timeout=600):
                         env={**os.environ, "PYTHON": sys.executable, **(env or {})})
 
 
+@pytest.mark.long(60)
 def test_slurm_script_runs_two_processes_under_srun(tmp_path):
   bin_dir = tmp_path / "bin"
   bin_dir.mkdir()
@@ -84,6 +87,7 @@ def test_tpu_script_dry_run_prints_every_step():
   assert "configs/sft.py:model=llava-1.5-13b" in train and "gs://b/run" in train
 
 
+@pytest.mark.long(45)
 def test_sweep_runs_skips_and_collects(tmp_path):
   out = tmp_path / "sweep"
   res = _sh([sys.executable, "launch/sweep.py", "configs/sweeps/tiny_lr.py", "--workdir", str(out)])

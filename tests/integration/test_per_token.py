@@ -57,6 +57,7 @@ def check(name: str, r: dict) -> None:
   assert r["mom_gap"] > 1e-2 and r["mom_error"] > 1e-2, (name, r)
 
 
+@pytest.mark.long(60)
 @pytest.mark.parametrize("cases", [pytest.param(QUICK, id="quick"),
                                    pytest.param(SLOW, id="every_mesh", marks=pytest.mark.slow)])
 def test_per_token_mean_on_meshes_and_accumulation(cases):

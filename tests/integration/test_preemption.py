@@ -40,6 +40,7 @@ def straight_run(tmp_path, args, environ) -> str:
   return workdir
 
 
+@pytest.mark.long(40)
 def test_sigterm_then_kills_in_a_save_and_in_the_export_resume_bitwise(tmp_path):
   rng, environ, args = random.Random(15), faults.env(str(tmp_path / "cache")), flags()
   straight = straight_run(tmp_path, args, environ)

@@ -43,6 +43,7 @@ print("RESULT" + json.dumps(out))
 """
 
 
+@pytest.mark.long(80)
 @pytest.mark.parametrize("objectives,form", [
     ("dpo", "quick"), ("contrastive,classify", "quick"),  # lm: test_per_token.py's quick form
     pytest.param("lm,dpo", "full", marks=pytest.mark.slow),
