@@ -62,6 +62,28 @@ def test_quick_demo_end_to_end(tmp_path):
     assert heading in report
   for png in ("losses.png", "accuracy.png", "grpo.png"):
     assert open(out / png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+  check_confirm(out)
+
+
+def check_confirm(out):
+  """mathvlm.demo.confirm: new held-out problems (never the demo's), answered by two stages and
+  compared question by question."""
+  run = lambda seed: subprocess.run(
+      [sys.executable, "-m", "mathvlm.demo.confirm", "--demo", str(out), "--n", "6", "--seed",
+       str(seed), "--stages", "sft,grpo", "--batch", "48"], cwd=ROOT, capture_output=True,
+      text=True, timeout=600, env={**os.environ, "PYTHONPATH": ROOT})
+  assert "the demo's own" in run(0).stderr  # seed 0 would be the demo's held-out set again
+  res = run(1)
+  assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+  c = json.load(open(out / "confirm_seed1/summary.json"))
+  assert c["questions"] == 18 and c["repeats_of_the_demos_held_out"] == 0
+  own = {json.loads(x)["pid"] for x in open(out / "3_sft/held_out.jsonl")}
+  for stage in ("sft", "grpo"):
+    rows = [json.loads(x) for x in open(out / f"confirm_seed1/{stage}.jsonl")]
+    assert len(rows) == 18 and not own & {r["pid"] for r in rows}
+    assert c["accuracy"][stage]["all"] == round(100 * sum(r["correct"] for r in rows) / 18, 2)
+  pair = c["paired"]["grpo_vs_sft"]["all"]
+  assert pair["questions"] == 18 and pair["gained"] + pair["lost"] <= 18
 
 
 def check_grpo(out, s):

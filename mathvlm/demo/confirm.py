@@ -1,0 +1,90 @@
+"""A demo's stages compared again on held-out problems it has never seen: a confirmatory test.
+
+  python -m mathvlm.demo.confirm --demo out/demo --n 1000 --seed 1 [--stages sft,dpo,grpo]
+
+The demo's own held-out set (300 figures x 3 versions, seed 0) is where a difference between
+stages is first seen, and where the decision to look closer is made; testing the same
+difference on the same questions again would count them twice. This draws a new set from the
+engine (the held-out side of its content-hash split, so no training problem; another seed, so
+other problems than the demo's held-out ones; the demo's engine settings otherwise), answers it
+with every stage's saved model exactly as the demo does (greedy, the demo's template and
+lengths), and tests each later stage against each earlier one question by question (exact
+McNemar, free-form and all). Writes DEMO/confirm_seed<S>/: the problems, <stage>.jsonl (one row
+per question) and summary.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+
+def answers(demo: str, stage: str, problems: list, batch: int) -> list[dict]:
+  """The stage's greedy answers and verdicts, as the demo's `held_out` writes them."""
+  from tokenizers import Tokenizer
+
+  from mathvlm.demo.__main__ import MAX_NEW_TOKENS, STAGES, load_model
+  from mathvlm.eval import engine_heldout
+  model, cfg = load_model(f"{demo}/{STAGES.index(stage) + 1}_{stage}")
+  tok = Tokenizer.from_file(f"{demo}/data/tokenizer.json")
+  responses = engine_heldout.answer(model, cfg, tok, problems, template="mistral_instruct",
+                                    batch=batch, max_new_tokens=MAX_NEW_TOKENS, max_len=256)
+  verdicts = engine_heldout.score(problems, responses)["verdicts"]
+  return [{"pid": p.pid, "response": r, "answer": p.answer, "correct": verdicts[p.pid]}
+          for p, r in zip(problems, responses)]
+
+
+def accuracy(rows: list[dict]) -> dict:
+  free = [r for r in rows if r["answer"] not in set("ABCDEFGH")]
+  pct = lambda rs: round(100 * sum(r["correct"] for r in rs) / max(1, len(rs)), 2)
+  return dict(all=pct(rows), free_form=pct(free), questions=len(rows), free_form_questions=len(free))
+
+
+def main(argv=None) -> dict:
+  p = argparse.ArgumentParser(prog="python -m mathvlm.demo.confirm",
+                              description=__doc__.split("\n")[0])
+  p.add_argument("--demo", default="out/demo", help="a finished demo's --out")
+  p.add_argument("--n", type=int, default=1000, help="new held-out figures (x3 versions)")
+  p.add_argument("--seed", type=int, default=1, help="engine seed; the demo's own is 0")
+  p.add_argument("--stages", default="sft,dpo,grpo")
+  p.add_argument("--batch", type=int, default=64)
+  p.add_argument("--workers", type=int, default=2)
+  a = p.parse_args(argv)
+  from mathvlm.demo import data, evaluate
+  from mathvlm.eval import engine_benchmark
+  demo, stages, t = os.path.abspath(a.demo), a.stages.split(","), time.time()
+  if a.seed == json.load(open(f"{demo}/summary.json"))["settings"]["seed"]:
+    raise SystemExit(f"--seed {a.seed} is the demo's own: its held-out problems again")
+  out = f"{demo}/confirm_seed{a.seed}"
+  data.engine_set(f"{out}/engine", a.n, a.seed, a.workers, "test")
+  problems = engine_benchmark.load(f"{out}/engine/instruct.json")
+  seen = {json.dumps(r["text_en"], sort_keys=True)
+          for r in data.load_json(f"{demo}/engine/test/instruct.json")}
+  repeats = sum(json.dumps(r["text_en"], sort_keys=True) in seen
+                for r in data.load_json(f"{out}/engine/instruct.json"))
+  rows = {}
+  for stage in stages:
+    path = f"{out}/{stage}.jsonl"
+    if not os.path.exists(path):
+      with open(path, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in answers(demo, stage, problems, a.batch))
+    rows[stage] = [json.loads(x) for x in open(path)]
+    print(f"{stage}: {accuracy(rows[stage])}", flush=True)
+  paired = {f"{later}_vs_{earlier}": {
+      "free_form": evaluate.paired_change(rows[earlier], rows[later], free_form_only=True),
+      "all": evaluate.paired_change(rows[earlier], rows[later])}
+      for i, later in enumerate(stages) for earlier in stages[:i]}
+  summary = dict(demo=demo, seed=a.seed, figures=a.n, questions=len(problems),
+                 repeats_of_the_demos_held_out=repeats,
+                 accuracy={s: accuracy(r) for s, r in rows.items()}, paired=paired,
+                 seconds=round(time.time() - t))
+  with open(f"{out}/summary.json", "w") as f:
+    json.dump(summary, f, indent=1)
+  print(json.dumps(summary["paired"]))
+  return summary
+
+
+if __name__ == "__main__":
+  main()
