@@ -1,0 +1,20 @@
+"""The demo's and the sweep pool's engine step: made once, remade when its depth range changes."""
+
+import json
+import os
+
+from mathvlm.demo import data
+
+
+def test_engine_set_is_reused_only_with_the_same_steps(tmp_path, capsys):
+  d = str(tmp_path / "engine")
+  meta = data.engine_set(d, 3, 0, 1, "train", steps="1:2")
+  assert meta["n"] == 3 and meta["steps"] == [1, 2]
+  assert all(r["steps"] <= 2 for r in json.load(open(f"{d}/instruct.json")))
+  made = os.path.getmtime(f"{d}/meta.json")
+  capsys.readouterr()
+  data.engine_set(d, 3, 0, 1, "train", steps="1:2")
+  data.engine_set(d, 3, 0, 1, "train")  # no steps asked for: whatever was made
+  assert os.path.getmtime(f"{d}/meta.json") == made and "data_prep.engine" not in capsys.readouterr().out
+  assert data.engine_set(d, 3, 0, 1, "train", steps="3:4")["steps"] == [3, 4]
+  assert all(r["steps"] >= 3 for r in json.load(open(f"{d}/instruct.json")))
