@@ -35,10 +35,14 @@ from typing import Any
 
 # dynamic_seeds: seed problems of the dynamic benchmark, VARIANTS each (x 3 question versions);
 # 72 (24 a domain) adds about 40-55 s to the full run on 2 cores (engine ~0.8 CPU s a seed,
-# answers ~1 CPU s a batch of 64, plus a compile per new prompt width), within its minute
-FULL = dict(n_train=10000, n_test=300, dpo_problems=2400, eval_batch=64, dynamic_seeds=72,
+# answers ~1 CPU s a batch of 64, plus a compile per new prompt width), within its minute.
+# eval_bucket: prompts are padded to a multiple of it, and each width compiles once: the quick
+# run's few problems are answered at fewer, wider widths (compiling is most of its time).
+FULL = dict(n_train=10000, n_test=300, dpo_problems=2400, eval_batch=64, eval_bucket=32,
+            dynamic_seeds=72,
             epochs={})
-QUICK = dict(n_train=320, n_test=48, dpo_problems=96, eval_batch=48, dynamic_seeds=12,
+QUICK = dict(n_train=320, n_test=48, dpo_problems=96, eval_batch=48, eval_bucket=128,
+             dynamic_seeds=12,
              epochs=dict(clip_math=1, align=1, sft=2, dpo=1))
 VERSIONS = ["text_lite"]            # MAVIS's default for instruction tuning
 ANSWER = "value"                    # `The answer is V.`: see configs/demo.py
@@ -170,7 +174,7 @@ def generate(d: Demo, model, cfg, problems: list) -> list[str]:
   from mathvlm.eval import engine_heldout
   return engine_heldout.answer(model, cfg, d.tok, problems, template="mistral_instruct",
                                batch=d.mode["eval_batch"], max_new_tokens=MAX_NEW_TOKENS,
-                               max_len=256)
+                               max_len=256, bucket=d.mode["eval_bucket"])
 
 
 def held_out(d: Demo, stage: str) -> str:
