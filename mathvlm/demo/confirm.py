@@ -36,6 +36,20 @@ def answers(demo: str, stage: str, problems: list, batch: int) -> list[dict]:
           for p, r in zip(problems, responses)]
 
 
+def check_demo(demo: str, stages: list[str]) -> None:
+  """A finished demo holds summary.json, its tokenizer and each asked stage's model."""
+  from mathvlm.demo.__main__ import STAGES
+  unknown = [s for s in stages if s not in STAGES]
+  if unknown:
+    raise SystemExit(f"--stages {unknown}: not demo stages (they are {STAGES})")
+  need = [f"{demo}/summary.json", f"{demo}/data/tokenizer.json"] + [
+      f"{demo}/{STAGES.index(s) + 1}_{s}/model" for s in stages]
+  missing = [p for p in need if not os.path.exists(p)]
+  if missing:
+    raise SystemExit(f"--demo {demo} is not a finished demo (python -m mathvlm.demo --out ...): "
+                     f"missing {missing}")
+
+
 def accuracy(rows: list[dict]) -> dict:
   free = [r for r in rows if r["answer"] not in set("ABCDEFGH")]
   pct = lambda rs: round(100 * sum(r["correct"] for r in rs) / max(1, len(rs)), 2)
@@ -55,6 +69,7 @@ def main(argv=None) -> dict:
   from mathvlm.demo import data, evaluate
   from mathvlm.eval import engine_benchmark
   demo, stages, t = os.path.abspath(a.demo), a.stages.split(","), time.time()
+  check_demo(demo, stages)
   if a.seed == json.load(open(f"{demo}/summary.json"))["settings"]["seed"]:
     raise SystemExit(f"--seed {a.seed} is the demo's own: its held-out problems again")
   out = f"{demo}/confirm_seed{a.seed}"

@@ -68,11 +68,12 @@ def test_quick_demo_end_to_end(tmp_path):
 def check_confirm(out):
   """mathvlm.demo.confirm: new held-out problems (never the demo's), answered by two stages and
   compared question by question."""
-  run = lambda seed: subprocess.run(
+  run = lambda seed, stages="sft,grpo": subprocess.run(
       [sys.executable, "-m", "mathvlm.demo.confirm", "--demo", str(out), "--n", "6", "--seed",
-       str(seed), "--stages", "sft,grpo", "--batch", "48"], cwd=ROOT, capture_output=True,
+       str(seed), "--stages", stages, "--batch", "48"], cwd=ROOT, capture_output=True,
       text=True, timeout=600, env={**os.environ, "PYTHONPATH": ROOT})
   assert "the demo's own" in run(0).stderr  # seed 0 would be the demo's held-out set again
+  assert "not demo stages" in run(1, "sft,rlhf").stderr
   res = run(1)
   assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
   c = json.load(open(out / "confirm_seed1/summary.json"))
