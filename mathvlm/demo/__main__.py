@@ -169,12 +169,17 @@ def unseen_variants(d: Demo) -> list:
 
 
 def generate(d: Demo, model, cfg, problems: list) -> list[str]:
-  """Greedy answers as every evaluation here asks them (template, lengths, batch), so the
-  held-out, DPO-pool and dynamic numbers are comparable."""
+  return greedy_answers(model, cfg, d.tok, problems, batch=d.mode["eval_batch"],
+                        bucket=d.mode["eval_bucket"])
+
+
+def greedy_answers(model, cfg, tok, problems: list, *, batch: int, bucket: int) -> list[str]:
+  """Greedy answers as every evaluation here asks them (template, lengths), so the held-out,
+  DPO-pool, dynamic and confirmatory (`mathvlm.demo.confirm`) numbers are comparable."""
   from mathvlm.eval import engine_heldout
-  return engine_heldout.answer(model, cfg, d.tok, problems, template="mistral_instruct",
-                               batch=d.mode["eval_batch"], max_new_tokens=MAX_NEW_TOKENS,
-                               max_len=256, bucket=d.mode["eval_bucket"])
+  return engine_heldout.answer(model, cfg, tok, problems, template="mistral_instruct",
+                               batch=batch, max_new_tokens=MAX_NEW_TOKENS, max_len=256,
+                               bucket=bucket)
 
 
 def held_out(d: Demo, stage: str) -> str:

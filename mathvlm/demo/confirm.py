@@ -25,12 +25,11 @@ def answers(demo: str, stage: str, problems: list, batch: int) -> list[dict]:
   """The stage's greedy answers and verdicts, as the demo's `held_out` writes them."""
   from tokenizers import Tokenizer
 
-  from mathvlm.demo.__main__ import MAX_NEW_TOKENS, STAGES, load_model
+  from mathvlm.demo.__main__ import FULL, STAGES, greedy_answers, load_model
   from mathvlm.eval import engine_heldout
   model, cfg = load_model(f"{demo}/{STAGES.index(stage) + 1}_{stage}")
   tok = Tokenizer.from_file(f"{demo}/data/tokenizer.json")
-  responses = engine_heldout.answer(model, cfg, tok, problems, template="mistral_instruct",
-                                    batch=batch, max_new_tokens=MAX_NEW_TOKENS, max_len=256)
+  responses = greedy_answers(model, cfg, tok, problems, batch=batch, bucket=FULL["eval_bucket"])
   verdicts = engine_heldout.score(problems, responses)["verdicts"]
   return [{"pid": p.pid, "response": r, "answer": p.answer, "correct": verdicts[p.pid]}
           for p, r in zip(problems, responses)]
