@@ -36,7 +36,6 @@ def llava_hf(tmp_path_factory):
   return model, H.save(model, str(tmp_path_factory.mktemp("llava_hf")))
 
 
-
 def pytest_configure(config):
   config.addinivalue_line("markers", "long(seconds): runs about that long in `make test` here; "
                                      "started first, spread over the workers (see below)")

@@ -71,8 +71,8 @@ def engine_set(d: str, n: int, seed: int, workers: int, split: str, variants: in
   reasoning depth (its default when None)."""
   path = os.path.join(d, "meta.json")
   want = [int(x) for x in steps.split(":")] if steps else None
-  if not (os.path.exists(path) and load_json(path)["n"] == n * variants
-          and want in (None, load_json(path).get("steps"))):
+  made = load_json(path) if os.path.exists(path) else None
+  if not (made and made["n"] == n * variants and want in (None, made.get("steps"))):
     run_command("data_prep.engine", ["--domain", "all", "--n", str(n), "--out", d, "--seed",
                                      str(seed), "--workers", str(workers), "--split", split]
                 + (["--variants", str(variants)] if variants > 1 else [])
