@@ -78,14 +78,16 @@ def main(argv=None) -> dict:
           for r in data.load_json(f"{demo}/engine/test/instruct.json")}
   repeats = sum(json.dumps(r["text_en"], sort_keys=True) in seen
                 for r in data.load_json(f"{out}/engine/instruct.json"))
-  rows = {}
+  rows, pids = {}, [p.pid for p in problems]
   for stage in stages:
     path = f"{out}/{stage}.jsonl"
-    if not os.path.exists(path):
+    kept = [json.loads(x) for x in open(path)] if os.path.exists(path) else []
+    if [r["pid"] for r in kept] != pids:  # answered before only if for these very problems
+      kept = answers(demo, stage, problems, a.batch)
       with open(path, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in answers(demo, stage, problems, a.batch))
-    rows[stage] = [json.loads(x) for x in open(path)]
-    print(f"{stage}: {accuracy(rows[stage])}", flush=True)
+        f.writelines(json.dumps(r) + "\n" for r in kept)
+    rows[stage] = kept
+    print(f"{stage}: {accuracy(kept)}", flush=True)
   paired = {f"{later}_vs_{earlier}": {
       "free_form": evaluate.paired_change(rows[earlier], rows[later], free_form_only=True),
       "all": evaluate.paired_change(rows[earlier], rows[later])}
