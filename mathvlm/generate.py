@@ -93,6 +93,7 @@ def decode(model, input_ids: Array, attention_mask: Array, pixel_values: Array |
   forward pass over prompt + tokens gives, the old-policy log-probs of GRPO. Works with
   `LlamaForCausalLM` (pixel_values None) and `Llava` (prompt with image tokens).
   """
+  model = model.for_decoding()
   b, t = input_ids.shape
   extra = {} if pixel_values is None else {"pixel_values": pixel_values}
   cache = model.init_cache(b, cache_slots(t, max_new_tokens))

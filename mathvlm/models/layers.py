@@ -277,7 +277,9 @@ def kv_block(slots: int) -> int:
 def cached_attention(q: Array, k_cache: Array, v_cache: Array, layer, mask: Array, filled
                      ) -> Array:
   """Attention of q [batch, t, heads, head_dim] over slots [0, filled) of one layer of a KV cache
-  [layers, batch, slots, kv_heads, head_dim], block by block with a running softmax (max, sum).
+  [layers, batch, kv_heads, slots, head_dim], block by block with a running softmax (max, sum).
+  Slots next to head_dim, so that a block is contiguous per head and the dots read it as it lies
+  (with slots before the heads XLA:CPU transposed every block: 40% of a decode step).
 
   Decoding reads only the filled part of the cache, in place: a loop over `kv_block` slots whose
   trip count follows `filled`, instead of slicing the layer's whole buffer (a copy of every slot,
@@ -285,22 +287,22 @@ def cached_attention(q: Array, k_cache: Array, v_cache: Array, layer, mask: Arra
   `grouped_attention`'s large negative number, so the result equals it up to rounding.
   """
   b, t, n, h = q.shape
-  kv, block = k_cache.shape[3], kv_block(k_cache.shape[2])
+  kv, block = k_cache.shape[2], kv_block(k_cache.shape[3])
   qg = einops.rearrange(q, "b t (k g) h -> b k g t h", k=kv)
   scale, neg = jnp.float32(1.0 / math.sqrt(h)), jnp.float32(NEG)
 
   def body(j, carry):
     top, total, acc = carry
-    start = (layer, 0, j * block, 0, 0)
-    kb = jax.lax.dynamic_slice(k_cache, start, (1, b, block, kv, h))[0].astype(q.dtype)
-    vb = jax.lax.dynamic_slice(v_cache, start, (1, b, block, kv, h))[0].astype(q.dtype)
-    s = jnp.einsum("bkgth,bskh->bkgts", qg, kb, preferred_element_type=jnp.float32) * scale
+    start = (layer, 0, 0, j * block, 0)
+    kb = jax.lax.dynamic_slice(k_cache, start, (1, b, kv, block, h))[0].astype(q.dtype)
+    vb = jax.lax.dynamic_slice(v_cache, start, (1, b, kv, block, h))[0].astype(q.dtype)
+    s = jnp.einsum("bkgth,bksh->bkgts", qg, kb, preferred_element_type=jnp.float32) * scale
     mb = jax.lax.dynamic_slice_in_dim(mask, j * block, block, axis=3)
     s = jnp.where(mb.reshape(mb.shape[:2] + (1,) + mb.shape[2:]), s, neg)
     new_top = jnp.maximum(top, jnp.max(s, axis=-1))
     p = jnp.exp(s - new_top[..., None])
     fade = jnp.exp(top - new_top)
-    pv = jnp.einsum("bkgts,bskh->bkgth", p.astype(vb.dtype), vb,
+    pv = jnp.einsum("bkgts,bksh->bkgth", p.astype(vb.dtype), vb,
                     preferred_element_type=jnp.float32)
     return new_top, total * fade + jnp.sum(p, axis=-1), acc * fade[..., None] + pv
 
@@ -359,6 +361,19 @@ def scan_layers(layers: nnx.Module, body: Callable, carry: Any, xs: Any = None, 
   if remat != "none":
     step = jax.checkpoint(step, policy=REMAT_POLICIES[remat], prevent_cse=False)
   return jax.lax.scan(step, carry, (state, xs), unroll=unroll)
+
+
+def unstack_layers(layers: nnx.Module, num: int) -> nnx.List:
+  """The stacked blocks as `num` modules with arrays of their own (a copy of every weight).
+
+  For decoding on CPU, made once before the token loop: there a scan over the stack, or a static
+  index into it, copies each layer's weights out of the stack at every token (XLA:CPU neither
+  fuses the slice into the matmul nor hoists it out of the loop: a third of a `small` decode step
+  at batch 8, docs/perf/PERFORMANCE.md). Accelerators fuse the slice, so only the CPU asks.
+  """
+  graphdef, state = nnx.split(layers)
+  return nnx.List([nnx.merge(graphdef, jax.tree.map(lambda a, i=i: a[i], state))
+                   for i in range(num)])
 
 
 def path_parts(path) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ from flax import nnx
 
 from mathvlm.models.layers import (RMSNorm, activation, attention, cached_attention, causal_mask,
                                    dense, dtype_of, logical, normal, positions_from_segments,
-                                   scan_layers, stacked)
+                                   scan_layers, stacked, unstack_layers)
 from mathvlm.sharding import constrain
 
 BATCH, LENGTH, EMBED = "activation_batch", "activation_length", "activation_embed"
@@ -177,8 +177,8 @@ class LlamaAttention(nnx.Module):
     self.o_proj = dense(cfg.num_heads * h, d, ("heads", "embed"), bias=b, cfg=cfg, rngs=rngs)
 
   def __call__(self, x: Array, cos: Array, sin: Array, mask: Array, cache=None):
-    """cache: None, or (k_cache, v_cache, layer, index) with k/v_cache [layers, batch, slots,
-    kv_heads, head_dim]; this layer's new keys and values are written at slot `index`."""
+    """cache: None, or (k_cache, v_cache, layer, index) with k/v_cache [layers, batch, kv_heads,
+    slots, head_dim]; this layer's new keys and values are written at slot `index`."""
     cfg = self.cfg
     t = x.shape[1]
     split = lambda y, kind: constrain(einops.rearrange(y, "b t (n h) -> b t n h", h=cfg.head_dim),
@@ -190,8 +190,9 @@ class LlamaAttention(nnx.Module):
       out = attention(q, k, v, mask, cfg.attention_impl)
     else:  # written in place; attention reads the filled slots only
       ck, cv, layer, index = cache
-      ck = jax.lax.dynamic_update_slice(ck, k[None].astype(ck.dtype), (layer, 0, index, 0, 0))
-      cv = jax.lax.dynamic_update_slice(cv, v[None].astype(cv.dtype), (layer, 0, index, 0, 0))
+      put = lambda c, y: jax.lax.dynamic_update_slice(
+          c, einops.rearrange(y, "b t n h -> 1 b n t h").astype(c.dtype), (layer, 0, 0, index, 0))
+      ck, cv = put(ck, k), put(cv, v)
       out = cached_attention(q, ck, cv, layer, mask, index + t)
       cache = (ck, cv, layer, index)
     return self.o_proj(einops.rearrange(out, "b t n h -> b t (n h)")), cache
@@ -251,9 +252,10 @@ class LlamaForCausalLM(nnx.Module):
     return self.embed_tokens(jnp.asarray(input_ids, jnp.int32))
 
   def init_cache(self, batch: int, max_len: int, dtype=None) -> dict[str, Array]:
-    """An empty KV cache of `max_len` slots (prompt, padding included, plus new tokens)."""
+    """An empty KV cache of `max_len` slots (prompt, padding included, plus new tokens): keys and
+    values [layers, batch, kv_heads, slots, head_dim]."""
     cfg = self.cfg
-    shape = (cfg.num_layers, batch, max_len, cfg.num_kv_heads, cfg.head_dim)
+    shape = (cfg.num_layers, batch, cfg.num_kv_heads, max_len, cfg.head_dim)
     dt = dtype_of(dtype or cfg.dtype)
     return dict(k=jnp.zeros(shape, dt), v=jnp.zeros(shape, dt),
                 valid=jnp.zeros((batch, max_len), bool), index=jnp.zeros((), jnp.int32))
@@ -302,7 +304,7 @@ class LlamaForCausalLM(nnx.Module):
     index = cache["index"]
     q_slots = index + jnp.arange(t)
     valid = jax.lax.dynamic_update_slice(cache["valid"], mask_in, (0, index))
-    mask = causal_mask(q_slots, jnp.arange(cache["k"].shape[2]), valid, self.window)
+    mask = causal_mask(q_slots, jnp.arange(cache["valid"].shape[1]), valid, self.window)
     return mask, (q_slots[None] if positions is None else jnp.asarray(positions)), valid
 
   def _layers(self, x, cos, sin, mask, cache, valid):
@@ -321,9 +323,24 @@ class LlamaForCausalLM(nnx.Module):
       h, (ck, cv, _, _) = blk(h, cos, sin, mask, (ck, cv, layer, index))
       return (h, ck, cv), None
 
-    (x, ck, cv), _ = scan_layers(self.layers, body, (x, cache["k"], cache["v"]),
-                                 jnp.arange(self.cfg.num_layers))
+    if isinstance(self.layers, nnx.List):   # `for_decoding`'s separate layers
+      ck, cv = cache["k"], cache["v"]
+      for i, blk in enumerate(self.layers):
+        x, ck, cv = body(blk, (x, ck, cv), i)[0]
+    else:
+      (x, ck, cv), _ = scan_layers(self.layers, body, (x, cache["k"], cache["v"]),
+                                   jnp.arange(self.cfg.num_layers))
     return x, dict(k=ck, v=cv, valid=valid, index=index + x.shape[1])
+
+  def for_decoding(self) -> LlamaForCausalLM:
+    """This model for a decode loop: on CPU a view whose layers are separate modules
+    (`unstack_layers`: the weights copied once per call, not once per token); elsewhere itself.
+    The model itself is left as it is."""
+    if jax.default_backend() != "cpu" or isinstance(self.layers, nnx.List):
+      return self
+    view = nnx.merge(*nnx.split(self))
+    view.layers = unstack_layers(view.layers, self.cfg.num_layers)
+    return view
 
   def head(self, x: Array) -> Array:
     """Logits [..., vocab] in cfg.logits_dtype from final-norm outputs."""

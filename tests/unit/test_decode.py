@@ -82,14 +82,35 @@ def test_cached_attention_over_filled_slots_equals_plain_attention(t, filled):
   rs = np.random.RandomState(t)
   b, slots, kv, g, h = 2, 40, 2, 3, 8     # 5 blocks of 8 slots
   q = rs.randn(b, t, kv * g, h).astype(np.float32)
-  cache = rs.randn(2, 3, b, slots, kv, h).astype(np.float32)     # k/v, 3 layers
-  cache[:, :, :, filled:] = 0.0                                    # unwritten slots: zeros
-  cache[:, :, :, -(-filled // 8) * 8:] = np.nan                    # blocks past filled: unread
+  cache = rs.randn(2, 3, b, kv, slots, h).astype(np.float32)     # k/v, 3 layers
+  cache[:, :, :, :, filled:] = 0.0                                 # unwritten slots: zeros
+  cache[:, :, :, :, -(-filled // 8) * 8:] = np.nan                 # blocks past filled: unread
   q_slots = filled - t + np.arange(t)
   valid = np.ones((b, slots), bool)
   valid[1, :2] = False                                             # left padding in row 1
   mask = layers.causal_mask(jnp.asarray(q_slots), jnp.arange(slots), jnp.asarray(valid))
   got = layers.cached_attention(q, cache[0], cache[1], 1, mask, filled)
-  ref = layers.grouped_attention(q, cache[0, 1, :, :filled], cache[1, 1, :, :filled],
-                                 mask[..., :filled])
+  as_bsnh = lambda c: np.swapaxes(c[1, :, :, :filled], 1, 2)     # layer 1 as [b, slots, kv, h]
+  ref = layers.grouped_attention(q, as_bsnh(cache[0]), as_bsnh(cache[1]), mask[..., :filled])
   np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_decoding_view_equals_the_scanned_stack_and_leaves_the_model_alone(llava):
+  """On CPU `decode` runs `for_decoding`'s view (separate layers, a Python loop); accelerators run
+  the scanned stack. Both write the same cache and give the same logits, prefill and a step."""
+  view = llava.for_decoding()
+  assert isinstance(view.language_model.layers, nnx.List)           # CPU: layers unstacked
+  assert not isinstance(llava.language_model.layers, nnx.List)      # the model is untouched
+  ids, mask, px = _prompt(seed=2)
+  pos = layers.positions_from_mask(jnp.asarray(mask))
+  outs = []
+  for model in (llava, view):
+    out = model.apply(ids, px, attention_mask=mask, positions=pos, cache=model.init_cache(3, 16))
+    step = model.apply(ids[:, -1:], attention_mask=np.ones((3, 1), bool),
+                       positions=pos[:, -1:] + 1, cache=out.cache)
+    outs.append((out, step))
+  (a, a_step), (b, b_step) = outs
+  for x, y in ((a.logits, b.logits), (a_step.logits, b_step.logits),
+               (a_step.cache["k"], b_step.cache["k"]), (a_step.cache["v"], b_step.cache["v"])):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-5)
+  assert float(jnp.abs(a_step.cache["k"][:, :, :, 9]).max()) > 0    # the step wrote slot 9
