@@ -85,15 +85,16 @@ def cache_slots(prompt_len: int, max_new_tokens: int) -> int:
 
 def decode(model, input_ids: Array, attention_mask: Array, pixel_values: Array | None,
            rng: Array, temperature, top_p, *, max_new_tokens: int, eos: tuple[int, ...] = (),
-           pad: int = 0) -> Decoded:
+           pad: int = 0, unstack: bool | None = None) -> Decoded:
   """Continues left-padded prompts [batch, t]; pure and jittable (temperature and top_p may be
   traced: temperature <= 0 is greedy, top_p == 1 draws without a sort).
 
   The log-probs are the model's own (temperature 1, no nucleus cut) at each sampled token: what a
   forward pass over prompt + tokens gives, the old-policy log-probs of GRPO. Works with
-  `LlamaForCausalLM` (pixel_values None) and `Llava` (prompt with image tokens).
+  `LlamaForCausalLM` (pixel_values None) and `Llava` (prompt with image tokens). unstack: run
+  the layers as separate modules (`for_decoding`; default on CPU, where it is faster).
   """
-  model = model.for_decoding()
+  model = model.for_decoding(unstack)
   b, t = input_ids.shape
   extra = {} if pixel_values is None else {"pixel_values": pixel_values}
   cache = model.init_cache(b, cache_slots(t, max_new_tokens))
@@ -129,11 +130,14 @@ def decode(model, input_ids: Array, attention_mask: Array, pixel_values: Array |
   return Decoded(carry[1], carry[2], carry[6])
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "eos", "pad"))
+@functools.partial(jax.jit,
+                   static_argnames=("graphdef", "max_new_tokens", "eos", "pad", "unstack"))
 def _generate(graphdef, state, input_ids, attention_mask, pixel_values, rng, temperature, top_p,
-              *, max_new_tokens: int, eos: tuple[int, ...], pad: int) -> Generated:
+              *, max_new_tokens: int, eos: tuple[int, ...], pad: int,
+              unstack: bool | None = None) -> Generated:
   out = decode(nnx.merge(graphdef, state), input_ids, attention_mask, pixel_values, rng,
-               temperature, top_p, max_new_tokens=max_new_tokens, eos=eos, pad=pad)
+               temperature, top_p, max_new_tokens=max_new_tokens, eos=eos, pad=pad,
+               unstack=unstack)
   return Generated(out.tokens, out.lengths)
 
 

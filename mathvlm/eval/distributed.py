@@ -149,7 +149,8 @@ def compile_only(preset: str, mesh, *, batch: int, prompt_len: int, max_new_toke
   t = time.time()
   compiled = gen._generate.lower(
       graphdef, state, ids, ids, images, jax.random.key(0), jnp.float32(0.0), jnp.float32(1.0),
-      max_new_tokens=max_new_tokens, eos=(2,), pad=0).compile()
+      max_new_tokens=max_new_tokens, eos=(2,), pad=0,
+      unstack=False).compile()   # the accelerator's program: no CPU-only copy of the layers
   params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state))
   report = {"preset": preset, "dtype": dtype, "devices": jax.device_count(),
             "mesh": dict(mesh.shape), "parameters": params, "batch": batch,

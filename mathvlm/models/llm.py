@@ -332,11 +332,13 @@ class LlamaForCausalLM(nnx.Module):
                                    jnp.arange(self.cfg.num_layers))
     return x, dict(k=ck, v=cv, valid=valid, index=index + x.shape[1])
 
-  def for_decoding(self) -> LlamaForCausalLM:
-    """This model for a decode loop: on CPU a view whose layers are separate modules
-    (`unstack_layers`: the weights copied once per call, not once per token); elsewhere itself.
-    The model itself is left as it is."""
-    if jax.default_backend() != "cpu" or isinstance(self.layers, nnx.List):
+  def for_decoding(self, unstack: bool | None = None) -> LlamaForCausalLM:
+    """This model for a decode loop: with `unstack` (default: on CPU) a view whose layers are
+    separate modules (`unstack_layers`: the weights copied once per call, not once per token, at
+    the memory of a second copy of the layers); otherwise itself. The model is left as it is."""
+    if unstack is None:
+      unstack = jax.default_backend() == "cpu"
+    if not unstack or isinstance(self.layers, nnx.List):
       return self
     view = nnx.merge(*nnx.split(self))
     view.layers = unstack_layers(view.layers, self.cfg.num_layers)

@@ -171,9 +171,9 @@ class Llava(nnx.Module):
   def init_cache(self, batch: int, max_len: int, dtype=None) -> dict[str, Array]:
     return self.language_model.init_cache(batch, max_len, dtype)
 
-  def for_decoding(self) -> Llava:
+  def for_decoding(self, unstack: bool | None = None) -> Llava:
     """This model for a decode loop (`LlamaForCausalLM.for_decoding`); the model is unchanged."""
-    text = self.language_model.for_decoding()
+    text = self.language_model.for_decoding(unstack)
     if text is self.language_model:
       return self
     view = nnx.merge(*nnx.split(self))
