@@ -279,7 +279,7 @@ def cached_attention(q: Array, k_cache: Array, v_cache: Array, layer, mask: Arra
   """Attention of q [batch, t, heads, head_dim] over slots [0, filled) of one layer of a KV cache
   [layers, batch, kv_heads, slots, head_dim], block by block with a running softmax (max, sum).
   Slots next to head_dim, so that a block is contiguous per head and the dots read it as it lies
-  (with slots before the heads XLA:CPU transposed every block: 40% of a decode step).
+  (with slots before the heads XLA:CPU transposed every block: a quarter of a decode call).
 
   Decoding reads only the filled part of the cache, in place: a loop over `kv_block` slots whose
   trip count follows `filled`, instead of slicing the layer's whole buffer (a copy of every slot,
@@ -368,7 +368,7 @@ def unstack_layers(layers: nnx.Module, num: int) -> nnx.List:
 
   For decoding on CPU, made once before the token loop: there a scan over the stack, or a static
   index into it, copies each layer's weights out of the stack at every token (XLA:CPU neither
-  fuses the slice into the matmul nor hoists it out of the loop: a third of a `small` decode step
+  fuses the slice into the matmul nor hoists it out of the loop: a fifth of a `small` decode call
   at batch 8, docs/perf/PERFORMANCE.md). Accelerators fuse the slice, so only the CPU asks.
   """
   graphdef, state = nnx.split(layers)
