@@ -29,9 +29,10 @@ grpo.py) and changes only what a from-scratch toy needs, each change said here:
   with one refill round 10.3% (8.7%); 120 steps with one refill round 10.2% (8.7%); text-dominant
   rollouts 12.7% (11.2%), but in a full rerun 14.4% -> 10.8% (free-form 9.9% -> 11.0%, multiple
   choice 19.7% -> 10.6%), so text-lite stays. Those were judged on the demo's own held-out
-  problems; 60 steps did not hold up on new ones (`python -m mathvlm.demo.confirm --seed 1`: free-form
-  8.7% -> 9.4%, p = 0.28). 180 steps, the one change tried next and judged only on new problems
-  (`confirm --seed 2`, 1,692 free-form questions): 9.6% -> 12.0%, 93 gained / 52 lost, p = 0.0008;
+  problems; 60 steps did not hold up on new ones (`python -m mathvlm.demo.confirm --seed 1`:
+  free-form 8.7% -> 9.4%, p = 0.28). 180 steps, the one change tried next and judged only on new
+  problems (`confirm --seed 2`, 1,692 free-form questions): 9.6% -> 12.0%, 93 gained / 52 lost,
+  p = 0.0008;
   seed 3, drawn after the choice: 8.0% -> 8.9%, 72 / 58, p = 0.25 (README has the table);
 - the template is mistral_instruct (MAVIS's LLM is a Mistral; no system prompt to pay for).
 

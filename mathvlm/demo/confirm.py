@@ -52,7 +52,8 @@ def check_demo(demo: str, stages: list[str]) -> None:
 def accuracy(rows: list[dict]) -> dict:
   free = [r for r in rows if r["answer"] not in set("ABCDEFGH")]
   pct = lambda rs: round(100 * sum(r["correct"] for r in rs) / max(1, len(rs)), 2)
-  return dict(all=pct(rows), free_form=pct(free), questions=len(rows), free_form_questions=len(free))
+  return dict(all=pct(rows), free_form=pct(free), questions=len(rows),
+              free_form_questions=len(free))
 
 
 def main(argv=None) -> dict:
