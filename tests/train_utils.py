@@ -9,6 +9,8 @@ import subprocess
 import sys
 import warnings
 
+from mathvlm import runtime
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPES = {"lm": "sft", "dpo": "dpo", "contrastive": "clip_math", "classify": "classify"}
 
@@ -23,10 +25,14 @@ XLA_STALL = "Termination timeout for `"
 
 
 def cpu_env(devices: int = 0) -> dict:
-  """The variables a test subprocess on the CPU sets, with `devices` fake devices if given."""
+  """The variables a test subprocess on the CPU sets, with `devices` fake devices if given, and
+  the thread pool `mathvlm.runtime.configure` gives them (these programs call `train()` without
+  the CLI that applies it)."""
   env = {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": XLA_FLAGS}
   if devices:
     env["XLA_FLAGS"] += f" --xla_force_host_platform_device_count={devices}"
+  if devices > 1:
+    env["PJRT_NPROC"] = str(runtime.cpu_threads(devices))
   return env
 
 
@@ -71,13 +77,13 @@ def run_cli(args: list[str], env: dict | None = None, check: bool = True,
 def run_python(code: str, *args: str, env: dict | None = None, timeout: int = 600,
                retry_stall: bool = False) -> str:
   """Runs `code` in a fresh interpreter; its stdout. retry_stall: run it once more if XLA aborted
-  a collective that one fake device never reached. Seen twice in `make test`, both times in
-  test_meshes_and_accumulation...[contrastive,classify-quick] on the (2, 2, 2) mesh (once in CI,
-  a 600 s hang), never in 10 runs of that test alone under load: one thread waited at a
-  collective-permute and no other thread waited anywhere, so the partner's partition had never
-  started. A program whose collectives do not match (a bug of ours) stalls every time and still
-  fails; the rerun's numbers are checked as the first run's would have been. Only for code that
-  can run twice (nothing kept from the first attempt)."""
+  a collective that one fake device never reached. Seen three times in `make test`, in
+  test_meshes_and_accumulation...[contrastive,classify-quick] on the (2, 2, 2) mesh, before
+  `cpu_env` gave fake devices a larger thread pool (the cause: `mathvlm.runtime.cpu_threads`);
+  kept as a second line of defence, since XLA:CPU's scheduling is not ours. A program whose
+  collectives do not match (a bug of ours) stalls every time and still fails; the rerun's numbers
+  are checked as the first run's would have been. Only for code that can run twice (nothing kept
+  from the first attempt)."""
   for attempt in (1, 2):
     res = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True,
                          text=True, timeout=timeout,

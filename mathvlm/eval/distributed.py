@@ -46,9 +46,12 @@ def init_processes(coordinator: str = "", num_processes: int = 1, process_id: in
   """Fake CPU devices and `jax.distributed`, before anything touches a device. On CPU, several
   processes talk through gloo (see ENV.md); `auto` lets a cluster (TPU, SLURM) say who is who."""
   import jax
+
+  from mathvlm import runtime
   if fake_devices:
     jax.config.update("jax_platforms", "cpu")
     jax.config.update("jax_num_cpu_devices", fake_devices)
+    runtime.size_cpu_pool(fake_devices)  # collectives on fake devices need the threads
   if num_processes > 1:
     if not coordinator:
       raise ValueError("--num_processes > 1 needs --coordinator host:port (process 0's address)")

@@ -46,3 +46,29 @@ def test_every_setting_says_why():
   for table in (runtime.XLA_FLAGS, runtime.JAX_CONFIG):
     for entries in table.values():
       assert all(len(e) == 3 and len(e[2]) > 20 for e in entries)
+
+
+@pytest.fixture
+def no_thread_counts(monkeypatch):
+  for name in ("PJRT_NPROC", "NPROC"):
+    monkeypatch.setenv(name, "")  # recorded, so what configure sets is undone after
+    monkeypatch.delenv(name)
+
+
+def test_fake_cpu_devices_get_a_pool_no_waiting_collective_can_fill(monkeypatch, no_thread_counts):
+  import os
+  monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+  assert runtime.configure("cpu")["PJRT_NPROC"] == os.environ["PJRT_NPROC"] == str(
+      max(os.cpu_count(), 64))
+  monkeypatch.setenv("PJRT_NPROC", "3")                 # the user's count wins
+  assert "PJRT_NPROC" not in runtime.configure("cpu") and os.environ["PJRT_NPROC"] == "3"
+
+
+@pytest.mark.parametrize("platform,flags", [
+    ("cpu", "--xla_force_host_platform_device_count=1"), ("cpu", ""),
+    ("gpu", "--xla_force_host_platform_device_count=8")])
+def test_no_pool_size_without_several_fake_cpu_devices(monkeypatch, no_thread_counts, platform,
+                                                       flags):
+  import os
+  monkeypatch.setenv("XLA_FLAGS", flags)
+  assert "PJRT_NPROC" not in runtime.configure(platform) and "PJRT_NPROC" not in os.environ
