@@ -40,3 +40,9 @@ def test_scaling_benchmark_reports_fsdp_memory_per_device():
   memory = out["memory"]
   assert sorted(memory) == ["devices_1", "devices_2", "devices_4", "devices_8"]
   assert all(m["ratio_to_one_over_n"] < 1.15 for m in memory.values())
+
+
+def test_collective_stall_benchmark_runs_both_pools():
+  """A few calls per run: whether it stalls is a count for the benchmark, not for a test."""
+  out = _run("benchmarks.cpu_collective_stall", "--runs", "1", "--calls", "20")
+  assert out["default"]["stalled_runs"] in (0, 1) and out["mathvlm"]["pool_threads"] >= 64
