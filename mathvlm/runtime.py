@@ -53,8 +53,8 @@ def cpu_threads(devices: int) -> int:
   deadlock that XLA aborts after its collective timeout (it failed a CI run). Reproduced by
   `python -m benchmarks.cpu_collective_stall --runs 8 --parallel 2`: 7 of 8 runs of 5,000 calls
   stalled at the default pool of 8, none at 64 threads (docs/perf/cpu_collective_stall_*.json);
-  the tests' 8-device losses are bitwise the same and their wall time about so. Threads that wait
-  cost no compute."""
+  the tests' 8-device losses are bitwise the same and their wall time about the same. 8 threads a
+  device leave room for several collectives in flight on each; threads that wait cost no compute."""
   return max(os.cpu_count() or 1, 8 * devices)
 
 
