@@ -67,6 +67,15 @@ def size_cpu_pool(devices: int) -> dict[str, str]:
   return {"PJRT_NPROC": os.environ["PJRT_NPROC"]}
 
 
+def use_fake_cpu_devices(devices: int) -> None:
+  """`devices` CPU devices in this process (compile-only reports, tests), with the threads their
+  collectives need (`size_cpu_pool`); before anything touches a device."""
+  import jax
+  jax.config.update("jax_platforms", "cpu")
+  jax.config.update("jax_num_cpu_devices", devices)
+  size_cpu_pool(devices)
+
+
 def platform_hint() -> str | None:
   """The platform JAX_PLATFORMS names first (e.g. 'cpu' from 'cpu,cuda'), else None: what
   `configure` can know without starting a backend."""

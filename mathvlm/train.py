@@ -554,9 +554,7 @@ def setup_processes() -> None:
 
   from mathvlm import runtime
   if FLAGS.compile_only and FLAGS.fake_devices:
-    jax.config.update("jax_platforms", "cpu")
-    jax.config.update("jax_num_cpu_devices", FLAGS.fake_devices)
-    runtime.size_cpu_pool(FLAGS.fake_devices)  # collectives on fake devices need the threads
+    runtime.use_fake_cpu_devices(FLAGS.fake_devices)
   if FLAGS.num_processes > 1:
     if os.environ.get("JAX_PLATFORMS", "") == "cpu":
       jax.config.update("jax_cpu_collectives_implementation", "gloo")

@@ -49,9 +49,7 @@ def init_processes(coordinator: str = "", num_processes: int = 1, process_id: in
 
   from mathvlm import runtime
   if fake_devices:
-    jax.config.update("jax_platforms", "cpu")
-    jax.config.update("jax_num_cpu_devices", fake_devices)
-    runtime.size_cpu_pool(fake_devices)  # collectives on fake devices need the threads
+    runtime.use_fake_cpu_devices(fake_devices)
   if num_processes > 1:
     if not coordinator:
       raise ValueError("--num_processes > 1 needs --coordinator host:port (process 0's address)")
