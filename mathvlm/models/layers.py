@@ -68,24 +68,33 @@ def _dot_f32(x: Array, w: Array) -> Array:
 
 
 @jax.custom_vjp
-def low_precision_matmul(x: Array, w: Array) -> Array:
-  """x @ w.astype(x.dtype), accumulated and returned in float32, for a low-precision x.
+def matmul(x: Array, w: Array) -> Array:
+  """x @ w.astype(x.dtype), accumulated and returned in float32, with a hand-written gradient.
 
-  Why a custom gradient: autodiff sends the float32 cotangent of the result straight into the
-  backward matmuls, so both (input and weight gradients) would run as float32 matmuls on converted
-  copies, at a third of the bf16-with-float32-accumulator rate on this CPU (ENV.md: ~280 vs ~785
-  GFLOP/s) and off the fast path of accelerators too. Here the cotangent is rounded to x's dtype
-  first, as PyTorch autocast and mixed-precision training on GPU/TPU do, and both backward matmuls
-  accumulate in float32. The weight gradient comes back in w's own (storage) dtype.
+  Why the custom gradient, for two reasons:
+  - Low precision: autodiff sends the float32 cotangent of the result straight into the backward
+    matmuls, so both (input and weight gradients) would run as float32 matmuls on converted copies,
+    at a third of the bf16-with-float32-accumulator rate on this CPU (ENV.md: ~280 vs ~785
+    GFLOP/s) and off the fast path of accelerators too. Here the cotangent is rounded to x's dtype
+    first, as PyTorch autocast and mixed-precision training on GPU/TPU do, and both backward
+    matmuls accumulate in float32.
+  - Every dtype: the weight gradient is one 2-D matmul over the flattened rows, [rows, din]^T x
+    [rows, dout]. Autodiff writes it as a contraction of [B, T, din] with [B, T, dout] over two
+    axes, which XLA:CPU lays out with a transposing copy of the activation's gradient (the
+    profile's ~1 s of transposing fusions in the float32 `small` step); the flat form reads both
+    as they lie. Same products, same order: the gradients are bitwise those of autodiff in float32
+    (`tests/unit/test_layers.py`), and the `small` SwiGLU MLP's forward and backward ran in 205 ms
+    against 294 (benchmarks/PERFORMANCE.md).
+  The weight gradient comes back in w's own (storage) dtype.
   """
   return _dot_f32(x, w.astype(x.dtype))
 
 
-def _lpm_fwd(x, w):
-  return low_precision_matmul(x, w), (x, w)
+def _matmul_fwd(x, w):
+  return matmul(x, w), (x, w)
 
 
-def _lpm_bwd(res, g):
+def _matmul_bwd(res, g):
   x, w = res
   g = g.astype(x.dtype)
   wc = w.astype(x.dtype)
@@ -96,15 +105,7 @@ def _lpm_bwd(res, g):
   return dx, dw.astype(w.dtype)
 
 
-low_precision_matmul.defvjp(_lpm_fwd, _lpm_bwd)
-
-
-def matmul(x: Array, w: Array) -> Array:
-  """x @ w in x's dtype with a float32 accumulator and float32 result; low-precision inputs take
-  `low_precision_matmul` (its gradient stays in low precision), float32 plain autodiff."""
-  if x.dtype == jnp.float32:
-    return _dot_f32(x, w.astype(jnp.float32))
-  return low_precision_matmul(x, w)
+matmul.defvjp(_matmul_fwd, _matmul_bwd)
 
 
 class Dense(nnx.Linear):
@@ -112,7 +113,7 @@ class Dense(nnx.Linear):
 
   Low-precision inputs with a float32 accumulator is the fast path on CPUs with bf16 units
   (ENV.md: ~785 vs ~280 GFLOP/s for bf16-out) and what GPU/TPU matmul units do anyway; the
-  activations stay in the compute dtype, and so do the backward matmuls (`low_precision_matmul`).
+  activations stay in the compute dtype, and so do the backward matmuls (`matmul`).
   The bias is rounded to the compute dtype and added in float32, as nnx.Linear adds it.
   """
 

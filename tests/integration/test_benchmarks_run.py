@@ -15,9 +15,10 @@ from train_utils import ROOT
 pytestmark = pytest.mark.slow
 
 
-def _run(*args: str) -> dict:
+def _run(*args: str, drop: tuple[str, ...] = ()) -> dict:
+  env = {k: v for k, v in os.environ.items() if k not in drop}
   res = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
-                       timeout=600, env={**os.environ, "PYTHONPATH": ROOT})
+                       timeout=600, env={**env, "PYTHONPATH": ROOT})
   assert res.returncode == 0, res.stderr[-3000:]
   return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -46,3 +47,12 @@ def test_collective_stall_benchmark_runs_both_pools():
   """A few calls per run: whether it stalls is a count for the benchmark, not for a test."""
   out = _run("benchmarks.cpu_collective_stall", "--runs", "1", "--calls", "20")
   assert out["default"]["stalled_runs"] in (0, 1) and out["mathvlm"]["pool_threads"] >= 64
+
+
+def test_matmul_grad_benchmark_compares_the_same_gradients():
+  """The flat weight gradient and autodiff's agree bit for bit at XLA's default optimisation level
+  (so the subprocess drops the suite's level-0 XLA_FLAGS); the step runs both ways."""
+  out = _run("benchmarks.matmul_grad", "--preset", "tiny", "--repeats", "2", "--step",
+             drop=("XLA_FLAGS",))
+  assert out["mlp"]["bitwise_equal"] and out["mlp"]["flat_ms"] > 0
+  assert out["step"]["flat_s"] > 0 and out["step"]["autodiff_s"] > 0
