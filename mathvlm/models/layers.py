@@ -84,7 +84,8 @@ def matmul(x: Array, w: Array) -> Array:
     profile's ~1 s of transposing fusions in the float32 `small` step); the flat form reads both
     as they lie. Same products, same order: at XLA's default optimisation level the float32
     gradients are bitwise autodiff's (`benchmarks/matmul_grad.py`, tests/unit/test_layers.py), and
-    the `small` SwiGLU MLP's forward and backward ran in 226 ms against 291 (docs/perf/PERFORMANCE.md).
+    the `small` SwiGLU MLP's forward and backward ran in 226 ms against 291
+    (docs/perf/PERFORMANCE.md).
   The weight gradient comes back in w's own (storage) dtype.
   """
   return _dot_f32(x, w.astype(x.dtype))

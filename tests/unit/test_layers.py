@@ -1,4 +1,5 @@
-"""`layers.matmul`'s hand-written gradient: autodiff's numbers, in the flat form XLA:CPU runs fast."""
+"""`layers.matmul`'s hand-written gradient: autodiff's numbers, in the flat form XLA:CPU runs
+fast."""
 
 import re
 
