@@ -23,7 +23,7 @@ def _loss(mm):
 
 
 def test_float32_gradients_are_autodiffs():
-  """Bitwise equal at XLA's default optimisation level (the `small` step's losses did not move);
+  """Bitwise equal at XLA's default optimisation level (benchmarks/matmul_grad.py reports it);
   the suite compiles at level 0 (tests/train_utils.py), where the input gradient's few-term sums
   may round differently, so this allows a last-bit difference."""
   x, w = _operands()
