@@ -34,8 +34,29 @@ TRIG = {
 
 def approx(v, digits: int = 2) -> str:
   """Rounded decimal, no trailing zeros: 4.62, 12.5, 8."""
-  s = f"{float(v):.{digits}f}".rstrip("0").rstrip(".")
+  s = f"{as_float(v):.{digits}f}".rstrip("0").rstrip(".")
   return "0" if s == "-0" else s
+
+
+def as_float(v) -> float:
+  """float(v), remembered for sympy values: an evalf costs tens of microseconds, and the same
+  values come back in the options, the rationale's decimals and the re-checks."""
+  return _float_of(v) if isinstance(v, sp.Basic) else float(v)
+
+
+def as_complex(v) -> complex:
+  """complex(v), remembered for sympy values like `as_float`."""
+  return _complex_of(v) if isinstance(v, sp.Basic) else complex(v)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _float_of(v) -> float:
+  return float(v)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _complex_of(v) -> complex:
+  return complex(v)
 
 
 def is_rational(v) -> bool:

@@ -65,6 +65,8 @@ def vertices_hit(pts: np.ndarray, box, pad: float) -> np.ndarray:
 def _thin(p: np.ndarray, spacing: float) -> np.ndarray:
   """A polyline's points at least `spacing` pixels apart (ends kept): Pillow draws a wide line
   of sub-pixel pieces (a dense arc) too thin to hold the clearance."""
+  if len(p) < 3 or np.hypot(*np.diff(p, axis=0).T).min() >= spacing:
+    return p  # a polygon's corners: every point would be kept
   keep = [0]
   for i in range(1, len(p) - 1):
     if np.hypot(*(p[i] - p[keep[-1]])) >= spacing:
@@ -77,14 +79,13 @@ class Layout:
   """What is on the canvas so far, and where the next label fits.
 
   Obstacles are kept twice: exactly (segments, vertices, boxes: what `conflicts` checks) and
-  rasterized with their clearance into an occupancy mask, so testing a candidate box is one
-  array slice however many lines the figure has.
+  rasterized with their clearance into an occupancy mask (placed labels' boxes too), so testing
+  a candidate box is one array slice however many lines the figure has.
   """
 
   def __init__(self, size: int):
     self.size = size
     self.seg_list, self.vert_list, self.boxes = [], [], []
-    self.taken = np.zeros((size, size), bool)   # placed labels' boxes, grown by GAP
     self.mask = Image.new("L", (size, size), 0)
     self._draw = ImageDraw.Draw(self.mask)
     self._arr = None
@@ -123,11 +124,14 @@ class Layout:
     s = self.size
     if box[0] < 1 or box[1] < 1 or box[2] > s - 1 or box[3] > s - 1:
       return False
-    if self._arr is None:
-      self._arr = np.asarray(self.mask)
     x0, y0 = max(0, math.floor(box[0]) - 1), max(0, math.floor(box[1]) - 1)
     x1, y1 = math.ceil(box[2]) + 2, math.ceil(box[3]) + 2
-    return not (self._arr[y0:y1, x0:x1].any() or self.taken[y0:y1, x0:x1].any())
+    return not self._occupied()[y0:y1, x0:x1].any()
+
+  def _occupied(self) -> np.ndarray:
+    if self._arr is None:
+      self._arr = np.array(self.mask)
+    return self._arr
 
   def place(self, rel, centres) -> tuple | None:
     """The first candidate centre whose box is free (and reserve it), else None."""
@@ -135,9 +139,11 @@ class Layout:
       box = (c[0] + rel[0], c[1] + rel[1], c[0] + rel[2], c[1] + rel[3])
       if self.free(box):
         self.boxes.append(box)
-        g = math.ceil(GAP)
-        self.taken[max(0, math.floor(box[1]) - g):math.ceil(box[3]) + g + 1,
-                   max(0, math.floor(box[0]) - g):math.ceil(box[2]) + g + 1] = True
+        g = math.ceil(GAP)  # the box grown by GAP, in the array now and in the mask for later
+        r0, r1 = max(0, math.floor(box[1]) - g), math.ceil(box[3]) + g + 1
+        c0, c1 = max(0, math.floor(box[0]) - g), math.ceil(box[2]) + g + 1
+        self._occupied()[r0:r1, c0:c1] = 255
+        self._draw.rectangle([c0, r0, c1 - 1, r1 - 1], fill=255)
         return c
     return None
 

@@ -23,7 +23,7 @@ import re
 import numpy as np
 import sympy as sp
 
-from .exact import EXACT, FLOAT, evaluate
+from .exact import EXACT, FLOAT, as_complex, evaluate
 from .notation import human
 
 N_OPTIONS = 4
@@ -124,7 +124,7 @@ def _plausible(v, answer: float, signed: bool = False) -> bool:
 
 def _as_float(v):
   try:
-    f = complex(v)
+    f = as_complex(v)
   except (TypeError, ValueError):
     return None
   return f.real if abs(f.imag) < 1e-12 else None

@@ -14,7 +14,8 @@ from typing import Callable
 
 from . import mistakes
 from .captions import VISION_LEAD
-from .exact import Deriv, approx, fill, is_number, is_rational, recompute, resolve, same
+from .exact import (Deriv, approx, as_float, fill, is_number, is_rational, recompute, resolve,
+                    same)
 from .notation import human, machine
 
 LETTERS = "ABCDEFGH"
@@ -103,7 +104,7 @@ def solve(scene: Scene, target: Target) -> Solved:
   measured = (sum(scene.measure(p) for p in target.parts) if target.parts
               else scene.measure(target.name))
   if isinstance(measured, bool) and not measured or not isinstance(measured, bool) and abs(
-      float(v) - float(measured)) > 1e-6 * max(1.0, abs(float(v))):
+      as_float(v) - float(measured)) > 1e-6 * max(1.0, abs(as_float(v))):
     raise Rejected(f"answer {target.name} = {v} but the independent measure gives {measured}")
   return Solved(target, chain, v, human(v), machine(v))
 
