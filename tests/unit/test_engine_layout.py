@@ -1,0 +1,44 @@
+"""The label layout's occupancy and the exact module's remembered floats, at the level of one call:
+a placed label's box stays taken after more line art is drawn (the mask is rebuilt then), wide
+lines are thinned only where their points are denser than the clearance, and float values of sympy
+numbers are the plain conversions."""
+
+import numpy as np
+import sympy as sp
+
+from data_prep.engine import exact, layout
+
+
+def test_a_placed_label_stays_taken_after_more_lines_are_drawn():
+  lay = layout.Layout(100)
+  rel = (-6, -4, 6, 4)
+  assert lay.place(rel, [(30, 30)]) == (30, 30)
+  assert not lay.free(layout.box_at((30, 30), rel))
+  assert not lay.free(layout.box_at((40, 30), rel))    # overlaps the first within GAP
+  lay.add_segments([(70, 5), (70, 95)])                # redraws the occupancy from the mask
+  assert not lay.free(layout.box_at((30, 30), rel))
+  assert lay.place(rel, [(30, 30), (30, 60)]) == (30, 60)
+  assert not lay.free(layout.box_at((70, 50), rel))    # the new line
+  assert lay.free(layout.box_at((50, 80), rel))
+
+
+def test_thinning_keeps_sparse_corners_and_thins_dense_arcs():
+  corners = np.array([[10.0, 10.0], [60.0, 10.0], [60.0, 50.0], [10.0, 10.0]])
+  assert np.array_equal(layout._thin(corners, 3.0), corners)
+  mixed = np.array([[0.0, 0.0], [10.0, 0.0], [10.5, 0.0], [20.0, 0.0]])  # one gap under 3 px
+  assert np.array_equal(layout._thin(mixed, 3.0), mixed[[0, 1, 3]])
+  t = np.linspace(0, np.pi, 400)
+  arc = np.stack([50 + 20 * np.cos(t), 50 + 20 * np.sin(t)], 1)   # ~0.16 px apart
+  thin = layout._thin(arc, 3.0)
+  gaps = np.hypot(*np.diff(thin, axis=0).T)
+  assert 15 < len(thin) < 30 and (gaps[:-1] >= 3.0).all()
+  assert np.array_equal(thin[0], arc[0]) and np.array_equal(thin[-1], arc[-1])
+
+
+def test_remembered_floats_are_the_plain_conversions():
+  for v in (sp.sqrt(3) * 4 / 3, sp.pi * 169 / 8, sp.Rational(-7, 2), sp.Integer(5), 2.5):
+    assert exact.as_float(v) == float(v) and exact.as_complex(v) == complex(v)
+  hits = exact._float_of.cache_info().hits
+  exact.as_float(sp.sqrt(3) * 4 / 3)
+  assert exact._float_of.cache_info().hits == hits + 1
+  assert exact.approx(sp.sqrt(3) * 4 / 3) == "2.31"
