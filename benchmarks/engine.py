@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import functools
 import io
 import json
@@ -26,10 +27,11 @@ import multiprocessing as mp
 import os
 import tempfile
 import time
+from unittest import mock
 
 import numpy as np
 
-from data_prep.engine import render, writer
+from data_prep.engine import problems, render, writer
 from data_prep.engine.problems import Rejected
 from mathvlm.eval import choices_only
 
@@ -52,13 +54,62 @@ def speed(n: int, workers: int, seed: int) -> dict:
 
 def cpu_cost(n: int, seed: int) -> dict:
   """CPU milliseconds per problem in one process (what a busy machine does not change much):
-  the rate an idle machine would reach is about 1000 / ms per worker."""
-  with tempfile.TemporaryDirectory() as tmp:
+  the rate an idle machine would reach is about 1000 / ms per worker; and the stages' share."""
+  spent = collections.Counter()
+  with tempfile.TemporaryDirectory() as tmp, _timed_stages(spent):
     c = time.process_time()
     writer.generate(tmp, n, writer.Options(seed=seed + 1), 1)
     ms = (time.process_time() - c) / n * 1000
   return {"problems": n, "cpu_ms_per_problem": round(ms, 1),
-          "problems_per_s_per_idle_core": round(1000 / ms, 1)}
+          "problems_per_s_per_idle_core": round(1000 / ms, 1),
+          "stages_ms_per_problem": {k: round(spent[k] / n * 1000, 2) for k, _, _ in STAGES}}
+
+
+# (name, module, attribute): the stages of one problem, outermost first (`writer.draw`: the
+# scene, its drawing, then `assemble` with the options, the two solved chains and rationales;
+# `writer.sample`: the files, their PNG encoding and degradation). `redrawn_attempts` is the
+# time of the `writer.draw` calls that were rejected, whatever stage they got to.
+STAGES = (("scene", None, "MAKERS"), ("drawing", None, "scene.draw"),
+          ("assemble", writer, "assemble"), ("options", problems, "options"),
+          ("solve", problems, "solve"), ("rationales", problems, "cot"),
+          ("files", writer, "_files"), ("png", render, "png"), ("degrade", render, "degrade"),
+          ("redrawn_attempts", writer, "draw"))
+
+
+def _timer(spent: collections.Counter, name: str, fn, failed_only: bool = False):
+  @functools.wraps(fn)
+  def timed(*args, **kwargs):
+    t = time.process_time()
+    try:
+      out = fn(*args, **kwargs)
+    except Exception:
+      spent[name] += time.process_time() - t
+      raise
+    if not failed_only:
+      spent[name] += time.process_time() - t
+    return out
+  return timed
+
+
+@contextlib.contextmanager
+def _timed_stages(spent: collections.Counter):
+  """Every stage of STAGES wrapped in a CPU timer for the duration (the scenes' `draw` through
+  the domain makers that build them)."""
+  def maker(make):
+    def made(*args, **kwargs):
+      scene = make(*args, **kwargs)
+      scene.draw = _timer(spent, "drawing", scene.draw)
+      return scene
+    return _timer(spent, "scene", made)
+
+  with contextlib.ExitStack() as stack:
+    stack.enter_context(mock.patch.dict(writer.MAKERS, {
+        d: maker(m) for d, m in writer.MAKERS.items()}))
+    for name, module, attr in STAGES:
+      if module is not None:
+        stack.enter_context(mock.patch.object(module, attr, _timer(
+            spent, name, getattr(module, attr), failed_only=name == "redrawn_attempts")))
+    yield
 
 
 def drawings(n: int, seed: int) -> list:

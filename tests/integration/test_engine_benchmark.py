@@ -1,0 +1,33 @@
+"""`python -m benchmarks.engine` end to end at a small size (the README's engine figures come from
+it): speed beside the Matplotlib render, where the CPU goes (every stage reached), the
+choices-only rules and the layout sweep. Quick, so it runs by default, unlike
+test_benchmarks_run.py."""
+
+import json
+import os
+import subprocess
+import sys
+
+from train_utils import ROOT
+
+
+def test_engine_benchmark_reports_speed_stages_rules_and_layout():
+  res = subprocess.run([sys.executable, "-m", "benchmarks.engine", "--n", "12", "--rules", "24",
+                        "--sweep", "12"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "PYTHONPATH": ROOT})
+  assert res.returncode == 0, res.stderr[-3000:]
+  out = json.loads(res.stdout.strip().splitlines()[-1])
+  speed = out["speed"]
+  assert speed["engine"]["problems"] == speed["matplotlib_bare_render"]["problems"] == 12
+  cpu = speed["engine_cpu"]
+  st = cpu["stages_ms_per_problem"]
+  assert list(st) == ["scene", "drawing", "assemble", "options", "solve", "rationales", "files",
+                      "png", "degrade", "redrawn_attempts"]
+  assert all(v > 0 for v in st.values()), st   # every stage was reached and timed
+  # nested stages fit inside their parents, and the stages inside the measured CPU time
+  assert st["options"] + st["solve"] + st["rationales"] <= st["assemble"] + 0.02
+  assert st["png"] + st["degrade"] <= st["files"] + 0.02
+  assert st["scene"] + st["drawing"] + st["assemble"] + st["files"] <= cpu["cpu_ms_per_problem"]
+  assert st["redrawn_attempts"] < st["scene"] + st["drawing"] + st["assemble"]  # failed ones only
+  assert "largest_gap_points" in out["choices_only_rules"]
+  assert out["layout"]["scenes"] == 12 and out["layout"]["conflicts"] == 0
