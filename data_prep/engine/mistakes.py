@@ -24,7 +24,7 @@ import numpy as np
 import sympy as sp
 
 from .exact import EXACT, FLOAT, as_complex, evaluate
-from .notation import human
+from .notation import human, written
 
 N_OPTIONS = 4
 MAX_SINGLES = 9
@@ -181,7 +181,7 @@ class Texts:
 
   def __init__(self, chain, givens, target, answer):
     self.args = (chain, givens, target)
-    self.answer = human(answer)
+    self.answer = human(written(answer))
 
   def __call__(self, o: Option) -> str | None:
     """The option's text; None for one nobody would write as an answer (nested roots, or much
@@ -189,8 +189,8 @@ class Texts:
     if not hasattr(o, "text"):
       v = o.exact if o.exact is not None else replay(*self.args, o.mistakes)
       ok = v is not None and getattr(v, "is_real", False)
-      if ok and v.is_Add or v is not None and getattr(v, "is_Mul", False) and v.has(sp.Add):
-        v = sp.expand(v)
+      if ok:
+        v = written(v)
       text = human(v) if ok else None
       if text is not None and (re.search(r"√\([^)]*√|\^", text)
                                or len(text) > max(2 * len(self.answer), len(self.answer) + 8)):

@@ -154,6 +154,20 @@ def human(v) -> str:
   return _human(sp.sympify(v))
 
 
+def written(v):
+  """The one form an answer and its wrong options are shown in, so that no option stands out by
+  its shape (a bracketed answer among expanded options gives itself away): sums expanded, and a
+  number over a common denominator when a term is divided by something other than an integer
+  (8√3/π + 24/π -> (8√3 + 24)/π; -8π/3 + 2√3 stays)."""
+  if not isinstance(v, sp.Basic) or not (v.is_Add or v.is_Mul and v.has(sp.Add)):
+    return v
+  e = sp.expand(v)
+  if e.is_Add and not e.free_symbols and any(not t.as_numer_denom()[1].is_Rational
+                                             for t in e.args):
+    return sp.together(e)
+  return e
+
+
 @functools.lru_cache(maxsize=65536)
 def _machine(v) -> str:
   return str(v)

@@ -16,7 +16,7 @@ from . import mistakes
 from .captions import VISION_LEAD
 from .exact import (Deriv, approx, as_float, fill, is_number, is_rational, recompute, resolve,
                     same)
-from .notation import human, machine
+from .notation import human, machine, written
 
 LETTERS = "ABCDEFGH"
 
@@ -106,7 +106,7 @@ def solve(scene: Scene, target: Target) -> Solved:
   if isinstance(measured, bool) and not measured or not isinstance(measured, bool) and abs(
       as_float(v) - float(measured)) > 1e-6 * max(1.0, abs(as_float(v))):
     raise Rejected(f"answer {target.name} = {v} but the independent measure gives {measured}")
-  return Solved(target, chain, v, human(v), machine(v))
+  return Solved(target, chain, v, human(written(v)), machine(v))
 
 
 def pick(scene: Scene, steps: tuple, wanted: int, srng) -> tuple[Target, Target]:

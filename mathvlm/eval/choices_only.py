@@ -90,7 +90,8 @@ def leading_digit(choices: list[str]) -> list[int]:
 
 
 def form(text: str) -> str:
-  """How an option is written: sign, surd, π, fraction, sum, decimal, interval, integer."""
+  """How an option is written: sign, surd, π, fraction, sum, a bracketed sum ((24 - 8√3)/π),
+  decimal, interval, integer."""
   t = text.strip()
   parts = ["-" if t.startswith("-") else "+"]
   for mark, name in (("√", "surd"), ("π", "pi"), ("/", "frac"), ("∞", "inf"), (".", "dec")):
@@ -98,6 +99,8 @@ def form(text: str) -> str:
       parts.append(name)
   if re.search(r"\S [+-] \S", t):
     parts.append("sum")
+  if re.search(r"\([^(),]*\S [+-] \S[^(),]*\)", t):
+    parts.append("grouped")
   if t.startswith("(") and "," in t:
     parts.append("interval")
   return ",".join(parts)

@@ -8,6 +8,7 @@ import sympy as sp
 from data_prep.engine import mistakes as M
 from data_prep.engine import writer
 from data_prep.engine.exact import Deriv, fill
+from data_prep.engine.notation import human, written
 from data_prep.engine.problems import Rejected
 from mathvlm.eval.answers import value_of
 
@@ -59,3 +60,33 @@ def test_options_are_no_fixed_multiple_of_the_answer_and_are_distinct():
       assert k == r["answer_index"] or a == 0 or not any(
           abs(v.real / a - f) < 1e-6 for f in M.FIXED_RATIOS), (r["id"], r["choices"])
   assert mc >= 25
+
+
+def test_answer_and_options_are_written_the_same_way():
+  """An option's text follows from its value alone, by the same rule for the answer and the
+  wrong options: a bracketed answer among expanded options ((24 - 8√3)/π against 8√3/π + 24/π)
+  would give itself away."""
+  opts = writer.Options(seed=43, domain="function", mc=1.0, degrade=0.0)
+  checked = grouped = 0
+  for i in range(40):
+    try:
+      r = writer.make_problem(opts, i)[0]["record"]
+    except Rejected:
+      continue
+    for text, expr in zip(r["choices"], r["choices_expr"]):
+      if text.startswith("(") and "," in text:  # intervals are written by their own rule
+        continue
+      assert text == human(written(sp.sympify(expr))), (r["id"], r["choices"])
+      checked += 1
+      grouped += "(" in text and "ln" not in text and "log" not in text
+  assert checked > 40 and grouped > 0  # the sample holds bracketed values
+
+
+def test_written_puts_a_sum_over_its_common_symbolic_denominator_only():
+  s3 = sp.sqrt(3)
+  assert human(written(8 * s3 / sp.pi + 24 / sp.pi)) == "(8√3 + 24)/π"
+  assert human(written((24 - 8 * s3) / sp.pi)) == "(24 - 8√3)/π"
+  assert human(written(-sp.Rational(8, 3) * sp.pi + 2 * s3)) == "-8π/3 + 2√3"
+  assert human(written(sp.pi * (1 + s3))) == "π + π√3"
+  x = sp.Symbol("x")
+  assert written(1 / (x + 1) + 2) == 1 / (x + 1) + 2  # expressions in x keep their terms
