@@ -15,7 +15,7 @@ import math
 
 import sympy as sp
 
-from .notation import human, machine
+from .notation import human, machine, written
 
 SQ2, SQ3 = sp.sqrt(2), sp.sqrt(3)
 HALF = sp.Rational(1, 2)
@@ -86,12 +86,12 @@ class Deriv:
   slips: tuple = ()
 
   def sentence(self, knowns: dict, angles: set) -> str:
-    vals = [_wrap(human(knowns[i])) + ("°" if i in angles else "") for i in self.inputs]
+    vals = [_wrap(human(written(knowns[i]))) + ("°" if i in angles else "") for i in self.inputs]
     template = self.template() if callable(self.template) else self.template
     reason = self.reason() if callable(self.reason) else self.reason
     f_names = template.format(*self.inputs)
     f_vals = template.format(*vals)
-    tail = human(self.value)
+    tail = human(written(self.value))
     parts = [f"{self.name} = {f_names}"] if self.show_names else [f"{self.name}"]
     if f_vals != f_names or not self.show_names:
       parts.append(f_vals)

@@ -158,12 +158,14 @@ def written(v):
   """The one form an answer and its wrong options are shown in, so that no option stands out by
   its shape (a bracketed answer among expanded options gives itself away): sums expanded, and a
   number over a common denominator when a term is divided by something other than an integer
-  (8√3/π + 24/π -> (8√3 + 24)/π; -8π/3 + 2√3 stays)."""
-  if not isinstance(v, sp.Basic) or not (v.is_Add or v.is_Mul and v.has(sp.Add)):
+  (8√3/π + 24/π -> (8√3 + 24)/π; -8π/3 + 2√3 stays). The rationale's steps show their values
+  the same way, so its last step ends in the answer as written. Expressions in x keep the form
+  they were given (a(x - 1)(x + 3) is a factored form on purpose)."""
+  if (not isinstance(v, sp.Basic) or v.free_symbols
+      or not (v.is_Add or v.is_Mul and v.has(sp.Add))):
     return v
   e = sp.expand(v)
-  if e.is_Add and not e.free_symbols and any(not t.as_numer_denom()[1].is_Rational
-                                             for t in e.args):
+  if e.is_Add and any(not t.as_numer_denom()[1].is_Rational for t in e.args):
     return sp.together(e)
   return e
 
