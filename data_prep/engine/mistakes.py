@@ -21,7 +21,6 @@ import math
 import re
 
 import numpy as np
-import sympy as sp
 
 from .exact import EXACT, FLOAT, as_complex, evaluate
 from .notation import human, written
