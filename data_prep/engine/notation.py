@@ -161,8 +161,8 @@ def written(v):
   (8√3/π + 24/π -> (8√3 + 24)/π; -8π/3 + 2√3 stays). The rationale's steps show their values
   the same way, so its last step ends in the answer as written. Expressions in x keep the form
   they were given (a(x - 1)(x + 3) is a factored form on purpose)."""
-  if (not isinstance(v, sp.Basic) or v.free_symbols
-      or not (v.is_Add or v.is_Mul and v.has(sp.Add))):
+  if (not isinstance(v, sp.Basic) or not (v.is_Add or v.is_Mul and v.has(sp.Add))
+      or v.free_symbols):
     return v
   e = sp.expand(v)
   if e.is_Add and any(not t.as_numer_denom()[1].is_Rational for t in e.args):
