@@ -120,9 +120,10 @@ def figure(rng, kind, view, letters):
   if kind == "point":
     return {"kind": kind, "names": [letters()], "pts": [pt()]}
   if kind in ("segment", "line"):
-    while True:  # neither vertical nor horizontal: slope and both intercepts exist
-      p, q = pt(), pt()
-      if math.dist(p, q) >= 3 and p[0] != q[0] and p[1] != q[1]:
+    while True:  # neither vertical nor horizontal: slope and both intercepts exist; a line
+      p, q = pt(), pt()  # through a point on an axis would print its intercept in the figure
+      on_axis = kind == "line" and 0 in p + q
+      if math.dist(p, q) >= 3 and p[0] != q[0] and p[1] != q[1] and not on_axis:
         return {"kind": kind, "names": [letters(), letters()], "pts": [p, q]}
   if kind == "circle":
     r = ri(2, max(2, min(x1 - x0, y1 - y0) // 4))

@@ -162,6 +162,9 @@ def _deduce_poly(Fm: Formulas, vrng):
   xs = [Fm.point(n, sp.Integer(r), sp.Integer(0))[0] for n, r in zip(names, roots)]
   free = [v for v in range(int(g.lo) + 1, int(g.hi)) if v not in roots]
   xd = sp.Integer(int(free[int(vrng.integers(len(free)))]))
+  if deg_two_vertex(roots) == xd:  # P would print the extremum (its y) in the figure
+    free.remove(int(xd))
+    xd = sp.Integer(int(free[int(vrng.integers(len(free)))]))
   px, py = Fm.point("P", xd, g.f.subs(X, xd))
   tpl = "(" + ")(".join("{1} - {%d}" % (k + 2) for k in range(len(xs))) + ")"
   prod = "*".join(f"(q1 - q{k + 2})" for k in range(len(xs)))
@@ -172,6 +175,11 @@ def _deduce_poly(Fm: Formulas, vrng):
   ftpl = "{0}" + "".join("(x - {%d})" % (k + 1) for k in range(len(xs)))
   fexpr = "expand(q0*" + "*".join(f"(x - q{k + 1})" for k in range(len(xs))) + ")"
   Fm.add(F, ftpl, fexpr, ("a", *xs), None, "Put a into the factored form")
+
+
+def deg_two_vertex(roots: list):
+  """x of the turning point of a(x - r)(x - s); None for other degrees."""
+  return sp.Rational(roots[0] + roots[1], 2) if len(roots) == 2 else None
 
 
 def _deduce_trig(Fm: Formulas, vrng):
@@ -213,6 +221,8 @@ def _deduce_log(Fm: Formulas, vrng):
   g = Fm.g
   h = g.info["h"]
   m = int(vrng.choice([2, 3]))
+  if m == -g.info["k"] / g.info["a"]:  # B would be the zero, printed as (x, 0)
+    m = 5 - m
   pa = Fm.point("A", h + 1, g.info["k"])
   pb = Fm.point("B", h + 2 ** m, sp.expand_log(g.f.subs(X, h + 2 ** m), force=True))
   Fm.give("h", h)

@@ -13,7 +13,7 @@ import numpy as np
 import sympy as sp
 
 from .exact import X
-from .function_graphs import PI, F, Formulas, Graph
+from .function_graphs import PI, F, Formulas, Graph, deg_two_vertex
 from .notation import human, interval
 from .problems import Rejected, Target
 
@@ -43,8 +43,19 @@ def _at(g: Graph, vrng):
   return p + 1 if kink is not None and p == kink else p
 
 
+def _unmarked(g: Graph, vrng, tries: int = 20):
+  """An evaluation point no marked point sits on: f there would be printed in the figure
+  (A(3, -6) drawn, "Find f(3)" asked), and the question would be read, not worked."""
+  marked = {x for x, _ in g.points.values()}
+  for _ in range(tries):
+    p = _at(g, vrng)
+    if p not in marked:
+      return p
+  raise Rejected("every point to evaluate at is a marked point")
+
+
 def _value(Fm: Formulas, vrng) -> Target:
-  p = Fm.give("p", _at(Fm.g, vrng))
+  p = Fm.give("p", _unmarked(Fm.g, vrng))
   name = _evaluate(Fm, "f", Fm.g.f, p, "")
   v = human(Fm.givens[p])
   return Target(name, f"the value of f at x = {v}",
@@ -250,8 +261,7 @@ def _vertex(g: Graph):
   """Where f turns: h for a·|x - h| + k; the midpoint of the roots for a(x - r)(x - s)."""
   if g.fam == "abs":
     return g.info["h"]
-  r, s = g.info["roots"]
-  return sp.Rational(r + s, 2)
+  return deg_two_vertex(g.info["roots"])
 
 
 def opens_up(g: Graph) -> bool:

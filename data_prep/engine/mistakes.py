@@ -216,25 +216,36 @@ def _sets(one: list, squares: list, pairs: list, rng) -> list:
 
 
 def pick(answer: float, one: list, squares: list, pairs: list, rng, texts: Texts) -> list | None:
-  """Three wrong options, the answer at a uniformly drawn rank by value and by length: the
-  first set (squares first) that puts it there. None when no set does: options whose sizes or
-  lengths point at the answer (the one plain number among long expressions, the smallest of
-  values that mistakes only ever inflate) would give it away. The two ranks are drawn up to
-  PICK_TRIES times, then as often again allowing the length one place off; then the problem is
-  asked free-form (a redraw favours ranks a figure can give, a small bias the benchmark
-  measures)."""
+  """Three wrong options, the answer at a drawn place by length and a drawn rank by value: the
+  first set (squares first) that puts it there. None when no set does, or when every set makes
+  the answer the shortest (or every one the longest): options whose sizes or lengths point at
+  the answer (the one plain number among long expressions, the smallest of values that mistakes
+  only ever inflate) would give it away, so the problem is asked free-form.
+
+  The length place is uniform over the places some set can give (tried in a random order); the
+  value rank is drawn PICK_TRIES times at that place, then any rank there is taken."""
   sets = _sets(one, squares, pairs, rng)
-  for slack in (0, 1):  # the length rank exactly, else within one place
-    for _ in range(PICK_TRIES):
-      want, want_len = int(rng.integers(N_OPTIONS)), int(rng.integers(N_OPTIONS))
-      for c in sets:
-        if _rank(answer, c) != want:
-          continue
-        tx = [texts(o) for o in c]
-        if None in tx or texts.answer in tx or len(set(tx)) < len(tx):
-          continue
-        if _length_gap(texts.answer, tx, want_len) <= slack:
-          return c
+
+  def at(place: int, want: int | None = None):
+    for c in sets:
+      if want is not None and _rank(answer, c) != want:
+        continue
+      tx = [texts(o) for o in c]
+      if None in tx or texts.answer in tx or len(set(tx)) < len(tx):
+        continue
+      if _length_gap(texts.answer, tx, place) == 0:
+        return c
+    return None
+
+  places = [int(p) for p in rng.permutation(N_OPTIONS)]
+  for k, place in enumerate(places):
+    wants = [int(rng.integers(N_OPTIONS)) for _ in range(PICK_TRIES)]
+    c = next((c for want in wants if (c := at(place, want))), None)
+    if c is None:
+      continue
+    if place in (0, N_OPTIONS - 1) and not any(at(p) for p in places[k + 1:]):
+      return None  # the only place on offer is an end: length alone would pick the answer
+    return c
   return None
 
 

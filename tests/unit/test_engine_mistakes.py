@@ -10,6 +10,7 @@ from data_prep.engine import writer
 from data_prep.engine.exact import Deriv, fill
 from data_prep.engine.notation import human, written
 from data_prep.engine.problems import Rejected
+from mathvlm.eval import choices_only as CO
 from mathvlm.eval.answers import value_of
 
 
@@ -90,3 +91,53 @@ def test_written_puts_a_sum_over_its_common_symbolic_denominator_only():
   assert human(written(sp.pi * (1 + s3))) == "π + π√3"
   x = sp.Symbol("x")
   assert written(1 / (x + 1) + 2) == 1 / (x + 1) + 2  # expressions in x keep their terms
+
+
+class _Given:
+  """Texts with the options' texts given (mistakes.Texts computes them from the chain)."""
+
+  def __init__(self, answer: str):
+    self.answer = answer
+
+  def __call__(self, o):
+    return o.text
+
+
+def _options(pairs):
+  out = []
+  for k, (value, text) in enumerate(pairs):
+    o = M.Option(value, (M.Mistake(f"site {k}", f"mistake {k}"),))
+    o.text = text
+    out.append(o)
+  return out
+
+
+def test_no_options_when_length_alone_would_pick_the_answer():
+  """Every wrong turn is longer than a tidy answer (or shorter than an untidy one): any set of
+  them makes the answer the shortest (the longest), so the problem is asked free-form."""
+  fractions = _options([(3.5, "7/2"), (1.25, "5/4"), (-0.25, "-1/4"), (2.25, "9/4"),
+                        (0.4, "2/5")])
+  integers = _options([(1.0, "1"), (3.0, "3"), (4.0, "4"), (5.0, "5"), (-2.0, "-2")])
+  for seed in range(40):
+    rng = np.random.default_rng(seed)
+    assert M.pick(2.0, fractions, [], [], rng, _Given("2")) is None
+    assert M.pick(2.42, integers, [], [], rng, _Given("(6√3 + 12)/(5π)")) is None
+  # one wrong turn as short as the answer: now the answer can stand second by length
+  some = _options([(3.0, "3")]) + fractions
+  picked = [M.pick(2.0, some, [], [], np.random.default_rng(s), _Given("2")) for s in range(40)]
+  assert all(picked) and any("3" in [o.text for o in c] for c in picked)
+
+
+def test_function_options_do_not_make_the_answer_the_shortest():
+  """Function answers are tidier than the wrong turns (2 against 7/2): choosing among the
+  places the options can give, and never a set where only "the shortest" is on offer, keeps
+  the shortest-option rule near chance on function problems."""
+  opts = writer.Options(seed=29, domain="function", mc=1.0, degrade=0.0)
+  problems = []
+  for i in range(260):
+    r = writer.make_problem(opts, i)[0]["record"]
+    if r["choices"]:
+      problems.append((r["choices"], r["answer_index"]))
+  assert len(problems) >= 90
+  s = CO.scores(problems)
+  assert s["shortest"] < s["chance"] + 0.06, (len(problems), s["shortest"])
