@@ -223,7 +223,10 @@ def pick(answer: float, one: list, squares: list, pairs: list, rng, texts: Texts
   only ever inflate) would give it away, so the problem is asked free-form.
 
   The length place is uniform over the places some set can give (tried in a random order); the
-  value rank is drawn PICK_TRIES times at that place, then any rank there is taken."""
+  value rank is drawn PICK_TRIES times at each place, and a place where no draw fits is passed
+  over. The old rule drew both again until a set fitted, which ended on the places the candidates
+  could give: on function problems the answer (the tidiest value) was the shortest option in 35%
+  (docs/engine/README.md)."""
   sets = _sets(one, squares, pairs, rng)
 
   def at(place: int, want: int | None = None):
