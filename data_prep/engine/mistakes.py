@@ -242,8 +242,8 @@ def pick(answer: float, one: list, squares: list, pairs: list, rng, texts: Texts
 
   places = [int(p) for p in rng.permutation(N_OPTIONS)]
   for k, place in enumerate(places):
-    wants = [int(rng.integers(N_OPTIONS)) for _ in range(PICK_TRIES)]
-    c = next((c for want in wants if (c := at(place, want))), None)
+    wants = dict.fromkeys(int(rng.integers(N_OPTIONS)) for _ in range(PICK_TRIES))  # a repeat
+    c = next((c for want in wants if (c := at(place, want))), None)  # would scan the same sets
     if c is None:
       continue
     if place in (0, N_OPTIONS - 1) and not any(at(p) for p in places[k + 1:]):
