@@ -30,6 +30,8 @@ MAX_SINGLES = 9
 MAX_EXACT_SINGLES = 6  # symbolic replays are dear
 MAX_EXACT_PAIRS = 6
 PICK_TRIES = 4
+POOL = 12            # options the non-square sets are drawn from
+POOL_SINGLES = 6     # of them at most this many single mistakes, so pairs get in
 FIXED_RATIOS = (2, 1 / 2, 3, 1 / 3, 3 / 2, 2 / 3, 4, 1 / 4, math.sqrt(2), 1 / math.sqrt(2),
                 math.sqrt(3), 1 / math.sqrt(3), math.sqrt(3) / 2, 2 / math.sqrt(3), math.pi,
                 1 / math.pi, 2 * math.pi, 1 / (2 * math.pi), math.log(2), 1 / math.log(2), -1)
@@ -207,12 +209,25 @@ def _length_gap(answer: str, texts: list, want: int) -> int:
 
 
 def _sets(one: list, squares: list, pairs: list, rng) -> list:
-  """Candidate option sets: (a sample of) the squares first, then any three distinct options."""
+  """Candidate option sets: (a sample of) the squares first, then three distinct options of
+  which one is at least as central as the answer (see `_answer_is_hub`)."""
   sq = [list(squares[i]) for i in rng.permutation(len(squares))[:15]]
-  pool = _distinct(one + pairs)[:10]
+  pool = _distinct(one[:POOL_SINGLES] + pairs + one[POOL_SINGLES:])[:POOL]
   combos = [list(c) for c in itertools.combinations(pool, N_OPTIONS - 1)
-            if all(not _close(a.value, b.value) for a, b in itertools.combinations(c, 2))]
+            if all(not _close(a.value, b.value) for a, b in itertools.combinations(c, 2))
+            and not _answer_is_hub(c)]
   return sq + [combos[i] for i in rng.permutation(len(combos))]
+
+
+def _answer_is_hub(wrong: list) -> bool:
+  """Whether the answer is fewer mistakes away from the other options, in all, than any wrong
+  option is: three single mistakes around the answer make it the centre the others were made
+  from, and a rule picking the option most like the others finds it (plane problems'
+  `most_similar` scored 33% on such sets). A square, or a set like (A, A with B, A with C),
+  has no such centre, or a wrong one."""
+  sets = [frozenset()] + [frozenset(o.mistakes) for o in wrong]
+  total = [sum(len(a ^ b) for b in sets) for a in sets]
+  return total[0] < min(total[1:])
 
 
 def pick(answer: float, one: list, squares: list, pairs: list, rng, texts: Texts) -> list | None:

@@ -49,6 +49,14 @@ class HumanPrinter(StrPrinter):
   def _print_list(self, expr):
     return ", ".join(self._print(a) for a in expr)
 
+  def _as_ordered_terms(self, expr, order=None):
+    """A number's terms in one fixed order, the number first, then roots by radicand, then π
+    (25 + 12√3 + 6√13, 50 + 13π). sympy orders them by value, so `13π + 50` and `50 + 52π`
+    stood in one option set, and the options sharing the answer's order read as closer to it
+    (a tell of the choices-only rule most_similar). Expressions in x keep sympy's order."""
+    terms = super()._as_ordered_terms(expr, order)
+    return terms if expr.free_symbols else sorted(terms, key=_term_rank)
+
   def _print_Relational(self, expr):
     op = {"<": "<", "<=": "≤", ">": ">", ">=": "≥", "==": "=", "!=": "≠"}[expr.rel_op]
     return f"{self._print(expr.lhs)} {op} {self._print(expr.rhs)}"
@@ -133,6 +141,20 @@ def _factor_rank(f) -> int:
   if isinstance(f, sp.Function):
     return 3
   return 4  # surds last: 2π√3, not 2√3π
+
+
+def _term_rank(t) -> tuple:
+  """(kind, radicand): a rational number, then terms with roots (smaller radicand first), then
+  terms with π, then the rest (logarithms); sorted() keeps sympy's order among equals."""
+  if t.is_Rational:
+    return (0, 0)
+  if t.has(sp.pi):
+    return (2, 0)
+  roots = [p.base for p in t.atoms(sp.Pow) if p.exp.is_Rational and not p.exp.is_Integer
+           and p.base.is_Rational]
+  if roots:
+    return (1, float(min(roots)))
+  return (3, 0)
 
 
 _PRINTER = HumanPrinter()

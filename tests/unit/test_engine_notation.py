@@ -21,7 +21,11 @@ PROGRAM = re.compile(r"\*|sqrt|\bpi\b|\boo\b|Abs\(|\blog\(|\^|Piecewise|Interval
                                                                   "3·|x - 1| - 2"),
     (3 * sp.log(X - 2, 2) + 1, "3·log₂(x - 2) + 1"), (2 * sp.sqrt(3) * sp.pi, "2π√3"),
     ((X - 1) * (X + 3), "(x - 1)(x + 3)"), (2 ** sp.Rational(6, 7), "⁷√64"),
-    (sp.sqrt(4 * sp.sqrt(3) + 29), "√(4√3 + 29)")])
+    (sp.sqrt(4 * sp.sqrt(3) + 29), "√(29 + 4√3)"),
+    # one order of terms whatever the values (sympy orders them by value: 13π + 50, 50 + 52π)
+    (13 * sp.pi + 50, "50 + 13π"), (52 * sp.pi + 50, "50 + 52π"),
+    (6 * sp.sqrt(13) + 12 * sp.sqrt(3) + 25, "25 + 12√3 + 6√13"),
+    (2 * sp.sqrt(3) - 8 * sp.pi / 3, "2√3 - 8π/3"), (sp.pi / 8 + 1, "1 + π/8")])
 def test_values_are_written_in_textbook_notation(value, text):
   assert human(value) == text
   assert sp.simplify(sp.sympify(machine(value), locals={"x": X}) - value) == 0
