@@ -6,7 +6,9 @@ fed into a step (another length, the other coordinate), or a misread given (the 
 angle); everything after it is carried forward. Options are then picked so that the options alone
 say nothing about which one is right:
 - a "square" when it can: the answer, mistake A, mistake B and both A and B. Every option is one
-  mistake away from two others, so no option is the hub the others derive from;
+  mistake away from two others, so no option is the hub the others derive from; otherwise a
+  set where some wrong option is at least as central as the answer (never three single
+  mistakes around it);
 - the answer's rank among the options is drawn uniformly, so largest / smallest / nearest the
   mean or median hit the answer at chance;
 - no wrong option is a fixed multiple of the answer (2x, x/2, √3x, πx, -x, ...).

@@ -180,7 +180,7 @@ def written(v):
   """The one form an answer and its wrong options are shown in, so that no option stands out by
   its shape (a bracketed answer among expanded options gives itself away): sums expanded, and a
   number over a common denominator when a term is divided by something other than an integer
-  (8√3/π + 24/π -> (8√3 + 24)/π; -8π/3 + 2√3 stays). The rationale's steps show their values
+  (8√3/π + 24/π -> (24 + 8√3)/π; 2√3 - 8π/3 stays). The rationale's steps show their values
   the same way, so its last step ends in the answer as written. Expressions in x keep the form
   they were given (a(x - 1)(x + 3) is a factored form on purpose)."""
   if (not isinstance(v, sp.Basic) or not (v.is_Add or v.is_Mul and v.has(sp.Add))
