@@ -272,8 +272,15 @@ _attend.defvjp(_attend_fwd, _attend_bwd)
 
 def kv_block(slots: int) -> int:
   """The block of cache slots decoding attends to at a time: the largest of 256, 128, ... 8
-  that divides the cache, else the whole cache (one block)."""
-  return next((b for b in (256, 128, 64, 32, 16, 8) if slots % b == 0), slots)
+  that divides the cache (64 at most on CPU), else the whole cache (one block).
+
+  The last block is read whole, filled or not. On CPU a step is bound by the bytes it reads, so
+  smaller blocks win: `small`'s batch-8 decode (512 slots, 289-416 filled) read both 256-slot
+  blocks, ~67 MB a step, and ran 7-20% faster with 128 and another ~5% with 64 (docs/perf/
+  PERFORMANCE.md). On accelerators each block is a few kernel launches per layer and step, so
+  they keep the larger blocks."""
+  largest = 64 if jax.default_backend() == "cpu" else 256
+  return next((b for b in (256, 128, 64, 32, 16, 8) if b <= largest and slots % b == 0), slots)
 
 
 def cached_attention(q: Array, k_cache: Array, v_cache: Array, layer, mask: Array, filled

@@ -77,14 +77,16 @@ def test_greedy_core_equals_generate(llava):
   np.testing.assert_array_equal(np.asarray(out.lengths), np.asarray(ref.lengths))
 
 
-@pytest.mark.parametrize("t,filled", [(1, 5), (3, 19), (16, 16), (1, 32)])
-def test_cached_attention_over_filled_slots_equals_plain_attention(t, filled):
+@pytest.mark.parametrize("t,filled,slots", [(1, 5, 40), (3, 19, 40), (16, 16, 40), (1, 32, 40),
+                                           (1, 70, 192), (2, 130, 192)])
+def test_cached_attention_over_filled_slots_equals_plain_attention(t, filled, slots):
   rs = np.random.RandomState(t)
-  b, slots, kv, g, h = 2, 40, 2, 3, 8     # 5 blocks of 8 slots
+  b, kv, g, h = 2, 2, 3, 8                # 40 slots: 5 blocks of 8; 192: 3 of 64 on CPU
+  block = layers.kv_block(slots)
   q = rs.randn(b, t, kv * g, h).astype(np.float32)
   cache = rs.randn(2, 3, b, kv, slots, h).astype(np.float32)     # k/v, 3 layers
   cache[:, :, :, :, filled:] = 0.0                                 # unwritten slots: zeros
-  cache[:, :, :, :, -(-filled // 8) * 8:] = np.nan                 # blocks past filled: unread
+  cache[:, :, :, :, -(-filled // block) * block:] = np.nan         # blocks past filled: unread
   q_slots = filled - t + np.arange(t)
   valid = np.ones((b, slots), bool)
   valid[1, :2] = False                                             # left padding in row 1
