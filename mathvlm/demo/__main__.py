@@ -42,8 +42,8 @@ FULL = dict(n_train=10000, n_test=300, dpo_problems=2400, eval_batch=64, eval_bu
             dynamic_seeds=72,
             epochs={})
 QUICK = dict(n_train=320, n_test=48, dpo_problems=96, eval_batch=48, eval_bucket=128,
-             dynamic_seeds=12,
-             epochs=dict(clip_math=1, align=1, sft=2, dpo=1))
+             dynamic_seeds=6,
+             epochs=dict(clip_math=1, align=1, sft=1, dpo=1))
 VERSIONS = ["text_lite"]            # MAVIS's default for instruction tuning
 ANSWER = "value"                    # `The answer is V.`: see configs/demo.py
 MAX_NEW_TOKENS = 32
@@ -317,7 +317,7 @@ def math_v(d: Demo) -> None:
                  "--data", os.path.join(data.SHARED, "math_v"),
                  "--out", scores, "--template", "mistral_instruct", "--batch", "32",
                  "--max_new_tokens", str(MAX_NEW_TOKENS)]
-                + (["--limit", "64"] if d.args.quick else []))  # the suite checks the path
+                + (["--limit", "32"] if d.args.quick else []))  # the suite checks the path
   with open(f"{scores}/scores.json") as f:
     d.results["math_v"] = json.load(f)
   a = d.results["math_v"]["all"]

@@ -45,7 +45,9 @@ print("RESULT" + json.dumps(out))
 
 @pytest.mark.long(80)
 @pytest.mark.parametrize("objectives,form", [
-    ("dpo", "quick"), ("contrastive,classify", "quick"),  # lm: test_per_token.py's quick form
+    # quick: lm in test_per_token.py; classify (the vision tower under a head, one device:
+    # test_classify_on_labels.py) on meshes only in the slow form
+    ("dpo", "quick"), ("contrastive", "quick"),
     pytest.param("lm,dpo", "full", marks=pytest.mark.slow),
     pytest.param("contrastive,classify", "full", marks=pytest.mark.slow)])
 def test_meshes_and_accumulation_give_the_losses_of_one_device(tmp_path, objectives, form):

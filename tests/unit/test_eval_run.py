@@ -28,7 +28,7 @@ def _tiny_checkpoint(folder):
   return tok, cfg
 
 
-@pytest.mark.slow  # default run: the demo runs this pipeline on the first 64 problems
+@pytest.mark.slow  # default run: the demo runs this pipeline on the first 32 problems
 def test_run_math_v_testmini(tmp_path, capsys):
   ckpt, out = str(tmp_path / "ckpt"), str(tmp_path / "eval")
   tok, cfg = _tiny_checkpoint(ckpt)
