@@ -50,8 +50,9 @@ def test_grpo_learns_the_one_rewarded_token(tmp_path):
   (almost) never to (almost) always."""
   # one answer token isolates the claim. With 4 (later tokens of rewarded answers reinforced too)
   # this model at lr 3e-3 rose to pass@1 0.4 by step 12, then its entropy fell to 0 on answers
-  # that do not start with 7 (seed 0); see the issue note
-  run_python(TOY, str(tmp_path), "24", "0", "rl_toys:says_seven=1.0", "1", env=FAST)
+  # that do not start with 7 (seed 0); see the issue note. 20 steps: pass@1 reached 0.78 at step
+  # 10 and the curriculum's level rose at step 16 (seed 0, the suite's XLA flags)
+  run_python(TOY, str(tmp_path), "20", "0", "rl_toys:says_seven=1.0", "1", env=FAST)
   rows = metrics(str(tmp_path / "run"))
   first, last = np.mean([r["pass@1"] for r in rows[:2]]), np.mean([r["pass@1"] for r in rows[-5:]])
   assert first < 0.15 and last > 0.75, [round(r["pass@1"], 2) for r in rows]
