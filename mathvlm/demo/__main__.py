@@ -41,9 +41,9 @@ from typing import Any
 FULL = dict(n_train=10000, n_test=300, dpo_problems=2400, eval_batch=64, eval_bucket=32,
             dynamic_seeds=72,
             epochs={})
-QUICK = dict(n_train=320, n_test=48, dpo_problems=96, eval_batch=48, eval_bucket=128,
+QUICK = dict(n_train=160, n_test=24, dpo_problems=48, eval_batch=36, eval_bucket=128,
              dynamic_seeds=6,
-             epochs=dict(clip_math=1, align=1, sft=1, dpo=1))
+             epochs=dict(clip_math=1, align=1, sft=2, dpo=1))
 VERSIONS = ["text_lite"]            # MAVIS's default for instruction tuning
 ANSWER = "value"                    # `The answer is V.`: see configs/demo.py
 MAX_NEW_TOKENS = 32

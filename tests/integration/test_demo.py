@@ -28,12 +28,12 @@ def test_quick_demo_end_to_end(tmp_path):
     assert f"[{step}/9]" in res.stdout
   s = json.load(open(out / "summary.json"))
   n_test = s["engine"]["test"]["n"]
-  assert s["engine"]["train"]["n"] == 320 and n_test == 48
-  assert s["built"]["instruct_train"] == 320 and s["built"]["caption_test"] == 48
+  assert s["engine"]["train"]["n"] == 160 and n_test == 24
+  assert s["built"]["instruct_train"] == 160 and s["built"]["caption_test"] == 24
   assert s["built"]["preferences"] == s["dpo_pairs"]["pairs"] > 0
   for when in ("before", "after"):
     r = s["retrieval"][when]
-    assert r["pairs"] == 48 and not r["dropped"]
+    assert r["pairs"] == 24 and not r["dropped"]
     assert 0 <= r["image_to_caption_top1"] <= r["image_to_caption_top5"] <= 1
   assert list(s["evals"]) == list(s["ranked"]) == ["align", "sft", "dpo", "grpo"]
   for acc in [*s["evals"].values(), *s["ranked"].values()]:
@@ -70,7 +70,7 @@ def check_confirm(out):
   compared question by question."""
   run = lambda seed, stages="sft,grpo": subprocess.run(
       [sys.executable, "-m", "mathvlm.demo.confirm", "--demo", str(out), "--n", "6", "--seed",
-       str(seed), "--stages", stages, "--batch", "48"], cwd=ROOT, capture_output=True,
+       str(seed), "--stages", stages, "--batch", "18"], cwd=ROOT, capture_output=True,
       text=True, timeout=600, env=long_run_env())
   assert "the demo's own" in run(0).stderr  # seed 0 would be the demo's held-out set again
   assert "not demo stages" in run(1, "sft,rlhf").stderr
