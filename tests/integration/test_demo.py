@@ -17,7 +17,7 @@ from train_utils import ROOT, long_run_env
 from shared_data import shared  # noqa: F401  (fails when ../shared/data is missing)
 
 
-@pytest.mark.long(380)  # in the suite, from an empty compilation cache
+@pytest.mark.long(260)  # in the suite, from an empty compilation cache
 def test_quick_demo_end_to_end(tmp_path):
   out = tmp_path / "demo"
   res = subprocess.run([sys.executable, "-m", "mathvlm.demo", "--quick", "--out", str(out)],
