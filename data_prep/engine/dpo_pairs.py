@@ -7,7 +7,8 @@
 Responses: JSON lines (or a JSON list) of {"id", "response"} and optionally "version"
 (text_dominant | text_lite | vision_dominant, default vision_dominant). Right or wrong is decided
 by `mathvlm.eval.answers` (`engine_answer`, `engine_correct`), the judge evaluation uses; correct,
-unknown-id and duplicate responses are counted, not paired. Each pair is one line in the format
+unknown-id, duplicate and empty responses are counted, not paired (an empty answer, a model that
+stopped at once, gives no text to reject: `data_prep.preferences` would refuse the record). Each pair is one line in the format
 `data_prep.preferences` builds: the prompt is the instruction-tuning human turn
 (`mavis_instruct.human_turn`); chosen is the annotated rationale (`--answer cot`, MAVIS) or the
 short target the model was instruction-tuned on (`final`, `value`: `mavis_instruct.gpt_turn`).
@@ -46,7 +47,7 @@ def pairs(records: list, responses: list, style: str = "cot") -> tuple[list, dic
   by_id = {r["id"]: r for r in records}
   out, seen = [], set()
   stats = {"responses": len(responses), "correct": 0, "unknown_id": 0, "duplicate": 0,
-           "pairs": 0}
+           "empty": 0, "pairs": 0}
   for resp in responses:
     rec = by_id.get(resp.get("id"))
     if rec is None:
@@ -59,6 +60,9 @@ def pairs(records: list, responses: list, style: str = "cot") -> tuple[list, dic
     seen.add((rec["id"], ver))
     if is_correct(rec, resp["response"]):
       stats["correct"] += 1
+      continue
+    if not resp["response"].strip():
+      stats["empty"] += 1
       continue
     out.append({"id": f"{rec['id']}:{ver}", "image": rec[f"image_{ver}"],
                 "prompt": human_turn(rec["text_en"][f"{ver}_question"], answer_of(rec)[1]),

@@ -277,7 +277,9 @@ def write(out: str, r: dict) -> str:
       "",
       f"DPO pairs: the stage-3 model answered {r['dpo_pairs']['responses']} training problems; "
       f"{r['dpo_pairs']['correct']} right, {r['dpo_pairs']['pairs']} wrong answers became "
-      "(annotated answer, model answer) pairs.",
+      "(annotated answer, model answer) pairs" + (
+          f"; {r['dpo_pairs']['empty']} empty answers were left out (no text to reject)."
+          if r["dpo_pairs"].get("empty") else "."),
       "",
       "![losses](losses.png)",
       "",

@@ -31,6 +31,8 @@ def test_quick_demo_end_to_end(tmp_path):
   assert s["engine"]["train"]["n"] == 160 and n_test == 24
   assert s["built"]["instruct_train"] == 160 and s["built"]["caption_test"] == 24
   assert s["built"]["preferences"] == s["dpo_pairs"]["pairs"] > 0
+  pairs = s["dpo_pairs"]  # every answer counted once: right, empty (not paired) or a pair
+  assert pairs["correct"] + pairs["empty"] + pairs["pairs"] == pairs["responses"] == 48
   for when in ("before", "after"):
     r = s["retrieval"][when]
     assert r["pairs"] == 24 and not r["dropped"]

@@ -27,8 +27,10 @@ def test_pairs_only_for_wrong_answers(tmp_path):
     else:
       resp.append({"id": r["id"], "response": "Guessing. The answer is 123456."})  # wrong
   resp.append({"id": "nope", "response": "x"})
+  resp.append({"id": recs[0]["id"], "response": " \n", "version": "text_lite"})  # stopped at once
   out, stats = PR.pairs(recs, resp)
-  assert stats == {"responses": 13, "correct": 6, "unknown_id": 1, "duplicate": 0, "pairs": 6}
+  assert stats == {"responses": 14, "correct": 6, "unknown_id": 1, "duplicate": 0, "empty": 1,
+                   "pairs": 6}
   for p, r in zip(out, recs[::2]):
     assert p["chosen"] == r["text_en"]["CoT_reasoning"]
     assert p["rejected"].endswith("123456.")
