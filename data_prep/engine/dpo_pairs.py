@@ -4,14 +4,15 @@
       --out pairs.jsonl [--answer cot|final|value]
   python -m data_prep.preferences --json pairs.jsonl --images DIR --out DATA_DIR
 
-Responses: JSON lines (or a JSON list) of {"id", "response"} and optionally "version"
-(text_dominant | text_lite | vision_dominant, default vision_dominant). Right or wrong is decided
-by `mathvlm.eval.answers` (`engine_answer`, `engine_correct`), the judge evaluation uses; correct,
+Responses: JSON lines (or a JSON list) of {"id", "response"} and optionally "version" (text_dominant
+| text_lite | vision_dominant, default vision_dominant). Right or wrong is decided by
+`mathvlm.eval.answers` (`engine_answer`, `engine_correct`), the judge evaluation uses; correct,
 unknown-id, duplicate and empty responses are counted, not paired (an empty answer, a model that
-stopped at once, gives no text to reject: `data_prep.preferences` would refuse the record). Each pair is one line in the format
-`data_prep.preferences` builds: the prompt is the instruction-tuning human turn
-(`mavis_instruct.human_turn`); chosen is the annotated rationale (`--answer cot`, MAVIS) or the
-short target the model was instruction-tuned on (`final`, `value`: `mavis_instruct.gpt_turn`).
+stopped at once, gives no text to reject: `data_prep.preferences` would refuse the record). Each
+pair is one line in the format `data_prep.preferences` builds: the prompt is the instruction-tuning
+human turn (`mavis_instruct.human_turn`); chosen is the annotated rationale (`--answer cot`, MAVIS)
+or the short target the model was instruction-tuned on (`final`, `value`:
+`mavis_instruct.gpt_turn`).
 """
 
 from __future__ import annotations
@@ -58,11 +59,11 @@ def pairs(records: list, responses: list, style: str = "cot") -> tuple[list, dic
       stats["duplicate"] += 1
       continue
     seen.add((rec["id"], ver))
+    if not resp["response"].strip():  # nothing to judge, nothing to reject
+      stats["empty"] += 1
+      continue
     if is_correct(rec, resp["response"]):
       stats["correct"] += 1
-      continue
-    if not resp["response"].strip():
-      stats["empty"] += 1
       continue
     out.append({"id": f"{rec['id']}:{ver}", "image": rec[f"image_{ver}"],
                 "prompt": human_turn(rec["text_en"][f"{ver}_question"], answer_of(rec)[1]),
