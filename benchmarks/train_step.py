@@ -122,8 +122,9 @@ def main(argv=None) -> None:
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--force_ref", action="store_true",
                  help="time the reference's bf16 step even where torch bf16 has no fast path")
-  p.add_argument("--scan_unroll", type=int, default=1,
-                 help="our layers per scan iteration (model.scan_unroll); the depth unrolls all")
+  p.add_argument("--scan_unroll", type=int, default=0,
+                 help="our layers per scan iteration (model.scan_unroll); the depth unrolls all; "
+                      "0 (the recipes' default): the platform's choice, all on one CPU device")
   p.add_argument("--no_runtime", action="store_true",
                  help="skip mathvlm.runtime.configure (XLA flags, threads): the 'before' figure")
   args = p.parse_args(argv)
@@ -150,7 +151,10 @@ def main(argv=None) -> None:
     fns["ref"] = reference(ref, data, args.dtype)
   sec = P.alternate(fns, args.repeats)
   sec["peak_gflops_now"] = peak_flops / sec.pop("peak") / 1e9
+  from mathvlm.models.layers import platform_unroll
+  unrolled = args.scan_unroll or platform_unroll()
   out = dict(preset=args.preset, dtype=args.dtype, scan_unroll=args.scan_unroll,
+             layers_per_iteration="all" if unrolled is True else unrolled,
              batch=preset.batch, seq=preset.seq,
              device=jax.devices()[0].device_kind, runtime_configured=not args.no_runtime,
              step_gflop=round(step_flops / 1e9, 1), first_loss=losses, repeats=args.repeats,

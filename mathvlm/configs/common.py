@@ -44,7 +44,9 @@ def base(objective: str) -> ml_collections.ConfigDict:
       dtype="float32",        # compute dtype
       param_dtype="float32",
       remat="none",           # none | full | dots | dots_no_batch
-      scan_unroll=1,          # layers per scan step: more compiles longer, runs a little faster
+      scan_unroll=0,          # layers per scan step (more compiles longer, runs faster); 0: the
+                              # platform's choice, all on one CPU device, 1 elsewhere
+                              # (layers.platform_unroll)
   ))
   # What trains: (regex over parameter paths, 'trainable' | 'frozen'); first match wins, and a
   # parameter no rule matches is an error. LoRA adapters are parameters like any other.

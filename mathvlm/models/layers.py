@@ -346,17 +346,35 @@ def stacked(make_block: Callable[[nnx.Rngs], nnx.Module], num: int, rngs: nnx.Rn
   return create(rngs)
 
 
+def platform_unroll() -> int | bool:
+  """What `model.scan_unroll=0` runs: every layer unrolled on a single CPU device, a scan of one
+  layer per iteration anywhere else.
+
+  Why: with the layers in a loop, XLA:CPU stacks each layer's saved activations for the
+  backward pass and converts the stacks to float32 whole before the backward loop (in bfloat16,
+  five [layers, batch, seq, mlp] copies and more), and it cannot fuse across iterations; unrolled,
+  the `small` step ran 1.18-1.28x faster in bfloat16 and 1.05x in float32 (one-process A/Bs,
+  docs/perf/PERFORMANCE.md), same losses to float rounding. Several CPU devices stand in for an
+  accelerator mesh (compile-only reports, sharding tests) and keep the scan accelerators use,
+  whose compile time does not grow with the depth (a 7B model has 32 layers)."""
+  if jax.default_backend() == "cpu" and jax.device_count() == 1:
+    return True   # jax.lax.scan's full unroll
+  return 1
+
+
 def scan_layers(layers: nnx.Module, body: Callable, carry: Any, xs: Any = None, *,
                 remat: str = "none", num: int | None = None, unroll: int = 1):
   """Runs `body(block, carry, x) -> (carry, y)` over the stacked blocks (only the first `num`).
 
   The block is rebuilt from its slice of the stacked state inside the scan, so the loop body is
   traced once whatever the depth. `unroll` layers run per loop iteration (the config's
-  `model.scan_unroll`; the depth is MaxText's `scan_layers=False`): on the CPU's `small` preset a
-  full unroll ran forward + backward 7% faster, at a compile time that grows with the depth.
+  `model.scan_unroll`; the depth is MaxText's `scan_layers=False`); 0 leaves it to the platform
+  (`platform_unroll`).
   """
-  if unroll < 1:
-    raise ValueError(f"model.scan_unroll={unroll}: layers per scan iteration, at least 1")
+  if unroll < 0:
+    raise ValueError(f"model.scan_unroll={unroll}: layers per scan iteration, at least 1 "
+                     "(or 0: the platform's choice)")
+  unroll = unroll or platform_unroll()
   if remat not in REMAT_POLICIES:
     raise ValueError(f"unknown remat policy {remat!r}; expected one of {sorted(REMAT_POLICIES)}")
   graphdef, state = nnx.split(layers)

@@ -80,5 +80,33 @@ def test_scan_unroll_changes_the_program_not_the_numbers():
     np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
   cfg = with_runtime(presets.LLAVA_PRESETS["tiny"], scan_unroll=2)
   assert cfg.vision.scan_unroll == cfg.text.scan_unroll == 2
-  with pytest.raises(ValueError, match="model.scan_unroll=0"):
-    _llm(2, scan_unroll=0)(ids)
+  with pytest.raises(ValueError, match="model.scan_unroll=-1"):
+    _llm(2, scan_unroll=-1)(ids)
+
+
+PLATFORM_UNROLL = """
+import sys
+import jax, jax.numpy as jnp
+from flax import nnx
+sys.path.insert(0, {tests!r})
+from unit.test_scan import _hlo_ops, _llm
+ids = jnp.ones((2, 8), jnp.int32)
+print(jax.device_count(), "stablehlo.while" in _hlo_ops(_llm(3, scan_unroll=0), ids),
+      "stablehlo.while" in _hlo_ops(_llm(3), ids))
+"""
+
+
+@pytest.mark.parametrize("devices, loops", [(1, False), (8, True)])
+def test_scan_unroll_0_unrolls_on_one_cpu_device_only(devices, loops):
+  """The recipes' default (model.scan_unroll=0): a run on one CPU device unrolls the layers
+  (faster there); eight fake CPU devices stand in for an accelerator mesh and keep the loop
+  (compile time independent of depth). The model's own default (1) always loops."""
+  import os
+  import subprocess
+  import sys
+  from train_utils import cpu_env
+  tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = subprocess.run([sys.executable, "-c", PLATFORM_UNROLL.format(tests=tests)],
+                       env={**os.environ, **cpu_env(devices)}, capture_output=True, text=True,
+                       check=True).stdout.split()
+  assert out == [str(devices), str(loops), "True"]
