@@ -122,9 +122,9 @@ def main(argv=None) -> None:
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--force_ref", action="store_true",
                  help="time the reference's bf16 step even where torch bf16 has no fast path")
-  p.add_argument("--scan_unroll", type=int, default=0,
-                 help="our layers per scan iteration (model.scan_unroll); the depth unrolls all; "
-                      "0 (the recipes' default): the platform's choice, all on one CPU device")
+  p.add_argument("--scan_unroll", type=int, default=1,
+                 help="our layers per scan iteration (model.scan_unroll; the recipes' default 1); "
+                      "the depth unrolls all; 0: the platform's choice, all on one CPU device")
   p.add_argument("--no_runtime", action="store_true",
                  help="skip mathvlm.runtime.configure (XLA flags, threads): the 'before' figure")
   args = p.parse_args(argv)

@@ -44,9 +44,10 @@ def base(objective: str) -> ml_collections.ConfigDict:
       dtype="float32",        # compute dtype
       param_dtype="float32",
       remat="none",           # none | full | dots | dots_no_batch
-      scan_unroll=0,          # layers per scan step (more compiles longer, runs faster); 0: the
+      scan_unroll=1,          # layers per scan step (more compiles longer, runs faster); 0: the
                               # platform's choice, all on one CPU device, 1 elsewhere
-                              # (layers.platform_unroll)
+                              # (layers.platform_unroll): set it for CPU runs that run longer
+                              # than they compile
   ))
   # What trains: (regex over parameter paths, 'trainable' | 'frozen'); first match wins, and a
   # parameter no rule matches is an error. LoRA adapters are parameters like any other.

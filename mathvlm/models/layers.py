@@ -356,7 +356,9 @@ def platform_unroll() -> int | bool:
   the `small` step ran 1.18-1.28x faster in bfloat16 and 1.05x in float32 (one-process A/Bs,
   docs/perf/PERFORMANCE.md), same losses to float rounding. Several CPU devices stand in for an
   accelerator mesh (compile-only reports, sharding tests) and keep the scan accelerators use,
-  whose compile time does not grow with the depth (a 7B model has 32 layers)."""
+  whose compile time does not grow with the depth (a 7B model has 32 layers). Not the recipes'
+  default: unrolled programs compile longer, which the test suite's tiny, compile-bound runs paid
+  for (`make test` from empty caches 738-803 s, against 667-712)."""
   if jax.default_backend() == "cpu" and jax.device_count() == 1:
     return True   # jax.lax.scan's full unroll
   return 1

@@ -98,9 +98,9 @@ print(jax.device_count(), "stablehlo.while" in _hlo_ops(_llm(3, scan_unroll=0), 
 
 @pytest.mark.parametrize("devices, loops", [(1, False), (8, True)])
 def test_scan_unroll_0_unrolls_on_one_cpu_device_only(devices, loops):
-  """The recipes' default (model.scan_unroll=0): a run on one CPU device unrolls the layers
+  """model.scan_unroll=0, the platform's choice: a run on one CPU device unrolls the layers
   (faster there); eight fake CPU devices stand in for an accelerator mesh and keep the loop
-  (compile time independent of depth). The model's own default (1) always loops."""
+  (compile time independent of depth). The default (1) always loops."""
   import os
   import subprocess
   import sys
