@@ -87,7 +87,6 @@ def test_scan_unroll_changes_the_program_not_the_numbers():
 PLATFORM_UNROLL = """
 import sys
 import jax, jax.numpy as jnp
-from flax import nnx
 sys.path.insert(0, {tests!r})
 from unit.test_scan import _hlo_ops, _llm
 ids = jnp.ones((2, 8), jnp.int32)
