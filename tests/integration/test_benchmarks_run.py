@@ -36,6 +36,19 @@ def test_generate_benchmark_decodes_what_transformers_decodes():
   assert out["ratio_b1"] > 0 and out["ratio_b8"] > 0
 
 
+def test_decode_bound_benchmark_splits_both_calls_and_times_the_same_chain():
+  """Both sides' prefill and step, and the decode-matmul chain computing the same numbers in XLA
+  and torch (a chain that dropped a product, or read other weights, would disagree)."""
+  out = _run("benchmarks.decode_bound", "--preset", "tiny", "--repeats", "1", "--new_tokens",
+             "4", "--passes", "2", "--batches", "2")
+  assert out["stream_GBps"] > 0
+  row = out["b2"]
+  assert row["ours_prefill_s"] > 0 and row["ref_prefill_s"] > 0
+  chain = row["weights_chain"]
+  assert chain["max_abs_diff"] < 1e-5 and chain["ours_weights_GBps"] > 0
+  assert chain["ref_weights_GBps"] > 0
+
+
 def test_scaling_benchmark_reports_fsdp_memory_per_device():
   out = _run("benchmarks.scaling", "--preset", "tiny", "--depths", "2")
   memory = out["memory"]
