@@ -101,9 +101,26 @@ def _matmul_bwd(res, g):
   wc = w.astype(x.dtype)
   dx = jax.lax.dot_general(g, wc, (((g.ndim - 1,), (1,)), ((), ())),
                            preferred_element_type=jnp.float32).astype(x.dtype)
-  x2, g2 = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
-  dw = jax.lax.dot_general(x2, g2, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+  dw = contract_rows(x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1]))
   return dx, dw.astype(w.dtype)
+
+
+def contract_rows(a: Array, b: Array) -> Array:
+  """a [rows, m]^T @ b [rows, n] -> [m, n] float32: a weight gradient.
+
+  On CPU in low precision, a is first copied transposed, through a transpose XLA cannot turn
+  into a layout (its rows split in pairs). XLA:CPU has no bf16 kernel for a product that
+  contracts both operands' leading axis, nor for one whose operand is a transposed layout: it
+  converted both to float32 and ran Eigen's float32 product, ~130 GFLOP/s for the `small` MLP's
+  [2048, 512] x [2048, 1408], against ~420 for the copy (a 2 MB bf16 [512, 2048]) and the bf16
+  product (YNNPACK), and the same sums in another order (docs/perf/PERFORMANCE.md). In float32
+  the copy makes it slower (~100 against ~160), and accelerators contract either form natively,
+  so both keep the plain product."""
+  rows, m = a.shape
+  if jax.default_backend() == "cpu" and a.dtype in (jnp.bfloat16, jnp.float16) and rows % 2 == 0:
+    at = jnp.transpose(a.reshape(rows // 2, 2, m), (2, 0, 1)).reshape(m, rows)
+    return jax.lax.dot_general(at, b, (((1,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+  return jax.lax.dot_general(a, b, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
 
 
 matmul.defvjp(_matmul_fwd, _matmul_bwd)

@@ -156,11 +156,37 @@ def rope_cos_sin(positions: Array, cfg: LlamaConfig, dtype) -> tuple[Array, Arra
   return jnp.cos(emb).astype(dtype), jnp.sin(emb).astype(dtype)
 
 
-def apply_rope(x: Array, cos: Array, sin: Array) -> Array:
-  """x: [batch, seq, heads, head_dim]; cos/sin: [batch, seq, head_dim]. Rotate-half convention."""
+def _rotate(x: Array, cos: Array, sin: Array) -> Array:
   half = x.shape[-1] // 2
   rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
   return x * cos[:, :, None, :] + rotated * sin[:, :, None, :]
+
+
+@jax.custom_vjp
+def apply_rope(x: Array, cos: Array, sin: Array) -> Array:
+  """x: [batch, seq, heads, head_dim]; cos/sin: [batch, seq, head_dim]. Rotate-half convention.
+
+  The gradient is written out (the same operations autodiff derives, in the same order, so the
+  same bits in every dtype): autodiff's transpose of the half-swap is two slices, two pads and
+  two adds, which XLA:CPU fused with attention's transposed query gradient into one loop that
+  reads its input several times over: ~20 ms a call, 8% of the `small` bf16 step's gradient
+  (docs/perf/PERFORMANCE.md). cos and sin get no gradient: they come from integer positions."""
+  return _rotate(x, cos, sin)
+
+
+def _rope_fwd(x, cos, sin):
+  return _rotate(x, cos, sin), (cos, sin)
+
+
+def _rope_bwd(res, g):
+  cos, sin = res
+  half = g.shape[-1] // 2
+  through_sin = g * sin[:, :, None, :]
+  swapped = jnp.concatenate([through_sin[..., half:], -through_sin[..., :half]], axis=-1)
+  return g * cos[:, :, None, :] + swapped, None, None
+
+
+apply_rope.defvjp(_rope_fwd, _rope_bwd)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import re
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from mathvlm.models import layers
 
@@ -58,3 +59,34 @@ def test_low_precision_backward_stays_low_and_weight_gradient_keeps_its_dtype():
   assert types == [("bf16", "bf16", "f32")] * 3, types
   _, ref_dw = jax.grad(_loss(layers.matmul), argnums=(0, 1))(x.astype(jnp.float32), w)
   np.testing.assert_allclose(np.asarray(dw), np.asarray(ref_dw), rtol=5e-2, atol=5e-2)
+
+
+def _product_operand_types(compiled: str) -> list:
+  """The operand types of every matrix product the compiled CPU program runs (Eigen's `dot`
+  thunks and YNNPACK's fusions), read from its entry computation."""
+  entry = compiled.split("ENTRY", 1)[1].split("\n}", 1)[0]
+  types = dict(re.findall(r"(%[\w.-]+) = (\w+)\[", entry))
+  out = []
+  for line in entry.splitlines():
+    m = re.search(r"= \w+\[[\d,]*\]\{[\d,]*\} (?:dot|fusion)\(([^)]*)\)", line)
+    if m and (" dot(" in line or "__ynn_fusion" in line):
+      out.append([types[o] for o in m.group(1).split(", ")])
+  return out
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU's product kernels")
+def test_bfloat16_weight_gradient_runs_as_a_bfloat16_product_on_cpu():
+  """XLA:CPU converted both bf16 operands of the weight gradient to float32 (Eigen's float32
+  product, a third of the bf16 rate) until `contract_rows` copied the activations transposed;
+  the same sums in another order, so float32-close to the plain contraction."""
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.normal(size=(2, 64, 64)), jnp.bfloat16)
+  w = jnp.asarray(rng.normal(size=(64, 96)) * 0.1, jnp.float32)
+  grad = jax.jit(jax.grad(_loss(layers.matmul), argnums=1))
+  products = _product_operand_types(grad.lower(x, w).compile().as_text())
+  assert len(products) == 2 and all(t == ["bf16", "bf16"] for t in products), products
+  x2 = x.reshape(-1, 64)
+  g2 = jnp.asarray(rng.normal(size=(128, 96)), jnp.bfloat16)
+  plain = jax.lax.dot_general(x2, g2, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+  np.testing.assert_allclose(np.asarray(layers.contract_rows(x2, g2)), np.asarray(plain),
+                             rtol=1e-5, atol=1e-4)

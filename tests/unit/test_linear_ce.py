@@ -47,6 +47,17 @@ def test_values_and_argmax_equal_the_full_logits(chunk):
   assert np.all(np.asarray(logp)[~valid] == 0) and np.any(np.asarray(logp)[valid] < 0)
 
 
+def test_a_tie_for_the_largest_logit_goes_to_the_first_index_as_in_argmax():
+  h, w, targets, valid = _case(6)
+  h, w = np.abs(h), w.copy()
+  w[:, 3] = w[:, 7] = 5.0                 # columns 3 and 7: the same, largest logit in every row
+  targets = np.where(np.arange(h.shape[1]) % 2 == 0, 3, 7).astype(np.int32)
+  _, correct = _ours(h, w, targets, valid, 4)
+  _, ref_correct = _full(h, w, targets, valid)
+  np.testing.assert_array_equal(correct, ref_correct)
+  assert np.array_equal(np.asarray(correct), valid & (targets == 3))
+
+
 @pytest.mark.parametrize("chunk", [2, 5])
 def test_gradients_equal_the_full_logits(chunk):
   h, w, targets, valid = _case(1)
