@@ -183,7 +183,35 @@ class RMSNorm(nnx.Module):
     dtype = x.dtype
     x32 = x.astype(jnp.float32)
     x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+    if dtype in (jnp.bfloat16, jnp.float16):
+      return _scaled(self.weight[...], x32.astype(dtype))
     return self.weight[...].astype(dtype) * x32.astype(dtype)
+
+
+@jax.custom_vjp
+def _scaled(w: Array, xn: Array) -> Array:
+  """w.astype(xn.dtype) * xn for low-precision xn, whose weight gradient sums its rows in float32.
+
+  Autodiff's sums the [rows, dim] products in the low dtype: XLA:CPU splits that reduction into a
+  strided reduce-window (~6 ms a norm for the `small` preset's [2048, 512], a tenth of a
+  millisecond's worth of data) and the bf16 result was off by up to 2 on sums of ~30 (7%); here
+  the products and their sum are float32 (0.4 ms, error ~1e-5), as in PyTorch, whose float32 norm
+  weight times the bf16 activations promotes to float32. The input gradient is autodiff's."""
+  return w.astype(xn.dtype) * xn
+
+
+def _scaled_fwd(w, xn):
+  return _scaled(w, xn), (w, xn)
+
+
+def _scaled_bwd(res, g):
+  w, xn = res
+  rows = tuple(range(xn.ndim - 1))
+  dw = jnp.sum(g.astype(jnp.float32) * xn.astype(jnp.float32), axis=rows)
+  return dw.astype(w.dtype), g * w.astype(xn.dtype)
+
+
+_scaled.defvjp(_scaled_fwd, _scaled_bwd)
 
 
 def quick_gelu(x: Array) -> Array:

@@ -90,3 +90,30 @@ def test_bfloat16_weight_gradient_runs_as_a_bfloat16_product_on_cpu():
   plain = jax.lax.dot_general(x2, g2, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
   np.testing.assert_allclose(np.asarray(layers.contract_rows(x2, g2)), np.asarray(plain),
                              rtol=1e-5, atol=1e-4)
+
+
+
+def test_low_precision_norm_weight_gradient_sums_in_float32_and_input_gradient_is_autodiffs():
+  """RMSNorm's scaling in bf16: the weight gradient is the float32 sum of the float32 products
+  (autodiff's bf16 sum was off by whole units here), the input gradient autodiff's bit for bit."""
+  rng = np.random.default_rng(4)
+  w = jnp.asarray(rng.uniform(0.5, 1.5, 64), jnp.float32)
+  xn = jnp.asarray(rng.normal(size=(4, 256, 64)), jnp.bfloat16)
+  g = jnp.asarray(rng.normal(size=(4, 256, 64)), jnp.bfloat16)
+  out, vjp = jax.vjp(jax.jit(layers._scaled), w, xn)
+  ref_out, ref_vjp = jax.vjp(jax.jit(lambda w, xn: w.astype(xn.dtype) * xn), w, xn)
+  (dw, dx), (ref_dw, ref_dx) = vjp(g), ref_vjp(g)
+  np.testing.assert_array_equal(np.asarray(out, np.float32), np.asarray(ref_out, np.float32))
+  np.testing.assert_array_equal(np.asarray(dx, np.float32), np.asarray(ref_dx, np.float32))
+  exact = (np.asarray(g, np.float64) * np.asarray(xn, np.float64)).reshape(-1, 64).sum(0)
+  err, ref_err = np.abs(np.asarray(dw) - exact).max(), np.abs(np.asarray(ref_dw) - exact).max()
+  assert dw.dtype == jnp.float32 and err < 1e-3 < 0.1 < ref_err, (err, ref_err)
+
+
+def test_rms_norm_takes_the_float32_sum_in_low_precision_only():
+  cfg = type("Cfg", (), {"param_dtype": "float32"})
+  norm = layers.RMSNorm(64, 1e-6, cfg)
+  x = np.random.default_rng(5).normal(size=(2, 8, 64))
+  for dtype, custom in ((jnp.bfloat16, True), (jnp.float32, False)):
+    jaxpr = str(jax.make_jaxpr(lambda x: norm(x))(jnp.asarray(x, dtype)))
+    assert ("custom_vjp_call" in jaxpr) == custom, jaxpr
