@@ -115,9 +115,11 @@ def contract_rows(a: Array, b: Array) -> Array:
   [2048, 512] x [2048, 1408], against ~420 for the copy (a 2 MB bf16 [512, 2048]) and the bf16
   product (YNNPACK), and the same sums in another order (docs/perf/PERFORMANCE.md). In float32
   the copy makes it slower (~100 against ~160), and accelerators contract either form natively,
-  so both keep the plain product."""
+  so both keep the plain product, as do several CPU devices standing in for an accelerator mesh
+  (the rule of `platform_unroll`), where the copy would also move sharded rows."""
   rows, m = a.shape
-  if jax.default_backend() == "cpu" and a.dtype in (jnp.bfloat16, jnp.float16) and rows % 2 == 0:
+  if (jax.default_backend() == "cpu" and jax.device_count() == 1
+      and a.dtype in (jnp.bfloat16, jnp.float16) and rows % 2 == 0):
     at = jnp.transpose(a.reshape(rows // 2, 2, m), (2, 0, 1)).reshape(m, rows)
     return jax.lax.dot_general(at, b, (((1,), (0,)), ((), ())), preferred_element_type=jnp.float32)
   return jax.lax.dot_general(a, b, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
@@ -192,9 +194,9 @@ class RMSNorm(nnx.Module):
 def _scaled(w: Array, xn: Array) -> Array:
   """w.astype(xn.dtype) * xn for low-precision xn, whose weight gradient sums its rows in float32.
 
-  Autodiff's sums the [rows, dim] products in the low dtype: XLA:CPU splits that reduction into a
-  strided reduce-window (~6 ms a norm for the `small` preset's [2048, 512], a tenth of a
-  millisecond's worth of data) and the bf16 result was off by up to 2 on sums of ~30 (7%); here
+  Autodiff sums the [rows, dim] products in the low dtype: XLA:CPU splits that reduction into a
+  strided reduce-window (~6 ms a norm for the `small` preset's [2048, 512], 2 MB of products)
+  and the bf16 result was off by up to 2 on sums of ~30 (7%); here
   the products and their sum are float32 (0.4 ms, error ~1e-5), as in PyTorch, whose float32 norm
   weight times the bf16 activations promotes to float32. The input gradient is autodiff's."""
   return w.astype(xn.dtype) * xn

@@ -166,11 +166,12 @@ def _rotate(x: Array, cos: Array, sin: Array) -> Array:
 def apply_rope(x: Array, cos: Array, sin: Array) -> Array:
   """x: [batch, seq, heads, head_dim]; cos/sin: [batch, seq, head_dim]. Rotate-half convention.
 
-  The gradient is written out (the same operations autodiff derives, in the same order, so the
-  same bits in every dtype): autodiff's transpose of the half-swap is two slices, two pads and
-  two adds, which XLA:CPU fused with attention's transposed query gradient into one loop that
-  reads its input several times over: ~20 ms a call, 8% of the `small` bf16 step's gradient
-  (docs/perf/PERFORMANCE.md). cos and sin get no gradient: they come from integer positions."""
+  The gradient is written out: the operations autodiff derives, in the same order (the same bits
+  in bf16; in float32 XLA may fuse a multiply-add differently, a last-bit difference). Autodiff's
+  transpose of the half-swap is two slices, two pads and two adds, which XLA:CPU fused with
+  attention's transposed query gradient into one loop that reads its input several times over:
+  ~20 ms a call, 8% of the `small` bf16 step's gradient (docs/perf/PERFORMANCE.md). cos and sin
+  get no gradient: they come from integer positions."""
   return _rotate(x, cos, sin)
 
 
