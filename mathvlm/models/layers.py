@@ -105,6 +105,16 @@ def _matmul_bwd(res, g):
   return dx, dw.astype(w.dtype)
 
 
+LOW_PRECISION = (jnp.bfloat16, jnp.float16)
+
+
+def one_cpu_device() -> bool:
+  """Whether this run is on a single CPU device: where CPU-only code paths apply. Several CPU
+  devices stand in for an accelerator mesh (compile-only reports, sharding tests) and take the
+  accelerators' paths."""
+  return jax.default_backend() == "cpu" and jax.device_count() == 1
+
+
 def contract_rows(a: Array, b: Array) -> Array:
   """a [rows, m]^T @ b [rows, n] -> [m, n] float32: a weight gradient.
 
@@ -118,8 +128,7 @@ def contract_rows(a: Array, b: Array) -> Array:
   so both keep the plain product, as do several CPU devices standing in for an accelerator mesh
   (the rule of `platform_unroll`), where the copy would also move sharded rows."""
   rows, m = a.shape
-  if (jax.default_backend() == "cpu" and jax.device_count() == 1
-      and a.dtype in (jnp.bfloat16, jnp.float16) and rows % 2 == 0):
+  if one_cpu_device() and a.dtype in LOW_PRECISION and rows % 2 == 0:
     at = jnp.transpose(a.reshape(rows // 2, 2, m), (2, 0, 1)).reshape(m, rows)
     return jax.lax.dot_general(at, b, (((1,), (0,)), ((), ())), preferred_element_type=jnp.float32)
   return jax.lax.dot_general(a, b, (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
@@ -185,7 +194,7 @@ class RMSNorm(nnx.Module):
     dtype = x.dtype
     x32 = x.astype(jnp.float32)
     x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
-    if dtype in (jnp.bfloat16, jnp.float16):
+    if dtype in LOW_PRECISION:
       return _scaled(self.weight[...], x32.astype(dtype))
     return self.weight[...].astype(dtype) * x32.astype(dtype)
 
@@ -196,9 +205,9 @@ def _scaled(w: Array, xn: Array) -> Array:
 
   Autodiff sums the [rows, dim] products in the low dtype: XLA:CPU splits that reduction into a
   strided reduce-window (~6 ms a norm for the `small` preset's [2048, 512], 2 MB of products)
-  and the bf16 result was off by up to 2 on sums of ~30 (7%); here
-  the products and their sum are float32 (0.4 ms, error ~1e-5), as in PyTorch, whose float32 norm
-  weight times the bf16 activations promotes to float32. The input gradient is autodiff's."""
+  and the bf16 result was off by up to 2 on sums of ~30 (7%); here the products and their sum
+  are float32 (0.4 ms, error ~1e-5), as in PyTorch, whose float32 norm weight times the bf16
+  activations promotes to float32. The input gradient is autodiff's."""
   return w.astype(xn.dtype) * xn
 
 
@@ -406,7 +415,7 @@ def platform_unroll() -> int | bool:
   whose compile time does not grow with the depth (a 7B model has 32 layers). Not the recipes'
   default: unrolled programs compile longer, which the test suite's tiny, compile-bound runs paid
   for (`make test` from empty caches 738-803 s, against 667-712)."""
-  if jax.default_backend() == "cpu" and jax.device_count() == 1:
+  if one_cpu_device():
     return True   # jax.lax.scan's full unroll
   return 1
 
