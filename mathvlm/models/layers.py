@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from .scan import LOW_PRECISION, scan_16bit_residuals
+
 Array = jax.Array
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -103,9 +105,6 @@ def _matmul_bwd(res, g):
                            preferred_element_type=jnp.float32).astype(x.dtype)
   dw = contract_rows(x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1]))
   return dx, dw.astype(w.dtype)
-
-
-LOW_PRECISION = (jnp.bfloat16, jnp.float16)
 
 
 def one_cpu_device() -> bool:
@@ -406,13 +405,13 @@ def platform_unroll() -> int | bool:
   """What `model.scan_unroll=0` runs: every layer unrolled on a single CPU device, a scan of one
   layer per iteration anywhere else.
 
-  Why: with the layers in a loop, XLA:CPU stacks each layer's saved activations for the
-  backward pass and converts the stacks to float32 whole before the backward loop (in bfloat16,
-  five [layers, batch, seq, mlp] copies and more), and it cannot fuse across iterations; unrolled,
-  the `small` step ran 1.18-1.28x faster in bfloat16 and 1.05x in float32 (one-process A/Bs,
-  docs/perf/PERFORMANCE.md), same losses to float rounding. Several CPU devices stand in for an
-  accelerator mesh (compile-only reports, sharding tests) and keep the scan accelerators use,
-  whose compile time does not grow with the depth (a 7B model has 32 layers). Not the recipes'
+  Why: with the layers in a loop, XLA:CPU cannot fuse across iterations, and it computed
+  jax.lax.scan's stacks of bfloat16 saved activations in float32, whole (now stacked as 16-bit
+  integers instead: `scan.scan_16bit_residuals`); unrolled, the `small` step ran 1.18-1.28x
+  faster in bfloat16 before that fix, 1.06-1.10x after it, and 1.05x in float32 (one-process
+  A/Bs, docs/perf/PERFORMANCE.md), same losses to float rounding. Several CPU devices stand in
+  for an accelerator mesh (compile-only reports, sharding tests) and keep the scan accelerators
+  use, whose compile time does not grow with the depth (a 7B model has 32 layers). Not the recipes'
   default: unrolled programs compile longer, which the test suite's tiny, compile-bound runs paid
   for (`make test` from empty caches 738-803 s, against 667-712)."""
   if one_cpu_device():
@@ -427,7 +426,9 @@ def scan_layers(layers: nnx.Module, body: Callable, carry: Any, xs: Any = None, 
   The block is rebuilt from its slice of the stacked state inside the scan, so the loop body is
   traced once whatever the depth. `unroll` layers run per loop iteration (the config's
   `model.scan_unroll`; the depth is MaxText's `scan_layers=False`); 0 leaves it to the platform
-  (`platform_unroll`).
+  (`platform_unroll`). A loop on a single CPU device in bf16/f16 keeps the activations it saves
+  for the backward pass 16-bit (`scan.scan_16bit_residuals`; XLA:CPU ran jax.lax.scan's through
+  float32).
   """
   if unroll < 0:
     raise ValueError(f"model.scan_unroll={unroll}: layers per scan iteration, at least 1 "
@@ -445,6 +446,9 @@ def scan_layers(layers: nnx.Module, body: Callable, carry: Any, xs: Any = None, 
 
   if remat != "none":
     step = jax.checkpoint(step, policy=REMAT_POLICIES[remat], prevent_cse=False)
+  if xs is None and unroll is not True and one_cpu_device() and any(
+      a.dtype in LOW_PRECISION for a in jax.tree.leaves(carry)):
+    return scan_16bit_residuals(step, carry, (state, xs), unroll)
   return jax.lax.scan(step, carry, (state, xs), unroll=unroll)
 
 

@@ -109,3 +109,65 @@ def test_scan_unroll_0_unrolls_on_one_cpu_device_only(devices, loops):
                        env={**os.environ, **cpu_env(devices)}, capture_output=True, text=True,
                        check=True).stdout.split()
   assert out == [str(devices), str(loops), "True"]
+
+
+def _bf16_loss_and_grads(model, ids):
+  graphdef, state = nnx.split(model)
+  loss = lambda s: jnp.sum(nnx.merge(graphdef, s)(ids).astype(jnp.float32) ** 2)
+  return jax.jit(jax.value_and_grad(loss)), state
+
+
+def _plain_scan(step, carry, xs, unroll):
+  return jax.lax.scan(step, carry, xs, unroll=unroll)
+
+
+@pytest.mark.parametrize("remat", ["none", "full"])
+def test_low_precision_scan_keeps_its_saved_activations_16_bit_on_cpu(monkeypatch, remat):
+  """On one CPU device a bf16 scan stacks the backward's residuals as uint16 bit patterns:
+  XLA:CPU ran jax.lax.scan's bf16 stacks through float32, converting every whole
+  [layers, ...] stack at each layer (docs/perf/PERFORMANCE.md). The gradients are autodiff's,
+  with or without rematerialisation (which saves only each layer's input)."""
+  from mathvlm.models import layers
+  ids = jnp.asarray(np.random.default_rng(1).integers(0, 64, (2, 8)), jnp.int32)
+  model = _llm(5, dtype="bfloat16", remat=remat)
+  grad, state = _bf16_loss_and_grads(model, ids)
+  whole_stack_to_f32 = re.compile(r"= f32\[5,[\d,]*\]\{[\d,]*\} convert\(")
+  text = grad.lower(state).compile().as_text()
+  assert re.search(r"u16\[5,2,8,", text) and not whole_stack_to_f32.search(text)
+  loss, grads = grad(state)
+
+  monkeypatch.setattr(layers, "scan_16bit_residuals", _plain_scan)
+  plain, state = _bf16_loss_and_grads(model, ids)
+  assert whole_stack_to_f32.search(plain.lower(state).compile().as_text())   # what it replaces
+  ref_loss, ref_grads = plain(state)
+  assert float(loss) == float(ref_loss)
+  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads)):
+    np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
+
+
+def test_16bit_residual_scan_differentiates_closed_over_values_and_outputs():
+  """A differentiated value the layer closes over gets the sum of its per-layer gradients, and
+  per-layer outputs (ys) carry their own cotangents, as under jax.lax.scan."""
+  from mathvlm.models.scan import scan_16bit_residuals
+  rng = np.random.default_rng(2)
+  ws = {"up": jnp.asarray(rng.normal(size=(3, 8, 12)), jnp.float32),
+        "down": jnp.asarray(rng.normal(size=(3, 12, 8)) * 0.3, jnp.float32)}
+  x = jnp.asarray(rng.normal(size=(16, 8)), jnp.float16)
+
+  def loss(ws, x, scale, scan):
+    gain = (scale * 2.0).astype(jnp.float16)
+
+    def step(c, w):
+      h = jax.nn.silu(c @ w["up"].astype(jnp.float16)) * gain
+      c = c + h @ w["down"].astype(jnp.float16)
+      return c, jnp.sum(c * c, -1)
+
+    c, ys = scan(step, x, ws)
+    return jnp.sum(c.astype(jnp.float32) ** 2) + jnp.sum(ys.astype(jnp.float32) * jnp.arange(16))
+
+  grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)), static_argnums=3)
+  ours = grad(ws, x, jnp.float32(0.7), lambda s, c, xs: scan_16bit_residuals(s, c, xs))
+  ref = grad(ws, x, jnp.float32(0.7), lambda s, c, xs: jax.lax.scan(s, c, xs))
+  assert float(ours[2]) != 0.0
+  for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
+    np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
