@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .scan import LOW_PRECISION, scan_16bit_residuals
+from .scan import LOW_PRECISION, scan_16bit_residuals, slice_16bit, update_slice_16bit
 
 Array = jax.Array
 
@@ -112,6 +112,25 @@ def one_cpu_device() -> bool:
   devices stand in for an accelerator mesh (compile-only reports, sharding tests) and take the
   accelerators' paths."""
   return jax.default_backend() == "cpu" and jax.device_count() == 1
+
+
+def update_slice(buf: Array, update: Array, start) -> Array:
+  """`jax.lax.dynamic_update_slice` (update cast to the buffer's dtype) that stays in place on
+  a single CPU device in bf16/f16: XLA:CPU computes a 16-bit float (dynamic-update-)slice in
+  float32, converting the whole buffer, so there it runs on the bit patterns
+  (`scan.update_slice_16bit`). A bf16 KV cache made a batch-8 decode call 3x slower than a float32
+  one before this (docs/perf/PERFORMANCE.md)."""
+  if buf.dtype in LOW_PRECISION and one_cpu_device():
+    return update_slice_16bit(buf, update, start)
+  return jax.lax.dynamic_update_slice(buf, update.astype(buf.dtype), start)
+
+
+def read_slice(buf: Array, start, sizes) -> Array:
+  """`jax.lax.dynamic_slice`, on the bit patterns of a 16-bit float buffer on one CPU device
+  (see `update_slice`)."""
+  if buf.dtype in LOW_PRECISION and one_cpu_device():
+    return slice_16bit(buf, start, sizes)
+  return jax.lax.dynamic_slice(buf, start, sizes)
 
 
 def contract_rows(a: Array, b: Array) -> Array:
@@ -358,8 +377,8 @@ def cached_attention(q: Array, k_cache: Array, v_cache: Array, layer, mask: Arra
   def body(j, carry):
     top, total, acc = carry
     start = (layer, 0, 0, j * block, 0)
-    kb = jax.lax.dynamic_slice(k_cache, start, (1, b, kv, block, h))[0].astype(q.dtype)
-    vb = jax.lax.dynamic_slice(v_cache, start, (1, b, kv, block, h))[0].astype(q.dtype)
+    kb = read_slice(k_cache, start, (1, b, kv, block, h))[0].astype(q.dtype)
+    vb = read_slice(v_cache, start, (1, b, kv, block, h))[0].astype(q.dtype)
     s = jnp.einsum("bkgth,bksh->bkgts", qg, kb, preferred_element_type=jnp.float32) * scale
     mb = jax.lax.dynamic_slice_in_dim(mask, j * block, block, axis=3)
     s = jnp.where(mb.reshape(mb.shape[:2] + (1,) + mb.shape[2:]), s, neg)

@@ -20,7 +20,7 @@ from flax import nnx
 
 from mathvlm.models.layers import (RMSNorm, activation, attention, cached_attention, causal_mask,
                                    dense, dtype_of, logical, normal, positions_from_segments,
-                                   scan_layers, stacked, unstack_layers)
+                                   scan_layers, stacked, unstack_layers, update_slice)
 from mathvlm.sharding import constrain
 
 BATCH, LENGTH, EMBED = "activation_batch", "activation_length", "activation_embed"
@@ -217,8 +217,8 @@ class LlamaAttention(nnx.Module):
       out = attention(q, k, v, mask, cfg.attention_impl)
     else:  # written in place; attention reads the filled slots only
       ck, cv, layer, index = cache
-      put = lambda c, y: jax.lax.dynamic_update_slice(
-          c, einops.rearrange(y, "b t n h -> 1 b n t h").astype(c.dtype), (layer, 0, 0, index, 0))
+      put = lambda c, y: update_slice(c, einops.rearrange(y, "b t n h -> 1 b n t h"),
+                                      (layer, 0, 0, index, 0))
       ck, cv = put(ck, k), put(cv, v)
       out = cached_attention(q, ck, cv, layer, mask, index + t)
       cache = (ck, cv, layer, index)

@@ -28,12 +28,27 @@ import jax.numpy as jnp
 LOW_PRECISION = (jnp.bfloat16, jnp.float16)
 
 
-def _to_bits(a):
+def to_bits(a):
+  """A bf16/f16 array as its uint16 bit patterns (a bitcast); any other array as it is."""
   return jax.lax.bitcast_convert_type(a, jnp.uint16) if a.dtype in LOW_PRECISION else a
 
 
-def _from_bits(a, dtype):
+def from_bits(a, dtype):
   return jax.lax.bitcast_convert_type(a, dtype) if dtype in LOW_PRECISION else a
+
+
+def update_slice_16bit(buf, update, start):
+  """`jax.lax.dynamic_update_slice(buf, update, start)` on the bit patterns of a 16-bit float
+  buffer, so that XLA:CPU writes the slice in place instead of converting the whole buffer to
+  float32 and back (the KV cache, at every layer of every decoded token)."""
+  update = update.astype(buf.dtype)
+  return from_bits(jax.lax.dynamic_update_slice(to_bits(buf), to_bits(update), start), buf.dtype)
+
+
+def slice_16bit(buf, start, sizes):
+  """`jax.lax.dynamic_slice` on the bit patterns of a 16-bit float buffer (see
+  `update_slice_16bit`)."""
+  return from_bits(jax.lax.dynamic_slice(to_bits(buf), start, sizes), buf.dtype)
 
 
 def scan_16bit_residuals(step: Callable, carry: Any, xs: Any, unroll: int = 1):
@@ -59,7 +74,7 @@ def scan_16bit_residuals(step: Callable, carry: Any, xs: Any, unroll: int = 1):
       given = {id(v): i for i, v in enumerate(jax.tree.leaves((x, consts)))}
       layout["given"] = [given.get(id(leaf)) for leaf in leaves]
       layout["dtypes"] = [leaf.dtype for leaf in leaves]
-      saved = [_to_bits(leaf) for leaf, g in zip(leaves, layout["given"]) if g is None]
+      saved = [to_bits(leaf) for leaf, g in zip(leaves, layout["given"]) if g is None]
       return out[0], (out[1], saved)
 
     c, (ys, saved) = jax.lax.scan(layer, carry, xs, unroll=unroll)
@@ -73,7 +88,7 @@ def scan_16bit_residuals(step: Callable, carry: Any, xs: Any, unroll: int = 1):
       d_c, d_consts = acc
       bits, d_y, x = inputs
       given, bits = jax.tree.leaves((x, consts)), iter(bits)
-      leaves = [given[g] if g is not None else _from_bits(next(bits), dt)
+      leaves = [given[g] if g is not None else from_bits(next(bits), dt)
                 for g, dt in zip(layout["given"], layout["dtypes"])]
       d_c, d_x, *d_k = jax.tree.unflatten(layout["tree"], leaves)((d_c, d_y))
       return (d_c, jax.tree.map(jnp.add, d_consts, d_k)), d_x
