@@ -86,12 +86,13 @@ def hf_llava(preset: Preset, seed: int = 0):
   return model
 
 
-def ours_from_hf(ref, dtype: str, remat: str = "none", scan_unroll: int = 1):
-  """Our Llava with the reference's weights (float32 storage, `dtype` compute)."""
+def ours_from_hf(ref, dtype: str, remat: str = "none", scan_unroll: int = 1,
+                 param_dtype: str = "float32"):
+  """Our Llava with the reference's weights (`param_dtype` storage, `dtype` compute)."""
   from mathvlm import hf
   with tempfile.TemporaryDirectory() as d:
     ref.save_pretrained(d)
-    model, cfg = hf.load_hf(d, "float32", compute_dtype=dtype, remat=remat,
+    model, cfg = hf.load_hf(d, param_dtype, compute_dtype=dtype, remat=remat,
                             scan_unroll=scan_unroll)
   return model, cfg
 

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .scan import LOW_PRECISION, scan_16bit_residuals, slice_16bit, update_slice_16bit
+from .scan import LOW_PRECISION, from_bits, scan_16bit_residuals, to_bits
 
 Array = jax.Array
 
@@ -114,23 +114,30 @@ def one_cpu_device() -> bool:
   return jax.default_backend() == "cpu" and jax.device_count() == 1
 
 
+def cache_storage(dtype, compute_dtype):
+  """The dtype a KV cache of `dtype` is held in: uint16 bit patterns for a bf16/f16 cache in the
+  compute dtype on a single CPU device, the dtype itself elsewhere. XLA:CPU computes a 16-bit
+  float (dynamic-update-)slice in float32, converting the whole buffer at every layer of every
+  token (a bf16 batch-8 decode call ran 3x slower than a float32 one), and bitcasting a float
+  cache to bits for each write still copied it whole at the first and last layer of a step; a
+  cache held as bits is written in place and read a block at a time (docs/perf/PERFORMANCE.md)."""
+  if dtype in LOW_PRECISION and dtype == compute_dtype and one_cpu_device():
+    return jnp.uint16
+  return dtype
+
+
 def update_slice(buf: Array, update: Array, start) -> Array:
-  """`jax.lax.dynamic_update_slice` (update cast to the buffer's dtype) that stays in place on
-  a single CPU device in bf16/f16: XLA:CPU computes a 16-bit float (dynamic-update-)slice in
-  float32, converting the whole buffer, so there it runs on the bit patterns
-  (`scan.update_slice_16bit`). A bf16 KV cache made a batch-8 decode call 3x slower than a float32
-  one before this (docs/perf/PERFORMANCE.md)."""
-  if buf.dtype in LOW_PRECISION and one_cpu_device():
-    return update_slice_16bit(buf, update, start)
+  """`jax.lax.dynamic_update_slice` of a KV cache: the update cast to the buffer's dtype, or
+  bitcast to a cache held as bits (`cache_storage`)."""
+  if buf.dtype == jnp.uint16 and update.dtype in LOW_PRECISION:
+    return jax.lax.dynamic_update_slice(buf, to_bits(update), start)
   return jax.lax.dynamic_update_slice(buf, update.astype(buf.dtype), start)
 
 
-def read_slice(buf: Array, start, sizes) -> Array:
-  """`jax.lax.dynamic_slice`, on the bit patterns of a 16-bit float buffer on one CPU device
-  (see `update_slice`)."""
-  if buf.dtype in LOW_PRECISION and one_cpu_device():
-    return slice_16bit(buf, start, sizes)
-  return jax.lax.dynamic_slice(buf, start, sizes)
+def read_slice(buf: Array, start, sizes, dtype) -> Array:
+  """`jax.lax.dynamic_slice` of a KV cache as `dtype` (a cache held as bits: its 16-bit floats)."""
+  part = jax.lax.dynamic_slice(buf, start, sizes)
+  return from_bits(part, dtype) if buf.dtype == jnp.uint16 else part.astype(dtype)
 
 
 def contract_rows(a: Array, b: Array) -> Array:
@@ -377,8 +384,8 @@ def cached_attention(q: Array, k_cache: Array, v_cache: Array, layer, mask: Arra
   def body(j, carry):
     top, total, acc = carry
     start = (layer, 0, 0, j * block, 0)
-    kb = read_slice(k_cache, start, (1, b, kv, block, h))[0].astype(q.dtype)
-    vb = read_slice(v_cache, start, (1, b, kv, block, h))[0].astype(q.dtype)
+    kb = read_slice(k_cache, start, (1, b, kv, block, h), q.dtype)[0]
+    vb = read_slice(v_cache, start, (1, b, kv, block, h), q.dtype)[0]
     s = jnp.einsum("bkgth,bksh->bkgts", qg, kb, preferred_element_type=jnp.float32) * scale
     mb = jax.lax.dynamic_slice_in_dim(mask, j * block, block, axis=3)
     s = jnp.where(mb.reshape(mb.shape[:2] + (1,) + mb.shape[2:]), s, neg)

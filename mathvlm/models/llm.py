@@ -18,9 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mathvlm.models.layers import (RMSNorm, activation, attention, cached_attention, causal_mask,
-                                   dense, dtype_of, logical, normal, positions_from_segments,
-                                   scan_layers, stacked, unstack_layers, update_slice)
+from mathvlm.models.layers import (RMSNorm, activation, attention, cache_storage, cached_attention,
+                                   causal_mask, dense, dtype_of, logical, normal,
+                                   positions_from_segments, scan_layers, stacked, unstack_layers,
+                                   update_slice)
 from mathvlm.sharding import constrain
 
 BATCH, LENGTH, EMBED = "activation_batch", "activation_length", "activation_embed"
@@ -280,10 +281,11 @@ class LlamaForCausalLM(nnx.Module):
 
   def init_cache(self, batch: int, max_len: int, dtype=None) -> dict[str, Array]:
     """An empty KV cache of `max_len` slots (prompt, padding included, plus new tokens): keys and
-    values [layers, batch, kv_heads, slots, head_dim]."""
+    values [layers, batch, kv_heads, slots, head_dim], in bf16/f16 on one CPU device held as
+    their uint16 bit patterns (`layers.cache_storage`)."""
     cfg = self.cfg
     shape = (cfg.num_layers, batch, cfg.num_kv_heads, max_len, cfg.head_dim)
-    dt = dtype_of(dtype or cfg.dtype)
+    dt = cache_storage(dtype_of(dtype or cfg.dtype), dtype_of(cfg.dtype))
     return dict(k=jnp.zeros(shape, dt), v=jnp.zeros(shape, dt),
                 valid=jnp.zeros((batch, max_len), bool), index=jnp.zeros((), jnp.int32))
 

@@ -37,20 +37,6 @@ def from_bits(a, dtype):
   return jax.lax.bitcast_convert_type(a, dtype) if dtype in LOW_PRECISION else a
 
 
-def update_slice_16bit(buf, update, start):
-  """`jax.lax.dynamic_update_slice(buf, update, start)` on the bit patterns of a 16-bit float
-  buffer, so that XLA:CPU writes the slice in place instead of converting the whole buffer to
-  float32 and back (the KV cache, at every layer of every decoded token)."""
-  update = update.astype(buf.dtype)
-  return from_bits(jax.lax.dynamic_update_slice(to_bits(buf), to_bits(update), start), buf.dtype)
-
-
-def slice_16bit(buf, start, sizes):
-  """`jax.lax.dynamic_slice` on the bit patterns of a 16-bit float buffer (see
-  `update_slice_16bit`)."""
-  return from_bits(jax.lax.dynamic_slice(to_bits(buf), start, sizes), buf.dtype)
-
-
 def scan_16bit_residuals(step: Callable, carry: Any, xs: Any, unroll: int = 1):
   """`jax.lax.scan(step, carry, xs, unroll=unroll)`, differentiated with 16-bit residual stacks.
 
