@@ -28,6 +28,8 @@ CASES = {
   "steps_4_6": (60, writer.Options(seed=0, steps=(4, 6))),
   "variants_3": (60, writer.Options(seed=0, variants=3)),
   "degraded_mc": (30, writer.Options(seed=0, degrade=1.0, mc=1.0)),
+  "split_train": (30, writer.Options(seed=0, split="train", test_fraction=0.3)),
+  "split_test": (30, writer.Options(seed=0, split="test", test_fraction=0.3)),
 }
 
 
