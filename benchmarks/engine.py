@@ -6,8 +6,8 @@ speed: `writer.generate` end to end (problems, images, PNG files, JSON) with all
   --workers processes, problems/s, side by side in the same run with the bare Matplotlib render
   of the same drawings (every line and label our renderer drew, as a Matplotlib figure saved to
   PNG, no problem generation at all) on as many processes; and the CPU time per problem in one
-  process. The machine's load average is printed before and after: the machine is shared, so
-  read the figures with it.
+  process, and per --split (all, train, test with 10% held out) in one process. The machine's
+  load average is printed before and after: the machine is shared, so read the figures with it.
 rules: every choices-only rule of `mathvlm.eval.choices_only` on --rules fresh problems (all
   multiple-choice where the chain allows, seed 10**6 + --seed), beside chance; a rule more than
   10 points from chance would mean the options give the answer away.
@@ -63,6 +63,21 @@ def cpu_cost(n: int, seed: int) -> dict:
   return {"problems": n, "cpu_ms_per_problem": round(ms, 1),
           "problems_per_s_per_idle_core": round(1000 / ms, 1),
           "stages_ms_per_problem": {k: round(spent[k] / n * 1000, 2) for k, _, _ in STAGES}}
+
+
+def split_cost(n: int, seed: int) -> dict:
+  """CPU milliseconds per problem in one process for each --split (10% held out): a held-out
+  problem passes over ~9 programs of the other split, which cost only their scene and question
+  since the split is decided before drawing (`writer.check_split`)."""
+  out = {}
+  with tempfile.TemporaryDirectory() as tmp:
+    for split in writer.SPLITS:
+      c = time.process_time()
+      meta = writer.generate(os.path.join(tmp, split), n, writer.Options(seed=seed + 2,
+                                                                        split=split), 1)
+      out[split] = {"cpu_ms_per_problem": round((time.process_time() - c) / n * 1000, 1),
+                    "other_split_passed_over": meta["rejected_attempts"].get("other_split", 0)}
+  return {"problems": n, **out}
 
 
 # (name, module, attribute): the stages of one problem, outermost first (`writer.draw`: the
@@ -225,7 +240,8 @@ def main():
   res = {"load_before": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
   res["speed"] = {"engine": speed(a.n, a.workers, a.seed),
                   "matplotlib_bare_render": matplotlib_speed(a.n, a.workers, a.seed),
-                  "engine_cpu": cpu_cost(max(60, a.n // 4), a.seed)}
+                  "engine_cpu": cpu_cost(max(60, a.n // 4), a.seed),
+                  "split_cpu": split_cost(max(30, a.n // 10), a.seed)}
   res["load_after_speed"] = [round(x, 2) for x in os.getloadavg()]
   if a.rules:
     res["choices_only_rules"] = rules(a.rules, a.workers, a.seed)

@@ -29,5 +29,9 @@ def test_engine_benchmark_reports_speed_stages_rules_and_layout():
   assert st["png"] + st["degrade"] <= st["files"] + 0.02
   assert st["scene"] + st["drawing"] + st["assemble"] + st["files"] <= cpu["cpu_ms_per_problem"]
   assert st["redrawn_attempts"] < st["scene"] + st["drawing"] + st["assemble"]  # failed ones only
+  split = speed["split_cpu"]
+  assert split["problems"] == 30 and split["all"]["other_split_passed_over"] == 0
+  assert split["test"]["other_split_passed_over"] > split["train"]["other_split_passed_over"]
+  assert all(split[k]["cpu_ms_per_problem"] > 0 for k in ("all", "train", "test"))
   assert "largest_gap_points" in out["choices_only_rules"]
   assert out["layout"]["scenes"] == 12 and out["layout"]["conflicts"] == 0
