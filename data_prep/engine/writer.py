@@ -81,6 +81,11 @@ class OtherSplit(Exception):
   """The problem's content belongs to the other side of the split: the attempt ends."""
 
 
+def content_key(scene, main) -> str:
+  """What the split hashes: the figure with its values (`scene.key`) and the question asked."""
+  return scene.key + "|" + main.name
+
+
 def check_split(opts: Options, scene, main) -> None:
   """Raises OtherSplit when the content (figure, values, question) is the other split's.
 
@@ -89,7 +94,7 @@ def check_split(opts: Options, scene, main) -> None:
   drawing them first made `--split test` cost ~8x the CPU per problem of `--split all` (236
   against 31 ms, 60 problems of seed 1). Every accepted problem's own content was checked, so
   the split stays disjoint."""
-  if opts.split != "all" and is_test(scene.key + "|" + main.name,
+  if opts.split != "all" and is_test(content_key(scene, main),
                                      opts.test_fraction) != (opts.split == "test"):
     raise OtherSplit(opts.split)
 

@@ -216,7 +216,7 @@ def test_other_split_content_is_never_drawn_or_assembled(monkeypatch):
   """The split is decided before the figure is drawn and the options made: nine in ten sound
   programs are the training split's when 10% is held out, and drawing them first cost ~8x."""
   opts = writer.Options(seed=2, split="test", test_fraction=0.1)
-  held_out = lambda scene, main: writer.is_test(scene.key + "|" + main.name, 0.1)  # noqa: E731
+  held_out = lambda scene, main: writer.is_test(writer.content_key(scene, main), 0.1)  # noqa: E731
   drawn, assembled = [], []
 
   def picking(scene, *a):
