@@ -7,6 +7,8 @@ than importing `data_prep`, which the library never does.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -64,19 +66,37 @@ def run_command(module: str, args: list[str]) -> str:
   return done.stdout
 
 
+def engine_source() -> str:
+  """sha256 over the engine's sources (the `data_prep.engine` package and the answer module it
+  imports), found without importing them: what made a directory of engine data."""
+  pkg = importlib.util.find_spec("data_prep").submodule_search_locations[0]
+  engine = os.path.join(pkg, "engine")
+  files = [os.path.join(engine, f) for f in sorted(os.listdir(engine)) if f.endswith(".py")]
+  h = hashlib.sha256()
+  for f in files + [importlib.util.find_spec("mathvlm.eval.answers").origin]:
+    h.update(os.path.basename(f).encode() + b"\0" + open(f, "rb").read())
+  return h.hexdigest()
+
+
 def engine_set(d: str, n: int, seed: int, workers: int, split: str, variants: int = 1,
                steps: str | None = None) -> dict:
-  """`python -m data_prep.engine` into D unless D/meta.json already holds these n x variants
-  records with these steps (a rerun resumes); returns meta.json. steps: the engine's MIN:MAX
-  reasoning depth (its default when None)."""
-  path = os.path.join(d, "meta.json")
+  """`python -m data_prep.engine` into D unless D holds what this call asks for (a rerun
+  resumes): these n x variants records, of this seed and split, with these steps, made by this
+  engine (D/made_by.json; another seed, or an engine that draws other problems, remakes them:
+  reusing them would report one run's data under another's settings). Returns meta.json. steps:
+  the engine's MIN:MAX reasoning depth (whatever was made when None)."""
+  path, stamp_path = os.path.join(d, "meta.json"), os.path.join(d, "made_by.json")
   want = [int(x) for x in steps.split(":")] if steps else None
+  stamp = {"n": n * variants, "seed": seed, "split": split, "engine_source": engine_source()}
   made = load_json(path) if os.path.exists(path) else None
-  if not (made and made["n"] == n * variants and want in (None, made.get("steps"))):
+  by = load_json(stamp_path) if os.path.exists(stamp_path) else None
+  if not (made and by == stamp and want in (None, made.get("steps"))):
     run_command("data_prep.engine", ["--domain", "all", "--n", str(n), "--out", d, "--seed",
                                      str(seed), "--workers", str(workers), "--split", split]
                 + (["--variants", str(variants)] if variants > 1 else [])
                 + (["--steps", steps] if steps else []))
+    with open(stamp_path, "w") as f:
+      json.dump(stamp, f)
   return load_json(path)
 
 
