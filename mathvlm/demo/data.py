@@ -87,7 +87,8 @@ def engine_set(d: str, n: int, seed: int, workers: int, split: str, variants: in
   the engine's MIN:MAX reasoning depth (whatever was made when None)."""
   path, stamp_path = os.path.join(d, "meta.json"), os.path.join(d, "made_by.json")
   want = [int(x) for x in steps.split(":")] if steps else None
-  stamp = {"n": n * variants, "seed": seed, "split": split, "engine_source": engine_source()}
+  stamp = {"n": n * variants, "variants": variants, "seed": seed, "split": split,
+           "engine_source": engine_source()}
   made = load_json(path) if os.path.exists(path) else None
   by = load_json(stamp_path) if os.path.exists(stamp_path) else None
   if not (made and by == stamp and want in (None, made.get("steps"))):

@@ -32,6 +32,7 @@ def test_engine_set_is_remade_for_another_seed_split_or_engine(tmp_path, monkeyp
   assert data.engine_set(d, 3, 1, 1, "train")["seed"] == 1     # another seed is not reused
   assert open(f"{d}/instruct.json").read() != made
   assert data.engine_set(d, 3, 1, 1, "test")["split"] == "test"
+  assert data.engine_set(d, 1, 1, 1, "test", variants=3)["variants"] == 3   # 3 records again
   capsys.readouterr()
   monkeypatch.setattr(data, "engine_source", lambda: "an edited engine")
   data.engine_set(d, 3, 1, 1, "test")
