@@ -22,7 +22,8 @@ per run of trainer flags
   into a worker-local data_dir (the data step must be deterministic, as data_prep.select is);
 - METRICS {key: label}: the columns of the tables and the panels of the plot (keys of the last
   metrics row, or eval/<evaluator>/<key> from WORKDIR/eval.json); X: the swept key on the plot's
-  x axis (default: the first swept key other than config.seed).
+  x axis (default: the first swept key other than config.seed); TREND "linear" or "log2": also
+  fit each metric against X (or log2 X) over every finished run (slope and its p-value).
 In an argv, "python" stands for this Python here and ${PYTHON:-.venv/bin/python} in job scripts.
 
 Run k's workdir is DIR/<k>_<its values>, so reruns find it: the trainer resumes an interrupted run
@@ -31,7 +32,8 @@ JAX_COMPILATION_CACHE_DIR is set): the runs of a sweep compile the same shapes. 
 DIR/results.md and .json (one row per run: its values, the last metrics row's step, loss and
 accuracy, and every evaluator's last numbers), and when a run
 was repeated over config.seed, DIR/summary.md, .json and .png: mean and sample standard deviation
-over seeds per setting, each seed's value shown on the plot.
+over seeds per setting, each seed's value shown on the plot, Welch's t-test of every setting
+against the first one per metric, and the TREND fit when the sweep file asks for it.
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ def load_sweep(path: str):
       if bad:
         raise SystemExit(f"{path}: sweep keys must be trainer config fields (config.x.y), got "
                          f"{bad}; data settings need a prepare(run, data_dir) in the file")
+  if getattr(mod, "TREND", None) not in (None, "linear", "log2"):
+    raise SystemExit(f"{path}: TREND = {mod.TREND!r}; use 'linear' or 'log2' (or leave it out)")
   for name in ("BASE", "FLAGS"):  # constants, or functions of the sweep's options
     value = getattr(mod, name, {})
     setattr(mod, name, value() if callable(value) else value)
@@ -252,20 +256,98 @@ def summarise(workdir: str, runs, rows: list[dict], mod) -> list[dict]:
                       std=float(xs.std(ddof=1)) if len(xs) > 1 else None,
                       values=xs.tolist())
     out.append(entry)
+  x = getattr(mod, "X", None) or (keys[0] if keys else None)
+  tests = {"welch_vs_first": against_first(out, metrics)}
+  if getattr(mod, "TREND", None) and x is not None:
+    tests["trend"] = trend(out, short.get(x, x), metrics, mod.TREND)
   with open(os.path.join(workdir, "summary.json"), "w") as f:
     json.dump(out, f, indent=1)
+  with open(os.path.join(workdir, "tests.json"), "w") as f:
+    json.dump(tests, f, indent=1)
   cell = lambda e: "" if e["mean"] is None else (  # noqa: E731
       f"{e['mean']:.4g}" + (f" ± {e['std']:.2g}" if e["std"] is not None else ""))
   table = markdown([{**{short[k]: e[short[k]] for k in keys}, "seeds": len(e["seeds"]),
                      **{m: cell(e[m]) for m in metrics}} for e in out],
                    [short[k] for k in keys] + ["seeds"] + list(metrics), metrics)
+  text = "Mean ± sample standard deviation over seeds.\n\n" + table + tests_markdown(tests, metrics)
   with open(os.path.join(workdir, "summary.md"), "w") as f:
-    f.write("Mean ± sample standard deviation over seeds.\n\n" + table)
-  print(table)
-  x = getattr(mod, "X", None) or (keys[0] if keys else None)
+    f.write(text)
+  print(text)
   if out and x is not None:
     plot(out, short.get(x, x), metrics, os.path.join(workdir, "summary.png"))
   return out
+
+
+def setting(entry: dict) -> str:
+  """A setting's name: its swept values (`2:3:4:1`, `lr=0.001, width=8`)."""
+  swept = {k: v for k, v in entry.items() if k != "seeds" and not isinstance(v, dict)}
+  return (str(next(iter(swept.values()))) if len(swept) == 1
+          else ", ".join(f"{k}={v}" for k, v in swept.items()))
+
+
+def against_first(summary: list[dict], metrics: dict) -> dict:
+  """Welch's t-test (unequal variances) of each setting's seeds against the first setting's, per
+  metric: whether a gap between settings is more than the seeds' spread. Two-sided p, None where
+  a side has fewer than 2 seeds."""
+  from scipy import stats
+  out = {}
+  for m in metrics:
+    base = summary[0][m]["values"] if summary else []
+    out[m] = {}
+    for e in summary[1:]:
+      other = e[m]["values"]
+      ok = len(base) > 1 and len(other) > 1
+      res = stats.ttest_ind(base, other, equal_var=False) if ok else None
+      out[m][setting(e)] = finite(None if res is None else dict(
+          t=float(res.statistic), df=float(res.df), p=float(res.pvalue)))
+  return out
+
+
+def finite(result: dict | None) -> dict | None:
+  """None for a test with nothing to test (every seed the same number on both sides: no spread,
+  scipy's nan), so that summary files stay plain JSON."""
+  import math
+  return result if result is not None and all(map(math.isfinite, result.values())) else None
+
+
+def trend(summary: list[dict], x: str, metrics: dict, scale: str) -> dict:
+  """Least-squares slope of each metric against X (per doubling with scale log2) over every
+  finished run, with the two-sided p-value of a zero slope: a dose-response read of a sweep
+  whose setting is a number (questions per image, steps), over all runs at once."""
+  import numpy as np
+  from scipy import stats
+  out = {}
+  for m in metrics:
+    xs = np.array([e[x] for e in summary for _ in e[m]["values"]], float)
+    ys = np.array([v for e in summary for v in e[m]["values"]], float)
+    if scale == "log2":
+      xs = np.log2(xs)
+    if len(set(xs.tolist())) < 2 or len(xs) < 3:
+      out[m] = None
+      continue
+    fit = stats.linregress(xs, ys)
+    out[m] = finite(dict(slope=float(fit.slope), p=float(fit.pvalue), runs=len(xs)))
+  return {"x": x, "scale": scale, "fits": out}
+
+
+def tests_markdown(tests: dict, metrics: dict) -> str:
+  lines = []
+  welch = tests["welch_vs_first"]
+  if any(welch[m] for m in welch):
+    lines.append("\nWelch's t-test over seeds, each setting against the first (two-sided p):\n")
+    for m, by in welch.items():
+      cells = [f"{name} p = {r['p']:.3g}" for name, r in by.items() if r is not None]
+      if cells:
+        lines.append(f"- {metrics[m]}: " + "; ".join(cells))
+  fitted = tests.get("trend")
+  if fitted:
+    per = "doubling" if fitted["scale"] == "log2" else "unit"
+    lines.append(f"\nTrend over every run (least-squares slope per {per} of {fitted['x']}, "
+                 "two-sided p of a zero slope):\n")
+    for m, f in fitted["fits"].items():
+      if f is not None:
+        lines.append(f"- {metrics[m]}: {f['slope']:+.3g} (p = {f['p']:.3g}, {f['runs']} runs)")
+  return "\n".join(lines) + ("\n" if lines else "")
 
 
 def plot(summary: list[dict], x: str, metrics: dict, path: str) -> None:
@@ -274,8 +356,12 @@ def plot(summary: list[dict], x: str, metrics: dict, path: str) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   names = [str(e[x]) for e in summary]
-  fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
-  for ax, (m, label) in zip(axes[0], metrics.items()):
+  cols = min(3, len(metrics))
+  rows = -(-len(metrics) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+  for ax in axes.flat[len(metrics):]:
+    ax.set_visible(False)
+  for ax, (m, label) in zip(axes.flat, metrics.items()):
     pos = range(len(summary))
     means = [e[m]["mean"] if e[m]["mean"] is not None else float("nan") for e in summary]
     stds = [e[m]["std"] or 0.0 for e in summary]

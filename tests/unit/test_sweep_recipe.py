@@ -107,6 +107,7 @@ def _sweep_file(tmp_path, body: str) -> str:
 TOY = """
 BASE = "configs/sft.py:model=tiny"
 X = "width"
+TREND = "log2"
 METRICS = {"eval/held/loss": "held-out loss", "loss": "train loss"}
 def setup(workdir):
   return [(["python", "-c", "import sys; open(sys.argv[1], 'a').write('x')", workdir + "/made"],
@@ -148,6 +149,18 @@ def test_setup_runs_once_and_summary_averages_seeds(tmp_path):
   md = (wd / "summary.md").read_text()
   assert "| width | seeds | held-out loss | train loss |" in md and "| 8 | 3 | 3 ± 1 |" in md
   assert (wd / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  # Welch (unequal variances; Student's pooled test gives p = 0.107 here): t = 1.75 /
+  # sqrt(1/3 + 0.125/2) = 2.7815 on Welch-Satterthwaite's 2.635 degrees of freedom
+  tests = json.load(open(wd / "tests.json"))
+  welch = tests["welch_vs_first"]["eval/held/loss"]["16"]
+  assert abs(welch["t"] - 2.7815) < 1e-4 and abs(welch["df"] - 2.6350) < 1e-4
+  assert abs(welch["p"] - 0.07982) < 1e-5
+  assert tests["welch_vs_first"]["loss"]["16"] is None  # every seed 0.5: nothing to test
+  # the trend per doubling of width over the 5 runs (two widths: the gap of the means)
+  assert tests["trend"]["x"] == "width" and tests["trend"]["scale"] == "log2"
+  fit = tests["trend"]["fits"]["eval/held/loss"]
+  assert abs(fit["slope"] + 1.75) < 1e-9 and abs(fit["p"] - 0.10716) < 1e-5 and fit["runs"] == 5
+  assert "- held-out loss: 16 p = 0.0798" in md and "- held-out loss: -1.75 (p = 0.107, 5 runs)" in md
   assert "held-out loss" in (wd / "results.md").read_text()
 
   todo = lambda: [s for s, c in sweep.setup_steps(mod, str(wd)) if not os.path.exists(c)]  # noqa
@@ -159,4 +172,12 @@ def test_plain_keys_need_a_prepare(tmp_path):
   path = _sweep_file(tmp_path, "BASE = 'configs/sft.py'\ndef get_sweep():\n"
                                "  return [{'ratio': '2:3:4:1'}]\n")
   with pytest.raises(SystemExit, match=r"data settings need a prepare\(run, data_dir\)"):
+    sweep.load_sweep(path)
+
+
+def test_an_unknown_trend_scale_fails_at_load(tmp_path):
+  """Before any run, not at the collect step after the last one."""
+  path = _sweep_file(tmp_path, "BASE = 'configs/sft.py'\nTREND = 'log10'\ndef get_sweep():\n"
+                               "  return [{'config.optim.lr': 1e-3}]\n")
+  with pytest.raises(SystemExit, match=r"TREND = 'log10'; use 'linear' or 'log2'"):
     sweep.load_sweep(path)

@@ -23,6 +23,7 @@ PER_IMAGE = (1, 2, 4, 8)
 DEFAULTS = dict(images=80, steps=0, ratio="random")
 O = recipe.options("", **DEFAULTS)
 X = "qa_per_image"
+TREND = "log2"  # does accuracy climb with each doubling of the questions per image?
 METRICS = dict(recipe.METRICS_HERE)
 
 

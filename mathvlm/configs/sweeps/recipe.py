@@ -53,9 +53,12 @@ def select(o, data_dir: str, *, ratio: str, size: int, seed: int, qa_per_image: 
 
 
 # The columns of the recipe sweeps' tables: held-out engine figures here, benchmarks at paper scale.
-METRICS_HERE = {"eval/heldout/ranked/all": "held-out accuracy, options ranked (%)",
+METRICS_HERE = {"eval/heldout/ranked/type/multiple-choice": "multiple choice, options ranked (%)",
+                "eval/heldout/ranked/all": "held-out accuracy, options ranked (%)",
                 "eval/heldout/generated/all": "held-out accuracy, generated (%)",
-                "eval/loss/loss": "held-out loss (per token)"}
+                "eval/heldout/generated/type/free-form": "free-form, generated (%)",
+                "eval/loss/loss": "held-out loss (per token)",
+                "loss": "final training loss"}
 METRICS_PAPER = {"eval/mathvista/accuracy": "MathVista testmini (%)",
                  "eval/math_v/accuracy": "MATH-Vision testmini (%)"}
 
