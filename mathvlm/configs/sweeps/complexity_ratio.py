@@ -3,7 +3,7 @@ size: 2:3:4:1 (the paper's), 3:3:3:1, 4:3:2:1, 2:4:3:1 and a uniform random draw
 seeds. Each run selects its images (clear ones, the ratio inside each source: data_prep.select),
 instruction-tunes on them and is evaluated on held-out problems.
 
-Here (engine pool, demo model; `size` clear figures of the 2,693 in the pool, one question each):
+Here (engine pool, demo model; `size` clear figures of the ~2,700 in the pool, one question each):
   python launch/sweep.py configs/sweeps/complexity_ratio.py --workdir out/sweeps/complexity_ratio
 At paper scale (MathV360K scored by data_prep.score, 40K images, one job per run on TPU):
   python launch/sweep.py "configs/sweeps/complexity_ratio.py:scale=paper,size=40000,\
