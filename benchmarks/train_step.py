@@ -32,14 +32,13 @@ def step_config(lr: float = 1e-5):
                  weight_decay=0.0, b1=0.9, b2=0.999, eps=1e-8, grad_clip=1.0, grad_accum=1)))
 
 
-def ours(model, data: dict[str, np.ndarray]):
-  """(run one step, step FLOPs): the trainer's jitted step on our model."""
+def jitted_step(model, data: dict[str, np.ndarray]):
+  """(the trainer's jitted step with its state donated, the state, the batch) on our model."""
   import jax
   import jax.numpy as jnp
   from flax import nnx
 
   from mathvlm import objectives
-  from mathvlm.models.layers import path_str
   from mathvlm.train import make_optimizer, make_train_step
 
   config = step_config()
@@ -52,12 +51,25 @@ def ours(model, data: dict[str, np.ndarray]):
   state = jax.device_put({"params": params, "frozen": frozen, "opt_state": tx.init(params),
                           "step": jnp.int32(0)}, jax.devices()[0])
   batch = jax.device_put({k: jnp.asarray(v) for k, v in data.items()})
+  return step, state, batch
+
+
+def ours(model, data: dict[str, np.ndarray]):
+  """(run one step, step FLOPs): the trainer's jitted step on our model."""
+  import jax
+  from flax import nnx
+
+  from mathvlm import objectives
+  from mathvlm.models.layers import path_str
+
+  step, state, batch = jitted_step(model, data)
   holder = [state]
 
   def run():
     holder[0], metrics = step(holder[0], batch)
     jax.block_until_ready(metrics["loss"])
 
+  params = nnx.split(model, nnx.Param, ...)[1]
   trainable = {path_str(p): v.size for p, v in nnx.to_flat_state(params)}
   shapes = {k: v.shape for k, v in data.items()}
   return run, objectives.get("lm").flops(model.cfg, shapes, trainable), lambda: holder[0]
@@ -98,6 +110,16 @@ def first_losses(model, ref, data, dtype: str) -> dict[str, float]:
   return {"ours": round(ours_loss, 5), "ref": round(ref_loss, 5)}
 
 
+def both_models(name: str, dtype: str, scan_unroll: int):
+  """(preset, the transformers model, ours from its weights, the batch), torch on every core."""
+  import torch
+  torch.set_num_threads(os.cpu_count() or 1)
+  preset = P.PRESETS[name]
+  ref = P.hf_llava(preset)
+  model, _ = P.ours_from_hf(ref, dtype, scan_unroll=scan_unroll)
+  return preset, ref, model, P.batch(preset)
+
+
 def torch_bf16_usable(threshold: float = 0.25) -> tuple[bool, dict]:
   """(whether torch's bf16 matmul is at least `threshold` of its float32 speed here, the two
   GFLOP/s): CPUs without AVX-512 BF16 (AMD Zen 3, for one) run torch's bf16 matmul on a scalar
@@ -132,13 +154,7 @@ def main(argv=None) -> None:
     from mathvlm import runtime
     runtime.configure("cpu")
   import jax
-  import torch
-  torch.set_num_threads(os.cpu_count() or 1)
-
-  preset = P.PRESETS[args.preset]
-  ref = P.hf_llava(preset)
-  model, _ = P.ours_from_hf(ref, args.dtype, scan_unroll=args.scan_unroll)
-  data = P.batch(preset)
+  preset, ref, model, data = both_models(args.preset, args.dtype, args.scan_unroll)
   with_ref, torch_rates = True, None
   if args.dtype == "bfloat16" and not args.force_ref:
     with_ref, torch_rates = torch_bf16_usable()

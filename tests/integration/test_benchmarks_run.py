@@ -69,3 +69,12 @@ def test_matmul_grad_benchmark_compares_the_same_gradients():
              drop=("XLA_FLAGS",))
   assert out["mlp"]["bitwise_equal"] and out["mlp"]["flat_ms"] > 0
   assert out["step"]["flat_s"] > 0 and out["step"]["autodiff_s"] > 0
+
+
+def test_step_bound_benchmark_times_the_steps_own_dots():
+  """Every dot of the compiled tiny step found (some inside the layer loops), timed alone, and
+  the floor they sum to set against both steps."""
+  out = _run("benchmarks.step_bound", "--preset", "tiny", "--repeats", "1")
+  assert out["dots_per_step"] > out["distinct_dots"] > 0 and out["dot_gflop"] > 0
+  assert out["matmul_floor_s"] > 0 and out["ratio_ceiling"] > 0 and out["ours_step_s"] > 0
+  assert out["loops_of_data_dependent_length"] >= 1  # the loss's chunk loops
