@@ -57,4 +57,19 @@ def test_a_timed_dot_is_the_keys_product():
   key = ("f32", "f32", (2, 3, 4), (2, 4, 5), ((0,), (2,), (0,), (1,)))
   f, a, b = S.dot_call(key)
   np.testing.assert_allclose(f(a, b), np.einsum("bij,bjk->bik", a, b), rtol=1e-5)
-  assert S.flops(key) == 2 * 2 * 3 * 5 * 4 and S.time_dots({key: 1}, 2)[key] > 0
+  run, spec = S.torch_dot_call(key)
+  assert spec == "abc,acf->abf"
+  np.testing.assert_allclose(run().numpy(), np.asarray(f(a, b)), rtol=1e-5)
+  xla, torch_s = S.time_dots({key: 1}, 2)[key]
+  assert S.flops(key) == 2 * 2 * 3 * 5 * 4 and xla > 0 and torch_s > 0
+
+
+def test_torch_contracts_the_dimensions_the_key_names():
+  """A weight gradient's dot (contracting rows: x^T g) and a transposed weight (x W^T), on the
+  same random inputs in XLA and in torch."""
+  for key in (("f32", "f32", (6, 4), (6, 3), ((), (0,), (), (0,))),
+              ("f32", "f32", (6, 4), (3, 4), ((), (1,), (), (1,)))):
+    f, a, b = S.dot_call(key)
+    got = S.torch_dot_call(key)[0]().numpy()
+    assert got.shape == f(a, b).shape
+    np.testing.assert_allclose(got, np.asarray(f(a, b)), rtol=1e-5, atol=1e-6)
