@@ -54,14 +54,20 @@ def speed(n: int, workers: int, seed: int) -> dict:
 
 def cpu_cost(n: int, seed: int) -> dict:
   """CPU milliseconds per problem in one process (what a busy machine does not change much):
-  the rate an idle machine would reach is about 1000 / ms per worker; and the stages' share."""
+  the rate an idle machine would reach is about 1000 / ms per worker; and the stages' share.
+  `images_only_problems_per_s_per_idle_core`: the rate if making the problems (scenes, questions,
+  options, rationales) cost nothing and only drawing and writing the images remained, a ceiling
+  that no faster problem code can pass with these images."""
   spent = collections.Counter()
   with tempfile.TemporaryDirectory() as tmp, _timed_stages(spent):
     c = time.process_time()
     writer.generate(tmp, n, writer.Options(seed=seed + 1), 1)
     ms = (time.process_time() - c) / n * 1000
+  images_ms = (spent["drawing"] + spent["files"]) / n * 1000
   return {"problems": n, "cpu_ms_per_problem": round(ms, 1),
           "problems_per_s_per_idle_core": round(1000 / ms, 1),
+          "images_ms_per_problem": round(images_ms, 2),
+          "images_only_problems_per_s_per_idle_core": round(1000 / images_ms, 1),
           "stages_ms_per_problem": {k: round(spent[k] / n * 1000, 2) for k, _, _ in STAGES}}
 
 

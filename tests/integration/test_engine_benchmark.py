@@ -29,6 +29,9 @@ def test_engine_benchmark_reports_speed_stages_rules_and_layout():
   assert st["png"] + st["degrade"] <= st["files"] + 0.02
   assert st["scene"] + st["drawing"] + st["assemble"] + st["files"] <= cpu["cpu_ms_per_problem"]
   assert st["redrawn_attempts"] < st["scene"] + st["drawing"] + st["assemble"]  # failed ones only
+  images = cpu["images_ms_per_problem"]  # the drawing and the files alone, and their ceiling
+  assert abs(images - st["drawing"] - st["files"]) <= 0.02 and images < cpu["cpu_ms_per_problem"]
+  assert abs(cpu["images_only_problems_per_s_per_idle_core"] - 1000 / images) <= 0.1 * 1000 / images
   split = speed["split_cpu"]
   assert split["problems"] == 30 and split["all"]["other_split_passed_over"] == 0
   assert split["test"]["other_split_passed_over"] > split["train"]["other_split_passed_over"]
