@@ -9,10 +9,10 @@ dtypes, and timed. Their sum, `matmul_floor_s`, is what the step would take if n
 matmuls ran and each ran as fast as XLA runs it alone. In the same turns: our whole step and
 transformers' (`benchmarks.train_step`). `ratio_ceiling` = reference step / matmul floor: the
 ratio to PyTorch our step could reach at these rates if nothing else took time (the issue's goal
-for float32 is 1.5x). `same_dots_in_torch_s`: the same dots in torch's kernels (`torch.einsum`,
-timed in turns with XLA's), so the kernels can be told apart from everything else. Why measure the step's own dots: the 2048^3 matmul that `train_step`
-reports as the peak is a friendlier shape than the step's (rows of 1,028 or 2,048, widths of
-384-1,536, attention's batched 64-wide products).
+for float32 is 1.5x). `same_dots_in_torch_s`: the same dots in torch's kernels (`torch.einsum`),
+which tells the kernels apart from everything else in the two steps. Why the step's own dots: the
+2048^3 matmul that `train_step` reports as the peak is a friendlier shape than the step's (rows of
+1,028 or 2,048, widths of 384-1,536, attention's batched 64-wide products).
 
 An estimate, not a proof: a lone dot gets default operand layouts, while the compiled step picks
 its own (under `--xla_cpu_experimental_ynn_fusion_type=`, Eigen's dots, the lone dots sum to more
@@ -155,17 +155,17 @@ def torch_dot_call(key: tuple):
   return (lambda: torch.einsum(spec, a, b)), spec
 
 
-def time_dots(found: collections.Counter, repeats: int, torch_too: bool = True) -> dict:
-  """{key: (median seconds in XLA, in torch or None)} of each distinct dot alone: every dot in
+def time_dots(found: collections.Counter, repeats: int) -> dict:
+  """{key: (median seconds in XLA, in torch)} of each distinct dot alone: every dot in
   XLA, then every dot in torch. Not in turns: an XLA call right after a torch call can find
   torch's threads still holding the cores (the MLP's [2048,512] x [512,1408] read 24-25 ms
   right after one against 19-21 ms alone, in one process; attention's scores no slower)."""
   out = {}
   for key in found:
     f, a, b = dot_call(key)
-    out[key] = [P.alternate({"xla": lambda: f(a, b).block_until_ready()}, repeats)["xla"], None]
-  for key in found if torch_too else ():
-    out[key][1] = P.alternate({"torch": torch_dot_call(key)[0]}, repeats)["torch"]
+    out[key] = [P.alternate({"xla": lambda: f(a, b).block_until_ready()}, repeats)["xla"]]
+  for key in found:
+    out[key].append(P.alternate({"torch": torch_dot_call(key)[0]}, repeats)["torch"])
   return {k: tuple(v) for k, v in out.items()}
 
 
