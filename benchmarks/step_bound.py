@@ -186,6 +186,9 @@ def main(argv=None) -> None:
   runtime.configure("cpu")
   _, ref, model, data = T.both_models(args.preset, args.dtype, args.scan_unroll)
   found, unknown = dots_of(compiled_step_hlo(model, data))
+  if not found:
+    raise SystemExit("step_bound: no dot in the compiled step's HLO. It reads XLA:CPU's dots; "
+                     "on a GPU, XLA calls cuBLAS through custom calls instead. Run it on CPU.")
   run_ours, step_flops, _ = T.ours(model, data)
   del model
   turns = P.alternate({"ours": run_ours, "ref": T.reference(ref, data, args.dtype)},

@@ -73,3 +73,9 @@ def test_torch_contracts_the_dimensions_the_key_names():
     got = S.torch_dot_call(key)[0]().numpy()
     assert got.shape == f(a, b).shape
     np.testing.assert_allclose(got, np.asarray(f(a, b)), rtol=1e-5, atol=1e-6)
+
+
+def test_a_program_without_dots_finds_none():
+  """What main() refuses with a clear message (a GPU's HLO calls cuBLAS, not dot)."""
+  found, unknown = S.dots_of(_hlo(lambda x: jnp.tanh(x) * 2, ARGS[0]))
+  assert not found and unknown == 0
