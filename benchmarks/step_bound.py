@@ -127,6 +127,9 @@ def dot_call(key: tuple):
   import jax
   import jax.numpy as jnp
   dtype, out, lhs, rhs, (lb, lc, rb, rc) = key
+  if not {dtype, out} <= HLO_DTYPES.keys():
+    raise ValueError(f"step_bound: no numpy dtype for the HLO types of {describe(key)} -> {out}; "
+                     f"add them to HLO_DTYPES (known: {sorted(HLO_DTYPES)})")
   rs = np.random.RandomState(0)
   a = jnp.asarray(rs.randn(*lhs), HLO_DTYPES[dtype])
   b = jnp.asarray(rs.randn(*rhs), HLO_DTYPES[dtype])
@@ -169,12 +172,6 @@ def time_dots(found: collections.Counter, repeats: int) -> dict:
   return {k: tuple(v) for k, v in out.items()}
 
 
-def compiled_step_hlo(model, data) -> str:
-  """The optimised HLO text of `train_step.ours`'s jitted step."""
-  step, state, batch = T.jitted_step(model, data)
-  return step.lower(state, batch).compile().as_text()
-
-
 def main(argv=None) -> None:
   p = argparse.ArgumentParser()
   p.add_argument("--preset", choices=sorted(P.PRESETS), default="small")
@@ -185,11 +182,13 @@ def main(argv=None) -> None:
   from mathvlm import runtime
   runtime.configure("cpu")
   _, ref, model, data = T.both_models(args.preset, args.dtype, args.scan_unroll)
-  found, unknown = dots_of(compiled_step_hlo(model, data))
+  step, state, batch = T.jitted_step(model, data)
+  compiled = step.lower(state, batch).compile()  # read here, and run below: one compile
+  found, unknown = dots_of(compiled.as_text())
   if not found:
     raise SystemExit("step_bound: no dot in the compiled step's HLO. It reads XLA:CPU's dots; "
                      "on a GPU, XLA calls cuBLAS through custom calls instead. Run it on CPU.")
-  run_ours, step_flops, _ = T.ours(model, data)
+  run_ours, step_flops, _ = T.ours(model, data, (compiled, state, batch))
   del model
   turns = P.alternate({"ours": run_ours, "ref": T.reference(ref, data, args.dtype)},
                       args.repeats)

@@ -54,15 +54,16 @@ def jitted_step(model, data: dict[str, np.ndarray]):
   return step, state, batch
 
 
-def ours(model, data: dict[str, np.ndarray]):
-  """(run one step, step FLOPs): the trainer's jitted step on our model."""
+def ours(model, data: dict[str, np.ndarray], jitted: tuple | None = None):
+  """(run one step, step FLOPs): the trainer's jitted step on our model (or `jitted`, the
+  (step, state, batch) of `jitted_step`, its step perhaps already compiled)."""
   import jax
   from flax import nnx
 
   from mathvlm import objectives
   from mathvlm.models.layers import path_str
 
-  step, state, batch = jitted_step(model, data)
+  step, state, batch = jitted or jitted_step(model, data)
   holder = [state]
 
   def run():

@@ -5,6 +5,7 @@ and so the ceiling on the ratio to PyTorch, wrong by the loop's length)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from benchmarks import step_bound as S
 
@@ -79,3 +80,9 @@ def test_a_program_without_dots_finds_none():
   """What main() refuses with a clear message (a GPU's HLO calls cuBLAS, not dot)."""
   found, unknown = S.dots_of(_hlo(lambda x: jnp.tanh(x) * 2, ARGS[0]))
   assert not found and unknown == 0
+
+
+def test_a_dot_of_an_unknown_type_names_it():
+  key = ("f8e4m3", "f32", (2, 3), (3, 4), ((), (1,), (), (0,)))
+  with pytest.raises(ValueError, match=r"f8e4m3\[2,3\] x f8e4m3\[3,4\].*HLO_DTYPES"):
+    S.dot_call(key)
