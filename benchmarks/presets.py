@@ -8,8 +8,10 @@ is the trainer's tiny preset at a size the unit tests use, for a quick run.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -113,19 +115,58 @@ def batch(preset: Preset, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def alternate(fns: dict[str, Callable[[], None]], repeats: int,
-              warm: bool = True) -> dict[str, float]:
+              warm: bool = True, usage: dict | None = None) -> dict[str, float]:
   """Median seconds of each function, run in turns (a, b, a, b, ...) after one warm-up each
   (warm=False: the caller has run them), so a burst of load from other processes hits both
-  sides alike."""
+  sides alike. `usage`, if given, receives each function's median page faults and system CPU
+  seconds per call (`getrusage`: the kernel's share, which threads of the other side do not
+  add to while this one runs)."""
   for fn in fns.values() if warm else ():
     fn()
   times: dict[str, list[float]] = {k: [] for k in fns}
+  faults: dict[str, list[int]] = {k: [] for k in fns}
+  system: dict[str, list[float]] = {k: [] for k in fns}
   for _ in range(repeats):
     for name, fn in fns.items():
+      before = resource.getrusage(resource.RUSAGE_SELF)
       t = time.perf_counter()
       fn()
       times[name].append(time.perf_counter() - t)
+      after = resource.getrusage(resource.RUSAGE_SELF)
+      faults[name].append(after.ru_minflt - before.ru_minflt)
+      system[name].append(after.ru_stime - before.ru_stime)
+  if usage is not None:
+    usage.update({k: {"page_faults": int(statistics.median(faults[k])),
+                      "system_cpu_s": round(statistics.median(system[k]), 3)} for k in fns})
   return {k: statistics.median(v) for k, v in times.items()}
+
+
+# glibc's mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+
+
+def keep_freed_memory() -> dict[str, int]:
+  """Tells glibc's malloc, for the whole process, to keep memory it is given back instead of
+  returning it to the kernel: no mmap for large blocks (`M_MMAP_MAX` 0), no trimming of the heap
+  (`M_TRIM_THRESHOLD` at its maximum). Returns what it set; {} where the C library is not glibc.
+
+  Why a benchmark offers it (`train_step --malloc keep`): both sides allocate a step's
+  temporaries anew and free them, and with glibc's defaults the kernel faults in and zero-fills
+  every page again at the next step (~360-490k faults a `small` step on each side). PyTorch's CPU
+  guides preload jemalloc or tcmalloc against this; this is the nearest setting glibc has.
+  Measured in docs/perf/PERFORMANCE.md: torch's step gains, ours does not (XLA's threads still
+  free whole per-thread heaps)."""
+  try:
+    mallopt = ctypes.CDLL("libc.so.6").mallopt
+  except (OSError, AttributeError):
+    return {}
+  mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+  applied = {}
+  for name, param, value in (("M_MMAP_MAX", M_MMAP_MAX, 0),
+                             ("M_TRIM_THRESHOLD", M_TRIM_THRESHOLD, -1)):  # -1: SIZE_MAX
+    if mallopt(param, value) == 1:
+      applied[name] = value
+  return applied
 
 
 def load() -> dict[str, float]:

@@ -2,6 +2,7 @@
 transformers/PyTorch, same weights and batch, in one process, alternating runs; prints JSON.
 
   python -m benchmarks.train_step --preset small [--dtype float32|bfloat16] [--repeats 5]
+                                    [--malloc glibc|keep]
 
 Ours is the trainer's jitted step (`mathvlm.train.make_train_step`, state donated) with the lm
 objective; the reference is `LlavaForConditionalGeneration(labels=...)`, `clip_grad_norm_` and
@@ -9,6 +10,9 @@ objective; the reference is `LlavaForConditionalGeneration(labels=...)`, `clip_g
 the trainer's analytic step FLOPs (`mathvlm.flops.lm_step`) over time, as a fraction of this
 machine's measured matmul peak for the dtype (../shared/docs/ENV.md); `mfu_of_measured_matmul` is
 the same over a 2048^3 jax matmul timed in the same turns (the peak under the load of the run).
+`per_step_os`: each side's median page faults and system CPU seconds per step; both fault in
+their temporaries anew at every step under glibc's defaults, and `--malloc keep` keeps freed
+memory in the process for both (`presets.keep_freed_memory`, docs/perf/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -150,7 +154,11 @@ def main(argv=None) -> None:
                       "the depth unrolls all; 0: the platform's choice, all on one CPU device")
   p.add_argument("--no_runtime", action="store_true",
                  help="skip mathvlm.runtime.configure (XLA flags, threads): the 'before' figure")
+  p.add_argument("--malloc", choices=("glibc", "keep"), default="glibc",
+                 help="keep: glibc keeps freed memory (presets.keep_freed_memory), for both "
+                      "sides of this process; glibc: its defaults")
   args = p.parse_args(argv)
+  allocator = P.keep_freed_memory() if args.malloc == "keep" else {}
   if not args.no_runtime:
     from mathvlm import runtime
     runtime.configure("cpu")
@@ -166,7 +174,8 @@ def main(argv=None) -> None:
   fns = {"ours": run_ours, "peak": run_peak}
   if with_ref:
     fns["ref"] = reference(ref, data, args.dtype)
-  sec = P.alternate(fns, args.repeats)
+  usage = {}
+  sec = P.alternate(fns, args.repeats, usage=usage)
   sec["peak_gflops_now"] = peak_flops / sec.pop("peak") / 1e9
   from mathvlm.models.layers import platform_unroll
   unrolled = args.scan_unroll or platform_unroll()
@@ -175,7 +184,9 @@ def main(argv=None) -> None:
              batch=preset.batch, seq=preset.seq,
              device=jax.devices()[0].device_kind, runtime_configured=not args.no_runtime,
              step_gflop=round(step_flops / 1e9, 1), first_loss=losses, repeats=args.repeats,
-             **figures(sec, preset, step_flops, args.dtype), **P.load())
+             **figures(sec, preset, step_flops, args.dtype), malloc=args.malloc,
+             allocator=allocator, per_step_os={k: usage[k] for k in ("ours", "ref") if k in usage},
+             **P.load())
   if not with_ref:
     out["ref_skipped"] = ("torch bf16 matmul runs at {bfloat16} GFLOP/s here against {float32} "
                           "for float32 (no AVX-512 BF16): pass --force_ref to time it anyway"
