@@ -154,8 +154,9 @@ def keep_freed_memory() -> dict[str, int]:
   temporaries anew and free them, and with glibc's defaults the kernel faults in and zero-fills
   every page again at the next step (~360-490k faults a `small` step on each side). PyTorch's CPU
   guides preload jemalloc or tcmalloc against this; this is the nearest setting glibc has.
-  Measured in docs/perf/PERFORMANCE.md: torch's step gains, ours does not (XLA's threads still
-  free whole per-thread heaps)."""
+  Measured in docs/perf/PERFORMANCE.md: torch's step gains, ours hardly (XLA's worker thread
+  allocates its 1.2 GB temporary buffer from a per-thread arena, where glibc maps a block that
+  large with mmap whatever `M_MMAP_MAX` says)."""
   try:
     mallopt = ctypes.CDLL("libc.so.6").mallopt
   except (OSError, AttributeError):
