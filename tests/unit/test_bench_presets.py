@@ -56,7 +56,7 @@ def test_alternate_reports_each_sides_page_faults_and_system_time():
 
   def fresh():
     buf = bytearray(n)   # calloc'd: the kernel's zero pages, faulted in when written
-    buf[::4096] = b"\1" * len(range(0, n, 4096))
+    buf[::4096] = b"\1" * (n // 4096)
 
   usage = {}
   sec = P.alternate({"fresh": fresh, "idle": lambda: None}, 3, usage=usage)
