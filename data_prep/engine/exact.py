@@ -51,12 +51,21 @@ def as_complex(v) -> complex:
 
 @functools.lru_cache(maxsize=1 << 16)
 def _float_of(v) -> float:
+  _no_symbols(v)
   return float(v)
 
 
 @functools.lru_cache(maxsize=1 << 16)
 def _complex_of(v) -> complex:
+  _no_symbols(v)
   return complex(v)
+
+
+def _no_symbols(v):
+  """An expression in x has no number: say so at once. sympy finds out only after trying to
+  evaluate it (~1 ms), and a failure is not remembered by the cache."""
+  if v.free_symbols:
+    raise TypeError("an expression in x, not a number")  # not formatted: printing v is dear
 
 
 def is_rational(v) -> bool:

@@ -215,21 +215,36 @@ def _sets(one: list, squares: list, pairs: list, rng) -> list:
   which one is at least as central as the answer (see `_answer_is_hub`)."""
   sq = [list(squares[i]) for i in rng.permutation(len(squares))[:15]]
   pool = _distinct(one[:POOL_SINGLES] + pairs + one[POOL_SINGLES:])[:POOL]
-  combos = [list(c) for c in itertools.combinations(pool, N_OPTIONS - 1)
-            if all(not _close(a.value, b.value) for a, b in itertools.combinations(c, 2))
-            and not _answer_is_hub(c)]
+  triples = np.array(list(itertools.combinations(range(len(pool)), N_OPTIONS - 1)), int)
+  triples = triples.reshape(-1, N_OPTIONS - 1)
+  combos = [[pool[i] for i in c] for c in triples[~_answer_is_hub(_apart(pool), triples)]]
   return sq + [combos[i] for i in rng.permutation(len(combos))]
 
 
-def _answer_is_hub(wrong: list) -> bool:
-  """Whether the answer is fewer mistakes away from the other options, in all, than any wrong
-  option is: three single mistakes around the answer make it the centre the others were made
-  from, and a rule picking the option most like the others finds it (plane problems'
-  `most_similar` scored 33% on such sets). A square, or a set like (A, A with B, A with C),
-  has no such centre, or a wrong one."""
-  sets = [frozenset()] + [frozenset(o.mistakes) for o in wrong]
-  total = [sum(len(a ^ b) for b in sets) for a in sets]
-  return total[0] < min(total[1:])
+def _apart(opts: list) -> np.ndarray:
+  """How many mistakes apart two options are (the symmetric difference of their mistakes;
+  index 0 is the answer, with none), -1 for two options of nearly the same value."""
+  sets = [frozenset()] + [frozenset(o.mistakes) for o in opts]
+  d = np.array([[len(a ^ b) for b in sets] for a in sets], int).reshape(len(sets), len(sets))
+  for i, j in itertools.combinations(range(1, len(sets)), 2):
+    if _close(opts[i - 1].value, opts[j - 1].value):
+      d[i, j] = d[j, i] = -1
+  return d
+
+
+def _answer_is_hub(apart: np.ndarray, wrong: np.ndarray) -> np.ndarray:
+  """For each set of wrong options (rows of `wrong`: their indices in `apart` less one, 0
+  being the answer), whether the answer is fewer mistakes away from the other options, in all,
+  than any wrong option is (or two of them are nearly equal: the set is no use either).
+
+  Three single mistakes around the answer make it the centre the others were made from, and a
+  rule picking the option most like the others finds it (plane problems' `most_similar` scored
+  33% on such sets). A square, or a set like (A, A with B, A with C), has no such centre, or a
+  wrong one. All the pool's ~200 sets at once: one at a time cost ~1 ms a problem."""
+  at = np.concatenate([np.zeros((len(wrong), 1), int), wrong + 1], axis=1)
+  sub = apart[at[:, :, None], at[:, None, :]]          # (sets, 4, 4)
+  total = sub.sum(2)
+  return (sub < 0).any((1, 2)) | (total[:, 0] < total[:, 1:].min(1))
 
 
 def pick(answer: float, one: list, squares: list, pairs: list, rng, texts: Texts) -> list | None:

@@ -186,6 +186,13 @@ def written(v):
   if (not isinstance(v, sp.Basic) or not (v.is_Add or v.is_Mul and v.has(sp.Add))
       or v.free_symbols):
     return v
+  return _written(v)
+
+
+@functools.lru_cache(maxsize=65536)
+def _written(v):
+  """`written` for a sum or a product with one: remembered, as the same values are written in
+  the options, the rationale's steps and the harder question's rationale."""
   e = sp.expand(v)
   if e.is_Add and any(not t.as_numer_denom()[1].is_Rational for t in e.args):
     return sp.together(e)

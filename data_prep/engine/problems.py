@@ -74,6 +74,7 @@ class Solved:
   value: object                     # exact value (None for a non-numeric answer)
   text: str                         # the answer as people write it
   expr: str                         # sympy's form
+  measured: object = None           # the independent measure's value (None: a checked property)
 
   @property
   def steps(self) -> int:
@@ -106,7 +107,7 @@ def solve(scene: Scene, target: Target) -> Solved:
   if isinstance(measured, bool) and not measured or not isinstance(measured, bool) and abs(
       as_float(v) - float(measured)) > 1e-6 * max(1.0, abs(as_float(v))):
     raise Rejected(f"answer {target.name} = {v} but the independent measure gives {measured}")
-  return Solved(target, chain, v, human(written(v)), machine(v))
+  return Solved(target, chain, v, human(written(v)), machine(v), measured)
 
 
 def pick(scene: Scene, steps: tuple, wanted: int, srng) -> tuple[Target, Target]:
@@ -205,7 +206,7 @@ def assemble(scene: Scene, main: Target, harder: Target, mc: bool, srng, vrng,
     "choices_expr": exprs, "distractor_reasons": why,
     "question_type": "multi_choice" if choices else "free_form",
     "questions": q, "cot": cot(scene, sol, idx), "rephrasings": reph,
-    "steps": sol.steps, "value": sol.value, "chain": sol.chain,
+    "steps": sol.steps, "value": sol.value, "chain": sol.chain, "measured": sol.measured,
     "fell_back": bool(mc and opts is None),
     "harder": {"text_dominant_question": hq["text_dominant"],
                "text_lite_question": hq["text_lite"],

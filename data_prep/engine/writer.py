@@ -25,6 +25,7 @@ import numpy as np
 import sympy as sp
 
 from . import analytic, functions, plane_problem, render
+from .exact import as_float
 from .notation import machine
 from .problems import ProgramRejected, Rejected, assemble, complexity, pick
 
@@ -230,12 +231,12 @@ def sample(d: Drawn, sid: str, k: int, opts: Options, index: int) -> dict:
 
 def _scene_line(d: Drawn, rid: str) -> dict:
   val, scene = d.rec["value"], d.scene
-  measured = None if d.main.answer_text is not None else scene.measure(d.main.name)
+  measured = None if d.main.answer_text is not None else d.rec["measured"]  # solve's
   return {"id": rid, "target": d.main.name, "facts": scene.facts,
           "drawn": {v: drawn for v, (_, drawn, _) in d.images.items()},
           "givens": {k: machine(v) for k, v in scene.givens.items()},
           "chain": [s.machine() for s in d.rec["chain"]],
-          "answer_float": float(val) if getattr(val, "is_number", False) else None,
+          "answer_float": as_float(val) if getattr(val, "is_number", False) else None,
           "measured": True if measured is None else float(measured),
           "distractors": d.rec["distractor_reasons"]}
 

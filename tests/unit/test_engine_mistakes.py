@@ -168,3 +168,29 @@ def test_the_answer_is_not_the_hub_of_its_options():
   found = [d for d in found if d]
   assert len(found) >= 40
   assert not [d for d in found if _is_hub(d)]
+
+
+def test_hub_rule_on_all_sets_at_once_matches_the_rule_one_set_at_a_time():
+  """`_answer_is_hub` judges every triple of the pool in one array pass: it must agree with the
+  rule written out per set (`_is_hub`), and turn away a set holding two nearly equal options."""
+  m = [M.Mistake(f"site {k}", f"mistake {k}") for k in range(4)]
+  pool = [M.Option(3.0, (m[0],)), M.Option(5.0, (m[1],)), M.Option(7.0, (m[2],)),
+          M.Option(11.0, (m[0], m[1])), M.Option(13.0, (m[0], m[3])),
+          M.Option(13.0 + 1e-4, (m[3],))]  # nearly option 4's value
+  triples = np.array([(0, 1, 2), (0, 1, 3), (0, 3, 4), (3, 4, 5), (1, 3, 4)])
+  got = M._answer_is_hub(M._apart(pool), triples).tolist()
+  want = [_is_hub([None] + [[x.why for x in pool[i].mistakes] for i in t]) for t in triples]
+  assert want[3] is False
+  want[3] = True  # options 4 and 5 are 1e-4 apart: not a usable set, whatever its shape
+  assert got == want == [True, False, False, True, False]
+
+
+def test_an_expression_in_x_is_not_a_number_and_says_so_before_sympy_evaluates_it(monkeypatch):
+  """A function question's values are expressions in x: `_as_float` must give None for them
+  at once (sympy's own attempt cost ~1 ms each and its failure was never cached)."""
+  from data_prep.engine import exact
+  x = exact.X
+  monkeypatch.setattr(sp.Expr, "evalf", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+  assert M._as_float(3 * x ** 2 - 1) is None and M._as_float(sp.sin(2 * x)) is None
+  monkeypatch.undo()
+  assert M._as_float(sp.sqrt(2)) == float(sp.sqrt(2))
