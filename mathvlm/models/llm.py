@@ -215,7 +215,7 @@ class LlamaAttention(nnx.Module):
     k = apply_rope(split(self.k_proj(x), "activation_kv_heads"), cos, sin)
     v = split(self.v_proj(x), "activation_kv_heads")
     if cache is None:
-      out = attention(q, k, v, mask, cfg.attention_impl)
+      out = attention(q, k, v, mask, cfg.attention_impl, causal=True)  # `causal_mask`'s
     else:  # written in place; attention reads the filled slots only
       ck, cv, layer, index = cache
       put = lambda c, y: update_slice(c, einops.rearrange(y, "b t n h -> 1 b n t h"),
