@@ -8,7 +8,6 @@ is the trainer's tiny preset at a size the unit tests use, for a quick run.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import os
 import resource
@@ -139,35 +138,6 @@ def alternate(fns: dict[str, Callable[[], None]], repeats: int,
     usage.update({k: {"page_faults": int(statistics.median(faults[k])),
                       "system_cpu_s": round(statistics.median(system[k]), 3)} for k in fns})
   return {k: statistics.median(v) for k, v in times.items()}
-
-
-# glibc's mallopt parameters (malloc.h)
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-
-
-def keep_freed_memory() -> dict[str, int]:
-  """Tells glibc's malloc, for the whole process, to keep memory it is given back instead of
-  returning it to the kernel: no mmap for large blocks (`M_MMAP_MAX` 0), no trimming of the heap
-  (`M_TRIM_THRESHOLD` at its maximum). Returns what it set; {} where the C library is not glibc.
-
-  Why a benchmark offers it (`train_step --malloc keep`): both sides allocate a step's
-  temporaries anew and free them, and with glibc's defaults the kernel faults in and zero-fills
-  every page again at the next step (~360-490k faults a `small` step on each side). PyTorch's CPU
-  guides preload jemalloc or tcmalloc against this; this is the nearest setting glibc has.
-  Measured in docs/perf/PERFORMANCE.md: torch's step gains, ours hardly (XLA's worker thread
-  allocates its 1.2 GB temporary buffer from a per-thread arena, where glibc maps a block that
-  large with mmap whatever `M_MMAP_MAX` says)."""
-  try:
-    mallopt = ctypes.CDLL("libc.so.6").mallopt
-  except (OSError, AttributeError):
-    return {}
-  mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-  applied = {}
-  for name, param, value in (("M_MMAP_MAX", M_MMAP_MAX, 0),
-                             ("M_TRIM_THRESHOLD", M_TRIM_THRESHOLD, -1)):  # -1: SIZE_MAX
-    if mallopt(param, value) == 1:
-      applied[name] = value
-  return applied
 
 
 def load() -> dict[str, float]:

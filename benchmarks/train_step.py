@@ -2,7 +2,7 @@
 transformers/PyTorch, same weights and batch, in one process, alternating runs; prints JSON.
 
   python -m benchmarks.train_step --preset small [--dtype float32|bfloat16] [--repeats 5]
-                                    [--malloc glibc|keep]
+                                    [--malloc runtime|glibc] [--no_runtime]
 
 Ours is the trainer's jitted step (`mathvlm.train.make_train_step`, state donated) with the lm
 objective; the reference is `LlavaForConditionalGeneration(labels=...)`, `clip_grad_norm_` and
@@ -10,9 +10,12 @@ objective; the reference is `LlavaForConditionalGeneration(labels=...)`, `clip_g
 the trainer's analytic step FLOPs (`mathvlm.flops.lm_step`) over time, as a fraction of this
 machine's measured matmul peak for the dtype (../shared/docs/ENV.md); `mfu_of_measured_matmul` is
 the same over a 2048^3 jax matmul timed in the same turns (the peak under the load of the run).
-`per_step_os`: each side's median page faults and system CPU seconds per step; both fault in
-their temporaries anew at every step under glibc's defaults, and `--malloc keep` keeps freed
-memory in the process for both (`presets.keep_freed_memory`, docs/perf/PERFORMANCE.md).
+`per_step_os`: each side's median page faults and system CPU seconds per step. By default the
+process runs with the trainer's CPU runtime (`mathvlm.runtime.configure`): our step inline on the
+calling thread, and glibc keeping freed memory, which is process-wide, so the reference's step
+gets it too (torch's CPU guides get the same from jemalloc or tcmalloc). `--malloc glibc` leaves
+glibc's defaults for both, under which both fault in their temporaries anew at every step;
+`--no_runtime` skips the runtime altogether (docs/perf/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -153,15 +156,15 @@ def main(argv=None) -> None:
                  help="our layers per scan iteration (model.scan_unroll; the recipes' default 1); "
                       "the depth unrolls all; 0: the platform's choice, all on one CPU device")
   p.add_argument("--no_runtime", action="store_true",
-                 help="skip mathvlm.runtime.configure (XLA flags, threads): the 'before' figure")
-  p.add_argument("--malloc", choices=("glibc", "keep"), default="glibc",
-                 help="keep: glibc keeps freed memory (presets.keep_freed_memory), for both "
-                      "sides of this process; glibc: its defaults")
+                 help="skip mathvlm.runtime.configure (dispatch, malloc, XLA flags, threads): the "
+                      "'before' figure")
+  p.add_argument("--malloc", choices=("runtime", "glibc"), default="runtime",
+                 help="runtime: the runtime's malloc settings (runtime.MALLOC: freed memory kept, "
+                      "for both sides of this process); glibc: glibc's defaults")
   args = p.parse_args(argv)
-  allocator = P.keep_freed_memory() if args.malloc == "keep" else {}
-  if not args.no_runtime:
-    from mathvlm import runtime
-    runtime.configure("cpu")
+  from mathvlm import runtime
+  applied = {} if args.no_runtime else runtime.configure("cpu", malloc=args.malloc == "runtime")
+  allocator = {k: v for k, v in applied.items() if k in {m[0] for m in runtime.MALLOC["cpu"]}}
   import jax
   preset, ref, model, data = both_models(args.preset, args.dtype, args.scan_unroll)
   with_ref, torch_rates = True, None

@@ -8,6 +8,11 @@ host wait for step k before it can read and place batch k+1. Here the order is: 
 prepare batch k+1 (reading, trimming, `make_array_from_process_local_data`), then read step k-1's
 metrics, which are ready or nearly so while step k runs.
 
+On the CPU the runtime runs single-device steps inline instead (`mathvlm.runtime`: the step's
+temporary buffer then comes from a heap glibc keeps, not from fresh pages each step); the order
+above is the same, and what it would overlap there is a few milliseconds of placing a batch that
+grain has already read.
+
 A batch read ahead has moved the data iterator past what the last dispatched step trained on, so
 each prepared batch carries the iterator's state right after it: a checkpoint of step k saves the
 state after batch k, and a restored run continues with batch k+1 whatever was prefetched.
