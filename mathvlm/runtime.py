@@ -4,7 +4,7 @@ The trainer calls `configure(platform)` first thing (before anything touches `ja
 XLA reads `XLA_FLAGS` when the backend starts, so a flag set later does nothing. Every setting
 says why it is there; anything CPU-specific is applied only for platform 'cpu', so accelerators
 run exactly as before. A flag the user already put in XLA_FLAGS (or a thread count in
-PJRT_NPROC / NPROC, or malloc settings in GLIBC_TUNABLES / MALLOC_*_) is never overridden.
+PJRT_NPROC / NPROC, or a malloc choice: GLIBC_TUNABLES, MALLOC_*, LD_PRELOAD) is never overridden.
 """
 
 from __future__ import annotations
@@ -57,10 +57,12 @@ MALLOC: dict[str, tuple[tuple[str, int, int, str], ...]] = {
 
 
 def user_set_malloc() -> bool:
-  """Whether the user chose malloc settings (GLIBC_TUNABLES' glibc.malloc.*, MALLOC_*_): theirs
-  win, as XLA flags do."""
+  """Whether the user chose their malloc or its settings (GLIBC_TUNABLES' glibc.malloc.*, glibc's
+  MALLOC_* variables, an allocator such as jemalloc or tcmalloc in LD_PRELOAD): theirs win, as
+  XLA flags do."""
   return ("glibc.malloc." in os.environ.get("GLIBC_TUNABLES", "")
-          or any(k.startswith("MALLOC_") and k.endswith("_") for k in os.environ))
+          or "malloc" in os.environ.get("LD_PRELOAD", "")
+          or any(k.startswith("MALLOC_") for k in os.environ))
 
 
 def keep_freed_memory(platform: str = "cpu") -> dict[str, int]:

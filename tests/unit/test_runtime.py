@@ -65,7 +65,7 @@ def test_the_users_malloc_settings_win(monkeypatch, fake_tables):
   monkeypatch.setattr(runtime, "MALLOC", {"cpu": (("M_MMAP_MAX", -4, 0, "why"),)})
   monkeypatch.setattr(runtime, "keep_freed_memory", lambda p: calls.append(p) or {"M_MMAP_MAX": 0})
   monkeypatch.setenv("XLA_FLAGS", "")  # what configure adds is undone after
-  for name in ("GLIBC_TUNABLES", "MALLOC_ARENA_MAX_"):
+  for name in ("GLIBC_TUNABLES", "MALLOC_ARENA_MAX", "LD_PRELOAD"):
     monkeypatch.setenv(name, "")  # recorded, so that delenv below is undone after
     monkeypatch.delenv(name)
   assert runtime.configure("cpu")["M_MMAP_MAX"] == 0 and calls == ["cpu"]
@@ -73,7 +73,10 @@ def test_the_users_malloc_settings_win(monkeypatch, fake_tables):
   monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
   assert "M_MMAP_MAX" not in runtime.configure("cpu") and calls == ["cpu"]
   monkeypatch.delenv("GLIBC_TUNABLES")
-  monkeypatch.setenv("MALLOC_ARENA_MAX_", "2")
+  monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+  assert "M_MMAP_MAX" not in runtime.configure("cpu") and calls == ["cpu"]
+  monkeypatch.delenv("MALLOC_ARENA_MAX")
+  monkeypatch.setenv("LD_PRELOAD", "/usr/lib/libjemalloc.so.2")
   assert "M_MMAP_MAX" not in runtime.configure("cpu") and calls == ["cpu"]
   assert "M_MMAP_MAX" not in runtime.configure("gpu") and calls == ["cpu"]
 
