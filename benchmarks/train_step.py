@@ -164,7 +164,8 @@ def main(argv=None) -> None:
   args = p.parse_args(argv)
   from mathvlm import runtime
   applied = {} if args.no_runtime else runtime.configure("cpu", malloc=args.malloc == "runtime")
-  allocator = {k: v for k, v in applied.items() if k in {m[0] for m in runtime.MALLOC["cpu"]}}
+  malloc_names = {name for name, *_ in runtime.MALLOC["cpu"]}
+  allocator = {k: v for k, v in applied.items() if k in malloc_names}
   import jax
   preset, ref, model, data = both_models(args.preset, args.dtype, args.scan_unroll)
   with_ref, torch_rates = True, None

@@ -225,7 +225,7 @@ def _apart(opts: list) -> np.ndarray:
   """How many mistakes apart two options are (the symmetric difference of their mistakes;
   index 0 is the answer, with none), -1 for two options of nearly the same value."""
   sets = [frozenset()] + [frozenset(o.mistakes) for o in opts]
-  d = np.array([[len(a ^ b) for b in sets] for a in sets], int).reshape(len(sets), len(sets))
+  d = np.array([[len(a ^ b) for b in sets] for a in sets], int)
   for i, j in itertools.combinations(range(1, len(sets)), 2):
     if _close(opts[i - 1].value, opts[j - 1].value):
       d[i, j] = d[j, i] = -1

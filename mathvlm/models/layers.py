@@ -329,10 +329,8 @@ def grouped_attention(q: Array, k: Array, v: Array, mask: Array | None,
   return jnp.concatenate(outs, axis=1)
 
 
-def _mask_block(mask: Array | None, start: int, end: int) -> Array | None:
+def _mask_block(mask: Array, start: int, end: int) -> Array:
   """The mask's rows start..end and columns 0..end (a broadcast axis of size 1 stays whole)."""
-  if mask is None:
-    return None
   m = jnp.asarray(mask)
   rows = slice(start, end) if m.shape[-2] > 1 else slice(None)
   cols = slice(0, end) if m.shape[-1] > 1 else slice(None)
