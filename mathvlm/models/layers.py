@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import einops
 import jax
@@ -142,8 +142,12 @@ def update_slice(buf: Array, update: Array, start) -> Array:
 
 def read_slice(buf: Array, start, sizes, dtype) -> Array:
   """`jax.lax.dynamic_slice` of a KV cache as `dtype` (a cache held as bits: its 16-bit floats)."""
-  part = jax.lax.dynamic_slice(buf, start, sizes)
-  return from_bits(part, dtype) if buf.dtype == jnp.uint16 else part.astype(dtype)
+  return cache_values(jax.lax.dynamic_slice(buf, start, sizes), dtype)
+
+
+def cache_values(part: Array, dtype) -> Array:
+  """Part of a KV cache as `dtype` (a cache held as bits: its 16-bit floats)."""
+  return from_bits(part, dtype) if part.dtype == jnp.uint16 else part.astype(dtype)
 
 
 def contract_rows(a: Array, b: Array) -> Array:
@@ -409,6 +413,32 @@ def kv_block(slots: int) -> int:
   return next((b for b in (256, 128, 64, 32, 16, 8) if b <= largest and slots % b == 0), slots)
 
 
+def _attend_block(carry, qg: Array, kb: Array, vb: Array, mb: Array):
+  """One block of keys and values [batch, kv_heads, slots, head_dim] folded into the running
+  softmax (max, sum, weighted values) of grouped queries qg [batch, kv_heads, groups, t, head_dim];
+  mb: the block's boolean mask [batch|1, 1, t, slots]."""
+  top, total, acc = carry
+  s = jnp.einsum("bkgth,bksh->bkgts", qg, kb, preferred_element_type=jnp.float32)
+  s = jnp.where(mb.reshape(mb.shape[:2] + (1,) + mb.shape[2:]),
+                s * jnp.float32(1.0 / math.sqrt(qg.shape[-1])), jnp.float32(NEG))
+  new_top = jnp.maximum(top, jnp.max(s, axis=-1))
+  p = jnp.exp(s - new_top[..., None])
+  fade = jnp.exp(top - new_top)
+  pv = jnp.einsum("bkgts,bksh->bkgth", p.astype(vb.dtype), vb, preferred_element_type=jnp.float32)
+  return new_top, total * fade + jnp.sum(p, axis=-1), acc * fade[..., None] + pv
+
+
+def _blockwise(q: Array, kv: int, fold) -> Array:
+  """Attention of q [batch, t, heads, head_dim] whose blocks `fold(carry, qg)` adds up."""
+  qg = einops.rearrange(q, "b t (k g) h -> b k g t h", k=kv)
+  stats = qg.shape[:4]
+  init = (jnp.full(stats, -jnp.inf, jnp.float32), jnp.zeros(stats, jnp.float32),
+          jnp.zeros(qg.shape, jnp.float32))
+  _, total, acc = fold(init, qg)
+  out = (acc / total[..., None]).astype(q.dtype)
+  return einops.rearrange(out, "b k g t h -> b t (k g) h")
+
+
 def cached_attention(q: Array, k_cache: Array, v_cache: Array, layer, mask: Array, filled
                      ) -> Array:
   """Attention of q [batch, t, heads, head_dim] over slots [0, filled) of one layer of a KV cache
@@ -421,32 +451,47 @@ def cached_attention(q: Array, k_cache: Array, v_cache: Array, layer, mask: Arra
   written or not) and scoring it. mask: boolean [batch|1, 1, t, slots]. Masked scores take
   `grouped_attention`'s large negative number, so the result equals it up to rounding.
   """
-  b, t, n, h = q.shape
+  b, _, _, h = q.shape
   kv, block = k_cache.shape[2], kv_block(k_cache.shape[3])
-  qg = einops.rearrange(q, "b t (k g) h -> b k g t h", k=kv)
-  scale, neg = jnp.float32(1.0 / math.sqrt(h)), jnp.float32(NEG)
 
-  def body(j, carry):
-    top, total, acc = carry
+  def body(j, carry, qg):
     start = (layer, 0, 0, j * block, 0)
     kb = read_slice(k_cache, start, (1, b, kv, block, h), q.dtype)[0]
     vb = read_slice(v_cache, start, (1, b, kv, block, h), q.dtype)[0]
-    s = jnp.einsum("bkgth,bksh->bkgts", qg, kb, preferred_element_type=jnp.float32) * scale
     mb = jax.lax.dynamic_slice_in_dim(mask, j * block, block, axis=3)
-    s = jnp.where(mb.reshape(mb.shape[:2] + (1,) + mb.shape[2:]), s, neg)
-    new_top = jnp.maximum(top, jnp.max(s, axis=-1))
-    p = jnp.exp(s - new_top[..., None])
-    fade = jnp.exp(top - new_top)
-    pv = jnp.einsum("bkgts,bksh->bkgth", p.astype(vb.dtype), vb,
-                    preferred_element_type=jnp.float32)
-    return new_top, total * fade + jnp.sum(p, axis=-1), acc * fade[..., None] + pv
+    return _attend_block(carry, qg, kb, vb, mb)
 
-  stats = qg.shape[:4]
-  init = (jnp.full(stats, -jnp.inf, jnp.float32), jnp.zeros(stats, jnp.float32),
-          jnp.zeros(qg.shape, jnp.float32))
-  _, total, acc = jax.lax.fori_loop(0, (filled + block - 1) // block, body, init)
-  out = (acc / total[..., None]).astype(q.dtype)
-  return einops.rearrange(out, "b k g t h -> b t (k g) h")
+  return _blockwise(q, kv, lambda init, qg: jax.lax.fori_loop(
+      0, (filled + block - 1) // block, lambda j, c: body(j, c, qg), init))
+
+
+def as_blocks(buf: Array, block: int) -> tuple[tuple[Array, ...], ...]:
+  """A KV cache [layers, batch, kv_heads, slots, head_dim] as one tuple per layer of its
+  `block`-slot blocks [batch, kv_heads, block, head_dim], each an array of its own: the layout of
+  `block_attention` (`mathvlm.generate.decode`'s steps on one CPU device)."""
+  return tuple(tuple(buf[layer, :, :, j:j + block] for j in range(0, buf.shape[3], block))
+               for layer in range(buf.shape[0]))
+
+
+def block_attention(q: Array, k_blocks: Sequence[Array], v_blocks: Sequence[Array], mask: Array
+                    ) -> Array:
+  """`cached_attention` over a cache held as separate blocks (`as_blocks`), all of them read.
+
+  Why: XLA:CPU copies a block out of the cache before the dots read it (a `dynamic_slice` is a
+  copy, ~5 ms of a ~20 ms `small` batch-8 decode step), while a block that is an array of its own
+  is read in place. The decode loop passes the blocks up to the one being written (a phase of
+  steps per block), so every block read holds filled or masked slots. mask: boolean
+  [batch|1, 1, t, slots], the blocks' slots first.
+  """
+  block = k_blocks[0].shape[2]
+
+  def fold(carry, qg):
+    for j, (kb, vb) in enumerate(zip(k_blocks, v_blocks)):
+      carry = _attend_block(carry, qg, cache_values(kb, q.dtype), cache_values(vb, q.dtype),
+                            mask[..., j * block:(j + 1) * block])
+    return carry
+
+  return _blockwise(q, k_blocks[0].shape[1], fold)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mathvlm.models.layers import (RMSNorm, activation, attention, cache_storage, cached_attention,
-                                   causal_mask, dense, dtype_of, logical, normal,
+from mathvlm.models.layers import (RMSNorm, activation, attention, block_attention, cache_storage,
+                                   cached_attention, causal_mask, dense, dtype_of, logical, normal,
                                    positions_from_segments, scan_layers, stacked, unstack_layers,
                                    update_slice)
 from mathvlm.sharding import constrain
@@ -216,6 +216,11 @@ class LlamaAttention(nnx.Module):
     v = split(self.v_proj(x), "activation_kv_heads")
     if cache is None:
       out = attention(q, k, v, mask, cfg.attention_impl, causal=True)  # `causal_mask`'s
+    elif isinstance(cache[0], tuple):   # blocks (`layers.as_blocks`): a decode step
+      ck, cv, layer, index = cache
+      ck, cv = _write_last_block(ck, k, index), _write_last_block(cv, v, index)
+      out = block_attention(q, ck, cv, mask)
+      cache = (ck, cv, layer, index)
     else:  # written in place; attention reads the filled slots only
       ck, cv, layer, index = cache
       put = lambda c, y: update_slice(c, einops.rearrange(y, "b t n h -> 1 b n t h"),
@@ -224,6 +229,18 @@ class LlamaAttention(nnx.Module):
       out = cached_attention(q, ck, cv, layer, mask, index + t)
       cache = (ck, cv, layer, index)
     return self.o_proj(einops.rearrange(out, "b t n h -> b t (n h)")), cache
+
+
+def _write_last_block(blocks: tuple[Array, ...], y: Array, index) -> tuple[Array, ...]:
+  """One token's keys or values y [batch, 1, kv_heads, head_dim] written at slot `index`, which
+  lies in the last of a layer's blocks (the block a decode phase writes)."""
+  if y.shape[1] != 1:
+    raise ValueError(f"a cache held as blocks takes one token per step, got {y.shape[1]}: "
+                     "prefill with the cache as init_cache makes it")
+  last = blocks[-1]
+  offset = index - (len(blocks) - 1) * last.shape[2]
+  return blocks[:-1] + (update_slice(last, einops.rearrange(y, "b t n h -> b n t h"),
+                                     (0, 0, offset, 0)),)
 
 
 class LlamaMLP(nnx.Module):
@@ -352,7 +369,15 @@ class LlamaForCausalLM(nnx.Module):
       h, (ck, cv, _, _) = blk(h, cos, sin, mask, (ck, cv, layer, index))
       return (h, ck, cv), None
 
-    if isinstance(self.layers, nnx.List):   # `for_decoding`'s separate layers
+    if isinstance(cache["k"], tuple):   # one tuple of blocks per layer (`layers.as_blocks`)
+      if not isinstance(self.layers, nnx.List):
+        raise ValueError("a cache held as blocks is for `for_decoding(unstack=True)`'s separate "
+                         "layers")
+      ks, vs = list(cache["k"]), list(cache["v"])
+      for i, blk in enumerate(self.layers):
+        x, (ks[i], vs[i], _, _) = blk(x, cos, sin, mask, (ks[i], vs[i], i, index))
+      ck, cv = tuple(ks), tuple(vs)
+    elif isinstance(self.layers, nnx.List):   # `for_decoding`'s separate layers
       ck, cv = cache["k"], cache["v"]
       for i, blk in enumerate(self.layers):
         x, ck, cv = body(blk, (x, ck, cv), i)[0]

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from mathvlm import generate as decode_module
 from mathvlm.generate import decode, generate
 from mathvlm.models import layers
 from mathvlm.models.llm import LlamaConfig
@@ -164,3 +165,93 @@ def test_a_cache_held_as_bits_refuses_keys_of_another_dtype():
   np.testing.assert_array_equal(
       np.asarray(layers.read_slice(out, (0, 0, 0, 0, 0), (1, 1, 1, 4, 2), jnp.bfloat16),
                  np.float32)[0, 0, 0, :, 0], [0.0, 1.5, 0.0, 0.0])
+
+
+def test_block_phases_put_every_step_in_the_block_it_writes():
+  """Step s writes slot prompt_len + s - 1; each phase reads the blocks up to its own."""
+  assert decode_module.block_phases(100, 60, 256) == [(1, 29), (2, 60)]
+  assert decode_module.block_phases(288, 128, 512) == [(4, 33), (5, 97), (6, 128)]
+  for t, new in ((100, 60), (127, 2), (128, 64), (129, 300), (288, 128), (63, 200)):
+    slots = decode_module.cache_slots(t, new)
+    phases = decode_module.block_phases(t, new, slots)
+    block = layers.kv_block(slots)
+    start = 1
+    for written, end in phases:
+      assert end > start                                           # no empty phase
+      assert all((t + s - 1) // block == written for s in range(start, end))
+      start = end
+    assert start == new and (t + new - 2) // block == phases[-1][0] < slots // block
+  assert decode_module.block_phases(20, 40, 64) is None             # a short cache: one loop
+  assert decode_module.block_phases(100, 1, 256) is None            # no step after prefill
+  assert decode_module.block_phases(100, 1000, 1152) is None        # more phases than MAX_PHASES
+
+
+def _decode_both_ways(model, ids, mask, px, temperature, new, eos, monkeypatch):
+  """decode's output with the cache held as blocks (its CPU form) and as one buffer, and the
+  compiled programs' text."""
+  outs, texts = [], []
+  for phases in (decode_module.block_phases, lambda *a: None):
+    monkeypatch.setattr(decode_module, "block_phases", phases)
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def run(graphdef, state):
+      return decode(nnx.merge(graphdef, state), ids, mask, px, jax.random.key(1),
+                    jnp.float32(temperature), jnp.float32(0.9), max_new_tokens=new, eos=eos)
+    graphdef, state = nnx.split(model)
+    texts.append(run.lower(graphdef, state).compile().as_text())
+    outs.append(run(graphdef, state))
+  return outs, texts
+
+
+@pytest.mark.parametrize("dtype,temperature,eos", [("float32", 0.0, ()), ("bfloat16", 1.0, ()),
+                                                   ("float32", 1.0, (5,))])
+def test_decoding_with_the_cache_in_blocks_equals_the_one_buffer_loop(dtype, temperature, eos,
+                                                                      monkeypatch):
+  """On one CPU device a cache of more than 128 slots is read as separate blocks, one decode loop
+  per block written (`block_phases`): the same arithmetic in the same order, so the tokens and
+  log-probs are bitwise those of the one loop over the whole buffer, across phases and with left
+  padding; and no step slices a block out of the cache."""
+  vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=4,
+                            image_size=28, patch_size=14)
+  text = LlamaConfig(vocab_size=V, hidden_size=32, intermediate_size=64, num_layers=2,
+                     num_heads=4, num_kv_heads=2, dtype=dtype)
+  model = Llava(LlavaConfig(vision=vision, text=text, image_token_id=IMG), rngs=nnx.Rngs(5))
+  ids, mask, px = _prompt(b=3, t=100, pads=(0, 7, 70), seed=4)   # 256 slots, blocks of 64
+  assert decode_module.block_phases(100, 60, 256) == [(1, 29), (2, 60)]
+  (blocks, loop), (blocks_hlo, loop_hlo) = _decode_both_ways(model, ids, mask, px, temperature,
+                                                             60, eos, monkeypatch)
+  lengths = np.asarray(blocks.lengths)
+  assert lengths.max() > 29 if eos else np.all(lengths == 60)        # decoding crossed a block
+  for got, ref in ((blocks.tokens, loop.tokens), (blocks.logps, loop.logps),
+                   (blocks.lengths, loop.lengths)):
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(ref))
+  # a block sliced out of the cache: the prefill's (k and v of 2 layers) in both, the step's too
+  # in the one-buffer loop only
+  slices = lambda hlo: len(re.findall(r"\[1,3,2,64,8\]\{[\d,]+\} dynamic-slice\(", hlo))
+  assert slices(loop_hlo) == slices(blocks_hlo) + 2 * 2
+
+
+def test_a_cache_in_blocks_takes_one_token_a_step(llava):
+  view = llava.for_decoding()
+  cache = llava.init_cache(1, 256)
+  blocks = {name: layers.as_blocks(cache[name], 64) for name in ("k", "v")}
+  with pytest.raises(ValueError, match="one token per step"):
+    view.language_model.apply(jnp.ones((1, 2), jnp.int32), cache=dict(cache, **blocks))
+  with pytest.raises(ValueError, match="separate layers"):
+    llava.language_model.apply(jnp.ones((1, 1), jnp.int32), cache=dict(cache, **blocks))
+
+
+def test_first_argmax_is_jnp_argmax_with_ties_nans_and_infinities():
+  rs = np.random.RandomState(0)
+  x = rs.randn(7, 300).astype(np.float32)
+  x[1, [5, 17, 250]] = 9.0                    # tied maxima: the first
+  x[2, [40, 90]] = np.nan                     # a NaN: the first NaN
+  x[3] = -np.inf                              # all -inf: index 0
+  x[4, 299] = np.inf                          # the last index
+  x[5, [0, 3]] = np.inf
+  x[6, 7] = np.nan
+  x[6, 2] = np.inf
+  for dtype in (jnp.float32, jnp.bfloat16):
+    got = decode_module.first_argmax(jnp.asarray(x, dtype))
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(jnp.argmax(jnp.asarray(x, dtype), -1)))
+    assert got.dtype == jnp.int32
