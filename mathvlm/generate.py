@@ -104,7 +104,8 @@ def decode(model, input_ids: Array, attention_mask: Array, pixel_values: Array |
   The log-probs are the model's own (temperature 1, no nucleus cut) at each sampled token: what a
   forward pass over prompt + tokens gives, the old-policy log-probs of GRPO. Works with
   `LlamaForCausalLM` (pixel_values None) and `Llava` (prompt with image tokens). unstack: run
-  the layers as separate modules (`for_decoding`; default on CPU, where it is faster).
+  the layers as separate modules (`for_decoding`; default on CPU, where it is faster); on one CPU
+  device the steps then hold the cache as blocks (`block_phases`), with the same results.
   """
   model = model.for_decoding(unstack)
   b, t = input_ids.shape
