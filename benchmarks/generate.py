@@ -56,6 +56,15 @@ def sides(model, ref, ids, pixels, new: int):
   return ours, reference
 
 
+def phases(prompt_len: int, new: int):
+  """Our decode's loops on this machine: [(cache block written, step ending the loop)] when the
+  steps hold the KV cache as blocks (one CPU device, `mathvlm.generate.block_phases`), else None
+  (one loop)."""
+  from mathvlm.generate import block_phases, cache_slots
+  from mathvlm.models.layers import one_cpu_device
+  return block_phases(prompt_len, new, cache_slots(prompt_len, new)) if one_cpu_device() else None
+
+
 def main(argv=None) -> None:
   p = argparse.ArgumentParser()
   p.add_argument("--preset", choices=sorted(P.PRESETS), default="small")
@@ -89,7 +98,8 @@ def main(argv=None) -> None:
                 f"ratio_b{b}": round(sec["ref"] / sec["ours"], 3),
                 f"greedy_identical_b{b}": bool(np.array_equal(a, r)),
                 f"greedy_agreement_b{b}": round(float(np.mean(a == r)), 4),
-                f"prompt_len_b{b}": ids.shape[1]})
+                f"prompt_len_b{b}": ids.shape[1],
+                f"cache_phases_b{b}": phases(ids.shape[1], args.new_tokens)})
   out.update(P.load())
   json.dump(out, sys.stdout)
   print()

@@ -37,9 +37,12 @@ def test_train_step_benchmark_runs_both_sides_from_the_same_weights():
 
 
 def test_generate_benchmark_decodes_what_transformers_decodes():
-  out = _run("benchmarks.generate", "--preset", "tiny", "--repeats", "1", "--new_tokens", "8")
+  """90 new tokens after the tiny preset's 48-token prompts: a 256-slot cache, so our steps run in
+  three loops over the cache held as blocks, and still decode transformers' tokens."""
+  out = _run("benchmarks.generate", "--preset", "tiny", "--repeats", "1", "--new_tokens", "90")
   assert out["greedy_identical_b1"] and out["greedy_identical_b8"]
   assert out["ratio_b1"] > 0 and out["ratio_b8"] > 0
+  assert out["prompt_len_b8"] == 48 and out["cache_phases_b8"] == [[0, 17], [1, 81], [2, 90]]
 
 
 def test_decode_bound_benchmark_splits_both_calls_and_times_the_same_chain():
