@@ -113,7 +113,7 @@ def decode(model, input_ids: Array, attention_mask: Array, pixel_values: Array |
   cache = model.init_cache(b, cache_slots(t, max_new_tokens))
   positions = positions_from_mask(attention_mask)
   out = model.apply(input_ids, attention_mask=attention_mask, positions=positions, cache=cache,
-                    last_only=True, **extra)
+                    last_only=True, prefill=True, **extra)
   eos_arr = jnp.asarray(eos if eos else (-1,), jnp.int32)
   rng, sub = jax.random.split(rng)
   first, first_logp = _pick(out.logits[:, -1], sub, temperature, top_p)

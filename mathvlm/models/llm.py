@@ -194,6 +194,19 @@ apply_rope.defvjp(_rope_fwd, _rope_bwd)
 # ---------------------------------------------------------------------------------------------
 # Layers.
 
+class LayerCache(NamedTuple):
+  """One layer's view of the KV cache in a decoder call with a cache."""
+  k: Array | tuple   # [layers, batch, kv_heads, slots, head_dim], or this layer's blocks
+  v: Array | tuple
+  layer: Array | int
+  index: Array | int   # the slot the call's first token is written at
+  # The cache was empty (`apply(prefill=True)`): the tokens attend to each other as in a forward
+  # without a cache, not over the cache in blocks (`cached_attention`), which for a prompt of
+  # t tokens scores t queries against 64-slot blocks one at a time: 2.4x the time of the one
+  # causal attention at 680 tokens, batch 8, on this CPU (docs/perf/PERFORMANCE.md).
+  prefill: bool = False
+
+
 class LlamaAttention(nnx.Module):
   def __init__(self, cfg: LlamaConfig, *, rngs: nnx.Rngs):
     self.cfg = cfg
@@ -204,9 +217,10 @@ class LlamaAttention(nnx.Module):
     self.v_proj = dense(d, cfg.num_kv_heads * h, ("embed", "kv_heads"), bias=b, cfg=cfg, rngs=rngs)
     self.o_proj = dense(cfg.num_heads * h, d, ("heads", "embed"), bias=b, cfg=cfg, rngs=rngs)
 
-  def __call__(self, x: Array, cos: Array, sin: Array, mask: Array, cache=None):
-    """cache: None, or (k_cache, v_cache, layer, index) with k/v_cache [layers, batch, kv_heads,
-    slots, head_dim]; this layer's new keys and values are written at slot `index`."""
+  def __call__(self, x: Array, cos: Array, sin: Array, mask: Array,
+               cache: LayerCache | None = None):
+    """cache: None (training), or this layer's `LayerCache`: the new keys and values are written
+    at slot `cache.index`."""
     cfg = self.cfg
     t = x.shape[1]
     split = lambda y, kind: constrain(einops.rearrange(y, "b t (n h) -> b t n h", h=cfg.head_dim),
@@ -216,18 +230,19 @@ class LlamaAttention(nnx.Module):
     v = split(self.v_proj(x), "activation_kv_heads")
     if cache is None:
       out = attention(q, k, v, mask, cfg.attention_impl, causal=True)  # `causal_mask`'s
-    elif isinstance(cache[0], tuple):   # blocks (`layers.as_blocks`): a decode step
-      ck, cv, layer, index = cache
-      ck, cv = _write_last_block(ck, k, index), _write_last_block(cv, v, index)
+    elif isinstance(cache.k, tuple):   # blocks (`layers.as_blocks`): a decode step
+      ck, cv = (_write_last_block(c, y, cache.index) for c, y in ((cache.k, k), (cache.v, v)))
       out = block_attention(q, ck, cv, mask)
-      cache = (ck, cv, layer, index)
+      cache = cache._replace(k=ck, v=cv)
     else:  # written in place; attention reads the filled slots only
-      ck, cv, layer, index = cache
       put = lambda c, y: update_slice(c, einops.rearrange(y, "b t n h -> 1 b n t h"),
-                                      (layer, 0, 0, index, 0))
-      ck, cv = put(ck, k), put(cv, v)
-      out = cached_attention(q, ck, cv, layer, mask, index + t)
-      cache = (ck, cv, layer, index)
+                                      (cache.layer, 0, 0, cache.index, 0))
+      ck, cv = put(cache.k, k), put(cache.v, v)
+      if cache.prefill:   # the tokens are the cache's first: they attend to each other only
+        out = attention(q, k, v, mask[..., :t], cfg.attention_impl, causal=True)
+      else:
+        out = cached_attention(q, ck, cv, cache.layer, mask, cache.index + t)
+      cache = cache._replace(k=ck, v=cv)
     return self.o_proj(einops.rearrange(out, "b t n h -> b t (n h)")), cache
 
 
@@ -309,7 +324,8 @@ class LlamaForCausalLM(nnx.Module):
   def apply(self, input_ids: Array | None = None, *, inputs_embeds: Array | None = None,
             attention_mask: Array | None = None, positions: Array | None = None,
             cache: dict[str, Array] | None = None, last_only: bool = False,
-            segment_ids: Array | None = None, return_hidden: bool = False) -> LMOutput:
+            segment_ids: Array | None = None, return_hidden: bool = False,
+            prefill: bool = False) -> LMOutput:
     """Logits (and the updated cache when one is given).
 
     attention_mask: [batch, seq], 1 for tokens, 0 for padding. positions default to 0..seq-1 as in
@@ -318,7 +334,9 @@ class LlamaForCausalLM(nnx.Module):
     per example, 0 for padding): attention stays within a segment, and positions default to
     restarting at 0 in each; training only (no cache). return_hidden: the final norm's output
     [batch, seq, hidden] in `hidden` and no logits (a loss that projects only some positions
-    through `head_operands`).
+    through `head_operands`). prefill: with a cache, these tokens are its first (written from slot
+    0, whatever `index` says): they attend to each other as without a cache, and their keys and
+    values fill the cache (`LayerCache.prefill`); `mathvlm.generate.decode`'s prompt.
     """
     cfg = self.cfg
     x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
@@ -328,9 +346,13 @@ class LlamaForCausalLM(nnx.Module):
     if segment_ids is not None and cache is not None:
       raise ValueError("segment_ids (packed rows) are for training; decoding with a cache takes "
                        "one sequence per row")
+    if prefill and cache is None:
+      raise ValueError("prefill=True fills a cache: pass the cache (init_cache)")
+    if cache is not None and prefill:
+      cache = dict(cache, index=0)
     mask, pos, valid = self._mask_and_positions(b, t, mask_in, positions, cache, segment_ids)
     cos, sin = rope_cos_sin(jnp.broadcast_to(pos, (b, t)), cfg, x.dtype)
-    x, new_cache = self._layers(x, cos, sin, mask, cache, valid)
+    x, new_cache = self._layers(x, cos, sin, mask, cache, valid, prefill)
     x = constrain(self.norm(x), BATCH, LENGTH, EMBED)
     if last_only:
       x = x[:, -1:]
@@ -353,8 +375,12 @@ class LlamaForCausalLM(nnx.Module):
     mask = causal_mask(q_slots, jnp.arange(cache["valid"].shape[1]), valid, self.window)
     return mask, (q_slots[None] if positions is None else jnp.asarray(positions)), valid
 
-  def _layers(self, x, cos, sin, mask, cache, valid):
+  def _layers(self, x, cos, sin, mask, cache, valid, prefill: bool = False):
     """The scanned decoder stack; with a cache, each layer writes its keys and values."""
+    if cache is None and isinstance(self.layers, nnx.List):   # `for_decoding`'s view
+      for blk in self.layers:
+        x = blk(x, cos, sin, mask)[0]
+      return x, None
     if cache is None:
       def body(blk, h, _):
         return blk(h, cos, sin, mask)[0], None
@@ -366,8 +392,8 @@ class LlamaForCausalLM(nnx.Module):
 
     def body(blk, carry, layer):
       h, ck, cv = carry
-      h, (ck, cv, _, _) = blk(h, cos, sin, mask, (ck, cv, layer, index))
-      return (h, ck, cv), None
+      h, c = blk(h, cos, sin, mask, LayerCache(ck, cv, layer, index, prefill))
+      return (h, c.k, c.v), None
 
     if isinstance(cache["k"], tuple):   # one tuple of blocks per layer (`layers.as_blocks`)
       if not isinstance(self.layers, nnx.List):
@@ -375,7 +401,8 @@ class LlamaForCausalLM(nnx.Module):
                          "layers")
       ks, vs = list(cache["k"]), list(cache["v"])
       for i, blk in enumerate(self.layers):
-        x, (ks[i], vs[i], _, _) = blk(x, cos, sin, mask, (ks[i], vs[i], i, index))
+        x, c = blk(x, cos, sin, mask, LayerCache(ks[i], vs[i], i, index))
+        ks[i], vs[i] = c.k, c.v
       ck, cv = tuple(ks), tuple(vs)
     elif isinstance(self.layers, nnx.List):   # `for_decoding`'s separate layers
       ck, cv = cache["k"], cache["v"]
@@ -384,7 +411,7 @@ class LlamaForCausalLM(nnx.Module):
     else:
       (x, ck, cv), _ = scan_layers(self.layers, body, (x, cache["k"], cache["v"]),
                                    jnp.arange(self.cfg.num_layers))
-    return x, dict(k=ck, v=cv, valid=valid, index=index + x.shape[1])
+    return x, dict(k=ck, v=cv, valid=valid, index=jnp.asarray(index + x.shape[1], jnp.int32))
 
   def for_decoding(self, unstack: bool | None = None) -> LlamaForCausalLM:
     """This model for a decode loop: with `unstack` (default: on CPU) a view whose layers are

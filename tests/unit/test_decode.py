@@ -120,6 +120,32 @@ def test_decoding_view_equals_the_scanned_stack_and_leaves_the_model_alone(llava
   assert float(jnp.abs(a_step.cache["k"][:, :, :, 9]).max()) > 0    # the step wrote slot 9
 
 
+@pytest.mark.parametrize("unstack", [True, False])
+def test_the_prompt_attends_to_itself_as_the_forward_without_a_cache_does(llava, unstack):
+  """The prefill's logits are the plain forward's, bit for bit: the prompt's tokens attend to
+  each other in one causal attention, not over the cache in blocks (whose running softmax rounds
+  differently), and their keys and values fill the cache, which the next step reads."""
+  model = llava.for_decoding(unstack)
+  ids, mask, px = _prompt(seed=4)
+  pos = layers.positions_from_mask(jnp.asarray(mask))
+  cache = model.init_cache(3, 24)
+  pre = model.apply(ids, px, attention_mask=mask, positions=pos, cache=cache, last_only=True,
+                    prefill=True)
+  fwd = model.apply(ids, px, attention_mask=mask, positions=pos, last_only=True)
+  assert np.array_equal(np.asarray(pre.logits), np.asarray(fwd.logits))
+  assert int(pre.cache["index"]) == ids.shape[1]
+  nxt = np.full((3, 1), 7, np.int32)
+  step = model.apply(nxt, attention_mask=np.ones((3, 1), bool), positions=pos[:, -1:] + 1,
+                     cache=pre.cache)
+  again = model.apply(np.concatenate([ids, nxt], 1), px,
+                      attention_mask=np.concatenate([mask, np.ones((3, 1), np.int32)], 1),
+                      positions=np.concatenate([pos, pos[:, -1:] + 1], 1), last_only=True)
+  np.testing.assert_allclose(np.asarray(step.logits), np.asarray(again.logits), rtol=1e-5,
+                             atol=1e-5)
+  with pytest.raises(ValueError, match="prefill=True fills a cache"):
+    model.apply(ids, px, attention_mask=mask, prefill=True)
+
+
 def test_a_bfloat16_cache_is_written_and_read_in_place_on_cpu(monkeypatch):
   """XLA:CPU computes a bf16 dynamic-update-slice or slice in float32, converting the whole KV
   cache at every layer of every token (a bf16 batch-8 decode call ran at half the float32 call's
