@@ -6,11 +6,12 @@ the tokens and each sampled token's log-probability under the model. `generate` 
 entry point: checks, one jitted `decode`, and the tokens.
 
 Prefill and every decode step run inside one jitted function (a `while_loop`), so decoding never
-recompiles: one compile per (model, batch, prompt length, max_new_tokens, EOS ids). The cache is
-written in place and attention reads only its filled slots (`layers.cached_attention`); on one CPU
-device the steps hold it as separate blocks, one loop per block written (`block_phases`). Rows that
-reach EOS are padded with `pad_token_id` afterwards, and the loop stops when all rows are done,
-as transformers' `generate` does.
+recompiles: one compile per (model, batch, prompt length, max_new_tokens, EOS ids). The prompt
+attends to itself as in a forward without a cache and fills the empty cache (`apply(prefill=True)`);
+each step's token is written in place and attention reads only the filled slots
+(`layers.cached_attention`); on one CPU device the steps hold the cache as separate blocks, one
+loop per block written (`block_phases`). Rows that reach EOS are padded with `pad_token_id`
+afterwards, and the loop stops when all rows are done, as transformers' `generate` does.
 """
 
 from __future__ import annotations
