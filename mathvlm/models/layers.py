@@ -413,12 +413,35 @@ def kv_block(slots: int) -> int:
   return next((b for b in (256, 128, 64, 32, 16, 8) if b <= largest and slots % b == 0), slots)
 
 
+def one_token_scores_as_matvecs(qg: Array) -> bool:
+  """Whether `block_scores` scores one query token per group as matrix-vector products: float32
+  on CPU. XLA:CPU hands the batched [batch, kv_heads, groups, 1, head_dim] x [.., slots, head_dim]
+  dot to YNNPACK, which is slow at that shape (two rows a matrix); with one row a matrix YNNPACK
+  declines and XLA's own kernel runs it. `small`'s batch-8 decode attention alone (8 layers x 6
+  blocks, a jitted loop) took 3.3 against 4.8 ms a step in float32, and the whole batch-8 call
+  3.08 against 3.18 s (medians of 21, tokens identical; docs/perf/PERFORMANCE.md). In bf16 the
+  split form was slower (4.3 against 3.2 ms), and accelerators have their own kernels."""
+  return (qg.shape[3] == 1 and qg.dtype == jnp.float32 and jax.default_backend() == "cpu")
+
+
+def block_scores(qg: Array, kb: Array) -> Array:
+  """Raw scores [batch, kv_heads, groups, t, slots] of grouped queries qg [batch, kv_heads, groups,
+  t, head_dim] against a block of keys kb [batch, kv_heads, slots, head_dim], in float32; one
+  matrix-vector product per query group where `one_token_scores_as_matvecs` (the same sums, in
+  another order: ~1e-7 apart)."""
+  if not one_token_scores_as_matvecs(qg):
+    return jnp.einsum("bkgth,bksh->bkgts", qg, kb, preferred_element_type=jnp.float32)
+  per_group = [jnp.einsum("bkh,bksh->bks", qg[:, :, i, 0], kb, preferred_element_type=jnp.float32)
+               for i in range(qg.shape[2])]
+  return jnp.stack(per_group, axis=2)[:, :, :, None]
+
+
 def _attend_block(carry, qg: Array, kb: Array, vb: Array, mb: Array):
   """One block of keys and values [batch, kv_heads, slots, head_dim] folded into the running
   softmax (max, sum, weighted values) of grouped queries qg [batch, kv_heads, groups, t, head_dim];
   mb: the block's boolean mask [batch|1, 1, t, slots]."""
   top, total, acc = carry
-  s = jnp.einsum("bkgth,bksh->bkgts", qg, kb, preferred_element_type=jnp.float32)
+  s = block_scores(qg, kb)
   s = jnp.where(mb.reshape(mb.shape[:2] + (1,) + mb.shape[2:]),
                 s * jnp.float32(1.0 / math.sqrt(qg.shape[-1])), jnp.float32(NEG))
   new_top = jnp.maximum(top, jnp.max(s, axis=-1))

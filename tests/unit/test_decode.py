@@ -146,6 +146,27 @@ def test_the_prompt_attends_to_itself_as_the_forward_without_a_cache_does(llava,
     model.apply(ids, px, attention_mask=mask, prefill=True)
 
 
+
+@pytest.mark.parametrize("dtype,t", [("float32", 1), ("bfloat16", 1), ("float32", 3)])
+def test_one_token_scores_are_matrix_vector_products_in_float32_on_cpu(dtype, t):
+  """A decode step's block scores, float32 on CPU: one [batch, kv_heads] batch of matrix-vector
+  products per query group (YNNPACK declines them; its batched dot with two rows a matrix was the
+  slow part of `small`'s batch-8 step), equal to the grouped einsum up to the order of the sums.
+  bf16 and several tokens keep the one batched einsum."""
+  rs = np.random.RandomState(7)
+  b, kv, g, h, slots = 3, 2, 3, 16, 64
+  qg = jnp.asarray(rs.randn(b, kv, g, t, h), dtype)
+  kb = jnp.asarray(rs.randn(b, kv, slots, h), dtype)
+  got = layers.block_scores(qg, kb)
+  ref = jnp.einsum("bkgth,bksh->bkgts", qg, kb, preferred_element_type=jnp.float32)
+  assert got.shape == ref.shape == (b, kv, g, t, slots) and got.dtype == jnp.float32
+  np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-6, atol=1e-5)
+  dots = [e for e in jax.make_jaxpr(layers.block_scores)(qg, kb).eqns
+          if e.primitive.name == "dot_general"]
+  matvecs = dtype == "float32" and t == 1
+  assert layers.one_token_scores_as_matvecs(qg) == matvecs
+  assert [d.invars[0].aval.ndim for d in dots] == ([3] * g if matvecs else [5])
+
 def test_a_bfloat16_cache_is_written_and_read_in_place_on_cpu(monkeypatch):
   """XLA:CPU computes a bf16 dynamic-update-slice or slice in float32, converting the whole KV
   cache at every layer of every token (a bf16 batch-8 decode call ran at half the float32 call's
