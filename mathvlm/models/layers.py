@@ -421,7 +421,7 @@ def one_token_scores_as_matvecs(qg: Array) -> bool:
   blocks, a jitted loop) took 3.3 against 4.8 ms a step in float32, and the whole batch-8 call
   3.08 against 3.18 s (medians of 21, tokens identical; docs/perf/PERFORMANCE.md). In bf16 the
   split form was slower (4.3 against 3.2 ms), and accelerators have their own kernels."""
-  return (qg.shape[3] == 1 and qg.dtype == jnp.float32 and jax.default_backend() == "cpu")
+  return qg.shape[3] == 1 and qg.dtype == jnp.float32 and jax.default_backend() == "cpu"
 
 
 def block_scores(qg: Array, kb: Array) -> Array:

@@ -146,7 +146,6 @@ def test_the_prompt_attends_to_itself_as_the_forward_without_a_cache_does(llava,
     model.apply(ids, px, attention_mask=mask, prefill=True)
 
 
-
 @pytest.mark.parametrize("dtype,t", [("float32", 1), ("bfloat16", 1), ("float32", 3)])
 def test_one_token_scores_are_matrix_vector_products_in_float32_on_cpu(dtype, t):
   """A decode step's block scores, float32 on CPU: one [batch, kv_heads] batch of matrix-vector
@@ -166,6 +165,7 @@ def test_one_token_scores_are_matrix_vector_products_in_float32_on_cpu(dtype, t)
   matvecs = dtype == "float32" and t == 1
   assert layers.one_token_scores_as_matvecs(qg) == matvecs
   assert [d.invars[0].aval.ndim for d in dots] == ([3] * g if matvecs else [5])
+
 
 def test_a_bfloat16_cache_is_written_and_read_in_place_on_cpu(monkeypatch):
   """XLA:CPU computes a bf16 dynamic-update-slice or slice in float32, converting the whole KV
