@@ -10,7 +10,9 @@ speed: `writer.generate` end to end (problems, images, PNG files, JSON) with all
   load average is printed before and after: the machine is shared, so read the figures with it.
 rules: every choices-only rule of `mathvlm.eval.choices_only` on --rules fresh problems (all
   multiple-choice where the chain allows, seed 10**6 + --seed), beside chance; a rule more than
-  10 points from chance would mean the options give the answer away.
+  10 points from chance would mean the options give the answer away. Beside the fixed rules, two
+  learned ones (`choices_only.Learned`, linear and trees) fitted on as many problems of another
+  seed (2 * 10**6 + --seed) and scored on the same fresh problems.
 layout: --sweep scenes drawn (all domains), each image checked from its rendered text boxes for
   a label over another label, a vertex or a drawn line (`layout.conflicts`).
 """
@@ -191,20 +193,31 @@ def matplotlib_speed(n: int, workers: int, seed: int) -> dict:
           "problems_per_s": round(n / dt, 1), "images_per_s": round(images / dt, 1)}
 
 
-def rules(n: int, workers: int, seed: int) -> dict:
-  opts = writer.Options(seed=10 ** 6 + seed, mc=1.0, degrade=0.0)
+def multiple_choice(n: int, workers: int, seed: int) -> dict:
+  """{domain: [(choices, answer index)]} of the multiple-choice problems among n of this seed."""
+  opts = writer.Options(seed=seed, mc=1.0, degrade=0.0)
   by_domain = collections.defaultdict(list)
   with _pool(workers) as pool:
     for samples in pool.imap(functools.partial(writer.make_problem, opts), range(n), chunksize=8):
       r = samples[0]["record"]
       if r["choices"]:
         by_domain[r["domain"]].append((r["choices"], r["answer_index"]))
+  return dict(sorted(by_domain.items()))
+
+
+def rules(n: int, workers: int, seed: int) -> dict:
+  by_domain = multiple_choice(n, workers, 10 ** 6 + seed)
   every = [p for v in by_domain.values() for p in v]
-  table = {d: {k: round(100 * v, 1) for k, v in choices_only.scores(p).items()}
-           for d, p in [("all", every), *sorted(by_domain.items())]}
+  seen = [p for v in multiple_choice(n, workers, 2 * 10 ** 6 + seed).values() for p in v]
+  learned = {f"learned_{kind}": choices_only.Learned(seen, kind) for kind in ("linear", "trees")}
+  table = {}
+  for d, p in [("all", every), *by_domain.items()]:
+    table[d] = {k: round(100 * v, 1) for k, v in choices_only.scores(p).items()}
+    table[d].update({k: round(100 * m.score(p), 1) for k, m in learned.items()})
   worst = max(abs(v - table["all"]["chance"]) for k, v in table["all"].items() if k != "chance")
-  return {"problems": n, "multiple_choice": len(every), "percent": table,
-          "largest_gap_points": round(worst, 1), "all_within_10_points": worst <= 10}
+  return {"problems": n, "multiple_choice": len(every), "learned_from": len(seen),
+          "percent": table, "largest_gap_points": round(worst, 1),
+          "all_within_10_points": worst <= 10}
 
 
 def _sweep_one(seed: int, i: int) -> tuple:

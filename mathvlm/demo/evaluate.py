@@ -51,7 +51,8 @@ def baselines(train_records, problems) -> dict:
   common answer (the letter for multiple choice, the value for free-form); and every
   choices-only rule of `mathvlm.eval.choices_only` (`choices_only_rule` is its `slip_source`,
   the rule that exploited the old engine's distractors), so the table says how much of a
-  model's score the options alone could give."""
+  model's score the options alone could give. With 10 or more multiple-choice training records,
+  also the two learned rules (`choices_only.Learned`), fitted on those records' options."""
   letters = collections.Counter(chr(65 + r["answer_index"]) for r in train_records if r["choices"])
   values = collections.Counter(r["answer"] for r in train_records if not r["choices"])
   top_letter = letters.most_common(1)[0][0] if letters else "A"
@@ -70,6 +71,12 @@ def baselines(train_records, problems) -> dict:
   out = dict(random=rand * pct, majority=maj * pct, choices_only_rule=rules["slip_source"] * pct,
              majority_answer=dict(letter=top_letter, value=top_value))
   out.update({f"choices_only_{rule}": v * pct for rule, v in rules.items()})
+  seen = [(r["choices"], r["answer_index"]) for r in train_records if r["choices"]]
+  asked = [(p.choices, ord(p.answer) - 65) for p in problems if p.choices]
+  if len(seen) >= 10:
+    for kind in ("linear", "trees"):
+      out[f"choices_only_learned_{kind}"] = (choices_only.Learned(seen, kind).score(asked)
+                                             * len(asked) * pct)
   return out
 
 

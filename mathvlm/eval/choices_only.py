@@ -8,6 +8,11 @@ old distractors were slips of the answer: `slip_source` found it 58.9% of the ti
 
 Pure functions over strings; values are read by `mathvlm.eval.answers.value_of`, which knows
 the engine's notation (`4√3`, `2π`, `3/2`).
+
+Fixed rules test one idea each. A model that learns from (options, answer) pairs tests them all
+at once and finds their combinations (the answer is the smallest in magnitude but not by value,
+the shortest of the long ones, ...): `Learned` fits one on problems of one seed and is scored on
+fresh ones, so what it finds is a property of the generator, not of the problems it saw.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import math
 import re
 import statistics
 from typing import Callable
+
+import numpy as np
 
 from mathvlm.eval.answers import value_of
 
@@ -160,3 +167,81 @@ def scores(problems: list[tuple[list[str], int]]) -> dict[str, float]:
   for rule in RULES:
     out[rule] = sum(expected(rule, c, a) for c, a in problems) / n
   return out
+
+
+# ---------------------------------------------------------------- a learned rule
+
+MARKS = ("√", "π", "/", "(", ".", "-", "∞", "·", "x")
+
+
+def _rank(xs: np.ndarray) -> np.ndarray:
+  """Each entry's rank in [0, 1] (ties by position, as a stable sort orders them)."""
+  return np.argsort(np.argsort(xs, kind="stable"), kind="stable") / max(1, len(xs) - 1)
+
+
+def option_features(choices: list[str]) -> np.ndarray:
+  """[options, features]: what a choices-only model may see of each option, relative to its set.
+  Every fixed rule's pick (ties split); the value's rank, z-score, sign, and log-magnitude and its
+  rank against the set's (zeros for a set without values); the text's length rank and z-score;
+  the notation's marks; how many options share its form."""
+  k = len(choices)
+  picks = [rule(choices) for rule in RULES.values()]
+  rules = np.array([[(i in p) / len(p) if 0 < len(p) < k else 0.0 for p in picks]
+                    for i in range(k)])
+  vals = values(choices)
+  if vals is None:
+    value = np.zeros((k, 6))
+  else:
+    v = np.array(vals)
+    mag = np.log10(np.abs(v) + 1e-12)
+    value = np.stack([np.ones(k), _rank(v), (v - v.mean()) / (v.std() or 1.0), (v < 0) * 1.0,
+                      mag - mag.mean(), _rank(mag)], 1)
+  n = np.array([len(c.strip()) for c in choices], float)
+  forms = [form(c) for c in choices]
+  text = np.array([[_rank(n)[i], (n[i] - n.mean()) / (n.std() or 1.0),
+                    forms.count(forms[i]) / k, *[float(m in c) for m in MARKS]]
+                   for i, c in enumerate(choices)])
+  return np.concatenate([rules, value, text], 1)
+
+
+class Learned:
+  """A choices-only rule learned from (choices, answer index) pairs: a scikit-learn classifier
+  of "is this option the answer" over `option_features`, picking the option(s) it scores
+  highest. kind: "linear" (standardised logistic regression) or "trees" (gradient-boosted
+  trees: they find conjunctions the linear model cannot). Deterministic for the same pairs."""
+
+  def __init__(self, problems: list[tuple[list[str], int]], kind: str = "linear"):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    if kind not in ("linear", "trees"):
+      raise ValueError(f"choices_only.Learned: kind {kind!r}; one of 'linear', 'trees'")
+    x = np.concatenate([option_features(c) for c, _ in problems])
+    y = np.concatenate([np.arange(len(c)) == a for c, a in problems])
+    if len(problems) < 10 or y.all() or not y.any():
+      raise ValueError(f"choices_only.Learned: {len(problems)} problems are too few to learn "
+                       "from; give it at least 10 multiple-choice problems")
+    self.model = (make_pipeline(StandardScaler(), LogisticRegression(C=0.3, max_iter=3000))
+                  if kind == "linear" else HistGradientBoostingClassifier(
+                      learning_rate=0.05, max_iter=200, early_stopping=False, random_state=0))
+    self.model.fit(x, y)
+
+  def __call__(self, choices: list[str]) -> list[int]:
+    return self.picks([choices])[0]
+
+  def picks(self, sets: list[list[str]]) -> list[list[int]]:
+    """The picks for many option sets in one prediction (a call per set costs milliseconds)."""
+    p = self.model.predict_proba(np.concatenate([option_features(c) for c in sets]))[:, 1]
+    out, at = [], 0
+    for c in sets:
+      q, at = p[at:at + len(c)], at + len(c)
+      out.append([int(i) for i in np.flatnonzero(q >= q.max() - 1e-12)])
+    return out
+
+  def score(self, problems: list[tuple[list[str], int]]) -> float:
+    """Expected accuracy on (choices, answer index) pairs it was not fitted on, in [0, 1]."""
+    if not problems:
+      return 0.0
+    picks = self.picks([c for c, _ in problems])
+    return sum((a in p) / len(p) for (_, a), p in zip(problems, picks)) / len(problems)

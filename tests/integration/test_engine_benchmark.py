@@ -36,5 +36,7 @@ def test_engine_benchmark_reports_speed_stages_rules_and_layout():
   assert split["problems"] == 30 and split["all"]["other_split_passed_over"] == 0
   assert split["test"]["other_split_passed_over"] > split["train"]["other_split_passed_over"]
   assert all(split[k]["cpu_ms_per_problem"] > 0 for k in ("all", "train", "test"))
-  assert "largest_gap_points" in out["choices_only_rules"]
+  rules = out["choices_only_rules"]
+  assert "largest_gap_points" in rules and rules["learned_from"] >= 10
+  assert {"slip_source", "learned_linear", "learned_trees"} <= set(rules["percent"]["all"])
   assert out["layout"]["scenes"] == 12 and out["layout"]["conflicts"] == 0

@@ -85,3 +85,55 @@ def test_demo_baselines_report_every_rule():
   assert b["random"] == pytest.approx(100 * 0.5 / 3) and b["majority"] == pytest.approx(200 / 3)
   assert b["choices_only_rule"] == b["choices_only_slip_source"] == pytest.approx(100 / 3)
   assert {f"choices_only_{r}" for r in CO.RULES} <= set(b)
+  assert "choices_only_learned_linear" not in b   # one multiple-choice record: nothing to learn
+
+
+def test_demo_baselines_learn_from_the_training_records_and_score_the_test_problems():
+  from mathvlm.demo.evaluate import baselines
+  from mathvlm.eval.common import Problem
+  rng = np.random.default_rng(2)
+  second = lambda v: np.argsort(v)[-2]
+  train = [{"choices": c, "answer_index": a, "answer": c[a]} for c, a in _sets(rng, 200, second)]
+  asked = [Problem(pid=f"p{k}", question="q", answer=chr(65 + a), choices=c, images=[], query="q",
+                   meta={}, raw={}) for k, (c, a) in enumerate(_sets(rng, 100, second))]
+  free = [Problem(pid=f"f{k}", question="q", answer="5", choices=[], images=[], query="q",
+                  meta={}, raw={}) for k in range(100)]
+  b = baselines(train, asked + free)
+  # percent of all 200 questions, as every baseline: the 100 multiple-choice ones at most 50
+  assert 45 < b["choices_only_learned_trees"] <= 50
+  assert b["choices_only_learned_linear"] > b["random"] + 5
+
+
+def _sets(rng, n: int, answer_at) -> list:
+  """n option sets of four random values; the answer is the option `answer_at(values)` names."""
+  out = []
+  for _ in range(n):
+    vals = rng.uniform(1, 100, 4).round(1)
+    out.append(([f"{v:g}" for v in vals], int(answer_at(vals))))
+  return out
+
+
+def test_learned_rule_finds_a_tell_no_fixed_rule_names_on_fresh_sets():
+  rng = np.random.default_rng(0)
+  second = lambda v: np.argsort(v)[-2]   # the answer is always the second largest
+  train, fresh = _sets(rng, 300, second), _sets(rng, 300, second)
+  fixed = CO.scores(fresh)
+  best_fixed = max(v for k, v in fixed.items() if k != "chance")
+  assert best_fixed < 0.6   # nearest_median half-finds it (it ties the two middle options)
+  assert CO.Learned(train, "trees").score(fresh) > 0.9
+  assert CO.Learned(train, "linear").score(fresh) > fixed["chance"] + 0.15
+
+
+def test_learned_rule_stays_at_chance_when_the_options_say_nothing():
+  rng = np.random.default_rng(1)
+  anywhere = lambda v: rng.integers(4)   # the answer is any of four exchangeable options
+  train, fresh = _sets(rng, 400, anywhere), _sets(rng, 600, anywhere)
+  for kind in ("linear", "trees"):
+    assert abs(CO.Learned(train, kind).score(fresh) - 0.25) < 0.06, kind
+
+
+def test_learned_rule_says_what_it_needs():
+  with pytest.raises(ValueError, match="too few"):
+    CO.Learned([(["1", "2", "3", "4"], 0)] * 5)
+  with pytest.raises(ValueError, match="one of"):
+    CO.Learned([(["1", "2", "3", "4"], k % 4) for k in range(20)], "forest")
