@@ -182,8 +182,9 @@ def _rank(xs: np.ndarray) -> np.ndarray:
 def option_features(choices: list[str]) -> np.ndarray:
   """[options, features]: what a choices-only model may see of each option, relative to its set.
   Every fixed rule's pick (ties split); the value's rank, z-score, sign, and log-magnitude and its
-  rank against the set's (zeros for a set without values); the text's length rank and z-score;
-  the notation's marks; how many options share its form."""
+  rank against the set's (zeros for a set without values); the text's length, and how many
+  numbers and symbols it holds (a tidy answer among messy slips), against the set's; whether it
+  is a plain integer; the notation's marks; how many options share its form."""
   k = len(choices)
   picks = [rule(choices) for rule in RULES.values()]
   rules = np.array([[(i in p) / len(p) if 0 < len(p) < k else 0.0 for p in picks]
@@ -197,8 +198,10 @@ def option_features(choices: list[str]) -> np.ndarray:
     value = np.stack([np.ones(k), _rank(v), (v - v.mean()) / (v.std() or 1.0), (v < 0) * 1.0,
                       mag - mag.mean(), _rank(mag)], 1)
   n = np.array([len(c.strip()) for c in choices], float)
+  parts = np.array([len(re.findall(r"\d+|[√∛∜π∞x]|ln|log", c)) for c in choices], float)
   forms = [form(c) for c in choices]
-  text = np.array([[_rank(n)[i], (n[i] - n.mean()) / (n.std() or 1.0),
+  text = np.array([[_rank(n)[i], (n[i] - n.mean()) / (n.std() or 1.0), _rank(parts)[i],
+                    parts[i] - parts.mean(), float(re.fullmatch(r"-?\d+", c.strip()) is not None),
                     forms.count(forms[i]) / k, *[float(m in c) for m in MARKS]]
                    for i, c in enumerate(choices)])
   return np.concatenate([rules, value, text], 1)
