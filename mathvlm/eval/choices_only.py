@@ -183,7 +183,7 @@ def option_features(choices: list[str]) -> np.ndarray:
   """[options, features]: what a choices-only model may see of each option, relative to its set.
   Every fixed rule's pick (ties split); the value's rank, z-score, sign, and log-magnitude and its
   rank against the set's (zeros for a set without values); the text's length, and how many
-  numbers and symbols it holds (a tidy answer among messy slips), against the set's; whether it
+  numbers and symbols it holds (is the answer tidier than the slips?), against the set's; whether it
   is a plain integer; the notation's marks; how many options share its form."""
   k = len(choices)
   picks = [rule(choices) for rule in RULES.values()]
