@@ -200,7 +200,8 @@ def option_features(choices: list[str]) -> np.ndarray:
   n = np.array([len(c.strip()) for c in choices], float)
   parts = np.array([len(re.findall(r"\d+|[√∛∜π∞x]|ln|log", c)) for c in choices], float)
   forms = [form(c) for c in choices]
-  text = np.array([[_rank(n)[i], (n[i] - n.mean()) / (n.std() or 1.0), _rank(parts)[i],
+  n_rank, parts_rank = _rank(n), _rank(parts)
+  text = np.array([[n_rank[i], (n[i] - n.mean()) / (n.std() or 1.0), parts_rank[i],
                     parts[i] - parts.mean(), float(re.fullmatch(r"-?\d+", c.strip()) is not None),
                     forms.count(forms[i]) / k, *[float(m in c) for m in MARKS]]
                    for i, c in enumerate(choices)])
