@@ -221,6 +221,10 @@ class Learned:
     from sklearn.preprocessing import StandardScaler
     if kind not in ("linear", "trees"):
       raise ValueError(f"choices_only.Learned: kind {kind!r}; one of 'linear', 'trees'")
+    for k, (c, a) in enumerate(problems):
+      if not 0 <= a < len(c):
+        raise ValueError(f"choices_only.Learned: problem {k} has answer index {a} for "
+                         f"{len(c)} options {c!r}; fix or drop that record")
     x = np.concatenate([option_features(c) for c, _ in problems])
     y = np.concatenate([np.arange(len(c)) == a for c, a in problems])
     if len(problems) < 10 or y.all() or not y.any():

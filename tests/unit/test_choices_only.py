@@ -139,3 +139,6 @@ def test_learned_rule_says_what_it_needs():
     CO.Learned([(["1", "2", "3", "4"], 0)] * 5)
   with pytest.raises(ValueError, match="one of"):
     CO.Learned([(["1", "2", "3", "4"], k % 4) for k in range(20)], "forest")
+  bad = [(["1", "2", "3", "4"], k % 4) for k in range(20)] + [(["1", "2"], 2)]
+  with pytest.raises(ValueError, match="problem 20 has answer index 2 for 2 options"):
+    CO.Learned(bad)
