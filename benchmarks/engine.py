@@ -89,10 +89,12 @@ def split_cost(n: int, seed: int) -> dict:
 
 
 # (name, module, attribute): the stages of one problem, outermost first (`writer.draw`: the
-# scene, its drawing, then `assemble` with the options, the two solved chains and rationales;
+# scene, a multiple-choice question's option set, the drawing, then `assemble` with the
+# options, the two solved chains and rationales;
 # `writer.sample`: the files, their PNG encoding and degradation). `redrawn_attempts` is the
 # time of the `writer.draw` calls that were rejected, whatever stage they got to.
-STAGES = (("scene", None, "MAKERS"), ("drawing", None, "scene.draw"),
+STAGES = (("scene", None, "MAKERS"), ("option_set", writer, "option_set"),
+          ("drawing", None, "scene.draw"),
           ("assemble", writer, "assemble"), ("options", problems, "options"),
           ("solve", problems, "solve"), ("rationales", problems, "cot"),
           ("files", writer, "_files"), ("png", render, "png"), ("degrade", render, "degrade"),

@@ -46,6 +46,10 @@ def parse(argv=None):
   p.add_argument("--variants", type=int, default=1,
                  help="K variants per problem: same figure program, new numbers and letters "
                  "(records carry variant_of and variant)")
+  p.add_argument("--wrong_options", default="figure", choices=["figure", "figure+mistakes"],
+                 help="figure: a question asks one of four quantities of its figure, shown as "
+                 "the options (no choices-only rule beats chance); figure+mistakes: where the "
+                 "figure has too few, wrong options from wrong reasoning instead of free-form")
   p.add_argument("--beam", action="store_true", help="run as an Apache Beam pipeline")
   p.add_argument("--beam_options", default="",
                  help="Beam pipeline options, e.g. \"--runner=DataflowRunner --project=P\"")
@@ -56,7 +60,8 @@ def main(argv=None):
   a = parse(argv)
   logging.basicConfig(level=logging.INFO, format="%(message)s")
   opts = Options(seed=a.seed, domain=a.domain, split=a.split, test_fraction=a.test_fraction,
-                 mc=a.mc, degrade=a.degrade, steps=a.steps, variants=a.variants).check()
+                 mc=a.mc, degrade=a.degrade, steps=a.steps, variants=a.variants,
+                 wrong_options=a.wrong_options).check()
   if a.beam:
     from data_prep import beam
     meta = beam.generate(a.out, a.n, opts, workers=a.workers, beam_options=a.beam_options)

@@ -125,7 +125,8 @@ def _plausible(v, answer: float, signed: bool = False) -> bool:
   return 1 / 30 <= abs(ratio) <= 30 and not any(abs(ratio - r) < 1e-9 for r in FIXED_RATIOS)
 
 
-def _as_float(v):
+def as_real(v):
+  """The real float of an exact value; None for complex values and expressions in x."""
   try:
     f = as_complex(v)
   except (TypeError, ValueError):
@@ -150,8 +151,8 @@ def candidates(chain, givens, target, answer: float, ms: list, exact: bool,
   every = []
   for m in ms:
     x = replay(chain, base, target, (m,), ns, floats)
-    if _as_float(x) is not None:
-      every.append(Option(_as_float(x), (m,), x if exact else None))
+    if as_real(x) is not None:
+      every.append(Option(as_real(x), (m,), x if exact else None))
   one = [o for o in every if _plausible(o.value, answer, signed)]
   squares, pairs = [], []
   combos = list(itertools.combinations(every, 2))
@@ -159,11 +160,11 @@ def candidates(chain, givens, target, answer: float, ms: list, exact: bool,
     combos = [combos[i] for i in np.random.default_rng(len(combos)).permutation(len(combos))
               [:MAX_EXACT_PAIRS]]
   for a, b in combos:
-    if a.mistakes[0].site == b.mistakes[0].site or _close(a.value, b.value):
+    if a.mistakes[0].site == b.mistakes[0].site or close(a.value, b.value):
       continue
     x = replay(chain, base, target, a.mistakes + b.mistakes, ns, floats)
-    v = _as_float(x)
-    if not _plausible(v, answer, signed) or _close(v, a.value) or _close(v, b.value):
+    v = as_real(x)
+    if not _plausible(v, answer, signed) or close(v, a.value) or close(v, b.value):
       continue
     pairs.append(Option(v, a.mistakes + b.mistakes, x if exact else None))
     if a in one and b in one:
@@ -171,7 +172,8 @@ def candidates(chain, givens, target, answer: float, ms: list, exact: bool,
   return one, squares, pairs
 
 
-def _close(a: float, b: float) -> bool:
+def close(a: float, b: float) -> bool:
+  """Within 0.5%: two options so near are one option to a reader."""
   return abs(a - b) <= 5e-3 * max(1.0, abs(a), abs(b))
 
 
@@ -227,7 +229,7 @@ def _apart(opts: list) -> np.ndarray:
   sets = [frozenset()] + [frozenset(o.mistakes) for o in opts]
   d = np.array([[len(a ^ b) for b in sets] for a in sets], int)
   for i, j in itertools.combinations(range(1, len(sets)), 2):
-    if _close(opts[i - 1].value, opts[j - 1].value):
+    if close(opts[i - 1].value, opts[j - 1].value):
       d[i, j] = d[j, i] = -1
   return d
 
@@ -287,7 +289,7 @@ def pick(answer: float, one: list, squares: list, pairs: list, rng, texts: Texts
 def _distinct(opts: list) -> list:
   out = []
   for o in opts:
-    if not any(_close(o.value, p.value) for p in out):
+    if not any(close(o.value, p.value) for p in out):
       out.append(o)
   return out
 
@@ -296,11 +298,11 @@ def distractors(chain, givens, target, answer, kind_of, misreads, rng,
                 exact: bool = False, signed: bool = False) -> list | None:
   """Wrong options for a numeric answer: [(exact value, [why, ...], mistakes), ...] or None
   (too few)."""
-  ans = _as_float(answer)
+  ans = as_real(answer)
   if ans is None:
     return None
   floats = {k: f for k, v in list(givens.items()) + [(d.name, d.value) for d in chain]
-            if (f := _as_float(v)) is not None}
+            if (f := as_real(v)) is not None}
   ms = _sample(singles(chain, givens, kind_of, misreads, rng, floats),
                MAX_EXACT_SINGLES if exact else MAX_SINGLES, rng)
   one, squares, pairs = candidates(chain, givens, target, ans, ms, exact, signed, floats)

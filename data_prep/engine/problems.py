@@ -10,6 +10,7 @@ written in textbook notation. A problem that does not re-check raises `Rejected`
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable
 
 from . import mistakes
@@ -112,8 +113,7 @@ def solve(scene: Scene, target: Target) -> Solved:
 
 def pick(scene: Scene, steps: tuple, wanted: int, srng) -> tuple[Target, Target]:
   """(main, harder): main's chain has `wanted` steps (or one more or fewer, within `steps`),
-  the figure's last shape first; harder is the longest strictly longer chain on the same
-  figure, else the sum of the main target and the longest other numeric one."""
+  the figure's last shape first; harder is `harder_of` main."""
   lo, hi = steps
   lens = [len(chain_of(scene, t)) for t in scene.targets]
   ok = [i for i, n in enumerate(lens) if lo <= n <= hi and scene.targets[i].main_ok]
@@ -125,11 +125,85 @@ def pick(scene: Scene, steps: tuple, wanted: int, srng) -> tuple[Target, Target]
     raise ProgramRejected(f"no question with {wanted} steps on this figure")
   best = min(scene.targets[i].priority for i in pool)
   pool = [i for i in pool if scene.targets[i].priority == best]
-  main = pool[int(srng.integers(len(pool)))]
-  longer = [i for i, n in enumerate(lens) if n > lens[main]]
+  main = scene.targets[pool[int(srng.integers(len(pool)))]]
+  return main, harder_of(scene, main)
+
+
+def harder_of(scene: Scene, main: Target) -> Target:
+  """The longest strictly longer chain on the same figure, else the sum of the main target and
+  the longest other numeric one (Math-LLaVA's "harder" version of the question)."""
+  lens = [len(chain_of(scene, t)) for t in scene.targets]
+  at = scene.targets.index(main)
+  longer = [i for i, n in enumerate(lens) if n > lens[at]]
   if longer:
-    return scene.targets[main], scene.targets[max(longer, key=lambda i: (lens[i], -i))]
-  return scene.targets[main], _sum_target(scene, main, lens)
+    return scene.targets[max(longer, key=lambda i: (lens[i], -i))]
+  return _sum_target(scene, at, lens)
+
+
+def option_set(scene: Scene, first: Target, steps: tuple, rng,
+               names: tuple | None = None) -> list[Target] | None:
+  """Four askable quantities of the figure for a multiple-choice question, `first` among them,
+  or None when the figure has too few: the question then asks one of the four drawn uniformly
+  *after* the set is fixed (`writer.draw`), and shows them in a uniformly drawn order.
+
+  Why: whatever made the set (here `first`, the target of the wanted depth, and quantities of
+  its kind drawn at random), P(the answer is option i | the options) = 1/4, so no rule that
+  reads the options alone beats chance, however it is learned. Wrong options made from the
+  answer by mistakes cannot promise that: mistakes inflate values more often than they shrink
+  them, and a learned rule found the answer in 39.5% of them (docs/engine/README.md). Each
+  wrong option is the exact answer to another question on the same figure: the wrong one of
+  similar quantities, or a misread label.
+
+  The other three share first's kind (lengths with lengths, areas with areas) when the figure
+  has enough, else are any numeric quantities; their chains stay within `steps`. The set needs
+  distinct values (not within 0.5%) and texts, and no text longer than twice the shortest (or
+  8 characters more): a condition on the set, the same whichever member is asked. `names`
+  (variants after the first): exactly these quantities, None if this variant's values collide."""
+  lo, hi = steps
+  numeric = lambda t: t.main_ok and t.answer_text is None and not t.parts  # noqa: E731
+  if names is not None:
+    by_name = {t.name: t for t in scene.targets}
+    members = [by_name[n] for n in names if n in by_name]
+    if len(members) < len(names):
+      return None
+    texts = [_figure_text(scene, t) for t in members]
+    fair = None not in texts and all(_fair(texts[:k], texts[k]) for k in range(1, len(texts)))
+    return members if fair else None
+  if not numeric(first) or (text := _figure_text(scene, first)) is None:
+    return None
+  pool = [t for t in scene.targets
+          if t is not first and numeric(t) and lo <= len(chain_of(scene, t)) <= hi]
+  kind = scene.kind_of(first.name)
+  same = [t for t in pool if kind is not None and scene.kind_of(t.name) == kind]
+  pool = same if len(same) >= mistakes.N_OPTIONS - 1 else pool
+  members, texts = [first], [text]
+  for i in rng.permutation(len(pool)):
+    t = _figure_text(scene, pool[i])
+    if t is not None and _fair(texts, t):
+      members.append(pool[i])
+      texts.append(t)
+      if len(members) == mistakes.N_OPTIONS:
+        return members
+  return None
+
+
+def _figure_text(scene: Scene, target: Target) -> tuple | None:
+  """(text, float, exact value) of a target's answer, from its formulas; None unless real."""
+  chain = chain_of(scene, target)
+  fill(chain, scene.givens)
+  v = scene.derivs[target.name].value
+  f = mistakes.as_real(v)
+  if f is None or not math.isfinite(f):
+    return None
+  return human(written(v)), f, v
+
+
+def _fair(texts: list, t: tuple) -> bool:
+  """May t join the set: a value and a text of its own, and no text standing out by length."""
+  if any(t[0] == u[0] or mistakes.close(t[1], u[1]) for u in texts):
+    return False
+  n = [len(u[0]) for u in texts] + [len(t[0])]
+  return max(n) <= max(2 * min(n), min(n) + 8)
 
 
 def _sum_target(scene: Scene, main: int, lens: list) -> Target:
@@ -145,8 +219,21 @@ def _sum_target(scene: Scene, main: int, lens: list) -> Target:
   return Target(name, phrase, [f"What is {phrase}?"], parts=(a.name, b.name))
 
 
-def options(scene: Scene, sol: Solved, vrng) -> tuple | None:
-  """(choices as text, as sympy, the answer's index, why each wrong option is wrong) or None."""
+def options(scene: Scene, sol: Solved, vrng, members: list | None = None,
+            from_mistakes: bool = True) -> tuple | None:
+  """(choices as text, as sympy, the answer's index, why each wrong option is wrong) or None.
+  `members` (an `option_set` holding the asked target): those quantities in a uniformly drawn
+  order. Else, when `from_mistakes`, wrong options from wrong reasoning (`mistakes`), or a
+  non-numeric target's own (intervals: a square of two slips)."""
+  if members:
+    order = [members[i] for i in vrng.permutation(len(members))]
+    rows = [(sol.text, sol.expr, None) if t is sol.target else
+            (*_texts(scene, t), [f"gave {t.phrase} instead of {sol.target.phrase}"])
+            for t in order]
+    return ([r[0] for r in rows], [r[1] for r in rows], order.index(sol.target),
+            [r[2] for r in rows])
+  if not from_mistakes:
+    return None
   if sol.value is None:
     wrong = list(sol.target.wrong_texts)
   else:
@@ -160,6 +247,11 @@ def options(scene: Scene, sol: Solved, vrng) -> tuple | None:
   idx = int(vrng.integers(len(wrong) + 1))
   rows = wrong[:idx] + [(sol.text, sol.expr, None)] + wrong[idx:]
   return [r[0] for r in rows], [r[1] for r in rows], idx, [r[2] for r in rows]
+
+
+def _texts(scene: Scene, target: Target) -> tuple:
+  text, _, v = _figure_text(scene, target)
+  return text, machine(v)
 
 
 def cot(scene: Scene, sol: Solved, idx: int | None) -> str:
@@ -184,14 +276,16 @@ def questions(scene: Scene, ask: str, tail: str, lead: str) -> dict:
 
 
 def assemble(scene: Scene, main: Target, harder: Target, mc: bool, srng, vrng,
-             fallback: bool = True) -> dict:
+             fallback: bool = True, members: list | None = None,
+             from_mistakes: bool = True) -> dict:
   """The instruct record's problem fields (MAVIS-Geometry names) and what the writer needs.
-  A multiple-choice problem whose chain offers too few wrong turns is asked free-form when
-  `fallback` (counted in meta.json), else redrawn."""
+  Multiple-choice options are `members` (an `option_set`) when given, else from `options`;
+  a multiple-choice problem with no fair options is asked free-form when `fallback` (counted
+  in meta.json), else redrawn."""
   sol = solve(scene, main)
-  opts = options(scene, sol, vrng) if mc else None
+  opts = options(scene, sol, vrng, members, from_mistakes) if mc else None
   if mc and opts is None and not fallback:
-    raise Rejected("too few distinct wrong options from wrong reasoning")
+    raise Rejected("no fair set of options for this variant")
   hard = solve(scene, harder)
   choices, exprs, idx, why = opts or ([], [], None, [])
   tail = ("\nChoices:\n" + "\n".join(f"{LETTERS[k]}: {c}" for k, c in enumerate(choices))

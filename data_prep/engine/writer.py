@@ -27,7 +27,8 @@ import sympy as sp
 from . import analytic, functions, plane_problem, render
 from .exact import as_float
 from .notation import machine
-from .problems import ProgramRejected, Rejected, assemble, complexity, pick
+from .problems import (ProgramRejected, Rejected, assemble, complexity, harder_of,
+                       option_set, pick)
 
 log = logging.getLogger(__name__)
 DOMAINS = ("plane", "analytic", "function")
@@ -38,6 +39,10 @@ SHORT = {"text_dominant": "td", "text_lite": "tl", "vision_dominant": "vd"}
 CAPTION_ASK = ["Describe the diagram.", "What does this figure show?",
                "Give a detailed caption of this math diagram.",
                "Describe every element of the image."]
+# figure: options are four quantities of the figure, one asked (chance for any choices-only
+# rule; the rest free-form). figure+mistakes: where the figure has too few, options from wrong
+# reasoning too (more multiple choice; a learned rule finds those answers above chance).
+WRONG_OPTIONS = ("figure", "figure+mistakes")
 MAX_PROGRAMS = 60     # figure programs that may fail per problem
 MAX_OTHER_SPLIT = 2000  # sound programs of the other split passed over before those count too
 MAX_VALUES = 25       # values tried per program and variant
@@ -54,6 +59,7 @@ class Options:
   degrade: float = 0.1
   steps: tuple = (1, 6)
   variants: int = 1
+  wrong_options: str = "figure"
 
   def check(self):
     if self.domain not in DOMAINS + ("all",):
@@ -63,6 +69,9 @@ class Options:
     lo, hi = self.steps
     if not 1 <= lo <= hi <= 12:
       raise ValueError(f"engine: --steps {lo}:{hi}; give MIN:MAX with 1 <= MIN <= MAX <= 12")
+    if self.wrong_options not in WRONG_OPTIONS:
+      raise ValueError(f"engine: --wrong_options {self.wrong_options!r}; use one of "
+                       f"{WRONG_OPTIONS}")
     if self.variants < 1:
       raise ValueError(f"engine: --variants {self.variants}; give 1 or more")
     return self
@@ -102,33 +111,54 @@ def check_split(opts: Options, scene, main) -> None:
 
 @dataclasses.dataclass
 class Drawn:
-  """One problem drawn and checked, before it becomes files."""
+  """One problem drawn and checked, before it becomes files. members: the option set's targets
+  (indices in scene.targets, the asked one at `asked`), empty when the options are not one."""
   scene: object
   main: object
   rec: dict
   images: dict
   degradation: dict | None
+  members: tuple = ()
+  asked: int | None = None
 
 
-def draw(dom: str, opts: Options, srng, vrng, mc_of_first: bool | None = None) -> Drawn:
+def draw(dom: str, opts: Options, srng, vrng, first: Drawn | None = None) -> Drawn:
   """Structure first (from srng, in a fixed order), then the scene, question, images, options.
-  Variants after the first keep the first's question type (`mc_of_first`); the first falls
-  back to free-form when its chain gives no fair set of wrong options."""
+  A multiple-choice question asks one of an option set of the figure's quantities
+  (`problems.option_set`), drawn after the set; without one, its options come from wrong
+  reasoning (`--wrong_options figure+mistakes`) or it is asked free-form. Variants after the
+  first keep the first's question type, option set and asked quantity (`first`)."""
   wanted = int(srng.integers(opts.steps[0], opts.steps[1] + 1))
   mc = bool(srng.random() < opts.mc)
-  mc = mc if mc_of_first is None else mc_of_first
+  mc = mc if first is None else first.rec["question_type"] == "multi_choice"
   degraded = bool(srng.random() < opts.degrade)
   how = render.degradation(srng)
   scene = MAKERS[dom](srng, vrng, wanted)
   main, harder = pick(scene, opts.steps, wanted, srng)
-  if mc_of_first is None:  # the first variant's content decides the problem's split
+  ask_rng = np.random.default_rng(srng.integers(2 ** 63))  # drawn always: srng's stream stays
+  members, asked = None, None                               # the same in every variant
+  if mc and first is None:
+    members = option_set(scene, main, opts.steps, ask_rng)
+    asked = int(ask_rng.integers(len(members))) if members else None
+  elif mc and first.members:
+    members = option_set(scene, main, opts.steps, ask_rng,
+                         names=[scene.targets[i].name for i in first.members])
+    if members is None:
+      raise Rejected("option set: values collide in this variant")
+    asked = first.asked
+  if members:
+    main = members[asked]
+    harder = harder_of(scene, main)
+  if first is None:  # the first variant's content decides the problem's split
     check_split(opts, scene, main)
   try:  # before the options: a figure whose labels do not fit costs less this way
     images = scene.draw()
   except render.LabelsDoNotFit as e:
     raise Rejected(f"labels do not fit: {e}") from None
-  rec = assemble(scene, main, harder, mc, srng, vrng, fallback=mc_of_first is None)
-  return Drawn(scene, main, rec, images, how if degraded else None)
+  rec = assemble(scene, main, harder, mc, srng, vrng, fallback=first is None, members=members,
+                 from_mistakes=opts.wrong_options == "figure+mistakes")
+  index = [scene.targets.index(t) for t in members or ()]
+  return Drawn(scene, main, rec, images, how if degraded else None, tuple(index), asked)
 
 
 def make_problem(opts: Options, index: int) -> list:
@@ -153,7 +183,7 @@ def make_problem(opts: Options, index: int) -> list:
     sid = f"{dom}_{opts.split}_{opts.seed}_{index:07d}"
     samples = [sample(d, sid, k, opts, index) for k, d in enumerate(out)]
     if out[0].rec["fell_back"]:
-      rejected["multiple choice asked free-form: too few wrong turns"] = 1
+      rejected["multiple choice asked free-form: no fair set of options"] = 1
     samples[0]["rejected"] = rejected
     return samples
   raise RuntimeError(f"engine: problem {index} ({dom}) failed {MAX_PROGRAMS} figure programs "
@@ -167,7 +197,7 @@ def _variants(dom, opts, base, rejected) -> list | None:
     for tries in range(MAX_VALUES):
       srng = np.random.default_rng(base + [0])
       vrng = np.random.default_rng(base + [1, k, tries])
-      first = None if not out else out[0].rec["question_type"] == "multi_choice"
+      first = out[0] if out else None
       try:
         out.append(draw(dom, opts, srng, vrng, first))
         break
@@ -309,6 +339,7 @@ def outputs(records, caps, scenes, rejected, opts: Options) -> dict:
   meta = {"n": len(records), "seed": opts.seed, "domain": opts.domain, "split": opts.split,
           "test_fraction": opts.test_fraction, "multiple_choice": opts.mc,
           "degrade": opts.degrade, "steps": list(opts.steps), "variants": opts.variants,
+          "wrong_options": opts.wrong_options,
           "per_domain": counts, "question_types": dict(sorted(types.items())),
           "rejected_attempts": dict(sorted(rejected.items())),
           "sympy": sp.__version__}

@@ -219,17 +219,17 @@ def test_other_split_content_is_never_drawn_or_assembled(monkeypatch):
   held_out = lambda scene, main: writer.is_test(writer.content_key(scene, main), 0.1)  # noqa: E731
   drawn, assembled = [], []
 
-  def picking(scene, *a):
-    main, harder = pick(scene, *a)
+  def checking(o, scene, main):  # the question asked (a multiple-choice one: after its set)
+    writer_check_split(o, scene, main)
     draw = scene.draw
     scene.draw = lambda: (drawn.append(held_out(scene, main)), draw())[1]
-    return main, harder
 
   def assembling(scene, main, *a, **k):
     assembled.append(held_out(scene, main))
     return assemble(scene, main, *a, **k)
 
-  monkeypatch.setattr(writer, "pick", picking)
+  writer_check_split = writer.check_split
+  monkeypatch.setattr(writer, "check_split", checking)
   monkeypatch.setattr(writer, "assemble", assembling)
   other = sum(writer.make_problem(opts, i)[0]["rejected"].get("other_split", 0)
               for i in range(6))

@@ -3,6 +3,7 @@ mistakes inside it (a wrong formula, the wrong one of two similar quantities, a 
 computed exactly like the answer, distinct, and never a fixed multiple of the answer."""
 
 import numpy as np
+import pytest
 import sympy as sp
 
 from data_prep.engine import mistakes as M
@@ -12,6 +13,14 @@ from data_prep.engine.notation import human, written
 from data_prep.engine.problems import Rejected
 from mathvlm.eval import choices_only as CO
 from mathvlm.eval.answers import value_of
+
+
+@pytest.fixture
+def mistakes_only(monkeypatch):
+  """The engine with options from wrong reasoning only (`--wrong_options figure+mistakes` on
+  figures without an option set of their quantities): what these tests are about."""
+  monkeypatch.setattr(writer, "option_set", lambda *a, **k: None)
+  return lambda **kw: writer.Options(mc=1.0, degrade=0.0, wrong_options="figure+mistakes", **kw)
 
 
 def _rectangle_chain():
@@ -41,8 +50,8 @@ def test_each_option_is_the_chain_replayed_with_its_mistakes():
   assert len({sp.nsimplify(v) for v, _, _ in found}) == 3
 
 
-def test_options_are_no_fixed_multiple_of_the_answer_and_are_distinct():
-  opts = writer.Options(seed=41, mc=1.0, degrade=0.0)
+def test_options_are_no_fixed_multiple_of_the_answer_and_are_distinct(mistakes_only):
+  opts = mistakes_only(seed=41)
   mc = 0
   for i in range(45):
     try:
@@ -63,11 +72,11 @@ def test_options_are_no_fixed_multiple_of_the_answer_and_are_distinct():
   assert mc >= 25
 
 
-def test_answer_and_options_are_written_the_same_way():
+def test_answer_and_options_are_written_the_same_way(mistakes_only):
   """An option's text follows from its value alone, by the same rule for the answer and the
   wrong options: a bracketed answer among expanded options ((24 - 8√3)/π against 8√3/π + 24/π)
   would give itself away."""
-  opts = writer.Options(seed=43, domain="function", mc=1.0, degrade=0.0)
+  opts = mistakes_only(seed=43, domain="function")
   checked = grouped = 0
   for i in range(40):
     try:
@@ -131,11 +140,11 @@ def test_no_options_when_length_alone_would_pick_the_answer():
   assert all(picked) and any("3" in [o.text for o in c] for c in picked)
 
 
-def test_function_options_do_not_make_the_answer_the_shortest():
+def test_function_options_do_not_make_the_answer_the_shortest(mistakes_only):
   """Function answers are tidier than the wrong turns (2 against 7/2): choosing among the
   places the options can give, and never a set where only "the shortest" is on offer, keeps
   the shortest-option rule near chance on function problems."""
-  opts = writer.Options(seed=29, domain="function", mc=1.0, degrade=0.0)
+  opts = mistakes_only(seed=29, domain="function")
   problems = []
   for i in range(260):
     r = writer.make_problem(opts, i)[0]["record"]
@@ -155,7 +164,7 @@ def _is_hub(reasons: list) -> bool:
   return total[at] < min(t for k, t in enumerate(total) if k != at)
 
 
-def test_the_answer_is_not_the_hub_of_its_options():
+def test_the_answer_is_not_the_hub_of_its_options(mistakes_only):
   """Three single mistakes around the answer make it the centre the options were made from
   (plane problems' most_similar rule scored 5-7 points above chance on such sets): no set is
   offered where the answer is closer to the others than every wrong option is."""
@@ -163,7 +172,7 @@ def test_the_answer_is_not_the_hub_of_its_options():
   pair = M.Option(11.0, singles[0].mistakes + singles[1].mistakes)
   sets = M._sets(singles, [], [pair], np.random.default_rng(0))
   assert sets and all(pair in c for c in sets)  # never three singles
-  opts = writer.Options(seed=47, domain="plane", mc=1.0, degrade=0.0)
+  opts = mistakes_only(seed=47, domain="plane")
   found = [writer.make_problem(opts, i)[0]["scene"].get("distractors") for i in range(80)]
   found = [d for d in found if d]
   assert len(found) >= 40
@@ -186,11 +195,11 @@ def test_hub_rule_on_all_sets_at_once_matches_the_rule_one_set_at_a_time():
 
 
 def test_an_expression_in_x_is_not_a_number_and_says_so_before_sympy_evaluates_it(monkeypatch):
-  """A function question's values are expressions in x: `_as_float` must give None for them
+  """A function question's values are expressions in x: `as_real` must give None for them
   at once (sympy's own attempt cost ~1 ms each and its failure was never cached)."""
   from data_prep.engine import exact
   x = exact.X
   monkeypatch.setattr(sp.Expr, "evalf", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
-  assert M._as_float(3 * x ** 2 - 1) is None and M._as_float(sp.sin(2 * x)) is None
+  assert M.as_real(3 * x ** 2 - 1) is None and M.as_real(sp.sin(2 * x)) is None
   monkeypatch.undo()
-  assert M._as_float(sp.sqrt(2)) == float(sp.sqrt(2))
+  assert M.as_real(sp.sqrt(2)) == float(sp.sqrt(2))
