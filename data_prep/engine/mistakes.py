@@ -1,5 +1,8 @@
 """Distractors from wrong reasoning: each wrong option is the answer of the same chain with one or
-two mistakes inside it, computed exactly like the answer.
+two mistakes inside it, computed exactly like the answer. Used where a figure has no option set
+of its own quantities (`problems.option_set`) and `--wrong_options figure+mistakes` allows it:
+however they are picked, mistakes inflate a value more often than they shrink it, and a learned
+choices-only rule finds the answer among them well above chance (docs/engine/README.md).
 
 A mistake is a wrong formula at one step (`Deriv.slips`), the wrong one of two similar quantities
 fed into a step (another length, the other coordinate), or a misread given (the complementary

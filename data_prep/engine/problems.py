@@ -3,8 +3,10 @@
 Each domain builds a `Scene`: what is given, every formula that derives something else, the
 askable `Target`s and an independent way to measure any quantity. Here a target is picked whose
 deduction has the asked number of steps, a harder one on the same figure (a longer chain), every
-step is re-checked, the wrong options come from wrong reasoning (`mistakes`), and the texts are
-written in textbook notation. A problem that does not re-check raises `Rejected` and is redrawn.
+step is re-checked, a multiple-choice question asks one of an option set of the figure's
+quantities (`option_set`) or, where allowed, takes wrong options from wrong reasoning
+(`mistakes`), and the texts are written in textbook notation. A problem that does not re-check
+raises `Rejected` and is redrawn.
 """
 
 from __future__ import annotations
