@@ -1,6 +1,7 @@
 """The data engine as a benchmark-grade source, measured; prints JSON.
 
   python -m benchmarks.engine [--n 600] [--workers 2] [--rules 1000] [--sweep 1000] [--seed 0]
+      [--wrong_options figure|figure+mistakes]
 
 speed: `writer.generate` end to end (problems, images, PNG files, JSON) with all domains mixed on
   --workers processes, problems/s, side by side in the same run with the bare Matplotlib render
@@ -12,7 +13,8 @@ rules: every choices-only rule of `mathvlm.eval.choices_only` on --rules fresh p
   multiple-choice where the chain allows, seed 10**6 + --seed), beside chance; a rule more than
   10 points from chance would mean the options give the answer away. Beside the fixed rules, two
   learned ones (`choices_only.Learned`, linear and trees) fitted on as many problems of another
-  seed (2 * 10**6 + --seed) and scored on the same fresh problems.
+  seed (2 * 10**6 + --seed) and scored on the same fresh problems. --wrong_options: the engine's
+  option mode (figure+mistakes: options from wrong reasoning where a figure has no option set).
 layout: --sweep scenes drawn (all domains), each image checked from its rendered text boxes for
   a label over another label, a vertex or a drawn line (`layout.conflicts`).
 """
@@ -195,9 +197,9 @@ def matplotlib_speed(n: int, workers: int, seed: int) -> dict:
           "problems_per_s": round(n / dt, 1), "images_per_s": round(images / dt, 1)}
 
 
-def multiple_choice(n: int, workers: int, seed: int) -> dict:
+def multiple_choice(n: int, workers: int, seed: int, wrong_options: str = "figure") -> dict:
   """{domain: [(choices, answer index)]} of the multiple-choice problems among n of this seed."""
-  opts = writer.Options(seed=seed, mc=1.0, degrade=0.0)
+  opts = writer.Options(seed=seed, mc=1.0, degrade=0.0, wrong_options=wrong_options).check()
   by_domain = collections.defaultdict(list)
   with _pool(workers) as pool:
     for samples in pool.imap(functools.partial(writer.make_problem, opts), range(n), chunksize=8):
@@ -207,17 +209,19 @@ def multiple_choice(n: int, workers: int, seed: int) -> dict:
   return dict(sorted(by_domain.items()))
 
 
-def rules(n: int, workers: int, seed: int) -> dict:
-  by_domain = multiple_choice(n, workers, 10 ** 6 + seed)
+def rules(n: int, workers: int, seed: int, wrong_options: str = "figure") -> dict:
+  by_domain = multiple_choice(n, workers, 10 ** 6 + seed, wrong_options)
   every = [p for v in by_domain.values() for p in v]
-  seen = [p for v in multiple_choice(n, workers, 2 * 10 ** 6 + seed).values() for p in v]
+  seen = [p for v in multiple_choice(n, workers, 2 * 10 ** 6 + seed, wrong_options).values()
+          for p in v]
   learned = {f"learned_{kind}": choices_only.Learned(seen, kind) for kind in ("linear", "trees")}
   table = {}
   for d, p in [("all", every), *by_domain.items()]:
     table[d] = {k: round(100 * v, 1) for k, v in choices_only.scores(p).items()}
     table[d].update({k: round(100 * m.score(p), 1) for k, m in learned.items()})
   worst = max(abs(v - table["all"]["chance"]) for k, v in table["all"].items() if k != "chance")
-  return {"problems": n, "multiple_choice": len(every), "learned_from": len(seen),
+  return {"problems": n, "wrong_options": wrong_options, "multiple_choice": len(every),
+          "learned_from": len(seen),
           "percent": table, "largest_gap_points": round(worst, 1),
           "all_within_10_points": worst <= 10}
 
@@ -257,6 +261,8 @@ def main():
   p.add_argument("--rules", type=int, default=1000, help="fresh problems for the rules")
   p.add_argument("--sweep", type=int, default=1000, help="scenes for the layout sweep")
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--wrong_options", default="figure", choices=list(writer.WRONG_OPTIONS),
+                 help="the engine's option mode for the choices-only rules")
   a = p.parse_args()
   res = {"load_before": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
   res["speed"] = {"engine": speed(a.n, a.workers, a.seed),
@@ -265,7 +271,7 @@ def main():
                   "split_cpu": split_cost(max(30, a.n // 10), a.seed)}
   res["load_after_speed"] = [round(x, 2) for x in os.getloadavg()]
   if a.rules:
-    res["choices_only_rules"] = rules(a.rules, a.workers, a.seed)
+    res["choices_only_rules"] = rules(a.rules, a.workers, a.seed, a.wrong_options)
   if a.sweep:
     res["layout"] = layout(a.sweep, a.workers, a.seed)
   res["load_after"] = [round(x, 2) for x in os.getloadavg()]
