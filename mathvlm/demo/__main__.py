@@ -420,8 +420,8 @@ def choices_only_reading(b: dict, to_mc: float) -> str:
   return (f"- Options alone: the best of {len(rules)} choices-only rules ({best}) picks the right "
           f"option in {rules[best]:.1f}% of the multiple-choice questions, chance {chance:.1f}% "
           f"({rules[best] - chance:+.1f} points; the best of many rules on a few hundred "
-          "questions is biased upward, `python -m benchmarks.engine` measures them on 1,000 fresh "
-          "problems)" + (": the options give little away." if rules[best] - chance <= 10 else
+          "questions, each problem's options asked in every version, is biased upward; "
+          "`python -m benchmarks.engine` measures them on 1,000 fresh problems)" + (": the options give little away." if rules[best] - chance <= 10 else
                          ": the options give part of the answer away."))
 
 

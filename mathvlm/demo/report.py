@@ -219,7 +219,8 @@ def write(out: str, r: dict) -> str:
       "held out (a content-hash split: no held-out problem appears in training), plane "
       "geometry, analytic geometry and functions in equal parts; multiple choice asked for "
       f"{pct(s['mc'])}% of problems, held {mc_share(r['evals']):.1f}% of held-out questions (a "
-      "problem whose chain has too few wrong turns for distinct options is asked free-form).",
+      "multiple-choice question shows four quantities of its figure and asks one; a figure "
+      "with too few is asked free-form).",
       f"- Dynamic benchmark: {r['dynamic']['seeds']} held-out seed problems, "
       f"{r['dynamic']['variants']} variants each, drawn with the held-out set's seed and split "
       "(variant 0 of seed i is held-out problem i, unless a variant could not be drawn); "
@@ -260,7 +261,7 @@ def write(out: str, r: dict) -> str:
       "Baselines on the same problems: "
       f"random {b['random']:.1f}, always the training set's most common answer "
       f"({b['majority_answer']['letter']} / `{b['majority_answer']['value']}`) "
-      f"{b['majority']:.1f}; a choices-only rule that exploits how the engine writes "
+      f"{b['majority']:.1f}; the choices-only rule that exploited the old engine's "
       f"distractors (the option the others derive from) {b['choices_only_rule']:.1f}.",
       "",
       "![accuracy](accuracy.png)",
