@@ -494,10 +494,18 @@ def make(srng, vrng, wanted: int) -> Scene:
 
 
 def kind_of(name: str) -> str | None:
+  """What sort of quantity a name is: similar quantities are what a student confuses, and what a
+  multiple-choice question shows beside the one it asks (`problems.option_set`)."""
   if name.startswith(("x_", "y_")):
     return "coordinate"
-  if name.startswith("|") or name.startswith("r("):
+  if name.startswith(("|", "r(", "d(", "t(")):
     return "length"
-  if name.startswith("m(") or name.startswith("m⊥("):
+  if name.startswith(("m(", "m⊥(")):
     return "slope"
+  if name.startswith("S("):
+    return "area"
+  if name.startswith(("P(", "C(")):
+    return "perimeter"
+  if name.startswith(("b(", "x₀(")):
+    return "intercept"
   return None

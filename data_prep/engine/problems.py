@@ -156,8 +156,8 @@ def option_set(scene: Scene, first: Target, steps: tuple, rng,
   wrong option is the exact answer to another question on the same figure: the wrong one of
   similar quantities, or a misread label.
 
-  The other three share first's kind (lengths with lengths, areas with areas) when the figure
-  has enough, else are any numeric quantities; their chains stay within `steps`. The set needs
+  The other three are quantities of first's kind (lengths with lengths, areas with areas) as far
+  as the figure has them, then any other numeric ones; their chains stay within `steps`. The set needs
   distinct values (not within 0.5%) and texts, and no text longer than twice the shortest (or
   8 characters more): a condition on the set, the same whichever member is asked. `names`
   (variants after the first): exactly these quantities, None if this variant's values collide."""
@@ -177,13 +177,14 @@ def option_set(scene: Scene, first: Target, steps: tuple, rng,
           if t is not first and numeric(t) and lo <= len(chain_of(scene, t)) <= hi]
   kind = scene.kind_of(first.name)
   same = [t for t in pool if kind is not None and scene.kind_of(t.name) == kind]
-  pool = same if len(same) >= mistakes.N_OPTIONS - 1 else pool
+  other = [t for t in pool if t not in same]
   members, texts = [first], [text]
-  for i in rng.permutation(len(pool)):
-    t = _figure_text(scene, pool[i])
-    if t is not None and _fair(texts, t):
-      members.append(pool[i])
-      texts.append(t)
+  for t in [same[i] for i in rng.permutation(len(same))] + [other[i] for i in
+                                                              rng.permutation(len(other))]:
+    x = _figure_text(scene, t)
+    if x is not None and _fair(texts, x):
+      members.append(t)
+      texts.append(x)
       if len(members) == mistakes.N_OPTIONS:
         return members
   return None

@@ -112,3 +112,31 @@ def test_without_an_option_set_the_question_is_free_form_or_from_mistakes(tmp_pa
     cli.parse(["--n", "1", "--out", "x", "--wrong_options", "answer"])
   with pytest.raises(ValueError, match="wrong_options"):
     writer.Options(wrong_options="answer").check()
+
+
+def test_the_others_are_of_the_first_quantitys_kind_as_far_as_the_figure_has_them():
+  """Lengths with lengths, areas with areas: a quantity of the set's first member's kind is left
+  out only when it could not join (a value or text it shares, or a length that would stand
+  out), so a wrong option is the similar quantity a student confuses where there is one."""
+  from data_prep.engine import problems as P
+  checked = mixed = 0
+  for d in _drawn(13, 150):
+    if not d.members:
+      continue
+    scene, members = d.scene, [d.scene.targets[i] for i in d.members]
+    kind = scene.kind_of(members[0].name)
+    if kind is None:
+      continue
+    checked += 1
+    left = [t for t in scene.targets if t not in members and t.main_ok and t.answer_text is None
+            and not t.parts and scene.kind_of(t.name) == kind
+            and 1 <= len(P.chain_of(scene, t)) <= 6]
+    others = [t for t in members[1:] if scene.kind_of(t.name) != kind]
+    mixed += bool(others)
+    if others:
+      texts = [P._figure_text(scene, t) for t in members[:1] + [t for t in members[1:]
+                                                                   if t not in others]]
+      for t in left:
+        x = P._figure_text(scene, t)
+        assert x is None or not P._fair(texts, x), (t.name, [m.name for m in members])
+  assert checked >= 40 and mixed >= 10
