@@ -157,9 +157,10 @@ def option_set(scene: Scene, first: Target, steps: tuple, rng,
   similar quantities, or a misread label.
 
   The other three are quantities of first's kind (lengths with lengths, areas with areas) as far
-  as the figure has them, then any other numeric ones; their chains stay within `steps`. The set needs
-  distinct values (not within 0.5%) and texts, and no text longer than twice the shortest (or
-  8 characters more): a condition on the set, the same whichever member is asked. `names`
+  as the figure has them, then any other numeric ones; their chains stay within `steps`. The set
+  needs distinct values (not within 0.5%) and texts, no text longer than twice the shortest (or 8
+  characters more), and no negative value unless every member may be negative (slopes,
+  intercepts, values of f): conditions on the set, the same whichever member is asked. `names`
   (variants after the first): exactly these quantities, None if this variant's values collide."""
   lo, hi = steps
   numeric = lambda t: t.main_ok and t.answer_text is None and not t.parts  # noqa: E731
@@ -191,21 +192,27 @@ def option_set(scene: Scene, first: Target, steps: tuple, rng,
 
 
 def _figure_text(scene: Scene, target: Target) -> tuple | None:
-  """(text, float, exact value) of a target's answer, from its formulas; None unless real."""
+  """(text, float, exact value, may it be negative) of a target's answer, from its formulas;
+  None unless real."""
   chain = chain_of(scene, target)
   fill(chain, scene.givens)
   v = scene.derivs[target.name].value
   f = mistakes.as_real(v)
   if f is None or not math.isfinite(f):
     return None
-  return human(written(v)), f, v
+  return human(written(v)), f, v, target.signed
 
 
 def _fair(texts: list, t: tuple) -> bool:
-  """May t join the set: a value and a text of its own, and no text standing out by length."""
+  """May t join the set: a value and a text of its own, no text standing out by length, and no
+  negative value beside a quantity that cannot be negative (an area among slopes would let a
+  reader of the question strike the negative options)."""
   if any(t[0] == u[0] or mistakes.close(t[1], u[1]) for u in texts):
     return False
-  n = [len(u[0]) for u in texts] + [len(t[0])]
+  every = texts + [t]
+  if any(u[1] < 0 for u in every) and not all(u[3] for u in every):
+    return False
+  n = [len(u[0]) for u in every]
   return max(n) <= max(2 * min(n), min(n) + 8)
 
 
@@ -253,7 +260,7 @@ def options(scene: Scene, sol: Solved, vrng, members: list | None = None,
 
 
 def _texts(scene: Scene, target: Target) -> tuple:
-  text, _, v = _figure_text(scene, target)
+  text, _, v, _ = _figure_text(scene, target)
   return text, machine(v)
 
 

@@ -30,11 +30,14 @@ def _drawn(seed, n, **kw):
 
 
 def test_every_option_is_the_answer_to_a_question_on_the_figure():
-  drawn = [d for d in _drawn(5, 90) if d.members]
+  drawn = [d for d in _drawn(5, 110) if d.members]
   assert len(drawn) >= 40
   for d in drawn:
     targets = [d.scene.targets[i] for i in d.members]
-    texts = [solve(d.scene, t).text for t in targets]   # each checked like an answer
+    solved = [solve(d.scene, t) for t in targets]       # each checked like an answer
+    texts = [x.text for x in solved]
+    negative = any(float(x.value) < 0 for x in solved)
+    assert not negative or all(t.signed for t in targets), texts  # no negative area option
     r = d.rec
     assert sorted(r["choices"]) == sorted(texts) and len(set(texts)) == 4
     assert r["choices"][r["answer_index"]] == r["answer"] == texts[d.asked]
@@ -72,7 +75,7 @@ def test_the_answer_stands_at_every_place_and_every_member_is_asked():
   the wanted depth) is shown are each uniform: were the set shown in its own order, that
   member would stand first or second, and its look (deeper chains, longer values) would tell
   the answer's place apart."""
-  drawn = [d for d in _drawn(7, 150) if d.members]
+  drawn = [d for d in _drawn(7, 170) if d.members]
   first = [d.rec["choices"].index(solve(d.scene, d.scene.targets[d.members[0]]).text)
            for d in drawn]
   assert len(drawn) >= 80
