@@ -421,8 +421,9 @@ def choices_only_reading(b: dict, to_mc: float) -> str:
           f"option in {rules[best]:.1f}% of the multiple-choice questions, chance {chance:.1f}% "
           f"({rules[best] - chance:+.1f} points; the best of many rules on a few hundred "
           "questions, each problem's options asked in every version, is biased upward; "
-          "`python -m benchmarks.engine` measures them on 1,000 fresh problems)" + (": the options give little away." if rules[best] - chance <= 10 else
-                         ": the options give part of the answer away."))
+          "`python -m benchmarks.engine` measures them on 1,000 fresh problems)"
+          + (": the options give little away." if rules[best] - chance <= 10 else
+             ": the options give part of the answer away."))
 
 
 def grpo_reading(e: dict, g: dict) -> str:

@@ -21,8 +21,8 @@ def test_engine_benchmark_reports_speed_stages_rules_and_layout():
   assert speed["engine"]["problems"] == speed["matplotlib_bare_render"]["problems"] == 12
   cpu = speed["engine_cpu"]
   st = cpu["stages_ms_per_problem"]
-  assert list(st) == ["scene", "option_set", "drawing", "assemble", "options", "solve", "rationales", "files",
-                      "png", "degrade", "redrawn_attempts"]
+  assert list(st) == ["scene", "option_set", "drawing", "assemble", "options", "solve",
+                      "rationales", "files", "png", "degrade", "redrawn_attempts"]
   assert all(v > 0 for v in st.values()), st   # every stage was reached and timed
   # nested stages fit inside their parents, and the stages inside the measured CPU time
   assert st["options"] + st["solve"] + st["rationales"] <= st["assemble"] + 0.02
