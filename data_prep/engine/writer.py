@@ -141,6 +141,8 @@ def draw(dom: str, opts: Options, srng, vrng, first: Drawn | None = None) -> Dra
     members = option_set(scene, main, opts.steps, ask_rng)
     asked = int(ask_rng.integers(len(members))) if members else None
   elif mc and first.members:
+    if max(first.members) >= len(scene.targets):
+      raise Rejected("option set: this variant's figure has fewer quantities")
     members = option_set(scene, main, opts.steps, ask_rng,
                          names=[scene.targets[i].name for i in first.members])
     if members is None:

@@ -143,3 +143,21 @@ def test_the_others_are_of_the_first_quantitys_kind_as_far_as_the_figure_has_the
         x = P._figure_text(scene, t)
         assert x is None or not P._fair(texts, x), (t.name, [m.name for m in members])
   assert checked >= 40 and mixed >= 10
+
+
+def test_a_variant_whose_figure_cannot_hold_the_set_is_redrawn_not_a_crash():
+  """Variants name the first's quantities by their place in the figure program: a figure with
+  fewer quantities, or whose values make two options equal, is a redraw of the values."""
+  opts = writer.Options(seed=5, mc=1.0, degrade=0.0)
+  rngs = lambda i, k: (np.random.default_rng([5, i, 0, 0, 0]),  # noqa: E731
+                       np.random.default_rng([5, i, 0, 0, 1, k, 0]))
+  for i in range(40):
+    try:
+      d = writer.draw(writer.domain_for("all", i), opts, *rngs(i, 0))
+    except (Rejected, ProgramRejected):
+      continue
+    if d.members:
+      break
+  first = writer.Drawn(d.scene, d.main, d.rec, {}, None, (0, 1, 2, 99), 0)
+  with pytest.raises(Rejected, match="fewer quantities"):
+    writer.draw(writer.domain_for("all", i), opts, *rngs(i, 1), first)
