@@ -57,8 +57,9 @@ def test_rules_catch_slip_distractors():
 
 
 def test_no_fixed_rule_reads_the_answer_off_the_engine_options():
-  """A learned rule still does (33.5-39.5% on 1,000 fresh problems: docs/engine/README.md); this
-  guards what the fixed rules measure."""
+  """The fixed rules on the engine's options (four quantities of the figure, one asked); the
+  learned rules are checked in test_engine_option_sets.py, where they read 33.5-39.5% on the
+  mistakes' options before (docs/engine/README.md)."""
   opts = writer.Options(seed=77, mc=1.0, degrade=0.0)
   problems = []
   for i in range(80):
