@@ -113,9 +113,10 @@ def solve(scene: Scene, target: Target) -> Solved:
   return Solved(target, chain, v, human(written(v)), machine(v), measured)
 
 
-def pick(scene: Scene, steps: tuple, wanted: int, srng) -> tuple[Target, Target]:
-  """(main, harder): main's chain has `wanted` steps (or one more or fewer, within `steps`),
-  the figure's last shape first; harder is `harder_of` main."""
+def pick(scene: Scene, steps: tuple, wanted: int, srng) -> Target:
+  """The question: a target whose chain has `wanted` steps (or one more or fewer, within
+  `steps`), the figure's last shape first. Its harder version is `harder_of` the question
+  finally asked (a multiple-choice one may ask another member of its option set)."""
   lo, hi = steps
   lens = [len(chain_of(scene, t)) for t in scene.targets]
   ok = [i for i, n in enumerate(lens) if lo <= n <= hi and scene.targets[i].main_ok]
@@ -127,8 +128,7 @@ def pick(scene: Scene, steps: tuple, wanted: int, srng) -> tuple[Target, Target]
     raise ProgramRejected(f"no question with {wanted} steps on this figure")
   best = min(scene.targets[i].priority for i in pool)
   pool = [i for i in pool if scene.targets[i].priority == best]
-  main = scene.targets[pool[int(srng.integers(len(pool)))]]
-  return main, harder_of(scene, main)
+  return scene.targets[pool[int(srng.integers(len(pool)))]]
 
 
 def harder_of(scene: Scene, main: Target) -> Target:
@@ -142,8 +142,7 @@ def harder_of(scene: Scene, main: Target) -> Target:
   return _sum_target(scene, at, lens)
 
 
-def option_set(scene: Scene, first: Target, steps: tuple, rng,
-               names: tuple | None = None) -> list[Target] | None:
+def option_set(scene: Scene, first: Target, steps: tuple, rng) -> list[Target] | None:
   """Four askable quantities of the figure for a multiple-choice question, `first` among them,
   or None when the figure has too few: the question then asks one of the four drawn uniformly
   *after* the set is fixed (`writer.draw`), and shows them in a uniformly drawn order.
@@ -160,18 +159,9 @@ def option_set(scene: Scene, first: Target, steps: tuple, rng,
   as the figure has them, then any other numeric ones; their chains stay within `steps`. The set
   needs distinct values (not within 0.5%) and texts, no text longer than twice the shortest (or 8
   characters more), and no negative value unless every member may be negative (slopes,
-  intercepts, values of f): conditions on the set, the same whichever member is asked. `names`
-  (variants after the first): exactly these quantities, None if this variant's values collide."""
+  intercepts, values of f): conditions on the set, the same whichever member is asked."""
   lo, hi = steps
   numeric = lambda t: t.main_ok and t.answer_text is None and not t.parts  # noqa: E731
-  if names is not None:
-    by_name = {t.name: t for t in scene.targets}
-    members = [by_name[n] for n in names if n in by_name]
-    if len(members) < len(names):
-      return None
-    texts = [_figure_text(scene, t) for t in members]
-    fair = None not in texts and all(_fair(texts[:k], texts[k]) for k in range(1, len(texts)))
-    return members if fair else None
   if not numeric(first) or (text := _figure_text(scene, first)) is None:
     return None
   pool = [t for t in scene.targets
@@ -189,6 +179,13 @@ def option_set(scene: Scene, first: Target, steps: tuple, rng,
       if len(members) == mistakes.N_OPTIONS:
         return members
   return None
+
+
+def is_fair(scene: Scene, members: list) -> bool:
+  """Whether these quantities still make a fair option set with this scene's values (a variant
+  keeps its first's set, with new numbers)."""
+  texts = [_figure_text(scene, t) for t in members]
+  return None not in texts and all(_fair(texts[:k], texts[k]) for k in range(1, len(texts)))
 
 
 def _figure_text(scene: Scene, target: Target) -> tuple | None:

@@ -27,7 +27,7 @@ import sympy as sp
 from . import analytic, functions, plane_problem, render
 from .exact import as_float
 from .notation import machine
-from .problems import (ProgramRejected, Rejected, assemble, complexity, harder_of,
+from .problems import (ProgramRejected, Rejected, assemble, complexity, harder_of, is_fair,
                        option_set, pick)
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ def draw(dom: str, opts: Options, srng, vrng, first: Drawn | None = None) -> Dra
   degraded = bool(srng.random() < opts.degrade)
   how = render.degradation(srng)
   scene = MAKERS[dom](srng, vrng, wanted)
-  main, harder = pick(scene, opts.steps, wanted, srng)
+  main = pick(scene, opts.steps, wanted, srng)
   ask_rng = np.random.default_rng(srng.integers(2 ** 63))  # drawn always: srng's stream stays
   members, asked = None, None                               # the same in every variant
   if mc and first is None:
@@ -143,14 +143,13 @@ def draw(dom: str, opts: Options, srng, vrng, first: Drawn | None = None) -> Dra
   elif mc and first.members:
     if max(first.members) >= len(scene.targets):
       raise Rejected("option set: this variant's figure has fewer quantities")
-    members = option_set(scene, main, opts.steps, ask_rng,
-                         names=[scene.targets[i].name for i in first.members])
-    if members is None:
+    members = [scene.targets[i] for i in first.members]
+    if not is_fair(scene, members):
       raise Rejected("option set: values collide in this variant")
     asked = first.asked
   if members:
     main = members[asked]
-    harder = harder_of(scene, main)
+  harder = harder_of(scene, main)
   if first is None:  # the first variant's content decides the problem's split
     check_split(opts, scene, main)
   try:  # before the options: a figure whose labels do not fit costs less this way

@@ -13,7 +13,7 @@ from data_prep.engine import __main__ as cli
 from data_prep.engine import analytic, functions, geometry as G, plane as P, plane_problem, writer
 from data_prep.engine.exact import recompute, same
 from data_prep.engine.notation import human, machine
-from data_prep.engine.problems import Rejected, assemble, pick, solve
+from data_prep.engine.problems import Rejected, assemble, harder_of, pick, solve
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +71,8 @@ def _problems(make, n, seed=7):
     try:
       wanted = int(srng.integers(1, 7))
       scene = make(srng, vrng, wanted)
-      main, harder = pick(scene, (1, 6), wanted, srng)
-      rec = assemble(scene, main, harder, True, srng, vrng)
+      main = pick(scene, (1, 6), wanted, srng)
+      rec = assemble(scene, main, harder_of(scene, main), True, srng, vrng)
     except Rejected:
       continue
     kept += 1
