@@ -154,8 +154,10 @@ def _redraw(dom, seed, i):
     base = [seed, i, attempt, 0]
     for tries in range(writer.MAX_VALUES):
       try:
-        return writer.draw(dom, writer.Options(seed=seed), np.random.default_rng(base + [0]),
-                           np.random.default_rng(base + [1, 0, tries])).images
+        opts = writer.Options(seed=seed)
+        return writer.draw(dom, opts, np.random.default_rng(base + [0]),
+                           np.random.default_rng(base + [1, 0, tries]),
+                           mc=writer.is_mc(opts, i)).images
       except Rejected as e:
         if type(e).__name__ == "ProgramRejected":
           break

@@ -32,19 +32,27 @@ class Graph:
   info: dict           # the coefficients
   form: str = ""       # deduce mode: the form with unknowns, as people write it
   points: dict = dataclasses.field(default_factory=dict)   # marked points: letter -> (x, y)
+  increasing: bool = True  # a monotonic-interval question asks where f increases (else falls)
 
 
 def program(srng, wanted: int) -> tuple:
-  """(family, mode, degree): deeper chains deduce the expression more often."""
+  """(family, mode, degree, sign, increasing): deeper chains deduce the expression more often.
+  The sign of a polynomial's or an absolute value's leading coefficient, and whether a
+  monotonic-interval question asks where f increases, are the program's, not values: a variant
+  (new values, same program) keeps them, so a question about a maximum stays one about a
+  maximum."""
   fam = str(srng.choice(FAMILIES))
   deduce = fam in DEDUCIBLE and srng.random() < (0.35 if wanted <= 2 else 0.8)
-  return fam, "deduce" if deduce else "stated", int(srng.choice([2, 2, 3]))
+  deg = int(srng.choice([2, 2, 3]))
+  return (fam, "deduce" if deduce else "stated", deg, 1 if srng.random() < 0.5 else -1,
+          bool(srng.random() < 0.5))
 
 
-def family(vrng, fam: str, mode: str, deg: int = 2) -> Graph:
-  """The function, with exact-friendly coefficients, and a float evaluator of its own."""
+def family(vrng, fam: str, mode: str, deg: int = 2, sign: int = 1) -> Graph:
+  """The function, with exact-friendly coefficients, and a float evaluator of its own; `sign`:
+  that of a polynomial's or an absolute value's leading coefficient."""
   if fam == "poly":
-    return _poly(vrng, mode, deg)
+    return _poly(vrng, mode, deg, sign)
   if fam in ("sin", "cos"):
     return _trig(vrng, fam, mode)
   if fam == "tan":
@@ -63,7 +71,7 @@ def family(vrng, fam: str, mode: str, deg: int = 2) -> Graph:
                  lambda x: af * np.log2(np.maximum(x - hf, 1e-300)) + kf, hf + 0.05, hf + 10,
                  {"a": a, "h": h, "k": k}, f"f(x) = a·log₂({human(X - h)}) + k")
   if fam == "abs":
-    a = sp.Rational(int(vrng.choice([1, 2, 3, -1, -2])), int(vrng.choice([1, 1, 2])))
+    a = sign * sp.Rational(int(vrng.choice([1, 2, 3])), int(vrng.choice([1, 1, 2])))
     h = sp.Integer(int(vrng.integers(-3, 4)))
     k = -sp.sign(a) * int(vrng.choice([1, 2, 3, 4]))   # opens towards the x-axis: two zeros
     af, hf, kf = float(a), float(h), float(k)
@@ -74,9 +82,9 @@ def family(vrng, fam: str, mode: str, deg: int = 2) -> Graph:
   raise ValueError(f"engine: unknown function family {fam!r}; choose one of {FAMILIES}")
 
 
-def _poly(vrng, mode, deg) -> Graph:
+def _poly(vrng, mode, deg, sign) -> Graph:
   roots = sorted(vrng.choice(np.arange(-4, 5), deg, replace=False).tolist())
-  a = sp.Rational(int(vrng.choice([1, -1, 2, -2])), 1 if deg == 2 else int(vrng.choice([1, 2])))
+  a = sign * sp.Rational(int(vrng.choice([1, 2])), 1 if deg == 2 else int(vrng.choice([1, 2])))
   f = sp.expand(a * sp.Mul(*[(X - r) for r in roots]))
   co = [float(c) for c in sp.Poly(f, X).all_coeffs()]
   form = "f(x) = ax² + bx + c" if deg == 2 else "f(x) = ax³ + bx² + cx + d"

@@ -289,7 +289,7 @@ def _monotonic(Fm: Formulas, vrng) -> Target:
   slipped = -xc if g.fam == "abs" else 2 * xc
   if slipped == xc:
     slipped = xc + int(vrng.choice([-1, 1]))
-  word = str(vrng.choice(["increasing", "decreasing"]))
+  word = "increasing" if g.increasing else "decreasing"
   right = (word == "increasing") == opens_up(g)
   side = lambda v, r: interval(v, sp.oo) if r else interval(-sp.oo, v)  # noqa: E731
   expr = lambda v, r: f"Interval.open({v}, oo)" if r else f"Interval.open(-oo, {v})"  # noqa: E731

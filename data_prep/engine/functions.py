@@ -176,8 +176,9 @@ def _header(c, fid: str, text: str, color):
 
 
 def make(srng, vrng, wanted: int) -> Scene:
-  fam, mode, deg = program(srng, wanted)
-  g = family(vrng, fam, mode, deg)
+  fam, mode, deg, sign, increasing = program(srng, wanted)
+  g = family(vrng, fam, mode, deg, sign)
+  g.increasing = increasing
   Fm = Formulas(g)
   deduce(Fm, vrng)
   tgts = [KINDS[k](Fm, vrng) for k in asked(fam, mode, deg)]

@@ -28,6 +28,10 @@ class Rejected(Exception):
   """A generated problem failed its own re-check; the sample is redrawn with the next attempt."""
 
 
+class NoOptions(Rejected):
+  """A multiple-choice question that may not be asked free-form has no fair options."""
+
+
 class ProgramRejected(Rejected):
   """The figure program itself cannot give the problem asked for (no question with that many
   steps): new values would not help, so the next program is drawn."""
@@ -288,11 +292,11 @@ def assemble(scene: Scene, main: Target, harder: Target, mc: bool, srng, vrng,
   """The instruct record's problem fields (MAVIS-Geometry names) and what the writer needs.
   Multiple-choice options are `members` (an `option_set`) when given, else from `options`;
   a multiple-choice problem with no fair options is asked free-form when `fallback` (counted
-  in meta.json), else redrawn."""
+  in meta.json), else NoOptions."""
   sol = solve(scene, main)
   opts = options(scene, sol, vrng, members, from_mistakes) if mc else None
   if mc and opts is None and not fallback:
-    raise Rejected("no fair set of options for this variant")
+    raise NoOptions("no fair set of options for this figure")
   hard = solve(scene, harder)
   choices, exprs, idx, why = opts or ([], [], None, [])
   tail = ("\nChoices:\n" + "\n".join(f"{LETTERS[k]}: {c}" for k, c in enumerate(choices))

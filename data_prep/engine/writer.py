@@ -27,8 +27,8 @@ import sympy as sp
 from . import analytic, functions, plane_problem, render
 from .exact import as_float
 from .notation import machine
-from .problems import (ProgramRejected, Rejected, assemble, complexity, harder_of, is_fair,
-                       option_set, pick)
+from .problems import (NoOptions, ProgramRejected, Rejected, assemble, complexity, harder_of,
+                       is_fair, option_set, pick)
 
 log = logging.getLogger(__name__)
 DOMAINS = ("plane", "analytic", "function")
@@ -43,9 +43,10 @@ CAPTION_ASK = ["Describe the diagram.", "What does this figure show?",
 # rule; the rest free-form). figure+mistakes: where the figure has too few, options from wrong
 # reasoning too (more multiple choice; a learned rule finds those answers above chance).
 WRONG_OPTIONS = ("figure", "figure+mistakes")
-MAX_PROGRAMS = 60     # figure programs that may fail per problem
+MAX_PROGRAMS = 60     # figure programs that may fail in a row per problem
 MAX_OTHER_SPLIT = 2000  # sound programs of the other split passed over before those count too
 MAX_VALUES = 25       # values tried per program and variant
+MC_PROGRAMS = 10      # figure programs tried for a fair option set before asking free-form
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +92,23 @@ class OtherSplit(Exception):
   """The problem's content belongs to the other side of the split: the attempt ends."""
 
 
+class NoOptionSet(Exception):
+  """A multiple-choice problem's figure has no fair option set: the next program is drawn
+  (at most MC_PROGRAMS times, then the question is asked free-form)."""
+
+
+def is_mc(opts: Options, index: int) -> bool:
+  """Whether problem `index` asks multiple choice: decided once per problem, not per attempt.
+
+  Why: figures without a fair option set are redrawn (`NoOptionSet`), and the rarer such sets
+  are at a depth, the more often a per-attempt coin would be thrown again until it fell on
+  free-form. Asked free-form at once (as before), `--steps 1:2` gave 8% multiple choice and
+  `--steps 1:6` 39% for `--mc 0.7`, so question type and depth were confounded in any
+  difficulty sweep."""
+  return bool(np.random.default_rng([opts.seed, index, SPLITS[opts.split], 2]).random()
+              < opts.mc)
+
+
 def content_key(scene, main) -> str:
   """What the split hashes: the figure with its values (`scene.key`) and the question asked."""
   return scene.key + "|" + main.name
@@ -122,14 +140,15 @@ class Drawn:
   asked: int | None = None
 
 
-def draw(dom: str, opts: Options, srng, vrng, first: Drawn | None = None) -> Drawn:
+def draw(dom: str, opts: Options, srng, vrng, first: Drawn | None = None, mc: bool = False,
+         fallback: bool = True) -> Drawn:
   """Structure first (from srng, in a fixed order), then the scene, question, images, options.
-  A multiple-choice question asks one of an option set of the figure's quantities
-  (`problems.option_set`), drawn after the set; without one, its options come from wrong
-  reasoning (`--wrong_options figure+mistakes`) or it is asked free-form. Variants after the
-  first keep the first's question type, option set and asked quantity (`first`)."""
+  A multiple-choice question (`mc`, `is_mc`) asks one of an option set of the figure's
+  quantities (`problems.option_set`), drawn after the set; without one, its options come from
+  wrong reasoning (`--wrong_options figure+mistakes`), or the figure is redrawn (NoOptionSet)
+  unless `fallback`, when it is asked free-form. Variants after the first keep the first's
+  question type, option set and asked quantity (`first`)."""
   wanted = int(srng.integers(opts.steps[0], opts.steps[1] + 1))
-  mc = bool(srng.random() < opts.mc)
   mc = mc if first is None else first.rec["question_type"] == "multi_choice"
   degraded = bool(srng.random() < opts.degrade)
   how = render.degradation(srng)
@@ -140,6 +159,8 @@ def draw(dom: str, opts: Options, srng, vrng, first: Drawn | None = None) -> Dra
   if mc and first is None:
     members = option_set(scene, main, opts.steps, ask_rng)
     asked = int(ask_rng.integers(len(members))) if members else None
+    if members is None and opts.wrong_options == "figure" and not fallback:
+      raise NoOptionSet(dom)
   elif mc and first.members:
     if max(first.members) >= len(scene.targets):
       raise Rejected("option set: this variant's figure has fewer quantities")
@@ -156,8 +177,13 @@ def draw(dom: str, opts: Options, srng, vrng, first: Drawn | None = None) -> Dra
     images = scene.draw()
   except render.LabelsDoNotFit as e:
     raise Rejected(f"labels do not fit: {e}") from None
-  rec = assemble(scene, main, harder, mc, srng, vrng, fallback=first is None, members=members,
-                 from_mistakes=opts.wrong_options == "figure+mistakes")
+  try:
+    rec = assemble(scene, main, harder, mc, srng, vrng, fallback=first is None and fallback,
+                   members=members, from_mistakes=opts.wrong_options == "figure+mistakes")
+  except NoOptions:  # no wrong reasoning gave fair options either
+    if first is None:
+      raise NoOptionSet(dom) from None
+    raise
   index = [scene.targets.index(t) for t in members or ()]
   return Drawn(scene, main, rec, images, how if degraded else None, tuple(index), asked)
 
@@ -166,12 +192,18 @@ def make_problem(opts: Options, index: int) -> list:
   """The samples of problem `index` (one per variant): records and PNG bytes, pure in
   (options, index)."""
   dom = domain_for(opts.domain, index)
+  mc, no_set = is_mc(opts, index), 0
   rejected, failed, attempt = {}, 0, -1
   while failed < MAX_PROGRAMS:
     attempt += 1
     base = [opts.seed, index, attempt, SPLITS[opts.split]]
     try:
-      out = _variants(dom, opts, base, rejected)
+      out = _variants(dom, opts, base, rejected, mc, no_set >= MC_PROGRAMS)
+    except NoOptionSet:  # a sound figure, but not for this question: failures start afresh
+      no_set, failed = no_set + 1, 0
+      why = "multiple choice: figure redrawn for a fair set of options"
+      rejected[why] = rejected.get(why, 0) + 1
+      continue
     except OtherSplit:
       # a program of the other split: not this problem's failure (with a 10% test split, nine
       # in ten are), but bounded, so a test fraction of 0.001 cannot spin for ever
@@ -187,12 +219,12 @@ def make_problem(opts: Options, index: int) -> list:
       rejected["multiple choice asked free-form: no fair set of options"] = 1
     samples[0]["rejected"] = rejected
     return samples
-  raise RuntimeError(f"engine: problem {index} ({dom}) failed {MAX_PROGRAMS} figure programs "
+  raise RuntimeError(f"engine: problem {index} ({dom}) failed {MAX_PROGRAMS} figure programs in a row "
                      f"({attempt + 1} tried): {rejected}; widen --steps or the generator's "
                      "parameter ranges")
 
 
-def _variants(dom, opts, base, rejected) -> list | None:
+def _variants(dom, opts, base, rejected, mc: bool, fallback: bool) -> list | None:
   out = []
   for k in range(opts.variants):
     for tries in range(MAX_VALUES):
@@ -200,7 +232,7 @@ def _variants(dom, opts, base, rejected) -> list | None:
       vrng = np.random.default_rng(base + [1, k, tries])
       first = out[0] if out else None
       try:
-        out.append(draw(dom, opts, srng, vrng, first))
+        out.append(draw(dom, opts, srng, vrng, first, mc, fallback))
         break
       except Rejected as e:
         why = str(e).split(":")[0][:60]

@@ -20,7 +20,7 @@ def _drawn(dom, steps, n, seed=3):
     base = [seed, i, 0, 0]
     try:
       out.append(writer.draw(dom, opts, np.random.default_rng(base + [0]),
-                             np.random.default_rng(base + [1, 0, 0])))
+                             np.random.default_rng(base + [1, 0, 0]), mc=writer.is_mc(opts, i)))
     except (Rejected, ProgramRejected):
       continue
   assert len(out) == n, f"only {len(out)} {dom} problems with {steps} steps"

@@ -23,7 +23,7 @@ def _drawn(seed, n, **kw):
     base = [seed, i, 0, 0]
     try:
       out.append(writer.draw(writer.domain_for("all", i), opts, np.random.default_rng(base + [0]),
-                             np.random.default_rng(base + [1, 0, 0])))
+                             np.random.default_rng(base + [1, 0, 0]), mc=True))
     except (Rejected, ProgramRejected):
       continue
   return out
@@ -75,7 +75,7 @@ def test_the_answer_stands_at_every_place_and_every_member_is_asked():
   the wanted depth) is shown are each uniform: were the set shown in its own order, that
   member would stand first or second, and its look (deeper chains, longer values) would tell
   the answer's place apart."""
-  drawn = [d for d in _drawn(7, 170) if d.members]
+  drawn = [d for d in _drawn(7, 200) if d.members]
   first = [d.rec["choices"].index(solve(d.scene, d.scene.targets[d.members[0]]).text)
            for d in drawn]
   assert len(drawn) >= 80
@@ -95,26 +95,79 @@ def test_variants_keep_the_option_set_and_the_asked_quantity(tmp_path):
     if recs[0]["choices"]:
       groups += 1
       assert all(r["choices"] for r in recs) and len({r["steps"] for r in recs}) == 1
-      shape = {re.sub(r"[A-Z]|-?\d+(/\d+)?|π|√", "", a) for a in asked}
+      shape = {re.sub(r"[A-Z]|-?\d*π?(/\d+)?|√", "", a) for a in asked}
       assert len(shape) == 1, asked   # the same quantity, in each variant's letters and numbers
   assert groups >= 6
 
 
 def test_without_an_option_set_the_question_is_free_form_or_from_mistakes(tmp_path):
-  """--wrong_options figure (the default) asks free-form where the figure has no fair set;
-  figure+mistakes makes options from wrong reasoning there instead, and says so in meta.json."""
+  """One-step figures have no four one-step quantities: --wrong_options figure (the default)
+  redraws the figure MC_PROGRAMS times, then asks free-form, and meta.json counts both;
+  figure+mistakes makes options from wrong reasoning there instead, and says so."""
   metas = {}
   for mode in ("figure", "figure+mistakes"):
-    cli.main(["--n", "30", "--out", str(tmp_path / mode), "--seed", "3", "--mc", "1",
-              "--degrade", "0", "--wrong_options", mode])
+    cli.main(["--n", "12", "--out", str(tmp_path / mode), "--seed", "3", "--mc", "1",
+              "--degrade", "0", "--steps", "1:1", "--wrong_options", mode])
     metas[mode] = json.load(open(tmp_path / mode / "meta.json"))
     assert metas[mode]["wrong_options"] == mode
   mc = {m: metas[m]["question_types"].get("multi_choice", 0) for m in metas}
-  assert 0 < mc["figure"] < mc["figure+mistakes"] <= 30, mc
+  rejected = metas["figure"]["rejected_attempts"]
+  fell = rejected["multiple choice asked free-form: no fair set of options"]
+  assert fell >= 10 and fell + mc["figure"] == 12, (fell, mc)
+  assert rejected["multiple choice: figure redrawn for a fair set of options"] >= (
+      writer.MC_PROGRAMS * fell)
+  assert mc["figure"] < mc["figure+mistakes"] <= 12, mc
   with pytest.raises(SystemExit):
     cli.parse(["--n", "1", "--out", "x", "--wrong_options", "answer"])
   with pytest.raises(ValueError, match="wrong_options"):
     writer.Options(wrong_options="answer").check()
+
+
+def test_the_question_type_is_the_problems_whatever_the_depth():
+  """--mc is the share of multiple choice at any depth: whether a problem asks multiple choice
+  is decided once (`is_mc`), and a figure without a fair option set is redrawn, not asked
+  free-form, until MC_PROGRAMS such figures have been tried. Were the coin thrown per attempt,
+  the redraws would land on free-form; were the figure not redrawn, --steps 2:3 gave 15%
+  multiple choice for --mc 0.7."""
+  opts = writer.Options(seed=4, mc=0.6, degrade=0.0, steps=(2, 3))
+  wanted = redrawn = fell = 0
+  for i in range(45):
+    sample = writer.make_problem(opts, i)[0]
+    rejected = sample["rejected"]
+    redrawn += rejected.get("multiple choice: figure redrawn for a fair set of options", 0)
+    fell_back = "multiple choice asked free-form: no fair set of options" in rejected
+    fell += fell_back
+    wanted += writer.is_mc(opts, i)
+    is_mc = sample["record"]["question_type"] == "multi_choice"
+    assert is_mc == (writer.is_mc(opts, i) and not fell_back), i
+  assert redrawn >= 20 and 0.4 < wanted / 45 < 0.8, (redrawn, wanted)
+  assert (wanted - fell) / 45 >= 0.3, (wanted, fell)
+
+
+def test_a_sound_figure_without_an_option_set_does_not_count_as_a_failed_program(monkeypatch):
+  """Six-step analytic figures are rare (most programs fail `no question with 6 steps`): the
+  failures before a figure redrawn for its options start afresh, else a multiple-choice
+  problem ran out of its MAX_PROGRAMS and the whole run stopped (11 of 60 such problems)."""
+  results = []
+  variants = writer._variants
+
+  def counted(*args):
+    try:
+      out = variants(*args)
+    except writer.NoOptionSet:
+      results.append("redrawn")
+      raise
+    results.append(out is not None)
+    return out
+
+  monkeypatch.setattr(writer, "_variants", counted)
+  opts = writer.Options(seed=3, steps=(6, 6), domain="analytic", mc=1.0)
+  most = 0
+  for i in range(12):
+    results.clear()
+    writer.make_problem(opts, i)
+    most = max(most, results.count(False))
+  assert most > writer.MAX_PROGRAMS, most
 
 
 def test_the_others_are_of_the_first_quantitys_kind_as_far_as_the_figure_has_them():
@@ -153,7 +206,7 @@ def test_a_variant_whose_figure_cannot_hold_the_set_is_redrawn_not_a_crash():
                        np.random.default_rng([5, i, 0, 0, 1, k, 0]))
   for i in range(40):
     try:
-      d = writer.draw(writer.domain_for("all", i), opts, *rngs(i, 0))
+      d = writer.draw(writer.domain_for("all", i), opts, *rngs(i, 0), mc=True)
     except (Rejected, ProgramRejected):
       continue
     if d.members:
