@@ -219,9 +219,9 @@ def make_problem(opts: Options, index: int) -> list:
       rejected["multiple choice asked free-form: no fair set of options"] = 1
     samples[0]["rejected"] = rejected
     return samples
-  raise RuntimeError(f"engine: problem {index} ({dom}) failed {MAX_PROGRAMS} figure programs in a row "
-                     f"({attempt + 1} tried): {rejected}; widen --steps or the generator's "
-                     "parameter ranges")
+  raise RuntimeError(f"engine: problem {index} ({dom}) failed {MAX_PROGRAMS} figure programs "
+                     f"in a row ({attempt + 1} tried): {rejected}; widen --steps or the "
+                     "generator's parameter ranges")
 
 
 def _variants(dom, opts, base, rejected, mc: bool, fallback: bool) -> list | None:
