@@ -43,10 +43,10 @@ def _at(g: Graph, vrng):
   return p + 1 if kink is not None and p == kink else p
 
 
-def _unmarked(g: Graph, vrng, tries: int = 20):
+def _unmarked(g: Graph, vrng, tries: int = 20, avoid: tuple = ()):
   """An evaluation point no marked point sits on: f there would be printed in the figure
   (A(3, -6) drawn, "Find f(3)" asked), and the question would be read, not worked."""
-  marked = {x for x, _ in g.points.values()}
+  marked = {x for x, _ in g.points.values()} | set(avoid)
   for _ in range(tries):
     p = _at(g, vrng)
     if p not in marked:
@@ -54,8 +54,8 @@ def _unmarked(g: Graph, vrng, tries: int = 20):
   raise Rejected("every point to evaluate at is a marked point")
 
 
-def _value(Fm: Formulas, vrng) -> Target:
-  p = Fm.give("p", _unmarked(Fm.g, vrng))
+def _value(Fm: Formulas, vrng, given: str = "p", avoid: tuple = ()) -> Target:
+  p = Fm.give(given, _unmarked(Fm.g, vrng, avoid=avoid))
   name = _evaluate(Fm, "f", Fm.g.f, p, "")
   v = human(Fm.givens[p])
   return Target(name, f"the value of f at x = {v}",
@@ -106,8 +106,17 @@ def _evaluate(Fm: Formulas, fname: str, expr, p: str, why: str) -> str:
   return name
 
 
-def _derivative(Fm: Formulas, vrng) -> Target:
-  p = Fm.give("q", _at(Fm.g, vrng))
+def _other(g: Graph, vrng, avoid: tuple, tries: int = 20):
+  """A point to evaluate at other than those in `avoid`, else (rarely) one of them."""
+  for _ in range(tries):
+    p = _at(g, vrng)
+    if p not in avoid:
+      break
+  return p
+
+
+def _derivative(Fm: Formulas, vrng, given: str = "q", avoid: tuple = ()) -> Target:
+  p = Fm.give(given, _other(Fm.g, vrng, avoid) if avoid else _at(Fm.g, vrng))
   name = _evaluate(Fm, "f'", _dfdx(Fm), p, "")
   v = human(Fm.givens[p])
   return Target(name, f"the derivative of f at x = {v}",
@@ -115,24 +124,25 @@ def _derivative(Fm: Formulas, vrng) -> Target:
                  f"What is the slope of the tangent to the curve at x = {v}?"])
 
 
-def _tangent(Fm: Formulas, vrng) -> Target:
+def _tangent(Fm: Formulas, vrng, given: str = "t", avoid: tuple = ()) -> Target:
   """The tangent line at x = t: its slope f'(t), then where it meets the y-axis."""
   g = Fm.g
-  t = Fm.give("t", _at(g, vrng))
+  t = Fm.give(given, _other(g, vrng, avoid) if avoid else _at(g, vrng))
   fp = _evaluate(Fm, "f", g.f, t, "")
   fd = _evaluate(Fm, "f'", _dfdx(Fm), t, "")
   v = human(Fm.givens[t])
-  Fm.add("y₀", "{0} - {1} · {2}", "q0 - q1*q2", (fp, fd, t), None,
+  name = "y₀" if given == "t" else f"y₀({v})"
+  Fm.add(name, "{0} - {1} · {2}", "q0 - q1*q2", (fp, fd, t), None,
          f"The tangent y = f'({v})·(x - {v}) + f({v}) meets the y-axis at x = 0",
          [("q0 + q1*q2", "added f'(t)·t instead of subtracting it"),
           ("q1 - q0*q2", "swapped f(t) and f'(t)")], show=False)
-  Fm.where["y₀"] = ("tangent", float(Fm.givens[t]))
-  return Target("y₀", f"the y-intercept of the tangent to the graph at x = {v}",
+  Fm.where[name] = ("tangent", float(Fm.givens[t]))
+  return Target(name, f"the y-intercept of the tangent to the graph at x = {v}",
                 [f"Where does the tangent to the graph at x = {v} cross the y-axis (give y)?",
                  f"Find the y-intercept of the tangent line to f at x = {v}."])
 
 
-def _average(Fm: Formulas, vrng) -> Target:
+def _average(Fm: Formulas, vrng, given: str = "", avoid: tuple = ()) -> Target:
   """The average rate of change between two points of the graph."""
   g = Fm.g
   for _ in range(10):
@@ -141,14 +151,15 @@ def _average(Fm: Formulas, vrng) -> Target:
       break
   else:
     raise Rejected("no two distinct points to average over")
-  un, wn = Fm.give("u", u), Fm.give("w", w)
+  un, wn = Fm.give("u" + given, u), Fm.give("w" + given, w)
   fu, fw = _evaluate(Fm, "f", g.f, un, ""), _evaluate(Fm, "f", g.f, wn, "")
-  Fm.add("rate", "({0} - {1}) / ({2} - {3})", "(q0 - q1)/(q2 - q3)", (fw, fu, wn, un), None,
+  name = "rate" if not given else f"rate[{human(u)}, {human(w)}]"
+  Fm.add(name, "({0} - {1}) / ({2} - {3})", "(q0 - q1)/(q2 - q3)", (fw, fu, wn, un), None,
          "The average rate of change is the rise over the run between the two points",
          [("(q0 + q1)/(q2 - q3)", "added the values instead of subtracting them"),
           ("(q2 - q3)/(q0 - q1)", "divided the run by the rise")], show=False)
-  Fm.where["rate"] = ("rate", float(u), float(w))
-  return Target("rate", f"the average rate of change of f from x = {human(u)} to x = {human(w)}",
+  Fm.where[name] = ("rate", float(u), float(w))
+  return Target(name, f"the average rate of change of f from x = {human(u)} to x = {human(w)}",
                 [f"What is the average rate of change of f(x) from x = {human(u)} to "
                  f"x = {human(w)}?",
                  f"Find the slope of the secant line through the graph at x = {human(u)} "
@@ -315,6 +326,34 @@ def _monotone_on(g: Graph, xc: float, right: bool, word: str) -> bool:
 KINDS = {"value": _value, "derivative": _derivative, "integral": _integral, "zero": _zero,
          "extremum": _extremum, "monotonic": _monotonic, "tangent": _tangent,
          "average": _average}
+
+
+def extras(Fm: Formulas, vrng, kinds: list, taken: list) -> list:
+  """More quantities of the kinds asked, at other points: f at two more points, f' and the
+  tangent's intercept at one more, one more average rate. Their priority keeps `pick` from
+  choosing them, so the questions asked first are as before; they are there for multiple
+  choice, whose option set needs four quantities of the depths asked (the others are asked
+  when the set's draw falls on them). Without them a one-step function figure had at most two
+  one-step quantities, and function problems at 3-4 or 5-6 steps were never multiple choice.
+
+  The list is the same for every variant of a program (a variant's option set names its
+  quantities by place): one that finds no other point than those taken is kept, never asked."""
+  names = {t.name for t in taken}
+  plan = {"value": [("p₂", _value, "p"), ("p₃", _value, "p p₂")],
+          "derivative": [("q₂", _derivative, "q")], "tangent": [("t₂", _tangent, "t")],
+          "average": [("₂", _average, "")]}
+  out = []
+  for kind in kinds:
+    for given, make, others in plan.get(kind, ()):
+      avoid = tuple(Fm.givens[n] for n in others.split())
+      try:
+        t = make(Fm, vrng, given, avoid=avoid)
+      except Rejected:  # every free point taken: f at a point taken, never asked
+        t = make(Fm, vrng, given)
+      t.priority, t.main_ok = 1, t.name not in names
+      names.add(t.name)
+      out.append(t)
+  return out
 
 
 def asked(fam: str, mode: str, deg: int) -> list:

@@ -19,7 +19,7 @@ import numpy as np
 from . import captions as C
 from . import render as R
 from .function_graphs import DEDUCIBLE, FAMILIES, PI, F, Formulas, Graph, deduce, family, program
-from .function_questions import KINDS, asked, opens_up
+from .function_questions import KINDS, asked, extras, opens_up
 from .notation import human
 from .problems import Scene
 
@@ -181,7 +181,9 @@ def make(srng, vrng, wanted: int) -> Scene:
   g.increasing = increasing
   Fm = Formulas(g)
   deduce(Fm, vrng)
-  tgts = [KINDS[k](Fm, vrng) for k in asked(fam, mode, deg)]
+  kinds = asked(fam, mode, deg)
+  tgts = [KINDS[k](Fm, vrng) for k in kinds]
+  tgts += extras(Fm, vrng, kinds, tgts)
   for t in tgts:
     t.signed = True  # values, slopes, integrals: any sign
   td = context(g)

@@ -101,13 +101,13 @@ def test_variants_keep_the_option_set_and_the_asked_quantity(tmp_path):
 
 
 def test_without_an_option_set_the_question_is_free_form_or_from_mistakes(tmp_path):
-  """One-step figures have no four one-step quantities: --wrong_options figure (the default)
+  """One-shape figures have no four one-step quantities: --wrong_options figure (the default)
   redraws the figure MC_PROGRAMS times, then asks free-form, and meta.json counts both;
   figure+mistakes makes options from wrong reasoning there instead, and says so."""
   metas = {}
   for mode in ("figure", "figure+mistakes"):
     cli.main(["--n", "12", "--out", str(tmp_path / mode), "--seed", "3", "--mc", "1",
-              "--degrade", "0", "--steps", "1:1", "--wrong_options", mode])
+              "--degrade", "0", "--steps", "1:1", "--domain", "plane", "--wrong_options", mode])
     metas[mode] = json.load(open(tmp_path / mode / "meta.json"))
     assert metas[mode]["wrong_options"] == mode
   mc = {m: metas[m]["question_types"].get("multi_choice", 0) for m in metas}
@@ -214,3 +214,52 @@ def test_a_variant_whose_figure_cannot_hold_the_set_is_redrawn_not_a_crash():
   first = writer.Drawn(d.scene, d.main, d.rec, {}, None, (0, 1, 2, 99), 0)
   with pytest.raises(Rejected, match="fewer quantities"):
     writer.draw(writer.domain_for("all", i), opts, *rngs(i, 1), first)
+
+
+def test_function_figures_offer_an_option_set_at_shallow_and_middle_depths():
+  """f at three points, f' and the tangent at two, two average rates (`function_questions.
+  extras`): a one-step or a 3-4-step function figure has four quantities of its depth, where it
+  had at most two and was never multiple choice. The extras are never the question `pick`
+  chooses (their priority), so the questions asked first are as before."""
+  from data_prep.engine import problems as P
+  for steps in ((1, 1), (3, 4)):
+    opts = writer.Options(seed=5, domain="function", mc=1.0, degrade=0.0, steps=steps)
+    recs = [writer.make_problem(opts, i)[0]["record"] for i in range(12)]
+    mc = sum(r["question_type"] == "multi_choice" for r in recs)
+    assert mc >= 8, (steps, mc)
+  picked = 0
+  for i in range(40):
+    srng, vrng = np.random.default_rng([6, i, 0]), np.random.default_rng([6, i, 1])
+    wanted = 1 + i % 4
+    try:
+      scene = writer.MAKERS["function"](srng, vrng, wanted)
+      main = P.pick(scene, (1, 6), wanted, srng)
+    except Rejected:
+      continue
+    assert any(t.priority == 1 for t in scene.targets)
+    assert main.priority == 0, main.name
+    picked += 1
+  assert picked >= 30
+
+
+def test_a_function_programs_quantities_stand_in_the_same_places_in_every_variant():
+  """A variant's option set names its quantities by place, so every variant of a program has
+  the same list of quantities, extras included, even where an extra found no point of its own
+  (it is kept, never asked), and a kept extra is never the same quantity as another."""
+  shape = lambda t: re.sub(r"-?\d*π?(/\d+)?", "", t.phrase)  # noqa: E731
+  compared = 0
+  for i in range(40):
+    lists = []
+    for k in range(3):
+      try:
+        scene = writer.MAKERS["function"](np.random.default_rng([8, i, 0]),
+                                          np.random.default_rng([8, i, 1, k]), 1 + i % 5)
+      except Rejected:
+        continue
+      lists.append([shape(t) for t in scene.targets])
+      asked = [t.name for t in scene.targets if t.main_ok]
+      assert len(asked) == len(set(asked)), asked
+    if len(lists) > 1:
+      compared += 1
+      assert all(x == lists[0] for x in lists), lists
+  assert compared >= 25
