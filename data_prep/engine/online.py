@@ -8,7 +8,8 @@ Problem `index` at level L is `writer.make_problem(Options(seed, split="train", 
 the curriculum's level are checkpointed) makes the same problems, and any worker makes the same
 bytes. Only the training split is drawn (the engine's content-hash split), so no held-out problem
 of the same seed's test split appears. A level is a reasoning depth (`--steps`): the curriculum
-moves from one-step problems to six-step chains. Problems are made in a pool of worker processes
+moves from one-step problems to six-step chains; `steps="MIN:MAX"` makes one level of that depth
+range instead (a run that trains at the depths it is evaluated on: the curriculum then stays). Problems are made in a pool of worker processes
 (`workers`), in index order, spawned rather than forked (the trainer runs JAX, and a forked child
 of a process whose XLA threads hold locks can deadlock), so a script that starts training needs
 Python's `if __name__ == "__main__":` guard.
@@ -34,22 +35,33 @@ def _make(opts: Options, index: int) -> tuple[dict, dict]:
   return sample["record"], dict(sample["files"])
 
 
+def depth_range(text: str) -> tuple:
+  """"2:5" -> (2, 5), the engine CLI's --steps form."""
+  lo, sep, hi = str(text).partition(":")
+  try:
+    return int(lo), int(hi if sep else lo)
+  except ValueError:
+    raise ValueError(f"engine stream steps={text!r}: give MIN:MAX, e.g. steps=1:6") from None
+
+
 class EngineStream:
   """records(indices, level) -> [(record, {image path: PNG bytes})], in the order asked."""
-  levels = len(LEVELS)
   versions = 3
 
   def __init__(self, seed: int = 0, domain: str = "all", mc: float = 0.7, degrade: float = 0.0,
-               workers: int = 0, timeout: float = 600.0):
+               workers: int = 0, timeout: float = 600.0, steps: str = ""):
     self.seed, self.domain, self.mc, self.degrade = seed, domain, mc, degrade
     self.workers, self.timeout = workers, timeout
+    self.depths = (depth_range(steps),) if steps else LEVELS
+    self.levels = len(self.depths)
+    self.options(0)  # a bad depth range is said now, not at the first rollout
     self._pool = None
 
   def options(self, level: int) -> Options:
-    if not 0 <= level < len(LEVELS):
-      raise ValueError(f"engine stream level {level}: 0..{len(LEVELS) - 1}")
+    if not 0 <= level < self.levels:
+      raise ValueError(f"engine stream level {level}: 0..{self.levels - 1}")
     return Options(seed=self.seed, domain=self.domain, split="train", mc=self.mc,
-                   degrade=self.degrade, steps=LEVELS[level]).check()
+                   degrade=self.degrade, steps=self.depths[level]).check()
 
   def records(self, indices: list[int], level: int) -> list[tuple[dict, dict]]:
     make = functools.partial(_make, self.options(level))

@@ -29,3 +29,17 @@ def test_workers_make_the_same_problems_as_one_process_while_jax_runs():
 def test_levels_are_checked():
   with pytest.raises(ValueError, match="level 9"):
     EngineStream().records([0], 9)
+
+
+def test_one_depth_range_instead_of_the_curriculums_levels():
+  """steps="MIN:MAX" (grpo.problem_options): one level, problems of that depth only."""
+  stream = EngineStream(seed=4, steps="3:4")
+  assert stream.levels == 1 and EngineStream().levels == 5
+  records = stream.records(list(range(6)), 0)
+  assert all(3 <= r["steps"] <= 4 for r, _ in records), [r["steps"] for r, _ in records]
+  with pytest.raises(ValueError, match="level 1"):
+    stream.records([0], 1)
+  with pytest.raises(ValueError, match="MIN:MAX"):
+    EngineStream(steps="deep")
+  with pytest.raises(ValueError, match="--steps"):
+    EngineStream(steps="0:3")
