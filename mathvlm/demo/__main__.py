@@ -428,6 +428,8 @@ def choices_only_reading(b: dict, to_mc: float) -> str:
 
 def grpo_reading(e: dict, g: dict) -> str:
   """GRPO's held-out change against where it started (DPO) and instruction tuning alone."""
+  from mathvlm.objectives.grpo import keyword_options
+  steps = keyword_options(g["settings"].get("problem_options", "")).get("steps")
   acc = lambda stage, key: e[stage].get(key, {"accuracy": 0.0})["accuracy"]
   free = lambda stage: acc(stage, "type/free-form")
   curve = g["curve"]
@@ -438,9 +440,10 @@ def grpo_reading(e: dict, g: dict) -> str:
           f"{free('sft'):.1f}%), all questions "
           f"{acc('dpo', 'all'):.1f}% -> {acc('grpo', 'all'):.1f}%; the training reward went "
           f"from {mean(head, 'reward/mean'):.2f} (first 10 steps) to "
-          f"{mean(tail, 'reward/mean'):.2f} (last 10) on problems made as it trained, at "
-          f"reasoning-depth level {head[0]['curriculum/level']:.0f} -> "
-          f"{tail[-1]['curriculum/level']:.0f}. Question by question, free-form: "
+          f"{mean(tail, 'reward/mean'):.2f} (last 10) on problems made as it trained, "
+          + (f"of `--steps {steps}` throughout" if steps else
+             f"at reasoning-depth level {head[0]['curriculum/level']:.0f} -> "
+             f"{tail[-1]['curriculum/level']:.0f}") + ". Question by question, free-form: "
           + paired_words(g.get("paired", {})) + ". One held-out point is "
           f"{e['grpo']['all']['total'] / 100:g} questions overall, "
           f"{e['grpo'].get('type/free-form', {'total': 0})['total'] / 100:.1f} free-form.")

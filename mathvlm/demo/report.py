@@ -149,6 +149,18 @@ def plot_grpo(curve: list[dict], path: str) -> None:
   plt.close(fig)
 
 
+def depth_words(settings: dict) -> str:
+  """How deep GRPO's problems were: one depth range (`steps=` in grpo.problem_options), or the
+  curriculum's levels."""
+  from mathvlm.objectives.grpo import keyword_options
+  steps = keyword_options(settings.get("problem_options", "")).get("steps")
+  if steps:
+    return (f"problems of `--steps {steps}` throughout, the held-out problems' depths (one "
+            "level: the curriculum stays)")
+  return ("the curriculum moves the reasoning depth up when the running pass rate passes 0.75 "
+          "and down below 0.25 (mathvlm/rl/curriculum.py)")
+
+
 def grpo_section(g: dict, evals: dict) -> list[str]:
   """What GRPO saw while it trained (first and last ten steps) and what it changed held out."""
   curve, o = g["curve"], g["settings"]
@@ -172,8 +184,7 @@ def grpo_section(g: dict, evals: dict) -> list[str]:
       + (f"groups whose rewards are all equal are replaced by fresh problems (DAPO's dynamic "
          f"sampling, at most {o['max_refills']} rounds); " if o["dynamic_sampling"] else "")
       + f"clip {o['eps_low']}/{o['eps_high']}, KL beta {o['beta']}, learning rate {o['lr']:g}; "
-      "the curriculum moves the reasoning depth up when the running pass rate passes 0.75 and "
-      "down below 0.25 (configs/demo.py's grpo stage, mathvlm/rl/curriculum.py).",
+      + depth_words(o) + " (configs/demo.py's grpo stage).",
       "",
       f"| steps | reward | pass@1 | {pass_g} | equal-reward groups sampled | left after refills | "
       "depth level | answer tokens | rollout s/step |",
