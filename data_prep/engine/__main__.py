@@ -15,15 +15,15 @@ import argparse
 import json
 import logging
 
+from . import writer
 from .writer import DOMAINS, Options, generate
 
 
 def steps_range(text: str) -> tuple:
   try:
-    lo, hi = (int(v) for v in text.split(":")) if ":" in text else (int(text),) * 2
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"--steps {text!r}: give MIN:MAX, e.g. 4:6") from None
-  return lo, hi
+    return writer.steps_range(text)
+  except ValueError as e:
+    raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def parse(argv=None):

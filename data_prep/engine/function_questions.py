@@ -106,8 +106,9 @@ def _evaluate(Fm: Formulas, fname: str, expr, p: str, why: str) -> str:
   return name
 
 
-def _other(g: Graph, vrng, avoid: tuple, tries: int = 20):
-  """A point to evaluate at other than those in `avoid`, else (rarely) one of them."""
+def _other(g: Graph, vrng, avoid: tuple = (), tries: int = 20):
+  """A point to evaluate at other than those in `avoid`, else (rarely) one of them (with no
+  `avoid`, the first point drawn)."""
   for _ in range(tries):
     p = _at(g, vrng)
     if p not in avoid:
@@ -116,7 +117,7 @@ def _other(g: Graph, vrng, avoid: tuple, tries: int = 20):
 
 
 def _derivative(Fm: Formulas, vrng, given: str = "q", avoid: tuple = ()) -> Target:
-  p = Fm.give(given, _other(Fm.g, vrng, avoid) if avoid else _at(Fm.g, vrng))
+  p = Fm.give(given, _other(Fm.g, vrng, avoid))
   name = _evaluate(Fm, "f'", _dfdx(Fm), p, "")
   v = human(Fm.givens[p])
   return Target(name, f"the derivative of f at x = {v}",
@@ -127,7 +128,7 @@ def _derivative(Fm: Formulas, vrng, given: str = "q", avoid: tuple = ()) -> Targ
 def _tangent(Fm: Formulas, vrng, given: str = "t", avoid: tuple = ()) -> Target:
   """The tangent line at x = t: its slope f'(t), then where it meets the y-axis."""
   g = Fm.g
-  t = Fm.give(given, _other(g, vrng, avoid) if avoid else _at(g, vrng))
+  t = Fm.give(given, _other(g, vrng, avoid))
   fp = _evaluate(Fm, "f", g.f, t, "")
   fd = _evaluate(Fm, "f'", _dfdx(Fm), t, "")
   v = human(Fm.givens[t])
@@ -142,7 +143,7 @@ def _tangent(Fm: Formulas, vrng, given: str = "t", avoid: tuple = ()) -> Target:
                  f"Find the y-intercept of the tangent line to f at x = {v}."])
 
 
-def _average(Fm: Formulas, vrng, given: str = "", avoid: tuple = ()) -> Target:
+def _average(Fm: Formulas, vrng, given: str = "") -> Target:
   """The average rate of change between two points of the graph."""
   g = Fm.g
   for _ in range(10):
@@ -347,7 +348,7 @@ def extras(Fm: Formulas, vrng, kinds: list, taken: list) -> list:
     for given, make, others in plan.get(kind, ()):
       avoid = tuple(Fm.givens[n] for n in others.split())
       try:
-        t = make(Fm, vrng, given, avoid=avoid)
+        t = make(Fm, vrng, given, avoid=avoid) if avoid else make(Fm, vrng, given)
       except Rejected:  # every free point taken: f at a point taken, never asked
         t = make(Fm, vrng, given)
       t.priority, t.main_ok = 1, t.name not in names

@@ -9,10 +9,10 @@ the curriculum's level are checkpointed) makes the same problems, and any worker
 bytes. Only the training split is drawn (the engine's content-hash split), so no held-out problem
 of the same seed's test split appears. A level is a reasoning depth (`--steps`): the curriculum
 moves from one-step problems to six-step chains; `steps="MIN:MAX"` makes one level of that depth
-range instead (a run that trains at the depths it is evaluated on: the curriculum then stays). Problems are made in a pool of worker processes
-(`workers`), in index order, spawned rather than forked (the trainer runs JAX, and a forked child
-of a process whose XLA threads hold locks can deadlock), so a script that starts training needs
-Python's `if __name__ == "__main__":` guard.
+range instead (a run that trains at the depths it is evaluated on: the curriculum then stays).
+Problems are made in a pool of worker processes (`workers`), in index order, spawned rather than
+forked (the trainer runs JAX, and a forked child of a process whose XLA threads hold locks can
+deadlock), so a script that starts training needs Python's `if __name__ == "__main__":` guard.
 
 Each problem comes as its MAVIS-Geometry record and its images in memory, {path: PNG bytes}; the
 trainer's side (`mathvlm.rl.rollouts`) turns records into prompts with the evaluation's own loader
@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import multiprocessing as mp
 
-from data_prep.engine.writer import Options, make_problem, pool_context
+from data_prep.engine.writer import Options, make_problem, pool_context, steps_range
 
 LEVELS = ((1, 1), (1, 2), (2, 3), (3, 4), (4, 6))
 
@@ -33,15 +33,6 @@ LEVELS = ((1, 1), (1, 2), (2, 3), (3, 4), (4, 6))
 def _make(opts: Options, index: int) -> tuple[dict, dict]:
   sample = make_problem(opts, index)[0]
   return sample["record"], dict(sample["files"])
-
-
-def depth_range(text: str) -> tuple:
-  """"2:5" -> (2, 5), the engine CLI's --steps form."""
-  lo, sep, hi = str(text).partition(":")
-  try:
-    return int(lo), int(hi if sep else lo)
-  except ValueError:
-    raise ValueError(f"engine stream steps={text!r}: give MIN:MAX, e.g. steps=1:6") from None
 
 
 class EngineStream:
@@ -52,7 +43,7 @@ class EngineStream:
                workers: int = 0, timeout: float = 600.0, steps: str = ""):
     self.seed, self.domain, self.mc, self.degrade = seed, domain, mc, degrade
     self.workers, self.timeout = workers, timeout
-    self.depths = (depth_range(steps),) if steps else LEVELS
+    self.depths = (steps_range(str(steps)),) if steps else LEVELS
     self.levels = len(self.depths)
     self.options(0)  # a bad depth range is said now, not at the first rollout
     self._pool = None

@@ -78,6 +78,15 @@ class Options:
     return self
 
 
+def steps_range(text: str) -> tuple:
+  """"4:6" -> (4, 6), "3" -> (3, 3): --steps as the CLI and the GRPO stream take it."""
+  try:
+    lo, hi = (int(v) for v in text.split(":")) if ":" in text else (int(text),) * 2
+  except ValueError:
+    raise ValueError(f"--steps {text!r}: give MIN:MAX, e.g. 4:6") from None
+  return lo, hi
+
+
 def domain_for(domain: str, index: int) -> str:
   return DOMAINS[index % 3] if domain == "all" else domain
 

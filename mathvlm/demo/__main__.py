@@ -428,8 +428,8 @@ def choices_only_reading(b: dict, to_mc: float) -> str:
 
 def grpo_reading(e: dict, g: dict) -> str:
   """GRPO's held-out change against where it started (DPO) and instruction tuning alone."""
-  from mathvlm.objectives.grpo import keyword_options
-  steps = keyword_options(g["settings"].get("problem_options", "")).get("steps")
+  from mathvlm.demo.report import grpo_steps
+  steps = grpo_steps(g["settings"])
   acc = lambda stage, key: e[stage].get(key, {"accuracy": 0.0})["accuracy"]
   free = lambda stage: acc(stage, "type/free-form")
   curve = g["curve"]

@@ -149,11 +149,16 @@ def plot_grpo(curve: list[dict], path: str) -> None:
   plt.close(fig)
 
 
-def depth_words(settings: dict) -> str:
-  """How deep GRPO's problems were: one depth range (`steps=` in grpo.problem_options), or the
-  curriculum's levels."""
+def grpo_steps(settings: dict) -> str | None:
+  """GRPO's one depth range (`steps=` in grpo.problem_options), None for the curriculum's
+  levels."""
   from mathvlm.objectives.grpo import keyword_options
-  steps = keyword_options(settings.get("problem_options", "")).get("steps")
+  return keyword_options(settings.get("problem_options", "")).get("steps")
+
+
+def depth_words(settings: dict) -> str:
+  """How deep GRPO's problems were: one depth range, or the curriculum's levels."""
+  steps = grpo_steps(settings)
   if steps:
     return (f"problems of `--steps {steps}` throughout, the held-out problems' depths (one "
             "level: the curriculum stays)")
