@@ -25,6 +25,7 @@ from .exact import Deriv
 from .problems import ProgramRejected, Rejected, Scene, Target
 
 GAP = 0.6
+SIGNED = ("m(", "m⊥(", "b(", "x₀(", "xₘ(", "yₘ(", "x̄(", "ȳ(", "Δx(", "Δy(")
 KINDS = ["point", "segment", "line", "circle", "triangle", "rectangle"]
 
 
@@ -190,6 +191,22 @@ class Formulas:
                     "The line meets the x-axis where mx + b = 0",
                     [("-q1/q0", "divided m by b instead of b by m")])
 
+  def midpoint(self, a, b, axis) -> str:
+    return self.add(f"{axis}ₘ({a}{b})", "({0} + {1}) / 2", "(q0 + q1)/2",
+                    (f"{axis}_{a}", f"{axis}_{b}"),
+                    f"The midpoint of {a}{b} averages the endpoints' {axis}-coordinates",
+                    [("(q1 - q0)/2", "subtracted the coordinates instead of adding them"),
+                     ("q0 + q1", "forgot to halve")])
+
+  def centroid(self, names, axis) -> str:
+    nm = "".join(names)
+    bar = {"x": "x̄", "y": "ȳ"}[axis]
+    return self.add(f"{bar}({nm})", "({0} + {1} + {2}) / 3", "(q0 + q1 + q2)/3",
+                    tuple(f"{axis}_{a}" for a in names),
+                    f"The centroid of {nm} averages the vertices' {axis}-coordinates",
+                    [("(q0 + q1 + q2)/2", "divided by 2 instead of 3"),
+                     ("q0 + q1 + q2", "forgot to divide")])
+
   def radius(self, f) -> str:
     o = f["names"][0]
     if "on" not in f:
@@ -312,6 +329,47 @@ def _pair_targets(F: Formulas, p, g) -> list:
                   f"Find the length of the tangent from point {c} to circle {o}."])]
 
 
+def _one_step_targets(F: Formulas, f) -> list:
+  """Quantities read off the coordinates in one step (midpoints, changes, a centroid, a
+  rectangle's sides and centre, a diameter). Without them a figure offered almost nothing at
+  `--steps 1:1` besides a triangle's area, so shallow sweeps were mostly one question and
+  nearly never multiple choice. Priority 1: `pick` still prefers the figure's other questions
+  where one has the wanted depth, so deeper problems are asked as before."""
+  k, n = f["kind"], f["names"]
+  if k in ("segment", "line"):
+    a, b = n
+    out = [Target(F.midpoint(a, b, ax), f"the {ax}-coordinate of the midpoint of {a}{b}",
+                  [f"What is the {ax}-coordinate of the midpoint of {a}{b}?",
+                   f"Find the {ax}-coordinate of the point halfway between {a} and {b}."])
+           for ax in ("x", "y")]
+    return out + [Target(F.delta(a, b, ax), f"the change in {ax} from {a} to {b}",
+                         [f"What is the change in {ax} from {a} to {b}?",
+                          f"By how much does {ax} change going from {a} to {b}?"])
+                  for ax in ("x", "y")]
+  if k == "triangle":
+    nm = "".join(n)
+    return [Target(F.centroid(n, ax), f"the {ax}-coordinate of the centroid of triangle {nm}",
+                   [f"What is the {ax}-coordinate of the centroid of triangle {nm}?",
+                    f"Find the {ax}-coordinate of the point where the medians of {nm} meet."])
+            for ax in ("x", "y")]
+  if k == "rectangle":
+    nm = "".join(n)
+    sides = [Target(f"|{p}{q}|", f"the length of side {p}{q}",
+                    [f"How long is side {p}{q} of rectangle {nm}?",
+                     f"Find the length of side {p}{q}."]) for p, q in ((n[0], n[1]), (n[1], n[2]))]
+    return sides + [Target(F.midpoint(n[0], n[2], ax),
+                           f"the {ax}-coordinate of the centre of rectangle {nm}",
+                           [f"What is the {ax}-coordinate of the centre of rectangle {nm}?",
+                            f"Find the {ax}-coordinate of the point where the diagonals of {nm} "
+                            "cross."]) for ax in ("x", "y")]
+  if k == "circle" and "on" not in f:
+    o = n[0]
+    return [Target(f"d({o})", f"the diameter of circle {o}",
+                   [f"What is the diameter of the circle centred at {o}?",
+                    f"How wide is circle {o} across its centre?"])]
+  return []
+
+
 def targets(plot: Plot) -> tuple:
   F = Formulas(plot)
   out = []
@@ -328,8 +386,12 @@ def targets(plot: Plot) -> tuple:
       out += _pair_targets(F, points[0], g)
   if not out:
     raise ProgramRejected("no askable quantity among these figures (points only)")
-  for t in out:
-    t.signed = t.name.startswith(("m(", "m⊥(", "b(", "x₀("))  # slopes and intercepts
+  for f in plot.figs:  # after the others: their places in the list stay as they were
+    for t in _one_step_targets(F, f):
+      t.priority = 1
+      out.append(t)
+  for t in out:  # slopes, intercepts, coordinates and changes may be negative
+    t.signed = t.name.startswith(SIGNED)
   return F, out
 
 
@@ -340,6 +402,12 @@ def measure(plot: Plot, name: str) -> float:
   """Re-measure a named quantity from the coordinates alone (other formulas than the chain's)."""
   P = {k: np.asarray(v, float) for k, v in plot.pts.items()}
   circles = {f["names"][0]: f for f in plot.figs if f["kind"] == "circle"}
+  m = re.fullmatch(r"([xy])ₘ\((\w)(\w)\)", name)
+  if m:
+    return _midpoint(P[m.group(2)], P[m.group(3)])["xy".index(m.group(1))]
+  m = re.fullmatch(r"(x̄|ȳ)\((\w)(\w)(\w)\)", name)
+  if m:
+    return _centroid(*(P[m.group(k)] for k in (2, 3, 4)))[0 if m.group(1) == "x̄" else 1]
   m = re.fullmatch(r"(Δx|Δy|\||m|m⊥|b|x₀)\(?(\w)(\w)\)?\|?", name)
   if m:
     return _line_measure(m.group(1), P[m.group(2)], P[m.group(3)])
@@ -381,6 +449,20 @@ def _line_measure(kind, a, b) -> float:
   slope = math.tan(math.atan2(b[1] - a[1], b[0] - a[0]))
   m_, c_ = np.linalg.solve([[a[0], 1.0], [b[0], 1.0]], [a[1], b[1]])
   return {"m": slope, "m⊥": -1 / slope, "b": float(c_), "x₀": float(-c_ / m_)}[kind]
+
+
+def _midpoint(a, b) -> np.ndarray:
+  """Where AB meets its perpendicular bisector (the points as far from A as from B)."""
+  d = b - a
+  return np.linalg.solve([[2 * d[0], 2 * d[1]], [-d[1], d[0]]],
+                         [b @ b - a @ a, -d[1] * a[0] + d[0] * a[1]])
+
+
+def _centroid(a, b, c) -> np.ndarray:
+  """Where the medians from A and from B cross."""
+  ma, mb = (b + c) / 2, (a + c) / 2
+  t = np.linalg.solve(np.column_stack([ma - a, -(mb - b)]), b - a)
+  return a + t[0] * (ma - a)
 
 
 def _radius(f) -> float:
@@ -496,7 +578,7 @@ def make(srng, vrng, wanted: int) -> Scene:
 def kind_of(name: str) -> str | None:
   """What sort of quantity a name is: similar quantities are what a student confuses, and what a
   multiple-choice question shows beside the one it asks (`problems.option_set`)."""
-  if name.startswith(("x_", "y_")):
+  if name.startswith(("x_", "y_", "xₘ(", "yₘ(", "x̄(", "ȳ(")):
     return "coordinate"
   if name.startswith(("|", "r(", "d(", "t(")):
     return "length"

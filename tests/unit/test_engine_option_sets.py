@@ -263,3 +263,59 @@ def test_a_function_programs_quantities_stand_in_the_same_places_in_every_varian
       compared += 1
       assert all(x == lists[0] for x in lists), lists
   assert compared >= 25
+
+
+def _analytic_scenes(seed, n, wanted):
+  for i in range(n):
+    try:
+      yield writer.MAKERS["analytic"](np.random.default_rng([seed, i, 0]),
+                                      np.random.default_rng([seed, i, 1]), wanted)
+    except Rejected:
+      continue
+
+
+def test_analytic_one_step_quantities_solve_against_their_own_measures():
+  """Midpoints, changes in x and y, a centroid, a rectangle's sides and centre, a diameter
+  (`analytic._one_step_targets`): each is one step from the coordinates, and its chain's value
+  is re-measured with another formula (a perpendicular bisector, two medians crossing), so a
+  wrong template or a wrong measure fails `solve`."""
+  from data_prep.engine import problems as P
+  seen = collections.Counter()
+  for scene in _analytic_scenes(11, 60, 1):
+    for t in scene.targets:
+      if t.priority != 1:
+        continue
+      assert len(P.chain_of(scene, t)) == 1, t.name
+      sol = solve(scene, t)
+      assert float(sol.measured) == pytest.approx(float(sol.value), abs=1e-9), t.name
+      seen[re.sub(r"\(.*", "", t.name)] += 1
+  assert {"xₘ", "yₘ", "Δx", "Δy", "x̄", "ȳ", "d"} <= set(seen), seen
+  assert any(k.startswith("|") for k in seen), seen
+
+
+def test_analytic_figures_ask_and_offer_one_step_questions():
+  """At `--steps 1:1` an analytic figure used to offer a triangle's area and a circle's area or
+  circumference, nothing else: shallow sweeps were those questions only and nearly never
+  multiple choice (1 of 50 at --mc 0.7). The one-step quantities make both: several kinds of
+  question asked, and most problems multiple choice at --mc 1. Where the figure has another
+  question of the wanted depth, that one is asked as before (`pick` prefers priority 0)."""
+  from data_prep.engine import problems as P
+  opts = writer.Options(seed=5, domain="analytic", mc=1.0, degrade=0.0, steps=(1, 1))
+  recs = [writer.make_problem(opts, i)[0] for i in range(12)]
+  mc = sum(s["record"]["question_type"] == "multi_choice" for s in recs)
+  assert mc >= 8, mc
+  free = writer.Options(seed=6, domain="analytic", mc=0.0, degrade=0.0, steps=(1, 1))
+  asked = {re.sub(r"\(.*", "", writer.make_problem(free, i)[0]["scene"]["target"])
+           for i in range(16)}
+  assert len(asked - {"S", "C"}) >= 3, asked
+  as_before = 0
+  for wanted in (1, 2):  # deeper, a one-step quantity is never in `pick`'s pool
+    for scene in _analytic_scenes(12, 50, wanted):
+      lens = {t.name: len(P.chain_of(scene, t)) for t in scene.targets}
+      if not any(t.priority == 0 and lens[t.name] == wanted for t in scene.targets):
+        continue
+      for k in range(3):
+        main = P.pick(scene, (1, 6), wanted, np.random.default_rng(k))
+        assert not re.match(r"(xₘ|yₘ|x̄|ȳ|Δx|Δy|\||d)\(?", main.name), main.name
+      as_before += 1
+  assert as_before >= 15, as_before
