@@ -67,11 +67,14 @@ def _thin(p: np.ndarray, spacing: float) -> np.ndarray:
   of sub-pixel pieces (a dense arc) too thin to hold the clearance."""
   if len(p) < 3 or np.hypot(*np.diff(p, axis=0).T).min() >= spacing:
     return p  # a polygon's corners: every point would be kept
-  keep = [0]
-  for i in range(1, len(p) - 1):
-    if np.hypot(*(p[i] - p[keep[-1]])) >= spacing:
+  xy = p.tolist()  # Python floats: this loop runs over every point of a function's graph
+  keep, (kx, ky) = [0], xy[0]
+  for i in range(1, len(xy) - 1):
+    x, y = xy[i]
+    if math.hypot(x - kx, y - ky) >= spacing:
       keep.append(i)
-  keep.append(len(p) - 1)
+      kx, ky = x, y
+  keep.append(len(xy) - 1)
   return p[keep]
 
 
