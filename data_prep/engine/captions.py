@@ -34,6 +34,14 @@ ASK = {
              "Compute {name}."],
   "arc": ["What is the length of arc {name}?", "Find the arc length {name}.",
           "How long is arc {name}?", "Compute the length of arc {name}."],
+  "diagonal": ["What is the length of diagonal {name} of {shape}?",
+               "Find the length of diagonal {name}.", "How long is the diagonal {name}?"],
+  "height": ["What is the height of {shape} from {name}?",
+             "Find the perpendicular distance from {name}.",
+             "How long is the height of {shape} from {name}?"],
+  "diameter": ["What is the diameter of {shape}?", "Find the diameter of {shape}.",
+               "How wide is {shape} across its centre?"],
+  "radius": ["What is the radius of {shape}?", "Find the radius of {shape}."],
 }
 VISION_LEAD = ["Based on the diagram, ", "Using the image, ", "From the figure, "]
 

@@ -174,7 +174,7 @@ def kind_of(name: str) -> str | None:
     return "perimeter"
   if name.startswith("arc "):
     return "arc"
-  if len(name) == 2 and name.isupper() or name.startswith("diameter"):
+  if len(name) == 2 and name.isupper() or name.startswith(("diameter", "h(")):
     return "length"
   return None
 
@@ -215,7 +215,7 @@ def targets(fig: Figure) -> list:
     for name, kind in s.targets.items():
       if name in fig.givens or name == s.parent_edge:
         continue
-      t = _target(s, name, kind, 0 if k == last else 1)
+      t = _target(s, name, kind, 0 if k == last and kind not in SH.EXTRA else 1)
       t.main_ok = fig.derivs[name].expr != "q0"  # a copy of another side is no question
       out.append(t)
   if "S(figure)" in fig.derivs:
@@ -228,8 +228,13 @@ def targets(fig: Figure) -> list:
 
 def _target(s: SH.Shape, name: str, kind: str, priority: int) -> Target:
   shown = name[4:] if kind == "arc" else name
+  if kind == "height":  # h(C, AB): from C to AB
+    v, i, j = s.heights[name]
+    shown = f"{s.letters[v]} to {SH.edge(s.letters[i], s.letters[j])}"
   phrase = {"area": f"the area of {s.short}", "perimeter": f"the perimeter of {s.short}",
-            "length": f"the length of {shown}", "arc": f"the length of arc {shown}"}[kind]
+            "length": f"the length of {shown}", "arc": f"the length of arc {shown}",
+            "diagonal": f"the length of diagonal {shown}", "height": f"the height from {shown}",
+            "diameter": f"the diameter of {s.short}", "radius": f"the radius of {s.short}"}[kind]
   asks = [t.format(shape=s.short, name=shown) for t in C.ASK[kind]]
   return Target(name, phrase, asks, priority)
 

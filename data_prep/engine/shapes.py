@@ -54,9 +54,10 @@ class Shape:
   attach: list          # free straight edges (i, j), ccw
   facts: list
   derivs: dict
-  targets: dict         # name -> "area" | "perimeter" | "length" | "arc"
+  targets: dict         # name -> "area" | "perimeter" | "length" | "arc" | an EXTRA kind
   givens: dict
   parent_edge: str = ""
+  heights: dict = dataclasses.field(default_factory=dict)  # name -> (vertex, base i, base j)
 
   @property
   def poly(self) -> str:
@@ -105,6 +106,10 @@ class Shape:
     if kind == "arc":
       _, r, _, sw = self.arc(next(p for p in self.pieces if p[0] == "arc"))
       return r * math.radians(sw)
+    if kind == "height":  # the vertex's distance to the base's line, by the cross product
+      v, i, j = (self.pts[k] for k in self.heights[name])
+      d = j - i
+      return abs(d[0] * (v - i)[1] - d[1] * (v - i)[0]) / float(np.hypot(*d))
     a, b = name[0], name[1]
     return float(np.hypot(*(self.pts[self.letters.index(a)] - self.pts[self.letters.index(b)])))
 
@@ -117,6 +122,12 @@ class Shape:
         t = math.radians(sw)
         a += r * r / 2 * (t - math.sin(t))
     return a
+
+
+# Quantities a shape offers beyond its sides, area and perimeter: asked only where the figure
+# has no other question of the wanted depth (priority 1 in `plane.targets`), and members of
+# option sets, so a one- or two-shape figure has four quantities more often.
+EXTRA = ("diagonal", "height", "diameter", "radius")
 
 
 def edge(a: str, b: str) -> str:
@@ -166,12 +177,30 @@ class _Parts:
   def __init__(self, letters):
     self.ltr = letters
     self.facts, self.derivs, self.givens, self.targets = [], {}, {}, {}
+    self.extras, self.heights = {}, {}
 
   def e(self, i, j) -> str:
     return edge(self.ltr[i], self.ltr[j])
 
   def derive(self, name, template, expr, inputs, value, why, slips=()):
     self.derivs[name] = Deriv(name, template, expr, tuple(inputs), value, why, slips=tuple(slips))
+
+  def extra(self, name, kind, template, expr, inputs, why, slips=(), foot=None):
+    """A derived quantity of an EXTRA kind; `foot`: a height's (vertex, base i, base j)."""
+    self.derive(name, template, expr, inputs, None, why, slips)
+    self.extras[name] = kind
+    if foot is not None:
+      self.heights[name] = foot
+
+  def diagonal(self, i, j, legs, why):
+    """A diagonal as the hypotenuse over two perpendicular sides."""
+    self.extra(self.e(i, j), "diagonal", "√({0}² + {1}²)", "sqrt(q0**2 + q1**2)", legs, why,
+               [("q0 + q1", "added the sides instead of using Pythagoras"),
+                ("sqrt(Abs(q0**2 - q1**2))", "subtracted the squares")])
+
+  def height(self, v, i, j, template, expr, inputs, why, slips):
+    name = f"h({self.ltr[v]}, {self.e(i, j)})"
+    self.extra(name, "height", template, expr, inputs, why, slips, foot=(v, i, j))
 
   def give(self, name, value, fact):
     self.givens[name] = value
@@ -181,8 +210,10 @@ class _Parts:
     poly = "".join(self.ltr)
     self.targets[area_name(poly)] = "area"
     self.targets[perim_name(poly)] = "perimeter"
+    self.targets.update(self.extras)  # after the others: their places stay as they were
     return Shape(kind, list(self.ltr), np.asarray(pts, float), pieces, list(attach),
-                 self.facts + [struct], self.derivs, self.targets, self.givens)
+                 self.facts + [struct], self.derivs, self.targets, self.givens,
+                 heights=self.heights)
 
 
 def _int_between(vrng, lo: float, hi: float) -> sp.Integer:
@@ -247,6 +278,10 @@ def _square(p, pts, b, poly, ab, bc, cd, da):
   p.derive(perim_name(poly), "4 · {0}", "4*q0", [ab], None, f"{poly} is a square",
            [("q0**2", "used the area formula side² for the perimeter"),
             ("3*q0", "counted only three sides")])
+  p.extra(p.e(0, 2), "diagonal", "{0} · √2", "q0*sqrt(2)", [ab],
+          f"The diagonal of square {poly} is its side times √2",
+          [("2*q0", "doubled the side instead of multiplying it by √2"),
+           ("q0*sqrt(3)", "used √3 instead of √2")])
   pts = np.array(pts)
   return struct_fact(poly, f"{poly} is a square",
                      [right_mark(pts[i], pts[i - 1], pts[(i + 1) % 4]) for i in range(4)]
@@ -263,6 +298,8 @@ def _rectangle(p, pts, b, h, poly, ab, bc, cd, da):
            RECT_SLIPS)
   p.derive(perim_name(poly), "2 · ({0} + {1})", "2*(q0 + q1)", [ab, bc], None,
            f"{poly} is a rectangle", PERIM2_SLIPS)
+  p.diagonal(0, 2, [ab, bc], f"The diagonal {p.e(0, 2)} of rectangle {poly} is the hypotenuse "
+             f"over {ab} and {bc}")
   return struct_fact(poly, f"{poly} is a rectangle",
                      [right_mark(pts[i], pts[i - 1], pts[(i + 1) % 4]) for i in range(4)])
 
@@ -281,6 +318,10 @@ def _parallelogram(p, pts, b, s, th, poly, ab, bc, cd, da):
             ("q0*q1*cos(q2*pi/180)", "used cos instead of sin")])
   p.derive(perim_name(poly), "2 · ({0} + {1})", "2*(q0 + q1)", [ab, da], None,
            f"{poly} is a parallelogram", PERIM2_SLIPS)
+  p.height(3, 0, 1, "{0} · sin({1})", "q0*sin(q1*pi/180)", [da, ang],
+           f"The height of {poly} on {ab} is the side {da} times the sine of {ang}",
+           [("q0*cos(q1*pi/180)", "used cos instead of sin"),
+            ("q0", "took the slanted side for the height")])
   return struct_fact(poly, f"{poly} is a parallelogram",
                      [ticks([(pts[0], pts[1]), (pts[2], pts[3])], 1),
                       ticks([(pts[1], pts[2]), (pts[3], pts[0])], 2)])
@@ -300,6 +341,8 @@ def _trapezoid(p, pts, b, h1, h2, poly, ab, bc, cd, da):
            f"and height {ab}", [("(q0 + q1)*q2", "forgot to halve"),
                                 ("q0*q2", "used one parallel side only")])
   perimeter_sum(p, [ab, bc, cd, da])
+  for i, j, leg in ((0, 2, bc), (1, 3, da)):
+    p.diagonal(i, j, [ab, leg], f"The diagonal {p.e(i, j)} is the hypotenuse over {ab} and {leg}")
   return struct_fact(poly, right, [right_mark(pts[0], pts[3], pts[1]),
                                    right_mark(pts[1], pts[0], pts[2])])
 
@@ -330,6 +373,9 @@ def triangle(kind, A, B, letters, b, vrng, new_letter) -> Shape:
              [("sqrt(3)/2*q0**2", "used √3/2 instead of √3/4"),
               ("q0**2/2", "used ½·side² as for a right isosceles triangle"),
               ("sqrt(3)*q0/4", "forgot to square the side")])
+    p.height(2, 0, 1, "√3/2 · {0}", "sqrt(3)/2*q0", [ab],
+             f"The height of an equilateral triangle is √3/2 of its side",
+             [("sqrt(3)*q0", "forgot to halve"), ("q0/2", "took half the side")])
     struct = struct_fact(poly, f"{poly} is an equilateral triangle",
                          [ticks([(pts[i], pts[(i + 1) % 3]) for i in range(3)], 1)])
   if perim_name(poly) not in p.derivs:
@@ -351,6 +397,10 @@ def _right_triangle(p, pts, b, al, poly, ab, bc, ca, ang):
   p.derive(area_name(poly), "{0} · {1} / 2", "q0*q1/2", [ab, bc], None,
            f"{poly} is a right triangle with legs {ab} and {bc}",
            [("q0*q1", "forgot the ½ of a triangle's area")])
+  p.height(1, 2, 0, "{0} · sin({1})", "q0*sin(q1*pi/180)", [ab, ang],
+           f"The height from the right angle {p.ltr[1]} is {ab} times the sine of {ang}",
+           [("q0*cos(q1*pi/180)", "used cos instead of sin"),
+            ("q0*tan(q1*pi/180)", "used tan instead of sin")])
   return struct_fact(poly, f"{poly} is a right triangle with the right angle at {p.ltr[1]}",
                      [right_mark(pts[1], pts[0], pts[2])])
 
@@ -367,6 +417,10 @@ def _isosceles(p, pts, b, th, poly, ab, bc, ca, ang):
            None, f"{poly} has sides {ab}, {ca} around the angle {ang}",
            [("q0*q1*sin(q2*pi/180)", "forgot the ½"),
             ("q0*q1*cos(q2*pi/180)/2", "used cos instead of sin")])
+  p.height(0, 1, 2, "{0} · cos({1} / 2)", "q0*cos(q1*pi/360)", [ab, ang],
+           f"The height from the apex {p.ltr[0]} halves the apex angle {ang}",
+           [("q0*sin(q1*pi/360)", "used sin instead of cos"),
+            ("q0*cos(q1*pi/180)", "used the whole apex angle instead of half")])
   return struct_fact(poly, f"{poly} is an isosceles triangle with {ab} = {ca}",
                      [ticks([(pts[0], pts[1]), (pts[0], pts[2])], 1)])
 
@@ -442,11 +496,16 @@ def circle(vrng, new_letter, diameter_given: bool):
                             "text": f"d = {2 * r}"}, True, 2 * r))
     p.derive(rn, "{0} / 2", "q0/2", [dn], None, "The radius is half the diameter",
              [("q0", "used the diameter as the radius")])
+    extra = {rn: "radius"}
   else:
     p.give(rn, r, len_fact(rn, r, pts[0], pts[1], pts[0] + [0, 1]))
+    dn = f"diameter of circle {o}"
+    p.derive(dn, "2 · {0}", "2*q0", [rn], None, "The diameter is twice the radius",
+             [("q0", "took the radius for the diameter"), ("q0**2", "squared the radius")])
+    extra = {dn: "diameter"}
   struct = struct_fact(o, f"{o} is the centre of the circle and {p.ltr[1]} lies on it")
   s = Shape("circle", p.ltr, pts, [("arc", 1, 1, pts[0].copy())], [], p.facts + [struct],
-            p.derivs, {area_name(o): "area", perim_name(o): "perimeter"}, p.givens)
+            p.derivs, {area_name(o): "area", perim_name(o): "perimeter", **extra}, p.givens)
   return s, r
 
 

@@ -101,13 +101,14 @@ def test_variants_keep_the_option_set_and_the_asked_quantity(tmp_path):
 
 
 def test_without_an_option_set_the_question_is_free_form_or_from_mistakes(tmp_path):
-  """One-shape figures have no four one-step quantities: --wrong_options figure (the default)
+  """Function figures have no four six-step quantities: --wrong_options figure (the default)
   redraws the figure MC_PROGRAMS times, then asks free-form, and meta.json counts both;
   figure+mistakes makes options from wrong reasoning there instead, and says so."""
   metas = {}
   for mode in ("figure", "figure+mistakes"):
     cli.main(["--n", "12", "--out", str(tmp_path / mode), "--seed", "3", "--mc", "1",
-              "--degrade", "0", "--steps", "1:1", "--domain", "plane", "--wrong_options", mode])
+              "--degrade", "0", "--steps", "6:6", "--domain", "function", "--wrong_options",
+              mode])
     metas[mode] = json.load(open(tmp_path / mode / "meta.json"))
     assert metas[mode]["wrong_options"] == mode
   mc = {m: metas[m]["question_types"].get("multi_choice", 0) for m in metas}
@@ -319,3 +320,56 @@ def test_analytic_figures_ask_and_offer_one_step_questions():
         assert not re.match(r"(xₘ|yₘ|x̄|ȳ|Δx|Δy|\||d)\(?", main.name), main.name
       as_before += 1
   assert as_before >= 15, as_before
+
+
+PLANE_EXTRA = re.compile(r"the (?:length of )?(diagonal|height|diameter|radius) ")
+
+
+def test_plane_diagonals_heights_and_diameters_solve_against_their_own_measures():
+  """A quadrilateral's diagonals, a triangle's or a parallelogram's height, a circle's diameter
+  or radius (`shapes.EXTRA`): each re-measured from the coordinates (a height as the vertex's
+  distance to the base's line by the cross product), so a wrong formula fails `solve`."""
+  seen = collections.Counter()
+  for i in range(160):
+    try:
+      scene = writer.MAKERS["plane"](np.random.default_rng([13, i, 0]),
+                                     np.random.default_rng([13, i, 1]), 1 + i % 4)
+    except Rejected:
+      continue
+    for t in scene.targets:
+      if t.main_ok and (m := PLANE_EXTRA.match(t.phrase)):
+        assert t.priority == 1, t.name
+        sol = solve(scene, t)
+        assert float(sol.measured) == pytest.approx(float(sol.value), rel=1e-9), t.name
+        seen[m.group(1)] += 1
+  assert set(seen) == {"height", "diagonal", "diameter", "radius"}, seen
+
+
+def test_one_shape_plane_figures_can_now_be_multiple_choice():
+  """A one-step plane figure is one shape with one or two givens: two one-step quantities
+  before, so `--steps 1:1` plane problems were never multiple choice (0 of 16 at --mc 1, 160
+  figures redrawn). With the diagonals, heights and the diameter, a trapezoid has four and most
+  shapes three, so redrawing finds a set for most problems. Where the last shape has a question
+  of the wanted depth, `pick` still asks it (the extras' priority)."""
+  from data_prep.engine import problems as P
+  opts = writer.Options(seed=5, domain="plane", mc=1.0, degrade=0.0, steps=(1, 1))
+  mc = sum(writer.make_problem(opts, i)[0]["record"]["question_type"] == "multi_choice"
+           for i in range(16))
+  assert mc >= 6, mc
+  as_before = 0
+  for i in range(60):
+    srng = np.random.default_rng([14, i, 0])
+    try:
+      scene = writer.MAKERS["plane"](srng, np.random.default_rng([14, i, 1]), 1 + i % 3)
+    except Rejected:
+      continue
+    lens = {t.name: len(P.chain_of(scene, t)) for t in scene.targets}
+    wanted = 1 + i % 3
+    if not any(not PLANE_EXTRA.match(t.phrase) and t.main_ok and lens[t.name] == wanted
+               and t.priority == 0 for t in scene.targets):
+      continue
+    for k in range(3):
+      main = P.pick(scene, (1, 6), wanted, np.random.default_rng(k))
+      assert not PLANE_EXTRA.match(main.phrase), main.name
+    as_before += 1
+  assert as_before >= 20, as_before
