@@ -72,6 +72,7 @@ class Scene:
   kind_of: Callable = staticmethod(lambda name: None)
   misreads: list = dataclasses.field(default_factory=list)
   exact_only: bool = False          # symbolic steps: wrong turns are replayed exactly
+  chains: dict = dataclasses.field(default_factory=dict, repr=False)  # chain_of's, by name
 
 
 @dataclasses.dataclass
@@ -89,7 +90,12 @@ class Solved:
 
 
 def chain_of(scene: Scene, target: Target) -> list:
-  return resolve(target.name, scene.givens, scene.derivs)
+  """The target's deduction, remembered per scene: `pick`, `harder_of` and `option_set` each
+  ask for every target's, and a name's formulas never change once the scene is made."""
+  chain = scene.chains.get(target.name)
+  if chain is None:
+    chain = scene.chains[target.name] = resolve(target.name, scene.givens, scene.derivs)
+  return chain
 
 
 def solve(scene: Scene, target: Target) -> Solved:
