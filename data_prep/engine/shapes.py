@@ -374,7 +374,7 @@ def triangle(kind, A, B, letters, b, vrng, new_letter) -> Shape:
               ("q0**2/2", "used ½·side² as for a right isosceles triangle"),
               ("sqrt(3)*q0/4", "forgot to square the side")])
     p.height(2, 0, 1, "√3/2 · {0}", "sqrt(3)/2*q0", [ab],
-             f"The height of an equilateral triangle is √3/2 of its side",
+             "The height of an equilateral triangle is √3/2 of its side",
              [("sqrt(3)*q0", "forgot to halve"), ("q0/2", "took half the side")])
     struct = struct_fact(poly, f"{poly} is an equilateral triangle",
                          [ticks([(pts[i], pts[(i + 1) % 3]) for i in range(3)], 1)])
