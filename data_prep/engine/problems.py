@@ -168,7 +168,7 @@ def option_set(scene: Scene, first: Target, steps: tuple, rng) -> list[Target] |
   The other three are quantities of first's kind (lengths with lengths, areas with areas) as far
   as the figure has them, then any other numeric ones; their chains stay within `steps`. The set
   needs distinct values (not within 0.5%) and texts, no text longer than twice the shortest (or 8
-  characters more), and no negative value unless every member may be negative (slopes,
+  characters more), and no negative or zero value unless every member may be one (slopes,
   intercepts, values of f): conditions on the set, the same whichever member is asked."""
   lo, hi = steps
   numeric = lambda t: t.main_ok and t.answer_text is None and not t.parts  # noqa: E731
@@ -212,12 +212,12 @@ def _figure_text(scene: Scene, target: Target) -> tuple | None:
 
 def _fair(texts: list, t: tuple) -> bool:
   """May t join the set: a value and a text of its own, no text standing out by length, and no
-  negative value beside a quantity that cannot be negative (an area among slopes would let a
-  reader of the question strike the negative options)."""
+  negative or zero value beside a quantity that cannot be one (an area among slopes would let a
+  reader of the question strike the negative options, and a length among coordinates a 0)."""
   if any(t[0] == u[0] or mistakes.close(t[1], u[1]) for u in texts):
     return False
   every = texts + [t]
-  if any(u[1] < 0 for u in every) and not all(u[3] for u in every):
+  if any(u[1] <= 0 for u in every) and not all(u[3] for u in every):
     return False
   n = [len(u[0]) for u in every]
   return max(n) <= max(2 * min(n), min(n) + 8)
