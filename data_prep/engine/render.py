@@ -223,6 +223,21 @@ def png(img: Image.Image) -> bytes:
   return buf.getvalue()
 
 
+JPEG_KINDS = ("blur", "noise")
+
+
+def encode(img: Image.Image, how: dict | None = None) -> tuple:
+  """(file extension, bytes) of one image. A blurred or noisy image is stored as JPEG (quality
+  90): its smooth or grainy pixels are a photographed page's, which PNG stores badly (a noisy
+  image: PNG 268 KB in 10 ms, JPEG 84 KB in 0.5 ms; a blurred one 25 KB in 2 ms against 8 KB in
+  0.2 ms). Clean and low-resolution images (sharp edges, few colours) stay PNG."""
+  if how is not None and how["kind"] in JPEG_KINDS:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=90)
+    return "jpg", buf.getvalue()
+  return "png", png(img)
+
+
 def degradation(rng) -> dict:
   """One clarity-0 degradation for a whole problem (Math-LLaVA's blurred/unclear label): its
   kind and parameters, applied identically to every image of the problem."""

@@ -258,12 +258,14 @@ def _files(d: Drawn, dom: str, rid: str) -> tuple:
   if d.degradation is not None:
     imgs = {v: render.degrade(im, d.degradation) for v, im in imgs.items()}
   if "single" in imgs:
-    rel = f"images/{dom}/{rid}.png"
-    return [(rel, render.png(imgs["single"]))], {v: rel for v in VERSIONS}
+    ext, data = render.encode(imgs["single"], d.degradation)
+    rel = f"images/{dom}/{rid}.{ext}"
+    return [(rel, data)], {v: rel for v in VERSIONS}
   files, paths = [], {}
   for v in VERSIONS:
-    rel = f"images/{dom}/{rid}_{SHORT[v]}.png"
-    files.append((rel, render.png(imgs[v])))
+    ext, data = render.encode(imgs[v], d.degradation)
+    rel = f"images/{dom}/{rid}_{SHORT[v]}.{ext}"
+    files.append((rel, data))
     paths[v] = rel
   return files, paths
 

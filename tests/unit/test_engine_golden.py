@@ -41,8 +41,8 @@ def digest(case: str) -> dict:
     files = sorted(os.path.relpath(os.path.join(d, f), tmp)
                    for d, _, fs in os.walk(tmp) for f in fs)
     sha = {f: hashlib.sha256(open(os.path.join(tmp, f), "rb").read()).hexdigest() for f in files}
-  images = [f for f in files if f.endswith(".png")]
-  return {"json": {f: sha[f] for f in files if not f.endswith(".png")}, "images": len(images),
+  images = [f for f in files if f.endswith((".png", ".jpg"))]
+  return {"json": {f: sha[f] for f in files if f not in images}, "images": len(images),
           "images_sha256": hashlib.sha256("".join(f + sha[f] for f in images).encode()).hexdigest()}
 
 
