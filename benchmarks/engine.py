@@ -3,12 +3,16 @@
   python -m benchmarks.engine [--n 600] [--workers 2] [--rules 1000] [--sweep 1000] [--seed 0]
       [--wrong_options figure|figure+mistakes]
 
-speed: `writer.generate` end to end (problems, images, PNG files, JSON) with all domains mixed on
-  --workers processes, problems/s, side by side in the same run with the bare Matplotlib render
-  of the same drawings (every line and label our renderer drew, as a Matplotlib figure saved to
-  PNG, no problem generation at all) on as many processes; and the CPU time per problem in one
-  process, and per --split (all, train, test with 10% held out) in one process. The machine's
-  load average is printed before and after: the machine is shared, so read the figures with it.
+speed: `writer.generate` end to end (problems, images, image files, JSON) with all domains mixed
+  on --workers processes, problems/s, side by side in the same run with the bare Matplotlib
+  render of the same drawings (every line and label our renderer drew, as a Matplotlib figure
+  saved to PNG in memory, no problem generation at all) on as many processes; and the CPU time
+  per problem in one process, and per --split (all, train, test with 10% held out) in one
+  process. The engine writes its files to a RAM folder (/dev/shm) where the machine has one, as
+  the render keeps its PNGs in memory: `engine_files_on_disk` is the same run into the temp
+  folder, and `file_create_cpu_ms` what creating one file costs in each (on this machine's disk
+  0.02-1 ms, varying by the minute: as much as drawing an image). The machine's load average
+  is printed before and after: the machine is shared, so read the figures with it.
 rules: every choices-only rule of `mathvlm.eval.choices_only` on --rules fresh problems (all
   multiple-choice where the chain allows, seed 10**6 + --seed), beside chance; a rule more than
   10 points from chance would mean the options give the answer away. Beside the fixed rules, two
@@ -44,9 +48,24 @@ def _pool(workers: int):
   return mp.get_context("fork").Pool(workers)
 
 
-def speed(n: int, workers: int, seed: int) -> dict:
+def ram_folder() -> str | None:
+  """A RAM-backed folder (/dev/shm) where the machine has one, else None (the temp folder)."""
+  return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+def file_create_ms(root: str | None, n: int = 300) -> float:
+  """CPU milliseconds to create and write one 6 KB file under root (None: the temp folder)."""
+  with tempfile.TemporaryDirectory(dir=root) as tmp:
+    c = time.process_time()
+    for i in range(n):
+      with open(os.path.join(tmp, f"{i}.png"), "wb") as f:
+        f.write(b"\0" * 6000)
+    return round((time.process_time() - c) / n * 1000, 3)
+
+
+def speed(n: int, workers: int, seed: int, root: str | None = None) -> dict:
   opts = writer.Options(seed=seed)
-  with tempfile.TemporaryDirectory() as tmp:
+  with tempfile.TemporaryDirectory(dir=root) as tmp:
     t = time.perf_counter()
     meta = writer.generate(tmp, n, opts, workers)
     dt = time.perf_counter() - t
@@ -56,14 +75,14 @@ def speed(n: int, workers: int, seed: int) -> dict:
           "rejected_attempts": meta["rejected_attempts"]}
 
 
-def cpu_cost(n: int, seed: int) -> dict:
+def cpu_cost(n: int, seed: int, root: str | None = None) -> dict:
   """CPU milliseconds per problem in one process (what a busy machine does not change much):
   the rate an idle machine would reach is about 1000 / ms per worker; and the stages' share.
   `images_only_problems_per_s_per_idle_core`: the rate if making the problems (scenes, questions,
   options, rationales) cost nothing and only drawing and writing the images remained, a ceiling
   that no faster problem code can pass with these images."""
   spent = collections.Counter()
-  with tempfile.TemporaryDirectory() as tmp, _timed_stages(spent):
+  with tempfile.TemporaryDirectory(dir=root) as tmp, _timed_stages(spent):
     c = time.process_time()
     writer.generate(tmp, n, writer.Options(seed=seed + 1), 1)
     ms = (time.process_time() - c) / n * 1000
@@ -75,12 +94,12 @@ def cpu_cost(n: int, seed: int) -> dict:
           "stages_ms_per_problem": {k: round(spent[k] / n * 1000, 2) for k, _, _ in STAGES}}
 
 
-def split_cost(n: int, seed: int) -> dict:
+def split_cost(n: int, seed: int, root: str | None = None) -> dict:
   """CPU milliseconds per problem in one process for each --split (10% held out): a held-out
   problem passes over ~9 programs of the other split, which cost only their scene and question
   since the split is decided before drawing (`writer.check_split`)."""
   out = {}
-  with tempfile.TemporaryDirectory() as tmp:
+  with tempfile.TemporaryDirectory(dir=root) as tmp:
     for split in writer.SPLITS:
       c = time.process_time()
       meta = writer.generate(os.path.join(tmp, split), n, writer.Options(seed=seed + 2,
@@ -267,10 +286,17 @@ def main():
                  help="the engine's option mode for the choices-only rules")
   a = p.parse_args()
   res = {"load_before": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
-  res["speed"] = {"engine": speed(a.n, a.workers, a.seed),
+  ram = ram_folder()
+  # Both engine runs come first: anything that makes problems in this process (the render's
+  # drawings, the CPU figures) would leave the forked workers caches warm with the same values.
+  res["speed"] = {"engine": speed(a.n, a.workers, a.seed, ram),
+                  "engine_files_on_disk": speed(a.n, a.workers, a.seed),
                   "matplotlib_bare_render": matplotlib_speed(a.n, a.workers, a.seed),
-                  "engine_cpu": cpu_cost(max(60, a.n // 4), a.seed),
-                  "split_cpu": split_cost(max(30, a.n // 10), a.seed)}
+                  "engine_files_in": ram or tempfile.gettempdir(),
+                  "file_create_cpu_ms": {"ram": file_create_ms(ram) if ram else None,
+                                         "disk": file_create_ms(None)},
+                  "engine_cpu": cpu_cost(max(60, a.n // 4), a.seed, ram),
+                  "split_cpu": split_cost(max(30, a.n // 10), a.seed, ram)}
   res["load_after_speed"] = [round(x, 2) for x in os.getloadavg()]
   if a.rules:
     res["choices_only_rules"] = rules(a.rules, a.workers, a.seed, a.wrong_options)

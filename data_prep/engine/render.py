@@ -147,9 +147,15 @@ class Canvas:
   def place_shrinking(self, text, size, color, centres, smallest: int = 11) -> tuple:
     """(centre, size): the label at its size if it fits anywhere, else a size or two smaller
     (a crowded corner), else LabelsDoNotFit."""
-    centres = list(centres)
+    seen = []
+
+    def first_pass():  # most labels fit at once: make the later candidates only if needed
+      for c in centres:
+        seen.append(c)
+        yield c
+
     for s in range(size, smallest - 1, -2):
-      at = self.place(text, s, color, centres, optional=s > smallest)
+      at = self.place(text, s, color, first_pass() if s == size else seen, optional=s > smallest)
       if at is not None:
         return at, s
     raise LabelsDoNotFit(f"no free place for the label {text!r}")
