@@ -111,14 +111,15 @@ def split_cost(n: int, seed: int, root: str | None = None) -> dict:
 
 # (name, module, attribute): the stages of one problem, outermost first (`writer.draw`: the
 # scene, a multiple-choice question's option set, the drawing, then `assemble` with the
-# options, the two solved chains and rationales;
-# `writer.sample`: the files, their PNG encoding and degradation). `redrawn_attempts` is the
-# time of the `writer.draw` calls that were rejected, whatever stage they got to.
+# options, the two solved chains and rationales; `writer.sample`: the files, their encoding
+# (PNG, or JPEG for a blurred or noisy image) and degradation). `redrawn_attempts` is the time
+# of the `writer.draw` calls that were rejected, whatever stage they got to.
 STAGES = (("scene", None, "MAKERS"), ("option_set", writer, "option_set"),
           ("drawing", None, "scene.draw"),
           ("assemble", writer, "assemble"), ("options", problems, "options"),
           ("solve", problems, "solve"), ("rationales", problems, "cot"),
-          ("files", writer, "_files"), ("png", render, "png"), ("degrade", render, "degrade"),
+          ("files", writer, "_files"), ("encode", render, "encode"),
+          ("degrade", render, "degrade"),
           ("redrawn_attempts", writer, "draw"))
 
 

@@ -19,14 +19,16 @@ def test_engine_benchmark_reports_speed_stages_rules_and_layout():
   out = json.loads(res.stdout.strip().splitlines()[-1])
   speed = out["speed"]
   assert speed["engine"]["problems"] == speed["matplotlib_bare_render"]["problems"] == 12
+  assert speed["engine_files_on_disk"]["problems"] == 12
+  assert speed["file_create_cpu_ms"]["disk"] > 0 and os.path.isdir(speed["engine_files_in"])
   cpu = speed["engine_cpu"]
   st = cpu["stages_ms_per_problem"]
   assert list(st) == ["scene", "option_set", "drawing", "assemble", "options", "solve",
-                      "rationales", "files", "png", "degrade", "redrawn_attempts"]
+                      "rationales", "files", "encode", "degrade", "redrawn_attempts"]
   assert all(v > 0 for v in st.values()), st   # every stage was reached and timed
   # nested stages fit inside their parents, and the stages inside the measured CPU time
   assert st["options"] + st["solve"] + st["rationales"] <= st["assemble"] + 0.02
-  assert st["png"] + st["degrade"] <= st["files"] + 0.02
+  assert st["encode"] + st["degrade"] <= st["files"] + 0.02
   outer = st["scene"] + st["option_set"] + st["drawing"] + st["assemble"]
   assert outer + st["files"] <= cpu["cpu_ms_per_problem"]
   assert st["redrawn_attempts"] < outer  # failed ones only
