@@ -4,9 +4,9 @@
 Writes DIR/instruct.json (MAVIS-Geometry fields and ours, see docs/engine/README.md),
 DIR/caption.json (LLaVA format), DIR/images/<domain>/*.png (.jpg if blurred or noisy),
 DIR/scenes.jsonl (what each image draws, the deduction chain, why each wrong option is wrong)
-and DIR/meta.json (counts, rejected attempts). --beam runs the same problems as an Apache Beam pipeline (DirectRunner here; pass
---beam_options "--runner=DataflowRunner --project=... --region=... --temp_location=gs://..."
-for Dataflow) and writes the same bytes.
+and DIR/meta.json (counts, rejected attempts). --beam runs the same problems as an Apache Beam
+pipeline (DirectRunner here; for Dataflow pass --beam_options "--runner=DataflowRunner
+--project=... --region=... --temp_location=gs://...") and writes the same bytes.
 """
 
 from __future__ import annotations
