@@ -370,6 +370,65 @@ def _one_step_targets(F: Formulas, f) -> list:
   return []
 
 
+def _deep_targets(F: Formulas, f) -> list:
+  """Quantities one or two steps past a figure's deepest: the triangle a line cuts off with the
+  axes and the piece of the line between them (6 steps: the changes, the slope, both
+  intercepts), and the square and equilateral triangle inscribed in a circle (6 steps where the
+  radius comes from a point on the circle). Before them a six-step analytic figure offered at
+  most one quantity of that depth (the inscribed square's area), so `--steps 6:6` was never
+  multiple choice. Priority 1, like the one-step quantities: asked where nothing else has the
+  wanted depth."""
+  k, n = f["kind"], f["names"]
+  if k == "line":
+    (px, py), (qx, qy) = f["pts"]
+    if px * qy == py * qx:  # through the origin: the axes cut off nothing
+      return []
+    a, b = n
+    yi, xi = F.intercept(a, b), F.x_intercept(a, b)
+    area = F.add(f"S(△{a}{b}, axes)", "|{0} · {1}| / 2", "Abs(q0*q1)/2", (yi, xi),
+                 f"Line {a}{b} and the axes bound a right triangle whose legs are the intercepts",
+                 [("Abs(q0*q1)", "forgot to halve"),
+                  ("(Abs(q0) + Abs(q1))/2", "added the legs instead of multiplying them")])
+    piece = F.add(f"ℓ({a}{b})", "√({0}² + {1}²)", "sqrt(q0**2 + q1**2)", (yi, xi),
+                  f"The part of {a}{b} between the axes is the hypotenuse of that right triangle",
+                  [("Abs(q0) + Abs(q1)", "added the legs instead of using Pythagoras"),
+                   ("sqrt(Abs(q0**2 - q1**2))", "subtracted the squares")])
+    return [Target(area, f"the area of the triangle that line {a}{b} cuts off with the axes",
+                   [f"What is the area of the triangle bounded by line {a}{b} and the two axes?",
+                    f"Find the area of the region enclosed by line {a}{b}, the x-axis and the "
+                    "y-axis."]),
+            Target(piece, f"the length of the part of line {a}{b} between the axes",
+                   [f"How long is the piece of line {a}{b} between the x-axis and the y-axis?",
+                    f"Find the distance between the points where line {a}{b} crosses the "
+                    "axes."])]
+  if k == "circle":
+    o = n[0]
+    side = F.add(f"a(□{o})", "{0} / √2", "q0/sqrt(2)", (f"d({o})",),
+                 f"The diameter of circle {o} is the inscribed square's diagonal, √2 times its "
+                 "side", [("q0/2", "took half the diagonal as the side"),
+                          ("q0*sqrt(2)", "multiplied by √2 instead of dividing")])
+    tri = F.add(f"a(△{o})", "√3 · {0}", "sqrt(3)*q0", (F.radius(f),),
+                f"A side of an equilateral triangle inscribed in circle {o} is √3 times the "
+                "radius", [("2*q0", "took the side for the diameter"),
+                           ("sqrt(2)*q0", "used the square's √2")])
+    tri_area = F.add(f"S(△{o})", "√3 / 4 · {0}²", "sqrt(3)*q0**2/4", (tri,),
+                     "An equilateral triangle's area is √3/4 times its side squared",
+                     [("sqrt(3)*q0**2/2", "used √3/2 for √3/4"),
+                      ("q0**2/2", "took half the side squared")])
+    return [Target(side, f"the side of the square inscribed in circle {o}",
+                   [f"How long is a side of the square inscribed in circle {o}?",
+                    f"Find the side length of the largest square that fits in circle {o}."]),
+            Target(tri, f"the side of the equilateral triangle inscribed in circle {o}",
+                   [f"How long is a side of an equilateral triangle inscribed in circle {o}?",
+                    f"Find the side of the equilateral triangle whose vertices lie on circle "
+                    f"{o}."]),
+            Target(tri_area, f"the area of the equilateral triangle inscribed in circle {o}",
+                   [f"What is the area of an equilateral triangle inscribed in circle {o}?",
+                    f"Find the area of the equilateral triangle whose vertices lie on circle "
+                    f"{o}."])]
+  return []
+
+
 def targets(plot: Plot) -> tuple:
   F = Formulas(plot)
   out = []
@@ -390,6 +449,10 @@ def targets(plot: Plot) -> tuple:
     for t in _one_step_targets(F, f):
       t.priority = 1
       out.append(t)
+  for f in plot.figs:
+    for t in _deep_targets(F, f):
+      t.priority = 1
+      out.append(t)
   for t in out:  # slopes, intercepts, coordinates and changes may be negative
     t.signed = t.name.startswith(SIGNED)
   return F, out
@@ -402,6 +465,19 @@ def measure(plot: Plot, name: str) -> float:
   """Re-measure a named quantity from the coordinates alone (other formulas than the chain's)."""
   P = {k: np.asarray(v, float) for k, v in plot.pts.items()}
   circles = {f["names"][0]: f for f in plot.figs if f["kind"] == "circle"}
+  m = re.fullmatch(r"(S\(△|ℓ\()(\w)(\w)(, axes)?\)", name)
+  if m:  # where the line meets the axes, by a linear solve; the area by Heron
+    a, b = P[m.group(2)], P[m.group(3)]
+    legs = abs(_line_measure("b", a, b)), abs(_line_measure("x₀", a, b))
+    return math.hypot(*legs) if m.group(1) == "ℓ(" else _heron(*legs, math.hypot(*legs))
+  m = re.fullmatch(r"(a\(□|a\(△|S\(△)(\w)\)", name)
+  if m:  # a polygon of points on the drawn circle (its sampled radius), at 90° or 120° apart
+    c, r = P[m.group(2)], _radius(circles[m.group(2)])
+    step = 90 if "□" in m.group(1) else 120
+    pts = [c + r * np.array([math.cos(math.radians(t)), math.sin(math.radians(t))])
+           for t in (0, step, 2 * step)]
+    sides = [math.dist(pts[i], pts[(i + 1) % 3]) for i in range(3)]
+    return sides[0] if m.group(1).startswith("a") else _heron(*sides)
   m = re.fullmatch(r"([xy])ₘ\((\w)(\w)\)", name)
   if m:
     return _midpoint(P[m.group(2)], P[m.group(3)])["xy".index(m.group(1))]
@@ -423,10 +499,7 @@ def measure(plot: Plot, name: str) -> float:
     if m.group(1) == "P":
       return G.perimeter(poly)
     s = [math.dist(poly[i], poly[(i + 1) % len(poly)]) for i in range(len(poly))]
-    if len(poly) == 3:  # Heron
-      h = sum(s) / 2
-      return math.sqrt(max(h * (h - s[0]) * (h - s[1]) * (h - s[2]), 0.0))
-    return s[0] * s[1]
+    return _heron(*s) if len(poly) == 3 else s[0] * s[1]
   m = re.fullmatch(r"d\((\w), (\w)(\w)\)", name)
   if m:
     a, b = P[m.group(2)], P[m.group(3)]
@@ -437,6 +510,11 @@ def measure(plot: Plot, name: str) -> float:
     return math.sqrt(math.dist(P[m.group(1)], P[m.group(2)]) ** 2
                      - _radius(circles[m.group(2)]) ** 2)
   raise KeyError(f"engine: {name!r} is not a measurable quantity of this plot")
+
+
+def _heron(a, b, c) -> float:
+  h = (a + b + c) / 2
+  return math.sqrt(max(h * (h - a) * (h - b) * (h - c), 0.0))
 
 
 def _line_measure(kind, a, b) -> float:
@@ -580,7 +658,7 @@ def kind_of(name: str) -> str | None:
   multiple-choice question shows beside the one it asks (`problems.option_set`)."""
   if name.startswith(("x_", "y_", "xₘ(", "yₘ(", "x̄(", "ȳ(")):
     return "coordinate"
-  if name.startswith(("|", "r(", "d(", "t(")):
+  if name.startswith(("|", "r(", "d(", "t(", "ℓ(", "a(")):
     return "length"
   if name.startswith(("m(", "m⊥(")):
     return "slope"

@@ -95,8 +95,9 @@ class Deriv:
   slips: tuple = ()
 
   def sentence(self, knowns: dict, angles: set) -> str:
-    vals = [_wrap(human(written(knowns[i]))) + ("°" if i in angles else "") for i in self.inputs]
     template = self.template() if callable(self.template) else self.template
+    vals = [_wrap(human(written(knowns[n])), template, k) + ("°" if n in angles else "")
+            for k, n in enumerate(self.inputs)]
     reason = self.reason() if callable(self.reason) else self.reason
     f_names = template.format(*self.inputs)
     f_vals = template.format(*vals)
@@ -116,9 +117,14 @@ class Deriv:
             "value": machine(self.value)}
 
 
-def _wrap(s: str) -> str:
-  """Parenthesize negatives and sums when substituted into a formula ("3 - (-6)", "(-1)²")."""
-  return f"({s})" if s.startswith("-") or " + " in s or " - " in s else s
+def _wrap(s: str, template: str, k: int) -> str:
+  """Parenthesize negatives, sums and fractions substituted into a formula ("3 - (-6)",
+  "(-1)²", "(12/5)²": bare, 12/5² reads as 12/25, and -15/7 / 1/7 as a riddle), unless the
+  formula already brackets that place (f(-2), not f((-2))) or is the value alone."""
+  if template.strip() == "{0}" or any(f"{a}{{{k}}}{b}" in template for a, b in ("()", "||",
+                                                                                "[]")):
+    return s
+  return f"({s})" if s.startswith("-") or " + " in s or " - " in s or "/" in s else s
 
 
 def resolve(target: str, givens: dict, derivs: dict) -> list:

@@ -166,9 +166,12 @@ def test_the_question_type_is_the_problems_whatever_the_depth():
 
 
 def test_a_sound_figure_without_an_option_set_does_not_count_as_a_failed_program(monkeypatch):
-  """Six-step analytic figures are rare (most programs fail `no question with 6 steps`): the
-  failures before a figure redrawn for its options start afresh, else a multiple-choice
-  problem ran out of its MAX_PROGRAMS and the whole run stopped (11 of 60 such problems)."""
+  """Where figures of the wanted depth are rare (most programs fail `no question with 6
+  steps`), the failures before a figure redrawn for its options start afresh, else a
+  multiple-choice problem ran out of its MAX_PROGRAMS and the whole run stopped (11 of 60
+  six-step analytic problems, before their deeper quantities). With MAX_PROGRAMS at 10, a
+  problem here still fails more programs than that in all (16)."""
+  monkeypatch.setattr(writer, "MAX_PROGRAMS", 10)
   results = []
   variants = writer._variants
 
@@ -304,7 +307,7 @@ def test_analytic_one_step_quantities_solve_against_their_own_measures():
   seen = collections.Counter()
   for scene in _analytic_scenes(11, 60, 1):
     for t in scene.targets:
-      if t.priority != 1:
+      if t.priority != 1 or t.name.startswith(DEEP):
         continue
       assert len(P.chain_of(scene, t)) == 1, t.name
       sol = solve(scene, t)
@@ -312,6 +315,42 @@ def test_analytic_one_step_quantities_solve_against_their_own_measures():
       seen[re.sub(r"\(.*", "", t.name)] += 1
   assert {"xₘ", "yₘ", "Δx", "Δy", "x̄", "ȳ", "d"} <= set(seen), seen
   assert any(k.startswith("|") for k in seen), seen
+
+
+DEEP = ("S(△", "ℓ(", "a(")  # analytic._deep_targets: the axes' triangle, inscribed polygons
+
+
+def test_analytic_deep_quantities_solve_against_their_own_measures():
+  """The triangle a line cuts off with the axes, the piece of the line between them, and the
+  square and equilateral triangle inscribed in a circle (`analytic._deep_targets`): each chain's
+  value is re-measured another way (the axes' crossings by a linear solve and Heron; polygons
+  of points on the drawn circle), so a wrong template or measure fails `solve`. With the radius
+  from a point on the circle, and for any line, they are six steps deep."""
+  from data_prep.engine import problems as P
+  seen, six = collections.Counter(), collections.Counter()
+  for scene in _analytic_scenes(13, 80, 6):
+    for t in scene.targets:
+      if not t.name.startswith(DEEP):
+        continue
+      sol = solve(scene, t)
+      assert float(sol.measured) == pytest.approx(float(sol.value), rel=1e-9), t.name
+      kind = re.sub(r"\(.*", "", t.name) + ("axes" if "axes" in t.name else "")
+      seen[kind] += 1
+      six[kind] += len(P.chain_of(scene, t)) == 6
+  assert set(seen) == {"Saxes", "ℓ", "a", "S"}, seen
+  assert six["Saxes"] == seen["Saxes"] and six["ℓ"] == seen["ℓ"] and six["a"] >= 4, (seen, six)
+
+
+def test_six_step_analytic_figures_can_be_multiple_choice():
+  """Before the deeper quantities a six-step analytic figure had one quantity of that depth
+  (the inscribed square's area), so `--steps 6:6` was never multiple choice (0 of 50 at
+  --mc 0.7); at --mc 1 most are now, and the question is not always the same one."""
+  opts = writer.Options(seed=4, domain="analytic", mc=1.0, degrade=0.0, steps=(6, 6))
+  recs = [writer.make_problem(opts, i)[0]["record"] for i in range(10)]
+  assert all(r["steps"] == 6 for r in recs)
+  assert sum(r["question_type"] == "multi_choice" for r in recs) >= 5
+  assert len({re.sub(r"[A-Z]", "", r["text_en"]["text_dominant_question"].split(".")[-1])
+              for r in recs}) >= 3
 
 
 def test_analytic_figures_ask_and_offer_one_step_questions():
