@@ -330,7 +330,7 @@ KINDS = {"value": _value, "derivative": _derivative, "integral": _integral, "zer
          "average": _average}
 
 
-def extras(Fm: Formulas, vrng, kinds: list, taken: list) -> list:
+def extras(Fm: Formulas, vrng, kinds: list, taken: list, deep: bool = False) -> list:
   """More quantities of the kinds asked, at other points: f at two more points, f' and the
   tangent's intercept at one more, one more average rate. Their priority keeps `pick` from
   choosing them, so the questions asked first are as before; they are there for multiple
@@ -338,12 +338,20 @@ def extras(Fm: Formulas, vrng, kinds: list, taken: list) -> list:
   when the set's draw falls on them). Without them a one-step function figure had at most two
   one-step quantities, and function problems at 3-4 or 5-6 steps were never multiple choice.
 
+  A deep program (five steps or more wanted) has a third tangent and a third and fourth rate:
+  those are a function figure's deepest quantities (6 steps where the expression is deduced
+  from marked points), and with two of each a six-step figure was never multiple choice.
+  Shallower programs go without them (they cost ~1 ms a problem and are never within --steps).
+
   The list is the same for every variant of a program (a variant's option set names its
   quantities by place): one that finds no other point than those taken is kept, never asked."""
   names = {t.name for t in taken}
   plan = {"value": [("p₂", _value, "p"), ("p₃", _value, "p p₂")],
           "derivative": [("q₂", _derivative, "q")], "tangent": [("t₂", _tangent, "t")],
           "average": [("₂", _average, "")]}
+  if deep:
+    plan["tangent"].append(("t₃", _tangent, "t t₂"))
+    plan["average"] += [("₃", _average, ""), ("₄", _average, "")]
   out = []
   for kind in kinds:
     for given, make, others in plan.get(kind, ()):

@@ -183,7 +183,7 @@ def make(srng, vrng, wanted: int) -> Scene:
   deduce(Fm, vrng)
   kinds = asked(fam, mode, deg)
   tgts = [KINDS[k](Fm, vrng) for k in kinds]
-  tgts += extras(Fm, vrng, kinds, tgts)
+  tgts += extras(Fm, vrng, kinds, tgts, deep=wanted >= 5)
   for t in tgts:
     t.signed = True  # values, slopes, integrals: any sign
   td = context(g)

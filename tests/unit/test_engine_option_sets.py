@@ -121,13 +121,14 @@ def test_variants_keep_the_option_set_and_the_asked_quantity(tmp_path):
 
 
 def test_without_an_option_set_the_question_is_free_form_or_from_mistakes(tmp_path):
-  """Function figures have no four six-step quantities: --wrong_options figure (the default)
-  redraws the figure MC_PROGRAMS times, then asks free-form, and meta.json counts both;
-  figure+mistakes makes options from wrong reasoning there instead, and says so."""
+  """Function figures have no four seven-step quantities (three tangents' intercepts at most):
+  --wrong_options figure (the default) redraws the figure MC_PROGRAMS times, then asks
+  free-form, and meta.json counts both; figure+mistakes makes options from wrong reasoning
+  there instead, and says so."""
   metas = {}
   for mode in ("figure", "figure+mistakes"):
     cli.main(["--n", "12", "--out", str(tmp_path / mode), "--seed", "3", "--mc", "1",
-              "--degrade", "0", "--steps", "6:6", "--domain", "function", "--wrong_options",
+              "--degrade", "0", "--steps", "7:7", "--domain", "function", "--wrong_options",
               mode])
     metas[mode] = json.load(open(tmp_path / mode / "meta.json"))
     assert metas[mode]["wrong_options"] == mode
@@ -351,6 +352,17 @@ def test_six_step_analytic_figures_can_be_multiple_choice():
   assert sum(r["question_type"] == "multi_choice" for r in recs) >= 5
   assert len({re.sub(r"[A-Z]", "", r["text_en"]["text_dominant_question"].split(".")[-1])
               for r in recs}) >= 3
+
+
+def test_six_step_function_figures_can_be_multiple_choice():
+  """A function figure's deepest quantities are its tangents' intercepts and average rates (six
+  steps where the expression is deduced from marked points). With two of each, `--steps 6:6`
+  was never multiple choice (0 of 50 at --mc 0.7); a deep program now has three tangents and
+  four rates (`function_questions.extras`), and shallower programs are as before."""
+  opts = writer.Options(seed=4, domain="function", mc=1.0, degrade=0.0, steps=(6, 6))
+  recs = [writer.make_problem(opts, i)[0]["record"] for i in range(10)]
+  assert all(r["steps"] == 6 for r in recs)
+  assert sum(r["question_type"] == "multi_choice" for r in recs) >= 4
 
 
 def test_analytic_figures_ask_and_offer_one_step_questions():
