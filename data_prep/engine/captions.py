@@ -42,6 +42,11 @@ ASK = {
   "diameter": ["What is the diameter of {shape}?", "Find the diameter of {shape}.",
                "How wide is {shape} across its centre?"],
   "radius": ["What is the radius of {shape}?", "Find the radius of {shape}."],
+  "circumradius": ["What is the radius of the circle through every vertex of {shape}?",
+                   "Find the radius of the circle circumscribed about {shape}."],
+  "chord": ["How long is the chord {name} of {shape}?", "Find the length of chord {name}."],
+  "inscribed_square": ["What is the area of a square inscribed in {shape}?",
+                       "Find the area of the largest square that fits in {shape}."],
 }
 VISION_LEAD = ["Based on the diagram, ", "Using the image, ", "From the figure, "]
 

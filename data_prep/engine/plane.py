@@ -174,7 +174,7 @@ def kind_of(name: str) -> str | None:
     return "perimeter"
   if name.startswith("arc "):
     return "arc"
-  if len(name) == 2 and name.isupper() or name.startswith(("diameter", "h(")):
+  if len(name) == 2 and name.isupper() or name.startswith(("diameter", "h(", "R(", "r(")):
     return "length"
   return None
 
@@ -234,7 +234,10 @@ def _target(s: SH.Shape, name: str, kind: str, priority: int) -> Target:
   phrase = {"area": f"the area of {s.short}", "perimeter": f"the perimeter of {s.short}",
             "length": f"the length of {shown}", "arc": f"the length of arc {shown}",
             "diagonal": f"the length of diagonal {shown}", "height": f"the height from {shown}",
-            "diameter": f"the diameter of {s.short}", "radius": f"the radius of {s.short}"}[kind]
+            "diameter": f"the diameter of {s.short}", "radius": f"the radius of {s.short}",
+            "circumradius": f"the radius of the circle through the vertices of {s.short}",
+            "chord": f"the length of chord {shown}",
+            "inscribed_square": f"the area of the square inscribed in {s.short}"}[kind]
   asks = [t.format(shape=s.short, name=shown) for t in C.ASK[kind]]
   return Target(name, phrase, asks, priority)
 

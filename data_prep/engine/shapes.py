@@ -106,6 +106,15 @@ class Shape:
     if kind == "arc":
       _, r, _, sw = self.arc(next(p for p in self.pieces if p[0] == "arc"))
       return r * math.radians(sw)
+    if kind == "circumradius":  # where two sides' perpendicular bisectors meet
+      a, b, c = self.pts[:3]
+      return math.dist(_circumcentre(a, b, c), a)
+    if kind == "radius" and self.kind == "semicircle":
+      return self.arc(self.pieces[1])[1]
+    if kind == "inscribed_square":  # four points of the drawn circle, a quarter turn apart
+      c, r, _, _ = self.arc(self.pieces[0])
+      return G.shoelace([c + r * np.array([math.cos(t), math.sin(t)])
+                         for t in np.radians([0, 90, 180, 270])])
     if kind == "height":  # the vertex's distance to the base's line, by the cross product
       v, i, j = (self.pts[k] for k in self.heights[name])
       d = j - i
@@ -124,10 +133,18 @@ class Shape:
     return a
 
 
+def _circumcentre(a, b, c) -> np.ndarray:
+  """The point as far from a as from b and from c (two linear equations)."""
+  m = np.array([b - a, c - a], float)
+  return np.linalg.solve(2 * m, [b @ b - a @ a, c @ c - a @ a])
+
+
 # Quantities a shape offers beyond its sides, area and perimeter: asked only where the figure
 # has no other question of the wanted depth (priority 1 in `plane.targets`), and members of
-# option sets, so a one- or two-shape figure has four quantities more often.
-EXTRA = ("diagonal", "height", "diameter", "radius")
+# option sets, so a one- or two-shape figure has four quantities more often. The last three
+# give the shapes with three one-step quantities a fourth: the circle through a square's, a
+# rectangle's or a triangle's vertices, a sector's chord, the square inscribed in a circle.
+EXTRA = ("diagonal", "height", "diameter", "radius", "circumradius", "chord", "inscribed_square")
 
 
 def edge(a: str, b: str) -> str:
@@ -197,6 +214,11 @@ class _Parts:
     self.extra(self.e(i, j), "diagonal", "√({0}² + {1}²)", "sqrt(q0**2 + q1**2)", legs, why,
                [("q0 + q1", "added the sides instead of using Pythagoras"),
                 ("sqrt(Abs(q0**2 - q1**2))", "subtracted the squares")])
+
+  def circumradius(self, template, expr, inputs, why, slips):
+    poly = "".join(self.ltr)
+    self.extra(f"R({poly})", "circumradius", template, expr, inputs,
+               f"The circle through the vertices of {poly}: {why}", slips)
 
   def height(self, v, i, j, template, expr, inputs, why, slips):
     name = f"h({self.ltr[v]}, {self.e(i, j)})"
@@ -282,6 +304,9 @@ def _square(p, pts, b, poly, ab, bc, cd, da):
           f"The diagonal of square {poly} is its side times √2",
           [("2*q0", "doubled the side instead of multiplying it by √2"),
            ("q0*sqrt(3)", "used √3 instead of √2")])
+  p.circumradius("{0} · √2 / 2", "q0*sqrt(2)/2", [ab], "its radius is half the diagonal",
+                 [("q0/2", "took half the side (the inscribed circle's radius)"),
+                  ("q0*sqrt(2)", "took the whole diagonal")])
   pts = np.array(pts)
   return struct_fact(poly, f"{poly} is a square",
                      [right_mark(pts[i], pts[i - 1], pts[(i + 1) % 4]) for i in range(4)]
@@ -300,6 +325,10 @@ def _rectangle(p, pts, b, h, poly, ab, bc, cd, da):
            f"{poly} is a rectangle", PERIM2_SLIPS)
   p.diagonal(0, 2, [ab, bc], f"The diagonal {p.e(0, 2)} of rectangle {poly} is the hypotenuse "
              f"over {ab} and {bc}")
+  p.circumradius("√({0}² + {1}²) / 2", "sqrt(q0**2 + q1**2)/2", [ab, bc],
+                 "its radius is half the diagonal",
+                 [("(q0 + q1)/2", "averaged the sides instead of using Pythagoras"),
+                  ("sqrt(q0**2 + q1**2)", "took the whole diagonal")])
   return struct_fact(poly, f"{poly} is a rectangle",
                      [right_mark(pts[i], pts[i - 1], pts[(i + 1) % 4]) for i in range(4)])
 
@@ -376,6 +405,10 @@ def triangle(kind, A, B, letters, b, vrng, new_letter) -> Shape:
     p.height(2, 0, 1, "√3/2 · {0}", "sqrt(3)/2*q0", [ab],
              "The height of an equilateral triangle is √3/2 of its side",
              [("sqrt(3)*q0", "forgot to halve"), ("q0/2", "took half the side")])
+    p.circumradius("{0} · √3 / 3", "sqrt(3)*q0/3", [ab],
+                   "its centre is the centroid, two thirds down each height",
+                   [("sqrt(3)*q0/2", "took the whole height"),
+                    ("sqrt(3)*q0/6", "took a third of the height (the inscribed circle's)")])
     struct = struct_fact(poly, f"{poly} is an equilateral triangle",
                          [ticks([(pts[i], pts[(i + 1) % 3]) for i in range(3)], 1)])
   if perim_name(poly) not in p.derivs:
@@ -401,6 +434,10 @@ def _right_triangle(p, pts, b, al, poly, ab, bc, ca, ang):
            f"The height from the right angle {p.ltr[1]} is {ab} times the sine of {ang}",
            [("q0*cos(q1*pi/180)", "used cos instead of sin"),
             ("q0*tan(q1*pi/180)", "used tan instead of sin")])
+  p.circumradius("{0} / (2 · cos({1}))", "q0/(2*cos(q1*pi/180))", [ab, ang],
+                 f"the hypotenuse {ca} = {ab} / cos({ang}) is its diameter",
+                 [("q0/cos(q1*pi/180)", "took the whole hypotenuse"),
+                  ("q0/(2*sin(q1*pi/180))", "used sin instead of cos")])
   return struct_fact(poly, f"{poly} is a right triangle with the right angle at {p.ltr[1]}",
                      [right_mark(pts[1], pts[0], pts[2])])
 
@@ -439,6 +476,8 @@ def semicircle(A, B, letters, b) -> Shape:
             ("pi*q0**2/4", "took the whole circle"), ("pi*q0/2", "used the arc-length formula")])
   p.derive(perim_name(poly), "{0} + {1}", "q0 + q1", [ab, f"arc {poly}"], None,
            "The perimeter is the diameter plus the arc", [("q1", "left out the diameter")])
+  p.extra(f"r({poly})", "radius", "{0} / 2", "q0/2", [ab], "The radius is half the diameter",
+          [("q0", "took the diameter for the radius")])
   p.targets[f"arc {poly}"] = "arc"
   M = (np.asarray(A, float) + np.asarray(B, float)) / 2
   return p.shape("semicircle", np.array([A, B]), [("line", 0, 1), ("arc", 1, 0, M)], [],
@@ -469,6 +508,11 @@ def sector(A, B, letters, b, vrng, new_letter) -> Shape:
   p.derive(perim_name(poly), "{0} + {1} + {2}", "q0 + q1 + q2", [ab, ca, arcn], None,
            f"The perimeter of sector {poly} is two radii plus the arc",
            [("q2", "counted only the arc"), ("q0 + q2", "counted one radius only")])
+  p.extra(edge(p.ltr[1], p.ltr[2]), "chord", "2 · {0} · sin({1} / 2)", "2*q0*sin(q1*pi/360)",
+          [ab, ang], f"The chord {edge(p.ltr[1], p.ltr[2])} faces the central angle {ang} in "
+          f"isosceles triangle {poly}",
+          [("2*q0*cos(q1*pi/360)", "used cos instead of sin"),
+           ("2*q0*sin(q1*pi/180)", "used the whole central angle instead of half")])
   p.targets[ca], p.targets[arcn] = "length", "arc"
   return p.shape("sector", pts, [("line", 0, 1), ("arc", 1, 2, pts[0].copy()), ("line", 2, 0)],
                  [(2, 0)], struct_fact(poly, f"{poly} is a sector with centre {p.ltr[0]}"))
@@ -503,6 +547,11 @@ def circle(vrng, new_letter, diameter_given: bool):
     p.derive(dn, "2 · {0}", "2*q0", [rn], None, "The diameter is twice the radius",
              [("q0", "took the radius for the diameter"), ("q0**2", "squared the radius")])
     extra = {dn: "diameter"}
+  sq = f"S(□{o})"
+  p.derive(sq, "2 · {0}²", "2*q0**2", [rn], None,
+           "The square inscribed in the circle has the diameter 2r as its diagonal: (2r)² / 2",
+           [("q0**2", "took the radius as the side"), ("4*q0**2", "took the diameter as the side")])
+  extra[sq] = "inscribed_square"
   struct = struct_fact(o, f"{o} is the centre of the circle and {p.ltr[1]} lies on it")
   s = Shape("circle", p.ltr, pts, [("arc", 1, 1, pts[0].copy())], [], p.facts + [struct],
             p.derivs, {area_name(o): "area", perim_name(o): "perimeter", **extra}, p.givens)

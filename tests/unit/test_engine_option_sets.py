@@ -393,15 +393,19 @@ def test_analytic_figures_ask_and_offer_one_step_questions():
   assert as_before >= 15, as_before
 
 
-PLANE_EXTRA = re.compile(r"the (?:length of )?(diagonal|height|diameter|radius) ")
+PLANE_EXTRA = re.compile(r"the (?:length of |area of the )?(diagonal|height|diameter|"
+                         r"radius of the circle through|radius|chord|square inscribed) ")
 
 
 def test_plane_diagonals_heights_and_diameters_solve_against_their_own_measures():
-  """A quadrilateral's diagonals, a triangle's or a parallelogram's height, a circle's diameter
-  or radius (`shapes.EXTRA`): each re-measured from the coordinates (a height as the vertex's
-  distance to the base's line by the cross product), so a wrong formula fails `solve`."""
+  """A quadrilateral's diagonals, a triangle's or a parallelogram's height, a circle's or a
+  semicircle's diameter or radius, the circle through a square's, a rectangle's or a
+  triangle's vertices, a sector's chord, the square inscribed in a circle (`shapes.EXTRA`):
+  each re-measured from the coordinates (a height as the vertex's distance to the base's line
+  by the cross product, a circumradius from where two perpendicular bisectors meet, the
+  inscribed square from four points of the drawn circle), so a wrong formula fails `solve`."""
   seen = collections.Counter()
-  for i in range(160):
+  for i in range(240):
     try:
       scene = writer.MAKERS["plane"](np.random.default_rng([13, i, 0]),
                                      np.random.default_rng([13, i, 1]), 1 + i % 4)
@@ -413,20 +417,22 @@ def test_plane_diagonals_heights_and_diameters_solve_against_their_own_measures(
         sol = solve(scene, t)
         assert float(sol.measured) == pytest.approx(float(sol.value), rel=1e-9), t.name
         seen[m.group(1)] += 1
-  assert set(seen) == {"height", "diagonal", "diameter", "radius"}, seen
+  assert set(seen) == {"height", "diagonal", "diameter", "radius", "chord", "square inscribed",
+                       "radius of the circle through"}, seen
 
 
 def test_one_shape_plane_figures_can_now_be_multiple_choice():
   """A one-step plane figure is one shape with one or two givens: two one-step quantities
   before, so `--steps 1:1` plane problems were never multiple choice (0 of 16 at --mc 1, 160
-  figures redrawn). With the diagonals, heights and the diameter, a trapezoid has four and most
-  shapes three, so redrawing finds a set for most problems. Where the last shape has a question
-  of the wanted depth, `pick` still asks it (the extras' priority)."""
+  figures redrawn). With the diagonals, heights and the diameter, a trapezoid had four and most
+  shapes three (11 of 16); with a circumradius, a chord and the inscribed square, most shapes
+  have four, and every problem here is multiple choice. Where the last shape has a question of
+  the wanted depth, `pick` still asks it (the extras' priority)."""
   from data_prep.engine import problems as P
   opts = writer.Options(seed=5, domain="plane", mc=1.0, degrade=0.0, steps=(1, 1))
   mc = sum(writer.make_problem(opts, i)[0]["record"]["question_type"] == "multi_choice"
            for i in range(16))
-  assert mc >= 6, mc
+  assert mc >= 15, mc
   as_before = 0
   for i in range(60):
     srng = np.random.default_rng([14, i, 0])
