@@ -33,6 +33,7 @@ import io
 import json
 import multiprocessing as mp
 import os
+import re
 import tempfile
 import time
 from unittest import mock
@@ -219,8 +220,10 @@ def matplotlib_speed(n: int, workers: int, seed: int) -> dict:
           "problems_per_s": round(n / dt, 1), "images_per_s": round(images / dt, 1)}
 
 
-def multiple_choice(n: int, workers: int, seed: int, wrong_options: str = "figure") -> dict:
-  """{domain: [(choices, answer index)]} of the multiple-choice problems among n of this seed."""
+def multiple_choice(n: int, workers: int, seed: int, wrong_options: str = "figure",
+                    kinds: dict | None = None) -> dict:
+  """{domain: [(choices, answer index)]} of the multiple-choice problems among n of this seed;
+  `kinds`, if given, gets {domain: [(the asked quantity's kind, each option's kind)]}."""
   opts = writer.Options(seed=seed, mc=1.0, degrade=0.0, wrong_options=wrong_options).check()
   by_domain = collections.defaultdict(list)
   with _pool(workers) as pool:
@@ -228,11 +231,45 @@ def multiple_choice(n: int, workers: int, seed: int, wrong_options: str = "figur
       r = samples[0]["record"]
       if r["choices"]:
         by_domain[r["domain"]].append((r["choices"], r["answer_index"]))
+        if kinds is not None:
+          kinds.setdefault(r["domain"], []).append(option_kinds(samples[0]["scene"]))
   return dict(sorted(by_domain.items()))
 
 
+# The kind of quantity a phrase names, as a reader of the question would class it.
+KIND_WORDS = (("area", ("area",)), ("perimeter", ("perimeter", "circumference")),
+              ("arc", ("arc",)), ("rate", ("rate of change",)),
+              ("slope", ("slope", "gradient", "derivative")), ("intercept", ("intercept",)),
+              ("coordinate", ("coordinate",)), ("change", ("change in",)),
+              ("value", ("value of f",)), ("zero", ("zero",)),
+              ("length", ("length", "diagonal", "height", "radius", "diameter", "distance", "side",
+                          "chord", "piece")))
+
+
+def kind_named(phrase: str) -> str:
+  low = phrase.lower()
+  return next((k for k, words in KIND_WORDS if any(w in low for w in words)), "other")
+
+
+def option_kinds(scene: dict) -> tuple:
+  """(asked kind, each option's kind), read from `distractors`: each wrong option is "gave <the
+  quantity it answers> instead of <the asked one>" (`problems.option_set`)."""
+  said = [re.match(r"gave (the .*?) instead of (the .*)$", d[0]) if d else None
+          for d in scene["distractors"]]
+  asked = next(kind_named(m.group(2)) for m in said if m)
+  return asked, [asked if m is None else kind_named(m.group(1)) for m in said]
+
+
+def question_kind_rule(kinds: list) -> float:
+  """Expected accuracy of a reader who knows the asked kind (the question names it) and each
+  option's kind, and picks uniformly among the options of the asked kind: an upper bound on
+  what telling kinds apart gives (a reader has to guess an option's kind from its value)."""
+  return sum(1 / opts.count(asked) for asked, opts in kinds) / max(1, len(kinds))
+
+
 def rules(n: int, workers: int, seed: int, wrong_options: str = "figure") -> dict:
-  by_domain = multiple_choice(n, workers, 10 ** 6 + seed, wrong_options)
+  kinds = {}
+  by_domain = multiple_choice(n, workers, 10 ** 6 + seed, wrong_options, kinds)
   every = [p for v in by_domain.values() for p in v]
   seen = [p for v in multiple_choice(n, workers, 2 * 10 ** 6 + seed, wrong_options).values()
           for p in v]
@@ -242,10 +279,13 @@ def rules(n: int, workers: int, seed: int, wrong_options: str = "figure") -> dic
     table[d] = {k: round(100 * v, 1) for k, v in choices_only.scores(p).items()}
     table[d].update({k: round(100 * m.score(p), 1) for k, m in learned.items()})
   worst = max(abs(v - table["all"]["chance"]) for k, v in table["all"].items() if k != "chance")
+  by_kind = {"all": [k for v in kinds.values() for k in v], **kinds}
   return {"problems": n, "wrong_options": wrong_options, "multiple_choice": len(every),
           "learned_from": len(seen),
           "percent": table, "largest_gap_points": round(worst, 1),
-          "all_within_10_points": worst <= 10}
+          "all_within_10_points": worst <= 10,
+          "question_kind_rule_percent": {d: round(100 * question_kind_rule(k), 1)
+                                         for d, k in by_kind.items()}}
 
 
 def _sweep_one(seed: int, i: int) -> tuple:

@@ -195,8 +195,23 @@ def make(srng, vrng, wanted: int) -> Scene:
     measure=lambda n: measure(Fm, n), facts=facts(g),
     context={"text_dominant": td, "text_lite": "", "vision_dominant": ""},
     caption=[intro], generation=[intro], key=f"{fam}|{mode}|{g.f}|{sorted(g.points.items())}",
-    draw=lambda: draw(g, vrng), kind_of=lambda n: None, misreads=misreads(Fm),
+    draw=lambda: draw(g, vrng), kind_of=kind_of, misreads=misreads(Fm),
     exact_only=True)
+
+
+KINDS_BY_NAME = (("f'(", "derivative"), ("f(", "value"), ("max f", "value"), ("y₀", "intercept"),
+                 ("rate", "rate"), ("x₀", "zero"))
+
+
+def kind_of(name: str) -> str | None:
+  """What sort of quantity a name is (values of f, derivatives, the tangents' intercepts, average
+  rates): a multiple-choice set takes quantities of the asked one's kind first. Without kinds a
+  function figure's set mixed values, slopes and rates, and a reader who could tell them apart
+  by the question's wording would have picked the answer among a set's one or two options of the
+  asked kind (77.5% of the time at best, against 51-55% for analytic and plane figures)."""
+  if name == "I":
+    return "integral"
+  return next((k for prefix, k in KINDS_BY_NAME if name.startswith(prefix)), None)
 
 
 def misreads(Fm: Formulas) -> list:

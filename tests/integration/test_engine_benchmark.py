@@ -42,4 +42,6 @@ def test_engine_benchmark_reports_speed_stages_rules_and_layout():
   rules = out["choices_only_rules"]
   assert "largest_gap_points" in rules and rules["learned_from"] >= 10
   assert {"slip_source", "learned_linear", "learned_trees"} <= set(rules["percent"]["all"])
+  kind_rule = rules["question_kind_rule_percent"]
+  assert set(kind_rule) >= {"all", "plane"} and all(25 <= v <= 100 for v in kind_rule.values())
   assert out["layout"]["scenes"] == 12 and out["layout"]["conflicts"] == 0

@@ -198,9 +198,12 @@ def test_a_sound_figure_without_an_option_set_does_not_count_as_a_failed_program
 def test_the_others_are_of_the_first_quantitys_kind_as_far_as_the_figure_has_them():
   """Lengths with lengths, areas with areas: a quantity of the set's first member's kind is left
   out only when it could not join (a value or text it shares, or a length that would stand
-  out), so a wrong option is the similar quantity a student confuses where there is one."""
+  out), so a wrong option is the similar quantity a student confuses where there is one. Values
+  of f with values, rates with rates: function quantities have kinds too (`functions.kind_of`;
+  before, a function figure's set mixed them at random)."""
   from data_prep.engine import problems as P
   checked = mixed = 0
+  domains = collections.Counter()
   for d in _drawn(13, 150):
     if not d.members:
       continue
@@ -209,6 +212,7 @@ def test_the_others_are_of_the_first_quantitys_kind_as_far_as_the_figure_has_the
     if kind is None:
       continue
     checked += 1
+    domains[scene.domain] += 1
     left = [t for t in scene.targets if t not in members and t.main_ok and t.answer_text is None
             and not t.parts and scene.kind_of(t.name) == kind
             and 1 <= len(P.chain_of(scene, t)) <= 6]
@@ -220,7 +224,7 @@ def test_the_others_are_of_the_first_quantitys_kind_as_far_as_the_figure_has_the
       for t in left:
         x = P._figure_text(scene, t)
         assert x is None or not P._fair(texts, x), (t.name, [m.name for m in members])
-  assert checked >= 40 and mixed >= 10
+  assert checked >= 40 and mixed >= 10 and domains["function"] >= 15, (checked, mixed, domains)
 
 
 def test_a_variant_whose_figure_cannot_hold_the_set_is_redrawn_not_a_crash():
