@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from data_prep.engine import __main__ as cli
-from data_prep.engine import analytic, functions, geometry as G, plane as P, plane_problem, writer
+from data_prep.engine import analytic, functions, geometry as G, plane as P, plane_problem
+from data_prep.engine import render, writer
 from data_prep.engine.exact import recompute, same
 from data_prep.engine.notation import human, machine
 from data_prep.engine.problems import Rejected, assemble, harder_of, pick, solve
@@ -182,8 +183,10 @@ def test_output_format(out):
     for ph in r["rephrasings"]:
       assert ph != r["text_en"]["text_dominant_question"]
     for k in ("image_text_dominant", "image_text_lite", "image_vision_dominant"):
-      with Image.open(os.path.join(d, r[k])) as im:
-        assert im.format == "PNG" and im.size == (384, 384)
+      with Image.open(os.path.join(d, r[k])) as im:  # blurred and noisy images are JPEG
+        fmt = "JPEG" if r["degradation"] in render.JPEG_KINDS else "PNG"
+        assert im.format == fmt and r[k].endswith({"JPEG": ".jpg", "PNG": ".png"}[fmt])
+        assert im.size == (384, 384)
   assert {r["domain"] for r in recs} == {"plane", "analytic", "function"}
   assert 0 < sum(r["clarity"] == 0 for r in recs) < 50
   assert len({r["complexity"] for r in recs}) >= 3
