@@ -1,7 +1,7 @@
 """The data engine as a benchmark-grade source, measured; prints JSON.
 
   python -m benchmarks.engine [--n 600] [--workers 2] [--rules 1000] [--sweep 1000] [--seed 0]
-      [--wrong_options figure|figure+mistakes]
+      [--wrong_options figure|figure+mistakes] [--option_kinds mixed|same]
 
 speed: `writer.generate` end to end (problems, images, image files, JSON) with all domains mixed
   on --workers processes, problems/s, side by side in the same run with the bare Matplotlib
@@ -19,6 +19,10 @@ rules: every choices-only rule of `mathvlm.eval.choices_only` on --rules fresh p
   learned ones (`choices_only.Learned`, linear and trees) fitted on as many problems of another
   seed (2 * 10**6 + --seed) and scored on the same fresh problems. --wrong_options: the engine's
   option mode (figure+mistakes: options from wrong reasoning where a figure has no option set).
+  question_kind_rule_percent: a reader who knows the asked kind (the question names it) and each
+  option's kind (read from the wrong options' `distractors`), picking among the options of the
+  asked kind: an upper bound on what the wording gives away in sets that mix kinds
+  (--option_kinds same: sets of the asked kind only, 25%).
 layout: --sweep scenes drawn (all domains), each image checked from its rendered text boxes for
   a label over another label, a vertex or a drawn line (`layout.conflicts`).
 """
@@ -221,10 +225,11 @@ def matplotlib_speed(n: int, workers: int, seed: int) -> dict:
 
 
 def multiple_choice(n: int, workers: int, seed: int, wrong_options: str = "figure",
-                    kinds: dict | None = None) -> dict:
+                    kinds: dict | None = None, option_kinds: str = "mixed") -> dict:
   """{domain: [(choices, answer index)]} of the multiple-choice problems among n of this seed;
   `kinds`, if given, gets {domain: [(the asked quantity's kind, each option's kind)]}."""
-  opts = writer.Options(seed=seed, mc=1.0, degrade=0.0, wrong_options=wrong_options).check()
+  opts = writer.Options(seed=seed, mc=1.0, degrade=0.0, wrong_options=wrong_options,
+                        option_kinds=option_kinds).check()
   by_domain = collections.defaultdict(list)
   with _pool(workers) as pool:
     for samples in pool.imap(functools.partial(writer.make_problem, opts), range(n), chunksize=8):
@@ -232,7 +237,7 @@ def multiple_choice(n: int, workers: int, seed: int, wrong_options: str = "figur
       if r["choices"]:
         by_domain[r["domain"]].append((r["choices"], r["answer_index"]))
         if kinds is not None:
-          kinds.setdefault(r["domain"], []).append(option_kinds(samples[0]["scene"]))
+          kinds.setdefault(r["domain"], []).append(kinds_of_options(samples[0]["scene"]))
   return dict(sorted(by_domain.items()))
 
 
@@ -251,7 +256,7 @@ def kind_named(phrase: str) -> str:
   return next((k for k, words in KIND_WORDS if any(w in low for w in words)), "other")
 
 
-def option_kinds(scene: dict) -> tuple:
+def kinds_of_options(scene: dict) -> tuple:
   """(asked kind, each option's kind), read from `distractors`: each wrong option is "gave <the
   quantity it answers> instead of <the asked one>" (`problems.option_set`)."""
   said = [re.match(r"gave (the .*?) instead of (the .*)$", d[0]) if d else None
@@ -267,12 +272,13 @@ def question_kind_rule(kinds: list) -> float:
   return sum(1 / opts.count(asked) for asked, opts in kinds) / max(1, len(kinds))
 
 
-def rules(n: int, workers: int, seed: int, wrong_options: str = "figure") -> dict:
+def rules(n: int, workers: int, seed: int, wrong_options: str = "figure",
+          option_kinds: str = "mixed") -> dict:
   kinds = {}
-  by_domain = multiple_choice(n, workers, 10 ** 6 + seed, wrong_options, kinds)
+  by_domain = multiple_choice(n, workers, 10 ** 6 + seed, wrong_options, kinds, option_kinds)
   every = [p for v in by_domain.values() for p in v]
-  seen = [p for v in multiple_choice(n, workers, 2 * 10 ** 6 + seed, wrong_options).values()
-          for p in v]
+  seen = [p for v in multiple_choice(n, workers, 2 * 10 ** 6 + seed, wrong_options,
+                                     option_kinds=option_kinds).values() for p in v]
   learned = {f"learned_{kind}": choices_only.Learned(seen, kind) for kind in ("linear", "trees")}
   table = {}
   for d, p in [("all", every), *by_domain.items()]:
@@ -280,7 +286,8 @@ def rules(n: int, workers: int, seed: int, wrong_options: str = "figure") -> dic
     table[d].update({k: round(100 * m.score(p), 1) for k, m in learned.items()})
   worst = max(abs(v - table["all"]["chance"]) for k, v in table["all"].items() if k != "chance")
   by_kind = {"all": [k for v in kinds.values() for k in v], **kinds}
-  return {"problems": n, "wrong_options": wrong_options, "multiple_choice": len(every),
+  return {"problems": n, "wrong_options": wrong_options, "option_kinds": option_kinds,
+          "multiple_choice": len(every),
           "learned_from": len(seen),
           "percent": table, "largest_gap_points": round(worst, 1),
           "all_within_10_points": worst <= 10,
@@ -325,6 +332,8 @@ def main():
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--wrong_options", default="figure", choices=list(writer.WRONG_OPTIONS),
                  help="the engine's option mode for the choices-only rules")
+  p.add_argument("--option_kinds", default="mixed", choices=list(writer.OPTION_KINDS),
+                 help="the engine's option kinds for the choices-only rules")
   a = p.parse_args()
   res = {"load_before": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
   ram = ram_folder()
@@ -340,7 +349,8 @@ def main():
                   "split_cpu": split_cost(max(30, a.n // 10), a.seed, ram)}
   res["load_after_speed"] = [round(x, 2) for x in os.getloadavg()]
   if a.rules:
-    res["choices_only_rules"] = rules(a.rules, a.workers, a.seed, a.wrong_options)
+    res["choices_only_rules"] = rules(a.rules, a.workers, a.seed, a.wrong_options,
+                                      a.option_kinds)
   if a.sweep:
     res["layout"] = layout(a.sweep, a.workers, a.seed)
   res["load_after"] = [round(x, 2) for x in os.getloadavg()]

@@ -50,6 +50,10 @@ def parse(argv=None):
                  help="figure: a question asks one of four quantities of its figure, shown as "
                  "the options (no choices-only rule beats chance); figure+mistakes: where the "
                  "figure has too few, wrong options from wrong reasoning instead of free-form")
+  p.add_argument("--option_kinds", default="mixed", choices=["mixed", "same"],
+                 help="mixed: a multiple-choice set takes the asked quantity's kind first, then "
+                 "others; same: that kind only (fewer figures have a set, none that the "
+                 "question's wording can rule out by kind)")
   p.add_argument("--beam", action="store_true", help="run as an Apache Beam pipeline")
   p.add_argument("--beam_options", default="",
                  help="Beam pipeline options, e.g. \"--runner=DataflowRunner --project=P\"")
@@ -61,7 +65,7 @@ def main(argv=None):
   logging.basicConfig(level=logging.INFO, format="%(message)s")
   opts = Options(seed=a.seed, domain=a.domain, split=a.split, test_fraction=a.test_fraction,
                  mc=a.mc, degrade=a.degrade, steps=a.steps, variants=a.variants,
-                 wrong_options=a.wrong_options).check()
+                 wrong_options=a.wrong_options, option_kinds=a.option_kinds).check()
   if a.beam:
     from data_prep import beam
     meta = beam.generate(a.out, a.n, opts, workers=a.workers, beam_options=a.beam_options)

@@ -43,6 +43,9 @@ CAPTION_ASK = ["Describe the diagram.", "What does this figure show?",
 # rule; the rest free-form). figure+mistakes: where the figure has too few, options from wrong
 # reasoning too (more multiple choice; a learned rule finds those answers above chance).
 WRONG_OPTIONS = ("figure", "figure+mistakes")
+# mixed: a set takes the asked quantity's kind first, then any other (more multiple choice; the
+# question's wording then rules some options out by kind). same: that kind only.
+OPTION_KINDS = ("mixed", "same")
 MAX_PROGRAMS = 60     # figure programs that may fail in a row per problem
 MAX_OTHER_SPLIT = 2000  # sound programs of the other split passed over before those count too
 MAX_VALUES = 25       # values tried per program and variant
@@ -61,6 +64,7 @@ class Options:
   steps: tuple = (1, 6)
   variants: int = 1
   wrong_options: str = "figure"
+  option_kinds: str = "mixed"
 
   def check(self):
     if self.domain not in DOMAINS + ("all",):
@@ -73,6 +77,9 @@ class Options:
     if self.wrong_options not in WRONG_OPTIONS:
       raise ValueError(f"engine: --wrong_options {self.wrong_options!r}; use one of "
                        f"{WRONG_OPTIONS}")
+    if self.option_kinds not in OPTION_KINDS:
+      raise ValueError(f"engine: --option_kinds {self.option_kinds!r}; use one of "
+                       f"{OPTION_KINDS}")
     if self.variants < 1:
       raise ValueError(f"engine: --variants {self.variants}; give 1 or more")
     return self
@@ -166,7 +173,8 @@ def draw(dom: str, opts: Options, srng, vrng, first: Drawn | None = None, mc: bo
   ask_rng = np.random.default_rng(srng.integers(2 ** 63))  # drawn always: srng's stream stays
   members, asked = None, None                               # the same in every variant
   if mc and first is None:
-    members = option_set(scene, main, opts.steps, ask_rng)
+    members = option_set(scene, main, opts.steps, ask_rng,
+                         same_kind=opts.option_kinds == "same")
     asked = int(ask_rng.integers(len(members))) if members else None
     if members is None and opts.wrong_options == "figure" and not fallback:
       raise NoOptionSet(dom)
@@ -383,7 +391,7 @@ def outputs(records, caps, scenes, rejected, opts: Options) -> dict:
   meta = {"n": len(records), "seed": opts.seed, "domain": opts.domain, "split": opts.split,
           "test_fraction": opts.test_fraction, "multiple_choice": opts.mc,
           "degrade": opts.degrade, "steps": list(opts.steps), "variants": opts.variants,
-          "wrong_options": opts.wrong_options,
+          "wrong_options": opts.wrong_options, "option_kinds": opts.option_kinds,
           "per_domain": counts, "question_types": dict(sorted(types.items())),
           "rejected_attempts": dict(sorted(rejected.items())),
           "sympy": sp.__version__}

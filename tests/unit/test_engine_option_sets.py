@@ -227,6 +227,23 @@ def test_the_others_are_of_the_first_quantitys_kind_as_far_as_the_figure_has_the
   assert checked >= 40 and mixed >= 10 and domains["function"] >= 15, (checked, mixed, domains)
 
 
+def test_option_kinds_same_makes_sets_of_the_asked_kind_only(tmp_path):
+  """--option_kinds same: every member of a set is of the asked quantity's kind, so the
+  question's wording rules none out; with the default (mixed) some sets mix kinds. Fewer figures
+  have such a set, so more are redrawn; meta.json says which mode made the data."""
+  def kinds(d):
+    return [d.scene.kind_of(d.scene.targets[i].name) for i in d.members]
+  same = [kinds(d) for d in _drawn(7, 80, option_kinds="same") if d.members]
+  mixed = [kinds(d) for d in _drawn(7, 60) if d.members]
+  assert len(same) >= 8 and all(k[0] is not None and len(set(k)) == 1 for k in same), same
+  assert sum(len(set(k)) > 1 for k in mixed) >= 10
+  cli.main(["--n", "6", "--out", str(tmp_path / "o"), "--seed", "2", "--mc", "1",
+            "--degrade", "0", "--option_kinds", "same"])
+  assert json.load(open(tmp_path / "o" / "meta.json"))["option_kinds"] == "same"
+  with pytest.raises(ValueError, match="option_kinds"):
+    writer.Options(option_kinds="pure").check()
+
+
 def test_a_variant_whose_figure_cannot_hold_the_set_is_redrawn_not_a_crash():
   """Variants name the first's quantities by their place in the figure program: a figure with
   fewer quantities, or whose values make two options equal, is a redraw of the values."""
