@@ -378,55 +378,61 @@ def _deep_targets(F: Formulas, f) -> list:
   most one quantity of that depth (the inscribed square's area), so `--steps 6:6` was never
   multiple choice. Priority 1, like the one-step quantities: asked where nothing else has the
   wanted depth."""
-  k, n = f["kind"], f["names"]
-  if k == "line":
-    (px, py), (qx, qy) = f["pts"]
-    if px * qy == py * qx:  # through the origin: the axes cut off nothing
-      return []
-    a, b = n
-    yi, xi = F.intercept(a, b), F.x_intercept(a, b)
-    area = F.add(f"S(△{a}{b}, axes)", "|{0} · {1}| / 2", "Abs(q0*q1)/2", (yi, xi),
-                 f"Line {a}{b} and the axes bound a right triangle whose legs are the intercepts",
-                 [("Abs(q0*q1)", "forgot to halve"),
-                  ("(Abs(q0) + Abs(q1))/2", "added the legs instead of multiplying them")])
-    piece = F.add(f"ℓ({a}{b})", "√({0}² + {1}²)", "sqrt(q0**2 + q1**2)", (yi, xi),
-                  f"The part of {a}{b} between the axes is the hypotenuse of that right triangle",
-                  [("Abs(q0) + Abs(q1)", "added the legs instead of using Pythagoras"),
-                   ("sqrt(Abs(q0**2 - q1**2))", "subtracted the squares")])
-    return [Target(area, f"the area of the triangle that line {a}{b} cuts off with the axes",
-                   [f"What is the area of the triangle bounded by line {a}{b} and the two axes?",
-                    f"Find the area of the region enclosed by line {a}{b}, the x-axis and the "
-                    "y-axis."]),
-            Target(piece, f"the length of the part of line {a}{b} between the axes",
-                   [f"How long is the piece of line {a}{b} between the x-axis and the y-axis?",
-                    f"Find the distance between the points where line {a}{b} crosses the "
-                    "axes."])]
-  if k == "circle":
-    o = n[0]
-    side = F.add(f"a(□{o})", "{0} / √2", "q0/sqrt(2)", (f"d({o})",),
-                 f"The diameter of circle {o} is the inscribed square's diagonal, √2 times its "
-                 "side", [("q0/2", "took half the diagonal as the side"),
-                          ("q0*sqrt(2)", "multiplied by √2 instead of dividing")])
-    tri = F.add(f"a(△{o})", "√3 · {0}", "sqrt(3)*q0", (F.radius(f),),
-                f"A side of an equilateral triangle inscribed in circle {o} is √3 times the "
-                "radius", [("2*q0", "took the side for the diameter"),
-                           ("sqrt(2)*q0", "used the square's √2")])
-    tri_area = F.add(f"S(△{o})", "√3 / 4 · {0}²", "sqrt(3)*q0**2/4", (tri,),
-                     "An equilateral triangle's area is √3/4 times its side squared",
-                     [("sqrt(3)*q0**2/2", "used √3/2 for √3/4"),
-                      ("q0**2/2", "took half the side squared")])
-    return [Target(side, f"the side of the square inscribed in circle {o}",
-                   [f"How long is a side of the square inscribed in circle {o}?",
-                    f"Find the side length of the largest square that fits in circle {o}."]),
-            Target(tri, f"the side of the equilateral triangle inscribed in circle {o}",
-                   [f"How long is a side of an equilateral triangle inscribed in circle {o}?",
-                    f"Find the side of the equilateral triangle whose vertices lie on circle "
-                    f"{o}."]),
-            Target(tri_area, f"the area of the equilateral triangle inscribed in circle {o}",
-                   [f"What is the area of an equilateral triangle inscribed in circle {o}?",
-                    f"Find the area of the equilateral triangle whose vertices lie on circle "
-                    f"{o}."])]
+  if f["kind"] == "line":
+    return _axes_targets(F, f)
+  if f["kind"] == "circle":
+    return _inscribed_targets(F, f["names"][0], F.radius(f))
   return []
+
+
+def _axes_targets(F: Formulas, f) -> list:
+  (px, py), (qx, qy) = f["pts"]
+  if px * qy == py * qx:  # through the origin: the axes cut off nothing
+    return []
+  a, b = f["names"]
+  yi, xi = F.intercept(a, b), F.x_intercept(a, b)
+  area = F.add(f"S(△{a}{b}, axes)", "|{0} · {1}| / 2", "Abs(q0*q1)/2", (yi, xi),
+               f"Line {a}{b} and the axes bound a right triangle whose legs are the intercepts",
+               [("Abs(q0*q1)", "forgot to halve"),
+                ("(Abs(q0) + Abs(q1))/2", "added the legs instead of multiplying them")])
+  piece = F.add(f"ℓ({a}{b})", "√({0}² + {1}²)", "sqrt(q0**2 + q1**2)", (yi, xi),
+                f"The part of {a}{b} between the axes is the hypotenuse of that right triangle",
+                [("Abs(q0) + Abs(q1)", "added the legs instead of using Pythagoras"),
+                 ("sqrt(Abs(q0**2 - q1**2))", "subtracted the squares")])
+  return [Target(area, f"the area of the triangle that line {a}{b} cuts off with the axes",
+                 [f"What is the area of the triangle bounded by line {a}{b} and the two axes?",
+                  f"Find the area of the region enclosed by line {a}{b}, the x-axis and the "
+                  "y-axis."]),
+          Target(piece, f"the length of the part of line {a}{b} between the axes",
+                 [f"How long is the piece of line {a}{b} between the x-axis and the y-axis?",
+                  f"Find the distance between the points where line {a}{b} crosses the "
+                  "axes."])]
+
+
+def _inscribed_targets(F: Formulas, o: str, radius: str) -> list:
+  side = F.add(f"a(□{o})", "{0} / √2", "q0/sqrt(2)", (f"d({o})",),
+               f"The diameter of circle {o} is the inscribed square's diagonal, √2 times its "
+               "side", [("q0/2", "took half the diagonal as the side"),
+                        ("q0*sqrt(2)", "multiplied by √2 instead of dividing")])
+  tri = F.add(f"a(△{o})", "√3 · {0}", "sqrt(3)*q0", (radius,),
+              f"A side of an equilateral triangle inscribed in circle {o} is √3 times the "
+              "radius", [("2*q0", "took the side for the diameter"),
+                         ("sqrt(2)*q0", "used the square's √2")])
+  tri_area = F.add(f"S(△{o})", "√3 / 4 · {0}²", "sqrt(3)*q0**2/4", (tri,),
+                   "An equilateral triangle's area is √3/4 times its side squared",
+                   [("sqrt(3)*q0**2/2", "used √3/2 for √3/4"),
+                    ("q0**2/2", "took half the side squared")])
+  return [Target(side, f"the side of the square inscribed in circle {o}",
+                 [f"How long is a side of the square inscribed in circle {o}?",
+                  f"Find the side length of the largest square that fits in circle {o}."]),
+          Target(tri, f"the side of the equilateral triangle inscribed in circle {o}",
+                 [f"How long is a side of an equilateral triangle inscribed in circle {o}?",
+                  f"Find the side of the equilateral triangle whose vertices lie on circle "
+                  f"{o}."]),
+          Target(tri_area, f"the area of the equilateral triangle inscribed in circle {o}",
+                 [f"What is the area of an equilateral triangle inscribed in circle {o}?",
+                  f"Find the area of the equilateral triangle whose vertices lie on circle "
+                  f"{o}."])]
 
 
 def targets(plot: Plot) -> tuple:
@@ -465,19 +471,9 @@ def measure(plot: Plot, name: str) -> float:
   """Re-measure a named quantity from the coordinates alone (other formulas than the chain's)."""
   P = {k: np.asarray(v, float) for k, v in plot.pts.items()}
   circles = {f["names"][0]: f for f in plot.figs if f["kind"] == "circle"}
-  m = re.fullmatch(r"(S\(△|ℓ\()(\w)(\w)(, axes)?\)", name)
-  if m:  # where the line meets the axes, by a linear solve; the area by Heron
-    a, b = P[m.group(2)], P[m.group(3)]
-    legs = abs(_line_measure("b", a, b)), abs(_line_measure("x₀", a, b))
-    return math.hypot(*legs) if m.group(1) == "ℓ(" else _heron(*legs, math.hypot(*legs))
-  m = re.fullmatch(r"(a\(□|a\(△|S\(△)(\w)\)", name)
-  if m:  # a polygon of points on the drawn circle (its sampled radius), at 90° or 120° apart
-    c, r = P[m.group(2)], _radius(circles[m.group(2)])
-    step = 90 if "□" in m.group(1) else 120
-    pts = [c + r * np.array([math.cos(math.radians(t)), math.sin(math.radians(t))])
-           for t in (0, step, 2 * step)]
-    sides = [math.dist(pts[i], pts[(i + 1) % 3]) for i in range(3)]
-    return sides[0] if m.group(1).startswith("a") else _heron(*sides)
+  deep = _deep_measure(P, circles, name)
+  if deep is not None:
+    return deep
   m = re.fullmatch(r"([xy])ₘ\((\w)(\w)\)", name)
   if m:
     return _midpoint(P[m.group(2)], P[m.group(3)])["xy".index(m.group(1))]
@@ -510,6 +506,22 @@ def measure(plot: Plot, name: str) -> float:
     return math.sqrt(math.dist(P[m.group(1)], P[m.group(2)]) ** 2
                      - _radius(circles[m.group(2)]) ** 2)
   raise KeyError(f"engine: {name!r} is not a measurable quantity of this plot")
+
+
+def _deep_measure(P: dict, circles: dict, name: str) -> float | None:
+  """`_deep_targets`' quantities, or None for any other name."""
+  m = re.fullmatch(r"(S\(△|ℓ\()(\w)(\w)(, axes)?\)", name)
+  if m:  # where the line meets the axes, by a linear solve; the area by Heron
+    a, b = P[m.group(2)], P[m.group(3)]
+    legs = abs(_line_measure("b", a, b)), abs(_line_measure("x₀", a, b))
+    return math.hypot(*legs) if m.group(1) == "ℓ(" else _heron(*legs, math.hypot(*legs))
+  m = re.fullmatch(r"(a\(□|a\(△|S\(△)(\w)\)", name)
+  if m:  # a polygon of points on the drawn circle (its sampled radius), at 90° or 120° apart
+    c, r = P[m.group(2)], _radius(circles[m.group(2)])
+    pts = G.arc_points(c, r, 0, 360, 5 if "□" in m.group(1) else 4)[:3]
+    sides = [math.dist(pts[i], pts[(i + 1) % 3]) for i in range(3)]
+    return sides[0] if m.group(1).startswith("a") else _heron(*sides)
+  return None
 
 
 def _heron(a, b, c) -> float:

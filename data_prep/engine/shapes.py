@@ -113,8 +113,7 @@ class Shape:
       return self.arc(self.pieces[1])[1]
     if kind == "inscribed_square":  # four points of the drawn circle, a quarter turn apart
       c, r, _, _ = self.arc(self.pieces[0])
-      return G.shoelace([c + r * np.array([math.cos(t), math.sin(t)])
-                         for t in np.radians([0, 90, 180, 270])])
+      return G.shoelace(G.arc_points(c, r, 0, 360, 5)[:4])
     if kind == "height":  # the vertex's distance to the base's line, by the cross product
       v, i, j = (self.pts[k] for k in self.heights[name])
       d = j - i
