@@ -330,7 +330,8 @@ KINDS = {"value": _value, "derivative": _derivative, "integral": _integral, "zer
          "average": _average}
 
 
-def extras(Fm: Formulas, vrng, kinds: list, taken: list, deep: bool = False) -> list:
+def extras(Fm: Formulas, vrng, kinds: list, taken: list, deep: bool = False,
+           same_kind: bool = False) -> list:
   """More quantities of the kinds asked, at other points: f at two more points, f' and the
   tangent's intercept at one more, one more average rate. Their priority keeps `pick` from
   choosing them, so the questions asked first are as before; they are there for multiple
@@ -343,15 +344,32 @@ def extras(Fm: Formulas, vrng, kinds: list, taken: list, deep: bool = False) -> 
   from marked points), and with two of each a six-step figure was never multiple choice.
   Shallower programs go without them (they cost ~1 ms a problem and are never within --steps).
 
+  same_kind (`--option_kinds same`, sets of the asked kind only): four of each kind, so that a
+  set of values, derivatives, tangents' intercepts or rates is there at every depth (the deep
+  plan, a fourth value, a third and fourth derivative and a fourth tangent). The default
+  (mixed) sets go without them, byte for byte as before.
+
   The list is the same for every variant of a program (a variant's option set names its
   quantities by place): one that finds no other point than those taken is kept, never asked."""
   names = {t.name for t in taken}
   plan = {"value": [("p₂", _value, "p"), ("p₃", _value, "p p₂")],
           "derivative": [("q₂", _derivative, "q")], "tangent": [("t₂", _tangent, "t")],
           "average": [("₂", _average, "")]}
+  deeper = {"tangent": [("t₃", _tangent, "t t₂")],
+            "average": [("₃", _average, ""), ("₄", _average, "")]}
   if deep:
-    plan["tangent"].append(("t₃", _tangent, "t t₂"))
-    plan["average"] += [("₃", _average, ""), ("₄", _average, "")]
+    plan = {k: v + deeper.get(k, []) for k, v in plan.items()}
+  out = _made(Fm, vrng, kinds, plan, names)
+  if same_kind:  # after every other draw: the quantities before them stay as they were
+    more = {"value": [("p₄", _value, "p p₂ p₃")],
+            "derivative": [("q₃", _derivative, "q q₂"), ("q₄", _derivative, "q q₂ q₃")],
+            "tangent": ([] if deep else deeper["tangent"]) + [("t₄", _tangent, "t t₂ t₃")],
+            "average": [] if deep else deeper["average"]}
+    out += _made(Fm, vrng, kinds, more, names)
+  return out
+
+
+def _made(Fm: Formulas, vrng, kinds: list, plan: dict, names: set) -> list:
   out = []
   for kind in kinds:
     for given, make, others in plan.get(kind, ()):

@@ -175,7 +175,7 @@ def _header(c, fid: str, text: str, color):
   c.drawn.append(fid)
 
 
-def make(srng, vrng, wanted: int) -> Scene:
+def make(srng, vrng, wanted: int, same_kind: bool = False) -> Scene:
   fam, mode, deg, sign, increasing = program(srng, wanted)
   g = family(vrng, fam, mode, deg, sign)
   g.increasing = increasing
@@ -183,7 +183,7 @@ def make(srng, vrng, wanted: int) -> Scene:
   deduce(Fm, vrng)
   kinds = asked(fam, mode, deg)
   tgts = [KINDS[k](Fm, vrng) for k in kinds]
-  tgts += extras(Fm, vrng, kinds, tgts, deep=wanted >= 5)
+  tgts += extras(Fm, vrng, kinds, tgts, deep=wanted >= 5, same_kind=same_kind)
   for t in tgts:
     t.signed = True  # values, slopes, integrals: any sign
   td = context(g)

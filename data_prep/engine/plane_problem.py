@@ -7,7 +7,7 @@ from . import render as R
 from .problems import Scene
 
 
-def make(srng, vrng, wanted: int) -> Scene:
+def make(srng, vrng, wanted: int, same_kind: bool = False) -> Scene:
   fig = P.realize(P.program(srng, P.shape_count(srng, wanted)), vrng)
   caption = P.describe(fig, vrng)
   return Scene(

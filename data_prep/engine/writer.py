@@ -168,7 +168,7 @@ def draw(dom: str, opts: Options, srng, vrng, first: Drawn | None = None, mc: bo
   mc = mc if first is None else first.rec["question_type"] == "multi_choice"
   degraded = bool(srng.random() < opts.degrade)
   how = render.degradation(srng)
-  scene = MAKERS[dom](srng, vrng, wanted)
+  scene = MAKERS[dom](srng, vrng, wanted, same_kind=opts.option_kinds == "same")
   main = pick(scene, opts.steps, wanted, srng)
   ask_rng = np.random.default_rng(srng.integers(2 ** 63))  # drawn always: srng's stream stays
   members, asked = None, None                               # the same in every variant

@@ -471,3 +471,59 @@ def test_one_shape_plane_figures_can_now_be_multiple_choice():
       assert not PLANE_EXTRA.match(main.phrase), main.name
     as_before += 1
   assert as_before >= 20, as_before
+
+
+KIND_WORDS = {"length": ("distance", "length", "side"), "slope": ("slope",),
+              "intercept": ("intercept",), "coordinate": ("coordinate",), "area": ("area",),
+              "value": ("value of f",), "derivative": ("derivative",), "rate": ("rate",)}
+
+
+def _same_kind_extras(dom, seed, n, wanted):
+  """(scene, the quantities `--option_kinds same` adds): the same program made both ways."""
+  for i in range(n):
+    made = []
+    for same in (False, True):
+      try:
+        made.append(writer.MAKERS[dom](np.random.default_rng([seed, i, 0]),
+                                       np.random.default_rng([seed, i, 1]), wanted,
+                                       same_kind=same))
+      except Rejected:
+        break
+    if len(made) == 2:
+      plain = [t.name for t in made[0].targets]
+      assert [t.name for t in made[1].targets][:len(plain)] == plain  # after the others
+      yield made[1], made[1].targets[len(plain):]
+
+
+def test_same_kind_quantities_solve_against_their_own_measures_and_say_their_kind():
+  """`--option_kinds same` adds quantities of each kind: the line through two marked points of
+  different figures (`analytic._cross_targets`: its length, slope, intercepts, midpoint, the
+  triangle it cuts off with the axes) and f, f', tangents and rates at more points
+  (`function_questions.extras`). Each solves against its own measure (a vertical or horizontal
+  pair, or one through the origin, would not: `_cross_pairs` leaves them out), and its phrase
+  names the kind `kind_of` gives it, since a set of one kind is what they are for."""
+  seen = collections.Counter()
+  for dom, wanted in (("analytic", 2), ("analytic", 5), ("function", 2), ("function", 5)):
+    for scene, extra in _same_kind_extras(dom, 21, 25, wanted):
+      for t in extra:
+        kind = scene.kind_of(t.name)
+        sol = solve(scene, t)  # f' is measured by a finite difference
+        assert float(sol.measured) == pytest.approx(float(sol.value), rel=1e-6, abs=1e-6)
+        assert any(w in t.phrase for w in KIND_WORDS[kind]), (t.name, kind, t.phrase)
+        seen[dom, kind] += 1
+  assert {k for d, k in seen if d == "analytic"} == {"length", "slope", "intercept",
+                                                     "coordinate", "area"}, seen
+  assert {k for d, k in seen if d == "function"} >= {"value", "derivative", "intercept",
+                                                     "rate"}, seen
+
+
+def test_same_kind_sets_are_there_at_every_depth():
+  """With sets of one kind only, an analytic figure at `--steps 6:6` and a function figure at
+  `3:4` were multiple choice 3 and 0 times in 12 at --mc 1 (the figure was redrawn, then asked
+  free-form); with the quantities `--option_kinds same` adds, nearly every one is. The default
+  (mixed) sets are made without them, byte for byte as before (the golden test)."""
+  for dom, steps in (("analytic", (6, 6)), ("function", (3, 4)), ("analytic", (1, 1))):
+    opts = writer.Options(seed=4, domain=dom, mc=1.0, degrade=0.0, steps=steps,
+                          option_kinds="same")
+    recs = [writer.make_problem(opts, i)[0]["record"] for i in range(12)]
+    assert sum(r["question_type"] == "multi_choice" for r in recs) >= 10, (dom, steps)
