@@ -475,7 +475,8 @@ def test_one_shape_plane_figures_can_now_be_multiple_choice():
 
 KIND_WORDS = {"length": ("distance", "length", "side"), "slope": ("slope",),
               "intercept": ("intercept",), "coordinate": ("coordinate",), "area": ("area",),
-              "value": ("value of f",), "derivative": ("derivative",), "rate": ("rate",)}
+              "value": ("value of f",), "derivative": ("derivative",), "rate": ("rate",),
+              "perimeter": ("perimeter",)}
 
 
 def _same_kind_extras(dom, seed, n, wanted):
@@ -498,12 +499,14 @@ def _same_kind_extras(dom, seed, n, wanted):
 def test_same_kind_quantities_solve_against_their_own_measures_and_say_their_kind():
   """`--option_kinds same` adds quantities of each kind: the line through two marked points of
   different figures (`analytic._cross_targets`: its length, slope, intercepts, midpoint, the
-  triangle it cuts off with the axes) and f, f', tangents and rates at more points
-  (`function_questions.extras`). Each solves against its own measure (a vertical or horizontal
+  triangle it cuts off with the axes), f, f', tangents and rates at more points
+  (`function_questions.extras`), and two shapes' areas and perimeters added and compared
+  (`plane._pair_targets`). Each solves against its own measure (a vertical or horizontal
   pair, or one through the origin, would not: `_cross_pairs` leaves them out), and its phrase
   names the kind `kind_of` gives it, since a set of one kind is what they are for."""
   seen = collections.Counter()
-  for dom, wanted in (("analytic", 2), ("analytic", 5), ("function", 2), ("function", 5)):
+  for dom, wanted in (("analytic", 2), ("analytic", 5), ("function", 2), ("function", 5),
+                      ("plane", 4), ("plane", 6)):
     for scene, extra in _same_kind_extras(dom, 21, 25, wanted):
       for t in extra:
         kind = scene.kind_of(t.name)
@@ -515,14 +518,17 @@ def test_same_kind_quantities_solve_against_their_own_measures_and_say_their_kin
                                                      "coordinate", "area"}, seen
   assert {k for d, k in seen if d == "function"} >= {"value", "derivative", "intercept",
                                                      "rate"}, seen
+  assert {k for d, k in seen if d == "plane"} == {"area", "perimeter"}, seen
 
 
 def test_same_kind_sets_are_there_at_every_depth():
-  """With sets of one kind only, an analytic figure at `--steps 6:6` and a function figure at
-  `3:4` were multiple choice 3 and 0 times in 12 at --mc 1 (the figure was redrawn, then asked
-  free-form); with the quantities `--option_kinds same` adds, nearly every one is. The default
-  (mixed) sets are made without them, byte for byte as before (the golden test)."""
-  for dom, steps in (("analytic", (6, 6)), ("function", (3, 4)), ("analytic", (1, 1))):
+  """With sets of one kind only, an analytic figure at `--steps 6:6`, a function figure at
+  `3:4` and a plane figure at `6:6` were multiple choice 3, 0 and 1 times in 12 at --mc 1 (the
+  figure was redrawn, then asked free-form); with the quantities `--option_kinds same` adds,
+  nearly every one is. The default (mixed) sets are made without them, byte for byte as before
+  (the golden test)."""
+  for dom, steps in (("analytic", (6, 6)), ("function", (3, 4)), ("analytic", (1, 1)),
+                     ("plane", (6, 6))):
     opts = writer.Options(seed=4, domain=dom, mc=1.0, degrade=0.0, steps=steps,
                           option_kinds="same")
     recs = [writer.make_problem(opts, i)[0]["record"] for i in range(12)]
