@@ -33,6 +33,7 @@ class Graph:
   form: str = ""       # deduce mode: the form with unknowns, as people write it
   points: dict = dataclasses.field(default_factory=dict)   # marked points: letter -> (x, y)
   increasing: bool = True  # a monotonic-interval question asks where f increases (else falls)
+  wide: bool = False   # points to evaluate at from a wider grid (the same-kind extras)
 
 
 def program(srng, wanted: int) -> tuple:

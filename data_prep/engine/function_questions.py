@@ -30,13 +30,18 @@ def sub(e, value) -> str:
   return s.replace("(ξ)", "ξ").replace("ξ", "({1})")
 
 
+# A sine's or cosine's special angles give seven values at most (0, ±1/2, ±√3/2, ±1): four
+# points from π/6-2π/3 gave two equal values more often than not, and no set of four.
+WIDE_SIXTHS = [-5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6, 7]
+
+
 def _at(g: Graph, vrng):
   """A point to evaluate at: special angles for trig, powers of 2 for log, else an integer."""
   if g.fam in ("sin", "cos", "tan"):
     b = g.info["b"]
     if g.fam == "tan":
       return PI * sp.Rational(int(vrng.choice([1, -1])), int(vrng.choice([3, 4, 6]))) / b
-    return PI * sp.Rational(int(vrng.choice([1, 2, 3, 4])), 6) / b
+    return PI * sp.Rational(int(vrng.choice(WIDE_SIXTHS if g.wide else [1, 2, 3, 4])), 6) / b
   if g.fam == "log":
     return g.info["h"] + sp.Integer(2) ** int(vrng.integers(0, 4))
   p = sp.Integer(int(vrng.integers(math.ceil(g.lo) + 1, math.floor(g.hi))))
@@ -344,10 +349,11 @@ def extras(Fm: Formulas, vrng, kinds: list, taken: list, deep: bool = False,
   from marked points), and with two of each a six-step figure was never multiple choice.
   Shallower programs go without them (they cost ~1 ms a problem and are never within --steps).
 
-  same_kind (`--option_kinds same`, sets of the asked kind only): four of each kind, so that a
-  set of values, derivatives, tangents' intercepts or rates is there at every depth (the deep
-  plan, a fourth value, a third and fourth derivative and a fourth tangent). The default
-  (mixed) sets go without them, byte for byte as before.
+  same_kind (`--option_kinds same`, sets of the asked kind only): five or six of each kind, at
+  points from a wider grid (`WIDE_SIXTHS`), so that a set of four distinct values, derivatives,
+  tangents' intercepts or rates is there at every depth (the deep plan, then values at three
+  more points, derivatives at four, two more tangents and rates). The default (mixed) sets go
+  without them, byte for byte as before.
 
   The list is the same for every variant of a program (a variant's option set names its
   quantities by place): one that finds no other point than those taken is kept, never asked."""
@@ -361,10 +367,16 @@ def extras(Fm: Formulas, vrng, kinds: list, taken: list, deep: bool = False,
     plan = {k: v + deeper.get(k, []) for k, v in plan.items()}
   out = _made(Fm, vrng, kinds, plan, names)
   if same_kind:  # after every other draw: the quantities before them stay as they were
-    more = {"value": [("p₄", _value, "p p₂ p₃")],
-            "derivative": [("q₃", _derivative, "q q₂"), ("q₄", _derivative, "q q₂ q₃")],
-            "tangent": ([] if deep else deeper["tangent"]) + [("t₄", _tangent, "t t₂ t₃")],
-            "average": [] if deep else deeper["average"]}
+    Fm.g.wide = True
+    more = {"value": [("p₄", _value, "p p₂ p₃"), ("p₅", _value, "p p₂ p₃ p₄"),
+                      ("p₆", _value, "p p₂ p₃ p₄ p₅")],
+            "derivative": [("q₃", _derivative, "q q₂"), ("q₄", _derivative, "q q₂ q₃"),
+                           ("q₅", _derivative, "q q₂ q₃ q₄"),
+                           ("q₆", _derivative, "q q₂ q₃ q₄ q₅")],
+            "tangent": ([] if deep else deeper["tangent"]) + [("t₄", _tangent, "t t₂ t₃"),
+                                                               ("t₅", _tangent, "t t₂ t₃ t₄")],
+            "average": ([] if deep else deeper["average"]) + [("₅", _average, ""),
+                                                               ("₆", _average, "")]}
     out += _made(Fm, vrng, kinds, more, names)
   return out
 

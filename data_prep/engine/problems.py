@@ -175,7 +175,31 @@ def option_set(scene: Scene, first: Target, steps: tuple, rng,
   same_kind (`--option_kinds same`): no other kind at all. The question names the kind it asks,
   so a mixed set lets a reader who can tell the options' kinds apart rule some out (at most
   56.6% right on 1,000 problems, `benchmarks.engine`); a set of one kind does not, and fewer
-  figures have one (`--mc 0.7` gives 33-54% multiple choice instead of 70%)."""
+  figures have one; where `first`'s kind has no set, another quantity of its depth leads one
+  (`_other_leads`), rather than the figure being redrawn."""
+  members = _set_led_by(scene, first, steps, rng, same_kind)
+  return members if members is not None or not same_kind else _other_leads(scene, first, steps,
+                                                                             rng)
+
+
+def _other_leads(scene: Scene, first: Target, steps: tuple, rng) -> list[Target] | None:
+  """A set of one kind led by another quantity of first's depth, tried in a random order: a
+  figure of one shape has one area and one perimeter, so a set of one kind exists for its
+  lengths only, and redrawing the figure until the question asked a length cost a fifth of the
+  engine's speed (401 figures redrawn for 600 problems). The question asked is still drawn
+  uniformly from the set once it is fixed, so the options alone say nothing of the answer."""
+  depth = len(chain_of(scene, first))
+  others = [t for t in scene.targets if t is not first and t.main_ok
+            and len(chain_of(scene, t)) == depth]
+  for i in rng.permutation(len(others)):
+    members = _set_led_by(scene, others[i], steps, rng, True)
+    if members is not None:
+      return members
+  return None
+
+
+def _set_led_by(scene: Scene, first: Target, steps: tuple, rng,
+                same_kind: bool) -> list[Target] | None:
   lo, hi = steps
   numeric = lambda t: t.main_ok and t.answer_text is None and not t.parts  # noqa: E731
   if not numeric(first) or (text := _figure_text(scene, first)) is None:

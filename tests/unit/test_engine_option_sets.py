@@ -533,3 +533,28 @@ def test_same_kind_sets_are_there_at_every_depth():
                           option_kinds="same")
     recs = [writer.make_problem(opts, i)[0]["record"] for i in range(12)]
     assert sum(r["question_type"] == "multi_choice" for r in recs) >= 10, (dom, steps)
+
+
+def test_a_same_kind_set_may_be_led_by_another_quantity_of_the_depth():
+  """Where the question first picked has no set of its kind (a figure's one perimeter), another
+  quantity of the same depth leads one (`problems._other_leads`) before the figure is redrawn:
+  24 analytic figures were redrawn for 12 problems at `--steps 1:3` without it, 6 with it."""
+  opts = writer.Options(seed=6, domain="analytic", mc=1.0, degrade=0.0, steps=(1, 3),
+                        option_kinds="same")
+  samples = [writer.make_problem(opts, i)[0] for i in range(12)]
+  redrawn = sum(s["rejected"].get("multiple choice: figure redrawn for a fair set of options", 0)
+                for s in samples)
+  assert redrawn <= 12, redrawn
+  assert all(s["record"]["question_type"] == "multi_choice" for s in samples)
+
+
+def test_same_kind_function_points_come_from_a_wider_grid():
+  """A sine's or cosine's special angles give seven values at most, so four points from
+  π/6-2π/3 often gave two equal values and no set of four: the same-kind extras take their
+  points from a wider grid (`function_questions.WIDE_SIXTHS`). 27 function figures were
+  redrawn for 24 problems at `--steps 3:4` without it, 14 with it."""
+  opts = writer.Options(seed=8, domain="function", mc=1.0, degrade=0.0, steps=(3, 4),
+                        option_kinds="same")
+  redrawn = sum(writer.make_problem(opts, i)[0]["rejected"].get(
+      "multiple choice: figure redrawn for a fair set of options", 0) for i in range(24))
+  assert redrawn <= 18, redrawn
