@@ -1,7 +1,7 @@
 """The data engine as a benchmark-grade source, measured; prints JSON.
 
   python -m benchmarks.engine [--n 600] [--workers 2] [--rules 1000] [--sweep 1000] [--seed 0]
-      [--wrong_options figure|figure+mistakes] [--option_kinds mixed|same]
+      [--wrong_options figure|figure+mistakes] [--option_kinds same|mixed]
 
 speed: `writer.generate` end to end (problems, images, image files, JSON) with all domains mixed
   on --workers processes, problems/s, side by side in the same run with the bare Matplotlib
@@ -225,7 +225,7 @@ def matplotlib_speed(n: int, workers: int, seed: int) -> dict:
 
 
 def multiple_choice(n: int, workers: int, seed: int, wrong_options: str = "figure",
-                    kinds: dict | None = None, option_kinds: str = "mixed") -> dict:
+                    kinds: dict | None = None, option_kinds: str = "same") -> dict:
   """{domain: [(choices, answer index)]} of the multiple-choice problems among n of this seed;
   `kinds`, if given, gets {domain: [(the asked quantity's kind, each option's kind)]}."""
   opts = writer.Options(seed=seed, mc=1.0, degrade=0.0, wrong_options=wrong_options,
@@ -273,7 +273,7 @@ def question_kind_rule(kinds: list) -> float:
 
 
 def rules(n: int, workers: int, seed: int, wrong_options: str = "figure",
-          option_kinds: str = "mixed") -> dict:
+          option_kinds: str = "same") -> dict:
   kinds = {}
   by_domain = multiple_choice(n, workers, 10 ** 6 + seed, wrong_options, kinds, option_kinds)
   every = [p for v in by_domain.values() for p in v]
@@ -332,7 +332,7 @@ def main():
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--wrong_options", default="figure", choices=list(writer.WRONG_OPTIONS),
                  help="the engine's option mode for the choices-only rules")
-  p.add_argument("--option_kinds", default="mixed", choices=list(writer.OPTION_KINDS),
+  p.add_argument("--option_kinds", default="same", choices=list(writer.OPTION_KINDS),
                  help="the engine's option kinds for the choices-only rules")
   a = p.parse_args()
   res = {"load_before": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}

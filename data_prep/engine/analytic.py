@@ -456,11 +456,11 @@ def _cross_pairs(plot: Plot) -> list:
 
 
 def _cross_targets(F: Formulas, plot: Plot) -> list:
-  """`--option_kinds same` only: quantities of the line through two marked points of different
-  figures (its length, midpoint, slope, intercepts, and the triangle it cuts off with the axes),
-  so a set of four lengths, slopes, intercepts, coordinates or areas is there at every depth
-  from 1 to 6. Without them most analytic figures had one or two quantities of a kind, and
-  `--option_kinds same` asked free-form or redrew the figure (34% multiple choice at
+  """For sets of one kind only (`--option_kinds same`, the default): quantities of the line
+  through two marked points of different figures (its length, midpoint, slope, intercepts, and
+  the triangle it cuts off with the axes), so a set of four lengths, slopes, intercepts,
+  coordinates or areas is there at every depth from 1 to 6. Without them most analytic figures
+  had one or two quantities of a kind, and sets of one kind were rare (34% multiple choice at
   `--steps 1:6` for `--mc 0.7`, against mixed sets' 68%). A variant whose points give other
   pairs asks about those (its letters are its own anyway)."""
   out = []

@@ -352,8 +352,8 @@ def extras(Fm: Formulas, vrng, kinds: list, taken: list, deep: bool = False,
   same_kind (`--option_kinds same`, sets of the asked kind only): five or six of each kind, at
   points from a wider grid (`WIDE_SIXTHS`), so that a set of four distinct values, derivatives,
   tangents' intercepts or rates is there at every depth (the deep plan, then values at three
-  more points, derivatives at four, two more tangents and rates). The default (mixed) sets go
-  without them, byte for byte as before.
+  more points, derivatives at four, two more tangents and rates). Mixed sets go without them,
+  as before.
 
   The list is the same for every variant of a program (a variant's option set names its
   quantities by place): one that finds no other point than those taken is kept, never asked."""

@@ -237,11 +237,11 @@ PAIR_WORDS = {"area": ("area", "areas"), "perimeter": ("perimeter", "perimeters"
 
 
 def _pair_targets(fig: Figure) -> list:
-  """`--option_kinds same` only: for two shapes of the figure, their areas (and perimeters)
-  added and compared, one step past the deeper of the two. A plane figure has one area and one
-  perimeter a shape, so a set of four areas or four perimeters was rare (`--option_kinds same`
-  gave 20-30% multiple choice where mixed sets give 60%); these make one for figures of two
-  shapes or more, at their depths. The sum of two areas is left out for two shapes: it is the
+  """For sets of one kind only (`--option_kinds same`, the default): two shapes' areas (and
+  perimeters) added and compared, one step past the deeper of the two. A plane figure has one
+  area and one perimeter a shape, so a set of four areas or four perimeters was rare (20-30%
+  multiple choice where mixed sets give 60%); these make one for figures of two shapes or more,
+  at their depths. The sum of two areas is left out for two shapes: it is the
   figure's area."""
   out = []
   for a, b in itertools.combinations(fig.shapes, 2):

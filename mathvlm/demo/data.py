@@ -79,23 +79,25 @@ def engine_source() -> str:
 
 
 def engine_set(d: str, n: int, seed: int, workers: int, split: str, variants: int = 1,
-               steps: str | None = None) -> dict:
+               steps: str | None = None, option_kinds: str = "same") -> dict:
   """`python -m data_prep.engine` into D unless D holds what this call asks for (a rerun
   resumes): these n x variants records, of this seed and split, with these steps, made by this
   engine (D/made_by.json; another seed, or an engine that draws other problems, remakes them:
   reusing them would report one run's data under another's settings). Returns meta.json. steps:
-  the engine's MIN:MAX reasoning depth (whatever was made when None)."""
+  the engine's MIN:MAX reasoning depth (whatever was made when None); option_kinds: the
+  engine's --option_kinds."""
   path, stamp_path = os.path.join(d, "meta.json"), os.path.join(d, "made_by.json")
   want = [int(x) for x in steps.split(":")] if steps else None
   stamp = {"n": n * variants, "variants": variants, "seed": seed, "split": split,
-           "engine_source": engine_source()}
+           "option_kinds": option_kinds, "engine_source": engine_source()}
   made = load_json(path) if os.path.exists(path) else None
   by = load_json(stamp_path) if os.path.exists(stamp_path) else None
   if not (made and by == stamp and want in (None, made.get("steps"))):
     run_command("data_prep.engine", ["--domain", "all", "--n", str(n), "--out", d, "--seed",
                                      str(seed), "--workers", str(workers), "--split", split]
                 + (["--variants", str(variants)] if variants > 1 else [])
-                + (["--steps", steps] if steps else []))
+                + (["--steps", steps] if steps else [])
+                + ["--option_kinds", option_kinds])
     with open(stamp_path, "w") as f:
       json.dump(stamp, f)
   return load_json(path)

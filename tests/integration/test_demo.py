@@ -87,6 +87,20 @@ def check_confirm(out):
     assert c["accuracy"][stage]["all"] == round(100 * sum(r["correct"] for r in rows) / 18, 2)
   pair = c["paired"]["grpo_vs_sft"]["all"]
   assert pair["questions"] == 18 and pair["gained"] + pair["lost"] <= 18
+  res = subprocess.run(
+      [sys.executable, "-m", "mathvlm.demo.confirm", "--demo", str(out), "--n", "6", "--seed",
+       "1", "--stages", "sft", "--batch", "18", "--option_kinds", "mixed", "--ranked"],
+      cwd=ROOT, capture_output=True, text=True, timeout=600, env=long_run_env())
+  assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+  assert json.load(open(out / "confirm_seed1/engine/meta.json"))["option_kinds"] == "same"
+  mixed = out / "confirm_seed1_mixed"  # beside the demo's own sets of the seed, not over them
+  assert json.load(open(mixed / "engine/meta.json"))["option_kinds"] == "mixed"
+  rows = [json.loads(x) for x in open(mixed / "sft.jsonl")]
+  mc = [r for r in rows if r["answer"] in "ABCD"]
+  assert mc and all(r["ranked"] in "ABCD" and r["ranked_correct"] == (r["ranked"] == r["answer"])
+                    for r in mc)
+  assert json.load(open(mixed / "summary.json"))["accuracy"]["sft"][
+      "multiple_choice_ranked"] == round(100 * sum(r["ranked_correct"] for r in mc) / len(mc), 2)
 
 
 def check_grpo(out, s):

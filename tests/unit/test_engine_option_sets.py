@@ -121,15 +121,15 @@ def test_variants_keep_the_option_set_and_the_asked_quantity(tmp_path):
 
 
 def test_without_an_option_set_the_question_is_free_form_or_from_mistakes(tmp_path):
-  """Function figures have no four seven-step quantities (three tangents' intercepts at most):
-  --wrong_options figure (the default) redraws the figure MC_PROGRAMS times, then asks
-  free-form, and meta.json counts both; figure+mistakes makes options from wrong reasoning
-  there instead, and says so."""
+  """Function figures with mixed sets have no four seven-step quantities (three tangents'
+  intercepts at most): --wrong_options figure (the default) redraws the figure MC_PROGRAMS
+  times, then asks free-form, and meta.json counts both; figure+mistakes makes options from
+  wrong reasoning there instead, and says so."""
   metas = {}
   for mode in ("figure", "figure+mistakes"):
     cli.main(["--n", "12", "--out", str(tmp_path / mode), "--seed", "3", "--mc", "1",
               "--degrade", "0", "--steps", "7:7", "--domain", "function", "--wrong_options",
-              mode])
+              mode, "--option_kinds", "mixed"])
     metas[mode] = json.load(open(tmp_path / mode / "meta.json"))
     assert metas[mode]["wrong_options"] == mode
   mc = {m: metas[m]["question_types"].get("multi_choice", 0) for m in metas}
@@ -171,7 +171,8 @@ def test_a_sound_figure_without_an_option_set_does_not_count_as_a_failed_program
   steps`), the failures before a figure redrawn for its options start afresh, else a
   multiple-choice problem ran out of its MAX_PROGRAMS and the whole run stopped (11 of 60
   six-step analytic problems, before their deeper quantities). With MAX_PROGRAMS at 10, a
-  problem here still fails more programs than that in all (16)."""
+  problem here still fails more programs than that in all (16). Mixed sets: with sets of one
+  kind, the lines through two marked points give six-step figures more often."""
   monkeypatch.setattr(writer, "MAX_PROGRAMS", 10)
   results = []
   variants = writer._variants
@@ -186,7 +187,7 @@ def test_a_sound_figure_without_an_option_set_does_not_count_as_a_failed_program
     return out
 
   monkeypatch.setattr(writer, "_variants", counted)
-  opts = writer.Options(seed=3, steps=(6, 6), domain="analytic", mc=1.0)
+  opts = writer.Options(seed=3, steps=(6, 6), domain="analytic", mc=1.0, option_kinds="mixed")
   most = 0
   for i in range(12):
     results.clear()
@@ -200,11 +201,12 @@ def test_the_others_are_of_the_first_quantitys_kind_as_far_as_the_figure_has_the
   out only when it could not join (a value or text it shares, or a length that would stand
   out), so a wrong option is the similar quantity a student confuses where there is one. Values
   of f with values, rates with rates: function quantities have kinds too (`functions.kind_of`;
-  before, a function figure's set mixed them at random)."""
+  before, a function figure's set mixed them at random). Mixed sets (`--option_kinds mixed`):
+  sets of one kind have no others."""
   from data_prep.engine import problems as P
   checked = mixed = 0
   domains = collections.Counter()
-  for d in _drawn(13, 150):
+  for d in _drawn(13, 150, option_kinds="mixed"):
     if not d.members:
       continue
     scene, members = d.scene, [d.scene.targets[i] for i in d.members]
@@ -228,18 +230,18 @@ def test_the_others_are_of_the_first_quantitys_kind_as_far_as_the_figure_has_the
 
 
 def test_option_kinds_same_makes_sets_of_the_asked_kind_only(tmp_path):
-  """--option_kinds same: every member of a set is of the asked quantity's kind, so the
-  question's wording rules none out; with the default (mixed) some sets mix kinds. Fewer figures
-  have such a set, so more are redrawn; meta.json says which mode made the data."""
+  """--option_kinds same (the default): every member of a set is of the asked quantity's kind,
+  so the question's wording rules none out; with mixed sets some mix kinds. meta.json says which
+  mode made the data."""
   def kinds(d):
     return [d.scene.kind_of(d.scene.targets[i].name) for i in d.members]
-  same = [kinds(d) for d in _drawn(7, 80, option_kinds="same") if d.members]
-  mixed = [kinds(d) for d in _drawn(7, 60) if d.members]
+  same = [kinds(d) for d in _drawn(7, 80) if d.members]
+  mixed = [kinds(d) for d in _drawn(7, 60, option_kinds="mixed") if d.members]
   assert len(same) >= 8 and all(k[0] is not None and len(set(k)) == 1 for k in same), same
   assert sum(len(set(k)) > 1 for k in mixed) >= 10
   cli.main(["--n", "6", "--out", str(tmp_path / "o"), "--seed", "2", "--mc", "1",
-            "--degrade", "0", "--option_kinds", "same"])
-  assert json.load(open(tmp_path / "o" / "meta.json"))["option_kinds"] == "same"
+            "--degrade", "0", "--option_kinds", "mixed"])
+  assert json.load(open(tmp_path / "o" / "meta.json"))["option_kinds"] == "mixed"
   with pytest.raises(ValueError, match="option_kinds"):
     writer.Options(option_kinds="pure").check()
 
@@ -448,9 +450,11 @@ def test_one_shape_plane_figures_can_now_be_multiple_choice():
   figures redrawn). With the diagonals, heights and the diameter, a trapezoid had four and most
   shapes three (11 of 16); with a circumradius, a chord and the inscribed square, most shapes
   have four, and every problem here is multiple choice. Where the last shape has a question of
-  the wanted depth, `pick` still asks it (the extras' priority)."""
+  the wanted depth, `pick` still asks it (the extras' priority). Mixed sets: a shape has one
+  area and one perimeter, so sets of one kind are fewer at one step (7 of 16)."""
   from data_prep.engine import problems as P
-  opts = writer.Options(seed=5, domain="plane", mc=1.0, degrade=0.0, steps=(1, 1))
+  opts = writer.Options(seed=5, domain="plane", mc=1.0, degrade=0.0, steps=(1, 1),
+                        option_kinds="mixed")
   mc = sum(writer.make_problem(opts, i)[0]["record"]["question_type"] == "multi_choice"
            for i in range(16))
   assert mc >= 15, mc
@@ -525,7 +529,7 @@ def test_same_kind_sets_are_there_at_every_depth():
   """With sets of one kind only, an analytic figure at `--steps 6:6`, a function figure at
   `3:4` and a plane figure at `6:6` were multiple choice 3, 0 and 1 times in 12 at --mc 1 (the
   figure was redrawn, then asked free-form); with the quantities `--option_kinds same` adds,
-  nearly every one is. The default (mixed) sets are made without them, byte for byte as before
+  nearly every one is. Mixed sets are made without them, as before
   (the golden test)."""
   for dom, steps in (("analytic", (6, 6)), ("function", (3, 4)), ("analytic", (1, 1)),
                      ("plane", (6, 6))):
