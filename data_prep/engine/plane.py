@@ -239,10 +239,10 @@ PAIR_WORDS = {"area": ("area", "areas"), "perimeter": ("perimeter", "perimeters"
 def _pair_targets(fig: Figure) -> list:
   """For sets of one kind only (`--option_kinds same`, the default): two shapes' areas (and
   perimeters) added and compared, one step past the deeper of the two. A plane figure has one
-  area and one perimeter a shape, so a set of four areas or four perimeters was rare (20-30%
-  multiple choice where mixed sets give 60%); these make one for figures of two shapes or more,
-  at their depths. The sum of two areas is left out for two shapes: it is the
-  figure's area."""
+  area and one perimeter a shape, so a set of four areas or four perimeters was rare: of the 32
+  plane problems drawn multiple choice in 150 of seed 3 at `--mc 0.7`, 10 had a set of one kind
+  at `--steps 4:6` and 3 at 6:6; with these, 32 and 32. The sum of two areas is left out for
+  two shapes: it is the figure's area."""
   out = []
   for a, b in itertools.combinations(fig.shapes, 2):
     for kind, (word, words) in PAIR_WORDS.items():
