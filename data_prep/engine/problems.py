@@ -178,8 +178,9 @@ def option_set(scene: Scene, first: Target, steps: tuple, rng,
   figures have one; where `first`'s kind has no set, another quantity of its depth leads one
   (`_other_leads`), rather than the figure being redrawn."""
   members = _set_led_by(scene, first, steps, rng, same_kind)
-  return members if members is not None or not same_kind else _other_leads(scene, first, steps,
-                                                                             rng)
+  if members is None and same_kind:
+    members = _other_leads(scene, first, steps, rng)
+  return members
 
 
 def _other_leads(scene: Scene, first: Target, steps: tuple, rng) -> list[Target] | None:

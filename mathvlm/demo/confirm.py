@@ -70,7 +70,10 @@ def check_demo(demo: str, stages: list[str]) -> None:
 def accuracy(rows: list[dict]) -> dict:
   free = [r for r in rows if r["answer"] not in set("ABCDEFGH")]
   mc = [r for r in rows if r["answer"] in set("ABCDEFGH")]
-  pct = lambda rs, k="correct": round(100 * sum(r[k] for r in rs) / max(1, len(rs)), 2)  # noqa
+
+  def pct(rs, key="correct"):
+    return round(100 * sum(r[key] for r in rs) / max(1, len(rs)), 2)
+
   out = dict(all=pct(rows), free_form=pct(free), multiple_choice=pct(mc), questions=len(rows),
              free_form_questions=len(free))
   if rows and "ranked_correct" in rows[0]:
@@ -78,7 +81,21 @@ def accuracy(rows: list[dict]) -> dict:
   return out
 
 
-def main(argv=None) -> dict:
+def stage_rows(demo: str, out: str, stage: str, problems: list, batch: int,
+               ranked: bool) -> list[dict]:
+  """OUT/<stage>.jsonl's rows, answered again unless they are for these very problems (and
+  ranked, when asked)."""
+  path = f"{out}/{stage}.jsonl"
+  kept = [json.loads(x) for x in open(path)] if os.path.exists(path) else []
+  if [r["pid"] for r in kept] != [p.pid for p in problems] or ranked and any(
+      "ranked" not in r for r in kept):
+    kept = answers(demo, stage, problems, batch, ranked)
+    with open(path, "w") as f:
+      f.writelines(json.dumps(r) + "\n" for r in kept)
+  return kept
+
+
+def parse(argv=None) -> argparse.Namespace:
   p = argparse.ArgumentParser(prog="python -m mathvlm.demo.confirm",
                               description=__doc__.split("\n")[0])
   p.add_argument("--demo", default="out/demo", help="a finished demo's --out")
@@ -91,7 +108,11 @@ def main(argv=None) -> dict:
                  help="the engine's option sets (default: the demo's own)")
   p.add_argument("--ranked", action="store_true",
                  help="also rank each multiple-choice question's options by likelihood")
-  a = p.parse_args(argv)
+  return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+  a = parse(argv)
   from mathvlm.demo import data, evaluate
   from mathvlm.eval import engine_benchmark
   demo, stages, t = os.path.abspath(a.demo), a.stages.split(","), time.time()
@@ -107,16 +128,10 @@ def main(argv=None) -> dict:
           for r in data.load_json(f"{demo}/engine/test/instruct.json")}
   repeats = sum(json.dumps(r["text_en"], sort_keys=True) in seen
                 for r in data.load_json(f"{out}/engine/instruct.json"))
-  rows, pids = {}, [p.pid for p in problems]
+  rows = {}
   for stage in stages:
-    path = f"{out}/{stage}.jsonl"
-    kept = [json.loads(x) for x in open(path)] if os.path.exists(path) else []
-    if [r["pid"] for r in kept] != pids or a.ranked and "ranked" not in kept[0]:
-      kept = answers(demo, stage, problems, a.batch, a.ranked)  # kept: for these very problems
-      with open(path, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in kept)
-    rows[stage] = kept
-    print(f"{stage}: {accuracy(kept)}", flush=True)
+    rows[stage] = stage_rows(demo, out, stage, problems, a.batch, a.ranked)
+    print(f"{stage}: {accuracy(rows[stage])}", flush=True)
   paired = {f"{later}_vs_{earlier}": {
       "free_form": evaluate.paired_change(rows[earlier], rows[later], free_form_only=True),
       "all": evaluate.paired_change(rows[earlier], rows[later])}
