@@ -23,7 +23,7 @@ from . import captions as C
 from . import geometry as G
 from . import render as R
 from .exact import Deriv
-from .problems import ProgramRejected, Rejected, Scene, Target
+from .problems import ProgramRejected, Rejected, Scene, Target, add_sums
 
 GAP = 0.6
 SIGNED = ("m(", "m⊥(", "b(", "x₀(", "xₘ(", "yₘ(", "x̄(", "ȳ(", "Δx(", "Δy(")
@@ -707,19 +707,27 @@ def _circle_items(f, centre, col) -> list:
   return its
 
 
+# The deepest quantities an analytic figure has of its own (rare 8s and 10s aside): a program
+# wanting more asks sums of two of a kind (`problems.add_sums`).
+DEEPEST = 6
+
+
 def make(srng, vrng, wanted: int, same_kind: bool = False) -> Scene:
   plot = realize(program(srng, wanted), vrng)
   F, tgts = targets(plot, same_kind)
   x0, x1, y0, y1 = plot.view
   intro = C.pick(vrng, C.ANALYTIC_INTRO, x0=x0, x1=x1, y0=y0, y1=y1)
   sentences = [_sentence(f) for f in plot.figs]
-  return Scene(
+  scene = Scene(
     domain="analytic", family="+".join(f["kind"] for f in plot.figs), givens=F.givens,
     derivs=F.derivs, targets=tgts, measure=lambda n: measure(plot, n), facts=facts(plot),
     context={"text_dominant": " ".join(sentences), "text_lite": "", "vision_dominant": ""},
     caption=[intro] + sentences, generation=[intro],
     key=f"{plot.view}|{[(f['kind'], f['pts'], f.get('r'), f.get('on')) for f in plot.figs]}",
     draw=lambda: draw(plot), kind_of=kind_of)
+  if wanted > DEEPEST:
+    add_sums(scene, wanted)
+  return scene
 
 
 def kind_of(name: str) -> str | None:

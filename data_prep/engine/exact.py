@@ -91,8 +91,11 @@ class Deriv:
   inputs: tuple
   value: object
   reason: str
-  show_names: bool = True  # False: the template only makes sense with values substituted
-  slips: tuple = ()
+  # show_names False: the name is the template itself (a + b), or the template only makes sense
+  # with values substituted. Both keyword-only: passed by place, a list of slips once landed in
+  # show_names (the plane's sums lost their slips and wrote their names twice).
+  show_names: bool = dataclasses.field(default=True, kw_only=True)
+  slips: tuple = dataclasses.field(default=(), kw_only=True)
 
   def sentence(self, knowns: dict, angles: set) -> str:
     template = self.template() if callable(self.template) else self.template

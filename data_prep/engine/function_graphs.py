@@ -138,8 +138,8 @@ class Formulas:
 
   def add(self, name, template, expr, inputs, value, why, slips=(), show=True) -> str:
     """A derivation (kept if one of that name exists: shared steps are computed once)."""
-    self.derivs.setdefault(name, Deriv(name, template, expr, tuple(inputs), value, why, show,
-                                       tuple(slips)))
+    self.derivs.setdefault(name, Deriv(name, template, expr, tuple(inputs), value, why,
+                                       show_names=show, slips=tuple(slips)))
     return name
 
   def give(self, name, value) -> str:

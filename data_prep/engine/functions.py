@@ -21,7 +21,7 @@ from . import render as R
 from .function_graphs import DEDUCIBLE, FAMILIES, PI, F, Formulas, Graph, deduce, family, program
 from .function_questions import KINDS, asked, extras, opens_up
 from .notation import human
-from .problems import Scene
+from .problems import Scene, add_sums
 
 __all__ = ["FAMILIES", "DEDUCIBLE", "make", "measure", "program", "family"]
 
@@ -175,6 +175,11 @@ def _header(c, fid: str, text: str, color):
   c.drawn.append(fid)
 
 
+# The deepest quantities a function graph has of its own (a tangent's intercept where the
+# expression is deduced): a program wanting more asks sums of two of a kind (`problems.add_sums`).
+DEEPEST = 7
+
+
 def make(srng, vrng, wanted: int, same_kind: bool = False) -> Scene:
   fam, mode, deg, sign, increasing = program(srng, wanted)
   g = family(vrng, fam, mode, deg, sign)
@@ -190,13 +195,16 @@ def make(srng, vrng, wanted: int, same_kind: bool = False) -> Scene:
   fid, text = header(g)
   intro = (C.pick(vrng, C.FUNC_INTRO, f=text, expr=text[7:], family=fam, lo=f"{g.lo:.3g}",
                   hi=f"{g.hi:.3g}") if mode == "stated" else td)
-  return Scene(
+  scene = Scene(
     domain="function", family=fam, givens=Fm.givens, derivs=Fm.derivs, targets=tgts,
     measure=lambda n: measure(Fm, n), facts=facts(g),
     context={"text_dominant": td, "text_lite": "", "vision_dominant": ""},
     caption=[intro], generation=[intro], key=f"{fam}|{mode}|{g.f}|{sorted(g.points.items())}",
     draw=lambda: draw(g, vrng), kind_of=kind_of, misreads=misreads(Fm),
     exact_only=True)
+  if wanted > DEEPEST:
+    add_sums(scene, wanted)
+  return scene
 
 
 KINDS_BY_NAME = (("f'(", "derivative"), ("f(", "value"), ("max f", "value"), ("y₀", "intercept"),

@@ -124,14 +124,15 @@ def _root_given(s: SH.Shape, b, how: str, givens: dict, facts: list):
     givens[SH.perim_name(poly)] = 4 * b
     s.derivs[ab] = Deriv(ab, "{0} / 4", "q0/4", (SH.perim_name(poly),), b,
                          f"The side of square {poly} is a quarter of its perimeter",
-                         (("sqrt(q0)", "took the square root of the perimeter"),))
+                         slips=(("sqrt(q0)", "took the square root of the perimeter"),))
     facts.append(SH.Fact(f"perimeter:{poly}", f"the perimeter of {poly} is {4 * b}",
                          {"type": "inside_text", "at": at, "text": f"P = {4 * b}"}, True, 4 * b))
   elif s.kind == "square":
     givens[SH.area_name(poly)] = b ** 2
     s.derivs[ab] = Deriv(ab, "√{0}", "sqrt(q0)", (SH.area_name(poly),), b,
                          f"The side of square {poly} is the square root of its area",
-                         (("q0/4", "took a quarter of the area as if it were the perimeter"),))
+                         slips=(("q0/4", "took a quarter of the area as if it were the "
+                                          "perimeter"),))
     facts.append(SH.Fact(f"area:{poly}", f"the area of {poly} is {b ** 2}",
                          {"type": "inside_text", "at": at, "text": f"S = {b ** 2}"}, True, b ** 2))
   else:
@@ -140,7 +141,7 @@ def _root_given(s: SH.Shape, b, how: str, givens: dict, facts: list):
     givens[SH.area_name(poly)] = area
     s.derivs[ab] = Deriv(ab, "{0} / {1}", "q0/q1", (SH.area_name(poly), bc), b,
                          f"The area of rectangle {poly} is {ab} · {bc}",
-                         (("q0/(2*q1)", "halved the area first, as for a triangle"),))
+                         slips=(("q0/(2*q1)", "halved the area first, as for a triangle"),))
     facts.append(SH.Fact(f"area:{poly}", f"the area of {poly} is {area}",
                          {"type": "inside_text", "at": at, "text": f"S = {area}"}, True, area))
 
@@ -160,7 +161,7 @@ def _merge(shapes, relations, givens, facts) -> Figure:
     tpl = " + ".join("{%d}" % k for k in range(len(parts)))
     derivs["S(figure)"] = Deriv("S(figure)", tpl, " + ".join(f"q{k}" for k in range(len(parts))),
                                 tuple(parts), None, "The figure's area adds its shapes' areas",
-                                ((" + ".join(f"q{k}" for k in range(len(parts) - 1)),
+                                slips=((" + ".join(f"q{k}" for k in range(len(parts) - 1)),
                                   "left out one shape"),))
   angles = frozenset(k for k in givens if k.startswith("∠"))
   return Figure(shapes, givens, derivs, facts, angles, relations)
@@ -250,14 +251,14 @@ def _pair_targets(fig: Figure) -> list:
       if kind == "perimeter" or len(fig.shapes) > 2:
         fig.derivs[f"{na} + {nb}"] = Deriv(
             f"{na} + {nb}", "{0} + {1}", "q0 + q1", (na, nb), None, f"Add the two {words}",
-            (("Abs(q0 - q1)", "subtracted instead of adding"),))
+            show_names=False, slips=(("Abs(q0 - q1)", "subtracted instead of adding"),))
         out.append(Target(f"{na} + {nb}", f"the sum of the {words} of {a.short} and {b.short}",
                           [f"What is the sum of the {words} of {a.short} and {b.short}?",
                            f"Find the {word} of {a.short} plus the {word} of {b.short}."], 1))
       fig.derivs[f"|{na} - {nb}|"] = Deriv(
           f"|{na} - {nb}|", "|{0} - {1}|", "Abs(q0 - q1)", (na, nb), None,
           f"The difference of the two {words}, the smaller taken from the larger",
-          (("q0 + q1", "added instead of subtracting"),))
+          show_names=False, slips=(("q0 + q1", "added instead of subtracting"),))
       out.append(Target(f"|{na} - {nb}|",
                         f"the difference between the {words} of {a.short} and {b.short}",
                         [f"What is the difference between the {words} of {a.short} and "

@@ -12,7 +12,9 @@ raises `Rejected` and is redrawn.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
+import re
 from typing import Callable
 
 from . import mistakes
@@ -262,9 +264,57 @@ def _sum_target(scene: Scene, main: int, lens: list) -> Target:
   b = scene.targets[max(others, key=lambda i: (lens[i], -i))]
   name = f"{a.name} + {b.name}"
   scene.derivs[name] = Deriv(name, "{0} + {1}", "q0 + q1", (a.name, b.name), None,
-                             "Add the two quantities")
+                             "Add the two quantities", show_names=False)
   phrase = f"the sum of {a.phrase} and {b.phrase}"
   return Target(name, phrase, [f"What is {phrase}?"], parts=(a.name, b.name))
+
+
+SUMS_PER_KIND = 6  # sums added per kind of quantity (`add_sums`)
+
+
+def add_sums(scene: Scene, wanted: int) -> None:
+  """Quantities deeper than the figure's own: two of one kind added (two distances, two values
+  of f), `wanted` steps deep or one off. For programs that want more steps than any quantity of
+  their domain has (`--steps` goes to 12; an analytic figure's own quantities stop at 6 steps,
+  with rare 8s and 10s, a function graph's at 7), which before were redrawn until the problem
+  failed (`--steps 7:7` stopped at its first analytic problem). Two of a kind, because their
+  sum is a quantity of that kind too: a set of four is one kind, and the question's wording
+  rules no option out. A sum's steps are both chains' (shared steps once) and the addition; it
+  is measured as the sum of the two quantities' own measures. Priority 1: a quantity of the
+  figure's own with the wanted depth is asked first. Added in the targets' order, so every
+  variant of a program has the same list."""
+  numeric = [t for t in scene.targets
+             if t.main_ok and t.answer_text is None and not t.parts and scene.kind_of(t.name)]
+  steps = {t.name: {d.name for d in chain_of(scene, t)} for t in numeric}
+  by_kind: dict = {}
+  for t in numeric:
+    by_kind.setdefault(_family(t.name), []).append(t)
+  added = {}
+  for group in by_kind.values():
+    pairs = [(abs(len(steps[a.name] | steps[b.name]) + 1 - wanted), k, a, b)
+             for k, (a, b) in enumerate(itertools.combinations(group, 2))]
+    for off, _, a, b in sorted(pairs, key=lambda p: p[:2])[:SUMS_PER_KIND]:
+      if off > 1:
+        break
+      name = f"{a.name} + {b.name}"
+      scene.derivs[name] = Deriv(name, "{0} + {1}", "q0 + q1", (a.name, b.name), None,
+                                 "Add the two quantities", show_names=False,
+                                 slips=(("Abs(q0 - q1)", "subtracted instead of adding"),))
+      scene.targets.append(Target(name, f"the sum of {a.phrase} and {b.phrase}",
+                                  [f"What is the sum of {a.phrase} and {b.phrase}?",
+                                   f"Find {a.phrase} plus {b.phrase}."], priority=1,
+                                  signed=a.signed or b.signed))
+      added[name] = (a.name, b.name)
+  if added:
+    own = scene.measure
+    scene.measure = lambda n: sum(own(p) for p in added[n]) if n in added else own(n)
+
+
+def _family(name: str) -> str:
+  """What a quantity's name says it is, finer than its kind: distances |AB|, slopes m(..),
+  x-intercepts x₀(..), values f(..), rates: two of a family add up to a question a textbook asks
+  (two distances, two values of f), where an x-intercept plus a y-intercept would not."""
+  return name[0] if name.startswith("|") else re.split(r"[(\[]", name)[0]
 
 
 def options(scene: Scene, sol: Solved, vrng, members: list | None = None,

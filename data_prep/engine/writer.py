@@ -33,6 +33,11 @@ from .problems import (NoOptions, ProgramRejected, Rejected, assemble, complexit
 log = logging.getLogger(__name__)
 DOMAINS = ("plane", "analytic", "function")
 MAKERS = {"plane": plane_problem.make, "analytic": analytic.make, "function": functions.make}
+# The most steps a question of each domain has (`--steps` MIN above it is refused at once): a
+# plane figure's chains (shapes attached to shapes) reach 12; analytic and function programs
+# that want more steps than their own quantities have ask sums of two of a kind
+# (`problems.add_sums`), 13 and 11 steps at most.
+MOST_STEPS = {"plane": 12, "analytic": 12, "function": 11}
 SPLITS = {"all": 0, "train": 1, "test": 2}
 VERSIONS = ("text_dominant", "text_lite", "vision_dominant")
 SHORT = {"text_dominant": "td", "text_lite": "tl", "vision_dominant": "vd"}
@@ -76,6 +81,11 @@ class Options:
     lo, hi = self.steps
     if not 1 <= lo <= hi <= 12:
       raise ValueError(f"engine: --steps {lo}:{hi}; give MIN:MAX with 1 <= MIN <= MAX <= 12")
+    for dom in DOMAINS if self.domain == "all" else (self.domain,):
+      if lo > MOST_STEPS[dom]:
+        raise ValueError(f"engine: --steps {lo}:{hi}; {dom} questions have at most "
+                         f"{MOST_STEPS[dom]} steps: give MIN <= {MOST_STEPS[dom]} or a --domain "
+                         f"whose questions go deeper")
     if self.wrong_options not in WRONG_OPTIONS:
       raise ValueError(f"engine: --wrong_options {self.wrong_options!r}; use one of "
                        f"{WRONG_OPTIONS}")

@@ -73,3 +73,38 @@ def test_cli_steps_range(tmp_path):
   assert {r["steps"] for r in recs} <= {5, 6} and {r["complexity"] for r in recs} == {2}
   with pytest.raises(SystemExit):
     cli.main(["--n", "1", "--out", str(tmp_path), "--steps", "four"])
+
+
+@pytest.mark.parametrize("dom,steps", [("analytic", (7, 9)), ("analytic", (11, 12)),
+                                       ("function", (8, 10)), ("function", (11, 11))])
+def test_deeper_than_a_domains_own_quantities_asks_sums_of_one_kind(dom, steps):
+  """Analytic quantities stop at 6 steps (rare 8s and 10s), a function graph's at 7: deeper
+  programs ask two quantities of one kind added, each step still measured from the scene (the
+  sum as the sum of its parts' own measures), and a multiple-choice set of such sums is one kind."""
+  lo, hi = steps
+  for d in _drawn(dom, steps, 4):
+    chain, scene = d.rec["chain"], d.scene
+    assert lo <= len(chain) <= hi and d.rec["cot"].count("Step ") == len(chain)
+    for step in chain:
+      _check_step(scene, step)
+    a, b = chain[-1].inputs
+    assert chain[-1].name == d.main.name == f"{a} + {b}" and chain[-1].expr == "q0 + q1"
+    kind = scene.kind_of(d.main.name)
+    assert kind is not None and scene.kind_of(a) == scene.kind_of(b) == kind
+    assert {scene.kind_of(scene.targets[i].name) for i in d.members} <= {kind}
+
+
+def test_depth_past_a_domains_deepest_is_refused_before_any_problem():
+  with pytest.raises(ValueError, match="function questions have at most 11 steps"):
+    writer.Options(steps=(12, 12)).check()
+  writer.Options(steps=(12, 12), domain="plane").check()
+  writer.Options(steps=(11, 12)).check()
+
+
+def test_steps_7_with_every_domain(tmp_path):
+  """`--steps 7:7` stopped at its first analytic problem (no analytic quantity of 7 steps)."""
+  meta = writer.generate(str(tmp_path), 3, writer.Options(seed=2, steps=(7, 7), degrade=0.0))
+  import json
+  recs = json.load(open(tmp_path / "instruct.json"))
+  assert [r["domain"] for r in recs] == list(writer.DOMAINS) and {r["steps"] for r in recs} == {7}
+  assert meta["per_domain"] == {d: 1 for d in writer.DOMAINS}

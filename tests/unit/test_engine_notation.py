@@ -15,6 +15,8 @@ PROGRAM = re.compile(r"\*|sqrt|\bpi\b|\boo\b|Abs\(|\blog\(|\^|Piecewise|Interval
 # and notation that misleads a reader: a bare fraction squared (12/5² is 12/25) and a value in
 # two pairs of brackets (tan((-π/6)), where the formula brackets the value it substitutes)
 MISREAD = re.compile(r"\d/\d+²|\(\([^()]*\)\)")
+# and a step that writes its name twice (S(ABC) + S(CDE) = S(ABC) + S(CDE) = 6 + 8 = 14)
+REPEATED = re.compile(r": ([^:=]+?) = \1 = ")
 
 
 @pytest.mark.parametrize("value, text", [
@@ -75,7 +77,7 @@ def _scan(n):
     for s in writer.make_problem(opts, i):
       r = s["record"]
       found += [(r["id"], m.group(0), x[max(0, m.start() - 40):m.end() + 20])
-                for x in _texts(r) for pat in (PROGRAM, MISREAD) for m in pat.finditer(x)]
+                for x in _texts(r) for pat in (PROGRAM, MISREAD, REPEATED) for m in pat.finditer(x)]
       assert PROGRAM.search(r["answer_expr"] + "".join(r["choices_expr"])) or r["answer_expr"]
   return found
 
