@@ -269,16 +269,16 @@ def _sum_target(scene: Scene, main: int, lens: list) -> Target:
   return Target(name, phrase, [f"What is {phrase}?"], parts=(a.name, b.name))
 
 
-SUMS_PER_KIND = 6  # sums added per kind of quantity (`add_sums`)
+SUMS_PER_FAMILY = 6  # sums added per family of quantity (`add_sums`)
 
 
 def add_sums(scene: Scene, wanted: int) -> None:
-  """Quantities deeper than the figure's own: two of one kind added (two distances, two values
-  of f), `wanted` steps deep or one off. For programs that want more steps than any quantity of
+  """Quantities deeper than the figure's own: two of one family added (two distances, two values
+  of f: `_family`), `wanted` steps deep or one off. For programs that want more steps than any quantity of
   their domain has (`--steps` goes to 12; an analytic figure's own quantities stop at 6 steps,
   with rare 8s and 10s, a function graph's at 7), which before were redrawn until the problem
-  failed (`--steps 7:7` stopped at its first analytic problem). Two of a kind, because their
-  sum is a quantity of that kind too: a set of four is one kind, and the question's wording
+  failed (`--steps 7:7` stopped at its first analytic problem). Two of a family, because their
+  sum is a quantity of that kind too: a set of four sums is one kind, and the question's wording
   rules no option out. A sum's steps are both chains' (shared steps once) and the addition; it
   is measured as the sum of the two quantities' own measures. Priority 1: a quantity of the
   figure's own with the wanted depth is asked first. Added in the targets' order, so every
@@ -286,14 +286,14 @@ def add_sums(scene: Scene, wanted: int) -> None:
   numeric = [t for t in scene.targets
              if t.main_ok and t.answer_text is None and not t.parts and scene.kind_of(t.name)]
   steps = {t.name: {d.name for d in chain_of(scene, t)} for t in numeric}
-  by_kind: dict = {}
+  by_family: dict = {}
   for t in numeric:
-    by_kind.setdefault(_family(t.name), []).append(t)
+    by_family.setdefault(_family(t.name), []).append(t)
   added = {}
-  for group in by_kind.values():
+  for group in by_family.values():
     pairs = [(abs(len(steps[a.name] | steps[b.name]) + 1 - wanted), k, a, b)
              for k, (a, b) in enumerate(itertools.combinations(group, 2))]
-    for off, _, a, b in sorted(pairs, key=lambda p: p[:2])[:SUMS_PER_KIND]:
+    for off, _, a, b in sorted(pairs, key=lambda p: p[:2])[:SUMS_PER_FAMILY]:
       if off > 1:
         break
       name = f"{a.name} + {b.name}"
