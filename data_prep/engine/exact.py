@@ -130,6 +130,13 @@ def _wrap(s: str, template: str, k: int) -> str:
   return f"({s})" if s.startswith("-") or " + " in s or " - " in s or "/" in s else s
 
 
+def sum_step(a: str, b: str, why: str = "Add the two quantities") -> Deriv:
+  """The step `a + b` (a harder question, two shapes' areas, two distances): its name is its
+  formula, so the rationale writes it once (`a + b = 3 + 4 = 7`)."""
+  return Deriv(f"{a} + {b}", "{0} + {1}", "q0 + q1", (a, b), None, why, show_names=False,
+               slips=(("Abs(q0 - q1)", "subtracted instead of adding"),))
+
+
 def resolve(target: str, givens: dict, derivs: dict) -> list:
   """Backward deduction: walk from the target through formulas to the givens.
 

@@ -22,7 +22,7 @@ import sympy as sp
 from . import captions as C
 from . import geometry as G
 from . import shapes as SH
-from .exact import FLOAT, TRIG, Deriv, evaluate
+from .exact import FLOAT, TRIG, Deriv, evaluate, sum_step
 from .notation import human
 from .problems import Rejected, Target
 
@@ -249,9 +249,7 @@ def _pair_targets(fig: Figure) -> list:
     for kind, (word, words) in PAIR_WORDS.items():
       na, nb = (next(n for n, k in s.targets.items() if k == kind) for s in (a, b))
       if kind == "perimeter" or len(fig.shapes) > 2:
-        fig.derivs[f"{na} + {nb}"] = Deriv(
-            f"{na} + {nb}", "{0} + {1}", "q0 + q1", (na, nb), None, f"Add the two {words}",
-            show_names=False, slips=(("Abs(q0 - q1)", "subtracted instead of adding"),))
+        fig.derivs[f"{na} + {nb}"] = sum_step(na, nb, f"Add the two {words}")
         out.append(Target(f"{na} + {nb}", f"the sum of the {words} of {a.short} and {b.short}",
                           [f"What is the sum of the {words} of {a.short} and {b.short}?",
                            f"Find the {word} of {a.short} plus the {word} of {b.short}."], 1))

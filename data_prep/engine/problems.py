@@ -19,8 +19,8 @@ from typing import Callable
 
 from . import mistakes
 from .captions import VISION_LEAD
-from .exact import (Deriv, approx, as_float, fill, is_number, is_rational, recompute, resolve,
-                    same)
+from .exact import (approx, as_float, fill, is_number, is_rational, recompute, resolve, same,
+                    sum_step)
 from .notation import human, machine, written
 
 LETTERS = "ABCDEFGH"
@@ -204,11 +204,10 @@ def _other_leads(scene: Scene, first: Target, steps: tuple, rng) -> list[Target]
 def _set_led_by(scene: Scene, first: Target, steps: tuple, rng,
                 same_kind: bool) -> list[Target] | None:
   lo, hi = steps
-  numeric = lambda t: t.main_ok and t.answer_text is None and not t.parts  # noqa: E731
-  if not numeric(first) or (text := _figure_text(scene, first)) is None:
+  if not _numeric(first) or (text := _figure_text(scene, first)) is None:
     return None
   pool = [t for t in scene.targets
-          if t is not first and numeric(t) and lo <= len(chain_of(scene, t)) <= hi]
+          if t is not first and _numeric(t) and lo <= len(chain_of(scene, t)) <= hi]
   kind = scene.kind_of(first.name)
   same = [t for t in pool if kind is not None and scene.kind_of(t.name) == kind]
   other = [t for t in pool if t not in same] if not same_kind else []
@@ -222,6 +221,11 @@ def _set_led_by(scene: Scene, first: Target, steps: tuple, rng,
       if len(members) == mistakes.N_OPTIONS:
         return members
   return None
+
+
+def _numeric(t: Target) -> bool:
+  """An askable number of the figure itself (not an interval, not the harder version's sum)."""
+  return t.main_ok and t.answer_text is None and not t.parts
 
 
 def is_fair(scene: Scene, members: list) -> bool:
@@ -263,8 +267,7 @@ def _sum_target(scene: Scene, main: int, lens: list) -> Target:
     raise ProgramRejected("no harder question on this figure")
   b = scene.targets[max(others, key=lambda i: (lens[i], -i))]
   name = f"{a.name} + {b.name}"
-  scene.derivs[name] = Deriv(name, "{0} + {1}", "q0 + q1", (a.name, b.name), None,
-                             "Add the two quantities", show_names=False)
+  scene.derivs[name] = sum_step(a.name, b.name)
   phrase = f"the sum of {a.phrase} and {b.phrase}"
   return Target(name, phrase, [f"What is {phrase}?"], parts=(a.name, b.name))
 
@@ -274,17 +277,16 @@ SUMS_PER_FAMILY = 6  # sums added per family of quantity (`add_sums`)
 
 def add_sums(scene: Scene, wanted: int) -> None:
   """Quantities deeper than the figure's own: two of one family added (two distances, two values
-  of f: `_family`), `wanted` steps deep or one off. For programs that want more steps than any quantity of
-  their domain has (`--steps` goes to 12; an analytic figure's own quantities stop at 6 steps,
-  with rare 8s and 10s, a function graph's at 7), which before were redrawn until the problem
-  failed (`--steps 7:7` stopped at its first analytic problem). Two of a family, because their
-  sum is a quantity of that kind too: a set of four sums is one kind, and the question's wording
-  rules no option out. A sum's steps are both chains' (shared steps once) and the addition; it
-  is measured as the sum of the two quantities' own measures. Priority 1: a quantity of the
-  figure's own with the wanted depth is asked first. Added in the targets' order, so every
+  of f: `_family`), `wanted` steps deep or one off. For programs that want more steps than any
+  quantity of their domain has (`--steps` goes to 12; an analytic figure's own quantities stop at
+  6 steps, with rare 8s and 10s, a function graph's at 7), which before were redrawn until the
+  problem failed (`--steps 7:7` stopped at its first analytic problem). Two of a family, because
+  their sum is a quantity of that kind too: a set of four sums is one kind, and the question's
+  wording rules no option out. A sum's steps are both chains' (shared steps once) and the
+  addition; it is measured as the sum of the two quantities' own measures. Priority 1: a quantity
+  of the figure's own with the wanted depth is asked first. Added in the targets' order, so every
   variant of a program has the same list."""
-  numeric = [t for t in scene.targets
-             if t.main_ok and t.answer_text is None and not t.parts and scene.kind_of(t.name)]
+  numeric = [t for t in scene.targets if _numeric(t) and scene.kind_of(t.name)]
   steps = {t.name: {d.name for d in chain_of(scene, t)} for t in numeric}
   by_family: dict = {}
   for t in numeric:
@@ -297,9 +299,7 @@ def add_sums(scene: Scene, wanted: int) -> None:
       if off > 1:
         break
       name = f"{a.name} + {b.name}"
-      scene.derivs[name] = Deriv(name, "{0} + {1}", "q0 + q1", (a.name, b.name), None,
-                                 "Add the two quantities", show_names=False,
-                                 slips=(("Abs(q0 - q1)", "subtracted instead of adding"),))
+      scene.derivs[name] = sum_step(a.name, b.name)
       scene.targets.append(Target(name, f"the sum of {a.phrase} and {b.phrase}",
                                   [f"What is the sum of {a.phrase} and {b.phrase}?",
                                    f"Find {a.phrase} plus {b.phrase}."], priority=1,
