@@ -7,12 +7,13 @@ import re
 
 import numpy as np
 import pytest
+import sympy as sp
 from PIL import Image
 
 from data_prep.engine import __main__ as cli
 from data_prep.engine import analytic, functions, geometry as G, plane as P, plane_problem
 from data_prep.engine import render, writer
-from data_prep.engine.exact import recompute, same
+from data_prep.engine.exact import EXACT, X, recompute, same
 from data_prep.engine.notation import human, machine
 from data_prep.engine.problems import Rejected, assemble, harder_of, pick, solve
 
@@ -287,3 +288,16 @@ def test_png_bytes_decode_to_a_diagram():
   im = Image.open(io.BytesIO(s["files"][2][1])).convert("L")
   a = np.asarray(im)
   assert (a < 60).mean() > 0.003 and (a > 240).mean() > 0.3   # ink lines on a white page
+
+
+@pytest.mark.parametrize("v", [
+  sp.sqrt(3) * 4 - 7, 7 - 4 * sp.sqrt(3), -sp.pi / 3 + sp.sqrt(2), sp.Rational(-5, 3),
+  sp.sqrt(8) - 2 * sp.sqrt(2), sp.Integer(0), 1 + sp.I, X - 1, -(X ** 2) - 2,
+  sp.sqrt(10 ** 12 + 1) - 10 ** 6, (1 + sp.sqrt(2)) ** 2 - 3 - 2 * sp.sqrt(2)])
+def test_formula_abs_is_sympys_abs(v):
+  """The formulas' |v| reads a real number's sign from its float (sympy's Abs asks its
+  assumptions, ~16x dearer): the same value in the same form as sympy's Abs, including where it
+  must defer to sympy (0, complex, an expression in x, a zero not written as 0).
+  A difference of 5e-7 still has the sign of its float."""
+  got = EXACT["Abs"](v)
+  assert got == sp.Abs(v) and str(got) == str(sp.Abs(v))
