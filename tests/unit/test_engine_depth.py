@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from data_prep.engine import writer
-from data_prep.engine.exact import X
-from data_prep.engine.problems import ProgramRejected, Rejected, complexity
+from data_prep.engine.exact import X, fill
+from data_prep.engine.problems import ProgramRejected, Rejected, chain_of, complexity
 
 
-def _drawn(dom, steps, n, seed=3):
+def _drawn(dom, steps, n, seed=3, mc=0.7, fallback=True):
   """Problems of one domain drawn in-process (scene and chain in hand), as the writer draws."""
-  opts = writer.Options(seed=seed, domain=dom, steps=steps, degrade=0.0)
+  opts = writer.Options(seed=seed, domain=dom, steps=steps, degrade=0.0, mc=mc)
   out = []
   for i in range(40 * n):
     if len(out) == n:
@@ -20,11 +20,19 @@ def _drawn(dom, steps, n, seed=3):
     base = [seed, i, 0, 0]
     try:
       out.append(writer.draw(dom, opts, np.random.default_rng(base + [0]),
-                             np.random.default_rng(base + [1, 0, 0]), mc=writer.is_mc(opts, i)))
-    except (Rejected, ProgramRejected):
+                             np.random.default_rng(base + [1, 0, 0]), mc=writer.is_mc(opts, i),
+                             fallback=fallback))
+    except (Rejected, ProgramRejected, writer.NoOptionSet):  # redrawn, as the writer does
       continue
   assert len(out) == n, f"only {len(out)} {dom} problems with {steps} steps"
   return out
+
+
+def fill_chain(scene, target) -> list:
+  """A target's steps with their values (filled from their formulas if not yet)."""
+  chain = chain_of(scene, target)
+  fill(chain, scene.givens)
+  return chain
 
 
 def _check_step(scene, d):
@@ -92,6 +100,29 @@ def test_deeper_than_a_domains_own_quantities_asks_sums_of_one_kind(dom, steps):
     kind = scene.kind_of(d.main.name)
     assert kind is not None and scene.kind_of(a) == scene.kind_of(b) == kind
     assert {scene.kind_of(scene.targets[i].name) for i in d.members} <= {kind}
+
+
+def test_two_step_analytic_problems_have_sets_of_one_kind():
+  """Two-step analytic quantities were only on circles of given radius: at `--steps 2:2` most
+  programs had no question and 4 of 34 multiple-choice problems a set. A worked point's distance
+  to an axis (a midpoint's, a centroid's, a rectangle's centre's) is two steps: every problem
+  drawn here is multiple choice from a set of one kind, each step measured from the plot."""
+  drawn = _drawn("analytic", (2, 2), 8, mc=1.0, fallback=False)
+  assert sum(d.main.name.startswith("|") and d.main.name[1] in "xyx̄ȳ" for d in drawn) >= 2
+  for d in drawn:
+    chain, scene = d.rec["chain"], d.scene
+    assert len(chain) == 2 and d.rec["question_type"] == "multi_choice" and d.members
+    assert len({scene.kind_of(scene.targets[i].name) for i in d.members}) == 1
+    for step in chain:
+      _check_step(scene, step)
+  negative = 0
+  for d in drawn:  # every such distance of the figure, and some of them of a negative coordinate
+    for t in d.scene.targets:
+      if t.name.startswith("|") and t.name[1] in "xyx̄ȳ":
+        coordinate, distance = fill_chain(d.scene, t)[-2:]
+        _check_step(d.scene, distance)
+        negative += float(coordinate.value) < 0
+  assert negative >= 3
 
 
 def test_depth_past_a_domains_deepest_is_refused_before_any_problem():
