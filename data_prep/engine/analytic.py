@@ -111,8 +111,18 @@ def apart(a, b, view) -> bool:
   sa, sb = _samples(a, view), _samples(b, view)
   if len(sa) == 0 or len(sb) == 0:
     return False
-  d = np.hypot(sa[:, None, 0] - sb[None, :, 0], sa[:, None, 1] - sb[None, :, 1]).min()
-  return d >= GAP and not _region(b)(sa[0]) and not _region(a)(sb[0])
+  if not _boxes_apart(sa, sb):
+    d = np.hypot(sa[:, None, 0] - sb[None, :, 0], sa[:, None, 1] - sb[None, :, 1]).min()
+    if d < GAP:
+      return False
+  return not _region(b)(sa[0]) and not _region(a)(sb[0])
+
+
+def _boxes_apart(sa, sb) -> bool:
+  """Whether the samples' bounding boxes are GAP apart along x or y: then every pair is, and
+  the all-pairs distance (a line's hundreds of samples against another's) is not needed."""
+  lo_a, hi_a, lo_b, hi_b = sa.min(0), sa.max(0), sb.min(0), sb.max(0)
+  return bool(np.any(np.maximum(lo_b - hi_a, lo_a - hi_b) >= GAP))
 
 
 def figure(rng, kind, view, letters):
