@@ -774,7 +774,7 @@ def _circle_items(f, centre, col) -> list:
 DEEPEST = 6
 
 
-def make(srng, vrng, wanted: int, same_kind: bool = False) -> Scene:
+def make(srng, vrng, wanted: int, same_kind: bool = False, steps: tuple = (1, 6)) -> Scene:
   plot = realize(program(srng, wanted), vrng)
   F, tgts = targets(plot, same_kind)
   x0, x1, y0, y1 = plot.view

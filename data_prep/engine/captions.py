@@ -18,6 +18,11 @@ ATTACH = [
   "{Shape} shares edge {edge} with {parent}.",
   "Edge {edge} of {parent} is also a side of {shape}.",
 ]
+BESIDE = [  # a shape apart from the others (`plane._put_beside`), right of them or below
+  "Apart from the rest, there is {shape}.",
+  "Separately, {shape} is drawn.",
+  "The figure also shows {shape}, apart from the others.",
+]
 LENGTH = ["{name} = {value}.", "The length of {name} is {value}.", "{name} measures {value}.",
           "Side {name} has length {value}."]
 ANGLE = ["{name} = {value}.", "The angle {name} is {value}.", "{name} measures {value}."]

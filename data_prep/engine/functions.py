@@ -180,7 +180,7 @@ def _header(c, fid: str, text: str, color):
 DEEPEST = 7
 
 
-def make(srng, vrng, wanted: int, same_kind: bool = False) -> Scene:
+def make(srng, vrng, wanted: int, same_kind: bool = False, steps: tuple = (1, 6)) -> Scene:
   fam, mode, deg, sign, increasing = program(srng, wanted)
   g = family(vrng, fam, mode, deg, sign)
   g.increasing = increasing

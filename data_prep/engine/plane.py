@@ -6,7 +6,8 @@ to which free edge of the one before; the numbers and vertex letters come from t
 generator, so variants of a problem (`--variants`) share the program and differ in values.
 Every shape is built outward on its parent's edge and must overlap no earlier shape except along
 that edge. The question asks for a quantity of the last shape when one fits the step range, so
-the deduction runs back through every shape.
+the deduction runs back through every shape. A narrow shallow step range also puts two shapes
+apart beside the figure, each with its own given (`beside_count`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Program:
   root: str
   root_given: str          # "edge" | "area" | "perimeter" | "radius" | "diameter"
   attached: list           # [(kind, slot index into the parent's free edges)]
+  beside: list = dataclasses.field(default_factory=list)  # [(kind, given)]: shapes apart
 
 
 @dataclasses.dataclass
@@ -50,24 +52,41 @@ class Figure:
   relations: list          # ("root", shape) | ("attach", shape, parent, edge name)
 
 
+def beside_count(steps: tuple) -> int:
+  """Shapes put apart beside the figure (`_put_beside`): two for a narrow shallow `--steps`
+  range (at most 3 steps, MIN and MAX at most one apart), else none. A multiple-choice set
+  needs four quantities of one kind within the range, and one shape has one area, one perimeter
+  and a few lengths of each depth: at `--steps 1:1` 13, at 2:2 6 and at 3:3 9 of the 32 plane
+  problems drawn multiple choice had a set (seed 3, 150 problems); with two shapes apart 32, 26
+  and 32. A wider range takes its set from several depths, so its figures are as before."""
+  lo, hi = steps
+  return 2 if hi <= 3 and hi - lo <= 1 else 0
+
+
 def shape_count(srng, wanted_steps: int) -> int:
   """Shapes for a chain of about `wanted_steps` steps (each shape adds one or two)."""
   base = max(1, min(MAX_SHAPES, wanted_steps - int(srng.integers(0, 3))))
   return base if wanted_steps > 1 else 1
 
 
-def program(srng, n_shapes: int) -> Program:
+GIVENS = {"square": ["edge", "edge", "area", "perimeter"], "rectangle": ["edge", "edge", "area"],
+          "circle": ["radius", "radius", "diameter"]}  # what a root (or a shape apart) states
+
+
+def program(srng, n_shapes: int, beside: int = 0) -> Program:
   kinds = list(SH.HAS_EDGES)
   root = str(srng.choice(kinds if n_shapes > 1 else list(ROOTS)))
-  given = {"square": ["edge", "edge", "area", "perimeter"], "rectangle": ["edge", "edge", "area"],
-           "circle": ["radius", "radius", "diameter"]}.get(root, ["edge"])
-  root_given = str(srng.choice(given))
+  root_given = str(srng.choice(GIVENS.get(root, ["edge"])))
   attached, parent = [], root
   for k in range(1, n_shapes):
     kind = str(srng.choice(kinds if k < n_shapes - 1 else list(SH.ATTACHABLE)))
     attached.append((kind, int(srng.integers(SLOTS[parent]))))
     parent = kind
-  return Program(root, root_given, attached)
+  apart = []
+  for _ in range(beside):
+    kind = str(srng.choice(list(SH.ATTACHABLE)))
+    apart.append((kind, str(srng.choice(GIVENS.get(kind, ["edge"])))))
+  return Program(root, root_given, attached, apart)
 
 
 def realize(prog: Program, vrng) -> Figure:
@@ -99,7 +118,42 @@ def realize(prog: Program, vrng) -> Figure:
     relations.append(("attach", cand, par, en))
     givens.update(cand.givens)
     derivs.update(cand.derivs)
+  for kind, how in prog.beside:
+    _put_beside(shapes, relations, kind, how, vrng, new_letter, extra_givens, extra_facts)
   return _merge(shapes, relations, extra_givens, extra_facts)
+
+
+def _put_beside(shapes, relations, kind, how, vrng, new_letter, givens, facts):
+  """A shape apart from the others, on a base of its own with its own given: the first to the
+  right of the figure on its ground line, the next below both (a row of three shrank every
+  shape to a third of the image's width), far enough that no label sits between two shapes.
+  Built once at the origin to learn its extent (a parallelogram leans back past its base),
+  then again, with the same numbers and letters, where it goes."""
+  outl = np.concatenate([s.outline() for s in shapes])
+  (x_lo, y_lo), (x_hi, y_hi) = outl.min(0), outl.max(0)
+  b = sp.Integer(int(vrng.integers(3, 16)))
+  gap = 0.6 * max(float(b), float(x_hi - x_lo), float(y_hi - y_lo)) / (1 + len(shapes) // 2)
+  state, letters = vrng.bit_generator.state, []
+
+  def take():
+    letters.append(new_letter())
+    return letters[-1]
+
+  trial = SH.build(kind, (0.0, 0.0), (float(b), 0.0), [take(), take()], b, vrng, take)
+  lo, hi = trial.outline().min(0), trial.outline().max(0)
+  if any(r[0] == "beside" for r in relations):
+    x0, y0 = float(x_lo - lo[0]), float(y_lo - gap - hi[1])
+  else:
+    x0, y0 = float(x_hi + gap - lo[0]), float(y_lo - lo[1])
+  vrng.bit_generator.state = state
+  again = iter(letters)
+  s = SH.build(kind, (x0, y0), (x0 + float(b), y0), [next(again), next(again)], b, vrng,
+               lambda: next(again))
+  _root_given(s, b, how, givens, facts)
+  if any(G.overlap(s.outline(), o.outline()) for o in shapes):
+    raise Rejected("shapes overlap")
+  shapes.append(s)
+  relations.append(("beside", s))
 
 
 def float_of(name: str, givens: dict, derivs: dict) -> float:
@@ -287,6 +341,8 @@ def describe(fig: Figure, rng) -> list:
   for rel in fig.relations:
     if rel[0] == "root":
       out.append(C.pick(rng, C.ROOT, shape=_a(rel[1])))
+    elif rel[0] == "beside":
+      out.append(C.pick(rng, C.BESIDE, shape=_a(rel[1])))
     else:
       _, s, par, en = rel
       out.append(C.pick(rng, C.ATTACH, edge=en, parent=par.title, shape=_a(s)))
@@ -310,6 +366,8 @@ def context(fig: Figure) -> dict:
     if rel[0] == "attach":
       _, s, par, en = rel
       struct.append(f"Attached to edge {en} of {par.title}, there is {_a(s)}.")
+    elif rel[0] == "beside":
+      struct.append(f"Separate from the other shapes, there is {_a(rel[1])}.")
   for f in fig.facts:
     (numeric if f.numeric else struct).append(f.text[:1].upper() + f.text[1:] + ".")
   return {"text_dominant": " ".join(struct + numeric), "text_lite": " ".join(struct),

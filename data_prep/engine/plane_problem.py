@@ -7,8 +7,9 @@ from . import render as R
 from .problems import Scene
 
 
-def make(srng, vrng, wanted: int, same_kind: bool = False) -> Scene:
-  fig = P.realize(P.program(srng, P.shape_count(srng, wanted)), vrng)
+def make(srng, vrng, wanted: int, same_kind: bool = False, steps: tuple = (1, 6)) -> Scene:
+  prog = P.program(srng, P.shape_count(srng, wanted), P.beside_count(steps))
+  fig = P.realize(prog, vrng)
   caption = P.describe(fig, vrng)
   return Scene(
     domain="plane", family=fig.shapes[0].kind, givens=fig.givens, derivs=fig.derivs,

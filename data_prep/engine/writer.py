@@ -32,6 +32,8 @@ from .problems import (NoOptions, ProgramRejected, Rejected, assemble, complexit
 
 log = logging.getLogger(__name__)
 DOMAINS = ("plane", "analytic", "function")
+# A domain's maker: (srng, vrng, wanted steps, same_kind, steps=the --steps range) -> Scene. The
+# range matters to the plane alone (a narrow shallow one puts shapes apart: `plane.beside_count`).
 MAKERS = {"plane": plane_problem.make, "analytic": analytic.make, "function": functions.make}
 # The most steps a question of each domain has (`--steps` MIN above it is refused at once): a
 # plane figure's chains (shapes attached to shapes) reach 12; analytic and function programs
@@ -180,7 +182,8 @@ def draw(dom: str, opts: Options, srng, vrng, first: Drawn | None = None, mc: bo
   mc = mc if first is None else first.rec["question_type"] == "multi_choice"
   degraded = bool(srng.random() < opts.degrade)
   how = render.degradation(srng)
-  scene = MAKERS[dom](srng, vrng, wanted, same_kind=opts.option_kinds == "same")
+  scene = MAKERS[dom](srng, vrng, wanted, same_kind=opts.option_kinds == "same",
+                      steps=opts.steps)
   main = pick(scene, opts.steps, wanted, srng)
   ask_rng = np.random.default_rng(srng.integers(2 ** 63))  # drawn always: srng's stream stays
   members, asked = None, None                               # the same in every variant

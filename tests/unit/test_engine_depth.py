@@ -5,6 +5,9 @@ chain; complexity follows the depth; the harder version is a longer chain on the
 import numpy as np
 import pytest
 
+from data_prep.engine import geometry as G
+from data_prep.engine import plane as P
+from data_prep.engine import shapes as SH
 from data_prep.engine import writer
 from data_prep.engine.exact import X, fill
 from data_prep.engine.problems import ProgramRejected, Rejected, chain_of, complexity
@@ -123,6 +126,45 @@ def test_two_step_analytic_problems_have_sets_of_one_kind():
         _check_step(d.scene, distance)
         negative += float(coordinate.value) < 0
   assert negative >= 3
+
+
+@pytest.mark.parametrize("steps", [(1, 1), (2, 2), (3, 3)])
+def test_narrow_shallow_plane_ranges_put_shapes_apart_with_sets_of_one_kind(steps):
+  """One plane shape has one area, one perimeter and a few lengths of each depth, so at
+  `--steps 1:1` to 3:3 few problems drawn multiple choice had a set of one kind (13, 6 and 9 of
+  32). A narrow shallow range puts two shapes apart beside the figure, each with its own given:
+  every problem drawn here is multiple choice from a set of one kind, each step measured."""
+  for d in _drawn("plane", steps, 6, mc=1.0, fallback=False):
+    chain, scene = d.rec["chain"], d.scene
+    assert len(chain) == steps[0] and d.rec["question_type"] == "multi_choice" and d.members
+    assert len({scene.kind_of(scene.targets[i].name) for i in d.members}) == 1
+    assert d.rec["questions"]["text_lite"].count("Separate from the other shapes") == 2
+    for step in chain:
+      _check_step(scene, step)
+
+
+def test_shapes_apart_stand_clear_of_the_figure_and_only_for_narrow_shallow_ranges():
+  assert [P.beside_count(s) for s in ((1, 1), (2, 3), (3, 3), (1, 3), (1, 6), (4, 4))] == [
+      2, 2, 2, 0, 0, 0]
+  made = 0
+  for i in range(40):
+    srng, vrng = np.random.default_rng([17, i, 0]), np.random.default_rng([17, i, 1])
+    try:
+      fig = P.realize(P.program(srng, 1 + i % 2, 2), vrng)
+    except Rejected:
+      continue
+    made += 1
+    apart = [r[1] for r in fig.relations if r[0] == "beside"]
+    assert len(apart) == 2 and fig.shapes[-2:] == apart
+    for k, s in enumerate(apart):  # right of the figure, then below both; its own given
+      before = np.concatenate([o.outline() for o in fig.shapes[:len(fig.shapes) - 2 + k]])
+      if k == 0:
+        assert s.outline()[:, 0].min() > before[:, 0].max()
+      else:
+        assert s.outline()[:, 1].max() < before[:, 1].min()
+      assert not any(G.overlap(s.outline(), o.outline()) for o in fig.shapes if o is not s)
+      assert any(n in fig.givens for n in list(s.targets) + [SH.edge(*s.letters[:2])])
+  assert made >= 30
 
 
 def test_depth_past_a_domains_deepest_is_refused_before_any_problem():
