@@ -49,7 +49,7 @@ class Figure:
   derivs: dict
   facts: list
   angles: frozenset
-  relations: list          # ("root", shape) | ("attach", shape, parent, edge name)
+  relations: list          # ("root", s) | ("attach", s, parent, edge name) | ("beside", s)
 
 
 def beside_count(steps: tuple) -> int:
@@ -57,7 +57,7 @@ def beside_count(steps: tuple) -> int:
   range (at most 3 steps, MIN and MAX at most one apart), else none. A multiple-choice set
   needs four quantities of one kind within the range, and one shape has one area, one perimeter
   and a few lengths of each depth: at `--steps 1:1` 13, at 2:2 6 and at 3:3 9 of the 32 plane
-  problems drawn multiple choice had a set (seed 3, 150 problems); with two shapes apart 32, 26
+  problems drawn multiple choice had a set (seed 3, 150 problems); with two shapes apart 32, 31
   and 32. A wider range takes its set from several depths, so its figures are as before."""
   lo, hi = steps
   return 2 if hi <= 3 and hi - lo <= 1 else 0
