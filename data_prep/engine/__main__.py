@@ -42,7 +42,9 @@ def parse(argv=None):
   p.add_argument("--degrade", type=float, default=0.1,
                  help="fraction of problems given a blur/noise/low-res degradation (clarity 0)")
   p.add_argument("--steps", type=steps_range, default=(1, 6),
-                 help="reasoning depth MIN:MAX: the rationale's number of steps (default 1:6)")
+                 help="reasoning depth MIN:MAX: the rationale's number of steps (default 1:6; "
+                 "up to 11, 12 for --domain plane or analytic; a narrow range of at most 3 steps "
+                 "also puts plane shapes apart, so multiple choice keeps its share)")
   p.add_argument("--variants", type=int, default=1,
                  help="K variants per problem: same figure program, new numbers and letters "
                  "(records carry variant_of and variant)")
