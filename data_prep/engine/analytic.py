@@ -221,10 +221,10 @@ class Formulas:
   def to_axis(self, coordinate: str) -> str:
     """A point's distance to the axis across from its coordinate: |x| to the y-axis, |y| to
     the x-axis (the name is the formula, so the rationale writes it once)."""
-    axis = "y" if coordinate[0] in "xx̄" else "x"
+    along = coordinate[0]  # x (xₘ, x̄) or y (yₘ, ȳ)
     return self.add(f"|{coordinate}|", "|{0}|", "Abs(q0)", (coordinate,),
-                    f"A point's distance to the {axis}-axis is the absolute value of its "
-                    f"{'xy'[axis == 'x']}-coordinate",
+                    f"A point's distance to the {_across(coordinate)}-axis is the absolute "
+                    f"value of its {'x' if along == 'x' else 'y'}-coordinate",
                     [("q0", "gave the coordinate, sign and all, as the distance"),
                      ("q0/2", "halved the coordinate again")], show_names=False)
 
@@ -401,11 +401,16 @@ def _axis_targets(F: Formulas, coords: tuple, point: str) -> list:
   list. A point on an axis is 0 from it, which no set of distances takes (`problems._fair`)."""
   out = []
   for c in coords:
-    axis = "y" if c[0] in "xx̄" else "x"
+    axis = _across(c)
     out.append(Target(F.to_axis(c), f"the distance from {point} to the {axis}-axis",
                       [f"How far is {point} from the {axis}-axis?",
                        f"What is the distance from {point} to the {axis}-axis?"]))
   return out
+
+
+def _across(coordinate: str) -> str:
+  """The axis an x-coordinate measures the distance to (y), and a y-coordinate's (x)."""
+  return "y" if coordinate.startswith("x") else "x"
 
 
 def _axis_distance_targets(F: Formulas, f) -> list:
@@ -591,7 +596,7 @@ def measure(plot: Plot, name: str) -> float:
   if deep is not None:
     return deep
   m = re.fullmatch(r"\|(.+)\|", name)
-  if m and m.group(1)[0] in "xyx̄ȳ":  # a worked point's distance to an axis
+  if m and m.group(1)[0] in "xyȳ":  # a worked point's distance to an axis (xₘ, x̄, yₘ, ȳ)
     return abs(measure(plot, m.group(1)))
   m = re.fullmatch(r"([xy])ₘ\((\w)(\w)\)", name)
   if m:

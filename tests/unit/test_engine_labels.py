@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks import engine as engine_bench
 from data_prep.engine import __main__ as cli
-from data_prep.engine import render, writer
-from data_prep.engine.problems import Rejected
+from data_prep.engine import render
 
 
 def kind_of(clean: np.ndarray, seen: np.ndarray) -> str:
@@ -49,19 +49,12 @@ def test_one_degradation_per_problem_read_back_from_every_image(tmp_path):
 
 
 def _sweep(n, seed):
+  """The benchmark's layout sweep, scene by scene (half of them on a narrow --steps range)."""
   drawn, conflicts = 0, []
   for i in range(n):
-    dom = writer.domain_for("all", i)
-    srng, vrng = np.random.default_rng([seed, i, 0]), np.random.default_rng([seed, i, 1])
-    wanted = int(srng.integers(1, 7))
-    steps = (wanted, wanted) if i // 3 % 2 else (1, 6)  # half narrow: plane shapes apart
-    try:
-      images = writer.MAKERS[dom](srng, vrng, wanted, steps=steps).draw()
-    except (Rejected, render.LabelsDoNotFit):
-      continue
-    for version, (_, _, canvas) in images.items():
-      drawn += 1
-      conflicts += [(dom, i, version, *c) for c in canvas.conflicts()]
+    images, _, found = engine_bench._sweep_one(seed, i)
+    drawn += images
+    conflicts += found if images else []  # an undrawn scene reports why, not conflicts
   return drawn, conflicts
 
 
