@@ -30,7 +30,14 @@ REPEATED = re.compile(r": ([^:=]+?) = \1 = ")
     # one order of terms whatever the values (sympy orders them by value: 13π + 50, 50 + 52π)
     (13 * sp.pi + 50, "50 + 13π"), (52 * sp.pi + 50, "50 + 52π"),
     (6 * sp.sqrt(13) + 12 * sp.sqrt(3) + 25, "25 + 12√3 + 6√13"),
-    (2 * sp.sqrt(3) - 8 * sp.pi / 3, "2√3 - 8π/3"), (sp.pi / 8 + 1, "1 + π/8")])
+    (2 * sp.sqrt(3) - 8 * sp.pi / 3, "2√3 - 8π/3"), (sp.pi / 8 + 1, "1 + π/8"),
+    # ... except that a positive term leads, as a textbook writes it; a negative sum stays
+    (225 * sp.pi / 8 - sp.Rational(15, 2), "225π/8 - 15/2"), (2 * sp.sqrt(3) - 3, "2√3 - 3"),
+    (-2 * sp.sqrt(3) - 3, "-3 - 2√3"), ((sp.sqrt(3) - 5) / sp.pi, "(√3 - 5)/π"),
+    (sp.pi ** 2 / 2 - 3 * sp.pi - 5, "π²/2 - 5 - 3π"),
+    # terms of one rank (two with π) keep sympy's order among them
+    (2 * sp.pi + sp.sqrt(3) * sp.pi, "π√3 + 2π"), (sp.sqrt(3) * sp.pi - 2 * sp.pi - 1,
+                                                  "π√3 - 1 - 2π")])
 def test_values_are_written_in_textbook_notation(value, text):
   assert human(value) == text
   assert sp.simplify(sp.sympify(machine(value), locals={"x": X}) - value) == 0
@@ -79,7 +86,19 @@ def _scan(n):
       found += [(r["id"], m.group(0), x[max(0, m.start() - 40):m.end() + 20])
                 for x in _texts(r) for pat in (PROGRAM, MISREAD, REPEATED) for m in pat.finditer(x)]
       assert PROGRAM.search(r["answer_expr"] + "".join(r["choices_expr"])) or r["answer_expr"]
+      found += [(r["id"], "leads with a minus", text)
+                for text, expr in zip([r["answer"], *r["choices"]],
+                                      [r["answer_expr"], *r["choices_expr"]])
+                if text.startswith("-") and _has_positive_term(expr)]
   return found
+
+
+def _has_positive_term(expr: str) -> bool:
+  """A number written as a sum with a term that is not negative (-15/2 + 225π/8 should read
+  225π/8 - 15/2); expressions in x keep sympy's order (-x² + 3x is textbook)."""
+  v = sp.sympify(expr) if expr else None
+  return bool(v is not None and v.is_Add and not v.free_symbols
+              and any(not t.could_extract_minus_sign() for t in v.args))
 
 
 def test_no_program_notation_in_any_text_quick():
