@@ -111,7 +111,7 @@ def test_no_program_notation_in_2000_problems():
 
 
 def test_the_rationale_ends_in_the_answer_as_written():
-  """The last step shows its value as the answer shows it ((-18 + 9√3)/(2π) in both, not
+  """The last step shows its value as the answer shows it ((9√3 - 18)/(2π) in both, not
   (-9 + 9√3/2)/π in the step): one rule writes every value."""
   opts = writer.Options(seed=8, mc=0.0, degrade=0.0, domain="function")  # 24 and 74 differed
   checked = 0
