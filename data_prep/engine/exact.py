@@ -143,22 +143,23 @@ def resolve(target: str, givens: dict, derivs: dict) -> list:
   Returns the needed derivations in forward order (the rationale is the chain reversed).
   Raises if a name has neither a given value nor a formula, naming it.
   """
-  order, done = [], set(givens)
+  order, done, entered = [], set(), set()  # entered and not done: on the path now
 
-  def visit(name, stack):
-    if name in done:
-      return
-    if name in stack:
+  def visit(name):  # inputs already known are not visited: most are givens
+    if name in entered:
       raise ValueError(f"engine: cyclic deduction through {name!r}; fix the shape's formulas")
     if name not in derivs:
       raise KeyError(f"engine: no given value and no formula for {name!r}")
     d = derivs[name]
+    entered.add(name)
     for i in d.inputs:
-      visit(i, stack | {name})
+      if i not in givens and i not in done:
+        visit(i)
     done.add(name)
     order.append(d)
 
-  visit(target, frozenset())
+  if target not in givens:
+    visit(target)
   return order
 
 

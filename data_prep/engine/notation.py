@@ -178,6 +178,8 @@ def _human(v) -> str:
 
 def human(v) -> str:
   """The value as a person writes it: 8√3/3, 169π/8, x² - 3x + 2, (2, ∞), 60°-free numbers."""
+  if isinstance(v, sp.Basic):  # the usual case, ~110 calls a problem: no sympify on the way
+    return _human(v)
   if isinstance(v, (list, tuple)):
     return ", ".join(human(x) for x in v)
   if isinstance(v, str):

@@ -13,7 +13,7 @@ from PIL import Image
 from data_prep.engine import __main__ as cli
 from data_prep.engine import analytic, functions, geometry as G, plane as P, plane_problem
 from data_prep.engine import render, writer
-from data_prep.engine.exact import EXACT, X, recompute, same
+from data_prep.engine.exact import EXACT, X, Deriv, recompute, resolve, same
 from data_prep.engine.notation import human, machine
 from data_prep.engine.problems import Rejected, assemble, harder_of, pick, solve
 
@@ -301,3 +301,21 @@ def test_formula_abs_is_sympys_abs(v):
   A difference of 5e-7 still has the sign of its float."""
   got = EXACT["Abs"](v)
   assert got == sp.Abs(v) and str(got) == str(sp.Abs(v))
+
+
+def _step(name, *inputs):
+  return Deriv(name, "+".join(f"{{{k}}}" for k in range(len(inputs))), "q0", inputs, None, "")
+
+
+def test_resolve_orders_a_chain_once_each_and_names_what_is_missing():
+  """Backward deduction: each needed step once, inputs before the steps that use them, givens
+  never; a cycle and a name with no value or formula are errors that name it."""
+  derivs = {n: _step(n, *ins) for n, ins in {"c": ("a", "b"), "d": ("c", "a"),
+                                             "e": ("d", "c", "b")}.items()}
+  assert [d.name for d in resolve("e", {"a": 1, "b": 2}, derivs)] == ["c", "d", "e"]
+  assert resolve("a", {"a": 1}, derivs) == []
+  with pytest.raises(KeyError, match="'b'"):
+    resolve("e", {"a": 1}, derivs)
+  loop = {"p": _step("p", "q"), "q": _step("q", "r"), "r": _step("r", "p", "g")}
+  with pytest.raises(ValueError, match="cyclic deduction through 'p'"):
+    resolve("p", {"g": 0}, loop)
