@@ -104,12 +104,36 @@ def _evaluate(Fm: Formulas, fname: str, expr, p: str, why: str) -> str:
     slips = [("q0.subs(x, q1) + constant_term(q0)", "added the constant term back in")]
   e = expr if callable(expr) else (lambda: expr)
   value = Fm.givens[p]
-  name = Fm.add(f"{fname}({v})", lambda: sub(e(), value), "q0.subs(x, q1)",
-                ("f(x)" if fname == "f" else "f'(x)", p), None,
-                (lambda: f"Substitute x = {v} into {fname}(x) = {human(e())}") if not why else why,
-                slips, show=False)
+
+  def reason():
+    piece, where = piece_at(e(), value)
+    if where is None:
+      return f"Substitute x = {v} into {fname}(x) = {human(piece)}"
+    return f"Since {where}, {fname}(x) = {human(piece)} there; substitute x = {v}"
+
+  name = Fm.add(f"{fname}({v})", lambda: sub(piece_at(e(), value)[0], value), "q0.subs(x, q1)",
+                ("f(x)" if fname == "f" else "f'(x)", p), None, why or reason, slips, show=False)
   Fm.where[name] = float(Fm.givens[p])
   return name
+
+
+def piece_at(e, value) -> tuple:
+  """(the piece of e that holds at x = value, why it holds there as text: "5 ≥ 2"), or (e,
+  None) for an expression in one piece. A rationale substitutes into that piece alone: the
+  whole of a piecewise f written out with x = 5 ("-5 - 1 for 5 < 2; 5² - 4·5 + 1 otherwise")
+  is not how anyone works it."""
+  if not isinstance(e, sp.Piecewise):
+    return e, None
+  before = []
+  for piece, cond in e.args:
+    where = cond if cond is not sp.true else sp.And(*[~c for c in before])
+    if cond is sp.true or cond.subs(X, value) is sp.true:
+      if not isinstance(where, sp.core.relational.Relational) or where.lhs != X:
+        raise ValueError(f"engine: piece condition {where} is not x against a number; say in "
+                         "words why the piece holds before using one")
+      return piece, human(where.func(value, where.rhs, evaluate=False))
+    before.append(cond)
+  raise Rejected(f"no piece of {e} holds at x = {value}")
 
 
 def _other(g: Graph, vrng, avoid: tuple = (), tries: int = 20):

@@ -17,6 +17,8 @@ PROGRAM = re.compile(r"\*|sqrt|\bpi\b|\boo\b|Abs\(|\blog\(|\^|Piecewise|Interval
 MISREAD = re.compile(r"\d/\d+²|\(\([^()]*\)\)")
 # and a step that writes its name twice (S(ABC) + S(CDE) = S(ABC) + S(CDE) = 6 + 8 = 14)
 REPEATED = re.compile(r": ([^:=]+?) = \1 = ")
+# and a piecewise f substituted whole ("f(5) = -5 - 1 for 5 < 2; 5² - 4·5 + 1 otherwise")
+WHOLE_PIECEWISE = re.compile(r"for -?[\d/π]+ [<≤>≥] ")
 
 
 @pytest.mark.parametrize("value, text", [
@@ -84,7 +86,8 @@ def _scan(n):
     for s in writer.make_problem(opts, i):
       r = s["record"]
       found += [(r["id"], m.group(0), x[max(0, m.start() - 40):m.end() + 20])
-                for x in _texts(r) for pat in (PROGRAM, MISREAD, REPEATED) for m in pat.finditer(x)]
+                for x in _texts(r) for pat in (PROGRAM, MISREAD, REPEATED, WHOLE_PIECEWISE)
+                for m in pat.finditer(x)]
       assert PROGRAM.search(r["answer_expr"] + "".join(r["choices_expr"])) or r["answer_expr"]
       found += [(r["id"], "leads with a minus", text)
                 for text, expr in zip([r["answer"], *r["choices"]],
@@ -124,3 +127,15 @@ def test_the_rationale_ends_in_the_answer_as_written():
     assert m.group(1) == r["answer"], (r["id"], last, r["answer"])
     checked += 1
   assert checked > 50
+
+
+def test_a_piecewise_f_is_substituted_in_the_piece_that_holds():
+  """Left of the break the first piece, at and right of it the other ("otherwise" written as
+  the first condition's negation), with the reason as the value against the break."""
+  from data_prep.engine.function_questions import piece_at
+  f = sp.Piecewise((-X - 1, X < 2), (X ** 2 - 4 * X + 1, True))
+  assert piece_at(f, sp.Integer(-1)) == (-X - 1, "-1 < 2")
+  assert piece_at(f, sp.Integer(2)) == (X ** 2 - 4 * X + 1, "2 ≥ 2")
+  assert piece_at(f, sp.Rational(9, 2)) == (X ** 2 - 4 * X + 1, "9/2 ≥ 2")
+  assert piece_at(sp.diff(f, X), sp.Integer(0)) == (sp.Integer(-1), "0 < 2")
+  assert piece_at(X ** 2, sp.Integer(3)) == (X ** 2, None)
