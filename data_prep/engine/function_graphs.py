@@ -101,7 +101,10 @@ def _trig(vrng, fam, mode) -> Graph:
   trig, npt = (sp.sin, np.sin) if fam == "sin" else (sp.cos, np.cos)
   af, bf, cf, df = float(a), float(b), float(c), float(d)
   form = f"f(x) = a·{fam}({human(b * X + c)}) + d"
-  return Graph(fam, mode, a * trig(b * X + c) + d, lambda x: af * npt(bf * x + cf) + df,
+  # A stated f keeps the form its a, b, c and d are read off (cos(2x + π/2), which sympy
+  # rewrites to -sin(2x), where no c = π/2 can be read off); a deduced one is shown simplified
+  # after the step that puts a and d into the form.
+  return Graph(fam, mode, a * trig(b * X + c, evaluate=mode == "deduce") + d, lambda x: af * npt(bf * x + cf) + df,
                -float(2 * PI / b), float(2 * PI / b), {"a": a, "b": b, "c": c, "d": d}, form)
 
 

@@ -14,17 +14,15 @@ import sympy as sp
 
 from .exact import X
 from .function_graphs import PI, F, Formulas, Graph, deg_two_vertex
-from .notation import human, interval
+from .notation import human, interval, with_slot
 from .problems import Rejected, Target
-
-SLOT = sp.Symbol("ξ", real=True)
 
 
 def sub(e, value) -> str:
   """A template that shows e with x replaced by the step's second input: bare when the value
   is a plain number (3·2², |2 - 1|), in brackets otherwise (2·sin((π/6)/2)), once where x
   stood alone in brackets already (tan(-π/6), not tan((-π/6)))."""
-  s = human(e.xreplace({X: SLOT})).replace("{", "{{").replace("}", "}}")
+  s = with_slot(e).replace("{", "{{").replace("}", "}}")
   if human(value).isdigit():
     return re.sub(r"(\d)ξ", r"\1·ξ", s).replace("ξ", "{1}")
   return s.replace("(ξ)", "ξ").replace("ξ", "({1})")

@@ -171,6 +171,23 @@ def _term_rank(t) -> tuple:
 _PRINTER = HumanPrinter()
 
 
+class _SlotPrinter(HumanPrinter):
+  """`human` with x written as the slot ξ: a formula template printed as is, with no
+  substitution that sympy would evaluate (cos(2ξ + π/2) rewritten to -sin(2ξ))."""
+
+  def _print_Symbol(self, expr):
+    return "ξ" if expr.name == "x" else super()._print_Symbol(expr)
+
+
+_SLOT_PRINTER = _SlotPrinter()
+
+
+@functools.lru_cache(maxsize=4096)
+def with_slot(v) -> str:
+  """v in textbook notation with x printed as ξ (the place a template substitutes into)."""
+  return _SLOT_PRINTER.doprint(v)
+
+
 @functools.lru_cache(maxsize=65536)
 def _human(v) -> str:
   return _PRINTER.doprint(v)

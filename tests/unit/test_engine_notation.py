@@ -139,3 +139,19 @@ def test_a_piecewise_f_is_substituted_in_the_piece_that_holds():
   assert piece_at(f, sp.Rational(9, 2)) == (X ** 2 - 4 * X + 1, "9/2 ≥ 2")
   assert piece_at(sp.diff(f, X), sp.Integer(0)) == (sp.Integer(-1), "0 < 2")
   assert piece_at(X ** 2, sp.Integer(3)) == (X ** 2, None)
+
+
+@pytest.mark.parametrize("fam", ["sin", "cos"])
+def test_a_stated_trig_function_shows_the_form_its_coefficients_are_read_off(fam):
+  """The rationale reads a, b, c and d off a stated a·sin(bx + c) + d, so the statement must
+  show that form: sympy writes cos(2x + π/2) as -sin(2x), where no c = π/2 can be read."""
+  import numpy as np
+  from data_prep.engine.function_graphs import family
+  shifts = set()
+  for seed in range(60):
+    g = family(np.random.default_rng(seed), fam, "stated")
+    a, b, c, d = (g.info[k] for k in "abcd")
+    shifts.add(c)
+    text = human(g.f)
+    assert f"{fam}({human(b * X + c)})" in text, (seed, text, a, b, c, d)
+  assert sp.pi / 2 in shifts  # the shift sympy rewrites was drawn
