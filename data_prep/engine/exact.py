@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import re
 
 import sympy as sp
 
@@ -127,7 +128,13 @@ def _wrap(s: str, template: str, k: int) -> str:
   if template.strip() == "{0}" or any(f"{a}{{{k}}}{b}" in template for a, b in ("()", "||",
                                                                                 "[]")):
     return s
+  if any(f"{{{k}}}{p}" in template for p in POWERS) and not _BARE_BASE.fullmatch(s):
+    return f"({s})"  # (14√3)², (√101)², (3π)²: bare, 14√3² reads as 14·3 and √101² as 101
   return f"({s})" if s.startswith("-") or " + " in s or " - " in s or "/" in s else s
+
+
+POWERS = "²³⁴"
+_BARE_BASE = re.compile(r"\d+(\.\d+)?|[a-zπ]")  # a number or one letter squared as it stands
 
 
 def sum_step(a: str, b: str, why: str = "Add the two quantities") -> Deriv:

@@ -14,7 +14,7 @@ from mathvlm.eval.answers import engine_correct, same_value, value_of
 PROGRAM = re.compile(r"\*|sqrt|\bpi\b|\boo\b|Abs\(|\blog\(|\^|Piecewise|Interval|\bI\b\*")
 # and notation that misleads a reader: a bare fraction squared (12/5² is 12/25) and a value in
 # two pairs of brackets (tan((-π/6)), where the formula brackets the value it substitutes)
-MISREAD = re.compile(r"\d/\d+²|\(\([^()]*\)\)")
+MISREAD = re.compile(r"\d/\d+²|\(\([^()]*\)\)|√\d+[²³⁴]")
 # and a step that writes its name twice (S(ABC) + S(CDE) = S(ABC) + S(CDE) = 6 + 8 = 14)
 REPEATED = re.compile(r": ([^:=]+?) = \1 = ")
 # and a piecewise f substituted whole ("f(5) = -5 - 1 for 5 < 2; 5² - 4·5 + 1 otherwise")
@@ -155,3 +155,15 @@ def test_a_stated_trig_function_shows_the_form_its_coefficients_are_read_off(fam
     text = human(g.f)
     assert f"{fam}({human(b * X + c)})" in text, (seed, text, a, b, c, d)
   assert sp.pi / 2 in shifts  # the shift sympy rewrites was drawn
+
+
+@pytest.mark.parametrize("r, shown", [(14 * sp.sqrt(3), "(14√3)²"), (sp.sqrt(101), "(√101)²"),
+                                      (3 * sp.pi, "(3π)²"), (sp.Rational(12, 5), "(12/5)²"),
+                                      (sp.Integer(-2), "(-2)²"), (sp.Integer(14), "14²")])
+def test_a_value_raised_to_a_power_in_a_step_is_bracketed_unless_bare(r, shown):
+  """π · 14√3² reads as 14·3 and √101² as 101: a value the formula squares is bracketed unless
+  it is a plain number."""
+  from data_prep.engine.exact import Deriv
+  step = Deriv("S", "π · {0}²", "pi*q0**2", ("r",), sp.pi * r ** 2, "The area of a circle")
+  text = step.sentence({"r": r}, set())
+  assert f"π · {shown} = " in text, text
