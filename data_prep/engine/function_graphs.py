@@ -180,7 +180,8 @@ def _deduce_poly(Fm: Formulas, vrng):
   px, py = Fm.point("P", xd, g.f.subs(X, xd))
   tpl = "(" + ")(".join("{1} - {%d}" % (k + 2) for k in range(len(xs))) + ")"
   prod = "*".join(f"(q1 - q{k + 2})" for k in range(len(xs)))
-  Fm.add("a", "{0} / " + tpl, f"q0/({prod})", (py, px, *xs), None,
+  # the whole product in brackets: y_P / (x_P - x_A)(x_P - x_B) reads as (y_P / (x_P - x_A))·...
+  Fm.add("a", "{0} / (" + tpl + ")", f"q0/({prod})", (py, px, *xs), None,
          f"The marked zeros give f(x) = a{''.join(f'(x - x_{n})' for n in names)}, and P is on "
          "the graph", [(f"q0*{prod}", "multiplied by the factors instead of dividing"),
                        (f"q0/({prod.replace(' - ', ' + ')})", "wrote the factors as (x + r)")])

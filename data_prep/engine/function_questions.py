@@ -161,8 +161,9 @@ def _tangent(Fm: Formulas, vrng, given: str = "t", avoid: tuple = ()) -> Target:
   fd = _evaluate(Fm, "f'", _dfdx(Fm), t, "")
   v = human(Fm.givens[t])
   name = "y₀" if given == "t" else f"y₀({v})"
+  shift = f"({v})" if v.startswith("-") else v  # x - (-1), not x - -1
   Fm.add(name, "{0} - {1} · {2}", "q0 - q1*q2", (fp, fd, t), None,
-         f"The tangent y = f'({v})·(x - {v}) + f({v}) meets the y-axis at x = 0",
+         f"The tangent y = f'({v})·(x - {shift}) + f({v}) meets the y-axis at x = 0",
          [("q0 + q1*q2", "added f'(t)·t instead of subtracting it"),
           ("q1 - q0*q2", "swapped f(t) and f'(t)")], show=False)
   Fm.where[name] = ("tangent", float(Fm.givens[t]))
