@@ -177,11 +177,17 @@ def test_a_value_raised_to_a_power_in_a_step_is_bracketed_unless_bare(r, shown):
 STEP = re.compile(r"Step \d+: .*?: (.*)\.$")
 
 
+def _radians(formula: str) -> str:
+  """Degrees for the parser: an angle over 360 (a sector's share) as the number it is, any other
+  (sin(60° / 2)) in radians."""
+  return re.sub(r"(\d+(?:\.\d+)?)°", r"(\1*π/180)", formula.replace("°/360", "/360"))
+
+
 def _read_back(n: int, seed: int, domain: str = "all") -> tuple:
   """(texts read, mismatches): every answer and option, read back by the judge's parser, against
   its machine value; and every rationale step whose last formula with values the parser reads
-  (no degrees, no x), against the value the step ends in. A text that reads as another number
-  is a wrong answer or a misleading step, whatever the machine field says."""
+  (no x, no angle as the value), against the value the step ends in. A text that reads as
+  another number is a wrong answer or a misleading step, whatever the machine field says."""
   opts, read, bad = writer.Options(seed=seed, mc=1.0, degrade=0.0, domain=domain), 0, []
   for i in range(n):
     r = writer.make_problem(opts, i)[0]["record"]
@@ -196,9 +202,9 @@ def _read_back(n: int, seed: int, domain: str = "all") -> tuple:
     for line in r["text_en"]["CoT_reasoning"].split("\n"):
       m = STEP.match(line)
       parts = [p.split(" ≈ ")[0] for p in m.group(1).split(" = ")] if m else []
-      if len(parts) < 3 or "°" in parts[-2]:
+      if len(parts) < 3 or "°" in parts[-1]:
         continue
-      formula, value = value_of(parts[-2]), value_of(parts[-1])
+      formula, value = value_of(_radians(parts[-2])), value_of(parts[-1])
       if formula is None or value is None:
         continue
       read += 1
