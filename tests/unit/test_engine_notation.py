@@ -9,7 +9,7 @@ import sympy as sp
 from data_prep.engine import writer
 from data_prep.engine.exact import X
 from data_prep.engine.notation import human, interval, machine
-from mathvlm.eval.answers import engine_correct, same_value, value_of
+from mathvlm.eval.answers import engine_correct, parse_math, same_value, value_of
 
 PROGRAM = re.compile(r"\*|sqrt|\bpi\b|\boo\b|Abs\(|\blog\(|\^|Piecewise|Interval|\bI\b\*")
 # and notation that misleads a reader: a bare fraction squared (12/5² is 12/25) and a value in
@@ -186,7 +186,8 @@ def _radians(formula: str) -> str:
 def _read_back(n: int, seed: int, domain: str = "all") -> tuple:
   """(texts read, mismatches): every answer and option, read back by the judge's parser, against
   its machine value; and every rationale step whose last formula with values the parser reads
-  (no x, no angle as the value), against the value the step ends in. A text that reads as
+  (numbers, or expressions in x compared at three points; no angle as the value), against the
+  value the step ends in. A text that reads as
   another number is a wrong answer or a misleading step, whatever the machine field says."""
   opts, read, bad = writer.Options(seed=seed, mc=1.0, degrade=0.0, domain=domain), 0, []
   for i in range(n):
@@ -204,13 +205,29 @@ def _read_back(n: int, seed: int, domain: str = "all") -> tuple:
       parts = [p.split(" ≈ ")[0] for p in m.group(1).split(" = ")] if m else []
       if len(parts) < 3 or "°" in parts[-1]:
         continue
-      formula, value = value_of(_radians(parts[-2])), value_of(parts[-1])
-      if formula is None or value is None:
+      gap = _gap(_radians(parts[-2]), parts[-1])
+      if gap is None:
         continue
       read += 1
-      if abs(formula - value) > 1e-6 * max(1.0, abs(value)):
+      if gap > 1e-6:
         bad.append((r["id"], line))
   return read, bad
+
+
+def _gap(formula: str, value: str) -> float | None:
+  """How far a written formula is from the value it claims, relative; for expressions in x, the
+  largest gap at three points. None where the parser cannot read either (d/dx, ∫, a piecewise
+  f)."""
+  f, v = value_of(formula), value_of(value)
+  if f is not None and v is not None:
+    return abs(f - v) / max(1.0, abs(v))
+  if any(s in formula for s in ("d/dx", "∫", " for ")):
+    return None
+  f, v = parse_math(formula), parse_math(value)
+  if not isinstance(f, sp.Expr) or not isinstance(v, sp.Expr) or not v.free_symbols:
+    return None
+  at = [complex(sp.N((f - v).subs(sp.Symbol("x"), t))) for t in (0.7, 1.3, 2.3)]
+  return max(abs(z) for z in at) / max(1.0, abs(complex(sp.N(v.subs(sp.Symbol("x"), 1.3)))))
 
 
 @pytest.mark.parametrize("domain", ["all", "function"])  # function: log values (ln 2) as well
