@@ -124,17 +124,33 @@ class Deriv:
 def _wrap(s: str, template: str, k: int) -> str:
   """Parenthesize negatives, sums and fractions substituted into a formula ("3 - (-6)",
   "(-1)²", "(12/5)²": bare, 12/5² reads as 12/25, and -15/7 / 1/7 as a riddle), unless the
-  formula already brackets that place (f(-2), not f((-2))) or is the value alone."""
+  formula already brackets that place (f(-2), not f((-2))) or is the value alone; a fraction
+  that is only ever a term of a sum stands bare (9π/8 + 3π, (π/3 - π/6))."""
   if template.strip() == "{0}" or any(f"{a}{{{k}}}{b}" in template for a, b in ("()", "||",
                                                                                 "[]")):
     return s
   if any(f"{{{k}}}{p}" in template for p in POWERS) and not _BARE_BASE.fullmatch(s):
     return f"({s})"  # (14√3)², (√101)², (3π)²: bare, 14√3² reads as 14·3 and √101² as 101
+  if _FRACTION.fullmatch(s) and _only_added(template, k):
+    return s  # 9π/8 + 3π, (π/3 - π/6): a fraction is a term as it stands
   return f"({s})" if s.startswith("-") or " + " in s or " - " in s or "/" in s else s
 
 
 POWERS = "²³⁴"
 _BARE_BASE = re.compile(r"\d+(\.\d+)?|[a-zπ]")  # a number or one letter squared as it stands
+_FRACTION = re.compile(r"[0-9√π]+/[0-9]+")      # 28/3, 9π/8, 3√2/2: no sign, no sum, no brackets
+
+
+def _only_added(template: str, k: int) -> bool:
+  """Whether every place of input k in the formula is a term of a sum (or the formula's
+  start or end, or inside brackets), never a factor, a divisor or a base."""
+  slot = f"{{{k}}}"
+  at = [m.start() for m in re.finditer(re.escape(slot), template)]
+  return bool(at) and all(
+    (template[:i].rstrip() == "" or template[:i].rstrip()[-1] in "(|+-=")
+    and (template[i + len(slot):] == "" or template[i + len(slot):][:2] in (" +", " -", " =")
+         or template[i + len(slot):][0] in ")|,")
+    for i in at)
 
 
 def sum_step(a: str, b: str, why: str = "Add the two quantities") -> Deriv:

@@ -240,3 +240,18 @@ def test_every_answer_option_and_step_reads_back_as_its_value_quick(domain):
 def test_every_answer_option_and_step_reads_back_as_its_value_in_2000_problems():
   read, bad = _read_back(2000, 22)
   assert bad == [] and read > 15000, (read, bad[:5])
+
+
+@pytest.mark.parametrize("template, values, shown", [
+    ("{0} + {1}", (9 * sp.pi / 8, 3 * sp.pi), "9π/8 + 3π"),            # a term as it stands
+    ("({0} - {1}) / ({2} - {3})", (sp.Integer(1), sp.Integer(0), sp.pi / 3, sp.pi / 4),
+     "(1 - 0) / (π/3 - π/4)"),
+    ("{0} / {1}", (sp.Rational(28, 3), sp.Integer(2)), "(28/3) / 2"),  # a divisor's dividend
+    ("{0} - {1} · {2}", (sp.Rational(7, 2), sp.Rational(3, 4), sp.pi / 3),
+     "7/2 - (3/4) · (π/3)"),                                           # factors keep brackets
+    ("{0} + {1}", (sp.Integer(2), sp.Integer(-3)), "2 + (-3)")])      # negatives keep them
+def test_a_fraction_substituted_as_a_term_of_a_sum_is_not_bracketed(template, values, shown):
+  from data_prep.engine.exact import Deriv
+  names = tuple(f"q{k}" for k in range(len(values)))
+  step = Deriv("v", template, "q0", names, sp.Integer(1), "Compute")
+  assert f" = {shown} = 1." in step.sentence(dict(zip(names, values)), set()), shown
