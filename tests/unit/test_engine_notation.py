@@ -192,7 +192,9 @@ def _read_back(n: int, seed: int, domain: str = "all") -> tuple:
   opts, read, bad = writer.Options(seed=seed, mc=1.0, degrade=0.0, domain=domain), 0, []
   for i in range(n):
     r = writer.make_problem(opts, i)[0]["record"]
-    for text, expr in zip([r["answer"], *r["choices"]], [r["answer_expr"], *r["choices_expr"]]):
+    h = r["harder"]  # the harder version's answer and steps as well
+    for text, expr in zip([r["answer"], *r["choices"], h["answer"]],
+                          [r["answer_expr"], *r["choices_expr"], h["answer_expr"]]):
       want = sp.sympify(expr, locals={"x": X}) if expr else None
       if want is None or not want.is_number:
         continue
@@ -200,7 +202,7 @@ def _read_back(n: int, seed: int, domain: str = "all") -> tuple:
       got = value_of(text)
       if got is None or abs(got - complex(sp.N(want))) > 1e-6 * max(1.0, abs(complex(want))):
         bad.append((r["id"], text, expr))
-    for line in r["text_en"]["CoT_reasoning"].split("\n"):
+    for line in (r["text_en"]["CoT_reasoning"] + "\n" + h["CoT_reasoning"]).split("\n"):
       m = STEP.match(line)
       parts = [p.split(" ≈ ")[0] for p in m.group(1).split(" = ")] if m else []
       if len(parts) < 3 or "°" in parts[-1]:
