@@ -145,12 +145,14 @@ def _only_added(template: str, k: int) -> bool:
   """Whether every place of input k in the formula is a term of a sum (or the formula's
   start or end, or inside brackets), never a factor, a divisor or a base."""
   slot = f"{{{k}}}"
-  at = [m.start() for m in re.finditer(re.escape(slot), template)]
-  return bool(at) and all(
-    (template[:i].rstrip() == "" or template[:i].rstrip()[-1] in "(|+-=")
-    and (template[i + len(slot):] == "" or template[i + len(slot):][:2] in (" +", " -", " =")
-         or template[i + len(slot):][0] in ")|,")
-    for i in at)
+
+  def added(i: int) -> bool:
+    before, after = template[:i].rstrip(), template[i + len(slot):]
+    return ((not before or before[-1] in "(|+-=")
+            and (not after or after[:2] in (" +", " -", " =") or after[0] in ")|,"))
+
+  places = [m.start() for m in re.finditer(re.escape(slot), template)]
+  return bool(places) and all(added(i) for i in places)
 
 
 def sum_step(a: str, b: str, why: str = "Add the two quantities") -> Deriv:

@@ -104,8 +104,9 @@ def _trig(vrng, fam, mode) -> Graph:
   # A stated f keeps the form its a, b, c and d are read off (cos(2x + π/2), which sympy
   # rewrites to -sin(2x), where no c = π/2 can be read off); a deduced one is shown simplified
   # after the step that puts a and d into the form.
-  return Graph(fam, mode, a * trig(b * X + c, evaluate=mode == "deduce") + d, lambda x: af * npt(bf * x + cf) + df,
-               -float(2 * PI / b), float(2 * PI / b), {"a": a, "b": b, "c": c, "d": d}, form)
+  f = a * trig(b * X + c, evaluate=mode == "deduce") + d
+  return Graph(fam, mode, f, lambda x: af * npt(bf * x + cf) + df, -float(2 * PI / b),
+               float(2 * PI / b), {"a": a, "b": b, "c": c, "d": d}, form)
 
 
 def _piecewise(vrng) -> Graph:

@@ -61,10 +61,8 @@ class HumanPrinter(StrPrinter):
     complex number to sort them, ~3% of the engine's time)."""
     if expr.free_symbols:
       return super()._as_ordered_terms(expr, order)
-    ranks = [_term_rank(t) for t in expr.args]
-    terms = (sorted(super()._as_ordered_terms(expr, order), key=_term_rank)
-             if len(set(ranks)) < len(ranks) else [t for _, t in sorted(zip(ranks, expr.args),
-                                                                        key=lambda p: p[0])])
+    tied = len({_term_rank(t) for t in expr.args}) < len(expr.args)
+    terms = sorted(super()._as_ordered_terms(expr, order) if tied else expr.args, key=_term_rank)
     lead = next((k for k, t in enumerate(terms) if not t.could_extract_minus_sign()), 0)
     return [terms[lead]] + terms[:lead] + terms[lead + 1:]
 

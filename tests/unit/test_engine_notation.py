@@ -7,7 +7,7 @@ import pytest
 import sympy as sp
 
 from data_prep.engine import writer
-from data_prep.engine.exact import X
+from data_prep.engine.exact import X, Deriv
 from data_prep.engine.notation import human, interval, machine
 from mathvlm.eval.answers import engine_correct, parse_math, same_value, value_of
 
@@ -168,7 +168,6 @@ def test_a_stated_trig_function_shows_the_form_its_coefficients_are_read_off(fam
 def test_a_value_raised_to_a_power_in_a_step_is_bracketed_unless_bare(r, shown):
   """π · 14√3² reads as 14·3 and √101² as 101: a value the formula squares is bracketed unless
   it is a plain number."""
-  from data_prep.engine.exact import Deriv
   step = Deriv("S", "π · {0}²", "pi*q0**2", ("r",), sp.pi * r ** 2, "The area of a circle")
   text = step.sentence({"r": r}, set())
   assert f"π · {shown} = " in text, text
@@ -187,8 +186,8 @@ def _read_back(n: int, seed: int, domain: str = "all") -> tuple:
   """(texts read, mismatches): every answer and option, read back by the judge's parser, against
   its machine value; and every rationale step whose last formula with values the parser reads
   (numbers, or expressions in x compared at three points; no angle as the value), against the
-  value the step ends in. A text that reads as
-  another number is a wrong answer or a misleading step, whatever the machine field says."""
+  value the step ends in. A text that reads as another number is a wrong answer or a misleading
+  step, whatever the machine field says."""
   opts, read, bad = writer.Options(seed=seed, mc=1.0, degrade=0.0, domain=domain), 0, []
   for i in range(n):
     r = writer.make_problem(opts, i)[0]["record"]
@@ -253,7 +252,6 @@ def test_every_answer_option_and_step_reads_back_as_its_value_in_2000_problems()
      "7/2 - (3/4) · (π/3)"),                                           # factors keep brackets
     ("{0} + {1}", (sp.Integer(2), sp.Integer(-3)), "2 + (-3)")])      # negatives keep them
 def test_a_fraction_substituted_as_a_term_of_a_sum_is_not_bracketed(template, values, shown):
-  from data_prep.engine.exact import Deriv
   names = tuple(f"q{k}" for k in range(len(values)))
   step = Deriv("v", template, "q0", names, sp.Integer(1), "Compute")
   assert f" = {shown} = 1." in step.sentence(dict(zip(names, values)), set()), shown
