@@ -125,7 +125,8 @@ def _wrap(s: str, template: str, k: int) -> str:
   """Parenthesize negatives, sums and fractions substituted into a formula ("3 - (-6)",
   "(-1)²", "(12/5)²": bare, 12/5² reads as 12/25, and -15/7 / 1/7 as a riddle), unless the
   formula already brackets that place (f(-2), not f((-2))) or is the value alone; a fraction
-  that is only ever a term of a sum stands bare (9π/8 + 3π, (π/3 - π/6))."""
+  that is only ever a term of a sum stands bare (9π/8 + 3π, (π/3 - π/6)), and so does a
+  negative term that leads a sum (-7 - (-2))."""
   if template.strip() == "{0}" or any(f"{a}{{{k}}}{b}" in template for a, b in ("()", "||",
                                                                                 "[]")):
     return s
@@ -133,6 +134,8 @@ def _wrap(s: str, template: str, k: int) -> str:
     return f"({s})"  # (14√3)², (√101)², (3π)²: bare, 14√3² reads as 14·3 and √101² as 101
   if _FRACTION.fullmatch(s) and _only_added(template, k):
     return s  # 9π/8 + 3π, (π/3 - π/6): a fraction is a term as it stands
+  if s.startswith("-") and " + " not in s and " - " not in s and _leads_sum(template, k):
+    return s  # -4 + 28/3, -7 - (-2): a sum's first term carries its own sign
   return f"({s})" if s.startswith("-") or " + " in s or " - " in s or "/" in s else s
 
 
@@ -153,6 +156,15 @@ def _only_added(template: str, k: int) -> bool:
 
   places = [m.start() for m in re.finditer(re.escape(slot), template)]
   return bool(places) and all(added(i) for i in places)
+
+
+def _leads_sum(template: str, k: int) -> bool:
+  """Whether every place of input k is the first term of a sum: at the formula's start or
+  just inside a bracket, followed by + or -."""
+  pieces = template.split(f"{{{k}}}")
+  return len(pieces) > 1 and all(
+      (not before.strip() or before.rstrip()[-1] in "(|") and after[:2] in (" +", " -")
+      for before, after in zip(pieces, pieces[1:]))
 
 
 def sum_step(a: str, b: str, why: str = "Add the two quantities") -> Deriv:

@@ -20,13 +20,19 @@ from .problems import Rejected, Target
 
 def sub(e, value) -> str:
   """A template that shows e with x replaced by the step's second input: bare when the value
-  is a plain number (3·2², |2 - 1|), in brackets otherwise (2·sin((π/6)/2)), once where x
-  stood alone in brackets already (tan(-π/6), not tan((-π/6)))."""
+  is a plain number (3·2², |2 - 1|) or π alone (sin(π/2)), in brackets otherwise
+  (2·sin((π/6)/2)), once where x stood alone in brackets already (tan(-π/6), not
+  tan((-π/6)))."""
   s = with_slot(e).replace("{", "{{").replace("}", "}}")
-  if human(value).isdigit():
+  shown = human(value)
+  if shown.isdigit():
     return re.sub(r"(\d)ξ", r"\1·ξ", s).replace("ξ", "{1}")
+  if shown == "π":  # one letter stands bare like a number: sin(π/2 + π/6), 2π, π²
+    return s.replace("ξ", "{1}")
   return s.replace("(ξ)", "ξ").replace("ξ", "({1})")
 
+
+SUB = "₀₁₂₃₄₅₆₇₈₉"  # subscript digits: the names a rationale shows
 
 # A sine's or cosine's special angles give seven values at most (0, ±1/2, ±√3/2, ±1): four
 # points from π/6-2π/3 gave two equal values more often than not, and no set of four.
@@ -216,13 +222,13 @@ def _integral(Fm: Formulas, vrng) -> Target:
               else [("p₁(x)", "x₁", "c"), ("p₂(x)", "c", "x₂")])
   parts = []
   for k, (fname, lo, hi) in enumerate(pieces):
-    tag = f"F{k + 1}(x)" if len(pieces) > 1 else "F(x)"
+    tag = f"F{SUB[k + 1]}(x)" if len(pieces) > 1 else "F(x)"  # F₁, like p₁ and x₁
     if g.fam in ("sin", "cos"):
       _trig_antiderivative(Fm, g.fam)
     else:
       Fm.add(tag, "∫ {0} dx", "Poly(q0, x).integrate().as_expr()", (fname,), None,
              "An antiderivative, term by term by the power rule", [slip])
-    part = "I" if len(pieces) == 1 else f"I{k + 1}"
+    part = "I" if len(pieces) == 1 else f"I{SUB[k + 1]}"
     Fm.add(part, f"{tag[:-3]}({{2}}) - {tag[:-3]}({{1}})", "q0.subs(x, q2) - q0.subs(x, q1)",
            (tag, lo, hi), None, "Evaluate the antiderivative between the bounds",
            [("q0.subs(x, q2) + q0.subs(x, q1)", "added the two ends instead of subtracting")])

@@ -6,7 +6,7 @@ import re
 import pytest
 import sympy as sp
 
-from data_prep.engine import writer
+from data_prep.engine import function_questions, writer
 from data_prep.engine.exact import X, Deriv
 from data_prep.engine.notation import human, interval, machine
 from mathvlm.eval.answers import engine_correct, parse_math, same_value, value_of
@@ -252,6 +252,37 @@ def test_every_answer_option_and_step_reads_back_as_its_value_in_2000_problems()
      "7/2 - (3/4) · (π/3)"),                                           # factors keep brackets
     ("{0} + {1}", (sp.Integer(2), sp.Integer(-3)), "2 + (-3)")])      # negatives keep them
 def test_a_fraction_substituted_as_a_term_of_a_sum_is_not_bracketed(template, values, shown):
+  _assert_shown(template, values, shown)
+
+
+def _assert_shown(template, values, shown):
   names = tuple(f"q{k}" for k in range(len(values)))
   step = Deriv("v", template, "q0", names, sp.Integer(1), "Compute")
   assert f" = {shown} = 1." in step.sentence(dict(zip(names, values)), set()), shown
+
+
+@pytest.mark.parametrize("template, values, shown", [
+    ("{0} + {1}", (sp.Integer(-4), sp.Rational(28, 3)), "-4 + 28/3"),   # first term: bare
+    ("{0} - {1}", (sp.Integer(-7), sp.Integer(-2)), "-7 - (-2)"),        # the second keeps them
+    ("({0} - {1})({0} - {2})", (sp.Integer(-2), sp.Integer(-3), sp.Integer(0)),
+     "(-2 - (-3))(-2 - 0)"),                                             # first in each bracket
+    ("{0} - {1}", (-2 * sp.sqrt(3), sp.Integer(1)), "-2√3 - 1"),
+    ("{0} / {1}", (sp.Integer(-5), sp.Integer(9)), "(-5) / 9"),          # a dividend: bracketed
+    ("{0} · {1} + 1", (sp.Integer(-5), sp.Integer(3)), "(-5) · 3 + 1"),  # a factor: bracketed
+    ("{1} - {0} + 2", (sp.Integer(-5), sp.Integer(3)), "3 - (-5) + 2"),
+    ("{0} + {1}", (1 - sp.sqrt(2), sp.Integer(3)), "(1 - √2) + 3"),      # a sum: bracketed
+    ("{0}² + 1", (sp.Integer(-5),), "(-5)² + 1")])                       # a base: bracketed
+def test_a_negative_term_that_leads_a_sum_is_not_bracketed(template, values, shown):
+  """-4 + 28/3, not (-4) + 28/3: the first term of a sum carries its own sign; anywhere else
+  (a later term, a factor, a dividend, a base) a negative keeps its brackets."""
+  _assert_shown(template, values, shown)
+
+
+@pytest.mark.parametrize("value, shown", [(sp.pi, "3·sin(π/2 + π/6)"),
+                                          (sp.Integer(2), "3·sin(2/2 + π/6)"),
+                                          (4 * sp.pi / 3, "3·sin((4π/3)/2 + π/6)"),
+                                          (-sp.pi / 3, "3·sin((-π/3)/2 + π/6)")])
+def test_a_function_is_substituted_with_pi_bare_and_other_values_bracketed(value, shown):
+  """f(π) = 3·sin(π/2 + π/6), not 3·sin((π)/2 + π/6): π stands alone like a number."""
+  template = function_questions.sub(3 * sp.sin(X / 2 + sp.pi / 6), value)
+  assert template.format("x", human(value)) == shown
