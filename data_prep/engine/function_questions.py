@@ -166,7 +166,7 @@ def _tangent(Fm: Formulas, vrng, given: str = "t", avoid: tuple = ()) -> Target:
   fp = _evaluate(Fm, "f", g.f, t, "")
   fd = _evaluate(Fm, "f'", _dfdx(Fm), t, "")
   v = human(Fm.givens[t])
-  name = "y₀" if given == "t" else f"y₀({v})"
+  name = f"y₀({v})"  # by its point, the first too: y₀(2π/3) + y₀(-π/2), not y₀ + y₀(-π/2)
   shift = f"({v})" if v.startswith("-") else v  # x - (-1), not x - -1
   Fm.add(name, "{0} - {1} · {2}", "q0 - q1*q2", (fp, fd, t), None,
          f"The tangent y = f'({v})·(x - {shift}) + f({v}) meets the y-axis at x = 0",
@@ -189,7 +189,7 @@ def _average(Fm: Formulas, vrng, given: str = "") -> Target:
     raise Rejected("no two distinct points to average over")
   un, wn = Fm.give("u" + given, u), Fm.give("w" + given, w)
   fu, fw = _evaluate(Fm, "f", g.f, un, ""), _evaluate(Fm, "f", g.f, wn, "")
-  name = "rate" if not given else f"rate[{human(u)}, {human(w)}]"
+  name = f"rate[{human(u)}, {human(w)}]"  # by its interval, as y₀ by its point
   Fm.add(name, "({0} - {1}) / ({2} - {3})", "(q0 - q1)/(q2 - q3)", (fw, fu, wn, un), None,
          "The average rate of change is the rise over the run between the two points",
          [("(q0 + q1)/(q2 - q3)", "added the values instead of subtracting them"),

@@ -286,3 +286,16 @@ def test_a_function_is_substituted_with_pi_bare_and_other_values_bracketed(value
   """f(π) = 3·sin(π/2 + π/6), not 3·sin((π)/2 + π/6): π stands alone like a number."""
   template = function_questions.sub(3 * sp.sin(X / 2 + sp.pi / 6), value)
   assert template.format("x", human(value)) == shown
+
+
+def test_two_tangents_or_two_rates_in_one_chain_are_each_named_by_their_point():
+  """y₀(2π/3) + y₀(-π/2), not y₀ + y₀(-π/2): the first of a kind is named by its point (or its
+  interval) like the others, so a sum of two says which is which."""
+  opts = writer.Options(seed=3, mc=0.0, degrade=0.0, domain="function", steps=(7, 10))
+  sums, bare = 0, []
+  for i in range(40):
+    r = writer.make_problem(opts, i)[0]["record"]
+    for cot in (r["text_en"]["CoT_reasoning"], r["harder"]["CoT_reasoning"]):
+      sums += bool(re.search(r"y₀\(.*\) \+ y₀\(|rate\[.*\] \+ rate\[", cot))
+      bare += re.findall(r".{0,40}(?:y₀|rate) [=+].{0,20}", cot)
+  assert bare == [] and sums > 30, (sums, bare[:3])
