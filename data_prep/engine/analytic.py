@@ -456,8 +456,8 @@ def _axes_targets(F: Formulas, f) -> list:
                [("Abs(q0*q1)", "forgot to halve"),
                 ("(Abs(q0) + Abs(q1))/2", "added the legs instead of multiplying them")])
   piece = F.add(f"ℓ({a}{b})", "√({0}² + {1}²)", "sqrt(q0**2 + q1**2)", (yi, xi),
-                (f"The part of {a}{b} between the axes is the hypotenuse of the right triangle whose "
-                 "legs are the intercepts"),
+                (f"The part of {a}{b} between the axes is the hypotenuse of the right "
+                 "triangle whose legs are the intercepts"),
                 [("Abs(q0) + Abs(q1)", "added the legs instead of using Pythagoras"),
                  ("sqrt(Abs(q0**2 - q1**2))", "subtracted the squares")])
   return [Target(area, f"the area of the triangle that line {a}{b} cuts off with the axes",

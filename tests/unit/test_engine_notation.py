@@ -182,13 +182,14 @@ def _radians(formula: str) -> str:
   return re.sub(r"(\d+(?:\.\d+)?)°", r"(\1*π/180)", formula.replace("°/360", "/360"))
 
 
-def _read_back(n: int, seed: int, domain: str = "all") -> tuple:
-  """(texts read, mismatches): every answer and option, read back by the judge's parser, against
-  its machine value; and every rationale step whose last formula with values the parser reads
-  (numbers, or expressions in x compared at three points; no angle as the value), against the
-  value the step ends in. A text that reads as another number is a wrong answer or a misleading
-  step, whatever the machine field says."""
-  opts, read, bad = writer.Options(seed=seed, mc=1.0, degrade=0.0, domain=domain), 0, []
+def _read_back(n: int, seed: int, domain: str = "all", mc: float = 1.0) -> tuple:
+  """(texts read, mismatches, calculus steps read): every answer and option, read back by the
+  judge's parser, against its machine value; and every rationale step whose last formula with
+  values the parser reads (numbers, expressions in x compared at three points, d/dx and ∫ of
+  them; no angle as the value), against the value the step ends in. A text that reads as
+  another number is a wrong answer or a misleading step, whatever the machine field says."""
+  opts, read, bad = writer.Options(seed=seed, mc=mc, degrade=0.0, domain=domain), 0, []
+  calculus = 0
   for i in range(n):
     r = writer.make_problem(opts, i)[0]["record"]
     h = r["harder"]  # the harder version's answer and steps as well
@@ -210,37 +211,75 @@ def _read_back(n: int, seed: int, domain: str = "all") -> tuple:
       if gap is None:
         continue
       read += 1
+      calculus += parts[-2].startswith(("d/dx", "∫"))
       if gap > 1e-6:
         bad.append((r["id"], line))
-  return read, bad
+  return read, bad, calculus
 
 
 def _gap(formula: str, value: str) -> float | None:
   """How far a written formula is from the value it claims, relative; for expressions in x, the
-  largest gap at three points. None where the parser cannot read either (d/dx, ∫, a piecewise
-  f)."""
+  largest gap at three points; for d/dx [g] = h and ∫ (g) dx = h, how far h' or g' is from the
+  other, piece by piece. None where the parser cannot read either (a piecewise f)."""
   f, v = value_of(formula), value_of(value)
   if f is not None and v is not None:
     return abs(f - v) / max(1.0, abs(v))
-  if any(s in formula for s in ("d/dx", "∫", " for ")):
+  calculus = re.fullmatch(r"d/dx \[(.*)\]|∫ (.*) dx", formula)
+  if calculus:
+    g = calculus.group(1) or calculus.group(2)
+    pairs = list(zip(_pieces(g), _pieces(value)))
+    gaps = [_x_gap(*pair, derivative=bool(calculus.group(1))) for pair in pairs]
+    return None if None in gaps or len(_pieces(g)) != len(_pieces(value)) else max(gaps)
+  if " for " in formula:
     return None
+  return _x_gap(formula, value)
+
+
+def _pieces(text: str) -> list:
+  """A piecewise expression's pieces ("2x + 4 for x < -1; 3 - x² otherwise"), or [text]."""
+  return [re.sub(r" for .*$| otherwise$", "", p) for p in text.split("; ")]
+
+
+def _x_gap(formula: str, value: str, derivative: bool | None = None) -> float | None:
+  """The largest gap at three points between two expressions in x (real: |x|' = sign(x)); with
+  derivative True, between formula' and value, with False between value' and formula."""
+  x = sp.Symbol("x", real=True)
   f, v = parse_math(formula), parse_math(value)
-  if not isinstance(f, sp.Expr) or not isinstance(v, sp.Expr) or not v.free_symbols:
+  if (not isinstance(f, sp.Expr) or not isinstance(v, sp.Expr)
+      or not (v.free_symbols or derivative is not None)):
     return None
-  at = [complex(sp.N((f - v).subs(sp.Symbol("x"), t))) for t in (0.7, 1.3, 2.3)]
-  return max(abs(z) for z in at) / max(1.0, abs(complex(sp.N(v.subs(sp.Symbol("x"), 1.3)))))
+  f, v = (e.subs(sp.Symbol("x"), x) for e in (f, v))
+  if derivative is not None:
+    f, v = (sp.diff(f, x), v) if derivative else (f, sp.diff(v, x))
+  try:
+    at = [complex(sp.N((f - v).subs(x, t))) for t in (0.7, 1.3, 2.3)]
+    return max(abs(z) for z in at) / max(1.0, abs(complex(sp.N(v.subs(x, 1.3)))))
+  except TypeError:  # a name the parser kept as a symbol or a function (f(x), p₁(x))
+    return None
 
 
-@pytest.mark.parametrize("domain", ["all", "function"])  # function: log values (ln 2) as well
-def test_every_answer_option_and_step_reads_back_as_its_value_quick(domain):
-  read, bad = _read_back(100, 21, domain)
-  assert bad == [] and read > 700, (read, bad[:5])
+# function: log values (ln 2) as well; free-form: integrals, rarely multiple choice, too
+@pytest.mark.parametrize("domain, mc", [("all", 1.0), ("function", 1.0), ("function", 0.0)])
+def test_every_answer_option_and_step_reads_back_as_its_value_quick(domain, mc):
+  read, bad, calculus = _read_back(100, 21, domain, mc)
+  assert bad == [] and read > 700 and calculus > 10, (read, calculus, bad[:5])
 
 
 @pytest.mark.slow
 def test_every_answer_option_and_step_reads_back_as_its_value_in_2000_problems():
-  read, bad = _read_back(2000, 22)
-  assert bad == [] and read > 15000, (read, bad[:5])
+  read, bad, calculus = _read_back(2000, 22)
+  assert bad == [] and read > 15000 and calculus > 300, (read, calculus, bad[:5])
+
+
+@pytest.mark.parametrize("formula, value, right", [
+    ("d/dx [3 - 2·|x - 1|]", "-2·sign(x - 1)", True),
+    ("d/dx [x³ - 2x]", "3x² - 2", True), ("d/dx [x³ - 2x]", "x² - 2", False),  # the factor 3
+    ("d/dx [2x + 4 for x < -1; 3 - x² otherwise]", "2 for x < -1; -2x otherwise", True),
+    ("d/dx [2x + 4 for x < -1; 3 - x² otherwise]", "2 for x < -1; -x otherwise", False),
+    ("∫ (x² - 4x + 1) dx", "x³/3 - 2x² + x", True),
+    ("∫ (x² - 4x + 1) dx", "x³ - 2x² + x", False)])                    # not divided by n + 1
+def test_the_read_back_checks_derivatives_and_antiderivatives(formula, value, right):
+  assert (_gap(formula, value) < 1e-9) is right
 
 
 @pytest.mark.parametrize("template, values, shown", [
