@@ -14,6 +14,7 @@ GRPO's reward all ask these two functions, so "right" means one thing everywhere
 from __future__ import annotations
 
 import functools
+import logging
 import re
 
 import sympy as sp
@@ -471,9 +472,40 @@ def math_to_sympy(text: str) -> str:
   return re.sub(r"\|([^|]+)\|", r"Abs(\1)", s)
 
 
+# A LaTeX command (`\\frac`, `\\sqrt`, `\\boxed`, `\\(`) or a `$`: the answer is LaTeX, as most models
+# trained on math write it; textbook and program notation never has either.
+_LATEX = re.compile(r"\\[a-zA-Z(\[]|\$")
+
+
+def _latex_math(text: str):
+  """LaTeX as sympy through latex2sympy2_extended (the reader math-verify builds on), with its
+  clean-up of `$`, `\\boxed{}`, `\\left`, units and malformed operators (`\\frac12`, `\\sqrt3`): a
+  number, an expression in x, or an interval as the tuple the textbook reader gives; `x = 1/2`
+  is its right side. None when it does not parse."""
+  from latex2sympy2_extended import latex2sympy
+  from latex2sympy2_extended.latex2sympy2 import ConversionConfig
+  from latex2sympy2_extended.math_normalization import NormalizationConfig
+  logging.getLogger("latex2sympy2_extended").setLevel(logging.ERROR)
+  clean = NormalizationConfig(basic_latex=True, units=True, malformed_operators=True, nits=False,
+                              boxed="all", equations=True)
+  read = ConversionConfig(interpret_as_mixed_fractions=True, lowercase_symbols=False)
+  try:
+    v = latex2sympy(text, normalization_config=clean, conversion_config=read)
+  except Exception:  # noqa: BLE001 - the parser raises many types; unparsable is no value
+    return None
+  if isinstance(v, sp.Eq) and isinstance(v.lhs, sp.Symbol):
+    v = v.rhs
+  if isinstance(v, sp.Interval):
+    return (v.start, v.end)
+  return v
+
+
 @functools.lru_cache(maxsize=4096)
 def parse_math(text: str):
-  """The sympy object the text stands for (a number, an expression in x, a tuple), or None."""
+  """The sympy object the text stands for (a number, an expression in x, a tuple), or None;
+  textbook and program notation, or LaTeX (`\\frac{8\\sqrt{3}}{3}`, `$2\\pi$`, `\\boxed{\\log_2 8}`)."""
+  if _LATEX.search(text):
+    return _latex_math(text)
   from sympy.parsing.sympy_parser import (convert_xor, implicit_multiplication, parse_expr,
                                           standard_transformations)
   names = {"x": sp.Symbol("x"), "log2": lambda a: sp.log(a, 2), "e": sp.E}
@@ -486,8 +518,9 @@ def parse_math(text: str):
 
 
 def value_of(text: str) -> complex | None:
-  """The number an answer stands for, in program or textbook notation (`8*sqrt(3)/3`, `8√3/3`,
-  `4√3`, `2π`, `3/2`, `√(4√3 + 29)`), or None (`x²` is not a number, nor is a sentence)."""
+  """The number an answer stands for, in program, textbook or LaTeX notation (`8*sqrt(3)/3`,
+  `8√3/3`, `4√3`, `2π`, `3/2`, `√(4√3 + 29)`, `\\frac{8\\sqrt{3}}{3}`), or None (`x²` is not a
+  number, nor is a sentence)."""
   v = parse_math(text)
   if v is None or isinstance(v, tuple) or not isinstance(v, sp.Expr):
     return None  # a comparison (`2 > 3` parses to False), a set, a tuple: not a number

@@ -66,7 +66,7 @@ def test_math_verify_judge_is_stricter_about_rounding(problems, responses):
 
 @pytest.mark.parametrize("answer,gold,value,mv", [
     ("2*sqrt(3)", "2*sqrt(3)", True, True),
-    ("\\frac{8\\sqrt{3}}{3}", "8*sqrt(3)/3", False, True),   # LaTeX: math-verify reads it
+    ("\\frac{8\\sqrt{3}}{3}", "8*sqrt(3)/3", True, True),    # LaTeX: both read it
     ("y=1+2x", "y = 2*x + 1", False, True),                   # an equation, symbolically
     ("4.62", "8*sqrt(3)/3", True, False),                      # rounded: by value only
     ("5", "4", False, False), ("", "4", False, False),

@@ -212,3 +212,12 @@ def test_problem_options_are_the_streams_keyword_arguments():
   from mathvlm.objectives import grpo  # a config error before anything runs
   assert any("expected name=value" in e for e in grpo.check(
       dict(grpo.DEFAULTS, problem_options="workers 2")))
+
+
+@pytest.mark.parametrize("response, right", [
+    ("The answer is $\\frac{8\\sqrt{3}}{3}$.", True), ("\\boxed{\\dfrac{8\\sqrt3}{3}}", True),
+    ("The answer is 8√3/3.", True), ("The answer is $\\frac{8\\sqrt{2}}{3}$.", False)])
+def test_the_answer_reward_reads_latex_like_textbook_notation(response, right):
+  """A policy that writes LaTeX (most models trained on math do) is rewarded for a right value
+  as one that writes 8√3/3 is."""
+  assert R.answer_reward(response, {"choices": [], "answer": "8√3/3"}) == float(right)
