@@ -446,8 +446,12 @@ def final_answer(response: str) -> str:
   a trailing ", which is option A" or " (≈ 4.62)" is cut."""
   m = list(re.finditer(r"answer is[:\s]*(.+)", response, flags=re.I))
   s = m[-1].group(1) if m else response.strip().splitlines()[-1] if response.strip() else ""
-  s = re.split(r"(?:,\s*which|\s\(≈)", s)[0]
-  return s.strip().rstrip(".").strip()
+  return _trimmed(s)
+
+
+def _trimmed(s: str) -> str:
+  """A stated answer without its trailing ", which is option A", " (≈ 4.62)" or full stop."""
+  return re.split(r"(?:,\s*which|\s\(≈)", s)[0].strip().rstrip(".").strip()
 
 
 _SUPER = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")
@@ -472,8 +476,8 @@ def math_to_sympy(text: str) -> str:
   return re.sub(r"\|([^|]+)\|", r"Abs(\1)", s)
 
 
-# A LaTeX command (`\\frac`, `\\sqrt`, `\\boxed`, `\\(`) or a `$`: the answer is LaTeX, as most models
-# trained on math write it; textbook and program notation never has either.
+# A LaTeX command (`\\frac`, `\\sqrt`, `\\boxed`, `\\(`) or a `$`: the answer is LaTeX, as most
+# models trained on math write it; textbook and program notation never has either.
 _LATEX = re.compile(r"\\[a-zA-Z(\[]|\$")
 
 
@@ -503,7 +507,8 @@ def _latex_math(text: str):
 @functools.lru_cache(maxsize=4096)
 def parse_math(text: str):
   """The sympy object the text stands for (a number, an expression in x, a tuple), or None;
-  textbook and program notation, or LaTeX (`\\frac{8\\sqrt{3}}{3}`, `$2\\pi$`, `\\boxed{\\log_2 8}`)."""
+  textbook and program notation, or LaTeX (`\\frac{8\\sqrt{3}}{3}`, `$2\\pi$`,
+  `\\boxed{\\log_2 8}`)."""
   if _LATEX.search(text):
     return _latex_math(text)
   from sympy.parsing.sympy_parser import (convert_xor, implicit_multiplication, parse_expr,
@@ -547,8 +552,9 @@ def same_value(answer: str, gold: str) -> bool:
 def engine_answer(response: str | None, choices: list[str]) -> str:
   """What an engine problem's response answers: an option letter for multiple choice (the letter
   as written in the answer phrase or on the first or last line, else the option whose text it
-  states, else the one option of the stated value), else the final answer's text (expressions such as `8 + 4*pi` kept whole), else the
-  last number; "" when nothing is found."""
+  states, else the one option of the stated value), else the stated answer as written
+  (`stated_answer`: expressions such as `8 + 4*pi` kept whole), else the last number; "" when
+  nothing is found."""
   response = (response or "").strip()
   if not response:
     return ""
@@ -561,13 +567,62 @@ def engine_answer(response: str | None, choices: list[str]) -> str:
         return letter
     hit = choice_text(span or response, choices)
     if hit is None:  # "4.67" for the option "14/3": the one option of that value
-      said = final_answer(response)
+      said = stated_answer(response)
       same = [c for c in choices if same_value(said, c)] if said else []
       hit = same[0] if len(same) == 1 else None
     return chr(ord("A") + choices.index(hit)) if hit else ""
-  if span is not None:
+  return stated_answer(response) or number(response) or ""
+
+
+def stated_answer(response: str) -> str:
+  """The answer a response states, as written: after its last "answer is" (`final_answer`), else
+  its last `\\boxed{}` or what follows its last "Answer:" phrase, else the value its last stating
+  sentence ends in (`stated_value`); "" when it states none."""
+  if re.search(r"answer is", response, re.I):
     return final_answer(response)
-  return number(response) or ""
+  span = answer_span(response)
+  if span is not None:
+    return _trimmed(span)
+  return stated_value(response) or ""
+
+
+_STATES = re.compile(r"\bis\b|\bare\b|\bequals\b|=")
+_SENTENCE_END = re.compile(r"\n|(?<=[.!?])\s+")
+_INLINE = re.compile(r"\$\$?(.+?)\$\$?|\\\((.+?)\\\)|\\\[(.+?)\\\]")
+_CLOSE = re.compile(r"\$|\\\)|\\\]")
+# A word of two letters or more that is no function ends a textbook value: the unit or the words
+# after it ("8√3/3 square units", "12 cm", "5, which ..."); LaTeX's units go with its clean-up.
+_WORD = re.compile(r"(?<![\\a-zA-Z])(?!(?:ln|log|sin|cos|tan|sqrt|pi|oo)\b)[a-zA-Z]{2,}")
+
+
+def stated_value(response: str) -> str | None:
+  """The value a response without an answer phrase ends on: after the last "is", "are",
+  "equals" or "=" of its last sentence that has a value there ("Therefore, the area is 8√3/3
+  square units." -> 8√3/3; "Thus $S = 12\\pi$." -> 12\\pi; "f increases on $(2, \\infty)$."
+  -> (2, \\infty); "$\\sqrt{37} \\approx 6.08$" -> \\sqrt{37}); None when no sentence states one."""
+  for sentence in reversed([x for x in _SENTENCE_END.split(response) if x.strip()]):
+    stated = list(_STATES.finditer(sentence))
+    value = _value_in(sentence[stated[-1].end():]) if stated else ""
+    if re.search(r"[\d√∛π∞]|\\pi|\\infty", value):
+      return value
+  return None
+
+
+def _value_in(tail: str) -> str:
+  """The value at the start of what follows a stating word: the rest of the math span it stands
+  in ("12\\pi$"), else the first math span after it, else the textbook expression up to the
+  first word; before any "≈"."""
+  opened, closed = _INLINE.search(tail), _CLOSE.search(tail)
+  if closed and (opened is None or closed.start() < opened.start()):
+    text = tail[:closed.start()]
+  elif opened:
+    text = next(g for g in opened.groups() if g is not None)
+  else:
+    text = tail
+  text = re.split(r"≈|\\approx", text)[0].split("=")[-1]
+  if "\\" not in text:
+    text = _WORD.split(text)[0]
+  return text.strip().rstrip(".,;:").strip()
 
 
 def engine_correct(extraction: str, gold: str, choices: list[str]) -> bool:

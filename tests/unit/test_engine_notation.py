@@ -1,7 +1,6 @@
 """Textbook notation in every human-facing text, sympy's form only in machine fields, and the
 judge reading the notation back (issue 14)."""
 
-import math
 import re
 
 import pytest
@@ -10,8 +9,7 @@ import sympy as sp
 from data_prep.engine import function_questions, writer
 from data_prep.engine.exact import X, Deriv
 from data_prep.engine.notation import human, interval, machine
-from mathvlm.eval.answers import (engine_answer, engine_correct, parse_math, same_value,
-                                  value_of)
+from mathvlm.eval.answers import engine_correct, parse_math, same_value, value_of
 
 PROGRAM = re.compile(r"\*|sqrt|\bpi\b|\boo\b|Abs\(|\blog\(|\^|Piecewise|Interval|\bI\b\*")
 # and notation that misleads a reader: a bare fraction squared (12/5² is 12/25) and a value in
@@ -76,29 +74,6 @@ def test_judge_on_notation_and_intervals():
   assert same_value("(2, oo)", "(2, +∞)") and same_value("(-∞, 3/2)", "(-oo, 1.5)")
   assert not same_value("(2, +∞)", "(3, +∞)") and not same_value("4√3", "4√2")
   assert engine_correct("2π√3", "2*sqrt(3)*pi", []) and not engine_correct("2π", "2√3π", [])
-
-
-@pytest.mark.parametrize("latex, value", [
-    (r"\frac{8\sqrt{3}}{3}", 8 * 3 ** 0.5 / 3), (r"\dfrac{8\sqrt3}{3}", 8 * 3 ** 0.5 / 3),
-    (r"$2\pi$", 2 * math.pi), (r"\(\frac{3}{2}\)", 1.5), (r"\boxed{\log_2 8}", 3.0),
-    (r"\sin^2(\pi/6)", 0.25), (r"\sin^{2}\left(\frac{\pi}{6}\right)", 0.25),
-    (r"\sqrt[3]{8}", 2.0), (r"-\frac{5}{9}", -5 / 9), (r"x = \frac12", 0.5),
-    (r"12\text{ cm}", 12.0), (r"\frac{9 - 9\sqrt{3}}{2\pi}", (9 - 9 * 3 ** 0.5) / (2 * math.pi))])
-def test_the_judge_reads_latex(latex, value):
-  """A model trained on math writes LaTeX: the value judge (the GRPO reward, the DPO pair
-  builder, the engine evaluation) reads it as it reads `8√3/3`."""
-  assert abs(value_of(latex) - value) < 1e-9, (latex, value_of(latex))
-
-
-def test_a_latex_answer_is_judged_by_its_value():
-  right = "Step 1: ... so the answer is $\\frac{8\\sqrt{3}}{3}$."
-  boxed = "Therefore the final answer is \\boxed{\\frac{8\\sqrt{3}}{3}}"
-  for response in (right, boxed):
-    got = engine_answer(response, [])
-    assert engine_correct(got, "8√3/3", []) and not engine_correct(got, "8√2/3", []), got
-  assert engine_answer("The answer is $\\frac{14}{3}$.", ["5", "14/3", "7", "2"]) == "B"
-  assert same_value(r"(2, \infty)", "(2, +∞)") and not same_value(r"(3, \infty)", "(2, +∞)")
-  assert value_of(r"\frac{1}{") is None and value_of(r"$x^2$") is None  # no number: None
 
 
 def _texts(r):

@@ -1,0 +1,63 @@
+"""The engine's value judge (the engine evaluation, the GRPO reward, the DPO pair builder) on the
+shapes real models answer in: LaTeX, an "Answer:" line, a boxed value, or a sentence that ends on
+the value with no answer phrase at all."""
+
+import math
+
+import pytest
+
+from mathvlm.eval.answers import engine_answer, engine_correct, same_value, value_of
+
+
+@pytest.mark.parametrize("latex, value", [
+    (r"\frac{8\sqrt{3}}{3}", 8 * 3 ** 0.5 / 3), (r"\dfrac{8\sqrt3}{3}", 8 * 3 ** 0.5 / 3),
+    (r"$2\pi$", 2 * math.pi), (r"\(\frac{3}{2}\)", 1.5), (r"\boxed{\log_2 8}", 3.0),
+    (r"\sin^2(\pi/6)", 0.25), (r"\sin^{2}\left(\frac{\pi}{6}\right)", 0.25),
+    (r"\sqrt[3]{8}", 2.0), (r"-\frac{5}{9}", -5 / 9), (r"x = \frac12", 0.5),
+    (r"12\text{ cm}", 12.0), (r"\frac{9 - 9\sqrt{3}}{2\pi}", (9 - 9 * 3 ** 0.5) / (2 * math.pi))])
+def test_the_judge_reads_latex(latex, value):
+  """A model trained on math writes LaTeX: the value judge (the GRPO reward, the DPO pair
+  builder, the engine evaluation) reads it as it reads `8√3/3`."""
+  assert abs(value_of(latex) - value) < 1e-9, (latex, value_of(latex))
+
+
+def test_a_latex_answer_is_judged_by_its_value():
+  right = "Step 1: ... so the answer is $\\frac{8\\sqrt{3}}{3}$."
+  boxed = "Therefore the final answer is \\boxed{\\frac{8\\sqrt{3}}{3}}"
+  for response in (right, boxed):
+    got = engine_answer(response, [])
+    assert engine_correct(got, "8√3/3", []) and not engine_correct(got, "8√2/3", []), got
+  assert engine_answer("The answer is $\\frac{14}{3}$.", ["5", "14/3", "7", "2"]) == "B"
+  assert same_value(r"(2, \infty)", "(2, +∞)") and not same_value(r"(3, \infty)", "(2, +∞)")
+  assert value_of(r"\frac{1}{") is None and value_of(r"$x^2$") is None  # no number: None
+
+
+@pytest.mark.parametrize("response, gold", [
+    ("Therefore, the area is $\\frac{8\\sqrt{3}}{3}$.", "8√3/3"),
+    ("So the area of the triangle is 8√3/3 square units.", "8√3/3"),
+    ("Thus $S = 12\\pi$.", "12π"),
+    ("Answer: 4√3", "4√3"), ("**Answer:** $4\\sqrt{3}$", "4√3"),
+    ("The length is $\\sqrt{37} \\approx 6.08$.", "√37"),
+    ("The function is increasing on $(2, \\infty)$.", "(2, +∞)"),
+    ("S = 1/2 · 4 · 6 = 12. I hope this helps!", "12"),
+    ("The y-intercept is (3 - 20·ln(2))/(4·ln(2)) ≈ -3.92.", "(3 - 20·ln(2))/(4·ln(2))"),
+    ("The perimeter equals 32 + 2√37 cm.", "32 + 2√37"),
+    ("\\[ S = \\frac{1}{2} \\cdot 4 \\cdot 6 = 12 \\]", "12"),
+    ("Step 1: AB = 5.\nStep 2: The area is 25.", "25"),
+    ("The answer is 8√3/3 (≈ 4.62).", "8√3/3")])                      # as trained: unchanged
+def test_a_free_form_answer_is_read_from_the_sentence_that_states_it(response, gold):
+  """Without "the answer is", the value is the one the last stating sentence ends on (not the
+  last number: "8√3/3" was read as 3, "$S = 12\\pi$" as 12, "Answer: 4√3" not at all)."""
+  got = engine_answer(response, [])
+  assert engine_correct(got, gold, []), got
+  assert not engine_correct(got, "7√5", [])
+
+
+def test_a_response_that_states_no_value_answers_nothing():
+  assert engine_answer("I cannot tell from the figure.", []) == ""
+
+
+@pytest.mark.parametrize("response", ["Answer: 14/3", "The area is 4.67.",
+                                      "So $S = \\frac{14}{3}$."])
+def test_multiple_choice_takes_the_option_of_the_stated_value(response):
+  assert engine_answer(response, ["5", "14/3", "7", "2"]) == "B"
