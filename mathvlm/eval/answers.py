@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import re
 
 import sympy as sp
@@ -518,35 +517,12 @@ def parse_math(text: str):
   s = math_to_sympy(text)
   steps = standard_transformations + (implicit_multiplication, convert_xor)
   try:
-    if ("**" in s or "!" in s) and _too_big(parse_expr(s, local_dict=names,
+    if ("**" in s or "!" in s) and latex.too_big(parse_expr(s, local_dict=names,
                                                         transformations=steps, evaluate=False)):
       return None
     return parse_expr(s, local_dict=names, transformations=steps)
   except Exception:  # noqa: BLE001 - the parser raises many types; unparsable is no value
     return None
-
-
-# No answer is longer; sympy takes minutes or forever to write 10^10^10 out, and Python will
-# not print an integer of more than 4,300 digits.
-MOST_DIGITS = 4000
-
-
-def _too_big(e) -> bool:
-  """Whether evaluating e exactly would write out a number of more than MOST_DIGITS digits
-  (`10^10^10`, `(10^10)!`: a sampled GRPO answer or a model's reply must not hang the judge).
-  Inner powers first, each from the size of its base and exponent as floats; a part in x has
-  no size and is passed over."""
-  for node in sp.postorder_traversal(e):
-    try:
-      if isinstance(node, sp.Pow):
-        base, exp = (abs(complex(sp.N(a, 15))) for a in node.args)
-        if exp * math.log10(max(base, 10.0)) > MOST_DIGITS:
-          return True
-      elif isinstance(node, sp.factorial) and abs(complex(sp.N(node.args[0], 15))) > 1500:
-        return True  # 1500! has 4,115 digits
-    except (TypeError, ValueError):
-      continue
-  return False
 
 
 def value_of(text: str) -> complex | None:

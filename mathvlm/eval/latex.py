@@ -83,6 +83,30 @@ def _prepare(s: str, mixed_product: bool = True) -> str:
   return s
 
 
+# No answer is longer; sympy takes minutes or forever to write 10^10^10 out, so does Python's
+# `eval` of it, and Python will not print an integer of more than 4,300 digits.
+MOST_DIGITS = 4000
+
+
+def too_big(e) -> bool:
+  """Whether evaluating the sympy expression e exactly would write out a number of more than
+  MOST_DIGITS digits (`10^{10^{10}}`, `(10^10)!`: a model's reply or a sampled GRPO answer must
+  not hang a scorer). Inner powers first, each from the size of its base and exponent as floats;
+  a part in x has no size and is passed over."""
+  import sympy as sp
+  for node in sp.postorder_traversal(e):
+    try:
+      if isinstance(node, sp.Pow):
+        base, exp = (abs(complex(sp.N(a, 15))) for a in node.args)
+        if exp * math.log10(max(base, 10.0)) > MOST_DIGITS:
+          return True
+      elif isinstance(node, sp.factorial) and abs(complex(sp.N(node.args[0], 15))) > 1500:
+        return True  # 1500! has 4,115 digits
+    except (TypeError, ValueError):
+      continue
+  return False
+
+
 @functools.lru_cache(maxsize=65536)
 def _value(s: str) -> int | float:
   from latex2sympy2_extended import latex2sympy
@@ -91,6 +115,8 @@ def _value(s: str) -> int | float:
   logging.getLogger("latex2sympy2_extended").setLevel(logging.ERROR)
   try:
     expr = latex2sympy(s, normalization_config=None, conversion_config=config)
+    if too_big(expr):
+      raise NotANumber(f"{s!r} has more than {MOST_DIGITS} digits")
     value = eval(str(expr), dict(_MATH))  # noqa: S307 - the official scorer's own step
   except Exception as e:  # noqa: BLE001 - parser and eval raise many types; all mean "no number"
     raise NotANumber(f"{s!r}: {type(e).__name__}") from e

@@ -67,15 +67,18 @@ def test_multiple_choice_takes_the_option_of_the_stated_value(response):
 
 
 def test_an_astronomically_large_answer_is_no_value_and_does_not_hang_the_judge():
-  """A sampled GRPO answer "10^10^10" had sympy write out a number of ten billion digits (it
-  never returned); the judge now measures powers and factorials before evaluating them. Run in
-  a process of its own so that a hang fails the test instead of the suite."""
-  code = ("from mathvlm.eval.answers import value_of, parse_math; "
+  """A sampled GRPO answer "10^10^10" had sympy (and the LaTeX scorers' `eval`) write out a
+  number of ten billion digits, and they never returned; powers and factorials are now measured
+  before they are evaluated. Run in a process of its own so that a hang fails the test instead
+  of the suite."""
+  code = ("from mathvlm.eval.answers import value_of, parse_math, latex_number; "
           "from mathvlm.rl.rewards import answer_reward; "
           "print([value_of(t) for t in ('10^10^10', '(10^10)!', '2**3**20', '9^9^4')], "
           "answer_reward('The answer is 10^10^10.', {'choices': [], 'answer': '8'}), "
-          "value_of('2^10'), value_of('5!'), parse_math('x^(10^10)') is not None)")
+          "latex_number('$10^{10^{10}}$'), "  # the MathVista and MATH-Vision scorers' reading
+          "value_of('2^10'), value_of('5!'), latex_number('$2^{10}$'), "
+          "parse_math('x^(10^10)') is not None)")
   done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-  assert done.stdout.split() == ["[None,", "None,", "None,", "None]", "0.0", "(1024+0j)",
-                                 "(120+0j)", "True"], done.stdout + done.stderr
+  assert done.stdout.split() == ["[None,", "None,", "None,", "None]", "0.0", "None", "(1024+0j)",
+                                 "(120+0j)", "1024", "True"], done.stdout + done.stderr
