@@ -98,6 +98,8 @@ def truncate_largest(folder: str) -> str:
   return path
 
 
+# orbax's event loop is closed under the reads it abandoned on the truncated array: expected here.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_unreadable_checkpoint_steps_fall_back_and_the_run_ends_the_same(finished, tmp_path,
                                                                          caplog):
   from mathvlm.checkpoint import CheckpointError
