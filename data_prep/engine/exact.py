@@ -144,27 +144,29 @@ _BARE_BASE = re.compile(r"\d+(\.\d+)?|[a-zπ]")  # a number or one letter square
 _FRACTION = re.compile(r"[0-9√π]+/[0-9]+")      # 28/3, 9π/8, 3√2/2: no sign, no sum, no brackets
 
 
+def _places(template: str, k: int) -> list:
+  """(what stands before, what stands after) each place of input k in the formula."""
+  slot = f"{{{k}}}"
+  return [(template[:m.start()].rstrip(), template[m.end():])
+          for m in re.finditer(re.escape(slot), template)]
+
+
 def _only_added(template: str, k: int) -> bool:
   """Whether every place of input k in the formula is a term of a sum (or the formula's
   start or end, or inside brackets), never a factor, a divisor or a base."""
-  slot = f"{{{k}}}"
-
-  def added(i: int) -> bool:
-    before, after = template[:i].rstrip(), template[i + len(slot):]
-    return ((not before or before[-1] in "(|+-=")
-            and (not after or after[:2] in (" +", " -", " =") or after[0] in ")|,"))
-
-  places = [m.start() for m in re.finditer(re.escape(slot), template)]
-  return bool(places) and all(added(i) for i in places)
+  places = _places(template, k)
+  return bool(places) and all(
+      (not before or before[-1] in "(|+-=")
+      and (not after or after[:2] in (" +", " -", " =") or after[0] in ")|,")
+      for before, after in places)
 
 
 def _leads_sum(template: str, k: int) -> bool:
   """Whether every place of input k is the first term of a sum: at the formula's start or
   just inside a bracket, followed by + or -."""
-  pieces = template.split(f"{{{k}}}")
-  return len(pieces) > 1 and all(
-      (not before.strip() or before.rstrip()[-1] in "(|") and after[:2] in (" +", " -")
-      for before, after in zip(pieces, pieces[1:]))
+  places = _places(template, k)
+  return bool(places) and all((not before or before[-1] in "(|") and after[:2] in (" +", " -")
+                              for before, after in places)
 
 
 def sum_step(a: str, b: str, why: str = "Add the two quantities") -> Deriv:

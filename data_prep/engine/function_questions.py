@@ -14,7 +14,7 @@ import sympy as sp
 
 from .exact import X
 from .function_graphs import PI, F, Formulas, Graph, deg_two_vertex
-from .notation import human, interval, with_slot
+from .notation import human, interval, subscript, with_slot
 from .problems import Rejected, Target
 
 
@@ -31,8 +31,6 @@ def sub(e, value) -> str:
     return s.replace("ξ", "{1}")
   return s.replace("(ξ)", "ξ").replace("ξ", "({1})")
 
-
-SUB = "₀₁₂₃₄₅₆₇₈₉"  # subscript digits: the names a rationale shows
 
 # A sine's or cosine's special angles give seven values at most (0, ±1/2, ±√3/2, ±1): four
 # points from π/6-2π/3 gave two equal values more often than not, and no set of four.
@@ -222,13 +220,13 @@ def _integral(Fm: Formulas, vrng) -> Target:
               else [("p₁(x)", "x₁", "c"), ("p₂(x)", "c", "x₂")])
   parts = []
   for k, (fname, lo, hi) in enumerate(pieces):
-    tag = f"F{SUB[k + 1]}(x)" if len(pieces) > 1 else "F(x)"  # F₁, like p₁ and x₁
+    tag = f"F{subscript(k + 1)}(x)" if len(pieces) > 1 else "F(x)"
     if g.fam in ("sin", "cos"):
       _trig_antiderivative(Fm, g.fam)
     else:
       Fm.add(tag, "∫ {0} dx", "Poly(q0, x).integrate().as_expr()", (fname,), None,
              "An antiderivative, term by term by the power rule", [slip])
-    part = "I" if len(pieces) == 1 else f"I{SUB[k + 1]}"
+    part = "I" if len(pieces) == 1 else f"I{subscript(k + 1)}"
     Fm.add(part, f"{tag[:-3]}({{2}}) - {tag[:-3]}({{1}})", "q0.subs(x, q2) - q0.subs(x, q1)",
            (tag, lo, hi), None, "Evaluate the antiderivative between the bounds",
            [("q0.subs(x, q2) + q0.subs(x, q1)", "added the two ends instead of subtracting")])

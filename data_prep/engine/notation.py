@@ -14,12 +14,18 @@ import sympy as sp
 from sympy.printing.str import StrPrinter
 
 SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+SUBSCRIPT = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 ROOTS = {2: "√", 3: "∛", 4: "∜"}
 LOG2 = sp.log(2)
 
 
 def superscript(n: int) -> str:
   return str(n).translate(SUPERSCRIPT)
+
+
+def subscript(n: int) -> str:
+  """F₁, I₂: the index of a name a rationale shows, as p₁ and x₁ are written."""
+  return str(n).translate(SUBSCRIPT)
 
 
 class HumanPrinter(StrPrinter):

@@ -561,8 +561,8 @@ def engine_answer(response: str | None, choices: list[str]) -> str:
   response = (response or "").strip()
   if not response:
     return ""
-  span = answer_span(response)
   if choices:
+    span = answer_span(response)
     lines = [x for x in response.split("\n") if x.strip()]
     for text in (span or "", lines[0], lines[-1]):
       letter = choice_letter(text, len(choices))
