@@ -17,6 +17,8 @@ SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 SUBSCRIPT = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 ROOTS = {2: "√", 3: "∛", 4: "∜"}
 LOG2 = sp.log(2)
+# A power of one of these is written on its name (tan²(x), as `mathvlm.eval.answers` reads it).
+TRIG = (sp.sin, sp.cos, sp.tan, sp.cot, sp.sec, sp.csc)
 
 
 def superscript(n: int) -> str:
@@ -89,6 +91,8 @@ class HumanPrinter(StrPrinter):
       inner = base ** exp.p
       root = ROOTS.get(exp.q) or superscript(exp.q) + "√"   # ⁷√64 for 2^(6/7)
       return root + self._atom(inner)
+    if exp.is_Integer and exp > 0 and isinstance(base, TRIG):  # tan²(x/2), as textbooks write
+      return f"{base.func.__name__}{superscript(int(exp))}({self._print(base.args[0])})"
     if exp.is_Integer and exp > 0:
       return self._atom(base) + superscript(int(exp))
     if exp.is_Integer and exp < 0:
@@ -134,8 +138,8 @@ class HumanPrinter(StrPrinter):
       s = self._one(f, log_base)
       if f.is_Add:
         s = f"({s})"
-      if out and (isinstance(f, sp.Function) or s[0].isdigit() or out[-1] == ")" and
-                  not s.startswith("(")):
+      if out and (isinstance(f, sp.Function) or f.is_Pow and isinstance(f.base, sp.Function)
+                  or s[0].isdigit() or out[-1] == ")" and not s.startswith("(")):
         out += "·"
       out += s
     return out

@@ -467,6 +467,7 @@ def math_to_sympy(text: str) -> str:
   s = text.strip()
   for a, b in _NOTATION:
     s = s.replace(a, b)
+  s = _named_powers(s)
   s = re.sub(r"([⁰¹²³⁴⁵⁶⁷⁸⁹]+)√(\d+|\([^()]*\))",  # ⁷√64: the 7th root of 64
              lambda m: f" root({m.group(2)}, {m.group(1).translate(_SUPER)})", s)
   s = re.sub(r"[⁰¹²³⁴⁵⁶⁷⁸⁹⁻]+", lambda m: f"**({m.group(0).translate(_SUPER)})", s)
@@ -474,6 +475,27 @@ def math_to_sympy(text: str) -> str:
              lambda m: f" {_ROOT[m.group(1)]}({m.group(2)})", s)
   s = s.replace("√(", " sqrt(").replace("∛(", " cbrt(")
   return re.sub(r"\|([^|]+)\|", r"Abs(\1)", s)
+
+
+_NAMED_POWER = re.compile(r"\b(sin|cos|tan|cot|sec|csc)([⁰¹²³⁴⁵⁶⁷⁸⁹]+)\(")
+
+
+def _named_powers(s: str) -> str:
+  """tan²(x/2) -> (tan(x/2))**(2): a trigonometric power written on the function's name, as
+  textbooks and the engine write it. The argument's closing bracket is found by counting
+  (a regular expression cannot match nested brackets); an unclosed one is left as it is."""
+  while m := _NAMED_POWER.search(s):
+    depth, end = 0, None
+    for k in range(m.end() - 1, len(s)):
+      depth += {"(": 1, ")": -1}.get(s[k], 0)
+      if depth == 0:
+        end = k
+        break
+    if end is None:
+      return s
+    power = m.group(2).translate(_SUPER)
+    s = f"{s[:m.start()]}({m.group(1)}{s[m.end() - 1:end + 1]})**({power}){s[end + 1:]}"
+  return s
 
 
 # A LaTeX command (`\\frac`, `\\sqrt`, `\\boxed`, `\\(`) or a `$`: the answer is LaTeX, as most

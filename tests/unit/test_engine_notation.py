@@ -37,6 +37,9 @@ WHOLE_PIECEWISE = re.compile(r"for -?[\d/π]+ [<≤>≥] ")
     (225 * sp.pi / 8 - sp.Rational(15, 2), "225π/8 - 15/2"), (2 * sp.sqrt(3) - 3, "2√3 - 3"),
     (-2 * sp.sqrt(3) - 3, "-3 - 2√3"), ((sp.sqrt(3) - 5) / sp.pi, "(√3 - 5)/π"),
     (sp.pi ** 2 / 2 - 3 * sp.pi - 5, "π²/2 - 5 - 3π"),
+    # a trigonometric power on the function's name, with a product's dot like any function
+    (3 * sp.tan(X / 2) ** 2 / 2 + sp.Rational(3, 2), "3·tan²(x/2)/2 + 3/2"),
+    (X * sp.cos(X) ** 2, "x·cos²(x)"), (2 * sp.log(X) ** 2, "2·ln(x)²"),
     # ln(2) over ln(2) is log₂ only for one logarithm in a product; a sum keeps its denominator
     (3 * sp.log(X - 1) / sp.log(2) + 2, "3·log₂(x - 1) + 2"), (sp.log(5) / (2 * sp.log(2)),
                                                                  "log₂(5)/2"),
@@ -59,7 +62,9 @@ def test_intervals_and_lists():
 @pytest.mark.parametrize("text, number", [
     ("4√3", 6.9282), ("2π", 6.2832), ("8√3/3", 4.6188), ("3/2", 1.5), ("-√3/3", -0.5774),
     ("√(4√3 + 29)", 5.9940), ("2·sin(π/6)", 1.0), ("|−3|", 3.0), ("∛4", 1.5874),
-    ("8*sqrt(3)/3", 4.6188), ("4π + 12√3", 33.3509), ("-2 + ⁷√64", -0.1889)])
+    ("8*sqrt(3)/3", 4.6188), ("4π + 12√3", 33.3509), ("-2 + ⁷√64", -0.1889),
+    ("3·tan²((-π/3)/2)/2 + 3/2", 2.0), ("sin²(π/4) + tan(π/3)²", 3.5),
+    ("cos³(2·(π/6 + π/6))", -0.125)])
 def test_value_of_reads_the_engine_notation(text, number):
   assert abs(value_of(text) - number) < 1e-3
 
@@ -174,6 +179,9 @@ def test_a_value_raised_to_a_power_in_a_step_is_bracketed_unless_bare(r, shown):
 
 
 STEP = re.compile(r"Step \d+: .*?: (.*)\.$")
+# a formula of values alone (numbers, π, roots, x, the function names): the judge must read it,
+# so that a notation it cannot read fails the read-back rather than skipping the step
+VALUES_ONLY = re.compile(r"(?:[\d\s.+\-·/()²³⁴⁵⁶⁷⁸⁹⁰¹√∛|π,x]|sin|cos|tan|ln|log₂|d/dx|∫|\[|\])+")
 
 
 def _radians(formula: str) -> str:
@@ -209,6 +217,9 @@ def _read_back(n: int, seed: int, domain: str = "all", mc: float = 1.0) -> tuple
         continue
       gap = _gap(_radians(parts[-2]), parts[-1])
       if gap is None:
+        formula = parts[-2]  # whole, not a piece of `solve(f(x) = 0)` split at its " = "
+        if VALUES_ONLY.fullmatch(formula) and formula.count("(") == formula.count(")"):
+          bad.append((r["id"], "unread", line))
         continue
       read += 1
       calculus += parts[-2].startswith(("d/dx", "∫"))
