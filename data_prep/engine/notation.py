@@ -18,7 +18,7 @@ SUBSCRIPT = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 ROOTS = {2: "√", 3: "∛", 4: "∜"}
 LOG2 = sp.log(2)
 # A power of one of these is written on its name (tan²(x), as `mathvlm.eval.answers` reads it).
-TRIG = (sp.sin, sp.cos, sp.tan, sp.cot, sp.sec, sp.csc)
+TRIG_FUNCTIONS = (sp.sin, sp.cos, sp.tan, sp.cot, sp.sec, sp.csc)
 
 
 def superscript(n: int) -> str:
@@ -91,7 +91,7 @@ class HumanPrinter(StrPrinter):
       inner = base ** exp.p
       root = ROOTS.get(exp.q) or superscript(exp.q) + "√"   # ⁷√64 for 2^(6/7)
       return root + self._atom(inner)
-    if exp.is_Integer and exp > 0 and isinstance(base, TRIG):  # tan²(x/2), as textbooks write
+    if exp.is_Integer and exp > 0 and isinstance(base, TRIG_FUNCTIONS):  # tan²(x/2), as textbooks write
       return f"{base.func.__name__}{superscript(int(exp))}({self._print(base.args[0])})"
     if exp.is_Integer and exp > 0:
       return self._atom(base) + superscript(int(exp))

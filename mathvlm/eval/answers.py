@@ -33,17 +33,27 @@ _WORDS = {w: str(i) for i, w in enumerate(
     "fifteen sixteen seventeen eighteen nineteen twenty".split())}
 
 
+def closing(text: str, at: int) -> int | None:
+  """Where the bracket that opens at `at` (`(`, `{` or `[`) closes, counting nested ones; None
+  when it never does."""
+  opener = text[at]
+  closer = {"(": ")", "{": "}", "[": "]"}[opener]
+  depth = 0
+  for j in range(at, len(text)):
+    depth += (text[j] == opener) - (text[j] == closer)
+    if depth == 0:
+      return j
+  return None
+
+
 def boxed(text: str) -> str | None:
   """The content of the last `\\boxed{...}` (braces balanced), or None."""
   start = text.rfind("\\boxed{")
   if start < 0:
     return None
-  i, depth = start + len("\\boxed{"), 1
-  for j in range(i, len(text)):
-    depth += (text[j] == "{") - (text[j] == "}")
-    if depth == 0:
-      return text[i:j]
-  return text[i:]
+  i = start + len("\\boxed{")
+  end = closing(text, i - 1)
+  return text[i:end] if end is not None else text[i:]
 
 
 def answer_span(text: str) -> str | None:
@@ -483,14 +493,10 @@ _NAMED_POWER = re.compile(r"\b(sin|cos|tan|cot|sec|csc)([⁰¹²³⁴⁵⁶⁷�
 def _named_powers(s: str) -> str:
   """tan²(x/2) -> (tan(x/2))**(2): a trigonometric power written on the function's name, as
   textbooks and the engine write it. The argument's closing bracket is found by counting
-  (a regular expression cannot match nested brackets); an unclosed one is left as it is."""
+  (`closing`: a regular expression cannot match nested brackets); an unclosed one is left as it
+  is."""
   while m := _NAMED_POWER.search(s):
-    depth, end = 0, None
-    for k in range(m.end() - 1, len(s)):
-      depth += {"(": 1, ")": -1}.get(s[k], 0)
-      if depth == 0:
-        end = k
-        break
+    end = closing(s, m.end() - 1)
     if end is None:
       return s
     power = m.group(2).translate(_SUPER)
