@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 import sympy as sp
 
-from .exact import X, Deriv
+from .exact import X, Deriv, as_float
 from .notation import human
 from .problems import Rejected
 
@@ -60,7 +60,7 @@ def family(vrng, fam: str, mode: str, deg: int = 2, sign: int = 1) -> Graph:
     a = sp.Integer(int(vrng.choice([1, 2, 3, -1, -2])))
     b = sp.Integer(1) if vrng.random() < 0.5 else sp.Rational(1, 2)
     af, bf = float(a), float(b)
-    half = float(PI / (2 * b))
+    half = as_float(PI / (2 * b))
     return Graph(fam, mode, a * sp.tan(b * X), lambda x: af * np.tan(bf * x), -half * 0.92,
                  half * 0.92, {"a": a, "b": b}, f"f(x) = a·tan({human(b * X)})")
   if fam == "log":
@@ -99,14 +99,14 @@ def _trig(vrng, fam, mode) -> Graph:
   c = PI * sp.Rational(int(vrng.choice([0, 1, 1, 2, 3])), 6)
   d = sp.Integer(int(vrng.choice([-1, 0, 0, 1])))
   trig, npt = (sp.sin, np.sin) if fam == "sin" else (sp.cos, np.cos)
-  af, bf, cf, df = float(a), float(b), float(c), float(d)
+  af, bf, cf, df = as_float(a), as_float(b), as_float(c), as_float(d)
   form = f"f(x) = a·{fam}({human(b * X + c)}) + d"
   # A stated f keeps the form its a, b, c and d are read off (cos(2x + π/2), which sympy
   # rewrites to -sin(2x), where no c = π/2 can be read off); a deduced one is shown simplified
   # after the step that puts a and d into the form.
   f = a * trig(b * X + c, evaluate=mode == "deduce") + d
-  return Graph(fam, mode, f, lambda x: af * npt(bf * x + cf) + df, -float(2 * PI / b),
-               float(2 * PI / b), {"a": a, "b": b, "c": c, "d": d}, form)
+  return Graph(fam, mode, f, lambda x: af * npt(bf * x + cf) + df, -as_float(2 * PI / b),
+               as_float(2 * PI / b), {"a": a, "b": b, "c": c, "d": d}, form)
 
 
 def _piecewise(vrng) -> Graph:
@@ -201,8 +201,8 @@ def _deduce_trig(Fm: Formulas, vrng):
   a, b, c, d = (g.info[k] for k in "abcd")
   top = (PI / 2 if g.fam == "sin" else sp.Integer(0)) - c
   period = 2 * PI / b
-  xs = sorted({(top + n * period) / b for n in range(-2, 3)}, key=float)
-  xs = [v for v in xs if g.lo < float(v) < g.hi - float(PI / b)]
+  xs = sorted({(top + n * period) / b for n in range(-2, 3)}, key=as_float)
+  xs = [v for v in xs if g.lo < as_float(v) < g.hi - as_float(PI / b)]
   if not xs:
     raise Rejected("no maximum and minimum both inside the plotted range")
   xm = xs[int(vrng.integers(len(xs)))]

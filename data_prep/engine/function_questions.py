@@ -12,7 +12,7 @@ import re
 import numpy as np
 import sympy as sp
 
-from .exact import X
+from .exact import X, as_float
 from .function_graphs import PI, F, Formulas, Graph, deg_two_vertex
 from .notation import human, interval, subscript, with_slot
 from .problems import Rejected, Target
@@ -115,7 +115,7 @@ def _evaluate(Fm: Formulas, fname: str, expr, p: str, why: str) -> str:
 
   name = Fm.add(f"{fname}({v})", lambda: sub(piece_at(e(), value)[0], value), "q0.subs(x, q1)",
                 ("f(x)" if fname == "f" else "f'(x)", p), None, why or reason, slips, show=False)
-  Fm.where[name] = float(Fm.givens[p])
+  Fm.where[name] = as_float(Fm.givens[p])
   return name
 
 
@@ -170,7 +170,7 @@ def _tangent(Fm: Formulas, vrng, given: str = "t", avoid: tuple = ()) -> Target:
          f"The tangent y = f'({v})·(x - {shift}) + f({v}) meets the y-axis at x = 0",
          [("q0 + q1*q2", "added f'(t)·t instead of subtracting it"),
           ("q1 - q0*q2", "swapped f(t) and f'(t)")], show=False)
-  Fm.where[name] = ("tangent", float(Fm.givens[t]))
+  Fm.where[name] = ("tangent", as_float(Fm.givens[t]))
   return Target(name, f"the y-intercept of the tangent to the graph at x = {v}",
                 [f"Where does the tangent to the graph at x = {v} cross the y-axis (give y)?",
                  f"Find the y-intercept of the tangent line to f at x = {v}."])
@@ -180,7 +180,7 @@ def _average(Fm: Formulas, vrng, given: str = "") -> Target:
   """The average rate of change between two points of the graph."""
   g = Fm.g
   for _ in range(10):
-    u, w = sorted([_at(g, vrng), _at(g, vrng)], key=float)
+    u, w = sorted([_at(g, vrng), _at(g, vrng)], key=as_float)
     if u != w:
       break
   else:
@@ -192,7 +192,7 @@ def _average(Fm: Formulas, vrng, given: str = "") -> Target:
          "The average rate of change is the rise over the run between the two points",
          [("(q0 + q1)/(q2 - q3)", "added the values instead of subtracting them"),
           ("(q2 - q3)/(q0 - q1)", "divided the run by the rise")], show=False)
-  Fm.where[name] = ("rate", float(u), float(w))
+  Fm.where[name] = ("rate", as_float(u), as_float(w))
   return Target(name, f"the average rate of change of f from x = {human(u)} to x = {human(w)}",
                 [f"What is the average rate of change of f(x) from x = {human(u)} to "
                  f"x = {human(w)}?",
@@ -231,10 +231,10 @@ def _integral(Fm: Formulas, vrng) -> Target:
            (tag, lo, hi), None, "Evaluate the antiderivative between the bounds",
            [("q0.subs(x, q2) + q0.subs(x, q1)", "added the two ends instead of subtracting")])
     parts.append(part)
-    Fm.where[part] = (float(Fm.givens[lo]), float(Fm.givens[hi]))
+    Fm.where[part] = (as_float(Fm.givens[lo]), as_float(Fm.givens[hi]))
   if len(parts) > 1:
     Fm.add("I", "{0} + {1}", "q0 + q1", tuple(parts), None, "Add the two pieces")
-    Fm.where["I"] = (float(a), float(b))
+    Fm.where["I"] = (as_float(a), as_float(b))
   lo_, hi_ = human(a), human(b)
   return Target("I", f"the integral of f from {lo_} to {hi_}",
                 [f"What is the integral of f(x) from x = {lo_} to x = {hi_}?",
@@ -347,7 +347,7 @@ def _monotonic(Fm: Formulas, vrng) -> Target:
                 [f"On which interval is f(x) {word}?", f"Where is f {word}?",
                  f"Give the interval on which the function is {word}."],
                 answer_text=side(xc, right), answer_expr=expr(xc, right), wrong_texts=wrong,
-                check=lambda: _monotone_on(g, float(xc), right, word))
+                check=lambda: _monotone_on(g, as_float(xc), right, word))
 
 
 def _monotone_on(g: Graph, xc: float, right: bool, word: str) -> bool:

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import captions as C
 from . import render as R
+from .exact import as_float
 from .function_graphs import DEDUCIBLE, FAMILIES, PI, F, Formulas, Graph, deduce, family, program
 from .function_questions import KINDS, asked, extras, opens_up
 from .notation import human
@@ -150,8 +151,8 @@ def draw(g: Graph, vrng) -> dict:
   col = R.COLORS[int(vrng.integers(len(R.COLORS)))]
   its = [{"op": "polyline", "segments": segs, "color": col, "width": 2.4}]
   for n, p in g.points.items():
-    at = (float(p[0]), float(p[1]))
-    down = float(p[1]) < float(g.fn(np.array([at[0] - 0.3]))[0])
+    at = (as_float(p[0]), as_float(p[1]))
+    down = at[1] < float(g.fn(np.array([at[0] - 0.3]))[0])
     its.append({"op": "point", "at": at, "color": R.MARK, "id": f"pt:{n}"})
     its.append({"op": "label", "at": at, "text": _pt(n, p), "size": 12, "color": R.MARK,
                 "direction": (0, 1) if down else (0, -1)})
@@ -235,7 +236,7 @@ def misreads(Fm: Formulas) -> list:
       out.append((name, -v, f"substituted x = {human(-v)} for x = {human(v)}"))
     step = PI / (6 * Fm.g.info["b"]) if Fm.g.fam in ("sin", "cos", "tan") else 1
     w = v + step
-    if Fm.g.lo < float(w) < Fm.g.hi and not (Fm.g.fam == "tan" and abs(float(w)) >= float(
+    if Fm.g.lo < as_float(w) < Fm.g.hi and not (Fm.g.fam == "tan" and abs(as_float(w)) >= as_float(
         PI / (2 * Fm.g.info["b"]))):
       out.append((name, w, f"read x = {human(v)} as {human(w)}"))
   return out
