@@ -1,7 +1,7 @@
 """The data engine as a benchmark-grade source, measured; prints JSON.
 
-  python -m benchmarks.engine [--n 600] [--workers 2] [--rules 1000] [--sweep 1000] [--seed 0]
-      [--wrong_options figure|figure+mistakes] [--option_kinds same|mixed]
+  python -m benchmarks.engine [--n 600] [--long 3000] [--workers 2] [--rules 1000] [--sweep 1000]
+      [--seed 0] [--wrong_options figure|figure+mistakes] [--option_kinds same|mixed]
 
 speed: `writer.generate` end to end (problems, images, image files, JSON) with all domains mixed
   on --workers processes, problems/s, side by side in the same run with the bare Matplotlib
@@ -9,7 +9,10 @@ speed: `writer.generate` end to end (problems, images, image files, JSON) with a
   saved to PNG in memory, no problem generation at all) on as many processes; and the CPU time
   per problem in one process, and per --split (all, train, test with 10% held out) in one
   process. The engine writes its files to a RAM folder (/dev/shm) where the machine has one, as
-  the render keeps its PNGs in memory: `engine_files_on_disk` is the same run into the temp
+  the render keeps its PNGs in memory: `engine_long_run` is --long problems the same way (each
+  worker fills its caches of values, texts and label tiles as it goes: a run of many problems,
+  the data engine's use, costs less a problem than the --n of the side-by-side figure, whose
+  workers start cold); `engine_files_on_disk` is the --n problems' run into the temp
   folder, and `file_create_cpu_ms` what creating one file costs in each (on this machine's disk
   0.02-1 ms, varying by the minute: as much as drawing an image). The machine's load average
   is printed before and after: the machine is shared, so read the figures with it.
@@ -329,6 +332,8 @@ def main():
   p = argparse.ArgumentParser()
   p.add_argument("--n", type=int, default=600, help="problems for the speed figures")
   p.add_argument("--workers", type=int, default=2)
+  p.add_argument("--long", type=int, default=3000,
+                 help="problems for the long-run figure (0: none)")
   p.add_argument("--rules", type=int, default=1000, help="fresh problems for the rules")
   p.add_argument("--sweep", type=int, default=1000, help="scenes for the layout sweep")
   p.add_argument("--seed", type=int, default=0)
@@ -343,6 +348,7 @@ def main():
   # drawings, the CPU figures) would leave the forked workers caches warm with the same values.
   res["speed"] = {"engine": speed(a.n, a.workers, a.seed, ram),
                   "engine_files_on_disk": speed(a.n, a.workers, a.seed),
+                  "engine_long_run": speed(a.long, a.workers, a.seed, ram) if a.long else None,
                   "matplotlib_bare_render": matplotlib_speed(a.n, a.workers, a.seed),
                   "engine_files_in": ram or tempfile.gettempdir(),
                   "file_create_cpu_ms": {"ram": file_create_ms(ram) if ram else None,

@@ -12,7 +12,7 @@ from train_utils import ROOT
 
 
 def test_engine_benchmark_reports_speed_stages_rules_and_layout():
-  res = subprocess.run([sys.executable, "-m", "benchmarks.engine", "--n", "12", "--rules", "24",
+  res = subprocess.run([sys.executable, "-m", "benchmarks.engine", "--n", "12", "--long", "18", "--rules", "24",
                         "--sweep", "12"], cwd=ROOT, capture_output=True, text=True, timeout=600,
                        env={**os.environ, "PYTHONPATH": ROOT})
   assert res.returncode == 0, res.stderr[-3000:]
@@ -20,6 +20,7 @@ def test_engine_benchmark_reports_speed_stages_rules_and_layout():
   speed = out["speed"]
   assert speed["engine"]["problems"] == speed["matplotlib_bare_render"]["problems"] == 12
   assert speed["engine_files_on_disk"]["problems"] == 12
+  assert speed["engine_long_run"]["problems"] == 18 and speed["engine_long_run"]["workers"] == 2
   assert speed["file_create_cpu_ms"]["disk"] > 0 and os.path.isdir(speed["engine_files_in"])
   cpu = speed["engine_cpu"]
   st = cpu["stages_ms_per_problem"]
