@@ -344,7 +344,7 @@ def main():
   a = p.parse_args()
   res = {"load_before": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
   ram = ram_folder()
-  # Both engine runs come first: anything that makes problems in this process (the render's
+  # The engine runs come first: anything that makes problems in this process (the render's
   # drawings, the CPU figures) would leave the forked workers caches warm with the same values.
   res["speed"] = {"engine": speed(a.n, a.workers, a.seed, ram),
                   "engine_files_on_disk": speed(a.n, a.workers, a.seed),
