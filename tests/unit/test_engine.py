@@ -1,5 +1,6 @@
 """The MAVIS data engine: exact answers, verified chains, versions, non-overlap, determinism, format."""
 
+import collections
 import io
 import json
 import os
@@ -255,11 +256,13 @@ def test_analytic_figures_do_not_overlap():
     rng = np.random.default_rng([9, i])
     view = (-6, 8, -5, 7)
     pool = list("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
-    figs = []
+    figs, outlines = [], []
     for _ in range(8):
       f = analytic.figure(rng, str(rng.choice(analytic.KINDS)), view, pool.pop)
-      if all(analytic.apart(f, g, view) for g in figs):
+      o = analytic.Outline(f, view)
+      if all(analytic.apart(o, g) for g in outlines):
         figs.append(f)
+        outlines.append(o)
     for a in range(len(figs)):
       for b in range(a + 1, len(figs)):
         sa = analytic._samples(figs[a], view)
@@ -272,6 +275,29 @@ def test_analytic_figures_do_not_overlap():
             assert np.hypot(*(p - g["pts"][0])) > g["r"], (i, f, g)
           if g["kind"] in ("triangle", "rectangle"):
             assert not G.inside(p, g["pts"]), (i, f, g)
+
+
+def test_analytic_closeness_is_the_all_pairs_answer():
+  """`_too_close` settles most pairs from one figure's boundary, never the matrix: over pairs of
+  every kind, many of them near (a figure shifted to lie about GAP from another), its answer is
+  the all-pairs one."""
+  view, seen = (-6, 8, -5, 7), collections.Counter()
+  for i in range(400):
+    rng = np.random.default_rng([11, i])
+    kinds = [str(k) for k in rng.choice(analytic.KINDS, 2)]
+    a, b = (analytic.figure(rng, k, view, iter("ABCDEFGH").__next__) for k in kinds)
+    if i % 2:  # b moved to touch a's samples' box, give or take a GAP
+      sa, sb = analytic._samples(a, view), analytic._samples(b, view)
+      if len(sa) and len(sb):
+        dx = sa[:, 0].max() - sb[:, 0].min() + rng.uniform(-1, 1) * analytic.GAP
+        b["pts"] = [(x + dx, y) for x, y in b["pts"]]
+    sa, sb = analytic._samples(a, view), analytic._samples(b, view)
+    if not len(sa) or not len(sb):
+      continue
+    truth = np.hypot(sa[:, None, 0] - sb[None, :, 0], sa[:, None, 1] - sb[None, :, 1]).min()
+    assert analytic._too_close(a, sa, b, sb) == (truth < analytic.GAP), (i, kinds, truth)
+    seen[truth < analytic.GAP] += 1
+  assert min(seen[True], seen[False]) > 50, seen
 
 
 def test_cli_and_degradation_labels(tmp_path, capsys):
