@@ -9,6 +9,7 @@ benchmarks/engine.py and the tests run it on thousands of scenes.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -91,6 +92,7 @@ class Layout:
     self.seg_list, self.vert_list, self.boxes = [], [], []
     self.mask = Image.new("L", (size, size), 0)
     self._draw = ImageDraw.Draw(self.mask)
+    self._dots = np.zeros((size, size), np.uint8)  # the disks, stamped in NumPy (`_disks`)
     self._arr = None
     self._width = 2 * math.ceil(LINE_HALF + GAP) + 1
 
@@ -110,18 +112,28 @@ class Layout:
       self.seg_list.append(np.hstack([p[:-1], p[1:]]))
       q = _thin(p, 3.0)
       self._draw.line(q.ravel().tolist(), fill=255, width=self._width)
-      r = self._width / 2
-      for x, y in q:  # wide lines leave wedges open at their joints: round them
-        self._draw.ellipse([x - r, y - r, x + r, y + r], fill=255)
+      self._disks(q, self._width / 2)  # wide lines leave wedges open at their joints: round them
       self._arr = None
 
   def add_vertices(self, pts):
     p = np.asarray(pts, float).reshape(-1, 2)
     self.vert_list.append(p)
-    r = VERTEX_R + GAP + 0.5
-    for x, y in p:
-      self._draw.ellipse([x - r, y - r, x + r, y + r], fill=255)
+    self._disks(p, VERTEX_R + GAP + 0.5)
     self._arr = None
+
+  def _disks(self, pts: np.ndarray, r: float):
+    """Pillow's filled disk of radius r around each point, the same pixels as its `ellipse`
+    (whose box corner it floors), stamped in one NumPy assignment: a function graph's joints
+    were ~170 `ellipse` calls, ~0.2 ms. A disk crossing the top or left edge goes to Pillow."""
+    lo = pts - r
+    edge = (lo < 0).any(1)
+    for x, y in pts[edge]:
+      self._draw.ellipse([x - r, y - r, x + r, y + r], fill=255)
+    dy, dx = _disk(r)
+    corner = np.floor(lo[~edge]).astype(np.intp)
+    ys, xs = (corner[:, 1, None] + dy).ravel(), (corner[:, 0, None] + dx).ravel()
+    inside = (ys < self.size) & (xs < self.size)
+    self._dots[ys[inside], xs[inside]] = 255
 
   def free(self, box) -> bool:
     s = self.size
@@ -134,7 +146,7 @@ class Layout:
 
   def _occupied(self) -> np.ndarray:
     if self._arr is None:
-      self._arr = np.array(self.mask)
+      self._arr = np.maximum(np.asarray(self.mask), self._dots)
     return self._arr
 
   def place(self, rel, centres) -> tuple | None:
@@ -150,6 +162,15 @@ class Layout:
         self._draw.rectangle([c0, r0, c1 - 1, r1 - 1], fill=255)
         return c
     return None
+
+
+@functools.lru_cache(maxsize=None)
+def _disk(r: float) -> tuple:
+  """(rows, columns) of the pixels Pillow fills for an ellipse in the box (0, 0, 2r, 2r)."""
+  n = math.ceil(2 * r) + 2
+  im = Image.new("L", (n, n), 0)
+  ImageDraw.Draw(im).ellipse([0, 0, 2 * r, 2 * r], fill=255)
+  return np.nonzero(np.asarray(im))
 
 
 SPREAD = (0, 25, -25, 50, -50, 80, -80, 115, -115, 150, -150, 180)

@@ -1,10 +1,11 @@
 """The label layout's occupancy and the exact module's remembered floats, at the level of one call:
-a placed label's box stays taken after more line art is drawn (the mask is rebuilt then), wide
-lines are thinned only where their points are denser than the clearance, and float values of sympy
+a placed label's box stays taken after more line art is drawn (the mask is rebuilt then), the
+stamped disks are Pillow's, wide lines are thinned only where their points are denser than the clearance, and float values of sympy
 numbers are the plain conversions."""
 
 import numpy as np
 import sympy as sp
+from PIL import Image, ImageDraw
 
 from data_prep.engine import exact, layout
 
@@ -33,6 +34,19 @@ def test_thinning_keeps_sparse_corners_and_thins_dense_arcs():
   gaps = np.hypot(*np.diff(thin, axis=0).T)
   assert 15 < len(thin) < 30 and (gaps[:-1] >= 3.0).all()
   assert np.array_equal(thin[0], arc[0]) and np.array_equal(thin[-1], arc[-1])
+
+
+def test_stamped_disks_are_pillows_ellipses():
+  """The occupancy's disks (joints and vertices) stamped in NumPy are the pixels Pillow's
+  `ellipse` fills, at any sub-pixel position and at the canvas's edges (corners outside it)."""
+  pts = np.random.default_rng(3).uniform(-6, 106, (600, 2))
+  for r in (3.5, layout.VERTEX_R + layout.GAP + 0.5):
+    lay = layout.Layout(100)
+    lay._disks(pts, r)
+    want = Image.new("L", (100, 100), 0)
+    for x, y in pts:
+      ImageDraw.Draw(want).ellipse([x - r, y - r, x + r, y + r], fill=255)
+    assert np.array_equal(lay._occupied(), np.asarray(want)), r
 
 
 def test_remembered_floats_are_the_plain_conversions():
