@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 
 import sympy as sp
+from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.str import StrPrinter
 
 SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
@@ -30,7 +31,45 @@ def subscript(n: int) -> str:
   return str(n).translate(SUBSCRIPT)
 
 
-class HumanPrinter(StrPrinter):
+class Remembering:
+  """A printer mixin: each sub-expression is printed once per process and remembered, and a
+  sum's terms are signed without sympy's assumptions.
+
+  Why: a value met for the first time is mostly made of parts met before (a new 9/7 + 5√3/2
+  has the 5√3/2 of other problems), and sympy prints every part afresh, ~130 µs for a sum of two
+  terms, 10% of the engine's time in all, much of it asking a new number's sign of its
+  assumptions (`_minus`). A part prints the same wherever it stands (a parent adds its own
+  brackets), except a Float, whose digits depend on how deep it is: never kept."""
+
+  MEMO_SIZE = 1 << 16
+
+  def _print(self, expr, **kwargs):
+    if kwargs or not isinstance(expr, sp.Basic) or isinstance(expr, sp.Float):
+      return super()._print(expr, **kwargs)
+    memo = self.__dict__.setdefault("_memo", {})
+    key = (type(expr), expr)
+    out = memo.get(key)
+    if out is None:
+      if len(memo) >= self.MEMO_SIZE:
+        memo.clear()
+      out = memo[key] = super()._print(expr)
+    return out
+
+  def _print_Add(self, expr, order=None):
+    """sympy's sum: the terms in order, each after its sign, bracketed when it binds less
+    tightly than a sum (`_precedence`) or is a sum."""
+    joined = []
+    for term in self._as_ordered_terms(expr, order=order):
+      t = self._print(term)
+      sign = "-" if t.startswith("-") and not term.is_Add else "+"
+      t = t[1:] if sign == "-" else t
+      if term.is_Add or _precedence(term) < PRECEDENCE["Add"]:
+        t = f"({t})"
+      joined += [sign, t]
+    return ("" if joined[0] == "+" else "-") + " ".join(joined[1:])
+
+
+class HumanPrinter(Remembering, StrPrinter):
   """sympy's str printer with textbook notation (see the module docstring)."""
 
   def _print_Pi(self, expr):
@@ -71,7 +110,7 @@ class HumanPrinter(StrPrinter):
       return super()._as_ordered_terms(expr, order)
     tied = len({_term_rank(t) for t in expr.args}) < len(expr.args)
     terms = sorted(super()._as_ordered_terms(expr, order) if tied else expr.args, key=_term_rank)
-    lead = next((k for k, t in enumerate(terms) if not t.could_extract_minus_sign()), 0)
+    lead = next((k for k, t in enumerate(terms) if not _minus(t)), 0)
     return [terms[lead]] + terms[:lead] + terms[lead + 1:]
 
   def _print_Relational(self, expr):
@@ -110,7 +149,7 @@ class HumanPrinter(StrPrinter):
     return f"({s})"
 
   def _print_Mul(self, expr):
-    if expr.could_extract_minus_sign():
+    if _minus(expr):
       return "-" + self._paren_if_add(-expr)
     num, den = sp.fraction(expr)
     log_base = _is_log2_of(num, den)
@@ -150,6 +189,26 @@ class HumanPrinter(StrPrinter):
     return self._print(f)
 
 
+def _precedence(e) -> int:
+  """sympy's `precedence` (a product led by a negative number binds as a sum), the sign read
+  off by `_minus`."""
+  if e.is_Mul and e.args[0].is_Rational:
+    return PRECEDENCE["Add"] if e.args[0].p < 0 else PRECEDENCE["Mul"]
+  return precedence(e)
+
+
+def _minus(e) -> bool:
+  """`e.could_extract_minus_sign()` for a rational or a product led by one: its sign, read off.
+  sympy asks its assumptions (~60 µs for a number it has not seen; a product also builds its
+  negation) to learn what the numerator says (a product that equals its negation, 0 or with
+  zoo, never has a rational first factor)."""
+  if e.is_Rational:
+    return e.p < 0
+  if e.is_Mul and e.args[0].is_Rational:
+    return e.args[0].p < 0
+  return e.could_extract_minus_sign()
+
+
 def _is_log2_of(num, den) -> bool:
   """Whether num/den reads as a base-2 logarithm: one ln factor in a product over one ln(2)
   (3·ln(x - 1)/ln(2) = 3·log₂(x - 1)). A sum over ln(2) is not one: (6 + 4·ln(2))/ln(2) was
@@ -172,6 +231,7 @@ def _factor_rank(f) -> int:
   return 4  # surds last: 2π√3, not 2√3π
 
 
+@functools.lru_cache(maxsize=4096)
 def _term_rank(t) -> tuple:
   """(kind, radicand): a rational number, then terms with roots (smaller radicand first), then
   terms with π, then the rest (logarithms); sorted() keeps sympy's order among equals."""
@@ -232,9 +292,22 @@ def written(v):
   the same way, so its last step ends in the answer as written. Expressions in x keep the form
   they were given (a(x - 1)(x + 3) is a factored form on purpose)."""
   if (not isinstance(v, sp.Basic) or not (v.is_Add or v.is_Mul and v.has(sp.Add))
-      or v.free_symbols):
+      or v.free_symbols or _plain_sum(v)):
     return v
   return _written(v)
+
+
+def _plain_sum(v) -> bool:
+  """A sum of terms that are rationals times π or roots of integers (2 + 3√3, 9/7 - 5π/2):
+  already expanded, over rational denominators, so `_written` would give it back unchanged
+  (`sp.expand` finds that out in ~80 µs)."""
+  return v.is_Add and all(_plain_factor(f) for t in v.args for f in sp.Mul.make_args(t))
+
+
+def _plain_factor(f) -> bool:
+  return f.is_Rational or f is sp.pi or (f.is_Pow and f.base.is_Integer and f.base > 0
+                                         and f.exp.is_Rational and not f.exp.is_Integer
+                                         and f.exp > 0)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -247,9 +320,16 @@ def _written(v):
   return e
 
 
+class MachinePrinter(Remembering, StrPrinter):
+  """`str(v)` exactly (sympy's default settings), its parts remembered (`Remembering`)."""
+
+
+_MACHINE = MachinePrinter()
+
+
 @functools.lru_cache(maxsize=65536)
 def _machine(v) -> str:
-  return str(v)
+  return _MACHINE.doprint(v) if isinstance(v, sp.Basic) else str(v)
 
 
 def machine(v) -> str:
