@@ -261,6 +261,18 @@ def _code(expr: str):
   return compile(expr, "<step>", "eval")
 
 
+SUBS_OF_X = re.compile(r"\.subs\(x, (q\d+)\)")
+
+
+@functools.lru_cache(maxsize=None)
+def _exact_code(expr: str):
+  """A formula as evaluated exactly: `f.subs(x, q1)` run as `f.xreplace({x: q1})`, which
+  rebuilds the same expression without `subs`'s pattern matching (3x faster; the same result
+  on every call of 900 function problems, and tests/unit/test_engine.py checks it). The formula
+  kept in the record is the one a reader knows, `subs`."""
+  return compile(SUBS_OF_X.sub(r".xreplace({x: \1})", expr), "<step>", "eval")
+
+
 def evaluate(expr: str, values: list, namespace: dict = EXACT):
   """A machine formula over q0, q1, ... with the given input values (exact or float). Exact
   results are remembered per (formula, inputs): the same small numbers recur across problems
@@ -280,7 +292,8 @@ def _evaluate_exact(expr: str, values: tuple):
 
 def _evaluate(expr: str, values, namespace: dict):
   loc = {f"q{k}": v for k, v in enumerate(values)}
-  out = eval(_code(expr), namespace, loc)  # noqa: S307 - our own formula strings, not user input
+  code = _exact_code(expr) if namespace is EXACT else _code(expr)
+  out = eval(code, namespace, loc)  # noqa: S307 - our own formula strings, not user input
   if namespace is EXACT and isinstance(out, sp.Expr) and out.has(sp.log):
     out = sp.expand_log(out, force=True)  # log(8)/log(2) -> 3
   return out

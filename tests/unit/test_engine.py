@@ -352,6 +352,23 @@ def test_formula_abs_is_sympys_abs(v):
   assert got == sp.Abs(v) and str(got) == str(sp.Abs(v))
 
 
+def test_a_function_at_a_point_is_evaluated_as_subs_gives_it(monkeypatch):
+  """`f.subs(x, a)` in a formula runs as `f.xreplace({x: a})` (`exact._exact_code`): over the
+  function problems' steps that substitute, the same expression, node for node."""
+  from data_prep.engine import exact
+  steps = []
+  for scene, _, rec in _problems(functions.make, 60):
+    known = dict(scene.givens)
+    for d in rec["chain"]:
+      if ".subs(x, " in d.expr:
+        steps.append((d.expr, [known[n] for n in d.inputs]))
+      known[d.name] = d.value
+  fast = [exact._evaluate(e, v, EXACT) for e, v in steps]
+  monkeypatch.setattr(exact, "_exact_code", exact._code)
+  plain = [exact._evaluate(e, v, EXACT) for e, v in steps]
+  assert len(steps) > 40 and [sp.srepr(f) for f in fast] == [sp.srepr(p) for p in plain]
+
+
 def _step(name, *inputs):
   return Deriv(name, "+".join(f"{{{k}}}" for k in range(len(inputs))), "q0", inputs, None, "")
 
