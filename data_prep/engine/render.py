@@ -94,10 +94,11 @@ class Canvas:
     """Grow `ink` over points q (final pixels) padded by pad (a line's width, a dot's radius):
     outside it the canvas is white, so the reduction skips it."""
     q = np.asarray(q, float).reshape(-1, 2)
-    lo, hi = q.min(0) - pad, q.max(0) + pad
+    (x0, y0), (x1, y1) = q.min(0).tolist(), q.max(0).tolist()
+    box = (x0 - pad, y0 - pad, x1 + pad, y1 + pad)
     if self.ink is not None:
-      lo, hi = np.minimum(lo, self.ink[:2]), np.maximum(hi, self.ink[2:])
-    self.ink = (*lo.tolist(), *hi.tolist())
+      box = (*map(min, box[:2], self.ink[:2]), *map(max, box[2:], self.ink[2:]))
+    self.ink = box
 
   def px(self, p):
     """World points -> final-size pixel coordinates (float)."""
