@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 GAP = 1.0          # free pixels between a label's box and anything else
 VERTEX_R = 3.0     # a vertex is a disk this wide
 LINE_HALF = 1.3    # half the width of the thickest line
+FEW_DISKS = 8      # up to this many disks Pillow draws them one by one (`Layout._disks`)
 
 
 def box_at(centre, rel) -> tuple:
@@ -124,9 +125,10 @@ class Layout:
   def _disks(self, pts: np.ndarray, r: float):
     """Pillow's filled disk of radius r around each point, the same pixels as its `ellipse`
     (whose box corner it floors), stamped in one NumPy assignment: a function graph's joints
-    were ~170 `ellipse` calls, ~0.2 ms. A disk crossing the top or left edge goes to Pillow."""
+    were ~170 `ellipse` calls, ~0.2 ms. A disk crossing the top or left edge goes to Pillow,
+    as do a few disks (a vertex, a polygon's corners): there one call each costs less."""
     lo = pts - r
-    edge = (lo < 0).any(1)
+    edge = (lo < 0).any(1) if len(pts) > FEW_DISKS else np.ones(len(pts), bool)
     for x, y in pts[edge]:
       self._draw.ellipse([x - r, y - r, x + r, y + r], fill=255)
     dy, dx = _disk(r)
