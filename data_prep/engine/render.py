@@ -94,7 +94,11 @@ class Canvas:
     """Grow `ink` over points q (final pixels) padded by pad (a line's width, a dot's radius):
     outside it the canvas is white, so the reduction skips it."""
     q = np.asarray(q, float).reshape(-1, 2)
-    (x0, y0), (x1, y1) = q.min(0).tolist(), q.max(0).tolist()
+    if len(q) > 8:  # a curve: NumPy's reductions; a few corners: Python's, without the calls
+      (x0, y0), (x1, y1) = q.min(0).tolist(), q.max(0).tolist()
+    else:
+      xs, ys = zip(*q.tolist())
+      x0, y0, x1, y1 = min(xs), min(ys), max(xs), max(ys)
     box = (x0 - pad, y0 - pad, x1 + pad, y1 + pad)
     if self.ink is not None:
       box = (*map(min, box[:2], self.ink[:2]), *map(max, box[2:], self.ink[2:]))
