@@ -127,10 +127,12 @@ class Layout:
     (whose box corner it floors), stamped in one NumPy assignment: a function graph's joints
     were ~170 `ellipse` calls, ~0.2 ms. A disk crossing the top or left edge goes to Pillow,
     as do a few disks (a vertex, a polygon's corners): there one call each costs less."""
-    lo = pts - r
-    edge = (lo < 0).any(1) if len(pts) > FEW_DISKS else np.ones(len(pts), bool)
+    few, lo = len(pts) <= FEW_DISKS, pts - r
+    edge = np.ones(len(pts), bool) if few else (lo < 0).any(1)
     for x, y in pts[edge]:
       self._draw.ellipse([x - r, y - r, x + r, y + r], fill=255)
+    if few:
+      return
     dy, dx = _disk(r)
     corner = np.floor(lo[~edge]).astype(np.intp)
     ys, xs = (corner[:, 1, None] + dy).ravel(), (corner[:, 0, None] + dx).ravel()

@@ -43,16 +43,19 @@ class Remembering:
 
   MEMO_SIZE = 1 << 16
 
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self._memo = {}
+
   def _print(self, expr, **kwargs):
     if kwargs or not isinstance(expr, sp.Basic) or isinstance(expr, sp.Float):
       return super()._print(expr, **kwargs)
-    memo = self.__dict__.setdefault("_memo", {})
     key = (type(expr), expr)
-    out = memo.get(key)
+    out = self._memo.get(key)
     if out is None:
-      if len(memo) >= self.MEMO_SIZE:
-        memo.clear()
-      out = memo[key] = super()._print(expr)
+      if len(self._memo) >= self.MEMO_SIZE:
+        self._memo.clear()
+      out = self._memo[key] = super()._print(expr)
     return out
 
   def _print_Add(self, expr, order=None):
@@ -130,7 +133,7 @@ class HumanPrinter(Remembering, StrPrinter):
       inner = base ** exp.p
       root = ROOTS.get(exp.q) or superscript(exp.q) + "√"   # ⁷√64 for 2^(6/7)
       return root + self._atom(inner)
-    if exp.is_Integer and exp > 0 and isinstance(base, TRIG_FUNCTIONS):  # tan²(x/2), as textbooks write
+    if exp.is_Integer and exp > 0 and isinstance(base, TRIG_FUNCTIONS):  # tan²(x/2)
       return f"{base.func.__name__}{superscript(int(exp))}({self._print(base.args[0])})"
     if exp.is_Integer and exp > 0:
       return self._atom(base) + superscript(int(exp))
@@ -193,7 +196,7 @@ def _precedence(e) -> int:
   """sympy's `precedence` (a product led by a negative number binds as a sum), the sign read
   off by `_minus`."""
   if e.is_Mul and e.args[0].is_Rational:
-    return PRECEDENCE["Add"] if e.args[0].p < 0 else PRECEDENCE["Mul"]
+    return PRECEDENCE["Add"] if _minus(e) else PRECEDENCE["Mul"]
   return precedence(e)
 
 

@@ -12,8 +12,8 @@ from train_utils import ROOT
 
 
 def test_engine_benchmark_reports_speed_stages_rules_and_layout():
-  res = subprocess.run([sys.executable, "-m", "benchmarks.engine", "--n", "12", "--long", "18", "--rules", "24",
-                        "--sweep", "12"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+  res = subprocess.run([sys.executable, "-m", "benchmarks.engine", "--n", "12", "--long", "18",
+                        "--rules", "24", "--sweep", "12"], cwd=ROOT, capture_output=True, text=True, timeout=600,
                        env={**os.environ, "PYTHONPATH": ROOT})
   assert res.returncode == 0, res.stderr[-3000:]
   out = json.loads(res.stdout.strip().splitlines()[-1])

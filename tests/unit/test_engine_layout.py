@@ -1,7 +1,7 @@
 """The label layout's occupancy and the exact module's remembered floats, at the level of one call:
 a placed label's box stays taken after more line art is drawn (the mask is rebuilt then), the
-stamped disks are Pillow's, wide lines are thinned only where their points are denser than the clearance, and float values of sympy
-numbers are the plain conversions."""
+stamped disks are Pillow's, wide lines are thinned only where their points are denser than the
+clearance, and float values of sympy numbers are the plain conversions."""
 
 import numpy as np
 import sympy as sp
