@@ -105,7 +105,7 @@ def _problem(index, opts, out):
   for s in samples:
     for rel, data in s["files"]:
       _write_bytes(os.path.join(out, rel), data)
-  return index, [(s["record"], s["caption"], s["scene"], s["rejected"]) for s in samples]
+  return index, [writer.encoded(s) for s in samples]
 
 
 def _write_bytes(path: str, data: bytes):
@@ -121,15 +121,8 @@ def _write_bytes(path: str, data: bytes):
 
 def _outputs(problems, opts, out):
   from data_prep.engine import writer
-  records, caps, scenes, rejected = [], [], [], {}
-  for _, samples in sorted(problems, key=lambda p: p[0]):
-    for record, cap, scene, rej in samples:
-      records.append(record)
-      caps.append(cap)
-      scenes.append(scene)
-      for k, v in rej.items():
-        rejected[k] = rejected.get(k, 0) + v
-  for name, text in writer.outputs(records, caps, scenes, rejected, opts).items():
+  items = [it for _, samples in sorted(problems, key=lambda p: p[0]) for it in samples]
+  for name, text in writer.outputs_of(items, opts).items():
     _write_bytes(os.path.join(out, name), text.encode("utf-8"))
 
 

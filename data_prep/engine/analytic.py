@@ -706,21 +706,21 @@ def _line_measure(kind, a, b) -> float:
   if kind == "|":
     return math.dist(a, b)
   slope = math.tan(math.atan2(b[1] - a[1], b[0] - a[0]))
-  m_, c_ = np.linalg.solve([[a[0], 1.0], [b[0], 1.0]], [a[1], b[1]])
+  m_, c_ = G.solve2([[a[0], 1.0], [b[0], 1.0]], [a[1], b[1]])
   return {"m": slope, "m⊥": -1 / slope, "b": float(c_), "x₀": float(-c_ / m_)}[kind]
 
 
 def _midpoint(a, b) -> np.ndarray:
   """Where AB meets its perpendicular bisector (the points as far from A as from B)."""
   d = b - a
-  return np.linalg.solve([[2 * d[0], 2 * d[1]], [-d[1], d[0]]],
-                         [b @ b - a @ a, -d[1] * a[0] + d[0] * a[1]])
+  return G.solve2([[2 * d[0], 2 * d[1]], [-d[1], d[0]]],
+                  [G.dot2(b, b) - G.dot2(a, a), -d[1] * a[0] + d[0] * a[1]])
 
 
 def _centroid(a, b, c) -> np.ndarray:
   """Where the medians from A and from B cross."""
   ma, mb = (b + c) / 2, (a + c) / 2
-  t = np.linalg.solve(np.column_stack([ma - a, -(mb - b)]), b - a)
+  t = G.solve2(np.column_stack([ma - a, -(mb - b)]), b - a)
   return a + t[0] * (ma - a)
 
 
@@ -824,6 +824,11 @@ def _circle_items(f, centre, col) -> list:
 DEEPEST = 6
 
 
+def _key(plot: Plot) -> str:
+  """The plot's content as text, for the held-out split (`writer.check_split`)."""
+  return f"{plot.view}|{[(f['kind'], f['pts'], f.get('r'), f.get('on')) for f in plot.figs]}"
+
+
 def make(srng, vrng, wanted: int, same_kind: bool = False, steps: tuple = (1, 6)) -> Scene:
   plot = realize(program(srng, wanted), vrng)
   F, tgts = targets(plot, same_kind)
@@ -835,7 +840,7 @@ def make(srng, vrng, wanted: int, same_kind: bool = False, steps: tuple = (1, 6)
     derivs=F.derivs, targets=tgts, measure=lambda n: measure(plot, n), facts=facts(plot),
     context={"text_dominant": " ".join(sentences), "text_lite": "", "vision_dominant": ""},
     caption=[intro] + sentences, generation=[intro],
-    key=f"{plot.view}|{[(f['kind'], f['pts'], f.get('r'), f.get('on')) for f in plot.figs]}",
+    key=lambda: _key(plot),
     draw=lambda: draw(plot), kind_of=kind_of)
   if wanted > DEEPEST:
     add_sums(scene, wanted)

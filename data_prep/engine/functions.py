@@ -200,7 +200,8 @@ def make(srng, vrng, wanted: int, same_kind: bool = False, steps: tuple = (1, 6)
     domain="function", family=fam, givens=Fm.givens, derivs=Fm.derivs, targets=tgts,
     measure=lambda n: measure(Fm, n), facts=facts(g),
     context={"text_dominant": td, "text_lite": "", "vision_dominant": ""},
-    caption=[intro], generation=[intro], key=f"{fam}|{mode}|{g.f}|{sorted(g.points.items())}",
+    caption=[intro], generation=[intro],
+    key=lambda: f"{fam}|{mode}|{g.f}|{sorted(g.points.items())}",
     draw=lambda: draw(g, vrng), kind_of=kind_of, misreads=misreads(Fm),
     exact_only=True)
   if wanted > DEEPEST:

@@ -2,6 +2,13 @@
 
 Float geometry is the engine's *independent* check: answers are deduced symbolically from
 formulas, then re-measured here from the coordinates the renderer draws.
+
+No BLAS or LAPACK here or wherever the engine computes a float (`@`, `np.dot`,
+`np.linalg.solve`): OpenBLAS picks its kernels by CPU at run time, and their sums differ in the
+last bit between machines (a plane figure's measured area read 36.084391824351606 on an AVX-512
+host and 36.0843918243516 on an AVX2 one), so the same seed wrote different bytes on different
+machines. Products and sums written out (`dot2`, `solve2`) give one answer everywhere;
+`tests/unit/test_engine.py` runs the engine under several OpenBLAS kernels to keep it so.
 """
 
 from __future__ import annotations
@@ -23,6 +30,24 @@ def rot(v, deg: float):
   return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]])
 
 
+def dot2(u, v) -> float:
+  """u·v of two 2-D vectors, the same bits on every CPU (see the module docstring)."""
+  return float(u[0]) * float(v[0]) + float(u[1]) * float(v[1])
+
+
+def solve2(m, r) -> np.ndarray:
+  """The solution of the 2x2 system m·x = r (see the module docstring), by elimination with
+  the larger of the first column's entries as pivot, as LAPACK's LU does: the systems here
+  are the independent measures' circumcentres, midpoints and lines."""
+  (a, b), (c, d) = ((float(v) for v in row) for row in m)
+  e, f = float(r[0]), float(r[1])
+  if abs(c) > abs(a):
+    a, b, e, c, d, f = c, d, f, a, b, e
+  k = c / a
+  y = (f - k * e) / (d - k * b)
+  return np.array([(e - b * y) / a, y])
+
+
 def left(v):
   return np.array([-v[1], v[0]])
 
@@ -40,7 +65,7 @@ def angle_of(v) -> float:
 def shoelace(poly) -> float:
   p = np.asarray(poly, float)
   x, y = p[:, 0], p[:, 1]
-  return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+  return 0.5 * (math.fsum(x * np.roll(y, -1)) - math.fsum(y * np.roll(x, -1)))
 
 
 def perimeter(poly) -> float:
@@ -61,7 +86,8 @@ def overlap(p, q, eps: float = 1e-6) -> bool:
     normals = np.stack([-e[:, 1], e[:, 0]], 1)
     norms = np.hypot(normals[:, 0], normals[:, 1])
     normals = normals[norms > 1e-12] / norms[norms > 1e-12, None]
-    a, b = p @ normals.T, q @ normals.T
+    nx, ny = normals[:, 0], normals[:, 1]  # projections written out: no BLAS
+    a, b = p[:, :1] * nx + p[:, 1:] * ny, q[:, :1] * nx + q[:, 1:] * ny
     sep = (a.max(0) <= b.min(0) + eps * scale) | (b.max(0) <= a.min(0) + eps * scale)
     if sep.any():
       return False
@@ -73,7 +99,8 @@ def seg_dist(p, a, b) -> np.ndarray:
   p = np.asarray(p, float)
   a, b = np.asarray(a, float), np.asarray(b, float)
   ab = b - a
-  t = np.clip(((p - a) @ ab) / max(ab @ ab, 1e-18), 0, 1)
+  along = (p[:, 0] - a[0]) * ab[0] + (p[:, 1] - a[1]) * ab[1]  # written out: no BLAS
+  t = np.clip(along / max(dot2(ab, ab), 1e-18), 0, 1)
   return np.hypot(*(p - (a + t[:, None] * ab)).T)
 
 

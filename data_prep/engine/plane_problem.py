@@ -16,5 +16,5 @@ def make(srng, vrng, wanted: int, same_kind: bool = False, steps: tuple = (1, 6)
     targets=P.targets(fig, same_kind), measure=lambda name: P.measure(fig, name),
     facts=[{"id": f.id, "text": f.text, "numeric": f.numeric} for f in fig.facts],
     context=P.context(fig), caption=caption, generation=caption[:len(fig.relations)],
-    key=P.key(fig, ""), draw=lambda: R.plane(fig), angles=fig.angles, kind_of=P.kind_of,
+    key=lambda: P.key(fig, ""), draw=lambda: R.plane(fig), angles=fig.angles, kind_of=P.kind_of,
     misreads=P.misreads(fig))

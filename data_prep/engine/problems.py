@@ -68,7 +68,9 @@ class Scene:
   context: dict                     # version -> the text before the question
   caption: list
   generation: list
-  key: str                          # canonical content key for the held-out split
+  key: Callable                     # () -> the content's canonical text, which the held-out
+                                    # split hashes: made only when a split asks (printing a
+                                    # function's f was ~2% of a function problem)
   draw: Callable                    # () -> (images by version, fact ids drawn by version)
   angles: frozenset = frozenset()
   kind_of: Callable = staticmethod(lambda name: None)

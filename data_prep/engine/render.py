@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from . import layout as LY
+from .geometry import dot2
 
 SIZE = 384
 SS = 2
@@ -367,7 +368,7 @@ def label_spots(c: Canvas, m: dict) -> list:
   if t == "edge_label":
     p, q = c.px(m["p"]), c.px(m["q"])
     nrm = unit([-(q - p)[1], (q - p)[0]])
-    if np.dot(nrm, (p + q) / 2 - c.px(m["away"])) < 0:
+    if dot2(nrm, (p + q) / 2 - c.px(m["away"])) < 0:
       nrm = -nrm
     return LY.along(p, q, nrm, (11, 14, 18, 23, 29, 36), (0.5, 0.38, 0.62, 0.27, 0.73, 0.18, 0.82))
   if t == "angle_label":

@@ -134,8 +134,8 @@ class Shape:
 
 def _circumcentre(a, b, c) -> np.ndarray:
   """The point as far from a as from b and from c (two linear equations)."""
-  m = np.array([b - a, c - a], float)
-  return np.linalg.solve(2 * m, [b @ b - a @ a, c @ c - a @ a])
+  return G.solve2(2 * np.array([b - a, c - a], float),
+                  [G.dot2(b, b) - G.dot2(a, a), G.dot2(c, c) - G.dot2(a, a)])
 
 
 # Quantities a shape offers beyond its sides, area and perimeter: asked only where the figure

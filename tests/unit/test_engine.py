@@ -4,7 +4,10 @@ import collections
 import io
 import json
 import os
+import platform
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -205,6 +208,60 @@ def test_same_seed_byte_identical_with_1_and_2_workers(tmp_path):
   c = str(tmp_path / "c")
   writer.generate(c, 6, writer.Options(seed=6), workers=1)
   assert open(os.path.join(a, "instruct.json")).read() != open(os.path.join(c, "instruct.json")).read()
+
+
+GENERIC_BLAS = {"x86_64": "Prescott", "AMD64": "Prescott", "aarch64": "ARMV8", "arm64": "ARMV8"}
+
+
+@pytest.mark.skipif(platform.machine() not in GENERIC_BLAS, reason="no generic OpenBLAS core")
+def test_same_bytes_whichever_blas_kernel_the_cpu_gets(tmp_path):
+  """OpenBLAS picks its kernels by CPU at run time; the engine's floats must not go through
+  them (`geometry`'s docstring). The engine here writes the same problems with this machine's
+  kernels and with the generic ones every CPU of its kind has: before the engine's dot products
+  and 2x2 solves were written out, plane and analytic figures' `measured` values differed in
+  the last bit (one problem in ten)."""
+  code = ("import sys; from data_prep.engine import writer; "
+          "writer.generate(sys.argv[1], 90, writer.Options(seed=0))")
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  outs = []
+  for core in (None, GENERIC_BLAS[platform.machine()]):
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    if core:
+      env["OPENBLAS_CORETYPE"] = core
+    out = str(tmp_path / (core or "native"))
+    subprocess.run([sys.executable, "-c", code, out], env=env, check=True, cwd=root)
+    outs.append(out)
+  files = sorted(os.path.relpath(os.path.join(r, f), outs[0])
+                 for r, _, fs in os.walk(outs[0]) for f in fs)
+  assert len(files) > 90
+  for f in files:
+    assert (open(os.path.join(outs[0], f), "rb").read()
+            == open(os.path.join(outs[1], f), "rb").read()), f
+
+
+def test_worker_encoded_json_is_what_json_dumps_writes():
+  """The workers encode each record alone (`writer.encoded`) and the parent joins the texts:
+  the files must hold json.dumps's bytes for the whole list, with values that change its layout
+  (empty containers, nesting, escaped newlines, non-ASCII text, None) at every depth."""
+  odd = {"a": [], "b": {}, "c": [[], {"d": [1, {"e": "x\ny"}]}], "f": "√3 · π", "g": None,
+         "h": [1.5, True, "τ"], "i": {"j": {"k": []}}}
+  samples = [{"record": {"id": str(k), "domain": "plane", "question_type": "free_form",
+                         "odd": odd, "k": k, "nest": [odd] * k},
+              "caption": {"id": str(k), "conversations": [{"value": "a\nb"}] * k},
+              "scene": {"id": str(k), "odd": odd}, "rejected": {"why": k}}
+             for k in range(3)]
+  for some in (samples, samples[:1], []):
+    texts = writer.outputs_of([writer.encoded(s) for s in some], writer.Options())
+    assert texts["instruct.json"] == json.dumps([s["record"] for s in some],
+                                                ensure_ascii=False, indent=1)
+    assert texts["caption.json"] == json.dumps([s["caption"] for s in some],
+                                               ensure_ascii=False, indent=1)
+    assert texts["scenes.jsonl"] == "".join(json.dumps(s["scene"], ensure_ascii=False) + "\n"
+                                            for s in some)
+    meta = json.loads(texts["meta.json"])
+    assert meta["n"] == len(some)
+    assert meta["rejected_attempts"] == ({"why": sum(range(len(some)))} if some else {})
 
 
 def test_held_out_split_is_disjoint(tmp_path):

@@ -68,6 +68,6 @@ def test_no_question_asks_what_the_figure_prints(dom, n):
       checked += 1
       why = read_off(scene, t)
       if why:
-        found.append(f"{scene.key[:60]}: {why}")
+        found.append(f"{scene.key()[:60]}: {why}")
   assert checked > 3 * n
   assert not found, f"{len(found)} of {checked} targets printed in the figure: {found[:5]}"
