@@ -55,11 +55,23 @@ def _zeros(g: Graph) -> list:
   return sorted(out)
 
 
-def _extreme(g: Graph) -> tuple:
-  xs = np.linspace(g.lo, g.hi, 200001)
-  ys = g.fn(xs)
-  k = int(np.argmin(ys) if opens_up(g) else np.argmax(ys))
+def _best(fn, lo: float, hi: float, largest: bool) -> tuple:
+  """(x, fn(x)) where fn is largest (or smallest) on [lo, hi]: the best of 2,001 points, then
+  the best of 2,001 across the two grid steps around it, four grids in all (a last step of
+  (hi - lo) / 2000⁴ · 8). One grid of 200,001 points took 2.5-12 ms (a sine's largest value
+  12), 0.45 ms of a function problem, for a coarser answer."""
+  a, b = lo, hi
+  for _ in range(4):
+    xs = np.linspace(a, b, 2001)
+    ys = fn(xs)
+    k = int(np.argmax(ys) if largest else np.argmin(ys))
+    step = (b - a) / 2000
+    a, b = max(lo, xs[k] - step), min(hi, xs[k] + step)
   return float(xs[k]), float(ys[k])
+
+
+def _extreme(g: Graph) -> tuple:
+  return _best(g.fn, g.lo, g.hi, largest=not opens_up(g))
 
 
 def _on(fn, g: Graph):
@@ -98,7 +110,7 @@ def measure(Fm: Formulas, name: str):
   if name in ("x_v", "f(x_v)"):
     return _extreme(g)[0 if name == "x_v" else 1]
   if name == "max f":
-    return float(g.fn(np.linspace(g.lo, g.hi, 200001)).max())
+    return _best(g.fn, g.lo, g.hi, largest=True)[1]
   raise KeyError(f"engine: {name!r} is not a measurable quantity of this graph")
 
 

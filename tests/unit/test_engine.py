@@ -409,6 +409,23 @@ def test_formula_abs_is_sympys_abs(v):
   assert got == sp.Abs(v) and str(got) == str(sp.Abs(v))
 
 
+@pytest.mark.parametrize("fn, lo, hi, largest, x, y", [
+  (lambda x: -(x - 1.3) ** 2 + 2.0, -4.0, 5.0, True, 1.3, 2.0),            # a vertex off-grid
+  (lambda x: 3 * np.sin(2 * x + 0.4) - 1, -3.0, 3.0, True, (np.pi / 2 - 0.4) / 2 - np.pi, 2.0),
+  (lambda x: np.abs(x - 2.0 / 3.0) + 0.5, -4.0, 4.0, False, 2.0 / 3.0, 0.5),  # a kink
+  (lambda x: np.exp(x / 3), -2.0, 6.0, True, 6.0, np.exp(2.0)),             # at an end
+  (lambda x: 0.1 * x ** 3 - x, -5.0, 5.0, False, -5.0, -7.5),              # two candidates
+])
+def test_a_graphs_extreme_is_measured_to_the_last_digits(fn, lo, hi, largest, x, y):
+  """The independent measure of a vertex or a largest value (`functions._best`): nested grids
+  must land on the extreme itself, not the nearest point of one grid (`solve` rejects a
+  measure more than 1e-6 off, and one grid of 200,001 points leaves a vertex between two of
+  its points up to 2e-5 off)."""
+  bx, by = functions._best(fn, lo, hi, largest)
+  assert abs(by - y) < 1e-10 * max(1, abs(y))
+  assert abs(bx - x) < 1e-6 * max(1, abs(x))
+
+
 def test_a_function_at_a_point_is_evaluated_as_subs_gives_it(monkeypatch):
   """`f.subs(x, a)` in a formula runs as `f.xreplace({x: a})` (`exact._exact_code`): over the
   function problems' steps that substitute, the same expression, node for node."""
