@@ -4,6 +4,7 @@ run has no other check that a refactor kept the benchmarks' calls into the libra
 did not: `convert.load_hf` moved to `mathvlm.hf`, `make_train_step` changed its arguments)."""
 
 import json
+import shutil
 import os
 import subprocess
 import sys
@@ -87,3 +88,11 @@ def test_step_bound_benchmark_times_the_steps_own_dots():
   assert out["dots_per_step"] > out["distinct_dots"] > 0 and out["dot_gflop"] > 0
   assert out["matmul_floor_s"] > 0 and out["ratio_ceiling"] > 0 and out["ours_step_s"] > 0
   assert out["loops_of_data_dependent_length"] >= 1  # the loss's chunk loops
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed")
+def test_engine_instruction_count_runs_on_both_checkouts():
+  out = _run("benchmarks.engine_instructions", "--warm", "1", "--n", "2", "--against", ROOT)
+  counts = out["instructions_per_problem"]
+  assert counts["this"] > 1e6 and counts["against"] > 1e6
+  assert abs(out["change"]) < 0.05  # the same code counted twice
