@@ -404,7 +404,7 @@ def _written(opts: Options, out: str, index: int) -> list:
   return [encoded(s) for s in samples]
 
 
-_FOLDERS = {}  # out -> image folders this process has made
+_FOLDERS = {}  # out -> image folders this process has made in this `generate` call
 
 
 def generate(out: str, n: int, opts: Options, workers: int = 1, start: int = 0) -> dict:
@@ -412,6 +412,7 @@ def generate(out: str, n: int, opts: Options, workers: int = 1, start: int = 0) 
   import functools
   opts.check()
   os.makedirs(out, exist_ok=True)
+  _FOLDERS.clear()  # `out` may have been emptied since an earlier call; workers start from this
   items = []
   for samples in _ordered(functools.partial(_written, opts, out), n, workers, start):
     items += samples

@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 
@@ -208,6 +209,16 @@ def test_same_seed_byte_identical_with_1_and_2_workers(tmp_path):
   c = str(tmp_path / "c")
   writer.generate(c, 6, writer.Options(seed=6), workers=1)
   assert open(os.path.join(a, "instruct.json")).read() != open(os.path.join(c, "instruct.json")).read()
+
+
+def test_generate_twice_into_a_folder_emptied_in_between(tmp_path):
+  """The writer remembers which image folders it made (`writer._FOLDERS`); a second run into
+  the same path, emptied since, as a notebook or a sweep does, must make them again."""
+  out = str(tmp_path / "out")
+  first = writer.generate(out, 3, writer.Options(seed=0))
+  shutil.rmtree(out)
+  assert writer.generate(out, 3, writer.Options(seed=0)) == first
+  assert os.path.isdir(os.path.join(out, "images", "plane"))
 
 
 GENERIC_BLAS = {"x86_64": "Prescott", "AMD64": "Prescott", "aarch64": "ARMV8", "arm64": "ARMV8"}
