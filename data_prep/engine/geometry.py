@@ -43,8 +43,11 @@ def solve2(m, r) -> np.ndarray:
   e, f = float(r[0]), float(r[1])
   if abs(c) > abs(a):
     a, b, e, c, d, f = c, d, f, a, b, e
-  k = c / a
-  y = (f - k * e) / (d - k * b)
+  k = c / a if a else 0.0
+  pivot = d - k * b
+  if a == 0 or pivot == 0:  # as np.linalg.solve says it
+    raise np.linalg.LinAlgError("Singular matrix")
+  y = (f - k * e) / pivot
   return np.array([(e - b * y) / a, y])
 
 
