@@ -44,9 +44,9 @@ def solve2(m, r) -> np.ndarray:
   if abs(c) > abs(a):
     a, b, e, c, d, f = c, d, f, a, b, e
   k = c / a if a else 0.0
-  pivot = d - k * b
-  if a == 0 or pivot == 0:  # as np.linalg.solve says it
-    raise np.linalg.LinAlgError("Singular matrix")
+  pivot = d - k * b if a else 0.0  # a zero first column, or rows in proportion
+  if pivot == 0:
+    raise np.linalg.LinAlgError("Singular matrix")  # as np.linalg.solve says it
   y = (f - k * e) / pivot
   return np.array([(e - b * y) / a, y])
 

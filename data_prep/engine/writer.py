@@ -14,6 +14,7 @@ silently dropped.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -393,28 +394,25 @@ def encoded(sample: dict) -> Encoded:
                  rec["question_type"], sample["rejected"])
 
 
-def _written(opts: Options, out: str, index: int) -> list:
+def _written(opts: Options, out: str, folders: set, index: int) -> list:
   """Problem `index` made, its images written and its JSON encoded, all in the worker: the
   parent only joins texts. It received every image's bytes and encoded every record before,
   ~0.2 ms of CPU a problem on a machine whose two cores the workers already fill, and 52 ms of
   serial JSON after the last of 600 problems."""
   samples = make_problem(opts, index)
   for s in samples:
-    write_files(out, s["files"], _FOLDERS.setdefault(out, set()))
+    write_files(out, s["files"], folders)
   return [encoded(s) for s in samples]
-
-
-_FOLDERS = {}  # out -> image folders this process has made in this `generate` call
 
 
 def generate(out: str, n: int, opts: Options, workers: int = 1, start: int = 0) -> dict:
   """Write n problems (n x variants records) under `out`; returns meta.json's summary."""
-  import functools
   opts.check()
-  os.makedirs(out, exist_ok=True)
-  _FOLDERS.clear()  # `out` may have been emptied since an earlier call; workers start from this
+  folders = {f"images/{domain_for(opts.domain, i)}" for i in range(start, start + min(n, 3))}
+  for folder in folders:  # made here, before the workers start: they only write files
+    os.makedirs(os.path.join(out, folder), exist_ok=True)
   items = []
-  for samples in _ordered(functools.partial(_written, opts, out), n, workers, start):
+  for samples in _ordered(functools.partial(_written, opts, out, folders), n, workers, start):
     items += samples
     if len(items) % 1000 < len(samples):
       log.info("engine: %d / %d records", len(items), n * opts.variants)
