@@ -212,8 +212,9 @@ def test_same_seed_byte_identical_with_1_and_2_workers(tmp_path):
 
 
 def test_generate_twice_into_a_folder_emptied_in_between(tmp_path):
-  """The writer remembers which image folders it made (`writer._FOLDERS`); a second run into
-  the same path, emptied since, as a notebook or a sweep does, must make them again."""
+  """`generate` makes the image folders before its workers write (an earlier version
+  remembered them per process); a second run into the same path, emptied since, as a notebook
+  or a sweep does, must make them again."""
   out = str(tmp_path / "out")
   first = writer.generate(out, 3, writer.Options(seed=0))
   shutil.rmtree(out)
