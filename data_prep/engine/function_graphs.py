@@ -7,6 +7,7 @@ them (`functions` is the domain; `function_questions` what is asked of a graph).
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import sympy as sp
@@ -132,13 +133,10 @@ class Formulas:
   def __init__(self, g: Graph):
     self.g, self.givens, self.derivs = g, {}, {}
     self.where = {}      # step name -> the x (or bounds) it is measured at
-    self._df = None
-
-  def derivative(self):
-    """f'(x) (sympy), computed once and only when a rationale shows it."""
-    if self._df is None:
-      self._df = sp.diff(self.g.f, X)
-    return self._df
+    # f'(x) (sympy), computed once and only when a rationale shows it. A function of g.f alone,
+    # not a method: the thunks in `derivs` that call it would otherwise refer back to this
+    # object, a reference cycle left to the garbage collector by every function scene.
+    self.derivative = functools.cache(functools.partial(sp.diff, g.f, X))
 
   def add(self, name, template, expr, inputs, value, why, slips=(), show=True) -> str:
     """A derivation (kept if one of that name exists: shared steps are computed once)."""
