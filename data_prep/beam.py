@@ -131,7 +131,9 @@ def generate(out: str, n: int, opts, workers: int = 1, beam_options: str = "",
   """`writer.generate` as a Beam pipeline: the same files; returns meta.json's summary."""
   import apache_beam as beam
   logging.getLogger("apache_beam").setLevel(logging.WARNING)
+  from data_prep.engine import writer
   opts.check()
+  writer.check_run(out, n)
   if "://" not in out:
     os.makedirs(out, exist_ok=True)
   with beam.Pipeline(options=pipeline_options(beam_options, workers)) as p:

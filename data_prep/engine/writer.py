@@ -97,7 +97,23 @@ class Options:
                        f"{OPTION_KINDS}")
     if self.variants < 1:
       raise ValueError(f"engine: --variants {self.variants}; give 1 or more")
+    for name, value in (("mc", self.mc), ("degrade", self.degrade),
+                        ("test_fraction", self.test_fraction)):
+      if not 0 <= value <= 1:  # NaN too
+        raise ValueError(f"engine: --{name} {value}; give a fraction from 0 to 1")
+    empty = {"test": 0.0, "train": 1.0}.get(self.split)
+    if self.test_fraction == empty:  # every program would be passed over until the engine gave up
+      raise ValueError(f"engine: --split {self.split} with --test_fraction {self.test_fraction} "
+                       f"holds no problem; give a test fraction between 0 and 1")
     return self
+
+
+def check_run(out: str, n: int):
+  """What a run of n problems into `out` needs, checked before any work (either runner)."""
+  if n < 0:
+    raise ValueError(f"engine: --n {n}; give the number of problems, 0 or more")
+  if "://" not in out and os.path.exists(out) and not os.path.isdir(out):
+    raise NotADirectoryError(f"engine: --out {out} is a file; give a folder (made if missing)")
 
 
 def steps_range(text: str) -> tuple:
@@ -408,6 +424,8 @@ def _written(opts: Options, out: str, folders: set, index: int) -> list:
 def generate(out: str, n: int, opts: Options, workers: int = 1, start: int = 0) -> dict:
   """Write n problems (n x variants records) under `out`; returns meta.json's summary."""
   opts.check()
+  check_run(out, n)
+  os.makedirs(out, exist_ok=True)  # also for n = 0: the texts are written either way
   folders = {f"images/{domain_for(opts.domain, i)}" for i in range(start, start + min(n, 3))}
   for folder in folders:  # made here, before the workers start: they only write files
     os.makedirs(os.path.join(out, folder), exist_ok=True)

@@ -50,3 +50,21 @@ def test_beam_engine_and_builder_write_the_local_bytes(tmp_path):
   report = json.load(open(f"{built[0]}/mavis_instruct/report.json"))
   assert report["bad"] == 1 and report["by_reason"]["missing_image"]["records"][0]["id"] == \
       "broken/text_lite"
+
+
+def test_beam_names_a_bad_run_and_writes_no_problems_as_the_local_path(tmp_path):
+  """The same checks before any work (a negative count, a file as the folder), and `--n 0`
+  writes the local path's empty outputs."""
+  import pytest
+  from data_prep import beam
+  from data_prep.engine import writer
+  opts = writer.Options(seed=0)
+  with pytest.raises(ValueError, match="--n -1; give the number of problems"):
+    beam.generate(str(tmp_path / "neg"), -1, opts)
+  a_file = tmp_path / "a_file"
+  a_file.write_text("")
+  with pytest.raises(NotADirectoryError, match="is a file; give a folder"):
+    beam.generate(str(a_file), 1, opts)
+  writer.generate(str(tmp_path / "local"), 0, opts)
+  beam.generate(str(tmp_path / "beam"), 0, opts)
+  assert len(_same_tree(str(tmp_path / "local"), str(tmp_path / "beam"))) == 4

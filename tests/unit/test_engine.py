@@ -525,3 +525,44 @@ def test_problems_leave_no_reference_cycles_of_the_engines_own():
   assert {r["domain"] for r in records} == {"plane", "analytic", "function"}
   assert any("f'" in r["text_en"]["CoT_reasoning"] for r in records if r["domain"] == "function")
   assert not ours, f"the engine left reference cycles: {dict(ours)}"
+
+
+@pytest.mark.parametrize("field,value,message", [
+  ("mc", 1.5, "--mc 1.5; give a fraction from 0 to 1"),
+  ("degrade", -0.1, "--degrade -0.1; give a fraction"),
+  ("degrade", float("nan"), "--degrade nan; give a fraction"),
+  ("test_fraction", 2.0, "--test_fraction 2.0; give a fraction"),
+  ("split_test_none", 0.0, "--split test with --test_fraction 0.0 holds no problem"),
+  ("split_train_all", 1.0, "--split train with --test_fraction 1.0 holds no problem"),
+])
+def test_a_fraction_out_of_range_is_named_before_any_work(field, value, message):
+  """A share outside 0..1 was taken as given (`--mc 1.5` wrote 1.5 into meta.json), and a split
+  that can hold no problem ran until the engine gave up on problem 0 after ~2,000 programs with
+  advice about --steps."""
+  kw = {"split_test_none": {"split": "test", "test_fraction": value},
+        "split_train_all": {"split": "train", "test_fraction": value}}.get(field, {field: value})
+  with pytest.raises(ValueError, match=re.escape(message)):
+    writer.Options(**kw).check()
+  writer.Options(split="train", test_fraction=0.0).check()  # every program is train: fine
+  writer.Options(split="test", test_fraction=1.0, mc=0.0, degrade=1.0).check()
+
+
+def test_a_run_names_a_negative_count_or_a_file_given_as_the_folder(tmp_path):
+  opts = writer.Options(seed=0)
+  with pytest.raises(ValueError, match=re.escape("--n -1; give the number of problems, 0 or more")):
+    writer.generate(str(tmp_path / "out"), -1, opts)
+  a_file = tmp_path / "a_file"
+  a_file.write_text("")
+  with pytest.raises(NotADirectoryError, match=re.escape(f"--out {a_file} is a file")):
+    writer.generate(str(a_file), 2, opts)
+
+
+def test_no_problems_are_empty_outputs_in_a_folder_made_for_them(tmp_path):
+  """`--n 0` (a sweep's empty cell) writes empty lists and a meta.json saying 0, as Beam does;
+  it failed on the missing folder."""
+  out = tmp_path / "new" / "run"
+  meta = writer.generate(str(out), 0, writer.Options(seed=0))
+  assert meta["n"] == 0 and meta["per_domain"] == {}
+  assert json.loads((out / "instruct.json").read_text()) == []
+  assert json.loads((out / "caption.json").read_text()) == []
+  assert (out / "scenes.jsonl").read_text() == ""
