@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from data_prep.mavis_instruct import answer_of, gpt_turn, human_turn
+from data_prep.mavis_instruct import VERSIONS, answer_of, gpt_turn, human_turn
 from mathvlm.eval.answers import engine_answer, engine_correct
 
 LETTERS = "ABCDEFGH"
@@ -49,12 +49,18 @@ def pairs(records: list, responses: list, style: str = "cot") -> tuple[list, dic
   out, seen = [], set()
   stats = {"responses": len(responses), "correct": 0, "unknown_id": 0, "duplicate": 0,
            "empty": 0, "pairs": 0}
-  for resp in responses:
+  for k, resp in enumerate(responses):
+    if not isinstance(resp, dict) or not isinstance(resp.get("response"), str):
+      raise ValueError(f"dpo_pairs: response {k} ({str(resp)[:80]}): give an object with a "
+                       'string "response" (and "id", optionally "version")')
+    ver = resp.get("version", "vision_dominant")
+    if ver not in VERSIONS:
+      raise ValueError(f"dpo_pairs: response {k} (id {resp.get('id')!r}): version {ver!r}; "
+                       f"use one of {VERSIONS}")
     rec = by_id.get(resp.get("id"))
     if rec is None:
       stats["unknown_id"] += 1
       continue
-    ver = resp.get("version", "vision_dominant")
     if (rec["id"], ver) in seen:
       stats["duplicate"] += 1
       continue
@@ -74,12 +80,23 @@ def pairs(records: list, responses: list, style: str = "cot") -> tuple[list, dic
 
 
 def _load(path: str) -> list:
+  """A JSON list or JSON lines; a line that is not JSON is an error naming the file and line."""
   with open(path, encoding="utf-8") as f:
     text = f.read()
-  s = text.lstrip()
-  if s.startswith("["):
-    return json.loads(s)
-  return [json.loads(line) for line in text.splitlines() if line.strip()]
+  if text.lstrip().startswith("["):
+    try:
+      return json.loads(text)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"dpo_pairs: {path}: not a JSON list ({e})") from None
+  rows = []
+  for k, line in enumerate(text.splitlines(), 1):
+    if line.strip():
+      try:
+        rows.append(json.loads(line))
+      except json.JSONDecodeError as e:
+        raise ValueError(f"dpo_pairs: {path} line {k}: not JSON ({e}); give one JSON object "
+                         "per line") from None
+  return rows
 
 
 def main(argv=None) -> dict:

@@ -52,3 +52,19 @@ def test_multiple_choice_letter_and_numeric_equivalence():
   f = {"answer": "8*sqrt(3)/3", "choices": [], "answer_index": None}
   assert PR.is_correct(f, "The answer is 4.62")
   assert not PR.is_correct(f, "The answer is 4.7")
+
+
+def test_a_bad_response_or_line_is_named(tmp_path):
+  """A line that is not JSON named by file and line (it was a bare JSONDecodeError), a response
+  without a string "response" or with an unknown version named by its place (they were a
+  KeyError deep in the pairing, or a response read as None)."""
+  import pytest
+  recs = _recs()
+  rj = tmp_path / "r.jsonl"
+  rj.write_text(json.dumps({"id": recs[0]["id"], "response": "A"}) + "\n\nnot json\n")
+  with pytest.raises(ValueError, match=f"{rj} line 3: not JSON"):
+    PR._load(str(rj))
+  with pytest.raises(ValueError, match='response 1 .*string "response"'):
+    PR.pairs(recs, [{"id": recs[0]["id"], "response": "A"}, {"id": recs[1]["id"]}])
+  with pytest.raises(ValueError, match="response 0 .*version 'vision'"):
+    PR.pairs(recs, [{"id": recs[0]["id"], "response": "A", "version": "vision"}])
