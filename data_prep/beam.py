@@ -2,7 +2,8 @@
 
   python -m data_prep.mavis_instruct --src ... --out DATA_DIR --beam [--workers 2] \
       [--beam_options "--runner=DataflowRunner --project=P --region=R \
-                       --temp_location=gs://B/tmp --requirements_file=requirements.txt"]
+                       --temp_location=gs://B/tmp --requirements_file=requirements-beam.txt \
+                       --extra_package=dist/mathvlm-0.1.0-py3-none-any.whl"]
   python -m data_prep.engine --n N --out DIR --seed S --beam [--beam_options "..."]
 
 The local path and these pipelines share every step that decides content (the build plan and

@@ -108,3 +108,23 @@ def run_python(code: str, *args: str, env: dict | None = None, timeout: int = 60
     warnings.warn("XLA:CPU aborted a collective that a fake device never reached; running the "
                   "test's program once more:\n" + res.stderr[-1500:])
   raise AssertionError(f"exited {res.returncode}:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+
+
+def build_wheel(folder) -> str:
+  """The project's wheel, built from a copy of this checkout under `folder` (setuptools leaves
+  build/ and *.egg-info in the tree it builds); returns the wheel's path."""
+  import pathlib
+  import shutil
+  folder = pathlib.Path(folder)
+  src, wheels = folder / "src", folder / "wheels"
+  for part in ("mathvlm", "data_prep"):
+    shutil.copytree(os.path.join(ROOT, part), src / part,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+  for part in ("pyproject.toml", "README.md"):
+    shutil.copy(os.path.join(ROOT, part), src / part)
+  res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                        "-q", "-w", str(wheels), str(src)], capture_output=True, text=True,
+                       timeout=600)
+  assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+  (wheel,) = wheels.glob("mathvlm-*.whl")
+  return str(wheel)

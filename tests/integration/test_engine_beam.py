@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from train_utils import ROOT
+from train_utils import ROOT, build_wheel
 
 
 def _run(*args):
@@ -68,3 +68,68 @@ def test_beam_names_a_bad_run_and_writes_no_problems_as_the_local_path(tmp_path)
   writer.generate(str(tmp_path / "local"), 0, opts)
   beam.generate(str(tmp_path / "beam"), 0, opts)
   assert len(_same_tree(str(tmp_path / "local"), str(tmp_path / "beam"))) == 4
+
+
+def _pins(path: str) -> dict:
+  """{package: version or None} of a requirements file (names as pip compares them)."""
+  out = {}
+  for line in open(path, encoding="utf-8"):
+    line = line.split("#")[0].strip()
+    if line:
+      name, _, version = line.partition("==")
+      out[name.strip().lower().replace("_", "-")] = version.strip() or None
+  return out
+
+
+def test_requirements_beam_pins_what_requirements_txt_pins():
+  """A worker runs the versions the local run and the tests ran: the same bytes for a seed."""
+  beam, main = (_pins(os.path.join(ROOT, f)) for f in ("requirements-beam.txt",
+                                                         "requirements.txt"))
+  assert beam and {k: main.get(k, "missing") for k in beam} == beam
+
+
+def test_beam_workers_need_only_requirements_beam_and_the_project_wheel(tmp_path):
+  """What a Dataflow, Flink or Spark worker has: the runner's apache-beam, requirements-beam.txt
+  and the project's wheel (--extra_package), not this checkout, jax, torch or transformers. An
+  environment of exactly that, run from another folder, writes the engine's and the builder's
+  files byte for byte as the local run does here."""
+  import shutil
+  uv = os.path.join(os.path.dirname(sys.executable), "uv")  # `make venv` installs it
+  slim = tmp_path / "slim"
+  for cmd in ([sys.executable, "-m", "venv", "--without-pip", str(slim)],
+              [uv, "pip", "install", "-q", "--python", str(slim / "bin" / "python"), "-r",
+               os.path.join(ROOT, "requirements-beam.txt"), "apache-beam==2.71.0",
+               build_wheel(tmp_path / "build")]):
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  elsewhere = tmp_path / "elsewhere"
+  elsewhere.mkdir()
+
+  def slim_run(*args):
+    res = subprocess.run([str(slim / "bin" / "python"), "-m", *args], cwd=elsewhere, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+
+  probe = "import data_prep, sys; print(data_prep.__file__, 'jax' in sys.modules)"
+  res = subprocess.run([str(slim / "bin" / "python"), "-c", probe], cwd=elsewhere, env=env,
+                       capture_output=True, text=True, timeout=60)
+  assert str(slim) in res.stdout, res.stdout + res.stderr  # the wheel's copy, not this checkout
+  for missing in ("jax", "torch", "transformers"):
+    found = subprocess.run([str(slim / "bin" / "python"), "-c", f"import {missing}"], env=env,
+                           capture_output=True, timeout=60)
+    assert found.returncode != 0, f"{missing} is in the workers' environment"
+
+  local, beam = str(tmp_path / "local"), str(tmp_path / "beam")
+  args = ["data_prep.engine", "--n", "6", "--seed", "5", "--workers", "2", "--steps", "2:5"]
+  _run(*args, "--out", local)
+  slim_run(*args, "--out", beam, "--beam")
+  _same_tree(local, beam)
+  built = [str(tmp_path / "built_local"), str(tmp_path / "built_beam")]
+  shared = ["--src", f"{local}/instruct.json", "--images", local, "--num_shards", "2",
+            "--workers", "2", "--no_progress"]
+  _run("data_prep.mavis_instruct", *shared, "--out", built[0])
+  slim_run("data_prep.mavis_instruct", *shared, "--out", built[1], "--beam")
+  assert any(f.endswith(".array_record-00000-of-00002") or "array_record" in f
+             for f in _same_tree(*built))
+  shutil.rmtree(slim)  # ~0.5 GB

@@ -4,11 +4,10 @@ checkout nor a `configs/` folder is on the path."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from train_utils import build_wheel
 
 
 def _run(cmd, **kw):
@@ -18,17 +17,9 @@ def _run(cmd, **kw):
 
 
 def test_installed_wheel_trains_two_steps_from_another_directory(tmp_path):
-  wheels, site, elsewhere = tmp_path / "wheels", tmp_path / "site", tmp_path / "elsewhere"
-  src = tmp_path / "src"  # a copy: setuptools leaves build/ and *.egg-info in the tree it builds
+  site, elsewhere = tmp_path / "site", tmp_path / "elsewhere"
   elsewhere.mkdir()
-  for part in ("mathvlm", "data_prep"):
-    shutil.copytree(os.path.join(ROOT, part), src / part,
-                    ignore=shutil.ignore_patterns("__pycache__"))
-  for part in ("pyproject.toml", "README.md"):
-    shutil.copy(os.path.join(ROOT, part), src / part)
-  _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-        "-w", str(wheels), str(src)])
-  (wheel,) = wheels.glob("mathvlm-*.whl")
+  wheel = build_wheel(tmp_path)
   _run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),
         str(wheel)])
   env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
