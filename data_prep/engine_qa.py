@@ -124,6 +124,9 @@ def convert(records: list[dict], phrasings: int, where: str):
   """(qa records, score lines, report) for a list of engine records."""
   qa, scores, unparsed = [], [], []
   for n, rec in enumerate(records):
+    if not isinstance(rec, dict):
+      raise SystemExit(f"{where}: record {n} is a JSON {type(rec).__name__}, not an object: not "
+                       "an engine instruct.json")
     missing = [f for f in ("id", "domain", "clarity", "complexity", "text_en") if f not in rec]
     if missing:
       raise SystemExit(f"{where}: record {n} has no {missing}: not an engine instruct.json")
@@ -148,8 +151,16 @@ def main(argv=None) -> dict:
   p.add_argument("--out", required=True)
   p.add_argument("--phrasings", type=int, default=0, help="first N phrasings of each ask (0: all)")
   a = p.parse_args(argv)
+  if a.phrasings < 0:  # a slice [:-1] would quietly drop each ask's last phrasing
+    p.error(f"--phrasings {a.phrasings}: give 0 (all) or how many to keep")
   with open(a.instruct, encoding="utf-8") as f:
-    records = json.load(f)
+    try:
+      records = json.load(f)
+    except json.JSONDecodeError as e:
+      raise SystemExit(f"{a.instruct}: not JSON ({e}); give the engine's instruct.json") from None
+  if not isinstance(records, list):
+    raise SystemExit(f"{a.instruct}: a JSON {type(records).__name__}, not the engine's list of "
+                     "records (instruct.json)")
   qa, scores, report = convert(records, a.phrasings, a.instruct)
   os.makedirs(a.out, exist_ok=True)
   with open(os.path.join(a.out, "qa.json"), "w", encoding="utf-8") as f:

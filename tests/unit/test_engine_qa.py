@@ -66,3 +66,19 @@ def test_undecomposable_record_keeps_its_own_questions_and_is_reported(records):
                  t["vision_dominant_question"]]
   with pytest.raises(SystemExit, match="record 0 has no"):
     engine_qa.convert([{"id": "x"}], 0, "x.json")
+
+
+@pytest.mark.parametrize("text,args,message", [
+  ("not json", [], "not JSON"),
+  ('{"id": 1}', [], "a JSON dict, not the engine's list"),
+  ("[1, 2]", [], "record 0 is a JSON int, not an object"),
+  ("[]", ["--phrasings", "-1"], "--phrasings -1: give 0 (all)"),
+])
+def test_a_bad_instruct_file_or_count_is_named(tmp_path, capsys, text, args, message):
+  """Each was a traceback (JSONDecodeError, TypeError) or, for a negative count, a quiet slice
+  that dropped every ask's last phrasing."""
+  src = tmp_path / "instruct.json"
+  src.write_text(text)
+  with pytest.raises(SystemExit) as e:
+    engine_qa.main(["--instruct", str(src), "--out", str(tmp_path / "out"), *args])
+  assert message in str(e.value) + capsys.readouterr().err
