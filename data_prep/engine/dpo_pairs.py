@@ -22,6 +22,7 @@ import json
 
 from data_prep.mavis_instruct import VERSIONS, answer_of, gpt_turn, human_turn
 from mathvlm.eval.answers import engine_answer, engine_correct
+from mathvlm.eval.score import read_records  # a JSON list or JSON lines, a bad line named
 
 LETTERS = "ABCDEFGH"
 STYLES = ("cot", "final", "value")
@@ -79,26 +80,6 @@ def pairs(records: list, responses: list, style: str = "cot") -> tuple[list, dic
   return out, stats
 
 
-def _load(path: str) -> list:
-  """A JSON list or JSON lines; a line that is not JSON is an error naming the file and line."""
-  with open(path, encoding="utf-8") as f:
-    text = f.read()
-  if text.lstrip().startswith("["):
-    try:
-      return json.loads(text)
-    except json.JSONDecodeError as e:
-      raise ValueError(f"dpo_pairs: {path}: not a JSON list ({e})") from None
-  rows = []
-  for k, line in enumerate(text.splitlines(), 1):
-    if line.strip():
-      try:
-        rows.append(json.loads(line))
-      except json.JSONDecodeError as e:
-        raise ValueError(f"dpo_pairs: {path} line {k}: not JSON ({e}); give one JSON object "
-                         "per line") from None
-  return rows
-
-
 def main(argv=None) -> dict:
   p = argparse.ArgumentParser(prog="python -m data_prep.engine.dpo_pairs")
   p.add_argument("--problems", required=True, help="instruct.json written by the engine")
@@ -107,7 +88,7 @@ def main(argv=None) -> dict:
   p.add_argument("--answer", default="cot", choices=STYLES,
                  help="chosen: the rationale (cot) or the short target (final, value)")
   a = p.parse_args(argv)
-  out, stats = pairs(_load(a.problems), _load(a.responses), a.answer)
+  out, stats = pairs(read_records(a.problems), read_records(a.responses), a.answer)
   with open(a.out, "w", encoding="utf-8") as f:
     for row in out:
       f.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -62,8 +62,8 @@ def test_a_bad_response_or_line_is_named(tmp_path):
   recs = _recs()
   rj = tmp_path / "r.jsonl"
   rj.write_text(json.dumps({"id": recs[0]["id"], "response": "A"}) + "\n\nnot json\n")
-  with pytest.raises(ValueError, match=f"{rj} line 3: not JSON"):
-    PR._load(str(rj))
+  with pytest.raises(ValueError, match=f"{rj}:3: neither JSON nor JSON lines"):
+    PR.main(["--problems", str(rj), "--responses", str(rj), "--out", str(tmp_path / "o")])
   with pytest.raises(ValueError, match='response 1 .*string "response"'):
     PR.pairs(recs, [{"id": recs[0]["id"], "response": "A"}, {"id": recs[1]["id"]}])
   with pytest.raises(ValueError, match="response 0 .*version 'vision'"):
