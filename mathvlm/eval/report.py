@@ -19,6 +19,10 @@ def breakdowns(scores: dict[str, Any]) -> dict[str, dict[str, dict]]:
 def markdown(scores: dict[str, Any], title: str) -> str:
   a = scores["all"]
   lines = [f"# {title}", "", f"**All: {a['accuracy']:.2f}% ({a['correct']}/{a['total']})**", ""]
+  if scores.get("missing"):
+    lines += [f"{scores['missing']} problems have no response and are left out of the totals.", ""]
+  if scores.get("without_text"):
+    lines += [f"{scores['without_text']} responses hold no text and are scored wrong.", ""]
   for name, rows in breakdowns(scores).items():
     lines += [f"## {name}", "", f"| {name} | accuracy | correct | total |", "|---|---:|---:|---:|"]
     lines += [f"| {v} | {e['accuracy']:.2f} | {e['correct']} | {e['total']} |"

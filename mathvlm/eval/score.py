@@ -56,15 +56,24 @@ def record_id(rec: dict[str, Any], path: str) -> str:
   raise ValueError(f"{path}: a response record has none of {_ID_FIELDS}: {str(rec)[:200]}")
 
 
-def response_of(rec: dict[str, Any], field: str | None = None) -> str:
-  """The model's text: `field` if given (the official `--response_label`), else `response`
-  (MathVista, MATH-Vision), `model_answer` (MathVerse), `output` or `text`."""
-  if field:
-    return rec.get(field) if isinstance(rec.get(field), str) else ""
-  for k in ("response", "model_answer", "output", "text"):
+TEXT_FIELDS = ("response", "model_answer", "output", "text")
+
+
+def text_field(rec: dict[str, Any], field: str | None = None) -> str | None:
+  """Which field holds the model's text: `field` if given (the official `--response_label`),
+  else `response` (MathVista, MATH-Vision), `model_answer` (MathVerse), `output` or `text`;
+  None when the record has no such string."""
+  for k in (field,) if field else TEXT_FIELDS:
     if isinstance(rec.get(k), str):
-      return rec[k]
-  return ""
+      return k
+  return None
+
+
+def response_of(rec: dict[str, Any], field: str | None = None) -> str:
+  """The model's text, "" where the record holds none (scored wrong, and counted:
+  scores["without_text"])."""
+  k = text_field(rec, field)
+  return rec[k] if k else ""
 
 
 def score_responses(benchmark: str, problems: list[Problem], records: list[dict[str, Any]], *,
@@ -122,6 +131,12 @@ def score_responses(benchmark: str, problems: list[Problem], records: list[dict[
   if unknown:
     raise ValueError(f"{source}: {len(unknown)} responses name problems not in the annotations "
                      f"(first: {unknown[:5]}); wrong --annotations file or benchmark?")
+  textless = [record_id(r, source) for r in records if text_field(r, response_field) is None]
+  if records and len(textless) == len(records):  # a misnamed field would score 0% quietly
+    tried = [response_field] if response_field else list(TEXT_FIELDS)
+    raise ValueError(f"{source}: none of the {len(records)} responses has its text in "
+                     f"{tried} (first record's fields: {sorted(records[0])}); name the field "
+                     "with --response_field")
   missing = [pid for pid in by_id if pid not in correct]
   scores = mod.scores(by_id, correct)
   if benchmark == "mathvista":
@@ -129,6 +144,7 @@ def score_responses(benchmark: str, problems: list[Problem], records: list[dict[
   if benchmark in ENGINES:
     scores["consistency"] = consistency.engine_consistency(by_id, extractions, correct)
   scores["missing"] = len(missing)
+  scores["without_text"] = len(textless)  # scored wrong, as an empty answer
   return scores, outputs
 
 
@@ -208,7 +224,8 @@ def main(argv: list[str] | None = None) -> None:
                                     response_field=args.response_field,
                                     engine_judge=args.engine_judge)
   paths = write_outputs(args.benchmark, scores, outputs, args.out)
-  print(json.dumps({"all": scores["all"], "files": paths, **dropped}))
+  print(json.dumps({"all": scores["all"], "files": paths, **dropped,
+                    **({"without_text": scores["without_text"]} if scores["without_text"] else {})}))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from mathvlm.eval import consistency, engine_benchmark as engine, mathverse, score
+from mathvlm.eval import consistency, engine_benchmark as engine, mathverse, report, score
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                         "eval_fixtures")
@@ -74,3 +74,24 @@ def test_agreement_edge_cases():
   r = consistency.agreement([("g", "", False), ("g", "", False), ("h", "A", True)])
   assert r["groups"] == 1 and r["skipped_single"] == 1
   assert r["agreement"] == 0.0   # two empty answers do not agree
+
+
+def test_responses_without_text_are_counted_and_a_misnamed_field_is_an_error():
+  """A record with no text field was scored as an empty answer with no word of it, so a response
+  file whose text sits under another name (or a wrong --response_field) scored 0% quietly."""
+  problems = mathverse.load(os.path.join(FIXTURES, "mathverse_testmini.json"))
+  records = score.read_records(os.path.join(FIXTURES, "mathverse_responses.json"))
+  scores, _ = score.score_responses("mathverse", problems, records)
+  assert scores["without_text"] == 0
+  stripped = [dict(records[0], model_answer=None)] + records[1:]
+  scores, _ = score.score_responses("mathverse", problems, stripped)
+  assert scores["without_text"] == 1 and scores["all"]["total"] == 4
+  assert "1 responses hold no text" in report.markdown(scores, "MathVerse")
+  renamed = [{"sample_index": r["sample_index"], "answer_text": r["model_answer"]}
+             for r in records]
+  with pytest.raises(ValueError, match=r"none of the 4 responses has its text in \['response'"):
+    score.score_responses("mathverse", problems, renamed)
+  with pytest.raises(ValueError, match=r"text in \['reply'\].*--response_field"):
+    score.score_responses("mathverse", problems, records, response_field="reply")
+  scores, _ = score.score_responses("mathverse", problems, renamed, response_field="answer_text")
+  assert scores["all"]["correct"] == 2 and scores["without_text"] == 0
