@@ -69,13 +69,6 @@ def text_field(rec: dict[str, Any], field: str | None = None) -> str | None:
   return None
 
 
-def response_of(rec: dict[str, Any], field: str | None = None) -> str:
-  """The model's text, "" where the record holds none (scored wrong, and counted:
-  scores["without_text"])."""
-  k = text_field(rec, field)
-  return rec[k] if k else ""
-
-
 def score_responses(benchmark: str, problems: list[Problem], records: list[dict[str, Any]], *,
                     use_extraction_field: bool = False, source: str = "responses",
                     judge: Callable[[Problem, str, str], str | None] | None = None,
@@ -93,14 +86,16 @@ def score_responses(benchmark: str, problems: list[Problem], records: list[dict[
   correct: dict[str, bool] = {}
   extractions: dict[str, str] = {}
   outputs: list[dict] = []
-  unknown = []
+  unknown, textless = [], 0
   for rec in records:
     pid = record_id(rec, source)
     if pid not in by_id:
       unknown.append(pid)
       continue
     p = by_id[pid]
-    response = response_of(rec, response_field)
+    key = text_field(rec, response_field)
+    textless += key is None
+    response = rec[key] if key else ""  # scored wrong, as an empty answer, and counted
     if benchmark == "mathvista":
       p = by_id[pid] = mathvista.with_record(p, rec)
       if use_extraction_field:
@@ -131,8 +126,8 @@ def score_responses(benchmark: str, problems: list[Problem], records: list[dict[
   if unknown:
     raise ValueError(f"{source}: {len(unknown)} responses name problems not in the annotations "
                      f"(first: {unknown[:5]}); wrong --annotations file or benchmark?")
-  textless = [record_id(r, source) for r in records if text_field(r, response_field) is None]
-  if records and len(textless) == len(records):  # a misnamed field would score 0% quietly
+  if records and textless == len(records) and not use_extraction_field:
+    # a misnamed field would score 0% quietly (MathVista's extractions need no text)
     tried = [response_field] if response_field else list(TEXT_FIELDS)
     raise ValueError(f"{source}: none of the {len(records)} responses has its text in "
                      f"{tried} (first record's fields: {sorted(records[0])}); name the field "
@@ -144,7 +139,7 @@ def score_responses(benchmark: str, problems: list[Problem], records: list[dict[
   if benchmark in ENGINES:
     scores["consistency"] = consistency.engine_consistency(by_id, extractions, correct)
   scores["missing"] = len(missing)
-  scores["without_text"] = len(textless)  # scored wrong, as an empty answer
+  scores["without_text"] = textless
   return scores, outputs
 
 

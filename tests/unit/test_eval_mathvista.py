@@ -95,3 +95,15 @@ def test_extract_multi_choice(response, expected):
 ])
 def test_extract_free_form(response, expected):
   assert mv.extract(response, _problem("free_form", "integer")) == expected
+
+
+def test_stored_extractions_score_without_any_response_text(problems):
+  """With --use_extraction_field a record needs its `extraction`, not its text: a file of
+  extractions alone scores as with its responses (and each record is counted as textless)."""
+  from mathvlm.eval import score
+  out = json.load(open(shared("mathvista", "results", "output_bard.json")))
+  full = [out[p.pid] for p in problems[:50]]
+  bare = [{"pid": r["pid"], "extraction": r["extraction"]} for r in full]
+  with_text, _ = score.score_responses("mathvista", problems, full, use_extraction_field=True)
+  without, _ = score.score_responses("mathvista", problems, bare, use_extraction_field=True)
+  assert without["all"] == with_text["all"] and without["without_text"] == 50
