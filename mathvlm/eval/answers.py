@@ -21,8 +21,14 @@ import sympy as sp
 
 from mathvlm.eval import latex
 
-_NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+(?:\.\d+)?)?"
-                     r"|(?<![\w.])-?\.\d+")
+# A number times something or under a root (`4\\pi`, `2√3`, `4\\sqrt{2}`): GPT keeps such an
+# expression whole, and neither 4 nor 2 is its value; a unit (`5\\text{ cm}`), a space or `\\%`
+# ends a number.
+_TIMES = (r"(?:[√∛π]|\\(?!(?:text|mathrm|mathbf|textbf|mbox|rm|quad|qquad|degree|circ|approx|"
+          r"right|end)\b)[a-zA-Z])")
+_ROOTED = r"(?<![√∛])(?<!sqrt\{)"
+_NUMBER = re.compile(_ROOTED + r"(?<![\w.])-?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
+                     r"(?:/\d+(?:\.\d+)?)?|\.\d+)(?![\d/]|\.\d|,\d{3}|" + _TIMES + ")")
 _PHRASES = re.compile(
     r"(?:(?:final answer|correct answer|correct option|correct choice|the answer|answer)\**"
     r"(?:\s+(?:to|for) (?:the|this|your) question)?\s*"
@@ -287,6 +293,24 @@ def stated_choice(text: str, choices: list[str]) -> str | None:
   return max(stated)[2] if stated else min(hits)[2]
 
 
+def plain_minus(text: str) -> str:
+  """The text with the minus sign U+2212 (`−4.3`) as "-": the sign GPT's extraction keeps and
+  every pattern here reads. Applied where MathVista's and MathVerse's extraction start."""
+  return text.replace("\u2212", "-")
+
+
+_UNICODE_ROOT = re.compile(r"([√∛])\s*(\d+(?:\.\d+)?|\{[^{}]*\}|\([^()]*\))")
+
+
+def unicode_latex(text: str) -> str:
+  """Roots and pi written in Unicode as LaTeX the reader knows: `2√3` -> `2\\sqrt{3}`,
+  `∛(9)` -> `\\sqrt[3]{9}`, `4π` -> `4\\pi`."""
+  def root(m: re.Match) -> str:
+    arg = m.group(2)[1:-1] if m.group(2)[0] in "{(" else m.group(2)
+    return ("\\sqrt{" if m.group(1) == "√" else "\\sqrt[3]{") + arg + "}"
+  return _UNICODE_ROOT.sub(root, text).replace("π", "\\pi ")
+
+
 def clean_number(s: str) -> str:
   """"1,000" -> "1000", "3/4" -> "0.75", "-.5" -> "-0.5"; other strings unchanged."""
   s = s.replace(",", "")
@@ -306,14 +330,27 @@ def repr_number(x: int | float) -> str:
   return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
+# LaTeX's thousands separator `1{,}000` (a comma set as punctuation, not as a list's).
+_LATEX_THOUSANDS = re.compile(r"(?<=\d)\{,\}(?=\d{3}(?!\d))")
+# `\frac45`: TeX takes one-character arguments without braces (4/5).
+_BARE_FRAC = re.compile(r"\\[dt]?frac\s*(\d)\s*(\d)")
+
+
+def _braced_fracs(text: str) -> str:
+  return _BARE_FRAC.sub(r"\\frac{\1}{\2}", text)
+
+
 def numbers(text: str) -> list[str]:
-  """Every number in the text, cleaned (thousands separators, fractions a/b, leading dots)."""
+  """Every number in the text, cleaned (thousands separators, also LaTeX's `1{,}000`,
+  fractions a/b, leading dots)."""
+  text = _LATEX_THOUSANDS.sub(",", text)
   return [clean_number(m.group(0)) for m in _NUMBER.finditer(text)]
 
 
 def latex_number(text: str) -> str | None:
-  """A LaTeX value (`\\frac{1}{2}`, `2\\sqrt{3}`) as a decimal string, or None."""
-  t = text.strip().strip("$").strip()
+  """A LaTeX value (`\\frac{1}{2}`, `\\frac45`, `2\\sqrt{3}`, `1{,}000`) as a decimal string, or
+  None."""
+  t = _braced_fracs(_LATEX_THOUSANDS.sub("", text.strip())).strip("$").strip()
   t = re.sub(r"\\(?:text|mathrm|mbox)\{[^}]*\}|\^\{?\\circ\}?|°|%|\\%", "", t).strip()
   try:
     return repr_number(latex.to_number(t, mixed_product=False))
@@ -329,10 +366,11 @@ def bold_number(text: str) -> str | None:
 
 _NUM_OR_WORD = (r"(-?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|-?\.\d+|"
                 + "|".join(_WORDS) + ")")
+_NUM_END = r"(?![\w(]|\.\d|" + _TIMES + ")"   # nor inside a word or a product `3(x+1)`
 _HEDGE = r"(?:(?:about|approximately|around|roughly|nearly|exactly|just|only|now)\s+)?"
-_STATED = re.compile(r"(?:\bis|\bare|\bwas|\bwere|\bequals|=|\bbe|\bcosts?|\bof)\s*\**\s*"
-                     + _HEDGE + _NUM_OR_WORD + r"(?![\w(])", re.I)
-_ANY = re.compile(r"(?<![\w.])" + _NUM_OR_WORD + r"(?![\w(])", re.I)
+_STATED = re.compile(r"(?:\bis|\bare|\bwas|\bwere|\bequals|=|≈|\\approx|\bbe|\bcosts?|\bof)"
+                     r"\s*\**\s*" + _HEDGE + _NUM_OR_WORD + _NUM_END, re.I)
+_ANY = re.compile(r"(?<![\w.])" + _ROOTED + _NUM_OR_WORD + _NUM_END, re.I)
 _CONCLUDE = re.compile(r"^\W*(?:therefore|so|thus|hence|in total|in conclusion|overall)\b", re.I)
 
 
@@ -348,13 +386,22 @@ def sentences(text: str) -> list[str]:
   return [x.strip() for x in re.split(r"(?<=\S)\.(?:\s|$)|\n+", text) if x.strip()]
 
 
+def _stated(sentence: str, restated: bool = True) -> list[str]:
+  """The values a sentence states after "is/are/=/≈/costs/of..."; "of N" only when it states
+  nothing else ("The sum of 1 and 3 is 4." -> 4). restated=False drops a value that is itself
+  the subject of a statement ("the value at x = 3 is 5.2" -> 5.2)."""
+  found = [m for m in _STATED.finditer(sentence) if restated or not re.match(
+      r"\s*\**\s*(?:is|are|was|were|equals)\b", sentence[m.end():], re.I)]
+  said = [m for m in found if not m.group(0)[:2].lower() == "of"]
+  return [m.group(1) for m in said or found]
+
+
 def sentence_number(sentence: str, stated_last: bool = False) -> str | None:
-  """The number a sentence states as its answer: after "is/are/=/costs..." (the last such one when
-  stated_last, as in "x = 3 + 4 = 7"), else the first number or number word in it."""
-  stated = [m.group(1) for m in _STATED.finditer(sentence)   # "the value at x = 3 is 5.2": 5.2
-            if not re.match(r"\s*\**\s*(?:is|are|was|were|equals)\b", sentence[m.end():], re.I)]
+  """The number a sentence states as its answer: after "is/are/=/≈/costs..." (the last such one
+  when stated_last, as in "x = 3 + 4 = 7"), else the first number or number word in it."""
+  stated = _stated(sentence, restated=False)
   if stated and not stated_last:   # "the area is 5 * 4 = 20": the result of the chain
-    chain = re.search(r"=\s*\**\s*" + _NUM_OR_WORD + r"(?![\w(])[^=]*$", sentence, flags=re.I)
+    chain = re.search(r"=\s*\**\s*" + _NUM_OR_WORD + _NUM_END + r"[^=]*$", sentence, flags=re.I)
     if chain and re.search(r"\d\s*[-+*/×÷]\s*\d", sentence):
       return _as_number(chain.group(1))
   if stated:
@@ -365,9 +412,9 @@ def sentence_number(sentence: str, stated_last: bool = False) -> str | None:
 
 def concluded_number(text: str) -> str | None:
   """The value the last concluding sentence ("Therefore/So/Thus ...") states after
-  "is/=/costs..." ("Therefore, the value of x is **30**." -> 30)."""
+  "is/=/≈/costs..." ("Therefore, the value of x is **30**." -> 30; "So W ≈ 1.2 J." -> 1.2)."""
   for sent in reversed(sentences(text)):
-    stated = _STATED.findall(sent) if _CONCLUDE.search(sent) else []
+    stated = _stated(sent) if _CONCLUDE.search(sent) else []
     if stated:   # "So, it is between the 0 and the 2 mark" states nothing: read on
       return _as_number(stated[-1])
   return None
@@ -398,7 +445,7 @@ def number(text: str, last: bool = True) -> str | None:
   if value is not None:
     return value
   found = numbers(text.replace("\\frac", " \\frac"))
-  frac = re.findall(r"\\[dt]?frac\{(-?[\d.]+)\}\{(-?[\d.]+)\}", text)
+  frac = re.findall(r"\\[dt]?frac\{(-?[\d.]+)\}\{(-?[\d.]+)\}", _braced_fracs(text))
   if frac and not found:
     return latex_number(f"\\frac{{{frac[-1][0]}}}{{{frac[-1][1]}}}")
   if not found:

@@ -18,7 +18,12 @@ change):
 - a mixed number `2 \\frac{1}{2}` is a product, the original's implicit multiplication (the fork
   reads 2.5 whatever its `interpret_as_mixed_fractions` says), and `{3}` is a group, not a set:
   no item of the three files changes, but MATH-Vision options are written this way
-  (`$2 \\frac{1}{2}$`), so other models' answers meet them.
+  (`$2 \\frac{1}{2}$`), so other models' answers meet them;
+- what the original has no token for is no number: `\\boxed`, `\\!`, the minus sign U+2212 and
+  `%` other than `\\%` right after a number (`30\\%` is 0.3 to both, `$30 \\%$` only to the fork).
+  No item of the three files changes, but MATH-Vision golds and options are written this way
+  (`$\\boxed{\\frac{3}{4}}$`, `$-\\!2$`, `$30 \\%$`), and the official scorer credits no answer
+  against them.
 
 Two checks only save time and give what the library would: a plain decimal is read directly, and
 text with letters outside a LaTeX command is not a number (the original makes symbols of them,
@@ -52,6 +57,10 @@ def _balanced_prefix(s: str) -> str:
   return s
 
 
+# What the original grammar has no token for, though the fork reads it: `\\boxed`, `\\!`, the
+# minus sign U+2212 and `%`, except `\\%` right after a number (its PERCENT_NUMBER, `30\\%`).
+_UNREADABLE = re.compile(r"\\boxed|\\!|\u2212|%")
+_PERCENT_NUMBER = re.compile(r"(?<=\d)\\%")
 _SPACES = ("$", "\\displaystyle", "\\qquad", "\\quad", "~", "\\,")
 _BRACKETS = (("\\left(", "("), ("\\right)", ")"), ("\\bigl(", "("), ("\\bigr)", ")"))
 
@@ -73,6 +82,8 @@ def _prepare(s: str, mixed_product: bool = True) -> str:
     s = s.replace(a, b)
   s = _unwrap(_balanced_prefix(s).strip())
   if mixed_product:           # 2\frac{1}{2} is 2 * 1/2 in the original
+    if _UNREADABLE.search(_PERCENT_NUMBER.sub(" ", s)):
+      raise NotANumber(f"{s!r}: the original latex2sympy2 cannot read it")
     s = re.sub(r"(\d)\s*(?=\\[dt]?frac)", r"\1 \\cdot ", s)
   if not s:
     raise NotANumber("empty expression")
@@ -91,16 +102,17 @@ MOST_DIGITS = 4000
 def too_big(e) -> bool:
   """Whether evaluating the sympy expression e exactly would write out a number of more than
   MOST_DIGITS digits (`10^{10^{10}}`, `(10^10)!`: a model's reply or a sampled GRPO answer must
-  not hang a scorer). Inner powers first, each from the size of its base and exponent as floats;
-  a part in x has no size and is passed over."""
+  not hang a scorer). Inner powers first, each from the size of its base and exponent as sympy
+  Floats (a float overflows past 1e308: `3^{1009}` has only 482 digits); a part in x has no size
+  and is passed over."""
   import sympy as sp
   for node in sp.postorder_traversal(e):
     try:
       if isinstance(node, sp.Pow):
-        base, exp = (abs(complex(sp.N(a, 15))) for a in node.args)
-        if exp * math.log10(max(base, 10.0)) > MOST_DIGITS:
+        base, exp = (abs(sp.N(a, 15)) for a in node.args)
+        if base != 0 and exp * sp.Max(abs(sp.log(base, 10)), 1) > MOST_DIGITS:
           return True
-      elif isinstance(node, sp.factorial) and abs(complex(sp.N(node.args[0], 15))) > 1500:
+      elif isinstance(node, sp.factorial) and abs(sp.N(node.args[0], 15)) > 1500:
         return True  # 1500! has 4,115 digits
     except (TypeError, ValueError):
       continue
@@ -128,7 +140,8 @@ def _value(s: str) -> int | float:
 def to_number(s: str, mixed_product: bool = True) -> int | float:
   """`eval(str(latex2sympy(s)))`: an int or a float, as the official scorer gets; NotANumber
   when the text has no real value. mixed_product=False reads `2\\frac{1}{2}` as 2.5, as a
-  person does (MathVista's extraction; MATH-Vision keeps the original's product)."""
+  person does, and what only the fork reads (`-\\!2`) too (MathVista's extraction; MATH-Vision
+  keeps the original's product and what it cannot read)."""
   s = _prepare(s, mixed_product)
   if _PLAIN.fullmatch(s):
     return float(s) if "." in s else int(s)

@@ -56,7 +56,8 @@ def normalize(s: Any) -> str:
   m = re.fullmatch(r"\(?([A-Za-z])[).:]?", s)
   if m:
     return m.group(1).upper()
-  value = ex.latex_number(s.replace(",", "")) if re.search(r"\d", s) else None
+  value = (ex.latex_number(ex.unicode_latex(s).replace(",", "")) if re.search(r"\d", s)
+           else None)
   return value if value is not None else s
 
 
@@ -67,7 +68,7 @@ def _choice_count(problem: Problem) -> int:
 
 def extract(response: str | None, problem: Problem) -> str:
   """The answer in a response: an option letter for multi-choice, else a value."""
-  response = (response or "").strip()
+  response = ex.plain_minus((response or "").strip())
   if not response:
     return ""
   span = ex.answer_span(response)
@@ -79,11 +80,24 @@ def extract(response: str | None, problem: Problem) -> str:
       if letter:
         return letter
     return ""
+  expression = _expression(span or ex.stated_value(response) or "")
+  if expression:
+    return expression
   for value in (ex.number(span) if span else None, ex.bold_number(response),
                 ex.stated_number(response), ex.number(response)):
     if value is not None:
       return value
   return span or ""
+
+
+def _expression(span: str) -> str | None:
+  """The stated value when it is an expression with a value (`4\\pi`, `2√3`, `x = \\frac{8}{3}`
+  -> `\\frac{8}{3}`), as written: GPT's extraction keeps expressions whole, where a number
+  picked out of one (4 of `4\\pi`) would be another answer. `normalize` reads its value."""
+  text = re.split(r"≈|\\approx", span.split("=")[-1])[0].strip().strip("$ .").strip()
+  if re.search(r"\\[a-zA-Z]|[√∛π]", text) and ex.latex_number(ex.unicode_latex(text)):
+    return text
+  return None
 
 
 def judge(problem: Problem, extraction: str) -> bool:

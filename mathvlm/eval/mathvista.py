@@ -138,6 +138,7 @@ def explain(response: str | None, problem: Problem) -> tuple[str, str]:
       return str(float(response)), "exact"
     except ValueError:
       pass
+  response = ex.plain_minus(response)   # after the shortcuts: int("−4") fails there too
   steps = (_choice_steps(response, problem) if qtype == "multi_choice"
            else _value_steps(response, atype))
   for kind, found in steps:

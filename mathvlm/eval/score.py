@@ -10,6 +10,7 @@ official scripts can read them too. No API is called unless `--judge_url` is giv
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 from typing import Any, Callable
@@ -69,6 +70,18 @@ def text_field(rec: dict[str, Any], field: str | None = None) -> str | None:
   return None
 
 
+def _check_unique(records: list[dict[str, Any]], source: str) -> None:
+  """Each problem has one response: with two, which one counts is a guess (the official MATH-V
+  script would count both, the others keep one), so a repeated id is an error, not a choice.
+  `mathvlm.eval.run` resumes by id, so what it scores is one record per id."""
+  counts = collections.Counter(record_id(rec, source) for rec in records)
+  repeated = [pid for pid, n in counts.items() if n > 1]
+  if repeated:
+    raise ValueError(f"{source}: {len(repeated)} ids have more than one response (first: "
+                     f"{repeated[:5]}, {counts[repeated[0]]} records for {repeated[0]}); keep one "
+                     "record per id (dedupe the file) and score again")
+
+
 def score_responses(benchmark: str, problems: list[Problem], records: list[dict[str, Any]], *,
                     use_extraction_field: bool = False, source: str = "responses",
                     judge: Callable[[Problem, str, str], str | None] | None = None,
@@ -82,6 +95,7 @@ def score_responses(benchmark: str, problems: list[Problem], records: list[dict[
   engine_judge: how free-form engine answers are judged ("value" or "math_verify").
   """
   mod = BENCHMARKS[benchmark]
+  _check_unique(records, source)
   by_id = {p.pid: p for p in problems}
   correct: dict[str, bool] = {}
   extractions: dict[str, str] = {}

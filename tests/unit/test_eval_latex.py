@@ -23,3 +23,16 @@ def test_values(text, value):
 def test_not_numbers(text):
   with pytest.raises(latex.NotANumber):
     latex.to_number(text)
+
+
+def test_size_is_measured_without_float_overflow():
+  """3^{1009} has 482 digits: past a float's 1e308, not past MOST_DIGITS (MATH-V's official
+  scorer reads (3^1008 - 1)/3^1009 as 0.33)."""
+  assert latex.to_number("\\frac{3^{1008}-1}{3^{1009}}") == pytest.approx(1 / 3)
+  assert latex.to_number("10^{400}") == 10 ** 400
+
+
+@pytest.mark.parametrize("text", ["10^{10^{10}}", "10^{4001}", "(10^{-100})^{100}", "(10^{10})!"])
+def test_numbers_too_long_to_write_are_refused(text):
+  with pytest.raises(latex.NotANumber):
+    latex.to_number(text)

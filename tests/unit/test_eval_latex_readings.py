@@ -30,3 +30,38 @@ def test_judged_as_published():
   assert not math_v.is_equal("108", "$108^{\\circ}$")      # as in Qwen-VL-Max-CoT's results
   assert not math_v.is_equal("2.5", "$2 \\frac{1}{2}$")
   assert math_v.is_equal("1", "$2 \\frac{1}{2}$")
+
+
+@pytest.mark.parametrize("text", [
+    "\\boxed{3}", "$\\boxed{\\frac{3}{4}}$",   # the original has no \boxed
+    "-\\!2",                                     # nor \!
+    "30%", "$30 \\%$", "\\frac{1}{2}\\%",        # nor % other than right after a number
+    "\u22122", "5\u22121",                       # nor the minus sign U+2212
+])
+def test_what_the_original_cannot_read_is_no_number(text):
+  """latex2sympy2_extended reads these; the original latex2sympy2 raises, so MATH-Vision's
+  official is_equal never credits an answer through them."""
+  with pytest.raises(latex.NotANumber):
+    latex.to_number(text)
+
+
+@pytest.mark.parametrize("text,value", [("30\\%", 0.3), ("2.5\\%", 0.025), ("-30\\%+1", 0.7)])
+def test_percent_right_after_a_number_is_read_as_the_original_does(text, value):
+  assert latex.to_number(text) == pytest.approx(value)
+
+
+def test_a_person_reads_what_the_original_cannot():
+  assert latex.to_number("-\\!2", mixed_product=False) == -2
+  assert latex.to_number("\u22122", mixed_product=False) == -2
+
+
+@pytest.mark.parametrize("answer,gold", [
+    ("\\frac{3}{4}", "$\\boxed{\\frac{3}{4}}$"), ("0.75", "$\\boxed{\\frac{3}{4}}$"),
+    ("-2", "$-\\!2$"), ("0.3", "$30 \\%$"), ("30%", "$30 \\%$"), ("-2", "\u22122"),
+])
+def test_not_judged_equal_where_the_official_scorer_fails_to_read(answer, gold):
+  assert not math_v.is_equal(answer, gold)
+
+
+def test_judged_equal_through_a_large_power():
+  assert math_v.is_equal("\\frac{1}{3}", "$\\frac{3^{1008}-1}{3^{1009}}$")

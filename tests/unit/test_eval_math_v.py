@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from mathvlm.eval import math_v
+from mathvlm.eval import math_v, score
 from mathvlm.eval.common import Problem
 
 from shared_data import REPO, SHARED, shared  # noqa: F401
@@ -83,3 +83,14 @@ def test_load_rejects_bad_record(tmp_path):
                               "level": 1, "subject": "logic"}) + "\n")
   with pytest.raises(ValueError, match="bad.jsonl:1.*not one of the option"):
     math_v.load(str(path))
+
+
+def test_a_repeated_id_in_the_responses_is_an_error_naming_it(test_problems):
+  """The later record silently replaced the earlier: 2 records in the outputs, 1 in the totals."""
+  p = test_problems["2"]
+  records = [{"id": "2", "response": f"The answer is {p.answer}."}, {"id": "1", "response": "A"},
+             {"id": "2", "response": "The answer is 123456."}]
+  with pytest.raises(ValueError, match=r"1 ids have more than one response.*'2'.*dedupe"):
+    score.score_responses("math_v", list(test_problems.values()), records)
+  scores, outputs = score.score_responses("math_v", list(test_problems.values()), records[:2])
+  assert scores["all"]["total"] == len(outputs) == 2

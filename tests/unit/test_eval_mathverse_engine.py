@@ -38,6 +38,28 @@ def test_mathverse_normalize(a, b, same):
   assert (mathverse.normalize(a) == mathverse.normalize(b)) is same
 
 
+def _free_form(answer):
+  return mathverse.Problem(pid="0", question="", answer=answer, choices=[], images=[], query="",
+                           meta={"question_type": "free-form", "problem_version": "Vision Only"},
+                           raw={})
+
+
+@pytest.mark.parametrize("response,gold,ok", [
+    ("The slope is \u22122.", "-2", True),           # the minus sign U+2212 keeps its sign
+    ("The slope is \u22122.", "2", False),
+    ("The area is $4\\pi$.", "4\\pi", True),        # an expression is kept whole, as GPT does
+    ("The area is $4\\pi$.", "4", False),
+    ("The answer is 2\u221a3.", "2\\sqrt{3}", True),
+    ("The answer is 2\u221a3.", "3", False),
+    ("The answer is $x = 2\\sqrt{3}$.", "2\\sqrt{3}", True),
+    ("\\boxed{1{,}000}", "1000", True),                # LaTeX's thousands separator
+    ("The answer is \\boxed{\\frac45}.", "0.8", True),
+])
+def test_mathverse_extraction_of_signs_expressions_and_latex_numbers(response, gold, ok):
+  p = _free_form(gold)
+  assert mathverse.judge(p, mathverse.extract(response, p)) is ok
+
+
 def test_engine_loader_reads_mavis_fields():
   problems = engine.load(os.path.join(FIXTURES, "engine_heldout.json"))
   assert len(problems) == 9

@@ -223,3 +223,40 @@ def test_refusal_detection(text, refusal):
 @pytest.mark.parametrize("response,expected", [("答案是B", "B"), ("故选C", "C"), ("答案：A", "A")])
 def test_chinese_answer_phrases(response, expected):
   assert _mc(response, ["1", "2", "3"]) == expected
+
+
+# Shapes the development files lack (the official answer is what GPT-4's extraction copies).
+@pytest.mark.parametrize("response,atype,precision,expected", [
+    ("U = \u22124.3 kJ/mol", "float", 1, "-4.3"),                  # the minus sign U+2212
+    ("There are \u22124 objects left.", "integer", None, "-4"),
+    ("The spring constant is 750 N/m and the stretch is 5.66 cm.\nTherefore, W \u2248 1.2 J.",
+     "float", 1, "1.2"),                                               # a concluding "≈"
+    ("The spring constant is 750 N/m.\nSo W \\approx 1.2 J.", "float", 1, "1.2"),
+    ("The sum of 1 and 3 is 4.", "integer", None, "4"),              # "is" over "of"
+    ("The average of 50.23 and 51.85 is 51.04.", "float", 2, "51.04"),
+    ("The side is 5\\text{ cm}, twice the width of 2.5 cm.", "float", 1, "5"),  # a unit ends
+    ("The share is 25\\% of the total 80.", "integer", None, "25"),              # a number
+    ("\\boxed{1{,}000}", "integer", None, "1000"),                   # LaTeX's thousands separator
+    ("The answer is \\boxed{\\frac45}.", "float", 1, "0.8"),         # \frac without braces
+])
+def test_shapes_beyond_the_development_files(response, atype, precision, expected):
+  assert _ff(response, atype, precision) == expected
+
+
+@pytest.mark.parametrize("response,gold", [
+    ("There are $4\\sqrt{2}$ units.", "4"), ("There are $4\\sqrt{2}$ units.", "2"),
+    ("The length is 4\u221a3.", "4"), ("The length is 4\u221a3.", "3"),
+    ("The area is $4\\pi$.", "4"), ("It is 4\u03c0 square units.", "4"),
+])
+def test_a_number_inside_an_expression_is_not_the_answer(response, gold):
+  """GPT's extraction keeps `4\\sqrt{2}` whole, which is neither the integer 4 nor 2."""
+  p = mv.with_record(_problem("free_form", "integer"), {"answer": gold})
+  assert mv.judge(p, mv.extract(response, p))[1] is False
+
+
+def test_numbers_and_latex_numbers_read_latex_notation():
+  assert answers.numbers("a total of 1{,}000{,}000 people") == ["1000000"]
+  assert answers.numbers("\\pi \\approx 3{,}14") != ["314"]     # a decimal comma is no separator
+  assert answers.latex_number("3{,}14") != "314"
+  assert answers.latex_number("1{,}000") == "1000"
+  assert answers.latex_number("\\dfrac 3 4") == "0.75"
