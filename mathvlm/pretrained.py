@@ -6,6 +6,8 @@ from `mathvlm.models.registry`.
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 
 from flax import nnx
@@ -76,8 +78,24 @@ def load_vision_tower(model, path: str, config, sharding_fn) -> None:
     raise ValueError(f"model.vision_init_from={path!r} holds a {type(source).__name__}, which "
                      "has no vision tower")
   src, dst = src_tower(source), registry.of_model(model).vision_tower(model)
-  if src.cfg.hidden_size != dst.cfg.hidden_size or src.cfg.num_layers != dst.cfg.num_layers:
-    raise ValueError(f"model.vision_init_from={path!r}: its vision tower ({src.cfg.hidden_size} "
-                     f"wide, {src.cfg.num_layers} layers) does not fit the preset's "
-                     f"({dst.cfg.hidden_size}, {dst.cfg.num_layers})")
+  differ = vision_differences(src.cfg, dst.cfg)
+  if differ:
+    raise ValueError(f"model.vision_init_from={path!r}: its vision tower does not fit the "
+                     "preset's (" + "; ".join(f"{k}: {a!r} there, {b!r} here" for k, a, b in differ)
+                     + "); choose a preset with that tower or a checkpoint trained with this one")
   nnx.update(dst, nnx.state(src, nnx.Param))
+
+
+def vision_differences(src, dst) -> list[tuple[str, object, object]]:
+  """(field, source value, preset value) for every vision config field that differs, runtime
+  choices (dtype, remat...) aside: image size, heads or pixel normalisation load without a shape
+  error yet make another model, so all of them must agree, not only width and depth."""
+  from mathvlm.models import layers
+  a, b = dataclasses.asdict(src), dataclasses.asdict(dst)
+  return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
+          if k not in layers.RUNTIME_FIELDS and _plain(a.get(k)) != _plain(b.get(k))]
+
+
+def _plain(value):
+  """Tuples and lists compare alike (a config read back from JSON holds lists)."""
+  return list(value) if isinstance(value, (tuple, list)) else value

@@ -92,10 +92,23 @@ def base(objective: str) -> ml_collections.ConfigDict:
   c.evals = ml_collections.ConfigDict()
 
   # The objective's options, with its defaults (mathvlm/objectives/<name>.py): --config.dpo.beta
-  defaults = objectives.get(objective).defaults
-  if defaults:
-    c[objective] = ml_collections.ConfigDict(dict(defaults))
+  if objectives.get(objective).defaults:
+    c[objective] = options_section(objectives.get(objective))
   return c
+
+
+def options_section(objective) -> ml_collections.ConfigDict:
+  """The objective's defaults as a ConfigDict; a None ('auto') default becomes a typed
+  FieldReference so that `--config.<name>.<option>=...` and sweeps can still set it."""
+  fields = {}
+  for key, value in objective.defaults.items():
+    if value is None:
+      if key not in objective.option_types:
+        raise TypeError(f"objective {objective.name!r}: option {key!r} defaults to None, which "
+                        "the command line cannot override; give its type in option_types")
+      value = ml_collections.FieldReference(None, field_type=objective.option_types[key])
+    fields[key] = value
+  return ml_collections.ConfigDict(fields)
 
 
 def finish(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -6,9 +6,11 @@ data, a run would restore or fail deep inside orbax, or worse, train on silently
 data order, a different batch under the same step count). So a run that finds a checkpoint
 compares its config with the one the workdir was trained with and fails at start, naming every
 field that differs, unless all of them are in `MAY_CHANGE`: settings that do not change what the
-state means (how long to train, logging, checkpointing, input workers, mesh, rematerialisation)
+state means (how long to train, logging, checkpointing, mesh, rematerialisation)
 and the learning rate and gradient clip (lowered to get past a non-finite step, see
 docs/reliability/FAULTS.md). A run with no checkpoint yet starts over and records its config.
+`data.workers` may not change: grain's checkpointed iterator state differs by worker count, so
+such a run could not restore the data position.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ FILE = "run_config.json"
 
 # Dotted names (or prefixes ending in '.') a resumed run may change.
 MAY_CHANGE = ("steps", "optim.lr", "optim.grad_clip", "checkpoint.", "metrics.", "evals.",
-              "data.workers", "mesh.", "model.remat")
+              "mesh.", "model.remat")
 
 
 def may_change(field: str) -> bool:

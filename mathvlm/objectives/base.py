@@ -63,6 +63,9 @@ class Objective:
     (`state_dict` / `load_state_dict`, checkpointed beside the train state). An import path, not
     an import: the objective stays below the layers that step uses (sampling, answer judging).
   updates_per_step: options -> how many optimizer updates each step makes on its batch.
+  option_types: the type of each option whose default is None ('auto'), so that the config can
+    still take a value from the command line or a sweep (ml_collections refuses to override a
+    field of type NoneType).
   """
   name: str
   family: str
@@ -79,6 +82,7 @@ class Objective:
   weight_metric: str | None = None
   host_step: str | None = None
   updates_per_step: Callable[[Mapping[str, Any]], int] | None = None
+  option_types: Mapping[str, type] = dataclasses.field(default_factory=dict)
 
   def options(self, cfg: Any) -> dict[str, Any]:
     """The defaults overridden by the config's section; unknown or invalid options fail here."""

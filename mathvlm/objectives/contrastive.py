@@ -27,46 +27,71 @@ Array = jax.Array
 LOSS_TYPES = ("softmax", "sigmoid")
 
 
-def softmax_loss(image_embeds: Array, text_embeds: Array, scale: Array) -> tuple[Array, Array]:
+# A masked logit: exp() of it is exactly 0 beside real ones, yet (unlike -inf) it keeps the
+# gradients finite when a whole batch is masked.
+MASKED = -1e30
+
+
+def _valid(valid: Array | None, b: int) -> Array:
+  return jnp.ones((b,), bool) if valid is None else jnp.asarray(valid, bool)
+
+
+def _mean(x: Array, valid: Array) -> Array:
+  return jnp.sum(jnp.where(valid, x, 0.0)) / jnp.maximum(jnp.sum(valid), 1)
+
+
+def softmax_loss(image_embeds: Array, text_embeds: Array, scale: Array,
+                 valid: Array | None = None) -> tuple[Array, Array]:
   """CLIP's symmetric InfoNCE: mean of CE(image -> text) and CE(text -> image), diagonal targets.
 
-  Returns (loss, logits [B, B] with logits[i, j] = scale * <img_i, txt_j>).
+  valid [B]: rows that hold an example; a dropped one is neither a positive nor a negative.
+  Returns (loss, logits [B, B] with logits[i, j] = scale * <img_i, txt_j>, invalid ones masked).
   """
   logits = scale * image_embeds @ text_embeds.T
+  valid = _valid(valid, logits.shape[0])
+  logits = jnp.where(valid[:, None] & valid[None, :], logits, MASKED)
   diag = jnp.arange(logits.shape[0])
   i2t = jax.nn.logsumexp(logits, axis=1) - logits[diag, diag]
   t2i = jax.nn.logsumexp(logits, axis=0) - logits[diag, diag]
-  return (jnp.mean(i2t) + jnp.mean(t2i)) / 2, logits
+  return (_mean(i2t, valid) + _mean(t2i, valid)) / 2, logits
 
 
 def sigmoid_loss(image_embeds: Array, text_embeds: Array, scale: Array,
-                 bias: float | Array) -> tuple[Array, Array]:
-  """SigLIP: -sum_ij log sigmoid(z_ij (scale <img_i, txt_j> + bias)) / B, z = +1 on the diagonal."""
+                 bias: float | Array, valid: Array | None = None) -> tuple[Array, Array]:
+  """SigLIP: -sum_ij log sigmoid(z_ij (scale <img_i, txt_j> + bias)) / B, z = +1 on the diagonal;
+  i and j over the valid rows only, B their number."""
   logits = scale * image_embeds @ text_embeds.T + bias
   b = logits.shape[0]
+  valid = _valid(valid, b)
+  pairs = valid[:, None] & valid[None, :]
   z = 2 * jnp.eye(b, dtype=logits.dtype) - 1
-  return -jnp.sum(jax.nn.log_sigmoid(z * logits)) / b, logits
+  terms = jnp.where(pairs, jax.nn.log_sigmoid(z * logits), 0.0)
+  return -jnp.sum(terms) / jnp.maximum(jnp.sum(valid), 1), jnp.where(pairs, logits, MASKED)
 
 
 def loss(model, batch: dict[str, Array], cfg: Any = None):
-  """Contrastive loss over the (global) batch; weight = B."""
+  """Contrastive loss over the valid rows of the (global) batch; weight = their number.
+
+  A row whose attention_mask is all zero is an example the data dropped (zero pixels, pad ids):
+  it must be neither a positive nor a negative for the others.
+  """
   opts = OBJECTIVE.options(cfg)
   loss_type, max_scale = opts["loss_type"], float(opts["max_logit_scale"])
 
   out = model(batch["pixel_values"], batch["input_ids"], batch.get("attention_mask"))
   img = out["image_embeds"].astype(jnp.float32)
   txt = out["text_embeds"].astype(jnp.float32)
+  mask = batch.get("attention_mask")
+  valid = _valid(None if mask is None else jnp.asarray(mask).any(-1), img.shape[0])
   scale = jnp.minimum(jnp.asarray(out["logit_scale"], jnp.float32), max_scale)
   if loss_type == "softmax":
-    value, logits = softmax_loss(img, txt, scale)
+    value, logits = softmax_loss(img, txt, scale, valid)
   else:
-    value, logits = sigmoid_loss(img, txt, scale, float(opts["sigmoid_bias"]))
+    value, logits = sigmoid_loss(img, txt, scale, float(opts["sigmoid_bias"]), valid)
   diag = jnp.arange(logits.shape[0])
-  metrics = dict(
-      loss=value, logit_scale=scale,
-      i2t_accuracy=jnp.mean((jnp.argmax(logits, axis=1) == diag).astype(jnp.float32)),
-      t2i_accuracy=jnp.mean((jnp.argmax(logits, axis=0) == diag).astype(jnp.float32)))
-  return value, jnp.asarray(logits.shape[0], jnp.float32), metrics
+  hit = lambda axis: _mean((jnp.argmax(logits, axis=axis) == diag).astype(jnp.float32), valid)
+  metrics = dict(loss=value, logit_scale=scale, i2t_accuracy=hit(1), t2i_accuracy=hit(0))
+  return value, jnp.sum(valid).astype(jnp.float32), metrics
 
 
 def check(o) -> list[str]:

@@ -61,11 +61,15 @@ def pairs_to_rows(batch: dict[str, Array]) -> dict[str, Array]:
 
 
 def loss(model, batch: dict[str, Array], cfg: Any = None):
-  """Mean DPO loss over the B pairs; weight = B. The batch comes as pairs or as rows."""
+  """Mean DPO loss over the valid pairs; weight = their number. The batch comes as pairs or rows.
+
+  A pair is valid when both its rows have target tokens: PreferenceSource zeroes the loss_mask of
+  a pair it cannot use, and such a slot must add nothing (not log 2, nor a wrong preference, nor a
+  share of the weight that would shrink the real pairs' gradients).
+  """
   opts = OBJECTIVE.options(cfg)
   beta, loss_type = float(opts["beta"]), opts["loss_type"]
-  normalize = opts["length_normalize"]
-  normalize = loss_type == "ipo" if normalize is None else bool(normalize)
+  normalize = length_normalize(opts)
   if jnp.ndim(batch["input_ids"]) == 3:
     batch = pairs_to_rows(batch)
 
@@ -77,28 +81,34 @@ def loss(model, batch: dict[str, Array], cfg: Any = None):
     raise ValueError(f"ref_logps has shape {ref.shape}; expected ({rows},), one per row")
   ref = jax.lax.stop_gradient(ref)
   logps = lm.batch_logps(model, batch)
-  counts = jnp.maximum(jnp.sum(lm.target_mask(batch)[:, 1:], axis=-1), 1).astype(jnp.float32)
+  tokens = jnp.sum(lm.target_mask(batch)[:, 1:], axis=-1).astype(jnp.float32)
+  counts = jnp.maximum(tokens, 1.0)
   b = rows // 2
-  nll = -jnp.sum(logps[:b]) / jnp.sum(counts[:b])  # per chosen token, before any normalising
+  valid = (tokens[:b] > 0) & (tokens[b:] > 0)
+  pairs = jnp.sum(valid).astype(jnp.float32)
+  # per chosen token, before any normalising
+  nll = -jnp.sum(jnp.where(valid, logps[:b], 0.0)) / jnp.maximum(
+      jnp.sum(jnp.where(valid, tokens[:b], 0.0)), 1.0)
   if normalize:
     logps, ref = logps / counts, ref / counts
 
   losses, chosen, rejected = dpo_loss(logps[:b], logps[b:], ref[:b], ref[b:], beta, loss_type,
                                       float(opts["label_smoothing"]))
-  mean = jnp.mean(losses)
+  mean_of = lambda x: jnp.sum(jnp.where(valid, x, 0.0)) / jnp.maximum(pairs, 1.0)
+  mean = mean_of(losses)
   if opts["sft_weight"]:
     mean = mean + float(opts["sft_weight"]) * nll
   metrics = {
       "loss": mean,
       "nll/chosen": jax.lax.stop_gradient(nll),
-      "rewards/chosen": jnp.mean(chosen),
-      "rewards/rejected": jnp.mean(rejected),
-      "rewards/margin": jnp.mean(chosen - rejected),
-      "rewards/accuracy": jnp.mean((chosen > rejected).astype(jnp.float32)),
-      "logps/chosen": jax.lax.stop_gradient(jnp.mean(logps[:b])),
-      "logps/rejected": jax.lax.stop_gradient(jnp.mean(logps[b:])),
+      "rewards/chosen": mean_of(chosen),
+      "rewards/rejected": mean_of(rejected),
+      "rewards/margin": mean_of(chosen - rejected),
+      "rewards/accuracy": mean_of((chosen > rejected).astype(jnp.float32)),
+      "logps/chosen": jax.lax.stop_gradient(mean_of(logps[:b])),
+      "logps/rejected": jax.lax.stop_gradient(mean_of(logps[b:])),
   }
-  return mean, jnp.asarray(b, jnp.float32), metrics
+  return mean, pairs, metrics
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,7 +134,16 @@ def check(o) -> list[str]:
   if o["reference"] not in ("init", "data"):
     errors.append(f"dpo.reference={o['reference']!r}: 'init' (a frozen copy of the starting "
                   "model) or 'data' (ref_logps carried by the data)")
+  if o["length_normalize"] not in (None, True, False):
+    errors.append(f"dpo.length_normalize={o['length_normalize']!r}: True, False, or None (True "
+                  "for ipo, False for sigmoid)")
   return errors
+
+
+def length_normalize(opts) -> bool:
+  """Whether log-probs are divided by their target tokens: None means as TRL (ipo only)."""
+  given = opts["length_normalize"]
+  return opts["loss_type"] == "ipo" if given is None else bool(given)
 
 
 def preference_source(records, tokenizer, data, model_cfg) -> PreferenceSource:
@@ -163,4 +182,5 @@ OBJECTIVE = Objective(
     name="dpo", family="llava", loss=loss, example="dpo", flops=step_flops,
     batch_keys=("input_ids", "attention_mask", "loss_mask", "ref_logps"),
     defaults=DEFAULTS, check=check, make_source=preference_source, extra_state=reference_copy,
-    prepare=reference_logps, check_example=check_example)
+    prepare=reference_logps, check_example=check_example,
+    option_types={"length_normalize": bool})

@@ -136,7 +136,8 @@ DEFAULTS = dict(
     max_refills=4,           # ... at most this many extra rollouts per step
     rewards="answer=1.0,format=0.1",  # name=weight: answer, format, length, consistency, or
                                       # a function by import path: "pkg.mod:fn=0.5"
-    length_target=0,         # the length reward's free length in tokens (0: max_new_tokens)
+    length_target=0,         # the length reward's free length in tokens: with `length` among
+                             # the rewards, 0 < length_target < max_new_tokens
     problems="",             # rollout prompts on the fly: "module:factory" (the engine's stream)
     problem_options="",      # ... its keyword arguments: "mc=0.5,workers=2" (Python literals)
     curriculum=True,         # adapt the stream's difficulty to the running pass rate
@@ -165,7 +166,20 @@ def check(o) -> list[str]:
     keyword_options(o["problem_options"])
   except ValueError as e:
     errors.append(str(e))
+  errors += length_reward_errors(o)
   return errors
+
+
+def length_reward_errors(o) -> list[str]:
+  """The length reward penalises tokens past length_target; at or past max_new_tokens (0 was
+  taken as max_new_tokens) no answer can pass it, and the reward is a constant 0."""
+  names = [p.strip().rpartition("=")[0].strip() if "=" in p else p.strip()
+           for p in str(o["rewards"]).split(",")]
+  if "length" in names and not 0 < o["length_target"] < o["max_new_tokens"]:
+    return [f"grpo.length_target={o['length_target']} with the length reward in grpo.rewards: "
+            f"it must be in (0, max_new_tokens={o['max_new_tokens']}), the free length before "
+            "the penalty starts; else the reward never penalises anything"]
+  return []
 
 
 def keyword_options(text: str) -> dict:

@@ -22,7 +22,9 @@ import numpy as np
 
 from mathvlm.eval import answers
 
-STATED = re.compile(r"the answer is\s*\S.*", re.I)
+# "the answer is" followed by something answer-like: "I don't know what the answer is." is no
+# stated answer, so its first character after the phrase may be neither space nor punctuation.
+STATED = re.compile(r"\bthe answer is\s*:?\s*[^\s.,;:!?]", re.I)
 
 
 def answer_reward(response: str, problem: dict) -> float:

@@ -52,6 +52,7 @@ class Rollouts:
                         loss_mask=np.int32(0), advantages=np.float32(0),
                         pixel_values=np.uint8(0))
     self.stream = self.encoder = None
+    self._truncated_seen, self._truncation_warned = 0, False
     self.curriculum = Curriculum(levels=1, enabled=self.opts["curriculum"])
 
   def start(self) -> None:
@@ -102,11 +103,16 @@ class Rollouts:
     problems = self._problems(np.asarray(local["problem_index"]).tolist(), level)
     rows = self._rollout(state, problems, step, 0)
     all_equal = float(np.mean(_gathered(self._equal_groups(rows["reward"]))))
+    sampled = self._pass_rates(rows)  # round 0: what the policy does at this level
     refill = {}
     if self.opts["dynamic_sampling"]:
       rows, refill = self._refill(state, rows, step, level)
     batch, metrics = self._assemble(rows), dict(self._metrics(rows, all_equal), **refill)
+    # Refills swap all-right and all-wrong groups for mixed ones, so the trained rows' pass rate
+    # drifts towards 1/2 whatever the policy does: the curriculum and pass@k read round 0's.
+    metrics.update({f"{k}/trained": v for k, v in self._pass_rates(rows).items()}, **sampled)
     metrics.update(rollout_seconds=time.time() - t0, **{"curriculum/level": float(level)})
+    metrics.update(self._truncation())
     self.curriculum.update(metrics["pass@1"])  # of the global batch: the same on every process
     metrics["curriculum/pass_rate"] = float(self.curriculum.pass_rate or 0.0)
     return batch, metrics
@@ -219,13 +225,30 @@ class Rollouts:
     """Of the global batch (every process's rows, gathered in process order), so that the row
     process 0 writes is the one a single process would write."""
     reward, lengths = _gathered(rows["reward"]), _gathered(rows["lengths"])
-    correct = _gathered(rows["correct"]).reshape(-1, self.group)
     return {"reward/mean": float(np.mean(reward)),
             "reward/std": float(np.std(reward)),
-            "pass@1": float(np.mean(correct)), f"pass@{self.group}": float(
-                np.mean(correct.max(axis=1))),
+            **self._pass_rates(rows),
             "groups/all_equal": all_equal,
             "response_length": float(np.mean(lengths))}
+
+  def _pass_rates(self, rows: dict) -> dict:
+    """pass@1 and pass@G of the global batch's rows."""
+    correct = _gathered(rows["correct"]).reshape(-1, self.group)
+    return {"pass@1": float(np.mean(correct)),
+            f"pass@{self.group}": float(np.mean(correct.max(axis=1)))}
+
+  def _truncation(self) -> dict:
+    """Prompts the Encoder cut to data.max_len since the last step (all processes); warned once,
+    as an answer to a cut question is judged against the whole one."""
+    cut = int(getattr(self.encoder, "truncated", 0)) - self._truncated_seen
+    self._truncated_seen += cut
+    cut = int(np.sum(_gathered(np.asarray([cut], np.int64))))
+    if cut and not self._truncation_warned:
+      self._truncation_warned = True
+      log.warning("%d rollout prompt(s) were longer than data.max_len=%d and cut; raise "
+                  "data.max_len (prompts/truncated counts them each step)", cut,
+                  self.config.data.max_len)
+    return {"prompts/truncated": float(cut)}
 
 
 def _as_dict(p, files: dict) -> dict:

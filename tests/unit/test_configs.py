@@ -77,3 +77,41 @@ def test_dpo_with_reference_from_data_needs_ref_logps_in_the_data(tmp_path):
   config = tiny_config("dpo", dpo__reference="data")
   with pytest.raises(ValueError, match=r"missing \['ref_logps'\]"):
     train(config, str(tmp_path))
+
+
+_FLAG_SCRIPT = """
+import sys
+from absl import flags
+from ml_collections import config_flags
+from mathvlm import configs
+config_flags.DEFINE_config_file("config", None, "", lock_config=True)
+flags.FLAGS(["x", "--config", configs.resolve("dpo.py:model=tiny")] + sys.argv[1:])
+print(repr(flags.FLAGS.config.dpo.length_normalize))
+"""
+
+
+@pytest.mark.parametrize("flag, want", [(None, "None"), ("True", "True"), ("false", "False")])
+def test_dpo_length_normalize_can_be_set_from_the_command_line(flag, want):
+  """Its default is None (by loss type); a NoneType field would refuse any override."""
+  import os
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(common.__file__))  # this checkout's mathvlm
+  out = subprocess.run([sys.executable, "-c", _FLAG_SCRIPT]
+                       + ([f"--config.dpo.length_normalize={flag}"] if flag else []),
+                       capture_output=True, text=True, cwd=os.path.dirname(root),
+                       env=dict(os.environ, PYTHONPATH=os.path.dirname(root)))
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.strip().splitlines()[-1] == want
+
+
+def test_resuming_with_another_worker_count_names_data_workers(tmp_path):
+  """grain's checkpointed iterator state differs by worker count: the check must say so at
+  start, not leave the run to fail later with 'no checkpoint can be read'."""
+  from mathvlm.configs import resume
+  config = importlib.import_module("mathvlm.configs.sft").get_config("model=tiny")
+  resume.record(config, str(tmp_path))
+  with config.unlocked():
+    config.data.workers = 2
+  with pytest.raises(ValueError, match=r"data\.workers: 0 -> 2"):
+    resume.check(config, str(tmp_path), 4)

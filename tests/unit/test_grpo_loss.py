@@ -114,3 +114,14 @@ def test_bad_options_are_named():
     grpo.OBJECTIVE.options({"grpo": {"aggregation": "mean"}})
   with pytest.raises(ValueError, match="grpo.group=1"):
     grpo.OBJECTIVE.options({"grpo": {"group": 1}})
+
+
+def test_length_reward_needs_a_length_target_below_max_new_tokens():
+  """length_target=0 (or >= max_new_tokens) leaves no answer long enough to penalise."""
+  for target in (0, 64, 100):
+    with pytest.raises(ValueError, match=f"grpo.length_target={target} .*max_new_tokens=64"):
+      grpo.OBJECTIVE.options({"grpo": {"rewards": "answer=1.0,length=0.5", "length_target": target,
+                                       "max_new_tokens": 64}})
+  grpo.OBJECTIVE.options({"grpo": {"rewards": "answer=1.0,length=0.5", "length_target": 32,
+                                   "max_new_tokens": 64}})
+  grpo.OBJECTIVE.options({"grpo": {"rewards": "answer=1.0", "max_new_tokens": 64}})  # unused

@@ -109,6 +109,47 @@ def test_dynamic_sampling_replaces_all_equal_groups_before_the_update(toy):
   assert not np.array_equal(batch["input_ids"][G:], want["input_ids"][G:])  # sampled afresh
 
 
+def test_dynamic_sampling_leaves_pass_at_1_and_the_curriculum_to_the_sampled_rows(toy):
+  """Refills swap the solved group for an open one, so the trained rows' pass rate is lower than
+  what the policy scored as sampled: pass@k and the curriculum must read the latter (as without
+  refills), or the curriculum never sees a level solved; the trained rows' rate is logged apart."""
+  def solved_is_right(host):  # the toy's solved problems are answered right, the open ones not
+    rollout = host._rollout
+    host._rollout = lambda *a: (lambda rows: dict(rows, correct=(rows["reward"] == 1.0).astype(
+        np.float32)))(rollout(*a))
+    return host
+
+  control, state = _host(toy)
+  _, want = solved_is_right(control)(state, OPEN_SOLVED, STEP)
+  host, _ = _host(toy, dynamic_sampling=True, max_refills=4)
+  _, metrics = solved_is_right(host)(state, OPEN_SOLVED, STEP)
+  assert want["pass@1"] == 0.5
+  assert metrics["pass@1"] == want["pass@1"] and metrics[f"pass@{G}"] == want[f"pass@{G}"]
+  assert metrics["curriculum/pass_rate"] == want["curriculum/pass_rate"]
+  assert metrics["pass@1/trained"] < metrics["pass@1"]
+
+
+def test_cut_prompts_are_counted_and_warned_about_once(toy, caplog):
+  """The Encoder cuts a prompt longer than data.max_len; the host step reports it per step."""
+  host, state = _host(toy)
+  host.start()
+  encode = host.encoder.encode
+
+  def cutting(text):
+    host.encoder.truncated += 1
+    return encode(text)
+
+  host.encoder.encode = cutting
+  with caplog.at_level("WARNING", logger="mathvlm.train"):
+    _, first = host(state, OPEN_SOLVED, STEP)
+    _, second = host(state, OPEN_SOLVED, STEP + 1)
+  assert first["prompts/truncated"] == second["prompts/truncated"] == 2 * G
+  assert sum("data.max_len" in r.getMessage() for r in caplog.records) == 1
+  host.encoder.encode = encode
+  _, third = host(state, OPEN_SOLVED, STEP + 2)
+  assert third["prompts/truncated"] == 0
+
+
 def test_dynamic_sampling_stops_after_max_refills(toy):
   """With 1 round, slot 1 is still all-equal (10**9 is solved too): the update trains on it, and
   the metrics say so."""

@@ -412,6 +412,40 @@ def test_dpo_rejects_odd_rows_and_misshapen_ref(llama):
     dpo.loss(llama, dict(batch, ref_logps=batch["ref_logps"][:2]), None)
 
 
+@pytest.mark.parametrize("opts", [{}, {"loss_type": "ipo", "beta": 0.2}, {"sft_weight": 0.5}])
+def test_dpo_a_dropped_pair_changes_nothing(opts):
+  """PreferenceSource zeroes both rows' loss_mask for a pair it cannot use: the loss, its weight,
+  the metrics and the gradient must equal those of the batch without that pair (not log 2 or
+  1/(4 beta^2) more, a wrong preference in accuracy, and a weight that shrinks the gradient)."""
+  batch = _dpo_batch(2)
+  logits = np.random.RandomState(4).randn(4, 10, V).astype(np.float32)
+  pairs = lambda rows: {k: np.stack([v[:2], v[2:]], 1) for k, v in rows.items()}  # [2, 2, ...]
+  padded = {k: np.concatenate([v, v[:1]]) for k, v in pairs(batch).items()}
+  padded["loss_mask"][2] = 0
+  lg = lambda x: np.concatenate([x[:2], x[:1] + 5.0, x[2:], x[2:3] - 5.0])  # pairs_to_rows order
+
+  def run(b, logits):
+    f = lambda l: dpo.loss(FixedLogits(l), b, {"dpo": opts})
+    (loss, (w, m)), g = jax.value_and_grad(lambda l: (f(l)[0], f(l)[1:]), has_aux=True)(logits)
+    return loss, w, m, g
+
+  loss, w, m, g = run(pairs(batch), logits)
+  loss3, w3, m3, g3 = run(padded, lg(logits))
+  assert float(w) == float(w3) == 2.0
+  np.testing.assert_allclose(float(loss3), float(loss), rtol=1e-6)
+  for k in m:
+    np.testing.assert_allclose(float(m3[k]), float(m[k]), rtol=1e-6, atol=1e-7, err_msg=k)
+  g3 = np.asarray(g3)
+  np.testing.assert_allclose(np.concatenate([g3[:2], g3[3:5]]), np.asarray(g), rtol=1e-5,
+                             atol=1e-8)
+  assert np.all(g3[[2, 5]] == 0)
+  # every pair dropped: weight 0 and a finite loss of 0, which the trainer's weighting ignores
+  padded["loss_mask"][:] = 0
+  loss0, w0, m0, _ = run(padded, lg(logits))
+  assert float(w0) == 0.0 and float(loss0) == 0.0
+  assert all(np.isfinite(float(v)) for v in m0.values())
+
+
 # ---------------------------------------------------------------------------------------------
 # contrastive
 
@@ -494,6 +528,36 @@ class FixedClip:
 
   def __call__(self, pixel_values, input_ids, attention_mask=None):
     return dict(image_embeds=self.img, text_embeds=self.txt, logit_scale=jnp.exp(self.log_scale))
+
+
+@pytest.mark.parametrize("loss_type", ["softmax", "sigmoid"])
+def test_contrastive_a_dropped_row_changes_nothing(loss_type):
+  """A dropped caption example (all-zero attention mask) is neither a positive nor a negative:
+  loss, weight, accuracies and gradient equal those of the batch without it."""
+  rs = np.random.RandomState(5)
+  img = _unit(rs.randn(4, 8)).astype(np.float32)
+  txt = _unit(img + 0.5 * rs.randn(4, 8)).astype(np.float32)
+  batch = _clip_batch()
+  cfg = {"contrastive": {"loss_type": loss_type, "sigmoid_bias": -3.0}}
+
+  def run(i, t, b):
+    f = lambda i, t: contrastive.loss(FixedClip(i, t, math.log(10.0)), b, cfg)
+    (value, (w, m)), g = jax.value_and_grad(lambda i, t: (f(i, t)[0], f(i, t)[1:]),
+                                            argnums=(0, 1), has_aux=True)(i, t)
+    return value, w, m, g
+
+  three = {k: v[:3] for k, v in batch.items()}
+  dropped = {k: v.copy() for k, v in batch.items()}
+  dropped["attention_mask"][3] = 0
+  value, w, m, g = run(img[:3], txt[:3], three)
+  value4, w4, m4, g4 = run(img, txt, dropped)
+  assert float(w) == float(w4) == 3.0
+  np.testing.assert_allclose(float(value4), float(value), rtol=1e-6)
+  for k in m:
+    np.testing.assert_allclose(float(m4[k]), float(m[k]), rtol=1e-6, err_msg=k)
+  for a, b in zip(g, g4):
+    np.testing.assert_allclose(np.asarray(b)[:3], np.asarray(a), rtol=1e-5, atol=1e-7)
+    assert np.all(np.asarray(b)[3] == 0)
 
 
 def test_contrastive_logit_scale_is_clipped(clip):
