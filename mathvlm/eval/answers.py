@@ -629,8 +629,9 @@ def same_value(answer: str, gold: str) -> bool:
 
 def engine_answer(response: str | None, choices: list[str]) -> str:
   """What an engine problem's response answers: an option letter for multiple choice (the letter
-  as written in the answer phrase or on the first or last line, else the option whose text it
-  states, else the one option of the stated value), else the stated answer as written
+  as written in the answer phrase, or on the first or last line when it has none; else the one
+  option of the stated value, compared as values so that 6.5 is not the option 6 nor 9√2/3 the
+  option 9√2; else the option whose text it states), else the stated answer as written
   (`stated_answer`: expressions such as `8 + 4*pi` kept whole), else the last number; "" when
   nothing is found."""
   response = (response or "").strip()
@@ -638,18 +639,36 @@ def engine_answer(response: str | None, choices: list[str]) -> str:
     return ""
   if choices:
     span = answer_span(response)
-    lines = [x for x in response.split("\n") if x.strip()]
-    for text in (span or "", lines[0], lines[-1]):
-      letter = choice_letter(text, len(choices))
-      if letter:
-        return letter
-    hit = choice_text(span or response, choices)
-    if hit is None:  # "4.67" for the option "14/3": the one option of that value
-      said = stated_answer(response)
-      same = [c for c in choices if same_value(said, c)] if said else []
+    letter = _engine_letter(response, span, len(choices))
+    if letter:
+      return letter
+    said = stated_answer(response)
+    if said and value_of(said) is not None:  # a value: the one option of it, or none
+      same = [c for c in choices if same_value(said, c)]
       hit = same[0] if len(same) == 1 else None
+    else:  # words: the option whose text they state
+      hit = choice_text(span or response, choices)
     return chr(ord("A") + choices.index(hit)) if hit else ""
   return stated_answer(response) or number(response) or ""
+
+
+def _engine_letter(response: str, span: str | None, n: int) -> str | None:
+  """The option letter an engine response gives: in its answer phrase when it has one (then the
+  first line's opening word is prose, as in "A semicircle of radius 9/2 ..."), else on its
+  first or last line, where a capital that opens a sentence is no letter."""
+  if span is not None:
+    return choice_letter(span, n)
+  lines = [x for x in response.split("\n") if x.strip()]
+  for line in (lines[0], lines[-1]):
+    if not _PROSE_OPENING.match(line):
+      letter = choice_letter(line, n)
+      if letter:
+        return letter
+  return None
+
+
+# "A semicircle", "A = 3": a capital followed by a word or a formula, not an option letter
+_PROSE_OPENING = re.compile(r"\s*\**[A-Z]\s+(?:[a-z]|=)")
 
 
 def stated_answer(response: str) -> str:

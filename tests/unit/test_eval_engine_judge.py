@@ -82,3 +82,24 @@ def test_an_astronomically_large_answer_is_no_value_and_does_not_hang_the_judge(
                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
   assert done.stdout.split() == ["[None,", "None,", "None,", "None]", "0.0", "None", "(1024+0j)",
                                  "(120+0j)", "1024", "True"], done.stdout + done.stderr
+
+
+SEMICIRCLE = ["9π/2", "81π/8", "16π", "32"]
+
+
+@pytest.mark.parametrize("response, choices, letter", [
+    # a sentence that opens with "A" is prose, not option A, when an answer phrase follows
+    ("A semicircle of radius 9/2 has area 81π/8.\nThe answer is 81π/8.", SEMICIRCLE, "B"),
+    ("A = 81π/8", SEMICIRCLE, "B"),
+    # a stated value is compared as a value: 6.5 is the option 13/2, not the option 6
+    ("The answer is 6.5.", ["5/2", "15/2", "6", "13/2"], "D"),
+    # a value no option has answers none, though an option's text sits inside it
+    ("The answer is 9√2/3.", ["9√2/2", "9", "3/2", "9√2"], ""),
+    ("The answer is 11√3/4.", ["22", "11", "11√3/2", "11√3"], ""),
+    # letters still count where they are written as letters
+    ("B", SEMICIRCLE, "B"),
+    ("(C) 16π\nIt is the area of the square.", SEMICIRCLE, "C"),
+    ("The answer is A.", SEMICIRCLE, "A"),
+])
+def test_multiple_choice_is_not_misread_from_prose_or_part_of_a_value(response, choices, letter):
+  assert engine_answer(response, choices) == letter
