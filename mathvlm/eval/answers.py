@@ -614,17 +614,30 @@ def value_of(text: str) -> complex | None:
 
 
 def same_value(answer: str, gold: str) -> bool:
-  """The same text (spaces aside), the same number to 0.5%, or the same interval / tuple
+  """The same text (spaces aside), the same number (`close`), or the same interval / tuple
   (`(2, ∞)` and `(2, oo)`), whichever notation either side is written in."""
   if answer.replace(" ", "") == gold.replace(" ", ""):
     return True
   a, g = value_of(answer), value_of(gold)
   if a is not None and g is not None:
-    return abs(a - g) < 5e-3 * max(1.0, abs(g))
+    return close(answer, a, g)
   ta, tg = parse_math(answer), parse_math(gold)
   if isinstance(ta, tuple) and isinstance(tg, tuple) and len(ta) == len(tg) and ta:
     return all(x == y or same_value(str(x), str(y)) for x, y in zip(ta, tg))
   return False
+
+
+_DECIMAL = re.compile(r"[-+]?\d*\.(\d+)")
+
+
+def close(answer: str, a: complex, g: complex) -> bool:
+  """An answer written as a decimal is right when it is the gold rounded to its places (4.67 for
+  14/3, 1.73 for √3; as MATH-Vision rounds); any other (an integer, 8√3/3) must be the gold's
+  value. A relative band (it was 0.5%) gave a reward to 456 for 264√3 = 457.26 and to 0.004
+  for 0."""
+  m = _DECIMAL.fullmatch(answer.strip())
+  band = 0.5 * 10.0 ** -len(m.group(1)) if m else 0.0
+  return abs(a - g) <= band + 1e-9 * max(1.0, abs(g))
 
 
 def engine_answer(response: str | None, choices: list[str]) -> str:
@@ -676,11 +689,25 @@ def stated_answer(response: str) -> str:
   its last `\\boxed{}` or what follows its last "Answer:" phrase, else the value its last stating
   sentence ends in (`stated_value`); "" when it states none."""
   if re.search(r"answer is", response, re.I):
-    return final_answer(response)
+    return _as_value(final_answer(response))
   span = answer_span(response)
   if span is not None:
     return _trimmed(span)
   return stated_value(response) or ""
+
+
+_THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+
+
+def _as_value(said: str) -> str:
+  """A final answer that is no value as written but is one once read as a stating sentence's
+  tail is ("x = -5" -> -5, "15 square units" -> 15, "1,000" -> 1000); any other (an expression
+  in x, a word) stays as written."""
+  if value_of(said) is not None:
+    return said
+  tail = _value_in(said)
+  tail = tail.replace(",", "") if _THOUSANDS.fullmatch(tail) else tail
+  return tail if tail and value_of(tail) is not None else said
 
 
 _STATES = re.compile(r"\bis\b|\bare\b|\bequals\b|=")

@@ -103,3 +103,30 @@ SEMICIRCLE = ["9π/2", "81π/8", "16π", "32"]
 ])
 def test_multiple_choice_is_not_misread_from_prose_or_part_of_a_value(response, choices, letter):
   assert engine_answer(response, choices) == letter
+
+
+@pytest.mark.parametrize("response, gold, right", [
+    # a decimal is right when it is the gold rounded to its places
+    ("The answer is 4.67.", "14/3", True), ("The answer is 1.73.", "√3", True),
+    ("The answer is 457.26.", "264√3", True), ("The answer is 457.3.", "264√3", True),
+    # an integer, or a decimal off by more than its last place, is not near enough
+    ("The answer is 456.", "264√3", False), ("The answer is 457.", "264√3", False),
+    ("The answer is 382.", "507 - 143√3/2", False), ("The answer is 30.1.", "30", False),
+    ("The answer is 0.004.", "0", False), ("The answer is 4.6.", "14/3", False),
+    # exact forms still equal exactly
+    ("The answer is 8√3/3.", "8*sqrt(3)/3", True),
+])
+def test_a_free_form_value_is_right_only_to_the_places_it_is_written_to(response, gold, right):
+  assert engine_correct(engine_answer(response, []), gold, []) is right
+
+
+@pytest.mark.parametrize("response, gold", [
+    ("The answer is x = -5.", "-5"), ("The answer is 15 square units.", "15"),
+    ("The answer is 1,000.", "1000"), ("The answer is 8√3/3 cm².", "8√3/3"),
+])
+def test_an_answer_phrase_is_read_as_a_value_past_its_variable_and_unit(response, gold):
+  assert engine_correct(engine_answer(response, []), gold, [])
+
+
+def test_an_answer_phrase_that_is_an_expression_in_x_stays_as_written():
+  assert engine_answer("The answer is y = 2x + 1.", []) == "y = 2x + 1"
