@@ -74,7 +74,8 @@ def answer_of(rec: dict) -> tuple[str, list[str], int]:
     if idx >= len(choices):
       raise common.BadRecord("malformed_record", f"answer_index {idx} but {len(choices)} choices")
     return LETTERS[idx], choices, idx
-  answer = str(rec.get("answer") or "").strip()
+  given = rec.get("answer")  # a numeric 0 is an answer: only a missing or blank one is empty
+  answer = "" if given is None else str(given).strip()
   if not answer:
     raise common.BadRecord("empty_answer", "free-form problem (answer_index -1 or no choices) "
                            "without an `answer` field")

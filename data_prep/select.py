@@ -119,7 +119,8 @@ def read_scores(path: str, levels: int) -> list[Row]:
 def allocate(total: int, weights, supply=None) -> list[int]:
   """`total` split in proportion to `weights`, in integers summing to `total` (largest
   remainder). With `supply`, the rounding units go first to parts whose floor is below their
-  supply, so a short part does not swallow a unit another part could have used."""
+  supply, so a short part does not swallow a unit another part could have used; a part of
+  weight 0 never gets one (a ratio of 0 excludes its level)."""
   weights = np.asarray(weights, np.float64)
   if total == 0 or not weights.sum():
     return [0] * len(weights)
@@ -127,7 +128,7 @@ def allocate(total: int, weights, supply=None) -> list[int]:
   out = np.floor(exact).astype(np.int64)
   rem = exact - out
   spare = (out < np.asarray(supply)) if supply is not None else np.ones(len(out), bool)
-  order = sorted(range(len(out)), key=lambda i: (not spare[i], -rem[i], i))
+  order = sorted(range(len(out)), key=lambda i: (not weights[i], not spare[i], -rem[i], i))
   for i in order[:total - int(out.sum())]:
     out[i] += 1
   return [int(x) for x in out]
@@ -146,10 +147,11 @@ def cells(rows: list[Row]) -> dict[str, dict[int, list[Row]]]:
 
 
 def targets(pool: dict, ratio: list[int], size: int) -> dict[str, list[int]]:
-  """{source: [target per level]}: sources by clear count, then levels by the ratio."""
+  """{source: [target per level]}: sources by their clear count in the levels the ratio takes
+  (a level of ratio 0 gives its source no share), then levels by the ratio."""
   sources = list(pool)
   available = [[len(pool[s].get(lv, [])) for lv in range(len(ratio))] for s in sources]
-  shares = allocate(size, [sum(a) for a in available])
+  shares = allocate(size, [sum(n for n, w in zip(a, ratio) if w) for a in available])
   return {s: allocate(share, ratio, a) for s, share, a in zip(sources, shares, available)}
 
 

@@ -366,3 +366,14 @@ def test_command_line(tmp_path):
   assert "wrote 7 records, 1 bad (missing_image: 1)" in res.stdout
   ds = tfds.data_source("mathv360k", data_dir=str(tmp_path / "out"))["train"]
   assert len(ds) == 7 and ds[0]["source"] == b"S0"
+
+
+@pytest.mark.parametrize("given, kept", [(0, "0"), (0.0, "0.0"), ("0", "0"), (5, "5")])
+def test_mavis_instruct_keeps_a_numeric_answer_of_zero(given, kept):
+  assert mavis_instruct.answer_of({"answer_index": -1, "answer": given})[0] == kept
+
+
+@pytest.mark.parametrize("given", [None, "", "  "])
+def test_mavis_instruct_names_a_missing_or_blank_answer(given):
+  with pytest.raises(common.BadRecord, match="without an `answer` field"):
+    mavis_instruct.answer_of({"answer_index": -1, "answer": given})

@@ -213,3 +213,18 @@ def test_qa_per_image_keeps_k_records_of_each_image(tmp_path):
   bare = [dict(r, records=None) for r in rows]
   with pytest.raises(SystemExit, match="has no `records`"):
     _run(tmp_path, bare, "--ratio", "random", "--size", "10", "--qa_per_image", "2", name="bare")
+
+
+def test_a_level_of_ratio_zero_gets_no_image_even_when_the_others_are_short():
+  """Level 2 is short (2 of a target of 3) and level 3 empty: the rounding unit once went to
+  level 0, which the ratio 0:3:4:1 excludes, and level 0's images counted towards the source's
+  share."""
+  assert select.allocate(7, [0, 3, 4, 1], supply=[10, 10, 2, 0]) == [0, 3, 3, 1]
+  rows = [select.Row(f"L{lv}_{i}", "A", lv, 1, None)
+          for lv, n in {0: 10, 1: 10, 2: 2, 3: 0}.items() for i in range(n)]
+  rows += [select.Row(f"B{i}", "B", 1, 1, None) for i in range(12)]
+  chosen, counts = select.select(rows, [0, 3, 4, 1], size=14, seed=0)
+  assert not [r.id for r in chosen if r.complexity == 0]
+  assert counts["A"]["0"]["target"] == 0
+  # shares by the images the ratio can take: A has 12, B 12 -> 7 each
+  assert sum(c["target"] for c in counts["A"].values()) == 7
