@@ -125,14 +125,17 @@ def pixels_for(item: Item, sizes: set[int], aspect: str) -> dict:
 
 
 def batches(items: list[Item], batch: int, sizes: set[int], aspect: str, workers: int):
-  """(items, decoded) per batch; decoding runs in threads, one batch ahead."""
-  with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
+  """(items, decoded) per batch; decoding runs in threads, one batch ahead. The batch ahead is
+  handed out by a thread of its own: on the decoding pool it would wait for its items queued
+  behind it, for ever with one worker."""
+  with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool, \
+       concurrent.futures.ThreadPoolExecutor(1) as prefetch:
     decode = lambda chunk: list(pool.map(lambda it: pixels_for(it, sizes, aspect), chunk))  # noqa
     chunks = [items[i:i + batch] for i in range(0, len(items), batch)]
-    ahead = pool.submit(decode, chunks[0]) if chunks else None
+    ahead = prefetch.submit(decode, chunks[0]) if chunks else None
     for k, chunk in enumerate(chunks):
       decoded = ahead.result()
-      ahead = pool.submit(decode, chunks[k + 1]) if k + 1 < len(chunks) else None
+      ahead = prefetch.submit(decode, chunks[k + 1]) if k + 1 < len(chunks) else None
       yield chunk, decoded
 
 

@@ -135,3 +135,28 @@ def test_bad_ckpt_spec_names_the_fix(pool):
   from data_prep import score
   with pytest.raises(SystemExit, match="write LABEL=DIR"):
     score.main(["--ckpt", "somewhere", "--data", "x.json", "--out", "o.jsonl"])
+
+
+
+_BATCHES = """
+import io, sys
+from PIL import Image
+from data_prep import score
+def png():
+  buf = io.BytesIO()
+  Image.new("RGB", (8, 8), "red").save(buf, "PNG")
+  return buf.getvalue()
+items = [score.Item(f"i{k}", "S", [f"i{k}"], png) for k in range(3)]
+print([len(chunk) for chunk, _ in score.batches(items, 2, {8}, "pad", int(sys.argv[1]))])
+"""
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_decoding_one_batch_ahead_finishes_with_one_worker(workers):
+  """The batch ahead once ran on the decoding pool and waited there for its own items: with one
+  worker, for ever. In a process of its own with a timeout, so that a regression fails, not
+  hangs (the pool's threads would keep this one from exiting)."""
+  res = subprocess.run([sys.executable, "-c", _BATCHES, str(workers)], cwd=ROOT, timeout=60,
+                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+  assert res.returncode == 0, res.stderr[-2000:]
+  assert res.stdout.strip() == "[2, 1]"
