@@ -7,7 +7,6 @@ from `mathvlm.models.registry`.
 from __future__ import annotations
 
 import dataclasses
-
 import os
 
 from flax import nnx

@@ -600,6 +600,7 @@ def parse_math(text: str):
     return None
 
 
+@functools.lru_cache(maxsize=4096)  # a judge reads the same options and golds again
 def value_of(text: str) -> complex | None:
   """The number an answer stands for, in program, textbook or LaTeX notation (`8*sqrt(3)/3`,
   `8√3/3`, `4√3`, `2π`, `3/2`, `√(4√3 + 29)`, `\\frac{8\\sqrt{3}}{3}`), or None (`x²` is not a

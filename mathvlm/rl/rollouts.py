@@ -110,7 +110,8 @@ class Rollouts:
     batch, metrics = self._assemble(rows), dict(self._metrics(rows, all_equal), **refill)
     # Refills swap all-right and all-wrong groups for mixed ones, so the trained rows' pass rate
     # drifts towards 1/2 whatever the policy does: the curriculum and pass@k read round 0's.
-    metrics.update({f"{k}/trained": v for k, v in self._pass_rates(rows).items()}, **sampled)
+    trained = self._pass_rates(rows) if self.opts["dynamic_sampling"] else sampled
+    metrics.update({f"{k}/trained": v for k, v in trained.items()}, **sampled)
     metrics.update(rollout_seconds=time.time() - t0, **{"curriculum/level": float(level)})
     metrics.update(self._truncation())
     self.curriculum.update(metrics["pass@1"])  # of the global batch: the same on every process
@@ -227,7 +228,6 @@ class Rollouts:
     reward, lengths = _gathered(rows["reward"]), _gathered(rows["lengths"])
     return {"reward/mean": float(np.mean(reward)),
             "reward/std": float(np.std(reward)),
-            **self._pass_rates(rows),
             "groups/all_equal": all_equal,
             "response_length": float(np.mean(lengths))}
 
