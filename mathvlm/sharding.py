@@ -38,6 +38,30 @@ DEFAULT_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("activation_vocab", "tensor"),
 )
 
+LOGICAL_AXES = tuple(name for name, _ in DEFAULT_RULES)  # every name the layers annotate with
+
+
+def rule_errors(rules) -> list[str]:
+  """What is wrong with a logical axis table (the config's `logical_axis_rules`), one line each: a
+  logical name no layer uses (a misspelt 'mlp' would leave those weights replicated, silently)
+  or a mesh axis the mesh does not have."""
+  errors = []
+  for rule in rules:
+    if len(rule) != 2:
+      errors.append(f"logical_axis_rules entry {tuple(rule)!r}: expected (logical name, mesh "
+                    "axis | (mesh axes) | None)")
+      continue
+    name, axes = rule
+    if name not in LOGICAL_AXES:
+      errors.append(f"logical_axis_rules entry {tuple(rule)!r}: no layer uses the logical axis "
+                    f"{name!r}; the layers use {list(LOGICAL_AXES)}")
+    unknown = [a for a in ((axes,) if isinstance(axes, str) else axes or ()) if a not in MESH_AXES]
+    if unknown:
+      errors.append(f"logical_axis_rules entry {tuple(rule)!r}: mesh axes {unknown} are not in "
+                    f"the mesh's {list(MESH_AXES)}")
+  return errors
+
+
 _ACTIVATIONS: contextvars.ContextVar = contextvars.ContextVar("activation_sharding", default=None)
 
 

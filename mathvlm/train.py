@@ -60,7 +60,9 @@ log = logging.getLogger("mathvlm.train")
 # Model: what trains.
 
 def trainable_paths(paths: list[str], rules) -> set[str]:
-  """First matching (regex, decision) rule wins; a parameter no rule covers is an error."""
+  """First matching (regex, decision) rule wins; a parameter no rule covers is an error, and so is
+  a rule that matches no parameter (a misspelt freeze rule would hand its weights to the
+  catch-all)."""
   out, uncovered = set(), []
   for p in paths:
     for regex, decision in rules:
@@ -73,14 +75,31 @@ def trainable_paths(paths: list[str], rules) -> set[str]:
   if uncovered:
     raise ValueError(f"train_rules cover no rule for {len(uncovered)} parameters, e.g. "
                      f"{uncovered[:3]}: end the rules with ('.*', 'frozen') or ('.*', 'trainable')")
+  dead = [tuple(r) for r in rules if not any(re.fullmatch(r[0], p) for p in paths)]
+  if dead:
+    raise ValueError(f"train_rules {dead} match no parameter of this model, e.g. {paths[:3]}: "
+                     "fix the regex (a typo leaves those weights to a later rule) or drop the rule")
   return out
 
 
 # ---------------------------------------------------------------------------------------------
 # Optimizer.
 
+def updates_per_step(config, objective) -> int:
+  """Optimizer updates one step applies: several passes over one batch for RL rollouts, else 1."""
+  if objective.updates_per_step is None:
+    return 1
+  return objective.updates_per_step(objective.options(config))
+
+
 def make_optimizer(config, total_steps: int):
+  """(tx, schedule): `schedule(step)` is the lr of every update of that step. The optimizer counts
+  updates, several per step for an objective with passes (RL), so it gets the schedule over
+  updates: warmup and decay stay in steps, and the passes of one step share one lr."""
   import optax
+
+  from mathvlm import objectives
+  passes = updates_per_step(config, objectives.get(config.objective))
   o = config.optim
   warmup = int(round(o.warmup_ratio * total_steps))
   end = o.lr * o.end_lr_ratio
@@ -94,8 +113,10 @@ def make_optimizer(config, total_steps: int):
   else:
     schedule = optax.join_schedules([optax.linear_schedule(0.0, o.lr, warmup),
                                      optax.constant_schedule(o.lr)], [warmup])
+  per_update = schedule if passes == 1 else lambda count: schedule(count // passes)
   tx = optax.chain(optax.clip_by_global_norm(o.grad_clip),
-                   optax.adamw(schedule, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay))
+                   optax.adamw(per_update, b1=o.b1, b2=o.b2, eps=o.eps,
+                               weight_decay=o.weight_decay))
   return tx, schedule
 
 
@@ -111,7 +132,7 @@ def make_train_step(config, objective, graphdef, tx, schedule) -> Callable:
 
   accum = config.optim.grad_accum
   opts = objective.options(config)
-  passes = objective.updates_per_step(opts) if objective.updates_per_step else 1
+  passes = updates_per_step(config, objective)
 
   def loss_fn(params, frozen, batch):
     loss, weight, metrics = objective.loss(nnx.merge(graphdef, params, frozen), batch, config)
@@ -341,16 +362,26 @@ class Rows:
 
   def __init__(self, run: Run, writer, ckpt, start: int, dropped):
     import jax
-    import numpy as np
 
     from mathvlm import flops
     self.run, self.writer, self.ckpt, self.start, self.dropped = run, writer, ckpt, start, dropped
-    self.step_flops = train_state.step_flops(run)
     self.peak = flops.peak_flops(jax.devices()[0], run.config.model.dtype,
                                  run.config.metrics.peak_flops)
-    self.tokens = int(np.prod(run.batch_shapes.get("input_ids", (run.config.data.global_batch,))))
+    self.per_shape = {}  # batch shapes -> (FLOPs, tokens) of a step
     self.t_start = self.t_last = time.time()
     self.last = None
+
+  def work(self, batch: dict) -> tuple[float, int]:
+    """(FLOPs, tokens) of a step on this batch, from its own shape: with data.buckets a batch is
+    trimmed to its bucket, not data.max_len. Counted once per bucket."""
+    import numpy as np
+    shapes = {k: tuple(v.shape) for k, v in batch.items()}
+    key = tuple(sorted(shapes.items()))
+    if key not in self.per_shape:
+      run = dataclasses.replace(self.run, batch_shapes={**self.run.batch_shapes, **shapes})
+      tokens = shapes.get("input_ids", (self.run.config.data.global_batch,))
+      self.per_shape[key] = (train_state.step_flops(run), int(np.prod(tokens)))
+    return self.per_shape[key]
 
   def finish(self, done: int, metrics, item, evaluate: Callable | None = None) -> None:
     """evaluate: () -> evaluator scores for this step's row, run once the step is found finite."""
@@ -372,9 +403,10 @@ class Rows:
     scores = evaluate() if evaluate is not None else {}
     if done % config.metrics.every and done != self.run.total_steps and not scores:
       return
-    per_device = self.step_flops / dt / jax.device_count()
+    step_flops, tokens = self.work(item.batch)
+    per_device = step_flops / dt / jax.device_count()
     row = {k: float(v) for k, v in metrics.items()}
-    row.update(step=done, step_time=dt, tokens_per_s=self.tokens / dt,
+    row.update(step=done, step_time=dt, tokens_per_s=tokens / dt,
                tflops_per_device=per_device / 1e12, **item.stats, **scores)
     if self.peak:
       row["mfu"] = per_device / self.peak

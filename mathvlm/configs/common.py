@@ -14,7 +14,7 @@ import ml_collections
 
 from mathvlm import objectives
 from mathvlm.models import registry
-from mathvlm.sharding import DEFAULT_RULES
+from mathvlm.sharding import DEFAULT_RULES, rule_errors
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
@@ -149,6 +149,12 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1, device_count:
   elif per_process % c.optim.grad_accum:
     errors.append(f"optim.grad_accum={c.optim.grad_accum} does not divide the per-process "
                   f"batch {per_process} (data.global_batch / processes)")
+  if objective.in_batch_negatives and c.optim.grad_accum > 1:
+    errors.append(f"optim.grad_accum={c.optim.grad_accum}: objective {c.objective!r} takes its "
+                  "negatives from the whole batch, and each micro-batch would be a smaller "
+                  "contrastive problem (global_batch / grad_accum negatives), not a part of the "
+                  "batch's loss; set optim.grad_accum=1 and fit the batch with more devices or "
+                  "mesh.fsdp")
   if device_count:
     batch_axes = c.mesh.data * (c.mesh.fsdp if c.mesh.fsdp > 0 else
                                 device_count // max(c.mesh.data * c.mesh.tensor, 1))
@@ -159,6 +165,11 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1, device_count:
   if c.data.buckets and max(c.data.buckets) != c.data.max_len:
     errors.append(f"data.buckets={tuple(c.data.buckets)}: the largest bucket must be "
                   f"data.max_len={c.data.max_len}")
+  if c.data.buckets and objective.host_step:
+    errors.append(f"data.buckets={tuple(c.data.buckets)}: objective {c.objective!r} trains on "
+                  "the rows its host step makes (a left-padded prompt, then the sampled answer), "
+                  "and trimming them to a bucket would cut the answers off; set data.buckets=()")
+  errors += rule_errors(c.logical_axis_rules)
   if c.data.packing:
     if objective.example != "lm":
       errors.append(f"data.packing packs the lm objective's text-only rows, not {c.objective!r}")

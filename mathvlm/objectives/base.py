@@ -66,6 +66,9 @@ class Objective:
   option_types: the type of each option whose default is None ('auto'), so that the config can
     still take a value from the command line or a sweep (ml_collections refuses to override a
     field of type NoneType).
+  in_batch_negatives: the loss compares each row with the other rows of its batch (CLIP's
+    contrastive loss), so a micro-batch of `optim.grad_accum` is not a part of the batch's loss
+    but a smaller problem with fewer negatives; the config check refuses accumulation for it.
   """
   name: str
   family: str
@@ -83,6 +86,7 @@ class Objective:
   host_step: str | None = None
   updates_per_step: Callable[[Mapping[str, Any]], int] | None = None
   option_types: Mapping[str, type] = dataclasses.field(default_factory=dict)
+  in_batch_negatives: bool = False
 
   def options(self, cfg: Any) -> dict[str, Any]:
     """The defaults overridden by the config's section; unknown or invalid options fail here."""

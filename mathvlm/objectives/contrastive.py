@@ -112,4 +112,4 @@ OBJECTIVE = Objective(
     name="contrastive", family="clip", loss=loss, example="contrastive",
     flops=flops.contrastive_step, batch_keys=("pixel_values", "input_ids", "attention_mask"),
     defaults=dict(loss_type="softmax", sigmoid_bias=-10.0, max_logit_scale=100.0), check=check,
-    make_source=caption_source)
+    make_source=caption_source, in_batch_negatives=True)
