@@ -146,7 +146,11 @@ def judge(p: Planned, response: str | Failed, seen: set[str]) -> list[tuple[str,
 
 
 def same_answer(a: str, b: str) -> bool:
-  return answers.same_value(answers.final_answer(a), answers.final_answer(b))
+  """The same value, or the same words whatever their case ('yes' for 'Yes', 'Dark Blue' for
+  'dark blue'): a rephrasing that changes only the case keeps the answer."""
+  a, b = answers.final_answer(a), answers.final_answer(b)
+  return answers.same_value(a, b) or " ".join(a.casefold().split()) == " ".join(
+      b.casefold().split())
 
 
 def merge(planned: list[Planned], responses: dict, originals: list[Original]):

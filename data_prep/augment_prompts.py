@@ -83,9 +83,13 @@ def parse_pairs(text: str) -> list[tuple[str, str]]:
 
 
 def _clean(s: str) -> str:
-  """One line, no quotes around it; a one-sentence answer's final period dropped ("5." -> "5")."""
-  s = " ".join(s.replace("<image>", " ").split()).strip(" \"'`")
-  return s[:-1] if s.endswith(".") and "." not in s[:-1] else s
+  """One line, no quotes around it; a one-sentence answer's final period dropped ("5." -> "5",
+  "3.5." -> "3.5", '"7".' -> "7"): a sentence ends at a period before a space, so a decimal
+  point does not make a second sentence; an ellipsis is kept."""
+  s = " ".join(s.replace("<image>", " ").split())
+  s = re.sub(r"([\"'`])\.$", r"\1", s).strip(" \"'`")  # the period after a closing quote
+  one_sentence = not re.search(r"\.\s", s)
+  return s[:-1] if s.endswith(".") and not s.endswith("..") and one_sentence else s
 
 
 def question_key(q: str) -> str:

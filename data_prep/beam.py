@@ -13,9 +13,10 @@ byte-identical whichever runs them. Without --beam_options the DirectRunner runs
 --workers processes (multi-processing mode).
 
 Builders: chunks of records are converted and serialized in parallel, grouped by shard, and each
-shard is written in input order by one worker (ArrayRecord to a local temporary file, then moved
-to DATA_DIR, which may be any Beam filesystem such as gs://); report.json and the TFDS metadata
-are written by the launcher from the shard markers, as locally. A re-run skips finished shards.
+shard is written in input order by one worker (ArrayRecord to a temporary file beside it, or in
+the worker's temp dir for a bucket, then moved to DATA_DIR, which may be any Beam filesystem
+such as gs://); report.json and the TFDS metadata are written by the launcher from the shard
+markers, as locally. A re-run skips finished shards.
 Engine: problems are drawn in parallel, each writing its own images; one step writes the JSON
 files in index order.
 """
@@ -57,10 +58,15 @@ def _write(shard, plan, strict):
   i, chunks = shard
   ordered = sorted(chunks, key=lambda c: c[0])
   return i, common.write_shard(plan, i, [(n, res) for _, n, res in ordered], strict,
-                               tmp_dir=_local_tmp())
+                               tmp_dir=_local_tmp(plan.ddir))
 
 
-def _local_tmp() -> str:
+def _local_tmp(ddir: str) -> str | None:
+  """Where a shard is written before it is moved into `ddir`: beside it when `ddir` is local
+  (a rename within one filesystem; from the system's temp dir, e.g. TMPDIR=/dev/shm, it failed
+  with EXDEV), the worker's temp dir when it is a bucket (ArrayRecord writes local files)."""
+  if "://" not in ddir:
+    return None
   import tempfile
   return tempfile.gettempdir()
 

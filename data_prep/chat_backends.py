@@ -161,12 +161,27 @@ class LocalChat:
             "max_new_tokens": self.chat.max_new_tokens}
 
   def run(self, requests: list[Request]) -> Iterator[tuple[Request, str | Failed]]:
+    """Each image is opened first: one missing or corrupt file is that request's Failed (as the
+    openai back end reports it), not an exception that ends the run and loses the report."""
     ok = []
     for r in requests:
-      if os.path.isfile(r.image):
+      why = unreadable(r.image)
+      if why is None:
         ok.append(r)
       else:
-        yield r, Failed(f"image {r.image}: no such file")
+        yield r, Failed(f"image {r.image}: {why}")
     for i in range(0, len(ok), self.batch_size):
       chunk = ok[i:i + self.batch_size]
       yield from zip(chunk, self.chat.respond([(r.text, r.image) for r in chunk]))
+
+
+def unreadable(path: str) -> str | None:
+  """Why PIL cannot decode the image file, or None when it can."""
+  if not os.path.isfile(path):
+    return "no such file"
+  try:
+    with Image.open(path) as im:
+      im.load()
+  except Exception as e:  # noqa: BLE001 - PIL raises many types: OSError, SyntaxError, bombs..
+    return f"{type(e).__name__}: {e}"
+  return None

@@ -17,6 +17,8 @@ process writes each shard to a temporary name, renames it when complete, then wr
 `<out>/<name>/_shards/<i>.json` with the shard's counts and bad records. A re-run skips every
 shard whose marker matches the run's fingerprint (input files' sizes and mtimes, options,
 shard count) and whose file has the recorded size; `report.json` is assembled from the markers.
+A shard with a missing or unreadable image is always rebuilt: the fingerprint cannot see image
+files, and the report's fix for those ("put the image file under the images folder") must work.
 """
 
 import collections
@@ -297,9 +299,17 @@ def _write_json(path, obj):
   """Atomically (a temporary name, then a rename), on a local path or a Beam filesystem's."""
   text = json.dumps(obj, indent=1, ensure_ascii=False)
   tmp = f"{path}.tmp-{os.getpid()}" if "://" not in path else f"/tmp/{os.path.basename(path)}"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write(text)
-  _put(tmp, path)
+  try:
+    with open(tmp, "w", encoding="utf-8") as f:
+      f.write(text)
+    _put(tmp, path)
+  finally:
+    _remove_if_there(tmp)
+
+
+# Reasons whose fix (an image file put in place) the fingerprint cannot see: a shard with such a
+# bad record is rebuilt on every run, so fixing the image and rerunning is enough.
+IMAGE_REASONS = ("missing_image", "unreadable_image")
 
 
 def _read_marker(path, fp, shard_file):
@@ -309,7 +319,8 @@ def _read_marker(path, fp, shard_file):
   except (OSError, json.JSONDecodeError):
     return None
   ok = (m.get("fingerprint") == fp and os.path.exists(shard_file)
-        and os.path.getsize(shard_file) == m.get("num_bytes"))
+        and os.path.getsize(shard_file) == m.get("num_bytes")
+        and not any(b.get("reason") in IMAGE_REASONS for b in m.get("bad", [])))
   return m if ok else None
 
 
@@ -339,6 +350,19 @@ class Plan:
     return os.path.join(self.mdir, f"{i:05d}.json")
 
 
+def _remove_stale(ddir: str, mdir: str, name: str, num_shards: int):
+  """Shard files and markers of a previous run with more shards: a marker left behind would
+  add the lengths of records that no longer exist to `records.read_lengths`."""
+  keep = {_shard_name(name, i, num_shards) for i in range(num_shards)}
+  for f in os.listdir(ddir):
+    if f.startswith(f"{name}-{SPLIT}.array_record-") and f not in keep:
+      os.remove(os.path.join(ddir, f))
+  markers = {f"{i:05d}.json" for i in range(num_shards)}
+  for f in os.listdir(mdir):
+    if f.endswith(".json") and f not in markers:
+      os.remove(os.path.join(mdir, f))
+
+
 def plan_build(spec: Spec, items: list, out: str, options: dict, sources: list,
                num_shards: int) -> Plan:
   """Check the request, make the dataset folder unreadable while it is (re)built, and find the
@@ -355,10 +379,7 @@ def plan_build(spec: Spec, items: list, out: str, options: dict, sources: list,
   for f in ("dataset_info.json", "features.json"):
     if os.path.exists(os.path.join(ddir, f)):
       os.remove(os.path.join(ddir, f))
-  keep = {_shard_name(name, i, num_shards) for i in range(num_shards)}
-  for f in os.listdir(ddir):
-    if f.startswith(f"{name}-{SPLIT}.array_record-") and f not in keep:
-      os.remove(os.path.join(ddir, f))
+  _remove_stale(ddir, mdir, name, num_shards)
   plan = Plan(name, builder, ddir, mdir, fingerprint(name, sources, options, num_shards,
                                                     len(items)),
               [len(items) * i // num_shards for i in range(num_shards + 1)], num_shards, {}, [])
@@ -410,10 +431,10 @@ def write_shard(plan: Plan, i: int, chunks, strict: bool, tmp_dir: str | None = 
     writer.close()
     writer = None
     _put(tmp, final)
-  finally:
+  finally:  # a bad record under --strict, a failed move: no temporary file is left behind
     if writer is not None:
       writer.close()
-      os.remove(tmp)
+    _remove_if_there(tmp)
   marker = {"shard": i, "fingerprint": plan.fingerprint, "num_bytes": _size(final), **state}
   _write_json(plan.marker_path(i), marker)
   return marker
@@ -427,6 +448,13 @@ def _put(tmp: str, final: str):
   from apache_beam.io.filesystems import FileSystems
   FileSystems.copy([tmp], [final])
   os.remove(tmp)
+
+
+def _remove_if_there(path: str):
+  try:
+    os.remove(path)
+  except FileNotFoundError:
+    pass
 
 
 def _size(path: str) -> int:

@@ -10,15 +10,18 @@ FILE is the release's `.parquet` (images as {"bytes", "path"} structs), or a `.j
 text_dominant_question, text_lite_question, vision_dominant_question, CoT_reasoning}`, `choices`,
 `answer_index` and `image_text_dominant`, `image_text_lite`, `image_vision_dominant`. The
 release has no id and no free-form answer field, so: id = the record's `id` if present, else
-`<file stem>-<row>`, and the record id is `<problem id>/<version>`; a free-form problem
-(`answer_index` -1 or no choices) takes its answer from an `answer` field and is a bad record
-(`empty_answer`) without one. Multiple-choice answers are the letter; the human turn is
+`<file>-<row>` with `<file>` the path under the --src files' common folder, less its extension
+(`abs/train-00000-of-00001-0` next to `sin/train-00000-of-00001-0`; one file: its stem); an id
+given twice is an error naming both. The record id is `<problem id>/<version>`; a free-form
+problem (`answer_index` -1 or no choices) takes its answer from an `answer` field and is a bad
+record (`empty_answer`) without one. Multiple-choice answers are the letter; the human turn is
 `<image>\\n` + question + the choices lettered `A. ...` (unless the question already lists
 them, as the release's and the engine's do); the gpt turn is the CoT followed by
 `The answer is X.` (`--answer cot`; `final` and `value` are the short targets of `gpt_turn`).
 """
 
 import argparse
+import json
 import os
 
 import numpy as np
@@ -131,9 +134,12 @@ def convert(item: tuple, options: dict) -> list:
   return out
 
 
-def load_items(path: str) -> list[tuple]:
-  """Parquet rows (ids `<stem>-<row>`) or JSON records (ids from `id`, else `<stem>-<row>`)."""
-  stem = os.path.splitext(os.path.basename(path))[0]
+def load_items(path: str, root: str | None = None) -> list[tuple]:
+  """Parquet rows (ids `<stem>-<row>`) or JSON records (ids from `id`, else `<stem>-<row>`);
+  the stem is the path under `root` (the sources' common folder), so that the HF release's
+  `abs/train-00000-of-00001.parquet` and `sin/train-00000-of-00001.parquet` differ."""
+  rel = os.path.relpath(os.path.abspath(path), root) if root else os.path.basename(path)
+  stem = os.path.splitext(rel)[0].replace(os.sep, "/")
   if path.endswith(".parquet"):
     import pyarrow.parquet as pq  # only parquet inputs need pyarrow
     rows = pq.read_table(path).to_pylist()
@@ -145,6 +151,35 @@ def load_items(path: str) -> list[tuple]:
       key = f"{stem}-{n}"
     items.append((key, where, file, payload))
   return items
+
+
+def load_all(paths: list[str]) -> list[tuple]:
+  """Every source's items; an id given twice (two records, or two files' fallback ids) is an
+  error naming both places: the records would be written under one id without a word."""
+  root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+  items, seen = [], {}
+  for path in paths:
+    for item in load_items(path, root):
+      pid, where, file = _problem_id(item), item[1], item[2]
+      if pid in seen:
+        raise SystemExit(f"problem id {pid!r} is given twice: {seen[pid][0]} of {seen[pid][1]} "
+                         f"and {where} of {file}. Fix: give the problems distinct `id` fields, "
+                         f"or pass each file once")
+      seen[pid] = (where, file)
+      items.append(item)
+  return items
+
+
+def _problem_id(item: tuple) -> str:
+  """The id `convert` will give the item (a JSON line is parsed here once more for it; one that
+  does not parse keeps its fallback id and is reported bad by the build)."""
+  key, _, _, payload = item
+  if isinstance(payload, str):
+    try:
+      payload = json.loads(payload)
+    except json.JSONDecodeError:
+      return key
+  return common.record_id(payload, key) if isinstance(payload, dict) else key
 
 
 def main(argv=None):
@@ -159,7 +194,7 @@ def main(argv=None):
                       "or `The answer is V.` with V the value (the option's text)")
   common.add_run_flags(p, MavisInstruct.name)
   args = p.parse_args(argv)
-  items = [it for path in args.src for it in load_items(path)]
+  items = load_all(args.src)
   options = {"images": os.path.abspath(args.images), "versions": list(args.versions),
              "source": args.source, "max_images": args.max_images,
              "answer": args.answer}

@@ -128,7 +128,7 @@ def batches(items: list[Item], batch: int, sizes: set[int], aspect: str, workers
   """(items, decoded) per batch; decoding runs in threads, one batch ahead. The batch ahead is
   handed out by a thread of its own: on the decoding pool it would wait for its items queued
   behind it, for ever with one worker."""
-  with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool, \
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool, \
        concurrent.futures.ThreadPoolExecutor(1) as prefetch:
     decode = lambda chunk: list(pool.map(lambda it: pixels_for(it, sizes, aspect), chunk))  # noqa
     chunks = [items[i:i + batch] for i in range(0, len(items), batch)]
@@ -206,6 +206,9 @@ def main(argv=None):
   p.add_argument("--shard", default="0/1", help="I/N: score the I-th of N parts of the pool")
   p.add_argument("--no_progress", action="store_true")
   args = p.parse_args(argv)
+  if args.workers < 1:
+    raise SystemExit(f"--workers {args.workers}: give the number of image-decoding threads, "
+                     f"1 or more (e.g. --workers 8)")
   ckpts = parse_ckpts(args.ckpt)
   if os.path.isfile(args.data):
     if not args.images:

@@ -163,7 +163,9 @@ def shard_markers(data_dir: str, name: str) -> str:
 
 
 def read_lengths(data_dir: str, name: str) -> tuple[np.ndarray, np.ndarray]:
-  """(text lengths, has-image flags) of the built dataset's records, in reading order."""
+  """(text lengths, has-image flags) of the built dataset's records, in reading order. Their
+  count is checked against the dataset's: a marker left by another build would give lengths of
+  records that do not exist, and data.group_by_length would read past the last one."""
   mdir = shard_markers(data_dir, name)
   rows = []
   for f in sorted(f for f in os.listdir(mdir) if f.endswith(".json")):
@@ -173,5 +175,10 @@ def read_lengths(data_dir: str, name: str) -> tuple[np.ndarray, np.ndarray]:
       raise ValueError(f"{mdir}/{f} has no record lengths (built by an older version): rebuild "
                        f"{name} to use data.group_by_length")
     rows += m["lengths"]
+  count = len(tfds.data_source(name, data_dir=data_dir, download=False)[SPLIT])
+  if len(rows) != count:
+    raise ValueError(f"{mdir}: the shard markers give lengths of {len(rows)} records but "
+                     f"{name} under {data_dir} has {count}: they are not this build's. Fix: run "
+                     f"the builder of {name!r} again with --out {data_dir}; it rewrites them")
   arr = np.asarray(rows, np.int64).reshape(-1, 2)
   return arr[:, 0], arr[:, 1].astype(bool)

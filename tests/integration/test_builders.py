@@ -4,6 +4,7 @@
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -169,6 +170,36 @@ def test_mavis_instruct_parquet_versions(tmp_path):
   assert [r["image"] for r in got] == [imgs[2], imgs[0]] * 2
 
 
+def _mavis_files(tmp_path, names, ids):
+  """One problem per file, image paths under tmp_path/img; returns the --src arguments."""
+  for k in ("td", "tl", "vd"):
+    put(str(tmp_path / f"img/{k}.png"), encoded("PNG", "red"))
+  for name, pid in zip(names, ids):
+    rec = mavis_problem(pid)
+    if pid is None:
+      del rec["id"]
+    os.makedirs(os.path.dirname(tmp_path / name), exist_ok=True)
+    (tmp_path / name).write_text(json.dumps(rec) + "\n")
+  return ["--src", *(str(tmp_path / n) for n in names), "--images", str(tmp_path / "img"),
+          "--versions", "text_lite"]
+
+
+def test_mavis_instruct_fallback_ids_keep_the_folder_of_same_named_files(tmp_path):
+  """The HF release's configs are folders of same-named files (abs/train-00000-of-00001.parquet,
+  sin/...): ids from the file stem alone were the same in each, written without a word."""
+  names = ["abs/train.jsonl", "sin/train.jsonl"]
+  mavis_instruct.main(_mavis_files(tmp_path, names, [None, None]) + flags(tmp_path / "out"))
+  assert [r["id"] for r in read_all(tmp_path / "out", "mavis_instruct")] == [
+      "abs/train-0/text_lite", "sin/train-0/text_lite"]
+
+
+def test_mavis_instruct_names_an_id_given_twice(tmp_path):
+  args = _mavis_files(tmp_path, ["a.jsonl", "b.jsonl"], ["p1", "p1"]) + flags(tmp_path / "out")
+  with pytest.raises(SystemExit, match=r"problem id 'p1' is given twice: line 1 of \S*a\.jsonl "
+                     r"and line 1 of \S*b\.jsonl"):
+    mavis_instruct.main(args)
+
+
 def test_preferences_round_trip(tmp_path):
   put(str(tmp_path / "img/x.jpg"), jpg := encoded("JPEG", "red"))
   recs = [{"id": "d1", "image": "x.jpg", "prompt": "<image>\nFind x.",
@@ -261,9 +292,10 @@ def test_max_bad_fraction_fails_after_report(tmp_path):
   rep = report(out, "llava_json")
   assert not rep["ok"] and rep["bad"] == 13
   assert not os.path.exists(out / "llava_json/1.0.0/dataset_info.json")  # not readable
-  # The finished shards are kept: a re-run with a looser threshold only finalizes.
+  # A re-run with a looser threshold finalizes; the one shard is rebuilt, not kept, because
+  # it has missing and unreadable images (they may be in place now: see the test below).
   rep = llava_json.main(args + flags(out, "--max_bad_fraction", "0.8"))
-  assert rep["ok"] and rep["shards"]["built"] == [] and rep["written"] == 4
+  assert rep["ok"] and rep["shards"]["built"] == [0] and rep["written"] == 4
 
 
 def test_mavis_instruct_bad_versions(tmp_path):
@@ -328,22 +360,60 @@ def test_rerun_skips_finished_shards(tmp_path, capsys):
   shard = lambda i: out / f"mathv360k/1.0.0/mathv360k-train.array_record-{i:05d}-of-00004"
   mtimes = [os.stat(shard(i)).st_mtime_ns for i in range(4)]
   capsys.readouterr()
-  rep = mathv360k.main(run)
-  assert "skipped [0, 1, 2, 3] (already finished)" in capsys.readouterr().out
-  assert [os.stat(shard(i)).st_mtime_ns for i in range(4)] == mtimes
+  rep = mathv360k.main(run)  # shard 0 holds r007, whose image is missing: rebuilt (see below)
+  assert "skipped [1, 2, 3] (already finished)" in capsys.readouterr().out
+  assert [os.stat(shard(i)).st_mtime_ns for i in range(1, 4)] == mtimes[1:]
   assert rep["bad"] == 1 and rep["by_reason"]["missing_image"]["records"][0]["id"] == "r007"
-  # An unfinished shard (no marker: the run died while writing it) is rebuilt, alone.
+  # An unfinished shard (no marker: the run died while writing it) is rebuilt.
   os.remove(out / "mathv360k/_shards/00002.json")
   rep = mathv360k.main(run)
-  assert rep["shards"] == {"num_shards": 4, "skipped": [0, 1, 3], "built": [2]}
-  assert [os.stat(shard(i)).st_mtime_ns for i in (0, 1, 3)] == [mtimes[i] for i in (0, 1, 3)]
+  assert rep["shards"] == {"num_shards": 4, "skipped": [1, 3], "built": [0, 2]}
+  assert [os.stat(shard(i)).st_mtime_ns for i in (1, 3)] == [mtimes[i] for i in (1, 3)]
   assert read_all(out, "mathv360k") == first
-  # Another shard plan rebuilds everything and leaves no stale shard files.
+  # Another shard plan rebuilds everything and leaves no stale shard files nor markers: the
+  # markers of shards 2 and 3 once stayed, and read_lengths gave 59 lengths for 39 records.
   rep = mathv360k.main(args + flags(out, "--num_shards", "2"))
   assert rep["shards"]["built"] == [0, 1]
   assert sorted(f for f in os.listdir(out / "mathv360k/1.0.0") if "array_record" in f) == [
     f"mathv360k-train.array_record-0000{i}-of-00002" for i in range(2)]
+  assert sorted(os.listdir(out / "mathv360k/_shards")) == ["00000.json", "00001.json"]
   assert read_all(out, "mathv360k") == first
+  assert len(records.read_lengths(str(out), "mathv360k")[0]) == len(first) == 39
+
+
+def test_read_lengths_refuses_markers_of_another_build(tmp_path):
+  args = many_records(tmp_path, n=8)
+  out = tmp_path / "out"
+  mathv360k.main(args + flags(out, "--num_shards", "2", "--max_bad_fraction", "0.2"))
+  shutil.copy(out / "mathv360k/_shards/00001.json", out / "mathv360k/_shards/00002.json")
+  with pytest.raises(ValueError, match=r"_shards: the shard markers give lengths of 10 records "
+                     r"but mathv360k under .* has 7.*run the builder of 'mathv360k' again"):
+    records.read_lengths(str(out), "mathv360k")
+
+
+def test_a_shard_with_a_missing_image_is_rebuilt_once_the_image_is_there(tmp_path):
+  """report.json's fix for a missing image is "put the image file under the images folder";
+  the rerun once skipped the shard (its fingerprint sees the JSON, not the images) and failed
+  again on the same record."""
+  args = many_records(tmp_path, n=8) + flags(tmp_path / "out", "--max_bad_fraction", "0")
+  with pytest.raises(SystemExit, match="1 of 8 records are bad"):
+    mathv360k.main(args)
+  put(str(tmp_path / "src/data_images/S0/images/gone.png"), encoded("PNG", "black"))
+  rep = mathv360k.main(args)
+  assert (rep["written"], rep["bad"], rep["shards"]["built"]) == (8, 0, [0])
+  assert read_all(tmp_path / "out", "mathv360k")[7]["image"] == encoded("PNG", "black")
+
+
+def test_a_shard_that_cannot_be_moved_leaves_no_temporary_file(tmp_path):
+  """A rename across filesystems (EXDEV) once left the shard's temporary file behind."""
+  shm = "/dev/shm"
+  if not os.path.isdir(shm) or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+    pytest.skip("needs /dev/shm on a filesystem other than the test's tmp_path")
+  plan = common.Plan("mathv360k", None, str(tmp_path), str(tmp_path), "fp", [0, 0], 1, {}, [0])
+  with pytest.raises(OSError, match="cross-device"):
+    common.write_shard(plan, 0, [], strict=False, tmp_dir=shm)
+  tmp = os.path.basename(plan.shard_path(0)) + f".tmp-{os.getpid()}"
+  assert not os.path.exists(os.path.join(shm, tmp)) and not os.listdir(tmp_path)
 
 
 def test_two_workers_same_records_as_one(tmp_path):

@@ -70,6 +70,38 @@ def test_beam_names_a_bad_run_and_writes_no_problems_as_the_local_path(tmp_path)
   assert len(_same_tree(str(tmp_path / "local"), str(tmp_path / "beam"))) == 4
 
 
+def test_beam_builder_moves_shards_from_a_temp_dir_on_another_filesystem(tmp_path, monkeypatch):
+  """Shards were written in the system's temp dir and renamed into DATA_DIR: with the temp dir on
+  another filesystem (TMPDIR=/dev/shm, a tmpfs /tmp) the rename failed with EXDEV and left the
+  temporary file there. In process, DirectRunner in memory: a few seconds."""
+  import shutil
+  import tempfile
+
+  import pytest
+  from PIL import Image
+
+  from data_prep import mathv360k
+  shm = "/dev/shm"
+  if not os.path.isdir(shm) or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+    pytest.skip("needs /dev/shm on a filesystem other than the test's tmp_path")
+  os.makedirs(tmp_path / "src/data_images/S/images")
+  Image.new("RGB", (4, 4), "red").save(tmp_path / "src/data_images/S/images/a.png")
+  recs = [{"id": f"r{i}", "image": "S/images/a.png", "conversations": [
+      {"from": "human", "value": "<image>\nq"}, {"from": "gpt", "value": str(i)}]}
+          for i in range(4)]
+  (tmp_path / "src/train_samples_all_tuning.json").write_text(json.dumps(recs))
+  other = tempfile.mkdtemp(dir=shm)  # holds what Beam and TFDS leave in the temp dir
+  monkeypatch.setattr(tempfile, "tempdir", other)
+  args = ["--src", str(tmp_path / "src"), "--num_shards", "2", "--no_progress"]
+  try:
+    mathv360k.main(args + ["--out", str(tmp_path / "local")])
+    assert mathv360k.main(args + ["--out", str(tmp_path / "beam"), "--beam"])["written"] == 4
+  finally:
+    shutil.rmtree(other)
+  assert any("array_record" in f for f in _same_tree(str(tmp_path / "local"),
+                                                      str(tmp_path / "beam")))
+
+
 def _pins(path: str) -> dict:
   """{package: version or None} of a requirements file (names as pip compares them)."""
   out = {}

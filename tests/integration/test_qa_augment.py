@@ -226,6 +226,9 @@ def test_bad_arguments(tmp_path):
 
 
 def test_local_backend_runs_on_a_tiny_model(tmp_path):
+  """r0..r3 on three images, one of them (r2's) not an image: that request is reported failed,
+  naming the file, and the others are answered and stored (a corrupt file once raised out of
+  the model's batch and ended the run with no report and nothing stored, on every rerun)."""
   import dataclasses
   import subprocess
   import sys
@@ -236,6 +239,9 @@ def test_local_backend_runs_on_a_tiny_model(tmp_path):
   from mathvlm.models.vlm import Llava
   from random_models import random_model
   src, images = _src(tmp_path)
+  corrupt = os.path.join(images, "GEOS", "images", "img2.png")
+  with open(corrupt, "wb") as f:
+    f.write(b"not an image")
   tok = train_tokenizer([Q.format(i) + " The question is The answer is" for i in range(50)], 300)
   tiny = registry.get("llava").preset("tiny")  # its vocabulary cut to the tokenizer's: every id decodes to text
   cfg = dataclasses.replace(tiny, image_token_id=tok.token_to_id("<image>"),
@@ -250,14 +256,16 @@ def test_local_backend_runs_on_a_tiny_model(tmp_path):
                         "--limit", "4", "--backend", "local", "--ckpt", ckpt, "--batch", "4",
                         "--max_new_tokens", "6", "--temperature", "0", "--no_progress"],
                        cwd=root, env=env, capture_output=True, text=True, timeout=300)
-  assert res.returncode == 0, res.stderr[-3000:]
+  assert res.returncode == 1 and "1 requests failed" in res.stderr, res.stderr[-3000:]
   rep = json.load(open(tmp_path / "out" / "report.json"))
   assert rep["backend"] == "local" and rep["asked"] == rep["requests"] == 4
   store = [json.loads(x) for x in open(tmp_path / "out" / "responses.jsonl")]
-  assert len(store) == 4 and all(isinstance(s["response"], str) for s in store)
+  assert len(store) == 3 and all(isinstance(s["response"], str) for s in store)
   assert any(s["response"] for s in store)  # the model wrote something
+  failed = rep["kinds"]["rephrase"]["failed"]
+  assert failed["count"] == 1 and failed["ids"][0]["id"] == "r2_rephrase"
+  assert failed["ids"][0]["error"].startswith(f"image {corrupt}: UnidentifiedImageError")
   for kind, r in rep["kinds"].items():
-    assert r["failed"]["count"] == 0
     assert sum(r[o]["count"] for o in augment.OUTCOMES) >= r["requests"]
   merged = json.load(open(tmp_path / "out" / "augmented.json"))
   assert len(merged) == sum(r["accepted"]["count"] for r in rep["kinds"].values())

@@ -137,6 +137,14 @@ def test_bad_ckpt_spec_names_the_fix(pool):
     score.main(["--ckpt", "somewhere", "--data", "x.json", "--out", "o.jsonl"])
 
 
+@pytest.mark.parametrize("workers", ["0", "-1"])
+def test_workers_below_one_are_refused_by_name(workers):
+  """`--workers 0` once ran as 1 without a word; no thread decodes at 0."""
+  from data_prep import score
+  with pytest.raises(SystemExit, match=f"--workers {workers}: .* 1 or more"):
+    score.main(["--ckpt", "c=x", "--data", "x.json", "--out", "o.jsonl", "--workers", workers])
+
+
 
 _BATCHES = """
 import io, sys

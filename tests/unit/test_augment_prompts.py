@@ -1,8 +1,10 @@
 """Augmentation's pure parts: reading "The question is ... The answer is ..." back, what counts as
 the same question, the prompts, and few-shot examples from TF-IDF K-Means clusters."""
 
+import pytest
+
+from data_prep import augment, few_shot
 from data_prep import augment_prompts as P
-from data_prep import few_shot
 
 
 def test_parse_pairs():
@@ -10,10 +12,27 @@ def test_parse_pairs():
           "2. The question is: How many sides? The answer is: 4\n"
           "- The question is \"Area of <image> ABC?\" The answer is 12.5 square units.")
   assert P.parse_pairs(text) == [("What is x?", "5"), ("How many sides?", "4"),
-                                 ("Area of ABC?", "12.5 square units.")]
+                                 ("Area of ABC?", "12.5 square units")]
   assert P.parse_pairs("THE QUESTION IS a\nb THE ANSWER IS c") == [("a b", "c")]
   assert P.parse_pairs("The question is Q? The answer is") == [("Q?", "")]
   assert P.parse_pairs("Sure, the answer is 4.") == [] and P.parse_pairs("") == []
+
+
+@pytest.mark.parametrize("written, kept", [
+  ("3.5.", "3.5"), ('"7".', "7"), ("'x = 2'.", "x = 2"), ("5.", "5"), ("1, 2, 3...", "1, 2, 3..."),
+  ("It is 4. So AB = 4.", "It is 4. So AB = 4.")])
+def test_a_one_sentence_answer_loses_its_full_stop(written, kept):
+  """A decimal point once counted as a second sentence ("3.5." kept its period) and a period
+  after a closing quote kept the quote ('"7".' -> '7"')."""
+  assert P.parse_pairs(f"The question is Q? The answer is {written}") == [("Q?", kept)]
+
+
+@pytest.mark.parametrize("a, b, same", [
+  ("The answer is yes.", "Yes", True), ("Dark Blue", "dark blue", True), ("3.5.", "3.5", True),
+  ("No", "Yes", False), ("12 cm", "12", False)])
+def test_a_rephrased_answer_is_the_same_whatever_its_case(a, b, same):
+  """'yes' for the original 'Yes' was counted answer_changed and the rephrasing dropped."""
+  assert augment.same_answer(a, b) is same
 
 
 def test_same_question_whatever_case_and_punctuation():

@@ -226,5 +226,8 @@ def test_a_level_of_ratio_zero_gets_no_image_even_when_the_others_are_short():
   chosen, counts = select.select(rows, [0, 3, 4, 1], size=14, seed=0)
   assert not [r.id for r in chosen if r.complexity == 0]
   assert counts["A"]["0"]["target"] == 0
+  # the unit level 0 does not take is a named shortfall of the short levels, not refilled
+  assert [(c["source"], c["level"], c["short"]) for c in select.shortfalls(counts)
+          if c["source"] == "A"] == [("A", 2, 1), ("A", 3, 1)]
   # shares by the images the ratio can take: A has 12, B 12 -> 7 each
   assert sum(c["target"] for c in counts["A"].values()) == 7
