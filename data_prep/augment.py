@@ -65,13 +65,6 @@ class Planned:
 # ---------------------------------------------------------------------------------------------
 # Reading the source records.
 
-def source_of(rec: dict, image: str) -> str:
-  if isinstance(rec.get("source"), str) and rec["source"]:
-    return rec["source"]
-  parts = image.replace("\\", "/").split("/")
-  return parts[0] if len(parts) >= 2 else "unknown"
-
-
 def read_originals(path: str) -> tuple[list[Original], list[dict]]:
   """The records usable as originals, and the others ({id, at, reason, detail})."""
   out, bad = [], []
@@ -86,8 +79,8 @@ def read_originals(path: str) -> tuple[list[Original], list[dict]]:
     except common.BadRecord as e:
       bad.append({"id": e.key or key, "at": where, "reason": e.reason, "detail": e.detail})
       continue
-    out.append(Original(rid, images[0], source_of(rec, images[0]), turns[0]["value"],
-                        turns[1]["value"]))
+    out.append(Original(rid, images[0], common.source_of(rec, images[0]) or "unknown",
+                        turns[0]["value"], turns[1]["value"]))
   return out, bad
 
 

@@ -112,6 +112,21 @@ def parse(payload: Any) -> dict:
   return payload
 
 
+SOURCE_FIELDS = ("source", "domain")
+
+
+def source_of(rec: dict, image: str | None = None) -> str | None:
+  """The dataset a record comes from, by one rule for every tool, so that the builders', the
+  scorer's and the augmenter's sources of one record agree (select's ratio is per source): its
+  `source` or `domain` field, else the first folder of its image path (MathV360K's
+  `<Source>/images/<file>`), else None (each caller says what that means)."""
+  for field in SOURCE_FIELDS:
+    if isinstance(rec.get(field), str) and rec[field]:
+      return rec[field]
+  parts = (image or "").replace("\\", "/").split("/")
+  return parts[0] if len(parts) >= 2 and parts[0] else None
+
+
 def record_id(rec: dict, fallback: str) -> str:
   rid = rec.get("id")
   return fallback if rid is None or rid == "" else str(rid)

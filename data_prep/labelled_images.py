@@ -24,7 +24,6 @@ from mathvlm.data import records
 # Where the image path is looked for, first present wins: a plain `image` field, else the
 # MAVIS-Geometry / data-engine layout (its vision-dominant figure, the one without text).
 IMAGE_FIELDS = "image,image_vision_dominant"
-SOURCE_FIELDS = ("source", "domain")
 
 
 class LabelledImages(common.ShardedBuilder, skip_registration=True):
@@ -59,10 +58,7 @@ def image_path(rec: dict, fields: list[str]) -> str:
 def record_source(rec: dict, default: str | None) -> str:
   if default:
     return default
-  for field in SOURCE_FIELDS:
-    if isinstance(rec.get(field), str) and rec[field]:
-      return rec[field]
-  return LabelledImages.name
+  return common.source_of(rec) or LabelledImages.name
 
 
 def convert(item: tuple, options: dict) -> list:

@@ -21,15 +21,6 @@ class LlavaJson(common.ShardedBuilder, skip_registration=True):
   features = staticmethod(records.conversation_schema)
 
 
-def source_from_path(path: str) -> str:
-  """`<Source>/images/<file>` -> `<Source>` (the MathV360K layout)."""
-  parts = path.replace("\\", "/").split("/")
-  if len(parts) < 2 or not parts[0]:
-    raise common.BadRecord("malformed_record", f"image path {path!r} is not "
-                           f"<Source>/images/<file>, so the source is unknown")
-  return parts[0]
-
-
 def convert(item: tuple, options: dict) -> list:
   """One LLaVA record -> one example; options: images, max_images, source (None: from path)."""
   key, _, _, payload = item
@@ -38,9 +29,12 @@ def convert(item: tuple, options: dict) -> list:
   try:
     paths = common.image_paths(rec.get("image"), options["max_images"])
     turns = common.check_conversations(rec.get("conversations"), len(paths))
-    source = options["source"]
-    if source is None:
-      source = source_from_path(paths[0]) if paths else "text_only"
+    source = options["source"] or common.source_of(rec, paths[0] if paths else None)
+    if source is None and paths:
+      raise common.BadRecord("malformed_record", f"image path {paths[0]!r} is not "
+                             f"<Source>/images/<file> and the record has no source field, so "
+                             f"the source is unknown (or give --source)")
+    source = source or "text_only"
     image = common.read_image(os.path.join(options["images"], paths[0])) if paths else b""
     image = common.prepare_image(image, options)
   except common.BadRecord as e:

@@ -51,14 +51,6 @@ class Item(NamedTuple):
 # ---------------------------------------------------------------------------------------------
 # The pool: images grouped from a built dataset or a JSON file.
 
-def source_of(rec: dict, path: str = "") -> str:
-  for field in labelled_images.SOURCE_FIELDS:
-    if isinstance(rec.get(field), str) and rec[field]:
-      return rec[field]
-  parts = path.replace("\\", "/").split("/")
-  return parts[0] if len(parts) >= 3 and parts[1] == "images" else "unknown"
-
-
 def items_from_dataset(folder: str, progress: bool = True) -> tuple[list[Item], dict]:
   """A built dataset's images, grouped by content; text-only records are counted, not scored."""
   data_dir, name = os.path.split(os.path.normpath(folder))
@@ -100,7 +92,8 @@ def items_from_json(path: str, images: str, image_fields: list[str]) -> tuple[li
       by_path[rel].records.append(rid)
       continue
     full = os.path.join(images, rel)
-    by_path[rel] = Item(rel, source_of(rec, rel), [rid], lambda full=full: _read(full))
+    by_path[rel] = Item(rel, common.source_of(rec, rel) or "unknown", [rid],
+                        lambda full=full: _read(full))
     items.append(by_path[rel])
   return items, {"records": len(entries), "no_image": {"count": len(no_image), "ids": no_image},
                  "malformed": {"count": len(malformed), "ids": malformed}}
