@@ -410,6 +410,11 @@ def sentence_number(sentence: str, stated_last: bool = False) -> str | None:
   return _as_number(found[0]) if found else None
 
 
+def concludes(sentence: str) -> bool:
+  """Whether a sentence draws the conclusion ("Therefore/So/Thus/Hence ...")."""
+  return bool(_CONCLUDE.search(sentence))
+
+
 def concluded_number(text: str) -> str | None:
   """The value the last concluding sentence ("Therefore/So/Thus ...") states after
   "is/=/≈/costs..." ("Therefore, the value of x is **30**." -> 30; "So W ≈ 1.2 J." -> 1.2)."""
@@ -477,12 +482,22 @@ def several_values(text: str, between: bool = False) -> str | None:
   return f"{m.group(1)} {m.group(2).lower()} {m.group(3)}"
 
 
+# Numbers given together as one answer: "2014, 2016", "2014 and 2016", "from 2014 to 2016",
+# "2014-2016", "2 or 3". A comma before exactly three digits is a thousands separator ("1,000").
+_ITEM = r"\$?-?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?%?"
+_JOIN = r"(?:\s*,(?!\d{3}(?!\d))\s*(?:and\s+)?|\s+(?:and|or|to|through)\s+|\s*[-–]\s*)"
+_RUN = re.compile(rf"(?<![\w.]){_ITEM}(?:{_JOIN}{_ITEM})+(?![\w%]|\.\d)")
+
+
 def listed_values(text: str) -> str | None:
-  """Two values given together ("between 2007 and 2008") as a Python list "[2007, 2008]"."""
-  m = _SEVERAL.search(text or "")
+  """Numbers given together ("between 2007 and 2008", "2014, 2016", "from 2014 to 2016") as the
+  Python list "[2007, 2008]": what GPT's extraction writes for list answers (its demonstration),
+  and `calculate_score.py` compares `str(extraction)` with the gold list's text."""
+  m = _RUN.search(text or "")
   if not m:
     return None
-  return "[" + ", ".join(clean_number(g.strip("$%")) for g in (m.group(1), m.group(3))) + "]"
+  items = re.findall(rf"(?:^|{_JOIN})({_ITEM})", m.group(0))
+  return "[" + ", ".join(clean_number(x.strip("$%")) for x in items) + "]"
 
 
 def python_list(text: str) -> str | None:
@@ -683,6 +698,13 @@ def _engine_letter(response: str, span: str | None, n: int) -> str | None:
 
 # "A semicircle", "A = 3": a capital followed by a word or a formula, not an option letter
 _PROSE_OPENING = re.compile(r"\s*\**[A-Z]\s+(?:[a-z]|=)")
+
+
+def opens_prose(line: str) -> bool:
+  """Whether a line opens with a capital that is a word or a name, not an option letter: "A
+  triangle ...", "E is the midpoint ...", "A = 3"; "C is correct." still states a letter."""
+  return bool(_PROSE_OPENING.match(line)) and not re.match(
+      r"\s*\**[A-Z]\s+is\s+(?:the\s+)?(?:correct|right|answer|best)\b", line)
 
 
 def stated_answer(response: str) -> str:

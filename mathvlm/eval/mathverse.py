@@ -61,13 +61,22 @@ def normalize(s: Any) -> str:
   return value if value is not None else s
 
 
+# MathVerse lists at most six options (A-F: 7 of the 788 testmini problems, E in 30 more); a
+# "Vision Only" query draws them in the image and lists none.
+MAX_OPTIONS = 6
+
+
 def _choice_count(problem: Problem) -> int:
+  """How many option letters an answer may give: as many as the question lists ("A:40°" ...
+  "D:140°" -> 4), else (options drawn in the image) up to F, so that a right "E" is read."""
   letters = re.findall(r"(?m)^\s*\(?([A-H])[).:]", problem.query + "\n" + problem.question)
-  return max((ord(x) - ord("A") + 1 for x in letters), default=4)
+  return max((ord(x) - ord("A") + 1 for x in letters), default=MAX_OPTIONS)
 
 
 def extract(response: str | None, problem: Problem) -> str:
-  """The answer in a response: an option letter for multi-choice, else a value."""
+  """The answer in a response: an option letter for multi-choice (in the answer phrase, else on
+  the first or last line unless that opens with a capital in prose, "A triangle ..."), else a
+  value."""
   response = ex.plain_minus((response or "").strip())
   if not response:
     return ""
@@ -75,7 +84,7 @@ def extract(response: str | None, problem: Problem) -> str:
   if problem.meta["question_type"] == "multi-choice":
     n = _choice_count(problem)
     lines = [x for x in response.split("\n") if x.strip()]
-    for text in (span or "", lines[0], lines[-1]):
+    for text in [span or ""] + [x for x in (lines[0], lines[-1]) if not ex.opens_prose(x)]:
       letter = ex.choice_letter(text, n)
       if letter:
         return letter

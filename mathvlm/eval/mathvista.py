@@ -225,16 +225,14 @@ def _yes_no(statement: str, problem: Problem, options: list[str]) -> str | None:
 
 
 def _value_steps(response: str, answer_type: str) -> Iterator[tuple[str, str | None]]:
-  """Free form, in order: a list for list answers ("[2007, 2008]", or "between 2007 and 2008"
-  as that list, as the extraction prompt's demonstration has it); two values given as the
-  answer, as written; the value in `\\boxed{}` or after the answer phrase; a refusal,
-  verbatim (no number: wrong, as GPT's copy of it is); a bold value; the value a concluding,
-  "There are N" or first sentence states; the last number."""
+  """Free form, in order: a list for list answers (`_listed`: "[2007, 2008]", "2007, 2008" or
+  "between 2007 and 2008" as that list, as the extraction prompt's demonstration has it); two
+  values given as the answer, as written; the value in `\\boxed{}` or after the answer phrase;
+  a refusal, verbatim (no number: wrong, as GPT's copy of it is); a bold value; the value a
+  concluding, "There are N" or first sentence states; the last number."""
   span = ex.answer_span(response)
   if answer_type == "list":
-    first = ex.sentences(response)[0]
-    yield "list", (ex.python_list(span or "") or ex.python_list(response)
-                   or ex.listed_values(span or first))
+    yield "list", _listed(response, span)
     return
   yield "several values", (ex.several_values(span) if span is not None else
                            ex.several_values(ex.sentences(response)[0], between=True))
@@ -243,6 +241,23 @@ def _value_steps(response: str, answer_type: str) -> Iterator[tuple[str, str | N
   yield "bold value", ex.bold_number(response)
   yield "stated value", ex.stated_number(response)
   yield "last number", ex.number(response)
+
+
+def _listed(response: str, span: str | None) -> str | None:
+  """A list answer as GPT's extraction writes it, "[2014, 2016]" (`calculate_score.py` compares
+  `str(extraction)` with the gold list's text): the numbers the answer states, as a Python list
+  or given together ("\\boxed{2014, 2016}", "The answer is 2014 and 2016"), else a Python list
+  anywhere, else the numbers a concluding ("So/Therefore ...") or the first sentence gives
+  together ("between 2007 and 2008", "from 2014 to 2016")."""
+  if span:
+    found = ex.python_list(span) or ex.listed_values(span)
+    if found:
+      return found
+  found = ex.python_list(response)
+  sents = ex.sentences(response)
+  for sent in [x for x in sents if ex.concludes(x)][-1:] + sents[:1]:
+    found = found or ex.listed_values(sent)
+  return found
 
 
 def normalize(extraction: Any, choices: list[str] | None, question_type: str, answer_type: str,

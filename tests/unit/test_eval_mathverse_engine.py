@@ -60,6 +60,37 @@ def test_mathverse_extraction_of_signs_expressions_and_latex_numbers(response, g
   assert mathverse.judge(p, mathverse.extract(response, p)) is ok
 
 
+def _multi_choice(version, listed=""):
+  query = ("According to the question shown in the image, please directly answer the question "
+           "and provide the correct option letter, e.g., A, B, C, D." if not listed else
+           "Please directly answer the question and provide the correct option letter, e.g., A, "
+           "B, C, D.\nQuestion: What is angle 2?\nChoices:\n" + listed)
+  return mathverse.Problem(pid="0", question="", answer="E", choices=[], images=[], query=query,
+                           meta={"question_type": "multi-choice", "problem_version": version},
+                           raw={})
+
+
+@pytest.mark.parametrize("response,letter", [
+    ("E", "E"), ("The answer is E.", "E"), ("\\boxed{F}", "F"), ("Answer: (E) 45°", "E"),
+    ("G", ""),                                        # MathVerse lists at most six options
+    ("A triangle has three sides, so the angle is 60°.", ""),   # prose, not option A
+    ("E is the midpoint of AB.\nSo the angle is 30°.", ""),
+    ("C is correct.", "C"),
+])
+def test_mathverse_letters_of_options_drawn_in_the_image(response, letter):
+  """A "Vision Only" query lists no options (they are in the image): a letter up to F is read,
+  where only A-D were before and a right "E" scored wrong; a capital opening prose is none."""
+  assert mathverse.extract(response, _multi_choice("Vision Only")) == letter
+
+
+def test_mathverse_listed_options_bound_the_letters():
+  four = _multi_choice("Text Dominant", "A:40°\nB:50°\nC:130°\nD:140°")
+  five = _multi_choice("Text Dominant", "A:40°\nB:50°\nC:130°\nD:140°\nE:150°")
+  assert mathverse.extract("The answer is E.", four) == ""
+  assert mathverse.extract("The answer is E.", five) == "E"
+  assert mathverse.judge(five, mathverse.extract("The answer is E.", five))
+
+
 def test_engine_loader_reads_mavis_fields():
   problems = engine.load(os.path.join(FIXTURES, "engine_heldout.json"))
   assert len(problems) == 9
