@@ -238,7 +238,28 @@ def load_model(ckpt_dir: str, sharding: Callable | None = None, **runtime):
       lambda kp, x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding(
           path_parts(kp), names.get(path_parts(kp), ()), x.shape)), target)
   with ocp.StandardCheckpointer() as ckptr:
+    _check_fits(ckptr, paths.absolute(ckpt_dir), target)
     restored = ckptr.restore(paths.absolute(ckpt_dir) / "params", target)
   graphdef, state = nnx.split(abstract)
   nnx.replace_by_pure_dict(state, restored)
   return nnx.merge(graphdef, state), cfg
+
+
+def _check_fits(ckptr, ckpt_dir, target) -> None:
+  """Names the parameters whose saved shapes differ from the ones config.json describes, or that
+  are on one side only: orbax's own error gives two shapes and no parameter name."""
+  meta = ckptr.metadata(ckpt_dir / "params")
+  meta = getattr(meta, "item_metadata", meta)
+  shapes = lambda tree: {"/".join(path_parts(kp)): tuple(x.shape)
+                         for kp, x in jax.tree_util.tree_leaves_with_path(tree)}
+  saved, wanted = shapes(meta), shapes(target)
+  problems = [f"{k}: {saved[k]} saved, {wanted[k]} from config.json"
+              for k in sorted(set(saved) & set(wanted)) if saved[k] != wanted[k]]
+  problems += [f"{k}: not saved" for k in sorted(set(wanted) - set(saved))]
+  problems += [f"{k}: saved, not in the model config.json describes"
+               for k in sorted(set(saved) - set(wanted))]
+  if problems:
+    raise CheckpointError(
+        f"{ckpt_dir}: the parameters do not fit the model its config.json describes "
+        f"({len(problems)} differ, e.g. " + "; ".join(problems[:5]) + "). The config.json was "
+        "edited or belongs to other parameters: restore the one saved with them")

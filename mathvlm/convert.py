@@ -25,24 +25,27 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--to", help="output mathvlm checkpoint folder (with --from-hf)")
   p.add_argument("--to-hf", help="output Hugging Face folder (llava-hf layout for LLaVA)")
   p.add_argument("--clip-dir", help="CLIP checkpoint for the original LLaVA layout")
-  p.add_argument("--dtype", default="float32", help="parameter dtype: float32, bfloat16, float16")
+  p.add_argument("--dtype", default=None,
+                 help="parameter dtype: float32, bfloat16, float16 (default: float32 from a "
+                      "Hugging Face folder, the checkpoint's own with --from-ckpt)")
   p.add_argument("--strict", action="store_true", help="unused checkpoint tensors are an error")
   args = p.parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
   try:
+    if not (args.to or args.to_hf):  # else nothing would be written, silently
+      p.error("give --to CKPT_DIR and/or --to-hf HF_DIR")
     if args.from_hf:
-      if not (args.to or args.to_hf):
-        p.error("--from-hf needs --to CKPT_DIR (or --to-hf HF_DIR)")
-      model, cfg = hf.load_hf(args.from_hf, args.dtype, clip_dir=args.clip_dir,
+      model, cfg = hf.load_hf(args.from_hf, args.dtype or "float32", clip_dir=args.clip_dir,
                               strict=args.strict)
-    else:
-      model, cfg = checkpoint.load_model(args.from_ckpt)
+    else:  # --dtype casts here too (it was ignored with --from-ckpt)
+      runtime = {} if args.dtype is None else dict(param_dtype=args.dtype, dtype=args.dtype)
+      model, cfg = checkpoint.load_model(args.from_ckpt, **runtime)
     n = sum(int(np.prod(v.shape)) for _, v in hf.param_paths(model))
     if args.to:
       checkpoint.save_model(model, cfg, args.to)
       print(f"wrote {type(model).__name__} ({n:,} parameters) to {args.to}")
     if args.to_hf:
-      hf.export_hf(model, cfg, args.to_hf, dtype=None if args.from_ckpt else args.dtype)
+      hf.export_hf(model, cfg, args.to_hf)  # in the parameters' dtype, chosen above
       print(f"wrote {type(model).__name__} ({n:,} parameters) to {args.to_hf}")
   except checkpoint.CheckpointError as e:
     raise SystemExit(f"error: {e}")

@@ -247,13 +247,43 @@ def detect_layout(hf: dict[str, Any]) -> str:
                         "clip_vision_model")
 
 
+# transformers 4.x saves a nested config with only the fields that differ from its class's
+# defaults: llava-hf/llava-1.5-7b-hf's text_config holds vocab_size, rms_norm_eps and
+# max_position_embeddings but no hidden_size or num_hidden_layers (Vicuna-7B's are LlamaConfig's
+# defaults). These are transformers' defaults for the text models a llava-hf config may nest.
+HF_TEXT_DEFAULTS: dict[str, dict[str, Any]] = {
+    "llama": dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008,
+                  num_hidden_layers=32, num_attention_heads=32, max_position_embeddings=2048,
+                  rms_norm_eps=1e-6, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False),
+    "mistral": dict(vocab_size=32000, hidden_size=4096, intermediate_size=14336,
+                    num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
+                    max_position_embeddings=4096 * 32, rms_norm_eps=1e-6, sliding_window=4096,
+                    bos_token_id=1, eos_token_id=2, tie_word_embeddings=False),
+}
+
+
+def _with_text_defaults(hf: dict[str, Any]) -> dict[str, Any]:
+  """A llava-hf config.json with its text_config's omitted fields filled in as transformers
+  fills them (see HF_TEXT_DEFAULTS); an unknown model_type is left for LlamaConfig to reject.
+
+  transformers 5 ties the LLaVA's embeddings if the top-level tie_word_embeddings or the text
+  config's is set (and saves no lm_head then), so a top-level true ties them here too."""
+  text = dict(hf.get("text_config") or {})
+  text.setdefault("model_type", "llama")  # transformers' LlavaConfig default
+  text = HF_TEXT_DEFAULTS.get(text["model_type"], {}) | text
+  if hf.get("tie_word_embeddings"):
+    text["tie_word_embeddings"] = True
+  return {**hf, "text_config": text}
+
+
 def config_from_hf(layout: str, hf: dict[str, Any], clip_hf: dict[str, Any] | None = None,
                    **overrides):
   """The model config a layout's config.json (and, for the original LLaVA layout, the separate
   CLIP's) describes, with runtime overrides."""
   if layout == "llava":
-    return LlavaConfig.from_hf(hf, **overrides)
+    return LlavaConfig.from_hf(_with_text_defaults(hf), **overrides)
   if layout == "llava_original":
+    _reject_anyres(hf)
     return LlavaConfig.from_original(hf, clip_hf or {}, **overrides)
   if layout == "llm":
     return LlamaConfig.from_hf(hf, **overrides)
@@ -261,6 +291,20 @@ def config_from_hf(layout: str, hf: dict[str, Any], clip_hf: dict[str, Any] | No
     return CLIPConfig.from_hf(hf, **overrides)
   vision = hf.get("vision_config", hf) if hf.get("model_type") == "clip" else hf
   return CLIPVisionConfig.from_hf(vision, **overrides)
+
+
+def _reject_anyres(hf: dict[str, Any]) -> None:
+  """LLaVA-1.6 (LLaVA-NeXT) checkpoints in the original layout share LLaVA-1.5's model_type and
+  keys, but tile each image over `image_grid_pinpoints` and add `image_newline` rows: read as
+  LLaVA-1.5 they would load (image_newline merely unused) into a different model."""
+  aspect = str(hf.get("image_aspect_ratio") or "")
+  merge = str(hf.get("mm_patch_merge_type") or "flat")
+  if "anyres" in aspect or merge.startswith("spatial"):
+    raise CheckpointError(
+        f"config.json fields image_aspect_ratio={aspect!r}, mm_patch_merge_type={merge!r}: this "
+        "is a LLaVA-1.6 (LLaVA-NeXT, any-resolution tiling) checkpoint, which is not supported; "
+        "only LLaVA-1.5-style models (image_aspect_ratio 'pad' or 'square', mm_patch_merge_type "
+        "'flat') load")
 
 
 def _vision_of(cfg) -> CLIPVisionConfig | None:
@@ -343,6 +387,20 @@ def _hf_shape(shape: tuple[int, ...], transform: str) -> tuple[int, ...]:
   return tuple(TRANSFORMS[transform][1](view).shape)
 
 
+def original_clip_dir(hf_dir: str, hf: dict[str, Any], clip_dir: str | None) -> str:
+  """The CLIP checkpoint holding an original-layout LLaVA's vision tower: clip_dir, else
+  `mm_vision_tower` when it is a local folder. One function, so that the config a run plans
+  with (`mathvlm.pretrained.pretrained_config`) describes the tower `load_hf` loads."""
+  tower = hf.get("mm_vision_tower")
+  clip_dir = clip_dir or (tower if os.path.isdir(str(tower)) else None)
+  if not clip_dir:
+    raise CheckpointError(
+        f"{hf_dir} is in the original LLaVA layout, whose vision tower ({tower!r}) is a "
+        "separate CLIP checkpoint: pass clip_dir (--clip-dir, model.clip_dir) pointing at a "
+        "local copy")
+  return clip_dir
+
+
 def load_hf(hf_dir: str, dtype: str = "float32", *, compute_dtype: str | None = None,
             clip_dir: str | None = None, sharding: Callable | None = None, strict: bool = False,
             layout: str | None = None, remat: str = "none", scan_unroll: int = 1):
@@ -359,13 +417,7 @@ def load_hf(hf_dir: str, dtype: str = "float32", *, compute_dtype: str | None = 
   sources = {"main": SafetensorsDir(hf_dir)}
   clip_hf = None
   if layout == "llava_original":
-    clip_dir = clip_dir or (hf.get("mm_vision_tower") if os.path.isdir(
-        str(hf.get("mm_vision_tower"))) else None)
-    if clip_dir is None:
-      raise CheckpointError(
-          f"{hf_dir} is in the original LLaVA layout, whose vision tower "
-          f"({hf.get('mm_vision_tower')!r}) is a separate CLIP checkpoint: pass clip_dir "
-          "(--clip-dir) pointing at a local copy")
+    clip_dir = original_clip_dir(hf_dir, hf, clip_dir)
     sources["clip"] = SafetensorsDir(clip_dir)
     clip_hf = read_config(os.path.join(clip_dir, "config.json"))
   overrides = dict(param_dtype=dtype, dtype=compute_dtype or dtype, remat=remat,

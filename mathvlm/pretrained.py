@@ -50,12 +50,13 @@ def pretrained_config(path: str, config):
         "was stopped while writing its final model). Rerun that training command: it resumes "
         "from its last checkpoint and exports again")
   meta = hf.read_config(os.path.join(path, "config.json"))
-  clip = None
-  if config.model.clip_dir:
-    clip = hf.read_config(os.path.join(config.model.clip_dir, "config.json"))
   layout = hf.detect_layout(meta)
+  clip_dir = config.model.clip_dir
+  if layout == "llava_original":  # the CLIP load_hf will read (mm_vision_tower when local)
+    clip_dir = hf.original_clip_dir(path, meta, clip_dir)
+  clip = hf.read_config(os.path.join(clip_dir, "config.json")) if clip_dir else None
   return hf.with_pixel_stats(hf.config_from_hf(layout, meta, clip, **runtime(config)),
-                             config.model.clip_dir if layout == "llava_original" else path)
+                             clip_dir if layout == "llava_original" else path)
 
 
 def load_pretrained(path: str, config, sharding_fn) -> nnx.Module:
