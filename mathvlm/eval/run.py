@@ -121,12 +121,15 @@ def _batch_arrays(encoder: Encoder, chunk: list[Problem], template: str, size: i
 
 def generate_responses(model, cfg, encoder: Encoder, problems: list[Problem], *, template: str,
                        batch_size: int, max_new_tokens: int, temperature: float,
-                       bucket: int = 64, mesh=None, on_batch=None) -> list[str]:
+                       bucket: int = 64, mesh=None, on_batch=None,
+                       index: list[int] | None = None) -> list[str]:
   """Responses in problem order. Batches are padded to full size and prompts to a multiple of
   `bucket` tokens, so a run compiles a handful of shapes, not one per batch. mesh=None decodes
   on one device (`mathvlm.generate.generate`); with a mesh, each batch is split over its data
   axes and this process feeds its own rows (`distributed.generate_global`). on_batch(chunk,
-  responses) is called after each batch (the run appends them to its responses file)."""
+  responses) is called after each batch (the run appends them to its responses file). A batch
+  samples with its first problem's position as the seed: `index[start]` where given (a resumed
+  run's positions in the whole benchmark), else `start`."""
   import jax
   from tqdm import tqdm
 
@@ -142,16 +145,20 @@ def generate_responses(model, cfg, encoder: Encoder, problems: list[Problem], *,
              disable=jax.process_index() != 0)
   for start in range(0, len(problems), batch_size):
     chunk = problems[start:start + batch_size]
+    # Seeded by the position in the whole benchmark, not in this (resumed) list: else a resumed
+    # run redraws the first batches' random numbers for the next problems, and differs from an
+    # uninterrupted run.
+    seed = start if index is None else index[start]
     ids, mask, images = _batch_arrays(encoder, chunk, template, size, batch_size, bucket, rows)
     if mesh is None:
       tokens = np.asarray(generate(model, ids, mask, images, max_new_tokens=max_new_tokens,
                                    eos_token_id=encoder.eos, pad_token_id=encoder.pad,
-                                   temperature=temperature, seed=start).tokens)
+                                   temperature=temperature, seed=seed).tokens)
     else:
       lo, hi = rows
       tokens = distributed.generate_global(
           model, mesh, ids[lo:hi], mask[lo:hi], images[lo:hi], max_new_tokens=max_new_tokens,
-          eos=encoder.eos, pad=encoder.pad, temperature=temperature, seed=start)
+          eos=encoder.eos, pad=encoder.pad, temperature=temperature, seed=seed)
     done = [encoder.decode(tokens[i]) for i in range(len(chunk))]
     responses += done
     if on_batch is not None:
@@ -209,6 +216,12 @@ def answered(out: str, signature: dict, restart: bool) -> dict[str, str]:
     json.dump(signature, f, indent=2)
   found = {}
   if os.path.exists(path):
+    # Cut the crash's partial last line off the file too: this run appends to it, and a record
+    # glued onto the partial line would be unreadable, missing from responses.jsonl for good.
+    with open(path, "rb+") as f:
+      data = f.read()
+      if data and not data.endswith(b"\n"):
+        f.truncate(data.rfind(b"\n") + 1)
     for line in open(path, encoding="utf-8"):
       try:
         rec = json.loads(line)
@@ -308,7 +321,8 @@ def main(argv: list[str] | None = None) -> dict | None:
   problems, model, cfg, encoder, mesh = _load(args)
   lead = jax.process_index() == 0
   done = answered(args.out, run_signature(args), args.restart) if lead else {}
-  todo = [p for p, need in zip(problems, todo_mask(problems, done)) if need]
+  index = [i for i, need in enumerate(todo_mask(problems, done)) if need]
+  todo = [problems[i] for i in index]
   field = _ID_FIELD[args.benchmark]
   out_file = (open(os.path.join(args.out, "responses.jsonl"), "a", encoding="utf-8")
               if lead else None)
@@ -322,7 +336,8 @@ def main(argv: list[str] | None = None) -> dict | None:
   t1 = time.time()
   new = generate_responses(model, cfg, encoder, todo, template=args.template,
                            batch_size=args.batch, max_new_tokens=args.max_new_tokens,
-                           temperature=args.temperature, mesh=mesh, on_batch=save)
+                           temperature=args.temperature, mesh=mesh, on_batch=save,
+                           index=index)
   seconds = time.time() - t1
   if encoder.truncated:
     log.warning("%d prompts were longer than the model's context and lost their start",

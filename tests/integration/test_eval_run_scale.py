@@ -118,6 +118,20 @@ def test_resume_skips_answered_and_restarts_on_new_settings(ckpt, tmp_path):
   assert os.path.exists(out / "responses.jsonl.old")
 
 
+def test_a_resumed_sampled_run_equals_an_uninterrupted_one(ckpt, tmp_path):
+  """With temperature > 0 each batch is seeded by its first problem's place in the benchmark, not
+  in the resumed run's own list: else the resumed problems reuse the answered batches' seeds."""
+  from mathvlm.eval import run
+  out, sampled = tmp_path / "eval", ["--batch", "2", "--limit", "4", "--temperature", "1.0"]
+  run.main(_cli(ckpt, out, *sampled)[2:])
+  fresh = _responses(out)
+  lines = open(out / "responses.jsonl").readlines()
+  open(out / "responses.jsonl", "w").writelines(lines[:2])     # stopped after the first batch
+  again = run.main(_cli(ckpt, out, *sampled)[2:])
+  assert (again["generated"], again["resumed"]) == (2, 2)
+  assert _responses(out) == fresh
+
+
 @pytest.mark.slow
 def test_two_processes_equal_one_device(ckpt, tmp_path):
   one = tmp_path / "one"

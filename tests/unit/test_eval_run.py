@@ -67,3 +67,16 @@ def test_templates():
   assert text.startswith("A chat between a curious user")  # LLaVA's conv_vicuna_v1
   assert prompts.format_prompt("q", "plain") == "<image>"   # captioning: the question is dropped
   assert prompts.format_prompt("q", "mistral_instruct") == "[INST] <image>\nq [/INST]"
+
+
+def test_a_resumed_run_appends_after_a_line_cut_by_a_crash(tmp_path):
+  """A crash mid-write leaves a partial last line; the resumed run appends to the file, and its
+  first record must land on a line of its own (not glued onto the partial one, unreadable)."""
+  sig = {"benchmark": "math_v", "max_new_tokens": 4}
+  (tmp_path / "run.json").write_text(json.dumps(sig))
+  (tmp_path / "responses.jsonl").write_text('{"id": "1", "response": "a"}\n{"id": "2", "resp')
+  assert run.answered(str(tmp_path), sig, restart=False) == {"1": "a"}
+  with open(tmp_path / "responses.jsonl", "a", encoding="utf-8") as f:   # as run.main appends
+    f.write(json.dumps({"id": "2", "response": "b"}) + "\n")
+  rows = [json.loads(x) for x in open(tmp_path / "responses.jsonl")]
+  assert rows == [{"id": "1", "response": "a"}, {"id": "2", "response": "b"}]
