@@ -193,12 +193,23 @@ def fingerprint(ckpt: str) -> str:
 
 
 def run_signature(args) -> dict:
-  """Everything that changes a response; a rerun with the same signature resumes."""
+  """Everything that changes a response; a rerun with the same signature resumes. The tokenizer
+  counts by what it does (its canonical JSON), so another --tokenizer starts over."""
+  import hashlib
+
+  from tokenizers import Tokenizer
+
   from mathvlm import paths
+  tok = Tokenizer.from_file(tokenizer_path(args)).to_str()
   return {"benchmark": args.benchmark, "split": args.split, "data": os.path.abspath(args.data),
           "ckpt": str(paths.absolute(args.ckpt)), "weights": fingerprint(args.ckpt),
-          "template": args.template, "prompt": args.prompt, "max_new_tokens": args.max_new_tokens,
+          "tokenizer": hashlib.sha1(tok.encode()).hexdigest(), "template": args.template,
+          "prompt": args.prompt, "max_new_tokens": args.max_new_tokens,
           "temperature": args.temperature}
+
+
+def tokenizer_path(args) -> str:
+  return args.tokenizer or os.path.join(args.ckpt, "tokenizer.json")
 
 
 def answered(out: str, signature: dict, restart: bool) -> dict[str, str]:
@@ -285,7 +296,7 @@ def _load(args):
   from tokenizers import Tokenizer
 
   from mathvlm.eval import distributed
-  tok_path = args.tokenizer or os.path.join(args.ckpt, "tokenizer.json")
+  tok_path = tokenizer_path(args)
   if not os.path.exists(tok_path):
     raise SystemExit(f"no tokenizer at {tok_path}: save tokenizer.json next to the checkpoint or "
                      "pass --tokenizer")

@@ -116,6 +116,18 @@ def test_resume_skips_answered_and_restarts_on_new_settings(ckpt, tmp_path):
   changed = run.main(_cli(ckpt, out, *small, "--max_new_tokens", "3")[2:])
   assert (changed["generated"], changed["resumed"]) == (8, 0)
   assert os.path.exists(out / "responses.jsonl.old")
+  # Another tokenizer is another run (its responses were once kept); the same one rewritten
+  # (another layout of its JSON) is not.
+  tok = json.load(open(os.path.join(ckpt, "tokenizer.json")))
+  json.dump(tok, open(tmp_path / "same.json", "w"), indent=3)
+  tok["model"]["vocab"]["<an added token>"] = max(tok["model"]["vocab"].values()) + 1
+  json.dump(tok, open(tmp_path / "other.json", "w"))
+  same = run.main(_cli(ckpt, out, *small, "--max_new_tokens", "3", "--tokenizer",
+                       str(tmp_path / "same.json"))[2:])
+  assert (same["generated"], same["resumed"]) == (0, 8)
+  other = run.main(_cli(ckpt, out, *small, "--max_new_tokens", "3", "--tokenizer",
+                        str(tmp_path / "other.json"))[2:])
+  assert (other["generated"], other["resumed"]) == (8, 0)
 
 
 def test_a_resumed_sampled_run_equals_an_uninterrupted_one(ckpt, tmp_path):
