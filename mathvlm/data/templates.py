@@ -140,6 +140,15 @@ def tokenize(prompt: str, spans: list[tuple[int, int]], tokenizer) -> tuple[np.n
   targets: list[bool] = []
   offset = 0
   bos = tokenizer.bos_token_id
+  # LLaVA's targets start right after the role's tokens ("ASSISTANT:", "[/INST]"), so the space
+  # before an answer is a target too when the tokenizer makes it a token of its own (Llama's "▁"
+  # before a digit or a byte: "▁", "8"), not only when it rides on the answer's first word.
+  gaps = []
+  for start, _ in spans:
+    ws = start
+    while ws > 0 and prompt[ws - 1] == " ":
+      ws -= 1
+    gaps.append((ws, start))
   for k, chunk in enumerate(prompt.split(IMAGE)):
     if k:
       ids.append(IMAGE_PLACEHOLDER)
@@ -152,7 +161,8 @@ def tokenize(prompt: str, spans: list[tuple[int, int]], tokenizer) -> tuple[np.n
     for tid, (a, b) in pairs:
       a, b = a + offset, b + offset
       ids.append(tid)
-      targets.append(b > a and any(a < end and b > start for start, end in spans))
+      targets.append(b > a and (any(a < end and b > start for start, end in spans)
+                                or any(ws <= a and b <= start for ws, start in gaps)))
     offset += len(chunk)
   return np.asarray(ids, np.int32), np.asarray(targets, bool)
 

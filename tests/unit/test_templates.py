@@ -103,3 +103,16 @@ def test_bad_conversations_are_named():
     T.render([{"from": "human", "value": "a"}], T.get("vicuna_v1"))
   with pytest.raises(ValueError, match="unknown conversation template 'chatml'"):
     T.get("chatml")
+
+
+@pytest.mark.parametrize("name", ["vicuna_v1", "llama_2", "mistral_instruct"])
+@pytest.mark.parametrize("answer", ["8", "12.5", "(A) 30"])
+def test_an_answer_whose_space_is_its_own_token_masks_as_llava(tokenizer, name, answer):
+  """Llama splits digits and bytes from the space before them ("▁", "8"): LLaVA's targets start
+  at that "▁" (right after "ASSISTANT:" / "[/INST]"), not one token later. MathV360K's answers
+  are often bare numbers."""
+  conv = [{"from": "human", "value": "<image>\nWhat is AC?"}, {"from": "gpt", "value": answer}]
+  ids, labels = ref_preprocess(conv, name, tokenizer)
+  ours_ids, ours_mask = _ours(conv, name, tokenizer)
+  assert ours_ids.tolist() == ids
+  assert ours_mask.tolist() == [x != IGNORE for x in labels]
