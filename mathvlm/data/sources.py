@@ -6,6 +6,7 @@ model (image size, image tokens, vocabulary)."""
 from __future__ import annotations
 
 import collections
+import logging
 
 import grain
 import numpy as np
@@ -54,7 +55,7 @@ def make_source(data_cfg, objective, model_cfg, seed: int):
         records[parts[0][0]].take(x) for x in lengths)
   if len(sources) == 1:
     return sources[0]
-  return Mixture(sources, [w for _, w in parts])
+  return Mixture(sources, [w for _, w in parts], seed=seed)
 
 
 def parse_mixture(spec: str) -> list[tuple[str, float]]:
@@ -123,11 +124,25 @@ class IndexSource:
 
 class Mixture:
   """Several sources by weight through `grain.MapDataset.mix` (a fixed, random-access interleave:
-  shuffled, sharded and resumed downstream like one source), summing their drop counters."""
+  shuffled, sharded and resumed downstream like one source), summing their drop counters.
 
-  def __init__(self, sources, weights):
+  grain's mix reads each source from its first record and ends where the first source runs out,
+  so a source it does not exhaust is cut short. Each source is shuffled (seeded) before mixing, so
+  the records an epoch uses are a uniform sample of it, not a prefix in reading order (the same
+  first problems of MAVIS-Instruct with all their question versions; never the tail of
+  MathV360K's file). How many records the mixture leaves out is logged."""
+
+  def __init__(self, sources, weights, seed: int = 0):
     self.sources = sources
-    self.mixed = grain.MapDataset.mix([grain.MapDataset.source(s) for s in sources], weights)
+    self.mixed = grain.MapDataset.mix(
+        [grain.MapDataset.source(s).shuffle(seed=(seed + 1 + i) % 2**32)
+         for i, s in enumerate(sources)], weights)
+    total = sum(len(s) for s in sources)
+    if len(self.mixed) < total:
+      logging.getLogger("mathvlm.data").warning(
+          "data.mixture: an epoch draws %d of the %d records (weights %s over sizes %s); the "
+          "others (a seeded random sample of each source) are not trained on", len(self.mixed),
+          total, list(weights), [len(s) for s in sources])
 
   def __len__(self) -> int:
     return len(self.mixed)

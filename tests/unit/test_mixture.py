@@ -34,3 +34,14 @@ def test_a_3_to_1_mixture_draws_3_to_1():
     assert abs(from_a - 0.75 * n) < 4 * sd, (seed, from_a)
     assert abs(from_a - 0.5 * n) > 8 * sd  # an equal mixture would be far off
     assert len(set(zip(drawn.tolist(), batch["index"].tolist()))) == n  # no record twice
+
+
+def test_a_source_the_mixture_cuts_short_is_sampled_across_all_its_records():
+  """grain's mix ends where the first source runs out; the records it keeps of the other must be
+  a sample of all of them, not its first third in reading order (the tail never trained)."""
+  mixture = Mixture([Tagged(0, 1000), Tagged(1, 1000)], [1.0, 3.0])
+  kept = sorted(int(mixture[i]["index"]) for i in range(len(mixture))
+                if int(mixture[i]["source"]) == 0)
+  assert len(kept) == len(set(kept)) == 334  # the weights decide how many, as before
+  assert kept != list(range(334))
+  assert np.mean(np.asarray(kept) >= 500) > 0.35  # about half from the second half of the file
