@@ -297,6 +297,8 @@ def setup(config, devices=None) -> Run:
   validate(config, jax.process_count(), len(devices))
   objective = objectives.get(config.objective)
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor, devices)
+  from mathvlm.data.pipeline import check_process_rows
+  check_process_rows(mesh)  # each process feeds rows of its own
   rules = tuple(tuple(r) for r in config.logical_axis_rules)
   (cfg, build, is_trainable, graphdef, abs_params, abs_frozen, train_set,
    n_train) = setup_model(config, objective, mesh, rules)
@@ -448,7 +450,7 @@ def train_loop(run: Run, state, start: int, data_iter, ckpt, writer, callbacks=(
     if preempted or evaluate or done == run.total_steps or ckpt.should_save(done):
       rows.finish(*pending, evaluate)  # checked finite before its state is used
       pending = None
-      loop = {"dropped": dict(dropped or {})}
+      loop = {"dropped": dict(all_processes(dropped) or {})}  # every process's, summed
       if run.host is not None:
         loop["host"] = run.host.state_dict()  # e.g. the RL curriculum
       ckpt.save(done, state, overlap.SavedIteratorState(item.iterator_state), loop=loop,
@@ -526,6 +528,8 @@ def resume_or_initialise(run: Run, ckpt, data_iter, workdir: str):
   """(state, step, drop counts): from the newest readable checkpoint, after checking that the
   config trains what the workdir was trained with (mathvlm/configs/resume.py); else the
   initial state at step 0. The config the run trains with is then recorded in the workdir."""
+  import jax
+
   from mathvlm.configs import resume
   from mathvlm.data import pipeline
   if ckpt.latest_step() is not None:
@@ -539,8 +543,25 @@ def resume_or_initialise(run: Run, ckpt, data_iter, workdir: str):
   resume.record(run.config, workdir)
   if run.host is not None and "host" in loop:
     run.host.load_state_dict(loop["host"])
-  counts = collections.Counter(loop.get("dropped", {}))
+  # The saved counts are every process's summed (train_loop): one process carries them on, or
+  # the next sum would count them once per process.
+  counts = collections.Counter(loop.get("dropped", {}) if jax.process_index() == 0 else {})
   return state, start, counts if pipeline.DROPPED in run.source[0] else None
+
+
+def all_processes(counts):
+  """Drop counts summed over the processes: each counts only the rows of its own share of every
+  batch (and its own source's counters), so one process's counts are about 1/P of the run's."""
+  import jax
+  import numpy as np
+  from jax.experimental import multihost_utils
+
+  from mathvlm.data.records import REASONS
+  if counts is None or jax.process_count() == 1:
+    return counts
+  local = np.asarray([counts.get(r, 0) for r in REASONS], np.int32)
+  total = np.asarray(multihost_utils.process_allgather(local)).sum(0)
+  return collections.Counter({r: int(n) for r, n in zip(REASONS, total) if n})
 
 
 def report_dropped(source, workdir: str, counted=None, workers: int = 0) -> None:
@@ -551,9 +572,13 @@ def report_dropped(source, workdir: str, counted=None, workers: int = 0) -> None
     log.warning("data.workers=%d: this source counts drops only in its own counters, which stay "
                 "in the workers; give its examples a 'dropped' field to have them reported",
                 workers)
-  dropped = dict((getattr(source, "dropped", None) or {}) if counted is None else counted)
+  import jax
+  dropped = dict(all_processes((getattr(source, "dropped", None) or collections.Counter())
+                               if counted is None else counted))
   if dropped:
     log.warning("input pipeline: %d examples trained nothing: %s", sum(dropped.values()), dropped)
+  if jax.process_index() != 0:  # one writer of the summed counts
+    return
   with epath.Path(workdir, "data_report.json").open("w") as f:
     json.dump({"examples": len(source), "dropped": dropped}, f, indent=2)
 

@@ -94,4 +94,9 @@ class PreferenceSource(ConversationSource):
     if any(p["loss_mask"].sum() == 0 for p in pair):  # both rows or neither
       for p in pair:
         p["loss_mask"][:] = 0
+    reasons = [str(p[DROPPED]) for p in pair]
+    if all(reasons):  # one pair, one drop: a shared cause (the image, the prompt) fails both rows
+      self.dropped[reasons[1]] -= 1
+      self.dropped += collections.Counter()  # no zero entries in the report
+      pair[1][DROPPED] = np.asarray("")
     return {k: np.stack([pair[0][k], pair[1][k]]) for k in pair[0]}

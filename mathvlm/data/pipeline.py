@@ -58,6 +58,27 @@ class ProcessRows:
     return self.base[step * self.global_batch + self.offset + row]
 
 
+def check_process_rows(mesh) -> None:
+  """`ProcessRows` gives every process rows of its own, so no batch shard (a (data, fsdp)
+  position of the mesh; the batch is replicated over tensor) may lie on two processes: they would
+  each feed it different rows, and `jax.make_array_from_process_local_data` would silently make a
+  smaller global batch whose replicas differ (tensor-parallel halves computing on different
+  examples)."""
+  devices = np.asarray(mesh.devices)
+  data, fsdp = (mesh.axis_names.index(a) for a in ("data", "fsdp"))
+  owners = collections.defaultdict(set)
+  for pos, device in np.ndenumerate(devices):
+    owners[(pos[data], pos[fsdp])].add(device.process_index)
+  shared = {k: v for k, v in owners.items() if len(v) > 1}
+  if shared:
+    (d, f), procs = next(iter(shared.items()))
+    raise ValueError(
+        f"mesh {dict(zip(mesh.axis_names, devices.shape))}: the batch shard at data={d}, "
+        f"fsdp={f} lies on processes {sorted(procs)}, which would feed it different rows. Keep "
+        "mesh.tensor within one process's devices (a smaller mesh.tensor, a larger mesh.fsdp "
+        "or mesh.data)")
+
+
 class Reordered:
   """A source read in a given order (the length-grouped epochs)."""
 

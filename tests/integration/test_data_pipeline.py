@@ -112,14 +112,7 @@ def test_packed_text_only_training_is_the_same_with_worker_processes(data, tmp_p
   data_report.json, although with workers the sources' counters stay behind in the workers (the
   reasons travel with the examples)."""
   from mathvlm.train import train
-  root = os.path.dirname(data["out"])
-  long = " ".join(["Think step by step."] * 80)
-  records = [{"id": f"t{i}", "conversations": [
-      {"from": "human", "value": f"What is {i} + 3? {long if i in (3, 8) else ''}"},
-      {"from": "gpt", "value": f"The answer is {i + 3}."}]} for i in range(16)]
-  (tmp_path / "text.json").write_text(json.dumps(records))
-  _build("llava_json", ["--json", str(tmp_path / "text.json"), "--images", f"{root}/images"],
-         str(tmp_path / "built"))
+  _build_text_only(data, tmp_path, too_long=(3, 8))
   losses, reports = [], []
   for workers in (0, 2):
     cfg = tiny_config("lm", data__name="llava_json", data__path=str(tmp_path / "built"),
@@ -174,3 +167,60 @@ def test_recorded_lengths_follow_the_reading_order(data):
   assert len(lengths) == len(records) == 25
   assert all(length_of(records[i]) == [lengths[i], int(has_image[i])] for i in range(25))
   assert has_image.sum() == 24  # the text-only record
+
+
+@pytest.mark.long(60)
+def test_two_processes_report_every_process_drops(data, tmp_path):
+  """Each process counts the drops of its own rows of every batch; data_report.json must give
+  the run's (here 8 records of 16, one epoch), not whichever process wrote the file last."""
+  _build_text_only(data, tmp_path, too_long=range(0, 16, 2))
+  codes, logs = _train_in_two_processes([
+      "--config.steps=4", "--config.data.max_len=128", "--config.data.name=llava_json",
+      f"--config.data.path={tmp_path / 'built'}", f"--config.data.tokenizer={data['tokenizer']}",
+      "--workdir", str(tmp_path / "run")])
+  assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
+  report = json.load(open(tmp_path / "run" / "data_report.json"))
+  assert report == {"examples": 16, "dropped": {"no_targets": 8}}
+
+
+@pytest.mark.long(30)
+def test_a_mesh_whose_tensor_axis_spans_processes_is_refused(tmp_path):
+  """Each process feeds its own rows of every batch; with mesh.tensor across the two processes
+  the batch is replicated over both, and they would feed its one copy different rows (a global
+  batch half the size, whose replicas differ). The run must stop at setup, naming the mesh."""
+  codes, logs = _train_in_two_processes([
+      "--config.steps=2", "--config.data.max_len=32", "--config.mesh.fsdp=1",
+      "--config.mesh.tensor=2", "--workdir", str(tmp_path / "run")])
+  assert all(codes), logs[0][-2000:]
+  assert all("lies on processes [0, 1]" in log for log in logs), logs[0][-2000:]
+
+
+def _train_in_two_processes(args: list[str]) -> tuple[list[int], list[str]]:
+  """(return codes, logs) of `mathvlm.train` on the tiny sft recipe, batch 4, as two processes
+  on loopback."""
+  import socket
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  args = ["--config", "configs/sft.py:model=tiny", "--config.data.global_batch=4",
+          "--config.checkpoint.use_async=False", "--config.metrics.tensorboard=False", *args,
+          "--num_processes=2", f"--coordinator=127.0.0.1:{port}"]
+  env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
+  procs = [subprocess.Popen([sys.executable, "-m", "mathvlm.train", *args, f"--process_id={i}"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True) for i in range(2)]
+  logs = [p.communicate(timeout=500)[0] for p in procs]
+  return [p.returncode for p in procs], logs
+
+
+def _build_text_only(data, tmp_path, too_long):
+  """16 text-only records built as llava_json into tmp_path/built; those in `too_long` have a
+  prompt of 320 words, after which no answer token fits in these tests' data.max_len."""
+  root = os.path.dirname(data["out"])
+  long = " ".join(["Think step by step."] * 80)
+  records = [{"id": f"t{i}", "conversations": [
+      {"from": "human", "value": f"What is {i} + 3? {long if i in too_long else ''}"},
+      {"from": "gpt", "value": f"The answer is {i + 3}."}]} for i in range(16)]
+  (tmp_path / "text.json").write_text(json.dumps(records))
+  _build("llava_json", ["--json", str(tmp_path / "text.json"), "--images", f"{root}/images"],
+         str(tmp_path / "built"))
