@@ -12,7 +12,7 @@ import grain
 import numpy as np
 
 from mathvlm.data.records import read, read_lengths
-from mathvlm.data.subset import Subset, read_ids
+from mathvlm.data.subset import Subset, not_found, read_ids
 from mathvlm.data.synthetic import SyntheticSource
 
 
@@ -44,6 +44,12 @@ def make_source(data_cfg, objective, model_cfg, seed: int):
   if ids is not None:
     records = {name: Subset(r, ids, where=f"data.subset={data_cfg.subset}")
                for name, r in records.items()}
+    missing = not_found(ids, records.values())
+    if missing:
+      logging.getLogger("mathvlm.data").warning(
+          "data.subset=%s: %d of its %d ids are in none of the datasets %s, e.g. %s: they are "
+          "not trained on (selected from another build?)", data_cfg.subset, len(missing),
+          len(ids), sorted(records), missing[:5])
   sources = [objective.make_source(records[name], tokenizer, data_cfg, model_cfg)
              for name, _ in parts]
   if data_cfg.group_by_length:

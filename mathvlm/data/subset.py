@@ -42,8 +42,8 @@ class Subset:
     self.records = records
     self.indices = np.asarray([i for i in range(len(records)) if str(records[i]["id"]) in ids],
                               np.int64)
-    found = {str(records[int(i)]["id"]) for i in self.indices}
-    self.missing = len(set(ids) - found)
+    self.found = {str(records[int(i)]["id"]) for i in self.indices}
+    self.missing = len(set(ids) - self.found)
     if not len(self.indices):
       raise ValueError(f"none of the {len(ids)} ids of {where} is in the dataset "
                        f"({len(records)} records): was it selected from another dataset?")
@@ -57,3 +57,10 @@ class Subset:
   def take(self, per_record: np.ndarray) -> np.ndarray:
     """A per-record array of the full dataset (e.g. `records.read_lengths`) cut to the subset."""
     return np.asarray(per_record)[self.indices]
+
+
+def not_found(ids, subsets) -> list[str]:
+  """The selected ids no dataset of the run holds (a selection made on another build, or from a
+  dataset left out of the mixture): no one trains on them, so the run names them."""
+  found = set().union(*(s.found for s in subsets))
+  return sorted(set(ids) - found)

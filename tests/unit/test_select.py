@@ -231,3 +231,24 @@ def test_a_level_of_ratio_zero_gets_no_image_even_when_the_others_are_short():
           if c["source"] == "A"] == [("A", 2, 1), ("A", 3, 1)]
   # shares by the images the ratio can take: A has 12, B 12 -> 7 each
   assert sum(c["target"] for c in counts["A"].values()) == 7
+
+
+def test_selected_ids_no_dataset_holds_are_named(tmp_path, caplog):
+  """A selection made on another build trains on the ids it shares with this one; the others
+  were counted (`Subset.missing`) and never reported."""
+  from mathvlm import objectives
+  from mathvlm.data import sources
+  from mathvlm.demo.data import train_tokenizer
+  from mathvlm.models import registry
+  from train_utils import tiny_config
+  _dataset(tmp_path)
+  train_tokenizer(["What is r1?"] * 10, 300).save(str(tmp_path / "tokenizer.json"))
+  sel = _write(tmp_path / "selected.jsonl", [{"id": "r1"}, {"id": "r2"}, {"id": "gone"}])
+  data = tiny_config("lm", data__name="llava_json", data__path=str(tmp_path / "data"),
+                     data__subset=sel, data__tokenizer=str(tmp_path / "tokenizer.json")).data
+  model = registry.get("llava").preset("tiny")
+  with caplog.at_level("WARNING", logger="mathvlm.data"):
+    source = sources.make_source(data, objectives.get("lm"), model, seed=0)
+  assert len(source) == 2
+  assert ("data.subset=" + sel + ": 1 of its 3 ids are in none of the datasets ['llava_json'], "
+          "e.g. ['gone']") in caplog.text
