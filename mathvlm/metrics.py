@@ -52,6 +52,22 @@ class MetricWriter:
         if k != "step":
           self.tb.add_scalar(k, v, step)
 
+  def flush(self, step: int) -> None:
+    """Writes out every row up to `step`. The loop calls it before saving that step's
+    checkpoint: a bucket's file is otherwise rewritten at most every minute, and tensorboardX
+    keeps events in memory for up to two minutes, so a kill after the checkpoint would lose its
+    last rows, which the resumed run never writes again (it starts after them)."""
+    if not self.enabled:
+      return
+    if isinstance(self.file, BucketFile):
+      self.file.flush(force=True)
+    if self.tb is not None:
+      # tensorboardX's flush() leaves the events still queued for its writer thread unwritten;
+      # close() writes them all. Later events go to a new file, named for the step: two files
+      # opened in the same second would otherwise get one name, the second overwriting the first.
+      self.tb.close()
+      self.tb = _tensorboard(self.workdir, suffix=f".{step}")
+
   def close(self) -> None:
     if self.enabled:
       self.file.close()
@@ -86,12 +102,16 @@ def _replace(path: epath.Path, text: str) -> None:
   os.replace(tmp, path)
 
 
-def _tensorboard(workdir: str, start_step: int = 0):
-  """tensorboardX's writer (events after `start_step` purged), or None (with one log line) for a
-  bucket it cannot write to."""
+def _tensorboard(workdir: str, start_step: int | None = None, suffix: str = ""):
+  """tensorboardX's writer (events after `start_step` purged, if given; `suffix` ends its file's
+  name), or None (with one log line) for a bucket it cannot write to."""
   from tensorboardX import SummaryWriter, record_writer
   logdir = os.path.join(workdir, "tensorboard")
-  purge = dict(purge_step=start_step + 1) if start_step else {}
+  # Purged at a fresh start (step 0) too, as metrics.jsonl's rows are: a run killed before its
+  # first checkpoint left events of steps this run writes again.
+  purge = dict(purge_step=start_step + 1) if start_step is not None else {}
+  if suffix:
+    purge["filename_suffix"] = suffix
   if not paths.is_remote(workdir):
     return SummaryWriter(logdir, **purge)
   # Checked first: a writer that fails half-built prints a traceback when garbage-collected.

@@ -453,8 +453,11 @@ def train_loop(run: Run, state, start: int, data_iter, ckpt, writer, callbacks=(
       loop = {"dropped": dict(all_processes(dropped) or {})}  # every process's, summed
       if run.host is not None:
         loop["host"] = run.host.state_dict()  # e.g. the RL curriculum
+      force = preempted or done == run.total_steps
+      if force or ckpt.should_save(done):
+        writer.flush(done)  # its rows written out before its checkpoint can exist
       ckpt.save(done, state, overlap.SavedIteratorState(item.iterator_state), loop=loop,
-                force=preempted or done == run.total_steps)
+                force=force)
     for callback in callbacks:
       callback(done, ckpt)
     if preempted:

@@ -89,6 +89,19 @@ def test_a_run_writes_its_workdir_into_the_bucket(gcs, tmp_path):
   assert not Path("gs:").exists() and not (tmp_path / "gs:").exists()  # nothing went to os
 
 
+def test_a_kill_right_after_a_checkpoint_keeps_its_rows_in_the_bucket(gcs, tmp_path):
+  """metrics.jsonl in a bucket is rewritten whole at most every minute: a SIGKILL once step 3's
+  checkpoint was committed left only step 1's row, and the run resumed from step 3 never wrote
+  rows 2 and 3 again. The loop writes the rows out before each checkpoint save."""
+  environ, bucket = gcs
+  flags = FLAGS + ["--config.steps=8", "--config.checkpoint.use_async=False",
+                   "--preempt_after_step=3"]
+  t = faults.Trainer(flags, "gs://bucket/run", environ, str(tmp_path / "killed.log"))
+  assert t.wait() == -signal.SIGKILL, t.text()[-3000:]
+  assert (bucket / "run/checkpoints/3/commit_success.txt").exists()
+  assert [r["step"] for r in faults.rows(str(bucket / "run"))] == [1, 2, 3]
+
+
 @pytest.mark.slow
 def test_killed_in_a_bucket_resumes_bitwise(gcs, tmp_path):
   environ, bucket = gcs

@@ -106,3 +106,35 @@ def test_sigkill_at_random_moments_resumes_bitwise(tmp_path, case):
   assert t.wait() == 0, t.text()[-3000:]
   faults.assert_same_run(straight, work, STEPS)
   print(case, hits)
+
+
+def tensorboard_steps(logdir: str, tag: str = "loss") -> list[int]:
+  """The steps of `tag`'s events in every event file under `logdir` (TFRecord framing read by
+  hand: tensorboardX writes events but has no reader)."""
+  import glob
+  import struct
+
+  from tensorboardX.proto import event_pb2
+  steps = []
+  for path in sorted(glob.glob(os.path.join(logdir, "events.*"))):
+    with open(path, "rb") as f:
+      data = f.read()
+    i = 0
+    while i + 12 <= len(data):
+      n = struct.unpack("<Q", data[i:i + 8])[0]
+      event = event_pb2.Event.FromString(data[i + 12:i + 12 + n])
+      i += 12 + n + 4
+      steps += [event.step for v in event.summary.value if v.tag == tag]
+  return sorted(steps)
+
+
+def test_a_kill_right_after_a_checkpoint_keeps_its_tensorboard_events(tmp_path):
+  """tensorboardX holds events in memory (a queue and a buffer flushed every two minutes): a
+  SIGKILL once step 3's checkpoint is on disk lost steps 1-3's events, and the run resumed from
+  step 3 never wrote them again. The loop writes them out before each checkpoint save."""
+  environ, work = faults.env(str(tmp_path / "cache")), str(tmp_path / "run")
+  args = flags("lm", "--config.metrics.tensorboard=True", "--config.checkpoint.use_async=False")
+  t = faults.Trainer(args + ["--preempt_after_step=3"], work, environ, str(tmp_path / "run.log"))
+  assert t.wait() == -signal.SIGKILL, t.text()[-3000:]
+  assert [r["step"] for r in faults.rows(work)] == [1, 2, 3]
+  assert tensorboard_steps(f"{work}/tensorboard") == [1, 2, 3]
