@@ -543,6 +543,7 @@ def export_hf(model: nnx.Module, cfg, out_dir: str, *, dtype: str | None = None,
     with open(os.path.join(out_dir, "model.safetensors.index.json"), "w") as f:
       json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
   hf_cfg["dtype"] = str(np.dtype(dtype_of(dtype))) if dtype else _param_dtype_name(cfg)
+  hf_cfg["torch_dtype"] = hf_cfg["dtype"]  # the name transformers < 5 reads
   if _vision_of(cfg) is not None:
     with open(os.path.join(out_dir, "preprocessor_config.json"), "w") as f:
       json.dump(preprocessor_config(_vision_of(cfg)), f, indent=2)

@@ -118,6 +118,11 @@ class LlamaConfig:
                bos_token_id=self.bos_token_id,
                eos_token_id=list(self.eos_token_id) if isinstance(self.eos_token_id, tuple)
                else self.eos_token_id, pad_token_id=self.pad_token_id)
+    # transformers < 5 (and vLLM's config readers) know rope_theta and rope_scaling, not
+    # rope_parameters: written too, with the same values, so an export reads alike there.
+    out["rope_theta"] = self.rope_theta
+    if self.rope_scaling:
+      out["rope_scaling"] = dict(self.rope_scaling)
     if self.model_type == "mistral":
       out["sliding_window"] = self.sliding_window
     else:

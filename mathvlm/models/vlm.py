@@ -101,6 +101,7 @@ class LlavaConfig:
     return dict(model_type="llava", architectures=["LlavaForConditionalGeneration"],
                 vision_config=self.vision.to_hf(), text_config=self.text.to_hf(),
                 image_token_id=self.image_token_id, projector_hidden_act="gelu",
+                image_token_index=self.image_token_id,  # its name in transformers < 5's config
                 multimodal_projector_bias=self.projector_bias,
                 vision_feature_layer=self.vision_feature_layer,
                 vision_feature_select_strategy="default" if self.vision_feature_select == "patch"

@@ -146,3 +146,25 @@ def test_a_checkpoint_that_does_not_fit_its_config_names_the_parameter(tmp_path)
   json.dump(meta, open(path, "w"))
   with pytest.raises(checkpoint.CheckpointError, match="lm_head/kernel: saved, not in the model"):
     checkpoint.load_model(ckpt)
+
+
+def test_an_exported_config_carries_the_names_transformers_4_reads(tmp_path):
+  """transformers < 5 (and vLLM) read rope_theta / rope_scaling, image_token_index and
+  torch_dtype, not rope_parameters, image_token_id and dtype: without them a linear-rope model
+  read there as plain rope with theta 10000. The export writes both names, with one value; a
+  config.json with only the old names reads as the same model, here and in transformers."""
+  rope = {"rope_type": "linear", "factor": 3.0, "rope_theta": 100.0}
+  ref = H.llava(4, text=H.llama_config(rope_parameters=rope))
+  model, cfg = hf.load_llava(H.save(ref, str(tmp_path / "src")))
+  out = str(tmp_path / "out")
+  hf.export_hf(model, cfg, out)
+  meta = json.load(open(os.path.join(out, "config.json")))
+  text = meta["text_config"]
+  assert text["rope_theta"] == 100.0 and text["rope_scaling"] == {"rope_type": "linear",
+                                                                   "factor": 3.0}
+  assert meta["image_token_index"] == meta["image_token_id"] and meta["torch_dtype"] == "float32"
+  old = {k: v for k, v in meta.items() if k not in ("image_token_id", "dtype")}
+  old["text_config"] = {k: v for k, v in text.items() if k != "rope_parameters"}
+  assert hf.config_from_hf("llava", old) == hf.config_from_hf("llava", meta) == cfg
+  theirs = tf.LlavaConfig(**old).text_config.rope_parameters
+  assert theirs == {"rope_type": "linear", "factor": 3.0, "rope_theta": 100.0}
