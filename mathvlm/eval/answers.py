@@ -684,12 +684,13 @@ def engine_answer(response: str | None, choices: list[str]) -> str:
 def _engine_letter(response: str, span: str | None, n: int) -> str | None:
   """The option letter an engine response gives: in its answer phrase when it has one (then the
   first line's opening word is prose, as in "A semicircle of radius 9/2 ..."), else on its
-  first or last line, where a capital that opens a sentence is no letter."""
+  first or last line, where a capital that opens a sentence is no letter (`opens_prose`, as
+  MathVerse's extraction reads it: "C is correct." still names C)."""
   if span is not None:
     return choice_letter(span, n)
   lines = [x for x in response.split("\n") if x.strip()]
   for line in (lines[0], lines[-1]):
-    if not _PROSE_OPENING.match(line):
+    if not opens_prose(line):
       letter = choice_letter(line, n)
       if letter:
         return letter

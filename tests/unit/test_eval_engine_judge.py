@@ -100,6 +100,8 @@ SEMICIRCLE = ["9π/2", "81π/8", "16π", "32"]
     ("B", SEMICIRCLE, "B"),
     ("(C) 16π\nIt is the area of the square.", SEMICIRCLE, "C"),
     ("The answer is A.", SEMICIRCLE, "A"),
+    ("C is correct.", SEMICIRCLE, "C"),   # a letter that opens its own verdict, as in MathVerse
+    ("B is the answer.", SEMICIRCLE, "B"),
 ])
 def test_multiple_choice_is_not_misread_from_prose_or_part_of_a_value(response, choices, letter):
   assert engine_answer(response, choices) == letter
