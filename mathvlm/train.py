@@ -447,15 +447,16 @@ def train_loop(run: Run, state, start: int, data_iter, ckpt, writer, callbacks=(
     if evaluators.due(run.evaluators, done, run.total_steps):
       evaluate = lambda: evaluators.run_due(  # noqa: B023
           run.evaluators, lambda: model_of(run, state), done, run.total_steps, writer.workdir)
-    if preempted or evaluate or done == run.total_steps or ckpt.should_save(done):
+    force = preempted or done == run.total_steps
+    saving = force or ckpt.should_save(done)
+    if saving or evaluate:
       rows.finish(*pending, evaluate)  # checked finite before its state is used
       pending = None
+    if saving:
       loop = {"dropped": dict(all_processes(dropped) or {})}  # every process's, summed
       if run.host is not None:
         loop["host"] = run.host.state_dict()  # e.g. the RL curriculum
-      force = preempted or done == run.total_steps
-      if force or ckpt.should_save(done):
-        writer.flush(done)  # its rows written out before its checkpoint can exist
+      writer.flush(done)  # its rows written out before its checkpoint can exist
       ckpt.save(done, state, overlap.SavedIteratorState(item.iterator_state), loop=loop,
                 force=force)
     for callback in callbacks:

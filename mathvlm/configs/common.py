@@ -162,6 +162,17 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1, device_count:
     if batch_axes and micro % batch_axes:
       errors.append(f"the micro-batch {micro} (data.global_batch / optim.grad_accum) must be "
                     f"divisible by mesh.data x mesh.fsdp = {batch_axes}")
+  errors += data_errors(c, objective) + rule_errors(c.logical_axis_rules)
+  if c.model.vision_init_from and registry.get(objective.family).vision_tower is None:
+    errors.append(f"model.vision_init_from: objective {c.objective!r} trains a "
+                  f"{objective.family} model, which has no vision tower")
+  if errors:
+    raise ValueError("invalid config:\n  " + "\n  ".join(errors))
+
+
+def data_errors(c: ml_collections.ConfigDict, objective) -> list[str]:
+  """The `data.*` contradictions, one line each naming its fields."""
+  errors = []
   if c.data.buckets and max(c.data.buckets) != c.data.max_len:
     errors.append(f"data.buckets={tuple(c.data.buckets)}: the largest bucket must be "
                   f"data.max_len={c.data.max_len}")
@@ -169,7 +180,6 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1, device_count:
     errors.append(f"data.buckets={tuple(c.data.buckets)}: objective {c.objective!r} trains on "
                   "the rows its host step makes (a left-padded prompt, then the sampled answer), "
                   "and trimming them to a bucket would cut the answers off; set data.buckets=()")
-  errors += rule_errors(c.logical_axis_rules)
   if c.data.packing:
     if objective.example != "lm":
       errors.append(f"data.packing packs the lm objective's text-only rows, not {c.objective!r}")
@@ -191,8 +201,4 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1, device_count:
     errors.append(f"data.workers={c.data.workers}: 0 (in-process) or more worker processes")
   if not 0 <= c.data.synthetic_text_only <= 1:
     errors.append(f"data.synthetic_text_only={c.data.synthetic_text_only}: a share in [0, 1]")
-  if c.model.vision_init_from and registry.get(objective.family).vision_tower is None:
-    errors.append(f"model.vision_init_from: objective {c.objective!r} trains a "
-                  f"{objective.family} model, which has no vision tower")
-  if errors:
-    raise ValueError("invalid config:\n  " + "\n  ".join(errors))
+  return errors

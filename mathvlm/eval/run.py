@@ -192,24 +192,18 @@ def fingerprint(ckpt: str) -> str:
   return h.hexdigest()
 
 
-def run_signature(args) -> dict:
+def run_signature(args, tokenizer) -> dict:
   """Everything that changes a response; a rerun with the same signature resumes. The tokenizer
   counts by what it does (its canonical JSON), so another --tokenizer starts over."""
   import hashlib
 
-  from tokenizers import Tokenizer
-
   from mathvlm import paths
-  tok = Tokenizer.from_file(tokenizer_path(args)).to_str()
+  tok = tokenizer.to_str()
   return {"benchmark": args.benchmark, "split": args.split, "data": os.path.abspath(args.data),
           "ckpt": str(paths.absolute(args.ckpt)), "weights": fingerprint(args.ckpt),
           "tokenizer": hashlib.sha1(tok.encode()).hexdigest(), "template": args.template,
           "prompt": args.prompt, "max_new_tokens": args.max_new_tokens,
           "temperature": args.temperature}
-
-
-def tokenizer_path(args) -> str:
-  return args.tokenizer or os.path.join(args.ckpt, "tokenizer.json")
 
 
 def answered(out: str, signature: dict, restart: bool) -> dict[str, str]:
@@ -296,7 +290,7 @@ def _load(args):
   from tokenizers import Tokenizer
 
   from mathvlm.eval import distributed
-  tok_path = tokenizer_path(args)
+  tok_path = args.tokenizer or os.path.join(args.ckpt, "tokenizer.json")
   if not os.path.exists(tok_path):
     raise SystemExit(f"no tokenizer at {tok_path}: save tokenizer.json next to the checkpoint or "
                      "pass --tokenizer")
@@ -331,7 +325,7 @@ def main(argv: list[str] | None = None) -> dict | None:
   t0 = time.time()
   problems, model, cfg, encoder, mesh = _load(args)
   lead = jax.process_index() == 0
-  done = answered(args.out, run_signature(args), args.restart) if lead else {}
+  done = answered(args.out, run_signature(args, encoder.tok), args.restart) if lead else {}
   index = [i for i, need in enumerate(todo_mask(problems, done)) if need]
   todo = [problems[i] for i in index]
   field = _ID_FIELD[args.benchmark]

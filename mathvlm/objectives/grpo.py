@@ -170,11 +170,20 @@ def check(o) -> list[str]:
   return errors
 
 
+def reward_terms(spec: str) -> list[tuple[str, str]]:
+  """"answer=1.0,format=0.1,pkg.mod:fn=0.5" -> [(name, weight as written)]; a bare name weighs
+  "1". The split only: `mathvlm.rl.rewards.parse` reads the weights and checks the names."""
+  out = []
+  for part in filter(None, (p.strip() for p in spec.split(","))):
+    name, _, weight = part.rpartition("=") if "=" in part else (part, "", "1")
+    out.append((name.strip(), weight))
+  return out
+
+
 def length_reward_errors(o) -> list[str]:
   """The length reward penalises tokens past length_target; at or past max_new_tokens (0 was
   taken as max_new_tokens) no answer can pass it, and the reward is a constant 0."""
-  names = [p.strip().rpartition("=")[0].strip() if "=" in p else p.strip()
-           for p in str(o["rewards"]).split(",")]
+  names = [name for name, _ in reward_terms(str(o["rewards"]))]
   if "length" in names and not 0 < o["length_target"] < o["max_new_tokens"]:
     return [f"grpo.length_target={o['length_target']} with the length reward in grpo.rewards: "
             f"it must be in (0, max_new_tokens={o['max_new_tokens']}), the free length before "

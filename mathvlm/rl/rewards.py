@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from mathvlm.eval import answers
+from mathvlm.objectives import grpo
 
 # "the answer is" followed by something answer-like: "I don't know what the answer is." is no
 # stated answer, so its first character after the phrase may be neither space nor punctuation.
@@ -44,12 +45,11 @@ BUILT_IN: dict[str, Callable[[str, dict], float]] = {"answer": answer_reward,
 def parse(spec: str) -> list[tuple[str, float]]:
   """"answer=1.0,format=0.1,pkg.mod:fn=0.5" -> [(name, weight)]; a bare name weighs 1."""
   out = []
-  for part in filter(None, (p.strip() for p in spec.split(","))):
-    name, _, weight = part.rpartition("=") if "=" in part else (part, "", "1")
+  for name, weight in grpo.reward_terms(spec):
     try:
-      out.append((name.strip(), float(weight)))
+      out.append((name, float(weight)))
     except ValueError:
-      raise ValueError(f"grpo.rewards entry {part!r}: expected name=weight") from None
+      raise ValueError(f"grpo.rewards entry {name}={weight!r}: expected name=weight") from None
   if not out:
     raise ValueError("grpo.rewards is empty: name at least one reward (e.g. answer=1.0)")
   for name, _ in out:
