@@ -40,6 +40,14 @@ class Decoded(NamedTuple):
   lengths: Array   # [batch] tokens generated per row, EOS included
 
 
+def _categorical(rng: Array, logits: Array) -> Array:
+  """A draw per row of [batch, vocab] logits: from one key, or from a key per row ([batch] keys),
+  which makes a row's draw independent of the batch it is decoded in."""
+  if rng.shape == ():
+    return jax.random.categorical(rng, logits, axis=-1)
+  return jax.vmap(lambda key, row: jax.random.categorical(key, row))(rng, logits)
+
+
 def _nucleus(logits: Array, rng: Array, top_p) -> Array:
   """A draw from the smallest set of most likely tokens whose probability reaches top_p (always at
   least one): needs the tokens in order, so a sort of the vocabulary."""
@@ -48,7 +56,7 @@ def _nucleus(logits: Array, rng: Array, top_p) -> Array:
   probs = jax.nn.softmax(sorted_logits, axis=-1)
   before = jnp.cumsum(probs, axis=-1) - probs       # mass strictly above each token
   sorted_logits = jnp.where(before < top_p, sorted_logits, -jnp.inf)
-  choice = jax.random.categorical(rng, sorted_logits, axis=-1)
+  choice = _categorical(rng, sorted_logits)
   return jnp.take_along_axis(order, choice[:, None], axis=-1)[:, 0]
 
 
@@ -67,7 +75,7 @@ def _draw(logits: Array, rng: Array, temperature, top_p) -> Array:
   """A temperature sample; the sort only where top_p < 1 (a plain categorical otherwise)."""
   logits = logits.astype(jnp.float32) / temperature
   return jax.lax.cond(top_p < 1, lambda: _nucleus(logits, rng, top_p),
-                      lambda: jax.random.categorical(rng, logits, axis=-1)).astype(jnp.int32)
+                      lambda: _categorical(rng, logits)).astype(jnp.int32)
 
 
 def sample_logits(logits: Array, rng: Array, temperature: float, top_p: float,
@@ -96,11 +104,21 @@ def cache_slots(prompt_len: int, max_new_tokens: int) -> int:
   return -(-n // step) * step
 
 
+def _step_keys(rng: Array, step) -> tuple[Array, Array]:
+  """(the key carried on, the key of this step's draw). One key is split at each step, so a row's
+  tokens depend on the rows beside it; [batch] keys (one per row) give row r at step s the key
+  fold_in(rng[r], s), so a row samples the same tokens in any batch, at any place in it."""
+  if rng.shape == ():
+    return tuple(jax.random.split(rng))
+  return rng, jax.vmap(jax.random.fold_in, (0, None))(rng, step)
+
+
 def decode(model, input_ids: Array, attention_mask: Array, pixel_values: Array | None,
            rng: Array, temperature, top_p, *, max_new_tokens: int, eos: tuple[int, ...] = (),
            pad: int = 0, unstack: bool | None = None) -> Decoded:
   """Continues left-padded prompts [batch, t]; pure and jittable (temperature and top_p may be
-  traced: temperature <= 0 is greedy, top_p == 1 draws without a sort).
+  traced: temperature <= 0 is greedy, top_p == 1 draws without a sort). rng: one key for the
+  batch, or [batch] keys, a row's own (`_step_keys`).
 
   The log-probs are the model's own (temperature 1, no nucleus cut) at each sampled token: what a
   forward pass over prompt + tokens gives, the old-policy log-probs of GRPO. Works with
@@ -116,7 +134,7 @@ def decode(model, input_ids: Array, attention_mask: Array, pixel_values: Array |
   out = model.apply(input_ids, attention_mask=attention_mask, positions=positions, cache=cache,
                     last_only=True, prefill=True, **extra)
   eos_arr = jnp.asarray(eos if eos else (-1,), jnp.int32)
-  rng, sub = jax.random.split(rng)
+  rng, sub = _step_keys(rng, 0)
   first, first_logp = _pick(out.logits[:, -1], sub, temperature, top_p)
   tokens = jnp.full((b, max_new_tokens), pad, jnp.int32).at[:, 0].set(first)
   logps = jnp.zeros((b, max_new_tokens), jnp.float32).at[:, 0].set(first_logp)
@@ -129,7 +147,7 @@ def decode(model, input_ids: Array, attention_mask: Array, pixel_values: Array |
     # New tokens are never image tokens, so both model kinds decode through plain `apply`.
     out = model.apply(last[:, None], attention_mask=jnp.ones((b, 1), bool),
                       positions=pos[:, None], cache=cache)
-    rng, sub = jax.random.split(rng)
+    rng, sub = _step_keys(rng, step)
     tok, logp = _pick(out.logits[:, -1], sub, temperature, top_p)
     tok, logp = jnp.where(done, pad, tok), jnp.where(done, 0.0, logp)
     tokens = jax.lax.dynamic_update_slice(tokens, tok[:, None], (0, step))
@@ -202,8 +220,10 @@ def _generate(graphdef, state, input_ids, attention_mask, pixel_values, rng, tem
 def generate(model: nnx.Module, input_ids, attention_mask=None, pixel_values=None, *,
              max_new_tokens: int = 32, eos_token_id: int | Sequence[int] | None = None,
              pad_token_id: int = 0, temperature: float = 0.0, top_p: float = 1.0,
-             seed: int = 0) -> Generated:
-  """Continues left-padded prompts. temperature 0 is greedy; a seed fixes sampling.
+             seed: int = 0, rows: Sequence[int] | None = None) -> Generated:
+  """Continues left-padded prompts. temperature 0 is greedy; a seed fixes sampling. rows: a
+  number per row (a problem's place in a benchmark): each row then samples from its own key
+  (`row_keys`), so its tokens do not depend on the batch size or on the rows beside it.
 
   Works with `LlamaForCausalLM` (no pixel_values) and `Llava` (prompt with image tokens).
   """
@@ -224,9 +244,19 @@ def generate(model: nnx.Module, input_ids, attention_mask=None, pixel_values=Non
     model.check_image_tokens(input_ids, pixel_values)  # eagerly: under jit it cannot raise
   graphdef, state = nnx.split(model)
   temperature = 0.0 if temperature == 0 else max(temperature, 1e-6)
+  if rows is not None and len(rows) != input_ids.shape[0]:
+    raise ValueError(f"rows: {len(rows)} numbers for {input_ids.shape[0]} rows")
+  rng = jax.random.key(seed) if rows is None else row_keys(seed, rows)
   return _generate(graphdef, state, input_ids, attention_mask, pixel_values,
-                   jax.random.key(seed), jnp.float32(temperature), jnp.float32(top_p),
+                   rng, jnp.float32(temperature), jnp.float32(top_p),
                    max_new_tokens=max_new_tokens, eos=eos, pad=int(pad_token_id))
+
+
+def row_keys(seed: int, rows: Sequence[int]) -> Array:
+  """[len(rows)] keys, fold_in(key(seed), row) each: a row's sampling stream, named by its row's
+  number (not by its place in a batch)."""
+  return jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(seed),
+                                                 jnp.asarray(rows, jnp.uint32))
 
 
 def _default_eos(model):

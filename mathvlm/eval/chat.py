@@ -31,7 +31,8 @@ class LocalChat:
       raise ValueError(f"{ckpt} holds a {type(self.model).__name__}, not a LLaVA model")
     self.encoder = run.Encoder(Tokenizer.from_file(tok_path), self.cfg.image_token_id,
                                self.cfg.image_seq_len,
-                               self.cfg.text.max_position_embeddings - max_new_tokens)
+                               self.cfg.text.max_position_embeddings - max_new_tokens,
+                               self.cfg.text.eos_token_id)
     self.template, self.batch_size = template, batch_size
     self.max_new_tokens, self.temperature = max_new_tokens, temperature
 

@@ -95,12 +95,14 @@ def load_sharded(ckpt: str, mesh, **runtime):
 
 
 def generate_global(model, mesh, input_ids: np.ndarray, mask: np.ndarray, images: np.ndarray,
-                    *, max_new_tokens: int, eos: int | None, pad: int, temperature: float,
-                    seed: int, top_p: float = 1.0) -> np.ndarray:
+                    *, max_new_tokens: int, eos: tuple[int, ...], pad: int, temperature: float,
+                    seed: int, top_p: float = 1.0,
+                    rows: Sequence[int] | None = None) -> np.ndarray:
   """Decodes one global batch of which this process passes its own rows (`local_rows`); returns
   all rows' tokens [batch, max_new_tokens] on every process. The eager checks `generate` makes
   run here on the local rows (a global array spanning processes cannot be read back), and the
-  jitted loop is `generate`'s own (`_generate`), so the tokens are the same as there."""
+  jitted loop is `generate`'s own (`_generate`), so the tokens are the same as there. rows: a
+  number per row of the global batch (every process passes all of them), as in `generate`."""
   import jax
   import jax.numpy as jnp
   from flax import nnx
@@ -115,10 +117,10 @@ def generate_global(model, mesh, input_ids: np.ndarray, mask: np.ndarray, images
                                  "mask": mask.astype(np.int32), "images": images}, mesh)
   graphdef, state = nnx.split(model)
   out = gen._generate(graphdef, state, local["ids"], local["mask"], local["images"],
-                      jax.random.key(seed),
+                      jax.random.key(seed) if rows is None else gen.row_keys(seed, rows),
                       jnp.float32(0.0 if temperature == 0 else max(temperature, 1e-6)),
                       jnp.float32(top_p), max_new_tokens=max_new_tokens,
-                      eos=(int(eos),) if eos is not None else (), pad=int(pad))
+                      eos=tuple(int(e) for e in eos), pad=int(pad))
   return np.asarray(multihost_utils.process_allgather(out.tokens, tiled=True))
 
 

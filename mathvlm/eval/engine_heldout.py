@@ -22,7 +22,8 @@ def answer(model, cfg, tokenizer, problems: list[Problem], *, template: str, bat
   batch is padded to a multiple of `bucket` tokens (each width compiles once: a coarser bucket
   compiles fewer shapes, a finer one pads less)."""
   from mathvlm.eval.run import Encoder, generate_responses
-  encoder = Encoder(tokenizer, cfg.image_token_id, cfg.image_seq_len, max_len)
+  encoder = Encoder(tokenizer, cfg.image_token_id, cfg.image_seq_len, max_len,
+                    cfg.text.eos_token_id)
   return generate_responses(model, cfg, encoder, problems, template=template,
                             batch_size=batch, max_new_tokens=max_new_tokens, temperature=0.0,
                             bucket=bucket)

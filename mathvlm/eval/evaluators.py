@@ -314,7 +314,8 @@ def benchmark_accuracy(spec, config, model_cfg) -> Evaluate:
 
   def evaluate(model) -> dict[str, float]:
     encoder = run.Encoder(tok, model_cfg.image_token_id, model_cfg.image_seq_len,
-                          model_cfg.text.max_position_embeddings - s["max_new_tokens"])
+                          model_cfg.text.max_position_embeddings - s["max_new_tokens"],
+                          model_cfg.text.eos_token_id)
     responses = run.generate_responses(model, model_cfg, encoder, problems, template=template,
                                        batch_size=s["batch"],
                                        max_new_tokens=s["max_new_tokens"],

@@ -60,13 +60,18 @@ def load_image(problem: Problem, size: int) -> np.ndarray:
 
 
 class Encoder:
-  """Prompt text -> token ids, with `cfg.image_seq_len` image tokens per `<image>`."""
+  """Prompt text -> token ids, with `cfg.image_seq_len` image tokens per `<image>`. eos: the
+  ids that end a response, the tokenizer's `</s>` where it has one, else the model config's
+  `eos_token_id` (one id or several), which is what a tokenizer without `</s>` ends on."""
 
-  def __init__(self, tokenizer, image_token_id: int, image_seq_len: int, max_len: int):
+  def __init__(self, tokenizer, image_token_id: int, image_seq_len: int, max_len: int,
+               eos_token_id: int | tuple[int, ...] | None = None):
     self.tok, self.image_id, self.image_len, self.max_len = (tokenizer, image_token_id,
                                                              image_seq_len, max_len)
     self.bos = tokenizer.token_to_id("<s>")
-    self.eos = tokenizer.token_to_id("</s>")
+    eos = tokenizer.token_to_id("</s>")
+    eos = eos_token_id if eos is None else eos
+    self.eos: tuple[int, ...] = () if eos is None else tuple(int(e) for e in np.atleast_1d(eos))
     pad = tokenizer.token_to_id("<pad>")
     self.pad = pad if pad is not None else 0
     self.truncated = 0
@@ -94,7 +99,7 @@ class Encoder:
     out = []
     for t in ids:
       t = int(t)
-      if t == self.eos:
+      if t in self.eos:
         break
       if t != self.pad:
         out.append(t)
@@ -121,15 +126,16 @@ def _batch_arrays(encoder: Encoder, chunk: list[Problem], template: str, size: i
 
 def generate_responses(model, cfg, encoder: Encoder, problems: list[Problem], *, template: str,
                        batch_size: int, max_new_tokens: int, temperature: float,
-                       bucket: int = 64, mesh=None, on_batch=None,
-                       index: list[int] | None = None) -> list[str]:
+                       top_p: float = 1.0, seed: int = 0, bucket: int = 64, mesh=None,
+                       on_batch=None, index: list[int] | None = None) -> list[str]:
   """Responses in problem order. Batches are padded to full size and prompts to a multiple of
   `bucket` tokens, so a run compiles a handful of shapes, not one per batch. mesh=None decodes
   on one device (`mathvlm.generate.generate`); with a mesh, each batch is split over its data
   axes and this process feeds its own rows (`distributed.generate_global`). on_batch(chunk,
-  responses) is called after each batch (the run appends them to its responses file). A batch
-  samples with its first problem's position as the seed: `index[start]` where given (a resumed
-  run's positions in the whole benchmark), else `start`."""
+  responses) is called after each batch (the run appends them to its responses file). Each
+  problem samples from its own key, fold_in(key(seed), its position in the whole benchmark):
+  `index[i]` where given (a resumed run's positions), else i. So a sampled response does not
+  depend on --batch, on the problems beside it, or on where a resume started."""
   import jax
   from tqdm import tqdm
 
@@ -145,20 +151,20 @@ def generate_responses(model, cfg, encoder: Encoder, problems: list[Problem], *,
              disable=jax.process_index() != 0)
   for start in range(0, len(problems), batch_size):
     chunk = problems[start:start + batch_size]
-    # Seeded by the position in the whole benchmark, not in this (resumed) list: else a resumed
-    # run redraws the first batches' random numbers for the next problems, and differs from an
-    # uninterrupted run.
-    seed = start if index is None else index[start]
+    places = [start + i if index is None else index[start + i] for i in range(len(chunk))]
+    places += places[-1:] * (batch_size - len(chunk))     # the padding rows repeat the last
     ids, mask, images = _batch_arrays(encoder, chunk, template, size, batch_size, bucket, rows)
     if mesh is None:
       tokens = np.asarray(generate(model, ids, mask, images, max_new_tokens=max_new_tokens,
                                    eos_token_id=encoder.eos, pad_token_id=encoder.pad,
-                                   temperature=temperature, seed=seed).tokens)
+                                   temperature=temperature, top_p=top_p, seed=seed,
+                                   rows=places).tokens)
     else:
       lo, hi = rows
       tokens = distributed.generate_global(
           model, mesh, ids[lo:hi], mask[lo:hi], images[lo:hi], max_new_tokens=max_new_tokens,
-          eos=encoder.eos, pad=encoder.pad, temperature=temperature, seed=seed)
+          eos=encoder.eos, pad=encoder.pad, temperature=temperature, top_p=top_p, seed=seed,
+          rows=places)
     done = [encoder.decode(tokens[i]) for i in range(len(chunk))]
     responses += done
     if on_batch is not None:
@@ -203,7 +209,8 @@ def run_signature(args, tokenizer) -> dict:
           "ckpt": str(paths.absolute(args.ckpt)), "weights": fingerprint(args.ckpt),
           "tokenizer": hashlib.sha1(tok.encode()).hexdigest(), "template": args.template,
           "prompt": args.prompt, "max_new_tokens": args.max_new_tokens,
-          "temperature": args.temperature}
+          "temperature": args.temperature,
+          **({"top_p": args.top_p, "seed": args.seed} if args.temperature > 0 else {})}
 
 
 def answered(out: str, signature: dict, restart: bool) -> dict[str, str]:
@@ -262,7 +269,10 @@ def parse_args(argv: list[str] | None):
   p.add_argument("--prompt", default="query_wo", help="MathVerse: query_wo or query_cot")
   p.add_argument("--batch", type=int, default=8, help="global batch (all processes together)")
   p.add_argument("--max_new_tokens", type=int, default=512)
-  p.add_argument("--temperature", type=float, default=0.0)
+  p.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
+  p.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling, with --temperature")
+  p.add_argument("--seed", type=int, default=0,
+                 help="sampling seed (each problem draws from its own key under it)")
   p.add_argument("--limit", type=int, default=0, help="first N problems only (0: all)")
   p.add_argument("--variants", type=int, default=0, help="engine_dynamic: variants 0..K-1 only")
   p.add_argument("--engine_judge", default="value", choices=("value", "math_verify"),
@@ -282,6 +292,9 @@ def parse_args(argv: list[str] | None):
   args = p.parse_args(argv)
   if not args.compile_only and not (args.ckpt and args.data and args.out):
     p.error("--ckpt, --data and --out are required (except with --compile_only)")
+  if args.temperature < 0 or not 0 < args.top_p <= 1:
+    p.error(f"need --temperature >= 0 and 0 < --top_p <= 1, got {args.temperature}, "
+            f"{args.top_p}")
   return args
 
 
@@ -304,7 +317,7 @@ def _load(args):
   mesh = distributed.make_mesh(distributed.MeshSpec.parse(args.mesh))
   model, cfg = distributed.load_sharded(args.ckpt, mesh)
   encoder = Encoder(Tokenizer.from_file(tok_path), cfg.image_token_id, cfg.image_seq_len,
-                    cfg.text.max_position_embeddings - args.max_new_tokens)
+                    cfg.text.max_position_embeddings - args.max_new_tokens, cfg.text.eos_token_id)
   return problems, model, cfg, encoder, mesh
 
 
@@ -341,7 +354,8 @@ def main(argv: list[str] | None = None) -> dict | None:
   t1 = time.time()
   new = generate_responses(model, cfg, encoder, todo, template=args.template,
                            batch_size=args.batch, max_new_tokens=args.max_new_tokens,
-                           temperature=args.temperature, mesh=mesh, on_batch=save,
+                           temperature=args.temperature, top_p=args.top_p, seed=args.seed,
+                           mesh=mesh, on_batch=save,
                            index=index)
   seconds = time.time() - t1
   if encoder.truncated:

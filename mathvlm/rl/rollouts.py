@@ -77,7 +77,7 @@ class Rollouts:
                        f"the {len(self.versions)} question versions equally often")
     self.curriculum.levels = self.stream.levels
     self.encoder = Encoder(Tokenizer.from_file(c.data.tokenizer), cfg.image_token_id,
-                           cfg.image_seq_len, c.data.max_len)
+                           cfg.image_seq_len, c.data.max_len, cfg.text.eos_token_id)
 
   def compile_only(self) -> dict:
     """Per-device memory of the rollouts' decoding on the trainer's mesh, for --compile_only."""
@@ -280,9 +280,9 @@ def _replace_groups(rows: dict, new: dict, slots: np.ndarray, group: int) -> dic
   return out
 
 
-def _length(tokens: np.ndarray, eos: int | None, pad: int) -> int:
+def _length(tokens: np.ndarray, eos: tuple[int, ...], pad: int) -> int:
   """Tokens generated, EOS included (the sampler pads after it)."""
-  hits = np.flatnonzero(tokens == eos) if eos is not None else []
+  hits = np.flatnonzero(np.isin(tokens, eos))
   return int(hits[0]) + 1 if len(hits) else len(tokens)
 
 

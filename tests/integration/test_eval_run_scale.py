@@ -130,18 +130,26 @@ def test_resume_skips_answered_and_restarts_on_new_settings(ckpt, tmp_path):
   assert (other["generated"], other["resumed"]) == (8, 0)
 
 
-def test_a_resumed_sampled_run_equals_an_uninterrupted_one(ckpt, tmp_path):
-  """With temperature > 0 each batch is seeded by its first problem's place in the benchmark, not
-  in the resumed run's own list: else the resumed problems reuse the answered batches' seeds."""
+def test_sampled_responses_do_not_depend_on_the_batch_or_a_resume(ckpt, tmp_path):
+  """With temperature > 0 each problem draws from its own key, fold_in(key(--seed), its place in
+  the benchmark): a resumed run equals an uninterrupted one, --batch 4 equals --batch 2 (5
+  problems: the last batch is padded differently), and another --seed answers otherwise."""
   from mathvlm.eval import run
-  out, sampled = tmp_path / "eval", ["--batch", "2", "--limit", "4", "--temperature", "1.0"]
-  run.main(_cli(ckpt, out, *sampled)[2:])
+  sampled = ["--limit", "5", "--temperature", "1.0", "--top_p", "0.9"]
+  out = tmp_path / "eval"
+  run.main(_cli(ckpt, out, *sampled, "--batch", "2")[2:])
   fresh = _responses(out)
+  assert len(set(fresh.values())) == 5
   lines = open(out / "responses.jsonl").readlines()
   open(out / "responses.jsonl", "w").writelines(lines[:2])     # stopped after the first batch
-  again = run.main(_cli(ckpt, out, *sampled)[2:])
-  assert (again["generated"], again["resumed"]) == (2, 2)
+  again = run.main(_cli(ckpt, out, *sampled, "--batch", "2")[2:])
+  assert (again["generated"], again["resumed"]) == (3, 2)
   assert _responses(out) == fresh
+  run.main(_cli(ckpt, tmp_path / "b4", *sampled, "--batch", "4")[2:])
+  assert _responses(tmp_path / "b4") == fresh
+  run.main(_cli(ckpt, tmp_path / "s1", *sampled, "--batch", "2", "--seed", "1")[2:])
+  other = _responses(tmp_path / "s1")
+  assert sum(other[k] != fresh[k] for k in fresh) >= 4
 
 
 @pytest.mark.slow

@@ -61,6 +61,24 @@ def test_encoder_puts_image_tokens_and_keeps_the_prompt_end(tmp_path):
   assert tok.decode(ids[-6:]).endswith("ASSISTANT:")
 
 
+def test_the_encoder_ends_on_the_configs_eos_when_the_tokenizer_has_no_end_of_text():
+  """A tokenizer without `</s>` (Llama 3's, Qwen's) ends responses on the config's eos ids (all
+  of them); one with `</s>` ends on it, whatever the config says."""
+  from tokenizers import Tokenizer, models, pre_tokenizers
+
+  vocab = {w: i for i, w in enumerate(["<unk>", "a", "b", "<|eot_id|>", "<|end_of_text|>"])}
+  tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+  tok.pre_tokenizer = pre_tokenizers.Whitespace()
+  enc = run.Encoder(tok, image_token_id=0, image_seq_len=1, max_len=8, eos_token_id=(4, 3))
+  assert enc.eos == (4, 3)
+  assert enc.decode([1, 2, 3, 1, 1]) == tok.decode([1, 2])
+  assert run.Encoder(tok, 0, 1, 8, eos_token_id=4).decode([1, 3, 4, 2]) == tok.decode([1, 3])
+  assert run.Encoder(tok, 0, 1, 8).eos == ()
+  from mathvlm.demo.parity import train_tokenizer
+  with_end = train_tokenizer(["what is the area"] * 10, 300)
+  assert run.Encoder(with_end, 0, 1, 8, eos_token_id=7).eos == (with_end.token_to_id("</s>"),)
+
+
 def test_templates():
   text = prompts.format_prompt("Question: 1+1?", "vicuna_v1")
   assert text.endswith("USER: <image>\nQuestion: 1+1? ASSISTANT:")

@@ -89,6 +89,28 @@ def test_sampling_is_seeded_and_top_p_is_a_nucleus(llava_hf):
   np.testing.assert_array_equal(np.asarray(tiny_p.tokens), greedy)
 
 
+def test_a_row_with_its_own_key_samples_the_same_tokens_in_any_batch(llava_hf):
+  """rows=: row r draws from fold_in(key(seed), rows[r]), so its tokens follow its number, not
+  its place in the batch or the batch's size (eval.run's resumes and --batch rely on it)."""
+  model, cfg = hf.load_llava(llava_hf[1])
+  ids, mask = H.llava_prompt(3, 10, cfg.image_seq_len, seed=6)
+  px = H.pixels(3, seed=6)
+  kw = dict(max_new_tokens=10, temperature=1.5, top_p=0.95, eos_token_id=-1, seed=1)
+  three = np.asarray(generate(model, ids, mask, px, rows=[5, 9, 2], **kw).tokens)
+  two = np.asarray(generate(model, ids[[2, 0]], mask[[2, 0]], px[[2, 0]], rows=[2, 5],
+                            **kw).tokens)
+  np.testing.assert_array_equal(two, three[[2, 0]])
+  renumbered = np.asarray(generate(model, ids, mask, px, rows=[6, 9, 2], **kw).tokens)
+  np.testing.assert_array_equal(renumbered[1:], three[1:])
+  assert (renumbered[0] != three[0]).any()
+  plain = dict(kw, top_p=1.0)
+  np.testing.assert_array_equal(
+      np.asarray(generate(model, ids[[1]], mask[[1]], px[[1]], rows=[9], **plain).tokens),
+      np.asarray(generate(model, ids, mask, px, rows=[5, 9, 2], **plain).tokens)[[1]])
+  with pytest.raises(ValueError, match="rows"):
+    generate(model, ids, mask, px, rows=[1, 2], **kw)
+
+
 def test_sample_logits_frequencies_follow_the_renormalised_nucleus():
   probs = np.array([0.5, 0.25, 0.15, 0.07, 0.03])
   logits = jnp.log(jnp.asarray(np.tile(probs, (4000, 1)), jnp.float32))
