@@ -262,6 +262,19 @@ def setup_model(config, objective, mesh, rules):
   return cfg, build, is_trainable, graphdef, abs_params, abs_frozen, train_set, n_train
 
 
+def data_plan(examples: int, global_batch: int, epochs: int, steps: int, packing: bool) -> dict:
+  """The passes over the data the stream holds (data.epochs, or more when `steps` need them) and
+  what the steps take of it: the pipeline batches with drop_last, so the stream's last examples
+  that fill no global batch are never trained (with steps from data.epochs, fewer than a global
+  batch an epoch). Packed steps take a varying number of examples: no such count there."""
+  epochs = max(epochs, -(-steps * global_batch // examples))
+  plan = {"epochs": epochs, "steps": steps}
+  if not packing:
+    trained = steps * global_batch
+    plan.update(trained=trained, untrained=examples * epochs - trained)
+  return plan
+
+
 def setup_data(config, objective, cfg):
   """The source, the batched (and resumable) dataset, the step count and one trained example."""
   import jax
@@ -273,7 +286,13 @@ def setup_data(config, objective, cfg):
   source = make_source(config.data, objective, cfg, config.seed)
   per_epoch = len(source) // config.data.global_batch
   total = config.steps if config.steps > 0 else per_epoch * config.data.epochs
-  epochs = max(config.data.epochs, -(-total * config.data.global_batch // len(source)))
+  plan = data_plan(len(source), config.data.global_batch, config.data.epochs, total,
+                   config.data.packing)
+  epochs = plan["epochs"]
+  if plan.get("untrained"):
+    log.info("data: %d steps train %d of the %d examples x %d epoch(s); the last %d of the "
+             "shuffled stream fill no global batch of %d and are not trained", total,
+             plan["trained"], len(source), epochs, plan["untrained"], config.data.global_batch)
   dataset = pipeline.make_dataset(
       source, global_batch=config.data.global_batch, seed=config.seed, epochs=epochs,
       process_index=jax.process_index(), process_count=jax.process_count(),
@@ -493,6 +512,7 @@ def train(config, workdir: str | None, *, compile_only: bool = False, devices=No
   import jax
 
   from mathvlm import checkpoint
+  from mathvlm.eval import evaluators
   from mathvlm.metrics import MetricWriter
   from mathvlm.preemption import Preemption
 
@@ -506,6 +526,8 @@ def train(config, workdir: str | None, *, compile_only: bool = False, devices=No
   data_iter = iter(run.dataset)
   try:
     state, start, dropped = resume_or_initialise(run, ckpt, data_iter, workdir)
+    if jax.process_index() == 0:
+      evaluators.forget_after(workdir, start)
     writer = MetricWriter(workdir, tensorboard=config.metrics.tensorboard,
                           enabled=jax.process_index() == 0, start_step=start)
     try:
@@ -522,7 +544,9 @@ def train(config, workdir: str | None, *, compile_only: bool = False, devices=No
     log.info("SIGTERM: saved step %d in %s/checkpoints; run the same command to continue",
              stopped, workdir)
     return row
-  report_dropped(run.source, workdir, dropped, config.data.workers)
+  report_dropped(run.source, workdir, dropped, config.data.workers,
+                 data_plan(len(run.source), config.data.global_batch, config.data.epochs,
+                           run.total_steps, config.data.packing))
   export_final_model(run, state, workdir)
   log.info("done: %d steps; model in %s/model", run.total_steps, workdir)
   return row if run.total_steps > start else None
@@ -568,10 +592,12 @@ def all_processes(counts):
   return collections.Counter({r: int(n) for r, n in zip(REASONS, total) if n})
 
 
-def report_dropped(source, workdir: str, counted=None, workers: int = 0) -> None:
+def report_dropped(source, workdir: str, counted=None, workers: int = 0,
+                   plan: dict | None = None) -> None:
   """Examples the input pipeline could not use (kept as zero-loss slots), by reason: logged and
-  written to WORKDIR/data_report.json, never silent. counted: the reasons summed from the batches
-  this run trained on; else the source's own counters (in this process only)."""
+  written to WORKDIR/data_report.json with the run's `data_plan`, never silent. counted: the
+  reasons summed from the batches this run trained on; else the source's own counters (in this
+  process only)."""
   if counted is None and workers and hasattr(source, "dropped"):
     log.warning("data.workers=%d: this source counts drops only in its own counters, which stay "
                 "in the workers; give its examples a 'dropped' field to have them reported",
@@ -584,7 +610,7 @@ def report_dropped(source, workdir: str, counted=None, workers: int = 0) -> None
   if jax.process_index() != 0:  # one writer of the summed counts
     return
   with epath.Path(workdir, "data_report.json").open("w") as f:
-    json.dump({"examples": len(source), "dropped": dropped}, f, indent=2)
+    json.dump({"examples": len(source), **(plan or {}), "dropped": dropped}, f, indent=2)
 
 
 def export_final_model(run: Run, state, workdir: str) -> None:

@@ -101,6 +101,24 @@ def run_due(evaluators: list, model_fn: Callable, done: int, total: int,
   return scores
 
 
+def forget_after(workdir: str, step: int) -> None:
+  """Drops from WORKDIR/eval.json the numbers of steps after `step`, the checkpoint a run resumes
+  from: a run killed after an evaluation but before its next save left numbers of a model that
+  the resumed run has not reached yet (metrics.jsonl is cut at the same step)."""
+  import json
+
+  from etils import epath
+  path = epath.Path(workdir, "eval.json")
+  if not path.exists():
+    return
+  saved = json.loads(path.read_text())
+  kept = {name: r for name, r in saved.items() if r.get("step", 0) <= step}
+  if kept != saved:
+    log.info("eval.json: dropped %s, evaluated after step %d (the resumed checkpoint)",
+             sorted(set(saved) - set(kept)), step)
+    path.write_text(json.dumps(kept, indent=2))
+
+
 def fields(spec: dict, kind: str, defaults: dict, required: tuple[str, ...] = ()) -> dict:
   """The spec over its defaults; an unknown or missing field is an error naming it."""
   unknown = sorted(set(spec) - set(defaults) - set(required))

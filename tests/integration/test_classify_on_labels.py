@@ -47,4 +47,5 @@ def test_classifier_trains_on_labelled_images(tmp_path):
   run_python(TRAIN, str(tmp_path / "data"), str(tmp_path / "subset"),
              str(tmp_path / "selected.jsonl"), env=FAST)
   report = json.load(open(tmp_path / "subset" / "data_report.json"))
-  assert report == {"examples": len(keep), "dropped": {}}
+  assert (report["examples"], report["dropped"]) == (len(keep), {})
+  assert report["trained"] + report["untrained"] == len(keep) * report["epochs"]

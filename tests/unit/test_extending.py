@@ -107,10 +107,15 @@ def test_evaluators_in_config_run_every_n_steps_and_at_the_end(tmp_path):
       c.evals.colour = dict(type="colour_accuracy", every=10, n=64)
       common.finish(c)
       train(c, str(tmp_path))
+      rows = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
+      assert [r["step"] for r in rows] == [10, 20, 25]  # metrics.every=100: the evaluator's steps
+      assert rows[-1]["eval/colour/accuracy"] > 0.9
+      saved = json.load(open(tmp_path / "eval.json"))
+      assert saved == {"colour": {"accuracy": rows[-1]["eval/colour/accuracy"], "step": 25}}
+      # Numbers evaluated after the checkpoint a run resumes from (a kill between an evaluation
+      # and the next save) are dropped when it resumes.
+      (tmp_path / "eval.json").write_text(json.dumps(dict(saved, held={"loss": 1.0, "step": 30})))
+      train(c, str(tmp_path))   # resumes at step 25, the end
+      assert json.load(open(tmp_path / "eval.json")) == saved
   finally:
     evaluators.EVALUATORS.pop("colour_accuracy")
-  rows = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
-  assert [r["step"] for r in rows] == [10, 20, 25]  # metrics.every=100: the evaluator's steps
-  assert rows[-1]["eval/colour/accuracy"] > 0.9
-  saved = json.load(open(tmp_path / "eval.json"))
-  assert saved == {"colour": {"accuracy": rows[-1]["eval/colour/accuracy"], "step": 25}}

@@ -53,6 +53,22 @@ def test_epochs_reshuffle_and_repeat_every_record():
   assert len(records) == 96 and np.bincount(records).tolist() == [3] * 32
 
 
+def test_data_plan_counts_the_examples_the_steps_never_reach():
+  """data_report.json's count of the stream's examples left untrained (drop_last): each record
+  seen fewer times than the passes over the data counts once per missing pass. With steps from
+  data.epochs the remainder is under a global batch; explicit steps may need an extra pass."""
+  from mathvlm.train import data_plan
+  for n, batch, epochs, steps in [(50, 8, 2, 12), (50, 8, 1, 9), (45, 6, 3, 22)]:
+    plan = data_plan(n, batch, epochs, steps, packing=False)
+    ds = make_dataset(Numbers(n), global_batch=batch, seed=0, epochs=plan["epochs"])
+    records = [r for b in list(ds)[:steps] for r in b["record"].tolist()]
+    missing = plan["epochs"] * n - np.bincount(records, minlength=n).sum()
+    assert (plan["trained"], plan["untrained"]) == (len(records), missing) and missing > 0
+  assert data_plan(50, 8, 2, 12, packing=False)["untrained"] == 4
+  assert data_plan(50, 8, 1, 9, packing=False)["epochs"] == 2
+  assert "untrained" not in data_plan(50, 8, 1, 9, packing=True)
+
+
 def test_modality_length_grouping_makes_homogeneous_length_sorted_batches():
   from mathvlm.data.pipeline import bucket_length, modality_length_order, trim_to
   rs = np.random.RandomState(0)
