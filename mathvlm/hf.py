@@ -8,7 +8,9 @@ Layouts read:
   llava          `language_model.model.*` / `model.language_model.*`, `multi_modal_projector.*`,
                  `vision_tower.vision_model.*` or `vision_tower.*` (what transformers 5 saves)
   llava_original `model.layers.*`, `model.mm_projector.{0,2}`, `lm_head`; the CLIP tower comes from a
-                 separate CLIP checkpoint (`clip_dir`, or `mm_vision_tower` if it is a local folder)
+                 separate CLIP checkpoint (`clip_dir`, or `mm_vision_tower` if a local folder),
+                 unless the checkpoint carries its own, tuned one
+                 (`model.vision_tower.vision_tower.vision_model.*`): see `original_tower`
   llm, clip, clip_vision   LlamaForCausalLM / MistralForCausalLM, CLIPModel, CLIPVisionModel
 
 Export writes the llava-hf layout (or the plain layouts for the other families); a round trip is
@@ -202,11 +204,14 @@ def rules_for(layout: str, ckpt: SafetensorsDir, clip: SafetensorsDir | None = N
     return (llm_rules(ckpt, ("language_model",)) + vision_rules(ckpt, ("vision_tower",))
             + [Rule(("multi_modal_projector",), proj, "proj")])
   if layout == "llava_original":
-    if clip is None:
+    if clip is not None:
+      tower = vision_rules(clip, ("vision_tower",), source="clip")
+    elif original_tower_keys(ckpt):  # a tuned tower saved with the model (see original_tower)
+      tower = [Rule(("vision_tower",), ORIGINAL_TOWER_PREFIX, "clip")]
+    else:
       raise CheckpointError("the original LLaVA layout keeps the vision tower in a separate CLIP "
                             "checkpoint: pass clip_dir (--clip-dir)")
-    return (llm_rules(ckpt, ("language_model",))
-            + vision_rules(clip, ("vision_tower",), source="clip")
+    return (llm_rules(ckpt, ("language_model",)) + tower
             + [Rule(("multi_modal_projector",), "model.mm_projector.", "mm_proj")])
   raise ValueError(f"unknown Hugging Face layout {layout!r}")
 
@@ -401,6 +406,135 @@ def original_clip_dir(hf_dir: str, hf: dict[str, Any], clip_dir: str | None) -> 
   return clip_dir
 
 
+# Where LLaVA's own code keeps the vision tower in its state dict: `LlavaMetaModel.vision_tower` is
+# a `CLIPVisionTower` whose `.vision_tower` is a `CLIPVisionModel` (haotian-liu/LLaVA,
+# llava/model/llava_arch.py and multimodal_encoder/clip_encoder.py). A released checkpoint holds
+# these tensors when its tower was trained (unfreeze_mm_vision_tower; MAVIS's CLIP-Math).
+ORIGINAL_TOWER_PREFIX = "model.vision_tower.vision_tower.vision_model."
+_ORIGINAL_TOWER_ROOT = "model.vision_tower."
+
+
+def original_tower_keys(ckpt: SafetensorsDir) -> list[str]:
+  """The vision tower tensors an original-layout checkpoint carries (buffers aside)."""
+  return sorted(k for k in ckpt.keys()
+                if k.startswith(_ORIGINAL_TOWER_ROOT) and not IGNORED_KEYS.match(k))
+
+
+@dataclasses.dataclass(frozen=True)
+class OriginalTower:
+  """Where an original-layout LLaVA's vision tower comes from (`original_tower`)."""
+  in_checkpoint: bool         # its tensors: the checkpoint's own (True) or clip_dir's
+  clip_dir: str | None        # the CLIP folder; None only when the tower is in the checkpoint
+  clip_hf: dict[str, Any]     # the tower's CLIP config (config.json or derived, see below)
+  stats_dir: str | None       # the folder whose preprocessor_config.json gives the pixel stats
+  config_source: str          # where clip_hf came from, for the log
+
+
+def original_tower(hf_dir: str, hf: dict[str, Any], clip_dir: str | None,
+                   ckpt: SafetensorsDir | None = None) -> OriginalTower:
+  """The vision tower of an original-layout LLaVA: its tensors, its config, its pixel stats. One
+  function, so that the config a run plans with (`mathvlm.pretrained.pretrained_config`)
+  describes the tower `load_hf` loads.
+
+  A checkpoint without `model.vision_tower.*` tensors (LLaVA-1.5, Math-LLaVA): the tower is the
+  separate CLIP checkpoint (`original_clip_dir`), tensors, config and pixel stats alike.
+
+  A checkpoint with them (a tuned tower, saved at ORIGINAL_TOWER_PREFIX): the tower is the
+  checkpoint's, whatever clip_dir holds; reading a separate CLIP instead would silently give the
+  untuned tower. All of the tower's tensors must be there: a partial tower is an error naming
+  the missing ones, never completed from a separate CLIP (a half-tuned mix is not a model anyone
+  trained). The separate CLIP is then not needed. The tower's *config* (width, depth, heads, image
+  and patch size...), which an original config.json does not hold (only mm_hidden_size):
+    1. the CLIP folder's config.json when there is one (clip_dir, or mm_vision_tower as a local
+       folder); only its config.json and preprocessor_config.json are read, not its tensors;
+    2. else derived from the tensor shapes, when mm_vision_tower names an OpenAI CLIP ViT
+       (`openai/clip-vit-...`, what LLaVA, Math-LLaVA and MAVIS start from): the shapes fix the
+       width, MLP width, depth, patch size, channels and image size; the head count is in no
+       shape, and is that family's (64-wide heads, as in every openai/clip-vit-* config), with
+       its quick_gelu and layer norm eps 1e-5. Tuning changes none of these;
+    3. else an error saying to pass clip_dir: guessing the head count of an unknown tower would
+       load without a shape error into a different model.
+  The pixel stats come from the CLIP folder's preprocessor_config.json, else the checkpoint's own,
+  else CLIP's defaults.
+  """
+  ckpt = ckpt if ckpt is not None else SafetensorsDir(hf_dir)
+  carried = original_tower_keys(ckpt)
+  if not carried:
+    clip_dir = original_clip_dir(hf_dir, hf, clip_dir)
+    return OriginalTower(False, clip_dir, read_config(os.path.join(clip_dir, "config.json")),
+                         clip_dir, os.path.join(clip_dir, "config.json"))
+  tower = hf.get("mm_vision_tower")
+  folder = clip_dir or (tower if os.path.isdir(str(tower)) else None)
+  if folder:
+    clip_hf = read_config(os.path.join(folder, "config.json"))
+    source = os.path.join(folder, "config.json")
+  else:
+    clip_hf, source = _tower_config_from_shapes(ckpt, hf_dir, hf, carried), "the tensor shapes"
+  _check_whole_tower(ckpt, clip_hf, carried, source)
+  return OriginalTower(True, folder, clip_hf, folder or hf_dir, source)
+
+
+def _tower_config_from_shapes(ckpt: SafetensorsDir, hf_dir: str, hf: dict[str, Any],
+                              carried: list[str]) -> dict[str, Any]:
+  """An OpenAI CLIP ViT's vision config from its tensors' shapes (see `original_tower`)."""
+  tower = str(hf.get("mm_vision_tower") or "")
+  if not re.fullmatch(r"openai/clip-vit-[\w.-]+", tower):
+    raise CheckpointError(
+        f"{hf_dir} carries its own vision tower ({len(carried)} tensors under "
+        f"{_ORIGINAL_TOWER_ROOT!r}), but no config for it: config.json's mm_vision_tower="
+        f"{tower!r} is neither a local folder nor an OpenAI CLIP (whose architecture the tensor "
+        "shapes fix). Pass clip_dir (--clip-dir, model.clip_dir): a folder with the tower's "
+        "config.json (e.g. the CLIP it was tuned from; its tensors are not read)")
+  p = ORIGINAL_TOWER_PREFIX
+
+  def shape(rest):
+    if p + rest not in ckpt:
+      _partial(ckpt, [p + rest], carried)
+    return ckpt.shape(p + rest)
+
+  width, channels, patch, _ = shape("embeddings.patch_embedding.weight")
+  positions = shape("embeddings.position_embedding.weight")[0] - 1  # patches + the class token
+  side = int(round(positions ** 0.5))
+  layers = {int(m.group(1)) for k in carried
+            if (m := re.match(re.escape(p) + r"encoder\.layers\.(\d+)\.", k))}
+  if side * side != positions or width % 64 or not layers:
+    raise CheckpointError(
+        f"{hf_dir}: the vision tower's tensors do not have an OpenAI CLIP ViT's shapes "
+        f"(width {width}, {positions} patch positions, {len(layers)} layers): pass clip_dir "
+        "(--clip-dir, model.clip_dir), a folder with the tower's config.json")
+  return dict(model_type="clip_vision_model", hidden_size=width,
+              intermediate_size=shape("encoder.layers.0.mlp.fc1.weight")[0],
+              num_hidden_layers=max(layers) + 1, num_attention_heads=width // 64,
+              image_size=side * patch, patch_size=patch, num_channels=channels,
+              hidden_act="quick_gelu", layer_norm_eps=1e-5)
+
+
+def _check_whole_tower(ckpt: SafetensorsDir, clip_hf: dict[str, Any], carried: list[str],
+                       source: str) -> None:
+  """Every tensor of the tower clip_hf describes is in the checkpoint (`original_tower`)."""
+  from mathvlm.models.vit import CLIPVisionTransformer
+  vision = clip_hf.get("vision_config", clip_hf) if clip_hf.get("model_type") == "clip" else clip_hf
+  cfg = CLIPVisionConfig.from_hf(vision)
+  abstract = nnx.eval_shape(lambda: CLIPVisionTransformer(cfg, rngs=nnx.Rngs(0)))
+  rules = [Rule((), ORIGINAL_TOWER_PREFIX, "clip")]
+  missing = []
+  for path, var in param_paths(abstract):
+    _, key, _, stacked = hf_key(path, rules)
+    keys = [key.format(i=i) for i in range(var.shape[0])] if stacked else [key]
+    missing += [k for k in keys if k not in ckpt]
+  if missing:
+    _partial(ckpt, missing, carried, f" (the tower {source} describes)")
+
+
+def _partial(ckpt: SafetensorsDir, missing: list[str], carried: list[str], described: str = ""):
+  raise CheckpointError(
+      f"{ckpt.path} carries only part of a vision tower: it has {len(carried)} tensors under "
+      f"{_ORIGINAL_TOWER_ROOT!r} but lacks {len(missing)} of the tower's{described}, e.g. "
+      f"{missing[:5]}. The rest is not taken from a separate CLIP (a partly tuned tower mixed "
+      "with an untuned one): save the whole tower with the model, or drop every "
+      "model.vision_tower.* tensor to read the tower from clip_dir")
+
+
 def load_hf(hf_dir: str, dtype: str = "float32", *, compute_dtype: str | None = None,
             clip_dir: str | None = None, sharding: Callable | None = None, strict: bool = False,
             layout: str | None = None, remat: str = "none", scan_unroll: int = 1):
@@ -415,15 +549,22 @@ def load_hf(hf_dir: str, dtype: str = "float32", *, compute_dtype: str | None = 
   layout = layout or detect_layout(hf)
   family = registry.of_hf_layout(layout)
   sources = {"main": SafetensorsDir(hf_dir)}
-  clip_hf = None
+  clip_hf, stats_dir = None, hf_dir
   if layout == "llava_original":
-    clip_dir = original_clip_dir(hf_dir, hf, clip_dir)
-    sources["clip"] = SafetensorsDir(clip_dir)
-    clip_hf = read_config(os.path.join(clip_dir, "config.json"))
+    tower = original_tower(hf_dir, hf, clip_dir, sources["main"])
+    clip_hf, stats_dir = tower.clip_hf, tower.stats_dir
+    if tower.in_checkpoint:
+      log.info("%s: vision tower from the checkpoint itself (%s*), its config from %s",
+               hf_dir, ORIGINAL_TOWER_PREFIX, tower.config_source)
+      if clip_dir:
+        log.warning("%s carries its own (tuned) vision tower, which is loaded; clip_dir=%s gives "
+                    "only its config.json and pixel stats, not its tensors", hf_dir, clip_dir)
+    else:
+      log.info("%s: vision tower from the separate CLIP checkpoint %s", hf_dir, tower.clip_dir)
+      sources["clip"] = SafetensorsDir(tower.clip_dir)
   overrides = dict(param_dtype=dtype, dtype=compute_dtype or dtype, remat=remat,
                    scan_unroll=scan_unroll)
-  cfg = with_pixel_stats(config_from_hf(layout, hf, clip_hf, **overrides),
-                         clip_dir if layout == "llava_original" else hf_dir)
+  cfg = with_pixel_stats(config_from_hf(layout, hf, clip_hf, **overrides), stats_dir)
   abstract = family.abstract(cfg)
   rules = rules_for(layout, sources["main"], sources.get("clip"))
   sharding = sharding or single_device

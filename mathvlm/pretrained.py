@@ -52,11 +52,12 @@ def pretrained_config(path: str, config):
   meta = hf.read_config(os.path.join(path, "config.json"))
   layout = hf.detect_layout(meta)
   clip_dir = config.model.clip_dir
-  if layout == "llava_original":  # the CLIP load_hf will read (mm_vision_tower when local)
-    clip_dir = hf.original_clip_dir(path, meta, clip_dir)
+  if layout == "llava_original":  # the tower load_hf will read: the checkpoint's own or a CLIP's
+    tower = hf.original_tower(path, meta, clip_dir or None)
+    return hf.with_pixel_stats(hf.config_from_hf(layout, meta, tower.clip_hf, **runtime(config)),
+                               tower.stats_dir)
   clip = hf.read_config(os.path.join(clip_dir, "config.json")) if clip_dir else None
-  return hf.with_pixel_stats(hf.config_from_hf(layout, meta, clip, **runtime(config)),
-                             clip_dir if layout == "llava_original" else path)
+  return hf.with_pixel_stats(hf.config_from_hf(layout, meta, clip, **runtime(config)), path)
 
 
 def load_pretrained(path: str, config, sharding_fn) -> nnx.Module:
