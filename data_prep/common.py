@@ -40,6 +40,7 @@ from array_record.python.array_record_module import ArrayRecordWriter
 from PIL import Image
 
 from mathvlm.data import records
+from mathvlm.data.image import ASPECTS
 
 log = logging.getLogger(__name__)
 
@@ -573,8 +574,9 @@ def add_run_flags(parser, name):
   parser.add_argument("--image_size", type=int, default=0,
                       help="pad/resize images once, here, to the model's input size (e.g. 336) "
                       "so the training pipeline only decodes them; 0 keeps the originals")
-  parser.add_argument("--image_aspect", default="pad", choices=("pad", "resize"),
-                      help="with --image_size: LLaVA's pad-to-square (default) or a plain resize")
+  parser.add_argument("--image_aspect", default="pad", choices=ASPECTS,
+                      help="with --image_size: LLaVA's pad-to-square (default), CLIP's centre "
+                      "crop or a stretching resize")
   parser.add_argument("--beam", action="store_true",
                       help="run as an Apache Beam pipeline (DirectRunner with --workers "
                       "processes unless --beam_options names another runner); same files")

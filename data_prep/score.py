@@ -37,7 +37,7 @@ from PIL import Image
 
 from data_prep import common, labelled_images
 from mathvlm.data import records
-from mathvlm.data.image import to_pixels
+from mathvlm.data.image import ASPECTS, to_pixels
 
 
 class Item(NamedTuple):
@@ -194,7 +194,7 @@ def main(argv=None):
   p.add_argument("--out", required=True, help="scores.jsonl (a .report.json goes beside it)")
   p.add_argument("--batch", type=int, default=256, help="images per step, over all devices")
   p.add_argument("--workers", type=int, default=8, help="image-decoding threads")
-  p.add_argument("--image_aspect", default="pad", choices=("pad", "resize"),
+  p.add_argument("--image_aspect", default="pad", choices=ASPECTS,
                  help="as the scorers were trained (data.image_aspect)")
   p.add_argument("--shard", default="0/1", help="I/N: score the I-th of N parts of the pool")
   p.add_argument("--no_progress", action="store_true")

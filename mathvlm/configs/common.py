@@ -66,7 +66,7 @@ def base(objective: str) -> ml_collections.ConfigDict:
       subset="",              # a selection (data_prep.select's selected.jsonl): train on those ids
       tokenizer="",           # built datasets: a tokenizer folder or tokenizer.json
       template="vicuna_v1",   # vicuna_v1 | llama_2 | mistral_instruct | plain
-      image_aspect="pad",     # pad (LLaVA-1.5, Math-LLaVA) | resize
+      image_aspect="pad",     # pad (LLaVA-1.5, Math-LLaVA) | crop (CLIP's) | resize (stretch)
       mixture="",             # 'mathv360k=3,mavis_instruct=1': several built datasets by weight
       buckets=(),             # e.g. (256, 512, 1024, 2048): pad each batch to the smallest that fits
       group_by_length=False,  # LLaVA's group_by_modality_length (built datasets, not mixtures)
@@ -188,6 +188,9 @@ def data_errors(c: ml_collections.ConfigDict, objective) -> list[str]:
                     "packs into is known only after packing")
     if c.data.group_by_length:
       errors.append("data.packing and data.group_by_length both cut padding: choose one")
+  from mathvlm.data.image import ASPECTS
+  if c.data.image_aspect not in ASPECTS:
+    errors.append(f"data.image_aspect={c.data.image_aspect!r}: one of {', '.join(ASPECTS)}")
   if c.data.augment:
     from mathvlm.data.image import parse_augment
     try:

@@ -1,6 +1,6 @@
-"""LLaVA's image preprocessing as a pure function: pad (or not) to a square, bicubic resize, CLIP
-normalisation, channels last. The Grain pipeline and the evaluation runners both call this. Also
-the optional clarity augmentations (training only)."""
+"""LLaVA's image preprocessing as a pure function: flatten any transparency onto white, pad (or
+not) to a square, bicubic resize, CLIP normalisation, channels last. The Grain pipeline and the
+evaluation runners both call this. Also the optional clarity augmentations (training only)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,35 @@ from PIL import Image, ImageFilter
 
 from mathvlm.models.pixels import (CLIP_MEAN, CLIP_STD, DIAGRAM_MEAN,  # noqa: F401 (theirs)
                                    DIAGRAM_STD, normalize)
+
+ASPECTS = ("pad", "resize", "crop")
+
+
+def has_transparency(image: Image.Image) -> bool:
+  """An alpha band (RGBA, LA, PA; premultiplied RGBa, La too) or a transparency entry in
+  `image.info` (a P palette index or per-entry alpha, an L/RGB colour key): transformers' test in
+  `image_transforms.convert_to_rgb`, plus the premultiplied modes."""
+  return ("A" in image.getbands() or "a" in image.getbands()
+          or image.info.get("transparency") is not None)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+  """RGB, with any transparency composited onto white (transformers' `convert_to_rgb` in 5.x,
+  which CLIPImageProcessor runs first); an image without transparency is `image.convert("RGB")`,
+  byte for byte.
+
+  LLaVA's own loaders call `.convert("RGB")`, which drops the alpha band and keeps whatever RGB
+  lies under the transparent pixels: in diagrams saved with a transparent background that is
+  usually black (0, 0, 0, 0), so the background turns black and black strokes vanish. Measured on
+  the benchmark images this repository has (shared/data: MATH-V's 304 images, all RGB
+  JPEG; MathVista and MathVerse images are not there): 0 images carry transparency, so the change
+  alters no MATH-V pixel. It matters for PNG/GIF sources (training sets, MathVista, MathVerse) that
+  do; note that the original LLaVA / Math-LLaVA training ran with plain `.convert("RGB")`."""
+  if not has_transparency(image):
+    return image.convert("RGB")
+  rgba = image.convert("RGBA")
+  white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+  return Image.alpha_composite(white, rgba).convert("RGB")
 
 
 def expand_to_square(image: Image.Image, fill: tuple[int, int, int]) -> Image.Image:
@@ -22,27 +51,57 @@ def expand_to_square(image: Image.Image, fill: tuple[int, int, int]) -> Image.Im
   return canvas
 
 
+def resize_shortest_and_crop(image: Image.Image, size: int) -> Image.Image:
+  """CLIPImageProcessor's geometry (size={"shortest_edge": size}, crop_size size x size, bicubic):
+  the shorter side to `size`, the longer to int(size * long / short) (truncated, as transformers'
+  `get_resize_output_image_size`), then the centre `size` x `size` of the resized image, its
+  top-left corner at ((new_w - size) // 2, (new_h - size) // 2) (`image_transforms.center_crop`).
+  Byte for byte the PIL backend's output (transformers' torchvision backend resizes with torch's
+  bicubic and differs slightly). This is what LLaVA does with any image_aspect_ratio other than
+  'pad' (e.g. 'square'): the ends of the longer side are cut off."""
+  w, h = image.size
+  if w <= h:
+    new_w, new_h = size, int(size * h / w)
+  else:
+    new_w, new_h = int(size * w / h), size
+  image = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
+  left, top = (new_w - size) // 2, (new_h - size) // 2
+  return image.crop((left, top, left + size, top + size))
+
+
 def to_pixels(image: Image.Image, size: int, aspect: str = "pad") -> np.ndarray:
-  """[size, size, 3] uint8: padded (or not) and resized, not yet normalised.
+  """[size, size, 3] uint8: RGB (transparency composited onto white, see `to_rgb`), shaped by
+  `aspect`, not yet normalised:
+    pad     LLaVA-1.5's expand2square: centred on a square of the longer side filled with the
+            CLIP mean colour, then bicubic to size x size (Math-LLaVA's setting). Nothing is lost
+            and nothing is distorted.
+    resize  bicubic straight to size x size: a non-square image is STRETCHED (its aspect ratio is
+            not kept). No LLaVA recipe does this; kept for recipes that name it.
+    crop    CLIPImageProcessor's shortest side to size (bicubic) and centre crop, which is LLaVA
+            with image_aspect_ratio other than 'pad' (`resize_shortest_and_crop`): no distortion,
+            but the ends of the longer side are cut off.
 
   What the training pipeline ships: a quarter of float32's bytes between worker processes and to
   the device, where `normalize` runs inside the jitted step.
   """
-  if aspect not in ("pad", "resize"):
-    raise ValueError(f"image aspect mode {aspect!r}: expected 'pad' or 'resize'")
-  image = image.convert("RGB")
+  if aspect not in ASPECTS:
+    raise ValueError(f"image aspect mode {aspect!r}: expected one of {', '.join(ASPECTS)}")
+  image = to_rgb(image)
+  if aspect == "crop":
+    return np.asarray(resize_shortest_and_crop(image, size), np.uint8)
   if aspect == "pad":
     image = expand_to_square(image, tuple(int(m * 255) for m in CLIP_MEAN))
   return np.asarray(image.resize((size, size), Image.Resampling.BICUBIC), np.uint8)
 
 
-
-
 def preprocess(image: Image.Image, size: int, aspect: str = "pad") -> np.ndarray:
-  """[size, size, 3] float32, normalised. aspect: 'pad' (Math-LLaVA's setting) or 'resize'.
+  """[size, size, 3] float32, normalised. aspect: 'pad' (Math-LLaVA's setting), 'resize'
+  (stretched to a square) or 'crop' (CLIPImageProcessor's own resize and centre crop); see
+  `to_pixels`.
 
-  Matches transformers' CLIPImageProcessor applied after LLaVA's padding, which is what both the
-  original LLaVA and llava-hf feed the vision tower.
+  'pad' matches transformers' CLIPImageProcessor applied after LLaVA's padding, which is what
+  both the original LLaVA and llava-hf feed the vision tower; 'crop' matches CLIPImageProcessor
+  on the image itself.
   """
   return normalize(to_pixels(image, size, aspect))
 

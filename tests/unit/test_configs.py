@@ -50,6 +50,7 @@ def test_argument_string_errors_name_the_key():
     (dict(data__packing=True, data__group_by_length=True), "both cut padding"),
     (dict(data__augment="blur=2"), r"data.augment entry 'blur=2'"),
     (dict(data__augment="noise"), "data.augment works on the uint8 images of built datasets"),
+    (dict(data__image_aspect="square"), r"data.image_aspect=.square.: one of pad, resize, crop"),
     (dict(data__workers=-1), "data.workers=-1"),
 ])
 def test_contradictions_fail_naming_fields(fields, message):

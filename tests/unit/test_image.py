@@ -29,5 +29,5 @@ def test_padding_uses_the_clip_mean_colour():
   x = preprocess(image, 40, "pad")
   np.testing.assert_allclose(x[0, 20], 0.0, atol=0.02)   # padded band normalises to ~0
   assert x[20, 20, 0] > 1.5                                # the red image survives in the middle
-  with pytest.raises(ValueError, match="aspect mode 'crop'"):
-    preprocess(image, 40, "crop")
+  with pytest.raises(ValueError, match="aspect mode 'anyres'"):
+    preprocess(image, 40, "anyres")
