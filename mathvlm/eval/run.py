@@ -42,9 +42,10 @@ def annotations_path(benchmark: str, data: str, split: str) -> str:
   return path
 
 
-def load_image(problem: Problem, size: int) -> np.ndarray:
-  """The problem's first image, padded and resized, uint8 (the vision tower normalises it with its
-  own statistics); a blank (CLIP-mean) image when it has none."""
+def load_image(problem: Problem, size: int, aspect: str = "pad") -> np.ndarray:
+  """The problem's first image shaped as the model was trained (`image.to_pixels`: 'pad', LLaVA's,
+  by default), uint8 (the vision tower normalises it with its own statistics); a blank
+  (CLIP-mean) image when it has none."""
   from PIL import Image
 
   from mathvlm.data.image import CLIP_MEAN, to_pixels
@@ -56,7 +57,7 @@ def load_image(problem: Problem, size: int) -> np.ndarray:
     raise FileNotFoundError(f"problem {problem.pid}: image {path} not found; pass --images DIR "
                             "if the images live elsewhere")
   with Image.open(path) as im:
-    return to_pixels(im, size, "pad")
+    return to_pixels(im, size, aspect)
 
 
 class Encoder:
@@ -107,7 +108,7 @@ class Encoder:
 
 
 def _batch_arrays(encoder: Encoder, chunk: list[Problem], template: str, size: int, n: int,
-                  bucket: int, rows: tuple[int, int]):
+                  bucket: int, rows: tuple[int, int], aspect: str = "pad"):
   """(input_ids, mask, images) for a batch padded to n rows (the last problem repeated) and to a
   multiple of `bucket` tokens, left-padded; images are loaded for rows[0]..rows[1] only (the
   rows this process feeds), the others stay zero."""
@@ -120,14 +121,15 @@ def _batch_arrays(encoder: Encoder, chunk: list[Problem], template: str, size: i
     x = ids[min(i, len(ids) - 1)]
     input_ids[i, width - len(x):], mask[i, width - len(x):] = x, 1
     if rows[0] <= i < rows[1]:
-      images[i] = load_image(chunk[min(i, len(chunk) - 1)], size)
+      images[i] = load_image(chunk[min(i, len(chunk) - 1)], size, aspect)
   return input_ids, mask, images
 
 
 def generate_responses(model, cfg, encoder: Encoder, problems: list[Problem], *, template: str,
                        batch_size: int, max_new_tokens: int, temperature: float,
                        top_p: float = 1.0, seed: int = 0, bucket: int = 64, mesh=None,
-                       on_batch=None, index: list[int] | None = None) -> list[str]:
+                       on_batch=None, index: list[int] | None = None,
+                       image_aspect: str = "pad") -> list[str]:
   """Responses in problem order. Batches are padded to full size and prompts to a multiple of
   `bucket` tokens, so a run compiles a handful of shapes, not one per batch. mesh=None decodes
   on one device (`mathvlm.generate.generate`); with a mesh, each batch is split over its data
@@ -153,7 +155,8 @@ def generate_responses(model, cfg, encoder: Encoder, problems: list[Problem], *,
     chunk = problems[start:start + batch_size]
     places = [start + i if index is None else index[start + i] for i in range(len(chunk))]
     places += places[-1:] * (batch_size - len(chunk))     # the padding rows repeat the last
-    ids, mask, images = _batch_arrays(encoder, chunk, template, size, batch_size, bucket, rows)
+    ids, mask, images = _batch_arrays(encoder, chunk, template, size, batch_size, bucket, rows,
+                                      image_aspect)
     if mesh is None:
       tokens = np.asarray(generate(model, ids, mask, images, max_new_tokens=max_new_tokens,
                                    eos_token_id=encoder.eos, pad_token_id=encoder.pad,
@@ -210,7 +213,8 @@ def run_signature(args, tokenizer) -> dict:
           "tokenizer": hashlib.sha1(tok.encode()).hexdigest(), "template": args.template,
           "prompt": args.prompt, "max_new_tokens": args.max_new_tokens,
           "temperature": args.temperature,
-          **({"top_p": args.top_p, "seed": args.seed} if args.temperature > 0 else {})}
+          **({"top_p": args.top_p, "seed": args.seed} if args.temperature > 0 else {}),
+          **({"image_aspect": args.image_aspect} if args.image_aspect != "pad" else {})}
 
 
 def answered(out: str, signature: dict, restart: bool) -> dict[str, str]:
@@ -257,6 +261,7 @@ def todo_mask(problems: list[Problem], done: dict[str, str]) -> np.ndarray:
 # CLI.
 
 def parse_args(argv: list[str] | None):
+  from mathvlm.data.image import ASPECTS
   p = argparse.ArgumentParser(prog="python -m mathvlm.eval.run", description=__doc__.split("\n")[0])
   p.add_argument("--benchmark", required=True, choices=sorted(score.BENCHMARKS))
   p.add_argument("--ckpt", help="mathvlm checkpoint folder (save_checkpoint)")
@@ -266,6 +271,8 @@ def parse_args(argv: list[str] | None):
   p.add_argument("--images", default=None, help="image folder, if not the default for the data")
   p.add_argument("--tokenizer", default=None, help="tokenizer.json (default: CKPT/tokenizer.json)")
   p.add_argument("--template", default="vicuna_v1", choices=sorted(prompts.TEMPLATES))
+  p.add_argument("--image_aspect", default="pad", choices=ASPECTS,
+                 help="images shaped as the model was trained (data.image_aspect)")
   p.add_argument("--prompt", default="query_wo", help="MathVerse: query_wo or query_cot")
   p.add_argument("--batch", type=int, default=8, help="global batch (all processes together)")
   p.add_argument("--max_new_tokens", type=int, default=512)
@@ -355,7 +362,7 @@ def main(argv: list[str] | None = None) -> dict | None:
   new = generate_responses(model, cfg, encoder, todo, template=args.template,
                            batch_size=args.batch, max_new_tokens=args.max_new_tokens,
                            temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-                           mesh=mesh, on_batch=save,
+                           mesh=mesh, on_batch=save, image_aspect=args.image_aspect,
                            index=index)
   seconds = time.time() - t1
   if encoder.truncated:

@@ -98,3 +98,25 @@ def test_a_resumed_run_appends_after_a_line_cut_by_a_crash(tmp_path):
     f.write(json.dumps({"id": "2", "response": "b"}) + "\n")
   rows = [json.loads(x) for x in open(tmp_path / "responses.jsonl")]
   assert rows == [{"id": "1", "response": "a"}, {"id": "2", "response": "b"}]
+
+
+def test_images_are_shaped_as_the_model_was_trained(tmp_path):
+  """--image_aspect reaches the image loader: a model trained with CLIP's centre crop is evaluated
+  on cropped images, not LLaVA's padded ones."""
+  import numpy as np
+  from PIL import Image
+
+  from mathvlm.data.image import to_pixels
+  from mathvlm.eval.common import Problem
+  rs = np.random.RandomState(0)
+  Image.fromarray(rs.randint(0, 255, (30, 70, 3), np.uint8)).save(tmp_path / "wide.png")
+  problem = Problem("1", "q", "a", [], [str(tmp_path / "wide.png")], "q", {}, {})
+  crop, pad = run.load_image(problem, 28, "crop"), run.load_image(problem, 28)
+  with Image.open(tmp_path / "wide.png") as im:
+    np.testing.assert_array_equal(crop, to_pixels(im, 28, "crop"))
+  assert (crop != pad).any()
+  base = ["--benchmark", "math_v", "--ckpt", "c", "--data", "d", "--out", "o"]
+  assert run.parse_args(base + ["--image_aspect", "crop"]).image_aspect == "crop"
+  assert run.parse_args(base).image_aspect == "pad"
+  with pytest.raises(SystemExit):
+    run.parse_args(base + ["--image_aspect", "square"])
