@@ -96,8 +96,8 @@ class Demo:
   train_problems: list = dataclasses.field(default_factory=list)
   test_problems: list = dataclasses.field(default_factory=list)
   dynamic_problems: list = dataclasses.field(default_factory=list)  # variants of held-out seeds
-  results: dict = dataclasses.field(default_factory=lambda: dict(training={}, evals={},
-                                                                 ranked={}))
+  results: dict = dataclasses.field(default_factory=lambda: dict(
+      training={}, evals={}, ranked={}, ranked_norm={}, ranked_ties={}))
 
   def workdir(self, stage: str) -> str:
     return f"{self.out}/{STAGES.index(stage) + 1}_{stage}"
@@ -153,7 +153,7 @@ def make_data(d: Demo) -> None:
   d.test_problems = engine_benchmark.load(f"{out}/engine/test/instruct.json")
   d.dynamic_problems = unseen_variants(d)
   d.results.update(engine=engine, built=built, tokenizer=dict(vocab=d.tok.get_vocab_size()),
-                   baselines=evaluate.baselines(d.train_problems, d.test_problems))
+                   baselines=evaluate.baselines(d.train_problems, d.test_problems, d.hf_tok))
 
 
 def unseen_variants(d: Demo) -> list:
@@ -186,24 +186,31 @@ def held_out(d: Demo, stage: str) -> str:
   """The stage's model on the held-out problems: generated answers and options ranked by
   likelihood, per problem in WORKDIR/held_out.jsonl; returns the line the demo prints."""
   from mathvlm.eval import engine_heldout as evaluate
+  from mathvlm.eval import likelihood
   model, cfg = load_model(d.workdir(stage))
   responses = generate(d, model, cfg, d.test_problems)
-  picks = evaluate.ranked(model, cfg, d.hf_tok, d.test_problems, template="mistral_instruct",
-                          batch=d.mode["eval_batch"])
+  ranking = likelihood.rank(model, cfg, d.hf_tok, d.test_problems, template="mistral_instruct",
+                            batch_size=d.mode["eval_batch"])
+  picks, normed = ranking.acc, ranking.acc_norm
   scored = evaluate.score(d.test_problems, responses)
   by_rank = evaluate.score(d.test_problems, responses, picks)
+  by_norm = evaluate.score(d.test_problems, responses, normed)
   with open(f"{d.workdir(stage)}/held_out.jsonl", "w") as f:
-    for p, r, k in zip(d.test_problems, responses, picks):
+    for p, r, k, n in zip(d.test_problems, responses, picks, normed):
       f.write(json.dumps({"pid": p.pid, "response": r, "ranked": k, "answer": p.answer,
                           "correct": scored["verdicts"][p.pid],
-                          "ranked_correct": by_rank["verdicts"][p.pid]}) + "\n")
-  a, b = scored["accuracy"], by_rank["accuracy"]
+                          "ranked_correct": by_rank["verdicts"][p.pid], "ranked_norm": n,
+                          "ranked_norm_correct": by_norm["verdicts"][p.pid]}) + "\n")
+  a, b, c = scored["accuracy"], by_rank["accuracy"], by_norm["accuracy"]
   d.results["evals"][stage], d.results["ranked"][stage] = a, b
+  d.results["ranked_norm"][stage] = c
+  d.results["ranked_ties"][stage] = dict(acc=ranking.ties, acc_norm=ranking.ties_norm)
   return (f"held-out accuracy {a['all']['accuracy']:.1f}% generated (multiple choice "
           f"{a['type/multiple-choice']['accuracy']:.1f}%, free-form "
           f"{a.get('type/free-form', {'accuracy': 0})['accuracy']:.1f}%); "
           f"{b['all']['accuracy']:.1f}% with options ranked by likelihood (multiple choice "
-          f"{b['type/multiple-choice']['accuracy']:.1f}%)")
+          f"{b['type/multiple-choice']['accuracy']:.1f}% by summed log-prob, "
+          f"{c['type/multiple-choice']['accuracy']:.1f}% per byte)")
 
 
 def clip_math(d: Demo) -> None:
@@ -360,7 +367,8 @@ def write_summary(d: Demo, seconds: float) -> dict:
       engine=r["engine"], tokenizer=r["tokenizer"],
       built={k: v["written"] for k, v in r["built"].items()},
       retrieval=r["retrieval"], baselines=r["baselines"], evals=r["evals"],
-      ranked=r["ranked"], training=r["training"], dpo_pairs=r["dpo_pairs"], grpo=r["grpo"],
+      ranked=r["ranked"], ranked_norm=r["ranked_norm"], ranked_ties=r["ranked_ties"],
+      training=r["training"], dpo_pairs=r["dpo_pairs"], grpo=r["grpo"],
       dynamic=r["dynamic"], math_v=r["math_v"], workdirs={s: d.workdir(s) for s in STAGES},
       seconds=seconds)
   summary["reading"] = reading(summary)
@@ -390,9 +398,7 @@ def reading(s: dict) -> list[str]:
       f"- Multiple choice as generated: {mc(e, 'sft'):.1f}% after instruction tuning, "
       + vs(mc(e, 'sft'), chance_mc, "above", "below") + f" chance ({chance_mc:.1f}%): the model "
       "answers with a value (`The answer is V.`), and a value that is none of the options counts "
-      f"wrong. Ranked by likelihood among the options it picks right {mc(k, 'sft'):.1f}% (after "
-      f"alignment alone {mc(k, 'align'):.1f}%): it prefers the right option more often than it "
-      "writes it.",
+      "wrong. " + ranked_reading(s, chance_mc, n_mc),
       f"- DPO: {acc(e, 'dpo'):.1f}% generated, {acc(k, 'dpo'):.1f}% ranked: "
       f"{step(acc(e, 'dpo'), acc(e, 'sft'))} instruction tuning as generated "
       f"({acc(e, 'dpo') - acc(e, 'sft'):+.1f} points), {step(acc(k, 'dpo'), acc(k, 'sft'))} it "
@@ -409,6 +415,37 @@ def reading(s: dict) -> list[str]:
   if s["settings"]["quick"]:
     out.append("- `--quick` trains for seconds: its numbers check the path, not the learning.")
   return out
+
+
+def ranked_reading(s: dict, chance_mc: float, n_mc: int) -> str:
+  """Multiple choice ranked by likelihood after instruction tuning, against chance (not against
+  generated accuracy, which counts every value that is none of the options wrong): within two
+  standard errors of a guesser's accuracy on these questions it is said to be chance."""
+  k, norm = s["ranked"], s.get("ranked_norm") or {}
+  mc = lambda table, stage: table.get(stage, {}).get("type/multiple-choice",
+                                                     {"accuracy": 0.0})["accuracy"]
+  p = chance_mc / 100
+  noise = 200 * (p * (1 - p) / max(n_mc, 1)) ** 0.5
+  both = [("summed log-prob", mc(k, "sft"), mc(k, "align"))]
+  if "sft" in norm:
+    both.append(("log-prob per byte, lm-evaluation-harness's acc_norm", mc(norm, "sft"),
+                 mc(norm, "align")))
+  said = "; ".join(f"{x:.1f}% by {name} (after alignment alone {y:.1f}%)"
+                   for name, x, y in both)
+  far = [(name.split(",")[0], x) for name, x, _ in both if abs(x - chance_mc) > noise]
+  gauge = f"chance {chance_mc:.1f}%, two standard errors {noise:.1f} points on {n_mc} questions"
+  if not far:
+    verdict = (f"within noise of chance ({gauge}): ranking shows no preference for the right "
+               "option")
+  else:
+    verdict = "; ".join(f"by {name} {x - chance_mc:+.1f} points, "
+                        + ("above" if x > chance_mc else "below") + " chance by more than noise"
+                        for name, x in far) + "".join(
+        f"; by {name.split(',')[0]} within noise" for name, x, _ in both
+        if abs(x - chance_mc) <= noise) + f" ({gauge})"
+  return (f"Ranked by likelihood among the options it picks the right one in {said}: "
+          f"{verdict}. Summed log-probs penalise every extra token, so they favour the options "
+          "written with the fewest.")
 
 
 def choices_only_reading(b: dict, to_mc: float) -> str:

@@ -46,18 +46,23 @@ def ranks(sim: np.ndarray) -> np.ndarray:
   return np.sum(sim >= np.diag(sim)[:, None], axis=1) - 1
 
 
-def baselines(train_records, problems) -> dict:
+def baselines(train_records, problems, tokenizer=None,
+              template: str = "mistral_instruct") -> dict:
   """Accuracy of answering without a model: uniformly at random; always the training set's most
   common answer (the letter for multiple choice, the value for free-form); and every
   choices-only rule of `mathvlm.eval.choices_only` (`choices_only_rule` is its `slip_source`,
   the rule that exploited the old engine's distractors), so the table says how much of a
-  model's score the options alone could give. With 10 or more multiple-choice training records,
-  also the two learned rules (`choices_only.Learned`), fitted on those records' options."""
+  model's score the options alone could give. With a (transformers) `tokenizer`, also
+  `choices_only_fewest_tokens`: the option whose written answer has the fewest target tokens
+  (`likelihood.option_tokens`), what ranking by summed log-prob favours when a model knows
+  nothing (choices_only's rules read strings alone, so this one lives here). With 10 or more
+  multiple-choice training records, also the two learned rules (`choices_only.Learned`), fitted
+  on those records' options."""
   letters = collections.Counter(chr(65 + r["answer_index"]) for r in train_records if r["choices"])
   values = collections.Counter(r["answer"] for r in train_records if not r["choices"])
   top_letter = letters.most_common(1)[0][0] if letters else "A"
   top_value = values.most_common(1)[0][0] if values else ""
-  rand = maj = 0.0
+  rand = maj = fewest = 0.0
   rules = dict.fromkeys(choices_only.RULES, 0.0)
   for p in problems:
     if p.choices:
@@ -65,12 +70,18 @@ def baselines(train_records, problems) -> dict:
       maj += p.answer == top_letter
       for rule in rules:
         rules[rule] += choices_only.expected(rule, p.choices, ord(p.answer) - 65)
+      if tokenizer is not None:
+        from mathvlm.eval import likelihood
+        fewest += fewest_tokens(likelihood.option_tokens(p, template, tokenizer),
+                                ord(p.answer) - 65)
     else:
       maj += bool(top_value) and eval_engine.judge(p, top_value)
   pct = 100 / max(len(problems), 1)  # percent, as every accuracy here (eval.common.entry)
   out = dict(random=rand * pct, majority=maj * pct, choices_only_rule=rules["slip_source"] * pct,
              majority_answer=dict(letter=top_letter, value=top_value))
   out.update({f"choices_only_{rule}": v * pct for rule, v in rules.items()})
+  if tokenizer is not None:
+    out["choices_only_fewest_tokens"] = fewest * pct
   seen = [(r["choices"], r["answer_index"]) for r in train_records if r["choices"]]
   asked = [(p.choices, ord(p.answer) - 65) for p in problems if p.choices]
   if len(seen) >= 10:
@@ -78,6 +89,12 @@ def baselines(train_records, problems) -> dict:
       out[f"choices_only_learned_{kind}"] = (choices_only.Learned(seen, kind).score(asked)
                                              * len(asked) * pct)
   return out
+
+
+def fewest_tokens(tokens: list[int], answer_index: int) -> float:
+  """The fewest-token rule's expected score on one problem (ties split, as `choices_only`)."""
+  picks = [i for i, n in enumerate(tokens) if n == min(tokens)]
+  return (answer_index in picks) / len(picks) if picks else 0.0
 
 
 def dynamic_summary(scored: dict, problems) -> dict:

@@ -82,6 +82,25 @@ def accuracy_table(evals: dict[str, dict]) -> list[str]:
   return lines
 
 
+def ranked_norm_section(r: dict) -> list[str]:
+  """The ranked table again with log-probs per byte (absent from summaries made before it)."""
+  norm = r.get("ranked_norm") or {}
+  if not norm:
+    return []
+  ties = r.get("ranked_ties") or {}
+  tied = sum(t.get("acc", 0) + t.get("acc_norm", 0) for t in ties.values())
+  return [
+      "The same, with each option's log-probability divided by the UTF-8 bytes of its written "
+      "answer, lm-evaluation-harness's `acc_norm`, which does not favour fewer tokens.",
+      "",
+      *accuracy_table(norm),
+      "",
+      *(["Exact ties for the best option (the first is taken): " + "; ".join(
+          f"{STAGE_LABELS.get(st, st)} {t['acc']} summed, {t['acc_norm']} per byte"
+          for st, t in ties.items()) + ".", ""] if tied else []),
+  ]
+
+
 VERSION_LABELS = {"text_dominant": "text dominant", "text_lite": "text lite",
                   "vision_dominant": "vision dominant"}
 
@@ -268,17 +287,22 @@ def write(out: str, r: dict) -> str:
       *accuracy_table(r["evals"]),
       "",
       "The same, with each multiple-choice question answered by the option whose answer "
-      "(`The answer is V.`) the model finds most likely, as lm-evaluation-harness scores "
-      "multiple choice; free-form answers are still generated. It measures what the model "
-      "prefers among given answers, which a small model learns before it can write them.",
+      "(`The answer is V.`) has the highest summed log-probability, lm-evaluation-harness's "
+      "`acc`; free-form answers are still generated. It measures what the model prefers "
+      "among given answers; a sum penalises every extra token, so it favours the options "
+      "written with the fewest (read it against chance and the fewest-tokens baseline).",
       "",
       *accuracy_table(r["ranked"]),
       "",
+      *ranked_norm_section(r),
       "Baselines on the same problems: "
       f"random {b['random']:.1f}, always the training set's most common answer "
       f"({b['majority_answer']['letter']} / `{b['majority_answer']['value']}`) "
       f"{b['majority']:.1f}; the choices-only rule that exploited the old engine's "
-      f"distractors (the option the others derive from) {b['choices_only_rule']:.1f}.",
+      f"distractors (the option the others derive from) {b['choices_only_rule']:.1f}"
+      + (f"; always the option written with the fewest tokens "
+         f"{b['choices_only_fewest_tokens']:.1f}" if "choices_only_fewest_tokens" in b else "")
+      + ".",
       "",
       "![accuracy](accuracy.png)",
       "",

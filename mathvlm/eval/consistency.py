@@ -2,7 +2,10 @@
 
 Input: for each problem group (e.g. an engine problem's text-dominant / text-lite /
 vision-dominant versions), the extracted answers and whether each was correct. Reported:
-- agreement: share of groups whose answers all agree (empty answers never agree);
+- agreement: share of groups whose answers all agree (empty answers never agree); two answers
+  agree when they are the same text or the same value in any notation (`8√3/3` and
+  `8*sqrt(3)/3`, `4` and `4.0`: `answers.same_value`), so a rephrasing that only changes how the
+  answer is written is not counted as a disagreement;
 - pairwise: share of agreeing answer pairs within groups, averaged over all pairs;
 - consistent_correct: share of groups answered correctly in every rephrasing;
 - any_correct: share of groups answered correctly at least once.
@@ -14,6 +17,15 @@ from __future__ import annotations
 import itertools
 from typing import Any, Iterable
 
+from mathvlm.eval.answers import same_value
+
+
+def same(a: str, b: str) -> bool:
+  """Two non-empty answers that agree: equal as text, else as values (`answers.same_value`,
+  asked both ways: it lets a decimal answer stand for the gold rounded to its places, so
+  `6.2832` agrees with `2π` whichever of the two is written first)."""
+  return bool(a) and bool(b) and (a == b or same_value(a, b) or same_value(b, a))
+
 
 def agreement(items: Iterable[tuple[str, str, bool]]) -> dict[str, Any]:
   """items: (group, normalised answer, correct) per answered rephrasing."""
@@ -24,10 +36,10 @@ def agreement(items: Iterable[tuple[str, str, bool]]) -> dict[str, Any]:
   agree = pairs = same_pairs = all_ok = any_ok = 0
   for members in multi.values():
     answers = [a for a, _ in members]
-    agree += all(a and a == answers[0] for a in answers)
-    for a, b in itertools.combinations(answers, 2):
-      pairs += 1
-      same_pairs += bool(a) and a == b
+    agreed = [same(a, b) for a, b in itertools.combinations(answers, 2)]
+    agree += all(agreed)  # every pair: agreeing by value within a tolerance is not transitive
+    pairs += len(agreed)
+    same_pairs += sum(agreed)
     all_ok += all(ok for _, ok in members)
     any_ok += any(ok for _, ok in members)
   n = len(multi)

@@ -152,24 +152,34 @@ def flat(accuracy: dict, prefix: str) -> dict[str, float]:
 
 ENGINE_DEFAULTS = dict(images="", versions="", limit=0, tokenizer="", template="", batch=64,
                        max_new_tokens=32, max_len=256, rank_max_len=512, bucket=32,
-                       generated=True, ranked=True)
+                       generated=True, ranked=True, rank_answer="The answer is {value}.")
 
 
 @register("engine_accuracy")
 def engine_accuracy(spec, config, model_cfg) -> Evaluate:
   """Accuracy (percent) on held-out engine problems: `generated/<key>` (greedy answers, judged by
-  `mathvlm.eval.answers`) and `ranked/<key>` (multiple choice by the most likely option, free-form
-  still generated), keys `all`, `domain/*`, `version/*`, `type/*`; plus `problems`.
+  `mathvlm.eval.answers`), `ranked/<key>` (multiple choice by the option whose written answer has
+  the highest summed log-prob, lm-evaluation-harness's `acc`: longer answers are penalised) and
+  `ranked_norm/<key>` (by log-prob per byte of the written answer, its `acc_norm`), free-form
+  still generated in both; keys `all`, `domain/*`, `version/*`, `type/*`; plus `problems`, and
+  `ranked_ties` / `ranked_norm_ties` (multiple-choice problems whose best score several options
+  share exactly: the first of them is taken; `mathvlm.eval.likelihood`).
 
   Fields: instruct (the engine's instruct.json, required), images (default: its folder),
   versions ("text_lite,vision_dominant"; default all three), limit (first N problems),
   tokenizer / template (default: the run's data), batch, max_new_tokens, max_len (generation
   prompt), rank_max_len (prompt + option), bucket (rows padded to a multiple of it: each width
-  compiles once), generated / ranked (either may be turned off)."""
+  compiles once), generated / ranked (either may be turned off), rank_answer (what is scored for
+  each option, a format string with {value}, the option's text, and/or {letter}). Ranking means
+  something only when the option is written as the run was trained to answer: the default
+  `The answer is {value}.` fits data whose assistant turn is that sentence (the engine and demo
+  SFT data, `data_prep/mavis_instruct.py --answer value`); `--answer final` ends in
+  `The answer is {letter}.`; `--answer cot` (that script's default) writes a rationale before
+  its answer, which ranking cannot score: set ranked=False there."""
   from tokenizers import Tokenizer
 
   from mathvlm.data.sources import load_tokenizer
-  from mathvlm.eval import engine_benchmark, engine_heldout
+  from mathvlm.eval import engine_benchmark, engine_heldout, likelihood
   s = fields(spec, "engine_accuracy", ENGINE_DEFAULTS, ("instruct",))
   if not os.path.exists(s["instruct"]):
     raise FileNotFoundError(f"instruct {s['instruct']} not found (an engine instruct.json)")
@@ -189,6 +199,7 @@ def engine_accuracy(spec, config, model_cfg) -> Evaluate:
   template = s["template"] or config.data.template
   if not (s["generated"] or s["ranked"]):
     raise ValueError("generated and ranked are both off: nothing to measure")
+  likelihood.writer(s["rank_answer"])  # a bad format fails at setup, not at the first eval
 
   def evaluate(model) -> dict[str, float]:
     responses = [""] * len(problems)
@@ -200,10 +211,13 @@ def engine_accuracy(spec, config, model_cfg) -> Evaluate:
     if s["generated"]:
       out.update(flat(engine_heldout.score(problems, responses)["accuracy"], "generated"))
     if s["ranked"]:
-      picks = engine_heldout.ranked(model, model_cfg, hf_tok, problems, template=template,
-                                    batch=s["batch"], max_len=s["rank_max_len"],
-                                    bucket=s["bucket"])
-      out.update(flat(engine_heldout.score(problems, responses, picks)["accuracy"], "ranked"))
+      r = likelihood.rank(model, model_cfg, hf_tok, problems, template=template,
+                          batch_size=s["batch"], max_len=s["rank_max_len"], bucket=s["bucket"],
+                          write=s["rank_answer"])
+      out.update(flat(engine_heldout.score(problems, responses, r.acc)["accuracy"], "ranked"))
+      out.update(flat(engine_heldout.score(problems, responses, r.acc_norm)["accuracy"],
+                      "ranked_norm"))
+      out.update(ranked_ties=float(r.ties), ranked_norm_ties=float(r.ties_norm))
     return out
 
   return evaluate

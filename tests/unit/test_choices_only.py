@@ -143,3 +143,27 @@ def test_learned_rule_says_what_it_needs():
   bad = [(["1", "2", "3", "4"], k % 4) for k in range(20)] + [(["1", "2"], 2)]
   with pytest.raises(ValueError, match="problem 20 has answer index 2 for 2 options"):
     CO.Learned(bad)
+
+
+def test_demo_baselines_add_the_fewest_tokens_rule_given_a_tokenizer(tmp_path):
+  """What summed log-probs favour when a model knows nothing: the option written with the fewest
+  target tokens (`likelihood.option_tokens`); ties split as every rule's. Without a tokenizer the
+  baselines are as before."""
+  from mathvlm.data.sources import load_tokenizer
+  from mathvlm.demo.data import add_bos, train_tokenizer
+  from mathvlm.demo.evaluate import baselines, fewest_tokens
+  from mathvlm.eval.common import Problem
+  tok = train_tokenizer(["The answer is 7.", "The answer is 2.", "What is x?"] * 20, 300)
+  add_bos(tok)
+  tok.save(str(tmp_path / "tokenizer.json"))
+  tok = load_tokenizer(str(tmp_path / "tokenizer.json"))
+  options = ["7", "123456789", "98765432", "5555555"]  # only "7" is one token
+  problems = [Problem(pid=f"p{k}", question="q", answer=a, choices=options, images=[],
+                      query="What is x?", meta={}, raw={}) for k, a in enumerate("AB")]
+  problems.append(Problem(pid="f", question="q", answer="5", choices=[], images=[], query="q",
+                          meta={}, raw={}))
+  assert "choices_only_fewest_tokens" not in baselines([], problems)
+  b = baselines([], problems, tok)
+  assert b["choices_only_fewest_tokens"] == pytest.approx(100 / 3)  # right on 1 of 3 questions
+  assert fewest_tokens([3, 2, 2, 5], 1) == fewest_tokens([3, 2, 2, 5], 2) == 0.5
+  assert fewest_tokens([3, 2, 2, 5], 0) == 0.0

@@ -46,9 +46,10 @@ def test_dynamic_metrics(problems, responses):
   assert v["vision_dominant"]["accuracy"] == 66.67
   assert v["vision_dominant"]["dynamic"]["worst_case"] == 0.0
   assert out["all_versions_worst_case"] == 0.0
-  # versions agree in geo v0 and v2 only ("6" and "6.0" are different answers as written)
+  # versions agree in geo v0 and v2, and fn v0 (2*sqrt(3) and 3.46, its value to two places)
+  # and v2 ("6" and "6.0"): agreement is by value (consistency.same)
   assert out["consistency"]["groups"] == 6
-  assert out["consistency"]["agreement"] == pytest.approx(33.33)
+  assert out["consistency"]["agreement"] == pytest.approx(66.67)
   assert out["missing"] == 0
 
 

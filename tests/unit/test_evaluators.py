@@ -12,7 +12,7 @@ import shutil
 import numpy as np
 import pytest
 
-from mathvlm.eval import engine_heldout, evaluators
+from mathvlm.eval import engine_heldout, evaluators, likelihood
 
 from shared_data import shared
 
@@ -79,14 +79,17 @@ def test_engine_accuracy_counts_right_answers_by_kind(engine, monkeypatch):
   for right in (True, False):
     monkeypatch.setattr(engine_heldout, "answer", lambda m, c, t, ps, **kw: [
         f"The answer is {value(p) if right else 'xyz'}." for p in ps])
-    monkeypatch.setattr(engine_heldout, "ranked", lambda m, c, t, ps, **kw: [
-        (p.answer if right else chr(ord(p.answer) + 1)) if p.choices else "" for p in ps])
+    picks = lambda ps: [(p.answer if right else chr(ord(p.answer) + 1)) if p.choices  # noqa
+                        else "" for p in ps]
+    monkeypatch.setattr(likelihood, "rank", lambda m, c, t, ps, **kw: likelihood.Ranking(
+        picks(ps), picks(ps), 0, 0))
     c = config(tok_path)
     ev = evaluators.engine_accuracy({"instruct": str(root / "engine/instruct.json")}, c, cfg)
     out = ev(model)
     assert out["problems"] == len(problems) == 12  # three versions of four problems
     for key in ("generated/all", "ranked/all", "generated/version/text_lite",
-                "ranked/type/multiple-choice", "generated/type/free-form"):
+                "ranked/type/multiple-choice", "generated/type/free-form",
+                "ranked_norm/all", "ranked_norm/type/multiple-choice"):
       assert out[key] == (100.0 if right else 0.0), key
   ev = evaluators.engine_accuracy({"instruct": str(root / "engine/instruct.json"),
                                    "versions": "text_lite", "ranked": False}, c, cfg)

@@ -1,0 +1,72 @@
+"""The demo's reading of ranked (likelihood) accuracy: against chance, with its noise, never
+against generated accuracy (a model that writes values none of the options counts wrong, so
+ranking beats it at chance); acc_norm beside acc in the report when the summary has it."""
+
+import pytest
+
+from mathvlm.demo import report
+from mathvlm.demo.__main__ import reading
+
+N_MC, N_FREE = 561, 339
+
+
+def table(mc: float, free: float = 5.0) -> dict:
+  entry = lambda a, n: {"correct": round(a * n / 100), "total": n, "accuracy": a}  # noqa: E731
+  return {"all": entry(round((mc * N_MC + free * N_FREE) / (N_MC + N_FREE), 2), N_MC + N_FREE),
+          "type/multiple-choice": entry(mc, N_MC), "type/free-form": entry(free, N_FREE)}
+
+
+def summary(ranked_sft: float, ranked_norm_sft: float | None = None) -> dict:
+  """A demo summary as `reading` reads it: generated multiple choice 4.5%, chance 25%."""
+  stages = ("align", "sft", "dpo", "grpo")
+  s = dict(
+      baselines={"random": 25.0 * N_MC / (N_MC + N_FREE), "majority": 20.7,
+                 "choices_only_rule": 15.0, "choices_only_odd_form": 18.0},
+      evals={st: table(4.5) for st in stages},
+      ranked={st: table(ranked_sft if st == "sft" else 24.4) for st in stages},
+      grpo=dict(settings={}, paired={}, curve=[{"reward/mean": 0.2, "curriculum/level": 1.0}]),
+      dynamic=dict(variants=3, average=6.0, questions=648, worst_case=0.9, robustness=0.15),
+      settings=dict(quick=False))
+  if ranked_norm_sft is not None:
+    s["ranked_norm"] = {st: table(ranked_norm_sft if st == "sft" else 25.1) for st in stages}
+  return s
+
+
+def ranked_line(s: dict) -> str:
+  return next(x for x in reading(s) if "Ranked by likelihood" in x)
+
+
+@pytest.mark.parametrize("ranked", [24.4, 21.6, 28.6])
+def test_ranked_accuracy_within_noise_of_chance_is_said_to_be_chance(ranked):
+  """561 questions at chance 25%: two standard errors are 3.7 points. Generated multiple choice
+  is 4.5%, so the old reading ("it prefers the right option more often than it writes it") held
+  for any ranking at all."""
+  line = ranked_line(summary(ranked))
+  assert "within noise of chance (chance 25.0%, two standard errors 3.7 points on 561" in line
+  assert "no preference for the right option" in line
+  assert "more often than it writes it" not in line
+
+
+def test_ranked_accuracy_beyond_noise_is_said_to_be_above_or_below_chance():
+  assert "by summed log-prob +10.0 points, above chance by more than noise" in ranked_line(
+      summary(35.0))
+  assert "by summed log-prob -7.0 points, below chance by more than noise" in ranked_line(
+      summary(18.0))
+
+
+def test_acc_norm_is_read_beside_acc_when_the_summary_has_it():
+  line = ranked_line(summary(24.4, 33.0))
+  assert "24.4% by summed log-prob" in line
+  assert "33.0% by log-prob per byte, lm-evaluation-harness's acc_norm" in line
+  assert "by log-prob per byte +8.0 points, above chance by more than noise" in line
+  assert "by summed log-prob within noise" in line
+
+
+def test_the_report_shows_the_acc_norm_table_and_ties_when_measured():
+  s = summary(24.4, 33.0)
+  assert report.ranked_norm_section(summary(24.4)) == []  # summaries made before acc_norm
+  lines = report.ranked_norm_section(s)
+  assert "acc_norm" in lines[0] and "| after 3 instruction tuning | " in "\n".join(lines)
+  assert not any("ties" in x for x in lines)
+  s["ranked_ties"] = {"align": {"acc": 3, "acc_norm": 0}, "sft": {"acc": 0, "acc_norm": 0}}
+  assert any("2 alignment 3 summed, 0 per byte" in x for x in report.ranked_norm_section(s))
