@@ -3,7 +3,7 @@ launcher, and collect every run's final metrics into one table, averaged over se
 
   python launch/sweep.py SWEEP.py --workdir DIR                       # run locally, then collect
   python launch/sweep.py SWEEP.py --workdir DIR --launcher slurm      # DIR/jobs/<run>.sh for sbatch
-  (a bucket DIR, gs://B/x: the job files go to out/sweep_jobs/x here)
+  (a bucket DIR, gs://B/x/y: the job files go to out/sweep_jobs/gs/B/x/y here)
   python launch/sweep.py SWEEP.py --workdir DIR --launcher tpu --launcher_args "NAME ZONE TYPE"
   python launch/sweep.py SWEEP.py --workdir DIR --collect             # tables and plot only
   python launch/sweep.py SWEEP.py --workdir DIR --dry_run             # print the commands
@@ -24,16 +24,27 @@ per run of trainer flags
   metrics row, or eval/<evaluator>/<key> from WORKDIR/eval.json); X: the swept key on the plot's
   x axis (default: the first swept key other than config.seed); TREND "linear" or "log2": also
   fit each metric against X (or log2 X) over every finished run (slope and its p-value).
-In an argv, "python" stands for this Python here and ${PYTHON:-.venv/bin/python} in job scripts.
+In an argv, "python" stands for this Python here and "${PYTHON:-.venv/bin/python}" in job scripts.
 
 Run k's workdir is DIR/<k>_<its values>, so reruns find it: the trainer resumes an interrupted run
-and a finished run is skipped. Local runs share JAX's compilation cache (DIR/.jax_cache, unless
-JAX_COMPILATION_CACHE_DIR is set): the runs of a sweep compile the same shapes. Results:
+and a finished run (its WORKDIR/model/config.json exists) is skipped, here or by its job script.
+Run names hold a position and the swept values only, so the first launch records what defines the
+sweep (the sweep file, BASE, FLAGS, every run's flags and data step) in DIR/sweep.json (for a
+bucket DIR, beside its job files here), and a launch or --collect with another definition (other
+options, e.g. `:seeds=5` or `:images=160`) into the same DIR stops: use another --workdir.
+The job folder's old *.sh files are removed before a launcher's jobs are written. Local runs
+share JAX's compilation cache (DIR/.jax_cache, unless JAX_COMPILATION_CACHE_DIR is set): the
+runs of a sweep compile the same shapes. Results:
 DIR/results.md and .json (one row per run: its values, the last metrics row's step, loss and
-accuracy, and every evaluator's last numbers), and when a run
+accuracy, every evaluator's last numbers, and its status: done once training reached its end,
+which WORKDIR/data_report.json, written just before the model's export, or model/config.json
+shows, so a run copied down from a bucket without its model still counts; partial; missing).
+A bucket DIR (gs://...) is read and written through etils.epath (gcsfs). When a run
 was repeated over config.seed, DIR/summary.md, .json and .png: mean and sample standard deviation
 over seeds per setting, each seed's value shown on the plot, Welch's t-test of every setting
-against the first one per metric, and the TREND fit when the sweep file asks for it.
+against the first setting in sweep order (the baseline, named in tests.json and summary.md; no
+p-values while it has fewer than 2 finished seeds) per metric, and the TREND fit when the sweep
+file asks for it.
 """
 
 from __future__ import annotations
@@ -52,7 +63,7 @@ sys.path.insert(1, ROOT)  # a script beside the package: its recipes resolve fro
 LAUNCHERS = {"local": None, "local.sh": "launch/local.sh", "slurm": "launch/gpu_slurm.sbatch",
              "tpu": "launch/tpu_vm.sh"}
 SEED = "config.seed"
-JOB_PYTHON = "${PYTHON:-.venv/bin/python}"
+JOB_PYTHON = '"${PYTHON:-.venv/bin/python}"'  # quoted: a PYTHON with a space in its path
 
 
 def load_sweep(path: str):
@@ -112,14 +123,83 @@ def command(launcher: str, launcher_args: str, args: list[str]) -> list[str]:
 
 
 def jobs_dir(workdir: str) -> str:
-  """WORKDIR/jobs, or for a bucket workdir (gs://...) out/sweep_jobs/<its last folder> here."""
+  """WORKDIR/jobs, or for a bucket workdir out/sweep_jobs/<scheme>/<its whole path> here
+  (gs://B/sweeps/ratio: out/sweep_jobs/gs/B/sweeps/ratio), one folder per bucket workdir."""
   if "://" in workdir:
-    return os.path.join(ROOT, "out", "sweep_jobs", workdir.rstrip("/").rsplit("/", 1)[-1])
+    scheme, rest = workdir.split("://", 1)
+    parts = [re.sub(r"[^A-Za-z0-9._=,+-]", "_", x) for x in rest.split("/")
+             if x not in ("", ".", "..")]
+    return os.path.join(ROOT, "out", "sweep_jobs", scheme, *parts)
   return os.path.join(workdir, "jobs")
 
 
+def path(p: str):
+  """A path here or on a bucket (gs://..., through gcsfs): etils.epath, as the trainer writes."""
+  from etils import epath
+  return epath.Path(p)
+
+
 def finished(workdir: str) -> bool:
-  return os.path.exists(os.path.join(workdir, "model", "config.json"))
+  """The run's model is exported: the run is skipped on a rerun."""
+  return path(workdir).joinpath("model", "config.json").exists()
+
+
+def done(workdir: str) -> bool:
+  """Training reached its end: data_report.json, which train() writes just before exporting the
+  model, or the model itself. A run copied down from a bucket without its model/ counts."""
+  return finished(workdir) or path(workdir).joinpath("data_report.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# What defines a sweep: its run names hold a position and the swept values only.
+
+DATA_DIR = "<data_dir>"  # the data step's folder in the recorded definition (it moves by launcher)
+
+
+def definition(sweep: str, mod, runs: list[tuple[str, dict]]) -> dict:
+  """What the runs' names, their flags and their data depend on, JSON-plain: the sweep file, BASE,
+  FLAGS, each run's name, flags and data step (its commands and trainer flags)."""
+  from mathvlm import configs
+  file = os.path.basename(configs.resolve(sweep).partition(":")[0])
+  data = [list(prepared(mod, flags, DATA_DIR)) for _, flags in runs]
+  d = dict(sweep=sweep, file=file, BASE=mod.BASE, FLAGS=mod.FLAGS,
+           runs=[[name, flags] for name, flags in runs], data=data)
+  return json.loads(json.dumps(d, default=str))
+
+
+def definition_path(workdir: str) -> str:
+  """DIR/sweep.json, or for a bucket workdir beside its job files here (writing no bucket)."""
+  if "://" in workdir:
+    return os.path.join(jobs_dir(workdir), "sweep.json")
+  return os.path.join(workdir, "sweep.json")
+
+
+def check_definition(workdir: str, defn: dict, write_it: bool) -> None:
+  """Stops when DIR holds another sweep's runs (DIR/sweep.json differs in what defines them);
+  records the definition on a sweep's first launch."""
+  where = definition_path(workdir)
+  if os.path.exists(where):
+    with open(where) as f:
+      old = json.load(f)
+    differ = [k for k in ("file", "BASE", "FLAGS", "runs", "data") if old.get(k) != defn[k]]
+    if differ:
+      detail = []
+      for k in differ:
+        if k == "runs" and len(old.get(k) or []) != len(defn[k]):
+          detail.append(f"runs: {len(old.get(k) or [])} there, {len(defn[k])} now")
+        elif k in ("file", "BASE", "FLAGS"):
+          detail.append(f"{k}: {old.get(k)!r} there, {defn[k]!r} now")
+        else:
+          detail.append(f"{k}: differs")
+      raise SystemExit(
+          f"{workdir} holds the runs of another sweep definition ({where}: sweep "
+          f"{old.get('sweep')!r}, now {defn['sweep']!r}); differing: {'; '.join(detail)}. Its run "
+          "folders are named by position and swept values, so they would be taken for these "
+          "runs: use another --workdir (or delete that sweep.json if they are the same runs)")
+  elif write_it:
+    os.makedirs(os.path.dirname(where), exist_ok=True)
+    with open(where, "w") as f:
+      json.dump(defn, f, indent=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,11 +250,18 @@ def prepared(mod, run: dict, where: str) -> tuple[list, dict]:
   return list(steps), dict(flags)
 
 
-def job_script(sweep: str, name: str, launcher: str, steps: list, cmd: list[str]) -> str:
-  """A run's job: its data step (here, or on TPU on every worker through PREPARE), then the
-  launcher."""
+def job_script(sweep: str, name: str, launcher: str, steps: list, cmd: list[str],
+               workdir: str) -> str:
+  """A run's job: nothing when the run finished (its workdir's model/config.json exists: a plain
+  test, or `gcloud storage ls` for a bucket workdir), else its data step (here, or on TPU on
+  every worker through PREPARE), then the launcher."""
+  model = workdir.rstrip("/") + "/model/config.json"
+  exists = (f"gcloud storage ls {shlex.quote(model)} >/dev/null 2>&1" if "://" in workdir
+            else f"[[ -e {shlex.quote(model)} ]]")
   lines = ["#!/usr/bin/env bash", f"# sweep {sweep}, run {name}", "set -euo pipefail",
-           f"cd {shlex.quote(ROOT)}"]
+           f"cd {shlex.quote(ROOT)}",
+           f"if {exists}; then echo {shlex.quote(f'{name}: finished earlier ({model}), skipped')};"
+           " exit 0; fi"]
   if launcher == "tpu" and steps:
     remote = " && ".join(shell(s, ".venv/bin/python") for s in steps)
     lines.append(f"PREPARE={shlex.quote(remote)} {shlex.join(cmd)}")
@@ -189,20 +276,17 @@ def job_script(sweep: str, name: str, launcher: str, steps: list, cmd: list[str]
 def run_row(workdir: str, name: str, flags: dict) -> dict:
   row = {"run": name, **{k.split(".", 1)[1] if k.startswith("config.") else k: v
                          for k, v in flags.items()}}
-  path = os.path.join(workdir, name, "metrics.jsonl")
-  if os.path.exists(path):
-    with open(path) as f:
-      lines = [json.loads(x) for x in f if x.strip()]
+  run = path(workdir) / name
+  has_metrics = (run / "metrics.jsonl").exists()
+  if has_metrics:
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
     if lines:
       row.update({k: lines[-1][k] for k in ("step", "loss") if k in lines[-1]})
       row.update({k: v for k, v in lines[-1].items() if k.startswith(("accuracy", "dpo/"))})
-  ev = os.path.join(workdir, name, "eval.json")
-  if os.path.exists(ev):
-    with open(ev) as f:
-      for evaluator, numbers in json.load(f).items():
-        row.update({f"eval/{evaluator}/{k}": v for k, v in numbers.items()})
-  row["status"] = ("done" if finished(os.path.join(workdir, name)) else
-                   "partial" if os.path.exists(path) else "missing")
+  if (run / "eval.json").exists():
+    for evaluator, numbers in json.loads((run / "eval.json").read_text()).items():
+      row.update({f"eval/{evaluator}/{k}": v for k, v in numbers.items()})
+  row["status"] = ("done" if done(str(run)) else "partial" if has_metrics else "missing")
   return row
 
 
@@ -225,10 +309,8 @@ def collect(workdir: str, runs: list[tuple[str, dict]], mod=None) -> list[dict]:
     cols = [c for c in cols if not c.startswith("eval/")] + [m for m in metrics
                                                              if m.startswith("eval/")]
   table = markdown(rows, [c for c in cols if c != "status"] + ["status"], metrics)
-  with open(os.path.join(workdir, "results.md"), "w") as f:
-    f.write(table)
-  with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump(rows, f, indent=1)
+  path(workdir).joinpath("results.md").write_text(table)
+  path(workdir).joinpath("results.json").write_text(json.dumps(rows, indent=1))
   print(table)
   if any(SEED in flags for _, flags in runs):
     summarise(workdir, runs, rows, mod)
@@ -236,16 +318,18 @@ def collect(workdir: str, runs: list[tuple[str, dict]], mod=None) -> list[dict]:
 
 
 def summarise(workdir: str, runs, rows: list[dict], mod) -> list[dict]:
-  """Per setting (the swept values other than the seed): n seeds, mean and sample std of each
-  metric over the finished runs; DIR/summary.md, .json and .png."""
+  """Per setting (the swept values other than the seed), in sweep order (a setting with no
+  finished run too, so that the first, the tests' baseline, stays the first): n seeds, mean and
+  sample std of each metric over the finished runs; DIR/summary.md, .json and .png."""
   import numpy as np
   keys = list(dict.fromkeys(k for _, f in runs for k in f if k != SEED))
   short = {k: (k.split(".", 1)[1] if k.startswith("config.") else k) for k in keys}
   metrics = dict(getattr(mod, "METRICS", {}) or {}) or {"loss": "final training loss"}
   groups: dict[tuple, list[dict]] = {}
   for (_, flags), row in zip(runs, rows):
+    members = groups.setdefault(tuple(flags.get(k) for k in keys), [])
     if row["status"] == "done":
-      groups.setdefault(tuple(flags.get(k) for k in keys), []).append(row)
+      members.append(row)
   out = []
   for values, members in groups.items():
     entry = {short[k]: v for k, v in zip(keys, values)}
@@ -257,24 +341,23 @@ def summarise(workdir: str, runs, rows: list[dict], mod) -> list[dict]:
                       values=xs.tolist())
     out.append(entry)
   x = getattr(mod, "X", None) or (keys[0] if keys else None)
-  tests = {"welch_vs_first": against_first(out, metrics)}
+  tests = {"baseline": setting(out[0]) if out else None,
+           "welch_vs_first": against_first(out, metrics)}
   if getattr(mod, "TREND", None) and x is not None:
     tests["trend"] = trend(out, short.get(x, x), metrics, mod.TREND)
-  with open(os.path.join(workdir, "summary.json"), "w") as f:
-    json.dump(out, f, indent=1)
-  with open(os.path.join(workdir, "tests.json"), "w") as f:
-    json.dump(tests, f, indent=1)
+  path(workdir).joinpath("summary.json").write_text(json.dumps(out, indent=1))
+  path(workdir).joinpath("tests.json").write_text(json.dumps(tests, indent=1))
   cell = lambda e: "" if e["mean"] is None else (  # noqa: E731
       f"{e['mean']:.4g}" + (f" ± {e['std']:.2g}" if e["std"] is not None else ""))
   table = markdown([{**{short[k]: e[short[k]] for k in keys}, "seeds": len(e["seeds"]),
                      **{m: cell(e[m]) for m in metrics}} for e in out],
                    [short[k] for k in keys] + ["seeds"] + list(metrics), metrics)
-  text = "Mean ± sample standard deviation over seeds.\n\n" + table + tests_markdown(tests, metrics)
-  with open(os.path.join(workdir, "summary.md"), "w") as f:
-    f.write(text)
+  text = ("Mean ± sample standard deviation over seeds.\n\n" + table +
+          tests_markdown(tests, metrics, len(out[0]["seeds"]) if out else 0))
+  path(workdir).joinpath("summary.md").write_text(text)
   print(text)
   if out and x is not None:
-    plot(out, short.get(x, x), metrics, os.path.join(workdir, "summary.png"))
+    plot(out, short.get(x, x), metrics, str(path(workdir) / "summary.png"))
   return out
 
 
@@ -286,9 +369,10 @@ def setting(entry: dict) -> str:
 
 
 def against_first(summary: list[dict], metrics: dict) -> dict:
-  """Welch's t-test (unequal variances) of each setting's seeds against the first setting's, per
-  metric: whether a gap between settings is more than the seeds' spread. Two-sided p, None where
-  a side has fewer than 2 seeds."""
+  """Welch's t-test (unequal variances) of each setting's seeds against the first setting's (the
+  baseline: the first in sweep order, finished or not), per metric: whether a gap between
+  settings is more than the seeds' spread. Two-sided p, None where a side has fewer than 2
+  seeds."""
   from scipy import stats
   out = {}
   for m in metrics:
@@ -330,11 +414,17 @@ def trend(summary: list[dict], x: str, metrics: dict, scale: str) -> dict:
   return {"x": x, "scale": scale, "fits": out}
 
 
-def tests_markdown(tests: dict, metrics: dict) -> str:
+def tests_markdown(tests: dict, metrics: dict, baseline_seeds: int = 2) -> str:
   lines = []
   welch = tests["welch_vs_first"]
-  if any(welch[m] for m in welch):
-    lines.append("\nWelch's t-test over seeds, each setting against the first (two-sided p):\n")
+  base = tests.get("baseline")
+  if any(welch[m] for m in welch) and baseline_seeds < 2:
+    lines.append(f"\nWelch's t-test over seeds against the baseline {base} (the first setting): "
+                 f"none yet, the baseline has {baseline_seeds} finished seed"
+                 f"{'' if baseline_seeds == 1 else 's'} (2 needed).")
+  elif any(welch[m] for m in welch):
+    lines.append(f"\nWelch's t-test over seeds, each setting against the baseline {base} (the "
+                 "first setting; two-sided p):\n")
     for m, by in welch.items():
       cells = [f"{name} p = {r['p']:.3g}" for name, r in by.items() if r is not None]
       if cells:
@@ -350,7 +440,7 @@ def tests_markdown(tests: dict, metrics: dict) -> str:
   return "\n".join(lines) + ("\n" if lines else "")
 
 
-def plot(summary: list[dict], x: str, metrics: dict, path: str) -> None:
+def plot(summary: list[dict], x: str, metrics: dict, out: str) -> None:
   """One panel per metric: the mean over seeds with ±1 std error bars, each seed as a dot."""
   import matplotlib
   matplotlib.use("Agg")
@@ -375,8 +465,11 @@ def plot(summary: list[dict], x: str, metrics: dict, path: str) -> None:
     ax.grid(alpha=0.3)
   axes[0][0].legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  import io
+  buf = io.BytesIO()  # the workdir may be a bucket
+  fig.savefig(buf, format="png", dpi=110)
   plt.close(fig)
+  path(out).write_bytes(buf.getvalue())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -385,9 +478,15 @@ def plot(summary: list[dict], x: str, metrics: dict, path: str) -> None:
 def launch(a, mod, runs: list[tuple[str, dict]]) -> None:
   """Runs (or writes the jobs of) every run: its data step, then its training."""
   steps = setup_steps(mod, a.workdir)
+  here = shlex.quote(sys.executable)
+  if a.launcher != "local" and not a.dry_run:  # this sweep's job files only
+    jobs = jobs_dir(a.workdir)
+    for old in (sorted(os.listdir(jobs)) if os.path.isdir(jobs) else []):
+      if old.endswith(".sh"):
+        os.remove(os.path.join(jobs, old))
   if a.dry_run:
     for argv, _ in steps:
-      print(shell(argv, sys.executable))
+      print(shell(argv, here))
   elif a.launcher != "local" and steps:
     write(os.path.join(jobs_dir(a.workdir), "setup.sh"), "#!/usr/bin/env bash\nset -euo pipefail\n"
           f"cd {shlex.quote(ROOT)}\n" + "".join(shell(s) + "\n" for s, _ in steps))
@@ -399,10 +498,10 @@ def launch(a, mod, runs: list[tuple[str, dict]]) -> None:
     cmd = command(a.launcher, a.launcher_args, trainer_args(
         mod.BASE, mod.FLAGS, {**flags, **extra}, wd))
     if a.dry_run:
-      print("\n".join([shell(s, sys.executable) for s in data_steps] + [shlex.join(cmd)]))
+      print("\n".join([shell(s, here) for s in data_steps] + [shlex.join(cmd)]))
     elif a.launcher != "local":
       write(os.path.join(jobs_dir(a.workdir), f"{name}.sh"),
-            job_script(a.sweep, name, a.launcher, data_steps, cmd))
+            job_script(a.sweep, name, a.launcher, data_steps, cmd, wd))
     elif finished(wd):
       print(f"{name}: finished earlier, skipped")
     else:
@@ -431,12 +530,24 @@ def write(path: str, text: str) -> None:
   print(f"wrote {path}")
 
 
+def check_launcher_args(launcher: str, launcher_args: str) -> None:
+  """What each launcher needs before its options, named before anything is written."""
+  words = shlex.split(launcher_args)
+  if launcher == "local.sh" and not (len(words) == 1 and re.fullmatch(r"[1-9][0-9]*", words[0])):
+    raise SystemExit(f"--launcher local.sh needs --launcher_args N, the number of processes (a "
+                     f"positive integer, e.g. 2), got {launcher_args!r}")
+  if launcher == "tpu" and len(words) != 3:
+    raise SystemExit(f"--launcher tpu needs --launcher_args \"NAME ZONE TYPE\" (3 words, e.g. "
+                     f"\"mathllava us-central2-b v4-64\"), got {launcher_args!r}")
+
+
 def main(argv=None) -> list[dict]:
   p = argparse.ArgumentParser(prog="launch/sweep.py", description=__doc__.split("\n")[0])
   p.add_argument("sweep", help="a sweep file (configs/sweeps/*.py)")
   p.add_argument("--workdir", required=True, help="one sub-folder per run, plus results.md")
   p.add_argument("--launcher", default="local", choices=sorted(LAUNCHERS),
-                 help="local: run here one after another; others: write DIR/jobs/<run>.sh")
+                 help="local: run here one after another; others: write DIR/jobs/<run>.sh (for "
+                 "a bucket DIR, out/sweep_jobs/<its path>/<run>.sh here)")
   p.add_argument("--launcher_args", default="", help="2 for local.sh (processes), 'NAME ZONE "
                  "TYPE' for tpu, sbatch options for slurm (as --launcher_args=--nodes=2 when they "
                  "start with -)")
@@ -445,8 +556,18 @@ def main(argv=None) -> list[dict]:
   a = p.parse_args(argv)
   if "://" not in a.workdir:  # runs start in the repository root
     a.workdir = os.path.abspath(a.workdir)
+  if not a.collect:
+    check_launcher_args(a.launcher, a.launcher_args)
   mod, flag_sets = load_sweep(a.sweep)
   runs = [(run_name(k, f), f) for k, f in enumerate(flag_sets)]
+  if (not a.collect and a.launcher == "slurm" and "://" in a.workdir
+      and any(prepared(mod, f, DATA_DIR)[0] for _, f in runs)):
+    raise SystemExit(
+        f"SLURM needs a shared-filesystem --workdir for the data step: each run's data step runs "
+        f"on the submit host and its output must reach the nodes, but with --workdir "
+        f"{a.workdir} it would go to this host's /tmp. Use a --workdir on the shared filesystem")
+  check_definition(a.workdir, definition(a.sweep, mod, runs),
+                   write_it=not a.collect and not a.dry_run)
   if "://" not in a.workdir:
     os.makedirs(a.workdir, exist_ok=True)
   if not a.collect:

@@ -13,7 +13,8 @@
 # workers. The ArrayRecord datasets are copied from DATA_FROM (a bucket folder) to DATA_TO on every
 # worker (default /tmp/mathvlm-data; point --config.data.path there), and each worker reads its
 # own rows. DRY_RUN=1 prints the commands instead of running them. Optional: PROJECT, RUNTIME (TPU software version), SPOT=1, REPO_DIR (remote
-# checkout path, default ~/mathvlm), PREPARE (a command every worker runs before training).
+# checkout path, default ~/mathvlm), PREPARE (a command every worker runs before training),
+# ALLOW_DIRTY=1 (ship HEAD although this checkout has uncommitted changes: refused otherwise).
 set -euo pipefail
 name=${1:?usage: launch/tpu_vm.sh NAME ZONE ACCELERATOR [trainer flags...]}
 zone=${2:?zone, e.g. us-central2-b}
@@ -30,6 +31,31 @@ spot=()
 run() {  # print with DRY_RUN=1, else execute
   if [[ "${DRY_RUN:-0}" == 1 ]]; then printf '%q ' "$@"; echo; else "$@"; fi
 }
+
+# `git archive HEAD` ships the last commit: uncommitted edits to tracked files (and untracked
+# files) would not reach the workers, which would run other code than this checkout. So a checkout
+# with uncommitted changes to tracked files is refused, before anything is created; ALLOW_DIRTY=1
+# ships HEAD anyway (a dry run only warns).
+dirty=0
+git diff --quiet HEAD || dirty=$?
+if ((dirty > 1)) && [[ "${DRY_RUN:-0}" != 1 ]]; then
+  echo "launch/tpu_vm.sh: \`git diff --quiet HEAD\` failed (exit $dirty): this script ships" \
+    "\`git archive HEAD\` and needs a git checkout" >&2
+  exit 1
+elif ((dirty == 1)); then
+  if [[ "${ALLOW_DIRTY:-0}" == 1 ]]; then
+    echo "launch/tpu_vm.sh: uncommitted changes (ALLOW_DIRTY=1): the workers get HEAD" \
+      "without them" >&2
+  elif [[ "${DRY_RUN:-0}" == 1 ]]; then
+    echo "launch/tpu_vm.sh: uncommitted changes: a real run would refuse (commit them, or" \
+      "ALLOW_DIRTY=1 to ship HEAD without them)" >&2
+  else
+    echo "launch/tpu_vm.sh: this checkout has uncommitted changes to tracked files" \
+      "(git diff HEAD), and the workers get \`git archive HEAD\` without them: commit them" \
+      "first, or set ALLOW_DIRTY=1 to ship HEAD as it is" >&2
+    exit 1
+  fi
+fi
 
 # Create the slice unless it exists (describe fails when it does not).
 if [[ "${DRY_RUN:-0}" == 1 ]] || ! gcloud compute tpus tpu-vm describe "$name" --zone "$zone" \

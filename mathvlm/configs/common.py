@@ -200,6 +200,10 @@ def data_errors(c: ml_collections.ConfigDict, objective) -> list[str]:
     if c.data.name == "synthetic":
       errors.append("data.augment works on the uint8 images of built datasets; data.name is "
                     "'synthetic'")
+  if c.data.mixture and c.data.name in ("synthetic", "stream"):
+    errors.append(f"data.mixture={c.data.mixture!r} mixes built datasets, but "
+                  f"data.name={c.data.name!r} never reads it; set data.name to a built dataset "
+                  "(e.g. configs/sft.py:data=mathv360k) or leave data.mixture empty")
   if c.data.workers < 0:
     errors.append(f"data.workers={c.data.workers}: 0 (in-process) or more worker processes")
   if not 0 <= c.data.synthetic_text_only <= 1:

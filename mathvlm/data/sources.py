@@ -107,6 +107,13 @@ def check_tokenizer(tokenizer, path: str, vocab_size: int | None) -> None:
 
 
 def load_tokenizer(path: str):
+  """A tokenizer.json, a tokenizer folder, or a Hugging Face repo id. A path (leading '/' or '.')
+  that does not exist is named as such, not sent to the Hub as a repo id."""
+  import os
+  if path.startswith(("/", ".")) and not os.path.exists(path):
+    raise FileNotFoundError(f"data.tokenizer={path!r}: no such file or folder (a tokenizer "
+                            "folder or tokenizer.json; on TPU workers, copied there through "
+                            "DATA_FROM?)")
   from transformers import AutoTokenizer, PreTrainedTokenizerFast
   if path.endswith(".json"):
     return PreTrainedTokenizerFast(tokenizer_file=path, bos_token="<s>", eos_token="</s>",

@@ -54,11 +54,12 @@ def test_slurm_script_runs_two_processes_under_srun(tmp_path):
   dry = _sh(["bash", "launch/gpu_slurm.sbatch", *TINY, "--workdir", "W"],
             env={**env, "DRY_RUN": "1"})
   assert dry.returncode == 0, dry.stderr
-  assert "--num_processes=2" in dry.stdout and "--coordinator=127.0.0.1:" in dry.stdout
-  assert "$SLURM_PROCID" in dry.stdout and "CUDA_VISIBLE_DEVICES" not in dry.stdout
+  task = shlex.split(dry.stdout)[-1]  # bash -c's command, as srun's shell reads it
+  assert "--num_processes=2" in task and "--coordinator=127.0.0.1:" in task
+  assert "--process_id=$SLURM_PROCID" in task and "CUDA_VISIBLE_DEVICES" not in task
   per_gpu = _sh(["bash", "launch/gpu_slurm.sbatch", "--workdir", "W"],
                 env={**env, "DRY_RUN": "1", "PER_GPU": "1"})
-  assert "CUDA_VISIBLE_DEVICES=$SLURM_LOCALID" in per_gpu.stdout
+  assert "CUDA_VISIBLE_DEVICES=$SLURM_LOCALID" in shlex.split(per_gpu.stdout)[-1]
 
   res = _sh(["bash", "launch/gpu_slurm.sbatch", *TINY, "--workdir", str(tmp_path / "run")],
             env=env)
@@ -70,10 +71,15 @@ def test_slurm_script_runs_two_processes_under_srun(tmp_path):
   assert [f for f in data if f.endswith(".json")] == ["process_0-of-2.json", "process_1-of-2.json"]
 
 
-def test_tpu_script_dry_run_prints_every_step():
+def test_tpu_script_dry_run_prints_every_step(tmp_path):
+  # a stand-in git for the uncommitted-changes check (tests/unit/test_launch_scripts.py tests it):
+  # a clean checkout, and no real git command from the test
+  git = tmp_path / "git"
+  git.write_text("#!/usr/bin/env bash\nexit 0\n")
+  git.chmod(git.stat().st_mode | stat.S_IEXEC)
   res = _sh(["bash", "launch/tpu_vm.sh", "mathllava", "us-central2-b", "v4-64",
              "--config", "configs/sft.py:model=llava-1.5-13b", "--workdir", "gs://b/run"],
-            env={"DRY_RUN": "1", "PROJECT": "proj"})
+            env={"DRY_RUN": "1", "PROJECT": "proj", "PATH": f"{tmp_path}:{os.environ['PATH']}"})
   assert res.returncode == 0, res.stderr
   lines = [shlex.split(x) for x in res.stdout.strip().splitlines()]
   assert lines[0][:5] == ["gcloud", "compute", "tpus", "tpu-vm", "create"]

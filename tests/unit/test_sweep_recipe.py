@@ -60,7 +60,7 @@ def test_job_scripts_carry_the_data_step(tmp_path):
   sweep.main([paper, "--workdir", str(tmp_path / "slurm"), "--launcher", "slurm",
               "--launcher_args=--nodes=2"])
   job = (tmp_path / "slurm/jobs/00_ratio=2_3_4_1,seed=0.sh").read_text().splitlines()
-  assert job[-2].startswith("${PYTHON:-.venv/bin/python} -m data_prep.select --scores "
+  assert job[-2].startswith('"${PYTHON:-.venv/bin/python}" -m data_prep.select --scores '
                             "/data/scores.jsonl --ratio 2:3:4:1 --size 40000 --seed 0")
   assert job[-1].startswith("sbatch --nodes=2 launch/gpu_slurm.sbatch --config=configs/"
                             "recipe_sweep.py:scale=paper,data=/data,init=gs://b/i")
@@ -88,9 +88,10 @@ def test_job_scripts_carry_the_data_step(tmp_path):
     os.chdir(cwd)
     sweep.ROOT = ROOT
   assert not (tmp_path / "gs:").exists()
-  jobs = sorted(os.listdir(tmp_path / "repo/out/sweep_jobs/ratio"))
+  bucket_jobs = tmp_path / "repo/out/sweep_jobs/gs/b/sweeps/ratio"  # keyed by the whole path
+  jobs = sorted(f for f in os.listdir(bucket_jobs) if f.endswith(".sh"))
   assert len(jobs) == 5 and "--workdir=gs://b/sweeps/ratio/00_ratio=2_3_4_1,seed=0" in (
-      tmp_path / "repo/out/sweep_jobs/ratio" / jobs[0]).read_text()
+      bucket_jobs / jobs[0]).read_text()
 
   sweep.main(["configs/sweeps/qa_per_image.py", "--workdir", str(tmp_path / "eng"),
               "--launcher", "local.sh", "--launcher_args", "2"])

@@ -7,8 +7,9 @@ Here (engine pool, demo model; `size` clear figures of the ~2,700 in the pool, o
   python launch/sweep.py configs/sweeps/complexity_ratio.py --workdir out/sweeps/complexity_ratio
 At paper scale (MathV360K scored by data_prep.score, 40K images, one job per run on TPU):
   python launch/sweep.py "configs/sweeps/complexity_ratio.py:scale=paper,size=40000,\
-qa_per_image=0,seeds=1,scores=/tmp/mathvlm-data/scores.jsonl,data=/tmp/mathvlm-data,init=gs://B/llava13b,\
-tokenizer=/tmp/llava13b,mathvista=/tmp/mathvlm-data/mathvista,math_v=/tmp/mathvlm-data/math_v" \
+qa_per_image=0,seeds=1,scores=/tmp/mathvlm-data/scores.jsonl,data=/tmp/mathvlm-data,\
+init=gs://B/llava13b,tokenizer=/tmp/mathvlm-data/llava13b,mathvista=/tmp/mathvlm-data/mathvista,\
+math_v=/tmp/mathvlm-data/math_v" \
       --workdir gs://B/sweeps/ratio --launcher tpu --launcher_args "NAME ZONE v4-64"
 """
 

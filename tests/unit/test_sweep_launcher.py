@@ -1,0 +1,252 @@
+"""launch/sweep.py's bookkeeping, without training: the sweep definition a workdir holds
+(sweep.json), the job folders (old job files, one folder per bucket workdir), job scripts that
+skip finished runs and quote PYTHON, the Welch baseline, collecting from a bucket workdir and runs
+copied down without their model, and the launcher arguments and workdirs each launcher needs."""
+
+import importlib.util
+import json
+import os
+import stat
+import subprocess
+
+import pytest
+
+from train_utils import ROOT
+
+spec = importlib.util.spec_from_file_location("sweep_cli", os.path.join(ROOT, "launch/sweep.py"))
+sweep = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sweep)
+
+QA = "configs/sweeps/qa_per_image.py"
+PAPER = ("configs/sweeps/complexity_ratio.py:scale=paper,size=40000,qa_per_image=0,seeds=1,"
+         "scores=/data/scores.jsonl,data=/data,init=gs://b/i,tokenizer=/t,mathvista=/mv,math_v=/mt")
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+  """sweep.ROOT in a temporary folder: a bucket workdir's job files go to its out/sweep_jobs."""
+  monkeypatch.setattr(sweep, "ROOT", str(tmp_path / "repo"))
+  return tmp_path / "repo"
+
+
+def _executable(path, text):
+  path.write_text(text)
+  path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+# -- The sweep a workdir holds ----------------------------------------------------------------
+
+def test_a_rerun_with_the_same_definition_goes_on(tmp_path):
+  wd = str(tmp_path / "w")
+  for _ in range(2):
+    sweep.main([QA, "--workdir", wd, "--launcher", "slurm"])
+  sweep.main([QA, "--workdir", wd, "--collect"])
+  recorded = json.load(open(tmp_path / "w/sweep.json"))
+  assert recorded["sweep"] == QA and recorded["FLAGS"] == {"config.steps": 40}
+  assert len(recorded["runs"]) == 12 and recorded["runs"][0][0] == "00_qa_per_image=1,seed=0"
+  argv = recorded["data"][0][0][0]  # the data step, with its folder left out
+  assert argv[argv.index("--size") + 1] == "80" and argv[-1] == sweep.DATA_DIR
+
+
+@pytest.mark.parametrize("option, field", [("images=160", "data"), ("seeds=5", "runs"),
+                                           ("steps=7", "FLAGS"), ("epochs=2", "BASE"),
+                                           ("pool=/elsewhere", "BASE")])
+def test_a_rerun_with_other_options_is_refused(tmp_path, option, field):
+  """Run folders are named by position and swept values: with other options the same names
+  would be other runs (taken as finished, or shifted onto other runs' folders)."""
+  wd = str(tmp_path / "w")
+  sweep.main([QA, "--workdir", wd, "--launcher", "slurm"])
+  before = sorted(os.listdir(tmp_path / "w/jobs"))
+  for extra in ([], ["--collect"], ["--dry_run"]):
+    launcher = [] if extra else ["--launcher", "slurm"]
+    with pytest.raises(SystemExit, match=rf"another sweep definition.*differing: .*{field}"
+                                         r".*use another --workdir"):
+      sweep.main([f"{QA}:{option}", "--workdir", wd, *launcher, *extra])
+  assert sorted(os.listdir(tmp_path / "w/jobs")) == before  # nothing rewritten
+  assert json.load(open(tmp_path / "w/sweep.json"))["sweep"] == QA
+  sweep.main([f"{QA}:{option}", "--workdir", str(tmp_path / "other"), "--launcher", "slurm"])
+
+
+# -- Job folders --------------------------------------------------------------------------------
+
+def test_old_job_files_are_removed_and_bucket_workdirs_get_their_own_folder(tmp_path, repo):
+  wd = tmp_path / "w"
+  sweep.main([f"{QA}:seeds=3", "--workdir", str(wd), "--launcher", "slurm"])
+  assert len([f for f in os.listdir(wd / "jobs") if f.endswith(".sh")]) == 12 + 1  # + setup.sh
+  os.remove(wd / "sweep.json")  # the same workdir for a sweep of fewer seeds, on purpose
+  sweep.main([f"{QA}:seeds=1", "--workdir", str(wd), "--launcher", "slurm"])
+  assert sorted(os.listdir(wd / "jobs")) == ["00_qa_per_image=1,seed=0.sh",
+                                             "01_qa_per_image=2,seed=0.sh",
+                                             "02_qa_per_image=4,seed=0.sh",
+                                             "03_qa_per_image=8,seed=0.sh", "setup.sh"]
+
+  for bucket in ("gs://b/a/ratio", "gs://b/c/ratio"):  # the same last folder
+    sweep.main([PAPER, "--workdir", bucket, "--launcher", "tpu", "--launcher_args", "n z v4-8"])
+  for sub in ("a", "c"):
+    jobs = repo / "out/sweep_jobs/gs/b" / sub / "ratio"
+    files = sorted(f for f in os.listdir(jobs) if f.endswith(".sh"))
+    assert len(files) == 5 and f"--workdir=gs://b/{sub}/ratio/00_" in (jobs / files[0]).read_text()
+    assert (jobs / "sweep.json").exists()  # a bucket workdir's definition, kept here
+  assert sweep.jobs_dir("gs://b/../x//y/") == str(repo / "out/sweep_jobs/gs/b/x/y")
+
+
+# -- Job scripts ----------------------------------------------------------------------------
+
+def test_job_scripts_skip_finished_runs_and_quote_python(tmp_path):
+  wd = tmp_path / "w"
+  sweep.main([PAPER, "--workdir", str(wd), "--launcher", "slurm", "--launcher_args=--nodes=2"])
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  _executable(bin_dir / "sbatch", '#!/usr/bin/env bash\necho "sbatch $*" >> "$LOG"\n')
+  py_dir = tmp_path / "py dir"  # a PYTHON with a space in its path
+  py_dir.mkdir()
+  _executable(py_dir / "python", '#!/usr/bin/env bash\necho "python $*" >> "$LOG"\n')
+  log = tmp_path / "log"
+  env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "LOG": str(log),
+         "PYTHON": str(py_dir / "python")}
+  job = wd / "jobs/00_ratio=2_3_4_1,seed=0.sh"
+  res = subprocess.run(["bash", str(job)], capture_output=True, text=True, env=env)
+  assert res.returncode == 0, res.stderr
+  ran = log.read_text().splitlines()
+  assert ran[0].startswith("python -m data_prep.select --scores /data/scores.jsonl")
+  assert ran[1].startswith("sbatch --nodes=2 launch/gpu_slurm.sbatch")
+
+  run = wd / "00_ratio=2_3_4_1,seed=0"
+  (run / "model").mkdir(parents=True)
+  (run / "model/config.json").write_text("{}")
+  log.unlink()
+  res = subprocess.run(["bash", str(job)], capture_output=True, text=True, env=env)
+  assert res.returncode == 0 and "finished earlier" in res.stdout and "skipped" in res.stdout
+  assert not log.exists()  # neither the data step nor sbatch ran
+
+
+def test_bucket_job_scripts_ask_the_bucket_whether_the_run_finished(tmp_path, repo):
+  sweep.main([PAPER, "--workdir", "gs://b/r", "--launcher", "tpu", "--launcher_args", "n z v4-8"])
+  job = repo / "out/sweep_jobs/gs/b/r/00_ratio=2_3_4_1,seed=0.sh"
+  assert "gcloud storage ls gs://b/r/00_ratio=2_3_4_1,seed=0/model/config.json" in job.read_text()
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  _executable(bin_dir / "gcloud", '#!/usr/bin/env bash\necho "gcloud $*" >> "$LOG"\n')
+  log = tmp_path / "log"
+  res = subprocess.run(["bash", str(job)], capture_output=True, text=True,
+                       env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+                            "LOG": str(log)})
+  assert res.returncode == 0 and "skipped" in res.stdout, res.stderr  # the file is listed
+  assert log.read_text().splitlines() == [
+      "gcloud storage ls gs://b/r/00_ratio=2_3_4_1,seed=0/model/config.json"]
+
+
+# -- Results ---------------------------------------------------------------------------------
+
+TOY = """
+BASE = "configs/sft.py:model=tiny"
+METRICS = {"eval/held/loss": "held-out loss"}
+def get_sweep():
+  return [{"width": w, "config.seed": s} for w in (8, 16, 32) for s in (0, 1, 2)]
+def prepare(run, data_dir):
+  return [], {}
+"""
+
+
+def _finished(wd, runs, which, *, model=True):
+  for i, (name, f) in enumerate(runs):
+    if (f["width"], f["config.seed"]) not in which:
+      continue
+    run = wd / name
+    if model:
+      (run / "model").mkdir(parents=True)
+      (run / "model/config.json").write_text("{}")
+    else:  # copied down from a bucket without the model: what train() writes at its end
+      run.mkdir(parents=True)
+      (run / "data_report.json").write_text('{"examples": 64, "dropped": {}}')
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 5, "loss": 0.5}) + "\n")
+    (run / "eval.json").write_text(json.dumps(
+        {"held": {"loss": 1.0 + i + f["width"] / 10 + f["config.seed"] ** 2, "step": 5}}))
+
+
+def test_welch_baseline_is_the_first_setting_even_unfinished(tmp_path):
+  path = tmp_path / "toy.py"
+  path.write_text(TOY)
+  mod, flag_sets = sweep.load_sweep(str(path))
+  runs = [(sweep.run_name(k, f), f) for k, f in enumerate(flag_sets)]
+  wd = tmp_path / "w"
+  _finished(wd, runs, {(w, s) for w in (16, 32) for s in (0, 1, 2)})  # width 8: none finished
+  sweep.collect(str(wd), runs, mod)
+  summary = json.load(open(wd / "summary.json"))
+  assert [(e["width"], e["seeds"]) for e in summary] == [(8, []), (16, [0, 1, 2]),
+                                                          (32, [0, 1, 2])]
+  tests = json.load(open(wd / "tests.json"))
+  assert tests["baseline"] == "8"
+  assert tests["welch_vs_first"]["eval/held/loss"] == {"16": None, "32": None}  # not 16 vs 32
+  md = (wd / "summary.md").read_text()
+  assert "baseline 8 (the first setting): none yet, the baseline has 0 finished seeds" in md
+
+  _finished(wd, runs, {(8, 0), (8, 1)})
+  sweep.collect(str(wd), runs, mod)
+  tests = json.load(open(wd / "tests.json"))
+  assert tests["baseline"] == "8" and set(tests["welch_vs_first"]["eval/held/loss"]) == {"16", "32"}
+  assert all(r is not None for r in tests["welch_vs_first"]["eval/held/loss"].values())
+  assert "each setting against the baseline 8" in (wd / "summary.md").read_text()
+
+
+def test_a_run_copied_down_without_its_model_counts_as_done(tmp_path):
+  path = tmp_path / "toy.py"
+  path.write_text(TOY)
+  mod, flag_sets = sweep.load_sweep(str(path))
+  runs = [(sweep.run_name(k, f), f) for k, f in enumerate(flag_sets)]
+  wd = tmp_path / "w"
+  _finished(wd, runs, {(8, 0), (8, 1)}, model=False)
+  (wd / runs[2][0]).mkdir(parents=True)  # (8, 2) interrupted: metrics, no data_report.json
+  (wd / runs[2][0] / "metrics.jsonl").write_text(json.dumps({"step": 2, "loss": 0.9}) + "\n")
+  rows = sweep.collect(str(wd), runs, mod)
+  assert [r["status"] for r in rows[:4]] == ["done", "done", "partial", "missing"]
+  assert not sweep.finished(str(wd / runs[0][0]))  # still trained again by a local rerun
+
+
+def test_collect_reads_and_writes_a_bucket_workdir(tmp_path, repo, monkeypatch):
+  """Through sweep.path (etils.epath, gcsfs for gs://): here the bucket is a local folder."""
+  from etils import epath
+  bucket = tmp_path / "bucket"
+  real = sweep.path
+  monkeypatch.setattr(sweep, "path", lambda p: epath.Path(str(p).replace("gs://b", str(bucket)))
+                      if str(p).startswith("gs://") else real(p))
+  path = tmp_path / "toy.py"
+  path.write_text(TOY)
+  mod, flag_sets = sweep.load_sweep(str(path))
+  runs = [(sweep.run_name(k, f), f) for k, f in enumerate(flag_sets)]
+  _finished(bucket / "sweeps/toy", runs, {(w, s) for w in (8, 16) for s in (0, 1)}, model=False)
+  sweep.main([str(path), "--workdir", "gs://b/sweeps/toy", "--collect"])
+  rows = json.load(open(bucket / "sweeps/toy/results.json"))
+  assert [r["status"] for r in rows].count("done") == 4 and rows[0]["eval/held/loss"] == 1.8
+  for name in ("results.md", "summary.md", "summary.json", "tests.json", "summary.png"):
+    assert (bucket / "sweeps/toy" / name).exists(), name
+  assert not os.path.exists("gs:") and not (tmp_path / "gs:").exists()
+
+
+# -- What each launcher needs ------------------------------------------------------------------
+
+def test_slurm_refuses_a_bucket_workdir_for_a_data_step(tmp_path, repo):
+  with pytest.raises(SystemExit, match="SLURM needs a shared-filesystem --workdir for the data "
+                                       "step"):
+    sweep.main([PAPER, "--workdir", "gs://b/r", "--launcher", "slurm"])
+  assert not (repo / "out").exists()
+  # without a data step a bucket workdir is the trainer's business
+  sweep.main(["configs/sweeps/tiny_lr.py", "--workdir", "gs://b/lr", "--launcher", "slurm"])
+  assert len(os.listdir(repo / "out/sweep_jobs/gs/b/lr")) == 3  # 2 runs + sweep.json
+
+
+@pytest.mark.parametrize("launcher, args, match", [
+    ("local.sh", "", "local.sh needs --launcher_args N"),
+    ("local.sh", "n z v4-8", "local.sh needs --launcher_args N"),
+    ("local.sh", "0", "a positive integer"),
+    ("tpu", "", r"tpu needs --launcher_args \"NAME ZONE TYPE\""),
+    ("tpu", "n z", r"3 words"),
+    ("tpu", "2", r"3 words")])
+def test_launcher_args_are_checked(tmp_path, launcher, args, match):
+  with pytest.raises(SystemExit, match=match):
+    sweep.main(["configs/sweeps/tiny_lr.py", "--workdir", str(tmp_path / "w"), "--launcher",
+                launcher, f"--launcher_args={args}"])
+  assert not (tmp_path / "w").exists()
+  good = {"local.sh": "2", "tpu": "n z v4-8"}[launcher]
+  sweep.main(["configs/sweeps/tiny_lr.py", "--workdir", str(tmp_path / "w"), "--launcher",
+              launcher, f"--launcher_args={good}"])
