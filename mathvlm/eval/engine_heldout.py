@@ -16,17 +16,18 @@ from mathvlm.eval.common import Problem, entry
 
 
 def answer(model, cfg, tokenizer, problems: list[Problem], *, template: str, batch: int,
-           max_new_tokens: int, max_len: int, bucket: int = 32) -> list[str]:
+           max_new_tokens: int, max_len: int, bucket: int = 32,
+           image_aspect: str = "pad") -> list[str]:
   """Greedy answers with the KV cache, prompts as the evaluation CLI builds them. `tokenizer` is
   a `tokenizers.Tokenizer`; prompts longer than `max_len` lose their start (`run.Encoder`); each
   batch is padded to a multiple of `bucket` tokens (each width compiles once: a coarser bucket
-  compiles fewer shapes, a finer one pads less)."""
+  compiles fewer shapes, a finer one pads less); images shaped as in training (image_aspect)."""
   from mathvlm.eval.run import Encoder, generate_responses
   encoder = Encoder(tokenizer, cfg.image_token_id, cfg.image_seq_len, max_len,
                     cfg.text.eos_token_id)
   return generate_responses(model, cfg, encoder, problems, template=template,
                             batch_size=batch, max_new_tokens=max_new_tokens, temperature=0.0,
-                            bucket=bucket)
+                            bucket=bucket, image_aspect=image_aspect)
 
 
 def ranked(model, cfg, tokenizer, problems: list[Problem], *, template: str, batch: int,

@@ -206,14 +206,15 @@ def engine_accuracy(spec, config, model_cfg) -> Evaluate:
     if s["generated"]:
       responses = engine_heldout.answer(model, model_cfg, tok, problems, template=template,
                                         batch=s["batch"], max_new_tokens=s["max_new_tokens"],
-                                        max_len=s["max_len"], bucket=s["bucket"])
+                                        max_len=s["max_len"], bucket=s["bucket"],
+                                        image_aspect=config.data.image_aspect)
     out = {"problems": float(len(problems))}
     if s["generated"]:
       out.update(flat(engine_heldout.score(problems, responses)["accuracy"], "generated"))
     if s["ranked"]:
       r = likelihood.rank(model, model_cfg, hf_tok, problems, template=template,
                           batch_size=s["batch"], max_len=s["rank_max_len"], bucket=s["bucket"],
-                          write=s["rank_answer"])
+                          write=s["rank_answer"], image_aspect=config.data.image_aspect)
       out.update(flat(engine_heldout.score(problems, responses, r.acc)["accuracy"], "ranked"))
       out.update(flat(engine_heldout.score(problems, responses, r.acc_norm)["accuracy"],
                       "ranked_norm"))
@@ -351,7 +352,8 @@ def benchmark_accuracy(spec, config, model_cfg) -> Evaluate:
     responses = run.generate_responses(model, model_cfg, encoder, problems, template=template,
                                        batch_size=s["batch"],
                                        max_new_tokens=s["max_new_tokens"],
-                                       temperature=s["temperature"])
+                                       temperature=s["temperature"],
+                                       image_aspect=config.data.image_aspect)
     records = [{"pid": p.pid, "response": r} for p, r in zip(problems, responses)]
     scores, _ = score.score_responses(s["benchmark"], problems, records)
     out = {"accuracy": float(scores["all"]["accuracy"]),

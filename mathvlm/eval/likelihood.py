@@ -103,9 +103,10 @@ def _logps(graphdef, state, batch):
 
 def option_scores(model, cfg, tokenizer, problems: list[Problem], *, template: str,
                   batch_size: int = 64, max_len: int = 256, bucket: int = 32,
-                  write: Write = answer_text) -> list[Scores]:
+                  write: Write = answer_text, image_aspect: str = "pad") -> list[Scores]:
   """`Scores` per problem (empty arrays for free-form problems). Rows are padded to a multiple
-  of `bucket` tokens and batches to full size, so a run compiles a few shapes."""
+  of `bucket` tokens and batches to full size, so a run compiles a few shapes. Images are shaped
+  as in training (image_aspect, `image.to_pixels`)."""
   from flax import nnx
 
   from mathvlm.eval.run import load_image
@@ -134,7 +135,7 @@ def option_scores(model, cfg, tokenizer, problems: list[Problem], *, template: s
       input_ids[j, :len(ids)], loss_mask[j, :len(ids)], attention[j, :len(ids)] = ids, mask, 1
       if owner[i] not in images:
         images.clear()  # rows of one problem are adjacent: keep one image at a time
-        images[owner[i]] = load_image(problems[owner[i]], size)
+        images[owner[i]] = load_image(problems[owner[i]], size, image_aspect)
       pixels[j] = images[owner[i]]
     batch = dict(input_ids=input_ids, attention_mask=attention, loss_mask=loss_mask,
                  pixel_values=pixels)
@@ -186,11 +187,12 @@ class Ranking:
 
 
 def rank(model, cfg, tokenizer, problems: list[Problem], *, template: str, batch_size: int = 64,
-         max_len: int = 512, bucket: int = 32, write: Write = answer_text) -> Ranking:
+         max_len: int = 512, bucket: int = 32, write: Write = answer_text,
+         image_aspect: str = "pad") -> Ranking:
   """Both picks for `problems`, free-form ones included (they get ""), from one scoring pass."""
   mc = [p for p in problems if p.choices]
   scores = option_scores(model, cfg, tokenizer, mc, template=template, batch_size=batch_size,
-                         max_len=max_len, bucket=bucket, write=write)
+                         max_len=max_len, bucket=bucket, write=write, image_aspect=image_aspect)
   summed, normed = [s.logp for s in scores], per_byte(scores)
 
   def spread(picks):

@@ -99,6 +99,24 @@ def test_engine_accuracy_counts_right_answers_by_kind(engine, monkeypatch):
       "generated/version/text_lite"}
 
 
+def test_engine_accuracy_shapes_images_as_the_run_trains(engine, monkeypatch):
+  """Both answer paths get the run's data.image_aspect (a model trained on CLIP's centre crop is
+  evaluated on cropped images, not LLaVA's padded ones)."""
+  root, tok_path = engine
+  from mathvlm.models import registry
+  seen = []
+  monkeypatch.setattr(engine_heldout, "answer", lambda m, c, t, ps, **kw: (
+      seen.append(("answer", kw.get("image_aspect"))), [""] * len(ps))[1])
+  monkeypatch.setattr(likelihood, "rank", lambda m, c, t, ps, **kw: (
+      seen.append(("rank", kw.get("image_aspect"))),
+      likelihood.Ranking([""] * len(ps), [""] * len(ps), 0, 0))[1])
+  c = config(tok_path)
+  c.data.image_aspect = "crop"
+  evaluators.engine_accuracy({"instruct": str(root / "engine/instruct.json")}, c,
+                             registry.get("llava").preset("tiny"))(None)
+  assert seen == [("answer", "crop"), ("rank", "crop")]
+
+
 @pytest.mark.slow
 def test_engine_accuracy_on_a_model_equals_the_demo_path(engine, model):
   """The evaluator on a real (random) model gives what the demo's two calls give. Slow (each
