@@ -32,19 +32,9 @@ def model():
 def engine(tmp_path_factory):
   """(folder, tokenizer path): four engine test problems with their images, a tokenizer trained
   on their text with the demo's special tokens."""
-  from data_prep.engine.writer import Options, generate
-  from mathvlm.demo.data import SPECIALS, add_bos, train_tokenizer
+  from engine_sets import write_engine_set
   root = tmp_path_factory.mktemp("evaluators")
-  generate(str(root / "engine"), 4, Options(seed=3, split="test"))
-  records = json.load(open(root / "engine/instruct.json"))
-  texts = [t for r in records for t in r["text_en"].values()] + [
-      f"The answer is {c}." for r in records for c in r["choices"] + [r["answer"]]]
-  tok = train_tokenizer(texts * 4, 600)
-  add_bos(tok)
-  assert [tok.token_to_id(t) for t in SPECIALS] == list(range(len(SPECIALS)))
-  tok_path = str(root / "tokenizer.json")
-  tok.save(tok_path)
-  return root, tok_path
+  return root, write_engine_set(root)
 
 
 @pytest.fixture(scope="module")

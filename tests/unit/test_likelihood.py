@@ -173,19 +173,9 @@ def test_the_written_answer_can_be_a_format_with_the_letter(setup):
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
   """Four engine test problems (three versions each) and a tokenizer trained on their text."""
-  import json
-
-  from data_prep.engine.writer import Options, generate
-  from mathvlm.demo.data import add_bos, train_tokenizer
+  from engine_sets import write_engine_set
   root = tmp_path_factory.mktemp("engine_acc")
-  generate(str(root / "engine"), 4, Options(seed=3, split="test"))
-  records = json.load(open(root / "engine/instruct.json"))
-  texts = [t for r in records for t in r["text_en"].values()] + [
-      f"The answer is {c}." for r in records for c in r["choices"] + [r["answer"]]]
-  tok = train_tokenizer(texts * 4, 600)
-  add_bos(tok)
-  tok.save(str(root / "tokenizer.json"))
-  return str(root / "engine/instruct.json"), str(root / "tokenizer.json")
+  return str(root / "engine/instruct.json"), write_engine_set(root)
 
 
 def _config(tok_path):

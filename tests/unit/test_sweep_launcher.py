@@ -164,11 +164,16 @@ def _finished(wd, runs, which, *, model=True):
         {"held": {"loss": 1.0 + i + f["width"] / 10 + f["config.seed"] ** 2, "step": 5}}))
 
 
-def test_welch_baseline_is_the_first_setting_even_unfinished(tmp_path):
+def _toy(tmp_path):
+  """(the TOY sweep file, its module, its (run name, flags))."""
   path = tmp_path / "toy.py"
   path.write_text(TOY)
   mod, flag_sets = sweep.load_sweep(str(path))
-  runs = [(sweep.run_name(k, f), f) for k, f in enumerate(flag_sets)]
+  return path, mod, [(sweep.run_name(k, f), f) for k, f in enumerate(flag_sets)]
+
+
+def test_welch_baseline_is_the_first_setting_even_unfinished(tmp_path):
+  path, mod, runs = _toy(tmp_path)
   wd = tmp_path / "w"
   _finished(wd, runs, {(w, s) for w in (16, 32) for s in (0, 1, 2)})  # width 8: none finished
   sweep.collect(str(wd), runs, mod)
@@ -190,10 +195,7 @@ def test_welch_baseline_is_the_first_setting_even_unfinished(tmp_path):
 
 
 def test_a_run_copied_down_without_its_model_counts_as_done(tmp_path):
-  path = tmp_path / "toy.py"
-  path.write_text(TOY)
-  mod, flag_sets = sweep.load_sweep(str(path))
-  runs = [(sweep.run_name(k, f), f) for k, f in enumerate(flag_sets)]
+  path, mod, runs = _toy(tmp_path)
   wd = tmp_path / "w"
   _finished(wd, runs, {(8, 0), (8, 1)}, model=False)
   (wd / runs[2][0]).mkdir(parents=True)  # (8, 2) interrupted: metrics, no data_report.json
@@ -210,10 +212,7 @@ def test_collect_reads_and_writes_a_bucket_workdir(tmp_path, repo, monkeypatch):
   real = sweep.path
   monkeypatch.setattr(sweep, "path", lambda p: epath.Path(str(p).replace("gs://b", str(bucket)))
                       if str(p).startswith("gs://") else real(p))
-  path = tmp_path / "toy.py"
-  path.write_text(TOY)
-  mod, flag_sets = sweep.load_sweep(str(path))
-  runs = [(sweep.run_name(k, f), f) for k, f in enumerate(flag_sets)]
+  path, mod, runs = _toy(tmp_path)
   _finished(bucket / "sweeps/toy", runs, {(w, s) for w in (8, 16) for s in (0, 1)}, model=False)
   sweep.main([str(path), "--workdir", "gs://b/sweeps/toy", "--collect"])
   rows = json.load(open(bucket / "sweeps/toy/results.json"))
