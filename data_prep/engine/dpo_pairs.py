@@ -8,7 +8,10 @@ Responses: JSON lines (or a JSON list) of {"id", "response"} and optionally "ver
 | text_lite | vision_dominant, default vision_dominant). Right or wrong is decided by
 `mathvlm.eval.answers` (`engine_answer`, `engine_correct`), the judge evaluation uses; correct,
 unknown-id, duplicate and empty responses are counted, not paired (an empty answer, a model that
-stopped at once, gives no text to reject: `data_prep.preferences` would refuse the record). Each
+stopped at once, gives no text to reject: `data_prep.preferences` would refuse the record). A
+response is rejected without its surrounding whitespace: decoded answers open with the space of
+their first token (" The answer is 12. "), which chosen texts never have, and a pair whose two
+sides differ in form lets DPO separate them by that alone. Each
 pair is one line in the format `data_prep.preferences` builds: the prompt is the instruction-tuning
 human turn (`mavis_instruct.human_turn`); chosen is the annotated rationale (`--answer cot`, MAVIS)
 or the short target the model was instruction-tuned on (`final`, `value`:
@@ -74,7 +77,7 @@ def pairs(records: list, responses: list, style: str = "cot") -> tuple[list, dic
       continue
     out.append({"id": f"{rec['id']}:{ver}", "image": rec[f"image_{ver}"],
                 "prompt": human_turn(rec["text_en"][f"{ver}_question"], answer_of(rec)[1]),
-                "chosen": chosen_text(rec, style), "rejected": resp["response"],
+                "chosen": chosen_text(rec, style), "rejected": resp["response"].strip(),
                 "answer": rec["answer"]})
   stats["pairs"] = len(out)
   return out, stats

@@ -25,7 +25,8 @@ def test_pairs_only_for_wrong_answers(tmp_path):
     if k % 2:
       resp.append({"id": r["id"], "response": r["text_en"]["CoT_reasoning"]})   # correct
     else:
-      resp.append({"id": r["id"], "response": "Guessing. The answer is 123456."})  # wrong
+      resp.append({"id": r["id"], "response": " Guessing. The answer is 123456. "})  # wrong,
+      # as decoded: the first token's space in front, a space token before the end
   resp.append({"id": "nope", "response": "x"})
   resp.append({"id": recs[0]["id"], "response": " \n", "version": "text_lite"})  # stopped at once
   out, stats = PR.pairs(recs, resp)
@@ -33,7 +34,7 @@ def test_pairs_only_for_wrong_answers(tmp_path):
                    "pairs": 6}
   for p, r in zip(out, recs[::2]):
     assert p["chosen"] == r["text_en"]["CoT_reasoning"]
-    assert p["rejected"].endswith("123456.")
+    assert p["rejected"] == "Guessing. The answer is 123456."   # no form to tell it by
     assert p["prompt"] == "<image>\n" + r["text_en"]["vision_dominant_question"]
     assert p["image"] == r["image_vision_dominant"]
   pj, rj, oj = tmp_path / "p.json", tmp_path / "r.jsonl", tmp_path / "o.jsonl"
