@@ -37,11 +37,8 @@ def ranked(model, cfg, tokenizer, problems: list[Problem], *, template: str, bat
   `max_len` holds every prompt with its option whole (the longest engine question with an option
   is about 270 tokens)."""
   from mathvlm.eval import likelihood
-  mc = [p for p in problems if p.choices]
-  picks = iter(likelihood.pick(mc, likelihood.option_logps(
-      model, cfg, tokenizer, mc, template=template, batch_size=batch, max_len=max_len,
-      bucket=bucket)))
-  return [next(picks) if p.choices else "" for p in problems]
+  return likelihood.rank(model, cfg, tokenizer, problems, template=template, batch_size=batch,
+                         max_len=max_len, bucket=bucket).acc
 
 
 def score(problems: list[Problem], responses: list[str], picks=None) -> dict:

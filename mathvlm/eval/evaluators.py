@@ -156,6 +156,25 @@ ENGINE_DEFAULTS = dict(images="", versions="", limit=0, tokenizer="", template="
 
 
 @register("engine_accuracy")
+def _engine_problems(s: dict) -> list:
+  """The engine problems an engine_accuracy spec selects (instruct, images, versions, limit)."""
+  from mathvlm.eval import engine_benchmark
+  if not os.path.exists(s["instruct"]):
+    raise FileNotFoundError(f"instruct {s['instruct']} not found (an engine instruct.json)")
+  problems = engine_benchmark.load(s["instruct"], s["images"] or None)
+  versions = [v for v in str(s["versions"]).replace(" ", "").split(",") if v]
+  unknown = sorted(set(versions) - set(engine_benchmark.VERSIONS))
+  if unknown:
+    raise ValueError(f"versions {unknown}: choose from {sorted(engine_benchmark.VERSIONS)}")
+  if versions:
+    problems = [p for p in problems if p.meta["version"] in versions]
+  problems = problems[:s["limit"]] if s["limit"] else problems
+  if not problems:
+    raise ValueError(f"{s['instruct']}: no problems left (versions={versions}, "
+                     f"limit={s['limit']})")
+  return problems
+
+
 def engine_accuracy(spec, config, model_cfg) -> Evaluate:
   """Accuracy (percent) on held-out engine problems: `generated/<key>` (greedy answers, judged by
   `mathvlm.eval.answers`), `ranked/<key>` (multiple choice by the option whose written answer has
@@ -179,21 +198,9 @@ def engine_accuracy(spec, config, model_cfg) -> Evaluate:
   from tokenizers import Tokenizer
 
   from mathvlm.data.sources import load_tokenizer
-  from mathvlm.eval import engine_benchmark, engine_heldout, likelihood
+  from mathvlm.eval import engine_heldout, likelihood
   s = fields(spec, "engine_accuracy", ENGINE_DEFAULTS, ("instruct",))
-  if not os.path.exists(s["instruct"]):
-    raise FileNotFoundError(f"instruct {s['instruct']} not found (an engine instruct.json)")
-  problems = engine_benchmark.load(s["instruct"], s["images"] or None)
-  versions = [v for v in str(s["versions"]).replace(" ", "").split(",") if v]
-  unknown = sorted(set(versions) - set(engine_benchmark.VERSIONS))
-  if unknown:
-    raise ValueError(f"versions {unknown}: choose from {sorted(engine_benchmark.VERSIONS)}")
-  if versions:
-    problems = [p for p in problems if p.meta["version"] in versions]
-  problems = problems[:s["limit"]] if s["limit"] else problems
-  if not problems:
-    raise ValueError(f"{s['instruct']}: no problems left (versions={versions}, "
-                     f"limit={s['limit']})")
+  problems = _engine_problems(s)
   tok_path = tokenizer_json(s["tokenizer"] or config.data.tokenizer)
   tok, hf_tok = Tokenizer.from_file(tok_path), load_tokenizer(tok_path)
   template = s["template"] or config.data.template
