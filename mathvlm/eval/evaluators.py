@@ -155,7 +155,6 @@ ENGINE_DEFAULTS = dict(images="", versions="", limit=0, tokenizer="", template="
                        generated=True, ranked=True, rank_answer="The answer is {value}.")
 
 
-@register("engine_accuracy")
 def _engine_problems(s: dict) -> list:
   """The engine problems an engine_accuracy spec selects (instruct, images, versions, limit)."""
   from mathvlm.eval import engine_benchmark
@@ -175,6 +174,7 @@ def _engine_problems(s: dict) -> list:
   return problems
 
 
+@register("engine_accuracy")
 def engine_accuracy(spec, config, model_cfg) -> Evaluate:
   """Accuracy (percent) on held-out engine problems: `generated/<key>` (greedy answers, judged by
   `mathvlm.eval.answers`), `ranked/<key>` (multiple choice by the option whose written answer has

@@ -73,8 +73,11 @@ def test_engine_accuracy_counts_right_answers_by_kind(engine, monkeypatch):
                         else "" for p in ps]
     monkeypatch.setattr(likelihood, "rank", lambda m, c, t, ps, **kw: likelihood.Ranking(
         picks(ps), picks(ps), 0, 0))
-    c = config(tok_path)
-    ev = evaluators.engine_accuracy({"instruct": str(root / "engine/instruct.json")}, c, cfg)
+    # through the registry, as a run's config.evals reaches it
+    c = config(tok_path, held=dict(type="engine_accuracy", every=10,
+                                   instruct=str(root / "engine/instruct.json")))
+    [(name, every, ev)] = evaluators.from_config(c, cfg)
+    assert (name, every) == ("held", 10)
     out = ev(model)
     assert out["problems"] == len(problems) == 12  # three versions of four problems
     for key in ("generated/all", "ranked/all", "generated/version/text_lite",
