@@ -171,9 +171,10 @@ def merge(planned: list[Planned], responses: dict, originals: list[Original]):
 # Asking, with the store of answers (resume).
 
 def load_store(path: str) -> dict[str, str]:
-  """{request key: response} from responses.jsonl; a torn last line (a killed run) is skipped."""
+  """{request key: response} from responses.jsonl; a torn last line (a killed run) is cut off."""
   out = {}
   if os.path.exists(path):
+    _cut_torn_line(path)
     with open(path, encoding="utf-8") as f:
       for line in f:
         try:
@@ -182,6 +183,18 @@ def load_store(path: str) -> dict[str, str]:
         except (json.JSONDecodeError, KeyError, TypeError):
           logging.warning("%s: skipping an unreadable line (an interrupted write)", path)
   return out
+
+
+def _cut_torn_line(path: str) -> None:
+  """Cuts a last line without its newline (a write a killed run did not finish) off the file:
+  `ask` appends to it, and the first new response glued onto the torn line would be unreadable
+  in every later run, asked again and perhaps answered otherwise."""
+  with open(path, "rb+") as f:
+    data = f.read()
+    if data and not data.endswith(b"\n"):
+      f.truncate(data.rfind(b"\n") + 1)
+      logging.warning("%s: cut off a torn last line (an interrupted write); its request is "
+                      "asked again", path)
 
 
 def ask(backend, planned: list[Planned], store_path: str, progress: bool) -> tuple[dict, int]:

@@ -209,15 +209,16 @@ def dumps(obj) -> str:
 
 def load_json_items(path: str) -> list[tuple]:
   """A `.jsonl` file line by line (parsed later, so a bad line is one bad record), any other
-  file as one JSON list of records."""
+  file as one JSON list of records. Read as utf-8-sig: a byte-order mark (Windows editors write
+  one) would make the first record malformed JSON."""
   items = []
   if path.endswith(".jsonl"):
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
       for n, line in enumerate(f, 1):
         if line.strip():
           items.append((f"line {n}", f"line {n}", path, line))
     return items
-  with open(path, encoding="utf-8") as f:
+  with open(path, encoding="utf-8-sig") as f:
     try:
       data = json.load(f)
     except json.JSONDecodeError as e:

@@ -93,7 +93,11 @@ def parse_row(line: str, where: str, levels: int) -> Row:
                          f"0..{levels - 1} (set --levels to the scorer's class count)")
   if clarity not in (0, 1) or isinstance(clarity, bool):
     raise SelectionError(f"{where}: clarity {clarity!r}; expected 0 (blurred) or 1 (clear)")
-  return Row(str(rec["id"]), str(rec["source"]), level, clarity, rec.get("records"))
+  records = rec.get("records")
+  if records is not None and not isinstance(records, list):
+    raise SelectionError(f"{where}: `records` is {records!r:.60}; it must be a list of record "
+                         "ids (data_prep.score writes one), or left out")
+  return Row(str(rec["id"]), str(rec["source"]), level, clarity, records)
 
 
 def read_scores(path: str, levels: int) -> list[Row]:

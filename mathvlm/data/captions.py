@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import collections
 import io
-import json
 
 import numpy as np
 from PIL import Image
 
+from mathvlm.data import templates
 from mathvlm.data.image import to_pixels
 from mathvlm.data.pipeline import DROPPED, mark_dropped
 
@@ -47,9 +47,11 @@ class CaptionSource:
     out = dict(pixel_values=np.zeros((self.image_size, self.image_size, 3), np.uint8),
                input_ids=np.full(self.max_len, self.pad_id, np.int32),
                attention_mask=np.zeros(self.max_len, np.int32), **{DROPPED: np.asarray("")})
-    conv = rec["conversations"]
-    conv = json.loads(conv) if isinstance(conv, (str, bytes)) else conv
-    caption = next((t.get("value", "") for t in conv if t.get("from") == "gpt"), "").strip()
+    try:  # a record that is not a list of turns is counted, as in ConversationSource
+      turns = templates.normalise_turns(rec["conversations"])
+    except templates.BadConversation:
+      return self._drop(out, "bad_conversation")
+    caption = next((text for who, text in turns if who == "gpt"), "").strip()
     if not caption:
       return self._drop(out, "no_caption")
     try:

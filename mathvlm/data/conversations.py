@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import io
-import json
 
 import numpy as np
 from PIL import Image
@@ -63,8 +62,8 @@ class ConversationSource:
       if image:
         out["pixel_values"][0] = to_pixels(Image.open(io.BytesIO(image)), self.image_size,
                                            self.aspect)
-      tok = templates.encode(json.loads(conv) if isinstance(conv, (str, bytes)) else conv,
-                             self.template, self.tokenizer, image_token_id=self.image_token_id,
+      tok = templates.encode(conv, self.template, self.tokenizer,
+                             image_token_id=self.image_token_id,
                              image_seq_len=self.image_seq_len, max_len=self.max_len)
     except templates.DropExample as e:
       return self._drop(out, e.reason)

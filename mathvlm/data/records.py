@@ -129,8 +129,26 @@ def read(data_dir: str, name: str, split: str = SPLIT) -> Decoded:
   """The built dataset `name` under `data_dir` as a random-access source of decoded dicts. Every
   shard is opened first (`check_shards`), so a damaged one fails here, named, rather than as a
   nameless RuntimeError from the reader in the middle of training."""
+  check_built(data_dir, name, split)
   check_shards(data_dir, name, split)
   return Decoded(tfds.data_source(name, data_dir=data_dir, download=False)[split])
+
+
+def check_built(data_dir: str, name: str, split: str = SPLIT) -> None:
+  """A local dataset that is not there (a misspelt data.path or name, a build not run yet) is
+  an error naming the folder, the datasets that are there and the fix; TFDS's own error lists
+  its catalogue of public datasets (260 lines) and suggests tfds-nightly. Remote paths
+  (gs://...) are left to TFDS."""
+  if "://" in data_dir or shard_files(data_dir, name, split):
+    return
+  there = sorted(d for d in os.listdir(data_dir)
+                 if os.path.isdir(os.path.join(data_dir, d, VERSION))) if os.path.isdir(
+                     data_dir) else []
+  raise ValueError(
+      f"no built dataset {name!r} under {data_dir}: {os.path.join(data_dir, name, VERSION)} "
+      f"holds no {name}-{split}.array_record-* shards (datasets built there: "
+      f"{', '.join(there) or 'none'}). Fix: correct data.path / the dataset name, or build it "
+      f"first (python -m data_prep.<builder> ... --out {data_dir})")
 
 
 def shard_files(data_dir: str, name: str, split: str = SPLIT) -> list[str]:
@@ -167,11 +185,20 @@ def read_lengths(data_dir: str, name: str) -> tuple[np.ndarray, np.ndarray]:
   count is checked against the dataset's: a marker left by another build would give lengths of
   records that do not exist, and data.group_by_length would read past the last one."""
   mdir = shard_markers(data_dir, name)
+  if not os.path.isdir(mdir):  # a dataset copied without its markers
+    raise ValueError(f"{mdir} is missing: data.group_by_length reads the record lengths a build "
+                     f"leaves there. Fix: copy it with the dataset, run the builder of {name!r} "
+                     f"again with --out {data_dir}, or set data.group_by_length=False")
   rows = []
   for f in sorted(f for f in os.listdir(mdir) if f.endswith(".json")):
-    with open(os.path.join(mdir, f), encoding="utf-8") as fh:
-      m = json.load(fh)
-    if "lengths" not in m:
+    try:
+      with open(os.path.join(mdir, f), encoding="utf-8") as fh:
+        m = json.load(fh)
+    except json.JSONDecodeError as e:  # a marker cut short or damaged after the build
+      raise ValueError(f"{mdir}/{f}: not a shard marker ({e}). Fix: run the builder of "
+                       f"{name!r} again with --out {data_dir}; it rebuilds the shard of a "
+                       "damaged marker") from None
+    if not isinstance(m, dict) or "lengths" not in m:
       raise ValueError(f"{mdir}/{f} has no record lengths (built by an older version): rebuild "
                        f"{name} to use data.group_by_length")
     rows += m["lengths"]

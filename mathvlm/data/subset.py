@@ -28,6 +28,9 @@ def read_ids(path: str) -> frozenset[str]:
       except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
         raise ValueError(f"{path} line {n}: expected a JSON object with `id` (and optionally "
                          f"`records`), as data_prep.select writes") from None
+      if not isinstance(keep, list):  # a string's characters would be taken as ids
+        raise ValueError(f"{path} line {n}: `records` is {keep!r:.60}; it must be a list of "
+                         "record ids, as data_prep.select writes")
       ids.update(str(i) for i in keep)
   if not ids:
     raise ValueError(f"{path}: the selection is empty")

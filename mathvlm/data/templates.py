@@ -64,13 +64,28 @@ class BadConversation(ValueError):
   """A conversation the template cannot render; the message says which rule it breaks."""
 
 
+def _turn_list(conversations) -> list:
+  """The turns as a list, from the list or its JSON text. A record that is not a JSON list (cut
+  short, an object, a turn's value a number) is a BadConversation, which the pipeline counts as
+  `bad_conversation`, rather than a bare JSONDecodeError or AttributeError that ends the run."""
+  if isinstance(conversations, (str, bytes)):
+    try:
+      conversations = json.loads(conversations)
+    except ValueError as e:
+      raise BadConversation(f"the conversation is not JSON ({e})") from None
+  if not isinstance(conversations, list):
+    raise BadConversation(f"the conversation is a {type(conversations).__name__}, not a list of "
+                          "turns")
+  return conversations
+
+
 def normalise_turns(conversations) -> list[tuple[str, str]]:
   """[(role 'human'|'gpt', text)] from LLaVA's list (or its JSON), with LLaVA's
   `preprocess_multimodal`: a single `<image>` moves to the front of its turn, then a newline."""
-  if isinstance(conversations, str):
-    conversations = json.loads(conversations)
   turns = []
-  for i, turn in enumerate(conversations):
+  for i, turn in enumerate(_turn_list(conversations)):
+    if not isinstance(turn, dict) or not isinstance(turn.get("value") or "", str):
+      raise BadConversation(f"turn {i} is {turn!r:.80}: a turn is {{'from': str, 'value': str}}")
     who = turn.get("from")
     if who not in ("human", "gpt") or who != ("human", "gpt")[i % 2]:
       raise BadConversation(f"turn {i} is from {who!r}: turns must alternate human, gpt, ...")

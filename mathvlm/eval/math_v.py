@@ -28,17 +28,12 @@ def load(path: str, images_dir: str | None = None) -> list[Problem]:
   """Problems from a MATH-Vision `test.jsonl` / `testmini.jsonl` (images relative to its folder)."""
   images_dir = images_dir or os.path.dirname(os.path.abspath(path))
   problems = []
-  with open(path, encoding="utf-8") as f:
+  with open(path, encoding="utf-8-sig") as f:
     for n, line in enumerate(f, 1):
       if not line.strip():
         continue
-      try:
-        r = json.loads(line)
-        pid, answer, level, subject = str(r["id"]), str(r["answer"]), r["level"], r["subject"]
-      except (json.JSONDecodeError, KeyError) as e:
-        raise ValueError(f"{path}:{n}: not a MATH-Vision record ({e}); expected JSON with id, "
-                         "question, options, answer, level, subject, image") from e
-      options = list(r.get("options") or [])
+      r = _record(line, f"{path}:{n}")
+      pid, answer, options = str(r["id"]), str(r["answer"]), list(r.get("options") or [])
       if options and not ("A" <= answer <= chr(ord("A") + len(options) - 1)):
         raise ValueError(f"{path}:{n} (id {pid}): answer {answer!r} is not one of the option "
                          f"letters of {options}")
@@ -46,8 +41,33 @@ def load(path: str, images_dir: str | None = None) -> list[Problem]:
       problems.append(Problem(
           pid=pid, question=r["question"], answer=answer, choices=options,
           images=[os.path.join(images_dir, image)] if image else [],
-          query=build_query(r), meta={"level": level, "subject": subject}, raw=r))
+          query=build_query(r), meta={"level": r["level"], "subject": r["subject"]}, raw=r))
   return problems
+
+
+_FIELDS = "expected JSON with id, question, options, answer, level, subject, image"
+
+
+def _record(line: str, where: str) -> dict[str, Any]:
+  """One line as a record, its fields checked: a null answer would be the gold answer "None", an
+  options string would be split into letters, and a missing question a bare KeyError later."""
+  try:
+    r = json.loads(line)
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{where}: not a MATH-Vision record ({e}); {_FIELDS}") from e
+  if not isinstance(r, dict):
+    raise ValueError(f"{where}: a JSON {type(r).__name__}, not a MATH-Vision record; {_FIELDS}")
+  missing = [k for k in ("id", "question", "answer", "level", "subject") if r.get(k) is None]
+  if missing:
+    raise ValueError(f"{where} (id {r.get('id')}): not a MATH-Vision record, {missing} missing "
+                     f"or null; {_FIELDS}")
+  wrong = [k for k, ok in (("question", isinstance(r["question"], str)),
+                           ("answer", isinstance(r["answer"], (str, int, float))),
+                           ("options", isinstance(r.get("options") or [], list))) if not ok]
+  if wrong:
+    raise ValueError(f"{where} (id {r['id']}): {', '.join(f'{k} is {r[k]!r:.60}' for k in wrong)}"
+                     "; question and answer are text, options a list of option texts")
+  return r
 
 
 def build_query(r: dict[str, Any]) -> str:

@@ -22,6 +22,8 @@ NAME = "mathverse"
 VERSIONS = ("Text Dominant", "Text Lite", "Text Only", "Vision Intensive", "Vision Dominant",
             "Vision Only")
 
+QUESTION_TYPES = ("multi-choice", "free-form")
+
 
 def load(path: str, images_dir: str | None = None, prompt: str = "query_wo",
          versions: tuple[str, ...] | None = None) -> list[Problem]:
@@ -29,15 +31,25 @@ def load(path: str, images_dir: str | None = None, prompt: str = "query_wo",
   if prompt not in ("query_wo", "query_cot"):
     raise ValueError(f"MathVerse prompt {prompt!r}: expected 'query_wo' or 'query_cot'")
   images_dir = images_dir or os.path.join(os.path.dirname(os.path.abspath(path)), "images")
-  with open(path, encoding="utf-8") as f:
+  with open(path, encoding="utf-8-sig") as f:
     data = json.load(f)
+  if not isinstance(data, list):
+    raise ValueError(f"{path}: a JSON {type(data).__name__}, but MathVerse's testmini.json is a "
+                     "list of records; is this the MathVerse annotation file?")
   problems = []
   for n, r in enumerate(data):
+    if not isinstance(r, dict):
+      raise ValueError(f"{path}: record {n} is a JSON {type(r).__name__}, not an object; is this "
+                       "MathVerse testmini.json?")
     missing = [k for k in ("sample_index", "problem_version", "answer", "question_type", prompt)
                if k not in r]
     if missing:
       raise ValueError(f"{path}: record {n} (sample_index {r.get('sample_index')}) lacks "
                        f"{missing}; is this MathVerse testmini.json?")
+    if r["question_type"] not in QUESTION_TYPES:
+      raise ValueError(f"{path}: record {n} (sample_index {r['sample_index']}) has question_type "
+                       f"{r['question_type']!r}; MathVerse's are {QUESTION_TYPES}: fix the "
+                       "record (any other type would be scored as free-form)")
     if versions and r["problem_version"] not in versions:
       continue
     meta = dict(r.get("metadata") or r.get("category") or {})

@@ -34,7 +34,7 @@ def _records(path: str) -> list[dict[str, Any]]:
     for r in rows:   # the HF parquet holds the image bytes in `decoded_image`; keep the path
       r.pop("decoded_image", None)
     return rows
-  with open(path, encoding="utf-8") as f:
+  with open(path, encoding="utf-8-sig") as f:
     data = json.load(f)
   return list(data.values()) if isinstance(data, dict) else data
 
@@ -50,10 +50,14 @@ def load(path: str, images_dir: str | None = None) -> list[Problem]:
 
 def load_record(r: dict[str, Any], images_dir: str = "", where: str = "record") -> Problem:
   """One MathVista annotation record as a Problem."""
+  if not isinstance(r, dict):
+    raise ValueError(f"{where} is a JSON {type(r).__name__}, not an object; is this a MathVista "
+                     "annotation file (testmini.json / test.json / parquet)?")
   missing = [k for k in ("pid", "question", "question_type", "answer_type") if k not in r]
   if missing:
     raise ValueError(f"{where} (pid {r.get('pid')}) lacks {missing}; is this a MathVista "
                      "annotation file (testmini.json / test.json / parquet)?")
+  _check_types(r, where)
   meta = dict(r.get("metadata") or {})
   meta.update(question_type=r["question_type"], answer_type=r["answer_type"])
   return Problem(
@@ -61,6 +65,38 @@ def load_record(r: dict[str, Any], images_dir: str = "", where: str = "record") 
       choices=list(r.get("choices") or []),
       images=[os.path.join(images_dir, r["image"])] if r.get("image") else [],
       query=r.get("query") or build_query(r), meta=meta, raw=r)
+
+
+QUESTION_TYPES = ("multi_choice", "free_form")
+ANSWER_TYPES = ("text", "integer", "float", "list")
+
+
+def _check_types(r: dict[str, Any], where: str) -> None:
+  """The question and answer types the official scripts know, and choices for multiple choice.
+  Any other type would be scored by the free-form rules (a misspelt "multiple_choice" never
+  reads an option letter), and a multi_choice record without choices has nothing to normalise
+  an answer to."""
+  qtype, atype = r["question_type"], r["answer_type"]
+  if qtype not in QUESTION_TYPES or atype not in ANSWER_TYPES:
+    raise ValueError(f"{where} (pid {r['pid']}): question_type {qtype!r} / answer_type "
+                     f"{atype!r}; MathVista's are {QUESTION_TYPES} / {ANSWER_TYPES}: fix the "
+                     "record's types")
+  if atype == "float" and not _places(r.get("precision")):
+    raise ValueError(f"{where} (pid {r['pid']}): a float answer needs `precision` (its decimal "
+                     f"places, e.g. 1 or 2), got {r.get('precision')!r}; without it every "
+                     "answer normalises to None and is scored wrong")
+  choices = r.get("choices")
+  if qtype == "multi_choice" and not (isinstance(choices, list) and choices):
+    raise ValueError(f"{where} (pid {r['pid']}): a multi_choice question needs a non-empty "
+                     f"`choices` list, got {choices!r}; give its options or make it free_form")
+
+
+def _places(precision: Any) -> bool:
+  """Whether `precision` is a whole number of decimal places (1, 2.0 or "2")."""
+  try:
+    return not isinstance(precision, bool) and float(precision).is_integer()
+  except (TypeError, ValueError):
+    return False
 
 
 _HINTS = {
@@ -85,6 +121,7 @@ def with_record(problem: Problem, record: dict[str, Any]) -> Problem:
   raw = dict(problem.raw)
   raw.update({k: v for k, v in record.items() if k in (
       "answer", "choices", "precision", "unit", "question_type", "answer_type", "metadata")})
+  _check_types(raw, "the response record")
   meta = dict(raw.get("metadata") or {})
   meta.update(question_type=raw["question_type"], answer_type=raw["answer_type"])
   return Problem(pid=problem.pid, question=problem.question, answer=raw.get("answer"),
@@ -102,8 +139,11 @@ def build_query(r: dict[str, Any]) -> str:
       raise ValueError(f"pid {r['pid']}: float answer with precision {r.get('precision')}; the "
                        "official hints cover 1 and 2")
     hint = _HINTS[key]
-  else:
+  elif r["answer_type"] in _HINTS:
     hint = _HINTS[r["answer_type"]]
+  else:
+    raise ValueError(f"pid {r['pid']}: no official hint for a free-form {r['answer_type']!r} "
+                     "answer; give the record its `query`")
   question = f"Question: {r['question']}"
   if r.get("unit"):
     question += f" (Unit: {r['unit']})"

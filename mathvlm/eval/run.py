@@ -53,11 +53,17 @@ def load_image(problem: Problem, size: int, aspect: str = "pad") -> np.ndarray:
     return to_pixels(Image.new("RGB", (size, size), tuple(int(255 * m) for m in CLIP_MEAN)),
                      size, "pad")
   path = problem.images[0]
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"problem {problem.pid}: image {path} not found; pass --images DIR "
-                            "if the images live elsewhere")
-  with Image.open(path) as im:
-    return to_pixels(im, size, aspect)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"problem {problem.pid}: image {path} not found (or not a file); "
+                            "pass --images DIR if the images live elsewhere")
+  try:
+    with Image.open(path) as im:
+      return to_pixels(im, size, aspect)
+  except Exception as e:  # noqa: BLE001 - PIL raises many types: OSError, SyntaxError, bombs..
+    # PIL's own message for a truncated file names neither the file nor the problem
+    raise ValueError(f"problem {problem.pid}: image {path} cannot be decoded "
+                     f"({type(e).__name__}: {e}); replace the file with the benchmark's "
+                     "original (responses so far are kept: run again to resume)") from e
 
 
 class Encoder:
@@ -230,20 +236,34 @@ def answered(out: str, signature: dict, restart: bool) -> dict[str, str]:
   os.makedirs(out, exist_ok=True)
   with open(meta, "w") as f:
     json.dump(signature, f, indent=2)
-  found = {}
-  if os.path.exists(path):
-    # Cut the crash's partial last line off the file too: this run appends to it, and a record
-    # glued onto the partial line would be unreadable, missing from responses.jsonl for good.
-    with open(path, "rb+") as f:
-      data = f.read()
-      if data and not data.endswith(b"\n"):
-        f.truncate(data.rfind(b"\n") + 1)
-    for line in open(path, encoding="utf-8"):
+  if not os.path.exists(path):
+    return {}
+  # Cut the crash's partial last line off the file too: this run appends to it, and a record
+  # glued onto the partial line would be unreadable, missing from responses.jsonl for good.
+  with open(path, "rb+") as f:
+    data = f.read()
+    if data and not data.endswith(b"\n"):
+      f.truncate(data.rfind(b"\n") + 1)
+  return _read_answers(path, _ID_FIELD[signature["benchmark"]])
+
+
+def _read_answers(path: str, field: str) -> dict[str, str]:
+  """{id: response} of responses.jsonl. A line that is not a record with `field` and `response`
+  (a hand edit, a damaged file) is left out and its problem generated again, and how many and
+  which lines is logged, rather than skipped without a word or ending the run on a KeyError."""
+  found, bad = {}, []
+  with open(path, encoding="utf-8") as f:
+    for n, line in enumerate(f, 1):
+      if not line.strip():
+        continue
       try:
         rec = json.loads(line)
-      except json.JSONDecodeError:
-        continue
-      found[str(rec[_ID_FIELD[signature["benchmark"]]])] = rec["response"]
+        found[str(rec[field])] = rec["response"]
+      except (json.JSONDecodeError, KeyError, TypeError):
+        bad.append(n)
+  if bad:
+    log.warning("%s: %d lines are not responses with `%s` and `response` (lines %s); their "
+                "problems are generated again", path, len(bad), field, bad[:10])
   return found
 
 

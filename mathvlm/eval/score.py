@@ -28,25 +28,47 @@ _ID_FIELDS = ("pid", "id", "sample_index")
 
 
 def read_records(path: str) -> list[dict[str, Any]]:
-  """Response records from a JSON dict (key -> record), a JSON list, or JSON lines."""
-  with open(path, encoding="utf-8") as f:
+  """Response records from a JSON dict (key -> record), a JSON list, or JSON lines. A JSON-lines
+  file of one line is a dict too: it is one record when it names an id and its values are not
+  all records, not a mapping of its field names to records. A byte-order mark is skipped."""
+  with open(path, encoding="utf-8-sig") as f:
     text = f.read()
   try:
     data = json.loads(text)
   except json.JSONDecodeError:
     data = None
+  if isinstance(data, dict) and any(k in data for k in _ID_FIELDS) and not all(
+      isinstance(v, dict) for v in data.values()):
+    data = [data]
   if isinstance(data, dict):
-    return [dict(v, **({} if any(k in v for k in _ID_FIELDS) else {"pid": k}))
-            for k, v in data.items()]
+    return _check_objects([dict(v, **({} if any(k in v for k in _ID_FIELDS) else {"pid": k}))
+                           if isinstance(v, dict) else v for k, v in data.items()],
+                          path, [f"key {k!r}" for k in data])
   if isinstance(data, list):
-    return data
-  rows = []
+    return _check_objects(data, path, [f"item {n}" for n in range(len(data))])
+  rows, where = [], []
   for n, line in enumerate(text.splitlines(), 1):
     if line.strip():
       try:
         rows.append(json.loads(line))
       except json.JSONDecodeError as e:
         raise ValueError(f"{path}:{n}: neither JSON nor JSON lines ({e})") from e
+      where.append(f"line {n}")
+  return _check_objects(rows, path, where)
+
+
+def _check_objects(rows: list, path: str, where: list[str]) -> list[dict[str, Any]]:
+  """Every response must be a JSON object: a bare string or list has no id to match, and
+  reading one would fail later with a nameless TypeError. An empty file scores nothing and
+  would print a 0/0 score, so it is an error too."""
+  for w, rec in zip(where, rows):
+    if not isinstance(rec, dict):
+      raise ValueError(f"{path}: {w} is a JSON {type(rec).__name__} ({str(rec)[:80]!r}), not a "
+                       "response record; each response must be an object with an id "
+                       f"({', '.join(_ID_FIELDS)}) and its text")
+  if not rows:
+    raise ValueError(f"{path}: no records (an empty file?); check that the path names the "
+                     "model's output file")
   return rows
 
 
@@ -123,18 +145,9 @@ def score_responses(benchmark: str, problems: list[Problem], records: list[dict[
       extraction = mod.extract(response, p)
     if judge is not None:
       extraction = judge(p, response, extraction) or extraction
-    if benchmark == "mathvista":
-      prediction, ok = mathvista.judge(p, extraction)
-      outputs.append(mathvista.output_record(p, response, extraction, prediction, ok))
-    elif benchmark == "math_v":
-      ok = math_v.judge(p, extraction)
-      outputs.append(math_v.output_record(p, response, extraction, ok))
-    elif benchmark == "mathverse":
-      ok = mathverse.judge(p, extraction)
-      outputs.append(mathverse.output_record(p, response, extraction, ok))
-    else:
-      ok = engine_benchmark.judge(p, extraction, engine_judge)
-      outputs.append({"pid": pid, "response": response, "extraction": extraction, "correct": ok})
+    ok, output = _judge_one(benchmark, p, response, extraction, engine_judge,
+                            textless=key is None and not use_extraction_field)
+    outputs.append(output)
     correct[pid] = ok
     extractions[pid] = str(extraction)
   if unknown:
@@ -157,9 +170,47 @@ def score_responses(benchmark: str, problems: list[Problem], records: list[dict[
   return scores, outputs
 
 
+_VERDICT_FIELDS = {"mathvista": "true_false", "math_v": "correct", "mathverse": "judgement"}
+
+
+def _judge_one(benchmark: str, p: Problem, response: str, extraction: Any, engine_judge: str, *,
+               textless: bool) -> tuple[bool, dict]:
+  """(correct, the official output record) for one response. A record without text is wrong
+  whatever its empty extraction normalises to: MathVista maps any extraction, "" included, to
+  the closest choice, which would make a missing response right whenever the answer is the
+  shortest option."""
+  if benchmark == "mathvista":
+    prediction, ok = mathvista.judge(p, extraction)
+    output = mathvista.output_record(p, response, extraction, prediction, ok)
+  elif benchmark == "math_v":
+    ok = math_v.judge(p, extraction)
+    output = math_v.output_record(p, response, extraction, ok)
+  elif benchmark == "mathverse":
+    ok = mathverse.judge(p, extraction)
+    output = mathverse.output_record(p, response, extraction, ok)
+  else:
+    ok = engine_benchmark.judge(p, extraction, engine_judge)
+    output = {"pid": p.pid, "response": response, "extraction": extraction, "correct": ok}
+  if textless and ok:
+    ok = False
+    field = _VERDICT_FIELDS.get(benchmark, "correct")
+    output[field] = type(output[field])(False)
+  return ok, output
+
+
 def load_problems(benchmark: str, annotations: str, images_dir: str | None = None,
                   **kwargs) -> list[Problem]:
-  return BENCHMARKS[benchmark].load(annotations, images_dir, **kwargs)
+  """The benchmark's problems, each id once: scoring keys problems by id, so a repeated id would
+  keep the last record's answer and breakdowns silently, and `mathvlm.eval.run` would generate
+  it twice and then refuse its own responses as duplicates."""
+  problems = BENCHMARKS[benchmark].load(annotations, images_dir, **kwargs)
+  counts = collections.Counter(p.pid for p in problems)
+  repeated = [pid for pid, n in counts.items() if n > 1]
+  if repeated:
+    raise ValueError(f"{annotations}: {len(repeated)} problem ids appear more than once (first: "
+                     f"{repeated[:5]}, {counts[repeated[0]]} records for {repeated[0]}); is this "
+                     f"the {TITLES[benchmark]} annotation file? Keep one record per id")
+  return problems
 
 
 def limit_variants(problems: list[Problem], records: list[dict[str, Any]], k: int,
@@ -233,8 +284,9 @@ def main(argv: list[str] | None = None) -> None:
                                     response_field=args.response_field,
                                     engine_judge=args.engine_judge)
   paths = write_outputs(args.benchmark, scores, outputs, args.out)
-  print(json.dumps({"all": scores["all"], "files": paths, **dropped,
-                    **({"without_text": scores["without_text"]} if scores["without_text"] else {})}))
+  # problems left unanswered are outside "all" (as in the official scripts): say how many
+  counts = {k: scores[k] for k in ("missing", "without_text") if scores[k]}
+  print(json.dumps({"all": scores["all"], "files": paths, **dropped, **counts}))
 
 
 if __name__ == "__main__":
