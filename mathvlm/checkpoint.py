@@ -202,17 +202,48 @@ def read_model_config(ckpt_dir, **runtime):
   return family, with_runtime(config_from_dict(family.config_cls, meta["config"]), **runtime)
 
 
-def save_model(model: nnx.Module, cfg, ckpt_dir: str) -> None:
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "tokenizer.model")
+
+
+def copy_tokenizer(source: str, dest) -> list[str]:
+  """Copies the tokenizer a model was trained or converted with into its folder, as Hugging Face's
+  save_pretrained keeps the two together: `eval.run --ckpt` and `augment --backend local --ckpt`
+  read `CKPT/tokenizer.json` and otherwise need --tokenizer. `source`: a tokenizer.json, or a
+  folder with any of TOKENIZER_FILES. A Hub repo id (nothing on disk) copies nothing and says so.
+  Returns the names copied."""
+  if not source:
+    return []
+  src, dest = paths.absolute(source), paths.absolute(dest)
+  if src.is_file():
+    pairs = [(src, "tokenizer.json" if src.suffix == ".json" else src.name)]
+  else:
+    pairs = [(src / n, n) for n in TOKENIZER_FILES] if src.is_dir() else []
+    pairs = [(f, n) for f, n in pairs if f.exists()]
+  if not pairs:
+    log.info("no tokenizer file at %s (a Hub id?): %s gets none; pass --tokenizer to eval.run",
+             source, dest)
+    return []
+  dest.mkdir(parents=True, exist_ok=True)
+  for f, name in pairs:
+    (dest / name).write_bytes(f.read_bytes())
+  return [name for _, name in pairs]
+
+
+def save_model(model: nnx.Module, cfg, ckpt_dir: str, tokenizer: str = "") -> None:
+  """The parameters (orbax), the tokenizer if given (`copy_tokenizer`), then config.json."""
   ckpt_dir = paths.absolute(ckpt_dir)  # a local folder or a bucket URL
   ckpt_dir.mkdir(parents=True, exist_ok=True)
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(ckpt_dir / "params", nnx.to_pure_dict(nnx.state(model, nnx.Param)), force=True)
+  if jax.process_index() == 0:
+    copy_tokenizer(tokenizer, ckpt_dir)
   with (ckpt_dir / "config.json").open("w") as f:
     json.dump({"format": "mathvlm", "kind": registry.of_model(model).name,
                "config": config_to_dict(cfg)}, f, indent=2)
 
 
-def export_model(model: nnx.Module, cfg, ckpt_dir: str) -> None:
+def export_model(model: nnx.Module, cfg, ckpt_dir: str, tokenizer: str = "") -> None:
   """`save_model` with config.json removed first and written last. config.json is what makes a
   folder a model (`is_model_dir`), so a run killed while exporting leaves a folder that is never
   read as a model, and its rerun exports again. The same on a bucket, with no copy (object stores
@@ -221,7 +252,8 @@ def export_model(model: nnx.Module, cfg, ckpt_dir: str) -> None:
   if jax.process_index() == 0 and config.exists():
     config.unlink()
   _barrier("export_model")
-  save_model(model, cfg, ckpt_dir)  # the parameters (orbax: whole or absent), then config.json
+  save_model(model, cfg, ckpt_dir, tokenizer)  # the parameters (orbax: whole or absent), the
+  # tokenizer, then config.json
 
 
 def load_model(ckpt_dir: str, sharding: Callable | None = None, **runtime):

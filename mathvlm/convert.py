@@ -41,11 +41,13 @@ def main(argv: list[str] | None = None) -> None:
       runtime = {} if args.dtype is None else dict(param_dtype=args.dtype, dtype=args.dtype)
       model, cfg = checkpoint.load_model(args.from_ckpt, **runtime)
     n = sum(int(np.prod(v.shape)) for _, v in hf.param_paths(model))
+    source = args.from_hf or args.from_ckpt  # its tokenizer files travel with the weights
     if args.to:
-      checkpoint.save_model(model, cfg, args.to)
+      checkpoint.save_model(model, cfg, args.to, tokenizer=source)
       print(f"wrote {type(model).__name__} ({n:,} parameters) to {args.to}")
     if args.to_hf:
       hf.export_hf(model, cfg, args.to_hf)  # in the parameters' dtype, chosen above
+      checkpoint.copy_tokenizer(source, args.to_hf)
       print(f"wrote {type(model).__name__} ({n:,} parameters) to {args.to_hf}")
   except checkpoint.CheckpointError as e:
     raise SystemExit(f"error: {e}")

@@ -622,7 +622,8 @@ def export_final_model(run: Run, state, workdir: str) -> None:
   from mathvlm.models.lora import merge_lora
   model = model_of(run, state)
   merge_lora(model)
-  checkpoint.export_model(model, run.cfg, os.path.join(workdir, "model"))
+  checkpoint.export_model(model, run.cfg, os.path.join(workdir, "model"),
+                          tokenizer=run.config.data.get("tokenizer", ""))
 
 
 def _log_to_stdout() -> None:

@@ -28,10 +28,14 @@ def test_lora_merged_export_gives_the_unmerged_logits_and_the_schedule_is_optax(
   from mathvlm import checkpoint, sharding
   from mathvlm.train import train
   # MAVIS stage 3 on the tiny model: LoRA rank 4, alpha 16 (scale 4), projector; warmup 2 of 6.
+  tokenizer = tmp_path / "tokenizer.json"  # synthetic data reads none; the export copies it
+  tokenizer.write_text('{"version": "1.0", "model": {}}')
   cfg = tiny_config("lm", "model=tiny,recipe=mavis", steps=6, optim__warmup_ratio=0.34,
-                    lora__alpha=16.0)
+                    lora__alpha=16.0, data__tokenizer=str(tokenizer))
   workdir = str(tmp_path / "run")
   train(cfg, workdir)
+  # eval.run --ckpt WORKDIR/model finds the run's tokenizer beside the weights
+  assert (tmp_path / "run/model/tokenizer.json").read_bytes() == tokenizer.read_bytes()
   model, run = unmerged_model(cfg, workdir, 6)
   exported, exported_cfg = checkpoint.load_model(f"{workdir}/model")
   assert exported_cfg == run.cfg

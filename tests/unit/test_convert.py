@@ -40,10 +40,20 @@ def _tensors(path):
 
 def test_round_trip_through_orbax_and_cli_is_exact(llava_hf, tmp_path):
   ref_model, src = llava_hf
+  src = shutil.copytree(src, tmp_path / "hf")  # with tokenizer files, as a Hub folder has them
+  tokenizer_files = {"tokenizer.json": b'{"version": "1.0", "model": {}}',
+                     "tokenizer_config.json": b'{"model_max_length": 2048}'}
+  for name, data in tokenizer_files.items():
+    (src / name).write_bytes(data)
+  src = str(src)
   ckpt, back = str(tmp_path / "ckpt"), str(tmp_path / "hf_back")
   _run("-m", "mathvlm.convert", "--from-hf", src, "--to", ckpt)
   assert os.path.isdir(os.path.join(ckpt, "params"))
   _run("-m", "mathvlm.convert", "--from-ckpt", ckpt, "--to-hf", back)
+  for folder in (ckpt, back):  # the tokenizer travels with the weights, byte for byte
+    for name, data in tokenizer_files.items():
+      with open(os.path.join(folder, name), "rb") as f:
+        assert f.read() == data, (folder, name)
   a, b = _tensors(src), _tensors(back)
   assert sorted(a) == sorted(b)
   for k in a:
