@@ -256,6 +256,8 @@ def parse_args(argv):
   p.add_argument("--max_new_tokens", type=int, default=512)
   p.add_argument("--temperature", type=float, default=0.7)
   p.add_argument("--seed", type=int, default=0, help="clusters and few-shot draws")
+  p.add_argument("--subset", help="a selection (data_prep.select's selected.jsonl): augment only "
+                 "the records it keeps; `new`'s few-shot examples still come from all of --src")
   p.add_argument("--limit", type=int, default=0, help="first N source records only (0: all)")
   p.add_argument("--no_progress", action="store_true")
   args = p.parse_args(argv)
@@ -274,20 +276,41 @@ def main(argv=None) -> dict:
   if not originals:
     raise SystemExit(f"{args.src}: no usable records ({len(bad)} unusable, e.g. {bad[:3]})")
   shots = None
-  if "new" in args.kinds:
+  if "new" in args.kinds:  # the source's questions, clustered: the selection's and the rest's
     pairs = {}
     for o in originals:
       pairs.setdefault(o.source, []).append((o.image, P.one_line(o.question), o.answer))
     shots = few_shot.FewShot(pairs, seed=args.seed)
+  selection = None
+  if args.subset:
+    originals, selection = selected(originals, args.subset, args.src)
   planned = plan(originals, args.kinds, os.path.abspath(args.images), shots)
   os.makedirs(args.out, exist_ok=True)
   backend = make_backend(args)
   responses, asked = ask(backend, planned, os.path.join(args.out, "responses.jsonl"),
                          not args.no_progress)
-  return finish(args, backend, originals, bad, planned, responses, asked)
+  return finish(args, backend, originals, bad, planned, responses, asked, selection)
 
 
-def finish(args, backend, originals, bad, planned, responses, asked) -> dict:
+def selected(originals: list[Original], path: str, src: str) -> tuple[list[Original], dict]:
+  """The originals a selection keeps (Math-LLaVA augments its 40K selected images, not the
+  pool), and what the report says of it: selected ids that --src does not hold are counted and
+  listed, and a selection none of whose ids are there is an error (another pool's selection)."""
+  from mathvlm.data.subset import read_ids
+  ids = read_ids(path)
+  kept = [o for o in originals if o.id in ids]
+  missing = sorted(ids - {o.id for o in kept})
+  if not kept:
+    raise SystemExit(f"--subset {path}: none of its {len(ids)} record ids is a usable record of "
+                     f"{src} (e.g. {missing[:3]}); was it selected from another pool?")
+  if missing:
+    logging.warning("--subset %s: %d of its %d record ids are not usable records of %s (e.g. %s)",
+                path, len(missing), len(ids), src, missing[:3])
+  return kept, {"path": os.path.abspath(path), "ids": len(ids), "records": len(kept),
+                "missing": {"count": len(missing), "ids": missing}}
+
+
+def finish(args, backend, originals, bad, planned, responses, asked, selection=None) -> dict:
   records, kinds = merge(planned, responses, originals)
   out_json = os.path.join(args.out, "augmented.json")
   with open(out_json + ".tmp", "w", encoding="utf-8") as f:
@@ -297,6 +320,7 @@ def finish(args, backend, originals, bad, planned, responses, asked) -> dict:
   report = {"src": os.path.abspath(args.src), **backend.describe(),
             "records": len(originals), "images": len(by_image(originals)),
             "unusable_records": {"count": len(bad), "ids": bad},
+            **({"subset": selection} if selection else {}),
             "requests": len(planned), "asked": asked, "reused": len(planned) - asked,
             "written": len(records), "kinds": kinds}
   with open(os.path.join(args.out, "report.json"), "w", encoding="utf-8") as f:

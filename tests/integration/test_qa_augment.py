@@ -215,6 +215,28 @@ def test_a_torn_store_line_is_asked_again(server, tmp_path):
   assert rep["asked"] == 1 and len(server.log) == n + 1
 
 
+def test_a_subset_augments_only_the_selected_records(server, tmp_path):
+  """A selection line per image (data_prep.select's form): img0's records r0 and r3, and an id the
+  source does not hold, counted as missing; a selection of none of the source's ids is refused."""
+  src, images = _src(tmp_path)
+  sel = tmp_path / "selected.jsonl"
+  sel.write_text(json.dumps({"id": "GEOS/images/img0.png", "records": ["r0", "r3"]}) + "\n"
+                 + json.dumps({"id": "elsewhere", "records": ["r9"]}) + "\n")
+  out = tmp_path / "out"
+  args = ["--subset", str(sel)]
+  augment.main(["--src", src, "--images", images, "--out", str(out), "--kinds", "rephrase",
+                "--backend", "openai", "--url", server.url, "--model", "m", "--api_key_env",
+                "TEST_CHAT_KEY", "--no_progress", *args])
+  rep = json.load(open(out / "report.json"))
+  assert rep["records"] == 2 and rep["requests"] == 2
+  assert rep["subset"]["missing"] == {"count": 1, "ids": ["r9"]} and rep["subset"]["ids"] == 3
+  assert sorted(x[1] for x in server.log if x[0] == "rephrase") == [0, 3]
+  sel.write_text(json.dumps({"id": "x", "records": ["r8", "r9"]}) + "\n")
+  with pytest.raises(SystemExit, match="another pool"):
+    augment.main(["--src", src, "--images", images, "--out", str(out), "--kinds", "rephrase",
+                  "--backend", "openai", "--url", server.url, "--model", "m", *args])
+
+
 def test_bad_arguments(tmp_path):
   src, images = _src(tmp_path)
   with pytest.raises(SystemExit):
