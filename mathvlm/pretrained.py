@@ -43,6 +43,11 @@ def pretrained_config(path: str, config):
   if checkpoint.is_model_dir(path):
     return checkpoint.read_model_config(path, **runtime(config))[1]
   folder = paths.absolute(path)
+  if not folder.exists():  # else hf.read_config's "a Hugging Face folder needs its config.json"
+    raise checkpoint.CheckpointError(
+        f"{path}: no such folder. A pretrained model is a trainer workdir (its model/), a "
+        "mathvlm checkpoint or a Hugging Face folder: check the path, or run the stage that "
+        "writes it first")
   in_workdir = folder.name == "model" and folder.parent.joinpath("run_config.json").exists()
   if in_workdir or (folder.is_dir() and any(p.name.startswith("params") for p in folder.iterdir())):
     raise checkpoint.CheckpointError(

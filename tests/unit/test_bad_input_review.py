@@ -261,3 +261,13 @@ def test_a_damaged_shard_marker_is_named_when_grouping_by_length(tmp_path):
     records.read_lengths(str(tmp_path), "llava_json")
   with pytest.raises(ValueError, match=r"other/_shards is missing: data.group_by_length"):
     records.read_lengths(str(tmp_path), "other")
+
+
+def test_a_pretrained_path_that_does_not_exist_is_named_as_such(tmp_path):
+  """model.init_from naming a stage that has not run (a sweep before `make demo`) said "a Hugging
+  Face folder needs its config.json", which sends the reader to the wrong fix."""
+  from mathvlm.checkpoint import CheckpointError
+  from mathvlm.pretrained import model_config
+  from train_utils import tiny_config
+  with pytest.raises(CheckpointError, match="no such folder.*run the stage that writes it"):
+    model_config(tiny_config("lm", model__init_from=str(tmp_path / "2_align")))
