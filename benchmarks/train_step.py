@@ -80,7 +80,7 @@ def ours(model, data: dict[str, np.ndarray], jitted: tuple | None = None):
   params = nnx.split(model, nnx.Param, ...)[1]
   trainable = {path_str(p): v.size for p, v in nnx.to_flat_state(params)}
   shapes = {k: v.shape for k, v in data.items()}
-  return run, objectives.get("lm").flops(model.cfg, shapes, trainable), lambda: holder[0]
+  return run, objectives.get("lm").flops(model.cfg, shapes, trainable, {}), lambda: holder[0]
 
 
 def reference(ref, data: dict[str, np.ndarray], dtype: str):

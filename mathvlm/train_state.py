@@ -69,4 +69,4 @@ def step_flops(run) -> float:
   from mathvlm.models.layers import path_str
   params = nnx.to_flat_state(run.abstract_state["params"])
   sizes = {path_str(path): math.prod(v.shape) for path, v in params}
-  return run.objective.flops(run.cfg, run.batch_shapes, sizes)
+  return run.objective.flops(run.cfg, run.batch_shapes, sizes, run.objective.options(run.config))

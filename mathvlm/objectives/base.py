@@ -33,6 +33,12 @@ def no_errors(options: Mapping[str, Any]) -> list[str]:
   return []
 
 
+def same_cost(step_flops: Callable) -> Callable:
+  """The `flops` of an objective whose step costs the same whatever its options."""
+  return lambda model_cfg, batch_shapes, trainable, options: step_flops(model_cfg, batch_shapes,
+                                                                        trainable)
+
+
 @dataclasses.dataclass(frozen=True)
 class Objective:
   """One training objective.
@@ -54,8 +60,9 @@ class Objective:
   prepare: (model_of, state, batch, options) -> (batch, state updates), run inside the jitted step
     before the gradient; `model_of(params)` is the model with those parameters and the frozen ones.
   check_example: (one example, options) -> None, raising ValueError naming missing keys.
-  flops: (model config, batch shapes, {trainable parameter path: its size}) -> FLOPs of one
-    step (`mathvlm.flops`); sizes, not only paths, so that LoRA adapters count at their rank.
+  flops: (model config, batch shapes, {trainable parameter path: its size}, options) -> FLOPs
+    of one step (`mathvlm.flops`); sizes, not only paths, so that LoRA adapters count at their
+    rank; options, as they decide which extra forwards a step runs (a reference model, passes).
   weight_metric: the name the summed weight is logged under (lm: 'tokens'), or None.
   host_step: "package.module:factory" of a host-side step (rollouts and rewards for RL), called
     as factory(run) at setup; the result turns each batch this process reads into the batch the

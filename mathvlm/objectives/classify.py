@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from mathvlm import flops
 from mathvlm.data.labels import LabelSource
-from mathvlm.objectives.base import Objective
+from mathvlm.objectives.base import Objective, same_cost
 
 Array = jax.Array
 
@@ -59,5 +59,5 @@ def check(o) -> list[str]:
 
 OBJECTIVE = Objective(
     name="classify", family="classifier", loss=loss, example="classify",
-    flops=flops.classify_step, batch_keys=("pixel_values", "labels"),
+    flops=same_cost(flops.classify_step), batch_keys=("pixel_values", "labels"),
     defaults=dict(label_smoothing=0.0), check=check, make_source=label_source)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from mathvlm import flops
 from mathvlm.data.captions import CaptionSource
 from mathvlm.data.sources import require_tokenizer
-from mathvlm.objectives.base import Objective
+from mathvlm.objectives.base import Objective, same_cost
 
 Array = jax.Array
 
@@ -110,6 +110,6 @@ def caption_source(records, tokenizer, data, model_cfg) -> CaptionSource:
 
 OBJECTIVE = Objective(
     name="contrastive", family="clip", loss=loss, example="contrastive",
-    flops=flops.contrastive_step, batch_keys=("pixel_values", "input_ids", "attention_mask"),
+    flops=same_cost(flops.contrastive_step), batch_keys=("pixel_values", "input_ids", "attention_mask"),
     defaults=dict(loss_type="softmax", sigmoid_bias=-10.0, max_logit_scale=100.0), check=check,
     make_source=caption_source, in_batch_negatives=True)

@@ -174,8 +174,10 @@ def check_example(example, opts) -> None:
                      f"missing {missing} (they have {sorted(example)})")
 
 
-def step_flops(model_cfg, batch_shapes, trainable) -> float:
-  return flops.lm_step(model_cfg, batch_shapes, trainable, pairs=True, reference=True)
+def step_flops(model_cfg, batch_shapes, trainable, opts) -> float:
+  """Both rows of every pair, and the reference's forward unless the data holds its log-probs."""
+  return flops.lm_step(model_cfg, batch_shapes, trainable, pairs=True,
+                       reference=opts["reference"] == "init")
 
 
 OBJECTIVE = Objective(

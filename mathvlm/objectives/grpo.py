@@ -23,6 +23,23 @@ Advantages: (r_i - mean(r)) / (std(r) + eps) over the G answers of one prompt (G
 r_i - mean(r) (Dr. GRPO: `scale_rewards=False`). A group whose rewards are all equal has zero
 advantages, so with beta = 0 it contributes no gradient (DAPO's dynamic sampling replaces such
 groups; `mathvlm.rl`).
+
+Where the open implementations (TRL's GRPOTrainer, verl, Tunix) differ, the choices here:
+- log-probs (old, current, reference) are the model's own, at temperature 1, while rollouts
+  sample at `temperature` (and `top_p`). TRL and verl divide the logits by the sampling
+  temperature before the log-softmax, so their ratio, clip range, KL and gradient are those of
+  the tempered policy; at the default temperature 1.0 the two agree;
+- std(r) is the population std (ddof 0, numpy's default); TRL and verl use torch's unbiased std,
+  whose advantages are sqrt((G - 1) / G) times these (0.94 at G = 8): a rescaling of the step;
+- the k3 term is not clamped (TRL's is not; verl's low_var_kl clamps it to [-10, 10]);
+- an answer cut at `max_new_tokens` without EOS is trained on like any other (its reward usually
+  0 or penalised by `length`); DAPO's overlong filtering, TRL's mask_truncated_completions, would
+  drop it from the loss;
+- the EOS token is a target (TRL's completion mask includes it), tokens after it are not;
+- with beta = 0 there is no reference, and the logged `kl` is the k3 estimate against the old
+  policy instead (0 on the first pass);
+- with passes = 1 the old log-probs are computed anyway (one forward of the policy), which TRL
+  skips (rho is 1 there by construction); here a one-pass step logs `ratio` 1 up to rounding.
 """
 
 from __future__ import annotations
@@ -41,6 +58,9 @@ from mathvlm.objectives.base import Objective
 Array = jax.Array
 
 AGGREGATIONS = ("sequence", "token", "constant")
+# refill rounds a step may sample: the rollouts' seed gives each (step, round) its own key, steps
+# MAX_REFILLS + 1 apart (`mathvlm.rl.rollouts._seed`), so a later round would reuse the next step's
+MAX_REFILLS = 100
 
 
 def group_advantages(rewards: np.ndarray, group: int, scale: bool = True,
@@ -55,12 +75,12 @@ def group_advantages(rewards: np.ndarray, group: int, scale: bool = True,
 
 def token_logps(model, batch: dict[str, Array]) -> Array:
   """[rows, T] log-probability of each token given the ones before it (0 where not a target);
-  position t holds token t's, so it lines up with `loss_mask`."""
-  logits, targets, mask = lm.shift(lm.forward_logits(model, batch),
-                                   jnp.asarray(batch["input_ids"], jnp.int32),
-                                   lm.target_mask(batch))
-  ce, _ = lm.token_cross_entropy(logits, targets, mask)
-  return jnp.pad(-ce, ((0, 0), (1, 0)))
+  position t holds token t's, so it lines up with `loss_mask`. Through `lm.target_logps`, as the
+  LM and DPO objectives: only the answers' positions go through the output layer, a chunk at a
+  time (`mathvlm.models.linear_ce`), never the [rows, T, vocab] float32 logits of every prompt
+  position, which a step would otherwise make three times (old, reference, learner)."""
+  logp, _, _ = lm.target_logps(model, batch)
+  return jnp.pad(logp, ((0, 0), (1, 0)))
 
 
 def per_token_terms(logps: Array, old_logps: Array, ref_logps: Array, advantages: Array,
@@ -91,6 +111,20 @@ def aggregate(per_token: Array, mask: Array, aggregation: str, constant: float):
   return jnp.mean(per_row), rows
 
 
+def metric_tokens(batch: dict[str, Array], mask: Array, aggregation: str) -> Array:
+  """The denominator of the token means logged (kl, ratio, clip_fraction, ...), such that the
+  trainer's combination of micro-batches (grad_accum), a mean weighted by the loss's weight, is
+  the token mean of the whole batch. With 'token' the weight is a micro-batch's answer tokens, so
+  its own count does. With 'sequence' and 'constant' the weight is its answers: a mean of token
+  means weighted by answers is not the batch's token mean when micro-batches' answers differ in
+  length, so each row carries the batch's mean answer length (`prepare`'s
+  `mean_answer_tokens`) and n rows divide by n times it. Without that key (the loss called on a
+  batch alone), its own count."""
+  if aggregation == "token" or "mean_answer_tokens" not in batch:
+    return jnp.maximum(jnp.sum(mask), 1.0)
+  return jnp.maximum(jnp.sum(jnp.asarray(batch["mean_answer_tokens"], jnp.float32)), 1e-9)
+
+
 def loss(model, batch: dict[str, Array], cfg: Any = None):
   """The GRPO loss of rows prompt + answer with `old_logps`, `ref_logps` [rows, T] and
   `advantages` [rows]; weight by the aggregation (answers, or answer tokens for 'token')."""
@@ -104,7 +138,7 @@ def loss(model, batch: dict[str, Array], cfg: Any = None):
                                            o["beta"])
   value, weight = aggregate(per_token, mask, o["aggregation"], float(o["max_new_tokens"]))
   m = mask.astype(jnp.float32)
-  tokens = jnp.maximum(jnp.sum(m), 1.0)
+  tokens = metric_tokens(batch, m, o["aggregation"])
   probs = jnp.exp(logps)
   metrics = {
       "loss": value,
@@ -133,7 +167,7 @@ DEFAULTS = dict(
     scale_rewards=True,      # divide advantages by the group's std (GRPO); Dr. GRPO: False
     passes=1,                # optimisation passes over one rollout batch
     dynamic_sampling=False,  # DAPO: replace groups whose rewards are all equal
-    max_refills=4,           # ... at most this many extra rollouts per step
+    max_refills=4,           # ... at most this many extra rollouts per step (<= MAX_REFILLS)
     rewards="answer=1.0,format=0.1",  # name=weight: answer, format, length, consistency, or
                                       # a function by import path: "pkg.mod:fn=0.5"
     length_target=0,         # the length reward's free length in tokens: with `length` among
@@ -160,6 +194,9 @@ def check(o) -> list[str]:
   if o["temperature"] <= 0 or not 0 < o["top_p"] <= 1:
     errors.append(f"grpo.temperature={o['temperature']}, top_p={o['top_p']}: rollouts sample "
                   "(temperature > 0, 0 < top_p <= 1)")
+  if not 0 <= o["max_refills"] <= MAX_REFILLS:
+    errors.append(f"grpo.max_refills={o['max_refills']}: 0..{MAX_REFILLS} (each refill round "
+                  "samples with a seed of its own within the step)")
   if o["passes"] < 1 or o["max_new_tokens"] < 1:
     errors.append(f"grpo.passes={o['passes']}, max_new_tokens={o['max_new_tokens']}: >= 1")
   try:
@@ -213,18 +250,22 @@ def reference_copy(params, opts) -> dict:
 
 def old_and_reference_logps(model_of, state, batch, opts):
   """Per-token log-probs of the rollouts under the policy that sampled them (the parameters at the
-  start of this step) and under the reference, before any update."""
+  start of this step) and under the reference, before any update; and, per row, the whole batch's
+  mean answer length, which the logged token means divide by (`metric_tokens`)."""
   old = jax.lax.stop_gradient(token_logps(model_of(state["params"]), batch))
   ref = (jax.lax.stop_gradient(token_logps(model_of(state["ref_params"]), batch))
          if opts["beta"] > 0 else old)
-  return dict(batch, old_logps=old, ref_logps=ref), {}
+  mask = lm.target_mask(batch).astype(jnp.float32)
+  mean = jnp.full(mask.shape[:1], jnp.sum(mask) / mask.shape[0], jnp.float32)
+  return dict(batch, old_logps=old, ref_logps=ref, mean_answer_tokens=mean), {}
 
 
-def step_flops(model_cfg, batch_shapes, trainable) -> float:
-  """The update (forward + backward) and the two extra forwards of `prepare`; the rollouts'
-  decoding is not counted."""
-  return (flops.lm_step(model_cfg, batch_shapes, trainable)
-          + flops.lm_step(model_cfg, batch_shapes, {}, reference=True))
+def step_flops(model_cfg, batch_shapes, trainable, opts) -> float:
+  """`passes` updates (forward + backward each), `prepare`'s forward of the old policy and, with
+  beta > 0, the reference's; the rollouts' decoding is not counted."""
+  forwards = 1 + (opts["beta"] > 0)
+  return (opts["passes"] * flops.lm_step(model_cfg, batch_shapes, trainable)
+          + forwards * flops.lm_step(model_cfg, batch_shapes, {}))
 
 
 OBJECTIVE = Objective(

@@ -19,7 +19,7 @@ from mathvlm.data.conversations import ConversationSource
 from mathvlm.models import linear_ce
 from mathvlm.models.layers import positions_from_mask
 from mathvlm.data.sources import require_tokenizer
-from mathvlm.objectives.base import Objective
+from mathvlm.objectives.base import Objective, same_cost
 
 Array = jax.Array
 
@@ -142,6 +142,6 @@ def conversation_source(records, tokenizer, data, model_cfg) -> ConversationSour
 
 
 OBJECTIVE = Objective(
-    name="lm", family="llava", loss=loss, example="lm", flops=flops.lm_step,
+    name="lm", family="llava", loss=loss, example="lm", flops=same_cost(flops.lm_step),
     batch_keys=("input_ids", "attention_mask", "loss_mask"), make_source=conversation_source,
     weight_metric="tokens")

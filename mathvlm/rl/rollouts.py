@@ -152,7 +152,7 @@ class Rollouts:
                             self.opts["length_target"])
     return dict(problems=flat, ids=ids, mask=mask, pixels=pixels, tokens=tokens,
                 lengths=lengths, responses=responses, reward=reward,
-                correct=parts["correct"])
+                correct=parts.pop("correct"), **{PART + k: v for k, v in parts.items()})
 
   def _refill(self, state, rows: dict, step: int, level: int) -> tuple[dict, dict]:
     """DAPO's dynamic sampling: groups whose rewards are all equal are replaced by fresh prompts,
@@ -229,7 +229,8 @@ class Rollouts:
     return {"reward/mean": float(np.mean(reward)),
             "reward/std": float(np.std(reward)),
             "groups/all_equal": all_equal,
-            "response_length": float(np.mean(lengths))}
+            "response_length": float(np.mean(lengths)),
+            **_reward_terms(rows)}
 
   def _pass_rates(self, rows: dict) -> dict:
     """pass@1 and pass@G of the global batch's rows."""
@@ -249,6 +250,19 @@ class Rollouts:
                   "data.max_len (prompts/truncated counts them each step)", cut,
                   self.config.data.max_len)
     return {"prompts/truncated": float(cut)}
+
+
+# rows' key prefix of one reward's unweighted values (`rewards/<name>` in the metrics)
+PART = "reward:"
+
+
+def _reward_terms(rows: dict) -> dict:
+  """`rewards/<name>`: each reward of `grpo.rewards`, unweighted, averaged over the global batch
+  (TRL's `rewards/<name>/mean`), so that reward/mean = sum of weight x rewards/<name> can be read
+  apart: which term moved. The names in `grpo.rewards`' order, the same on every process (the
+  gathers are collective)."""
+  return {f"rewards/{k[len(PART):]}": float(np.mean(_gathered(v)))
+          for k, v in rows.items() if k.startswith(PART)}
 
 
 def _as_dict(p, files: dict) -> dict:
@@ -287,7 +301,9 @@ def _length(tokens: np.ndarray, eos: tuple[int, ...], pad: int) -> int:
 
 
 def _seed(seed: int, step: int, round_: int) -> int:
-  return (seed * 1_000_003 + step * 101 + round_) % (2 ** 31)
+  """The sampling seed of a step's refill round (0: the first rollout): distinct for every
+  (step, round) of a run, as round_ <= grpo.MAX_REFILLS (checked with the options)."""
+  return (seed * 1_000_003 + step * (grpo.MAX_REFILLS + 1) + round_) % (2 ** 31)
 
 
 def _process_count() -> int:

@@ -160,7 +160,7 @@ def lr_sensitive_objective():
   above 1e-2: a run that diverges at a high learning rate and trains at a lower one."""
   from mathvlm import flops
   from mathvlm.objectives import lm
-  from mathvlm.objectives.base import Objective
+  from mathvlm.objectives.base import Objective, same_cost
 
   def loss(model, batch, cfg):
     value, weight, metrics = lm.loss(model, batch, cfg)
@@ -175,7 +175,7 @@ def lr_sensitive_objective():
     return dict(batch, step=jnp.full(batch["input_ids"].shape[:1], state["step"])), {}
 
   return Objective(name="lm_lr_sensitive", family="llava", loss=loss, example="lm",
-                   flops=flops.lm_step, batch_keys=lm.OBJECTIVE.batch_keys, prepare=with_step,
+                   flops=same_cost(flops.lm_step), batch_keys=lm.OBJECTIVE.batch_keys, prepare=with_step,
                    weight_metric="tokens")
 
 

@@ -49,7 +49,7 @@ def margin_loss(model, batch, cfg=None):
 FAMILY = registry.Family("colournet", ColourConfig, ColourNet, presets={"tiny": ColourConfig()})
 TOY = Objective(
     name="margin", family="colournet", loss=margin_loss, example="classify",
-    batch_keys=("pixel_values", "labels"), flops=lambda cfg, shapes, trainable: 0.0,
+    batch_keys=("pixel_values", "labels"), flops=lambda cfg, shapes, trainable, options: 0.0,
     defaults=dict(margin=1.0), check=lambda o: [] if o["margin"] > 0 else ["margin.margin > 0"])
 
 

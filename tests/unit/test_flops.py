@@ -46,3 +46,27 @@ def test_llava_step_flops_count_only_the_vision_blocks_that_run():
   cfg = LlavaConfig(vision=VISION, text=TEXT)
   assert cfg.vision_feature_layer == -2
   assert flops.lm_step(cfg, shapes, every_parameter(cfg)) < by_hand(3, 20, 4)
+
+
+def test_grpo_and_dpo_count_the_forwards_their_options_run():
+  """GRPO: `passes` updates, the old policy's forward and, with beta > 0, the reference's; DPO:
+  the reference's forward unless the data carries its log-probs. The options reach the count
+  (`train_state.step_flops`); before, GRPO counted two forwards and one update whatever beta and
+  passes were, and DPO a reference forward with reference='data' too."""
+  from mathvlm import objectives
+  cfg = LlavaConfig(vision=VISION, text=TEXT)
+  shapes = {"input_ids": (4, 8), "pixel_values": (4, 28, 28, 3)}
+  trainable = every_parameter(cfg)
+  update, forward = flops.lm_step(cfg, shapes, trainable), flops.lm_step(cfg, shapes, {})
+  assert update > 2 * forward > 0
+  grpo = objectives.get("grpo")
+  for beta, passes in ((0.04, 1), (0.0, 1), (0.04, 3), (0.0, 2)):
+    opts = grpo.options({"grpo": {"beta": beta, "passes": passes}})
+    want = passes * update + (2 if beta > 0 else 1) * forward
+    assert math.isclose(grpo.flops(cfg, shapes, trainable, opts), want), (beta, passes)
+  dpo = objectives.get("dpo")
+  pairs = {"input_ids": (2, 2, 8), "pixel_values": (2, 2, 28, 28, 3)}
+  init, data = (dpo.flops(cfg, pairs, trainable, dpo.options({"dpo": {"reference": r}}))
+                for r in ("init", "data"))
+  assert math.isclose(init - data, flops.lm_step(cfg, {"input_ids": (4, 8), "pixel_values": (
+      4, 28, 28, 3)}, {}))
