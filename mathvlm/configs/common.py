@@ -123,8 +123,9 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1, device_count:
                      f"{sorted(objectives.OBJECTIVES)}")
   errors = []
   objective = objectives.get(c.objective)
+  rows_per_example = 1
   try:
-    objective.options(c)
+    rows_per_example = objective.rows_per_example(objective.options(c))
   except ValueError as e:
     errors.append(str(e))
   if (c.lora.rank > 0) != bool(c.lora.targets):
@@ -146,9 +147,10 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1, device_count:
   if c.data.global_batch % max(process_count, 1):
     errors.append(f"data.global_batch={c.data.global_batch} is not divisible by "
                   f"{process_count} processes")
-  elif per_process % c.optim.grad_accum:
+  elif per_process * rows_per_example % c.optim.grad_accum:
     errors.append(f"optim.grad_accum={c.optim.grad_accum} does not divide the per-process "
-                  f"batch {per_process} (data.global_batch / processes)")
+                  f"batch {per_process * rows_per_example} (data.global_batch / processes"
+                  f"{' x rows per example' if rows_per_example > 1 else ''})")
   if objective.in_batch_negatives and c.optim.grad_accum > 1:
     errors.append(f"optim.grad_accum={c.optim.grad_accum}: objective {c.objective!r} takes its "
                   "negatives from the whole batch, and each micro-batch would be a smaller "
@@ -158,10 +160,11 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1, device_count:
   if device_count:
     batch_axes = c.mesh.data * (c.mesh.fsdp if c.mesh.fsdp > 0 else
                                 device_count // max(c.mesh.data * c.mesh.tensor, 1))
-    micro = c.data.global_batch // c.optim.grad_accum
+    micro = c.data.global_batch * rows_per_example // c.optim.grad_accum
     if batch_axes and micro % batch_axes:
-      errors.append(f"the micro-batch {micro} (data.global_batch / optim.grad_accum) must be "
-                    f"divisible by mesh.data x mesh.fsdp = {batch_axes}")
+      rows = f" x {rows_per_example} rows each" if rows_per_example > 1 else ""
+      errors.append(f"the micro-batch {micro} (data.global_batch{rows} / optim.grad_accum) must "
+                    f"be divisible by mesh.data x mesh.fsdp = {batch_axes}")
   errors += data_errors(c, objective) + rule_errors(c.logical_axis_rules)
   if c.model.vision_init_from and registry.get(objective.family).vision_tower is None:
     errors.append(f"model.vision_init_from: objective {c.objective!r} trains a "

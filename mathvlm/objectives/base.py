@@ -70,6 +70,9 @@ class Objective:
     (`state_dict` / `load_state_dict`, checkpointed beside the train state). An import path, not
     an import: the objective stays below the layers that step uses (sampling, answer judging).
   updates_per_step: options -> how many optimizer updates each step makes on its batch.
+  rows_per_example: options -> how many rows the step trains on per example read (RL: the
+    `group` answers of a prompt); grad_accum splits rows and the mesh shards them, so the
+    config's divisibility checks count rows, not prompts.
   option_types: the type of each option whose default is None ('auto'), so that the config can
     still take a value from the command line or a sweep (ml_collections refuses to override a
     field of type NoneType).
@@ -92,6 +95,7 @@ class Objective:
   weight_metric: str | None = None
   host_step: str | None = None
   updates_per_step: Callable[[Mapping[str, Any]], int] | None = None
+  rows_per_example: Callable[[Mapping[str, Any]], int] = lambda options: 1
   option_types: Mapping[str, type] = dataclasses.field(default_factory=dict)
   in_batch_negatives: bool = False
 

@@ -274,4 +274,4 @@ OBJECTIVE = Objective(
                 "advantages"),
     defaults=DEFAULTS, check=check, extra_state=reference_copy, prepare=old_and_reference_logps,
     check_example=lambda example, opts: None, host_step="mathvlm.rl.rollouts:Rollouts",
-    updates_per_step=lambda opts: opts["passes"])
+    updates_per_step=lambda opts: opts["passes"], rows_per_example=lambda opts: opts["group"])

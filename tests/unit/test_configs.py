@@ -116,3 +116,17 @@ def test_resuming_with_another_worker_count_names_data_workers(tmp_path):
     config.data.workers = 2
   with pytest.raises(ValueError, match=r"data\.workers: 0 -> 2"):
     resume.check(config, str(tmp_path), 4)
+
+
+def test_grpo_divisibility_counts_answer_rows_not_prompts():
+  """GRPO's step trains on prompts x group rows, and grad_accum splits those rows: 16 prompts x 8
+  answers in 4 micro-batches are 32 rows each, which 8 devices divide, though 16 / 4 prompts do
+  not (the 7B recipe at grad_accum 4 was refused); 2 prompts x 2 answers in micro-batches of 1
+  row are still refused, naming the rows."""
+  from mathvlm.configs import grpo
+  c = grpo.get_config("model=tiny")
+  c.data.global_batch, c.grpo.group, c.optim.grad_accum, c.mesh.fsdp = 16, 8, 4, 8
+  common.validate(c, process_count=1, device_count=8)
+  c.data.global_batch, c.grpo.group = 2, 2
+  with pytest.raises(ValueError, match=r"micro-batch 1 \(data.global_batch x 2 rows each"):
+    common.validate(c, process_count=1, device_count=8)
