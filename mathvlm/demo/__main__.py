@@ -453,6 +453,8 @@ def choices_only_reading(b: dict, to_mc: float) -> str:
   (`to_mc` turns a share of all questions into a share of those)."""
   rules = {k[len("choices_only_"):]: v * to_mc for k, v in b.items()
            if k.startswith("choices_only_")}
+  if "slip_source" in rules:  # `rule` is its alias (evaluate.baselines): one rule, counted once
+    rules.pop("rule", None)
   best, chance = max(rules, key=rules.get), b["random"] * to_mc
   return (f"- Options alone: the best of {len(rules)} choices-only rules ({best}) picks the right "
           f"option in {rules[best]:.1f}% of the multiple-choice questions, chance {chance:.1f}% "

@@ -70,3 +70,12 @@ def test_the_report_shows_the_acc_norm_table_and_ties_when_measured():
   assert not any("ties" in x for x in lines)
   s["ranked_ties"] = {"align": {"acc": 3, "acc_norm": 0}, "sft": {"acc": 0, "acc_norm": 0}}
   assert any("2 alignment 3 summed, 0 per byte" in x for x in report.ranked_norm_section(s))
+
+
+def test_the_choices_only_reading_counts_slip_sources_alias_once():
+  """`choices_only_rule` is `choices_only_slip_source` under its old name: the reading counted
+  it twice ("the best of 16" for 15 rules)."""
+  s = summary(24.4)
+  s["baselines"]["choices_only_slip_source"] = s["baselines"]["choices_only_rule"]
+  line = next(x for x in reading(s) if x.startswith("- Options alone"))
+  assert "the best of 2 choices-only rules (odd_form)" in line, line
