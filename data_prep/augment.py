@@ -40,6 +40,7 @@ import tqdm
 from data_prep import augment_prompts as P
 from data_prep import common, few_shot
 from data_prep.chat_backends import Failed, LocalChat, OpenAIChat, Request
+from mathvlm import paths
 from mathvlm.eval import answers
 
 OUTCOMES = ("failed", "malformed", "empty", "duplicates", "answer_changed", "accepted")
@@ -174,7 +175,9 @@ def load_store(path: str) -> dict[str, str]:
   """{request key: response} from responses.jsonl; a torn last line (a killed run) is cut off."""
   out = {}
   if os.path.exists(path):
-    _cut_torn_line(path)
+    if paths.cut_torn_line(path):
+      logging.warning("%s: cut off a torn last line (an interrupted write); its request is "
+                      "asked again", path)
     with open(path, encoding="utf-8") as f:
       for line in f:
         try:
@@ -183,18 +186,6 @@ def load_store(path: str) -> dict[str, str]:
         except (json.JSONDecodeError, KeyError, TypeError):
           logging.warning("%s: skipping an unreadable line (an interrupted write)", path)
   return out
-
-
-def _cut_torn_line(path: str) -> None:
-  """Cuts a last line without its newline (a write a killed run did not finish) off the file:
-  `ask` appends to it, and the first new response glued onto the torn line would be unreadable
-  in every later run, asked again and perhaps answered otherwise."""
-  with open(path, "rb+") as f:
-    data = f.read()
-    if data and not data.endswith(b"\n"):
-      f.truncate(data.rfind(b"\n") + 1)
-      logging.warning("%s: cut off a torn last line (an interrupted write); its request is "
-                      "asked again", path)
 
 
 def ask(backend, planned: list[Planned], store_path: str, progress: bool) -> tuple[dict, int]:

@@ -42,6 +42,18 @@ def check_reachable(path, what: str) -> None:
         + f". [{e}]") from e
 
 
+def cut_torn_line(path: str) -> bool:
+  """Cuts a last line without its newline (a write that a killed run did not finish) off an
+  append-only JSON-lines file, and says whether it did: a resumed run appends to the file, and
+  its first record glued onto the torn line would be unreadable for good."""
+  with open(path, "rb+") as f:
+    data = f.read()
+    if not data or data.endswith(b"\n"):
+      return False
+    f.truncate(data.rfind(b"\n") + 1)
+  return True
+
+
 def read_json(path, missing: str = "") -> dict[str, Any]:
   """A JSON file in a local folder or a bucket; a missing one is a FileNotFoundError naming it
   and, when given, what it should have been."""

@@ -26,6 +26,7 @@ import time
 
 import numpy as np
 
+from mathvlm import paths
 from mathvlm.eval import prompts, score
 from mathvlm.eval.common import Problem
 
@@ -195,7 +196,6 @@ def fingerprint(ckpt: str) -> str:
   of every file under params/ (a retrained model of the same shape differs there)."""
   import hashlib
 
-  from mathvlm import paths
   root = paths.absolute(ckpt)
   h = hashlib.sha1((root / "config.json").read_text().encode())
   if os.path.isdir(str(root / "params")):
@@ -212,7 +212,6 @@ def run_signature(args, tokenizer) -> dict:
   counts by what it does (its canonical JSON), so another --tokenizer starts over."""
   import hashlib
 
-  from mathvlm import paths
   tok = tokenizer.to_str()
   return {"benchmark": args.benchmark, "split": args.split, "data": os.path.abspath(args.data),
           "ckpt": str(paths.absolute(args.ckpt)), "weights": fingerprint(args.ckpt),
@@ -238,12 +237,7 @@ def answered(out: str, signature: dict, restart: bool) -> dict[str, str]:
     json.dump(signature, f, indent=2)
   if not os.path.exists(path):
     return {}
-  # Cut the crash's partial last line off the file too: this run appends to it, and a record
-  # glued onto the partial line would be unreadable, missing from responses.jsonl for good.
-  with open(path, "rb+") as f:
-    data = f.read()
-    if data and not data.endswith(b"\n"):
-      f.truncate(data.rfind(b"\n") + 1)
+  paths.cut_torn_line(path)  # a crash's partial last line: this run appends after it
   return _read_answers(path, _ID_FIELD[signature["benchmark"]])
 
 
