@@ -203,6 +203,12 @@ def data_errors(c: ml_collections.ConfigDict, objective) -> list[str]:
     if c.data.name == "synthetic":
       errors.append("data.augment works on the uint8 images of built datasets; data.name is "
                     "'synthetic'")
+  if c.data.mixture:
+    from mathvlm.data.sources import parse_mixture
+    try:
+      parse_mixture(c.data.mixture)
+    except ValueError as e:
+      errors.append(str(e))
   if c.data.mixture and c.data.name in ("synthetic", "stream"):
     errors.append(f"data.mixture={c.data.mixture!r} mixes built datasets, but "
                   f"data.name={c.data.name!r} never reads it; set data.name to a built dataset "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 
 import grain
 import numpy as np
@@ -73,8 +74,11 @@ def parse_mixture(spec: str) -> list[tuple[str, float]]:
       out.append((name.strip(), float(weight) if weight else 1.0))
     except ValueError:
       raise ValueError(f"data.mixture entry {part!r}: expected name=weight") from None
-  if not out or any(w <= 0 for _, w in out):
-    raise ValueError(f"data.mixture={spec!r}: needs names with positive weights")
+  names = [n for n, _ in out]
+  if not out or any(not n for n in names) or any(not (0 < w < math.inf) for _, w in out):
+    raise ValueError(f"data.mixture={spec!r}: needs names with positive, finite weights")
+  if len(set(names)) < len(names):
+    raise ValueError(f"data.mixture={spec!r}: names a dataset twice; give it one weight")
   return out
 
 

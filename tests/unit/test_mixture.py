@@ -2,6 +2,7 @@
 input pipeline (shuffled, batched), within sampling error."""
 
 import numpy as np
+import pytest
 
 from mathvlm.data.pipeline import make_dataset
 from mathvlm.data.sources import Mixture, parse_mixture
@@ -45,3 +46,20 @@ def test_a_source_the_mixture_cuts_short_is_sampled_across_all_its_records():
   assert len(kept) == len(set(kept)) == 334  # the weights decide how many, as before
   assert kept != list(range(334))
   assert np.mean(np.asarray(kept) >= 500) > 0.35  # about half from the second half of the file
+
+
+@pytest.mark.parametrize("spec, match", [
+    ("a=nan,b=1", "finite"), ("a=inf,b=1", "finite"), ("a=0,b=1", "positive"),
+    ("=3,b=1", "positive"), ("a=1,a=2", "twice")])
+def test_a_mixture_without_a_real_weight_for_each_named_dataset_is_refused(spec, match):
+  """nan compares false with everything, so 'w <= 0' let it through to the sampler."""
+  with pytest.raises(ValueError, match=match):
+    parse_mixture(spec)
+
+
+def test_a_bad_mixture_is_named_when_the_config_is_made():
+  from mathvlm.configs import common
+  c = common.base("lm")
+  c.data.name, c.data.mixture = "mathv360k", "mathv360k=nan"
+  with pytest.raises(ValueError, match="finite"):
+    common.validate(c, process_count=1, device_count=1)
