@@ -3,7 +3,8 @@ examples: Math-LLaVA's clarity and complexity scorers train on these.
 
 Record i -> `pixel_values` uint8 [H, W, 3] (padded or resized, as the other sources: the trainer
 normalises on device) and `labels` int32, the record's label named `label`. An example that
-cannot be used (an undecodable image, a label outside 0..num_classes-1) keeps its slot, so
+cannot be used (an undecodable image, labels that are not a JSON object, a label outside
+0..num_classes-1) keeps its slot, so
 indices and resumption stay exact, with `labels` -1 (one_hot(-1) is all zeros: its cross-entropy
 is 0) and is counted by reason in `dropped` and in the example's `DROPPED` field. A label name
 the dataset does not have is an error at construction, not a dataset of dropped examples.
@@ -24,9 +25,16 @@ from mathvlm.data.pipeline import DROPPED, mark_dropped
 NO_LABEL = -1
 
 
-def record_labels(rec: dict) -> dict:
-  labels = rec["labels"]
-  return json.loads(labels) if isinstance(labels, (str, bytes)) else labels
+def record_labels(rec: dict) -> dict | None:
+  """The record's labels as a dict, or None when its `labels` field is missing or not a JSON
+  object (a damaged record is counted where it is read, not raised from a data worker)."""
+  labels = rec.get("labels")
+  if isinstance(labels, (str, bytes)):
+    try:
+      labels = json.loads(labels)
+    except ValueError:
+      return None
+  return labels if isinstance(labels, dict) else None
 
 
 class LabelSource:
@@ -42,6 +50,10 @@ class LabelSource:
     if not len(records):
       raise ValueError("the labelled dataset is empty")
     have = record_labels(records[0])
+    if have is None:
+      raise ValueError("the labelled dataset's first record has no `labels` JSON object (got "
+                       f"{str(records[0].get('labels'))[:80]!r}); rebuild it with "
+                       "data_prep.labelled_images")
     if label not in have:
       raise ValueError(f"data label {label!r} is not in the dataset, whose records carry "
                        f"{sorted(have)}: pick one of those (or rebuild with --labels {label})")
@@ -53,12 +65,15 @@ class LabelSource:
     rec = self.records[i]
     out = dict(pixel_values=np.zeros((self.image_size, self.image_size, 3), np.uint8),
                labels=np.int32(NO_LABEL), **{DROPPED: np.asarray("")})
-    value = record_labels(rec).get(self.label)
+    labels = record_labels(rec)
+    if labels is None:
+      return mark_dropped(out, "bad_labels", self.dropped)
+    value = labels.get(self.label)
     if (isinstance(value, bool) or not isinstance(value, int)
         or not 0 <= value < self.num_classes):
       return mark_dropped(out, "label_range", self.dropped)
     try:
-      out["pixel_values"] = to_pixels(Image.open(io.BytesIO(rec["image"] or b"")),
+      out["pixel_values"] = to_pixels(Image.open(io.BytesIO(rec.get("image") or b"")),
                                       self.image_size, self.aspect)
     except OSError:
       return mark_dropped(out, "bad_image", self.dropped)

@@ -53,6 +53,8 @@ DROP_REASONS = {
   "bad_image": "rebuild the dataset: an image in it cannot be decoded",
   "bad_conversation": "rebuild the dataset: a record's conversation cannot be rendered",
   "image_count": "rebuild the dataset: the record's `<image>` count does not match its images",
+  "bad_labels": "rebuild the dataset with data_prep.labelled_images: a record's `labels` field "
+                "is not a JSON object",
   "label_range": "set data.num_classes to cover the dataset's labels (its report.json and "
                  "labels lists them), or rebuild it with --num_classes",
 }

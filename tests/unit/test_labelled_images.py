@@ -109,3 +109,21 @@ def test_label_source_examples_and_drops(tmp_path):
   assert src.dropped == {"label_range": 4}
   with pytest.raises(ValueError, match=r"'complexity' is not in the dataset.*\['colour'\]"):
     LabelSource(ds, label="complexity", image_size=28, num_classes=3)
+
+
+def test_records_whose_labels_are_not_a_json_object_are_counted_not_raised(tmp_path):
+  """A damaged `labels` field (torn JSON, a list, none at all) used to raise JSONDecodeError or
+  AttributeError inside a data worker; it is now a dropped example counted as bad_labels, and a
+  dataset whose first record is damaged is refused with the builder to rerun."""
+  ds, _ = _colour_dataset(tmp_path)
+  good = dict(ds[1])
+  damaged = [dict(good, labels='{"colour": 1'), dict(good, labels="[1, 2]"),
+             {k: v for k, v in good.items() if k != "labels"}]
+  src = LabelSource([good] + damaged, label="colour", image_size=28, num_classes=3)
+  assert int(src[0]["labels"]) == 1
+  for i in (1, 2, 3):
+    ex = src[i]
+    assert int(ex["labels"]) == NO_LABEL and str(ex[DROPPED]) == "bad_labels"
+  assert src.dropped == {"bad_labels": 3}
+  with pytest.raises(ValueError, match="first record has no `labels` JSON object.*labelled_images"):
+    LabelSource(damaged, label="colour", image_size=28, num_classes=3)
