@@ -208,6 +208,7 @@ class Run:
   source: Any
   dataset: Any
   total_steps: int
+  plan: dict                # data_plan: epochs, steps, examples trained and left untrained
   example: dict
   batch_shapes: dict
   step_fn: Any
@@ -276,7 +277,7 @@ def data_plan(examples: int, global_batch: int, epochs: int, steps: int, packing
 
 
 def setup_data(config, objective, cfg):
-  """The source, the batched (and resumable) dataset, the step count and one trained example."""
+  """The source, the batched (and resumable) dataset, its data_plan and one trained example."""
   import jax
   import numpy as np
 
@@ -302,7 +303,7 @@ def setup_data(config, objective, cfg):
   example = pipeline.trained_example(source[0], config.data.packing)
   objective.check_data(example, config)
   shapes = {k: (config.data.global_batch,) + np.shape(v) for k, v in example.items()}
-  return source, dataset, total, example, shapes
+  return source, dataset, plan, example, shapes
 
 
 def setup(config, devices=None) -> Run:
@@ -321,7 +322,8 @@ def setup(config, devices=None) -> Run:
   rules = tuple(tuple(r) for r in config.logical_axis_rules)
   (cfg, build, is_trainable, graphdef, abs_params, abs_frozen, train_set,
    n_train) = setup_model(config, objective, mesh, rules)
-  source, dataset, total, example, shapes = setup_data(config, objective, cfg)
+  source, dataset, plan, example, shapes = setup_data(config, objective, cfg)
+  total = plan["steps"]
   host = objective.make_host_step(types.SimpleNamespace(config=config, cfg=cfg, mesh=mesh,
                                                         graphdef=graphdef))
   if host is not None:  # the step trains on what the host step makes of the data
@@ -335,7 +337,7 @@ def setup(config, devices=None) -> Run:
                     donate_argnums=(0,))
   n_all = n_train + sum(int(x.size) for x in jax.tree.leaves(abs_frozen))
   return Run(config, objective, mesh, cfg, build, is_trainable, graphdef, n_all, n_train,
-             train_set, source, dataset, total, example, shapes, step_fn, abstract_state,
+             train_set, source, dataset, total, plan, example, shapes, step_fn, abstract_state,
              state_sh, tx, evaluators.from_config(config, cfg), host)
 
 
@@ -544,9 +546,7 @@ def train(config, workdir: str | None, *, compile_only: bool = False, devices=No
     log.info("SIGTERM: saved step %d in %s/checkpoints; run the same command to continue",
              stopped, workdir)
     return row
-  report_dropped(run.source, workdir, dropped, config.data.workers,
-                 data_plan(len(run.source), config.data.global_batch, config.data.epochs,
-                           run.total_steps, config.data.packing))
+  report_dropped(run.source, workdir, dropped, config.data.workers, run.plan)
   export_final_model(run, state, workdir)
   log.info("done: %d steps; model in %s/model", run.total_steps, workdir)
   return row if run.total_steps > start else None
