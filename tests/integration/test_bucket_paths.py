@@ -83,14 +83,18 @@ def test_fake_bucket_is_what_etils_uses_for_gs(fake_gcs):
   assert fake_gcs.store["/bucket/runs/x/probe.txt"].getvalue() == b"hello"
 
 
-def test_metrics_in_a_bucket_append_across_restarts_and_skip_tensorboard(fake_gcs, caplog,
-                                                                         monkeypatch):
+def test_metrics_in_a_bucket_append_across_restarts_and_skip_tensorboard(fake_gcs, monkeypatch):
   import tensorboardX.record_writer
   from mathvlm.metrics import MetricWriter
   # gcsfs brings google-cloud-storage, with which tensorboardX would try the real bucket: the
   # writer is checked as on an install without it
   monkeypatch.setattr(tensorboardX.record_writer, "GCS_ENABLED", False)
-  logging.getLogger("mathvlm.train").addHandler(caplog.handler)
+  # a handler of its own on the logger: caplog's, added here, also sees the record again through
+  # the root logger when nothing before this test stopped propagation (run alone, it saw 2)
+  seen = []
+  handler = logging.Handler(logging.WARNING)
+  handler.emit = seen.append
+  logging.getLogger("mathvlm.train").addHandler(handler)
   try:
     w = MetricWriter(BUCKET, tensorboard=True)
     assert w.tb is None
@@ -103,11 +107,12 @@ def test_metrics_in_a_bucket_append_across_restarts_and_skip_tensorboard(fake_gc
     w.write(3, {"loss": 1.5})
     w.close()
   finally:
-    logging.getLogger("mathvlm.train").removeHandler(caplog.handler)
+    logging.getLogger("mathvlm.train").removeHandler(handler)
   rows = [json.loads(line) for line in epath.Path(BUCKET, "metrics.jsonl").read_text().splitlines()]
   assert rows == [{"loss": 2.5, "step": 1}, {"loss": 2.0, "step": 2}, {"loss": 1.5, "step": 3}]
-  skipped = [r.getMessage() for r in caplog.records if "TensorBoard skipped" in r.getMessage()]
+  skipped = [r.getMessage() for r in seen if "TensorBoard skipped" in r.getMessage()]
   assert len(skipped) == 1 and f"{BUCKET}/tensorboard" in skipped[0]
+  assert "needs google-cloud-storage for gs://" in skipped[0]  # the fix, named
 
 
 def test_data_report_in_a_bucket_has_the_local_bytes(fake_gcs, tmp_path_factory):

@@ -3,7 +3,6 @@ workdir, checkpoint steps that cannot be read. Each leaves the workdir whole and
 """
 
 import json
-import logging
 import os
 import shutil
 
@@ -44,11 +43,6 @@ def snapshot(workdir: str) -> dict[str, bytes]:
       with open(os.path.join(dirpath, f), "rb") as fh:
         out[os.path.relpath(os.path.join(dirpath, f), workdir)] = fh.read()
   return out
-
-
-def captured(caplog):
-  logging.getLogger("mathvlm.train").addHandler(caplog.handler)
-  return caplog
 
 
 # ---------------------------------------------------------------------------------------------
