@@ -234,21 +234,9 @@ def grpo_section(g: dict, evals: dict) -> list[str]:
   ]
 
 
-def write(out: str, r: dict) -> str:
-  """r: everything the demo measured (also saved as summary.json)."""
-  os.makedirs(out, exist_ok=True)
-  plot_losses(r["workdirs"], os.path.join(out, "losses.png"))
-  plot_accuracy(r["evals"], r["ranked"], r["baselines"], os.path.join(out, "accuracy.png"))
-  plot_grpo(r["grpo"]["curve"], os.path.join(out, "grpo.png"))
-  b, ret, s = r["baselines"], r["retrieval"], r["settings"]
-  last = list(r["evals"])[-1]
-  lines = [
-      "# mathvlm demo report",
-      "",
-      f"`{r['command']}` on {r['machine']}, seed {s['seed']}, {r['seconds']:.0f} s in all. "
-      "Every number below was measured by that run; rerunning the command with the same seed "
-      "reproduces the data, the training order and the initialisation.",
-      "",
+def data_section(r: dict) -> list[str]:
+  s = r["settings"]
+  return [
       "## Data",
       f"- Engine problems: {r['engine']['train']['n']} for training, {r['engine']['test']['n']} "
       "held out (a content-hash split: no held-out problem appears in training), plane "
@@ -266,22 +254,33 @@ def write(out: str, r: dict) -> str:
       f"- Instruction tuning on the `{'`, `'.join(s['versions'])}` question versions, answer "
       f"style `{s['answer']}`; held-out evaluation on all three versions.",
       "",
+  ]
+
+
+def clip_math_section(ret: dict, seed: int) -> list[str]:
+  return [
       "## Stage 1: CLIP-Math (contrastive, image <-> caption)",
       "",
       "| tower | image -> caption top-1 | top-5 | caption -> image top-1 |",
       "|---|---|---|---|",
       *[f"| {who} | {pct(ret[k]['image_to_caption_top1'])} | "
         f"{pct(ret[k]['image_to_caption_top5'])} | {pct(ret[k]['caption_to_image_top1'])} |"
-        for who, k in ((f"untrained (seed {s['seed']})", "before"), ("after CLIP-Math", "after"))],
+        for who, k in ((f"untrained (seed {seed})", "before"), ("after CLIP-Math", "after"))],
       f"| chance | {pct(ret['after']['chance'])} | {pct(ret['after']['chance_top5'])} | "
       f"{pct(ret['after']['chance'])} |",
       "",
       f"On {ret['after']['pairs']} held-out diagram/caption pairs (percent).",
       "",
+  ]
+
+
+def held_out_section(r: dict) -> list[str]:
+  b = r["baselines"]
+  return [
       "## Stages 2-5: held-out problems (percent correct)",
       "",
       "Answers as the model generates them (greedy, at most "
-      f"{s['max_new_tokens']} tokens), scored as the evaluation CLI scores MathVerse: "
+      f"{r['settings']['max_new_tokens']} tokens), scored as the evaluation CLI scores MathVerse: "
       "the stated option, or the stated value's option, or the value itself for free-form.",
       "",
       *accuracy_table(r["evals"]),
@@ -306,6 +305,12 @@ def write(out: str, r: dict) -> str:
       "",
       "![accuracy](accuracy.png)",
       "",
+  ]
+
+
+def training_section(r: dict) -> list[str]:
+  pairs = r["dpo_pairs"]
+  return [
       "## Training",
       "",
       "| stage | steps | first loss | last loss | seconds |",
@@ -316,24 +321,50 @@ def write(out: str, r: dict) -> str:
       "GRPO's loss is about 0 by construction (its advantages sum to 0 in each group); what it "
       "optimises, the reward, is in the Stage 5 table.",
       "",
-      f"DPO pairs: the stage-3 model answered {r['dpo_pairs']['responses']} training problems; "
-      f"{r['dpo_pairs']['correct']} right, {r['dpo_pairs']['pairs']} wrong answers became "
+      f"DPO pairs: the stage-3 model answered {pairs['responses']} training problems; "
+      f"{pairs['correct']} right, {pairs['pairs']} wrong answers became "
       "(annotated answer, model answer) pairs" + (
-          f"; {r['dpo_pairs']['empty']} empty answers were left out (no text to reject)."
-          if r["dpo_pairs"].get("empty") else "."),
+          f"; {pairs['empty']} empty answers were left out (no text to reject)."
+          if pairs.get("empty") else "."),
       "",
       "![losses](losses.png)",
       "",
-      *grpo_section(r["grpo"], r["evals"]),
-      *dynamic_section(r["dynamic"]),
+  ]
+
+
+def math_v_section(m: dict) -> list[str]:
+  return [
       "## MATH-Vision testmini (the benchmark pipeline, once)",
       "",
-      f"The final model on the {r['math_v']['all']['total']} real testmini problems "
-      f"(../shared/data): {r['math_v']['all']['correct']} correct "
-      f"({r['math_v']['all']['accuracy']:.1f}%). "
+      f"The final model on the {m['total']} real testmini problems "
+      f"(../shared/data): {m['correct']} correct ({m['accuracy']:.1f}%). "
       "A model this size trained on engine diagrams is not expected to solve them: this checks "
       "that the pipeline runs end to end on the real files.",
       "",
+  ]
+
+
+def write(out: str, r: dict) -> str:
+  """r: everything the demo measured (also saved as summary.json); REPORT.md and its plots."""
+  os.makedirs(out, exist_ok=True)
+  plot_losses(r["workdirs"], os.path.join(out, "losses.png"))
+  plot_accuracy(r["evals"], r["ranked"], r["baselines"], os.path.join(out, "accuracy.png"))
+  plot_grpo(r["grpo"]["curve"], os.path.join(out, "grpo.png"))
+  s = r["settings"]
+  lines = [
+      "# mathvlm demo report",
+      "",
+      f"`{r['command']}` on {r['machine']}, seed {s['seed']}, {r['seconds']:.0f} s in all. "
+      "Every number below was measured by that run; rerunning the command with the same seed "
+      "reproduces the data, the training order and the initialisation.",
+      "",
+      *data_section(r),
+      *clip_math_section(r["retrieval"], s["seed"]),
+      *held_out_section(r),
+      *training_section(r),
+      *grpo_section(r["grpo"], r["evals"]),
+      *dynamic_section(r["dynamic"]),
+      *math_v_section(r["math_v"]["all"]),
       "## Reading it",
       "",
       *r["reading"],
