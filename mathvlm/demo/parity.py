@@ -43,33 +43,12 @@ def train_tokenizer(texts: list[str], vocab_size: int):
   return tok
 
 
-def main(argv=None) -> None:
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--out", default="out/parity")
-  p.add_argument("--batch", type=int, default=4)
-  p.add_argument("--new_tokens", type=int, default=16)
-  p.add_argument("--seed", type=int, default=0)
-  args = p.parse_args(argv)
-  os.makedirs(args.out, exist_ok=True)
-  t0 = time.time()
-
+def tiny_reference(tok, seed: int, hf_dir: str):
+  """A tiny random LLaVA in transformers around `tok`, saved as a Hugging Face folder."""
   import torch
   import transformers as tf
-  from PIL import Image
-
-  from mathvlm import checkpoint, hf
-  from mathvlm.data.image import preprocess
-  from mathvlm.generate import generate
-
-  problems, all_questions = load_problems(args.batch)
-  tok = train_tokenizer(all_questions, 512)
-  tok.save(os.path.join(args.out, "tokenizer.json"))
-  pad, bos, image_id = (tok.token_to_id(t) for t in ("<pad>", "<s>", "<image>"))
-  eos = tok.token_to_id("</s>")
-  print(f"[1/4] tokenizer: BPE, {tok.get_vocab_size()} tokens, trained on "
-        f"{len(all_questions)} MATH-Vision questions")
-
-  torch.manual_seed(args.seed)
+  pad, bos, image_id, eos = (tok.token_to_id(t) for t in ("<pad>", "<s>", "<image>", "</s>"))
+  torch.manual_seed(seed)
   hf_cfg = tf.LlavaConfig(
       vision_config=tf.CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=4,
                                         num_attention_heads=4, image_size=56, patch_size=14),
@@ -80,26 +59,38 @@ def main(argv=None) -> None:
       image_token_id=image_id)
   ref = tf.LlavaForConditionalGeneration(hf_cfg).eval()
   with torch.no_grad():  # HF initialises norms to 1 and biases to 0; perturb so every tensor counts
-    for name, prm in ref.named_parameters():
+    for _, prm in ref.named_parameters():
       prm.add_(0.05 * torch.randn(prm.shape))
-  hf_dir = os.path.join(args.out, "hf")
   ref.save_pretrained(hf_dir)
-  n_params = sum(p.numel() for p in ref.parameters())
-  print(f"[2/4] tiny random LLaVA in transformers: {n_params:,} parameters -> {hf_dir}")
+  return ref
 
-  ckpt = os.path.join(args.out, "ckpt")
+
+def round_trip(hf_dir: str, out: str):
+  """HF -> orbax checkpoint -> Flax -> HF: (our model, its config, whether the tensors came back
+  bit for bit)."""
+  from safetensors.numpy import load_file
+
+  from mathvlm import checkpoint, hf
+  ckpt = os.path.join(out, "ckpt")
   model, cfg = hf.load_llava(hf_dir)
   checkpoint.save_model(model, cfg, ckpt)
   model, cfg = checkpoint.load_model(ckpt)
-  back = os.path.join(args.out, "hf_export")
+  back = os.path.join(out, "hf_export")
   hf.export_hf(model, cfg, back)
-  from safetensors.numpy import load_file
   a = load_file(os.path.join(hf_dir, "model.safetensors"))
   b = load_file(os.path.join(back, "model.safetensors"))
-  round_trip = sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+  exact = sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
   print(f"[3/4] converted HF -> orbax ({ckpt}) -> Flax -> HF ({back}); "
-        f"round trip bit-exact: {round_trip}")
+        f"round trip bit-exact: {exact}")
+  return model, cfg, exact
 
+
+def batch(problems: list[dict], tok, cfg):
+  """Real MATH-Vision images and left-padded prompts (as generation wants): ids, mask, images."""
+  from PIL import Image
+
+  from mathvlm.data.image import preprocess
+  pad, bos, image_id = (tok.token_to_id(t) for t in ("<pad>", "<s>", "<image>"))
   size = cfg.vision.image_size
   images = np.stack([preprocess(Image.open(os.path.join(SHARED, "math_v", r["image"])), size, "pad")
                      for r in problems])
@@ -109,39 +100,76 @@ def main(argv=None) -> None:
   width = max(len(x) for x in prompts)
   ids = np.full((len(prompts), width), pad, np.int64)
   mask = np.zeros_like(ids)
-  for i, x in enumerate(prompts):  # left padding, as generation wants
+  for i, x in enumerate(prompts):
     ids[i, width - len(x):], mask[i, width - len(x):] = x, 1
+  return ids, mask, images
+
+
+def compare(ref, model, ids, mask, images, new_tokens: int, tok):
+  """Logits' largest difference relative to the reference's largest logit, our greedy tokens
+  with the KV cache, whether they equal transformers.generate's, and the seconds ours took."""
+  import torch
+
+  from mathvlm.generate import generate
+  pad, eos = tok.token_to_id("<pad>"), tok.token_to_id("</s>")
+  pixels = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
   with torch.no_grad():
     ref_logits = ref(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
-                     pixel_values=torch.from_numpy(images.transpose(0, 3, 1, 2).copy())).logits
+                     pixel_values=pixels).logits.numpy()
   ours = np.asarray(model(ids, images, mask))
-  valid = mask.astype(bool)
-  rel = float(np.abs(ours - ref_logits.numpy())[valid].max() / np.abs(ref_logits.numpy()).max())
-
+  rel = float(np.abs(ours - ref_logits)[mask.astype(bool)].max() / np.abs(ref_logits).max())
   t = time.time()
-  out = generate(model, ids, mask, images, max_new_tokens=args.new_tokens, eos_token_id=eos,
+  out = generate(model, ids, mask, images, max_new_tokens=new_tokens, eos_token_id=eos,
                  pad_token_id=pad)
   tokens = np.asarray(out.tokens)
-  gen_s = time.time() - t
+  seconds = time.time() - t
   with torch.no_grad():
     hf_tokens = ref.generate(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
-                             pixel_values=torch.from_numpy(images.transpose(0, 3, 1, 2).copy()),
-                             max_new_tokens=args.new_tokens, do_sample=False, eos_token_id=eos,
-                             pad_token_id=pad)[:, width:].numpy()
+                             pixel_values=pixels, max_new_tokens=new_tokens, do_sample=False,
+                             eos_token_id=eos, pad_token_id=pad)[:, ids.shape[1]:].numpy()
   same = bool(np.array_equal(tokens[:, :hf_tokens.shape[1]], hf_tokens))
-  print(f"[4/4] {len(problems)} MATH-Vision problems, images padded and resized to {size}px, "
-        f"{width}-token left-padded prompts")
+  return rel, tokens, same, seconds
+
+
+def main(argv=None) -> None:
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--out", default="out/parity")
+  p.add_argument("--batch", type=int, default=4)
+  p.add_argument("--new_tokens", type=int, default=16)
+  p.add_argument("--seed", type=int, default=0)
+  args = p.parse_args(argv)
+  os.makedirs(args.out, exist_ok=True)
+  t0 = time.time()
+
+  problems, all_questions = load_problems(args.batch)
+  tok = train_tokenizer(all_questions, 512)
+  tok.save(os.path.join(args.out, "tokenizer.json"))
+  print(f"[1/4] tokenizer: BPE, {tok.get_vocab_size()} tokens, trained on "
+        f"{len(all_questions)} MATH-Vision questions")
+
+  hf_dir = os.path.join(args.out, "hf")
+  ref = tiny_reference(tok, args.seed, hf_dir)
+  n_params = sum(p.numel() for p in ref.parameters())
+  print(f"[2/4] tiny random LLaVA in transformers: {n_params:,} parameters -> {hf_dir}")
+
+  model, cfg, exact = round_trip(hf_dir, args.out)
+
+  ids, mask, images = batch(problems, tok, cfg)
+  rel, tokens, same, gen_s = compare(ref, model, ids, mask, images, args.new_tokens, tok)
+  print(f"[4/4] {len(problems)} MATH-Vision problems, images padded and resized to "
+        f"{cfg.vision.image_size}px, {ids.shape[1]}-token left-padded prompts")
   print(f"      logits vs transformers: max |diff| / max |ref| = {rel:.2e}")
   print(f"      greedy {args.new_tokens} tokens, KV cache: identical to transformers.generate: "
         f"{same} ({gen_s:.2f}s incl. compile)")
+  pad = tok.token_to_id("<pad>")
   for r, row in zip(problems, tokens):
     print(f"      #{r['id']:>4}: {tok.decode([int(t) for t in row if t != pad])!r}")
-  summary = dict(parameters=n_params, round_trip_exact=round_trip, logits_rel_diff=rel,
+  summary = dict(parameters=n_params, round_trip_exact=exact, logits_rel_diff=rel,
                  greedy_identical=same, seconds=round(time.time() - t0, 1))
   with open(os.path.join(args.out, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
   print(json.dumps(summary))
-  if not (round_trip and same and rel < 1e-4):
+  if not (exact and same and rel < 1e-4):
     raise SystemExit("demo check failed: see the numbers above")
 
 
