@@ -51,6 +51,12 @@ def make_source(data_cfg, objective, model_cfg, seed: int):
           "data.subset=%s: %d of its %d ids are in none of the datasets %s, e.g. %s: they are "
           "not trained on (selected from another build?)", data_cfg.subset, len(missing),
           len(ids), sorted(records), missing[:5])
+    for name, sub in records.items():
+      if sub.repeated:
+        logging.getLogger("mathvlm.data").warning(
+            "data.subset=%s: %d of the %d records it keeps in %s share their id with another "
+            "kept record (the dataset repeats ids); every record with a selected id is trained "
+            "on", data_cfg.subset, sub.repeated, len(sub), name)
   sources = [objective.make_source(records[name], tokenizer, data_cfg, model_cfg)
              for name, _ in parts]
   if data_cfg.group_by_length:

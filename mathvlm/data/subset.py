@@ -5,7 +5,8 @@ A selection line stands for one image: its `records` (the ids of every QA record
 image, as `data_prep.score` found them) when it has them, else its `id`. The kept records stay in
 the dataset's reading order, so a run on a subset shuffles, shards and resumes like a run on any
 source. Selected ids the dataset does not hold are counted in `missing` (a selection made from
-another dataset is an error: nothing of it is found).
+another dataset is an error: nothing of it is found); records kept under an id that another kept
+record repeats, in `repeated`.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ class Subset:
                               np.int64)
     self.found = {str(records[int(i)]["id"]) for i in self.indices}
     self.missing = len(set(ids) - self.found)
+    # kept records whose id another kept record also has (a source that repeats ids): all are
+    # trained on, and the run says so, since a selection by id cannot tell them apart
+    self.repeated = len(self.indices) - len(self.found)
     if not len(self.indices):
       raise ValueError(f"none of the {len(ids)} ids of {where} is in the dataset "
                        f"({len(records)} records): was it selected from another dataset?")

@@ -252,3 +252,39 @@ def test_selected_ids_no_dataset_holds_are_named(tmp_path, caplog):
   assert len(source) == 2
   assert ("data.subset=" + sel + ": 1 of its 3 ids are in none of the datasets ['llava_json'], "
           "e.g. ['gone']") in caplog.text
+
+
+def test_a_subset_of_a_dataset_that_repeats_ids_counts_the_repeats(tmp_path):
+  """Two source records with one id: the selection keeps both (it cannot tell them apart) and
+  says how many kept records repeat an id, instead of training on them without a word."""
+  ds = _dataset(tmp_path)
+  twice = [dict(ds[i], id="r1") if i == 4 else ds[i] for i in range(len(ds))]
+  sub = Subset(twice, frozenset({"r1", "r2"}))
+  assert [sub[i]["id"] for i in range(len(sub))] == ["r1", "r2", "r1"]
+  assert sub.repeated == 1 and sub.missing == 0
+  assert Subset(ds, frozenset({"r1", "r2"})).repeated == 0
+
+
+def test_a_run_on_a_subset_names_the_records_that_repeat_an_id(tmp_path, caplog):
+  from mathvlm import objectives
+  from mathvlm.data import sources
+  from mathvlm.demo.data import train_tokenizer
+  from mathvlm.models import registry
+  from train_utils import tiny_config
+  Image.new("RGB", (6, 6)).save(tmp_path / "a.png")
+  recs = [{"id": rid, "image": "a.png", "conversations": [
+      {"from": "human", "value": "<image>\nQ?"}, {"from": "gpt", "value": str(i)}]}
+      for i, rid in enumerate(["r0", "r1", "r1", "r2"])]
+  (tmp_path / "d.json").write_text(json.dumps(recs))
+  llava_json.main(["--json", str(tmp_path / "d.json"), "--images", str(tmp_path), "--out",
+                   str(tmp_path / "data"), "--no_progress"])
+  train_tokenizer(["What is r1?"] * 10, 300).save(str(tmp_path / "tokenizer.json"))
+  sel = _write(tmp_path / "selected.jsonl", [{"id": "r1"}, {"id": "r2"}])
+  data = tiny_config("lm", data__name="llava_json", data__path=str(tmp_path / "data"),
+                     data__subset=sel, data__tokenizer=str(tmp_path / "tokenizer.json")).data
+  with caplog.at_level("WARNING", logger="mathvlm.data"):
+    source = sources.make_source(data, objectives.get("lm"), registry.get("llava").preset("tiny"),
+                                 seed=0)
+  assert len(source) == 3
+  assert ("1 of the 3 records it keeps in llava_json share their id with another kept record"
+          in caplog.text)
