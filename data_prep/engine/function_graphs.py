@@ -33,6 +33,7 @@ class Graph:
   info: dict           # the coefficients
   form: str = ""       # deduce mode: the form with unknowns, as people write it
   points: dict = dataclasses.field(default_factory=dict)   # marked points: letter -> (x, y)
+  roles: dict = dataclasses.field(default_factory=dict)    # letter -> what the text calls it
   increasing: bool = True  # a monotonic-interval question asks where f increases (else falls)
   wide: bool = False   # points to evaluate at from a wider grid (the same-kind extras)
 
@@ -197,9 +198,8 @@ def deg_two_vertex(roots: list):
 def _deduce_trig(Fm: Formulas, vrng):
   g = Fm.g
   a, b, c, d = (g.info[k] for k in "abcd")
-  top = (PI / 2 if g.fam == "sin" else sp.Integer(0)) - c
-  period = 2 * PI / b
-  xs = sorted({(top + n * period) / b for n in range(-2, 3)}, key=as_float)
+  top = (PI / 2 if g.fam == "sin" else sp.Integer(0)) - c  # b·x + c there: the maxima
+  xs = sorted({(top + 2 * PI * n) / b for n in range(-2, 3)}, key=as_float)
   xs = [v for v in xs if g.lo < as_float(v) < g.hi - as_float(PI / b)]
   if not xs:
     raise Rejected("no maximum and minimum both inside the plotted range")
@@ -252,6 +252,7 @@ def _deduce_abs(Fm: Formulas, vrng):
   h, k = g.info["h"], g.info["k"]
   xb = h + int(vrng.choice([-3, -2, 2, 3]))
   pa = Fm.point("A", h, k)
+  g.roles["A"] = "the vertex"  # two points fix a, h and k only with this said
   pb = Fm.point("B", sp.Integer(xb), g.f.subs(X, xb))
   if pb[1] in Fm.givens and Fm.givens[pb[1]] == 0:
     raise Rejected("the second marked point is a zero")

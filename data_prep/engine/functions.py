@@ -136,8 +136,8 @@ def context(g: Graph) -> str:
   text = header(g)[1]
   if g.mode == "stated":
     return f"The function {text} is plotted."
-  pts = [_pt(n, p) for n, p in g.points.items()]
-  listed = ", ".join(pts[:-1]) + f" and {pts[-1]}" if len(pts) > 1 else pts[0]
+  pts = [_pt(n, p) + (f", {g.roles[n]}," if n in g.roles else "") for n, p in g.points.items()]
+  listed = (", ".join(pts[:-1]) + f" and {pts[-1]}" if len(pts) > 1 else pts[0]).rstrip(",")
   return f"The graph of {text} is plotted, with the marked points {listed}."
 
 
