@@ -221,15 +221,18 @@ def _integral(Fm: Formulas, vrng) -> Target:
   parts = []
   for k, (fname, lo, hi) in enumerate(pieces):
     tag = f"F{subscript(k + 1)}(x)" if len(pieces) > 1 else "F(x)"
+    # with two pieces, a slip names its piece: the same slip in either gives another value
+    where = f" for {fname}" if len(pieces) > 1 else ""
     if g.fam in ("sin", "cos"):
       _trig_antiderivative(Fm, g.fam)
     else:
       Fm.add(tag, "∫ {0} dx", "Poly(q0, x).integrate().as_expr()", (fname,), None,
-             "An antiderivative, term by term by the power rule", [slip])
+             "An antiderivative, term by term by the power rule", [(slip[0], slip[1] + where)])
     part = "I" if len(pieces) == 1 else f"I{subscript(k + 1)}"
     Fm.add(part, f"{tag[:-3]}({{2}}) - {tag[:-3]}({{1}})", "q0.subs(x, q2) - q0.subs(x, q1)",
            (tag, lo, hi), None, "Evaluate the antiderivative between the bounds",
-           [("q0.subs(x, q2) + q0.subs(x, q1)", "added the two ends instead of subtracting")])
+           [("q0.subs(x, q2) + q0.subs(x, q1)",
+             "added the two ends instead of subtracting" + where)])
     parts.append(part)
     Fm.where[part] = (as_float(Fm.givens[lo]), as_float(Fm.givens[hi]))
   if len(parts) > 1:

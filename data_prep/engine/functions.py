@@ -14,6 +14,8 @@ and the scene.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from . import captions as C
@@ -239,12 +241,18 @@ def kind_of(name: str) -> str | None:
 
 def misreads(Fm: Formulas) -> list:
   """The point asked about read with the wrong sign or one grid step off; for trig, the
-  neighbouring special angle."""
+  neighbouring special angle. One misread per x, of every point name at that x: a step at
+  x = v is made once, under the name of the question that needed it first (f(-2) from p), and
+  another question at v (a rate's u) reuses it, so misreading u alone would change the run and
+  keep f(-2), a value the stated misread does not give."""
   out = []
-  for name in ("p", "q", "t", "u", "w"):
-    if name not in Fm.givens:
-      continue
+  names = [n for n in ("p", "q", "t", "u", "w") if n in Fm.givens]
+  at_x = [n for n in Fm.givens if re.fullmatch(r"[pqtuw][₀-₉]*", n)]  # every point's x, extras too
+  for k, name in enumerate(names):
     v = Fm.givens[name]
+    if any(Fm.givens[n] == v for n in names[:k]):
+      continue
+    name = tuple(sorted((n for n in at_x if Fm.givens[n] == v), key=lambda n: n != name))
     if v != 0 and Fm.g.fam != "log":
       out.append((name, -v, f"substituted x = {human(-v)} for x = {human(v)}"))
     step = PI / (6 * Fm.g.info["b"]) if Fm.g.fam in ("sin", "cos", "tan") else 1

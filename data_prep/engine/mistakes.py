@@ -50,7 +50,7 @@ class Mistake:
   step: str | None = None       # the step whose formula or input is wrong
   expr: str | None = None       # the wrong formula used there
   swap: tuple | None = None     # (input position, the quantity used instead)
-  given: str | None = None      # a misread given
+  given: tuple = ()             # a misread given (the names it goes by)
   value: object = None          # what it was misread as
 
 
@@ -60,8 +60,7 @@ def replay(chain: list, givens: dict, target: str, mistakes: tuple, namespace: d
   Steps before the first one a mistake touches keep their values (`floats`: every value in
   floats, for replaying in floats)."""
   to_float = namespace is FLOAT
-  misread = {m.given: (float(m.value) if to_float else m.value) for m in mistakes
-             if m.given is not None}
+  misread = {n: (float(m.value) if to_float else m.value) for m in mistakes for n in m.given}
   steps = {m.step for m in mistakes if m.step is not None}
   start = next((i for i, d in enumerate(chain)
                 if d.name in steps or any(n in misread for n in d.inputs)), len(chain))
@@ -101,7 +100,10 @@ def singles(chain: list, givens: dict, kind_of, misreads: list, rng, floats: dic
                            step=d.name, swap=(j, m)))
     known[d.name] = d.value
   support = {n for d in chain for n in d.inputs}
-  out += [Mistake(f"given {g}", why, given=g, value=v) for g, v, why in misreads if g in support]
+  for g, v, why in misreads:  # a name, or the names one misread changes together
+    names = g if isinstance(g, tuple) else (g,)
+    if support.intersection(names):
+      out.append(Mistake(f"given {names[0]}", why, given=names, value=v))
   return out
 
 

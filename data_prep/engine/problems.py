@@ -267,11 +267,21 @@ def _sum_target(scene: Scene, main: int, lens: list) -> Target:
   others = [i for i, t in enumerate(scene.targets) if i != main and t.answer_text is None]
   if a.answer_text is not None or not others:
     raise ProgramRejected("no harder question on this figure")
-  b = scene.targets[max(others, key=lambda i: (lens[i], -i))]
+  # Not a sum that shares a term with the main one (at depth 7 and beyond both can be sums of
+  # two: "the sum of the sum of y₀(1) and y₀(8) and the sum of y₀(4) and y₀(1)" counts y₀(1)
+  # twice), unless the figure has nothing else.
+  apart = [i for i in others if not _terms(scene.targets[i]) & _terms(a)]
+  b = scene.targets[max(apart or others, key=lambda i: (lens[i], -i))]
   name = f"{a.name} + {b.name}"
   scene.derivs[name] = sum_step(a.name, b.name)
   phrase = f"the sum of {a.phrase} and {b.phrase}"
   return Target(name, phrase, [f"What is {phrase}?"], parts=(a.name, b.name))
+
+
+def _terms(t: Target) -> set:
+  """The quantities a sum target adds (`add_sums`, `_sum_target` and the plane's pairs are named
+  "a + b"); any other target is its own one term."""
+  return set(t.name.split(" + "))
 
 
 SUMS_PER_FAMILY = 6  # sums added per family of quantity (`add_sums`)
