@@ -33,7 +33,7 @@ _PHRASES = re.compile(
     r"(?:(?:final answer|correct answer|correct option|correct choice|the answer|answer)\**"
     r"(?:\s+(?:to|for) (?:the|this|your) question)?\s*"
     r"(?:is|would be|should be|will be|=|:)|答案\s*(?:是|为|：|:)|故选|应选)"
-    r"\s*(?:that\s+)?:?\s*(.+)", re.I)
+    r"\s*(?:that\s+)?:?\s*((?:(?!(?:the answer|answer is|answer:))[^\n])+)", re.I)
 _WORDS = {w: str(i) for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
     "fifteen sixteen seventeen eighteen nineteen twenty".split())}
@@ -516,7 +516,9 @@ def python_list(text: str) -> str | None:
 def final_answer(response: str) -> str:
   """The response's final answer as written: after the last 'answer is', else its last line;
   a trailing ", which is option A" or " (≈ 4.62)" is cut."""
-  m = list(re.finditer(r"answer is[:\s]*(.+)", response, flags=re.I))
+  # the tail stops at a later "answer is" on the same line: "The answer is 5. Wait, the answer
+  # is 4√3." states 4√3 (a greedy tail made the first phrase the only match)
+  m = list(re.finditer(r"answer is[:\s]*((?:(?!answer is).)+)", response, flags=re.I))
   s = m[-1].group(1) if m else response.strip().splitlines()[-1] if response.strip() else ""
   return _trimmed(s)
 
@@ -668,6 +670,8 @@ def engine_answer(response: str | None, choices: list[str]) -> str:
     return ""
   if choices:
     span = answer_span(response)
+    if span is not None and (_HEDGE.search(span) or _LETTER_HEDGE.search(span)):
+      return ""  # "B or C", "16 or 7": two answers are none
     letter = _engine_letter(response, span, len(choices))
     if letter:
       return letter
@@ -723,11 +727,17 @@ def stated_answer(response: str) -> str:
 _THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 
 
+# Two option letters joined so ("B or C"), and two values ("4√3 or 5"): a hedge, not an answer
+_LETTER_HEDGE = re.compile(r"(?<![\w\\])\(?[A-Z]\)?\s+(?:or|and|and/or)\s+\(?[A-Z]\)?(?!\w)")
+_HEDGE = re.compile(r"\s(?:or|and|and/or)\s+\$?[-+]?(?:[\d√∛π(.]|\\(?:frac|sqrt|pi)\b)", re.I)
+
+
 def _as_value(said: str) -> str:
   """A final answer that is no value as written but is one once read as a stating sentence's
   tail is ("x = -5" -> -5, "15 square units" -> 15, "1,000" -> 1000); any other (an expression
-  in x, a word) stays as written."""
-  if value_of(said) is not None:
+  in x, a word) stays as written, and so does a hedge of two values ("4√3 or 5", which reading
+  up to the first word would have made 4√3: a right value beside a wrong one is no answer)."""
+  if value_of(said) is not None or _HEDGE.search(said):
     return said
   tail = _value_in(said)
   tail = tail.replace(",", "") if _THOUSANDS.fullmatch(tail) else tail

@@ -132,3 +132,22 @@ def test_an_answer_phrase_is_read_as_a_value_past_its_variable_and_unit(response
 
 def test_an_answer_phrase_that_is_an_expression_in_x_stays_as_written():
   assert engine_answer("The answer is y = 2x + 1.", []) == "y = 2x + 1"
+
+
+@pytest.mark.parametrize("response, gold, choices, right", [
+    # the last "answer is" on a line is the answer (the greedy tail made the first the only one)
+    ("The answer is 5. Wait, that is wrong; the answer is 4√3.", "4√3", [], True),
+    ("The answer is 4√3. Wait, that is wrong; the answer is 5.", "4√3", [], False),
+    ("The answer is C. Wait, no: the answer is B.", "B", ["1", "2", "3", "4"], True),
+    ("The answer is B. Wait, no: the answer is C.", "B", ["1", "2", "3", "4"], False),
+    # two answers given as one are none (GRPO rewarded a hedge that held the right value)
+    ("The answer is 4√3 or 5.", "4√3", [], False),
+    ("The answer is 4√3 and -4√3.", "4√3", [], False),
+    ("The answer is B or C.", "B", ["1", "2", "3", "4"], False),
+    ("The answer is 2 or 3.", "B", ["1", "2", "3", "4"], False),
+    # ... while one answer with words after it still reads
+    ("The answer is 15 square units.", "15", [], True),
+    ("The answer is B: 2.", "B", ["1", "2", "3", "4"], True),
+])
+def test_a_later_answer_on_the_line_wins_and_a_hedge_is_no_answer(response, gold, choices, right):
+  assert engine_correct(engine_answer(response, choices), gold, choices) is right
