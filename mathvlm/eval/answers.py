@@ -524,8 +524,12 @@ def final_answer(response: str) -> str:
 
 
 def _trimmed(s: str) -> str:
-  """A stated answer without its trailing ", which is option A", " (≈ 4.62)" or full stop."""
-  return re.split(r"(?:,\s*which|\s\(≈)", s)[0].strip().rstrip(".").strip()
+  """A stated answer without its trailing ", which is option A", " (≈ 4.62)", " (approximately)"
+  or full stop, and without a leading "approximately", "about" or "≈" (a rounded value says it
+  is one: "The answer is approximately 6.93." states 6.93)."""
+  s = re.split(r"(?:,\s*which|\s\((?:≈|approx|about|roughly|rounded))", s, flags=re.I)[0]
+  s = re.sub(r"^(?:approximately|approx\.?|about|roughly|around|≈|~)\s*", "", s.strip(), flags=re.I)
+  return s.strip().rstrip(".").strip()
 
 
 _SUPER = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")

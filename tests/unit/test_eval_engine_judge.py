@@ -151,3 +151,15 @@ def test_an_answer_phrase_that_is_an_expression_in_x_stays_as_written():
 ])
 def test_a_later_answer_on_the_line_wins_and_a_hedge_is_no_answer(response, gold, choices, right):
   assert engine_correct(engine_answer(response, choices), gold, choices) is right
+
+
+@pytest.mark.parametrize("response, gold, choices, right", [
+    ("The answer is approximately 6.93.", "4√3", [], True),
+    ("The answer is ≈ 6.93.", "4√3", [], True),
+    ("The answer is 6.93 (approximately).", "4√3", [], True),
+    ("The answer is about 7.5.", "4√3", [], False),  # still judged by the value it says
+    ("The answer is approximately 6.93.", "B", ["4", "4√3", "5", "6"], True),
+])
+def test_a_value_said_to_be_approximate_is_read(response, gold, choices, right):
+  """"approximately" before the value left no value to judge: a right decimal scored 0."""
+  assert engine_correct(engine_answer(response, choices), gold, choices) is right
