@@ -100,10 +100,8 @@ def singles(chain: list, givens: dict, kind_of, misreads: list, rng, floats: dic
                            step=d.name, swap=(j, m)))
     known[d.name] = d.value
   support = {n for d in chain for n in d.inputs}
-  for g, v, why in misreads:  # a name, or the names one misread changes together
-    names = g if isinstance(g, tuple) else (g,)
-    if support.intersection(names):
-      out.append(Mistake(f"given {names[0]}", why, given=names, value=v))
+  out += [Mistake(f"given {names[0]}", why, given=names, value=v)  # the names one misread changes
+          for names, v, why in misreads if support.intersection(names)]
   return out
 
 

@@ -244,7 +244,7 @@ def misreads(fig: Figure) -> list:
     a = int(fig.givens[name])
     for b, why in ((90 - a, "complement"), (180 - a, "supplement")):
       if b in TRIG and b != a and b != 90:
-        out.append((name, sp.Integer(b), f"read {name} as its {why} {b}°"))
+        out.append(((name,), sp.Integer(b), f"read {name} as its {why} {b}°"))
   return out
 
 

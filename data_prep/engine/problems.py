@@ -74,7 +74,7 @@ class Scene:
   draw: Callable                    # () -> (images by version, fact ids drawn by version)
   angles: frozenset = frozenset()
   kind_of: Callable = staticmethod(lambda name: None)
-  misreads: list = dataclasses.field(default_factory=list)
+  misreads: list = dataclasses.field(default_factory=list)  # (given names, value, why)
   exact_only: bool = False          # symbolic steps: wrong turns are replayed exactly
   chains: dict = dataclasses.field(default_factory=dict, repr=False)  # chain_of's, by name
 

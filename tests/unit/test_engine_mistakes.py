@@ -38,7 +38,7 @@ def _rectangle_chain():
 def test_each_option_is_the_chain_replayed_with_its_mistakes():
   chain, givens = _rectangle_chain()
   kind = lambda n: "length" if n in ("AB", "BC") else None  # noqa: E731
-  misreads = [("∠B", sp.Integer(30), "read ∠B as its complement")]
+  misreads = [(("∠B",), sp.Integer(30), "read ∠B as its complement")]
   found = M.distractors(chain, givens, "T", chain[-1].value, kind, misreads,
                         np.random.default_rng(1))
   assert found and len(found) == 3
