@@ -107,22 +107,28 @@ def choice_letter(text: str, n_choices: int) -> str | None:
   return None
 
 
-def choice_text(text: str, choices: list[str]) -> str | None:
+def choice_text(text: str, choices: list[str], unique: bool = False) -> str | None:
   """The choice whose text the answer states (longest match wins: "30√3 m" over "30 m"); failing
-  that, a long choice (3+ words) most of whose words the text uses."""
+  that, a long choice (3+ words) most of whose words the text uses. unique=True: a text that
+  states two choices, neither inside the other, or uses the words of two equally, states none
+  (a response listing every option must not win the longest)."""
   hits = [c for c in choices if c.strip() and re.search(
       rf"(?<!\w){re.escape(c.strip())}(?!\w)", text, flags=re.I)]
   if hits:
-    return max(hits, key=len)
+    longest = max(hits, key=len)
+    apart = [c for c in hits if c.strip().lower() not in longest.lower()]
+    return None if unique and apart else longest
   words = set(re.findall(r"\w+", text.lower()))
-  best, best_share = None, 0.0
+  shares = {}
   for c in choices:
     cw = re.findall(r"\w+", c.lower())
     if len(cw) >= 3:
-      share = sum(w in words for w in cw) / len(cw)
-      if share > best_share:
-        best, best_share = c, share
-  return best if best_share >= 0.75 else None
+      shares[c] = sum(w in words for w in cw) / len(cw)
+  best = max(shares, key=shares.get, default=None)  # the first of equal shares, as before
+  if best is None or shares[best] < 0.75:
+    return None
+  tied = [c for c in shares if shares[c] == shares[best]]
+  return None if unique and len(tied) > 1 else best
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,9 +373,9 @@ def bold_number(text: str) -> str | None:
 _NUM_OR_WORD = (r"(-?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|-?\.\d+|"
                 + "|".join(_WORDS) + ")")
 _NUM_END = r"(?![\w(]|\.\d|" + _TIMES + ")"   # nor inside a word or a product `3(x+1)`
-_HEDGE = r"(?:(?:about|approximately|around|roughly|nearly|exactly|just|only|now)\s+)?"
+_ROUGHLY = r"(?:(?:about|approximately|around|roughly|nearly|exactly|just|only|now)\s+)?"
 _STATED = re.compile(r"(?:\bis|\bare|\bwas|\bwere|\bequals|=|≈|\\approx|\bbe|\bcosts?|\bof)"
-                     r"\s*\**\s*" + _HEDGE + _NUM_OR_WORD + _NUM_END, re.I)
+                     r"\s*\**\s*" + _ROUGHLY + _NUM_OR_WORD + _NUM_END, re.I)
 _ANY = re.compile(r"(?<![\w.])" + _ROOTED + _NUM_OR_WORD + _NUM_END, re.I)
 _CONCLUDE = re.compile(r"^\W*(?:therefore|so|thus|hence|in total|in conclusion|overall)\b", re.I)
 
@@ -600,6 +606,28 @@ def _latex_math(text: str):
   return v
 
 
+# sympy's reader evaluates its input as Python, with every builtin (`__import__`, `open`) in
+# reach when it is given no namespace, and the text here is a model's: a sampled GRPO answer or a
+# reply in an evaluation file. It gets sympy's constructors and the functions answers are written
+# in, no builtins, and no text that only code has (attribute access, dunder names, strings).
+_SYMPY_NAMES = ("Integer Float Rational Symbol Function Add Mul Pow Eq Ne Lt Gt Le Ge And Or Not "
+                "factorial sqrt cbrt root pi E oo I Abs sign "
+                "log exp sin cos tan cot sec csc asin acos atan acot sinh cosh tanh floor "
+                "ceiling Max Min").split()
+_SAFE_NAMESPACE = {"__builtins__": {}, **{name: getattr(sp, name) for name in _SYMPY_NAMES}}
+_CODE_ONLY = re.compile(r"__|['\"`;@\\]|\.\s*[A-Za-z_]|\blambda\b")
+
+
+def _read_expr(text: str, transformations: tuple, names: dict | None = None,
+               evaluate: bool = True):
+  """sympy's `parse_expr` in the namespace above; ValueError for text only code has."""
+  from sympy.parsing.sympy_parser import parse_expr
+  if _CODE_ONLY.search(text):
+    raise ValueError(f"not math: {text[:60]!r}")
+  return parse_expr(text, local_dict=dict(names or {}), global_dict=dict(_SAFE_NAMESPACE),
+                    transformations=transformations, evaluate=evaluate)
+
+
 @functools.lru_cache(maxsize=4096)
 def parse_math(text: str):
   """The sympy object the text stands for (a number, an expression in x, a tuple), or None;
@@ -607,16 +635,15 @@ def parse_math(text: str):
   `\\boxed{\\log_2 8}`)."""
   if _LATEX.search(text):
     return _latex_math(text)
-  from sympy.parsing.sympy_parser import (convert_xor, implicit_multiplication, parse_expr,
+  from sympy.parsing.sympy_parser import (convert_xor, implicit_multiplication,
                                           standard_transformations)
   names = {"x": sp.Symbol("x"), "log2": lambda a: sp.log(a, 2), "e": sp.E}
   s = math_to_sympy(text)
   steps = standard_transformations + (implicit_multiplication, convert_xor)
   try:
-    if ("**" in s or "!" in s) and latex.too_big(parse_expr(s, local_dict=names,
-                                                        transformations=steps, evaluate=False)):
+    if ("**" in s or "!" in s) and latex.too_big(_read_expr(s, steps, names, evaluate=False)):
       return None
-    return parse_expr(s, local_dict=names, transformations=steps)
+    return _read_expr(s, steps, names)
   except Exception:  # noqa: BLE001 - the parser raises many types; unparsable is no value
     return None
 
@@ -666,27 +693,99 @@ def engine_answer(response: str | None, choices: list[str]) -> str:
   """What an engine problem's response answers: an option letter for multiple choice (the letter
   as written in the answer phrase, or on the first or last line when it has none; else the one
   option of the stated value, compared as values so that 6.5 is not the option 6 nor 9√2/3 the
-  option 9√2; else the option whose text it states), else the stated answer as written
-  (`stated_answer`: expressions such as `8 + 4*pi` kept whole), else the last number; "" when
-  nothing is found."""
+  option 9√2; else the one option whose text it states), else the stated answer as written
+  (`engine_said`: expressions such as `8 + 4*pi` kept whole); "" when nothing is found. Two
+  values or letters offered as the answer, or the options listed back, answer nothing."""
   response = (response or "").strip()
   if not response:
     return ""
-  if choices:
-    span = answer_span(response)
-    if span is not None and (_HEDGE.search(span) or _LETTER_HEDGE.search(span)):
-      return ""  # "B or C", "16 or 7": two answers are none
-    letter = _engine_letter(response, span, len(choices))
-    if letter:
-      return letter
-    said = stated_answer(response)
-    if said and value_of(said) is not None:  # a value: the one option of it, or none
-      same = [c for c in choices if same_value(said, c)]
-      hit = same[0] if len(same) == 1 else None
-    else:  # words: the option whose text they state
-      hit = choice_text(span or response, choices)
-    return chr(ord("A") + choices.index(hit)) if hit else ""
-  return stated_answer(response) or number(response) or ""
+  phrased = _phrased(response)
+  if _hedged(answer_span(response)) if phrased else _ends_hedged(_last_line(response)):
+    return ""  # "B or C", "16 or 7": two answers are none
+  if not choices:
+    return engine_said(response) or (number(response) if phrased else "") or ""
+  if not phrased and _lists_options(response, choices):
+    return ""  # the options echoed back, one marker each: the last line's is no choice
+  span = answer_span(response)
+  letter = _engine_letter(response, span, len(choices))
+  if letter:
+    return letter
+  said = engine_said(response)
+  if said and _is_value(said) and any(_is_value(c) for c in choices):
+    same = [c for c in choices if same_value(said, c)]  # a value: the one option of it, or none
+    hit = same[0] if len(same) == 1 else None
+  else:  # words: the one option whose text they state
+    hit = choice_text(span or response, choices, unique=True)
+  return chr(ord("A") + choices.index(hit)) if hit else ""
+
+
+def _is_value(text: str) -> bool:
+  """A number or a tuple of them (an interval, a point), in any notation."""
+  return value_of(text) is not None or isinstance(parse_math(text), tuple)
+
+
+def _phrased(response: str) -> bool:
+  """Whether the response says where its answer is: "answer is", "Answer:", `\\boxed{}`."""
+  return bool(re.search(r"answer is", response, re.I)) or answer_span(response) is not None
+
+
+def _last_line(response: str) -> str:
+  lines = [x for x in response.splitlines() if x.strip()]
+  return lines[-1] if lines else ""
+
+
+def _hedged(text: str | None) -> bool:
+  return text is not None and bool(_HEDGE.search(text) or _LETTER_HEDGE.search(text))
+
+
+def _ends_hedged(line: str) -> bool:
+  """Whether a line ends on two values or letters: a hedge with no "is", "=" after it ("4√3 or
+  5", "x = 3 or x = -3"; not "The sides are 3 and 4, so the area is 12")."""
+  hedges = [m.end() for pattern in (_HEDGE, _LETTER_HEDGE) for m in pattern.finditer(line)]
+  return bool(hedges) and not _STATES.search(line, max(hedges))
+
+
+def engine_said(response: str) -> str:
+  """The answer an engine response states (`stated_answer`); without an answer phrase, a last
+  line that is a value by itself ("81√3/2", "$4\\sqrt{3}$.") comes first, and a response
+  whose sentences state no value is read by the value its last such line ends on
+  (`_bare_value`: "The area: 81√3/2 square units" -> 81√3/2). Before, both were read by their
+  last plain number: "81√3/2" as 2 (a GRPO reward for 2), "4√3" as nothing."""
+  if _phrased(response):
+    return stated_answer(response)
+  whole = _math_at(_last_line(response))
+  return whole or stated_value(response) or _bare_value(response)
+
+
+def _math_at(text: str) -> str:
+  """The value or expression `text` starts with, up to its first word (`_value_in`), when it has
+  a digit or a constant and reads as math (a number, an expression in x, a tuple); else ""."""
+  said = _value_in(text).strip("*$ ")
+  if re.search(r"[\d√∛π∞]|\\pi|\\infty", said) and parse_math(said) is not None:
+    return said
+  return ""
+
+
+def _bare_value(response: str, lines: int = 3, starts: int = 8) -> str:
+  """The value the last of the last few lines that holds one ends on: the longest tail of the
+  line (from a space or a colon on; the last `starts` of them) that opens with math; "" when
+  none. Bounded, because each try is a parse."""
+  for line in reversed([x for x in response.splitlines() if x.strip()][-lines:]):
+    cuts = [m.end() for m in re.finditer(r"[\s:]+", line)][-starts:]
+    for cut in cuts:
+      said = _math_at(line[cut:])
+      if said:
+        return said
+  return ""
+
+
+# An option given back with its marker ("A: 3", "(B) 4√3", "C. 8"), as the prompt lists them
+def _lists_options(response: str, choices: list[str]) -> bool:
+  """Whether the response gives back two or more options, each after its letter."""
+  listed = sum(bool(re.search(rf"(?<!\w)\(?{chr(ord('A') + k)}[.):]\)?\s*{re.escape(c.strip())}"
+                              rf"(?![\w√∛π/.^²³])", response)) for k, c in enumerate(choices)
+               if c.strip())
+  return listed >= 2
 
 
 def _engine_letter(response: str, span: str | None, n: int) -> str | None:
@@ -733,7 +832,8 @@ _THOUSANDS = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 
 # Two option letters joined so ("B or C"), and two values ("4√3 or 5"): a hedge, not an answer
 _LETTER_HEDGE = re.compile(r"(?<![\w\\])\(?[A-Z]\)?\s+(?:or|and|and/or)\s+\(?[A-Z]\)?(?!\w)")
-_HEDGE = re.compile(r"\s(?:or|and|and/or)\s+\$?[-+]?(?:[\d√∛π(.]|\\(?:frac|sqrt|pi)\b)", re.I)
+_HEDGE = re.compile(r"\s(?:or|and|and/or)\s+(?:[a-z]\s*=\s*)?\$?[-+]?(?:[\d√∛π(.]|"
+                    r"\\(?:frac|sqrt|pi)\b)", re.I)
 
 
 def _as_value(said: str) -> str:
@@ -800,13 +900,12 @@ def engine_correct(extraction: str, gold: str, choices: list[str]) -> bool:
 def _latex_of(text: str) -> str:
   """An answer as `$LaTeX$` for math-verify: plain expressions (`8*sqrt(3)/3`, `8√3/3`, `2π`,
   `x^2`) through sympy's reader with implicit multiplication; anything else as written."""
-  from sympy.parsing.sympy_parser import (implicit_multiplication_application, parse_expr,
+  from sympy.parsing.sympy_parser import (implicit_multiplication_application,
                                           standard_transformations)
   plain = re.sub(r"√\s*(\d+(?:\.\d+)?|\w)", r"sqrt(\1)", text.replace("√(", "sqrt("))
   plain = plain.replace("^", "**").replace("π", "pi").replace("²", "**2").replace("³", "**3")
   try:
-    expr = parse_expr(plain, transformations=standard_transformations
-                      + (implicit_multiplication_application,))
+    expr = _read_expr(plain, standard_transformations + (implicit_multiplication_application,))
     return "$" + sp.latex(expr) + "$"
   except Exception:  # noqa: BLE001 - not a plain expression: let math-verify read the LaTeX
     return text if "$" in text or "\\(" in text else "$" + text + "$"

@@ -129,7 +129,7 @@ def _value(s: str) -> int | float:
     expr = latex2sympy(s, normalization_config=None, conversion_config=config)
     if too_big(expr):
       raise NotANumber(f"{s!r} has more than {MOST_DIGITS} digits")
-    value = eval(str(expr), dict(_MATH))  # noqa: S307 - the official scorer's own step
+    value = eval(str(expr), {"__builtins__": {}, **_MATH})  # noqa: S307 - the official scorer's step
   except Exception as e:  # noqa: BLE001 - parser and eval raise many types; all mean "no number"
     raise NotANumber(f"{s!r}: {type(e).__name__}") from e
   if isinstance(value, bool) or not isinstance(value, (int, float)):

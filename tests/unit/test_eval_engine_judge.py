@@ -163,3 +163,72 @@ def test_a_later_answer_on_the_line_wins_and_a_hedge_is_no_answer(response, gold
 def test_a_value_said_to_be_approximate_is_read(response, gold, choices, right):
   """"approximately" before the value left no value to judge: a right decimal scored 0."""
   assert engine_correct(engine_answer(response, choices), gold, choices) is right
+
+
+def _payload(path) -> str:
+  """Python that writes `path`, spelt without quotes, dots or dunder names (chr and eval)."""
+  code = f"open({str(path)!r}, 'w')"
+  return "eval(" + "+".join(f"chr({ord(ch)})" for ch in code) + ")"
+
+
+def test_a_response_is_never_run_as_python(tmp_path):
+  """sympy's reader evaluates its text as Python, with every builtin in reach when it is given
+  no namespace; the text is a model's (a sampled GRPO answer, a reply in an evaluation file).
+  Both used to write the file."""
+  for k, reply in enumerate([_payload(tmp_path / "bare"),
+                             f"The answer is {_payload(tmp_path / 'phrased')}."]):
+    assert not engine_correct(engine_answer(reply, []), "8", [])
+    assert value_of(reply) is None
+  # attribute access and dunder names are code, not math (each would read 3.14..., 3)
+  assert value_of("pi.evalf()") is None and value_of("(2).__add__(1)") is None
+  assert list(tmp_path.iterdir()) == []
+  assert value_of("tan²(π/6)") is not None and value_of("5!") == 120  # math still reads
+
+
+@pytest.mark.parametrize("response, gold, right", [
+    # a bare value is read whole: "81√3/2" was read by its last plain number, 2
+    ("81√3/2", "81√3/2", True), ("81√3/2", "2", False), ("4√3", "4√3", True),
+    ("$4\\sqrt{3}$.", "4√3", True), ("12 + 12√3", "12", False),
+    ("The area: 81√3/2 square units", "81√3/2", True),
+    ("Adding the two parts gives\n100π/3", "100π/3", True),
+    ("1/8", "0.1253", False),      # a fraction is its exact value, not a decimal with a band
+    ("4√3 or 5", "4√3", False),    # a hedge on the last line is no answer, as in the phrase
+])
+def test_a_bare_free_form_answer_is_read_whole(response, gold, right):
+  assert engine_correct(engine_answer(response, []), gold, []) is right
+
+
+ECHO = ["3", "4√3", "8", "6π"]
+
+
+@pytest.mark.parametrize("response, letter", [
+    # the options given back, each after its letter, answer nothing (they read as D or A)
+    ("A: 3\nB: 4√3\nC: 8\nD: 6π", ""), ("(A) 3 (B) 4√3 (C) 8 (D) 6π", ""),
+    ("A. 3 B. 4√3 C. 8 D. 6π", ""),
+    # every option listed without letters is no option (the longest text won)
+    ("3, 4√3, 8, 6π", ""), ("3 4√3 8 6π", ""),
+    # a value none of the options has, though an option's text sits inside it ("3" in √3)
+    ("81√3/2", ""), ("8√3/3", ""),
+    ("B or C", ""),
+    # one option, by its letter, its value or its marked line, still answers
+    ("4√3", "B"), ("D: 6π", "D"), ("(C) 8\nIt is the side.", "C"), ("The answer is D: 6π.", "D"),
+    ("A: 3\nB: 4√3\nC: 8\nD: 6π\nThe answer is B.", "B"),
+])
+def test_options_given_back_or_listed_answer_nothing(response, letter):
+  assert engine_answer(response, ECHO) == letter
+
+
+def test_a_text_naming_two_word_options_names_none():
+  choices = ["increasing on (0, 2)", "decreasing on (0, 2)", "constant on (0, 2)"]
+  assert engine_answer("f is increasing on (0, 2)", choices) == "A"
+  assert engine_answer("increasing on (0, 2), decreasing on (0, 2)", choices) == ""
+
+
+@pytest.mark.parametrize("response, gold, right", [
+    ("x = 3 or x = -3", "-3", False), ("The answer is x = 3 or x = -3.", "-3", False),
+    ("4√3 or 5", "5", False),
+    # two values inside the reasoning, one stated after them, are no hedge
+    ("The sides are 3 and 4, so the area is 12.", "12", True),
+])
+def test_a_last_line_that_ends_on_two_values_answers_nothing(response, gold, right):
+  assert engine_correct(engine_answer(response, []), gold, []) is right
