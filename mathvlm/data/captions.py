@@ -54,8 +54,10 @@ class CaptionSource:
     caption = next((text for who, text in turns if who == "gpt"), "").strip()
     if not caption:
       return self._drop(out, "no_caption")
+    if not rec["image"]:  # a text-only record (b""): nothing to pair the caption with
+      return self._drop(out, "no_image")
     try:
-      out["pixel_values"] = to_pixels(Image.open(io.BytesIO(rec["image"] or b"")),
+      out["pixel_values"] = to_pixels(Image.open(io.BytesIO(rec["image"])),
                                       self.image_size, self.aspect)
     except OSError:
       return self._drop(out, "bad_image")

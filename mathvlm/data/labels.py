@@ -72,8 +72,10 @@ class LabelSource:
     if (isinstance(value, bool) or not isinstance(value, int)
         or not 0 <= value < self.num_classes):
       return mark_dropped(out, "label_range", self.dropped)
+    if not rec.get("image"):  # a text-only record (b""): nothing to classify
+      return mark_dropped(out, "no_image", self.dropped)
     try:
-      out["pixel_values"] = to_pixels(Image.open(io.BytesIO(rec.get("image") or b"")),
+      out["pixel_values"] = to_pixels(Image.open(io.BytesIO(rec["image"])),
                                       self.image_size, self.aspect)
     except OSError:
       return mark_dropped(out, "bad_image", self.dropped)

@@ -51,6 +51,8 @@ DROP_REASONS = {
   "no_targets": "raise data.max_len: the prompt fills it and no answer token is left",
   "no_caption": "give the record a caption (the gpt turn) for contrastive training",
   "bad_image": "rebuild the dataset: an image in it cannot be decoded",
+  "no_image": "leave text-only records out of image-only training (CLIP-Math, labels): the "
+              "record has no image to pair with its caption or label",
   "bad_conversation": "rebuild the dataset: a record's conversation cannot be rendered",
   "image_count": "rebuild the dataset: the record's `<image>` count does not match its images",
   "bad_labels": "rebuild the dataset with data_prep.labelled_images: a record's `labels` field "

@@ -39,15 +39,17 @@ def test_caption_examples_and_drops():
   records = [_rec("A circle with centre O and radius 3.", _png((255, 0, 0))),
              _rec("The graph of f(x) = 2x + 1. " * 20, _png((0, 0, 255))),
              _rec("A circle.", b"not an image"),
-             _rec("", _png((0, 0, 0)))]
+             _rec("", _png((0, 0, 0))),
+             _rec("A circle.", b"")]  # a text-only record: no image, not a broken one
   src = CaptionSource(records, tokenizer=tok, image_size=28, max_len=16, pad_id=0)
-  short, long_, bad, empty = (src[i] for i in range(4))
+  short, long_, bad, empty, text_only = (src[i] for i in range(5))
   n = int(short["attention_mask"].sum())
   ids = tok("A circle with centre O and radius 3.", add_special_tokens=False)["input_ids"]
   assert short["input_ids"][:n].tolist() == [tok.bos_token_id] + ids + [tok.eos_token_id]
   assert short["pixel_values"].dtype == np.uint8 and short["pixel_values"].shape == (28, 28, 3)
   assert short["pixel_values"][14, 14].tolist() == [255, 0, 0]
   assert long_["attention_mask"].sum() == 16 and long_["input_ids"][-1] == tok.eos_token_id
-  for ex, reason in ((bad, "bad_image"), (empty, "no_caption")):
+  for ex, reason in ((bad, "bad_image"), (empty, "no_caption"), (text_only, "no_image")):
     assert ex["attention_mask"].sum() == 0 and str(ex[DROPPED]) == reason
-  assert str(short[DROPPED]) == "" and dict(src.dropped) == {"bad_image": 1, "no_caption": 1}
+  assert str(short[DROPPED]) == "" and dict(src.dropped) == {"bad_image": 1, "no_caption": 1,
+                                                             "no_image": 1}

@@ -127,3 +127,14 @@ def test_records_whose_labels_are_not_a_json_object_are_counted_not_raised(tmp_p
   assert src.dropped == {"bad_labels": 3}
   with pytest.raises(ValueError, match="first record has no `labels` JSON object.*labelled_images"):
     LabelSource(damaged, label="colour", image_size=28, num_classes=3)
+
+
+def test_a_record_without_an_image_is_counted_as_such_not_as_a_broken_image(tmp_path):
+  """A text-only record (image b"") was counted as bad_image, whose advice is to rebuild a
+  dataset that has nothing broken in it."""
+  ds, _ = _colour_dataset(tmp_path)
+  good = dict(ds[1])
+  src = LabelSource([good, dict(good, image=b""), dict(good, image=b"not a png")],
+                    label="colour", image_size=28, num_classes=3)
+  assert [str(src[i][DROPPED]) for i in range(3)] == ["", "no_image", "bad_image"]
+  assert src.dropped == {"no_image": 1, "bad_image": 1}
