@@ -47,6 +47,7 @@ def load(path: str, images_dir: str | None = None, language: str = "en") -> list
     raise ValueError(f"{path}: expected a JSON list of MAVIS-Geometry records")
   problems, seen = [], set()
   for n, r in enumerate(data):
+    _check_object(r, n, path)
     group = record_id(r, n)
     if group in seen:
       raise ValueError(f"{path}: record {n}: id {group} appears twice; give each record (and "
@@ -60,6 +61,7 @@ def problems_of(r: dict[str, Any], n: int, images_dir: str = "", language: str =
                 where: str = "engine records") -> list[Problem]:
   """One record's problems, one per question version it has; image paths joined to
   `images_dir` (a relative path stays relative with ""; the RL stream maps it to bytes)."""
+  _check_object(r, n, where)
   text, group = r.get(f"text_{language}"), record_id(r, n)
   if not isinstance(text, dict):
     raise ValueError(f"{where}: record {n} (id {group}) has no `text_{language}` object; "
@@ -93,6 +95,12 @@ def problems_of(r: dict[str, Any], n: int, images_dir: str = "", language: str =
     raise ValueError(f"{where}: record {n} (id {group}) has none of "
                      f"{[v[0] for v in VERSIONS.values()]} in text_{language}")
   return out
+
+
+def _check_object(r: Any, n: int, where: str) -> None:
+  if not isinstance(r, dict):
+    raise ValueError(f"{where}: record {n} is {type(r).__name__} {str(r)[:40]!r}, not a JSON "
+                     "object; engine records are objects with the MAVIS-Geometry fields")
 
 
 def record_id(r: dict[str, Any], n: int) -> str:

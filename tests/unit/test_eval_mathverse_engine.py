@@ -107,6 +107,10 @@ def test_engine_loader_names_the_bad_record(tmp_path):
                                "text_en": {"text_lite_question": "q"}}]))
   with pytest.raises(ValueError, match="record 0 \\(id g1\\).*answer_index 5"):
     engine.load(str(path))
+  for bad in ([7], [None], [["g1"]]):  # a number, null, a list: not a record
+    path.write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="record 0 is .*not a JSON object"):
+      engine.load(str(path))
 
 
 def test_engine_scores_and_consistency():
