@@ -355,6 +355,7 @@ class Plan:
   num_shards: int
   markers: dict
   todo: list
+  duplicates: dict = dataclasses.field(default_factory=dict)
 
   @property
   def skipped(self) -> list:
@@ -399,7 +400,8 @@ def plan_build(spec: Spec, items: list, out: str, options: dict, sources: list,
   _remove_stale(ddir, mdir, name, num_shards)
   plan = Plan(name, builder, ddir, mdir, fingerprint(name, sources, options, num_shards,
                                                     len(items)),
-              [len(items) * i // num_shards for i in range(num_shards + 1)], num_shards, {}, [])
+              [len(items) * i // num_shards for i in range(num_shards + 1)], num_shards, {}, [],
+              duplicate_ids(items))
   for i in range(num_shards):
     m = _read_marker(plan.marker_path(i), plan.fingerprint, plan.shard_path(i))
     if m is None:
@@ -410,6 +412,26 @@ def plan_build(spec: Spec, items: list, out: str, options: dict, sources: list,
     log.info("%s: %d of %d shards already finished, skipping %s", name, len(plan.skipped),
              num_shards, plan.skipped)
   return plan
+
+
+def duplicate_ids(items: list) -> dict:
+  """{id: [where, ...]} for every id that more than one input record carries. Such records are
+  written as they are (MathV360K may ask two questions under one id), but a selection by id
+  takes all of them, so the report says which ids are shared. Read in the driver,
+  from the inputs, so the local writer and Beam report the same; a JSON line is parsed here for
+  its id (a line that does not parse is the worker's bad record, not a duplicate)."""
+  seen = collections.defaultdict(list)
+  for _, where, _, payload in items:
+    rec = payload
+    if isinstance(payload, (str, bytes)):
+      try:
+        rec = json.loads(payload)
+      except ValueError:
+        continue
+    rid = rec.get("id") if isinstance(rec, dict) else None
+    if rid is not None and rid != "":
+      seen[str(rid)].append(where)
+  return {rid: at for rid, at in seen.items() if len(at) > 1}
 
 
 def chunk_tasks(plan: Plan, spec: Spec, options: dict, items: list, chunk_size: int) -> list:
@@ -485,7 +507,7 @@ def finish(plan: Plan, sources: list, max_bad_fraction: float, out: str) -> dict
   """report.json from the markers; then, if the bad share is acceptable, the TFDS metadata that
   makes the dataset readable (never for a dataset that failed its check)."""
   report = _report(plan.name, sources, plan.markers, plan.num_shards, plan.skipped,
-                   max_bad_fraction)
+                   max_bad_fraction, plan.duplicates)
   _write_json(os.path.join(out, plan.name, "report.json"), report)
   if not report["ok"]:
     raise TooManyBadRecords(
@@ -540,7 +562,12 @@ def build(spec: Spec, items: list[tuple], out: str, options: dict, *, sources: l
   return finish(plan, sources, max_bad_fraction, out)
 
 
-def _report(name, sources, markers, num_shards, skipped, max_bad_fraction) -> dict:
+# How many shared ids report.json lists by name (all are counted)
+DUPLICATES_LISTED = 100
+
+
+def _report(name, sources, markers, num_shards, skipped, max_bad_fraction,
+            duplicates=None) -> dict:
   bad = [b for i in sorted(markers) for b in markers[i]["bad"]]
   written = sum(m["written"] for m in markers.values())
   total = written + len(bad)
@@ -555,8 +582,17 @@ def _report(name, sources, markers, num_shards, skipped, max_bad_fraction) -> di
           "written": written, "bad": len(bad), "bad_fraction": frac,
           "max_bad_fraction": max_bad_fraction, "ok": frac <= max_bad_fraction,
           "by_reason": by_reason,
+          "duplicate_ids": _duplicates_entry(duplicates or {}),
           "shards": {"num_shards": num_shards, "skipped": skipped,
                      "built": [i for i in range(num_shards) if i not in skipped]}}
+
+
+def _duplicates_entry(duplicates: dict) -> dict:
+  return {"ids": len(duplicates), "records": sum(len(at) for at in duplicates.values()),
+          "note": "written as they are; a selection by id (data.subset, augment --subset) "
+                  "takes every record that shares one: give different records their own ids",
+          "listed": [{"id": rid, "at": at} for rid, at in
+                     list(duplicates.items())[:DUPLICATES_LISTED]]}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -632,6 +668,10 @@ def run_main(spec, args, items, options, sources) -> dict:
     raise SystemExit(f"error: {e}") from None
   sh = report["shards"]
   reasons = ", ".join(f"{k}: {v['count']}" for k, v in report["by_reason"].items()) or "none"
+  dup = report["duplicate_ids"]
+  if dup["ids"]:
+    print(f"{spec.name}: {dup['records']} records share {dup['ids']} ids (written; listed in "
+          f"report.json under duplicate_ids)")
   print(f"{spec.name}: wrote {report['written']} records, {report['bad']} bad ({reasons}); "
         f"shards built {sh['built']}, skipped {sh['skipped']} (already finished); "
         f"report {os.path.join(args.out, spec.name, 'report.json')}")

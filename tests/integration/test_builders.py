@@ -275,6 +275,32 @@ def test_every_bad_record_is_reported(tmp_path):
   assert rep["by_reason"]["missing_image"]["records"][0]["at"] == "line 4"
 
 
+@pytest.mark.parametrize("suffix", [".json", ".jsonl"])
+def test_records_that_share_an_id_are_written_and_listed(tmp_path, capsys, suffix):
+  """A selection by id takes every record that shares one, so the report lists shared ids; the
+  records themselves are written (MathV360K may ask two questions under one id). An id that
+  is also a later record's fallback key, or a torn line, is not a shared id."""
+  recs = [{"id": "a", "conversations": conv("Q1?", "1")},
+          {"id": "b", "conversations": conv("Q2?", "2")},
+          {"id": "a", "conversations": conv("Q3?", "3")},
+          {"id": 7, "conversations": conv("Q4?", "4")},
+          {"id": "7", "conversations": conv("Q5?", "5")},
+          {"conversations": conv("Q6?", "6")}]
+  path = tmp_path / f"d{suffix}"
+  path.write_text(json.dumps(recs) if suffix == ".json" else
+                  "\n".join(json.dumps(r) for r in recs) + '\n{"id": "a", "conv')
+  rep = llava_json.main(["--json", str(path), "--images", str(tmp_path),
+                         *flags(tmp_path / "out", "--num_shards", "2", "--max_bad_fraction", "0.5")])
+  assert [r["id"] for r in read_all(tmp_path / "out", "llava_json")][:5] == ["a", "b", "a", "7", "7"]
+  at = (lambda *n: [f"index {i}" for i in n]) if suffix == ".json" else (
+      lambda *n: [f"line {i + 1}" for i in n])
+  dup = rep["duplicate_ids"]
+  assert (dup["ids"], dup["records"]) == (2, 4)
+  assert dup["listed"] == [{"id": "a", "at": at(0, 2)}, {"id": "7", "at": at(3, 4)}]
+  assert report(tmp_path / "out", "llava_json")["duplicate_ids"] == dup
+  assert "4 records share 2 ids" in capsys.readouterr().out
+
+
 def test_strict_names_record_and_file(tmp_path, capsys):
   args, _, _ = bad_fixture(tmp_path)
   with pytest.raises(SystemExit) as e:
