@@ -56,12 +56,17 @@ def segments_hit(segs: np.ndarray, box, pad: float) -> np.ndarray:
   return hit
 
 
+def box_distances(box, pts: np.ndarray) -> np.ndarray:
+  """Distance from each point (N, 2) to the box (0 inside it)."""
+  cx = np.clip(pts[:, 0], box[0], box[2])
+  cy = np.clip(pts[:, 1], box[1], box[3])
+  return np.hypot(pts[:, 0] - cx, pts[:, 1] - cy)
+
+
 def vertices_hit(pts: np.ndarray, box, pad: float) -> np.ndarray:
   if len(pts) == 0:
     return np.zeros(0, bool)
-  cx = np.clip(pts[:, 0], box[0], box[2])
-  cy = np.clip(pts[:, 1], box[1], box[3])
-  return np.hypot(pts[:, 0] - cx, pts[:, 1] - cy) < pad
+  return box_distances(box, pts) < pad
 
 
 def _thin(p: np.ndarray, spacing: float) -> np.ndarray:
@@ -153,11 +158,12 @@ class Layout:
       self._arr = np.maximum(np.asarray(self.mask), self._dots)
     return self._arr
 
-  def place(self, rel, centres) -> tuple | None:
-    """The first candidate centre whose box is free (and reserve it), else None."""
+  def place(self, rel, centres, keep=None) -> tuple | None:
+    """The first candidate centre whose box is free and that `keep(centre, box)` accepts (a
+    label must also read as its own object's: `render.owner`), reserved; else None."""
     for c in centres:
       box = (c[0] + rel[0], c[1] + rel[1], c[0] + rel[2], c[1] + rel[3])
-      if self.free(box):
+      if self.free(box) and (keep is None or keep(c, box)):
         self.boxes.append(box)
         g = math.ceil(GAP)  # the box grown by GAP, in the array now and in the mask for later
         r0, r1 = max(0, math.floor(box[1]) - g), math.ceil(box[3]) + g + 1
@@ -198,6 +204,25 @@ def along(p, q, normal, radii, ts=(0.5, 0.38, 0.62, 0.27, 0.73)):
     for r in radii:
       for t in ts:
         yield px + (qx - px) * t + side * r * nx, py + (qy - py) * t + side * r * ny
+
+
+def segment_distances(point, segs: np.ndarray) -> np.ndarray:
+  """Distance from a point to each segment (N, 4)."""
+  p0, d = segs[:, :2], segs[:, 2:] - segs[:, :2]
+  w = np.asarray(point, float) - p0
+  t = np.clip((w * d).sum(1) / np.maximum((d * d).sum(1), 1e-12), 0.0, 1.0)
+  return np.hypot(*(w - t[:, None] * d).T)
+
+
+def crossed(p, q, segs: np.ndarray) -> np.ndarray:
+  """Which segments (N, 4) the segment pq crosses (proper crossings, by orientation signs)."""
+  def side(a, b, c):  # sign of the turn a -> b -> c, for arrays of a and b
+    return np.sign((b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1])
+                   - (b[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0]))
+  p, q = np.asarray(p, float), np.asarray(q, float)
+  s0, s1 = segs[:, :2], segs[:, 2:]
+  return ((side(s0, s1, p) * side(s0, s1, q) < 0)
+          & (side(p[None], q[None], s0) * side(p[None], q[None], s1) < 0))
 
 
 def conflicts(labels: list, segs: np.ndarray, verts: np.ndarray) -> list:

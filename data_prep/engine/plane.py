@@ -112,6 +112,8 @@ def realize(prog: Program, vrng) -> Figure:
     outline = cand.outline()
     if any(G.overlap(outline, o.outline()) for o in shapes):
       raise Rejected("shapes overlap")
+    if _lands_on_a_vertex(cand, shapes):
+      raise Rejected("a new vertex lands on a named one")
     par.attach.remove((i, j))
     cand.parent_edge = en
     shapes.append(cand)
@@ -121,6 +123,20 @@ def realize(prog: Program, vrng) -> Figure:
   for kind, how in prog.beside:
     _put_beside(shapes, relations, kind, how, vrng, new_letter, extra_givens, extra_facts)
   return _merge(shapes, relations, extra_givens, extra_facts)
+
+
+# World units (the root's base is 3 to 15): closer vertices would be one point with two names
+SAME_POINT = 0.25
+
+
+def _lands_on_a_vertex(cand, shapes) -> bool:
+  """Whether a new vertex of `cand` falls on a vertex already drawn: a chain of shapes closing
+  all the way around a point meets its start there (touching is no overlap), and the point
+  would be drawn with two letters."""
+  named = {L for s in shapes for L in s.letters}
+  old = np.concatenate([s.pts for s in shapes])
+  return any(np.hypot(*(old - p).T).min() < SAME_POINT
+             for L, p in zip(cand.letters, cand.pts) if L not in named)
 
 
 def _put_beside(shapes, relations, kind, how, vrng, new_letter, givens, facts):

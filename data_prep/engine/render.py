@@ -158,16 +158,18 @@ class Canvas:
     self.d.line([(float(x) * k, float(y) * k) for x, y in pts], fill=color,
                 width=max(1, round(width * k)))
 
-  def place(self, text, size, color, centres, optional=False):
-    """Reserve the first free spot among `centres` (pixels) for a label; None when none is
-    free. A required label that fits nowhere makes the figure unusable (the caller redraws)."""
+  def place(self, text, size, color, centres, optional=False, keep=None):
+    """Reserve the first free spot among `centres` (pixels) for a label (that `keep` accepts,
+    when given); None when none is free. A required label that fits nowhere makes the figure
+    unusable (the caller redraws)."""
     _, _, rel = tile(text, size, color)
-    at = self.layout.place(rel, centres)
+    at = self.layout.place(rel, centres, keep)
     if at is None and not optional:
       raise LabelsDoNotFit(f"no free place for the label {text!r}")
     return at
 
-  def place_shrinking(self, text, size, color, centres, smallest: int = 11) -> tuple:
+  def place_shrinking(self, text, size, color, centres, smallest: int = 11,
+                      keep=None) -> tuple:
     """(centre, size): the label at its size if it fits anywhere, else a size or two smaller
     (a crowded corner), else LabelsDoNotFit."""
     seen = []
@@ -178,7 +180,8 @@ class Canvas:
         yield c
 
     for s in range(size, smallest - 1, -2):
-      at = self.place(text, s, color, first_pass() if s == size else seen, optional=s > smallest)
+      at = self.place(text, s, color, first_pass() if s == size else seen,
+                      optional=s > smallest, keep=keep)
       if at is not None:
         return at, s
     raise LabelsDoNotFit(f"no free place for the label {text!r}")
@@ -362,6 +365,63 @@ def _angle(c: Canvas, m: dict):
   return v, ang_a, sweep
 
 
+# A label reads as its object's when it is nearer that object than any other by this much (px)
+OWN_MARGIN = 3.0
+# An angle's label, inside the angle, may be at most this many times as far from its vertex as
+# from another (its arc marks the angle; requiring the nearest vertex redrew 1 figure in 2)
+ANGLE_REACH = 2.0
+
+
+def _segments(polylines) -> np.ndarray:
+  """The closed outlines' sides as segments (N, 4), in pixels."""
+  return np.vstack([np.hstack([o, np.roll(o, -1, axis=0)]) for o in polylines])
+
+
+def owner(c: Canvas, m: dict, sides: np.ndarray, verts: np.ndarray):
+  """keep(centre, box) for a mark's value label: a length label must be nearer its own edge
+  than any other side drawn; an angle label centred inside its own angle, in sight of its
+  vertex and not far nearer another vertex than its own (`ANGLE_REACH`). Free space alone put
+  49% of angle labels outside their angle (often in a neighbour's corner) and swapped the
+  lengths of two edges meeting at a vertex: read by nearness, the figure told another
+  problem. Where no spot is both free and its own, the figure is redrawn (`LabelsDoNotFit`),
+  as for a label that fits nowhere."""
+  if m["type"] == "edge_label":
+    p, q = c.px(m["p"]), c.px(m["q"])
+    others = sides[~_on_segment(sides, p, q)]
+    own = np.array([[*p, *q]])
+    return lambda at, box: (LY.segment_distances(at, own)[0] + OWN_MARGIN
+                            < LY.segment_distances(at, others).min(initial=np.inf))
+  if m["type"] == "angle_label":
+    v, p, q = c.px(m["v"]), c.px(m["p"]), c.px(m["q"])
+    a, b = p - v, q - v
+    turn = np.sign(a[0] * b[1] - a[1] * b[0])
+    others = verts[np.hypot(*(verts - v).T) > 1.0]
+    apart = sides[np.minimum(np.hypot(*(sides[:, :2] - v).T),
+                             np.hypot(*(sides[:, 2:] - v).T)) > 1.0]  # sides not at v
+
+    def keep(at, box):
+      """Its centre inside the angle and in sight of the vertex (not past a side that closes
+      the angle, where it read as that side's length): the box cannot cross a drawn side."""
+      w = (at[0] - v[0], at[1] - v[1])
+      inside = turn * (a[0] * w[1] - a[1] * w[0]) > 0 and turn * (w[0] * b[1] - w[1] * b[0]) > 0
+      reach = ANGLE_REACH * np.hypot(*(others - at).T).min(initial=np.inf)
+      return inside and math.hypot(*w) < reach and not LY.crossed(v, at, apart).any()
+    return keep
+  return None
+
+
+def _on_segment(segs: np.ndarray, p, q, tol: float = 1.5) -> np.ndarray:
+  """Which segments lie along pq (both ends on its line, within its length): the edge itself,
+  or a piece of it where another shape's vertex splits it."""
+  d = (q - p) / max(math.hypot(*(q - p)), 1e-9)
+  out = np.ones(len(segs), bool)
+  for e in (segs[:, :2], segs[:, 2:]):
+    w = e - p
+    along, off = w @ d, np.abs(w[:, 0] * d[1] - w[:, 1] * d[0])
+    out &= (off < tol) & (along > -tol) & (along < math.hypot(*(q - p)) + tol)
+  return out
+
+
 def label_spots(c: Canvas, m: dict) -> list:
   """Candidate centres for a mark's value label, best first."""
   t = m["type"]
@@ -374,7 +434,7 @@ def label_spots(c: Canvas, m: dict) -> list:
   if t == "angle_label":
     v, a0, sweep = _angle(c, m)
     mid = math.radians(a0 + sweep / 2)
-    return LY.around(v, (math.cos(mid), math.sin(mid)), (30, 36, 43, 52, 62),
+    return LY.around(v, (math.cos(mid), math.sin(mid)), (22, 26, 30, 36, 43, 52, 62, 74, 88),
                      (0, 12, -12, 24, -24, 40, -40, 60, -60))
   if t == "inside_text":
     return LY.around(c.px(m["at"]), (0, 1), (0, 8, 16, 26), (0, 90, -90, 180, 45, -45))
@@ -398,6 +458,10 @@ def plane(fig) -> dict:
     c.poly(o, fill=FILLS[k % len(FILLS)], outline=None)
   for o in outl:
     c.poly(o, fill=None, outline=INK, width=1.8)
+  radii = [r for r in (s.radius() for s in fig.shapes) if r is not None]
+  for r in radii:  # the circle's radius OR and centre: its label named a segment not drawn
+    c.line(r, INK, 1.8)
+    c.dot(r[0], 2.5)
   plans = []
   for f in fig.facts:
     lines = mark_lines(c, f.mark)
@@ -405,11 +469,15 @@ def plane(fig) -> dict:
       c.layout.add_segments(pl)
     plans.append((f, lines))
   _vertex_letters(c, fig, outl)
-  for f, _ in plans:
-    for m in (f.mark["items"] if f.mark["type"] == "group" else [f.mark]):
-      if m["type"] in LABEL_STYLE:
-        size, color = LABEL_STYLE[m["type"]]
-        m["at_px"], m["size"] = c.place_shrinking(m["text"], size, color, label_spots(c, m))
+  sides = np.vstack([_segments([c.px(o) for o in outl])]
+                    + [np.hstack(c.px(r)).reshape(1, 4) for r in radii])
+  verts = c.px(np.concatenate([s.pts for s in fig.shapes]))
+  marks = [m for f, _ in plans for m in (f.mark["items"] if f.mark["type"] == "group"
+                                          else [f.mark]) if m["type"] in LABEL_STYLE]
+  for m in marks:
+    size, color = LABEL_STYLE[m["type"]]
+    m["at_px"], m["size"] = c.place_shrinking(m["text"], size, color, label_spots(c, m),
+                                              keep=owner(c, m, sides, verts))
   c.flatten()
   return {ver: _version(c, plans, ver) for ver in ("text_dominant", "text_lite", "vision_dominant")}
 
@@ -509,6 +577,18 @@ def _tick(c: Canvas, s: str, centre):
     c.text(at, s, 11, TICK)
 
 
+def _point_owner(p, points: np.ndarray):
+  """keep(centre, box) for a point's label: its box nearer its own point than any other drawn
+  point (a label that sat under another point's dot named that point); None for a label that
+  names no drawn point (a curve's name, a radius)."""
+  dist = np.hypot(*(points - p).T)
+  if not len(points) or dist.min() > 1.0:
+    return None
+  others = points[dist > 1.0]
+  return lambda at, box: (LY.box_distances(box, p[None])[0] + OWN_MARGIN
+                          < LY.box_distances(box, others).min(initial=np.inf))
+
+
 def _num(v: float) -> str:
   return f"{v:.10g}"
 
@@ -534,13 +614,14 @@ def items(c: Canvas, its: list):
       raise ValueError(f"engine: unknown drawing op {op!r}")
     if "id" in it:
       c.drawn.append(it["id"])
+  points = np.array([c.px(it["at"]) for it in its if it["op"] == "point"]).reshape(-1, 2)
   for it in labels:
     size, col = it.get("size", 14), it.get("color", INK)
     p = c.px(it["at"])
     at, size = c.place_shrinking(it["text"], size, col,
                                  LY.around(p, it.get("direction", (0, -1)),
                                            it.get("radii", (13, 17, 22, 28, 35, 44, 55, 68))),
-                                 smallest=9)
+                                 smallest=9, keep=_point_owner(p, points))
     c.text(at, it["text"], size, col)
     if "id" in it:
       c.drawn.append(it["id"])

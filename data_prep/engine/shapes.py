@@ -84,8 +84,12 @@ class Shape:
         out.append(self.pts[pc[1]])
       else:
         c, r, a0, sw = self.arc(pc)
-        out.extend(G.arc_points(c, r, a0, a0 + sw, 24)[:-1])
+        out.extend(G.arc_points(c, r, a0, a0 + sw, arc_samples(sw))[:-1])
     return np.array(out)
+
+  def radius(self) -> np.ndarray | None:
+    """The root circle's radius OR, drawn as a segment (its length may be the given), or None."""
+    return self.pts[:2] if self.kind == "circle" else None
 
   def arc(self, pc):
     """(center, radius, start angle, sweep) of an arc piece, all measured from coordinates."""
@@ -515,6 +519,12 @@ def sector(A, B, letters, b, vrng, new_letter) -> Shape:
   p.targets[ca], p.targets[arcn] = "length", "arc"
   return p.shape("sector", pts, [("line", 0, 1), ("arc", 1, 2, pts[0].copy()), ("line", 2, 0)],
                  [(2, 0)], struct_fact(poly, f"{poly} is a sector with centre {p.ltr[0]}"))
+
+
+def arc_samples(sweep: float) -> int:
+  """Points on an arc of `sweep` degrees: one every 5° (a full circle drawn with 24 was a
+  visible polygon)."""
+  return max(8, math.ceil(sweep / 5.0)) + 1
 
 
 def circle(vrng, new_letter, diameter_given: bool):
