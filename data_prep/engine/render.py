@@ -370,6 +370,8 @@ OWN_MARGIN = 3.0
 # An angle's label, inside the angle, may be at most this many times as far from its vertex as
 # from another (its arc marks the angle; requiring the nearest vertex redrew 1 figure in 2)
 ANGLE_REACH = 2.0
+# The smallest size a value label may shrink to in a crowded corner before the figure is redrawn
+SMALLEST = 9
 
 
 def _segments(polylines) -> np.ndarray:
@@ -477,7 +479,7 @@ def plane(fig) -> dict:
   for m in marks:
     size, color = LABEL_STYLE[m["type"]]
     m["at_px"], m["size"] = c.place_shrinking(m["text"], size, color, label_spots(c, m),
-                                              keep=owner(c, m, sides, verts))
+                                              keep=owner(c, m, sides, verts), smallest=SMALLEST)
   c.flatten()
   return {ver: _version(c, plans, ver) for ver in ("text_dominant", "text_lite", "vision_dominant")}
 
