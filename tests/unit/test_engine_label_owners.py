@@ -4,7 +4,7 @@ twice as far from its vertex as from another, a point's label nearer its point t
 drawn point. Checked with geometry of the test's own on the
 figures as drawn (`render.plane` / `render.items` captured), on scenes of every domain. Free
 space alone had put 49% of angle labels outside their angle and swapped two edges' lengths
-(an audit of 28,000 labels; docs/engine/README.md, Layout)."""
+(an audit of 28,000 labels; docs/engine/README.md, Labels)."""
 
 import collections
 import math
