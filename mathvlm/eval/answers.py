@@ -699,18 +699,18 @@ def engine_answer(response: str | None, choices: list[str]) -> str:
   response = (response or "").strip()
   if not response:
     return ""
-  phrased = _phrased(response)
-  if _hedged(answer_span(response)) if phrased else _ends_hedged(_last_line(response)):
+  span = answer_span(response)
+  phrased = _phrased(response, span)
+  if _hedged(span) if phrased else _ends_hedged(_lines(response)[-1]):
     return ""  # "B or C", "16 or 7": two answers are none
   if not choices:
-    return engine_said(response) or (number(response) if phrased else "") or ""
+    return engine_said(response, phrased) or (number(response) if phrased else "") or ""
   if not phrased and _lists_options(response, choices):
     return ""  # the options echoed back, one marker each: the last line's is no choice
-  span = answer_span(response)
   letter = _engine_letter(response, span, len(choices))
   if letter:
     return letter
-  said = engine_said(response)
+  said = engine_said(response, phrased)
   if said and _is_value(said) and any(_is_value(c) for c in choices):
     same = [c for c in choices if same_value(said, c)]  # a value: the one option of it, or none
     hit = same[0] if len(same) == 1 else None
@@ -724,14 +724,15 @@ def _is_value(text: str) -> bool:
   return value_of(text) is not None or isinstance(parse_math(text), tuple)
 
 
-def _phrased(response: str) -> bool:
-  """Whether the response says where its answer is: "answer is", "Answer:", `\\boxed{}`."""
-  return bool(re.search(r"answer is", response, re.I)) or answer_span(response) is not None
+def _phrased(response: str, span: str | None) -> bool:
+  """Whether the response says where its answer is: "answer is", "Answer:", `\\boxed{}`
+  (`span`: its `answer_span`)."""
+  return span is not None or bool(re.search(r"answer is", response, re.I))
 
 
-def _last_line(response: str) -> str:
-  lines = [x for x in response.splitlines() if x.strip()]
-  return lines[-1] if lines else ""
+def _lines(response: str) -> list[str]:
+  """The response's non-empty lines ([""] for none)."""
+  return [x for x in response.splitlines() if x.strip()] or [""]
 
 
 def _hedged(text: str | None) -> bool:
@@ -745,15 +746,16 @@ def _ends_hedged(line: str) -> bool:
   return bool(hedges) and not _STATES.search(line, max(hedges))
 
 
-def engine_said(response: str) -> str:
+def engine_said(response: str, phrased: bool | None = None) -> str:
   """The answer an engine response states (`stated_answer`); without an answer phrase, a last
   line that is a value by itself ("81√3/2", "$4\\sqrt{3}$.") comes first, and a response
   whose sentences state no value is read by the value its last such line ends on
   (`_bare_value`: "The area: 81√3/2 square units" -> 81√3/2). Before, both were read by their
-  last plain number: "81√3/2" as 2 (a GRPO reward for 2), "4√3" as nothing."""
-  if _phrased(response):
+  last plain number: "81√3/2" as 2 (a GRPO reward for 2), "4√3" as nothing. `phrased`: whether
+  it has an answer phrase (`_phrased`), when the caller knows."""
+  if phrased if phrased is not None else _phrased(response, answer_span(response)):
     return stated_answer(response)
-  whole = _math_at(_last_line(response))
+  whole = _math_at(_lines(response)[-1])
   return whole or stated_value(response) or _bare_value(response)
 
 
@@ -770,7 +772,7 @@ def _bare_value(response: str, lines: int = 3, starts: int = 8) -> str:
   """The value the last of the last few lines that holds one ends on: the longest tail of the
   line (from a space or a colon on; the last `starts` of them) that opens with math; "" when
   none. Bounded, because each try is a parse."""
-  for line in reversed([x for x in response.splitlines() if x.strip()][-lines:]):
+  for line in reversed(_lines(response)[-lines:]):
     cuts = [m.end() for m in re.finditer(r"[\s:]+", line)][-starts:]
     for cut in cuts:
       said = _math_at(line[cut:])
