@@ -153,6 +153,22 @@ class Formulas:
     self.g.points[letter] = (x, y)
     return self.give(f"x_{letter}", x), self.give(f"y_{letter}", y)
 
+  def stating(self, reason: str, names: str):
+    """The reason of a step whose formula is written in a family's letters (a·sin(bx + c) + d,
+    log₂(x - h)), with the values of those that are given stated at the end: the question
+    shows its form with numbers in their place (a·cos(x + π/2) + d), so b, c or h were never
+    said, and a rationale that writes them teaches a reader letters from nowhere. Written only
+    if the step is used (a callable over the values, not over this object: no reference
+    cycle)."""
+    pairs = tuple((n, self.givens[n]) for n in names if n in self.givens)
+    return functools.partial(_stated, reason, pairs) if pairs else reason
+
+
+def _stated(reason: str, pairs: tuple) -> str:
+  said = [f"{n} = {human(v)}" for n, v in pairs]
+  return f"{reason}, where " + (" and ".join(said) if len(said) < 3
+                                else ", ".join(said[:-1]) + " and " + said[-1])
+
 
 def deduce(Fm: Formulas, vrng):
   """Mark points on the graph and derive f(x) from them (deduce mode), or give f(x)."""
@@ -215,7 +231,8 @@ def _deduce_trig(Fm: Formulas, vrng):
          "The midline d is halfway between the maximum and the minimum",
          [("(q0 - q1)/2", "took the half-difference instead"), ("q0 + q1", "forgot to halve")])
   fn = "sin" if g.fam == "sin" else "cos"
-  Fm.add(F, "{0} · %s({2} · x + {3}) + {1}" % fn, f"q0*{fn}(q2*x + q3) + q1",
+  # the form as the question shows it (a·sin(2x + π/3) + d): b and c are not letters there
+  Fm.add(F, "{0} · %s(%s) + {1}" % (fn, human(b * X + c)), f"q0*{fn}(q2*x + q3) + q1",
          ("a", "d", "b", "c"), None, "Put a and d into the form")
 
 
@@ -225,8 +242,10 @@ def _deduce_tan(Fm: Formulas, vrng):
   pa = Fm.point("A", PI / (4 * b), g.info["a"])
   Fm.give("b", b)
   Fm.add("a", "{0} / tan({2} · {1})", "q0/tan(q2*q1)", (pa[1], pa[0], "b"), None,
-         "A is on the graph, and tan(π/4) = 1", [("q0*q1", "multiplied by x instead")])
-  Fm.add(F, "{0} · tan({1} · x)", "q0*tan(q1*x)", ("a", "b"), None, "Put a into the form")
+         f"A is on the graph of a·tan(bx), where b = {human(b)}, and tan(π/4) = 1",
+         [("q0*q1", "multiplied by x instead")])
+  Fm.add(F, "{0} · tan(%s)" % human(b * X), "q0*tan(q1*x)", ("a", "b"), None,
+         "Put a into the form")
 
 
 def _deduce_log(Fm: Formulas, vrng):
@@ -240,11 +259,11 @@ def _deduce_log(Fm: Formulas, vrng):
   Fm.give("h", h)
   Fm.add("k", "{0}", "q0", (pa[1],), None, "log₂(1) = 0, so the height at A is k")
   Fm.add("a", "({0} - {1}) / log₂({2} - {3})", "(q0 - q1)/log(q2 - q3, 2)",
-         (pb[1], "k", pb[0], "h"), None, "B is on the graph: solve for a",
+         (pb[1], "k", pb[0], "h"), None, Fm.stating("B is on the graph: solve for a", "h"),
          [("(q0 + q1)/log(q2 - q3, 2)", "added k instead of subtracting it"),
           ("(q0 - q1)/(q2 - q3)", "divided by x - h instead of its logarithm")])
-  Fm.add(F, "{0} · log₂(x - {2}) + {1}", "q0*log(x - q2, 2) + q1", ("a", "k", "h"), None,
-         "Put a and k into the form")
+  Fm.add(F, "{0} · log₂(%s) + {1}" % human(X - h), "q0*log(x - q2, 2) + q1", ("a", "k", "h"),
+         None, "Put a and k into the form")
 
 
 def _deduce_abs(Fm: Formulas, vrng):

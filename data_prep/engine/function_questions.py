@@ -84,7 +84,8 @@ def _dfdx(Fm: Formulas):
     sign, other = ("", "cos") if g.fam == "sin" else ("-", "sin")
     Fm.add("f'(x)", sign + "{0} · {1} · %s({1} · x + {2})" % other,
            f"{sign}q0*q1*{other}(q1*x + q2)", ("a", "b", "c"), None,
-           f"The derivative of a·{g.fam}(bx + c) + d is {sign}a·b·{other}(bx + c)",
+           Fm.stating(f"The derivative of a·{g.fam}(bx + c) + d is {sign}a·b·{other}(bx + c)",
+                      "abc"),
            [(f"{'-' if not sign else ''}q0*q1*{other}(q1*x + q2)",
              f"got the sign of the derivative of {g.fam} wrong"),
             (f"{sign}q0*{g.fam}(q1*x + q2)", "differentiated the outside only")])
@@ -227,10 +228,12 @@ def _integral(Fm: Formulas, vrng) -> Target:
       _trig_antiderivative(Fm, g.fam)
     else:
       Fm.add(tag, "∫ {0} dx", "Poly(q0, x).integrate().as_expr()", (fname,), None,
-             "An antiderivative, term by term by the power rule", [(slip[0], slip[1] + where)])
+             (_piece_said(fname, g) or "An antiderivative") + ", term by term by the power rule",
+             [(slip[0], slip[1] + where)])
     part = "I" if len(pieces) == 1 else f"I{subscript(k + 1)}"
     Fm.add(part, f"{tag[:-3]}({{2}}) - {tag[:-3]}({{1}})", "q0.subs(x, q2) - q0.subs(x, q1)",
-           (tag, lo, hi), None, "Evaluate the antiderivative between the bounds",
+           (tag, lo, hi), None, Fm.stating("Evaluate the antiderivative between "
+                                           + BETWEEN[lo, hi], (lo, hi)),
            [("q0.subs(x, q2) + q0.subs(x, q1)",
              "added the two ends instead of subtracting" + where)])
     parts.append(part)
@@ -245,12 +248,31 @@ def _integral(Fm: Formulas, vrng) -> Target:
                  f"Find the signed area between the curve and the x-axis from {lo_} to {hi_}."])
 
 
+# what the bounds of an integral's piece are, in words (the names are stated with their values)
+BETWEEN = {("x₁", "x₂"): "the bounds", ("x₁", "c"): "the lower bound and the break",
+           ("c", "x₂"): "the break and the upper bound"}
+
+
+PIECES = {"p₁(x)": ("p1", "first", "x < c"), "p₂(x)": ("p2", "second", "x ≥ c")}
+
+
+def _piece_said(fname: str, g: Graph) -> str:
+  """What p₁(x) or p₂(x) is, said before it is integrated: the question shows f whole, its
+  pieces and its break c unnamed."""
+  if fname not in PIECES:
+    return ""
+  key, which, side = PIECES[fname]
+  return (f"For {side} (c = {human(g.info['c'])}) f(x) is its {which} piece, {fname} = "
+          f"{human(g.info[key])}; an antiderivative of it")
+
+
 def _trig_antiderivative(Fm: Formulas, fam: str):
   sign, other = ("-", "cos") if fam == "sin" else ("", "sin")
   anti = "-" if not sign else ""
   Fm.add("F(x)", sign + "{0}/{1} · %s({1} · x + {2}) + {3} · x" % other,
          f"{sign}q0/q1*{other}(q1*x + q2) + q3*x", ("a", "b", "c", "d"), None,
-         f"An antiderivative of a·{fam}(bx + c) + d is {sign}a/b·{other}(bx + c) + d·x",
+         Fm.stating(f"An antiderivative of a·{fam}(bx + c) + d is {sign}a/b·{other}(bx + c) "
+                    "+ d·x", "abcd"),
          [(f"{anti}q0/q1*{other}(q1*x + q2) + q3*x", "got the sign of the antiderivative wrong"),
           (f"{sign}q0*q1*{other}(q1*x + q2) + q3*x", "multiplied by b instead of dividing")])
 
@@ -266,7 +288,8 @@ def _zero(Fm: Formulas, vrng) -> Target:
         Fm.give(n, g.info[n])
     m = int(-k / a)
     Fm.add("x₀", "{2} + 2" + superscript_of(m), "q2 + 2**(-q1/q0)", ("a", "k", "h"), None,
-           "Set a·log₂(x - h) + k = 0: log₂(x - h) = -k/a", [("q2 + 2**(q1/q0)",
+           Fm.stating("Set a·log₂(x - h) + k = 0: log₂(x - h) = -k/a, so x₀ is h plus 2 to "
+                      "the power -k/a", "ahk"), [("q2 + 2**(q1/q0)",
                                                               "lost the minus sign of -k/a")],
            show=False)
   else:
@@ -289,8 +312,8 @@ def _extremum(Fm: Formulas, vrng) -> Target:
   g = Fm.g
   if g.fam in ("sin", "cos"):
     Fm.add("max f", "{0} + {1}", "q0 + q1", ("a", "d"), None,
-           "f oscillates between d - a and d + a", [("q0 - q1", "subtracted the midline"),
-                                                  ("2*q0 + q1", "used the peak-to-peak height")])
+           Fm.stating("f = a·%s(bx + c) + d oscillates between d - a and d + a" % g.fam, "ad"),
+           [("q0 - q1", "subtracted the midline"), ("2*q0 + q1", "used the peak-to-peak height")])
     return Target("max f", "the maximum value of f",
                   ["What is the maximum value of f(x)?", "Find the largest value f(x) takes.",
                    "How high does the graph reach?"])
