@@ -56,6 +56,11 @@ def parse(argv=None):
                  help="same: a multiple-choice set holds the asked quantity's kind only (no "
                  "option the question's wording rules out); mixed: that kind first, then "
                  "others (more multiple choice at depth 1-2, faster, but readable by kind)")
+  p.add_argument("--wrong_rationales", action="store_true",
+                 help="give each record a wrong rationale made by the engine (field "
+                 "wrong_rationale: another option's quantity worked out, or one wrong turn "
+                 "carried forward), DPO's rejected side without a model: "
+                 "python -m data_prep.engine.dpo_pairs --rejected engine")
   p.add_argument("--beam", action="store_true", help="run as an Apache Beam pipeline")
   p.add_argument("--beam_options", default="",
                  help="Beam pipeline options, e.g. \"--runner=DataflowRunner --project=P\"")
@@ -67,7 +72,8 @@ def main(argv=None):
   logging.basicConfig(level=logging.INFO, format="%(message)s")
   opts = Options(seed=a.seed, domain=a.domain, split=a.split, test_fraction=a.test_fraction,
                  mc=a.mc, degrade=a.degrade, steps=a.steps, variants=a.variants,
-                 wrong_options=a.wrong_options, option_kinds=a.option_kinds).check()
+                 wrong_options=a.wrong_options, option_kinds=a.option_kinds,
+                 wrong_rationales=a.wrong_rationales).check()
   if a.beam:
     from data_prep import beam
     meta = beam.generate(a.out, a.n, opts, workers=a.workers, beam_options=a.beam_options)

@@ -1,8 +1,16 @@
-"""DPO pairs as MAVIS stage 4: chosen = the annotated answer, rejected = the model's wrong answer.
+"""DPO pairs as MAVIS stage 4: chosen = the annotated answer, rejected = the model's wrong answer
+(`--rejected model`, MAVIS) or the engine's own wrong rationale (`--rejected engine`).
 
   python -m data_prep.engine.dpo_pairs --problems DIR/instruct.json --responses R.jsonl \
       --out pairs.jsonl [--answer cot|final|value]
+  python -m data_prep.engine.dpo_pairs --rejected engine --problems DIR/instruct.json \
+      --out pairs.jsonl [--answer ...] [--version vision_dominant]
   python -m data_prep.preferences --json pairs.jsonl --images DIR --out DATA_DIR
+
+--rejected engine needs no model: the problems were generated with `--wrong_rationales`, and
+each record's `wrong_rationale` (another option's quantity worked out, or one wrong turn carried
+forward, `data_prep.engine.wrong_rationale`) is its rejected side, written in the chosen side's
+style; records without one (no showable mistake) are counted, not paired.
 
 Responses: JSON lines (or a JSON list) of {"id", "response"} and optionally "version" (text_dominant
 | text_lite | vision_dominant, default vision_dominant). Right or wrong is decided by
@@ -29,6 +37,7 @@ from mathvlm.eval.score import read_records  # a JSON list or JSON lines, a bad 
 
 LETTERS = "ABCDEFGH"
 STYLES = ("cot", "final", "value")
+REJECTED = ("model", "engine")
 
 
 def is_correct(record: dict, response: str) -> bool:
@@ -44,6 +53,39 @@ def chosen_text(record: dict, style: str) -> str:
     return cot
   answer, choices, idx = answer_of(record)
   return gpt_turn(cot, answer, style, choices[idx] if idx >= 0 else None)
+
+
+def wrong_text(record: dict, style: str) -> str:
+  """The engine's wrong rationale in the chosen side's style: a pair whose two sides differ in
+  form lets DPO separate them by that alone."""
+  wrong = record["wrong_rationale"]
+  if style == "cot":
+    return wrong["CoT_reasoning"]
+  return gpt_turn(wrong["CoT_reasoning"], wrong["answer"], style, wrong["answer"])
+
+
+def engine_pairs(records: list, style: str = "cot",
+                 version: str = "vision_dominant") -> tuple[list, dict]:
+  """Pairs from the engine's wrong rationales, one per record that has one."""
+  if style not in STYLES:
+    raise ValueError(f"--answer {style!r}: one of {STYLES}")
+  if version not in VERSIONS:
+    raise ValueError(f"--version {version!r}: one of {VERSIONS}")
+  out, stats = [], {"problems": len(records), "no_wrong_rationale": 0, "pairs": 0}
+  for k, rec in enumerate(records):
+    if "wrong_rationale" not in rec:
+      raise ValueError(f"dpo_pairs: record {k} (id {rec.get('id')!r}) has no wrong_rationale "
+                       "field: generate the problems with `python -m data_prep.engine "
+                       "--wrong_rationales`, or give --rejected model and a model's responses")
+    if rec["wrong_rationale"] is None:  # the engine had no showable mistake for it
+      stats["no_wrong_rationale"] += 1
+      continue
+    out.append({"id": f"{rec['id']}:{version}", "image": rec[f"image_{version}"],
+                "prompt": human_turn(rec["text_en"][f"{version}_question"], answer_of(rec)[1]),
+                "chosen": chosen_text(rec, style), "rejected": wrong_text(rec, style),
+                "answer": rec["answer"], "mistake": rec["wrong_rationale"]["mistake"]})
+  stats["pairs"] = len(out)
+  return out, stats
 
 
 def pairs(records: list, responses: list, style: str = "cot") -> tuple[list, dict]:
@@ -86,12 +128,23 @@ def pairs(records: list, responses: list, style: str = "cot") -> tuple[list, dic
 def main(argv=None) -> dict:
   p = argparse.ArgumentParser(prog="python -m data_prep.engine.dpo_pairs")
   p.add_argument("--problems", required=True, help="instruct.json written by the engine")
-  p.add_argument("--responses", required=True, help='JSON lines {"id", "response"[, "version"]}')
+  p.add_argument("--rejected", default="model", choices=REJECTED,
+                 help="model: a model's wrong responses (MAVIS); engine: each record's "
+                 "wrong_rationale (problems generated with --wrong_rationales)")
+  p.add_argument("--responses", help='JSON lines {"id", "response"[, "version"]} (--rejected '
+                 "model)")
+  p.add_argument("--version", default="vision_dominant", choices=VERSIONS,
+                 help="the image and question version of the pairs (--rejected engine)")
   p.add_argument("--out", required=True, help="pairs as JSON lines for data_prep.preferences")
   p.add_argument("--answer", default="cot", choices=STYLES,
                  help="chosen: the rationale (cot) or the short target (final, value)")
   a = p.parse_args(argv)
-  out, stats = pairs(read_records(a.problems), read_records(a.responses), a.answer)
+  if a.rejected == "engine":
+    out, stats = engine_pairs(read_records(a.problems), a.answer, a.version)
+  elif a.responses is None:
+    p.error("--rejected model needs --responses (a model's answers to the problems)")
+  else:
+    out, stats = pairs(read_records(a.problems), read_records(a.responses), a.answer)
   with open(a.out, "w", encoding="utf-8") as f:
     for row in out:
       f.write(json.dumps(row, ensure_ascii=False) + "\n")

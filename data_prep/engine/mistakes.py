@@ -59,11 +59,17 @@ def replay(chain: list, givens: dict, target: str, mistakes: tuple, namespace: d
   """The target's value when the chain is worked with these mistakes (None if it breaks).
   Steps before the first one a mistake touches keep their values (`floats`: every value in
   floats, for replaying in floats)."""
+  known = worked(chain, givens, mistakes, namespace, floats)
+  return None if known is None else known[target]
+
+
+def worked(chain: list, givens: dict, mistakes: tuple, namespace: dict = EXACT,
+           floats: dict | None = None) -> dict | None:
+  """Every given's and step's value when the chain is worked with these mistakes (a misread
+  given at its misread value), or None if it breaks."""
   to_float = namespace is FLOAT
   misread = {n: (float(m.value) if to_float else m.value) for m in mistakes for n in m.given}
-  steps = {m.step for m in mistakes if m.step is not None}
-  start = next((i for i, d in enumerate(chain)
-                if d.name in steps or any(n in misread for n in d.inputs)), len(chain))
+  start = first_touched(chain, mistakes)
   known = dict(givens)
   known.update(misread)
   for d in chain[:start]:
@@ -79,7 +85,16 @@ def replay(chain: list, givens: dict, target: str, mistakes: tuple, namespace: d
       known[d.name] = evaluate(expr, [known[n] for n in inputs], namespace)
   except (ValueError, ZeroDivisionError, OverflowError, TypeError, KeyError, IndexError):
     return None
-  return known[target]
+  return known
+
+
+def first_touched(chain: list, mistakes: tuple) -> int:
+  """The index of the first step a mistake changes (its formula or input, or a misread given
+  it uses); len(chain) when none."""
+  steps = {m.step for m in mistakes if m.step is not None}
+  misread = {n for m in mistakes for n in m.given}
+  return next((i for i, d in enumerate(chain)
+               if d.name in steps or any(n in misread for n in d.inputs)), len(chain))
 
 
 def singles(chain: list, givens: dict, kind_of, misreads: list, rng, floats: dict) -> list:

@@ -369,12 +369,17 @@ def cot(scene: Scene, sol: Solved, idx: int | None) -> str:
   for d in sol.chain:
     known[d.name] = d.value
   steps = [f"Step {k + 1}: {d.sentence(known, scene.angles)}" for k, d in enumerate(sol.chain)]
-  final = f"The answer is {sol.text}"
-  if is_number(sol.value) and not is_rational(sol.value):
-    final += f" (≈ {approx(sol.value)})"
+  return "\n".join(steps + [closing(sol.text, sol.value, idx)])
+
+
+def closing(text: str, value, idx: int | None) -> str:
+  """A rationale's last line: the answer, its decimal when irrational, its option's letter."""
+  final = f"The answer is {text}"
+  if is_number(value) and not is_rational(value):
+    final += f" (≈ {approx(value)})"
   if idx is not None:
     final += f", which is option {LETTERS[idx]}"
-  return "\n".join(steps + [final + "."])
+  return final + "."
 
 
 def questions(scene: Scene, ask: str, tail: str, lead: str) -> dict:

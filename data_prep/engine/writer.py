@@ -25,7 +25,7 @@ import sys
 import numpy as np
 import sympy as sp
 
-from . import analytic, functions, plane_problem, render
+from . import analytic, functions, plane_problem, render, wrong_rationale
 from .exact import as_float
 from .notation import machine
 from .problems import (NoOptions, ProgramRejected, Rejected, assemble, complexity, harder_of,
@@ -75,6 +75,7 @@ class Options:
   variants: int = 1
   wrong_options: str = "figure"
   option_kinds: str = "same"
+  wrong_rationales: bool = False  # each record gets `wrong_rationale` (DPO's rejected side)
 
   def check(self):
     if self.domain not in DOMAINS + ("all",):
@@ -233,6 +234,8 @@ def draw(dom: str, opts: Options, srng, vrng, first: Drawn | None = None, mc: bo
     if first is None:
       raise NoOptionSet(dom) from None
     raise
+  if opts.wrong_rationales:  # last, from a generator of its own: the problem stays the same
+    rec["wrong_rationale"] = wrong_rationale.of(scene, main, rec, members)
   index = [scene.targets.index(t) for t in members or ()]
   return Drawn(scene, main, rec, images, how if degraded else None, tuple(index), asked)
 
@@ -336,6 +339,8 @@ def sample(d: Drawn, sid: str, k: int, opts: Options, index: int) -> dict:
     },
     "rephrasings": rec["rephrasings"], "simplified": rec["simplified"], "harder": rec["harder"],
   }
+  if opts.wrong_rationales:
+    record["wrong_rationale"] = rec["wrong_rationale"]
   cap = {"id": rid, "image": paths["vision_dominant"], "conversations": [
     {"from": "human", "value": "<image>\n" + CAPTION_ASK[index % len(CAPTION_ASK)]},
     {"from": "gpt", "value": caption}]}
@@ -394,6 +399,7 @@ class Encoded:
   domain: str
   question_type: str
   rejected: dict
+  wrong_rationale: bool = False  # the record has one (`--wrong_rationales`)
 
 
 def _element(obj) -> str:
@@ -407,7 +413,7 @@ def encoded(sample: dict) -> Encoded:
   rec = sample["record"]
   return Encoded(_element(rec), _element(sample["caption"]),
                  json.dumps(sample["scene"], ensure_ascii=False), rec["domain"],
-                 rec["question_type"], sample["rejected"])
+                 rec["question_type"], sample["rejected"], bool(rec.get("wrong_rationale")))
 
 
 def _written(opts: Options, out: str, folders: set, index: int) -> list:
@@ -460,6 +466,8 @@ def outputs_of(items: list, opts: Options) -> dict:
           "per_domain": counts, "question_types": dict(sorted(types.items())),
           "rejected_attempts": dict(sorted(rejected.items())),
           "sympy": sp.__version__}
+  if opts.wrong_rationales:  # how many records have one: the others had no showable mistake
+    meta["wrong_rationales"] = sum(it.wrong_rationale for it in items)
   return {
     "instruct.json": _json_list([it.record for it in items]),
     "caption.json": _json_list([it.caption for it in items]),

@@ -1,0 +1,92 @@
+"""A wrong rationale for a problem, made by the engine: DPO's rejected side without a model.
+
+MAVIS's stage 4 rejects the stage-3 model's own wrong answers, so its pairs need a trained
+model sampled over every problem first, and many of them differ from the chosen rationale in
+form rather than in reasoning (in the demo's run, most multiple-choice rejections named a value
+no option holds). The engine knows where reasoning goes wrong, so it can write the rejected
+side itself (`--wrong_rationales`), a rationale that differs from the chosen one in
+one mistake:
+- multiple choice with an option set: the worked answer to another of the set's quantities,
+  ending on that quantity's option (the wrong one of similar quantities, each step sound);
+- otherwise one wrong turn in the chain, carried forward: another quantity of the same kind
+  used in a step (`used BD instead of DH in P`) or a misread given (`read ∠ABC as its
+  complement 30°`), every later step recomputed with it. A formula slip is not used: the step
+  would print the right formula beside its wrong value. A multiple-choice problem takes only
+  a mistake that lands on one of its wrong options.
+The steps before the mistake are the chosen rationale's own, so a pair differs where the
+reasoning does. It is worked after the problem is made, on copies of the steps, with a
+generator seeded by the problem's content: a run with `--wrong_rationales` writes the same
+problems as one without, and the same wrong rationale for a problem however it was reached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import numpy as np
+
+from . import mistakes
+from .notation import human, written
+from .problems import Rejected, Scene, Target, closing, cot, solve
+
+
+def of(scene: Scene, main: Target, rec: dict, members: list | None) -> dict | None:
+  """{"CoT_reasoning", "answer", "mistake"} for the problem `rec` asking `main`, or None when
+  the engine has no showable mistake for it."""
+  rng = np.random.default_rng(int.from_bytes(hashlib.sha256(
+      (rec["cot"] + "|" + "|".join(rec["choices"])).encode()).digest()[:8], "little"))
+  if members:
+    return _other_member(scene, main, rec, members, rng)
+  if rec["value"] is None:  # an interval or another non-numeric answer: no chain to slip in
+    return None
+  return _one_wrong_turn(scene, main, rec, rng)
+
+
+def _other_member(scene, main, rec, members, rng) -> dict | None:
+  others = [t for t in members if t is not main]
+  t = others[int(rng.integers(len(others)))]
+  try:
+    sol = solve(scene, t)
+  except Rejected:  # its chain fails a re-check with these values: no sound rationale
+    return None
+  if sol.text not in rec["choices"]:
+    return None
+  return {"CoT_reasoning": cot(scene, sol, rec["choices"].index(sol.text)), "answer": sol.text,
+          "mistake": f"worked out {t.phrase} instead of {main.phrase}"}
+
+
+def _one_wrong_turn(scene, main, rec, rng) -> dict | None:
+  chain, right = rec["chain"], rec["answer"]
+  floats = {k: f for k, v in list(scene.givens.items()) + [(d.name, d.value) for d in chain]
+            if (f := mistakes.as_real(v)) is not None}
+  shown = [m for m in mistakes.singles(chain, scene.givens, scene.kind_of, scene.misreads, rng,
+                                       floats) if m.expr is None]
+  for k in rng.permutation(len(shown)):
+    m = shown[k]
+    start = mistakes.first_touched(chain, (m,))
+    if any(callable(d.template) or callable(d.reason) for d in chain[start:]):
+      continue  # a step written from the right values (a substitution): it would not show it
+    known = mistakes.worked(chain, scene.givens, (m,))
+    value = None if known is None else known[main.name]
+    if mistakes.as_real(value) is None or not getattr(value, "is_real", False):
+      continue
+    text = human(written(value))
+    if text == right or (rec["choices"] and text not in rec["choices"]):
+      continue
+    steps = [_step(d, m, known) for d in chain]
+    lines = [f"Step {i + 1}: {d.sentence(known, scene.angles)}" for i, d in enumerate(steps)]
+    idx = rec["choices"].index(text) if rec["choices"] else None
+    return {"CoT_reasoning": "\n".join(lines + [closing(text, value, idx)]), "answer": text,
+            "mistake": m.why}
+  return None
+
+
+def _step(d, m: mistakes.Mistake, known: dict):
+  """The step as the mistaken reader writes it: the other quantity in its formula, its value."""
+  if m.step == d.name and m.swap:
+    inputs = list(d.inputs)
+    inputs[m.swap[0]] = m.swap[1]
+    d = dataclasses.replace(d, inputs=tuple(inputs))
+  return dataclasses.replace(d, value=known[d.name])
+

@@ -1,0 +1,110 @@
+"""The engine's own wrong rationales (`--wrong_rationales`), DPO's rejected side without a model:
+the same problems as a run without them, each a worked chain with one mistake in its reasoning
+(never in its arithmetic), ending on a wrong answer, an option for multiple choice; and the pairs
+`dpo_pairs --rejected engine` makes of them."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pytest
+
+from data_prep.engine import dpo_pairs, writer
+from tests.unit.test_engine_notation import STEP, _gap, _radians
+
+LAST = re.compile(r"The answer is (.+?)(?: \(≈ [^)]*\))?(?:, which is option ([A-H]))?\.$")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  """The same 36 problems (all domains, several depths) with and without wrong rationales."""
+  out = {}
+  for flag in (False, True):
+    d = str(tmp_path_factory.mktemp(f"wrong_{flag}"))
+    writer.generate(d, 36, writer.Options(seed=12, steps=(1, 5), wrong_rationales=flag), 2)
+    out[flag] = d
+  return out
+
+
+def _files(root: str) -> dict:
+  found = {}
+  for base, _, names in os.walk(root):
+    for n in names:
+      with open(os.path.join(base, n), "rb") as f:
+        found[os.path.relpath(os.path.join(base, n), root)] = f.read()
+  return found
+
+
+def test_a_run_with_wrong_rationales_writes_the_same_problems(runs):
+  """The wrong rationale is worked after the problem is made, on copies of its steps: worked on
+  the steps themselves (`d.value = ...`), it rewrote the chain scenes.jsonl records."""
+  plain, wrong = _files(runs[False]), _files(runs[True])
+  assert set(plain) == set(wrong)
+  for name in plain:
+    if name not in ("instruct.json", "meta.json"):
+      assert plain[name] == wrong[name], name
+  records = json.loads(wrong["instruct.json"])
+  stripped = [{k: v for k, v in r.items() if k != "wrong_rationale"} for r in records]
+  assert stripped == json.loads(plain["instruct.json"])
+  meta = json.loads(wrong["meta.json"])
+  assert meta.pop("wrong_rationales") == sum(r["wrong_rationale"] is not None for r in records)
+  assert meta == json.loads(plain["meta.json"])
+
+
+def test_each_wrong_rationale_is_worked_soundly_to_a_wrong_answer(runs):
+  records = json.loads(_files(runs[True])["instruct.json"])
+  made = [r for r in records if r["wrong_rationale"]]
+  assert len(made) >= 0.8 * len(records), len(made)
+  kinds, read = set(), 0
+  for r in made:
+    w = r["wrong_rationale"]
+    lines = w["CoT_reasoning"].split("\n")
+    last = LAST.fullmatch(lines[-1])
+    assert last and last.group(1) == w["answer"] != r["answer"], (r["id"], lines[-1])
+    if r["choices"]:  # lands on a wrong option, by its letter
+      assert last.group(2) and r["choices"][ord(last.group(2)) - 65] == w["answer"], r["id"]
+      assert ord(last.group(2)) - 65 != r["answer_index"], r["id"]
+    else:
+      assert last.group(2) is None
+    parts = STEP.match(lines[-2]).group(1).split(" = ")
+    assert parts[-1].split(" ≈ ")[0] == w["answer"], (r["id"], lines[-2])  # the chain's end
+    for line in lines[:-1]:  # every step's arithmetic holds: the mistake is in the reasoning
+      parts = [p.split(" ≈ ")[0] for p in STEP.match(line).group(1).split(" = ")]
+      if len(parts) >= 3 and "°" not in parts[-1]:
+        gap = _gap(_radians(parts[-2]), parts[-1])
+        read += gap is not None
+        assert gap is None or gap < 1e-6, (r["id"], line)
+    chosen = r["text_en"]["CoT_reasoning"].split("\n")
+    kinds.add(w["mistake"].split(" ")[0])
+    if w["mistake"].startswith(("used ", "read ")):  # one wrong turn: the steps before it agree
+      first = next(i for i, (a, b) in enumerate(zip(lines, chosen)) if a != b)
+      assert lines[:first] == chosen[:first] and first < len(lines) - 1, r["id"]
+  assert read >= 2 * len(made), read
+  assert {"worked", "used"} <= kinds, kinds
+
+
+def test_dpo_pairs_from_the_engine(runs, tmp_path):
+  problems = os.path.join(runs[True], "instruct.json")
+  out = str(tmp_path / "pairs.jsonl")
+  stats = dpo_pairs.main(["--rejected", "engine", "--problems", problems, "--out", out,
+                          "--answer", "value"])
+  records = json.load(open(problems))
+  rows = [json.loads(line) for line in open(out)]
+  assert stats["pairs"] == len(rows) == sum(r["wrong_rationale"] is not None for r in records)
+  assert stats["no_wrong_rationale"] == len(records) - len(rows)
+  by_id = {r["id"]: r for r in records}
+  for row in rows:
+    rec = by_id[row["id"].split(":")[0]]
+    assert row["rejected"] == f"The answer is {rec['wrong_rationale']['answer']}."
+    assert row["chosen"] != row["rejected"] and row["image"] == rec["image_vision_dominant"]
+
+
+def test_dpo_pairs_from_the_engine_name_problems_made_without_them(runs, tmp_path):
+  with pytest.raises(ValueError, match="--wrong_rationales"):
+    dpo_pairs.main(["--rejected", "engine", "--out", str(tmp_path / "p.jsonl"), "--problems",
+                    os.path.join(runs[False], "instruct.json")])
+  with pytest.raises(SystemExit):  # the model's way needs its responses
+    dpo_pairs.main(["--problems", os.path.join(runs[False], "instruct.json"), "--out",
+                    str(tmp_path / "p.jsonl")])
