@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 
 from . import writer
 from .writer import DOMAINS, Options, generate
@@ -27,6 +28,10 @@ def steps_range(text: str) -> tuple:
 
 
 def parse(argv=None):
+  return parser().parse_args(argv)
+
+
+def parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog="python -m data_prep.engine", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--domain", default="all", choices=DOMAINS + ("all",))
@@ -64,21 +69,31 @@ def parse(argv=None):
   p.add_argument("--beam", action="store_true", help="run as an Apache Beam pipeline")
   p.add_argument("--beam_options", default="",
                  help="Beam pipeline options, e.g. \"--runner=DataflowRunner --project=P\"")
-  return p.parse_args(argv)
+  return p
 
 
 def main(argv=None):
-  a = parse(argv)
+  p = parser()
+  a = p.parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(message)s")
-  opts = Options(seed=a.seed, domain=a.domain, split=a.split, test_fraction=a.test_fraction,
-                 mc=a.mc, degrade=a.degrade, steps=a.steps, variants=a.variants,
-                 wrong_options=a.wrong_options, option_kinds=a.option_kinds,
-                 wrong_rationales=a.wrong_rationales).check()
-  if a.beam:
-    from data_prep import beam
-    meta = beam.generate(a.out, a.n, opts, workers=a.workers, beam_options=a.beam_options)
-  else:
-    meta = generate(a.out, a.n, opts, a.workers)
+  try:  # a value argparse cannot judge alone: refused like one it can, naming the option
+    opts = Options(seed=a.seed, domain=a.domain, split=a.split, test_fraction=a.test_fraction,
+                   mc=a.mc, degrade=a.degrade, steps=a.steps, variants=a.variants,
+                   wrong_options=a.wrong_options, option_kinds=a.option_kinds,
+                   wrong_rationales=a.wrong_rationales).check()
+    writer.check_run(a.out, a.n)
+    if a.workers < 1:
+      raise ValueError(f"engine: --workers {a.workers}; give 1 or more")
+  except (ValueError, OSError) as e:
+    p.error(str(e))
+  try:
+    if a.beam:
+      from data_prep import beam
+      meta = beam.generate(a.out, a.n, opts, workers=a.workers, beam_options=a.beam_options)
+    else:
+      meta = generate(a.out, a.n, opts, a.workers)
+  except writer.NoProblem as e:
+    sys.exit(str(e))
   print(json.dumps(meta))
 
 

@@ -546,28 +546,32 @@ CROSS_PAIRS = 4
 def _cross_pairs(plot: Plot) -> list:
   """Up to CROSS_PAIRS pairs of marked points of different figures, in the figures' order, of
   which every line quantity exists and is worked, not read (neither vertical nor horizontal,
-  neither point on an axis, the line not through the origin)."""
+  neither point on an axis, the line not through the origin, nor through another marked point
+  on an axis, whose printed coordinate is then an intercept: 4 of 6,092 targets did)."""
   marks = [list(f["names"]) + ([f["on"][0]] if "on" in f else []) for f in plot.figs]
   pairs = sorted(((ka + kb, i, j, a, b) for i, j in itertools.combinations(range(len(marks)), 2)
                   for (ka, a), (kb, b) in itertools.product(enumerate(marks[i]),
                                                             enumerate(marks[j]))))
+  on_axis = [plot.pts[n] for n in plot.pts if 0 in tuple(plot.pts[n])]
   out = []
   for *_, a, b in pairs:
     (px, py), (qx, qy) = plot.pts[a], plot.pts[b]
-    if px != qx and py != qy and 0 not in (px, py, qx, qy) and px * qy != py * qx:
+    if (px != qx and py != qy and 0 not in (px, py, qx, qy) and px * qy != py * qx
+        and not any((qx - px) * (my - py) == (qy - py) * (mx - px) for mx, my in on_axis)):
       out.append((a, b))
   return out[:CROSS_PAIRS]
 
 
 def _cross_targets(F: Formulas, plot: Plot) -> list:
-  """For sets of one kind only (`--option_kinds same`, the default): quantities of the line
-  through two marked points of different figures (its length, midpoint, slope, intercepts, and
-  the triangle it cuts off with the axes), so a set of four lengths, slopes, intercepts,
-  coordinates or areas is there at every depth from 1 to 6. Without them most analytic figures
-  had one or two quantities of a kind: of the 34 analytic problems drawn multiple choice in 150
-  of seed 3 at `--mc 0.7`, 20 had a set of one kind at `--steps 1:1`, 18 at 4:6 and 5 at 6:6;
-  with them 30, 34 and 34. A variant whose points give other pairs asks about those (its letters
-  are its own anyway)."""
+  """Quantities of the line through two marked points of different figures (its length,
+  midpoint, slope, intercepts, and the triangle it cuts off with the axes), so a set of four
+  lengths, slopes, intercepts, coordinates or areas is there at every depth from 1 to 6. Without
+  them most analytic figures had one or two quantities of a kind: of the 34 analytic problems
+  drawn multiple choice in 150 of seed 3 at `--mc 0.7`, 20 had a set of one kind at `--steps
+  1:1`, 18 at 4:6 and 5 at 6:6; with them 30, 34 and 34. A variant whose points give other pairs
+  asks about those (its letters are its own anyway). Made for sets of one kind (`--option_kinds
+  same`, the default); until 2026-12-06 for those only, and `mixed` then had no question of 11
+  or 12 steps on most figures and gave up."""
   out = []
   for a, b in _cross_pairs(plot):
     out += [Target(F.dist(a, b), f"the distance between {a} and {b}",
@@ -591,7 +595,8 @@ def _cross_targets(F: Formulas, plot: Plot) -> list:
   return out
 
 
-def targets(plot: Plot, same_kind: bool = False) -> tuple:
+def targets(plot: Plot) -> tuple:
+  """(formulas, askable quantities)."""
   F = Formulas(plot)
   out = []
   for f in plot.figs:
@@ -620,7 +625,7 @@ def targets(plot: Plot, same_kind: bool = False) -> tuple:
       t.priority = 1
       out.append(t)
   taken = {t.name for t in out}
-  for t in _cross_targets(F, plot) if same_kind else ():
+  for t in _cross_targets(F, plot):
     if t.name not in taken:
       t.priority = 1
       taken.add(t.name)
@@ -831,7 +836,7 @@ def _key(plot: Plot) -> str:
 
 def make(srng, vrng, wanted: int, same_kind: bool = False, steps: tuple = (1, 6)) -> Scene:
   plot = realize(program(srng, wanted), vrng)
-  F, tgts = targets(plot, same_kind)
+  F, tgts = targets(plot)
   x0, x1, y0, y1 = plot.view
   intro = C.pick(vrng, C.ANALYTIC_INTRO, x0=x0, x1=x1, y0=y0, y1=y1)
   sentences = [_sentence(f) for f in plot.figs]

@@ -13,7 +13,7 @@ def make(srng, vrng, wanted: int, same_kind: bool = False, steps: tuple = (1, 6)
   caption = P.describe(fig, vrng)
   return Scene(
     domain="plane", family=fig.shapes[0].kind, givens=fig.givens, derivs=fig.derivs,
-    targets=P.targets(fig, same_kind), measure=lambda name: P.measure(fig, name),
+    targets=P.targets(fig), measure=lambda name: P.measure(fig, name),
     facts=[{"id": f.id, "text": f.text, "numeric": f.numeric} for f in fig.facts],
     context=P.context(fig), caption=caption, generation=caption[:len(fig.relations)],
     key=lambda: P.key(fig, ""), draw=lambda: R.plane(fig), angles=fig.angles, kind_of=P.kind_of,

@@ -28,8 +28,8 @@ import sympy as sp
 from . import analytic, functions, plane_problem, render, wrong_rationale
 from .exact import as_float
 from .notation import machine
-from .problems import (NoOptions, ProgramRejected, Rejected, assemble, complexity, harder_of,
-                       is_fair, option_set, pick)
+from .problems import (NoOptions, ProgramRejected, Rejected, assemble, chain_of, complexity,
+                       harder_of, is_fair, option_set, pick)
 
 log = logging.getLogger(__name__)
 DOMAINS = ("plane", "analytic", "function")
@@ -78,6 +78,8 @@ class Options:
   wrong_rationales: bool = False  # each record gets `wrong_rationale` (DPO's rejected side)
 
   def check(self):
+    if self.seed < 0:  # NumPy's generators take no negative seed, and say so without naming it
+      raise ValueError(f"engine: --seed {self.seed}; give 0 or more")
     if self.domain not in DOMAINS + ("all",):
       raise ValueError(f"engine: --domain {self.domain!r}; use one of {DOMAINS + ('all',)}")
     if self.split not in SPLITS:
@@ -134,6 +136,10 @@ def is_test(key: str, test_fraction: float) -> bool:
   """Content-hash split: the same problem content always falls on the same side, any seed."""
   h = int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) / 16 ** 12
   return h < test_fraction
+
+
+class NoProblem(RuntimeError):
+  """No problem could be made with these settings (the CLI prints it without a traceback)."""
 
 
 class OtherSplit(Exception):
@@ -215,6 +221,9 @@ def draw(dom: str, opts: Options, srng, vrng, first: Drawn | None = None, mc: bo
     if max(first.members) >= len(scene.targets):
       raise Rejected("option set: this variant's figure has fewer quantities")
     members = [scene.targets[i] for i in first.members]
+    lo, hi = opts.steps  # their chains may be longer or shorter with the variant's numbers
+    if not all(lo <= len(chain_of(scene, t)) <= hi for t in members):
+      raise Rejected("option set: a quantity's depth in this variant is outside --steps")
     if not is_fair(scene, members):
       raise Rejected("option set: values collide in this variant")
     asked = first.asked
@@ -257,10 +266,12 @@ def make_problem(opts: Options, index: int) -> list:
       rejected[why] = rejected.get(why, 0) + 1
       continue
     except OtherSplit:
-      # a program of the other split: not this problem's failure (with a 10% test split, nine
-      # in ten are), but bounded, so a test fraction of 0.001 cannot spin for ever
+      # a sound program of the other split: not this problem's failure (with a 10% test split,
+      # nine in ten are), and a sign the settings work, so failures start afresh as for
+      # NoOptionSet (counted on, `--split test` at 12:12 gave up where `all` did not); but
+      # bounded, so a test fraction of 0.001 cannot spin for ever
       rejected["other_split"] = rejected.get("other_split", 0) + 1
-      failed += 1 if rejected["other_split"] > MAX_OTHER_SPLIT else 0
+      failed = failed + 1 if rejected["other_split"] > MAX_OTHER_SPLIT else 0
       continue
     if out is None:
       failed += 1
@@ -271,9 +282,11 @@ def make_problem(opts: Options, index: int) -> list:
       rejected["multiple choice asked free-form: no fair set of options"] = 1
     samples[0]["rejected"] = rejected
     return samples
-  raise RuntimeError(f"engine: problem {index} ({dom}) failed {MAX_PROGRAMS} figure programs "
-                     f"in a row ({attempt + 1} tried): {rejected}; widen --steps or the "
-                     "generator's parameter ranges")
+  fix = ("give a --test_fraction nearer 0.5: this split holds too few of these problems"
+         if rejected.get("other_split", 0) > MAX_OTHER_SPLIT
+         else "widen --steps or the generator's parameter ranges")
+  raise NoProblem(f"engine: problem {index} ({dom}) failed {MAX_PROGRAMS} figure programs in a "
+                  f"row ({attempt + 1} tried): {rejected}; {fix}")
 
 
 def _variants(dom, opts, base, rejected, mc: bool, fallback: bool) -> list | None:
