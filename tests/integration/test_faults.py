@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import faults
+from folders import snapshot
 from train_utils import tiny_config
 
 # The CLI form of tiny_config("lm", steps=6, checkpoint__every=2, checkpoint__keep=3).
@@ -34,15 +35,6 @@ def finished(tmp_path_factory):
   t = faults.Trainer(CLI, str(root / "run"), environ, str(root / "run.log"))
   assert t.wait() == 0, t.text()[-3000:]
   return str(root / "run"), environ
-
-
-def snapshot(workdir: str) -> dict[str, bytes]:
-  out = {}
-  for dirpath, _, files in os.walk(workdir):
-    for f in files:
-      with open(os.path.join(dirpath, f), "rb") as fh:
-        out[os.path.relpath(os.path.join(dirpath, f), workdir)] = fh.read()
-  return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import re
 import pytest
 
 from data_prep.engine import dpo_pairs, writer
-from tests.unit.test_engine_notation import STEP, _gap, _radians
+from folders import snapshot
+from test_engine_notation import STEP, _gap, _radians
 
 LAST = re.compile(r"The answer is (.+?)(?: \(≈ [^)]*\))?(?:, which is option ([A-H]))?\.$")
 
@@ -28,19 +29,10 @@ def runs(tmp_path_factory):
   return out
 
 
-def _files(root: str) -> dict:
-  found = {}
-  for base, _, names in os.walk(root):
-    for n in names:
-      with open(os.path.join(base, n), "rb") as f:
-        found[os.path.relpath(os.path.join(base, n), root)] = f.read()
-  return found
-
-
 def test_a_run_with_wrong_rationales_writes_the_same_problems(runs):
   """The wrong rationale is worked after the problem is made, on copies of its steps: worked on
   the steps themselves (`d.value = ...`), it rewrote the chain scenes.jsonl records."""
-  plain, wrong = _files(runs[False]), _files(runs[True])
+  plain, wrong = snapshot(runs[False]), snapshot(runs[True])
   assert set(plain) == set(wrong)
   for name in plain:
     if name not in ("instruct.json", "meta.json"):
@@ -54,7 +46,7 @@ def test_a_run_with_wrong_rationales_writes_the_same_problems(runs):
 
 
 def test_each_wrong_rationale_is_worked_soundly_to_a_wrong_answer(runs):
-  records = json.loads(_files(runs[True])["instruct.json"])
+  records = json.loads(snapshot(runs[True])["instruct.json"])
   made = [r for r in records if r["wrong_rationale"]]
   assert len(made) >= 0.8 * len(records), len(made)
   kinds, read = set(), 0
