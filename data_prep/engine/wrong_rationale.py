@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 
 import numpy as np
 
 from . import mistakes
+from .exact import is_number
 from .notation import human, written
 from .problems import Rejected, Scene, Target, closing, cot, solve
 
@@ -68,8 +70,10 @@ def _one_wrong_turn(scene, main, rec, rng) -> dict | None:
     if any(callable(d.template) or callable(d.reason) for d in chain[start:]):
       continue  # a step written from the right values (a substitution): it would not show it
     known = mistakes.worked(chain, scene.givens, (m,))
-    value = None if known is None else known[main.name]
-    if mistakes.as_real(value) is None or not getattr(value, "is_real", False):
+    if known is None or not all(_real(known[d.name]) for d in chain[start:]):
+      continue  # a step carried past sense (the root of a negative, a division by 0)
+    value = known[main.name]
+    if not getattr(value, "is_real", False):
       continue
     text = human(written(value))
     if text == right or (rec["choices"] and text not in rec["choices"]):
@@ -80,6 +84,14 @@ def _one_wrong_turn(scene, main, rec, rng) -> dict | None:
     return {"CoT_reasoning": "\n".join(lines + [closing(text, value, idx)]), "answer": text,
             "mistake": m.why}
   return None
+
+
+def _real(v) -> bool:
+  """A finite real number, or a value that is no number (an expression in x, a list)."""
+  if not is_number(v):
+    return True
+  f = mistakes.as_real(v)
+  return f is not None and math.isfinite(f)
 
 
 def _step(d, m: mistakes.Mistake, known: dict):

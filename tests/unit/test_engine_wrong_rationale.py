@@ -100,3 +100,12 @@ def test_dpo_pairs_from_the_engine_name_problems_made_without_them(runs, tmp_pat
   with pytest.raises(SystemExit):  # the model's way needs its responses
     dpo_pairs.main(["--problems", os.path.join(runs[False], "instruct.json"), "--out",
                     str(tmp_path / "p.jsonl")])
+
+
+def test_a_wrong_turn_carried_past_the_reals_is_not_written():
+  """A swap carried forward can make a later step the root of a negative: its decimal could not
+  be written, and problem 11 of this run stopped the whole run (`Cannot convert complex to
+  float`). Such a mistake is passed over for the next one."""
+  opts = writer.Options(seed=1, domain="analytic", wrong_rationales=True)
+  w = writer.make_problem(opts, 11)[0]["record"]["wrong_rationale"]
+  assert w is not None and "I" not in w["CoT_reasoning"] and "i" not in w["answer"]
