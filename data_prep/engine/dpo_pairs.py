@@ -133,16 +133,22 @@ def main(argv=None) -> dict:
                  "wrong_rationale (problems generated with --wrong_rationales)")
   p.add_argument("--responses", help='JSON lines {"id", "response"[, "version"]} (--rejected '
                  "model)")
-  p.add_argument("--version", default="vision_dominant", choices=VERSIONS,
-                 help="the image and question version of the pairs (--rejected engine)")
+  p.add_argument("--version", choices=VERSIONS,
+                 help="the image and question version of the pairs (--rejected engine; default "
+                 "vision_dominant; a model's response carries its own)")
   p.add_argument("--out", required=True, help="pairs as JSON lines for data_prep.preferences")
   p.add_argument("--answer", default="cot", choices=STYLES,
                  help="chosen: the rationale (cot) or the short target (final, value)")
   a = p.parse_args(argv)
   if a.rejected == "engine":
-    out, stats = engine_pairs(read_records(a.problems), a.answer, a.version)
+    if a.responses is not None:
+      p.error("--responses is for --rejected model: --rejected engine rejects each record's "
+              "wrong_rationale")
+    out, stats = engine_pairs(read_records(a.problems), a.answer, a.version or "vision_dominant")
   elif a.responses is None:
     p.error("--rejected model needs --responses (a model's answers to the problems)")
+  elif a.version is not None:
+    p.error("--version is for --rejected engine: a model's response carries its own version")
   else:
     out, stats = pairs(read_records(a.problems), read_records(a.responses), a.answer)
   with open(a.out, "w", encoding="utf-8") as f:

@@ -310,11 +310,11 @@ PAIR_WORDS = {"area": ("area", "areas"), "perimeter": ("perimeter", "perimeters"
 def _pair_targets(fig: Figure) -> list:
   """Two shapes' areas (and perimeters) added and compared, one step past the deeper of the
   two. Made for sets of one kind (`--option_kinds same`, the default); until 2026-12-06 for
-  those only, so `mixed` had no question of 9 or 10 steps on most figures and gave up. A plane figure has one
-  area and one perimeter a shape, so a set of four areas or four perimeters was rare: of the 32
-  plane problems drawn multiple choice in 150 of seed 3 at `--mc 0.7`, 10 had a set of one kind
-  at `--steps 4:6` and 3 at 6:6; with these, 32 and 32. The sum of two areas is left out for
-  two shapes: it is the figure's area."""
+  those only, so `mixed` had no question of 9 or 10 steps on most figures and gave up. A plane
+  figure has one area and one perimeter a shape, so a set of four areas or four perimeters was
+  rare: of the 32 plane problems drawn multiple choice in 150 of seed 3 at `--mc 0.7`, 10 had a
+  set of one kind at `--steps 4:6` and 3 at 6:6; with these, 32 and 32. The sum of two areas is
+  left out for two shapes: it is the figure's area."""
   out = []
   for a, b in itertools.combinations(fig.shapes, 2):
     for kind, (word, words) in PAIR_WORDS.items():

@@ -58,6 +58,7 @@ WRONG_OPTIONS = ("figure", "figure+mistakes")
 OPTION_KINDS = ("same", "mixed")
 MAX_PROGRAMS = 60     # figure programs that may fail in a row per problem
 MAX_OTHER_SPLIT = 2000  # sound programs of the other split passed over before those count too
+MAX_FAILED = 3000     # figure programs that may fail per problem in all, however interleaved
 MAX_VALUES = 25       # values tried per program and variant
 MC_PROGRAMS = 10      # figure programs tried for a fair option set before asking free-form
 
@@ -254,8 +255,8 @@ def make_problem(opts: Options, index: int) -> list:
   (options, index)."""
   dom = domain_for(opts.domain, index)
   mc, no_set = is_mc(opts, index), 0
-  rejected, failed, attempt = {}, 0, -1
-  while failed < MAX_PROGRAMS:
+  rejected, failed, failed_in_all, attempt = {}, 0, 0, -1
+  while failed < MAX_PROGRAMS and failed_in_all < MAX_FAILED:
     attempt += 1
     base = [opts.seed, index, attempt, SPLITS[opts.split]]
     try:
@@ -269,12 +270,13 @@ def make_problem(opts: Options, index: int) -> list:
       # a sound program of the other split: not this problem's failure (with a 10% test split,
       # nine in ten are), and a sign the settings work, so failures start afresh as for
       # NoOptionSet (counted on, `--split test` at 12:12 gave up where `all` did not); but
-      # bounded, so a test fraction of 0.001 cannot spin for ever
+      # bounded, so a test fraction of 0.001 cannot spin for ever, and MAX_FAILED bounds the
+      # failures in between (a few sound programs among thousands failed)
       rejected["other_split"] = rejected.get("other_split", 0) + 1
       failed = failed + 1 if rejected["other_split"] > MAX_OTHER_SPLIT else 0
       continue
     if out is None:
-      failed += 1
+      failed, failed_in_all = failed + 1, failed_in_all + 1
       continue
     sid = f"{dom}_{opts.split}_{opts.seed}_{index:07d}"
     samples = [sample(d, sid, k, opts, index) for k, d in enumerate(out)]
@@ -285,8 +287,10 @@ def make_problem(opts: Options, index: int) -> list:
   fix = ("give a --test_fraction nearer 0.5: this split holds too few of these problems"
          if rejected.get("other_split", 0) > MAX_OTHER_SPLIT
          else "widen --steps or the generator's parameter ranges")
-  raise NoProblem(f"engine: problem {index} ({dom}) failed {MAX_PROGRAMS} figure programs in a "
-                  f"row ({attempt + 1} tried): {rejected}; {fix}")
+  row = f"{MAX_PROGRAMS} figure programs in a row" if failed >= MAX_PROGRAMS else (
+      f"{failed_in_all} figure programs in all")
+  raise NoProblem(f"engine: problem {index} ({dom}) failed {row} ({attempt + 1} tried): "
+                  f"{rejected}; {fix}")
 
 
 def _variants(dom, opts, base, rejected, mc: bool, fallback: bool) -> list | None:

@@ -47,15 +47,16 @@ def of(scene: Scene, main: Target, rec: dict, members: list | None) -> dict | No
 
 def _other_member(scene, main, rec, members, rng) -> dict | None:
   others = [t for t in members if t is not main]
-  t = others[int(rng.integers(len(others)))]
-  try:
-    sol = solve(scene, t)
-  except Rejected:  # its chain fails a re-check with these values: no sound rationale
-    return None
-  if sol.text not in rec["choices"]:
-    return None
-  return {"CoT_reasoning": cot(scene, sol, rec["choices"].index(sol.text)), "answer": sol.text,
-          "mistake": f"worked out {t.phrase} instead of {main.phrase}"}
+  for k in rng.permutation(len(others)):
+    t = others[k]
+    try:
+      sol = solve(scene, t)
+    except Rejected:  # its chain fails a re-check with these values: no sound rationale
+      continue
+    if sol.text in rec["choices"]:
+      return {"CoT_reasoning": cot(scene, sol, rec["choices"].index(sol.text)),
+              "answer": sol.text, "mistake": f"worked out {t.phrase} instead of {main.phrase}"}
+  return None
 
 
 def _one_wrong_turn(scene, main, rec, rng) -> dict | None:
@@ -68,7 +69,8 @@ def _one_wrong_turn(scene, main, rec, rng) -> dict | None:
     m = shown[k]
     start = mistakes.first_touched(chain, (m,))
     if any(callable(d.template) or callable(d.reason) for d in chain[start:]):
-      continue  # a step written from the right values (a substitution): it would not show it
+      continue  # a text made from the right values (a substitution, or a reason stating given
+      # values, `Formulas.stating`): it would print them beside the mistaken ones
     known = mistakes.worked(chain, scene.givens, (m,))
     if known is None or not all(_real(known[d.name]) for d in chain[start:]):
       continue  # a step carried past sense (the root of a negative, a division by 0)

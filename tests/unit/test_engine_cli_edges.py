@@ -43,6 +43,17 @@ def test_a_held_out_split_of_deep_problems_is_made(tmp_path):
   assert writer.generate(str(tmp_path), 1, opts)["n"] == 1
 
 
+def test_failures_between_sound_programs_of_the_other_split_are_bounded_in_all(tmp_path,
+                                                                              monkeypatch):
+  """A sound program of the other split starts the count of failures in a row afresh, so a
+  hopeless setting with a few sound programs among thousands of failures would try ~118,000
+  programs before giving up; MAX_FAILED bounds them in all."""
+  monkeypatch.setattr(writer, "MAX_FAILED", 5)
+  opts = writer.Options(seed=0, domain="plane", steps=(12, 12), split="test")
+  with pytest.raises(writer.NoProblem, match="failed 5 figure programs in all"):
+    writer.generate(str(tmp_path), 1, opts)
+
+
 def test_a_split_that_holds_too_few_problems_says_so(tmp_path, monkeypatch):
   monkeypatch.setattr(writer, "MAX_OTHER_SPLIT", 30)
   opts = writer.Options(seed=0, domain="plane", split="test", test_fraction=1e-9)

@@ -45,12 +45,10 @@ def test_a_run_with_wrong_rationales_writes_the_same_problems(runs):
   assert meta == json.loads(plain["meta.json"])
 
 
-def test_each_wrong_rationale_is_worked_soundly_to_a_wrong_answer(runs):
-  records = json.loads(snapshot(runs[True])["instruct.json"])
-  made = [r for r in records if r["wrong_rationale"]]
-  assert len(made) >= 0.8 * len(records), len(made)
+def _worked_soundly(records: list) -> tuple:
+  """Checks each record's wrong rationale; returns (mistake kinds seen, steps read back)."""
   kinds, read = set(), 0
-  for r in made:
+  for r in records:
     w = r["wrong_rationale"]
     lines = w["CoT_reasoning"].split("\n")
     last = LAST.fullmatch(lines[-1])
@@ -71,10 +69,31 @@ def test_each_wrong_rationale_is_worked_soundly_to_a_wrong_answer(runs):
     chosen = r["text_en"]["CoT_reasoning"].split("\n")
     kinds.add(w["mistake"].split(" ")[0])
     if w["mistake"].startswith(("used ", "read ")):  # one wrong turn: the steps before it agree
-      first = next(i for i, (a, b) in enumerate(zip(lines, chosen)) if a != b)
+      first = next((i for i, (a, b) in enumerate(zip(lines, chosen)) if a != b), len(lines))
       assert lines[:first] == chosen[:first] and first < len(lines) - 1, r["id"]
+  return kinds, read
+
+
+def test_each_wrong_rationale_is_worked_soundly_to_a_wrong_answer(runs):
+  records = json.loads(snapshot(runs[True])["instruct.json"])
+  made = [r for r in records if r["wrong_rationale"]]
+  assert len(made) >= 0.8 * len(records), len(made)
+  kinds, read = _worked_soundly(made)
   assert read >= 2 * len(made), read
   assert {"worked", "used"} <= kinds, kinds
+
+
+def test_with_options_from_wrong_reasoning_a_wrong_turn_lands_on_one(tmp_path):
+  """`--wrong_options figure+mistakes`: where a figure has no option set, its options are
+  answers of mistaken chains, and a wrong rationale must end on one of them."""
+  opts = writer.Options(seed=13, mc=1.0, wrong_options="figure+mistakes", wrong_rationales=True,
+                        steps=(2, 5))
+  writer.generate(str(tmp_path), 30, opts)
+  records = json.loads((tmp_path / "instruct.json").read_text())
+  made = [r for r in records if r["wrong_rationale"] and r["choices"]]
+  assert len(made) >= 20, len(made)
+  kinds, _ = _worked_soundly(made)
+  assert kinds & {"used", "read"}, kinds  # some from a wrong turn, not only another quantity
 
 
 def test_dpo_pairs_from_the_engine(runs, tmp_path):
@@ -91,15 +110,25 @@ def test_dpo_pairs_from_the_engine(runs, tmp_path):
     rec = by_id[row["id"].split(":")[0]]
     assert row["rejected"] == f"The answer is {rec['wrong_rationale']['answer']}."
     assert row["chosen"] != row["rejected"] and row["image"] == rec["image_vision_dominant"]
+  for style in ("cot", "final"):  # the rejected side in the chosen side's style
+    rows, _ = dpo_pairs.engine_pairs(records, style, "text_lite")
+    for row in rows:
+      rec = by_id[row["id"].split(":")[0]]
+      wrong = rec["wrong_rationale"]["CoT_reasoning"]
+      assert row["rejected"] == (wrong if style == "cot" else wrong.split("\n")[-1])
+      assert row["image"] == rec["image_text_lite"]
 
 
 def test_dpo_pairs_from_the_engine_name_problems_made_without_them(runs, tmp_path):
   with pytest.raises(ValueError, match="--wrong_rationales"):
     dpo_pairs.main(["--rejected", "engine", "--out", str(tmp_path / "p.jsonl"), "--problems",
                     os.path.join(runs[False], "instruct.json")])
-  with pytest.raises(SystemExit):  # the model's way needs its responses
-    dpo_pairs.main(["--problems", os.path.join(runs[False], "instruct.json"), "--out",
-                    str(tmp_path / "p.jsonl")])
+  problems = ["--problems", os.path.join(runs[True], "instruct.json"), "--out",
+              str(tmp_path / "p.jsonl")]
+  for mixed_up in ([], ["--rejected", "engine", "--responses", "r.jsonl"],
+                   ["--responses", "r.jsonl", "--version", "text_lite"]):
+    with pytest.raises(SystemExit):  # each way's own inputs only: none ignored silently
+      dpo_pairs.main(problems + mixed_up)
 
 
 def test_a_wrong_turn_carried_past_the_reals_is_not_written():
