@@ -312,6 +312,13 @@ def _distinct(opts: list) -> list:
   return out
 
 
+def floats_of(chain: list, givens: dict) -> dict:
+  """Every given's and step's value as a real float (complex ones and expressions left out):
+  what `singles` compares and `candidates` replays in."""
+  return {k: f for k, v in list(givens.items()) + [(d.name, d.value) for d in chain]
+          if (f := as_real(v)) is not None}
+
+
 def distractors(chain, givens, target, answer, kind_of, misreads, rng,
                 exact: bool = False, signed: bool = False) -> list | None:
   """Wrong options for a numeric answer: [(exact value, [why, ...], mistakes), ...] or None
@@ -319,8 +326,7 @@ def distractors(chain, givens, target, answer, kind_of, misreads, rng,
   ans = as_real(answer)
   if ans is None:
     return None
-  floats = {k: f for k, v in list(givens.items()) + [(d.name, d.value) for d in chain]
-            if (f := as_real(v)) is not None}
+  floats = floats_of(chain, givens)
   ms = _sample(singles(chain, givens, kind_of, misreads, rng, floats),
                MAX_EXACT_SINGLES if exact else MAX_SINGLES, rng)
   one, squares, pairs = candidates(chain, givens, target, ans, ms, exact, signed, floats)

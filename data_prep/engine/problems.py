@@ -368,8 +368,13 @@ def cot(scene: Scene, sol: Solved, idx: int | None) -> str:
   known = dict(scene.givens)
   for d in sol.chain:
     known[d.name] = d.value
-  steps = [f"Step {k + 1}: {d.sentence(known, scene.angles)}" for k, d in enumerate(sol.chain)]
-  return "\n".join(steps + [closing(sol.text, sol.value, idx)])
+  return "\n".join(step_lines(sol.chain, known, scene.angles)
+                   + [closing(sol.text, sol.value, idx)])
+
+
+def step_lines(chain: list, known: dict, angles) -> list:
+  """A rationale's numbered steps, each written with the values in `known`."""
+  return [f"Step {k + 1}: {d.sentence(known, angles)}" for k, d in enumerate(chain)]
 
 
 def closing(text: str, value, idx: int | None) -> str:

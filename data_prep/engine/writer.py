@@ -219,15 +219,7 @@ def draw(dom: str, opts: Options, srng, vrng, first: Drawn | None = None, mc: bo
     if members is None and opts.wrong_options == "figure" and not fallback:
       raise NoOptionSet(dom)
   elif mc and first.members:
-    if max(first.members) >= len(scene.targets):
-      raise Rejected("option set: this variant's figure has fewer quantities")
-    members = [scene.targets[i] for i in first.members]
-    lo, hi = opts.steps  # their chains may be longer or shorter with the variant's numbers
-    if not all(lo <= len(chain_of(scene, t)) <= hi for t in members):
-      raise Rejected("option set: a quantity's depth in this variant is outside --steps")
-    if not is_fair(scene, members):
-      raise Rejected("option set: values collide in this variant")
-    asked = first.asked
+    members, asked = _first_set(scene, first, opts.steps), first.asked
   if members:
     main = members[asked]
   harder = harder_of(scene, main)
@@ -248,6 +240,20 @@ def draw(dom: str, opts: Options, srng, vrng, first: Drawn | None = None, mc: bo
     rec["wrong_rationale"] = wrong_rationale.of(scene, main, rec, members)
   index = [scene.targets.index(t) for t in members or ()]
   return Drawn(scene, main, rec, images, how if degraded else None, tuple(index), asked)
+
+
+def _first_set(scene, first: Drawn, steps: tuple) -> list:
+  """A later variant's option set: the first variant's quantities, by their place in the
+  figure program, redrawn (Rejected) unless they are all there, within `steps` (a chain may be
+  longer or shorter with the variant's numbers) and still a fair set with its values."""
+  if max(first.members) >= len(scene.targets):
+    raise Rejected("option set: this variant's figure has fewer quantities")
+  members = [scene.targets[i] for i in first.members]
+  if not all(steps[0] <= len(chain_of(scene, t)) <= steps[1] for t in members):
+    raise Rejected("option set: a quantity's depth in this variant is outside --steps")
+  if not is_fair(scene, members):
+    raise Rejected("option set: values collide in this variant")
+  return members
 
 
 def make_problem(opts: Options, index: int) -> list:

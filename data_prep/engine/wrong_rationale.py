@@ -30,7 +30,7 @@ import numpy as np
 from . import mistakes
 from .exact import is_number
 from .notation import human, written
-from .problems import Rejected, Scene, Target, closing, cot, solve
+from .problems import Rejected, Scene, Target, closing, cot, solve, step_lines
 
 
 def of(scene: Scene, main: Target, rec: dict, members: list | None) -> dict | None:
@@ -61,10 +61,9 @@ def _other_member(scene, main, rec, members, rng) -> dict | None:
 
 def _one_wrong_turn(scene, main, rec, rng) -> dict | None:
   chain, right = rec["chain"], rec["answer"]
-  floats = {k: f for k, v in list(scene.givens.items()) + [(d.name, d.value) for d in chain]
-            if (f := mistakes.as_real(v)) is not None}
   shown = [m for m in mistakes.singles(chain, scene.givens, scene.kind_of, scene.misreads, rng,
-                                       floats) if m.expr is None]
+                                       mistakes.floats_of(chain, scene.givens))
+           if m.expr is None]
   for k in rng.permutation(len(shown)):
     m = shown[k]
     start = mistakes.first_touched(chain, (m,))
@@ -80,8 +79,7 @@ def _one_wrong_turn(scene, main, rec, rng) -> dict | None:
     text = human(written(value))
     if text == right or (rec["choices"] and text not in rec["choices"]):
       continue
-    steps = [_step(d, m, known) for d in chain]
-    lines = [f"Step {i + 1}: {d.sentence(known, scene.angles)}" for i, d in enumerate(steps)]
+    lines = step_lines([_step(d, m, known) for d in chain], known, scene.angles)
     idx = rec["choices"].index(text) if rec["choices"] else None
     return {"CoT_reasoning": "\n".join(lines + [closing(text, value, idx)]), "answer": text,
             "mistake": m.why}
