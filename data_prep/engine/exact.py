@@ -77,14 +77,29 @@ def is_number(v) -> bool:
   return bool(getattr(v, "is_number", False))
 
 
+@dataclasses.dataclass(frozen=True)
+class FromInputs:
+  """A template or reason written from the values its step is worked with ({input name:
+  value}), not from the right ones: a substitution shows the f(x) it substitutes into, a stated
+  letter its value. A wrong rationale (`wrong_rationale`) works a step with a mistaken input,
+  and a text made when the scene was built would print the right values beside the wrong ones.
+  Written only if the step is used."""
+  write: object  # (values: dict) -> str
+
+  def __call__(self, values: dict) -> str:
+    return self.write(values)
+
+
 @dataclasses.dataclass
 class Deriv:
   """One deduction: `name` = template(inputs) with value `value`.
 
   template: the formula for people over {0}, {1} (the input names, then their values), in
   textbook notation; expr: the same formula for machines over q0..qn (x for expressions);
-  template and reason may be zero-argument callables, written only if the step is used;
-  slips: ((expr, why), ...) wrong formulas a student might use here (the distractors' source).
+  template and reason may be `FromInputs`, written from the step's input values when used;
+  slips: ((expr, why), ...) wrong formulas a student might use here (the distractors' source);
+  label: the name as written, where it holds a value (f(2) from x = 2), a `FromInputs`: a
+  wrong rationale that misreads x = 2 as 3 writes f(3).
   """
   name: str
   template: str
@@ -97,16 +112,18 @@ class Deriv:
   # show_names (the plane's sums lost their slips and wrote their names twice).
   show_names: bool = dataclasses.field(default=True, kw_only=True)
   slips: tuple = dataclasses.field(default=(), kw_only=True)
+  label: object = dataclasses.field(default=None, kw_only=True)
 
   def sentence(self, knowns: dict, angles: set) -> str:
-    template = self.template() if callable(self.template) else self.template
+    values = {n: knowns[n] for n in self.inputs}
+    template, reason, name = (t(values) if isinstance(t, FromInputs) else t
+                              for t in (self.template, self.reason, self.label or self.name))
     vals = [_wrap(human(written(knowns[n])), template, k) + ("°" if n in angles else "")
             for k, n in enumerate(self.inputs)]
-    reason = self.reason() if callable(self.reason) else self.reason
     f_names = template.format(*self.inputs)
     f_vals = template.format(*vals)
     tail = human(written(self.value))
-    parts = [f"{self.name} = {f_names}"] if self.show_names else [f"{self.name}"]
+    parts = [f"{name} = {f_names}"] if self.show_names else [name]
     if f_vals != f_names or not self.show_names:
       parts.append(f_vals)
     if tail != parts[-1]:

@@ -12,7 +12,7 @@ import functools
 import numpy as np
 import sympy as sp
 
-from .exact import X, Deriv, as_float
+from .exact import X, Deriv, FromInputs, as_float
 from .notation import human
 from .problems import Rejected
 
@@ -134,15 +134,12 @@ class Formulas:
   def __init__(self, g: Graph):
     self.g, self.givens, self.derivs = g, {}, {}
     self.where = {}      # step name -> the x (or bounds) it is measured at
-    # f'(x) (sympy), computed once and only when a rationale shows it. A function of g.f alone,
-    # not a method: the thunks in `derivs` that call it would otherwise refer back to this
-    # object, a reference cycle left to the garbage collector by every function scene.
-    self.derivative = functools.cache(functools.partial(sp.diff, g.f, X))
 
-  def add(self, name, template, expr, inputs, value, why, slips=(), show=True) -> str:
+  def add(self, name, template, expr, inputs, value, why, slips=(), show=True,
+          label=None) -> str:
     """A derivation (kept if one of that name exists: shared steps are computed once)."""
     self.derivs.setdefault(name, Deriv(name, template, expr, tuple(inputs), value, why,
-                                       show_names=show, slips=tuple(slips)))
+                                       show_names=show, slips=tuple(slips), label=label))
     return name
 
   def give(self, name, value) -> str:
@@ -157,15 +154,16 @@ class Formulas:
     """The reason of a step whose formula is written in a family's letters (a·sin(bx + c) + d,
     log₂(x - h)), with the values of those that are given stated at the end: the question
     shows its form with numbers in their place (a·cos(x + π/2) + d), so b, c or h were never
-    said, and a rationale that writes them teaches a reader letters from nowhere. Written only
-    if the step is used (a callable over the values, not over this object: no reference
-    cycle)."""
-    pairs = tuple((n, self.givens[n]) for n in names if n in self.givens)
-    return functools.partial(_stated, reason, pairs) if pairs else reason
+    said, and a rationale that writes them teaches a reader letters from nowhere. The letters
+    stated are the given ones, with the values the step is worked with (a misread h is stated
+    as misread); each is one of the step's inputs. A function of the names, not of this
+    object: no reference cycle."""
+    given = tuple(n for n in names if n in self.givens)
+    return FromInputs(functools.partial(_stated, reason, given)) if given else reason
 
 
-def _stated(reason: str, pairs: tuple) -> str:
-  said = [f"{n} = {human(v)}" for n, v in pairs]
+def _stated(reason: str, names: tuple, values: dict) -> str:
+  said = [f"{n} = {human(values[n])}" for n in names]
   return f"{reason}, where " + (" and ".join(said) if len(said) < 3
                                 else ", ".join(said[:-1]) + " and " + said[-1])
 

@@ -6,13 +6,14 @@ adds the steps it needs (with the wrong formulas a student might use) to the gra
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
 import numpy as np
 import sympy as sp
 
-from .exact import X, as_float
+from .exact import X, FromInputs, as_float
 from .function_graphs import PI, F, Formulas, Graph, deg_two_vertex
 from .notation import human, interval, subscript, with_slot
 from .problems import Rejected, Target
@@ -64,7 +65,7 @@ def _unmarked(g: Graph, vrng, tries: int = 20, avoid: tuple = ()):
 
 def _value(Fm: Formulas, vrng, given: str = "p", avoid: tuple = ()) -> Target:
   p = Fm.give(given, _unmarked(Fm.g, vrng, avoid=avoid))
-  name = _evaluate(Fm, "f", Fm.g.f, p, "")
+  name = _evaluate(Fm, "f", p)
   v = human(Fm.givens[p])
   return Target(name, f"the value of f at x = {v}",
                 [f"What is the value of f(x) at x = {v}?", f"Find f({v}).",
@@ -78,7 +79,7 @@ DERIVATIVE_SLIPS = {"poly": [("power_slip(q0)", "forgot to multiply by the expon
 
 
 def _dfdx(Fm: Formulas):
-  """f'(x): by the trig rule from the coefficients, else by sympy."""
+  """The step f'(x): by the trig rule from the coefficients, else by sympy."""
   g = Fm.g
   if g.fam in ("sin", "cos"):
     sign, other = ("", "cos") if g.fam == "sin" else ("-", "sin")
@@ -92,32 +93,41 @@ def _dfdx(Fm: Formulas):
   else:
     Fm.add("f'(x)", "d/dx [{0}]", "diff(q0, x)", (F,), None, "Differentiate f",
            DERIVATIVE_SLIPS.get(g.fam, ()))
-  return Fm.derivative
 
 
-
-
-
-def _evaluate(Fm: Formulas, fname: str, expr, p: str, why: str) -> str:
-  """The step `fname(p)` = expr at the point named p; expr may be a thunk (f'(x) is computed
-  only if a question uses it)."""
-  v = human(Fm.givens[p])
+def _evaluate(Fm: Formulas, fname: str, p: str) -> str:
+  """The step `fname(p)`: f(x) or f'(x) at the point named p, written from the expression and
+  the point it is worked with (`FromInputs`)."""
   slips = [("q0.subs(x, q1) - constant_term(q0)", "left out the constant term")]
   if fname == "f'":
     slips = [("q0.subs(x, q1) + constant_term(q0)", "added the constant term back in")]
-  e = expr if callable(expr) else (lambda: expr)
-  value = Fm.givens[p]
-
-  def reason():
-    piece, where = piece_at(e(), value)
-    if where is None:
-      return f"Substitute x = {v} into {fname}(x) = {human(piece)}"
-    return f"Since {where}, {fname}(x) = {human(piece)} there; substitute x = {v}"
-
-  name = Fm.add(f"{fname}({v})", lambda: sub(piece_at(e(), value)[0], value), "q0.subs(x, q1)",
-                ("f(x)" if fname == "f" else "f'(x)", p), None, why or reason, slips, show=False)
+  inputs = ("f(x)" if fname == "f" else "f'(x)", p)
+  name = Fm.add(f"{fname}({human(Fm.givens[p])})", FromInputs(functools.partial(_put, inputs)),
+                "q0.subs(x, q1)", inputs, None,
+                FromInputs(functools.partial(_put_said, fname, inputs)), slips, show=False,
+                label=FromInputs(functools.partial(_at_point, fname + "({})", (p,))))
   Fm.where[name] = as_float(Fm.givens[p])
   return name
+
+
+def _at_point(form: str, names: tuple, values: dict) -> str:
+  """A name or text that holds the points it is at: `f'({})` at x = π/6 is f'(π/6)."""
+  return form.format(*(human(values[n]) for n in names))
+
+
+def _put(inputs: tuple, values: dict) -> str:
+  """The template of a substitution: the piece that holds there, x in it replaced."""
+  e, at = (values[n] for n in inputs)
+  return sub(piece_at(e, at)[0], at)
+
+
+def _put_said(fname: str, inputs: tuple, values: dict) -> str:
+  """The reason of a substitution: what is substituted into, and why that piece."""
+  e, at = (values[n] for n in inputs)
+  piece, where = piece_at(e, at)
+  if where is None:
+    return f"Substitute x = {human(at)} into {fname}(x) = {human(piece)}"
+  return f"Since {where}, {fname}(x) = {human(piece)} there; substitute x = {human(at)}"
 
 
 def piece_at(e, value) -> tuple:
@@ -151,7 +161,8 @@ def _other(g: Graph, vrng, avoid: tuple = (), tries: int = 20):
 
 def _derivative(Fm: Formulas, vrng, given: str = "q", avoid: tuple = ()) -> Target:
   p = Fm.give(given, _other(Fm.g, vrng, avoid))
-  name = _evaluate(Fm, "f'", _dfdx(Fm), p, "")
+  _dfdx(Fm)
+  name = _evaluate(Fm, "f'", p)
   v = human(Fm.givens[p])
   return Target(name, f"the derivative of f at x = {v}",
                 [f"What is the derivative of f at x = {v}?", f"Find f'({v}).",
@@ -162,19 +173,25 @@ def _tangent(Fm: Formulas, vrng, given: str = "t", avoid: tuple = ()) -> Target:
   """The tangent line at x = t: its slope f'(t), then where it meets the y-axis."""
   g = Fm.g
   t = Fm.give(given, _other(g, vrng, avoid))
-  fp = _evaluate(Fm, "f", g.f, t, "")
-  fd = _evaluate(Fm, "f'", _dfdx(Fm), t, "")
+  _dfdx(Fm)
+  fp, fd = _evaluate(Fm, "f", t), _evaluate(Fm, "f'", t)
   v = human(Fm.givens[t])
   name = f"y₀({v})"  # by its point, the first too: y₀(2π/3) + y₀(-π/2), not y₀ + y₀(-π/2)
-  shift = f"({v})" if v.startswith("-") else v  # x - (-1), not x - -1
   Fm.add(name, "{0} - {1} · {2}", "q0 - q1*q2", (fp, fd, t), None,
-         f"The tangent y = f'({v})·(x - {shift}) + f({v}) meets the y-axis at x = 0",
+         FromInputs(functools.partial(_tangent_said, t)),
          [("q0 + q1*q2", "added f'(t)·t instead of subtracting it"),
-          ("q1 - q0*q2", "swapped f(t) and f'(t)")], show=False)
+          ("q1 - q0*q2", "swapped f(t) and f'(t)")], show=False,
+         label=FromInputs(functools.partial(_at_point, "y₀({})", (t,))))
   Fm.where[name] = ("tangent", as_float(Fm.givens[t]))
   return Target(name, f"the y-intercept of the tangent to the graph at x = {v}",
                 [f"Where does the tangent to the graph at x = {v} cross the y-axis (give y)?",
                  f"Find the y-intercept of the tangent line to f at x = {v}."])
+
+
+def _tangent_said(t: str, values: dict) -> str:
+  v = human(values[t])
+  shift = f"({v})" if v.startswith("-") else v  # x - (-1), not x - -1
+  return f"The tangent y = f'({v})·(x - {shift}) + f({v}) meets the y-axis at x = 0"
 
 
 def _average(Fm: Formulas, vrng, given: str = "") -> Target:
@@ -187,12 +204,13 @@ def _average(Fm: Formulas, vrng, given: str = "") -> Target:
   else:
     raise Rejected("no two distinct points to average over")
   un, wn = Fm.give("u" + given, u), Fm.give("w" + given, w)
-  fu, fw = _evaluate(Fm, "f", g.f, un, ""), _evaluate(Fm, "f", g.f, wn, "")
+  fu, fw = _evaluate(Fm, "f", un), _evaluate(Fm, "f", wn)
   name = f"rate[{human(u)}, {human(w)}]"  # by its interval, as y₀ by its point
   Fm.add(name, "({0} - {1}) / ({2} - {3})", "(q0 - q1)/(q2 - q3)", (fw, fu, wn, un), None,
          "The average rate of change is the rise over the run between the two points",
          [("(q0 + q1)/(q2 - q3)", "added the values instead of subtracting them"),
-          ("(q2 - q3)/(q0 - q1)", "divided the run by the rise")], show=False)
+          ("(q2 - q3)/(q0 - q1)", "divided the run by the rise")], show=False,
+         label=FromInputs(functools.partial(_at_point, "rate[{}, {}]", (un, wn))))
   Fm.where[name] = ("rate", as_float(u), as_float(w))
   return Target(name, f"the average rate of change of f from x = {human(u)} to x = {human(w)}",
                 [f"What is the average rate of change of f(x) from x = {human(u)} to "
@@ -319,9 +337,8 @@ def _extremum(Fm: Formulas, vrng) -> Target:
                    "How high does the graph reach?"])
   _critical(Fm)
   xc = _vertex(g)
-  v = Fm.add("f(x_v)", lambda: sub(g.f, xc), "q0.subs(x, q1)", (F, "x_v"), None,
-             "Evaluate f at the extremum",
-             show=False)
+  v = Fm.add("f(x_v)", FromInputs(functools.partial(_put, (F, "x_v"))), "q0.subs(x, q1)",
+             (F, "x_v"), None, "Evaluate f at the extremum", show=False)
   word = "minimum" if opens_up(g) else "maximum"
   return Target(v, f"the {word} value of f",
                 [f"What is the {word} value of f(x)?", f"Find the {word} of f.",

@@ -215,11 +215,18 @@ class Texts:
       if ok:
         v = written(v)
       text = human(v) if ok else None
-      if text is not None and (re.search(r"√\([^)]*√|\^", text)
-                               or len(text) > max(2 * len(self.answer), len(self.answer) + 8)):
+      if text is not None and not plain_beside(text, self.answer):
         text = None
       o.exact, o.text = (v if text else None), text
     return o.text
+
+
+def plain_beside(text: str, answer: str) -> bool:
+  """Whether a wrong value's text is one somebody would write beside this answer: no nested
+  roots or powers of powers, and not much longer (a long option stands out, and a rationale
+  ending on `(ln(2) + 2·ln(3))/ln(2)` is no student's)."""
+  return not (re.search(r"√\([^)]*√|\^", text)
+              or len(text) > max(2 * len(answer), len(answer) + 8))
 
 
 def _length_gap(answer: str, texts: list, want: int) -> int:

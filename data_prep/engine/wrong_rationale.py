@@ -10,7 +10,8 @@ one mistake:
   ending on that quantity's option (the wrong one of similar quantities, each step sound);
 - otherwise one wrong turn in the chain, carried forward: another quantity of the same kind
   used in a step (`used BD instead of DH in P`) or a misread given (`read ∠ABC as its
-  complement 30°`), every later step recomputed with it. A formula slip is not used: the step
+  complement 30°`, `read x = 2 as 3`), every later step recomputed with it and written from
+  the values it is worked with (`exact.FromInputs`: f(3) substituted into, and named). A formula slip is not used: the step
   would print the right formula beside its wrong value. A multiple-choice problem takes only
   a mistake that lands on one of its wrong options.
 The steps before the mistake are the chosen rationale's own, so a pair differs where the
@@ -67,9 +68,6 @@ def _one_wrong_turn(scene, main, rec, rng) -> dict | None:
   for k in rng.permutation(len(shown)):
     m = shown[k]
     start = mistakes.first_touched(chain, (m,))
-    if any(callable(d.template) or callable(d.reason) for d in chain[start:]):
-      continue  # a text made from the right values (a substitution, or a reason stating given
-      # values, `Formulas.stating`): it would print them beside the mistaken ones
     known = mistakes.worked(chain, scene.givens, (m,))
     if known is None or not all(_real(known[d.name]) for d in chain[start:]):
       continue  # a step carried past sense (the root of a negative, a division by 0)
@@ -77,7 +75,8 @@ def _one_wrong_turn(scene, main, rec, rng) -> dict | None:
     if not getattr(value, "is_real", False):
       continue
     text = human(written(value))
-    if text == right or (rec["choices"] and text not in rec["choices"]):
+    if text == right or not mistakes.plain_beside(text, right) or (
+        rec["choices"] and text not in rec["choices"]):
       continue
     lines = step_lines([_step(d, m, known) for d in chain], known, scene.angles)
     idx = rec["choices"].index(text) if rec["choices"] else None

@@ -138,3 +138,37 @@ def test_a_wrong_turn_carried_past_the_reals_is_not_written():
   opts = writer.Options(seed=1, domain="analytic", wrong_rationales=True)
   w = writer.make_problem(opts, 11)[0]["record"]["wrong_rationale"]
   assert w is not None and "I" not in w["CoT_reasoning"] and "i" not in w["answer"]
+
+
+SUBSTITUTED = re.compile(r"[Ss]ubstitute x = ([^:]+?)(?: into [^:]*)?: (f'?)\((.+?)\) = ")
+TANGENT = re.compile(r"The tangent y = f'\((.+?)\)·.* at x = 0: y₀\((.+?)\) = ")
+
+
+def test_function_free_form_problems_get_a_wrong_turn_written_from_its_own_values(tmp_path):
+  """A function's substitution steps were written from the right f and x whatever the step was
+  worked with, so no free-form function problem had a wrong rationale (0 of 90 at seeds 3 and 5).
+  Their templates, reasons and names (f(2), y₀(2), rate[1, 2]) are now written from the values
+  worked with: a misread x = 2 read as 3 writes `Substitute x = 3 ...: f(3) = ...`."""
+  opts = writer.Options(seed=3, domain="function", mc=0.0, wrong_rationales=True, steps=(1, 6))
+  writer.generate(str(tmp_path), 24, opts)
+  records = [r for r in json.loads((tmp_path / "instruct.json").read_text())
+             if r["question_type"] == "free_form" and r["answer"][:1] != "("]  # no intervals
+  made = [r for r in records if r["wrong_rationale"]]
+  assert len(made) >= 0.6 * len(records) >= 10, (len(made), len(records))
+  _worked_soundly(made)  # every step's arithmetic holds with the values written
+  said = 0
+  for r in made:
+    text = r["wrong_rationale"]["CoT_reasoning"]
+    points = set()
+    for at, _, name in SUBSTITUTED.findall(text):
+      assert at == name, (r["id"], at, name)  # the step's name holds the x substituted
+      points.add(at)
+    for at, name in TANGENT.findall(text):
+      assert at == name, (r["id"], at, name)
+    read = re.fullmatch(r"(?:read x = (.+) as (.+)|substituted x = (.+) for x = (.+))",
+                        r["wrong_rationale"]["mistake"])
+    if read:
+      was, now = (read[1], read[2]) if read[1] else (read[4], read[3])
+      assert now in points and was not in points, (r["id"], points)
+    said += bool(points)
+  assert said >= 0.8 * len(made), said
