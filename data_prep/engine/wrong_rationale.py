@@ -11,9 +11,10 @@ one mistake:
 - otherwise one wrong turn in the chain, carried forward: another quantity of the same kind
   used in a step (`used BD instead of DH in P`) or a misread given (`read ∠ABC as its
   complement 30°`, `read x = 2 as 3`), every later step recomputed with it and written from
-  the values it is worked with (`exact.FromInputs`: f(3) substituted into, and named). A formula slip is not used: the step
-  would print the right formula beside its wrong value. A multiple-choice problem takes only
-  a mistake that lands on one of its wrong options.
+  the values it is worked with (`exact.FromInputs`: f(3) substituted into, and named). A
+  formula slip is not used: the step would print the right formula beside its wrong value. A
+  multiple-choice problem takes only a mistake that lands on one of its wrong options, and
+  none takes a wrong answer nobody would write beside the right one (`mistakes.plain_beside`).
 The steps before the mistake are the chosen rationale's own, so a pair differs where the
 reasoning does. It is worked after the problem is made, on copies of the steps, with a
 generator seeded by the problem's content: a run with `--wrong_rationales` writes the same
