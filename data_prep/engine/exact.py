@@ -156,6 +156,63 @@ def _wrap(s: str, template: str, k: int) -> str:
   return f"({s})" if s.startswith("-") or " + " in s or " - " in s or "/" in s else s
 
 
+# A slip's formula for people, from its machine form (`Deriv.slips`' exprs over q0..qn): what a
+# wrong rationale writes in place of the step's template. Only plain arithmetic, roots, absolute
+# values, trig and log₂ have a written form here; a slip made with sympy's machinery (`.subs`,
+# `diff`, `power_slip`, `Piecewise`) is not written, nor one that uses an angle other than as a
+# trig function's argument (a sector's q1*pi*q0/360 would print 60° · π · 8 / 360, which reads
+# as radians). Written by hand: the slips are ~100 short formulas in one small grammar, and
+# sympy's printer reorders terms and writes 2x where a slot needs 2 · {0}.
+_NOT_WRITTEN = re.compile(r"\.subs|\bdiff\(|_slip\(|constant_term|Piecewise|Min\(|Max\(|solve|"
+                          r"\*\*\(|\*\*[^23]")
+_CALLS = {"sqrt": ("√(", ")"), "Abs": ("|", "|"), "log": ("log₂(", ")")}
+
+
+def slip_template(expr: str, angles: tuple = ()) -> str | None:
+  """`2*(q0 + q1)` -> `2 · ({0} + {1})`, `q0*cos(q1*pi/180)` -> `{0} · cos({1})`, `sqrt(q0**2 +
+  q1**2)` -> `√({0}² + {1}²)`; None for a formula with no written form here. angles: the
+  places of the inputs that are angles in degrees."""
+  s = re.sub(r"\b(sin|cos|tan)\(q(\d+)\*pi/180\)", r"\1(q\2)", expr)
+  s = re.sub(r"\b(sin|cos|tan)\(q(\d+)\*pi/360\)", r"\1(q\2/2)", s)
+  if _NOT_WRITTEN.search(s) or "pi/180" in s or "pi/360" in s:
+    return None
+  outside = re.sub(r"\b(sin|cos|tan)\(q\d+(/2)?\)", "", s)
+  if any(re.search(rf"\bq{k}\b", outside) for k in angles):
+    return None
+  s = _calls(s)
+  if s is None:
+    return None
+  s = re.sub(r"\bq(\d+)\b", r"{\1}", re.sub(r"\bpi\b", "π", s))
+  return s.replace("**2", "²").replace("**3", "³").replace("*", " · ").replace("/", " / ")
+
+
+def _calls(s: str) -> str | None:
+  """sqrt(...), Abs(...), log(..., 2) written as √(...), |...|, log₂(...); a root of one number
+  or slot bare (√3, √q0). None for a log to another base."""
+  m = re.search(r"\b(sqrt|Abs|log)\(", s)
+  if m is None:
+    return s
+  depth, i = 1, m.end()
+  while depth:
+    if i == len(s):
+      return None
+    depth += {"(": 1, ")": -1}.get(s[i], 0)
+    i += 1
+  inner = _calls(s[m.end():i - 1])
+  if inner is None:
+    return None
+  name = m.group(1)
+  if name == "log":
+    if not inner.endswith(", 2"):
+      return None
+    inner = inner[:-3]
+  lead, close = _CALLS[name]
+  if name == "sqrt" and re.fullmatch(r"\d+|q\d+", inner):
+    lead, close = "√", ""
+  rest = _calls(s[i:])
+  return None if rest is None else s[:m.start()] + lead + inner + close + rest
+
+
 POWERS = "²³⁴"
 _BARE_BASE = re.compile(r"\d+(\.\d+)?|[a-zπ]")  # a number or one letter squared as it stands
 _FRACTION = re.compile(r"[0-9√π]+/[0-9]+")      # 28/3, 9π/8, 3√2/2: no sign, no sum, no brackets
