@@ -71,7 +71,7 @@ def engine_pairs(records: list, style: str = "cot",
     raise ValueError(f"--answer {style!r}: one of {STYLES}")
   if version not in VERSIONS:
     raise ValueError(f"--version {version!r}: one of {VERSIONS}")
-  out, stats = [], {"problems": len(records), "no_wrong_rationale": 0, "pairs": 0}
+  out, stats = [], {"problems": len(records), "no_wrong_rationale": 0, "pairs": 0, "kinds": {}}
   for k, rec in enumerate(records):
     if "wrong_rationale" not in rec:
       raise ValueError(f"dpo_pairs: record {k} (id {rec.get('id')!r}) has no wrong_rationale "
@@ -80,10 +80,13 @@ def engine_pairs(records: list, style: str = "cot",
     if rec["wrong_rationale"] is None:  # the engine had no showable mistake for it
       stats["no_wrong_rationale"] += 1
       continue
+    kind = rec["wrong_rationale"].get("kind")  # None where made before kinds were recorded
     out.append({"id": f"{rec['id']}:{version}", "image": rec[f"image_{version}"],
                 "prompt": human_turn(rec["text_en"][f"{version}_question"], answer_of(rec)[1]),
                 "chosen": chosen_text(rec, style), "rejected": wrong_text(rec, style),
-                "answer": rec["answer"], "mistake": rec["wrong_rationale"]["mistake"]})
+                "answer": rec["answer"], "mistake": rec["wrong_rationale"]["mistake"],
+                "kind": kind})
+    stats["kinds"][kind] = stats["kinds"].get(kind, 0) + 1
   stats["pairs"] = len(out)
   return out, stats
 

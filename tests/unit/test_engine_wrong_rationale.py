@@ -107,10 +107,12 @@ def test_dpo_pairs_from_the_engine(runs, tmp_path):
   rows = [json.loads(line) for line in open(out)]
   assert stats["pairs"] == len(rows) == sum(r["wrong_rationale"] is not None for r in records)
   assert stats["no_wrong_rationale"] == len(records) - len(rows)
+  assert sum(stats["kinds"].values()) == len(rows) and None not in stats["kinds"]
   by_id = {r["id"]: r for r in records}
   for row in rows:
     rec = by_id[row["id"].split(":")[0]]
     assert row["rejected"] == f"The answer is {rec['wrong_rationale']['answer']}."
+    assert row["kind"] == rec["wrong_rationale"]["kind"]
     assert row["chosen"] != row["rejected"] and row["image"] == rec["image_vision_dominant"]
   for style in ("cot", "final"):  # the rejected side in the chosen side's style
     rows, _ = dpo_pairs.engine_pairs(records, style, "text_lite")
