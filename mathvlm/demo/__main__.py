@@ -236,26 +236,48 @@ def clip_math(d: Demo) -> None:
 
 
 def dpo(d: Demo) -> None:
-  """Stage 4 on the stage-3 model's own wrong answers to training problems."""
+  """Stage 4 on the first dpo_problems training problems: rejecting the stage-3 model's own
+  wrong answers to them (MAVIS), or with --rejected engine the engine's wrong rationales."""
   from mathvlm.demo import data
-  from mathvlm.eval import engine_benchmark
 
-  out = d.out
-  model, cfg = load_model(d.workdir("sft"))
-  pool = [p for p in engine_benchmark.load(f"{out}/engine/train/instruct.json")
-          if p.meta["version"] == VERSIONS[0]][:d.mode["dpo_problems"]]
-  responses = generate(d, model, cfg, pool)
-  pairs_path = f"{out}/engine/train/dpo_pairs.jsonl"
-  stats = data.preference_pairs(f"{out}/engine/train/instruct.json",
-                                {p.meta["group"]: r for p, r in zip(pool, responses)},
-                                VERSIONS[0], ANSWER, pairs_path)
+  folder, stats = (engine_pairs if d.args.rejected == "engine" else model_pairs)(d)
   d.results["built"]["preferences"] = data.build("preferences", [
-      "--json", pairs_path, "--images", f"{out}/engine/train", "--out", f"{out}/data",
+      "--json", f"{folder}/dpo_pairs.jsonl", "--images", folder, "--out", f"{d.out}/data",
       "--image_size", "56"])
   d.train("dpo", "4 DPO", **{"model.init_from": d.workdir("sft")})
-  d.results["dpo_pairs"] = stats
-  say(f"[6/9] DPO on {stats['pairs']} pairs ({stats['correct']} of {stats['responses']} "
-      f"training answers were right): {held_out(d, 'dpo')}")
+  d.results["dpo_pairs"] = dict(stats, rejected=d.args.rejected)
+  made = (f"{stats['correct']} of {stats['responses']} training answers were right"
+          if d.args.rejected == "model" else
+          f"the engine's wrong rationales; {stats['no_wrong_rationale']} of "
+          f"{stats['problems']} problems had none")
+  say(f"[6/9] DPO on {stats['pairs']} pairs ({made}): {held_out(d, 'dpo')}")
+
+
+def model_pairs(d: Demo) -> tuple[str, dict]:
+  """(folder, counts): the stage-3 model answers the pool; its wrong answers are rejected."""
+  from mathvlm.demo import data
+  from mathvlm.eval import engine_benchmark
+  folder = f"{d.out}/engine/train"
+  model, cfg = load_model(d.workdir("sft"))
+  pool = [p for p in engine_benchmark.load(f"{folder}/instruct.json")
+          if p.meta["version"] == VERSIONS[0]][:d.mode["dpo_problems"]]
+  responses = generate(d, model, cfg, pool)
+  return folder, data.preference_pairs(f"{folder}/instruct.json",
+                                       {p.meta["group"]: r for p, r in zip(pool, responses)},
+                                       VERSIONS[0], ANSWER, f"{folder}/dpo_pairs.jsonl")
+
+
+def engine_pairs(d: Demo) -> tuple[str, dict]:
+  """(folder, counts): the same pool made again with --wrong_rationales (the engine's problems
+  are pure in seed and index: the first dpo_problems training problems, byte for byte, each
+  with a rationale that has one mistake), whose wrong rationales are rejected; no model is
+  sampled."""
+  from mathvlm.demo import data
+  folder = f"{d.out}/engine/train_wrong"
+  data.engine_set(folder, d.mode["dpo_problems"], d.args.seed, d.args.workers, "train",
+                  wrong_rationales=True)
+  return folder, data.engine_preference_pairs(f"{folder}/instruct.json", VERSIONS[0], ANSWER,
+                                              f"{folder}/dpo_pairs.jsonl")
 
 
 def grpo(d: Demo) -> None:
@@ -337,6 +359,9 @@ def main(argv=None) -> dict:
   p.add_argument("--quick", action="store_true", help="the test suite's few-minute variant")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--workers", type=int, default=2, help="engine and builder processes")
+  p.add_argument("--rejected", choices=("model", "engine"), default="model",
+                 help="DPO's rejected side: the stage-3 model's own wrong answers (MAVIS) or "
+                      "the engine's wrong rationales for the same problems")
   args = p.parse_args(argv)
   t0 = time.time()
   d = Demo(args, QUICK if args.quick else FULL, os.path.abspath(args.out))
@@ -358,7 +383,8 @@ def write_summary(d: Demo, seconds: float) -> dict:
   from mathvlm.demo import report
   r = d.results
   summary = dict(
-      command="make demo" if not d.args.quick else "python -m mathvlm.demo --quick",
+      command=("make demo" if not d.args.quick else "python -m mathvlm.demo --quick")
+      + (" --rejected engine" if d.args.rejected == "engine" else ""),
       machine=f"{platform.machine()}, {os.cpu_count()} CPU cores",
       settings=dict(seed=d.args.seed, quick=d.args.quick, versions=VERSIONS, answer=ANSWER,
                     max_new_tokens=MAX_NEW_TOKENS, variants=VARIANTS,

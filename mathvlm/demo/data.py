@@ -79,17 +79,21 @@ def engine_source() -> str:
 
 
 def engine_set(d: str, n: int, seed: int, workers: int, split: str, variants: int = 1,
-               steps: str | None = None, option_kinds: str = "same") -> dict:
+               steps: str | None = None, option_kinds: str = "same",
+               wrong_rationales: bool = False) -> dict:
   """`python -m data_prep.engine` into D unless D holds what this call asks for (a rerun
   resumes): these n x variants records, of this seed and split, with these steps, made by this
   engine (D/made_by.json; another seed, or an engine that draws other problems, remakes them:
   reusing them would report one run's data under another's settings). Returns meta.json. steps:
   the engine's MIN:MAX reasoning depth (whatever was made when None); option_kinds: the
-  engine's --option_kinds."""
+  engine's --option_kinds; wrong_rationales: its --wrong_rationales (the same problems, each
+  with a rationale that has one mistake)."""
   path, stamp_path = os.path.join(d, "meta.json"), os.path.join(d, "made_by.json")
   want = [int(x) for x in steps.split(":")] if steps else None
   stamp = {"n": n * variants, "variants": variants, "seed": seed, "split": split,
            "option_kinds": option_kinds, "engine_source": engine_source()}
+  if wrong_rationales:  # only when asked: the stamps of folders made without stay as they were
+    stamp["wrong_rationales"] = True
   made = load_json(path) if os.path.exists(path) else None
   by = load_json(stamp_path) if os.path.exists(stamp_path) else None
   if not (made and by == stamp and want in (None, made.get("steps"))):
@@ -97,7 +101,8 @@ def engine_set(d: str, n: int, seed: int, workers: int, split: str, variants: in
                                      str(seed), "--workers", str(workers), "--split", split]
                 + (["--variants", str(variants)] if variants > 1 else [])
                 + (["--steps", steps] if steps else [])
-                + ["--option_kinds", option_kinds])
+                + ["--option_kinds", option_kinds]
+                + (["--wrong_rationales"] if wrong_rationales else []))
     with open(stamp_path, "w") as f:
       json.dump(stamp, f)
   return load_json(path)
@@ -170,6 +175,15 @@ def build_all(out: str, image_size: int, versions: list[str], answer: str) -> di
                                                  "--answer", answer] + common),
   }
   return reports
+
+
+def engine_preference_pairs(problems_path: str, version: str, style: str, path: str) -> dict:
+  """Stage 4's pairs with the engine's rejected side (`dpo_pairs --rejected engine`): the same
+  prompt and chosen answer, rejected the problem's wrong rationale in the trained style."""
+  stdout = run_command("data_prep.engine.dpo_pairs", [
+      "--rejected", "engine", "--problems", problems_path, "--out", path, "--answer", style,
+      "--version", version])
+  return json.loads(stdout.strip().splitlines()[-1])
 
 
 def preference_pairs(problems_path: str, responses: dict[str, str], version: str,

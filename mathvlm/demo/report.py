@@ -321,15 +321,25 @@ def training_section(r: dict) -> list[str]:
       "GRPO's loss is about 0 by construction (its advantages sum to 0 in each group); what it "
       "optimises, the reward, is in the Stage 5 table.",
       "",
-      f"DPO pairs: the stage-3 model answered {pairs['responses']} training problems; "
-      f"{pairs['correct']} right, {pairs['pairs']} wrong answers became "
-      "(annotated answer, model answer) pairs" + (
-          f"; {pairs['empty']} empty answers were left out (no text to reject)."
-          if pairs.get("empty") else "."),
+      dpo_pairs_said(pairs),
       "",
       "![losses](losses.png)",
       "",
   ]
+
+
+def dpo_pairs_said(pairs: dict) -> str:
+  if pairs.get("rejected") == "engine":
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(pairs["kinds"].items()))
+    return (f"DPO pairs (`--rejected engine`): the engine's wrong rationales for "
+            f"{pairs['problems']} training problems became {pairs['pairs']} (annotated answer, "
+            f"wrong rationale's answer) pairs ({kinds}); {pairs['no_wrong_rationale']} problems "
+            "had none.")
+  return (f"DPO pairs: the stage-3 model answered {pairs['responses']} training problems; "
+          f"{pairs['correct']} right, {pairs['pairs']} wrong answers became "
+          "(annotated answer, model answer) pairs" + (
+              f"; {pairs['empty']} empty answers were left out (no text to reject)."
+              if pairs.get("empty") else "."))
 
 
 def math_v_section(m: dict) -> list[str]:
