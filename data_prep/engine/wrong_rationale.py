@@ -37,8 +37,8 @@ from .problems import Rejected, Scene, Target, closing, cot, solve, step_lines
 
 
 def of(scene: Scene, main: Target, rec: dict, members: list | None) -> dict | None:
-  """{"CoT_reasoning", "answer", "mistake"} for the problem `rec` asking `main`, or None when
-  the engine has no showable mistake for it."""
+  """{"CoT_reasoning", "answer", "mistake", "kind"} for the problem `rec` asking `main`, or
+  None when the engine has no showable mistake for it."""
   rng = np.random.default_rng(int.from_bytes(hashlib.sha256(
       (rec["cot"] + "|" + "|".join(rec["choices"])).encode()).digest()[:8], "little"))
   if members:
