@@ -180,10 +180,8 @@ def build_all(out: str, image_size: int, versions: list[str], answer: str) -> di
 def engine_preference_pairs(problems_path: str, version: str, style: str, path: str) -> dict:
   """Stage 4's pairs with the engine's rejected side (`dpo_pairs --rejected engine`): the same
   prompt and chosen answer, rejected the problem's wrong rationale in the trained style."""
-  stdout = run_command("data_prep.engine.dpo_pairs", [
-      "--rejected", "engine", "--problems", problems_path, "--out", path, "--answer", style,
-      "--version", version])
-  return json.loads(stdout.strip().splitlines()[-1])
+  return _dpo_pairs(["--rejected", "engine", "--problems", problems_path, "--out", path,
+                     "--answer", style, "--version", version])
 
 
 def preference_pairs(problems_path: str, responses: dict[str, str], version: str,
@@ -195,7 +193,11 @@ def preference_pairs(problems_path: str, responses: dict[str, str], version: str
   with open(responses_path, "w") as f:
     for k, v in responses.items():
       f.write(json.dumps({"id": k, "response": v, "version": version}) + "\n")
-  stdout = run_command("data_prep.engine.dpo_pairs", [
-      "--problems", problems_path, "--responses", responses_path, "--out", path,
-      "--answer", style])
+  return _dpo_pairs(["--problems", problems_path, "--responses", responses_path, "--out", path,
+                     "--answer", style])
+
+
+def _dpo_pairs(args: list[str]) -> dict:
+  """`python -m data_prep.engine.dpo_pairs ARGS`; returns the counts it prints last."""
+  stdout = run_command("data_prep.engine.dpo_pairs", args)
   return json.loads(stdout.strip().splitlines()[-1])
