@@ -90,6 +90,7 @@ class Canvas:
     self.labels = []       # (text, ink box) as drawn
     self.layout = LY.Layout(size)
     self.ink = None        # (x0, y0, x1, y1), final pixels: what anything drawn may cover
+    self.art = []          # line art waiting to be drawn (`_paint`)
 
   def _inked(self, q, pad: float):
     """Grow `ink` over points q (final pixels) padded by pad (a line's width, a dot's radius):
@@ -120,20 +121,29 @@ class Canvas:
   def _width(self, width):
     return max(1, round(width * self.k))
 
+  def _paint(self, method: str, *args, **kwargs):
+    """Draw now on a flattened canvas; before, queue the call for `flatten`. The layout is
+    known at once either way, so a figure whose labels do not fit is given up before any of
+    its line art is drawn (half the figures tried, ~0.3 ms each)."""
+    if self.k > 1:
+      self.art.append((method, args, kwargs))
+    else:
+      getattr(self.d, method)(*args, **kwargs)
+
   def poly(self, pts, fill=None, outline=INK, width=2.0):
     q = self.px(pts)
     self._inked(q, width)
     if fill is not None:
-      self.d.polygon(self._hi(q), fill=fill)
+      self._paint("polygon", self._hi(q), fill=fill)
     if outline is not None:
-      self.d.line(self._hi(np.vstack([q, q[:1]])), fill=outline, width=self._width(width),
-                  joint="curve")
+      self._paint("line", self._hi(np.vstack([q, q[:1]])), fill=outline,
+                  width=self._width(width), joint="curve")
       self.layout.add_segments(q, closed=True)
 
   def line(self, pts, color=INK, width=2.0, obstacle=True):
     q = self.px(pts)
     self._inked(q, width)
-    self.d.line(self._hi(q), fill=color, width=self._width(width), joint="curve")
+    self._paint("line", self._hi(q), fill=color, width=self._width(width), joint="curve")
     if obstacle:
       self.layout.add_segments(q)
 
@@ -141,21 +151,21 @@ class Canvas:
     """A dense polyline (a function graph): no joint rounding needed, so much cheaper."""
     q = self.px(np.asarray(pts, float))
     self._inked(q, width)
-    self.d.line((q * self.k).ravel().tolist(), fill=color, width=self._width(width))
+    self._paint("line", (q * self.k).ravel().tolist(), fill=color, width=self._width(width))
     self.layout.add_segments(q)
 
   def dot(self, p, r=3.5, color=INK):
     x, y = self.px(p)
     k = self.k
     self._inked([x, y], r + 1)
-    self.d.ellipse([(x - r) * k, (y - r) * k, (x + r) * k, (y + r) * k], fill=color)
+    self._paint("ellipse", [(x - r) * k, (y - r) * k, (x + r) * k, (y + r) * k], fill=color)
     self.layout.add_vertices([x, y])
 
   def px_line(self, pts, color=INK, width=1.5):
     """A line given in final-size pixels (marks that have a fixed on-screen size)."""
     k = self.k
     self._inked(pts, width)
-    self.d.line([(float(x) * k, float(y) * k) for x, y in pts], fill=color,
+    self._paint("line", [(float(x) * k, float(y) * k) for x, y in pts], fill=color,
                 width=max(1, round(width * k)))
 
   def place(self, text, size, color, centres, optional=False, keep=None):
@@ -192,6 +202,9 @@ class Canvas:
   def flatten(self):
     """Reduce the supersampled line art now; later marks draw at final size (cheap copies)."""
     if self.k > 1:
+      for method, args, kwargs in self.art:
+        getattr(self.d, method)(*args, **kwargs)
+      self.art = []
       self.img = self._reduced()
       self.d = ImageDraw.Draw(self.img)
       self.k = 1
@@ -240,7 +253,7 @@ def copy(c: Canvas) -> Canvas:
   n.__dict__.update(c.__dict__)
   n.img = c.img.copy()
   n.d = ImageDraw.Draw(n.img)
-  n.texts, n.drawn, n.labels = list(c.texts), list(c.drawn), list(c.labels)
+  n.texts, n.drawn, n.labels, n.art = list(c.texts), list(c.drawn), list(c.labels), list(c.art)
   return n
 
 
