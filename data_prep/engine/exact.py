@@ -99,7 +99,10 @@ class Deriv:
   template and reason may be `FromInputs`, written from the step's input values when used;
   slips: ((expr, why), ...) wrong formulas a student might use here (the distractors' source);
   label: the name as written, where it holds a value (f(2) from x = 2), a `FromInputs`: a
-  wrong rationale that misreads x = 2 as 3 writes f(3).
+  wrong rationale that misreads x = 2 as 3 writes f(3);
+  solves: the step solves template = 0 for x, and says so as a reader works it, the equation
+  with its values and then the solutions ("1 - 2x = 0, so x_v = 1/2"; a list of them as
+  "x = 1/3 or x = 5/3"), where a formula would write a solver's call (solve(1 - 2x = 0)).
   """
   name: str
   template: str
@@ -113,6 +116,7 @@ class Deriv:
   show_names: bool = dataclasses.field(default=True, kw_only=True)
   slips: tuple = dataclasses.field(default=(), kw_only=True)
   label: object = dataclasses.field(default=None, kw_only=True)
+  solves: bool = dataclasses.field(default=False, kw_only=True)
 
   def sentence(self, knowns: dict, angles: set) -> str:
     values = {n: knowns[n] for n in self.inputs}
@@ -122,6 +126,8 @@ class Deriv:
             for k, n in enumerate(self.inputs)]
     f_names = template.format(*self.inputs)
     f_vals = template.format(*vals)
+    if self.solves:
+      return f"{reason}: {f_vals} = 0, so {self._solutions(name)}."
     tail = human(written(self.value))
     parts = [f"{name} = {f_names}"] if self.show_names else [name]
     if f_vals != f_names or not self.show_names:
@@ -132,6 +138,14 @@ class Deriv:
     if is_number(self.value) and not is_rational(self.value):
       out += f" ≈ {approx(self.value)}"
     return f"{reason}: {out}."
+
+  def _solutions(self, name: str) -> str:
+    if isinstance(self.value, (list, tuple)):
+      return " or ".join(f"x = {human(written(v))}" for v in self.value)
+    out = f"{name} = {human(written(self.value))}"
+    if is_number(self.value) and not is_rational(self.value):
+      out += f" ≈ {approx(self.value)}"
+    return out
 
   def machine(self) -> dict:
     return {"name": self.name, "expr": self.expr, "inputs": list(self.inputs),

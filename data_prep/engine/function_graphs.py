@@ -136,10 +136,11 @@ class Formulas:
     self.where = {}      # step name -> the x (or bounds) it is measured at
 
   def add(self, name, template, expr, inputs, value, why, slips=(), show=True,
-          label=None) -> str:
+          label=None, solves=False) -> str:
     """A derivation (kept if one of that name exists: shared steps are computed once)."""
     self.derivs.setdefault(name, Deriv(name, template, expr, tuple(inputs), value, why,
-                                       show_names=show, slips=tuple(slips), label=label))
+                                       show_names=show, slips=tuple(slips), label=label,
+                                       solves=solves))
     return name
 
   def give(self, name, value) -> str:

@@ -313,9 +313,10 @@ def _zero(Fm: Formulas, vrng) -> Target:
   else:
     if g.fam == "abs" and not (-g.info["k"] / g.info["a"]) > 0:
       raise Rejected("this absolute-value graph has no zeros or only a touching one")
-    Fm.add("zeros", "solve({0} = 0)", "sorted(solve(q0, x))", (F,), None, "Set f(x) = 0 and solve")
+    Fm.add("zeros", "{0}", "sorted(solve(q0, x))", (F,), None, "Set f(x) = 0 and solve",
+           solves=True)
     Fm.add("x₀", "max({0})", "Max(*q0)", ("zeros",), None, "Take the largest zero",
-           [("Min(*q0)", "took the smallest zero")])
+           [("Min(*q0)", "took the smallest zero")], show=False)
   return Target("x₀", "the largest zero of f",
                 ["What is the largest zero of f(x)?", "Find the largest x with f(x) = 0.",
                  "What is the greatest root of f(x) = 0?"])
@@ -365,8 +366,8 @@ def _critical(Fm: Formulas):
     return
   Fm.add("f'(x)", "d/dx [{0}]", "diff(q0, x)", (F,), None, "Differentiate f",
          DERIVATIVE_SLIPS["poly"])
-  Fm.add("x_v", "solve({0} = 0)", "solve(q0, x)[0]", ("f'(x)",), None,
-         "The extremum is where f'(x) = 0")
+  Fm.add("x_v", "{0}", "solve(q0, x)[0]", ("f'(x)",), None,
+         "The extremum is where f'(x) = 0", solves=True)
 
 
 def _monotonic(Fm: Formulas, vrng) -> Target:

@@ -11,7 +11,7 @@ from data_prep.engine.exact import X, Deriv
 from data_prep.engine.notation import human, interval, machine
 from mathvlm.eval.answers import engine_correct, parse_math, same_value, value_of
 
-PROGRAM = re.compile(r"\*|sqrt|\bpi\b|\boo\b|Abs\(|\blog\(|\^|Piecewise|Interval|\bI\b\*")
+PROGRAM = re.compile(r"\*|sqrt|\bpi\b|\boo\b|Abs\(|\blog\(|\^|Piecewise|Interval|\bI\b\*|\bsolve\(|sorted\(")
 # and notation that misleads a reader: a bare fraction squared (12/5² is 12/25) and a value in
 # two pairs of brackets (tan((-π/6)), where the formula brackets the value it substitutes)
 MISREAD = re.compile(r"\d/\d+²|\(\([^()]*\)\)|√\d+[²³⁴]|[+-] -[\dπ√]")
@@ -349,3 +349,33 @@ def test_two_tangents_or_two_rates_in_one_chain_are_each_named_by_their_point():
       sums += bool(re.search(r"y₀\(.*\) \+ y₀\(|rate\[.*\] \+ rate\[", cot))
       bare += re.findall(r".{0,40}(?:y₀|rate) [=+].{0,20}", cot)
   assert bare == [] and sums > 30, (sums, bare[:3])
+
+
+SOLVED = re.compile(r"Step \d+: (?:Set f\(x\) = 0 and solve|The extremum is where f'\(x\) = 0): "
+                    r"(.+) = 0, so (.+)\.")
+
+
+def test_a_step_that_solves_writes_the_equation_and_its_solutions():
+  """Finding a zero or an extremum is written as a reader solves it ("1 - 2x = 0, so
+  x_v = 1/2"; "x² + 4x + 3 = 0, so x = -3 or x = -1"), not as a solver's call
+  (solve(f'(x) = 0) = solve((1 - 2x) = 0)). The equation holds at each solution written, and a
+  list of zeros is every real solution."""
+  xr = sp.Symbol("x", real=True)
+  seen = 0
+  for seed in range(6):
+    opts = writer.Options(domain="function", seed=seed, degrade=0.0, mc=0.0)
+    for i in range(40):
+      r = writer.make_problem(opts, i)[0]["record"]
+      for line in (r["text_en"]["CoT_reasoning"] + "\n" + r["harder"]["CoT_reasoning"]).split("\n"):
+        if "and solve" not in line and "where f'(x) = 0" not in line:
+          continue
+        m = SOLVED.fullmatch(line)
+        assert m and not PROGRAM.search(line), (r["id"], line)
+        lhs = parse_math(m.group(1)).subs(sp.Symbol("x"), xr)
+        sols = [s.split(" = ")[1] for s in m.group(2).split(" or ")]
+        assert m.group(2).startswith(("x = ", "x_v = ")), (r["id"], line)
+        assert all(abs(complex(sp.N(lhs.subs(xr, parse_math(s))))) < 1e-9 for s in sols), line
+        if m.group(2).startswith("x = "):
+          assert len(sols) == len(sp.solve(lhs, xr)), (r["id"], line)
+        seen += 1
+  assert seen >= 8, seen
