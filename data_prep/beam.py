@@ -33,13 +33,21 @@ from data_prep import common
 
 
 def pipeline_options(beam_options: str, workers: int):
-  """Beam options from a string; the DirectRunner gets `workers` processes unless told."""
+  """Beam options from a string; the DirectRunner gets `workers` processes unless told.
+
+  The DirectRunner is run as its batch engine, the FnApiRunner, by name: since Beam 2.6x the
+  DirectRunner first hands a pipeline to Prism, a Go runner whose binary it downloads from
+  GitHub at run time. Offline, as here, the download failed and it fell back, leaving a
+  /tmp/beam-temp* folder a run; with a network it fetched a binary at run time and ran the
+  pipeline outside the --workers processes asked for. `--runner=PrismRunner` still asks for it."""
   from apache_beam.options.pipeline_options import PipelineOptions
   args = shlex.split(beam_options or "")
   runner = next((a.split("=", 1)[1] for a in args if a.startswith("--runner=")), "DirectRunner")
-  if runner in ("DirectRunner", "direct") and not any("direct_num_workers" in a for a in args):
-    args += [f"--direct_num_workers={max(1, workers)}",
-             "--direct_running_mode=" + ("multi_processing" if workers > 1 else "in_memory")]
+  if runner in ("DirectRunner", "direct"):
+    args = [a for a in args if not a.startswith("--runner=")] + ["--runner=FnApiRunner"]
+    if not any("direct_num_workers" in a for a in args):
+      args += [f"--direct_num_workers={max(1, workers)}",
+               "--direct_running_mode=" + ("multi_processing" if workers > 1 else "in_memory")]
   if not any("sdk_harness_log_level" in a for a in args):
     args.append("--default_sdk_harness_log_level=WARNING")
   return PipelineOptions(args)

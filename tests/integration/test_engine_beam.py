@@ -70,6 +70,32 @@ def test_beam_names_a_bad_run_and_writes_no_problems_as_the_local_path(tmp_path)
   assert len(_same_tree(str(tmp_path / "local"), str(tmp_path / "beam"))) == 4
 
 
+def test_the_local_runner_fetches_nothing_and_leaves_no_temp_folder(tmp_path, monkeypatch):
+  """The DirectRunner of Beam 2.6x hands a pipeline to Prism first, whose Go binary it downloads
+  from GitHub at run time (offline it fell back, leaving /tmp/beam-temp*): the local run names
+  the DirectRunner's batch engine instead. In process, in memory: a few seconds."""
+  import tempfile
+
+  from apache_beam.runners.portability import prism_runner
+
+  from data_prep import beam
+  from data_prep.engine import writer
+  started = []
+
+  def no_prism(self, *args, **kwargs):
+    started.append(type(self).__name__)
+    raise RuntimeError("Prism asked for: it would download its binary")
+
+  monkeypatch.setattr(prism_runner.PrismRunner, "run_pipeline", no_prism)
+  temp = tmp_path / "temp"
+  temp.mkdir()
+  monkeypatch.setattr(tempfile, "tempdir", str(temp))
+  beam.generate(str(tmp_path / "beam"), 2, writer.Options(seed=0))
+  writer.generate(str(tmp_path / "local"), 2, writer.Options(seed=0))
+  assert started == [] and os.listdir(temp) == []
+  _same_tree(str(tmp_path / "local"), str(tmp_path / "beam"))
+
+
 def test_beam_builder_moves_shards_from_a_temp_dir_on_another_filesystem(tmp_path, monkeypatch):
   """Shards were written in the system's temp dir and renamed into DATA_DIR: with the temp dir on
   another filesystem (TMPDIR=/dev/shm, a tmpfs /tmp) the rename failed with EXDEV and left the
