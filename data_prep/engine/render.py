@@ -124,7 +124,8 @@ class Canvas:
   def _paint(self, method: str, *args, **kwargs):
     """Draw now on a flattened canvas; before, queue the call for `flatten`. The layout is
     known at once either way, so a figure whose labels do not fit is given up before any of
-    its line art is drawn (half the figures tried, ~0.3 ms each)."""
+    its line art is drawn (about half the plane figures tried; 0.8% of a problem's
+    instructions, `benchmarks.engine_instructions`)."""
     if self.k > 1:
       self.art.append((method, args, kwargs))
     else:
