@@ -134,22 +134,21 @@ class Deriv:
       parts.append(f_vals)
     if tail != parts[-1]:
       parts.append(tail)
-    out = " = ".join(parts)
-    if is_number(self.value) and not is_rational(self.value):
-      out += f" ≈ {approx(self.value)}"
-    return f"{reason}: {out}."
+    return f"{reason}: {_decimal_after(' = '.join(parts), self.value)}."
 
   def _solutions(self, name: str) -> str:
     if isinstance(self.value, (list, tuple)):
       return " or ".join(f"x = {human(written(v))}" for v in self.value)
-    out = f"{name} = {human(written(self.value))}"
-    if is_number(self.value) and not is_rational(self.value):
-      out += f" ≈ {approx(self.value)}"
-    return out
+    return _decimal_after(f"{name} = {human(written(self.value))}", self.value)
 
   def machine(self) -> dict:
     return {"name": self.name, "expr": self.expr, "inputs": list(self.inputs),
             "value": machine(self.value)}
+
+
+def _decimal_after(text: str, v) -> str:
+  """A step's equation, with the value's decimal after it when the value is irrational."""
+  return f"{text} ≈ {approx(v)}" if is_number(v) and not is_rational(v) else text
 
 
 def _wrap(s: str, template: str, k: int) -> str:
