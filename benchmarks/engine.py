@@ -168,28 +168,13 @@ def _timed_stages(spent: collections.Counter):
 
 
 def drawings(n: int, seed: int) -> list:
-  """What our renderer drew for n problems, per image: pixel segments and labels."""
+  """What our renderer drew for the engine's n problems, per image: pixel segments and labels."""
   out = []
   for i in range(n):
-    d = _redraw(writer.domain_for("all", i), seed, i)
+    d = writer.drawn_problem(writer.Options(seed=seed), i)[1][0].images
     out.append([(np.vstack(c.layout.seg_list), [(t, b) for t, b in c.labels])
                 for _, _, c in d.values()])
   return out
-
-
-def _redraw(dom, seed, i):
-  for attempt in range(writer.MAX_PROGRAMS):
-    base = [seed, i, attempt, 0]
-    for tries in range(writer.MAX_VALUES):
-      try:
-        opts = writer.Options(seed=seed)
-        return writer.draw(dom, opts, np.random.default_rng(base + [0]),
-                           np.random.default_rng(base + [1, 0, tries]),
-                           mc=writer.is_mc(opts, i)).images
-      except Rejected as e:
-        if type(e).__name__ == "ProgramRejected":
-          break
-  raise RuntimeError(f"problem {i} could not be drawn")
 
 
 def matplotlib_png(images: list) -> int:

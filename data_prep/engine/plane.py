@@ -25,7 +25,7 @@ from . import geometry as G
 from . import shapes as SH
 from .exact import FLOAT, TRIG, Deriv, evaluate, sum_step
 from .notation import human
-from .problems import Rejected, Target
+from .problems import FigureRejected, Target
 
 ROOTS = SH.ATTACHABLE + ("circle",)
 SLOTS = {"square": 3, "rectangle": 3, "parallelogram": 3, "trapezoid": 3, "right_triangle": 2,
@@ -90,7 +90,7 @@ def program(srng, n_shapes: int, beside: int = 0) -> Program:
 
 
 def realize(prog: Program, vrng) -> Figure:
-  """The program with numbers and letters; Rejected when a shape would overlap another."""
+  """The program with numbers and letters; FigureRejected when a shape would overlap another."""
   pool = list(vrng.permutation(list(string.ascii_uppercase)))
   new_letter = pool.pop
   extra_givens, extra_facts = {}, []
@@ -111,9 +111,9 @@ def realize(prog: Program, vrng) -> Figure:
                     float_of(en, givens, derivs), vrng, new_letter)
     outline = cand.outline()
     if any(G.overlap(outline, o.outline()) for o in shapes):
-      raise Rejected("shapes overlap")
+      raise FigureRejected("shapes overlap")
     if _lands_on_a_vertex(cand, shapes):
-      raise Rejected("a new vertex lands on a named one")
+      raise FigureRejected("a new vertex lands on a named one")
     par.attach.remove((i, j))
     cand.parent_edge = en
     shapes.append(cand)
@@ -167,7 +167,7 @@ def _put_beside(shapes, relations, kind, how, vrng, new_letter, givens, facts):
                lambda: next(again))
   _root_given(s, b, how, givens, facts)
   if any(G.overlap(s.outline(), o.outline()) for o in shapes):
-    raise Rejected("shapes overlap")
+    raise FigureRejected("shapes overlap")
   shapes.append(s)
   relations.append(("beside", s))
 

@@ -4,17 +4,33 @@ from __future__ import annotations
 
 from . import plane as P
 from . import render as R
-from .problems import Scene
+from .problems import FigureRejected, Scene
 
 
-def make(srng, vrng, wanted: int, same_kind: bool = False, steps: tuple = (1, 6)) -> Scene:
-  prog = P.program(srng, P.shape_count(srng, wanted), P.beside_count(steps))
-  fig = P.realize(prog, vrng)
+def make(srng, vrng, wanted: int, same_kind: bool = False, steps: tuple = (1, 6),
+         shapes: int | None = None) -> Scene:
+  """`shapes`: the shape count of a program before whose figure could not be drawn
+  (`FigureRejected`), instead of srng's."""
+  n = P.shape_count(srng, wanted)  # drawn always: srng's stream stays the same
+  n = n if shapes is None else shapes
+  prog = P.program(srng, n, P.beside_count(steps))
+  try:
+    fig = P.realize(prog, vrng)
+  except FigureRejected as e:
+    e.kept["shapes"] = n
+    raise
   caption = P.describe(fig, vrng)
   return Scene(
     domain="plane", family=fig.shapes[0].kind, givens=fig.givens, derivs=fig.derivs,
     targets=P.targets(fig), measure=lambda name: P.measure(fig, name),
     facts=[{"id": f.id, "text": f.text, "numeric": f.numeric} for f in fig.facts],
     context=P.context(fig), caption=caption, generation=caption[:len(fig.relations)],
-    key=lambda: P.key(fig, ""), draw=lambda: R.plane(fig), angles=fig.angles, kind_of=P.kind_of,
+    key=lambda: P.key(fig, ""), draw=lambda: _drawn(fig, n), angles=fig.angles, kind_of=P.kind_of,
     misreads=P.misreads(fig))
+
+
+def _drawn(fig, shapes: int) -> dict:
+  try:
+    return R.plane(fig)
+  except R.LabelsDoNotFit as e:
+    raise FigureRejected(f"labels do not fit: {e}", shapes=shapes) from None

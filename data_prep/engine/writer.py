@@ -6,9 +6,10 @@ and the values generator (numbers, letters, wrong options). Variant k of problem
 (`--variants K`) replays the same structure with its own values, so variants share the figure
 program and differ in numbers and letters. Nothing depends on which worker made a problem, so
 the output is byte-identical for any worker count, and for the Beam pipeline (`data_prep.beam`).
-A problem that fails its re-check (`Rejected`), whose labels do not fit, or that lands in the
-other split is redrawn with the next attempt; rejections are counted in meta.json, never
-silently dropped.
+A problem that fails its re-check (`Rejected`) is redrawn with new values; a plane figure that
+cannot be drawn (`FigureRejected`: shapes overlap, labels do not fit), a program that cannot ask
+the question, or one that lands in the other split, with the next attempt. Rejections are counted
+in meta.json, never silently dropped.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ import sympy as sp
 from . import analytic, functions, plane_problem, render, wrong_rationale
 from .exact import as_float
 from .notation import machine
-from .problems import (NoOptions, ProgramRejected, Rejected, assemble, chain_of, complexity,
-                       harder_of, is_fair, option_set, pick)
+from .problems import (FigureRejected, NoOptions, ProgramRejected, Rejected, assemble, chain_of,
+                       complexity, harder_of, is_fair, option_set, pick)
 
 log = logging.getLogger(__name__)
 DOMAINS = ("plane", "analytic", "function")
@@ -56,7 +57,11 @@ WRONG_OPTIONS = ("figure", "figure+mistakes")
 # ~20% faster, but a model that tells an area from a length reads part of the answer: the demo's
 # ranked 34.2% on mixed sets and 27.1% on sets of one kind, `mathvlm.demo.confirm --ranked`).
 OPTION_KINDS = ("same", "mixed")
-MAX_PROGRAMS = 60     # figure programs that may fail in a row per problem
+# Figure programs that may fail in a row per problem. A plane figure that cannot be drawn is a
+# failed program (`FigureRejected`; before, one program tried up to MAX_VALUES sets of values):
+# eleven-step plane problems failed up to 77 in a row (60 problems of seed 3), where the limit
+# was 60.
+MAX_PROGRAMS = 300
 MAX_OTHER_SPLIT = 2000  # sound programs of the other split passed over before those count too
 MAX_FAILED = 3000     # figure programs that may fail per problem in all, however interleaved
 MAX_VALUES = 25       # values tried per program and variant
@@ -196,19 +201,28 @@ class Drawn:
 
 
 def draw(dom: str, opts: Options, srng, vrng, first: Drawn | None = None, mc: bool = False,
-         fallback: bool = True) -> Drawn:
+         fallback: bool = True, kept: dict | None = None) -> Drawn:
   """Structure first (from srng, in a fixed order), then the scene, question, images, options.
   A multiple-choice question (`mc`, `is_mc`) asks one of an option set of the figure's
   quantities (`problems.option_set`), drawn after the set; without one, its options come from
   wrong reasoning (`--wrong_options figure+mistakes`), or the figure is redrawn (NoOptionSet)
   unless `fallback`, when it is asked free-form. Variants after the first keep the first's
-  question type, option set and asked quantity (`first`)."""
-  wanted = int(srng.integers(opts.steps[0], opts.steps[1] + 1))
+  question type, option set and asked quantity (`first`). `kept`: what the program before, whose
+  figure could not be drawn (`FigureRejected`), passes on: its depth ("wanted", instead of
+  srng's) and the maker's own sizes (a plane figure's shape count)."""
+  kept = kept or {}
+  wanted = int(srng.integers(opts.steps[0], opts.steps[1] + 1))  # drawn always: srng's stream
+  wanted = kept.get("wanted", wanted)                             # stays the same
   mc = mc if first is None else first.rec["question_type"] == "multi_choice"
   degraded = bool(srng.random() < opts.degrade)
   how = render.degradation(srng)
-  scene = MAKERS[dom](srng, vrng, wanted, same_kind=opts.option_kinds == "same",
-                      steps=opts.steps)
+  sizes = {k: v for k, v in kept.items() if k != "wanted"}
+  try:
+    scene = MAKERS[dom](srng, vrng, wanted, same_kind=opts.option_kinds == "same",
+                        steps=opts.steps, **sizes)
+  except FigureRejected as e:
+    e.kept["wanted"] = wanted
+    raise
   main = pick(scene, opts.steps, wanted, srng)
   ask_rng = np.random.default_rng(srng.integers(2 ** 63))  # drawn always: srng's stream stays
   members, asked = None, None                               # the same in every variant
@@ -227,6 +241,9 @@ def draw(dom: str, opts: Options, srng, vrng, first: Drawn | None = None, mc: bo
     check_split(opts, scene, main)
   try:  # before the options: a figure whose labels do not fit costs less this way
     images = scene.draw()
+  except FigureRejected as e:
+    e.kept["wanted"] = wanted
+    raise
   except render.LabelsDoNotFit as e:
     raise Rejected(f"labels do not fit: {e}") from None
   try:
@@ -259,14 +276,29 @@ def _first_set(scene, first: Drawn, steps: tuple) -> list:
 def make_problem(opts: Options, index: int) -> list:
   """The samples of problem `index` (one per variant): records and PNG bytes, pure in
   (options, index)."""
+  dom, out, rejected = drawn_problem(opts, index)
+  sid = f"{dom}_{opts.split}_{opts.seed}_{index:07d}"
+  samples = [sample(d, sid, k, opts, index) for k, d in enumerate(out)]
+  if out[0].rec["fell_back"]:
+    rejected["multiple choice asked free-form: no fair set of options"] = 1
+  samples[0]["rejected"] = rejected
+  return samples
+
+
+def drawn_problem(opts: Options, index: int) -> tuple:
+  """(domain, [Drawn per variant], {why: count} of the attempts rejected) for problem `index`."""
   dom = domain_for(opts.domain, index)
   mc, no_set = is_mc(opts, index), 0
-  rejected, failed, failed_in_all, attempt = {}, 0, 0, -1
+  rejected, failed, failed_in_all, attempt, kept = {}, 0, 0, -1, None
   while failed < MAX_PROGRAMS and failed_in_all < MAX_FAILED:
     attempt += 1
     base = [opts.seed, index, attempt, SPLITS[opts.split]]
+    carried, kept = kept, None
     try:
-      out = _variants(dom, opts, base, rejected, mc, no_set >= MC_PROGRAMS)
+      out = _variants(dom, opts, base, rejected, mc, no_set >= MC_PROGRAMS, carried)
+    except FigureRejected as e:  # the next program, of the figure's depth and size
+      failed, failed_in_all, kept = failed + 1, failed_in_all + 1, e.kept
+      continue
     except NoOptionSet:  # a sound figure, but not for this question: failures start afresh
       no_set, failed = no_set + 1, 0
       why = "multiple choice: figure redrawn for a fair set of options"
@@ -284,12 +316,7 @@ def make_problem(opts: Options, index: int) -> list:
     if out is None:
       failed, failed_in_all = failed + 1, failed_in_all + 1
       continue
-    sid = f"{dom}_{opts.split}_{opts.seed}_{index:07d}"
-    samples = [sample(d, sid, k, opts, index) for k, d in enumerate(out)]
-    if out[0].rec["fell_back"]:
-      rejected["multiple choice asked free-form: no fair set of options"] = 1
-    samples[0]["rejected"] = rejected
-    return samples
+    return dom, out, rejected
   fix = ("give a --test_fraction nearer 0.5: this split holds too few of these problems"
          if rejected.get("other_split", 0) > MAX_OTHER_SPLIT
          else "widen --steps or the generator's parameter ranges")
@@ -299,7 +326,11 @@ def make_problem(opts: Options, index: int) -> list:
                   f"{rejected}; {fix}")
 
 
-def _variants(dom, opts, base, rejected, mc: bool, fallback: bool) -> list | None:
+def _variants(dom, opts, base, rejected, mc: bool, fallback: bool,
+              kept: dict | None) -> list | None:
+  """The program's variants, each tried with up to MAX_VALUES sets of values; None when the
+  program cannot give one. A first variant whose figure cannot be drawn raises FigureRejected
+  (the next program is drawn); a later one's values are tried again, as its program drew."""
   out = []
   for k in range(opts.variants):
     for tries in range(MAX_VALUES):
@@ -307,13 +338,15 @@ def _variants(dom, opts, base, rejected, mc: bool, fallback: bool) -> list | Non
       vrng = np.random.default_rng(base + [1, k, tries])
       first = out[0] if out else None
       try:
-        out.append(draw(dom, opts, srng, vrng, first, mc, fallback))
+        out.append(draw(dom, opts, srng, vrng, first, mc, fallback, kept))
         break
       except Rejected as e:
         why = str(e).split(":")[0][:60]
         rejected[why] = rejected.get(why, 0) + 1
         if isinstance(e, ProgramRejected):
           return None
+        if isinstance(e, FigureRejected) and first is None:
+          raise
     else:
       return None
   return out

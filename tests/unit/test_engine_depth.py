@@ -181,3 +181,94 @@ def test_steps_7_with_every_domain(tmp_path):
   recs = json.load(open(tmp_path / "instruct.json"))
   assert [r["domain"] for r in recs] == list(writer.DOMAINS) and {r["steps"] for r in recs} == {7}
   assert meta["per_domain"] == {d: 1 for d in writer.DOMAINS}
+
+
+def _watched_draws(monkeypatch, fail):
+  """Every plane program a problem makes: [attempt, variant, values tried, wanted depth, shape
+  count, drawing made to fail], the drawing made to fail (labels that do not fit) where
+  `fail(made)` says."""
+  from data_prep.engine import render
+  made, maker, program, plane = [], writer.MAKERS["plane"], P.program, render.plane
+
+  def making(srng, vrng, wanted, **kw):
+    attempt = srng.bit_generator.seed_seq.entropy[2]
+    variant, tries = vrng.bit_generator.seed_seq.entropy[-2:]
+    made.append([attempt, variant, tries, wanted, None, False])
+    return maker(srng, vrng, wanted, **kw)
+
+  def programming(srng, n_shapes, *a):
+    made[-1][4] = n_shapes
+    return program(srng, n_shapes, *a)
+
+  def drawing(fig):
+    if fail(made):
+      made[-1][5] = True
+      raise render.LabelsDoNotFit("made to fail")
+    return plane(fig)
+
+  monkeypatch.setitem(writer.MAKERS, "plane", making)
+  monkeypatch.setattr(P, "program", programming)
+  monkeypatch.setattr(render, "plane", drawing)
+  return made
+
+
+def test_a_plane_figure_that_cannot_be_drawn_is_redrawn_as_a_program_of_its_depth_and_size(
+    monkeypatch):
+  """New values of a plane program whose figure cannot be drawn rarely fit (17% of retries after
+  labels that did not fit, `FigureRejected`), so the next program is drawn, with the same depth
+  and shape count: `--steps`'s mix and the figures' sizes stay as they were when the program was
+  retried."""
+  made = _watched_draws(monkeypatch, lambda made: sum(m[5] for m in made) < 2)
+  sizes, failed = set(), 0
+  for index in range(4):
+    made.clear()
+    opts = writer.Options(seed=index, domain="plane", steps=(1, 6), mc=0.0)
+    writer.make_problem(opts, index)
+    for (a0, _, t0, w0, n0, forced), (a1, _, t1, w1, n1, _) in zip(made, made[1:]):
+      if forced:
+        failed += 1
+        assert (a1, t1) == (a0 + 1, 0), made  # the next program, never new values
+        assert (w1, n1) == (w0, n0), made     # with the failed one's depth and shape count
+        own = int(np.random.default_rng([index, index, a1, 0, 0]).integers(1, 7))
+        sizes.add((n0, w0 == own))
+  assert failed == 8 and len({n for n, _ in sizes}) > 1, sizes
+  assert (False in {own for _, own in sizes}), sizes  # a depth other than its own srng's
+
+
+def test_a_later_variants_figure_is_tried_with_new_values_of_its_program(monkeypatch):
+  """The first variant drew the program's figure, so a later variant that cannot is tried with
+  other values (MAX_VALUES), keeping the problem's program and its first variant."""
+  made = _watched_draws(monkeypatch, lambda made: [m[1] for m in made].count(1) == 1 and
+                        made[-1][1] == 1)
+  opts = writer.Options(seed=4, domain="plane", mc=0.0, variants=2)
+  writer.make_problem(opts, 2)
+  at = [m[1] for m in made].index(1)
+  (a0, v0, t0, w0, n0, _), (a1, v1, t1, w1, n1, _), (a2, v2, t2, w2, n2, _) = made[at - 1:at + 2]
+  assert (v0, v1, v2) == (0, 1, 1) and a0 == a1 == a2 and (t1, t2) == (0, 1), made
+  assert w0 == w1 == w2 and n0 == n1 == n2
+
+
+def test_other_figures_that_cannot_be_drawn_are_tried_with_new_values(monkeypatch):
+  """Analytic figures whose labels do not fit are redrawn with new values of their program, as
+  before: 40% of those retries succeed (600 problems of seed 1)."""
+  from data_prep.engine import analytic, render
+  seen, draw = [], analytic.draw
+
+  def drawing(plot):
+    seen.append(1)
+    if len(seen) == 1:
+      raise render.LabelsDoNotFit("made to fail")
+    return draw(plot)
+
+  monkeypatch.setattr(analytic, "draw", drawing)
+  opts = writer.Options(seed=2, domain="analytic", mc=0.0)
+  calls = []
+  maker = writer.MAKERS["analytic"]
+
+  def making(srng, vrng, wanted, **kw):
+    calls.append((srng.bit_generator.seed_seq.entropy[2], vrng.bit_generator.seed_seq.entropy[-1]))
+    return maker(srng, vrng, wanted, **kw)
+
+  monkeypatch.setitem(writer.MAKERS, "analytic", making)
+  assert writer.make_problem(opts, 1)[0]["rejected"]["labels do not fit"] == 1
+  assert calls[1] == (calls[0][0], calls[0][1] + 1), calls

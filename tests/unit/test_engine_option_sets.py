@@ -172,11 +172,11 @@ def test_a_sound_figure_without_an_option_set_does_not_count_as_a_failed_program
   """Where figures of the wanted depth are rare (most programs fail `no question with 6
   steps`), the failures before a figure redrawn for its options start afresh, else a
   multiple-choice problem ran out of its MAX_PROGRAMS and the whole run stopped (11 of 60
-  six-step analytic problems, before their deeper quantities). With MAX_PROGRAMS at 10, a
-  problem here still fails more programs than that in all (13; eleven-step plane figures, since
+  six-step analytic problems, before their deeper quantities). With MAX_PROGRAMS at 40, a
+  problem here still fails more programs than that in all (67; eleven-step plane figures, since
   the lines through two marked points, now in every run, give six-step analytic figures
-  often)."""
-  monkeypatch.setattr(writer, "MAX_PROGRAMS", 10)
+  often; a figure that cannot be drawn is a failed program)."""
+  monkeypatch.setattr(writer, "MAX_PROGRAMS", 40)
   results = []
   variants = writer._variants
 
@@ -185,6 +185,9 @@ def test_a_sound_figure_without_an_option_set_does_not_count_as_a_failed_program
       out = variants(*args)
     except writer.NoOptionSet:
       results.append("redrawn")
+      raise
+    except writer.FigureRejected:
+      results.append(False)
       raise
     results.append(out is not None)
     return out
