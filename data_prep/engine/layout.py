@@ -15,6 +15,8 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
+_floor, _ceil, _count_nonzero = math.floor, math.ceil, np.count_nonzero  # `Layout.free`'s
+
 GAP = 1.0          # free pixels between a label's box and anything else
 VERTEX_R = 3.0     # a vertex is a disk this wide
 LINE_HALF = 1.3    # half the width of the thickest line
@@ -145,13 +147,17 @@ class Layout:
     self._dots[ys[inside], xs[inside]] = 255
 
   def free(self, box) -> bool:
-    s = self.size
-    if box[0] < 1 or box[1] < 1 or box[2] > s - 1 or box[3] > s - 1:
+    """Whether the box, a pixel more around it, is clear of everything occupied. Written for
+    speed (~320 boxes are tried a problem): locals, and no clamp at 0, as a box inside the
+    1-pixel margin starts at 1 or more."""
+    x0, y0, x1, y1 = box
+    edge = self.size - 1
+    if x0 < 1 or y0 < 1 or x1 > edge or y1 > edge:
       return False
-    x0, y0 = max(0, math.floor(box[0]) - 1), max(0, math.floor(box[1]) - 1)
-    x1, y1 = math.ceil(box[2]) + 2, math.ceil(box[3]) + 2
-    # count_nonzero, a C function, not .any(): 0.5 against 1.1 µs, ~180 boxes tried a problem
-    return not np.count_nonzero(self._occupied()[y0:y1, x0:x1])
+    occupied = self._arr if self._arr is not None else self._occupied()
+    # count_nonzero, a C function, not .any(): 0.5 against 1.1 µs
+    return not _count_nonzero(occupied[_floor(y0) - 1:_ceil(y1) + 2,
+                                       _floor(x0) - 1:_ceil(x1) + 2])
 
   def _occupied(self) -> np.ndarray:
     if self._arr is None:
