@@ -243,7 +243,7 @@ def data_section(r: dict) -> list[str]:
       "geometry, analytic geometry and functions in equal parts; multiple choice asked for "
       f"{pct(s['mc'])}% of problems, held {mc_share(r['evals']):.1f}% of held-out questions (a "
       "multiple-choice question shows four quantities of its figure and asks one; a figure "
-      "with too few is redrawn, and the question asked free-form only after 10 such figures).",
+      "with too few is redrawn, and the question asked free-form only after 40 such figures).",
       f"- Dynamic benchmark: {r['dynamic']['seeds']} held-out seed problems, "
       f"{r['dynamic']['variants']} variants each, drawn with the held-out set's seed and split "
       "(variant 0 of seed i is held-out problem i, unless a variant could not be drawn); "

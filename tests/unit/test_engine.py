@@ -328,6 +328,22 @@ def test_other_split_content_is_never_drawn_or_assembled(monkeypatch):
     assert all(seen), f"{seen.count(False)} of {len(seen)} {name} were the training split's"
 
 
+def test_a_held_out_problem_asks_multiple_choice_as_a_training_one_does(monkeypatch):
+  """A figure without a fair option set counts against the problem's MC_PROGRAMS only if it is
+  of the problem's own split: before, `--split test` counted the training split's set-less
+  figures too (nine in ten), and 20 of 300 held-out problems of seed 0 drawn multiple choice
+  were asked free-form (none of 10,000 training ones), so held-out accuracy mixed the formats
+  otherwise than training. With MC_PROGRAMS at 2, 60 problems: 5 held out, 3 of `--split all`
+  (12 held out when the training split's figures counted)."""
+  monkeypatch.setattr(writer, "MC_PROGRAMS", 2)
+  fell = {}
+  for split in ("test", "all"):
+    opts = writer.Options(seed=0, split=split, mc=1.0, degrade=0.0)
+    fell[split] = sum("multiple choice asked free-form: no fair set of options"
+                      in writer.make_problem(opts, i)[0]["rejected"] for i in range(60))
+  assert fell["all"] >= 2 and fell["test"] <= fell["all"] + 4, fell
+
+
 def test_a_small_test_split_is_not_a_failure(monkeypatch):
   """With 1% of contents held out, ~99% of sound figure programs belong to the training split;
   passing over them must not use up the problem's budget of failing programs."""

@@ -579,3 +579,14 @@ def test_same_kind_function_points_come_from_a_wider_grid():
   redrawn = sum(writer.make_problem(opts, i)[0]["rejected"].get(
       "multiple choice: figure redrawn for a fair set of options", 0) for i in range(24))
   assert redrawn <= 18, redrawn
+
+
+def test_plane_figures_redrawn_as_new_programs_still_find_their_option_sets():
+  """A plane figure that cannot be drawn is replaced by a new program (`FigureRejected`), and the
+  crowded programs so replaced hold many of the option sets: with MC_PROGRAMS at 10, 16 of 40
+  two-step plane problems drawn multiple choice were asked free-form (7 when such figures were
+  redrawn with new values); at 40, 2."""
+  opts = writer.Options(seed=3, steps=(2, 2), domain="plane", mc=1.0, degrade=0.0)
+  fell = [i for i in range(40) if "multiple choice asked free-form: no fair set of options"
+          in writer.make_problem(opts, i)[0]["rejected"]]
+  assert len(fell) <= 4, fell
