@@ -68,7 +68,7 @@ MAX_VALUES = 25       # values tried per program and variant
 # Figure programs tried for a fair option set before asking free-form. 10 before plane figures
 # that cannot be drawn became new programs (`FigureRejected`): the crowded programs so replaced
 # hold many of the sets, and at 10 the multiple-choice problems asked free-form at `--steps
-# 11:11` went from 2 to 9 of 106 and at 2:2 from 2 to 5 (150 problems of seed 3); at 40, 2 and 2.
+# 11:11` went from 2 to 9 of 106 and at 2:2 from 2 to 5 (150 problems of seed 3); at 40, 0 and 2.
 MC_PROGRAMS = 40
 
 
