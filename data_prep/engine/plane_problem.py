@@ -10,14 +10,16 @@ from .problems import FigureRejected, Scene
 def make(srng, vrng, wanted: int, same_kind: bool = False, steps: tuple = (1, 6),
          shapes: int | None = None) -> Scene:
   """`shapes`: the shape count of a program before whose figure could not be drawn
-  (`FigureRejected`), instead of srng's."""
+  (`FigureRejected`, which carries the depth and shape count this one was made for), instead of
+  srng's."""
   n = P.shape_count(srng, wanted)  # drawn always: srng's stream stays the same
   n = n if shapes is None else shapes
   prog = P.program(srng, n, P.beside_count(steps))
+  kept = {"wanted": wanted, "shapes": n}
   try:
     fig = P.realize(prog, vrng)
   except FigureRejected as e:
-    e.kept["shapes"] = n
+    e.kept.update(kept)
     raise
   caption = P.describe(fig, vrng)
   return Scene(
@@ -25,12 +27,12 @@ def make(srng, vrng, wanted: int, same_kind: bool = False, steps: tuple = (1, 6)
     targets=P.targets(fig), measure=lambda name: P.measure(fig, name),
     facts=[{"id": f.id, "text": f.text, "numeric": f.numeric} for f in fig.facts],
     context=P.context(fig), caption=caption, generation=caption[:len(fig.relations)],
-    key=lambda: P.key(fig, ""), draw=lambda: _drawn(fig, n), angles=fig.angles, kind_of=P.kind_of,
-    misreads=P.misreads(fig))
+    key=lambda: P.key(fig, ""), draw=lambda: _drawn(fig, kept), angles=fig.angles,
+    kind_of=P.kind_of, misreads=P.misreads(fig))
 
 
-def _drawn(fig, shapes: int) -> dict:
+def _drawn(fig, kept: dict) -> dict:
   try:
     return R.plane(fig)
   except R.LabelsDoNotFit as e:
-    raise FigureRejected(f"labels do not fit: {e}", shapes=shapes) from None
+    raise FigureRejected(f"labels do not fit: {e}", **kept) from None

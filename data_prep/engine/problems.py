@@ -41,8 +41,8 @@ class ProgramRejected(Rejected):
 
 class FigureRejected(Rejected):
   """A plane figure cannot be drawn: its shapes overlap, or its labels find no free spot of
-  their own. The next program is drawn with the same depth and number of shapes (`kept`: the
-  wanted depth, set by `writer.draw`, and the maker's sizes).
+  their own. The next program is drawn with the same depth and number of shapes (`kept`, set by
+  the plane maker: the depth it was made for, "wanted", and its shape count).
 
   Why not new values of the same program, as for other figures: a plane program decides how
   crowded its figure is. Of 229 plane figures redrawn with new values after their labels did not

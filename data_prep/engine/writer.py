@@ -215,8 +215,8 @@ def draw(dom: str, opts: Options, srng, vrng, first: Drawn | None = None, mc: bo
   wrong reasoning (`--wrong_options figure+mistakes`), or the figure is redrawn (NoOptionSet)
   unless `fallback`, when it is asked free-form. Variants after the first keep the first's
   question type, option set and asked quantity (`first`). `kept`: what the program before, whose
-  figure could not be drawn (`FigureRejected`), passes on: its depth ("wanted", instead of
-  srng's) and the maker's own sizes (a plane figure's shape count)."""
+  figure could not be drawn (`FigureRejected`), passes on: the depth it was made for ("wanted",
+  instead of srng's) and the maker's own sizes (a plane figure's shape count)."""
   kept = kept or {}
   wanted = int(srng.integers(opts.steps[0], opts.steps[1] + 1))  # drawn always: srng's stream
   wanted = kept.get("wanted", wanted)                             # stays the same
@@ -224,12 +224,8 @@ def draw(dom: str, opts: Options, srng, vrng, first: Drawn | None = None, mc: bo
   degraded = bool(srng.random() < opts.degrade)
   how = render.degradation(srng)
   sizes = {k: v for k, v in kept.items() if k != "wanted"}
-  try:
-    scene = MAKERS[dom](srng, vrng, wanted, same_kind=opts.option_kinds == "same",
-                        steps=opts.steps, **sizes)
-  except FigureRejected as e:
-    e.kept["wanted"] = wanted
-    raise
+  scene = MAKERS[dom](srng, vrng, wanted, same_kind=opts.option_kinds == "same",
+                      steps=opts.steps, **sizes)
   main = pick(scene, opts.steps, wanted, srng)
   ask_rng = np.random.default_rng(srng.integers(2 ** 63))  # drawn always: srng's stream stays
   members, asked = None, None                               # the same in every variant
@@ -249,9 +245,6 @@ def draw(dom: str, opts: Options, srng, vrng, first: Drawn | None = None, mc: bo
     check_split(opts, scene, main)
   try:  # before the options: a figure whose labels do not fit costs less this way
     images = scene.draw()
-  except FigureRejected as e:
-    e.kept["wanted"] = wanted
-    raise
   except render.LabelsDoNotFit as e:
     raise Rejected(f"labels do not fit: {e}") from None
   try:
