@@ -7,8 +7,9 @@ speed: `writer.generate` end to end (problems, images, image files, JSON) with a
   on --workers processes, problems/s, side by side in the same run with the bare Matplotlib
   render of the same drawings (every line and label our renderer drew, as a Matplotlib figure
   saved to PNG in memory, no problem generation at all) on as many processes; and the CPU time
-  per problem in one process, and per --split (all, train, test with 10% held out) in one
-  process. The engine writes its files to a RAM folder (/dev/shm) where the machine has one, as
+  per problem in one process, per --split (all, train, test with 10% held out) and per --steps
+  range (1:3, 4:6: what depth costs, with the records' depths and the figures redrawn because
+  their labels do not fit) in one process. The engine writes its files to a RAM folder (/dev/shm) where the machine has one, as
   the render keeps its PNGs in memory: `engine_long_run` is --long problems the same way (each
   worker fills its caches of values, texts and label tiles as it goes: a run of many problems,
   the data engine's use, costs less a problem than the --n of the side-by-side figure, whose
@@ -114,6 +115,30 @@ def split_cost(n: int, seed: int, root: str | None = None) -> dict:
                                                                         split=split), 1)
       out[split] = {"cpu_ms_per_problem": round((time.process_time() - c) / n * 1000, 1),
                     "other_split_passed_over": meta["rejected_attempts"].get("other_split", 0)}
+  return {"problems": n, **out}
+
+
+def depth_cost(n: int, seed: int, root: str | None = None,
+               depths: tuple = ((1, 3), (4, 6))) -> dict:
+  """CPU milliseconds per problem in one process for each --steps range, with the depths the
+  records hold and the figures redrawn because their labels do not fit (a deep plane figure
+  has more shapes and labels: at 4:6 they were the largest single cost, docs/engine/README.md).
+  A user choosing --steps reads what depth costs here; the engine's default 1:6 is `engine_cpu`."""
+  out = {}
+  with tempfile.TemporaryDirectory(dir=root) as tmp:
+    for lo, hi in depths:
+      folder = os.path.join(tmp, f"{lo}_{hi}")
+      c = time.process_time()
+      meta = writer.generate(folder, n, writer.Options(seed=seed + 3, steps=(lo, hi)), 1)
+      ms = (time.process_time() - c) / n * 1000
+      with open(os.path.join(folder, "instruct.json"), encoding="utf-8") as f:
+        steps = collections.Counter(r["steps"] for r in json.load(f))
+      out[f"{lo}:{hi}"] = {
+          "cpu_ms_per_problem": round(ms, 1),
+          "records_by_steps": {str(k): steps[k] for k in sorted(steps)},
+          "labels_do_not_fit_per_problem": round(sum(
+              v for k, v in meta["rejected_attempts"].items()
+              if k.startswith("labels do not fit")) / n, 2)}
   return {"problems": n, **out}
 
 
@@ -339,7 +364,8 @@ def main():
                   "file_create_cpu_ms": {"ram": file_create_ms(ram) if ram else None,
                                          "disk": file_create_ms(None)},
                   "engine_cpu": cpu_cost(max(60, a.n // 4), a.seed, ram),
-                  "split_cpu": split_cost(max(30, a.n // 10), a.seed, ram)}
+                  "split_cpu": split_cost(max(30, a.n // 10), a.seed, ram),
+                  "depth_cpu": depth_cost(max(30, a.n // 4), a.seed, ram)}
   res["load_after_speed"] = [round(x, 2) for x in os.getloadavg()]
   if a.rules:
     res["choices_only_rules"] = rules(a.rules, a.workers, a.seed, a.wrong_options,

@@ -40,6 +40,12 @@ def test_engine_benchmark_reports_speed_stages_rules_and_layout():
   assert split["problems"] == 30 and split["all"]["other_split_passed_over"] == 0
   assert split["test"]["other_split_passed_over"] > split["train"]["other_split_passed_over"]
   assert all(split[k]["cpu_ms_per_problem"] > 0 for k in ("all", "train", "test"))
+  depth = speed["depth_cpu"]
+  assert depth["problems"] == 30 and set(depth) == {"problems", "1:3", "4:6"}
+  for name, (lo, hi) in (("1:3", (1, 3)), ("4:6", (4, 6))):
+    held = {int(k): v for k, v in depth[name]["records_by_steps"].items()}
+    assert sum(held.values()) == 30 and min(held) >= lo and max(held) <= hi, (name, held)
+    assert depth[name]["cpu_ms_per_problem"] > 0 and depth[name]["labels_do_not_fit_per_problem"] >= 0
   rules = out["choices_only_rules"]
   assert "largest_gap_points" in rules and rules["learned_from"] >= 10
   assert {"slip_source", "learned_linear", "learned_trees"} <= set(rules["percent"]["all"])
