@@ -4,19 +4,19 @@
       [--seed 0] [--wrong_options figure|figure+mistakes] [--option_kinds same|mixed]
 
 speed: `writer.generate` end to end (problems, images, image files, JSON) with all domains mixed
-  on --workers processes, problems/s, side by side in the same run with the bare Matplotlib
-  render of the same drawings (every line and label our renderer drew, as a Matplotlib figure
-  saved to PNG in memory, no problem generation at all) on as many processes; and the CPU time
-  per problem in one process, per --split (all, train, test with 10% held out) and per --steps
-  range (1:3, 4:6: what depth costs, with the records' depths and the figures redrawn because
-  their labels do not fit) in one process. The engine writes its files to a RAM folder (/dev/shm) where the machine has one, as
-  the render keeps its PNGs in memory: `engine_long_run` is --long problems the same way (each
-  worker fills its caches of values, texts and label tiles as it goes: a run of many problems,
-  the data engine's use, costs less a problem than the --n of the side-by-side figure, whose
-  workers start cold); `engine_files_on_disk` is the --n problems' run into the temp
+  on --workers processes, problems/s, side by side in the same run with the bare Matplotlib render
+  of the same drawings (every line and label our renderer drew, as a Matplotlib figure saved to
+  PNG in memory, no problem generation at all) on as many processes; and the CPU time per problem
+  in one process, per --split (all, train, test with 10% held out) and per --steps range (1:3,
+  4:6: what depth costs, with the records' depths and the figures redrawn because their labels do
+  not fit) in one process. The engine writes its files to a RAM folder (/dev/shm) where the
+  machine has one, as the render keeps its PNGs in memory: `engine_long_run` is --long problems
+  the same way (each worker fills its caches of values, texts and label tiles as it goes: a run of
+  many problems, the data engine's use, costs less a problem than the --n of the side-by-side
+  figure, whose workers start cold); `engine_files_on_disk` is the --n problems' run into the temp
   folder, and `file_create_cpu_ms` what creating one file costs in each (on this machine's disk
-  0.02-1 ms, varying by the minute: as much as drawing an image). The machine's load average
-  is printed before and after: the machine is shared, so read the figures with it.
+  0.02-1 ms, varying by the minute: as much as drawing an image). The machine's load average is
+  printed before and after: the machine is shared, so read the figures with it.
 rules: every choices-only rule of `mathvlm.eval.choices_only` on --rules fresh problems (all
   multiple-choice where the chain allows, seed 10**6 + --seed), beside chance; a rule more than
   10 points from chance would mean the options give the answer away. Beside the fixed rules, two
