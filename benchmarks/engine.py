@@ -110,12 +110,18 @@ def split_cost(n: int, seed: int, root: str | None = None) -> dict:
   out = {}
   with tempfile.TemporaryDirectory(dir=root) as tmp:
     for split in writer.SPLITS:
-      c = time.process_time()
-      meta = writer.generate(os.path.join(tmp, split), n, writer.Options(seed=seed + 2,
-                                                                        split=split), 1)
-      out[split] = {"cpu_ms_per_problem": round((time.process_time() - c) / n * 1000, 1),
+      ms, meta = _one_process(os.path.join(tmp, split), n, writer.Options(seed=seed + 2,
+                                                                         split=split))
+      out[split] = {"cpu_ms_per_problem": ms,
                     "other_split_passed_over": meta["rejected_attempts"].get("other_split", 0)}
   return {"problems": n, **out}
+
+
+def _one_process(folder: str, n: int, opts) -> tuple:
+  """(CPU milliseconds a problem, meta.json) of n problems written to folder in this process."""
+  c = time.process_time()
+  meta = writer.generate(folder, n, opts, 1)
+  return round((time.process_time() - c) / n * 1000, 1), meta
 
 
 def depth_cost(n: int, seed: int, root: str | None = None,
@@ -128,13 +134,11 @@ def depth_cost(n: int, seed: int, root: str | None = None,
   with tempfile.TemporaryDirectory(dir=root) as tmp:
     for lo, hi in depths:
       folder = os.path.join(tmp, f"{lo}_{hi}")
-      c = time.process_time()
-      meta = writer.generate(folder, n, writer.Options(seed=seed + 3, steps=(lo, hi)), 1)
-      ms = (time.process_time() - c) / n * 1000
+      ms, meta = _one_process(folder, n, writer.Options(seed=seed + 3, steps=(lo, hi)))
       with open(os.path.join(folder, "instruct.json"), encoding="utf-8") as f:
         steps = collections.Counter(r["steps"] for r in json.load(f))
       out[f"{lo}:{hi}"] = {
-          "cpu_ms_per_problem": round(ms, 1),
+          "cpu_ms_per_problem": ms,
           "records_by_steps": {str(k): steps[k] for k in sorted(steps)},
           "labels_do_not_fit_per_problem": round(sum(
               v for k, v in meta["rejected_attempts"].items()
