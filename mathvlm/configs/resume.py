@@ -11,6 +11,11 @@ and the learning rate and gradient clip (lowered to get past a non-finite step, 
 docs/reliability/FAULTS.md). A run with no checkpoint yet starts over and records its config.
 `data.workers` may not change: grain's checkpointed iterator state differs by worker count, so
 such a run could not restore the data position.
+
+The code's data order is recorded beside the config (`ORDER_KEY`: mathvlm.data.pipeline's
+`ORDER_VERSION` and grain's version), since a resume cannot see a code change: a run resumed
+across a change that reorders its config's examples fails at start, naming the change; one the
+change does not touch resumes; another grain version is logged as a warning.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from etils import epath
 log = logging.getLogger("mathvlm.train")
 
 FILE = "run_config.json"
+ORDER_KEY = "_data_order"  # {"version": pipeline.ORDER_VERSION, "grain": its version}; no field
 
 # Dotted names (or prefixes ending in '.') a resumed run may change.
 MAY_CHANGE = ("steps", "optim.lr", "optim.grad_clip", "checkpoint.", "metrics.", "evals.",
@@ -65,7 +71,8 @@ def check(config, workdir: str, step: int) -> None:
     log.warning("%s is missing (a workdir from before it was kept): the resumed config is not "
                 "checked against the one the checkpoints were trained with", path)
     return
-  old, new = json.loads(path.read_text()), flatten(config)
+  old, order = recorded(path)
+  new = flatten(config)
   diff = differences(old, new)
   fixed = [k for k in diff if not may_change(k)]
   show = lambda k: f"{k}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}"
@@ -77,10 +84,54 @@ def check(config, workdir: str, step: int) -> None:
         f"resume: {', '.join(MAY_CHANGE)}")
   for k in diff:
     log.info("resumed with %s", show(k))
+  check_order(order, new, path)
+
+
+def recorded(path) -> tuple[dict[str, Any], dict | None]:
+  """(the flattened config, the data order or None) that run_config.json at `path` holds."""
+  old = json.loads(epath.Path(path).read_text())
+  return old, old.pop(ORDER_KEY, None)
+
+
+def data_order() -> dict:
+  from importlib import metadata
+
+  from mathvlm.data import pipeline
+  return {"version": pipeline.ORDER_VERSION, "grain": metadata.version("grain")}
+
+
+def check_order(order: dict | None, flat: dict[str, Any], path) -> None:
+  """Fails when the code's data order changed, since `order` was recorded, in a way that touches
+  this config (`flat`, flattened); warns where that cannot be told."""
+  from mathvlm.data import pipeline
+  now = data_order()
+  touches = lambda v: bool(flat.get(pipeline.ORDER_CHANGES[v][0]))
+  if order is None:
+    hits = [pipeline.ORDER_CHANGES[v][1] for v in pipeline.ORDER_CHANGES if touches(v)]
+    if hits:
+      log.warning("%s was written before the data order was recorded: if this run started before "
+                  "%s, its examples from here on come in another order", path, "; ".join(hits))
+    return
+  was = int(order.get("version", 0))
+  lo, hi = sorted((was, now["version"]))
+  hits = [f"{v}: {pipeline.ORDER_CHANGES[v][1]}" for v in range(lo + 1, hi + 1)
+          if v in pipeline.ORDER_CHANGES and touches(v)]
+  if hits:
+    raise ValueError(
+        f"{path.parent} was trained with data order {was} and this code draws order "
+        f"{now['version']}; the change between them reorders this config's examples:\n  "
+        + "\n  ".join(hits) + "\nResume with the code the run started with, or train in a new "
+        f"workdir. To go on in the new order from this step, set {ORDER_KEY}.version to "
+        f"{now['version']} in {path}.")
+  if order.get("grain") != now["grain"]:
+    log.warning("%s was trained with grain %s and this run has grain %s: grain's shuffle and mix "
+                "decide the data order, so check its release notes for a change to them", path,
+                order.get("grain"), now["grain"])
 
 
 def record(config, workdir: str) -> None:
   """Writes the config the run trains with (process 0 only)."""
   import jax
   if jax.process_index() == 0:
-    epath.Path(workdir, FILE).write_text(json.dumps(flatten(config), indent=1, sort_keys=True))
+    epath.Path(workdir, FILE).write_text(json.dumps({**flatten(config), ORDER_KEY: data_order()},
+                                                    indent=1, sort_keys=True))

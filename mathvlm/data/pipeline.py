@@ -26,6 +26,17 @@ import numpy as np
 from mathvlm.data import image as image_lib
 from mathvlm.data.records import REASONS
 
+# The version of the order in which a config and seed draw their examples. Bump it when a change
+# makes the same config and seed train on other examples at a step, and name the config field
+# whose setting the change touches: a workdir resumed across the change then fails at start
+# (mathvlm/configs/resume.py) instead of training on, unseen, in another order. grain's own
+# version is recorded beside it, since its shuffle and mix define the rest of the order.
+ORDER_CHANGES = {  # version -> (config field it touches when set, what changed)
+    2: ("data.mixture", "034efb0 (2026-12-05): each source of a mixture is shuffled before "
+        "grain's mix"),
+}
+ORDER_VERSION = max(ORDER_CHANGES)
+
 # Per-example field: why the example trains nothing ('' when it trains). Counted by the trainer
 # from the batches it gets, stripped before the batch goes to the device.
 DROPPED = "dropped"

@@ -118,6 +118,68 @@ def test_resuming_with_another_worker_count_names_data_workers(tmp_path):
     resume.check(config, str(tmp_path), 4)
 
 
+def _recorded_with_order(tmp_path, config, version):
+  """A workdir recorded by code whose data order was `version` (None: before it was kept)."""
+  import json
+
+  from mathvlm.configs import resume
+  resume.record(config, str(tmp_path))
+  path = tmp_path / resume.FILE
+  rec = json.loads(path.read_text())
+  if version is None:
+    del rec[resume.ORDER_KEY]
+  else:
+    rec[resume.ORDER_KEY]["version"] = version
+  path.write_text(json.dumps(rec))
+
+
+def test_resuming_a_mixture_across_a_data_order_change_fails_naming_the_change(tmp_path):
+  """A resume cannot see a code change: a mixture run started before 034efb0 (order 1) and
+  resumed after it drew its examples in another order, silently. The recorded order version
+  makes it fail at start; a single dataset, which that change does not touch, resumes."""
+  from mathvlm.configs import resume
+  mixed = importlib.import_module("mathvlm.configs.sft").get_config("model=tiny")
+  with mixed.unlocked():
+    mixed.data.mixture = "a=1,b=3"
+  (tmp_path / "m").mkdir()
+  _recorded_with_order(tmp_path / "m", mixed, 1)
+  with pytest.raises(ValueError, match=r"data order 1 .* order 2.*\n  2: 034efb0"):
+    resume.check(mixed, str(tmp_path / "m"), 4)
+  single = importlib.import_module("mathvlm.configs.sft").get_config("model=tiny")
+  (tmp_path / "s").mkdir()
+  _recorded_with_order(tmp_path / "s", single, 1)
+  resume.check(single, str(tmp_path / "s"), 4)
+
+
+def test_resuming_a_mixture_recorded_before_the_order_was_kept_warns(tmp_path, caplog):
+  from mathvlm.configs import resume
+  mixed = importlib.import_module("mathvlm.configs.sft").get_config("model=tiny")
+  with mixed.unlocked():
+    mixed.data.mixture = "a=1,b=3"
+  _recorded_with_order(tmp_path, mixed, None)
+  with caplog.at_level("WARNING", logger="mathvlm.train"):
+    resume.check(mixed, str(tmp_path), 4)
+  assert "before the data order was recorded" in caplog.text and "034efb0" in caplog.text
+
+
+def test_resuming_with_another_grain_warns_and_the_same_order_is_quiet(tmp_path, caplog):
+  import json
+
+  from mathvlm.configs import resume
+  config = importlib.import_module("mathvlm.configs.sft").get_config("model=tiny")
+  resume.record(config, str(tmp_path))
+  with caplog.at_level("WARNING", logger="mathvlm.train"):
+    resume.check(config, str(tmp_path), 4)
+  assert caplog.text == ""
+  path = tmp_path / resume.FILE
+  rec = json.loads(path.read_text())
+  rec[resume.ORDER_KEY]["grain"] = "0.0.1"
+  path.write_text(json.dumps(rec))
+  with caplog.at_level("WARNING", logger="mathvlm.train"):
+    resume.check(config, str(tmp_path), 4)
+  assert "grain 0.0.1" in caplog.text
+
+
 def test_grpo_divisibility_counts_answer_rows_not_prompts():
   """GRPO's step trains on prompts x group rows, and grad_accum splits those rows: 16 prompts x 8
   answers in 4 micro-batches are 32 rows each, which 8 devices divide, though 16 / 4 prompts do
