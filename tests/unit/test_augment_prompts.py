@@ -18,6 +18,18 @@ def test_parse_pairs():
   assert P.parse_pairs("Sure, the answer is 4.") == [] and P.parse_pairs("") == []
 
 
+@pytest.mark.parametrize("mark", ["**{}.**", "Question {}:", "({})", "Q{}.", "{}."])
+def test_the_next_pairs_mark_on_its_own_line_is_not_part_of_an_answer(mark):
+  """Pairs numbered "**1.**", "Question 1:" or "(1)", each on its own line, gave the first
+  answers the next pair's mark ("4 **2.*", "4 Question 2:", "4 ("), and were accepted so."""
+  text = "Here are two:\n" + "\n".join(
+      f"{mark.format(i + 1)} The question is {q} The answer is {a}"
+      for i, (q, a) in enumerate([("What is x?", "4"), ("What is y?", "5 cm\nsince y = 5"),
+                                  ("What is z?", "6")]))
+  assert P.parse_pairs(text) == [("What is x?", "4"), ("What is y?", "5 cm since y = 5"),
+                                 ("What is z?", "6")]
+
+
 @pytest.mark.parametrize("written, kept", [
   ("3.5.", "3.5"), ('"7".', "7"), ("'x = 2'.", "x = 2"), ("5.", "5"), ("1, 2, 3...", "1, 2, 3..."),
   ("It is 4. So AB = 4.", "It is 4. So AB = 4.")])
