@@ -22,7 +22,8 @@ already accepted one), `answer_changed` (a rephrasing whose final answer differs
 kind, with ids. Failed requests (after the retries) are listed and not stored.
 
 Resumable: every response is appended to OUT/responses.jsonl as it arrives, under its kind,
-record and prompt hash; a rerun asks only for what is not there (delete the file to ask again).
+record and a hash of its image and prompt; a rerun asks only for what is not there (delete the
+file to ask again).
 The exit status is 1 when some request failed, after writing everything: rerun to retry those.
 """
 
@@ -107,9 +108,17 @@ def plan(originals: list[Original], kinds: list[str], images_dir: str,
       for o in (group[:1] if kind == "new" else group):
         examples = shots.examples(o.source, image) if kind == "new" and shots else []
         text = P.prompt(kind, o.question, o.answer, o.source, examples)
-        key = f"{kind}/{o.id}/{hashlib.sha256(text.encode()).hexdigest()[:16]}"
-        out.append(Planned(kind, o, Request(key, text, path)))
+        out.append(Planned(kind, o, Request(request_key(kind, o, text), text, path)))
   return out
+
+
+def request_key(kind: str, o: Original, text: str) -> str:
+  """What a response is stored under: kind, record id and a hash of the image and the prompt.
+  The image is in the hash because ids repeat (MathV360K, and across sources) and two records'
+  prompts can be the same text ('What is the value of x?'): on the id and prompt alone they
+  shared one request, sent with one image, and its answer was merged for the other too."""
+  digest = hashlib.sha256(f"{o.image}\n{text}".encode()).hexdigest()[:16]
+  return f"{kind}/{o.id}/{digest}"
 
 
 def judge(p: Planned, response: str | Failed, seen: set[str]) -> list[tuple[str, str, tuple]]:

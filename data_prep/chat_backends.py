@@ -37,7 +37,7 @@ RETRY_STATUS = {408, 409, 429}
 
 @dataclasses.dataclass(frozen=True)
 class Request:
-  key: str    # what the response is stored under (kind, record, prompt hash)
+  key: str    # what the response is stored under (kind, record, image and prompt hash)
   text: str   # the prompt; the image goes beside it
   image: str  # the image file
 

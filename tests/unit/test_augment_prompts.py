@@ -79,3 +79,25 @@ def test_questions_alike_but_for_numbers_make_one_cluster():
   assert [list(g) for g in few_shot.cluster([f"What is side {i}?" for i in range(9)])] == [
       list(range(9))]
   assert few_shot.cluster([]) == [] and [list(g) for g in few_shot.cluster(["1", "2"])] == [[0, 1]]
+
+
+class _ShowsImage:
+  """A back end that asks about the image it was shown."""
+
+  def run(self, requests):
+    for r in requests:
+      yield r, f"The question is What is drawn in {r.image}? The answer is 5"
+
+
+def test_records_sharing_an_id_and_question_on_two_images_get_one_request_each(tmp_path):
+  """Two sources' records with one id and one question made the same prompt, hence one request
+  key: one request went out, with one of the images, and both images got its question."""
+  originals = [augment.Original("1", f"{s}/images/{f}", s, "<image>\nWhat is x?", "5")
+               for s, f in [("GEOS", "a.png"), ("UniGeo", "b.png")]]
+  planned = augment.plan(originals, ["harder"], "/imgs", None)
+  responses, asked = augment.ask(_ShowsImage(), planned, str(tmp_path / "responses.jsonl"),
+                                 False)
+  records, _ = augment.merge(planned, responses, originals)
+  assert asked == 2 and len(records) == 2
+  for r in records:
+    assert r["conversations"][0]["value"].endswith(f"What is drawn in /imgs/{r['image']}?")
