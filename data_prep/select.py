@@ -150,6 +150,17 @@ def cells(rows: list[Row]) -> dict[str, dict[int, list[Row]]]:
   return dict(sorted(out.items()))
 
 
+def check_levels(pool: dict, ratio: list[int]) -> None:
+  """A ratio whose levels hold no clear image is an error: the shares would all be 0, so nothing
+  would be selected and no cell would be short (the run once ended "0 of N selected, 0 short")."""
+  by_level = [sum(len(by.get(lv, [])) for by in pool.values()) for lv in range(len(ratio))]
+  if not any(n for n, w in zip(by_level, ratio) if w):
+    taken = [lv for lv, w in enumerate(ratio) if w]
+    raise SelectionError(f"--ratio {':'.join(map(str, ratio))} takes levels {taken}, which hold "
+                         f"none of the clear images (clear images by level: {by_level}); give "
+                         f"a ratio that takes a level holding some")
+
+
 def targets(pool: dict, ratio: list[int], size: int) -> dict[str, list[int]]:
   """{source: [target per level]}: sources by their clear count in the levels the ratio takes
   (a level of ratio 0 gives its source no share), then levels by the ratio."""
@@ -187,6 +198,7 @@ def select(rows: list[Row], ratio: list[int] | None, size: int, seed: int, level
     plan = None
   else:
     levels = len(ratio)
+    check_levels(pool, ratio)
     plan = targets(pool, ratio, size)
     chosen = [r for s in pool for lv in range(levels)
               for r in draw(pool[s].get(lv, []), plan[s][lv], seed, s, lv)]

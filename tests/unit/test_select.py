@@ -123,6 +123,18 @@ def test_bad_input_names_the_line_or_argument(tmp_path, edit, args, message):
     _run(tmp_path, rows, *argv)
 
 
+def test_a_ratio_whose_levels_hold_no_clear_image_is_an_error(tmp_path):
+  """Level 3 only, on a pool whose level-3 images are all blurred: nothing was selected, and the
+  summary said 0 short in 0 cells. One clear level-3 image is selected, the rest reported."""
+  rows = _rows({"chart": [5, 5, 5, 0], "geo": [5, 0, 5, 0]}, blurred=8)
+  with pytest.raises(SystemExit, match=r"takes levels \[3\], which hold none of the clear "
+                     r"images \(clear images by level: \[10, 5, 10, 0\]\)"):
+    _run(tmp_path, rows, "--ratio", "0:0:0:1", "--size", "4")
+  rows.append({"id": "geo-3-0", "source": "geo", "clarity": 1, "complexity": 3})
+  summary, chosen, _ = _run(tmp_path, rows, "--ratio", "0:0:0:1", "--size", "4", name="one")
+  assert [c["id"] for c in chosen] == ["geo-3-0"] and summary["shortfall"] == 3
+
+
 def test_malformed_line(tmp_path):
   path = tmp_path / "s.jsonl"
   path.write_text(json.dumps(_rows()[0]) + "\n{not json\n")
