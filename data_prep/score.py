@@ -13,9 +13,10 @@ The scorers: `--ckpt LABEL=DIR`, once per scorer, where DIR is a classify run's 
    "clarity": 1, "clarity_probs": [p0, p1], "complexity": 2, "complexity_probs": [p0, .., p3]}
 
 --data is a built dataset folder (`DATA_DIR/<name>`, from any builder), whose records are grouped
-by image content (the image id is the first record's id); or a JSON list / JSONL of records with
-an image path under --images (MathV360K, the engine's instruct.json, a labelled file), grouped by
-path (the image id is the path). `source` is the record's `source` (or `domain`) field, else the
+by image content (the image id is the first record's id, with the image's hash when that id
+already names another image); or a JSON list / JSONL of records with an image path under
+--images (MathV360K, the engine's instruct.json, a labelled file), grouped by path (the image id
+is the path). `source` is the record's `source` (or `domain`) field, else the
 `<Source>/images/...` folder of MathV360K's layout. `records` lets a selection of images select
 every QA record of those images (`mathvlm.data.subset`). Images that cannot be read are not
 scored: they are listed with their ids in OUT's `.report.json` next to the counts, never dropped
@@ -59,7 +60,7 @@ def items_from_dataset(folder: str, progress: bool = True) -> tuple[list[Item], 
   except Exception as e:  # tfds raises several types for a folder that is not a dataset
     raise SystemExit(f"--data {folder}: not a built dataset folder (DATA_DIR/<name>) nor a "
                      f".json/.jsonl file: {type(e).__name__}: {e}") from None
-  by_hash, items, text_only = {}, [], []
+  by_hash, items, text_only, names = {}, [], [], set()
   for i in tqdm.trange(len(ds), desc="read", unit="rec", disable=not progress):
     rec = ds[i]
     if not rec["image"]:
@@ -69,10 +70,19 @@ def items_from_dataset(folder: str, progress: bool = True) -> tuple[list[Item], 
     if h in by_hash:
       by_hash[h].records.append(rec["id"])
       continue
-    by_hash[h] = Item(rec["id"], rec.get("source") or "unknown", [rec["id"]],
-                      lambda i=i: ds[i]["image"])
+    by_hash[h] = Item(image_id(rec["id"], h, names), rec.get("source") or "unknown",
+                      [rec["id"]], lambda i=i: ds[i]["image"])
     items.append(by_hash[h])
   return items, {"records": len(ds), "text_only": {"count": len(text_only), "ids": text_only}}
+
+
+def image_id(first: str, digest: str, names: set) -> str:
+  """An image's name: its first record's id, or, when that id already names another image (a
+  source that repeats ids; the builders keep both records), the id with the image's content
+  hash, so that no two score lines share an id (select refuses scores that do)."""
+  name = first if first not in names else f"{first}@{digest[:12]}"
+  names.add(name)
+  return name
 
 
 def items_from_json(path: str, images: str, image_fields: list[str]) -> tuple[list[Item], dict]:

@@ -191,6 +191,30 @@ def test_subset_of_a_selection_made_by_select(tmp_path):
   assert sub.missing == 0
 
 
+def test_a_dataset_that_repeats_an_id_on_two_images_scores_two_image_ids(tmp_path):
+  """The scorer named a built dataset's image by its first record's id, so a source that repeats
+  an id on two images (the builders keep both) gave two score lines one id, and select refused
+  them ("score each image once")."""
+  from data_prep import score
+  recs = []
+  for rid, img, colour in [("1", "a", "red"), ("2", "a", "red"), ("1", "b", "blue"),
+                           ("1", "c", "green")]:
+    Image.new("RGB", (6, 6), colour).save(tmp_path / f"{img}.png")
+    recs.append({"id": rid, "image": f"{img}.png", "source": "s", "conversations": [
+        {"from": "human", "value": f"<image>\nQ{rid}{img}?"}, {"from": "gpt", "value": "4"}]})
+  (tmp_path / "d.json").write_text(json.dumps(recs))
+  llava_json.main(["--json", str(tmp_path / "d.json"), "--images", str(tmp_path), "--out",
+                   str(tmp_path / "data"), "--no_progress"])
+  items, _ = score.items_from_dataset(str(tmp_path / "data" / "llava_json"), progress=False)
+  assert [it.records for it in items] == [["1", "2"], ["1"], ["1"]]
+  assert items[0].id == "1" and len({it.id for it in items}) == 3
+  rows = [{"id": it.id, "source": it.source, "clarity": 1, "complexity": 0, "records": it.records}
+          for it in items]
+  summary, chosen, _ = _run(tmp_path, rows, "--ratio", "1:0:0:0", "--size", "3")
+  assert summary["selected"] == 3 and sorted(c["id"] for c in chosen) == sorted(
+      it.id for it in items)
+
+
 def test_read_ids_names_a_bad_line(tmp_path):
   path = tmp_path / "bad.jsonl"
   path.write_text('{"id": "a"}\n{"source": "x"}\n')
