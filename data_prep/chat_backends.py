@@ -134,13 +134,19 @@ class OpenAIChat:
 
 
 def message_text(payload: dict) -> str:
-  """The first choice's message text (a string, or a list of text parts)."""
+  """The first choice's message text (a string, or a list of text parts; null is ""). Content of
+  any other type is a ValueError, so the request fails and is named: returned, a number was
+  stored as the response and every run then died judging it."""
   try:
     content = payload["choices"][0]["message"]["content"]
   except (KeyError, IndexError, TypeError):
     raise ValueError(f"not a chat completion: {json.dumps(payload)[:200]}") from None
   if isinstance(content, list):
-    content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    texts = [p.get("text") for p in content if isinstance(p, dict)]
+    content = "".join(t or "" for t in texts) if all(
+        t is None or isinstance(t, str) for t in texts) else content
+  if content is not None and not isinstance(content, str):
+    raise ValueError(f"the message content is not text: {json.dumps(content)[:200]}")
   return content or ""
 
 

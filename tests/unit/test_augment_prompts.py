@@ -101,3 +101,19 @@ def test_records_sharing_an_id_and_question_on_two_images_get_one_request_each(t
   assert asked == 2 and len(records) == 2
   for r in records:
     assert r["conversations"][0]["value"].endswith(f"What is drawn in /imgs/{r['image']}?")
+
+
+@pytest.mark.parametrize("content, text", [
+    ("Q", "Q"), (None, ""), ([{"type": "text", "text": "a"}, {"type": "text", "text": None},
+                              {"type": "image_url"}, {"type": "text", "text": "b"}], "ab"),
+    (5, ValueError), ({"text": "x"}, ValueError), ([{"type": "text", "text": 7}], ValueError)])
+def test_a_completion_whose_content_is_not_text_fails_the_request(content, text):
+  """A number came back as the response: stored, it made every later run die in judge()
+  (AttributeError on .strip); a text part of null raised TypeError out of the back end."""
+  from data_prep.chat_backends import message_text
+  payload = {"choices": [{"message": {"content": content}}]}
+  if text is ValueError:
+    with pytest.raises(ValueError, match="the message content is not text"):
+      message_text(payload)
+  else:
+    assert message_text(payload) == text
