@@ -23,13 +23,15 @@ kind, with ids. Failed requests (after the retries) are listed and not stored.
 
 Resumable: every response is appended to OUT/responses.jsonl as it arrives, under its kind,
 record and a hash of its image and prompt; a rerun asks only for what is not there (delete the
-file to ask again).
+file to ask again). A store written before the image joined the key is read too, where its key
+names one image.
 The exit status is 1 when some request failed, after writing everything: rerun to retry those.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import hashlib
 import json
@@ -121,6 +123,22 @@ def request_key(kind: str, o: Original, text: str) -> str:
   return f"{kind}/{o.id}/{digest}"
 
 
+def legacy_answers(planned: list[Planned], stored: dict) -> dict:
+  """{key: response} for the requests a store written before the image joined the key holds
+  (kind, id and prompt hash): reused where that older key names one image, so an interrupted run
+  does not pay for its answers again; where it names two, the one stored answer was asked with
+  one image and neither image's request takes it."""
+  images = collections.defaultdict(set)
+  for p in planned:
+    images[legacy_key(p)].add(p.original.image)
+  return {p.request.key: stored[legacy_key(p)] for p in planned
+          if len(images[legacy_key(p)]) == 1 and legacy_key(p) in stored}
+
+
+def legacy_key(p: Planned) -> str:
+  return f"{p.kind}/{p.original.id}/{hashlib.sha256(p.request.text.encode()).hexdigest()[:16]}"
+
+
 def judge(p: Planned, response: str | Failed, seen: set[str]) -> list[tuple[str, str, tuple]]:
   """[(outcome, id, (question, answer) or ())] for one response; accepted questions join
   `seen` (the image's question keys)."""
@@ -200,6 +218,7 @@ def load_store(path: str) -> dict[str, str]:
 def ask(backend, planned: list[Planned], store_path: str, progress: bool) -> tuple[dict, int]:
   """All responses (stored ones and new ones), and how many were asked now."""
   stored = load_store(store_path)
+  stored = {**legacy_answers(planned, stored), **stored}
   todo = list({p.request.key: p.request for p in planned
                if p.request.key not in stored}.values())
   got = dict(stored)

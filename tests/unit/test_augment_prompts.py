@@ -117,3 +117,23 @@ def test_a_completion_whose_content_is_not_text_fails_the_request(content, text)
       message_text(payload)
   else:
     assert message_text(payload) == text
+
+
+def test_a_store_from_before_the_image_joined_the_key_is_reused_where_it_names_one_image(
+    tmp_path):
+  """Answers stored under (kind, id, prompt hash) are not paid for again on a rerun, except
+  where two images shared that key: that one answer was asked with one of them."""
+  import hashlib
+  import json
+  originals = [augment.Original("1", f"{s}/images/{f}", s, "<image>\nWhat is x?", "5")
+               for s, f in [("GEOS", "a.png"), ("UniGeo", "b.png")]]
+  originals.append(augment.Original("2", "GEOS/images/c.png", "GEOS", "<image>\nWhat is y?", "6"))
+  planned = augment.plan(originals, ["harder"], "/imgs", None)
+  store = tmp_path / "responses.jsonl"
+  with open(store, "w") as f:
+    for p in planned:
+      old = f"harder/{p.original.id}/{hashlib.sha256(p.request.text.encode()).hexdigest()[:16]}"
+      f.write(json.dumps({"key": old, "response": "The question is Old? The answer is 6"}) + "\n")
+  responses, asked = augment.ask(_ShowsImage(), planned, str(store), False)
+  assert asked == 2  # the two images of id 1 again; id 2's stored answer reused
+  assert responses[planned[2].request.key] == "The question is Old? The answer is 6"
