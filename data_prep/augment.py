@@ -16,7 +16,8 @@ Each answer is judged, in a fixed order (images as in --src; per image new, hard
 simplify): `malformed` (no such pair), `empty` (an empty response, question or answer),
 `duplicates` (the same question, words and case aside, as one of the image's own or an
 already accepted one), `answer_changed` (a rephrasing whose final answer differs), else
-`accepted`. Only accepted pairs are merged: OUT/augmented.json is a MathV360K-format list
+`accepted`; pairs past the ones asked for (past the first, or past 5 for `new`) are counted as
+`extra` (id `<record>_<kind>+k`) and not judged. Only accepted pairs are merged: OUT/augmented.json is a MathV360K-format list
 (`{"id": "<record>_<kind>[k]", "image", "conversations"}`) that `data_prep.mathv360k` and
 `data_prep.llava_json` build with --images as here. OUT/report.json counts every outcome per
 kind, with ids. Failed requests (after the retries) are listed and not stored.
@@ -46,7 +47,7 @@ from data_prep.chat_backends import Failed, LocalChat, OpenAIChat, Request
 from mathvlm import paths
 from mathvlm.eval import answers
 
-OUTCOMES = ("failed", "malformed", "empty", "duplicates", "answer_changed", "accepted")
+OUTCOMES = ("failed", "malformed", "empty", "duplicates", "answer_changed", "accepted", "extra")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,9 +151,9 @@ def judge(p: Planned, response: str | Failed, seen: set[str]) -> list[tuple[str,
   pairs = P.parse_pairs(response)
   if not pairs:
     return [("malformed", rid, ())]
-  pairs = pairs[:P.MAX_NEW] if p.kind == "new" else pairs[:1]
-  out = []
-  for k, (q, a) in enumerate(pairs):
+  judged = P.MAX_NEW if p.kind == "new" else 1
+  out = [("extra", f"{rid}+{k}", ()) for k in range(judged, len(pairs))]
+  for k, (q, a) in enumerate(pairs[:judged]):
     pid = f"{rid}{k}" if p.kind == "new" else rid
     if not q or not a:
       out.append(("empty", pid, ()))

@@ -137,3 +137,17 @@ def test_a_store_from_before_the_image_joined_the_key_is_reused_where_it_names_o
   responses, asked = augment.ask(_ShowsImage(), planned, str(store), False)
   assert asked == 2  # the two images of id 1 again; id 2's stored answer reused
   assert responses[planned[2].request.key] == "The question is Old? The answer is 6"
+
+
+def test_pairs_past_the_ones_asked_for_are_counted_as_extra_not_dropped_unseen():
+  """A harder question answered with two pairs, or `new` with seven, used the first one (five)
+  and said nothing of the rest: nothing is dropped silently."""
+  o = augment.Original("7", "GEOS/images/a.png", "GEOS", "<image>\nWhat is x?", "5")
+  pair = "The question is What is {0}? The answer is {0}\n"
+  harder = augment.Planned("harder", o, None)
+  got = augment.judge(harder, pair.format("p") + pair.format("q"), set())
+  assert got == [("extra", "7_harder+1", ()), ("accepted", "7_harder", ("What is p?", "p"))]
+  new = augment.Planned("new", o, None)
+  got = augment.judge(new, "".join(pair.format(c) for c in "abcdefg"), set())
+  assert [g[1] for g in got if g[0] == "extra"] == ["7_new+5", "7_new+6"]
+  assert [g[1] for g in got if g[0] == "accepted"] == [f"7_new{k}" for k in range(5)]
