@@ -299,6 +299,8 @@ def main(argv=None) -> dict:
   try:
     if args.qa_per_image < 0:
       raise SelectionError(f"--qa_per_image {args.qa_per_image}: 0 (all) or more")
+    if args.seed < 0:  # numpy's seeds are non-negative; its own error names no flag
+      raise SelectionError(f"--seed {args.seed}: 0 or more")
     ratio = parse_ratio(args.ratio, args.levels)
     rows = read_scores(args.scores, args.levels)
     chosen, counts = select(rows, ratio, args.size, args.seed, args.levels)

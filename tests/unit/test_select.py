@@ -112,13 +112,15 @@ def test_random_ratio_draws_uniformly_from_clear_images(tmp_path):
     (None, ["--ratio", "2:x:4:1"], r"--ratio '2:x:4:1': expected 4 integers"),
     (None, ["--ratio", "0:0:0:0"], r"not all 0"),
     (None, ["--size", "1887"], r"--size 1887: must be between 1 and the 1886 clear images"),
+    (None, ["--seed", "-1"], r"--seed -1: 0 or more"),
 ])
 def test_bad_input_names_the_line_or_argument(tmp_path, edit, args, message):
   rows = _rows()
   if edit:
     edit(rows)
   opts = dict(zip(args[::2], args[1::2]))
-  argv = ["--ratio", opts.get("--ratio", "2:3:4:1"), "--size", opts.get("--size", "100")]
+  argv = ["--ratio", opts.get("--ratio", "2:3:4:1"), "--size", opts.get("--size", "100"),
+          "--seed", opts.get("--seed", "0")]
   with pytest.raises(SystemExit, match=message):
     _run(tmp_path, rows, *argv)
 
