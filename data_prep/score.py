@@ -20,7 +20,10 @@ is the path). `source` is the record's `source` (or `domain`) field, else the
 `<Source>/images/...` folder of MathV360K's layout. `records` lets a selection of images select
 every QA record of those images (`mathvlm.data.subset`). Images that cannot be read are not
 scored: they are listed with their ids in OUT's `.report.json` next to the counts, never dropped
-silently. Batched and jitted, each batch split over all devices (`mathvlm.eval.image_scores`).
+silently. With `--shard I/N` the report's `images`, `scored` and `unreadable` are the shard's,
+and its pool counts (`pool_images`, `records` and what could not be an image) the whole pool's,
+the same in every shard's report: sum the first over shards, not the second. Batched and jitted,
+each batch split over all devices (`mathvlm.eval.image_scores`).
 """
 
 from __future__ import annotations
@@ -220,6 +223,7 @@ def main(argv=None):
                                     [f for f in args.image_field.split(",") if f])
   else:
     items, counts = items_from_dataset(args.data, not args.no_progress)
+  counts = {"shard": args.shard, "pool_images": len(items), **counts}
   items = shard_of(items, args.shard)
   if not items:
     raise SystemExit(f"--data {args.data}: no images to score ({counts})")

@@ -129,6 +129,9 @@ def test_built_dataset_is_scored_by_image_content(pool):
     ref = _reference(models, tmp / "engine" / "pool" / rec["image"])
     np.testing.assert_allclose(line["complexity_probs"], ref["complexity"], atol=1e-5)
   assert rep["records"] == 10 and rep["scored"] == 9
+  part, rep = _score(tmp, tmp / "data" / "llava_json", tmp / "ds1.jsonl", None, "--shard", "1/3")
+  assert [x["id"] for x in part] == [r["id"] for r in recs[3:6]]
+  assert (rep["shard"], rep["images"], rep["pool_images"], rep["records"]) == ("1/3", 3, 9, 10)
 
 
 def test_bad_ckpt_spec_names_the_fix(pool):
