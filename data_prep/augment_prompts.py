@@ -71,10 +71,12 @@ def one_line(text: str) -> str:
 
 # An answer ends where the next pair starts: at its "The question is" with a list mark before it
 # on the same line, or at the line break before a line that holds the next pair, whatever that
-# line starts with ("**2.**", "Question 2:", "(2)"): such a mark is not part of the answer.
+# line starts with ("**2.**", "Question 2:", "(2)"): such a mark is not part of the answer. It
+# also ends at a blank line: the form asks for one line, and what a model writes after a blank
+# line ("This follows from the figure.") is commentary, not the answer a record would train on.
 _PAIR = re.compile(r"the question is[:\s]*(.*?)\s*the answer is[:\s]*(.*?)"
                    r"(?=\s*(?:\d+[.)]\s*|[-*]\s*)?the question is"
-                   r"|[ \t]*\n[^\n]*?the question is|\Z)", re.I | re.S)
+                   r"|[ \t]*\n[^\n]*?the question is|[ \t]*\n[ \t]*\n|\Z)", re.I | re.S)
 
 
 def parse_pairs(text: str) -> list[tuple[str, str]]:

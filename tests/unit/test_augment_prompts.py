@@ -30,6 +30,14 @@ def test_the_next_pairs_mark_on_its_own_line_is_not_part_of_an_answer(mark):
                                  ("What is z?", "6")]
 
 
+def test_commentary_after_a_blank_line_is_not_part_of_the_answer():
+  """"4.\n\nThis follows from the figure." was read as the answer "4. This follows from the
+  figure.", and a harder or simplified question's answer is never checked, so it trained so."""
+  text = ("The question is What is x? The answer is 4.\n\nThis follows from the figure.\n"
+          "The question is What is y? The answer is 5 cm\nsince y = 5\n \nHope this helps!")
+  assert P.parse_pairs(text) == [("What is x?", "4"), ("What is y?", "5 cm since y = 5")]
+
+
 @pytest.mark.parametrize("written, kept", [
   ("3.5.", "3.5"), ('"7".', "7"), ("'x = 2'.", "x = 2"), ("5.", "5"), ("1, 2, 3...", "1, 2, 3..."),
   ("It is 4. So AB = 4.", "It is 4. So AB = 4.")])
