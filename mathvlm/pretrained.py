@@ -75,31 +75,46 @@ def load_pretrained(path: str, config, sharding_fn) -> nnx.Module:
                     remat=config.model.remat)[0]
 
 
-def load_vision_tower(model, path: str, config, sharding_fn) -> None:
-  """The model's vision tower from any model that has one (a CLIP-Math stage's CLIP, a CLIP vision
-  model, a LLaVA): the families say where each keeps it."""
+def load_part(model, field: str, path: str, config, sharding_fn) -> None:
+  """One part of the model from any model that has it: the vision tower from a CLIP-Math stage's
+  CLIP, a CLIP vision model or a LLaVA (`model.vision_init_from`); the language model from a
+  Hugging Face LLM folder (MAVIS's MAmmoTH2, LLaVA's Vicuna), an LLM checkpoint or a LLaVA
+  (`model.language_init_from`). The families say where each keeps it; the rest of the model
+  (the projector, the other part) stays as the run built it."""
+  attr, words = registry.INIT_PARTS[field]
   source = load_pretrained(path, config, sharding_fn)
-  src_tower = registry.of_model(source).vision_tower
-  if src_tower is None:
-    raise ValueError(f"model.vision_init_from={path!r} holds a {type(source).__name__}, which "
-                     "has no vision tower")
-  src, dst = src_tower(source), registry.of_model(model).vision_tower(model)
-  differ = vision_differences(src.cfg, dst.cfg)
+  get = getattr(registry.of_model(source), attr)
+  if get is None:
+    raise ValueError(f"model.{field}={path!r} holds a {type(source).__name__}, which has no "
+                     f"{words}")
+  src, dst = get(source), getattr(registry.of_model(model), attr)(model)
+  differ = config_differences(src.cfg, dst.cfg)
   if differ:
-    raise ValueError(f"model.vision_init_from={path!r}: its vision tower does not fit the "
-                     "preset's (" + "; ".join(f"{k}: {a!r} there, {b!r} here" for k, a, b in differ)
-                     + "); choose a preset with that tower or a checkpoint trained with this one")
+    raise ValueError(f"model.{field}={path!r}: its {words} does not fit the preset's ("
+                     + "; ".join(f"{k}: {a!r} there, {b!r} here" for k, a, b in differ)
+                     + "); choose a preset with that architecture or a checkpoint trained with "
+                     "this one")
   nnx.update(dst, nnx.state(src, nnx.Param))
 
 
-def vision_differences(src, dst) -> list[tuple[str, object, object]]:
-  """(field, source value, preset value) for every vision config field that differs, runtime
-  choices (dtype, remat...) aside: image size, heads or pixel normalisation load without a shape
-  error yet make another model, so all of them must agree, not only width and depth."""
+def config_differences(src, dst) -> list[tuple[str, object, object]]:
+  """(field, source value, preset value) for every config field that differs, runtime choices
+  (dtype, remat...) aside: an image size, a rope theta or pixel normalisation loads without a
+  shape error yet makes another model, so all of them must agree, not only the shapes."""
   from mathvlm.models import layers
-  a, b = dataclasses.asdict(src), dataclasses.asdict(dst)
+  a, b = _deciding(src), _deciding(dst)
   return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
           if k not in layers.RUNTIME_FIELDS and _plain(a.get(k)) != _plain(b.get(k))]
+
+
+def _deciding(cfg) -> dict:
+  """A config's fields as they decide the model: a derived default is compared by the value it
+  derives (a head_dim_override of None is the width over the heads, which a Hugging Face config
+  read back states outright)."""
+  fields = dataclasses.asdict(cfg)
+  if "head_dim_override" in fields:
+    fields["head_dim_override"] = cfg.head_dim
+  return fields
 
 
 def _plain(value):

@@ -245,8 +245,9 @@ def setup_model(config, objective, mesh, rules):
       model = pretrained.load_pretrained(config.model.init_from, config, sharding_fn)
     else:
       model = family.build(cfg, config.seed)
-    if init and config.model.vision_init_from:
-      pretrained.load_vision_tower(model, config.model.vision_init_from, config, sharding_fn)
+    for field in registry.INIT_PARTS:  # a part from another model: the tower, the LLM
+      if init and config.model[field]:
+        pretrained.load_part(model, field, config.model[field], config, sharding_fn)
     if config.lora.rank:
       add_lora(model, config.lora.targets, config.lora.rank, config.lora.alpha, config.seed)
     return model
@@ -504,13 +505,15 @@ def train(config, workdir: str | None, *, compile_only: bool = False, devices=No
 
   devices: the devices the mesh spans (default all; tests pass a subset). callbacks: functions
   (step, checkpointer) called after each step's checkpoint (see `kill_after`). workdir,
-  model.init_from and model.vision_init_from may be bucket URLs (gs://...).
+  model.init_from, model.vision_init_from and model.language_init_from may be bucket URLs
+  (gs://...).
   """
   _log_to_stdout()
   if not compile_only:
     check_reachable(workdir, "workdir")
   check_reachable(config.model.init_from, "model.init_from")
   check_reachable(config.model.vision_init_from, "model.vision_init_from")
+  check_reachable(config.model.language_init_from, "model.language_init_from")
   import jax
 
   from mathvlm import checkpoint

@@ -43,7 +43,7 @@ def initial_state(run) -> dict:
   from flax import nnx
 
   config, sh = run.config, run.state_sh
-  if config.model.init_from or config.model.vision_init_from:
+  if config.model.init_from or config.model.vision_init_from or config.model.language_init_from:
     _, params, frozen = nnx.split(run.build(True), run.is_trainable, ...)
     params, frozen = jax.device_put(params, sh["params"]), jax.device_put(frozen, sh["frozen"])
   else:

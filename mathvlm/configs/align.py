@@ -3,7 +3,9 @@
 Paper settings (FACTS.md): CLIP-Math frozen; projector (2-layer MLP) and LLM LoRA rank 128 trained;
 1 epoch, batch 32, lr 2e-6. LoRA alpha is not published: LLaVA's 256 for rank 128.
   python -m mathvlm.train --config configs/align.py:model=mavis-7b \
-      --config.model.vision_init_from=WORKDIR_OF_STAGE_1 --config.model.init_from=HF_MAMMOTH2
+      --config.model.vision_init_from=WORKDIR_OF_STAGE_1 \
+      --config.model.language_init_from=HF_MAMMOTH2
+The projector starts new; the tower and the LLM each must fit the preset's architecture.
 """
 
 from mathvlm.configs import common

@@ -41,6 +41,7 @@ def base(objective: str) -> ml_collections.ConfigDict:
       init_from="",           # HF folder, `python -m mathvlm.convert` checkpoint, or a workdir
       clip_dir="",            # the CLIP checkpoint for an original-LLaVA-layout init_from
       vision_init_from="",    # LLaVA only: vision tower from a CLIP-Math stage (workdir/ckpt/HF)
+      language_init_from="",  # LLaVA only: language model from an LLM (HF folder, e.g. MAmmoTH2)
       dtype="float32",        # compute dtype
       param_dtype="float32",
       remat="none",           # none | full | dots | dots_no_batch
@@ -166,9 +167,11 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1, device_count:
       errors.append(f"the micro-batch {micro} (data.global_batch{rows} / optim.grad_accum) must "
                     f"be divisible by mesh.data x mesh.fsdp = {batch_axes}")
   errors += data_errors(c, objective) + rule_errors(c.logical_axis_rules)
-  if c.model.vision_init_from and registry.get(objective.family).vision_tower is None:
-    errors.append(f"model.vision_init_from: objective {c.objective!r} trains a "
-                  f"{objective.family} model, which has no vision tower")
+  family = registry.get(objective.family)
+  for field, (attr, words) in registry.INIT_PARTS.items():
+    if c.model[field] and getattr(family, attr) is None:
+      errors.append(f"model.{field}: objective {c.objective!r} trains a {objective.family} "
+                    f"model, which has no {words}")
   if errors:
     raise ValueError("invalid config:\n  " + "\n  ".join(errors))
 

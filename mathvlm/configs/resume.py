@@ -26,6 +26,8 @@ from typing import Any
 
 from etils import epath
 
+from mathvlm.configs import common
+
 log = logging.getLogger("mathvlm.train")
 
 FILE = "run_config.json"
@@ -59,8 +61,14 @@ def flatten(config) -> dict[str, Any]:
   return out
 
 
-def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-  return sorted(k for k in set(old) | set(new) if old.get(k, "<absent>") != new.get(k, "<absent>"))
+def differences(old: dict[str, Any], new: dict[str, Any],
+                defaults: dict[str, Any] | None = None) -> list[str]:
+  """The fields that differ. defaults: a field the old record lacks (the config gained it after
+  the workdir was written) is unchanged when the new config leaves it at this default, so a
+  new option does not stop every older workdir from resuming."""
+  def was(k):
+    return old[k] if k in old else (defaults or {}).get(k, "<absent>")
+  return sorted(k for k in set(old) | set(new) if was(k) != new.get(k, "<absent>"))
 
 
 def check(config, workdir: str, step: int) -> None:
@@ -73,7 +81,7 @@ def check(config, workdir: str, step: int) -> None:
     return
   old, order = recorded(path)
   new = flatten(config)
-  diff = differences(old, new)
+  diff = differences(old, new, flatten(common.base(config.objective)))
   fixed = [k for k in diff if not may_change(k)]
   show = lambda k: f"{k}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}"
   if fixed:

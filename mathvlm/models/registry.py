@@ -32,6 +32,7 @@ class Family:
   from_preset: (preset config, the run's config) -> model config, for families whose config also
     depends on the data (a classifier's number of classes); default: the preset itself.
   vision_tower: model -> its CLIP vision tower (for `model.vision_init_from` and CLIP-Math).
+  language_model: model -> its causal language model (for `model.language_init_from`).
   """
   name: str
   config_cls: type
@@ -40,6 +41,7 @@ class Family:
   hf_layouts: tuple[str, ...] = ()
   hf_export: str | None = None
   vision_tower: Callable[[nnx.Module], nnx.Module] | None = None
+  language_model: Callable[[nnx.Module], nnx.Module] | None = None
   from_preset: Callable[[Any, Any], Any] | None = None
 
   def build(self, cfg, seed: int = 0) -> nnx.Module:
@@ -60,6 +62,11 @@ class Family:
 
 
 FAMILIES = Registry("model family")
+
+# The config fields that put one part of another model into a run's model (mathvlm.pretrained):
+# field -> (the family's accessor for that part, its name in messages).
+INIT_PARTS = {"vision_init_from": ("vision_tower", "vision tower"),
+              "language_init_from": ("language_model", "language model")}
 
 
 def register(family: Family) -> Family:
@@ -101,11 +108,13 @@ def _classifier(vision: CLIPVisionConfig, run_config) -> ClassifierConfig:
 
 
 register(Family("llava", LlavaConfig, Llava, P.LLAVA_PRESETS, hf_layouts=("llava", "llava_original"),
-                hf_export="llava", vision_tower=lambda m: m.vision_tower))
+                hf_export="llava", vision_tower=lambda m: m.vision_tower,
+                language_model=lambda m: m.language_model))
 register(Family("clip", CLIPConfig, CLIP, P.CLIP_PRESETS, hf_layouts=("clip",), hf_export="clip",
                 vision_tower=lambda m: m.vision_model))
 register(Family("classifier", ClassifierConfig, ImageClassifier, P.CLASSIFIER_PRESETS,
                 vision_tower=lambda m: m.vision_tower, from_preset=_classifier))
-register(Family("llm", LlamaConfig, LlamaForCausalLM, hf_layouts=("llm",), hf_export="llm"))
+register(Family("llm", LlamaConfig, LlamaForCausalLM, hf_layouts=("llm",), hf_export="llm",
+                language_model=lambda m: m))
 register(Family("clip_vision", CLIPVisionConfig, CLIPVisionTransformer,
                 hf_layouts=("clip_vision",), hf_export="clip_vision", vision_tower=lambda m: m))

@@ -105,6 +105,48 @@ def test_vision_init_from_puts_exactly_the_clip_math_tower_into_llava(tmp_path):
   assert rest and all(np.array_equal(chained[k], plain[k]) for k in rest)  # nothing else moved
 
 
+def _text_config(preset: str, **kw):
+  """A Hugging Face LlamaConfig of the preset's own language model (kw: fields changed)."""
+  import hf_models
+  from mathvlm.models import registry
+  t = registry.get("llava").preset(preset).text
+  return hf_models.llama_config(**dict(
+      vocab_size=t.vocab_size, hidden_size=t.hidden_size, intermediate_size=t.intermediate_size,
+      num_hidden_layers=t.num_layers, num_attention_heads=t.num_heads,
+      num_key_value_heads=t.num_kv_heads, max_position_embeddings=t.max_position_embeddings,
+      rms_norm_eps=t.rms_norm_eps, rope_theta=t.rope_theta, pad_token_id=t.pad_token_id) | kw)
+
+
+def test_language_init_from_puts_exactly_a_hugging_face_llm_into_llava(tmp_path):
+  """MAVIS stage 2 starts LLaVA from an LLM (MAmmoTH2) and the CLIP-Math tower: an HF LLM folder
+  as `model.language_init_from` gives the language model transformers' logits and moves nothing
+  else; an LLM of another architecture is refused, naming the fields."""
+  import hf_models
+  import pytest
+  import torch
+
+  from mathvlm import train
+  llm = hf_models.llm(seed=3, cfg=_text_config("tiny"))
+  folder = hf_models.save(llm, str(tmp_path / "llm"))
+  run = train.setup(tiny_config("lm", model__language_init_from=folder), jax.devices()[:1])
+  chained, plain = run.build(True), run.build(False)
+  ids = np.array([[1, 5, 9, 17, 33, 2, 64, 100, 700, 1023]])
+  with torch.no_grad():
+    want = llm(torch.tensor(ids)).logits.numpy()
+  np.testing.assert_allclose(np.asarray(chained.language_model(ids)), want, rtol=1e-4, atol=1e-4)
+  assert np.abs(np.asarray(plain.language_model(ids)) - want).max() > 0.1
+  params = lambda m: faults.flat(nnx.state(m, nnx.Param))
+  a, b = params(chained), params(plain)
+  rest = [k for k in a if not k.startswith("['language_model']")]
+  assert len(rest) > 10 and all(np.array_equal(a[k], b[k]) for k in rest)  # nothing else moved
+  other = hf_models.save(hf_models.llm(cfg=_text_config("tiny", rope_theta=1e6)),
+                         str(tmp_path / "other"))
+  run = train.setup(tiny_config("lm", model__language_init_from=other), jax.devices()[:1])
+  with pytest.raises(ValueError, match=r"language_init_from=.*rope_theta: 1000000.0 there, "
+                                       r"10000.0 here"):
+    run.build(True)
+
+
 # ---------------------------------------------------------------------------------------------
 # FLOPs by hand for the tiny LLaVA (vision 64 wide x 4 layers, 16 patches + CLS; text 128 wide x
 # 4 layers, 4 heads of 32, 2 KV heads, MLP 256, vocab 1024; projector 64 -> 128 -> 128), batch 8

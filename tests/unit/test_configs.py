@@ -180,6 +180,34 @@ def test_resuming_with_another_grain_warns_and_the_same_order_is_quiet(tmp_path,
   assert "grain 0.0.1" in caplog.text
 
 
+def test_a_field_added_after_a_workdir_was_written_resumes_at_its_default(tmp_path):
+  """A workdir recorded before `model.language_init_from` existed resumes while the run leaves it
+  empty; set, it is a change like any other."""
+  import json
+
+  from mathvlm.configs import resume
+  config = importlib.import_module("mathvlm.configs.sft").get_config("model=tiny")
+  resume.record(config, str(tmp_path))
+  path = tmp_path / resume.FILE
+  rec = json.loads(path.read_text())
+  del rec["model.language_init_from"]
+  path.write_text(json.dumps(rec))
+  resume.check(config, str(tmp_path), 4)
+  with config.unlocked():
+    config.model.language_init_from = "/llm"
+  with pytest.raises(ValueError, match=r"model.language_init_from: '<absent>' -> '/llm'"):
+    resume.check(config, str(tmp_path), 4)
+
+
+def test_a_part_init_from_a_family_without_that_part_is_a_config_error():
+  from mathvlm.configs import clip_math
+  c = clip_math.get_config("model=tiny")
+  c.model.language_init_from = "/llm"
+  with pytest.raises(ValueError, match=r"model.language_init_from: objective 'contrastive' "
+                                       r"trains a clip model, which has no language model"):
+    common.validate(c, process_count=1, device_count=1)
+
+
 def test_grpo_divisibility_counts_answer_rows_not_prompts():
   """GRPO's step trains on prompts x group rows, and grad_accum splits those rows: 16 prompts x 8
   answers in 4 micro-batches are 32 rows each, which 8 devices divide, though 16 / 4 prompts do
