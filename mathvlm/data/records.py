@@ -59,6 +59,9 @@ DROP_REASONS = {
                 "is not a JSON object",
   "label_range": "set data.num_classes to cover the dataset's labels (its report.json and "
                  "labels lists them), or rebuild it with --num_classes",
+  "image_token_in_text": "the record's text tokenizes to the id the model reads as an image "
+                         "(model image_token_id): clean the record, or use a model whose image "
+                         "token is no text token",
 }
 REASONS = {**BUILD_REASONS, **DROP_REASONS}
 

@@ -203,6 +203,9 @@ def encode(conversations, template: Template, tokenizer, *, image_token_id: int,
   truncated to `max_len`, never inside an image's tokens and never to zero targets."""
   prompt, spans = render(conversations, template)
   ids, targets = tokenize(prompt, spans, tokenizer)
+  if (ids == image_token_id).any():  # the model would put image features there
+    raise DropExample("image_token_in_text", f"the text holds token {image_token_id}, the "
+                      "model's image token")
   images = int(np.sum(ids == IMAGE_PLACEHOLDER))
   if images:
     reps = np.where(ids == IMAGE_PLACEHOLDER, image_seq_len, 1)

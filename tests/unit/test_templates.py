@@ -116,3 +116,16 @@ def test_an_answer_whose_space_is_its_own_token_masks_as_llava(tokenizer, name, 
   ours_ids, ours_mask = _ours(conv, name, tokenizer)
   assert ours_ids.tolist() == ids
   assert ours_mask.tolist() == [x != IGNORE for x in labels]
+
+
+def test_text_that_tokenizes_to_the_image_token_is_dropped_by_name(tokenizer):
+  """A preset whose image token is a vocabulary token (mavis-7b reads id 31999 as the image, a
+  token of Mistral's 32,000) would put image features over that text token: the example is
+  dropped, counted under its reason, instead of trained on so."""
+  ids, _ = _ours(ONE, "vicuna_v1", tokenizer)
+  text_token = int(ids[ids >= 0][5])
+  with pytest.raises(T.DropExample) as e:
+    T.encode(ONE, T.get("vicuna_v1"), tokenizer, image_token_id=text_token, image_seq_len=4,
+             max_len=4096)
+  assert e.value.reason == "image_token_in_text" and str(text_token) in str(e.value)
+  T.encode(ONE, T.get("vicuna_v1"), tokenizer, image_token_id=399, image_seq_len=4, max_len=4096)
