@@ -163,7 +163,8 @@ def test_augment_cuts_a_torn_last_line_before_appending(tmp_path):
     def run(self, requests):
       return ((r, f"answer to {r.key}") for r in requests)
 
-  planned = [augment.Planned("rephrase", None, Request(k, "text", "i.png")) for k in "abc"]
+  one = augment.Original("1", "i.png", "S", "What is x?", "5")
+  planned = [augment.Planned("rephrase", one, Request(k, "text", "i.png")) for k in "abc"]
   got, asked = augment.ask(Backend(), planned, str(store), progress=False)
   assert asked == 2 and sorted(got) == ["a", "b", "c"]
   assert augment.load_store(str(store)) == got
