@@ -87,13 +87,29 @@ def sample_logits(logits: Array, rng: Array, temperature: float, top_p: float,
   return _draw(logits, rng, temperature, top_p)
 
 
-def _pick(logits: Array, rng: Array, temperature, top_p) -> tuple[Array, Array]:
-  """(next tokens, their log-probs under the model): greedy where temperature <= 0."""
+def _pick(logits: Array, rng: Array, temperature, top_p, never: int | None = None
+          ) -> tuple[Array, Array]:
+  """(next tokens, their log-probs under the model): greedy where temperature <= 0. never: a
+  token id that is not drawn (`_never_sampled`); the log-probs stay the model's own, unmasked."""
   logits = logits.astype(jnp.float32)
-  tok = jax.lax.cond(temperature > 0, lambda: _draw(logits, rng, temperature, top_p),
-                     lambda: first_argmax(logits))
+  allowed = logits if never is None else logits.at[:, never].set(-jnp.inf)
+  tok = jax.lax.cond(temperature > 0, lambda: _draw(allowed, rng, temperature, top_p),
+                     lambda: first_argmax(allowed))
   logp = jnp.take_along_axis(jax.nn.log_softmax(logits), tok[:, None], axis=-1)[:, 0]
   return tok, logp
+
+
+def _never_sampled(model) -> int | None:
+  """A LLaVA's image token id, where it is in the vocabulary: a placeholder for image features,
+  not a word, so never sampled. Fed back, it has no image to stand for: a decode step embeds it
+  as `Llava.embed` does an image id without pixels (token 0's row; transformers embeds its own),
+  while a row with it in its answer is read back with image features spliced there (GRPO's
+  learner), so the tokens after it would be scored in a context they were not sampled in."""
+  cfg = getattr(model, "cfg", None)
+  image, text = getattr(cfg, "image_token_id", None), getattr(cfg, "text", None)
+  if image is None or text is None or not 0 <= image < text.vocab_size:
+    return None
+  return int(image)
 
 
 def cache_slots(prompt_len: int, max_new_tokens: int) -> int:
@@ -122,7 +138,8 @@ def decode(model, input_ids: Array, attention_mask: Array, pixel_values: Array |
 
   The log-probs are the model's own (temperature 1, no nucleus cut) at each sampled token: what a
   forward pass over prompt + tokens gives, the old-policy log-probs of GRPO. Works with
-  `LlamaForCausalLM` (pixel_values None) and `Llava` (prompt with image tokens). unstack: run
+  `LlamaForCausalLM` (pixel_values None) and `Llava` (prompt with image tokens; its image token
+  is never sampled, `_never_sampled`, where transformers' generate may emit it). unstack: run
   the layers as separate modules (`for_decoding`; default on CPU, where it is faster); on one CPU
   device the steps then hold the cache as blocks (`block_phases`), with the same results.
   """
@@ -134,8 +151,9 @@ def decode(model, input_ids: Array, attention_mask: Array, pixel_values: Array |
   out = model.apply(input_ids, attention_mask=attention_mask, positions=positions, cache=cache,
                     last_only=True, prefill=True, **extra)
   eos_arr = jnp.asarray(eos if eos else (-1,), jnp.int32)
+  never = _never_sampled(model)
   rng, sub = _step_keys(rng, 0)
-  first, first_logp = _pick(out.logits[:, -1], sub, temperature, top_p)
+  first, first_logp = _pick(out.logits[:, -1], sub, temperature, top_p, never)
   tokens = jnp.full((b, max_new_tokens), pad, jnp.int32).at[:, 0].set(first)
   logps = jnp.zeros((b, max_new_tokens), jnp.float32).at[:, 0].set(first_logp)
 
@@ -144,11 +162,12 @@ def decode(model, input_ids: Array, attention_mask: Array, pixel_values: Array |
 
   def body(carry):
     step, tokens, logps, last, cache, done, lengths, pos, rng = carry
-    # New tokens are never image tokens, so both model kinds decode through plain `apply`.
+    # New tokens are never image tokens (`_never_sampled`), so both model kinds decode through
+    # plain `apply`.
     out = model.apply(last[:, None], attention_mask=jnp.ones((b, 1), bool),
                       positions=pos[:, None], cache=cache)
     rng, sub = _step_keys(rng, step)
-    tok, logp = _pick(out.logits[:, -1], sub, temperature, top_p)
+    tok, logp = _pick(out.logits[:, -1], sub, temperature, top_p, never)
     tok, logp = jnp.where(done, pad, tok), jnp.where(done, 0.0, logp)
     tokens = jax.lax.dynamic_update_slice(tokens, tok[:, None], (0, step))
     logps = jax.lax.dynamic_update_slice(logps, logp[:, None], (0, step))

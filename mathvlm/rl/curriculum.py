@@ -20,9 +20,10 @@ class Curriculum:
   pass_rate: float | None = None
   enabled: bool = True
 
-  def update(self, batch_pass_rate: float) -> int:
+  def update(self, batch_pass_rate: float) -> float:
     """Folds one step's pass rate into the running one and moves the level if it left the band;
-    returns the level for the next step."""
+    returns the running rate it compared with the band: the one to log, as a move restarts the
+    running rate (`pass_rate` is None until the next step's)."""
     r = batch_pass_rate if self.pass_rate is None else (
         self.momentum * self.pass_rate + (1 - self.momentum) * batch_pass_rate)
     self.pass_rate = float(r)
@@ -31,7 +32,7 @@ class Curriculum:
         self.level, self.pass_rate = self.level + 1, None  # a new level: measure it afresh
       elif r < self.low and self.level > 0:
         self.level, self.pass_rate = self.level - 1, None
-    return self.level
+    return float(r)
 
   def state_dict(self) -> dict:
     return dataclasses.asdict(self)

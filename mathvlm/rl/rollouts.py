@@ -114,8 +114,8 @@ class Rollouts:
     metrics.update({f"{k}/trained": v for k, v in trained.items()}, **sampled)
     metrics.update(rollout_seconds=time.time() - t0, **{"curriculum/level": float(level)})
     metrics.update(self._truncation())
-    self.curriculum.update(metrics["pass@1"])  # of the global batch: the same on every process
-    metrics["curriculum/pass_rate"] = float(self.curriculum.pass_rate or 0.0)
+    # of the global batch: the same on every process
+    metrics["curriculum/pass_rate"] = self.curriculum.update(metrics["pass@1"])
     return batch, metrics
 
   def _problems(self, indices: list[int], level: int) -> list[list[dict]]:

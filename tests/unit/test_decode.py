@@ -70,6 +70,27 @@ def test_sampled_logps_equal_a_forward_pass_over_the_same_tokens(llava, temperat
   assert np.all(logps[live] < 0)
 
 
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_a_llava_never_samples_its_image_token(llava, temperature):
+  """The image token is a placeholder for image features (`generate._never_sampled`): a model
+  whose head favours it still answers in words, and the log-probs of what it sampled equal a
+  forward pass over it. Sampled, a placeholder was fed back as token 0 and read back by that
+  forward with image features spliced in (here refused: more image tokens than images)."""
+  model = nnx.merge(*nnx.split(llava))                    # a copy, its head changed below
+  ids, mask, px = _prompt()
+  first = int(np.asarray(generate(model, ids, mask, px, max_new_tokens=1, eos_token_id=-1)
+                         .tokens)[0, 0])
+  head = model.language_model.lm_head.kernel
+  head.value = head.value.at[:, IMG].set(head.value[:, first] * 4)  # far above row 0's choice
+  out = _decode(*nnx.split(model), ids, mask, px, jax.random.key(0), jnp.float32(temperature),
+                jnp.float32(1.0))
+  tokens, logps = np.asarray(out.tokens), np.asarray(out.logps)
+  assert not (tokens == IMG).any()
+  live = np.arange(7)[None] < np.asarray(out.lengths)[:, None]
+  ref = _forward_logps(model, ids, mask, px, tokens)
+  np.testing.assert_allclose(logps[live], ref[live], rtol=1e-5, atol=1e-5)  # unmasked: its own
+
+
 def test_greedy_core_equals_generate(llava):
   ids, mask, px = _prompt(seed=1)
   out = _decode(*nnx.split(llava), ids, mask, px, jax.random.key(0), jnp.float32(0.0),

@@ -109,16 +109,19 @@ def test_dynamic_sampling_replaces_all_equal_groups_before_the_update(toy):
   assert not np.array_equal(batch["input_ids"][G:], want["input_ids"][G:])  # sampled afresh
 
 
+def solved_is_right(host):
+  """The host step with the toy's solved problems answered right and the open ones not: a pass@1
+  of 1/2 on OPEN_SOLVED whatever the policy samples."""
+  rollout = host._rollout
+  host._rollout = lambda *a: (lambda rows: dict(rows, correct=(rows["reward"] == 1.0).astype(
+      np.float32)))(rollout(*a))
+  return host
+
+
 def test_dynamic_sampling_leaves_pass_at_1_and_the_curriculum_to_the_sampled_rows(toy):
   """Refills swap the solved group for an open one, so the trained rows' pass rate is lower than
   what the policy scored as sampled: pass@k and the curriculum must read the latter (as without
   refills), or the curriculum never sees a level solved; the trained rows' rate is logged apart."""
-  def solved_is_right(host):  # the toy's solved problems are answered right, the open ones not
-    rollout = host._rollout
-    host._rollout = lambda *a: (lambda rows: dict(rows, correct=(rows["reward"] == 1.0).astype(
-        np.float32)))(rollout(*a))
-    return host
-
   control, state = _host(toy)
   _, want = solved_is_right(control)(state, OPEN_SOLVED, STEP)
   host, _ = _host(toy, dynamic_sampling=True, max_refills=4)
@@ -127,6 +130,23 @@ def test_dynamic_sampling_leaves_pass_at_1_and_the_curriculum_to_the_sampled_row
   assert metrics["pass@1"] == want["pass@1"] and metrics[f"pass@{G}"] == want[f"pass@{G}"]
   assert metrics["curriculum/pass_rate"] == want["curriculum/pass_rate"]
   assert metrics["pass@1/trained"] < metrics["pass@1"]
+
+
+def test_the_logged_running_pass_rate_is_the_one_that_moved_the_level(toy):
+  """`curriculum/pass_rate` is the running rate the curriculum compared with its band, also at a
+  step whose rate moves the level (which restarts the running rate): the plot of the rate beside
+  the level shows the crossing, not a drop to 0. Up from level 0 (0.8 x 0.9 + 0.2 x 1/2 > 0.8),
+  then down from level 2 (1/2 afresh < 0.6)."""
+  host, state = _host(toy)
+  host.start()
+  host.curriculum.high, host.curriculum.pass_rate = 0.8, 0.9
+  _, up = solved_is_right(host)(state, OPEN_SOLVED, STEP)
+  assert host.curriculum.level == 1 and up["curriculum/level"] == 0
+  np.testing.assert_allclose(up["curriculum/pass_rate"], 0.82)
+  host.curriculum.level, host.curriculum.low = 2, 0.6
+  _, down = host(state, OPEN_SOLVED, STEP + 1)
+  assert host.curriculum.level == 1 and down["curriculum/level"] == 2
+  assert down["curriculum/pass_rate"] == down["pass@1"] == 0.5
 
 
 def test_cut_prompts_are_counted_and_warned_about_once(toy, caplog):
