@@ -585,7 +585,10 @@ def scan_layers(layers: nnx.Module, body: Callable, carry: Any, xs: Any = None, 
 
   if remat != "none":
     step = jax.checkpoint(step, policy=REMAT_POLICIES[remat], prevent_cse=False)
-  if xs is None and unroll is not True and one_cpu_device() and any(
+  # An empty stack (hidden state 0, the embeddings) has no layer for the 16-bit path to trace
+  # its residuals from: jax.lax.scan returns the carry as it is.
+  empty = jax.tree.leaves(state)[0].shape[0] == 0
+  if xs is None and unroll is not True and one_cpu_device() and not empty and any(
       a.dtype in LOW_PRECISION for a in jax.tree.leaves(carry)):
     return scan_16bit_residuals(step, carry, (state, xs), unroll)
   return jax.lax.scan(step, carry, (state, xs), unroll=unroll)

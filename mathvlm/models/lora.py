@@ -15,11 +15,20 @@ from flax import nnx
 
 from mathvlm.models.layers import Dense, path_str as _path, stacked
 
+# A's initialiser as PEFT's (and Microsoft's loralib) default: torch.nn.Linear's reset,
+# kaiming_uniform_(a=sqrt(5)) on A [rank, din], i.e. U(-1/sqrt(din), 1/sqrt(din)). nnx.LoRA's own
+# default (he_uniform) draws sqrt(6) times wider; as B starts at zero and Adam's first steps move B
+# by about lr whatever the gradient's size, the update to W = scale * A @ B would be ~2.45x what
+# the same rank, alpha and lr give in the LLaVA/MAVIS recipes (PEFT), so their settings would not
+# carry over.
+PEFT_A_INIT = nnx.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
 
 def add_lora(model: nnx.Module, targets: str, rank: int, alpha: float, seed: int = 0) -> list[str]:
-  """Attaches rank-`rank` adapters (scale alpha/rank, B initialised to zero) to each Dense whose
-  path (e.g. `language_model/layers/self_attn/q_proj`) matches `targets` (re.search). Returns the
-  paths adapted; no match is an error, so a typo in a config cannot silently train nothing."""
+  """Attaches rank-`rank` adapters (scale alpha/rank; A uniform in +-1/sqrt(din) and B zero, as
+  PEFT initialises them) to each Dense whose path (e.g. `language_model/layers/self_attn/q_proj`)
+  matches `targets` (re.search). Returns the paths adapted; no match is an error, so a typo in a
+  config cannot silently train nothing."""
   if rank <= 0:
     raise ValueError(f"lora rank must be positive, got {rank}")
   rngs = nnx.Rngs(seed)
@@ -35,6 +44,7 @@ def add_lora(model: nnx.Module, targets: str, rank: int, alpha: float, seed: int
 
     def make(r, din=din, dout=dout, in_axis=in_axis, out_axis=out_axis, module=module):
       return nnx.LoRA(din, rank, dout, dtype=module.dtype, param_dtype=module.param_dtype, rngs=r,
+                      a_initializer=PEFT_A_INIT,
                       a_metadata=dict(out_sharding=(in_axis, None), eager_sharding=False),
                       b_metadata=dict(out_sharding=(None, out_axis), eager_sharding=False))
 

@@ -171,3 +171,15 @@ def test_16bit_residual_scan_differentiates_closed_over_values_and_outputs():
   assert float(ours[2]) != 0.0
   for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
     np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
+
+
+@pytest.mark.parametrize("layer", [0, -5])
+def test_low_precision_hidden_state_0_is_the_embeddings(layer):
+  """Hidden state 0 (or -(layers + 1)) runs no block: in bf16 on one CPU device too, where the
+  16-bit residual scan has no layer to trace and the empty stack takes jax.lax.scan."""
+  px = np.random.default_rng(3).normal(size=(2, 28, 28, 3)).astype(np.float32)
+  vit = CLIPVisionTransformer(CLIPVisionConfig(
+      hidden_size=32, intermediate_size=64, num_layers=4, num_heads=4, image_size=28,
+      patch_size=14, dtype="bfloat16"), rngs=nnx.Rngs(0))
+  np.testing.assert_array_equal(np.asarray(vit.hidden_state(px, layer), np.float32),
+                                np.asarray(vit.embed(px), np.float32))
