@@ -17,9 +17,11 @@ from mathvlm.models import registry
 
 
 def runtime(config) -> dict[str, str]:
-  """The settings a run chooses whatever the architecture: dtypes and rematerialisation."""
+  """The settings a run chooses whatever the architecture: dtypes, rematerialisation, the scan's
+  unrolling and the attention kernel."""
   return dict(dtype=config.model.dtype, param_dtype=config.model.param_dtype,
-              remat=config.model.remat, scan_unroll=config.model.scan_unroll)
+              remat=config.model.remat, scan_unroll=config.model.scan_unroll,
+              attention_impl=config.model.attention_impl or None)
 
 
 def model_config(config):

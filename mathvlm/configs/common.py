@@ -14,6 +14,7 @@ import ml_collections
 
 from mathvlm import objectives
 from mathvlm.models import registry
+from mathvlm.models.layers import ATTENTION_IMPLS
 from mathvlm.sharding import DEFAULT_RULES, rule_errors
 
 
@@ -45,6 +46,8 @@ def base(objective: str) -> ml_collections.ConfigDict:
       dtype="float32",        # compute dtype
       param_dtype="float32",
       remat="none",           # none | full | dots | dots_no_batch
+      attention_impl="",      # "": by platform (ours on CPU, jax's choice elsewhere); grouped |
+                              # xla | cudnn (jax's fused kernel on GPUs; layers.attention)
       scan_unroll=1,          # layers per scan step (more compiles longer, runs faster); 0: the
                               # platform's choice, all on one CPU device, 1 elsewhere
                               # (layers.platform_unroll): set it for CPU runs that run longer
@@ -167,6 +170,9 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1, device_count:
       errors.append(f"the micro-batch {micro} (data.global_batch{rows} / optim.grad_accum) must "
                     f"be divisible by mesh.data x mesh.fsdp = {batch_axes}")
   errors += data_errors(c, objective) + rule_errors(c.logical_axis_rules)
+  if c.model.attention_impl and c.model.attention_impl not in ATTENTION_IMPLS:
+    errors.append(f"model.attention_impl={c.model.attention_impl!r}: one of {ATTENTION_IMPLS}, "
+                  "or '' for the platform's choice")
   family = registry.get(objective.family)
   for field, (attr, words) in registry.INIT_PARTS.items():
     if c.model[field] and getattr(family, attr) is None:

@@ -35,7 +35,7 @@ ORDER_KEY = "_data_order"  # {"version": pipeline.ORDER_VERSION, "grain": its ve
 
 # Dotted names (or prefixes ending in '.') a resumed run may change.
 MAY_CHANGE = ("steps", "optim.lr", "optim.grad_clip", "checkpoint.", "metrics.", "evals.",
-              "mesh.", "model.remat")
+              "mesh.", "model.remat", "model.attention_impl")
 
 
 def may_change(field: str) -> bool:

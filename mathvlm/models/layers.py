@@ -282,6 +282,9 @@ NEG = -0.7 * float(jnp.finfo(jnp.float32).max)   # jax's masked score: finite, s
                                                  # row is uniform rather than NaN
 
 
+ATTENTION_IMPLS = ("grouped", "xla", "cudnn")  # `attention`'s impl besides None (by platform)
+
+
 def attention(q: Array, k: Array, v: Array, mask: Array | None, impl: str | None = None,
               causal: bool = False) -> Array:
   """Softmax attention. q: [batch, q_len, heads, head_dim]; k, v: [batch, kv_len, kv_heads,

@@ -208,6 +208,21 @@ def test_a_part_init_from_a_family_without_that_part_is_a_config_error():
     common.validate(c, process_count=1, device_count=1)
 
 
+def test_attention_impl_reaches_every_tower_and_an_unknown_one_is_named():
+  """A GPU run picks jax's fused kernel (`cudnn`) from its config; no field reached it."""
+  import jax
+
+  from mathvlm import train
+  from train_utils import tiny_config
+  run = train.setup(tiny_config("lm", model__attention_impl="xla"), jax.devices()[:1])
+  assert (run.cfg.text.attention_impl, run.cfg.vision.attention_impl) == ("xla", "xla")
+  assert train.setup(tiny_config("lm"), jax.devices()[:1]).cfg.text.attention_impl is None
+  c = tiny_config("lm", model__attention_impl="flash")
+  with pytest.raises(ValueError, match=r"model.attention_impl='flash': one of \('grouped', "
+                                       r"'xla', 'cudnn'\)"):
+    common.validate(c, process_count=1, device_count=1)
+
+
 def test_grpo_divisibility_counts_answer_rows_not_prompts():
   """GRPO's step trains on prompts x group rows, and grad_accum splits those rows: 16 prompts x 8
   answers in 4 micro-batches are 32 rows each, which 8 devices divide, though 16 / 4 prompts do
