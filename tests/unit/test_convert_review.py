@@ -102,7 +102,8 @@ def test_planned_config_reads_the_clip_tower_load_hf_reads(llava_hf, tmp_path):
   meta = json.load(open(path))
   json.dump(dict(meta, mm_vision_tower=clip_dir), open(path, "w"))
   config = types.SimpleNamespace(model=types.SimpleNamespace(
-      clip_dir="", dtype="float32", param_dtype="float32", remat="none", scan_unroll=1))
+      clip_dir="", dtype="float32", param_dtype="float32", remat="none", scan_unroll=1,
+      attention_impl=""))
   planned = pretrained.pretrained_config(llava_dir, config)
   assert planned == hf.load_hf(llava_dir)[1]
   assert planned.image_seq_len == (H.IMAGE // H.PATCH) ** 2

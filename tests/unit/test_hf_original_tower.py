@@ -69,7 +69,8 @@ def _forward_matches(model, ref):
 
 def _plan(path, clip_dir=""):
   config = types.SimpleNamespace(model=types.SimpleNamespace(
-      clip_dir=clip_dir, dtype="float32", param_dtype="float32", remat="none", scan_unroll=1))
+      clip_dir=clip_dir, dtype="float32", param_dtype="float32", remat="none", scan_unroll=1,
+      attention_impl=""))
   return pretrained.pretrained_config(path, config)
 
 
