@@ -17,7 +17,8 @@ simplify): `malformed` (no such pair), `empty` (an empty response, question or a
 `duplicates` (the same question, words and case aside, as one of the image's own or an
 already accepted one), `answer_changed` (a rephrasing whose final answer differs), else
 `accepted`; pairs past the ones asked for (past the first, or past 5 for `new`) are counted as
-`extra` (id `<record>_<kind>+k`) and not judged. Only accepted pairs are merged: OUT/augmented.json is a MathV360K-format list
+`extra` (id `<record>_<kind>+k`) and not judged. Only accepted pairs are merged:
+OUT/augmented.json is a MathV360K-format list
 (`{"id": "<record>_<kind>[k]", "image", "conversations"}`) that `data_prep.mathv360k` and
 `data_prep.llava_json` build with --images as here. OUT/report.json counts every outcome per
 kind, with ids. Failed requests (after the retries) are listed and not stored.
@@ -129,11 +130,14 @@ def legacy_answers(planned: list[Planned], stored: dict) -> dict:
   (kind, id and prompt hash): reused where that older key names one image, so an interrupted run
   does not pay for its answers again; where it names two, the one stored answer was asked with
   one image and neither image's request takes it."""
+  if not stored:  # a first run: nothing to reuse
+    return {}
+  old = [legacy_key(p) for p in planned]
   images = collections.defaultdict(set)
-  for p in planned:
-    images[legacy_key(p)].add(p.original.image)
-  return {p.request.key: stored[legacy_key(p)] for p in planned
-          if len(images[legacy_key(p)]) == 1 and legacy_key(p) in stored}
+  for p, k in zip(planned, old):
+    images[k].add(p.original.image)
+  return {p.request.key: stored[k] for p, k in zip(planned, old)
+          if len(images[k]) == 1 and k in stored}
 
 
 def legacy_key(p: Planned) -> str:
