@@ -1,10 +1,13 @@
 """Augmentation's pure parts: reading "The question is ... The answer is ..." back, what counts as
 the same question, the prompts, and few-shot examples from TF-IDF K-Means clusters."""
 
+import json
+
 import pytest
 
 from data_prep import augment, few_shot
 from data_prep import augment_prompts as P
+from shared_data import shared
 
 
 def test_parse_pairs():
@@ -159,3 +162,19 @@ def test_pairs_past_the_ones_asked_for_are_counted_as_extra_not_dropped_unseen()
   got = augment.judge(new, "".join(pair.format(c) for c in "abcdefg"), set())
   assert [g[1] for g in got if g[0] == "extra"] == ["7_new+5", "7_new+6"]
   assert [g[1] for g in got if g[0] == "accepted"] == [f"7_new{k}" for k in range(5)]
+
+
+def test_clusters_do_not_depend_on_the_number_of_threads():
+  """K-Means sums each thread's share of the points, so another thread count (a 2-core laptop,
+  a 96-core host) adds them in another order; the clusters, and with them every prompt's
+  few-shot examples, must not move. Real questions: MathVista's and MATH-Vision's."""
+  from threadpoolctl import threadpool_limits
+  with open(shared("mathvista", "testmini.json")) as f:
+    qs = [r["question"] for r in json.load(f).values()][:600]
+  with open(shared("math_v", "test.jsonl")) as f:
+    qs += [json.loads(line)["question"] for line in f][:600]
+  by_threads = []
+  for threads in (1, 4):
+    with threadpool_limits(threads):
+      by_threads.append([g.tolist() for g in few_shot.cluster(qs, seed=3)])
+  assert len(by_threads[0]) == few_shot.CLUSTERS and by_threads[0] == by_threads[1]
