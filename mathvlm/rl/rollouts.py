@@ -53,7 +53,8 @@ class Rollouts:
                         pixel_values=np.uint8(0))
     self.stream = self.encoder = None
     self._truncated_seen, self._truncation_warned = 0, False
-    self.curriculum = Curriculum(levels=1, enabled=self.opts["curriculum"])
+    self.curriculum = Curriculum(levels=1, enabled=self.opts["curriculum"],
+                                 min_steps=self.opts["curriculum_min_steps"])
 
   def start(self) -> None:
     """The stream and the tokenizer, on first use (a --compile_only run needs neither)."""

@@ -136,8 +136,9 @@ def test_the_logged_running_pass_rate_is_the_one_that_moved_the_level(toy):
   """`curriculum/pass_rate` is the running rate the curriculum compared with its band, also at a
   step whose rate moves the level (which restarts the running rate): the plot of the rate beside
   the level shows the crossing, not a drop to 0. Up from level 0 (0.8 x 0.9 + 0.2 x 1/2 > 0.8),
-  then down from level 2 (1/2 afresh < 0.6)."""
-  host, state = _host(toy)
+  then down from level 2 (1/2 afresh < 0.6). `grpo.curriculum_min_steps=1` reaches the
+  curriculum (at its default, 5, neither step could move the level)."""
+  host, state = _host(toy, curriculum_min_steps=1)
   host.start()
   host.curriculum.high, host.curriculum.pass_rate = 0.8, 0.9
   _, up = solved_is_right(host)(state, OPEN_SOLVED, STEP)
