@@ -198,6 +198,46 @@ def test_refills_sample_power_of_two_groups_and_fill_slots_with_informative_ones
 
 
 # ---------------------------------------------------------------------------------------------
+# --compile_only.
+
+def _avals(args) -> list[tuple[str, tuple[int, ...], str]]:
+  """(path, shape, dtype) of every array of the sampler's arguments, concrete or abstract."""
+  return [(jax.tree_util.keystr(path), tuple(x.shape), str(x.dtype))
+          for path, x in jax.tree_util.tree_flatten_with_path(args)[0]]
+
+
+def test_compile_only_lowers_the_sampler_for_what_a_rollout_passes_it(toy, monkeypatch):
+  """--compile_only's memory figure for the rollouts is the program they run: the sampler lowered
+  for the arguments a real rollout of a global batch passes it, shape and dtype, the images
+  (uint8, one slot per row: [rows, 1, H, W, 3]) and the model's state (the train state's params
+  and frozen parts) included."""
+  from mathvlm import generate as gen
+  seen, jitted = [], gen._generate
+
+  class Recording:
+    def __call__(self, graphdef, *args, **kwargs):
+      seen.append(("rollout", _avals(args)))
+      return jitted(graphdef, *args, **kwargs)
+
+    def lower(self, graphdef, *args, **kwargs):
+      seen.append(("compile_only", _avals(args)))
+      return jitted.lower(graphdef, *args, **kwargs)
+
+  monkeypatch.setattr(gen, "_generate", Recording())
+  _, run, _ = toy
+  host, state = _host(toy)
+  assert host.config.data.global_batch == 4
+  host(state, {"problem_index": np.arange(4)}, STEP)
+  report = host.compile_only(run.abstract_state)
+  (_, rollout), (_, compiled) = seen
+  # (state, ids, mask, images, key, temperature, top_p): the images as `_prompts` makes them
+  assert [a for a in rollout if a[0] == "[3]"] == [("[3]", (4 * G, 1, host.size, host.size, 3),
+                                                     "uint8")]
+  assert compiled == rollout
+  assert report["per_device_gib"]["total"] > 0 and report["batch"] == 4 * G
+
+
+# ---------------------------------------------------------------------------------------------
 # Consistency across question versions.
 
 VERSIONS = ["text_dominant", "text_dominant", "text_lite", "text_lite", "vision_dominant",
