@@ -30,6 +30,7 @@ def report_compiled_memory(run) -> dict:
         temporaries=gib(mem.temp_size_in_bytes), aliased=gib(mem.alias_size_in_bytes),
         total=gib(total))
   if run.host is not None and hasattr(run.host, "compile_only"):
-    report["host_step"] = run.host.compile_only()  # e.g. RL rollouts' decoding
+    # e.g. RL rollouts' decoding, with the model of the train state it samples with
+    report["host_step"] = run.host.compile_only(run.abstract_state)
   print(json.dumps(report, indent=2))
   return report

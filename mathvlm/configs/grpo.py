@@ -9,10 +9,13 @@ Defaults for a 7B LLaVA/MAVIS model, each cited (FACTS.md) or marked as our choi
 - answers of at most 512 new tokens (ours: DeepSeekMath allowed 1024; engine rationales are
   shorter), 16 prompts per step x 8 answers = 128 rollouts (ours);
 - the batch in 2 micro-batches (`optim.grad_accum=2`, ours): XLA counts 54.7 GiB a device for the
-  update with 8 devices and fsdp=8 (88.6 in one; the rollouts' decoding 36.4), so it fits 80 GB;
+  update with 8 devices and fsdp=8 (88.6 in one; the rollouts' decoding 38.9, on the train
+  state's float32 weights), so it fits 80 GB;
 - LoRA on the LLM only, as MAVIS's DPO stage trains (ours: the RL papers fine-tune fully);
 - rewards: the exact answer (1.0) and the trained answer format (0.1) (ours);
-- problems from the data engine at a difficulty the curriculum adapts (ours; `grpo.problems`).
+- problems from the data engine at a difficulty the curriculum adapts (ours; `grpo.problems`),
+  moving a level after at least `grpo.curriculum_min_steps=5` steps measured at it (ours: the
+  running pass rate's window at momentum 0.8, so one batch after a move cannot undo it).
 
   python -m mathvlm.train --config configs/grpo.py:model=mavis-7b \
       --config.model.init_from=WORKDIR_OF_STAGE_3 --config.data.tokenizer=TOKENIZER.json

@@ -181,8 +181,10 @@ def depth_words(settings: dict) -> str:
   if steps:
     return (f"problems of `--steps {steps}` throughout, the held-out problems' depths (one "
             "level: the curriculum stays)")
+  least = settings.get("curriculum_min_steps")  # absent in a summary from before the option
   return ("the curriculum moves the reasoning depth up when the running pass rate passes 0.75 "
-          "and down below 0.25 (mathvlm/rl/curriculum.py)")
+          "and down below 0.25" + (f", after at least {least} steps at a level" if least else "")
+          + " (mathvlm/rl/curriculum.py)")
 
 
 def grpo_section(g: dict, evals: dict) -> list[str]:

@@ -135,7 +135,6 @@ def compile_only(preset: str, mesh, *, batch: int, prompt_len: int, max_new_toke
   import jax.numpy as jnp
   from flax import nnx
 
-  from mathvlm import generate as gen
   from mathvlm import sharding
   from mathvlm.models import registry
   family = registry.get("llava")
@@ -149,18 +148,28 @@ def compile_only(preset: str, mesh, *, batch: int, prompt_len: int, max_new_toke
   size = cfg.vision.image_size
   ids = jax.ShapeDtypeStruct((batch, prompt_len), jnp.int32, sharding=rows)
   images = jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32, sharding=rows)
-  t = time.time()
-  compiled = gen._generate.lower(
-      graphdef, state, ids, ids, images, jax.random.key(0), jnp.float32(0.0), jnp.float32(1.0),
-      max_new_tokens=max_new_tokens, eos=(2,), pad=0,
-      unstack=False).compile()   # the accelerator's program: no CPU-only copy of the layers
   params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state))
   report = {"preset": preset, "dtype": dtype, "devices": jax.device_count(),
             "mesh": dict(mesh.shape), "parameters": params, "batch": batch,
-            "prompt_len": prompt_len, "max_new_tokens": max_new_tokens,
-            "compile_seconds": round(time.time() - t, 1)}
-  report.update(memory_report(compiled))
-  return report
+            "prompt_len": prompt_len, "max_new_tokens": max_new_tokens}
+  return dict(report, **compile_generate(graphdef, state, ids, ids, images,
+                                         max_new_tokens=max_new_tokens))
+
+
+def compile_generate(graphdef, state, ids, mask, images, *, max_new_tokens: int) -> dict:
+  """Compile seconds and per-device memory of the sampler (`generate._generate`) lowered for
+  abstract arguments (ShapeDtypeStructs carrying their shardings). Greedy: temperature and
+  top_p are traced, so sampling runs the same program."""
+  import jax
+  import jax.numpy as jnp
+
+  from mathvlm import generate as gen
+  t = time.time()
+  compiled = gen._generate.lower(
+      graphdef, state, ids, mask, images, jax.random.key(0), jnp.float32(0.0), jnp.float32(1.0),
+      max_new_tokens=max_new_tokens, eos=(2,), pad=0,
+      unstack=False).compile()   # the accelerator's program: no CPU-only copy of the layers
+  return {"compile_seconds": round(time.time() - t, 1), **memory_report(compiled)}
 
 
 def memory_report(compiled) -> dict[str, Any]:

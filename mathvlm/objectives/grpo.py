@@ -175,6 +175,8 @@ DEFAULTS = dict(
     problems="",             # rollout prompts on the fly: "module:factory" (the engine's stream)
     problem_options="",      # ... its keyword arguments: "mc=0.5,workers=2" (Python literals)
     curriculum=True,         # adapt the stream's difficulty to the running pass rate
+    curriculum_min_steps=5,  # ... measuring at least this many steps at a level before moving
+                             # (ours: the running rate's window, 1 / (1 - momentum 0.8))
     version="text_lite",     # the question version rollouts answer (MAVIS's instruction tuning)
     consistency=False,       # groups mix one problem's three question versions instead
 )
@@ -197,6 +199,9 @@ def check(o) -> list[str]:
   if not 0 <= o["max_refills"] <= MAX_REFILLS:
     errors.append(f"grpo.max_refills={o['max_refills']}: 0..{MAX_REFILLS} (each refill round "
                   "samples with a seed of its own within the step)")
+  if not (isinstance(o["curriculum_min_steps"], int) and o["curriculum_min_steps"] >= 1):
+    errors.append(f"grpo.curriculum_min_steps={o['curriculum_min_steps']!r}: an integer >= 1, the "
+                  "steps measured at a level before it may move (1: the next step's batch alone)")
   if o["passes"] < 1 or o["max_new_tokens"] < 1:
     errors.append(f"grpo.passes={o['passes']}, max_new_tokens={o['max_new_tokens']}: >= 1")
   try:

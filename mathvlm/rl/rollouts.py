@@ -53,7 +53,8 @@ class Rollouts:
                         pixel_values=np.uint8(0))
     self.stream = self.encoder = None
     self._truncated_seen, self._truncation_warned = 0, False
-    self.curriculum = Curriculum(levels=1, enabled=self.opts["curriculum"])
+    self.curriculum = Curriculum(levels=1, enabled=self.opts["curriculum"],
+                                 min_steps=self.opts["curriculum_min_steps"])
 
   def start(self) -> None:
     """The stream and the tokenizer, on first use (a --compile_only run needs neither)."""
@@ -79,13 +80,28 @@ class Rollouts:
     self.encoder = Encoder(Tokenizer.from_file(c.data.tokenizer), cfg.image_token_id,
                            cfg.image_seq_len, c.data.max_len, cfg.text.eos_token_id)
 
-  def compile_only(self) -> dict:
-    """Per-device memory of the rollouts' decoding on the trainer's mesh, for --compile_only."""
+  def compile_only(self, abstract_state: dict) -> dict:
+    """Per-device memory of the rollouts' decoding on the trainer's mesh, for --compile_only:
+    the sampler lowered for what `_rollout` passes it, the model merged from the train state's
+    params and frozen parts (abstract_state: ShapeDtypeStructs with their shardings, so the
+    param dtype and any LoRA adapters are the run's) and the prompts' arrays as `_prompts`
+    lays them out and `_sampler_inputs` hands them on (uint8 images, one slot per row)."""
+    import jax
+    from flax import nnx
+
+    from mathvlm import sharding
     from mathvlm.eval import distributed
-    return distributed.compile_only(self.config.model.preset, self.run.mesh,
-                                    batch=self.batch_shapes["input_ids"][0],
-                                    prompt_len=self.prompt_len, max_new_tokens=self.new,
-                                    dtype=self.config.model.dtype)
+    rows, shard = self.batch_shapes["input_ids"][0], sharding.batch_sharding(self.run.mesh)
+    prompts = [jax.ShapeDtypeStruct(shape, dtype, sharding=shard)
+               for shape, dtype in self._prompt_layout(rows)]
+    inputs = jax.eval_shape(self._sampler_inputs, *prompts)
+    inputs = [jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=shard) for x in inputs]
+    model = nnx.merge(self.run.graphdef, abstract_state["params"], abstract_state["frozen"])
+    graphdef, state = nnx.split(model)
+    report = {"batch": rows, "prompt_len": self.prompt_len, "max_new_tokens": self.new,
+              "parameters": sum(int(x.size) for x in jax.tree.leaves(state))}
+    return dict(report, **distributed.compile_generate(graphdef, state, *inputs,
+                                                       max_new_tokens=self.new))
 
   # --- checkpointed state -------------------------------------------------------------------
   def state_dict(self) -> dict:
@@ -141,7 +157,7 @@ class Rollouts:
     model = nnx.merge(self.run.graphdef, state["params"], state["frozen"])
     total = len(flat) * _process_count()
     tokens = distributed.generate_global(
-        model, self.run.mesh, ids, mask, pixels[:, None], max_new_tokens=self.new,
+        model, self.run.mesh, *self._sampler_inputs(ids, mask, pixels), max_new_tokens=self.new,
         eos=self.encoder.eos, pad=self.encoder.pad, temperature=self.opts["temperature"],
         top_p=self.opts["top_p"], seed=_seed(self.config.seed, step, round_))
     lo, hi = distributed.local_rows(self.run.mesh, total)
@@ -193,15 +209,27 @@ class Rollouts:
     r = reward.reshape(-1, self.group)
     return np.all(r == r[:, :1], axis=1)
 
+  def _prompt_layout(self, rows: int) -> list[tuple[tuple[int, ...], type]]:
+    """(shape, dtype) of `_prompts`' arrays: ids, mask, images; --compile_only lowers for them."""
+    ids = ((rows, self.prompt_len), np.int32)
+    return [ids, ids, ((rows, self.size, self.size, 3), np.uint8)]
+
+  @staticmethod
+  def _sampler_inputs(ids, mask, pixels) -> tuple:
+    """What the sampler is fed: each row's image as its one image slot ([rows, 1, H, W, 3], the
+    trained batch's layout), so a text-only row leaves its slot unused."""
+    return ids, mask, pixels[:, None]
+
   def _prompts(self, problems: list[dict]):
     """Left-padded prompt ids [rows, prompt_len], their mask, uint8 images [rows, H, W, 3]."""
     from PIL import Image
 
     from mathvlm.data.image import to_pixels
     from mathvlm.eval import prompts
-    ids = np.full((len(problems), self.prompt_len), self.encoder.pad, np.int32)
+    (ids_shape, ids_dtype), _, (pixels_shape, pixels_dtype) = self._prompt_layout(len(problems))
+    ids = np.full(ids_shape, self.encoder.pad, ids_dtype)
     mask = np.zeros_like(ids)
-    pixels = np.zeros((len(problems), self.size, self.size, 3), np.uint8)
+    pixels = np.zeros(pixels_shape, pixels_dtype)
     for i, p in enumerate(problems):
       x = self.encoder.encode(prompts.format_prompt(p["query"], self.config.data.template,
                                                     n_images=int(p["image"] is not None)))

@@ -136,8 +136,9 @@ def test_the_logged_running_pass_rate_is_the_one_that_moved_the_level(toy):
   """`curriculum/pass_rate` is the running rate the curriculum compared with its band, also at a
   step whose rate moves the level (which restarts the running rate): the plot of the rate beside
   the level shows the crossing, not a drop to 0. Up from level 0 (0.8 x 0.9 + 0.2 x 1/2 > 0.8),
-  then down from level 2 (1/2 afresh < 0.6)."""
-  host, state = _host(toy)
+  then down from level 2 (1/2 afresh < 0.6). `grpo.curriculum_min_steps=1` reaches the
+  curriculum (at its default, 5, neither step could move the level)."""
+  host, state = _host(toy, curriculum_min_steps=1)
   host.start()
   host.curriculum.high, host.curriculum.pass_rate = 0.8, 0.9
   _, up = solved_is_right(host)(state, OPEN_SOLVED, STEP)
@@ -194,6 +195,46 @@ def test_refills_sample_power_of_two_groups_and_fill_slots_with_informative_ones
   assert _all_equal(batch) == [False] * 4 and metrics["groups/all_equal"] == 0.75
   assert metrics["groups/refill_rounds"] == 3 and metrics["groups/refilled"] == 6 / 4
   assert host.refills == 6
+
+
+# ---------------------------------------------------------------------------------------------
+# --compile_only.
+
+def _avals(args) -> list[tuple[str, tuple[int, ...], str]]:
+  """(path, shape, dtype) of every array of the sampler's arguments, concrete or abstract."""
+  return [(jax.tree_util.keystr(path), tuple(x.shape), str(x.dtype))
+          for path, x in jax.tree_util.tree_flatten_with_path(args)[0]]
+
+
+def test_compile_only_lowers_the_sampler_for_what_a_rollout_passes_it(toy, monkeypatch):
+  """--compile_only's memory figure for the rollouts is the program they run: the sampler lowered
+  for the arguments a real rollout of a global batch passes it, shape and dtype, the images
+  (uint8, one slot per row: [rows, 1, H, W, 3]) and the model's state (the train state's params
+  and frozen parts) included."""
+  from mathvlm import generate as gen
+  seen, jitted = [], gen._generate
+
+  class Recording:
+    def __call__(self, graphdef, *args, **kwargs):
+      seen.append(("rollout", _avals(args)))
+      return jitted(graphdef, *args, **kwargs)
+
+    def lower(self, graphdef, *args, **kwargs):
+      seen.append(("compile_only", _avals(args)))
+      return jitted.lower(graphdef, *args, **kwargs)
+
+  monkeypatch.setattr(gen, "_generate", Recording())
+  _, run, _ = toy
+  host, state = _host(toy)
+  assert host.config.data.global_batch == 4
+  host(state, {"problem_index": np.arange(4)}, STEP)
+  report = host.compile_only(run.abstract_state)
+  (_, rollout), (_, compiled) = seen
+  # (state, ids, mask, images, key, temperature, top_p): the images as `_prompts` makes them
+  assert [a for a in rollout if a[0] == "[3]"] == [("[3]", (4 * G, 1, host.size, host.size, 3),
+                                                     "uint8")]
+  assert compiled == rollout
+  assert report["per_device_gib"]["total"] > 0 and report["batch"] == 4 * G
 
 
 # ---------------------------------------------------------------------------------------------
