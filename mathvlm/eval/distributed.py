@@ -147,26 +147,31 @@ def compile_only(preset: str, mesh, *, batch: int, prompt_len: int, max_new_toke
   rows = sharding.batch_sharding(mesh)
   size = cfg.vision.image_size
   ids = jax.ShapeDtypeStruct((batch, prompt_len), jnp.int32, sharding=rows)
-  images = jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32, sharding=rows)
+  # as `run.generate_responses` feeds `generate_global`: uint8 images (the tower normalises
+  # them), one sampling key per row (each problem's own stream)
+  images = jax.ShapeDtypeStruct((batch, size, size, 3), jnp.uint8, sharding=rows)
   params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state))
   report = {"preset": preset, "dtype": dtype, "devices": jax.device_count(),
             "mesh": dict(mesh.shape), "parameters": params, "batch": batch,
             "prompt_len": prompt_len, "max_new_tokens": max_new_tokens}
   return dict(report, **compile_generate(graphdef, state, ids, ids, images,
-                                         max_new_tokens=max_new_tokens))
+                                         max_new_tokens=max_new_tokens, row_keys=True))
 
 
-def compile_generate(graphdef, state, ids, mask, images, *, max_new_tokens: int) -> dict:
+def compile_generate(graphdef, state, ids, mask, images, *, max_new_tokens: int,
+                     row_keys: bool = False) -> dict:
   """Compile seconds and per-device memory of the sampler (`generate._generate`) lowered for
   abstract arguments (ShapeDtypeStructs carrying their shardings). Greedy: temperature and
-  top_p are traced, so sampling runs the same program."""
+  top_p are traced, so sampling runs the same program. row_keys: a key per row, as
+  `generate_global` passes with `rows` (the eval), else one key (the rollouts)."""
   import jax
   import jax.numpy as jnp
 
   from mathvlm import generate as gen
+  key = gen.row_keys(0, range(ids.shape[0])) if row_keys else jax.random.key(0)
   t = time.time()
   compiled = gen._generate.lower(
-      graphdef, state, ids, mask, images, jax.random.key(0), jnp.float32(0.0), jnp.float32(1.0),
+      graphdef, state, ids, mask, images, key, jnp.float32(0.0), jnp.float32(1.0),
       max_new_tokens=max_new_tokens, eos=(2,), pad=0,
       unstack=False).compile()   # the accelerator's program: no CPU-only copy of the layers
   return {"compile_seconds": round(time.time() - t, 1), **memory_report(compiled)}

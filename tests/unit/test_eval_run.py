@@ -120,3 +120,41 @@ def test_images_are_shaped_as_the_model_was_trained(tmp_path):
   assert run.parse_args(base).image_aspect == "pad"
   with pytest.raises(SystemExit):
     run.parse_args(base + ["--image_aspect", "square"])
+
+
+def test_compile_only_lowers_decoding_for_what_an_eval_passes_it(tmp_path, monkeypatch):
+  """`run --compile_only`'s memory figure is the program an eval runs: the sampler lowered for
+  the images and keys `generate_responses` passes `generate_global` (uint8 images, a key per
+  problem), not float32 images and one key."""
+  import jax
+  from tokenizers import Tokenizer
+
+  from mathvlm import checkpoint
+  from mathvlm import generate as gen
+  from mathvlm.eval import distributed, math_v
+  seen, jitted = {}, gen._generate
+
+  class Recording:
+    def __call__(self, graphdef, *args, **kwargs):
+      seen["eval"] = args
+      return jitted(graphdef, *args, **kwargs)
+
+    def lower(self, graphdef, *args, **kwargs):
+      seen["compile_only"] = args
+      return jitted.lower(graphdef, *args, **kwargs)
+
+  monkeypatch.setattr(gen, "_generate", Recording())
+  ckpt = str(tmp_path / "ckpt")
+  _tiny_checkpoint(ckpt)
+  model, cfg = checkpoint.load_model(ckpt)
+  enc = run.Encoder(Tokenizer.from_file(ckpt + "/tokenizer.json"), cfg.image_token_id,
+                    cfg.image_seq_len, 512)
+  mesh = distributed.make_mesh(distributed.MeshSpec(1, 1, 1))
+  run.generate_responses(model, cfg, enc, math_v.load(shared("math_v", "testmini.jsonl"))[:2],
+                         template="vicuna_v1", batch_size=2, max_new_tokens=2,
+                         temperature=0.0, mesh=mesh)
+  distributed.compile_only("tiny", mesh, batch=2, prompt_len=64, max_new_tokens=2)
+  # (state, ids, mask, images, key, temperature, top_p)
+  shapes = {k: [(tuple(a.shape), str(a.dtype)) for a in v[3:5]] for k, v in seen.items()}
+  assert shapes["eval"][0] == ((2, cfg.vision.image_size, cfg.vision.image_size, 3), "uint8")
+  assert shapes["compile_only"] == shapes["eval"]
