@@ -36,8 +36,8 @@ class HalfSolvedStream(NumberStream):
   """NumberStream in which every even index is a problem already solved: `solved_or_distinct`
   gives any answer to it the same reward, so its group's rewards are all equal (no gradient: what
   DAPO's dynamic sampling replaces), while odd ones get a reward that differs between any two
-  different answers. Refills ask for indices 10**9, 10**9 + 1, ... (one process): solved,
-  unsolved, solved, ..."""
+  different answers. Refills ask for indices 10**9, 10**9 + 1, ... (on any process count):
+  solved, unsolved, solved, ..."""
 
   def records(self, indices, level):
     return [({"id": f"{'solved' if i % 2 == 0 else 'open'}{i}", "answer": "7", "choices": [],
@@ -51,6 +51,28 @@ def solved_or_distinct(response: str, problem: dict) -> float:
   if problem["group"].startswith("solved"):
     return 1.0
   return zlib.crc32(response.encode()) / 2 ** 32
+
+
+class PictureStream(HalfSolvedStream):
+  """HalfSolvedStream whose questions come with a picture in a colour of the index's own, so that
+  a prompt's pixels name its problem (the plain template keeps the image alone)."""
+
+  def records(self, indices, level):
+    out = []
+    for i, (record, _) in zip(indices, super().records(indices, level)):
+      record["image_text_lite"] = f"{i}.png"
+      out.append((record, {f"{i}.png": _picture(i)}))
+    return out
+
+
+def _picture(index: int) -> bytes:
+  import io
+
+  from PIL import Image
+  code = zlib.crc32(str(index).encode())
+  buf = io.BytesIO()
+  Image.new("RGB", (8, 8), (code & 255, code >> 8 & 255, code >> 16 & 255)).save(buf, "PNG")
+  return buf.getvalue()
 
 
 VERSION_QUESTIONS = {"text_dominant": "Say a number . ( {i} ) The answer is a number .",

@@ -13,7 +13,8 @@ rollout is asked exactly what held-out evaluation asks. A group answers the ques
 Sampling runs the model on the trainer's mesh (`mathvlm.eval.distributed.generate_global`, the
 KV-cache sampler of evaluation); its seed is a function of (config.seed, step, refill round), so
 a resumed run samples what the uninterrupted one sampled. The curriculum's state is checkpointed
-beside the train state (`state_dict`).
+beside the train state (`state_dict`). With `grpo.dynamic_sampling` (DAPO) the refills are a
+function of the global batch alone, so any number of processes trains on the rows one would.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import importlib
 import io
 import logging
+import math
 import time
 
 import numpy as np
@@ -147,22 +149,28 @@ class Rollouts:
       out.append([_as_dict(by_version[v], files) for v in self.versions for _ in range(per)])
     return out
 
-  def _rollout(self, state, groups: list[list[dict]], step: int, round_: int) -> dict:
-    """Samples an answer for every row; rewards and advantages per group."""
+  def _rollout(self, state, groups: list[list[dict]], step: int, round_: int,
+               pad: int = 0) -> dict:
+    """Samples an answer for every row; rewards and advantages per group. pad: placeholder rows
+    after them (a refill's share of padding, see `_pool`): sampled, then dropped."""
     from flax import nnx
 
     from mathvlm.eval import distributed
     flat = [p for g in groups for p in g]
-    ids, mask, pixels = self._prompts(flat)
+    ids, mask, pixels = self._prompts(flat + [None] * pad)
     model = nnx.merge(self.run.graphdef, state["params"], state["frozen"])
-    total = len(flat) * _process_count()
+    total = len(ids) * _process_count()
+    # a refill's placeholders come after all its real rows (`_pool`), and jax's threefry
+    # (partitionable, its default) draws a row's bits by its place in the batch: no real row's
+    # draw depends on how much padding the process count asks for
     tokens = distributed.generate_global(
         model, self.run.mesh, *self._sampler_inputs(ids, mask, pixels), max_new_tokens=self.new,
         eos=self.encoder.eos, pad=self.encoder.pad, temperature=self.opts["temperature"],
         top_p=self.opts["top_p"], seed=_seed(self.config.seed, step, round_))
     lo, hi = distributed.local_rows(self.run.mesh, total)
-    tokens = tokens[lo:hi]
-    lengths = np.array([_length(t, self.encoder.eos, self.encoder.pad) for t in tokens])
+    n = len(flat)
+    ids, mask, pixels, tokens = ids[:n], mask[:n], pixels[:n], tokens[lo:hi][:n]
+    lengths = np.array([_length(t, self.encoder.eos, self.encoder.pad) for t in tokens], np.int32)
     responses = [self.encoder.decode(t) for t in tokens]
     reward, parts = R.score(responses, flat, lengths, self.opts["rewards"], self.new,
                             self.opts["length_target"])
@@ -172,38 +180,99 @@ class Rollouts:
 
   def _refill(self, state, rows: dict, step: int, level: int) -> tuple[dict, dict]:
     """DAPO's dynamic sampling: groups whose rewards are all equal are replaced by fresh prompts,
-    for at most `max_refills` rounds (rounds are agreed across processes: sampling is collective).
+    for at most `max_refills` rounds. A function of the global batch alone, so that any process
+    count trains on the rows one process would: the all-equal groups are counted over every
+    process, the fresh problems numbered and sampled once for all of them (`_pool`), and
+    informative ones fill the global batch's all-equal slots in order (`_fill`).
     Returns the rows and what it cost, of the global batch: `groups/refill_rounds` (rounds that
     sampled), `groups/refilled` (fresh groups sampled per group of the batch: 0.5 is half again
     the step's rollouts) and `groups/all_equal_after` (the share of all-equal groups the update
     still trains on: > 0 when `max_refills` rounds did not suffice)."""
     rounds = sampled = 0
     for round_ in range(1, self.opts["max_refills"] + 1):
-      equal = self._equal_groups(rows["reward"])
-      n, most = int(equal.sum()), _max_over_processes(int(equal.sum()))
-      if not most:
+      equal = _gathered(self._equal_groups(rows["reward"])) > 0
+      slots = np.flatnonzero(equal)
+      if not len(slots):
         break
-      # every process samples as many fresh groups as the neediest (the batch shape must agree),
-      # rounded up to a power of two (at most the batch's groups) so that the sampler compiles
-      # for a few shapes, not for every count; the extra groups are a choice: informative ones
-      # (rewards not all equal) fill the slots first, in sampled order (DAPO's filter)
-      size = min(_bucket(most), len(equal))
-      new = self._rollout(state, self._problems(self._fresh_indices(size), level), step, round_)
-      new = _informative_first(new, self._equal_groups(new["reward"]), self.group)
-      rows = _replace_groups(rows, new, np.flatnonzero(equal)[:n], self.group)
+      # as many fresh groups as there are all-equal ones, rounded up to a power of two (at most
+      # the batch's groups) so that the sampler compiles for a few shapes, not for every count;
+      # the extra groups are a choice: informative ones (rewards not all equal) fill the slots
+      # first, in sampled order (DAPO's filter)
+      size = min(_bucket(len(slots)), len(equal))
+      indices = self._fresh_indices(size)
+      rows = self._fill(rows, self._pool(state, indices, step, round_, level), slots, indices,
+                        level)
       rounds, sampled = round_, sampled + size
-    groups = len(rows["reward"]) // self.group
-    return rows, {"groups/refill_rounds": float(rounds), "groups/refilled": sampled / groups,
-                  "groups/all_equal_after": float(np.mean(_gathered(
-                      self._equal_groups(rows["reward"]))))}
+    after = _gathered(self._equal_groups(rows["reward"]))
+    return rows, {"groups/refill_rounds": float(rounds), "groups/refilled": sampled / len(after),
+                  "groups/all_equal_after": float(np.mean(after))}
 
   def _fresh_indices(self, n: int) -> list[int]:
-    """Indices past any the data pipeline hands out, in a fixed order (checkpointed counter)."""
-    import jax
-    out = [10 ** 9 + (self.refills + k) * jax.process_count() + jax.process_index()
-           for k in range(n)]
+    """Indices past any the data pipeline hands out, in a fixed order (checkpointed counter),
+    the same on every process: numbered for the global batch, not per process."""
+    out = [10 ** 9 + self.refills + k for k in range(n)]
     self.refills += n
     return out
+
+  def _pool(self, state, indices: list[int], step: int, round_: int, level: int) -> dict:
+    """The fresh groups `indices` sampled as one batch over all processes: each makes, samples
+    and scores the whole groups of its share (placeholders pad the pool where the processes or
+    the batch's shards do not divide it). `every`: the per-row results of all groups, gathered
+    (tokens and numbers, no images); `local`: this process's own rows, its first group `first`."""
+    from mathvlm.eval import distributed
+    total = _padded(len(indices), _process_count(), self.group,
+                    distributed.batch_rows(self.run.mesh))
+    per = total // _process_count()
+    first = _process_index() * per
+    mine = indices[first:first + per]
+    local = self._rollout(state, self._problems(mine, level) if mine else [], step, round_,
+                          (per - len(mine)) * self.group)
+    every = {k: _gathered_rows(v, per * self.group)[:len(indices) * self.group]
+             for k, v in local.items() if k in SHARED or k.startswith(PART)}
+    return dict(every=every, local=local, first=first)
+
+  def _fill(self, rows: dict, pool: dict, slots: np.ndarray, indices: list[int],
+            level: int) -> dict:
+    """The global batch's all-equal `slots`, in order, take the pool's groups, informative first
+    (stable: sampled order); this process replaces the slots it holds. Tokens and rewards are the
+    gathered ones; a prompt another process made is remade here from its index (`_prompt_rows`)."""
+    every, g = pool["every"], self.group
+    order = _informative_first(self._equal_groups(every["reward"]))[:len(slots)]
+    groups = len(rows["reward"]) // g
+    start = _process_index() * groups
+    mine = [(s - start, k) for s, k in zip(slots, order) if start <= s < start + groups]
+    if not mine:
+      return rows
+    sources = np.array([k for _, k in mine])
+    take = (sources[:, None] * g + np.arange(g)[None, :]).reshape(-1)
+    new = {k: v[take] for k, v in every.items()}
+    new["responses"] = [self.encoder.decode(t) for t in new["tokens"]]
+    new.update(self._prompt_rows(sources, pool, indices, level))
+    return _replace_groups(rows, new, [s for s, _ in mine], g)
+
+  def _prompt_rows(self, sources: np.ndarray, pool: dict, indices: list[int],
+                   level: int) -> dict:
+    """Problems, prompt ids, mask and pixels of the pool's groups `sources`: as this process
+    made them where it sampled the group, else remade from the group's index (the stream is pure
+    in it), which costs a problem where gathering would cost its image."""
+    local, first, g = pool["local"], pool["first"], self.group
+    held = range(first, first + len(local["problems"]) // g)
+    remote = sorted({int(k) for k in sources if k not in held})
+    made = {}
+    if remote:
+      truncated = getattr(self.encoder, "truncated", 0)  # counted where they were first made
+      problems = self._problems([indices[k] for k in remote], level)
+      ids, mask, pixels = self._prompts([p for group in problems for p in group])
+      self.encoder.truncated = truncated
+      made = {k: dict(problems=problems[j], ids=ids[j * g:(j + 1) * g],
+                      mask=mask[j * g:(j + 1) * g], pixels=pixels[j * g:(j + 1) * g])
+              for j, k in enumerate(remote)}
+    for k in held:
+      a = (k - first) * g
+      made[k] = {key: local[key][a:a + g] for key in ("problems", "ids", "mask", "pixels")}
+    return {key: ([p for k in sources for p in made[int(k)][key]] if key == "problems" else
+                  np.concatenate([made[int(k)][key] for k in sources]))
+            for key in ("problems", "ids", "mask", "pixels")}
 
   def _equal_groups(self, reward: np.ndarray) -> np.ndarray:
     r = reward.reshape(-1, self.group)
@@ -221,7 +290,8 @@ class Rollouts:
     return ids, mask, pixels[:, None]
 
   def _prompts(self, problems: list[dict]):
-    """Left-padded prompt ids [rows, prompt_len], their mask, uint8 images [rows, H, W, 3]."""
+    """Left-padded prompt ids [rows, prompt_len], their mask, uint8 images [rows, H, W, 3];
+    None: a placeholder row."""
     from PIL import Image
 
     from mathvlm.data.image import to_pixels
@@ -231,6 +301,10 @@ class Rollouts:
     mask = np.zeros_like(ids)
     pixels = np.zeros(pixels_shape, pixels_dtype)
     for i, p in enumerate(problems):
+      if p is None:  # a placeholder row (`_rollout`'s pad): one token, no image
+        bos = self.encoder.bos
+        ids[i, -1], mask[i, -1] = self.encoder.pad if bos is None else bos, 1
+        continue
       x = self.encoder.encode(prompts.format_prompt(p["query"], self.config.data.template,
                                                     n_images=int(p["image"] is not None)))
       ids[i, self.prompt_len - len(x):], mask[i, self.prompt_len - len(x):] = x, 1
@@ -305,12 +379,16 @@ def _bucket(n: int) -> int:
   return 1 << max(0, int(n) - 1).bit_length()
 
 
-def _informative_first(rows: dict, equal: np.ndarray, group: int) -> dict:
-  """Rows regrouped so that groups whose rewards differ come first (stable: sampled order)."""
-  order = np.concatenate([np.flatnonzero(~equal), np.flatnonzero(equal)])
-  take = (order[:, None] * group + np.arange(group)[None, :]).reshape(-1)
-  return {k: ([v[i] for i in take] if isinstance(v, list) else np.asarray(v)[take])
-          for k, v in rows.items()}
+def _informative_first(equal: np.ndarray) -> np.ndarray:
+  """Group numbers, those whose rewards differ first (stable: sampled order)."""
+  return np.concatenate([np.flatnonzero(~equal), np.flatnonzero(equal)])
+
+
+def _padded(groups: int, processes: int, group: int, shards: int) -> int:
+  """The fewest groups >= `groups` that split into whole groups per process and into equal rows
+  per batch shard (the sampler's batch is split over the mesh's data x fsdp devices)."""
+  unit = math.lcm(processes, shards // math.gcd(group, shards))
+  return -(-groups // unit) * unit
 
 
 def _replace_groups(rows: dict, new: dict, slots: np.ndarray, group: int) -> dict:
@@ -351,9 +429,23 @@ def _gathered(x: np.ndarray) -> np.ndarray:
   return np.asarray(multihost_utils.process_allgather(x, tiled=True), np.float32)
 
 
-def _max_over_processes(n: int) -> int:
+def _process_index() -> int:
   import jax
-  if jax.process_count() == 1:
-    return n
+  return jax.process_index()
+
+
+# a refill pool's per-row results every process needs (`Rollouts._pool`), with PART's
+SHARED = ("tokens", "lengths", "reward", "correct")
+
+
+def _gathered_rows(x: np.ndarray, rows: int) -> np.ndarray:
+  """Every process's rows of `x` (each padded to `rows`), concatenated in process order, in one
+  dtype per kind on any process count (jax's gather makes 64-bit values 32-bit), so that one
+  process and several hold the same values."""
+  x = np.asarray(x)
+  x = x.astype(np.int32 if np.issubdtype(x.dtype, np.integer) else np.float32)
+  if _process_count() == 1:
+    return x
   from jax.experimental import multihost_utils
-  return int(np.max(multihost_utils.process_allgather(np.int32(n))))
+  x = np.concatenate([x, np.zeros((rows - len(x),) + x.shape[1:], x.dtype)])
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True), x.dtype)

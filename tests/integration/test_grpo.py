@@ -1,7 +1,7 @@
 """GRPO end to end through the trainer: a toy task whose optimal policy is known is learned; a run
-killed mid-way resumes to the same numbers; 2 processes write the rows of 1; the 7B step compiles
-(rollout and update) on 8 fake devices. Subprocesses, so XLA's optimisation can be turned off for
-these tiny programs."""
+killed mid-way resumes to the same numbers; 2 processes write the rows of 1 and refill (dynamic
+sampling) as 1; the 7B step compiles (rollout and update) on 8 fake devices. Subprocesses, so
+XLA's optimisation can be turned off for these tiny programs."""
 
 import json
 import os
@@ -85,15 +85,16 @@ def test_grpo_resumes_after_sigkill_to_the_same_numbers(tmp_path):
   assert [[r[k] for k in keys] for r in a] == [last[r["step"]] for r in a]
 
 
-# TOY as one of 2 processes on loopback when TOY_COORDINATOR is set (gloo: CPU collectives)
-DISTRIBUTED = r"""
+# one of 2 processes on loopback when TOY_COORDINATOR is set (gloo: CPU collectives)
+JOIN = r"""
 import os
 if os.environ.get("TOY_COORDINATOR"):
   import jax
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(os.environ["TOY_COORDINATOR"], num_processes=2,
                              process_id=int(os.environ["TOY_PROCESS"]))
-""" + TOY
+"""
+DISTRIBUTED = JOIN + TOY
 
 # what a metrics row must agree on: the update's numbers and the host step's (rollout) numbers
 AGREED = ("loss", "grad_norm", "kl", "ratio", "entropy", "reward/mean", "reward/std", "pass@1",
@@ -101,16 +102,30 @@ AGREED = ("loss", "grad_norm", "kl", "ratio", "entropy", "reward/mean", "reward/
           "curriculum/pass_rate")
 
 
-def _toy(workdir, steps: int, reward: str, devices: int, **env) -> subprocess.Popen:
-  """A TOY run (beta 0.04) on `devices` CPU devices, its output in workdir.log."""
+def _toy(workdir, steps: int, reward: str, devices: int, script: str = DISTRIBUTED,
+         **env) -> subprocess.Popen:
+  """A TOY run (beta 0.04), or another script given the same arguments, on `devices` CPU
+  devices, its output in workdir.log."""
   workdir.mkdir(exist_ok=True)
   rl_toys.word_tokenizer(str(workdir / "tokenizer.json"))  # made here: 2 processes share one
   with open(f"{workdir}.log", "a") as log:
     return subprocess.Popen(
-        [sys.executable, "-c", DISTRIBUTED, str(workdir), str(steps), "-1", reward], cwd=ROOT,
+        [sys.executable, "-c", script, str(workdir), str(steps), "-1", reward], cwd=ROOT,
         stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, **cpu_env(devices), "PYTHONPATH": f"{ROOT}:{ROOT}/tests",
              **env})
+
+
+def _port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _wait(runs: dict) -> None:
+  failed = [name for name, p in runs.items() if p.wait(timeout=600) != 0]
+  assert not failed, "\n".join(f"{name} failed:\n" + open(runs[name].args[3] + ".log").read()[
+      -3000:] for name in failed)
 
 
 @pytest.mark.long(120)
@@ -125,16 +140,11 @@ def test_grpo_on_two_processes_writes_the_rows_of_one(tmp_path, steps, reference
   step's answers, rewards and losses differ. The slow form runs longer and also compares 1
   device (another mesh: sums in another order, to float tolerance). All runs at once: each is
   mostly single-threaded compilation."""
-  reward = "rl_toys:digit_share=1.0"
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
+  reward, port = "rl_toys:digit_share=1.0", _port()
   runs = {f"devices{n}": _toy(tmp_path / f"devices{n}", steps, reward, n) for n in references}
   runs.update({f"two{i}": _toy(tmp_path / "two", steps, reward, 1, TOY_PROCESS=str(i),
                                TOY_COORDINATOR=f"127.0.0.1:{port}") for i in range(2)})
-  failed = [name for name, p in runs.items() if p.wait(timeout=600) != 0]
-  assert not failed, "\n".join(f"{name} failed:\n" + open(runs[name].args[3] + ".log").read()[
-      -3000:] for name in failed)
+  _wait(runs)
   got = metrics(str(tmp_path / "two" / "run"))
   assert [r["step"] for r in got] == list(range(1, steps + 1))
   # it sampled, it trained (on-policy, a step's sequence-mean loss is -mean(advantage), which
@@ -145,6 +155,70 @@ def test_grpo_on_two_processes_writes_the_rows_of_one(tmp_path, steps, reference
     for key in AGREED:
       np.testing.assert_allclose([r[key] for r in got], [r[key] for r in want], rtol=1e-5,
                                  atol=1e-7, err_msg=f"{key}: 2 processes vs {n} device(s)")
+
+
+# One host step (the trainer's rollouts) of a 4-prompt batch with dynamic sampling on this
+# process's rows, from random parameters; saves the trained rows and the fresh problems asked for.
+REFILL = JOIN + r"""
+import dataclasses, json, sys
+import jax
+import numpy as np
+from mathvlm import train
+from mathvlm.configs import grpo as recipe
+from mathvlm.models import registry
+out = sys.argv[1]
+tiny = registry.get("llava").presets["tiny"]
+registry.get("llava").presets["tiny-toy"] = dataclasses.replace(
+    tiny, text=dataclasses.replace(tiny.text, vocab_size=42))
+c = recipe.get_config("model=tiny,problems=rl_toys:PictureStream")
+c.model.preset, c.data.tokenizer, c.data.template = "tiny-toy", f"{out}/tokenizer.json", "plain"
+c.data.max_len, c.lora.rank, c.lora.targets, c.train_rules = 24, 0, "", ((".*", "trainable"),)
+c.grpo.update(dict(group=4, max_new_tokens=3, beta=0.0, dynamic_sampling=True, max_refills=4,
+                   rewards="rl_toys:solved_or_distinct=1.0"))
+run = train.setup(c)
+rng = np.random.default_rng(0)
+
+def draw(path, x, sharding):
+  scale = "scale" in jax.tree_util.keystr(path)
+  v = (scale + rng.normal(0, 0.1, x.shape)).astype(x.dtype)
+  return jax.make_array_from_callback(x.shape, sharding, lambda i: v[i])
+
+state = {k: jax.tree_util.tree_map_with_path(draw, run.abstract_state[k], run.state_sh[k])
+         for k in ("params", "frozen")}
+host, fresh = run.host, []
+ask = host._fresh_indices
+host._fresh_indices = lambda n: fresh.extend(ask(n)) or fresh[-n:]
+p, per = jax.process_index(), 4 // jax.process_count()
+batch, metrics = host(state, {"problem_index": np.array([1, 0, 2, 4])[p * per:(p + 1) * per]}, 3)
+np.savez(f"{out}/batch{p}.npz", **batch)
+json.dump(dict(metrics, fresh=fresh, refills=host.refills), open(f"{out}/host{p}.json", "w"))
+"""
+
+
+@pytest.mark.long(60)
+def test_dynamic_sampling_refills_the_same_groups_on_two_processes_as_on_one(tmp_path):
+  """Problems 1, 0, 2, 4 (odd open, even solved: 3 all-equal groups). One process with 2 devices
+  and 2 processes (prompts 1, 0 and 2, 4) on the same mesh must ask for the same fresh problems
+  (10**9 + 0..3, then + 4, then + 5: counted and numbered over the global batch) and train on the
+  same rows, bitwise: a refill another process sampled is remade from its index (its pixels
+  name its problem) and the padded pool (1 group on 2 processes) draws as the unpadded one.
+  Refills counted and numbered per process asked process 0 for even (solved) problems only."""
+  port = _port()
+  runs = {"one": _toy(tmp_path / "one", 0, "", 2, script=REFILL)}
+  runs.update({f"two{i}": _toy(tmp_path / "two", 0, "", 1, script=REFILL, TOY_PROCESS=str(i),
+                               TOY_COORDINATOR=f"127.0.0.1:{port}") for i in range(2)})
+  _wait(runs)
+  hosts = [json.load(open(tmp_path / w / f"host{p}.json")) for w, p in
+           (("one", 0), ("two", 0), ("two", 1))]
+  for h in hosts:
+    assert h["fresh"] == [10 ** 9 + k for k in range(6)] and h["refills"] == 6, h
+    assert h["groups/all_equal"] == 0.75 and h["groups/all_equal_after"] == 0, h
+    assert h["groups/refill_rounds"] == 3 and h["groups/refilled"] == 6 / 4, h
+  one = np.load(tmp_path / "one" / "batch0.npz")
+  two = [np.load(tmp_path / "two" / f"batch{p}.npz") for p in range(2)]
+  for key in one.files:
+    np.testing.assert_array_equal(np.concatenate([b[key] for b in two]), one[key], err_msg=key)
+  assert len({one["pixel_values"][r].tobytes() for r in range(0, 16, 4)}) == 4  # 4 problems
 
 
 def test_grpo_7b_step_compiles_on_eight_fake_devices():

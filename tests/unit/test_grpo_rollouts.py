@@ -197,6 +197,15 @@ def test_refills_sample_power_of_two_groups_and_fill_slots_with_informative_ones
   assert host.refills == 6
 
 
+def test_a_refill_pool_is_padded_to_whole_groups_per_process_and_equal_rows_per_shard():
+  """The sampler splits a refill's rows over the mesh's data x fsdp shards and each process
+  scores whole groups: 1 group of 6 on 4 shards is padded to 2 (12 rows; 6 do not split in 4),
+  1 of 4 on 2 processes to 2, 5 of 6 on 2 processes x 8 shards to 8; 3 of 8 on 8 need none."""
+  from mathvlm.rl.rollouts import _padded
+  assert _padded(1, 1, 6, 4) == 2 and _padded(1, 2, 4, 2) == 2
+  assert _padded(5, 2, 6, 8) == 8 and _padded(3, 1, 8, 8) == 3 and _padded(4, 1, 4, 1) == 4
+
+
 # ---------------------------------------------------------------------------------------------
 # --compile_only.
 
