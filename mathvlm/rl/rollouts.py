@@ -163,6 +163,9 @@ class Rollouts:
     # a refill's placeholders come after all its real rows (`_pool`), and jax's threefry
     # (partitionable, its default) draws a row's bits by its place in the batch: no real row's
     # draw depends on how much padding the process count asks for
+    if pad and not _partitionable_draws():
+      log.warning("jax_threefry_partitionable is off: a padded refill's draws depend on the "
+                  "padding, so another process count samples other answers")
     tokens = distributed.generate_global(
         model, self.run.mesh, *self._sampler_inputs(ids, mask, pixels), max_new_tokens=self.new,
         eos=self.encoder.eos, pad=self.encoder.pad, temperature=self.opts["temperature"],
@@ -427,6 +430,11 @@ def _gathered(x: np.ndarray) -> np.ndarray:
     return x
   from jax.experimental import multihost_utils
   return np.asarray(multihost_utils.process_allgather(x, tiled=True), np.float32)
+
+
+def _partitionable_draws() -> bool:
+  import jax
+  return bool(jax.config.jax_threefry_partitionable)
 
 
 def _process_index() -> int:
