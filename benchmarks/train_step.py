@@ -34,7 +34,7 @@ def step_config(lr: float = 1e-5):
   """The few config fields the trainer's step and optimizer read (no recipe file needed)."""
   import ml_collections
   return ml_collections.ConfigDict(dict(
-      objective="lm",
+      objective="lm", lora=dict(dropout=0.0),
       optim=dict(lr=lr, warmup_ratio=0.0, schedule="constant", end_lr_ratio=0.0,
                  weight_decay=0.0, b1=0.9, b2=0.999, eps=1e-8, grad_clip=1.0, grad_accum=1)))
 

@@ -125,42 +125,54 @@ def make_optimizer(config, total_steps: int):
 # one optimizer update.
 
 def make_train_step(config, objective, graphdef, tx, schedule) -> Callable:
+  """The step. With `lora.dropout` > 0 only the loss's forward drops adapter inputs (PEFT's
+  lora_dropout), with a key from the seed, the step, the pass and the micro-batch
+  (`lora.dropout_key`); `objective.prepare` (DPO's reference log-probs, GRPO's old-policy and
+  reference log-probs) runs without it, as do evaluators and rollouts, which never enter here."""
   import jax
   import jax.numpy as jnp
   import optax
   from flax import nnx
 
+  from mathvlm.models.layers import adapter_dropout
+  from mathvlm.models.lora import dropout_key
+
   accum = config.optim.grad_accum
   opts = objective.options(config)
   passes = updates_per_step(config, objective)
+  rate = float(config.lora.dropout)
 
-  def loss_fn(params, frozen, batch):
-    loss, weight, metrics = objective.loss(nnx.merge(graphdef, params, frozen), batch, config)
+  def loss_fn(params, frozen, batch, key):
+    with adapter_dropout(key, rate):
+      loss, weight, metrics = objective.loss(nnx.merge(graphdef, params, frozen), batch, config)
     return loss * weight, (weight, metrics)
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-  def accumulate(state, batch):
+  def accumulate(state, batch, key):
     """sum_i w_i * loss_i and its gradient over micro-batches, divided by sum_i w_i: a per-token
-    (per-pair, per-example) mean over the global batch, whatever the accumulation."""
+    (per-pair, per-example) mean over the global batch, whatever the accumulation. key: the
+    dropout key of this pass (None: no dropout), one of its own for each micro-batch."""
     if accum == 1:  # no scan: a carry of zeros and its additions are full passes over the grads
-      (lw, (w, metrics)), grads = grad_fn(state["params"], state["frozen"], batch)
+      (lw, (w, metrics)), grads = grad_fn(state["params"], state["frozen"], batch, key)
       w = jnp.maximum(w, 1e-9)
       return (lw / w, w, {k: (v * w) / w for k, v in metrics.items()},
               jax.tree.map(lambda g: g / w, grads))
     micro = jax.tree.map(lambda x: x.reshape((accum, x.shape[0] // accum) + x.shape[1:]), batch)
+    keys = None if key is None else jax.random.split(key, accum)
 
-    def add(carry, mb):
-      (lw, (w, metrics)), grads = grad_fn(state["params"], state["frozen"], mb)
+    def add(carry, inputs):
+      mb, k = inputs
+      (lw, (w, metrics)), grads = grad_fn(state["params"], state["frozen"], mb, k)
       return jax.tree.map(jnp.add, carry, (lw, w, jax.tree.map(lambda m: m * w, metrics),
                                            grads)), None
 
     (_, (_, shapes)), _ = jax.eval_shape(grad_fn, state["params"], state["frozen"],
-                                         jax.tree.map(lambda x: x[0], micro))
+                                         jax.tree.map(lambda x: x[0], micro), None)
     zeros = (jnp.float32(0), jnp.float32(0),
              jax.tree.map(lambda m: jnp.zeros(m.shape, jnp.float32), shapes),
              jax.tree.map(jnp.zeros_like, state["params"]))
-    (lw, w, metrics, grads), _ = jax.lax.scan(add, zeros, micro)
+    (lw, w, metrics, grads), _ = jax.lax.scan(add, zeros, (micro, keys))
     w = jnp.maximum(w, 1e-9)
     return lw / w, w, {k: v / w for k, v in metrics.items()}, jax.tree.map(lambda g: g / w, grads)
 
@@ -173,8 +185,9 @@ def make_train_step(config, objective, graphdef, tx, schedule) -> Callable:
       batch, changed = objective.prepare(model_of, state, batch, opts)
       state = dict(state, **changed)
     finite = jnp.bool_(True)
-    for _ in range(passes):  # several optimisation passes over one batch (RL rollouts)
-      loss, w, metrics, grads = accumulate(state, batch)
+    for p in range(passes):  # several optimisation passes over one batch (RL rollouts)
+      key = dropout_key(config.seed, old["step"], p) if rate else None
+      loss, w, metrics, grads = accumulate(state, batch, key)
       grad_norm = optax.global_norm(grads)
       finite = finite & jnp.isfinite(loss) & jnp.isfinite(grad_norm)
       change, opt_state = tx.update(grads, state["opt_state"], state["params"])

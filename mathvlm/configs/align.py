@@ -1,7 +1,8 @@
 """MAVIS stage 2, alignment: captioning on MAVIS-Caption with the `plain` template.
 
 Paper settings (FACTS.md): CLIP-Math frozen; projector (2-layer MLP) and LLM LoRA rank 128 trained;
-1 epoch, batch 32, lr 2e-6. LoRA alpha is not published: LLaVA's 256 for rank 128.
+1 epoch, batch 32, lr 2e-6. LoRA alpha and dropout are not published: LLaVA-1.5's LoRA fine-tune's
+(alpha 256 for rank 128; lora_dropout 0.05, the default of its llava/train/train.py).
   python -m mathvlm.train --config configs/align.py:model=mavis-7b \
       --config.model.vision_init_from=WORKDIR_OF_STAGE_1 \
       --config.model.language_init_from=HF_MAMMOTH2
@@ -22,6 +23,7 @@ def get_config(arg=None):
   c.data.epochs = 1
   c.optim.lr = 2e-6
   c.lora.rank, c.lora.alpha, c.lora.targets = 128, 256.0, LLM_LORA_TARGETS
+  c.lora.dropout = 0.05
   c.train_rules = ((".*/lora/.*", "trainable"), ("multi_modal_projector/.*", "trainable"),
                    (".*", "frozen"))
   return common.finish(c)

@@ -56,7 +56,10 @@ def base(objective: str) -> ml_collections.ConfigDict:
   # What trains: (regex over parameter paths, 'trainable' | 'frozen'); first match wins, and a
   # parameter no rule matches is an error. LoRA adapters are parameters like any other.
   c.train_rules = ((".*", "trainable"),)
-  c.lora = ml_collections.ConfigDict(dict(rank=0, alpha=16.0, targets=""))
+  # dropout: PEFT's lora_dropout, the probability of dropping each element of an adapter's input
+  # in the train step's loss (never the frozen path's, never in evaluation, sampling or the
+  # log-probs a step takes outside its gradient; mathvlm/models/lora.py).
+  c.lora = ml_collections.ConfigDict(dict(rank=0, alpha=16.0, targets="", dropout=0.0))
 
   c.data = ml_collections.ConfigDict(dict(
       name="synthetic",       # mathvlm/data/sources.py
@@ -135,6 +138,7 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1, device_count:
   if (c.lora.rank > 0) != bool(c.lora.targets):
     errors.append(f"lora.rank={c.lora.rank} and lora.targets={c.lora.targets!r}: set both or "
                   "neither")
+  errors += lora_dropout_errors(c.lora)
   for rule in c.train_rules:
     if len(rule) != 2 or rule[1] not in ("trainable", "frozen"):
       errors.append(f"train_rules entry {rule!r}: expected (regex, 'trainable'|'frozen')")
@@ -180,6 +184,18 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1, device_count:
                     f"model, which has no {words}")
   if errors:
     raise ValueError("invalid config:\n  " + "\n  ".join(errors))
+
+
+def lora_dropout_errors(lora) -> list[str]:
+  """A probability below 1 (1 would drop every input and scale by 1/0), and adapters to drop
+  it from: without them the field would be a silent no-op."""
+  if not 0 <= lora.dropout < 1:
+    return [f"lora.dropout={lora.dropout}: the probability of dropping an adapter input, in "
+            "[0, 1)"]
+  if lora.dropout and lora.rank <= 0:
+    return [f"lora.dropout={lora.dropout} drops LoRA adapters' inputs, and lora.rank="
+            f"{lora.rank} adds none: set lora.rank and lora.targets, or lora.dropout=0"]
+  return []
 
 
 def data_errors(c: ml_collections.ConfigDict, objective) -> list[str]:

@@ -3,8 +3,8 @@
 Each stage starts from its paper recipe (configs/clip_math.py, align.py, sft.py, dpo.py,
 grpo.py) and changes only what a from-scratch toy needs, each change said here:
 - there is no pretrained CLIP or LLM, so CLIP-Math trains both towers, and alignment and
-  instruction tuning train the whole LLM with the projector (the recipe's LoRA assumes a
-  pretrained LLM); DPO keeps the recipe's LoRA-only update;
+  instruction tuning train the whole LLM with the projector (the recipe's LoRA, with its
+  dropout, assumes a pretrained LLM); DPO keeps the recipe's LoRA-only update, without dropout;
 - learning rates suit a small model from scratch (1e-3 and 2e-3, not 2e-6); alignment is a
   300-step warm start of the LLM on captions rather than a full pass;
 - instruction tuning trains on the answer alone, `The answer is V.` with V the answer's value
@@ -66,7 +66,7 @@ def get_config(arg=None):
   c.data.template = "mistral_instruct"
   c.optim.warmup_ratio, c.optim.weight_decay = 0.05, 0.0
   c.checkpoint.every, c.checkpoint.keep, c.metrics.tensorboard = 1000, 1, False
-  c.lora.rank, c.lora.alpha, c.lora.targets = 0, 16.0, ""
+  c.lora.rank, c.lora.alpha, c.lora.targets, c.lora.dropout = 0, 16.0, "", 0.0
   vision = ("vision_tower/.*", "frozen")
   if a.stage == "clip_math":
     c.data.name, c.data.max_len, c.data.global_batch = "mavis_caption", 96, 32

@@ -3,6 +3,10 @@
 Paper settings (FACTS.md): only LoRA trained. Beta is not published: 0.1 (the common default); the
 learning rate is not published: 2e-6 as the other MAVIS stages. The reference model is a frozen
 copy of the starting (stage-3) model, or log-probs precomputed in the data (`dpo.reference=data`).
+No LoRA dropout, although stage 3 trained with it: TRL's DPOTrainer disables dropout by default
+(DPOConfig `disable_dropout=True`, "in `model` and `ref_model`"), as the loss compares the policy's
+log-probs with the reference's, which are computed without it (`lora.dropout` > 0 would drop in
+the policy's forward only).
   python -m mathvlm.train --config configs/dpo.py:model=mavis-7b \
       --config.model.init_from=WORKDIR_OF_STAGE_3
 """
@@ -21,5 +25,6 @@ def get_config(arg=None):
   c.optim.lr = 2e-6
   c.dpo.beta = 0.1
   c.lora.rank, c.lora.alpha, c.lora.targets = 128, 256.0, LLM_LORA_TARGETS
+  c.lora.dropout = 0.0
   c.train_rules = ((".*/lora/.*", "trainable"), (".*", "frozen"))
   return common.finish(c)

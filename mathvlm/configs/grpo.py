@@ -11,7 +11,12 @@ Defaults for a 7B LLaVA/MAVIS model, each cited (FACTS.md) or marked as our choi
 - the batch in 2 micro-batches (`optim.grad_accum=2`, ours): XLA counts 54.7 GiB a device for the
   update with 8 devices and fsdp=8 (88.6 in one; the rollouts' decoding 38.9, on the train
   state's float32 weights), so it fits 80 GB;
-- LoRA on the LLM only, as MAVIS's DPO stage trains (ours: the RL papers fine-tune fully);
+- LoRA on the LLM only, as MAVIS's DPO stage trains (ours: the RL papers fine-tune fully), without
+  dropout (ours): the old policy's and the reference's log-probs are computed without it, so
+  dropout in the learner's forward would move the ratio pi/pi_old off 1, and the clip and KL
+  with it, by noise alone. TRL's GRPOConfig leaves dropout on by default (`disable_dropout=False`;
+  its help: disabling it "prevents the model from generating different logprobs for the same
+  input", useful with a reference model);
 - rewards: the exact answer (1.0) and the trained answer format (0.1) (ours);
 - problems from the data engine at a difficulty the curriculum adapts (ours; `grpo.problems`),
   moving a level after at least `grpo.curriculum_min_steps=5` steps measured at it (ours: the
@@ -40,6 +45,7 @@ def get_config(arg=None):
   c.model.dtype, c.model.remat = "bfloat16", "full"
   c.optim.grad_accum = 2
   c.lora.rank, c.lora.alpha, c.lora.targets = 64, 128.0, LLM_LORA_TARGETS
+  c.lora.dropout = 0.0
   c.train_rules = ((".*/lora/.*", "trainable"), (".*", "frozen"))
   c.grpo.update(dict(group=8, temperature=1.0, max_new_tokens=512, beta=0.04, eps_low=0.2,
                      eps_high=0.2, problems=a.problems))

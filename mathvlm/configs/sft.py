@@ -4,7 +4,8 @@ Math-LLaVA (FACTS.md): LLaVA-1.5-13B, vision tower frozen, projector + LLM fully
 vicuna_v1 template, lr 2e-5 cosine, warmup 0.03, weight decay 0, 2 epochs, max length 2048, bf16,
 gradient checkpointing, ZeRO-3 (here: FSDP). The global batch is not stated: 16 per device on
 LLaVA-1.5's 8 GPUs = 128.
-MAVIS stage 3: projector + LLM LoRA rank 128, 1 epoch, batch 32, lr 2e-6, text-lite questions.
+MAVIS stage 3: projector + LLM LoRA rank 128, 1 epoch, batch 32, lr 2e-6, text-lite questions;
+LoRA alpha and dropout as stage 2 (`align.py`: LLaVA-1.5's 256 and 0.05).
   python -m mathvlm.train --config configs/sft.py:model=llava-1.5-13b,data=mathv360k
 """
 
@@ -26,6 +27,7 @@ def get_config(arg=None):
     c.data.global_batch, c.data.epochs = 32, 1
     c.optim.lr = 2e-6
     c.lora.rank, c.lora.alpha, c.lora.targets = 128, 256.0, LLM_LORA_TARGETS
+    c.lora.dropout = 0.05
     c.train_rules = ((".*/lora/.*", "trainable"), ("multi_modal_projector/.*", "trainable"),
                      (".*", "frozen"))
   else:

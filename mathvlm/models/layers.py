@@ -8,9 +8,11 @@ with depth, and rematerialisation is a policy name rather than code in each mode
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import einops
 import jax
@@ -172,6 +174,58 @@ def contract_rows(a: Array, b: Array) -> Array:
 matmul.defvjp(_matmul_fwd, _matmul_bwd)
 
 
+# ---------------------------------------------------------------------------------------------
+# LoRA dropout (PEFT's lora_dropout), on while a train step traces its loss.
+
+class _AdapterDropout(NamedTuple):
+  key: Array     # the forward's key; inside a scanned stack, its layer's (`scan_layers`)
+  rate: float
+
+
+# None except inside `adapter_dropout`: evaluation, sampling and the passes a step makes outside
+# its gradient (reference and old-policy log-probs) never drop anything.
+_ADAPTER_DROPOUT: contextvars.ContextVar = contextvars.ContextVar("adapter_dropout",
+                                                                  default=None)
+
+
+@contextlib.contextmanager
+def adapter_dropout(key: Array | None, rate: float):
+  """Forwards traced inside drop each element of a LoRA adapter's input with probability `rate`
+  and scale the kept ones by 1 / (1 - rate): PEFT's `lora_B(lora_A(dropout(x))) * scaling`, the
+  frozen path `W x` seeing x whole. key: a jax PRNG key; None (or rate 0) drops nothing.
+
+  A setting read while tracing, not RNG state the model carries: the masks are a function of
+  `key`, the adapter's path (`Dense.lora_stream`) and, in a scanned stack, the layer's index,
+  so a step traced again, rematerialised or resumed draws the same masks."""
+  token = _ADAPTER_DROPOUT.set(_AdapterDropout(key, float(rate))
+                               if key is not None and rate else None)
+  try:
+    yield
+  finally:
+    _ADAPTER_DROPOUT.reset(token)
+
+
+@contextlib.contextmanager
+def _layer_dropout(dropout: _AdapterDropout, layer: Array):
+  """Layer `layer` of a stack draws masks of its own: its adapters share one path (and stream)
+  with every other layer's."""
+  token = _ADAPTER_DROPOUT.set(dropout._replace(key=jax.random.fold_in(dropout.key, layer)))
+  try:
+    yield
+  finally:
+    _ADAPTER_DROPOUT.reset(token)
+
+
+def _adapter_input(x: Array, stream: int) -> Array:
+  """x as an adapter reads it: whole, or with PEFT's dropout inside `adapter_dropout`."""
+  dropout = _ADAPTER_DROPOUT.get()
+  if dropout is None:
+    return x
+  keep = jax.random.bernoulli(jax.random.fold_in(dropout.key, stream), 1.0 - dropout.rate,
+                              x.shape)
+  return jnp.where(keep, x / jnp.asarray(1.0 - dropout.rate, x.dtype), jnp.zeros((), x.dtype))
+
+
 class Dense(nnx.Linear):
   """nnx.Linear that accumulates in float32 and returns the compute dtype.
 
@@ -183,6 +237,7 @@ class Dense(nnx.Linear):
 
   lora: nnx.LoRA | None = None   # attached by `mathvlm.models.lora.add_lora`
   lora_scale: float = 1.0
+  lora_stream: int = 0           # the adapter's dropout stream: a hash of its path (`add_lora`)
 
   def __call__(self, x: Array) -> Array:
     dtype = self.dtype or x.dtype
@@ -190,7 +245,8 @@ class Dense(nnx.Linear):
     if self.bias is not None:
       y = y + self.bias[...].astype(dtype)
     if self.lora is not None:
-      y = y + self.lora_scale * self.lora(x).astype(y.dtype)
+      adapter = self.lora(_adapter_input(x, self.lora_stream))
+      y = y + self.lora_scale * adapter.astype(y.dtype)
     return y.astype(dtype)
 
 
@@ -570,7 +626,8 @@ def scan_layers(layers: nnx.Module, body: Callable, carry: Any, xs: Any = None, 
   `model.scan_unroll`; the depth is MaxText's `scan_layers=False`); 0 leaves it to the platform
   (`platform_unroll`). A loop on a single CPU device in bf16/f16 keeps the activations it saves
   for the backward pass 16-bit (`scan.scan_16bit_residuals`; XLA:CPU ran jax.lax.scan's through
-  float32).
+  float32). Under `adapter_dropout` each layer's index goes through the loop beside its weights,
+  so that every layer's adapters draw masks of their own.
   """
   if unroll < 0:
     raise ValueError(f"model.scan_unroll={unroll}: layers per scan iteration, at least 1 "
@@ -581,20 +638,23 @@ def scan_layers(layers: nnx.Module, body: Callable, carry: Any, xs: Any = None, 
   graphdef, state = nnx.split(layers)
   if num is not None:
     state = jax.tree.map(lambda a: a[:num], state)
+  depth = jax.tree.leaves(state)[0].shape[0]
+  dropout = _ADAPTER_DROPOUT.get()
+  layer_ids = None if dropout is None else jnp.arange(depth, dtype=jnp.uint32)
 
   def step(carry, inputs):
-    layer_state, x = inputs
-    return body(nnx.merge(graphdef, layer_state), carry, x)
+    layer_state, layer, x = inputs
+    with contextlib.nullcontext() if layer is None else _layer_dropout(dropout, layer):
+      return body(nnx.merge(graphdef, layer_state), carry, x)
 
   if remat != "none":
     step = jax.checkpoint(step, policy=REMAT_POLICIES[remat], prevent_cse=False)
   # An empty stack (hidden state 0, the embeddings) has no layer for the 16-bit path to trace
   # its residuals from: jax.lax.scan returns the carry as it is.
-  empty = jax.tree.leaves(state)[0].shape[0] == 0
-  if xs is None and unroll is not True and one_cpu_device() and not empty and any(
+  if xs is None and unroll is not True and one_cpu_device() and depth and any(
       a.dtype in LOW_PRECISION for a in jax.tree.leaves(carry)):
-    return scan_16bit_residuals(step, carry, (state, xs), unroll)
-  return jax.lax.scan(step, carry, (state, xs), unroll=unroll)
+    return scan_16bit_residuals(step, carry, (state, layer_ids, xs), unroll)
+  return jax.lax.scan(step, carry, (state, layer_ids, xs), unroll=unroll)
 
 
 def unstack_layers(layers: nnx.Module, num: int) -> nnx.List:

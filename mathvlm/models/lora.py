@@ -4,16 +4,39 @@ Adapters are `nnx.LoRA` modules (`nnx.LoRAParam` variables) attached to our `Den
 model is built, so no model file knows about LoRA. Dense layers inside a scanned stack get stacked
 adapters (a leading `layers` axis, made with `nnx.vmap`), so the scan still traces one block.
 `merge_lora` folds them back into the kernels (for export or fast inference).
+
+Dropout (`lora.dropout`, PEFT's lora_dropout) drops elements of each adapter's input, never the
+frozen path's, and only where the trainer asks for it: the forward of a train step's loss, under
+`layers.adapter_dropout` with `dropout_key(seed, step, ...)`. Every other forward (evaluators,
+rollout and answer sampling, the log-probs a step computes outside its gradient: DPO's
+reference, GRPO's old policy and reference) runs the adapters whole.
 """
 
 from __future__ import annotations
 
 import re
+import zlib
 
+import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from mathvlm.models.layers import Dense, path_str as _path, stacked
+
+# Separates the dropout masks' keys from the other draws of the run's seed (nnx.Rngs(seed)
+# folds its counter into jax.random.key(seed): the same keys `fold_in(key(seed), step)` gives).
+DROPOUT_STREAM = zlib.crc32(b"lora.dropout")
+
+
+def dropout_key(seed: int, step, *more) -> jax.Array:
+  """The key of a train step's adapter dropout: the run's seed, the step (a traced int is fine),
+  then whatever else tells the step's forwards apart (the pass, the micro-batch). No state: a
+  resumed run draws the masks the uninterrupted one drew."""
+  key = jax.random.fold_in(jax.random.key(seed), DROPOUT_STREAM)
+  for value in (step, *more):
+    key = jax.random.fold_in(key, value)
+  return key
+
 
 # A's initialiser as PEFT's (and Microsoft's loralib) default: torch.nn.Linear's reset,
 # kaiming_uniform_(a=sqrt(5)) on A [rank, din], i.e. U(-1/sqrt(din), 1/sqrt(din)). nnx.LoRA's own
@@ -50,6 +73,7 @@ def add_lora(model: nnx.Module, targets: str, rank: int, alpha: float, seed: int
 
     module.lora = stacked(make, kernel.shape[0], rngs) if kernel.ndim == 3 else make(rngs)
     module.lora_scale = alpha / rank
+    module.lora_stream = zlib.crc32(name.encode())  # adapters reading one x drop apart
     done.append(name)
   if not done:
     dense_paths = [_path(p) for p, m in nnx.iter_modules(model) if isinstance(m, Dense)]

@@ -61,7 +61,7 @@ def test_changed_config_fails_at_start_naming_the_fields_and_touches_nothing(fin
 
 
 def test_fields_that_may_change_on_resume():
-  from mathvlm.configs import resume
+  from mathvlm.configs import common, resume
   old = resume.flatten(same_config())
   for field, value in [("steps", 10), ("optim.lr", 1e-4), ("optim.grad_clip", 0.5),
                        ("checkpoint.every", 5), ("metrics.every", 3),
@@ -70,8 +70,15 @@ def test_fields_that_may_change_on_resume():
     assert resume.differences(old, new) == [field] and resume.may_change(field), field
   for field in ("data.global_batch", "optim.warmup_ratio", "model.preset", "objective", "seed",
                 "data.name", "lora.rank", "train_rules", "optim.grad_accum", "data.max_len",
-                "data.workers"):  # grain's iterator state differs by worker count
+                "data.workers",  # grain's iterator state differs by worker count
+                "lora.dropout"):  # a regulariser of the recipe, as weight decay
     assert not resume.may_change(field), field
+  # a workdir recorded before lora.dropout existed trained without it: it resumes at the
+  # default, 0.0, and a recipe's 0.05 is named as a change
+  base = resume.flatten(common.base("lm"))
+  before = {k: v for k, v in old.items() if k != "lora.dropout"}
+  assert resume.differences(before, old, base) == []
+  assert resume.differences(before, dict(old, **{"lora.dropout": 0.05}), base) == ["lora.dropout"]
 
 
 # ---------------------------------------------------------------------------------------------

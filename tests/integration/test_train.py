@@ -84,6 +84,30 @@ def test_killed_run_resumes_bitwise(tmp_path):
   assert all(np.array_equal(fa[k], fb[k]) for k in fa)  # params, Adam moments, step: bitwise
 
 
+def test_lora_dropout_run_resumed_matches_the_uninterrupted_run(tmp_path):
+  """LoRA dropout's masks come from the seed and the step the state holds, not from RNG state a
+  checkpoint would have to carry: the run resumed from its step-2 checkpoint (a copy of the
+  workdir with step 4 and the export removed, as a kill after step 2 leaves it) ends as the
+  uninterrupted run, its losses and every array of its final state bitwise."""
+  import shutil
+
+  from mathvlm.train import train
+  config = lambda: tiny_config("lm", "model=tiny,recipe=mavis", steps=4, checkpoint__every=2,
+                               lora__dropout=0.3)
+  straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+  train(config(), straight)
+  shutil.copytree(straight, resumed)
+  shutil.rmtree(f"{resumed}/checkpoints/4")
+  shutil.rmtree(f"{resumed}/model")
+  ran = []
+  train(config(), resumed, callbacks=[lambda done, ckpt: ran.append(done)])
+  assert ran == [3, 4] and [m["step"] for m in metrics(resumed)] == [1, 2, 3, 4]
+  assert [m["loss"] for m in metrics(straight)] == [m["loss"] for m in metrics(resumed)]
+  fa, fb = _flat(_restore_state(straight, 4)), _flat(_restore_state(resumed, 4))
+  assert sorted(fa) == sorted(fb) and any("lora" in k for k in fa)
+  assert all(np.array_equal(fa[k], fb[k]) for k in fa)  # params, Adam moments, step
+
+
 @pytest.mark.slow  # default run: GRPO's 2-process test and the SLURM launcher's 2 processes
 def test_two_processes_match_one_process_with_eight_devices(tmp_path):
   from train_utils import ROOT

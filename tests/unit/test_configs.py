@@ -25,6 +25,13 @@ def test_paper_defaults():
   assert sft.train_rules[0] == ("vision_tower/.*", "frozen")
   mavis = importlib.import_module("mathvlm.configs.sft").get_config("model=mavis-7b,recipe=mavis")
   assert mavis.lora.rank == 128 and mavis.optim.lr == 2e-6
+  # LoRA dropout: LLaVA-1.5's 0.05 where its LoRA fine-tune is the reference; none in DPO and
+  # GRPO, whose losses compare log-probs with ones computed without it
+  align = importlib.import_module("mathvlm.configs.align").get_config()
+  assert mavis.lora.dropout == align.lora.dropout == 0.05
+  for name in ("dpo", "grpo"):
+    assert importlib.import_module(f"mathvlm.configs.{name}").get_config().lora.dropout == 0.0
+  assert common.base("lm").lora.dropout == 0.0
   clip = importlib.import_module("mathvlm.configs.clip_math").get_config()
   assert (clip.data.epochs, clip.data.global_batch, clip.optim.lr) == (10, 16, 2e-6)
   assert ("text_model/.*", "frozen") in clip.train_rules
@@ -40,6 +47,10 @@ def test_argument_string_errors_name_the_key():
 
 @pytest.mark.parametrize("fields,message", [
     (dict(lora__rank=8, lora__targets=""), "lora.rank=8 and lora.targets=''"),
+    (dict(lora__dropout=1.0), r"lora.dropout=1.0: the probability .* in \[0, 1\)"),
+    (dict(lora__dropout=-0.1), r"lora.dropout=-0.1: the probability"),
+    (dict(lora__dropout=0.1), "lora.dropout=0.1 drops LoRA adapters' inputs, and lora.rank=0 "
+                              "adds none"),
     (dict(optim__grad_accum=3), "optim.grad_accum=3 does not divide"),
     (dict(objective__="ppo"), "objective=.ppo."),
     (dict(train_rules=(("(", "frozen"),)), "train_rules regex '\\('"),

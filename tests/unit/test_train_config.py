@@ -1,6 +1,9 @@
 """The trainer's reading of the config: the lr each update applies with several passes per step,
 what a bucketed step counts, and config mistakes that fail by name instead of training silently
-something else (dead freeze rules, misspelt axis rules, buckets under a host step)."""
+something else (dead freeze rules, misspelt axis rules, buckets under a host step); which of the
+step's forwards LoRA dropout reaches."""
+
+import types
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +14,7 @@ from flax import nnx
 from mathvlm import train
 from mathvlm.configs import common
 from mathvlm.configs import grpo as grpo_recipe
+from mathvlm.models.layers import dense
 
 
 class _Scalar(nnx.Module):
@@ -114,3 +118,67 @@ def test_contrastive_with_gradient_accumulation_fails_naming_grad_accum():
     common.validate(c)
   c.optim.grad_accum = 1
   common.validate(c)
+
+
+class _Adapted(nnx.Module):
+  def __init__(self):
+    cfg = types.SimpleNamespace(dtype="float32", param_dtype="float32")
+    self.proj = dense(8, 8, (None, None), bias=False, cfg=cfg, rngs=nnx.Rngs(0))
+
+
+class _Recorded:
+  """An objective whose `prepare` runs the model outside the gradient (as DPO's reference and
+  GRPO's old policy do) and whose loss reports both forwards: their sums, and its output (a
+  micro-batch of weight 0 adds nothing to the step's metrics, so one micro-batch's can be read)."""
+  weight_metric = updates_per_step = None
+  options = staticmethod(lambda cfg: {})
+
+  @staticmethod
+  def prepare(model_of, state, batch, opts):
+    return dict(batch, seen=model_of(state["params"]).proj(batch["x"])), {}
+
+  @staticmethod
+  def loss(model, batch, cfg):
+    y = model.proj(batch["x"])
+    return jnp.mean(y ** 2), jnp.sum(batch["w"]), {
+        "prepared": jnp.sum(batch["seen"]), "trained": jnp.sum(y), "y": y}
+
+
+def test_lora_dropout_is_in_the_loss_forward_only_and_a_function_of_seed_and_step():
+  """The loss's forward drops adapter inputs, with a key from the seed and the step; `prepare`'s
+  never does. Same seed and step: the same step, bit for bit (with micro-batches too, each of
+  which draws its own masks); another step or seed: other masks. Rate 0 puts no random bits in
+  the program: a run without dropout compiles to what it compiled to before lora.dropout."""
+  from mathvlm.configs import sft
+  from mathvlm.models.lora import add_lora
+  model = _Adapted()
+  add_lora(model, "proj", 4, 8.0)
+  b = model.proj.lora.lora_b
+  b[...] = jax.random.normal(jax.random.key(1), b.shape)   # B = 0 would hide the adapter
+  graphdef, params, frozen = nnx.split(model, nnx.LoRAParam, ...)
+  batch = {"x": jax.random.normal(jax.random.key(2), (4, 8)), "w": jnp.ones(4)}
+  c = sft.get_config("model=tiny,recipe=mavis")
+
+  def run(rate, step, seed=0, accum=1, batch=batch):
+    c.lora.dropout, c.seed, c.optim.grad_accum = rate, seed, accum
+    tx, schedule = train.make_optimizer(c, 10)
+    fn = jax.jit(train.make_train_step(c, _Recorded, graphdef, tx, schedule))
+    state = dict(params=params, frozen=frozen, opt_state=tx.init(params), step=jnp.int32(step))
+    metrics = {k: np.asarray(v) for k, v in fn(state, batch)[1].items()}
+    return metrics, "threefry" in fn.lower(state, batch).as_text()
+
+  whole, random_bits = run(0.0, 5)
+  assert whole["trained"] == whole["prepared"] and not random_bits
+  dropped, random_bits = run(0.5, 5)
+  assert random_bits and dropped["prepared"] == whole["prepared"]
+  assert abs(dropped["trained"] - whole["trained"]) > 1e-3
+  assert all(np.array_equal(v, dropped[k]) for k, v in run(0.5, 5)[0].items())
+  assert abs(run(0.5, 6)[0]["trained"] - dropped["trained"]) > 1e-3
+  assert abs(run(0.5, 5, seed=1)[0]["trained"] - dropped["trained"]) > 1e-3
+  # two micro-batches of the same rows: the first's output, then the second's
+  twice = {"x": jnp.concatenate([batch["x"][:2]] * 2)}
+  first = run(0.5, 5, 0, 2, dict(twice, w=jnp.array([1.0, 1, 0, 0])))[0]["y"]
+  second = run(0.5, 5, 0, 2, dict(twice, w=jnp.array([0.0, 0, 1, 1])))[0]["y"]
+  assert np.abs(first - second).max() > 1e-3
+  assert np.array_equal(run(0.5, 5, 0, 2, dict(twice, w=jnp.array([1.0, 1, 0, 0])))[0]["y"],
+                        first)
