@@ -16,7 +16,7 @@ import re
 
 import sympy as sp
 
-from .notation import human, machine, written
+from .notation import has_symbols, human, machine, written
 
 SQ2, SQ3 = sp.sqrt(2), sp.sqrt(3)
 HALF = sp.Rational(1, 2)
@@ -65,7 +65,7 @@ def _complex_of(v) -> complex:
 def _no_symbols(v):
   """An expression in x has no number: say so at once. sympy finds out only after trying to
   evaluate it (~1 ms), and a failure is not remembered by the cache."""
-  if v.free_symbols:
+  if has_symbols(v):
     raise TypeError("an expression in x, not a number")  # not formatted: printing v is dear
 
 
