@@ -58,6 +58,11 @@ class Remembering:
       out = self._memo[key] = super()._print(expr)
     return out
 
+  def _as_ordered_terms(self, expr, order=None):
+    """sympy's order of a sum's terms, taken from `_number_terms` for a sum of numbers."""
+    terms = None if order or self.order else _number_terms(expr)
+    return super()._as_ordered_terms(expr, order) if terms is None else terms
+
   def _print_Add(self, expr, order=None):
     """sympy's sum: the terms in order, each after its sign, bracketed when it binds less
     tightly than a sum (`_precedence`) or is a sum."""
@@ -109,7 +114,7 @@ class HumanPrinter(Remembering, StrPrinter):
 
     sympy's order is asked only where two terms share a rank (it evaluates every term as a
     complex number to sort them, ~3% of the engine's time)."""
-    if expr.free_symbols:
+    if has_symbols(expr):
       return super()._as_ordered_terms(expr, order)
     tied = len({_term_rank(t) for t in expr.args}) < len(expr.args)
     terms = sorted(super()._as_ordered_terms(expr, order) if tied else expr.args, key=_term_rank)
@@ -190,6 +195,49 @@ class HumanPrinter(Remembering, StrPrinter):
     if log_base and isinstance(f, sp.log):
       return f"log₂({self._print(f.args[0])})"
     return self._print(f)
+
+
+def _number_terms(expr) -> list | None:
+  """`expr.as_ordered_terms()` (sympy's default order) for a sum of numbers; None for a sum
+  with a factor that is not a number, which sympy orders by its monomials.
+
+  Why written out: sympy orders number terms by their complex values, and evaluates every
+  factor afresh (an evalf each: ~30% of printing a new value in sympy's form), where the same
+  factors (√3, π, 8/3) recur in every problem. The steps are sympy's own (`Expr.as_terms` and
+  `_parse_order`'s key for terms without monomials), the float products in the same order, so
+  even a tie within a rounding falls the same way; `_complex` remembers each factor's value."""
+  if not expr.is_Add:
+    return None
+  args = expr.args
+  lead = sorted(args, key=lambda t: not isinstance(t, _NUMBERS))  # sympy's a - b·c case
+  if len(lead) == 2 and isinstance(lead[0], _NUMBERS) and isinstance(lead[1], sp.Mul):
+    factors = sorted(lead[1].args, key=lambda t: not isinstance(t, _NUMBERS))
+    if (len(factors) == 2 and isinstance(factors[0], sp.Number) and lead[0].is_positive
+        and factors[0].is_negative):
+      return lead
+  keys = []
+  for term in args:
+    coeff, rest = term.as_coeff_Mul()
+    c = _complex(coeff)
+    if rest is not sp.S.One:
+      for f in sp.Mul.make_args(rest):
+        if not f.is_number:
+          return None
+        c *= _complex(f)
+    keys.append((bool(c.imag), c.imag, c.real))
+  return [args[k] for k in sorted(range(len(args)), key=keys.__getitem__)]
+
+
+_NUMBERS = (sp.Number, sp.NumberSymbol)
+_complex = functools.lru_cache(maxsize=1 << 14, typed=True)(complex)
+
+
+@functools.lru_cache(maxsize=1 << 16, typed=True)
+def has_symbols(v) -> bool:
+  """Whether a sympy value is an expression (in x), not a number: remembered, as sympy walks
+  the whole tree for `free_symbols` on every call, and `written`, the printers and
+  `exact.as_float` ask it of the same values."""
+  return bool(v.free_symbols)
 
 
 def _precedence(e) -> int:
@@ -295,7 +343,7 @@ def written(v):
   the same way, so its last step ends in the answer as written. Expressions in x keep the form
   they were given (a(x - 1)(x + 3) is a factored form on purpose)."""
   if (not isinstance(v, sp.Basic) or not (v.is_Add or v.is_Mul and v.has(sp.Add))
-      or v.free_symbols or _plain_sum(v)):
+      or has_symbols(v) or _plain_sum(v)):
     return v
   return _written(v)
 

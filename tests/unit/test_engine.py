@@ -444,14 +444,34 @@ def test_png_bytes_decode_to_a_diagram():
 @pytest.mark.parametrize("v", [
   sp.sqrt(3) * 4 - 7, 7 - 4 * sp.sqrt(3), -sp.pi / 3 + sp.sqrt(2), sp.Rational(-5, 3),
   sp.sqrt(8) - 2 * sp.sqrt(2), sp.Integer(0), 1 + sp.I, X - 1, -(X ** 2) - 2,
-  sp.sqrt(10 ** 12 + 1) - 10 ** 6, (1 + sp.sqrt(2)) ** 2 - 3 - 2 * sp.sqrt(2)])
+  sp.sqrt(10 ** 12 + 1) - 10 ** 6, (1 + sp.sqrt(2)) ** 2 - 3 - 2 * sp.sqrt(2),
+  sp.Rational(-1, 2), sp.Integer(-1), sp.Integer(7), sp.Rational(9, 4)])
 def test_formula_abs_is_sympys_abs(v):
   """The formulas' |v| reads a real number's sign from its float (sympy's Abs asks its
   assumptions, ~16x dearer): the same value in the same form as sympy's Abs, including where it
   must defer to sympy (0, complex, an expression in x, a zero not written as 0).
-  A difference of 5e-7 still has the sign of its float."""
+  A difference of 5e-7 still has the sign of its float; a rational is its own abs."""
   got = EXACT["Abs"](v)
-  assert got == sp.Abs(v) and str(got) == str(sp.Abs(v))
+  assert got == sp.Abs(v) and str(got) == str(sp.Abs(v)) and type(got) is type(sp.Abs(v))
+
+
+@pytest.mark.parametrize("v", [
+  sp.sqrt(3) * 4 - 7, sp.pi / 7 + sp.sqrt(201) / 3, sp.Rational(-5, 3), sp.Integer(0),
+  sp.log(8) / sp.log(2), 1 + sp.I, sp.sqrt(-3) + 2, sp.log(-2), sp.oo, sp.zoo])
+def test_a_remembered_complex_is_sympys(v):
+  """`exact.as_complex` takes a real value's complex from its remembered float (one evalf
+  for both): the same complex, real or not, whether the float was asked first or not."""
+  from data_prep.engine import exact
+  want = str(complex(v))
+  for first in (exact._float_of, None):
+    exact._float_of.cache_clear()
+    exact._complex_of.cache_clear()
+    if first is not None:
+      try:
+        first(v)
+      except TypeError:
+        pass
+    assert str(exact.as_complex(v)) == want
 
 
 @pytest.mark.parametrize("fn, lo, hi, largest, x, y", [

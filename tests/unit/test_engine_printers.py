@@ -60,3 +60,19 @@ def test_a_plain_sum_is_already_written():
   for v in ((2 + 3 * S3) / PI, 1 + sp.log(8), X + 1, PI * (1 + S3), 1 + PI ** 2,
             sp.Add(1, sp.Pow(3, sp.Rational(-1, 3), evaluate=False), evaluate=False)):
     assert not N._plain_sum(v), v
+
+
+def test_a_sum_of_numbers_is_ordered_as_sympy_orders_it():
+  """`_number_terms` writes out sympy's order of a number's terms (by complex value, each
+  factor's value remembered): the same list as `as_ordered_terms` for the shapes' numbers, sums
+  with π, logs and i, the a - b·c case sympy puts first, and terms within a rounding of each
+  other; a sum with a factor that is not a number is left to sympy."""
+  near = sp.sqrt(2) * 10 ** 8 + 1  # 141421357.23... against a term one below its integer part
+  sums = [v for v in values() if v.is_Add and not v.free_symbols]
+  sums += [4 - 2 * sp.sqrt(10), PI - 3 * S3, 5 + sp.I * S3 - 2 * sp.I, S3 * sp.I + PI,
+           sp.log(2) + S3 / 7 - 1, near - 1 + S13, sp.Add(near, -141421356, evaluate=False),
+           -sp.Rational(1, 3) - S3 / 3 - PI / 9]
+  assert len(sums) > 60
+  for v in sums:
+    assert N._number_terms(v) == v.as_ordered_terms(), sp.srepr(v)
+  assert N._number_terms(X ** 2 - 3 * X + 2) is None
