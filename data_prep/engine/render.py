@@ -403,10 +403,8 @@ def owner(c: Canvas, m: dict, sides: np.ndarray, verts: np.ndarray):
   as for a label that fits nowhere."""
   if m["type"] == "edge_label":
     p, q = c.px(m["p"]), c.px(m["q"])
-    others = sides[~_on_segment(sides, p, q)]
-    own = np.array([[*p, *q]])
-    return lambda at, box: (LY.segment_distances(at, own)[0] + OWN_MARGIN
-                            < LY.segment_distances(at, others).min(initial=np.inf))
+    segs = np.vstack([[*p, *q], sides[~_on_segment(sides, p, q)]])  # its own first, one call
+    return lambda at, box: _nearest_own(LY.segment_distances(at, segs))
   if m["type"] == "angle_label":
     v, p, q = c.px(m["v"]), c.px(m["p"]), c.px(m["q"])
     a, b = p - v, q - v
@@ -419,9 +417,10 @@ def owner(c: Canvas, m: dict, sides: np.ndarray, verts: np.ndarray):
       """Its centre inside the angle and in sight of the vertex (not past a side that closes
       the angle, where it read as that side's length): the box cannot cross a drawn side."""
       w = (at[0] - v[0], at[1] - v[1])
-      inside = turn * (a[0] * w[1] - a[1] * w[0]) > 0 and turn * (w[0] * b[1] - w[1] * b[0]) > 0
+      if not (turn * (a[0] * w[1] - a[1] * w[0]) > 0 and turn * (w[0] * b[1] - w[1] * b[0]) > 0):
+        return False  # outside the angle: the NumPy tests below are not needed
       reach = ANGLE_REACH * np.hypot(*(others - at).T).min(initial=np.inf)
-      return inside and math.hypot(*w) < reach and not LY.crossed(v, at, apart).any()
+      return math.hypot(*w) < reach and not LY.crossed(v, at, apart).any()
     return keep
   return None
 
@@ -600,9 +599,14 @@ def _point_owner(p, points: np.ndarray):
   dist = np.hypot(*(points - p).T)
   if not len(points) or dist.min() > 1.0:
     return None
-  others = points[dist > 1.0]
-  return lambda at, box: (LY.box_distances(box, p[None])[0] + OWN_MARGIN
-                          < LY.box_distances(box, others).min(initial=np.inf))
+  pts = np.vstack([p, points[dist > 1.0]])  # its own first, one call
+  return lambda at, box: _nearest_own(LY.box_distances(box, pts))
+
+
+def _nearest_own(dist: np.ndarray) -> bool:
+  """Whether the first of the distances (a label's to its own object) is OWN_MARGIN less than
+  every other: the owners measure to their own object and the others in one NumPy call."""
+  return dist[0] + OWN_MARGIN < dist[1:].min(initial=np.inf)
 
 
 def _num(v: float) -> str:
