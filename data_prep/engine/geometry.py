@@ -80,21 +80,20 @@ def overlap(p, q, eps: float = 1e-6) -> bool:
   """Whether two convex polygons' interiors intersect (separating-axis test).
 
   Touching along an edge or at a point is not overlap: projections that meet within eps
-  count as separated, which is exactly "share only the attaching edge".
+  count as separated, which is exactly "share only the attaching edge". Both polygons' edge
+  normals go through one set of NumPy calls, not a set each: a polygon has a few corners, so
+  the calls are the cost (35 -> 20 µs, ~4 tests a problem).
   """
   p, q = np.asarray(p, float), np.asarray(q, float)
-  scale = max(np.ptp(p, 0).max(), np.ptp(q, 0).max(), 1.0)
-  for poly in (p, q):
-    e = np.roll(poly, -1, 0) - poly
-    normals = np.stack([-e[:, 1], e[:, 0]], 1)
-    norms = np.hypot(normals[:, 0], normals[:, 1])
-    normals = normals[norms > 1e-12] / norms[norms > 1e-12, None]
-    nx, ny = normals[:, 0], normals[:, 1]  # projections written out: no BLAS
-    a, b = p[:, :1] * nx + p[:, 1:] * ny, q[:, :1] * nx + q[:, 1:] * ny
-    sep = (a.max(0) <= b.min(0) + eps * scale) | (b.max(0) <= a.min(0) + eps * scale)
-    if sep.any():
-      return False
-  return True
+  scale = max((p.max(0) - p.min(0)).max(), (q.max(0) - q.min(0)).max(), 1.0)
+  e = np.concatenate([p[1:] - p[:-1], p[:1] - p[-1:], q[1:] - q[:-1], q[:1] - q[-1:]])
+  nx, ny = -e[:, 1], e[:, 0]
+  norms = np.hypot(nx, ny)
+  ok = norms > 1e-12
+  nx, ny = nx[ok] / norms[ok], ny[ok] / norms[ok]
+  a, b = p[:, :1] * nx + p[:, 1:] * ny, q[:, :1] * nx + q[:, 1:] * ny  # written out: no BLAS
+  tol = eps * scale
+  return not ((a.max(0) <= b.min(0) + tol) | (b.max(0) <= a.min(0) + tol)).any()
 
 
 def seg_dist(p, a, b) -> np.ndarray:

@@ -283,10 +283,28 @@ def png(img: Image.Image) -> bytes:
     PALETTE = _palette()
   degraded = getattr(img, "degraded", False)
   if img.mode == "RGB" and not degraded:
-    img = img.quantize(palette=PALETTE, dither=Image.Dither.NONE)
+    img = _quantized(img)
   buf = io.BytesIO()  # run-length matches only for full colour: 20% faster and smaller there
   img.save(buf, format="PNG", compress_level=1, compress_type=zlib.Z_RLE if degraded else -1)
   return buf.getvalue()
+
+
+def _quantized(img: Image.Image) -> Image.Image:
+  """`img` in the fixed palette. Quantizing costs ~25 instructions a pixel (3.7M an image, a
+  quarter of a plane problem's three), and without dither it maps each pixel by its colour
+  alone, so a plane figure's version (`_version`'s `over`: its base, and the boxes where it
+  drew marks and labels over the base) is the base's quantized image, made once, with only
+  those boxes quantized anew."""
+  base, boxes = getattr(img, "over", (None, ()))
+  if base is None:
+    return img.quantize(palette=PALETTE, dither=Image.Dither.NONE)
+  if not hasattr(base, "quantized"):
+    base.quantized = base.quantize(palette=PALETTE, dither=Image.Dither.NONE)
+  out = base.quantized.copy()
+  for box in boxes:
+    if box[0] < box[2] and box[1] < box[3]:
+      out.paste(img.crop(box).quantize(palette=PALETTE, dither=Image.Dither.NONE), box[:2])
+  return out
 
 
 JPEG_KINDS = ("blur", "noise")
@@ -403,10 +421,8 @@ def owner(c: Canvas, m: dict, sides: np.ndarray, verts: np.ndarray):
   as for a label that fits nowhere."""
   if m["type"] == "edge_label":
     p, q = c.px(m["p"]), c.px(m["q"])
-    others = sides[~_on_segment(sides, p, q)]
-    own = np.array([[*p, *q]])
-    return lambda at, box: (LY.segment_distances(at, own)[0] + OWN_MARGIN
-                            < LY.segment_distances(at, others).min(initial=np.inf))
+    segs = np.vstack([[*p, *q], sides[~_on_segment(sides, p, q)]])  # its own first, one call
+    return lambda at, box: _nearest_own(LY.segment_distances(at, segs))
   if m["type"] == "angle_label":
     v, p, q = c.px(m["v"]), c.px(m["p"]), c.px(m["q"])
     a, b = p - v, q - v
@@ -419,9 +435,10 @@ def owner(c: Canvas, m: dict, sides: np.ndarray, verts: np.ndarray):
       """Its centre inside the angle and in sight of the vertex (not past a side that closes
       the angle, where it read as that side's length): the box cannot cross a drawn side."""
       w = (at[0] - v[0], at[1] - v[1])
-      inside = turn * (a[0] * w[1] - a[1] * w[0]) > 0 and turn * (w[0] * b[1] - w[1] * b[0]) > 0
+      if not (turn * (a[0] * w[1] - a[1] * w[0]) > 0 and turn * (w[0] * b[1] - w[1] * b[0]) > 0):
+        return False  # outside the angle: the NumPy tests below are not needed
       reach = ANGLE_REACH * np.hypot(*(others - at).T).min(initial=np.inf)
-      return inside and math.hypot(*w) < reach and not LY.crossed(v, at, apart).any()
+      return math.hypot(*w) < reach and not LY.crossed(v, at, apart).any()
     return keep
   return None
 
@@ -513,7 +530,7 @@ def _vertex_letters(c: Canvas, fig, outl):
 
 def _version(base: Canvas, plans, ver: str):
   v = copy(base)
-  drawn = []
+  drawn, over, labelled = [], [], len(v.labels)
   for f, lines in plans:
     show = (f.numeric and ver != "text_dominant") or (not f.numeric and ver == "vision_dominant")
     if f.mark["type"] == "inherent" or not show:
@@ -521,11 +538,22 @@ def _version(base: Canvas, plans, ver: str):
       continue
     for pl in lines:
       v.px_line(pl, MARK, 1.4)
+      (x0, y0), (x1, y1) = np.min(pl, 0), np.max(pl, 0)
+      over.append((x0 - 3, y0 - 3, x1 + 3, y1 + 3))  # a 1-pixel line, with room to spare
     for m in (f.mark["items"] if f.mark["type"] == "group" else [f.mark]):
       if m["type"] in LABEL_STYLE:
         v.text(m["at_px"], m["text"], m["size"], LABEL_STYLE[m["type"]][1])
     drawn.append(f.id)
-  return v.finish(), sorted(set(drawn)), v
+  img = v.finish()
+  over += [box for _, box in v.labels[labelled:]]  # a tile leaves its pixels off its ink box
+  img.over = (base.img, [_pixels(b, v.size) for b in over])  # for `png`
+  return img, sorted(set(drawn)), v
+
+
+def _pixels(box, size: int) -> tuple:
+  """A box in whole pixels around `box`, within the canvas."""
+  return (max(0, math.floor(box[0])), max(0, math.floor(box[1])),
+          min(size, math.ceil(box[2])), min(size, math.ceil(box[3])))
 
 
 # ---------------------------------------------------------------- coordinate plots
@@ -600,9 +628,14 @@ def _point_owner(p, points: np.ndarray):
   dist = np.hypot(*(points - p).T)
   if not len(points) or dist.min() > 1.0:
     return None
-  others = points[dist > 1.0]
-  return lambda at, box: (LY.box_distances(box, p[None])[0] + OWN_MARGIN
-                          < LY.box_distances(box, others).min(initial=np.inf))
+  pts = np.vstack([p, points[dist > 1.0]])  # its own first, one call
+  return lambda at, box: _nearest_own(LY.box_distances(box, pts))
+
+
+def _nearest_own(dist: np.ndarray) -> bool:
+  """Whether the first of the distances (a label's to its own object) is OWN_MARGIN less than
+  every other: the owners measure to their own object and the others in one NumPy call."""
+  return dist[0] + OWN_MARGIN < dist[1:].min(initial=np.inf)
 
 
 def _num(v: float) -> str:

@@ -1,13 +1,14 @@
 """The label layout's occupancy and the exact module's remembered floats, at the level of one call:
 a placed label's box stays taken after more line art is drawn (the mask is rebuilt then), the
 stamped disks are Pillow's, wide lines are thinned only where their points are denser than the
-clearance, and float values of sympy numbers are the plain conversions."""
+clearance, a plane figure's versions are quantized where they differ from their base only, and
+float values of sympy numbers are the plain conversions."""
 
 import numpy as np
 import sympy as sp
 from PIL import Image, ImageDraw
 
-from data_prep.engine import exact, layout
+from data_prep.engine import exact, layout, render, writer
 
 
 def test_a_placed_label_stays_taken_after_more_lines_are_drawn():
@@ -47,6 +48,17 @@ def test_stamped_disks_are_pillows_ellipses():
     for x, y in pts:
       ImageDraw.Draw(want).ellipse([x - r, y - r, x + r, y + r], fill=255)
     assert np.array_equal(lay._occupied(), np.asarray(want)), r
+
+
+def test_a_plane_versions_png_is_that_of_the_whole_image_quantized():
+  """`render.png` quantizes a plane figure's version anew only in the boxes where `_version`
+  drew marks and labels over the base; its bytes are those of the whole image quantized."""
+  opts = writer.Options(seed=4, domain="plane")
+  for i in range(3):
+    _, out, _ = writer.drawn_problem(opts, i)
+    for ver, (img, _, _) in out[0].images.items():
+      assert img.over[1] or ver == "text_dominant", (i, ver)  # marks and labels were drawn
+      assert render.png(img) == render.png(img.copy()), (i, ver)  # the copy has no `over`
 
 
 def test_remembered_floats_are_the_plain_conversions():
