@@ -9,11 +9,16 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import jax
 from flax import nnx
 
 from mathvlm import checkpoint, hf, objectives, paths
 from mathvlm.checkpoint import model_dir
 from mathvlm.models import registry
+
+
+# What `load_part` replaces: the part's weights, not the LoRA adapters a run adds to them.
+PART_WEIGHTS = nnx.All(nnx.Param, nnx.Not(nnx.LoRAParam))
 
 
 def runtime(config) -> dict[str, str]:
@@ -82,21 +87,25 @@ def load_part(model, field: str, path: str, config, sharding_fn) -> None:
   CLIP, a CLIP vision model or a LLaVA (`model.vision_init_from`); the language model from a
   Hugging Face LLM folder (MAVIS's MAmmoTH2, LLaVA's Vicuna), an LLM checkpoint or a LLaVA
   (`model.language_init_from`). The families say where each keeps it; the rest of the model
-  (the projector, the other part) stays as the run built it."""
+  (the projector, the other part, LoRA adapters) stays as the run built it. The part's weights
+  are freed before the source is read, so a device never holds them twice."""
   attr, words = registry.INIT_PARTS[field]
+  dst = getattr(registry.of_model(model), attr)(model)
+  for weight in jax.tree.leaves(nnx.state(dst, PART_WEIGHTS)):
+    weight.delete()
   source = load_pretrained(path, config, sharding_fn)
   get = getattr(registry.of_model(source), attr)
   if get is None:
     raise ValueError(f"model.{field}={path!r} holds a {type(source).__name__}, which has no "
                      f"{words}")
-  src, dst = get(source), getattr(registry.of_model(model), attr)(model)
+  src = get(source)
   differ = config_differences(src.cfg, dst.cfg)
   if differ:
     raise ValueError(f"model.{field}={path!r}: its {words} does not fit the preset's ("
                      + "; ".join(f"{k}: {a!r} there, {b!r} here" for k, a, b in differ)
                      + "); choose a preset with that architecture or a checkpoint trained with "
                      "this one")
-  nnx.update(dst, nnx.state(src, nnx.Param))
+  nnx.update(dst, nnx.state(src, PART_WEIGHTS))
 
 
 def config_differences(src, dst) -> list[tuple[str, object, object]]:

@@ -253,16 +253,29 @@ def setup_model(config, objective, mesh, rules):
   cfg = pretrained.model_config(config)
   family = registry.get(objective.family)
 
-  def build(init: bool):
-    if init and config.model.init_from:
-      model = pretrained.load_pretrained(config.model.init_from, config, sharding_fn)
-    else:
-      model = family.build(cfg, config.seed)
-    for field in registry.INIT_PARTS:  # a part from another model: the tower, the LLM
-      if init and config.model[field]:
-        pretrained.load_part(model, field, config.model[field], config, sharding_fn)
+  def with_lora(model):  # adapters from the seed and the shapes alone, whatever the weights
     if config.lora.rank:
       add_lora(model, config.lora.targets, config.lora.rank, config.lora.alpha, config.seed)
+    return model
+
+  def build(init: bool):
+    """The random model (eager, whole on the default device) or, with init, the run's start:
+    model.init_from's weights, or the random model created sharded (a 7B LLaVA whole on one
+    device, 28 GB in float32, is more than a TPU v5e chip holds) with the eager build's values,
+    which starts from parts (the demo's stage 2) have always had; then each part from another
+    model (the tower, the LLM), its random weights freed first (`pretrained.load_part`)."""
+    if not init:
+      return with_lora(family.build(cfg, config.seed))
+    if config.model.init_from:
+      model = with_lora(pretrained.load_pretrained(config.model.init_from, config, sharding_fn))
+    else:
+      graphdef, shapes = nnx.split(abstract)
+      random_init = train_state.eager_values(lambda: nnx.state(build(False)))
+      state = jax.jit(random_init, out_shardings=sharding.state_shardings(shapes, mesh, rules))()
+      model = nnx.merge(graphdef, state)
+    for field in registry.INIT_PARTS:
+      if config.model[field]:
+        pretrained.load_part(model, field, config.model[field], config, sharding_fn)
     return model
 
   abstract = nnx.eval_shape(lambda: build(False))

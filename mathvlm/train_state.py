@@ -36,8 +36,9 @@ def state_shardings(objective, opts, abs_params, abs_frozen, tx, mesh, rules):
 
 
 def initial_state(run) -> dict:
-  """Parameters from the pretrained model(s) or random (each device creating only its shards),
-  a fresh optimizer state, step 0, and the objective's own state."""
+  """Parameters from the pretrained model(s) or random (each device creating only its shards,
+  also of a start from model parts: `run.build`), a fresh optimizer state, step 0, and the
+  objective's own state."""
   import jax
   import jax.numpy as jnp
   from flax import nnx
@@ -56,6 +57,41 @@ def initial_state(run) -> dict:
     extra = run.objective.extra_state(params, run.objective.options(config))
     state.update({k: jax.device_put(v, sh[k]) for k, v in extra.items()})
   return state
+
+
+def eager_values(fn):
+  """`fn` (no arguments) as a function to jit that computes, bit for bit, what calling `fn`
+  eagerly computes. Eagerly each op (and each jitted function it calls) is compiled alone; under
+  one jit XLA simplifies across them: `normal(key) * std`, normal being sqrt(2) * erfinv(u),
+  becomes erfinv(u) * (sqrt(2) * std), one rounding for two (a quarter of the tiny LLaVA's
+  random weights move by an ulp), and a function of a constant is folded at compile time by
+  another implementation than the device's. So fn's ops are replayed from its jaxpr (the calls
+  eager dispatch makes, in order) with an optimization barrier on every floating-point operand,
+  constants included, which XLA can neither fold nor fuse across; integer and key arithmetic is
+  exact however it is compiled. Under a jit's out_shardings each device still computes only its
+  shards."""
+  import jax
+  import jax.numpy as jnp
+  from jax.extend.core import Literal
+
+  closed, shape = jax.make_jaxpr(fn, return_shape=True)()
+  jaxpr = closed.jaxpr
+
+  def opaque(value, aval):
+    if not jnp.issubdtype(aval.dtype, jnp.floating):
+      return value
+    return jax.lax.optimization_barrier(jnp.asarray(value, aval.dtype))
+
+  def replay():
+    env = dict(zip(jaxpr.constvars, closed.consts))
+    read = lambda v: v.val if isinstance(v, Literal) else env[v]
+    for eqn in jaxpr.eqns:
+      args = [opaque(read(v), v.aval) for v in eqn.invars]
+      out = eqn.primitive.bind(*args, **eqn.primitive.get_bind_params(eqn.params))
+      env.update(zip(eqn.outvars, out if eqn.primitive.multiple_results else [out]))
+    return jax.tree.unflatten(jax.tree.structure(shape), [read(v) for v in jaxpr.outvars])
+
+  return replay
 
 
 def step_flops(run) -> float:

@@ -1,8 +1,10 @@
 """What one stage hands the next: the LoRA-merged WORKDIR/model against the unmerged model (and
 the alpha/rank scale against a hand computation), `model.vision_init_from` putting exactly the
-CLIP-Math tower into LLaVA, the lr the metrics log against optax's schedule, and the analytic
-FLOP count against a count by hand."""
+CLIP-Math tower into LLaVA (and with `language_init_from`, on four devices, a start sharded at
+birth that never holds a part twice), the lr the metrics log against optax's schedule, and the
+analytic FLOP count against a count by hand."""
 
+import json
 import math
 
 import jax
@@ -11,7 +13,7 @@ import optax
 from flax import nnx
 
 import faults
-from train_utils import metrics, tiny_config
+from train_utils import cpu_env, metrics, run_python, tiny_config
 
 
 def unmerged_model(cfg, workdir: str, step: int):
@@ -145,6 +147,65 @@ def test_language_init_from_puts_exactly_a_hugging_face_llm_into_llava(tmp_path)
   with pytest.raises(ValueError, match=r"language_init_from=.*rope_theta: 1000000.0 there, "
                                        r"10000.0 here"):
     run.build(True)
+
+
+# MAVIS stage 2 on four fake devices: both parts, LoRA on the LLM. At each source's load every
+# device's live arrays are weighed (an even share of each array's bytes), after a collection: the
+# rest of a loaded source (a CLIP's text tower) waits in reference cycles for the collector.
+PARTS_ON_FOUR_DEVICES = r"""
+import gc, json, math, sys
+import jax
+from faults import flat
+from flax import nnx
+from train_utils import tiny_config
+from mathvlm import checkpoint, pretrained, train, train_state
+from mathvlm.models import registry
+
+out = sys.argv[1]
+clip, llm, llava = registry.get("clip"), registry.get("llm"), registry.get("llava").preset("tiny")
+checkpoint.save_model(clip.build(clip.preset("tiny"), seed=7), clip.preset("tiny"), out + "/clip")
+checkpoint.save_model(llm.build(llava.text, seed=3), llava.text, out + "/llm")
+run = train.setup(tiny_config("lm", "model=tiny,recipe=mavis", model__vision_init_from=out +
+                              "/clip", model__language_init_from=out + "/llm"))
+
+def held():
+  gc.collect()
+  on = dict.fromkeys(jax.devices(), 0)
+  for x in jax.live_arrays():
+    for d in x.sharding.device_set:
+      on[d] += x.on_device_size_in_bytes() // len(x.sharding.device_set)
+  return list(on.values())
+
+loads, read = [], pretrained.load_pretrained
+pretrained.load_pretrained = lambda *a: loads.append(held()) or read(*a)
+state = train_state.initial_state(run)
+shares = {jax.tree_util.keystr(k): math.prod(x.sharding.shard_shape(x.shape)) * x.dtype.itemsize
+          for kind in ("params", "frozen")
+          for k, x in jax.tree_util.tree_flatten_with_path(run.abstract_state[kind])[0]}
+# the state less the part loading (its own weights: its adapters stay), per device
+rest = [sum(v for k, v in shares.items() if not k.startswith(f"['{part}']") or "['lora']" in k)
+        for part in ("vision_tower", "language_model")]
+
+old = run.build(False)  # the start as it was made: eager, the sources' weights put in
+nnx.update(old.vision_tower, nnx.state(checkpoint.load_model(out + "/clip")[0].vision_model))
+nnx.update(old.language_model, nnx.state(checkpoint.load_model(out + "/llm")[0]))
+_, params, frozen = nnx.split(old, run.is_trainable, ...)
+want, got = {**flat(params), **flat(frozen)}, {**flat(state["params"]), **flat(state["frozen"])}
+print(json.dumps(dict(loads=loads, rest=rest, n=len(got), same=sorted(want) == sorted(got),
+                      moved=[k for k in got if not (got[k] == want[k]).all()])))
+"""
+
+
+def test_a_start_from_parts_is_sharded_at_birth_and_never_holds_a_part_twice(tmp_path):
+  """MAVIS stage 2 (`model.vision_init_from` and `model.language_init_from`, LoRA on the LLM) on
+  four devices: the random model is created sharded, not whole on one device, and each part's
+  random weights are gone before its source is read; what the run starts from is bitwise what
+  the eager build gave (the projector, the adapters) and the sources' weights."""
+  got = json.loads(run_python(PARTS_ON_FOUR_DEVICES, str(tmp_path), env=cpu_env(4)))
+  assert got["n"] > 40 and got["same"] and got["moved"] == []
+  assert len(got["loads"]) == 2
+  for seen, rest in zip(got["loads"], got["rest"]):  # each device: its shards of the rest alone
+    assert seen == [rest] * 4, (seen, rest)
 
 
 # ---------------------------------------------------------------------------------------------
