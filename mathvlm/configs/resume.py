@@ -38,6 +38,12 @@ MAY_CHANGE = ("steps", "optim.lr", "optim.grad_clip", "checkpoint.", "metrics.",
               "mesh.", "model.remat", "model.attention_impl")
 
 
+# Fields added after workdirs were written whose default is not what those runs did: an old
+# record without one ran as this value. Any other field an old record lacks ran as
+# `common.base`'s default (a new option off by default).
+ABSENT_MEANT = {"grpo.curriculum_min_steps": 1}  # moved the level after any step
+
+
 def may_change(field: str) -> bool:
   return any(field == p or (p.endswith(".") and field.startswith(p)) or field + "." == p
              for p in MAY_CHANGE)
@@ -81,9 +87,12 @@ def check(config, workdir: str, step: int) -> None:
     return
   old, order = recorded(path)
   new = flatten(config)
-  diff = differences(old, new, flatten(common.base(config.objective)))
+  defaults = {**flatten(common.base(config.objective)), **ABSENT_MEANT}
+  diff = differences(old, new, defaults)
   fixed = [k for k in diff if not may_change(k)]
-  show = lambda k: f"{k}: {old.get(k, '<absent>')!r} -> {new.get(k, '<absent>')!r}"
+  was = lambda k: repr(old[k]) if k in old else (
+      f"<absent: ran as {defaults[k]!r}>" if k in ABSENT_MEANT else "'<absent>'")
+  show = lambda k: f"{k}: {was(k)} -> {new.get(k, '<absent>')!r}"
   if fixed:
     raise ValueError(
         f"{workdir} holds checkpoints (step {step}) of a run with another config; these fields "

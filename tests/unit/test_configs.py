@@ -246,3 +246,23 @@ def test_grpo_divisibility_counts_answer_rows_not_prompts():
   c.data.global_batch, c.grpo.group = 2, 2
   with pytest.raises(ValueError, match=r"micro-batch 1 \(data.global_batch x 2 rows each"):
     common.validate(c, process_count=1, device_count=8)
+
+
+def test_a_workdir_from_before_the_curriculums_min_steps_resumes_only_as_it_ran(tmp_path):
+  """Before `grpo.curriculum_min_steps` a level could move after any step (as 1); the default is
+  now 5, so an old GRPO workdir resumed at the default would train another curriculum: it is
+  refused, naming the field and what the run did, and resumes with the value it ran with."""
+  import json
+
+  from mathvlm.configs import resume
+  config = importlib.import_module("mathvlm.configs.grpo").get_config("model=tiny")
+  resume.record(config, str(tmp_path))
+  path = tmp_path / resume.FILE
+  rec = json.loads(path.read_text())
+  del rec["grpo.curriculum_min_steps"]
+  path.write_text(json.dumps(rec))
+  with pytest.raises(ValueError, match=r"grpo.curriculum_min_steps: <absent: ran as 1> -> 5"):
+    resume.check(config, str(tmp_path), 4)
+  with config.unlocked():
+    config.grpo.curriculum_min_steps = 1
+  resume.check(config, str(tmp_path), 4)
