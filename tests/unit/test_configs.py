@@ -191,18 +191,26 @@ def test_resuming_with_another_grain_warns_and_the_same_order_is_quiet(tmp_path,
   assert "grain 0.0.1" in caplog.text
 
 
-def test_a_field_added_after_a_workdir_was_written_resumes_at_its_default(tmp_path):
-  """A workdir recorded before `model.language_init_from` existed resumes while the run leaves it
-  empty; set, it is a change like any other."""
+def _recorded_without(recipe: str, field: str, workdir):
+  """The recipe's tiny config, recorded in workdir as a run from before `field` existed would
+  have recorded it."""
   import json
 
   from mathvlm.configs import resume
-  config = importlib.import_module("mathvlm.configs.sft").get_config("model=tiny")
-  resume.record(config, str(tmp_path))
-  path = tmp_path / resume.FILE
+  config = importlib.import_module(f"mathvlm.configs.{recipe}").get_config("model=tiny")
+  resume.record(config, str(workdir))
+  path = workdir / resume.FILE
   rec = json.loads(path.read_text())
-  del rec["model.language_init_from"]
+  del rec[field]
   path.write_text(json.dumps(rec))
+  return config
+
+
+def test_a_field_added_after_a_workdir_was_written_resumes_at_its_default(tmp_path):
+  """A workdir recorded before `model.language_init_from` existed resumes while the run leaves it
+  empty; set, it is a change like any other."""
+  from mathvlm.configs import resume
+  config = _recorded_without("sft", "model.language_init_from", tmp_path)
   resume.check(config, str(tmp_path), 4)
   with config.unlocked():
     config.model.language_init_from = "/llm"
@@ -252,15 +260,8 @@ def test_a_workdir_from_before_the_curriculums_min_steps_resumes_only_as_it_ran(
   """Before `grpo.curriculum_min_steps` a level could move after any step (as 1); the default is
   now 5, so an old GRPO workdir resumed at the default would train another curriculum: it is
   refused, naming the field and what the run did, and resumes with the value it ran with."""
-  import json
-
   from mathvlm.configs import resume
-  config = importlib.import_module("mathvlm.configs.grpo").get_config("model=tiny")
-  resume.record(config, str(tmp_path))
-  path = tmp_path / resume.FILE
-  rec = json.loads(path.read_text())
-  del rec["grpo.curriculum_min_steps"]
-  path.write_text(json.dumps(rec))
+  config = _recorded_without("grpo", "grpo.curriculum_min_steps", tmp_path)
   with pytest.raises(ValueError, match=r"grpo.curriculum_min_steps: <absent: ran as 1> -> 5"):
     resume.check(config, str(tmp_path), 4)
   with config.unlocked():
