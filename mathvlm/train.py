@@ -258,21 +258,31 @@ def setup_model(config, objective, mesh, rules):
       add_lora(model, config.lora.targets, config.lora.rank, config.lora.alpha, config.seed)
     return model
 
+  def born_sharded(make_state):
+    """make_state() (a State) jitted so each device creates only its shards, bit for bit what an
+    eager call gives (`train_state.eager_values`)."""
+    out = sharding.state_shardings(jax.eval_shape(make_state), mesh, rules)
+    return jax.jit(train_state.eager_values(make_state), out_shardings=out)()
+
+  def adapters():  # on the model's shapes alone: nothing else of it is created
+    shapes = nnx.eval_shape(lambda: family.build(cfg, config.seed))
+    return nnx.state(with_lora(shapes), nnx.LoRAParam)
+
   def build(init: bool):
-    """The random model (eager, whole on the default device) or, with init, the run's start:
-    model.init_from's weights, or the random model created sharded (a 7B LLaVA whole on one
-    device, 28 GB in float32, is more than a TPU v5e chip holds) with the eager build's values,
-    which starts from parts (the demo's stage 2) have always had; then each part from another
-    model (the tower, the LLM), its random weights freed first (`pretrained.load_part`)."""
+    """The random model (eager, whole on the default device) or, with init, the run's start,
+    never whole on one device (a 7B LLaVA in float32, 28 GB, is more than a TPU v5e chip holds;
+    LLaVA-1.5's rank-128 adapters add 1.3 GB): model.init_from's weights read sharded or the
+    random model, and the LoRA adapters, created sharded with the eager build's values; then each
+    part from another model (the tower, the LLM), its random weights freed first
+    (`pretrained.load_part`)."""
     if not init:
       return with_lora(family.build(cfg, config.seed))
     if config.model.init_from:
-      model = with_lora(pretrained.load_pretrained(config.model.init_from, config, sharding_fn))
+      weights = nnx.state(pretrained.load_pretrained(config.model.init_from, config, sharding_fn))
     else:
-      graphdef, shapes = nnx.split(abstract)
-      random_init = train_state.eager_values(lambda: nnx.state(build(False)))
-      state = jax.jit(random_init, out_shardings=sharding.state_shardings(shapes, mesh, rules))()
-      model = nnx.merge(graphdef, state)
+      weights = born_sharded(lambda: nnx.state(family.build(cfg, config.seed)))
+    # the run's graphdef: the one its step merges the state with anyway
+    model = nnx.merge(nnx.graphdef(abstract), weights, born_sharded(adapters))
     for field in registry.INIT_PARTS:
       if config.model[field]:
         pretrained.load_part(model, field, config.model[field], config, sharding_fn)

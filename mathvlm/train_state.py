@@ -36,8 +36,8 @@ def state_shardings(objective, opts, abs_params, abs_frozen, tx, mesh, rules):
 
 
 def initial_state(run) -> dict:
-  """Parameters from the pretrained model(s) or random (each device creating only its shards,
-  also of a start from model parts: `run.build`), a fresh optimizer state, step 0, and the
+  """Parameters from the pretrained model(s) or random (each device creating or reading only its
+  shards, LoRA adapters included: `run.build`), a fresh optimizer state, step 0, and the
   objective's own state."""
   import jax
   import jax.numpy as jnp

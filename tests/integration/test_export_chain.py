@@ -1,8 +1,9 @@
 """What one stage hands the next: the LoRA-merged WORKDIR/model against the unmerged model (and
 the alpha/rank scale against a hand computation), `model.vision_init_from` putting exactly the
 CLIP-Math tower into LLaVA (and with `language_init_from`, on four devices, a start sharded at
-birth that never holds a part twice), the lr the metrics log against optax's schedule, and the
-analytic FLOP count against a count by hand."""
+birth that never holds a part twice), `model.init_from`'s LoRA adapters sharded at birth, the
+lr the metrics log against optax's schedule, and the analytic FLOP count against a count by
+hand."""
 
 import json
 import math
@@ -149,12 +150,29 @@ def test_language_init_from_puts_exactly_a_hugging_face_llm_into_llava(tmp_path)
     run.build(True)
 
 
+# What each of the fake devices holds: its even share of each live array's bytes, after a
+# collection (the rest of a loaded source, a CLIP's text tower, waits in reference cycles for it).
+HELD = r"""
+import gc, math, jax
+
+def held():
+  gc.collect()
+  on = dict.fromkeys(jax.devices(), 0)
+  for x in jax.live_arrays():
+    for d in x.sharding.device_set:
+      on[d] += x.on_device_size_in_bytes() // len(x.sharding.device_set)
+  return list(on.values())
+
+def shares_of(run):  # each parameter's bytes on one device, sharded as the run shards it
+  return {jax.tree_util.keystr(k): math.prod(x.sharding.shard_shape(x.shape)) * x.dtype.itemsize
+          for kind in ("params", "frozen")
+          for k, x in jax.tree_util.tree_flatten_with_path(run.abstract_state[kind])[0]}
+"""
+
 # MAVIS stage 2 on four fake devices: both parts, LoRA on the LLM. At each source's load every
-# device's live arrays are weighed (an even share of each array's bytes), after a collection: the
-# rest of a loaded source (a CLIP's text tower) waits in reference cycles for the collector.
-PARTS_ON_FOUR_DEVICES = r"""
-import gc, json, math, sys
-import jax
+# device's live arrays are weighed.
+PARTS_ON_FOUR_DEVICES = HELD + r"""
+import json, sys
 from faults import flat
 from flax import nnx
 from train_utils import tiny_config
@@ -168,20 +186,10 @@ checkpoint.save_model(llm.build(llava.text, seed=3), llava.text, out + "/llm")
 run = train.setup(tiny_config("lm", "model=tiny,recipe=mavis", model__vision_init_from=out +
                               "/clip", model__language_init_from=out + "/llm"))
 
-def held():
-  gc.collect()
-  on = dict.fromkeys(jax.devices(), 0)
-  for x in jax.live_arrays():
-    for d in x.sharding.device_set:
-      on[d] += x.on_device_size_in_bytes() // len(x.sharding.device_set)
-  return list(on.values())
-
 loads, read = [], pretrained.load_pretrained
 pretrained.load_pretrained = lambda *a: loads.append(held()) or read(*a)
 state = train_state.initial_state(run)
-shares = {jax.tree_util.keystr(k): math.prod(x.sharding.shard_shape(x.shape)) * x.dtype.itemsize
-          for kind in ("params", "frozen")
-          for k, x in jax.tree_util.tree_flatten_with_path(run.abstract_state[kind])[0]}
+shares = shares_of(run)
 # the state less the part loading (its own weights: its adapters stay), per device
 rest = [sum(v for k, v in shares.items() if not k.startswith(f"['{part}']") or "['lora']" in k)
         for part in ("vision_tower", "language_model")]
@@ -207,6 +215,59 @@ def test_a_start_from_parts_is_sharded_at_birth_and_never_holds_a_part_twice(tmp
   for seen, rest in zip(got["loads"], got["rest"]):  # each device: its shards of the rest alone
     assert seen == [rest] * 4, (seen, rest)
 
+
+# MAVIS stage 3 on four fake devices: a LLaVA checkpoint as model.init_from, LoRA on the LLM. The
+# devices are weighed whenever add_lora returns (where the eager build made the adapters, whole on
+# the default device) and when build(True) returns, before initial_state places anything.
+INIT_FROM_WITH_LORA_ON_FOUR_DEVICES = HELD + r"""
+import json, sys
+from faults import flat
+from flax import nnx
+from train_utils import tiny_config
+from mathvlm import checkpoint, train
+from mathvlm.models import lora, registry
+
+out = sys.argv[1]
+llava = registry.get("llava")
+checkpoint.save_model(llava.build(llava.preset("tiny"), seed=5), llava.preset("tiny"), out + "/m")
+seen, add = [], lora.add_lora
+
+def watched(*args):
+  done = add(*args)
+  if watching:
+    seen.append(held())
+  return done
+
+lora.add_lora, watching = watched, True
+run = train.setup(tiny_config("lm", "model=tiny,recipe=mavis", model__init_from=out + "/m"))
+model = run.build(True)
+seen.append(held())
+watching = False
+shares = shares_of(run)
+split = [jax.tree_util.keystr(k) for k, x in
+         jax.tree_util.tree_flatten_with_path(run.abstract_state["params"])[0]
+         if "['lora']" in jax.tree_util.keystr(k) and x.sharding.shard_shape(x.shape) != x.shape]
+
+eager = run.build(False)  # the adapters as the eager build makes them, the checkpoint's weights
+nnx.update(eager, nnx.state(checkpoint.load_model(out + "/m")[0]))
+want, got = flat(nnx.state(eager)), flat(nnx.state(model))
+print(json.dumps(dict(seen=seen, share=sum(shares.values()), split=split, n=len(got),
+                      same=sorted(want) == sorted(got),
+                      moved=[k for k in got if not (got[k] == want[k]).all()])))
+"""
+
+
+def test_an_init_from_start_makes_its_lora_adapters_sharded_at_birth(tmp_path):
+  """model.init_from with LoRA on four devices: each device makes only its shards of the adapters
+  (whole on one device, LLaVA-1.5's rank-128 adapters on all of a 7B's linear layers were 1.3 GB),
+  and they are bitwise the adapters the eager build gives (they depend on the seed and shapes
+  alone), the checkpoint's weights beside them."""
+  got = json.loads(run_python(INIT_FROM_WITH_LORA_ON_FOUR_DEVICES, str(tmp_path),
+                              env=cpu_env(4)))
+  assert got["split"], "no adapter is split over the devices: the test would show nothing"
+  assert got["n"] > 40 and got["same"] and got["moved"] == []
+  assert got["seen"] and all(max(seen) <= got["share"] for seen in got["seen"]), got
+  assert got["seen"][-1] == [got["share"]] * 4, got
 
 # ---------------------------------------------------------------------------------------------
 # FLOPs by hand for the tiny LLaVA (vision 64 wide x 4 layers, 16 patches + CLS; text 128 wide x
