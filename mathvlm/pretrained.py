@@ -91,6 +91,7 @@ def load_part(model, field: str, path: str, config, sharding_fn) -> None:
   are freed before the source is read, so a device never holds them twice."""
   attr, words = registry.INIT_PARTS[field]
   dst = getattr(registry.of_model(model), attr)(model)
+  needed = weight_shapes(dst)
   for weight in jax.tree.leaves(nnx.state(dst, PART_WEIGHTS)):
     weight.delete()
   source = load_pretrained(path, config, sharding_fn)
@@ -105,7 +106,27 @@ def load_part(model, field: str, path: str, config, sharding_fn) -> None:
                      + "; ".join(f"{k}: {a!r} there, {b!r} here" for k, a, b in differ)
                      + "); choose a preset with that architecture or a checkpoint trained with "
                      "this one")
+  unfit = shape_differences(weight_shapes(src), needed)
+  if unfit:  # else nnx.update leaves them freed: "Array has been deleted" at the first step
+    raise ValueError(f"model.{field}={path!r}: its {words} fits the preset's config but lacks "
+                     f"{len(unfit)} of the {len(needed)} weights the preset's has or holds them "
+                     "in other shapes (e.g. " + "; ".join(unfit[:5]) + "): weights no config "
+                     "field decides, such as a bias or a norm. Start this part from a model "
+                     "with these weights: a Hugging Face folder of this architecture or a "
+                     "checkpoint this version of mathvlm wrote")
   nnx.update(dst, nnx.state(src, PART_WEIGHTS))
+
+
+def weight_shapes(part) -> dict[str, tuple[int, ...]]:
+  """What `load_part` replaces in a part (its weights, adapters aside), by path and shape."""
+  from mathvlm.models.layers import path_str
+  return {path_str(p): tuple(v.shape) for p, v in nnx.to_flat_state(nnx.state(part, PART_WEIGHTS))}
+
+
+def shape_differences(have: dict, need: dict) -> list[str]:
+  """The needed weights a source lacks or holds in another shape, one line each."""
+  return [f"{k}: missing" if k not in have else f"{k}: {have[k]} there, {need[k]} here"
+          for k in sorted(need) if have.get(k) != need[k]]
 
 
 def config_differences(src, dst) -> list[tuple[str, object, object]]:

@@ -21,3 +21,24 @@ def test_runtime_fields_and_list_tuple_spelling_may_differ():
   other = dataclasses.replace(TOWER, dtype="bfloat16", remat="full", scan_unroll=2,
                               image_std=list(TOWER.image_std))
   assert pretrained.config_differences(other, TOWER) == []
+
+
+def test_a_source_tower_lacking_a_weight_is_refused_naming_it(monkeypatch):
+  """A source whose config fits but whose tower lacks a weight no config field decides (a norm's
+  bias) or holds one in another shape: refused, naming the field, the path and the weights.
+  Without the check nnx.update left the freed random weight in place, and the run failed at its
+  first forward with JAX's "Array has been deleted", far from the cause."""
+  import jax.numpy as jnp
+  import pytest
+
+  from mathvlm.models import registry
+  tower = registry.get("clip_vision")  # a model that is all tower, as the run's and the source
+  source = tower.build(TOWER, seed=7)
+  source.post_layernorm.bias = None
+  source.layers.self_attn.k_proj.bias.value = jnp.zeros((2, 16))
+  monkeypatch.setattr(pretrained, "load_pretrained", lambda *a: source)
+  model = tower.build(TOWER, seed=1)
+  with pytest.raises(ValueError, match=r"model.vision_init_from='/ckpt/clip': its vision tower "
+                     r"fits .* lacks 2 of the 23 weights .* \(e.g. layers/self_attn/k_proj/bias: "
+                     r"\(2, 16\) there, \(2, 32\) here; post_layernorm/bias: missing\)"):
+    pretrained.load_part(model, "vision_init_from", "/ckpt/clip", None, None)
