@@ -1,8 +1,9 @@
 """The label layout's occupancy and the exact module's remembered floats, at the level of one call:
 a placed label's box stays taken after more line art is drawn (the mask is rebuilt then), the
 stamped disks are Pillow's, wide lines are thinned only where their points are denser than the
-clearance, a plane figure's versions are quantized where they differ from their base only, and
-float values of sympy numbers are the plain conversions."""
+clearance, a plane figure's versions are quantized where they differ from their base only (and a
+finished canvas where it is not white), and float values of sympy numbers are the plain
+conversions."""
 
 import numpy as np
 import sympy as sp
@@ -59,6 +60,19 @@ def test_a_plane_versions_png_is_that_of_the_whole_image_quantized():
     for ver, (img, _, _) in out[0].images.items():
       assert img.over[1] or ver == "text_dominant", (i, ver)  # marks and labels were drawn
       assert render.png(img) == render.png(img.copy()), (i, ver)  # the copy has no `over`
+
+
+def test_a_finished_canvas_png_is_that_of_the_whole_image_quantized():
+  """`Canvas.finish` marks its image as white but in the box where it drew (`drawn_box`: the
+  line art, tick numbers, point labels, the expression above a graph) and `render.png`
+  quantizes only that box; the bytes are those of the whole image quantized."""
+  for domain in ("analytic", "function"):
+    opts = writer.Options(seed=4, domain=domain)
+    for i in range(4):
+      _, out, _ = writer.drawn_problem(opts, i)
+      img = out[0].images["single"][0]
+      assert img.over[0].size == img.size and len(img.over[1]) == 1, (domain, i)
+      assert render.png(img) == render.png(img.copy()), (domain, i)
 
 
 def test_remembered_floats_are_the_plain_conversions():
