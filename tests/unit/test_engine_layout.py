@@ -75,6 +75,19 @@ def test_a_finished_canvas_png_is_that_of_the_whole_image_quantized():
       assert render.png(img) == render.png(img.copy()), (domain, i)
 
 
+def test_canvas_px_is_the_per_coordinate_transform():
+  """`Canvas.px`, one product and one sum, gives the bits of ox + sx·x and oy - sy·y for an
+  array of points, a list of them and one point."""
+  rng = np.random.default_rng(5)
+  for bbox, equal in (((-3.7, -2.1, 5.3, 4.9), True), ((-6.0, -1.3, 7.0, 8.6), False)):
+    c = render.Canvas(bbox, margin=0.13, equal=equal)
+    pts = rng.uniform(-8, 12, (200, 2))
+    want = np.stack([c.ox + c.sx * pts[:, 0], c.oy - c.sy * pts[:, 1]], 1)
+    assert np.array_equal(c.px(pts), want)
+    assert np.array_equal(c.px(pts.tolist()), want)
+    assert np.array_equal(c.px(pts[3]), want[3])
+
+
 def test_remembered_floats_are_the_plain_conversions():
   for v in (sp.sqrt(3) * 4 / 3, sp.pi * 169 / 8, sp.Rational(-7, 2), sp.Integer(5), 2.5):
     assert exact.as_float(v) == float(v) and exact.as_complex(v) == complex(v)
