@@ -1,8 +1,9 @@
 """The label layout's occupancy and the exact module's remembered floats, at the level of one call:
 a placed label's box stays taken after more line art is drawn (the mask is rebuilt then), the
 stamped disks are Pillow's, wide lines are thinned only where their points are denser than the
-clearance, a plane figure's versions are quantized where they differ from their base only, and
-float values of sympy numbers are the plain conversions."""
+clearance, a plane figure's versions are quantized where they differ from their base only (and a
+finished canvas where it is not white), and float values of sympy numbers are the plain
+conversions."""
 
 import numpy as np
 import sympy as sp
@@ -59,6 +60,32 @@ def test_a_plane_versions_png_is_that_of_the_whole_image_quantized():
     for ver, (img, _, _) in out[0].images.items():
       assert img.over[1] or ver == "text_dominant", (i, ver)  # marks and labels were drawn
       assert render.png(img) == render.png(img.copy()), (i, ver)  # the copy has no `over`
+
+
+def test_a_finished_canvas_png_is_that_of_the_whole_image_quantized():
+  """`Canvas.finish` marks its image as white but in the box where it drew (`drawn_box`: the
+  line art, tick numbers, point labels, the expression above a graph) and `render.png`
+  quantizes only that box; the bytes are those of the whole image quantized."""
+  for domain in ("analytic", "function"):
+    opts = writer.Options(seed=4, domain=domain)
+    for i in range(4):
+      _, out, _ = writer.drawn_problem(opts, i)
+      img = out[0].images["single"][0]
+      assert img.over[0].size == img.size and len(img.over[1]) == 1, (domain, i)
+      assert render.png(img) == render.png(img.copy()), (domain, i)
+
+
+def test_canvas_px_is_the_per_coordinate_transform():
+  """`Canvas.px`, one product and one sum, gives the bits of ox + sx·x and oy - sy·y for an
+  array of points, a list of them and one point."""
+  rng = np.random.default_rng(5)
+  for bbox, equal in (((-3.7, -2.1, 5.3, 4.9), True), ((-6.0, -1.3, 7.0, 8.6), False)):
+    c = render.Canvas(bbox, margin=0.13, equal=equal)
+    pts = rng.uniform(-8, 12, (200, 2))
+    want = np.stack([c.ox + c.sx * pts[:, 0], c.oy - c.sy * pts[:, 1]], 1)
+    assert np.array_equal(c.px(pts), want)
+    assert np.array_equal(c.px(pts.tolist()), want)
+    assert np.array_equal(c.px(pts[3]), want[3])
 
 
 def test_remembered_floats_are_the_plain_conversions():
