@@ -75,17 +75,17 @@ GIVENS = {"square": ["edge", "edge", "area", "perimeter"], "rectangle": ["edge",
 
 def program(srng, n_shapes: int, beside: int = 0) -> Program:
   kinds = list(SH.HAS_EDGES)
-  root = str(srng.choice(kinds if n_shapes > 1 else list(ROOTS)))
-  root_given = str(srng.choice(GIVENS.get(root, ["edge"])))
+  root = C.one_of(srng, kinds if n_shapes > 1 else ROOTS)
+  root_given = C.one_of(srng, GIVENS.get(root, ["edge"]))
   attached, parent = [], root
   for k in range(1, n_shapes):
-    kind = str(srng.choice(kinds if k < n_shapes - 1 else list(SH.ATTACHABLE)))
+    kind = C.one_of(srng, kinds if k < n_shapes - 1 else SH.ATTACHABLE)
     attached.append((kind, int(srng.integers(SLOTS[parent]))))
     parent = kind
   apart = []
   for _ in range(beside):
-    kind = str(srng.choice(list(SH.ATTACHABLE)))
-    apart.append((kind, str(srng.choice(GIVENS.get(kind, ["edge"])))))
+    kind = C.one_of(srng, SH.ATTACHABLE)
+    apart.append((kind, C.one_of(srng, GIVENS.get(kind, ["edge"]))))
   return Program(root, root_given, attached, apart)
 
 
