@@ -39,8 +39,8 @@ class Plot:
 
 def program(srng, wanted_steps: int) -> list:
   """[(kind, circle style)]: 1-3 figures; deeper chains want more figures."""
-  n = int(srng.choice([1, 2, 2, 3] if wanted_steps <= 3 else [2, 2, 3, 3]))
-  return [(str(srng.choice(KINDS)), str(srng.choice(["radius", "point"]))) for _ in range(n)]
+  n = C.one_of(srng, [1, 2, 2, 3] if wanted_steps <= 3 else [2, 2, 3, 3])
+  return [(C.one_of(srng, KINDS), C.one_of(srng, ["radius", "point"])) for _ in range(n)]
 
 
 def realize(prog: list, vrng) -> Plot:

@@ -13,6 +13,7 @@ import re
 import numpy as np
 import sympy as sp
 
+from .captions import one_of
 from .exact import X, FromInputs, as_float
 from .function_graphs import PI, F, Formulas, Graph, deg_two_vertex
 from .notation import human, interval, subscript, with_slot
@@ -43,8 +44,8 @@ def _at(g: Graph, vrng):
   if g.fam in ("sin", "cos", "tan"):
     b = g.info["b"]
     if g.fam == "tan":
-      return PI * sp.Rational(int(vrng.choice([1, -1])), int(vrng.choice([3, 4, 6]))) / b
-    return PI * sp.Rational(int(vrng.choice(WIDE_SIXTHS if g.wide else [1, 2, 3, 4])), 6) / b
+      return PI * sp.Rational(one_of(vrng, [1, -1]), one_of(vrng, [3, 4, 6])) / b
+    return PI * sp.Rational(one_of(vrng, WIDE_SIXTHS if g.wide else [1, 2, 3, 4]), 6) / b
   if g.fam == "log":
     return g.info["h"] + sp.Integer(2) ** int(vrng.integers(0, 4))
   p = sp.Integer(int(vrng.integers(math.ceil(g.lo) + 1, math.floor(g.hi))))
@@ -377,7 +378,7 @@ def _monotonic(Fm: Formulas, vrng) -> Target:
   # the slip: -h for |x - h| read as |x + h|; -b/a (the 2 of -b/2a forgotten) for ax² + bx + c
   slipped = -xc if g.fam == "abs" else 2 * xc
   if slipped == xc:
-    slipped = xc + int(vrng.choice([-1, 1]))
+    slipped = xc + one_of(vrng, [-1, 1])
   word = "increasing" if g.increasing else "decreasing"
   right = (word == "increasing") == opens_up(g)
   side = lambda v, r: interval(v, sp.oo) if r else interval(-sp.oo, v)  # noqa: E731

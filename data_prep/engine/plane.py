@@ -75,17 +75,17 @@ GIVENS = {"square": ["edge", "edge", "area", "perimeter"], "rectangle": ["edge",
 
 def program(srng, n_shapes: int, beside: int = 0) -> Program:
   kinds = list(SH.HAS_EDGES)
-  root = str(srng.choice(kinds if n_shapes > 1 else list(ROOTS)))
-  root_given = str(srng.choice(GIVENS.get(root, ["edge"])))
+  root = C.one_of(srng, kinds if n_shapes > 1 else ROOTS)
+  root_given = C.one_of(srng, GIVENS.get(root, ["edge"]))
   attached, parent = [], root
   for k in range(1, n_shapes):
-    kind = str(srng.choice(kinds if k < n_shapes - 1 else list(SH.ATTACHABLE)))
+    kind = C.one_of(srng, kinds if k < n_shapes - 1 else SH.ATTACHABLE)
     attached.append((kind, int(srng.integers(SLOTS[parent]))))
     parent = kind
   apart = []
   for _ in range(beside):
-    kind = str(srng.choice(list(SH.ATTACHABLE)))
-    apart.append((kind, str(srng.choice(GIVENS.get(kind, ["edge"])))))
+    kind = C.one_of(srng, SH.ATTACHABLE)
+    apart.append((kind, C.one_of(srng, GIVENS.get(kind, ["edge"]))))
   return Program(root, root_given, attached, apart)
 
 
@@ -317,39 +317,44 @@ def _pair_targets(fig: Figure) -> list:
   left out for two shapes: it is the figure's area."""
   out = []
   for a, b in itertools.combinations(fig.shapes, 2):
+    sa, sb = a.short, b.short  # asked once: each text names both
     for kind, (word, words) in PAIR_WORDS.items():
       na, nb = (next(n for n, k in s.targets.items() if k == kind) for s in (a, b))
       if kind == "perimeter" or len(fig.shapes) > 2:
         fig.derivs[f"{na} + {nb}"] = sum_step(na, nb, f"Add the two {words}")
-        out.append(Target(f"{na} + {nb}", f"the sum of the {words} of {a.short} and {b.short}",
-                          [f"What is the sum of the {words} of {a.short} and {b.short}?",
-                           f"Find the {word} of {a.short} plus the {word} of {b.short}."], 1))
+        out.append(Target(f"{na} + {nb}", f"the sum of the {words} of {sa} and {sb}",
+                          [f"What is the sum of the {words} of {sa} and {sb}?",
+                           f"Find the {word} of {sa} plus the {word} of {sb}."], 1))
       fig.derivs[f"|{na} - {nb}|"] = Deriv(
           f"|{na} - {nb}|", "|{0} - {1}|", "Abs(q0 - q1)", (na, nb), None,
           f"The difference of the two {words}, the smaller taken from the larger",
           show_names=False, slips=(("q0 + q1", "added instead of subtracting"),))
-      out.append(Target(f"|{na} - {nb}|",
-                        f"the difference between the {words} of {a.short} and {b.short}",
-                        [f"What is the difference between the {words} of {a.short} and "
-                         f"{b.short}?",
-                         f"By how much do the {words} of {a.short} and {b.short} differ?"], 1))
+      out.append(Target(f"|{na} - {nb}|", f"the difference between the {words} of {sa} and {sb}",
+                        [f"What is the difference between the {words} of {sa} and {sb}?",
+                         f"By how much do the {words} of {sa} and {sb} differ?"], 1))
   return out
 
 
+# A target's noun phrase by its kind, over the shape's short name and the quantity's own.
+PHRASES = {"area": "the area of {shape}", "perimeter": "the perimeter of {shape}",
+           "length": "the length of {name}", "arc": "the length of arc {name}",
+           "diagonal": "the length of diagonal {name}", "height": "the height from {name}",
+           "diameter": "the diameter of {shape}", "radius": "the radius of {shape}",
+           "circumradius": "the radius of the circle through the vertices of {shape}",
+           "chord": "the length of chord {name}",
+           "inscribed_square": "the area of the square inscribed in {shape}"}
+
+
 def _target(s: SH.Shape, name: str, kind: str, priority: int) -> Target:
+  """The shape's name is worked out once (a plane figure has ~20 targets, each of whose texts
+  asked the shape for it anew), and only the phrase of its kind is written."""
   shown = name[4:] if kind == "arc" else name
   if kind == "height":  # h(C, AB): from C to AB
     v, i, j = s.heights[name]
     shown = f"{s.letters[v]} to {SH.edge(s.letters[i], s.letters[j])}"
-  phrase = {"area": f"the area of {s.short}", "perimeter": f"the perimeter of {s.short}",
-            "length": f"the length of {shown}", "arc": f"the length of arc {shown}",
-            "diagonal": f"the length of diagonal {shown}", "height": f"the height from {shown}",
-            "diameter": f"the diameter of {s.short}", "radius": f"the radius of {s.short}",
-            "circumradius": f"the radius of the circle through the vertices of {s.short}",
-            "chord": f"the length of chord {shown}",
-            "inscribed_square": f"the area of the square inscribed in {s.short}"}[kind]
-  asks = [t.format(shape=s.short, name=shown) for t in C.ASK[kind]]
-  return Target(name, phrase, asks, priority)
+  short = s.short
+  asks = [t.format(shape=short, name=shown) for t in C.ASK[kind]]
+  return Target(name, PHRASES[kind].format(shape=short, name=shown), asks, priority)
 
 
 def describe(fig: Figure, rng) -> list:

@@ -17,6 +17,7 @@ import numpy as np
 import sympy as sp
 
 from . import geometry as G
+from .captions import one_of
 from .exact import TRIG, Deriv
 from .notation import human
 
@@ -275,14 +276,14 @@ def quad(kind, A, B, letters, b, vrng, new_letter) -> Shape:
     pts = [A, B, B + float(h) * n, A + float(h) * n]
     struct = _rectangle(p, pts, b, h, poly, ab, bc, cd, da)
   elif kind == "parallelogram":
-    th = int(vrng.choice([45, 60, 120, 135]))
+    th = one_of(vrng, [45, 60, 120, 135])
     s = _int_between(vrng, bf * 0.5, bf * 1.2)
     dvec = float(s) * G.rot(u, th)
     pts = [A, B, B + dvec, A + dvec]
     struct = _parallelogram(p, pts, b, s, th, poly, ab, bc, cd, da)
   else:
     h1 = int(vrng.integers(max(2, int(bf * 0.4)), max(3, int(bf * 1.2)) + 1))
-    h2 = h1 + int(vrng.choice([-1, 1])) * int(vrng.integers(1, max(2, h1 // 2) + 1))
+    h2 = h1 + one_of(vrng, [-1, 1]) * int(vrng.integers(1, max(2, h1 // 2) + 1))
     h2 = max(1, h2) if h2 != h1 else h1 + 1
     pts = [A, B, B + h2 * n, A + h1 * n]
     struct = _trapezoid(p, pts, b, sp.Integer(h1), sp.Integer(h2), poly, ab, bc, cd, da)
@@ -388,11 +389,11 @@ def triangle(kind, A, B, letters, b, vrng, new_letter) -> Shape:
   ab, bc, ca = p.e(0, 1), p.e(1, 2), p.e(2, 0)
   ang = f"∠{p.ltr[1]}{p.ltr[0]}{p.ltr[2]}"
   if kind == "right_triangle":
-    al = int(vrng.choice([30, 45, 60]))
+    al = one_of(vrng, [30, 45, 60])
     pts = np.array([A, B, B + bf * float(TRIG[al][2]) * n])
     struct = _right_triangle(p, pts, b, al, poly, ab, bc, ca, ang)
   elif kind == "isosceles_triangle":
-    th = int(vrng.choice([60, 90, 120]))
+    th = one_of(vrng, [60, 90, 120])
     pts = np.array([A, B, A + bf * G.rot(u, th)])
     struct = _isosceles(p, pts, b, th, poly, ab, bc, ca, ang)
   else:
@@ -490,7 +491,7 @@ def semicircle(A, B, letters, b) -> Shape:
 def sector(A, B, letters, b, vrng, new_letter) -> Shape:
   u = G.unit(A, B)
   p = _Parts(letters + [new_letter()])
-  phi = int(vrng.choice([30, 45, 60, 90, 120]))
+  phi = one_of(vrng, [30, 45, 60, 90, 120])
   pts = np.array([A, B, np.asarray(A, float) + float(b) * G.rot(u, phi)])
   poly = "".join(p.ltr)
   ab, ca = p.e(0, 1), p.e(2, 0)

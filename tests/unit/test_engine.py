@@ -18,6 +18,7 @@ from PIL import Image
 from data_prep.engine import __main__ as cli
 from data_prep.engine import analytic, functions, geometry as G, plane as P, plane_problem
 from data_prep.engine import render, writer
+from data_prep.engine.captions import one_of
 from data_prep.engine.exact import EXACT, X, Deriv, recompute, resolve, same
 from data_prep.engine.notation import human, machine
 from data_prep.engine.problems import Rejected, assemble, harder_of, pick, solve
@@ -472,6 +473,19 @@ def test_a_remembered_complex_is_sympys(v):
       except TypeError:
         pass
     assert str(exact.as_complex(v)) == want
+
+
+def test_one_of_draws_what_numpys_choice_draws():
+  """`captions.one_of` stands in for rng.choice in the scene makers: the same item, of seq's own
+  type, and the generator left where choice leaves it (else every draw after it moves)."""
+  for seed in range(200):
+    for seq in ([1, -1], [3, 4, 6], ["radius", "point"], ("square", "sector", "circle"),
+                list(range(-5, 8))):
+      a, b = np.random.default_rng(seed), np.random.default_rng(seed)
+      got = [one_of(a, seq) for _ in range(3)]
+      want = [b.choice(seq).item() for _ in range(3)]
+      assert got == want and {type(g) for g in got} == {type(seq[0])}, (seed, seq)
+      assert a.random() == b.random(), (seed, seq)
 
 
 @pytest.mark.parametrize("fn, lo, hi, largest, x, y", [
