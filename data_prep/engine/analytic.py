@@ -212,8 +212,9 @@ class Formulas:
         self.givens[f"r({f['names'][0]})"] = sp.Integer(f["r"])
 
   def add(self, name, template, expr, inputs, why, slips=(), show_names=True) -> str:
-    self.derivs.setdefault(name, Deriv(name, template, expr, tuple(inputs), None, why,
-                                       slips=tuple(slips), show_names=show_names))
+    if name not in self.derivs:  # most calls ask again for a step it holds (~40 of 64 a problem)
+      self.derivs[name] = Deriv(name, template, expr, tuple(inputs), None, why,
+                                slips=tuple(slips), show_names=show_names)
     return name
 
   def delta(self, a, b, axis) -> str:
@@ -660,9 +661,9 @@ def measure(plot: Plot, name: str) -> float:
   m = re.fullmatch(r"([rSCd]|S\(□)\(?(\w)\)", name)
   if m and m.group(2) in circles:
     r = _radius(circles[m.group(2)])
-    return {"r": r, "S": math.pi * r * r, "d": 2 * r, "S(□": 2 * r * r,
-            "C": G.perimeter(G.arc_points(circles[m.group(2)]["pts"][0], r, 0, 360, 20001))}[
-        m.group(1)]
+    if m.group(1) == "C":  # along the circle as a polygon of 20,000 sides: ~3 ms, so only here
+      return G.perimeter(G.arc_points(circles[m.group(2)]["pts"][0], r, 0, 360, 20001))
+    return {"r": r, "S": math.pi * r * r, "d": 2 * r, "S(□": 2 * r * r}[m.group(1)]
   m = re.fullmatch(r"([SP])\((\w+)\)", name)
   if m:
     poly = [P[c] for c in m.group(2)]

@@ -232,8 +232,11 @@ def _set_led_by(scene: Scene, first: Target, steps: tuple, rng,
   same = [t for t in pool if kind is not None and scene.kind_of(t.name) == kind]
   other = [t for t in pool if t not in same] if not same_kind else []
   members, texts = [first], [text]
-  for t in [same[i] for i in rng.permutation(len(same))] + [other[i] for i in
-                                                              rng.permutation(len(other))]:
+  order = ([same[i] for i in rng.permutation(len(same))]
+           + [other[i] for i in rng.permutation(len(other))])
+  for k, t in enumerate(order):
+    if len(members) + len(order) - k < mistakes.N_OPTIONS:
+      return None  # too few left for a set: their values need not be worked out (~0.6 a problem)
     x = _figure_text(scene, t)
     if x is not None and _fair(texts, x):
       members.append(t)
