@@ -85,13 +85,15 @@ def test_grpo_resumes_after_sigkill_to_the_same_numbers(tmp_path):
   assert [[r[k] for k in keys] for r in a] == [last[r["step"]] for r in a]
 
 
-# one of 2 processes on loopback when TOY_COORDINATOR is set (gloo: CPU collectives)
+# one of TOY_PROCESSES (2 unless set) processes on loopback when TOY_COORDINATOR is set (gloo:
+# CPU collectives)
 JOIN = r"""
 import os
 if os.environ.get("TOY_COORDINATOR"):
   import jax
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(os.environ["TOY_COORDINATOR"], num_processes=2,
+  jax.distributed.initialize(os.environ["TOY_COORDINATOR"],
+                             num_processes=int(os.environ.get("TOY_PROCESSES", "2")),
                              process_id=int(os.environ["TOY_PROCESS"]))
 """
 DISTRIBUTED = JOIN + TOY
@@ -157,10 +159,11 @@ def test_grpo_on_two_processes_writes_the_rows_of_one(tmp_path, steps, reference
                                  atol=1e-7, err_msg=f"{key}: 2 processes vs {n} device(s)")
 
 
-# One host step (the trainer's rollouts) of a 4-prompt batch with dynamic sampling on this
-# process's rows, from random parameters; saves the trained rows and the fresh problems asked for.
+# One host step (the trainer's rollouts) of a batch of the problems TOY_PROBLEMS names (1, 0, 2, 4
+# unless set), groups of TOY_GROUP (4), with dynamic sampling on this process's rows, from random
+# parameters; saves the trained rows and the fresh problems asked for.
 REFILL = JOIN + r"""
-import dataclasses, json, sys
+import dataclasses, json, os, sys
 import jax
 import numpy as np
 from mathvlm import train
@@ -173,8 +176,11 @@ registry.get("llava").presets["tiny-toy"] = dataclasses.replace(
 c = recipe.get_config("model=tiny,problems=rl_toys:PictureStream")
 c.model.preset, c.data.tokenizer, c.data.template = "tiny-toy", f"{out}/tokenizer.json", "plain"
 c.data.max_len, c.lora.rank, c.lora.targets, c.train_rules = 24, 0, "", ((".*", "trainable"),)
-c.grpo.update(dict(group=4, max_new_tokens=3, beta=0.0, dynamic_sampling=True, max_refills=4,
+c.grpo.update(dict(group=int(os.environ.get("TOY_GROUP", "4")), max_new_tokens=3, beta=0.0,
+                   dynamic_sampling=True, max_refills=4,
                    rewards="rl_toys:solved_or_distinct=1.0"))
+problems = np.array(json.loads(os.environ.get("TOY_PROBLEMS", "[1, 0, 2, 4]")))
+c.data.global_batch = len(problems)
 run = train.setup(c)
 rng = np.random.default_rng(0)
 
@@ -188,8 +194,8 @@ state = {k: jax.tree_util.tree_map_with_path(draw, run.abstract_state[k], run.st
 host, fresh = run.host, []
 ask = host._fresh_indices
 host._fresh_indices = lambda n: fresh.extend(ask(n)) or fresh[-n:]
-p, per = jax.process_index(), 4 // jax.process_count()
-batch, metrics = host(state, {"problem_index": np.array([1, 0, 2, 4])[p * per:(p + 1) * per]}, 3)
+p, per = jax.process_index(), len(problems) // jax.process_count()
+batch, metrics = host(state, {"problem_index": problems[p * per:(p + 1) * per]}, 3)
 np.savez(f"{out}/batch{p}.npz", **batch)
 json.dump(dict(metrics, fresh=fresh, refills=host.refills), open(f"{out}/host{p}.json", "w"))
 """
@@ -219,6 +225,31 @@ def test_dynamic_sampling_refills_the_same_groups_on_two_processes_as_on_one(tmp
   for key in one.files:
     np.testing.assert_array_equal(np.concatenate([b[key] for b in two]), one[key], err_msg=key)
   assert len({one["pixel_values"][r].tobytes() for r in range(0, 16, 4)}) == 4  # 4 problems
+
+
+@pytest.mark.slow
+@pytest.mark.long(90)
+def test_dynamic_sampling_refills_the_same_groups_on_three_processes_as_on_one(tmp_path):
+  """Problems 1, 0, 2, 4, 6, 3 (4 all-equal groups of 6) in groups of 6 on 3 processes (2
+  prompts each) and on one process with 3 devices: the same fresh problems and the same rows,
+  bitwise. Groups of 6 split evenly over 3 devices, so only the process count makes a pool of 4
+  groups, then fewer, pad to whole groups per process (`_padded`), which the 2-process test's
+  pools need only for 1 group. The quick form is the 2-process test."""
+  port, env = _port(), dict(TOY_PROBLEMS="[1, 0, 2, 4, 6, 3]", TOY_GROUP="6")
+  runs = {"one": _toy(tmp_path / "one", 0, "", 3, script=REFILL, **env)}
+  runs.update({f"three{i}": _toy(tmp_path / "three", 0, "", 1, script=REFILL, TOY_PROCESS=str(i),
+                                 TOY_PROCESSES="3", TOY_COORDINATOR=f"127.0.0.1:{port}", **env)
+               for i in range(3)})
+  _wait(runs)
+  hosts = [json.load(open(tmp_path / w / f"host{p}.json")) for w, p in
+           (("one", 0), ("three", 0), ("three", 1), ("three", 2))]
+  for h in hosts:
+    assert h["fresh"] == [10 ** 9 + k for k in range(8)] and h["refills"] == 8, h
+    assert h["groups/refill_rounds"] == 4 and h["groups/all_equal_after"] == 0, h
+  one = np.load(tmp_path / "one" / "batch0.npz")
+  three = [np.load(tmp_path / "three" / f"batch{p}.npz") for p in range(3)]
+  for key in one.files:
+    np.testing.assert_array_equal(np.concatenate([b[key] for b in three]), one[key], err_msg=key)
 
 
 def test_grpo_7b_step_compiles_on_eight_fake_devices():
