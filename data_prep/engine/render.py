@@ -357,8 +357,8 @@ def degrade(img: Image.Image, how: dict) -> Image.Image:
     out = half.resize(img.size, Image.BILINEAR)
   elif kind == "noise":
     a = np.asarray(img, np.float32)
-    noise = np.random.default_rng(how["noise_seed"]).standard_normal(a.shape, np.float32)
-    out = Image.fromarray(np.clip(a + how["sigma"] * noise, 0, 255).astype(np.uint8))
+    out = Image.fromarray(np.clip(a + _noise(how["noise_seed"], a.shape, how["sigma"]), 0, 255)
+                          .astype(np.uint8))
   elif kind == "lowres":
     f = how["factor"]
     out = img.resize((img.width // f, img.height // f), Image.BILINEAR).resize(img.size,
@@ -367,6 +367,15 @@ def degrade(img: Image.Image, how: dict) -> Image.Image:
     raise ValueError(f"engine: unknown degradation {kind!r}; one of {DEGRADATIONS}")
   out.degraded = True
   return out
+
+
+@lru_cache(maxsize=1)
+def _noise(seed: int, shape: tuple, sigma: float) -> np.ndarray:
+  """`degrade`'s noise, remembered: a plane problem's three images draw the same (one seed and
+  shape a problem), 442k normals each. Read-only, as it is shared."""
+  noise = sigma * np.random.default_rng(seed).standard_normal(shape, np.float32)
+  noise.flags.writeable = False
+  return noise
 
 
 # ---------------------------------------------------------------- plane geometry

@@ -2,8 +2,8 @@
 a placed label's box stays taken after more line art is drawn (the mask is rebuilt then), the
 stamped disks are Pillow's, wide lines are thinned only where their points are denser than the
 clearance, a plane figure's versions are quantized where they differ from their base only (and a
-finished canvas where it is not white), and float values of sympy numbers are the plain
-conversions."""
+finished canvas where it is not white), float values of sympy numbers are the plain
+conversions, and a degraded image's remembered noise is its own seed's."""
 
 import numpy as np
 import sympy as sp
@@ -95,3 +95,17 @@ def test_remembered_floats_are_the_plain_conversions():
   exact.as_float(sp.sqrt(3) * 4 / 3)
   assert exact._float_of.cache_info().hits == hits + 1
   assert exact.approx(sp.sqrt(3) * 4 / 3) == "2.31"
+
+
+def test_degrades_remembered_noise_is_each_seeds_own():
+  """`render.degrade` draws a problem's noise once (`render._noise`): each image still gets the
+  noise of its own seed and shape, whichever seed or shape asked before it."""
+  rng = np.random.default_rng(5)
+  imgs = [Image.fromarray(rng.integers(0, 256, (h, 40, 3), np.uint8)) for h in (30, 30, 20)]
+  for seed in (7, 7, 8, 7):
+    how = {"kind": "noise", "sigma": 38.0, "noise_seed": seed}
+    for img in imgs:
+      a = np.asarray(img, np.float32)
+      noise = np.random.default_rng(seed).standard_normal(a.shape, np.float32)
+      want = np.clip(a + 38.0 * noise, 0, 255).astype(np.uint8)
+      assert np.array_equal(np.asarray(render.degrade(img, how)), want), (seed, img.size)
