@@ -124,6 +124,15 @@ def make_optimizer(config, total_steps: int):
 # The step: prepare (outside the gradient), accumulate the weighted loss over micro-batches,
 # one optimizer update.
 
+def _per_weight(grads, w):
+  """grads / w in each gradient's own dtype (its weight's): w is float32, and bfloat16 weights'
+  gradients promoted by it turned Adam's bfloat16 moments float32, so the step's two branches
+  (`train_step`'s cond) no longer matched and a `model.param_dtype=bfloat16` run did not
+  compile."""
+  import jax
+  return jax.tree.map(lambda g: (g / w).astype(g.dtype), grads)
+
+
 def make_train_step(config, objective, graphdef, tx, schedule) -> Callable:
   """The step. With `lora.dropout` > 0 only the loss's forward drops adapter inputs (PEFT's
   lora_dropout), with a key from the seed, the step, the pass and the micro-batch
@@ -156,8 +165,7 @@ def make_train_step(config, objective, graphdef, tx, schedule) -> Callable:
     if accum == 1:  # no scan: a carry of zeros and its additions are full passes over the grads
       (lw, (w, metrics)), grads = grad_fn(state["params"], state["frozen"], batch, key)
       w = jnp.maximum(w, 1e-9)
-      return (lw / w, w, {k: (v * w) / w for k, v in metrics.items()},
-              jax.tree.map(lambda g: g / w, grads))
+      return (lw / w, w, {k: (v * w) / w for k, v in metrics.items()}, _per_weight(grads, w))
     micro = jax.tree.map(lambda x: x.reshape((accum, x.shape[0] // accum) + x.shape[1:]), batch)
     keys = None if key is None else jax.random.split(key, accum)
 
@@ -174,7 +182,7 @@ def make_train_step(config, objective, graphdef, tx, schedule) -> Callable:
              jax.tree.map(jnp.zeros_like, state["params"]))
     (lw, w, metrics, grads), _ = jax.lax.scan(add, zeros, (micro, keys))
     w = jnp.maximum(w, 1e-9)
-    return lw / w, w, {k: v / w for k, v in metrics.items()}, jax.tree.map(lambda g: g / w, grads)
+    return lw / w, w, {k: v / w for k, v in metrics.items()}, _per_weight(grads, w)
 
   def train_step(old, batch):
     """A non-finite loss or gradient norm keeps the old state whole (no update is applied); the

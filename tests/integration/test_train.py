@@ -177,6 +177,25 @@ def test_frozen_parameters_unchanged_and_lora_trains_only_adapters(tmp_path):
   assert len(mu) == len(params)
 
 
+@pytest.mark.parametrize("accum", [1, 2])
+def test_bfloat16_weights_train_with_moments_in_their_dtype(tmp_path, accum):
+  """model.param_dtype=bfloat16 (the MAVIS recipe: LoRA and the projector train), with and
+  without accumulation: the gradients divided by the float32 token count were float32, Adam's
+  moments turned float32 from bfloat16, and the step's two branches (a non-finite step keeps
+  the old state) no longer matched: "cond branches must have equal output types"."""
+  from mathvlm.train import train
+  cfg = tiny_config("lm", "model=tiny,recipe=mavis", steps=2, checkpoint__every=2,
+                    model__param_dtype="bfloat16", optim__grad_accum=accum)
+  train(cfg, str(tmp_path))
+  losses = [m["loss"] for m in metrics(str(tmp_path))]
+  assert np.isfinite(losses).all() and losses[0] != losses[1], losses
+  state = _restore_state(str(tmp_path), 2)
+  for tree in (state["params"], state["frozen"], state["opt_state"][1][0]["mu"],
+               state["opt_state"][1][0]["nu"]):
+    dtypes = {str(v.dtype) for v in _flat(tree).values()}
+    assert dtypes == {"bfloat16"}, dtypes
+
+
 @pytest.mark.slow  # the default run has test_faults.py's non-finite tests
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
   from mathvlm.train import train
