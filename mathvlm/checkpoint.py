@@ -290,6 +290,13 @@ def _check_fits(ckptr, ckpt_dir, target) -> None:
   problems += [f"{k}: not saved" for k in sorted(set(wanted) - set(saved))]
   problems += [f"{k}: saved, not in the model config.json describes"
                for k in sorted(set(saved) - set(wanted))]
+  adapters = sorted(k for k in set(saved) - set(wanted) if "/lora/" in f"/{k}/")
+  if adapters and len(adapters) == len(problems):  # all else fits: saved with adapters unmerged
+    raise CheckpointError(
+        f"{ckpt_dir}: holds {len(adapters)} LoRA adapter weights beside the layers they adapt "
+        f"(e.g. {adapters[0]}): it was saved from a model with its adapters unmerged. Merge them "
+        "first (`models.lora.merge_lora(model)`, then `save_model`), as the trainer's export "
+        "(WORKDIR/model) does, or load the run's WORKDIR/model")
   if problems:
     raise CheckpointError(
         f"{ckpt_dir}: the parameters do not fit the model its config.json describes "

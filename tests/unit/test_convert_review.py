@@ -149,6 +149,22 @@ def test_a_checkpoint_that_does_not_fit_its_config_names_the_parameter(tmp_path)
     checkpoint.load_model(ckpt)
 
 
+def test_a_checkpoint_saved_with_unmerged_adapters_says_to_merge_them(tmp_path):
+  """save_model of a model with LoRA adapters writes them beside their layers; load_model said
+  its config.json "was edited or belongs to other parameters", which sent a user after the wrong
+  file. Merged, the same model loads."""
+  from mathvlm.models.lora import add_lora, merge_lora
+  model, cfg = hf.load_hf(H.save(H.llm(2), str(tmp_path / "hf")))
+  add_lora(model, "q_proj", 4, 8.0)
+  checkpoint.save_model(model, cfg, str(tmp_path / "unmerged"))
+  with pytest.raises(checkpoint.CheckpointError, match=r"holds 2 LoRA adapter weights .* "
+                     r"\(e.g. layers/self_attn/q_proj/lora/lora_a\).*merge_lora"):
+    checkpoint.load_model(str(tmp_path / "unmerged"))
+  merge_lora(model)
+  checkpoint.save_model(model, cfg, str(tmp_path / "merged"))
+  checkpoint.load_model(str(tmp_path / "merged"))
+
+
 def test_an_exported_config_carries_the_names_transformers_4_reads(tmp_path):
   """transformers < 5 (and vLLM) read rope_theta / rope_scaling, image_token_index and
   torch_dtype, not rope_parameters, image_token_id and dtype: without them a linear-rope model
