@@ -12,6 +12,7 @@ import functools
 import numpy as np
 import sympy as sp
 
+from .captions import one_of
 from .exact import X, Deriv, FromInputs, as_float
 from .notation import human
 from .problems import Rejected
@@ -44,9 +45,9 @@ def program(srng, wanted: int) -> tuple:
   monotonic-interval question asks where f increases, are the program's, not values: a variant
   (new values, same program) keeps them, so a question about a maximum stays one about a
   maximum."""
-  fam = str(srng.choice(FAMILIES))
+  fam = one_of(srng, FAMILIES)
   deduce = fam in DEDUCIBLE and srng.random() < (0.35 if wanted <= 2 else 0.8)
-  deg = int(srng.choice([2, 2, 3]))
+  deg = one_of(srng, [2, 2, 3])
   return (fam, "deduce" if deduce else "stated", deg, 1 if srng.random() < 0.5 else -1,
           bool(srng.random() < 0.5))
 
@@ -59,24 +60,24 @@ def family(vrng, fam: str, mode: str, deg: int = 2, sign: int = 1) -> Graph:
   if fam in ("sin", "cos"):
     return _trig(vrng, fam, mode)
   if fam == "tan":
-    a = sp.Integer(int(vrng.choice([1, 2, 3, -1, -2])))
+    a = sp.Integer(one_of(vrng, [1, 2, 3, -1, -2]))
     b = sp.Integer(1) if vrng.random() < 0.5 else sp.Rational(1, 2)
     af, bf = float(a), float(b)
     half = as_float(PI / (2 * b))
     return Graph(fam, mode, a * sp.tan(b * X), lambda x: af * np.tan(bf * x), -half * 0.92,
                  half * 0.92, {"a": a, "b": b}, f"f(x) = a·tan({human(b * X)})")
   if fam == "log":
-    a = sp.Integer(int(vrng.choice([1, 2, 3, -1, -2])))
+    a = sp.Integer(one_of(vrng, [1, 2, 3, -1, -2]))
     h = sp.Integer(int(vrng.integers(-3, 3)))
-    k = a * int(vrng.choice([-2, -1, 1, 2]))   # -k/a is an integer: the zero is exact
+    k = a * one_of(vrng, [-2, -1, 1, 2])   # -k/a is an integer: the zero is exact
     af, hf, kf = float(a), float(h), float(k)
     return Graph(fam, mode, a * sp.log(X - h, 2) + k,
                  lambda x: af * np.log2(np.maximum(x - hf, 1e-300)) + kf, hf + 0.05, hf + 10,
                  {"a": a, "h": h, "k": k}, f"f(x) = a·log₂({human(X - h)}) + k")
   if fam == "abs":
-    a = sign * sp.Rational(int(vrng.choice([1, 2, 3])), int(vrng.choice([1, 1, 2])))
+    a = sign * sp.Rational(one_of(vrng, [1, 2, 3]), one_of(vrng, [1, 1, 2]))
     h = sp.Integer(int(vrng.integers(-3, 4)))
-    k = -sp.sign(a) * int(vrng.choice([1, 2, 3, 4]))   # opens towards the x-axis: two zeros
+    k = -sp.sign(a) * one_of(vrng, [1, 2, 3, 4])   # opens towards the x-axis: two zeros
     af, hf, kf = float(a), float(h), float(k)
     return Graph(fam, mode, a * sp.Abs(X - h) + k, lambda x: af * np.abs(x - hf) + kf, hf - 5,
                  hf + 5, {"a": a, "h": h, "k": k}, "f(x) = a·|x - h| + k")
@@ -87,7 +88,7 @@ def family(vrng, fam: str, mode: str, deg: int = 2, sign: int = 1) -> Graph:
 
 def _poly(vrng, mode, deg, sign) -> Graph:
   roots = sorted(vrng.choice(np.arange(-4, 5), deg, replace=False).tolist())
-  a = sign * sp.Rational(int(vrng.choice([1, 2])), 1 if deg == 2 else int(vrng.choice([1, 2])))
+  a = sign * sp.Rational(one_of(vrng, [1, 2]), 1 if deg == 2 else one_of(vrng, [1, 2]))
   f = sp.expand(a * sp.Mul(*[(X - r) for r in roots]))
   co = [float(c) for c in sp.Poly(f, X).all_coeffs()]
   form = "f(x) = ax² + bx + c" if deg == 2 else "f(x) = ax³ + bx² + cx + d"
@@ -96,10 +97,10 @@ def _poly(vrng, mode, deg, sign) -> Graph:
 
 
 def _trig(vrng, fam, mode) -> Graph:
-  a = sp.Integer(int(vrng.choice([1, 2, 3])))
-  b = sp.Rational(int(vrng.choice([1, 2, 1])), int(vrng.choice([1, 1, 2])))
-  c = PI * sp.Rational(int(vrng.choice([0, 1, 1, 2, 3])), 6)
-  d = sp.Integer(int(vrng.choice([-1, 0, 0, 1])))
+  a = sp.Integer(one_of(vrng, [1, 2, 3]))
+  b = sp.Rational(one_of(vrng, [1, 2, 1]), one_of(vrng, [1, 1, 2]))
+  c = PI * sp.Rational(one_of(vrng, [0, 1, 1, 2, 3]), 6)
+  d = sp.Integer(one_of(vrng, [-1, 0, 0, 1]))
   trig, npt = (sp.sin, np.sin) if fam == "sin" else (sp.cos, np.cos)
   af, bf, cf, df = as_float(a), as_float(b), as_float(c), as_float(d)
   form = f"f(x) = a·{fam}({human(b * X + c)}) + d"
@@ -113,9 +114,9 @@ def _trig(vrng, fam, mode) -> Graph:
 
 def _piecewise(vrng) -> Graph:
   c = sp.Integer(int(vrng.integers(-2, 3)))
-  p2 = sp.expand(sp.Integer(int(vrng.choice([1, -1]))) * (X - c) ** 2
+  p2 = sp.expand(sp.Integer(one_of(vrng, [1, -1])) * (X - c) ** 2
                  + sp.Integer(int(vrng.integers(-2, 3))) * (X - c) + int(vrng.integers(-3, 4)))
-  m = sp.Integer(int(vrng.choice([-2, -1, 1, 2])))
+  m = sp.Integer(one_of(vrng, [-2, -1, 1, 2]))
   p1 = sp.expand(p2.subs(X, c) + m * (X - c))
   c1 = [float(v) for v in sp.Poly(p1, X).all_coeffs()]
   c2 = [float(v) for v in sp.Poly(p2, X).all_coeffs()]
@@ -250,7 +251,7 @@ def _deduce_tan(Fm: Formulas, vrng):
 def _deduce_log(Fm: Formulas, vrng):
   g = Fm.g
   h = g.info["h"]
-  m = int(vrng.choice([2, 3]))
+  m = one_of(vrng, [2, 3])
   if m == -g.info["k"] / g.info["a"]:  # B would be the zero, printed as (x, 0)
     m = 5 - m
   pa = Fm.point("A", h + 1, g.info["k"])
@@ -268,7 +269,7 @@ def _deduce_log(Fm: Formulas, vrng):
 def _deduce_abs(Fm: Formulas, vrng):
   g = Fm.g
   h, k = g.info["h"], g.info["k"]
-  xb = h + int(vrng.choice([-3, -2, 2, 3]))
+  xb = h + one_of(vrng, [-3, -2, 2, 3])
   pa = Fm.point("A", h, k)
   g.roles["A"] = "the vertex"  # two points fix a, h and k only with this said
   pb = Fm.point("B", sp.Integer(xb), g.f.subs(X, xb))
