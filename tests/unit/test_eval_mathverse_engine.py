@@ -54,6 +54,8 @@ def _free_form(answer):
     ("The answer is $x = 2\\sqrt{3}$.", "2\\sqrt{3}", True),
     ("\\boxed{1{,}000}", "1000", True),                # LaTeX's thousands separator
     ("The answer is \\boxed{\\frac45}.", "0.8", True),
+    ("\\boxed{48 \\text{ cm}^2}", "48", True),          # a unit's power is not the value's
+    ("\\boxed{48\\ \\text{cm}^{2}}", "48", True),       # nor after TeX's space
 ])
 def test_mathverse_extraction_of_signs_expressions_and_latex_numbers(response, gold, ok):
   p = _free_form(gold)

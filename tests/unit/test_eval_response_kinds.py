@@ -238,6 +238,8 @@ def test_chinese_answer_phrases(response, expected):
     ("The share is 25\\% of the total 80.", "integer", None, "25"),              # a number
     ("\\boxed{1{,}000}", "integer", None, "1000"),                   # LaTeX's thousands separator
     ("The answer is \\boxed{\\frac45}.", "float", 1, "0.8"),         # \frac without braces
+    ("\\boxed{25.5 \\text{ cm}^2}", "float", 1, "25.5"),             # a unit's power is no
+    ("Answer: $48\\,\\mathrm{m}^{2}$", "integer", None, "48"),       # power of the value
 ])
 def test_shapes_beyond_the_development_files(response, atype, precision, expected):
   assert _ff(response, atype, precision) == expected
