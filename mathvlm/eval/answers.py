@@ -289,7 +289,8 @@ def stated_choice(text: str, choices: list[str]) -> str | None:
     if not t or re.fullmatch(r"[A-Za-z]", t):
       continue
     for m in re.finditer(rf"(?<![\w.,]){re.escape(t)}(?!\w|[.,]\d)", text, flags=re.I):
-      hits.append((m.start(), m.end(), c))
+      if not _in_expression(text, m.start(), m.end()):
+        hits.append((m.start(), m.end(), c))
   hits = [h for h in hits if not any(o[0] <= h[0] and h[1] <= o[1] and o[1] - o[0] > h[1] - h[0]
                                      for o in hits)]
   if not hits:
@@ -297,6 +298,21 @@ def stated_choice(text: str, choices: list[str]) -> str | None:
   stated = [h for h in hits if re.search(r"(?:\bis|\bare|\bbe|=|\bwas|\bwere)\s*(?:the\s+)?\**\s*$",
                                          text[:h[0]], flags=re.I)]
   return max(stated)[2] if stated else min(hits)[2]
+
+
+# What makes a number part of a longer one: a fraction's other side (`5/2`), a LaTeX argument
+# (`\\frac{5}{2}`, `\\sqrt{3}`, `x^2`), a base with a power other than degrees (`2^3`; `52^\\circ`
+# is 52), a factor of a product or mixed number (`2\\sqrt{3}`, `2\\frac{1}{2}`, `2π`).
+_BEFORE_EXPRESSION = re.compile(r"(?:/|\^|_|(?:\\[dt]?frac|\\sqrt(?:\[\d+\])?|\}|\^|_)\{)\s*$")
+_AFTER_EXPRESSION = re.compile(r"\s*(?:/\s*\d|\^(?!\s*\{?\s*\\circ)|\}\s*\{|[√∛π]"
+                               r"|\\(?:[dt]?frac|sqrt|pi)\b)")
+
+
+def _in_expression(text: str, start: int, end: int) -> bool:
+  """Whether text[start:end] is a part of a longer number or expression, not a value stated on
+  its own: the option "2" is not stated by `5/2`, `\\frac{5}{2}` or `2\\sqrt{3}` (GPT's
+  extraction keeps those whole, and the computed value maps them to the option of their value)."""
+  return bool(_BEFORE_EXPRESSION.search(text[:start]) or _AFTER_EXPRESSION.match(text, end))
 
 
 def plain_minus(text: str) -> str:

@@ -245,12 +245,20 @@ def _choice_value(response: str, problem: Problem, options: list[str]) -> str | 
   value = (ex.span_number(span) if span else None) or ex.stated_number(response)
   if value is None:
     return None
-  same = [o for o in options if _same_number(ex.number(o), value)]
+  same = [o for o in options if _same_number(_option_value(o), value)]
   return _as_option(same[0], problem, options) if len(same) == 1 else value
 
 
-def _same_number(a: str | None, b: str) -> bool:
+def _option_value(option: str) -> str | complex | None:
+  """An option's number: as written (`8`, `30 m`, `1/2`), else its value in textbook or LaTeX
+  notation (`2√3`, `\\frac{\\sqrt{3}}{2}`), which the plain reader takes for no number."""
+  return ex.number(option) or ex.value_of(option)
+
+
+def _same_number(a: str | complex | None, b: str) -> bool:
   try:
+    if isinstance(a, complex):
+      return a.imag == 0 and abs(a.real - float(b)) <= 1e-9 * max(1.0, abs(a.real))
     return a is not None and float(a) == float(b)
   except ValueError:
     return False

@@ -185,6 +185,24 @@ def test_the_stated_option_wins_over_other_mentions():
              ["Frogs", "Crickets", "Hawks"]) == "Frogs"
 
 
+@pytest.mark.parametrize("response,choices,expected", [
+    ("The answer is 5/2.", ["1", "1.5", "2", "2.5"], "2.5"),       # not the option 2 of 5/2
+    ("\\boxed{\\frac{1}{2}}", ["0.5", "1", "2", "3"], "0.5"),          # nor 1 of \frac{1}{2}
+    ("\\boxed{2\\frac{1}{2}}", ["1", "1.5", "2", "2.5"], "2.5"),      # a mixed number
+    ("The answer is $2\\sqrt{3}$.", ["2", "2\u221a3", "4", "4\u221a3"], "2\u221a3"),
+])
+def test_an_option_inside_a_longer_value_is_not_stated(response, choices, expected):
+  """The option "2" is no answer of `5/2` or `\\frac{5}{2}`: the value is, as the option of
+  that value (GPT's extraction keeps such a value whole)."""
+  assert mv.normalize(_mc(response, choices), choices, "multi_choice", "text", None) == expected
+
+
+def test_a_degree_sign_is_no_power():
+  """`52^\\circ` states the option 52, in the box (a power such as `2^3` would not)."""
+  p = _problem("multi_choice", "text", ["28", "38", "52", "62"])
+  assert mv.explain("So it is $\\boxed{52^\\circ}$.", p) == ("52", "boxed")
+
+
 def test_value_matching_an_option_is_that_option():
   assert _mc("Based on the given information, the edge length is 8.0.", ["10", "8", "6"]) == "8"
 
