@@ -454,10 +454,23 @@ def concluded_number(text: str) -> str | None:
   return None
 
 
+# A LaTeX fraction of two numbers, not the second part of a mixed number (`2\\frac{1}{2}`) nor a
+# factor of a product (`\\frac{1}{2}\\pi`)
+_NUMBER_FRAC = re.compile(r"(?<![\d}])\\[dt]?frac\s*\{\s*(-?\d+(?:\.\d+)?)\s*\}\s*"
+                          r"\{\s*(\d+(?:\.\d+)?)\s*\}(?!\s*" + _TIMES + ")")
+
+
+def _plain_fracs(text: str) -> str:
+  """`\\frac{5}{2}` as `5/2`, which the sentence readers take as one number (2.5); as LaTeX,
+  they read its numerator (5)."""
+  return _NUMBER_FRAC.sub(r"\1/\2", _braced_fracs(text))
+
+
 def stated_number(text: str, conclusions: bool = True) -> str | None:
   """Without an answer phrase: the value a concluding sentence states (`concluded_number`),
   else the first "There are N ..." sentence, else the first sentence (short answers state the
   answer first: "The year 1982 has more ...")."""
+  text = _plain_fracs(text)
   value = concluded_number(text) if conclusions else None
   if value is not None:
     return value

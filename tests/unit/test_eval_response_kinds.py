@@ -197,6 +197,18 @@ def test_an_option_inside_a_longer_value_is_not_stated(response, choices, expect
   assert mv.normalize(_mc(response, choices), choices, "multi_choice", "text", None) == expected
 
 
+@pytest.mark.parametrize("response", [
+    "Therefore, the length is $\\frac{5}{2}$.", "So x = \\dfrac{5}{2} cm.",
+    "The ratio is $\\frac52$.",
+])
+def test_a_stated_latex_fraction_is_its_value(response):
+  """A sentence that states `\\frac{5}{2}` states 2.5, not its numerator 5 (free form, and the
+  option of that value for multiple choice)."""
+  assert _ff(response, "float", 1) == "2.5"
+  choices = ["1", "2.5", "5", "10"]
+  assert mv.normalize(_mc(response, choices), choices, "multi_choice", "text", None) == "2.5"
+
+
 def test_a_degree_sign_is_no_power():
   """`52^\\circ` states the option 52, in the box (a power such as `2^3` would not)."""
   p = _problem("multi_choice", "text", ["28", "38", "52", "62"])
