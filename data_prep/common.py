@@ -21,6 +21,7 @@ A shard with a missing or unreadable image is always rebuilt: the fingerprint ca
 files, and the report's fix for those ("put the image file under the images folder") must work.
 """
 
+import codecs
 import collections
 import dataclasses
 import hashlib
@@ -101,7 +102,14 @@ class ShardedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 # Checks shared by the builders (pure, raise BadRecord).
 
 def parse(payload: Any) -> dict:
-  """A JSON-lines payload is a str (parsed here, in the worker); a JSON-list one a dict."""
+  """A JSON-lines payload is a str (parsed here, in the worker), or its bytes when they are not
+  UTF-8 (`load_json_items`); a JSON-list one a dict."""
+  if isinstance(payload, bytes):
+    try:
+      payload = payload.decode("utf-8")
+    except UnicodeDecodeError as e:
+      raise BadRecord("malformed_json", f"not UTF-8 text: byte {payload[e.start]:#04x} at "
+                      f"column {e.start + 1}; re-encode the file as UTF-8") from None
   if isinstance(payload, str):
     try:
       payload = json.loads(payload)
@@ -207,14 +215,26 @@ def dumps(obj) -> str:
 # ---------------------------------------------------------------------------------------------
 # Loading inputs: items are (key, where, file, payload); payload is a dict or a JSON line.
 
+def _line_text(raw: bytes) -> str | bytes:
+  """A JSON line as text, or its bytes when they are not UTF-8: `parse` makes those one bad
+  record (a Latin-1 byte in one line used to stop the whole build with a bare
+  UnicodeDecodeError naming no file or line)."""
+  try:
+    return raw.decode("utf-8")
+  except UnicodeDecodeError:
+    return raw
+
+
 def load_json_items(path: str) -> list[tuple]:
   """A `.jsonl` file line by line (parsed later, so a bad line is one bad record), any other
   file as one JSON list of records. Read as utf-8-sig: a byte-order mark (Windows editors write
   one) would make the first record malformed JSON."""
   items = []
   if path.endswith(".jsonl"):
-    with open(path, encoding="utf-8-sig") as f:
-      for n, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+      for n, raw in enumerate(f, 1):
+        line = _line_text(raw[len(codecs.BOM_UTF8):] if n == 1 and raw.startswith(
+            codecs.BOM_UTF8) else raw)
         if line.strip():
           items.append((f"line {n}", f"line {n}", path, line))
     return items
@@ -224,6 +244,9 @@ def load_json_items(path: str) -> list[tuple]:
     except json.JSONDecodeError as e:
       raise SystemExit(f"{path} is not a JSON file ({e}); if it holds one record per line, "
                        f"name it .jsonl") from None
+    except UnicodeDecodeError as e:
+      raise SystemExit(f"{path} is not UTF-8 text (byte {e.object[e.start]:#04x}: {e.reason}); "
+                       "re-encode it as UTF-8") from None
   if not isinstance(data, list):
     raise SystemExit(f"{path} must hold a JSON list of records, got {type(data).__name__}")
   for n, rec in enumerate(data):

@@ -182,6 +182,24 @@ def test_a_selection_whose_records_is_not_a_list_is_named(tmp_path):
     select.read_scores(path, 4)
 
 
+def test_a_line_that_is_not_utf8_is_one_bad_record(tmp_path):
+  """A Latin-1 byte in one JSON line stopped the whole build with a bare UnicodeDecodeError that
+  named no file or line; it is that line's bad record, and the lines around it are read."""
+  from data_prep import common
+  lines = [json.dumps({"id": "r1"}).encode(), '{"id": "caf\u00e9"}'.encode("latin-1"),
+           json.dumps({"id": "r3"}).encode()]
+  path = tmp_path / "src.jsonl"
+  path.write_bytes(b"\n".join(lines) + b"\n")
+  items = common.load_json_items(str(path))
+  assert [common.parse(items[i][3])["id"] for i in (0, 2)] == ["r1", "r3"]
+  with pytest.raises(common.BadRecord, match="not UTF-8 text: byte 0xe9 at column 12") as e:
+    common.parse(items[1][3])
+  assert (e.value.reason, items[1][1]) == ("malformed_json", "line 2")
+  (tmp_path / "src.json").write_bytes(b"[" + lines[1] + b"]")
+  with pytest.raises(SystemExit, match="src.json is not UTF-8 text"):
+    common.load_json_items(str(tmp_path / "src.json"))
+
+
 def test_a_byte_order_mark_is_read_past(tmp_path):
   """Before: the builders rejected a BOM file's first record as malformed JSON (counted, with
   "fix the JSON syntax" as the fix), and the scorer and loaders refused the file."""
