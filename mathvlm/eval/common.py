@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 from typing import Any, Iterable
 
@@ -39,3 +40,17 @@ def entry(correct: int, total: int) -> dict[str, Any]:
   """{"correct", "total", "accuracy"} with accuracy in percent, 2 decimals."""
   return {"correct": correct, "total": total,
           "accuracy": round(100.0 * correct / total, 2) if total else 0.0}
+
+
+def read_text(path: str) -> str:
+  """A benchmark or response file's text (UTF-8, a byte-order mark skipped). A byte that is not
+  UTF-8 is an error naming the file and line: Python's own UnicodeDecodeError names neither,
+  and the scorer reads two files."""
+  with open(path, "rb") as f:
+    data = f.read()
+  try:
+    return codecs.decode(data, "utf-8-sig")
+  except UnicodeDecodeError as e:
+    line = data.count(b"\n", 0, e.start) + 1
+    raise ValueError(f"{path}: line {line} is not UTF-8 text (byte {data[e.start]:#04x}: "
+                     f"{e.reason}); re-encode the file as UTF-8") from None

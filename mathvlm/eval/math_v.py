@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 from mathvlm.eval import latex
-from mathvlm.eval.common import Problem, entry, tally
+from mathvlm.eval.common import Problem, entry, read_text, tally
 
 NAME = "math_v"
 
@@ -28,20 +28,19 @@ def load(path: str, images_dir: str | None = None) -> list[Problem]:
   """Problems from a MATH-Vision `test.jsonl` / `testmini.jsonl` (images relative to its folder)."""
   images_dir = images_dir or os.path.dirname(os.path.abspath(path))
   problems = []
-  with open(path, encoding="utf-8-sig") as f:
-    for n, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      r = _record(line, f"{path}:{n}")
-      pid, answer, options = str(r["id"]), str(r["answer"]), list(r.get("options") or [])
-      if options and not ("A" <= answer <= chr(ord("A") + len(options) - 1)):
-        raise ValueError(f"{path}:{n} (id {pid}): answer {answer!r} is not one of the option "
-                         f"letters of {options}")
-      image = r.get("image")
-      problems.append(Problem(
-          pid=pid, question=r["question"], answer=answer, choices=options,
-          images=[os.path.join(images_dir, image)] if image else [],
-          query=build_query(r), meta={"level": r["level"], "subject": r["subject"]}, raw=r))
+  for n, line in enumerate(read_text(path).split("\n"), 1):
+    if not line.strip():
+      continue
+    r = _record(line, f"{path}:{n}")
+    pid, answer, options = str(r["id"]), str(r["answer"]), list(r.get("options") or [])
+    if options and not ("A" <= answer <= chr(ord("A") + len(options) - 1)):
+      raise ValueError(f"{path}:{n} (id {pid}): answer {answer!r} is not one of the option "
+                       f"letters of {options}")
+    image = r.get("image")
+    problems.append(Problem(
+        pid=pid, question=r["question"], answer=answer, choices=options,
+        images=[os.path.join(images_dir, image)] if image else [],
+        query=build_query(r), meta={"level": r["level"], "subject": r["subject"]}, raw=r))
   return problems
 
 

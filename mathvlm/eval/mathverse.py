@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 from mathvlm.eval import answers as ex
-from mathvlm.eval.common import Problem, entry, tally
+from mathvlm.eval.common import Problem, entry, read_text, tally
 
 NAME = "mathverse"
 VERSIONS = ("Text Dominant", "Text Lite", "Text Only", "Vision Intensive", "Vision Dominant",
@@ -31,8 +31,7 @@ def load(path: str, images_dir: str | None = None, prompt: str = "query_wo",
   if prompt not in ("query_wo", "query_cot"):
     raise ValueError(f"MathVerse prompt {prompt!r}: expected 'query_wo' or 'query_cot'")
   images_dir = images_dir or os.path.join(os.path.dirname(os.path.abspath(path)), "images")
-  with open(path, encoding="utf-8-sig") as f:
-    data = json.load(f)
+  data = json.loads(read_text(path))
   if not isinstance(data, list):
     raise ValueError(f"{path}: a JSON {type(data).__name__}, but MathVerse's testmini.json is a "
                      "list of records; is this the MathVerse annotation file?")

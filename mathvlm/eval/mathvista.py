@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import Levenshtein
 
 from mathvlm.eval import answers as ex
-from mathvlm.eval.common import Problem, entry, tally
+from mathvlm.eval.common import Problem, entry, read_text, tally
 
 NAME = "mathvista"
 BREAKDOWNS = ("question_type", "answer_type", "language", "source", "category", "task", "context",
@@ -34,8 +34,7 @@ def _records(path: str) -> list[dict[str, Any]]:
     for r in rows:   # the HF parquet holds the image bytes in `decoded_image`; keep the path
       r.pop("decoded_image", None)
     return rows
-  with open(path, encoding="utf-8-sig") as f:
-    data = json.load(f)
+  data = json.loads(read_text(path))
   return list(data.values()) if isinstance(data, dict) else data
 
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from mathvlm.eval import (consistency, engine_benchmark, engine_dynamic, math_v, mathverse,
                           mathvista, report)
-from mathvlm.eval.common import Problem
+from mathvlm.eval.common import Problem, read_text
 
 BENCHMARKS = {"mathvista": mathvista, "math_v": math_v, "mathverse": mathverse,
               "engine": engine_benchmark, "engine_dynamic": engine_dynamic}
@@ -31,8 +31,7 @@ def read_records(path: str) -> list[dict[str, Any]]:
   """Response records from a JSON dict (key -> record), a JSON list, or JSON lines. A JSON-lines
   file of one line is a dict too: it is one record when it names an id and its values are not
   all records, not a mapping of its field names to records. A byte-order mark is skipped."""
-  with open(path, encoding="utf-8-sig") as f:
-    text = f.read()
+  text = read_text(path)
   try:
     data = json.loads(text)
   except json.JSONDecodeError:

@@ -200,6 +200,25 @@ def test_a_line_that_is_not_utf8_is_one_bad_record(tmp_path):
     common.load_json_items(str(tmp_path / "src.json"))
 
 
+def test_a_benchmark_or_response_file_that_is_not_utf8_is_named(tmp_path):
+  """Before: a bare UnicodeDecodeError ("can't decode byte 0xe9 in position 37") naming neither
+  the file, of the two the scorer reads, nor the line."""
+  good = json.dumps({"id": "1", "response": "6"}).encode()
+  bad = '{"id": "2", "response": "caf\u00e9"}'.encode("latin-1")
+  (tmp_path / "out.jsonl").write_bytes(good + b"\n" + bad + b"\n")
+  with pytest.raises(ValueError, match=r"out.jsonl: line 2 is not UTF-8 text \(byte 0xe9"):
+    score.read_records(str(tmp_path / "out.jsonl"))
+  (tmp_path / "test.jsonl").write_bytes(json.dumps(dict(MATH_V, question="caf\u00e9"),
+                                                   ensure_ascii=False).encode("latin-1"))
+  with pytest.raises(ValueError, match=r"test.jsonl: line 1 is not UTF-8 text"):
+    math_v.load(str(tmp_path / "test.jsonl"))
+  (tmp_path / "mv.json").write_bytes(json.dumps({"1": dict(MV, question="caf\u00e9")},
+                                                ensure_ascii=False).encode("latin-1"))
+  for load in (mathvista.load, mathverse.load):
+    with pytest.raises(ValueError, match=r"mv.json: line 1 is not UTF-8 text"):
+      load(str(tmp_path / "mv.json"))
+
+
 def test_a_byte_order_mark_is_read_past(tmp_path):
   """Before: the builders rejected a BOM file's first record as malformed JSON (counted, with
   "fix the JSON syntax" as the fix), and the scorer and loaders refused the file."""
