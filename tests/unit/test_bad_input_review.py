@@ -219,6 +219,17 @@ def test_a_benchmark_or_response_file_that_is_not_utf8_is_named(tmp_path):
       load(str(tmp_path / "mv.json"))
 
 
+def test_a_response_holding_a_unicode_line_separator_is_read_back(tmp_path):
+  """`mathvlm.eval.run` writes responses.jsonl with ensure_ascii=False, which leaves U+2028 and
+  U+0085 raw inside a JSON string; splitting the file with str.splitlines cut such a record in
+  two and the whole file was refused ("neither JSON nor JSON lines")."""
+  rows = [{"id": "1", "response": "It is 6.\u2028The answer is 6."},
+          {"id": "2", "response": "x\x85y"}]
+  path = _write(tmp_path / "out.jsonl",
+                "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+  assert score.read_records(path) == rows
+
+
 def test_a_byte_order_mark_is_read_past(tmp_path):
   """Before: the builders rejected a BOM file's first record as malformed JSON (counted, with
   "fix the JSON syntax" as the fix), and the scorer and loaders refused the file."""
