@@ -86,16 +86,19 @@ def phrase_span(text: str) -> str | None:
 
 def choice_letter(text: str, n_choices: int) -> str | None:
   """A choice letter written as the answer: "(B)", "B)", "B.", "B:", "**B**", "option B", a lone
-  "B" or "b", `\\boxed{B}`; only letters within the first n_choices count."""
+  "B" or "b", "option d" or "option (d)", `\\boxed{B}`; only letters within the first n_choices
+  count. A lower-case letter counts alone or after "option"/"choice" only: "a" opens prose."""
   letters = "".join(chr(ord("A") + i) for i in range(n_choices))
   if not letters:
     return None
   t = text.strip().strip("*$ ").replace("\\text{", "").replace("\\textbf{", "")
   if re.fullmatch(rf"\(?\{{?([{letters}])\}}?\)?[.:]?", t, flags=re.I):  # "B", "(b)", "b."
     return re.sub(r"[^A-Za-z]", "", t)[0].upper()
+  lower = letters.lower()
   patterns = [
       rf"\(([{letters}])\)",                                           # (B)
       rf"(?i:option|choice|answer is|answer:)\s*\**\s*\(?([{letters}])\b",  # Option B
+      rf"(?i:option|choice)\s*(?:\(([{lower}])\)|([{lower}])(?=\s*[.,;:!)]|\s*$))",  # option d
       rf"^\**([{letters}])[.):\s]",                                   # B. / B) / B: at start
       rf"\*\*([{letters}])\*\*",                                       # **B**
       rf"(?<![\w'])([{letters}])(?:\)|\.(?:\s|$)|:)",                  # B) / B. inside
@@ -103,7 +106,7 @@ def choice_letter(text: str, n_choices: int) -> str | None:
   for pat in patterns:
     m = re.search(pat, t, flags=re.M)
     if m:
-      return m.group(1)
+      return next(g for g in m.groups() if g).upper()
   return None
 
 

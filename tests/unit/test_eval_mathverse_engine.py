@@ -78,6 +78,7 @@ def _multi_choice(version, listed=""):
     ("A triangle has three sides, so the angle is 60°.", ""),   # prose, not option A
     ("E is the midpoint of AB.\nSo the angle is 30°.", ""),
     ("C is correct.", "C"),
+    ("The answer is option e.", "E"), ("Answer: option (f)", "F"),  # lower case after "option"
 ])
 def test_mathverse_letters_of_options_drawn_in_the_image(response, letter):
   """A "Vision Only" query lists no options (they are in the image): a letter up to F is read,

@@ -84,6 +84,7 @@ def test_option_list_keeps_the_first_letter_even_beyond_the_choices():
     ("The answer is (E) 137.", "E"),
     ("(B) 137", "B"),                       # the letter wins over a value of another option
     ("(b)", "B"), ("b", "B"), ("B.", "B"), ("Option B", "B"), ("**Answer: (B) 14**", "B"),
+    ("the answer is option d", "D"), ("The correct answer is option (d).", "D"),  # lower case
 ])
 def test_option_with_value_keeps_the_letter(response, expected):
   assert _mc(response, ["135", "137", "139", "141"]) == expected
