@@ -357,12 +357,14 @@ def repr_number(x: int | float) -> str:
 
 # LaTeX's thousands separator `1{,}000` (a comma set as punctuation, not as a list's).
 _LATEX_THOUSANDS = re.compile(r"(?<=\d)\{,\}(?=\d{3}(?!\d))")
-# `\frac45`: TeX takes one-character arguments without braces (4/5).
+# `\frac45`, `\sqrt3`: TeX takes one-character arguments without braces (4/5, √3); a root of two
+# digits so written (`\sqrt12`, √1·2 to TeX) is left unread.
 _BARE_FRAC = re.compile(r"\\[dt]?frac\s*(\d)\s*(\d)")
+_BARE_SQRT = re.compile(r"\\sqrt\s*(\d)(?!\d)")
 
 
 def _braced_fracs(text: str) -> str:
-  return _BARE_FRAC.sub(r"\\frac{\1}{\2}", text)
+  return _BARE_SQRT.sub(r"\\sqrt{\1}", _BARE_FRAC.sub(r"\\frac{\1}{\2}", text))
 
 
 def numbers(text: str) -> list[str]:

@@ -54,6 +54,7 @@ def _free_form(answer):
     ("The answer is $x = 2\\sqrt{3}$.", "2\\sqrt{3}", True),
     ("\\boxed{1{,}000}", "1000", True),                # LaTeX's thousands separator
     ("The answer is \\boxed{\\frac45}.", "0.8", True),
+    ("\\boxed{\\dfrac{\\sqrt3}{2}}", "\\frac{\\sqrt{3}}{2}", True),  # \sqrt without braces
     ("\\boxed{48 \\text{ cm}^2}", "48", True),          # a unit's power is not the value's
     ("\\boxed{48\\ \\text{cm}^{2}}", "48", True),       # nor after TeX's space
 ])

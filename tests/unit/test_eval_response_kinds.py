@@ -293,3 +293,5 @@ def test_numbers_and_latex_numbers_read_latex_notation():
   assert answers.latex_number("3{,}14") != "314"
   assert answers.latex_number("1{,}000") == "1000"
   assert answers.latex_number("\\dfrac 3 4") == "0.75"
+  assert answers.latex_number("\\dfrac{\\sqrt3}{2}") == answers.latex_number("\\frac{\\sqrt{3}}{2}")
+  assert answers.latex_number("2\\sqrt 3") == answers.latex_number("2\\sqrt{3}")  # TeX's one token
