@@ -87,8 +87,7 @@ def loss(model, batch: dict[str, Array], cfg: Any = None):
   valid = (tokens[:b] > 0) & (tokens[b:] > 0)
   pairs = jnp.sum(valid).astype(jnp.float32)
   # per chosen token, before any normalising
-  nll = -jnp.sum(jnp.where(valid, logps[:b], 0.0)) / jnp.maximum(
-      jnp.sum(jnp.where(valid, tokens[:b], 0.0)), 1.0)
+  nll = -jnp.sum(jnp.where(valid, logps[:b], 0.0)) / nll_tokens(batch, valid, tokens[:b])
   if normalize:
     logps, ref = logps / counts, ref / counts
 
@@ -109,6 +108,30 @@ def loss(model, batch: dict[str, Array], cfg: Any = None):
       "logps/rejected": jax.lax.stop_gradient(mean_of(logps[b:])),
   }
   return mean, pairs, metrics
+
+
+def nll_tokens(rows: dict[str, Array], valid: Array, chosen: Array) -> Array:
+  """The NLL term's denominator. The trainer weighs each micro-batch's loss by its valid pairs
+  (`optim.grad_accum`), which is right for the per-pair DPO term but would make the NLL a mean
+  of micro-batches' token means: 2 chosen tokens in one half and 60 in the other would weigh
+  alike. So each valid pair counts the whole batch's chosen tokens per valid pair
+  (`mean_chosen_tokens`, from `prepare`); n pairs divide by n times it, and the weighted sum is
+  the batch's per-token NLL. Without that key (the loss called on a batch alone), its own
+  count."""
+  if "mean_chosen_tokens" not in rows:
+    return jnp.maximum(jnp.sum(jnp.where(valid, chosen, 0.0)), 1.0)
+  mean = jnp.asarray(rows["mean_chosen_tokens"], jnp.float32)[:valid.shape[0]]
+  return jnp.maximum(jnp.sum(jnp.where(valid, mean, 0.0)), 1e-9)
+
+
+def mean_chosen_tokens(rows: dict[str, Array]) -> Array:
+  """[rows]: the batch's chosen target tokens per valid pair, the same in every row."""
+  tokens = jnp.sum(lm.target_mask(rows)[:, 1:], axis=-1).astype(jnp.float32)
+  b = tokens.shape[0] // 2
+  valid = (tokens[:b] > 0) & (tokens[b:] > 0)
+  mean = (jnp.sum(jnp.where(valid, tokens[:b], 0.0))
+          / jnp.maximum(jnp.sum(valid).astype(jnp.float32), 1.0))
+  return jnp.full(tokens.shape, mean, jnp.float32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,12 +180,16 @@ def reference_copy(params, opts) -> dict:
 
 
 def reference_logps(model_of, state, batch, opts):
-  """The frozen reference's log-probs of every row, as [pairs, 2], before the gradient."""
+  """Before the gradient, over the whole batch: the frozen reference's log-probs of every row
+  (reference='init') and the chosen tokens per pair the NLL (the loss's term with sft_weight,
+  the logged `nll/chosen`) divides by (`nll_tokens`); each as [pairs, 2]."""
+  rows = pairs_to_rows(batch)
+  as_pairs = lambda x: einops.rearrange(x, "(two p) -> p two", two=2)
+  batch = dict(batch, mean_chosen_tokens=as_pairs(mean_chosen_tokens(rows)))
   if opts["reference"] != "init":
     return batch, {}
-  rows = lm.batch_logps(model_of(state["ref_params"]), pairs_to_rows(batch))
-  ref = einops.rearrange(jax.lax.stop_gradient(rows), "(two p) -> p two", two=2)
-  return dict(batch, ref_logps=ref), {}
+  ref = lm.batch_logps(model_of(state["ref_params"]), rows)
+  return dict(batch, ref_logps=as_pairs(jax.lax.stop_gradient(ref))), {}
 
 
 def check_example(example, opts) -> None:
