@@ -63,6 +63,20 @@ def test_argument_string_errors_name_the_key():
     (dict(data__augment="noise"), "data.augment works on the uint8 images of built datasets"),
     (dict(data__image_aspect="square"), r"data.image_aspect=.square.: one of pad, resize, crop"),
     (dict(data__workers=-1), "data.workers=-1"),
+    # values optax takes silently: clip 0 zeroes every update, a negative one or lr ascends
+    (dict(optim__grad_clip=0.0), r"optim.grad_clip=0.0: .* > 0 \(0 scales every update to zero"),
+    (dict(optim__grad_clip=-1.0), "optim.grad_clip=-1.0"),
+    (dict(optim__lr=-1e-3), "optim.lr=-0.001: the peak learning rate, > 0"),
+    (dict(optim__weight_decay=-0.1), "optim.weight_decay=-0.1: >= 0"),
+    (dict(optim__end_lr_ratio=1.5), r"optim.end_lr_ratio=1.5: .* in \[0, 1\]"),
+    (dict(optim__b2=1.0), r"optim.b1=0.9, optim.b2=1.0: Adam's decay rates, in \[0, 1\)"),
+    (dict(optim__eps=0.0), "optim.eps=0.0: > 0"),
+    (dict(optim__grad_accum=0), "optim.grad_accum=0: micro-batches per step, >= 1"),
+    (dict(data__global_batch=0), "data.global_batch=0: >= 1"),
+    # a ZeroDivisionError after the first step; keep=0: orbax deletes every checkpoint
+    (dict(metrics__every=0), "metrics.every=0: >= 1"),
+    (dict(checkpoint__every=0), "checkpoint.every=0: >= 1"),
+    (dict(checkpoint__keep=0), "checkpoint.keep=0: >= 1"),
 ])
 def test_contradictions_fail_naming_fields(fields, message):
   config = tiny_config("lm", **fields)
