@@ -172,7 +172,8 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1, device_count:
       rows = f" x {rows_per_example} rows each" if rows_per_example > 1 else ""
       errors.append(f"the micro-batch {micro} (data.global_batch{rows} / optim.grad_accum) must "
                     f"be divisible by mesh.data x mesh.fsdp = {batch_axes}")
-  errors += data_errors(c, objective) + rule_errors(c.logical_axis_rules)
+  errors += (data_errors(c, objective) + rule_errors(c.logical_axis_rules)
+             + foreign_option_errors(c))
   if c.model.attention_impl and c.model.attention_impl not in ATTENTION_IMPLS:
     errors.append(f"model.attention_impl={c.model.attention_impl!r}: one of {ATTENTION_IMPLS}, "
                   "or '' for the platform's choice")
@@ -183,6 +184,22 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1, device_count:
                     f"model, which has no {words}")
   if errors:
     raise ValueError("invalid config:\n  " + "\n  ".join(errors))
+
+
+def foreign_option_errors(c: ml_collections.ConfigDict) -> list[str]:
+  """Options of an objective the config does not train, set away from their defaults: a recipe
+  switched with `--config.objective` keeps its own section, and the objective it now trains
+  never reads it (configs/dpo.py with objective=lm and dpo.beta=0.5 trained lm, beta unread)."""
+  errors = []
+  for name, other in sorted(objectives.OBJECTIVES.items()):
+    if name == c.objective or not other.defaults or name not in c:
+      continue
+    for key, value in c[name].items():
+      if key not in other.defaults or value != other.defaults[key]:
+        errors.append(f"{name}.{key}={value!r}: an option of objective {name!r}, which "
+                      f"objective={c.objective!r} never reads; set objective={name!r} or leave "
+                      f"{name}.* at its defaults")
+  return errors
 
 
 def optim_errors(o) -> list[str]:

@@ -84,6 +84,16 @@ def test_contradictions_fail_naming_fields(fields, message):
     common.validate(config, process_count=1, device_count=4)
 
 
+def test_another_objectives_option_set_is_an_error_naming_it():
+  """--config.objective=lm on the DPO recipe keeps its dpo section, which lm never reads: at its
+  defaults that is harmless, a value set there would be silently ignored."""
+  common.validate(tiny_config("dpo", objective__="lm"), process_count=1, device_count=1)
+  with pytest.raises(ValueError, match=r"dpo.beta=0.5: an option of objective 'dpo', which "
+                                       r"objective='lm' never reads"):
+    common.validate(tiny_config("dpo", objective__="lm", dpo__beta=0.5), process_count=1,
+                    device_count=1)
+
+
 def test_parameters_no_rule_covers_are_an_error(tmp_path):
   from mathvlm.train import train
   config = tiny_config("lm", train_rules=(("vision_tower/.*", "frozen"),))
