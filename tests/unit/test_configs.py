@@ -215,6 +215,24 @@ def test_resuming_with_another_grain_warns_and_the_same_order_is_quiet(tmp_path,
   assert "grain 0.0.1" in caplog.text
 
 
+def test_resuming_with_steps_that_need_another_epoch_warns_of_the_reshuffle(tmp_path, caplog):
+  """The stream is one shuffle over all its epochs: steps 8 -> 12 over 64 examples in batches of
+  8 makes it 2 epochs, another order from the first example on, so the checkpoint's position no
+  longer continues what was trained. Steps 8 -> 6 keep 1 epoch: quiet."""
+  from mathvlm import train
+  from mathvlm.configs import resume
+  config = tiny_config("lm", steps=8, data__num_examples=64, data__global_batch=8, data__epochs=1)
+  resume.record(config, str(tmp_path))
+  for steps, warned in ((6, False), (12, True)):
+    config = tiny_config("lm", steps=steps, data__num_examples=64, data__global_batch=8,
+                         data__epochs=1)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mathvlm.train"):
+      resume.check(config, str(tmp_path), 4, lambda s: train.plan_of(config, 64, s)["epochs"])
+    assert ("steps: 8 -> 12: the data plan goes from 1 to 2 epoch(s)" in caplog.text) == warned
+    assert ("examples after step 4 follow another shuffle" in caplog.text) == warned
+
+
 def _recorded_without(recipe: str, field: str, workdir):
   """The recipe's tiny config, recorded in workdir as a run from before `field` existed would
   have recorded it."""
