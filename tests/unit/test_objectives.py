@@ -438,6 +438,25 @@ def test_dpo_nll_is_per_chosen_token_over_micro_batches():
   np.testing.assert_allclose(grads, np.asarray(g), rtol=1e-4, atol=1e-7)
 
 
+def test_dpo_nll_of_a_batch_taken_whole_is_bitwise_its_own_token_mean():
+  """grad_accum=1 (every recipe's default, the demo's DPO stage): with the batch's totals the
+  NLL divides by exactly the number it divided by without them, so a run's numbers stay bit for
+  bit. 7 pairs holding 10 chosen tokens: a sum of 7 shares of 10/7 is 10.000001 in float32."""
+  rs = np.random.RandomState(6)
+  t, n = 6, (1, 1, 1, 1, 1, 1, 4)
+  ids = rs.randint(1, IMG, (7, 2, t)).astype(np.int32)
+  loss_mask = np.zeros((7, 2, t), np.int32)
+  for pair, k in enumerate(n):
+    loss_mask[pair, :, t - k:] = 1
+  alone = dict(input_ids=ids, attention_mask=np.ones_like(ids), loss_mask=loss_mask,
+               ref_logps=rs.randn(7, 2).astype(np.float32) - 20)
+  cfg = {"dpo": {"sft_weight": 1.0, "reference": "data"}}
+  whole, _ = dpo.reference_logps(None, None, alone, dpo.OBJECTIVE.options(cfg))
+  logits = jnp.asarray(rs.randn(14, t, V).astype(np.float32) * 3)
+  run = jax.jit(lambda b: dpo.loss(FixedLogits(logits), b, cfg)[2]["nll/chosen"])
+  assert float(run(whole)) == float(run(alone))
+
+
 def test_dpo_rejects_odd_rows_and_misshapen_ref(llama):
   batch = _dpo_batch()
   with pytest.raises(ValueError, match="even"):
