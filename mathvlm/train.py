@@ -321,6 +321,13 @@ def data_plan(examples: int, global_batch: int, epochs: int, steps: int, packing
   return plan
 
 
+def plan_of(config, examples: int, steps: int) -> dict:
+  """The data_plan of `steps` (<= 0: data.epochs' worth) over `examples`."""
+  d = config.data
+  total = steps if steps > 0 else examples // d.global_batch * d.epochs
+  return data_plan(examples, d.global_batch, d.epochs, total, d.packing)
+
+
 def setup_data(config, objective, cfg):
   """The source, the batched (and resumable) dataset, its data_plan and one trained example."""
   import jax
@@ -330,10 +337,8 @@ def setup_data(config, objective, cfg):
   from mathvlm.data.sources import make_source
 
   source = make_source(config.data, objective, cfg, config.seed)
-  per_epoch = len(source) // config.data.global_batch
-  total = config.steps if config.steps > 0 else per_epoch * config.data.epochs
-  plan = data_plan(len(source), config.data.global_batch, config.data.epochs, total,
-                   config.data.packing)
+  plan = plan_of(config, len(source), config.steps)
+  total = plan["steps"]
   epochs = plan["epochs"]
   if plan.get("untrained"):
     log.info("data: %d steps train %d of the %d examples x %d epoch(s); the last %d of the "
@@ -608,7 +613,9 @@ def resume_or_initialise(run: Run, ckpt, data_iter, workdir: str):
   from mathvlm.configs import resume
   from mathvlm.data import pipeline
   if ckpt.latest_step() is not None:
-    resume.check(run.config, workdir, ckpt.latest_step())
+    epochs_of = None if run.config.data.group_by_length else (
+        lambda steps: plan_of(run.config, len(run.source), steps)["epochs"])
+    resume.check(run.config, workdir, ckpt.latest_step(), epochs_of)
   state, start, loop = ckpt.restore_latest(run.abstract_state, data_iter)
   if state is None:
     state, start = train_state.initial_state(run), 0

@@ -147,10 +147,9 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1, device_count:
         re.compile(rule[0])
       except re.error as e:
         errors.append(f"train_rules regex {rule[0]!r}: {e}")
-  if not 0 <= c.optim.warmup_ratio < 1:
-    errors.append(f"optim.warmup_ratio={c.optim.warmup_ratio}: must be in [0, 1)")
-  if c.optim.schedule not in ("cosine", "linear", "constant"):
-    errors.append(f"optim.schedule={c.optim.schedule!r}: cosine | linear | constant")
+  errors += optim_errors(c.optim) + loop_errors(c)
+  if c.optim.grad_accum < 1 or c.data.global_batch < 1:  # the divisions below need them
+    raise ValueError("invalid config:\n  " + "\n  ".join(errors))
   per_process = c.data.global_batch // max(process_count, 1)
   if c.data.global_batch % max(process_count, 1):
     errors.append(f"data.global_batch={c.data.global_batch} is not divisible by "
@@ -173,7 +172,8 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1, device_count:
       rows = f" x {rows_per_example} rows each" if rows_per_example > 1 else ""
       errors.append(f"the micro-batch {micro} (data.global_batch{rows} / optim.grad_accum) must "
                     f"be divisible by mesh.data x mesh.fsdp = {batch_axes}")
-  errors += data_errors(c, objective) + rule_errors(c.logical_axis_rules)
+  errors += (data_errors(c, objective) + rule_errors(c.logical_axis_rules)
+             + foreign_option_errors(c))
   if c.model.attention_impl and c.model.attention_impl not in ATTENTION_IMPLS:
     errors.append(f"model.attention_impl={c.model.attention_impl!r}: one of {ATTENTION_IMPLS}, "
                   "or '' for the platform's choice")
@@ -184,6 +184,61 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1, device_count:
                     f"model, which has no {words}")
   if errors:
     raise ValueError("invalid config:\n  " + "\n  ".join(errors))
+
+
+def foreign_option_errors(c: ml_collections.ConfigDict) -> list[str]:
+  """Options of an objective the config does not train, set away from their defaults: a recipe
+  switched with `--config.objective` keeps its own section, and the objective it now trains
+  never reads it (configs/dpo.py with objective=lm and dpo.beta=0.5 trained lm, beta unread)."""
+  errors = []
+  for name, other in sorted(objectives.OBJECTIVES.items()):
+    if name == c.objective or not other.defaults or name not in c:
+      continue
+    for key, value in c[name].items():
+      if key not in other.defaults or value != other.defaults[key]:
+        errors.append(f"{name}.{key}={value!r}: an option of objective {name!r}, which "
+                      f"objective={c.objective!r} never reads; set objective={name!r} or leave "
+                      f"{name}.* at its defaults")
+  return errors
+
+
+def optim_errors(o) -> list[str]:
+  """Values optax takes without a word and trains wrongly with: clip_by_global_norm(0) scales
+  every update to zero (a run that never moves), a negative grad_clip, lr or weight_decay turns
+  the step or the decay around."""
+  errors = []
+  if not 0 <= o.warmup_ratio < 1:
+    errors.append(f"optim.warmup_ratio={o.warmup_ratio}: must be in [0, 1)")
+  if o.schedule not in ("cosine", "linear", "constant"):
+    errors.append(f"optim.schedule={o.schedule!r}: cosine | linear | constant")
+  if not o.lr > 0:
+    errors.append(f"optim.lr={o.lr}: the peak learning rate, > 0")
+  if not o.grad_clip > 0:
+    errors.append(f"optim.grad_clip={o.grad_clip}: the global gradient norm to clip to, > 0 "
+                  "(0 scales every update to zero; a large value such as 1e30 clips nothing)")
+  if not 0 <= o.end_lr_ratio <= 1:
+    errors.append(f"optim.end_lr_ratio={o.end_lr_ratio}: the final lr over the peak, in [0, 1]")
+  if o.weight_decay < 0:
+    errors.append(f"optim.weight_decay={o.weight_decay}: >= 0")
+  if not (0 <= o.b1 < 1 and 0 <= o.b2 < 1):
+    errors.append(f"optim.b1={o.b1}, optim.b2={o.b2}: Adam's decay rates, in [0, 1)")
+  if not o.eps > 0:
+    errors.append(f"optim.eps={o.eps}: > 0 (a weight with no gradient yet would get 0 / 0)")
+  if o.grad_accum < 1:
+    errors.append(f"optim.grad_accum={o.grad_accum}: micro-batches per step, >= 1")
+  return errors
+
+
+def loop_errors(c: ml_collections.ConfigDict) -> list[str]:
+  """Counts the loop divides by or keeps, which would fail mid-run (a step's metrics divided
+  by metrics.every) or silently keep nothing (orbax's max_to_keep=0 deletes every checkpoint,
+  so a killed run starts over)."""
+  errors = []
+  for field in ("data.global_batch", "metrics.every", "checkpoint.every", "checkpoint.keep"):
+    section, name = field.split(".")
+    if c[section][name] < 1:
+      errors.append(f"{field}={c[section][name]}: >= 1")
+  return errors
 
 
 def lora_dropout_errors(lora) -> list[str]:

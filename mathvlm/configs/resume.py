@@ -77,9 +77,11 @@ def differences(old: dict[str, Any], new: dict[str, Any],
   return sorted(k for k in set(old) | set(new) if was(k) != new.get(k, "<absent>"))
 
 
-def check(config, workdir: str, step: int) -> None:
+def check(config, workdir: str, step: int, epochs_of=None) -> None:
   """Fails when the workdir's recorded config differs from `config` in a field outside
-  `MAY_CHANGE`; logs the fields that may change and did. step: the checkpoint being resumed."""
+  `MAY_CHANGE`; logs the fields that may change and did. step: the checkpoint being resumed.
+  epochs_of: steps -> the passes over the data the stream is shuffled over (None: each epoch
+  is ordered on its own, data.group_by_length), to warn when a new `steps` reshuffles it."""
   path = epath.Path(workdir, FILE)
   if not path.exists():
     log.warning("%s is missing (a workdir from before it was kept): the resumed config is not "
@@ -101,7 +103,22 @@ def check(config, workdir: str, step: int) -> None:
         f"resume: {', '.join(MAY_CHANGE)}")
   for k in diff:
     log.info("resumed with %s", show(k))
+  if epochs_of is not None and "steps" in diff and "steps" in old:
+    warn_reshuffle(epochs_of(old["steps"]), epochs_of(new["steps"]), show("steps"), step)
   check_order(order, new, path)
+
+
+def warn_reshuffle(before: int, now: int, change: str, step: int) -> None:
+  """The stream is one shuffle over all its epochs, so another epoch count is another order from
+  the first example on; the checkpoint's position then points into an order the run never
+  trained in (steps 8 -> 12 over 64 examples, batch 8: 10 of the 32 rows of steps 5-8 had been
+  trained in steps 1-4)."""
+  if before != now:
+    log.warning("resumed with %s: the data plan goes from %d to %d epoch(s), and the stream is "
+                "shuffled over all of them at once, so the examples after step %d follow another "
+                "shuffle than those trained so far (some come again, others are skipped); keep "
+                "steps within %d epoch(s), or let this run finish and train on from its model "
+                "(model.init_from=WORKDIR) in a new workdir", change, before, now, step, before)
 
 
 def recorded(path) -> tuple[dict[str, Any], dict | None]:

@@ -87,8 +87,7 @@ def loss(model, batch: dict[str, Array], cfg: Any = None):
   valid = (tokens[:b] > 0) & (tokens[b:] > 0)
   pairs = jnp.sum(valid).astype(jnp.float32)
   # per chosen token, before any normalising
-  nll = -jnp.sum(jnp.where(valid, logps[:b], 0.0)) / jnp.maximum(
-      jnp.sum(jnp.where(valid, tokens[:b], 0.0)), 1.0)
+  nll = -jnp.sum(jnp.where(valid, logps[:b], 0.0)) / nll_tokens(batch, valid, tokens[:b])
   if normalize:
     logps, ref = logps / counts, ref / counts
 
@@ -109,6 +108,35 @@ def loss(model, batch: dict[str, Array], cfg: Any = None):
       "logps/rejected": jax.lax.stop_gradient(mean_of(logps[b:])),
   }
   return mean, pairs, metrics
+
+
+def nll_tokens(rows: dict[str, Array], valid: Array, chosen: Array) -> Array:
+  """The NLL term's denominator. The trainer weighs each micro-batch's loss by its valid pairs
+  (`optim.grad_accum`), which is right for the per-pair DPO term but would make the NLL a mean
+  of micro-batches' token means: 2 chosen tokens in one half and 60 in the other would weigh
+  alike. So a micro-batch divides by the whole batch's chosen tokens (`batch_chosen`, from
+  `prepare`) times its share of the batch's valid pairs, and the weighted sum is the batch's
+  per-token NLL. Written as T * (pairs / P) so that a batch taken whole (pairs = P, share
+  exactly 1.0) divides by T itself, bit for bit the number it divided by before. Without that
+  key (the loss called on a batch alone), its own count."""
+  own = jnp.sum(jnp.where(valid, chosen, 0.0))
+  if "batch_chosen" not in rows:
+    return jnp.maximum(own, 1.0)
+  total, total_pairs = (jnp.asarray(rows[k], jnp.float32)[0] for k in ("batch_chosen",
+                                                                      "batch_pairs"))
+  share = jnp.sum(valid).astype(jnp.float32) / jnp.maximum(total_pairs, 1.0)
+  return jnp.maximum(total * share, 1.0)  # >= 1 where a pair is valid: T >= P
+
+
+def batch_totals(rows: dict[str, Array]) -> dict[str, Array]:
+  """{batch_chosen, batch_pairs}, each [rows]: the whole batch's chosen target tokens over its
+  valid pairs, and their number, the same in every row (a micro-batch sees only its own)."""
+  tokens = jnp.sum(lm.target_mask(rows)[:, 1:], axis=-1).astype(jnp.float32)
+  b = tokens.shape[0] // 2
+  valid = (tokens[:b] > 0) & (tokens[b:] > 0)
+  full = lambda x: jnp.full(tokens.shape, x, jnp.float32)
+  return {"batch_chosen": full(jnp.sum(jnp.where(valid, tokens[:b], 0.0))),
+          "batch_pairs": full(jnp.sum(valid).astype(jnp.float32))}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,12 +185,16 @@ def reference_copy(params, opts) -> dict:
 
 
 def reference_logps(model_of, state, batch, opts):
-  """The frozen reference's log-probs of every row, as [pairs, 2], before the gradient."""
+  """Before the gradient, over the whole batch: the frozen reference's log-probs of every row
+  (reference='init') and the batch's chosen tokens and valid pairs, which the NLL (the loss's
+  term with sft_weight, the logged `nll/chosen`) divides by (`nll_tokens`); each as [pairs, 2]."""
+  rows = pairs_to_rows(batch)
+  as_pairs = lambda x: einops.rearrange(x, "(two p) -> p two", two=2)
+  batch = dict(batch, **{k: as_pairs(v) for k, v in batch_totals(rows).items()})
   if opts["reference"] != "init":
     return batch, {}
-  rows = lm.batch_logps(model_of(state["ref_params"]), pairs_to_rows(batch))
-  ref = einops.rearrange(jax.lax.stop_gradient(rows), "(two p) -> p two", two=2)
-  return dict(batch, ref_logps=ref), {}
+  ref = lm.batch_logps(model_of(state["ref_params"]), rows)
+  return dict(batch, ref_logps=as_pairs(jax.lax.stop_gradient(ref))), {}
 
 
 def check_example(example, opts) -> None:

@@ -63,11 +63,35 @@ def test_argument_string_errors_name_the_key():
     (dict(data__augment="noise"), "data.augment works on the uint8 images of built datasets"),
     (dict(data__image_aspect="square"), r"data.image_aspect=.square.: one of pad, resize, crop"),
     (dict(data__workers=-1), "data.workers=-1"),
+    # values optax takes silently: clip 0 zeroes every update, a negative one or lr ascends
+    (dict(optim__grad_clip=0.0), r"optim.grad_clip=0.0: .* > 0 \(0 scales every update to zero"),
+    (dict(optim__grad_clip=-1.0), "optim.grad_clip=-1.0"),
+    (dict(optim__lr=-1e-3), "optim.lr=-0.001: the peak learning rate, > 0"),
+    (dict(optim__weight_decay=-0.1), "optim.weight_decay=-0.1: >= 0"),
+    (dict(optim__end_lr_ratio=1.5), r"optim.end_lr_ratio=1.5: .* in \[0, 1\]"),
+    (dict(optim__b2=1.0), r"optim.b1=0.9, optim.b2=1.0: Adam's decay rates, in \[0, 1\)"),
+    (dict(optim__eps=0.0), "optim.eps=0.0: > 0"),
+    (dict(optim__grad_accum=0), "optim.grad_accum=0: micro-batches per step, >= 1"),
+    (dict(data__global_batch=0), "data.global_batch=0: >= 1"),
+    # a ZeroDivisionError after the first step; keep=0: orbax deletes every checkpoint
+    (dict(metrics__every=0), "metrics.every=0: >= 1"),
+    (dict(checkpoint__every=0), "checkpoint.every=0: >= 1"),
+    (dict(checkpoint__keep=0), "checkpoint.keep=0: >= 1"),
 ])
 def test_contradictions_fail_naming_fields(fields, message):
   config = tiny_config("lm", **fields)
   with pytest.raises(ValueError, match=message):
     common.validate(config, process_count=1, device_count=4)
+
+
+def test_another_objectives_option_set_is_an_error_naming_it():
+  """--config.objective=lm on the DPO recipe keeps its dpo section, which lm never reads: at its
+  defaults that is harmless, a value set there would be silently ignored."""
+  common.validate(tiny_config("dpo", objective__="lm"), process_count=1, device_count=1)
+  with pytest.raises(ValueError, match=r"dpo.beta=0.5: an option of objective 'dpo', which "
+                                       r"objective='lm' never reads"):
+    common.validate(tiny_config("dpo", objective__="lm", dpo__beta=0.5), process_count=1,
+                    device_count=1)
 
 
 def test_parameters_no_rule_covers_are_an_error(tmp_path):
@@ -189,6 +213,24 @@ def test_resuming_with_another_grain_warns_and_the_same_order_is_quiet(tmp_path,
   with caplog.at_level("WARNING", logger="mathvlm.train"):
     resume.check(config, str(tmp_path), 4)
   assert "grain 0.0.1" in caplog.text
+
+
+def test_resuming_with_steps_that_need_another_epoch_warns_of_the_reshuffle(tmp_path, caplog):
+  """The stream is one shuffle over all its epochs: steps 8 -> 12 over 64 examples in batches of
+  8 makes it 2 epochs, another order from the first example on, so the checkpoint's position no
+  longer continues what was trained. Steps 8 -> 6 keep 1 epoch: quiet."""
+  from mathvlm import train
+  from mathvlm.configs import resume
+  config = tiny_config("lm", steps=8, data__num_examples=64, data__global_batch=8, data__epochs=1)
+  resume.record(config, str(tmp_path))
+  for steps, warned in ((6, False), (12, True)):
+    config = tiny_config("lm", steps=steps, data__num_examples=64, data__global_batch=8,
+                         data__epochs=1)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mathvlm.train"):
+      resume.check(config, str(tmp_path), 4, lambda s: train.plan_of(config, 64, s)["epochs"])
+    assert ("steps: 8 -> 12: the data plan goes from 1 to 2 epoch(s)" in caplog.text) == warned
+    assert ("examples after step 4 follow another shuffle" in caplog.text) == warned
 
 
 def _recorded_without(recipe: str, field: str, workdir):

@@ -404,6 +404,59 @@ def test_dpo_sft_weight_adds_the_chosen_answers_nll():
     f(logits, -1.0)
 
 
+def test_dpo_nll_is_per_chosen_token_over_micro_batches():
+  """optim.grad_accum weighs each micro-batch's loss by its valid pairs (base.Objective): right
+  for the DPO term, but the NLL (sft_weight) is per chosen token of the whole batch. Two halves
+  whose chosen answers hold 1 and 8 tokens a pair, combined as the trainer combines them after
+  `prepare` saw the whole batch, must give the batch's loss, nll/chosen and gradient."""
+  rs = np.random.RandomState(5)
+  t, n = 10, (1, 1, 8, 8)
+  ids = rs.randint(1, IMG, (4, 2, t)).astype(np.int32)
+  loss_mask = np.zeros((4, 2, t), np.int32)
+  for pair, k in enumerate(n):
+    loss_mask[pair, :, t - k:] = 1
+  batch = dict(input_ids=ids, attention_mask=np.ones_like(ids), loss_mask=loss_mask,
+               ref_logps=rs.randn(4, 2).astype(np.float32) - 20)
+  logits = rs.randn(4, 2, t, V).astype(np.float32) * 3
+  cfg = {"dpo": {"sft_weight": 1.0, "reference": "data"}}
+  batch, _ = dpo.reference_logps(None, None, batch, dpo.OBJECTIVE.options(cfg))
+  to_rows = lambda lg: jnp.concatenate([lg[:, 0], lg[:, 1]])  # pairs_to_rows' order
+
+  @jax.jit
+  def run(lg, b):
+    f = lambda lg: dpo.loss(FixedLogits(to_rows(lg)), b, cfg)
+    (loss, (w, m)), g = jax.value_and_grad(lambda lg: (f(lg)[0], f(lg)[1:]), has_aux=True)(lg)
+    return loss, w, m["nll/chosen"], g
+
+  loss, w, nll, g = run(logits, batch)
+  halves = [run(logits[s], {k: v[s] for k, v in batch.items()})
+            for s in (slice(0, 2), slice(2, 4))]
+  combine = lambda i: sum(h[1] * h[i] for h in halves) / sum(h[1] for h in halves)
+  np.testing.assert_allclose(float(combine(0)), float(loss), rtol=1e-5)
+  np.testing.assert_allclose(float(combine(2)), float(nll), rtol=1e-5)
+  grads = np.concatenate([h[1] * np.asarray(h[3]) for h in halves]) / float(w)
+  np.testing.assert_allclose(grads, np.asarray(g), rtol=1e-4, atol=1e-7)
+
+
+def test_dpo_nll_of_a_batch_taken_whole_is_bitwise_its_own_token_mean():
+  """grad_accum=1 (every recipe's default, the demo's DPO stage): with the batch's totals the
+  NLL divides by exactly the number it divided by without them, so a run's numbers stay bit for
+  bit. 7 pairs holding 10 chosen tokens: a sum of 7 shares of 10/7 is 10.000001 in float32."""
+  rs = np.random.RandomState(6)
+  t, n = 6, (1, 1, 1, 1, 1, 1, 4)
+  ids = rs.randint(1, IMG, (7, 2, t)).astype(np.int32)
+  loss_mask = np.zeros((7, 2, t), np.int32)
+  for pair, k in enumerate(n):
+    loss_mask[pair, :, t - k:] = 1
+  alone = dict(input_ids=ids, attention_mask=np.ones_like(ids), loss_mask=loss_mask,
+               ref_logps=rs.randn(7, 2).astype(np.float32) - 20)
+  cfg = {"dpo": {"sft_weight": 1.0, "reference": "data"}}
+  whole, _ = dpo.reference_logps(None, None, alone, dpo.OBJECTIVE.options(cfg))
+  logits = jnp.asarray(rs.randn(14, t, V).astype(np.float32) * 3)
+  run = jax.jit(lambda b: dpo.loss(FixedLogits(logits), b, cfg)[2]["nll/chosen"])
+  assert float(run(whole)) == float(run(alone))
+
+
 def test_dpo_rejects_odd_rows_and_misshapen_ref(llama):
   batch = _dpo_batch()
   with pytest.raises(ValueError, match="even"):
