@@ -522,6 +522,20 @@ def test_a_function_at_a_point_is_evaluated_as_subs_gives_it(monkeypatch):
   assert len(steps) > 40 and [sp.srepr(f) for f in fast] == [sp.srepr(p) for p in plain]
 
 
+def test_a_derivative_is_the_expression_diff_gives():
+  """`exact.derivative` (a formula's diff) applies sympy's rules itself, without diff's checks
+  around each part: for every function a function figure draws (every family, pieces and
+  all) and for forms beyond them, the same expression as sp.diff, node for node."""
+  from data_prep.engine import exact
+  fs = [v for scene, _, _ in _problems(functions.make, 60) for v in scene.givens.values()
+        if isinstance(v, sp.Basic) and v.has(X)]
+  fs += [X ** -2 / 3, sp.sqrt(X), X * sp.sin(2 * X), 3 * (X - 1) ** 2 + 5, sp.exp(X),
+         sp.log(X ** 2 + 1, 2), sp.Abs(2 * X - 3) / 4, sp.sin(X) * sp.cos(X) ** 2]
+  assert len({type(f) for f in fs}) >= 6
+  for f in fs:
+    assert sp.srepr(exact.derivative(f, X)) == sp.srepr(sp.diff(f, X)), f
+
+
 def _step(name, *inputs):
   return Deriv(name, "+".join(f"{{{k}}}" for k in range(len(inputs))), "q0", inputs, None, "")
 
