@@ -135,7 +135,9 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1, device_count:
     rows_per_example = objective.rows_per_example(objective.options(c))
   except ValueError as e:
     errors.append(str(e))
-  if (c.lora.rank > 0) != bool(c.lora.targets):
+  if c.lora.rank < 0:  # else the same as 0, and a typo'd rank trains without adapters unsaid
+    errors.append(f"lora.rank={c.lora.rank}: the adapters' rank, > 0, or 0 for none")
+  elif (c.lora.rank > 0) != bool(c.lora.targets):
     errors.append(f"lora.rank={c.lora.rank} and lora.targets={c.lora.targets!r}: set both or "
                   "neither")
   errors += lora_dropout_errors(c.lora)
@@ -256,6 +258,8 @@ def lora_dropout_errors(lora) -> list[str]:
 def data_errors(c: ml_collections.ConfigDict, objective) -> list[str]:
   """The `data.*` contradictions, one line each naming its fields."""
   errors = []
+  if c.data.max_len < 1:
+    errors.append(f"data.max_len={c.data.max_len}: tokens a row holds, >= 1")
   if c.data.buckets and max(c.data.buckets) != c.data.max_len:
     errors.append(f"data.buckets={tuple(c.data.buckets)}: the largest bucket must be "
                   f"data.max_len={c.data.max_len}")
