@@ -25,6 +25,32 @@ def test_a_placed_label_stays_taken_after_more_lines_are_drawn():
   assert lay.free(layout.box_at((50, 80), rel))
 
 
+def test_place_takes_the_first_free_box_as_free_says():
+  """`Layout.place` reads a box's corner pixels before it counts its window; over random
+  occupancies (lines and small rectangles, not symmetric about the diagonal), boxes of odd sizes
+  at fractional centres, it takes the first candidate `free` accepts, or none."""
+  rng = np.random.default_rng(5)
+  for trial in range(60):
+    lay = layout.Layout(120)
+    for _ in range(rng.integers(1, 6)):
+      lay.add_segments(rng.uniform(0, 120, (2, 2)))
+    occupied = lay._occupied()
+    for _ in range(rng.integers(0, 12)):
+      r, c = rng.integers(0, 116, 2)
+      occupied[r:r + rng.integers(1, 4), c:c + rng.integers(1, 4)] = 255
+    rel = tuple(rng.uniform(-9, -1, 2)) + tuple(rng.uniform(1, 9, 2))
+    centres = [tuple(v) for v in rng.uniform(-5, 125, (40, 2))]
+    want = next((c for c in centres if lay.free(layout.box_at(c, rel))), None)
+    assert lay.place(rel, centres) == want, trial
+  rel, centre = (-7.3, -5.6, 8.2, 4.4), (30.4, 29.7)   # one taken pixel in and around the box
+  for r in range(20, 38):
+    for c in range(19, 43):
+      lay = layout.Layout(60)
+      lay._occupied()[r, c] = 255
+      want = centre if lay.free(layout.box_at(centre, rel)) else None
+      assert lay.place(rel, [centre]) == want, (r, c)
+
+
 def test_thinning_keeps_sparse_corners_and_thins_dense_arcs():
   corners = np.array([[10.0, 10.0], [60.0, 10.0], [60.0, 50.0], [10.0, 10.0]])
   assert np.array_equal(layout._thin(corners, 3.0), corners)
