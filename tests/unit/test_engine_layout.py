@@ -101,6 +101,30 @@ def test_a_finished_canvas_png_is_that_of_the_whole_image_quantized():
       assert render.png(img) == render.png(img.copy()), (domain, i)
 
 
+def test_the_ink_box_grown_at_once_is_the_one_grown_item_by_item():
+  """`Canvas.ink` is grown from every item noted since it was last asked, in one pass: the
+  same floats as growing it by each item's least and greatest x and y less or plus its own pad
+  (items of 1 to 40 points, pads that differ, asked twice, and a copy that draws more)."""
+  rng = np.random.default_rng(8)
+  for trial in range(40):
+    c, want = render.Canvas((0, 0, 10, 10)), None
+    for k in range(int(rng.integers(1, 9))):
+      q = rng.uniform(-20, 400, (int(rng.integers(1, 40)), 2)) * rng.uniform(0.1, 1)
+      pad = float(rng.choice([1.4, 1.8, 2.0, 3.5, 2.2]))
+      c._inked(q if k % 2 else list(q), pad)
+      box = (*(q.min(0) - pad), *(q.max(0) + pad))
+      want = box if want is None else (*np.minimum(box[:2], want[:2]),
+                                        *np.maximum(box[2:], want[2:]))
+      if k == 2:
+        assert c._grown() == tuple(want), trial
+    assert c._grown() == tuple(want), trial
+    v, q = render.copy(c), rng.uniform(0, 384, (3, 2))
+    v._inked(q, 1.4)
+    assert v._grown() == (*np.minimum(want[:2], q.min(0) - 1.4),
+                          *np.maximum(want[2:], q.max(0) + 1.4)), trial
+    assert c._grown() == tuple(want), trial
+
+
 def test_canvas_px_is_the_per_coordinate_transform():
   """`Canvas.px`, one product and one sum, gives the bits of ox + sx·x and oy - sy·y for an
   array of points, a list of them and one point."""
