@@ -25,6 +25,32 @@ def test_a_placed_label_stays_taken_after_more_lines_are_drawn():
   assert lay.free(layout.box_at((50, 80), rel))
 
 
+def test_place_takes_the_first_free_box_as_free_says():
+  """`Layout.place` reads a box's corner pixels before it counts its window; over random
+  occupancies (lines and small rectangles, not symmetric about the diagonal), boxes of odd sizes
+  at fractional centres, it takes the first candidate `free` accepts, or none."""
+  rng = np.random.default_rng(5)
+  for trial in range(60):
+    lay = layout.Layout(120)
+    for _ in range(rng.integers(1, 6)):
+      lay.add_segments(rng.uniform(0, 120, (2, 2)))
+    occupied = lay._occupied()
+    for _ in range(rng.integers(0, 12)):
+      r, c = rng.integers(0, 116, 2)
+      occupied[r:r + rng.integers(1, 4), c:c + rng.integers(1, 4)] = 255
+    rel = tuple(rng.uniform(-9, -1, 2)) + tuple(rng.uniform(1, 9, 2))
+    centres = [tuple(v) for v in rng.uniform(-5, 125, (40, 2))]
+    want = next((c for c in centres if lay.free(layout.box_at(c, rel))), None)
+    assert lay.place(rel, centres) == want, trial
+  rel, centre = (-7.3, -5.6, 8.2, 4.4), (30.4, 29.7)   # one taken pixel in and around the box
+  for r in range(20, 38):
+    for c in range(19, 43):
+      lay = layout.Layout(60)
+      lay._occupied()[r, c] = 255
+      want = centre if lay.free(layout.box_at(centre, rel)) else None
+      assert lay.place(rel, [centre]) == want, (r, c)
+
+
 def test_thinning_keeps_sparse_corners_and_thins_dense_arcs():
   corners = np.array([[10.0, 10.0], [60.0, 10.0], [60.0, 50.0], [10.0, 10.0]])
   assert np.array_equal(layout._thin(corners, 3.0), corners)
@@ -73,6 +99,30 @@ def test_a_finished_canvas_png_is_that_of_the_whole_image_quantized():
       img = out[0].images["single"][0]
       assert img.over[0].size == img.size and len(img.over[1]) == 1, (domain, i)
       assert render.png(img) == render.png(img.copy()), (domain, i)
+
+
+def test_the_ink_box_grown_at_once_is_the_one_grown_item_by_item():
+  """`Canvas.ink` is grown from every item noted since it was last asked, in one pass: the
+  same floats as growing it by each item's least and greatest x and y less or plus its own pad
+  (items of 1 to 40 points, pads that differ, asked twice, and a copy that draws more)."""
+  rng = np.random.default_rng(8)
+  for trial in range(40):
+    c, want = render.Canvas((0, 0, 10, 10)), None
+    for k in range(int(rng.integers(1, 9))):
+      q = rng.uniform(-20, 400, (int(rng.integers(1, 40)), 2)) * rng.uniform(0.1, 1)
+      pad = float(rng.choice([1.4, 1.8, 2.0, 3.5, 2.2]))
+      c._inked(q if k % 2 else list(q), pad)
+      box = (*(q.min(0) - pad), *(q.max(0) + pad))
+      want = box if want is None else (*np.minimum(box[:2], want[:2]),
+                                        *np.maximum(box[2:], want[2:]))
+      if k == 2:
+        assert c._grown() == tuple(want), trial
+    assert c._grown() == tuple(want), trial
+    v, q = render.copy(c), rng.uniform(0, 384, (3, 2))
+    v._inked(q, 1.4)
+    assert v._grown() == (*np.minimum(want[:2], q.min(0) - 1.4),
+                          *np.maximum(want[2:], q.max(0) + 1.4)), trial
+    assert c._grown() == tuple(want), trial
 
 
 def test_canvas_px_is_the_per_coordinate_transform():
