@@ -72,7 +72,7 @@ def base(objective: str) -> ml_collections.ConfigDict:
       label="",               # classify on built labelled images: which label (clarity, complexity)
       subset="",              # a selection (data_prep.select's selected.jsonl): train on those ids
       tokenizer="",           # built datasets: a tokenizer folder or tokenizer.json
-      template="vicuna_v1",   # vicuna_v1 | llama_2 | mistral_instruct | plain
+      template="vicuna_v1",   # vicuna_v1 | llava_v1 | llama_2 | mistral_instruct | plain
       image_aspect="pad",     # pad (LLaVA-1.5, Math-LLaVA) | crop (CLIP's) | resize (stretch)
       mixture="",             # 'mathv360k=3,mavis_instruct=1': several built datasets by weight
       buckets=(),             # e.g. (256, 512, 1024, 2048): pad each batch to the smallest that fits
@@ -275,6 +275,13 @@ def data_errors(c: ml_collections.ConfigDict, objective) -> list[str]:
                     "packs into is known only after packing")
     if c.data.group_by_length:
       errors.append("data.packing and data.group_by_length both cut padding: choose one")
+  from mathvlm.data.templates import TEMPLATES
+  if c.data.template not in TEMPLATES:  # read by every source, evaluator and rollout that prompts
+    errors.append(f"data.template={c.data.template!r}: one of {', '.join(TEMPLATES)}")
+  if c.data.max_len < 1:
+    errors.append(f"data.max_len={c.data.max_len}: the tokens of a row, >= 1")
+  if any(b < 1 for b in c.data.buckets):
+    errors.append(f"data.buckets={tuple(c.data.buckets)}: padded widths, each >= 1")
   from mathvlm.data.image import ASPECTS
   if c.data.image_aspect not in ASPECTS:
     errors.append(f"data.image_aspect={c.data.image_aspect!r}: one of {', '.join(ASPECTS)}")

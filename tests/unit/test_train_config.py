@@ -3,6 +3,7 @@ what a bucketed step counts, and config mistakes that fail by name instead of tr
 something else (dead freeze rules, misspelt axis rules, buckets under a host step); which of the
 step's forwards LoRA dropout reaches."""
 
+import re
 import types
 
 import jax
@@ -105,6 +106,21 @@ def test_buckets_under_a_host_step_fail_naming_data_buckets():
   c.data.buckets = (32, c.data.max_len)
   with pytest.raises(ValueError, match=r"data.buckets=\(32, 64\): objective 'grpo'.*cut the "
                                        r"answers off; set data.buckets=\(\)"):
+    common.validate(c)
+
+
+@pytest.mark.parametrize("field, value, said", [
+    ("template", "vicuna", "data.template='vicuna': one of vicuna_v1, llava_v1, llama_2, "
+     "mistral_instruct, plain"),
+    ("max_len", 0, "data.max_len=0: the tokens of a row, >= 1"),
+    ("buckets", (0, 64), "data.buckets=(0, 64): padded widths, each >= 1")])
+def test_a_bad_data_field_fails_when_the_config_is_made_naming_it(field, value, said):
+  """A misspelt template passed validation and failed later, named by no field: a built
+  dataset's source after the model was set up, an evaluator or a GRPO rollout (which read
+  data.template on synthetic data too) at its first prompt."""
+  c = common.base("lm")
+  c.data[field] = value
+  with pytest.raises(ValueError, match=re.escape(said)):
     common.validate(c)
 
 
