@@ -258,8 +258,6 @@ def lora_dropout_errors(lora) -> list[str]:
 def data_errors(c: ml_collections.ConfigDict, objective) -> list[str]:
   """The `data.*` contradictions, one line each naming its fields."""
   errors = []
-  if c.data.max_len < 1:
-    errors.append(f"data.max_len={c.data.max_len}: tokens a row holds, >= 1")
   if c.data.buckets and max(c.data.buckets) != c.data.max_len:
     errors.append(f"data.buckets={tuple(c.data.buckets)}: the largest bucket must be "
                   f"data.max_len={c.data.max_len}")

@@ -79,7 +79,7 @@ def test_argument_string_errors_name_the_key():
     (dict(checkpoint__keep=0), "checkpoint.keep=0: >= 1"),
     # validated before, and trained without adapters (rank -1) or rows of no tokens
     (dict(lora__rank=-1), r"lora.rank=-1: the adapters' rank, > 0, or 0 for none"),
-    (dict(data__max_len=0), "data.max_len=0: tokens a row holds, >= 1"),
+    (dict(data__max_len=0), "data.max_len=0: the tokens of a row, >= 1"),
 ])
 def test_contradictions_fail_naming_fields(fields, message):
   config = tiny_config("lm", **fields)
