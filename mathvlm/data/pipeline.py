@@ -34,6 +34,10 @@ from mathvlm.data.records import REASONS
 ORDER_CHANGES = {  # version -> (config field it touches when set, what changed)
     2: ("data.mixture", "034efb0 (2026-12-05): each source of a mixture is shuffled before "
         "grain's mix"),
+    3: ("data.group_by_length", "2026-12-07: over several epochs, the examples that fill no "
+        "full megabatch go on in whole global batches, so later epochs' batches stay one "
+        "modality and length (a run of one epoch, or whose modalities divide into global "
+        "batches, keeps its order)"),
 }
 ORDER_VERSION = max(ORDER_CHANGES)
 
@@ -123,6 +127,32 @@ def modality_length_order(lengths, has_image, global_batch: int, seed: int, epoc
   return np.concatenate(order) if order else np.zeros(0, np.int64)
 
 
+def grouped_order(lengths, has_image, global_batch: int, seed: int, epochs: int):
+  """(order, epoch of each place): the epochs' `modality_length_order`s, each epoch's full
+  megabatches, then the leftovers gathered so far in whole global batches, the last few (under
+  one batch, never trained) at the end. Joined epoch after epoch, a second epoch started
+  wherever the first's leftovers ended, mid-batch unless the examples divide into global
+  batches, and every batch after it straddled two megabatches: 100 examples in batches of 8 over
+  2 epochs gave 12 of 12 one-modality, length-sorted batches in the first epoch and 0 of 12 in
+  the second (6 mixing images and text). Each epoch's full part is the same length (it depends
+  on the modalities' counts alone), so every megabatch starts a batch; and the trained part of
+  E epochs' order is still the start of E + 1 epochs' (a run resumed with more steps)."""
+  has_image = np.asarray(has_image, bool)
+  full = global_batch * sum(int(n) // global_batch
+                            for n in (has_image.sum(), (~has_image).sum()))
+  order, epoch_of = [], []
+  left, left_epoch = np.zeros(0, np.int64), np.zeros(0, np.int64)
+  for e in range(epochs):
+    o = modality_length_order(lengths, has_image, global_batch, seed, e)
+    left = np.concatenate([left, o[full:]])
+    left_epoch = np.concatenate([left_epoch, np.full(len(o) - full, e)])
+    whole = len(left) // global_batch * global_batch
+    order += [o[:full], left[:whole]]
+    epoch_of += [np.full(full, e), left_epoch[:whole]]
+    left, left_epoch = left[whole:], left_epoch[whole:]
+  return np.concatenate(order + [left]), np.concatenate(epoch_of + [left_epoch])
+
+
 def make_dataset(source, *, global_batch: int, seed: int, epochs: int = 1,
                  process_index: int = 0, process_count: int = 1, lengths=None,
                  augment: str = "", workers: int = 0, packing: bool = False,
@@ -141,11 +171,10 @@ def make_dataset(source, *, global_batch: int, seed: int, epochs: int = 1,
     raise ValueError(f"global batch {global_batch} is not divisible by {process_count} processes")
   kinds = image_lib.parse_augment(augment)
   if lengths is not None:
-    order = np.concatenate([modality_length_order(*lengths, global_batch, seed, e)
-                            for e in range(epochs)])
+    order, epoch_of = grouped_order(*lengths, global_batch, seed, epochs)
     base = grain.MapDataset.source(Reordered(source, order))
     if kinds:
-      base = base.map_with_index(Augment(kinds, seed, len(source), order))
+      base = base.map_with_index(Augment(kinds, seed, len(source), order, epoch_of))
   else:
     base = grain.MapDataset.source(source).repeat(epochs)
     if kinds:  # before the shuffle, where the index still says (epoch, record)
@@ -181,11 +210,14 @@ class Augment:
   (seed, record, epoch), so a run sees the same images again after a restart and a record looks
   different in each epoch. Empty (all-zero) image slots, text-only examples', stay as they are."""
 
-  def __init__(self, kinds: dict[str, float], seed: int, num_records: int, order=None):
+  def __init__(self, kinds: dict[str, float], seed: int, num_records: int, order=None,
+               epoch_of=None):
     self.kinds, self.seed, self.n, self.order = kinds, seed, num_records, order
+    self.epoch_of = epoch_of
 
   def __call__(self, index: int, example: dict) -> dict:
     record = int(self.order[index]) if self.order is not None else index % self.n
+    epoch = int(self.epoch_of[index]) if self.epoch_of is not None else index // self.n
     pixels = example.get("pixel_values")
     if pixels is None:
       return example
@@ -196,7 +228,7 @@ class Augment:
     out = flat.copy()
     for j, img in enumerate(flat):
       if img.any():  # every image of the example (a DPO pair's two copies) gets the same draws
-        rng = np.random.default_rng([self.seed, record, index // self.n])
+        rng = np.random.default_rng([self.seed, record, epoch])
         out[j] = image_lib.augment(img, self.kinds, rng)
     return dict(example, pixel_values=out.reshape(pixels.shape))
 

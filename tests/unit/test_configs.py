@@ -181,12 +181,21 @@ def test_resuming_a_mixture_across_a_data_order_change_fails_naming_the_change(t
     mixed.data.mixture = "a=1,b=3"
   (tmp_path / "m").mkdir()
   _recorded_with_order(tmp_path / "m", mixed, 1)
-  with pytest.raises(ValueError, match=r"data order 1 .* order 2.*\n  2: 034efb0"):
+  with pytest.raises(ValueError, match=r"data order 1 .* order 3;[^\n]*\n  2: 034efb0[^\n]*\n"
+                                       r"Resume"):  # change 3 (group_by_length) not named
     resume.check(mixed, str(tmp_path / "m"), 4)
   single = importlib.import_module("mathvlm.configs.sft").get_config("model=tiny")
   (tmp_path / "s").mkdir()
   _recorded_with_order(tmp_path / "s", single, 1)
   resume.check(single, str(tmp_path / "s"), 4)
+  # order 3: epochs of data.group_by_length go on in whole batches (pipeline.grouped_order)
+  grouped = importlib.import_module("mathvlm.configs.sft").get_config("model=tiny")
+  with grouped.unlocked():
+    grouped.data.group_by_length = True
+  (tmp_path / "g").mkdir()
+  _recorded_with_order(tmp_path / "g", grouped, 2)
+  with pytest.raises(ValueError, match=r"data order 2 .* order 3;[^\n]*\n  3: 2026-12-07"):
+    resume.check(grouped, str(tmp_path / "g"), 4)
 
 
 def test_resuming_a_mixture_recorded_before_the_order_was_kept_warns(tmp_path, caplog):

@@ -88,3 +88,26 @@ def test_modality_length_grouping_makes_homogeneous_length_sorted_batches():
   batch = {"input_ids": np.zeros((2, 1024)), "pixel_values": np.zeros((2, 4, 4, 3))}
   trimmed = trim_to(batch, 512)
   assert trimmed["input_ids"].shape == (2, 512) and trimmed["pixel_values"].shape == (2, 4, 4, 3)
+
+
+def test_grouping_over_epochs_keeps_every_batch_after_the_first_epoch_one_modality():
+  """100 examples in batches of 8 over 2 epochs: the epochs joined end to end put the second
+  one 4 examples off the batches, so all 12 of its batches straddled two megabatches. Now only
+  the batches of leftovers (those filling no megabatch, 4 an epoch here) may mix; each record
+  comes once an epoch, tagged with it; 1 epoch keeps its order, and the trained part of 2
+  epochs' order starts 3 epochs' (a run resumed with more steps)."""
+  from mathvlm.data.pipeline import grouped_order, modality_length_order
+  rs = np.random.RandomState(0)
+  lengths, has_image = rs.randint(10, 500, 100), rs.rand(100) < 0.7
+  order, epoch = grouped_order(lengths, has_image, 8, seed=1, epochs=2)
+  batches = order[:len(order) // 8 * 8].reshape(-1, 8)
+  one_kind = lambda b: has_image[b].all() or not has_image[b].any()
+  good = [b for b in batches if one_kind(b) and (np.diff(lengths[b]) <= 0).all()]
+  leftovers = 100 - 8 * (has_image.sum() // 8 + (~has_image).sum() // 8)
+  assert len(batches) - len(good) <= -(-2 * leftovers // 8) < len(batches) // 2
+  for e in (0, 1):
+    assert sorted(order[epoch == e].tolist()) == list(range(100))
+  alone, _ = grouped_order(lengths, has_image, 8, seed=1, epochs=1)
+  np.testing.assert_array_equal(alone, modality_length_order(lengths, has_image, 8, 1, 0))
+  longer, _ = grouped_order(lengths, has_image, 8, seed=1, epochs=3)
+  np.testing.assert_array_equal(longer[:batches.size], batches.ravel())
