@@ -648,8 +648,9 @@ def all_processes(counts):
 
 def report_dropped(source, workdir: str, counted=None, workers: int = 0,
                    plan: dict | None = None) -> None:
-  """Examples the input pipeline could not use (kept as zero-loss slots), by reason: logged and
-  written to WORKDIR/data_report.json with the run's `data_plan`, never silent. counted: the
+  """Examples the input pipeline could not use (kept as zero-loss slots), and those it trained on
+  cut to data.max_len (`truncated`), by reason: logged and written to WORKDIR/data_report.json
+  with the run's `data_plan`, never silent. counted: the
   reasons summed from the batches this run trained on; else the source's own counters (in this
   process only)."""
   if counted is None and workers and hasattr(source, "dropped"):
@@ -657,14 +658,19 @@ def report_dropped(source, workdir: str, counted=None, workers: int = 0,
                 "in the workers; give its examples a 'dropped' field to have them reported",
                 workers)
   import jax
-  dropped = dict(all_processes((getattr(source, "dropped", None) or collections.Counter())
-                               if counted is None else counted))
+
+  from mathvlm.data.records import CUT_REASONS, split_counts
+  dropped, truncated = split_counts(all_processes(
+      (getattr(source, "dropped", None) or collections.Counter()) if counted is None else counted))
   if dropped:
     log.warning("input pipeline: %d examples trained nothing: %s", sum(dropped.values()), dropped)
+  for reason, n in truncated.items():
+    log.warning("input pipeline: %d examples trained cut (%s): %s", n, reason, CUT_REASONS[reason])
   if jax.process_index() != 0:  # one writer of the summed counts
     return
   with epath.Path(workdir, "data_report.json").open("w") as f:
-    json.dump({"examples": len(source), **(plan or {}), "dropped": dropped}, f, indent=2)
+    json.dump({"examples": len(source), **(plan or {}), "dropped": dropped,
+               "truncated": truncated}, f, indent=2)
 
 
 def export_final_model(run: Run, state, workdir: str) -> None:

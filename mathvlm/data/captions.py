@@ -5,7 +5,8 @@ The caption is `[BOS] text [EOS]`, cut to `max_len` with the EOS kept last: the 
 at the EOS, so a long caption loses its tail, never its end marker. An example that cannot be used
 (an undecodable image, no caption) keeps its slot with an all-zero attention mask, so indices and
 resumption stay exact, and is counted by reason in `dropped` and in the example's `DROPPED` field
-(which travels out of grain worker processes).
+(which travels out of grain worker processes); a caption that lost its tail trains and is counted
+there as `caption_truncated`.
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ class CaptionSource:
   def __len__(self) -> int:
     return len(self.records)
 
-  def caption_ids(self, text: str) -> list[int]:
+  def caption_ids(self, text: str) -> tuple[list[int], bool]:
+    """`[BOS] text [EOS]` within max_len, and whether the text lost tokens to it."""
     ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
     head = [self.bos] if self.bos is not None else []
-    return (head + ids)[:self.max_len - 1] + [self.eos]
+    return (head + ids)[:self.max_len - 1] + [self.eos], len(head + ids) > self.max_len - 1
 
   def _drop(self, out: dict, reason: str) -> dict:
     return mark_dropped(out, reason, self.dropped)
@@ -61,7 +63,9 @@ class CaptionSource:
                                       self.image_size, self.aspect)
     except OSError:
       return self._drop(out, "bad_image")
-    ids = self.caption_ids(caption)
+    ids, cut = self.caption_ids(caption)
     out["input_ids"][:len(ids)] = ids
     out["attention_mask"][:len(ids)] = 1
+    if cut:  # it trains on the caption's first tokens: counted, not dropped
+      mark_dropped(out, "caption_truncated", self.dropped)
     return out

@@ -8,7 +8,8 @@ used (truncation would cut the image, no answer token left, a broken conversatio
 image) keeps its slot with an all-zero loss mask, so indices and resumption stay
 exact, and is counted by reason: in `dropped` here, and in the example's own `DROPPED` field,
 which the trainer sums (with worker processes, counters stay behind in the workers; the field
-travels with the example). Nothing vanishes silently.
+travels with the example). An example whose answer max_len cuts trains on what is left and is
+counted the same way, as `answer_truncated`. Nothing vanishes silently.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from PIL import Image
 from mathvlm.data import templates
 from mathvlm.data.image import to_pixels
 from mathvlm.data.pipeline import DROPPED, mark_dropped
+from mathvlm.data.records import CUT_REASONS, DROP_REASONS
 
 
 class ConversationSource:
@@ -51,6 +53,14 @@ class ConversationSource:
   def _drop(self, out: dict, reason: str) -> dict:
     return mark_dropped(out, reason, self.dropped)
 
+  def _unmark(self, example: dict, reasons) -> None:
+    """Takes back the example's reason if it is one of `reasons`, in its field and the count."""
+    reason = str(example[DROPPED])
+    if reason in reasons:
+      self.dropped[reason] -= 1
+      self.dropped += collections.Counter()  # no zero entries in the report
+      example[DROPPED] = np.asarray("")
+
   def __getitem__(self, i: int) -> dict[str, np.ndarray]:
     rec = self.records[i]
     return self._example(rec, rec["conversations"])
@@ -77,6 +87,8 @@ class ConversationSource:
     out["input_ids"][:n] = tok.input_ids
     out["attention_mask"][:n] = 1
     out["loss_mask"][:n] = tok.loss_mask
+    if tok.cut:  # it trains, on less than its answer: counted, not dropped
+      mark_dropped(out, "answer_truncated", self.dropped)
     return out
 
 
@@ -93,9 +105,7 @@ class PreferenceSource(ConversationSource):
     if any(p["loss_mask"].sum() == 0 for p in pair):  # both rows or neither
       for p in pair:
         p["loss_mask"][:] = 0
-    reasons = [str(p[DROPPED]) for p in pair]
-    if all(reasons):  # one pair, one drop: a shared cause (the image, the prompt) fails both rows
-      self.dropped[reasons[1]] -= 1
-      self.dropped += collections.Counter()  # no zero entries in the report
-      pair[1][DROPPED] = np.asarray("")
+        self._unmark(p, CUT_REASONS)  # a pair that trains nothing is dropped, not cut
+      if all(str(p[DROPPED]) for p in pair):  # one pair, one drop: a shared cause (the image,
+        self._unmark(pair[1], DROP_REASONS)   # the prompt) fails both rows
     return {k: np.stack([pair[0][k], pair[1][k]]) for k in pair[0]}

@@ -41,7 +41,8 @@ ORDER_CHANGES = {  # version -> (config field it touches when set, what changed)
 }
 ORDER_VERSION = max(ORDER_CHANGES)
 
-# Per-example field: why the example trains nothing ('' when it trains). Counted by the trainer
+# Per-example field: why the example trains nothing, or (a records.CUT_REASONS reason) what it
+# lost to max_len while training on the rest; '' when it trains whole. Counted by the trainer
 # from the batches it gets, stripped before the batch goes to the device.
 DROPPED = "dropped"
 
@@ -260,8 +261,10 @@ def pack_row(examples: list[dict], lengths: list[int]) -> dict:
     seg[start:start + n] = s
     start += n
   row["segment_ids"] = seg
-  if DROPPED in row:
-    row[DROPPED] = np.asarray("")  # only examples that train are packed
+  if DROPPED in row:  # only examples that train are packed; one cut to max_len fills its row
+    notes = [str(ex[DROPPED]) for ex in examples if str(ex[DROPPED])]
+    assert len(notes) <= 1, notes
+    row[DROPPED] = np.asarray(notes[0] if notes else "")
   return row
 
 

@@ -12,7 +12,7 @@ decode at read time; the grain pipeline decodes instead. Reading back needs no T
   rec = ds[i]                                      # Text fields as str, image as bytes
 
 `REASONS` is the one vocabulary of bad data: every reason a builder rejects a record for or the
-input pipeline drops an example for, with the fix; `report.json` and `data_report.json` name
+input pipeline drops an example for or cuts it for (`CUT_REASONS`), with the fix; `report.json` and `data_report.json` name
 reasons from here and nowhere else.
 """
 
@@ -63,7 +63,23 @@ DROP_REASONS = {
                          "(model image_token_id): clean the record, or use a model whose image "
                          "token is no text token",
 }
-REASONS = {**BUILD_REASONS, **DROP_REASONS}
+# ... and counts these of examples that train, but on less than their record holds (the example
+# keeps its tokens up to data.max_len; data_report.json's `truncated`).
+CUT_REASONS = {
+  "answer_truncated": "raise data.max_len, or shorten the record's answers: the example trains "
+                      "on its answer tokens up to max_len only (the rest, often the final answer "
+                      "and the end-of-answer token, is never learned)",
+  "caption_truncated": "raise data.max_len (up to the text tower's positions) or shorten the "
+                       "captions: the text tower sees the caption's first max_len - 1 tokens and "
+                       "the end token only",
+}
+REASONS = {**BUILD_REASONS, **DROP_REASONS, **CUT_REASONS}
+
+
+def split_counts(counts) -> tuple[dict, dict]:
+  """Counts by reason -> (dropped: examples that trained nothing, truncated: examples cut)."""
+  return ({r: n for r, n in counts.items() if r not in CUT_REASONS},
+          {r: n for r, n in counts.items() if r in CUT_REASONS})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -187,6 +187,7 @@ class Tokenized:
   input_ids: np.ndarray    # [T] int32, image tokens expanded
   loss_mask: np.ndarray    # [T] int32, 1 on target tokens
   num_images: int
+  cut: bool = False        # answer tokens lay beyond max_len (the example trains on the rest)
 
 
 class DropExample(ValueError):
@@ -200,7 +201,8 @@ class DropExample(ValueError):
 def encode(conversations, template: Template, tokenizer, *, image_token_id: int,
            image_seq_len: int, max_len: int) -> Tokenized:
   """Template -> tokens -> image placeholders expanded to `image_seq_len` model image tokens ->
-  truncated to `max_len`, never inside an image's tokens and never to zero targets."""
+  truncated to `max_len`, never inside an image's tokens and never to zero targets; `cut` says
+  whether answer tokens were lost (tokens of the prompt or template beyond max_len are not)."""
   prompt, spans = render(conversations, template)
   ids, targets = tokenize(prompt, spans, tokenizer)
   if (ids == image_token_id).any():  # the model would put image features there
@@ -215,7 +217,10 @@ def encode(conversations, template: Template, tokenizer, *, image_token_id: int,
     if images and np.flatnonzero(ids == image_token_id)[-1] >= max_len:
       raise DropExample("image_truncated", f"max_len={max_len} would cut into the image tokens "
                         f"({images} x {image_seq_len}; {len(ids)} tokens in all)")
+    cut = bool(targets[max_len:].any())
     ids, targets = ids[:max_len], targets[:max_len]
+  else:
+    cut = False
   if not targets.any():
     raise DropExample("no_targets", f"no answer tokens within max_len={max_len}")
-  return Tokenized(ids.astype(np.int32), targets.astype(np.int32), images)
+  return Tokenized(ids.astype(np.int32), targets.astype(np.int32), images, cut)

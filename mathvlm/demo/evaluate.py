@@ -18,6 +18,7 @@ def retrieval(model, records, tokenizer, max_len: int, batch: int = 100) -> dict
   """Image -> caption top-1 and top-5 (and caption -> image top-1) among all held-out pairs, by
   cosine similarity; chance is 1/n and 5/n."""
   from mathvlm.data.captions import CaptionSource
+  from mathvlm.data.records import split_counts
   size = model.cfg.vision.image_size
   src = CaptionSource(records, tokenizer=tokenizer, image_size=size, max_len=max_len,
                       pad_id=tokenizer.pad_token_id or 0)
@@ -36,7 +37,8 @@ def retrieval(model, records, tokenizer, max_len: int, batch: int = 100) -> dict
   return dict(pairs=n, image_to_caption_top1=float(np.mean(i2t == 0)),
               image_to_caption_top5=float(np.mean(i2t < 5)),
               caption_to_image_top1=float(np.mean(t2i == 0)),
-              chance=1.0 / n, chance_top5=min(5, n) / n, dropped=dict(src.dropped))
+              chance=1.0 / n, chance_top5=min(5, n) / n,
+              **dict(zip(("dropped", "truncated"), split_counts(src.dropped))))
 
 
 def ranks(sim: np.ndarray) -> np.ndarray:

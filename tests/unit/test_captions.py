@@ -52,4 +52,5 @@ def test_caption_examples_and_drops():
   for ex, reason in ((bad, "bad_image"), (empty, "no_caption"), (text_only, "no_image")):
     assert ex["attention_mask"].sum() == 0 and str(ex[DROPPED]) == reason
   assert str(short[DROPPED]) == "" and dict(src.dropped) == {"bad_image": 1, "no_caption": 1,
-                                                             "no_image": 1}
+                                                             "no_image": 1, "caption_truncated": 1}
+  assert str(long_[DROPPED]) == "caption_truncated" and long_["attention_mask"].sum() == 16

@@ -129,3 +129,15 @@ def test_text_that_tokenizes_to_the_image_token_is_dropped_by_name(tokenizer):
              max_len=4096)
   assert e.value.reason == "image_token_in_text" and str(text_token) in str(e.value)
   T.encode(ONE, T.get("vicuna_v1"), tokenizer, image_token_id=399, image_seq_len=4, max_len=4096)
+
+
+def test_cut_says_whether_answer_tokens_fell_beyond_max_len(tokenizer):
+  """At exactly its length an example loses nothing; one token shorter and it loses its last
+  target (the answer's end token), which the input pipeline counts as `answer_truncated`."""
+  kw = dict(image_token_id=399, image_seq_len=4)
+  full = T.encode(ONE, T.get("vicuna_v1"), tokenizer, max_len=4096, **kw)
+  n = len(full.input_ids)
+  whole = T.encode(ONE, T.get("vicuna_v1"), tokenizer, max_len=n, **kw)
+  assert not full.cut and not whole.cut and whole.input_ids.tolist() == full.input_ids.tolist()
+  short = T.encode(ONE, T.get("vicuna_v1"), tokenizer, max_len=n - 1, **kw)
+  assert short.cut and short.loss_mask.tolist() == full.loss_mask[:n - 1].tolist()
