@@ -339,6 +339,11 @@ def setup_data(config, objective, cfg):
   source = make_source(config.data, objective, cfg, config.seed)
   plan = plan_of(config, len(source), config.steps)
   total = plan["steps"]
+  if total < 1:  # steps from the epochs, and fewer examples than a global batch
+    raise ValueError(f"data: {len(source)} examples of {config.data.name!r} fill no global batch "
+                     f"of data.global_batch={config.data.global_batch}, so data.epochs="
+                     f"{config.data.epochs} give 0 steps; lower data.global_batch, or set steps "
+                     "(the stream then repeats the data)")
   epochs = plan["epochs"]
   if plan.get("untrained"):
     log.info("data: %d steps train %d of the %d examples x %d epoch(s); the last %d of the "

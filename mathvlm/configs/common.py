@@ -234,9 +234,11 @@ def optim_errors(o) -> list[str]:
 def loop_errors(c: ml_collections.ConfigDict) -> list[str]:
   """Counts the loop divides by or keeps, which would fail mid-run (a step's metrics divided
   by metrics.every) or silently keep nothing (orbax's max_to_keep=0 deletes every checkpoint,
-  so a killed run starts over)."""
+  so a killed run starts over; data.epochs=0 with steps from the epochs trained 0 steps and
+  exported the initial model)."""
   errors = []
-  for field in ("data.global_batch", "metrics.every", "checkpoint.every", "checkpoint.keep"):
+  for field in ("data.global_batch", "data.epochs", "metrics.every", "checkpoint.every",
+                "checkpoint.keep"):
     section, name = field.split(".")
     if c[section][name] < 1:
       errors.append(f"{field}={c[section][name]}: >= 1")

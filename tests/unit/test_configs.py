@@ -73,6 +73,7 @@ def test_argument_string_errors_name_the_key():
     (dict(optim__eps=0.0), "optim.eps=0.0: > 0"),
     (dict(optim__grad_accum=0), "optim.grad_accum=0: micro-batches per step, >= 1"),
     (dict(data__global_batch=0), "data.global_batch=0: >= 1"),
+    (dict(data__epochs=0), "data.epochs=0: >= 1"),  # steps from the epochs: 0 steps
     # a ZeroDivisionError after the first step; keep=0: orbax deletes every checkpoint
     (dict(metrics__every=0), "metrics.every=0: >= 1"),
     (dict(checkpoint__every=0), "checkpoint.every=0: >= 1"),
@@ -102,6 +103,17 @@ def test_parameters_no_rule_covers_are_an_error(tmp_path):
   config = tiny_config("lm", train_rules=(("vision_tower/.*", "frozen"),))
   with pytest.raises(ValueError, match="train_rules cover no rule for .* parameters"):
     train(config, str(tmp_path))
+
+
+def test_steps_from_epochs_over_fewer_examples_than_a_batch_is_an_error(tmp_path):
+  """4 examples in batches of 8 with steps from the epochs: 0 steps, which trained nothing and
+  exported the initial model as if done. With steps set the stream repeats the data and trains."""
+  from mathvlm.train import setup
+  common_fields = dict(data__num_examples=4, data__global_batch=8)
+  with pytest.raises(ValueError, match=r"4 examples of 'synthetic' fill no global batch of "
+                                       r"data.global_batch=8, so data.epochs=2 give 0 steps"):
+    setup(tiny_config("lm", steps=-1, **common_fields))
+  assert setup(tiny_config("lm", steps=2, **common_fields)).total_steps == 2
 
 
 def test_unknown_command_line_field_fails_at_start(tmp_path):
