@@ -404,19 +404,26 @@ def test_dpo_sft_weight_adds_the_chosen_answers_nll():
     f(logits, -1.0)
 
 
+def _pairs_with_answers(rs, t: int, answer_tokens: tuple) -> dict:
+  """DPO pairs of t tokens whose two answers hold answer_tokens[i] tokens each (the last ones),
+  with a reference log-probability per row."""
+  p = len(answer_tokens)
+  ids = rs.randint(1, IMG, (p, 2, t)).astype(np.int32)
+  loss_mask = np.zeros((p, 2, t), np.int32)
+  for pair, k in enumerate(answer_tokens):
+    loss_mask[pair, :, t - k:] = 1
+  return dict(input_ids=ids, attention_mask=np.ones_like(ids), loss_mask=loss_mask,
+              ref_logps=rs.randn(p, 2).astype(np.float32) - 20)
+
+
 def test_dpo_nll_is_per_chosen_token_over_micro_batches():
   """optim.grad_accum weighs each micro-batch's loss by its valid pairs (base.Objective): right
   for the DPO term, but the NLL (sft_weight) is per chosen token of the whole batch. Two halves
   whose chosen answers hold 1 and 8 tokens a pair, combined as the trainer combines them after
   `prepare` saw the whole batch, must give the batch's loss, nll/chosen and gradient."""
   rs = np.random.RandomState(5)
-  t, n = 10, (1, 1, 8, 8)
-  ids = rs.randint(1, IMG, (4, 2, t)).astype(np.int32)
-  loss_mask = np.zeros((4, 2, t), np.int32)
-  for pair, k in enumerate(n):
-    loss_mask[pair, :, t - k:] = 1
-  batch = dict(input_ids=ids, attention_mask=np.ones_like(ids), loss_mask=loss_mask,
-               ref_logps=rs.randn(4, 2).astype(np.float32) - 20)
+  t = 10
+  batch = _pairs_with_answers(rs, t, (1, 1, 8, 8))
   logits = rs.randn(4, 2, t, V).astype(np.float32) * 3
   cfg = {"dpo": {"sft_weight": 1.0, "reference": "data"}}
   batch, _ = dpo.reference_logps(None, None, batch, dpo.OBJECTIVE.options(cfg))
@@ -443,13 +450,8 @@ def test_dpo_nll_of_a_batch_taken_whole_is_bitwise_its_own_token_mean():
   NLL divides by exactly the number it divided by without them, so a run's numbers stay bit for
   bit. 7 pairs holding 10 chosen tokens: a sum of 7 shares of 10/7 is 10.000001 in float32."""
   rs = np.random.RandomState(6)
-  t, n = 6, (1, 1, 1, 1, 1, 1, 4)
-  ids = rs.randint(1, IMG, (7, 2, t)).astype(np.int32)
-  loss_mask = np.zeros((7, 2, t), np.int32)
-  for pair, k in enumerate(n):
-    loss_mask[pair, :, t - k:] = 1
-  alone = dict(input_ids=ids, attention_mask=np.ones_like(ids), loss_mask=loss_mask,
-               ref_logps=rs.randn(7, 2).astype(np.float32) - 20)
+  t = 6
+  alone = _pairs_with_answers(rs, t, (1, 1, 1, 1, 1, 1, 4))
   cfg = {"dpo": {"sft_weight": 1.0, "reference": "data"}}
   whole, _ = dpo.reference_logps(None, None, alone, dpo.OBJECTIVE.options(cfg))
   logits = jnp.asarray(rs.randn(14, t, V).astype(np.float32) * 3)
