@@ -1,9 +1,9 @@
 """The label layout's occupancy and the exact module's remembered floats, at the level of one call:
 a placed label's box stays taken after more line art is drawn (the mask is rebuilt then), the
 stamped disks are Pillow's, wide lines are thinned only where their points are denser than the
-clearance, a plane figure's versions are quantized where they differ from their base only (and a
-finished canvas where it is not white), float values of sympy numbers are the plain
-conversions, and a degraded image's remembered noise is its own seed's."""
+clearance, a plane figure's versions are quantized where they differ from their base only (in
+boxes joined where near; a finished canvas where it is not white), float values of sympy numbers
+are the plain conversions, and a degraded image's remembered noise is its own seed's."""
 
 import numpy as np
 import sympy as sp
@@ -87,6 +87,23 @@ def test_a_plane_versions_png_is_that_of_the_whole_image_quantized():
       assert img.over[1] or ver == "text_dominant", (i, ver)  # marks and labels were drawn
       assert render.png(img) == render.png(img.copy()), (i, ver)  # the copy has no `over`
 
+
+
+def test_merged_boxes_cover_every_box_and_join_only_near_ones():
+  """`render._merged` (the boxes a version is quantized in) covers every box that is not empty,
+  joins two boxes side by side and keeps two far apart, each as it was."""
+  rng = np.random.default_rng(2)
+  for trial in range(50):
+    lo = rng.integers(0, 360, (int(rng.integers(0, 30)), 2))
+    boxes = [(*p, *(p + rng.integers(0, 25, 2))) for p in lo.tolist()]
+    out = render._merged(boxes)
+    assert len(out) <= len(boxes) and all(b[0] < b[2] and b[1] < b[3] for b in out), trial
+    for x0, y0, x1, y1 in boxes:
+      assert x0 == x1 or y0 == y1 or any(
+          u[0] <= x0 and u[1] <= y0 and x1 <= u[2] and y1 <= u[3] for u in out), trial
+  assert render._merged([(20, 10, 36, 26), (0, 10, 16, 26)]) == [(0, 10, 36, 26)]
+  far = [(0, 0, 16, 16), (300, 300, 316, 316)]
+  assert render._merged(far[::-1]) == far
 
 def test_a_finished_canvas_png_is_that_of_the_whole_image_quantized():
   """`Canvas.finish` marks its image as white but in the box where it drew (`drawn_box`: the
