@@ -179,13 +179,13 @@ def draw(g: Graph, vrng) -> dict:
 
 def _header(c, fid: str, text: str, color):
   """The expression in the band above the plot (no line runs there), shrunk to fit."""
-  size = 14
-  while size > 9 and R.tile(text, size, color)[2][2] - R.tile(text, size, color)[2][0] > 360:
+  size, rel = 14, R.halo(text, 14)[2]
+  while size > 9 and rel[2] - rel[0] > 360:
     size -= 1
-  rel = R.tile(text, size, color)[2]
+    rel = R.halo(text, size)[2]
   w = rel[2] - rel[0]
   spots = [(8 + w / 2, 13), (c.size / 2, 13), (c.size - 8 - w / 2, 13)]
-  at = c.place(text, size, color, spots)
+  at = c.place(text, size, spots)
   c.text(at, text, size, color)
   c.drawn.append(fid)
 

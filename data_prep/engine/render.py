@@ -56,16 +56,33 @@ def font(size: int):
   return ImageFont.truetype(path, size)
 
 
+HALO = (255, 255, 255, 255)  # a label's stroke: opaque white
+
+
+@lru_cache(maxsize=8192)
+def halo(text: str, size: int):
+  """(mask, its corner, ink box) relative to the text's centre: the text stroked 2 px wide and
+  filled, its white halo, whose box is the label's ink box in any colour. The layout needs
+  only the box, and sizes tried and given up (`Canvas.place_shrinking`, `functions._header`;
+  ~15% of the labels made) were whole tiles; now they cost one FreeType render, and a tile
+  drawn reuses the mask (2.0% of a problem's instructions, `benchmarks.engine_instructions`)."""
+  mask, corner = font(size).getmask2(text, "L", stroke_width=2, anchor="mm", stroke_filled=True)
+  x0, y0, x1, y1 = mask.getbbox() or (0, 0, 1, 1)
+  return mask, corner, (corner[0] + x0, corner[1] + y0, corner[0] + x1, corner[1] + y1)
+
+
 @lru_cache(maxsize=8192)
 def tile(text: str, size: int, color: tuple):
-  """(RGBA tile, ink box relative to the text's centre): the text with its white halo."""
-  f = font(size)
-  l, t, r, b = f.getbbox(text, stroke_width=2, anchor="mm")
-  im = Image.new("RGBA", (max(1, r - l), max(1, b - t)), (255, 255, 255, 0))
-  ImageDraw.Draw(im).text((-l, -t), text, font=f, fill=color + (255,), anchor="mm",
-                          stroke_width=2, stroke_fill=(255, 255, 255, 255))
-  x0, y0, x1, y1 = im.getbbox() or (0, 0, 1, 1)
-  return im, (l, t), (l + x0, t + y0, l + x1, t + y1)
+  """(RGBA tile, its corner, ink box) relative to the text's centre: the text with its white
+  halo. The halo's mask is pasted in white on Pillow's core image (`im.im`), the call
+  `ImageDraw.text` makes for a stroke, and the text is drawn over it: `ImageDraw.text`'s pixels
+  with `stroke_width=2`, without its second render of the halo and its layout pass for the
+  tile's size (`getbbox`)."""
+  mask, (l, t), rel = halo(text, size)
+  im = Image.new("RGBA", mask.size, (255, 255, 255, 0))
+  im.im.paste(HALO, (0, 0, *mask.size), mask)
+  ImageDraw.Draw(im).text((-l, -t), text, font=font(size), fill=color + (255,), anchor="mm")
+  return im, (l, t), rel
 
 
 class Canvas:
@@ -176,18 +193,16 @@ class Canvas:
     self._paint("line", [(float(x) * k, float(y) * k) for x, y in pts], fill=color,
                 width=max(1, round(width * k)))
 
-  def place(self, text, size, color, centres, optional=False, keep=None):
+  def place(self, text, size, centres, optional=False, keep=None):
     """Reserve the first free spot among `centres` (pixels) for a label (that `keep` accepts,
     when given); None when none is free. A required label that fits nowhere makes the figure
     unusable (the caller redraws)."""
-    _, _, rel = tile(text, size, color)
-    at = self.layout.place(rel, centres, keep)
+    at = self.layout.place(halo(text, size)[2], centres, keep)
     if at is None and not optional:
       raise LabelsDoNotFit(f"no free place for the label {text!r}")
     return at
 
-  def place_shrinking(self, text, size, color, centres, smallest: int = 11,
-                      keep=None) -> tuple:
+  def place_shrinking(self, text, size, centres, smallest: int = 11, keep=None) -> tuple:
     """(centre, size): the label at its size if it fits anywhere, else a size or two smaller
     (a crowded corner), else LabelsDoNotFit."""
     seen = []
@@ -198,8 +213,8 @@ class Canvas:
         yield c
 
     for s in range(size, smallest - 1, -2):
-      at = self.place(text, s, color, first_pass() if s == size else seen,
-                      optional=s > smallest, keep=keep)
+      at = self.place(text, s, first_pass() if s == size else seen, optional=s > smallest,
+                      keep=keep)
       if at is not None:
         return at, s
     raise LabelsDoNotFit(f"no free place for the label {text!r}")
@@ -568,8 +583,8 @@ def plane(fig) -> dict:
   marks = [m for f, _ in plans for m in (f.mark["items"] if f.mark["type"] == "group"
                                           else [f.mark]) if m["type"] in LABEL_STYLE]
   for m in marks:
-    size, color = LABEL_STYLE[m["type"]]
-    m["at_px"], m["size"] = c.place_shrinking(m["text"], size, color, label_spots(c, m),
+    m["at_px"], m["size"] = c.place_shrinking(m["text"], LABEL_STYLE[m["type"]][0],
+                                              label_spots(c, m),
                                               keep=owner(c, m, sides, verts), smallest=SMALLEST)
   c.finish()  # the base of the versions (`_version`)
   return {ver: _version(c, plans, ver) for ver in ("text_dominant", "text_lite", "vision_dominant")}
@@ -584,7 +599,7 @@ def _vertex_letters(c: Canvas, fig, outl):
   c.layout.add_vertices([p for p, _ in where.values()])
   for L, (p, cens) in where.items():
     d = unit(sum(unit(p - q) for q in cens))
-    at, size = c.place_shrinking(L, 16, INK, LY.around(p, d, (12, 15, 19, 24, 30)))
+    at, size = c.place_shrinking(L, 16, LY.around(p, d, (12, 15, 19, 24, 30)))
     c.text(at, L, size, INK)
 
 
@@ -655,7 +670,7 @@ def axis_names(c: Canvas, view):
   x0, x1, y0, y1 = view
   _, _, ax, ay = c.ticks
   for name, p, d in (("x", c.px([x1, ax]), (-0.5, 1)), ("y", c.px([ay, y1]), (1, 0.6))):
-    at = c.place(name, 14, INK, LY.around(p, d, (12, 16, 21), (0, 30, -30, 60, -60, 90, -90)))
+    at = c.place(name, 14, LY.around(p, d, (12, 16, 21), (0, 30, -30, 60, -60, 90, -90)))
     c.text(at, name, 14, INK)
 
 
@@ -671,12 +686,12 @@ def tick_labels(c: Canvas, view):
     v = k * sy
     if abs(v) > 1e-9 and y0 < v < y1:
       s = _num(v)
-      rel = tile(s, 11, TICK)[2]
+      rel = halo(s, 11)[2]
       _tick(c, s, c.px([ay, v]) + (-6 - rel[2], 0))
 
 
 def _tick(c: Canvas, s: str, centre):
-  at = c.place(s, 11, TICK, [tuple(centre)], optional=True)
+  at = c.place(s, 11, [tuple(centre)], optional=True)
   if at is not None:
     c.text(at, s, 11, TICK)
 
@@ -727,7 +742,7 @@ def items(c: Canvas, its: list):
   for it in labels:
     size, col = it.get("size", 14), it.get("color", INK)
     p = c.px(it["at"])
-    at, size = c.place_shrinking(it["text"], size, col,
+    at, size = c.place_shrinking(it["text"], size,
                                  LY.around(p, it.get("direction", (0, -1)),
                                            it.get("radii", (13, 17, 22, 28, 35, 44, 55, 68))),
                                  smallest=9, keep=_point_owner(p, points))
