@@ -44,13 +44,26 @@ def _at(g: Graph, vrng):
   if g.fam in ("sin", "cos", "tan"):
     b = g.info["b"]
     if g.fam == "tan":
-      return PI * sp.Rational(one_of(vrng, [1, -1]), one_of(vrng, [3, 4, 6])) / b
-    return PI * sp.Rational(one_of(vrng, WIDE_SIXTHS if g.wide else [1, 2, 3, 4]), 6) / b
+      return _angle(one_of(vrng, [1, -1]), one_of(vrng, [3, 4, 6]), b)
+    return _angle(one_of(vrng, WIDE_SIXTHS if g.wide else [1, 2, 3, 4]), 6, b)
   if g.fam == "log":
-    return g.info["h"] + sp.Integer(2) ** int(vrng.integers(0, 4))
+    return _past(g.info["h"], int(vrng.integers(0, 4)))
   p = sp.Integer(int(vrng.integers(math.ceil(g.lo) + 1, math.floor(g.hi))))
   kink = g.info.get("h", g.info.get("c")) if g.fam in ("abs", "piecewise") else None
   return p + 1 if kink is not None and p == kink else p
+
+
+@functools.lru_cache(maxsize=4096, typed=True)
+def _angle(n: int, d: int, b):
+  """π·n/d over b: remembered, as the same few angles are drawn again and again (~70 points a
+  function scene, most never asked: `_unmarked`, `_other`) and each was two sympy products."""
+  return PI * sp.Rational(n, d) / b
+
+
+@functools.lru_cache(maxsize=4096, typed=True)
+def _past(h, k: int):
+  """h + 2^k, a log's point: remembered like `_angle`."""
+  return h + sp.Integer(2) ** k
 
 
 def _unmarked(g: Graph, vrng, tries: int = 20, avoid: tuple = ()):
