@@ -10,6 +10,7 @@ A Matplotlib figure per sample costs tens of milliseconds; this costs a few.
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import os
 import zlib
@@ -204,19 +205,15 @@ class Canvas:
 
   def place_shrinking(self, text, size, centres, smallest: int = 11, keep=None) -> tuple:
     """(centre, size): the label at its size if it fits anywhere, else a size or two smaller
-    (a crowded corner), else LabelsDoNotFit."""
-    seen = []
-
-    def first_pass():  # most labels fit at once: make the later candidates only if needed
-      for c in centres:
-        seen.append(c)
-        yield c
-
+    (a crowded corner), else LabelsDoNotFit. Most labels fit at once, so the candidates are
+    made as the first size asks for them and kept for the smaller ones by `itertools.tee`, in
+    C: a generator of our own that kept them cost a Python frame for each (~250 a problem)."""
+    candidates, kept = itertools.tee(centres)
     for s in range(size, smallest - 1, -2):
-      at = self.place(text, s, first_pass() if s == size else seen, optional=s > smallest,
-                      keep=keep)
+      at = self.place(text, s, candidates, optional=s > smallest, keep=keep)
       if at is not None:
         return at, s
+      candidates = kept = list(kept)
     raise LabelsDoNotFit(f"no free place for the label {text!r}")
 
   def text(self, centre, text, size=15, color=INK):
