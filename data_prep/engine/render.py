@@ -494,7 +494,8 @@ def owner(c: Canvas, m: dict, sides: np.ndarray, verts: np.ndarray):
   if m["type"] == "edge_label":
     p, q = c.px(m["p"]), c.px(m["q"])
     segs = np.vstack([[*p, *q], sides[~_on_segment(sides, p, q)]])  # its own first, one call
-    return lambda at, box: _nearest_own(LY.segment_distances(at, segs))
+    distances = LY.segment_distances(segs)
+    return lambda at, box: _nearest_own(distances(at))
   if m["type"] == "angle_label":
     v, p, q = c.px(m["v"]), c.px(m["p"]), c.px(m["q"])
     a, b = p - v, q - v
@@ -502,6 +503,7 @@ def owner(c: Canvas, m: dict, sides: np.ndarray, verts: np.ndarray):
     others = verts[np.hypot(*(verts - v).T) > 1.0]
     apart = sides[np.minimum(np.hypot(*(sides[:, :2] - v).T),
                              np.hypot(*(sides[:, 2:] - v).T)) > 1.0]  # sides not at v
+    crossed = LY.crossings(v, apart)
 
     def keep(at, box):
       """Its centre inside the angle and in sight of the vertex (not past a side that closes
@@ -510,7 +512,7 @@ def owner(c: Canvas, m: dict, sides: np.ndarray, verts: np.ndarray):
       if not (turn * (a[0] * w[1] - a[1] * w[0]) > 0 and turn * (w[0] * b[1] - w[1] * b[0]) > 0):
         return False  # outside the angle: the NumPy tests below are not needed
       reach = ANGLE_REACH * np.hypot(*(others - at).T).min(initial=np.inf)
-      return math.hypot(*w) < reach and not LY.crossed(v, at, apart).any()
+      return math.hypot(*w) < reach and not crossed(at).any()
     return keep
   return None
 
