@@ -10,6 +10,7 @@ A Matplotlib figure per sample costs tens of milliseconds; this costs a few.
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import os
 import zlib
@@ -204,19 +205,15 @@ class Canvas:
 
   def place_shrinking(self, text, size, centres, smallest: int = 11, keep=None) -> tuple:
     """(centre, size): the label at its size if it fits anywhere, else a size or two smaller
-    (a crowded corner), else LabelsDoNotFit."""
-    seen = []
-
-    def first_pass():  # most labels fit at once: make the later candidates only if needed
-      for c in centres:
-        seen.append(c)
-        yield c
-
+    (a crowded corner), else LabelsDoNotFit. Most labels fit at once, so the candidates are
+    made as the first size asks for them and kept for the smaller ones by `itertools.tee`, in
+    C: a generator of our own that kept them cost a Python frame for each (~250 a problem)."""
+    candidates, kept = itertools.tee(centres)
     for s in range(size, smallest - 1, -2):
-      at = self.place(text, s, first_pass() if s == size else seen, optional=s > smallest,
-                      keep=keep)
+      at = self.place(text, s, candidates, optional=s > smallest, keep=keep)
       if at is not None:
         return at, s
+      candidates = kept = list(kept)
     raise LabelsDoNotFit(f"no free place for the label {text!r}")
 
   def text(self, centre, text, size=15, color=INK):
@@ -497,7 +494,8 @@ def owner(c: Canvas, m: dict, sides: np.ndarray, verts: np.ndarray):
   if m["type"] == "edge_label":
     p, q = c.px(m["p"]), c.px(m["q"])
     segs = np.vstack([[*p, *q], sides[~_on_segment(sides, p, q)]])  # its own first, one call
-    return lambda at, box: _nearest_own(LY.segment_distances(at, segs))
+    distances = LY.segment_distances(segs)
+    return lambda at, box: _nearest_own(distances(at))
   if m["type"] == "angle_label":
     v, p, q = c.px(m["v"]), c.px(m["p"]), c.px(m["q"])
     a, b = p - v, q - v
@@ -505,6 +503,7 @@ def owner(c: Canvas, m: dict, sides: np.ndarray, verts: np.ndarray):
     others = verts[np.hypot(*(verts - v).T) > 1.0]
     apart = sides[np.minimum(np.hypot(*(sides[:, :2] - v).T),
                              np.hypot(*(sides[:, 2:] - v).T)) > 1.0]  # sides not at v
+    crossed = LY.crossings(v, apart)
 
     def keep(at, box):
       """Its centre inside the angle and in sight of the vertex (not past a side that closes
@@ -513,7 +512,7 @@ def owner(c: Canvas, m: dict, sides: np.ndarray, verts: np.ndarray):
       if not (turn * (a[0] * w[1] - a[1] * w[0]) > 0 and turn * (w[0] * b[1] - w[1] * b[0]) > 0):
         return False  # outside the angle: the NumPy tests below are not needed
       reach = ANGLE_REACH * np.hypot(*(others - at).T).min(initial=np.inf)
-      return math.hypot(*w) < reach and not LY.crossed(v, at, apart).any()
+      return math.hypot(*w) < reach and not crossed(at).any()
     return keep
   return None
 
