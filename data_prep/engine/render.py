@@ -484,18 +484,29 @@ def _segments(polylines) -> np.ndarray:
 
 
 def owner(c: Canvas, m: dict, sides: np.ndarray, verts: np.ndarray):
-  """keep(centre, box) for a mark's value label: a length label must be nearer its own edge
-  than any other side drawn; an angle label centred inside its own angle, in sight of its
-  vertex and not far nearer another vertex than its own (`ANGLE_REACH`). Free space alone put
-  49% of angle labels outside their angle (often in a neighbour's corner) and swapped the
-  lengths of two edges meeting at a vertex: read by nearness, the figure told another
-  problem. Where no spot is both free and its own, the figure is redrawn (`LabelsDoNotFit`),
-  as for a label that fits nowhere."""
+  """keep(centre, box) for a mark's value label (`_owned`), None for one that owns nothing. Its
+  test reads the centre alone, so each answer is kept: a label refused everywhere asks again at
+  each smaller size at the spots it was refused at (1,121 of 2,983 asks in 300 problems)."""
+  owned = _owned(c, m, sides, verts)
+  if owned is None:
+    return None
+  answer = lru_cache(maxsize=None)(owned)
+  return lambda at, box: answer(at)
+
+
+def _owned(c: Canvas, m: dict, sides: np.ndarray, verts: np.ndarray):
+  """centre -> whether a mark's value label there reads as its own: a length label must be
+  nearer its own edge than any other side drawn; an angle label centred inside its own angle,
+  in sight of its vertex and not far nearer another vertex than its own (`ANGLE_REACH`). Free
+  space alone put 49% of angle labels outside their angle (often in a neighbour's corner) and
+  swapped the lengths of two edges meeting at a vertex: read by nearness, the figure told
+  another problem. Where no spot is both free and its own, the figure is redrawn
+  (`LabelsDoNotFit`), as for a label that fits nowhere."""
   if m["type"] == "edge_label":
     p, q = c.px(m["p"]), c.px(m["q"])
     segs = np.vstack([[*p, *q], sides[~_on_segment(sides, p, q)]])  # its own first, one call
     distances = LY.segment_distances(segs)
-    return lambda at, box: _nearest_own(distances(at))
+    return lambda at: _nearest_own(distances(at))
   if m["type"] == "angle_label":
     v, p, q = c.px(m["v"]), c.px(m["p"]), c.px(m["q"])
     a, b = p - v, q - v
@@ -505,7 +516,7 @@ def owner(c: Canvas, m: dict, sides: np.ndarray, verts: np.ndarray):
                              np.hypot(*(sides[:, 2:] - v).T)) > 1.0]  # sides not at v
     crossed = LY.crossings(v, apart)
 
-    def keep(at, box):
+    def keep(at):
       """Its centre inside the angle and in sight of the vertex (not past a side that closes
       the angle, where it read as that side's length): the box cannot cross a drawn side."""
       w = (at[0] - v[0], at[1] - v[1])
