@@ -374,6 +374,29 @@ def _written(v):
 class MachinePrinter(Remembering, StrPrinter):
   """`str(v)` exactly (sympy's default settings), its parts remembered (`Remembering`)."""
 
+  def _print_Mul(self, expr):
+    """sympy's product, written here for the kind the engine meets most, a rational times
+    symbols, π and positive powers (-8*sqrt(3)/3, 3*pi/2, x**2/4): sympy first asks a product's
+    precedence, which builds its negation to learn its sign (the rational's numerator tells
+    it), and no such factor is bracketed at either precedence. The factors in sympy's order
+    (`as_ordered_factors`); any other product is sympy's."""
+    c, rest = expr.args[0], expr.args[1:]
+    if not (c.is_Rational and c is not sp.S.One and rest and all(map(_bare_factor, rest))):
+      return super()._print_Mul(expr)
+    top = [str(abs(c.p))] if abs(c.p) != 1 else []
+    top += [self._print(f) for f in sorted(rest, key=lambda f: f.sort_key())]
+    return ("-" if c.p < 0 else "") + "*".join(top) + (f"/{c.q}" if c.q != 1 else "")
+
+
+def _bare_factor(f) -> bool:
+  """A factor sympy's product prints as is, never in brackets or under the fraction bar: a
+  symbol, π or a power of one or of a positive integer to a positive rational exponent."""
+  if f.is_Pow:
+    base, e = f.args
+    return (e.is_Rational and e.p > 0
+            and (base.is_Symbol or base is sp.pi or base.is_Integer and base.p > 0))
+  return f.is_Symbol or f is sp.pi
+
 
 _MACHINE = MachinePrinter()
 

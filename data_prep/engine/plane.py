@@ -372,7 +372,7 @@ def describe(fig: Figure, rng) -> list:
     if not f.numeric:
       continue
     if f.id.startswith("angle:"):
-      out.append(C.pick(rng, C.ANGLE, name=f.id[6:], value=f"{f.value}°"))
+      out.append(C.pick(rng, C.ANGLE, name=f.id[6:], value=f"{human(f.value)}°"))
     elif f.id.startswith("len:") and not f.id.startswith("len:diameter"):
       out.append(C.pick(rng, C.LENGTH, name=f.id[4:], value=human(f.value)))
     else:
