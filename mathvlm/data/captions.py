@@ -37,9 +37,9 @@ class CaptionSource:
 
   def caption_ids(self, text: str) -> tuple[list[int], bool]:
     """`[BOS] text [EOS]` within max_len, and whether the text lost tokens to it."""
-    ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-    head = [self.bos] if self.bos is not None else []
-    return (head + ids)[:self.max_len - 1] + [self.eos], len(head + ids) > self.max_len - 1
+    ids = ([self.bos] if self.bos is not None else []) + self.tokenizer(
+        text, add_special_tokens=False)["input_ids"]
+    return ids[:self.max_len - 1] + [self.eos], len(ids) > self.max_len - 1
 
   def _drop(self, out: dict, reason: str) -> dict:
     return mark_dropped(out, reason, self.dropped)

@@ -12,8 +12,8 @@ decode at read time; the grain pipeline decodes instead. Reading back needs no T
   rec = ds[i]                                      # Text fields as str, image as bytes
 
 `REASONS` is the one vocabulary of bad data: every reason a builder rejects a record for or the
-input pipeline drops an example for or cuts it for (`CUT_REASONS`), with the fix; `report.json` and `data_report.json` name
-reasons from here and nowhere else.
+input pipeline drops an example for or cuts it for (`CUT_REASONS`), with the fix; `report.json`
+and `data_report.json` name reasons from here and nowhere else.
 """
 
 from __future__ import annotations

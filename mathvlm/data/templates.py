@@ -213,14 +213,12 @@ def encode(conversations, template: Template, tokenizer, *, image_token_id: int,
     reps = np.where(ids == IMAGE_PLACEHOLDER, image_seq_len, 1)
     ids = np.repeat(np.where(ids == IMAGE_PLACEHOLDER, image_token_id, ids), reps)
     targets = np.repeat(targets, reps)
+  cut = bool(targets[max_len:].any())  # answer tokens past max_len (none when it fits)
   if len(ids) > max_len:
     if images and np.flatnonzero(ids == image_token_id)[-1] >= max_len:
       raise DropExample("image_truncated", f"max_len={max_len} would cut into the image tokens "
                         f"({images} x {image_seq_len}; {len(ids)} tokens in all)")
-    cut = bool(targets[max_len:].any())
     ids, targets = ids[:max_len], targets[:max_len]
-  else:
-    cut = False
   if not targets.any():
     raise DropExample("no_targets", f"no answer tokens within max_len={max_len}")
   return Tokenized(ids.astype(np.int32), targets.astype(np.int32), images, cut)
