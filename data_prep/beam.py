@@ -123,6 +123,24 @@ def _problem(index, opts, out):
   return index, [writer.encoded(s) for s in samples]
 
 
+def _clear_earlier_remote(out: str) -> None:
+  """`writer.clear_earlier` for a bucket: the same files, through Beam's file systems."""
+  from apache_beam.io.filesystems import FileSystems
+
+  from data_prep.engine import writer
+  if not FileSystems.exists(os.path.join(out, "meta.json")):
+    return
+  texts = [os.path.join(out, t) for t in writer.TEXTS if FileSystems.exists(os.path.join(out, t))]
+  FileSystems.delete(texts)
+  found = FileSystems.match([os.path.join(out, "images", "*", "*")])[0].metadata_list
+  rel = {m.path[len(out.rstrip("/")) + 1:]: m.path for m in found}
+  gone = writer.earlier_images(list(rel))
+  if gone:
+    FileSystems.delete([rel[g] for g in gone])
+  logging.getLogger(__name__).info("engine: --out %s held an earlier run: removed its texts and "
+                                   "%d image files", out, len(gone))
+
+
 def _write_bytes(path: str, data: bytes):
   if "://" in path:
     from apache_beam.io.filesystems import FileSystems
@@ -151,6 +169,9 @@ def generate(out: str, n: int, opts, workers: int = 1, beam_options: str = "",
   writer.check_run(out, n)
   if "://" not in out:
     os.makedirs(out, exist_ok=True)
+    writer.clear_earlier(out)
+  else:
+    _clear_earlier_remote(out)
   with beam.Pipeline(options=pipeline_options(beam_options, workers)) as p:
     _ = (p | "indices" >> beam.Create(list(range(start, start + n))) | beam.Reshuffle()
          | beam.Map(_problem, opts, out) | beam.combiners.ToList()

@@ -21,6 +21,7 @@ import json
 import logging
 import multiprocessing as mp
 import os
+import re
 import sys
 
 import numpy as np
@@ -127,6 +128,40 @@ def check_run(out: str, n: int):
     raise ValueError(f"engine: --n {n}; give the number of problems, 0 or more")
   if "://" not in out and os.path.exists(out) and not os.path.isdir(out):
     raise NotADirectoryError(f"engine: --out {out} is a file; give a folder (made if missing)")
+
+
+# What a run writes, and so what it removes of an earlier run into the same --out: its texts
+# (meta.json first: a folder without it is an unfinished run) and its images, by their names.
+TEXTS = ("meta.json", "instruct.json", "caption.json", "scenes.jsonl")
+IMAGE_NAME = re.compile(r"(%s)_\w+\.(png|jpg)" % "|".join(DOMAINS))
+
+
+def earlier_images(names: list[str]) -> list[str]:
+  """Those of `names` (paths relative to --out) that are images an engine run wrote."""
+  return [n for n in names if n.count("/") == 2 and n.split("/")[0] == "images"
+          and n.split("/")[1] in DOMAINS and IMAGE_NAME.fullmatch(n.split("/")[2])]
+
+
+def clear_earlier(out: str) -> int:
+  """Removes an earlier run's files from `out` (a local folder) before this run writes there:
+  records name only this run's images, but the folder would keep every image the earlier run
+  wrote past this one's (fewer problems, another domain, a degraded image now a JPEG), which
+  a tool that lists images/ takes for data. Only a folder with an engine's meta.json is
+  touched, and in it only the texts and images/<domain>/<domain>_*.png|jpg. Returns how many
+  images went."""
+  if not os.path.exists(os.path.join(out, "meta.json")):
+    return 0
+  for name in TEXTS:
+    if os.path.exists(os.path.join(out, name)):
+      os.remove(os.path.join(out, name))
+  names = [f"images/{d}/{f}" for d in DOMAINS if os.path.isdir(os.path.join(out, "images", d))
+           for f in os.listdir(os.path.join(out, "images", d))]
+  gone = earlier_images(names)
+  for name in gone:
+    os.remove(os.path.join(out, name))
+  log.info("engine: --out %s held an earlier run: removed its texts and %d image files, so the "
+           "folder holds this run's alone", out, len(gone))
+  return len(gone)
 
 
 def steps_range(text: str) -> tuple:
@@ -489,6 +524,7 @@ def generate(out: str, n: int, opts: Options, workers: int = 1, start: int = 0) 
   opts.check()
   check_run(out, n)
   os.makedirs(out, exist_ok=True)  # also for n = 0: the texts are written either way
+  clear_earlier(out)
   folders = {f"images/{domain_for(opts.domain, i)}" for i in range(start, start + min(n, 3))}
   for folder in folders:  # made here, before the workers start: they only write files
     os.makedirs(os.path.join(out, folder), exist_ok=True)
