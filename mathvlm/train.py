@@ -620,7 +620,7 @@ def resume_or_initialise(run: Run, ckpt, data_iter, workdir: str):
   if ckpt.latest_step() is not None:
     epochs_of = None if run.config.data.group_by_length else (
         lambda steps: plan_of(run.config, len(run.source), steps)["epochs"])
-    resume.check(run.config, workdir, ckpt.latest_step(), epochs_of)
+    resume.check(run.config, workdir, ckpt.latest_step(), epochs_of, run.plan["epochs"])
   state, start, loop = ckpt.restore_latest(run.abstract_state, data_iter)
   if state is None:
     state, start = train_state.initial_state(run), 0

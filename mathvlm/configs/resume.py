@@ -77,11 +77,13 @@ def differences(old: dict[str, Any], new: dict[str, Any],
   return sorted(k for k in set(old) | set(new) if was(k) != new.get(k, "<absent>"))
 
 
-def check(config, workdir: str, step: int, epochs_of=None) -> None:
+def check(config, workdir: str, step: int, epochs_of=None, epochs: int | None = None) -> None:
   """Fails when the workdir's recorded config differs from `config` in a field outside
   `MAY_CHANGE`; logs the fields that may change and did. step: the checkpoint being resumed.
   epochs_of: steps -> the passes over the data the stream is shuffled over (None: each epoch
-  is ordered on its own, data.group_by_length), to warn when a new `steps` reshuffles it."""
+  is ordered on its own, data.group_by_length), to warn when a new `steps` reshuffles it.
+  epochs: the run's planned passes over its data, for the order changes that touch only runs
+  of several (None: unknown, every change that touches the config counts)."""
   path = epath.Path(workdir, FILE)
   if not path.exists():
     log.warning("%s is missing (a workdir from before it was kept): the resumed config is not "
@@ -105,7 +107,7 @@ def check(config, workdir: str, step: int, epochs_of=None) -> None:
     log.info("resumed with %s", show(k))
   if epochs_of is not None and "steps" in diff and "steps" in old:
     warn_reshuffle(epochs_of(old["steps"]), epochs_of(new["steps"]), show("steps"), step)
-  check_order(order, new, path)
+  check_order(order, new, path, epochs)
 
 
 def warn_reshuffle(before: int, now: int, change: str, step: int) -> None:
@@ -134,12 +136,16 @@ def data_order() -> dict:
   return {"version": pipeline.ORDER_VERSION, "grain": metadata.version("grain")}
 
 
-def check_order(order: dict | None, flat: dict[str, Any], path) -> None:
+def check_order(order: dict | None, flat: dict[str, Any], path, epochs: int | None = None) -> None:
   """Fails when the code's data order changed, since `order` was recorded, in a way that touches
-  this config (`flat`, flattened); warns where that cannot be told."""
+  this config (`flat`, flattened) and, for a change to later epochs only, a run of `epochs` > 1
+  (None: unknown); warns where that cannot be told."""
   from mathvlm.data import pipeline
   now = data_order()
-  touches = lambda v: bool(flat.get(pipeline.ORDER_CHANGES[v][0]))
+
+  def touches(v):
+    field, _, later_epochs_only = pipeline.ORDER_CHANGES[v]
+    return bool(flat.get(field)) and not (later_epochs_only and epochs == 1)
   if order is None:
     hits = [pipeline.ORDER_CHANGES[v][1] for v in pipeline.ORDER_CHANGES if touches(v)]
     if hits:

@@ -31,13 +31,18 @@ from mathvlm.data.records import REASONS
 # whose setting the change touches: a workdir resumed across the change then fails at start
 # (mathvlm/configs/resume.py) instead of training on, unseen, in another order. grain's own
 # version is recorded beside it, since its shuffle and mix define the rest of the order.
-ORDER_CHANGES = {  # version -> (config field it touches when set, what changed)
+ORDER_CHANGES = {  # version -> (config field it touches when set, what changed, whether it
+    # touches only a run of several epochs: one epoch's order is then the same)
     2: ("data.mixture", "034efb0 (2026-12-05): each source of a mixture is shuffled before "
-        "grain's mix"),
+        "grain's mix", False),
     3: ("data.group_by_length", "2026-12-07: over several epochs, the examples that fill no "
         "full megabatch go on in whole global batches, so later epochs' batches stay one "
         "modality and length (a run of one epoch, or whose modalities divide into global "
-        "batches, keeps its order)"),
+        "batches, keeps its order)", True),
+    4: ("data.mixture", "2026-12-07: over several epochs, each epoch of a mixture reads on "
+        "through every source's shuffle, so a source the mixture cuts short gives other records "
+        "each epoch instead of the first epoch's again (a run of one epoch keeps its order)",
+        True),
 }
 ORDER_VERSION = max(ORDER_CHANGES)
 
@@ -177,7 +182,8 @@ def make_dataset(source, *, global_batch: int, seed: int, epochs: int = 1,
     if kinds:
       base = base.map_with_index(Augment(kinds, seed, len(source), order, epoch_of))
   else:
-    base = grain.MapDataset.source(source).repeat(epochs)
+    base = (source.over_epochs(epochs) if hasattr(source, "over_epochs")
+            else grain.MapDataset.source(source).repeat(epochs))
     if kinds:  # before the shuffle, where the index still says (epoch, record)
       base = base.map_with_index(Augment(kinds, seed, len(source)))
     base = base.shuffle(seed=seed)

@@ -153,7 +153,8 @@ class Mixture:
   so a source it does not exhaust is cut short. Each source is shuffled (seeded) before mixing, so
   the records an epoch uses are a uniform sample of it, not a prefix in reading order (the same
   first problems of MAVIS-Instruct with all their question versions; never the tail of
-  MathV360K's file). How many records the mixture leaves out is logged."""
+  MathV360K's file). Later epochs read on through each source (`over_epochs`), so such a source
+  gives other records each epoch. How many records an epoch leaves out is logged."""
 
   def __init__(self, sources, weights, seed: int = 0):
     self.sources = sources
@@ -163,12 +164,21 @@ class Mixture:
     total = sum(len(s) for s in sources)
     if len(self.mixed) < total:
       logging.getLogger("mathvlm.data").warning(
-          "data.mixture: an epoch draws %d of the %d records (weights %s over sizes %s); the "
-          "others (a seeded random sample of each source) are not trained on", len(self.mixed),
-          total, list(weights), [len(s) for s in sources])
+          "data.mixture: an epoch draws %d of the %d records (weights %s over sizes %s), a "
+          "seeded random sample of each source; each further epoch draws the next records of "
+          "each source's shuffle", len(self.mixed), total, list(weights), [len(s) for s in sources])
 
   def __len__(self) -> int:
     return len(self.mixed)
+
+  def over_epochs(self, epochs: int) -> grain.MapDataset:
+    """`epochs` passes, the first being `self`'s records in order. Repeated as one source, every
+    epoch would draw the first epoch's sample again: with a=3,b=1 over b's 300 records, the same
+    100 three times. Here pass e asks the mix for its records past the first pass, which take
+    each source's next keys: grain's shuffle answers a key past its source's length from a new
+    permutation for that pass over the source, so b gives 300 different records in 3 epochs,
+    and over a run every record of a source is drawn as often as any other, give or take one."""
+    return self.mixed.repeat(epochs)
 
   def __getitem__(self, i: int):
     return self.mixed[i]

@@ -193,9 +193,17 @@ def test_resuming_a_mixture_across_a_data_order_change_fails_naming_the_change(t
     mixed.data.mixture = "a=1,b=3"
   (tmp_path / "m").mkdir()
   _recorded_with_order(tmp_path / "m", mixed, 1)
-  with pytest.raises(ValueError, match=r"data order 1 .* order 3;[^\n]*\n  2: 034efb0[^\n]*\n"
-                                       r"Resume"):  # change 3 (group_by_length) not named
+  with pytest.raises(ValueError, match=r"data order 1 .* order 4;[^\n]*\n  2: 034efb0[^\n]*\n"
+                                       r"  4: [^\n]*\nResume"):  # not 3 (group_by_length)
     resume.check(mixed, str(tmp_path / "m"), 4)
+  # order 4 (a mixture's later epochs read on through its sources) leaves one epoch's order
+  with pytest.raises(ValueError, match=r"order 4;[^\n]*\n  2: 034efb0[^\n]*\nResume"):
+    resume.check(mixed, str(tmp_path / "m"), 4, epochs=1)
+  (tmp_path / "m3").mkdir()
+  _recorded_with_order(tmp_path / "m3", mixed, 3)
+  resume.check(mixed, str(tmp_path / "m3"), 4, epochs=1)
+  with pytest.raises(ValueError, match=r"data order 3 .* order 4;[^\n]*\n  4: 2026-12-07"):
+    resume.check(mixed, str(tmp_path / "m3"), 4, epochs=2)
   single = importlib.import_module("mathvlm.configs.sft").get_config("model=tiny")
   (tmp_path / "s").mkdir()
   _recorded_with_order(tmp_path / "s", single, 1)
@@ -206,8 +214,9 @@ def test_resuming_a_mixture_across_a_data_order_change_fails_naming_the_change(t
     grouped.data.group_by_length = True
   (tmp_path / "g").mkdir()
   _recorded_with_order(tmp_path / "g", grouped, 2)
-  with pytest.raises(ValueError, match=r"data order 2 .* order 3;[^\n]*\n  3: 2026-12-07"):
+  with pytest.raises(ValueError, match=r"data order 2 .* order 4;[^\n]*\n  3: 2026-12-07"):
     resume.check(grouped, str(tmp_path / "g"), 4)
+  resume.check(grouped, str(tmp_path / "g"), 4, epochs=1)  # one epoch: the same order
 
 
 def test_resuming_a_mixture_recorded_before_the_order_was_kept_warns(tmp_path, caplog):

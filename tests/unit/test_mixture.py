@@ -1,6 +1,8 @@
 """A weighted mixture of built datasets (`data.mixture='a=3,b=1'`) draws 3:1 through the trainer's
 input pipeline (shuffled, batched), within sampling error."""
 
+import collections
+
 import numpy as np
 import pytest
 
@@ -63,3 +65,27 @@ def test_a_bad_mixture_is_named_when_the_config_is_made():
   c.data.name, c.data.mixture = "mathv360k", "mathv360k=nan"
   with pytest.raises(ValueError, match="finite"):
     common.validate(c, process_count=1, device_count=1)
+
+
+def _drawn(mixture, epochs: int) -> list:
+  """Every (source, record) the trainer's pipeline gives over `epochs`, in batches of 100."""
+  return [(int(s), int(i)) for batch in make_dataset(mixture, global_batch=100, seed=0,
+                                                     epochs=epochs)
+          for s, i in zip(batch["source"], batch["index"])]
+
+
+def test_each_epoch_of_a_mixture_draws_other_records_of_a_source_it_cuts_short():
+  """a=3,b=1 over 300 records each: an epoch takes all of a and 100 of b. Repeating the first
+  epoch's draw trained the same 100 of b three times over 3 epochs, 200 never; each epoch now
+  reads on through b's shuffle. The first epoch is the mixture's own records, as before."""
+  mixture = Mixture([Tagged(0, 300), Tagged(1, 300)], [3.0, 1.0])
+  assert len(mixture) == 400
+  drawn = _drawn(mixture, 3)
+  assert len(drawn) == 1200
+  counts = collections.Counter(drawn)
+  assert len([k for k in counts if k[0] == 1]) == 300  # all of b, once each
+  assert set(counts.values()) == {1, 3}  # a's records three times, b's once
+  first = mixture.over_epochs(3)
+  assert [first[i] for i in range(400)] == [mixture[i] for i in range(400)]
+  assert sorted(_drawn(mixture, 1)) == sorted((int(mixture[i]["source"]),
+                                               int(mixture[i]["index"])) for i in range(400))
