@@ -51,7 +51,7 @@ def sharded_step(cfg, mesh, batch_shapes):
   config = step_config()
   abstract = nnx.eval_shape(lambda: Llava(cfg, rngs=nnx.Rngs(0)))
   graphdef, abs_params, abs_frozen = nnx.split(abstract, nnx.Param, ...)
-  tx, schedule = make_optimizer(config, 1000)
+  tx, schedule = make_optimizer(config, 1000, abs_params)
   param_sh = sharding.state_shardings(abs_params, mesh)
   rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   abs_opt = jax.eval_shape(tx.init, abs_params)

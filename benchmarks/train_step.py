@@ -50,7 +50,7 @@ def jitted_step(model, data: dict[str, np.ndarray]):
 
   config = step_config()
   graphdef, params, frozen = nnx.split(model, nnx.Param, ...)
-  tx, schedule = make_optimizer(config, 1000)
+  tx, schedule = make_optimizer(config, 1000, params)
   step = jax.jit(make_train_step(config, objectives.get("lm"), graphdef, tx, schedule),
                  donate_argnums=(0,))
   # committed to the device, as the trainer's state is: an uncommitted step counter would make

@@ -59,27 +59,33 @@ log = logging.getLogger("mathvlm.train")
 # ---------------------------------------------------------------------------------------------
 # Model: what trains.
 
+def rule_decisions(paths: list[str], rules, field: str,
+                   decisions: tuple[str, str]) -> dict[str, str]:
+  """path -> the decision of the first (regex, decision) rule that matches it; a path no rule
+  covers is an error, since leaving it to a default would decide for the user unsaid."""
+  out, uncovered = {}, []
+  for p in paths:
+    decision = next((d for regex, d in rules if re.fullmatch(regex, p)), None)
+    if decision is None:
+      uncovered.append(p)
+    out[p] = decision
+  if uncovered:
+    raise ValueError(f"{field} cover no rule for {len(uncovered)} parameters, e.g. "
+                     f"{uncovered[:3]}: end the rules with ('.*', '{decisions[0]}') or "
+                     f"('.*', '{decisions[1]}')")
+  return out
+
+
 def trainable_paths(paths: list[str], rules) -> set[str]:
   """First matching (regex, decision) rule wins; a parameter no rule covers is an error, and so is
   a rule that matches no parameter (a misspelt freeze rule would hand its weights to the
   catch-all)."""
-  out, uncovered = set(), []
-  for p in paths:
-    for regex, decision in rules:
-      if re.fullmatch(regex, p):
-        if decision == "trainable":
-          out.add(p)
-        break
-    else:
-      uncovered.append(p)
-  if uncovered:
-    raise ValueError(f"train_rules cover no rule for {len(uncovered)} parameters, e.g. "
-                     f"{uncovered[:3]}: end the rules with ('.*', 'frozen') or ('.*', 'trainable')")
+  decided = rule_decisions(paths, rules, "train_rules", ("frozen", "trainable"))
   dead = [tuple(r) for r in rules if not any(re.fullmatch(r[0], p) for p in paths)]
   if dead:
     raise ValueError(f"train_rules {dead} match no parameter of this model, e.g. {paths[:3]}: "
                      "fix the regex (a typo leaves those weights to a later rule) or drop the rule")
-  return out
+  return {p for p, d in decided.items() if d == "trainable"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,10 +98,32 @@ def updates_per_step(config, objective) -> int:
   return objective.updates_per_step(objective.options(config))
 
 
-def make_optimizer(config, total_steps: int):
+def decay_mask(rules, params):
+  """AdamW's mask over the trainable `params` (an nnx.State, abstract or not): True where
+  `optim.decay_rules` decay the tensor; None where they decay every one, since optax without a
+  mask keeps the optimizer state's tree of the runs from before the rules, whose checkpoints then
+  restore as they were. A rule that matches none of them is no error: a LoRA-only run trains no
+  bias, and the default's no_decay rules then match nothing."""
+  import numpy as np
+  from flax import nnx
+
+  from mathvlm.models.layers import path_str
+  sizes = {path_str(p): int(np.prod(v.get_value().shape)) for p, v in nnx.to_flat_state(params)}
+  decided = rule_decisions(list(sizes), rules, "optim.decay_rules", ("decay", "no_decay"))
+  kept = [p for p, d in decided.items() if d == "no_decay"]
+  log.info("optim.decay_rules: %d tensors (%s parameters) decay, %d (%s) do not, e.g. %s",
+           len(sizes) - len(kept), f"{sum(sizes.values()) - sum(sizes[p] for p in kept):,}",
+           len(kept), f"{sum(sizes[p] for p in kept):,}", kept[:2])
+  if not kept:
+    return None
+  return nnx.map_state(lambda path, v: v.replace(decided[path_str(path)] == "decay"), params)
+
+
+def make_optimizer(config, total_steps: int, params):
   """(tx, schedule): `schedule(step)` is the lr of every update of that step. The optimizer counts
   updates, several per step for an objective with passes (RL), so it gets the schedule over
-  updates: warmup and decay stay in steps, and the passes of one step share one lr."""
+  updates: warmup and decay stay in steps, and the passes of one step share one lr. params: the
+  trainable parameters (abstract will do), which `optim.decay_rules` pick the decayed ones of."""
   import optax
 
   from mathvlm import objectives
@@ -114,9 +142,10 @@ def make_optimizer(config, total_steps: int):
     schedule = optax.join_schedules([optax.linear_schedule(0.0, o.lr, warmup),
                                      optax.constant_schedule(o.lr)], [warmup])
   per_update = schedule if passes == 1 else lambda count: schedule(count // passes)
+  mask = decay_mask(o.decay_rules, params) if o.weight_decay else None
   tx = optax.chain(optax.clip_by_global_norm(o.grad_clip),
                    optax.adamw(per_update, b1=o.b1, b2=o.b2, eps=o.eps,
-                               weight_decay=o.weight_decay))
+                               weight_decay=o.weight_decay, mask=mask))
   return tx, schedule
 
 
@@ -383,7 +412,7 @@ def setup(config, devices=None) -> Run:
                                                         graphdef=graphdef))
   if host is not None:  # the step trains on what the host step makes of the data
     example, shapes = host.example, host.batch_shapes
-  tx, schedule = make_optimizer(config, total)
+  tx, schedule = make_optimizer(config, total, abs_params)
   abstract_state, state_sh = train_state.state_shardings(
       objective, objective.options(config), abs_params, abs_frozen, tx, mesh, rules)
   batch_sh = {k: sharding.batch_sharding(mesh) for k in shapes}

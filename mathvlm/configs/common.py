@@ -17,6 +17,15 @@ from mathvlm.models import registry
 from mathvlm.models.layers import ATTENTION_IMPLS
 from mathvlm.sharding import DEFAULT_RULES, rule_errors
 
+# Which trainable parameters AdamW decays: (regex over parameter paths, 'decay' | 'no_decay'), first
+# match wins, and a trainable parameter no rule covers is an error. The default is the Hugging Face
+# Trainer's, which LLaVA, Math-LLaVA and MAVIS train with (transformers' Trainer.
+# get_decay_parameter_names): no bias and no norm's weight decays (LayerNorm's scale, RMSNorm's
+# weight, `pre_layrnorm` included), everything else does (kernels, embeddings, LoRA adapters,
+# class/position embeddings, logit_scale). By name, not ndim: scanned layers' norm weights are 2-D.
+DECAY_RULES = ((r"(.*/)?bias", "no_decay"), (r"(.*/)?[^/]*norm[^/]*/(scale|weight)", "no_decay"),
+               (".*", "decay"))
+
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
   """'model=llava-1.5-13b,data=mathv360k' -> ConfigDict over `defaults`; unknown keys fail."""
@@ -84,7 +93,8 @@ def base(objective: str) -> ml_collections.ConfigDict:
   ))
   c.optim = ml_collections.ConfigDict(dict(
       lr=2e-5, warmup_ratio=0.03, schedule="cosine", end_lr_ratio=0.0, weight_decay=0.0,
-      b1=0.9, b2=0.999, eps=1e-8, grad_clip=1.0, grad_accum=1))
+      b1=0.9, b2=0.999, eps=1e-8, grad_clip=1.0, grad_accum=1,
+      decay_rules=DECAY_RULES))  # what weight_decay reaches: DECAY_RULES above
   c.steps = -1                # -1: epochs x examples / global batch
 
   c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=1))
@@ -141,14 +151,8 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1, device_count:
     errors.append(f"lora.rank={c.lora.rank} and lora.targets={c.lora.targets!r}: set both or "
                   "neither")
   errors += lora_dropout_errors(c.lora)
-  for rule in c.train_rules:
-    if len(rule) != 2 or rule[1] not in ("trainable", "frozen"):
-      errors.append(f"train_rules entry {rule!r}: expected (regex, 'trainable'|'frozen')")
-    else:
-      try:
-        re.compile(rule[0])
-      except re.error as e:
-        errors.append(f"train_rules regex {rule[0]!r}: {e}")
+  errors += rules_errors("train_rules", c.train_rules, ("trainable", "frozen"))
+  errors += rules_errors("optim.decay_rules", c.optim.decay_rules, ("decay", "no_decay"))
   errors += optim_errors(c.optim) + loop_errors(c)
   if c.optim.grad_accum < 1 or c.data.global_batch < 1:  # the divisions below need them
     raise ValueError("invalid config:\n  " + "\n  ".join(errors))
@@ -201,6 +205,20 @@ def foreign_option_errors(c: ml_collections.ConfigDict) -> list[str]:
         errors.append(f"{name}.{key}={value!r}: an option of objective {name!r}, which "
                       f"objective={c.objective!r} never reads; set objective={name!r} or leave "
                       f"{name}.* at its defaults")
+  return errors
+
+
+def rules_errors(field: str, rules, decisions: tuple[str, str]) -> list[str]:
+  """(regex, decision) rules that would fail mid-setup, or match as no one meant, unnamed."""
+  errors = []
+  for rule in rules:
+    if not isinstance(rule, (tuple, list)) or len(rule) != 2 or rule[1] not in decisions:
+      errors.append(f"{field} entry {rule!r}: expected (regex, '{decisions[0]}'|'{decisions[1]}')")
+    else:
+      try:
+        re.compile(rule[0])
+      except re.error as e:
+        errors.append(f"{field} regex {rule[0]!r}: {e}")
   return errors
 
 

@@ -39,9 +39,14 @@ MAY_CHANGE = ("steps", "optim.lr", "optim.grad_clip", "checkpoint.", "metrics.",
 
 
 # Fields added after workdirs were written whose default is not what those runs did: an old
-# record without one ran as this value. Any other field an old record lacks ran as
-# `common.base`'s default (a new option off by default).
-ABSENT_MEANT = {"grpo.curriculum_min_steps": 1}  # moved the level after any step
+# record without one ran as this value, or as what it gives of the old (flattened) record. Any
+# other field an old record lacks ran as `common.base`'s default (a new option off by default).
+ABSENT_MEANT = {
+    "grpo.curriculum_min_steps": 1,  # moved the level after any step
+    # decayed every trainable tensor; at weight_decay 0 none decays, whatever the rules
+    "optim.decay_rules": lambda old: (((".*", "decay"),) if old.get("optim.weight_decay")
+                                      else common.DECAY_RULES),
+}
 
 
 def may_change(field: str) -> bool:
@@ -91,11 +96,11 @@ def check(config, workdir: str, step: int, epochs_of=None, epochs: int | None = 
     return
   old, order = recorded(path)
   new = flatten(config)
-  defaults = {**flatten(common.base(config.objective)), **ABSENT_MEANT}
-  diff = differences(old, new, defaults)
+  meant = {k: v(old) if callable(v) else v for k, v in ABSENT_MEANT.items()}
+  diff = differences(old, new, {**flatten(common.base(config.objective)), **flatten(meant)})
   fixed = [k for k in diff if not may_change(k)]
   was = lambda k: repr(old[k]) if k in old else (
-      f"<absent: ran as {defaults[k]!r}>" if k in ABSENT_MEANT else "'<absent>'")
+      f"<absent: ran as {meant[k]!r}>" if k in meant else "'<absent>'")
   show = lambda k: f"{k}: {was(k)} -> {new.get(k, '<absent>')!r}"
   if fixed:
     raise ValueError(

@@ -1,7 +1,9 @@
 """The trainer: same numbers on any mesh and process count, exact resume, what trains is config."""
 
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -106,6 +108,40 @@ def test_lora_dropout_run_resumed_matches_the_uninterrupted_run(tmp_path):
   fa, fb = _flat(_restore_state(straight, 4)), _flat(_restore_state(resumed, 4))
   assert sorted(fa) == sorted(fb) and any("lora" in k for k in fa)
   assert all(np.array_equal(fa[k], fb[k]) for k in fa)  # params, Adam moments, step
+
+
+def test_a_weight_decay_run_with_its_decay_mask_resumes_bitwise(tmp_path):
+  """optim.weight_decay > 0 under the default decay_rules: the mask reaches the trainer's state
+  (its shardings, the jitted step, orbax's save and restore), and the run resumed from step 1
+  ends as the uninterrupted one. MAVIS stage 3 trains the projector (biases: no decay) and LoRA."""
+  import shutil
+
+  from mathvlm.train import train
+  config = lambda: tiny_config("lm", "model=tiny,recipe=mavis", steps=2, checkpoint__every=1,
+                               optim__weight_decay=0.1)
+  straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+  seen, handler = [], logging.Handler(logging.INFO)  # the trainer's logger does not propagate
+  handler.emit = lambda record: seen.append(record.getMessage())
+  log, level = logging.getLogger("mathvlm.train"), logging.getLogger("mathvlm.train").level
+  log.addHandler(handler)
+  log.setLevel(logging.INFO)
+  try:
+    train(config(), straight)
+  finally:
+    log.removeHandler(handler)
+    log.setLevel(level)
+  assert any(re.match(r"optim.decay_rules: 16 tensors .* decay, 2 \(256\) do not", m)
+             for m in seen), seen
+  shutil.copytree(straight, resumed)
+  shutil.rmtree(f"{resumed}/checkpoints/2")
+  shutil.rmtree(f"{resumed}/model")
+  ran = []
+  train(config(), resumed, callbacks=[lambda done, ckpt: ran.append(done)])
+  assert ran == [2] and [m["loss"] for m in metrics(straight)] == [
+      m["loss"] for m in metrics(resumed)]
+  fa, fb = _flat(_restore_state(straight, 2)), _flat(_restore_state(resumed, 2))
+  assert sorted(fa) == sorted(fb) and any("linear_1']['bias" in k for k in fa)
+  assert all(np.array_equal(fa[k], fb[k]) for k in fa)
 
 
 @pytest.mark.slow  # default run: GRPO's 2-process test and the SLURM launcher's 2 processes

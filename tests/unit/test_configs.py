@@ -1,6 +1,7 @@
 """Recipes are code with the papers' defaults; unknown or contradictory fields fail at start."""
 
 import importlib
+import re
 
 import pytest
 
@@ -55,6 +56,10 @@ def test_argument_string_errors_name_the_key():
     (dict(objective__="ppo"), "objective=.ppo."),
     (dict(train_rules=(("(", "frozen"),)), "train_rules regex '\\('"),
     (dict(train_rules=((".*", "sometimes"),)), "expected \\(regex, 'trainable'\\|'frozen'\\)"),
+    (dict(optim__decay_rules=(("(", "decay"),)), "optim.decay_rules regex '\\('"),
+    (dict(optim__decay_rules=((".*", "decayed"),)),
+     r"optim.decay_rules entry \('.\*', 'decayed'\): expected \(regex, 'decay'\|'no_decay'\)"),
+    (dict(optim__decay_rules=(".*", "decay")), r"optim.decay_rules entry '.\*': expected"),
     (dict(optim__warmup_ratio=1.5), "optim.warmup_ratio=1.5"),
     (dict(data__global_batch=6, mesh__fsdp=4), "divisible by mesh.data x mesh.fsdp = 4"),
     (dict(data__packing=True, steps=-1), "data.packing needs steps > 0"),
@@ -266,13 +271,13 @@ def test_resuming_with_steps_that_need_another_epoch_warns_of_the_reshuffle(tmp_
     assert ("examples after step 4 follow another shuffle" in caplog.text) == warned
 
 
-def _recorded_without(recipe: str, field: str, workdir):
-  """The recipe's tiny config, recorded in workdir as a run from before `field` existed would
-  have recorded it."""
+def _recorded_without(recipe: str, field: str, workdir, config=None):
+  """The recipe's tiny config (or `config`), recorded in workdir as a run from before `field`
+  existed would have recorded it."""
   import json
 
   from mathvlm.configs import resume
-  config = importlib.import_module(f"mathvlm.configs.{recipe}").get_config("model=tiny")
+  config = config or importlib.import_module(f"mathvlm.configs.{recipe}").get_config("model=tiny")
   resume.record(config, str(workdir))
   path = workdir / resume.FILE
   rec = json.loads(path.read_text())
@@ -342,3 +347,24 @@ def test_a_workdir_from_before_the_curriculums_min_steps_resumes_only_as_it_ran(
   with config.unlocked():
     config.grpo.curriculum_min_steps = 1
   resume.check(config, str(tmp_path), 4)
+
+
+def test_a_workdir_from_before_decay_rules_resumes_at_weight_decay_0_only_as_it_ran(tmp_path):
+  """Before `optim.decay_rules` AdamW decayed every trainable tensor. At weight_decay 0 nothing
+  decays whatever the rules, so such a workdir resumes with the new default; above 0 the default
+  (no bias or norm decays) would train another run: refused, naming what the run did, and it
+  resumes with that."""
+  from mathvlm.configs import resume
+  config = _recorded_without("sft", "optim.decay_rules", tmp_path)
+  assert config.optim.weight_decay == 0
+  resume.check(config, str(tmp_path), 4)
+  (tmp_path / "wd").mkdir()
+  with config.unlocked():
+    config.optim.weight_decay = 0.1
+  config = _recorded_without("sft", "optim.decay_rules", tmp_path / "wd", config)
+  ran_as = re.escape("optim.decay_rules: <absent: ran as (('.*', 'decay'),)> -> [['(.*/)?bias'")
+  with pytest.raises(ValueError, match=ran_as):
+    resume.check(config, str(tmp_path / "wd"), 4)
+  with config.unlocked():
+    config.optim.decay_rules = ((".*", "decay"),)
+  resume.check(config, str(tmp_path / "wd"), 4)

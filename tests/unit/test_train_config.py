@@ -30,7 +30,8 @@ def test_with_passes_every_update_of_a_step_applies_that_steps_lr():
   c = grpo_recipe.get_config("model=tiny")
   c.steps, c.optim.lr, c.optim.warmup_ratio, c.optim.schedule = 12, 1.0, 0.25, "cosine"
   c.optim.weight_decay, c.grpo.passes = 0.0, 4
-  tx, schedule = train.make_optimizer(c, c.steps)
+  graphdef, params = nnx.split(_Scalar())
+  tx, schedule = train.make_optimizer(c, c.steps, params)
 
   class Objective:  # grpo's passes, a loss of d(loss)/dw = 1: Adam moves w by -lr each update
     prepare = weight_metric = None
@@ -41,7 +42,6 @@ def test_with_passes_every_update_of_a_step_applies_that_steps_lr():
     def loss(model, batch, cfg):
       return model.w[...], jnp.float32(1), {}
 
-  graphdef, params = nnx.split(_Scalar())
   step = jax.jit(train.make_train_step(c, Objective, graphdef, tx, schedule))
   state = dict(params=params, frozen=nnx.State({}), opt_state=tx.init(params), step=jnp.int32(0))
   for k in range(c.steps):
@@ -177,7 +177,7 @@ def test_lora_dropout_is_in_the_loss_forward_only_and_a_function_of_seed_and_ste
 
   def run(rate, step, seed=0, accum=1, batch=batch):
     c.lora.dropout, c.seed, c.optim.grad_accum = rate, seed, accum
-    tx, schedule = train.make_optimizer(c, 10)
+    tx, schedule = train.make_optimizer(c, 10, params)
     fn = jax.jit(train.make_train_step(c, _Recorded, graphdef, tx, schedule))
     state = dict(params=params, frozen=frozen, opt_state=tx.init(params), step=jnp.int32(step))
     metrics = {k: np.asarray(v) for k, v in fn(state, batch)[1].items()}
@@ -198,3 +198,122 @@ def test_lora_dropout_is_in_the_loss_forward_only_and_a_function_of_seed_and_ste
   assert np.abs(first - second).max() > 1e-3
   assert np.array_equal(run(0.5, 5, 0, 2, dict(twice, w=jnp.array([1.0, 1, 0, 0])))[0]["y"],
                         first)
+
+
+# ---------------------------------------------------------------------------------------------
+# optim.decay_rules: what AdamW's weight decay reaches.
+
+def _tower_no_decay(tower: str, norms: tuple[str, ...]) -> set[str]:
+  """A CLIP tower's biases and norm weights: what the HF Trainer does not decay."""
+  biased = ("layer_norm1", "layer_norm2", "mlp/fc1", "mlp/fc2", "self_attn/q_proj",
+            "self_attn/k_proj", "self_attn/v_proj", "self_attn/out_proj")
+  return ({f"{tower}/layers/{m}/bias" for m in biased}
+          | {f"{tower}/layers/layer_norm{i}/scale" for i in (1, 2)}
+          | {f"{tower}/{n}/{w}" for n in norms for w in ("bias", "scale")})
+
+
+# transformers' Trainer.get_decay_parameter_names on these models' HF twins: no bias, no
+# LayerNorm (CLIP's, `pre_layrnorm` too), no RMSNorm weight (Llama's `*layernorm`, `norm`)
+_NO_DECAY = {
+    "llava": {"language_model/layers/input_layernorm/weight",
+              "language_model/layers/post_attention_layernorm/weight",
+              "language_model/norm/weight", "multi_modal_projector/linear_1/bias",
+              "multi_modal_projector/linear_2/bias"}
+             | _tower_no_decay("vision_tower", ("pre_layrnorm", "post_layernorm")),
+    "clip": _tower_no_decay("vision_model", ("pre_layrnorm", "post_layernorm"))
+            | _tower_no_decay("text_model", ("final_layer_norm",)),
+}
+
+
+def _abstract_params(family: str):
+  """The tiny preset's parameters, LoRA adapters on every LLaVA language-model projection."""
+  from mathvlm.models import registry
+  from mathvlm.models.lora import add_lora
+
+  def build():
+    model = registry.get(family).build(registry.get(family).preset("tiny"), 0)
+    if family == "llava":
+      add_lora(model, r"language_model/.*_proj", 4, 8.0)
+    return model
+  return nnx.state(nnx.eval_shape(build), nnx.Param)
+
+
+@pytest.mark.parametrize("family", sorted(_NO_DECAY))
+def test_the_default_decay_rules_spare_biases_and_norm_weights_as_the_hf_trainer(family):
+  """Scanned layers' norm weights are 2-D, so only their names tell them apart."""
+  from mathvlm.models.layers import path_str
+  mask = train.decay_mask(common.DECAY_RULES, _abstract_params(family))
+  decays = {path_str(p): v.get_value() for p, v in nnx.to_flat_state(mask)}
+  assert {p for p, d in decays.items() if not d} == _NO_DECAY[family]
+  named = {"llava": ["language_model/embed_tokens/embedding", "language_model/lm_head/kernel",
+                     "language_model/layers/self_attn/q_proj/lora/lora_a",
+                     "vision_tower/class_embedding", "vision_tower/position_embedding",
+                     "vision_tower/patch_embedding/kernel",
+                     "multi_modal_projector/linear_1/kernel"],
+           "clip": ["logit_scale", "text_model/token_embedding", "visual_projection/kernel",
+                    "text_model/layers/mlp/fc1/kernel"]}[family]
+  assert all(decays[p] is True for p in named)
+
+
+def _decay_config(weight_decay: float, rules=common.DECAY_RULES):
+  c = common.base("lm")
+  c.optim.lr, c.optim.warmup_ratio, c.optim.schedule = 0.5, 0.0, "constant"
+  c.optim.weight_decay, c.optim.decay_rules = weight_decay, rules
+  return c
+
+
+class _Block(nnx.Module):
+  def __init__(self):
+    self.proj = nnx.Linear(3, 4, rngs=nnx.Rngs(0))
+    self.norm = nnx.LayerNorm(4, rngs=nnx.Rngs(0))
+
+
+def _block_params():
+  """proj/{kernel,bias}, norm/{scale,bias}, all nonzero (a zero bias shrinks to itself)."""
+  params = nnx.state(_Block(), nnx.Param)
+  return jax.tree.map(lambda x: x + jax.random.normal(jax.random.key(1), x.shape), params)
+
+
+def test_a_step_of_zero_gradients_shrinks_decayed_weights_by_lr_times_wd_and_no_other():
+  """AdamW's decay is lr * wd * w on top of Adam's step, which zero gradients make 0."""
+  import optax
+  params = _block_params()
+  tx, _ = train.make_optimizer(_decay_config(0.1), 10, params)
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  updates, _ = tx.update(zeros, tx.init(params), params)
+  before = {"/".join(map(str, p)): np.asarray(v.get_value()) for p, v in
+            nnx.to_flat_state(params)}
+  after = {"/".join(map(str, p)): np.asarray(v.get_value()) for p, v in
+           nnx.to_flat_state(optax.apply_updates(params, updates))}
+  assert np.array_equal(after["proj/bias"], before["proj/bias"])
+  assert np.array_equal(after["norm/scale"], before["norm/scale"])
+  assert np.array_equal(after["norm/bias"], before["norm/bias"])
+  np.testing.assert_allclose(after["proj/kernel"], before["proj/kernel"] * (1 - 0.5 * 0.1),
+                             rtol=1e-6)
+
+
+def test_the_optimizer_state_is_unmasked_adamws_where_the_rules_exclude_nothing():
+  """Every recipe trains at weight_decay 0, and a run from before the rules decayed everything
+  (resume: `(('.*', 'decay'),)`): their workdirs' optimizer state must keep its tree (optax's
+  mask wraps the decay's state) to restore as it was."""
+  import optax
+  params = _block_params()
+  structure = lambda c: jax.tree.structure(train.make_optimizer(c, 10, params)[0].init(params))
+  plain = lambda wd: jax.tree.structure(optax.chain(  # a schedule, as the trainer's lr
+      optax.clip_by_global_norm(1.0), optax.adamw(optax.constant_schedule(1e-3),
+                                                  weight_decay=wd)).init(params))
+  assert structure(_decay_config(0.0)) == plain(0.0)
+  assert structure(_decay_config(0.1, ((".*", "decay"),))) == plain(0.1)
+  assert structure(_decay_config(0.1)) != plain(0.1)  # the default spares biases and norms
+
+
+def test_a_trainable_parameter_no_decay_rule_covers_is_an_error_naming_it(caplog):
+  """And a rule that matches no trainable parameter is none: a LoRA-only run trains no bias."""
+  params = _block_params()
+  with pytest.raises(ValueError, match=re.escape("optim.decay_rules cover no rule for 1 "
+                                                 "parameters, e.g. ['proj/kernel']")):
+    train.make_optimizer(_decay_config(0.1, ((".*/(bias|scale)", "no_decay"),)), 10, params)
+  kernel_only = nnx.state(_Adapted(), nnx.Param)
+  with caplog.at_level("INFO", logger="mathvlm.train"):
+    train.make_optimizer(_decay_config(0.1), 10, kernel_only)
+  assert "optim.decay_rules: 1 tensors (64 parameters) decay, 0 (0) do not" in caplog.text
