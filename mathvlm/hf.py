@@ -13,6 +13,9 @@ Layouts read:
                  (`model.vision_tower.vision_tower.vision_model.*`): see `original_tower`
   llm, clip, clip_vision   LlamaForCausalLM / MistralForCausalLM, CLIPModel, CLIPVisionModel
 
+The ids a response ends on come from the folder's generation_config.json where it has one (what
+transformers' generate ends on), else from config.json; export writes both files.
+
 Export writes the llava-hf layout (or the plain layouts for the other families); a round trip is
 bit-exact. Our parameter names mirror Hugging Face's, so the mapping below is a rename plus a
 transpose, not a table of every tensor. Our own (orbax) model checkpoints are
@@ -298,6 +301,16 @@ def config_from_hf(layout: str, hf: dict[str, Any], clip_hf: dict[str, Any] | No
   return CLIPVisionConfig.from_hf(vision, **overrides)
 
 
+def folder_config(hf_dir: str, layout: str, hf: dict[str, Any], clip_hf: dict[str, Any] | None,
+                  stats_dir: str | None, **overrides):
+  """A Hugging Face folder's model config: config.json's architecture (and the separate CLIP's),
+  the pixel stats of stats_dir's preprocessor_config.json and the end-of-response ids of the
+  folder's generation_config.json. One function for `load_hf` and
+  `mathvlm.pretrained.pretrained_config`, so that a run plans with the config it loads."""
+  cfg = with_pixel_stats(config_from_hf(layout, hf, clip_hf, **overrides), stats_dir)
+  return with_generation_eos(cfg, hf_dir)
+
+
 def _reject_anyres(hf: dict[str, Any]) -> None:
   """LLaVA-1.6 (LLaVA-NeXT) checkpoints in the original layout share LLaVA-1.5's model_type and
   keys, but tile each image over `image_grid_pinpoints` and add `image_newline` rows: read as
@@ -333,6 +346,62 @@ def with_pixel_stats(cfg, folder: str | None):
   vision = dataclasses.replace(vision, image_mean=tuple(meta["image_mean"]),
                                image_std=tuple(meta["image_std"]))
   return vision if cfg is _vision_of(cfg) else dataclasses.replace(cfg, vision=vision)
+
+
+def _text_of(cfg) -> LlamaConfig | None:
+  """The language model's config (the one that ends responses); None for CLIP, whose text side
+  does not generate."""
+  text = cfg if isinstance(cfg, LlamaConfig) else getattr(cfg, "text", None)
+  return text if isinstance(text, LlamaConfig) else None
+
+
+def with_generation_eos(cfg, folder: str | None):
+  """The config with the end-of-response ids of the folder's generation_config.json, which is
+  what transformers' `generate` ends on (Llama-3-Instruct's lists two ids where its config.json
+  names one); unchanged when there is none, it has no eos_token_id, or it names config.json's."""
+  path = os.path.join(folder or "", "generation_config.json")
+  text = _text_of(cfg)
+  if text is None or not folder or not os.path.exists(path):
+    return cfg
+  eos = _generation_eos(path)
+  if eos is None or set(np.atleast_1d(eos)) == set(np.atleast_1d(text.eos_token_id)):
+    return cfg
+  log.info("%s: responses end on eos_token_id %s, not config.json's %s", path, eos,
+           text.eos_token_id)
+  text = dataclasses.replace(text, eos_token_id=eos)
+  return text if isinstance(cfg, LlamaConfig) else dataclasses.replace(cfg, text=text)
+
+
+def _generation_eos(path: str) -> int | tuple[int, ...] | None:
+  """generation_config.json's eos_token_id: an int, a tuple for a list, None when absent."""
+  try:
+    meta = read_config(path)
+  except json.JSONDecodeError as e:
+    raise CheckpointError(f"{path} is not JSON ({e}): download or copy it again, or delete it "
+                          "(responses then end on config.json's eos_token_id)") from None
+  if not isinstance(meta, dict):
+    raise CheckpointError(f"{path} holds a {type(meta).__name__}, not a JSON object: download or "
+                          "copy it again, or delete it")
+  eos = meta.get("eos_token_id")
+  if eos is None or _is_id(eos):
+    return eos
+  if isinstance(eos, list) and eos and all(_is_id(e) for e in eos):
+    return tuple(eos)
+  raise CheckpointError(f"{path} field eos_token_id={eos!r} is neither a token id nor a list of "
+                        "them: write an int or a list of ints (e.g. [128001, 128009]), or remove "
+                        "the field (responses then end on config.json's eos_token_id)")
+
+
+def _is_id(x) -> bool:
+  return isinstance(x, int) and not isinstance(x, bool)
+
+
+def generation_config(text: LlamaConfig) -> dict[str, Any]:
+  """transformers' GenerationConfig ids for an export: what `with_generation_eos` reads back, and
+  what tools that read only generation_config.json (vLLM's defaults) end responses on."""
+  ids = dict(bos_token_id=text.bos_token_id, eos_token_id=text.eos_token_id,
+             pad_token_id=text.pad_token_id)
+  return {k: list(v) if isinstance(v, tuple) else v for k, v in ids.items() if v is not None}
 
 
 def preprocessor_config(vision: CLIPVisionConfig) -> dict[str, Any]:
@@ -564,7 +633,7 @@ def load_hf(hf_dir: str, dtype: str = "float32", *, compute_dtype: str | None = 
       sources["clip"] = SafetensorsDir(tower.clip_dir)
   overrides = dict(param_dtype=dtype, dtype=compute_dtype or dtype, remat=remat,
                    scan_unroll=scan_unroll)
-  cfg = with_pixel_stats(config_from_hf(layout, hf, clip_hf, **overrides), stats_dir)
+  cfg = folder_config(hf_dir, layout, hf, clip_hf, stats_dir, **overrides)
   abstract = family.abstract(cfg)
   rules = rules_for(layout, sources["main"], sources.get("clip"))
   sharding = sharding or single_device
@@ -654,8 +723,10 @@ def hf_tensors(model: nnx.Module, dtype: str | None = None):
 
 def export_hf(model: nnx.Module, cfg, out_dir: str, *, dtype: str | None = None,
               max_shard_bytes: int = 5 << 30) -> None:
-  """Writes config.json, safetensors (sharded with an index past `max_shard_bytes`) and, for a
-  model with a vision tower, preprocessor_config.json with its pixel statistics."""
+  """Writes config.json, safetensors (sharded with an index past `max_shard_bytes`), for a
+  model with a vision tower preprocessor_config.json with its pixel statistics, and for one that
+  generates generation_config.json with its bos/eos/pad ids, as save_pretrained does: the ids a
+  response ends on survive the round trip for readers of either file."""
   _export_layout(model)
   if any(getattr(m, "lora", None) is not None for _, m in nnx.iter_modules(model)):
     raise CheckpointError("the model has LoRA adapters: merge them first "
@@ -688,6 +759,9 @@ def export_hf(model: nnx.Module, cfg, out_dir: str, *, dtype: str | None = None,
   if _vision_of(cfg) is not None:
     with open(os.path.join(out_dir, "preprocessor_config.json"), "w") as f:
       json.dump(preprocessor_config(_vision_of(cfg)), f, indent=2)
+  if _text_of(cfg) is not None:
+    with open(os.path.join(out_dir, "generation_config.json"), "w") as f:
+      json.dump(generation_config(_text_of(cfg)), f, indent=2)
   with open(os.path.join(out_dir, "config.json"), "w") as f:
     json.dump(hf_cfg, f, indent=2)
 

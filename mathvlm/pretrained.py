@@ -66,10 +66,10 @@ def pretrained_config(path: str, config):
   clip_dir = config.model.clip_dir
   if layout == "llava_original":  # the tower load_hf will read: the checkpoint's own or a CLIP's
     tower = hf.original_tower(path, meta, clip_dir or None)
-    return hf.with_pixel_stats(hf.config_from_hf(layout, meta, tower.clip_hf, **runtime(config)),
-                               tower.stats_dir)
+    return hf.folder_config(path, layout, meta, tower.clip_hf, tower.stats_dir,
+                            **runtime(config))
   clip = hf.read_config(os.path.join(clip_dir, "config.json")) if clip_dir else None
-  return hf.with_pixel_stats(hf.config_from_hf(layout, meta, clip, **runtime(config)), path)
+  return hf.folder_config(path, layout, meta, clip, path, **runtime(config))
 
 
 def load_pretrained(path: str, config, sharding_fn) -> nnx.Module:

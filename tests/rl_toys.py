@@ -1,5 +1,6 @@
 """Problem streams and rewards for RL tests, named by import path in configs (`rl_toys:...`)."""
 
+import dataclasses
 import zlib
 
 QUESTION = "Say a number."
@@ -87,6 +88,14 @@ class VersionStream(NumberStream):
     return [({"id": f"p{i}", "answer": "7", "choices": [],
               "text_en": {f"{v}_question": q.format(i=i) for v, q in VERSION_QUESTIONS.items()}},
              {}) for i in indices]
+
+
+def toy_text(text, vocab_size: int):
+  """A tiny preset's text config fitted to `word_tokenizer`: its vocabulary, and its `</s>` as
+  the end id. The preset's eos 2 is `<unk>` here, which would end a response too (`run.Encoder`
+  ends on the config's ids and the tokenizer's `</s>`, as transformers ends on the config's)."""
+  from mathvlm.demo.data import SPECIALS
+  return dataclasses.replace(text, vocab_size=vocab_size, eos_token_id=SPECIALS.index("</s>"))
 
 
 def word_tokenizer(path: str) -> str:

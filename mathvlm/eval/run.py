@@ -69,17 +69,20 @@ def load_image(problem: Problem, size: int, aspect: str = "pad") -> np.ndarray:
 
 class Encoder:
   """Prompt text -> token ids, with `cfg.image_seq_len` image tokens per `<image>`. eos: the
-  ids that end a response, the tokenizer's `</s>` where it has one, else the model config's
-  `eos_token_id` (one id or several), which is what a tokenizer without `</s>` ends on."""
+  ids that end a response: every id of the model config's `eos_token_id` (which `mathvlm.hf`
+  takes from generation_config.json where a folder has one, as transformers' generate does),
+  and the tokenizer's `</s>` where it has one (a tokenizer trained here may put it at another
+  id than the preset's config names)."""
 
   def __init__(self, tokenizer, image_token_id: int, image_seq_len: int, max_len: int,
                eos_token_id: int | tuple[int, ...] | None = None):
     self.tok, self.image_id, self.image_len, self.max_len = (tokenizer, image_token_id,
                                                              image_seq_len, max_len)
     self.bos = tokenizer.token_to_id("<s>")
-    eos = tokenizer.token_to_id("</s>")
-    eos = eos_token_id if eos is None else eos
-    self.eos: tuple[int, ...] = () if eos is None else tuple(int(e) for e in np.atleast_1d(eos))
+    ids = [] if eos_token_id is None else [int(e) for e in np.atleast_1d(eos_token_id)]
+    end = tokenizer.token_to_id("</s>")
+    ids += [] if end is None else [end]
+    self.eos: tuple[int, ...] = tuple(dict.fromkeys(ids))  # in order, once each
     pad = tokenizer.token_to_id("<pad>")
     self.pad = pad if pad is not None else 0
     self.truncated = 0

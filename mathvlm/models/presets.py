@@ -36,9 +36,11 @@ TINY_VISION = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_layers
 DIAGRAM_VISION = dataclasses.replace(TINY_VISION, image_mean=DIAGRAM_MEAN, image_std=DIAGRAM_STD)
 
 # `make demo`: what two CPU cores train through all four stages in minutes. Its tokenizer is
-# trained on engine text with <image> at id 3 and </s> at id 4 (mathvlm/demo/data.py).
+# trained on engine text with <image> at id 3 and </s> at id 4 (mathvlm/demo/data.py), which ends
+# a response (id 2, the Llama default, is its <unk>).
 DEMO_TEXT = LlamaConfig(vocab_size=1024, hidden_size=128, intermediate_size=384, num_layers=4,
-                        num_heads=4, num_kv_heads=2, max_position_embeddings=1024)
+                        num_heads=4, num_kv_heads=2, max_position_embeddings=1024,
+                        eos_token_id=4)
 
 LLAVA_PRESETS = {
     "tiny": LlavaConfig(

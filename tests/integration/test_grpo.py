@@ -33,7 +33,7 @@ vocab = json.load(open(tok_path))["model"]["vocab"]
 # the tiny model with the tokenizer's vocabulary: every id the policy samples is a word
 tiny = registry.get("llava").presets["tiny"]
 registry.get("llava").presets["tiny-toy"] = dataclasses.replace(
-    tiny, text=dataclasses.replace(tiny.text, vocab_size=len(vocab) + 2))
+    tiny, text=rl_toys.toy_text(tiny.text, len(vocab) + 2))
 c = recipe.get_config("model=tiny,problems=rl_toys:NumberStream")
 c.model.preset, c.data.tokenizer, c.data.template, c.steps = "tiny-toy", tok_path, "plain", steps
 c.optim.lr, c.lora.rank, c.lora.targets = 3e-3, 0, ""
@@ -164,6 +164,7 @@ def test_grpo_on_two_processes_writes_the_rows_of_one(tmp_path, steps, reference
 # parameters; saves the trained rows and the fresh problems asked for.
 REFILL = JOIN + r"""
 import dataclasses, json, os, sys
+import rl_toys
 import jax
 import numpy as np
 from mathvlm import train
@@ -172,7 +173,7 @@ from mathvlm.models import registry
 out = sys.argv[1]
 tiny = registry.get("llava").presets["tiny"]
 registry.get("llava").presets["tiny-toy"] = dataclasses.replace(
-    tiny, text=dataclasses.replace(tiny.text, vocab_size=42))
+    tiny, text=rl_toys.toy_text(tiny.text, 42))
 c = recipe.get_config("model=tiny,problems=rl_toys:PictureStream")
 c.model.preset, c.data.tokenizer, c.data.template = "tiny-toy", f"{out}/tokenizer.json", "plain"
 c.data.max_len, c.lora.rank, c.lora.targets, c.train_rules = 24, 0, "", ((".*", "trainable"),)

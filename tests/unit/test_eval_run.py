@@ -61,9 +61,9 @@ def test_encoder_puts_image_tokens_and_keeps_the_prompt_end(tmp_path):
   assert tok.decode(ids[-6:]).endswith("ASSISTANT:")
 
 
-def test_the_encoder_ends_on_the_configs_eos_when_the_tokenizer_has_no_end_of_text():
+def test_the_encoder_ends_on_the_configs_eos_and_the_tokenizers_end_of_text():
   """A tokenizer without `</s>` (Llama 3's, Qwen's) ends responses on the config's eos ids (all
-  of them); one with `</s>` ends on it, whatever the config says."""
+  of them, as transformers' generate does); one with `</s>` ends on it too."""
   from tokenizers import Tokenizer, models, pre_tokenizers
 
   vocab = {w: i for i, w in enumerate(["<unk>", "a", "b", "<|eot_id|>", "<|end_of_text|>"])}
@@ -76,7 +76,10 @@ def test_the_encoder_ends_on_the_configs_eos_when_the_tokenizer_has_no_end_of_te
   assert run.Encoder(tok, 0, 1, 8).eos == ()
   from mathvlm.demo.parity import train_tokenizer
   with_end = train_tokenizer(["what is the area"] * 10, 300)
-  assert run.Encoder(with_end, 0, 1, 8, eos_token_id=7).eos == (with_end.token_to_id("</s>"),)
+  end = with_end.token_to_id("</s>")
+  assert run.Encoder(with_end, 0, 1, 8, eos_token_id=7).eos == (7, end)
+  assert run.Encoder(with_end, 0, 1, 8, eos_token_id=(end, 7)).eos == (end, 7)  # each once
+  assert run.Encoder(with_end, 0, 1, 8).eos == (end,)
 
 
 def test_templates():

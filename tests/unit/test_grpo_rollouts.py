@@ -44,8 +44,7 @@ def toy(tmp_path_factory):
   tokenizer = rl_toys.word_tokenizer(str(tmp_path_factory.mktemp("toy") / "tokenizer.json"))
   presets = registry.get("llava").presets
   tiny = presets["tiny"]
-  presets["tiny-toy"] = dataclasses.replace(tiny, text=dataclasses.replace(tiny.text,
-                                                                            vocab_size=42))
+  presets["tiny-toy"] = dataclasses.replace(tiny, text=rl_toys.toy_text(tiny.text, 42))
   try:
     run = train.setup(_config(tokenizer), jax.devices()[:1])
     rng = np.random.default_rng(0)

@@ -35,3 +35,11 @@ def test_tiny_preset_runs_and_overrides_are_checked():
     registry.get("llava").preset("tiny", hidden_size=3)
   with pytest.raises(ValueError, match="unknown llava model preset 'huge'"):
     registry.get("llava").preset("huge")
+
+
+def test_the_demo_preset_ends_responses_where_its_tokenizer_does():
+  """A response ends on every id the config names and the tokenizer's `</s>` (`run.Encoder`):
+  the demo's config must name its tokenizer's `</s>`, not the Llama default 2 (its `<unk>`)."""
+  from mathvlm.demo.data import SPECIALS
+  text = registry.get("llava").preset("demo").text
+  assert SPECIALS[text.eos_token_id] == "</s>" and SPECIALS[text.bos_token_id] == "<s>"
