@@ -111,3 +111,12 @@ def word_tokenizer(path: str) -> str:
   add_bos(tok)
   tok.save(path)
   return path
+
+
+def judged_digits(response: str, problem: dict):
+  """1.0 or 0.0 where the answer holds a digit, else None: a function that cannot judge a wordy
+  answer, which a reward may not say with a NaN (`mathvlm.rl.rewards`)."""
+  del problem
+  if not any(ch.isdigit() for ch in response):
+    return None
+  return float(response.strip().startswith("7"))

@@ -10,11 +10,18 @@ Built in:
   answers, so equal values written differently agree).
 Any other name is a function by import path, "package.module:function=weight", called as
 function(response: str, problem: dict) -> float.
+
+Weights and every value a function returns must be finite numbers: one NaN (a None from a
+function that cannot judge, an `answer=nan`) makes its group's advantages NaN, and the run stops
+on a non-finite loss whose message points at the learning rate. The spec is read, and its
+functions imported, when the host step is built (`check`), before the weights load and the step
+compiles.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 import re
 from typing import Callable
 
@@ -47,9 +54,13 @@ def parse(spec: str) -> list[tuple[str, float]]:
   out = []
   for name, weight in grpo.reward_terms(spec):
     try:
-      out.append((name, float(weight)))
+      value = float(weight)
     except ValueError:
-      raise ValueError(f"grpo.rewards entry {name}={weight!r}: expected name=weight") from None
+      value = math.nan
+    if not math.isfinite(value):
+      raise ValueError(f"grpo.rewards entry {name}={weight!r}: expected name=weight, the weight a "
+                       "finite number")
+    out.append((name, value))
   if not out:
     raise ValueError("grpo.rewards is empty: name at least one reward (e.g. answer=1.0)")
   for name, _ in out:
@@ -59,11 +70,45 @@ def parse(spec: str) -> list[tuple[str, float]]:
   return out
 
 
+def check(spec: str) -> None:
+  """The spec read and its functions imported, so that a typo fails at setup."""
+  for name, _ in parse(spec):
+    if name not in ("length", "consistency"):
+      load(name)
+
+
 def load(name: str) -> Callable[[str, dict], float]:
-  if name in BUILT_IN:
-    return BUILT_IN[name]
-  module, _, attr = name.partition(":")
-  return getattr(importlib.import_module(module), attr)
+  return BUILT_IN[name] if name in BUILT_IN else imported(name, "grpo.rewards")
+
+
+def imported(path: str, option: str):
+  """The object at "package.module:name" (a reward function, a problem stream)."""
+  module, _, attr = path.partition(":")
+  try:
+    return getattr(importlib.import_module(module), attr)
+  except (ImportError, AttributeError) as e:
+    raise ValueError(f"{option}: {path!r} names nothing importable ({e}); expected "
+                     "'package.module:name' on the Python path") from None
+
+
+def _values(name: str, fn: Callable[[str, dict], float], responses: list[str],
+            problems: list[dict]) -> np.ndarray:
+  """A function's reward per answer, each checked finite (see the module's docstring)."""
+  out = []
+  for response, problem in zip(responses, problems):
+    value = fn(response, problem)
+    if not _finite(value):
+      raise ValueError(f"grpo.rewards: {name} returned {value!r} for an answer to problem "
+                       f"{problem.get('id')!r} ({response[:60]!r}); a reward function returns a "
+                       "finite number (e.g. 0.0 where it cannot judge)")
+    out.append(value)
+  return np.array(out, np.float32)
+
+
+def _finite(value) -> bool:
+  """A bool, an integer or a finite float, Python's or numpy's."""
+  a = np.asarray(value)
+  return a.ndim == 0 and a.dtype.kind in "biuf" and bool(np.isfinite(a))
 
 
 def consistency(problems: list[dict], correct: np.ndarray) -> np.ndarray:
@@ -96,7 +141,6 @@ def score(responses: list[str], problems: list[dict], lengths: np.ndarray, spec:
     elif name == "consistency":
       parts[name] = consistency(problems, correct)
     else:
-      fn = load(name)
-      parts[name] = np.array([fn(r, p) for r, p in zip(responses, problems)], np.float32)
+      parts[name] = _values(name, load(name), responses, problems)
   total = sum(w * parts[name] for name, w in parse(spec))
   return np.asarray(total, np.float32), dict(parts, correct=correct)

@@ -19,7 +19,6 @@ function of the global batch alone, so any number of processes trains on the row
 
 from __future__ import annotations
 
-import importlib
 import io
 import logging
 import math
@@ -57,6 +56,10 @@ class Rollouts:
     self._truncated_seen, self._truncation_warned = 0, False
     self.curriculum = Curriculum(levels=1, enabled=self.opts["curriculum"],
                                  min_steps=self.opts["curriculum_min_steps"])
+    # checked here, at setup: the first rollout comes after the weights load and the step compiles
+    self.factory = R.imported(self.opts["problems"], "grpo.problems")
+    self.versions = self._versions()
+    R.check(self.opts["rewards"])
 
   def start(self) -> None:
     """The stream and the tokenizer, on first use (a --compile_only run needs neither)."""
@@ -68,19 +71,22 @@ class Rollouts:
     c, cfg = self.config, self.run.cfg
     if not c.data.tokenizer.endswith(".json"):
       raise ValueError("grpo rollouts need data.tokenizer: a tokenizer.json (to decode answers)")
-    module, _, attr = self.opts["problems"].partition(":")
-    self.stream = getattr(importlib.import_module(module), attr)(
-        seed=c.seed, **grpo.keyword_options(self.opts["problem_options"]))
-    from mathvlm.eval.engine_benchmark import VERSIONS
-    self.versions = list(VERSIONS) if self.opts["consistency"] else [self.opts["version"]]
-    if self.versions[0] not in VERSIONS:
-      raise ValueError(f"grpo.version={self.versions[0]!r}: one of {list(VERSIONS)}")
-    if self.group % len(self.versions):
-      raise ValueError(f"grpo.group={self.group}: with grpo.consistency, a group holds each of "
-                       f"the {len(self.versions)} question versions equally often")
+    self.stream = self.factory(seed=c.seed, **grpo.keyword_options(self.opts["problem_options"]))
     self.curriculum.levels = self.stream.levels
     self.encoder = Encoder(Tokenizer.from_file(c.data.tokenizer), cfg.image_token_id,
                            cfg.image_seq_len, c.data.max_len, cfg.text.eos_token_id)
+
+  def _versions(self) -> list[str]:
+    """The question versions a group answers: `grpo.version`, or with `grpo.consistency` all
+    three, each G/3 times."""
+    from mathvlm.eval.engine_benchmark import VERSIONS
+    versions = list(VERSIONS) if self.opts["consistency"] else [self.opts["version"]]
+    if versions[0] not in VERSIONS:
+      raise ValueError(f"grpo.version={versions[0]!r}: one of {list(VERSIONS)}")
+    if self.group % len(versions):
+      raise ValueError(f"grpo.group={self.group}: with grpo.consistency, a group holds each of "
+                       f"the {len(versions)} question versions equally often")
+    return versions
 
   def compile_only(self, abstract_state: dict) -> dict:
     """Per-device memory of the rollouts' decoding on the trainer's mesh, for --compile_only:

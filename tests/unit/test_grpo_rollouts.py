@@ -76,6 +76,20 @@ def _all_equal(batch: dict) -> list[bool]:
 OPEN_SOLVED = {"problem_index": np.array([1, 0])}  # odd: open, even: solved
 
 
+@pytest.mark.parametrize("options, message", [
+    (dict(rewards="answr=1"), "unknown reward 'answr'"),
+    (dict(rewards="answer=nan"), "the weight a finite number"),
+    (dict(rewards="rl_toys:no_such_reward=1"), "grpo.rewards: 'rl_toys:no_such_reward' names"),
+    (dict(problems="rl_toys:NoSuchStream"), "grpo.problems: 'rl_toys:NoSuchStream' names"),
+    (dict(version="text_only"), "grpo.version='text_only'")])
+def test_bad_options_fail_when_the_host_step_is_built(toy, options, message):
+  """At setup (`train.setup` builds the host step before the weights load and the step
+  compiles), not at the first rollout, where each of these failed or, `answer=nan`, made every
+  advantage NaN."""
+  with pytest.raises(ValueError, match=message):
+    _host(toy, **options)
+
+
 # ---------------------------------------------------------------------------------------------
 # DAPO's dynamic sampling.
 
@@ -308,9 +322,8 @@ def test_consistency_groups_hold_one_problems_three_versions(toy):
     # "...questions. USER: q ASSISTANT:", the words outside the toy vocabulary unknown
     assert prompt.endswith(f"<unk> . <unk> <unk> {question} <unk> <unk>"), (row, prompt)
   assert np.isfinite(metrics["reward/mean"])
-  bad, _ = _host(toy, problems="rl_toys:VersionStream", consistency=True, group=4)
   with pytest.raises(ValueError, match="each of the 3 question versions equally often"):
-    bad.start()
+    _host(toy, problems="rl_toys:VersionStream", consistency=True, group=4)  # at setup
 
 
 def test_problem_options_are_the_streams_keyword_arguments():

@@ -1,7 +1,12 @@
-"""The built-in rewards on plain strings."""
+"""The built-in rewards on plain strings; weights and reward functions' values must be finite
+numbers, or one NaN turns a whole group's advantages NaN."""
 
+import numpy as np
 import pytest
 
+import rl_toys
+from mathvlm.objectives import grpo
+from mathvlm.rl import rewards as R
 from mathvlm.rl.rewards import format_reward
 
 
@@ -11,3 +16,47 @@ from mathvlm.rl.rewards import format_reward
     ("the answer is", 0.0), ("", 0.0)])
 def test_format_reward_needs_an_answer_after_the_phrase(response, want):
   assert format_reward(response, {}) == want
+
+
+PROBLEM = {"id": "q1", "answer": "7", "choices": [], "group": "q1"}
+
+
+@pytest.mark.parametrize("spec", ["answer=nan", "answer=1.0,format=inf", "answer=-inf",
+                                  "answer=x"])
+def test_a_weight_must_be_a_finite_number(spec):
+  """answer=nan parsed as a weight made every reward NaN."""
+  with pytest.raises(ValueError, match="the weight a finite number"):
+    R.parse(spec)
+  assert R.parse("answer=1, length=-0.5,format") == [("answer", 1.0), ("length", -0.5),
+                                                     ("format", 1.0)]
+
+
+def test_a_reward_function_that_returns_no_number_is_named_not_made_nan():
+  """A function's None became a NaN reward, and the group's advantages NaN: the run then stopped
+  on a non-finite loss that advised a lower learning rate."""
+  spec = "answer=1.0,rl_toys:judged_digits=0.5"
+  total, _ = R.score(["The answer is 7.", "7", "3"], [PROBLEM] * 3, np.ones(3), spec, 8)
+  np.testing.assert_allclose(total, [1.0, 1.5, 0.0])  # right; right and starting with 7; wrong
+  assert np.isfinite(grpo.group_advantages(total, 3)).all()
+  with pytest.raises(ValueError, match=r"rl_toys:judged_digits returned None for an answer to "
+                                       r"problem 'q1' \('I do not know'\)"):
+    R.score(["7", "I do not know", "3"], [PROBLEM] * 3, np.ones(3), spec, 8)
+
+
+@pytest.mark.parametrize("value", [None, float("nan"), float("inf"), "1", [1.0]])
+def test_only_finite_numbers_are_rewards(value, monkeypatch):
+  monkeypatch.setattr(rl_toys, "judged_digits", lambda response, problem: value)
+  with pytest.raises(ValueError, match="returns a finite number"):
+    R.score(["7"], [PROBLEM], np.ones(1), "rl_toys:judged_digits=1", 8)
+  for number in (True, 2, np.float32(0.5), np.int64(1)):
+    monkeypatch.setattr(rl_toys, "judged_digits", lambda response, problem, n=number: n)
+    R.score(["7"], [PROBLEM], np.ones(1), "rl_toys:judged_digits=1", 8)
+
+
+def test_check_imports_the_functions_a_spec_names():
+  R.check("answer=1.0,length=0.1,consistency=0.5,rl_toys:judged_digits=0.5")
+  for spec, message in [("answr=1", "unknown reward 'answr'"),
+                        ("rl_toys:no_such_reward=1", "'rl_toys:no_such_reward' names nothing"),
+                        ("no_such_module:fn=1", "'no_such_module:fn' names nothing")]:
+    with pytest.raises(ValueError, match=message):
+      R.check(spec)
