@@ -63,6 +63,11 @@ def parse(spec: str) -> list[tuple[str, float]]:
     out.append((name, value))
   if not out:
     raise ValueError("grpo.rewards is empty: name at least one reward (e.g. answer=1.0)")
+  names = [name for name, _ in out]
+  twice = sorted({n for n in names if names.count(n) > 1})
+  if twice:  # score() would add the weights, unsaid (as data.mixture, one weight a name)
+    raise ValueError(f"grpo.rewards={spec!r} names {twice} more than once; give each reward one "
+                     "weight")
   for name, _ in out:
     if name not in BUILT_IN | {"length": None, "consistency": None} and ":" not in name:
       raise ValueError(f"grpo.rewards: unknown reward {name!r}; built in: answer, format, "

@@ -31,6 +31,12 @@ def test_a_weight_must_be_a_finite_number(spec):
                                                      ("format", 1.0)]
 
 
+def test_a_reward_named_twice_is_refused():
+  """answer=1,answer=2 added the two weights (3) without a word."""
+  with pytest.raises(ValueError, match=r"names \['answer'\] more than once"):
+    R.parse("answer=1,format=0.1,answer=2")
+
+
 def test_a_reward_function_that_returns_no_number_is_named_not_made_nan():
   """A function's None became a NaN reward, and the group's advantages NaN: the run then stopped
   on a non-finite loss that advised a lower learning rate."""
