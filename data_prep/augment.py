@@ -15,7 +15,8 @@ ours (`data_prep.augment_prompts`); answers are read from "The question is ... T
 Each answer is judged, in a fixed order (images as in --src; per image new, harder, rephrase,
 simplify): `malformed` (no such pair), `empty` (an empty response, question or answer),
 `duplicates` (the same question, words and case aside, as one of the image's own or an
-already accepted one), `answer_changed` (a rephrasing whose final answer differs), else
+already accepted one), `answer_changed` (a rephrasing or simplification whose final answer
+differs from the original's: both are asked to keep it), else
 `accepted`; pairs past the ones asked for (past the first, or past 5 for `new`) are counted as
 `extra` (id `<record>_<kind>+k`) and not judged. Only accepted pairs are merged:
 OUT/augmented.json is a MathV360K-format list
@@ -49,6 +50,10 @@ from mathvlm import paths
 from mathvlm.eval import answers
 
 OUTCOMES = ("failed", "malformed", "empty", "duplicates", "answer_changed", "accepted", "extra")
+# The kinds whose prompt asks for the original's answer (augment_prompts): a reply with another
+# is not merged. `simplify` was once accepted with any answer, though its prompt says "Keep its
+# answer": the image and the shorter question were trained on a different answer.
+SAME_ANSWER = ("rephrase", "simplify")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,7 +168,7 @@ def judge(p: Planned, response: str | Failed, seen: set[str]) -> list[tuple[str,
       out.append(("empty", pid, ()))
     elif P.question_key(q) in seen:
       out.append(("duplicates", pid, ()))
-    elif p.kind == "rephrase" and not same_answer(a, p.original.answer):
+    elif p.kind in SAME_ANSWER and not same_answer(a, p.original.answer):
       out.append(("answer_changed", pid, ()))
     else:
       seen.add(P.question_key(q))

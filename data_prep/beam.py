@@ -85,7 +85,7 @@ def build(spec, items, out, options, *, sources, num_shards=1, workers=1, strict
   import apache_beam as beam
   logging.getLogger("apache_beam").setLevel(logging.WARNING)
   spec = common.importable(spec)
-  plan = common.plan_build(spec, items, out, options, sources, num_shards)
+  plan = common.plan_build(spec, items, out, options, sources, num_shards, strict)
   tasks = [(k, i, t) for k, (i, t) in enumerate(common.chunk_tasks(plan, spec, options, items,
                                                                    chunk_size))]
   light = dataclasses.replace(plan, builder=None)  # what a worker needs to write a shard

@@ -135,12 +135,17 @@ class OpenAIChat:
 
 def message_text(payload: dict) -> str:
   """The first choice's message text (a string, or a list of text parts; null is ""). Content of
-  any other type is a ValueError, so the request fails and is named: returned, a number was
-  stored as the response and every run then died judging it."""
+  any other type, or a reply cut at max_tokens, is a ValueError, so the request fails and is
+  named (and asked again by a rerun): returned, a number was stored as the response and every
+  run then died judging it."""
   try:
     content = payload["choices"][0]["message"]["content"]
   except (KeyError, IndexError, TypeError):
     raise ValueError(f"not a chat completion: {json.dumps(payload)[:200]}") from None
+  if payload["choices"][0].get("finish_reason") == "length":
+    raise ValueError("the reply was cut at max_tokens (finish_reason 'length'): raise "
+                     "--max_new_tokens and rerun; its last answer may be cut short ('12' read "
+                     "as '1') and was once merged as the answer")
   if isinstance(content, list):
     texts = [p.get("text") for p in content if isinstance(p, dict)]
     content = "".join(t or "" for t in texts) if all(

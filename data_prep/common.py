@@ -19,6 +19,7 @@ shard whose marker matches the run's fingerprint (input files' sizes and mtimes,
 shard count) and whose file has the recorded size; `report.json` is assembled from the markers.
 A shard with a missing or unreadable image is always rebuilt: the fingerprint cannot see image
 files, and the report's fix for those ("put the image file under the images folder") must work.
+Under --strict a shard holding any bad record is rebuilt too, so the run stops at it.
 """
 
 import codecs
@@ -178,7 +179,7 @@ def image_paths(value: Any, max_images: int) -> list[str]:
 
 def check_conversations(convs: Any, num_images: int) -> list[dict]:
   """The LLaVA turn list, checked: alternating human/gpt, answers non-empty, one `<image>` per
-  image. Returns the turns reduced to {"from", "value"}."""
+  image, in a human turn. Returns the turns reduced to {"from", "value"}."""
   if not isinstance(convs, list) or not convs:
     raise BadRecord("malformed_record", "`conversations` must be a non-empty list of turns")
   turns = []
@@ -196,7 +197,18 @@ def check_conversations(convs: Any, num_images: int) -> list[dict]:
     if t["from"] == "gpt" and not t["value"].strip():
       raise BadRecord("empty_answer", f"turn {i} (gpt) is empty")
   check_image_tokens(sum(t["value"].count(IMAGE_TOKEN) for t in turns), num_images)
+  check_image_in_question(turns)
   return turns
+
+
+def check_image_in_question(turns: list[dict]):
+  """An `<image>` in an answer is refused: training moves it to the front of ITS turn (LLaVA's
+  preprocess_multimodal), so the question was asked without the image and the answer trained
+  on it, while the count alone matched and the record was written."""
+  for i, t in enumerate(turns):
+    if t["from"] == "gpt" and IMAGE_TOKEN in t["value"]:
+      raise BadRecord("missing_image_token", f"turn {i} (gpt) holds `{IMAGE_TOKEN}`: the image "
+                      f"belongs in the question (a human turn), not in the answer")
 
 
 def check_image_tokens(num_tokens: int, num_images: int):
@@ -326,9 +338,11 @@ def _shard_name(name, i, n):
 
 def fingerprint(name: str, sources: Iterable[str], options: dict, num_shards: int,
                 num_items: int) -> str:
-  """What decides a shard's content: input files (path, size, mtime), options, shard plan."""
+  """What decides a shard's content: input files (path, size, mtime) in the order given,
+  options, shard plan. The order is the records' order (mavis_instruct's --src a b): sorted, a
+  rerun as --src b a resumed shard 0 from a's records and wrote a twice and b never."""
   h = hashlib.sha256()
-  for p in sorted(sources):
+  for p in sources:
     st = os.stat(p)
     h.update(f"{os.path.abspath(p)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
   h.update(json.dumps([name, options, num_shards, num_items], sort_keys=True).encode())
@@ -352,7 +366,10 @@ def _write_json(path, obj):
 IMAGE_REASONS = ("missing_image", "unreadable_image")
 
 
-def _read_marker(path, fp, shard_file):
+def _read_marker(path, fp, shard_file, strict=False):
+  """The marker of a shard a rerun may keep, or None. Under --strict a shard holding bad records
+  (counted by an earlier run without it) is rebuilt, so the run stops at the first one: kept,
+  a --strict rerun passed and reported them."""
   try:
     with open(path, encoding="utf-8") as f:
       m = json.load(f)
@@ -360,7 +377,8 @@ def _read_marker(path, fp, shard_file):
     return None
   ok = (m.get("fingerprint") == fp and os.path.exists(shard_file)
         and os.path.getsize(shard_file) == m.get("num_bytes")
-        and not any(b.get("reason") in IMAGE_REASONS for b in m.get("bad", [])))
+        and not any(b.get("reason") in IMAGE_REASONS for b in m.get("bad", []))
+        and not (strict and m.get("bad")))
   return m if ok else None
 
 
@@ -405,7 +423,7 @@ def _remove_stale(ddir: str, mdir: str, name: str, num_shards: int):
 
 
 def plan_build(spec: Spec, items: list, out: str, options: dict, sources: list,
-               num_shards: int) -> Plan:
+               num_shards: int, strict: bool = False) -> Plan:
   """Check the request, make the dataset folder unreadable while it is (re)built, and find the
   shards a previous run already finished under the same fingerprint."""
   name = spec.name
@@ -426,7 +444,7 @@ def plan_build(spec: Spec, items: list, out: str, options: dict, sources: list,
               [len(items) * i // num_shards for i in range(num_shards + 1)], num_shards, {}, [],
               duplicate_ids(items))
   for i in range(num_shards):
-    m = _read_marker(plan.marker_path(i), plan.fingerprint, plan.shard_path(i))
+    m = _read_marker(plan.marker_path(i), plan.fingerprint, plan.shard_path(i), strict)
     if m is None:
       plan.todo.append(i)
     else:
@@ -561,7 +579,7 @@ def build(spec: Spec, items: list[tuple], out: str, options: dict, *, sources: l
   TooManyBadRecords (after writing the report, without `dataset_info.json`, so the dataset
   cannot be read half-checked) when the bad share passes `max_bad_fraction`.
   """
-  plan = plan_build(spec, items, out, options, sources, num_shards)
+  plan = plan_build(spec, items, out, options, sources, num_shards, strict)
   tasks = chunk_tasks(plan, spec, options, items, chunk_size)
   pool = None
   if workers > 1 and len(tasks) > 1:

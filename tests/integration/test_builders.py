@@ -200,6 +200,20 @@ def test_mavis_instruct_names_an_id_given_twice(tmp_path):
     mavis_instruct.main(args)
 
 
+def test_a_rerun_with_the_sources_in_another_order_resumes_nothing(tmp_path):
+  """The sources' order is the records' order: a build of --src a b that died before shard 1 was
+  finished, rerun as --src b a, once kept shard 0 (a) and built shard 1 from a again: a written
+  twice, b never."""
+  args = _mavis_files(tmp_path, ["a.jsonl", "b.jsonl"], ["a1", "b1"])
+  swapped = [args[0], args[2], args[1], *args[3:]]
+  out = tmp_path / "out"
+  mavis_instruct.main(args + flags(out, "--num_shards", "2"))
+  os.remove(out / "mavis_instruct/_shards/00001.json")
+  rep = mavis_instruct.main(swapped + flags(out, "--num_shards", "2"))
+  assert rep["shards"]["built"] == [0, 1]
+  assert [r["id"] for r in read_all(out, "mavis_instruct")] == ["b1/text_lite", "a1/text_lite"]
+
+
 def test_preferences_round_trip(tmp_path):
   put(str(tmp_path / "img/x.jpg"), jpg := encoded("JPEG", "red"))
   recs = [{"id": "d1", "image": "x.jpg", "prompt": "<image>\nFind x.",
@@ -309,6 +323,27 @@ def test_strict_names_record_and_file(tmp_path, capsys):
   assert "'missing'" in msg and "line 4" in msg and "d.jsonl" in msg and "missing_image" in msg
 
 
+def test_a_strict_rerun_stops_at_a_bad_record_of_a_finished_shard(tmp_path):
+  """A shard finished without --strict holds its bad records in its marker: a --strict rerun
+  once kept it and passed, reporting the very records --strict promises to stop at."""
+  (tmp_path / "d.jsonl").write_text(json.dumps({"id": "a", "conversations": conv("Q?", "1")})
+                                    + '\n{"id": "b", "conv\n')
+  args = ["--json", str(tmp_path / "d.jsonl"), "--images", str(tmp_path)]
+  llava_json.main(args + flags(tmp_path / "out", "--max_bad_fraction", "1"))
+  with pytest.raises(SystemExit, match=r"line 2 of \S*d\.jsonl\): malformed_json"):
+    llava_json.main(args + flags(tmp_path / "out", "--max_bad_fraction", "1", "--strict"))
+
+
+def test_an_image_in_an_answer_is_a_bad_record():
+  """Training moves a lone `<image>` to the front of its own turn: in the gpt turn the question
+  was asked without the image and the answer trained on it; the count matched, so it was
+  written."""
+  with pytest.raises(common.BadRecord, match=r"turn 1 \(gpt\) holds `<image>`") as e:
+    common.check_conversations(conv("What is x?", "<image>\n5"), 1)
+  assert e.value.reason == "missing_image_token"
+  assert len(common.check_conversations(conv("What is x?", "5", "And <image>?", "6"), 1)) == 4
+
+
 def test_max_bad_fraction_fails_after_report(tmp_path):
   args, _, _ = bad_fixture(tmp_path)
   out = tmp_path / "out"
@@ -338,8 +373,12 @@ def test_mavis_instruct_bad_versions(tmp_path):
                        *flags(tmp_path / "out", "--max_bad_fraction", "1")])
   rep = report(tmp_path / "out", "mavis_instruct")
   assert {k: [r["id"] for r in v["records"]] for k, v in rep["by_reason"].items()} == {
-    "missing_image": ["noimg/text_lite"], "empty_answer": ["free"],
+    "missing_image": ["noimg/text_lite"],
+    "empty_answer": [f"free/{v}" for v in mavis_instruct.VERSIONS],
     "empty_question": ["q/text_lite"]}
+  # A problem that writes nothing is as many bad records as a good one writes: counted once, the
+  # bad share read 3.6% for 10% bad problems and passed --max_bad_fraction 0.05.
+  assert (rep["total"], rep["written"], rep["bad"]) == (12, 7, 5)
   ids = [r["id"] for r in read_all(tmp_path / "out", "mavis_instruct")]
   assert ids == [f"ok1/{v}" for v in mavis_instruct.VERSIONS] + [
     "noimg/text_dominant", "noimg/vision_dominant", "q/text_dominant", "q/vision_dominant"]

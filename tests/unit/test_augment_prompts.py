@@ -164,6 +164,33 @@ def test_pairs_past_the_ones_asked_for_are_counted_as_extra_not_dropped_unseen()
   assert [g[1] for g in got if g[0] == "accepted"] == [f"7_new{k}" for k in range(5)]
 
 
+def test_a_reply_cut_at_max_tokens_fails_the_request():
+  """The server cut the reply at max_tokens: its answer "12" ended as "1" and was merged as the
+  answer. Failed, it is not stored, so a rerun with more tokens asks again."""
+  from data_prep.chat_backends import message_text
+  cut = {"choices": [{"message": {"content": "The question is 2*6? The answer is 1"},
+                      "finish_reason": "length"}]}
+  with pytest.raises(ValueError, match="cut at max_tokens.*--max_new_tokens"):
+    message_text(cut)
+  cut["choices"][0]["finish_reason"] = "stop"
+  assert message_text(cut) == "The question is 2*6? The answer is 1"
+
+
+@pytest.mark.parametrize("kind, outcome", [("rephrase", "answer_changed"),
+                                           ("simplify", "answer_changed"),
+                                           ("harder", "accepted")])
+def test_a_kind_asked_to_keep_the_answer_is_not_merged_with_another(kind, outcome):
+  """`simplify`'s prompt says "Keep its answer", but only rephrasings were checked: a shorter
+  question with another answer was merged, training the image on that answer. A harder question
+  has its own answer."""
+  o = augment.Original("7", "GEOS/images/a.png", "GEOS", "<image>\nAB=3, BC=4. AC?", "5")
+  got = augment.judge(augment.Planned(kind, o, None), "The question is AC? The answer is 7",
+                      set())
+  assert [g[0] for g in got] == [outcome]
+  assert augment.judge(augment.Planned(kind, o, None), "The question is AC? The answer is 5.",
+                       set())[0][0] == "accepted"
+
+
 def test_clusters_do_not_depend_on_the_number_of_threads():
   """K-Means sums each thread's share of the points, so another thread count (a 2-core laptop,
   a 96-core host) adds them in another order; the clusters, and with them every prompt's
