@@ -8,7 +8,8 @@
 # CPU_DEVICES=K: each process gets K fake CPU devices (JAX_PLATFORMS=cpu, gloo collectives).
 # On a GPU machine each process gets an equal slice of the GPUs through CUDA_VISIBLE_DEVICES: of
 # the GPUs CUDA_VISIBLE_DEVICES already lists when it is set (CUDA_VISIBLE_DEVICES=4,5,6,7 with
-# N=2: 4,5 and 6,7), else of all that nvidia-smi lists.
+# N=2: 4,5 and 6,7), else of all that nvidia-smi lists; GPUs an uneven split leaves over are
+# named on stderr.
 # Output lines are prefixed with the process index; the exit status is the first failure's.
 set -euo pipefail
 usage="usage: launch/local.sh N [trainer flags...] (N: the number of processes, a positive integer)"
@@ -31,6 +32,11 @@ if [[ -z "${CPU_DEVICES:-}" ]]; then
     gpus=$(nvidia-smi -L | wc -l)
     visible=($(seq 0 $((gpus - 1))))
   fi
+fi
+if ((gpus > n && gpus % n)); then  # an equal slice each: the rest would sit idle, unsaid
+  echo "launch/local.sh: $gpus GPUs do not split evenly over $n processes: each gets" \
+    "$((gpus / n)); left idle: ${visible[*]:$((gpus / n * n))} (list the GPUs to use in" \
+    "CUDA_VISIBLE_DEVICES)" >&2
 fi
 pids=()
 for ((i = 0; i < n; i++)); do

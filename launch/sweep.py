@@ -25,6 +25,10 @@ per run of trainer flags
   x axis (default: the first swept key other than config.seed); TREND "linear" or "log2": also
   fit each metric against X (or log2 X) over every finished run (slope and its p-value).
 In an argv, "python" stands for this Python here and "${PYTHON:-.venv/bin/python}" in job scripts.
+A SIGTERM to a local sweep goes on to the run in flight (it saves its step and exits) and stops
+the sweep; rerun it to continue. A FLAGS key that is no config field (it would reach no run), a
+run listed twice (it would count as another seed) or an X that names no swept key stops the sweep
+file at load, before anything runs.
 
 Run k's workdir is DIR/<k>_<its values>, so reruns find it: the trainer resumes an interrupted run
 and a finished run (its WORKDIR/model/config.json exists) is skipped, here or by its job script.
@@ -55,8 +59,10 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(1, ROOT)  # a script beside the package: its recipes resolve from this checkout
@@ -88,19 +94,38 @@ def load_sweep(path: str):
   runs = mod.get_sweep()
   if not runs or not all(isinstance(r, dict) for r in runs):
     raise SystemExit(f"{path}: get_sweep() must return a non-empty list of dicts")
+  repeated = repeats(runs)
+  if repeated:
+    raise SystemExit(f"{path}: get_sweep() lists the same run more than once (positions "
+                     f"{repeated}): each copy would train again and count as another seed")
   if not hasattr(mod, "prepare"):
     for r in runs:
       bad = [k for k in r if not k.startswith("config.")]
       if bad:
         raise SystemExit(f"{path}: sweep keys must be trainer config fields (config.x.y), got "
                          f"{bad}; data settings need a prepare(run, data_dir) in the file")
+  swept = {k for r in runs for k in r if k != SEED}
+  swept |= {k.split(".", 1)[1] for k in swept if k.startswith("config.")}  # its columns' names
+  if getattr(mod, "X", None) is not None and mod.X not in swept:  # else the plot fails at the end
+    raise SystemExit(f"{path}: X = {mod.X!r} is no swept key; use one of {sorted(swept)}")
   if getattr(mod, "TREND", None) not in (None, "linear", "log2"):
     raise SystemExit(f"{path}: TREND = {mod.TREND!r}; use 'linear' or 'log2' (or leave it out)")
   for name in ("BASE", "FLAGS"):  # constants, or functions of the sweep's options
     value = getattr(mod, name, {})
     setattr(mod, name, value() if callable(value) else value)
   mod.FLAGS = dict(mod.FLAGS)
+  bad = [k for k in mod.FLAGS if not k.startswith("config.")]
+  if bad:  # trainer_args passes config.* flags only: any other key would never reach a run
+    raise SystemExit(f"{path}: FLAGS keys must be trainer config fields (config.x.y), got {bad}")
   return mod, runs
+
+
+def repeats(runs: list[dict]) -> list[list[int]]:
+  """The positions of runs with the same flags (1e-3 and 0.001 are one value), per repeated run."""
+  at: dict[str, list[int]] = {}
+  for k, r in enumerate(runs):
+    at.setdefault(setting_key(r), []).append(k)
+  return [ks for ks in at.values() if len(ks) > 1]
 
 
 def run_name(k: int, flags: dict) -> str:
@@ -220,9 +245,37 @@ def shell(argv, python: str = JOB_PYTHON) -> str:
 def run_steps(steps, what: str) -> None:
   for argv in steps:
     print(f"{what}: {shlex.join(local_argv(argv))}", flush=True)
-    res = subprocess.run(local_argv(argv), cwd=ROOT)
-    if res.returncode:
-      raise SystemExit(f"{what} failed (exit {res.returncode}): {shlex.join(local_argv(argv))}")
+    code = run_here(local_argv(argv), what, cwd=ROOT)
+    if code:
+      raise SystemExit(f"{what} failed (exit {code}): {shlex.join(local_argv(argv))}")
+
+
+def run_here(argv: list[str], what: str, **popen) -> int:
+  """Runs one command of a local sweep and returns its exit status. A SIGTERM to the sweep
+  (preemption, `kill`) is passed on to it, so a run saves its step and exits
+  (mathvlm/preemption.py), and then stops the sweep: left alone, the run would train on, orphaned,
+  beside the one a rerun starts in its workdir, and the next run would start after it."""
+  if threading.current_thread() is not threading.main_thread():  # no handler can be set here
+    return subprocess.run(argv, **popen).returncode
+  child, heard = None, []
+
+  def forward(signum, frame):
+    heard.append(signum)
+    if child is not None:
+      child.send_signal(signum)
+
+  previous = signal.signal(signal.SIGTERM, forward)
+  try:
+    child = subprocess.Popen(argv, **popen)
+    if heard:  # it came while the child was starting
+      child.send_signal(signal.SIGTERM)
+    code = child.wait()
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+  if heard:
+    raise SystemExit(f"SIGTERM: {what} stopped (exit {code}), and the sweep with it; rerun the "
+                     "sweep to continue")
+  return code
 
 
 def setup_steps(mod, workdir: str) -> list[tuple[list, str]]:
@@ -325,13 +378,14 @@ def summarise(workdir: str, runs, rows: list[dict], mod) -> list[dict]:
   keys = list(dict.fromkeys(k for _, f in runs for k in f if k != SEED))
   short = {k: (k.split(".", 1)[1] if k.startswith("config.") else k) for k in keys}
   metrics = dict(getattr(mod, "METRICS", {}) or {}) or {"loss": "final training loss"}
-  groups: dict[tuple, list[dict]] = {}
+  groups: dict[str, tuple[list, list[dict]]] = {}
   for (_, flags), row in zip(runs, rows):
-    members = groups.setdefault(tuple(flags.get(k) for k in keys), [])
+    values = [flags.get(k) for k in keys]
+    _, members = groups.setdefault(setting_key(values), (values, []))
     if row["status"] == "done":
       members.append(row)
   out = []
-  for values, members in groups.items():
+  for values, members in groups.values():
     entry = {short[k]: v for k, v in zip(keys, values)}
     entry["seeds"] = [m.get("seed") for m in members]
     for m, label in metrics.items():
@@ -359,6 +413,13 @@ def summarise(workdir: str, runs, rows: list[dict], mod) -> list[dict]:
   if out and x is not None:
     plot(out, short.get(x, x), metrics, str(path(workdir) / "summary.png"))
   return out
+
+
+def setting_key(values) -> str:
+  """What groups runs of one setting (or finds a run listed twice): their swept values as JSON,
+  since a value may be a list (`config.train_rules` written as lists), which no dict takes as a
+  key."""
+  return json.dumps(values, sort_keys=True, default=str)
 
 
 def setting(entry: dict) -> str:
@@ -507,9 +568,9 @@ def launch(a, mod, runs: list[tuple[str, dict]]) -> None:
     else:
       run_steps(data_steps, f"{name} data")
       print(f"{name}: {shlex.join(cmd)}", flush=True)
-      res = subprocess.run(cmd, cwd=ROOT, env=compile_cache(a.workdir))
-      if res.returncode:
-        raise SystemExit(f"run {name} failed (exit {res.returncode}); its log is above, its "
+      code = run_here(cmd, f"run {name}", cwd=ROOT, env=compile_cache(a.workdir))
+      if code:
+        raise SystemExit(f"run {name} failed (exit {code}); its log is above, its "
                          f"workdir {wd}; rerun the sweep to resume it")
 
 

@@ -508,6 +508,8 @@ class Rows:
     now, config = time.time(), self.run.config
     dt, self.t_last = now - self.t_last, now
     scores = evaluate() if evaluate is not None else {}
+    if evaluate is not None:  # the next step's time starts after the evaluation, not before it
+      self.t_last = time.time()
     if done % config.metrics.every and done != self.run.total_steps and not scores:
       return
     step_flops, tokens = self.work(item.batch)

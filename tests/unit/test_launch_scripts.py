@@ -65,6 +65,15 @@ def test_local_sh_slices_the_visible_gpus(tmp_path, visible, n, want):
   assert _gpus(res) == want
 
 
+def test_local_sh_names_the_gpus_an_uneven_split_leaves_idle(tmp_path):
+  b = _bin(tmp_path, python=PYTHON)
+  res = _run(["bash", "launch/local.sh", "2", "--workdir", "W"],
+             {"PYTHON": str(b / "python"), "PORT": "1", "CPU_DEVICES": None,
+              "CUDA_VISIBLE_DEVICES": "4,5,6"})
+  assert res.returncode == 0 and _gpus(res) == {0: "4", 1: "5"}
+  assert "3 GPUs do not split evenly over 2 processes: each gets 1; left idle: 6" in res.stderr
+
+
 @pytest.mark.parametrize("n", [None, "0", "-1", "two", "n z v4-8", "2x"])
 def test_local_sh_needs_a_process_count(tmp_path, n):
   b = _bin(tmp_path, python=PYTHON)

@@ -222,6 +222,76 @@ def test_collect_reads_and_writes_a_bucket_workdir(tmp_path, repo, monkeypatch):
   assert not os.path.exists("gs:") and not (tmp_path / "gs:").exists()
 
 
+RULES = """
+BASE = "configs/sft.py:model=tiny"
+def get_sweep():
+  return [{"config.train_rules": rules, "config.seed": s}
+          for rules in ([[".*", "trainable"]], [["vision.*", "frozen"], [".*", "trainable"]])
+          for s in (0, 1)]
+"""
+
+
+def test_list_valued_settings_are_averaged_over_their_seeds(tmp_path):
+  """A swept value written as a list (the trainer reads it as a tuple) groups its seeds too."""
+  (tmp_path / "rules.py").write_text(RULES)
+  mod, flag_sets = sweep.load_sweep(str(tmp_path / "rules.py"))
+  runs = [(sweep.run_name(k, f), f) for k, f in enumerate(flag_sets)]
+  for i, (name, _) in enumerate(runs):
+    (tmp_path / "w" / name / "model").mkdir(parents=True)
+    (tmp_path / "w" / name / "model/config.json").write_text("{}")
+    (tmp_path / "w" / name / "metrics.jsonl").write_text(json.dumps({"step": 4, "loss": i}))
+  sweep.collect(str(tmp_path / "w"), runs, mod)
+  summary = json.load(open(tmp_path / "w/summary.json"))
+  assert [(e["train_rules"], e["seeds"], e["loss"]["mean"]) for e in summary] == [
+      ([[".*", "trainable"]], [0, 1], 0.5), ([["vision.*", "frozen"], [".*", "trainable"]],
+                                             [0, 1], 2.5)]
+
+
+@pytest.mark.parametrize("body, match", [
+    ("FLAGS = {'config.steps': 4, 'optim.lr': 1.0}\ndef get_sweep():\n"
+     "  return [{'config.seed': 0}]\n", r"FLAGS keys must be .* got \['optim.lr'\]"),
+    ("def get_sweep():\n  return [{'config.optim.lr': lr} for lr in (1e-4, 1e-3, 0.001)]\n",
+     r"the same run more than once \(positions \[\[1, 2\]\]\)"),
+    ("X = 'config.optim.lrr'\ndef get_sweep():\n  return [{'config.optim.lr': 1e-3}]\n",
+     r"X = 'config.optim.lrr' is no swept key; use one of \['config.optim.lr', 'optim.lr'\]")],
+    ids=["flags", "repeats", "x"])
+def test_unused_flags_repeated_runs_and_an_unswept_x_are_refused(tmp_path, body, match):
+  """A FLAGS key without `config.` was left out of every run's flags; a run listed twice trained
+  twice and counted as two seeds of its setting; an X that names no swept key failed the plot
+  once every run had trained."""
+  (tmp_path / "s.py").write_text("BASE = 'configs/sft.py:model=tiny'\n" + body)
+  with pytest.raises(SystemExit, match=match):
+    sweep.main([str(tmp_path / "s.py"), "--workdir", str(tmp_path / "w"), "--dry_run"])
+
+
+# A stand-in run: its SIGTERM handler says what it heard; it sends the sweep a SIGTERM itself.
+PREEMPTED_RUN = """import os, signal, sys, time
+signal.signal(signal.SIGTERM, lambda *a: (open(sys.argv[1], "w").write("saved"), sys.exit(0)))
+os.kill(os.getppid(), signal.SIGTERM)
+time.sleep(30)
+"""
+# The sweep's side, in a process of its own (a SIGTERM that nothing catches ends it, not pytest).
+SWEEP_SIDE = """import importlib.util, sys
+spec = importlib.util.spec_from_file_location("s", sys.argv[1])
+s = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(s)
+print("exit", s.run_here([sys.executable, "-c", "exit(3)"], "run 01_y"))
+s.run_here([sys.executable, "-c", sys.argv[2], sys.argv[3]], "run 00_x")
+"""
+
+
+def test_a_sigterm_to_a_local_sweep_stops_its_run_and_the_sweep(tmp_path):
+  """Before, the sweep died alone: its run trained on, orphaned, beside the one a rerun started in
+  the same workdir."""
+  import sys
+  heard = tmp_path / "heard"
+  res = subprocess.run([sys.executable, "-c", SWEEP_SIDE, os.path.join(ROOT, "launch/sweep.py"),
+                        PREEMPTED_RUN, str(heard)], capture_output=True, text=True, timeout=60)
+  assert res.returncode == 1 and heard.read_text() == "saved", res
+  assert res.stdout == "exit 3\n"  # a run's own exit status, without a SIGTERM
+  assert "SIGTERM: run 00_x stopped (exit 0), and the sweep with it" in res.stderr
+
+
 # -- What each launcher needs ------------------------------------------------------------------
 
 def test_slurm_refuses_a_bucket_workdir_for_a_data_step(tmp_path, repo):

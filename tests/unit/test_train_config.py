@@ -86,6 +86,24 @@ def test_a_bucketed_steps_tokens_and_flops_are_its_trimmed_batchs(tmp_path):
                              train_state.step_flops(trimmed), rtol=1e-6)
 
 
+def test_a_step_after_an_evaluation_is_timed_without_it(tmp_path):
+  """The evaluation runs between step k's row and step k+1's dispatch: counted in step k+1's
+  step_time, it would report that step's tokens/s and MFU a fraction of the real ones."""
+  import time
+
+  from mathvlm import overlap
+  from mathvlm.configs import sft
+  from mathvlm.metrics import MetricWriter
+  run = types.SimpleNamespace(config=sft.get_config("model=tiny"), total_steps=9, batch_shapes={})
+  rows = train.Rows(run, MetricWriter(str(tmp_path), tensorboard=False), None, 0, None)
+  rows.work = lambda batch: (1e9, 1000)  # (FLOPs, tokens): not what is measured here
+  item = overlap.Prepared({}, {}, {}, None)
+  metrics = {"loss": 1.0, "grad_norm": 1.0, "lr": 0.0}
+  rows.finish(1, metrics, item, evaluate=lambda: (time.sleep(0.5), {"eval/x": 1.0})[1])
+  rows.finish(2, metrics, item)
+  assert rows.last["step"] == 2 and rows.last["step_time"] < 0.25, rows.last
+
+
 def test_a_misspelt_logical_axis_rule_fails_naming_the_name_and_the_mesh_axis():
   """('mpl', 'tensor') would shard nothing: the MLP weights would be replicated, silently."""
   from mathvlm import sharding
