@@ -90,12 +90,19 @@ class Encoder:
   def encode(self, text: str) -> list[int]:
     """BOS, the text before `<image>`, the image tokens, the text after. Too long a prompt loses
     the start of its text before the image (the system line), then the start of the text after
-    it; BOS, the image and the end ("... ASSISTANT:") always stay."""
+    it; BOS, the image and the end ("... ASSISTANT:") always stay. A max_len that BOS and the
+    image fill is an error: cutting every text token (the question and the assistant's turn
+    with it) would leave nothing to answer, and a prompt still over max_len."""
     before, image, after = text.partition(prompts.IMAGE)
     bos = [self.bos] if self.bos is not None else []
     head, tail = self._ids(before), self._ids(after)
     body = [self.image_id] * self.image_len if image else []
     over = len(bos) + len(head) + len(body) + len(tail) - self.max_len
+    if over >= len(head) + len(tail) > 0:
+      raise ValueError(f"a prompt needs {len(bos) + len(body)} tokens for BOS and the image "
+                       f"alone, leaving no room for its text under max_len={self.max_len}: "
+                       "raise the prompt length (engine_accuracy: max_len) or lower "
+                       "max_new_tokens")
     if over > 0:
       self.truncated += 1
       cut = min(over, len(head))

@@ -61,6 +61,18 @@ def test_encoder_puts_image_tokens_and_keeps_the_prompt_end(tmp_path):
   assert tok.decode(ids[-6:]).endswith("ASSISTANT:")
 
 
+def test_a_max_len_that_the_image_fills_is_an_error():
+  """engine_accuracy's max_len=256 with LLaVA-1.5's 576 image tokens: cutting the text could not
+  fit the prompt, and it used to lose every text token (question and ASSISTANT: too) and come
+  out at 577 tokens anyway, which only `truncated` counted."""
+  from mathvlm.demo.parity import train_tokenizer
+  tok = train_tokenizer(["USER: what is the area? ASSISTANT:"] * 20, 300)
+  text = prompts.format_prompt("what is the area?", "vicuna_v1")
+  with pytest.raises(ValueError, match="max_len=256"):
+    run.Encoder(tok, image_token_id=4, image_seq_len=576, max_len=256).encode(text)
+  ids = run.Encoder(tok, image_token_id=4, image_seq_len=576, max_len=600).encode(text)
+  assert len(ids) == 600 and tok.decode(ids[-6:]).endswith("ASSISTANT:")  # room: cut, kept
+
 def test_the_encoder_ends_on_the_configs_eos_and_the_tokenizers_end_of_text():
   """A tokenizer without `</s>` (Llama 3's, Qwen's) ends responses on the config's eos ids (all
   of them, as transformers' generate does); one with `</s>` ends on it too."""
