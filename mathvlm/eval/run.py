@@ -330,7 +330,9 @@ def parse_args(argv: list[str] | None):
 
 
 def _load(args):
-  """(problems, model, cfg, encoder, mesh) for a run."""
+  """(problems, places, model, cfg, encoder, mesh) for a run. places: each problem's position
+  in the whole benchmark file, which names its sampling key (`generate_responses`' index), so
+  --variants, which drops problems before it, does not change what a problem samples."""
   from tokenizers import Tokenizer
 
   from mathvlm.eval import distributed
@@ -341,15 +343,15 @@ def _load(args):
   ann = annotations_path(args.benchmark, args.data, args.split)
   kwargs = {"prompt": args.prompt} if args.benchmark == "mathverse" else {}
   problems = score.load_problems(args.benchmark, ann, args.images, **kwargs)
-  if args.variants:
-    problems = [p for p in problems if p.meta.get("variant", 0) < args.variants]
-  if args.limit:
-    problems = problems[:args.limit]
+  places = [i for i, p in enumerate(problems)
+            if not args.variants or p.meta.get("variant", 0) < args.variants]
+  places = places[:args.limit] if args.limit else places
+  problems = [problems[i] for i in places]
   mesh = distributed.make_mesh(distributed.MeshSpec.parse(args.mesh))
   model, cfg = distributed.load_sharded(args.ckpt, mesh)
   encoder = Encoder(Tokenizer.from_file(tok_path), cfg.image_token_id, cfg.image_seq_len,
                     cfg.text.max_position_embeddings - args.max_new_tokens, cfg.text.eos_token_id)
-  return problems, model, cfg, encoder, mesh
+  return problems, places, model, cfg, encoder, mesh
 
 
 def main(argv: list[str] | None = None) -> dict | None:
@@ -367,11 +369,11 @@ def main(argv: list[str] | None = None) -> dict | None:
     return report
   import jax
   t0 = time.time()
-  problems, model, cfg, encoder, mesh = _load(args)
+  problems, places, model, cfg, encoder, mesh = _load(args)
   lead = jax.process_index() == 0
   done = answered(args.out, run_signature(args, encoder.tok), args.restart) if lead else {}
-  index = [i for i, need in enumerate(todo_mask(problems, done)) if need]
-  todo = [problems[i] for i in index]
+  need = np.flatnonzero(todo_mask(problems, done))
+  index, todo = [places[i] for i in need], [problems[i] for i in need]
   field = _ID_FIELD[args.benchmark]
   out_file = (open(os.path.join(args.out, "responses.jsonl"), "a", encoding="utf-8")
               if lead else None)

@@ -173,3 +173,32 @@ def test_compile_only_lowers_decoding_for_what_an_eval_passes_it(tmp_path, monke
   shapes = {k: [(tuple(a.shape), str(a.dtype)) for a in v[3:5]] for k, v in seen.items()}
   assert shapes["eval"][0] == ((2, cfg.vision.image_size, cfg.vision.image_size, 3), "uint8")
   assert shapes["compile_only"] == shapes["eval"]
+
+
+def test_variants_keep_each_problems_sampling_key(tmp_path, monkeypatch):
+  """A problem samples from fold_in(key(seed), its place in the benchmark file); --variants drops
+  problems before it and used to renumber the rest, so fn-0002's variant 0 drew from key 2
+  instead of 6 and its sampled response changed with --variants (a resume that changed it mixed
+  the two)."""
+  import shutil
+
+  from mathvlm.demo.parity import train_tokenizer
+  from mathvlm.eval import distributed
+  from mathvlm.models import registry
+  shutil.copy(os.path.join(REPO, "tests/eval_fixtures/engine_dynamic.json"), tmp_path / "test.json")
+  train_tokenizer(["what is the answer"] * 10, 300).save(str(tmp_path / "tokenizer.json"))
+  (tmp_path / "config.json").write_text("{}")  # the run's fingerprint reads it
+  cfg = registry.get("llava").preset("tiny")
+  monkeypatch.setattr(distributed, "load_sharded", lambda ckpt, mesh: (None, cfg))
+  keys = {}
+  monkeypatch.setattr(run, "generate_responses", lambda m, c, e, ps, index, **kw: (
+      keys.update((p.pid, i) for p, i in zip(ps, index)), [""] * len(ps))[1])
+  argv = ["--benchmark", "engine_dynamic", "--ckpt", str(tmp_path), "--data", str(tmp_path),
+          "--split", "test", "--temperature", "1"]
+  run.main(argv + ["--out", str(tmp_path / "all")])
+  every = dict(keys)
+  keys.clear()
+  run.main(argv + ["--out", str(tmp_path / "v1"), "--variants", "1"])
+  assert len(every) == 12 and len(keys) == 4
+  assert keys == {pid: every[pid] for pid in keys}
+  assert keys["fn-0002#v0:text_dominant"] == 6
