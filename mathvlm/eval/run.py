@@ -229,7 +229,9 @@ def run_signature(args, tokenizer) -> dict:
           "prompt": args.prompt, "max_new_tokens": args.max_new_tokens,
           "temperature": args.temperature,
           **({"top_p": args.top_p, "seed": args.seed} if args.temperature > 0 else {}),
-          **({"image_aspect": args.image_aspect} if args.image_aspect != "pad" else {})}
+          **({"image_aspect": args.image_aspect} if args.image_aspect != "pad" else {}),
+          # other image files answer otherwise; absent by default, so older run.json still match
+          **({"images": os.path.abspath(args.images)} if args.images else {})}
 
 
 def answered(out: str, signature: dict, restart: bool) -> dict[str, str]:

@@ -202,3 +202,17 @@ def test_variants_keep_each_problems_sampling_key(tmp_path, monkeypatch):
   assert len(every) == 12 and len(keys) == 4
   assert keys == {pid: every[pid] for pid in keys}
   assert keys["fn-0002#v0:text_dominant"] == 6
+
+
+def test_other_image_files_start_the_run_over(tmp_path):
+  """--images changes what the model sees, so it is part of the run's signature (it was not: a
+  rerun on other image files resumed with the old images' responses); a run without it keeps
+  the signature it had, so its responses still resume."""
+  from mathvlm.demo.parity import train_tokenizer
+  (tmp_path / "config.json").write_text("{}")
+  tok = train_tokenizer(["a b c"] * 5, 300)
+  argv = ["--benchmark", "mathvista", "--ckpt", str(tmp_path), "--data", str(tmp_path),
+          "--out", str(tmp_path)]
+  sign = lambda *extra: run.run_signature(run.parse_args(argv + list(extra)), tok)  # noqa: E731
+  assert sign("--images", "/a") != sign("--images", "/b") != sign()
+  assert "images" not in sign()
