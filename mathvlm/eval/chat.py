@@ -8,6 +8,7 @@ the KV cache, exactly as `mathvlm.eval.run` does for benchmarks (it reuses that 
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 from mathvlm.eval import run
@@ -37,10 +38,21 @@ class LocalChat:
     self.max_new_tokens, self.temperature = max_new_tokens, temperature
 
   def respond(self, prompts: list[tuple[str, str]]) -> list[str]:
-    """Responses, in order, to (prompt text, image path) pairs."""
+    """Responses, in order, to (prompt text, image path) pairs. Sampled ones draw from each
+    prompt's own key (`prompt_key`), not from its place in this call."""
     problems = [Problem(pid=str(i), question=text, answer="", choices=[], images=[image],
                         query=text, meta={}, raw={}) for i, (text, image) in enumerate(prompts)]
     return run.generate_responses(self.model, self.cfg, self.encoder, problems,
                                   template=self.template, batch_size=self.batch_size,
                                   max_new_tokens=self.max_new_tokens,
-                                  temperature=self.temperature)
+                                  temperature=self.temperature,
+                                  index=[prompt_key(text, image) for text, image in prompts])
+
+
+def prompt_key(text: str, image: str) -> int:
+  """A prompt's sampling stream (`generate_responses`' index): 32 bits of a hash of its image
+  and text. Numbered by their place in a call, the prompts of a caller that sends `batch_size`
+  at a time (`data_prep.chat_backends`) drew from the same few keys in every call, and a sampled
+  response changed with --batch and with where a resumed run started."""
+  digest = hashlib.sha1(f"{image}\0{text}".encode("utf-8")).digest()
+  return int.from_bytes(digest[:4], "little")

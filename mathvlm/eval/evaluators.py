@@ -180,9 +180,11 @@ def engine_accuracy(spec, config, model_cfg) -> Evaluate:
   `mathvlm.eval.answers`), `ranked/<key>` (multiple choice by the option whose written answer has
   the highest summed log-prob, lm-evaluation-harness's `acc`: longer answers are penalised) and
   `ranked_norm/<key>` (by log-prob per byte of the written answer, its `acc_norm`), free-form
-  still generated in both; keys `all`, `domain/*`, `version/*`, `type/*`; plus `problems`, and
-  `ranked_ties` / `ranked_norm_ties` (multiple-choice problems whose best score several options
-  share exactly: the first of them is taken; `mathvlm.eval.likelihood`).
+  still generated in both (with generated=False they have no answer to judge and are left out
+  of the ranked numbers, not counted wrong: `problems` still counts them); keys `all`,
+  `domain/*`, `version/*`, `type/*`; plus `problems`, and `ranked_ties` / `ranked_norm_ties`
+  (multiple-choice problems whose best score several options share exactly: the first of them is
+  taken; `mathvlm.eval.likelihood`).
 
   Fields: instruct (the engine's instruct.json, required), images (default: its folder),
   versions ("text_lite,vision_dominant"; default all three), limit (first N problems),
@@ -198,7 +200,7 @@ def engine_accuracy(spec, config, model_cfg) -> Evaluate:
   from tokenizers import Tokenizer
 
   from mathvlm.data.sources import load_tokenizer
-  from mathvlm.eval import engine_heldout, likelihood
+  from mathvlm.eval import engine_heldout, likelihood, prompts, run
   s = fields(spec, "engine_accuracy", ENGINE_DEFAULTS, ("instruct",))
   problems = _engine_problems(s)
   tok_path = tokenizer_json(s["tokenizer"] or config.data.tokenizer)
@@ -207,6 +209,9 @@ def engine_accuracy(spec, config, model_cfg) -> Evaluate:
   if not (s["generated"] or s["ranked"]):
     raise ValueError("generated and ranked are both off: nothing to measure")
   likelihood.writer(s["rank_answer"])  # a bad format fails at setup, not at the first eval
+  if s["generated"]:  # so does a max_len that the image tokens fill (`run.Encoder`)
+    run.Encoder(tok, model_cfg.image_token_id, model_cfg.image_seq_len, s["max_len"]).encode(
+        prompts.format_prompt(problems[0].query, template))
 
   def evaluate(model) -> dict[str, float]:
     responses = [""] * len(problems)
@@ -222,9 +227,12 @@ def engine_accuracy(spec, config, model_cfg) -> Evaluate:
       r = likelihood.rank(model, model_cfg, hf_tok, problems, template=template,
                           batch_size=s["batch"], max_len=s["rank_max_len"], bucket=s["bucket"],
                           write=s["rank_answer"], image_aspect=config.data.image_aspect)
-      out.update(flat(engine_heldout.score(problems, responses, r.acc)["accuracy"], "ranked"))
-      out.update(flat(engine_heldout.score(problems, responses, r.acc_norm)["accuracy"],
-                      "ranked_norm"))
+      # without generation a free-form problem has no answer: judging "" would count it wrong
+      kept = [i for i, p in enumerate(problems) if s["generated"] or p.choices]
+      for key, picks in (("ranked", r.acc), ("ranked_norm", r.acc_norm)):
+        out.update(flat(engine_heldout.score([problems[i] for i in kept],
+                                             [responses[i] for i in kept],
+                                             [picks[i] for i in kept])["accuracy"], key))
       out.update(ranked_ties=float(r.ties), ranked_norm_ties=float(r.ties_norm))
     return out
 

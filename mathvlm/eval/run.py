@@ -90,12 +90,19 @@ class Encoder:
   def encode(self, text: str) -> list[int]:
     """BOS, the text before `<image>`, the image tokens, the text after. Too long a prompt loses
     the start of its text before the image (the system line), then the start of the text after
-    it; BOS, the image and the end ("... ASSISTANT:") always stay."""
+    it; BOS, the image and the end ("... ASSISTANT:") always stay. A max_len that BOS and the
+    image fill is an error: cutting every text token (the question and the assistant's turn
+    with it) would leave nothing to answer, and a prompt still over max_len."""
     before, image, after = text.partition(prompts.IMAGE)
     bos = [self.bos] if self.bos is not None else []
     head, tail = self._ids(before), self._ids(after)
     body = [self.image_id] * self.image_len if image else []
     over = len(bos) + len(head) + len(body) + len(tail) - self.max_len
+    if over >= len(head) + len(tail) > 0:
+      raise ValueError(f"a prompt needs {len(bos) + len(body)} tokens for BOS and the image "
+                       f"alone, leaving no room for its text under max_len={self.max_len}: "
+                       "raise the prompt length (engine_accuracy: max_len) or lower "
+                       "max_new_tokens")
     if over > 0:
       self.truncated += 1
       cut = min(over, len(head))
@@ -222,7 +229,9 @@ def run_signature(args, tokenizer) -> dict:
           "prompt": args.prompt, "max_new_tokens": args.max_new_tokens,
           "temperature": args.temperature,
           **({"top_p": args.top_p, "seed": args.seed} if args.temperature > 0 else {}),
-          **({"image_aspect": args.image_aspect} if args.image_aspect != "pad" else {})}
+          **({"image_aspect": args.image_aspect} if args.image_aspect != "pad" else {}),
+          # other image files answer otherwise; absent by default, so older run.json still match
+          **({"images": os.path.abspath(args.images)} if args.images else {})}
 
 
 def answered(out: str, signature: dict, restart: bool) -> dict[str, str]:
@@ -323,7 +332,9 @@ def parse_args(argv: list[str] | None):
 
 
 def _load(args):
-  """(problems, model, cfg, encoder, mesh) for a run."""
+  """(problems, places, model, cfg, encoder, mesh) for a run. places: each problem's position
+  in the whole benchmark file, which names its sampling key (`generate_responses`' index), so
+  --variants, which drops problems before it, does not change what a problem samples."""
   from tokenizers import Tokenizer
 
   from mathvlm.eval import distributed
@@ -334,15 +345,15 @@ def _load(args):
   ann = annotations_path(args.benchmark, args.data, args.split)
   kwargs = {"prompt": args.prompt} if args.benchmark == "mathverse" else {}
   problems = score.load_problems(args.benchmark, ann, args.images, **kwargs)
-  if args.variants:
-    problems = [p for p in problems if p.meta.get("variant", 0) < args.variants]
-  if args.limit:
-    problems = problems[:args.limit]
+  places = [i for i, p in enumerate(problems)
+            if not args.variants or p.meta.get("variant", 0) < args.variants]
+  places = places[:args.limit] if args.limit else places
+  problems = [problems[i] for i in places]
   mesh = distributed.make_mesh(distributed.MeshSpec.parse(args.mesh))
   model, cfg = distributed.load_sharded(args.ckpt, mesh)
   encoder = Encoder(Tokenizer.from_file(tok_path), cfg.image_token_id, cfg.image_seq_len,
                     cfg.text.max_position_embeddings - args.max_new_tokens, cfg.text.eos_token_id)
-  return problems, model, cfg, encoder, mesh
+  return problems, places, model, cfg, encoder, mesh
 
 
 def main(argv: list[str] | None = None) -> dict | None:
@@ -360,11 +371,11 @@ def main(argv: list[str] | None = None) -> dict | None:
     return report
   import jax
   t0 = time.time()
-  problems, model, cfg, encoder, mesh = _load(args)
+  problems, places, model, cfg, encoder, mesh = _load(args)
   lead = jax.process_index() == 0
   done = answered(args.out, run_signature(args, encoder.tok), args.restart) if lead else {}
-  index = [i for i, need in enumerate(todo_mask(problems, done)) if need]
-  todo = [problems[i] for i in index]
+  need = np.flatnonzero(todo_mask(problems, done))
+  index, todo = [places[i] for i in need], [problems[i] for i in need]
   field = _ID_FIELD[args.benchmark]
   out_file = (open(os.path.join(args.out, "responses.jsonl"), "a", encoding="utf-8")
               if lead else None)

@@ -61,6 +61,18 @@ def test_encoder_puts_image_tokens_and_keeps_the_prompt_end(tmp_path):
   assert tok.decode(ids[-6:]).endswith("ASSISTANT:")
 
 
+def test_a_max_len_that_the_image_fills_is_an_error():
+  """engine_accuracy's max_len=256 with LLaVA-1.5's 576 image tokens: cutting the text could not
+  fit the prompt, and it used to lose every text token (question and ASSISTANT: too) and come
+  out at 577 tokens anyway, which only `truncated` counted."""
+  from mathvlm.demo.parity import train_tokenizer
+  tok = train_tokenizer(["USER: what is the area? ASSISTANT:"] * 20, 300)
+  text = prompts.format_prompt("what is the area?", "vicuna_v1")
+  with pytest.raises(ValueError, match="max_len=256"):
+    run.Encoder(tok, image_token_id=4, image_seq_len=576, max_len=256).encode(text)
+  ids = run.Encoder(tok, image_token_id=4, image_seq_len=576, max_len=600).encode(text)
+  assert len(ids) == 600 and tok.decode(ids[-6:]).endswith("ASSISTANT:")  # room: cut, kept
+
 def test_the_encoder_ends_on_the_configs_eos_and_the_tokenizers_end_of_text():
   """A tokenizer without `</s>` (Llama 3's, Qwen's) ends responses on the config's eos ids (all
   of them, as transformers' generate does); one with `</s>` ends on it too."""
@@ -161,3 +173,46 @@ def test_compile_only_lowers_decoding_for_what_an_eval_passes_it(tmp_path, monke
   shapes = {k: [(tuple(a.shape), str(a.dtype)) for a in v[3:5]] for k, v in seen.items()}
   assert shapes["eval"][0] == ((2, cfg.vision.image_size, cfg.vision.image_size, 3), "uint8")
   assert shapes["compile_only"] == shapes["eval"]
+
+
+def test_variants_keep_each_problems_sampling_key(tmp_path, monkeypatch):
+  """A problem samples from fold_in(key(seed), its place in the benchmark file); --variants drops
+  problems before it and used to renumber the rest, so fn-0002's variant 0 drew from key 2
+  instead of 6 and its sampled response changed with --variants (a resume that changed it mixed
+  the two)."""
+  import shutil
+
+  from mathvlm.demo.parity import train_tokenizer
+  from mathvlm.eval import distributed
+  from mathvlm.models import registry
+  shutil.copy(os.path.join(REPO, "tests/eval_fixtures/engine_dynamic.json"), tmp_path / "test.json")
+  train_tokenizer(["what is the answer"] * 10, 300).save(str(tmp_path / "tokenizer.json"))
+  (tmp_path / "config.json").write_text("{}")  # the run's fingerprint reads it
+  cfg = registry.get("llava").preset("tiny")
+  monkeypatch.setattr(distributed, "load_sharded", lambda ckpt, mesh: (None, cfg))
+  keys = {}
+  monkeypatch.setattr(run, "generate_responses", lambda m, c, e, ps, index, **kw: (
+      keys.update((p.pid, i) for p, i in zip(ps, index)), [""] * len(ps))[1])
+  argv = ["--benchmark", "engine_dynamic", "--ckpt", str(tmp_path), "--data", str(tmp_path),
+          "--split", "test", "--temperature", "1"]
+  run.main(argv + ["--out", str(tmp_path / "all")])
+  every = dict(keys)
+  keys.clear()
+  run.main(argv + ["--out", str(tmp_path / "v1"), "--variants", "1"])
+  assert len(every) == 12 and len(keys) == 4
+  assert keys == {pid: every[pid] for pid in keys}
+  assert keys["fn-0002#v0:text_dominant"] == 6
+
+
+def test_other_image_files_start_the_run_over(tmp_path):
+  """--images changes what the model sees, so it is part of the run's signature (it was not: a
+  rerun on other image files resumed with the old images' responses); a run without it keeps
+  the signature it had, so its responses still resume."""
+  from mathvlm.demo.parity import train_tokenizer
+  (tmp_path / "config.json").write_text("{}")
+  tok = train_tokenizer(["a b c"] * 5, 300)
+  argv = ["--benchmark", "mathvista", "--ckpt", str(tmp_path), "--data", str(tmp_path),
+          "--out", str(tmp_path)]
+  sign = lambda *extra: run.run_signature(run.parse_args(argv + list(extra)), tok)  # noqa: E731
+  assert sign("--images", "/a") != sign("--images", "/b") != sign()
+  assert "images" not in sign()

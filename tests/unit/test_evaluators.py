@@ -110,6 +110,24 @@ def test_engine_accuracy_shapes_images_as_the_run_trains(engine, monkeypatch):
   assert seen == [("answer", "crop"), ("rank", "crop")]
 
 
+def test_ranking_alone_leaves_free_form_out_and_a_full_prompt_fails_at_setup(engine, monkeypatch):
+  """generated=False: every pick right is 100, not 75 (the three free-form problems used to be
+  judged on the "" left in place of their generation). A max_len that the image tokens fill
+  (tiny: 16 and BOS) fails at setup, naming the evaluator, not at its first evaluation."""
+  root, tok_path = engine
+  from mathvlm.models import registry
+  cfg = registry.get("llava").preset("tiny")
+  monkeypatch.setattr(likelihood, "rank", lambda m, c, t, ps, **kw: likelihood.Ranking(
+      *[[p.answer if p.choices else "" for p in ps]] * 2, 0, 0))
+  spec = {"instruct": str(root / "engine/instruct.json"), "generated": False}
+  out = evaluators.engine_accuracy(spec, config(tok_path), cfg)(None)
+  assert out["problems"] == 12 and out["ranked/all"] == out["ranked_norm/all"] == 100.0
+  assert not any("free-form" in k for k in out)
+  c = config(tok_path, held=dict(type="engine_accuracy", instruct=spec["instruct"], max_len=16))
+  with pytest.raises(ValueError, match=r"evals.held .*max_len=16"):
+    evaluators.from_config(c, cfg)
+
+
 @pytest.mark.slow
 def test_engine_accuracy_on_a_model_equals_the_demo_path(engine, model):
   """The evaluator on a real (random) model gives what the demo's two calls give. Slow (each
