@@ -45,7 +45,7 @@ class Checkpointer:
     self.root = paths.absolute(workdir) / "checkpoints"
     self.manager = ocp.CheckpointManager(
         self.root,
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=every,
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, save_decision_policy=saves(every),
                                              enable_async_checkpointing=use_async, create=True,
                                              cleanup_tmp_directories=True))
 
@@ -123,6 +123,15 @@ class Checkpointer:
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def saves(every: int):
+  """Every `every` steps, and at a preemption the processes agreed on: orbax's default policy
+  without its InitialSavePolicy, which saved step 1 of every fresh run whatever `every` was (a
+  whole extra checkpoint: a 7B model's parameters and Adam moments)."""
+  policies = ocp.checkpoint_managers
+  return policies.AnySavePolicy([policies.FixedIntervalPolicy(every),
+                                 policies.PreemptionCheckpointingPolicy()])
 
 
 def _agree(ok: bool) -> bool:

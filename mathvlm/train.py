@@ -497,12 +497,16 @@ class Rows:
     metrics = overlap.fetch(metrics)
     if not (np.isfinite(metrics["loss"]) and np.isfinite(metrics["grad_norm"])):
       self.ckpt.wait()  # saves of earlier (finite) steps in flight
+      kept = self.ckpt.latest_step()
       raise FloatingPointError(
           f"non-finite loss {metrics['loss']} or gradient norm {metrics['grad_norm']} at step "
-          f"{done}; its update was not applied and nothing after step {done - 1} was saved; the "
-          f"last good checkpoint (step {self.ckpt.latest_step()}) is kept in "
-          f"{self.writer.workdir}/checkpoints. Rerun with a lower optim.lr (or optim.grad_clip) "
-          "to resume from it (docs/reliability/FAULTS.md)")
+          f"{done}; its update was not applied and nothing after step {done - 1} was saved; "
+          + (f"the last good checkpoint (step {kept}) is kept in {self.writer.workdir}/"
+             "checkpoints. Rerun with a lower optim.lr (or optim.grad_clip) to resume from it"
+             if kept is not None else "no checkpoint was saved before it (checkpoint.every="
+             f"{self.run.config.checkpoint.every}). Rerun with a lower optim.lr (or "
+             "optim.grad_clip) to start over")
+          + " (docs/reliability/FAULTS.md)")
     if self.dropped is not None:
       self.dropped.update(item.dropped)
     now, config = time.time(), self.run.config
@@ -657,6 +661,7 @@ def resume_or_initialise(run: Run, ckpt, data_iter, workdir: str):
     state, start = train_state.initial_state(run), 0
   else:
     start = int(state["step"])
+    check_not_past_the_end(start, run.total_steps, workdir)
     log.info("resumed from step %d in %s", start, workdir)
   resume.record(run.config, workdir)
   if run.host is not None and "host" in loop:
@@ -665,6 +670,17 @@ def resume_or_initialise(run: Run, ckpt, data_iter, workdir: str):
   # the next sum would count them once per process.
   counts = collections.Counter(loop.get("dropped", {}) if jax.process_index() == 0 else {})
   return state, start, counts if pipeline.DROPPED in run.source[0] else None
+
+
+def check_not_past_the_end(start: int, total: int, workdir: str) -> None:
+  """`steps` may change on resume, but not below the checkpoint: a run cannot train backwards,
+  and the run would export the later step's model, and write a data report of `total` steps, as
+  if it had trained `total`."""
+  if start > total:
+    raise ValueError(
+        f"{workdir}/checkpoints holds step {start}, past this config's {total} steps (steps, or "
+        f"data.epochs' worth): a run cannot go back. Set steps to {start} or more to go on from "
+        "it, or train the shorter run in a new workdir")
 
 
 def all_processes(counts):

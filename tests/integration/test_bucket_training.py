@@ -116,6 +116,8 @@ def test_killed_in_a_bucket_resumes_bitwise(gcs, tmp_path):
   committed = [int(d) for d in os.listdir(f"{work}/checkpoints")
                if d.isdigit() and os.path.exists(f"{work}/checkpoints/{d}/commit_success.txt")]
   resumed = run(flags, "gs://bucket/run", environ, str(tmp_path / "resumed.log"))
-  # from the newest committed step: 3, or 1 when step 3's async save was still being written
-  assert f"resumed from step {max(committed)} in gs://bucket/run" in resumed.text(), committed
+  # from step 3, or afresh when step 3's async save was still being written (the only save
+  # before it: every 3 steps)
+  assert committed in ([3], []), committed
+  assert ("resumed from step 3 in gs://bucket/run" in resumed.text()) == (committed == [3])
   faults.assert_same_run(local, work, 8)

@@ -60,6 +60,21 @@ def test_changed_config_fails_at_start_naming_the_fields_and_touches_nothing(fin
   assert snapshot(work) == before  # nothing written, nothing lost
 
 
+def test_steps_lowered_below_the_checkpoint_fails_and_touches_nothing(finished, tmp_path):
+  """`steps` may change on resume, but a workdir at step 6 rerun with steps=5 exported the
+  step-6 model and wrote a data report of 5 steps (40 examples trained, not 48), logging
+  "done: 5 steps"."""
+  from mathvlm.train import train
+  work = str(tmp_path / "run")
+  shutil.copytree(finished[0], work)
+  shutil.rmtree(f"{work}/model")  # as a kill in the export leaves it: the rerun would export
+  before = snapshot(work)
+  shorter = tiny_config("lm", steps=5, checkpoint__every=2, checkpoint__keep=3)
+  with pytest.raises(ValueError, match="holds step 6, past this config's 5 steps"):
+    train(shorter, work)
+  assert snapshot(work) == before  # no model exported, no report, the run's config kept
+
+
 def test_fields_that_may_change_on_resume():
   from mathvlm.configs import common, resume
   old = resume.flatten(same_config())
@@ -185,7 +200,7 @@ def test_non_finite_step_stops_keeps_a_finite_checkpoint_and_a_lower_lr_trains(t
       train(cfg, work)
     assert "last good checkpoint (step 2)" in str(err.value)
     assert "lower optim.lr" in str(err.value)
-    assert sorted(os.listdir(f"{work}/checkpoints")) == ["1", "2"]  # orbax saves the first step too
+    assert sorted(os.listdir(f"{work}/checkpoints")) == ["2"]  # every 2 steps, no other
     kept = faults.restore(f"{work}/checkpoints/2/state")
     assert len(kept) > 10 and all(np.isfinite(v).all() for v in kept.values())
     assert [r["step"] for r in faults.rows(work)] == [1, 2]
@@ -199,3 +214,19 @@ def test_non_finite_step_stops_keeps_a_finite_checkpoint_and_a_lower_lr_trains(t
   assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6] and last["step"] == 6
   assert all(np.isfinite(r["loss"]) and np.isfinite(r["grad_norm"]) for r in rows)
   assert rows[-1]["loss"] < rows[2]["loss"]  # it trains from the kept checkpoint
+
+
+def test_non_finite_step_before_the_first_checkpoint_says_the_rerun_starts_over(tmp_path):
+  """checkpoint.every=4 and a NaN gradient at step 3: no checkpoint exists (a fresh run saves
+  only every `every` steps), and the error said "the last good checkpoint (step None)"."""
+  from mathvlm import objectives
+  from mathvlm.train import train
+  work = str(tmp_path / "run")
+  with objectives.registered(lr_sensitive_objective()):
+    cfg = tiny_config("lm", steps=6, checkpoint__every=4, optim__lr=0.1)
+    cfg.objective = "lm_lr_sensitive"
+    with pytest.raises(FloatingPointError, match=r"gradient norm nan at step 3") as err:
+      train(cfg, work)
+  assert "no checkpoint was saved before it (checkpoint.every=4)" in str(err.value)
+  assert "step None" not in str(err.value) and "start over" in str(err.value)
+  assert os.listdir(f"{work}/checkpoints") == []
