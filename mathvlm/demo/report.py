@@ -187,11 +187,19 @@ def depth_words(settings: dict) -> str:
           + " (mathvlm/rl/curriculum.py)")
 
 
+def pass_at_group(curve: list[dict], settings: dict) -> str:
+  """The column beside pass@1: pass@G over each prompt's G answers as first sampled, named by
+  the group size. The first other `pass@` key was `pass@1/trained` once rows logged it: the
+  refilled batch's rate, which drifts towards 1/2 whatever the policy does (rl/rollouts.py)."""
+  key = f"pass@{settings.get('group', 1)}"
+  return key if key in curve[0] else "pass@1"
+
+
 def grpo_section(g: dict, evals: dict) -> list[str]:
   """What GRPO saw while it trained (first and last ten steps) and what it changed held out."""
   curve, o = g["curve"], g["settings"]
   mean = lambda rows, k: sum(r.get(k, 0.0) for r in rows) / max(len(rows), 1)
-  pass_g = next((k for k in curve[0] if k.startswith("pass@") and k != "pass@1"), "pass@1")
+  pass_g = pass_at_group(curve, o)
   row = lambda name, rows: (
       f"| {name} | {mean(rows, 'reward/mean'):.3f} | {mean(rows, 'pass@1'):.3f} | "
       f"{mean(rows, pass_g):.3f} | {mean(rows, 'groups/all_equal'):.2f} | "

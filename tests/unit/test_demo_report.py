@@ -79,3 +79,21 @@ def test_the_choices_only_reading_counts_slip_sources_alias_once():
   s["baselines"]["choices_only_slip_source"] = s["baselines"]["choices_only_rule"]
   line = next(x for x in reading(s) if x.startswith("- Options alone"))
   assert "the best of 2 choices-only rules (odd_form)" in line, line
+
+
+def test_the_grpo_table_shows_pass_at_group_not_the_refilled_batchs_rate():
+  """Rows log `pass@1/trained` before `pass@8`: picking the first other `pass@` key put the
+  refilled batch's rate (drifting to 1/2 under dynamic sampling) in pass@G's column."""
+  row = {"reward/mean": 0.2, "pass@1/trained": 0.5, "pass@8/trained": 0.9, "pass@1": 0.02,
+         "pass@8": 0.125, "groups/all_equal": 0.8, "groups/all_equal_after": 0.4,
+         "curriculum/level": 0.0, "response_length": 10.0, "rollout_seconds": 3.0}
+  settings = dict(prompts_per_step=8, group=8, temperature=1.0, max_new_tokens=16,
+                  version="text_lite", rewards="answer=1.0", dynamic_sampling=False,
+                  eps_low=0.2, eps_high=0.28, beta=0.0, lr=5e-5, problem_options="steps=1:6")
+  stages = ("sft", "dpo", "grpo")
+  lines = report.grpo_section(dict(curve=[row] * 10, settings=settings),
+                              {st: table(4.5) for st in stages})
+  head = next(x for x in lines if x.startswith("| steps |"))
+  first = next(x for x in lines if x.startswith("| first 10 |"))
+  assert "| pass@1 | pass@8 |" in head, head
+  assert first.startswith("| first 10 | 0.200 | 0.020 | 0.125 |"), first
