@@ -96,23 +96,31 @@ def constrain(x, *names: str | None):
   return jax.lax.with_sharding_constraint(x, param_sharding(mesh, rules)(None, names, x.shape))
 
 
-def make_mesh(data: int = 1, fsdp: int = -1, tensor: int = 1,
-              devices: Sequence[jax.Device] | None = None) -> Mesh:
-  """A (data, fsdp, tensor) mesh; one size may be -1 meaning 'all remaining devices'."""
-  devices = list(devices if devices is not None else jax.devices())
+def mesh_sizes(data: int, fsdp: int, tensor: int, device_count: int) -> tuple[int, int, int]:
+  """The (data, fsdp, tensor) sizes a mesh over `device_count` devices gets, its one -1 (if any)
+  filled in. One function for the mesh and for the config's checks of it: the batch check once
+  multiplied mesh.data=-1 in as -1, and a batch the mesh cannot split passed it."""
   sizes = [data, fsdp, tensor]
   if sizes.count(-1) > 1:
     raise ValueError(f"at most one mesh axis may be -1, got data={data} fsdp={fsdp} "
                      f"tensor={tensor}")
   known = int(np.prod([s for s in sizes if s != -1]))
   if -1 in sizes:
-    if len(devices) % known:
-      raise ValueError(f"{len(devices)} devices do not divide into mesh {sizes}")
-    sizes[sizes.index(-1)] = len(devices) // known
-  if int(np.prod(sizes)) != len(devices):
+    if device_count % known:
+      raise ValueError(f"{device_count} devices do not divide into mesh {sizes}")
+    sizes[sizes.index(-1)] = device_count // known
+  if int(np.prod(sizes)) != device_count:
     raise ValueError(f"mesh data={sizes[0]} fsdp={sizes[1]} tensor={sizes[2]} needs "
-                     f"{int(np.prod(sizes))} devices, have {len(devices)}")
-  return jax.make_mesh(tuple(sizes), MESH_AXES, axis_types=(AxisType.Auto,) * 3, devices=devices)
+                     f"{int(np.prod(sizes))} devices, have {device_count}")
+  return tuple(sizes)
+
+
+def make_mesh(data: int = 1, fsdp: int = -1, tensor: int = 1,
+              devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A (data, fsdp, tensor) mesh; one size may be -1 meaning 'all remaining devices'."""
+  devices = list(devices if devices is not None else jax.devices())
+  sizes = mesh_sizes(data, fsdp, tensor, len(devices))
+  return jax.make_mesh(sizes, MESH_AXES, axis_types=(AxisType.Auto,) * 3, devices=devices)
 
 
 def logical_to_spec(names: Sequence[str | None], rules=DEFAULT_RULES) -> PartitionSpec:

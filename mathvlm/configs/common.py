@@ -15,7 +15,7 @@ import ml_collections
 from mathvlm import objectives
 from mathvlm.models import registry
 from mathvlm.models.layers import ATTENTION_IMPLS
-from mathvlm.sharding import DEFAULT_RULES, rule_errors
+from mathvlm.sharding import DEFAULT_RULES, mesh_sizes, rule_errors
 
 # Which trainable parameters AdamW decays: (regex over parameter paths, 'decay' | 'no_decay'), first
 # match wins, and a trainable parameter no rule covers is an error. The default is the Hugging Face
@@ -171,13 +171,8 @@ def validate(c: ml_collections.ConfigDict, process_count: int = 1, device_count:
                   "batch's loss; set optim.grad_accum=1 and fit the batch with more devices or "
                   "mesh.fsdp")
   if device_count:
-    batch_axes = c.mesh.data * (c.mesh.fsdp if c.mesh.fsdp > 0 else
-                                device_count // max(c.mesh.data * c.mesh.tensor, 1))
     micro = c.data.global_batch * rows_per_example // c.optim.grad_accum
-    if batch_axes and micro % batch_axes:
-      rows = f" x {rows_per_example} rows each" if rows_per_example > 1 else ""
-      errors.append(f"the micro-batch {micro} (data.global_batch{rows} / optim.grad_accum) must "
-                    f"be divisible by mesh.data x mesh.fsdp = {batch_axes}")
+    errors += micro_batch_errors(c.mesh, device_count, micro, rows_per_example)
   errors += (data_errors(c, objective) + rule_errors(c.logical_axis_rules)
              + foreign_option_errors(c))
   if c.model.attention_impl and c.model.attention_impl not in ATTENTION_IMPLS:
@@ -206,6 +201,22 @@ def foreign_option_errors(c: ml_collections.ConfigDict) -> list[str]:
                       f"objective={c.objective!r} never reads; set objective={name!r} or leave "
                       f"{name}.* at its defaults")
   return errors
+
+
+def micro_batch_errors(mesh, device_count: int, micro: int, rows_per_example: int) -> list[str]:
+  """The micro-batch's rows must split evenly over the mesh's data x fsdp devices, with its -1
+  resolved as the mesh resolves it (`sharding.mesh_sizes`); a mesh the devices cannot make is
+  named here too, before anything is built."""
+  try:
+    data, fsdp, _ = mesh_sizes(mesh.data, mesh.fsdp, mesh.tensor, device_count)
+  except ValueError as e:
+    return [f"mesh.data/fsdp/tensor: {e}"]
+  if micro % (data * fsdp) == 0:
+    return []
+  rows = f" x {rows_per_example} rows each" if rows_per_example > 1 else ""
+  return [f"the micro-batch {micro} (data.global_batch{rows} / optim.grad_accum) must be "
+          f"divisible by mesh.data x mesh.fsdp = {data} x {fsdp} = {data * fsdp} (mesh.data="
+          f"{mesh.data}, mesh.fsdp={mesh.fsdp} on {device_count} devices)"]
 
 
 def rules_errors(field: str, rules, decisions: tuple[str, str]) -> list[str]:

@@ -61,7 +61,12 @@ def test_argument_string_errors_name_the_key():
      r"optim.decay_rules entry \('.\*', 'decayed'\): expected \(regex, 'decay'\|'no_decay'\)"),
     (dict(optim__decay_rules=(".*", "decay")), r"optim.decay_rules entry '.\*': expected"),
     (dict(optim__warmup_ratio=1.5), "optim.warmup_ratio=1.5"),
-    (dict(data__global_batch=6, mesh__fsdp=4), "divisible by mesh.data x mesh.fsdp = 4"),
+    (dict(data__global_batch=6, mesh__fsdp=4), r"divisible by mesh.data x mesh.fsdp = 1 x 4 = 4"),
+    # mesh.data=-1 is the devices left over (2 of 4), not -1: 6 rows do not split over 2 x 2
+    (dict(data__global_batch=6, mesh__data=-1, mesh__fsdp=2),
+     r"mesh.data x mesh.fsdp = 2 x 2 = 4 \(mesh.data=-1, mesh.fsdp=2 on 4 devices\)"),
+    (dict(mesh__fsdp=3), "mesh.data/fsdp/tensor: mesh data=1 fsdp=3 tensor=1 needs 3 devices, "
+                         "have 4"),
     (dict(data__packing=True, steps=-1), "data.packing needs steps > 0"),
     (dict(data__packing=True, data__group_by_length=True), "both cut padding"),
     (dict(data__augment="blur=2"), r"data.augment entry 'blur=2'"),
