@@ -187,6 +187,17 @@ def lr_sensitive_objective():
                    weight_metric="tokens")
 
 
+def _nan_at_step_3(work: str, every: int):
+  """The lr-sensitive run at lr 0.1 (its gradient is NaN at step 3), checkpointing every
+  `every` steps; the FloatingPointError it stops with."""
+  from mathvlm.train import train
+  cfg = tiny_config("lm", steps=6, checkpoint__every=every, optim__lr=0.1)
+  cfg.objective = "lm_lr_sensitive"
+  with pytest.raises(FloatingPointError, match=r"gradient norm nan at step 3") as err:
+    train(cfg, work)
+  return err
+
+
 @pytest.mark.parametrize("rerun", [pytest.param(False, id="quick"),
                                    pytest.param(True, id="rerun", marks=pytest.mark.slow)])
 def test_non_finite_step_stops_keeps_a_finite_checkpoint_and_a_lower_lr_trains(tmp_path, rerun):
@@ -194,10 +205,7 @@ def test_non_finite_step_stops_keeps_a_finite_checkpoint_and_a_lower_lr_trains(t
   from mathvlm.train import train
   work = str(tmp_path / "run")
   with objectives.registered(lr_sensitive_objective()):
-    cfg = tiny_config("lm", steps=6, checkpoint__every=2, optim__lr=0.1)
-    cfg.objective = "lm_lr_sensitive"
-    with pytest.raises(FloatingPointError, match=r"gradient norm nan at step 3") as err:
-      train(cfg, work)
+    err = _nan_at_step_3(work, every=2)
     assert "last good checkpoint (step 2)" in str(err.value)
     assert "lower optim.lr" in str(err.value)
     assert sorted(os.listdir(f"{work}/checkpoints")) == ["2"]  # every 2 steps, no other
@@ -220,13 +228,9 @@ def test_non_finite_step_before_the_first_checkpoint_says_the_rerun_starts_over(
   """checkpoint.every=4 and a NaN gradient at step 3: no checkpoint exists (a fresh run saves
   only every `every` steps), and the error said "the last good checkpoint (step None)"."""
   from mathvlm import objectives
-  from mathvlm.train import train
   work = str(tmp_path / "run")
   with objectives.registered(lr_sensitive_objective()):
-    cfg = tiny_config("lm", steps=6, checkpoint__every=4, optim__lr=0.1)
-    cfg.objective = "lm_lr_sensitive"
-    with pytest.raises(FloatingPointError, match=r"gradient norm nan at step 3") as err:
-      train(cfg, work)
+    err = _nan_at_step_3(work, every=4)
   assert "no checkpoint was saved before it (checkpoint.every=4)" in str(err.value)
   assert "step None" not in str(err.value) and "start over" in str(err.value)
   assert os.listdir(f"{work}/checkpoints") == []
