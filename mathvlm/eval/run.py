@@ -400,12 +400,14 @@ def main(argv: list[str] | None = None) -> dict | None:
     return None
   out_file.close()
   done.update({p.pid: r for p, r in zip(todo, new)})
-  return _score_and_report(args, problems, done, len(todo), seconds, t0)
+  return _score_and_report(args, problems, done, len(todo), seconds, t0, encoder.truncated)
 
 
 def _score_and_report(args, problems: list[Problem], done: dict[str, str], generated: int,
-                      seconds: float, t0: float) -> dict:
-  """Scores every problem's response, writes the files, prints and returns the summary."""
+                      seconds: float, t0: float, truncated: int = 0) -> dict:
+  """Scores every problem's response, writes the files, prints and returns the summary;
+  `prompts_truncated` counts this run's prompts that lost their start to the context (logged
+  too), so a score over cut questions says so where its numbers are kept."""
   field = _ID_FIELD[args.benchmark]
   records = [{field: p.pid, "response": done[p.pid]} for p in problems if p.pid in done]
   scores, outputs = score.score_responses(args.benchmark, problems, records, source=args.out,
@@ -414,6 +416,7 @@ def _score_and_report(args, problems: list[Problem], done: dict[str, str], gener
                               os.path.join(args.out, "scores.json"))
   summary = {"all": scores["all"], "generated": generated,
              "resumed": len(problems) - generated,
+             "prompts_truncated": truncated,
              "problems_per_second": round(generated / seconds, 3) if generated else None,
              "seconds": round(time.time() - t0, 1), "files": paths}
   print(json.dumps(summary))

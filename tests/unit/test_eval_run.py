@@ -216,3 +216,37 @@ def test_other_image_files_start_the_run_over(tmp_path):
   sign = lambda *extra: run.run_signature(run.parse_args(argv + list(extra)), tok)  # noqa: E731
   assert sign("--images", "/a") != sign("--images", "/b") != sign()
   assert "images" not in sign()
+
+
+def test_the_summary_counts_the_prompts_cut_to_the_context(tmp_path, monkeypatch):
+  """A prompt longer than the context loses its start (`Encoder.encode`); the run logged how
+  many, and its summary, which is kept beside the scores, did not say."""
+  import shutil
+
+  from mathvlm.demo.parity import train_tokenizer
+  from mathvlm.eval import distributed
+  from mathvlm.models import registry
+  shutil.copy(os.path.join(REPO, "tests/eval_fixtures/engine_dynamic.json"), tmp_path / "test.json")
+  tok = train_tokenizer(["what is the answer"] * 10, 300)
+  tok.save(str(tmp_path / "tokenizer.json"))
+  (tmp_path / "config.json").write_text("{}")  # the run's fingerprint reads it
+  cfg = registry.get("llava").preset("tiny")
+  cfg = dataclasses.replace(cfg, text=dataclasses.replace(cfg.text, max_position_embeddings=300))
+  monkeypatch.setattr(distributed, "load_sharded", lambda ckpt, mesh: (None, cfg))
+  seen = []
+
+  def encode_only(model, c, encoder, problems, template, **kw):  # the prompts as generation does
+    seen.extend(len(tok.encode(prompts.format_prompt(p.query, template).replace(
+        prompts.IMAGE, "")).ids) for p in problems)
+    for p in problems:
+      encoder.encode(prompts.format_prompt(p.query, template))
+    return [""] * len(problems)
+
+  monkeypatch.setattr(run, "generate_responses", encode_only)
+  summary = run.main(["--benchmark", "engine_dynamic", "--ckpt", str(tmp_path), "--data",
+                      str(tmp_path), "--split", "test", "--max_new_tokens", "6",
+                      "--out", str(tmp_path / "out")])
+  room = 300 - 6 - 1 - cfg.image_seq_len  # the context less the answer, BOS and the image
+  cut = sum(n > room for n in seen)
+  assert len(seen) == 12 and 0 < cut < 12
+  assert summary["prompts_truncated"] == cut
