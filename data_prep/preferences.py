@@ -6,7 +6,9 @@ dataset.
 
 A line is `{"id" (optional: else "line N"), "image": <path under DIR> (optional), "prompt":
 "...<image>...", "chosen": "...", "rejected": "..."}`; the prompt carries `<image>` where the
-image goes (exactly one when there is an image, none without).
+image goes (exactly one when there is an image, none without); `chosen` and `rejected` hold
+none (a bad record, as `<image>` in an answer turn is: training would drop the pair later as
+`image_count`, counted but never named by line).
 """
 
 import argparse
@@ -40,6 +42,10 @@ def convert(item: tuple, options: dict) -> list:
         raise common.BadRecord("empty_answer", f"empty `{k}`")
     if fields["chosen"].strip() == fields["rejected"].strip():
       raise common.BadRecord("identical_pair", "`chosen` equals `rejected`")
+    for k in ("chosen", "rejected"):  # the image belongs in the prompt (as in an answer turn)
+      if records.IMAGE_TOKEN in fields[k]:
+        raise common.BadRecord("missing_image_token", f"`{k}` holds `{records.IMAGE_TOKEN}`: the "
+                               "image belongs in the prompt, not in a response")
     paths = common.image_paths(rec.get("image"), options["max_images"])
     common.check_image_tokens(fields["prompt"].count(records.IMAGE_TOKEN), len(paths))
     image = common.read_image(os.path.join(options["images"], paths[0])) if paths else b""

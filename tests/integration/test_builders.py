@@ -391,14 +391,17 @@ def test_preferences_bad(tmp_path):
           {"id": "empty", "image": "x.png", "prompt": Q, "chosen": "a", "rejected": ""},
           {"id": "notoken", "image": "x.png", "prompt": "Find x", "chosen": "a",
            "rejected": "b"},
-          {"id": "nofile", "image": "y.png", "prompt": Q, "chosen": "a", "rejected": "b"}]
+          {"id": "nofile", "image": "y.png", "prompt": Q, "chosen": "a", "rejected": "b"},
+          {"id": "inanswer", "image": "x.png", "prompt": Q, "chosen": "a",
+           "rejected": "<image>\nb"}]
   (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs) + "{oops\n")
   preferences.main(["--json", str(tmp_path / "p.jsonl"), "--images", str(tmp_path / "img"),
                     *flags(tmp_path / "out", "--max_bad_fraction", "1")])
   rep = report(tmp_path / "out", "preferences")
   assert {k: [r["id"] for r in v["records"]] for k, v in rep["by_reason"].items()} == {
-    "identical_pair": ["same"], "empty_answer": ["empty"], "missing_image_token": ["notoken"],
-    "missing_image": ["nofile"], "malformed_json": ["line 6"]}
+    "identical_pair": ["same"], "empty_answer": ["empty"],
+    "missing_image_token": ["notoken", "inanswer"], "missing_image": ["nofile"],
+    "malformed_json": ["line 7"]}
   assert [r["id"] for r in read_all(tmp_path / "out", "preferences")] == ["ok"]
 
 
