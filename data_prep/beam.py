@@ -123,8 +123,9 @@ def _problem(index, opts, out):
   return index, [writer.encoded(s) for s in samples]
 
 
-def _clear_earlier_remote(out: str) -> None:
-  """`writer.clear_earlier` for a bucket: the same files, through Beam's file systems."""
+def _clear_earlier(out: str) -> None:
+  """`writer.clear_earlier` through Beam's file systems, which take a bucket and a local folder
+  alike: the same files."""
   from apache_beam.io.filesystems import FileSystems
 
   from data_prep.engine import writer
@@ -169,9 +170,7 @@ def generate(out: str, n: int, opts, workers: int = 1, beam_options: str = "",
   writer.check_run(out, n)
   if "://" not in out:
     os.makedirs(out, exist_ok=True)
-    writer.clear_earlier(out)
-  else:
-    _clear_earlier_remote(out)
+  _clear_earlier(out)
   with beam.Pipeline(options=pipeline_options(beam_options, workers)) as p:
     _ = (p | "indices" >> beam.Create(list(range(start, start + n))) | beam.Reshuffle()
          | beam.Map(_problem, opts, out) | beam.combiners.ToList()

@@ -50,6 +50,6 @@ def test_the_beam_runner_clears_through_its_file_systems(tmp_path):
   out = str(tmp_path / "eng")
   writer.generate(out, 2, writer.Options(seed=0, degrade=0.0))
   (tmp_path / "eng" / "images" / "plane" / "keep.txt").write_bytes(b"x")
-  beam._clear_earlier_remote(out)
+  beam._clear_earlier(out)
   assert _images(out) == {os.path.join("images", "plane", "keep.txt")}
   assert not any(os.path.exists(os.path.join(out, t)) for t in writer.TEXTS)
