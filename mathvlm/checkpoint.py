@@ -67,16 +67,39 @@ class Checkpointer:
 
   def restore(self, step: int, abstract_state, data_iter, with_loop: bool = False):
     """abstract_state: ShapeDtypeStructs carrying the target shardings. with_loop: also return
-    the loop's JSON ({} for a checkpoint written without it)."""
+    the loop's JSON ({} for a step saved without it, see `has_loop`)."""
     items = dict(state=ocp.args.StandardRestore(abstract_state),
                  data=grain.checkpoint.CheckpointRestore(data_iter))
-    has_loop = with_loop and (self.root / str(step) / "loop").exists()
+    has_loop = with_loop and self.has_loop(step)
     if has_loop:
       items["loop"] = ocp.args.JsonRestore()
     out = self.manager.restore(step, args=ocp.args.Composite(**items))
     if not with_loop:
       return out.state
     return out.state, (dict(out.loop) if has_loop else {})
+
+  def has_loop(self, step: int) -> bool:
+    """Whether the step holds the loop's JSON (its drop counts, the objective's host state such
+    as GRPO's curriculum). The trainer saves it with every step since 2026-11-30 (d188062); a
+    step whose orbax metadata lists no `loop` item was saved before that, by a trainer that had
+    none to save, and restores without it (a warning: the drop counts restart from zero). Any
+    other step without the folder (copied partially, a failed upload) is a CheckpointError,
+    which `restore_latest` handles as any unreadable step."""
+    folder = self.root / str(step)
+    if (folder / "loop").exists():
+      return True
+    saved = saved_items(folder)
+    if saved is not None and "loop" not in saved:
+      log.warning("checkpoint step %s was saved without the loop's state (by a trainer from "
+                  "before 2026-11-30, which kept none): its drop counts restart from zero",
+                  folder)
+      return False
+    raise CheckpointError(
+        f"{folder}: no `loop` folder (the drop counts, GRPO's curriculum), "
+        + ("which its metadata lists as saved" if saved is not None else
+           f"and no {STEP_METADATA} to say it was never saved")
+        + ": copied partially, or a failed upload. Copy the whole step again, or remove it to "
+        "resume from the step before")
 
   def restore_latest(self, abstract_state, data_iter):
     """(state, step, loop JSON) of the newest step that reads back whole, or (None, None, {})
@@ -132,6 +155,19 @@ def saves(every: int):
   policies = ocp.checkpoint_managers
   return policies.AnySavePolicy([policies.FixedIntervalPolicy(every),
                                  policies.PreemptionCheckpointingPolicy()])
+
+
+STEP_METADATA = "_CHECKPOINT_METADATA"  # orbax's per-step file: the items the step was saved with
+
+
+def saved_items(folder) -> set[str] | None:
+  """The item names orbax recorded for a step folder when it saved it, or None when its metadata
+  file is missing or unreadable. orbax's own `metadata(step)` lists the item folders present
+  instead of what was saved, so it cannot tell a missing item from one never saved."""
+  try:
+    return set(json.loads((folder / STEP_METADATA).read_text())["item_handlers"])
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
 
 
 def _agree(ok: bool) -> bool:

@@ -2,18 +2,23 @@
 
 Layers name their parameters' axes logically (`embed`, `mlp`, `heads`, ...) and their activations'
 (`activation_batch`, `activation_length`, ...; see `constrain`); which mesh axis each lands on is
-this table's business, overridable from the config, never the model's.
+this table's business, overridable from the config, never the model's. An override maps every
+name the layers use (None replicates on purpose: `rule_errors`); a parameter dimension its mesh
+axes do not divide is replicated, and setup names each such one (`log_replicated`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 from typing import Callable, Sequence
 
 import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+log = logging.getLogger("mathvlm.train")  # the trainer's log, which it prints
 
 MESH_AXES = ("data", "fsdp", "tensor")
 
@@ -43,8 +48,9 @@ LOGICAL_AXES = tuple(name for name, _ in DEFAULT_RULES)  # every name the layers
 
 def rule_errors(rules) -> list[str]:
   """What is wrong with a logical axis table (the config's `logical_axis_rules`), one line each: a
-  logical name no layer uses (a misspelt 'mlp' would leave those weights replicated, silently)
-  or a mesh axis the mesh does not have."""
+  logical name no layer uses (a misspelt 'mlp' would leave those weights replicated, silently),
+  a mesh axis the mesh does not have, or a name the layers use left out (an override copied
+  without it would replicate those weights as silently; None replicates on purpose)."""
   errors = []
   for rule in rules:
     if len(rule) != 2:
@@ -59,7 +65,17 @@ def rule_errors(rules) -> list[str]:
     if unknown:
       errors.append(f"logical_axis_rules entry {tuple(rule)!r}: mesh axes {unknown} are not in "
                     f"the mesh's {list(MESH_AXES)}")
-  return errors
+  return errors + missing_rule_errors(rules)
+
+
+def missing_rule_errors(rules) -> list[str]:
+  """The names in LOGICAL_AXES that no entry of `rules` maps, as one error line (or none)."""
+  named = {rule[0] for rule in rules if len(rule) == 2}
+  missing = [name for name in LOGICAL_AXES if name not in named]
+  if not missing:
+    return []
+  return [f"logical_axis_rules leaves out {missing}, which the layers use: each needs an entry; "
+          f"to replicate one on purpose map it to None, e.g. ({missing[0]!r}, None)"]
 
 
 _ACTIVATIONS: contextvars.ContextVar = contextvars.ContextVar("activation_sharding", default=None)
@@ -137,21 +153,56 @@ def logical_to_spec(names: Sequence[str | None], rules=DEFAULT_RULES) -> Partiti
   return PartitionSpec(*out)
 
 
+def _table_spec(names: Sequence[str | None], shape, rules) -> list:
+  """The table's mesh axes for each dimension (None past the named ones)."""
+  spec = list(logical_to_spec(names, rules)) if names else [None] * len(shape)
+  return spec + [None] * (len(shape) - len(spec))
+
+
+def undivided_dims(mesh, rules, names, shape) -> list[tuple[int, str | tuple[str, ...], int]]:
+  """(dimension, mesh axes, their size) of each dimension the table shards whose length those
+  axes do not divide: `param_sharding` replicates it. mesh: anything with `.shape` (an
+  AbstractMesh will do)."""
+  out = []
+  for i, axes in enumerate(_table_spec(names, shape, rules)):
+    if axes is None:
+      continue
+    size = int(np.prod([mesh.shape[a] for a in ((axes,) if isinstance(axes, str) else axes)]))
+    if shape[i] % size:
+      out.append((i, axes, size))
+  return out
+
+
 def param_sharding(mesh: Mesh, rules=DEFAULT_RULES) -> Callable:
-  """(path, logical names, shape) -> NamedSharding; axes that do not divide are replicated."""
+  """(path, logical names, shape) -> NamedSharding; axes that do not divide are replicated
+  (`log_replicated` names them once, at setup)."""
 
   def fn(path, names, shape):
-    spec = list(logical_to_spec(names, rules)) if names else [None] * len(shape)
-    spec += [None] * (len(shape) - len(spec))
-    for i, axes in enumerate(spec):
-      if axes is None:
-        continue
-      size = int(np.prod([mesh.shape[a] for a in ((axes,) if isinstance(axes, str) else axes)]))
-      if shape[i] % size:
-        spec[i] = None
+    spec = _table_spec(names, shape, rules)
+    for i, _, _ in undivided_dims(mesh, rules, names, shape):
+      spec[i] = None
     return NamedSharding(mesh, PartitionSpec(*spec))
 
   return fn
+
+
+def log_replicated(params, mesh, rules=DEFAULT_RULES) -> int:
+  """Logs each (parameter, dimension) the table shards but `param_sharding` replicates, since the
+  mesh axes do not divide it (vocab 1023 over tensor=2): that part of the model is whole on each
+  of those devices, more memory than the table suggests. Once, at setup (the step's shardings
+  are fixed then); nothing when all divide. params: an nnx State (abstract will do). Returns
+  how many lines it logged."""
+  from flax import nnx  # local: keeps this module importable without building models
+  lines = 0
+  for path, var in nnx.to_flat_state(params):
+    names, shape = var.get_metadata().get("out_sharding") or (), var.shape
+    for dim, axes, size in undivided_dims(mesh, rules, names, shape):
+      log.warning("sharding: %s is replicated along dimension %d (%r, length %d): mesh axes %s "
+                  "(%d devices) do not divide it; map %r to None in logical_axis_rules to "
+                  "replicate it on purpose", "/".join(map(str, path)), dim, names[dim],
+                  shape[dim], axes, size, names[dim])
+      lines += 1
+  return lines
 
 
 def state_shardings(abstract_state, mesh: Mesh, rules=DEFAULT_RULES):

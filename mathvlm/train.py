@@ -326,6 +326,7 @@ def setup_model(config, objective, mesh, rules):
     return model
 
   abstract = nnx.eval_shape(lambda: build(False))
+  sharding.log_replicated(nnx.state(abstract, nnx.Param), mesh, rules)
   paths = [path_str(p) for p, _ in nnx.to_flat_state(nnx.state(abstract, nnx.Param))]
   train_set = trainable_paths(paths, config.train_rules)
   is_trainable = lambda path, x: isinstance(x, nnx.Param) and path_str(path) in train_set

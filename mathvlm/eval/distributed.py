@@ -1,12 +1,14 @@
 """Evaluation on a device mesh: the model sharded as in training, each batch split over the data
 axes, any number of processes; and a compile-only dry run that prints memory for a preset.
 
-The mesh and the parameter placement are `mathvlm.sharding`'s (the same logical-axis table the
-trainer uses); the batch goes over ("data", "fsdp") as in training. Each process encodes every
-prompt of a batch (cheap, and it keeps the padded width the same everywhere), loads the images of
-its own rows only, and hands its rows to `jax.make_array_from_process_local_data`; the generated
-tokens are gathered back to every process, so every process holds every response and process 0
-writes them. Greedy decoding gives the same tokens on one device, eight, or two processes.
+The mesh and the parameter placement are `mathvlm.sharding`'s, by its default logical-axis table:
+a model folder does not record the `logical_axis_rules` a run trained with, and the placement
+changes no number decoding gives (the same tokens on one device or eight), only where weights
+live; a run's own table places what it loads (model.init_from and the parts). The batch goes over
+("data", "fsdp") as in training. Each process encodes every prompt of a batch (cheap, and it
+keeps the padded width the same everywhere), loads the images of its own rows only, and hands
+its rows to `jax.make_array_from_process_local_data`; the generated tokens are gathered back to
+every process, so every process holds every response and process 0 writes them. Greedy decoding gives the same tokens on one device, eight, or two processes.
 """
 
 from __future__ import annotations
@@ -89,7 +91,8 @@ def _process_count() -> int:
 
 
 def load_sharded(ckpt: str, mesh, **runtime):
-  """(model, config) with every parameter placed as the trainer places it on `mesh`."""
+  """(model, config) with every parameter placed on `mesh` as the trainer places it with the
+  default logical_axis_rules (see the module's docstring for why not a run's own)."""
   from mathvlm import checkpoint, sharding
   return checkpoint.load_model(ckpt, sharding=sharding.param_sharding(mesh), **runtime)
 

@@ -118,6 +118,25 @@ def test_a_misspelt_logical_axis_rule_fails_naming_the_name_and_the_mesh_axis():
     common.validate(c)
 
 
+def test_a_rules_override_that_leaves_names_out_fails_naming_them_and_how_to_replicate():
+  """A table copied without 'mlp' and 'activation_mlp' would replicate those, silently; mapped to
+  None they are replicated on purpose and the config is valid."""
+  from mathvlm import sharding
+  from mathvlm.configs import sft
+  c = sft.get_config(None)
+  left_out = ("mlp", "activation_mlp")
+  with c.unlocked():
+    c.logical_axis_rules = tuple((k, v) for k, v in c.logical_axis_rules if k not in left_out)
+  with pytest.raises(ValueError, match=r"logical_axis_rules leaves out \['mlp', "
+                     r"'activation_mlp'\], which the layers use.*map it to None, e\.g\. "
+                     r"\('mlp', None\)"):
+    common.validate(c)
+  with c.unlocked():
+    c.logical_axis_rules += tuple((k, None) for k in left_out)
+  assert sharding.rule_errors(c.logical_axis_rules) == []
+  common.validate(c)
+
+
 def test_buckets_under_a_host_step_fail_naming_data_buckets():
   """GRPO's rows are a left-padded prompt then the answer: a bucket would cut the answers off."""
   c = grpo_recipe.get_config("model=tiny")

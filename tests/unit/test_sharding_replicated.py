@@ -1,0 +1,54 @@
+"""A parameter dimension the logical table shards but the mesh axes do not divide (vocab 1023
+over tensor=2) is replicated; setup names each such (parameter, dimension) once, so a user
+learns that part of the model is whole on those devices, and says nothing when all divide."""
+
+import logging
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax.sharding import AbstractMesh
+
+from mathvlm import objectives, sharding, train
+from mathvlm.configs import sft
+
+MESH = AbstractMesh((1, 2, 2), sharding.MESH_AXES)  # data=1, fsdp=2, tensor=2: no devices
+
+
+def _param(shape, names):
+  return nnx.Param(jax.ShapeDtypeStruct(shape, jnp.float32), out_sharding=names,
+                   eager_sharding=False)
+
+
+def _params(vocab):
+  return nnx.State({"embed_tokens": _param((vocab, 8), ("vocab", "embed")),
+                    "up_proj": _param((8, 16), ("embed", "mlp"))})
+
+
+def test_an_undivided_dimension_is_logged_once_naming_the_parameter_and_the_axes(caplog):
+  with caplog.at_level(logging.INFO, logger="mathvlm.train"):
+    assert sharding.log_replicated(_params(1023), MESH) == 1
+  assert len(caplog.records) == 1
+  assert ("embed_tokens is replicated along dimension 0 ('vocab', length 1023): mesh axes "
+          "tensor (2 devices) do not divide it") in caplog.text
+  assert sharding.undivided_dims(MESH, sharding.DEFAULT_RULES, ("vocab", "embed"),
+                                 (1023, 8)) == [(0, "tensor", 2)]
+
+
+def test_nothing_is_logged_when_every_dimension_divides_or_is_replicated_on_purpose(caplog):
+  rules = tuple((k, None if k == "vocab" else v) for k, v in sharding.DEFAULT_RULES)
+  with caplog.at_level(logging.INFO, logger="mathvlm.train"):
+    assert sharding.log_replicated(_params(1024), MESH) == 0
+    assert sharding.log_replicated(_params(1023), MESH, rules) == 0
+  assert caplog.text == ""
+
+
+def test_setup_names_the_model_parameters_a_mesh_axis_does_not_divide(caplog):
+  """The tiny model's widths are powers of two: tensor=3 divides none of them."""
+  config = sft.get_config(None)
+  rules = tuple(tuple(r) for r in config.logical_axis_rules)
+  mesh = AbstractMesh((1, 1, 3), sharding.MESH_AXES)
+  with caplog.at_level(logging.INFO, logger="mathvlm.train"):
+    train.setup_model(config, objectives.get(config.objective), mesh, rules)
+  assert ("language_model/embed_tokens/embedding is replicated along dimension 0 ('vocab', "
+          "length 1024)") in caplog.text
