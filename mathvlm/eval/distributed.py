@@ -8,7 +8,8 @@ live; a run's own table places what it loads (model.init_from and the parts). Th
 ("data", "fsdp") as in training. Each process encodes every prompt of a batch (cheap, and it
 keeps the padded width the same everywhere), loads the images of its own rows only, and hands
 its rows to `jax.make_array_from_process_local_data`; the generated tokens are gathered back to
-every process, so every process holds every response and process 0 writes them. Greedy decoding gives the same tokens on one device, eight, or two processes.
+every process, so every process holds every response and process 0 writes them. Greedy decoding
+gives the same tokens on one device, eight, or two processes.
 """
 
 from __future__ import annotations
