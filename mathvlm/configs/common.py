@@ -128,6 +128,17 @@ def options_section(objective) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(fields)
 
 
+def llava_scale(c: ml_collections.ConfigDict, model: str) -> None:
+  """What LLaVA-1.5's training scripts set (scripts/v1_5/finetune.sh and finetune_lora.sh; Math-
+  LLaVA's finetune_task.sh copies them) and MAVIS does not publish: rows of 2048 tokens, 576 of
+  them an image's (the base's 64 cut into every image, and each image example was dropped),
+  bfloat16 compute over float32 weights, gradient checkpointing. The tiny preset keeps the base's
+  64 tokens in float32: it exists to run in seconds on a CPU."""
+  if model != "tiny":
+    c.data.max_len = 2048
+    c.model.dtype, c.model.remat = "bfloat16", "full"
+
+
 def finish(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.lock()
   return c
@@ -329,6 +340,10 @@ def data_errors(c: ml_collections.ConfigDict, objective) -> list[str]:
       parse_mixture(c.data.mixture)
     except ValueError as e:
       errors.append(str(e))
+  if c.data.mixture and c.data.group_by_length:  # else found only after the model is built
+    errors.append(f"data.group_by_length with data.mixture={c.data.mixture!r}: a mixture cannot "
+                  "be grouped by length yet (configs/sft.py groups a built dataset); set "
+                  "data.group_by_length=False or train one dataset")
   if c.data.mixture and c.data.name in ("synthetic", "stream"):
     errors.append(f"data.mixture={c.data.mixture!r} mixes built datasets, but "
                   f"data.name={c.data.name!r} never reads it; set data.name to a built dataset "

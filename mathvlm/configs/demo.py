@@ -67,6 +67,7 @@ def get_config(arg=None):
   c.optim.warmup_ratio, c.optim.weight_decay = 0.05, 0.0
   c.checkpoint.every, c.checkpoint.keep, c.metrics.tensorboard = 1000, 1, False
   c.lora.rank, c.lora.alpha, c.lora.targets, c.lora.dropout = 0, 16.0, "", 0.0
+  c.model.dtype, c.model.remat = "float32", "none"  # the recipes' bf16 and remat are a 7B's
   vision = ("vision_tower/.*", "frozen")
   if a.stage == "clip_math":
     c.data.name, c.data.max_len, c.data.global_batch = "mavis_caption", 96, 32
@@ -81,12 +82,10 @@ def get_config(arg=None):
     c.data.name, c.data.max_len, c.data.global_batch = "mavis_instruct", 192, 16
     c.data.buckets = (96, 128, 160, 192)
     c.data.epochs, c.optim.lr = 1, 2e-3
-    c.model.dtype, c.model.remat = "float32", "none"
     c.train_rules = (vision, (".*", "trainable"))
   elif a.stage == "grpo":
     c.data.max_len, c.data.global_batch, c.steps = 160, 8, 180  # prompt tokens; prompts a step
     c.optim.lr, c.optim.grad_accum = 5e-5, 1  # a toy's batch fits in one micro-batch
-    c.model.dtype, c.model.remat = "float32", "none"
     c.train_rules = (vision, (".*", "trainable"))
     c.grpo.update(dict(group=8, max_new_tokens=16, temperature=1.0, beta=0.0, eps_high=0.28,
                        dynamic_sampling=True, max_refills=2,

@@ -1,7 +1,10 @@
 """MAVIS stage 4, DPO: the stage-3 model's wrong answers rejected, the annotated CoT chosen.
 
 Paper settings (FACTS.md): only LoRA trained. Beta is not published: 0.1 (the common default); the
-learning rate is not published: 2e-6 as the other MAVIS stages. The reference model is a frozen
+learning rate, batch and epochs are not published: 2e-6, 32 and 1 as stages 2 and 3, and LoRA as
+theirs (rank 128, alpha 256, every linear layer of the LLM: fresh adapters on the stage-3 model,
+whose export merged its own), with stage 3's template (vicuna_v1), schedule, 2048 tokens, bf16
+and gradient checkpointing (`common.llava_scale`). The reference model is a frozen
 copy of the starting (stage-3) model, or log-probs precomputed in the data (`dpo.reference=data`).
 No LoRA dropout, although stage 3 trained with it: TRL's DPOTrainer disables dropout by default
 (DPOConfig `disable_dropout=True`, "in `model` and `ref_model`"), as the loss compares the policy's
@@ -27,4 +30,5 @@ def get_config(arg=None):
   c.lora.rank, c.lora.alpha, c.lora.targets = 128, 256.0, LLM_LORA_TARGETS
   c.lora.dropout = 0.0
   c.train_rules = ((".*/lora/.*", "trainable"), (".*", "frozen"))
+  common.llava_scale(c, a.model)
   return common.finish(c)

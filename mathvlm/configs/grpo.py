@@ -11,13 +11,15 @@ Defaults for a 7B LLaVA/MAVIS model, each cited (FACTS.md) or marked as our choi
 - the batch in 2 micro-batches (`optim.grad_accum=2`, ours): XLA counts 54.7 GiB a device for the
   update with 8 devices and fsdp=8 (88.6 in one; the rollouts' decoding 38.9, on the train
   state's float32 weights), so it fits 80 GB;
-- LoRA on the LLM only, as MAVIS's DPO stage trains (ours: the RL papers fine-tune fully), without
+- LoRA on the LLM only, as MAVIS's DPO stage trains (ours: the RL papers fine-tune fully), rank 64
+  and alpha 128 (ours: MAVIS's stages use 128 and 256, the same scale alpha / rank = 2), without
   dropout (ours): the old policy's and the reference's log-probs are computed without it, so
   dropout in the learner's forward would move the ratio pi/pi_old off 1, and the clip and KL
   with it, by noise alone. TRL's GRPOConfig leaves dropout on by default (`disable_dropout=False`;
   its help: disabling it "prevents the model from generating different logprobs for the same
   input", useful with a reference model);
 - rewards: the exact answer (1.0) and the trained answer format (0.1) (ours);
+- prompts in instruction tuning's template (vicuna_v1, the base's; `configs/sft.py:recipe=mavis`);
 - problems from the data engine at a difficulty the curriculum adapts (ours; `grpo.problems`),
   moving a level after at least `grpo.curriculum_min_steps=5` steps measured at it (ours: the
   running pass rate's window at momentum 0.8, so one batch after a move cannot undo it).

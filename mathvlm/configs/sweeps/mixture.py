@@ -9,9 +9,11 @@ the runs read them there (`data.mixture` names datasets under `data.path`). One 
 """
 
 # data=mathv360k: a built dataset (data.name "synthetic", sft.py's default, would never read
-# data.mixture); each run's data.mixture then names the datasets it mixes.
+# data.mixture); each run's data.mixture then names the datasets it mixes. Not grouped by length,
+# which the recipe does on one built dataset: a mixture cannot be grouped yet.
 BASE = "configs/sft.py:model=llava-1.5-7b,data=mathv360k"
-FLAGS = {"config.data.path": "/tmp/mathvlm-data",
+FLAGS = {"config.data.group_by_length": False,
+         "config.data.path": "/tmp/mathvlm-data",
          "config.data.tokenizer": "/tmp/mathvlm-data/llava7b",
          "config.model.init_from": "gs://BUCKET/ckpt/llava7b"}
 
