@@ -393,23 +393,43 @@ def latex_number(text: str) -> str | None:
 
 
 def bold_number(text: str) -> str | None:
-  """The first number set in bold (`**4**`), which is how chat models mark their answer."""
+  """The first number set in bold (`**4**`), which is how chat models mark their answer; its
+  value when written as a root or with its sign in words (`**√3**`, `**negative 5**`)."""
   m = re.search(r"\*\*[^*\d]{0,40}?(-?[\d,.]*\d)[^*\d]{0,10}\*\*", text)
-  return clean_number(m.group(1)) if m else None
+  if not m:
+    return None
+  written = re.search(r"(?<![\w.])(" + _WRITTEN + ")" + _NUM_END, m.group(0), flags=re.I)
+  return _as_number(written.group(1)) if written else clean_number(m.group(1))
 
 
-_NUM_OR_WORD = (r"(-?\$?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|-?\.\d+|"
-                + "|".join(_WORDS) + ")")
+# A value in plain text that is no plain number: a root in textbook notation (`√3`, `2√3`,
+# `√3/2`), scientific notation (`1.5e3`) and a sign in words ("negative 5", "minus 0.5"). Read
+# where a final answer is written so (an answer span, a stated value, a sentence that is the
+# value alone), not as any number in the prose: before, `√3` read as nothing, `1.5e3` as 1.5 and
+# "negative 5" as 5.
+_DIGITS = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
+_WRITTEN = (r"-?(?:\d+(?:\.\d+)?)?[√∛](?:\d+(?:\.\d+)?|\(\d+(?:\.\d+)?\))(?:/\d+(?:\.\d+)?)?"
+            r"|-?(?:\d+(?:\.\d+)?|\.\d+)e[-+]?\d+"
+            r"|(?:negative|minus)\s+(?:" + _DIGITS + r"(?:/\d+)?|\.\d+|" + "|".join(_WORDS) + ")")
+_PLAIN = r"-?\$?" + _DIGITS + r"(?:/\d+)?|-?\.\d+|" + "|".join(_WORDS)
+_NUM_OR_WORD = r"(" + _WRITTEN + "|" + _PLAIN + ")"
 _NUM_END = r"(?![\w(]|\.\d|" + _TIMES + ")"   # nor inside a word or a product `3(x+1)`
 _ROUGHLY = r"(?:(?:about|approximately|around|roughly|nearly|exactly|just|only|now)\s+)?"
 _STATED = re.compile(r"(?:\bis|\bare|\bwas|\bwere|\bequals|=|≈|\\approx|\bbe|\bcosts?|\bof)"
                      r"\s*\**\s*" + _ROUGHLY + _NUM_OR_WORD + _NUM_END, re.I)
-_ANY = re.compile(r"(?<![\w.])" + _ROOTED + _NUM_OR_WORD + _NUM_END, re.I)
+_ANY = re.compile(r"(?<![\w.])" + _ROOTED + "(" + _PLAIN + ")" + _NUM_END, re.I)
 _CONCLUDE = re.compile(r"^\W*(?:therefore|so|thus|hence|in total|in conclusion|overall)\b", re.I)
 
 
 def _as_number(tok: str) -> str:
   tok = tok.replace("$", "")
+  sign = re.match(r"(?:negative|minus)\s+", tok, flags=re.I)
+  if sign:
+    return clean_number("-" + _as_number(tok[sign.end():]))
+  if re.fullmatch(r"-?[\d.]+e[-+]?\d+", tok, flags=re.I):
+    return repr_number(float(tok))
+  if re.search(r"[√∛]", tok):
+    return latex_number(unicode_latex(tok)) or tok
   return _WORDS.get(tok.lower()) or clean_number(tok)
 
 
@@ -440,6 +460,9 @@ def sentence_number(sentence: str, stated_last: bool = False) -> str | None:
       return _as_number(chain.group(1))
   if stated:
     return _as_number(stated[-1] if stated_last else stated[0])
+  alone = re.fullmatch(r"[\s*$]*(" + _WRITTEN + r")[\s*$.]*", sentence, flags=re.I)
+  if alone:  # "√3", "**negative 5**": the sentence is the value
+    return _as_number(alone.group(1))
   found = _ANY.findall(sentence)
   return _as_number(found[0]) if found else None
 
@@ -512,7 +535,14 @@ def span_number(span: str) -> str | None:
   if not span:
     return None
   tail = re.split(r"=|≈|\\approx", span)[-1]
-  return latex_number(tail) or number(tail, last=False) or number(span)
+  return latex_number(tail) or written_number(tail) or number(tail, last=False) or number(span)
+
+
+def written_number(text: str) -> str | None:
+  """The value a text opens with when it is written as a root, in scientific notation or with
+  its sign in words (`_WRITTEN`: "√3 cm", "1.5e3", "negative 5 degrees"), else None."""
+  m = re.match(r"[\s*$]*(" + _WRITTEN + ")" + _NUM_END, text, flags=re.I)
+  return _as_number(m.group(1)) if m else None
 
 
 _SEVERAL = re.compile(r"(?<![\w.])(?:between\s+)?(-?\$?\d[\d,]*(?:\.\d+)?%?)\s*(?:,\s*)?"
@@ -703,29 +733,31 @@ def value_of(text: str) -> complex | None:
     return None
 
 
-def same_value(answer: str, gold: str) -> bool:
+def same_value(answer: str, gold: str, rounded: bool = True) -> bool:
   """The same text (spaces aside), the same number (`close`), or the same interval / tuple
-  (`(2, ∞)` and `(2, oo)`), whichever notation either side is written in."""
+  (`(2, ∞)` and `(2, oo)`), whichever notation either side is written in. rounded=False: a
+  decimal must be the gold's value too, not the gold rounded to its places (`close`)."""
   if answer.replace(" ", "") == gold.replace(" ", ""):
     return True
   a, g = value_of(answer), value_of(gold)
   if a is not None and g is not None:
-    return close(answer, a, g)
+    return close(answer, a, g, rounded)
   ta, tg = parse_math(answer), parse_math(gold)
   if isinstance(ta, tuple) and isinstance(tg, tuple) and len(ta) == len(tg) and ta:
-    return all(x == y or same_value(str(x), str(y)) for x, y in zip(ta, tg))
+    return all(x == y or same_value(str(x), str(y), rounded) for x, y in zip(ta, tg))
   return False
 
 
 _DECIMAL = re.compile(r"[-+]?\d*\.(\d+)")
 
 
-def close(answer: str, a: complex, g: complex) -> bool:
+def close(answer: str, a: complex, g: complex, rounded: bool = True) -> bool:
   """An answer written as a decimal is right when it is the gold rounded to its places (4.67 for
   14/3, 1.73 for √3; as MATH-Vision rounds); any other (an integer, 8√3/3) must be the gold's
   value. A relative band (it was 0.5%) gave a reward to 456 for 264√3 = 457.26 and to 0.004
-  for 0."""
-  m = _DECIMAL.fullmatch(answer.strip())
+  for 0. rounded=False (`exact_correct`): every answer must be the gold's value, to float
+  precision (0.7 is not 2/3; 0.6666666667 is)."""
+  m = _DECIMAL.fullmatch(answer.strip()) if rounded else None
   band = 0.5 * 10.0 ** -len(m.group(1)) if m else 0.0
   return abs(a - g) <= band + 1e-9 * max(1.0, abs(g))
 
@@ -935,6 +967,16 @@ def engine_correct(extraction: str, gold: str, choices: list[str]) -> bool:
   if choices:
     return extraction.strip().upper() == gold.strip().upper()
   return bool(extraction) and same_value(extraction, gold)
+
+
+def exact_correct(extraction: str, gold: str, choices: list[str]) -> bool:
+  """`engine_correct` without the rounded-decimal rule: a free-form answer must be the gold's
+  value (to float precision; fractions and surds by value), so 0.7 is wrong for 2/3. For a
+  reward (GRPO's `exact_answer`): the evaluation's rule would pay a policy for rounding
+  coarsely, one decimal place being the cheapest answer it accepts."""
+  if choices:
+    return engine_correct(extraction, gold, choices)
+  return bool(extraction) and same_value(extraction, gold, rounded=False)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,24 +10,40 @@ The demo reports both after each stage; the `engine_accuracy` evaluator reports 
 from __future__ import annotations
 
 import collections
+import logging
 
 from mathvlm.eval import engine_benchmark
 from mathvlm.eval.common import Problem, entry
 
+log = logging.getLogger(__name__)
+
 
 def answer(model, cfg, tokenizer, problems: list[Problem], *, template: str, batch: int,
-           max_new_tokens: int, max_len: int, bucket: int = 32,
-           image_aspect: str = "pad") -> list[str]:
+           max_new_tokens: int, max_len: int, bucket: int = 32, image_aspect: str = "pad",
+           encoder=None) -> list[str]:
   """Greedy answers with the KV cache, prompts as the evaluation CLI builds them. `tokenizer` is
-  a `tokenizers.Tokenizer`; prompts longer than `max_len` lose their start (`run.Encoder`); each
-  batch is padded to a multiple of `bucket` tokens (each width compiles once: a coarser bucket
-  compiles fewer shapes, a finer one pads less); images shaped as in training (image_aspect)."""
-  from mathvlm.eval.run import Encoder, generate_responses
-  encoder = Encoder(tokenizer, cfg.image_token_id, cfg.image_seq_len, max_len,
-                    cfg.text.eos_token_id)
-  return generate_responses(model, cfg, encoder, problems, template=template,
-                            batch_size=batch, max_new_tokens=max_new_tokens, temperature=0.0,
-                            bucket=bucket, image_aspect=image_aspect)
+  a `tokenizers.Tokenizer`; prompts longer than `max_len` lose their start (`run.Encoder`), are
+  logged, and counted in `encoder.truncated` when the caller passes its own `encoder` (from
+  `encoder_for`: the `engine_accuracy` evaluator reports the count); each batch is padded to a
+  multiple of `bucket` tokens (each width compiles once: a coarser bucket compiles fewer shapes,
+  a finer one pads less); images shaped as in training (image_aspect)."""
+  from mathvlm.eval.run import generate_responses
+  encoder = encoder if encoder is not None else encoder_for(cfg, tokenizer, max_len)
+  before = encoder.truncated
+  out = generate_responses(model, cfg, encoder, problems, template=template,
+                           batch_size=batch, max_new_tokens=max_new_tokens, temperature=0.0,
+                           bucket=bucket, image_aspect=image_aspect)
+  if encoder.truncated > before:
+    log.warning("%d of %d engine prompts were longer than max_len=%d and lost their start",
+                encoder.truncated - before, len(problems), encoder.max_len)
+  return out
+
+
+def encoder_for(cfg, tokenizer, max_len: int):
+  """The prompt encoder `answer` uses: the model's image tokens and end ids, `max_len` tokens."""
+  from mathvlm.eval.run import Encoder
+  return Encoder(tokenizer, cfg.image_token_id, cfg.image_seq_len, max_len,
+                 cfg.text.eos_token_id)
 
 
 def ranked(model, cfg, tokenizer, problems: list[Problem], *, template: str, batch: int,

@@ -182,7 +182,9 @@ def engine_accuracy(spec, config, model_cfg) -> Evaluate:
   `ranked_norm/<key>` (by log-prob per byte of the written answer, its `acc_norm`), free-form
   still generated in both (with generated=False they have no answer to judge and are left out
   of the ranked numbers, not counted wrong: `problems` still counts them); keys `all`,
-  `domain/*`, `version/*`, `type/*`; plus `problems`, and `ranked_ties` / `ranked_norm_ties`
+  `domain/*`, `version/*`, `type/*`; plus `problems`, `prompts_truncated` when generated (the
+  prompts over max_len, which lost their start: a score over cut questions says so, as
+  `python -m mathvlm.eval.run`'s summary does), and `ranked_ties` / `ranked_norm_ties`
   (multiple-choice problems whose best score several options share exactly: the first of them is
   taken; `mathvlm.eval.likelihood`).
 
@@ -215,13 +217,14 @@ def engine_accuracy(spec, config, model_cfg) -> Evaluate:
 
   def evaluate(model) -> dict[str, float]:
     responses = [""] * len(problems)
+    out = {"problems": float(len(problems))}
     if s["generated"]:
+      encoder = engine_heldout.encoder_for(model_cfg, tok, s["max_len"])
       responses = engine_heldout.answer(model, model_cfg, tok, problems, template=template,
                                         batch=s["batch"], max_new_tokens=s["max_new_tokens"],
                                         max_len=s["max_len"], bucket=s["bucket"],
-                                        image_aspect=config.data.image_aspect)
-    out = {"problems": float(len(problems))}
-    if s["generated"]:
+                                        image_aspect=config.data.image_aspect, encoder=encoder)
+      out["prompts_truncated"] = float(encoder.truncated)
       out.update(flat(engine_heldout.score(problems, responses)["accuracy"], "generated"))
     if s["ranked"]:
       r = likelihood.rank(model, model_cfg, hf_tok, problems, template=template,
@@ -327,8 +330,9 @@ BENCH_DEFAULTS = dict(split="testmini", images=None, tokenizer="", template="", 
 def benchmark_accuracy(spec, config, model_cfg) -> Evaluate:
   """A benchmark's accuracy (percent) from its files, generated as `python -m mathvlm.eval.run`
   generates (the official query in the chat template, greedy unless `temperature`) and scored by
-  `mathvlm.eval.score`: `accuracy`, `correct`, `total`, and `<breakdown>/<value>` for each
-  breakdown named in `breakdowns` (MathVista: "question_type,category"; MATH-V: "level").
+  `mathvlm.eval.score`: `accuracy`, `correct`, `total`, `prompts_truncated` (as the CLI's
+  summary), and `<breakdown>/<value>` for each breakdown named in `breakdowns` (MathVista:
+  "question_type,category"; MATH-V: "level").
 
   Fields: benchmark (mathvista | math_v | mathverse, required), data (the benchmark folder,
   required; layout as `mathvlm.eval.run`), split, images, tokenizer / template (default: the
@@ -372,7 +376,8 @@ def benchmark_accuracy(spec, config, model_cfg) -> Evaluate:
     records = [{"pid": p.pid, "response": r} for p, r in zip(problems, responses)]
     scores, _ = score.score_responses(s["benchmark"], problems, records)
     out = {"accuracy": float(scores["all"]["accuracy"]),
-           "correct": float(scores["all"]["correct"]), "total": float(scores["all"]["total"])}
+           "correct": float(scores["all"]["correct"]), "total": float(scores["all"]["total"]),
+           "prompts_truncated": float(encoder.truncated)}
     for b in breakdowns:
       out.update(flat(scores[b], b))
     return out

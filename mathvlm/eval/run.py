@@ -114,13 +114,16 @@ class Encoder:
     return self.tok.encode(s, add_special_tokens=False).ids if s else []
 
   def decode(self, ids) -> str:
+    """A generated row's text: its tokens up to the first end id. The sampler writes the pad id
+    only after a row's end, so the padding goes with the end and a pad id before it is a token
+    the model chose: with no `<pad>` in the vocabulary the pad is id 0, the real token "!" in
+    byte-level ones (Llama 3's, Qwen's), and dropping it anywhere read "5!" as 5."""
     out = []
     for t in ids:
       t = int(t)
       if t in self.eos:
         break
-      if t != self.pad:
-        out.append(t)
+      out.append(t)
     return self.tok.decode(out)
 
 

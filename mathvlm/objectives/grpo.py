@@ -168,12 +168,14 @@ DEFAULTS = dict(
     passes=1,                # optimisation passes over one rollout batch
     dynamic_sampling=False,  # DAPO: replace groups whose rewards are all equal
     max_refills=4,           # ... at most this many extra rollouts per step (<= MAX_REFILLS)
-    rewards="answer=1.0,format=0.1",  # name=weight: answer, format, length, consistency, or
-                                      # a function by import path: "pkg.mod:fn=0.5"
+    rewards="answer=1.0,format=0.1",  # name=weight: answer, exact_answer, format, length,
+                                      # consistency, or a function by import path:
+                                      # "pkg.mod:fn=0.5"
     length_target=0,         # the length reward's free length in tokens: with `length` among
                              # the rewards, 0 < length_target < max_new_tokens
     problems="",             # rollout prompts on the fly: "module:factory" (the engine's stream)
-    problem_options="",      # ... its keyword arguments: "mc=0.5,workers=2" (Python literals)
+    problem_options="",      # ... its keyword arguments: "mc=0.5,workers=2,levels=[1, 2]"
+                             # (Python literals, else strings)
     curriculum=True,         # adapt the stream's difficulty to the running pass rate
     curriculum_min_steps=5,  # ... measuring at least this many steps at a level before moving
                              # (ours: the running rate's window, 1 / (1 - momentum 0.8))
@@ -234,18 +236,45 @@ def length_reward_errors(o) -> list[str]:
 
 
 def keyword_options(text: str) -> dict:
-  """"mc=0.5,workers=2,domain='plane'" -> {"mc": 0.5, "workers": 2, "domain": "plane"}: values
-  are Python literals, or else taken as strings (domain=plane)."""
+  """"mc=0.5,workers=2,domain='plane',levels=[1, 2]" -> {"mc": 0.5, "workers": 2, "domain":
+  "plane", "levels": [1, 2]}: values are Python literals, or else taken as strings
+  (domain=plane, steps=1:6). Entries are split at the commas outside brackets and quotes, so a
+  list, tuple or dict value keeps its own; a bracketed value that is no literal is an error,
+  not a string (`levels=[plane, solid]` would reach the stream as the text "[plane, solid]")."""
   out = {}
-  for part in filter(None, (p.strip() for p in text.split(","))):
+  for part in filter(None, (p.strip() for p in _entries(text))):
     key, eq, value = part.partition("=")
     if not eq or not key.strip().isidentifier():
       raise ValueError(f"grpo.problem_options entry {part!r}: expected name=value")
     try:
       out[key.strip()] = ast.literal_eval(value.strip())
     except (ValueError, SyntaxError):
+      if value.strip().startswith(("(", "[", "{")):
+        raise ValueError(f"grpo.problem_options entry {part!r}: a bracketed value must be a "
+                         "Python literal; quote its strings (e.g. ['plane', 'solid'])") from None
       out[key.strip()] = value.strip()
   return out
+
+
+def _entries(text: str) -> list[str]:
+  """`text` split at its commas outside brackets and quotes; a quote counts inside brackets or
+  where it opens a value, so an apostrophe in a plain string (name=O'Neil) is text, as it was."""
+  parts, depth, quote, start = [], 0, "", 0
+  for i, ch in enumerate(text):
+    if quote:
+      quote = "" if ch == quote else quote
+    elif ch in "'\"" and (depth or text[start:i].rstrip().endswith("=")):
+      quote = ch
+    elif ch in "([{" or ch in ")]}":
+      depth += 1 if ch in "([{" else -1
+    elif ch == "," and depth == 0:
+      parts, start = parts + [text[start:i]], i + 1
+    if depth < 0:
+      break
+  if depth or quote:
+    raise ValueError(f"grpo.problem_options {text!r}: a bracket or quote is not closed (or "
+                     "closed twice)")
+  return parts + [text[start:]]
 
 
 def reference_copy(params, opts) -> dict:

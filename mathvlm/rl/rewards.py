@@ -3,6 +3,11 @@
 Built in:
 - answer: 1 when the answer is right, by the judge evaluation and the DPO pair builder use
   (`mathvlm.eval.answers.engine_answer` / `engine_correct`), else 0;
+- exact_answer: `answer` without the evaluation's rounded-decimal rule (a decimal right when it
+  is the gold rounded to its places: 0.7 for 2/3): a free-form answer must be the exact gold's
+  value (`answers.exact_correct`), so a policy is not paid for rounding coarsely. `answer` stays
+  the default (the demo's numbers are made with it); the logged `pass@1` and the consistency
+  reward judge as `answer` does;
 - format: 1 when the answer states it as trained ("The answer is V."), else 0;
 - length: -(tokens beyond `length_target`) / max_new_tokens, a penalty for rambling;
 - consistency: for groups that mix one problem's question versions (`grpo.consistency`), the
@@ -40,12 +45,20 @@ def answer_reward(response: str, problem: dict) -> float:
   return float(answers.engine_correct(got, problem["answer"], problem["choices"]))
 
 
+def exact_answer_reward(response: str, problem: dict) -> float:
+  """`answer`, but a free-form answer must be the engine's exact gold (`answers.exact_correct`):
+  a decimal rounded to its places earns nothing (0.7 for 2/3 does under `answer`)."""
+  got = answers.engine_answer(response, problem["choices"])
+  return float(answers.exact_correct(got, problem["answer"], problem["choices"]))
+
+
 def format_reward(response: str, problem: dict) -> float:
   del problem
   return float(bool(STATED.search(response or "")))
 
 
 BUILT_IN: dict[str, Callable[[str, dict], float]] = {"answer": answer_reward,
+                                                      "exact_answer": exact_answer_reward,
                                                       "format": format_reward}
 
 
@@ -70,8 +83,8 @@ def parse(spec: str) -> list[tuple[str, float]]:
                      "weight")
   for name, _ in out:
     if name not in BUILT_IN | {"length": None, "consistency": None} and ":" not in name:
-      raise ValueError(f"grpo.rewards: unknown reward {name!r}; built in: answer, format, "
-                       "length, consistency, or a function as 'package.module:function'")
+      raise ValueError(f"grpo.rewards: unknown reward {name!r}; built in: answer, exact_answer, "
+                       "format, length, consistency, or a function as 'package.module:function'")
   return out
 
 

@@ -97,6 +97,36 @@ def test_extract_free_form(response, expected):
   assert mv.extract(response, _problem("free_form", "integer")) == expected
 
 
+
+def _free(atype, answer, precision=1):
+  return mv.load_record({"pid": "1", "question": "q", "question_type": "free_form",
+                         "answer_type": atype, "precision": precision, "answer": answer,
+                         "unit": None})
+
+
+@pytest.mark.parametrize("response,atype,gold", [
+    ("√3", "float", "1.7"), ("The answer is √3.", "float", "1.7"), ("Answer: √3", "float", "1.7"),
+    ("The length of AB is 2√3.", "float", "3.5"), ("So the side is √3/2 cm.", "float", "0.9"),
+    ("1.5e3", "integer", "1500"), ("The answer is 1.5e3.", "integer", "1500"),
+    ("\\boxed{2.5E-3}", "float", "0.0"),
+    ("negative 5", "integer", "-5"), ("The answer is negative 5.", "integer", "-5"),
+    ("Therefore, the change is minus 12 degrees.", "integer", "-12"),
+    ("The answer is negative five.", "integer", "-5"), ("So x is **√3**.", "float", "1.7"),
+    ("The drop is **negative 5** units.", "integer", "-5")])
+def test_a_value_written_as_a_root_in_e_notation_or_with_a_signed_word(response, atype, gold):
+  """A final answer written `√3`, `1.5e3` or "negative 5" is valued: before, `√3` read as
+  nothing, `1.5e3` as 1.5 and "negative 5" as 5, all scored wrong."""
+  problem = _free(atype, gold)
+  assert mv.judge(problem, mv.extract(response, problem))[1], mv.explain(response, problem)
+
+
+@pytest.mark.parametrize("response,expected", [
+    ("The answer is 5", "5"), ("10 minus 3 leaves 7", "10"),
+    ("A 4√2 cm diagonal fits 6 squares.", "6"),
+    ("The answer is 5 cm", "5"), ("There are two sequences with negative scores.", "2")])
+def test_other_shapes_read_as_before(response, expected):
+  assert mv.extract(response, _free("integer", "1")) == expected
+
 def test_stored_extractions_score_without_any_response_text(problems):
   """With --use_extraction_field a record needs its `extraction`, not its text: a file of
   extractions alone scores as with its responses (and each record is counted as textless)."""

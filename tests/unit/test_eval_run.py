@@ -94,6 +94,21 @@ def test_the_encoder_ends_on_the_configs_eos_and_the_tokenizers_end_of_text():
   assert run.Encoder(with_end, 0, 1, 8).eos == (end,)
 
 
+def test_a_pad_id_before_the_end_is_text():
+  """A byte-level vocabulary without `<pad>` (Llama 3's, Qwen's shape) pads with id 0, which is
+  "!": the sampler writes the pad only after the end, so "5!" keeps its "!" (it read as 5)."""
+  from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+  tok = Tokenizer(models.BPE())
+  tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+  tok.decoder = decoders.ByteLevel()
+  tok.train_from_iterator(["The answer is 5!"] * 5, trainers.BpeTrainer(
+      vocab_size=280, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+  end = tok.add_special_tokens(["<|end_of_text|>"]) and tok.token_to_id("<|end_of_text|>")
+  enc = run.Encoder(tok, image_token_id=end + 1, image_seq_len=1, max_len=8, eos_token_id=end)
+  assert tok.id_to_token(enc.pad) == "!"
+  assert enc.decode(tok.encode("The answer is 5!").ids + [end] + [enc.pad] * 3) == (
+      "The answer is 5!")
+
 def test_templates():
   text = prompts.format_prompt("Question: 1+1?", "vicuna_v1")
   assert text.endswith("USER: <image>\nQuestion: 1+1? ASSISTANT:")

@@ -128,6 +128,35 @@ def test_ranking_alone_leaves_free_form_out_and_a_full_prompt_fails_at_setup(eng
     evaluators.from_config(c, cfg)
 
 
+def _encoding_stub(model, cfg, encoder, problems, *, template, **kw):
+  """Decoding stubbed: each prompt encoded as `run.generate_responses` encodes it, no answer."""
+  from mathvlm.eval import prompts
+  for p in problems:
+    encoder.encode(prompts.format_prompt(p.query, template))
+  return [""] * len(problems)
+
+
+def test_evaluators_count_the_prompts_that_lost_their_start(engine, tmp_path, monkeypatch):
+  """engine_accuracy and benchmark_accuracy report `prompts_truncated`, as the eval CLI's
+  summary does: a score over cut questions says so. Counted per evaluation (not summed over
+  the run's evaluations), 0 when every prompt fits."""
+  root, tok_path = engine
+  from mathvlm.eval import run
+  from mathvlm.models import registry
+  cfg = registry.get("llava").preset("tiny")
+  monkeypatch.setattr(run, "generate_responses", _encoding_stub)
+  spec = {"instruct": str(root / "engine/instruct.json"), "ranked": False}
+  for max_len, cut in ((40, 12.0), (256, 0.0)):
+    ev = evaluators.engine_accuracy(dict(spec, max_len=max_len), config(tok_path), cfg)
+    assert [ev(None)["prompts_truncated"] for _ in range(2)] == [cut, cut]
+  data = _mathvista_folder(tmp_path)
+  bench = {"benchmark": "mathvista", "data": data}
+  for new_tokens, cut in ((1024 - 40, 3.0), (16, 0.0)):
+    ev = evaluators.benchmark_accuracy(dict(bench, max_new_tokens=new_tokens), config(tok_path),
+                                       cfg)
+    assert ev(None)["prompts_truncated"] == cut
+
+
 @pytest.mark.slow
 def test_engine_accuracy_on_a_model_equals_the_demo_path(engine, model):
   """The evaluator on a real (random) model gives what the demo's two calls give. Slow (each

@@ -337,6 +337,21 @@ def test_problem_options_are_the_streams_keyword_arguments():
       dict(grpo.DEFAULTS, problem_options="workers 2")))
 
 
+def test_problem_options_carry_list_tuple_and_dict_values():
+  """A comma inside brackets or quotes belongs to the value (they split the entry, an error);
+  the plain forms read as before, an apostrophe in a plain string included; a bracket left
+  open, or a bracketed value that is no literal, is an error naming the fix."""
+  text = "levels=[1, 2, 3],mc=0.5, pair=('a', 'b'),w={'x': 1, 'y': [2, 3]}"
+  assert keyword_options(text) == dict(levels=[1, 2, 3], mc=0.5, pair=("a", "b"),
+                                       w={"x": 1, "y": [2, 3]})
+  assert keyword_options('tag="x,y",steps=1:6,name=O\'Neil') == dict(
+      tag="x,y", steps="1:6", name="O'Neil")
+  with pytest.raises(ValueError, match="not closed"):
+    keyword_options("levels=[1, 2,mc=0.5")
+  with pytest.raises(ValueError, match=r"must be a Python literal; quote its strings"):
+    keyword_options("domains=[plane, solid]")
+
+
 @pytest.mark.parametrize("response, right", [
     ("The answer is $\\frac{8\\sqrt{3}}{3}$.", True), ("\\boxed{\\dfrac{8\\sqrt3}{3}}", True),
     ("The answer is 8√3/3.", True), ("The answer is $\\frac{8\\sqrt{2}}{3}$.", False)])

@@ -66,3 +66,26 @@ def test_check_imports_the_functions_a_spec_names():
                         ("no_such_module:fn=1", "'no_such_module:fn' names nothing")]:
     with pytest.raises(ValueError, match=message):
       R.check(spec)
+
+
+@pytest.mark.parametrize("response, answer, exact", [
+    ("The answer is 0.7.", 1.0, 0.0), ("The answer is 0.67.", 1.0, 0.0),
+    ("The answer is 2/3.", 1.0, 1.0), ("The answer is 4/6.", 1.0, 1.0),
+    ("The answer is 0.6666666667.", 1.0, 1.0), ("The answer is 0.6.", 0.0, 0.0)])
+def test_exact_answer_refuses_a_rounded_decimal_the_default_accepts(response, answer, exact):
+  """`answer` is the evaluation's rule (a decimal right when it is the gold rounded to its
+  places: 0.7 for 2/3); `exact_answer` pays only the gold's value, to float precision."""
+  problem = {"id": "q", "answer": "2/3", "choices": [], "group": "q"}
+  assert R.answer_reward(response, problem) == answer
+  assert R.exact_answer_reward(response, problem) == exact
+
+
+def test_exact_answer_is_chosen_by_config_and_leaves_the_default_alone():
+  """By name in grpo.rewards, as the others; the default spec does not name it, and the
+  multiple-choice letter is judged as by `answer`."""
+  assert "exact_answer" not in grpo.DEFAULTS["rewards"]
+  problems = [{"id": "q", "answer": "8*sqrt(3)/3", "choices": [], "group": "q"},
+              {"id": "m", "answer": "B", "choices": ["3", "4"], "group": "m"}]
+  responses = ["The answer is 4.62.", "The answer is B."]
+  total, parts = R.score(responses, problems, np.array([5, 5]), "exact_answer=1.0", 16)
+  assert list(total) == [0.0, 1.0] and list(parts["correct"]) == [1.0, 1.0]
