@@ -13,7 +13,8 @@ of the image's source's questions (`data_prep.few_shot`), up to 5 pairs back; `h
 ours (`data_prep.augment_prompts`); answers are read from "The question is ... The answer is ...".
 
 Each answer is judged, in a fixed order (images as in --src; per image new, harder, rephrase,
-simplify): `malformed` (no such pair), `empty` (an empty response, question or answer),
+simplify): `failed` (no reply after the retries, a reply cut at its token limit, or an empty
+one), `malformed` (no such pair), `empty` (an empty question or answer),
 `duplicates` (the same question, words and case aside, as one of the image's own or an
 already accepted one), `answer_changed` (a rephrasing or simplification whose final answer
 differs from the original's: both are asked to keep it), else
@@ -22,12 +23,12 @@ differs from the original's: both are asked to keep it), else
 OUT/augmented.json is a MathV360K-format list
 (`{"id": "<record>_<kind>[k]", "image", "conversations"}`) that `data_prep.mathv360k` and
 `data_prep.llava_json` build with --images as here. OUT/report.json counts every outcome per
-kind, with ids. Failed requests (after the retries) are listed and not stored.
+kind, with ids. Failed requests are listed and not stored.
 
 Resumable: every response is appended to OUT/responses.jsonl as it arrives, under its kind,
 record and a hash of its image and prompt; a rerun asks only for what is not there (delete the
-file to ask again). A store written before the image joined the key is read too, where its key
-names one image.
+file to ask again), and an empty reply is never stored (nor one an older store holds reused).
+A store written before the image joined the key is read too, where its key names one image.
 The exit status is 1 when some request failed, after writing everything: rerun to retry those.
 """
 
@@ -83,7 +84,7 @@ def read_originals(path: str) -> tuple[list[Original], list[dict]]:
     try:
       rec = common.parse(payload)
       rid = common.record_id(rec, key)
-      images = common.image_paths(rec.get("image"), 1)
+      images = common.record_images(rec, 1)
       turns = common.check_conversations(rec.get("conversations"), len(images))
       if not images:
         raise common.BadRecord("missing_image", "a text-only record: nothing to look at")
@@ -153,10 +154,8 @@ def judge(p: Planned, response: str | Failed, seen: set[str]) -> list[tuple[str,
   """[(outcome, id, (question, answer) or ())] for one response; accepted questions join
   `seen` (the image's question keys)."""
   rid = f"{p.original.id}_{p.kind}"
-  if isinstance(response, Failed):
+  if isinstance(replied(response), Failed):
     return [("failed", rid, ())]
-  if not response.strip():
-    return [("empty", rid, ())]
   pairs = P.parse_pairs(response)
   if not pairs:
     return [("malformed", rid, ())]
@@ -176,12 +175,30 @@ def judge(p: Planned, response: str | Failed, seen: set[str]) -> list[tuple[str,
   return out
 
 
+def replied(response: str | Failed) -> str | Failed:
+  """The response, or Failed when it is empty or whitespace: such a reply holds no question
+  (a server's hiccup, a model that stopped at once), and stored as an answer it was judged
+  `empty` and never asked again; failed, it is not stored and a rerun asks again."""
+  if isinstance(response, str) and not response.strip():
+    return Failed("an empty reply: rerun to ask again")
+  return response
+
+
 def same_answer(a: str, b: str) -> bool:
   """The same value, or the same words whatever their case ('yes' for 'Yes', 'Dark Blue' for
-  'dark blue'): a rephrasing that changes only the case keeps the answer."""
-  a, b = answers.final_answer(a), answers.final_answer(b)
+  'dark blue'): a rephrasing that changes only the case keeps the answer. Each side is read as
+  the stated answer (`stated`), so 'Answer: 12' keeps the answer 12."""
+  a, b = stated(a), stated(b)
   return answers.same_value(a, b) or " ".join(a.casefold().split()) == " ".join(
       b.casefold().split())
+
+
+def stated(answer: str) -> str:
+  """The value an answer states, read as evaluation reads a response (`mathvlm.eval.answers`):
+  after its last answer phrase ("The answer is", "Answer:", "**Final answer:**") or in its
+  `\\boxed{}`, else the answer itself; a trailing full stop or ", which is option A" cut
+  (`final_answer`). Only the shape goes: "12 cm" still states "12 cm"."""
+  return answers.final_answer(answers.answer_span(answer) or answer)
 
 
 def merge(planned: list[Planned], responses: dict, originals: list[Original]):
@@ -192,7 +209,7 @@ def merge(planned: list[Planned], responses: dict, originals: list[Original]):
             for k in dict.fromkeys(p.kind for p in planned)}
   records = []
   for p in planned:
-    r = responses.get(p.request.key, Failed("not asked"))
+    r = replied(responses.get(p.request.key, Failed("not asked")))
     report[p.kind]["requests"] += 1
     for outcome, pid, pair in judge(p, r, seen[p.original.image]):
       entry = report[p.kind][outcome]
@@ -209,8 +226,10 @@ def merge(planned: list[Planned], responses: dict, originals: list[Original]):
 # Asking, with the store of answers (resume).
 
 def load_store(path: str) -> dict[str, str]:
-  """{request key: response} from responses.jsonl; a torn last line (a killed run) is cut off."""
-  out = {}
+  """{request key: response} from responses.jsonl; a torn last line (a killed run) is cut off,
+  and an empty response (stored before empty replies failed) is left out, so it is asked
+  again."""
+  out, empty = {}, 0
   if os.path.exists(path):
     if paths.cut_torn_line(path):
       logging.warning("%s: cut off a torn last line (an interrupted write); its request is "
@@ -219,9 +238,17 @@ def load_store(path: str) -> dict[str, str]:
       for line in f:
         try:
           rec = json.loads(line)
-          out[rec["key"]] = rec["response"]
+          key, response = rec["key"], rec["response"]
         except (json.JSONDecodeError, KeyError, TypeError):
           logging.warning("%s: skipping an unreadable line (an interrupted write)", path)
+          continue
+        if isinstance(replied(response), Failed):
+          empty += 1
+        else:
+          out[key] = response
+  if empty:
+    logging.warning("%s: %d stored replies are empty; their requests are asked again", path,
+                    empty)
   return out
 
 
@@ -235,7 +262,7 @@ def ask(backend, planned: list[Planned], store_path: str, progress: bool) -> tup
   with open(store_path, "a", encoding="utf-8") as f, tqdm.tqdm(
       total=len(todo), desc="ask", unit="req", disable=not progress) as bar:
     for req, response in backend.run(todo):
-      got[req.key] = response
+      response = got[req.key] = replied(response)
       if not isinstance(response, Failed):
         f.write(json.dumps({"key": req.key, "response": response}, ensure_ascii=False) + "\n")
         f.flush()

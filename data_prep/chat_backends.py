@@ -10,6 +10,8 @@ an interrupted run loses nothing it was given):
               backoff (honouring Retry-After), any other error fails it at once.
   LocalChat   this project's own LLaVA checkpoint through `mathvlm.eval.chat` (batched decoding
               with the KV cache, `mathvlm.generate`).
+Both fail a reply cut at the token limit (`finish_reason: "length"`; locally, no EOS within
+max_new_tokens): its last answer may be cut short, and a rerun with more tokens asks again.
 """
 
 from __future__ import annotations
@@ -44,6 +46,13 @@ class Request:
 
 class Failed(NamedTuple):
   error: str
+
+
+def cut(limit: str) -> str:
+  """Why a reply cut at its token limit fails, for either back end."""
+  return (f"the reply was cut at {limit} (finish_reason 'length'): raise --max_new_tokens and "
+          "rerun; its last answer may be cut short ('12' read as '1') and was once merged as "
+          "the answer")
 
 
 def data_url(path: str) -> str:
@@ -143,9 +152,7 @@ def message_text(payload: dict) -> str:
   except (KeyError, IndexError, TypeError):
     raise ValueError(f"not a chat completion: {json.dumps(payload)[:200]}") from None
   if payload["choices"][0].get("finish_reason") == "length":
-    raise ValueError("the reply was cut at max_tokens (finish_reason 'length'): raise "
-                     "--max_new_tokens and rerun; its last answer may be cut short ('12' read "
-                     "as '1') and was once merged as the answer")
+    raise ValueError(cut("max_tokens"))
   if isinstance(content, list):
     texts = [p.get("text") for p in content if isinstance(p, dict)]
     content = "".join(t or "" for t in texts) if all(
@@ -181,9 +188,11 @@ class LocalChat:
         ok.append(r)
       else:
         yield r, Failed(f"image {r.image}: {why}")
+    limit = cut(f"max_new_tokens={self.chat.max_new_tokens}")
     for i in range(0, len(ok), self.batch_size):
       chunk = ok[i:i + self.batch_size]
-      yield from zip(chunk, self.chat.respond([(r.text, r.image) for r in chunk]))
+      for r, reply in zip(chunk, self.chat.respond([(r.text, r.image) for r in chunk])):
+        yield r, Failed(limit) if reply.cut else reply.text
 
 
 def unreadable(path: str) -> str | None:

@@ -33,6 +33,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import sys
 from typing import Any, Callable, Iterable
 
@@ -175,6 +176,32 @@ def image_paths(value: Any, max_images: int) -> list[str]:
   if len(paths) > max_images:
     raise BadRecord("too_many_images", f"{len(paths)} images, --max_images is {max_images}")
   return paths
+
+
+# An image file's path, by its name: a field other than `image` holding one
+IMAGE_FILE = re.compile(r"\.(?:png|jpe?g|gif|bmp|webp|tiff?)$", re.I)
+
+
+def record_images(rec: dict, max_images: int) -> list[str]:
+  """The record's image paths (its `image` field, `image_paths`). A record without them whose
+  other field holds an image file's path ("images", "img", "image_path": a misspelled
+  `image`) is a bad record naming the field: without `<image>` in its text it was written as a
+  text-only record, its image never seen, and nothing said so. The `id` (which may name a
+  file) and extra fields that hold no image path (`source`, `model`, a dataset's own keys)
+  are left alone."""
+  paths = image_paths(rec.get("image"), max_images)
+  for key, value in ([] if paths else rec.items()):
+    if key not in ("image", "id") and _image_path_in(value):
+      raise BadRecord("malformed_record", f"no `image` field, but `{key}` holds the image path "
+                      f"{value!r:.80}: name the field `image`, or drop the path for a text-only "
+                      f"record")
+  return paths
+
+
+def _image_path_in(value: Any) -> bool:
+  """Whether a field's value is an image file's path, or a list of them."""
+  values = value if isinstance(value, list) and value else [value]
+  return all(isinstance(v, str) and IMAGE_FILE.search(v.strip()) for v in values)
 
 
 def check_conversations(convs: Any, num_images: int) -> list[dict]:

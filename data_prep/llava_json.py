@@ -27,7 +27,7 @@ def convert(item: tuple, options: dict) -> list:
   rec = common.parse(payload)
   rid = common.record_id(rec, key)
   try:
-    paths = common.image_paths(rec.get("image"), options["max_images"])
+    paths = common.record_images(rec, options["max_images"])
     turns = common.check_conversations(rec.get("conversations"), len(paths))
     source = options["source"] or common.source_of(rec, paths[0] if paths else None)
     if source is None and paths:

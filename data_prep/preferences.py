@@ -46,7 +46,7 @@ def convert(item: tuple, options: dict) -> list:
       if records.IMAGE_TOKEN in fields[k]:
         raise common.BadRecord("missing_image_token", f"`{k}` holds `{records.IMAGE_TOKEN}`: the "
                                "image belongs in the prompt, not in a response")
-    paths = common.image_paths(rec.get("image"), options["max_images"])
+    paths = common.record_images(rec, options["max_images"])
     common.check_image_tokens(fields["prompt"].count(records.IMAGE_TOKEN), len(paths))
     image = common.read_image(os.path.join(options["images"], paths[0])) if paths else b""
     image = common.prepare_image(image, options)

@@ -1,4 +1,6 @@
-"""This project's own model as a chat back end: (prompt text, image path) in, response text out.
+"""This project's own model as a chat back end: (prompt text, image path) in, the response text
+out, with whether it was cut at max_new_tokens (no EOS), as a server's `finish_reason: "length"`
+says.
 
 What `data_prep.augment --backend local` generates questions with, and any other caller that has
 free-form prompts rather than a benchmark's problems. The prompt goes through the chat template
@@ -10,9 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+from typing import NamedTuple
+
+import numpy as np
 
 from mathvlm.eval import run
 from mathvlm.eval.common import Problem
+
+
+class Reply(NamedTuple):
+  text: str
+  cut: bool  # the model wrote max_new_tokens tokens and no EOS: the text may stop mid-answer
 
 
 class LocalChat:
@@ -37,16 +47,21 @@ class LocalChat:
     self.template, self.batch_size = template, batch_size
     self.max_new_tokens, self.temperature = max_new_tokens, temperature
 
-  def respond(self, prompts: list[tuple[str, str]]) -> list[str]:
-    """Responses, in order, to (prompt text, image path) pairs. Sampled ones draw from each
-    prompt's own key (`prompt_key`), not from its place in this call."""
+  def respond(self, prompts: list[tuple[str, str]]) -> list[Reply]:
+    """Replies, in order, to (prompt text, image path) pairs. Sampled ones draw from each
+    prompt's own key (`prompt_key`), not from its place in this call. A reply without an EOS
+    is `cut`: returned as text alone, a reply stopped at the limit ("The answer is 1" of 12)
+    could not be told from a finished one."""
     problems = [Problem(pid=str(i), question=text, answer="", choices=[], images=[image],
                         query=text, meta={}, raw={}) for i, (text, image) in enumerate(prompts)]
-    return run.generate_responses(self.model, self.cfg, self.encoder, problems,
-                                  template=self.template, batch_size=self.batch_size,
-                                  max_new_tokens=self.max_new_tokens,
-                                  temperature=self.temperature,
-                                  index=[prompt_key(text, image) for text, image in prompts])
+    out = []
+    for _, tokens in run.generate_tokens(
+        self.model, self.cfg, self.encoder, problems, template=self.template,
+        batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
+        temperature=self.temperature, index=[prompt_key(text, image) for text, image in prompts]):
+      out += [Reply(self.encoder.decode(row), not np.isin(row, self.encoder.eos).any())
+              for row in tokens]
+    return out
 
 
 def prompt_key(text: str, image: str) -> int:

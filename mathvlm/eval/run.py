@@ -150,17 +150,40 @@ def generate_responses(model, cfg, encoder: Encoder, problems: list[Problem], *,
                        top_p: float = 1.0, seed: int = 0, bucket: int = 64, mesh=None,
                        on_batch=None, index: list[int] | None = None,
                        image_aspect: str = "pad") -> list[str]:
-  """Responses in problem order. Batches are padded to full size and prompts to a multiple of
-  `bucket` tokens, so a run compiles a handful of shapes, not one per batch. mesh=None decodes
-  on one device (`mathvlm.generate.generate`); with a mesh, each batch is split over its data
-  axes and this process feeds its own rows (`distributed.generate_global`). on_batch(chunk,
-  responses) is called after each batch (the run appends them to its responses file). Each
-  problem samples from its own key, fold_in(key(seed), its position in the whole benchmark):
-  `index[i]` where given (a resumed run's positions), else i. So a sampled response does not
-  depend on --batch, on the problems beside it, or on where a resume started."""
+  """Responses in problem order (`generate_tokens`, each row decoded). on_batch(chunk,
+  responses) is called after each batch (the run appends them to its responses file)."""
   import jax
   from tqdm import tqdm
 
+  responses: list[str] = []
+  bar = tqdm(total=len(problems), desc="generate", unit="problem",
+             disable=jax.process_index() != 0)
+  for chunk, tokens in generate_tokens(
+      model, cfg, encoder, problems, template=template, batch_size=batch_size,
+      max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
+      bucket=bucket, mesh=mesh, index=index, image_aspect=image_aspect):
+    done = [encoder.decode(row) for row in tokens]
+    responses += done
+    if on_batch is not None:
+      on_batch(chunk, done)
+    bar.update(len(chunk))
+  bar.close()
+  return responses
+
+
+def generate_tokens(model, cfg, encoder: Encoder, problems: list[Problem], *, template: str,
+                    batch_size: int, max_new_tokens: int, temperature: float,
+                    top_p: float = 1.0, seed: int = 0, bucket: int = 64, mesh=None,
+                    index: list[int] | None = None, image_aspect: str = "pad"):
+  """Yields (problems, tokens [len(problems), max_new_tokens]) batch by batch, in problem order:
+  the tokens as generated, so a caller can tell a row that ended at an EOS from one cut at
+  max_new_tokens (`mathvlm.eval.chat`). Batches are padded to full size and prompts to a
+  multiple of `bucket` tokens, so a run compiles a handful of shapes, not one per batch.
+  mesh=None decodes on one device (`mathvlm.generate.generate`); with a mesh, each batch is
+  split over its data axes and this process feeds its own rows (`distributed.generate_global`).
+  Each problem samples from its own key, fold_in(key(seed), its position in the whole
+  benchmark): `index[i]` where given (a resumed run's positions), else i. So a sampled response
+  does not depend on --batch, on the problems beside it, or on where a resume started."""
   from mathvlm.eval import distributed
   from mathvlm.generate import generate
   size = cfg.vision.image_size
@@ -168,9 +191,6 @@ def generate_responses(model, cfg, encoder: Encoder, problems: list[Problem], *,
     raise ValueError(f"--batch {batch_size} does not split over the mesh's data x fsdp = "
                      f"{distributed.batch_rows(mesh)} devices; use a multiple of it")
   rows = distributed.local_rows(mesh, batch_size) if mesh is not None else (0, batch_size)
-  responses: list[str] = []
-  bar = tqdm(total=len(problems), desc="generate", unit="problem",
-             disable=jax.process_index() != 0)
   for start in range(0, len(problems), batch_size):
     chunk = problems[start:start + batch_size]
     places = [start + i if index is None else index[start + i] for i in range(len(chunk))]
@@ -188,13 +208,7 @@ def generate_responses(model, cfg, encoder: Encoder, problems: list[Problem], *,
           model, mesh, ids[lo:hi], mask[lo:hi], images[lo:hi], max_new_tokens=max_new_tokens,
           eos=encoder.eos, pad=encoder.pad, temperature=temperature, top_p=top_p, seed=seed,
           rows=places)
-    done = [encoder.decode(tokens[i]) for i in range(len(chunk))]
-    responses += done
-    if on_batch is not None:
-      on_batch(chunk, done)
-    bar.update(len(chunk))
-  bar.close()
-  return responses
+    yield chunk, np.asarray(tokens)[:len(chunk)]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -344,6 +344,33 @@ def test_an_image_in_an_answer_is_a_bad_record():
   assert len(common.check_conversations(conv("What is x?", "5", "And <image>?", "6"), 1)) == 4
 
 
+@pytest.mark.parametrize("module", [llava_json, preferences])
+def test_an_image_path_under_another_field_is_a_bad_record(tmp_path, module):
+  """A misspelled `image` ("images", "image_path") on a record without `<image>` made it a
+  text-only record: written, its image never seen, nothing counted. A field that holds an image
+  path on a record without `image` is now a bad record naming it; other extra fields (and an id
+  that names a file) still pass."""
+  put(str(tmp_path / "GEOS/images/a.png"), encoded("PNG", "red"))
+  if module is llava_json:
+    body = {"conversations": conv("What is x?", "5")}
+  else:
+    body = {"prompt": "What is x?", "chosen": "5", "rejected": "6"}
+  options = {"images": str(tmp_path), "max_images": 1, "source": None}
+  for field, value in [("images", "GEOS/images/a.png"), ("image_path", ["GEOS/images/a.JPG"]),
+                       ("img", " a.jpeg")]:
+    rec = {"id": "r", field: value, **body}
+    with pytest.raises(common.BadRecord, match=f"`{field}` holds the image path") as e:
+      module.convert(("k", "index 0", "f", rec), options)
+    assert e.value.reason == "malformed_record" and e.value.key == "r"
+  for extra in [{"model": "", "source": "GEOS", "tags": ["a", "b"]}, {"id": "a.png"},
+                {"image": "GEOS/images/a.png", "thumb": "b.png"}]:
+    rec = {"id": "r", **body, **extra}
+    if "image" in extra:  # a record with its image: the <image> goes in the question
+      rec = {**rec, **({"conversations": conv(Q, "5")} if module is llava_json else
+                       {"prompt": Q})}
+    assert len(module.convert(("k", "index 0", "f", rec), options)) == 1
+
+
 def test_max_bad_fraction_fails_after_report(tmp_path):
   args, _, _ = bad_fixture(tmp_path)
   out = tmp_path / "out"

@@ -2,6 +2,7 @@
 the same question, the prompts, and few-shot examples from TF-IDF K-Means clusters."""
 
 import json
+import re
 
 import pytest
 
@@ -55,6 +56,16 @@ def test_a_one_sentence_answer_loses_its_full_stop(written, kept):
   ("No", "Yes", False), ("12 cm", "12", False)])
 def test_a_rephrased_answer_is_the_same_whatever_its_case(a, b, same):
   """'yes' for the original 'Yes' was counted answer_changed and the rephrasing dropped."""
+  assert augment.same_answer(a, b) is same
+
+
+@pytest.mark.parametrize("a, b, same", [
+  ("Answer: 12", "12", True), ("12", "Answer: 12", True), ("**Answer:** 12.", "12", True),
+  ("The final answer is: 12", "12", True), ("Answer: Dark Blue", "dark blue", True),
+  ("Answer: 12 cm", "12", False), ("Answer: 13", "12", False), ("Answer: No", "Yes", False)])
+def test_an_answer_phrase_is_not_part_of_the_value(a, b, same):
+  """'Answer: 12' against the original '12' was counted answer_changed: the phrase was read as
+  part of the value. The phrase goes, as evaluation reads a response; nothing else does."""
   assert augment.same_answer(a, b) is same
 
 
@@ -205,3 +216,91 @@ def test_clusters_do_not_depend_on_the_number_of_threads():
     with threadpool_limits(threads):
       by_threads.append([g.tolist() for g in few_shot.cluster(qs, seed=3)])
   assert len(by_threads[0]) == few_shot.CLUSTERS and by_threads[0] == by_threads[1]
+
+
+class _Says:
+  """A back end that answers every request with one reply, counting what it is asked."""
+
+  def __init__(self, reply):
+    self.reply, self.asked = reply, 0
+
+  def run(self, requests):
+    for r in requests:
+      self.asked += 1
+      yield r, self.reply
+
+
+@pytest.mark.parametrize("kind", P.KINDS)
+@pytest.mark.parametrize("reply", ["", " \n\t "])
+def test_an_empty_reply_fails_and_is_asked_again(tmp_path, kind, reply):
+  """An empty reply was stored, judged `empty` and never asked again: a rerun reused it. Now it
+  fails the request as a reply cut at max_tokens does: named, not stored, asked again."""
+  o = augment.Original("7", "GEOS/images/a.png", "GEOS", "<image>\nWhat is x?", "5")
+  planned = augment.plan([o], [kind], "/imgs", None)
+  store = str(tmp_path / "responses.jsonl")
+  got, asked = augment.ask(_Says(reply), planned, store, False)
+  _, report = augment.merge(planned, got, [o])
+  failed = report[kind]["failed"]
+  assert asked == 1 and failed["count"] == 1 and report[kind]["empty"]["count"] == 0
+  assert failed["ids"][0]["error"].startswith("an empty reply")
+  assert augment.judge(planned[0], reply, set()) == [("failed", f"7_{kind}", ())]
+  assert (tmp_path / "responses.jsonl").read_text() == ""  # not stored
+  again = _Says(f"The question is What is {kind}? The answer is 5")
+  got, asked = augment.ask(again, planned, store, False)
+  assert asked == again.asked == 1
+  records, report = augment.merge(planned, got, [o])
+  assert report[kind]["accepted"]["count"] == len(records) == 1
+
+
+def test_an_empty_reply_an_older_store_holds_is_asked_again(tmp_path, caplog):
+  o = augment.Original("7", "GEOS/images/a.png", "GEOS", "<image>\nWhat is x?", "5")
+  planned = augment.plan([o], ["harder", "rephrase"], "/imgs", None)
+  store = tmp_path / "responses.jsonl"
+  store.write_text("".join(json.dumps({"key": p.request.key, "response": r}) + "\n"
+                           for p, r in zip(planned, [" ", "The question is Q? The answer is 5"])))
+  backend = _Says("The question is What is y? The answer is 5")
+  _, asked = augment.ask(backend, planned, str(store), False)
+  assert asked == 1 and "1 stored replies are empty" in caplog.text
+
+
+class _Chat:
+  """mathvlm.eval.chat.LocalChat's replies, scripted: (text, cut) per prompt, in turn."""
+
+  def __init__(self, replies):
+    self.replies, self.max_new_tokens = list(replies), 6
+
+  def respond(self, prompts):
+    from mathvlm.eval.chat import Reply
+    return [Reply(*self.replies.pop(0)) for _ in prompts]
+
+
+def test_a_local_reply_cut_at_max_new_tokens_fails_the_request(tmp_path):
+  """The local model's reply was returned as text whether it ended or hit max_new_tokens, so a
+  cut answer ("1" of "12") was merged; the server back end fails such a reply (finish_reason
+  'length'), and now the local one does too, by the same words."""
+  from PIL import Image
+
+  from data_prep.chat_backends import Failed, LocalChat, Request
+  image = str(tmp_path / "a.png")
+  Image.new("RGB", (4, 4)).save(image)
+  backend = object.__new__(LocalChat)  # no checkpoint: the replies are scripted
+  backend.chat, backend.batch_size = _Chat([("The answer is 1", True), ("Done", False)]), 1
+  got = dict(backend.run([Request("cut", "q", image), Request("ended", "q", image)]))
+  assert got[next(r for r in got if r.key == "ended")] == "Done"
+  cut = got[next(r for r in got if r.key == "cut")]
+  assert isinstance(cut, Failed)
+  assert re.search(r"cut at max_new_tokens=6 \(finish_reason 'length'\).*--max_new_tokens",
+                   cut.error)
+
+
+def test_an_original_whose_image_sits_under_another_field_is_named(tmp_path):
+  """A misspelled `image` made the record text-only, reported as one ("missing_image"): the
+  report now names the field that holds the path."""
+  conv = [{"from": "human", "value": "What is x?"}, {"from": "gpt", "value": "5"}]
+  src = tmp_path / "src.json"
+  src.write_text(json.dumps([{"id": "a", "images": "GEOS/images/a.png", "conversations": conv},
+                             {"id": "b", "conversations": conv}]))
+  originals, bad = augment.read_originals(str(src))
+  assert originals == [] and [(b["id"], b["reason"]) for b in bad] == [
+      ("a", "malformed_record"), ("b", "missing_image")]
+  assert "`images` holds the image path" in bad[0]["detail"]

@@ -77,6 +77,29 @@ def test_rounding_units_go_where_supply_allows():
   assert select.allocate(5, [0, 1, 0, 1]) == [0, 3, 0, 2]
 
 
+@pytest.mark.parametrize("sources, size", [(24, 40000), (10, 10), (7, 1000)])
+def test_the_totals_per_level_follow_the_ratio_across_sources(sources, size):
+  """Each source rounded its own split, and the same remainders won in every source: 40,000
+  images over 24 equal sources came out 7,992:12,000:16,000:4,008, 10 images over 10 sources
+  0:0:10:0. Rounded together, every level gets the ratio's split of the whole selection, every
+  source its share, and every cell its exact part rounded down or up."""
+  pool = {f"S{s:02d}": {lv: range(3000 + s) for lv in range(4)} for s in range(sources)}
+  plan = select.targets(pool, RATIO, size)
+  assert [sum(t[lv] for t in plan.values()) for lv in range(4)] == select.allocate(size, RATIO)
+  shares = select.allocate(size, [4 * (3000 + s) for s in range(sources)])
+  for (s, t), share in zip(plan.items(), shares):
+    assert sum(t) == share
+    assert all(abs(n - share * w / 10) < 1 for n, w in zip(t, RATIO)), (s, t, share)
+
+
+def test_a_unit_no_fractional_cell_can_take_goes_to_a_level_that_needs_one():
+  """Level totals `allocate` does not make (one more unit for level 0, whose cell is exact):
+  rows still sum to their shares, and the unit goes where a level still needs one."""
+  plan = select.round_jointly(np.array([2]), np.array([2, 1, 1]), np.array([2, 0, 0]),
+                              np.full((1, 3), 9))
+  assert plan.tolist() == [[2, 0, 0]]
+
+
 def test_same_seed_same_ids_in_any_input_order(tmp_path):
   rows = _rows()
   _, a, _ = _run(tmp_path, rows, "--ratio", "2:3:4:1", "--size", "500", "--seed", "7", name="a")
