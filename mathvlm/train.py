@@ -231,7 +231,10 @@ def make_train_step(config, objective, graphdef, tx, schedule) -> Callable:
       grad_norm = optax.global_norm(grads)
       finite = finite & jnp.isfinite(loss) & jnp.isfinite(grad_norm)
       change, opt_state = tx.update(grads, state["opt_state"], state["params"])
-      state = dict(state, params=optax.apply_updates(state["params"], change), opt_state=opt_state)
+      params = optax.apply_updates(state["params"], change)
+      if objective.project is not None:  # a constraint on the parameters (CLIP's logit scale)
+        params = objective.project(params, opts)
+      state = dict(state, params=params, opt_state=opt_state)
     if objective.weight_metric:
       metrics[objective.weight_metric] = w
     metrics.update(loss=loss, grad_norm=grad_norm, lr=schedule(old["step"]))

@@ -76,6 +76,9 @@ class Objective:
   option_types: the type of each option whose default is None ('auto'), so that the config can
     still take a value from the command line or a sweep (ml_collections refuses to override a
     field of type NoneType).
+  project: (trainable params, options) -> params, applied after every optimizer update: a
+    constraint on the parameters themselves, which a loss cannot express (CLIP's logit scale
+    kept in [0, log 100], open_clip's clamp after each step); None: none.
   in_batch_negatives: the loss compares each row with the other rows of its batch (CLIP's
     contrastive loss), so a micro-batch of `optim.grad_accum` is not a part of the batch's loss
     but a smaller problem with fewer negatives; the config check refuses accumulation for it.
@@ -98,6 +101,7 @@ class Objective:
   rows_per_example: Callable[[Mapping[str, Any]], int] = lambda options: 1
   option_types: Mapping[str, type] = dataclasses.field(default_factory=dict)
   in_batch_negatives: bool = False
+  project: Callable | None = None
 
   def options(self, cfg: Any) -> dict[str, Any]:
     """The defaults overridden by the config's section; unknown or invalid options fail here."""

@@ -8,10 +8,17 @@ without any collective written here.
 
 Options (`cfg.contrastive`): loss_type 'softmax' (default) | 'sigmoid'; max_logit_scale (100.0:
 CLIP clamps the scale there); sigmoid_bias (-10.0, SigLIP's initial bias, kept constant here).
+
+The clamp is open_clip's: the parameter log(scale) is clamped to [0, log(max_logit_scale)] after
+every optimizer update (`keep_scale_in_range`, the objective's `project`), and the loss gets the
+gradient of the clamped scale. A clamp inside the loss alone (min(scale, max)) gave the scale no
+gradient at the limit, and pretrained CLIP's scale sits exactly there (HF's 4.6052 = log 100,
+whose float32 exp is 100.00001): fine-tuning from it, the temperature could never move.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -69,6 +76,26 @@ def sigmoid_loss(image_embeds: Array, text_embeds: Array, scale: Array,
   return -jnp.sum(terms) / jnp.maximum(jnp.sum(valid), 1), jnp.where(pairs, logits, MASKED)
 
 
+def clamped_scale(scale: Array, max_scale: float) -> Array:
+  """min(scale, max_scale), whose gradient w.r.t. log(scale) is that of the clamped value, as
+  open_clip's is (its parameter clamped to log(max) after each step, the forward exp of that):
+  d/dscale = clamped / scale. Below the limit: the scale itself, its gradient 1."""
+  stop = jax.lax.stop_gradient
+  clamped = jnp.minimum(scale, max_scale)
+  return stop(clamped) + (scale - stop(scale)) * stop(clamped / scale)
+
+
+def keep_scale_in_range(params, opts):
+  """open_clip's `logit_scale.clamp_(0, log(100))` after every optimizer update, on the trainable
+  `logit_scale` (a frozen one is left as loaded; the loss clamps its value): without it an update
+  could carry log(scale) past the limit, where the loss's clamp hides how far it went and a
+  reversed gradient would first have to walk it back."""
+  high = math.log(float(opts["max_logit_scale"]))
+  named = lambda path: any(getattr(k, "key", None) == "logit_scale" for k in path)
+  return jax.tree_util.tree_map_with_path(
+      lambda path, x: jnp.clip(x, 0.0, high).astype(x.dtype) if named(path) else x, params)
+
+
 def loss(model, batch: dict[str, Array], cfg: Any = None):
   """Contrastive loss over the valid rows of the (global) batch; weight = their number.
 
@@ -83,7 +110,7 @@ def loss(model, batch: dict[str, Array], cfg: Any = None):
   txt = out["text_embeds"].astype(jnp.float32)
   mask = batch.get("attention_mask")
   valid = _valid(None if mask is None else jnp.asarray(mask).any(-1), img.shape[0])
-  scale = jnp.minimum(jnp.asarray(out["logit_scale"], jnp.float32), max_scale)
+  scale = clamped_scale(jnp.asarray(out["logit_scale"], jnp.float32), max_scale)
   if loss_type == "softmax":
     value, logits = softmax_loss(img, txt, scale, valid)
   else:
@@ -95,9 +122,13 @@ def loss(model, batch: dict[str, Array], cfg: Any = None):
 
 
 def check(o) -> list[str]:
+  errors = []
   if o["loss_type"] not in LOSS_TYPES:
-    return [f"contrastive.loss_type={o['loss_type']!r}: one of {LOSS_TYPES}"]
-  return []
+    errors.append(f"contrastive.loss_type={o['loss_type']!r}: one of {LOSS_TYPES}")
+  if not o["max_logit_scale"] >= 1.0:
+    errors.append(f"contrastive.max_logit_scale={o['max_logit_scale']}: >= 1 (the parameter, "
+                  "log of the scale, is kept in [0, log(max_logit_scale)])")
+  return errors
 
 
 def caption_source(records, tokenizer, data, model_cfg) -> CaptionSource:
@@ -112,4 +143,4 @@ OBJECTIVE = Objective(
     name="contrastive", family="clip", loss=loss, example="contrastive",
     flops=same_cost(flops.contrastive_step), batch_keys=("pixel_values", "input_ids", "attention_mask"),
     defaults=dict(loss_type="softmax", sigmoid_bias=-10.0, max_logit_scale=100.0), check=check,
-    make_source=caption_source, in_batch_negatives=True)
+    make_source=caption_source, in_batch_negatives=True, project=keep_scale_in_range)

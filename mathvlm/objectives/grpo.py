@@ -31,6 +31,7 @@ Where the open implementations (TRL's GRPOTrainer, verl, Tunix) differ, the choi
   the tempered policy; at the default temperature 1.0 the two agree;
 - std(r) is the population std (ddof 0, numpy's default); TRL and verl use torch's unbiased std,
   whose advantages are sqrt((G - 1) / G) times these (0.94 at G = 8): a rescaling of the step;
+  and it adds 1e-6 to std(r) where TRL adds 1e-4 (a relative difference of about 1e-4 / std(r));
 - the k3 term is not clamped (TRL's is not; verl's low_var_kl clamps it to [-10, 10]);
 - an answer cut at `max_new_tokens` without EOS is trained on like any other (its reward usually
   0 or penalised by `length`); DAPO's overlong filtering, TRL's mask_truncated_completions, would

@@ -625,7 +625,7 @@ def test_contrastive_logit_scale_is_clipped(clip):
   assert float(out["logit_scale"]) > 249.0
   assert float(m["logit_scale"]) == 100.0
   np.testing.assert_allclose(float(loss), _np_clip(img, txt, 100.0), rtol=1e-5)
-  # the limit is an option; above it the scale gets no gradient, as under CLIP's clamp
+  # the limit is an option; above it the gradient is the clamped scale's (next test)
   @functools.partial(jax.jit, static_argnums=1)
   def scale_grad(log_scale, limit):
     def f(s):
@@ -635,15 +635,78 @@ def test_contrastive_logit_scale_is_clipped(clip):
     return jax.grad(f, has_aux=True)(log_scale)
 
   grad, scale = scale_grad(jnp.log(250.0), 100.0)
-  assert float(grad) == 0.0 and float(scale) == 100.0
+  assert float(scale) == 100.0
+  at_limit, _ = scale_grad(jnp.log(100.0), 100.0)
+  np.testing.assert_allclose(float(grad), float(at_limit), rtol=1e-5)
   grad, scale = scale_grad(jnp.log(250.0), 300.0)
   assert float(grad) != 0.0
   np.testing.assert_allclose(float(scale), 250.0, rtol=1e-5)
 
 
+@pytest.mark.parametrize("loss_type", ["softmax", "sigmoid"])
+def test_contrastive_scale_at_or_past_the_limit_gets_the_clamped_scales_gradient(loss_type):
+  """Pretrained CLIP's logit scale sits at the clamp (HF's 4.6052 = float32 log 100, exp'd
+  100.00001): min(scale, 100) gave it no gradient, so fine-tuning from it (CLIP-Math) never moved
+  the temperature. open_clip clamps the parameter after each step instead (next test), and the
+  gradient w.r.t. log(scale) there is 100 * dL/dscale; past the limit the same."""
+  rs = np.random.RandomState(6)
+  img = _unit(rs.randn(4, 8)).astype(np.float32)
+  txt = _unit(img + 0.5 * rs.randn(4, 8)).astype(np.float32)
+  batch = _clip_batch()
+  cfg = {"contrastive": {"loss_type": loss_type}}
+  grad = jax.jit(jax.grad(lambda s: contrastive.loss(FixedClip(img, txt, s), batch, cfg)[0]))
+  np_loss = ((lambda s: _np_clip(img, txt, s)) if loss_type == "softmax" else
+             (lambda s: _np_siglip(img, txt, s, -10.0)))
+  h = 1e-5
+  want = 100.0 * (np_loss(100.0 * (1 + h)) - np_loss(100.0 * (1 - h))) / (200.0 * h)
+  assert abs(want) > 1e-2
+  for log_scale in (math.log(100.0), math.log(250.0)):
+    np.testing.assert_allclose(float(grad(jnp.float32(log_scale))), want, rtol=1e-3)
+
+
+class _Embeddings(nnx.Module):
+  """A 'CLIP' whose embeddings and log-scale are its parameters."""
+
+  def __init__(self, log_scale):
+    rs = np.random.RandomState(7)
+    self.img = nnx.Param(jnp.asarray(rs.randn(4, 8), jnp.float32))
+    self.logit_scale = nnx.Param(jnp.float32(log_scale))
+
+  def __call__(self, pixel_values, input_ids, attention_mask=None):
+    img = self.img[...] / jnp.linalg.norm(self.img[...], axis=-1, keepdims=True)
+    return dict(image_embeds=img, text_embeds=img[::-1], logit_scale=jnp.exp(self.logit_scale[...]))
+
+
+@pytest.mark.parametrize("delta,want", [(3.0, math.log(100.0)), (-5.0, 0.0), (1.0, None)])
+def test_train_step_keeps_the_trainable_logit_scale_where_open_clip_does(delta, want):
+  """open_clip's `logit_scale.clamp_(0, log(100))` after every update: an update that would
+  carry log(scale) past either end leaves it at that end, one within the range is taken whole;
+  no other parameter is touched. (An optimizer that adds `delta` to every parameter.)"""
+  import optax
+
+  from mathvlm import train
+  start = math.log(1 / 0.07)
+  add = optax.GradientTransformation(
+      lambda params: optax.EmptyState(),
+      lambda updates, state, params=None: (jax.tree.map(lambda u: jnp.full_like(u, delta),
+                                                        updates), state))
+  graphdef, params, frozen = nnx.split(_Embeddings(start), nnx.Param, ...)
+  c = ml_collections.ConfigDict(dict(optim=dict(grad_accum=1), lora=dict(dropout=0.0), seed=0))
+  step = jax.jit(train.make_train_step(c, objectives.get("contrastive"), graphdef, add,
+                                       lambda s: 0.0))
+  state = dict(params=params, frozen=frozen, opt_state=add.init(params), step=jnp.int32(0))
+  new, _ = step(state, _clip_batch())
+  got = float(new["params"]["logit_scale"][...])
+  np.testing.assert_allclose(got, start + delta if want is None else want, rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(new["params"]["img"][...]),
+                             np.asarray(params["img"][...]) + delta, rtol=1e-6)
+
+
 def test_contrastive_unknown_loss_type_is_named(clip):
   with pytest.raises(ValueError, match="'triplet'"):
     contrastive.loss(clip, _clip_batch(), {"contrastive": {"loss_type": "triplet"}})
+  with pytest.raises(ValueError, match=r"contrastive.max_logit_scale=0.5: >= 1"):
+    contrastive.loss(clip, _clip_batch(), {"contrastive": {"max_logit_scale": 0.5}})
 
 
 # ---------------------------------------------------------------------------------------------

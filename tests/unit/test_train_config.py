@@ -34,7 +34,7 @@ def test_with_passes_every_update_of_a_step_applies_that_steps_lr():
   tx, schedule = train.make_optimizer(c, c.steps, params)
 
   class Objective:  # grpo's passes, a loss of d(loss)/dw = 1: Adam moves w by -lr each update
-    prepare = weight_metric = None
+    prepare = weight_metric = project = None
     updates_per_step = staticmethod(grpo.OBJECTIVE.updates_per_step)
     options = staticmethod(grpo.OBJECTIVE.options)
 
@@ -183,7 +183,7 @@ class _Recorded:
   """An objective whose `prepare` runs the model outside the gradient (as DPO's reference and
   GRPO's old policy do) and whose loss reports both forwards: their sums, and its output (a
   micro-batch of weight 0 adds nothing to the step's metrics, so one micro-batch's can be read)."""
-  weight_metric = updates_per_step = None
+  weight_metric = updates_per_step = project = None
   options = staticmethod(lambda cfg: {})
 
   @staticmethod
