@@ -205,8 +205,9 @@ def _image_path_in(value: Any) -> bool:
 
 
 def check_conversations(convs: Any, num_images: int) -> list[dict]:
-  """The LLaVA turn list, checked: alternating human/gpt, answers non-empty, one `<image>` per
-  image, in a human turn. Returns the turns reduced to {"from", "value"}."""
+  """The LLaVA turn list, checked: alternating human/gpt, every turn non-empty (training refuses an
+  empty turn too: LLaVA has no rendering for it), one `<image>` per image, in a human turn.
+  Returns the turns reduced to {"from", "value"}."""
   if not isinstance(convs, list) or not convs:
     raise BadRecord("malformed_record", "`conversations` must be a non-empty list of turns")
   turns = []
@@ -221,8 +222,9 @@ def check_conversations(convs: Any, num_images: int) -> list[dict]:
   if roles != want or len(turns) % 2:
     raise BadRecord("roles_out_of_order", f"roles {roles}")
   for i, t in enumerate(turns):
-    if t["from"] == "gpt" and not t["value"].strip():
-      raise BadRecord("empty_answer", f"turn {i} (gpt) is empty")
+    if not t["value"].strip():
+      raise BadRecord("empty_answer" if t["from"] == "gpt" else "empty_question",
+                      f"turn {i} ({t['from']}) is empty")
   check_image_tokens(sum(t["value"].count(IMAGE_TOKEN) for t in turns), num_images)
   check_image_in_question(turns)
   return turns

@@ -62,6 +62,9 @@ DROP_REASONS = {
   "image_token_in_text": "the record's text tokenizes to the id the model reads as an image "
                          "(model image_token_id): clean the record, or use a model whose image "
                          "token is no text token",
+  "end_token_in_text": "clean the record: a turn's text holds the template's end-of-turn marker "
+                       "(`</s>`), which tokenizes to the end token; trained, the model would "
+                       "learn to stop mid-answer (LLaVA masks such an example whole)",
 }
 # ... and counts these of examples that train, but on less than their record holds (the example
 # keeps its tokens up to data.max_len; data_report.json's `truncated`).

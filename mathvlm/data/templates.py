@@ -5,11 +5,14 @@ The prompt string is LLaVA's `Conversation.get_prompt()` and the token ids are i
 the first). The label mask is where this differs in method, not in result: LLaVA recovers the
 assistant spans by re-tokenising each round and counting (`round_len`, `instruction_len - 2`,
 `-1` for non-legacy tokenizers), which breaks, and silently masks the whole example ("tokenization
-mismatch"), when a user turn contains the separator, when the tokenizer merges across a round
-boundary, or when the conversation is truncated. Here the renderer records the character span of
-every assistant message (with its closing separator) and a token is a target when its character
-offsets overlap such a span: the same mask wherever LLaVA's arithmetic holds, and still right where
-it does not.
+mismatch"), when a turn (the user's or the answer) contains the separator (" ASSISTANT: ",
+"[/INST] "), when the tokenizer merges across a round boundary, or when the conversation is
+truncated. Here the renderer records the character span of every assistant message (with its
+closing separator) and a token is a target when its character offsets overlap such a span: the same
+mask wherever LLaVA's arithmetic holds, and still right where it does not. Two kinds of turn LLaVA
+also cannot use are refused here rather than trained another way: an empty turn (LLaVA's get_prompt
+writes a bare "ASSISTANT:" with no end token for it) and a turn holding the end marker "</s>" (it
+tokenizes to the end token: as a target mid-answer it would teach the model to stop there).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ VICUNA_SYSTEM = ("A chat between a curious user and an artificial intelligence a
 LLAVA_V1_SYSTEM = ("A chat between a curious human and an artificial intelligence assistant. "
                    "The assistant gives helpful, detailed, and polite answers to the human's "
                    "questions.")
+# Ours `llama_2` is LLaVA's `llava_llama_2` (conv_llava_llama_2, what the LLaVA-LLaMA-2 checkpoints
+# train with); LLaVA's own `llama_2` name carries Llama-2-chat's safety system prompt instead.
 LLAMA2_SYSTEM = ("You are a helpful language and vision assistant. You are able to understand the "
                  "visual content that the user provides, and assist the user with a variety of "
                  "tasks using natural language.")
@@ -98,9 +103,22 @@ def normalise_turns(conversations) -> list[tuple[str, str]]:
   return turns
 
 
+def usable_turns(conversations, template: Template) -> list[tuple[str, str]]:
+  """normalise_turns, less the turns LLaVA cannot train on either (an empty turn; the end marker in
+  the text), refused by name: LLaVA masks such an example whole ("tokenization mismatch")."""
+  turns = normalise_turns(conversations)
+  for i, (who, text) in enumerate(turns):
+    if not text.strip():
+      raise BadConversation(f"turn {i} ({who}) is empty: the template has no rendering for it")
+    if template.sep2 and template.sep2 in text:
+      raise DropExample("end_token_in_text", f"turn {i} ({who}) holds {template.sep2!r}, the "
+                        f"{template.name} template's end of turn, which tokenizes to the end token")
+  return turns
+
+
 def render(conversations, template: Template) -> tuple[str, list[tuple[int, int]]]:
   """(prompt, character spans the loss covers): LLaVA's get_prompt for the template's style."""
-  turns = normalise_turns(conversations)
+  turns = usable_turns(conversations, template)
   spans: list[tuple[int, int]] = []
   if template.style == "plain":  # alignment: the image, then the caption; the question is dropped
     if len(turns) != 2 or IMAGE not in turns[0][1]:

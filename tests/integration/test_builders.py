@@ -344,6 +344,16 @@ def test_an_image_in_an_answer_is_a_bad_record():
   assert len(common.check_conversations(conv("What is x?", "5", "And <image>?", "6"), 1)) == 4
 
 
+def test_an_empty_turn_is_a_bad_record():
+  """Training refuses an empty turn (LLaVA renders none): the builder names it, human or gpt."""
+  with pytest.raises(common.BadRecord, match=r"turn 2 \(human\) is empty") as e:
+    common.check_conversations(conv("<image>\nWhat is x?", "5", " ", "6"), 1)
+  assert e.value.reason == "empty_question"
+  with pytest.raises(common.BadRecord, match=r"turn 1 \(gpt\) is empty") as e:
+    common.check_conversations(conv("<image>\nWhat is x?", "\n"), 1)
+  assert e.value.reason == "empty_answer"
+
+
 @pytest.mark.parametrize("module", [llava_json, preferences])
 def test_an_image_path_under_another_field_is_a_bad_record(tmp_path, module):
   """A misspelled `image` ("images", "image_path") on a record without `<image>` made it a

@@ -141,3 +141,54 @@ def test_cut_says_whether_answer_tokens_fell_beyond_max_len(tokenizer):
   assert not full.cut and not whole.cut and whole.input_ids.tolist() == full.input_ids.tolist()
   short = T.encode(ONE, T.get("vicuna_v1"), tokenizer, max_len=n - 1, **kw)
   assert short.cut and short.loss_mask.tolist() == full.loss_mask[:n - 1].tolist()
+
+
+@pytest.mark.parametrize("name", ["vicuna_v1", "llama_2", "mistral_instruct"])
+@pytest.mark.parametrize("who", [0, 1])
+def test_the_end_marker_in_a_turn_is_refused_by_name(name, who):
+  """"</s>" in a turn's text tokenizes to the end token: in an answer it would be a target mid-
+  answer (the model learns to stop there); LLaVA's round split breaks on it and masks the example
+  whole. Refused, counted under its own reason, not trained another way."""
+  conv = copy.deepcopy(ONE)
+  conv[who]["value"] += " Done.</s> More."
+  with pytest.raises(T.DropExample) as e:
+    T.render(conv, T.get(name))
+  assert e.value.reason == "end_token_in_text" and f"turn {who}" in str(e.value)
+
+
+@pytest.mark.parametrize("name", ["vicuna_v1", "mistral_instruct", "plain"])
+def test_an_empty_turn_is_a_bad_conversation(name):
+  """LLaVA writes an empty message as a bare "ASSISTANT:" without the end token and masks the
+  example; rendered as any other turn, an empty answer would train " </s>" alone."""
+  for conv in ([{"from": "human", "value": "<image>\nWhat is AC?"}, {"from": "gpt", "value": ""}],
+               [{"from": "human", "value": "<image>\nWhat is AC?"},
+                {"from": "gpt", "value": " \n"}]):
+    with pytest.raises(T.BadConversation, match="turn 1 \\(gpt\\) is empty"):
+      T.render(conv, T.get(name))
+  later = copy.deepcopy(MULTI)
+  later[2]["value"] = ""
+  with pytest.raises(T.BadConversation, match="turn 2 \\(human\\) is empty"):
+    T.render(later, T.get("vicuna_v1"))
+
+
+def test_the_input_pipeline_counts_refused_turns_by_reason():
+  """The refusals reach data_report.json as counted drops (a reason outside records.REASONS would
+  stop the run instead), the example's slot kept with no loss."""
+  import json
+
+  from transformers import PreTrainedTokenizerFast
+
+  from mathvlm.data.conversations import ConversationSource
+  from mathvlm.demo.data import add_bos, train_tokenizer
+  raw = train_tokenizer(["USER: What is AC? ASSISTANT: The answer is 12."] * 5, 300)
+  add_bos(raw)
+  tok = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", eos_token="</s>",
+                                pad_token="<pad>", unk_token="<unk>")
+  answers = ["The answer is 12.", "The answer is 12.</s> Done.", ""]
+  records = [{"image": b"", "conversations": json.dumps(
+      [{"from": "human", "value": "What is AC?"}, {"from": "gpt", "value": a}])} for a in answers]
+  src = ConversationSource(records, tokenizer=tok, template="vicuna_v1", image_size=8,
+                           image_token_id=3, image_seq_len=4, max_len=512)
+  masks = [int(src[i]["loss_mask"].sum()) for i in range(3)]
+  assert masks[0] > 0 and masks[1:] == [0, 0], src.dropped
+  assert src.dropped == {"end_token_in_text": 1, "bad_conversation": 1}
