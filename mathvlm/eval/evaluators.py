@@ -322,7 +322,7 @@ def _loss_evaluate(objective, config, source, n: int, batch: int) -> Evaluate:
 # Benchmarks from files.
 
 BENCH_DEFAULTS = dict(split="testmini", images=None, tokenizer="", template="", batch=8,
-                      max_new_tokens=512, temperature=0.0, limit=0, prompt="query_wo",
+                      max_new_tokens=512, temperature=0.0, limit=0, prompt="",
                       breakdowns=())
 
 
@@ -336,7 +336,8 @@ def benchmark_accuracy(spec, config, model_cfg) -> Evaluate:
 
   Fields: benchmark (mathvista | math_v | mathverse, required), data (the benchmark folder,
   required; layout as `mathvlm.eval.run`), split, images, tokenizer / template (default: the
-  run's), batch, max_new_tokens, temperature, limit, prompt (MathVerse), breakdowns."""
+  run's), batch, max_new_tokens, temperature, limit, prompt (MathVerse: query_wo / query_cot;
+  MATH-V: direct / cot; default the first), breakdowns."""
   from tokenizers import Tokenizer
 
   from mathvlm.eval import run, score
@@ -344,7 +345,7 @@ def benchmark_accuracy(spec, config, model_cfg) -> Evaluate:
   if s["benchmark"] not in ("mathvista", "math_v", "mathverse"):
     raise ValueError(f"benchmark {s['benchmark']!r}: mathvista, math_v or mathverse (engine "
                      "problems: the engine_accuracy evaluator)")
-  kwargs = {"prompt": s["prompt"]} if s["benchmark"] == "mathverse" else {}
+  kwargs = score.prompt_choice(s["benchmark"], s["prompt"])
   problems = score.load_problems(s["benchmark"], run.annotations_path(
       s["benchmark"], s["data"], s["split"]), s["images"], **kwargs)
   problems = problems[:s["limit"]] if s["limit"] else problems

@@ -24,8 +24,11 @@ NAME = "math_v"
 # ---------------------------------------------------------------------------------------------
 # Loading and prompting.
 
-def load(path: str, images_dir: str | None = None) -> list[Problem]:
-  """Problems from a MATH-Vision `test.jsonl` / `testmini.jsonl` (images relative to its folder)."""
+def load(path: str, images_dir: str | None = None, prompt: str = "direct") -> list[Problem]:
+  """Problems from a MATH-Vision `test.jsonl` / `testmini.jsonl` (images relative to its folder);
+  prompt: one of PROMPTS (`build_query`)."""
+  if prompt not in PROMPTS:
+    raise ValueError(f"MATH-Vision prompt {prompt!r}: expected one of {PROMPTS}")
   images_dir = images_dir or os.path.dirname(os.path.abspath(path))
   problems = []
   for n, line in enumerate(read_text(path).split("\n"), 1):
@@ -40,7 +43,7 @@ def load(path: str, images_dir: str | None = None) -> list[Problem]:
     problems.append(Problem(
         pid=pid, question=r["question"], answer=answer, choices=options,
         images=[os.path.join(images_dir, image)] if image else [],
-        query=build_query(r), meta={"level": r["level"], "subject": r["subject"]}, raw=r))
+        query=build_query(r, prompt), meta={"level": r["level"], "subject": r["subject"]}, raw=r))
   return problems
 
 
@@ -69,17 +72,27 @@ def _record(line: str, where: str) -> dict[str, Any]:
   return r
 
 
-def build_query(r: dict[str, Any]) -> str:
-  """The MATH-Vision evaluation prompt (the repo's `models/` zero-shot prompt): the question with
-  its `<imageN>` tags removed, the options as `(A) ...`, then the answer instruction."""
-  question = re.sub(r"<image\d+>", "", r["question"]).strip()
-  options = r.get("options") or []
-  if options:
-    letters = "".join(chr(ord("A") + i) for i in range(len(options)))
-    opts = "\n".join(f"({chr(ord('A') + i)}) {o}" for i, o in enumerate(options))
-    return (f"{question}\nChoices:\n{opts}\nAnswer with the option's letter from the given "
-            f"choices ({', '.join(letters)}) directly.")
-  return f"{question}\nAnswer the question with a single number or expression."
+# The repo's two prompts (`models/`): "direct" is GPT4V.py's `geninput` and Qwen-VL.py's
+# `process_example`, the one the published short-answer outputs (LLaVA-1.5, SPHINX: "90", "A")
+# were made with; "cot" is GPT4.py's and Qwen-VL.py's `geninput`, the "-CoT" outputs'.
+PROMPTS = ("direct", "cot")
+_DIRECT = "Answer the question using a single word or phrase."
+_COT = ('Please solve the problem step by step and put your answer in one "\\boxed{}". If it is '
+        'a multiple choice question, only one letter is allowed in the "\\boxed{}".\n')
+
+
+def build_query(r: dict[str, Any], prompt: str = "direct") -> str:
+  """The official prompt, as the repo writes it: the question as given, its `<imageN>` tags kept
+  (the published LLaVA-1.5 and SPHINX outputs answer "<image2>" dozens of times: the models saw
+  them), then the options as `(A) ...` lines, each ending in a newline, unless they are the bare
+  letters A-E (the choices are drawn in the image: the repo lists nothing then), then the
+  instruction ("direct") or, with the instruction in front, nothing ("cot")."""
+  options = list(r.get("options") or [])
+  listed = "" if "".join(options) == "ABCDE" else "".join(
+      f"({chr(ord('A') + i)}) {o}\n" for i, o in enumerate(options))
+  if prompt == "cot":
+    return f"{_COT}{r['question']}\n{listed}"
+  return f"{r['question']}\n{listed}\n{_DIRECT}"
 
 
 # ---------------------------------------------------------------------------------------------

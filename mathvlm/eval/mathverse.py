@@ -23,12 +23,14 @@ VERSIONS = ("Text Dominant", "Text Lite", "Text Only", "Vision Intensive", "Visi
             "Vision Only")
 
 QUESTION_TYPES = ("multi-choice", "free-form")
+# The record's field the model is asked: the README's input for the "w/o" scores, or for CoT.
+PROMPTS = ("query_wo", "query_cot")
 
 
 def load(path: str, images_dir: str | None = None, prompt: str = "query_wo",
          versions: tuple[str, ...] | None = None) -> list[Problem]:
   """Problems from MathVerse `testmini.json` (a list); prompt: 'query_wo' or 'query_cot'."""
-  if prompt not in ("query_wo", "query_cot"):
+  if prompt not in PROMPTS:
     raise ValueError(f"MathVerse prompt {prompt!r}: expected 'query_wo' or 'query_cot'")
   images_dir = images_dir or os.path.join(os.path.dirname(os.path.abspath(path)), "images")
   data = json.loads(read_text(path))

@@ -46,7 +46,7 @@ def annotations_path(benchmark: str, data: str, split: str) -> str:
 def load_image(problem: Problem, size: int, aspect: str = "pad") -> np.ndarray:
   """The problem's first image shaped as the model was trained (`image.to_pixels`: 'pad', LLaVA's,
   by default), uint8 (the vision tower normalises it with its own statistics); a blank
-  (CLIP-mean) image when it has none."""
+  (CLIP-mean) image when it has none (its prompt has no `<image>` to read it: `_batch_arrays`)."""
   from PIL import Image
 
   from mathvlm.data.image import CLIP_MEAN, to_pixels
@@ -131,8 +131,13 @@ def _batch_arrays(encoder: Encoder, chunk: list[Problem], template: str, size: i
                   bucket: int, rows: tuple[int, int], aspect: str = "pad"):
   """(input_ids, mask, images) for a batch padded to n rows (the last problem repeated) and to a
   multiple of `bucket` tokens, left-padded; images are loaded for rows[0]..rows[1] only (the
-  rows this process feeds), the others stay zero."""
-  ids = [encoder.encode(prompts.format_prompt(p.query, template)) for p in chunk]
+  rows this process feeds), the others stay zero. A problem without an image (MathVerse's Text
+  Only version) is asked without one, as the official harness asks it (no `<image>`, where a
+  blank image's tokens used to stand); a batch with such a row passes its images one slot per
+  row, [n, 1, H, W, 3], which `Llava.embed` lets a row without image tokens leave unused (in
+  the [n, H, W, 3] order a row without tokens would hand its image to the next row's tokens)."""
+  ids = [encoder.encode(prompts.format_prompt(p.query, template, n_images=min(len(p.images), 1)))
+         for p in chunk]
   width = -(-max(len(x) for x in ids) // bucket) * bucket
   input_ids = np.full((n, width), encoder.pad, np.int32)
   mask = np.zeros((n, width), np.int32)
@@ -142,7 +147,7 @@ def _batch_arrays(encoder: Encoder, chunk: list[Problem], template: str, size: i
     input_ids[i, width - len(x):], mask[i, width - len(x):] = x, 1
     if rows[0] <= i < rows[1]:
       images[i] = load_image(chunk[min(i, len(chunk) - 1)], size, aspect)
-  return input_ids, mask, images
+  return input_ids, mask, (images if all(p.images for p in chunk) else images[:, None])
 
 
 def generate_responses(model, cfg, encoder: Encoder, problems: list[Problem], *, template: str,
@@ -316,7 +321,9 @@ def parse_args(argv: list[str] | None):
   p.add_argument("--template", default="vicuna_v1", choices=sorted(prompts.TEMPLATES))
   p.add_argument("--image_aspect", default="pad", choices=ASPECTS,
                  help="images shaped as the model was trained (data.image_aspect)")
-  p.add_argument("--prompt", default="query_wo", help="MathVerse: query_wo or query_cot")
+  p.add_argument("--prompt", default="",
+                 help="the official prompt: MathVerse query_wo (default) or query_cot; "
+                      "MATH-Vision direct (default) or cot; none for the others")
   p.add_argument("--batch", type=int, default=8, help="global batch (all processes together)")
   p.add_argument("--max_new_tokens", type=int, default=512)
   p.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
@@ -345,6 +352,10 @@ def parse_args(argv: list[str] | None):
   if args.temperature < 0 or not 0 < args.top_p <= 1:
     p.error(f"need --temperature >= 0 and 0 < --top_p <= 1, got {args.temperature}, "
             f"{args.top_p}")
+  try:  # the prompt asked, by name, so that run.json says which and a change starts over
+    args.prompt = score.prompt_choice(args.benchmark, args.prompt).get("prompt", "")
+  except ValueError as e:
+    p.error(f"--prompt: {e}")
   return args
 
 
@@ -360,7 +371,7 @@ def _load(args):
     raise SystemExit(f"no tokenizer at {tok_path}: save tokenizer.json next to the checkpoint or "
                      "pass --tokenizer")
   ann = annotations_path(args.benchmark, args.data, args.split)
-  kwargs = {"prompt": args.prompt} if args.benchmark == "mathverse" else {}
+  kwargs = score.prompt_choice(args.benchmark, args.prompt)
   problems = score.load_problems(args.benchmark, ann, args.images, **kwargs)
   places = [i for i, p in enumerate(problems)
             if not args.variants or p.meta.get("variant", 0) < args.variants]

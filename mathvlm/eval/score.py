@@ -197,6 +197,18 @@ def _judge_one(benchmark: str, p: Problem, response: str, extraction: Any, engin
   return ok, output
 
 
+def prompt_choice(benchmark: str, prompt: str = "") -> dict[str, str]:
+  """`load`'s prompt keyword: for a benchmark with several official prompts (its PROMPTS:
+  MathVerse's query fields, MATH-Vision's direct and CoT prompts) the one named, else its first,
+  the official default; {} for a benchmark with one prompt, where naming one is an error (it
+  would be ignored, and the run.json of what was asked would say otherwise)."""
+  choices = getattr(BENCHMARKS[benchmark], "PROMPTS", ())
+  if prompt and prompt not in choices:
+    raise ValueError(f"prompt {prompt!r}: {TITLES[benchmark]} " + (
+        f"prompts are {choices}" if choices else "has one prompt (its official query); give none"))
+  return {"prompt": prompt or choices[0]} if choices else {}
+
+
 def load_problems(benchmark: str, annotations: str, images_dir: str | None = None,
                   **kwargs) -> list[Problem]:
   """The benchmark's problems, each id once: scoring keys problems by id, so a repeated id would

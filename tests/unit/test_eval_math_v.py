@@ -94,3 +94,48 @@ def test_a_repeated_id_in_the_responses_is_an_error_naming_it(test_problems):
     score.score_responses("math_v", list(test_problems.values()), records)
   scores, outputs = score.score_responses("math_v", list(test_problems.values()), records[:2])
   assert scores["all"]["total"] == len(outputs) == 2
+
+
+@pytest.fixture(scope="module")
+def testmini():
+  return {p.pid: p for p in math_v.load(shared("math_v", "testmini.jsonl"))}
+
+
+def test_the_query_is_the_repos_direct_prompt(testmini):
+  """As mathllm/MATH-V's `models/` (GPT4V.py `geninput`, Qwen-VL.py `process_example`) ask:
+  the question with its `<image1>` tag, option texts as "(A) ..." lines, none where the options
+  are the letters drawn in the image, then "Answer the question using a single word or phrase."
+  We asked our own wording before (tags cut, a "Choices:" list of bare letters, "Answer with the
+  option's letter from the given choices (A, B, C, D, E) directly.")."""
+  end = "\nAnswer the question using a single word or phrase."
+  assert testmini["4"].query == ("How many different digits can you find in this picture?\n"
+                                 "<image1>\n" + end)
+  assert testmini["26"].query.endswith("?\n<image1>\n" + end)   # options A-E: none listed
+  assert testmini["27"].query == (
+      "Theresa moves a pencil along the line. She starts at the arrow shown. In which order will "
+      "she go past the shapes?\n<image1>\n(A) $\\Delta, \\square, \\bullet$\n"
+      "(B) $\\Delta, \\bullet, \\square$\n(C) $\\bullet, \\Delta, \\square$\n"
+      "(D) $\\square, \\Delta, \\bullet$\n(E) $\\square, \\bullet, \\Delta$\n" + end)
+  assert all(p.query.startswith(p.question) and p.query.endswith(end) for p in testmini.values())
+
+
+def test_the_cot_prompt_asks_for_a_boxed_answer(testmini):
+  cot = {p.pid: p for p in math_v.load(shared("math_v", "testmini.jsonl"), prompt="cot")}
+  assert cot["27"].query == (
+      'Please solve the problem step by step and put your answer in one "\\boxed{}". If it is a '
+      'multiple choice question, only one letter is allowed in the "\\boxed{}".\n'
+      + testmini["27"].query[:-len("\nAnswer the question using a single word or phrase.")])
+  assert cot["4"].query.endswith("picture?\n<image1>\n")
+  with pytest.raises(ValueError, match="MATH-Vision prompt 'query_wo'"):
+    math_v.load(shared("math_v", "testmini.jsonl"), prompt="query_wo")
+
+
+def test_each_benchmark_is_asked_its_official_default_prompt():
+  assert score.prompt_choice("math_v") == {"prompt": "direct"}
+  assert score.prompt_choice("math_v", "cot") == {"prompt": "cot"}
+  assert score.prompt_choice("mathverse") == {"prompt": "query_wo"}
+  assert score.prompt_choice("mathvista") == {}
+  with pytest.raises(ValueError, match="MATH-Vision prompts are"):
+    score.prompt_choice("math_v", "query_wo")   # the old CLI default: no longer passed quietly
+  with pytest.raises(ValueError, match="MathVista has one prompt"):
+    score.prompt_choice("mathvista", "query_cot")

@@ -265,3 +265,45 @@ def test_the_summary_counts_the_prompts_cut_to_the_context(tmp_path, monkeypatch
   cut = sum(n > room for n in seen)
   assert len(seen) == 12 and 0 < cut < 12
   assert summary["prompts_truncated"] == cut
+
+
+def test_the_run_names_the_prompt_it_asks():
+  """--prompt defaults to the benchmark's official prompt and run.json records it by name, so a
+  run made with another prompt (MATH-V's before 2026-12-07 recorded "query_wo") starts over."""
+  base = ["--ckpt", "c", "--data", "d", "--out", "o", "--benchmark"]
+  assert run.parse_args(base + ["math_v"]).prompt == "direct"
+  assert run.parse_args(base + ["math_v", "--prompt", "cot"]).prompt == "cot"
+  assert run.parse_args(base + ["mathverse"]).prompt == "query_wo"
+  assert run.parse_args(base + ["mathvista"]).prompt == ""
+  for bad in (["math_v", "--prompt", "query_wo"], ["mathvista", "--prompt", "query_cot"]):
+    with pytest.raises(SystemExit):
+      run.parse_args(base + bad)
+
+
+def test_a_problem_without_an_image_is_asked_without_one(tmp_path):
+  """MathVerse's Text Only problems have no image; the official harness asks them with none.
+  They were asked with a blank image's tokens; now their prompt has no `<image>`, and a batch
+  that mixes them with image problems still gives each image to its own row (one slot per row:
+  in the [n, H, W, 3] order the image row's tokens would read the text row's blank image)."""
+  import numpy as np
+  from tokenizers import Tokenizer
+
+  from mathvlm import checkpoint
+  from mathvlm.eval import math_v
+  ckpt = str(tmp_path / "ckpt")
+  _tiny_checkpoint(ckpt)
+  model, cfg = checkpoint.load_model(ckpt)
+  enc = run.Encoder(Tokenizer.from_file(ckpt + "/tokenizer.json"), cfg.image_token_id,
+                    cfg.image_seq_len, 512)
+  with_image = math_v.load(shared("math_v", "testmini.jsonl"))[0]
+  text_only = dataclasses.replace(with_image, pid="t", images=[])
+  size = cfg.vision.image_size
+  ids, mask, images = run._batch_arrays(enc, [text_only, with_image], "vicuna_v1", size, 2, 64,
+                                        (0, 2))
+  assert [int((row == cfg.image_token_id).sum()) for row in ids] == [0, cfg.image_seq_len]
+  alone = run._batch_arrays(enc, [with_image, with_image], "vicuna_v1", size, 2, 64, (0, 2))
+  np.testing.assert_array_equal(model.embed(ids, images)[1][mask[1] == 1],
+                                model.embed(alone[0], alone[2])[1][alone[1][1] == 1])
+  out = run.generate_responses(model, cfg, enc, [text_only, with_image], template="vicuna_v1",
+                               batch_size=2, max_new_tokens=2, temperature=0.0)
+  assert len(out) == 2
