@@ -11,6 +11,9 @@
 # N=2: 4,5 and 6,7), else of all that nvidia-smi lists; GPUs an uneven split leaves over are
 # named on stderr.
 # Output lines are prefixed with the process index; the exit status is the first failure's.
+# A SIGTERM to this script (`kill <its pid>`, a cluster's preemption) is passed on to every trainer,
+# which saves its step and exits (mathvlm/preemption.py); the script then says so on stderr and
+# exits 143: rerun the same command to resume.
 set -euo pipefail
 usage="usage: launch/local.sh N [trainer flags...] (N: the number of processes, a positive integer)"
 if [[ ! "${1:-}" =~ ^[1-9][0-9]*$ ]]; then
@@ -38,8 +41,34 @@ if ((gpus > n && gpus % n)); then  # an equal slice each: the rest would sit idl
     "$((gpus / n)); left idle: ${visible[*]:$((gpus / n * n))} (list the GPUs to use in" \
     "CUDA_VISIBLE_DEVICES)" >&2
 fi
-pids=()
+# Each trainer runs under a shell that ignores SIGTERM and writes its exit status to run_dir; the
+# script signals the trainers themselves (their pids in run_dir) and reads their statuses from
+# there, not from `wait`: around a trap, bash 5.2's `wait` lost statuses (255 for trainers that
+# exited 0). Once the trap is set, this shell runs nothing in the foreground: a command the signal
+# killed would stop it (set -e).
+run_dir=$(mktemp -d)
+# A child forked after the traps are set runs them when a signal comes before it resets them:
+# they act in this shell only.
+trap '[[ $BASHPID == "$$" ]] && rm -rf "$run_dir"' EXIT
+for ((i = 0; i < n; i++)); do mkfifo "$run_dir/$i"; done  # trainer i's output, for its printer
+stopped=0
+stop() {  # the mark first: a trainer whose pid is not written yet sees it once it is
+  [[ $BASHPID == "$$" ]] || return 0
+  stopped=1
+  : >"$run_dir/stop"
+  local f trainer
+  for f in "$run_dir"/*.pid; do
+    if [[ -e "$f" ]] && read -r trainer <"$f"; then kill -TERM "$trainer" 2>/dev/null || true; fi
+  done
+}
+trap stop TERM
+shells=()
+printers=()
 for ((i = 0; i < n; i++)); do
+  # The printer ignores SIGTERM (sent to the whole process group too), so the trainer's lines
+  # after it (its save) still come out; it ends when the trainer's output closes.
+  (trap '' TERM; exec sed -u "s/^/[$i] /" <"$run_dir/$i") &
+  printers+=($!)
   (
     if [[ -n "${CPU_DEVICES:-}" ]]; then
       export JAX_PLATFORMS=cpu XLA_FLAGS="${XLA_FLAGS:-} --xla_force_host_platform_device_count=$CPU_DEVICES"
@@ -48,13 +77,30 @@ for ((i = 0; i < n; i++)); do
       slice=("${visible[@]:$((i * per)):$per}")
       export CUDA_VISIBLE_DEVICES=$(IFS=,; echo "${slice[*]}")
     fi
-    exec "$py" -m mathvlm.train "$@" --coordinator="127.0.0.1:$port" --num_processes="$n" \
-      --process_id="$i" 2>&1 | sed -u "s/^/[$i] /"
+    "$py" -m mathvlm.train "$@" --coordinator="127.0.0.1:$port" --num_processes="$n" \
+      --process_id="$i" >"$run_dir/$i" 2>&1 &
+    trainer=$!
+    trap '' TERM  # this shell only: the trainer, started before, keeps the default
+    echo "$trainer" >"$run_dir/$i.pid"
+    if [[ -e "$run_dir/stop" ]]; then kill -TERM "$trainer" 2>/dev/null || true; fi
+    wait "$trainer" && rc=0 || rc=$?
+    echo "$rc" >"$run_dir/$i.status"
   ) &
-  pids+=($!)
+  shells+=($!)
+done
+for pid in "${shells[@]}" "${printers[@]}"; do  # a SIGTERM cuts `wait` short (the trap): wait on
+  while kill -0 "$pid" 2>/dev/null; do wait "$pid" || true; done
 done
 status=0
-for pid in "${pids[@]}"; do
-  wait "$pid" || { rc=$?; ((status == 0)) && status=$rc; }
+codes=()
+for ((i = 0; i < n; i++)); do
+  read -r rc 2>/dev/null <"$run_dir/$i.status" || rc="?"  # ?: its shell was killed
+  codes+=("$rc")
+  ((status == 0)) && status=${rc/\?/1}
 done
+if ((stopped)); then
+  echo "launch/local.sh: SIGTERM: passed on to the $n trainers, which save their step and exit" \
+    "(exit statuses: ${codes[*]}); the run was stopped: rerun the same command to resume it" >&2
+  exit 143
+fi
 exit $status

@@ -4,7 +4,7 @@ launcher, and collect every run's final metrics into one table, averaged over se
   python launch/sweep.py SWEEP.py --workdir DIR                       # run locally, then collect
   python launch/sweep.py SWEEP.py --workdir DIR --launcher slurm      # DIR/jobs/<run>.sh for sbatch
   (a bucket DIR, gs://B/x/y: the job files go to out/sweep_jobs/gs/B/x/y here)
-  python launch/sweep.py SWEEP.py --workdir DIR --launcher tpu --launcher_args "NAME ZONE TYPE"
+  python launch/sweep.py SWEEP.py --workdir gs://B/x --launcher tpu --launcher_args "NAME ZONE TYPE"
   python launch/sweep.py SWEEP.py --workdir DIR --collect             # tables and plot only
   python launch/sweep.py SWEEP.py --workdir DIR --dry_run             # print the commands
 
@@ -27,8 +27,9 @@ per run of trainer flags
 In an argv, "python" stands for this Python here and "${PYTHON:-.venv/bin/python}" in job scripts.
 A SIGTERM to a local sweep goes on to the run in flight (it saves its step and exits) and stops
 the sweep; rerun it to continue. A FLAGS key that is no config field (it would reach no run), a
-run listed twice (it would count as another seed) or an X that names no swept key stops the sweep
-file at load, before anything runs.
+run listed twice (it would count as another seed), an X that names no swept key or a TPU sweep's
+--workdir off a bucket (gs://; the workers' disks are their own) stops the sweep at load, before
+anything runs.
 
 Run k's workdir is DIR/<k>_<its values>, so reruns find it: the trainer resumes an interrupted run
 and a finished run (its WORKDIR/model/config.json exists) is skipped, here or by its job script.
@@ -591,8 +592,11 @@ def write(path: str, text: str) -> None:
   print(f"wrote {path}")
 
 
-def check_launcher_args(launcher: str, launcher_args: str) -> None:
-  """What each launcher needs before its options, named before anything is written."""
+def check_launcher_args(launcher: str, launcher_args: str, workdir: str) -> None:
+  """What each launcher needs before its options and of its workdir, named before anything is
+  written. TPU: a bucket, since the workers' own disks are neither shared nor here (resume, export
+  and --collect would each see a part, or nothing), even on one host, whose disk a preemption
+  takes with it."""
   words = shlex.split(launcher_args)
   if launcher == "local.sh" and not (len(words) == 1 and re.fullmatch(r"[1-9][0-9]*", words[0])):
     raise SystemExit(f"--launcher local.sh needs --launcher_args N, the number of processes (a "
@@ -600,6 +604,11 @@ def check_launcher_args(launcher: str, launcher_args: str) -> None:
   if launcher == "tpu" and len(words) != 3:
     raise SystemExit(f"--launcher tpu needs --launcher_args \"NAME ZONE TYPE\" (3 words, e.g. "
                      f"\"mathllava us-central2-b v4-64\"), got {launcher_args!r}")
+  if launcher == "tpu" and not workdir.startswith("gs://"):
+    raise SystemExit(f"--launcher tpu needs a bucket --workdir (gs://BUCKET/sweeps/NAME), got "
+                     f"{workdir}: a local path is each TPU worker's own disk, so the runs' "
+                     "checkpoints, metrics and models would be split over the workers, lost with "
+                     "a preempted VM and out of reach of resume, export and --collect")
 
 
 def main(argv=None) -> list[dict]:
@@ -618,7 +627,7 @@ def main(argv=None) -> list[dict]:
   if "://" not in a.workdir:  # runs start in the repository root
     a.workdir = os.path.abspath(a.workdir)
   if not a.collect:
-    check_launcher_args(a.launcher, a.launcher_args)
+    check_launcher_args(a.launcher, a.launcher_args, a.workdir)
   mod, flag_sets = load_sweep(a.sweep)
   runs = [(run_name(k, f), f) for k, f in enumerate(flag_sets)]
   if (not a.collect and a.launcher == "slurm" and "://" in a.workdir

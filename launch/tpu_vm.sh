@@ -10,16 +10,35 @@
 #       --workdir gs://BUCKET/runs/math-llava
 #
 # Checkpoints and the workdir live on a bucket (gs://...): orbax writes one checkpoint from all
-# workers. The ArrayRecord datasets are copied from DATA_FROM (a bucket folder) to DATA_TO on every
-# worker (default /tmp/mathvlm-data; point --config.data.path there), and each worker reads its
-# own rows. DRY_RUN=1 prints the commands instead of running them. Optional: PROJECT, RUNTIME (TPU software version), SPOT=1, REPO_DIR (remote
-# checkout path, default ~/mathvlm), PREPARE (a command every worker runs before training),
-# ALLOW_DIRTY=1 (ship HEAD although this checkout has uncommitted changes: refused otherwise).
+# workers; a --workdir that is not gs://... is refused before anything runs. The ArrayRecord
+# datasets are copied from DATA_FROM (a bucket folder) to DATA_TO on every worker (default
+# /tmp/mathvlm-data; point --config.data.path there), and each worker reads its own rows.
+# DRY_RUN=1 prints the commands instead of running them. Optional: PROJECT, RUNTIME (TPU software
+# version), SPOT=1, REPO_DIR (remote checkout path, default ~/mathvlm), PREPARE (a command every
+# worker runs before training), ALLOW_DIRTY=1 (ship HEAD although this checkout has uncommitted
+# changes: refused otherwise).
 set -euo pipefail
 name=${1:?usage: launch/tpu_vm.sh NAME ZONE ACCELERATOR [trainer flags...]}
 zone=${2:?zone, e.g. us-central2-b}
 accel=${3:?accelerator type, e.g. v4-64}
 shift 3
+
+# The workdir on a bucket: the workers' disks are their own (and not here), so with a local path
+# each worker would write its part of the run to its own disk, which neither a resume, an export
+# nor this checkout reads whole. One host too: its disk goes with the VM when it is preempted.
+for ((k = 1; k <= $#; k++)); do
+  case ${!k} in
+    --workdir=* | -workdir=*) workdir=${!k#*=} ;;
+    --workdir | -workdir) next=$((k + 1)); workdir=${!next:-} ;;
+    *) continue ;;
+  esac
+  if [[ "$workdir" != gs://* ]]; then
+    echo "launch/tpu_vm.sh: --workdir ${workdir:-<none>} is not a bucket: a TPU slice's" \
+      "checkpoints, metrics and model go to a bucket every worker writes, e.g. --workdir" \
+      "gs://BUCKET/runs/NAME (a local path would be each worker's own disk)" >&2
+    exit 2
+  fi
+done
 cd "$(dirname "$0")/.."
 runtime=${RUNTIME:-tpu-ubuntu2204-base}
 remote=${REPO_DIR:-mathvlm}

@@ -20,6 +20,7 @@ in/out shardings and the state donated.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import json
 import logging
@@ -484,6 +485,7 @@ class Rows:
     self.per_shape = {}  # batch shapes -> (FLOPs, tokens) of a step
     self.t_start = self.t_last = time.time()
     self.last = None
+    self.apart = {}  # field -> seconds the loop spent between steps since the last row written
 
   def work(self, batch: dict) -> tuple[float, int]:
     """(FLOPs, tokens) of a step on this batch, from its own shape: with data.buckets a batch is
@@ -496,6 +498,18 @@ class Rows:
       tokens = shapes.get("input_ids", (self.run.config.data.global_batch,))
       self.per_shape[key] = (train_state.step_flops(run), int(np.prod(tokens)))
     return self.per_shape[key]
+
+  @contextlib.contextmanager
+  def timed_apart(self, field: str):
+    """Work between steps (a checkpoint save): its seconds go to `field` of the next row written
+    and the next step's time starts after it, since in that step's step_time they would report
+    its tokens/s, TFLOP/s and MFU a fraction of the real ones."""
+    began = time.time()
+    try:
+      yield
+    finally:
+      self.t_last = time.time()
+      self.apart[field] = self.apart.get(field, 0.0) + self.t_last - began
 
   def finish(self, done: int, metrics, item, evaluate: Callable | None = None) -> None:
     """evaluate: () -> evaluator scores for this step's row, run once the step is found finite."""
@@ -527,10 +541,11 @@ class Rows:
     per_device = step_flops / dt / jax.device_count()
     row = {k: float(v) for k, v in metrics.items()}
     row.update(step=done, step_time=dt, tokens_per_s=tokens / dt,
-               tflops_per_device=per_device / 1e12, **item.stats, **scores)
+               tflops_per_device=per_device / 1e12, **item.stats, **scores, **self.apart)
     if self.peak:
       row["mfu"] = per_device / self.peak
     self.writer.write(done, row)
+    self.apart = {}
     log_progress(row, self.run.total_steps, (now - self.t_start) / (done - self.start), self.peak)
     self.last = row
 
@@ -571,12 +586,13 @@ def train_loop(run: Run, state, start: int, data_iter, ckpt, writer, callbacks=(
       rows.finish(*pending, evaluate)  # checked finite before its state is used
       pending = None
     if saving:
-      loop = {"dropped": dict(all_processes(dropped) or {})}  # every process's, summed
-      if run.host is not None:
-        loop["host"] = run.host.state_dict()  # e.g. the RL curriculum
-      writer.flush(done)  # its rows written out before its checkpoint can exist
-      ckpt.save(done, state, overlap.SavedIteratorState(item.iterator_state), loop=loop,
-                force=force)
+      with rows.timed_apart("checkpoint_time"):  # out of the next step's step_time
+        loop = {"dropped": dict(all_processes(dropped) or {})}  # every process's, summed
+        if run.host is not None:
+          loop["host"] = run.host.state_dict()  # e.g. the RL curriculum
+        writer.flush(done)  # its rows written out before its checkpoint can exist
+        ckpt.save(done, state, overlap.SavedIteratorState(item.iterator_state), loop=loop,
+                  force=force)
     for callback in callbacks:
       callback(done, ckpt)
     if preempted:

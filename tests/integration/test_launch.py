@@ -1,17 +1,21 @@
 """The launchers: the SLURM script runs for real under a stand-in `srun` (two processes on
-loopback, like two nodes); the TPU script's dry run prints the commands it would run; the sweep
-runner expands a sweep file, runs it, skips finished runs and collects one table."""
+loopback, like two nodes); local.sh's two trainers stop together on a SIGTERM to the script
+(`-m slow`); the TPU script's dry run prints the commands it would run; the sweep runner expands a
+sweep file, runs it, skips finished runs and collects one table."""
 
 import json
 import os
+import re
 import shlex
+import signal
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
-from train_utils import ROOT, metrics
+from train_utils import ROOT, cpu_env, metrics
 
 TINY = ["--config", "configs/sft.py:model=tiny", "--config.steps=3", "--config.data.global_batch=8",
         "--config.data.max_len=32", "--config.optim.lr=1e-3", "--config.checkpoint.use_async=False",
@@ -69,6 +73,42 @@ def test_slurm_script_runs_two_processes_under_srun(tmp_path):
   assert [r["step"] for r in rows] == [1, 2, 3]
   data = sorted(os.listdir(tmp_path / "run/checkpoints/3/data"))
   assert [f for f in data if f.endswith(".json")] == ["process_0-of-2.json", "process_1-of-2.json"]
+
+
+@pytest.mark.slow  # quick form: tests/unit/test_launch_scripts.py, with stand-in trainers
+def test_local_sh_sigterm_saves_both_processes_at_one_step_and_a_rerun_finishes(tmp_path):
+  """`kill <local.sh's pid>`: both trainers (JAX's preemption service agreeing on the step) save
+  that step and exit 0, the script exits 143, and the same command then finishes the run."""
+  wd = str(tmp_path / "run")
+  flags = [*TINY, "--config.steps=40", "--config.checkpoint.every=1000", "--workdir", wd]
+  env = {**os.environ, **cpu_env(), "CPU_DEVICES": "1", "PYTHON": sys.executable,
+         "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "cache")}
+  log = tmp_path / "log"
+  with open(log, "w") as out:
+    proc = subprocess.Popen(["bash", "launch/local.sh", "2", *flags], cwd=ROOT, env=env,
+                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+  try:
+    deadline = time.time() + 500
+    while "step 2/40" not in log.read_text() and proc.poll() is None and time.time() < deadline:
+      time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=120)
+  finally:
+    if proc.poll() is None or proc.returncode != 143:  # trainers left behind: this test's group
+      try:
+        os.killpg(proc.pid, signal.SIGKILL)
+      except ProcessLookupError:
+        pass
+  text = log.read_text()
+  assert proc.returncode == 143, text[-3000:]
+  assert "(exit statuses: 0 0); the run was stopped: rerun the same command" in text
+  saved = {int(i): int(step) for i, step in
+           re.findall(r"^\[(\d)\] .*SIGTERM: saved step (\d+) in", text, re.M)}
+  assert sorted(saved) == [0, 1] and len(set(saved.values())) == 1, text[-3000:]
+  assert 2 <= saved[0] < 40 and os.listdir(f"{wd}/checkpoints") == [str(saved[0])]
+  res = _sh(["bash", "launch/local.sh", "2", *flags], env=env)
+  assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+  assert [r["step"] for r in metrics(wd)] == list(range(1, 41))
 
 
 def test_tpu_script_dry_run_prints_every_step(tmp_path):

@@ -1,11 +1,14 @@
 """The launch scripts' shell logic with stand-ins for the commands they call (nvidia-smi, python,
 srun, git, gcloud): local.sh's GPU slices and its N check, gpu_slurm.sbatch with a PYTHON path
 holding a space, and tpu_vm.sh refusing a checkout whose uncommitted edits `git archive HEAD`
-would leave behind. Nothing here trains, and no real git or gcloud command runs."""
+would leave behind (or a workdir off a bucket). local.sh passing a SIGTERM on to its trainers.
+Nothing here trains, and no real git or gcloud command runs."""
 
 import os
+import signal
 import stat
 import subprocess
+import time
 
 import pytest
 
@@ -18,6 +21,13 @@ for ((i = 0; i < ${FAKE_GPUS:-8}; i++)); do echo "GPU $i: NVIDIA H100 (UUID: GPU
 PYTHON = """#!/usr/bin/env bash
 for a in "$@"; do case $a in --process_id=*) id=${a#*=};; esac; done
 echo "process=$id gpus=${CUDA_VISIBLE_DEVICES-unset} args=$*"
+"""
+# A stand-in for a trainer that runs until SIGTERM, then "saves" and exits 0 (as preemption.py).
+SAVING = """#!/usr/bin/env bash
+for a in "$@"; do case $a in --process_id=*) id=${a#*=};; esac; done
+trap 'echo "process=$id saved"; exit 0' TERM
+echo $$ > "$PIDS/$id"
+while true; do sleep 0.05; done
 """
 LOGGED = """#!/usr/bin/env bash
 echo "$(basename "$0") $*" >> "$LOG"
@@ -83,6 +93,57 @@ def test_local_sh_needs_a_process_count(tmp_path, n):
   assert "usage: launch/local.sh N" in res.stderr and "positive integer" in res.stderr
 
 
+@pytest.mark.parametrize("to_group", [False, True])
+def test_local_sh_passes_a_sigterm_on_to_its_trainers(tmp_path, to_group):
+  """`kill <local.sh's pid>` alone once left its trainers training, orphaned, beside the ones a
+  rerun would start in the same workdir. A signal to the whole group reaches each trainer twice
+  (harmless: it only asks for a save) and must not kill the printers before the save's lines."""
+  b = _bin(tmp_path, python=SAVING)
+  pids = tmp_path / "pids"
+  pids.mkdir()
+  env = {**os.environ, "PYTHON": str(b / "python"), "PORT": "1", "CPU_DEVICES": "1",
+         "PIDS": str(pids)}
+  proc = subprocess.Popen(["bash", "launch/local.sh", "2", "--workdir", "W"], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True)
+  trainers = []
+  try:
+    trainers = _written_pids(pids, 2)
+    (os.killpg if to_group else os.kill)(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    assert "[0] process=0 saved" in out and "[1] process=1 saved" in out, out
+    assert "SIGTERM: passed on to the 2 trainers" in err and "(exit statuses: 0 0)" in err
+    assert "rerun the same command to resume it" in err
+    assert [_alive(p) for p in trainers] == [False, False]
+  finally:
+    for p in trainers:  # the test's own trainers only, if the script left them behind
+      if _alive(p):
+        os.kill(p, signal.SIGKILL)
+    if proc.poll() is None:
+      proc.kill()
+      proc.communicate()
+
+
+def _written_pids(folder, n: int) -> list[int]:
+  """The pids the n stand-in trainers wrote (each whole: its line ends), once all have."""
+  deadline = time.time() + 30
+  while time.time() < deadline:
+    texts = [(folder / str(i)).read_text() if (folder / str(i)).exists() else "" for i in range(n)]
+    if all(t.endswith("\n") for t in texts):
+      return [int(t) for t in texts]
+    time.sleep(0.05)
+  raise AssertionError(f"the stand-in trainers did not start: {os.listdir(folder)}")
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  return True
+
+
 def test_slurm_script_runs_a_python_whose_path_has_a_space(tmp_path):
   py = tmp_path / "py dir" / "python"
   py.parent.mkdir()
@@ -98,12 +159,12 @@ def test_slurm_script_runs_a_python_whose_path_has_a_space(tmp_path):
   assert "--coordinator=127.0.0.1:" in res.stdout and "--num_processes=1" in res.stdout
 
 
-def _tpu(tmp_path, **env):
+def _tpu(tmp_path, flags=("--workdir", "gs://b/r"), **env):
   b = _bin(tmp_path, git=LOGGED, gcloud=LOGGED)
   log = tmp_path / "log"
   if log.exists():
     log.unlink()
-  res = _run(["bash", "launch/tpu_vm.sh", "n", "z", "v4-8", "--workdir", "gs://b/r"],
+  res = _run(["bash", "launch/tpu_vm.sh", "n", "z", "v4-8", *flags],
              {"PATH": f"{b}:{os.environ['PATH']}", "LOG": str(log), "DRY_RUN": None,
               "ALLOW_DIRTY": None, **env})
   return res, (log.read_text().splitlines() if log.exists() else [])
@@ -126,3 +187,20 @@ def test_tpu_script_refuses_uncommitted_changes(tmp_path):
 
   res, ran = _tpu(tmp_path, DIRTY="1", DRY_RUN="1")  # a dry run warns and prints the commands
   assert res.returncode == 0 and "would refuse" in res.stderr and "git archive" in res.stdout
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--workdir", "/tmp/run"], "/tmp/run"),
+    (["--workdir=runs/x"], "runs/x"),
+    (["-workdir=/tmp/run"], "/tmp/run"),  # absl's single dash
+    (["--workdir", "gs://b/r", "--config.steps=2", "--workdir=/tmp/last"], "/tmp/last"),
+    (["--workdir"], "<none>")])
+def test_tpu_script_refuses_a_workdir_off_a_bucket(tmp_path, flags, named):
+  """Each worker's own disk: checkpoints split over the hosts (one host: lost with its VM)."""
+  for dry in (None, "1"):
+    res, ran = _tpu(tmp_path, flags, DIRTY="0", DRY_RUN=dry)
+    assert res.returncode == 2 and res.stdout == "" and ran == []  # before any git or gcloud
+    assert f"--workdir {named} is not a bucket" in res.stderr
+    assert "gs://BUCKET/runs/NAME" in res.stderr
+  res, ran = _tpu(tmp_path, ["--workdir=gs://b/r", "-workdir", "gs://b/s"], DIRTY="0")
+  assert res.returncode == 0 and len(ran) == 6

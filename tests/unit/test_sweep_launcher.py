@@ -6,6 +6,7 @@ copied down without their model, and the launcher arguments and workdirs each la
 import importlib.util
 import json
 import os
+import re
 import stat
 import subprocess
 
@@ -311,11 +312,25 @@ def test_slurm_refuses_a_bucket_workdir_for_a_data_step(tmp_path, repo):
     ("tpu", "", r"tpu needs --launcher_args \"NAME ZONE TYPE\""),
     ("tpu", "n z", r"3 words"),
     ("tpu", "2", r"3 words")])
-def test_launcher_args_are_checked(tmp_path, launcher, args, match):
+def test_launcher_args_are_checked(tmp_path, repo, launcher, args, match):
+  wd = {"local.sh": str(tmp_path / "w"), "tpu": "gs://b/w"}[launcher]
   with pytest.raises(SystemExit, match=match):
-    sweep.main(["configs/sweeps/tiny_lr.py", "--workdir", str(tmp_path / "w"), "--launcher",
-                launcher, f"--launcher_args={args}"])
-  assert not (tmp_path / "w").exists()
+    sweep.main(["configs/sweeps/tiny_lr.py", "--workdir", wd, "--launcher", launcher,
+                f"--launcher_args={args}"])
+  assert not (tmp_path / "w").exists() and not (repo / "out").exists()
   good = {"local.sh": "2", "tpu": "n z v4-8"}[launcher]
-  sweep.main(["configs/sweeps/tiny_lr.py", "--workdir", str(tmp_path / "w"), "--launcher",
-              launcher, f"--launcher_args={good}"])
+  sweep.main(["configs/sweeps/tiny_lr.py", "--workdir", wd, "--launcher", launcher,
+              f"--launcher_args={good}"])
+
+
+@pytest.mark.parametrize("accelerator", ["v4-64", "v4-8"])  # several hosts, and one
+@pytest.mark.parametrize("extra", [[], ["--dry_run"]])
+def test_tpu_refuses_a_workdir_off_a_bucket(tmp_path, repo, accelerator, extra):
+  """A local path would be each worker's own disk: checkpoints split over the workers, lost with
+  a preempted VM, never seen by resume, export or --collect here."""
+  wd = tmp_path / "w"
+  said = rf"tpu needs a bucket --workdir \(gs://BUCKET/sweeps/NAME\), got {re.escape(str(wd))}: "
+  with pytest.raises(SystemExit, match=said + "a local path is each TPU worker's own disk"):
+    sweep.main(["configs/sweeps/tiny_lr.py", "--workdir", str(wd), "--launcher", "tpu",
+                "--launcher_args", f"n z {accelerator}", *extra])
+  assert not wd.exists() and not (repo / "out").exists()  # refused before anything is written

@@ -68,16 +68,6 @@ def test_job_scripts_carry_the_data_step(tmp_path):
   assert f"--config.data.subset={subset}" in job[-1]
   assert not (tmp_path / "slurm/jobs/setup.sh").exists()  # paper scale: nothing to set up
 
-  sweep.main([paper, "--workdir", str(tmp_path / "tpu"), "--launcher", "tpu",
-              "--launcher_args", "n z v4-64"])
-  line = (tmp_path / "tpu/jobs/04_ratio=random,seed=0.sh").read_text().splitlines()[-1]
-  env, *rest = shlex.split(line)
-  prepare = env.split("=", 1)[1]  # run by tpu_vm.sh on every worker before training
-  assert env.startswith("PREPARE=.venv/bin/python -m data_prep.select") and "--ratio random" in env
-  assert prepare.endswith("--out /tmp/mathvlm-sweep/tpu/04_ratio=random,seed=0")  # worker-local
-  assert rest[:5] == ["bash", "launch/tpu_vm.sh", "n", "z", "v4-64"]
-  assert "--config.data.subset=/tmp/mathvlm-sweep/tpu/04_ratio=random,seed=0/selected.jsonl" in rest
-
   cwd = os.getcwd()
   os.chdir(tmp_path)  # a bucket workdir: no local `gs:` folder; the jobs go to out/sweep_jobs
   try:
@@ -92,6 +82,14 @@ def test_job_scripts_carry_the_data_step(tmp_path):
   jobs = sorted(f for f in os.listdir(bucket_jobs) if f.endswith(".sh"))
   assert len(jobs) == 5 and "--workdir=gs://b/sweeps/ratio/00_ratio=2_3_4_1,seed=0" in (
       bucket_jobs / jobs[0]).read_text()
+  line = (bucket_jobs / "04_ratio=random,seed=0.sh").read_text().splitlines()[-1]
+  env, *rest = shlex.split(line)
+  prepare = env.split("=", 1)[1]  # run by tpu_vm.sh on every worker before training
+  assert env.startswith("PREPARE=.venv/bin/python -m data_prep.select") and "--ratio random" in env
+  assert prepare.endswith("--out /tmp/mathvlm-sweep/ratio/04_ratio=random,seed=0")  # worker-local
+  assert rest[:5] == ["bash", "launch/tpu_vm.sh", "n", "z", "v4-64"]
+  assert "--config.data.subset=/tmp/mathvlm-sweep/ratio/04_ratio=random,seed=0/selected.jsonl" in (
+      rest)
 
   sweep.main(["configs/sweeps/qa_per_image.py", "--workdir", str(tmp_path / "eng"),
               "--launcher", "local.sh", "--launcher_args", "2"])

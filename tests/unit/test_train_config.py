@@ -3,6 +3,7 @@ what a bucketed step counts, and config mistakes that fail by name instead of tr
 something else (dead freeze rules, misspelt axis rules, buckets under a host step); which of the
 step's forwards LoRA dropout reaches."""
 
+import json
 import re
 import types
 
@@ -102,6 +103,44 @@ def test_a_step_after_an_evaluation_is_timed_without_it(tmp_path):
   rows.finish(1, metrics, item, evaluate=lambda: (time.sleep(0.5), {"eval/x": 1.0})[1])
   rows.finish(2, metrics, item)
   assert rows.last["step"] == 2 and rows.last["step_time"] < 0.25, rows.last
+
+
+@pytest.mark.parametrize("every", [1, 2])
+def test_a_step_after_a_checkpoint_save_is_timed_without_it(tmp_path, monkeypatch, every):
+  """The loop saves between step k's row and step k+1's dispatch: counted in step k+1's
+  step_time (as it was), the save reported that step's tokens/s and MFU a fraction of the real
+  ones. Its seconds go to checkpoint_time of the next row written (every: metrics.every)."""
+  import time
+
+  from mathvlm.configs import sft
+  from mathvlm.metrics import MetricWriter
+
+  class SlowSaves:  # a checkpoint every 2 steps (and the last), each taking 0.5 s
+    def should_save(self, step):
+      return step % 2 == 0
+
+    def save(self, *args, **kwargs):
+      time.sleep(0.5)
+
+  config = sft.get_config("model=tiny")
+  config.metrics.every = every
+  state_metrics = {"loss": 1.0, "grad_norm": 1.0, "lr": 0.0}
+  run = types.SimpleNamespace(config=config, total_steps=6, batch_shapes={}, host=None,
+                              evaluators=[], step_fn=lambda state, batch: (state, state_metrics))
+  monkeypatch.setattr(train, "next_batch", lambda *args: ({}, {}, {}))
+  monkeypatch.setattr(train.Rows, "work", lambda self, batch: (1e9, 1000))
+  data_iter = types.SimpleNamespace(get_state=dict)
+  writer = MetricWriter(str(tmp_path), tensorboard=False)
+  train.train_loop(run, {}, 0, data_iter, SlowSaves(), writer)
+  writer.close()
+  rows = {r["step"]: r for r in map(json.loads, open(tmp_path / "metrics.jsonl"))}
+  assert sorted(rows) == list(range(every, 7, every))
+  after_a_save = [3, 5] if every == 1 else [4, 6]  # the next rows written, whose steps were timed
+  for step, row in rows.items():
+    if step in after_a_save:
+      assert 0.5 <= row["checkpoint_time"] < 2 and row["step_time"] < 0.25, row
+    else:
+      assert "checkpoint_time" not in row, row
 
 
 def test_a_misspelt_logical_axis_rule_fails_naming_the_name_and_the_mesh_axis():
