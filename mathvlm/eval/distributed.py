@@ -73,6 +73,35 @@ def batch_rows(mesh) -> int:
   return int(mesh.shape["data"] * mesh.shape["fsdp"])
 
 
+def mesh_of(model):
+  """The mesh the model's parameters are placed on (the run's, for the trainer's model), or None
+  for a model on one device. The in-training evaluators split their batches over it: the model
+  carries its placement, so `evaluate(model)` needs nothing more from the run."""
+  import jax
+  from flax import nnx
+  from jax.sharding import NamedSharding
+  for x in jax.tree.leaves(nnx.state(model)):
+    if isinstance(getattr(x, "sharding", None), NamedSharding):
+      return x.sharding.mesh
+  return None
+
+
+def split_size(batch: int, mesh) -> int:
+  """`batch` rounded up to a multiple of the data axes (`batch_rows`), so that it splits over
+  them; `batch` itself without a mesh. The extra rows are padding whose results are dropped."""
+  if mesh is None:
+    return batch
+  ways = batch_rows(mesh)
+  return -(-batch // ways) * ways
+
+
+def gather_rows(out) -> np.ndarray:
+  """A jitted call's output, split over the data axes (and processes), as one host array on
+  every process (the rows in global order)."""
+  from jax.experimental import multihost_utils
+  return np.asarray(multihost_utils.process_allgather(out, tiled=True))
+
+
 def local_rows(mesh, batch: int) -> tuple[int, int]:
   """[lo, hi): the rows of a global batch that this process's devices hold."""
   from mathvlm import sharding
@@ -110,7 +139,6 @@ def generate_global(model, mesh, input_ids: np.ndarray, mask: np.ndarray, images
   import jax
   import jax.numpy as jnp
   from flax import nnx
-  from jax.experimental import multihost_utils
 
   from mathvlm import generate as gen
   from mathvlm import sharding
@@ -125,7 +153,7 @@ def generate_global(model, mesh, input_ids: np.ndarray, mask: np.ndarray, images
                       jnp.float32(0.0 if temperature == 0 else max(temperature, 1e-6)),
                       jnp.float32(top_p), max_new_tokens=max_new_tokens,
                       eos=tuple(int(e) for e in eos), pad=int(pad))
-  return np.asarray(multihost_utils.process_allgather(out.tokens, tiled=True))
+  return gather_rows(out.tokens)
 
 
 # ---------------------------------------------------------------------------------------------

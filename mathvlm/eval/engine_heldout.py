@@ -26,13 +26,19 @@ def answer(model, cfg, tokenizer, problems: list[Problem], *, template: str, bat
   logged, and counted in `encoder.truncated` when the caller passes its own `encoder` (from
   `encoder_for`: the `engine_accuracy` evaluator reports the count); each batch is padded to a
   multiple of `bucket` tokens (each width compiles once: a coarser bucket compiles fewer shapes,
-  a finer one pads less); images shaped as in training (image_aspect)."""
+  a finer one pads less); images shaped as in training (image_aspect). A model placed on a mesh
+  (the trainer's) has each batch split over its data axes, `batch` rounded up to a multiple of
+  them (`distributed.split_size`: the padding rows' answers are dropped); one on one device
+  decodes the whole batch there."""
+  from mathvlm.eval import distributed
   from mathvlm.eval.run import generate_responses
+  mesh = distributed.mesh_of(model)
   encoder = encoder if encoder is not None else encoder_for(cfg, tokenizer, max_len)
   before = encoder.truncated
   out = generate_responses(model, cfg, encoder, problems, template=template,
-                           batch_size=batch, max_new_tokens=max_new_tokens, temperature=0.0,
-                           bucket=bucket, image_aspect=image_aspect)
+                           batch_size=distributed.split_size(batch, mesh),
+                           max_new_tokens=max_new_tokens, temperature=0.0, bucket=bucket,
+                           image_aspect=image_aspect, mesh=mesh)
   if encoder.truncated > before:
     log.warning("%d of %d engine prompts were longer than max_len=%d and lost their start",
                 encoder.truncated - before, len(problems), encoder.max_len)

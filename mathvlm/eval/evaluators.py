@@ -7,6 +7,16 @@ called once, at setup, as `make(spec, config, model_cfg)` with `spec` the evalua
 calls it every `every` steps and at the end, logs the numbers as `eval/<name>/<key>` in
 metrics.jsonl and keeps the last of each in WORKDIR/eval.json, which `launch/sweep.py` collects.
 
+The shipped evaluators split each batch over the data axes of the mesh the model's parameters
+are placed on (`distributed.mesh_of`: the run's, with nothing more passed in; so do
+`engine_heldout.answer` and `likelihood`'s scoring, which an evaluator of one's own may call), as
+`python -m mathvlm.eval.run --mesh` does: a device decodes and scores its share of the rows, not
+the whole batch (whose KV cache, for a 7B on a pod, outgrew what training fits), and each process
+feeds its own rows. A batch that does not divide over those axes is rounded up (decoding,
+ranking: rows are independent) or padded with rows that weigh nothing (`heldout_loss`: a batch's
+loss may depend on its rows together); the padding's results are dropped, so the numbers are
+those of one device.
+
 The evaluators shipped here (each reads its data once, at setup, so a bad path fails before the
 first step):
 - `engine_accuracy`: held-out engine problems (an engine `instruct.json` with its images), answered
@@ -282,14 +292,14 @@ def heldout_loss(spec, config, model_cfg) -> Evaluate:
 
 
 def _loss_evaluate(objective, config, source, n: int, batch: int) -> Evaluate:
+  """evaluate(model): batches of `batch` examples in order; on a model placed on a mesh each
+  batch is split over its data axes (`_loss_batch`)."""
   import functools
 
   import jax
-  import jax.numpy as jnp
-  import numpy as np
   from flax import nnx
 
-  from mathvlm.data.pipeline import DROPPED
+  from mathvlm.eval import distributed
 
   @functools.partial(jax.jit, static_argnames=("graphdef",))
   def weighted(graphdef, state, b):
@@ -298,10 +308,10 @@ def _loss_evaluate(objective, config, source, n: int, batch: int) -> Evaluate:
 
   def evaluate(model) -> dict[str, float]:
     graphdef, state = nnx.split(model)
+    mesh = distributed.mesh_of(model)
     total, weight, sums = 0.0, 0.0, {}
     for start in range(0, n, batch):
-      rows = [source[i] for i in range(start, min(start + batch, n))]
-      b = {k: np.stack([r[k] for r in rows]) for k in rows[0] if k != DROPPED}
+      b = _loss_batch(source, range(start, min(start + batch, n)), mesh)
       lw, w, m = jax.device_get(weighted(graphdef, state, b))
       total, weight = total + float(lw), weight + float(w)
       for k, v in m.items():
@@ -316,6 +326,36 @@ def _loss_evaluate(objective, config, source, n: int, batch: int) -> Evaluate:
     return out
 
   return evaluate
+
+
+def _loss_batch(source, indices: range, mesh) -> dict:
+  """The examples `indices` as one batch: host arrays without a mesh; with one, padded to a
+  multiple of its data axes with blank rows (`_blank`) and split over them, this process reading
+  only its own rows (`distributed.local_rows`). Padding, not more examples: a batch's loss may
+  depend on its rows together (CLIP's in-batch negatives), and blank rows count in none."""
+  import numpy as np
+
+  from mathvlm import sharding
+  from mathvlm.data.pipeline import DROPPED
+  from mathvlm.eval import distributed
+  stack = lambda rows: {k: np.stack([r[k] for r in rows]) for k in rows[0] if k != DROPPED}
+  if mesh is None:
+    return stack([source[i] for i in indices])
+  lo, hi = distributed.local_rows(mesh, distributed.split_size(len(indices), mesh))
+  rows = [source[indices[i]] for i in range(lo, min(hi, len(indices)))]
+  blank = _blank(rows[0] if rows else source[indices[0]])
+  return sharding.place_batch(stack(rows + [blank] * (hi - lo - len(rows))), mesh)
+
+
+def _blank(example: dict) -> dict:
+  """A row that weighs nothing in any shipped objective's loss, as a dropped example does: no
+  target tokens (lm), no attention (contrastive: neither a positive nor a negative), no label
+  (classify, `labels.NO_LABEL`). An objective of one's own must give such a row no weight too."""
+  import numpy as np
+
+  from mathvlm.data.labels import NO_LABEL
+  return {k: np.full_like(v, NO_LABEL) if k == "labels" else np.zeros_like(v)
+          for k, v in example.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,7 +380,7 @@ def benchmark_accuracy(spec, config, model_cfg) -> Evaluate:
   MATH-V: direct / cot; default the first), breakdowns."""
   from tokenizers import Tokenizer
 
-  from mathvlm.eval import run, score
+  from mathvlm.eval import distributed, run, score
   s = fields(spec, "benchmark_accuracy", BENCH_DEFAULTS, ("benchmark", "data"))
   if s["benchmark"] not in ("mathvista", "math_v", "mathverse"):
     raise ValueError(f"benchmark {s['benchmark']!r}: mathvista, math_v or mathverse (engine "
@@ -369,11 +409,12 @@ def benchmark_accuracy(spec, config, model_cfg) -> Evaluate:
     encoder = run.Encoder(tok, model_cfg.image_token_id, model_cfg.image_seq_len,
                           model_cfg.text.max_position_embeddings - s["max_new_tokens"],
                           model_cfg.text.eos_token_id)
+    mesh = distributed.mesh_of(model)
     responses = run.generate_responses(model, model_cfg, encoder, problems, template=template,
-                                       batch_size=s["batch"],
+                                       batch_size=distributed.split_size(s["batch"], mesh),
                                        max_new_tokens=s["max_new_tokens"],
                                        temperature=s["temperature"],
-                                       image_aspect=config.data.image_aspect)
+                                       image_aspect=config.data.image_aspect, mesh=mesh)
     records = [{"pid": p.pid, "response": r} for p, r in zip(problems, responses)]
     scores, _ = score.score_responses(s["benchmark"], problems, records)
     out = {"accuracy": float(scores["all"]["accuracy"]),

@@ -106,14 +106,38 @@ def option_scores(model, cfg, tokenizer, problems: list[Problem], *, template: s
                   write: Write = answer_text, image_aspect: str = "pad") -> list[Scores]:
   """`Scores` per problem (empty arrays for free-form problems). Rows are padded to a multiple
   of `bucket` tokens and batches to full size, so a run compiles a few shapes. Images are shaped
-  as in training (image_aspect, `image.to_pixels`)."""
+  as in training (image_aspect, `image.to_pixels`). A model placed on a mesh (the trainer's) has
+  each batch split over its data axes (rounded up to a multiple of them, the padding rows' scores
+  dropped), this process feeding and loading the images of its own rows, as
+  `distributed.generate_global` decodes; one on one device scores the whole batch there."""
   from flax import nnx
 
-  from mathvlm.eval.run import load_image
-  size = cfg.vision.image_size
-  pad = tokenizer.pad_token_id or 0
+  from mathvlm.eval import distributed
+  mesh = distributed.mesh_of(model)
+  rows, owner, nbytes = _scored_rows(cfg, tokenizer, problems, template, max_len, write)
+  graphdef, state = nnx.split(model)
+  batch_size = distributed.split_size(batch_size, mesh)
+  local = distributed.local_rows(mesh, batch_size) if mesh is not None else (0, batch_size)
+  images: dict = {}
+  scores = np.zeros(len(rows), np.float64)
+  for start in range(0, len(rows), batch_size):
+    chunk = list(range(start, min(start + batch_size, len(rows))))
+    batch = _option_batch(cfg, tokenizer, problems, rows, owner, chunk, batch_size, bucket,
+                          local, images, image_aspect)
+    scores[chunk] = _batch_logps(graphdef, state, batch, mesh, local)[:len(chunk)]
+  owner = np.asarray(owner, np.int64)
+  # the first target token is predicted from the last prompt token: loss_mask[1:] counts targets
+  tokens = np.asarray([int(np.sum(m[1:])) for _, m in rows], np.int64)
+  nbytes = np.asarray(nbytes, np.int64)
+  return [Scores(scores[owner == k], tokens[owner == k], nbytes[owner == k])
+          for k in range(len(problems))]
+
+
+def _scored_rows(cfg, tokenizer, problems, template, max_len, write):
+  """Every option of every problem as a row: (rows [(ids, loss_mask)], owner problem per row,
+  UTF-8 bytes of each written answer)."""
   fn = writer(write)
-  rows, owner, images, nbytes = [], [], {}, []
+  rows, owner, nbytes = [], [], []
   for k, p in enumerate(problems):
     for j, (ids, mask) in enumerate(option_rows(
         p, template, tokenizer, image_token_id=cfg.image_token_id,
@@ -121,31 +145,44 @@ def option_scores(model, cfg, tokenizer, problems: list[Problem], *, template: s
       rows.append((ids, mask))
       owner.append(k)
       nbytes.append(len(fn(p.choices[j], j).encode("utf-8")))
-  graphdef, state = nnx.split(model)
-  scores = np.zeros(len(rows), np.float64)
-  for start in range(0, len(rows), batch_size):
-    chunk = list(range(start, min(start + batch_size, len(rows))))
-    width = -(-max(len(rows[i][0]) for i in chunk) // bucket) * bucket
-    input_ids = np.full((batch_size, width), pad, np.int32)
-    loss_mask = np.zeros((batch_size, width), np.int32)
-    attention = np.zeros((batch_size, width), np.int32)
-    pixels = np.zeros((batch_size, size, size, 3), np.uint8)
-    for j, i in enumerate(chunk):
-      ids, mask = rows[i]
-      input_ids[j, :len(ids)], loss_mask[j, :len(ids)], attention[j, :len(ids)] = ids, mask, 1
-      if owner[i] not in images:
-        images.clear()  # rows of one problem are adjacent: keep one image at a time
-        images[owner[i]] = load_image(problems[owner[i]], size, image_aspect)
-      pixels[j] = images[owner[i]]
-    batch = dict(input_ids=input_ids, attention_mask=attention, loss_mask=loss_mask,
-                 pixel_values=pixels)
-    scores[chunk] = np.asarray(_logps(graphdef, state, batch))[:len(chunk)]
-  owner = np.asarray(owner, np.int64)
-  # the first target token is predicted from the last prompt token: loss_mask[1:] counts targets
-  tokens = np.asarray([int(np.sum(m[1:])) for _, m in rows], np.int64)
-  nbytes = np.asarray(nbytes, np.int64)
-  return [Scores(scores[owner == k], tokens[owner == k], nbytes[owner == k])
-          for k in range(len(problems))]
+  return rows, owner, nbytes
+
+
+def _option_batch(cfg, tokenizer, problems, rows, owner, chunk, batch_size, bucket, local,
+                  images, image_aspect) -> dict:
+  """The rows `chunk` as one batch of `batch_size` rows (padding rows all zero), images loaded
+  for the rows local[0]..local[1] only (this process's)."""
+  from mathvlm.eval.run import load_image
+  size = cfg.vision.image_size
+  pad = tokenizer.pad_token_id or 0
+  width = -(-max(len(rows[i][0]) for i in chunk) // bucket) * bucket
+  input_ids = np.full((batch_size, width), pad, np.int32)
+  loss_mask = np.zeros((batch_size, width), np.int32)
+  attention = np.zeros((batch_size, width), np.int32)
+  pixels = np.zeros((batch_size, size, size, 3), np.uint8)
+  for j, i in enumerate(chunk):
+    ids, mask = rows[i]
+    input_ids[j, :len(ids)], loss_mask[j, :len(ids)], attention[j, :len(ids)] = ids, mask, 1
+    if not local[0] <= j < local[1]:
+      continue
+    if owner[i] not in images:
+      images.clear()  # rows of one problem are adjacent: keep one image at a time
+      images[owner[i]] = load_image(problems[owner[i]], size, image_aspect)
+    pixels[j] = images[owner[i]]
+  return dict(input_ids=input_ids, attention_mask=attention, loss_mask=loss_mask,
+              pixel_values=pixels)
+
+
+def _batch_logps(graphdef, state, batch: dict, mesh, local: tuple[int, int]) -> np.ndarray:
+  """[batch] summed log-probs: on every device (no mesh), or split over the mesh's data axes,
+  this process passing its rows and every process getting all of them back."""
+  if mesh is None:
+    return np.asarray(_logps(graphdef, state, batch))
+  from mathvlm import sharding
+  from mathvlm.eval import distributed
+  lo, hi = local
+  placed = sharding.place_batch({k: v[lo:hi] for k, v in batch.items()}, mesh)
+  return distributed.gather_rows(_logps(graphdef, state, placed))
 
 
 def option_logps(model, cfg, tokenizer, problems: list[Problem], *, template: str,

@@ -239,6 +239,38 @@ def test_heldout_loss_from_config_and_its_errors(model):
     evaluators.from_config(config(tok_path, held=dict(type="heldout_loss", pth="x")), cfg)
 
 
+@pytest.mark.parametrize("name", ["classify", "contrastive"])
+def test_heldout_loss_padding_rows_weigh_nothing(name):
+  """On a mesh heldout_loss pads a batch to a multiple of its data axes with `_blank` rows: in
+  each shipped objective it takes, such a row changes no loss, weight or metric (lm's: the token
+  counts of tests/integration/test_evals_split.py). Models that return fixed outputs, a row
+  for the blank one too, so only the blank row's fields can keep it out."""
+  import jax.numpy as jnp
+
+  from mathvlm import objectives
+  rng = np.random.default_rng(0)
+  out = rng.standard_normal((4, 8)).astype(np.float32)
+  batch = dict(pixel_values=rng.integers(0, 255, (3, 8, 8, 3)).astype(np.uint8))
+  if name == "classify":
+    batch["labels"] = np.asarray([0, 2, 1], np.int32)
+    model = lambda px: jnp.asarray(out[:len(px)])  # noqa: E731
+  else:
+    batch.update(input_ids=rng.integers(1, 60, (3, 6)).astype(np.int32),
+                 attention_mask=np.ones((3, 6), np.int32))
+    txt = rng.standard_normal((4, 8)).astype(np.float32)
+    model = lambda px, ids, mask=None: dict(  # noqa: E731
+        image_embeds=jnp.asarray(out[:len(px)]), text_embeds=jnp.asarray(txt[:len(px)]),
+        logit_scale=jnp.float32(10.0))
+  blank = evaluators._blank({k: v[0] for k, v in batch.items()})
+  padded = {k: np.concatenate([v, blank[k][None]]) for k, v in batch.items()}
+  loss = objectives.get(name).loss
+  (want, want_w, want_m), (got, got_w, got_m) = loss(model, batch, None), loss(model, padded, None)
+  assert float(got_w) == float(want_w) == 3.0
+  np.testing.assert_allclose(float(got), float(want), rtol=1e-6)
+  for k in want_m:
+    np.testing.assert_allclose(float(got_m[k]), float(want_m[k]), rtol=1e-6, err_msg=k)
+
+
 def _mathvista_folder(root) -> str:
   """Three MathVista-format problems (multiple choice, integer, float) with real images."""
   folder = root / "mathvista"
