@@ -430,15 +430,20 @@ def test_preferences_bad(tmp_path):
            "rejected": "b"},
           {"id": "nofile", "image": "y.png", "prompt": Q, "chosen": "a", "rejected": "b"},
           {"id": "inanswer", "image": "x.png", "prompt": Q, "chosen": "a",
-           "rejected": "<image>\nb"}]
+           "rejected": "<image>\nb"},
+          # each check reads both responses, and a response that is no string is named
+          {"id": "emptychosen", "image": "x.png", "prompt": Q, "chosen": " ", "rejected": "b"},
+          {"id": "inchosen", "image": "x.png", "prompt": Q, "chosen": "<image>\na",
+           "rejected": "b"},
+          {"id": "number", "image": "x.png", "prompt": Q, "chosen": 3, "rejected": "b"}]
   (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs) + "{oops\n")
   preferences.main(["--json", str(tmp_path / "p.jsonl"), "--images", str(tmp_path / "img"),
                     *flags(tmp_path / "out", "--max_bad_fraction", "1")])
   rep = report(tmp_path / "out", "preferences")
   assert {k: [r["id"] for r in v["records"]] for k, v in rep["by_reason"].items()} == {
-    "identical_pair": ["same"], "empty_answer": ["empty"],
-    "missing_image_token": ["notoken", "inanswer"], "missing_image": ["nofile"],
-    "malformed_json": ["line 7"]}
+    "identical_pair": ["same"], "empty_answer": ["empty", "emptychosen"],
+    "missing_image_token": ["notoken", "inanswer", "inchosen"], "missing_image": ["nofile"],
+    "malformed_record": ["number"], "malformed_json": ["line 10"]}
   assert [r["id"] for r in read_all(tmp_path / "out", "preferences")] == ["ok"]
 
 
@@ -454,6 +459,21 @@ def many_records(tmp_path, n=40):
   recs[7]["image"] = "S0/images/gone.png"
   (tmp_path / "src/train_samples_all_tuning.json").write_text(json.dumps(recs))
   return ["--src", str(tmp_path / "src")]
+
+
+def test_a_rerun_with_other_options_or_an_edited_source_rebuilds_every_shard(tmp_path):
+  """The fingerprint holds the options and each source's mtime: a rerun with another
+  --image_size, or after the source was edited in place (the same size), kept the shards of the
+  earlier build beside new ones."""
+  args = many_records(tmp_path)
+  out = tmp_path / "out"
+  mathv360k.main(args + flags(out, "--num_shards", "4"))
+  rep = mathv360k.main(args + flags(out, "--num_shards", "4", "--image_size", "4"))
+  assert rep["shards"]["built"] == [0, 1, 2, 3]
+  src = tmp_path / "src/train_samples_all_tuning.json"
+  os.utime(src, ns=(os.stat(src).st_atime_ns, os.stat(src).st_mtime_ns + 10**9))
+  rep = mathv360k.main(args + flags(out, "--num_shards", "4", "--image_size", "4"))
+  assert rep["shards"]["built"] == [0, 1, 2, 3]
 
 
 def test_rerun_skips_finished_shards(tmp_path, capsys):

@@ -185,6 +185,7 @@ def test_argument_string_errors_name_the_key():
 
 @pytest.mark.parametrize("fields,message", [
     (dict(lora__rank=8, lora__targets=""), "lora.rank=8 and lora.targets=''"),
+    (dict(lora__targets="q_proj"), "lora.rank=0 and lora.targets='q_proj'"),
     (dict(lora__dropout=1.0), r"lora.dropout=1.0: the probability .* in \[0, 1\)"),
     (dict(lora__dropout=-0.1), r"lora.dropout=-0.1: the probability"),
     (dict(lora__dropout=0.1), "lora.dropout=0.1 drops LoRA adapters' inputs, and lora.rank=0 "
@@ -198,12 +199,15 @@ def test_argument_string_errors_name_the_key():
      r"optim.decay_rules entry \('.\*', 'decayed'\): expected \(regex, 'decay'\|'no_decay'\)"),
     (dict(optim__decay_rules=(".*", "decay")), r"optim.decay_rules entry '.\*': expected"),
     (dict(optim__warmup_ratio=1.5), "optim.warmup_ratio=1.5"),
+    (dict(optim__warmup_ratio=1.0), r"optim.warmup_ratio=1.0: must be in \[0, 1\)"),
     (dict(data__global_batch=6, mesh__fsdp=4), r"divisible by mesh.data x mesh.fsdp = 1 x 4 = 4"),
     # mesh.data=-1 is the devices left over (2 of 4), not -1: 6 rows do not split over 2 x 2
     (dict(data__global_batch=6, mesh__data=-1, mesh__fsdp=2),
      r"mesh.data x mesh.fsdp = 2 x 2 = 4 \(mesh.data=-1, mesh.fsdp=2 on 4 devices\)"),
     (dict(mesh__fsdp=3), "mesh.data/fsdp/tensor: mesh data=1 fsdp=3 tensor=1 needs 3 devices, "
                          "have 4"),
+    (dict(mesh__data=-1, mesh__fsdp=-1), "at most one mesh axis may be -1, got data=-1 fsdp=-1"),
+    (dict(mesh__data=-1, mesh__fsdp=3), r"4 devices do not divide into mesh \[-1, 3, 1\]"),
     (dict(data__packing=True, steps=-1), "data.packing needs steps > 0"),
     (dict(data__packing=True, data__group_by_length=True), "both cut padding"),
     # found only after the model was built, and configs/sft.py groups a built dataset
@@ -220,6 +224,7 @@ def test_argument_string_errors_name_the_key():
     (dict(optim__weight_decay=-0.1), "optim.weight_decay=-0.1: >= 0"),
     (dict(optim__end_lr_ratio=1.5), r"optim.end_lr_ratio=1.5: .* in \[0, 1\]"),
     (dict(optim__b2=1.0), r"optim.b1=0.9, optim.b2=1.0: Adam's decay rates, in \[0, 1\)"),
+    (dict(optim__b1=1.0), r"optim.b1=1.0, optim.b2=0.999: Adam's decay rates"),
     (dict(optim__eps=0.0), "optim.eps=0.0: > 0"),
     (dict(optim__grad_accum=0), "optim.grad_accum=0: micro-batches per step, >= 1"),
     (dict(data__global_batch=0), "data.global_batch=0: >= 1"),
@@ -246,6 +251,11 @@ def test_another_objectives_option_set_is_an_error_naming_it():
                                        r"objective='lm' never reads"):
     common.validate(tiny_config("dpo", objective__="lm", dpo__beta=0.5), process_count=1,
                     device_count=1)
+  typo = tiny_config("dpo", objective__="lm")  # a key dpo does not have is no default either
+  with typo.unlocked():
+    typo.dpo.betta = 0.5
+  with pytest.raises(ValueError, match=r"dpo.betta=0.5: an option of objective 'dpo'"):
+    common.validate(typo, process_count=1, device_count=1)
 
 
 def test_parameters_no_rule_covers_are_an_error(tmp_path):
@@ -414,6 +424,16 @@ def test_resuming_with_steps_that_need_another_epoch_warns_of_the_reshuffle(tmp_
       resume.check(config, str(tmp_path), 4, lambda s: train.plan_of(config, 64, s)["epochs"])
     assert ("steps: 8 -> 12: the data plan goes from 1 to 2 epoch(s)" in caplog.text) == warned
     assert ("examples after step 4 follow another shuffle" in caplog.text) == warned
+  # fewer epochs reshuffle as much: steps 12 -> 8 goes from 2 epochs to 1
+  (tmp_path / "fewer").mkdir()
+  resume.record(config, str(tmp_path / "fewer"))
+  shorter = tiny_config("lm", steps=8, data__num_examples=64, data__global_batch=8,
+                        data__epochs=1)
+  caplog.clear()
+  with caplog.at_level("WARNING", logger="mathvlm.train"):
+    resume.check(shorter, str(tmp_path / "fewer"), 4,
+                 lambda s: train.plan_of(shorter, 64, s)["epochs"])
+  assert "steps: 12 -> 8: the data plan goes from 2 to 1 epoch(s)" in caplog.text
 
 
 def _recorded_without(recipe: str, field: str, workdir, config=None):

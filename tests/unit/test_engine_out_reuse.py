@@ -44,12 +44,25 @@ def test_a_folder_without_an_engine_run_is_not_touched(tmp_path):
   assert (out / "images" / "plane" / "notes.txt").exists()
 
 
+def test_the_clear_removes_the_earlier_runs_texts_first(tmp_path):
+  """Cleared, a folder no longer looks like a finished run: a rerun killed after the clear would
+  otherwise leave the old meta.json and instruct.json naming images that are gone."""
+  out = str(tmp_path / "eng")
+  writer.generate(out, 2, writer.Options(seed=0, degrade=0.0))
+  assert writer.clear_earlier(out) > 0
+  assert not any(os.path.exists(os.path.join(out, t)) for t in writer.TEXTS)
+
+
 def test_the_beam_runner_clears_through_its_file_systems(tmp_path):
   """The bucket path (`gs://`) of the Beam runner, run on a local path: Beam's FileSystems take
   both, so the same listing, name check and deletes run."""
   out = str(tmp_path / "eng")
   writer.generate(out, 2, writer.Options(seed=0, degrade=0.0))
   (tmp_path / "eng" / "images" / "plane" / "keep.txt").write_bytes(b"x")
+  # a folder of the user's own beside the domains: its files are no engine's, whatever their name
+  (tmp_path / "eng" / "images" / "mine").mkdir()
+  (tmp_path / "eng" / "images" / "mine" / "plane_1.png").write_bytes(b"x")
   beam._clear_earlier(out)
-  assert _images(out) == {os.path.join("images", "plane", "keep.txt")}
+  assert _images(out) == {os.path.join("images", "plane", "keep.txt"),
+                          os.path.join("images", "mine", "plane_1.png")}
   assert not any(os.path.exists(os.path.join(out, t)) for t in writer.TEXTS)

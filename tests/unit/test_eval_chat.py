@@ -33,6 +33,8 @@ def test_a_prompt_samples_from_its_own_key_whatever_call_it_comes_in(monkeypatch
       c.respond(prompts[start:start + batch])
   assert keys[8] == keys[16] and len(set(keys[8])) == 16
   assert all(0 <= k < 2 ** 32 for k in keys[8])  # fold_in takes uint32
+  # one question asked of several images (a caption prompt) draws from a key per image
+  assert len({chat.prompt_key("Describe the figure.", f"img{i}.png") for i in range(8)}) == 8
 
 
 def test_a_reply_without_an_eos_is_cut(monkeypatch):

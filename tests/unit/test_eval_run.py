@@ -58,7 +58,12 @@ def test_encoder_puts_image_tokens_and_keeps_the_prompt_end(tmp_path):
   ids = enc.encode(text)
   assert len(ids) == 40 and enc.truncated == 1
   assert ids[0] == tok.token_to_id("<s>") and ids.count(4) == 16
+  assert ids[1:17] == [4] * 16  # the text before the image went first, all of it
   assert tok.decode(ids[-6:]).endswith("ASSISTANT:")
+  # a prompt of exactly max_len tokens is whole: not cut, not counted
+  whole = run.Encoder(tok, image_token_id=4, image_seq_len=16, max_len=10_000).encode(text)
+  fits = run.Encoder(tok, image_token_id=4, image_seq_len=16, max_len=len(whole))
+  assert fits.encode(text) == whole and fits.truncated == 0
 
 
 def test_a_max_len_that_the_image_fills_is_an_error():
@@ -70,6 +75,8 @@ def test_a_max_len_that_the_image_fills_is_an_error():
   text = prompts.format_prompt("what is the area?", "vicuna_v1")
   with pytest.raises(ValueError, match="max_len=256"):
     run.Encoder(tok, image_token_id=4, image_seq_len=576, max_len=256).encode(text)
+  with pytest.raises(ValueError, match="max_len=577"):  # BOS and the image, not one text token
+    run.Encoder(tok, image_token_id=4, image_seq_len=576, max_len=577).encode(text)
   ids = run.Encoder(tok, image_token_id=4, image_seq_len=576, max_len=600).encode(text)
   assert len(ids) == 600 and tok.decode(ids[-6:]).endswith("ASSISTANT:")  # room: cut, kept
 

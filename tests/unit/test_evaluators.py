@@ -80,9 +80,10 @@ def test_engine_accuracy_counts_right_answers_by_kind(engine, monkeypatch):
     assert (name, every) == ("held", 10)
     out = ev(model)
     assert out["problems"] == len(problems) == 12  # three versions of four problems
+    # free-form problems count in ranked/* too, judged on their generated answers
     for key in ("generated/all", "ranked/all", "generated/version/text_lite",
                 "ranked/type/multiple-choice", "generated/type/free-form",
-                "ranked_norm/all", "ranked_norm/type/multiple-choice"):
+                "ranked/type/free-form", "ranked_norm/all", "ranked_norm/type/multiple-choice"):
       assert out[key] == (100.0 if right else 0.0), key
   ev = evaluators.engine_accuracy({"instruct": str(root / "engine/instruct.json"),
                                    "versions": "text_lite", "ranked": False}, c, cfg)

@@ -184,6 +184,25 @@ def test_cut_prompts_are_counted_and_warned_about_once(toy, caplog):
   assert third["prompts/truncated"] == 0
 
 
+def test_prompts_remade_for_another_processes_group_are_not_counted_again(toy):
+  """A refill slot may take a group another process sampled: its prompts are remade here from
+  the group's index, and were counted as cut where they were first made, so the remake leaves
+  the count alone (else a multi-process run's prompts/truncated counted them twice)."""
+  host, _ = _host(toy)
+  host.start()
+  encode = host.encoder.encode
+
+  def cutting(text):
+    host.encoder.truncated += 1
+    return encode(text)
+
+  host.encoder.encode = cutting
+  before = host.encoder.truncated
+  rows = host._prompt_rows(np.array([0]), dict(local={"problems": []}, first=0), [0], 0)
+  assert len(rows["problems"]) == G and len(rows["ids"]) == G  # remade: the encoder ran
+  assert host.encoder.truncated == before
+
+
 def test_dynamic_sampling_stops_after_max_refills(toy):
   """With 1 round, slot 1 is still all-equal (10**9 is solved too): the update trains on it, and
   the metrics say so."""

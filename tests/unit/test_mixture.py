@@ -50,6 +50,17 @@ def test_a_source_the_mixture_cuts_short_is_sampled_across_all_its_records():
   assert np.mean(np.asarray(kept) >= 500) > 0.35  # about half from the second half of the file
 
 
+def test_sources_of_one_size_are_each_sampled_on_their_own():
+  """Each source is shuffled from a seed of its own: with one seed, two sources of one size that
+  the mixture cuts short kept the same record numbers (problem k of b whenever problem k of c),
+  which for sources in step (versions of the same problems) is the same problems twice."""
+  mixture = Mixture([Tagged(0, 300), Tagged(1, 600), Tagged(2, 600)], [1.0, 1.0, 1.0])
+  kept = collections.defaultdict(set)
+  for i in range(len(mixture)):
+    kept[int(mixture[i]["source"])].add(int(mixture[i]["index"]))
+  assert len(kept[1]) == len(kept[2]) == 300 and kept[1] != kept[2]
+
+
 @pytest.mark.parametrize("spec, match", [
     ("a=nan,b=1", "finite"), ("a=inf,b=1", "finite"), ("a=0,b=1", "positive"),
     ("=3,b=1", "positive"), ("a=1,a=2", "twice")])

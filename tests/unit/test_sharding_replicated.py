@@ -7,7 +7,7 @@ import logging
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from jax.sharding import AbstractMesh
+from jax.sharding import AbstractMesh, PartitionSpec
 
 from mathvlm import objectives, sharding, train
 from mathvlm.configs import sft
@@ -33,6 +33,14 @@ def test_an_undivided_dimension_is_logged_once_naming_the_parameter_and_the_axes
           "tensor (2 devices) do not divide it") in caplog.text
   assert sharding.undivided_dims(MESH, sharding.DEFAULT_RULES, ("vocab", "embed"),
                                  (1023, 8)) == [(0, "tensor", 2)]
+
+
+def test_the_parameter_sharding_replicates_the_dimension_it_logs():
+  """What `log_replicated` reports is what `param_sharding` places: the undivided vocab whole on
+  each device, the divided dimension still sharded."""
+  place = sharding.param_sharding(MESH)
+  assert place(None, ("vocab", "embed"), (1023, 8)).spec == PartitionSpec(None, "fsdp")
+  assert place(None, ("vocab", "embed"), (1024, 8)).spec == PartitionSpec("tensor", "fsdp")
 
 
 def test_nothing_is_logged_when_every_dimension_divides_or_is_replicated_on_purpose(caplog):

@@ -254,8 +254,17 @@ def test_list_valued_settings_are_averaged_over_their_seeds(tmp_path):
     ("def get_sweep():\n  return [{'config.optim.lr': lr} for lr in (1e-4, 1e-3, 0.001)]\n",
      r"the same run more than once \(positions \[\[1, 2\]\]\)"),
     ("X = 'config.optim.lrr'\ndef get_sweep():\n  return [{'config.optim.lr': 1e-3}]\n",
-     r"X = 'config.optim.lrr' is no swept key; use one of \['config.optim.lr', 'optim.lr'\]")],
-    ids=["flags", "repeats", "x"])
+     r"X = 'config.optim.lrr' is no swept key; use one of \['config.optim.lr', 'optim.lr'\]"),
+    # one run whose flags are written in another order is still one run
+    ("def get_sweep():\n  return [{'config.optim.lr': 1e-3, 'config.seed': 0},\n"
+     "          {'config.seed': 0, 'config.optim.lr': 1e-3}]\n",
+     r"the same run more than once \(positions \[\[0, 1\]\]\)"),
+    ("TREND = 'log'\ndef get_sweep():\n  return [{'config.optim.lr': 1e-3}]\n",
+     r"TREND = 'log'; use 'linear' or 'log2'"),
+    # trainer_args passes config.* keys only: 'config_lr' would reach no run, every run alike
+    ("def get_sweep():\n  return [{'config_lr': 1e-3}]\n",
+     r"sweep keys must be trainer config fields \(config.x.y\), got \['config_lr'\]")],
+    ids=["flags", "repeats", "x", "repeats_reordered", "trend", "sweep_keys"])
 def test_unused_flags_repeated_runs_and_an_unswept_x_are_refused(tmp_path, body, match):
   """A FLAGS key without `config.` was left out of every run's flags; a run listed twice trained
   twice and counted as two seeds of its setting; an X that names no swept key failed the plot
@@ -263,6 +272,14 @@ def test_unused_flags_repeated_runs_and_an_unswept_x_are_refused(tmp_path, body,
   (tmp_path / "s.py").write_text("BASE = 'configs/sft.py:model=tiny'\n" + body)
   with pytest.raises(SystemExit, match=match):
     sweep.main([str(tmp_path / "s.py"), "--workdir", str(tmp_path / "w"), "--dry_run"])
+
+
+def test_options_for_a_sweep_file_that_takes_none_are_refused(tmp_path):
+  """`file.py:arg` with no configure(arg) in the file: the options would go unread."""
+  (tmp_path / "s.py").write_text("BASE = 'configs/sft.py:model=tiny'\n"
+                                 "def get_sweep():\n  return [{'config.seed': 0}]\n")
+  with pytest.raises(SystemExit, match=r"takes no options .* got 'width=8'"):
+    sweep.load_sweep(f"{tmp_path / 's.py'}:width=8")
 
 
 # A stand-in run: its SIGTERM handler says what it heard; it sends the sweep a SIGTERM itself.

@@ -64,6 +64,19 @@ def test_a_train_rule_that_matches_no_parameter_is_an_error_naming_it():
       "language_model/embed/embedding"}
 
 
+def test_a_rule_decides_the_paths_its_regex_matches_whole_not_their_prefixes():
+  """As big_vision's rules: ('vision_tower', 'frozen') names no parameter (a dead rule), and the
+  default ('(.*/)?bias', 'no_decay') leaves a kernel under a layer named 'bias_proj' decayed."""
+  paths = ["vision_tower/embed/kernel", "bias_proj/kernel", "bias_proj/bias"]
+  decided = train.rule_decisions(paths, (("vision_tower", "frozen"), (".*", "trainable")),
+                                 "train_rules", ("frozen", "trainable"))
+  assert set(decided.values()) == {"trainable"}
+  assert train.rule_decisions(paths, common.DECAY_RULES, "optim.decay_rules",
+                              ("decay", "no_decay")) == {
+      "vision_tower/embed/kernel": "decay", "bias_proj/kernel": "decay",
+      "bias_proj/bias": "no_decay"}
+
+
 def test_a_bucketed_steps_tokens_and_flops_are_its_trimmed_batchs(tmp_path):
   """tokens/s, TFLOP/s and MFU of a step trimmed to a bucket count that bucket, not data.max_len."""
   import dataclasses
@@ -154,6 +167,12 @@ def test_a_misspelt_logical_axis_rule_fails_naming_the_name_and_the_mesh_axis():
                                  else (k, v) for k, v in c.logical_axis_rules)
   with pytest.raises(ValueError, match=r"(?s)logical_axis_rules entry \('mpl', 'tensor'\): no "
                      r"layer uses the logical axis 'mpl'.*mesh axes \['tensr'\] are not in"):
+    common.validate(c)
+  # a mesh axis misspelt inside a tuple of axes is named too
+  with c.unlocked():
+    c.logical_axis_rules = tuple((k, ("fsdp", "tensr")) if k == "mpl" else (k, v)
+                                 for k, v in c.logical_axis_rules)
+  with pytest.raises(ValueError, match=r"\('mpl', \('fsdp', 'tensr'\)\): mesh axes \['tensr'\]"):
     common.validate(c)
 
 
