@@ -43,7 +43,10 @@ def _make_data(tmp: str, n: int, prepared: bool):
   return tok
 
 
-def _rate(make, warm: int = 8) -> tuple[float, float]:
+WARM = 8  # batches before the steady rate is timed
+
+
+def _rate(make, warm: int = WARM) -> tuple[float, float]:
   """(steady examples/s after `warm` batches, seconds to the first batch). Steady state is what a
   training run sees; start-up (grain spawns workers that import jax, torch forks) is reported
   apart. The consumer takes batches as fast as they come, so prefetch buffers cannot hide work."""
@@ -67,6 +70,9 @@ def main(argv=None) -> None:
   p.add_argument("--no_prepared", action="store_true",
                  help="store original images (resize in the pipeline, as the reference does)")
   a = p.parse_args(argv)
+  if a.n < a.batch * (WARM + 1):  # else a bare StopIteration once the data runs out
+    p.error(f"--n {a.n}: the rate is timed after {WARM} batches of --batch {a.batch}, so --n "
+            f"must be at least {a.batch * (WARM + 1)}")
   from absl import flags
   flags.FLAGS(sys.argv[:1])  # grain's worker processes read absl flags
   import grain

@@ -14,7 +14,8 @@ The reference uses transformers' default attention (SDPA, which picks a flash ke
 once per `--attention` implementation (`jax.nn.dot_product_attention`'s 'xla', which writes the
 scores out, and 'cudnn', its fused flash kernel). MFU is the trainer's analytic step FLOPs
 (`objectives.lm.flops`) over the median step, of the bf16 matmul peak measured in the same
-process (an 8192^3 product) and of the datasheet's dense bf16 peak (`--peak_tflops`; H100 SXM).
+process (an 8192^3 product; 512^3 on a CPU, `matmul_n`) and of the datasheet's dense bf16 peak
+(`--peak_tflops`; H100 SXM).
 """
 
 from __future__ import annotations
@@ -60,9 +61,27 @@ def timed(run, repeats: int, sync) -> list[float]:
   return out
 
 
-def side_ours(pre: P.Preset, attention: str, repeats: int) -> dict:
+def matmul_n(on_gpu: bool) -> int:
+  """The side of the square bf16 product that measures each side's matmul rate: 8192 on a GPU,
+  512 on a CPU (`--smoke`), where 12 products of 8192^3 took minutes (the smoke run spent them
+  all in this one measurement before the JAX side was given the reference's CPU size)."""
+  return 8192 if on_gpu else 512
+
+
+def jax_matmul_peak() -> tuple[int, float]:
+  """(n, bf16 TFLOP/s of jax's n^3 product, the median of 10 after 2 untimed)."""
   import jax
   import jax.numpy as jnp
+  n = matmul_n(jax.default_backend() == "gpu")
+  a = jnp.ones((n, n), jnp.bfloat16)
+  mm, last = jax.jit(lambda x: x @ x), []
+  seconds = np.median(timed(lambda: last.append(mm(a)), 10,
+                            lambda: jax.block_until_ready(last[-1])))
+  return n, 2 * n ** 3 / seconds / 1e12
+
+
+def side_ours(pre: P.Preset, attention: str, repeats: int) -> dict:
+  import jax
   from flax import nnx
 
   from benchmarks.train_step import ours
@@ -78,13 +97,10 @@ def side_ours(pre: P.Preset, attention: str, repeats: int) -> dict:
     jax.block_until_ready(state())
 
   seconds = timed(run, repeats, sync)
-  a = jnp.ones((8192, 8192), jnp.bfloat16)
-  mm, last = jax.jit(lambda x: x @ x), []
-  peak = np.median(timed(lambda: last.append(mm(a)), 10,
-                         lambda: jax.block_until_ready(last[-1])))
+  n, matmul_tflops = jax_matmul_peak()
   stats = jax.devices()[0].memory_stats() or {}
   return dict(side=f"ours_{attention}", step_s=float(np.median(seconds)), steps_s=seconds,
-              step_flops=float(flops), matmul_tflops=2 * 8192 ** 3 / peak / 1e12,
+              step_flops=float(flops), matmul_tflops=matmul_tflops, matmul_n=n,
               peak_gib=round(stats.get("peak_bytes_in_use", 0) / 2 ** 30, 2),
               attention_impl=cfg.text.attention_impl, device=jax.devices()[0].device_kind,
               jax=jax.__version__)
@@ -115,11 +131,11 @@ def side_ref(pre: P.Preset, repeats: int) -> dict:
     opt.zero_grad(set_to_none=True)
 
   seconds = timed(run, repeats, sync)
-  n = 8192 if dev == "cuda" else 512
+  n = matmul_n(dev == "cuda")
   a = torch.ones(n, n, dtype=torch.bfloat16, device=dev)
-  peak = np.median(timed(lambda: a @ a, 10, sync)) * (8192 / n) ** 3
+  peak = np.median(timed(lambda: a @ a, 10, sync))
   return dict(side="ref", step_s=float(np.median(seconds)), steps_s=seconds,
-              matmul_tflops=2 * 8192 ** 3 / peak / 1e12,
+              matmul_tflops=2 * n ** 3 / peak / 1e12, matmul_n=n,
               peak_gib=round(torch.cuda.max_memory_allocated() / 2 ** 30, 2) if dev == "cuda"
               else None,
               attention_impl=ref.config._attn_implementation, torch=torch.__version__,

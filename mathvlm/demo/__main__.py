@@ -28,6 +28,7 @@ import dataclasses
 import json
 import os
 import platform
+import shlex
 import shutil
 import time
 from typing import Any
@@ -55,22 +56,30 @@ def say(msg: str) -> None:
 
 
 def stage_config(stage: str, data: str, epochs: int, quick: bool, seed: int, **fields):
-  """configs/demo.py, exactly as `--config configs/demo.py:stage=...` would give it."""
+  """configs/demo.py as `--config configs/demo.py:...` gives it, with the seed and `fields`
+  (`section.name`: value) set. The printed command names each of them as `--config.KEY=VALUE`:
+  run with its workdir it reruns the stage, where one left out would train another run (stage 3
+  from random weights instead of alignment's model)."""
   from mathvlm.configs import demo
   arg = (f"stage={stage},data={data}" + (",quick=True" if quick else "")
          + (f",epochs={epochs}" if epochs else ""))
   c = demo.get_config(arg)
-  c.seed = seed
-  for key, value in fields.items():
-    section, name = key.split(".")
-    c[section][name] = value
-  return c, f"python -m mathvlm.train --config configs/demo.py:{arg} --workdir WORKDIR"
+  overrides = dict(fields, **({"seed": seed} if seed != c.seed else {}))
+  for key, value in overrides.items():
+    *sections, name = key.split(".")
+    node = c
+    for section in sections:
+      node = node[section]
+    node[name] = value
+  flags = "".join(f" --config.{key}={shlex.quote(str(value))}" for key, value in overrides.items())
+  recipe = shlex.quote(f"configs/demo.py:{arg}")
+  return c, f"python -m mathvlm.train --config {recipe}{flags} --workdir WORKDIR"
 
 
 def run_stage(name: str, config, command: str, workdir: str) -> dict:
   from mathvlm.demo.report import read_metrics
   from mathvlm.train import train
-  say(f"      {command.replace('WORKDIR', workdir)}")
+  say(f"      {command.replace('WORKDIR', shlex.quote(workdir))}")
   t = time.time()
   train(config, workdir)
   rows = read_metrics(workdir)
