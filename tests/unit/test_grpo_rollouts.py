@@ -163,10 +163,8 @@ def test_the_logged_running_pass_rate_is_the_one_that_moved_the_level(toy):
   assert down["curriculum/pass_rate"] == down["pass@1"] == 0.5
 
 
-def test_cut_prompts_are_counted_and_warned_about_once(toy, caplog):
-  """The Encoder cuts a prompt longer than data.max_len; the host step reports it per step."""
-  host, state = _host(toy)
-  host.start()
+def _count_every_prompt_as_cut(host):
+  """Makes the host's Encoder count each prompt it encodes as cut; returns the real encode."""
   encode = host.encoder.encode
 
   def cutting(text):
@@ -174,6 +172,14 @@ def test_cut_prompts_are_counted_and_warned_about_once(toy, caplog):
     return encode(text)
 
   host.encoder.encode = cutting
+  return encode
+
+
+def test_cut_prompts_are_counted_and_warned_about_once(toy, caplog):
+  """The Encoder cuts a prompt longer than data.max_len; the host step reports it per step."""
+  host, state = _host(toy)
+  host.start()
+  encode = _count_every_prompt_as_cut(host)
   with caplog.at_level("WARNING", logger="mathvlm.train"):
     _, first = host(state, OPEN_SOLVED, STEP)
     _, second = host(state, OPEN_SOLVED, STEP + 1)
@@ -190,13 +196,7 @@ def test_prompts_remade_for_another_processes_group_are_not_counted_again(toy):
   the count alone (else a multi-process run's prompts/truncated counted them twice)."""
   host, _ = _host(toy)
   host.start()
-  encode = host.encoder.encode
-
-  def cutting(text):
-    host.encoder.truncated += 1
-    return encode(text)
-
-  host.encoder.encode = cutting
+  _count_every_prompt_as_cut(host)
   before = host.encoder.truncated
   rows = host._prompt_rows(np.array([0]), dict(local={"problems": []}, first=0), [0], 0)
   assert len(rows["problems"]) == G and len(rows["ids"]) == G  # remade: the encoder ran
