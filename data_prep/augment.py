@@ -209,7 +209,7 @@ def merge(planned: list[Planned], responses: dict, originals: list[Original]):
             for k in dict.fromkeys(p.kind for p in planned)}
   records = []
   for p in planned:
-    r = replied(responses.get(p.request.key, Failed("not asked")))
+    r = responses.get(p.request.key, Failed("not asked"))  # judge fails an empty one
     report[p.kind]["requests"] += 1
     for outcome, pid, pair in judge(p, r, seen[p.original.image]):
       entry = report[p.kind][outcome]
