@@ -3,8 +3,10 @@
 Layers name their parameters' axes logically (`embed`, `mlp`, `heads`, ...) and their activations'
 (`activation_batch`, `activation_length`, ...; see `constrain`); which mesh axis each lands on is
 this table's business, overridable from the config, never the model's. An override maps every
-name the layers use (None replicates on purpose: `rule_errors`); a parameter dimension its mesh
-axes do not divide is replicated, and setup names each such one (`log_replicated`).
+name the layers use, each once (None replicates on purpose: `rule_errors`). An array splits over a
+mesh axis once: a dimension loses the mesh axes an earlier one of the same array took. A parameter
+dimension that loses axes so, or whose mesh axes do not divide it, is split over fewer devices than
+the table says (replicated if over none), and setup names each such one (`log_replicated`).
 """
 
 from __future__ import annotations
@@ -49,8 +51,9 @@ LOGICAL_AXES = tuple(name for name, _ in DEFAULT_RULES)  # every name the layers
 def rule_errors(rules) -> list[str]:
   """What is wrong with a logical axis table (the config's `logical_axis_rules`), one line each: a
   logical name no layer uses (a misspelt 'mlp' would leave those weights replicated, silently),
-  a mesh axis the mesh does not have, or a name the layers use left out (an override copied
-  without it would replicate those weights as silently; None replicates on purpose)."""
+  a mesh axis the mesh does not have, a name mapped twice (`duplicate_rule_errors`), or a name
+  the layers use left out (an override copied without it would replicate those weights as
+  silently; None replicates on purpose)."""
   errors = []
   for rule in rules:
     if len(rule) != 2:
@@ -65,7 +68,25 @@ def rule_errors(rules) -> list[str]:
     if unknown:
       errors.append(f"logical_axis_rules entry {tuple(rule)!r}: mesh axes {unknown} are not in "
                     f"the mesh's {list(MESH_AXES)}")
-  return errors + missing_rule_errors(rules)
+  return errors + duplicate_rule_errors(rules) + missing_rule_errors(rules)
+
+
+def duplicate_rule_errors(rules) -> list[str]:
+  """One line per logical name `rules` maps twice. flax's `logical_to_mesh_axes` (and MaxText's
+  tables) read a repeat as a fallback, the first entry whose mesh axes are free winning; this
+  table keeps one entry per name (the last, through `dict`) and needs no fallbacks, since a
+  dimension keeps those of its mesh axes no earlier dimension took. A copied MaxText fallback,
+  or an override appended after the entry it means to replace, would change the placement
+  silently either way."""
+  first: dict = {}
+  errors = []
+  for rule in (tuple(r) for r in rules if len(r) == 2):
+    if rule[0] in first:
+      errors.append(f"logical_axis_rules maps {rule[0]!r} twice, {first[rule[0]]!r} and "
+                    f"{rule!r}: one entry per name (no fallbacks: a dimension keeps the mesh "
+                    "axes no earlier dimension uses); keep the one you mean")
+    first.setdefault(rule[0], rule)
+  return errors
 
 
 def missing_rule_errors(rules) -> list[str]:
@@ -139,18 +160,34 @@ def make_mesh(data: int = 1, fsdp: int = -1, tensor: int = 1,
   return jax.make_mesh(sizes, MESH_AXES, axis_types=(AxisType.Auto,) * 3, devices=devices)
 
 
-def logical_to_spec(names: Sequence[str | None], rules=DEFAULT_RULES) -> PartitionSpec:
-  """PartitionSpec for logical names; a mesh axis is used at most once per array."""
+def _assign(names: Sequence[str | None], rules) -> tuple[list, list[tuple[int, str, int]]]:
+  """Each dimension's mesh axes (None, one name or a tuple), and (dimension, mesh axis, earlier
+  dimension) for each axis the table maps a dimension to that an earlier dimension took."""
   table = dict(rules)
-  used: set[str] = set()
-  out = []
-  for name in names:
+  owner: dict[str, int] = {}
+  spec, taken = [], []
+  for i, name in enumerate(names):
     axes = table.get(name) if name is not None else None
     axes = (axes,) if isinstance(axes, str) else tuple(axes or ())
-    axes = tuple(a for a in axes if a not in used)
-    used.update(axes)
-    out.append(None if not axes else axes[0] if len(axes) == 1 else axes)
-  return PartitionSpec(*out)
+    taken += [(i, a, owner[a]) for a in axes if a in owner]
+    axes = tuple(a for a in axes if a not in owner)
+    owner.update({a: i for a in axes})
+    spec.append(None if not axes else axes[0] if len(axes) == 1 else axes)
+  return spec, taken
+
+
+def logical_to_spec(names: Sequence[str | None], rules=DEFAULT_RULES) -> PartitionSpec:
+  """PartitionSpec for logical names; a mesh axis is used at most once per array, by the first
+  dimension that names it (`taken_axes` lists the ones left out)."""
+  return PartitionSpec(*_assign(names, rules)[0])
+
+
+def taken_axes(names: Sequence[str | None], rules=DEFAULT_RULES) -> list[tuple[int, str, int]]:
+  """(dimension, mesh axis, the earlier dimension using it) for each mesh axis the table gives a
+  dimension but `logical_to_spec` leaves out, since an array splits over a mesh axis once
+  (embed and mlp both on tensor: the MLP width whole on each tensor device). flax does the same
+  without a word; here setup says so (`log_replicated`)."""
+  return _assign(names, rules)[1]
 
 
 def _table_spec(names: Sequence[str | None], shape, rules) -> list:
@@ -187,20 +224,29 @@ def param_sharding(mesh: Mesh, rules=DEFAULT_RULES) -> Callable:
 
 
 def log_replicated(params, mesh, rules=DEFAULT_RULES) -> int:
-  """Logs each (parameter, dimension) the table shards but `param_sharding` replicates, since the
-  mesh axes do not divide it (vocab 1023 over tensor=2): that part of the model is whole on each
-  of those devices, more memory than the table suggests. Once, at setup (the step's shardings
-  are fixed then); nothing when all divide. params: an nnx State (abstract will do). Returns
-  how many lines it logged."""
+  """Logs each (parameter, dimension) the table shards but `param_sharding` does not, or over
+  fewer mesh axes: the mesh axes do not divide it (vocab 1023 over tensor=2), or an earlier
+  dimension of the parameter took one (`taken_axes`). That part of the model is whole on each of
+  those devices, more memory than the table suggests. Once, at setup (the step's shardings are
+  fixed then); nothing when the table's placement holds. params: an nnx State (abstract will do).
+  Returns how many lines it logged."""
   from flax import nnx  # local: keeps this module importable without building models
   lines = 0
   for path, var in nnx.to_flat_state(params):
     names, shape = var.get_metadata().get("out_sharding") or (), var.shape
+    where = "/".join(map(str, path))
     for dim, axes, size in undivided_dims(mesh, rules, names, shape):
       log.warning("sharding: %s is replicated along dimension %d (%r, length %d): mesh axes %s "
                   "(%d devices) do not divide it; map %r to None in logical_axis_rules to "
-                  "replicate it on purpose", "/".join(map(str, path)), dim, names[dim],
-                  shape[dim], axes, size, names[dim])
+                  "replicate it on purpose", where, dim, names[dim], shape[dim], axes, size,
+                  names[dim])
+      lines += 1
+    for dim, axis, holder in taken_axes(names, rules):
+      log.warning("sharding: %s is not split over mesh axis %r along dimension %d (%r, length "
+                  "%d): its dimension %d (%r) has that axis, and an array splits over a mesh "
+                  "axis once; map %r and %r to different mesh axes in logical_axis_rules, or %r "
+                  "without %r to mean it", where, axis, dim, names[dim], shape[dim], holder,
+                  names[holder], names[holder], names[dim], names[dim], axis)
       lines += 1
   return lines
 

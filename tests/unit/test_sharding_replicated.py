@@ -60,3 +60,26 @@ def test_setup_names_the_model_parameters_a_mesh_axis_does_not_divide(caplog):
     train.setup_model(config, objectives.get(config.objective), mesh, rules)
   assert ("language_model/embed_tokens/embedding is replicated along dimension 0 ('vocab', "
           "length 1024)") in caplog.text
+
+
+def test_a_mesh_axis_an_earlier_dimension_took_is_logged_naming_both_dimensions(caplog):
+  """embed on tensor like vocab and mlp: the embedding splits its vocab over tensor and leaves
+  embed whole, up_proj its embed and leaves mlp whole (flax does the same, silently); setup
+  names the parameter, the dimension, its name, the mesh axis and the dimension holding it."""
+  rules = tuple((k, "tensor" if k == "embed" else v) for k, v in sharding.DEFAULT_RULES)
+  assert sharding.logical_to_spec(("vocab", "embed"), rules) == PartitionSpec("tensor", None)
+  assert sharding.taken_axes(("vocab", "embed"), rules) == [(1, "tensor", 0)]
+  with caplog.at_level(logging.INFO, logger="mathvlm.train"):
+    assert sharding.log_replicated(_params(1024), MESH, rules) == 2
+  assert ("embed_tokens is not split over mesh axis 'tensor' along dimension 1 ('embed', length "
+          "8): its dimension 0 ('vocab') has that axis") in caplog.text
+  assert ("up_proj is not split over mesh axis 'tensor' along dimension 1 ('mlp', length 16): its "
+          "dimension 0 ('embed') has that axis") in caplog.text
+
+
+def test_a_dimension_keeps_the_mesh_axes_no_earlier_dimension_took():
+  """mlp over (fsdp, tensor) beside embed on fsdp: the MLP width keeps tensor, loses fsdp."""
+  rules = tuple((k, ("fsdp", "tensor") if k == "mlp" else v) for k, v in sharding.DEFAULT_RULES)
+  assert sharding.logical_to_spec(("embed", "mlp"), rules) == PartitionSpec("fsdp", "tensor")
+  assert sharding.taken_axes(("embed", "mlp"), rules) == [(1, "fsdp", 0)]
+  assert sharding.taken_axes(("embed", "mlp")) == []

@@ -195,6 +195,18 @@ def test_a_rules_override_that_leaves_names_out_fails_naming_them_and_how_to_rep
   common.validate(c)
 
 
+
+def test_a_logical_axis_mapped_twice_fails_naming_the_name_and_both_entries():
+  """An override appended after the entry it means to replace (or a MaxText-style fallback)
+  would have one of the two win silently."""
+  from mathvlm.configs import sft
+  c = sft.get_config(None)
+  with c.unlocked():
+    c.logical_axis_rules += (("mlp", "fsdp"),)
+  with pytest.raises(ValueError, match=r"logical_axis_rules maps 'mlp' twice, \('mlp', 'tensor'\) "
+                     r"and \('mlp', 'fsdp'\): one entry per name"):
+    common.validate(c)
+
 def test_buckets_under_a_host_step_fail_naming_data_buckets():
   """GRPO's rows are a left-padded prompt then the answer: a bucket would cut the answers off."""
   c = grpo_recipe.get_config("model=tiny")
