@@ -2,15 +2,50 @@
 `tokenizer_image_token`, `preprocess_multimodal`, `get_prompt` and `preprocess_v1/llama_2/plain`
 with their length arithmetic, plus a `LazySupervisedDataset`-style loader. It is the reference the
 template tests compare against token by token, and the baseline the loader benchmark races.
+
+The conversations (system prompt, roles, separators) are LLaVA's own strings, copied here, not
+read from `mathvlm.data.templates`: a reference that took ours could not catch a wrong one.
 """
 
 import copy
 import json
 import os
-
-from mathvlm.data import templates as T
+from typing import NamedTuple
 
 IGNORE = -100
+
+
+class Conversation(NamedTuple):
+  """The fields of LLaVA's `Conversation` that `preprocess` reads."""
+  system: str
+  roles: tuple[str, str]
+  sep_style: str  # LLaVA's SeparatorStyle name
+  sep: str
+  sep2: str | None
+
+
+# llava/conversation.py of haotian-liu/LLaVA at c121f0432da27facab705978f83c4ada465e46fd,
+# literally; keyed by our template names (our `llama_2` is LLaVA's `llava_llama_2`).
+CONVERSATIONS = {
+    "vicuna_v1": Conversation(  # conv_vicuna_v1
+        system="A chat between a curious user and an artificial intelligence assistant. "
+        "The assistant gives helpful, detailed, and polite answers to the user's questions.",
+        roles=("USER", "ASSISTANT"), sep_style="TWO", sep=" ", sep2="</s>"),
+    "llava_v1": Conversation(  # conv_llava_v1
+        system="A chat between a curious human and an artificial intelligence assistant. "
+               "The assistant gives helpful, detailed, and polite answers to the human's "
+               "questions.",
+        roles=("USER", "ASSISTANT"), sep_style="TWO", sep=" ", sep2="</s>"),
+    "llama_2": Conversation(  # conv_llava_llama_2
+        system="You are a helpful language and vision assistant. "
+               "You are able to understand the visual content that the user provides, "
+               "and assist the user with a variety of tasks using natural language.",
+        roles=("USER", "ASSISTANT"), sep_style="LLAMA_2", sep="<s>", sep2="</s>"),
+    "mistral_instruct": Conversation(  # conv_mistral_instruct
+        system="", roles=("USER", "ASSISTANT"), sep_style="LLAMA_2", sep="", sep2="</s>"),
+    "plain": Conversation(  # conv_llava_plain
+        system="", roles=("", ""), sep_style="PLAIN", sep="\n", sep2=None),
+}
 
 def ref_tokenizer_image_token(prompt, tokenizer, image_token_index=-200):
   chunks = [tokenizer(c).input_ids for c in prompt.split("<image>")]
@@ -33,7 +68,7 @@ def ref_preprocess_multimodal(source):
 
 
 def ref_get_prompt(style, system, roles, sep, sep2, messages):
-  if style == "two":
+  if style == "TWO":
     seps, ret = [sep, sep2], system + sep
     for i, (role, message) in enumerate(messages):
       ret += role + ": " + message + seps[i % 2]
@@ -52,9 +87,9 @@ def ref_get_prompt(style, system, roles, sep, sep2, messages):
 
 def ref_preprocess(source, name, tokenizer):
   """(input_ids, labels) as LLaVA's preprocess_v1 / preprocess_llama_2 / preprocess_plain."""
-  t = T.TEMPLATES[name]
+  t = CONVERSATIONS[name]
   source = ref_preprocess_multimodal(source)
-  if name == "plain":
+  if t.sep_style == "PLAIN":
     source[0]["value"] = "<image>"
     conversation = source[0]["value"] + source[1]["value"] + t.sep
     ids = ref_tokenizer_image_token(conversation, tokenizer)
@@ -63,11 +98,11 @@ def ref_preprocess(source, name, tokenizer):
     labels[:n] = [IGNORE] * n
     return ids, labels
   roles = {"human": t.roles[0], "gpt": t.roles[1]}
-  conversation = ref_get_prompt(t.style, t.system, t.roles, t.sep, t.sep2,
+  conversation = ref_get_prompt(t.sep_style, t.system, t.roles, t.sep, t.sep2,
                                 [(roles[s["from"]], s["value"]) for s in source])
   ids = ref_tokenizer_image_token(conversation, tokenizer)
   labels = list(ids)
-  sep = (t.sep + t.roles[1] + ": ") if t.style == "two" else "[/INST] "
+  sep = (t.sep + t.roles[1] + ": ") if t.sep_style == "TWO" else "[/INST] "
   total_len = sum(1 for x in ids if x != tokenizer.pad_token_id)
   rounds = conversation.split(t.sep2)
   cur_len = 1
@@ -81,7 +116,7 @@ def ref_preprocess(source, name, tokenizer):
     parts[0] += sep
     round_len = len(ref_tokenizer_image_token(rou, tokenizer))
     instruction_len = len(ref_tokenizer_image_token(parts[0], tokenizer)) - 2
-    if t.style == "two" and i != 0 and not tokenizer.legacy:  # only preprocess_v1 has this fix
+    if t.sep_style == "TWO" and i != 0 and not tokenizer.legacy:  # only preprocess_v1 has this fix
       round_len -= 1
       instruction_len -= 1
     labels[cur_len:cur_len + instruction_len] = [IGNORE] * max(instruction_len, 0)

@@ -155,8 +155,11 @@ def render(conversations, template: Template) -> tuple[str, list[tuple[int, int]
 
 def generation_prompt(query: str, template: Template, num_images: int = 1) -> str:
   """The prompt a model continues at evaluation: one human turn (images in front, as LLaVA moves
-  them), then the assistant's role left open (LLaVA's get_prompt with an empty last message)."""
-  text = (IMAGE * num_images + "\n" + query.strip()) if num_images else query.strip()
+  them), then the assistant's role left open (LLaVA's get_prompt with an empty last message).
+  The query goes in as written, as LLaVA's eval scripts pass a question (model_vqa.py: `<image>\n`
+  and the text): a strip took off the closing newline that MATH-Vision's official CoT prompt
+  (`geninput`) ends every question on."""
+  text = (IMAGE * num_images + "\n" + query) if num_images else query
   if template.style == "plain":
     return IMAGE * num_images
   if template.style == "two":

@@ -151,7 +151,11 @@ def _scored_rows(cfg, tokenizer, problems, template, max_len, write):
 def _option_batch(cfg, tokenizer, problems, rows, owner, chunk, batch_size, bucket, local,
                   images, image_aspect) -> dict:
   """The rows `chunk` as one batch of `batch_size` rows (padding rows all zero), images loaded
-  for the rows local[0]..local[1] only (this process's)."""
+  for the rows local[0]..local[1] only (this process's). A text-only problem's rows (no
+  `<image>`, as MathVerse's Text Only version is asked) make the images one slot per row,
+  [batch, 1, H, W, 3], which `Llava.embed` lets such a row leave unused: in the [batch, H, W, 3]
+  order the k-th image goes to the k-th run of image tokens, so each image after a text-only row
+  went to the next problem's rows. Generation passes its images so too (`run._batch_arrays`)."""
   from mathvlm.eval.run import load_image
   size = cfg.vision.image_size
   pad = tokenizer.pad_token_id or 0
@@ -169,8 +173,9 @@ def _option_batch(cfg, tokenizer, problems, rows, owner, chunk, batch_size, buck
       images.clear()  # rows of one problem are adjacent: keep one image at a time
       images[owner[i]] = load_image(problems[owner[i]], size, image_aspect)
     pixels[j] = images[owner[i]]
+  with_images = all(problems[owner[i]].images for i in chunk)  # the same chunk in every process
   return dict(input_ids=input_ids, attention_mask=attention, loss_mask=loss_mask,
-              pixel_values=pixels)
+              pixel_values=pixels if with_images else pixels[:, None])
 
 
 def _batch_logps(graphdef, state, batch: dict, mesh, local: tuple[int, int]) -> np.ndarray:

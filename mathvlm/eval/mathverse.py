@@ -105,18 +105,34 @@ def extract(response: str | None, problem: Problem) -> str:
   expression = _expression(span or ex.stated_value(response) or "")
   if expression:
     return expression
-  for value in (ex.number(span) if span else None, ex.bold_number(response),
-                ex.stated_number(response), ex.number(response)):
+  for value in (_span_value(span), ex.bold_number(response), ex.stated_number(response),
+                ex.number(response)):
     if value is not None:
       return value
   return span or ""
+
+
+def _stated_part(span: str) -> str:
+  """What a span states as its value: after its last "=", before any "≈" (`x = 2√3 ≈ 3.46` ->
+  `2√3`: GPT's extraction keeps the exact value)."""
+  return re.split(r"≈|\\approx", span.split("=")[-1])[0].strip().strip("$ .").strip()
+
+
+def _span_value(span: str | None) -> str | None:
+  """The number an answer span states: a value written as a root, in scientific notation or with
+  its sign in words ("negative 5", "1.5e3"), read by the reader MathVista's span uses
+  (`ex.written_number`); else its LaTeX value or last plain number. Before, "negative 5" read
+  as 5 and "1.5e3" as 1.5."""
+  if not span:
+    return None
+  return ex.written_number(_stated_part(span)) or ex.number(span)
 
 
 def _expression(span: str) -> str | None:
   """The stated value when it is an expression with a value (`4\\pi`, `2√3`, `x = \\frac{8}{3}`
   -> `\\frac{8}{3}`), as written: GPT's extraction keeps expressions whole, where a number
   picked out of one (4 of `4\\pi`) would be another answer. `normalize` reads its value."""
-  text = re.split(r"≈|\\approx", span.split("=")[-1])[0].strip().strip("$ .").strip()
+  text = _stated_part(span)
   if re.search(r"\\[a-zA-Z]|[√∛π]", text) and ex.latex_number(ex.unicode_latex(text)):
     return text
   return None

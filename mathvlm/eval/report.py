@@ -22,7 +22,8 @@ def markdown(scores: dict[str, Any], title: str) -> str:
   if scores.get("missing"):
     lines += [f"{scores['missing']} problems have no response and are left out of the totals.", ""]
   if scores.get("without_text"):
-    lines += [f"{scores['without_text']} responses hold no text and are scored wrong.", ""]
+    lines += [f"{scores['without_text']} responses hold no text (no field, or an empty one) "
+              "and are scored wrong.", ""]
   for name, rows in breakdowns(scores).items():
     lines += [f"## {name}", "", f"| {name} | accuracy | correct | total |", "|---|---:|---:|---:|"]
     lines += [f"| {v} | {e['accuracy']:.2f} | {e['correct']} | {e['total']} |"

@@ -111,7 +111,9 @@ def score_responses(benchmark: str, problems: list[Problem], records: list[dict[
 
   Every record must name a known problem. Problems without a response are left out of the
   totals, as the official scripts do (they score the response file), and counted in
-  scores["missing"].
+  scores["missing"]. A response with no text field, or an empty or blank one, answers nothing:
+  it is scored wrong and counted in scores["without_text"] (an empty string was counted as text,
+  so MathVista's nearest-choice rule scored it right whenever the answer was the shortest option).
   judge(problem, response, extraction) may override the rule-based extraction (see judge.py).
   engine_judge: how free-form engine answers are judged ("value" or "math_verify").
   """
@@ -121,7 +123,7 @@ def score_responses(benchmark: str, problems: list[Problem], records: list[dict[
   correct: dict[str, bool] = {}
   extractions: dict[str, str] = {}
   outputs: list[dict] = []
-  unknown, textless = [], 0
+  unknown, textless, fieldless = [], 0, 0
   for rec in records:
     pid = record_id(rec, source)
     if pid not in by_id:
@@ -129,8 +131,10 @@ def score_responses(benchmark: str, problems: list[Problem], records: list[dict[
       continue
     p = by_id[pid]
     key = text_field(rec, response_field)
-    textless += key is None
-    response = rec[key] if key else ""  # scored wrong, as an empty answer, and counted
+    fieldless += key is None
+    response = rec[key] if key else ""
+    blank = not response.strip()  # no answer, like no field: scored wrong and counted
+    textless += blank
     if benchmark == "mathvista":
       p = by_id[pid] = mathvista.with_record(p, rec)
       if use_extraction_field:
@@ -145,14 +149,14 @@ def score_responses(benchmark: str, problems: list[Problem], records: list[dict[
     if judge is not None:
       extraction = judge(p, response, extraction) or extraction
     ok, output = _judge_one(benchmark, p, response, extraction, engine_judge,
-                            textless=key is None and not use_extraction_field)
+                            textless=blank and not use_extraction_field)
     outputs.append(output)
     correct[pid] = ok
     extractions[pid] = str(extraction)
   if unknown:
     raise ValueError(f"{source}: {len(unknown)} responses name problems not in the annotations "
                      f"(first: {unknown[:5]}); wrong --annotations file or benchmark?")
-  if records and textless == len(records) and not use_extraction_field:
+  if records and fieldless == len(records) and not use_extraction_field:
     # a misnamed field would score 0% quietly (MathVista's extractions need no text)
     tried = [response_field] if response_field else list(TEXT_FIELDS)
     raise ValueError(f"{source}: none of the {len(records)} responses has its text in "

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from mathvlm.data import conversations, templates
-from mathvlm.eval import math_v, mathverse, mathvista, run, score
+from mathvlm.eval import math_v, mathverse, mathvista, report, run, score
 from mathvlm.eval.common import Problem
 
 MATH_V = {"id": "1", "question": "How many?", "options": [], "answer": "6", "level": 1,
@@ -74,6 +74,21 @@ def test_a_mathvista_response_without_text_is_scored_wrong(tmp_path):
   scores, outputs = score.score_responses("mathvista", problems, records)
   assert scores["all"]["correct"] == 1 and scores["without_text"] == 1
   assert outputs[0]["true_false"] is False
+
+
+@pytest.mark.parametrize("blank", ["", "  \n"])
+def test_an_empty_response_answers_nothing_as_a_missing_one(tmp_path, blank):
+  """An empty or blank string was counted as text: MathVista's nearest choice to "" (the
+  shortest option) scored it right, and the report counted no textless response."""
+  problems = mathvista.load(_mathvista(tmp_path, [MV, dict(MV, pid="2", answer="yes")]))
+  records = [{"pid": "1", "response": blank}, {"pid": "2", "response": "The answer is (A) yes"}]
+  scores, outputs = score.score_responses("mathvista", problems, records)
+  assert scores["all"]["correct"] == 1 and scores["without_text"] == 1
+  assert outputs[0]["true_false"] is False
+  assert "1 responses hold no text" in report.markdown(scores, "MathVista")
+  every_blank = [dict(r, response=blank) for r in records]  # a field that is there, though empty
+  scores, _ = score.score_responses("mathvista", problems, every_blank)
+  assert scores["without_text"] == 2 and scores["all"]["correct"] == 0
 
 
 @pytest.mark.parametrize("change,named", [

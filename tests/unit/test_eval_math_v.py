@@ -130,6 +130,20 @@ def test_the_cot_prompt_asks_for_a_boxed_answer(testmini):
     math_v.load(shared("math_v", "testmini.jsonl"), prompt="query_wo")
 
 
+@pytest.mark.parametrize("template,end", [("vicuna_v1", "\n ASSISTANT:"),
+                                          ("mistral_instruct", "\n [/INST]")])
+def test_the_model_sees_the_cot_prompt_whole_with_its_closing_newline(template, end):
+  """The official CoT prompt (`geninput`, which the Qwen-VL-Max-CoT outputs were asked with)
+  ends every question on a newline, after the options or the question; LLaVA's eval scripts pass
+  a question as written. The chat template stripped the query, so the model saw "<image1>
+  ASSISTANT:" where the official prompt has "<image1>\n"."""
+  from mathvlm.eval import prompts
+  cot = {p.pid: p for p in math_v.load(shared("math_v", "testmini.jsonl"), prompt="cot")}
+  seen = prompts.format_prompt(cot["4"].query, template)
+  assert seen.endswith("<image>\n" + cot["4"].query[:-1] + end)
+  assert seen.endswith("picture?\n<image1>" + end)
+
+
 def test_each_benchmark_is_asked_its_official_default_prompt():
   assert score.prompt_choice("math_v") == {"prompt": "direct"}
   assert score.prompt_choice("math_v", "cot") == {"prompt": "cot"}

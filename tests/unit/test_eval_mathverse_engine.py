@@ -57,6 +57,10 @@ def _free_form(answer):
     ("\\boxed{\\dfrac{\\sqrt3}{2}}", "\\frac{\\sqrt{3}}{2}", True),  # \sqrt without braces
     ("\\boxed{48 \\text{ cm}^2}", "48", True),          # a unit's power is not the value's
     ("\\boxed{48\\ \\text{cm}^{2}}", "48", True),       # nor after TeX's space
+    ("The answer is negative 5.", "-5", True),      # a sign in words, read as MathVista reads it
+    ("The answer is negative 5.", "5", False),
+    ("Answer: x = minus 0.5", "-0.5", True),
+    ("\\boxed{1.5e3}", "1500", True),                # scientific notation, not 1.5
 ])
 def test_mathverse_extraction_of_signs_expressions_and_latex_numbers(response, gold, ok):
   p = _free_form(gold)

@@ -42,9 +42,10 @@ def setup(tmp_path_factory):
 
 
 def _unbatched(model, cfg, tok, problem):
-  """Each option's summed target log-prob from one unpadded row, reduced in numpy."""
+  """Each option's summed target log-prob from one unpadded row, reduced in numpy (no image for
+  a text-only problem)."""
   from mathvlm.eval.run import load_image
-  pixels = load_image(problem, cfg.vision.image_size)[None]
+  pixels = load_image(problem, cfg.vision.image_size)[None] if problem.images else None
   out = []
   for ids, mask in likelihood.option_rows(problem, "mistral_instruct", tok,
                                           image_token_id=cfg.image_token_id,
@@ -81,6 +82,19 @@ def test_option_logps_equal_unbatched_forward(setup, batch_size):
   for p, g in zip(problems[:3], got):
     np.testing.assert_allclose(g, _unbatched(model, cfg, tok, p), rtol=2e-4)
   assert all(np.all(g < 0) for g in got[:3])
+
+
+def test_a_text_only_problem_leaves_each_image_with_its_own_rows(setup):
+  """MathVerse's Text Only problems are asked with no image: their rows have no image tokens, and
+  with the images in one global order the rows after them took the wrong image (problem 0's
+  first option scored with the blank image of the text-only rows before it)."""
+  model, cfg, tok, problems = setup
+  text_only = dataclasses.replace(problems[1], pid="text", images=[])
+  mixed = [text_only, problems[0], problems[2]]
+  got = likelihood.option_logps(model, cfg, tok, mixed, template="mistral_instruct",
+                                batch_size=3)  # the first batch: two text-only rows, one image row
+  for p, g in zip(mixed, got):
+    np.testing.assert_allclose(g, _unbatched(model, cfg, tok, p), rtol=2e-4)
 
 
 def test_an_option_over_max_len_is_an_error_naming_the_problem(setup):

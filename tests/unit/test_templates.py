@@ -8,7 +8,7 @@ import pytest
 import sentencepiece as spm
 from transformers import LlamaTokenizer
 
-from benchmarks.llava_reference import IGNORE, ref_preprocess
+from benchmarks.llava_reference import CONVERSATIONS, IGNORE, ref_preprocess
 from mathvlm.data import templates as T
 
 CORPUS = [
@@ -59,6 +59,19 @@ def test_ids_and_masks_equal_llava_reference(tokenizer, name, conv):
   ours_ids, ours_mask = _ours(conv, name, tokenizer)
   assert ours_ids.tolist() == ids
   assert ours_mask.tolist() == [x != IGNORE for x in labels]
+
+
+@pytest.mark.parametrize("name", sorted(T.TEMPLATES))
+def test_system_prompts_roles_and_separators_are_llavas_strings(name):
+  """Ours against LLaVA's literal strings (llava/conversation.py, copied into the reference): the
+  token-by-token test above renders the reference with its own system prompt, so a wrong one of
+  ours fails there too, but this names the field."""
+  assert name in CONVERSATIONS, f"copy LLaVA's conversation for {name!r} into llava_reference"
+  ours, llava = T.get(name), CONVERSATIONS[name]
+  styles = {"two": "TWO", "llama_2": "LLAMA_2", "plain": "PLAIN"}
+  assert ours.system == llava.system
+  assert (ours.roles, styles[ours.style], ours.sep) == (llava.roles, llava.sep_style, llava.sep)
+  assert llava.sep2 is None or ours.sep2 == llava.sep2  # plain's second separator is unused
 
 
 def _target_text(ids, mask, tok):
