@@ -22,8 +22,10 @@ def markdown(scores: dict[str, Any], title: str) -> str:
   if scores.get("missing"):
     lines += [f"{scores['missing']} problems have no response and are left out of the totals.", ""]
   if scores.get("without_text"):
-    lines += [f"{scores['without_text']} responses hold no text (no field, or an empty one) "
-              "and are scored wrong.", ""]
+    lines += [f"{scores['without_text']} responses hold no text field and are scored wrong.", ""]
+  if scores.get("empty_responses"):
+    lines += [f"{scores['empty_responses']} responses are empty or blank, scored as the official "
+              "scorer scores them (MathVista's: the choice nearest to \"\").", ""]
   for name, rows in breakdowns(scores).items():
     lines += [f"## {name}", "", f"| {name} | accuracy | correct | total |", "|---|---:|---:|---:|"]
     lines += [f"| {v} | {e['accuracy']:.2f} | {e['correct']} | {e['total']} |"

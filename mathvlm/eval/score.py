@@ -111,9 +111,10 @@ def score_responses(benchmark: str, problems: list[Problem], records: list[dict[
 
   Every record must name a known problem. Problems without a response are left out of the
   totals, as the official scripts do (they score the response file), and counted in
-  scores["missing"]. A response with no text field, or an empty or blank one, answers nothing:
-  it is scored wrong and counted in scores["without_text"] (an empty string was counted as text,
-  so MathVista's nearest-choice rule scored it right whenever the answer was the shortest option).
+  scores["missing"]. A response with no text field is scored wrong and counted in
+  scores["without_text"]. An empty or blank one is scored as the official scorer scores it
+  (MathVista's: the choice nearest to "", the shortest, which can be right) and counted in
+  scores["empty_responses"], so a model that answers nothing is seen, not hidden in a score.
   judge(problem, response, extraction) may override the rule-based extraction (see judge.py).
   engine_judge: how free-form engine answers are judged ("value" or "math_verify").
   """
@@ -123,7 +124,7 @@ def score_responses(benchmark: str, problems: list[Problem], records: list[dict[
   correct: dict[str, bool] = {}
   extractions: dict[str, str] = {}
   outputs: list[dict] = []
-  unknown, textless, fieldless = [], 0, 0
+  unknown, textless, empty = [], 0, 0
   for rec in records:
     pid = record_id(rec, source)
     if pid not in by_id:
@@ -131,10 +132,9 @@ def score_responses(benchmark: str, problems: list[Problem], records: list[dict[
       continue
     p = by_id[pid]
     key = text_field(rec, response_field)
-    fieldless += key is None
-    response = rec[key] if key else ""
-    blank = not response.strip()  # no answer, like no field: scored wrong and counted
-    textless += blank
+    textless += key is None
+    response = rec[key] if key else ""  # scored wrong, as an empty answer, and counted
+    empty += key is not None and not response.strip()
     if benchmark == "mathvista":
       p = by_id[pid] = mathvista.with_record(p, rec)
       if use_extraction_field:
@@ -149,14 +149,14 @@ def score_responses(benchmark: str, problems: list[Problem], records: list[dict[
     if judge is not None:
       extraction = judge(p, response, extraction) or extraction
     ok, output = _judge_one(benchmark, p, response, extraction, engine_judge,
-                            textless=blank and not use_extraction_field)
+                            textless=key is None and not use_extraction_field)
     outputs.append(output)
     correct[pid] = ok
     extractions[pid] = str(extraction)
   if unknown:
     raise ValueError(f"{source}: {len(unknown)} responses name problems not in the annotations "
                      f"(first: {unknown[:5]}); wrong --annotations file or benchmark?")
-  if records and fieldless == len(records) and not use_extraction_field:
+  if records and textless == len(records) and not use_extraction_field:
     # a misnamed field would score 0% quietly (MathVista's extractions need no text)
     tried = [response_field] if response_field else list(TEXT_FIELDS)
     raise ValueError(f"{source}: none of the {len(records)} responses has its text in "
@@ -170,6 +170,7 @@ def score_responses(benchmark: str, problems: list[Problem], records: list[dict[
     scores["consistency"] = consistency.engine_consistency(by_id, extractions, correct)
   scores["missing"] = len(missing)
   scores["without_text"] = textless
+  scores["empty_responses"] = empty
   return scores, outputs
 
 
@@ -300,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
                                     engine_judge=args.engine_judge)
   paths = write_outputs(args.benchmark, scores, outputs, args.out)
   # problems left unanswered are outside "all" (as in the official scripts): say how many
-  counts = {k: scores[k] for k in ("missing", "without_text") if scores[k]}
+  counts = {k: scores[k] for k in ("missing", "without_text", "empty_responses") if scores[k]}
   print(json.dumps({"all": scores["all"], "files": paths, **dropped, **counts}))
 
 

@@ -77,18 +77,19 @@ def test_a_mathvista_response_without_text_is_scored_wrong(tmp_path):
 
 
 @pytest.mark.parametrize("blank", ["", "  \n"])
-def test_an_empty_response_answers_nothing_as_a_missing_one(tmp_path, blank):
-  """An empty or blank string was counted as text: MathVista's nearest choice to "" (the
-  shortest option) scored it right, and the report counted no textless response."""
+def test_an_empty_response_is_scored_as_the_official_scorer_does_and_counted(tmp_path, blank):
+  """The official MathVista pipeline extracts "" from an empty response and normalises it to the
+  nearest choice (FACTS.md), here "no", the answer: scored right as there, but counted, so a
+  model that says nothing is seen; a record with no text field at all stays wrong."""
   problems = mathvista.load(_mathvista(tmp_path, [MV, dict(MV, pid="2", answer="yes")]))
   records = [{"pid": "1", "response": blank}, {"pid": "2", "response": "The answer is (A) yes"}]
   scores, outputs = score.score_responses("mathvista", problems, records)
-  assert scores["all"]["correct"] == 1 and scores["without_text"] == 1
-  assert outputs[0]["true_false"] is False
-  assert "1 responses hold no text" in report.markdown(scores, "MathVista")
+  assert scores["all"]["correct"] == 2 and outputs[0]["true_false"] is True
+  assert scores["empty_responses"] == 1 and scores["without_text"] == 0
+  assert "1 responses are empty or blank" in report.markdown(scores, "MathVista")
   every_blank = [dict(r, response=blank) for r in records]  # a field that is there, though empty
   scores, _ = score.score_responses("mathvista", problems, every_blank)
-  assert scores["without_text"] == 2 and scores["all"]["correct"] == 0
+  assert scores["empty_responses"] == 2 and scores["all"]["correct"] == 1
 
 
 @pytest.mark.parametrize("change,named", [
