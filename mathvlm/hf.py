@@ -63,9 +63,10 @@ class SafetensorsDir:
     _local_only(path)
     self.path = path
     index = os.path.join(path, "model.safetensors.index.json")
+    self._handles: dict[str, Any] = {}
     if os.path.exists(index):
-      with open(index) as f:
-        self.file_of = dict(json.load(f)["weight_map"])
+      self.file_of = _weight_map(index)
+      self._check_shards(index)
     else:
       files = sorted(f for f in os.listdir(path) if f.endswith(".safetensors"))
       if not files:
@@ -76,8 +77,25 @@ class SafetensorsDir:
       for name in files:
         with _safe_open(os.path.join(path, name)) as f:
           self.file_of.update({k: name for k in f.keys()})
-    self._handles: dict[str, Any] = {}
     self.used: set[str] = set()
+
+  def _check_shards(self, index: str) -> None:
+    """Every shard the index names is there and holds the tensors the index puts in it: else a
+    tensor's read fails later with safetensors' "File does not contain tensor", naming no file."""
+    listed: dict[str, list[str]] = {}
+    for key, name in self.file_of.items():
+      listed.setdefault(name, []).append(key)
+    for name, keys in sorted(listed.items()):
+      if not os.path.exists(os.path.join(self.path, name)):
+        raise CheckpointError(f"{index} names the shard {name!r}, which is not in {self.path}: "
+                              "the download or copy is incomplete; fetch the missing shards")
+      self._handles[name] = handle = _safe_open(os.path.join(self.path, name))
+      lacking = sorted(set(keys) - set(handle.keys()))
+      if lacking:
+        raise CheckpointError(
+            f"{index} puts {len(lacking)} tensors in {name!r} that it does not hold, e.g. "
+            f"{lacking[:3]}: the index and the shards come from different saves; download or "
+            "copy the folder again, or re-save the model with save_pretrained")
 
   def __contains__(self, key: str) -> bool:
     return key in self.file_of
@@ -97,6 +115,20 @@ class SafetensorsDir:
   def get(self, key: str) -> np.ndarray:
     self.used.add(key)
     return self._handle(key).get_tensor(key)
+
+
+def _weight_map(index: str) -> dict[str, str]:
+  """model.safetensors.index.json's tensor -> shard file map, a damaged index named."""
+  try:
+    with open(index) as f:
+      weight_map = json.load(f)["weight_map"]
+    if not isinstance(weight_map, dict):
+      raise TypeError(f"weight_map is a {type(weight_map).__name__}")
+  except (json.JSONDecodeError, KeyError, TypeError) as e:
+    raise CheckpointError(
+        f"{index} is not a safetensors index with a weight_map object ({type(e).__name__}: {e}): "
+        "download or copy it again, or re-save the model with save_pretrained") from None
+  return dict(weight_map)
 
 
 def _safe_open(path: str):
@@ -611,7 +643,9 @@ def load_hf(hf_dir: str, dtype: str = "float32", *, compute_dtype: str | None = 
 
   dtype: parameter dtype; compute_dtype: matmul dtype (default: dtype). sharding: a function
   (path, logical axes, shape) -> jax.sharding.Sharding (e.g. `sharding.param_sharding(mesh)`);
-  default: the first device. strict: unused checkpoint tensors are an error, not a warning.
+  default: the first device. strict: unused checkpoint tensors are an error, not a warning
+  (those of the model's own layers that config.json does not describe always are, see
+  `_undescribed`).
   layout: read only part of a checkpoint, e.g. 'clip_vision' for the vision tower of a CLIPModel.
   """
   hf = read_config(os.path.join(hf_dir, "config.json"))
@@ -659,12 +693,30 @@ def _report_unused(sources: dict[str, SafetensorsDir], layout: str, strict: bool
     if name == "clip" or layout == "clip_vision":  # a full CLIP checkpoint also holds the text side
       unused = [k for k in unused if not k.startswith(("text_model.", "text_projection",
                                                        "visual_projection", "logit_scale"))]
+    undescribed = _undescribed(unused, ckpt.used)
+    if undescribed:
+      raise CheckpointError(
+          f"{ckpt.path}: {len(undescribed)} tensors belong to the model's own layers but "
+          f"config.json does not describe them, e.g. {undescribed[:5]}: more layers than its "
+          "num_hidden_layers, a projector deeper than its type, or a bias it turns off "
+          "(attention_bias, mlp_bias, multimodal_projector_bias). Loading without them would give "
+          "another model: make config.json match the checkpoint")
     if unused:
       msg = (f"{ckpt.path}: {len(unused)} tensors were not used by the model, e.g. "
              f"{unused[:5]}")
       if strict:
         raise CheckpointError(msg)
       log.warning(msg)
+
+
+def _undescribed(unused: list[str], used: set[str]) -> list[str]:
+  """The unused tensors that are weights of what the model loads, not extra heads or buffers:
+  one more of a numbered kind it reads (`layers.2.*` where config.json says two layers,
+  `linear_3`, `mm_projector.4`), or another weight of a layer it reads (a `q_proj.bias`)."""
+  numbered = lambda k: re.sub(r"\d+", "#", k)
+  kinds = {numbered(k) for k in used}
+  layers = {k.rsplit(".", 1)[0] for k in used}
+  return [k for k in unused if numbered(k) in kinds or k.rsplit(".", 1)[0] in layers]
 
 
 def load_llava(hf_dir: str, dtype: str = "float32", **kwargs) -> tuple[Llava, LlavaConfig]:

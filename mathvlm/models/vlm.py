@@ -43,6 +43,12 @@ class LlavaConfig:
     if self.vision_feature_select not in ("patch", "cls_patch"):
       raise ValueError(f"vision_feature_select={self.vision_feature_select!r}; "
                        "expected 'patch' or 'cls_patch'")
+    n = self.vision.num_layers
+    if not -(n + 1) <= self.vision_feature_layer <= n:  # else it loads, and fails at the forward
+      raise ValueError(f"vision_feature_layer={self.vision_feature_layer} is out of range for a "
+                       f"{n}-layer vision tower (0..{n} or -1..-{n + 1}, its hidden states): "
+                       "config.json's vision_feature_layer (mm_vision_select_layer in the "
+                       "original LLaVA layout) must name one of them")
 
   @property
   def image_seq_len(self) -> int:
