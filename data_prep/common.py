@@ -190,12 +190,21 @@ def record_images(rec: dict, max_images: int) -> list[str]:
   file) and extra fields that hold no image path (`source`, `model`, a dataset's own keys)
   are left alone."""
   paths = image_paths(rec.get("image"), max_images)
-  for key, value in ([] if paths else rec.items()):
-    if key not in ("image", "id") and _image_path_in(value):
-      raise BadRecord("malformed_record", f"no `image` field, but `{key}` holds the image path "
-                      f"{value!r:.80}: name the field `image`, or drop the path for a text-only "
-                      f"record")
+  if not paths:
+    refuse_stray_image_path(rec)
   return paths
+
+
+def refuse_stray_image_path(rec: dict, fields=("image",), fix: str = "") -> None:
+  """`record_images`'s rule for a record without an image in `fields`: BadRecord
+  ("malformed_record") naming the first other field that holds an image file's path (the `id`
+  aside). fix: another way out, said after naming the field."""
+  for key, value in rec.items():
+    if key not in (*fields, "id") and _image_path_in(value):
+      named = " or ".join(f"`{f}`" for f in fields)
+      raise BadRecord("malformed_record", f"no {named} field, but `{key}` holds the image path "
+                      f"{value!r:.80}: name the field `{fields[0]}`{fix}, or drop the path for a "
+                      "text-only record")
 
 
 def _image_path_in(value: Any) -> bool:

@@ -20,10 +20,13 @@ is the path). `source` is the record's `source` (or `domain`) field, else the
 `<Source>/images/...` folder of MathV360K's layout. `records` lets a selection of images select
 every QA record of those images (`mathvlm.data.subset`). Images that cannot be read are not
 scored: they are listed with their ids in OUT's `.report.json` next to the counts, never dropped
-silently. With `--shard I/N` the report's `images`, `scored` and `unreadable` are the shard's,
-and its pool counts (`pool_images`, `records` and what could not be an image) the whole pool's,
-the same in every shard's report: sum the first over shards, not the second. Batched and jitted,
-each batch split over all devices (`mathvlm.eval.image_scores`).
+silently; so are a JSON pool's text-only records (`no_image`) and its `malformed` ones, a
+record whose image path sits under another field (`images`: a misspelled `image`) among them,
+as the builders refuse it (`common.record_images`). With `--shard I/N` the report's `images`,
+`scored` and `unreadable` are the shard's, and its pool counts (`pool_images`, `records` and
+what could not be an image) the whole pool's, the same in every shard's report: sum the first
+over shards, not the second. Batched and jitted, each batch split over all devices
+(`mathvlm.eval.image_scores`).
 """
 
 from __future__ import annotations
@@ -89,14 +92,15 @@ def image_id(first: str, digest: str, names: set) -> str:
 
 
 def items_from_json(path: str, images: str, image_fields: list[str]) -> tuple[list[Item], dict]:
-  """A JSON/JSONL file's images, grouped by path. Records without an image path are counted."""
+  """A JSON/JSONL file's images, grouped by path. Records without an image path are counted, and
+  those that cannot be read or hold their path under another field (`pool_image`) too."""
   by_path, items, no_image, malformed = {}, [], [], []
   entries = common.load_json_items(path)
   for key, where, _, payload in entries:
     try:
       rec = common.parse(payload)
       rid = common.record_id(rec, key)
-      rel = labelled_images.image_path(rec, image_fields)
+      rel = pool_image(rec, image_fields)
     except common.BadRecord as e:
       (no_image if "no image path" in e.detail else malformed).append(
           {"id": key, "at": where, "detail": e.detail})
@@ -110,6 +114,16 @@ def items_from_json(path: str, images: str, image_fields: list[str]) -> tuple[li
     items.append(by_path[rel])
   return items, {"records": len(entries), "no_image": {"count": len(no_image), "ids": no_image},
                  "malformed": {"count": len(malformed), "ids": malformed}}
+
+
+def pool_image(rec: dict, fields: list[str]) -> str:
+  """The record's image path under `fields`. A record without one is text-only (BadRecord "no
+  image path", counted in `no_image`) unless another field holds an image file's path (`images`,
+  `image_path`: a misspelled field): malformed, named, as the builders' `common.record_images`
+  refuses it, rather than counted among the text-only records and its image never scored."""
+  if not any(rec.get(f) not in (None, "") for f in fields):
+    common.refuse_stray_image_path(rec, fields, fix=" (or read it with --image_field)")
+  return labelled_images.image_path(rec, fields)
 
 
 def _read(path: str) -> bytes:

@@ -22,9 +22,13 @@ from mathvlm.sharding import DEFAULT_RULES, mesh_sizes, rule_errors
 # Trainer's, which LLaVA, Math-LLaVA and MAVIS train with (transformers' Trainer.
 # get_decay_parameter_names): no bias and no norm's weight decays (LayerNorm's scale, RMSNorm's
 # weight, `pre_layrnorm` included), everything else does (kernels, embeddings, LoRA adapters,
-# class/position embeddings, logit_scale). By name, not ndim: scanned layers' norm weights are 2-D.
+# class/position embeddings), but for CLIP's logit_scale, which open_clip's training code keeps
+# out of decay (src/training/main.py): a log-temperature, not a weight, that decay would pull
+# towards a temperature of 1. By name, not ndim: scanned layers' norm weights are 2-D. A workdir
+# saved under other rules resumes at weight_decay 0 (no rule acts) and is refused above it
+# (configs/resume.py).
 DECAY_RULES = ((r"(.*/)?bias", "no_decay"), (r"(.*/)?[^/]*norm[^/]*/(scale|weight)", "no_decay"),
-               (".*", "decay"))
+               (r"(.*/)?logit_scale", "no_decay"), (".*", "decay"))
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
@@ -344,6 +348,10 @@ def data_errors(c: ml_collections.ConfigDict, objective) -> list[str]:
     errors.append(f"data.group_by_length with data.mixture={c.data.mixture!r}: a mixture cannot "
                   "be grouped by length yet (configs/sft.py groups a built dataset); set "
                   "data.group_by_length=False or train one dataset")
+  if c.data.group_by_length and c.data.name in ("synthetic", "stream"):  # else a plain shuffle
+    errors.append(f"data.group_by_length orders a built dataset by the lengths its build "
+                  f"recorded, and data.name={c.data.name!r} has none: set "
+                  "data.group_by_length=False, or data.name to a built dataset")
   if c.data.mixture and c.data.name in ("synthetic", "stream"):
     errors.append(f"data.mixture={c.data.mixture!r} mixes built datasets, but "
                   f"data.name={c.data.name!r} never reads it; set data.name to a built dataset "

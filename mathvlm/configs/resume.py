@@ -43,9 +43,15 @@ MAY_CHANGE = ("steps", "optim.lr", "optim.grad_clip", "checkpoint.", "metrics.",
 # other field an old record lacks ran as `common.base`'s default (a new option off by default).
 ABSENT_MEANT = {
     "grpo.curriculum_min_steps": 1,  # moved the level after any step
-    # decayed every trainable tensor; at weight_decay 0 none decays, whatever the rules
-    "optim.decay_rules": lambda old: (((".*", "decay"),) if old.get("optim.weight_decay")
-                                      else common.DECAY_RULES),
+    "optim.decay_rules": ((".*", "decay"),),  # decayed every trainable tensor
+}
+
+# Fields that act on nothing while the (flattened) config says so, in the recorded run and the
+# resumed one alike: they may change then, so a changed default (DECAY_RULES gained logit_scale)
+# does not stop the workdirs it cannot have touched.
+INERT_WHEN = {
+    # train.make_optimizer builds no decay mask at weight_decay 0: nothing decays, whatever rules
+    "optim.decay_rules": lambda flat: not flat.get("optim.weight_decay"),
 }
 
 
@@ -97,8 +103,11 @@ def check(config, workdir: str, step: int, epochs_of=None, epochs: int | None = 
   old, order = recorded(path)
   new = flatten(config)
   meant = {k: v(old) if callable(v) else v for k, v in ABSENT_MEANT.items()}
-  diff = differences(old, new, {**flatten(common.base(config.objective)), **flatten(meant)})
-  fixed = [k for k in diff if not may_change(k)]
+  defaults = flatten(common.base(config.objective))
+  diff = differences(old, new, {**defaults, **flatten(meant)})
+  ran = {**defaults, **old}
+  inert = lambda k: k in INERT_WHEN and INERT_WHEN[k](ran) and INERT_WHEN[k](new)
+  fixed = [k for k in diff if not may_change(k) and not inert(k)]
   was = lambda k: repr(old[k]) if k in old else (
       f"<absent: ran as {meant[k]!r}>" if k in meant else "'<absent>'")
   show = lambda k: f"{k}: {was(k)} -> {new.get(k, '<absent>')!r}"

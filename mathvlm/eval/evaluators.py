@@ -306,12 +306,19 @@ def _loss_evaluate(objective, config, source, n: int, batch: int) -> Evaluate:
     loss, weight, metrics = objective.loss(nnx.merge(graphdef, state), b, config)
     return loss * weight, weight, {k: v * weight for k, v in metrics.items()}
 
+  checked = []  # the blank rows' weight, checked once per evaluator (`_check_blank_weighs_0`)
+
   def evaluate(model) -> dict[str, float]:
     graphdef, state = nnx.split(model)
     mesh = distributed.mesh_of(model)
     total, weight, sums = 0.0, 0.0, {}
     for start in range(0, n, batch):
-      b = _loss_batch(source, range(start, min(start + batch, n)), mesh)
+      indices = range(start, min(start + batch, n))
+      if not checked and distributed.split_size(len(indices), mesh) > len(indices):
+        _check_blank_weighs_0(objective, lambda b: weighted(graphdef, state, b),
+                              _loss_batch(source, indices, mesh, blank_only=True))
+        checked.append(True)
+      b = _loss_batch(source, indices, mesh)
       lw, w, m = jax.device_get(weighted(graphdef, state, b))
       total, weight = total + float(lw), weight + float(w)
       for k, v in m.items():
@@ -328,11 +335,28 @@ def _loss_evaluate(objective, config, source, n: int, batch: int) -> Evaluate:
   return evaluate
 
 
-def _loss_batch(source, indices: range, mesh) -> dict:
+def _check_blank_weighs_0(objective, weighted, blanks: dict) -> None:
+  """A batch of blank rows only must weigh nothing: the shipped objectives' losses keep such rows
+  out (no target token, no attention, no label), and nothing else would keep an objective of
+  one's own from counting the padding in. Run once, before the first padded batch and on its
+  shape (no other compile): every process reaches it alike, as its calls are collective."""
+  import jax
+  _, w, _ = jax.device_get(weighted(blanks))
+  if float(w):
+    raise ValueError(
+        f"objective {objective.name!r} gives a batch of blank rows (evaluators._blank: zero ids, "
+        f"masks and pixels, labels -1) a weight of {float(w)}: heldout_loss pads its batches "
+        "on a mesh with such rows, which must count in nothing; make the objective's loss weigh "
+        "a row with no attention, target tokens or label as 0, as the shipped objectives do")
+
+
+def _loss_batch(source, indices: range, mesh, blank_only: bool = False) -> dict:
   """The examples `indices` as one batch: host arrays without a mesh; with one, padded to a
   multiple of its data axes with blank rows (`_blank`) and split over them, this process reading
   only its own rows (`distributed.local_rows`). Padding, not more examples: a batch's loss may
-  depend on its rows together (CLIP's in-batch negatives), and blank rows count in none."""
+  depend on its rows together (CLIP's in-batch negatives), and blank rows count in none (checked
+  for the objective's weight: `_check_blank_weighs_0`). blank_only: every row blank, the
+  batch's shape kept."""
   import numpy as np
 
   from mathvlm import sharding
@@ -342,7 +366,7 @@ def _loss_batch(source, indices: range, mesh) -> dict:
   if mesh is None:
     return stack([source[i] for i in indices])
   lo, hi = distributed.local_rows(mesh, distributed.split_size(len(indices), mesh))
-  rows = [source[indices[i]] for i in range(lo, min(hi, len(indices)))]
+  rows = [source[indices[i]] for i in range(lo, min(hi, len(indices)))] if not blank_only else []
   blank = _blank(rows[0] if rows else source[indices[0]])
   return sharding.place_batch(stack(rows + [blank] * (hi - lo - len(rows))), mesh)
 
@@ -350,7 +374,8 @@ def _loss_batch(source, indices: range, mesh) -> dict:
 def _blank(example: dict) -> dict:
   """A row that weighs nothing in any shipped objective's loss, as a dropped example does: no
   target tokens (lm), no attention (contrastive: neither a positive nor a negative), no label
-  (classify, `labels.NO_LABEL`). An objective of one's own must give such a row no weight too."""
+  (classify, `labels.NO_LABEL`). An objective of one's own must give such a row no weight too
+  (`_check_blank_weighs_0` refuses one that does not)."""
   import numpy as np
 
   from mathvlm.data.labels import NO_LABEL

@@ -45,8 +45,8 @@ def record(name, x):
 def spy(name, fn, pick):  # records the batch a jitted function gets
   return lambda *args, **kwargs: (record(name, pick(*args)), fn(*args, **kwargs))[1]
 
-def loss_batch(*args, batch_of=evaluators._loss_batch):  # what heldout_loss's jit gets
-  b = batch_of(*args)
+def loss_batch(*args, batch_of=evaluators._loss_batch, **kwargs):  # what heldout_loss's jit gets
+  b = batch_of(*args, **kwargs)
   record("loss", b["input_ids"])
   return b
 

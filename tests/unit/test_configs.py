@@ -213,6 +213,10 @@ def test_argument_string_errors_name_the_key():
     # found only after the model was built, and configs/sft.py groups a built dataset
     (dict(data__name="mathv360k", data__mixture="mathv360k=1,mavis_instruct=1",
           data__group_by_length=True), "data.group_by_length with data.mixture='mathv360k=1,"),
+    # else ignored: neither has the record lengths a build writes, and the epoch is shuffled
+    (dict(data__group_by_length=True), r"data.group_by_length orders a built dataset by the "
+                                       r"lengths its build recorded, and data.name='synthetic'"),
+    (dict(data__name="stream", data__group_by_length=True), "data.name='stream' has none"),
     (dict(data__augment="blur=2"), r"data.augment entry 'blur=2'"),
     (dict(data__augment="noise"), "data.augment works on the uint8 images of built datasets"),
     (dict(data__image_aspect="square"), r"data.image_aspect=.square.: one of pad, resize, crop"),
@@ -512,6 +516,30 @@ def test_a_workdir_from_before_the_curriculums_min_steps_resumes_only_as_it_ran(
   with config.unlocked():
     config.grpo.curriculum_min_steps = 1
   resume.check(config, str(tmp_path), 4)
+
+
+def test_a_clip_workdir_saved_before_logit_scale_left_decay_resumes_at_weight_decay_0_only(
+    tmp_path):
+  """DECAY_RULES gained logit_scale (no_decay, as open_clip). At weight_decay 0 no rule acts, so a
+  workdir saved under the rules before (or any others) resumes with the new default; above 0 the
+  new rules would stop decaying the temperature mid-run: refused, naming the field, and it
+  resumes with the rules it ran with."""
+  from mathvlm.configs import clip_math, resume
+  before = tuple(r for r in common.DECAY_RULES if "logit_scale" not in r[0])
+  assert len(before) == len(common.DECAY_RULES) - 1
+  for weight_decay in (0.0, 0.1):
+    workdir = tmp_path / str(weight_decay)
+    workdir.mkdir()
+    config = clip_math.get_config("model=tiny")
+    config.optim.weight_decay, config.optim.decay_rules = weight_decay, before
+    resume.record(config, str(workdir))
+    config.optim.decay_rules = common.DECAY_RULES
+    if weight_decay:
+      with pytest.raises(ValueError, match=r"these fields differ:\n  optim.decay_rules: "
+                                           r"\[\['\(\.\*/\)\?bias'"):
+        resume.check(config, str(workdir), 4)
+      config.optim.decay_rules = before
+    resume.check(config, str(workdir), 4)
 
 
 def test_a_workdir_from_before_decay_rules_resumes_at_weight_decay_0_only_as_it_ran(tmp_path):

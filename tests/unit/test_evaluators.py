@@ -11,6 +11,7 @@ import shutil
 
 import numpy as np
 import pytest
+from flax import nnx
 
 from mathvlm.eval import engine_heldout, evaluators, likelihood
 
@@ -240,7 +241,7 @@ def test_heldout_loss_from_config_and_its_errors(model):
     evaluators.from_config(config(tok_path, held=dict(type="heldout_loss", pth="x")), cfg)
 
 
-@pytest.mark.parametrize("name", ["classify", "contrastive"])
+@pytest.mark.parametrize("name", ["classify", "contrastive", "contrastive:sigmoid"])
 def test_heldout_loss_padding_rows_weigh_nothing(name):
   """On a mesh heldout_loss pads a batch to a multiple of its data axes with `_blank` rows: in
   each shipped objective it takes, such a row changes no loss, weight or metric (lm's: the token
@@ -249,6 +250,8 @@ def test_heldout_loss_padding_rows_weigh_nothing(name):
   import jax.numpy as jnp
 
   from mathvlm import objectives
+  name, _, loss_type = name.partition(":")
+  cfg = {"contrastive": {"loss_type": loss_type}} if loss_type else None
   rng = np.random.default_rng(0)
   out = rng.standard_normal((4, 8)).astype(np.float32)
   batch = dict(pixel_values=rng.integers(0, 255, (3, 8, 8, 3)).astype(np.uint8))
@@ -265,11 +268,65 @@ def test_heldout_loss_padding_rows_weigh_nothing(name):
   blank = evaluators._blank({k: v[0] for k, v in batch.items()})
   padded = {k: np.concatenate([v, blank[k][None]]) for k, v in batch.items()}
   loss = objectives.get(name).loss
-  (want, want_w, want_m), (got, got_w, got_m) = loss(model, batch, None), loss(model, padded, None)
+  (want, want_w, want_m), (got, got_w, got_m) = loss(model, batch, cfg), loss(model, padded, cfg)
   assert float(got_w) == float(want_w) == 3.0
   np.testing.assert_allclose(float(got), float(want), rtol=1e-6)
   for k in want_m:
     np.testing.assert_allclose(float(got_m[k]), float(want_m[k]), rtol=1e-6, err_msg=k)
+
+
+class _Linear(nnx.Module):
+  """A classifier of 8x8 images in one matmul: quick to compile."""
+
+  def __init__(self):
+    self.linear = nnx.Linear(8 * 8 * 3, 4, rngs=nnx.Rngs(0))
+
+  def __call__(self, pixel_values):
+    return self.linear(pixel_values.reshape(len(pixel_values), -1).astype(np.float32) / 255)
+
+
+def test_heldout_loss_refuses_an_objective_that_weighs_its_blank_padding(monkeypatch):
+  """On a mesh whose data axes take 2 rows (one CPU device stands in: `batch_rows`), batches of 3
+  are padded with a blank row. The shipped classify loss keeps it out: the same numbers as
+  without a mesh. An objective of one's own that counts every row would count the padding:
+  refused, naming it, before its first padded batch; the check runs once per evaluator, not per
+  batch or evaluation."""
+  import dataclasses
+
+  import jax
+  import jax.numpy as jnp
+
+  from mathvlm import objectives, sharding
+  from mathvlm.eval import distributed
+  rng = np.random.default_rng(0)
+  rows = [dict(pixel_values=rng.integers(0, 255, (8, 8, 3)).astype(np.uint8),
+               labels=np.int32(k % 4)) for k in range(7)]
+  plain = _Linear()
+  placed = _Linear()
+  mesh = sharding.make_mesh(1, 1, 1, jax.devices()[:1])
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  nnx.update(placed, jax.device_put(nnx.state(placed), replicated))
+  monkeypatch.setattr(distributed, "batch_rows", lambda mesh: 2)
+  checks = []
+  check = evaluators._check_blank_weighs_0
+  monkeypatch.setattr(evaluators, "_check_blank_weighs_0",
+                      lambda *a: (checks.append(1), check(*a))[1])
+  classify = objectives.get("classify")
+  want = evaluators._loss_evaluate(classify, None, rows, 7, 3)(plain)
+  assert not checks  # no mesh, no padding, no check
+  padded = evaluators._loss_evaluate(classify, None, rows, 7, 3)
+  assert want["weight"] == 7
+  for _ in range(2):  # 3 padded batches an evaluation
+    assert padded(placed) == pytest.approx(want)
+  assert len(checks) == 1
+
+  def every_row(model, batch, cfg):
+    loss, _, metrics = classify.loss(model, batch, cfg)
+    return loss, jnp.float32(len(batch["labels"])), metrics
+  counting = dataclasses.replace(classify, name="counts_rows", loss=every_row)
+  with pytest.raises(ValueError, match=r"objective 'counts_rows' gives a batch of blank rows "
+                                       r"\(evaluators._blank: .*\) a weight of 4.0: heldout_loss"):
+    evaluators._loss_evaluate(counting, None, rows, 7, 3)(placed)
 
 
 def _mathvista_folder(root) -> str:

@@ -53,3 +53,32 @@ def test_an_image_in_no_folder_has_no_source():
                        {"images": ".", "max_images": 1, "source": None})
   assert labelled_images.record_source({"domain": "D"}, None) == "D"
   assert labelled_images.record_source({}, None) == "labelled_images"
+
+
+def test_an_image_path_under_another_field_is_malformed_for_the_scorer_as_for_the_builders(
+    tmp_path):
+  """A misspelled `image` (`images`, `image_path`) made the builders' record text-only until
+  `common.record_images` refused it; the scorer kept its own rule and counted such a record as
+  text-only (`no_image`), its image never scored. Now all three tools refuse it naming the field,
+  and the scorer reports it among `malformed`; a record with no image path at all stays text-only,
+  and one with its image under the fields given (--image_field) is scored."""
+  conversations = [{"from": "human", "value": "Q?"}, {"from": "gpt", "value": "4"}]
+  recs = [{"id": "plural", "images": "A/images/a.png"}, {"id": "path", "image_path": ["b.jpg"]},
+          {"id": "text"}, {"id": "dominant", "image_vision_dominant": "A/images/c.png"}]
+  path = tmp_path / "pool.json"
+  path.write_text(json.dumps([dict(r, conversations=conversations) for r in recs]))
+  items, counts = score.items_from_json(str(path), str(tmp_path),
+                                        ["image", "image_vision_dominant"])
+  assert [it.id for it in items] == ["A/images/c.png"]
+  assert [r["id"] for r in counts["no_image"]["ids"]] == ["text"]
+  malformed = {r["id"]: r["detail"] for r in counts["malformed"]["ids"]}
+  assert malformed.keys() == {"plural", "path"} and counts["malformed"]["count"] == 2
+  assert malformed["plural"].startswith("no `image` or `image_vision_dominant` field, but "
+                                        "`images` holds the image path 'A/images/a.png'")
+  assert "`image_path` holds the image path ['b.jpg']" in malformed["path"]
+  assert "--image_field" in malformed["path"]
+  _, bad = augment.read_originals(str(path))
+  assert {b["id"]: b["reason"] for b in bad if b["id"] in ("plural", "path")} == {
+      "plural": "malformed_record", "path": "malformed_record"}
+  with pytest.raises(common.BadRecord, match="`images` holds the image path"):
+    common.record_images(recs[0], 1)

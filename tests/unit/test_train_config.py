@@ -320,7 +320,8 @@ def _tower_no_decay(tower: str, norms: tuple[str, ...]) -> set[str]:
 
 
 # transformers' Trainer.get_decay_parameter_names on these models' HF twins: no bias, no
-# LayerNorm (CLIP's, `pre_layrnorm` too), no RMSNorm weight (Llama's `*layernorm`, `norm`)
+# LayerNorm (CLIP's, `pre_layrnorm` too), no RMSNorm weight (Llama's `*layernorm`, `norm`); and,
+# as open_clip's training code, no CLIP logit_scale
 _NO_DECAY = {
     "llava": {"language_model/layers/input_layernorm/weight",
               "language_model/layers/post_attention_layernorm/weight",
@@ -328,7 +329,7 @@ _NO_DECAY = {
               "multi_modal_projector/linear_2/bias"}
              | _tower_no_decay("vision_tower", ("pre_layrnorm", "post_layernorm")),
     "clip": _tower_no_decay("vision_model", ("pre_layrnorm", "post_layernorm"))
-            | _tower_no_decay("text_model", ("final_layer_norm",)),
+            | _tower_no_decay("text_model", ("final_layer_norm",)) | {"logit_scale"},
 }
 
 
@@ -357,7 +358,7 @@ def test_the_default_decay_rules_spare_biases_and_norm_weights_as_the_hf_trainer
                      "vision_tower/class_embedding", "vision_tower/position_embedding",
                      "vision_tower/patch_embedding/kernel",
                      "multi_modal_projector/linear_1/kernel"],
-           "clip": ["logit_scale", "text_model/token_embedding", "visual_projection/kernel",
+           "clip": ["text_model/token_embedding", "visual_projection/kernel",
                     "text_model/layers/mlp/fc1/kernel"]}[family]
   assert all(decays[p] is True for p in named)
 
