@@ -13,7 +13,9 @@
 # Output lines are prefixed with the process index; the exit status is the first failure's.
 # A SIGTERM to this script (`kill <its pid>`, a cluster's preemption) is passed on to every trainer,
 # which saves its step and exits (mathvlm/preemption.py); the script then says so on stderr and
-# exits 143: rerun the same command to resume.
+# exits 143: rerun the same command to resume. A SIGINT (Ctrl-C, which the trainers, started in
+# the background, ignore) does the same, exit 130; a second one kills the trainers at once
+# (SIGKILL: the rerun resumes from the last checkpoint they saved).
 set -euo pipefail
 usage="usage: launch/local.sh N [trainer flags...] (N: the number of processes, a positive integer)"
 if [[ ! "${1:-}" =~ ^[1-9][0-9]*$ ]]; then
@@ -51,23 +53,41 @@ run_dir=$(mktemp -d)
 # they act in this shell only.
 trap '[[ $BASHPID == "$$" ]] && rm -rf "$run_dir"' EXIT
 for ((i = 0; i < n; i++)); do mkfifo "$run_dir/$i"; done  # trainer i's output, for its printer
-stopped=0
-stop() {  # the mark first: a trainer whose pid is not written yet sees it once it is
-  [[ $BASHPID == "$$" ]] || return 0
-  stopped=1
-  : >"$run_dir/stop"
+stopped=""  # the signal that stopped the run
+interrupts=0
+killed=0
+signal_trainers() {
   local f trainer
   for f in "$run_dir"/*.pid; do
-    if [[ -e "$f" ]] && read -r trainer <"$f"; then kill -TERM "$trainer" 2>/dev/null || true; fi
+    if [[ -e "$f" ]] && read -r trainer <"$f"; then kill "-$1" "$trainer" 2>/dev/null || true; fi
   done
 }
-trap stop TERM
+stop() {  # the mark first: a trainer whose pid is not written yet sees it once it is
+  [[ $BASHPID == "$$" ]] || return 0
+  stopped=${stopped:-$1}
+  : >"$run_dir/stop"
+  signal_trainers TERM
+}
+interrupt() {  # Ctrl-C: a save, as a SIGTERM; the second one stops the trainers at once
+  [[ $BASHPID == "$$" ]] || return 0
+  interrupts=$((interrupts + 1))
+  if ((interrupts > 1)); then
+    killed=1
+    signal_trainers KILL
+  else
+    stop SIGINT
+  fi
+}
+trap 'stop SIGTERM' TERM
+trap interrupt INT
 shells=()
 printers=()
 for ((i = 0; i < n; i++)); do
-  # The printer ignores SIGTERM (sent to the whole process group too), so the trainer's lines
-  # after it (its save) still come out; it ends when the trainer's output closes.
-  (trap '' TERM; exec sed -u "s/^/[$i] /" <"$run_dir/$i") &
+  # The printer ignores SIGTERM and SIGINT (sent to the whole process group too: Ctrl-C), so the
+  # trainer's lines after it (its save) still come out; it ends when the trainer's output closes.
+  # (bash leaves SIGINT as it was in a subshell put in the background, ignoring it only in a
+  # plain command put there, as the trainer is.)
+  (trap '' TERM INT; exec sed -u "s/^/[$i] /" <"$run_dir/$i") &
   printers+=($!)
   (
     if [[ -n "${CPU_DEVICES:-}" ]]; then
@@ -80,7 +100,7 @@ for ((i = 0; i < n; i++)); do
     "$py" -m mathvlm.train "$@" --coordinator="127.0.0.1:$port" --num_processes="$n" \
       --process_id="$i" >"$run_dir/$i" 2>&1 &
     trainer=$!
-    trap '' TERM  # this shell only: the trainer, started before, keeps the default
+    trap '' TERM INT  # this shell only: the trainer, started before, keeps its own
     echo "$trainer" >"$run_dir/$i.pid"
     if [[ -e "$run_dir/stop" ]]; then kill -TERM "$trainer" 2>/dev/null || true; fi
     wait "$trainer" && rc=0 || rc=$?
@@ -98,9 +118,13 @@ for ((i = 0; i < n; i++)); do
   codes+=("$rc")
   ((status == 0)) && status=${rc/\?/1}
 done
-if ((stopped)); then
-  echo "launch/local.sh: SIGTERM: passed on to the $n trainers, which save their step and exit" \
+if ((killed)); then
+  echo "launch/local.sh: a second SIGINT: the $n trainers were killed at once (exit statuses:" \
+    "${codes[*]}); rerun the same command to resume from their last checkpoint" >&2
+  exit 130
+elif [[ -n $stopped ]]; then
+  echo "launch/local.sh: $stopped: passed on to the $n trainers, which save their step and exit" \
     "(exit statuses: ${codes[*]}); the run was stopped: rerun the same command to resume it" >&2
-  exit 143
+  exit $([[ $stopped == SIGINT ]] && echo 130 || echo 143)
 fi
 exit $status

@@ -25,11 +25,12 @@ per run of trainer flags
   x axis (default: the first swept key other than config.seed); TREND "linear" or "log2": also
   fit each metric against X (or log2 X) over every finished run (slope and its p-value).
 In an argv, "python" stands for this Python here and "${PYTHON:-.venv/bin/python}" in job scripts.
-A SIGTERM to a local sweep goes on to the run in flight (it saves its step and exits) and stops
-the sweep; rerun it to continue. A FLAGS key that is no config field (it would reach no run), a
-run listed twice (it would count as another seed), an X that names no swept key or a TPU sweep's
---workdir off a bucket (gs://; the workers' disks are their own) stops the sweep at load, before
-anything runs.
+A SIGTERM or a Ctrl-C to a local sweep goes on to the run in flight (it saves its step and exits)
+and stops the sweep; rerun it to continue. A job script execs its launcher, so a SIGTERM to the
+job (a scheduler's) reaches the launcher and its trainers. A FLAGS key that is no config field
+(it would reach no run), a run listed twice (it would count as another seed), an X that names no
+swept key or a TPU sweep's --workdir off a bucket (gs://; the workers' disks are their own) stops
+the sweep at load, before anything runs.
 
 Run k's workdir is DIR/<k>_<its values>, so reruns find it: the trainer resumes an interrupted run
 and a finished run (its WORKDIR/model/config.json exists) is skipped, here or by its job script.
@@ -255,27 +256,31 @@ def run_here(argv: list[str], what: str, **popen) -> int:
   """Runs one command of a local sweep and returns its exit status. A SIGTERM to the sweep
   (preemption, `kill`) is passed on to it, so a run saves its step and exits
   (mathvlm/preemption.py), and then stops the sweep: left alone, the run would train on, orphaned,
-  beside the one a rerun starts in its workdir, and the next run would start after it."""
+  beside the one a rerun starts in its workdir, and the next run would start after it. A SIGINT
+  (Ctrl-C) is passed on as a SIGTERM too: the sweep waits for the run's save instead of dying at
+  once (KeyboardInterrupt) and leaving it to save alone; a second Ctrl-C reaches the run from the
+  terminal itself and stops it at once."""
   if threading.current_thread() is not threading.main_thread():  # no handler can be set here
     return subprocess.run(argv, **popen).returncode
   child, heard = None, []
 
   def forward(signum, frame):
-    heard.append(signum)
+    heard.append(signal.Signals(signum).name)
     if child is not None:
-      child.send_signal(signum)
+      child.send_signal(signal.SIGTERM)
 
-  previous = signal.signal(signal.SIGTERM, forward)
+  previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
   try:
     child = subprocess.Popen(argv, **popen)
     if heard:  # it came while the child was starting
       child.send_signal(signal.SIGTERM)
     code = child.wait()
   finally:
-    signal.signal(signal.SIGTERM, previous)
+    for sig, handler in previous.items():
+      signal.signal(sig, handler)
   if heard:
-    raise SystemExit(f"SIGTERM: {what} stopped (exit {code}), and the sweep with it; rerun the "
-                     "sweep to continue")
+    raise SystemExit(f"{heard[0]}: {what} stopped (exit {code}), and the sweep with it; rerun "
+                     "the sweep to continue")
   return code
 
 
@@ -308,7 +313,9 @@ def job_script(sweep: str, name: str, launcher: str, steps: list, cmd: list[str]
                workdir: str) -> str:
   """A run's job: nothing when the run finished (its workdir's model/config.json exists: a plain
   test, or `gcloud storage ls` for a bucket workdir), else its data step (here, or on TPU on
-  every worker through PREPARE), then the launcher."""
+  every worker through PREPARE), then the launcher, exec'd: it takes the job's pid, so a SIGTERM
+  to the job (a scheduler's preemption, `kill`) reaches the launcher, which passes it on to its
+  trainers; under a plain `bash` it would kill the job's shell alone and leave them training."""
   model = workdir.rstrip("/") + "/model/config.json"
   exists = (f"gcloud storage ls {shlex.quote(model)} >/dev/null 2>&1" if "://" in workdir
             else f"[[ -e {shlex.quote(model)} ]]")
@@ -318,9 +325,9 @@ def job_script(sweep: str, name: str, launcher: str, steps: list, cmd: list[str]
            " exit 0; fi"]
   if launcher == "tpu" and steps:
     remote = " && ".join(shell(s, ".venv/bin/python") for s in steps)
-    lines.append(f"PREPARE={shlex.quote(remote)} {shlex.join(cmd)}")
+    lines.append(f"PREPARE={shlex.quote(remote)} exec {shlex.join(cmd)}")
   else:
-    lines += [shell(s) for s in steps] + [shlex.join(cmd)]
+    lines += [shell(s) for s in steps] + [f"exec {shlex.join(cmd)}"]
   return "\n".join(lines) + "\n"
 
 

@@ -6,7 +6,10 @@ A run killed between checkpoints has written rows for steps it will train again 
 from the last checkpoint. A writer opened for a run that starts at step s therefore first drops
 the rows after s (and a last line cut short by the kill), so metrics.jsonl ends with exactly one
 row per logged step, the rows an uninterrupted run writes; TensorBoard drops its events after s
-the same way (`purge_step`)."""
+the same way (`purge_step`).
+
+A row is written before its step's checkpoint; what is known of the step only after that save
+(its time, when no later row follows to take it) is added to the row by `amend`."""
 
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ class MetricWriter:
     self.tb = None
     if not enabled:
       return
-    path = epath.Path(workdir) / "metrics.jsonl"
+    self.path = path = epath.Path(workdir) / "metrics.jsonl"
     if paths.is_remote(workdir):
       self.file = BucketFile(path)
       self.file.text = rows_up_to(self.file.text, start_step, path)
@@ -51,6 +54,32 @@ class MetricWriter:
       for k, v in scalars.items():
         if k != "step":
           self.tb.add_scalar(k, v, step)
+
+  def amend(self, step: int, scalars: dict[str, float]) -> None:
+    """Adds scalars to the last row written, `step`'s: what is known of a step only once its row
+    had to be on disk (the time of the checkpoint save after it, which `flush` puts the row
+    before). A local file is rewritten whole (write aside, then rename), so a kill leaves the row
+    with or without them, never without the row."""
+    if not self.enabled:
+      return
+    bucket = isinstance(self.file, BucketFile)
+    if not bucket:
+      self.file.close()
+    text = self.file.text if bucket else self.path.read_text()
+    head, _, last = text.rstrip("\n").rpartition("\n")
+    row = json.loads(last)
+    if row.get("step") != step:
+      raise ValueError(f"{self.path}: the last row is step {row.get('step')}'s, not {step}'s")
+    row = dict({k: v for k, v in row.items() if k != "step"}, **scalars, step=step)
+    text = (head + "\n" if head else "") + json.dumps(row) + "\n"
+    if bucket:
+      self.file.text = text
+    else:
+      _replace(self.path, text)
+      self.file = self.path.open("a")
+    if self.tb is not None:
+      for k, v in scalars.items():
+        self.tb.add_scalar(k, v, step)
 
   def flush(self, step: int) -> None:
     """Writes out every row up to `step`. The loop calls it before saving that step's

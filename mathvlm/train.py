@@ -511,6 +511,22 @@ class Rows:
       self.t_last = time.time()
       self.apart[field] = self.apart.get(field, 0.0) + self.t_last - began
 
+  def compiling(self, step: int):
+    """Around the step's call: the first call of this process traces and compiles the step
+    before dispatching it, and those seconds (tens, against a step's fraction of one) go to
+    `compile_time` of the first row written, not to that step's step_time and tokens/s. A bucket
+    shape first seen later compiles inside its step's time (data.buckets)."""
+    return self.timed_apart("compile_time") if step == self.start else contextlib.nullcontext()
+
+  def amend_last(self, step: int) -> None:
+    """Time apart after the last row that no row follows (the save a process exits after, at
+    the run's end or on a SIGTERM/SIGINT) goes into that row, when it is `step`'s (a step
+    between metrics.every's has none), instead of being lost with the process."""
+    if self.apart and self.last is not None and self.last["step"] == step:
+      self.last.update(self.apart)
+      self.writer.amend(step, self.apart)
+    self.apart = {}
+
   def finish(self, done: int, metrics, item, evaluate: Callable | None = None) -> None:
     """evaluate: () -> evaluator scores for this step's row, run once the step is found finite."""
     import jax
@@ -568,7 +584,8 @@ def train_loop(run: Run, state, start: int, data_iter, ckpt, writer, callbacks=(
   pending = None
   for step in range(start, run.total_steps):
     item = batches.take()
-    state, metrics = run.step_fn(state, item.batch)
+    with rows.compiling(step):
+      state, metrics = run.step_fn(state, item.batch)
     now.update(state=state, step=step + 1)
     if run.host is None:  # a host step (RL rollouts) samples with the new state: no read-ahead
       batches.fill()  # the next batch read and placed while this step runs
@@ -585,14 +602,18 @@ def train_loop(run: Run, state, start: int, data_iter, ckpt, writer, callbacks=(
     if saving or evaluate:
       rows.finish(*pending, evaluate)  # checked finite before its state is used
       pending = None
-    if saving:
-      with rows.timed_apart("checkpoint_time"):  # out of the next step's step_time
+    if saving:  # out of the next step's step_time; the last save, which no row follows, apart
+      with rows.timed_apart("exit_checkpoint_time" if force else "checkpoint_time"):
         loop = {"dropped": dict(all_processes(dropped) or {})}  # every process's, summed
         if run.host is not None:
           loop["host"] = run.host.state_dict()  # e.g. the RL curriculum
         writer.flush(done)  # its rows written out before its checkpoint can exist
         ckpt.save(done, state, overlap.SavedIteratorState(item.iterator_state), loop=loop,
                   force=force)
+        if force:  # timed whole: the process waits for it on its way out anyway
+          ckpt.wait()
+      if force:
+        rows.amend_last(done)
     for callback in callbacks:
       callback(done, ckpt)
     if preempted:
@@ -658,8 +679,8 @@ def train(config, workdir: str | None, *, compile_only: bool = False, devices=No
     if hasattr(data_iter, "close"):
       data_iter.close()  # worker processes
   if stopped is not None:
-    log.info("SIGTERM: saved step %d in %s/checkpoints; run the same command to continue",
-             stopped, workdir)
+    log.info("%s: saved step %d in %s/checkpoints; run the same command to continue",
+             stop.name, stopped, workdir)
     return row
   report_dropped(run.source, workdir, dropped, config.data.workers, run.plan)
   export_final_model(run, state, workdir)

@@ -1,7 +1,8 @@
 """The launch scripts' shell logic with stand-ins for the commands they call (nvidia-smi, python,
 srun, git, gcloud): local.sh's GPU slices and its N check, gpu_slurm.sbatch with a PYTHON path
 holding a space, and tpu_vm.sh refusing a checkout whose uncommitted edits `git archive HEAD`
-would leave behind (or a workdir off a bucket). local.sh passing a SIGTERM on to its trainers.
+would leave behind (or a workdir off a bucket). local.sh passing a SIGTERM on to its trainers,
+and a Ctrl-C as one (a second kills them).
 Nothing here trains, and no real git or gcloud command runs."""
 
 import os
@@ -22,10 +23,11 @@ PYTHON = """#!/usr/bin/env bash
 for a in "$@"; do case $a in --process_id=*) id=${a#*=};; esac; done
 echo "process=$id gpus=${CUDA_VISIBLE_DEVICES-unset} args=$*"
 """
-# A stand-in for a trainer that runs until SIGTERM, then "saves" and exits 0 (as preemption.py).
+# A stand-in for a trainer that runs until SIGTERM, then "saves" (for SAVE_S seconds) and exits 0
+# (as preemption.py).
 SAVING = """#!/usr/bin/env bash
 for a in "$@"; do case $a in --process_id=*) id=${a#*=};; esac; done
-trap 'echo "process=$id saved"; exit 0' TERM
+trap 'sleep "${SAVE_S:-0}"; echo "process=$id saved"; exit 0' TERM
 echo $$ > "$PIDS/$id"
 while true; do sleep 0.05; done
 """
@@ -115,6 +117,45 @@ def test_local_sh_passes_a_sigterm_on_to_its_trainers(tmp_path, to_group):
     assert "[0] process=0 saved" in out and "[1] process=1 saved" in out, out
     assert "SIGTERM: passed on to the 2 trainers" in err and "(exit statuses: 0 0)" in err
     assert "rerun the same command to resume it" in err
+    assert [_alive(p) for p in trainers] == [False, False]
+  finally:
+    for p in trainers:  # the test's own trainers only, if the script left them behind
+      if _alive(p):
+        os.kill(p, signal.SIGKILL)
+    if proc.poll() is None:
+      proc.kill()
+      proc.communicate()
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_local_sh_takes_ctrl_c_as_a_save_and_a_second_as_a_stop(tmp_path, presses):
+  """Ctrl-C reaches the whole group, but the trainers, put in the background by the script,
+  ignore SIGINT, and the script waited on: Ctrl-C did nothing at all. Now the first one is passed
+  on as a SIGTERM (a save), and a second, during the save, kills the trainers at once. The
+  printers ignore it too, or the trainers' save lines would go to a closed pipe."""
+  b = _bin(tmp_path, python=SAVING)
+  pids = tmp_path / "pids"
+  pids.mkdir()
+  env = {**os.environ, "PYTHON": str(b / "python"), "PORT": "1", "CPU_DEVICES": "1",
+         "PIDS": str(pids), "SAVE_S": "0" if presses == 1 else "5"}
+  proc = subprocess.Popen(["bash", "launch/local.sh", "2", "--workdir", "W"], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True)
+  trainers = []
+  try:
+    trainers = _written_pids(pids, 2)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C
+    if presses == 2:
+      time.sleep(0.5)
+      os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    if presses == 1:
+      assert "[0] process=0 saved" in out and "[1] process=1 saved" in out, out
+      assert "SIGINT: passed on to the 2 trainers" in err and "(exit statuses: 0 0)" in err
+    else:
+      assert "saved" not in out, out
+      assert "a second SIGINT: the 2 trainers were killed at once (exit statuses: 137 137)" in err
     assert [_alive(p) for p in trainers] == [False, False]
   finally:
     for p in trainers:  # the test's own trainers only, if the script left them behind

@@ -46,3 +46,33 @@ def test_tensorboard_events_after_the_start_step_are_purged(tmp_path, monkeypatc
   # TensorBoard drops the events of steps 4, 5, ... and, at a fresh start, those a run killed
   # before its first checkpoint wrote (one event per step, as metrics.jsonl has one row)
   assert made == [{"purge_step": 4}, {"purge_step": 1}]
+
+
+def test_amend_adds_to_the_last_row_on_a_local_file_and_a_bucket(tmp_path):
+  """The last save's seconds are known only after its step's row is on disk: `amend` adds them
+  to that row (one row per step still), and later rows append after it."""
+  from etils import epath
+
+  from mathvlm.metrics import BucketFile
+  for name in ("local", "bucket"):
+    (tmp_path / name).mkdir()
+    w = MetricWriter(str(tmp_path / name), tensorboard=False)
+    if name == "bucket":  # what a gs:// workdir gets, on a local path
+      w.file.close()
+      w.file = BucketFile(epath.Path(tmp_path / name / "metrics.jsonl"))
+    w.write(1, {"loss": 1.0})
+    w.write(2, {"loss": 2.0})
+    w.amend(2, {"exit_checkpoint_time": 0.5})
+    w.write(3, {"loss": 3.0})
+    w.close()
+    rows = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+    assert rows == [{"loss": 1.0, "step": 1}, {"loss": 2.0, "exit_checkpoint_time": 0.5, "step": 2},
+                    {"loss": 3.0, "step": 3}], name
+
+
+def test_amend_refuses_a_step_that_is_not_the_last_rows(tmp_path):
+  import pytest
+  w = MetricWriter(str(tmp_path), tensorboard=False)
+  w.write(1, {"loss": 1.0})
+  with pytest.raises(ValueError, match=r"metrics.jsonl: the last row is step 1's, not 2's"):
+    w.amend(2, {"exit_checkpoint_time": 0.5})

@@ -121,6 +121,54 @@ def test_job_scripts_skip_finished_runs_and_quote_python(tmp_path):
   assert not log.exists()  # neither the data step nor sbatch ran
 
 
+# A stand-in trainer for local.sh: runs until SIGTERM, then "saves" and exits 0 (as preemption.py).
+SAVING_TRAINER = """#!/usr/bin/env bash
+for a in "$@"; do case $a in --process_id=*) id=${a#*=};; esac; done
+trap 'echo "process=$id saved"; exit 0' TERM
+echo $$ > "$PIDS/$id"
+while true; do sleep 0.05; done
+"""
+
+
+def test_a_sigterm_to_a_job_script_reaches_the_trainers(tmp_path):
+  """A scheduler stops a job by a SIGTERM to the job script's pid. The script ran local.sh as a
+  child, so the signal killed the script's shell alone: the trainers trained on, unsaved, until
+  the scheduler's SIGKILL. Now the script execs local.sh, which passes it on."""
+  import signal
+  import time
+  wd = tmp_path / "w"
+  sweep.main(["configs/sweeps/tiny_lr.py", "--workdir", str(wd), "--launcher", "local.sh",
+              "--launcher_args", "2"])
+  job = sorted((wd / "jobs").glob("*.sh"))[0]
+  _executable(tmp_path / "python", SAVING_TRAINER)
+  (tmp_path / "pids").mkdir()
+  env = {**os.environ, "PYTHON": str(tmp_path / "python"), "PIDS": str(tmp_path / "pids"),
+         "PORT": "1", "CPU_DEVICES": "1"}
+  proc = subprocess.Popen(["bash", str(job)], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, start_new_session=True)
+  pids = [tmp_path / "pids" / str(i) for i in range(2)]
+  try:
+    deadline = time.time() + 30
+    while not all(p.exists() and p.read_text().endswith("\n") for p in pids):
+      assert time.time() < deadline and proc.poll() is None, proc.communicate()
+      time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+  finally:
+    if proc.poll() is None:  # this test's own processes only: the job's session
+      os.killpg(proc.pid, signal.SIGKILL)
+      proc.communicate()
+    for p in pids:
+      if p.exists() and p.read_text().strip():
+        try:
+          os.kill(int(p.read_text()), signal.SIGKILL)
+        except ProcessLookupError:
+          pass
+  assert proc.returncode == 143, err
+  assert "[0] process=0 saved" in out and "[1] process=1 saved" in out, out
+  assert "SIGTERM: passed on to the 2 trainers" in err and "(exit statuses: 0 0)" in err
+
+
 def test_bucket_job_scripts_ask_the_bucket_whether_the_run_finished(tmp_path, repo):
   sweep.main([PAPER, "--workdir", "gs://b/r", "--launcher", "tpu", "--launcher_args", "n z v4-8"])
   job = repo / "out/sweep_jobs/gs/b/r/00_ratio=2_3_4_1,seed=0.sh"
@@ -282,10 +330,11 @@ def test_options_for_a_sweep_file_that_takes_none_are_refused(tmp_path):
     sweep.load_sweep(f"{tmp_path / 's.py'}:width=8")
 
 
-# A stand-in run: its SIGTERM handler says what it heard; it sends the sweep a SIGTERM itself.
+# A stand-in run: its SIGTERM handler says what it heard; it sends the sweep a SIGTERM itself
+# (or the signal argv[2] names).
 PREEMPTED_RUN = """import os, signal, sys, time
 signal.signal(signal.SIGTERM, lambda *a: (open(sys.argv[1], "w").write("saved"), sys.exit(0)))
-os.kill(os.getppid(), signal.SIGTERM)
+os.kill(os.getppid(), getattr(signal, sys.argv[2] if len(sys.argv) > 2 else "SIGTERM"))
 time.sleep(30)
 """
 # The sweep's side, in a process of its own (a SIGTERM that nothing catches ends it, not pytest).
@@ -294,7 +343,7 @@ spec = importlib.util.spec_from_file_location("s", sys.argv[1])
 s = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(s)
 print("exit", s.run_here([sys.executable, "-c", "exit(3)"], "run 01_y"))
-s.run_here([sys.executable, "-c", sys.argv[2], sys.argv[3]], "run 00_x")
+s.run_here([sys.executable, "-c", sys.argv[2], *sys.argv[3:]], "run 00_x")
 """
 
 
@@ -308,6 +357,19 @@ def test_a_sigterm_to_a_local_sweep_stops_its_run_and_the_sweep(tmp_path):
   assert res.returncode == 1 and heard.read_text() == "saved", res
   assert res.stdout == "exit 3\n"  # a run's own exit status, without a SIGTERM
   assert "SIGTERM: run 00_x stopped (exit 0), and the sweep with it" in res.stderr
+
+
+def test_a_ctrl_c_to_a_local_sweep_waits_for_its_runs_save(tmp_path):
+  """Ctrl-C raised KeyboardInterrupt in the sweep at once: it died, and its run went on saving
+  (or training) alone, after the prompt came back. Now the sweep passes it on as a SIGTERM and
+  waits for the run to save and exit."""
+  import sys
+  heard = tmp_path / "heard"
+  res = subprocess.run([sys.executable, "-c", SWEEP_SIDE, os.path.join(ROOT, "launch/sweep.py"),
+                        PREEMPTED_RUN, str(heard), "SIGINT"], capture_output=True, text=True,
+                       timeout=60)
+  assert res.returncode == 1 and heard.read_text() == "saved", res
+  assert "SIGINT: run 00_x stopped (exit 0), and the sweep with it" in res.stderr
 
 
 # -- What each launcher needs ------------------------------------------------------------------

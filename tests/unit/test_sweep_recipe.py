@@ -62,7 +62,7 @@ def test_job_scripts_carry_the_data_step(tmp_path):
   job = (tmp_path / "slurm/jobs/00_ratio=2_3_4_1,seed=0.sh").read_text().splitlines()
   assert job[-2].startswith('"${PYTHON:-.venv/bin/python}" -m data_prep.select --scores '
                             "/data/scores.jsonl --ratio 2:3:4:1 --size 40000 --seed 0")
-  assert job[-1].startswith("sbatch --nodes=2 launch/gpu_slurm.sbatch --config=configs/"
+  assert job[-1].startswith("exec sbatch --nodes=2 launch/gpu_slurm.sbatch --config=configs/"
                             "recipe_sweep.py:scale=paper,data=/data,init=gs://b/i")
   subset = str(tmp_path / "slurm/00_ratio=2_3_4_1,seed=0/data/selected.jsonl")
   assert f"--config.data.subset={subset}" in job[-1]
@@ -87,7 +87,7 @@ def test_job_scripts_carry_the_data_step(tmp_path):
   prepare = env.split("=", 1)[1]  # run by tpu_vm.sh on every worker before training
   assert env.startswith("PREPARE=.venv/bin/python -m data_prep.select") and "--ratio random" in env
   assert prepare.endswith("--out /tmp/mathvlm-sweep/ratio/04_ratio=random,seed=0")  # worker-local
-  assert rest[:5] == ["bash", "launch/tpu_vm.sh", "n", "z", "v4-64"]
+  assert rest[:6] == ["exec", "bash", "launch/tpu_vm.sh", "n", "z", "v4-64"]
   assert "--config.data.subset=/tmp/mathvlm-sweep/ratio/04_ratio=random,seed=0/selected.jsonl" in (
       rest)
 

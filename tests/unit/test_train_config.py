@@ -118,35 +118,57 @@ def test_a_step_after_an_evaluation_is_timed_without_it(tmp_path):
   assert rows.last["step"] == 2 and rows.last["step_time"] < 0.25, rows.last
 
 
+class SlowSaves:
+  """A checkpointer that saves every 2 steps (and when forced: the last step, a SIGTERM's), each
+  save taking 0.5 s."""
+
+  def should_save(self, step):
+    return step % 2 == 0
+
+  def save(self, *args, **kwargs):
+    import time
+    time.sleep(0.5)
+
+  def wait(self):
+    pass
+
+
+class StopAt:  # a SIGTERM (or a first SIGINT) that came during `step`
+  def __init__(self, step):
+    self.step = step
+
+  def requested(self, step):
+    return step == self.step
+
+
+STEP_METRICS = {"loss": 1.0, "grad_norm": 1.0, "lr": 0.0}
+
+
+def _loop_rows(tmp_path, monkeypatch, every, *, total=6, start=0, stop=None,
+               step_fn=lambda state, batch: (state, STEP_METRICS)) -> dict:
+  """metrics.jsonl's rows by step after train_loop from `start` with stand-ins for the model, the
+  data and the checkpoints (SlowSaves)."""
+  from mathvlm.configs import sft
+  from mathvlm.metrics import MetricWriter
+  config = sft.get_config("model=tiny")
+  config.metrics.every = every
+  run = types.SimpleNamespace(config=config, total_steps=total, batch_shapes={}, host=None,
+                              evaluators=[], step_fn=step_fn)
+  monkeypatch.setattr(train, "next_batch", lambda *args: ({}, {}, {}))
+  monkeypatch.setattr(train.Rows, "work", lambda self, batch: (1e9, 1000))
+  data_iter = types.SimpleNamespace(get_state=dict)
+  writer = MetricWriter(str(tmp_path), tensorboard=False, start_step=start)
+  train.train_loop(run, {}, start, data_iter, SlowSaves(), writer, stop=stop)
+  writer.close()
+  return {r["step"]: r for r in map(json.loads, open(tmp_path / "metrics.jsonl"))}
+
+
 @pytest.mark.parametrize("every", [1, 2])
 def test_a_step_after_a_checkpoint_save_is_timed_without_it(tmp_path, monkeypatch, every):
   """The loop saves between step k's row and step k+1's dispatch: counted in step k+1's
   step_time (as it was), the save reported that step's tokens/s and MFU a fraction of the real
   ones. Its seconds go to checkpoint_time of the next row written (every: metrics.every)."""
-  import time
-
-  from mathvlm.configs import sft
-  from mathvlm.metrics import MetricWriter
-
-  class SlowSaves:  # a checkpoint every 2 steps (and the last), each taking 0.5 s
-    def should_save(self, step):
-      return step % 2 == 0
-
-    def save(self, *args, **kwargs):
-      time.sleep(0.5)
-
-  config = sft.get_config("model=tiny")
-  config.metrics.every = every
-  state_metrics = {"loss": 1.0, "grad_norm": 1.0, "lr": 0.0}
-  run = types.SimpleNamespace(config=config, total_steps=6, batch_shapes={}, host=None,
-                              evaluators=[], step_fn=lambda state, batch: (state, state_metrics))
-  monkeypatch.setattr(train, "next_batch", lambda *args: ({}, {}, {}))
-  monkeypatch.setattr(train.Rows, "work", lambda self, batch: (1e9, 1000))
-  data_iter = types.SimpleNamespace(get_state=dict)
-  writer = MetricWriter(str(tmp_path), tensorboard=False)
-  train.train_loop(run, {}, 0, data_iter, SlowSaves(), writer)
-  writer.close()
-  rows = {r["step"]: r for r in map(json.loads, open(tmp_path / "metrics.jsonl"))}
+  rows = _loop_rows(tmp_path, monkeypatch, every)
   assert sorted(rows) == list(range(every, 7, every))
   after_a_save = [3, 5] if every == 1 else [4, 6]  # the next rows written, whose steps were timed
   for step, row in rows.items():
@@ -154,6 +176,46 @@ def test_a_step_after_a_checkpoint_save_is_timed_without_it(tmp_path, monkeypatc
       assert 0.5 <= row["checkpoint_time"] < 2 and row["step_time"] < 0.25, row
     else:
       assert "checkpoint_time" not in row, row
+
+
+@pytest.mark.parametrize("every, stop, amended", [
+    (2, None, 6),        # the run's end: its last row
+    (1, StopAt(3), 3),   # a SIGTERM's save, after its step's row
+    (2, StopAt(3), None),  # a step between metrics.every's: no row of its own to take it
+])
+def test_the_save_a_run_exits_after_is_timed_in_its_own_row(tmp_path, monkeypatch, every, stop,
+                                                             amended):
+  """No row follows the last save, so its seconds (checkpoint_time of a next row) were never
+  written: they go to exit_checkpoint_time of its step's row, which was written before it."""
+  rows = _loop_rows(tmp_path, monkeypatch, every, stop=stop)
+  last = 6 if stop is None else stop.step
+  assert sorted(rows) == list(range(every, last + 1, every))  # a row per logged step, as before
+  for step, row in rows.items():
+    if step == amended:
+      assert 0.5 <= row["exit_checkpoint_time"] < 2, row
+    else:
+      assert "exit_checkpoint_time" not in row, row
+
+
+@pytest.mark.parametrize("start", [0, 2])
+def test_the_first_steps_compilation_is_timed_apart(tmp_path, monkeypatch, start):
+  """The first call of the jitted step traces and compiles it (24 s on the tiny model, against
+  0.04 s a step): in step 1's step_time it made that row's tokens/s and MFU meaningless. Its
+  seconds go to compile_time of the first row this process writes (a resumed run compiles
+  again)."""
+  import time
+  calls = []
+
+  def step_fn(state, batch):  # the first call "compiles" for 0.5 s
+    calls.append(1)
+    time.sleep(0.5 if len(calls) == 1 else 0)
+    return state, STEP_METRICS
+
+  rows = _loop_rows(tmp_path, monkeypatch, 1, total=4, start=start, step_fn=step_fn)
+  first = start + 1
+  assert sorted(rows) == list(range(first, 5))
+  assert 0.5 <= rows[first]["compile_time"] < 2 and rows[first]["step_time"] < 0.25, rows[first]
+  assert [s for s, r in rows.items() if "compile_time" in r] == [first]
 
 
 def test_a_misspelt_logical_axis_rule_fails_naming_the_name_and_the_mesh_axis():
