@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import time
 import typing
 from typing import Any, Callable
@@ -110,6 +111,7 @@ class Checkpointer:
     steps = sorted(self.manager.all_steps(), reverse=True)
     failures = []
     for step in steps:
+      self.check_process_count(step)
       why = "another process could not read it"
       try:
         state, loop = self.restore(step, abstract_state, data_iter, with_loop=True)
@@ -129,6 +131,19 @@ class Checkpointer:
           + "\nNothing was moved or deleted. Restore the files from a copy, or move the "
           "checkpoints folder away to start over.")
     return None, None, {}
+
+  def check_process_count(self, step: int) -> None:
+    """Each process saves its own position in the data (its rows of every batch, its packing),
+    so a step saved by another number of processes has no position for this run's: grain then
+    reports a missing file, taken for an unreadable step, and the error said to restore the files
+    or start over, which would throw away the training."""
+    saved = saved_process_count(self.root / str(step))
+    if saved is not None and saved != jax.process_count():
+      raise CheckpointError(
+          f"checkpoint step {step} in {self.root} was saved by {saved} processes (one data "
+          f"position each, data/process_<i>-of-{saved}.json) and this run has "
+          f"{jax.process_count()}: each process resumes from its own position in the data. "
+          f"Resume on {saved} processes (hosts); nothing was moved")
 
   def _set_aside(self, step: int, why: str, fallback: int) -> None:
     dest = self.root.parent / "checkpoints_unreadable" / f"{step}-{int(time.time())}"
@@ -168,6 +183,16 @@ def saved_items(folder) -> set[str] | None:
     return set(json.loads((folder / STEP_METADATA).read_text())["item_handlers"])
   except (OSError, ValueError, KeyError, TypeError):
     return None
+
+
+def saved_process_count(folder) -> int | None:
+  """How many processes saved a step's data positions (grain writes one
+  `process_<i>-of-<n>.json` per process), or None when its data folder holds none."""
+  data = folder / "data"
+  names = [f.name for f in data.iterdir()] if data.is_dir() else []
+  counts = {int(m.group(1)) for m in map(re.compile(r"process_\d+-of-(\d+)\.json$").match, names)
+            if m}
+  return max(counts) if counts else None
 
 
 def _agree(ok: bool) -> bool:

@@ -30,7 +30,7 @@ from typing import Any, Callable
 class Prepared:
   """One global batch on the devices, with what the host knows about it."""
   batch: dict
-  stats: dict              # padding efficiency of this process's rows
+  stats: dict              # the global batch's padding efficiency (device scalars)
   dropped: dict            # drop reasons of its examples, counted once its step is done
   iterator_state: Any      # the data iterator's state right after this batch
 

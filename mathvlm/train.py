@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -448,8 +449,8 @@ def kill_after(step: int) -> Callable:
 def next_batch(run: Run, data_iter, now: dict | None = None):
   """This process's rows of the next global batch, made into what the step trains on by the
   objective's host step (if any: it samples with `now`'s state), trimmed to a bucket and placed
-  on the mesh; its padding statistics (with the host step's metrics) and the drop reasons of its
-  examples."""
+  on the mesh; the global batch's padding statistics (with the host step's metrics) and the drop
+  reasons of its examples."""
   import jax
   import numpy as np
   from jax.experimental import multihost_utils
@@ -467,8 +468,26 @@ def next_batch(run: Run, data_iter, now: dict | None = None):
     if jax.process_count() > 1:
       length = int(np.max(multihost_utils.process_allgather(np.int32(length))))
     local = pipeline.trim_to(local, length)
-  return (sharding.place_batch(local, run.mesh), dict(pipeline.batch_stats(local), **host_metrics),
-          dropped)
+  batch = sharding.place_batch(local, run.mesh)
+  return batch, dict(global_stats(batch, run.mesh), **host_metrics), dropped
+
+
+def global_stats(batch: dict, mesh) -> dict:
+  """`pipeline.batch_stats` of the whole global batch, computed on the devices: this process
+  holds only its rows, and metrics.jsonl (process 0's) reported its share (on 2 processes, packed
+  steps half their examples; with data.group_by_length, the longest rows of every batch). Left
+  as device scalars: read when the step's row is written, after its metrics, they add no wait."""
+  keys = ("attention_mask", "segment_ids")
+  return _stats_fn(mesh)({k: batch[k] for k in keys if k in batch})
+
+
+@functools.cache
+def _stats_fn(mesh):
+  import jax
+
+  from mathvlm.data import pipeline
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  return jax.jit(pipeline.batch_stats, out_shardings=replicated)
 
 
 class Rows:
@@ -557,7 +576,8 @@ class Rows:
     per_device = step_flops / dt / jax.device_count()
     row = {k: float(v) for k, v in metrics.items()}
     row.update(step=done, step_time=dt, tokens_per_s=tokens / dt,
-               tflops_per_device=per_device / 1e12, **item.stats, **scores, **self.apart)
+               tflops_per_device=per_device / 1e12,
+               **{k: float(v) for k, v in item.stats.items()}, **scores, **self.apart)
     if self.peak:
       row["mfu"] = per_device / self.peak
     self.writer.write(done, row)

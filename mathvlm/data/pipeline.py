@@ -353,14 +353,15 @@ def trained_example(example: dict, packing: bool) -> dict:
   return out
 
 
-def batch_stats(batch: dict) -> dict[str, float]:
-  """Padding efficiency of this process's rows: the fraction of real tokens, and (packed) how
-  many examples the rows hold."""
+def batch_stats(batch: dict) -> dict:
+  """Padding efficiency of a batch: the fraction of real tokens, and (packed) how many examples
+  the rows hold. Array methods only, so the trainer computes it on the devices, over the whole
+  global batch (`train.global_stats`)."""
   if "attention_mask" not in batch:
     return {}
-  out = {"data/nonpad_fraction": float(np.mean(batch["attention_mask"]))}
+  out = {"data/nonpad_fraction": batch["attention_mask"].mean()}
   if "segment_ids" in batch:
-    out["data/examples"] = float(batch["segment_ids"].max(-1).sum())
+    out["data/examples"] = batch["segment_ids"].max(-1).sum()
   return out
 
 

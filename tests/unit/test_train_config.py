@@ -100,6 +100,30 @@ def test_a_bucketed_steps_tokens_and_flops_are_its_trimmed_batchs(tmp_path):
                              train_state.step_flops(trimmed), rtol=1e-6)
 
 
+
+def test_padding_stats_are_the_global_batchs_not_this_processs_rows(monkeypatch):
+  """Each process holds its rows of a batch, and metrics.jsonl is process 0's: its
+  data/nonpad_fraction and data/examples were its own rows' (on 2 processes, packed steps
+  reported half their examples). Here placing the batch adds a second process's rows, all
+  padding: the global fraction of real tokens is half this process's."""
+  from mathvlm import sharding
+  from mathvlm.configs import sft
+  c = sft.get_config(None)
+  c.data.max_len, c.steps, c.data.packing, c.data.synthetic_text_only = 32, 2, True, 1.0
+  run = train.setup(c, jax.devices()[:1])
+  place, mine = sharding.place_batch, {}
+
+  def with_other_process(local, mesh):
+    mine.update(local)
+    return place({k: np.concatenate([v, np.zeros_like(v)]) for k, v in local.items()}, mesh)
+
+  monkeypatch.setattr(sharding, "place_batch", with_other_process)
+  batch, stats, _ = train.next_batch(run, iter(run.dataset))
+  assert batch["attention_mask"].shape[0] == 2 * mine["attention_mask"].shape[0]
+  assert float(stats["data/nonpad_fraction"]) == pytest.approx(
+      mine["attention_mask"].mean() / 2)
+  assert float(stats["data/examples"]) == mine["segment_ids"].max(-1).sum() > 0
+
 def test_a_step_after_an_evaluation_is_timed_without_it(tmp_path):
   """The evaluation runs between step k's row and step k+1's dispatch: counted in step k+1's
   step_time, it would report that step's tokens/s and MFU a fraction of the real ones."""
