@@ -1,7 +1,7 @@
 """Convert checkpoints: Hugging Face folders <-> our model checkpoints.
 
   python -m mathvlm.convert --from-hf HF_DIR --to CKPT_DIR [--clip-dir DIR] [--dtype float32]
-  python -m mathvlm.convert --from-ckpt CKPT_DIR --to-hf HF_DIR
+  python -m mathvlm.convert --from-ckpt CKPT_DIR --to-hf HF_DIR [--layout original]
 
 The formats are `mathvlm.hf` (safetensors, the layouts it lists) and `mathvlm.checkpoint`
 (`save_model` / `load_model`, orbax).
@@ -16,6 +16,8 @@ import numpy as np
 
 from mathvlm import checkpoint, hf
 
+LAYOUTS = {"llava-hf": "llava", "original": "llava_original"}  # --layout -> mathvlm.hf's names
+
 
 def main(argv: list[str] | None = None) -> None:
   p = argparse.ArgumentParser(prog="python -m mathvlm.convert", description=__doc__.split("\n")[0])
@@ -23,7 +25,19 @@ def main(argv: list[str] | None = None) -> None:
   src.add_argument("--from-hf", help="Hugging Face folder (config.json + safetensors)")
   src.add_argument("--from-ckpt", help="mathvlm checkpoint folder")
   p.add_argument("--to", help="output mathvlm checkpoint folder (with --from-hf)")
-  p.add_argument("--to-hf", help="output Hugging Face folder (llava-hf layout for LLaVA)")
+  p.add_argument("--to-hf", help="output Hugging Face folder (a LLaVA in the layout --layout "
+                                  "names)")
+  p.add_argument("--layout", choices=sorted(LAYOUTS),
+                 help="a LLaVA's layout with --to-hf: llava-hf (LlavaForConditionalGeneration) or "
+                      "original (haotian-liu/LLaVA's LlavaLlamaForCausalLM, Math-LLaVA's). "
+                      "Default: llava-hf, or original for a model read from the original layout "
+                      "(its image id -200 has no llava-hf form)")
+  p.add_argument("--vision-tower",
+                 help="with --layout original: the CLIP to name as mm_vision_tower instead of "
+                      "writing the tower (only for an untrained tower; a local folder is checked "
+                      "to hold it). Default: the source's own name where the tower came from a "
+                      "separate CLIP unchanged (--from-hf), else the tower is written to "
+                      "HF_DIR/vision_tower")
   p.add_argument("--clip-dir", help="CLIP checkpoint for the original LLaVA layout")
   p.add_argument("--dtype", default=None,
                  help="parameter dtype: float32, bfloat16, float16 (default: float32 from a "
@@ -46,9 +60,14 @@ def main(argv: list[str] | None = None) -> None:
       checkpoint.save_model(model, cfg, args.to, tokenizer=source)
       print(f"wrote {type(model).__name__} ({n:,} parameters) to {args.to}")
     if args.to_hf:
-      hf.export_hf(model, cfg, args.to_hf)  # in the parameters' dtype, chosen above
+      layout = hf.export_layout(model, cfg, LAYOUTS.get(args.layout))
+      tower = args.vision_tower
+      if tower is None and layout == "llava_original" and args.from_hf:
+        tower = hf.separate_tower_name(args.from_hf)
+      hf.export_hf(model, cfg, args.to_hf, layout=layout,  # in the parameters' dtype, from above
+                   vision_tower=tower)
       checkpoint.copy_tokenizer(source, args.to_hf)
-      print(f"wrote {type(model).__name__} ({n:,} parameters) to {args.to_hf}")
+      print(f"wrote {type(model).__name__} ({n:,} parameters) to {args.to_hf} ({layout} layout)")
   except checkpoint.CheckpointError as e:
     raise SystemExit(f"error: {e}")
 

@@ -16,8 +16,9 @@ Layouts read:
 The ids a response ends on come from the folder's generation_config.json where it has one (what
 transformers' generate ends on), else from config.json; export writes both files.
 
-Export writes the llava-hf layout (or the plain layouts for the other families); a round trip is
-bit-exact. Our parameter names mirror Hugging Face's, so the mapping below is a rename plus a
+Export writes the llava-hf layout (or the plain layouts for the other families), or for a LLaVA the
+original layout with its tower as a CLIPVisionModel folder beside (`export_original`); a round trip
+is bit-exact. Our parameter names mirror Hugging Face's, so the mapping below is a rename plus a
 transpose, not a table of every tensor. Our own (orbax) model checkpoints are
 `mathvlm.checkpoint.save_model` / `load_model`; the command line is `python -m mathvlm.convert`.
 """
@@ -743,12 +744,44 @@ def _export_layout(model: nnx.Module) -> str:
   return layout
 
 
+# What a LLaVA exports to: llava-hf's LlavaForConditionalGeneration, or the original LLaVA's
+# LlavaLlamaForCausalLM / LlavaMistralForCausalLM (haotian-liu/LLaVA, Math-LLaVA's release).
+LLAVA_EXPORT_LAYOUTS = ("llava", "llava_original")
+
+
+def export_layout(model: nnx.Module, cfg, layout: str | None = None) -> str:
+  """The layout `export_hf` writes. A LLaVA whose image id is outside the vocabulary (-200, one
+  read from the original layout) has no llava-hf form, so it goes back to the original layout by
+  default, and asking for llava-hf says so."""
+  own = _export_layout(model)
+  if own != "llava":
+    if layout not in (None, own):
+      raise CheckpointError(f"a {type(model).__name__} is written only in the {own!r} layout, "
+                            f"not {layout!r} (that one is for LLaVA models)")
+    return own
+  if layout is not None and layout not in LLAVA_EXPORT_LAYOUTS:
+    raise CheckpointError(f"unknown LLaVA export layout {layout!r}; expected one of "
+                          f"{', '.join(LLAVA_EXPORT_LAYOUTS)}")
+  in_vocab = 0 <= cfg.image_token_id < cfg.text.vocab_size
+  if layout == "llava" and not in_vocab:
+    raise CheckpointError(
+        f"image_token_id={cfg.image_token_id} is outside the vocabulary (size "
+        f"{cfg.text.vocab_size}): the model comes from the original LLaVA layout, which marks "
+        "images with -200; llava-hf needs an image token in the vocabulary. Export it to the "
+        "original layout instead (--layout original; layout='llava_original')")
+  return layout or ("llava" if in_vocab else "llava_original")
+
+
 def _export_rules(layout: str) -> list[Rule]:
   if layout == "llava":
     return [Rule(("language_model",), "language_model.model."),
             Rule(("language_model", "lm_head"), "language_model.lm_head."),
             Rule(("vision_tower",), "vision_tower.", "clip"),
             Rule(("multi_modal_projector",), "multi_modal_projector.", "proj")]
+  if layout == "llava_original":  # the tower goes to its own CLIPVisionModel folder (see below)
+    return [Rule(("language_model",), "model."), Rule(("language_model", "lm_head"), "lm_head."),
+            Rule(("multi_modal_projector",), "model.mm_projector.", "mm_proj"),
+            Rule(("vision_tower",), "vision_model.", "clip")]
   if layout == "llm":
     return [Rule((), "model."), Rule(("lm_head",), "lm_head.")]
   if layout == "clip_vision":  # transformers 5 saves CLIPVisionModel without `vision_model.`
@@ -756,12 +789,20 @@ def _export_rules(layout: str) -> list[Rule]:
   return rules_for("clip", None)  # type: ignore[arg-type]
 
 
-def hf_tensors(model: nnx.Module, dtype: str | None = None):
-  """Yields (HF key, numpy array) in the export layout, one tensor at a time."""
-  rules = _export_rules(_export_layout(model))
+def hf_tensors(model: nnx.Module, dtype: str | None = None, layout: str | None = None,
+               keep: Callable[[tuple[str, ...]], bool] = lambda path: True):
+  """Yields (HF key, numpy array) in the export layout (default: the family's), one tensor at a
+  time, of the parameters whose path `keep` keeps (each one fetched from the device once)."""
+  layout = layout or _export_layout(model)
+  rules = _export_rules(layout)
   np_dtype = None if dtype is None else np.dtype(dtype_of(dtype))
+  linear = layout == "llava_original" and model.cfg.projector == "linear"
   for path, var in param_paths(model):
+    if not keep(path):
+      continue
     _, key, transform, stacked = hf_key(path, rules)
+    if linear:  # one nn.Linear, not an nn.Sequential: no index (as `load_hf` reads it)
+      key = key.replace("mm_projector.0.", "mm_projector.")
     value = np.asarray(jax.device_get(var[...]))
     if np_dtype is not None:
       value = value.astype(np_dtype)
@@ -774,21 +815,40 @@ def hf_tensors(model: nnx.Module, dtype: str | None = None):
 
 
 def export_hf(model: nnx.Module, cfg, out_dir: str, *, dtype: str | None = None,
-              max_shard_bytes: int = 5 << 30) -> None:
+              max_shard_bytes: int = 5 << 30, layout: str | None = None,
+              vision_tower: str | None = None) -> str:
   """Writes config.json, safetensors (sharded with an index past `max_shard_bytes`), for a
   model with a vision tower preprocessor_config.json with its pixel statistics, and for one that
   generates generation_config.json with its bos/eos/pad ids, as save_pretrained does: the ids a
-  response ends on survive the round trip for readers of either file."""
-  _export_layout(model)
+  response ends on survive the round trip for readers of either file.
+
+  layout: for a LLaVA, 'llava' (llava-hf) or 'llava_original' (`export_original`, where
+  vision_tower applies); default `export_layout`'s. Returns the layout written."""
+  layout = export_layout(model, cfg, layout)
   if any(getattr(m, "lora", None) is not None for _, m in nnx.iter_modules(model)):
     raise CheckpointError("the model has LoRA adapters: merge them first "
                           "(mathvlm.models.lora.merge_lora)")
   _local_only(out_dir)
-  hf_cfg = cfg.to_hf()
+  if layout == "llava_original":
+    export_original(model, cfg, out_dir, dtype=dtype, max_shard_bytes=max_shard_bytes,
+                    vision_tower=vision_tower)
+    return layout
+  if vision_tower is not None:
+    raise CheckpointError("vision_tower (--vision-tower) names the tower of an original-layout "
+                          f"LLaVA export; the {layout!r} layout keeps the tower in its own files")
+  _write_tensors(hf_tensors(model, dtype), out_dir, max_shard_bytes)
+  if _vision_of(cfg) is not None:
+    _write_json(preprocessor_config(_vision_of(cfg)), out_dir, "preprocessor_config.json")
+  _write_model_configs(cfg.to_hf(), cfg, out_dir, dtype)
+  return layout
+
+
+def _write_tensors(tensors, out_dir: str, max_shard_bytes: int) -> None:
+  """model.safetensors, or shards of at most max_shard_bytes with their index."""
   os.makedirs(out_dir, exist_ok=True)
   shards: list[dict[str, np.ndarray]] = [{}]
   size = 0
-  for key, value in hf_tensors(model, dtype):
+  for key, value in tensors:
     if size and size + value.nbytes > max_shard_bytes:
       shards.append({})
       size = 0
@@ -797,25 +857,138 @@ def export_hf(model: nnx.Module, cfg, out_dir: str, *, dtype: str | None = None,
   meta = {"format": "pt"}
   if len(shards) == 1:
     save_file(shards[0], os.path.join(out_dir, "model.safetensors"), metadata=meta)
-  else:
-    weight_map = {}
-    for n, shard in enumerate(shards, 1):
-      name = f"model-{n:05d}-of-{len(shards):05d}.safetensors"
-      save_file(shard, os.path.join(out_dir, name), metadata=meta)
-      weight_map.update({k: name for k in shard})
-    total = sum(v.nbytes for s in shards for v in s.values())
-    with open(os.path.join(out_dir, "model.safetensors.index.json"), "w") as f:
-      json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
+    return
+  weight_map = {}
+  for n, shard in enumerate(shards, 1):
+    name = f"model-{n:05d}-of-{len(shards):05d}.safetensors"
+    save_file(shard, os.path.join(out_dir, name), metadata=meta)
+    weight_map.update({k: name for k in shard})
+  total = sum(v.nbytes for s in shards for v in s.values())
+  _write_json({"metadata": {"total_size": total}, "weight_map": weight_map}, out_dir,
+              "model.safetensors.index.json")
+
+
+def _write_json(obj: dict[str, Any], out_dir: str, name: str) -> None:
+  with open(os.path.join(out_dir, name), "w") as f:
+    json.dump(obj, f, indent=2)
+
+
+def _write_model_configs(hf_cfg: dict[str, Any], cfg, out_dir: str, dtype: str | None) -> None:
+  """config.json with the dtype written, and generation_config.json for a model that generates.
+  config.json last: a folder with it is a model."""
+  hf_cfg = dict(hf_cfg)
   hf_cfg["dtype"] = str(np.dtype(dtype_of(dtype))) if dtype else _param_dtype_name(cfg)
   hf_cfg["torch_dtype"] = hf_cfg["dtype"]  # the name transformers < 5 reads
-  if _vision_of(cfg) is not None:
-    with open(os.path.join(out_dir, "preprocessor_config.json"), "w") as f:
-      json.dump(preprocessor_config(_vision_of(cfg)), f, indent=2)
   if _text_of(cfg) is not None:
-    with open(os.path.join(out_dir, "generation_config.json"), "w") as f:
-      json.dump(generation_config(_text_of(cfg)), f, indent=2)
-  with open(os.path.join(out_dir, "config.json"), "w") as f:
-    json.dump(hf_cfg, f, indent=2)
+    _write_json(generation_config(_text_of(cfg)), out_dir, "generation_config.json")
+  _write_json(hf_cfg, out_dir, "config.json")
+
+
+# Where `export_original` writes the vision tower, inside the export folder.
+ORIGINAL_TOWER_DIR = "vision_tower"
+
+
+def export_original(model: Llava, cfg: LlavaConfig, out_dir: str, *, dtype: str | None = None,
+                    max_shard_bytes: int = 5 << 30, vision_tower: str | None = None) -> None:
+  """The original LLaVA layout, as LLaVA's `load_pretrained_model` reads it
+  (haotian-liu/LLaVA, llava/model/builder.py and llava_arch.py): `model.*`, `lm_head`,
+  `model.mm_projector.*` in OUT's safetensors, config.json with `original_config`'s fields.
+
+  LLaVA builds the tower from `mm_vision_tower` alone (`CLIPVisionModel.from_pretrained(name)`,
+  after the model: tensors under `model.vision_tower.*` are ignored unless
+  unfreeze_mm_vision_tower is set, and then the tower is still first fetched by name). So by
+  default the tower, trained or not (a MAVIS model's CLIP-Math tower is), is written whole as a
+  CLIPVisionModel folder, OUT/vision_tower (config.json, `vision_model.*` safetensors,
+  preprocessor_config.json), and `mm_vision_tower` is its absolute path: LLaVA accepts a local
+  tower only as a path that exists (`build_vision_tower`), and a relative one would be read
+  against the working directory. Moving the export means editing that field.
+
+  vision_tower: a CLIP to name instead of writing the tower, for a tower left untouched (what
+  LLaVA-1.5 and Math-LLaVA ship: `openai/clip-vit-large-patch14-336`). A local folder is
+  checked to hold exactly the model's tower (else an error: a trained tower would be swapped for
+  the untrained one); a Hub id cannot be checked here, and says so in the log."""
+  if vision_tower is None:
+    tower_dir = os.path.join(out_dir, ORIGINAL_TOWER_DIR)
+    export_original_tower(model, cfg, tower_dir, dtype=dtype, max_shard_bytes=max_shard_bytes)
+    vision_tower = os.path.abspath(tower_dir)
+  elif os.path.isdir(vision_tower):
+    _check_same_tower(model, vision_tower)
+    vision_tower = os.path.abspath(vision_tower)
+  else:
+    log.warning("mm_vision_tower=%r (not a local folder) is named, the tower not written, and "
+                "not checked here against the model's: right only for a tower not trained since "
+                "(else leave vision_tower out to write it)", vision_tower)
+  main = hf_tensors(model, dtype, "llava_original", keep=lambda path: not _is_tower(path))
+  _write_tensors(main, out_dir, max_shard_bytes)
+  _write_model_configs(original_config(cfg, vision_tower), cfg, out_dir, dtype)
+
+
+def export_original_tower(model: Llava, cfg: LlavaConfig, tower_dir: str, *,
+                          dtype: str | None = None, max_shard_bytes: int = 5 << 30) -> None:
+  """The LLaVA's vision tower as a CLIPVisionModel folder with its image processor, which LLaVA's
+  `CLIPVisionTower.load_model` reads. `vision_model.*` keys: what transformers 4 (LLaVA's) needs,
+  and transformers 5 reads too."""
+  tower = hf_tensors(model, dtype, "llava_original", keep=_is_tower)
+  _write_tensors(tower, tower_dir, max_shard_bytes)
+  _write_json(preprocessor_config(cfg.vision), tower_dir, "preprocessor_config.json")
+  vision = cfg.vision.to_hf()
+  vision["dtype"] = vision["torch_dtype"] = (str(np.dtype(dtype_of(dtype))) if dtype
+                                             else cfg.vision.param_dtype)
+  _write_json(vision, tower_dir, "config.json")
+
+
+def _is_tower(path: tuple[str, ...]) -> bool:
+  return path[0] == "vision_tower"
+
+
+def _check_same_tower(model: Llava, clip_dir: str) -> None:
+  """The CLIP folder named as the export's mm_vision_tower holds the model's tower, bit for bit
+  (cast to the model's dtype, as `load_hf` reads it)."""
+  ckpt = SafetensorsDir(clip_dir)
+  prefix = vision_rules(ckpt, ())[0].hf
+  differ = []
+  for key, value in hf_tensors(model, None, "llava_original", keep=_is_tower):
+    theirs = prefix + key[len("vision_model."):]
+    same = (theirs in ckpt and ckpt.shape(theirs) == value.shape
+            and np.array_equal(ckpt.get(theirs).astype(value.dtype), value))
+    if not same:
+      differ.append(theirs)
+  if differ:
+    raise CheckpointError(
+        f"vision_tower={clip_dir!r} does not hold the model's vision tower: {len(differ)} "
+        f"tensors are missing or differ, e.g. {differ[:5]} (the tower was trained?). Leave "
+        "vision_tower (--vision-tower) out: the export then writes the model's own tower")
+
+
+def separate_tower_name(hf_dir: str) -> str | None:
+  """An original-layout folder's mm_vision_tower when its tower is that separate CLIP (not carried
+  in the checkpoint): a model read from the folder has that tower unchanged, so its export can
+  name it again instead of writing it (`mathvlm.convert`). None for any other folder."""
+  hf = read_config(os.path.join(hf_dir, "config.json"))
+  if detect_layout(hf) != "llava_original" or original_tower_keys(SafetensorsDir(hf_dir)):
+    return None
+  return hf.get("mm_vision_tower") or None
+
+
+def original_config(cfg: LlavaConfig, vision_tower: str) -> dict[str, Any]:
+  """config.json of LLaVA's LlavaLlamaForCausalLM / LlavaMistralForCausalLM: the language
+  model's fields at the top level, and the mm_* fields `LlavaMetaModel` builds the tower and
+  projector from, as LLaVA-1.5's released configs hold them. Our model takes image features in
+  place of the -200 id and knows no <im_patch>/<im_start> tokens, so both mm_use_im_* are false
+  (LLaVA's loader would otherwise add those tokens and resize the embeddings). The images are
+  LLaVA-1.5's padded squares (image_aspect_ratio 'pad', `mathvlm.data.image.preprocess`)."""
+  if not cfg.projector_bias:
+    raise CheckpointError("the projector has no bias; the original LLaVA's projector layers "
+                          "(nn.Linear) always have one, so it cannot load this model")
+  mistral = cfg.text.model_type == "mistral"
+  return dict(cfg.text.to_hf(), model_type="llava_mistral" if mistral else "llava_llama",
+              architectures=["LlavaMistralForCausalLM" if mistral else "LlavaLlamaForCausalLM"],
+              mm_vision_tower=vision_tower, mm_hidden_size=cfg.vision.hidden_size,
+              mm_projector_type=cfg.projector, mm_vision_select_layer=cfg.vision_feature_layer,
+              mm_vision_select_feature=cfg.vision_feature_select, mm_patch_merge_type="flat",
+              mm_use_im_start_end=False, mm_use_im_patch_token=False, image_aspect_ratio="pad",
+              use_mm_proj=True, tune_mm_mlp_adapter=False, freeze_mm_mlp_adapter=False,
+              unfreeze_mm_vision_tower=False)
 
 
 def _param_dtype_name(cfg) -> str:
