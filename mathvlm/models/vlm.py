@@ -28,6 +28,16 @@ FEATURE_SELECT = {"patch": "patch", "default": "patch", "cls_patch": "cls_patch"
                   "full": "cls_patch"}
 
 
+# Original-layout config fields whose other values make another model than this one reads (LLaVA-
+# NeXT's tiling is refused with the image fields, `hf.config_from_hf`):
+# the value LLaVA-1.5 (and Math-LLaVA) trained with, and what the other one would need.
+ORIGINAL_PLAIN = {"mm_use_im_start_end": False, "mm_use_im_patch_token": False}
+ORIGINAL_WHY = {
+    "mm_use_im_start_end": "that model wraps each image in <im_start>/<im_end> tokens, which "
+                           "this one never adds, so its prompts would differ from training",
+    "mm_use_im_patch_token": "that model's vocabulary has an <im_patch> token this one never adds"}
+
+
 @dataclasses.dataclass(frozen=True)
 class LlavaConfig:
   vision: CLIPVisionConfig = CLIPVisionConfig()
@@ -86,6 +96,10 @@ class LlavaConfig:
     text = dict(d)
     text["model_type"] = "mistral" if "mistral" in d.get("model_type", "") else "llama"
     select = d.get("mm_vision_select_feature", "patch")
+    for field, plain in ORIGINAL_PLAIN.items():  # else another model loads, without a word
+      if d.get(field, plain) not in (plain, None):
+        raise ValueError(f"config.json field {field}={d[field]!r}: only {plain!r} is supported "
+                         f"(LLaVA-1.5's and Math-LLaVA's); {ORIGINAL_WHY[field]}")
     if select not in FEATURE_SELECT:
       raise ValueError(f"config.json field mm_vision_select_feature={select!r}; "
                        "expected 'patch' or 'cls_patch'")

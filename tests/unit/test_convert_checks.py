@@ -121,3 +121,15 @@ def test_a_feature_layer_the_tower_lacks_is_named_at_load(layout, meta, layer):
                                        r"3-layer vision tower .*mm_vision_select_layer"):
     hf.config_from_hf(layout, meta(layer), clip)
   assert hf.config_from_hf(layout, meta(-4), clip).vision_feature_layer == -4
+
+
+@pytest.mark.parametrize("field, value", [("mm_use_im_start_end", True),
+                                          ("mm_use_im_patch_token", True)])
+def test_an_original_config_for_another_prompt_or_tiling_is_refused_by_field(field, value):
+  """A LLaVA trained with <im_start>/<im_end> around its images or an <im_patch> token loaded as
+  a plain LLaVA-1.5, and was prompted unlike its training."""
+  clip = H.clip_vision_config().to_dict()
+  with pytest.raises(ValueError, match=rf"config.json field {field}={value!r}: only"):
+    hf.config_from_hf("llava_original", dict(_original(), **{field: value}), clip)
+  plain = dict(_original(), mm_use_im_start_end=False, mm_use_im_patch_token=False)
+  assert hf.config_from_hf("llava_original", plain, clip).vision_feature_layer == -2
