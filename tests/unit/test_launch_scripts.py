@@ -5,6 +5,7 @@ would leave behind (or a workdir off a bucket). local.sh passing a SIGTERM on to
 and a Ctrl-C as one (a second kills them).
 Nothing here trains, and no real git or gcloud command runs."""
 
+import contextlib
 import os
 import signal
 import stat
@@ -100,17 +101,7 @@ def test_local_sh_passes_a_sigterm_on_to_its_trainers(tmp_path, to_group):
   """`kill <local.sh's pid>` alone once left its trainers training, orphaned, beside the ones a
   rerun would start in the same workdir. A signal to the whole group reaches each trainer twice
   (harmless: it only asks for a save) and must not kill the printers before the save's lines."""
-  b = _bin(tmp_path, python=SAVING)
-  pids = tmp_path / "pids"
-  pids.mkdir()
-  env = {**os.environ, "PYTHON": str(b / "python"), "PORT": "1", "CPU_DEVICES": "1",
-         "PIDS": str(pids)}
-  proc = subprocess.Popen(["bash", "launch/local.sh", "2", "--workdir", "W"], cwd=ROOT, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          start_new_session=True)
-  trainers = []
-  try:
-    trainers = _written_pids(pids, 2)
+  with _local_sh_with_saving_trainers(tmp_path) as (proc, trainers):
     (os.killpg if to_group else os.kill)(proc.pid, signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 143, err
@@ -118,6 +109,24 @@ def test_local_sh_passes_a_sigterm_on_to_its_trainers(tmp_path, to_group):
     assert "SIGTERM: passed on to the 2 trainers" in err and "(exit statuses: 0 0)" in err
     assert "rerun the same command to resume it" in err
     assert [_alive(p) for p in trainers] == [False, False]
+
+
+@contextlib.contextmanager
+def _local_sh_with_saving_trainers(tmp_path, **env):
+  """local.sh 2 running two stand-in trainers that save on SIGTERM, in its own process group:
+  (the script's process, the trainers' pids); both are killed on the way out if still there."""
+  b = _bin(tmp_path, python=SAVING)
+  pids = tmp_path / "pids"
+  pids.mkdir()
+  env = {**os.environ, "PYTHON": str(b / "python"), "PORT": "1", "CPU_DEVICES": "1",
+         "PIDS": str(pids), **env}
+  proc = subprocess.Popen(["bash", "launch/local.sh", "2", "--workdir", "W"], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True)
+  trainers = []
+  try:
+    trainers = _written_pids(pids, 2)
+    yield proc, trainers
   finally:
     for p in trainers:  # the test's own trainers only, if the script left them behind
       if _alive(p):
@@ -133,17 +142,8 @@ def test_local_sh_takes_ctrl_c_as_a_save_and_a_second_as_a_stop(tmp_path, presse
   ignore SIGINT, and the script waited on: Ctrl-C did nothing at all. Now the first one is passed
   on as a SIGTERM (a save), and a second, during the save, kills the trainers at once. The
   printers ignore it too, or the trainers' save lines would go to a closed pipe."""
-  b = _bin(tmp_path, python=SAVING)
-  pids = tmp_path / "pids"
-  pids.mkdir()
-  env = {**os.environ, "PYTHON": str(b / "python"), "PORT": "1", "CPU_DEVICES": "1",
-         "PIDS": str(pids), "SAVE_S": "0" if presses == 1 else "5"}
-  proc = subprocess.Popen(["bash", "launch/local.sh", "2", "--workdir", "W"], cwd=ROOT, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          start_new_session=True)
-  trainers = []
-  try:
-    trainers = _written_pids(pids, 2)
+  with _local_sh_with_saving_trainers(tmp_path, SAVE_S="0" if presses == 1 else "5") as (
+      proc, trainers):
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C
     if presses == 2:
       time.sleep(0.5)
@@ -157,13 +157,6 @@ def test_local_sh_takes_ctrl_c_as_a_save_and_a_second_as_a_stop(tmp_path, presse
       assert "saved" not in out, out
       assert "a second SIGINT: the 2 trainers were killed at once (exit statuses: 137 137)" in err
     assert [_alive(p) for p in trainers] == [False, False]
-  finally:
-    for p in trainers:  # the test's own trainers only, if the script left them behind
-      if _alive(p):
-        os.kill(p, signal.SIGKILL)
-    if proc.poll() is None:
-      proc.kill()
-      proc.communicate()
 
 
 def _written_pids(folder, n: int) -> list[int]:
