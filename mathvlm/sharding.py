@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import logging
 from typing import Callable, Sequence
 
@@ -108,15 +109,36 @@ def activation_sharding(mesh: Mesh, rules=DEFAULT_RULES):
   table `rules` (the config's `logical_axis_rules`). Outside it `constrain` does nothing, so a
   single-device forward, a test or a converter needs no mesh. It also sets jax's mesh context,
   which jit's trace cache keys on, so a function traced outside is traced again inside (the rules
-  are not in that key: change them only between processes). The trainer traces its step in it:
+  are not in that key: change them only between processes). A function jitted once and called
+  from anywhere (the trainer's step) enters the table inside its trace instead:
+  `traced_with_activation_sharding`."""
+  # set_mesh: part of jit's cache key, so a trace from outside is not reused
+  with _constraints(mesh, rules), jax.set_mesh(mesh):
+    yield
 
-      with sharding.activation_sharding(mesh, rules):
-        compiled = step_fn.lower(state, batch).compile()
-  """
+
+def traced_with_activation_sharding(fn: Callable, mesh: Mesh, rules=DEFAULT_RULES) -> Callable:
+  """fn, whose every trace constrains activations by `rules` on `mesh`: the trainer's step, which
+  the loop, `--compile_only` and the tests call with no context of their own. Without it the
+  layers' `constrain` did nothing in training and XLA's propagation chose the activations' layout:
+  on 8 devices with mesh.fsdp=8 the MLP's ran at the global batch on every device (its frozen
+  matmuls split over their fsdp-sharded contraction), and LoRA dropout's masks with them.
+  The table is entered inside the trace, so jit caches only constrained traces; jax.set_mesh is
+  left out (it cannot be entered under jit, and the shardings `constrain` makes name the mesh)."""
+
+  @functools.wraps(fn)
+  def traced(*args, **kwargs):
+    with _constraints(mesh, rules):
+      return fn(*args, **kwargs)
+
+  return traced
+
+
+@contextlib.contextmanager
+def _constraints(mesh: Mesh, rules):
   token = _ACTIVATIONS.set((mesh, tuple(tuple(r) for r in rules)))
   try:
-    with jax.set_mesh(mesh):  # part of jit's cache key: a trace from outside is not reused
-      yield
+    yield
   finally:
     _ACTIVATIONS.reset(token)
 

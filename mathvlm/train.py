@@ -425,7 +425,8 @@ def setup(config, devices=None) -> Run:
   abstract_state, state_sh = train_state.state_shardings(
       objective, objective.options(config), abs_params, abs_frozen, tx, mesh, rules)
   batch_sh = {k: sharding.batch_sharding(mesh) for k in shapes}
-  step_fn = jax.jit(make_train_step(config, objective, graphdef, tx, schedule),
+  step_fn = jax.jit(sharding.traced_with_activation_sharding(
+                        make_train_step(config, objective, graphdef, tx, schedule), mesh, rules),
                     in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None),
                     donate_argnums=(0,))
   n_all = n_train + sum(int(x.size) for x in jax.tree.leaves(abs_frozen))

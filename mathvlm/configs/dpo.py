@@ -11,8 +11,8 @@ No LoRA dropout, although stage 3 trained with it: TRL's DPOTrainer disables dro
 log-probs with the reference's, which are computed without it (`lora.dropout` > 0 would drop in
 the policy's forward only). The 32 pairs (64 rows of 2048 tokens) go in 2 micro-batches
 (`optim.grad_accum=2`, ours, the same loss and gradient as one: the trainer's means are over the
-whole batch): in one, XLA counts 94.7 GiB a device on 8 (README, "Will it fit?"), over an 80 GB
-GPU; in two, 52.3.
+whole batch): in one, XLA counted 94.7 GiB a device on 8 (README, "Will it fit?"), over an 80 GB
+GPU, before the step traced under the activation table (8965433); now 27.0 in one, 19.4 in two.
   python -m mathvlm.train --config configs/dpo.py:model=mavis-7b \
       --config.model.init_from=WORKDIR_OF_STAGE_3
 """
