@@ -9,10 +9,8 @@ copy of the starting (stage-3) model, or log-probs precomputed in the data (`dpo
 No LoRA dropout, although stage 3 trained with it: TRL's DPOTrainer disables dropout by default
 (DPOConfig `disable_dropout=True`, "in `model` and `ref_model`"), as the loss compares the policy's
 log-probs with the reference's, which are computed without it (`lora.dropout` > 0 would drop in
-the policy's forward only). The 32 pairs (64 rows of 2048 tokens) go in 2 micro-batches
-(`optim.grad_accum=2`, ours, the same loss and gradient as one: the trainer's means are over the
-whole batch): in one, XLA counted 94.7 GiB a device on 8 (README, "Will it fit?"), over an 80 GB
-GPU, before the step traced under the activation table (8965433); now 27.0 in one, 19.4 in two.
+the policy's forward only). The 32 pairs (64 rows of 2048 tokens) go in one micro-batch: XLA
+counts 27.0 GiB a device on 8 (README, "Will it fit?").
   python -m mathvlm.train --config configs/dpo.py:model=mavis-7b \
       --config.model.init_from=WORKDIR_OF_STAGE_3
 """
@@ -34,6 +32,4 @@ def get_config(arg=None):
   c.lora.dropout = 0.0
   c.train_rules = ((".*/lora/.*", "trainable"), (".*", "frozen"))
   common.llava_scale(c, a.model)
-  if a.model != "tiny":
-    c.optim.grad_accum = 2
   return common.finish(c)

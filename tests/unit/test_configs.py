@@ -47,8 +47,7 @@ PAPER_TABLE = {
     # no LoRA dropout in DPO and GRPO: their losses compare log-probs with ones computed without it
     "dpo:model=mavis-7b": dict(MAVIS_LORA, lora__dropout=0.0, data__template="vicuna_v1",
                                dpo__beta=0.1, dpo__loss_type="sigmoid", dpo__reference="init",
-                               dpo__label_smoothing=0.0, dpo__sft_weight=0.0,
-                               optim__grad_accum=2),  # ours: to fit 80 GB (README)
+                               dpo__label_smoothing=0.0, dpo__sft_weight=0.0),
     "grpo:model=mavis-7b": dict(
         HF_ADAMW, optim__lr=1e-6, optim__schedule="constant", optim__warmup_ratio=0.03,
         optim__weight_decay=0.0, data__global_batch=16, steps=1000, data__max_len=1024,
