@@ -117,14 +117,19 @@ def activation_sharding(mesh: Mesh, rules=DEFAULT_RULES):
     yield
 
 
-def traced_with_activation_sharding(fn: Callable, mesh: Mesh, rules=DEFAULT_RULES) -> Callable:
+def traced_with_activation_sharding(fn: Callable, mesh: Mesh | None,
+                                    rules=DEFAULT_RULES) -> Callable:
   """fn, whose every trace constrains activations by `rules` on `mesh`: the trainer's step, which
   the loop, `--compile_only` and the tests call with no context of their own. Without it the
   layers' `constrain` did nothing in training and XLA's propagation chose the activations' layout:
   on 8 devices with mesh.fsdp=8 the MLP's ran at the global batch on every device (its frozen
   matmuls split over their fsdp-sharded contraction), and LoRA dropout's masks with them.
   The table is entered inside the trace, so jit caches only constrained traces; jax.set_mesh is
-  left out (it cannot be entered under jit, and the shardings `constrain` makes name the mesh)."""
+  left out (it cannot be entered under jit, and the shardings `constrain` makes name the mesh).
+  Decoding, likelihood scoring and the evaluators' losses trace so too, on the mesh the model is
+  placed on; mesh None (a model on one device) gives fn itself."""
+  if mesh is None:
+    return fn
 
   @functools.wraps(fn)
   def traced(*args, **kwargs):

@@ -15,7 +15,10 @@ the whole batch (whose KV cache, for a 7B on a pod, outgrew what training fits),
 feeds its own rows. A batch that does not divide over those axes is rounded up (decoding,
 ranking: rows are independent) or padded with rows that weigh nothing (`heldout_loss`: a batch's
 loss may depend on its rows together); the padding's results are dropped, so the numbers are
-those of one device.
+those of one device. Their forwards trace under the activation table on that mesh, as the
+trainer's step does (`sharding.traced_with_activation_sharding`; `heldout_loss` the run's table,
+decoding and ranking, which see only the model, the default one), so a device's activations are
+those of its rows.
 
 The evaluators shipped here (each reads its data once, at setup, so a bad path fails before the
 first step):
@@ -299,11 +302,15 @@ def _loss_evaluate(objective, config, source, n: int, batch: int) -> Evaluate:
   import jax
   from flax import nnx
 
+  from mathvlm import sharding
   from mathvlm.eval import distributed
+  # the run's table; the default where there is no run config (a loss of one's own, tests)
+  rules = distributed.activation_table(getattr(config, "logical_axis_rules", None))
 
-  @functools.partial(jax.jit, static_argnames=("graphdef",))
-  def weighted(graphdef, state, b):
-    loss, weight, metrics = objective.loss(nnx.merge(graphdef, state), b, config)
+  @functools.partial(jax.jit, static_argnames=("graphdef", "mesh"))
+  def weighted(graphdef, state, b, mesh=None):
+    loss = sharding.traced_with_activation_sharding(objective.loss, mesh, rules)
+    loss, weight, metrics = loss(nnx.merge(graphdef, state), b, config)
     return loss * weight, weight, {k: v * weight for k, v in metrics.items()}
 
   checked = []  # the blank rows' weight, checked once per evaluator (`_check_blank_weighs_0`)
@@ -315,11 +322,11 @@ def _loss_evaluate(objective, config, source, n: int, batch: int) -> Evaluate:
     for start in range(0, n, batch):
       indices = range(start, min(start + batch, n))
       if not checked and distributed.split_size(len(indices), mesh) > len(indices):
-        _check_blank_weighs_0(objective, lambda b: weighted(graphdef, state, b),
+        _check_blank_weighs_0(objective, lambda b: weighted(graphdef, state, b, mesh=mesh),
                               _loss_batch(source, indices, mesh, blank_only=True))
         checked.append(True)
       b = _loss_batch(source, indices, mesh)
-      lw, w, m = jax.device_get(weighted(graphdef, state, b))
+      lw, w, m = jax.device_get(weighted(graphdef, state, b, mesh=mesh))
       total, weight = total + float(lw), weight + float(w)
       for k, v in m.items():
         sums[k] = sums.get(k, 0.0) + float(v)

@@ -93,12 +93,16 @@ class Scores(NamedTuple):
   bytes: np.ndarray   # UTF-8 bytes of the written answer (`write(option)`)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def _logps(graphdef, state, batch):
+@functools.partial(jax.jit, static_argnames=("graphdef", "mesh", "rules"))
+def _logps(graphdef, state, batch, mesh=None, rules=None):
+  """mesh, rules: as `generate._generate`'s (the activations split as the batch is)."""
   from flax import nnx
 
+  from mathvlm import sharding
   from mathvlm.objectives.lm import batch_logps
-  return batch_logps(nnx.merge(graphdef, state), batch)
+  logps = sharding.traced_with_activation_sharding(batch_logps, mesh,
+                                                   rules or sharding.DEFAULT_RULES)
+  return logps(nnx.merge(graphdef, state), batch)
 
 
 def option_scores(model, cfg, tokenizer, problems: list[Problem], *, template: str,
@@ -187,7 +191,8 @@ def _batch_logps(graphdef, state, batch: dict, mesh, local: tuple[int, int]) -> 
   from mathvlm.eval import distributed
   lo, hi = local
   placed = sharding.place_batch({k: v[lo:hi] for k, v in batch.items()}, mesh)
-  return distributed.gather_rows(_logps(graphdef, state, placed))
+  return distributed.gather_rows(_logps(graphdef, state, placed, mesh=mesh,
+                                        rules=distributed.activation_table()))
 
 
 def option_logps(model, cfg, tokenizer, problems: list[Problem], *, template: str,

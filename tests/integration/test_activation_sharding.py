@@ -5,6 +5,8 @@ table wherever it is called, and so LoRA dropout draws each device's masks for i
 
 import json
 
+import pytest
+
 from train_utils import run_python
 
 CODE = r'''
@@ -153,3 +155,110 @@ def test_the_step_traces_under_the_table_and_dropout_masks_are_per_device():
   assert out["extra_mib"] < out["global_mask_mib"], out
   # threefry is partitionable: where the masks are drawn does not change them (resumed runs)
   assert out["table_moves"] < 1e-5 * out["dropout_moves"], out
+
+
+# Decoding, likelihood ranking and the held-out loss trace under the table on the mesh the batch
+# is split over (`generate._generate`'s and `likelihood._logps`'s mesh, the evaluators' model's).
+# Before, none entered it: on 8 devices with fsdp=8 the MLP ran at the whole batch on every
+# device (mavis-7b's GRPO rollouts: 38.9 GiB a device, 13.6 under the table).
+FORWARDS_CODE = r'''
+import json
+import jax
+jax.config.update("jax_platforms", "cpu")
+jax.config.update("jax_num_cpu_devices", 8)
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from mathvlm import generate as gen, sharding
+from mathvlm.configs import sft
+from mathvlm.eval import distributed, evaluators, likelihood
+from mathvlm.models import registry
+from mathvlm.models.llm import LlamaConfig
+from mathvlm.models.vit import CLIPVisionConfig
+from mathvlm.models.vlm import Llava, LlavaConfig
+
+B, F = 16, 256
+cfg = LlavaConfig(vision=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_layers=2,
+                                          num_heads=4, image_size=28, patch_size=14),
+                  text=LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=F,
+                                   num_layers=2, num_heads=4, num_kv_heads=2),
+                  image_token_id=127)
+mesh = sharding.make_mesh(1, 8, 1)
+graphdef, state = nnx.split(Llava(cfg, rngs=nnx.Rngs(0)))
+state = jax.device_put(state, sharding.state_shardings(state, mesh))
+rs = np.random.RandomState(0)
+ids = rs.randint(1, 127, (B, 12)).astype(np.int32)
+ids[:, 1:5] = 127
+batch = sharding.place_batch(dict(input_ids=ids, attention_mask=np.ones_like(ids),
+                                  loss_mask=np.ones_like(ids),
+                                  pixel_values=rs.randint(0, 255, (B, 28, 28, 3)).astype(np.uint8)),
+                             mesh)
+
+
+def constraints(lowered):
+  lines = [l for l in lowered.as_text().splitlines() if "sharding_constraint" in l]
+  return [len(lines), sum('[{"data", "fsdp"}' in l for l in lines)]
+
+
+def decoded(table, temperature, keys):
+  args = (graphdef, state, batch["input_ids"], batch["attention_mask"], batch["pixel_values"],
+          keys, jnp.float32(temperature), jnp.float32(0.9))
+  kw = dict(max_new_tokens=5, eos=(2,), pad=0, unstack=False,
+            **(dict(mesh=mesh, rules=sharding.DEFAULT_RULES) if table else {}))
+  lowered = gen._generate.lower(*args, **kw)
+  return constraints(lowered), np.asarray(lowered.compile()(*args[1:]).tokens).tolist()
+
+
+def logps(table):
+  kw = dict(mesh=mesh, rules=sharding.DEFAULT_RULES) if table else {}
+  lowered = likelihood._logps.lower(graphdef, state, batch, **kw)
+  return constraints(lowered), np.asarray(lowered.compile()(state, batch))
+
+
+calls = []  # every constraint the held-out loss makes (outside the table there are none)
+pin = jax.lax.with_sharding_constraint
+jax.lax.with_sharding_constraint = lambda x, s: (calls.append(str(s.spec)), pin(x, s))[1]
+c = sft.get_config("model=tiny")
+with c.unlocked():
+  c.evals.loss = dict(type="heldout_loss", name="synthetic", num_examples=8, batch=8)
+tiny_cfg = registry.get("llava").preset("tiny")
+(_, _, heldout), = evaluators.from_config(c, tiny_cfg)
+tiny = nnx.eval_shape(lambda: Llava(tiny_cfg, rngs=nnx.Rngs(0)))
+tiny_def, tiny_state = nnx.split(tiny)
+tiny_state = jax.tree.map(lambda x: np.full(x.shape, 0.01, x.dtype), tiny_state)
+traced = {}  # the callers on a mesh, traced first (a trace jit cached would record nothing)
+heldout(nnx.merge(tiny_def, jax.device_put(tiny_state,
+                                           sharding.state_shardings(tiny_state, mesh))))
+traced["heldout"], calls[:] = sum("('data', 'fsdp')" in s for s in calls), []
+host = {k: np.asarray(v) for k, v in batch.items()}
+distributed.generate_global(nnx.merge(graphdef, state), mesh, ids, host["attention_mask"],
+                            host["pixel_values"], max_new_tokens=2, eos=(2,), pad=0,
+                            temperature=0.0, seed=0)
+traced["generate_global"], calls[:] = sum("('data', 'fsdp')" in s for s in calls), []
+likelihood._batch_logps(graphdef, state, host, mesh, (0, B))
+traced["rank"] = sum("('data', 'fsdp')" in s for s in calls)
+out = {}
+for name, temperature, keys in (("greedy", 0.0, jax.random.key(0)),
+                                ("sampled", 1.0, jax.random.key(3)),
+                                ("rows", 1.0, gen.row_keys(3, range(B)))):
+  out[name] = [decoded(False, temperature, keys), decoded(True, temperature, keys)]
+(plain_c, plain), (table_c, table) = logps(False), logps(True)
+print(json.dumps(dict(decode=out, logps_constraints=[plain_c, table_c],
+                      logps_moves=float(np.abs(plain - table).max()),
+                      logps_scale=float(np.abs(plain).max()), traced=traced)))
+'''
+
+
+@pytest.mark.long(15)
+def test_decoding_ranking_and_heldout_loss_trace_under_the_table():
+  out = json.loads(run_python(FORWARDS_CODE).strip().splitlines()[-1])
+  for name, ((plain_c, plain), (table_c, table)) in out["decode"].items():
+    assert plain_c[1] == 0, name   # (jnp's sort for top_p pins one array of its own)
+    assert table_c[0] >= 10 and table_c[1] >= 10, (name, table_c)
+    assert table == plain, name   # greedy and seeded draws: the same tokens
+  (plain_c, table_c) = out["logps_constraints"]
+  assert plain_c == [0, 0] and table_c[1] >= 6, out
+  assert out["logps_moves"] <= 1e-5 * out["logps_scale"], out
+  # the batch-split constraints the callers' traces made: held-out loss, eval and GRPO decoding
+  # (`distributed.generate_global`), likelihood ranking
+  assert all(n >= 6 for n in out["traced"].values()), out
