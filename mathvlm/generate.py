@@ -24,7 +24,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mathvlm import sharding
 from mathvlm.models.layers import as_blocks, kv_block, one_cpu_device, positions_from_mask
 
 Array = jax.Array
@@ -226,21 +225,18 @@ def _decode_in_blocks(cond, body, carry, phases):
   return carry
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "eos", "pad", "unstack",
-                                             "mesh", "rules"))
+@functools.partial(jax.jit,
+                   static_argnames=("graphdef", "max_new_tokens", "eos", "pad", "unstack"))
 def _generate(graphdef, state, input_ids, attention_mask, pixel_values, rng, temperature, top_p,
               *, max_new_tokens: int, eos: tuple[int, ...], pad: int,
-              unstack: bool | None = None, mesh=None,
-              rules: tuple = sharding.DEFAULT_RULES) -> Generated:
-  """mesh, rules: the mesh the batch is split over and the logical table (a tuple of pairs) its
-  activations follow. Without them the layers' `constrain` did nothing here, and on 8 devices
-  with fsdp=8 every device ran the prefill's MLP for the whole batch (mavis-7b's GRPO rollouts:
-  38.9 GiB a device, 13.6 under the table). The price is the decode steps': each now gathers
-  every layer's fsdp-sharded weights, as the train step does, where without the table it
-  reduced the partial sums of whole-batch activations of one token a row (less traffic at a
-  few rows a device; the eval's batch 8 on 8 devices: 7.01 GiB -> 8.03)."""
-  traced = sharding.traced_with_activation_sharding(decode, mesh, rules)
-  out = traced(nnx.merge(graphdef, state), input_ids, attention_mask, pixel_values, rng,
+              unstack: bool | None = None) -> Generated:
+  """Traced without the activation table, unlike the train step, ranking and held-out loss: under
+  it a decode step of one token a row gathers every layer's fsdp-sharded weights, where without
+  it XLA keeps the weights in place and reduces the partial sums of the whole batch's activations
+  (measured 2026-12-07 on 8 fake devices: 7 all-gathers a layer against 1 all-gather and 4
+  all-reduces of one token's activations). The price is memory: mavis-7b's GRPO rollouts take
+  38.9 GiB a device, 13.6 under the table, as the prefill's MLP runs at the whole batch."""
+  out = decode(nnx.merge(graphdef, state), input_ids, attention_mask, pixel_values, rng,
                temperature, top_p, max_new_tokens=max_new_tokens, eos=eos, pad=pad,
                unstack=unstack)
   return Generated(out.tokens, out.lengths)

@@ -10,8 +10,7 @@ Defaults for a 7B LLaVA/MAVIS model, each cited (FACTS.md) or marked as our choi
   shorter), 16 prompts per step x 8 answers = 128 rollouts (ours);
 - the batch in 2 micro-batches (`optim.grad_accum=2`, ours): XLA counts 20.8 GiB a device for the
   update with 8 devices and fsdp=8 (33.0 in one; 54.7 and 88.6 before the step traced under the
-  activation table, 8965433; the rollouts' decoding 13.6, on the train state's float32 weights,
-  38.9 before decoding traced under it too, 6d45bd8);
+  activation table, 8965433; the rollouts' decoding 38.9, on the train state's float32 weights);
 - LoRA on the LLM only, as MAVIS's DPO stage trains (ours: the RL papers fine-tune fully), rank 64
   and alpha 128 (ours: MAVIS's stages use 128 and 256, the same scale alpha / rank = 2), without
   dropout (ours): the old policy's and the reference's log-probs are computed without it, so

@@ -129,14 +129,14 @@ def load_sharded(ckpt: str, mesh, **runtime):
 
 def generate_global(model, mesh, input_ids: np.ndarray, mask: np.ndarray, images: np.ndarray,
                     *, max_new_tokens: int, eos: tuple[int, ...], pad: int, temperature: float,
-                    seed: int, top_p: float = 1.0, rows: Sequence[int] | None = None,
-                    rules=None) -> np.ndarray:
+                    seed: int, top_p: float = 1.0,
+                    rows: Sequence[int] | None = None) -> np.ndarray:
   """Decodes one global batch of which this process passes its own rows (`local_rows`); returns
   all rows' tokens [batch, max_new_tokens] on every process. The eager checks `generate` makes
   run here on the local rows (a global array spanning processes cannot be read back), and the
   jitted loop is `generate`'s own (`_generate`), so the tokens are the same as there. rows: a
   number per row of the global batch (every process passes all of them), as in `generate`.
-  rules: the logical table the activations follow (`activation_table`)."""
+  Decoding traces without the activation table (`generate._generate`'s docstring says why)."""
   import jax
   import jax.numpy as jnp
   from flax import nnx
@@ -153,8 +153,7 @@ def generate_global(model, mesh, input_ids: np.ndarray, mask: np.ndarray, images
                       jax.random.key(seed) if rows is None else gen.row_keys(seed, rows),
                       jnp.float32(0.0 if temperature == 0 else max(temperature, 1e-6)),
                       jnp.float32(top_p), max_new_tokens=max_new_tokens,
-                      eos=tuple(int(e) for e in eos), pad=int(pad), mesh=mesh,
-                      rules=activation_table(rules))
+                      eos=tuple(int(e) for e in eos), pad=int(pad))
   return gather_rows(out.tokens)
 
 
@@ -201,12 +200,11 @@ def compile_only(preset: str, mesh, *, batch: int, prompt_len: int, max_new_toke
 
 
 def compile_generate(graphdef, state, ids, mask, images, *, max_new_tokens: int,
-                     row_keys: bool = False, rules=None) -> dict:
+                     row_keys: bool = False) -> dict:
   """Compile seconds and per-device memory of the sampler (`generate._generate`) lowered for
   abstract arguments (ShapeDtypeStructs carrying their shardings). Greedy: temperature and
   top_p are traced, so sampling runs the same program. row_keys: a key per row, as
-  `generate_global` passes with `rows` (the eval), else one key (the rollouts). The activations
-  follow `rules` on the mesh the prompts are split over, as in `generate_global`."""
+  `generate_global` passes with `rows` (the eval), else one key (the rollouts)."""
   import jax
   import jax.numpy as jnp
 
@@ -215,8 +213,7 @@ def compile_generate(graphdef, state, ids, mask, images, *, max_new_tokens: int,
   t = time.time()
   compiled = gen._generate.lower(
       graphdef, state, ids, mask, images, key, jnp.float32(0.0), jnp.float32(1.0),
-      max_new_tokens=max_new_tokens, eos=(2,), pad=0, mesh=ids.sharding.mesh,
-      rules=activation_table(rules),
+      max_new_tokens=max_new_tokens, eos=(2,), pad=0,
       unstack=False).compile()   # the accelerator's program: no CPU-only copy of the layers
   return {"compile_seconds": round(time.time() - t, 1), **memory_report(compiled)}
 

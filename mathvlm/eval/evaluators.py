@@ -15,10 +15,10 @@ the whole batch (whose KV cache, for a 7B on a pod, outgrew what training fits),
 feeds its own rows. A batch that does not divide over those axes is rounded up (decoding,
 ranking: rows are independent) or padded with rows that weigh nothing (`heldout_loss`: a batch's
 loss may depend on its rows together); the padding's results are dropped, so the numbers are
-those of one device. Their forwards trace under the activation table on that mesh, as the
-trainer's step does (`sharding.traced_with_activation_sharding`; `heldout_loss` the run's table,
-decoding and ranking, which see only the model, the default one), so a device's activations are
-those of its rows.
+those of one device. Ranking's and `heldout_loss`'s forwards trace under the activation table on
+that mesh, as the trainer's step does (`sharding.traced_with_activation_sharding`; `heldout_loss`
+the run's table, ranking, which sees only the model, the default one), so a device's activations
+are those of its rows. Decoding does not (`generate._generate` says why).
 
 The evaluators shipped here (each reads its data once, at setup, so a bad path fails before the
 first step):

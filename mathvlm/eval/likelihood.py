@@ -95,7 +95,10 @@ class Scores(NamedTuple):
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "mesh", "rules"))
 def _logps(graphdef, state, batch, mesh=None, rules=None):
-  """mesh, rules: as `generate._generate`'s (the activations split as the batch is)."""
+  """mesh, rules: the mesh the batch is split over and the logical table (a tuple of pairs) the
+  activations follow, so each device runs the forward for its rows, as the train step does
+  (without them `constrain` did nothing here: on 8 devices with fsdp=8 the MLP ran at the whole
+  batch on every device)."""
   from flax import nnx
 
   from mathvlm import sharding

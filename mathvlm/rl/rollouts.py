@@ -109,8 +109,7 @@ class Rollouts:
     report = {"batch": rows, "prompt_len": self.prompt_len, "max_new_tokens": self.new,
               "parameters": sum(int(x.size) for x in jax.tree.leaves(state))}
     return dict(report, **distributed.compile_generate(graphdef, state, *inputs,
-                                                       max_new_tokens=self.new,
-                                                       rules=self.config.logical_axis_rules))
+                                                       max_new_tokens=self.new))
 
   # --- checkpointed state -------------------------------------------------------------------
   def state_dict(self) -> dict:
@@ -176,8 +175,7 @@ class Rollouts:
     tokens = distributed.generate_global(
         model, self.run.mesh, *self._sampler_inputs(ids, mask, pixels), max_new_tokens=self.new,
         eos=self.encoder.eos, pad=self.encoder.pad, temperature=self.opts["temperature"],
-        top_p=self.opts["top_p"], seed=_seed(self.config.seed, step, round_),
-        rules=self.config.logical_axis_rules)
+        top_p=self.opts["top_p"], seed=_seed(self.config.seed, step, round_))
     lo, hi = distributed.local_rows(self.run.mesh, total)
     n = len(flat)
     ids, mask, pixels, tokens = ids[:n], mask[:n], pixels[:n], tokens[lo:hi][:n]
