@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import warnings
@@ -27,6 +28,14 @@ XLA_FLAGS = (f"--xla_backend_optimization_level=0 {FUSION_EMITTERS_OFF} "
              "--xla_cpu_collective_call_terminate_timeout_seconds=120")
 # What XLA prints when it aborts such a collective.
 XLA_STALL = "Termination timeout for `"
+
+
+def ctrl_c_reaches() -> None:
+  """A child's preexec_fn: SIGINT at its default, as under a terminal. A suite started in the
+  background of a non-interactive shell (a CI runner's `cmd &`) runs with SIGINT ignored, and
+  every child inherits that: Python then installs no KeyboardInterrupt handler and bash cannot
+  trap it, so a test of what Ctrl-C does would test nothing."""
+  signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def cpu_env(devices: int = 0) -> dict:

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from train_utils import ROOT
+from train_utils import ROOT, ctrl_c_reaches
 
 CASES = {
     # one process: a save request, then KeyboardInterrupt; the handlers come back at exit
@@ -54,6 +54,7 @@ WANT = {
 def test_a_first_sigint_asks_for_a_save_and_a_second_stops_at_once(case):
   code = "import os, signal\nfrom mathvlm.preemption import Preemption\n" + CASES[case]
   res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                       timeout=60, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+                       timeout=60, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+                       preexec_fn=ctrl_c_reaches)
   assert res.returncode == 0, res.stderr[-2000:]
   assert res.stdout == WANT[case]

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from train_utils import ROOT
+from train_utils import ROOT, ctrl_c_reaches
 
 NVIDIA_SMI = """#!/usr/bin/env bash
 for ((i = 0; i < ${FAKE_GPUS:-8}; i++)); do echo "GPU $i: NVIDIA H100 (UUID: GPU-$i)"; done
@@ -122,7 +122,7 @@ def _local_sh_with_saving_trainers(tmp_path, **env):
          "PIDS": str(pids), **env}
   proc = subprocess.Popen(["bash", "launch/local.sh", "2", "--workdir", "W"], cwd=ROOT, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          start_new_session=True)
+                          start_new_session=True, preexec_fn=ctrl_c_reaches)
   trainers = []
   try:
     trainers = _written_pids(pids, 2)
