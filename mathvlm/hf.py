@@ -931,10 +931,7 @@ def export_original_tower(model: Llava, cfg: LlavaConfig, tower_dir: str, *,
   tower = hf_tensors(model, dtype, "llava_original", keep=_is_tower)
   _write_tensors(tower, tower_dir, max_shard_bytes)
   _write_json(preprocessor_config(cfg.vision), tower_dir, "preprocessor_config.json")
-  vision = cfg.vision.to_hf()
-  vision["dtype"] = vision["torch_dtype"] = (str(np.dtype(dtype_of(dtype))) if dtype
-                                             else cfg.vision.param_dtype)
-  _write_json(vision, tower_dir, "config.json")
+  _write_model_configs(cfg.vision.to_hf(), cfg.vision, tower_dir, dtype)
 
 
 def _is_tower(path: tuple[str, ...]) -> bool:

@@ -126,8 +126,8 @@ def traced_with_activation_sharding(fn: Callable, mesh: Mesh | None,
   matmuls split over their fsdp-sharded contraction), and LoRA dropout's masks with them.
   The table is entered inside the trace, so jit caches only constrained traces; jax.set_mesh is
   left out (it cannot be entered under jit, and the shardings `constrain` makes name the mesh).
-  Decoding, likelihood scoring and the evaluators' losses trace so too, on the mesh the model is
-  placed on; mesh None (a model on one device) gives fn itself."""
+  Likelihood scoring and the evaluators' losses trace so too, on the mesh the model is placed on
+  (decoding does not: `generate._generate`); mesh None (a model on one device) gives fn itself."""
   if mesh is None:
     return fn
 

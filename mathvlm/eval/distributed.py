@@ -157,14 +157,6 @@ def generate_global(model, mesh, input_ids: np.ndarray, mask: np.ndarray, images
   return gather_rows(out.tokens)
 
 
-def activation_table(rules=None) -> tuple:
-  """A logical table (the config's `logical_axis_rules`, lists or tuples) as the hashable tuple
-  a jitted function takes as a static argument; None: the default table, the one a model folder
-  is placed by (see the module's docstring), which the evaluators, given only the model, use."""
-  from mathvlm import sharding
-  return tuple(tuple(r) for r in (sharding.DEFAULT_RULES if rules is None else rules))
-
-
 # ---------------------------------------------------------------------------------------------
 # Compile-only: will a preset fit?
 

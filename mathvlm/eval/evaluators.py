@@ -305,7 +305,7 @@ def _loss_evaluate(objective, config, source, n: int, batch: int) -> Evaluate:
   from mathvlm import sharding
   from mathvlm.eval import distributed
   # the run's table; the default where there is no run config (a loss of one's own, tests)
-  rules = distributed.activation_table(getattr(config, "logical_axis_rules", None))
+  rules = getattr(config, "logical_axis_rules", None) or sharding.DEFAULT_RULES
 
   @functools.partial(jax.jit, static_argnames=("graphdef", "mesh"))
   def weighted(graphdef, state, b, mesh=None):

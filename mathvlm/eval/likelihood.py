@@ -93,18 +93,17 @@ class Scores(NamedTuple):
   bytes: np.ndarray   # UTF-8 bytes of the written answer (`write(option)`)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "mesh", "rules"))
-def _logps(graphdef, state, batch, mesh=None, rules=None):
-  """mesh, rules: the mesh the batch is split over and the logical table (a tuple of pairs) the
-  activations follow, so each device runs the forward for its rows, as the train step does
-  (without them `constrain` did nothing here: on 8 devices with fsdp=8 the MLP ran at the whole
-  batch on every device)."""
+@functools.partial(jax.jit, static_argnames=("graphdef", "mesh"))
+def _logps(graphdef, state, batch, mesh=None):
+  """mesh: the mesh the batch is split over; the activations follow the default table there (the
+  one a model folder is placed by), so each device runs the forward for its rows, as the train
+  step does (without it `constrain` did nothing here: on 8 devices with fsdp=8 the MLP ran at the
+  whole batch on every device)."""
   from flax import nnx
 
   from mathvlm import sharding
   from mathvlm.objectives.lm import batch_logps
-  logps = sharding.traced_with_activation_sharding(batch_logps, mesh,
-                                                   rules or sharding.DEFAULT_RULES)
+  logps = sharding.traced_with_activation_sharding(batch_logps, mesh)
   return logps(nnx.merge(graphdef, state), batch)
 
 
@@ -194,8 +193,7 @@ def _batch_logps(graphdef, state, batch: dict, mesh, local: tuple[int, int]) -> 
   from mathvlm.eval import distributed
   lo, hi = local
   placed = sharding.place_batch({k: v[lo:hi] for k, v in batch.items()}, mesh)
-  return distributed.gather_rows(_logps(graphdef, state, placed, mesh=mesh,
-                                        rules=distributed.activation_table()))
+  return distributed.gather_rows(_logps(graphdef, state, placed, mesh=mesh))
 
 
 def option_logps(model, cfg, tokenizer, problems: list[Problem], *, template: str,

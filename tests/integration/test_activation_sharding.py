@@ -202,7 +202,7 @@ def constraints(lowered):
 
 
 def logps(table):
-  kw = dict(mesh=mesh, rules=sharding.DEFAULT_RULES) if table else {}
+  kw = dict(mesh=mesh) if table else {}
   lowered = likelihood._logps.lower(graphdef, state, batch, **kw)
   return constraints(lowered), np.asarray(lowered.compile()(state, batch))
 
