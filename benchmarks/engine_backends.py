@@ -822,10 +822,6 @@ def study(drawings: str, formulas: str, font: str, repeats: int, pngs: str | Non
 # ---------------------------------------------------------------- together
 
 
-def _ratio(a: float, b: float) -> float:
-  return a / b if b > 0 else float("nan")
-
-
 def _images_ms(parts: dict, studied: dict, name: str) -> float:
   """A back end's ms a problem for what it replaces of today's (the canvas, line art,
   reduction, label tiles and boxes, quantize + PNG): today's figure for each part times the
