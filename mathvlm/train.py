@@ -126,15 +126,15 @@ def make_optimizer(config, total_steps: int, params):
   updates, several per step for an objective with passes (RL), so it gets the schedule over
   updates: warmup and decay stay in steps, and the passes of one step share one lr. params: the
   trainable parameters (abstract will do), which `optim.decay_rules` pick the decayed ones of.
-  The cosine is the Hugging Face Trainer's (LLaVA's, Math-LLaVA's); its warmup is
-  ceil(ratio x steps), this one round(ratio x steps): one warmup step fewer where the fraction is
-  under a half, of the ~170 of Math-LLaVA's run."""
+  The schedules and their warmup's length are the Hugging Face Trainer's (LLaVA's, Math-LLaVA's;
+  `common.warmup_steps`)."""
   import optax
 
   from mathvlm import objectives
+  from mathvlm.configs import common
   passes = updates_per_step(config, objectives.get(config.objective))
   o = config.optim
-  warmup = int(round(o.warmup_ratio * total_steps))
+  warmup = common.warmup_steps(o.warmup_ratio, total_steps)
   end = o.lr * o.end_lr_ratio
   if o.schedule == "cosine":
     schedule = optax.warmup_cosine_decay_schedule(0.0, o.lr, warmup, max(total_steps, warmup + 1),
@@ -718,9 +718,9 @@ def resume_or_initialise(run: Run, ckpt, data_iter, workdir: str):
   from mathvlm.configs import resume
   from mathvlm.data import pipeline
   if ckpt.latest_step() is not None:
-    epochs_of = None if run.config.data.group_by_length else (
-        lambda steps: plan_of(run.config, len(run.source), steps)["epochs"])
-    resume.check(run.config, workdir, ckpt.latest_step(), epochs_of, run.plan["epochs"])
+    epochs_of = lambda steps: plan_of(run.config, len(run.source), steps)["epochs"]
+    resume.check(run.config, workdir, ckpt.latest_step(), epochs_of, run.plan["epochs"],
+                 run.total_steps)
   state, start, loop = ckpt.restore_latest(run.abstract_state, data_iter)
   if state is None:
     state, start = train_state.initial_state(run), 0

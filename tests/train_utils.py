@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import types
 import warnings
 
 from mathvlm import runtime
@@ -77,6 +78,23 @@ def tiny_config(objective: str, arg: str = "model=tiny", **fields):
       node = node[p]
     node[leaf] = value
   return config
+
+
+def hf_lr(optim, total: int, step: int) -> float:
+  """The lr Hugging Face's Trainer (LLaVA's and Math-LLaVA's) gives `step` of `total` for the
+  config's `optim` section: its own warmup count (TrainingArguments.get_warmup_steps, which reads
+  only `warmup_steps`, a ratio when under 1; building TrainingArguments needs accelerate) and its
+  schedule on a torch optimizer."""
+  import torch
+  from transformers import TrainingArguments, optimization
+  warmup = TrainingArguments.get_warmup_steps(types.SimpleNamespace(
+      warmup_steps=optim.warmup_ratio), total)
+  opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=optim.lr)
+  make = {"cosine": optimization.get_cosine_schedule_with_warmup,
+          "linear": optimization.get_linear_schedule_with_warmup,
+          "constant": optimization.get_constant_schedule_with_warmup}[optim.schedule]
+  args = (opt, warmup) if optim.schedule == "constant" else (opt, warmup, total)
+  return optim.lr * make(*args).lr_lambdas[0](step)
 
 
 def metrics(workdir: str) -> list[dict]:

@@ -8,6 +8,7 @@ exist.
 
 from __future__ import annotations
 
+import math
 import re
 
 import ml_collections
@@ -246,6 +247,14 @@ def rules_errors(field: str, rules, decisions: tuple[str, str]) -> list[str]:
       except re.error as e:
         errors.append(f"{field} regex {rule[0]!r}: {e}")
   return errors
+
+
+def warmup_steps(ratio: float, total_steps: int) -> int:
+  """optim.warmup_ratio in steps as the Hugging Face Trainer counts them (LLaVA's, Math-LLaVA's:
+  TrainingArguments.get_warmup_steps, ceil(steps x ratio)), so a run's lr is theirs step for
+  step; round() had one warmup step fewer where the fraction is under a half (5 of Math-LLaVA's
+  ~170 steps at 0.03 against their 6)."""
+  return math.ceil(total_steps * ratio)
 
 
 def optim_errors(o) -> list[str]:

@@ -15,7 +15,9 @@ such a run could not restore the data position.
 The code's data order is recorded beside the config (`ORDER_KEY`: mathvlm.data.pipeline's
 `ORDER_VERSION` and grain's version), since a resume cannot see a code change: a run resumed
 across a change that reorders its config's examples fails at start, naming the change; one the
-change does not touch resumes; another grain version is logged as a warning.
+change does not touch resumes; another grain version is logged as a warning. How the code
+counts `optim.warmup_ratio` in steps is recorded too (`WARMUP_KEY`): a workdir from the code that
+rounded it resumes only where ceil (the Hugging Face Trainer's count) gives the same warmup.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ log = logging.getLogger("mathvlm.train")
 
 FILE = "run_config.json"
 ORDER_KEY = "_data_order"  # {"version": pipeline.ORDER_VERSION, "grain": its version}; no field
+# How the code counts optim.warmup_ratio in steps (common.warmup_steps); no field. Absent: the
+# code before 2026-12-07, which took round(ratio x steps).
+WARMUP_KEY, WARMUP = "_warmup", "ceil"
+CODE_KEYS = (ORDER_KEY, WARMUP_KEY)
 
 # Dotted names (or prefixes ending in '.') a resumed run may change.
 MAY_CHANGE = ("steps", "optim.lr", "optim.grad_clip", "checkpoint.", "metrics.", "evals.",
@@ -88,19 +94,21 @@ def differences(old: dict[str, Any], new: dict[str, Any],
   return sorted(k for k in set(old) | set(new) if was(k) != new.get(k, "<absent>"))
 
 
-def check(config, workdir: str, step: int, epochs_of=None, epochs: int | None = None) -> None:
+def check(config, workdir: str, step: int, epochs_of=None, epochs: int | None = None,
+          total_steps: int | None = None) -> None:
   """Fails when the workdir's recorded config differs from `config` in a field outside
   `MAY_CHANGE`; logs the fields that may change and did. step: the checkpoint being resumed.
-  epochs_of: steps -> the passes over the data the stream is shuffled over (None: each epoch
-  is ordered on its own, data.group_by_length), to warn when a new `steps` reshuffles it.
-  epochs: the run's planned passes over its data, for the order changes that touch only runs
-  of several (None: unknown, every change that touches the config counts)."""
+  epochs: the run's planned passes over its data, and epochs_of (steps -> passes) those of the
+  recorded run's `steps`, for the order changes that touch only runs of several: either run's
+  count decides, since its checkpoint points into the order the recorded run trained in (None:
+  unknown, every change that touches the config counts). total_steps: the run's steps, to tell
+  whether its warmup changed with the code (None: not checked)."""
   path = epath.Path(workdir, FILE)
   if not path.exists():
     log.warning("%s is missing (a workdir from before it was kept): the resumed config is not "
                 "checked against the one the checkpoints were trained with", path)
     return
-  old, order = recorded(path)
+  old, notes = recorded(path)
   new = flatten(config)
   meant = {k: v(old) if callable(v) else v for k, v in ABSENT_MEANT.items()}
   defaults = flatten(common.base(config.objective))
@@ -119,28 +127,37 @@ def check(config, workdir: str, step: int, epochs_of=None, epochs: int | None = 
         f"resume: {', '.join(MAY_CHANGE)}")
   for k in diff:
     log.info("resumed with %s", show(k))
-  if epochs_of is not None and "steps" in diff and "steps" in old:
-    warn_reshuffle(epochs_of(old["steps"]), epochs_of(new["steps"]), show("steps"), step)
-  check_order(order, new, path, epochs)
+  if epochs is not None and epochs_of is not None and "steps" in old:
+    epochs = max(epochs, epochs_of(old["steps"]))
+  check_order(notes.get(ORDER_KEY), new, path, epochs)
+  check_warmup(notes.get(WARMUP_KEY), new, path, total_steps)
 
 
-def warn_reshuffle(before: int, now: int, change: str, step: int) -> None:
-  """The stream is one shuffle over all its epochs, so another epoch count is another order from
-  the first example on; the checkpoint's position then points into an order the run never
-  trained in (steps 8 -> 12 over 64 examples, batch 8: 10 of the 32 rows of steps 5-8 had been
-  trained in steps 1-4)."""
-  if before != now:
-    log.warning("resumed with %s: the data plan goes from %d to %d epoch(s), and the stream is "
-                "shuffled over all of them at once, so the examples after step %d follow another "
-                "shuffle than those trained so far (some come again, others are skipped); keep "
-                "steps within %d epoch(s), or let this run finish and train on from its model "
-                "(model.init_from=WORKDIR) in a new workdir", change, before, now, step, before)
-
-
-def recorded(path) -> tuple[dict[str, Any], dict | None]:
-  """(the flattened config, the data order or None) that run_config.json at `path` holds."""
+def recorded(path) -> tuple[dict[str, Any], dict[str, Any]]:
+  """(the flattened config, what the code recorded beside it: `CODE_KEYS` it has) that
+  run_config.json at `path` holds."""
   old = json.loads(epath.Path(path).read_text())
-  return old, old.pop(ORDER_KEY, None)
+  return old, {k: old.pop(k) for k in CODE_KEYS if k in old}
+
+
+def check_warmup(counted: str | None, flat: dict[str, Any], path, total_steps: int | None):
+  """Fails when the workdir was trained by code that rounded optim.warmup_ratio x steps
+  (`counted` None) and ceil, the Hugging Face Trainer's count, makes this run's warmup another
+  length: the lr of every step would change from the checkpoint on (the warmup's slope, the
+  decay's start). Runs whose ratio x steps rounds up, or is whole, resume."""
+  if counted is not None or total_steps is None:
+    return
+  from mathvlm.configs import common
+  ratio = flat.get("optim.warmup_ratio") or 0.0
+  was, now = int(round(ratio * total_steps)), common.warmup_steps(ratio, total_steps)
+  if was != now:
+    raise ValueError(
+        f"{path.parent} was trained by code that took optim.warmup_ratio={ratio} of "
+        f"{total_steps} steps as round({ratio} x {total_steps}) = {was} warmup steps; this code "
+        f"counts ceil, as the Hugging Face Trainer (TrainingArguments.get_warmup_steps): {now}, "
+        "so the lr of every step from the checkpoint on would change. Resume with the code the "
+        "run started with, or train in a new workdir. To go on with the new warmup from this "
+        f"step, add \"{WARMUP_KEY}\": \"{WARMUP}\" to {path}.")
 
 
 def data_order() -> dict:
@@ -158,8 +175,9 @@ def check_order(order: dict | None, flat: dict[str, Any], path, epochs: int | No
   now = data_order()
 
   def touches(v):
-    field, _, later_epochs_only = pipeline.ORDER_CHANGES[v]
-    return bool(flat.get(field)) and not (later_epochs_only and epochs == 1)
+    field, _, later_epochs_only, *unless = pipeline.ORDER_CHANGES[v]
+    return (bool(flat.get(field)) and not any(flat.get(u) for u in unless)
+            and not (later_epochs_only and epochs == 1))
   if order is None:
     hits = [pipeline.ORDER_CHANGES[v][1] for v in pipeline.ORDER_CHANGES if touches(v)]
     if hits:
@@ -187,5 +205,6 @@ def record(config, workdir: str) -> None:
   """Writes the config the run trains with (process 0 only)."""
   import jax
   if jax.process_index() == 0:
-    epath.Path(workdir, FILE).write_text(json.dumps({**flatten(config), ORDER_KEY: data_order()},
-                                                    indent=1, sort_keys=True))
+    code = {ORDER_KEY: data_order(), WARMUP_KEY: WARMUP}
+    epath.Path(workdir, FILE).write_text(json.dumps({**flatten(config), **code}, indent=1,
+                                                    sort_keys=True))

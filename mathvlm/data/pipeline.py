@@ -1,7 +1,7 @@
-"""The input pipeline the trainer iterates: a random-access source -> seeded global shuffle over
-epochs -> this process's rows of each global batch -> batches. A `grain` MapDataset, so the
-iterator's state (one integer) goes into every checkpoint and a restored run continues with the
-very next batch.
+"""The input pipeline the trainer iterates: a random-access source -> each epoch a seeded
+permutation of it, another each epoch -> this process's rows of each global batch -> batches. A
+`grain` MapDataset, so the iterator's state (one integer) goes into every checkpoint and a
+restored run continues with the very next batch.
 
 Process p of P takes rows [p*B/P, (p+1)*B/P) of every global batch B, which is how
 `jax.make_array_from_process_local_data` assembles the global batch: the same examples meet in the
@@ -32,7 +32,8 @@ from mathvlm.data.records import REASONS
 # (mathvlm/configs/resume.py) instead of training on, unseen, in another order. grain's own
 # version is recorded beside it, since its shuffle and mix define the rest of the order.
 ORDER_CHANGES = {  # version -> (config field it touches when set, what changed, whether it
-    # touches only a run of several epochs: one epoch's order is then the same)
+    # touches only a run of several epochs: one epoch's order is then the same[, a field whose
+    # setting keeps the old order, the change not reaching the path it chooses])
     2: ("data.mixture", "034efb0 (2026-12-05): each source of a mixture is shuffled before "
         "grain's mix", False),
     3: ("data.group_by_length", "2026-12-07: over several epochs, the examples that fill no "
@@ -43,6 +44,10 @@ ORDER_CHANGES = {  # version -> (config field it touches when set, what changed,
         "through every source's shuffle, so a source the mixture cuts short gives other records "
         "each epoch instead of the first epoch's again (a run of one epoch keeps its order)",
         True),
+    5: ("data.epochs", "2026-12-07: each epoch is a permutation of the records, shuffled on its "
+        "own (the Hugging Face Trainer's sampler), not one shuffle over all the epochs that "
+        "trained some records twice in an epoch's steps and others not at all (a run of one "
+        "epoch keeps its order)", True, "data.group_by_length"),
 }
 ORDER_VERSION = max(ORDER_CHANGES)
 
@@ -167,7 +172,8 @@ def make_dataset(source, *, global_batch: int, seed: int, epochs: int = 1,
   iterate with get_state/set_state.
 
   lengths: (text lengths, has-image flags) to order each epoch by modality and length, as
-  LLaVA's group_by_modality_length; otherwise a seeded global shuffle. augment: e.g.
+  LLaVA's group_by_modality_length; otherwise each epoch shuffled on its own (`epoch_shuffled`,
+  batches running on across an epoch's end). augment: e.g.
   'blur=0.3,noise=0.3,lowres=0.3' (see `image.augment`). workers: grain worker processes.
   packing: text-only examples (no `image_token_id` in input_ids) packed several to a row; the
   stream then never ends (after `epochs` passes it goes on with fresh shuffles): packed steps
@@ -182,16 +188,12 @@ def make_dataset(source, *, global_batch: int, seed: int, epochs: int = 1,
     if kinds:
       base = base.map_with_index(Augment(kinds, seed, len(source), order, epoch_of))
   else:
-    base = (source.over_epochs(epochs) if hasattr(source, "over_epochs")
-            else grain.MapDataset.source(source).repeat(epochs))
-    if kinds:  # before the shuffle, where the index still says (epoch, record)
-      base = base.map_with_index(Augment(kinds, seed, len(source)))
-    base = base.shuffle(seed=seed)
+    base = epoch_shuffled(source, seed, kinds).repeat(epochs)
   if len(base) < global_batch:
     raise ValueError(f"{len(source)} examples x {epochs} epochs is less than one global batch "
                      f"({global_batch})")
-  if packing:
-    base = base.repeat()  # the first len(base) examples are those of the unpacked run
+  if packing:  # the first len(base) examples are those of the unpacked run; then fresh epochs
+    base = base.repeat()
   rows = ProcessRows(base, global_batch, process_index, process_count)
   examples = grain.MapDataset.source(rows)
   if not packing:
@@ -199,6 +201,23 @@ def make_dataset(source, *, global_batch: int, seed: int, epochs: int = 1,
     return in_workers(batches, workers) if workers else batches
   stream = in_workers(examples, workers) if workers else examples.to_iter_dataset()
   return PackedBatches(stream, rows.per, image_token_id)
+
+
+def epoch_shuffled(source, seed: int, kinds: dict) -> grain.MapDataset:
+  """One epoch of `source` in a seeded shuffle, whose keys past its length are the later epochs
+  (`.repeat(epochs)` makes them its length): grain's shuffle draws key e * len + i from its own
+  permutation of epoch e (seed + e), so every epoch is a permutation of the records, another
+  each epoch, as the Hugging Face Trainer's sampler. One shuffle over all the epochs together
+  had trained some records twice within the first epoch's steps and others not at all. A
+  mixture reads on through its sources in each pass (`Mixture.over_epochs`) and shuffles each
+  pass on its own. One epoch's order is the one shuffle's, as before, and E epochs' order starts
+  E + 1 epochs' (a run resumed with more steps goes on in the order it trained in). Batches
+  still run on across an epoch's end: only the stream's end drops a remainder."""
+  base = (source.over_epochs() if hasattr(source, "over_epochs")
+          else grain.MapDataset.source(source))
+  if kinds:  # before the shuffle, where the key still says (epoch, record)
+    base = base.map_with_index(Augment(kinds, seed, len(source)))
+  return base.shuffle(seed=seed)
 
 
 def in_workers(ds: grain.MapDataset, workers: int) -> grain.IterDataset:

@@ -171,14 +171,15 @@ class Mixture:
   def __len__(self) -> int:
     return len(self.mixed)
 
-  def over_epochs(self, epochs: int) -> grain.MapDataset:
-    """`epochs` passes, the first being `self`'s records in order. Repeated as one source, every
-    epoch would draw the first epoch's sample again: with a=3,b=1 over b's 300 records, the same
-    100 three times. Here pass e asks the mix for its records past the first pass, which take
-    each source's next keys: grain's shuffle answers a key past its source's length from a new
-    permutation for that pass over the source, so b gives 300 different records in 3 epochs,
-    and over a run every record of a source is drawn as often as any other, give or take one."""
-    return self.mixed.repeat(epochs)
+  def over_epochs(self) -> grain.MapDataset:
+    """The mix, whose keys past its length are the later passes, each reading on through every
+    source, as the pipeline's epoch-wise shuffle asks for them (key e * len + i: pass e). Read
+    as one source again each epoch, every epoch would draw the first epoch's sample: with
+    a=3,b=1 over b's 300 records, the same 100 three times. Past the first pass the mix takes
+    each source's next keys, which grain's shuffle answers from a new permutation for that pass
+    over the source, so b gives 300 different records in 3 epochs, and over a run every record
+    of a source is drawn as often as any other, give or take one."""
+    return self.mixed
 
   def __getitem__(self, i: int):
     return self.mixed[i]

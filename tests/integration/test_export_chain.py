@@ -30,10 +30,11 @@ def unmerged_model(cfg, workdir: str, step: int):
 def test_lora_merged_export_gives_the_unmerged_logits_and_the_schedule_is_optax(tmp_path):
   from mathvlm import checkpoint, sharding
   from mathvlm.train import train
-  # MAVIS stage 3 on the tiny model: LoRA rank 4, alpha 16 (scale 4), projector; warmup 2 of 6.
+  # MAVIS stage 3 on the tiny model: LoRA rank 4, alpha 16 (scale 4), projector; warmup 2 of 6
+  # (ceil(6 x 0.33), as the HF Trainer counts).
   tokenizer = tmp_path / "tokenizer.json"  # synthetic data reads none; the export copies it
   tokenizer.write_text('{"version": "1.0", "model": {}}')
-  cfg = tiny_config("lm", "model=tiny,recipe=mavis", steps=6, optim__warmup_ratio=0.34,
+  cfg = tiny_config("lm", "model=tiny,recipe=mavis", steps=6, optim__warmup_ratio=0.33,
                     lora__alpha=16.0, data__tokenizer=str(tokenizer))
   workdir = str(tmp_path / "run")
   train(cfg, workdir)

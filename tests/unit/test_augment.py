@@ -105,3 +105,18 @@ def test_pipeline_augments_by_seed_record_and_epoch(grouped):
   assert len(changed) > 12
   assert sum(not np.array_equal(a[0, r], a[1, r]) for r in range(12) if r != 5) > 6  # per epoch
   assert sum(not np.array_equal(a[k], other[k]) for k in a) > 12                   # per seed
+
+
+def test_each_epochs_shuffle_augments_the_record_it_gives_with_its_epochs_draw():
+  """The shuffle comes after the augmentation, whose key says (epoch, record): the example at
+  each place of a 2-epoch stream (12 records, each epoch a permutation of its own) is its record
+  augmented by the draws of (seed, record, that epoch)."""
+  kinds = parse_augment("blur=0.5,noise=0.5,lowres=0.5")
+  src = Diagrams()
+  ds = make_dataset(src, global_batch=4, seed=7, epochs=2, augment="blur=0.5,noise=0.5,lowres=0.5")
+  stream = [(int(r), px) for b in ds for r, px in zip(b["record"], b["pixel_values"])]
+  assert len(stream) == 24
+  for place, (rec, px) in enumerate(stream):
+    img = src[rec]["pixel_values"][0]
+    want = augment(img, kinds, np.random.default_rng([7, rec, place // 12])) if rec != 5 else img
+    np.testing.assert_array_equal(px[0], want, err_msg=f"place {place}, record {rec}")

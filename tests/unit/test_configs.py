@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mathvlm.configs import align, common
-from train_utils import run_cli, tiny_config
+from train_utils import hf_lr, run_cli, tiny_config
 
 RECIPES = ["clip_math", "align", "sft", "dpo", "classify"]
 
@@ -129,27 +129,13 @@ def _parts(state) -> dict[str, int]:
   return dict(sizes)
 
 
-def _hf_lr(config, total: int, step: int) -> float:
-  """The lr Hugging Face's Trainer (LLaVA's and Math-LLaVA's) gives `step` of `total`."""
-  import math
-
-  import torch
-  from transformers import optimization
-  o = config.optim
-  opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=o.lr)
-  warmup = math.ceil(o.warmup_ratio * total)  # TrainingArguments.get_warmup_steps
-  make = {"cosine": optimization.get_cosine_schedule_with_warmup,
-          "constant": optimization.get_constant_schedule_with_warmup}[o.schedule]
-  args = (opt, warmup, total) if o.schedule == "cosine" else (opt, warmup)
-  return o.lr * make(*args).lr_lambdas[0](step)
-
-
 @pytest.mark.parametrize("key", sorted(TRAINED_PARTS))
 def test_each_recipe_trains_its_papers_parts_at_hf_trainers_lr(key):
   """The recipe at its paper preset as the trainer builds it (abstract: no weights): which parts
   train and which stay frozen, the adapters' size (rank r on all seven linear layers of every
   LLM block, nothing else), and the lr of every trained weight at a few steps against the
-  Hugging Face Trainer's schedule for the same peak, warmup ratio and length."""
+  Hugging Face Trainer's schedule for the same peak, warmup ratio and length: 1000 steps, whose
+  warmup at 0.03 is whole, and 170 (Math-LLaVA's run), where HF's ceil gives 6 and round 5."""
   import jax
 
   from mathvlm import objectives, sharding, train
@@ -161,10 +147,12 @@ def test_each_recipe_trains_its_papers_parts_at_hf_trainers_lr(key):
   assert (set(trained), set(frozen)) == TRAINED_PARTS[key]
   if c.lora.rank:
     assert trained["language_model/lora"] == _lora_size(cfg.text, c.lora.rank)
-  _, schedule = train.make_optimizer(c, 1000, abs_params)
-  for step in (0, 10, 29, 30, 31, 500, 999):
-    np.testing.assert_allclose(float(schedule(step)), _hf_lr(c, 1000, step), rtol=1e-5,
-                               atol=1e-12, err_msg=f"{key} step {step}")
+  for total, steps in ((1000, (0, 10, 29, 30, 31, 500, 999)), (170, range(170))):
+    _, schedule = train.make_optimizer(c, total, abs_params)
+    for step in steps:
+      np.testing.assert_allclose(float(schedule(step)), hf_lr(c.optim, total, step), rtol=1e-5,
+                                 atol=1e-6 * c.optim.lr,  # float32 near the cosine's end
+                                 err_msg=f"{key} step {step} of {total}")
 
 
 @pytest.mark.parametrize("stage", ["clip_math", "align", "sft", "dpo", "grpo"])
@@ -357,30 +345,74 @@ def test_resuming_a_mixture_across_a_data_order_change_fails_naming_the_change(t
     mixed.data.mixture = "a=1,b=3"
   (tmp_path / "m").mkdir()
   _recorded_with_order(tmp_path / "m", mixed, 1)
-  with pytest.raises(ValueError, match=r"data order 1 .* order 4;[^\n]*\n  2: 034efb0[^\n]*\n"
-                                       r"  4: [^\n]*\nResume"):  # not 3 (group_by_length)
+  with pytest.raises(ValueError, match=r"data order 1 .* order 5;[^\n]*\n  2: 034efb0[^\n]*\n"
+                                       r"  4: [^\n]*\n  5: [^\n]*\nResume"):  # not 3 (grouping)
     resume.check(mixed, str(tmp_path / "m"), 4)
-  # order 4 (a mixture's later epochs read on through its sources) leaves one epoch's order
-  with pytest.raises(ValueError, match=r"order 4;[^\n]*\n  2: 034efb0[^\n]*\nResume"):
+  # orders 4 and 5 (a mixture's later epochs; each epoch shuffled) leave one epoch's order
+  with pytest.raises(ValueError, match=r"order 5;[^\n]*\n  2: 034efb0[^\n]*\nResume"):
     resume.check(mixed, str(tmp_path / "m"), 4, epochs=1)
   (tmp_path / "m3").mkdir()
   _recorded_with_order(tmp_path / "m3", mixed, 3)
   resume.check(mixed, str(tmp_path / "m3"), 4, epochs=1)
-  with pytest.raises(ValueError, match=r"data order 3 .* order 4;[^\n]*\n  4: 2026-12-07"):
+  with pytest.raises(ValueError, match=r"data order 3 .* order 5;[^\n]*\n  4: 2026-12-07"
+                                       r"[^\n]*\n  5: 2026-12-07"):
     resume.check(mixed, str(tmp_path / "m3"), 4, epochs=2)
   single = importlib.import_module("mathvlm.configs.sft").get_config("model=tiny")
   (tmp_path / "s").mkdir()
   _recorded_with_order(tmp_path / "s", single, 1)
-  resume.check(single, str(tmp_path / "s"), 4)
+  resume.check(single, str(tmp_path / "s"), 4, epochs=1)
   # order 3: epochs of data.group_by_length go on in whole batches (pipeline.grouped_order)
   grouped = importlib.import_module("mathvlm.configs.sft").get_config("model=tiny")
   with grouped.unlocked():
     grouped.data.group_by_length = True
   (tmp_path / "g").mkdir()
   _recorded_with_order(tmp_path / "g", grouped, 2)
-  with pytest.raises(ValueError, match=r"data order 2 .* order 4;[^\n]*\n  3: 2026-12-07"):
+  with pytest.raises(ValueError, match=r"data order 2 .* order 5;[^\n]*\n  3: 2026-12-07"
+                                       r"[^\n]*\nResume"):  # not 5: grouping orders its epochs
     resume.check(grouped, str(tmp_path / "g"), 4)
   resume.check(grouped, str(tmp_path / "g"), 4, epochs=1)  # one epoch: the same order
+
+
+def test_a_run_of_several_epochs_from_before_each_epoch_was_shuffled_fails_to_resume(tmp_path):
+  """Order 5: each epoch a permutation of its own, no longer one shuffle over all the epochs.
+  A workdir of order 4 whose run spans several epochs (data.epochs, or steps that need them)
+  fails at start naming the change; one of a single epoch, whose order is the same, resumes.
+  Either run's epoch count decides: the checkpoint points into the order the recorded one
+  trained in (steps 8 -> 12 over 64 examples in batches of 8: 1 epoch -> 2)."""
+  from mathvlm import train
+  from mathvlm.configs import resume
+  make = lambda steps, epochs=1: tiny_config("lm", steps=steps, data__num_examples=64,
+                                             data__global_batch=8, data__epochs=epochs)
+  epochs_of = lambda c: (lambda s: train.plan_of(c, 64, s)["epochs"])
+  for name, recorded, resumed, fails in [("one", make(8), make(8), False),
+                                         ("more", make(8), make(12), True),
+                                         ("fewer", make(12), make(8), True),
+                                         ("two", make(-1, 2), make(-1, 2), True)]:
+    (tmp_path / name).mkdir()
+    _recorded_with_order(tmp_path / name, recorded, 4)
+    epochs = train.plan_of(resumed, 64, resumed.steps)["epochs"]
+    check = lambda: resume.check(resumed, str(tmp_path / name), 4, epochs_of(resumed), epochs)
+    if not fails:
+      check()
+      continue
+    with pytest.raises(ValueError, match=r"data order 4 .* order 5;[^\n]*\n  5: 2026-12-07[^\n]*"
+                                         r"each epoch is a permutation of the records"):
+      check()
+
+
+def test_resuming_with_steps_that_need_another_epoch_is_quiet(tmp_path, caplog):
+  """Each epoch is shuffled on its own, so E epochs' order starts E + 1 epochs' (see
+  test_pipeline): steps 8 -> 12 over 64 examples in batches of 8 (1 epoch -> 2) goes on in the
+  order it trained in. One shuffle over all the epochs had reshuffled it (a warning then)."""
+  from mathvlm import train
+  from mathvlm.configs import resume
+  config = tiny_config("lm", steps=8, data__num_examples=64, data__global_batch=8, data__epochs=1)
+  resume.record(config, str(tmp_path))
+  longer = tiny_config("lm", steps=12, data__num_examples=64, data__global_batch=8,
+                       data__epochs=1)
+  with caplog.at_level("WARNING", logger="mathvlm.train"):
+    resume.check(longer, str(tmp_path), 4, lambda s: train.plan_of(longer, 64, s)["epochs"], 2)
+  assert caplog.text == ""
 
 
 def test_resuming_a_mixture_recorded_before_the_order_was_kept_warns(tmp_path, caplog):
@@ -412,32 +444,67 @@ def test_resuming_with_another_grain_warns_and_the_same_order_is_quiet(tmp_path,
   assert "grain 0.0.1" in caplog.text
 
 
-def test_resuming_with_steps_that_need_another_epoch_warns_of_the_reshuffle(tmp_path, caplog):
-  """The stream is one shuffle over all its epochs: steps 8 -> 12 over 64 examples in batches of
-  8 makes it 2 epochs, another order from the first example on, so the checkpoint's position no
-  longer continues what was trained. Steps 8 -> 6 keep 1 epoch: quiet."""
-  from mathvlm import train
+def _recorded_before_ceil_warmup(workdir, config):
+  """A workdir recorded by the code that took round(optim.warmup_ratio x steps)."""
+  import json
+
   from mathvlm.configs import resume
-  config = tiny_config("lm", steps=8, data__num_examples=64, data__global_batch=8, data__epochs=1)
-  resume.record(config, str(tmp_path))
-  for steps, warned in ((6, False), (12, True)):
-    config = tiny_config("lm", steps=steps, data__num_examples=64, data__global_batch=8,
-                         data__epochs=1)
-    caplog.clear()
-    with caplog.at_level("WARNING", logger="mathvlm.train"):
-      resume.check(config, str(tmp_path), 4, lambda s: train.plan_of(config, 64, s)["epochs"])
-    assert ("steps: 8 -> 12: the data plan goes from 1 to 2 epoch(s)" in caplog.text) == warned
-    assert ("examples after step 4 follow another shuffle" in caplog.text) == warned
-  # fewer epochs reshuffle as much: steps 12 -> 8 goes from 2 epochs to 1
-  (tmp_path / "fewer").mkdir()
-  resume.record(config, str(tmp_path / "fewer"))
-  shorter = tiny_config("lm", steps=8, data__num_examples=64, data__global_batch=8,
-                        data__epochs=1)
-  caplog.clear()
-  with caplog.at_level("WARNING", logger="mathvlm.train"):
-    resume.check(shorter, str(tmp_path / "fewer"), 4,
-                 lambda s: train.plan_of(shorter, 64, s)["epochs"])
-  assert "steps: 12 -> 8: the data plan goes from 2 to 1 epoch(s)" in caplog.text
+  resume.record(config, str(workdir))
+  path = workdir / resume.FILE
+  rec = json.loads(path.read_text())
+  del rec[resume.WARMUP_KEY]
+  path.write_text(json.dumps(rec))
+
+
+def test_a_workdir_from_the_rounded_warmup_resumes_only_where_ceil_gives_the_same(tmp_path):
+  """The warmup is now HF's ceil(steps x ratio). At 0.03 of 170 steps round gave 5 and ceil
+  gives 6, so every lr from the checkpoint on would change: the resume fails at start naming
+  both counts and the ways on. Of 100 or 1000 steps both agree (3, 30): it resumes, as does a
+  workdir the new code recorded."""
+  from mathvlm.configs import resume
+  config = tiny_config("lm", optim__warmup_ratio=0.03)
+  (tmp_path / "old").mkdir()
+  _recorded_before_ceil_warmup(tmp_path / "old", config)
+  with pytest.raises(ValueError, match=r"optim.warmup_ratio=0.03 of 170 steps as round\(0.03 x "
+                                       r"170\) = 5 warmup steps; this code counts ceil.*: 6, .*"
+                                       r"add \"_warmup\": \"ceil\" to"):
+    resume.check(config, str(tmp_path / "old"), 4, epochs=1, total_steps=170)
+  for total in (100, 1000):
+    resume.check(config, str(tmp_path / "old"), 4, epochs=1, total_steps=total)
+  resume.record(config, str(tmp_path / "old"))  # as the resumed run does: the new count kept
+  resume.check(config, str(tmp_path / "old"), 4, epochs=1, total_steps=170)
+
+
+def test_the_trainer_checks_its_warmup_and_epochs_on_resume(tmp_path):
+  """resume_or_initialise hands the check the run's steps and its data plan's epochs: a
+  workdir of order 4 resumes (gets past the check to the restore) at 1 epoch, not at 22."""
+  import types
+
+  from mathvlm import train
+
+  class Restored(Exception):
+    pass
+
+  def restore_latest(*_):
+    raise Restored
+
+  def run_of(steps, **fields):
+    config = tiny_config("lm", steps=steps, data__num_examples=64, data__epochs=1, **fields)
+    return config, types.SimpleNamespace(config=config, source=range(64), total_steps=steps,
+                                         plan=train.plan_of(config, 64, steps),
+                                         abstract_state=None)
+  ckpt = types.SimpleNamespace(latest_step=lambda: 4, restore_latest=restore_latest)
+  config, run = run_of(170, optim__warmup_ratio=0.03)
+  _recorded_before_ceil_warmup(tmp_path, config)
+  with pytest.raises(ValueError, match=r"round\(0.03 x 170\) = 5"):
+    train.resume_or_initialise(run, ckpt, None, str(tmp_path))
+  _recorded_with_order(tmp_path, config, 4)  # 170 steps of 8 over 64 examples: 22 epochs
+  with pytest.raises(ValueError, match=r"data order 4 .* order 5;"):
+    train.resume_or_initialise(run, ckpt, None, str(tmp_path))
+  config, run = run_of(8)
+  _recorded_with_order(tmp_path, config, 4)
+  with pytest.raises(Restored):
+    train.resume_or_initialise(run, ckpt, None, str(tmp_path))
 
 
 def _recorded_without(recipe: str, field: str, workdir, config=None):

@@ -96,7 +96,10 @@ def test_each_epoch_of_a_mixture_draws_other_records_of_a_source_it_cuts_short()
   counts = collections.Counter(drawn)
   assert len([k for k in counts if k[0] == 1]) == 300  # all of b, once each
   assert set(counts.values()) == {1, 3}  # a's records three times, b's once
-  first = mixture.over_epochs(3)
+  first = mixture.over_epochs()
   assert [first[i] for i in range(400)] == [mixture[i] for i in range(400)]
+  for e in range(3):  # each epoch: all of a once, and 100 records of b, each once
+    epoch = collections.Counter(drawn[400 * e:400 * (e + 1)])
+    assert set(epoch.values()) == {1} and sum(k[0] == 0 for k in epoch) == 300
   assert sorted(_drawn(mixture, 1)) == sorted((int(mixture[i]["source"]),
                                                int(mixture[i]["index"])) for i in range(400))

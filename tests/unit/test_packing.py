@@ -157,3 +157,23 @@ def test_synthetic_text_only_examples_from_the_config():
              for i in text)
   plain = make_source(tiny_config("lm").data, objectives.get("lm"), model, 0)
   assert not any((plain[i]["input_ids"] != model.image_token_id).all() for i in range(64))
+
+
+def test_packing_goes_on_past_its_epochs_with_each_epoch_a_permutation():
+  """The packed stream never ends: past its `epochs` it goes on with fresh epochs, each a
+  permutation of the records of its own, as the planned ones (the unpacked stream of 20 epochs,
+  whose epochs test_pipeline checks); a plan of 2 epochs packs the same stream as one of 1.
+  Each packed batch holds the next stretch of that stream."""
+  src = Records(20)
+  stream = [_record(ids) for b in make_dataset(src, global_batch=4, seed=2, epochs=20)
+            for ids in b["input_ids"]]
+  assert all(sorted(stream[20 * e:20 * (e + 1)]) == list(range(20)) for e in range(20))
+  for epochs in (1, 2):
+    it = iter(make_dataset(src, global_batch=4, seed=2, epochs=epochs, packing=True,
+                           image_token_id=IMG))
+    start = 0
+    for _ in range(30):
+      records = sorted(rec for rec, *_ in _segments(next(it)))
+      assert records == sorted(stream[start:start + len(records)]), (epochs, start)
+      start += len(records)
+    assert start > 3 * 20  # past the planned epochs
