@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -35,6 +36,24 @@ log = logging.getLogger("mathvlm.train")
 
 class CheckpointError(ValueError):
   """A checkpoint that does not fit the model: the message names the key and the fix."""
+
+
+@contextlib.contextmanager
+def config_errors(path):
+  """Reading a model config from the file `path`: a field the config refuses (a ValueError
+  naming it) or lacks (a KeyError), a missing or damaged file, are bad input: a CheckpointError
+  naming the file, which the commands print without a traceback (`mathvlm.convert`)."""
+  try:
+    yield
+  except FileNotFoundError as e:  # paths.read_json's names the file and what it is for
+    raise CheckpointError(str(e)) from None
+  except json.JSONDecodeError as e:
+    raise CheckpointError(f"{path} is not JSON ({e}): download or copy it again") from e
+  except KeyError as e:
+    raise CheckpointError(f"{path}: no field {e.args[0]!r}, which this model's config needs: "
+                          "download or copy the file again") from e
+  except ValueError as e:
+    raise CheckpointError(f"{path}: {e}") from e
 
 
 class Checkpointer:
@@ -261,15 +280,16 @@ def is_model_dir(path) -> bool:
 def read_model_config(ckpt_dir, **runtime):
   """The family and the config (with runtime overrides) of a `save_model` folder."""
   ckpt_dir = paths.absolute(ckpt_dir)
-  try:
-    meta = paths.read_json(ckpt_dir / "config.json", "a mathvlm model folder has a config.json")
-  except FileNotFoundError as e:
-    raise CheckpointError(str(e)) from None
+  path = ckpt_dir / "config.json"
+  with config_errors(path):
+    meta = paths.read_json(path, "a mathvlm model folder has a config.json")
   if meta.get("format") != "mathvlm":
-    raise CheckpointError(f"{ckpt_dir}/config.json is not a mathvlm checkpoint config (a Hugging "
-                          "Face folder? use mathvlm.hf.load_hf / --from-hf)")
-  family = registry.get(meta["kind"])
-  return family, with_runtime(config_from_dict(family.config_cls, meta["config"]), **runtime)
+    raise CheckpointError(f"{path} is not a mathvlm checkpoint config (a Hugging Face folder? "
+                          "use mathvlm.hf.load_hf / --from-hf)")
+  with config_errors(path):
+    family = registry.get(meta["kind"])
+    cfg = config_from_dict(family.config_cls, meta["config"])
+  return family, with_runtime(cfg, **runtime)
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",

@@ -4,7 +4,9 @@
   python -m mathvlm.convert --from-ckpt CKPT_DIR --to-hf HF_DIR [--layout original]
 
 The formats are `mathvlm.hf` (safetensors, the layouts it lists) and `mathvlm.checkpoint`
-(`save_model` / `load_model`, orbax).
+(`save_model` / `load_model`, orbax). Bad input (a flag, a missing or damaged file, a config
+field the model refuses, a layout that cannot hold the model) ends with one line naming it and
+exit status 1 (2 for a flag argparse refuses); anything else is a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import numpy as np
 
 from mathvlm import checkpoint, hf
+from mathvlm.models.layers import DTYPES
 
 LAYOUTS = {"llava-hf": "llava", "original": "llava_original"}  # --layout -> mathvlm.hf's names
 
@@ -39,9 +42,9 @@ def main(argv: list[str] | None = None) -> None:
                       "separate CLIP unchanged (--from-hf), else the tower is written to "
                       "HF_DIR/vision_tower")
   p.add_argument("--clip-dir", help="CLIP checkpoint for the original LLaVA layout")
-  p.add_argument("--dtype", default=None,
-                 help="parameter dtype: float32, bfloat16, float16 (default: float32 from a "
-                      "Hugging Face folder, the checkpoint's own with --from-ckpt)")
+  p.add_argument("--dtype", default=None, choices=sorted(DTYPES),
+                 help="parameter dtype (default: float32 from a Hugging Face folder, the "
+                      "checkpoint's own with --from-ckpt)")
   p.add_argument("--strict", action="store_true", help="unused checkpoint tensors are an error")
   args = p.parse_args(argv)
   logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -68,8 +71,8 @@ def main(argv: list[str] | None = None) -> None:
                    vision_tower=tower)
       checkpoint.copy_tokenizer(source, args.to_hf)
       print(f"wrote {type(model).__name__} ({n:,} parameters) to {args.to_hf} ({layout} layout)")
-  except checkpoint.CheckpointError as e:
-    raise SystemExit(f"error: {e}")
+  except checkpoint.CheckpointError as e:  # bad input, named (hf's and checkpoint's readers)
+    raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from mathvlm import paths
-from mathvlm.checkpoint import CheckpointError, single_device
+from mathvlm.checkpoint import CheckpointError, config_errors, single_device
 from mathvlm.models import registry
 from mathvlm.models.clip_text import CLIPConfig
 from mathvlm.models.layers import dtype_of, path_parts
@@ -255,12 +255,15 @@ def rules_for(layout: str, ckpt: SafetensorsDir, clip: SafetensorsDir | None = N
 # ---------------------------------------------------------------------------------------------
 # Architecture from config.json.
 
-def read_config(path) -> dict[str, Any]:
-  """config.json of a local folder or one in a bucket (gs://...)."""
+def read_config(path, fix: str = "download or copy it again") -> dict[str, Any]:
+  """config.json of a local folder or one in a bucket (gs://...); one that is not JSON is a
+  CheckpointError naming it and `fix`."""
   try:
     return paths.read_json(path, "a Hugging Face folder needs its config.json")
   except FileNotFoundError as e:
     raise CheckpointError(str(e)) from None
+  except json.JSONDecodeError as e:
+    raise CheckpointError(f"{path} is not JSON ({e}): {fix}") from None
 
 
 def _local_only(path) -> None:
@@ -340,8 +343,9 @@ def folder_config(hf_dir: str, layout: str, hf: dict[str, Any], clip_hf: dict[st
   the pixel stats of stats_dir's preprocessor_config.json and the end-of-response ids of the
   folder's generation_config.json. One function for `load_hf` and
   `mathvlm.pretrained.pretrained_config`, so that a run plans with the config it loads."""
-  cfg = with_pixel_stats(config_from_hf(layout, hf, clip_hf, **overrides), stats_dir)
-  return with_generation_eos(cfg, hf_dir)
+  with config_errors(os.path.join(hf_dir, "config.json")):  # or the separate CLIP's config
+    cfg = config_from_hf(layout, hf, clip_hf, **overrides)
+  return with_generation_eos(with_pixel_stats(cfg, stats_dir), hf_dir)
 
 
 def _reject_anyres(hf: dict[str, Any]) -> None:
@@ -407,11 +411,8 @@ def with_generation_eos(cfg, folder: str | None):
 
 def _generation_eos(path: str) -> int | tuple[int, ...] | None:
   """generation_config.json's eos_token_id: an int, a tuple for a list, None when absent."""
-  try:
-    meta = read_config(path)
-  except json.JSONDecodeError as e:
-    raise CheckpointError(f"{path} is not JSON ({e}): download or copy it again, or delete it "
-                          "(responses then end on config.json's eos_token_id)") from None
+  meta = read_config(path, "download or copy it again, or delete it (responses then end on "
+                     "config.json's eos_token_id)")
   if not isinstance(meta, dict):
     raise CheckpointError(f"{path} holds a {type(meta).__name__}, not a JSON object: download or "
                           "copy it again, or delete it")

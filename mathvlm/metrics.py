@@ -9,7 +9,8 @@ row per logged step, the rows an uninterrupted run writes; TensorBoard drops its
 the same way (`purge_step`).
 
 A row is written before its step's checkpoint; what is known of the step only after that save
-(its time, when no later row follows to take it) is added to the row by `amend`."""
+(its time, when no later row follows to take it) is added to the row by `amend` (to the last row
+written, naming the step saved, when a stop saved a step without a row: `train.Rows.amend_last`)."""
 
 from __future__ import annotations
 

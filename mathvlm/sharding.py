@@ -6,7 +6,8 @@ this table's business, overridable from the config, never the model's. An overri
 name the layers use, each once (None replicates on purpose: `rule_errors`). An array splits over a
 mesh axis once: a dimension loses the mesh axes an earlier one of the same array took. A parameter
 dimension that loses axes so, or whose mesh axes do not divide it, is split over fewer devices than
-the table says (replicated if over none), and setup names each such one (`log_replicated`).
+the table says (replicated if over none), and setup names each such one (`log_replicated`); an
+activation dimension that loses axes so is named once per table while tracing (`constrain`).
 """
 
 from __future__ import annotations
@@ -157,7 +158,27 @@ def constrain(x, *names: str | None):
   mesh, rules = active
   if len(names) != x.ndim:
     raise ValueError(f"constrain: {len(names)} axis names {names} for an array of rank {x.ndim}")
+  _log_taken_once(names, rules)
   return jax.lax.with_sharding_constraint(x, param_sharding(mesh, rules)(None, names, x.shape))
+
+
+_TAKEN_LOGGED: set = set()  # the (logical names, rules) whose taken mesh axes were logged
+
+
+def _log_taken_once(names, rules) -> None:
+  """Names each mesh axis an activation loses to an earlier dimension (`taken_axes`), as
+  `log_replicated` does for parameters, but once per names and table: `constrain` runs at every
+  trace of every layer, and one line a trace would bury the log."""
+  key = (tuple(names), str(rules))  # str: a config may give a rule's mesh axes as a list
+  if key in _TAKEN_LOGGED:
+    return
+  _TAKEN_LOGGED.add(key)
+  for dim, axis, holder in taken_axes(names, rules):
+    log.warning("sharding: activations %s are not split over mesh axis %r along dimension %d "
+                "(%r): dimension %d (%r) has that axis, and an array splits over a mesh axis "
+                "once; map %r and %r to different mesh axes in logical_axis_rules, or %r without "
+                "%r to mean it", names, axis, dim, names[dim], holder, names[holder],
+                names[holder], names[dim], names[dim], axis)
 
 
 def mesh_sizes(data: int, fsdp: int, tensor: int, device_count: int) -> tuple[int, int, int]:

@@ -506,13 +506,15 @@ class Rows:
     self.t_start = self.t_last = time.time()
     self.last = None
     self.apart = {}  # field -> seconds the loop spent between steps since the last row written
+    self.spent = {}  # field -> seconds the loop spent between steps in all (for the ETA)
+    self.stepped = set()  # the batch shapes the step was called on (traced and compiled for)
 
   def work(self, batch: dict) -> tuple[float, int]:
     """(FLOPs, tokens) of a step on this batch, from its own shape: with data.buckets a batch is
     trimmed to its bucket, not data.max_len. Counted once per bucket."""
     import numpy as np
-    shapes = {k: tuple(v.shape) for k, v in batch.items()}
-    key = tuple(sorted(shapes.items()))
+    key = _shapes(batch)
+    shapes = dict(key)
     if key not in self.per_shape:
       run = dataclasses.replace(self.run, batch_shapes={**self.run.batch_shapes, **shapes})
       tokens = shapes.get("input_ids", (self.run.config.data.global_batch,))
@@ -529,23 +531,47 @@ class Rows:
       yield
     finally:
       self.t_last = time.time()
-      self.apart[field] = self.apart.get(field, 0.0) + self.t_last - began
+      for seconds in (self.apart, self.spent):
+        seconds[field] = seconds.get(field, 0.0) + self.t_last - began
 
-  def compiling(self, step: int):
-    """Around the step's call: the first call of this process traces and compiles the step
-    before dispatching it, and those seconds (tens, against a step's fraction of one) go to
-    `compile_time` of the first row written, not to that step's step_time and tokens/s. A bucket
-    shape first seen later compiles inside its step's time (data.buckets)."""
-    return self.timed_apart("compile_time") if step == self.start else contextlib.nullcontext()
+  def compiles(self, batch: dict) -> bool:
+    """Whether the step's call on this batch traces and compiles it first: the first call of
+    this process, and with data.buckets the first of each bucket's shape."""
+    return _shapes(batch) not in self.stepped
+
+  def compiling(self, batch: dict):
+    """Around the step's call: a call that compiles (`compiles`) takes seconds (tens, against a
+    step's fraction of one) that go to `compile_time` of the next row written, its step's when
+    it has one, not to a step_time and tokens/s."""
+    if not self.compiles(batch):
+      return contextlib.nullcontext()
+    self.stepped.add(_shapes(batch))
+    return self.timed_apart("compile_time")
+
+  def eta(self, now: float, done: int) -> float:
+    """Seconds left at the pace of this process's steps so far, their compilation left out: it
+    is paid once (per bucket), and counted in, it made the first rows' ETA many times too long.
+    Checkpoint saves and evaluations recur, so they stay in."""
+    compiled = self.spent.get("compile_time", 0.0)
+    return (now - self.t_start - compiled) / (done - self.start) * (self.run.total_steps - done)
 
   def amend_last(self, step: int) -> None:
     """Time apart after the last row that no row follows (the save a process exits after, at
-    the run's end or on a SIGTERM/SIGINT) goes into that row, when it is `step`'s (a step
-    between metrics.every's has none), instead of being lost with the process."""
-    if self.apart and self.last is not None and self.last["step"] == step:
-      self.last.update(self.apart)
-      self.writer.amend(step, self.apart)
-    self.apart = {}
+    the run's end or on a SIGTERM/SIGINT, at `step`) goes into that row instead of being lost
+    with the process. A stop between metrics.every's has no row of its own: the last row takes
+    it with `exit_checkpoint_step` naming the step saved, rather than a row of its own at a step
+    an uninterrupted run logs none for (a resumed run's metrics.jsonl stays that run's rows)."""
+    fields, self.apart = self.apart, {}
+    if not fields:
+      return
+    if self.last is None:  # this process wrote no row yet: the log keeps it
+      log.info("step %d: %s; no metrics row of this process to hold them", step,
+               ", ".join(f"{k} {v:.1f}s" for k, v in fields.items()))
+      return
+    if self.last["step"] != step:
+      fields["exit_checkpoint_step"] = step
+    self.last.update(fields)
+    self.writer.amend(self.last["step"], fields)
 
   def finish(self, done: int, metrics, item, evaluate: Callable | None = None) -> None:
     """evaluate: () -> evaluator scores for this step's row, run once the step is found finite."""
@@ -583,8 +609,13 @@ class Rows:
       row["mfu"] = per_device / self.peak
     self.writer.write(done, row)
     self.apart = {}
-    log_progress(row, self.run.total_steps, (now - self.t_start) / (done - self.start), self.peak)
+    log_progress(row, self.run.total_steps, self.eta(now, done), self.peak)
     self.last = row
+
+
+def _shapes(batch: dict) -> tuple:
+  """A batch's shapes, by key: what a jitted step traces and compiles for."""
+  return tuple(sorted((k, tuple(v.shape)) for k, v in batch.items()))
 
 
 def train_loop(run: Run, state, start: int, data_iter, ckpt, writer, callbacks=(), *,
@@ -605,7 +636,10 @@ def train_loop(run: Run, state, start: int, data_iter, ckpt, writer, callbacks=(
   pending = None
   for step in range(start, run.total_steps):
     item = batches.take()
-    with rows.compiling(step):
+    if pending is not None and rows.compiles(item.batch):  # a new shape (a bucket's) compiles:
+      rows.finish(*pending)  # the step before is read first, else its step_time holds that
+      pending = None
+    with rows.compiling(item.batch):
       state, metrics = run.step_fn(state, item.batch)
     now.update(state=state, step=step + 1)
     if run.host is None:  # a host step (RL rollouts) samples with the new state: no read-ahead
@@ -642,10 +676,10 @@ def train_loop(run: Run, state, start: int, data_iter, ckpt, writer, callbacks=(
   return state, rows.last, None
 
 
-def log_progress(row: dict, total: int, per_step: float, peak: float) -> None:
+def log_progress(row: dict, total: int, eta: float, peak: float) -> None:
   log.info("step %d/%d loss %.4f lr %.2e grad_norm %.3f %.2fs/step mfu %s eta %ds%s",
            row["step"], total, row["loss"], row["lr"], row["grad_norm"], row["step_time"],
-           f"{row['mfu']:.3f}" if peak else "n/a", per_step * (total - row["step"]),
+           f"{row['mfu']:.3f}" if peak else "n/a", eta,
            f" packed {row['data/examples']:.0f} examples, {row['data/nonpad_fraction']:.0%} "
            "real tokens" if "data/examples" in row else "")
 

@@ -25,8 +25,10 @@ from train_utils import ROOT, cpu_env
 
 # Every run of a test uses the same flags (train_utils.cpu_env) and a shared compilation cache,
 # so the runs after the first skip most compiling and all give the same executables.
+# TIMING: the fields of a row that say how the run went rather than what it computed (with
+# exit_checkpoint_step, the step a stop between metrics.every's saved).
 TIMING = ("step_time", "tokens_per_s", "tflops_per_device", "mfu", "checkpoint_time",
-          "exit_checkpoint_time", "compile_time")
+          "exit_checkpoint_time", "exit_checkpoint_step", "compile_time")
 
 
 def env(cache_dir: str, devices: int = 0) -> dict:

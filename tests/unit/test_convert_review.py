@@ -185,3 +185,45 @@ def test_an_exported_config_carries_the_names_transformers_4_reads(tmp_path):
   assert hf.config_from_hf("llava", old) == hf.config_from_hf("llava", meta) == cfg
   theirs = tf.LlavaConfig(**old).text_config.rope_parameters
   assert theirs == {"rope_type": "linear", "factor": 3.0, "rope_theta": 100.0}
+
+
+def _edited(src, dst, edit):
+  """A copy of the folder `src` whose config.json `edit` changed."""
+  import shutil
+  shutil.copytree(src, dst)
+  path = os.path.join(dst, "config.json")
+  meta = json.load(open(path))
+  edit(meta)
+  json.dump(meta, open(path, "w"))
+  return str(dst)
+
+
+def test_convert_ends_bad_input_with_one_line_and_a_bug_with_its_traceback(tmp_path, monkeypatch):
+  """Only CheckpointError was caught: a config field the model refuses (ValueError), one it
+  lacks (KeyError), a checkpoint's unknown model family, a config.json that is not JSON and an
+  unknown --dtype (a ValueError at the model's build) each ended in a traceback."""
+  src = H.save(H.llm(1), str(tmp_path / "hf"))
+  ckpt = str(tmp_path / "ckpt")
+  convert.main(["--from-hf", src, "--to", ckpt])
+  gelu = _edited(src, tmp_path / "a", lambda m: m.update(hidden_act="gelu"))
+  broken = _edited(src, tmp_path / "d", dict.clear)
+  (tmp_path / "d" / "config.json").write_text("{not json")
+  bad = {
+      "hidden_act": ("--from-hf", gelu, "a/config.json: config.json field hidden_act='gelu'"),
+      "no field": ("--from-hf", _edited(src, tmp_path / "b", lambda m: m.pop("hidden_size")),
+                   "b/config.json: no field 'hidden_size'"),
+      "family": ("--from-ckpt", _edited(ckpt, tmp_path / "c", lambda m: m.update(kind="gpt")),
+                 "c/config.json: unknown model family 'gpt'"),
+      "not json": ("--from-hf", broken, "d/config.json is not JSON"),
+  }
+  for name, (flag, folder, says) in bad.items():
+    with pytest.raises(SystemExit) as e:
+      convert.main([flag, folder, "--to-hf", str(tmp_path / "out")])
+    assert isinstance(e.value.code, str) and e.value.code.startswith("error: ") and \
+        says in e.value.code, (name, e.value.code)
+  with pytest.raises(SystemExit) as e:
+    convert.main(["--from-hf", src, "--to", str(tmp_path / "d"), "--dtype", "float8"])
+  assert e.value.code == 2  # argparse's usage error
+  monkeypatch.setattr(hf, "load_hf", lambda *a, **k: 1 / 0)  # a bug: not caught
+  with pytest.raises(ZeroDivisionError):
+    convert.main(["--from-hf", src, "--to", str(tmp_path / "e")])

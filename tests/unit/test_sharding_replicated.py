@@ -83,3 +83,27 @@ def test_a_dimension_keeps_the_mesh_axes_no_earlier_dimension_took():
   assert sharding.logical_to_spec(("embed", "mlp"), rules) == PartitionSpec("fsdp", "tensor")
   assert sharding.taken_axes(("embed", "mlp"), rules) == [(1, "fsdp", 0)]
   assert sharding.taken_axes(("embed", "mlp")) == []
+
+
+def test_an_activation_losing_a_taken_mesh_axis_is_logged_once_per_names_and_table(caplog,
+                                                                                monkeypatch):
+  """`constrain` dropped the axis an earlier dimension took without a word, where setup names
+  the parameters it happens to. Once per (names, table), though every layer's trace meets it."""
+  monkeypatch.setattr(sharding, "_TAKEN_LOGGED", set())
+  mesh = sharding.make_mesh(fsdp=1, devices=jax.devices()[:1])
+  clash = tuple(dict(sharding.DEFAULT_RULES, activation_length="fsdp").items())
+  names = ("activation_batch", "activation_length", "activation_embed")
+
+  def traces(rules):
+    with caplog.at_level(logging.INFO, logger="mathvlm.train"), \
+        sharding.activation_sharding(mesh, rules):
+      for _ in range(2):  # two layers, then a second trace of the same function
+        jax.jit(lambda x: sharding.constrain(sharding.constrain(x, *names), *names)).lower(
+            jnp.zeros((2, 4, 8)))
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+  assert traces(sharding.DEFAULT_RULES) == []
+  lines = traces(clash)
+  assert len(lines) == 1, lines
+  assert ("not split over mesh axis 'fsdp' along dimension 1 ('activation_length'): dimension 0 "
+          "('activation_batch') has that axis") in lines[0]

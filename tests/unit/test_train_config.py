@@ -4,6 +4,7 @@ something else (dead freeze rules, misspelt axis rules, buckets under a host ste
 step's forwards LoRA dropout reaches."""
 
 import json
+import logging
 import re
 import types
 
@@ -189,16 +190,17 @@ STEP_METRICS = {"loss": 1.0, "grad_norm": 1.0, "lr": 0.0}
 
 
 def _loop_rows(tmp_path, monkeypatch, every, *, total=6, start=0, stop=None,
-               step_fn=lambda state, batch: (state, STEP_METRICS)) -> dict:
+               step_fn=lambda state, batch: (state, STEP_METRICS), batches=None) -> dict:
   """metrics.jsonl's rows by step after train_loop from `start` with stand-ins for the model, the
-  data and the checkpoints (SlowSaves)."""
+  data (`batches`, or empty ones) and the checkpoints (SlowSaves)."""
   from mathvlm.configs import sft
   from mathvlm.metrics import MetricWriter
   config = sft.get_config("model=tiny")
   config.metrics.every = every
   run = types.SimpleNamespace(config=config, total_steps=total, batch_shapes={}, host=None,
                               evaluators=[], step_fn=step_fn)
-  monkeypatch.setattr(train, "next_batch", lambda *args: ({}, {}, {}))
+  batches = iter(batches or [{}] * total)
+  monkeypatch.setattr(train, "next_batch", lambda *args: (next(batches), {}, {}))
   monkeypatch.setattr(train.Rows, "work", lambda self, batch: (1e9, 1000))
   data_iter = types.SimpleNamespace(get_state=dict)
   writer = MetricWriter(str(tmp_path), tensorboard=False, start_step=start)
@@ -225,20 +227,86 @@ def test_a_step_after_a_checkpoint_save_is_timed_without_it(tmp_path, monkeypatc
 @pytest.mark.parametrize("every, stop, amended", [
     (2, None, 6),        # the run's end: its last row
     (1, StopAt(3), 3),   # a SIGTERM's save, after its step's row
-    (2, StopAt(3), None),  # a step between metrics.every's: no row of its own to take it
+    (2, StopAt(3), 2),   # a step between metrics.every's: the last row, naming the step saved
 ])
 def test_the_save_a_run_exits_after_is_timed_in_its_own_row(tmp_path, monkeypatch, every, stop,
                                                              amended):
   """No row follows the last save, so its seconds (checkpoint_time of a next row) were never
-  written: they go to exit_checkpoint_time of its step's row, which was written before it."""
+  written: they go to exit_checkpoint_time of its step's row, which was written before it. A
+  stop at a step without a row lost them: the last row takes them, with the step saved."""
   rows = _loop_rows(tmp_path, monkeypatch, every, stop=stop)
   last = 6 if stop is None else stop.step
   assert sorted(rows) == list(range(every, last + 1, every))  # a row per logged step, as before
   for step, row in rows.items():
     if step == amended:
       assert 0.5 <= row["exit_checkpoint_time"] < 2, row
+      assert row.get("exit_checkpoint_step", step) == last, row
     else:
       assert "exit_checkpoint_time" not in row, row
+  assert [s for s, r in rows.items() if "exit_checkpoint_step" in r] == [2] * (last % every > 0)
+
+
+def test_a_stop_before_this_process_wrote_a_row_logs_its_save(tmp_path, monkeypatch, caplog):
+  """No row to amend (metrics.every=4, a stop at step 3): the save's seconds go to the log."""
+  with caplog.at_level(logging.INFO, logger="mathvlm.train"):
+    assert _loop_rows(tmp_path, monkeypatch, 4, stop=StopAt(3)) == {}
+  assert re.search(r"step 3: .*exit_checkpoint_time 0\.[5-9]s; no metrics row", caplog.text), \
+      caplog.text
+
+
+class FakeClock:
+  """train's `time`, advanced where the loop's time passes: a step's call (dispatch) takes
+  `compiling(batch)` seconds, reading its metrics (the wait on the devices) one second."""
+
+  def __init__(self, monkeypatch, compiling):
+    self.now, self.compiling = 0.0, compiling
+    monkeypatch.setattr(train, "time", self)
+    monkeypatch.setattr(train.overlap, "fetch", self.fetch)
+
+  def time(self):
+    return self.now
+
+  def step(self, state, batch):
+    self.now += self.compiling(batch)
+    return state, STEP_METRICS
+
+  def fetch(self, metrics):
+    self.now += 1.0
+    return metrics
+
+
+def test_the_eta_leaves_out_the_first_steps_compilation(tmp_path, monkeypatch, caplog):
+  """The ETA was the time since the start over the steps done: 30 s of compiling and 1 s steps
+  said 155 s left after step 1 of 6, where 5 s were."""
+  calls = []
+
+  def compiling(batch):
+    calls.append(batch)
+    return 30.0 if len(calls) == 1 else 0.0
+
+  clock = FakeClock(monkeypatch, compiling)
+  with caplog.at_level(logging.INFO, logger="mathvlm.train"):
+    _loop_rows(tmp_path, monkeypatch, 1, step_fn=clock.step)
+  etas = [int(m) for m in re.findall(r"eta (\d+)s", caplog.text)]
+  assert etas == [5, 4, 3, 2, 1, 0], caplog.text
+
+
+def test_each_buckets_first_compilation_is_timed_apart_in_its_own_row(tmp_path, monkeypatch):
+  """Step 1's compilation was split out; a later bucket's (data.buckets: a new batch shape) was
+  counted in the step_time of the row before it, read a step late, after the compile."""
+  seen = set()
+
+  def compiling(batch):  # a shape's first call compiles for 10 s
+    new = batch["input_ids"].shape not in seen
+    seen.add(batch["input_ids"].shape)
+    return 10.0 if new else 0.0
+
+  clock = FakeClock(monkeypatch, compiling)
+  batches = [{"input_ids": np.zeros((2, n))} for n in (8, 8, 8, 16, 16, 16)]
+  rows = _loop_rows(tmp_path, monkeypatch, 1, step_fn=clock.step, batches=batches)
+  assert {s: r.get("compile_time") for s, r in rows.items()} == {
+      1: 10.0, 2: None, 3: None, 4: 10.0, 5: None, 6: None}
+  assert [r["step_time"] for r in rows.values()] == [1.0] * 6, rows
 
 
 @pytest.mark.parametrize("start", [0, 2])
