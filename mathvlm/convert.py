@@ -2,6 +2,7 @@
 
   python -m mathvlm.convert --from-hf HF_DIR --to CKPT_DIR [--clip-dir DIR] [--dtype float32]
   python -m mathvlm.convert --from-ckpt CKPT_DIR --to-hf HF_DIR [--layout original]
+                           [--image-aspect-ratio pad|square]
 
 The formats are `mathvlm.hf` (safetensors, the layouts it lists) and `mathvlm.checkpoint`
 (`save_model` / `load_model`, orbax). Bad input (a flag, a missing or damaged file, a config
@@ -41,6 +42,11 @@ def main(argv: list[str] | None = None) -> None:
                       "to hold it). Default: the source's own name where the tower came from a "
                       "separate CLIP unchanged (--from-hf), else the tower is written to "
                       "HF_DIR/vision_tower")
+  p.add_argument("--image-aspect-ratio", choices=hf.IMAGE_ASPECT_RATIOS,
+                 help="with --layout original: LLaVA's image_aspect_ratio, how the model's images "
+                      "were shaped: pad (padded to a square, data.image_aspect pad) or square "
+                      "(CLIP's resize and centre crop, data.image_aspect crop). Default: the "
+                      "source's own (an original-layout import), else pad")
   p.add_argument("--clip-dir", help="CLIP checkpoint for the original LLaVA layout")
   p.add_argument("--dtype", default=None, choices=sorted(DTYPES),
                  help="parameter dtype (default: float32 from a Hugging Face folder, the "
@@ -66,9 +72,9 @@ def main(argv: list[str] | None = None) -> None:
       layout = hf.export_layout(model, cfg, LAYOUTS.get(args.layout))
       tower = args.vision_tower
       if tower is None and layout == "llava_original" and args.from_hf:
-        tower = hf.separate_tower_name(args.from_hf)
+        tower = hf.separate_tower_name(args.from_hf, args.clip_dir)
       hf.export_hf(model, cfg, args.to_hf, layout=layout,  # in the parameters' dtype, from above
-                   vision_tower=tower)
+                   vision_tower=tower, image_aspect_ratio=args.image_aspect_ratio)
       checkpoint.copy_tokenizer(source, args.to_hf)
       print(f"wrote {type(model).__name__} ({n:,} parameters) to {args.to_hf} ({layout} layout)")
   except checkpoint.CheckpointError as e:  # bad input, named (hf's and checkpoint's readers)

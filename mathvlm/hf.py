@@ -18,8 +18,10 @@ transformers' generate ends on), else from config.json; export writes both files
 
 Export writes the llava-hf layout (or the plain layouts for the other families), or for a LLaVA the
 original layout with its tower as a CLIPVisionModel folder beside (`export_original`); a round trip
-is bit-exact. Our parameter names mirror Hugging Face's, so the mapping below is a rename plus a
-transpose, not a table of every tensor. Our own (orbax) model checkpoints are
+is bit-exact, and its config.json holds every field of the source's: those our configs do not
+model are carried from import (their `hf_fields`, `mathvlm.models.layers.hf_fields_of`). Our
+parameter names mirror Hugging Face's, so the mapping below is a rename plus a transpose, not a
+table of every tensor. Our own (orbax) model checkpoints are
 `mathvlm.checkpoint.save_model` / `load_model`; the command line is `python -m mathvlm.convert`.
 """
 
@@ -43,7 +45,7 @@ from mathvlm import paths
 from mathvlm.checkpoint import CheckpointError, config_errors, single_device
 from mathvlm.models import registry
 from mathvlm.models.clip_text import CLIPConfig
-from mathvlm.models.layers import dtype_of, path_parts
+from mathvlm.models.layers import dtype_of, path_parts, with_hf_fields
 from mathvlm.models.llm import LlamaConfig
 from mathvlm.models.vit import CLIPVisionConfig
 from mathvlm.models.vlm import Llava, LlavaConfig
@@ -531,6 +533,7 @@ class OriginalTower:
   clip_hf: dict[str, Any]     # the tower's CLIP config (config.json or derived, see below)
   stats_dir: str | None       # the folder whose preprocessor_config.json gives the pixel stats
   config_source: str          # where clip_hf came from, for the log
+  unread: str | None = None   # a local mm_vision_tower folder clip_dir overrides (not read)
 
 
 def original_tower(hf_dir: str, hf: dict[str, Any], clip_dir: str | None,
@@ -559,13 +562,18 @@ def original_tower(hf_dir: str, hf: dict[str, Any], clip_dir: str | None,
        load without a shape error into a different model.
   The pixel stats come from the CLIP folder's preprocessor_config.json, else the checkpoint's own,
   else CLIP's defaults.
+
+  clip_dir wins over a local mm_vision_tower folder: that one is not read (`unread`, for the log),
+  and must hold a tower of the same shapes (else an error: two different CLIPs, and which one the
+  LLaVA was trained with is for its user to say).
   """
   ckpt = ckpt if ckpt is not None else SafetensorsDir(hf_dir)
   carried = original_tower_keys(ckpt)
+  unread = _overridden_tower(hf_dir, hf, clip_dir)
   if not carried:
     clip_dir = original_clip_dir(hf_dir, hf, clip_dir)
     return OriginalTower(False, clip_dir, read_config(os.path.join(clip_dir, "config.json")),
-                         clip_dir, os.path.join(clip_dir, "config.json"))
+                         clip_dir, os.path.join(clip_dir, "config.json"), unread)
   tower = hf.get("mm_vision_tower")
   folder = clip_dir or (tower if os.path.isdir(str(tower)) else None)
   if folder:
@@ -574,7 +582,43 @@ def original_tower(hf_dir: str, hf: dict[str, Any], clip_dir: str | None,
   else:
     clip_hf, source = _tower_config_from_shapes(ckpt, hf_dir, hf, carried), "the tensor shapes"
   _check_whole_tower(ckpt, clip_hf, carried, source)
-  return OriginalTower(True, folder, clip_hf, folder or hf_dir, source)
+  return OriginalTower(True, folder, clip_hf, folder or hf_dir, source, unread)
+
+
+def _overridden_tower(hf_dir: str, hf: dict[str, Any], clip_dir: str | None) -> str | None:
+  """config.json's mm_vision_tower when it is a local folder other than clip_dir (which wins),
+  after checking that both hold vision towers of the same shapes (where mm_vision_tower's has
+  safetensors to compare); None otherwise."""
+  named = str(hf.get("mm_vision_tower") or "")
+  if not clip_dir or not os.path.isdir(named) or _same_folder(named, clip_dir):
+    return None
+  try:
+    theirs = _vision_shapes(named)
+  except CheckpointError:  # no safetensors there (PyTorch .bin weights): nothing to compare
+    return named
+  ours = _vision_shapes(clip_dir)
+  differ = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+  if differ:
+    k = differ[0]
+    raise CheckpointError(
+        f"{hf_dir}/config.json's mm_vision_tower names the local CLIP folder {named}, and "
+        f"clip_dir (--clip-dir) names another, {clip_dir}, whose vision tower has other shapes "
+        f"({len(differ)} tensors differ, e.g. {k}: {theirs.get(k, 'missing')} there, "
+        f"{ours.get(k, 'missing')} in clip_dir): two different CLIPs. Pass as clip_dir the one "
+        "this LLaVA was trained with (or leave clip_dir out to read mm_vision_tower's)")
+  return named
+
+
+def _same_folder(a: str, b: str) -> bool:
+  return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _vision_shapes(clip_dir: str) -> dict[str, tuple[int, ...]]:
+  """A CLIP folder's vision tower tensors by their name below the tower's prefix, and shapes."""
+  ckpt = SafetensorsDir(clip_dir)
+  prefix = vision_rules(ckpt, ())[0].hf
+  return {k[len(prefix):]: ckpt.shape(k) for k in ckpt.keys()
+          if k.startswith(prefix) and not IGNORED_KEYS.match(k)}
 
 
 def _tower_config_from_shapes(ckpt: SafetensorsDir, hf_dir: str, hf: dict[str, Any],
@@ -658,14 +702,8 @@ def load_hf(hf_dir: str, dtype: str = "float32", *, compute_dtype: str | None = 
   if layout == "llava_original":
     tower = original_tower(hf_dir, hf, clip_dir, sources["main"])
     clip_hf, stats_dir = tower.clip_hf, tower.stats_dir
-    if tower.in_checkpoint:
-      log.info("%s: vision tower from the checkpoint itself (%s*), its config from %s",
-               hf_dir, ORIGINAL_TOWER_PREFIX, tower.config_source)
-      if clip_dir:
-        log.warning("%s carries its own (tuned) vision tower, which is loaded; clip_dir=%s gives "
-                    "only its config.json and pixel stats, not its tensors", hf_dir, clip_dir)
-    else:
-      log.info("%s: vision tower from the separate CLIP checkpoint %s", hf_dir, tower.clip_dir)
+    _log_tower(hf_dir, tower, clip_dir)
+    if not tower.in_checkpoint:
       sources["clip"] = SafetensorsDir(tower.clip_dir)
   overrides = dict(param_dtype=dtype, dtype=compute_dtype or dtype, remat=remat,
                    scan_unroll=scan_unroll)
@@ -687,6 +725,25 @@ def load_hf(hf_dir: str, dtype: str = "float32", *, compute_dtype: str | None = 
     flat[flat_key] = var.replace(arr)
   _report_unused(sources, layout, strict)
   return nnx.merge(graphdef, nnx.from_flat_state(flat)), cfg
+
+
+def _log_tower(hf_dir: str, tower: OriginalTower, clip_dir: str | None) -> None:
+  """Which folder gives an original-layout LLaVA's tower tensors and which its config, and the
+  local mm_vision_tower folder that clip_dir overrides, when there is one."""
+  unread = (f"; config.json's mm_vision_tower names another local folder, {tower.unread}, which "
+            "is not read (make sure clip_dir is the CLIP this LLaVA was trained with)"
+            if tower.unread else "")
+  if not tower.in_checkpoint:
+    log.log(logging.WARNING if unread else logging.INFO,
+            "%s: vision tower from the separate CLIP checkpoint %s (its tensors and "
+            "config.json)%s", hf_dir, tower.clip_dir, unread)
+    return
+  log.info("%s: vision tower from the checkpoint itself (%s*), its config from %s",
+           hf_dir, ORIGINAL_TOWER_PREFIX, tower.config_source)
+  if clip_dir:
+    log.warning("%s carries its own (tuned) vision tower, which is loaded; clip_dir=%s gives "
+                "only its config.json and pixel stats, not its tensors%s", hf_dir, clip_dir,
+                unread)
 
 
 def _report_unused(sources: dict[str, SafetensorsDir], layout: str, strict: bool) -> None:
@@ -817,14 +874,15 @@ def hf_tensors(model: nnx.Module, dtype: str | None = None, layout: str | None =
 
 def export_hf(model: nnx.Module, cfg, out_dir: str, *, dtype: str | None = None,
               max_shard_bytes: int = 5 << 30, layout: str | None = None,
-              vision_tower: str | None = None) -> str:
+              vision_tower: str | None = None, image_aspect_ratio: str | None = None) -> str:
   """Writes config.json, safetensors (sharded with an index past `max_shard_bytes`), for a
   model with a vision tower preprocessor_config.json with its pixel statistics, and for one that
   generates generation_config.json with its bos/eos/pad ids, as save_pretrained does: the ids a
   response ends on survive the round trip for readers of either file.
 
   layout: for a LLaVA, 'llava' (llava-hf) or 'llava_original' (`export_original`, where
-  vision_tower applies); default `export_layout`'s. Returns the layout written."""
+  vision_tower and image_aspect_ratio apply); default `export_layout`'s. Returns the layout
+  written."""
   layout = export_layout(model, cfg, layout)
   if any(getattr(m, "lora", None) is not None for _, m in nnx.iter_modules(model)):
     raise CheckpointError("the model has LoRA adapters: merge them first "
@@ -832,11 +890,14 @@ def export_hf(model: nnx.Module, cfg, out_dir: str, *, dtype: str | None = None,
   _local_only(out_dir)
   if layout == "llava_original":
     export_original(model, cfg, out_dir, dtype=dtype, max_shard_bytes=max_shard_bytes,
-                    vision_tower=vision_tower)
+                    vision_tower=vision_tower, image_aspect_ratio=image_aspect_ratio)
     return layout
   if vision_tower is not None:
     raise CheckpointError("vision_tower (--vision-tower) names the tower of an original-layout "
                           f"LLaVA export; the {layout!r} layout keeps the tower in its own files")
+  if image_aspect_ratio is not None:
+    raise CheckpointError("image_aspect_ratio (--image-aspect-ratio) is a field of an "
+                          f"original-layout LLaVA export; the {layout!r} layout has none")
   _write_tensors(hf_tensors(model, dtype), out_dir, max_shard_bytes)
   if _vision_of(cfg) is not None:
     _write_json(preprocessor_config(_vision_of(cfg)), out_dir, "preprocessor_config.json")
@@ -890,7 +951,8 @@ ORIGINAL_TOWER_DIR = "vision_tower"
 
 
 def export_original(model: Llava, cfg: LlavaConfig, out_dir: str, *, dtype: str | None = None,
-                    max_shard_bytes: int = 5 << 30, vision_tower: str | None = None) -> None:
+                    max_shard_bytes: int = 5 << 30, vision_tower: str | None = None,
+                    image_aspect_ratio: str | None = None) -> None:
   """The original LLaVA layout, as LLaVA's `load_pretrained_model` reads it
   (haotian-liu/LLaVA, llava/model/builder.py and llava_arch.py): `model.*`, `lm_head`,
   `model.mm_projector.*` in OUT's safetensors, config.json with `original_config`'s fields.
@@ -907,7 +969,9 @@ def export_original(model: Llava, cfg: LlavaConfig, out_dir: str, *, dtype: str 
   vision_tower: a CLIP to name instead of writing the tower, for a tower left untouched (what
   LLaVA-1.5 and Math-LLaVA ship: `openai/clip-vit-large-patch14-336`). A local folder is
   checked to hold exactly the model's tower (else an error: a trained tower would be swapped for
-  the untrained one); a Hub id cannot be checked here, and says so in the log."""
+  the untrained one); a Hub id cannot be checked here, and says so in the log.
+  image_aspect_ratio: see `original_config`."""
+  config = original_config(cfg, "", image_aspect_ratio)  # its errors before anything is written
   if vision_tower is None:
     tower_dir = os.path.join(out_dir, ORIGINAL_TOWER_DIR)
     export_original_tower(model, cfg, tower_dir, dtype=dtype, max_shard_bytes=max_shard_bytes)
@@ -921,7 +985,7 @@ def export_original(model: Llava, cfg: LlavaConfig, out_dir: str, *, dtype: str 
                 "(else leave vision_tower out to write it)", vision_tower)
   main = hf_tensors(model, dtype, "llava_original", keep=lambda path: not _is_tower(path))
   _write_tensors(main, out_dir, max_shard_bytes)
-  _write_model_configs(original_config(cfg, vision_tower), cfg, out_dir, dtype)
+  _write_model_configs(dict(config, mm_vision_tower=vision_tower), cfg, out_dir, dtype)
 
 
 def export_original_tower(model: Llava, cfg: LlavaConfig, tower_dir: str, *,
@@ -958,33 +1022,55 @@ def _check_same_tower(model: Llava, clip_dir: str) -> None:
         "vision_tower (--vision-tower) out: the export then writes the model's own tower")
 
 
-def separate_tower_name(hf_dir: str) -> str | None:
+def separate_tower_name(hf_dir: str, clip_dir: str | None = None) -> str | None:
   """An original-layout folder's mm_vision_tower when its tower is that separate CLIP (not carried
   in the checkpoint): a model read from the folder has that tower unchanged, so its export can
-  name it again instead of writing it (`mathvlm.convert`). None for any other folder."""
+  name it again instead of writing it (`mathvlm.convert`). When clip_dir overrides a local
+  mm_vision_tower folder (`original_tower`), the tower read is clip_dir's, which is named. None
+  for any other folder."""
   hf = read_config(os.path.join(hf_dir, "config.json"))
   if detect_layout(hf) != "llava_original" or original_tower_keys(SafetensorsDir(hf_dir)):
     return None
-  return hf.get("mm_vision_tower") or None
+  named = hf.get("mm_vision_tower") or None
+  if clip_dir and os.path.isdir(str(named)) and not _same_folder(named, clip_dir):
+    return clip_dir
+  return named
 
 
-def original_config(cfg: LlavaConfig, vision_tower: str) -> dict[str, Any]:
+# LLaVA's image_aspect_ratio values: 'pad' (expand2square, LLaVA-1.5's and our data's default) or
+# any other, which LLaVA-1.5 gives CLIP's processor (resize and centre crop; 'square' by name).
+IMAGE_ASPECT_RATIOS = ("pad", "square")
+
+
+def original_config(cfg: LlavaConfig, vision_tower: str,
+                    image_aspect_ratio: str | None = None) -> dict[str, Any]:
   """config.json of LLaVA's LlavaLlamaForCausalLM / LlavaMistralForCausalLM: the language
   model's fields at the top level, and the mm_* fields `LlavaMetaModel` builds the tower and
   projector from, as LLaVA-1.5's released configs hold them. Our model takes image features in
   place of the -200 id and knows no <im_patch>/<im_start> tokens, so both mm_use_im_* are false
-  (LLaVA's loader would otherwise add those tokens and resize the embeddings). The images are
-  LLaVA-1.5's padded squares (image_aspect_ratio 'pad', `mathvlm.data.image.preprocess`)."""
+  (LLaVA's loader would otherwise add those tokens and resize the embeddings). The source's other
+  LLaVA fields are carried (`LlavaConfig.hf_fields`). image_aspect_ratio (how LLaVA shapes the
+  images it feeds, which the weights do not say): the one given, else the source's, else 'pad'
+  (LLaVA-1.5's padded squares, data.image_aspect's default)."""
   if not cfg.projector_bias:
     raise CheckpointError("the projector has no bias; the original LLaVA's projector layers "
                           "(nn.Linear) always have one, so it cannot load this model")
+  if image_aspect_ratio is not None and image_aspect_ratio not in IMAGE_ASPECT_RATIOS:
+    raise CheckpointError(f"image_aspect_ratio={image_aspect_ratio!r} (--image-aspect-ratio) is "
+                          f"not one of {', '.join(IMAGE_ASPECT_RATIOS)}: 'pad' for images padded "
+                          "to a square (data.image_aspect pad), 'square' for CLIP's resize and "
+                          "centre crop (crop)")
   mistral = cfg.text.model_type == "mistral"
-  return dict(cfg.text.to_hf(), model_type="llava_mistral" if mistral else "llava_llama",
+  out = with_hf_fields(cfg.text.to_hf(), cfg.hf_fields)
+  out.setdefault("image_aspect_ratio", "pad")
+  if image_aspect_ratio is not None:
+    out["image_aspect_ratio"] = image_aspect_ratio
+  return dict(out, model_type="llava_mistral" if mistral else "llava_llama",
               architectures=["LlavaMistralForCausalLM" if mistral else "LlavaLlamaForCausalLM"],
               mm_vision_tower=vision_tower, mm_hidden_size=cfg.vision.hidden_size,
               mm_projector_type=cfg.projector, mm_vision_select_layer=cfg.vision_feature_layer,
               mm_vision_select_feature=cfg.vision_feature_select, mm_patch_merge_type="flat",
-              mm_use_im_start_end=False, mm_use_im_patch_token=False, image_aspect_ratio="pad",
+              mm_use_im_start_end=False, mm_use_im_patch_token=False,
               use_mm_proj=True, tune_mm_mlp_adapter=False, freeze_mm_mlp_adapter=False,
               unfreeze_mm_vision_tower=False)
 

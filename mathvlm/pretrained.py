@@ -142,8 +142,9 @@ def config_differences(src, dst) -> list[tuple[str, object, object]]:
 def _deciding(cfg) -> dict:
   """A config's fields as they decide the model: a derived default is compared by the value it
   derives (a head_dim_override of None is the width over the heads, which a Hugging Face config
-  read back states outright)."""
-  fields = dataclasses.asdict(cfg)
+  read back states outright). The Hugging Face fields a config only carries to its export
+  (`hf_fields`: initializer_range, a CLIP's text pad id...) decide nothing."""
+  fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "hf_fields"}
   if "head_dim_override" in fields:
     fields["head_dim_override"] = cfg.head_dim
   return fields

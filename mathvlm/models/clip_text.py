@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mathvlm.models.layers import (activation, causal_mask, dense, dtype_of, layer_norm, normal,
-                                   scan_layers, stacked)
+from mathvlm.models.layers import (activation, causal_mask, dense, dtype_of, hf_fields_of,
+                                   layer_norm, normal, scan_layers, stacked, with_hf_fields)
 from mathvlm.models.vit import CLIPEncoderLayer, CLIPVisionConfig, CLIPVisionTransformer
 
 Array = jax.Array
@@ -37,6 +37,8 @@ class CLIPTextConfig:
   remat: str = "none"
   scan_unroll: int = 1            # layers per scan iteration (see layers.scan_layers)
   attention_impl: str | None = None
+  # config.json's fields this config does not model, written back on export (layers.hf_fields_of)
+  hf_fields: tuple[tuple[str, str], ...] = ()
 
   @property
   def head_dim(self) -> int:
@@ -45,21 +47,23 @@ class CLIPTextConfig:
   @classmethod
   def from_hf(cls, d: dict[str, Any], **overrides) -> "CLIPTextConfig":
     activation(d.get("hidden_act", "quick_gelu"))
-    return cls(
+    cfg = cls(
         vocab_size=d.get("vocab_size", 49408), hidden_size=d.get("hidden_size", 512),
         intermediate_size=d.get("intermediate_size", 2048),
         num_layers=d.get("num_hidden_layers", 12), num_heads=d.get("num_attention_heads", 8),
         max_position_embeddings=d.get("max_position_embeddings", 77),
         layer_norm_eps=d.get("layer_norm_eps", 1e-5), hidden_act=d.get("hidden_act", "quick_gelu"),
         eos_token_id=d.get("eos_token_id", 49407), **overrides)
+    return dataclasses.replace(cfg, hf_fields=hf_fields_of(d, cfg.to_hf()))
 
   def to_hf(self) -> dict[str, Any]:
-    return dict(model_type="clip_text_model", vocab_size=self.vocab_size,
-                hidden_size=self.hidden_size, intermediate_size=self.intermediate_size,
-                num_hidden_layers=self.num_layers, num_attention_heads=self.num_heads,
-                max_position_embeddings=self.max_position_embeddings,
-                layer_norm_eps=self.layer_norm_eps, hidden_act=self.hidden_act,
-                eos_token_id=self.eos_token_id)
+    out = dict(model_type="clip_text_model", vocab_size=self.vocab_size,
+               hidden_size=self.hidden_size, intermediate_size=self.intermediate_size,
+               num_hidden_layers=self.num_layers, num_attention_heads=self.num_heads,
+               max_position_embeddings=self.max_position_embeddings,
+               layer_norm_eps=self.layer_norm_eps, hidden_act=self.hidden_act,
+               eos_token_id=self.eos_token_id)
+    return with_hf_fields(out, self.hf_fields)
 
 
 class CLIPTextTransformer(nnx.Module):
@@ -104,18 +108,22 @@ class CLIPConfig:
   text: CLIPTextConfig = CLIPTextConfig()
   projection_dim: int = 768
   logit_scale_init: float = math.log(1 / 0.07)
+  # config.json's fields this config does not model, written back on export (layers.hf_fields_of)
+  hf_fields: tuple[tuple[str, str], ...] = ()
 
   @classmethod
   def from_hf(cls, d: dict[str, Any], **overrides) -> "CLIPConfig":
-    return cls(vision=CLIPVisionConfig.from_hf(d.get("vision_config", {}), **overrides),
+    cfg = cls(vision=CLIPVisionConfig.from_hf(d.get("vision_config", {}), **overrides),
                text=CLIPTextConfig.from_hf(d.get("text_config", {}), **overrides),
                projection_dim=d.get("projection_dim", 512),
                logit_scale_init=d.get("logit_scale_init_value", math.log(1 / 0.07)))
+    return dataclasses.replace(cfg, hf_fields=hf_fields_of(d, cfg.to_hf()))
 
   def to_hf(self) -> dict[str, Any]:
-    return dict(model_type="clip", architectures=["CLIPModel"],
-                vision_config=self.vision.to_hf(), text_config=self.text.to_hf(),
-                projection_dim=self.projection_dim, logit_scale_init_value=self.logit_scale_init)
+    out = dict(model_type="clip", architectures=["CLIPModel"],
+               vision_config=self.vision.to_hf(), text_config=self.text.to_hf(),
+               projection_dim=self.projection_dim, logit_scale_init_value=self.logit_scale_init)
+    return with_hf_fields(out, self.hf_fields)
 
 
 class CLIP(nnx.Module):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import json
 import math
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -33,6 +34,28 @@ def dtype_of(name: str | Any):
   if name not in DTYPES:
     raise ValueError(f"unknown dtype {name!r}; expected one of {sorted(DTYPES)}")
   return DTYPES[name]
+
+
+# Hugging Face config fields a model config does not model but keeps for its export (its
+# `hf_fields`), except these: the writer's transformers version (an export is not written by
+# transformers), the dtype (the export's own parameters' is written) and the source's own path
+# and Hub commit (the export is another folder).
+NOT_CARRIED = ("transformers_version", "dtype", "torch_dtype", "_name_or_path", "_commit_hash")
+
+
+def hf_fields_of(d: dict[str, Any], modelled) -> tuple[tuple[str, str], ...]:
+  """The fields of a config.json section that the model config does not hold (keys not in
+  `modelled`), as sorted (name, JSON text) pairs: kept in the config as it is saved and trained
+  (hashable, as a model config must be), and written back by
+  `with_hf_fields` on export, so an export says everything its source said (a CLIP's text
+  bos/pad ids, a tower's projection_dim, initializer_range...) though the model never reads it."""
+  return tuple(sorted((k, json.dumps(v)) for k, v in d.items()
+                      if k not in modelled and k not in NOT_CARRIED))
+
+
+def with_hf_fields(out: dict[str, Any], fields) -> dict[str, Any]:
+  """`out` (what the model config writes, which wins) plus the carried fields (`hf_fields_of`)."""
+  return out | {k: json.loads(v) for k, v in fields if k not in out}
 
 
 RUNTIME_FIELDS = ("dtype", "param_dtype", "remat", "attention_impl", "scan_unroll")

@@ -19,9 +19,9 @@ import numpy as np
 from flax import nnx
 
 from mathvlm.models.layers import (RMSNorm, activation, attention, block_attention, cache_storage,
-                                   cached_attention, causal_mask, dense, dtype_of, logical, normal,
-                                   positions_from_segments, scan_layers, stacked, unstack_layers,
-                                   update_slice)
+                                   cached_attention, causal_mask, dense, dtype_of, hf_fields_of,
+                                   logical, normal, positions_from_segments, scan_layers, stacked,
+                                   unstack_layers, update_slice, with_hf_fields)
 from mathvlm.sharding import constrain
 
 BATCH, LENGTH, EMBED = "activation_batch", "activation_length", "activation_embed"
@@ -61,6 +61,8 @@ class LlamaConfig:
   remat: str = "none"
   scan_unroll: int = 1            # layers per scan iteration (see layers.scan_layers)
   attention_impl: str | None = None
+  # config.json's fields this config does not model, written back on export (layers.hf_fields_of)
+  hf_fields: tuple[tuple[str, str], ...] = ()
 
   @property
   def head_dim(self) -> int:
@@ -87,7 +89,7 @@ class LlamaConfig:
     rope.pop("type", None)
     rope["rope_type"] = rope_type
     eos = d.get("eos_token_id", 2)
-    return cls(
+    cfg = cls(
         vocab_size=d["vocab_size"], hidden_size=d["hidden_size"],
         intermediate_size=d["intermediate_size"], num_layers=d["num_hidden_layers"],
         num_heads=d["num_attention_heads"],
@@ -103,6 +105,7 @@ class LlamaConfig:
         bos_token_id=d.get("bos_token_id"),
         eos_token_id=tuple(eos) if isinstance(eos, list) else eos,
         pad_token_id=d.get("pad_token_id"), model_type=mt, **overrides)
+    return dataclasses.replace(cfg, hf_fields=hf_fields_of(d, cfg.to_hf()))
 
   def to_hf(self) -> dict[str, Any]:
     rope = {"rope_theta": self.rope_theta, "rope_type": "default"}
@@ -127,7 +130,7 @@ class LlamaConfig:
       out["sliding_window"] = self.sliding_window
     else:
       out.update(attention_bias=self.attention_bias, mlp_bias=self.mlp_bias)
-    return out
+    return with_hf_fields(out, self.hf_fields)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,8 +15,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mathvlm.models.pixels import CLIP_MEAN, CLIP_STD, normalize
-from mathvlm.models.layers import (activation, attention, dense, dtype_of, layer_norm, logical,
-                                   matmul, normal, scan_layers, stacked)
+from mathvlm.models.layers import (activation, attention, dense, dtype_of, hf_fields_of,
+                                   layer_norm, logical, matmul, normal, scan_layers, stacked,
+                                   with_hf_fields)
 from mathvlm.sharding import constrain
 
 BATCH, LENGTH, EMBED = "activation_batch", "activation_length", "activation_embed"
@@ -44,6 +45,8 @@ class CLIPVisionConfig:
   # or a tower trained from scratch on other images (mathvlm.models.pixels.DIAGRAM_MEAN)
   image_mean: tuple = CLIP_MEAN
   image_std: tuple = CLIP_STD
+  # config.json's fields this config does not model, written back on export (layers.hf_fields_of)
+  hf_fields: tuple[tuple[str, str], ...] = ()
 
   @property
   def num_patches(self) -> int:
@@ -56,20 +59,22 @@ class CLIPVisionConfig:
   @classmethod
   def from_hf(cls, d: dict[str, Any], **overrides) -> "CLIPVisionConfig":
     activation(d.get("hidden_act", "quick_gelu"))  # fails with the field's value if unsupported
-    return cls(
+    cfg = cls(
         hidden_size=d.get("hidden_size", 768), intermediate_size=d.get("intermediate_size", 3072),
         num_layers=d.get("num_hidden_layers", 12), num_heads=d.get("num_attention_heads", 12),
         image_size=d.get("image_size", 224), patch_size=d.get("patch_size", 32),
         num_channels=d.get("num_channels", 3), layer_norm_eps=d.get("layer_norm_eps", 1e-5),
         hidden_act=d.get("hidden_act", "quick_gelu"), **overrides)
+    return dataclasses.replace(cfg, hf_fields=hf_fields_of(d, cfg.to_hf()))
 
   def to_hf(self) -> dict[str, Any]:
-    return dict(model_type="clip_vision_model", architectures=["CLIPVisionModel"],
-                hidden_size=self.hidden_size,
-                intermediate_size=self.intermediate_size, num_hidden_layers=self.num_layers,
-                num_attention_heads=self.num_heads, image_size=self.image_size,
-                patch_size=self.patch_size, num_channels=self.num_channels,
-                layer_norm_eps=self.layer_norm_eps, hidden_act=self.hidden_act)
+    out = dict(model_type="clip_vision_model", architectures=["CLIPVisionModel"],
+               hidden_size=self.hidden_size,
+               intermediate_size=self.intermediate_size, num_hidden_layers=self.num_layers,
+               num_attention_heads=self.num_heads, image_size=self.image_size,
+               patch_size=self.patch_size, num_channels=self.num_channels,
+               layer_norm_eps=self.layer_norm_eps, hidden_act=self.hidden_act)
+    return with_hf_fields(out, self.hf_fields)
 
 
 def init_stds(cfg) -> dict[str, float]:

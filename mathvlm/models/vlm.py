@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from mathvlm.models.layers import hf_fields_of, with_hf_fields
 from mathvlm.models.llm import LlamaConfig, LlamaForCausalLM, LMOutput
 from mathvlm.models.projector import Projector, projector_depth
 from mathvlm.models.vit import CLIPVisionConfig, CLIPVisionTransformer
@@ -38,6 +39,27 @@ ORIGINAL_WHY = {
     "mm_use_im_patch_token": "that model's vocabulary has an <im_patch> token this one never adds"}
 
 
+# What LlavaConfig.to_hf writes (llava-hf's top level): a source's other fields are carried.
+LLAVA_HF_FIELDS = ("model_type", "architectures", "vision_config", "text_config", "image_token_id",
+                   "image_token_index", "projector_hidden_act", "multimodal_projector_bias",
+                   "vision_feature_layer", "vision_feature_select_strategy", "image_seq_length",
+                   "tie_word_embeddings")
+# The original layout's LLaVA fields (LLaVA's train.py and initialize_vision_modules set them on
+# the language model's config) that an export derives from the model (`hf.original_config`); its
+# others (image_aspect_ratio, tokenizer_model_max_length, mm_projector_lr...) are carried.
+ORIGINAL_MODELLED = ("mm_vision_tower", "mm_hidden_size", "mm_projector_type",
+                     "mm_vision_select_layer", "mm_vision_select_feature", "mm_patch_merge_type",
+                     "mm_use_im_start_end", "mm_use_im_patch_token", "use_mm_proj",
+                     "tune_mm_mlp_adapter", "freeze_mm_mlp_adapter", "unfreeze_mm_vision_tower")
+_ORIGINAL_OTHER = ("image_aspect_ratio", "image_grid_pinpoints", "tokenizer_padding_side",
+                   "tokenizer_model_max_length")
+
+
+def is_original_llava_field(name: str) -> bool:
+  """A LLaVA field of an original-layout config.json, not one of its language model's."""
+  return "mm_" in name or name in _ORIGINAL_OTHER
+
+
 @dataclasses.dataclass(frozen=True)
 class LlavaConfig:
   vision: CLIPVisionConfig = CLIPVisionConfig()
@@ -47,6 +69,8 @@ class LlavaConfig:
   image_token_id: int = 32000
   vision_feature_layer: int = -2
   vision_feature_select: str = "patch"   # 'patch' drops CLS, 'cls_patch' keeps it
+  # config.json's fields this config does not model, written back on export (layers.hf_fields_of)
+  hf_fields: tuple[tuple[str, str], ...] = ()
 
   def __post_init__(self):
     projector_depth(self.projector)
@@ -84,6 +108,7 @@ class LlavaConfig:
       raise ValueError(f"config.json field vision_config.model_type="
                        f"{vision.get('model_type')!r}: only CLIP vision towers are supported")
     return cls(vision=CLIPVisionConfig.from_hf(vision, **overrides),
+               hf_fields=hf_fields_of(d, LLAVA_HF_FIELDS),
                text=LlamaConfig.from_hf(d.get("text_config") or {"model_type": "llama"},
                                         **overrides),
                projector="mlp2x_gelu", projector_bias=d.get("multimodal_projector_bias", True),
@@ -93,7 +118,8 @@ class LlavaConfig:
   @classmethod
   def from_original(cls, d: dict[str, Any], clip: dict[str, Any], **overrides) -> "LlavaConfig":
     """From the original LLaVA layout (Math-LLaVA's release) plus the separate CLIP config."""
-    text = dict(d)
+    own = {k: v for k, v in d.items() if is_original_llava_field(k)}
+    text = {k: v for k, v in d.items() if k not in own}
     text["model_type"] = "mistral" if "mistral" in d.get("model_type", "") else "llama"
     select = d.get("mm_vision_select_feature", "patch")
     for field, plain in ORIGINAL_PLAIN.items():  # else another model loads, without a word
@@ -109,7 +135,8 @@ class LlavaConfig:
                projector=d.get("mm_projector_type", "linear"), projector_bias=True,
                image_token_id=ORIGINAL_IMAGE_TOKEN_INDEX,
                vision_feature_layer=d.get("mm_vision_select_layer", -2),
-               vision_feature_select=FEATURE_SELECT[select])
+               vision_feature_select=FEATURE_SELECT[select],
+               hf_fields=hf_fields_of(own, ORIGINAL_MODELLED))
 
   def to_hf(self) -> dict[str, Any]:
     if self.projector != "mlp2x_gelu":
@@ -118,16 +145,17 @@ class LlavaConfig:
       raise ValueError(f"image_token_id={self.image_token_id} is outside the vocabulary "
                        f"(size {self.text.vocab_size}); llava-hf needs an image token in the "
                        "vocabulary: add one to the tokenizer and embedding first")
-    return dict(model_type="llava", architectures=["LlavaForConditionalGeneration"],
-                vision_config=self.vision.to_hf(), text_config=self.text.to_hf(),
-                image_token_id=self.image_token_id, projector_hidden_act="gelu",
-                image_token_index=self.image_token_id,  # its name in transformers < 5's config
-                multimodal_projector_bias=self.projector_bias,
-                vision_feature_layer=self.vision_feature_layer,
-                vision_feature_select_strategy="default" if self.vision_feature_select == "patch"
-                else "full",
-                image_seq_length=self.image_seq_len,
-                tie_word_embeddings=self.text.tie_word_embeddings)
+    out = dict(model_type="llava", architectures=["LlavaForConditionalGeneration"],
+               vision_config=self.vision.to_hf(), text_config=self.text.to_hf(),
+               image_token_id=self.image_token_id, projector_hidden_act="gelu",
+               image_token_index=self.image_token_id,  # its name in transformers < 5's config
+               multimodal_projector_bias=self.projector_bias,
+               vision_feature_layer=self.vision_feature_layer,
+               vision_feature_select_strategy="default" if self.vision_feature_select == "patch"
+               else "full",
+               image_seq_length=self.image_seq_len,
+               tie_word_embeddings=self.text.tie_word_embeddings)
+    return with_hf_fields(out, self.hf_fields)
 
 
 class Llava(nnx.Module):

@@ -23,6 +23,14 @@ def test_runtime_fields_and_list_tuple_spelling_may_differ():
   assert pretrained.config_differences(other, TOWER) == []
 
 
+def test_the_hugging_face_fields_a_config_only_carries_may_differ():
+  """A Hugging Face tower's initializer_range or projection_dim (carried to its export, read by
+  nothing here) does not keep it from starting a preset's tower."""
+  other = dataclasses.replace(TOWER, hf_fields=(("initializer_range", "0.03"),
+                                                ("projection_dim", "768")))
+  assert pretrained.config_differences(other, TOWER) == []
+
+
 def test_a_source_tower_lacking_a_weight_is_refused_naming_it(monkeypatch):
   """A source whose config fits but whose tower lacks a weight no config field decides (a norm's
   bias) or holds one in another shape: refused, naming the field, the path and the weights.
