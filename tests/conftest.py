@@ -36,6 +36,19 @@ def llava_hf(tmp_path_factory):
   return model, H.save(model, str(tmp_path_factory.mktemp("llava_hf")))
 
 
+@pytest.fixture
+def sklearn_on_one_thread():
+  """scikit-learn's OpenMP pool held to one thread: with both cores busy (`make test`'s two
+  workers) its threads spin waiting for each other, and one fit of `choices_only.Learned`'s
+  gradient-boosted trees took 10 s of CPU instead of 0.9 (same score: the trees' histograms are
+  built a feature per thread). sklearn.ensemble is imported first: threadpoolctl limits only the
+  libraries already loaded."""
+  import sklearn.ensemble  # noqa: F401
+  from threadpoolctl import threadpool_limits
+  with threadpool_limits(1):
+    yield
+
+
 def pytest_configure(config):
   config.addinivalue_line("markers", "long(seconds): runs about that long in `make test` here; "
                                      "started first, spread over the workers (see below)")

@@ -62,8 +62,8 @@ def test_no_fixed_rule_reads_the_answer_off_the_engine_options():
   mistakes' options before (docs/engine/README.md)."""
   opts = writer.Options(seed=77, mc=1.0, degrade=0.0)
   problems = []
-  for i in range(80):
-    r = writer.make_problem(opts, i)[0]["record"]
+  for i in range(80):  # the record's choices and answer index, before its PNGs are encoded
+    r = writer.drawn_problem(opts, i)[1][0].rec
     if r["choices"]:
       assert len(r["choices"]) == 4   # always four options: chance is 25%
       problems.append((r["choices"], r["answer_index"]))
@@ -91,7 +91,8 @@ def test_demo_baselines_report_every_rule():
   assert "choices_only_learned_linear" not in b   # one multiple-choice record: nothing to learn
 
 
-def test_demo_baselines_learn_from_the_training_records_and_score_the_test_problems():
+def test_demo_baselines_learn_from_the_training_records_and_score_the_test_problems(
+    sklearn_on_one_thread):
   from mathvlm.demo.evaluate import baselines
   from mathvlm.eval.common import Problem
   rng = np.random.default_rng(2)
@@ -116,7 +117,7 @@ def _sets(rng, n: int, answer_at) -> list:
   return out
 
 
-def test_learned_rule_finds_a_tell_no_fixed_rule_names_on_fresh_sets():
+def test_learned_rule_finds_a_tell_no_fixed_rule_names_on_fresh_sets(sklearn_on_one_thread):
   rng = np.random.default_rng(0)
   second = lambda v: np.argsort(v)[-2]   # the answer is always the second largest
   train, fresh = _sets(rng, 300, second), _sets(rng, 300, second)
@@ -127,7 +128,7 @@ def test_learned_rule_finds_a_tell_no_fixed_rule_names_on_fresh_sets():
   assert CO.Learned(train, "linear").score(fresh) > fixed["chance"] + 0.15
 
 
-def test_learned_rule_stays_at_chance_when_the_options_say_nothing():
+def test_learned_rule_stays_at_chance_when_the_options_say_nothing(sklearn_on_one_thread):
   rng = np.random.default_rng(1)
   anywhere = lambda v: rng.integers(4)   # the answer is any of four exchangeable options
   train, fresh = _sets(rng, 400, anywhere), _sets(rng, 600, anywhere)

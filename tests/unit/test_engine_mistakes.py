@@ -146,8 +146,8 @@ def test_function_options_do_not_make_the_answer_the_shortest(mistakes_only):
   the shortest-option rule near chance on function problems."""
   opts = mistakes_only(seed=29, domain="function")
   problems = []
-  for i in range(260):
-    r = writer.make_problem(opts, i)[0]["record"]
+  for i in range(260):  # the record's choices and answer index, before its PNGs are encoded
+    r = writer.drawn_problem(opts, i)[1][0].rec
     if r["choices"]:
       problems.append((r["choices"], r["answer_index"]))
   assert len(problems) >= 90
