@@ -72,7 +72,8 @@ def test_grpo_resumes_after_sigkill_to_the_same_numbers(tmp_path):
   sampling would give the same numbers). 4 steps (a GRPO step costs ~1.5 s of CPU; it ran 6): the
   rerun replays step 3 and runs step 4 from what it restored, and still fails with a sampling
   seed counted from the rerun's first step, or Adam's moments or the reference not restored. The
-  curriculum stays at its start in so few steps: a rerun that forgot its state passed at 6 too."""
+  curriculum stays at its start in so few steps: a rerun that forgot its state passed at 6 too;
+  that restore is tested apart (test_grpo_rollouts.py, test_extending.py: the trainer's part)."""
   straight, killed = tmp_path / "straight", tmp_path / "killed"
   reward = "rl_toys:digit_share=1.0,format=0.5"
   run_python(TOY, str(straight), "4", "-1", reward, env=FAST)

@@ -119,3 +119,42 @@ def test_evaluators_in_config_run_every_n_steps_and_at_the_end(tmp_path):
       assert json.load(open(tmp_path / "eval.json")) == saved
   finally:
     evaluators.EVALUATORS.pop("colour_accuracy")
+
+
+class CountingHost:
+  """A host step (`Objective.host_step`) whose state is the number of batches it has made, logged
+  with each step: a resumed run that did not restore it logs a count restarted from 0."""
+
+  def __init__(self, run):
+    from mathvlm import train
+    *_, self.example, self.batch_shapes = train.setup_data(run.config, HOSTED, run.cfg)
+    self.count = 0
+
+  def __call__(self, state, local, step):
+    self.count += 1
+    return local, {"host/count": float(self.count)}
+
+  def state_dict(self):
+    return {"count": self.count}
+
+  def load_state_dict(self, state):
+    self.count = state["count"]
+
+
+HOSTED = dataclasses.replace(TOY, host_step=f"{__name__}:CountingHost")  # this module
+
+
+def test_a_host_steps_state_is_saved_with_each_checkpoint_and_restored_on_resume(tmp_path):
+  """The trainer saves `host.state_dict()` in a checkpoint's loop item and hands it back to the
+  resumed run's host step (GRPO's curriculum and refill counter). A 4-step run in the workdir of
+  a 2-step one resumes from step 2; its host counts on from 2."""
+  with registry.registered(FAMILY), objectives.registered(HOSTED):
+    c = common.base("margin")
+    c.data.global_batch, c.data.num_examples, c.steps = 16, 256, 2
+    c.checkpoint.use_async, c.metrics.tensorboard = False, False
+    common.finish(c)
+    train(c, str(tmp_path))
+    c.steps = 4  # may change on resume (mathvlm/configs/resume.py)
+    train(c, str(tmp_path))
+  rows = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
+  assert [(r["step"], r["host/count"]) for r in rows] == [(1, 1), (2, 2), (3, 3), (4, 4)]

@@ -5,6 +5,7 @@ answers that agree across them earn the consistency reward, by the formula in `r
 
 import collections
 import dataclasses
+import json
 import types
 
 import jax
@@ -161,6 +162,38 @@ def test_the_logged_running_pass_rate_is_the_one_that_moved_the_level(toy):
   _, down = host(state, OPEN_SOLVED, STEP + 1)
   assert host.curriculum.level == 1 and down["curriculum/level"] == 2
   assert down["curriculum/pass_rate"] == down["pass@1"] == 0.5
+
+
+def _levels_asked(host) -> list[tuple[list[int], int]]:
+  """The (indices, level) of each `records` call the host's stream gets from now on."""
+  host.start()
+  asked, records = [], host.stream.records
+  host.stream.records = lambda indices, level: (asked.append((list(indices), level)),
+                                                records(indices, level))[1]
+  return asked
+
+
+def test_a_resumed_host_samples_at_the_saved_level_and_numbers_refills_on(toy):
+  """The state the trainer checkpoints (`state_dict`, through the JSON of the checkpoint's loop
+  item) gives a fresh host the curriculum's level, running pass rate and steps measured, and the
+  refill counter: its next step asks the stream for the saved level and its refills for fresh
+  indices past those the saved run used. Either forgotten, a resumed run restarted at level 0 or
+  trained again on problems it had refilled with."""
+  host, state = _host(toy, curriculum_min_steps=1, dynamic_sampling=True)
+  host.start()
+  host.curriculum.update(0.9)  # up to level 1 (1 step measured: min_steps), measured afresh
+  host.curriculum.update(0.5)  # in the band: stays, 1 step measured at level 1
+  host.refills = 5
+  saved = json.loads(json.dumps(host.state_dict()))  # as checkpoint.py's JsonSave stores it
+  resumed, _ = _host(toy, curriculum_min_steps=1, dynamic_sampling=True)
+  resumed.load_state_dict(saved)
+  assert resumed.state_dict() == host.state_dict()
+  assert (resumed.curriculum.level, resumed.curriculum.pass_rate,
+          resumed.curriculum.measured, resumed.refills) == (1, 0.5, 1, 5)
+  asked = _levels_asked(resumed)
+  _, metrics = resumed(state, OPEN_SOLVED, STEP)
+  # the solved prompt's slot refilled with fresh index 10**9 + 5 (odd: open), one round
+  assert asked == [([1, 0], 1), ([10 ** 9 + 5], 1)] and metrics["curriculum/level"] == 1
 
 
 def _count_every_prompt_as_cut(host):
