@@ -741,31 +741,47 @@ def time_arithmetic(recorded: dict, repeats: int) -> dict:
       _median_ms(lambda: back(lambda r: sp.sympify(str(r))), repeats) / n, 3)
   out["sympy_to_symengine_ms_per_problem"] = round(
       _median_ms(lambda: [[se.sympify(v) for v in vs] for _, vs, _ in plain], repeats) / n, 3)
-  same = differ = 0
-  examples = []
-  for (e, vs, r), s in zip(plain, results):
-    back = s._sympy_()
-    if back == r or sp.simplify(back - r) == 0:
-      same += 1
+  out.update(_compared(plain, results))
+  out.update(_float_times(recorded["floats"], n, repeats))
+  out.update(_fractions(pairs, n, repeats))
+  return out
+
+
+def _compared(plain: list, results: list) -> dict:
+  """symengine's values against sympy's: the same value (equal, or a difference simplify makes
+  0), and how many of those come in another canonical form (the printers would write it
+  otherwise)."""
+  import sympy as sp
+  out = {"symengine_same_value": 0, "symengine_other_value": 0, "differing": []}
+  for (e, _, r), s in zip(plain, results):
+    value = s._sympy_()
+    if value == r or sp.simplify(value - r) == 0:
+      out["symengine_same_value"] += 1
     else:
-      differ += 1
-      if len(examples) < 5:
-        examples.append({"formula": e, "sympy": str(r), "symengine": str(s)})
-    if back != r:  # equal values, another canonical form: the printers would write it otherwise
+      out["symengine_other_value"] += 1
+      if len(out["differing"]) < 5:
+        out["differing"].append({"formula": e, "sympy": str(r), "symengine": str(s)})
+    if value != r:
       out["equal_value_other_form"] = out.get("equal_value_other_form", 0) + 1
-  out.update(symengine_same_value=same, symengine_other_value=differ, differing=examples)
-  floats = [v for v in recorded["floats"] if isinstance(v, sp.Expr) and v.is_number]
+  return out
+
+
+def _float_times(recorded_floats: list, n: int, repeats: int) -> dict:
+  """The engine's float conversions of exact values, in sympy (its cache cleared: each value was
+  new to the engine) and in symengine, ms a problem."""
+  import symengine as se
+  import sympy as sp
+  from sympy.core.cache import clear_cache
+  floats = [v for v in recorded_floats if isinstance(v, sp.Expr) and v.is_number]
   se_floats = [se.sympify(v) for v in floats]
 
   def sympy_floats():
     clear_cache()
     [float(v) for v in floats]
-  out["floats_per_problem"] = round(len(floats) / n, 2)
-  out["sympy_float_ms_per_problem"] = round(_median_ms(sympy_floats, repeats) / n, 3)
-  out["symengine_float_ms_per_problem"] = round(
-      _median_ms(lambda: [float(v) for v in se_floats], repeats) / n, 3)
-  out.update(_fractions(pairs, n, repeats))
-  return out
+  return {"floats_per_problem": round(len(floats) / n, 2),
+          "sympy_float_ms_per_problem": round(_median_ms(sympy_floats, repeats) / n, 3),
+          "symengine_float_ms_per_problem": round(
+              _median_ms(lambda: [float(v) for v in se_floats], repeats) / n, 3)}
 
 
 def _fractions(pairs: list, n: int, repeats: int) -> dict:
