@@ -590,7 +590,7 @@ def _overridden_tower(hf_dir: str, hf: dict[str, Any], clip_dir: str | None) -> 
   after checking that both hold vision towers of the same shapes (where mm_vision_tower's has
   safetensors to compare); None otherwise."""
   named = str(hf.get("mm_vision_tower") or "")
-  if not clip_dir or not os.path.isdir(named) or _same_folder(named, clip_dir):
+  if not _overrides(clip_dir, named):
     return None
   try:
     theirs = _vision_shapes(named)
@@ -609,8 +609,11 @@ def _overridden_tower(hf_dir: str, hf: dict[str, Any], clip_dir: str | None) -> 
   return named
 
 
-def _same_folder(a: str, b: str) -> bool:
-  return os.path.realpath(a) == os.path.realpath(b)
+def _overrides(clip_dir: str | None, named) -> bool:
+  """Whether clip_dir stands in for config.json's mm_vision_tower `named`, a local folder other
+  than clip_dir (a Hub id names no folder here, and clip_dir is then the tower's only source)."""
+  return bool(clip_dir) and os.path.isdir(str(named)) and (
+      os.path.realpath(named) != os.path.realpath(clip_dir))
 
 
 def _vision_shapes(clip_dir: str) -> dict[str, tuple[int, ...]]:
@@ -1032,9 +1035,7 @@ def separate_tower_name(hf_dir: str, clip_dir: str | None = None) -> str | None:
   if detect_layout(hf) != "llava_original" or original_tower_keys(SafetensorsDir(hf_dir)):
     return None
   named = hf.get("mm_vision_tower") or None
-  if clip_dir and os.path.isdir(str(named)) and not _same_folder(named, clip_dir):
-    return clip_dir
-  return named
+  return clip_dir if _overrides(clip_dir, named) else named
 
 
 # LLaVA's image_aspect_ratio values: 'pad' (expand2square, LLaVA-1.5's and our data's default) or
