@@ -147,7 +147,6 @@ def check_warmup(counted: str | None, flat: dict[str, Any], path, total_steps: i
   decay's start). Runs whose ratio x steps rounds up, or is whole, resume."""
   if counted is not None or total_steps is None:
     return
-  from mathvlm.configs import common
   ratio = flat.get("optim.warmup_ratio") or 0.0
   was, now = int(round(ratio * total_steps)), common.warmup_steps(ratio, total_steps)
   if was != now:
