@@ -307,7 +307,9 @@ def parse_args(argv):
   p.add_argument("--timeout", type=float, default=120.0, help="openai: seconds per request")
   p.add_argument("--ckpt", help="local: mathvlm LLaVA checkpoint")
   p.add_argument("--tokenizer", help="local: tokenizer.json (default CKPT/tokenizer.json)")
-  p.add_argument("--template", default="vicuna_v1", help="local: chat template")
+  p.add_argument("--template", default=None,
+                 help="local: chat template (default: the one the model was trained with, as "
+                      "its config.json records, else vicuna_v1)")
   p.add_argument("--batch", type=int, default=8, help="local: requests per decoding batch")
   p.add_argument("--max_new_tokens", type=int, default=512)
   p.add_argument("--temperature", type=float, default=0.7)

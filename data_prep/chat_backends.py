@@ -167,7 +167,7 @@ class LocalChat:
 
   def __init__(self, ckpt: str, tokenizer: str | None = None, *, batch_size: int = 8,
                max_new_tokens: int = 512, temperature: float = 0.0,
-               template: str = "vicuna_v1"):
+               template: str | None = None):
     from mathvlm.eval import chat
     self.ckpt = ckpt
     self.chat = chat.LocalChat(ckpt, tokenizer, template=template, batch_size=batch_size,
@@ -176,7 +176,8 @@ class LocalChat:
 
   def describe(self) -> dict:
     return {"backend": "local", "ckpt": os.path.abspath(self.ckpt),
-            "max_new_tokens": self.chat.max_new_tokens}
+            "max_new_tokens": self.chat.max_new_tokens, "template": self.chat.template,
+            "image_aspect": self.chat.image_aspect}
 
   def run(self, requests: list[Request]) -> Iterator[tuple[Request, str | Failed]]:
     """Each image is opened first: one missing or corrupt file is that request's Failed (as the

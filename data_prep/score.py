@@ -134,23 +134,23 @@ def _read(path: str) -> bytes:
 # ---------------------------------------------------------------------------------------------
 # Scoring.
 
-def pixels_for(item: Item, sizes: set[int], aspect: str) -> dict:
-  """{size: uint8 [size, size, 3]} for each scorer's size, or {"error": why}."""
+def pixels_for(item: Item, shapes: set[tuple[int, str]]) -> dict:
+  """{(size, aspect): uint8 [size, size, 3]} for each scorer's input shape, or {"error": why}."""
   try:
     with Image.open(io.BytesIO(item.load())) as im:
       im.load()
-      return {s: to_pixels(im, s, aspect) for s in sizes}
+      return {(s, a): to_pixels(im, s, a) for s, a in shapes}
   except Exception as e:  # noqa: BLE001 - PIL raises many types: OSError, SyntaxError, bombs..
     return {"error": f"{type(e).__name__}: {e}"}
 
 
-def batches(items: list[Item], batch: int, sizes: set[int], aspect: str, workers: int):
+def batches(items: list[Item], batch: int, shapes: set[tuple[int, str]], workers: int):
   """(items, decoded) per batch; decoding runs in threads, one batch ahead. The batch ahead is
   handed out by a thread of its own: on the decoding pool it would wait for its items queued
   behind it, for ever with one worker."""
   with concurrent.futures.ThreadPoolExecutor(workers) as pool, \
        concurrent.futures.ThreadPoolExecutor(1) as prefetch:
-    decode = lambda chunk: list(pool.map(lambda it: pixels_for(it, sizes, aspect), chunk))  # noqa
+    decode = lambda chunk: list(pool.map(lambda it: pixels_for(it, shapes), chunk))  # noqa
     chunks = [items[i:i + batch] for i in range(0, len(items), batch)]
     ahead = prefetch.submit(decode, chunks[0]) if chunks else None
     for k, chunk in enumerate(chunks):
@@ -159,19 +159,20 @@ def batches(items: list[Item], batch: int, sizes: set[int], aspect: str, workers
       yield chunk, decoded
 
 
-def score_items(items, scorers: dict, *, batch: int, aspect: str, workers: int, out_file,
-                progress: bool = True) -> list[dict]:
-  """Writes one line per scorable item to `out_file`; returns the unreadable ones."""
+def score_items(items, scorers: dict, *, batch: int, aspects: dict[str, str], workers: int,
+                out_file, progress: bool = True) -> list[dict]:
+  """Writes one line per scorable item to `out_file`; returns the unreadable ones. aspects:
+  {label: how its scorer's images were shaped in training} (`scorer_aspects`)."""
   import numpy as np
-  sizes = {s.image_size for s in scorers.values()}
+  shape = {name: (s.image_size, aspects[name]) for name, s in scorers.items()}
   unreadable = []
   bar = tqdm.tqdm(total=len(items), desc="score", unit="img", disable=not progress)
-  for chunk, decoded in batches(items, batch, sizes, aspect, workers):
+  for chunk, decoded in batches(items, batch, set(shape.values()), workers):
     ok = [(it, d) for it, d in zip(chunk, decoded) if "error" not in d]
     unreadable += [{"id": it.id, "detail": d["error"]} for it, d in zip(chunk, decoded)
                    if "error" in d]
     if ok:
-      handles = {name: s.start(np.stack([d[s.image_size] for _, d in ok]))
+      handles = {name: s.start(np.stack([d[shape[name]] for _, d in ok]))
                  for name, s in scorers.items()}
       probs = {name: s.finish(handles[name]) for name, s in scorers.items()}
       for j, (it, _) in enumerate(ok):
@@ -221,8 +222,9 @@ def main(argv=None):
   p.add_argument("--out", required=True, help="scores.jsonl (a .report.json goes beside it)")
   p.add_argument("--batch", type=int, default=256, help="images per step, over all devices")
   p.add_argument("--workers", type=int, default=8, help="image-decoding threads")
-  p.add_argument("--image_aspect", default="pad", choices=ASPECTS,
-                 help="as the scorers were trained (data.image_aspect)")
+  p.add_argument("--image_aspect", default=None, choices=ASPECTS,
+                 help="how every scorer's images are shaped (default: each as it was trained, "
+                      "data.image_aspect in its config.json, else pad)")
   p.add_argument("--shard", default="0/1", help="I/N: score the I-th of N parts of the pool")
   p.add_argument("--no_progress", action="store_true")
   args = p.parse_args(argv)
@@ -244,22 +246,33 @@ def main(argv=None):
   return run(args, ckpts, items, counts)
 
 
+def scorer_aspects(ckpts: dict[str, str], given: str | None) -> dict[str, str]:
+  """{label: image_aspect}: --image_aspect where given, else each scorer's own training's (a
+  clarity and a complexity scorer may have been trained differently)."""
+  from mathvlm import checkpoint
+  return {label: checkpoint.input_setting("image_aspect", given,
+                                          checkpoint.recorded_inputs(path), "pad", path)
+          for label, path in ckpts.items()}
+
+
 def run(args, ckpts: dict, items: list[Item], counts: dict) -> dict:
   from mathvlm.eval import image_scores as scoring
   mesh = scoring.data_mesh()
   scorers = {label: scoring.Scorer(scoring.load_classifier(path, mesh)[0], args.batch, mesh)
              for label, path in ckpts.items()}
+  aspects = scorer_aspects(ckpts, args.image_aspect)
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   tmp = f"{args.out}.tmp-{os.getpid()}"
   with open(tmp, "w", encoding="utf-8") as f:
-    unreadable = score_items(items, scorers, batch=args.batch, aspect=args.image_aspect,
+    unreadable = score_items(items, scorers, batch=args.batch, aspects=aspects,
                              workers=args.workers, out_file=f, progress=not args.no_progress)
   os.replace(tmp, args.out)
   report = {"scores": os.path.abspath(args.out), "images": len(items),
             "scored": len(items) - len(unreadable), **counts,
             "unreadable": {"count": len(unreadable), "ids": unreadable},
             "scorers": {k: {"ckpt": os.path.abspath(v), "classes": s.num_classes,
-                            "image_size": s.image_size} for (k, v), s in
+                            "image_size": s.image_size, "image_aspect": aspects[k]}
+                        for (k, v), s in
                         zip(ckpts.items(), scorers.values())},
             "devices": int(mesh.devices.size), "batch": next(iter(scorers.values())).batch_size}
   report_path = os.path.splitext(args.out)[0] + ".report.json"

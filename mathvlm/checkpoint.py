@@ -320,8 +320,59 @@ def copy_tokenizer(source: str, dest) -> list[str]:
   return [name for _, name in pairs]
 
 
-def save_model(model: nnx.Module, cfg, ckpt_dir: str, tokenizer: str = "") -> None:
-  """The parameters (orbax), the tokenizer if given (`copy_tokenizer`), then config.json."""
+# How a model's inputs were made, which its weights do not say: the chat template its prompts
+# were written in and how its images were shaped (a run's data.template, data.image_aspect). A
+# model fed otherwise answers worse without a word, so a trained model's folder records them and
+# the commands that feed it (`eval.run`, `data_prep.score`, `augment --backend local`) follow
+# the record unless told otherwise (`input_setting`).
+INPUT_FIELDS = ("template", "image_aspect")
+# data.image_aspect as LLaVA's image_aspect_ratio (an original-layout config.json): 'pad' pads to
+# a square; LLaVA gives any other value CLIP's processor (resize the shortest side, centre crop).
+LLAVA_ASPECT = {"pad": "pad", "crop": "square"}
+
+
+def inputs_of(config) -> dict[str, str]:
+  """What a run's model folder records of its inputs (INPUT_FIELDS of `config.data`)."""
+  return {k: str(config.data[k]) for k in INPUT_FIELDS if k in config.data}
+
+
+def recorded_inputs(path) -> dict[str, str]:
+  """How the model at `path` (a `save_model` folder or a trainer workdir) was fed, as far as its
+  folder says: the `inputs` a trainer's export wrote; for a LLaVA converted from the original
+  layout without them, its image_aspect_ratio. {} for a folder that says nothing (a model
+  converted from llava-hf or written before 2026-12-08)."""
+  config = paths.absolute(model_dir(str(path))) / "config.json"
+  if not config.exists():
+    return {}
+  with config_errors(config):
+    meta = paths.read_json(config)
+  if meta.get("inputs"):
+    return dict(meta["inputs"])
+  carried = dict(meta.get("config", {}).get("hf_fields") or ())
+  aspect = json.loads(carried["image_aspect_ratio"]) if "image_aspect_ratio" in carried else None
+  return {"image_aspect": "pad" if aspect == "pad" else "crop"} if aspect else {}
+
+
+def input_setting(name: str, given: str | None, recorded: dict[str, str], default: str,
+                  model: str) -> str:
+  """A command's `name` setting for the model at `model`: the flag where given (a warning where
+  the model's folder records another: a deliberate mismatch is allowed, an accidental one is
+  named), else the folder's record, else `default` (LLaVA-1.5's)."""
+  kept = recorded.get(name)
+  if given is None:
+    if kept is not None:
+      log.info("%s: %s=%s, as the model was trained (its config.json)", model, name, kept)
+    return default if kept is None else kept
+  if kept is not None and kept != given:
+    log.warning("%s was trained with %s=%s; --%s %s feeds it otherwise", model, name, kept,
+                name, given)
+  return given
+
+
+def save_model(model: nnx.Module, cfg, ckpt_dir: str, tokenizer: str = "",
+               inputs: dict[str, str] | None = None) -> None:
+  """The parameters (orbax), the tokenizer if given (`copy_tokenizer`), then config.json, with
+  `inputs` (`inputs_of`: how a trained model's inputs were made) where given."""
   ckpt_dir = paths.absolute(ckpt_dir)  # a local folder or a bucket URL
   ckpt_dir.mkdir(parents=True, exist_ok=True)
   with ocp.StandardCheckpointer() as ckptr:
@@ -330,10 +381,12 @@ def save_model(model: nnx.Module, cfg, ckpt_dir: str, tokenizer: str = "") -> No
     copy_tokenizer(tokenizer, ckpt_dir)
   with (ckpt_dir / "config.json").open("w") as f:
     json.dump({"format": "mathvlm", "kind": registry.of_model(model).name,
-               "config": config_to_dict(cfg)}, f, indent=2)
+               "config": config_to_dict(cfg), **({"inputs": inputs} if inputs else {})}, f,
+              indent=2)
 
 
-def export_model(model: nnx.Module, cfg, ckpt_dir: str, tokenizer: str = "") -> None:
+def export_model(model: nnx.Module, cfg, ckpt_dir: str, tokenizer: str = "",
+                 inputs: dict[str, str] | None = None) -> None:
   """`save_model` with config.json removed first and written last. config.json is what makes a
   folder a model (`is_model_dir`), so a run killed while exporting leaves a folder that is never
   read as a model, and its rerun exports again. The same on a bucket, with no copy (object stores
@@ -342,7 +395,7 @@ def export_model(model: nnx.Module, cfg, ckpt_dir: str, tokenizer: str = "") -> 
   if jax.process_index() == 0 and config.exists():
     config.unlink()
   _barrier("export_model")
-  save_model(model, cfg, ckpt_dir, tokenizer)  # the parameters (orbax: whole or absent), the
+  save_model(model, cfg, ckpt_dir, tokenizer, inputs)  # the parameters (orbax: whole or absent), the
   # tokenizer, then config.json
 
 

@@ -45,8 +45,9 @@ def main(argv: list[str] | None = None) -> None:
   p.add_argument("--image-aspect-ratio", choices=hf.IMAGE_ASPECT_RATIOS,
                  help="with --layout original: LLaVA's image_aspect_ratio, how the model's images "
                       "were shaped: pad (padded to a square, data.image_aspect pad) or square "
-                      "(CLIP's resize and centre crop, data.image_aspect crop). Default: the "
-                      "source's own (an original-layout import), else pad")
+                      "(CLIP's resize and centre crop, data.image_aspect crop). Default: as "
+                      "the source was trained (a trainer's export records data.image_aspect), "
+                      "else the source's own (an original-layout import), else pad")
   p.add_argument("--clip-dir", help="CLIP checkpoint for the original LLaVA layout")
   p.add_argument("--dtype", default=None, choices=sorted(DTYPES),
                  help="parameter dtype (default: float32 from a Hugging Face folder, the "
@@ -65,16 +66,20 @@ def main(argv: list[str] | None = None) -> None:
       model, cfg = checkpoint.load_model(args.from_ckpt, **runtime)
     n = sum(int(np.prod(v.shape)) for _, v in hf.param_paths(model))
     source = args.from_hf or args.from_ckpt  # its tokenizer files travel with the weights
-    if args.to:
-      checkpoint.save_model(model, cfg, args.to, tokenizer=source)
+    inputs = checkpoint.recorded_inputs(args.from_ckpt) if args.from_ckpt else {}
+    if args.to:  # how a trained model was fed travels with it (`checkpoint.recorded_inputs`)
+      checkpoint.save_model(model, cfg, args.to, tokenizer=source, inputs=inputs)
       print(f"wrote {type(model).__name__} ({n:,} parameters) to {args.to}")
     if args.to_hf:
       layout = hf.export_layout(model, cfg, LAYOUTS.get(args.layout))
       tower = args.vision_tower
       if tower is None and layout == "llava_original" and args.from_hf:
         tower = hf.separate_tower_name(args.from_hf, args.clip_dir)
+      aspect = args.image_aspect_ratio
+      if aspect is None and layout == "llava_original":
+        aspect = hf.llava_aspect_ratio(inputs.get("image_aspect"), args.from_ckpt)
       hf.export_hf(model, cfg, args.to_hf, layout=layout,  # in the parameters' dtype, from above
-                   vision_tower=tower, image_aspect_ratio=args.image_aspect_ratio)
+                   vision_tower=tower, image_aspect_ratio=aspect)
       checkpoint.copy_tokenizer(source, args.to_hf)
       print(f"wrote {type(model).__name__} ({n:,} parameters) to {args.to_hf} ({layout} layout)")
   except checkpoint.CheckpointError as e:  # bad input, named (hf's and checkpoint's readers)

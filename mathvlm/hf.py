@@ -41,7 +41,7 @@ from flax import nnx
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from mathvlm import paths
+from mathvlm import checkpoint, paths
 from mathvlm.checkpoint import CheckpointError, config_errors, single_device
 from mathvlm.models import registry
 from mathvlm.models.clip_text import CLIPConfig
@@ -1041,6 +1041,20 @@ def separate_tower_name(hf_dir: str, clip_dir: str | None = None) -> str | None:
 # LLaVA's image_aspect_ratio values: 'pad' (expand2square, LLaVA-1.5's and our data's default) or
 # any other, which LLaVA-1.5 gives CLIP's processor (resize and centre crop; 'square' by name).
 IMAGE_ASPECT_RATIOS = ("pad", "square")
+
+
+def llava_aspect_ratio(image_aspect: str | None, source: str) -> str | None:
+  """LLaVA's image_aspect_ratio for a model trained with data.image_aspect `image_aspect`
+  (`checkpoint.recorded_inputs`; None where the source does not say). A stretch (resize) has no
+  LLaVA form: LLaVA would feed the model other images than it learned from, so the export asks
+  for a choice rather than write one silently."""
+  if image_aspect is None:
+    return None
+  if image_aspect not in checkpoint.LLAVA_ASPECT:
+    raise CheckpointError(f"{source} was trained with data.image_aspect={image_aspect!r}, which "
+                          "LLaVA's code cannot shape images as: pass --image-aspect-ratio pad or "
+                          "square to export it anyway (its images will be shaped otherwise)")
+  return checkpoint.LLAVA_ASPECT[image_aspect]
 
 
 def original_config(cfg: LlavaConfig, vision_tower: str,

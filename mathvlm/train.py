@@ -834,7 +834,8 @@ def export_final_model(run: Run, state, workdir: str) -> None:
   model = model_of(run, state)
   merge_lora(model)
   checkpoint.export_model(model, run.cfg, os.path.join(workdir, "model"),
-                          tokenizer=run.config.data.get("tokenizer", ""))
+                          tokenizer=run.config.data.get("tokenizer", ""),
+                          inputs=checkpoint.inputs_of(run.config))
 
 
 def _log_to_stdout() -> None:

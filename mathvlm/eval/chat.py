@@ -28,8 +28,11 @@ class Reply(NamedTuple):
 class LocalChat:
   """A mathvlm LLaVA checkpoint answering prompts about images, `batch_size` at a time."""
 
-  def __init__(self, ckpt: str, tokenizer: str | None = None, *, template: str = "vicuna_v1",
-               batch_size: int = 8, max_new_tokens: int = 512, temperature: float = 0.0):
+  def __init__(self, ckpt: str, tokenizer: str | None = None, *, template: str | None = None,
+               batch_size: int = 8, max_new_tokens: int = 512, temperature: float = 0.0,
+               image_aspect: str | None = None):
+    """template, image_aspect: None follows the model's folder (how it was trained,
+    `checkpoint.recorded_inputs`), else LLaVA-1.5's vicuna_v1 and pad."""
     from tokenizers import Tokenizer
 
     from mathvlm import checkpoint
@@ -44,7 +47,11 @@ class LocalChat:
                                self.cfg.image_seq_len,
                                self.cfg.text.max_position_embeddings - max_new_tokens,
                                self.cfg.text.eos_token_id)
-    self.template, self.batch_size = template, batch_size
+    recorded = checkpoint.recorded_inputs(ckpt)
+    self.template = checkpoint.input_setting("template", template, recorded, "vicuna_v1", ckpt)
+    self.image_aspect = checkpoint.input_setting("image_aspect", image_aspect, recorded, "pad",
+                                                 ckpt)
+    self.batch_size = batch_size
     self.max_new_tokens, self.temperature = max_new_tokens, temperature
 
   def respond(self, prompts: list[tuple[str, str]]) -> list[Reply]:
@@ -58,7 +65,8 @@ class LocalChat:
     for _, tokens in run.generate_tokens(
         self.model, self.cfg, self.encoder, problems, template=self.template,
         batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
-        temperature=self.temperature, index=[prompt_key(text, image) for text, image in prompts]):
+        temperature=self.temperature, image_aspect=self.image_aspect,
+        index=[prompt_key(text, image) for text, image in prompts]):
       out += [Reply(self.encoder.decode(row), not np.isin(row, self.encoder.eos).any())
               for row in tokens]
     return out

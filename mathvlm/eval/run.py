@@ -318,9 +318,12 @@ def parse_args(argv: list[str] | None):
   p.add_argument("--split", default="testmini")
   p.add_argument("--images", default=None, help="image folder, if not the default for the data")
   p.add_argument("--tokenizer", default=None, help="tokenizer.json (default: CKPT/tokenizer.json)")
-  p.add_argument("--template", default="vicuna_v1", choices=sorted(prompts.TEMPLATES))
-  p.add_argument("--image_aspect", default="pad", choices=ASPECTS,
-                 help="images shaped as the model was trained (data.image_aspect)")
+  p.add_argument("--template", default=None, choices=sorted(prompts.TEMPLATES),
+                 help="the chat template (default: the one the model was trained with, as its "
+                      "config.json records, else vicuna_v1)")
+  p.add_argument("--image_aspect", default=None, choices=ASPECTS,
+                 help="how images are shaped (default: as the model was trained, "
+                      "data.image_aspect in its config.json, else pad)")
   p.add_argument("--prompt", default="",
                  help="the official prompt: MathVerse query_wo (default) or query_cot; "
                       "MATH-Vision direct (default) or cot; none for the others")
@@ -356,7 +359,19 @@ def parse_args(argv: list[str] | None):
     args.prompt = score.prompt_choice(args.benchmark, args.prompt).get("prompt", "")
   except ValueError as e:
     p.error(f"--prompt: {e}")
+  _follow_the_model(args)
   return args
+
+
+def _follow_the_model(args) -> None:
+  """--template and --image_aspect not given: as the checkpoint's folder records its training
+  (`checkpoint.recorded_inputs`), else LLaVA-1.5's; resolved here, so run.json says which."""
+  from mathvlm import checkpoint
+  recorded = {} if args.compile_only else checkpoint.recorded_inputs(args.ckpt)
+  args.template = checkpoint.input_setting("template", args.template, recorded, "vicuna_v1",
+                                           args.ckpt)
+  args.image_aspect = checkpoint.input_setting("image_aspect", args.image_aspect, recorded,
+                                               "pad", args.ckpt)
 
 
 def _load(args):

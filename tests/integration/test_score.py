@@ -158,7 +158,7 @@ def png():
   Image.new("RGB", (8, 8), "red").save(buf, "PNG")
   return buf.getvalue()
 items = [score.Item(f"i{k}", "S", [f"i{k}"], png) for k in range(3)]
-print([len(chunk) for chunk, _ in score.batches(items, 2, {8}, "pad", int(sys.argv[1]))])
+print([len(chunk) for chunk, _ in score.batches(items, 2, {(8, "pad")}, int(sys.argv[1]))])
 """
 
 

@@ -13,7 +13,7 @@ def _chat(batch, max_new_tokens=2):
   c.encoder = run.Encoder.__new__(run.Encoder)
   c.encoder.eos, c.encoder.pad = (2, 7), 0
   c.encoder.tok = type("Tok", (), {"decode": staticmethod(lambda ids: " ".join(map(str, ids)))})
-  c.template, c.batch_size, c.temperature = "vicuna_v1", batch, 0.7
+  c.template, c.image_aspect, c.batch_size, c.temperature = "vicuna_v1", "pad", batch, 0.7
   c.max_new_tokens = max_new_tokens
   return c
 

@@ -60,6 +60,7 @@ def test_a_registered_family_and_objective_train_export_and_reload(tmp_path):
     c.optim.lr, c.optim.warmup_ratio = 5e-2, 0.0
     c.checkpoint.use_async, c.metrics.tensorboard = False, False
     c.margin.margin = 0.5  # the objective's own option section, from its defaults
+    c.data.template, c.data.image_aspect = "plain", "crop"  # recorded with the model
     common.finish(c)
     train(c, str(tmp_path))
     rows = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
@@ -68,6 +69,7 @@ def test_a_registered_family_and_objective_train_export_and_reload(tmp_path):
     assert isinstance(model, ColourNet) and cfg == ColourConfig()
     meta = json.load(open(os.path.join(tmp_path, "model", "config.json")))
     assert meta["kind"] == "colournet"
+    assert meta["inputs"] == {"template": "plain", "image_aspect": "crop"}
   assert "colournet" not in registry.FAMILIES and "margin" not in objectives.OBJECTIVES
   assert flops.lm_step is not None  # the built-in objectives are untouched
 
