@@ -36,6 +36,7 @@ class LocalChat:
     from tokenizers import Tokenizer
 
     from mathvlm import checkpoint
+    ckpt = checkpoint.model_dir(ckpt)  # a trainer's workdir: its model/
     tok_path = tokenizer or os.path.join(ckpt, "tokenizer.json")
     if not os.path.exists(tok_path):
       raise FileNotFoundError(f"no tokenizer at {tok_path}: save tokenizer.json next to the "

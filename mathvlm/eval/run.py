@@ -364,9 +364,12 @@ def parse_args(argv: list[str] | None):
 
 
 def _follow_the_model(args) -> None:
-  """--template and --image_aspect not given: as the checkpoint's folder records its training
+  """--ckpt a trainer's workdir: its model/ folder (as `data_prep.score` and `init_from` read
+  it). --template and --image_aspect not given: as the checkpoint's folder records its training
   (`checkpoint.recorded_inputs`), else LLaVA-1.5's; resolved here, so run.json says which."""
   from mathvlm import checkpoint
+  if not args.compile_only:
+    args.ckpt = checkpoint.model_dir(args.ckpt)
   recorded = {} if args.compile_only else checkpoint.recorded_inputs(args.ckpt)
   args.template = checkpoint.input_setting("template", args.template, recorded, "vicuna_v1",
                                            args.ckpt)

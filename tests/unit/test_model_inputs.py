@@ -8,6 +8,7 @@ without a word and scored lower."""
 import io
 import json
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -66,6 +67,9 @@ def test_eval_run_follows_the_model_unless_told(tmp_path):
   assert (args.template, args.image_aspect) == ("vicuna_v1", "pad")
   args = run.parse_args(base + [_folder(tmp_path / "old")])  # a folder that says nothing
   assert (args.template, args.image_aspect) == ("vicuna_v1", "pad")
+  _folder(tmp_path / "work" / "model", inputs=TRAINED)  # a trainer's workdir: its model/
+  args = run.parse_args(base + [str(tmp_path / "work")])
+  assert (args.ckpt, args.template) == (str(tmp_path / "work" / "model"), "plain")
 
 
 def run_signature_of(args):
@@ -144,3 +148,6 @@ def test_the_local_chat_back_end_prompts_and_shapes_as_the_model_was_trained(
   assert (asked["template"], asked["image_aspect"]) == ("plain", "crop")
   chat.LocalChat(ckpt, template="vicuna_v1", max_new_tokens=2).respond([("q", "img.png")])
   assert (asked["template"], asked["image_aspect"]) == ("vicuna_v1", "crop")
+  os.rename(ckpt, tmp_path / "model")  # a trainer's workdir stands for its model/
+  chat.LocalChat(str(tmp_path), max_new_tokens=2).respond([("q", "img.png")])
+  assert asked["template"] == "plain"
