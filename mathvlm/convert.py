@@ -6,8 +6,9 @@
 
 The formats are `mathvlm.hf` (safetensors, the layouts it lists) and `mathvlm.checkpoint`
 (`save_model` / `load_model`, orbax). Bad input (a flag, a missing or damaged file, a config
-field the model refuses, a layout that cannot hold the model) ends with one line naming it and
-exit status 1 (2 for a flag argparse refuses); anything else is a bug and shows its traceback.
+field the model refuses or of the wrong type, a layout that cannot hold the model) ends with one
+line naming it and exit status 1 (2 for a flag argparse refuses); anything else is a bug and
+shows its traceback.
 """
 
 from __future__ import annotations

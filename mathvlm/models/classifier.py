@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mathvlm.models.layers import dense
+from mathvlm.models.layers import check_field_types, dense
 from mathvlm.models.vit import CLIPVisionConfig, CLIPVisionTransformer
 
 Array = jax.Array
@@ -25,6 +25,7 @@ class ClassifierConfig:
   num_classes: int
 
   def __post_init__(self):
+    check_field_types(self)
     if self.num_classes < 1:
       raise ValueError(f"num_classes={self.num_classes}; a classifier needs at least one class")
 

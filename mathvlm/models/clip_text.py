@@ -14,8 +14,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mathvlm.models.layers import (activation, causal_mask, dense, dtype_of, hf_fields_of,
-                                   layer_norm, normal, scan_layers, stacked, with_hf_fields)
+from mathvlm.models.layers import (activation, causal_mask, check_field_types, dense, dtype_of,
+                                   hf_fields_of, layer_norm, normal, scan_layers, stacked,
+                                   with_hf_fields)
 from mathvlm.models.vit import CLIPEncoderLayer, CLIPVisionConfig, CLIPVisionTransformer
 
 Array = jax.Array
@@ -39,6 +40,9 @@ class CLIPTextConfig:
   attention_impl: str | None = None
   # config.json's fields this config does not model, written back on export (layers.hf_fields_of)
   hf_fields: tuple[tuple[str, str], ...] = ()
+
+  def __post_init__(self):
+    check_field_types(self)
 
   @property
   def head_dim(self) -> int:
@@ -110,6 +114,9 @@ class CLIPConfig:
   logit_scale_init: float = math.log(1 / 0.07)
   # config.json's fields this config does not model, written back on export (layers.hf_fields_of)
   hf_fields: tuple[tuple[str, str], ...] = ()
+
+  def __post_init__(self):
+    check_field_types(self)
 
   @classmethod
   def from_hf(cls, d: dict[str, Any], **overrides) -> "CLIPConfig":

@@ -11,8 +11,11 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import json
 import math
+import types
+import typing
 from typing import Any, Callable, NamedTuple, Sequence
 
 import einops
@@ -34,6 +37,35 @@ def dtype_of(name: str | Any):
   if name not in DTYPES:
     raise ValueError(f"unknown dtype {name!r}; expected one of {sorted(DTYPES)}")
   return DTYPES[name]
+
+
+def check_field_types(config) -> None:
+  """A model config's fields hold values of their declared types. A hand-edited config.json
+  (`"num_hidden_layers": "two"`) otherwise built a config that failed deep inside jax, and a
+  string where a flag belongs (`"tie_word_embeddings": "no"`) was true: the export dropped
+  lm_head without a word. The ValueError names the field; the readers add the file
+  (`checkpoint.config_errors`)."""
+  for name, accepted in _accepted_types(type(config)).items():
+    value = getattr(config, name)
+    if not isinstance(value, accepted) or (isinstance(value, bool) and bool not in accepted):
+      names = " or ".join("None" if t is type(None) else t.__name__ for t in accepted)
+      raise ValueError(f"{type(config).__name__}.{name}={value!r}: expected {names}")
+
+
+@functools.cache
+def _accepted_types(cls) -> dict[str, tuple[type, ...]]:
+  hints = typing.get_type_hints(cls)
+  return {f.name: _types_of(hints[f.name]) for f in dataclasses.fields(cls)}
+
+
+def _types_of(hint) -> tuple[type, ...]:
+  """The classes a value of type `hint` may have: a float field takes an int (JSON's 1 for 1.0);
+  a bool is an int to Python but not here (`check_field_types`)."""
+  if typing.get_origin(hint) in (types.UnionType, typing.Union):
+    return tuple(t for arg in typing.get_args(hint) for t in _types_of(arg))
+  if hint is float:
+    return (float, int)
+  return (typing.get_origin(hint) or hint,)
 
 
 # Hugging Face config fields a model config does not model but keeps for its export (its

@@ -19,9 +19,10 @@ import numpy as np
 from flax import nnx
 
 from mathvlm.models.layers import (RMSNorm, activation, attention, block_attention, cache_storage,
-                                   cached_attention, causal_mask, dense, dtype_of, hf_fields_of,
-                                   logical, normal, positions_from_segments, scan_layers, stacked,
-                                   unstack_layers, update_slice, with_hf_fields)
+                                   cached_attention, causal_mask, check_field_types, dense,
+                                   dtype_of, hf_fields_of, logical, normal,
+                                   positions_from_segments, scan_layers, stacked, unstack_layers,
+                                   update_slice, with_hf_fields)
 from mathvlm.sharding import constrain
 
 BATCH, LENGTH, EMBED = "activation_batch", "activation_length", "activation_embed"
@@ -30,6 +31,13 @@ Array = jax.Array
 
 SUPPORTED_MODEL_TYPES = ("llama", "mistral")
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3")
+
+
+def _flag(d: dict[str, Any], name: str):
+  """A flag of config.json: absent or null is false, as transformers reads it; any other value
+  is the config's to check (`check_field_types`: bool() made the string "no" true)."""
+  value = d.get(name)
+  return False if value is None else value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +71,9 @@ class LlamaConfig:
   attention_impl: str | None = None
   # config.json's fields this config does not model, written back on export (layers.hf_fields_of)
   hf_fields: tuple[tuple[str, str], ...] = ()
+
+  def __post_init__(self):
+    check_field_types(self)
 
   @property
   def head_dim(self) -> int:
@@ -98,10 +109,10 @@ class LlamaConfig:
         rope_theta=theta,
         rope_scaling=None if rope_type == "default" else tuple(sorted(rope.items())),
         max_position_embeddings=d.get("max_position_embeddings", 4096),
-        tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
+        tie_word_embeddings=_flag(d, "tie_word_embeddings"),
         sliding_window=d.get("sliding_window") if mt == "mistral" else None,
-        attention_bias=bool(d.get("attention_bias", False)),
-        mlp_bias=bool(d.get("mlp_bias", False)),
+        attention_bias=_flag(d, "attention_bias"),
+        mlp_bias=_flag(d, "mlp_bias"),
         bos_token_id=d.get("bos_token_id"),
         eos_token_id=tuple(eos) if isinstance(eos, list) else eos,
         pad_token_id=d.get("pad_token_id"), model_type=mt, **overrides)

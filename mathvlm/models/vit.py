@@ -15,9 +15,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mathvlm.models.pixels import CLIP_MEAN, CLIP_STD, normalize
-from mathvlm.models.layers import (activation, attention, dense, dtype_of, hf_fields_of,
-                                   layer_norm, logical, matmul, normal, scan_layers, stacked,
-                                   with_hf_fields)
+from mathvlm.models.layers import (activation, attention, check_field_types, dense, dtype_of,
+                                   hf_fields_of, layer_norm, logical, matmul, normal, scan_layers,
+                                   stacked, with_hf_fields)
 from mathvlm.sharding import constrain
 
 BATCH, LENGTH, EMBED = "activation_batch", "activation_length", "activation_embed"
@@ -47,6 +47,9 @@ class CLIPVisionConfig:
   image_std: tuple = CLIP_STD
   # config.json's fields this config does not model, written back on export (layers.hf_fields_of)
   hf_fields: tuple[tuple[str, str], ...] = ()
+
+  def __post_init__(self):
+    check_field_types(self)
 
   @property
   def num_patches(self) -> int:

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mathvlm.models.layers import hf_fields_of, with_hf_fields
+from mathvlm.models.layers import check_field_types, hf_fields_of, with_hf_fields
 from mathvlm.models.llm import LlamaConfig, LlamaForCausalLM, LMOutput
 from mathvlm.models.projector import Projector, projector_depth
 from mathvlm.models.vit import CLIPVisionConfig, CLIPVisionTransformer
@@ -73,6 +73,7 @@ class LlavaConfig:
   hf_fields: tuple[tuple[str, str], ...] = ()
 
   def __post_init__(self):
+    check_field_types(self)
     projector_depth(self.projector)
     if self.vision_feature_select not in ("patch", "cls_patch"):
       raise ValueError(f"vision_feature_select={self.vision_feature_select!r}; "

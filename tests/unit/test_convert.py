@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import transformers as tf
 from safetensors.numpy import load_file, save_file
 
 import hf_models as H
-from mathvlm import checkpoint, hf
+from mathvlm import checkpoint, convert, hf
 
 from train_utils import ROOT, cpu_env  # noqa: E402
 
@@ -201,6 +202,35 @@ def test_unsupported_config_fields_are_named(tmp_path, field, value, match):
   json.dump(cfg, open(os.path.join(path, "config.json"), "w"))
   with pytest.raises(ValueError, match=match):
     hf.load_hf(path)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("num_hidden_layers", "two", "LlamaConfig.num_layers='two': expected int"),
+    ("hidden_size", 32.5, "LlamaConfig.hidden_size=32.5: expected int"),
+    ("rms_norm_eps", "1e-5", "LlamaConfig.rms_norm_eps='1e-5': expected float or int"),
+    ("tie_word_embeddings", "no", "LlamaConfig.tie_word_embeddings='no': expected bool"),
+    ("num_attention_heads", True, "LlamaConfig.num_heads=True: expected int"),
+])
+def test_a_field_of_the_wrong_type_is_named_by_the_command(tmp_path, capsys, field, value, match):
+  """A hand-edited config.json: "two" layers failed inside jax with a traceback, and the string
+  "no" tied the embeddings (bool("no")), so the export dropped lm_head without a word."""
+  path = H.save(H.llm(1), str(tmp_path / "m"))
+  cfg = json.load(open(os.path.join(path, "config.json")))
+  cfg[field] = value
+  json.dump(cfg, open(os.path.join(path, "config.json"), "w"))
+  with pytest.raises(SystemExit, match=re.escape(f"{path}/config.json: {match}")):
+    convert.main(["--from-hf", path, "--to", str(tmp_path / "out")])
+  assert not os.path.exists(tmp_path / "out")
+
+
+def test_a_field_of_the_wrong_type_in_our_own_config_json_is_named(tmp_path):
+  model, good = hf.load_hf(H.save(H.llm(1), str(tmp_path / "good")))
+  checkpoint.save_model(model, good, str(tmp_path / "ours"))
+  meta = json.load(open(tmp_path / "ours" / "config.json"))
+  meta["config"]["num_layers"] = "two"
+  json.dump(meta, open(tmp_path / "ours" / "config.json", "w"))
+  with pytest.raises(SystemExit, match="config.json: LlamaConfig.num_layers='two'"):
+    convert.main(["--from-ckpt", str(tmp_path / "ours"), "--to-hf", str(tmp_path / "back")])
 
 
 def test_unused_tensors_warn_or_fail_in_strict_mode(tmp_path, caplog):
