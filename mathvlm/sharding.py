@@ -151,25 +151,36 @@ def _constraints(mesh: Mesh, rules):
 
 def constrain(x, *names: str | None):
   """`jax.lax.with_sharding_constraint` of x by logical axis names (one per dimension), through
-  the active table; a mesh axis that does not divide its dimension is left out (replicated)."""
+  the active table; a mesh axis that does not divide its dimension is left out (replicated), and
+  logged once (`_log_dropped_once`)."""
   active = _ACTIVATIONS.get()
   if active is None:
     return x
   mesh, rules = active
   if len(names) != x.ndim:
     raise ValueError(f"constrain: {len(names)} axis names {names} for an array of rank {x.ndim}")
-  _log_taken_once(names, rules)
+  _log_dropped_once(names, x.shape, mesh, rules)
   return jax.lax.with_sharding_constraint(x, param_sharding(mesh, rules)(None, names, x.shape))
 
 
 _TAKEN_LOGGED: set = set()  # the (logical names, rules) whose taken mesh axes were logged
+_UNDIVIDED_LOGGED: set = set()  # the (names, shape, rules, mesh) whose replication was logged
 
 
-def _log_taken_once(names, rules) -> None:
-  """Names each mesh axis an activation loses to an earlier dimension (`taken_axes`), as
-  `log_replicated` does for parameters, but once per names and table: `constrain` runs at every
-  trace of every layer, and one line a trace would bury the log."""
+def _log_dropped_once(names, shape, mesh, rules) -> None:
+  """Names each mesh axis an activation loses, as `log_replicated` does for parameters: to an
+  earlier dimension (`taken_axes`), once per names and table, or because it does not divide the
+  dimension (a sequence of 100 over 8 devices: whole on each), once per shape and mesh too.
+  `constrain` runs at every trace of every layer, and one line a trace would bury the log."""
   key = (tuple(names), str(rules))  # str: a config may give a rule's mesh axes as a list
+  undivided = (key, tuple(shape), tuple(mesh.shape.items()))
+  if undivided not in _UNDIVIDED_LOGGED:
+    _UNDIVIDED_LOGGED.add(undivided)
+    for dim, axes, size in undivided_dims(mesh, rules, names, shape):
+      log.warning("sharding: activations %s are replicated along dimension %d (%r, length %d): "
+                  "mesh axes %s (%d devices) do not divide it; give it a length they divide, "
+                  "or map %r to None in logical_axis_rules to replicate it on purpose", names,
+                  dim, names[dim], shape[dim], axes, size, names[dim])
   if key in _TAKEN_LOGGED:
     return
   _TAKEN_LOGGED.add(key)

@@ -107,3 +107,24 @@ def test_an_activation_losing_a_taken_mesh_axis_is_logged_once_per_names_and_tab
   assert len(lines) == 1, lines
   assert ("not split over mesh axis 'fsdp' along dimension 1 ('activation_length'): dimension 0 "
           "('activation_batch') has that axis") in lines[0]
+
+
+def test_an_activation_a_mesh_axis_does_not_divide_is_logged_once_per_shape_and_mesh(
+    caplog, monkeypatch):
+  """`constrain` replicated a dimension its mesh axes do not divide (logits over a vocabulary
+  of 1,023 on tensor=4) without a word, where setup names the parameters it happens to. Once
+  per (names, shape, table, mesh): every layer's trace meets it; another length, another line."""
+  monkeypatch.setattr(sharding, "_UNDIVIDED_LOGGED", set())
+  monkeypatch.setattr(sharding, "_TAKEN_LOGGED", set())
+  names = ("activation_batch", "activation_length", "activation_vocab")
+  mesh = AbstractMesh((1, 1, 4), sharding.MESH_AXES)
+  with caplog.at_level(logging.WARNING, logger="mathvlm.train"):
+    for shape in ((2, 6, 1023), (2, 6, 1023), (2, 6, 1024), (2, 6, 1022)):
+      sharding._log_dropped_once(names, shape, mesh, sharding.DEFAULT_RULES)
+  lines = [r.getMessage() for r in caplog.records]
+  assert len(lines) == 2, lines  # 1023 once (two traces), 1024 divides, 1022 once
+  assert ("replicated along dimension 2 ('activation_vocab', length 1023): mesh axes tensor (4 "
+          "devices) do not divide it") in lines[0]
+  assert "length 1022" in lines[1]
+  spec = sharding.param_sharding(mesh)(None, names, (2, 6, 1023)).spec
+  assert spec == PartitionSpec(("data", "fsdp"), None, None)  # what constrain applies
