@@ -340,17 +340,24 @@ def recorded_inputs(path) -> dict[str, str]:
   """How the model at `path` (a `save_model` folder or a trainer workdir) was fed, as far as its
   folder says: the `inputs` a trainer's export wrote; for a LLaVA converted from the original
   layout without them, its image_aspect_ratio. {} for a folder that says nothing (a model
-  converted from llava-hf or written before 2026-12-08)."""
+  converted from llava-hf, or exported before the record existed). A value no command knows (a
+  hand edit) is an error naming the file."""
+  from mathvlm.data.image import ASPECTS
+  from mathvlm.data.templates import TEMPLATES
   config = paths.absolute(model_dir(str(path))) / "config.json"
   if not config.exists():
     return {}
   with config_errors(config):
     meta = paths.read_json(config)
-  if meta.get("inputs"):
-    return dict(meta["inputs"])
   carried = dict(meta.get("config", {}).get("hf_fields") or ())
   aspect = json.loads(carried["image_aspect_ratio"]) if "image_aspect_ratio" in carried else None
-  return {"image_aspect": "pad" if aspect == "pad" else "crop"} if aspect else {}
+  inputs = meta.get("inputs") or (
+      {"image_aspect": "pad" if aspect == "pad" else "crop"} if aspect else {})
+  for name, known in (("template", TEMPLATES), ("image_aspect", ASPECTS)):
+    if name in inputs and inputs[name] not in known:
+      raise CheckpointError(f"{config}: inputs.{name}={inputs[name]!r} is not one of "
+                            f"{', '.join(known)}: correct it to how the model was trained")
+  return dict(inputs)
 
 
 def input_setting(name: str, given: str | None, recorded: dict[str, str], default: str,
@@ -395,8 +402,8 @@ def export_model(model: nnx.Module, cfg, ckpt_dir: str, tokenizer: str = "",
   if jax.process_index() == 0 and config.exists():
     config.unlink()
   _barrier("export_model")
-  save_model(model, cfg, ckpt_dir, tokenizer, inputs)  # the parameters (orbax: whole or absent), the
-  # tokenizer, then config.json
+  save_model(model, cfg, ckpt_dir, tokenizer, inputs)  # the parameters (orbax: whole or
+  # absent), the tokenizer, then config.json
 
 
 def load_model(ckpt_dir: str, sharding: Callable | None = None, **runtime):

@@ -41,6 +41,9 @@ def test_the_record_the_trainer_writes_and_what_a_converted_original_llava_says(
         "image_aspect": ours}
   assert checkpoint.recorded_inputs(_folder(tmp_path / "silent")) == {}
   assert checkpoint.recorded_inputs(str(tmp_path / "nothing_here")) == {}
+  bad = _folder(tmp_path / "edited", inputs={"template": "vicuna", "image_aspect": "crop"})
+  with pytest.raises(checkpoint.CheckpointError, match=r"inputs.template='vicuna' is not one of"):
+    checkpoint.recorded_inputs(bad)
 
 
 def test_a_flag_wins_over_the_record_and_says_so(caplog):
