@@ -16,14 +16,16 @@ Each answer is judged, in a fixed order (images as in --src; per image new, hard
 simplify): `failed` (no reply after the retries, a reply cut at its token limit, or an empty
 one), `malformed` (no such pair), `empty` (an empty question or answer),
 `duplicates` (the same question, words and case aside, as one of the image's own or an
-already accepted one), `answer_changed` (a rephrasing or simplification whose final answer
-differs from the original's: both are asked to keep it), else
-`accepted`; pairs past the ones asked for (past the first, or past 5 for `new`) are counted as
-`extra` (id `<record>_<kind>+k`) and not judged. Only accepted pairs are merged:
+already accepted one), `copied` (a pair the prompt showed, echoed: a few-shot example with its
+answer, or the form's `<question>`), `answer_changed` (a rephrasing or simplification whose
+final answer differs from the original's: both are asked to keep it), else `accepted`; pairs
+past the ones asked for (past the first, or past 5 for `new`) are counted as `extra` (id
+`<record>_<kind>+k`) and not judged. Only accepted pairs are merged:
 OUT/augmented.json is a MathV360K-format list
 (`{"id": "<record>_<kind>[k]", "image", "conversations"}`) that `data_prep.mathv360k` and
 `data_prep.llava_json` build with --images as here. OUT/report.json counts every outcome per
-kind, with ids. Failed requests are listed and not stored.
+kind, with ids. Failed requests are listed and not stored. Records whose image is missing or
+does not decode are not asked: they are listed with the file among the unusable records.
 
 Resumable: every response is appended to OUT/responses.jsonl as it arrives, under its kind,
 record and a hash of its image and prompt; a rerun asks only for what is not there (delete the
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import dataclasses
 import hashlib
 import json
@@ -46,11 +49,12 @@ import tqdm
 
 from data_prep import augment_prompts as P
 from data_prep import common, few_shot
-from data_prep.chat_backends import Failed, LocalChat, OpenAIChat, Request
+from data_prep.chat_backends import NO_FILE, Failed, LocalChat, OpenAIChat, Request, unreadable
 from mathvlm import paths
 from mathvlm.eval import answers
 
-OUTCOMES = ("failed", "malformed", "empty", "duplicates", "answer_changed", "accepted", "extra")
+OUTCOMES = ("failed", "malformed", "empty", "duplicates", "copied", "answer_changed", "accepted",
+            "extra")
 # The kinds whose prompt asks for the original's answer (augment_prompts): a reply with another
 # is not merged. `simplify` was once accepted with any answer, though its prompt says "Keep its
 # answer": the image and the shorter question were trained on a different answer.
@@ -65,6 +69,7 @@ class Original:
   source: str
   question: str
   answer: str
+  at: str = ""  # where in --src: "index 12", "line 13"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +77,7 @@ class Planned:
   kind: str
   original: Original  # for `new`: the image's first record
   request: Request
+  examples: tuple = ()  # `new`'s few-shot (question, answer) pairs from other images
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,8 +98,23 @@ def read_originals(path: str) -> tuple[list[Original], list[dict]]:
       bad.append({"id": e.key or key, "at": where, "reason": e.reason, "detail": e.detail})
       continue
     out.append(Original(rid, images[0], common.source_of(rec, images[0]) or "unknown",
-                        turns[0]["value"], turns[1]["value"]))
+                        turns[0]["value"], turns[1]["value"], where))
   return out, bad
+
+
+def with_images(originals: list[Original], images_dir: str,
+                workers: int = 8) -> tuple[list[Original], list[dict]]:
+  """The originals whose image file decodes, and the others as unusable records naming the file
+  (`missing_image`, `unreadable_image`, as the builders count them). Asked, such a request
+  failed on every run, and the command exited 1 asking for a rerun that could never succeed."""
+  names = list(dict.fromkeys(o.image for o in originals))
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    why = dict(zip(names, pool.map(lambda n: unreadable(os.path.join(images_dir, n)), names)))
+  bad = [{"id": o.id, "at": o.at,
+          "reason": "missing_image" if why[o.image] == NO_FILE else "unreadable_image",
+          "detail": f"{os.path.join(images_dir, o.image)}: {why[o.image]}"}
+         for o in originals if why[o.image]]
+  return [o for o in originals if not why[o.image]], bad
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,7 +139,8 @@ def plan(originals: list[Original], kinds: list[str], images_dir: str,
       for o in (group[:1] if kind == "new" else group):
         examples = shots.examples(o.source, image) if kind == "new" and shots else []
         text = P.prompt(kind, o.question, o.answer, o.source, examples)
-        out.append(Planned(kind, o, Request(request_key(kind, o, text), text, path)))
+        out.append(Planned(kind, o, Request(request_key(kind, o, text), text, path),
+                           tuple(examples)))
   return out
 
 
@@ -167,12 +189,23 @@ def judge(p: Planned, response: str | Failed, seen: set[str]) -> list[tuple[str,
       out.append(("empty", pid, ()))
     elif P.question_key(q) in seen:
       out.append(("duplicates", pid, ()))
+    elif copied(q, a, p.examples):
+      out.append(("copied", pid, ()))
     elif p.kind in SAME_ANSWER and not same_answer(a, p.original.answer):
       out.append(("answer_changed", pid, ()))
     else:
       seen.add(P.question_key(q))
       out.append(("accepted", pid, (q, a)))
   return out
+
+
+def copied(q: str, a: str, examples) -> bool:
+  """A pair its prompt showed, given back: a few-shot example of another image with that image's
+  answer, or the form's placeholder question. A model that echoes its prompt wrote them; they
+  were accepted as new pairs of this image ("<question>" -> "<answer>", another figure's x)."""
+  key = P.question_key(q)
+  return key == P.question_key(P.PLACEHOLDER[0]) or any(
+      key == P.question_key(eq) and same_answer(a, ea) for eq, ea in examples)
 
 
 def replied(response: str | Failed) -> str | Failed:
@@ -342,6 +375,11 @@ def main(argv=None) -> dict:
   selection = None
   if args.subset:
     originals, selection = selected(originals, args.subset, args.src)
+  originals, no_image = with_images(originals, os.path.abspath(args.images))
+  bad += no_image
+  if not originals:
+    raise SystemExit(f"--images {args.images}: no record's image can be read there (e.g. "
+                     f"{no_image[0]['detail']}); is it the folder the records' paths start in?")
   planned = plan(originals, args.kinds, os.path.abspath(args.images), shots)
   os.makedirs(args.out, exist_ok=True)
   backend = make_backend(args)
@@ -386,7 +424,8 @@ def finish(args, backend, originals, bad, planned, responses, asked, selection=N
   line = "; ".join(f"{k}: {v['accepted']['count']} accepted of {v['requests']} requests"
                    for k, v in kinds.items())
   print(f"augment: {len(records)} pairs written to {out_json} ({line}); asked {asked}, reused "
-        f"{len(planned) - asked}; {failed} failed; report {args.out}/report.json")
+        f"{len(planned) - asked}; {failed} failed; {len(bad)} records unusable (no image, "
+        f"malformed: unusable_records); report {args.out}/report.json")
   if failed:
     raise SystemExit(f"augment: {failed} requests failed after their retries (listed in "
                      f"report.json); rerun the same command to ask only for those")

@@ -15,7 +15,8 @@ import re
 
 KINDS = ("new", "harder", "rephrase", "simplify")
 MAX_NEW = 5  # new pairs per image (the paper's "up to 5")
-FORM = "The question is <question> The answer is <answer>"
+PLACEHOLDER = ("<question>", "<answer>")
+FORM = f"The question is {PLACEHOLDER[0]} The answer is {PLACEHOLDER[1]}"
 
 _NEW = """You are looking at an image from the {source} collection of math problems.
 Here are example questions about other images of that collection, with their answers:

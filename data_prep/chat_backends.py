@@ -196,10 +196,13 @@ class LocalChat:
         yield r, Failed(limit) if reply.cut else reply.text
 
 
+NO_FILE = "no such file"
+
+
 def unreadable(path: str) -> str | None:
   """Why PIL cannot decode the image file, or None when it can."""
   if not os.path.isfile(path):
-    return "no such file"
+    return NO_FILE
   try:
     with Image.open(path) as im:
       im.load()

@@ -301,7 +301,10 @@ def load_json_items(path: str) -> list[tuple]:
     raise SystemExit(f"{path} must hold a JSON list of records, got {type(data).__name__}")
   for n, rec in enumerate(data):
     key = record_id(rec, f"index {n}") if isinstance(rec, dict) else f"index {n}"
-    items.append((key, f"index {n}", path, rec))
+    # an element that is not an object travels JSON-encoded, so `parse` names its type: a string
+    # was parsed as a JSON-lines line (a record encoded twice was built; other text was
+    # "not JSON", with the advice to fix the file's syntax)
+    items.append((key, f"index {n}", path, rec if isinstance(rec, dict) else json.dumps(rec)))
   return items
 
 

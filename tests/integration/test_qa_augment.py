@@ -251,11 +251,12 @@ def test_bad_arguments(tmp_path):
 
 
 def test_local_backend_runs_on_a_tiny_model(tmp_path):
-  """r0..r3 on three images, one of them (r2's) not an image: that request is reported failed,
-  naming the file (a corrupt file once raised out of the model's batch and ended the run with no
-  report and nothing stored, on every rerun). The random model says no EOS within 6 tokens, so
-  the other replies are cut at --max_new_tokens: failed as a server's finish_reason 'length'
-  is, and not stored (they were stored and merged as if the model had finished)."""
+  """r0..r3 on three images, one of them (r2's) not an image: that record is unusable, naming
+  the file, and never asked (a corrupt file once raised out of the model's batch and ended the
+  run with no report and nothing stored, on every rerun; then it failed its request on every
+  rerun). The random model says no EOS within 6 tokens, so the other replies are cut at
+  --max_new_tokens: failed as a server's finish_reason 'length' is, and not stored (they were
+  stored and merged as if the model had finished)."""
   import dataclasses
   import subprocess
   import sys
@@ -283,13 +284,15 @@ def test_local_backend_runs_on_a_tiny_model(tmp_path):
                         "--limit", "4", "--backend", "local", "--ckpt", ckpt, "--batch", "4",
                         "--max_new_tokens", "6", "--temperature", "0", "--no_progress"],
                        cwd=root, env=env, capture_output=True, text=True, timeout=300)
-  assert res.returncode == 1 and "4 requests failed" in res.stderr, res.stderr[-3000:]
+  assert res.returncode == 1 and "3 requests failed" in res.stderr, res.stderr[-3000:]
   rep = json.load(open(tmp_path / "out" / "report.json"))
-  assert rep["backend"] == "local" and rep["asked"] == rep["requests"] == 4
+  assert rep["backend"] == "local" and rep["asked"] == rep["requests"] == 3
   assert (tmp_path / "out" / "responses.jsonl").read_text() == ""  # nothing cut is stored
+  unusable = {b["id"]: b for b in rep["unusable_records"]["ids"]}
+  assert unusable["r2"]["reason"] == "unreadable_image"
+  assert unusable["r2"]["detail"].startswith(f"{corrupt}: UnidentifiedImageError")
   failed = {f["id"]: f["error"] for f in rep["kinds"]["rephrase"]["failed"]["ids"]}
-  assert sorted(failed) == ["r0_rephrase", "r1_rephrase", "r2_rephrase", "r3_rephrase"]
-  assert failed.pop("r2_rephrase").startswith(f"image {corrupt}: UnidentifiedImageError")
+  assert sorted(failed) == ["r0_rephrase", "r1_rephrase", "r3_rephrase"]
   assert all("cut at max_new_tokens=6 (finish_reason 'length')" in e for e in failed.values())
   merged = json.load(open(tmp_path / "out" / "augmented.json"))
   assert merged == [] and rep["written"] == 0

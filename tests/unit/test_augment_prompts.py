@@ -304,3 +304,48 @@ def test_an_original_whose_image_sits_under_another_field_is_named(tmp_path):
   assert originals == [] and [(b["id"], b["reason"]) for b in bad] == [
       ("a", "malformed_record"), ("b", "missing_image")]
   assert "`images` holds the image path" in bad[0]["detail"]
+
+
+def test_a_pair_the_prompt_showed_is_copied_not_a_new_pair():
+  """A model that echoed its prompt had the few-shot examples (other images' questions, with
+  their answers) and the form's "<question> -> <answer>" merged as new pairs of this image. A
+  question an example asked is kept when its answer is this image's own."""
+  originals = [augment.Original(f"r{i}", f"GEOS/images/{i}.png", "GEOS", f"<image>\n{q}", a)
+               for i, (q, a) in enumerate([("What is x?", "5"), ("Find the area.", "12"),
+                                           ("How many sides?", "4")])]
+  shots = few_shot.FewShot({"GEOS": [(o.image, P.one_line(o.question), o.answer)
+                                     for o in originals]})
+  planned = augment.plan(originals[:1], ["new"], "/imgs", shots)
+  assert planned[0].examples == (("Find the area.", "12"), ("How many sides?", "4"))
+  own = ("The question is Find the area. The answer is 30\n"
+         "The question is What is y? The answer is 2")
+  records, report = augment.merge(planned, {planned[0].request.key: planned[0].request.text
+                                            + "\n" + own}, originals[:1])
+  assert report["new"]["copied"]["ids"] == ["r0_new0", "r0_new1", "r0_new3"]
+  assert report["new"]["duplicates"]["ids"] == ["r0_new2"]  # its own question, as before
+  assert [r["conversations"][1]["value"] for r in records] == ["30"]
+  assert report["new"]["extra"]["count"] == 1
+
+
+def test_a_record_whose_image_cannot_be_read_is_unusable_not_a_failed_request(tmp_path):
+  """A missing or corrupt image failed its request on every run: the command exited 1 asking
+  for a rerun, which failed it again. Such a record is now unusable, named with its file, and
+  never asked; a wrong --images, where no image is found, stops before any request."""
+  from PIL import Image
+  (tmp_path / "S").mkdir()
+  Image.new("RGB", (4, 4)).save(tmp_path / "S" / "ok.png")
+  (tmp_path / "S" / "bad.png").write_bytes(b"not an image")
+  originals = [augment.Original(f"r{i}", f"S/{name}", "S", "Q?", "1", f"index {i}")
+               for i, name in enumerate(["ok.png", "bad.png", "gone.png", "ok.png"])]
+  kept, bad = augment.with_images(originals, str(tmp_path))
+  assert [o.id for o in kept] == ["r0", "r3"]
+  assert [(b["id"], b["at"], b["reason"]) for b in bad] == [
+      ("r1", "index 1", "unreadable_image"), ("r2", "index 2", "missing_image")]
+  assert bad[0]["detail"].startswith(f"{tmp_path}/S/bad.png: UnidentifiedImageError")
+  conv = [{"from": "human", "value": "<image>\nQ?"}, {"from": "gpt", "value": "1"}]
+  src = tmp_path / "src.json"
+  src.write_text(json.dumps([{"id": "a", "image": "S/ok.png", "conversations": conv}]))
+  with pytest.raises(SystemExit, match=r"--images .*elsewhere: no record's image can be read"):
+    augment.main(["--src", str(src), "--images", str(tmp_path / "elsewhere"), "--out",
+                  str(tmp_path / "out"), "--kinds", "harder", "--backend", "openai", "--url",
+                  "http://127.0.0.1:9/v1", "--model", "m", "--no_progress"])

@@ -216,6 +216,21 @@ def test_a_line_that_is_not_utf8_is_one_bad_record(tmp_path):
     common.load_json_items(str(tmp_path / "src.json"))
 
 
+def test_a_json_lists_element_that_is_not_an_object_is_a_malformed_record(tmp_path):
+  """A string in a JSON list was parsed as a JSON-lines line: a record encoded twice was built
+  as a record, and other text was "not JSON", with the advice to fix the file's syntax."""
+  from data_prep import common
+  rec = {"id": "r1", "conversations": []}
+  path = _write(tmp_path / "src.json", json.dumps([rec, json.dumps(rec), "just text", 7]))
+  items = common.load_json_items(path)
+  assert common.parse(items[0][3]) == rec
+  for (_, _, _, payload), kind in zip(items[1:], ["str", "str", "int"]):
+    with pytest.raises(common.BadRecord) as e:
+      common.parse(payload)
+    assert (e.value.reason, e.value.detail) == ("malformed_record", f"a record must be a JSON "
+                                                f"object, got {kind}")
+
+
 def test_a_benchmark_or_response_file_that_is_not_utf8_is_named(tmp_path):
   """Before: a bare UnicodeDecodeError ("can't decode byte 0xe9 in position 37") naming neither
   the file, of the two the scorer reads, nor the line."""
