@@ -31,6 +31,7 @@ Resumable: every response is appended to OUT/responses.jsonl as it arrives, unde
 record and a hash of its image and prompt; a rerun asks only for what is not there (delete the
 file to ask again), and an empty reply is never stored (nor one an older store holds reused).
 A store written before the image joined the key is read too, where its key names one image.
+Answers are stored with the model that gave them; a rerun with another model is refused.
 The exit status is 1 when some request failed, after writing everything: rerun to retry those.
 """
 
@@ -285,8 +286,13 @@ def load_store(path: str) -> dict[str, str]:
   return out
 
 
-def ask(backend, planned: list[Planned], store_path: str, progress: bool) -> tuple[dict, int]:
-  """All responses (stored ones and new ones), and how many were asked now."""
+def ask(backend, planned: list[Planned], store_path: str, progress: bool,
+        by: str | None = None) -> tuple[dict, int]:
+  """All responses (stored ones and new ones), and how many were asked now. `by` names the
+  model answering (`answered_by`): each new answer is stored under it, and a store holding
+  another model's answers is refused (`check_store_models`)."""
+  if by is not None:
+    check_store_models(store_path, by)
   stored = load_store(store_path)
   stored = {**legacy_answers(planned, stored), **stored}
   todo = list({p.request.key: p.request for p in planned
@@ -297,10 +303,40 @@ def ask(backend, planned: list[Planned], store_path: str, progress: bool) -> tup
     for req, response in backend.run(todo):
       response = got[req.key] = replied(response)
       if not isinstance(response, Failed):
-        f.write(json.dumps({"key": req.key, "response": response}, ensure_ascii=False) + "\n")
+        line = {"key": req.key, "response": response, **({"by": by} if by else {})}
+        f.write(json.dumps(line, ensure_ascii=False) + "\n")
         f.flush()
       bar.update(1)
   return got, len(todo)
+
+
+def answered_by(backend) -> str:
+  """The model a back end's answers are stored under: the endpoint's model name (not its URL: a
+  server restarted on another port serves the same model), or the local checkpoint."""
+  info = backend.describe()
+  return str(info.get("model") or info.get("ckpt"))
+
+
+def check_store_models(path: str, by: str) -> None:
+  """A rerun with another --model (or --ckpt) into the same --out reused the first model's
+  answers and reported them as the second's: refused, naming the models. Lines stored before
+  answers named their model are taken as the current one's."""
+  if not os.path.exists(path):
+    return
+  others = collections.Counter()
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      try:
+        model = json.loads(line).get("by")
+      except (json.JSONDecodeError, AttributeError):
+        continue  # a torn or unreadable line: load_store reports it
+      if model not in (None, by):
+        others[model] += 1
+  if others:
+    raise SystemExit(f"{path} holds {sum(others.values())} answers of another model "
+                     f"({dict(others)}), not of {by!r}: this run would merge them as answered "
+                     f"by {by!r}. Give this model another --out, or delete {path} to ask "
+                     "everything again")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,7 +420,7 @@ def main(argv=None) -> dict:
   os.makedirs(args.out, exist_ok=True)
   backend = make_backend(args)
   responses, asked = ask(backend, planned, os.path.join(args.out, "responses.jsonl"),
-                         not args.no_progress)
+                         not args.no_progress, answered_by(backend))
   return finish(args, backend, originals, bad, planned, responses, asked, selection)
 
 

@@ -349,3 +349,20 @@ def test_a_record_whose_image_cannot_be_read_is_unusable_not_a_failed_request(tm
     augment.main(["--src", str(src), "--images", str(tmp_path / "elsewhere"), "--out",
                   str(tmp_path / "out"), "--kinds", "harder", "--backend", "openai", "--url",
                   "http://127.0.0.1:9/v1", "--model", "m", "--no_progress"])
+
+
+def test_a_rerun_with_another_model_is_refused_not_merged_under_its_name(tmp_path):
+  """A rerun into the same --out with another --model reused every answer of the first and its
+  report named the second as the model that gave them."""
+  o = augment.Original("7", "GEOS/images/a.png", "GEOS", "<image>\nWhat is x?", "5")
+  planned = augment.plan([o], ["harder", "rephrase"], "/imgs", None)
+  store = str(tmp_path / "responses.jsonl")
+  got, asked = augment.ask(_ShowsImage(), planned[:1], store, False, by="cheap")
+  assert asked == 1 and json.loads(open(store).readline())["by"] == "cheap"
+  assert augment.ask(_ShowsImage(), planned, store, False, by="cheap")[1] == 1  # same model
+  with pytest.raises(SystemExit, match=r"holds 2 answers of another model \({'cheap': 2}\), "
+                                       r"not of 'gpt-4v'.*another --out, or delete"):
+    augment.ask(_ShowsImage(), planned, store, False, by="gpt-4v")
+  with open(store, "w") as f:  # an older store names no model: its answers are reused
+    f.write(json.dumps({"key": planned[0].request.key, "response": "old"}) + "\n")
+  assert augment.ask(_ShowsImage(), planned, store, False, by="gpt-4v")[1] == 1
