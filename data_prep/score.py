@@ -25,7 +25,8 @@ record whose image path sits under another field (`images`: a misspelled `image`
 as the builders refuse it (`common.record_images`). With `--shard I/N` the report's `images`,
 `scored` and `unreadable` are the shard's, and its pool counts (`pool_images`, `records` and
 what could not be an image) the whole pool's, the same in every shard's report: sum the first
-over shards, not the second. Batched and jitted, each batch split over all devices
+over shards, not the second. When no image can be read (a wrong --images), the run exits 1
+after writing its report. Batched and jitted, each batch split over all devices
 (`mathvlm.eval.image_scores`).
 """
 
@@ -235,6 +236,9 @@ def main(argv=None):
   if os.path.isfile(args.data):
     if not args.images:
       p.error("a JSON --data needs --images DIR (the folder its image paths start in)")
+    if not os.path.isdir(args.images):  # every image "unreadable", and the run exited 0
+      p.error(f"--images {args.images} is not a folder: give the folder the image paths of "
+              f"{args.data} start in")
     items, counts = items_from_json(args.data, args.images,
                                     [f for f in args.image_field.split(",") if f])
   else:
@@ -280,6 +284,10 @@ def run(args, ckpts: dict, items: list[Item], counts: dict) -> dict:
     json.dump(report, f, indent=1, ensure_ascii=False)
   print(f"score: {report['scored']} of {report['images']} images scored on {report['devices']} "
         f"device(s), {len(unreadable)} unreadable; {args.out}, report {report_path}")
+  if not report["scored"]:  # an empty scores file, exit 0: select then found "no score lines"
+    raise SystemExit(f"score: none of the {len(items)} images could be read (e.g. "
+                     f"{unreadable[0]['detail']}); is --images the folder the paths start in? "
+                     f"All are listed in {report_path}")
   return report
 
 

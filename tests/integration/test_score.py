@@ -140,6 +140,25 @@ def test_bad_ckpt_spec_names_the_fix(pool):
     score.main(["--ckpt", "somewhere", "--data", "x.json", "--out", "o.jsonl"])
 
 
+def test_images_that_are_not_there_stop_the_run_by_name(pool, tmp_path, capsys):
+  """A wrong --images scored nothing, every image "unreadable", and exited 0 with an empty
+  scores file (select then said "no score lines"): no folder is refused before the models load,
+  and a folder holding none of the images fails the run after its report lists them."""
+  from data_prep import score
+  tmp, recs, models = pool
+  args = ["--ckpt", f"clarity={tmp / 'clarity_run'}", "--ckpt", f"complexity={tmp / 'complexity'}",
+          "--data", str(tmp / "good.json"), "--out", str(tmp_path / "s.jsonl"), "--no_progress"]
+  with pytest.raises(SystemExit):
+    score.main(args + ["--images", str(tmp_path / "nowhere")])
+  assert f"--images {tmp_path / 'nowhere'} is not a folder" in capsys.readouterr().err
+  assert not (tmp_path / "s.report.json").exists()  # stopped before loading and scoring
+  with pytest.raises(SystemExit, match=r"none of the 9 images could be read \(e.g. "
+                                       r"FileNotFoundError.*is --images the folder"):
+    score.main(args + ["--images", str(tmp)])  # the folder above the images' one
+  report = json.load(open(tmp_path / "s.report.json"))
+  assert (report["scored"], report["unreadable"]["count"]) == (0, 9)
+
+
 @pytest.mark.parametrize("workers", ["0", "-1"])
 def test_workers_below_one_are_refused_by_name(workers):
   """`--workers 0` once ran as 1 without a word; no thread decodes at 0."""
