@@ -234,7 +234,9 @@ def in_workers(ds: grain.MapDataset, workers: int) -> grain.IterDataset:
 class Augment:
   """`map_with_index` stage: clarity augmentations of an example's uint8 images, drawn from
   (seed, record, epoch), so a run sees the same images again after a restart and a record looks
-  different in each epoch. Empty (all-zero) image slots, text-only examples', stay as they are."""
+  different in each epoch. Empty (all-zero) image slots, text-only examples', stay as they are.
+  Of a mixture the record is its place in the mix, which each pass fills with other records of
+  its sources (`Mixture.over_epochs`): a draw keys on (place, pass), so no two draws share one."""
 
   def __init__(self, kinds: dict[str, float], seed: int, num_records: int, order=None,
                epoch_of=None):
