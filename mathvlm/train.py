@@ -348,9 +348,11 @@ def setup_model(config, objective, mesh, rules):
 
 def data_plan(examples: int, global_batch: int, epochs: int, steps: int, packing: bool) -> dict:
   """The passes over the data the stream holds (data.epochs, or more when `steps` need them) and
-  what the steps take of it: the pipeline batches with drop_last, so the stream's last examples
-  that fill no global batch are never trained (with steps from data.epochs, fewer than a global
-  batch an epoch). Packed steps take a varying number of examples: no such count there."""
+  what the steps take of it: the stream's examples past the last step are never trained (with
+  steps from data.epochs, each epoch's remainder under a global batch, gathered at the stream's
+  end: `untrained_why`). data.epochs stays a floor under explicit steps: a workdir's recorded
+  passes say which data orders it trained in (configs/resume.py). Packed steps take a varying
+  number of examples: no such count there."""
   epochs = max(epochs, -(-steps * global_batch // examples))
   plan = {"epochs": epochs, "steps": steps}
   if not packing:
@@ -364,6 +366,25 @@ def plan_of(config, examples: int, steps: int) -> dict:
   d = config.data
   total = steps if steps > 0 else examples // d.global_batch * d.epochs
   return data_plan(examples, d.global_batch, d.epochs, total, d.packing)
+
+
+def untrained_why(plan: dict, examples: int, config) -> str:
+  """Why the stream's last `plan["untrained"]` examples train nothing, for the setup log, which
+  said they fill no global batch whatever their count: 24 of 20 examples x 2 epochs in batches of
+  8, where steps=2 ended the run inside the first epoch, or 8, a whole batch, where data.epochs'
+  steps leave each epoch's remainder and those gather at the stream's end (batches run on across
+  epoch ends)."""
+  batch, left = config.data.global_batch, plan["untrained"]
+  if left < batch:
+    return f"they fill no global batch of {batch}"
+  if config.steps > 0:
+    return (f"the run's steps={config.steps} end before them (data.epochs="
+            f"{config.data.epochs} only sets the passes the stream holds, at least those the "
+            "steps need)")
+  return (f"data.epochs' worth of steps is {examples // batch} an epoch (examples // "
+          "data.global_batch), and batches run on across epoch ends, so each epoch's remainder "
+          f"of {examples % batch} gathers at the stream's end (steps="
+          f"{plan['steps'] + left // batch} trains each whole batch of them)")
 
 
 def setup_data(config, objective, cfg):
@@ -385,8 +406,8 @@ def setup_data(config, objective, cfg):
   epochs = plan["epochs"]
   if plan.get("untrained"):
     log.info("data: %d steps train %d of the %d examples x %d epoch(s); the last %d of the "
-             "shuffled stream fill no global batch of %d and are not trained", total,
-             plan["trained"], len(source), epochs, plan["untrained"], config.data.global_batch)
+             "shuffled stream are not trained: %s", total, plan["trained"], len(source), epochs,
+             plan["untrained"], untrained_why(plan, len(source), config))
   dataset = pipeline.make_dataset(
       source, global_batch=config.data.global_batch, seed=config.seed, epochs=epochs,
       process_index=jax.process_index(), process_count=jax.process_count(),

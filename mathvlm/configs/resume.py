@@ -169,14 +169,16 @@ def data_order() -> dict:
 def check_order(order: dict | None, flat: dict[str, Any], path, epochs: int | None = None) -> None:
   """Fails when the code's data order changed, since `order` was recorded, in a way that touches
   this config (`flat`, flattened) and, for a change to later epochs only, a run of `epochs` > 1
-  (None: unknown); warns where that cannot be told."""
+  (None: unknown) or, where the change reorders the passes after a one-epoch plan's, a packed
+  run, which reads on past its plan; warns where that cannot be told."""
   from mathvlm.data import pipeline
   now = data_order()
 
   def touches(v):
     field, _, later_epochs_only, *unless = pipeline.ORDER_CHANGES[v]
+    read_past = later_epochs_only == pipeline.PAST_ONE_EPOCH and flat.get("data.packing")
     return (bool(flat.get(field)) and not any(flat.get(u) for u in unless)
-            and not (later_epochs_only and epochs == 1))
+            and not (later_epochs_only and epochs == 1 and not read_past))
   if order is None:
     hits = [pipeline.ORDER_CHANGES[v][1] for v in pipeline.ORDER_CHANGES if touches(v)]
     if hits:

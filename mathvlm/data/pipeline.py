@@ -31,8 +31,14 @@ from mathvlm.data.records import REASONS
 # whose setting the change touches: a workdir resumed across the change then fails at start
 # (mathvlm/configs/resume.py) instead of training on, unseen, in another order. grain's own
 # version is recorded beside it, since its shuffle and mix define the rest of the order.
+
+# A change that touches only runs of several epochs, and the passes past a one-epoch plan too:
+# packed steps take several examples a row, so a packed run of a one-epoch plan (train.data_plan
+# counts steps x batch examples) reads on into later passes (the stream never ends).
+PAST_ONE_EPOCH = "past one epoch"
 ORDER_CHANGES = {  # version -> (config field it touches when set, what changed, whether it
-    # touches only a run of several epochs: one epoch's order is then the same[, a field whose
+    # touches only a run of several epochs: one epoch's order is then the same (True), or, where
+    # it also reorders the passes a one-epoch stream goes on to, PAST_ONE_EPOCH[, a field whose
     # setting keeps the old order, the change not reaching the path it chooses])
     2: ("data.mixture", "034efb0 (2026-12-05): each source of a mixture is shuffled before "
         "grain's mix", False),
@@ -42,8 +48,8 @@ ORDER_CHANGES = {  # version -> (config field it touches when set, what changed,
         "batches, keeps its order)", True),
     4: ("data.mixture", "2026-12-07: over several epochs, each epoch of a mixture reads on "
         "through every source's shuffle, so a source the mixture cuts short gives other records "
-        "each epoch instead of the first epoch's again (a run of one epoch keeps its order)",
-        True),
+        "each epoch instead of the first epoch's again (a run of one epoch keeps its order, "
+        "unless data.packing reads it past its epoch)", PAST_ONE_EPOCH),
     5: ("data.epochs", "2026-12-07: each epoch is a permutation of the records, shuffled on its "
         "own (the Hugging Face Trainer's sampler), not one shuffle over all the epochs that "
         "trained some records twice in an epoch's steps and others not at all (a run of one "
@@ -234,7 +240,9 @@ def in_workers(ds: grain.MapDataset, workers: int) -> grain.IterDataset:
 class Augment:
   """`map_with_index` stage: clarity augmentations of an example's uint8 images, drawn from
   (seed, record, epoch), so a run sees the same images again after a restart and a record looks
-  different in each epoch. Empty (all-zero) image slots, text-only examples', stay as they are."""
+  different in each epoch. Empty (all-zero) image slots, text-only examples', stay as they are.
+  Of a mixture the record is its place in the mix, which each pass fills with other records of
+  its sources (`Mixture.over_epochs`): a draw keys on (place, pass), so no two draws share one."""
 
   def __init__(self, kinds: dict[str, float], seed: int, num_records: int, order=None,
                epoch_of=None):

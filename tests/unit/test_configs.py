@@ -400,6 +400,29 @@ def test_a_run_of_several_epochs_from_before_each_epoch_was_shuffled_fails_to_re
       check()
 
 
+def test_a_packed_one_epoch_plan_is_stopped_by_an_order_change_to_the_passes_after_it(tmp_path):
+  """Packed steps take several examples a row, so a packed run whose plan is one epoch (steps x
+  batch examples) reads on into later passes: 6 steps over a 24-example mixture read 3.6. Order
+  4 reorders a mixture's passes after the first, so a packed mixture workdir of order 3 must
+  fail at start, one epoch or not; it resumed, silently in another order. Unpacked, the run
+  reads its one epoch, which order 4 keeps. Order 5 keeps a one-epoch stream's order past its
+  end too (one shuffle over one epoch is that epoch's), so a packed workdir of order 4 resumes."""
+  from mathvlm.configs import resume
+  make = lambda packing: tiny_config("lm", steps=6, data__mixture="a=1,b=1",
+                                     data__packing=packing)
+  for name, recorded, packing, fails in [("packed", 3, True, True), ("plain", 3, False, False),
+                                         ("packed4", 4, True, False)]:
+    (tmp_path / name).mkdir()
+    _recorded_with_order(tmp_path / name, make(packing), recorded)
+    check = lambda: resume.check(make(packing), str(tmp_path / name), 4, epochs=1)  # noqa: B023
+    if not fails:
+      check()
+      continue
+    with pytest.raises(ValueError, match=r"data order 3 .* order 5;[^\n]*\n  4: 2026-12-07"
+                                         r"[^\n]*unless data.packing reads it past its epoch"):
+      check()
+
+
 def test_resuming_with_steps_that_need_another_epoch_is_quiet(tmp_path, caplog):
   """Each epoch is shuffled on its own, so E epochs' order starts E + 1 epochs' (see
   test_pipeline): steps 8 -> 12 over 64 examples in batches of 8 (1 epoch -> 2) goes on in the

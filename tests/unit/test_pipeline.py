@@ -69,6 +69,40 @@ def test_data_plan_counts_the_examples_the_steps_never_reach():
   assert "untrained" not in data_plan(50, 8, 1, 9, packing=True)
 
 
+def test_the_setup_log_says_why_the_streams_last_examples_are_not_trained():
+  """20 synthetic examples in batches of 8. The log said the untrained examples fill no global
+  batch whatever their count: 8 of 2 epochs' steps (2 an epoch, the remainders of 4 gathered at
+  the stream's end: a whole batch, which steps=5 trains) and 24 where steps=2 end the run inside
+  the first of data.epochs=2."""
+  import logging
+
+  from train_utils import tiny_config
+
+  from mathvlm import objectives, pretrained, train
+  lines, level = [], train.log.level
+  handler = logging.Handler()
+  handler.emit = lambda record: lines.append(record.getMessage())
+  train.log.addHandler(handler)
+  train.log.setLevel(logging.INFO)
+  try:
+    for steps, epochs, why in [
+        (-1, 2, "the last 8 of the shuffled stream are not trained: data.epochs' worth of steps "
+         "is 2 an epoch (examples // data.global_batch), and batches run on across epoch ends, "
+         "so each epoch's remainder of 4 gathers at the stream's end (steps=5 trains"),
+        (2, 2, "the last 24 of the shuffled stream are not trained: the run's steps=2 end before "
+         "them"),
+        (-1, 1, "the last 4 of the shuffled stream are not trained: they fill no global batch"),
+        (7, 1, "the last 4 of the shuffled stream are not trained: they fill no global batch")]:
+      config = tiny_config("lm", steps=steps, data__epochs=epochs, data__num_examples=20)
+      lines.clear()
+      train.setup_data(config, objectives.get("lm"), pretrained.model_config(config))
+      assert any(why in line for line in lines), (steps, epochs, lines)
+  finally:
+    train.log.removeHandler(handler)
+    train.log.setLevel(level)
+  assert len(list(make_dataset(Numbers(20), global_batch=8, seed=0, epochs=2))) == 5
+
+
 def test_modality_length_grouping_makes_homogeneous_length_sorted_batches():
   from mathvlm.data.pipeline import bucket_length, modality_length_order, trim_to
   rs = np.random.RandomState(0)
@@ -155,6 +189,32 @@ def test_each_pass_of_a_mixture_is_a_permutation_of_that_passs_records():
                                                              for i in range(33))]
       assert sorted(stream[33 * e:33 * (e + 1)]) == sorted(drawn) and len(set(drawn)) == 33
     assert sum(k[0] == 1 for k in stream[:66]) == len({k for k in stream[:66] if k[0] == 1})
+
+
+def _process_batches(source, epochs, p, **kw):
+  """Process p of 2's batches of a plan of `epochs`."""
+  return iter(make_dataset(source, global_batch=8, seed=3, epochs=epochs, process_index=p,
+                           process_count=2, **kw))
+
+
+def test_a_position_saved_in_one_epochs_plan_goes_on_in_a_plan_of_three():
+  """A run resumed with steps that need more epochs builds a longer stream (its plan's epochs)
+  and sets the checkpoint's iterator state, a position, in it: the batches trained before the
+  save and those after it are the batches of a run planned with those steps from the start,
+  plain, grouped by length (leftovers carried on) and a mixture, on each of two processes. 30
+  examples in batches of 8: the 1-epoch plan holds 3 batches, all trained before the save."""
+  rs = np.random.RandomState(0)
+  lengths = (rs.randint(10, 500, 30), rs.rand(30) < 0.6)
+  for source, kw, key in [(Numbers(30), {}, lambda b: b["record"].tolist()),
+                          (Numbers(30), {"lengths": lengths}, lambda b: b["record"].tolist()),
+                          (_mixture(), {}, _pairs)]:
+    for p in range(2):
+      short = _process_batches(source, 1, p, **kw)
+      trained = [key(next(short)) for _ in range(3)]
+      resumed = _process_batches(source, 3, p, **kw)
+      resumed.set_state(short.get_state())
+      trained += [key(b) for b in resumed]
+      assert trained == [key(b) for b in _process_batches(source, 3, p, **kw)], (kw.keys(), p)
 
 
 # The one-epoch orders of the code before each epoch was shuffled on its own (seed 3, batch 8):
