@@ -145,6 +145,16 @@ class IndexSource:
     return {"problem_index": np.int64(i)}
 
 
+def source_seed(seed: int, i: int) -> int:
+  """The shuffle seed of a mixture's source i: (seed, i) hashed by numpy's SeedSequence. grain
+  seeds pass p of a shuffle (its keys past the length) with its seed + p, so with seed + 1 + i
+  source i's second pass was source i+1's first permutation: sources of one size (versions of
+  the same problems) drew the same record numbers in later passes (all 10 of one source's in
+  the other's 20, against ~3 by chance), and a run of seed s shuffled source 1 as one of seed
+  s + 1 did source 0. Hashed seeds are 2**32 apart at random: no pass of a run meets another."""
+  return int(np.random.SeedSequence([seed, i]).generate_state(1)[0])
+
+
 class Mixture:
   """Several sources by weight through `grain.MapDataset.mix` (a fixed, random-access interleave:
   shuffled, sharded and resumed downstream like one source), summing their drop counters.
@@ -159,7 +169,7 @@ class Mixture:
   def __init__(self, sources, weights, seed: int = 0):
     self.sources = sources
     self.mixed = grain.MapDataset.mix(
-        [grain.MapDataset.source(s).shuffle(seed=(seed + 1 + i) % 2**32)
+        [grain.MapDataset.source(s).shuffle(seed=source_seed(seed, i))
          for i, s in enumerate(sources)], weights)
     total = sum(len(s) for s in sources)
     if len(self.mixed) < total:

@@ -103,3 +103,23 @@ def test_each_epoch_of_a_mixture_draws_other_records_of_a_source_it_cuts_short()
     assert set(epoch.values()) == {1} and sum(k[0] == 0 for k in epoch) == 300
   assert sorted(_drawn(mixture, 1)) == sorted((int(mixture[i]["source"]),
                                                int(mixture[i]["index"])) for i in range(400))
+
+
+def test_no_pass_of_a_source_repeats_another_sources_permutation():
+  """grain seeds pass p of a shuffle with its seed + p. With seeds seed + 1 + i, source i's
+  second pass was source i+1's first permutation, so two sources of one size (versions of the
+  same problems) drew the same record numbers in later passes: b's 20 and c's 10 of 60 shared
+  all 10 in passes 5 and 6, against 3.3 by chance. Hashed seeds (`source_seed`) put every pass
+  of every source, and of neighbouring run seeds, on a permutation of its own."""
+  from mathvlm.data.sources import source_seed
+  seeds = [source_seed(run, i) + p for run in range(4) for i in range(8) for p in range(500)]
+  assert len(set(seeds)) == len(seeds)
+  mixture = Mixture([Tagged(0, 20), Tagged(1, 60), Tagged(2, 60)], [1.0, 1.0, 0.5])
+  passes, n = mixture.over_epochs(), len(mixture)
+  shared = []
+  for p in range(12):
+    drawn = [passes[p * n + j] for j in range(n)]
+    b, c = ({int(x["index"]) for x in drawn if int(x["source"]) == s} for s in (1, 2))
+    assert (len(b), len(c)) == (20, 10)
+    shared.append(len(b & c))
+  assert max(shared) < 10 and 1.5 < np.mean(shared) < 5.5, shared  # 20 * 10 / 60 = 3.3
