@@ -54,7 +54,7 @@ ORDER_CHANGES = {  # version -> (config field it touches when set, what changed,
         "own (the Hugging Face Trainer's sampler), not one shuffle over all the epochs that "
         "trained some records twice in an epoch's steps and others not at all (a run of one "
         "epoch keeps its order)", True, "data.group_by_length"),
-    6: ("data.mixture", "2026-12-08: each source of a mixture is shuffled from a hash of (seed, "
+    6: ("data.mixture", "2026-12-07: each source of a mixture is shuffled from a hash of (seed, "
         "source) (`sources.source_seed`), not seed + 1 + i, which grain steps by one each pass: "
         "a source's later passes repeated another source's permutations, so sources of one "
         "size drew the same record numbers", False),
