@@ -26,6 +26,20 @@ def _share_compiled_programs() -> None:
 
 _share_compiled_programs()  # before anything imports jax (the cache and the flags)
 
+
+def _one_openmp_thread() -> None:
+  """OpenMP's pools (torch's intra-op threads, scikit-learn's) held to one thread here and in the
+  suite's subprocesses (they inherit the environment): `make test`'s two workers keep both cores
+  busy, and a pool's threads spin waiting for a partner that has no core to run on (see
+  `sklearn_on_one_thread`). With both cores busy, tests/unit/test_parity.py took 19.9 CPU s
+  instead of 23.9, test_parity_check_runs 13.3-14.3 instead of 14.8-16.1. XLA's threads are its
+  own and untouched; threadpoolctl still sets another count where a test compares counts. Before
+  torch and scikit-learn are imported (they read it once); a value already set wins."""
+  os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+_one_openmp_thread()
+
 import hf_models as H  # noqa: E402
 
 
