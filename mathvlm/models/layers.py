@@ -59,12 +59,15 @@ def _accepted_types(cls) -> dict[str, tuple[type, ...]]:
 
 
 def _types_of(hint) -> tuple[type, ...]:
-  """The classes a value of type `hint` may have: a float field takes an int (JSON's 1 for 1.0);
-  a bool is an int to Python but not here (`check_field_types`)."""
+  """The classes a value of type `hint` may have: a float field takes an int (JSON's 1 for 1.0),
+  a tuple field a list (JSON's and a config override's spelling, compared as equal by
+  `pretrained.config_differences`); a bool is an int to Python but not here."""
   if typing.get_origin(hint) in (types.UnionType, typing.Union):
     return tuple(t for arg in typing.get_args(hint) for t in _types_of(arg))
   if hint is float:
     return (float, int)
+  if hint is tuple or typing.get_origin(hint) is tuple:
+    return (tuple, list)
   return (typing.get_origin(hint) or hint,)
 
 
