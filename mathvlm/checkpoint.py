@@ -28,6 +28,8 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from mathvlm import paths
+from mathvlm.data.image import ASPECTS
+from mathvlm.data.templates import TEMPLATES
 from mathvlm.models import registry
 from mathvlm.models.layers import path_parts, with_runtime
 
@@ -342,8 +344,6 @@ def recorded_inputs(path) -> dict[str, str]:
   layout without them, its image_aspect_ratio. {} for a folder that says nothing (a model
   converted from llava-hf, or exported before the record existed). A value no command knows (a
   hand edit) is an error naming the file."""
-  from mathvlm.data.image import ASPECTS
-  from mathvlm.data.templates import TEMPLATES
   config = paths.absolute(model_dir(str(path))) / "config.json"
   if not config.exists():
     return {}

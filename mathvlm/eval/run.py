@@ -368,9 +368,10 @@ def _follow_the_model(args) -> None:
   it). --template and --image_aspect not given: as the checkpoint's folder records its training
   (`checkpoint.recorded_inputs`), else LLaVA-1.5's; resolved here, so run.json says which."""
   from mathvlm import checkpoint
+  recorded = {}
   if not args.compile_only:
     args.ckpt = checkpoint.model_dir(args.ckpt)
-  recorded = {} if args.compile_only else checkpoint.recorded_inputs(args.ckpt)
+    recorded = checkpoint.recorded_inputs(args.ckpt)
   args.template = checkpoint.input_setting("template", args.template, recorded, "vicuna_v1",
                                            args.ckpt)
   args.image_aspect = checkpoint.input_setting("image_aspect", args.image_aspect, recorded,
