@@ -7,6 +7,7 @@ from `mathvlm.models.registry`.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 
 import jax
@@ -16,6 +17,14 @@ from mathvlm import checkpoint, hf, objectives, paths
 from mathvlm.checkpoint import model_dir
 from mathvlm.models import registry
 
+
+log = logging.getLogger("mathvlm.train")
+
+# What a run takes from another model's folder -> which of that model's recorded inputs
+# (checkpoint.INPUT_FIELDS) the run should feed alike: a vision tower was trained on images shaped
+# one way, a language model on one chat format.
+STARTS = {"init_from": checkpoint.INPUT_FIELDS, "vision_init_from": ("image_aspect",),
+          "language_init_from": ("template",)}
 
 # What `load_part` replaces: the part's weights, not the LoRA adapters a run adds to them.
 PART_WEIGHTS = nnx.All(nnx.Param, nnx.Not(nnx.LoRAParam))
@@ -34,6 +43,7 @@ def model_config(config):
   only a name); dtypes and remat always come from the config. It must be of the family the
   objective trains."""
   family = registry.get(objectives.get(config.objective).family)
+  warn_fed_otherwise(config)
   if config.model.init_from:
     cfg = pretrained_config(config.model.init_from, config)
   else:
@@ -43,6 +53,28 @@ def model_config(config):
                      f"{type(cfg).__name__}, but objective {config.objective!r} trains a "
                      f"{family.name} model ({family.config_cls.__name__})")
   return cfg
+
+
+def warn_fed_otherwise(config) -> list[str]:
+  """Warnings (logged, and returned for tests) where a model the run starts from records inputs
+  made otherwise than `config.data` makes them: a tower trained on cropped images fine-tuned on
+  padded ones still trains, a little worse, and nothing else would say so. A `plain` template (a
+  captioning stage's: the image, then the caption) is what LLaVA's and MAVIS's next stage
+  replaces with a chat format, so it is not named."""
+  warnings = []
+  for field, names in STARTS.items():
+    path = config.model[field]
+    if not path:
+      continue
+    recorded = checkpoint.recorded_inputs(path)
+    for name in names:
+      kept, given = recorded.get(name), config.data.get(name)
+      if kept is None or given is None or kept == given or (name, kept) == ("template", "plain"):
+        continue
+      warnings.append(f"model.{field}={path} was trained with data.{name}={kept}; this run "
+                      f"feeds it data.{name}={given} (set data.{name}={kept} to feed it alike)")
+      log.warning(warnings[-1])
+  return warnings
 
 
 def pretrained_config(path: str, config):

@@ -154,3 +154,32 @@ def test_the_local_chat_back_end_prompts_and_shapes_as_the_model_was_trained(
   os.rename(ckpt, tmp_path / "model")  # a trainer's workdir stands for its model/
   chat.LocalChat(str(tmp_path), max_new_tokens=2).respond([("q", "img.png")])
   assert asked["template"] == "plain"
+
+
+def test_a_run_started_from_a_model_fed_otherwise_is_warned(tmp_path, caplog):
+  """model.init_from and the part fields: a mismatch in what the part depends on is named (the
+  tower: how images were shaped; the language model: its chat format); a `plain` captioning
+  template, which the next stage replaces as LLaVA's recipe does, and a folder that records
+  nothing are not."""
+  from mathvlm import pretrained
+  from train_utils import tiny_config
+  chat = _folder(tmp_path / "chat", inputs={"template": "vicuna_v1", "image_aspect": "crop"})
+  aligned = _folder(tmp_path / "aligned", inputs=TRAINED)
+  warned = lambda **f: pretrained.warn_fed_otherwise(tiny_config(
+      "lm", data__template="mistral_instruct", data__image_aspect="pad", **f))
+  assert [w.split(";")[0] for w in warned(model__init_from=chat)] == [
+      f"model.init_from={chat} was trained with data.template=vicuna_v1",
+      f"model.init_from={chat} was trained with data.image_aspect=crop"]
+  assert [w.split(";")[0] for w in warned(model__init_from=aligned)] == [
+      f"model.init_from={aligned} was trained with data.image_aspect=crop"]
+  assert [w.split(";")[0] for w in warned(model__vision_init_from=chat)] == [
+      f"model.vision_init_from={chat} was trained with data.image_aspect=crop"]
+  assert [w.split(";")[0] for w in warned(model__language_init_from=chat)] == [
+      f"model.language_init_from={chat} was trained with data.template=vicuna_v1"]
+  assert warned(model__init_from=_folder(tmp_path / "silent")) == []
+  assert pretrained.warn_fed_otherwise(tiny_config(
+      "lm", model__init_from=chat, data__template="vicuna_v1", data__image_aspect="crop")) == []
+  caplog.clear()
+  with caplog.at_level(logging.WARNING):  # what the trainer's setup reads the architecture with
+    pretrained.model_config(tiny_config("lm", model__init_from=chat))
+  assert f"{chat} was trained with data.image_aspect=crop; this run feeds it" in caplog.text
