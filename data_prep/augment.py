@@ -33,6 +33,8 @@ file to ask again), and an empty reply is never stored (nor one an older store h
 A store written before the image joined the key is read too, where its key names one image.
 Answers are stored with the model that gave them; a rerun with another model is refused.
 The exit status is 1 when some request failed, after writing everything: rerun to retry those.
+A server that refuses requests whatever they hold (HTTP 401, 403, 404: a key, an endpoint or a
+model it does not take) stops the run at its first such answer, naming it.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ import tqdm
 
 from data_prep import augment_prompts as P
 from data_prep import common, few_shot
-from data_prep.chat_backends import NO_FILE, Failed, LocalChat, OpenAIChat, Request, unreadable
+from data_prep.chat_backends import (NO_FILE, Failed, LocalChat, OpenAIChat, Refused, Request,
+                                     unreadable)
 from mathvlm import paths
 from mathvlm.eval import answers
 
@@ -419,8 +422,13 @@ def main(argv=None) -> dict:
   planned = plan(originals, args.kinds, os.path.abspath(args.images), shots)
   os.makedirs(args.out, exist_ok=True)
   backend = make_backend(args)
-  responses, asked = ask(backend, planned, os.path.join(args.out, "responses.jsonl"),
-                         not args.no_progress, answered_by(backend))
+  store = os.path.join(args.out, "responses.jsonl")
+  try:
+    responses, asked = ask(backend, planned, store, not args.no_progress, answered_by(backend))
+  except Refused as e:
+    raise SystemExit(f"augment: stopped: {e}. Check --url, --model and the key in "
+                     f"${args.api_key_env}; the answers received before are kept in {store} "
+                     "and a rerun asks only for the rest") from None
   return finish(args, backend, originals, bad, planned, responses, asked, selection)
 
 

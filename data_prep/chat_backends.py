@@ -35,6 +35,14 @@ from PIL import Image
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = {408, 409, 429}
+# What a server answers every request alike: a key it does not take, an endpoint or model it does
+# not have. Asking the rest would fail each the same way (40,000 requests of Math-LLaVA's recipe
+# listed as failed), so the run stops at the first.
+REFUSED_STATUS = {401, 403, 404}
+
+
+class Refused(Exception):
+  """The server refuses requests whatever they hold (REFUSED_STATUS): the run stops."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +89,7 @@ class OpenAIChat:
     self.model, self.api_key = model, api_key
     self.concurrency, self.retries, self.backoff = max(1, concurrency), max(0, retries), backoff
     self.timeout, self.max_tokens, self.temperature = timeout, max_tokens, temperature
+    self.refused: Refused | None = None  # once set, no request is sent: the run is stopping
 
   def describe(self) -> dict:
     return {"backend": "openai", "url": self.endpoint, "model": self.model,
@@ -103,6 +112,9 @@ class OpenAIChat:
         payload = json.loads(resp.read().decode("utf-8"))
     except urllib.error.HTTPError as e:
       detail = e.read()[:300].decode("utf-8", "replace")
+      if e.code in REFUSED_STATUS:
+        raise Refused(f"{self.endpoint} (model {self.model!r}) answers HTTP {e.code}: "
+                      f"{detail}") from None
       if e.code in RETRY_STATUS or e.code >= 500:
         after = e.headers.get("Retry-After") if e.headers else None
         raise _Retry(f"HTTP {e.code}: {detail}",
@@ -120,8 +132,13 @@ class OpenAIChat:
     except (OSError, ValueError) as e:
       return Failed(f"image {req.image}: {e}")
     for attempt in range(self.retries + 1):
+      if self.refused:  # the pool's queued requests, taken before the run could cancel them
+        raise self.refused
       try:
         return self._post(body)
+      except Refused as e:
+        self.refused = e
+        raise
       except _Retry as e:
         if attempt == self.retries:
           return Failed(f"{e} (after {attempt + 1} attempts)")

@@ -69,7 +69,7 @@ class Server:
 
   def __init__(self, key):
     self.log, self.attempts, self.lock = [], {}, threading.Lock()
-    self.in_flight = self.max_in_flight = 0
+    self.in_flight = self.max_in_flight = self.refused = 0
     server = self
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -100,6 +100,8 @@ class Server:
       self.max_in_flight = max(self.max_in_flight, self.in_flight)
     threading.Event().wait(0.02)  # let requests overlap
     if path != "/v1/chat/completions" or auth != f"Bearer {self.key}":
+      with self.lock:
+        self.refused += 1
       return 401, {"error": "bad path or key"}
     text, image = body["messages"][0]["content"][0]["text"], body["messages"][0]["content"][1]
     kind = next(v for k, v in KINDS.items() if k in text)
@@ -122,13 +124,16 @@ def server(monkeypatch):
   s.httpd.shutdown()
 
 
-def _run(server, src, images, out, kinds="new,harder,rephrase,simplify"):
-  args = ["--src", src, "--images", images, "--out", str(out), "--kinds", kinds,
+def _args(server, src, images, out, kinds="new,harder,rephrase,simplify"):
+  return ["--src", src, "--images", images, "--out", str(out), "--kinds", kinds,
           "--backend", "openai", "--url", server.url, "--model", "m", "--api_key_env",
           "TEST_CHAT_KEY", "--concurrency", "2", "--retries", "2", "--backoff", "0.01",
           "--no_progress"]
+
+
+def _run(server, src, images, out, kinds="new,harder,rephrase,simplify"):
   try:
-    augment.main(args)
+    augment.main(_args(server, src, images, out, kinds))
     failed = False
   except SystemExit as e:
     assert "rerun the same command" in str(e)
@@ -238,6 +243,23 @@ def test_a_subset_augments_only_the_selected_records(server, tmp_path):
   with pytest.raises(SystemExit, match="another pool"):
     augment.main(["--src", src, "--images", images, "--out", str(out), "--kinds", "rephrase",
                   "--backend", "openai", "--url", server.url, "--model", "m", *args])
+
+
+def test_a_server_that_refuses_the_key_or_the_model_stops_the_run(server, tmp_path, monkeypatch):
+  """A 401 (here: a wrong key, or a path the server does not serve) is every request's answer:
+  the run stops at the first, naming it, instead of asking the rest and listing each as failed;
+  what was stored before is kept for the rerun."""
+  src, images = _src(tmp_path)
+  _run(server, src, images, tmp_path / "out", kinds="rephrase")
+  stored = (tmp_path / "out" / "responses.jsonl").read_text()
+  asked = len(server.log)
+  assert server.refused == 0
+  monkeypatch.setenv("TEST_CHAT_KEY", "wrong")
+  with pytest.raises(SystemExit, match=r"answers HTTP 401.*Check --url, --model and the key in "
+                                       r"\$TEST_CHAT_KEY"):
+    augment.main(_args(server, src, images, tmp_path / "out", "rephrase,harder,simplify"))
+  assert server.refused <= 2 and len(server.log) == asked  # those in flight (--concurrency 2)
+  assert (tmp_path / "out" / "responses.jsonl").read_text() == stored
 
 
 def test_bad_arguments(tmp_path):
