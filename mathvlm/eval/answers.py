@@ -91,7 +91,8 @@ def choice_letter(text: str, n_choices: int) -> str | None:
   letters = "".join(chr(ord("A") + i) for i in range(n_choices))
   if not letters:
     return None
-  t = text.strip().strip("*$ ").replace("\\text{", "").replace("\\textbf{", "")
+  t = re.sub(r"\\[()\[\]]", "", text)   # LaTeX's inline math, `\\(B\\)`, as `$B$`
+  t = t.strip().strip("*$ ").replace("\\text{", "").replace("\\textbf{", "")
   if re.fullmatch(rf"\(?\{{?([{letters}])\}}?\)?[.:]?", t, flags=re.I):  # "B", "(b)", "b."
     return re.sub(r"[^A-Za-z]", "", t)[0].upper()
   lower = letters.lower()
@@ -285,7 +286,9 @@ def stated_choice(text: str, choices: list[str]) -> str | None:
   """The choice a sentence states, by its exact text (case aside; a number not inside a longer
   number; single-letter choices are left to `choice_letter`). Of several, the last one right
   after "is/are/be/=" ("the length of ADE is 1, so ABC would be 2" -> 2), else the first
-  mentioned; a choice inside a longer one that matched ("30 m" in "30√3 m") does not count."""
+  mentioned when it is the only choice mentioned (a sentence that lists several, "1, 2, 3, 4",
+  states none of them; before, it stated the first); a choice inside a longer one that matched
+  ("30 m" in "30√3 m") does not count."""
   hits = []
   for c in choices:
     t = c.strip()
@@ -300,7 +303,9 @@ def stated_choice(text: str, choices: list[str]) -> str | None:
     return None
   stated = [h for h in hits if re.search(r"(?:\bis|\bare|\bbe|=|\bwas|\bwere)\s*(?:the\s+)?\**\s*$",
                                          text[:h[0]], flags=re.I)]
-  return max(stated)[2] if stated else min(hits)[2]
+  if stated:
+    return max(stated)[2]
+  return min(hits)[2] if len({h[2] for h in hits}) == 1 else None
 
 
 # What makes a number part of a longer one: a fraction's other side (`5/2`), a LaTeX argument
@@ -318,10 +323,22 @@ def _in_expression(text: str, start: int, end: int) -> bool:
   return bool(_BEFORE_EXPRESSION.search(text[:start]) or _AFTER_EXPRESSION.match(text, end))
 
 
-def plain_minus(text: str) -> str:
-  """The text with the minus sign U+2212 (`−4.3`) as "-": the sign GPT's extraction keeps and
-  every pattern here reads. Applied where MathVista's and MathVerse's extraction start."""
-  return text.replace("\u2212", "-")
+# Full-width punctuation, as Chinese and Japanese text writes it, and the minus sign U+2212
+_FULL_WIDTH = str.maketrans({"\u2212": "-", "。": ". ", "，": ", ", "：": ": ", "；": "; ",
+                             "（": "(", "）": ")", "！": "! ", "？": "? "})
+# An ideograph touching ASCII text: "共有5个", "故选B"
+_IDEOGRAPH_JOIN = re.compile(r"(?<=[\u3400-\u9fff\uf900-\ufaff])(?=[!-~])"
+                             r"|(?<=[!-~])(?=[\u3400-\u9fff\uf900-\ufaff])")
+
+
+def plain_text(text: str) -> str:
+  """The text as the patterns here read it: the minus sign U+2212 (`−4.3`) as "-", full-width
+  punctuation ("故选B。", "答案：（C）") as ASCII, and a space between an ideograph and the
+  number or letter it touches ("共有5个" -> "共有 5 个"). To Python's `\\w` an ideograph is a
+  word character, so before, no number or letter inside Chinese text was read: "共有5个"
+  answered nothing and "故选B。" no letter. Applied where MathVista's and MathVerse's extraction
+  start, after the official shortcuts."""
+  return _IDEOGRAPH_JOIN.sub(" ", text.translate(_FULL_WIDTH))
 
 
 _UNICODE_ROOT = re.compile(r"([√∛])\s*(\d+(?:\.\d+)?|\{[^{}]*\}|\([^()]*\))")
@@ -408,7 +425,7 @@ def bold_number(text: str) -> str | None:
 # value alone), not as any number in the prose: before, `√3` read as nothing, `1.5e3` as 1.5 and
 # "negative 5" as 5.
 _DIGITS = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
-_WRITTEN = (r"-?(?:\d+(?:\.\d+)?)?[√∛](?:\d+(?:\.\d+)?|\(\d+(?:\.\d+)?\))(?:/\d+(?:\.\d+)?)?"
+_WRITTEN = (r"-?\$?(?:\d+(?:\.\d+)?)?[√∛](?:\d+(?:\.\d+)?|\(\d+(?:\.\d+)?\))(?:/\d+(?:\.\d+)?)?"
             r"|-?(?:\d+(?:\.\d+)?|\.\d+)e[-+]?\d+"
             r"|(?:negative|minus)\s+(?:" + _DIGITS + r"(?:/\d+)?|\.\d+|" + "|".join(_WORDS) + ")")
 _PLAIN = r"-?\$?" + _DIGITS + r"(?:/\d+)?|-?\.\d+|" + "|".join(_WORDS)
@@ -472,12 +489,36 @@ def concludes(sentence: str) -> bool:
   return bool(_CONCLUDE.search(sentence))
 
 
+# A clause that draws the conclusion inside a sentence: "x = 5 and y = 3, so x + y = 8"
+_CONCLUDING_CLAUSE = re.compile(r"[,;]\s*(?:and\s+)?(?:therefore|so|thus|hence)\b"
+                                r"(?!\s+(?:that|far|on|much|many)\b)", re.I)
+
+
 def concluded_number(text: str) -> str | None:
-  """The value the last concluding sentence ("Therefore/So/Thus ...") states after
-  "is/=/≈/costs..." ("Therefore, the value of x is **30**." -> 30; "So W ≈ 1.2 J." -> 1.2)."""
+  """The value the last concluding sentence ("Therefore/So/Thus ...") or concluding clause
+  (", so ...") states after "is/=/≈/costs..." ("Therefore, the value of x is **30**." -> 30;
+  "So W ≈ 1.2 J." -> 1.2; "x = 5 and y = 3, so x + y = 8." -> 8, which read 5 before: the
+  premises' values are no answer)."""
   for sent in reversed(sentences(text)):
-    stated = _stated(sent) if _CONCLUDE.search(sent) else []
+    clauses = list(_CONCLUDING_CLAUSE.finditer(sent))
+    conclusion = (sent if _CONCLUDE.search(sent) and not clauses
+                  else sent[clauses[-1].end():] if clauses else "")
+    stated = _stated(conclusion) if conclusion else []
     if stated:   # "So, it is between the 0 and the 2 mark" states nothing: read on
+      return _as_number(stated[-1])
+  return None
+
+
+def worked_number(sents: list[str]) -> str | None:
+  """The value the last sentence of a worked solution that states one states, when the first
+  sentence is a first step (`_FIRST_STEP`): "First, the perimeter is 2 * (12 + 7) = 38. ...
+  That leaves 19 - 14 = 5." -> 5, where the first sentence's value (38) was taken before; else
+  None."""
+  if not sents or not _FIRST_STEP.search(sents[0]):
+    return None
+  for sent in reversed(sents):
+    stated = _stated(sent, restated=False)
+    if stated:
       return _as_number(stated[-1])
   return None
 
@@ -488,23 +529,42 @@ _NUMBER_FRAC = re.compile(r"(?<![\d}])\\[dt]?frac\s*\{\s*(-?\d+(?:\.\d+)?)\s*\}\
                           r"\{\s*(\d+(?:\.\d+)?)\s*\}(?!\s*" + _TIMES + ")")
 
 
+# A LaTeX root of a number, times a number or not (`\\sqrt{3}`, `2\\sqrt{3}`), not a factor of a
+# longer product; and a fraction of such a root by a number (`\\frac{\\sqrt{3}}{2}` once rooted)
+_NUMBER_ROOT = re.compile(r"(?<![\d}])(\d*)\\sqrt\s*\{\s*(\d+(?:\.\d+)?)\s*\}"
+                          r"(?!\s*" + _TIMES + ")")
+_ROOT_FRAC = re.compile(r"\\[dt]?frac\s*\{\s*(\d*√\d+(?:\.\d+)?)\s*\}\s*"
+                        r"\{\s*(\d+(?:\.\d+)?)\s*\}")
+
+
 def _plain_fracs(text: str) -> str:
-  """`\\frac{5}{2}` as `5/2`, which the sentence readers take as one number (2.5); as LaTeX,
-  they read its numerator (5)."""
-  return _NUMBER_FRAC.sub(r"\1/\2", _braced_fracs(text))
+  """`\\frac{5}{2}` as `5/2` and `2\\sqrt{3}` as `2√3`, which the sentence readers take as one
+  number (2.5, 3.46...: `_WRITTEN`); as LaTeX, they read the numerator (5) and nothing, so
+  "The side is $2\\sqrt{3}$." stated no value while "The side is 2√3." stated 3.46."""
+  rooted = _ROOT_FRAC.sub(r"\1/\2", _NUMBER_ROOT.sub(r"\1√\2", _braced_fracs(text)))
+  return _NUMBER_FRAC.sub(r"\1/\2", rooted)
+
+
+# A first sentence that is a first step: the response works the answer out, and ends on it
+_FIRST_STEP = re.compile(r"^\W*(?:first(?:ly)?|step\s*1|to (?:find|determine|calculate|compute|"
+                         r"solve|answer|work out|get)|let'?s|let us|we (?:need|must|first)|"
+                         r"in order to)\b", re.I)
 
 
 def stated_number(text: str, conclusions: bool = True) -> str | None:
-  """Without an answer phrase: the value a concluding sentence states (`concluded_number`),
-  else the first "There are N ..." sentence, else the first sentence (short answers state the
-  answer first: "The year 1982 has more ...")."""
+  """Without an answer phrase: in a worked solution (its first sentence is a first step,
+  "First, ...", "To find ...", "Let's ...") the value the last stating sentence states
+  (`worked_number`); else the value a concluding sentence states (`concluded_number`), else the
+  first "There are N ..." sentence, else the first sentence's main clause (short answers state
+  the answer first: "The year 1982 has more ..."; "Since x = 5 and y = 3, x + y = 8." -> 8, where
+  the premise's 5 was taken before)."""
   text = _plain_fracs(text)
-  value = concluded_number(text) if conclusions else None
+  sents = sentences(text)
+  value = (worked_number(sents) or concluded_number(text)) if conclusions else None
   if value is not None:
     return value
-  sents = sentences(text)
   there = [x for x in sents if re.match(r"^\W*there (?:are|is|were|was)\b", x, flags=re.I)]
-  for sent in there[:1] + sents[:1]:
+  for sent in there[:1] + [main_clause(x) for x in sents[:1]]:
     value = sentence_number(sent)
     if value is not None:
       return value
@@ -809,7 +869,24 @@ def _lines(response: str) -> list[str]:
 
 
 def _hedged(text: str | None) -> bool:
-  return text is not None and bool(_HEDGE.search(text) or _LETTER_HEDGE.search(text))
+  return text is not None and bool(_HEDGE.search(text) or hedged_letters(text))
+
+
+# The reason given after an answer: "B, because A and C are too small", "45°, as 45° + 45° = 90°"
+_REASON = re.compile(r"(?:,\s*|\s+)(?:because|since|as|given that|which)\b", re.I)
+
+
+def answer_head(span: str) -> str:
+  """An answer span without the reason given after it: the options and values a reason names
+  are not the answer ("45°, as 45° + 45° = 90°" states 45°, not 90°; "B, because A and C are
+  too small" offers no two letters). The whole span when nothing comes before the reason."""
+  return _REASON.split(span, maxsplit=1)[0].strip() or span
+
+
+def hedged_letters(text: str) -> bool:
+  """Whether the text offers two option letters ("B or C", "(A) and (D)"): two answers, which
+  are none. GPT's extraction copies both, and neither is the one letter a choice needs."""
+  return bool(_LETTER_HEDGE.search(text))
 
 
 def _ends_hedged(line: str) -> bool:

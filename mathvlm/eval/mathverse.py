@@ -90,14 +90,17 @@ def extract(response: str | None, problem: Problem) -> str:
   """The answer in a response: an option letter for multi-choice (in the answer phrase, else on
   the first or last line unless that opens with a capital in prose, "A triangle ..."), else a
   value."""
-  response = ex.plain_minus((response or "").strip())
+  response = ex.plain_text((response or "").strip())
   if not response:
     return ""
   span = ex.answer_span(response)
   if problem.meta["question_type"] == "multi-choice":
     n = _choice_count(problem)
+    head = ex.answer_head(span) if span else ""
+    if ex.hedged_letters(head):
+      return head   # "B or C": two answers, kept as written (no letter), as GPT's copy
     lines = [x for x in response.split("\n") if x.strip()]
-    for text in [span or ""] + [x for x in (lines[0], lines[-1]) if not ex.opens_prose(x)]:
+    for text in [head, span or ""] + [x for x in (lines[0], lines[-1]) if not ex.opens_prose(x)]:
       letter = ex.choice_letter(text, n)
       if letter:
         return letter

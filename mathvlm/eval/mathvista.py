@@ -177,7 +177,7 @@ def explain(response: str | None, problem: Problem) -> tuple[str, str]:
       return str(float(response)), "exact"
     except ValueError:
       pass
-  response = ex.plain_minus(response)   # after the shortcuts: int("−4") fails there too
+  response = ex.plain_text(response)   # after the shortcuts: int("−4") fails there too
   steps = (_choice_steps(response, problem) if qtype == "multi_choice"
            else _value_steps(response, atype))
   for kind, found in steps:
@@ -222,8 +222,15 @@ def _choice_steps(response: str, problem: Problem) -> Iterator[tuple[str, str | 
     return (ex.choice_letter(text, len(options)) or ex.option_marker(text)
             or _as_option(ex.stated_choice(text, options), problem, options))
 
-  yield "boxed", stated(ex.boxed(response))
-  yield "answer phrase", stated(ex.phrase_span(response))
+  def answered(span: str | None) -> str | None:
+    """An answer span's option, read before the reason given after it (`answer_head`); two
+    letters offered ("B or C") as written, as GPT copies them (the normalisation then maps
+    them by edit distance, as it maps GPT's copy)."""
+    head = ex.answer_head(span) if span else None
+    return head if head and ex.hedged_letters(head) else stated(head) or stated(span)
+
+  yield "boxed", answered(ex.boxed(response))
+  yield "answer phrase", answered(ex.phrase_span(response))
   yield "refusal (kept verbatim)", response if ex.refusal(response) else None
   yield "first sentence", stated(first)
   yield "first line", stated(lines[0])

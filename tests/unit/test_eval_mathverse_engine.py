@@ -91,6 +91,27 @@ def test_mathverse_letters_of_options_drawn_in_the_image(response, letter):
   assert mathverse.extract(response, _multi_choice("Vision Only")) == letter
 
 
+@pytest.mark.parametrize("response,gold,ok", [
+    ("图中共有5个苹果。", "5", True),                  # a number touching ideographs
+    ("x = 5 and y = 3, so x + y = 8.", "8", True),     # the concluding clause, not a premise
+    ("Since x = 5 and y = 3, x + y = 8.", "8", True),  # the main clause
+    ("First, the perimeter is 2 * (12 + 7) = 38. Half of it is 19. The strip takes 14.\n"
+     "The remaining length is 5 units.", "5", True),   # a worked solution ends on its answer
+])
+def test_mathverse_held_out_free_form_shapes(response, gold, ok):
+  p = _free_form(gold)
+  assert mathverse.judge(p, mathverse.extract(response, p)) is ok
+
+
+@pytest.mark.parametrize("response,letter", [
+    ("故选B。", "B"), ("The answer is \\(B\\).", "B"),
+    ("The answer is B or C.", "B or C"),               # two letters: kept, no letter
+    ("The answer is B, because A and C are too small.", "B"),
+])
+def test_mathverse_held_out_letter_shapes(response, letter):
+  assert mathverse.extract(response, _multi_choice("Vision Only")) == letter
+
+
 def test_mathverse_listed_options_bound_the_letters():
   four = _multi_choice("Text Dominant", "A:40°\nB:50°\nC:130°\nD:140°")
   five = _multi_choice("Text Dominant", "A:40°\nB:50°\nC:130°\nD:140°\nE:150°")
