@@ -863,6 +863,18 @@ def _phrased(response: str, span: str | None) -> bool:
   return span is not None or bool(re.search(r"answer is", response, re.I))
 
 
+def states_answer(response: str | None) -> bool:
+  """Whether the response says where its answer is ("answer is", "Answer:", `\\boxed{}`) or is
+  nothing but a value ("7", "$4\\sqrt{3}$."), as opposed to one read by the value its last
+  stating sentence or line ends on. GRPO's rewards ask it of an answer cut at max_new_tokens,
+  whose last sentence is mid-reasoning (`mathvlm.rl.rewards.score`)."""
+  response = (response or "").strip()
+  if _phrased(response, answer_span(response)):
+    return True
+  bare = response.strip("*$ ").rstrip(".").strip("*$ ")
+  return "\n" not in response and bool(bare) and _math_at(response) == bare
+
+
 def _lines(response: str) -> list[str]:
   """The response's non-empty lines ([""] for none)."""
   return [x for x in response.splitlines() if x.strip()] or [""]

@@ -34,11 +34,13 @@ Where the open implementations (TRL's GRPOTrainer, verl, Tunix) differ, the choi
   and it adds 1e-6 to std(r) where TRL adds 1e-4 (a relative difference of about 1e-4 / std(r));
 - the k3 term is not clamped (TRL's is not; verl's low_var_kl clamps it to [-10, 10]);
 - an answer cut at `max_new_tokens` without EOS is trained on like any other (its reward usually
-  0 or penalised by `length`); DAPO's overlong filtering, TRL's mask_truncated_completions, would
+  0 or penalised by `length`; the built-in rewards count its answer only where it states one,
+  `mathvlm.rl.rewards`); DAPO's overlong filtering, TRL's mask_truncated_completions, would
   drop it from the loss;
 - the EOS token is a target (TRL's completion mask includes it), tokens after it are not;
-- with beta = 0 there is no reference, and the logged `kl` is the k3 estimate against the old
-  policy instead (0 on the first pass);
+- with beta = 0 there is no reference and no KL term in the loss (0 times a k3 that overflows,
+  a token's log-prob 89 below its old one on a later pass, was NaN), and the logged `kl` is the
+  k3 estimate against the old policy instead (0 on the first pass);
 - with passes = 1 the old log-probs are computed anyway (one forward of the policy), which TRL
   skips (rho is 1 there by construction); here a one-pass step logs `ratio` 1 up to rounding.
 """
@@ -94,6 +96,8 @@ def per_token_terms(logps: Array, old_logps: Array, ref_logps: Array, advantages
   surrogate = jnp.minimum(unclipped, clipped)
   log_ref_ratio = ref_logps - logps
   kl = jnp.exp(log_ref_ratio) - log_ref_ratio - 1
+  if not beta:  # no KL term (DAPO, Dr. GRPO): kl is only logged, and 0 * inf would be NaN
+    return -surrogate, (clipped < unclipped), kl
   return -(surrogate - beta * kl), (clipped < unclipped), kl
 
 

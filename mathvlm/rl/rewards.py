@@ -2,7 +2,12 @@
 
 Built in:
 - answer: 1 when the answer is right, by the judge evaluation and the DPO pair builder use
-  (`mathvlm.eval.answers.engine_answer` / `engine_correct`), else 0;
+  (`mathvlm.eval.answers.engine_answer` / `engine_correct`), else 0. An answer cut at
+  max_new_tokens (no EOS) counts only where it states its answer ("The answer is", `\\boxed{}`)
+  or is nothing but a value (`answers.states_answer`): the judge reads any other response by the
+  value its last stating sentence ends on, which in a cut answer is mid-reasoning ("First, the
+  side is 12. Then we" was paid for a gold 12; math-verify, anchored as TRL's and open-r1's
+  accuracy rewards call it, pays nothing there);
 - exact_answer: `answer` without the evaluation's rounded-decimal rule (a decimal right when it
   is the gold rounded to its places: 0.7 for 2/3): a free-form answer must be the exact gold's
   value (`answers.exact_correct`), so a policy is not paid for rounding coarsely. `answer` stays
@@ -146,10 +151,15 @@ def consistency(problems: list[dict], correct: np.ndarray) -> np.ndarray:
 
 
 def score(responses: list[str], problems: list[dict], lengths: np.ndarray, spec: str,
-          max_new_tokens: int, length_target: int = 0) -> tuple[np.ndarray, dict]:
-  """(total reward per answer, {name: per-answer values}) for the weighted rewards of `spec`."""
+          max_new_tokens: int, length_target: int = 0,
+          finished: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+  """(total reward per answer, {name: per-answer values}) for the weighted rewards of `spec`.
+  finished: per answer, whether it ended with EOS (None: all did); the built-in rewards read a
+  cut one that states no answer as no response (the module's docstring says why), functions
+  by import path get every response as sampled."""
   parts = {}
-  correct = np.array([answer_reward(r, p) for r, p in zip(responses, problems)], np.float32)
+  judged = _judged(responses, finished)
+  correct = np.array([answer_reward(r, p) for r, p in zip(judged, problems)], np.float32)
   for name, _ in parse(spec):
     if name == "answer":
       parts[name] = correct
@@ -159,6 +169,19 @@ def score(responses: list[str], problems: list[dict], lengths: np.ndarray, spec:
     elif name == "consistency":
       parts[name] = consistency(problems, correct)
     else:
-      parts[name] = _values(name, load(name), responses, problems)
+      parts[name] = _values(name, load(name), judged if name in BUILT_IN else responses,
+                            problems)
   total = sum(w * parts[name] for name, w in parse(spec))
   return np.asarray(total, np.float32), dict(parts, correct=correct)
+
+
+def _judged(responses: list[str], finished: np.ndarray | None) -> list[str]:
+  """The responses as the built-in rewards read them: a cut one (not `finished`) that does not
+  state its answer as "" (no answer)."""
+  if finished is None:
+    return list(responses)
+  if len(finished) != len(responses):
+    raise ValueError(f"rewards.score: {len(finished)} finished flags for {len(responses)} "
+                     "responses")
+  return [r if done or answers.states_answer(r) else ""
+          for r, done in zip(responses, np.asarray(finished, bool))]

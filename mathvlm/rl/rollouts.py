@@ -182,7 +182,8 @@ class Rollouts:
     lengths = np.array([_length(t, self.encoder.eos, self.encoder.pad) for t in tokens], np.int32)
     responses = [self.encoder.decode(t) for t in tokens]
     reward, parts = R.score(responses, flat, lengths, self.opts["rewards"], self.new,
-                            self.opts["length_target"])
+                            self.opts["length_target"],
+                            finished=_finished(tokens, self.encoder.eos))
     return dict(problems=flat, ids=ids, mask=mask, pixels=pixels, tokens=tokens,
                 lengths=lengths, responses=responses, reward=reward,
                 correct=parts.pop("correct"), **{PART + k: v for k, v in parts.items()})
@@ -413,6 +414,11 @@ def _length(tokens: np.ndarray, eos: tuple[int, ...], pad: int) -> int:
   """Tokens generated, EOS included (the sampler pads after it)."""
   hits = np.flatnonzero(np.isin(tokens, eos))
   return int(hits[0]) + 1 if len(hits) else len(tokens)
+
+
+def _finished(tokens: np.ndarray, eos: tuple[int, ...]) -> np.ndarray:
+  """[rows] whether each answer ended with EOS rather than at max_new_tokens."""
+  return np.isin(tokens, eos).any(axis=1)
 
 
 def _seed(seed: int, step: int, round_: int) -> int:

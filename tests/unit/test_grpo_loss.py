@@ -125,3 +125,20 @@ def test_length_reward_needs_a_length_target_below_max_new_tokens():
   grpo.OBJECTIVE.options({"grpo": {"rewards": "answer=1.0,length=0.5", "length_target": 32,
                                    "max_new_tokens": 64}})
   grpo.OBJECTIVE.options({"grpo": {"rewards": "answer=1.0", "max_new_tokens": 64}})  # unused
+
+
+def test_without_kl_a_token_far_below_its_old_log_prob_leaves_the_loss_finite():
+  """beta = 0 (DAPO, Dr. GRPO) has no KL term; the k3 against the old policy, logged, overflows
+  once a later pass puts a token's log-prob 89 below its old one (exp(89) is inf in float32),
+  and 0 * inf made the loss and its gradient NaN, which stops the run."""
+  b = _batch()
+  logits = np.random.default_rng(3).normal(0, 1, (4, T, V)).astype(np.float32)
+  target = b["input_ids"][1, 5]
+  logits[1, 4, target] = -200.0  # the second row's answer token at 5 now has log-prob ~ -200
+  b["old_logps"][1, 5] = -1.0
+  cfg = {"grpo": {"beta": 0.0, "eps_high": 0.28}}
+  value, grad = jax.value_and_grad(lambda lg: grpo.loss(FixedLogits(lg), b, cfg)[0])(
+      jnp.asarray(logits))
+  assert np.isfinite(float(value)) and bool(jnp.all(jnp.isfinite(grad)))
+  want = _numpy_loss(logits.astype(np.float64), b, 0.2, 0.28, 0.0, "sequence", 1.0)
+  np.testing.assert_allclose(float(value), want, rtol=1e-5)

@@ -12,6 +12,7 @@ import pytest
 
 from mathvlm.models.llm import LMOutput
 from mathvlm.objectives import grpo
+from mathvlm.rl import rewards as R
 from mathvlm.rl.rollouts import _seed
 from test_grpo_rollouts import OPEN_SOLVED, STEP, _host, toy  # noqa: F401 (the fixture)
 
@@ -139,19 +140,23 @@ def test_every_refill_round_of_a_run_samples_with_a_seed_of_its_own():
   grpo.OBJECTIVE.options({"grpo": {"dynamic_sampling": True, "max_refills": 100}})
 
 
-def test_rollout_rows_give_the_sampler_its_log_probs_and_train_up_to_eos(toy):  # noqa: F811
+def test_rollout_rows_give_the_sampler_its_log_probs_and_train_up_to_eos(toy,  # noqa: F811
+                                                                       monkeypatch):
   """A guard of what the review found right: prompts of different lengths, left-padded, then the
   answers. The learner's log-probs of the rows the host step assembles are the sampler's, which
   sampled them, so rho is 1 on the first pass (positions: with RoPE only their differences count,
   so it is an answer's placement after its prompt that must agree; a gap of 2 fails here); an
   answer's EOS is a target (as TRL's completion mask) and the padding after it is neither a
-  target nor attended to."""
+  target nor attended to; the rewards are told which answers ended and which were cut."""
   from flax import nnx
 
   from mathvlm import generate as gen
   _, run, _ = toy
   host, state = _host(toy, problems="rl_toys:VersionStream", consistency=True, max_new_tokens=6)
   host.config.data.template = "mistral_instruct"  # keeps the question ('plain' drops it)
+  told = []  # what the rewards are told of each answer: ended with EOS, or cut (rewards.score)
+  score = R.score
+  monkeypatch.setattr(R, "score", lambda *a, **k: (told.append(k["finished"]), score(*a, **k))[1])
   batch, _ = host(state, {"problem_index": np.array([1, 3])}, STEP)
   p = host.prompt_len
   assert len(set(batch["attention_mask"][:, :p].sum(1).tolist())) == 3  # the three versions
@@ -165,6 +170,8 @@ def test_rollout_rows_give_the_sampler_its_log_probs_and_train_up_to_eos(toy):  
   eos = np.isin(answers, host.encoder.eos)
   ends = np.where(eos.any(1), eos.argmax(1) + 1, 6)  # tokens up to and with the first EOS
   assert ends.min() < 6  # some answer ended early: padding after it
+  np.testing.assert_array_equal(told[0], eos.any(1))
+  assert not told[0].all()  # and some were cut
   live = np.arange(6)[None] < ends[:, None]
   np.testing.assert_array_equal(batch["loss_mask"][:, p:], live)
   np.testing.assert_array_equal(batch["attention_mask"][:, p:], live)

@@ -89,3 +89,26 @@ def test_exact_answer_is_chosen_by_config_and_leaves_the_default_alone():
   responses = ["The answer is 4.62.", "The answer is B."]
   total, parts = R.score(responses, problems, np.array([5, 5]), "exact_answer=1.0", 16)
   assert list(total) == [0.0, 1.0] and list(parts["correct"]) == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("response, finished, right", [
+    ("First, the side is 12. Then we", True, True),  # ended: the evaluation's reading, kept
+    ("First, the side is 12. Then we", False, False),  # cut mid-reasoning: states no answer
+    ("The side is 12, so the answer is 12", False, True),  # cut after stating its answer
+    ("The area is \\boxed{12}", False, True),
+    ("$12$", False, True)])  # nothing but its answer (a one-token answer "7" is cut by design)
+def test_a_cut_answer_is_right_only_where_it_states_its_answer(response, finished, right):
+  """The judge reads a response without "the answer is" or \\boxed{} by the value its last
+  stating sentence ends on: in an answer cut at max_new_tokens that sentence is mid-reasoning,
+  and an intermediate value equal to the gold was paid (math-verify, anchored as TRL's and
+  open-r1's accuracy rewards call it, pays nothing). Functions by import path see the response
+  as sampled."""
+  problems = [{"answer": "12", "choices": [], "group": "g", "id": "p"}]
+  total, parts = R.score([response], problems, np.array([8]),
+                         "answer=1.0,exact_answer=0.5,rl_toys:digit_share=0.25", 8,
+                         finished=np.array([finished]))
+  assert parts["correct"][0] == parts["answer"][0] == parts["exact_answer"][0] == float(right)
+  assert parts["rl_toys:digit_share"][0] == rl_toys.digit_share(response, problems[0]) > 0
+  np.testing.assert_allclose(total[0], 1.5 * right + 0.25 * parts["rl_toys:digit_share"][0])
+  with pytest.raises(ValueError, match="2 finished flags for 1 responses"):
+    R.score([response], problems, np.array([8]), "answer=1.0", 8, finished=np.array([1, 1]))
