@@ -181,7 +181,7 @@ def _written(folder, names: list[str]) -> list[str]:
     if all(t.endswith("\n") for t in texts):
       return texts
     time.sleep(0.05)
-  raise AssertionError(f"the stand-in trainers did not write {names}: {os.listdir(folder)}")
+  raise AssertionError(f"{names} not all written in {folder} within 30 s: {os.listdir(folder)}")
 
 
 def _alive(pid: int) -> bool:
