@@ -25,10 +25,10 @@ for a in "$@"; do case $a in --process_id=*) id=${a#*=};; esac; done
 echo "process=$id gpus=${CUDA_VISIBLE_DEVICES-unset} args=$*"
 """
 # A stand-in for a trainer that runs until SIGTERM, then "saves" (for SAVE_S seconds) and exits 0
-# (as preemption.py).
+# (as preemption.py). Its pid in $PIDS/<process id>; $PIDS/<process id>.saving once it saves.
 SAVING = """#!/usr/bin/env bash
 for a in "$@"; do case $a in --process_id=*) id=${a#*=};; esac; done
-trap 'sleep "${SAVE_S:-0}"; echo "process=$id saved"; exit 0' TERM
+trap 'echo > "$PIDS/$id.saving"; sleep "${SAVE_S:-0}"; echo "process=$id saved"; exit 0' TERM
 echo $$ > "$PIDS/$id"
 while true; do sleep 0.05; done
 """
@@ -114,18 +114,23 @@ def test_local_sh_passes_a_sigterm_on_to_its_trainers(tmp_path, to_group):
 @contextlib.contextmanager
 def _local_sh_with_saving_trainers(tmp_path, **env):
   """local.sh 2 running two stand-in trainers that save on SIGTERM, in its own process group:
-  (the script's process, the trainers' pids); both are killed on the way out if still there."""
+  (the script's process, the trainers' pids); both are killed on the way out if still there.
+  Yielded once the script, too, has written each trainer's pid (its run_dir, under TMPDIR): the
+  shell that waits on a trainer ignores SIGTERM and SIGINT only from then on, and a signal to
+  the group a moment earlier (the trainer was up first) killed it: exit statuses '? ?'."""
   b = _bin(tmp_path, python=SAVING)
-  pids = tmp_path / "pids"
+  pids, run_dirs = tmp_path / "pids", tmp_path / "tmp"
   pids.mkdir()
+  run_dirs.mkdir()
   env = {**os.environ, "PYTHON": str(b / "python"), "PORT": "1", "CPU_DEVICES": "1",
-         "PIDS": str(pids), **env}
+         "PIDS": str(pids), "TMPDIR": str(run_dirs), **env}
   proc = subprocess.Popen(["bash", "launch/local.sh", "2", "--workdir", "W"], cwd=ROOT, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           start_new_session=True, preexec_fn=ctrl_c_reaches)
   trainers = []
   try:
     trainers = _written_pids(pids, 2)
+    assert _written(run_dirs, ["*/0.pid", "*/1.pid"]) == [f"{p}\n" for p in trainers]
     yield proc, trainers
   finally:
     for p in trainers:  # the test's own trainers only, if the script left them behind
@@ -141,12 +146,15 @@ def test_local_sh_takes_ctrl_c_as_a_save_and_a_second_as_a_stop(tmp_path, presse
   """Ctrl-C reaches the whole group, but the trainers, put in the background by the script,
   ignore SIGINT, and the script waited on: Ctrl-C did nothing at all. Now the first one is passed
   on as a SIGTERM (a save), and a second, during the save, kills the trainers at once. The
-  printers ignore it too, or the trainers' save lines would go to a closed pipe."""
+  printers ignore it too, or the trainers' save lines would go to a closed pipe. The second
+  press waits for both saves to begin, not for a time: two SIGINTs that reach the script before
+  it runs its trap are one (a pending signal is a flag), and a script left unscheduled for the
+  0.5 s this once waited took them as one press."""
   with _local_sh_with_saving_trainers(tmp_path, SAVE_S="0" if presses == 1 else "5") as (
       proc, trainers):
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C
     if presses == 2:
-      time.sleep(0.5)
+      _written(tmp_path / "pids", ["0.saving", "1.saving"])  # the first press was passed on
       os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
@@ -160,14 +168,20 @@ def test_local_sh_takes_ctrl_c_as_a_save_and_a_second_as_a_stop(tmp_path, presse
 
 
 def _written_pids(folder, n: int) -> list[int]:
-  """The pids the n stand-in trainers wrote (each whole: its line ends), once all have."""
+  """The pids the n stand-in trainers wrote, once all have."""
+  return [int(t) for t in _written(folder, [str(i) for i in range(n)])]
+
+
+def _written(folder, names: list[str]) -> list[str]:
+  """The texts of the files `names` (glob patterns, one file each) in `folder` once each is whole
+  (its line ends)."""
   deadline = time.time() + 30
   while time.time() < deadline:
-    texts = [(folder / str(i)).read_text() if (folder / str(i)).exists() else "" for i in range(n)]
+    texts = [next((f.read_text() for f in folder.glob(n)), "") for n in names]
     if all(t.endswith("\n") for t in texts):
-      return [int(t) for t in texts]
+      return texts
     time.sleep(0.05)
-  raise AssertionError(f"the stand-in trainers did not start: {os.listdir(folder)}")
+  raise AssertionError(f"{names} not all written in {folder} within 30 s: {os.listdir(folder)}")
 
 
 def _alive(pid: int) -> bool:

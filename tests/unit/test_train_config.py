@@ -145,34 +145,61 @@ def test_padding_stats_are_the_global_batchs_not_this_processs_rows(monkeypatch)
       mine["attention_mask"].mean() / 2)
   assert float(stats["data/examples"]) == mine["segment_ids"].max(-1).sum() > 0
 
-def test_a_step_after_an_evaluation_is_timed_without_it(tmp_path):
+class FakeClock:
+  """train's `time`, advanced where the loop's time passes: a step's call (dispatch) takes
+  `compiling(batch)` seconds, reading its metrics (the wait on the devices) one second, and the
+  test's stand-ins `sleep` theirs. The timings read off it are exact: bounds on the real clock
+  (a step_time under 0.25 s after a 0.5 s sleep) measured the machine as well as the loop, and
+  a test process left unscheduled, or a row's write stalled, for a quarter second failed them."""
+
+  def __init__(self, monkeypatch, compiling=lambda batch: 0.0):
+    self.now, self.compiling = 0.0, compiling
+    monkeypatch.setattr(train, "time", self)
+    monkeypatch.setattr(train.overlap, "fetch", self.fetch)
+
+  def time(self):
+    return self.now
+
+  def sleep(self, seconds: float) -> None:
+    self.now += seconds
+
+  def step(self, state, batch):
+    self.now += self.compiling(batch)
+    return state, STEP_METRICS
+
+  def fetch(self, metrics):
+    self.now += 1.0
+    return metrics
+
+
+def test_a_step_after_an_evaluation_is_timed_without_it(tmp_path, monkeypatch):
   """The evaluation runs between step k's row and step k+1's dispatch: counted in step k+1's
   step_time, it would report that step's tokens/s and MFU a fraction of the real ones."""
-  import time
-
   from mathvlm import overlap
   from mathvlm.configs import sft
   from mathvlm.metrics import MetricWriter
+  clock = FakeClock(monkeypatch)
   run = types.SimpleNamespace(config=sft.get_config("model=tiny"), total_steps=9, batch_shapes={})
   rows = train.Rows(run, MetricWriter(str(tmp_path), tensorboard=False), None, 0, None)
   rows.work = lambda batch: (1e9, 1000)  # (FLOPs, tokens): not what is measured here
   item = overlap.Prepared({}, {}, {}, None)
-  metrics = {"loss": 1.0, "grad_norm": 1.0, "lr": 0.0}
-  rows.finish(1, metrics, item, evaluate=lambda: (time.sleep(0.5), {"eval/x": 1.0})[1])
-  rows.finish(2, metrics, item)
-  assert rows.last["step"] == 2 and rows.last["step_time"] < 0.25, rows.last
+  rows.finish(1, STEP_METRICS, item, evaluate=lambda: (clock.sleep(0.5), {"eval/x": 1.0})[1])
+  rows.finish(2, STEP_METRICS, item)
+  assert rows.last["step"] == 2 and rows.last["step_time"] == 1.0, rows.last
 
 
 class SlowSaves:
   """A checkpointer that saves every 2 steps (and when forced: the last step, a SIGTERM's), each
-  save taking 0.5 s."""
+  save taking `seconds` of `clock`'s time."""
+
+  def __init__(self, clock: FakeClock, seconds: float):
+    self.clock, self.seconds = clock, seconds
 
   def should_save(self, step):
     return step % 2 == 0
 
   def save(self, *args, **kwargs):
-    import time
-    time.sleep(0.5)
+    self.clock.sleep(self.seconds)
 
   def wait(self):
     pass
@@ -189,22 +216,24 @@ class StopAt:  # a SIGTERM (or a first SIGINT) that came during `step`
 STEP_METRICS = {"loss": 1.0, "grad_norm": 1.0, "lr": 0.0}
 
 
-def _loop_rows(tmp_path, monkeypatch, every, *, total=6, start=0, stop=None,
-               step_fn=lambda state, batch: (state, STEP_METRICS), batches=None) -> dict:
-  """metrics.jsonl's rows by step after train_loop from `start` with stand-ins for the model, the
-  data (`batches`, or empty ones) and the checkpoints (SlowSaves)."""
+def _loop_rows(tmp_path, monkeypatch, every, *, total=6, start=0, stop=None, clock=None,
+               save_s=0.5, batches=None) -> dict:
+  """metrics.jsonl's rows by step after train_loop from `start` with stand-ins for the model
+  (`clock`'s step: 1 s a step, FakeClock), the data (`batches`, or empty ones) and the
+  checkpoints (SlowSaves, `save_s` each)."""
   from mathvlm.configs import sft
   from mathvlm.metrics import MetricWriter
+  clock = clock or FakeClock(monkeypatch)
   config = sft.get_config("model=tiny")
   config.metrics.every = every
   run = types.SimpleNamespace(config=config, total_steps=total, batch_shapes={}, host=None,
-                              evaluators=[], step_fn=step_fn)
+                              evaluators=[], step_fn=clock.step)
   batches = iter(batches or [{}] * total)
   monkeypatch.setattr(train, "next_batch", lambda *args: (next(batches), {}, {}))
   monkeypatch.setattr(train.Rows, "work", lambda self, batch: (1e9, 1000))
   data_iter = types.SimpleNamespace(get_state=dict)
   writer = MetricWriter(str(tmp_path), tensorboard=False, start_step=start)
-  train.train_loop(run, {}, start, data_iter, SlowSaves(), writer, stop=stop)
+  train.train_loop(run, {}, start, data_iter, SlowSaves(clock, save_s), writer, stop=stop)
   writer.close()
   return {r["step"]: r for r in map(json.loads, open(tmp_path / "metrics.jsonl"))}
 
@@ -219,7 +248,7 @@ def test_a_step_after_a_checkpoint_save_is_timed_without_it(tmp_path, monkeypatc
   after_a_save = [3, 5] if every == 1 else [4, 6]  # the next rows written, whose steps were timed
   for step, row in rows.items():
     if step in after_a_save:
-      assert 0.5 <= row["checkpoint_time"] < 2 and row["step_time"] < 0.25, row
+      assert row["checkpoint_time"] == 0.5 and row["step_time"] == 1.0, row
     else:
       assert "checkpoint_time" not in row, row
 
@@ -239,7 +268,7 @@ def test_the_save_a_run_exits_after_is_timed_in_its_own_row(tmp_path, monkeypatc
   assert sorted(rows) == list(range(every, last + 1, every))  # a row per logged step, as before
   for step, row in rows.items():
     if step == amended:
-      assert 0.5 <= row["exit_checkpoint_time"] < 2, row
+      assert row["exit_checkpoint_time"] == 0.5, row
       assert row.get("exit_checkpoint_step", step) == last, row
     else:
       assert "exit_checkpoint_time" not in row, row
@@ -250,29 +279,8 @@ def test_a_stop_before_this_process_wrote_a_row_logs_its_save(tmp_path, monkeypa
   """No row to amend (metrics.every=4, a stop at step 3): the save's seconds go to the log."""
   with caplog.at_level(logging.INFO, logger="mathvlm.train"):
     assert _loop_rows(tmp_path, monkeypatch, 4, stop=StopAt(3)) == {}
-  assert re.search(r"step 3: .*exit_checkpoint_time 0\.[5-9]s; no metrics row", caplog.text), \
+  assert re.search(r"step 3: .*exit_checkpoint_time 0\.5s; no metrics row", caplog.text), \
       caplog.text
-
-
-class FakeClock:
-  """train's `time`, advanced where the loop's time passes: a step's call (dispatch) takes
-  `compiling(batch)` seconds, reading its metrics (the wait on the devices) one second."""
-
-  def __init__(self, monkeypatch, compiling):
-    self.now, self.compiling = 0.0, compiling
-    monkeypatch.setattr(train, "time", self)
-    monkeypatch.setattr(train.overlap, "fetch", self.fetch)
-
-  def time(self):
-    return self.now
-
-  def step(self, state, batch):
-    self.now += self.compiling(batch)
-    return state, STEP_METRICS
-
-  def fetch(self, metrics):
-    self.now += 1.0
-    return metrics
 
 
 def test_the_eta_leaves_out_the_first_steps_compilation(tmp_path, monkeypatch, caplog):
@@ -286,7 +294,7 @@ def test_the_eta_leaves_out_the_first_steps_compilation(tmp_path, monkeypatch, c
 
   clock = FakeClock(monkeypatch, compiling)
   with caplog.at_level(logging.INFO, logger="mathvlm.train"):
-    _loop_rows(tmp_path, monkeypatch, 1, step_fn=clock.step)
+    _loop_rows(tmp_path, monkeypatch, 1, clock=clock, save_s=0.0)
   etas = [int(m) for m in re.findall(r"eta (\d+)s", caplog.text)]
   assert etas == [5, 4, 3, 2, 1, 0], caplog.text
 
@@ -303,7 +311,7 @@ def test_each_buckets_first_compilation_is_timed_apart_in_its_own_row(tmp_path, 
 
   clock = FakeClock(monkeypatch, compiling)
   batches = [{"input_ids": np.zeros((2, n))} for n in (8, 8, 8, 16, 16, 16)]
-  rows = _loop_rows(tmp_path, monkeypatch, 1, step_fn=clock.step, batches=batches)
+  rows = _loop_rows(tmp_path, monkeypatch, 1, clock=clock, batches=batches)
   assert {s: r.get("compile_time") for s, r in rows.items()} == {
       1: 10.0, 2: None, 3: None, 4: 10.0, 5: None, 6: None}
   assert [r["step_time"] for r in rows.values()] == [1.0] * 6, rows
@@ -315,18 +323,17 @@ def test_the_first_steps_compilation_is_timed_apart(tmp_path, monkeypatch, start
   0.04 s a step): in step 1's step_time it made that row's tokens/s and MFU meaningless. Its
   seconds go to compile_time of the first row this process writes (a resumed run compiles
   again)."""
-  import time
   calls = []
 
-  def step_fn(state, batch):  # the first call "compiles" for 0.5 s
+  def compiling(batch):  # the first call "compiles" for 0.5 s
     calls.append(1)
-    time.sleep(0.5 if len(calls) == 1 else 0)
-    return state, STEP_METRICS
+    return 0.5 if len(calls) == 1 else 0.0
 
-  rows = _loop_rows(tmp_path, monkeypatch, 1, total=4, start=start, step_fn=step_fn)
+  clock = FakeClock(monkeypatch, compiling)
+  rows = _loop_rows(tmp_path, monkeypatch, 1, total=4, start=start, clock=clock)
   first = start + 1
   assert sorted(rows) == list(range(first, 5))
-  assert 0.5 <= rows[first]["compile_time"] < 2 and rows[first]["step_time"] < 0.25, rows[first]
+  assert rows[first]["compile_time"] == 0.5 and rows[first]["step_time"] == 1.0, rows[first]
   assert [s for s, r in rows.items() if "compile_time" in r] == [first]
 
 
