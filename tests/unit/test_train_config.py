@@ -147,13 +147,15 @@ def test_padding_stats_are_the_global_batchs_not_this_processs_rows(monkeypatch)
 
 class FakeClock:
   """train's `time`, advanced where the loop's time passes: a step's call (dispatch) takes
-  `compiling(batch)` seconds, reading its metrics (the wait on the devices) one second, and the
-  test's stand-ins `sleep` theirs. The timings read off it are exact: bounds on the real clock
-  (a step_time under 0.25 s after a 0.5 s sleep) measured the machine as well as the loop, and
-  a test process left unscheduled, or a row's write stalled, for a quarter second failed them."""
+  `compiling(batch)` seconds, which it reports as jax reports its compilation (a monitoring
+  time span), then `inline` seconds (a CPU runs a single-device step inside the call), reading
+  its metrics (the wait on the devices) one second, and the test's stand-ins `sleep` theirs.
+  The timings read off it are exact: bounds on the real clock (a step_time under 0.25 s after a
+  0.5 s sleep) measured the machine as well as the loop, and a test process left unscheduled, or
+  a row's write stalled, for a quarter second failed them."""
 
-  def __init__(self, monkeypatch, compiling=lambda batch: 0.0):
-    self.now, self.compiling = 0.0, compiling
+  def __init__(self, monkeypatch, compiling=lambda batch: 0.0, inline=0.0):
+    self.now, self.compiling, self.inline = 0.0, compiling, inline
     monkeypatch.setattr(train, "time", self)
     monkeypatch.setattr(train.overlap, "fetch", self.fetch)
 
@@ -164,7 +166,10 @@ class FakeClock:
     self.now += seconds
 
   def step(self, state, batch):
-    self.now += self.compiling(batch)
+    seconds = self.compiling(batch)
+    if seconds:
+      jax.monitoring.record_event_time_span(train.COMPILE_EVENTS[-1], self.now, self.now + seconds)
+    self.now += seconds + self.inline
     return state, STEP_METRICS
 
   def fetch(self, metrics):
@@ -335,6 +340,29 @@ def test_the_first_steps_compilation_is_timed_apart(tmp_path, monkeypatch, start
   assert sorted(rows) == list(range(first, 5))
   assert rows[first]["compile_time"] == 0.5 and rows[first]["step_time"] == 1.0, rows[first]
   assert [s for s, r in rows.items() if "compile_time" in r] == [first]
+
+
+def test_a_step_run_inside_the_call_that_compiled_it_keeps_its_own_time(tmp_path, monkeypatch):
+  """On a CPU a single-device step runs inline, inside the call that compiles it: the whole call
+  timed apart put step 1's run into compile_time and left its row 0.004 s a step and an MFU of
+  1.36 (`python -m mathvlm.train --config configs/sft.py:model=tiny`, README's first command).
+  Only what jax reports as tracing and compiling is compile_time."""
+  calls = []
+
+  def compiling(batch):  # the first call compiles for 5 s
+    calls.append(1)
+    return 5.0 if len(calls) == 1 else 0.0
+
+  clock = FakeClock(monkeypatch, compiling, inline=0.25)
+  rows = _loop_rows(tmp_path, monkeypatch, 1, total=3, clock=clock, save_s=0.0)
+  # step 1's row: its own 0.25 s run, step 2's (dispatched before step 1 is read) and the wait
+  assert (rows[1]["compile_time"], rows[1]["step_time"]) == (5.0, 1.5), rows[1]
+
+
+def test_nested_compile_spans_count_once_and_only_inside_the_call():
+  """A function jitted inside the step is traced inside the step's trace: spans nest."""
+  spans = [(0.0, 1.0), (2.0, 6.0), (3.0, 4.0), (5.5, 7.0), (9.0, 12.0)]
+  assert train._covered(spans, 0.5, 10.0) == 0.5 + 5.0 + 1.0
 
 
 def test_a_misspelt_logical_axis_rule_fails_naming_the_name_and_the_mesh_axis():
