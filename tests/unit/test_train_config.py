@@ -359,6 +359,14 @@ def test_a_step_run_inside_the_call_that_compiled_it_keeps_its_own_time(tmp_path
   assert (rows[1]["compile_time"], rows[1]["step_time"]) == (5.0, 1.5), rows[1]
 
 
+def test_jax_reports_a_calls_compilation_under_the_events_the_trainer_listens_for():
+  """The event names are jax's (jax._src.dispatch): renamed, compile_time would read 0 and step
+  1's step_time hold its compilation again."""
+  with train._compile_spans() as spans:
+    jax.jit(lambda x: jnp.sin(x) * 3.0 + 0.123)(jnp.arange(7.0)).block_until_ready()
+  assert len(spans) >= 2 and train._covered(spans, spans[0][0], spans[-1][1]) > 0, spans
+
+
 def test_nested_compile_spans_count_once_and_only_inside_the_call():
   """A function jitted inside the step is traced inside the step's trace: spans nest."""
   spans = [(0.0, 1.0), (2.0, 6.0), (3.0, 4.0), (5.5, 7.0), (9.0, 12.0)]
