@@ -8,15 +8,7 @@ import pytest
 
 from mathvlm.rl import rewards as R
 from mathvlm.rl.curriculum import Curriculum
-
-
-def _levels(curriculum: Curriculum, rates: list[float]) -> list[int]:
-  """The level after each step's batch pass rate."""
-  out = []
-  for r in rates:
-    curriculum.update(r)
-    out.append(curriculum.level)
-  return out
+from test_curriculum import levels as _levels
 
 
 def test_curriculum_running_rate_is_the_exponential_average_at_momentum_0_8():
