@@ -552,8 +552,12 @@ class Rows:
       yield
     finally:
       self.t_last = time.time()
-      for seconds in (self.apart, self.spent):
-        seconds[field] = seconds.get(field, 0.0) + self.t_last - began
+      self._count_apart(field, self.t_last - began)
+
+  def _count_apart(self, field: str, seconds: float) -> None:
+    """`seconds` to `field` of the next row written and of the run's totals."""
+    for spent in (self.apart, self.spent):
+      spent[field] = spent.get(field, 0.0) + seconds
 
   def compiles(self, batch: dict) -> bool:
     """Whether the step's call on this batch traces and compiles it first: the first call of
@@ -580,8 +584,7 @@ class Rows:
       yield
     seconds = _covered(spans, began, time.time())
     self.t_last = began + seconds
-    for spent in (self.apart, self.spent):
-      spent["compile_time"] = spent.get("compile_time", 0.0) + seconds
+    self._count_apart("compile_time", seconds)
 
   def eta(self, now: float, done: int) -> float:
     """Seconds left at the pace of this process's steps so far, their compilation left out: it
