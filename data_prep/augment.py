@@ -303,13 +303,23 @@ def ask(backend, planned: list[Planned], store_path: str, progress: bool,
   got = dict(stored)
   with open(store_path, "a", encoding="utf-8") as f, tqdm.tqdm(
       total=len(todo), desc="ask", unit="req", disable=not progress) as bar:
-    for req, response in backend.run(todo):
+
+    def keep(req: Request, response: str | Failed) -> None:
       response = got[req.key] = replied(response)
       if not isinstance(response, Failed):
         line = {"key": req.key, "response": response, **({"by": by} if by else {})}
         f.write(json.dumps(line, ensure_ascii=False) + "\n")
         f.flush()
       bar.update(1)
+
+    answers = backend.run(todo)
+    try:
+      for req, response in answers:
+        keep(req, response)
+    finally:  # interrupted: the answers that came in flight (and paid for) are stored too
+      answers.close()
+      for req, response in getattr(backend, "unclaimed", ()):
+        keep(req, response)
   return got, len(todo)
 
 
@@ -429,6 +439,10 @@ def main(argv=None) -> dict:
     raise SystemExit(f"augment: stopped: {e}. Check --url, --model and the key in "
                      f"${args.api_key_env}; the answers received before are kept in {store} "
                      "and a rerun asks only for the rest") from None
+  except KeyboardInterrupt:
+    raise SystemExit(f"augment: interrupted; every answer received (those in flight included) "
+                     f"is kept in {store}: rerun the same command to ask only for the rest, "
+                     "then merge") from None
   return finish(args, backend, originals, bad, planned, responses, asked, selection)
 
 

@@ -26,7 +26,7 @@ import logging
 import os
 import random
 import socket
-import time
+import threading
 import urllib.error
 import urllib.request
 from typing import Iterator, NamedTuple
@@ -90,6 +90,8 @@ class OpenAIChat:
     self.concurrency, self.retries, self.backoff = max(1, concurrency), max(0, retries), backoff
     self.timeout, self.max_tokens, self.temperature = timeout, max_tokens, temperature
     self.refused: Refused | None = None  # once set, no request is sent: the run is stopping
+    self.stopping = threading.Event()  # an interrupted run: no request is retried or started
+    self.unclaimed: list[tuple[Request, str | Failed]] = []  # answered after an interrupt
 
   def describe(self) -> dict:
     return {"backend": "openai", "url": self.endpoint, "model": self.model,
@@ -134,6 +136,8 @@ class OpenAIChat:
     for attempt in range(self.retries + 1):
       if self.refused:  # the pool's queued requests, taken before the run could cancel them
         raise self.refused
+      if self.stopping.is_set():  # taken from the queue, or to be retried, after an interrupt
+        return Failed(f"interrupted after {attempt} attempts, before an answer came")
       try:
         return self._post(body)
       except Refused as e:
@@ -144,19 +148,35 @@ class OpenAIChat:
           return Failed(f"{e} (after {attempt + 1} attempts)")
         wait = e.wait if e.wait is not None else self.backoff * 2 ** attempt
         log.info("request %s: %s; retrying in %.2fs", req.key, e, wait)
-        time.sleep(min(wait, 60.0) * (1 + 0.25 * random.random()))
+        self.stopping.wait(min(wait, 60.0) * (1 + 0.25 * random.random()))  # woken by a stop
       except (RuntimeError, ValueError) as e:
         return Failed(str(e))
     return Failed("unreachable")
 
   def run(self, requests: list[Request]) -> Iterator[tuple[Request, str | Failed]]:
+    """Interrupted (Ctrl-C, a refusal, an error downstream, the caller closing it), it starts no
+    more requests, lets those in flight finish (without retrying) and leaves their answers, and
+    any the caller was handed but did not take back control after, in `unclaimed`: each is paid
+    for, and the caller stores them (`augment.ask`)."""
     pool = concurrent.futures.ThreadPoolExecutor(self.concurrency)
+    futures, claimed = {}, set()
+    self.stopping, self.unclaimed = threading.Event(), []
     try:
       futures = {pool.submit(self.ask, r): r for r in requests}
       for done in concurrent.futures.as_completed(futures):
         yield futures[done], done.result()
-    finally:  # interrupted (Ctrl-C, an error downstream): finish what is in flight, start no more
+        claimed.add(done)  # only now: an interrupt while the caller stores it leaves it unclaimed
+    except BaseException:
+      self.stopping.set()
+      raise
+    finally:
+      in_flight = sum(f.running() for f in futures)
+      if in_flight and self.stopping.is_set():
+        log.warning("stopping: waiting for the %d requests in flight to finish, so their "
+                    "answers are kept (Ctrl-C again drops them)", in_flight)
       pool.shutdown(wait=True, cancel_futures=True)
+      self.unclaimed = [(futures[f], f.result()) for f in futures if f not in claimed
+                        and f.done() and not f.cancelled() and f.exception() is None]
 
 
 def message_text(payload: dict) -> str:

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import threading
+import time
 
 import pytest
 from PIL import Image
@@ -90,6 +91,7 @@ class Server:
             "choices": [{"message": {"role": "assistant", "content": text}}]}).encode())
 
     self.key = key
+    self.hold = None  # an Event: every request after the first waits for it
     self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
     threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
@@ -111,6 +113,9 @@ class Server:
       n = self.attempts.get((kind, rec), 0)
       self.attempts[kind, rec] = n + 1
       self.log.append((kind, rec, text, image["image_url"]["url"]))
+      held = self.hold is not None and len(self.log) > 1
+    if held:
+      self.hold.wait(60)
     script = SCRIPT.get((kind, rec), pair(f"{kind} question about side {rec}?", str(rec)))
     step = script[min(n, len(script) - 1)] if isinstance(script, list) else script
     return (step, {"error": "scripted"}) if isinstance(step, int) else (200, step)
@@ -260,6 +265,78 @@ def test_a_server_that_refuses_the_key_or_the_model_stops_the_run(server, tmp_pa
     augment.main(_args(server, src, images, tmp_path / "out", "rephrase,harder,simplify"))
   assert server.refused <= 2 and len(server.log) == asked  # those in flight (--concurrency 2)
   assert (tmp_path / "out" / "responses.jsonl").read_text() == stored
+
+
+def _stored(out):
+  path = out / "responses.jsonl"
+  return [json.loads(x)["key"] for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def _wait_for(what, timeout=60):
+  end = time.time() + timeout
+  while not what():
+    assert time.time() < end, "timed out"
+    time.sleep(0.02)
+
+
+def test_ctrl_c_keeps_the_answers_in_flight_and_sends_no_more(server, tmp_path):
+  """Ctrl-C while two requests are in flight (--concurrency 2): the run starts no queued request,
+  waits for those two and stores their answers (each was paid for; they were dropped), then exits
+  naming the store. The server holds every request after the first until the run says it is
+  waiting, so the moment of the signal is the state named, not a race."""
+  import signal
+  import subprocess
+  import sys
+  src, images = _src(tmp_path)
+  out = tmp_path / "out"
+  server.hold = threading.Event()
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  env = {**os.environ, "PYTHONPATH": root, **cpu_env()}
+  proc = subprocess.Popen([sys.executable, "-m", "data_prep.augment",
+                           *_args(server, src, images, out, "rephrase")],
+                          cwd=root, env=env, stderr=subprocess.PIPE, text=True)
+  try:
+    _wait_for(lambda: len(_stored(out)) == 1 and len(server.log) == 3)
+    proc.send_signal(signal.SIGINT)
+    err = []
+    for line in proc.stderr:  # the run has taken the signal: now let the two answer
+      err.append(line)
+      if "waiting for the 2 requests in flight" in line:
+        server.hold.set()
+        break
+    err += proc.stderr.read()
+    assert proc.wait(60) == 1, "".join(err)[-3000:]
+  finally:
+    server.hold.set()
+    proc.kill()
+  assert "augment: interrupted" in "".join(err) and str(out / "responses.jsonl") in "".join(err)
+  assert len(server.log) == 3  # no queued request was sent after the signal
+  asked = {(k, r) for k, r, *_ in server.log}
+  assert len(set(_stored(out))) == 3 and len(asked) == 3
+  failed, _, merged = _run(server, src, images, out, kinds="rephrase")  # the rerun asks the rest
+  assert len(server.log) == 6 and not failed and len(merged) > 0
+
+
+def test_an_answer_handed_over_but_not_yet_stored_when_interrupted_is_stored(server, tmp_path,
+                                                                            monkeypatch):
+  """The interrupt lands in the caller, after the back end handed an answer over and before it
+  was written: that answer, and the two in flight beside it (held by the server until then), are
+  stored all the same."""
+  src, images = _src(tmp_path)
+  real, calls = augment.replied, []
+  server.hold = threading.Event()
+
+  def interrupted_once(response):
+    calls.append(response)
+    if len(calls) == 1:
+      threading.Timer(0.2, server.hold.set).start()
+      raise KeyboardInterrupt
+    return real(response)
+
+  monkeypatch.setattr(augment, "replied", interrupted_once)
+  with pytest.raises(SystemExit, match="augment: interrupted"):
+    augment.main(_args(server, src, images, tmp_path / "out", "rephrase"))
+  assert len(server.log) == 3 and len(set(_stored(tmp_path / "out"))) == 3
 
 
 def test_bad_arguments(tmp_path):
