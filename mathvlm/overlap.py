@@ -33,6 +33,7 @@ class Prepared:
   stats: dict              # the global batch's padding efficiency (device scalars)
   dropped: dict            # drop reasons of its examples, counted once its step is done
   iterator_state: Any      # the data iterator's state right after this batch
+  read: int = 0            # this process's examples in it (packed: a varying number)
 
 
 class Prefetch:
@@ -40,15 +41,15 @@ class Prefetch:
   batch prepared last and `fill()` prepares the next one, at most `remaining` in all (so a run
   never reads past its last step)."""
 
-  def __init__(self, prepare: Callable[[], tuple[dict, dict, dict]], data_iter,
+  def __init__(self, prepare: Callable[[], tuple[dict, dict, dict, int]], data_iter,
                remaining: int):
     self.prepare, self.data_iter, self.remaining = prepare, data_iter, remaining
     self.ready: Prepared | None = None
 
   def fill(self) -> None:
     if self.ready is None and self.remaining > 0:
-      batch, stats, dropped = self.prepare()
-      self.ready = Prepared(batch, stats, dropped, iterator_state(self.data_iter))
+      batch, stats, dropped, read = self.prepare()
+      self.ready = Prepared(batch, stats, dropped, iterator_state(self.data_iter), read)
       self.remaining -= 1
 
   def take(self) -> Prepared:

@@ -352,7 +352,7 @@ def data_plan(examples: int, global_batch: int, epochs: int, steps: int, packing
   steps from data.epochs, each epoch's remainder under a global batch, gathered at the stream's
   end: `untrained_why`). data.epochs stays a floor under explicit steps: a workdir's recorded
   passes say which data orders it trained in (configs/resume.py). Packed steps take a varying
-  number of examples: no such count there."""
+  number of examples: no such count there (the run counts what it read, `with_read`)."""
   epochs = max(epochs, -(-steps * global_batch // examples))
   plan = {"epochs": epochs, "steps": steps}
   if not packing:
@@ -482,6 +482,7 @@ def next_batch(run: Run, data_iter, now: dict | None = None):
 
   local, dropped, host_metrics = next(data_iter), collections.Counter(), {}
   local = pipeline.pop_dropped(local, dropped)
+  read = pipeline.examples_in(local)
   if run.host is not None:
     local, host_metrics = run.host(now["state"], local, now["step"])
   buckets = run.config.data.buckets
@@ -491,7 +492,7 @@ def next_batch(run: Run, data_iter, now: dict | None = None):
       length = int(np.max(multihost_utils.process_allgather(np.int32(length))))
     local = pipeline.trim_to(local, length)
   batch = sharding.place_batch(local, run.mesh)
-  return batch, dict(global_stats(batch, run.mesh), **host_metrics), dropped
+  return batch, dict(global_stats(batch, run.mesh), **host_metrics), dropped, read
 
 
 def global_stats(batch: dict, mesh) -> dict:
@@ -516,11 +517,12 @@ class Rows:
   """Step metrics from the devices to metrics.jsonl: read (the loop's only wait on the devices),
   checked finite, counted into the drop reasons, written every `metrics.every` steps."""
 
-  def __init__(self, run: Run, writer, ckpt, start: int, dropped):
+  def __init__(self, run: Run, writer, ckpt, start: int, dropped, read: int | None = 0):
     import jax
 
     from mathvlm import flops
     self.run, self.writer, self.ckpt, self.start, self.dropped = run, writer, ckpt, start, dropped
+    self.read = read  # this process's examples in the steps done (restored with the state)
     self.peak = flops.peak_flops(jax.devices()[0], run.config.model.dtype,
                                  run.config.metrics.peak_flops)
     self.per_shape = {}  # batch shapes -> (FLOPs, tokens) of a step
@@ -630,6 +632,8 @@ class Rows:
           + " (docs/reliability/FAULTS.md)")
     if self.dropped is not None:
       self.dropped.update(item.dropped)
+    if self.read is not None:
+      self.read += item.read
     now, config = time.time(), self.run.config
     dt, self.t_last = now - self.t_last, now
     scores = evaluate() if evaluate is not None else {}
@@ -694,17 +698,19 @@ def _shapes(batch: dict) -> tuple:
 
 
 def train_loop(run: Run, state, start: int, data_iter, ckpt, writer, callbacks=(), *,
-               dropped=None, stop=None):
-  """Steps start..total; returns (state, last row, the step a SIGTERM stopped at or None).
+               dropped=None, read: int | None = 0, stop=None):
+  """Steps start..total; returns (state, last row, the step a SIGTERM stopped at or None, this
+  process's examples read by the steps done).
 
   The loop never waits on the host (mathvlm/overlap.py): step k+1 is dispatched, and batch k+2
   placed, before step k's metrics are read. It waits on the devices only where a step's state is
   used: a checkpoint (every `checkpoint.every` steps and at the end), evaluators, a SIGTERM
   (`stop`). A step's state is saved only after its loss and gradient norm were found finite.
-  dropped: a Counter of drop reasons (restored with the state) or None. callbacks: (step,
-  checkpointer) after each step."""
+  dropped: a Counter of drop reasons (restored with the state) or None; read: the examples the
+  steps before `start` read (restored with the state; None where a checkpoint does not say).
+  callbacks: (step, checkpointer) after each step."""
   from mathvlm.eval import evaluators
-  rows = Rows(run, writer, ckpt, start, dropped)
+  rows = Rows(run, writer, ckpt, start, dropped, read)
   now = {"state": state, "step": start}  # what a host step (RL rollouts) samples with
   batches = overlap.Prefetch(lambda: next_batch(run, data_iter, now), data_iter,
                              run.total_steps - start)
@@ -734,7 +740,8 @@ def train_loop(run: Run, state, start: int, data_iter, ckpt, writer, callbacks=(
       pending = None
     if saving:  # out of the next step's step_time; the last save, which no row follows, apart
       with rows.timed_apart("exit_checkpoint_time" if force else "checkpoint_time"):
-        loop = {"dropped": dict(all_processes(dropped) or {})}  # every process's, summed
+        loop = {"dropped": dict(all_processes(dropped) or {}),  # every process's, summed
+                "read": summed_over_processes(rows.read)}
         if run.host is not None:
           loop["host"] = run.host.state_dict()  # e.g. the RL curriculum
         writer.flush(done)  # its rows written out before its checkpoint can exist
@@ -747,8 +754,8 @@ def train_loop(run: Run, state, start: int, data_iter, ckpt, writer, callbacks=(
     for callback in callbacks:
       callback(done, ckpt)
     if preempted:
-      return state, rows.last, done
-  return state, rows.last, None
+      return state, rows.last, done, rows.read
+  return state, rows.last, None, rows.read
 
 
 def log_progress(row: dict, total: int, eta: float, peak: float) -> None:
@@ -793,15 +800,15 @@ def train(config, workdir: str | None, *, compile_only: bool = False, devices=No
                                  keep=config.checkpoint.keep, use_async=config.checkpoint.use_async)
   data_iter = iter(run.dataset)
   try:
-    state, start, dropped = resume_or_initialise(run, ckpt, data_iter, workdir)
+    state, start, dropped, read = resume_or_initialise(run, ckpt, data_iter, workdir)
     if jax.process_index() == 0:
       evaluators.forget_after(workdir, start)
     writer = MetricWriter(workdir, tensorboard=config.metrics.tensorboard,
                           enabled=jax.process_index() == 0, start_step=start)
     try:
       with Preemption() as stop:
-        state, row, stopped = train_loop(run, state, start, data_iter, ckpt, writer, callbacks,
-                                         dropped=dropped, stop=stop)
+        state, row, stopped, read = train_loop(run, state, start, data_iter, ckpt, writer,
+                                               callbacks, dropped=dropped, read=read, stop=stop)
     finally:
       writer.close()
   finally:
@@ -812,7 +819,8 @@ def train(config, workdir: str | None, *, compile_only: bool = False, devices=No
     log.info("%s: saved step %d in %s/checkpoints; run the same command to continue",
              stop.name, stopped, workdir)
     return row
-  report_dropped(run.source, workdir, dropped, config.data.workers, run.plan)
+  report_dropped(run.source, workdir, dropped, config.data.workers,
+                 with_read(run.plan, read, len(run.source)))
   export_final_model(run, state, workdir)
   log.info("done: %d steps; model in %s/model", run.total_steps, workdir)
   return row if run.total_steps > start else None
@@ -843,7 +851,10 @@ def resume_or_initialise(run: Run, ckpt, data_iter, workdir: str):
   # The saved counts are every process's summed (train_loop): one process carries them on, or
   # the next sum would count them once per process.
   counts = collections.Counter(loop.get("dropped", {}) if jax.process_index() == 0 else {})
-  return state, start, counts if pipeline.DROPPED in run.source[0] else None
+  read = loop.get("read", 0 if start == 0 else None)  # None: saved before reads were counted
+  if read is not None and jax.process_index() != 0:
+    read = 0
+  return state, start, counts if pipeline.DROPPED in run.source[0] else None, read
 
 
 def check_not_past_the_end(start: int, total: int, workdir: str) -> None:
@@ -855,6 +866,27 @@ def check_not_past_the_end(start: int, total: int, workdir: str) -> None:
         f"{workdir}/checkpoints holds step {start}, past this config's {total} steps (steps, or "
         f"data.epochs' worth): a run cannot go back. Set steps to {start} or more to go on from "
         "it, or train the shorter run in a new workdir")
+
+
+def summed_over_processes(n: int | None) -> int | None:
+  """A count every process keeps of its own rows, summed (the same on all of them)."""
+  import jax
+  import numpy as np
+  from jax.experimental import multihost_utils
+  if n is None or jax.process_count() == 1:
+    return n
+  return int(np.asarray(multihost_utils.process_allgather(np.int32(n))).sum())
+
+
+def with_read(plan: dict, read: int | None, examples: int) -> dict:
+  """The data plan with the examples the run's steps read, counted: a packed step takes a
+  varying number, so there the plan's `epochs` (the passes the stream holds, at least those
+  steps x global batch rows need) says nothing of how many passes it trained on; unpacked, the
+  count is the plan's `trained`. `examples_read` is null where the run resumed from a
+  checkpoint that did not count them."""
+  read = summed_over_processes(read)
+  return dict(plan, examples_read=read,
+              passes_read=None if read is None else round(read / examples, 4))
 
 
 def all_processes(counts):

@@ -396,6 +396,14 @@ def batch_stats(batch: dict) -> dict:
   return out
 
 
+def examples_in(batch: dict) -> int:
+  """Examples a host batch holds: a packed row's segments, else one a row. Packed steps take a
+  varying number, so a packed run's passes over its data are counted, not derived from steps."""
+  if "segment_ids" in batch:
+    return int(np.asarray(batch["segment_ids"]).max(-1).sum())
+  return len(next(iter(batch.values())))
+
+
 SEQUENCE_KEYS = ("input_ids", "attention_mask", "loss_mask", "segment_ids")
 
 

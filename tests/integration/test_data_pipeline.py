@@ -181,6 +181,7 @@ def test_two_processes_report_every_process_drops(data, tmp_path):
   assert codes == [0, 0], "\n".join(log[-3000:] for log in logs)
   report = json.load(open(tmp_path / "run" / "data_report.json"))
   assert report == {"examples": 16, "epochs": 2, "steps": 4, "trained": 16, "untrained": 16,
+                    "examples_read": 16, "passes_read": 1.0,  # each process's 8, summed
                     "dropped": {"no_targets": 8}, "truncated": {}}  # 4 steps of 4: epoch 1 of 2
 
 

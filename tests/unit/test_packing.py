@@ -177,3 +177,27 @@ def test_packing_goes_on_past_its_epochs_with_each_epoch_a_permutation():
       assert records == sorted(stream[start:start + len(records)]), (epochs, start)
       start += len(records)
     assert start > 3 * 20  # past the planned epochs
+
+
+def test_a_packed_run_reports_the_examples_it_read_and_carries_the_count_over_a_resume(tmp_path):
+  """A packed step takes a varying number of examples, so data_report.json's `epochs` (the
+  passes the stream holds: steps x global batch rows) says nothing of what a packed run trained
+  on. The run counts what it read: the metrics' per-step `data/examples` summed, and the same
+  when the run stops at step 3 and a second run goes on to step 7 (the count travels in the
+  checkpoint)."""
+  import json
+
+  from mathvlm.train import train
+  from train_utils import metrics
+  cfg = lambda steps: tiny_config("lm", steps=steps, data__packing=True,  # noqa: E731
+                                  data__synthetic_text_only=0.5, metrics__every=1,
+                                  checkpoint__every=100)
+  train(cfg(7), str(tmp_path / "straight"))
+  train(cfg(3), str(tmp_path / "resumed"))
+  train(cfg(7), str(tmp_path / "resumed"))
+  read = sum(r["data/examples"] for r in metrics(str(tmp_path / "straight")))
+  assert read > 7 * 8  # rows hold several examples: more than steps x global batch
+  for run in ("straight", "resumed"):
+    report = json.load(open(tmp_path / run / "data_report.json"))
+    assert report["examples_read"] == read, run
+    assert report["passes_read"] == round(read / report["examples"], 4)

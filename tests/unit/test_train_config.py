@@ -108,7 +108,7 @@ def test_a_bucketed_steps_tokens_and_flops_are_its_trimmed_batchs(tmp_path):
   c = sft.get_config(None)
   c.data.max_len, c.data.buckets, c.steps, c.metrics.every = 128, (32, 64, 128), 2, 1
   run = train.setup(c, jax.devices()[:1])
-  batch, stats, dropped = train.next_batch(run, iter(run.dataset))
+  batch, stats, dropped, _ = train.next_batch(run, iter(run.dataset))
   rows_, width = batch["input_ids"].shape
   assert width < c.data.max_len  # trimmed to a bucket
   rows = train.Rows(run, MetricWriter(str(tmp_path), tensorboard=False), None, 0, None)
@@ -139,7 +139,7 @@ def test_padding_stats_are_the_global_batchs_not_this_processs_rows(monkeypatch)
     return place({k: np.concatenate([v, np.zeros_like(v)]) for k, v in local.items()}, mesh)
 
   monkeypatch.setattr(sharding, "place_batch", with_other_process)
-  batch, stats, _ = train.next_batch(run, iter(run.dataset))
+  batch, stats, _, _ = train.next_batch(run, iter(run.dataset))
   assert batch["attention_mask"].shape[0] == 2 * mine["attention_mask"].shape[0]
   assert float(stats["data/nonpad_fraction"]) == pytest.approx(
       mine["attention_mask"].mean() / 2)
@@ -234,7 +234,7 @@ def _loop_rows(tmp_path, monkeypatch, every, *, total=6, start=0, stop=None, clo
   run = types.SimpleNamespace(config=config, total_steps=total, batch_shapes={}, host=None,
                               evaluators=[], step_fn=clock.step)
   batches = iter(batches or [{}] * total)
-  monkeypatch.setattr(train, "next_batch", lambda *args: (next(batches), {}, {}))
+  monkeypatch.setattr(train, "next_batch", lambda *args: (next(batches), {}, {}, 0))
   monkeypatch.setattr(train.Rows, "work", lambda self, batch: (1e9, 1000))
   data_iter = types.SimpleNamespace(get_state=dict)
   writer = MetricWriter(str(tmp_path), tensorboard=False, start_step=start)
