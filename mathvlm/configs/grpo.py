@@ -6,6 +6,13 @@ Defaults for a 7B LLaVA/MAVIS model, each cited (FACTS.md) or marked as our choi
 - G = 8 answers per prompt, temperature 1.0 (VLM-R1, R1-V, MM-Eureka); DeepSeekMath used 64;
 - KL beta 0.04 with the k3 estimator (DeepSeekMath); DAPO and Dr. GRPO drop it (beta=0);
 - clip 0.2 (PPO, GRPO); `--config.grpo.eps_high=0.28` is DAPO's clip-higher;
+- DAPO's other choices are options, off by default: `aggregation='token'` averages the loss over
+  all answer tokens of the batch; `dynamic_sampling=True` replaces groups whose answers are all
+  equal, in total reward or, with `filter_metric='correct'`, DAPO's, in being right (an all-wrong
+  group that differs only in `format` is then replaced, not trained on); the `overlong` reward
+  (e.g. `rewards='answer=1.0,format=0.1,overlong=1.0'`) is its soft overlong punishment, 0 until
+  the last `overlong_buffer` tokens before max_new_tokens, then down to -1 at it (DAPO: 4096 of
+  20480);
 - answers of at most 512 new tokens (ours: DeepSeekMath allowed 1024; engine rationales are
   shorter), 16 prompts per step x 8 answers = 128 rollouts (ours);
 - the batch in 2 micro-batches (`optim.grad_accum=2`, ours): XLA counts 20.8 GiB a device for the

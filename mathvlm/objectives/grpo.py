@@ -22,7 +22,8 @@ its negative, aggregated by `aggregation`:
 Advantages: (r_i - mean(r)) / (std(r) + eps) over the G answers of one prompt (GRPO, DAPO), or
 r_i - mean(r) (Dr. GRPO: `scale_rewards=False`). A group whose rewards are all equal has zero
 advantages, so with beta = 0 it contributes no gradient (DAPO's dynamic sampling replaces such
-groups; `mathvlm.rl`).
+groups, or with `filter_metric='correct'` the groups all right or all wrong, as DAPO filters on
+accuracy; `mathvlm.rl`).
 
 Where the open implementations (TRL's GRPOTrainer, verl, Tunix) differ, the choices here:
 - log-probs (old, current, reference) are the model's own, at temperature 1, while rollouts
@@ -34,9 +35,9 @@ Where the open implementations (TRL's GRPOTrainer, verl, Tunix) differ, the choi
   and it adds 1e-6 to std(r) where TRL adds 1e-4 (a relative difference of about 1e-4 / std(r));
 - the k3 term is not clamped (TRL's is not; verl's low_var_kl clamps it to [-10, 10]);
 - an answer cut at `max_new_tokens` without EOS is trained on like any other (its reward usually
-  0 or penalised by `length`; the built-in rewards count its answer only where it states one,
-  `mathvlm.rl.rewards`); DAPO's overlong filtering, TRL's mask_truncated_completions, would
-  drop it from the loss;
+  0 or penalised by `length` or `overlong`; the built-in rewards count its answer only where it
+  states one, `mathvlm.rl.rewards`); DAPO's overlong filtering, TRL's
+  mask_truncated_completions, would drop it from the loss;
 - the EOS token is a target (TRL's completion mask includes it), tokens after it are not;
 - with beta = 0 there is no reference and no KL term in the loss (0 times a k3 that overflows,
   a token's log-prob 89 below its old one on a later pass, was NaN), and the logged `kl` is the
@@ -61,6 +62,9 @@ from mathvlm.objectives.base import Objective
 Array = jax.Array
 
 AGGREGATIONS = ("sequence", "token", "constant")
+# what dynamic sampling finds equal across a group: its total reward (ours), or whether each
+# answer is right (DAPO's accuracy filter; verl's `algorithm.filter_groups.metric=acc`)
+FILTER_METRICS = ("reward", "correct")
 # refill rounds a step may sample: the rollouts' seed gives each (step, round) its own key, steps
 # MAX_REFILLS + 1 apart (`mathvlm.rl.rollouts._seed`), so a later round would reuse the next step's
 MAX_REFILLS = 100
@@ -171,13 +175,16 @@ DEFAULTS = dict(
     aggregation="sequence",  # sequence (GRPO) | token (DAPO) | constant (Dr. GRPO)
     scale_rewards=True,      # divide advantages by the group's std (GRPO); Dr. GRPO: False
     passes=1,                # optimisation passes over one rollout batch
-    dynamic_sampling=False,  # DAPO: replace groups whose rewards are all equal
+    dynamic_sampling=False,  # DAPO: replace groups all equal (in filter_metric)
     max_refills=4,           # ... at most this many extra rollouts per step (<= MAX_REFILLS)
+    filter_metric="reward",  # ... replacing groups equal in: reward (ours) | correct (DAPO)
     rewards="answer=1.0,format=0.1",  # name=weight: answer, exact_answer, format, length,
-                                      # consistency, or a function by import path:
+                                      # overlong, consistency, or a function by import path:
                                       # "pkg.mod:fn=0.5"
     length_target=0,         # the length reward's free length in tokens: with `length` among
                              # the rewards, 0 < length_target < max_new_tokens
+    overlong_buffer=0,       # DAPO's L_cache, the overlong reward's ramp in tokens: with
+                             # `overlong` among the rewards, 0 < overlong_buffer <= max_new_tokens
     problems="",             # rollout prompts on the fly: "module:factory" (the engine's stream)
     problem_options="",      # ... its keyword arguments: "mc=0.5,workers=2,levels=[1, 2]"
                              # (Python literals, else strings)
@@ -203,6 +210,10 @@ def check(o) -> list[str]:
   if o["temperature"] <= 0 or not 0 < o["top_p"] <= 1:
     errors.append(f"grpo.temperature={o['temperature']}, top_p={o['top_p']}: rollouts sample "
                   "(temperature > 0, 0 < top_p <= 1)")
+  if o["filter_metric"] not in FILTER_METRICS:
+    errors.append(f"grpo.filter_metric={o['filter_metric']!r}: one of {FILTER_METRICS} (what "
+                  "dynamic sampling finds equal across a group: its total reward, or whether "
+                  "each answer is right, DAPO's)")
   if not 0 <= o["max_refills"] <= MAX_REFILLS:
     errors.append(f"grpo.max_refills={o['max_refills']}: 0..{MAX_REFILLS} (each refill round "
                   "samples with a seed of its own within the step)")
@@ -215,7 +226,7 @@ def check(o) -> list[str]:
     keyword_options(o["problem_options"])
   except ValueError as e:
     errors.append(str(e))
-  errors += length_reward_errors(o)
+  errors += length_reward_errors(o) + overlong_reward_errors(o)
   return errors
 
 
@@ -237,6 +248,22 @@ def length_reward_errors(o) -> list[str]:
     return [f"grpo.length_target={o['length_target']} with the length reward in grpo.rewards: "
             f"it must be in (0, max_new_tokens={o['max_new_tokens']}), the free length before "
             "the penalty starts; else the reward never penalises anything"]
+  return []
+
+
+def overlong_reward_errors(o) -> list[str]:
+  """DAPO's overlong reward ramps from 0 to -1 over the last overlong_buffer tokens before
+  max_new_tokens: with no buffer there is no ramp, with one past max_new_tokens the ramp would
+  start before the answer does. A buffer without the reward would act on nothing, unsaid."""
+  names = [name for name, _ in reward_terms(str(o["rewards"]))]
+  buffer, most = o["overlong_buffer"], o["max_new_tokens"]
+  if "overlong" in names and not (isinstance(buffer, int) and 0 < buffer <= most):
+    return [f"grpo.overlong_buffer={buffer!r} with the overlong reward in grpo.rewards: it must "
+            f"be an integer in (0, max_new_tokens={most}], the tokens before max_new_tokens over "
+            "which the penalty grows from 0 to -1 (DAPO's L_cache)"]
+  if "overlong" not in names and buffer:
+    return [f"grpo.overlong_buffer={buffer!r} but grpo.rewards={o['rewards']!r} has no overlong "
+            "reward: add one (e.g. overlong=1.0) or leave overlong_buffer at 0"]
   return []
 
 

@@ -15,6 +15,8 @@ Built in:
   reward judge as `answer` does;
 - format: 1 when the answer states it as trained ("The answer is V."), else 0;
 - length: -(tokens beyond `length_target`) / max_new_tokens, a penalty for rambling;
+- overlong: DAPO's soft overlong punishment, 0 until the last `overlong_buffer` tokens before
+  max_new_tokens, then falling linearly to -1 at max_new_tokens (the function `overlong`);
 - consistency: for groups that mix one problem's question versions (`grpo.consistency`), the
   share of the group's other answers that agree with this one, when it is right (judged as
   answers, so equal values written differently agree).
@@ -67,6 +69,10 @@ BUILT_IN: dict[str, Callable[[str, dict], float]] = {"answer": answer_reward,
                                                       "format": format_reward}
 
 
+# built-in rewards computed from the answers' lengths or their group, not per response by a function
+COMPUTED = ("length", "overlong", "consistency")
+
+
 def parse(spec: str) -> list[tuple[str, float]]:
   """"answer=1.0,format=0.1,pkg.mod:fn=0.5" -> [(name, weight)]; a bare name weighs 1."""
   out = []
@@ -87,16 +93,17 @@ def parse(spec: str) -> list[tuple[str, float]]:
     raise ValueError(f"grpo.rewards={spec!r} names {twice} more than once; give each reward one "
                      "weight")
   for name, _ in out:
-    if name not in BUILT_IN | {"length": None, "consistency": None} and ":" not in name:
+    if name not in (*BUILT_IN, *COMPUTED) and ":" not in name:
       raise ValueError(f"grpo.rewards: unknown reward {name!r}; built in: answer, exact_answer, "
-                       "format, length, consistency, or a function as 'package.module:function'")
+                       "format, length, overlong, consistency, or a function as "
+                       "'package.module:function'")
   return out
 
 
 def check(spec: str) -> None:
   """The spec read and its functions imported, so that a typo fails at setup."""
   for name, _ in parse(spec):
-    if name not in ("length", "consistency"):
+    if name not in COMPUTED:
       load(name)
 
 
@@ -134,6 +141,22 @@ def _finite(value) -> bool:
   return a.ndim == 0 and a.dtype.kind in "biuf" and bool(np.isfinite(a))
 
 
+def overlong(lengths: np.ndarray, max_new_tokens: int, buffer: int) -> np.ndarray:
+  """DAPO's soft overlong punishment (Yu et al. 2025, arXiv 2503.14476, eq. 13) with
+  L_max = max_new_tokens and L_cache = buffer: 0 for |y| <= L_max - L_cache,
+  ((L_max - L_cache) - |y|) / L_cache inside the buffer, -1 beyond L_max. Followed as verl's DAPO
+  reward manager computes it (`verl/workers/reward_manager/dapo.py`, min(-(|y| - (L_max -
+  L_cache)) / L_cache, 0) at penalty_factor 1), |y| counting the EOS as its response length does;
+  the sampler stops at max_new_tokens, so -1 is reached at L_max, by a cut answer or one whose EOS
+  is its last token. Unlike `length`, an answer is charged only near the cap, more the nearer."""
+  if not 0 < buffer <= max_new_tokens:
+    raise ValueError(f"grpo.overlong_buffer={buffer}: the overlong reward needs a buffer in "
+                     f"(0, max_new_tokens={max_new_tokens}]")
+  start = max_new_tokens - buffer
+  ramp = (start - np.asarray(lengths, np.float64)) / buffer
+  return np.clip(ramp, -1.0, 0.0).astype(np.float32)
+
+
 def consistency(problems: list[dict], correct: np.ndarray) -> np.ndarray:
   """Per answer: when it is right, the share of the other answers in its group (same `group` id:
   one problem's question versions, which share its answer) that are right too, else 0 (agreeing
@@ -152,7 +175,8 @@ def consistency(problems: list[dict], correct: np.ndarray) -> np.ndarray:
 
 def score(responses: list[str], problems: list[dict], lengths: np.ndarray, spec: str,
           max_new_tokens: int, length_target: int = 0,
-          finished: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+          finished: np.ndarray | None = None,
+          overlong_buffer: int = 0) -> tuple[np.ndarray, dict]:
   """(total reward per answer, {name: per-answer values}) for the weighted rewards of `spec`.
   finished: per answer, whether it ended with EOS (None: all did); the built-in rewards read a
   cut one that states no answer as no response (the module's docstring says why), functions
@@ -166,6 +190,8 @@ def score(responses: list[str], problems: list[dict], lengths: np.ndarray, spec:
     elif name == "length":
       free = length_target or max_new_tokens
       parts[name] = -np.maximum(0, np.asarray(lengths) - free).astype(np.float32) / max_new_tokens
+    elif name == "overlong":
+      parts[name] = overlong(lengths, max_new_tokens, overlong_buffer)
     elif name == "consistency":
       parts[name] = consistency(problems, correct)
     else:

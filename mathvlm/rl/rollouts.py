@@ -14,7 +14,10 @@ Sampling runs the model on the trainer's mesh (`mathvlm.eval.distributed.generat
 KV-cache sampler of evaluation); its seed is a function of (config.seed, step, refill round), so
 a resumed run samples what the uninterrupted one sampled. The curriculum's state is checkpointed
 beside the train state (`state_dict`). With `grpo.dynamic_sampling` (DAPO) the refills are a
-function of the global batch alone, so any number of processes trains on the rows one would.
+function of the global batch alone, so any number of processes trains on the rows one would; they
+replace the groups all equal in `grpo.filter_metric`: the total reward (ours), or whether each
+answer is right (DAPO's accuracy filter), which also drops an all-wrong group whose answers differ
+only in `format`.
 """
 
 from __future__ import annotations
@@ -126,7 +129,7 @@ class Rollouts:
     level = self.curriculum.level
     problems = self._problems(np.asarray(local["problem_index"]).tolist(), level)
     rows = self._rollout(state, problems, step, 0)
-    all_equal = float(np.mean(_gathered(self._equal_groups(rows["reward"]))))
+    all_equal = float(np.mean(_gathered(self._equal_groups(rows))))
     sampled = self._pass_rates(rows)  # round 0: what the policy does at this level
     refill = {}
     if self.opts["dynamic_sampling"]:
@@ -183,14 +186,16 @@ class Rollouts:
     responses = [self.encoder.decode(t) for t in tokens]
     reward, parts = R.score(responses, flat, lengths, self.opts["rewards"], self.new,
                             self.opts["length_target"],
-                            finished=_finished(tokens, self.encoder.eos))
+                            finished=_finished(tokens, self.encoder.eos),
+                            overlong_buffer=self.opts["overlong_buffer"])
     return dict(problems=flat, ids=ids, mask=mask, pixels=pixels, tokens=tokens,
                 lengths=lengths, responses=responses, reward=reward,
                 correct=parts.pop("correct"), **{PART + k: v for k, v in parts.items()})
 
   def _refill(self, state, rows: dict, step: int, level: int) -> tuple[dict, dict]:
-    """DAPO's dynamic sampling: groups whose rewards are all equal are replaced by fresh prompts,
-    for at most `max_refills` rounds. A function of the global batch alone, so that any process
+    """DAPO's dynamic sampling: all-equal groups (`_equal_groups`: in total reward, or with
+    `grpo.filter_metric='correct'` in the answers' verdicts) are replaced by fresh prompts, for
+    at most `max_refills` rounds. A function of the global batch alone, so that any process
     count trains on the rows one process would: the all-equal groups are counted over every
     process, the fresh problems numbered and sampled once for all of them (`_pool`), and
     informative ones fill the global batch's all-equal slots in order (`_fill`).
@@ -200,20 +205,20 @@ class Rollouts:
     still trains on: > 0 when `max_refills` rounds did not suffice)."""
     rounds = sampled = 0
     for round_ in range(1, self.opts["max_refills"] + 1):
-      equal = _gathered(self._equal_groups(rows["reward"])) > 0
+      equal = _gathered(self._equal_groups(rows)) > 0
       slots = np.flatnonzero(equal)
       if not len(slots):
         break
       # as many fresh groups as there are all-equal ones, rounded up to a power of two (at most
       # the batch's groups) so that the sampler compiles for a few shapes, not for every count;
-      # the extra groups are a choice: informative ones (rewards not all equal) fill the slots
+      # the extra groups are a choice: informative ones (not all equal) fill the slots
       # first, in sampled order (DAPO's filter)
       size = min(_bucket(len(slots)), len(equal))
       indices = self._fresh_indices(size)
       rows = self._fill(rows, self._pool(state, indices, step, round_, level), slots, indices,
                         level)
       rounds, sampled = round_, sampled + size
-    after = _gathered(self._equal_groups(rows["reward"]))
+    after = _gathered(self._equal_groups(rows))
     return rows, {"groups/refill_rounds": float(rounds), "groups/refilled": sampled / len(after),
                   "groups/all_equal_after": float(np.mean(after))}
 
@@ -247,7 +252,7 @@ class Rollouts:
     (stable: sampled order); this process replaces the slots it holds. Tokens and rewards are the
     gathered ones; a prompt another process made is remade here from its index (`_prompt_rows`)."""
     every, g = pool["every"], self.group
-    order = _informative_first(self._equal_groups(every["reward"]))[:len(slots)]
+    order = _informative_first(self._equal_groups(every))[:len(slots)]
     groups = len(rows["reward"]) // g
     start = _process_index() * groups
     mine = [(s - start, k) for s, k in zip(slots, order) if start <= s < start + groups]
@@ -284,8 +289,13 @@ class Rollouts:
                   np.concatenate([made[int(k)][key] for k in sources]))
             for key in ("problems", "ids", "mask", "pixels")}
 
-  def _equal_groups(self, reward: np.ndarray) -> np.ndarray:
-    r = reward.reshape(-1, self.group)
+  def _equal_groups(self, rows: dict) -> np.ndarray:
+    """Per group, whether `grpo.filter_metric` is the same for all its answers: the total
+    `reward` (the default: equal rewards, zero advantages) or `correct` (DAPO's accuracy filter:
+    all right or all wrong, whatever the other rewards, e.g. `format`, add; right by the `answer`
+    judge pass@1 reads, whatever `grpo.rewards` weighs). What dynamic sampling replaces and
+    `groups/all_equal` and `groups/all_equal_after` count."""
+    r = np.asarray(rows[self.opts["filter_metric"]]).reshape(-1, self.group)
     return np.all(r == r[:, :1], axis=1)
 
   def _prompt_layout(self, rows: int) -> list[tuple[tuple[int, ...], type]]:
@@ -390,7 +400,8 @@ def _bucket(n: int) -> int:
 
 
 def _informative_first(equal: np.ndarray) -> np.ndarray:
-  """Group numbers, those whose rewards differ first (stable: sampled order)."""
+  """Group numbers, those not all equal (`Rollouts._equal_groups`) first (stable: sampled
+  order)."""
   return np.concatenate([np.flatnonzero(~equal), np.flatnonzero(equal)])
 
 

@@ -615,6 +615,24 @@ def test_a_workdir_from_before_the_curriculums_min_steps_resumes_only_as_it_ran(
   resume.check(config, str(tmp_path), 4)
 
 
+@pytest.mark.parametrize("field, changed", [("grpo.filter_metric", "correct"),
+                                            ("grpo.overlong_buffer", 16)])
+def test_a_grpo_workdir_from_before_the_dapo_options_resumes_at_their_defaults_only(
+    tmp_path, field, changed):
+  """`grpo.filter_metric` and `grpo.overlong_buffer` came after GRPO workdirs were written; their
+  defaults (total reward, no buffer) are what those runs did, so such a workdir resumes with
+  them. Either changed changes training (which groups are refilled, what an answer earns), so it
+  is refused on resume like any grpo field, naming it."""
+  from mathvlm.configs import resume
+  config = _recorded_without("grpo", field, tmp_path)
+  resume.check(config, str(tmp_path), 4)
+  section, name = field.split(".")
+  with config.unlocked():
+    config[section][name] = changed
+  with pytest.raises(ValueError, match=rf"{field}: '<absent>' -> {changed!r}"):
+    resume.check(config, str(tmp_path), 4)
+
+
 def test_a_clip_workdir_saved_before_logit_scale_left_decay_resumes_at_weight_decay_0_only(
     tmp_path):
   """DECAY_RULES gained logit_scale (no_decay, as open_clip). At weight_decay 0 no rule acts, so a

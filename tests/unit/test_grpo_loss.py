@@ -127,6 +127,39 @@ def test_length_reward_needs_a_length_target_below_max_new_tokens():
   grpo.OBJECTIVE.options({"grpo": {"rewards": "answer=1.0", "max_new_tokens": 64}})  # unused
 
 
+def test_overlong_reward_needs_a_buffer_within_max_new_tokens_and_the_buffer_the_reward():
+  """overlong_buffer=0 leaves no ramp (a division by 0), one past max_new_tokens a ramp that
+  starts before the answer; a buffer set without the reward would shape nothing, unsaid."""
+  spec = "answer=1.0,overlong=1.0"
+  for buffer in (0, 65, -4, 8.5):
+    with pytest.raises(ValueError, match=rf"grpo.overlong_buffer={buffer} with the overlong "
+                                         r"reward .*\(0, max_new_tokens=64\]"):
+      grpo.OBJECTIVE.options({"grpo": {"rewards": spec, "overlong_buffer": buffer,
+                                       "max_new_tokens": 64}})
+  for buffer in (1, 16, 64):
+    grpo.OBJECTIVE.options({"grpo": {"rewards": spec, "overlong_buffer": buffer,
+                                     "max_new_tokens": 64}})
+  with pytest.raises(ValueError, match=r"grpo.overlong_buffer=16 but grpo.rewards='answer=1.0' "
+                                       r"has no overlong reward"):
+    grpo.OBJECTIVE.options({"grpo": {"rewards": "answer=1.0", "overlong_buffer": 16}})
+
+
+def test_filter_metric_is_checked_with_the_config_naming_its_choices():
+  """At config check time (`common.validate`, before the model is built), not at the first
+  refill's KeyError; the default is the total reward, as dynamic sampling filtered before."""
+  from mathvlm.configs import common
+  from mathvlm.configs import grpo as recipe
+  assert grpo.DEFAULTS["filter_metric"] == "reward"
+  c = recipe.get_config("model=tiny")
+  for metric in grpo.FILTER_METRICS:
+    c.grpo.filter_metric = metric
+    common.validate(c, process_count=1, device_count=1)
+  c.grpo.filter_metric = "acc"
+  with pytest.raises(ValueError, match=r"grpo.filter_metric='acc': one of \('reward', "
+                                       r"'correct'\)"):
+    common.validate(c, process_count=1, device_count=1)
+
+
 def test_without_kl_a_token_far_below_its_old_log_prob_leaves_the_loss_finite():
   """beta = 0 (DAPO, Dr. GRPO) has no KL term; the k3 against the old policy, logged, overflows
   once a later pass puts a token's log-prob 89 below its old one (exp(89) is inf in float32),

@@ -247,6 +247,61 @@ def test_dynamic_sampling_stops_after_max_refills(toy):
   assert host.refills == 1
 
 
+def graded_with_format(host):
+  """The host step with answers graded as `answer=1.0,format=0.1` would grade them, by a rule in
+  the problem (the toy's sampled words are neither right nor formatted): a solved problem's
+  answers all right and formatted, an open one's all wrong, every second formatted, except fresh
+  problem 10**9 + 1's, whose first answer is right. `_assemble`'s rows are kept in `host.trained`."""
+  rollout, assemble = host._rollout, host._assemble
+
+  def graded(*a):
+    rows = rollout(*a)
+    groups = [p["group"] for p in rows["problems"]]
+    k = np.arange(len(groups)) % G
+    solved = np.array([g.startswith("solved") for g in groups])
+    correct = (solved | ((np.array(groups) == f"open{10 ** 9 + 1}") & (k == 0))).astype(
+        np.float32)
+    formatted = (solved | (k % 2 == 1)).astype(np.float32)
+    return dict(rows, correct=correct, reward=correct + np.float32(0.1) * formatted)
+
+  host._rollout = graded
+  host._assemble = lambda rows: (setattr(host, "trained", rows), assemble(rows))[1]
+  return host
+
+
+@pytest.mark.parametrize("metric, groups, all_equal, refilled", [
+    ("reward", ["open1", f"solved{10 ** 9}"], 0.5, 0.5),
+    ("correct", [f"open{10 ** 9 + 1}", f"solved{10 ** 9}"], 1.0, 1.0)])
+def test_filter_metric_correct_refills_an_all_wrong_group_whose_format_rewards_differ(
+    toy, metric, groups, all_equal, refilled):
+  """Open problem 1's answers are all wrong, their format rewards differ (0, 0.1, ...). By total
+  reward (the default) the group is informative: kept, trained on format alone, and only the
+  solved slot is refilled. By `correct` (DAPO's accuracy filter) it is all equal, as the solved
+  one is: both are refilled in one round of 2 fresh groups, the open one with a right answer
+  (10**9 + 1) taking slot 0 before solved 10**9; `groups/all_equal*` count by the same metric."""
+  host, state = _host(toy, dynamic_sampling=True, max_refills=1, filter_metric=metric)
+  _, metrics = graded_with_format(host)(state, OPEN_SOLVED, STEP)
+  assert [p["group"] for p in host.trained["problems"][::G]] == groups
+  assert metrics["groups/all_equal"] == all_equal
+  assert metrics["groups/refill_rounds"] == 1 and metrics["groups/refilled"] == refilled
+  assert metrics["groups/all_equal_after"] == 0.5  # the solved slot: one round did not suffice
+
+
+def test_the_overlong_reward_reaches_the_host_step_with_its_buffer(toy):
+  """`grpo.overlong_buffer` is the L_cache the host step scores with: under a buffer of 2 of
+  max_new_tokens 3, an answer of 1 token earns 0, of 2 -1/2, of 3 -1 (this sample holds 2s and
+  3s), and `rewards/overlong` logs them."""
+  host, state = _host(toy, rewards="rl_toys:solved_or_distinct=1.0,overlong=1.0",
+                      overlong_buffer=2)
+  trained, assemble = [], host._assemble
+  host._assemble = lambda rows: trained.append(rows) or assemble(rows)
+  _, metrics = host(state, OPEN_SOLVED, STEP)
+  lengths, overlong = trained[0]["lengths"], trained[0]["reward:overlong"]
+  assert set(lengths.tolist()) == {2, 3}
+  np.testing.assert_allclose(overlong, np.select([lengths <= 1, lengths == 2], [0.0, -0.5], -1.0))
+  np.testing.assert_allclose(metrics["rewards/overlong"], overlong.mean(), rtol=1e-6)
+
+
 def test_refills_sample_power_of_two_groups_and_fill_slots_with_informative_ones_first(toy):
   """Three of 4 groups all-equal: round 1 samples 4 fresh groups (3 rounded up: the sampler
   compiles for a few batch shapes, not one per count), and the two open ones among them (10**9 + 1,

@@ -112,3 +112,26 @@ def test_a_cut_answer_is_right_only_where_it_states_its_answer(response, finishe
   np.testing.assert_allclose(total[0], 1.5 * right + 0.25 * parts["rl_toys:digit_share"][0])
   with pytest.raises(ValueError, match="2 finished flags for 1 responses"):
     R.score([response], problems, np.array([8]), "answer=1.0", 8, finished=np.array([1, 1]))
+
+
+def test_overlong_follows_dapos_soft_punishment_at_its_boundaries():
+  """DAPO's eq. 13 with L_max = max_new_tokens = 8 and L_cache = 4, by hand: 0 up to and at the
+  buffer's start (4 tokens), ((8 - 4) - |y|) / 4 inside it, -1 at max_new_tokens and beyond; a
+  buffer of all 8 tokens charges from the first one. Weighted into the total like any reward,
+  beside `length`, which keeps its own formula."""
+  lengths = np.array([1, 3, 4, 5, 6, 7, 8, 9])
+  np.testing.assert_allclose(R.overlong(lengths, 8, 4),
+                             [0, 0, 0, -0.25, -0.5, -0.75, -1.0, -1.0])
+  np.testing.assert_allclose(R.overlong(lengths[:3], 8, 8), [-0.125, -0.375, -0.5])
+  n = len(lengths)
+  total, parts = R.score(["The answer is 7."] * n, [PROBLEM] * n, lengths,
+                         "answer=1.0,overlong=0.5,length=1.0", 8, length_target=6,
+                         overlong_buffer=4)
+  np.testing.assert_allclose(parts["overlong"], R.overlong(lengths, 8, 4))
+  np.testing.assert_allclose(parts["length"], [0, 0, 0, 0, 0, -0.125, -0.25, -0.375])
+  np.testing.assert_allclose(total, 1.0 + 0.5 * parts["overlong"] + parts["length"])
+  R.check("answer=1.0,overlong=1.0")  # built in: nothing to import
+  for buffer in (0, 9):
+    with pytest.raises(ValueError, match=rf"grpo.overlong_buffer={buffer}: .*\(0, "
+                                         r"max_new_tokens=8\]"):
+      R.overlong(lengths, 8, buffer)
