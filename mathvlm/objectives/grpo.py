@@ -242,12 +242,16 @@ def reward_terms(spec: str) -> list[tuple[str, str]]:
 
 def length_reward_errors(o) -> list[str]:
   """The length reward penalises tokens past length_target; at or past max_new_tokens (0 was
-  taken as max_new_tokens) no answer can pass it, and the reward is a constant 0."""
+  taken as max_new_tokens) no answer can pass it, and the reward is a constant 0. A target
+  without the reward would shape nothing, unsaid (as `overlong_reward_errors`)."""
   names = [name for name, _ in reward_terms(str(o["rewards"]))]
   if "length" in names and not 0 < o["length_target"] < o["max_new_tokens"]:
     return [f"grpo.length_target={o['length_target']} with the length reward in grpo.rewards: "
             f"it must be in (0, max_new_tokens={o['max_new_tokens']}), the free length before "
             "the penalty starts; else the reward never penalises anything"]
+  if "length" not in names and o["length_target"]:
+    return [f"grpo.length_target={o['length_target']!r} but grpo.rewards={o['rewards']!r} has no "
+            "length reward: add one (e.g. length=0.5) or leave length_target at 0"]
   return []
 
 

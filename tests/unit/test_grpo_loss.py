@@ -125,6 +125,9 @@ def test_length_reward_needs_a_length_target_below_max_new_tokens():
   grpo.OBJECTIVE.options({"grpo": {"rewards": "answer=1.0,length=0.5", "length_target": 32,
                                    "max_new_tokens": 64}})
   grpo.OBJECTIVE.options({"grpo": {"rewards": "answer=1.0", "max_new_tokens": 64}})  # unused
+  with pytest.raises(ValueError, match=r"grpo.length_target=32 but grpo.rewards='answer=1.0' "
+                                       r"has no length reward"):  # set, it would shape nothing
+    grpo.OBJECTIVE.options({"grpo": {"rewards": "answer=1.0", "length_target": 32}})
 
 
 def test_overlong_reward_needs_a_buffer_within_max_new_tokens_and_the_buffer_the_reward():
