@@ -182,9 +182,8 @@ def test_packing_goes_on_past_its_epochs_with_each_epoch_a_permutation():
 def test_a_packed_run_reports_the_examples_it_read_and_carries_the_count_over_a_resume(tmp_path):
   """A packed step takes a varying number of examples, so data_report.json's `epochs` (the
   passes the stream holds: steps x global batch rows) says nothing of what a packed run trained
-  on. The run counts what it read: the metrics' per-step `data/examples` summed, and the same
-  when the run stops at step 3 and a second run goes on to step 7 (the count travels in the
-  checkpoint)."""
+  on. The run counts what it read: the metrics' per-step `data/examples` summed, over a run that
+  stops at step 3 and a second that goes on to step 7 (the count travels in the checkpoint)."""
   import json
 
   from mathvlm.train import train
@@ -192,12 +191,12 @@ def test_a_packed_run_reports_the_examples_it_read_and_carries_the_count_over_a_
   cfg = lambda steps: tiny_config("lm", steps=steps, data__packing=True,  # noqa: E731
                                   data__synthetic_text_only=0.5, metrics__every=1,
                                   checkpoint__every=100)
-  train(cfg(7), str(tmp_path / "straight"))
-  train(cfg(3), str(tmp_path / "resumed"))
-  train(cfg(7), str(tmp_path / "resumed"))
-  read = sum(r["data/examples"] for r in metrics(str(tmp_path / "straight")))
-  assert read > 7 * 8  # rows hold several examples: more than steps x global batch
-  for run in ("straight", "resumed"):
-    report = json.load(open(tmp_path / run / "data_report.json"))
-    assert report["examples_read"] == read, run
-    assert report["passes_read"] == round(read / report["examples"], 4)
+  work = str(tmp_path / "run")
+  train(cfg(3), work)
+  train(cfg(7), work)
+  rows = metrics(work)
+  read = sum(r["data/examples"] for r in rows)
+  assert [r["step"] for r in rows] == list(range(1, 8)) and read > 7 * 8  # several to a row
+  report = json.load(open(tmp_path / "run" / "data_report.json"))
+  assert report["examples_read"] == read
+  assert report["passes_read"] == round(read / report["examples"], 4)
