@@ -33,7 +33,8 @@ _PHRASES = re.compile(
     r"(?:(?:final answer|correct answer|correct option|correct choice|the answer|answer)\**"
     r"(?:\s+(?:to|for) (?:the|this|your) question)?\s*"
     r"(?:is|would be|should be|will be|=|:)|答案\s*(?:是|为|：|:)|故选|应选)"
-    r"\s*(?:that\s+)?:?\s*((?:(?!(?:the answer|answer is|answer:))[^\n])+)", re.I)
+    r"\s*(?:that\s+)?:?\s*(?:(?:actually|really|instead|indeed|now|still)\s+)?"
+    r"((?:(?!(?:the answer|answer is|answer:))[^\n])+)", re.I)
 _WORDS = {w: str(i) for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
     "fifteen sixteen seventeen eighteen nineteen twenty".split())}
@@ -276,9 +277,10 @@ def yes_no(statement: str, question: str) -> str:
 
 def main_clause(sentence: str) -> str:
   """The sentence without a leading premise: "If pelicans increase, fish may decrease." ->
-  "fish may decrease." (the premise restates the question; the answer follows it)."""
-  m = re.match(r"\W*(?:if|when|since|because|as|given that)\b[^,]{0,200},\s*(.+)", sentence,
-               flags=re.I | re.S)
+  "fish may decrease." (the premise restates the question; the answer follows it); "Given
+  X, Y" and "After X, Y" too ("Given AB = 3 and AC = 4, BC = 5." states 5, not 3)."""
+  m = re.match(r"\W*(?:if|when|since|because|as|given(?: that)?|after|once)\b[^,]{0,200},\s*(.+)",
+               sentence, flags=re.I | re.S)
   return m.group(1) if m else sentence
 
 
@@ -331,13 +333,36 @@ _IDEOGRAPH_JOIN = re.compile(r"(?<=[\u3400-\u9fff\uf900-\ufaff])(?=[!-~])"
                              r"|(?<=[!-~])(?=[\u3400-\u9fff\uf900-\ufaff])")
 
 
+_FENCED = re.compile(r"```[\w+-]*[ \t]*\n?(.*?)\n?[ \t]*```", re.S)
+
+
+def _unfenced(text: str) -> str:
+  """A fenced block of one line ("```\\nC\\n```") as that line, the answer set as code; a block
+  of code dropped when text outside it says what it gives ("```python ... ```\\nThis prints
+  12."): its assignments and arguments are no answer (they read 3 for 12)."""
+  outside = _FENCED.sub("", text).strip()
+  return _FENCED.sub(lambda m: m.group(1) if "\n" not in m.group(1).strip() or not outside
+                     else "", text)
+
+
+_VULGAR_VALUE = {"½": "1/2", "⅓": "1/3", "⅔": "2/3", "¼": "1/4", "¾": "3/4", "⅕": "1/5",
+                 "⅖": "2/5", "⅗": "3/5", "⅘": "4/5", "⅙": "1/6", "⅚": "5/6", "⅛": "1/8",
+                 "⅜": "3/8", "⅝": "5/8", "⅞": "7/8"}
+_VULGAR = re.compile(r"(\d?)([" + "".join(_VULGAR_VALUE) + "])")
+
+
 def plain_text(text: str) -> str:
   """The text as the patterns here read it: the minus sign U+2212 (`−4.3`) as "-", full-width
   punctuation ("故选B。", "答案：（C）") as ASCII, and a space between an ideograph and the
   number or letter it touches ("共有5个" -> "共有 5 个"). To Python's `\\w` an ideograph is a
   word character, so before, no number or letter inside Chinese text was read: "共有5个"
   answered nothing and "故选B。" no letter. Applied where MathVista's and MathVerse's extraction
-  start, after the official shortcuts."""
+  start, after the official shortcuts. Also: code fences (`_unfenced`: "```\\nB\\n```" is B; a
+  block of code beside prose is not read), and a vulgar fraction as a fraction (`2½` ->
+  `2 1/2`, a mixed number)."""
+  text = _unfenced(text)
+  text = _VULGAR.sub(lambda m: (m.group(1) + " " if m.group(1) else "")
+                     + _VULGAR_VALUE[m.group(2)], text)
   return _IDEOGRAPH_JOIN.sub(" ", text.translate(_FULL_WIDTH))
 
 
@@ -412,11 +437,14 @@ def latex_number(text: str) -> str | None:
 def bold_number(text: str) -> str | None:
   """The first number set in bold (`**4**`), which is how chat models mark their answer; its
   value when written as a root or with its sign in words (`**√3**`, `**negative 5**`)."""
-  m = re.search(r"\*\*[^*\d]{0,40}?(-?[\d,.]*\d)[^*\d]{0,10}\*\*", text)
+  bolds = re.finditer(r"\*\*([^*\d]{0,40}?)(-?[\d,.]*\d)([^*\d]{0,10})\*\*", text)
+  # a label ("**Step 1:**", "**Case 2:**") numbers the steps; it is no value
+  m = next((b for b in bolds if not re.match(r"\s*(?:step|part|case)\b", b.group(1), re.I)
+            and not re.fullmatch(r":\s*", b.group(3))), None)
   if not m:
     return None
   written = re.search(r"(?<![\w.])(" + _WRITTEN + ")" + _NUM_END, m.group(0), flags=re.I)
-  return _as_number(written.group(1)) if written else clean_number(m.group(1))
+  return _as_number(written.group(1)) if written else clean_number(m.group(2))
 
 
 # A value in plain text that is no plain number: a root in textbook notation (`√3`, `2√3`,
@@ -426,15 +454,25 @@ def bold_number(text: str) -> str | None:
 # "negative 5" as 5.
 _DIGITS = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
 _WRITTEN = (r"-?\$?(?:\d+(?:\.\d+)?)?[√∛](?:\d+(?:\.\d+)?|\(\d+(?:\.\d+)?\))(?:/\d+(?:\.\d+)?)?"
-            r"|-?(?:\d+(?:\.\d+)?|\.\d+)e[-+]?\d+"
+            r"|-?(?:\d+(?:\.\d+)?|\.\d+)(?:e[-+]?\d+|\s*[×x*]\s*10\^\{?[-+]?\d+\}?)"
+            r"|-?\d+ \d+/\d+(?![\d/])"
             r"|(?:negative|minus)\s+(?:" + _DIGITS + r"(?:/\d+)?|\.\d+|" + "|".join(_WORDS) + ")")
 _PLAIN = r"-?\$?" + _DIGITS + r"(?:/\d+)?|-?\.\d+|" + "|".join(_WORDS)
 _NUM_OR_WORD = r"(" + _WRITTEN + "|" + _PLAIN + ")"
 _NUM_END = r"(?![\w(]|\.\d|" + _TIMES + ")"   # nor inside a word or a product `3(x+1)`
-_ROUGHLY = r"(?:(?:about|approximately|around|roughly|nearly|exactly|just|only|now)\s+)?"
-_STATED = re.compile(r"(?:\bis|\bare|\bwas|\bwere|\bequals|=|≈|\\approx|\bbe|\bcosts?|\bof)"
+# What gives the result of what came before it: "..., leaving 7 apples", "10 / 4 gives 2.5",
+# "1:2, i.e. 0.5"; the value after the last one is the value a sentence arrives at
+_RESULTS = (r"\bleaving|\bleaves|\bleft with|\bgives|\bgiving|\byields?|\byielding|\bresults? in|"
+            r"\bresulting in|\bmaking|\bi\.\s?e\.,?")
+_RESULT = re.compile(_RESULTS, re.I)
+_ROUGHLY = (r"(?:(?:about|approximately|around|roughly|nearly|exactly|just|only|now|actually)"
+            r"\s+)?")
+_STATED = re.compile(r"(?:\bis|\bare|\bwas|\bwere|\bequals|=|≈|\\approx|\bbe|\bcosts?|\bof|"
+                     r"\b(?:total|sum|result)\**\s*:|" + _RESULTS + ")"
                      r"\s*\**\s*" + _ROUGHLY + _NUM_OR_WORD + _NUM_END, re.I)
-_ANY = re.compile(r"(?<![\w.])" + _ROOTED + "(" + _PLAIN + ")" + _NUM_END, re.I)
+# A number in the prose; a sign in words is its sign ("dropped to minus 5 degrees" -> -5)
+_ANY = re.compile(r"(?<![\w.])" + _ROOTED
+                  + r"((?:(?:negative|minus)\s+)?(?:" + _PLAIN + "))" + _NUM_END, re.I)
 _CONCLUDE = re.compile(r"^\W*(?:therefore|so|thus|hence|in total|in conclusion|overall)\b", re.I)
 
 
@@ -445,6 +483,13 @@ def _as_number(tok: str) -> str:
     return clean_number("-" + _as_number(tok[sign.end():]))
   if re.fullmatch(r"-?[\d.]+e[-+]?\d+", tok, flags=re.I):
     return repr_number(float(tok))
+  power = re.fullmatch(r"(-?[\d.]+)\s*[×x*]\s*10\^\{?([-+]?\d+)\}?", tok)
+  if power:   # "3.2 × 10^4"
+    return repr_number(float(power.group(1)) * 10 ** int(power.group(2)))
+  mixed = re.fullmatch(r"(-?)(\d+) (\d+)/(\d+)", tok)
+  if mixed and int(mixed.group(4)):   # "2 1/2": a whole number and a fraction
+    whole = int(mixed.group(2)) + int(mixed.group(3)) / int(mixed.group(4))
+    return repr_number(-whole if mixed.group(1) else whole)
   if re.search(r"[√∛]", tok):
     return latex_number(unicode_latex(tok)) or tok
   return _WORDS.get(tok.lower()) or clean_number(tok)
@@ -454,7 +499,8 @@ def sentences(text: str) -> list[str]:
   """Sentences and lines. A period ends a sentence after a number too ("costs $12. The mat"),
   except a list marker at the start of a line ("1. First, ...")."""
   text = re.sub(r"(?m)^(\s*\d{1,2})\.(?=\s)", r"\1)", text)
-  return [x.strip() for x in re.split(r"(?<=\S)\.(?:\s|$)|\n+", text) if x.strip()]
+  return [x.strip() for x in re.split(r"(?<=\S)(?<!\bi\.e)(?<!\be\.g)\.(?:\s|$)|\n+", text)
+          if x.strip()]
 
 
 def _stated(sentence: str, restated: bool = True) -> list[str]:
@@ -463,17 +509,27 @@ def _stated(sentence: str, restated: bool = True) -> list[str]:
   the subject of a statement ("the value at x = 3 is 5.2" -> 5.2)."""
   found = [m for m in _STATED.finditer(sentence) if restated or not re.match(
       r"\s*\**\s*(?:is|are|was|were|equals)\b", sentence[m.end():], re.I)]
-  said = [m for m in found if not m.group(0)[:2].lower() == "of"]
-  return [m.group(1) for m in said or found]
+  said = [m for m in found if not m.group(0)[:2].lower() == "of"] or found
+  # a ratio restated as a value ("is 1:2, which is 0.5"): the value; a ratio alone keeps its
+  # first side ("is 3:1" -> 3, as GPT's extraction reads it)
+  values = [m for m in said if not re.match(r"\s?:\s?\d", sentence[m.end():])]
+  return [m.group(1) for m in values or said]
 
 
 def sentence_number(sentence: str, stated_last: bool = False) -> str | None:
-  """The number a sentence states as its answer: after "is/are/=/≈/costs..." (the last such one
-  when stated_last, as in "x = 3 + 4 = 7"), else the first number or number word in it."""
+  """The number a sentence states as its answer: after its last result clause ("..., leaving
+  7", "gives x = 8", "i.e. 0.5"; the numbers before it are the premise), else after
+  "is/are/=/≈/costs..." (the last such one when stated_last, as in "x = 3 + 4 = 7"; a chain's
+  result, "is 180° − 140° = 40°" -> 40), else the first number or number word in it."""
+  results = list(_RESULT.finditer(sentence))
+  if results:   # "10 apples, 3 given away, leaving 7 apples": the result, not the premise
+    after = _stated(sentence[results[-1].start():]) or _ANY.findall(sentence[results[-1].end():])
+    if after:
+      return _as_number(after[0])
   stated = _stated(sentence, restated=False)
   if stated and not stated_last:   # "the area is 5 * 4 = 20": the result of the chain
     chain = re.search(r"=\s*\**\s*" + _NUM_OR_WORD + _NUM_END + r"[^=]*$", sentence, flags=re.I)
-    if chain and re.search(r"\d\s*[-+*/×÷]\s*\d", sentence):
+    if chain and re.search(r"[\d°%²³)]\s*[-+*/×÷]\s*[(√]?\d", sentence):
       return _as_number(chain.group(1))
   if stated:
     return _as_number(stated[-1] if stated_last else stated[0])
@@ -545,10 +601,37 @@ def _plain_fracs(text: str) -> str:
   return _NUMBER_FRAC.sub(r"\1/\2", rooted)
 
 
-# A first sentence that is a first step: the response works the answer out, and ends on it
-_FIRST_STEP = re.compile(r"^\W*(?:first(?:ly)?|step\s*1|to (?:find|determine|calculate|compute|"
+# A first sentence that is a first step (also a numbered list's first item, "1. Count ..."):
+# the response works the answer out, and ends on it
+_FIRST_STEP = re.compile(r"^\s*1\)\s|^\W*(?:first(?:ly)?|step\s*1|"
+                         r"to (?:find|determine|calculate|compute|"
                          r"solve|answer|work out|get)|let'?s|let us|we (?:need|must|first)|"
                          r"in order to)\b", re.I)
+
+
+# A sentence that takes back what came before it: "Wait, ...", "Actually, ...", "Hmm, ..."
+_REVISION = re.compile(r"(?:(?<=[.!?])[ \t]+|\n\s*)(?:wait|hmm+|actually|on second thought|"
+                       r"correction|oops)\b[,.:!]?\s*", re.I)
+
+
+def revision(text: str) -> list[str]:
+  """The sentences after the last sentence-opening "Wait" / "Actually" / "On second thought"
+  (not the response's first), last first, when no answer phrase or box follows (those are read
+  as the last answer anyway); [] when there is none. GPT's extraction takes the revised answer:
+  "The answer is 3.\\n\\nWait, that is AB. BC is actually 5." answers 5, which read 3 before."""
+  found = list(_REVISION.finditer(text))
+  if not found or _PHRASES.search(text, found[-1].end()) or "\\boxed{" in text[found[-1].end():]:
+    return []
+  return list(reversed(sentences(text[found[-1].end():])))
+
+
+def revised_number(text: str) -> str | None:
+  """The value the last stating sentence of a revision (`revision`) states, else None."""
+  for sent in revision(_plain_fracs(text)):
+    stated = _stated(sent)
+    if stated:
+      return _as_number(stated[-1])
+  return None
 
 
 def stated_number(text: str, conclusions: bool = True) -> str | None:
@@ -595,6 +678,8 @@ def span_number(span: str) -> str | None:
   if not span:
     return None
   tail = re.split(r"=|≈|\\approx", span)[-1]
+  # a remark in brackets after the value ("0.45 (45%)", "12 (twelve)") is no factor of it
+  tail = re.sub(r"(?<=\S)\s+\([^()]*\)[\s.]*$", "", tail)
   return latex_number(tail) or written_number(tail) or number(tail, last=False) or number(span)
 
 

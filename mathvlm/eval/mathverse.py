@@ -63,12 +63,19 @@ def load(path: str, images_dir: str | None = None, prompt: str = "query_wo",
   return problems
 
 
+# A point or an interval: "(2, 3)", "[-1, 4)"; not "1,000"
+_TUPLE = re.compile(r"[(\[]\s*([^()\[\],]+(?:,(?!\d{3}(?!\d))[^()\[\],]+)+)\s*[)\]]")
+
+
 def normalize(s: Any) -> str:
   """Both sides of the quick match: stripped, "(B)"/"B." -> "B", numbers canonical."""
   s = str(s if s is not None else "").strip().strip("$").strip()
   m = re.fullmatch(r"\(?([A-Za-z])[).:]?", s)
   if m:
     return m.group(1).upper()
+  pair = _TUPLE.fullmatch(s)
+  if pair:   # "(2, 3)" element by element; read as one number it was 23 (or 5: "(2, 3)" as 2+3)
+    return s[0] + ", ".join(normalize(x) for x in pair.group(1).split(",")) + s[-1]
   value = (ex.latex_number(ex.unicode_latex(s).replace(",", "")) if re.search(r"\d", s)
            else None)
   return value if value is not None else s
@@ -87,9 +94,9 @@ def _choice_count(problem: Problem) -> int:
 
 
 def extract(response: str | None, problem: Problem) -> str:
-  """The answer in a response: an option letter for multi-choice (in the answer phrase, else on
-  the first or last line unless that opens with a capital in prose, "A triangle ..."), else a
-  value."""
+  """The answer in a response: an option letter for multi-choice (in a revision, "Wait, ...",
+  after the answer, else in the answer phrase, else on the first or last line unless that opens
+  with a capital in prose, "A triangle ..."), else a value (a point kept whole)."""
   response = ex.plain_text((response or "").strip())
   if not response:
     return ""
@@ -100,16 +107,21 @@ def extract(response: str | None, problem: Problem) -> str:
     if ex.hedged_letters(head):
       return head   # "B or C": two answers, kept as written (no letter), as GPT's copy
     lines = [x for x in response.split("\n") if x.strip()]
-    for text in [head, span or ""] + [x for x in (lines[0], lines[-1]) if not ex.opens_prose(x)]:
+    ends = [x for x in (lines[0], lines[-1]) if not ex.opens_prose(x)]
+    for text in ex.revision(response) + [head, span or ""] + ends:
       letter = ex.choice_letter(text, n)
       if letter:
         return letter
     return ""
-  expression = _expression(span or ex.stated_value(response) or "")
+  stated = span or ex.stated_value(response) or ""
+  point = _TUPLE.fullmatch(_stated_part(stated))
+  if point:   # "P = (2, 3)": the point, as GPT's extraction writes it, not its first number
+    return point.group(0)
+  expression = _expression(stated)
   if expression:
     return expression
-  for value in (_span_value(span), ex.bold_number(response), ex.stated_number(response),
-                ex.number(response)):
+  for value in (ex.revised_number(response), _span_value(span), ex.bold_number(response),
+                ex.stated_number(response), ex.number(response)):
     if value is not None:
       return value
   return span or ""
@@ -117,8 +129,10 @@ def extract(response: str | None, problem: Problem) -> str:
 
 def _stated_part(span: str) -> str:
   """What a span states as its value: after its last "=", before any "≈" (`x = 2√3 ≈ 3.46` ->
-  `2√3`: GPT's extraction keeps the exact value)."""
-  return re.split(r"≈|\\approx", span.split("=")[-1])[0].strip().strip("$ .").strip()
+  `2√3`: GPT's extraction keeps the exact value); a math span without the unit after it
+  (`$2\\sqrt{3}$ cm` -> `2\\sqrt{3}`, which read as no value before)."""
+  part = re.split(r"≈|\\approx", span.split("=")[-1])[0].strip().lstrip("$")
+  return part.split("$")[0].strip().strip(" .").strip()
 
 
 def _span_value(span: str | None) -> str | None:

@@ -206,12 +206,15 @@ def _as_option(text: str | None, problem: Problem, options: list[str]) -> str | 
   return chr(ord("A") + options.index(text))
 
 
+_CHINESE_YES_NO = {"是": "Yes", "否": "No", "不是": "No"}
+
+
 def _choice_steps(response: str, problem: Problem) -> Iterator[tuple[str, str | None]]:
-  """Multiple choice, in order: the option letter (also an opening "(X)" of any letter), else
-  the option text, in `\\boxed{}` or after the answer phrase; a refusal, verbatim; the same in
-  the first sentence (its main clause), first or last line; an option said in other words; an
-  for numeric options the value computed; an option text anywhere; for Yes/No options what a
-  statement means."""
+  """Multiple choice, in order: the option a revision after the answer states ("Wait, ...");
+  the option letter (also an opening "(X)" of any letter), else the option text, in `\\boxed{}`
+  or after the answer phrase; a refusal, verbatim; the same in the first sentence (its main
+  clause), first or last line; an option said in other words; for numeric options the value
+  computed; an option text anywhere; for Yes/No options what a statement means."""
   options = query_options(problem)
   lines = [x for x in response.split("\n") if x.strip()]
   first = ex.main_clause((ex.sentences(response) or [response])[0])
@@ -227,8 +230,10 @@ def _choice_steps(response: str, problem: Problem) -> Iterator[tuple[str, str | 
     letters offered ("B or C") as written, as GPT copies them (the normalisation then maps
     them by edit distance, as it maps GPT's copy)."""
     head = ex.answer_head(span) if span else None
+    head = _CHINESE_YES_NO.get(head, head)   # "答案：否" answers No
     return head if head and ex.hedged_letters(head) else stated(head) or stated(span)
 
+  yield "revision", next(filter(None, map(stated, ex.revision(response))), None)
   yield "boxed", answered(ex.boxed(response))
   yield "answer phrase", answered(ex.phrase_span(response))
   yield "refusal (kept verbatim)", response if ex.refusal(response) else None
@@ -280,14 +285,16 @@ def _yes_no(statement: str, problem: Problem, options: list[str]) -> str | None:
 
 def _value_steps(response: str, answer_type: str) -> Iterator[tuple[str, str | None]]:
   """Free form, in order: a list for list answers (`_listed`: "[2007, 2008]", "2007, 2008" or
-  "between 2007 and 2008" as that list, as the extraction prompt's demonstration has it); two
-  values given as the answer, as written; the value in `\\boxed{}` or after the answer phrase;
+  "between 2007 and 2008" as that list, as the extraction prompt's demonstration has it); the
+  value a revision after the answer states ("Wait, ..."); two values given as the answer, as
+  written; the value in `\\boxed{}` or after the answer phrase;
   a refusal, verbatim (no number: wrong, as GPT's copy of it is); a bold value; the value a
   concluding, "There are N" or first sentence states; the last number."""
   span = ex.answer_span(response)
   if answer_type == "list":
     yield "list", _listed(response, span)
     return
+  yield "revision", ex.revised_number(response)
   yield "several values", (ex.several_values(span) if span is not None else
                            ex.several_values(ex.sentences(response)[0], between=True))
   yield "boxed or answer phrase", ex.span_number(span) if span else None

@@ -181,3 +181,32 @@ def test_responses_without_text_are_counted_and_a_misnamed_field_is_an_error():
     score.score_responses("mathverse", problems, records, response_field="reply")
   scores, _ = score.score_responses("mathverse", problems, renamed, response_field="answer_text")
   assert scores["all"]["correct"] == 2 and scores["without_text"] == 0
+
+
+# Second held-out round (2026-12-07)
+@pytest.mark.parametrize("response,gold,ok", [
+    ("There are 7 trees and 2 are cut down, leaving 5 trees.", "5", True),   # not the premise 7
+    ("Given AB = 3 and AC = 4, BC = √(3² + 4²) = 5.", "5", True),
+    ("The answer is 3.\n\nWait, that is AB. BC is actually 5.", "5", True),  # the revision
+    ("The answer is 2 1/2.", "2.5", True),              # a mixed number (it read 1/2)
+    ("The ratio is 5:2, i.e. 2.5.", "2.5", True),
+    ("**Answer:** $2\\sqrt{3}$ cm", "2\\sqrt{3}", True),  # the math span, not its unit
+    ("The coordinates of P are (2, 3).", "(2, 3)", True),  # a point kept whole (it read 2)
+    ("P = (2,3)", "(2, 3)", True),
+    ("P = (3, 2)", "(2, 3)", False),                    # read as one number both were 5
+    ("The answer is 5.", "(2, 3)", False),
+])
+def test_mathverse_second_held_out_free_form_shapes(response, gold, ok):
+  p = _free_form(gold)
+  assert mathverse.judge(p, mathverse.extract(response, p)) is ok
+
+
+@pytest.mark.parametrize("response,letter", [
+    ("The answer is A.\n\nWait, I mixed up the angles: ∠2 = 50°, so the answer is actually B.",
+     "B"),
+    ("```\nB\n```", "B"),                                # the letter fenced as code
+    ("The answer is A.\n\nActually, (B).", "B"),             # a revision without the phrase
+    ("The answer is (C).\n\nHmm, let me recheck. The correct answer is B.", "B"),
+])
+def test_mathverse_second_held_out_letter_shapes(response, letter):
+  assert mathverse.extract(response, _multi_choice("Vision Only")) == letter

@@ -370,3 +370,78 @@ def test_a_concluding_clause_or_main_clause_states_the_answer(response, expected
 def test_a_stated_latex_root_is_its_value(response, gold):
   """As "The length is √3." already was: before, the LaTeX root left no value."""
   assert _ff_ok(response, gold, "float", 2)
+
+
+# Second held-out round (2026-12-07): shapes written for an audit, scored against the official
+# rule on the answer the response commits to (docs/eval/SCORER.md).
+@pytest.mark.parametrize("response,expected", [
+    ("She had 10 apples and gave away 3, leaving 7 apples.", "7"),
+    ("There were 9 ducks; 2 flew off, which leaves 7 ducks.", "7"),
+    ("Subtracting 3 from 10 gives 7.", "7"), ("Taking 3 away from 10 results in 7.", "7"),
+    ("Of the 10 cubes, 3 are hidden, making 7 visible cubes.", "7"),
+    ("After removing the 3 red balls from the 10 balls, 7 balls remain.", "7"),
+    ("Solving 2x + 4 = 20 gives x = 8.", "8"),
+    ("First, count the apples: there are 10. She gives away 3, leaving 7.", "7"),  # worked
+])
+def test_a_result_clause_states_the_answer_not_its_premise(response, expected):
+  """"..., leaving 7" and "... gives 7" state the result; the numbers before are the premise
+  (before, the first number, 10 or 3, was taken)."""
+  assert _ff(response) == expected
+
+
+@pytest.mark.parametrize("response,expected", [
+    ("The measure of angle 2 is 180° − 140° = 40°.", "40"),
+    ("Since angle 1 = 140°, angle 2 = 180° − 140° = 40°. Check: 140° + 40° = 180°.", "40"),
+    ("Given AB = 3 and AC = 4, BC = √(3² + 4²) = 5.", "5"),
+])
+def test_a_chain_of_values_with_units_or_a_given_premise_ends_on_its_result(response, expected):
+  assert _ff(response) == expected
+
+
+@pytest.mark.parametrize("response,gold,precision", [
+    ("The ratio is 1:2, i.e. 0.5.", "0.5", 1), ("AB : CD = 1 : 2 = 0.5", "0.5", 1),
+    ("The ratio of AB to CD is 1:2, which is 0.5.", "0.5", 1),
+    ("The share is 45%, i.e. 0.45.", "0.45", 2), ("The answer is 0.45 (45%).", "0.45", 2),
+    ("The answer is 2 1/2.", "2.5", 1), ("The length is 2 1/2 cm.", "2.5", 1),
+    ("Each piece is 2½ inches long.", "2.5", 1),
+])
+def test_ratios_restated_mixed_numbers_and_remarks_in_brackets(response, gold, precision):
+  """A ratio restated as a value answers that value; "2 1/2" and "2½" are 2.5 (they read 2);
+  a remark in brackets after the answer is no factor ("0.45 (45%)" read 0.45 * 45)."""
+  assert _ff_ok(response, gold, "float", precision), mv.explain(
+      response, _problem("free_form", "float", precision=precision))
+
+
+def test_a_ratio_alone_keeps_its_first_side():
+  assert _ff("The ratio of the procedures in 2004 to those in 2007 is 3:1.") == "3"
+
+
+@pytest.mark.parametrize("response,expected", [
+    ("The population is 3.2 × 10^4.", "32000"),
+    ("The temperature dropped to minus 5 degrees.", "-5"),
+    ("1. Count the red blocks: 5\n2. Count the blue blocks: 7\n3. Add them: 5 + 7 = 12", "12"),
+    ("**Step 1:** Count the top row: 3.\n**Step 2:** Count the bottom row: 5.\n**Total:** 8",
+     "8"),
+    ("**Step 1**: Count the top row: 3.\n**Step 2**: Count the bottom row: 5.\n**Total**: 8",
+     "8"),
+    ("**Row 1:** 3 dots\n**Row 2:** 5 dots\nSo there are **8** dots.", "8"),
+    ("```python\nwidth, length = 3, 4\nprint(width * length)\n```\nThis prints 12.", "12"),
+    ("```\n12\n```", "12"),
+    ("The answer is 3.\n\nWait, that is AB. BC is actually 5.", "5"),
+])
+def test_notation_numbered_steps_code_and_revisions(response, expected):
+  """Scientific notation and a sign in words in prose; a numbered list or bold step labels
+  ("**Step 1:**") are no answer (they read 1); code beside prose is not read for the answer (it
+  read 3); a revision ("Wait, ...") after the answer replaces it (it read 3)."""
+  assert _ff(response) == expected
+
+
+@pytest.mark.parametrize("response,choices,expected", [
+    ("I count 3 cats. Let me recount: 1, 2, 3, 4. Actually there are 4 cats.",
+     ["1", "2", "3", "4", "5"], "4"),
+    ("The answer is A.\n\nWait, I mixed up the angles, so the answer is actually C.", _ANGLES, "C"),
+    ("The answer is (A).\nWait, no: (C) 60°.", _ANGLES, "C"),
+    ("答案：否", ["Yes", "No"], "No"),
+])
+def test_revised_and_chinese_yes_no_choices(response, choices, expected):
+  assert _mc(response, choices) == expected
