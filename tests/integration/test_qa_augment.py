@@ -115,7 +115,7 @@ class Server:
       self.log.append((kind, rec, text, image["image_url"]["url"]))
       held = self.hold is not None and len(self.log) > 1
     if held:
-      self.hold.wait(60)
+      self.hold.wait(20)  # a test that fails to release them fails in seconds, not minutes
     script = SCRIPT.get((kind, rec), pair(f"{kind} question about side {rec}?", str(rec)))
     step = script[min(n, len(script) - 1)] if isinstance(script, list) else script
     return (step, {"error": "scripted"}) if isinstance(step, int) else (200, step)
@@ -292,11 +292,14 @@ def test_ctrl_c_keeps_the_answers_in_flight_and_sends_no_more(server, tmp_path):
   server.hold = threading.Event()
   root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   env = {**os.environ, "PYTHONPATH": root, **cpu_env()}
+  # Ctrl-C's default action restored: pytest-xdist's workers ignore SIGINT, and a Python started
+  # with SIGINT ignored installs no KeyboardInterrupt handler (the run then finished unstopped)
   proc = subprocess.Popen([sys.executable, "-m", "data_prep.augment",
                            *_args(server, src, images, out, "rephrase")],
-                          cwd=root, env=env, stderr=subprocess.PIPE, text=True)
+                          cwd=root, env=env, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   try:
-    _wait_for(lambda: len(_stored(out)) == 1 and len(server.log) == 3)
+    _wait_for(lambda: len(_stored(out)) == 1 and len(server.log) == 3, timeout=30)
     proc.send_signal(signal.SIGINT)
     err = []
     for line in proc.stderr:  # the run has taken the signal: now let the two answer
@@ -305,7 +308,7 @@ def test_ctrl_c_keeps_the_answers_in_flight_and_sends_no_more(server, tmp_path):
         server.hold.set()
         break
     err += proc.stderr.read()
-    assert proc.wait(60) == 1, "".join(err)[-3000:]
+    assert proc.wait(30) == 1, "".join(err)[-3000:]
   finally:
     server.hold.set()
     proc.kill()
@@ -320,8 +323,9 @@ def test_ctrl_c_keeps_the_answers_in_flight_and_sends_no_more(server, tmp_path):
 def test_an_answer_handed_over_but_not_yet_stored_when_interrupted_is_stored(server, tmp_path,
                                                                             monkeypatch):
   """The interrupt lands in the caller, after the back end handed an answer over and before it
-  was written: that answer, and the two in flight beside it (held by the server until then), are
-  stored all the same."""
+  was written: that answer, and every one in flight beside it (held by the server until then),
+  are stored all the same. In flight: the second request, and the third where the worker that
+  answered the first took it before the interrupt stopped the queue (a race either way)."""
   src, images = _src(tmp_path)
   real, calls = augment.replied, []
   server.hold = threading.Event()
@@ -336,7 +340,7 @@ def test_an_answer_handed_over_but_not_yet_stored_when_interrupted_is_stored(ser
   monkeypatch.setattr(augment, "replied", interrupted_once)
   with pytest.raises(SystemExit, match="augment: interrupted"):
     augment.main(_args(server, src, images, tmp_path / "out", "rephrase"))
-  assert len(server.log) == 3 and len(set(_stored(tmp_path / "out"))) == 3
+  assert len(server.log) in (2, 3) and len(set(_stored(tmp_path / "out"))) == len(server.log)
 
 
 def test_bad_arguments(tmp_path):
