@@ -440,9 +440,9 @@ def main(argv=None) -> dict:
                      f"${args.api_key_env}; the answers received before are kept in {store} "
                      "and a rerun asks only for the rest") from None
   except KeyboardInterrupt:
-    raise SystemExit(f"augment: interrupted; every answer received (those in flight included) "
-                     f"is kept in {store}: rerun the same command to ask only for the rest, "
-                     "then merge") from None
+    raise SystemExit(f"augment: interrupted; every answer received (those in flight "
+                     f"included) is kept in {store}: rerun the same command to ask only for "
+                     "the rest") from None
   return finish(args, backend, originals, bad, planned, responses, asked, selection)
 
 
