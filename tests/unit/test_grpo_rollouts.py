@@ -251,7 +251,8 @@ def graded_with_format(host):
   """The host step with answers graded as `answer=1.0,format=0.1` would grade them, by a rule in
   the problem (the toy's sampled words are neither right nor formatted): a solved problem's
   answers all right and formatted, an open one's all wrong, every second formatted, except fresh
-  problem 10**9 + 1's, whose first answer is right. `_assemble`'s rows are kept in `host.trained`."""
+  problem 10**9 + 1's, whose first answer is right. `_assemble`'s rows are kept in
+  `host.trained`."""
   rollout, assemble = host._rollout, host._assemble
 
   def graded(*a):
