@@ -134,7 +134,21 @@ def dynamic_section(dyn: dict) -> list[str]:
   ]
 
 
-def plot_grpo(curve: list[dict], path: str) -> None:
+def equal_groups(settings: dict) -> str:
+  """What `groups/all_equal` counts: groups equal in `grpo.filter_metric`, total reward (the
+  default, and a summary from before the option) or DAPO's being right."""
+  if settings.get("filter_metric", "reward") == "correct":
+    return "groups whose answers are all right or all wrong"
+  return "groups whose rewards are all equal"
+
+
+def equal_column(settings: dict) -> str:
+  """`equal_groups` as the table's column head."""
+  return ("all-right or all-wrong groups" if settings.get("filter_metric") == "correct"
+          else "equal-reward groups")
+
+
+def plot_grpo(curve: list[dict], path: str, settings: dict) -> None:
   """GRPO's training reward and pass rate per step (left) and the curriculum's depth level with
   the running pass rate it follows (right)."""
   import matplotlib
@@ -145,7 +159,7 @@ def plot_grpo(curve: list[dict], path: str) -> None:
   a.plot(steps, [r["reward/mean"] for r in curve], lw=1, label="reward (mean of the batch)")
   a.plot(steps, [r["pass@1"] for r in curve], lw=1, label="pass@1 (right answers)")
   a.plot(steps, [r["groups/all_equal"] for r in curve], lw=1, ls=":",
-         label="groups with equal rewards (as sampled)")
+         label=equal_groups(settings) + " (as sampled)")
   a.set_xlabel("step")
   a.legend(fontsize=7)
   a.grid(alpha=0.3)
@@ -215,12 +229,12 @@ def grpo_section(g: dict, evals: dict) -> list[str]:
       "question of problems the engine makes on the fly from its training split (never a "
       f"held-out problem); rewards `{o['rewards']}` (answer: the evaluation's judge, 1 if "
       "right; format: the trained `The answer is V.`); "
-      + (f"groups whose rewards are all equal are replaced by fresh problems (DAPO's dynamic "
+      + (f"{equal_groups(o)} are replaced by fresh problems (DAPO's dynamic "
          f"sampling, at most {o['max_refills']} rounds); " if o["dynamic_sampling"] else "")
       + f"clip {o['eps_low']}/{o['eps_high']}, KL beta {o['beta']}, learning rate {o['lr']:g}; "
       + depth_words(o) + " (configs/demo.py's grpo stage).",
       "",
-      f"| steps | reward | pass@1 | {pass_g} | equal-reward groups sampled | left after refills | "
+      f"| steps | reward | pass@1 | {pass_g} | {equal_column(o)} sampled | left after refills | "
       "depth level | answer tokens | rollout s/step |",
       "|---|---|---|---|---|---|---|---|---|",
       row("first 10", curve[:10]),
@@ -369,7 +383,7 @@ def write(out: str, r: dict) -> str:
   os.makedirs(out, exist_ok=True)
   plot_losses(r["workdirs"], os.path.join(out, "losses.png"))
   plot_accuracy(r["evals"], r["ranked"], r["baselines"], os.path.join(out, "accuracy.png"))
-  plot_grpo(r["grpo"]["curve"], os.path.join(out, "grpo.png"))
+  plot_grpo(r["grpo"]["curve"], os.path.join(out, "grpo.png"), r["grpo"]["settings"])
   s = r["settings"]
   lines = [
       "# mathvlm demo report",

@@ -97,3 +97,28 @@ def test_the_grpo_table_shows_pass_at_group_not_the_refilled_batchs_rate():
   first = next(x for x in lines if x.startswith("| first 10 |"))
   assert "| pass@1 | pass@8 |" in head, head
   assert first.startswith("| first 10 | 0.200 | 0.020 | 0.125 |"), first
+
+
+@pytest.mark.parametrize("metric,words,column", [
+    (None, "groups whose rewards are all equal are replaced", "| equal-reward groups sampled |"),
+    ("reward", "groups whose rewards are all equal are replaced",
+     "| equal-reward groups sampled |"),
+    ("correct", "groups whose answers are all right or all wrong are replaced",
+     "| all-right or all-wrong groups sampled |")])
+def test_the_grpo_section_names_what_dynamic_sampling_filters_on(metric, words, column):
+  """With `grpo.filter_metric='correct'` the groups replaced (and counted in `groups/all_equal`)
+  are those all right or all wrong, not those equal in reward: an all-wrong group whose format
+  rewards differ is one. A summary from before the option has no field: the reward."""
+  row = {"reward/mean": 0.2, "pass@1": 0.02, "groups/all_equal": 0.8,
+         "groups/all_equal_after": 0.4, "curriculum/level": 0.0, "response_length": 10.0,
+         "rollout_seconds": 3.0}
+  settings = dict(prompts_per_step=8, group=8, temperature=1.0, max_new_tokens=16,
+                  version="text_lite", rewards="answer=1.0,format=0.1", dynamic_sampling=True,
+                  max_refills=2, eps_low=0.2, eps_high=0.28, beta=0.0, lr=5e-5,
+                  problem_options="steps=1:6")
+  if metric:
+    settings["filter_metric"] = metric
+  lines = report.grpo_section(dict(curve=[row] * 10, settings=settings),
+                              {st: table(4.5) for st in ("sft", "dpo", "grpo")})
+  text = "\n".join(lines)
+  assert words in text and column in text, text[:2000]
