@@ -141,6 +141,7 @@ def choice_letter(text: str, n_choices: int) -> str | None:
       rf"^\**([{letters}])[.):\s]",                                   # B. / B) / B: at start
       rf"\*\*([{letters}])\*\*",                                       # **B**
       rf"(?<![\w'])([{letters}])(?:\)|\.(?:\s|$)|:)",                  # B) / B. inside
+      rf"(?<![\w'])([{letters}])\s+is\s+(?:the\s+)?(?:correct|right|best)\b",  # C is correct
       # "..., which is D", "so choose D": a letter that ends the sentence after such a verb
       rf"(?i:\b(?:which|that|this|it)\s+(?:is|would be|corresponds to|matches)|\bchoose|"
       rf"\bselect|\bpick|\bgo with)\s+\(?([{letters}])\)?[.!]?\s*$",
