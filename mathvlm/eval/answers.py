@@ -32,12 +32,47 @@ _NUMBER = re.compile(_ROOTED + r"(?<![\w.])-?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\
 _PHRASES = re.compile(
     r"(?:(?:final answer|correct answer|correct option|correct choice|the answer|answer)\**"
     r"(?:\s+(?:to|for) (?:the|this|your) question)?\s*"
-    r"(?:is|would be|should be|will be|=|:)|答案\s*(?:是|为|：|:)|故选|应选)"
+    r"(?:is|would be|should be|will be|=|:)|答案\s*(?:是|为|：|:)|故选|应选|(?<!\w)选(?!项)"
+    # French, Spanish, Italian, Portuguese, German, Russian, Japanese
+    r"|(?:réponse|respuesta|risposta|resposta)"
+    r"(?:\s+(?:correcte|correcta|corretta|correta|finale?))?\s*(?:est|es|è|é|:)"
+    r"|antwort\s*(?:ist|lautet|:)|ответ\s*(?::|—)|(?:答え|正解)\s*(?:は|：|:))"
     r"\s*(?:that\s+)?:?\s*(?:(?:actually|really|instead|indeed|now|still)\s+)?"
     r"((?:(?!(?:the answer|answer is|answer:))[^\n])+)", re.I)
+_UNITS = "zero one two three four five six seven eight nine".split()
 _WORDS = {w: str(i) for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-    "fifteen sixteen seventeen eighteen nineteen twenty".split())}
+    _UNITS + "ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen "
+    "nineteen".split())}
+
+
+def _number_words() -> dict[str, str]:
+  """Number words: tens and their compounds ("twenty-four", "thirty five"), and fractions said
+  in words ("one third", "three-quarters", "a half"), which read as the tens ("twenty") or
+  the count ("one") before."""
+  words = {}
+  for k, ten in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split()):
+    words[ten] = str(20 + 10 * k)
+    for u in range(1, 10):
+      words[f"{ten}-{_UNITS[u]}"] = words[f"{ten} {_UNITS[u]}"] = str(20 + 10 * k + u)
+  parts = {"half": 2, "third": 3, "quarter": 4, "fourth": 4, "fifth": 5, "sixth": 6,
+           "seventh": 7, "eighth": 8, "ninth": 9, "tenth": 10}
+  for part, d in parts.items():
+    for n in range(1, d):
+      name = part if n == 1 else ("halves" if part == "half" else part + "s")
+      for gap in (" ", "-"):
+        words[f"{_UNITS[n]}{gap}{name}"] = f"{n}/{d}"
+  words["a half"] = words["half"] = "1/2"
+  words["a quarter"] = "1/4"
+  return words
+
+
+_WORDS.update(_number_words())
+# longest first: "twenty-four" before "twenty", "one third" before "one"; "half" alone is a
+# value ("Half of the circle is shaded."), "the upper half" a part
+_HALF_PART = "".join(f"(?<!{w} )" for w in "the first second upper lower top bottom left right "
+                     "other".split())
+_WORD_ALTERNATIVES = "|".join(_HALF_PART + w if w == "half" else w
+                              for w in sorted(_WORDS, key=len, reverse=True))
 
 
 def closing(text: str, at: int) -> int | None:
@@ -86,30 +121,52 @@ def phrase_span(text: str) -> str | None:
 
 
 def choice_letter(text: str, n_choices: int) -> str | None:
-  """A choice letter written as the answer: "(B)", "B)", "B.", "B:", "**B**", "option B", a lone
-  "B" or "b", "option d" or "option (d)", `\\boxed{B}`; only letters within the first n_choices
-  count. A lower-case letter counts alone or after "option"/"choice" only: "a" opens prose."""
+  """A choice letter written as the answer: "(B)", "B)", "B.", "B:", "**B**", "option B",
+  "Choice: B", a lone "B" or "b", "option d" or "option (d)", `\\boxed{B}`, `\\mathrm{B}`, "...,
+  which is B"; only letters within the first n_choices count. A lower-case letter counts alone
+  or after "option"/"choice" only: "a" opens prose. A letter the text rejects ("Option D (28) is
+  wrong", "not B") is none (`_rejected`)."""
   letters = "".join(chr(ord("A") + i) for i in range(n_choices))
   if not letters:
     return None
   t = re.sub(r"\\[()\[\]]", "", text)   # LaTeX's inline math, `\\(B\\)`, as `$B$`
-  t = t.strip().strip("*$ ").replace("\\text{", "").replace("\\textbf{", "")
+  t = re.sub(r"\\(?:text|textbf|textrm|mathrm|mathbf|mbox)\{", "", t.strip().strip("*$ "))
   if re.fullmatch(rf"\(?\{{?([{letters}])\}}?\)?[.:]?", t, flags=re.I):  # "B", "(b)", "b."
     return re.sub(r"[^A-Za-z]", "", t)[0].upper()
   lower = letters.lower()
   patterns = [
       rf"\(([{letters}])\)",                                           # (B)
-      rf"(?i:option|choice|answer is|answer:)\s*\**\s*\(?([{letters}])\b",  # Option B
+      rf"(?i:option|choice|answer is|answer:)\s*:?\s*\**\s*\(?([{letters}])\b",  # Option B
       rf"(?i:option|choice)\s*(?:\(([{lower}])\)|([{lower}])(?=\s*[.,;:!)]|\s*$))",  # option d
       rf"^\**([{letters}])[.):\s]",                                   # B. / B) / B: at start
       rf"\*\*([{letters}])\*\*",                                       # **B**
       rf"(?<![\w'])([{letters}])(?:\)|\.(?:\s|$)|:)",                  # B) / B. inside
+      rf"(?<![\w'])([{letters}])\s+is\s+(?:the\s+)?(?:correct|right|best)\b",  # C is correct
+      # "..., which is D", "so choose D": a letter that ends the sentence after such a verb
+      rf"(?i:\b(?:which|that|this|it)\s+(?:is|would be|corresponds to|matches)|\bchoose|"
+      rf"\bselect|\bpick|\bgo with)\s+\(?([{letters}])\)?[.!]?\s*$",
   ]
   for pat in patterns:
-    m = re.search(pat, t, flags=re.M)
-    if m:
-      return next(g for g in m.groups() if g).upper()
+    for m in re.finditer(pat, t, flags=re.M):
+      if not _rejected(t, m):
+        return next(g for g in m.groups() if g).upper()
   return None
+
+
+# What rejects the option a letter names: "D (28) is wrong", "B is incorrect", "not B",
+# "rather than A", "rule out C"
+_REJECTED_AFTER = re.compile(r"\s*\**\s*(?:\([^()]*\)\s*)?(?:is|are|seems|would be)?\s*"
+                             r"(?:wrong|incorrect|false|ruled out|eliminated|not\b)", re.I)
+_REJECTED_BEFORE = re.compile(r"(?:\bnot|n't|\bnor|\brather than|\binstead of|\beliminate|"
+                              r"\brule out|\bexclude)\s+(?:option\s+|choice\s+)?\(?\s*$", re.I)
+
+
+def _rejected(text: str, m: re.Match) -> bool:
+  """Whether the letter the match found is named to be rejected, not given as the answer
+  ("Option D (28) is wrong; the area is 24." answers 24; it read D)."""
+  at = next(i for i in range(1, len(m.groups()) + 1) if m.group(i))
+  return bool(_REJECTED_AFTER.match(text, m.end(at) + (text[m.end(at):m.end(at) + 1] == ")"))
+              or _REJECTED_BEFORE.search(text[:m.start(at)]))
 
 
 def choice_text(text: str, choices: list[str], unique: bool = False) -> str | None:
@@ -351,10 +408,16 @@ _VULGAR_VALUE = {"½": "1/2", "⅓": "1/3", "⅔": "2/3", "¼": "1/4", "¾": "3/
 _VULGAR = re.compile(r"(\d?)([" + "".join(_VULGAR_VALUE) + "])")
 
 
+# An en or em dash written as a minus sign: right before a number, not after one ("–7", "is
+# –7"; "2014–2016" and "3 – 7" are ranges)
+_DASH_MINUS = re.compile(r"(?<!\d)(?<!\d )(?<!\d  )[–—](?=\d)")
+
+
 def plain_text(text: str) -> str:
   """The text as the patterns here read it: the minus sign U+2212 (`−4.3`) as "-", full-width
   punctuation ("故选B。", "答案：（C）") as ASCII, and a space between an ideograph and the
-  number or letter it touches ("共有5个" -> "共有 5 个"). To Python's `\\w` an ideograph is a
+  number or letter it touches ("共有5个" -> "共有 5 个"), and a dash before a number as its
+  sign ("–7"; not a range, "2014–2016"). To Python's `\\w` an ideograph is a
   word character, so before, no number or letter inside Chinese text was read: "共有5个"
   answered nothing and "故选B。" no letter. Applied where MathVista's and MathVerse's extraction
   start, after the official shortcuts. Also: code fences (`_unfenced`: "```\\nB\\n```" is B; a
@@ -363,6 +426,7 @@ def plain_text(text: str) -> str:
   text = _unfenced(text)
   text = _VULGAR.sub(lambda m: (m.group(1) + " " if m.group(1) else "")
                      + _VULGAR_VALUE[m.group(2)], text)
+  text = _DASH_MINUS.sub("-", text)
   return _IDEOGRAPH_JOIN.sub(" ", text.translate(_FULL_WIDTH))
 
 
@@ -397,8 +461,9 @@ def repr_number(x: int | float) -> str:
   return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
-# LaTeX's thousands separator `1{,}000` (a comma set as punctuation, not as a list's).
-_LATEX_THOUSANDS = re.compile(r"(?<=\d)\{,\}(?=\d{3}(?!\d))")
+# LaTeX's thousands separator `1{,}000` (a comma set as punctuation, not as a list's), also with
+# a negative thin space `1,\\!000` or as a thin space `1\\,000` (which read as 1 before)
+_LATEX_THOUSANDS = re.compile(r"(?<=\d)(?:\{,\}|,\\!|\\,)(?=\d{3}(?!\d))")
 # `\frac45`, `\sqrt3`: TeX takes one-character arguments without braces (4/5, √3); a root of two
 # digits so written (`\sqrt12`, √1·2 to TeX) is left unread.
 _BARE_FRAC = re.compile(r"\\[dt]?frac\s*(\d)\s*(\d)")
@@ -456,8 +521,10 @@ _DIGITS = r"(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
 _WRITTEN = (r"-?\$?(?:\d+(?:\.\d+)?)?[√∛](?:\d+(?:\.\d+)?|\(\d+(?:\.\d+)?\))(?:/\d+(?:\.\d+)?)?"
             r"|-?(?:\d+(?:\.\d+)?|\.\d+)(?:e[-+]?\d+|\s*[×x*]\s*10\^\{?[-+]?\d+\}?)"
             r"|-?\d+ \d+/\d+(?![\d/])"
-            r"|(?:negative|minus)\s+(?:" + _DIGITS + r"(?:/\d+)?|\.\d+|" + "|".join(_WORDS) + ")")
-_PLAIN = r"-?\$?" + _DIGITS + r"(?:/\d+)?|-?\.\d+|" + "|".join(_WORDS)
+            r"|(?:negative|minus)\s+(?:" + _DIGITS + r"(?:/\d+)?|\.\d+|" + _WORD_ALTERNATIVES + ")"
+            r"|" + _DIGITS + r"\s*(?:°\s*[CF]?|degrees?(?:\s+(?:Celsius|Fahrenheit|C|F))?)"
+            r"\s+below\s+zero")
+_PLAIN = r"-?\$?" + _DIGITS + r"(?:/\d+)?|-?\.\d+|" + _WORD_ALTERNATIVES
 _NUM_OR_WORD = r"(" + _WRITTEN + "|" + _PLAIN + ")"
 _NUM_END = r"(?![\w(]|\.\d|" + _TIMES + ")"   # nor inside a word or a product `3(x+1)`
 # What gives the result of what came before it: "..., leaving 7 apples", "10 / 4 gives 2.5",
@@ -468,6 +535,7 @@ _RESULT = re.compile(_RESULTS, re.I)
 _ROUGHLY = (r"(?:(?:about|approximately|around|roughly|nearly|exactly|just|only|now|actually)"
             r"\s+)?")
 _STATED = re.compile(r"(?:\bis|\bare|\bwas|\bwere|\bequals|=|≈|\\approx|\bbe|\bcosts?|\bof|"
+                     r"\breach(?:es|ed)?|\bstands? at|"
                      r"\b(?:total|sum|result)\**\s*:|" + _RESULTS + ")"
                      r"\s*\**\s*" + _ROUGHLY + _NUM_OR_WORD + _NUM_END, re.I)
 # A number in the prose; a sign in words is its sign ("dropped to minus 5 degrees" -> -5)
@@ -492,13 +560,19 @@ def _as_number(tok: str) -> str:
     return repr_number(-whole if mixed.group(1) else whole)
   if re.search(r"[√∛]", tok):
     return latex_number(unicode_latex(tok)) or tok
-  return _WORDS.get(tok.lower()) or clean_number(tok)
+  below = re.match(r"([\d,.]+).*below\s+zero$", tok, flags=re.I | re.S)
+  if below:   # "7 degrees below zero" is -7
+    return clean_number("-" + below.group(1))
+  words = _WORDS.get(re.sub(r"\s+", " ", tok.lower()))
+  return clean_number(words) if words else clean_number(tok)
 
 
 def sentences(text: str) -> list[str]:
   """Sentences and lines. A period ends a sentence after a number too ("costs $12. The mat"),
-  except a list marker at the start of a line ("1. First, ...")."""
+  except a list marker at the start of a line ("1. First, ..."); a line that opens with "=" or
+  "≈" goes on the line before ("Total = 4 + 2\n= 6" read 4)."""
   text = re.sub(r"(?m)^(\s*\d{1,2})\.(?=\s)", r"\1)", text)
+  text = re.sub(r"\n\s*(?=[=≈])", " ", text)   # "Total = 4 + 2\n= 6": a chain goes on
   return [x.strip() for x in re.split(r"(?<=\S)(?<!\bi\.e)(?<!\be\.g)\.(?:\s|$)|\n+", text)
           if x.strip()]
 
@@ -516,11 +590,21 @@ def _stated(sentence: str, restated: bool = True) -> list[str]:
   return [m.group(1) for m in values or said]
 
 
+# A count of none: "There are no red cubes left." (what MathVista's "Subtract all ... How many
+# objects are left?" asks; "There are no apples." alone says nothing of the count asked),
+# "There are none left: ...", "None."
+_NONE = re.compile(r"\W*(?:there\s+(?:are|is|were|was)\s+(?:none\b|no\b[^.;:]*\b(?:left|remain"
+                   r"(?:ing|s)?)\b)|none\W*$)", re.I)
+
+
 def sentence_number(sentence: str, stated_last: bool = False) -> str | None:
   """The number a sentence states as its answer: after its last result clause ("..., leaving
   7", "gives x = 8", "i.e. 0.5"; the numbers before it are the premise), else after
   "is/are/=/≈/costs..." (the last such one when stated_last, as in "x = 3 + 4 = 7"; a chain's
-  result, "is 180° − 140° = 40°" -> 40), else the first number or number word in it."""
+  result, "is 180° − 140° = 40°" -> 40), else the first number or number word in it; 0 for a
+  count of none ("There are no ... left", "None.", which read no number before)."""
+  if _NONE.match(sentence):   # "There are no red cubes left.", "None.": 0
+    return "0"
   results = list(_RESULT.finditer(sentence))
   if results:   # "10 apples, 3 given away, leaving 7 apples": the result, not the premise
     after = _stated(sentence[results[-1].start():]) or _ANY.findall(sentence[results[-1].end():])
@@ -554,7 +638,8 @@ def concluded_number(text: str) -> str | None:
   """The value the last concluding sentence ("Therefore/So/Thus ...") or concluding clause
   (", so ...") states after "is/=/≈/costs..." ("Therefore, the value of x is **30**." -> 30;
   "So W ≈ 1.2 J." -> 1.2; "x = 5 and y = 3, so x + y = 8." -> 8, which read 5 before: the
-  premises' values are no answer)."""
+  premises' values are no answer); else the value that opens it as its subject ("All 5 were
+  removed, so 0 are left." -> 0, which read 5)."""
   for sent in reversed(sentences(text)):
     clauses = list(_CONCLUDING_CLAUSE.finditer(sent))
     conclusion = (sent if _CONCLUDE.search(sent) and not clauses
@@ -562,7 +647,16 @@ def concluded_number(text: str) -> str | None:
     stated = _stated(conclusion) if conclusion else []
     if stated:   # "So, it is between the 0 and the 2 mark" states nothing: read on
       return _as_number(stated[-1])
+    opening = _OPENING_VALUE.match(_CONCLUDE.sub("", conclusion, count=1))
+    if opening:   # "..., so 0 are left": the clause's subject is the value
+      return _as_number(opening.group(1))
   return None
+
+
+# A value that opens a clause as its subject ("so 0 are left", "Thus 7 apples remain"), not the
+# first term of an operation ("so 3 × 4 = 12" states 12)
+_OPENING_VALUE = re.compile(r"[\s,:]*(?:there\s+(?:are|is|were|was)\s+|only\s+)?"
+                            + _NUM_OR_WORD + _NUM_END + r"(?!\s*[-+*/×÷=^·])", re.I)
 
 
 def worked_number(sents: list[str]) -> str | None:
@@ -626,12 +720,17 @@ def revision(text: str) -> list[str]:
 
 
 def revised_number(text: str) -> str | None:
-  """The value the last stating sentence of a revision (`revision`) states, else None."""
-  for sent in revision(_plain_fracs(text)):
+  """The value the last stating sentence of a revision (`revision`) states, else the bare value
+  it opens with ("I count 5 birds... actually 6, one is partly hidden." -> 6, which read 5),
+  else None."""
+  revised = revision(_plain_fracs(text))
+  for sent in revised:
     stated = _stated(sent)
     if stated:
       return _as_number(stated[-1])
-  return None
+  bare = re.match(r"\s*" + _NUM_OR_WORD + _NUM_END + r"\s*(?:[,;]|$)", revised[-1], re.I) \
+      if revised else None
+  return _as_number(bare.group(1)) if bare else None
 
 
 def stated_number(text: str, conclusions: bool = True) -> str | None:
@@ -677,6 +776,7 @@ def span_number(span: str) -> str | None:
   number ("1982 with an income of $931,441" -> 1982, "5 cm^2" -> 5)."""
   if not span:
     return None
+  span = kept_answer(span)
   tail = re.split(r"=|≈|\\approx", span)[-1]
   # a remark in brackets after the value ("0.45 (45%)", "12 (twelve)") is no factor of it
   tail = re.sub(r"(?<=\S)\s+\([^()]*\)[\s.]*$", "", tail)
@@ -694,12 +794,16 @@ _SEVERAL = re.compile(r"(?<![\w.])(?:between\s+)?(-?\$?\d[\d,]*(?:\.\d+)?%?)\s*(
                       r"\b(and|or)\s+\$?(-?\d[\d,]*(?:\.\d+)?%?)(?!\w|\.\d)", re.I)
 
 
+_MAYBE = re.compile(r"\b(?:might|may|could|perhaps|possibly|maybe|either)\b", re.I)
+
+
 def several_values(text: str, between: bool = False) -> str | None:
   """Two values given as the answer ("2 or 3"; with between=True only "between 2000 and
-  2005"), as written: GPT's extraction keeps both ("2000 and 2005"), which is no single number
-  and so scores wrong."""
+  2005" and a hedge, "There might be 5 or 6 birds", which read 5), as written: GPT's
+  extraction keeps both ("2000 and 2005"), which is no single number and so scores wrong."""
   m = _SEVERAL.search(text or "")
-  if not m or (between and not m.group(0).lower().startswith("between")):
+  if not m or (between and not m.group(0).lower().startswith("between") and not (
+      m.group(2).lower() == "or" and _MAYBE.search(text))):
     return None
   return f"{m.group(1)} {m.group(2).lower()} {m.group(3)}"
 
@@ -973,11 +1077,61 @@ def _hedged(text: str | None) -> bool:
 _REASON = re.compile(r"(?:,\s*|\s+)(?:because|since|as|given that|which)\b", re.I)
 
 
+_NOT_BUT = re.compile(r"\s*not\s+[^,;]+?(?:,\s*|\s+)but\s+(?:rather\s+)?(\S.*)", re.I | re.S)
+
+
+def kept_answer(span: str) -> str:
+  """An answer span without the answer it rejects first: "not 8 but 6" -> "6" (it read 8)."""
+  m = _NOT_BUT.match(span or "")
+  return m.group(1) if m else span
+
+
 def answer_head(span: str) -> str:
   """An answer span without the reason given after it: the options and values a reason names
   are not the answer ("45°, as 45° + 45° = 90°" states 45°, not 90°; "B, because A and C are
   too small" offers no two letters). The whole span when nothing comes before the reason."""
+  span = kept_answer(span)
   return _REASON.split(span, maxsplit=1)[0].strip() or span
+
+
+# What settles a hedge: "either B or C, most likely C", "B or C; I'll go with C"
+_PREFERRED = re.compile(r"\b(?:most likely|more likely|probably|likely|leaning (?:towards?|to)|"
+                        r"I(?:'ll| will|'d| would)\s+(?:go with|choose|pick|say))\s+"
+                        r"(?:option\s+|choice\s+)?\(?([A-Z])\)?(?!\w)", re.I)
+
+
+def settled_hedge(text: str) -> str | None:
+  """The letter a hedge of two letters settles on after it ("either B or C, most likely C" ->
+  C, as GPT's extraction reads it), else None."""
+  hedge = _LETTER_HEDGE.search(text or "")
+  preferred = _PREFERRED.search(text, hedge.end()) if hedge else None
+  return preferred.group(1).upper() if preferred else None
+
+
+# An option listed with a verdict, as a line of a list or a table: "C) 24 – correct", "| C | 24 |
+# ✓ |"; a negative verdict is read first ("incorrect" holds "correct")
+_OPTION_LINE = re.compile(r"^\s*(?:[-*|]\s*)*\**\(?([A-Z])\)?\**\s*(?:[.):|]|\s[-–—]\s)")
+_MARK_NO = re.compile(r"✗|✘|❌|\b(?:incorrect|wrong|false|not correct)\b", re.I)
+_MARK_YES = re.compile(r"✓|✔|✅|\b(?:correct|right|true)\b", re.I)
+
+
+def marked_option(text: str, n_choices: int) -> str | None:
+  """The one option a response marks right when it goes through the options one per line, each
+  with a verdict ("A) 16 – incorrect / ... / C) 24 – correct", or a table with ✓ and ✗): GPT's
+  extraction takes the one marked right; the first line read "A". None unless two or more
+  options are marked and exactly one of them right."""
+  marks = {}
+  for line in text.split("\n"):
+    m = _OPTION_LINE.match(line)
+    if not m or ord(m.group(1)) - ord("A") >= n_choices:
+      continue
+    rest = line[m.end():]
+    if _MARK_NO.search(rest):
+      marks[m.group(1)] = False
+    elif _MARK_YES.search(rest):
+      marks[m.group(1)] = True
+  right = [letter for letter, ok in marks.items() if ok]
+  return right[0] if len(marks) >= 2 and len(right) == 1 else None
 
 
 def hedged_letters(text: str) -> bool:

@@ -19,8 +19,11 @@ change):
   reads 2.5 whatever its `interpret_as_mixed_fractions` says), and `{3}` is a group, not a set:
   no item of the three files changes, but MATH-Vision options are written this way
   (`$2 \\frac{1}{2}$`), so other models' answers meet them;
-- what the original has no token for is no number: `\\boxed`, `\\!`, the minus sign U+2212 and
-  `%` other than `\\%` right after a number (`30\\%` is 0.3 to both, `$30 \\%$` only to the fork).
+- what the original has no token for is no number: `\\boxed`, `\\!`, `%` other than `\\%` right
+  after a number (`30\\%` is 0.3 to both, `$30 \\%$` only to the fork), `\\(`, `\\)`, `\\[`, `\\]`
+  and any character outside ASCII (the minus sign U+2212, `4π`, `3×4`; 2026-12-07, the third
+  held-out round: `The answer is \\(8\\).` and `The answer is 4π.` are wrong to the official scorer
+  and were right here).
   No item of the three files changes, but MATH-Vision golds and options are written this way
   (`$\\boxed{\\frac{3}{4}}$`, `$-\\!2$`, `$30 \\%$`), and the official scorer credits no answer
   against them.
@@ -57,9 +60,11 @@ def _balanced_prefix(s: str) -> str:
   return s
 
 
-# What the original grammar has no token for, though the fork reads it: `\\boxed`, `\\!`, the
-# minus sign U+2212 and `%`, except `\\%` right after a number (its PERCENT_NUMBER, `30\\%`).
-_UNREADABLE = re.compile(r"\\boxed|\\!|\u2212|%")
+# What the original grammar has no token for, though the fork reads it: `\\boxed`, `\\!`, `%`
+# except `\\%` right after a number (its PERCENT_NUMBER, `30\\%`), LaTeX's inline and display
+# math delimiters `\\(8\\)`, `\\[8\\]`, and any character outside ASCII (its lexer has none): the
+# minus sign U+2212, `4π`, `3×4`, `3÷4`, `3⋅4`, which the fork reads as 4pi, 12, 0.75, 12.
+_UNREADABLE = re.compile(r"\\boxed|\\!|\\[()\[\]]|[^\x00-\x7f]|%")
 _PERCENT_NUMBER = re.compile(r"(?<=\d)\\%")
 _SPACES = ("$", "\\displaystyle", "\\qquad", "\\quad", "~", "\\,")
 _BRACKETS = (("\\left(", "("), ("\\right)", ")"), ("\\bigl(", "("), ("\\bigr)", ")"))

@@ -104,15 +104,16 @@ def extract(response: str | None, problem: Problem) -> str:
   if problem.meta["question_type"] == "multi-choice":
     n = _choice_count(problem)
     head = ex.answer_head(span) if span else ""
-    if ex.hedged_letters(head):
-      return head   # "B or C": two answers, kept as written (no letter), as GPT's copy
-    lines = [x for x in response.split("\n") if x.strip()]
-    ends = [x for x in (lines[0], lines[-1]) if not ex.opens_prose(x)]
-    for text in ex.revision(response) + [head, span or ""] + ends:
+    if ex.hedged_letters(head):   # "B or C": two answers, kept as written, as GPT's copy,
+      return ex.settled_hedge(span) or head   # unless it settles ("..., most likely C")
+    for text in ex.revision(response) + [head, span or ""]:
       letter = ex.choice_letter(text, n)
       if letter:
         return letter
-    return ""
+    lines = [x for x in response.split("\n") if x.strip()]
+    ends = [x for x in (lines[0], lines[-1]) if not ex.opens_prose(x)]
+    return next(filter(None, [ex.marked_option(response, n)]
+                       + [ex.choice_letter(x, n) for x in ends]), "")
   stated = span or ex.stated_value(response) or ""
   point = _TUPLE.fullmatch(_stated_part(stated))
   if point:   # "P = (2, 3)": the point, as GPT's extraction writes it, not its first number

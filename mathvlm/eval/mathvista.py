@@ -212,17 +212,24 @@ _CHINESE_YES_NO = {"是": "Yes", "否": "No", "不是": "No"}
 def _choice_steps(response: str, problem: Problem) -> Iterator[tuple[str, str | None]]:
   """Multiple choice, in order: the option a revision after the answer states ("Wait, ...");
   the option letter (also an opening "(X)" of any letter), else the option text, in `\\boxed{}`
-  or after the answer phrase; a refusal, verbatim; the same in the first sentence (its main
-  clause), first or last line; an option said in other words; for numeric options the value
-  computed; an option text anywhere; for Yes/No options what a statement means."""
+  or after the answer phrase; a refusal, verbatim; the one option marked right when the options
+  are gone through one per line with a verdict ("C) 24 – correct", ✓/✗ in a table); the same as
+  the answer phrase in the first sentence (its main clause), first or last line (not an opening
+  capital in prose, "A triangle."); an option said in other words; for numeric options the
+  value computed; an option text anywhere; for Yes/No options what a statement means."""
   options = query_options(problem)
   lines = [x for x in response.split("\n") if x.strip()]
   first = ex.main_clause((ex.sentences(response) or [response])[0])
 
-  def stated(text: str | None) -> str | None:
+  def stated(text: str | None, line: bool = False) -> str | None:
+    """The option a text states; a line (the first sentence, first or last line) opening with a
+    capital in prose ("A triangle.", "I think ...", `ex.opens_prose`) names no letter by it,
+    and is read after it (it read A)."""
     if not text:
       return None
-    return (ex.choice_letter(text, len(options)) or ex.option_marker(text)
+    read = text.lstrip(" *")[1:] if line and ex.opens_prose(text) else text
+    letter = ex.choice_letter(read, len(options))
+    return (letter or ex.option_marker(text)
             or _as_option(ex.stated_choice(text, options), problem, options))
 
   def answered(span: str | None) -> str | None:
@@ -231,15 +238,18 @@ def _choice_steps(response: str, problem: Problem) -> Iterator[tuple[str, str | 
     them by edit distance, as it maps GPT's copy)."""
     head = ex.answer_head(span) if span else None
     head = _CHINESE_YES_NO.get(head, head)   # "答案：否" answers No
-    return head if head and ex.hedged_letters(head) else stated(head) or stated(span)
+    if head and ex.hedged_letters(head):   # "either B or C, most likely C" settles on C
+      return ex.settled_hedge(span) or head
+    return stated(head) or stated(span)
 
   yield "revision", next(filter(None, map(stated, ex.revision(response))), None)
   yield "boxed", answered(ex.boxed(response))
   yield "answer phrase", answered(ex.phrase_span(response))
   yield "refusal (kept verbatim)", response if ex.refusal(response) else None
-  yield "first sentence", stated(first)
-  yield "first line", stated(lines[0])
-  yield "last line", stated(lines[-1])
+  yield "marked option", ex.marked_option(response, len(options))
+  yield "first sentence", stated(first, line=True)
+  yield "first line", stated(lines[0], line=True)
+  yield "last line", stated(lines[-1], line=True)
   yield "option in other words", _as_option(ex.loose_choice(first, options), problem, options)
   yield "computed value", _choice_value(response, problem, options)
   yield "option text", _as_option(ex.stated_choice(response, options)
@@ -304,6 +314,12 @@ def _value_steps(response: str, answer_type: str) -> Iterator[tuple[str, str | N
   yield "last number", ex.number(response)
 
 
+def _unnamed(text: str) -> str:
+  """Values without the variable they are given for: "x = 3 and x = 7", "at x = 3 and at x = 7"
+  -> "3 and 7", which a list reads (it read none)."""
+  return re.sub(r"(?:\bat\s+)?(?<![\w-])[a-zA-Z]\s*=\s*(?=-?\d)", "", text)
+
+
 def _listed(response: str, span: str | None) -> str | None:
   """A list answer as GPT's extraction writes it, "[2014, 2016]" (`calculate_score.py` compares
   `str(extraction)` with the gold list's text): the numbers the answer states, as a Python list
@@ -311,9 +327,11 @@ def _listed(response: str, span: str | None) -> str | None:
   anywhere, else the numbers a concluding ("So/Therefore ...") or the first sentence gives
   together ("between 2007 and 2008", "from 2014 to 2016")."""
   if span:
+    span = _unnamed(span)
     found = ex.python_list(span) or ex.listed_values(span)
     if found:
       return found
+  response = _unnamed(response)
   found = ex.python_list(response)
   sents = ex.sentences(response)
   for sent in [x for x in sents if ex.concludes(x)][-1:] + sents[:1]:

@@ -1,7 +1,8 @@
-"""The second held-out round's 273 response shapes (tests/eval_fixtures/held_out_shapes.json),
-as a regression test: the GPT-free scorers keep agreeing with the official rule on every shape
-they agreed on when the round closed (docs/eval/SCORER.md), and the three left (`left`) are
-marked, so a fix of one shows up as an unexpected pass."""
+"""The held-out rounds' response shapes as a regression test: the second round's 273
+(tests/eval_fixtures/held_out_shapes.json) and the third's 330 (held_out_shapes3.json). The
+GPT-free scorers keep agreeing with the official rule on every shape they agreed on when each
+round closed (docs/eval/SCORER.md), and the shapes left (`left`) are marked, so a fix of one
+shows up as an unexpected pass."""
 
 import json
 import os
@@ -10,15 +11,17 @@ import pytest
 
 from mathvlm.eval import math_v, mathverse, mathvista as mv
 
-FIXTURE = os.path.join(os.path.dirname(__file__), "..", "eval_fixtures", "held_out_shapes.json")
-DATA = json.load(open(FIXTURE, encoding="utf-8"))
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "eval_fixtures")
+ROUNDS = {"round2": "held_out_shapes.json", "round3": "held_out_shapes3.json"}
 
 
 def _params():
-  for i, (bench, key, response, truth, left) in enumerate(DATA["cases"]):
-    marks = [pytest.mark.xfail(strict=True, reason="left by the round")] if left else []
-    yield pytest.param(bench, DATA["problems"][bench][key], response, truth, marks=marks,
-                       id=f"{i}-{bench}-{key}")
+  for name, path in ROUNDS.items():
+    data = json.load(open(os.path.join(FIXTURES, path), encoding="utf-8"))
+    for i, (bench, key, response, truth, left) in enumerate(data["cases"]):
+      marks = [pytest.mark.xfail(strict=True, reason=f"left by {name}")] if left else []
+      yield pytest.param(bench, data["problems"][bench][key], response, truth, marks=marks,
+                         id=f"{name}-{i}-{bench}-{key}")
 
 
 def _mathvista(problem, response, committed):

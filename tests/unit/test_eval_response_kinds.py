@@ -72,6 +72,16 @@ def test_an_answer_after_an_apology_is_still_the_answer():
   assert _ff("I cannot determine the exact number, but it appears to be around 8.") == "8"
 
 
+def test_an_option_the_response_rejects_is_not_its_answer():
+  """A letter named to be ruled out is no answer (the third held-out round; "Option D (28) is
+  wrong" read D), and ruling out the other options leaves the one called correct (it read A
+  before, and nothing once the rejected letters were passed over)."""
+  choices = ["16", "20", "24", "28"]
+  assert _mc("Option D (28) is wrong; the area is 24.", choices) == "24"
+  assert _mc("Option A is incorrect and option B is incorrect. C is correct.", choices) == "C"
+  assert _mc("The answer is not B but C.", choices) == "C"
+
+
 # Option markers: GPT keeps the letter written, even beyond the choices.
 def test_option_list_keeps_the_first_letter_even_beyond_the_choices():
   extraction = _mc("(C) yes\n(D) no", ["Yes", "No"])
