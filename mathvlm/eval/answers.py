@@ -1213,9 +1213,10 @@ _PROSE_OPENING = re.compile(r"\s*\**[A-Z]\s+(?:[a-z]|=)")
 
 def opens_prose(line: str) -> bool:
   """Whether a line opens with a capital that is a word or a name, not an option letter: "A
-  triangle ...", "E is the midpoint ...", "A = 3"; "C is correct." still states a letter."""
+  triangle ...", "E is the midpoint ...", "A = 3"; "C is correct." and a letter given its
+  reason, "C because the base is 6" (a terse answer's commonest shape), still state a letter."""
   return bool(_PROSE_OPENING.match(line)) and not re.match(
-      r"\s*\**[A-Z]\s+is\s+(?:the\s+)?(?:correct|right|answer|best)\b", line)
+      r"\s*\**[A-Z]\s+(?:is\s+(?:the\s+)?(?:correct|right|answer|best)|because|since)\b", line)
 
 
 def stated_answer(response: str) -> str:

@@ -82,6 +82,17 @@ def test_an_option_the_response_rejects_is_not_its_answer():
   assert _mc("The answer is not B but C.", choices) == "C"
 
 
+@pytest.mark.parametrize("response,expected", [
+    ("C because the base is 6 and the height 8.", "C"),
+    ("B since the area is 20.", "B"),
+    ("A triangle's area is half of 6 times 8, so 24.", "24")])
+def test_a_letter_given_its_reason_is_the_answer_and_an_opening_word_is_not(response, expected):
+  """A terse answer's commonest shape, "C because ...", states C (the third held-out round's
+  prose rule read it as prose, and its first number, 6); an opening "A" that is a word is no
+  option (it read A)."""
+  assert _mc(response, ["20", "22", "24", "28"]) == expected
+
+
 # Option markers: GPT keeps the letter written, even beyond the choices.
 def test_option_list_keeps_the_first_letter_even_beyond_the_choices():
   extraction = _mc("(C) yes\n(D) no", ["Yes", "No"])
