@@ -218,7 +218,11 @@ class LocalChat:
 
   def run(self, requests: list[Request]) -> Iterator[tuple[Request, str | Failed]]:
     """Each image is opened first: one missing or corrupt file is that request's Failed (as the
-    openai back end reports it), not an exception that ends the run and loses the report."""
+    openai back end reports it), not an exception that ends the run and loses the report. A
+    batch is decoded whole; interrupted while the caller takes its answers one by one, those
+    not yet taken back control after are left in `unclaimed` (as the openai back end leaves
+    its answers in flight), so `augment.ask` stores the batch's decoding, not only its first."""
+    self.unclaimed = []
     ok = []
     for r in requests:
       why = unreadable(r.image)
@@ -229,8 +233,12 @@ class LocalChat:
     limit = cut(f"max_new_tokens={self.chat.max_new_tokens}")
     for i in range(0, len(ok), self.batch_size):
       chunk = ok[i:i + self.batch_size]
-      for r, reply in zip(chunk, self.chat.respond([(r.text, r.image) for r in chunk])):
-        yield r, Failed(limit) if reply.cut else reply.text
+      replies = [(r, Failed(limit) if reply.cut else reply.text)
+                 for r, reply in zip(chunk, self.chat.respond([(r.text, r.image) for r in chunk]))]
+      for k, answer in enumerate(replies):
+        self.unclaimed = replies[k:]  # claimed only once the caller resumes this generator
+        yield answer
+      self.unclaimed = []
 
 
 NO_FILE = "no such file"

@@ -343,6 +343,47 @@ def test_an_answer_handed_over_but_not_yet_stored_when_interrupted_is_stored(ser
   assert len(server.log) in (2, 3) and len(set(_stored(tmp_path / "out"))) == len(server.log)
 
 
+def test_the_local_back_end_keeps_its_decoded_batch_when_the_caller_is_interrupted(
+    tmp_path, monkeypatch):
+  """The local back end decodes a batch whole and hands its answers over one by one; the
+  interrupt lands in the caller while it stores the second of a batch of three: all three are
+  stored (the second and third were dropped), the next batch is never decoded, and a rerun asks
+  only for that batch's. A stand-in model: what is tested is the hand-over, not the decoding."""
+  from types import SimpleNamespace
+
+  from data_prep import chat_backends
+  image = tmp_path / "x.png"
+  Image.new("RGB", (4, 4)).save(image)
+  batches = []
+
+  def respond(prompts):
+    batches.append(len(prompts))
+    return [SimpleNamespace(text=f"answer to {t}", cut=False) for t, _ in prompts]
+
+  backend = object.__new__(chat_backends.LocalChat)
+  backend.chat = SimpleNamespace(max_new_tokens=8, respond=respond)
+  backend.batch_size = 3
+  planned = [SimpleNamespace(kind="rephrase", original=SimpleNamespace(id=f"r{i}", image="x.png"),
+                             request=chat_backends.Request(f"k{i}", f"q{i}", str(image)))
+             for i in range(5)]
+  real, calls = augment.replied, []
+
+  def interrupted_at_the_second(response):
+    calls.append(response)
+    if len(calls) == 2:
+      raise KeyboardInterrupt
+    return real(response)
+
+  store = str(tmp_path / "responses.jsonl")
+  monkeypatch.setattr(augment, "replied", interrupted_at_the_second)
+  with pytest.raises(KeyboardInterrupt):
+    augment.ask(backend, planned, store, progress=False)
+  assert batches == [3] and set(augment.load_store(store)) == {"k0", "k1", "k2"}
+  got, asked = augment.ask(backend, planned, store, progress=False)
+  assert batches == [3, 2] and asked == 2 and got["k4"] == "answer to q4"
+  assert len(open(store).readlines()) == 5  # each once: nothing left unclaimed after the end
+
+
 def test_bad_arguments(tmp_path):
   src, images = _src(tmp_path)
   with pytest.raises(SystemExit):
