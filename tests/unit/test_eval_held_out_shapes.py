@@ -1,5 +1,6 @@
 """The held-out rounds' response shapes as a regression test: the second round's 273
-(tests/eval_fixtures/held_out_shapes.json) and the third's 330 (held_out_shapes3.json). The
+(tests/eval_fixtures/held_out_shapes.json), the third's 330 (held_out_shapes3.json) and the
+fourth's 319 (held_out_shapes4.json, four model families' styles). The
 GPT-free scorers keep agreeing with the official rule on every shape they agreed on when each
 round closed (docs/eval/SCORER.md), and the shapes left (`left`) are marked, so a fix of one
 shows up as an unexpected pass."""
@@ -12,7 +13,8 @@ import pytest
 from mathvlm.eval import math_v, mathverse, mathvista as mv
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "eval_fixtures")
-ROUNDS = {"round2": "held_out_shapes.json", "round3": "held_out_shapes3.json"}
+ROUNDS = {"round2": "held_out_shapes.json", "round3": "held_out_shapes3.json",
+          "round4": "held_out_shapes4.json"}
 
 
 def _params():
