@@ -421,13 +421,21 @@ def plain_text(text: str) -> str:
   word character, so before, no number or letter inside Chinese text was read: "共有5个"
   answered nothing and "故选B。" no letter. Applied where MathVista's and MathVerse's extraction
   start, after the official shortcuts. Also: code fences (`_unfenced`: "```\\nB\\n```" is B; a
-  block of code beside prose is not read), and a vulgar fraction as a fraction (`2½` ->
-  `2 1/2`, a mixed number)."""
+  block of code beside prose is not read), a vulgar fraction as a fraction (`2½` ->
+  `2 1/2`, a mixed number), and roots and pi in words as their signs ("5 sqrt 3", "8 pi")."""
   text = _unfenced(text)
   text = _VULGAR.sub(lambda m: (m.group(1) + " " if m.group(1) else "")
                      + _VULGAR_VALUE[m.group(2)], text)
   text = _DASH_MINUS.sub("-", text)
+  text = _ASCII_PI.sub("π", _ASCII_ROOT.sub("√", text))
   return _IDEOGRAPH_JOIN.sub(" ", text.translate(_FULL_WIDTH))
+
+
+# A root and pi written as plain words ("5 sqrt 3", "sqrt(2)", "8 pi", "2pi"), as a calculator
+# or Python has them: the signs, next to their factor ("5√3", "8π"), which the readers know
+# (before, "5 sqrt 3" read 5, "8 pi" 8)
+_ASCII_ROOT = re.compile(r"(?:(?<=\d) +)?(?<![A-Za-z\\])sqrt\s*(?=[\d({])")
+_ASCII_PI = re.compile(r"(?:(?<=\d) +)?(?<![A-Za-z\\])pi(?![A-Za-z])")
 
 
 _UNICODE_ROOT = re.compile(r"([√∛])\s*(\d+(?:\.\d+)?|\{[^{}]*\}|\([^()]*\))")
@@ -499,13 +507,31 @@ def latex_number(text: str) -> str | None:
     return None
 
 
+# A math span set in bold, `**$-\\frac{1}{2}$**`, `**$m = 2^{3}$**`: the plain bold pattern
+# allows no digit after its number, so it read none of these (the last number was taken)
+_BOLD_MATH = re.compile(r"\*\*\s*\$([^$*]+)\$\s*\*\*")
+
+
+def _bold_math(text: str) -> tuple[int, str] | None:
+  """(where, value) of the first bold math span with a value, after its last "=" or "≈"."""
+  for b in _BOLD_MATH.finditer(text):
+    value = latex_number(re.split(r"=|≈|\\approx", b.group(1))[-1])
+    if value is not None:
+      return b.start(), value
+  return None
+
+
 def bold_number(text: str) -> str | None:
   """The first number set in bold (`**4**`), which is how chat models mark their answer; its
-  value when written as a root or with its sign in words (`**√3**`, `**negative 5**`)."""
+  value when written as a root or with its sign in words (`**√3**`, `**negative 5**`) or as a
+  math span (`**$-\\frac{1}{2}$**`)."""
   bolds = re.finditer(r"\*\*([^*\d]{0,40}?)(-?[\d,.]*\d)([^*\d]{0,10})\*\*", text)
   # a label ("**Step 1:**", "**Case 2:**") numbers the steps; it is no value
   m = next((b for b in bolds if not re.match(r"\s*(?:step|part|case)\b", b.group(1), re.I)
             and not re.fullmatch(r":\s*", b.group(3))), None)
+  math = _bold_math(text)
+  if math and (not m or math[0] <= m.start()):
+    return math[1]
   if not m:
     return None
   written = re.search(r"(?<![\w.])(" + _WRITTEN + ")" + _NUM_END, m.group(0), flags=re.I)
@@ -535,6 +561,8 @@ _RESULT = re.compile(_RESULTS, re.I)
 _ROUGHLY = (r"(?:(?:about|approximately|around|roughly|nearly|exactly|just|only|now|actually)"
             r"\s+)?")
 _STATED = re.compile(r"(?:\bis|\bare|\bwas|\bwere|\bequals|=|≈|\\approx|\bbe|\bcosts?|\bof|"
+                     # Chinese "is" ("所以 y 轴截距是 -3": the premise's point (0, -3) read 0)
+                     r"是|为|等于|"
                      r"\breach(?:es|ed)?|\bstands? at|"
                      r"\b(?:total|sum|result)\**\s*:|" + _RESULTS + ")"
                      r"\s*\**\s*" + _ROUGHLY + _NUM_OR_WORD + _NUM_END, re.I)

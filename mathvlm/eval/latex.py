@@ -15,6 +15,9 @@ change):
   evaluate them (`108` is wrong against `$108^{\\circ}$` in the published results): 9 items;
 - an unmatched `}` ends the expression: the original grammar has no end-of-input rule and stops
   there (`\\frac{3\\pi}{2}}{cm` reads as 3pi/2): 3 items;
+- a `.` that is no decimal point (none follows it) ends the expression too, for the same reason:
+  `12.**` (from `**The answer is 12.**`) is 12 to the original, nothing to the fork (2026-12-07,
+  the fourth held-out round); the original reading only, like the next two;
 - a mixed number `2 \\frac{1}{2}` is a product, the original's implicit multiplication (the fork
   reads 2.5 whatever its `interpret_as_mixed_fractions` says), and `{3}` is a group, not a set:
   no item of the three files changes, but MATH-Vision options are written this way
@@ -70,6 +73,19 @@ _SPACES = ("$", "\\displaystyle", "\\qquad", "\\quad", "~", "\\,")
 _BRACKETS = (("\\left(", "("), ("\\right)", ")"), ("\\bigl(", "("), ("\\bigr)", ")"))
 
 
+# A `.` with no digit after it: no decimal point, so no token the original grammar can continue
+# an expression with; it stops reading there as at an unmatched `}`.
+_LONE_DOT = re.compile(r"\.(?!\d)")
+
+
+def _read_prefix(s: str) -> str:
+  """What the original latex2sympy2 reads: up to an unmatched `}` or a dot that is no decimal
+  point, whichever comes first."""
+  s = _balanced_prefix(s)
+  dot = _LONE_DOT.search(s)
+  return s[:dot.start()] if dot else s
+
+
 def _unwrap(s: str) -> str:
   """`{3}` and `\\{3\\}` are a group in the original grammar (3), a set in the fork."""
   for left, right in (("\\{", "\\}"), ("{", "}")):
@@ -85,7 +101,7 @@ def _prepare(s: str, mixed_product: bool = True) -> str:
     s = s.replace(junk, " ")
   for a, b in _BRACKETS:
     s = s.replace(a, b)
-  s = _unwrap(_balanced_prefix(s).strip())
+  s = _unwrap((_read_prefix(s) if mixed_product else _balanced_prefix(s)).strip())
   if mixed_product:           # 2\frac{1}{2} is 2 * 1/2 in the original
     if _UNREADABLE.search(_PERCENT_NUMBER.sub(" ", s)):
       raise NotANumber(f"{s!r}: the original latex2sympy2 cannot read it")

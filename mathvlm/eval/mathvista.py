@@ -216,7 +216,8 @@ def _choice_steps(response: str, problem: Problem) -> Iterator[tuple[str, str | 
   are gone through one per line with a verdict ("C) 24 – correct", ✓/✗ in a table); the same as
   the answer phrase in the first sentence (its main clause), first or last line (not an opening
   capital in prose, "A triangle."); an option said in other words; for numeric options the
-  value computed; an option text anywhere; for Yes/No options what a statement means."""
+  value computed; an option text anywhere; for Yes/No options what a statement means; a reply
+  of a few words, as written."""
   options = query_options(problem)
   lines = [x for x in response.split("\n") if x.strip()]
   first = ex.main_clause((ex.sentences(response) or [response])[0])
@@ -255,6 +256,15 @@ def _choice_steps(response: str, problem: Problem) -> Iterator[tuple[str, str | 
   yield "option text", _as_option(ex.stated_choice(response, options)
                                   or ex.choice_text(lines[0], options), problem, options)
   yield "yes/no statement", _yes_no(first, problem, options)
+  yield "short answer, verbatim", _short_answer(response)
+
+
+def _short_answer(response: str) -> str | None:
+  """A reply of a few words that names no option as written ("gren", "purpel"): as written,
+  as GPT's extraction copies it; the normalisation then maps it to the closest option by edit
+  distance (before, nothing was found, and the empty answer mapped to another option)."""
+  words = response.split()
+  return response if "\n" not in response and 0 < len(words) <= 3 else None
 
 
 def _choice_value(response: str, problem: Problem, options: list[str]) -> str | None:

@@ -65,3 +65,28 @@ def test_not_judged_equal_where_the_official_scorer_fails_to_read(answer, gold):
 
 def test_judged_equal_through_a_large_power():
   assert math_v.is_equal("\\frac{1}{3}", "$\\frac{3^{1008}-1}{3^{1009}}$")
+
+
+@pytest.mark.parametrize("text,value", [
+    ("12.**", 12), ("2.5.**", 2.5), ("\\frac{1}{2}.**", 0.5), ("12.π", 12), ("12. 5", 12),
+    ("2.5.3", 0.75),          # a dot before a digit is a decimal point: 2.5 * .3
+])
+def test_reading_stops_at_a_dot_that_is_no_decimal_point(text, value):
+  """The original grammar stops at a `.` no digit follows, as at an unmatched `}`:
+  `**The answer is 12.**` gives the model answer `12.**`, which the official scorer reads as 12
+  (the fourth held-out round; the fork reads nothing, and it was judged wrong here)."""
+  assert latex.to_number(text) == pytest.approx(value)
+  assert math_v.is_equal(str(value), text)
+
+
+def test_a_dot_ends_only_the_original_reading():
+  with pytest.raises(latex.NotANumber):
+    latex.to_number("12.**", mixed_product=False)
+
+
+def test_a_bold_closing_sentence_is_judged_as_published():
+  problem = math_v.Problem(pid="x", question="", answer="12", choices=[], images=[], query="",
+                           meta={"level": 1, "subject": "s"}, raw={})
+  answer = math_v.extract("So there are $2 \\times 6 = 12$ faces.\n\n**The answer is 12.**",
+                          problem)
+  assert (answer, math_v.judge(problem, answer)) == ("12.**", True)

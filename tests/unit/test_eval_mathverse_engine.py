@@ -210,3 +210,14 @@ def test_mathverse_second_held_out_free_form_shapes(response, gold, ok):
 ])
 def test_mathverse_second_held_out_letter_shapes(response, letter):
   assert mathverse.extract(response, _multi_choice("Vision Only")) == letter
+
+
+@pytest.mark.parametrize("response,gold,ok", [
+    ("5 sqrt 3", "5\\sqrt{3}", True), ("sqrt(3)", "\\sqrt{3}", True),
+    ("8 pi", "8\\pi", True), ("8 pi", "8", False), ("The area is 2pi.", "2\\pi", True),
+])
+def test_mathverse_roots_and_pi_in_words(response, gold, ok):
+  """A root and pi written as words, as a calculator has them, are the signs (the fourth held-out
+  round: "5 sqrt 3" read 5 and "8 pi" read 8)."""
+  p = _free_form(gold)
+  assert mathverse.judge(p, mathverse.extract(response, p)) is ok

@@ -466,3 +466,49 @@ def test_notation_numbered_steps_code_and_revisions(response, expected):
 ])
 def test_revised_and_chinese_yes_no_choices(response, choices, expected):
   assert _mc(response, choices) == expected
+
+
+@pytest.mark.parametrize("response,expected", [
+    ("Points: $(-2, 3)$ and $(2, 1)$\n\n$$m = \\frac{1 - 3}{2 - (-2)} = -\\frac{1}{2}$$\n\n"
+     "The slope of the line is **$-\\frac{1}{2}$**.", "-0.5"),
+    ("Using the two points,\n\n**$m = \\frac{3}{2}$**", "1.5"),
+    ("The slope is **-0.5**, from **$\\frac{1}{2}$** of the rise.", "-0.5"),  # the first bold
+])
+def test_a_bold_math_span_is_a_bold_value(response, expected):
+  """A math span set in bold is how chat models mark a LaTeX answer (the fourth held-out round:
+  `**$-\\frac{1}{2}$**` was passed over and the last number, 2, taken)."""
+  assert _ff(response, "float", 1) == expected
+
+
+@pytest.mark.parametrize("response,expected", [
+    ("直线与y轴交于点(0,-3)，所以y轴截距是-3。", "-3"),
+    ("The line crosses the y-axis at (0, -3), so the y-intercept is -3.", "-3"),
+    ("由图可知 A(0,4)，B(2,0)，因此斜率为-2。", "-2"),
+])
+def test_a_chinese_is_states_the_answer(response, expected):
+  """"所以 X 是 -3" ("so X is -3") and "斜率为 -2" state their value as "is" does (the first reads
+  0 from the premise's point, the second 0 from A(0,4))."""
+  assert _ff(response) == expected
+
+
+@pytest.mark.parametrize("response,expected,option", [
+    ("gren", "gren", "green"), ("purpel", "purpel", "purple"),
+    ("2sqrt2", "2√2", "2√2"),              # a root in words: the option of that value
+])
+def test_a_reply_of_a_few_words_is_kept_and_mapped_by_edit_distance(response, expected, option):
+  """Option text copied with a typo names no option as written: kept, as GPT's extraction copies
+  it, and mapped to the closest option (nothing was read, and "" mapped to "red")."""
+  choices = (["√2", "2√2", "3", "4"] if option == "2√2"
+             else ["red", "green", "blue", "purple"])
+  extraction = _mc(response, choices)
+  assert extraction == expected
+  assert mv.normalize(extraction, choices, "multi_choice", "text", None) == option
+
+
+@pytest.mark.parametrize("response,expected", [
+    ("C", "C"), ("C.", "C"), ("(C) 12", "C"), ("C because the base is 6.", "C"),
+    ("The answer is 12.", "12"), ("12", "12"), ("The answer is C.", "C"),
+])
+def test_terse_replies_keep_their_reading(response, expected):
+  """The commonest terse shapes, read before the few-words rule (which must not catch them)."""
+  assert _mc(response, ["10", "11", "12", "13"]) == expected
