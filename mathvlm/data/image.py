@@ -35,6 +35,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
   do; note that the original LLaVA / Math-LLaVA training ran with plain `.convert("RGB")`."""
   if not has_transparency(image):
     return image.convert("RGB")
+  if image.mode == "La":  # Pillow converts La to LA (un-premultiplied) but not to RGBA
+    image = image.convert("LA")
   rgba = image.convert("RGBA")
   white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
   return Image.alpha_composite(white, rgba).convert("RGB")
@@ -114,7 +116,8 @@ AUGMENTATIONS = ("lowres", "blur", "noise")
 
 
 def parse_augment(spec: str) -> dict[str, float]:
-  """'blur=0.3,noise=0.2' -> {kind: probability}; a bare kind is always applied; '' is off."""
+  """'blur=0.3,noise=0.2' -> {kind: probability}; a bare kind is always applied; '' is off; a
+  kind given twice is an error."""
   out = {}
   for part in filter(None, (spec or "").split(",")):
     name, _, prob = part.partition("=")
@@ -127,6 +130,8 @@ def parse_augment(spec: str) -> dict[str, float]:
       raise ValueError(f"data.augment entry {part!r}: expected kind=probability") from None
     if not 0 < p <= 1:
       raise ValueError(f"data.augment entry {part!r}: the probability must be in (0, 1]")
+    if name in out:  # the last would win silently: which probability was meant?
+      raise ValueError(f"data.augment {spec!r}: {name!r} is given twice")
     out[name] = p
   return out
 
