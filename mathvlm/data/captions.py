@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from mathvlm.data import templates
-from mathvlm.data.image import to_pixels
+from mathvlm.data.image import UNDECODABLE, to_pixels
 from mathvlm.data.pipeline import DROPPED, mark_dropped
 
 
@@ -61,7 +61,7 @@ class CaptionSource:
     try:
       out["pixel_values"] = to_pixels(Image.open(io.BytesIO(rec["image"])),
                                       self.image_size, self.aspect)
-    except OSError:
+    except UNDECODABLE:
       return self._drop(out, "bad_image")
     ids, cut = self.caption_ids(caption)
     out["input_ids"][:len(ids)] = ids

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from mathvlm.data import templates
-from mathvlm.data.image import to_pixels
+from mathvlm.data.image import UNDECODABLE, to_pixels
 from mathvlm.data.pipeline import DROPPED, mark_dropped
 from mathvlm.data.records import CUT_REASONS, DROP_REASONS
 
@@ -79,7 +79,7 @@ class ConversationSource:
       return self._drop(out, e.reason)
     except templates.BadConversation:
       return self._drop(out, "bad_conversation")
-    except OSError:
+    except UNDECODABLE:
       return self._drop(out, "bad_image")
     if tok.num_images != (1 if image else 0):
       return self._drop(out, "image_count")

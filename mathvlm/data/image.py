@@ -11,6 +11,11 @@ from mathvlm.models.pixels import (CLIP_MEAN, CLIP_STD, DIAGRAM_MEAN,  # noqa: F
                                    DIAGRAM_STD, normalize)
 
 ASPECTS = ("pad", "resize", "crop")
+# What decoding a record's image bytes raises for an image that cannot be used: a broken or
+# truncated file (OSError, PIL's UnidentifiedImageError among them), and one over twice PIL's
+# pixel limit (~358M pixels), which PIL refuses as a decompression bomb with an error of its
+# own, not an OSError: it ended a training run instead of being dropped as `bad_image`.
+UNDECODABLE = (OSError, Image.DecompressionBombError)
 
 
 def has_transparency(image: Image.Image) -> bool:

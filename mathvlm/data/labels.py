@@ -19,7 +19,7 @@ import json
 import numpy as np
 from PIL import Image
 
-from mathvlm.data.image import to_pixels
+from mathvlm.data.image import UNDECODABLE, to_pixels
 from mathvlm.data.pipeline import DROPPED, mark_dropped
 
 NO_LABEL = -1
@@ -77,7 +77,7 @@ class LabelSource:
     try:
       out["pixel_values"] = to_pixels(Image.open(io.BytesIO(rec["image"])),
                                       self.image_size, self.aspect)
-    except OSError:
+    except UNDECODABLE:
       return mark_dropped(out, "bad_image", self.dropped)
     out["labels"] = np.int32(value)
     return out
