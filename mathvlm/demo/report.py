@@ -156,7 +156,7 @@ def plot_grpo(curve: list[dict], path: str, settings: dict) -> None:
   import matplotlib.pyplot as plt
   steps = [r["step"] for r in curve]
   fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.2))
-  a.plot(steps, [r["reward/mean"] for r in curve], lw=1, label="reward (mean of the batch)")
+  a.plot(steps, [r["reward/mean"] for r in curve], lw=1, label="reward (mean of the batch trained on)")
   a.plot(steps, [r["pass@1"] for r in curve], lw=1, label="pass@1 (right answers)")
   a.plot(steps, [r["groups/all_equal"] for r in curve], lw=1, ls=":",
          label=equal_groups(settings) + " (as sampled)")
@@ -234,7 +234,7 @@ def grpo_section(g: dict, evals: dict) -> list[str]:
       + f"clip {o['eps_low']}/{o['eps_high']}, KL beta {o['beta']}, learning rate {o['lr']:g}; "
       + depth_words(o) + " (configs/demo.py's grpo stage).",
       "",
-      f"| steps | reward | pass@1 | {pass_g} | {equal_column(o)} sampled | left after refills | "
+      f"| steps | reward (trained batch) | pass@1 | {pass_g} | {equal_column(o)} sampled | left after refills | "
       "depth level | answer tokens | rollout s/step |",
       "|---|---|---|---|---|---|---|---|---|",
       row("first 10", curve[:10]),
