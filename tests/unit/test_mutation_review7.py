@@ -4,12 +4,25 @@ test guarding: each test here fails on such a mutant and passes on the real code
 readings are those of the official `evaluation/evaluate.py` and `utils.py` (mathllm/MATH-V);
 the checkpoints are tiny ones written here (no downloads): the whole file runs in seconds."""
 
+import dataclasses
 import json
+import os
+import shutil
 
+import jax
+import numpy as np
 import pytest
+from safetensors.numpy import save_file
 
+import hf_models as H
+from mathvlm import hf
+from mathvlm.checkpoint import CheckpointError
 from mathvlm.eval import math_v
 from mathvlm.eval.common import Problem
+from test_convert import _tensors, _write_original_layout
+from test_convert_checks import _llava_hf_config
+from test_convert_review import _original
+from test_hf_original_tower import _tuned, _with_tower
 
 # ---------------------------------------------------------------------------------------------
 # MATH-Vision: loading.
@@ -144,3 +157,162 @@ def test_an_output_record_has_the_official_fields():
   (`model_answer` is what it re-judges without --regen_answer)."""
   record = math_v.output_record(_leveled("7", 1), "It is 1.", "1", True)
   assert record == {"id": "7", "response": "It is 1.", "model_answer": "1", "correct": True}
+
+
+# ---------------------------------------------------------------------------------------------
+# Hugging Face checkpoints: reading.
+
+def _params(model):
+  return {"/".join(p): np.asarray(v[...]) for p, v in hf.param_paths(model)}
+
+
+def _renamed(src, dst, rename):
+  """The folder src with its tensors renamed (a key rename returns None to drop the tensor)."""
+  os.makedirs(dst)
+  tensors = {rename(k): v for k, v in _tensors(src).items() if rename(k) is not None}
+  save_file(tensors, os.path.join(dst, "model.safetensors"), metadata={"format": "pt"})
+  shutil.copy(os.path.join(src, "config.json"), dst)
+  return dst
+
+
+def _in_memory_names(key):
+  """transformers >= 4.52's LlavaForConditionalGeneration state-dict names, which checkpoints
+  saved without its reverse mapping carry: model.language_model.*, model.vision_tower.*,
+  model.multi_modal_projector.*, and the head at the top, lm_head.*."""
+  if key.startswith("language_model.model."):
+    return "model.language_model." + key[len("language_model.model."):]
+  if key == "language_model.lm_head.weight":
+    return "lm_head.weight"
+  return "model." + key
+
+
+def test_the_in_memory_llava_layout_loads_its_own_lm_head(llava_hf, tmp_path):
+  """Under `model.language_model.` the head is `lm_head.weight`, not
+  `language_model.lm_head.weight`: the same parameters as the saved layout, head included."""
+  src = llava_hf[1]
+  folder = _renamed(src, str(tmp_path / "mem"), _in_memory_names)
+  assert "lm_head.weight" in _tensors(folder)
+  ours, theirs = _params(hf.load_hf(folder)[0]), _params(hf.load_hf(src)[0])
+  assert ours.keys() == theirs.keys() and "language_model/lm_head/kernel" in ours
+  for k in ours:
+    np.testing.assert_array_equal(ours[k], theirs[k], err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def sharded_llm(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("sharded") / "llm")
+  H.llm(0).save_pretrained(path, max_shard_size="20KB")
+  return path
+
+
+def test_an_index_naming_the_wrong_shard_names_that_shard(sharded_llm, tmp_path):
+  """The error names the shard the index wrongly puts a tensor in (where a reader looks and
+  finds nothing), not the shard that holds it."""
+  path = str(shutil.copytree(sharded_llm, tmp_path / "llm"))
+  index = os.path.join(path, "model.safetensors.index.json")
+  meta = json.load(open(index))
+  holder = meta["weight_map"]["model.norm.weight"]
+  wrong = next(s for s in sorted(set(meta["weight_map"].values())) if s != holder)
+  meta["weight_map"]["model.norm.weight"] = wrong
+  json.dump(meta, open(index, "w"))
+  with pytest.raises(CheckpointError, match=rf"puts 1 tensors in '{wrong}' that it does not hold"):
+    hf.load_hf(path)
+
+
+def test_a_tower_buffer_alone_is_no_tower_in_the_checkpoint(llava_hf, tmp_path):
+  """An original-layout checkpoint whose only `model.vision_tower.*` tensor is a buffer
+  (`position_ids`, which transformers < 4.31 saved) carries no tower: the tower is the separate
+  CLIP's, as without the buffer (not "only part of a vision tower")."""
+  llava_dir, clip_dir = _write_original_layout(llava_hf[1], str(tmp_path))
+  plain = _params(hf.load_llava(llava_dir, clip_dir=clip_dir)[0])
+  t = _tensors(llava_dir)
+  t[hf.ORIGINAL_TOWER_PREFIX + "embeddings.position_ids"] = np.arange(5)[None]
+  save_file(t, os.path.join(llava_dir, "model.safetensors"), metadata={"format": "pt"})
+  assert not hf.original_tower(llava_dir, {}, clip_dir).in_checkpoint
+  with_buffer = _params(hf.load_llava(llava_dir, clip_dir=clip_dir)[0])
+  for k in plain:
+    np.testing.assert_array_equal(with_buffer[k], plain[k], err_msg=k)
+
+
+def test_every_shard_of_an_export_holds_a_tensor_the_index_names(sharded_llm, tmp_path):
+  """With a shard limit below a tensor's size each tensor is a shard of its own: no empty
+  first shard (a file the index never names, and a count in every name that is one too many)."""
+  model, cfg = hf.load_hf(sharded_llm)
+  out = str(tmp_path / "out")
+  hf.export_hf(model, cfg, out, max_shard_bytes=1)
+  files = sorted(f for f in os.listdir(out) if f.endswith(".safetensors"))
+  weight_map = json.load(open(os.path.join(out, "model.safetensors.index.json")))["weight_map"]
+  assert sorted(set(weight_map.values())) == files and len(files) == len(weight_map)
+  assert files[0] == f"model-00001-of-{len(files):05d}.safetensors"
+
+
+def test_an_image_id_equal_to_the_vocabulary_size_is_outside_it(llava_hf):
+  """Ids run 0 .. vocab_size - 1: an image id of vocab_size has no row in the embedding, so the
+  model has no llava-hf form and goes to the original layout by default."""
+  model, cfg = hf.load_hf(llava_hf[1])
+  assert hf.export_layout(model, cfg) == "llava"
+  outside = dataclasses.replace(cfg, image_token_id=cfg.text.vocab_size)
+  assert hf.export_layout(model, outside) == "llava_original"
+  with pytest.raises(CheckpointError, match=rf"image_token_id={cfg.text.vocab_size} is outside"):
+    hf.export_layout(model, outside, "llava")
+
+
+def test_the_feature_layer_and_projector_bias_are_read_and_written_in_both_layouts():
+  """vision_feature_layer (llava-hf) and mm_vision_select_layer (original) pick the tower layer
+  the projector reads; -1 (the last layer, not LLaVA-1.5's -2) is read from either and written
+  back to both; multimodal_projector_bias false is a projector without biases."""
+  hf_cfg = hf.config_from_hf("llava", _llava_hf_config(vision_feature_layer=-1,
+                                                       multimodal_projector_bias=False))
+  assert hf_cfg.vision_feature_layer == -1 and hf_cfg.projector_bias is False
+  assert hf_cfg.to_hf()["vision_feature_layer"] == -1
+  original = hf.config_from_hf("llava_original", dict(_original(), mm_vision_select_layer=-1),
+                               H.clip_vision_config().to_dict())
+  assert original.vision_feature_layer == -1
+  assert hf.original_config(original, "clip")["mm_vision_select_layer"] == -1
+
+
+def test_a_clip_models_vision_side_loads_strictly_its_text_side_unread(tmp_path):
+  """layout='clip_vision' reads a CLIPModel folder's tower (its config's vision_config, not the
+  top level) and leaves the text side unread without a word, even under strict."""
+  ref = H.clip(0)
+  src = H.save(ref, str(tmp_path / "clip"))
+  vision, cfg = hf.load_hf(src, layout="clip_vision", strict=True)
+  assert (cfg.hidden_size, cfg.num_layers) == (32, 3)
+  whole = _params(hf.load_hf(src)[0])
+  for k, v in _params(vision).items():
+    np.testing.assert_array_equal(v, whole["vision_model/" + k], err_msg=k)
+
+
+def test_a_carried_tower_is_checked_against_a_clip_models_vision_config(llava_hf, tmp_path):
+  """clip_dir may be a whole CLIPModel folder (model_type clip): the tower the checkpoint
+  carries is checked against its vision_config, not its top level (CLIP-B's defaults, which
+  this tiny tower would lack most tensors of)."""
+  llava_dir, clip_dir = _write_original_layout(llava_hf[1], str(tmp_path))
+  _with_tower(llava_dir, _tuned(_tensors(clip_dir)))
+  vision = json.load(open(os.path.join(clip_dir, "config.json")))
+  json.dump({"model_type": "clip", "vision_config": vision, "text_config": {}},
+            open(os.path.join(clip_dir, "config.json"), "w"))
+  tower = hf.original_tower(llava_dir, {}, clip_dir)
+  assert tower.in_checkpoint and tower.clip_hf["model_type"] == "clip"
+  model, cfg = hf.load_llava(llava_dir, clip_dir=clip_dir)
+  assert (cfg.vision.hidden_size, cfg.vision.num_layers) == (32, 3)
+
+
+def test_a_shard_of_the_layer_axis_reads_only_its_layers(sharded_llm, monkeypatch):
+  """`load_hf` fills each array shard by shard (`jax.make_array_from_callback`): a sharding
+  that splits the stacked layers (any `sharding` function may) asks for a slice of them, and
+  gets those layers only, as the whole array holds them."""
+  fetches = []
+  make = jax.make_array_from_callback
+
+  def spy(shape, sharding, fetch):
+    fetches.append((shape, fetch))
+    return make(shape, sharding, fetch)
+
+  monkeypatch.setattr(jax, "make_array_from_callback", spy)
+  hf.load_hf(sharded_llm)
+  stacked = [(s, f) for s, f in fetches if len(s) == 3 and s[0] == 2]  # (layers, in, out)
+  assert len(stacked) == 7  # q, k, v, o, gate, up, down
+  for shape, fetch in stacked:
+    whole = fetch((slice(None),) * 3)
+    np.testing.assert_array_equal(fetch((slice(1, 2), slice(None), slice(None))), whole[1:])
