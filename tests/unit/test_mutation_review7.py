@@ -316,3 +316,122 @@ def test_a_shard_of_the_layer_axis_reads_only_its_layers(sharded_llm, monkeypatc
   for shape, fetch in stacked:
     whole = fetch((slice(None),) * 3)
     np.testing.assert_array_equal(fetch((slice(1, 2), slice(None), slice(None))), whole[1:])
+
+
+# ---------------------------------------------------------------------------------------------
+# Hugging Face checkpoints: the mutants the seventh review wrote but ran only later.
+
+def test_a_folder_of_pytorch_bin_weights_is_told_to_resave_them(tmp_path):
+  """A folder with PyTorch .bin weights and no safetensors gets the fix (re-save them), one with
+  neither only the plain error."""
+  with pytest.raises(CheckpointError, match=r"no \*\.safetensors in \S+$"):
+    hf.SafetensorsDir(str(tmp_path))
+  (tmp_path / "pytorch_model.bin").write_bytes(b"")
+  with pytest.raises(CheckpointError, match=r"found PyTorch \.bin weights: re-save them"):
+    hf.SafetensorsDir(str(tmp_path))
+
+
+def test_an_index_whose_weight_map_is_a_list_is_named_a_damaged_index(tmp_path):
+  """A weight_map that is a JSON list (not a tensor -> shard object) is a damaged index, named;
+  not a ValueError from dict() deep inside the read."""
+  (tmp_path / "model.safetensors.index.json").write_text(
+      json.dumps({"weight_map": ["model-00001-of-00001.safetensors"]}))
+  with pytest.raises(CheckpointError, match=r"index.json is not a safetensors index.*"
+                     r"weight_map is a list"):
+    hf.SafetensorsDir(str(tmp_path))
+
+
+def test_a_llama_config_naming_a_vision_tower_is_an_original_llava():
+  """LLaVA's older releases keep model_type llama (or another the code does not list) and say
+  they are LLaVAs only by mm_vision_tower: read as a plain Llama the projector would be dropped."""
+  for mt in ("llama", "llava_qwen"):
+    hf_cfg = {"model_type": mt, "mm_vision_tower": "openai/clip-vit-large-patch14-336"}
+    assert hf.detect_layout(hf_cfg) == "llava_original", mt
+  assert hf.detect_layout({"model_type": "llama"}) == "llm"
+
+
+def test_a_text_config_without_a_model_type_is_a_llama():
+  """transformers' LlavaConfig makes a text_config without model_type a LlamaConfig: its
+  omitted fields are Llama's defaults (11008-wide MLP), not Mistral's."""
+  cfg = hf.config_from_hf("llava", _llava_hf_config(text_config={"vocab_size": 100}))
+  assert cfg.text.model_type == "llama" and cfg.text.intermediate_size == 11008
+
+
+def _vision_cfg():
+  return hf.config_from_hf("clip_vision", H.clip_vision_config().to_dict())
+
+
+def _llm_cfg(**fields):
+  return hf.config_from_hf("llm", dict(H.llama_config().to_dict(), **fields))
+
+
+def test_an_unset_token_id_is_not_written_to_generation_config():
+  """transformers reads a written null as "no pad id" too, but vLLM's defaults read every key:
+  an unset id is left out, a tuple of end ids is a list."""
+  cfg = _llm_cfg(pad_token_id=None, eos_token_id=[2, 3])
+  assert hf.generation_config(cfg) == {"bos_token_id": cfg.bos_token_id, "eos_token_id": [2, 3]}
+
+
+def test_the_image_processor_resizes_bicubic_to_the_towers_side():
+  """As openai/clip-vit-*'s preprocessor_config.json: the shortest edge resized to the tower's
+  image side with PIL's bicubic (3), then centre-cropped to a square of that side."""
+  cfg = _vision_cfg()
+  out = hf.preprocessor_config(cfg)
+  assert out["resample"] == 3
+  assert out["size"] == {"shortest_edge": cfg.image_size}
+  assert out["crop_size"] == {"height": cfg.image_size, "width": cfg.image_size}
+
+
+def test_a_shard_limit_is_inclusive_and_the_index_counts_every_shard(sharded_llm, tmp_path):
+  """Tensors that add up to exactly max_shard_bytes share one file; the index's total_size is
+  the bytes of all shards, not the last one's."""
+  model, cfg = hf.load_hf(sharded_llm)
+  one = str(tmp_path / "one")
+  hf.export_hf(model, cfg, one)
+  total = sum(v.nbytes for v in _tensors(one).values())
+  exact = str(tmp_path / "exact")
+  hf.export_hf(model, cfg, exact, max_shard_bytes=total)
+  assert sorted(f for f in os.listdir(exact) if f.endswith(".safetensors")) == \
+      ["model.safetensors"]
+  many = str(tmp_path / "many")
+  hf.export_hf(model, cfg, many, max_shard_bytes=total // 3)
+  index = json.load(open(os.path.join(many, "model.safetensors.index.json")))
+  assert len(set(index["weight_map"].values())) > 1
+  assert index["metadata"]["total_size"] == total
+
+
+def test_a_llavas_written_dtype_is_its_language_models():
+  """A LLaVA whose text and tower keep parameters in different dtypes is written as its
+  language model's (the bulk of its weights)."""
+  cfg = hf.config_from_hf("llava", _llava_hf_config())
+  cfg = dataclasses.replace(cfg, text=dataclasses.replace(cfg.text, param_dtype="bfloat16"),
+                            vision=dataclasses.replace(cfg.vision, param_dtype="float32"))
+  assert hf._param_dtype_name(cfg) == "bfloat16"
+
+
+def test_the_same_folder_spelled_otherwise_does_not_override_itself(tmp_path):
+  """clip_dir and mm_vision_tower naming one folder (a trailing slash, a relative path) is no
+  override: no "two different CLIPs" comparison, no warning."""
+  (tmp_path / "clip").mkdir()
+  named = str(tmp_path / "clip")
+  assert not hf._overrides(named + "/", named)
+  assert hf._overrides(str(tmp_path), named)
+
+
+def test_a_tensor_only_one_of_two_clip_folders_holds_makes_them_differ(llava_hf, tmp_path):
+  """mm_vision_tower's local CLIP and clip_dir differ when one has a tower tensor the other
+  lacks (named 'missing'), not only when a shape differs."""
+  llava_dir, clip_dir = _write_original_layout(llava_hf[1], str(tmp_path))
+  named = str(shutil.copytree(clip_dir, tmp_path / "named"))
+  t = _tensors(named)
+  t["vision_model.extra.weight"] = np.zeros(3, np.float32)
+  save_file(t, os.path.join(named, "model.safetensors"), metadata={"format": "pt"})
+  with pytest.raises(CheckpointError, match=r"1 tensors differ, e.g. extra.weight: \(3,\) there, "
+                     "missing in clip_dir"):
+    hf._overridden_tower(llava_dir, {"mm_vision_tower": named}, clip_dir)
+
+
+def test_a_bucket_path_is_refused_with_the_copy_command():
+  """safetensors reads local files only: a bucket path gets the copy command, not a crash."""
+  with pytest.raises(CheckpointError, match=r"gcloud storage cp -r"):
+    hf.SafetensorsDir("gs://bucket/model")
