@@ -113,7 +113,8 @@ class OpenAIChat:
       with urllib.request.urlopen(req, timeout=self.timeout) as resp:
         payload = json.loads(resp.read().decode("utf-8"))
     except urllib.error.HTTPError as e:
-      detail = e.read()[:300].decode("utf-8", "replace")
+      with e:  # its connection closed now: left to a finalizer, it warned during a later import
+        detail = e.read()[:300].decode("utf-8", "replace")
       if e.code in REFUSED_STATUS:
         raise Refused(f"{self.endpoint} (model {self.model!r}) answers HTTP {e.code}: "
                       f"{detail}") from None

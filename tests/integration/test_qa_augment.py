@@ -15,6 +15,12 @@ import time
 
 import pytest
 from PIL import Image
+# Imported here, not first inside a test: Python 3.11's import lock raises KeyError(<thread id>)
+# when a finalizer imports a module in the middle of another import in the same thread
+# (CPython gh-91351, fixed in 3.12), and the few-shot clusters' first sklearn import came in a
+# test after others had left garbage with finalizers (one CI run failed so).
+import sklearn.cluster  # noqa: F401
+import sklearn.feature_extraction.text  # noqa: F401
 
 from data_prep import augment, llava_json, mathv360k
 from train_utils import cpu_env
