@@ -134,18 +134,16 @@ def dynamic_section(dyn: dict) -> list[str]:
   ]
 
 
-def equal_groups(settings: dict) -> str:
-  """What `groups/all_equal` counts: groups equal in `grpo.filter_metric`, total reward (the
-  default, and a summary from before the option) or DAPO's being right."""
-  if settings.get("filter_metric", "reward") == "correct":
-    return "groups whose answers are all right or all wrong"
-  return "groups whose rewards are all equal"
+# What `groups/all_equal` counts under each `grpo.filter_metric`: in a sentence, as a column head
+EQUAL_GROUPS = {"reward": ("groups whose rewards are all equal", "equal-reward groups"),
+                "correct": ("groups whose answers are all right or all wrong",
+                            "all-right or all-wrong groups")}
 
 
-def equal_column(settings: dict) -> str:
-  """`equal_groups` as the table's column head."""
-  return ("all-right or all-wrong groups" if settings.get("filter_metric") == "correct"
-          else "equal-reward groups")
+def equal_groups(settings: dict) -> tuple[str, str]:
+  """Groups equal in total reward (the default, and a summary from before the option) or, with
+  DAPO's filter, in being right."""
+  return EQUAL_GROUPS[settings.get("filter_metric", "reward")]
 
 
 def plot_grpo(curve: list[dict], path: str, settings: dict) -> None:
@@ -156,10 +154,11 @@ def plot_grpo(curve: list[dict], path: str, settings: dict) -> None:
   import matplotlib.pyplot as plt
   steps = [r["step"] for r in curve]
   fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.2))
-  a.plot(steps, [r["reward/mean"] for r in curve], lw=1, label="reward (mean of the batch trained on)")
+  a.plot(steps, [r["reward/mean"] for r in curve], lw=1,
+         label="reward (mean of the batch trained on)")
   a.plot(steps, [r["pass@1"] for r in curve], lw=1, label="pass@1 (right answers)")
   a.plot(steps, [r["groups/all_equal"] for r in curve], lw=1, ls=":",
-         label=equal_groups(settings) + " (as sampled)")
+         label=equal_groups(settings)[0] + " (as sampled)")
   a.set_xlabel("step")
   a.legend(fontsize=7)
   a.grid(alpha=0.3)
@@ -229,12 +228,13 @@ def grpo_section(g: dict, evals: dict) -> list[str]:
       "question of problems the engine makes on the fly from its training split (never a "
       f"held-out problem); rewards `{o['rewards']}` (answer: the evaluation's judge, 1 if "
       "right; format: the trained `The answer is V.`); "
-      + (f"{equal_groups(o)} are replaced by fresh problems (DAPO's dynamic "
+      + (f"{equal_groups(o)[0]} are replaced by fresh problems (DAPO's dynamic "
          f"sampling, at most {o['max_refills']} rounds); " if o["dynamic_sampling"] else "")
       + f"clip {o['eps_low']}/{o['eps_high']}, KL beta {o['beta']}, learning rate {o['lr']:g}; "
       + depth_words(o) + " (configs/demo.py's grpo stage).",
       "",
-      f"| steps | reward (trained batch) | pass@1 | {pass_g} | {equal_column(o)} sampled | left after refills | "
+      f"| steps | reward (trained batch) | pass@1 | {pass_g} | {equal_groups(o)[1]} sampled | "
+      "left after refills | "
       "depth level | answer tokens | rollout s/step |",
       "|---|---|---|---|---|---|---|---|---|",
       row("first 10", curve[:10]),
